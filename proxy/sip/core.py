@@ -1,0 +1,634 @@
+"""The sans-IO SIP core: messages in, messages and events out, time passed in.
+
+Driven like aioquic's ``QuicConnection``::
+
+    core.receive_datagram(data, source, now, transport)   # bytes from the network
+    core.handle_timer(now)                                # when get_timer() is due
+    for out in core.datagrams_to_send(): ...              # bytes for the network
+    while (event := core.next_event()) is not None: ...   # for the transaction user
+
+and by the TU's calls: ``respond``, ``send_request``, ``send_ack``, ``cancel``,
+``accept_dialog``.  It runs the transaction layer (§17), matches in-dialog requests and
+responses to dialogs (§12), retransmits our 2xx until ACKed (§13.3.1.4), re-ACKs
+retransmitted 2xx (§13.2.2.4), and answers what the UAS core must reject by itself
+(400/416/420/481/482/483/500/501/505/513).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .dialog import Dialog, DialogId, DialogState, Role, TARGET_REFRESH, uri_destination
+from .errors import LocalSipError, RemoteSipError
+from .events import (
+    AckReceived,
+    AckTimedOut,
+    Address,
+    Event,
+    MessageDropped,
+    RequestCancelled,
+    RequestReceived,
+    ResponseReceived,
+)
+from .headers import Via, split_list
+from .message import (
+    Message,
+    Request,
+    Response,
+    error_response,
+    make_response,
+    new_branch,
+    new_tag,
+    parse_message,
+)
+from .transaction import (
+    ClientTransaction,
+    ServerKey,
+    ServerTransaction,
+    TimerSettings,
+    Transaction,
+    TransactionState,
+    build_cancel,
+    client_key,
+    server_key,
+)
+from .uri import SipUri
+
+KNOWN_METHODS = frozenset(
+    {
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "PUBLISH",
+        "INFO",
+        "REFER",
+        "MESSAGE",
+        "UPDATE",
+    }
+)
+DEFAULT_ALLOWED = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "REFER", "NOTIFY")
+ACCEPTED_SCHEMES = frozenset({"sip", "sips", "tel"})
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """Bytes for the transport to send: over UDP to ``destination``, over TCP on the
+    connection to (or from) ``destination``."""
+
+    data: bytes
+    destination: Address
+    transport: str
+
+
+@dataclass(frozen=True)
+class CoreSettings:
+    host: str  # the address we put in Via and Contact
+    port: int = 5060
+    timers: TimerSettings = TimerSettings()
+    allowed_methods: tuple[str, ...] = DEFAULT_ALLOWED
+    supported: tuple[str, ...] = ()  # option tags we support (Require check, §8.2.2.3)
+    accepted_content_types: tuple[str, ...] = ("application/sdp",)
+    user_agent: str = "recproxy"
+    auto_trying: bool = True  # answer INVITE with 100 at once (§17.2.1)
+    max_message_size: int = 65_535
+
+
+class _Timed(Protocol):
+    def fire(self, name: str, deadline: float, now: float) -> None: ...
+
+
+class _Retransmit2xx:
+    """Our 2xx to an INVITE, resent at T1, 2·T1 … capped at T2 until ACKed; given up
+    after 64·T1 (§13.3.1.4)."""
+
+    def __init__(
+        self,
+        core: SipCore,
+        dialog: Dialog,
+        transaction: ServerTransaction,
+        response: Response,
+        now: float,
+    ) -> None:
+        self.core = core
+        self.dialog = dialog
+        self.transaction = transaction
+        self.response = response
+        self.cseq = transaction.request.cseq.number
+        t = core.settings.timers
+        self.interval = t.t1
+        self.deadlines: dict[str, float] = {}
+        if not transaction.reliable:
+            self._arm("retransmit", now + t.t1)
+        self._arm("give_up", now + 64 * t.t1)
+
+    def _arm(self, name: str, deadline: float) -> None:
+        self.deadlines[name] = deadline
+        self.core.arm(self, name, deadline)
+
+    def fire(self, name: str, deadline: float, now: float) -> None:
+        if self.deadlines.get(name) != deadline:
+            return
+        del self.deadlines[name]
+        if name == "retransmit":
+            self.core.transmit(self.response, self.transaction.response_destination,
+                               self.transaction.transport)
+            self.core.count("retransmissions")
+            self.interval = min(2 * self.interval, self.core.settings.timers.t2)
+            self._arm("retransmit", now + self.interval)
+        else:
+            self.stop()
+            self.core.count("ack_timeouts")
+            self.core.emit(AckTimedOut(dialog=self.dialog, transaction=self.transaction))
+
+    def stop(self) -> None:
+        self.deadlines.clear()
+        self.core._pending_2xx.pop((self.dialog.id, self.cseq), None)
+
+
+class SipCore:
+    def __init__(self, settings: CoreSettings) -> None:
+        self.settings = settings
+        self.stats: Counter[str] = Counter()
+        self._out: list[Outgoing] = []
+        self._events: deque[Event] = deque()
+        self._timers: list[tuple[float, int, _Timed, str]] = []
+        self._seq = itertools.count()
+        self._server: dict[ServerKey, ServerTransaction] = {}
+        self._client: dict[tuple[str, str], ClientTransaction] = {}
+        self._merge: dict[tuple[str, str, int, str], ServerKey] = {}
+        self._dialogs: dict[DialogId, Dialog] = {}
+        self._pending_2xx: dict[tuple[DialogId, int], _Retransmit2xx] = {}
+        self._pending_cancel: set[ClientTransaction] = set()
+        self._uas_tags: dict[ServerKey, str] = {}  # To tag per server transaction
+
+    # ==================================================================================
+    # Outputs
+
+    def datagrams_to_send(self) -> list[Outgoing]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        """The earliest deadline of a live timer (stale heap entries are dropped)."""
+        while self._timers:
+            deadline, _, owner, name = self._timers[0]
+            if _is_live(owner, name, deadline):
+                return deadline
+            heapq.heappop(self._timers)
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            deadline, _, owner, name = heapq.heappop(self._timers)
+            owner.fire(name, deadline, now)
+
+    @property
+    def dialogs(self) -> list[Dialog]:
+        return list(self._dialogs.values())
+
+    @property
+    def transaction_count(self) -> int:
+        return len(self._server) + len(self._client)
+
+    # ==================================================================================
+    # The TransactionOwner interface (used by transactions and retransmitters)
+
+    def transmit(self, message: Message, destination: Address, transport: str) -> None:
+        self._out.append(Outgoing(message.serialize(), destination, transport))
+        if isinstance(message, Response):
+            kind = f"{message.status // 100}xx"
+        else:
+            kind = message.method if isinstance(message, Request) else "other"
+        self.stats[f"sent_{kind}"] += 1
+
+    def arm(self, owner: _Timed | Transaction, name: str, deadline: float) -> None:
+        heapq.heappush(self._timers, (deadline, next(self._seq), owner, name))
+
+    def emit(self, event: Event) -> None:
+        self._events.append(event)
+
+    def forget(self, transaction: Transaction) -> None:
+        if isinstance(transaction, ServerTransaction):
+            if self._server.get(transaction.key) is transaction:
+                del self._server[transaction.key]
+            self._uas_tags.pop(transaction.key, None)
+            req = transaction.request
+            merge_key = (req.from_.tag or "", req.call_id, req.cseq.number, req.method)
+            if self._merge.get(merge_key) == transaction.key:
+                del self._merge[merge_key]
+        elif isinstance(transaction, ClientTransaction):
+            if self._client.get(transaction.key) is transaction:
+                del self._client[transaction.key]
+            self._pending_cancel.discard(transaction)
+
+    def count(self, what: str) -> None:
+        self.stats[what] += 1
+
+    # ==================================================================================
+    # Input
+
+    def receive_datagram(
+        self, data: bytes, source: Address, now: float, transport: str = "UDP"
+    ) -> None:
+        """One datagram (UDP) or one framed message (TCP)."""
+        if not data.strip(b"\r\n"):
+            self.stats["keepalives"] += 1
+            return
+        try:
+            message = parse_message(
+                data, stream=transport != "UDP", max_size=self.settings.max_message_size
+            )
+        except RemoteSipError as exc:
+            self._reject_unparsable(exc, source, transport)
+            return
+        if isinstance(message, Request):
+            self.stats[f"received_{message.method if message.method in KNOWN_METHODS else 'other'}"] += 1
+            self._receive_request(message, source, now, transport)
+        else:
+            self.stats[f"received_{message.status // 100}xx"] += 1
+            self._receive_response(message, now)
+
+    def _reject_unparsable(self, exc: RemoteSipError, source: Address, transport: str) -> None:
+        self.stats[f"parse_error_{exc.status}"] += 1
+        response = error_response(exc)
+        if response is None:
+            self.stats["dropped"] += 1
+            self.emit(MessageDropped(exc.reason, source))
+            return
+        self._out.append(Outgoing(response.serialize(), _reply_address(response, source, transport),
+                                  transport))
+        self.stats[f"sent_{response.status // 100}xx"] += 1
+
+    # -- requests ------------------------------------------------------------------------
+
+    def _receive_request(
+        self, request: Request, source: Address, now: float, transport: str
+    ) -> None:
+        key = server_key(request)
+        _stamp_via(request, source)
+        if request.method == "ACK":
+            self._receive_ack(request, key, now)
+            return
+        existing = self._server.get(key)
+        if existing is not None:
+            existing.on_request_retransmission(now)
+            return
+        txn = ServerTransaction(self, request, source, transport, self.settings.timers, key)
+        txn.response_destination = _reply_address(request, source, transport)
+        if request.method == "CANCEL":
+            self._receive_cancel(request, txn, key, now)
+            return
+        rejection = self._check_request(request, key)
+        self._server[key] = txn
+        self._merge.setdefault(
+            (request.from_.tag or "", request.call_id, request.cseq.number, request.method), key
+        )
+        if rejection is not None:
+            status, extra = rejection
+            txn.respond(self._response(txn.request, status, headers=extra), now)
+            return
+        dialog: Dialog | None = None
+        if request.to.tag:
+            dialog = self._dialogs.get((request.call_id, request.to.tag, request.from_.tag or ""))
+            if dialog is None:
+                txn.respond(self._response(request, 481), now)
+                return
+            if not dialog.check_remote_cseq(request):
+                txn.respond(self._response(request, 500, "Server Internal Error (CSeq out of "
+                                                          "order)"), now)
+                return
+            if request.method in TARGET_REFRESH:
+                dialog.refresh_target(request)
+        if request.method == "INVITE" and self.settings.auto_trying:
+            txn.respond(self._response(request, 100), now)
+        self.emit(RequestReceived(request, txn, dialog, source, transport))
+
+    def _check_request(
+        self, request: Request, key: ServerKey
+    ) -> tuple[int, list[tuple[str, str]]] | None:
+        """What the UAS core rejects before the TU sees a request (§8.2)."""
+        merge_key = (request.from_.tag or "", request.call_id, request.cseq.number, request.method)
+        if not request.to.tag and self._merge.get(merge_key, key) != key:
+            return 482, []  # merged request (§8.2.2.2)
+        mf = request.max_forwards
+        if mf is not None and mf == 0 and request.method != "OPTIONS":
+            return 483, []
+        if request.uri.scheme not in ACCEPTED_SCHEMES:
+            return 416, []
+        if request.method == "INVITE" and not request.to.tag and not request.contacts:
+            return 400, []  # cannot form a dialog without a Contact (§8.1.1.8)
+        if request.method not in KNOWN_METHODS:
+            return 501, [("Allow", ", ".join(self.settings.allowed_methods))]
+        if request.method not in self.settings.allowed_methods:
+            return 405, [("Allow", ", ".join(self.settings.allowed_methods))]
+        required = [
+            tag for tag in request.headers.get_all("require") if tag not in self.settings.supported
+        ]
+        if required and request.method not in ("CANCEL", "ACK"):
+            return 420, [("Unsupported", ", ".join(required))]
+        if (
+            request.method in ("INVITE", "UPDATE")
+            and request.body
+            and request.content_type not in self.settings.accepted_content_types
+        ):
+            return 415, [("Accept", ", ".join(self.settings.accepted_content_types))]
+        return None
+
+    def _receive_ack(self, request: Request, key: ServerKey, now: float) -> None:
+        txn = self._server.get(key)
+        if txn is not None and txn.state in (
+            TransactionState.COMPLETED,
+            TransactionState.CONFIRMED,
+        ):
+            txn.on_ack(now)  # ACK for our non-2xx: absorbed by the transaction
+            return
+        dialog = self._dialogs.get((request.call_id, request.to.tag or "", request.from_.tag or ""))
+        if dialog is None:
+            self.stats["dropped_stray_ack"] += 1
+            return
+        pending = self._pending_2xx.get((dialog.id, request.cseq.number))
+        if pending is None:
+            self.stats["retransmissions_absorbed"] += 1
+            return
+        pending.stop()
+        dialog.state = DialogState.CONFIRMED
+        self.emit(AckReceived(request, dialog))
+
+    def _receive_cancel(
+        self, cancel: Request, txn: ServerTransaction, key: ServerKey, now: float
+    ) -> None:
+        self._server[key] = txn
+        invite_key = key[:-1] + ("INVITE",)
+        invite = self._server.get(invite_key)
+        if invite is None:
+            txn.respond(self._response(cancel, 481), now)
+            return
+        txn.respond(self._response(cancel, 200, to_tag=self._tag_for(invite)), now)
+        if invite.state is TransactionState.PROCEEDING:  # no final response yet
+            invite.cancelled = True
+            invite.respond(self._response(invite.request, 487, to_tag=self._tag_for(invite)), now)
+            self.emit(RequestCancelled(invite.request, invite))
+
+    # -- responses -----------------------------------------------------------------------
+
+    def _receive_response(self, response: Response, now: float) -> None:
+        via = response.top_via
+        txn = self._client.get(client_key(via.branch or "", response.cseq.method))
+        if txn is None:
+            if response.cseq.method == "INVITE" and 200 <= response.status < 300:
+                self._reack(response)
+            else:
+                self.stats["dropped_stray_response"] += 1
+            return
+        state_before = txn.state
+        if not txn.on_response(response, now):
+            return
+        if txn in self._pending_cancel and response.status < 200:
+            self._pending_cancel.discard(txn)
+            self._send_cancel(txn, now)
+        dialog = self._dialog_for_response(txn, response)
+        if (
+            state_before is TransactionState.ACCEPTED
+            and dialog is not None
+            and response.cseq.number in dialog.acks
+        ):
+            self._reack(response)
+            return
+        if txn.method == "BYE" and response.status >= 200 and dialog is not None:
+            self._end_dialog(dialog)
+        self.emit(ResponseReceived(response, txn, dialog))
+
+    def _dialog_for_response(self, txn: ClientTransaction, response: Response) -> Dialog | None:
+        to_tag = response.to.tag or ""
+        from_tag = response.from_.tag or ""
+        dialog = self._dialogs.get((response.call_id, from_tag, to_tag))
+        if txn.method != "INVITE":
+            return dialog
+        if dialog is None:
+            if not to_tag or response.status >= 300 or response.status == 100:
+                return None
+            dialog = Dialog.from_response(txn.request, response, txn.transport)
+            self._dialogs[dialog.id] = dialog
+            return dialog
+        if response.status >= 300:
+            if dialog.state is DialogState.EARLY:
+                self._end_dialog(dialog)
+            return dialog
+        if response.status >= 200 or dialog.state is DialogState.EARLY:
+            dialog.update_from_response(response)
+        return dialog
+
+    def _reack(self, response: Response) -> None:
+        dialog = self._dialogs.get(
+            (response.call_id, response.from_.tag or "", response.to.tag or "")
+        )
+        ack = dialog.acks.get(response.cseq.number) if dialog else None
+        if dialog is None or ack is None:
+            self.stats["dropped_stray_response"] += 1
+            return
+        host, port, transport = dialog.next_hop()
+        self.transmit(ack, (host, port), transport)
+        self.stats["retransmissions_absorbed"] += 1
+
+    # ==================================================================================
+    # The TU's API
+
+    def accept_dialog(self, transaction: ServerTransaction, *, contact: str | None = None) -> Dialog:
+        """Make the UAS dialog for a dialog-creating request (INVITE) we will answer."""
+        request = transaction.request
+        dialog = Dialog.from_request(
+            request,
+            local_tag=self._tag_for(transaction),
+            local_contact=contact or self.default_contact(),
+            transport=transaction.transport,
+        )
+        self._dialogs[dialog.id] = dialog
+        return dialog
+
+    def default_contact(self, user: str | None = None) -> str:
+        s = self.settings
+        uri = SipUri(host=s.host, port=s.port, user=user)
+        return f"<{uri}>"
+
+    def respond(
+        self,
+        transaction: ServerTransaction,
+        status: int,
+        reason: str | None = None,
+        *,
+        now: float,
+        dialog: Dialog | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> Response:
+        """Answer a request.  With ``dialog``, the To tag is the dialog's and a Contact is
+        added to 1xx/2xx of dialog-creating INVITEs; a 2xx to an INVITE is retransmitted
+        until ACKed."""
+        request = transaction.request
+        extra = list(headers)
+        to_tag = dialog.local_tag if dialog is not None else self._tag_for(transaction)
+        if (
+            dialog is not None
+            and request.method in TARGET_REFRESH
+            and 100 < status < 300
+            and not any(n.lower() in ("contact", "m") for n, _ in extra)
+        ):
+            extra.append(("Contact", dialog.local_contact))
+        if body:
+            extra.append(("Content-Type", content_type or "application/sdp"))
+        response = self._response(request, status, reason, to_tag=to_tag, headers=extra, body=body)
+        transaction.respond(response, now)
+        if dialog is not None:
+            if request.method == "INVITE" and 200 <= status < 300:
+                key = (dialog.id, request.cseq.number)
+                self._pending_2xx[key] = _Retransmit2xx(self, dialog, transaction, response, now)
+            elif request.method == "INVITE" and status >= 300 and dialog.state is DialogState.EARLY:
+                self._end_dialog(dialog)
+            elif request.method == "BYE" and status >= 200:
+                self._end_dialog(dialog)
+        return response
+
+    def send_request(
+        self,
+        request: Request,
+        now: float,
+        *,
+        destination: Address | None = None,
+        transport: str | None = None,
+        dialog: Dialog | None = None,
+    ) -> ClientTransaction:
+        """Send a request in a new client transaction.  A Via with a fresh branch and
+        ``rport`` is put on top, and Max-Forwards: 70 added if missing.  The destination
+        defaults to the dialog's next hop, else the Request-URI's host."""
+        if request.method == "ACK":
+            raise LocalSipError("send an ACK for a 2xx with send_ack")
+        if dialog is not None:
+            host, port, dtransport = dialog.next_hop()
+        else:
+            host, port, dtransport = uri_destination(request.uri)
+        transport = (transport or dtransport).upper()
+        self._stamp_outgoing(request, transport)
+        txn = ClientTransaction(
+            self, request, destination or (host, port), transport, self.settings.timers
+        )
+        self._client[txn.key] = txn
+        txn.start(now)
+        return txn
+
+    def send_ack(self, dialog: Dialog, ack: Request, now: float) -> None:
+        """Send (and remember, for 2xx retransmissions) the ACK to a 2xx."""
+        host, port, transport = dialog.next_hop()
+        self._stamp_outgoing(ack, transport)
+        dialog.acks[ack.cseq.number] = ack
+        self.transmit(ack, (host, port), transport)
+
+    def cancel(self, transaction: ClientTransaction, now: float) -> None:
+        """CANCEL a pending INVITE (§9.1): at once if a provisional response came, else as
+        soon as one does.  Nothing if it already has a final response."""
+        if transaction.method != "INVITE":
+            raise LocalSipError("only an INVITE can be cancelled")
+        if transaction.state is TransactionState.PROCEEDING:
+            self._send_cancel(transaction, now)
+        elif transaction.state is TransactionState.CALLING:
+            self._pending_cancel.add(transaction)
+
+    def _send_cancel(self, transaction: ClientTransaction, now: float) -> None:
+        cancel = build_cancel(transaction.request)
+        txn = ClientTransaction(
+            self, cancel, transaction.destination, transaction.transport, self.settings.timers
+        )
+        self._client[txn.key] = txn
+        txn.start(now)
+
+    def end_dialog(self, dialog: Dialog) -> None:
+        """Forget a dialog (after BYE, or when the TU gives up on it)."""
+        self._end_dialog(dialog)
+
+    # ==================================================================================
+    # Helpers
+
+    def _end_dialog(self, dialog: Dialog) -> None:
+        dialog.state = DialogState.TERMINATED
+        self._dialogs.pop(dialog.id, None)
+        for key in [k for k in self._pending_2xx if k[0] == dialog.id]:
+            self._pending_2xx[key].stop()
+
+    def _tag_for(self, transaction: ServerTransaction) -> str:
+        """The To tag for a response outside a dialog: stable per transaction."""
+        return self._uas_tags.setdefault(transaction.key, new_tag())
+
+    def _response(
+        self,
+        request: Request,
+        status: int,
+        reason: str | None = None,
+        *,
+        to_tag: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+    ) -> Response:
+        extra = [("Server", self.settings.user_agent), *(headers or [])]
+        if status != 100 and to_tag is None and not request.to.tag:
+            to_tag = new_tag()
+        return make_response(request, status, reason, to_tag=to_tag, headers=extra, body=body)
+
+    def _stamp_outgoing(self, request: Request, transport: str) -> None:
+        s = self.settings
+        via = Via(transport, s.host, s.port, (("branch", new_branch()), ("rport", None)))
+        request.headers.prepend("Via", str(via))
+        if request.headers.get("max-forwards") is None:
+            request.headers.add("Max-Forwards", "70")
+        if request.headers.get("user-agent") is None:
+            request.headers.add("User-Agent", s.user_agent)
+
+
+def _is_live(owner: _Timed, name: str, deadline: float) -> bool:
+    if isinstance(owner, Transaction):
+        return owner.timers.get(name) == deadline
+    if isinstance(owner, _Retransmit2xx):
+        return owner.deadlines.get(name) == deadline
+    return True
+
+
+def _stamp_via(request: Request, source: Address) -> None:
+    """§18.2.1 and RFC 3581: record where the request really came from in its top Via."""
+    try:
+        via = request.top_via
+    except RemoteSipError:
+        return
+    params: dict[str, str | None] = {}
+    if via.host != source[0]:
+        params["received"] = source[0]
+    if via.param("rport") == "":
+        params["rport"] = str(source[1])
+        params["received"] = source[0]
+    if params:
+        request.headers.replace_first_value("via", str(via.with_params(**params)))
+
+
+def _reply_address(message: Message, source: Address, transport: str) -> Address:
+    """Where responses go: over TCP back on the connection; over UDP to the top Via's
+    received/rport, or the packet's source when the Via is unusable."""
+    if transport != "UDP":
+        return source
+    try:
+        vias = message.headers.get_lines("via")
+        via = Via.parse(split_list(vias[0])[0])
+    except (RemoteSipError, IndexError):
+        return source
+    return via.response_address()

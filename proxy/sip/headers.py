@@ -1,0 +1,498 @@
+"""Header fields: names (long and compact), the ordered header list, and the structured
+values a B2BUA reads — Via, name-addr (From, To, Contact, Route, Record-Route), CSeq.
+
+Unknown headers are kept verbatim and in order; only the headers the SIP core itself
+uses are parsed into structures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from . import abnf
+from .errors import RemoteSipError
+from .uri import Param, SipUri, Uri, parse_uri
+
+# RFC 3261 §7.3.3 and later RFCs' compact forms.
+COMPACT_FORMS: dict[str, str] = {
+    "a": "accept-contact",
+    "b": "referred-by",
+    "c": "content-type",
+    "d": "request-disposition",
+    "e": "content-encoding",
+    "f": "from",
+    "i": "call-id",
+    "j": "reject-contact",
+    "k": "supported",
+    "l": "content-length",
+    "m": "contact",
+    "n": "identity-info",
+    "o": "event",
+    "r": "refer-to",
+    "s": "subject",
+    "t": "to",
+    "u": "allow-events",
+    "v": "via",
+    "x": "session-expires",
+    "y": "identity",
+}
+
+# How we write the headers we create.
+_PRETTY: dict[str, str] = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "www-authenticate": "WWW-Authenticate",
+    "mime-version": "MIME-Version",
+    "rack": "RAck",
+    "rseq": "RSeq",
+}
+
+# Headers whose value is a comma-separated list (RFC 3261 §7.3.1).  Not the
+# authentication headers (commas inside their parameters) and not unknown ones.
+LIST_HEADERS = frozenset(
+    {
+        "via",
+        "contact",
+        "route",
+        "record-route",
+        "path",
+        "service-route",
+        "allow",
+        "allow-events",
+        "supported",
+        "require",
+        "proxy-require",
+        "unsupported",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "content-encoding",
+        "content-language",
+        "in-reply-to",
+        "reason",
+        "p-asserted-identity",
+    }
+)
+
+
+def canonical_name(name: str) -> str:
+    """The lower-case long form of a header name ('v' → 'via', 'CSEQ' → 'cseq')."""
+    lname = name.lower()
+    return COMPACT_FORMS.get(lname, lname)
+
+
+def pretty_name(name: str) -> str:
+    """The conventional spelling of a header name for headers we write."""
+    key = canonical_name(name)
+    return _PRETTY.get(key) or "-".join(part.capitalize() for part in key.split("-"))
+
+
+def _bad(what: str) -> RemoteSipError:
+    return RemoteSipError(400, f"Bad Request ({what})")
+
+
+def split_top_level(value: str, sep: str) -> list[str]:
+    """Split on ``sep`` outside quoted strings and ``<...>``; RemoteSipError if unbalanced."""
+    parts: list[str] = []
+    start = 0
+    in_quote = False
+    in_angle = False
+    escape = False
+    for i, ch in enumerate(value):
+        if in_quote:
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_quote = False
+        elif ch == '"':
+            in_quote = True
+        elif in_angle:
+            if ch == ">":
+                in_angle = False
+        elif ch == "<":
+            in_angle = True
+        elif ch == sep:
+            parts.append(value[start:i])
+            start = i + 1
+    if in_quote:
+        raise _bad("unterminated quoted string")
+    if in_angle:
+        raise _bad("unterminated <")
+    parts.append(value[start:])
+    return parts
+
+
+def split_list(value: str) -> list[str]:
+    """The elements of a comma-separated header value, stripped; empty elements are errors."""
+    items = [item.strip(abnf.WSP) for item in split_top_level(value, ",")]
+    if any(not item for item in items):
+        raise _bad("empty element in header list")
+    return items
+
+
+class Headers:
+    """The header fields of one message, in order, names as received.
+
+    Values are unfolded (line folding replaced by one space) and trimmed.  Lookups use
+    the long lower-case name, so ``v`` and ``Via`` are the same header.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: list[tuple[str, str]] | None = None) -> None:
+        self._fields: list[tuple[str, str]] = list(fields or [])
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._fields == other._fields
+
+    def __repr__(self) -> str:
+        return f"Headers({self._fields!r})"
+
+    def copy(self) -> Headers:
+        return Headers(self._fields)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def get(self, name: str) -> str | None:
+        """The first value of a header, or None."""
+        key = canonical_name(name)
+        for fname, value in self._fields:
+            if canonical_name(fname) == key:
+                return value
+        return None
+
+    def get_lines(self, name: str) -> list[str]:
+        """Every header line of that name, unsplit."""
+        key = canonical_name(name)
+        return [v for n, v in self._fields if canonical_name(n) == key]
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of a header: lines in order, comma lists split for list headers."""
+        key = canonical_name(name)
+        lines = self.get_lines(key)
+        if key not in LIST_HEADERS:
+            return lines
+        out: list[str] = []
+        for line in lines:
+            out.extend(split_list(line))
+        return out
+
+    def add(self, name: str, value: str) -> None:
+        self._fields.append((name, value))
+
+    def prepend(self, name: str, value: str) -> None:
+        self._fields.insert(0, (name, value))
+
+    def remove(self, name: str) -> None:
+        key = canonical_name(name)
+        self._fields = [(n, v) for n, v in self._fields if canonical_name(n) != key]
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every line of this header by one, at the first one's position."""
+        key = canonical_name(name)
+        out: list[tuple[str, str]] = []
+        placed = False
+        for fname, fvalue in self._fields:
+            if canonical_name(fname) == key:
+                if not placed:
+                    out.append((fname, value))
+                    placed = True
+            else:
+                out.append((fname, fvalue))
+        if not placed:
+            out.append((name, value))
+        self._fields = out
+
+    def replace_first_value(self, name: str, value: str) -> None:
+        """Replace the first element of a list header (the top Via), keeping the rest."""
+        key = canonical_name(name)
+        for i, (fname, line) in enumerate(self._fields):
+            if canonical_name(fname) == key:
+                items = split_list(line)
+                items[0] = value
+                self._fields[i] = (fname, ", ".join(items))
+                return
+        raise KeyError(name)
+
+    def remove_first_value(self, name: str) -> None:
+        """Remove the first element of a list header (the top Via of a response)."""
+        key = canonical_name(name)
+        for i, (fname, line) in enumerate(self._fields):
+            if canonical_name(fname) == key:
+                items = split_list(line)
+                if len(items) > 1:
+                    self._fields[i] = (fname, ", ".join(items[1:]))
+                else:
+                    del self._fields[i]
+                return
+        raise KeyError(name)
+
+
+def parse_params(text: str) -> tuple[Param, ...]:
+    """``;name[=value]`` parameters (the leading ';' included), LWS allowed around '='."""
+    text = text.strip(abnf.WSP)
+    if not text:
+        return ()
+    if not text.startswith(";"):
+        raise _bad(f"junk before parameters {text[:60]!r}")
+    params: list[Param] = []
+    for piece in split_top_level(text[1:], ";"):
+        name, eq, value = piece.partition("=")
+        name = name.strip(abnf.WSP)
+        value = value.strip(abnf.WSP)
+        if not abnf.is_token(name):
+            raise _bad(f"bad parameter {piece.strip()[:60]!r}")
+        if eq:
+            # An empty value breaks the grammar, but real phones send ``tag=`` (Pingtel):
+            # kept as an empty string, which every lookup treats as "no tag".
+            if value.startswith('"'):
+                if len(value) < 2 or not value.endswith('"'):
+                    raise _bad(f"bad quoted parameter {name}")
+            elif any(c in abnf.WSP for c in value):
+                raise _bad(f"whitespace in parameter {name}")
+            params.append((name, value))
+        else:
+            params.append((name, None))
+    return tuple(params)
+
+
+def format_params(params: tuple[Param, ...]) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
+
+
+def param_value(params: tuple[Param, ...], name: str) -> str | None:
+    """A parameter's value ('' if present without value, None if absent)."""
+    lname = name.lower()
+    for key, value in params:
+        if key.lower() == lname:
+            return "" if value is None else value
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Via
+
+
+@dataclass(frozen=True)
+class Via:
+    """One Via element: ``SIP/2.0/UDP host[:port];branch=...;rport;received=...``."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: tuple[Param, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Via:
+        head, *rest = split_top_level(text, ";")
+        parts = head.split("/")
+        if len(parts) != 3:
+            raise _bad(f"bad Via {text[:60]!r}")
+        proto = parts[0].strip(abnf.WSP)
+        version = parts[1].strip(abnf.WSP)
+        tail = parts[2].strip(abnf.WSP).split(None, 1)
+        if proto.upper() != "SIP" or version != "2.0" or len(tail) != 2:
+            raise _bad(f"bad Via {text[:60]!r}")
+        transport, sent_by = tail[0], tail[1].strip(abnf.WSP)
+        if not abnf.is_token(transport):
+            raise _bad(f"bad Via transport {transport[:20]!r}")
+        hp = abnf.split_hostport(_squeeze_hostport(sent_by))
+        if hp is None:
+            raise _bad(f"bad Via sent-by {sent_by[:60]!r}")
+        params = parse_params(";" + ";".join(rest)) if rest else ()
+        via = cls(transport.upper(), hp[0], hp[1], params)
+        rport = via.param("rport")
+        if rport and abnf.parse_port(rport) is None:
+            raise _bad(f"bad Via rport {rport[:20]!r}")
+        return via
+
+    def param(self, name: str) -> str | None:
+        return param_value(self.params, name)
+
+    @property
+    def branch(self) -> str | None:
+        return self.param("branch") or None
+
+    @property
+    def is_rfc3261_branch(self) -> bool:
+        """A branch with the RFC 3261 magic cookie and something after it (§8.1.1.7)."""
+        branch = self.branch
+        return branch is not None and branch.startswith("z9hG4bK") and len(branch) > 7
+
+    @property
+    def sent_by(self) -> tuple[str, int]:
+        return self.host, self.port or (5061 if self.transport == "TLS" else 5060)
+
+    def with_params(self, **values: str | None) -> Via:
+        params = [p for p in self.params if p[0].lower() not in values]
+        params.extend(values.items())
+        return replace(self, params=tuple(params))
+
+    def response_address(self) -> tuple[str, int]:
+        """Where a response to this Via goes over UDP (RFC 3261 §18.2.2, RFC 3581 §4).
+
+        ``maddr`` wins, with the sent-by port (rport applies only without maddr);
+        otherwise ``received`` (brackets of an IPv6 value dropped) with ``rport``
+        when it has a value, else the sent-by port.
+        """
+        maddr = self.param("maddr")
+        if maddr:
+            return maddr.strip("[]"), self.sent_by[1]
+        host = (self.param("received") or "").strip("[]") or self.host
+        port_text = self.param("rport")
+        if port_text:
+            return host, int(port_text)
+        return host, self.sent_by[1]
+
+    def __str__(self) -> str:
+        host = abnf.format_host(self.host)
+        sent_by = host if self.port is None else f"{host}:{self.port}"
+        return f"SIP/2.0/{self.transport} {sent_by}{format_params(self.params)}"
+
+
+def _squeeze_hostport(text: str) -> str:
+    """Allow LWS around ':' in sent-by (``host : 5060``), as the grammar's HCOLON-free form
+    is often violated by liberal senders; reject any other whitespace."""
+    return ":".join(part.strip(abnf.WSP) for part in text.split(":")) if "[" not in text else text
+
+
+# ---------------------------------------------------------------------------------------
+# name-addr / addr-spec
+
+
+@dataclass(frozen=True)
+class NameAddr:
+    """``[display-name] <uri> *(;param)`` or ``addr-spec *(;param)`` (From, To, Contact...)."""
+
+    uri: Uri
+    display: str | None = None
+    params: tuple[Param, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str, *, allow_star: bool = False) -> NameAddr:
+        text = text.strip(abnf.WSP)
+        if allow_star and text == "*":
+            return cls(uri=SipUri(host="*"), display="*")
+        lt = _find_unquoted(text, "<")
+        if lt >= 0:
+            display = text[:lt].strip(abnf.WSP)
+            gt = text.find(">", lt)
+            if gt < 0:
+                raise _bad("unterminated <")
+            uri = parse_uri(text[lt + 1 : gt])
+            params = parse_params(text[gt + 1 :])
+            if display:
+                _check_display(display)
+            return cls(uri=uri, display=display or None, params=params)
+        if '"' in text:
+            raise _bad(f"display name without <uri> {text[:60]!r}")
+        # addr-spec form: parameters after the URI belong to the header (RFC 3261 §20).
+        uri_text, semi, rest = text.partition(";")
+        uri_text = uri_text.strip(abnf.WSP)
+        if not uri_text or any(c in abnf.WSP for c in uri_text):
+            raise _bad(f"bad addr-spec {text[:60]!r}")
+        return cls(uri=parse_uri(uri_text), params=parse_params(semi + rest))
+
+    def param(self, name: str) -> str | None:
+        return param_value(self.params, name)
+
+    @property
+    def tag(self) -> str | None:
+        return self.param("tag") or None
+
+    @property
+    def display_text(self) -> str | None:
+        """The display name as a person would read it (quotes and escapes resolved)."""
+        if self.display is None:
+            return None
+        return abnf.unquote(self.display) if self.display.startswith('"') else self.display
+
+    def with_params(self, **values: str | None) -> NameAddr:
+        params = [p for p in self.params if p[0].lower() not in values]
+        params.extend(values.items())
+        return replace(self, params=tuple(params))
+
+    def __str__(self) -> str:
+        if self.display == "*":
+            return "*"
+        prefix = f"{self.display} " if self.display else ""
+        return f"{prefix}<{self.uri}>{format_params(self.params)}"
+
+
+def _find_unquoted(text: str, target: str) -> int:
+    in_quote = False
+    escape = False
+    for i, ch in enumerate(text):
+        if in_quote:
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_quote = False
+        elif ch == '"':
+            in_quote = True
+        elif ch == target:
+            return i
+    return -1
+
+
+def _check_display(display: str) -> None:
+    if display.startswith('"'):
+        if _quoted_end(display) != len(display):
+            raise _bad("bad quoted display name")
+        return
+    for word in display.split():
+        if not abnf.is_token(word):
+            raise _bad(f"bad display name {display[:60]!r}")
+
+
+def _quoted_end(text: str) -> int:
+    """Index just past the quoted-string that starts ``text``; -1 if it never closes."""
+    escape = False
+    for i in range(1, len(text)):
+        ch = text[i]
+        if escape:
+            escape = False
+        elif ch == "\\":
+            escape = True
+        elif ch == '"':
+            return i + 1
+    return -1
+
+
+# ---------------------------------------------------------------------------------------
+# CSeq
+
+MAX_CSEQ = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class CSeq:
+    number: int
+    method: str
+
+    @classmethod
+    def parse(cls, text: str) -> CSeq:
+        parts = text.split()
+        if len(parts) != 2 or not abnf.DIGITS.fullmatch(parts[0]) or len(parts[0]) > 12:
+            raise _bad(f"bad CSeq {text[:40]!r}")
+        number = int(parts[0])
+        if number > MAX_CSEQ:
+            raise _bad("CSeq number too large")
+        if not abnf.is_token(parts[1]):
+            raise _bad(f"bad CSeq method {parts[1][:40]!r}")
+        return cls(number, parts[1])
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.method}"
