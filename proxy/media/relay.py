@@ -1,0 +1,354 @@
+"""The RTP relay: per-leg RTP/RTCP sockets on our address, latching, forwarding.
+
+This is the hot path.  A packet arriving on one leg is checked against the leg's latched
+source, forwarded to the other leg at once (no await, no logging, no parsing beyond the
+fixed 12-byte header), and handed by reference to the leg's packet sink (the recorder).
+
+Media is anchored on us: each call gets two legs (caller, call taker), each an even RTP
+port and the next odd port for RTCP, from a configured range, released on every path.
+
+Symmetric RTP with latching: before the first packet a leg sends to the address its
+peer's SDP named; it latches to the first packet whose source IP is that SDP address
+(the port may differ behind NAT) and from then on accepts only that exact source.
+Anything else is dropped and counted — no RTP injection, no "RTP bleed".
+
+Towards the caller the stream must look continuous across notice → ringback → bridge:
+the announcer's packets and the call taker's relayed packets are sent with one SSRC and
+continuing sequence numbers and timestamps (``StreamRewriter``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Address = tuple[str, int]
+PacketSink = Callable[[int, int, int, bytes], None]  # payload type, sequence, timestamp, payload
+
+_HEADER = struct.Struct("!BBHII")
+
+
+class NoPortsAvailable(RuntimeError):
+    """The configured RTP port range has no free pair left."""
+
+
+class PortAllocator:
+    """Even RTP ports (RTCP on port + 1) from ``low``..``high`` inclusive, handed out
+    round-robin so that a just-released port is not reused at once (late packets of the
+    old call would land in the new one)."""
+
+    def __init__(self, low: int, high: int) -> None:
+        if low % 2:
+            low += 1
+        if not 0 < low < high <= 65535:
+            raise ValueError(f"bad RTP port range {low}-{high}")
+        self.low = low
+        self.high = high
+        self._free = list(range(low, high, 2))  # each needs port + 1 <= high
+        self._used: set[int] = set()
+
+    @property
+    def capacity(self) -> int:
+        return len(self._free) + len(self._used)
+
+    @property
+    def in_use(self) -> int:
+        return len(self._used)
+
+    def allocate(self) -> int:
+        if not self._free:
+            raise NoPortsAvailable(f"no free RTP ports in {self.low}-{self.high}")
+        port = self._free.pop(0)
+        self._used.add(port)
+        return port
+
+    def release(self, port: int) -> None:
+        if port in self._used:
+            self._used.remove(port)
+            self._free.append(port)
+
+
+@dataclass
+class LegStats:
+    packets_in: int = 0
+    bytes_in: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+    dropped_unknown_source: int = 0
+    dropped_malformed: int = 0
+    rtcp_in: int = 0
+    rtcp_out: int = 0
+
+
+class StreamRewriter:
+    """Rewrites SSRC, sequence number and timestamp of packets sent on one leg so that
+    every source (announcer, ringback, the relayed far end) continues one stream."""
+
+    __slots__ = ("_seq_offset", "_source_ssrc", "_ts_offset", "last_seq", "last_ts", "ssrc")
+
+    def __init__(self, ssrc: int, first_seq: int, first_ts: int) -> None:
+        self.ssrc = ssrc
+        self.last_seq = (first_seq - 1) & 0xFFFF
+        self.last_ts = (first_ts - 160) & 0xFFFFFFFF
+        self._source_ssrc: int | None = None
+        self._seq_offset = 0
+        self._ts_offset = 0
+
+    def next_own(self, samples: int) -> tuple[int, int]:
+        """Sequence and timestamp for a packet of our own (announcer / ringback)."""
+        self.last_seq = (self.last_seq + 1) & 0xFFFF
+        self.last_ts = (self.last_ts + samples) & 0xFFFFFFFF
+        self._source_ssrc = None
+        return self.last_seq, self.last_ts
+
+    def rewrite(self, packet: bytearray, gap_samples: int = 160) -> None:
+        """Rewrite a relayed packet in place (12-byte header already checked)."""
+        _, _, seq, ts, ssrc = _HEADER.unpack_from(packet)
+        if ssrc != self._source_ssrc:
+            # a new source: continue from our last packet, one frame later
+            self._source_ssrc = ssrc
+            self._seq_offset = (self.last_seq + 1 - seq) & 0xFFFF
+            self._ts_offset = (self.last_ts + gap_samples - ts) & 0xFFFFFFFF
+            packet[1] |= 0x80  # marker: a new talk spurt for the receiver's jitter buffer
+        new_seq = (seq + self._seq_offset) & 0xFFFF
+        new_ts = (ts + self._ts_offset) & 0xFFFFFFFF
+        struct.pack_into("!HII", packet, 2, new_seq, new_ts, self.ssrc)
+        if ((new_seq - self.last_seq) & 0xFFFF) < 0x8000:
+            self.last_seq = new_seq
+            self.last_ts = new_ts
+
+
+class LegMode(enum.Enum):
+    HOLD = "hold"  # receive (and record), forward nothing: notice and ringing phases
+    BRIDGED = "bridged"  # forward to the other leg
+
+
+class RtpLeg:
+    """Our media endpoint towards one party: an RTP socket and an RTCP socket."""
+
+    def __init__(
+        self,
+        name: str,
+        local_host: str,
+        port: int,
+        *,
+        sink: PacketSink | None = None,
+    ) -> None:
+        self.name = name
+        self.local_host = local_host
+        self.port = port
+        self.stats = LegStats()
+        self.sink = sink
+        self.peer: RtpLeg | None = None
+        self.mode = LegMode.HOLD
+        self.expected: Address | None = None  # from the peer's SDP
+        self.latched: Address | None = None
+        self.rtcp_latched: Address | None = None
+        self.rewriter: StreamRewriter | None = None  # set on the caller's leg
+        self.dtmf_payload_type: int | None = None
+        self.dtmf_sink: PacketSink | None = None
+        self._rtp: asyncio.DatagramTransport | None = None
+        self._rtcp: asyncio.DatagramTransport | None = None
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        rtp, _ = await loop.create_datagram_endpoint(
+            lambda: _LegProtocol(self, rtcp=False), local_addr=(self.local_host, self.port)
+        )
+        try:
+            rtcp, _ = await loop.create_datagram_endpoint(
+                lambda: _LegProtocol(self, rtcp=True), local_addr=(self.local_host, self.port + 1)
+            )
+        except OSError:
+            rtp.close()
+            raise
+        self._rtp = rtp
+        self._rtcp = rtcp
+
+    def close(self) -> None:
+        for transport in (self._rtp, self._rtcp):
+            if transport is not None:
+                transport.close()
+        self._rtp = self._rtcp = None
+
+    @property
+    def closed(self) -> bool:
+        return self._rtp is None
+
+    def set_remote(self, host: str, port: int) -> None:
+        """The address the peer's SDP named.  A changed address (re-INVITE) re-latches."""
+        address = (host, port)
+        if address != self.expected:
+            self.expected = address
+            self.latched = None
+            self.rtcp_latched = None
+
+    @property
+    def destination(self) -> Address | None:
+        return self.latched or self.expected
+
+    # -- the hot path ---------------------------------------------------------------------
+
+    def rtp_received(self, data: bytes, source: Address) -> None:
+        if source != self.latched and not self._latch(source):
+            self.stats.dropped_unknown_source += 1
+            return
+        if len(data) < 12 or data[0] & 0xC0 != 0x80:
+            self.stats.dropped_malformed += 1
+            return
+        stats = self.stats
+        stats.packets_in += 1
+        stats.bytes_in += len(data)
+        peer = self.peer
+        if self.mode is LegMode.BRIDGED and peer is not None:
+            peer.send_relayed(data)
+        pt = data[1] & 0x7F
+        if pt == self.dtmf_payload_type:
+            if self.dtmf_sink is not None:
+                _, _, seq, ts, _ = _HEADER.unpack_from(data)
+                self.dtmf_sink(pt, seq, ts, data[12:])
+            return
+        sink = self.sink
+        if sink is not None:
+            _, _, seq, ts, _ = _HEADER.unpack_from(data)
+            sink(pt, seq, ts, _payload(data))
+
+    def _latch(self, source: Address) -> bool:
+        expected = self.expected
+        if self.latched is None and expected is not None and source[0] == expected[0]:
+            self.latched = source
+            return True
+        return False
+
+    def send_relayed(self, data: bytes) -> None:
+        """A packet from the other leg, forwarded to our party."""
+        destination = self.latched or self.expected
+        transport = self._rtp
+        if destination is None or transport is None:
+            return
+        rewriter = self.rewriter
+        if rewriter is not None:
+            packet = bytearray(data)
+            rewriter.rewrite(packet)
+            transport.sendto(packet, destination)
+        else:
+            transport.sendto(data, destination)
+        self.stats.packets_out += 1
+        self.stats.bytes_out += len(data)
+
+    def send_own(self, packet: bytes) -> None:
+        """A packet we generated (announcer, ringback), already numbered by our rewriter."""
+        destination = self.latched or self.expected
+        if destination is None or self._rtp is None:
+            return
+        self._rtp.sendto(packet, destination)
+        self.stats.packets_out += 1
+        self.stats.bytes_out += len(packet)
+
+    def rtcp_received(self, data: bytes, source: Address) -> None:
+        expected = self.expected
+        if self.rtcp_latched is None:
+            if expected is None or source[0] != expected[0]:
+                self.stats.dropped_unknown_source += 1
+                return
+            self.rtcp_latched = source
+        elif source != self.rtcp_latched:
+            self.stats.dropped_unknown_source += 1
+            return
+        self.stats.rtcp_in += 1
+        peer = self.peer
+        if self.mode is LegMode.BRIDGED and peer is not None:
+            peer.send_rtcp(data)
+
+    def send_rtcp(self, data: bytes) -> None:
+        destination = self.rtcp_latched
+        if destination is None and self.expected is not None:
+            destination = (self.expected[0], self.expected[1] + 1)
+        if destination is None or self._rtcp is None:
+            return
+        self._rtcp.sendto(data, destination)
+        self.stats.rtcp_out += 1
+
+
+def _payload(data: bytes) -> bytes:
+    """The payload of an RTP packet: after CSRCs and extension, before padding."""
+    first = data[0]
+    offset = 12 + 4 * (first & 0x0F)
+    if first & 0x10 and len(data) >= offset + 4:
+        offset += 4 + 4 * int.from_bytes(data[offset + 2 : offset + 4], "big")
+    end = len(data)
+    if first & 0x20 and end > offset:
+        end -= data[-1]
+    return data[offset:end] if offset < end else b""
+
+
+class _LegProtocol(asyncio.DatagramProtocol):
+    __slots__ = ("leg", "rtcp")
+
+    def __init__(self, leg: RtpLeg, *, rtcp: bool) -> None:
+        self.leg = leg
+        self.rtcp = rtcp
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.rtcp:
+            self.leg.rtcp_received(data, (addr[0], addr[1]))
+        else:
+            self.leg.rtp_received(data, (addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP unreachable from a party that went away: nothing to do on the hot path.
+        pass
+
+
+class MediaSession:
+    """The two legs of one call, their ports, and their lifetime."""
+
+    def __init__(self, allocator: PortAllocator, local_host: str) -> None:
+        self.allocator = allocator
+        self.local_host = local_host
+        self.caller: RtpLeg | None = None
+        self.call_taker: RtpLeg | None = None
+
+    async def open_leg(self, name: str, *, sink: PacketSink | None = None) -> RtpLeg:
+        """Allocate a port pair (skipping pairs another program holds) and bind it."""
+        attempts = self.allocator.capacity
+        last_error: OSError | None = None
+        for _ in range(max(attempts, 1)):
+            port = self.allocator.allocate()
+            leg = RtpLeg(name, self.local_host, port, sink=sink)
+            try:
+                await leg.open()
+            except OSError as exc:
+                self.allocator.release(port)
+                last_error = exc
+                continue
+            if name == "caller":
+                self.caller = leg
+            else:
+                self.call_taker = leg
+            return leg
+        raise NoPortsAvailable(f"could not bind an RTP port pair: {last_error}")
+
+    def bridge(self) -> None:
+        """Relay both ways from now on."""
+        caller, taker = self.caller, self.call_taker
+        if caller is None or taker is None:
+            raise RuntimeError("bridge needs both legs")
+        caller.peer, taker.peer = taker, caller
+        caller.mode = taker.mode = LegMode.BRIDGED
+
+    def unbridge(self) -> None:
+        for leg in (self.caller, self.call_taker):
+            if leg is not None:
+                leg.mode = LegMode.HOLD
+
+    def close(self) -> None:
+        """Close both legs and give their ports back (idempotent)."""
+        for leg in (self.caller, self.call_taker):
+            if leg is not None and not leg.closed:
+                leg.close()
+                self.allocator.release(leg.port)

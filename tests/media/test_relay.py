@@ -1,0 +1,223 @@
+"""The RTP relay on real loopback sockets: latching, forwarding, rewriting, ports."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import AsyncIterator
+
+import pytest
+
+from proxy.media.relay import (
+    MediaSession,
+    NoPortsAvailable,
+    PortAllocator,
+    StreamRewriter,
+)
+
+
+def rtp(seq: int, ts: int, ssrc: int, payload: bytes = b"\xff" * 160, pt: int = 0) -> bytes:
+    return struct.pack("!BBHII", 0x80, pt, seq, ts, ssrc) + payload
+
+
+class Phone:
+    """A plain UDP socket standing in for a phone's RTP port."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.address: tuple[str, int] = self.sock.getsockname()
+
+    def send(self, data: bytes, port: int) -> None:
+        self.sock.sendto(data, ("127.0.0.1", port))
+
+    async def receive(self, timeout: float = 1.0) -> bytes:
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(loop.sock_recv(self.sock, 2048), timeout)
+
+    async def nothing(self, wait: float = 0.15) -> bool:
+        try:
+            await self.receive(wait)
+        except TimeoutError:
+            return True
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[MediaSession]:
+    allocator = PortAllocator(41000, 41099)
+    media = MediaSession(allocator, "127.0.0.1")
+    yield media
+    media.close()
+    assert allocator.in_use == 0
+
+
+async def settle() -> None:
+    await asyncio.sleep(0.05)
+
+
+async def test_bridged_legs_forward_both_ways_and_feed_sinks(session: MediaSession) -> None:
+    seen: dict[str, list[tuple[int, int, int, bytes]]] = {"caller": [], "taker": []}
+    caller_leg = await session.open_leg("caller", sink=lambda *a: seen["caller"].append(a))
+    taker_leg = await session.open_leg("call_taker", sink=lambda *a: seen["taker"].append(a))
+    alice, bob = Phone(), Phone()
+    try:
+        caller_leg.set_remote(*alice.address)
+        taker_leg.set_remote(*bob.address)
+        session.bridge()
+        alice.send(rtp(1, 160, 0xA), caller_leg.port)
+        assert await bob.receive() == rtp(1, 160, 0xA)
+        bob.send(rtp(7, 900, 0xB, b"\x01" * 160), taker_leg.port)
+        got = await alice.receive()
+        assert got[12:] == b"\x01" * 160
+        await settle()
+        assert seen["caller"] == [(0, 1, 160, b"\xff" * 160)]
+        assert seen["taker"] == [(0, 7, 900, b"\x01" * 160)]
+        assert caller_leg.latched == alice.address
+        assert taker_leg.stats.packets_in == 1 and caller_leg.stats.packets_out == 1
+    finally:
+        alice.close()
+        bob.close()
+
+
+async def test_packets_from_another_source_are_dropped_and_counted(session: MediaSession) -> None:
+    received: list[int] = []
+    leg = await session.open_leg("caller", sink=lambda pt, seq, ts, p: received.append(seq))
+    taker = await session.open_leg("call_taker")
+    alice, mallory, bob = Phone(), Phone(), Phone()
+    try:
+        leg.set_remote(*alice.address)
+        taker.set_remote(*bob.address)
+        session.bridge()
+        alice.send(rtp(1, 160, 1), leg.port)  # latches to alice's exact port
+        await bob.receive()
+        mallory.send(rtp(2, 320, 666), leg.port)  # same IP, other port: RTP bleed attempt
+        assert await bob.nothing()
+        assert received == [1]
+        assert leg.stats.dropped_unknown_source == 1
+    finally:
+        for phone in (alice, mallory, bob):
+            phone.close()
+
+
+async def test_not_bridged_means_not_forwarded_but_still_recorded(session: MediaSession) -> None:
+    received: list[int] = []
+    leg = await session.open_leg("caller", sink=lambda pt, seq, ts, p: received.append(seq))
+    taker = await session.open_leg("call_taker")
+    alice, bob = Phone(), Phone()
+    try:
+        leg.set_remote(*alice.address)
+        taker.set_remote(*bob.address)
+        alice.send(rtp(5, 800, 1), leg.port)
+        assert await bob.nothing()
+        assert received == [5]
+    finally:
+        alice.close()
+        bob.close()
+
+
+async def test_malformed_packets_are_dropped(session: MediaSession) -> None:
+    leg = await session.open_leg("caller")
+    alice = Phone()
+    try:
+        leg.set_remote(*alice.address)
+        alice.send(b"\x00" * 20, leg.port)  # version 0
+        alice.send(b"\x80\x00", leg.port)  # too short
+        await settle()
+        assert leg.stats.dropped_malformed == 2
+        assert leg.stats.packets_in == 0
+    finally:
+        alice.close()
+
+
+def test_rewriter_continues_one_stream_across_sources() -> None:
+    rewriter = StreamRewriter(ssrc=0x1234, first_seq=100, first_ts=8000)
+    own = [rewriter.next_own(160) for _ in range(3)]
+    assert own == [(100, 8000), (101, 8160), (102, 8320)]
+    packet = bytearray(rtp(40000, 5_000_000, 0xBEEF))
+    rewriter.rewrite(packet)
+    _, marker_pt, seq, ts, ssrc = struct.unpack_from("!BBHII", packet)
+    assert (seq, ts, ssrc) == (103, 8480, 0x1234)
+    assert marker_pt & 0x80
+    packet = bytearray(rtp(40001, 5_000_160, 0xBEEF))
+    rewriter.rewrite(packet)
+    _, marker_pt, seq, ts, ssrc = struct.unpack_from("!BBHII", packet)
+    assert (seq, ts, ssrc) == (104, 8640, 0x1234)
+    assert not marker_pt & 0x80
+
+
+def test_rewriter_wraps_sequence_and_timestamp() -> None:
+    rewriter = StreamRewriter(ssrc=1, first_seq=65535, first_ts=0xFFFFFF60)
+    assert rewriter.next_own(160) == (65535, 0xFFFFFF60)
+    packet = bytearray(rtp(10, 10, 2))
+    rewriter.rewrite(packet)
+    _, _, seq, ts, _ = struct.unpack_from("!BBHII", packet)
+    assert (seq, ts) == (0, 0)
+
+
+async def test_caller_leg_rewrites_relayed_packets(session: MediaSession) -> None:
+    caller = await session.open_leg("caller")
+    taker = await session.open_leg("call_taker")
+    caller.rewriter = StreamRewriter(ssrc=0x77, first_seq=1, first_ts=0)
+    alice, bob = Phone(), Phone()
+    try:
+        caller.set_remote(*alice.address)
+        taker.set_remote(*bob.address)
+        seq, ts = caller.rewriter.next_own(160)
+        caller.send_own(rtp(seq, ts, 0x77))
+        first = await alice.receive()
+        session.bridge()
+        bob.send(rtp(999, 123456, 0xB0B), taker.port)
+        second = await alice.receive()
+        s1 = struct.unpack_from("!HII", first, 2)
+        s2 = struct.unpack_from("!HII", second, 2)
+        assert s2 == (s1[0] + 1, s1[1] + 160, 0x77)
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_allocator_hands_out_even_ports_and_runs_out() -> None:
+    allocator = PortAllocator(30001, 30008)
+    ports = [allocator.allocate() for _ in range(3)]
+    assert ports == [30002, 30004, 30006]
+    with pytest.raises(NoPortsAvailable):
+        allocator.allocate()
+    allocator.release(30004)
+    assert allocator.allocate() == 30004
+    assert allocator.in_use == 3
+
+
+async def test_busy_ports_are_skipped() -> None:
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blocker.bind(("127.0.0.1", 41200))
+    try:
+        allocator = PortAllocator(41200, 41203)
+        media = MediaSession(allocator, "127.0.0.1")
+        leg = await media.open_leg("caller")
+        assert leg.port == 41202
+        media.close()
+        assert allocator.in_use == 0
+    finally:
+        blocker.close()
+
+
+async def test_rtcp_is_relayed_when_bridged(session: MediaSession) -> None:
+    caller = await session.open_leg("caller")
+    taker = await session.open_leg("call_taker")
+    alice_rtcp, bob_rtcp = Phone(), Phone()
+    try:
+        caller.set_remote(alice_rtcp.address[0], alice_rtcp.address[1] - 1)
+        taker.set_remote(bob_rtcp.address[0], bob_rtcp.address[1] - 1)
+        session.bridge()
+        report = struct.pack("!BBHI", 0x80, 201, 1, 0xA)
+        alice_rtcp.send(report, caller.port + 1)
+        assert await bob_rtcp.receive() == report
+    finally:
+        alice_rtcp.close()
+        bob_rtcp.close()

@@ -1,0 +1,117 @@
+"""Configuration: defaults, validation that names the key, relative paths."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from proxy.config import PROMPTS_DIR, ConfigError, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "recproxy.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    config = load_config(None, cwd=tmp_path)
+    assert config.sip.listen == ("0.0.0.0", 5060)
+    assert config.media.rtp_ports == (20000, 20999)
+    assert config.routing.call_taker == "sip:calltaker@127.0.0.1:5070"
+    assert config.http.listen == ("127.0.0.1", 8080)
+    assert config.catalog.path == tmp_path.resolve() / "data/catalog.sqlite3"
+    assert config.recording.dir == tmp_path.resolve() / "data/recordings"
+    assert config.notice.prompt == PROMPTS_DIR / "notice-en-GB.wav"
+    assert config.notice.prompt.exists()
+    assert config.version == "defaults"
+
+
+def test_the_issue_example_loads_and_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[sip]
+listen = "127.0.0.1:5060"
+advertise = "127.0.0.1"
+trusted_peers = ["127.0.0.1/32"]
+[routing]
+call_taker = "sip:desk@127.0.0.1:5070"
+[notice]
+prompt = "prompts/notice-en-GB.wav"
+mode = "answer"
+[media]
+rtp_ports = "20000-20999"
+[recording]
+dir = "data/recordings"
+segment_seconds = 10
+public_key = "data/keys/recording.pub"
+private_key = "data/keys/recording.key"
+[catalog]
+path = "data/catalog.sqlite3"
+[http]
+listen = "127.0.0.1:8080"
+""",
+    )
+    config = load_config(path)
+    base = tmp_path.resolve()
+    assert config.sip.trusted_peers == (ipaddress.ip_network("127.0.0.1/32"),)
+    assert config.notice.prompt == base / "prompts/notice-en-GB.wav"
+    assert config.recording.public_key == base / "data/keys/recording.pub"
+    assert config.catalog.path == base / "data/catalog.sqlite3"
+    assert config.source == path.resolve()
+    assert len(config.version) == 16
+
+
+def test_unset_default_paths_also_resolve_against_the_file(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[http]\nlisten = "127.0.0.1:9000"\n'))
+    assert config.catalog.path == tmp_path.resolve() / "data/catalog.sqlite3"
+    assert config.http.listen == ("127.0.0.1", 9000)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('[sip]\nlisen = "1.2.3.4:5060"\n', "sip.lisen: unknown key"),
+        ('[sipp]\nlisten = "1.2.3.4:5060"\n', "sipp: unknown section"),
+        ('[sip]\nlisten = "1.2.3.4"\n', "sip.listen:"),
+        ('[sip]\nlisten = "1.2.3.4:70000"\n', "sip.listen:"),
+        ('[sip]\ntrusted_peers = ["10.0.0.0/33"]\n', "sip.trusted_peers:"),
+        ('[sip]\ntrusted_peers = "10.0.0.0/8"\n', "sip.trusted_peers:"),
+        ('[routing]\ncall_taker = "desk@127.0.0.1"\n', "routing.call_taker:"),
+        ('[notice]\nmode = "loud"\n', "notice.mode:"),
+        ('[media]\nrtp_ports = "20000"\n', "media.rtp_ports:"),
+        ('[media]\nrtp_ports = "30000-20000"\n', "media.rtp_ports:"),
+        ("[recording]\nsegment_seconds = 0\n", "recording.segment_seconds:"),
+        ('[recording]\nsegment_seconds = "10"\n', "recording.segment_seconds:"),
+        ("[recording]\nsegment_seconds = true\n", "recording.segment_seconds:"),
+        ('[recording]\nencoding = "flac"\n', "recording.encoding:"),
+        ('[catalog]\npath = ""\n', "catalog.path:"),
+        ("recording = 3\n", "recording: must be a table"),
+    ],
+)
+def test_bad_keys_and_values_are_named(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert named in str(caught.value)
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sip\nlisten=")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_trusted_peer_check() -> None:
+    config = load_config(None)
+    assert config.sip.is_trusted("127.0.0.1")
+    assert config.sip.is_trusted("::1")
+    assert not config.sip.is_trusted("192.0.2.1")
+    assert not config.sip.is_trusted("not-an-ip")
