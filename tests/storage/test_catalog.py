@@ -1,0 +1,836 @@
+"""The recording catalog, against real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.storage.catalog import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TRANSITIONS,
+    Call,
+    CallDirection,
+    CallOutcome,
+    Catalog,
+    CatalogClosedError,
+    DuplicateError,
+    EventChannel,
+    InvalidFieldError,
+    InvalidTransitionError,
+    Migration,
+    NotFoundError,
+    NoticeMode,
+    RecordingAction,
+    RecordingState,
+    SchemaTooNewError,
+    SqliteCatalog,
+    format_utc,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2024, 5, 1, 9, 30, 0, 250_000, tzinfo=UTC)
+HASH_A = "a" * 64
+HASH_B = "b" * 64
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+class FakeClock:
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "catalog.db"
+
+
+@pytest.fixture
+async def catalog(db_path: Path) -> AsyncIterator[SqliteCatalog]:
+    async with SqliteCatalog(db_path, clock=FakeClock(at(3600))) as opened:
+        yield opened
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    """A plain connection to look at the file behind the catalog's back."""
+    return sqlite3.connect(path)
+
+
+async def new_call(catalog: Catalog, started: datetime = T0, caller: str = "+441234567890") -> Call:
+    return await catalog.create_call(
+        sip_call_id=f"{started.timestamp()}-{caller}@trunk",
+        caller=caller,
+        callee="reception",
+        direction=CallDirection.INBOUND,
+        started_at=started,
+        service="general",
+    )
+
+
+async def new_recording(
+    catalog: Catalog, call: Call, directory: str | None = None, started: datetime | None = None
+) -> str:
+    recording = await catalog.create_recording(
+        call.id,
+        directory=f"2024/05/01/{call.id}" if directory is None else directory,
+        encoding="pcmu",
+        sample_rate=8000,
+        channels=2,
+        started_at=started or call.started_at + timedelta(seconds=5),
+    )
+    return recording.id
+
+
+async def state_of(catalog: Catalog, rec_id: str) -> RecordingState:
+    recording = await catalog.get_recording(rec_id)
+    assert recording is not None
+    return recording.state
+
+
+# ------------------------------------------------------------------------ migrations
+
+
+async def test_opening_an_empty_file_applies_every_migration(db_path: Path) -> None:
+    async with SqliteCatalog(db_path) as catalog:
+        assert await catalog.schema_version() == SCHEMA_VERSION
+    with raw(db_path) as conn:
+        versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert versions == [m.version for m in MIGRATIONS]
+    assert {
+        "calls",
+        "recordings",
+        "segments",
+        "consent_receipts",
+        "recording_events",
+        "recordings_by_state",
+        "calls_by_caller",
+        "calls_by_sip_call_id",
+    } <= tables
+
+
+async def test_reopening_applies_nothing_twice_and_keeps_data(db_path: Path) -> None:
+    async with SqliteCatalog(db_path) as catalog:
+        call = await new_call(catalog)
+    with raw(db_path) as conn:
+        before = conn.execute("SELECT * FROM schema_migrations").fetchall()
+    async with SqliteCatalog(db_path) as catalog:
+        assert await catalog.get_call(call.id) == call
+    with raw(db_path) as conn:
+        assert conn.execute("SELECT * FROM schema_migrations").fetchall() == before
+
+
+async def test_a_new_migration_is_applied_once_on_reopen(db_path: Path) -> None:
+    async with SqliteCatalog(db_path):
+        pass
+    extra = (*MIGRATIONS, Migration(SCHEMA_VERSION + 1, "notes", ("CREATE TABLE notes (x)",)))
+    for _ in range(2):
+        async with SqliteCatalog(db_path, migrations=extra) as catalog:
+            assert await catalog.schema_version() == SCHEMA_VERSION + 1
+    with raw(db_path) as conn:
+        rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
+    assert [row[0] for row in rows] == [*range(1, SCHEMA_VERSION + 2)]
+
+
+async def test_a_failing_migration_is_rolled_back_whole(db_path: Path) -> None:
+    async with SqliteCatalog(db_path):
+        pass
+    broken = Migration(SCHEMA_VERSION + 1, "broken", ("CREATE TABLE half (x)", "NOT SQL AT ALL"))
+    with pytest.raises(sqlite3.OperationalError):
+        await SqliteCatalog(db_path, migrations=(*MIGRATIONS, broken)).open()
+    with raw(db_path) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchall() == []
+        assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (
+            SCHEMA_VERSION,
+        )
+    async with SqliteCatalog(db_path) as catalog:  # the old code still opens it
+        assert await catalog.schema_version() == SCHEMA_VERSION
+
+
+async def test_a_database_from_newer_code_is_refused(db_path: Path) -> None:
+    async with SqliteCatalog(db_path):
+        pass
+    newer = SCHEMA_VERSION + 1
+    with raw(db_path) as conn:
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'future', 0)",
+            (newer,),
+        )
+    with pytest.raises(SchemaTooNewError, match=rf"schema version {newer}.*up to {SCHEMA_VERSION}"):
+        await SqliteCatalog(db_path).open()
+
+
+async def test_the_file_is_in_wal_mode(db_path: Path) -> None:
+    async with SqliteCatalog(db_path) as catalog:
+        await new_call(catalog)
+        assert db_path.with_name("catalog.db-wal").exists()
+    with raw(db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_a_closed_catalog_refuses_use(db_path: Path) -> None:
+    catalog = SqliteCatalog(db_path)
+    with pytest.raises(CatalogClosedError):
+        await catalog.get_call("x")
+    await catalog.open()
+    await catalog.close()
+    with pytest.raises(CatalogClosedError):
+        await new_call(catalog)
+
+
+# ------------------------------------------------------------------------------ calls
+
+
+async def test_call_round_trip(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    assert call.direction is CallDirection.INBOUND
+    assert call.started_at == T0
+    assert call.outcome is None and call.ended_at is None
+    assert await catalog.get_call(call.id) == call
+    assert await catalog.get_call("00000000-0000-0000-0000-000000000000") is None
+
+
+async def test_update_call_sets_only_the_given_fields(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    updated = await catalog.update_call(
+        call.id,
+        answered_at=at(1),
+        bridged_at=at(9),
+        operator="jsmith",
+        config_version="2024-04.3",
+    )
+    assert updated.answered_at == at(1) and updated.bridged_at == at(9)
+    assert updated.operator == "jsmith" and updated.service == "general"
+    ended = await catalog.update_call(call.id, ended_at=at(60), outcome=CallOutcome.COMPLETED)
+    assert ended.outcome is CallOutcome.COMPLETED
+    assert ended.operator == "jsmith"
+    assert await catalog.get_call(call.id) == ended
+
+
+async def test_times_keep_milliseconds_and_come_back_in_utc(catalog: SqliteCatalog) -> None:
+    local = datetime(2024, 5, 1, 11, 30, 0, 250_999, tzinfo=timezone(timedelta(hours=2)))
+    call = await new_call(catalog, started=local)
+    assert call.started_at == T0  # 11:30:00.250999+02:00 is 09:30:00.250Z, µs dropped
+    assert call.started_at.tzinfo is UTC
+    assert format_utc(call.started_at) == "2024-05-01T09:30:00.250Z"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"ended_at": T0 - timedelta(seconds=1)}, "ended_at .* is before started_at"),
+        ({"answered_at": at(10), "bridged_at": at(5)}, "bridged_at .* is before answered_at"),
+        ({"answered_at": datetime(2024, 5, 1, 10, 0)}, "timezone-aware"),
+        ({"outcome": "hung_up_happy"}, "outcome must be one of"),
+        ({"caller": "+440000"}, "cannot set caller"),
+        ({"callee": ""}, "callee must be a non-empty string"),
+    ],
+)
+async def test_update_call_refuses_bad_values(
+    catalog: SqliteCatalog, fields: dict[str, Any], message: str
+) -> None:
+    call = await new_call(catalog)
+    with pytest.raises(InvalidFieldError, match=message):
+        await catalog.update_call(call.id, **fields)
+    assert await catalog.get_call(call.id) == call
+
+
+async def test_update_of_a_missing_call_is_not_found(catalog: SqliteCatalog) -> None:
+    with pytest.raises(NotFoundError):
+        await catalog.update_call("00000000-0000-0000-0000-000000000000", operator="x")
+
+
+async def test_create_call_refuses_naive_times_and_duplicate_ids(catalog: SqliteCatalog) -> None:
+    with pytest.raises(InvalidFieldError, match="timezone-aware"):
+        await new_call(catalog, started=datetime(2024, 5, 1, 9, 30))
+    call = await new_call(catalog)
+    with pytest.raises(DuplicateError):
+        await catalog.create_call(
+            call_id=call.id,
+            sip_call_id="other",
+            caller="a",
+            callee="b",
+            direction=CallDirection.OUTBOUND,
+            started_at=T0,
+        )
+
+
+# ------------------------------------------------------------------------- recordings
+
+
+async def test_recording_round_trip_logs_its_start(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    recording = await catalog.create_recording(
+        call.id,
+        directory="2024/05/01/rec-1",
+        encoding="pcmu",
+        sample_rate=8000,
+        channels=2,
+        started_at=at(5),
+        wrapped_key_sha256=HASH_A,
+    )
+    assert recording.state is RecordingState.RECORDING
+    assert recording.call_id == call.id and recording.wrapped_key_sha256 == HASH_A
+    assert recording.ended_at is None and recording.duration_ms is None
+    assert await catalog.get_recording(recording.id) == recording
+    [start] = await catalog.recording_events(recording.id)
+    assert (start.action, start.at, start.channel) == (
+        RecordingAction.START,
+        at(5),
+        EventChannel.SYSTEM,
+    )
+
+
+@pytest.mark.parametrize("directory", ["/var/recordings/x", "../escape", "a/../../b", ".", ""])
+async def test_recording_directory_must_be_relative_inside(
+    catalog: SqliteCatalog, directory: str
+) -> None:
+    call = await new_call(catalog)
+    with pytest.raises(InvalidFieldError, match="directory"):
+        await new_recording(catalog, call, directory=directory)
+
+
+async def test_two_recordings_cannot_share_a_directory(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    await new_recording(catalog, call, directory="same")
+    with pytest.raises(DuplicateError):
+        await new_recording(catalog, call, directory="same")
+
+
+async def test_update_recording_sets_times_and_the_key_hash_once(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    rec_id = await new_recording(catalog, call)
+    updated = await catalog.update_recording(rec_id, wrapped_key_sha256=HASH_A, duration_ms=1234)
+    assert (updated.wrapped_key_sha256, updated.duration_ms) == (HASH_A, 1234)
+    await catalog.update_recording(rec_id, wrapped_key_sha256=HASH_A)  # same value: fine
+    with pytest.raises(InvalidFieldError, match="never changes"):
+        await catalog.update_recording(rec_id, wrapped_key_sha256=HASH_B)
+    with pytest.raises(InvalidFieldError, match="before started_at"):
+        await catalog.update_recording(rec_id, ended_at=T0)
+    with pytest.raises(InvalidFieldError, match="cannot set state"):
+        await catalog.update_recording(rec_id, state="complete")  # type: ignore[call-arg]
+    assert (await catalog.get_recording(rec_id)) == updated
+
+
+# --------------------------------------------------------------------------- segments
+
+
+async def test_segment_progress_and_sealing(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    rec_id = await new_recording(catalog, call)
+    first = await catalog.add_segment(rec_id, 0, file_name="000000.seg", first_frame=0)
+    assert (first.chunks, first.frames, first.size_bytes, first.sha256, first.closed) == (
+        0,
+        0,
+        0,
+        None,
+        False,
+    )
+    await catalog.update_segment(rec_id, 0, chunks=3, frames=24000, size_bytes=48_200)
+    with pytest.raises(InvalidFieldError, match="needs its sha256"):
+        await catalog.update_segment(rec_id, 0, closed=True)
+    sealed = await catalog.update_segment(
+        rec_id, 0, chunks=10, frames=80000, sha256=HASH_A, closed=True
+    )
+    assert (sealed.chunks, sealed.frames, sealed.size_bytes, sealed.sha256, sealed.closed) == (
+        10,
+        80000,
+        48_200,
+        HASH_A,
+        True,
+    )
+    with pytest.raises(InvalidTransitionError, match="closed"):
+        await catalog.update_segment(rec_id, 0, frames=1)
+    second = await catalog.add_segment(rec_id, 1, file_name="000001.seg", first_frame=80000)
+    assert await catalog.segments(rec_id) == [sealed, second]
+
+
+async def test_segment_index_and_file_name_are_unique_per_recording(
+    catalog: SqliteCatalog,
+) -> None:
+    call = await new_call(catalog)
+    rec_id = await new_recording(catalog, call)
+    await catalog.add_segment(rec_id, 0, file_name="000000.seg", first_frame=0)
+    with pytest.raises(DuplicateError):
+        await catalog.add_segment(rec_id, 0, file_name="other.seg", first_frame=0)
+    with pytest.raises(DuplicateError):
+        await catalog.add_segment(rec_id, 1, file_name="000000.seg", first_frame=80000)
+    with pytest.raises(InvalidFieldError):
+        await catalog.add_segment(rec_id, 1, file_name="../000001.seg", first_frame=80000)
+    with pytest.raises(InvalidFieldError):
+        await catalog.update_segment(rec_id, 0, frames=-1)
+    with pytest.raises(NotFoundError):
+        await catalog.update_segment(rec_id, 7, frames=1)
+
+
+# ------------------------------------------------------------------ consent receipts
+
+
+async def test_consent_receipt_round_trip(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    assert await catalog.consent_receipt(call.id) is None
+    receipt = await catalog.add_consent_receipt(
+        call.id,
+        mode=NoticeMode.EARLY_MEDIA,
+        notice_sha256=HASH_A,
+        notice_version="notice-2024-04",
+        started_at=at(0.5),
+        played_ms=3200,
+        notice_ms=9400,
+        completed=False,
+        caller_left_during_notice=True,
+        do_not_record=False,
+    )
+    assert receipt.mode is NoticeMode.EARLY_MEDIA
+    assert (receipt.played_ms, receipt.notice_ms, receipt.started_at) == (3200, 9400, at(0.5))
+    assert receipt.caller_left_during_notice and not receipt.completed
+    assert await catalog.consent_receipt(call.id) == receipt
+    with pytest.raises(DuplicateError):
+        await catalog.add_consent_receipt(
+            call.id,
+            mode=NoticeMode.NONE,
+            notice_sha256=None,
+            notice_version=None,
+            started_at=None,
+            played_ms=0,
+            notice_ms=0,
+            completed=False,
+            caller_left_during_notice=False,
+            do_not_record=False,
+        )
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"notice_sha256": None}, "needs notice_sha256"),
+        ({"started_at": None}, "needs started_at"),
+        ({"notice_sha256": "ABC"}, "64 lowercase hex"),
+        ({"completed": True, "caller_left_during_notice": True}, "both complete and be left"),
+        ({"played_ms": -1}, "played_ms"),
+        ({"mode": "carrier-pigeon"}, "mode must be one of"),
+    ],
+)
+async def test_consent_receipt_refuses_inconsistent_values(
+    catalog: SqliteCatalog, changes: dict[str, Any], message: str
+) -> None:
+    call = await new_call(catalog)
+    fields: dict[str, Any] = {
+        "mode": NoticeMode.ANSWER,
+        "notice_sha256": HASH_A,
+        "notice_version": "v1",
+        "started_at": at(1),
+        "played_ms": 9400,
+        "notice_ms": 9400,
+        "completed": True,
+        "caller_left_during_notice": False,
+        "do_not_record": False,
+    } | changes
+    with pytest.raises(InvalidFieldError, match=message):
+        await catalog.add_consent_receipt(call.id, **fields)
+    assert await catalog.consent_receipt(call.id) is None
+
+
+# ------------------------------------------------------------------------ foreign keys
+
+
+MISSING = "00000000-0000-4000-8000-000000000000"
+
+
+async def test_foreign_keys_are_enforced(catalog: SqliteCatalog, db_path: Path) -> None:
+    with pytest.raises(NotFoundError, match=f"call {MISSING}"):
+        await catalog.create_recording(
+            MISSING, directory="x", encoding="pcmu", sample_rate=8000, channels=2, started_at=T0
+        )
+    with pytest.raises(NotFoundError, match=f"recording {MISSING}"):
+        await catalog.add_segment(MISSING, 0, file_name="000000.seg", first_frame=0)
+    with pytest.raises(NotFoundError, match=f"call {MISSING}"):
+        await catalog.add_consent_receipt(
+            MISSING,
+            mode=NoticeMode.NONE,
+            notice_sha256=None,
+            notice_version=None,
+            started_at=None,
+            played_ms=0,
+            notice_ms=0,
+            completed=False,
+            caller_left_during_notice=False,
+            do_not_record=False,
+        )
+    with raw(db_path) as conn:
+        for table in ("recordings", "segments", "consent_receipts", "recording_events"):
+            assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (0,)
+
+
+# ------------------------------------------------------------------------ state machine
+
+# How to bring a fresh recording into each state.
+PATHS: dict[RecordingState, list[RecordingState]] = {
+    RecordingState.RECORDING: [],
+    RecordingState.STOPPED: [RecordingState.STOPPED],
+    RecordingState.COMPLETE: [RecordingState.COMPLETE],
+    RecordingState.INTERRUPTED: [RecordingState.INTERRUPTED],
+    RecordingState.FAILED: [RecordingState.FAILED],
+    RecordingState.DISCARDED: [RecordingState.DISCARDED],
+}
+
+ALLOWED = {
+    (RecordingState.RECORDING, RecordingState.COMPLETE),
+    (RecordingState.RECORDING, RecordingState.STOPPED),
+    (RecordingState.RECORDING, RecordingState.INTERRUPTED),
+    (RecordingState.RECORDING, RecordingState.FAILED),
+    (RecordingState.RECORDING, RecordingState.DISCARDED),
+    (RecordingState.STOPPED, RecordingState.RECORDING),
+    (RecordingState.STOPPED, RecordingState.COMPLETE),
+    (RecordingState.STOPPED, RecordingState.FAILED),
+    (RecordingState.STOPPED, RecordingState.DISCARDED),
+    (RecordingState.COMPLETE, RecordingState.DISCARDED),
+    (RecordingState.INTERRUPTED, RecordingState.DISCARDED),
+    (RecordingState.FAILED, RecordingState.DISCARDED),
+}
+
+
+async def move(catalog: Catalog, rec_id: str, state: RecordingState, when: datetime) -> None:
+    await catalog.set_recording_state(
+        rec_id, state, actor="jsmith", reason="test", channel=EventChannel.API, at=when
+    )
+
+
+def test_the_transition_table_is_the_documented_one() -> None:
+    table = {(old, new) for old, targets in TRANSITIONS.items() for new in targets}
+    assert table == ALLOWED
+
+
+@pytest.mark.parametrize("old", list(RecordingState))
+@pytest.mark.parametrize("new", list(RecordingState))
+async def test_every_transition_is_allowed_or_refused_as_documented(
+    catalog: SqliteCatalog, old: RecordingState, new: RecordingState
+) -> None:
+    call = await new_call(catalog)
+    rec_id = await new_recording(catalog, call)
+    for step in PATHS[old]:
+        await move(catalog, rec_id, step, at(10))
+    before = await catalog.get_recording(rec_id)
+    events_before = await catalog.recording_events(rec_id)
+    if (old, new) in ALLOWED:
+        after = await catalog.set_recording_state(
+            rec_id, new, actor="jsmith", reason="why", at=at(20)
+        )
+        assert after.state is new
+        assert len(await catalog.recording_events(rec_id)) == len(events_before) + 1
+    else:
+        with pytest.raises(InvalidTransitionError, match=f"from {old.value} to {new.value}"):
+            await catalog.set_recording_state(rec_id, new, actor="jsmith", reason="why", at=at(20))
+        assert await catalog.get_recording(rec_id) == before
+        assert await catalog.recording_events(rec_id) == events_before
+
+
+async def test_stop_resume_complete_is_audited(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    rec_id = await new_recording(catalog, call)
+    stopped = await catalog.set_recording_state(
+        rec_id,
+        RecordingState.STOPPED,
+        actor="ext-201",
+        channel=EventChannel.DTMF,
+        reason="caller distressed",
+        at=at(30),
+    )
+    assert stopped.ended_at == at(30)
+    resumed = await catalog.set_recording_state(
+        rec_id, RecordingState.RECORDING, actor="ext-201", channel=EventChannel.DTMF, at=at(40)
+    )
+    assert resumed.ended_at is None
+    await catalog.add_recording_event(rec_id, RecordingAction.PAUSE, reason="hold", at=at(45))
+    await catalog.add_recording_event(rec_id, RecordingAction.RESUME, reason="hold", at=at(50))
+    done = await catalog.set_recording_state(rec_id, RecordingState.COMPLETE, at=at(90))
+    assert done.ended_at == at(90)
+    events = await catalog.recording_events(rec_id)
+    assert [(e.action, e.at, e.actor, e.channel, e.reason) for e in events] == [
+        (RecordingAction.START, at(5), None, EventChannel.SYSTEM, None),
+        (RecordingAction.STOP, at(30), "ext-201", EventChannel.DTMF, "caller distressed"),
+        (RecordingAction.RESUME, at(40), "ext-201", EventChannel.DTMF, None),
+        (RecordingAction.PAUSE, at(45), None, EventChannel.SYSTEM, "hold"),
+        (RecordingAction.RESUME, at(50), None, EventChannel.SYSTEM, "hold"),
+        (RecordingAction.COMPLETE, at(90), None, EventChannel.SYSTEM, None),
+    ]
+
+
+async def test_discard_needs_who_and_why_and_is_terminal(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    rec_id = await new_recording(catalog, call)
+    with pytest.raises(InvalidFieldError, match="actor and a reason"):
+        await catalog.set_recording_state(rec_id, RecordingState.DISCARDED, actor="jsmith")
+    discarded = await catalog.set_recording_state(
+        rec_id,
+        RecordingState.DISCARDED,
+        actor="jsmith",
+        reason="caller asked",
+        channel=EventChannel.API,
+        at=at(20),
+    )
+    assert (discarded.discarded_by, discarded.discarded_reason, discarded.discarded_at) == (
+        "jsmith",
+        "caller asked",
+        at(20),
+    )
+    with pytest.raises(InvalidTransitionError, match="allowed from discarded: none"):
+        await catalog.set_recording_state(rec_id, RecordingState.RECORDING)
+    with pytest.raises(InvalidTransitionError):
+        await catalog.add_segment(rec_id, 0, file_name="000000.seg", first_frame=0)
+
+
+async def test_failure_keeps_its_reason(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    rec_id = await new_recording(catalog, call)
+    with pytest.raises(InvalidFieldError, match="needs a reason"):
+        await catalog.set_recording_state(rec_id, RecordingState.FAILED)
+    failed = await catalog.set_recording_state(rec_id, RecordingState.FAILED, reason="disk full")
+    assert failed.failure_reason == "disk full"
+    assert failed.ended_at == at(3600)  # the injected clock
+
+
+async def test_state_changing_actions_cannot_be_logged_alone(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    rec_id = await new_recording(catalog, call)
+    with pytest.raises(InvalidFieldError, match="use set_recording_state"):
+        await catalog.add_recording_event(rec_id, RecordingAction.STOP)
+    await catalog.set_recording_state(rec_id, RecordingState.COMPLETE)
+    with pytest.raises(InvalidTransitionError, match="only while recording"):
+        await catalog.add_recording_event(rec_id, RecordingAction.PAUSE)
+    with pytest.raises(NotFoundError):
+        await catalog.add_recording_event(MISSING, RecordingAction.PAUSE)
+
+
+# -------------------------------------------------------------------- list_recordings
+
+
+async def test_list_recordings_fields(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog, caller="+441111")
+    rec_id = await new_recording(catalog, call)
+    await catalog.add_segment(rec_id, 0, file_name="0.seg", first_frame=0)
+    await catalog.update_segment(rec_id, 0, frames=80000)
+    await catalog.add_segment(rec_id, 1, file_name="1.seg", first_frame=80000)
+    await catalog.update_segment(rec_id, 1, frames=12345)
+    [summary] = await catalog.list_recordings()
+    assert summary.as_dict() == {
+        "id": rec_id,
+        "call_id": call.id,
+        "caller": "+441111",
+        "callee": "reception",
+        "started_at": "2024-05-01T09:30:00.250Z",
+        "duration_ms": (80000 + 12345) * 1000 // 8000,
+        "state": "recording",
+        "segments": 2,
+    }
+    await catalog.update_recording(rec_id, duration_ms=11_000)  # a known duration wins
+    [summary] = await catalog.list_recordings()
+    assert summary.duration_ms == 11_000
+
+
+async def test_list_recordings_without_segments_has_zero_duration(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    await new_recording(catalog, call)
+    [summary] = await catalog.list_recordings()
+    assert (summary.duration_ms, summary.segments) == (0, 0)
+
+
+async def test_list_recordings_newest_first_paginated_and_filtered(
+    catalog: SqliteCatalog,
+) -> None:
+    ids: list[str] = []
+    for minute in range(7):
+        call = await new_call(catalog, started=at(60 * minute), caller=f"+44{minute}")
+        ids.append(await new_recording(catalog, call))
+    await catalog.set_recording_state(ids[2], RecordingState.COMPLETE)
+    await catalog.set_recording_state(ids[5], RecordingState.COMPLETE)
+    newest_first = list(reversed(ids))
+
+    everything = await catalog.list_recordings()
+    assert [s.id for s in everything] == newest_first
+    pages = [await catalog.list_recordings(limit=3, offset=offset) for offset in (0, 3, 6, 9)]
+    assert [len(page) for page in pages] == [3, 3, 1, 0]
+    assert [s.id for page in pages for s in page] == newest_first
+    complete = await catalog.list_recordings(RecordingState.COMPLETE)
+    assert [s.id for s in complete] == [ids[5], ids[2]]
+    assert all(s.state is RecordingState.COMPLETE for s in complete)
+    assert await catalog.list_recordings(RecordingState.DISCARDED) == []
+    with pytest.raises(InvalidFieldError):
+        await catalog.list_recordings(limit=-1)
+
+
+# ---------------------------------------------------------------------------- recovery
+
+
+async def test_recover_interrupted_marks_only_running_recordings(db_path: Path) -> None:
+    clock = FakeClock(at(7200))
+    async with SqliteCatalog(db_path, clock=clock) as catalog:
+        running = []
+        for minute in (0, 1):
+            call = await new_call(catalog, started=at(60 * minute), caller=f"+44{minute}")
+            running.append(await new_recording(catalog, call))
+        stopped = await new_recording(catalog, await new_call(catalog, caller="+4402"))
+        await catalog.set_recording_state(stopped, RecordingState.STOPPED)
+        complete = await new_recording(catalog, await new_call(catalog, caller="+4403"))
+        await catalog.set_recording_state(complete, RecordingState.COMPLETE)
+
+    async with SqliteCatalog(db_path, clock=clock) as catalog:  # "after the crash"
+        assert await catalog.recover_interrupted() == running
+        for rec_id in running:
+            assert await state_of(catalog, rec_id) is RecordingState.INTERRUPTED
+            last = (await catalog.recording_events(rec_id))[-1]
+            assert (last.action, last.actor, last.channel, last.reason, last.at) == (
+                RecordingAction.INTERRUPTED,
+                "system",
+                EventChannel.SYSTEM,
+                "process ended while recording",
+                at(7200),
+            )
+        assert await state_of(catalog, stopped) is RecordingState.STOPPED
+        assert await state_of(catalog, complete) is RecordingState.COMPLETE
+        assert await catalog.recover_interrupted() == []
+
+
+# ---------------------------------------------------------------------- crash safety
+
+CRASH_SCRIPT = """
+import asyncio, json, sys
+from datetime import UTC, datetime
+from proxy.storage.catalog import CallDirection, SqliteCatalog
+
+async def main() -> None:
+    catalog = await SqliteCatalog(sys.argv[1]).open()
+    now = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
+    call = await catalog.create_call(
+        sip_call_id="crash@trunk", caller="+44999", callee="reception",
+        direction=CallDirection.INBOUND, started_at=now,
+    )
+    rec = await catalog.create_recording(
+        call.id, directory="crash", encoding="pcmu", sample_rate=8000, channels=2,
+        started_at=now,
+    )
+    await catalog.add_segment(rec.id, 0, file_name="000000.seg", first_frame=0)
+    await catalog.update_segment(rec.id, 0, chunks=4, frames=32000, size_bytes=64400)
+    print(json.dumps({"call": call.id, "recording": rec.id}), flush=True)
+    await asyncio.sleep(3600)  # never closes: the parent kills it
+
+asyncio.run(main())
+"""
+
+
+async def test_an_awaited_write_survives_sigkill(db_path: Path) -> None:
+    env = os.environ | {"PYTHONPATH": str(REPO_ROOT)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CRASH_SCRIPT,
+        str(db_path),
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+        ids = json.loads(line)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+    async with SqliteCatalog(db_path) as catalog:
+        call = await catalog.get_call(ids["call"])
+        assert call is not None and call.caller == "+44999"
+        [segment] = await catalog.segments(ids["recording"])
+        assert (segment.chunks, segment.frames, segment.size_bytes) == (4, 32000, 64400)
+        assert await catalog.recover_interrupted() == [ids["recording"]]
+    with raw(db_path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+# ------------------------------------------------------------------------ concurrency
+
+
+async def test_two_tasks_writing_at_once_do_not_interleave(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+
+    async def writer(name: str) -> str:
+        rec_id = await new_recording(catalog, call, directory=name)
+        for index in range(20):
+            await catalog.add_segment(rec_id, index, file_name=f"{index}.seg", first_frame=index)
+            await catalog.update_segment(rec_id, index, frames=8000, sha256=HASH_A, closed=True)
+        await catalog.set_recording_state(rec_id, RecordingState.COMPLETE)
+        return rec_id
+
+    ids = await asyncio.gather(writer("a"), writer("b"))
+    for rec_id in ids:
+        segments = await catalog.segments(rec_id)
+        assert [s.segment_index for s in segments] == list(range(20))
+        assert all(s.closed and s.frames == 8000 for s in segments)
+        actions = [e.action for e in await catalog.recording_events(rec_id)]
+        assert actions == [RecordingAction.START, RecordingAction.COMPLETE]
+
+
+async def test_racing_state_changes_apply_exactly_one(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    rec_id = await new_recording(catalog, call)
+    results = await asyncio.gather(
+        *(catalog.set_recording_state(rec_id, RecordingState.COMPLETE) for _ in range(5)),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    assert all(
+        isinstance(r, InvalidTransitionError) for r in results if isinstance(r, BaseException)
+    )
+    actions = [e.action for e in await catalog.recording_events(rec_id)]
+    assert actions.count(RecordingAction.COMPLETE) == 1
+
+
+async def test_two_connections_on_one_file_both_land(db_path: Path) -> None:
+    async with SqliteCatalog(db_path) as first, SqliteCatalog(db_path) as second:
+
+        async def writer(catalog: SqliteCatalog, prefix: str) -> list[str]:
+            return [
+                (await new_call(catalog, started=at(i), caller=f"{prefix}{i}")).id
+                for i in range(40)
+            ]
+
+        a, b = await asyncio.gather(writer(first, "+441"), writer(second, "+442"))
+        for call_id in a + b:
+            assert await first.get_call(call_id) is not None
+            assert await second.get_call(call_id) is not None
+    with raw(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM calls").fetchone() == (80,)
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+async def test_a_cancelled_write_leaves_the_catalog_usable(db_path: Path) -> None:
+    async with SqliteCatalog(db_path) as catalog:
+        task = asyncio.create_task(new_call(catalog, caller="+44cancel"))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        after = await new_call(catalog, caller="+44after")
+    # Whatever happened to the cancelled write, the later one was committed alone and
+    # no transaction was left open (close() would otherwise have lost ``after``).
+    async with SqliteCatalog(db_path) as catalog:
+        assert await catalog.get_call(after.id) == after
+    with raw(db_path) as conn:
+        callers = {row[0] for row in conn.execute("SELECT caller FROM calls")}
+    assert "+44after" in callers and callers <= {"+44after", "+44cancel"}
