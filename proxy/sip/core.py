@@ -20,10 +20,10 @@ import heapq
 import itertools
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from .dialog import Dialog, DialogId, DialogState, Role, TARGET_REFRESH, uri_destination
+from .dialog import TARGET_REFRESH, Dialog, DialogId, DialogState, Role, uri_destination
 from .errors import LocalSipError, RemoteSipError
 from .events import (
     AckReceived,
@@ -95,7 +95,7 @@ class Outgoing:
 class CoreSettings:
     host: str  # the address we put in Via and Contact
     port: int = 5060
-    timers: TimerSettings = TimerSettings()
+    timers: TimerSettings = field(default_factory=TimerSettings)
     allowed_methods: tuple[str, ...] = DEFAULT_ALLOWED
     supported: tuple[str, ...] = ()  # option tags we support (Require check, §8.2.2.3)
     accepted_content_types: tuple[str, ...] = ("application/sdp",)
@@ -110,7 +110,8 @@ class _Timed(Protocol):
 
 class _Retransmit2xx:
     """Our 2xx to an INVITE, resent at T1, 2·T1 … capped at T2 until ACKed; given up
-    after 64·T1 (§13.3.1.4)."""
+    after 64·T1 (§13.3.1.4).  Over every transport: "independent of whatever transport
+    protocols are used to send the response" (a proxy on the way may use UDP)."""
 
     def __init__(
         self,
@@ -128,8 +129,7 @@ class _Retransmit2xx:
         t = core.settings.timers
         self.interval = t.t1
         self.deadlines: dict[str, float] = {}
-        if not transaction.reliable:
-            self._arm("retransmit", now + t.t1)
+        self._arm("retransmit", now + t.t1)
         self._arm("give_up", now + 64 * t.t1)
 
     def _arm(self, name: str, deadline: float) -> None:
@@ -141,8 +141,9 @@ class _Retransmit2xx:
             return
         del self.deadlines[name]
         if name == "retransmit":
-            self.core.transmit(self.response, self.transaction.response_destination,
-                               self.transaction.transport)
+            self.core.transmit(
+                self.response, self.transaction.response_destination, self.transaction.transport
+            )
             self.core.count("retransmissions")
             self.interval = min(2 * self.interval, self.core.settings.timers.t2)
             self._arm("retransmit", now + self.interval)
@@ -153,7 +154,9 @@ class _Retransmit2xx:
 
     def stop(self) -> None:
         self.deadlines.clear()
-        self.core._pending_2xx.pop((self.dialog.id, self.cseq), None)
+        key = (self.dialog.id, self.cseq)
+        if self.core._pending_2xx.get(key) is self:
+            del self.core._pending_2xx[key]
 
 
 class SipCore:
@@ -234,6 +237,16 @@ class SipCore:
             if self._client.get(transaction.key) is transaction:
                 del self._client[transaction.key]
             self._pending_cancel.discard(transaction)
+            last = transaction.last_response
+            if transaction.is_invite:
+                # Timer B/D/M, a CANCEL given up, a transport error: early dialogs that
+                # no 2xx confirmed by now never will be (§13.2.2.4, RFC 6026).
+                self._end_early_dialogs(transaction.request)
+            elif transaction.method == "BYE" and (last is None or last.status < 200):
+                # A BYE that timed out ends the dialog all the same (§15).
+                dialog = self._dialogs.get(_sent_request_dialog_id(transaction.request))
+                if dialog is not None:
+                    self._end_dialog(dialog)
 
     def count(self, what: str) -> None:
         self.stats[what] += 1
@@ -245,6 +258,7 @@ class SipCore:
         self, data: bytes, source: Address, now: float, transport: str = "UDP"
     ) -> None:
         """One datagram (UDP) or one framed message (TCP)."""
+        transport = transport.upper()
         if not data.strip(b"\r\n"):
             self.stats["keepalives"] += 1
             return
@@ -256,7 +270,9 @@ class SipCore:
             self._reject_unparsable(exc, source, transport)
             return
         if isinstance(message, Request):
-            self.stats[f"received_{message.method if message.method in KNOWN_METHODS else 'other'}"] += 1
+            self.stats[
+                f"received_{message.method if message.method in KNOWN_METHODS else 'other'}"
+            ] += 1
             self._receive_request(message, source, now, transport)
         else:
             self.stats[f"received_{message.status // 100}xx"] += 1
@@ -264,13 +280,16 @@ class SipCore:
 
     def _reject_unparsable(self, exc: RemoteSipError, source: Address, transport: str) -> None:
         self.stats[f"parse_error_{exc.status}"] += 1
+        if exc.request is not None:
+            _stamp_via(exc.request, source)  # so that the answer goes where it came from
         response = error_response(exc)
         if response is None:
             self.stats["dropped"] += 1
             self.emit(MessageDropped(exc.reason, source))
             return
-        self._out.append(Outgoing(response.serialize(), _reply_address(response, source, transport),
-                                  transport))
+        self._out.append(
+            Outgoing(response.serialize(), _reply_address(response, source, transport), transport)
+        )
         self.stats[f"sent_{response.status // 100}xx"] += 1
 
     # -- requests ------------------------------------------------------------------------
@@ -299,7 +318,8 @@ class SipCore:
         )
         if rejection is not None:
             status, extra = rejection
-            txn.respond(self._response(txn.request, status, headers=extra), now)
+            response = self._response(request, status, to_tag=self._tag_for(txn), headers=extra)
+            txn.respond(response, now)
             return
         dialog: Dialog | None = None
         if request.to.tag:
@@ -308,8 +328,9 @@ class SipCore:
                 txn.respond(self._response(request, 481), now)
                 return
             if not dialog.check_remote_cseq(request):
-                txn.respond(self._response(request, 500, "Server Internal Error (CSeq out of "
-                                                          "order)"), now)
+                txn.respond(
+                    self._response(request, 500, "Server Internal Error (CSeq out of order)"), now
+                )
                 return
             if request.method in TARGET_REFRESH:
                 dialog.refresh_target(request)
@@ -372,7 +393,7 @@ class SipCore:
         self, cancel: Request, txn: ServerTransaction, key: ServerKey, now: float
     ) -> None:
         self._server[key] = txn
-        invite_key = key[:-1] + ("INVITE",)
+        invite_key = (*key[:-1], "INVITE")
         invite = self._server.get(invite_key)
         if invite is None:
             txn.respond(self._response(cancel, 481), now)
@@ -381,6 +402,7 @@ class SipCore:
         if invite.state is TransactionState.PROCEEDING:  # no final response yet
             invite.cancelled = True
             invite.respond(self._response(invite.request, 487, to_tag=self._tag_for(invite)), now)
+            self._end_early_uas_dialog(invite)
             self.emit(RequestCancelled(invite.request, invite))
 
     # -- responses -----------------------------------------------------------------------
@@ -397,57 +419,60 @@ class SipCore:
         state_before = txn.state
         if not txn.on_response(response, now):
             return
+        if state_before is TransactionState.ACCEPTED:
+            # Another 2xx to our INVITE.  The one that already confirmed its dialog is
+            # a retransmission: re-ACK it, do not report it (§13.2.2.4).  A 2xx with a
+            # new To tag is a fork's, and a new dialog for the TU.
+            known = self._dialogs.get(_response_dialog_id(response))
+            if known is not None and known.state is DialogState.CONFIRMED:
+                self._reack(response)
+                return
         if txn in self._pending_cancel and response.status < 200:
             self._pending_cancel.discard(txn)
             self._send_cancel(txn, now)
         dialog = self._dialog_for_response(txn, response)
-        if (
-            state_before is TransactionState.ACCEPTED
-            and dialog is not None
-            and response.cseq.number in dialog.acks
-        ):
-            self._reack(response)
-            return
         if txn.method == "BYE" and response.status >= 200 and dialog is not None:
             self._end_dialog(dialog)
         self.emit(ResponseReceived(response, txn, dialog))
 
     def _dialog_for_response(self, txn: ClientTransaction, response: Response) -> Dialog | None:
-        to_tag = response.to.tag or ""
-        from_tag = response.from_.tag or ""
-        dialog = self._dialogs.get((response.call_id, from_tag, to_tag))
+        dialog = self._dialogs.get(_response_dialog_id(response))
         if txn.method != "INVITE":
             return dialog
+        if response.status >= 300:
+            # A non-2xx final response ends every early dialog of the INVITE, whatever
+            # its To tag (§12.3).
+            self._end_early_dialogs(txn.request)
+            return dialog
         if dialog is None:
-            if not to_tag or response.status >= 300 or response.status == 100:
+            if not response.to.tag or response.status == 100:
                 return None
             dialog = Dialog.from_response(txn.request, response, txn.transport)
             self._dialogs[dialog.id] = dialog
-            return dialog
-        if response.status >= 300:
-            if dialog.state is DialogState.EARLY:
-                self._end_dialog(dialog)
             return dialog
         if response.status >= 200 or dialog.state is DialogState.EARLY:
             dialog.update_from_response(response)
         return dialog
 
     def _reack(self, response: Response) -> None:
-        dialog = self._dialogs.get(
-            (response.call_id, response.from_.tag or "", response.to.tag or "")
-        )
-        ack = dialog.acks.get(response.cseq.number) if dialog else None
-        if dialog is None or ack is None:
+        """A 2xx to our INVITE again: resend our ACK (if the TU has sent it yet)."""
+        dialog = self._dialogs.get(_response_dialog_id(response))
+        if dialog is None:
             self.stats["dropped_stray_response"] += 1
             return
+        self.stats["retransmissions_absorbed"] += 1
+        ack = dialog.acks.get(response.cseq.number)
+        if ack is None:
+            return  # the TU has the first copy and will ACK it
         host, port, transport = dialog.next_hop()
         self.transmit(ack, (host, port), transport)
-        self.stats["retransmissions_absorbed"] += 1
 
     # ==================================================================================
     # The TU's API
 
-    def accept_dialog(self, transaction: ServerTransaction, *, contact: str | None = None) -> Dialog:
+    def accept_dialog(
+        self, transaction: ServerTransaction, *, contact: str | None = None
+    ) -> Dialog:
         """Make the UAS dialog for a dialog-creating request (INVITE) we will answer."""
         request = transaction.request
         dialog = Dialog.from_request(
@@ -493,14 +518,19 @@ class SipCore:
             extra.append(("Content-Type", content_type or "application/sdp"))
         response = self._response(request, status, reason, to_tag=to_tag, headers=extra, body=body)
         transaction.respond(response, now)
-        if dialog is not None:
-            if request.method == "INVITE" and 200 <= status < 300:
+        if request.method == "INVITE":
+            if dialog is not None and 200 <= status < 300:
+                if dialog.state is DialogState.EARLY:
+                    dialog.state = DialogState.CONFIRMED  # a 2xx sent confirms it (§12.1.1)
                 key = (dialog.id, request.cseq.number)
+                previous = self._pending_2xx.get(key)
+                if previous is not None:
+                    previous.stop()
                 self._pending_2xx[key] = _Retransmit2xx(self, dialog, transaction, response, now)
-            elif request.method == "INVITE" and status >= 300 and dialog.state is DialogState.EARLY:
-                self._end_dialog(dialog)
-            elif request.method == "BYE" and status >= 200:
-                self._end_dialog(dialog)
+            elif status >= 300:
+                self._end_early_uas_dialog(transaction)
+        elif request.method == "BYE" and status >= 200 and dialog is not None:
+            self._end_dialog(dialog)
         return response
 
     def send_request(
@@ -554,6 +584,7 @@ class SipCore:
         )
         self._client[txn.key] = txn
         txn.start(now)
+        transaction.cancel_sent(now)
 
     def end_dialog(self, dialog: Dialog) -> None:
         """Forget a dialog (after BYE, or when the TU gives up on it)."""
@@ -567,6 +598,30 @@ class SipCore:
         self._dialogs.pop(dialog.id, None)
         for key in [k for k in self._pending_2xx if k[0] == dialog.id]:
             self._pending_2xx[key].stop()
+
+    def _end_early_dialogs(self, invite: Request) -> None:
+        """End the early dialogs our INVITE made (all forks)."""
+        call_id = invite.call_id
+        local_tag = invite.from_.tag or ""
+        for dialog in [
+            d
+            for d in self._dialogs.values()
+            if d.role is Role.UAC
+            and d.state is DialogState.EARLY
+            and d.call_id == call_id
+            and d.local_tag == local_tag
+        ]:
+            self._end_dialog(dialog)
+
+    def _end_early_uas_dialog(self, transaction: ServerTransaction) -> None:
+        """Our non-2xx final response to an INVITE ends the early dialog we made for it."""
+        request = transaction.request
+        local_tag = request.to.tag or self._uas_tags.get(transaction.key)
+        if local_tag is None:
+            return
+        dialog = self._dialogs.get((request.call_id, local_tag, request.from_.tag or ""))
+        if dialog is not None and dialog.state is DialogState.EARLY:
+            self._end_dialog(dialog)
 
     def _tag_for(self, transaction: ServerTransaction) -> str:
         """The To tag for a response outside a dialog: stable per transaction."""
@@ -595,6 +650,15 @@ class SipCore:
             request.headers.add("Max-Forwards", "70")
         if request.headers.get("user-agent") is None:
             request.headers.add("User-Agent", s.user_agent)
+
+
+def _response_dialog_id(response: Response) -> DialogId:
+    """The dialog of a response to a request we sent: our tag is in From."""
+    return response.call_id, response.from_.tag or "", response.to.tag or ""
+
+
+def _sent_request_dialog_id(request: Request) -> DialogId:
+    return request.call_id, request.from_.tag or "", request.to.tag or ""
 
 
 def _is_live(owner: _Timed, name: str, deadline: float) -> bool:

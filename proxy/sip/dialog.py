@@ -7,7 +7,7 @@ in-dialog requests and responses to them, and runs the 2xx retransmission timers
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import LocalSipError
 from .headers import Headers, NameAddr, format_params
@@ -36,12 +36,17 @@ IN_DIALOG_METHODS = frozenset(
 TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
 
 
-def uri_destination(uri: Uri) -> tuple[str, int, str]:
+def uri_destination(uri: Uri, default_transport: str = "UDP") -> tuple[str, int, str]:
     """(host, port, transport) to send a request for ``uri`` to (RFC 3263 without DNS:
-    the host is used as it is, default port 5060, or 5061 for TLS)."""
+    the host is used as it is, default port 5060, or 5061 for TLS).  Without a
+    ``transport`` parameter, ``default_transport`` (the one the dialog was set up on)."""
     if not isinstance(uri, SipUri):
         raise LocalSipError(f"cannot route to a {uri.scheme}: URI")
-    transport = uri.transport
+    transport = (
+        uri.transport
+        if uri.param("transport") or uri.scheme == "sips"
+        else (default_transport.upper())
+    )
     host = uri.param("maddr") or uri.host
     default = 5061 if transport == "TLS" else 5060
     return host, uri.port or default, transport
@@ -195,17 +200,19 @@ class Dialog:
         first = NameAddr.parse(self.route_set[0])
         if isinstance(first.uri, SipUri) and first.uri.has_param("lr"):
             return self.remote_target, list(self.route_set)
-        routes = self.route_set[1:] + [f"<{self.remote_target}>"]
-        uri = first.uri.without_params("method", "maddr", "ttl", "transport", "lr") if (
-            isinstance(first.uri, SipUri)
-        ) else first.uri
+        routes = [*self.route_set[1:], f"<{self.remote_target}>"]
+        uri: Uri = first.uri
+        if isinstance(uri, SipUri):
+            # A Request-URI may carry any URI parameter but ``method``, and no headers
+            # (§19.1.1, Table 1).
+            uri = replace(uri.without_params("method"), headers=None)
         return uri, routes
 
     def next_hop(self) -> tuple[str, int, str]:
         """Where in-dialog requests go: the first route, or the remote target."""
         if self.route_set:
-            return uri_destination(NameAddr.parse(self.route_set[0]).uri)
-        return uri_destination(self.remote_target)
+            return uri_destination(NameAddr.parse(self.route_set[0]).uri, self.transport)
+        return uri_destination(self.remote_target, self.transport)
 
     def check_remote_cseq(self, request: Request) -> bool:
         """§12.2.2: a request with a CSeq lower than the last one is out of order."""

@@ -11,7 +11,8 @@ Timers (RFC 3261 Table 4), with T1 = 0.5 s, T2 = 4 s, T4 = 5 s by default:
 timer  value                       meaning
 =====  ==========================  ==============================================
 A      T1, doubling (UDP only)     INVITE request retransmit
-B      64·T1                       INVITE transaction timeout
+B      64·T1                       INVITE transaction timeout (in Calling only; re-armed
+                                   when a CANCEL is sent, §9.1)
 D      32 s UDP, 0 TCP             wait for response retransmits (INVITE client)
 E      T1, doubling to T2 (UDP)    non-INVITE request retransmit
 F      64·T1                       non-INVITE transaction timeout
@@ -30,6 +31,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
+from .errors import LocalSipError
 from .events import AckTimedOut, Address, Event, TransactionTimedOut
 from .headers import Headers, canonical_name
 from .message import Message, Request, Response
@@ -147,7 +149,9 @@ class ClientTransaction(Transaction):
         transport: str,
         timers: TimerSettings,
     ) -> None:
-        initial = TransactionState.CALLING if request.method == "INVITE" else TransactionState.TRYING
+        initial = (
+            TransactionState.CALLING if request.method == "INVITE" else TransactionState.TRYING
+        )
         super().__init__(owner, request, destination, transport, timers, initial)
         self.key = client_key(self.branch, self.method)
         self.last_response: Response | None = None
@@ -198,6 +202,10 @@ class ClientTransaction(Transaction):
             self._disarm("A")
             self.last_response = response
             if status < 200:
+                if state is TransactionState.CALLING:
+                    # Timer B only bounds the Calling state (§17.1.1.2): a phone may ring
+                    # for minutes.  (A CANCEL re-arms it, see ``cancel_sent``.)
+                    self._disarm("B")
                 self.state = TransactionState.PROCEEDING
                 return True
             self._disarm("B")
@@ -237,6 +245,15 @@ class ClientTransaction(Transaction):
             return True
         self.owner.count("retransmissions_absorbed")
         return False
+
+    def cancel_sent(self, now: float) -> None:
+        """A CANCEL went out for this INVITE: without a final response within 64·T1 the
+        transaction is given up (§9.1), reported as a timeout."""
+        if self.is_invite and self.state in (
+            TransactionState.CALLING,
+            TransactionState.PROCEEDING,
+        ):
+            self._arm("B", now + 64 * self.settings.t1)
 
     def transport_failed(self) -> None:
         """The transport could not send the request (§17.1.4): report a timeout."""
@@ -375,7 +392,7 @@ class ServerTransaction(Transaction):
         self.owner.transmit(response, self.response_destination, self.transport)
 
 
-class TransactionStateError(Exception):
+class TransactionStateError(LocalSipError):
     """The TU tried something the transaction's state does not allow (our bug)."""
 
 
@@ -393,9 +410,10 @@ def server_key(request: Request) -> ServerKey:
     host, port = via.sent_by
     if via.is_rfc3261_branch:
         return ("3261", via.branch or "", host.lower(), str(port), method)
-    to_tag = request.to.tag or ""
-    if request.method == "ACK":
-        to_tag = ""  # the ACK carries the tag our response added
+    # The ACK carries the To tag of our response, not the INVITE's, and a CANCEL is
+    # matched to its INVITE by swapping the method: for these three the To tag is left
+    # out (Call-ID, From tag, CSeq and Via already single the INVITE out).
+    to_tag = "" if method in ("INVITE", "CANCEL") else request.to.tag or ""
     return (
         "2543",
         str(request.uri),

@@ -64,6 +64,8 @@ class AnsweringUas:
             self.acked += 1
         elif isinstance(event, AckTimedOut):
             self.ack_timeouts += 1
+            if event.dialog is not None:
+                self.core.end_dialog(event.dialog)
 
 
 async def serve(host: str, port: int) -> None:
