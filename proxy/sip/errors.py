@@ -23,9 +23,10 @@ class RemoteSipError(SipError):
     """The peer sent something malformed or unacceptable.
 
     ``status`` is the response to send (400, 505, 501, 416, 420, 488, 513...).
-    ``request`` is the request as far as it could be parsed, when enough of it was
-    readable to answer it (Via, From, To, Call-ID and CSeq present); otherwise None,
-    and the message can only be dropped.  ``answerable`` is False for anything that
+    ``request`` is the request as far as it could be parsed, when it can be answered:
+    it has at least one Via line (copied as it is into the answer, which goes back to
+    the packet's source when that Via is unusable); otherwise None, and the message
+    can only be dropped.  ``answerable`` is False for anything that
     is not a request (a garbled response is dropped and counted, never answered).
     ``extra_headers`` are headers the answer must carry (``Unsupported`` for 420,
     ``Allow`` for 405/501, ``Accept`` for 415...).

@@ -453,8 +453,13 @@ def _check_display(display: str) -> None:
             raise _bad("bad quoted display name")
         return
     for word in display.split():
-        if not abnf.is_token(word):
+        # RFC 3261 wants tokens; real phones send unquoted UTF-8 names (Jürgen): accepted
+        # as long as nothing in them could end or confuse the header.
+        if not abnf.is_token(word) and (word.isascii() or any(c in _SPECIALS for c in word)):
             raise _bad(f"bad display name {display[:60]!r}")
+
+
+_SPECIALS = frozenset('"<>,;:\\@')
 
 
 def _quoted_end(text: str) -> int:

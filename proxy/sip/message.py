@@ -250,7 +250,8 @@ def parse_message(
     """
     is_response = data.lstrip(b"\r\n")[:4].upper() == b"SIP/"
     if len(data) > max_size:
-        raise RemoteSipError(513, "Message Too Large", answerable=not is_response)
+        error = RemoteSipError(513, "Message Too Large", answerable=not is_response)
+        raise _too_large(error, data) if not is_response else error
     try:
         return _parse(data, stream)
     except RemoteSipError as exc:
@@ -259,6 +260,18 @@ def parse_message(
         raise
     except (ValueError, IndexError, UnicodeError) as exc:  # a gap in the checks below
         raise RemoteSipError(400, f"Bad Request ({type(exc).__name__})") from exc
+
+
+def _too_large(error: RemoteSipError, data: bytes) -> RemoteSipError:
+    """Attach what the header section says, so that a 513 can be answered (§18.1.1).
+    Reading the lines is linear in their length, and the transport already bounds a
+    datagram (64 KiB) or a framed TCP message."""
+    parts = split_head(data.lstrip(b"\r\n"))
+    if parts is None:
+        error.answerable = False
+        return error
+    lines = parts[0].decode("utf-8", "surrogateescape").replace("\r\n", "\n").split("\n")
+    return _attach(error, _stand_in(Headers(_unfold(lines[1:], strict=False))))
 
 
 def _parse(data: bytes, stream: bool) -> Request | Response:
@@ -446,8 +459,13 @@ def make_response(
     the To tag added when given and the request had none; Record-Route copied on
     dialog-establishing responses (§12.1.1)."""
     out = Headers()
+    copied: set[str] = set()
     for name, value in request.headers:
         key = canonical_name(name)
+        if key in copied:
+            continue  # an identical duplicate of a single-valued header, copied once
+        if key in ("from", "call-id", "cseq", "to"):
+            copied.add(key)
         if key in ("via", "from", "call-id", "cseq"):
             out.add(pretty_name(key), value)
         elif key == "to":
