@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 Address = tuple[str, int]
-PacketSink = Callable[[int, int, int, bytes], None]  # payload type, sequence, timestamp, payload
+PacketSink = Callable[[int, int, bytes], None]  # sequence number, timestamp, payload
+EventSink = Callable[[int, int, bool, bytes], None]  # sequence, timestamp, marker, payload
 
 _HEADER = struct.Struct("!BBHII")
 
@@ -149,8 +150,9 @@ class RtpLeg:
         self.latched: Address | None = None
         self.rtcp_latched: Address | None = None
         self.rewriter: StreamRewriter | None = None  # set on the caller's leg
+        self.audio_payload_type: int | None = None  # what goes to ``sink`` (the recorder)
         self.dtmf_payload_type: int | None = None
-        self.dtmf_sink: PacketSink | None = None
+        self.dtmf_sink: EventSink | None = None
         self._rtp: asyncio.DatagramTransport | None = None
         self._rtcp: asyncio.DatagramTransport | None = None
 
@@ -206,16 +208,17 @@ class RtpLeg:
         peer = self.peer
         if self.mode is LegMode.BRIDGED and peer is not None:
             peer.send_relayed(data)
-        pt = data[1] & 0x7F
-        if pt == self.dtmf_payload_type:
-            if self.dtmf_sink is not None:
-                _, _, seq, ts, _ = _HEADER.unpack_from(data)
-                self.dtmf_sink(pt, seq, ts, data[12:])
-            return
         sink = self.sink
-        if sink is not None:
-            _, _, seq, ts, _ = _HEADER.unpack_from(data)
-            sink(pt, seq, ts, _payload(data))
+        if sink is None and self.dtmf_sink is None:
+            return
+        pt = data[1] & 0x7F
+        if pt == self.audio_payload_type:
+            if sink is not None:
+                _, _, seq, ts, _ = _HEADER.unpack_from(data)
+                sink(seq, ts, _payload(data))
+        elif pt == self.dtmf_payload_type and self.dtmf_sink is not None:
+            _, second, seq, ts, _ = _HEADER.unpack_from(data)
+            self.dtmf_sink(seq, ts, bool(second & 0x80), _payload(data))
 
     def _latch(self, source: Address) -> bool:
         expected = self.expected

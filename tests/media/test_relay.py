@@ -62,9 +62,10 @@ async def settle() -> None:
 
 
 async def test_bridged_legs_forward_both_ways_and_feed_sinks(session: MediaSession) -> None:
-    seen: dict[str, list[tuple[int, int, int, bytes]]] = {"caller": [], "taker": []}
+    seen: dict[str, list[tuple[int, int, bytes]]] = {"caller": [], "taker": []}
     caller_leg = await session.open_leg("caller", sink=lambda *a: seen["caller"].append(a))
     taker_leg = await session.open_leg("call_taker", sink=lambda *a: seen["taker"].append(a))
+    caller_leg.audio_payload_type = taker_leg.audio_payload_type = 0
     alice, bob = Phone(), Phone()
     try:
         caller_leg.set_remote(*alice.address)
@@ -76,8 +77,8 @@ async def test_bridged_legs_forward_both_ways_and_feed_sinks(session: MediaSessi
         got = await alice.receive()
         assert got[12:] == b"\x01" * 160
         await settle()
-        assert seen["caller"] == [(0, 1, 160, b"\xff" * 160)]
-        assert seen["taker"] == [(0, 7, 900, b"\x01" * 160)]
+        assert seen["caller"] == [(1, 160, b"\xff" * 160)]
+        assert seen["taker"] == [(7, 900, b"\x01" * 160)]
         assert caller_leg.latched == alice.address
         assert taker_leg.stats.packets_in == 1 and caller_leg.stats.packets_out == 1
     finally:
@@ -87,7 +88,8 @@ async def test_bridged_legs_forward_both_ways_and_feed_sinks(session: MediaSessi
 
 async def test_packets_from_another_source_are_dropped_and_counted(session: MediaSession) -> None:
     received: list[int] = []
-    leg = await session.open_leg("caller", sink=lambda pt, seq, ts, p: received.append(seq))
+    leg = await session.open_leg("caller", sink=lambda seq, ts, p: received.append(seq))
+    leg.audio_payload_type = 0
     taker = await session.open_leg("call_taker")
     alice, mallory, bob = Phone(), Phone(), Phone()
     try:
@@ -107,7 +109,8 @@ async def test_packets_from_another_source_are_dropped_and_counted(session: Medi
 
 async def test_not_bridged_means_not_forwarded_but_still_recorded(session: MediaSession) -> None:
     received: list[int] = []
-    leg = await session.open_leg("caller", sink=lambda pt, seq, ts, p: received.append(seq))
+    leg = await session.open_leg("caller", sink=lambda seq, ts, p: received.append(seq))
+    leg.audio_payload_type = 0
     taker = await session.open_leg("call_taker")
     alice, bob = Phone(), Phone()
     try:
@@ -221,3 +224,25 @@ async def test_rtcp_is_relayed_when_bridged(session: MediaSession) -> None:
     finally:
         alice_rtcp.close()
         bob_rtcp.close()
+
+
+async def test_only_the_audio_payload_type_is_recorded_and_dtmf_goes_aside(
+    session: MediaSession,
+) -> None:
+    audio: list[int] = []
+    events: list[tuple[int, bool, bytes]] = []
+    leg = await session.open_leg("caller", sink=lambda seq, ts, p: audio.append(seq))
+    leg.audio_payload_type = 8
+    leg.dtmf_payload_type = 101
+    leg.dtmf_sink = lambda seq, ts, marker, p: events.append((seq, marker, p))
+    alice = Phone()
+    try:
+        leg.set_remote(*alice.address)
+        alice.send(rtp(1, 160, 5, pt=8), leg.port)
+        alice.send(rtp(2, 320, 5, b"\x05\x0a\x00\xa0", pt=101 | 0x80), leg.port)
+        alice.send(rtp(3, 480, 5, b"\x00", pt=13), leg.port)  # comfort noise: neither
+        await settle()
+        assert audio == [1]
+        assert events == [(2, True, b"\x05\x0a\x00\xa0")]
+    finally:
+        alice.close()
