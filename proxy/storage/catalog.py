@@ -58,6 +58,7 @@ __all__ = [
     "RECOVERY_REASON",
     "SCHEMA_VERSION",
     "TRANSITIONS",
+    "AccessEntry",
     "Call",
     "CallDirection",
     "CallOutcome",
@@ -285,6 +286,19 @@ class RecordingEvent:
     channel: EventChannel
     actor: str | None = None
     reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    """One read of a recording (export, playback): who, when, why (P5, P20)."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    recording_id: str | None
+    reason: str
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -567,7 +581,27 @@ _MIGRATION_1 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1,)
+_MIGRATION_2 = Migration(
+    2,
+    "access log: who read a recording, when and why",
+    (
+        """
+        CREATE TABLE access_log (
+            id              INTEGER PRIMARY KEY,
+            at              INTEGER NOT NULL,
+            actor           TEXT NOT NULL,
+            action          TEXT NOT NULL,
+            recording_id    TEXT REFERENCES recordings (id),
+            reason          TEXT NOT NULL,
+            detail          TEXT
+        )
+        """,
+        "CREATE INDEX access_log_by_recording ON access_log (recording_id, at, id)",
+        "CREATE INDEX access_log_by_actor ON access_log (actor, at)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1, _MIGRATION_2)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 _CREATE_SCHEMA_MIGRATIONS = """
@@ -1487,6 +1521,64 @@ class SqliteCatalog:
             )
         )
         return [_event(row) for row in rows]
+
+    # -- access log
+
+    async def log_access(
+        self,
+        *,
+        actor: str,
+        action: str,
+        reason: str,
+        recording_id: str | None = None,
+        detail: str | None = None,
+        at: datetime | None = None,
+    ) -> AccessEntry:
+        """Record a read of a recording.  An access needs a named actor and a reason."""
+        values = (
+            self._now_ms(at),
+            _text("actor", actor),
+            _text("action", action),
+            recording_id,
+            _text("reason", reason),
+            _opt_text("detail", detail),
+        )
+
+        async def body(conn: Connection) -> AccessEntry:
+            if recording_id is not None:
+                await _require_recording(conn, recording_id)
+            cursor = await conn.execute(
+                "INSERT INTO access_log (at, actor, action, recording_id, reason, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                values,
+            )
+            entry_id = cursor.lastrowid
+            assert entry_id is not None
+            return AccessEntry(entry_id, _from_ms(values[0]), *values[1:])
+
+        return await self._write(body)
+
+    async def access_log(self, recording_id: str | None = None) -> list[AccessEntry]:
+        """Access entries, oldest first; for one recording when ``recording_id`` is given."""
+        params: tuple[str, ...] = ()
+        if recording_id is None:
+            sql = "SELECT * FROM access_log ORDER BY at, id"
+        else:
+            sql = "SELECT * FROM access_log WHERE recording_id = ? ORDER BY at, id"
+            params = (recording_id,)
+        rows = await self._read(lambda conn: _all(conn, sql, params))
+        return [
+            AccessEntry(
+                row["id"],
+                _from_ms(row["at"]),
+                row["actor"],
+                row["action"],
+                row["recording_id"],
+                row["reason"],
+                row["detail"],
+            )
+            for row in rows
+        ]
 
     # -- recovery
 

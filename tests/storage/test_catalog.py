@@ -834,3 +834,38 @@ async def test_a_cancelled_write_leaves_the_catalog_usable(db_path: Path) -> Non
     with raw(db_path) as conn:
         callers = {row[0] for row in conn.execute("SELECT caller FROM calls")}
     assert "+44after" in callers and callers <= {"+44after", "+44cancel"}
+
+
+# ----------------------------------------------------------------------- access log
+
+
+async def test_access_log_records_actor_reason_and_recording(tmp_path: Path) -> None:
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        call = await catalog.create_call(
+            sip_call_id="c1",
+            caller="01234",
+            callee="surgery",
+            direction=CallDirection.INBOUND,
+            started_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        )
+        rec = await catalog.create_recording(
+            call.id,
+            directory="r1",
+            encoding="ulaw",
+            sample_rate=8000,
+            channels=2,
+            started_at=datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC),
+        )
+        entry = await catalog.log_access(
+            actor="alice", action="export", reason="complaint 42", recording_id=rec.id
+        )
+        assert (entry.actor, entry.action, entry.reason) == ("alice", "export", "complaint 42")
+        with pytest.raises(InvalidFieldError):
+            await catalog.log_access(actor="alice", action="export", reason="")
+        with pytest.raises(NotFoundError):
+            await catalog.log_access(
+                actor="bob", action="export", reason="x", recording_id="no-such"
+            )
+        log = await catalog.access_log(rec.id)
+        assert [(e.actor, e.reason) for e in log] == [("alice", "complaint 42")]
+        assert await catalog.schema_version() == 2
