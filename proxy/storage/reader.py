@@ -1,0 +1,288 @@
+"""Reading a recording directory back: verify, decrypt, and recover after a crash.
+
+:class:`RecordingReader` unwraps the data key with the organisation's private key, then
+verifies and decrypts every segment in order, checking that segments and chunks follow
+on without a gap, that nothing follows the final chunk, and that the final chunk is
+there.  ``read()`` accepts only a complete recording; ``recover()`` keeps every complete
+chunk of one that a crash cut short.  Any damaged or misplaced chunk raises
+:class:`~proxy.storage.segment.RecordingCorrupt` naming the segment file and chunk.
+
+:func:`recover` needs no key: at start-up the proxy (which holds only the public key)
+walks an unfinished recording's framing to learn how much audio survived and marks the
+catalog row ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from .crypto import unwrap_key, wrapped_key_recording_id
+from .segment import (
+    CHANNELS,
+    KEY_FILE_NAME,
+    Encoding,
+    RecordingCorrupt,
+    SegmentHeader,
+    parse_segment_file_name,
+    read_segment,
+    scan_segment,
+    segment_file_name,
+)
+
+
+class Outcome(enum.Enum):
+    COMPLETE = "complete"  # the final chunk is there
+    INTERRUPTED = "interrupted"  # no final chunk: the writer stopped (crash, power loss)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingReport:
+    """What a recording directory holds.
+
+    ``verified`` is True when every chunk counted was authenticated and decrypted; False
+    for the key-less structural scan of :func:`recover`.  ``trailing_bytes`` are the bytes
+    of an incomplete chunk (or unwritten tail) after the last complete chunk.
+    """
+
+    recording_id: uuid.UUID
+    encoding: Encoding | None
+    sample_rate: int
+    start_time_ms: int | None
+    segments: int
+    chunks: int
+    frames: int
+    final_seen: bool
+    trailing_bytes: int
+    verified: bool
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome.COMPLETE if self.final_seen else Outcome.INTERRUPTED
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """Decrypted audio, ``(frames, 2)`` int16 (caller left, call taker right), and report."""
+
+    audio: npt.NDArray[np.int16]
+    report: RecordingReport
+
+
+def _segment_files(directory: Path) -> list[Path]:
+    """The segment files in index order; a gap in the numbering is an error."""
+    indexed = []
+    for entry in directory.iterdir():
+        index = parse_segment_file_name(entry.name)
+        if index is not None:
+            indexed.append((index, entry))
+    indexed.sort()
+    for expected, (index, _) in enumerate(indexed):
+        if index != expected:
+            raise RecordingCorrupt(
+                segment_file_name(expected), None, "segment file missing (the numbering has a gap)"
+            )
+    return [path for _, path in indexed]
+
+
+def _directory_recording_id(directory: Path) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(directory.name)
+    except ValueError:
+        return None
+
+
+class _Sequence:
+    """Checks that segments follow on, with the same parameters, up to one final chunk."""
+
+    def __init__(self, segment_count: int) -> None:
+        self.segment_count = segment_count
+        self.first: SegmentHeader | None = None
+        self.frames = 0
+        self.chunks = 0
+        self.final_seen = False
+        self.trailing_bytes = 0
+        self.last_start_ms = 0
+
+    def check_header(self, header: SegmentHeader, name: str) -> None:
+        if self.final_seen:
+            raise RecordingCorrupt(name, None, "a segment after the final chunk")
+        if self.first is None:
+            self.first = header
+        else:
+            first = self.first
+            if (
+                header.encoding,
+                header.sample_rate,
+                header.chunk_frames,
+                header.segment_chunks,
+            ) != (first.encoding, first.sample_rate, first.chunk_frames, first.segment_chunks):
+                raise RecordingCorrupt(name, None, "audio parameters differ from segment 0")
+            if header.start_time_ms < self.last_start_ms:
+                raise RecordingCorrupt(name, None, "starts before the segment before it")
+        self.last_start_ms = header.start_time_ms
+
+    def check_chunk(self, name: str, index: int, first_frame: int, frames: int) -> None:
+        if first_frame != self.frames:
+            raise RecordingCorrupt(
+                name, index, f"starts at frame {first_frame}, expected {self.frames}: audio missing"
+            )
+        self.frames += frames
+        self.chunks += 1
+
+    def end_segment(
+        self, name: str, header: SegmentHeader | None, chunks: int, final: bool
+    ) -> None:
+        self.final_seen = final
+        if final or header is None:
+            return
+        if chunks != header.segment_chunks:
+            raise RecordingCorrupt(
+                name,
+                chunks,
+                f"segment ends after {chunks} of {header.segment_chunks} chunks without the "
+                "final chunk: truncated",
+                truncated=True,
+            )
+
+    def finish(self, allow_truncated: bool) -> None:
+        if self.final_seen or allow_truncated:
+            return
+        raise RecordingCorrupt(
+            segment_file_name(self.segment_count),
+            0 if self.segment_count else None,
+            "missing: the recording ends without its final chunk (truncated or interrupted)",
+            truncated=True,
+        )
+
+    def report(self, recording_id: uuid.UUID, verified: bool) -> RecordingReport:
+        first = self.first
+        return RecordingReport(
+            recording_id=recording_id,
+            encoding=first.encoding if first else None,
+            sample_rate=first.sample_rate if first else 0,
+            start_time_ms=first.start_time_ms if first else None,
+            segments=self.segment_count,
+            chunks=self.chunks,
+            frames=self.frames,
+            final_seen=self.final_seen,
+            trailing_bytes=self.trailing_bytes,
+            verified=verified,
+        )
+
+
+class RecordingReader:
+    """Reads one recording directory with the organisation's private key.
+
+    Raises :class:`~proxy.storage.crypto.WrongPrivateKey` or
+    :class:`~proxy.storage.crypto.WrappedKeyError` when the key does not open it, and
+    :class:`RecordingCorrupt` when the key file is missing.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        private_key: X25519PrivateKey,
+        *,
+        recording_id: uuid.UUID | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        key_path = self.directory / KEY_FILE_NAME
+        try:
+            blob = key_path.read_bytes()
+        except FileNotFoundError:
+            raise RecordingCorrupt(
+                None, None, f"no key file in {self.directory}: nothing can be decrypted"
+            ) from None
+        rid = recording_id or _directory_recording_id(self.directory)
+        self.recording_id = rid if rid is not None else wrapped_key_recording_id(blob)
+        self._data_key = unwrap_key(blob, private_key, self.recording_id)
+
+    def read(self) -> Recording:
+        """The whole recording; it must end with its final chunk."""
+        return self._read(allow_truncated=False)
+
+    def recover(self) -> Recording:
+        """Every complete chunk of a recording a crash may have cut short."""
+        return self._read(allow_truncated=True)
+
+    def _read(self, allow_truncated: bool) -> Recording:
+        files = _segment_files(self.directory)
+        sequence = _Sequence(len(files))
+        parts = []
+        for index, path in enumerate(files):
+            last = index == len(files) - 1
+            contents = read_segment(
+                path,
+                self._data_key,
+                self.recording_id,
+                allow_truncated=allow_truncated and last,
+                expected_index=index,
+            )
+            if contents.header is not None:
+                sequence.check_header(contents.header, path.name)
+            for chunk in contents.chunks:
+                sequence.check_chunk(path.name, chunk.index, chunk.first_frame, chunk.frames)
+            sequence.end_segment(
+                path.name,
+                None if last else contents.header,
+                len(contents.chunks),
+                contents.final_seen,
+            )
+            sequence.trailing_bytes += contents.trailing_bytes
+            parts.append(contents.audio())
+        sequence.finish(allow_truncated)
+        audio = np.concatenate(parts) if parts else np.zeros((0, CHANNELS), dtype=np.int16)
+        return Recording(audio, sequence.report(self.recording_id, verified=True))
+
+
+def recover(
+    directory: str | os.PathLike[str], private_key: X25519PrivateKey | None = None
+) -> RecordingReport:
+    """How much of a (possibly crashed) recording survived, in complete chunks.
+
+    Without a key (the proxy at start-up) the framing is walked but the chunks cannot be
+    authenticated (``verified`` is False).  With the private key every chunk is verified.
+    A recording without a key file recorded nothing (the key is written before audio).
+    """
+    directory = Path(directory)
+    if private_key is not None:
+        return RecordingReader(directory, private_key).recover().report
+    rid = _directory_recording_id(directory)
+    key_path = directory / KEY_FILE_NAME
+    if not key_path.exists():
+        if rid is None:
+            raise RecordingCorrupt(None, None, f"{directory} holds no key and is not named by id")
+        return _Sequence(0).report(rid, verified=False)
+    if rid is None:
+        rid = wrapped_key_recording_id(key_path.read_bytes())
+    files = _segment_files(directory)
+    sequence = _Sequence(len(files))
+    for index, path in enumerate(files):
+        last = index == len(files) - 1
+        scan = scan_segment(path, allow_truncated=last, expected_index=index)
+        if scan.header is not None:
+            if scan.header.recording_id != rid:
+                raise RecordingCorrupt(
+                    path.name, None, f"header names recording {scan.header.recording_id}"
+                )
+            sequence.check_header(scan.header, path.name)
+        for span in scan.chunks:
+            first_frame = scan.header.chunk_first_frame(span.index) if scan.header else 0
+            sequence.check_chunk(path.name, span.index, first_frame, span.frames)
+        sequence.end_segment(
+            path.name, None if last else scan.header, len(scan.chunks), scan.final_seen
+        )
+        sequence.trailing_bytes += scan.trailing_bytes
+    return sequence.report(rid, verified=False)

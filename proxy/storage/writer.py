@@ -1,0 +1,660 @@
+"""The recording writer: a thread that seals and writes, fed by a bounded queue.
+
+The event loop never touches the disk.  It calls :meth:`RecordingWriter.open`,
+:meth:`~RecordingWriter.submit` and :meth:`~RecordingWriter.close`, which only take a
+short lock and append to a queue: they never block on I/O and never raise into the call
+path.  ``submit(recording_id, block, final)`` is the recorder's sink.
+
+The thread, per recording: creates ``<recordings dir>/<recording id>/``, writes and fsyncs
+the wrapped data key before any audio, gathers submitted frames into chunks of
+``chunk_seconds``, seals each (:class:`~proxy.storage.segment.SegmentEncoder`), appends it
+to the current segment file and fsyncs it (``fsync="chunk"``; or once a segment,
+``"segment"``; or never, ``"none"``), and starts a new segment file every
+``segment_seconds``.
+
+A full queue drops the block (``submit`` returns False), counts it and marks the
+recording ``degraded``; the dropped frames are written as silence, so what follows stays
+aligned with the wall clock.  An ``OSError`` (disk full, permissions, I/O error) marks the
+recording ``failed`` with the reason: a log line and a state callback, never an exception
+in the caller, and the call goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import errno
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from .crypto import new_data_key, wrap_key
+from .segment import (
+    DEFAULT_SAMPLE_RATE,
+    KEY_FILE_NAME,
+    Encoding,
+    SegmentEncoder,
+    recording_path,
+    segment_file_name,
+)
+
+log = logging.getLogger(__name__)
+
+FsyncPolicy = Literal["chunk", "segment", "none"]
+# A recording id: a uuid.UUID, or its text form.  Typed Hashable so that ``submit`` is a
+# recorder ``Sink`` (whose call keys are Hashable); anything else is refused.
+RecordingKey = Hashable
+
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
+_DONE_KEPT = 1024  # finished recordings whose state can still be asked for
+
+
+class RecordingState(enum.Enum):
+    RECORDING = "recording"
+    DEGRADED = "degraded"  # blocks were dropped (queue full); the gaps hold silence
+    FAILED = "failed"  # a write failed; nothing more is written
+    COMPLETE = "complete"  # the final chunk is written
+
+
+StateCallback = Callable[[RecordingKey, RecordingState, str], None]
+
+
+@dataclass
+class WriterMetrics:
+    """Plain counters, written by the writer thread (and ``submit``), read by anyone."""
+
+    blocks_submitted: int = 0
+    blocks_dropped: int = 0  # queue full
+    blocks_rejected: int = 0  # unknown, closed or failed recording, or not an (n, 2) int16
+    frames_dropped: int = 0
+    chunks_sealed: int = 0
+    bytes_written: int = 0
+    fsyncs: int = 0
+    write_seconds_total: float = 0.0
+    write_seconds_max: float = 0.0
+    last_write_seconds: float = 0.0
+    queue_high_water: int = 0
+    recordings_opened: int = 0
+    recordings_completed: int = 0
+    recordings_failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingStatus:
+    state: RecordingState
+    reason: str
+    blocks_dropped: int
+    frames_dropped: int
+
+
+# --- queue items -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Open:
+    rid: uuid.UUID
+    directory: Path
+    public_key: X25519PublicKey
+    encoding: Encoding
+    segment_chunks: int
+    start_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    rid: uuid.UUID
+    block: npt.NDArray[np.int16]
+    final: bool
+    dropped_frames: int  # the recording's dropped-frame count when this block was queued
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    rid: uuid.UUID
+    dropped_frames: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    pass
+
+
+_Item = _Open | _Block | _Close | _Stop
+
+
+@dataclass
+class _Handle:
+    """The loop side's view of one recording (guarded by the writer's lock)."""
+
+    key: RecordingKey
+    state: RecordingState = RecordingState.RECORDING
+    reason: str = ""
+    dropped_blocks: int = 0
+    dropped_frames: int = 0
+    finished: bool = False  # the final block or close is queued
+
+
+@dataclass
+class _Active:
+    """The thread side of one open recording."""
+
+    rid: uuid.UUID
+    path: Path
+    data_key: bytes
+    encoding: Encoding
+    segment_chunks: int
+    start_time_ms: int
+    encoder: SegmentEncoder | None = None
+    fd: int | None = None
+    segment_index: int = -1
+    next_frame: int = 0  # frames sealed so far
+    gap_filled: int = 0  # dropped frames already written as silence
+    pending: list[npt.NDArray[np.int16]] = field(default_factory=list)
+    pending_frames: int = 0
+    current_file: Path | None = None
+
+
+def _to_uuid(key: RecordingKey) -> uuid.UUID:
+    if isinstance(key, uuid.UUID):
+        return key
+    if isinstance(key, str):
+        return uuid.UUID(key)
+    raise ValueError(f"a recording id is a UUID, not {type(key).__name__}")
+
+
+def _describe(exc: OSError, path: Path | None) -> str:
+    name = errno.errorcode.get(exc.errno or 0, "error") if exc.errno else type(exc).__name__
+    where = f" ({path})" if path is not None else ""
+    return f"{name}: {exc.strerror or exc}{where}"
+
+
+class RecordingWriter:
+    """Writes every recording of the process from one thread.
+
+    ``on_state(recording_id, state, reason)`` is called on each state change; with a
+    ``loop`` it runs there (``call_soon_threadsafe``), otherwise in the calling thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_queued_blocks: int = 4096,
+        chunk_seconds: float = 1.0,
+        sample_rate: int = DEFAULT_SAMPLE_RATE,
+        fsync: FsyncPolicy = "chunk",
+        on_state: StateCallback | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        name: str = "recording-writer",
+    ) -> None:
+        if fsync not in ("chunk", "segment", "none"):
+            raise ValueError(f"fsync policy must be chunk, segment or none, not {fsync!r}")
+        if max_queued_blocks < 1:
+            raise ValueError("max_queued_blocks must be at least 1")
+        self.chunk_frames = round(chunk_seconds * sample_rate)
+        if self.chunk_frames < 1:
+            raise ValueError(f"chunk_seconds {chunk_seconds} holds no frame")
+        self.chunk_seconds = chunk_seconds
+        self.sample_rate = sample_rate
+        self.fsync_policy: FsyncPolicy = fsync
+        self.max_queued_blocks = max_queued_blocks
+        self.metrics = WriterMetrics()
+        self._on_state = on_state
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._queued_blocks = 0
+        self._handles: dict[uuid.UUID, _Handle] = {}
+        self._done: collections.OrderedDict[uuid.UUID, _Handle] = collections.OrderedDict()
+        self._active: dict[uuid.UUID, _Active] = {}  # the thread's alone
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # --- the event loop's side: never blocks on I/O, never raises ----------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    def open(
+        self,
+        recording_id: RecordingKey,
+        directory: str | os.PathLike[str],
+        public_key: X25519PublicKey,
+        *,
+        encoding: Encoding | str = "ulaw",
+        segment_seconds: float = 10,
+        start_time_ms: int,
+    ) -> None:
+        """Start a recording in ``<directory>/<recording id>/`` (``directory`` is the
+        recordings root).  The key and files are written by the thread.  A problem is
+        reported as the ``failed`` state, never raised."""
+        try:
+            self._open(
+                recording_id, directory, public_key, encoding, segment_seconds, start_time_ms
+            )
+        except Exception:
+            log.exception("open for recording %r failed", recording_id)
+            self._notify(recording_id, RecordingState.FAILED, "internal error while opening")
+
+    def _open(
+        self,
+        recording_id: RecordingKey,
+        directory: str | os.PathLike[str],
+        public_key: X25519PublicKey,
+        encoding: Encoding | str,
+        segment_seconds: float,
+        start_time_ms: int,
+    ) -> None:
+        try:
+            rid = _to_uuid(recording_id)
+        except ValueError:
+            log.error("recording id %r is not a UUID: not recorded", recording_id)
+            self._notify(recording_id, RecordingState.FAILED, "recording id is not a UUID")
+            return
+        try:
+            enc = Encoding.parse(encoding)
+            segment_chunks = round(segment_seconds / self.chunk_seconds)
+            if segment_chunks < 1:
+                raise ValueError(f"segment_seconds {segment_seconds} is shorter than a chunk")
+            if start_time_ms < 0:
+                raise ValueError(f"start_time_ms {start_time_ms} is negative")
+        except (ValueError, TypeError) as exc:
+            log.error("recording %s not opened: %s", rid, exc)
+            with self._lock:
+                self._remember_done(rid, _Handle(recording_id, RecordingState.FAILED, str(exc)))
+            self._notify(recording_id, RecordingState.FAILED, str(exc))
+            return
+        item = _Open(rid, Path(directory), public_key, enc, segment_chunks, start_time_ms)
+        with self._lock:
+            if self._stopping:
+                reason = "the writer is stopped"
+            elif rid in self._handles or rid in self._done:
+                reason = "already opened: a recording is never reopened"
+            else:
+                self._handles[rid] = _Handle(recording_id)
+                self._enqueue(item)
+                return
+        log.error("recording %s not opened: %s", rid, reason)
+        self._notify(recording_id, RecordingState.FAILED, reason)
+
+    def submit(self, recording_id: RecordingKey, block: npt.NDArray[np.int16], final: bool) -> bool:
+        """Queue an ``(n, 2)`` int16 block (caller, call taker); ``final`` ends the recording.
+
+        False when the block was not queued: the queue is full (the block is dropped,
+        counted, written as silence, and the recording marked degraded), or the recording
+        is unknown, closed or failed.  Never blocks, never raises.
+        """
+        try:
+            return self._submit(recording_id, block, final)
+        except Exception:  # the call path must never see a recording fault
+            log.exception("submit for recording %r failed", recording_id)
+            return False
+
+    def sink(self, call_key: RecordingKey, block: npt.NDArray[np.int16], final: bool) -> None:
+        """:meth:`submit` as the recorder's ``Sink`` (which returns None): drops are
+        counted here and reported through the recording's state."""
+        self.submit(call_key, block, final)
+
+    def _submit(
+        self, recording_id: RecordingKey, block: npt.NDArray[np.int16], final: bool
+    ) -> bool:
+        try:
+            rid = _to_uuid(recording_id)
+        except ValueError:
+            self.metrics.blocks_rejected += 1
+            return False
+        if not (
+            isinstance(block, np.ndarray)
+            and block.ndim == 2
+            and block.shape[1] == 2
+            and block.dtype == np.int16
+        ):
+            self.metrics.blocks_rejected += 1
+            log.error("recording %s: a block must be int16 of shape (n, 2)", rid)
+            return False
+        frames = int(block.shape[0])
+        degraded = None
+        with self._lock:
+            handle = self._handles.get(rid)
+            if handle is None or handle.finished or handle.state is RecordingState.FAILED:
+                self.metrics.blocks_rejected += 1
+                return False
+            self.metrics.blocks_submitted += 1
+            if final:
+                handle.finished = True
+            if self._queued_blocks < self.max_queued_blocks:
+                copy = np.array(block, dtype=np.int16, copy=True)
+                self._queued_blocks += 1
+                self._enqueue(_Block(rid, copy, final, handle.dropped_frames))
+                return True
+            handle.dropped_blocks += 1
+            handle.dropped_frames += frames
+            self.metrics.blocks_dropped += 1
+            self.metrics.frames_dropped += frames
+            if final:  # the end of the recording must get through even when audio cannot
+                self._enqueue(_Close(rid, handle.dropped_frames))
+            if handle.state is RecordingState.RECORDING:
+                handle.state = RecordingState.DEGRADED
+                handle.reason = "writer queue full: audio blocks dropped (written as silence)"
+                degraded = (handle.key, handle.reason)
+        if degraded is not None:
+            log.warning("recording %s degraded: %s", rid, degraded[1])
+            self._notify(degraded[0], RecordingState.DEGRADED, degraded[1])
+        return False
+
+    def close(self, recording_id: RecordingKey) -> None:
+        """End a recording whose final block was not submitted (seals what is pending)."""
+        try:
+            rid = _to_uuid(recording_id)
+            with self._lock:
+                handle = self._handles.get(rid)
+                if handle is None or handle.finished:
+                    return
+                handle.finished = True
+                if handle.state is RecordingState.FAILED:
+                    self._forget(rid)
+                    return
+                self._enqueue(_Close(rid, handle.dropped_frames))
+        except Exception:
+            log.exception("close for recording %r failed", recording_id)
+
+    def status(self, recording_id: RecordingKey) -> RecordingStatus | None:
+        """The state of an open or recently finished recording; None when unknown."""
+        try:
+            rid = _to_uuid(recording_id)
+        except ValueError:
+            return None
+        with self._lock:
+            handle = self._handles.get(rid) or self._done.get(rid)
+            if handle is None:
+                return None
+            return RecordingStatus(
+                handle.state, handle.reason, handle.dropped_blocks, handle.dropped_frames
+            )
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Write everything queued, end the recordings still open, and join the thread."""
+        with self._lock:
+            if not self._stopping:
+                self._stopping = True
+                self._enqueue(_Stop())
+        self._thread.join(timeout)
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> RecordingWriter:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    # --- shared helpers (caller holds the lock where noted) ----------------------------------
+
+    def _enqueue(self, item: _Item) -> None:
+        """Lock held."""
+        self._queue.append(item)
+        depth = len(self._queue)
+        if depth > self.metrics.queue_high_water:
+            self.metrics.queue_high_water = depth
+        self._wakeup.notify()
+
+    def _remember_done(self, rid: uuid.UUID, handle: _Handle) -> None:
+        """Lock held."""
+        self._done[rid] = handle
+        while len(self._done) > _DONE_KEPT:
+            self._done.popitem(last=False)
+
+    def _forget(self, rid: uuid.UUID) -> None:
+        """Lock held: a finished recording moves to the bounded list of done ones."""
+        handle = self._handles.pop(rid, None)
+        if handle is not None:
+            self._remember_done(rid, handle)
+
+    def _notify(self, key: RecordingKey, state: RecordingState, reason: str) -> None:
+        if self._on_state is None:
+            return
+        if self._loop is None:
+            self._call_on_state(key, state, reason)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._call_on_state, key, state, reason)
+        except RuntimeError:  # the loop is closed
+            log.warning("recording %s is %s (%s); the event loop is gone", key, state.value, reason)
+
+    def _call_on_state(self, key: RecordingKey, state: RecordingState, reason: str) -> None:
+        try:
+            assert self._on_state is not None
+            self._on_state(key, state, reason)
+        except Exception:
+            log.exception("on_state callback failed for recording %s", key)
+
+    def _set_state(self, rid: uuid.UUID, state: RecordingState, reason: str) -> None:
+        """Thread side: record a state change and tell the owner."""
+        with self._lock:
+            handle = self._handles.get(rid)
+            if handle is None:
+                return
+            handle.state = state
+            handle.reason = reason
+            key = handle.key
+            if state in (RecordingState.FAILED, RecordingState.COMPLETE):
+                self._forget(rid)
+        self._notify(key, state, reason)
+
+    # --- the thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue:
+                    self._wakeup.wait()
+                item = self._queue.popleft()
+                if isinstance(item, _Block):
+                    self._queued_blocks -= 1
+            if not isinstance(item, _Stop):
+                self._process(item)
+                continue
+            for rid in list(self._active):
+                with self._lock:
+                    handle = self._handles.get(rid)
+                    dropped = handle.dropped_frames if handle is not None else 0
+                self._process(_Close(rid, dropped, "the writer stopped before the call ended"))
+            return
+
+    def _process(self, item: _Open | _Block | _Close) -> None:
+        """One step for one recording; any failure fails that recording only."""
+        rid = item.rid
+        try:
+            if isinstance(item, _Open):
+                self._open_recording(item)
+                return
+            active = self._active.get(rid)
+            if active is None:  # failed earlier: its blocks are discarded
+                return
+            if isinstance(item, _Block):
+                self._on_block(active, item)
+            else:
+                self._on_close(active, item)
+        except OSError as exc:
+            active = self._active.get(rid)
+            where = active.current_file if active is not None else None
+            if where is None and isinstance(item, _Open):
+                where = recording_path(item.directory, rid)
+            self._fail(rid, _describe(exc, where))
+        except Exception as exc:  # a bug: fail the recording, keep the thread alive
+            log.exception("recording %s: internal error in the writer", rid)
+            self._fail(rid, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _fail(self, rid: uuid.UUID, reason: str) -> None:
+        active = self._active.pop(rid, None)
+        if active is not None and active.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(active.fd)
+        self.metrics.recordings_failed += 1
+        log.error("recording %s failed: %s", rid, reason)
+        self._set_state(rid, RecordingState.FAILED, reason)
+
+    def _open_recording(self, item: _Open) -> None:
+        path = recording_path(item.directory, item.rid)
+        os.makedirs(item.directory, mode=_DIR_MODE, exist_ok=True)
+        os.mkdir(path, _DIR_MODE)  # FileExistsError: a recording is never appended to
+        self._fsync_dir(item.directory, always=True)
+        data_key = new_data_key()
+        blob = wrap_key(data_key, item.public_key, item.rid)
+        active = _Active(
+            item.rid, path, data_key, item.encoding, item.segment_chunks, item.start_time_ms
+        )
+        self._active[item.rid] = active
+        active.current_file = path / KEY_FILE_NAME
+        fd = os.open(active.current_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        try:
+            self._write_all(fd, blob)
+            os.fsync(fd)  # the key is durable before any audio, whatever the policy
+            self.metrics.fsyncs += 1
+        finally:
+            os.close(fd)
+        self._fsync_dir(path, always=True)
+        self.metrics.recordings_opened += 1
+
+    def _on_block(self, active: _Active, item: _Block) -> None:
+        gap = item.dropped_frames - active.gap_filled
+        if gap > 0:
+            active.gap_filled = item.dropped_frames
+            self._append(active, np.zeros((gap, 2), dtype=np.int16))
+        self._append(active, item.block)
+        if item.final:
+            self._finish(active, "")
+
+    def _on_close(self, active: _Active, item: _Close) -> None:
+        gap = item.dropped_frames - active.gap_filled
+        if gap > 0:
+            active.gap_filled = item.dropped_frames
+            self._append(active, np.zeros((gap, 2), dtype=np.int16))
+        self._finish(active, item.reason)
+
+    def _append(self, active: _Active, block: npt.NDArray[np.int16]) -> None:
+        if len(block) == 0:
+            return
+        active.pending.append(block)
+        active.pending_frames += len(block)
+        if active.pending_frames < self.chunk_frames:
+            return
+        buffered = np.concatenate(active.pending)
+        start = 0
+        while len(buffered) - start >= self.chunk_frames:
+            self._seal(active, buffered[start : start + self.chunk_frames], final=False)
+            start += self.chunk_frames
+        rest = buffered[start:]
+        active.pending = [rest] if len(rest) else []
+        active.pending_frames = len(rest)
+
+    def _finish(self, active: _Active, reason: str) -> None:
+        if active.pending:
+            rest = np.concatenate(active.pending)
+        else:
+            rest = np.zeros((0, 2), dtype=np.int16)
+        active.pending, active.pending_frames = [], 0
+        self._seal(active, rest, final=True)
+        self._close_segment(active)
+        del self._active[active.rid]
+        self.metrics.recordings_completed += 1
+        self._set_state(active.rid, RecordingState.COMPLETE, reason)
+
+    def _seal(self, active: _Active, block: npt.NDArray[np.int16], final: bool) -> None:
+        prefix = b""
+        if active.encoder is None:
+            active.segment_index += 1
+            active.encoder = SegmentEncoder(
+                active.data_key,
+                active.rid,
+                active.segment_index,
+                start_time_ms=active.start_time_ms + active.next_frame * 1000 // self.sample_rate,
+                encoding=active.encoding,
+                sample_rate=self.sample_rate,
+                chunk_frames=self.chunk_frames,
+                segment_chunks=active.segment_chunks,
+            )
+            active.current_file = active.path / segment_file_name(active.segment_index)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+            active.fd = os.open(active.current_file, flags, _FILE_MODE)
+            prefix = active.encoder.header  # header and first chunk in one write
+        encoder = active.encoder
+        assert active.fd is not None
+        data = prefix + encoder.seal_chunk(
+            encoder.next_chunk_index, active.next_frame, block, final
+        )
+        started = time.perf_counter()
+        self._write_all(active.fd, data)
+        if self.fsync_policy == "chunk":
+            os.fsync(active.fd)
+            self.metrics.fsyncs += 1
+        if prefix:
+            self._fsync_dir(active.path)
+        elapsed = time.perf_counter() - started
+        active.next_frame += len(block)
+        metrics = self.metrics
+        metrics.chunks_sealed += 1
+        metrics.bytes_written += len(data)
+        metrics.last_write_seconds = elapsed
+        metrics.write_seconds_total += elapsed
+        metrics.write_seconds_max = max(metrics.write_seconds_max, elapsed)
+        if encoder.finished and not final:
+            self._close_segment(active)
+
+    def _close_segment(self, active: _Active) -> None:
+        fd, active.fd, active.encoder = active.fd, None, None
+        if fd is None:
+            return
+        try:
+            if self.fsync_policy == "segment":
+                os.fsync(fd)
+                self.metrics.fsyncs += 1
+        finally:
+            os.close(fd)
+
+    def _write_all(self, fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+
+    def _fsync_dir(self, path: Path, *, always: bool = False) -> None:
+        if self.fsync_policy == "none" and not always:
+            return
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+            self.metrics.fsyncs += 1
+        finally:
+            os.close(fd)

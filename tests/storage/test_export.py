@@ -1,0 +1,69 @@
+"""WAV and MP3 export, stereo, mixed, or one party only."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from proxy.storage.export import export_mp3, export_wav, select_channels
+
+from .conftest import dialogue_call
+
+
+def read_wav(path: Path) -> tuple[int, int, np.ndarray]:
+    with wave.open(str(path), "rb") as wav:
+        assert wav.getsampwidth() == 2
+        channels, rate = wav.getnchannels(), wav.getframerate()
+        data = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    return channels, rate, data.reshape(-1, channels)
+
+
+@pytest.mark.parametrize(
+    ("channels", "columns"), [("stereo", [0, 1]), ("caller", [0]), ("call_taker", [1])]
+)
+def test_wav_export_keeps_the_chosen_parties(
+    tmp_path: Path, channels: str, columns: list[int]
+) -> None:
+    audio = dialogue_call(3.0)
+    path = export_wav(audio, tmp_path / "out.wav", channels)  # type: ignore[arg-type]
+    count, rate, data = read_wav(path)
+    assert (count, rate) == (len(columns), 8000)
+    np.testing.assert_array_equal(data, audio[:, columns])
+
+
+def test_mono_export_mixes_with_clipping_protection(tmp_path: Path) -> None:
+    audio = np.array([[30000, 30000], [-30000, -30000], [100, -50], [0, 7]], dtype=np.int16)
+    count, _, data = read_wav(export_wav(audio, tmp_path / "mono.wav", "mono"))
+    assert count == 1
+    assert data[:, 0].tolist() == [32767, -32768, 50, 7]
+
+
+def test_unknown_channel_choice_is_refused() -> None:
+    with pytest.raises(ValueError, match="channels"):
+        select_channels(dialogue_call(0.1), "left")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="int16"):
+        select_channels(np.zeros((4, 2), dtype=np.float32), "stereo")
+
+
+def decoded_seconds(path: Path) -> float:
+    ffmpeg = shutil.which("ffmpeg")
+    assert ffmpeg, "ffmpeg is needed for MP3 export"
+    pcm = subprocess.run(
+        [ffmpeg, "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", "8000", "-"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    return len(pcm) / 2 / 8000
+
+
+@pytest.mark.parametrize("channels", ["stereo", "caller"])
+def test_mp3_export_decodes_to_the_same_duration(tmp_path: Path, channels: str) -> None:
+    audio = dialogue_call(21.81)
+    path = export_mp3(audio, tmp_path / "out.mp3", channels)  # type: ignore[arg-type]
+    assert path.read_bytes()[:3] in (b"ID3", b"\xff\xf3", b"\xff\xe3", b"\xff\xfb")
+    assert abs(decoded_seconds(path) - len(audio) / 8000) <= 0.1
