@@ -1,0 +1,262 @@
+"""A playout jitter buffer for one direction of a G.711 stream, without a clock.
+
+``push(sequence_number, timestamp, payload)`` takes each RTP packet as it arrives;
+``pop()`` is called once per tick (20 ms) and returns the next frame of
+``frame_samples`` samples in timestamp order, or ``None`` when nothing of that frame
+arrived in time (the caller fills silence).  G.711 has one byte per sample, so samples
+and bytes are the same count here.
+
+How it works:
+
+* The first packet fixes a frame grid: frame k covers the timestamps
+  ``origin + k * frame_samples`` onwards.  Playout starts ``depth`` frames before the
+  first packet, so every packet has ``depth`` ticks to arrive (60 ms by default):
+  reordering within that window is absorbed.
+* Packets of any duration are cut along the grid and assembled, so 10 ms or 30 ms
+  packets (80 or 240 samples) come out as 160-sample frames.  A frame of which only
+  part arrived is completed with the ``fill`` byte (the codec's silence).
+* A packet seen before (same sequence number and timestamp) is a duplicate; one whose
+  samples have all been played is late.  Both are dropped and counted.
+* Sequence numbers and timestamps are compared modulo 2**16 / 2**32, so wraparound is
+  invisible.  A timestamp more than ``resync_frames`` away from the playout point
+  (a new SSRC, a sender restart, a source switch) re-anchors the grid: the new
+  stream is played after what is already buffered, without a gap.
+* Clock skew: the buffer level (buffered samples ahead of the playout point) is
+  averaged over windows of ``skew_window`` ticks.  When the average is a whole frame
+  above its nominal value, the sender is faster than our tick and one frame is
+  dropped; a whole frame below, it is slower and one silent frame is inserted (``pop``
+  returns ``None`` without advancing).  Windows in which the buffer ran empty (loss,
+  silence suppression, a pause) are not used: that is not skew.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from .rtp import ts_diff
+
+__all__ = ["JitterBuffer", "JitterStats"]
+
+_TS_MASK = 0xFFFFFFFF
+
+
+@dataclass(slots=True)
+class JitterStats:
+    """Counters of one jitter buffer; they only grow."""
+
+    received: int = 0  # packets pushed
+    duplicates: int = 0  # dropped: same sequence number and timestamp seen before
+    late: int = 0  # dropped: all samples already played
+    lost: int = 0  # frames popped as None after the stream began (silence-filled)
+    partial: int = 0  # frames popped with some samples missing (filled)
+    skew_dropped: int = 0  # frames dropped because the sender runs fast
+    skew_inserted: int = 0  # silent frames inserted because the sender runs slow
+    resyncs: int = 0  # timestamp jumps that re-anchored the grid
+
+    @property
+    def skew_adjustments(self) -> int:
+        return self.skew_dropped + self.skew_inserted
+
+
+class _Partial:
+    """A frame being assembled from pieces of packets."""
+
+    __slots__ = ("buffer", "covered")
+
+    def __init__(self, fill: bytes) -> None:
+        self.buffer = bytearray(fill)
+        self.covered = 0
+
+    def write(self, offset: int, piece: bytes) -> None:
+        self.buffer[offset : offset + len(piece)] = piece
+        self.covered += len(piece)
+
+
+class JitterBuffer:
+    """See the module docstring.  ``stats`` holds the counters."""
+
+    def __init__(
+        self,
+        *,
+        depth: int = 3,
+        frame_samples: int = 160,
+        fill: int = 0xFF,
+        resync_frames: int = 50,
+        skew_window: int = 50,
+        remember: int = 128,
+    ) -> None:
+        if depth < 1:
+            raise ValueError("depth must be at least one frame")
+        if frame_samples < 1:
+            raise ValueError("frame_samples must be positive")
+        if resync_frames <= 2 * depth:
+            raise ValueError("resync_frames must be more than twice the depth")
+        if skew_window < 1:
+            raise ValueError("skew_window must be at least one tick")
+        self.depth = depth
+        self.frame_samples = frame_samples
+        self.stats = JitterStats()
+        self._fill = bytes([fill]) * frame_samples
+        self._resync_samples = resync_frames * frame_samples
+        self._window = skew_window
+        self._remember = remember
+        self._seen: set[int] = set()
+        self._seen_order: deque[int] = deque()
+        self._frames: dict[int, bytes | _Partial] = {}
+        self._origin: int | None = None  # RTP timestamp of frame 0
+        self._play = 0  # index of the next frame to pop
+        self._count_from = 0  # frames before this index are prefill, not loss
+        self._high_end = 0  # end (in samples from the origin) of the newest packet
+        self._packet_samples = frame_samples  # duration of the last packet
+        self._window_sum = 0
+        self._window_count = 0
+        self._window_bad = False
+
+    @property
+    def started(self) -> bool:
+        """Whether a packet has arrived."""
+        return self._origin is not None
+
+    @property
+    def buffered(self) -> int:
+        """Frames held (complete or partial), waiting to be popped."""
+        return len(self._frames)
+
+    def push(self, sequence_number: int, timestamp: int, payload: bytes) -> None:
+        """Take one packet (RTP sequence number, timestamp, G.711 payload)."""
+        stats = self.stats
+        stats.received += 1
+        size = len(payload)
+        if not size:
+            return
+        key = (sequence_number << 32) | timestamp
+        seen = self._seen
+        if key in seen:
+            stats.duplicates += 1
+            return
+        seen.add(key)
+        order = self._seen_order
+        order.append(key)
+        if len(order) > self._remember:
+            seen.discard(order.popleft())
+
+        frame = self.frame_samples
+        if self._origin is None:
+            self._origin = timestamp
+            self._play = -self.depth
+            self._count_from = 0
+            position = 0
+        else:
+            play_position = self._play * frame
+            relative = ts_diff(timestamp, (self._origin + play_position) & _TS_MASK)
+            if relative > self._resync_samples or relative < -self._resync_samples:
+                position = self._resync(timestamp)
+            else:
+                position = play_position + relative
+                if position + size <= play_position:
+                    stats.late += 1
+                    return
+        end = position + size
+        if end > self._high_end:
+            self._high_end = end
+        self._packet_samples = size
+
+        if size == frame and position % frame == 0:  # the common case: one whole frame
+            index = position // frame
+            if index not in self._frames:
+                self._frames[index] = payload
+            return
+        self._store_pieces(position, payload)
+
+    def _resync(self, timestamp: int) -> int:
+        """Re-anchor the grid so that the packet at ``timestamp`` plays after what is
+        buffered (at most ``depth`` frames of it), ``depth`` frames from now at least."""
+        frame = self.frame_samples
+        buffered_end = -(-self._high_end // frame)  # ceil
+        start = self._play + self.depth
+        if buffered_end > start:
+            start = min(buffered_end, self._play + 2 * self.depth)
+            for index in [i for i in self._frames if i >= start]:
+                del self._frames[index]
+        self._origin = (timestamp - start * frame) & _TS_MASK
+        self._count_from = start
+        self._high_end = start * frame
+        self._window_bad = True
+        self.stats.resyncs += 1
+        return start * frame
+
+    def _store_pieces(self, position: int, payload: bytes) -> None:
+        frame = self.frame_samples
+        frames = self._frames
+        done = 0
+        size = len(payload)
+        while done < size:
+            index, offset = divmod(position + done, frame)
+            take = min(frame - offset, size - done)
+            if index >= self._play:  # skip the part already played
+                piece = payload[done : done + take]
+                held = frames.get(index)
+                if held is None:
+                    if take == frame:
+                        frames[index] = piece
+                    else:
+                        partial = _Partial(self._fill)
+                        partial.write(offset, piece)
+                        frames[index] = partial
+                elif isinstance(held, _Partial):
+                    held.write(offset, piece)
+                    if held.covered >= frame:
+                        frames[index] = bytes(held.buffer)
+            done += take
+
+    def pop(self) -> bytes | None:
+        """The next frame, or ``None`` (missing, before the stream, or a skew insert)."""
+        if self._origin is None:
+            return None
+        index = self._play
+        level = self._high_end - index * self.frame_samples
+        self._window_sum += level
+        self._window_count += 1
+        if level <= 0:
+            self._window_bad = True
+        if self._window_count >= self._window:
+            adjustment = self._skew_adjustment()
+            if adjustment < 0:
+                self.stats.skew_inserted += 1
+                return None
+            if adjustment > 0:
+                self._frames.pop(index, None)
+                index += 1
+                self.stats.skew_dropped += 1
+        held = self._frames.pop(index, None)
+        self._play = index + 1
+        if held is None:
+            if index >= self._count_from:
+                self.stats.lost += 1
+            return None
+        if isinstance(held, _Partial):
+            self.stats.partial += 1
+            return bytes(held.buffer)
+        return held
+
+    def _skew_adjustment(self) -> int:
+        """At the end of a window: +1 to drop a frame, -1 to insert one, 0 to hold."""
+        mean = self._window_sum / self._window_count
+        bad = self._window_bad
+        self._window_sum = 0
+        self._window_count = 0
+        self._window_bad = False
+        if bad:
+            return 0
+        frame = self.frame_samples
+        packet = self._packet_samples
+        # The mean level of a steady stream sampled once per tick: depth frames plus
+        # one packet when packets are no longer than a frame, else half-way between a
+        # frame and a packet (the level saw-tooths as packets arrive).
+        nominal = self.depth * frame + (packet if packet <= frame else (packet + frame) / 2)
+        if mean >= nominal + frame:
+            return 1
+        if mean <= nominal - frame:
+            return -1
+        return 0

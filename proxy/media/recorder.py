@@ -1,0 +1,348 @@
+"""The recorder core: every 20 ms, one aligned stereo frame for every active recording.
+
+The RTP hot path only calls ``direction.push(sequence_number, timestamp, payload)``,
+which hands the payload to that direction's jitter buffer.  The event loop calls
+``Recorder.tick(now, scheduled)`` once per 20 ms for all recordings together:
+
+1. pop one frame per direction from every recording's jitter buffer;
+2. join all frames into one uint8 array and decode G.711 with a single lookup in a
+   combined table (µ-law codes, A-law codes, and a block of zeros for missing frames),
+   so the cost per tick is one numpy gather however many calls there are;
+3. write each call's (caller, call taker) pair of frames into its preallocated stereo
+   int16 block (caller left, call taker right) — both channels come from the same
+   tick, so they stay aligned whatever the network did;
+4. hand each full block (``block_seconds`` of audio) to the sink:
+   ``sink(call_key, block, final)``.  The block then belongs to the sink (it is never
+   written again), so the sink may queue it to a writer thread.
+
+States of a recording (``RecordingState``): RECORDING; PAUSED (``pause_mode``
+"silence" writes silence for the paused time, "skip" writes nothing); STOPPED (the
+partial block — possibly empty — goes out with ``final=True`` and the recording is
+removed).  ``stop()``
+takes effect at the next tick; ``Recorder.close(key)`` flushes at once.  A sink that
+raises fails only its own recording (FAILED, removed, counted): the tick goes on for
+the others and the call is never affected.
+
+Voice activity (webrtcvad) runs on each received 20 ms frame of each channel while
+recording, giving per-channel speech statistics (for one-way-audio alarms); pass
+``vad_mode=None`` to turn it off.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from . import g711
+from .jitter import JitterBuffer
+from .vad import SpeechActivity, Vad
+
+__all__ = [
+    "PauseMode",
+    "Recorder",
+    "RecorderError",
+    "RecorderStats",
+    "RecordingChannelPair",
+    "RecordingDirection",
+    "RecordingState",
+    "Sink",
+]
+
+#: ``sink(call_key, block, final)``: block is int16 of shape (n, 2), caller left.
+Sink = Callable[[Hashable, npt.NDArray[np.int16], bool], None]
+
+# Offsets into the combined decode table: [µ-law | A-law | zeros].
+_CODEC_OFFSET = {"PCMU": 0, "PCMA": 256}
+_SILENT_OFFSET = 512
+_DECODE = np.concatenate(
+    [g711.ULAW_DECODE, g711.ALAW_DECODE, np.zeros(256, dtype=np.int16)]
+).astype(np.int16)
+_DECODE.flags.writeable = False
+
+
+class RecorderError(Exception):
+    """The recorder was used wrongly (our fault, not the peer's)."""
+
+
+class RecordingState(enum.Enum):
+    RECORDING = "recording"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    FAILED = "failed"  # the sink raised; the recording was dropped
+
+
+class PauseMode(enum.Enum):
+    SILENCE = "silence"  # the paused time is recorded as silence
+    SKIP = "skip"  # the paused time is left out
+
+
+@dataclass(slots=True)
+class RecorderStats:
+    """Counters over all recordings, and the tick timing."""
+
+    ticks: int = 0
+    frames: int = 0  # stereo frames written
+    missing_frames: int = 0  # direction-frames silence-filled while recording
+    blocks: int = 0  # blocks handed to the sink (final ones included)
+    sink_errors: int = 0
+    last_lag: float = 0.0  # seconds the last tick ran after its scheduled time
+    max_lag: float = 0.0
+    total_lag: float = 0.0
+    lag_samples: int = 0
+
+    @property
+    def mean_lag(self) -> float:
+        return self.total_lag / self.lag_samples if self.lag_samples else 0.0
+
+
+class RecordingDirection:
+    """One direction of a recorded call (caller → us, or call taker → us)."""
+
+    __slots__ = ("_vad", "codec", "jitter", "offset", "speech")
+
+    def __init__(self, codec: str, jitter: JitterBuffer, vad: Vad | None) -> None:
+        self.codec = g711.codec_name(codec)
+        self.offset = _CODEC_OFFSET[self.codec]
+        self.jitter = jitter
+        self.speech = SpeechActivity()
+        self._vad = vad
+
+    def push(self, sequence_number: int, timestamp: int, payload: bytes) -> None:
+        """Hand one RTP payload to the jitter buffer (the RTP hot path)."""
+        self.jitter.push(sequence_number, timestamp, payload)
+
+    def _classify(self, frame: npt.NDArray[np.int16], now: float) -> None:
+        if self._vad is not None:
+            self.speech.update(self._vad.is_speech(frame.tobytes(), 8000), now)
+
+
+class RecordingChannelPair:
+    """A call's recording: ``caller`` (left channel) and ``taker`` (right channel)
+    directions, its state, and what it has produced."""
+
+    def __init__(
+        self,
+        call_key: Hashable,
+        caller: RecordingDirection,
+        taker: RecordingDirection,
+        block_samples: int,
+    ) -> None:
+        self.call_key = call_key
+        self.caller = caller
+        self.taker = taker
+        self.state = RecordingState.RECORDING
+        self.samples_written = 0  # per channel
+        self.blocks_emitted = 0
+        self.error: BaseException | None = None
+        self._block_samples = block_samples
+        self._block = np.empty((block_samples, 2), dtype=np.int16)
+        self._position = 0
+
+    @property
+    def active(self) -> bool:
+        return self.state in (RecordingState.RECORDING, RecordingState.PAUSED)
+
+    def pause(self) -> None:
+        """Pause from the next tick on (see ``pause_mode``)."""
+        self._require_active("pause")
+        self.state = RecordingState.PAUSED
+
+    def resume(self) -> None:
+        """Record again from the next tick on."""
+        self._require_active("resume")
+        self.state = RecordingState.RECORDING
+
+    def stop(self) -> None:
+        """End the recording at the next tick: the last block goes out as final."""
+        if self.active:
+            self.state = RecordingState.STOPPED
+
+    def _require_active(self, action: str) -> None:
+        if not self.active:
+            raise RecorderError(
+                f"cannot {action} recording {self.call_key!r}: it is {self.state.value}"
+            )
+
+    def _take_block(self) -> npt.NDArray[np.int16]:
+        block = self._block[: self._position]
+        self._block = np.empty((self._block_samples, 2), dtype=np.int16)
+        self._position = 0
+        return block
+
+
+class Recorder:
+    """All active recordings, ticked together (see the module docstring)."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        block_seconds: float = 1.0,
+        pause_mode: str | PauseMode = PauseMode.SILENCE,
+        jitter_depth: int = 3,
+        vad_mode: int | None = 2,
+        frame_samples: int = 160,
+    ) -> None:
+        self.frame_samples = frame_samples
+        frames_per_block = round(block_seconds * 8000 / frame_samples)
+        if frames_per_block < 1:
+            raise ValueError(f"block_seconds {block_seconds} is shorter than one frame")
+        self.block_samples = frames_per_block * frame_samples
+        self.pause_mode = PauseMode(pause_mode)
+        self.jitter_depth = jitter_depth
+        self.vad_mode = vad_mode
+        self.stats = RecorderStats()
+        self._sink = sink
+        self._pairs: dict[Hashable, RecordingChannelPair] = {}
+        self._zero_frame = bytes(frame_samples)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __contains__(self, call_key: object) -> bool:
+        return call_key in self._pairs
+
+    def get(self, call_key: Hashable) -> RecordingChannelPair | None:
+        return self._pairs.get(call_key)
+
+    def add(self, call_key: Hashable, caller_codec: str, taker_codec: str) -> RecordingChannelPair:
+        """Start recording a call; its first frame is written at the next tick."""
+        if call_key in self._pairs:
+            raise RecorderError(f"recording {call_key!r} already exists")
+        pair = RecordingChannelPair(
+            call_key,
+            self._direction(caller_codec),
+            self._direction(taker_codec),
+            self.block_samples,
+        )
+        self._pairs[call_key] = pair
+        return pair
+
+    def _direction(self, codec: str) -> RecordingDirection:
+        name = g711.codec_name(codec)
+        jitter = JitterBuffer(
+            depth=self.jitter_depth,
+            frame_samples=self.frame_samples,
+            fill=g711.silence_byte(name),
+        )
+        vad = Vad(self.vad_mode) if self.vad_mode is not None else None
+        return RecordingDirection(name, jitter, vad)
+
+    def close(self, call_key: Hashable) -> None:
+        """Flush a recording's partial block as final and remove it, now (also when
+        ``stop()`` is waiting for the next tick).  Does nothing if the recording is
+        already gone (flushed at a tick, closed, or failed)."""
+        pair = self._pairs.pop(call_key, None)
+        if pair is not None and pair.state is not RecordingState.FAILED:
+            pair.state = RecordingState.STOPPED
+            self._emit(pair, pair._take_block(), final=True)
+
+    def close_all(self) -> None:
+        """Close every recording (shutdown)."""
+        for call_key in list(self._pairs):
+            self.close(call_key)
+
+    def tick(self, now: float, scheduled: float | None = None) -> None:
+        """One 20 ms step for all recordings; ``scheduled`` is when the tick should
+        have run (for the lag statistics)."""
+        stats = self.stats
+        stats.ticks += 1
+        if scheduled is not None:
+            lag = now - scheduled
+            stats.last_lag = lag
+            stats.total_lag += lag
+            stats.lag_samples += 1
+            if lag > stats.max_lag:
+                stats.max_lag = lag
+        if not self._pairs:
+            return
+
+        recording = RecordingState.RECORDING
+        paused = RecordingState.PAUSED
+        silence_when_paused = self.pause_mode is PauseMode.SILENCE
+        zero_frame = self._zero_frame
+        chunks: list[bytes] = []
+        offsets: list[int] = []
+        received: list[tuple[bool, bool]] = []
+        decoded_pairs: list[RecordingChannelPair] = []
+        silent_pairs: list[RecordingChannelPair] = []
+        finished: list[RecordingChannelPair] = []
+        missing = 0
+        for pair in self._pairs.values():
+            state = pair.state
+            if state is not recording and state is not paused:
+                finished.append(pair)
+                continue
+            caller, taker = pair.caller, pair.taker
+            left = caller.jitter.pop()
+            right = taker.jitter.pop()
+            if state is recording:
+                if left is None:
+                    chunks.append(zero_frame)
+                    offsets.append(_SILENT_OFFSET)
+                    missing += 1
+                else:
+                    chunks.append(left)
+                    offsets.append(caller.offset)
+                if right is None:
+                    chunks.append(zero_frame)
+                    offsets.append(_SILENT_OFFSET)
+                    missing += 1
+                else:
+                    chunks.append(right)
+                    offsets.append(taker.offset)
+                received.append((left is not None, right is not None))
+                decoded_pairs.append(pair)
+            elif silence_when_paused:
+                silent_pairs.append(pair)
+        stats.missing_frames += missing
+
+        for pair in finished:
+            del self._pairs[pair.call_key]
+            if pair.state is RecordingState.STOPPED:
+                self._emit(pair, pair._take_block(), final=True)
+
+        frame = self.frame_samples
+        if decoded_pairs:
+            count = len(decoded_pairs)
+            codes = np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(count, 2, frame)
+            table_offsets = np.array(offsets, dtype=np.uint16).reshape(count, 2, 1)
+            pcm = _DECODE[codes + table_offsets]  # (count, 2, frame) int16, one gather
+            for i, pair in enumerate(decoded_pairs):
+                channels = pcm[i]
+                self._write(pair, channels.T)
+                has_left, has_right = received[i]
+                if has_left:
+                    pair.caller._classify(channels[0], now)
+                if has_right:
+                    pair.taker._classify(channels[1], now)
+        if silent_pairs:
+            silence = np.zeros((frame, 2), dtype=np.int16)
+            for pair in silent_pairs:
+                self._write(pair, silence)
+
+    def _write(self, pair: RecordingChannelPair, frames: npt.NDArray[np.int16]) -> None:
+        position = pair._position
+        end = position + self.frame_samples
+        pair._block[position:end] = frames
+        pair._position = end
+        pair.samples_written += self.frame_samples
+        self.stats.frames += 1
+        if end == self.block_samples:
+            self._emit(pair, pair._take_block(), final=False)
+
+    def _emit(self, pair: RecordingChannelPair, block: npt.NDArray[np.int16], final: bool) -> None:
+        try:
+            self._sink(pair.call_key, block, final)
+        except Exception as exc:  # a storage failure must not stop the other recordings
+            self.stats.sink_errors += 1
+            pair.error = exc
+            pair.state = RecordingState.FAILED
+            self._pairs.pop(pair.call_key, None)
+            return
+        self.stats.blocks += 1
+        pair.blocks_emitted += 1

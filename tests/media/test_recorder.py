@@ -1,0 +1,372 @@
+"""The recorder core: aligned stereo blocks from jitter-buffered G.711, on a fake tick."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from proxy.media import g711
+from proxy.media.recorder import (
+    PauseMode,
+    Recorder,
+    RecorderError,
+    RecordingState,
+)
+from tests.media.media_helpers import shared_data_file
+
+FRAME = 160
+DEPTH = 3  # the recorder's default jitter depth: audio appears 3 ticks after it arrives
+
+
+class Collector:
+    """A sink that keeps every block it is given (without copying: it owns them)."""
+
+    def __init__(self) -> None:
+        self.blocks: dict[Hashable, list[tuple[npt.NDArray[np.int16], bool]]] = {}
+
+    def __call__(self, call_key: Hashable, block: npt.NDArray[np.int16], final: bool) -> None:
+        assert block.dtype == np.int16 and block.ndim == 2 and block.shape[1] == 2
+        self.blocks.setdefault(call_key, []).append((block, final))
+
+    def audio(self, call_key: Hashable) -> npt.NDArray[np.int16]:
+        return np.concatenate([block for block, _ in self.blocks[call_key]])
+
+    def finals(self, call_key: Hashable) -> list[bool]:
+        return [final for _, final in self.blocks[call_key]]
+
+
+def frames_of(data: bytes) -> list[bytes]:
+    return [data[i : i + FRAME] for i in range(0, len(data) - FRAME + 1, FRAME)]
+
+
+def dialogue() -> list[bytes]:
+    return frames_of(shared_data_file("audio", "dialogue_8k.ulaw").read_bytes())
+
+
+def notice() -> list[bytes]:
+    return frames_of(shared_data_file("audio", "notice_8k.ulaw").read_bytes())
+
+
+def decoded(frames: list[bytes], codec: str = "PCMU") -> npt.NDArray[np.int16]:
+    return g711.decode(b"".join(frames), codec)
+
+
+def tick_time(tick: int) -> float:
+    return 500.0 + tick * 0.02
+
+
+# --------------------------------------------------------------------------- one call
+
+
+def test_exported_blocks_equal_the_decoded_input_and_channels_are_aligned() -> None:
+    caller, taker = dialogue(), notice()
+    assert (len(caller), len(taker)) == (1090, 500)
+    sink = Collector()
+    recorder = Recorder(sink)
+    pair = recorder.add("call-1", "PCMU", "pcmu")
+    ticks = 1100
+    for t in range(ticks):
+        if t < len(caller):
+            pair.caller.push(t, t * FRAME, caller[t])
+        if t < len(taker):
+            pair.taker.push(40_000 + t, 7 + t * FRAME, taker[t])
+        recorder.tick(tick_time(t), tick_time(t))
+    recorder.close("call-1")
+
+    out = sink.audio("call-1")
+    assert out.shape == (ticks * FRAME, 2)
+    lead = DEPTH * FRAME
+    left, right = out[:, 0], out[:, 1]
+    assert np.all(left[:lead] == 0) and np.all(right[:lead] == 0)
+    assert np.array_equal(left[lead : lead + len(caller) * FRAME], decoded(caller))
+    assert np.array_equal(right[lead : lead + len(taker) * FRAME], decoded(taker))
+    assert np.all(left[lead + len(caller) * FRAME :] == 0)
+    assert np.all(right[lead + len(taker) * FRAME :] == 0)
+
+    sizes = [len(block) for block, _ in sink.blocks["call-1"]]
+    # 1100 ticks fill 22 blocks exactly; closing then sends an empty final block.
+    assert sizes == [8000] * 22 + [0] and sink.finals("call-1") == [False] * 22 + [True]
+    assert pair.state is RecordingState.STOPPED and "call-1" not in recorder
+    assert pair.samples_written == ticks * FRAME and pair.blocks_emitted == 23
+
+
+def test_lost_packets_are_silence_exactly_where_missing() -> None:
+    caller, taker = dialogue()[:300], notice()[:300]
+    lost_caller = {5, 6, 7, 100, 101, 250}
+    lost_taker = {0, 50, 299}
+    sink = Collector()
+    recorder = Recorder(sink, vad_mode=None)
+    pair = recorder.add("c", "PCMU", "PCMU")
+    for t in range(300 + DEPTH):
+        if t < 300 and t not in lost_caller:
+            pair.caller.push(t, t * FRAME, caller[t])
+        if t < 300 and t not in lost_taker:
+            pair.taker.push(t, t * FRAME, taker[t])
+        recorder.tick(tick_time(t))
+    recorder.close("c")
+    out = sink.audio("c")[DEPTH * FRAME :]
+    for channel, frames, lost in ((0, caller, lost_caller), (1, taker, lost_taker)):
+        expected = decoded(frames).reshape(300, FRAME).copy()
+        expected[sorted(lost)] = 0
+        assert np.array_equal(out[:, channel].reshape(300, FRAME), expected)
+    assert pair.caller.jitter.stats.lost == len(lost_caller)
+    # The taker's first packet was lost: the buffer cannot know it existed, so its
+    # silence counts as lead-in, not loss (the audio above is right all the same).
+    assert pair.taker.jitter.stats.lost == len(lost_taker) - 1
+
+
+def test_alaw_and_ulaw_directions_decode_with_their_own_tables() -> None:
+    pcm = decoded(dialogue()[:60])
+    alaw = frames_of(g711.encode(pcm, "PCMA"))
+    ulaw = frames_of(g711.encode(pcm, "PCMU"))
+    sink = Collector()
+    recorder = Recorder(sink)
+    pair = recorder.add("mixed", "PCMA", "PCMU")
+    for t in range(60 + DEPTH):
+        if t < 60:
+            pair.caller.push(t, t * FRAME, alaw[t])
+            pair.taker.push(t, t * FRAME, ulaw[t])
+        recorder.tick(tick_time(t))
+    recorder.close("mixed")
+    out = sink.audio("mixed")[DEPTH * FRAME :]
+    assert np.array_equal(out[:, 0], decoded(alaw, "PCMA"))
+    assert np.array_equal(out[:, 1], decoded(ulaw, "PCMU"))
+
+
+# --------------------------------------------------------------------------- states
+
+
+def _run_with(recorder: Recorder, key: str, frames: list[bytes], actions: dict[int, str]) -> None:
+    pair = recorder.add(key, "PCMU", "PCMU")
+    for t, frame in enumerate(frames):
+        if t in actions:
+            getattr(pair, actions[t])()
+        pair.caller.push(t, t * FRAME, frame)
+        pair.taker.push(t, t * FRAME, frame)
+        recorder.tick(tick_time(t))
+
+
+def test_pause_in_silence_mode_records_silence_for_the_paused_time() -> None:
+    frames = dialogue()[:200]
+    sink = Collector()
+    recorder = Recorder(sink, pause_mode="silence")
+    _run_with(recorder, "p", frames, {100: "pause", 150: "resume"})
+    recorder.close("p")
+    out = sink.audio("p")
+    assert len(out) == 200 * FRAME
+    per_frame = out[:, 0].reshape(200, FRAME)
+    expected = decoded(frames).reshape(200, FRAME)
+    assert np.array_equal(per_frame[DEPTH:100], expected[: 100 - DEPTH])
+    assert np.all(per_frame[100:150] == 0)
+    # Audio that arrived during the pause is not recorded later: the time line holds.
+    assert np.array_equal(per_frame[150:], expected[150 - DEPTH : 200 - DEPTH])
+    assert np.array_equal(out[:, 0], out[:, 1])
+
+
+def test_pause_in_skip_mode_leaves_the_paused_time_out() -> None:
+    frames = dialogue()[:200]
+    sink = Collector()
+    recorder = Recorder(sink, pause_mode=PauseMode.SKIP)
+    _run_with(recorder, "s", frames, {100: "pause", 150: "resume"})
+    recorder.close("s")
+    out = sink.audio("s")
+    assert len(out) == 150 * FRAME
+    per_frame = out[:, 0].reshape(150, FRAME)
+    expected = decoded(frames).reshape(200, FRAME)
+    assert np.array_equal(per_frame[DEPTH:100], expected[: 100 - DEPTH])
+    assert np.array_equal(per_frame[100:], expected[150 - DEPTH : 200 - DEPTH])
+
+
+def test_stop_flushes_a_final_block_at_the_next_tick_and_removes_the_recording() -> None:
+    frames = dialogue()[:120]
+    sink = Collector()
+    recorder = Recorder(sink)
+    _run_with(recorder, "x", frames[:70], {})
+    pair = recorder.get("x")
+    assert pair is not None
+    pair.stop()
+    assert pair.state is RecordingState.STOPPED and "x" in recorder  # not yet flushed
+    assert sink.finals("x") == [False]  # one full block so far
+    recorder.tick(tick_time(70))
+    assert sink.finals("x") == [False, True]
+    assert [len(b) for b, _ in sink.blocks["x"]] == [8000, 20 * FRAME]
+    assert "x" not in recorder and len(recorder) == 0
+    recorder.tick(tick_time(71))
+    assert len(sink.blocks["x"]) == 2
+    with pytest.raises(RecorderError, match="cannot resume recording 'x': it is stopped"):
+        pair.resume()
+    with pytest.raises(RecorderError, match="cannot pause"):
+        pair.pause()
+    pair.stop()  # stopping twice is harmless
+    recorder.close("x")  # and so is closing a recording that is gone
+    assert len(sink.blocks["x"]) == 2
+
+
+def test_close_flushes_at_once_with_final_and_an_empty_recording_still_gets_a_final_block() -> None:
+    sink = Collector()
+    recorder = Recorder(sink)
+    recorder.add("empty", "PCMU", "PCMU")
+    recorder.close("empty")
+    assert [(len(b), f) for b, f in sink.blocks["empty"]] == [(0, True)]
+    recorder.close("never-added")
+    assert "never-added" not in sink.blocks
+
+
+def test_close_right_after_stop_still_sends_the_final_block_once() -> None:
+    sink = Collector()
+    recorder = Recorder(sink)
+    _run_with(recorder, "q", dialogue()[:10], {})
+    pair = recorder.get("q")
+    assert pair is not None
+    pair.stop()
+    recorder.close("q")
+    recorder.tick(tick_time(10))
+    assert [(len(b), f) for b, f in sink.blocks["q"]] == [(10 * FRAME, True)]
+
+
+def test_paused_recording_can_be_closed() -> None:
+    sink = Collector()
+    recorder = Recorder(sink)
+    _run_with(recorder, "k", dialogue()[:10], {5: "pause"})
+    recorder.close("k")
+    assert sink.finals("k") == [True] and len(sink.audio("k")) == 10 * FRAME
+
+
+def test_close_all_finishes_every_recording() -> None:
+    sink = Collector()
+    recorder = Recorder(sink)
+    for key in ("a", "b", "c"):
+        recorder.add(key, "PCMU", "PCMA")
+    recorder.tick(tick_time(0))
+    recorder.close_all()
+    assert len(recorder) == 0
+    assert {k: sink.finals(k) for k in "abc"} == {"a": [True], "b": [True], "c": [True]}
+
+
+def test_duplicate_key_and_unknown_codec_are_refused() -> None:
+    recorder = Recorder(Collector())
+    recorder.add("k", "PCMU", "PCMU")
+    with pytest.raises(RecorderError, match="already exists"):
+        recorder.add("k", "PCMU", "PCMU")
+    with pytest.raises(ValueError, match="unsupported codec"):
+        recorder.add("other", "G729", "PCMU")
+
+
+def test_block_length_follows_block_seconds() -> None:
+    sink = Collector()
+    recorder = Recorder(sink, block_seconds=0.5, vad_mode=None)
+    _run_with(recorder, "b", dialogue()[:60], {})
+    recorder.close("b")
+    assert [len(b) for b, _ in sink.blocks["b"]] == [4000, 4000, 10 * FRAME]
+    with pytest.raises(ValueError, match="shorter than one frame"):
+        Recorder(sink, block_seconds=0.001)
+
+
+def test_a_failing_sink_fails_only_its_own_recording() -> None:
+    good = Collector()
+
+    def sink(call_key: Hashable, block: npt.NDArray[np.int16], final: bool) -> None:
+        if call_key == "bad":
+            raise OSError("disk full")
+        good(call_key, block, final)
+
+    recorder = Recorder(sink, vad_mode=None)
+    bad = recorder.add("bad", "PCMU", "PCMU")
+    recorder.add("ok", "PCMU", "PCMU")
+    for t in range(120):
+        recorder.tick(tick_time(t))
+    assert bad.state is RecordingState.FAILED and isinstance(bad.error, OSError)
+    assert "bad" not in recorder and "ok" in recorder
+    assert recorder.stats.sink_errors == 1
+    assert good.finals("ok") == [False, False]
+    with pytest.raises(RecorderError):
+        bad.resume()
+
+
+# --------------------------------------------------------------------------- many calls
+
+
+def test_two_hundred_calls_each_get_their_own_audio_back() -> None:
+    caller_frames, taker_frames = dialogue(), notice()
+    calls = 200
+    ticks = 130
+    sink = Collector()
+    recorder = Recorder(sink)
+    pairs = []
+    for i in range(calls):
+        caller_codec = "PCMA" if i % 3 == 0 else "PCMU"
+        pairs.append((recorder.add(("call", i), caller_codec, "PCMU"), caller_codec))
+    expected_left = np.zeros((calls, ticks + DEPTH, FRAME), dtype=np.int16)
+    expected_right = np.zeros((calls, ticks + DEPTH, FRAME), dtype=np.int16)
+    for t in range(ticks):
+        for i, (pair, caller_codec) in enumerate(pairs):
+            caller = caller_frames[(t + 5 * i) % len(caller_frames)]
+            if caller_codec == "PCMA":
+                caller = g711.encode(g711.decode(caller, "PCMU"), "PCMA")
+            taker = taker_frames[(t + 2 * i) % len(taker_frames)]
+            pair.caller.push(t, t * FRAME, caller)
+            pair.taker.push(t, t * FRAME, taker)
+            expected_left[i, t + DEPTH] = g711.decode(caller, caller_codec)
+            expected_right[i, t + DEPTH] = g711.decode(taker, "PCMU")
+        recorder.tick(tick_time(t), tick_time(t) - 0.001)
+    recorder.close_all()
+    for i in range(calls):
+        out = sink.audio(("call", i))
+        assert out.shape == (ticks * FRAME, 2)
+        assert np.array_equal(out[:, 0], expected_left[i, :ticks].ravel()), i
+        assert np.array_equal(out[:, 1], expected_right[i, :ticks].ravel()), i
+        assert sink.finals(("call", i)) == [False, False, True]
+    assert recorder.stats.ticks == ticks
+    assert recorder.stats.frames == ticks * calls
+    assert recorder.stats.blocks == 3 * calls
+    assert recorder.stats.missing_frames == DEPTH * 2 * calls  # the lead-in only
+
+
+# --------------------------------------------------------------------------- VAD, timing
+
+
+def test_speech_stats_per_channel_show_one_way_audio() -> None:
+    speech = dialogue()[:250]
+    silence = [b"\xff" * FRAME] * 250
+    sink = Collector()
+    recorder = Recorder(sink)
+    pair = recorder.add("v", "PCMU", "PCMU")
+    for t in range(250):
+        pair.caller.push(t, t * FRAME, speech[t])
+        pair.taker.push(t, t * FRAME, silence[t])
+        recorder.tick(tick_time(t))
+    assert pair.caller.speech.frames == pair.taker.speech.frames == 250 - DEPTH
+    assert pair.caller.speech.speech_frames > 100
+    assert pair.taker.speech.speech_frames == 0
+    assert pair.taker.speech.last_speech_time is None
+    last = pair.caller.speech.last_speech_time
+    assert last is not None and tick_time(0) < last <= tick_time(249)
+
+
+def test_vad_can_be_turned_off() -> None:
+    recorder = Recorder(Collector(), vad_mode=None)
+    _run_with(recorder, "n", dialogue()[:100], {})
+    pair = recorder.get("n")
+    assert pair is not None and pair.caller.speech.frames == 0
+
+
+def test_tick_lag_statistics() -> None:
+    recorder = Recorder(Collector())
+    recorder.add("l", "PCMU", "PCMU")
+    for t, lag in enumerate([0.001, 0.004, 0.0, 0.015]):
+        recorder.tick(tick_time(t) + lag, tick_time(t))
+    recorder.tick(tick_time(9))  # no schedule given: not counted
+    stats = recorder.stats
+    assert stats.ticks == 5 and stats.lag_samples == 4
+    assert stats.last_lag == pytest.approx(0.015)
+    assert stats.max_lag == pytest.approx(0.015)
+    assert stats.mean_lag == pytest.approx(0.005)
+
+
+def test_tick_without_recordings_only_counts() -> None:
+    recorder = Recorder(Collector())
+    recorder.tick(1.0, 0.99)
+    assert recorder.stats.ticks == 1 and recorder.stats.frames == 0
