@@ -1,12 +1,32 @@
-"""The ``recproxy`` command."""
+"""The ``recproxy`` command.
+
+recproxy serve [--config PATH]
+recproxy keygen --out DIR [--no-passphrase]
+recproxy recordings list [--config PATH] [--json]
+recproxy export ID --format wav|mp3 --out PATH --reason TEXT [--channels ...]
+recproxy test-uas [--listen HOST:PORT]
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import getpass
+import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from .config import Config, ConfigError, load_config
+
+PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit status 1."""
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -18,29 +38,223 @@ def _hostport(text: str) -> tuple[str, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="recproxy", description="SIP/RTP recording proxy for recorded-call policies."
+        prog="recproxy",
+        description="SIP/RTP recording proxy: the caller hears why the call is recorded, "
+        "then is connected, and both sides are recorded, encrypted, as the call happens.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the proxy")
+    _config_option(serve)
+    serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+
+    keygen = commands.add_parser("keygen", help="make the organisation's recording key pair")
+    keygen.add_argument("--out", type=Path, required=True, metavar="DIR")
+    keygen.add_argument(
+        "--no-passphrase",
+        action="store_true",
+        help=f"store the private key unencrypted (otherwise ${PASSPHRASE_ENV} is required)",
+    )
+
+    recordings = commands.add_parser("recordings", help="recordings in the catalog")
+    rec_commands = recordings.add_subparsers(dest="recordings_command", required=True)
+    listing = rec_commands.add_parser("list", help="list recordings (metadata only)")
+    _config_option(listing)
+    listing.add_argument("--json", action="store_true", help="one JSON array")
+    listing.add_argument("--limit", type=int, default=1000)
+
+    export = commands.add_parser("export", help="verify, decrypt and export a recording")
+    export.add_argument("id", metavar="ID")
+    export.add_argument("--format", choices=("wav", "mp3"), required=True)
+    export.add_argument("--out", type=Path, required=True, metavar="PATH")
+    export.add_argument("--reason", required=True, help="why it is needed (recorded)")
+    export.add_argument(
+        "--channels",
+        choices=("stereo", "mono", "caller", "call_taker"),
+        default="stereo",
+        help="stereo (caller left), a mono mix, or one party only",
+    )
+    _config_option(export)
+
     uas = commands.add_parser(
         "test-uas",
         help="answer every SIP call (a loopback peer for SIPp, trunk and PBX checks)",
     )
     uas.add_argument(
-        "--listen", type=_hostport, default=("127.0.0.1", 5070), metavar="HOST:PORT",
+        "--listen",
+        type=_hostport,
+        default=("127.0.0.1", 5070),
+        metavar="HOST:PORT",
         help="address to listen on, UDP and TCP (default 127.0.0.1:5070)",
-    )  # fmt: skip
+    )
     return parser
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="PATH", help="TOML config file")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "test-uas":
-        from .tools.uas import serve
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "keygen":
+            return _keygen(args)
+        if args.command == "recordings":
+            return asyncio.run(_recordings_list(args))
+        if args.command == "export":
+            return asyncio.run(_export(args))
+        if args.command == "test-uas":
+            from .tools.uas import serve as serve_uas
 
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(*args.listen))
-        return 0
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(serve_uas(*args.listen))
+            return 0
+    except (CliError, ConfigError) as exc:
+        print(f"recproxy: {exc}", file=sys.stderr)
+        return 1
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .app import StartupError, serve
+
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = _load(args)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        uvloop = None  # type: ignore[assignment]
+    logging.getLogger("recproxy").info(
+        "config %s (version %s), event loop %s",
+        config.source or "defaults",
+        config.version,
+        "uvloop" if uvloop is not None else "asyncio",
+    )
+    try:
+        if uvloop is not None:
+            uvloop.run(serve(config))
+        else:  # pragma: no cover
+            asyncio.run(serve(config))
+    except StartupError as exc:
+        raise CliError(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from .storage import crypto
+
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    if not args.no_passphrase and not passphrase:
+        raise CliError(
+            f"set {PASSPHRASE_ENV} to the passphrase that protects the private key "
+            "(or pass --no-passphrase)"
+        )
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    private_path, public_path = out / "recording.key", out / "recording.pub"
+    private, public = crypto.generate_keypair()
+    try:
+        crypto.save_private_key(
+            private_path,
+            private,
+            None if args.no_passphrase else passphrase.encode(),  # type: ignore[union-attr]
+        )
+        crypto.save_public_key(public_path, public)
+    except (FileExistsError, crypto.StorageCryptoError) as exc:
+        raise CliError(f"{exc} (keys are never overwritten: losing one loses recordings)") from None
+    print(f"private key: {private_path}  (keep it off the proxy host)")
+    print(f"public key:  {public_path}  (set recording.public_key to this)")
+    print(f"fingerprint: {crypto.key_fingerprint(public)}")
+    return 0
+
+
+async def _recordings_list(args: argparse.Namespace) -> int:
+    from .storage.catalog import SqliteCatalog
+
+    config = _load(args)
+    if not config.catalog.path.exists():
+        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
+    async with SqliteCatalog(config.catalog.path) as catalog:
+        rows = [row.as_dict() for row in await catalog.list_recordings(limit=args.limit)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no recordings")
+        return 0
+    print(f"{'id':36}  {'started (UTC)':20}  {'caller':16}  {'callee':16}  "
+          f"{'duration':>9}  {'state':11}  segments")  # fmt: skip
+    for row in rows:
+        caller, callee = str(row["caller"])[:16], str(row["callee"])[:16]
+        seconds = int(row["duration_ms"]) / 1000
+        print(
+            f"{row['id']!s:36}  {row['started_at']!s:20}  {caller:16}  {callee:16}  "
+            f"{seconds:8.1f}s  {row['state']!s:11}  {row['segments']}"
+        )
+    return 0
+
+
+async def _export(args: argparse.Namespace) -> int:
+    from .storage import crypto
+    from .storage.catalog import RecordingState, SqliteCatalog
+    from .storage.export import export_mp3, export_wav
+    from .storage.reader import RecordingReader
+    from .storage.segment import RecordingCorrupt
+
+    config = _load(args)
+    reason = args.reason.strip()
+    if not reason:
+        raise CliError("--reason must say why the recording is needed")
+    actor = getpass.getuser()
+    async with SqliteCatalog(config.catalog.path) as catalog:
+        recording = await catalog.get_recording(args.id)
+        if recording is None:
+            raise CliError(f"no recording {args.id}")
+        if recording.state is RecordingState.DISCARDED:
+            raise CliError(f"recording {args.id} was discarded; no audio exists")
+        if recording.state is RecordingState.RECORDING:
+            raise CliError(f"recording {args.id} is still being recorded")
+        passphrase = os.environ.get(PASSPHRASE_ENV)
+        try:
+            private_key = crypto.load_private_key(
+                config.recording.private_key, passphrase.encode() if passphrase else None
+            )
+        except (OSError, crypto.StorageCryptoError) as exc:
+            raise CliError(f"recording.private_key {config.recording.private_key}: {exc}") from None
+        directory = config.recording.dir / recording.directory
+        reader = RecordingReader(directory, private_key)
+        try:
+            result = await asyncio.to_thread(
+                reader.recover if recording.state is RecordingState.INTERRUPTED else reader.read
+            )
+        except RecordingCorrupt as exc:
+            raise CliError(f"recording {args.id} failed verification: {exc}") from None
+        # the access is logged before any audio leaves the store
+        await catalog.log_access(
+            actor=actor,
+            action=f"export-{args.format}",
+            reason=reason,
+            recording_id=recording.id,
+            detail=f"channels={args.channels} out={args.out}",
+        )
+        writer = export_wav if args.format == "wav" else export_mp3
+        await asyncio.to_thread(writer, result.audio, args.out, args.channels)
+    print(
+        f"exported {args.id}: {result.report.duration_s:.2f} s, {args.channels}, "
+        f"{args.format} → {args.out} (logged: {actor}, {reason!r})"
+    )
+    return 0
 
 
 if __name__ == "__main__":

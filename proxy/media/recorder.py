@@ -115,6 +115,13 @@ class RecordingDirection:
         """Hand one RTP payload to the jitter buffer (the RTP hot path)."""
         self.jitter.push(sequence_number, timestamp, payload)
 
+    def set_codec(self, codec: str) -> None:
+        """The sender switched between PCMU and PCMA (both static payload types): decode
+        what follows with the other table.  Frames already buffered are decoded with the
+        new table too — at most the playout delay, at a switch that is itself rare."""
+        self.codec = g711.codec_name(codec)
+        self.offset = _CODEC_OFFSET[self.codec]
+
     def _classify(self, frame: npt.NDArray[np.int16], now: float) -> None:
         if self._vad is not None:
             self.speech.update(self._vad.is_speech(frame.tobytes(), 8000), now)

@@ -31,6 +31,7 @@ PacketSink = Callable[[int, int, bytes], None]  # sequence number, timestamp, pa
 EventSink = Callable[[int, int, bool, bytes], None]  # sequence, timestamp, marker, payload
 
 _HEADER = struct.Struct("!BBHII")
+_G711 = frozenset({0, 8})  # PCMU, PCMA
 
 
 class NoPortsAvailable(RuntimeError):
@@ -151,6 +152,8 @@ class RtpLeg:
         self.rtcp_latched: Address | None = None
         self.rewriter: StreamRewriter | None = None  # set on the caller's leg
         self.audio_payload_type: int | None = None  # what goes to ``sink`` (the recorder)
+        # called when the party switches to the other static G.711 payload type (0 ↔ 8)
+        self.on_codec_change: Callable[[int], None] | None = None
         self.dtmf_payload_type: int | None = None
         self.dtmf_sink: EventSink | None = None
         self._rtp: asyncio.DatagramTransport | None = None
@@ -212,13 +215,23 @@ class RtpLeg:
         if sink is None and self.dtmf_sink is None:
             return
         pt = data[1] & 0x7F
-        if pt == self.audio_payload_type:
+        if pt == self.audio_payload_type or (pt in _G711 and self._codec_changed(pt)):
             if sink is not None:
                 _, _, seq, ts, _ = _HEADER.unpack_from(data)
                 sink(seq, ts, _payload(data))
         elif pt == self.dtmf_payload_type and self.dtmf_sink is not None:
             _, second, seq, ts, _ = _HEADER.unpack_from(data)
             self.dtmf_sink(seq, ts, bool(second & 0x80), _payload(data))
+
+    def _codec_changed(self, payload_type: int) -> bool:
+        """A party sending PCMA where PCMU was agreed (or the reverse): both are static
+        payload types, so the audio can still be recorded right (SIPp's canned pcaps
+        do exactly this)."""
+        if self.on_codec_change is None:
+            return False
+        self.audio_payload_type = payload_type
+        self.on_codec_change(payload_type)
+        return True
 
     def _latch(self, source: Address) -> bool:
         expected = self.expected

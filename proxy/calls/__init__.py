@@ -1,0 +1,1 @@
+"""Call handling: the B2BUA call flow and what it records."""
