@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=()
-command -v sipp >/dev/null 2>&1 || apt_packages+=(sip-tester)
+command -v sipp >/dev/null 2>&1 || apt_packages+=(sip-tester)        # SIPp: the independent phone in tests
+command -v ffmpeg >/dev/null 2>&1 || apt_packages+=(ffmpeg)          # MP3 export
+command -v tcpdump >/dev/null 2>&1 || apt_packages+=(tcpdump)        # tests capture RTP on loopback
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_packages+=(python3-venv)
 if [ ${#apt_packages[@]} -gt 0 ]; then
     echo "installing Debian packages: ${apt_packages[*]}"
