@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .core import Outgoing, SipCore
 from .errors import RemoteSipError
@@ -187,13 +187,13 @@ class _TcpConnection(asyncio.Protocol):
         self.peer: Address = ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.peer = _address(transport.get_extra_info("peername"))
+        # uvloop's transports do not subclass asyncio's, so no isinstance check here
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = _address(self.transport.get_extra_info("peername"))
         # bound what a slow reader can make us buffer
-        transport.set_write_buffer_limits(high=4 * self.owner.max_message_size)
+        self.transport.set_write_buffer_limits(high=4 * self.owner.max_message_size)
         if not self.owner._tcp_connected(self):
-            transport.close()
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         try:
