@@ -52,6 +52,9 @@ class PortAllocator:
         self.high = high
         self._free = list(range(low, high, 2))  # each needs port + 1 <= high
         self._used: set[int] = set()
+        # for metrics: the legs open now, and the counters of every leg already closed
+        self.open_legs: set[RtpLeg] = set()
+        self.closed_totals = LegStats()
 
     @property
     def capacity(self) -> int:
@@ -84,6 +87,10 @@ class LegStats:
     dropped_malformed: int = 0
     rtcp_in: int = 0
     rtcp_out: int = 0
+
+    def add(self, other: LegStats) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 class StreamRewriter:
@@ -346,6 +353,7 @@ class MediaSession:
                 self.caller = leg
             else:
                 self.call_taker = leg
+            self.allocator.open_legs.add(leg)
             return leg
         raise NoPortsAvailable(f"could not bind an RTP port pair: {last_error}")
 
@@ -368,3 +376,13 @@ class MediaSession:
             if leg is not None and not leg.closed:
                 leg.close()
                 self.allocator.release(leg.port)
+                if leg in self.allocator.open_legs:
+                    self.allocator.open_legs.discard(leg)
+                    self.allocator.closed_totals.add(leg.stats)
+
+    def totals(self) -> tuple[LegStats, LegStats]:
+        """Per direction (caller's leg, call taker's leg) counters."""
+        return (
+            self.caller.stats if self.caller else LegStats(),
+            self.call_taker.stats if self.call_taker else LegStats(),
+        )

@@ -200,6 +200,7 @@ class RecordingWriter:
         on_state: StateCallback | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
         name: str = "recording-writer",
+        on_write: Callable[[float], None] | None = None,
     ) -> None:
         if fsync not in ("chunk", "segment", "none"):
             raise ValueError(f"fsync policy must be chunk, segment or none, not {fsync!r}")
@@ -214,6 +215,7 @@ class RecordingWriter:
         self.max_queued_blocks = max_queued_blocks
         self.metrics = WriterMetrics()
         self._on_state = on_state
+        self._on_write = on_write
         self._loop = loop
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
@@ -629,6 +631,11 @@ class RecordingWriter:
         metrics.last_write_seconds = elapsed
         metrics.write_seconds_total += elapsed
         metrics.write_seconds_max = max(metrics.write_seconds_max, elapsed)
+        if self._on_write is not None:
+            try:
+                self._on_write(elapsed)  # a metrics histogram: thread-safe, cheap
+            except Exception:
+                log.exception("on_write hook failed")
         if encoder.finished and not final:
             self._close_segment(active)
 

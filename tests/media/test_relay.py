@@ -246,3 +246,24 @@ async def test_only_the_audio_payload_type_is_recorded_and_dtmf_goes_aside(
         assert events == [(2, True, b"\x05\x0a\x00\xa0")]
     finally:
         alice.close()
+
+
+async def test_allocator_keeps_totals_of_closed_legs() -> None:
+    allocator = PortAllocator(41300, 41399)
+    media = MediaSession(allocator, "127.0.0.1")
+    leg = await media.open_leg("caller")
+    alice = Phone()
+    try:
+        leg.set_remote(*alice.address)
+        alice.send(rtp(1, 160, 1), leg.port)
+        alice.send(b"\x00" * 20, leg.port)
+        await settle()
+        assert allocator.open_legs == {leg}
+        media.close()
+        assert allocator.open_legs == set()
+        assert allocator.closed_totals.packets_in == 1
+        assert allocator.closed_totals.dropped_malformed == 1
+        media.close()  # idempotent: not counted twice
+        assert allocator.closed_totals.packets_in == 1
+    finally:
+        alice.close()

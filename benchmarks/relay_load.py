@@ -1,0 +1,250 @@
+"""Hot-path benchmark: RTP relayed and recorded by one recproxy media process.
+
+Two processes on loopback:
+
+* the **media process** runs recproxy's real media path — bridged ``MediaSession``s
+  (relay with latching and stream rewriting), the ``Recorder`` ticked by the
+  ``MediaClock`` every 20 ms, and the ``RecordingWriter`` thread encrypting 1 s chunks
+  into segment files (fsync per chunk) — for N calls;
+* the **load process** (this one) plays both phones of every call: each side sends a
+  160-byte G.711 packet every 20 ms and receives the other side's.
+
+It prints calls, packets relayed, packets lost inside the proxy, added relay delay
+(p50/p99: each payload carries its send time; sender and receiver share a clock), the
+media process's CPU (per concurrent call and per relayed packet) and its peak RSS, and
+checks the recordings' length.  Not part of the test suite: speed is measured here, never
+asserted in tests.
+
+    python benchmarks/relay_load.py --calls 200 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PACKET = struct.Struct("!BBHII")
+PTIME = 0.02
+
+
+# ---------------------------------------------------------------------------------------
+# the media process
+
+
+async def media_main(calls: int, record: bool, directory: Path) -> None:
+    from proxy.media.clock import MediaClock
+    from proxy.media.recorder import Recorder
+    from proxy.media.relay import MediaSession, PortAllocator, StreamRewriter
+    from proxy.storage import crypto
+    from proxy.storage.writer import RecordingWriter
+
+    _, public = crypto.generate_keypair()
+    writer = RecordingWriter(fsync="chunk", max_queued_blocks=8192)
+    recorder = Recorder(writer.sink, vad_mode=2)
+    clock = MediaClock(recorder)
+    clock.start()
+    allocator = PortAllocator(40000, 40000 + 4 * calls + 8)
+    sessions = []
+    ports = []
+    import uuid
+
+    for _ in range(calls):
+        media = MediaSession(allocator, "127.0.0.1")
+        a = await media.open_leg("caller")
+        b = await media.open_leg("call_taker")
+        a.audio_payload_type = b.audio_payload_type = 0
+        a.rewriter = StreamRewriter(ssrc=0x1234, first_seq=1, first_ts=0)
+        if record:
+            rid = str(uuid.uuid4())
+            writer.open(rid, directory, public, start_time_ms=int(time.time() * 1000))
+            pair = recorder.add(rid, "PCMU", "PCMU")
+            a.sink, b.sink = pair.caller.push, pair.taker.push
+        sessions.append((media, a, b))
+        ports.append((a.port, b.port))
+    print(json.dumps({"ports": ports, "pid": os.getpid()}), flush=True)
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    remotes = json.loads(line)["remotes"]
+    for (media, a, b), (ra, rb) in zip(sessions, remotes, strict=True):
+        a.set_remote("127.0.0.1", ra)
+        b.set_remote("127.0.0.1", rb)
+        media.bridge()
+    usage_start = resource.getrusage(resource.RUSAGE_SELF)
+    wall_start = time.monotonic()
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "stop"
+    wall = time.monotonic() - wall_start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (usage.ru_utime - usage_start.ru_utime) + (usage.ru_stime - usage_start.ru_stime)
+    relayed = sum(a.stats.packets_out + b.stats.packets_out for _, a, b in sessions)
+    received = sum(a.stats.packets_in + b.stats.packets_in for _, a, b in sessions)
+    dropped = sum(
+        a.stats.dropped_unknown_source + b.stats.dropped_unknown_source for _, a, b in sessions
+    )
+    recorder.close_all()
+    await asyncio.to_thread(writer.stop)
+    frames = 0
+    if record:
+        from proxy.storage.reader import recover
+
+        for path in directory.iterdir():
+            frames += recover(path).frames
+    print(
+        json.dumps(
+            {
+                "cpu_seconds": cpu,
+                "wall_seconds": wall,
+                "relayed": relayed,
+                "received": received,
+                "dropped": dropped,
+                "max_rss_kb": usage.ru_maxrss,
+                "recorded_frames": frames,
+                "clock_max_lag": clock.stats.max_lag,
+                "clock_overruns": clock.stats.overruns,
+                "writer_dropped_blocks": writer.metrics.blocks_dropped,
+                "chunks_sealed": writer.metrics.chunks_sealed,
+            }
+        ),
+        flush=True,
+    )
+    clock.stop()
+    for media, _, _ in sessions:
+        media.close()
+
+
+# ---------------------------------------------------------------------------------------
+# the load process
+
+
+class Phone(asyncio.DatagramProtocol):
+    def __init__(self, delays: list[float]) -> None:
+        self.delays = delays
+        self.received = 0
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received += 1
+        sent_ns = int.from_bytes(data[12:20], "big")
+        self.delays.append((time.monotonic_ns() - sent_ns) / 1e6)
+
+
+async def load_main(args: argparse.Namespace) -> dict[str, object]:
+    loop = asyncio.get_running_loop()
+    directory = Path(tempfile.mkdtemp(prefix="recproxy-bench-"))
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--media", "--calls", str(args.calls), "--dir", str(directory)]
+        + ([] if args.record else ["--no-record"])
+        + (["--asyncio"] if args.asyncio else []),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    hello = json.loads(await loop.run_in_executor(None, child.stdout.readline))
+    delays: list[float] = []
+    phones: list[tuple[Phone, int, Phone, int]] = []
+    remotes = []
+    for a_port, b_port in hello["ports"]:
+        _, pa = await loop.create_datagram_endpoint(
+            lambda: Phone(delays), local_addr=("127.0.0.1", 0)
+        )
+        _, pb = await loop.create_datagram_endpoint(
+            lambda: Phone(delays), local_addr=("127.0.0.1", 0)
+        )
+        assert pa.transport is not None and pb.transport is not None
+        remotes.append(
+            (pa.transport.get_extra_info("sockname")[1], pb.transport.get_extra_info("sockname")[1])
+        )
+        phones.append((pa, a_port, pb, b_port))
+    child.stdin.write(json.dumps({"remotes": remotes}) + "\n")
+    child.stdin.flush()
+    await asyncio.sleep(0.2)
+    payload_tail = b"\xff" * (160 - 8)
+    sent = 0
+    start = loop.time()
+    ticks = round(args.seconds / PTIME)
+    for n in range(ticks):
+        await asyncio.sleep(max(0.0, start + n * PTIME - loop.time()))
+        for seq_side, (pa, a_port, pb, b_port) in enumerate(phones):
+            del seq_side
+            stamp = time.monotonic_ns().to_bytes(8, "big")
+            header = PACKET.pack(0x80, 0, n & 0xFFFF, (n * 160) & 0xFFFFFFFF, 0xA)
+            assert pa.transport is not None and pb.transport is not None
+            pa.transport.sendto(header + stamp + payload_tail, ("127.0.0.1", a_port))
+            pb.transport.sendto(header + stamp + payload_tail, ("127.0.0.1", b_port))
+            sent += 2
+    await asyncio.sleep(0.5)
+    child.stdin.write("stop\n")
+    child.stdin.flush()
+    report = json.loads(await loop.run_in_executor(None, child.stdout.readline))
+    child.wait(timeout=60)
+    received = sum(pa.received + pb.received for pa, _, pb, _ in phones)
+    delays.sort()
+    cpu = report["cpu_seconds"]
+    wall = report["wall_seconds"]
+    expected_frames = args.calls * args.seconds * 8000
+    result: dict[str, object] = {
+        "calls": args.calls,
+        "seconds": args.seconds,
+        "record": args.record,
+        "packets_sent": sent,
+        "packets_relayed": report["relayed"],
+        "packets_received_back": received,
+        "lost_inside_proxy": report["received"] - report["relayed"],
+        "lost_end_to_end": sent - received,
+        "delay_ms_p50": round(statistics.median(delays), 3) if delays else None,
+        "delay_ms_p99": round(delays[int(len(delays) * 0.99)], 3) if delays else None,
+        "media_cpu_percent_of_core": round(100 * cpu / wall, 1),
+        "cpu_percent_per_call": round(100 * cpu / wall / args.calls, 4),
+        "cpu_us_per_relayed_packet": round(1e6 * cpu / max(report["relayed"], 1), 1),
+        "max_rss_mb": round(report["max_rss_kb"] / 1024, 1),
+        "recorded_seconds_per_call": round(report["recorded_frames"] / 8000 / args.calls, 2)
+        if args.record
+        else None,
+        "expected_seconds_per_call": round(expected_frames / 8000 / args.calls, 2),
+        "clock_max_lag_ms": round(1000 * report["clock_max_lag"], 2),
+        "writer_dropped_blocks": report["writer_dropped_blocks"],
+    }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--no-record", dest="record", action="store_false")
+    parser.add_argument("--media", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--asyncio", action="store_true", help="plain asyncio, not uvloop")
+    args = parser.parse_args()
+    if args.calls < 1 or args.calls > 2000 or not 1 <= args.seconds <= 300:
+        parser.error("--calls 1..2000 and --seconds 1..300")
+    runner = asyncio.run
+    if not args.asyncio:
+        import uvloop
+
+        runner = uvloop.run  # type: ignore[assignment]
+    if args.media:
+        runner(media_main(args.calls, args.record, args.dir))
+        return
+    result = runner(load_main(args))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
