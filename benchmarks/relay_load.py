@@ -45,7 +45,7 @@ PTIME = 0.02
 # the media process
 
 
-async def media_main(calls: int, record: bool, directory: Path) -> None:
+async def media_main(calls: int, record: bool, directory: Path, vad: bool, fsync: str) -> None:
     from proxy.media.clock import MediaClock
     from proxy.media.recorder import Recorder
     from proxy.media.relay import MediaSession, PortAllocator, StreamRewriter
@@ -53,8 +53,8 @@ async def media_main(calls: int, record: bool, directory: Path) -> None:
     from proxy.storage.writer import RecordingWriter
 
     _, public = crypto.generate_keypair()
-    writer = RecordingWriter(fsync="chunk", max_queued_blocks=8192)
-    recorder = Recorder(writer.sink, vad_mode=2)
+    writer = RecordingWriter(fsync=fsync, max_queued_blocks=8192)  # type: ignore[arg-type]
+    recorder = Recorder(writer.sink, vad_mode=2 if vad else None)
     clock = MediaClock(recorder)
     clock.start()
     allocator = PortAllocator(40000, 40000 + 4 * calls + 8)
@@ -149,7 +149,9 @@ async def load_main(args: argparse.Namespace) -> dict[str, object]:
     child = subprocess.Popen(
         [sys.executable, __file__, "--media", "--calls", str(args.calls), "--dir", str(directory)]
         + ([] if args.record else ["--no-record"])
-        + (["--asyncio"] if args.asyncio else []),
+        + (["--asyncio"] if args.asyncio else [])
+        + ([] if args.vad else ["--no-vad"])
+        + ["--fsync", args.fsync],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -202,6 +204,9 @@ async def load_main(args: argparse.Namespace) -> dict[str, object]:
         "calls": args.calls,
         "seconds": args.seconds,
         "record": args.record,
+        "vad": args.vad,
+        "fsync": args.fsync,
+        "loop": "asyncio" if args.asyncio else "uvloop",
         "packets_sent": sent,
         "packets_relayed": report["relayed"],
         "packets_received_back": received,
@@ -231,6 +236,8 @@ def main() -> None:
     parser.add_argument("--media", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--asyncio", action="store_true", help="plain asyncio, not uvloop")
+    parser.add_argument("--no-vad", dest="vad", action="store_false", help="no speech detection")
+    parser.add_argument("--fsync", choices=("chunk", "segment", "none"), default="chunk")
     args = parser.parse_args()
     if args.calls < 1 or args.calls > 2000 or not 1 <= args.seconds <= 300:
         parser.error("--calls 1..2000 and --seconds 1..300")
@@ -240,7 +247,7 @@ def main() -> None:
 
         runner = uvloop.run  # type: ignore[assignment]
     if args.media:
-        runner(media_main(args.calls, args.record, args.dir))
+        runner(media_main(args.calls, args.record, args.dir, args.vad, args.fsync))
         return
     result = runner(load_main(args))
     print(json.dumps(result, indent=2))
