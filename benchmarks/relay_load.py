@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import statistics
 import struct
 import subprocess
