@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,26 +38,112 @@ class SipSettings:
         ipaddress.ip_network("127.0.0.0/8"),
         ipaddress.ip_network("::1/128"),
     )
+    internal_peers: tuple[Network, ...] = ()  # the PBX / phones side (outbound calls)
     transports: tuple[str, ...] = ("udp", "tcp")
     user_agent: str = "recproxy"
 
     def is_trusted(self, host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self.trusted_peers)
+        return _within(host, self.trusted_peers)
+
+    def is_internal(self, host: str) -> bool:
+        return _within(host, self.internal_peers)
+
+
+def _within(host: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    """A dialled-number rule (first match wins): the service, and for outbound rules
+    that the call leaves through the trunk."""
+
+    match: re.Pattern[str]
+    direction: str = "inbound"  # "inbound" | "outbound"
+    service: str | None = None
+    call_taker: str | None = None  # inbound: someone other than routing.call_taker
+
+    def matches(self, number: str) -> bool:
+        return self.match.fullmatch(number) is not None
 
 
 @dataclass(frozen=True)
 class RoutingSettings:
     call_taker: str = "sip:calltaker@127.0.0.1:5070"
     ring_timeout_seconds: float = 60.0
+    trunk: str | None = None  # outbound calls go out through it; None: no outbound calls
+    rules: tuple[RouteRule, ...] = ()
+
+    def rule_for(self, number: str, *, outbound_allowed: bool) -> RouteRule | None:
+        for rule in self.rules:
+            if rule.direction == "outbound" and not outbound_allowed:
+                continue
+            if rule.matches(number):
+                return rule
+        return None
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Per-service policy (P3): which prompt, whether a notice plays, whether it records."""
+
+    name: str
+    prompt: Path | None = None  # None: notice.prompt
+    notice: bool | None = None  # None: inbound yes, outbound no (P1, P13)
+    record: bool = True
+
+
+@dataclass(frozen=True)
+class DtmfSettings:
+    """Codes a call taker keys on the phone to switch recording (P14)."""
+
+    stop: str = "*0"
+    discard: str = "*9"
+    resume: str = "*1"
+
+    def codes(self) -> dict[str, str]:
+        return {self.stop: "stop", self.discard: "discard", self.resume: "resume"}
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """A call taker: API token (its SHA-256 only) and the SIP identities of their phone."""
+
+    name: str
+    token_sha256: str
+    identities: tuple[str, ...] = ()
+    team: str | None = None
+
+
+@dataclass(frozen=True)
+class NumberSettings:
+    """How dialled and calling numbers are normalised to E.164."""
+
+    country_code: str = "44"
+    national_prefix: str = "0"
+    international_prefix: str = "00"
+
+    def e164(self, number: str) -> str:
+        """``01234 567890`` → ``+441234567890``; already-international numbers kept."""
+        digits = "".join(c for c in number if c.isdigit() or c == "+")
+        if digits.startswith("+"):
+            return "+" + digits[1:].replace("+", "")
+        digits = digits.replace("+", "")
+        if self.international_prefix and digits.startswith(self.international_prefix):
+            return "+" + digits[len(self.international_prefix) :]
+        if self.national_prefix and digits.startswith(self.national_prefix):
+            return f"+{self.country_code}{digits[len(self.national_prefix) :]}"
+        return digits
 
 
 @dataclass(frozen=True)
 class NoticeSettings:
     prompt: Path = PROMPTS_DIR / "notice-en-GB.wav"
+    no_record_prompt: Path = PROMPTS_DIR / "no-record-en-GB.wav"
     mode: str = "answer"  # "answer": 200 then notice; "early-media": 183 then notice
     ringback: str = "uk"  # "uk" | "eu"
 
@@ -103,6 +190,10 @@ class Config:
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
+    dtmf: DtmfSettings = field(default_factory=DtmfSettings)
+    numbers: NumberSettings = field(default_factory=NumberSettings)
+    services: Mapping[str, ServiceSettings] = field(default_factory=dict)
+    operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
     version: str = "defaults"  # SHA-256 of the file (P22: each call records it)
 
@@ -231,6 +322,47 @@ def _port_range(value: Any) -> tuple[int, int]:
     return low, high
 
 
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
+def _dtmf_code(value: Any) -> str:
+    text = _text(value)
+    if not 1 <= len(text) <= 8 or any(c not in "0123456789*#ABCD" for c in text):
+        raise ValueError(f'must be 1-8 of 0-9 * # A-D, like "*0", got {value!r}')
+    return text
+
+
+def _digits(value: Any) -> str:
+    text = value if isinstance(value, str) else None
+    if text is None or (not text.isdigit() and text != ""):
+        raise ValueError(f"must be a string of digits, got {value!r}")
+    return text
+
+
+def _regex(value: Any) -> re.Pattern[str]:
+    text = _text(value)
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"is not a valid regular expression ({exc}): {value!r}") from None
+
+
+def _identities(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"must be a list of SIP URIs or user names, got {value!r}")
+    return tuple(value)
+
+
+def _sha256_hex(value: Any) -> str:
+    text = _text(value).lower()
+    if re.fullmatch(r"[0-9a-f]{64}", text) is None:
+        raise ValueError("must be the 64 hex digits of the token's SHA-256")
+    return text
+
+
 PathParser = Callable[[Any], Path]
 
 
@@ -254,15 +386,18 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "listen": parse_hostport,
             "advertise": _ip,
             "trusted_peers": _networks,
+            "internal_peers": _networks,
             "transports": _transports,
             "user_agent": _text,
         },
         "routing": {
             "call_taker": _sip_uri,
             "ring_timeout_seconds": _number(1, 600),
+            "trunk": _sip_uri,
         },
         "notice": {
             "prompt": path,
+            "no_record_prompt": path,
             "mode": _choice("answer", "early-media"),
             "ringback": _choice("uk", "eu"),
         },
@@ -282,10 +417,56 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
         "catalog": {"path": path},
         "http": {"listen": parse_hostport},
         "shutdown": {"grace_seconds": _number(0, 3600)},
+        "dtmf": {"stop": _dtmf_code, "discard": _dtmf_code, "resume": _dtmf_code},
+        "numbers": {
+            "country_code": _digits,
+            "national_prefix": _digits,
+            "international_prefix": _digits,
+        },
     }
 
 
+def _rule_keys() -> Mapping[str, _Parser]:
+    return {
+        "match": _regex,
+        "direction": _choice("inbound", "outbound"),
+        "service": _text,
+        "call_taker": _sip_uri,
+    }
+
+
+def _service_keys(base: Path) -> Mapping[str, _Parser]:
+    return {"prompt": _path(base), "notice": _bool, "record": _bool}
+
+
+def _operator_keys() -> Mapping[str, _Parser]:
+    return {"name": _text, "token_sha256": _sha256_hex, "identities": _identities, "team": _text}
+
+
+def _table(where: str, raw: Any, keys: Mapping[str, _Parser]) -> dict[str, Any]:
+    """Validate one TOML table against ``keys``; errors name ``where.key``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in keys:
+            raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(keys)})")
+        try:
+            values[key] = keys[key](value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{key}: {exc}") from None
+    return values
+
+
+def _tables(where: str, raw: Any, keys: Mapping[str, _Parser]) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: must be an array of tables [[{where}]]")
+    return [_table(f"{where}[{i}]", item, keys) for i, item in enumerate(raw)]
+
+
 _SECTIONS: Mapping[str, type] = {
+    "dtmf": DtmfSettings,
+    "numbers": NumberSettings,
     "sip": SipSettings,
     "routing": RoutingSettings,
     "notice": NoticeSettings,
@@ -309,29 +490,69 @@ def build_config(
 ) -> Config:
     """Validate a parsed TOML document.  ``base`` is where relative paths start."""
     schema = _schema(base)
+    known = [*schema, "services", "operators"]
     sections: dict[str, Any] = {}
     for name, value in data.items():
-        if name not in schema:
-            raise ConfigError(f"{name}: unknown section (known: {', '.join(schema)})")
+        if name not in known:
+            raise ConfigError(f"{name}: unknown section (known: {', '.join(known)})")
+        if name == "operators":
+            continue
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: must be a table [{name}]")
     for name, cls in _SECTIONS.items():
-        raw = data.get(name, {})
-        keys = schema[name]
-        values: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key not in keys:
-                raise ConfigError(f"{name}.{key}: unknown key (known: {', '.join(keys)})")
-            try:
-                values[key] = keys[key](value)
-            except ValueError as exc:
-                raise ConfigError(f"{name}.{key}: {exc}") from None
-        for section_key in keys:
+        raw = dict(data.get(name, {}))
+        nested = raw.pop("rules", None) if name == "routing" else None
+        values = _table(name, raw, schema[name])
+        for section_key in schema[name]:
             if (name, section_key) in _DEFAULT_PATHS and section_key not in values:
                 default = getattr(cls(), section_key)
                 values[section_key] = base / default
+        if nested is not None:
+            rules = _tables("routing.rules", nested, _rule_keys())
+            for i, rule in enumerate(rules):
+                if "match" not in rule:
+                    raise ConfigError(f"routing.rules[{i}].match: required")
+            values["rules"] = tuple(RouteRule(**rule) for rule in rules)
         sections[name] = cls(**values)
-    return Config(**sections, source=source, version=version)
+    services = _services(data.get("services", {}), base)
+    for i, rule in enumerate(sections["routing"].rules):
+        if rule.service is not None and rule.service not in services:
+            raise ConfigError(
+                f"routing.rules[{i}].service: {rule.service!r} has no [services.{rule.service}]"
+            )
+        if rule.direction == "outbound" and sections["routing"].trunk is None:
+            raise ConfigError(f"routing.rules[{i}].direction: outbound needs routing.trunk")
+    operators = _operators(data.get("operators", []))
+    return Config(
+        **sections, services=services, operators=operators, source=source, version=version
+    )
+
+
+def _services(raw: Any, base: Path) -> dict[str, ServiceSettings]:
+    if not isinstance(raw, dict):
+        raise ConfigError("services: must be tables like [services.general]")
+    services: dict[str, ServiceSettings] = {}
+    for name, table in raw.items():
+        if re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", name) is None:
+            raise ConfigError(f"services.{name}: name must be lower-case letters, digits, - or _")
+        services[name] = ServiceSettings(
+            name, **_table(f"services.{name}", table, _service_keys(base))
+        )
+    return services
+
+
+def _operators(raw: Any) -> tuple[OperatorSettings, ...]:
+    operators: list[OperatorSettings] = []
+    names: set[str] = set()
+    for i, values in enumerate(_tables("operators", raw, _operator_keys())):
+        for required in ("name", "token_sha256"):
+            if required not in values:
+                raise ConfigError(f"operators[{i}].{required}: required")
+        if values["name"] in names:
+            raise ConfigError(f"operators[{i}].name: {values['name']!r} appears twice")
+        names.add(values["name"])
+        operators.append(OperatorSettings(**values))
+    return tuple(operators)
 
 
 def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Config:

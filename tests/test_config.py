@@ -115,3 +115,74 @@ def test_trusted_peer_check() -> None:
     assert config.sip.is_trusted("::1")
     assert not config.sip.is_trusted("192.0.2.1")
     assert not config.sip.is_trusted("not-an-ip")
+
+
+def test_routing_rules_services_operators_dtmf_and_numbers(tmp_path: Path) -> None:
+    token_hash = "a" * 64
+    config = load_config(
+        write(
+            tmp_path,
+            f"""
+[sip]
+internal_peers = ["10.0.0.0/8"]
+[routing]
+trunk = "sip:trunk@127.0.0.1:5080"
+[[routing.rules]]
+match = "0[1-9][0-9]{{8,9}}"
+direction = "outbound"
+service = "general"
+[[routing.rules]]
+match = "\\\\+441234567890"
+service = "patient-advice"
+[services.general]
+record = true
+[services.patient-advice]
+prompt = "advice.wav"
+record = false
+[dtmf]
+stop = "#7"
+[numbers]
+country_code = "44"
+[[operators]]
+name = "alice"
+token_sha256 = "{token_hash}"
+identities = ["sip:2001@10.0.0.21", "2001"]
+team = "reception"
+""",
+        )
+    )
+    assert config.sip.is_internal("10.1.2.3") and not config.sip.is_internal("192.0.2.1")
+    rule = config.routing.rule_for("01234567890", outbound_allowed=True)
+    assert rule is not None and rule.direction == "outbound" and rule.service == "general"
+    assert config.routing.rule_for("01234567890", outbound_allowed=False) is None
+    inbound = config.routing.rule_for("+441234567890", outbound_allowed=False)
+    assert inbound is not None and inbound.service == "patient-advice"
+    assert config.services["patient-advice"].record is False
+    assert config.services["patient-advice"].prompt == tmp_path.resolve() / "advice.wav"
+    assert config.dtmf.codes() == {"#7": "stop", "*9": "discard", "*1": "resume"}
+    assert config.operators[0].identities == ("sip:2001@10.0.0.21", "2001")
+    assert config.numbers.e164("01234 567890") == "+441234567890"
+    assert config.numbers.e164("0044 1234 567890") == "+441234567890"
+    assert config.numbers.e164("+44 (0)1234") == "+4401234"
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('[[routing.rules]]\nservice = "x"\n', "routing.rules[0].match: required"),
+        ('[[routing.rules]]\nmatch = "("\n', "routing.rules[0].match:"),
+        ('[[routing.rules]]\nmatch = "1"\nservice = "nope"\n', "routing.rules[0].service:"),
+        ('[[routing.rules]]\nmatch = "1"\ndirection = "outbound"\n', "needs routing.trunk"),
+        ('[[routing.rules]]\nmatch = "1"\nwhen = 3\n', "routing.rules[0].when: unknown key"),
+        ('[services.general]\nrecord = "yes"\n', "services.general.record:"),
+        ("[services.General]\n", "services.General:"),
+        ('[dtmf]\nstop = "*x"\n', "dtmf.stop:"),
+        ('[[operators]]\nname = "a"\n', "operators[0].token_sha256: required"),
+        ('[[operators]]\nname = "a"\ntoken_sha256 = "abc"\n', "operators[0].token_sha256:"),
+        ("operators = 3\n", "operators: must be an array"),
+    ],
+)
+def test_nested_tables_name_the_bad_key(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert named in str(caught.value)
