@@ -289,6 +289,16 @@ class RecordingEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class DoNotRecordEntry:
+    """A caller who asked in writing not to be recorded (P14a)."""
+
+    number: str  # E.164
+    reference: str  # the written request (letter, email, case number)
+    added_by: str
+    added_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class AccessEntry:
     """One read of a recording (export, playback): who, when, why (P5, P20)."""
 
@@ -478,6 +488,25 @@ class Catalog(Protocol):
 
     async def recover_interrupted(self, *, at: datetime | None = None) -> list[str]: ...
 
+    async def do_not_record(self, number: str) -> DoNotRecordEntry | None: ...
+
+    async def log_access(
+        self,
+        *,
+        actor: str,
+        action: str,
+        reason: str,
+        recording_id: str | None = None,
+        detail: str | None = None,
+        at: datetime | None = None,
+    ) -> AccessEntry: ...
+
+
+def _dnr(row: Row) -> DoNotRecordEntry:
+    return DoNotRecordEntry(
+        row["number"], row["reference"], row["added_by"], _from_ms(row["added_at"])
+    )
+
 
 # ----------------------------------------------------------------------- migrations
 
@@ -601,7 +630,22 @@ _MIGRATION_2 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1, _MIGRATION_2)
+_MIGRATION_3 = Migration(
+    3,
+    "do-not-record list (P14): numbers from written requests",
+    (
+        """
+        CREATE TABLE do_not_record (
+            number          TEXT PRIMARY KEY,
+            reference       TEXT NOT NULL,
+            added_by        TEXT NOT NULL,
+            added_at        INTEGER NOT NULL
+        )
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 _CREATE_SCHEMA_MIGRATIONS = """
@@ -1521,6 +1565,52 @@ class SqliteCatalog:
             )
         )
         return [_event(row) for row in rows]
+
+    # -- do-not-record list
+
+    async def add_do_not_record(
+        self, number: str, *, reference: str, added_by: str, at: datetime | None = None
+    ) -> DoNotRecordEntry:
+        """Add an (E.164-normalised) number; adding it again replaces the reference."""
+        values = (
+            _text("number", number),
+            _text("reference", reference),
+            _text("added_by", added_by),
+            self._now_ms(at),
+        )
+
+        async def body(conn: Connection) -> DoNotRecordEntry:
+            await conn.execute(
+                "INSERT INTO do_not_record (number, reference, added_by, added_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (number) DO UPDATE SET"
+                " reference = excluded.reference, added_by = excluded.added_by,"
+                " added_at = excluded.added_at",
+                values,
+            )
+            return DoNotRecordEntry(values[0], values[1], values[2], _from_ms(values[3]))
+
+        return await self._write(body)
+
+    async def remove_do_not_record(self, number: str) -> bool:
+        """Remove a number; False if it was not on the list."""
+
+        async def body(conn: Connection) -> bool:
+            cursor = await conn.execute("DELETE FROM do_not_record WHERE number = ?", (number,))
+            return cursor.rowcount > 0
+
+        return await self._write(body)
+
+    async def do_not_record(self, number: str) -> DoNotRecordEntry | None:
+        rows = await self._read(
+            lambda conn: _all(conn, "SELECT * FROM do_not_record WHERE number = ?", (number,))
+        )
+        return _dnr(rows[0]) if rows else None
+
+    async def list_do_not_record(self) -> list[DoNotRecordEntry]:
+        rows = await self._read(
+            lambda conn: _all(conn, "SELECT * FROM do_not_record ORDER BY number", ())
+        )
+        return [_dnr(row) for row in rows]
 
     # -- access log
 

@@ -868,4 +868,30 @@ async def test_access_log_records_actor_reason_and_recording(tmp_path: Path) -> 
             )
         log = await catalog.access_log(rec.id)
         assert [(e.actor, e.reason) for e in log] == [("alice", "complaint 42")]
-        assert await catalog.schema_version() == 2
+        assert await catalog.schema_version() == SCHEMA_VERSION
+
+
+# ----------------------------------------------------------------------- do-not-record
+
+
+async def test_do_not_record_list_add_replace_remove(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.sqlite3"
+    async with SqliteCatalog(path) as catalog:
+        assert await catalog.do_not_record("+441234567890") is None
+        await catalog.add_do_not_record(
+            "+441234567890", reference="letter 2026-03-01", added_by="records"
+        )
+        await catalog.add_do_not_record("+441234567890", reference="email 7", added_by="dpo")
+        await catalog.add_do_not_record("+447700900123", reference="letter 9", added_by="dpo")
+        entry = await catalog.do_not_record("+441234567890")
+        assert entry is not None and (entry.reference, entry.added_by) == ("email 7", "dpo")
+        assert [e.number for e in await catalog.list_do_not_record()] == [
+            "+441234567890",
+            "+447700900123",
+        ]
+        with pytest.raises(InvalidFieldError):
+            await catalog.add_do_not_record("+44", reference="", added_by="dpo")
+    async with SqliteCatalog(path) as catalog:  # it persists
+        assert await catalog.remove_do_not_record("+441234567890") is True
+        assert await catalog.remove_do_not_record("+441234567890") is False
+        assert await catalog.do_not_record("+441234567890") is None
