@@ -68,6 +68,7 @@ class RecordingState(enum.Enum):
     DEGRADED = "degraded"  # blocks were dropped (queue full); the gaps hold silence
     FAILED = "failed"  # a write failed; nothing more is written
     COMPLETE = "complete"  # the final chunk is written
+    DISCARDED = "discarded"  # destroyed on request: key first, then the files
 
 
 StateCallback = Callable[[RecordingKey, RecordingState, str], None]
@@ -134,7 +135,13 @@ class _Stop:
     pass
 
 
-_Item = _Open | _Block | _Close | _Stop
+@dataclass(frozen=True, slots=True)
+class _Discard:
+    rid: uuid.UUID
+    directory: Path
+
+
+_Item = _Open | _Block | _Close | _Discard | _Stop
 
 
 @dataclass
@@ -377,6 +384,23 @@ class RecordingWriter:
         except Exception:
             log.exception("close for recording %r failed", recording_id)
 
+    def discard(self, recording_id: RecordingKey, directory: str | os.PathLike[str]) -> None:
+        """Destroy a recording, open or finished (P14 "discard"): nothing more is written,
+        the wrapped key is deleted first (crypto-shredding: the audio is unreadable from
+        that moment), then the segment files and the folder.  ``directory`` is the
+        recordings root.  State DISCARDED is reported when done."""
+        try:
+            rid = _to_uuid(recording_id)
+            with self._lock:
+                handle = self._handles.get(rid)
+                if handle is None:
+                    handle = _Handle(recording_id)
+                    self._handles[rid] = handle
+                handle.finished = True
+                self._enqueue(_Discard(rid, Path(directory)))
+        except Exception:
+            log.exception("discard for recording %r failed", recording_id)
+
     def status(self, recording_id: RecordingKey) -> RecordingStatus | None:
         """The state of an open or recently finished recording; None when unknown."""
         try:
@@ -470,7 +494,11 @@ class RecordingWriter:
             handle.state = state
             handle.reason = reason
             key = handle.key
-            if state in (RecordingState.FAILED, RecordingState.COMPLETE):
+            if state in (
+                RecordingState.FAILED,
+                RecordingState.COMPLETE,
+                RecordingState.DISCARDED,
+            ):
                 self._forget(rid)
         self._notify(key, state, reason)
 
@@ -494,12 +522,15 @@ class RecordingWriter:
                 self._process(_Close(rid, dropped, "the writer stopped before the call ended"))
             return
 
-    def _process(self, item: _Open | _Block | _Close) -> None:
+    def _process(self, item: _Open | _Block | _Close | _Discard) -> None:
         """One step for one recording; any failure fails that recording only."""
         rid = item.rid
         try:
             if isinstance(item, _Open):
                 self._open_recording(item)
+                return
+            if isinstance(item, _Discard):
+                self._discard(item)
                 return
             active = self._active.get(rid)
             if active is None:  # failed earlier: its blocks are discarded
@@ -526,6 +557,17 @@ class RecordingWriter:
         self.metrics.recordings_failed += 1
         log.error("recording %s failed: %s", rid, reason)
         self._set_state(rid, RecordingState.FAILED, reason)
+
+    def _discard(self, item: _Discard) -> None:
+        active = self._active.pop(item.rid, None)
+        if active is not None:
+            active.pending.clear()
+            active.data_key = b""
+            if active.fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(active.fd)
+        shred_recording(recording_path(item.directory, item.rid))
+        self._set_state(item.rid, RecordingState.DISCARDED, "discarded on request")
 
     def _open_recording(self, item: _Open) -> None:
         path = recording_path(item.directory, item.rid)
@@ -665,3 +707,20 @@ class RecordingWriter:
             self.metrics.fsyncs += 1
         finally:
             os.close(fd)
+
+
+def shred_recording(path: Path) -> None:
+    """Delete a recording folder, wrapped key first (and made durable) so the audio is
+    unreadable even if deleting the segment files is interrupted."""
+    key = path / KEY_FILE_NAME
+    if key.exists():
+        os.unlink(key)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    if path.exists():
+        for child in path.iterdir():
+            os.unlink(child)
+        os.rmdir(path)

@@ -296,3 +296,31 @@ def test_sink_is_submit_for_the_recorder(
     assert writer.metrics.blocks_rejected == 1
     recording = RecordingReader(tmp_path / str(rid), private_key).read()
     np.testing.assert_array_equal(recording.audio, audio)
+
+
+def test_discard_destroys_key_first_then_files_and_refuses_more_audio(
+    tmp_path: Path,
+    public_key: X25519PublicKey,
+    states: StateLog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    writer = RecordingWriter(on_state=states)
+    rid = uuid.uuid4()
+    writer.open(rid, tmp_path, public_key, start_time_ms=START_MS)
+    assert writer.submit(rid, random_ulaw_audio(3 * 8000), False)
+    folder = tmp_path / str(rid)
+    wait_for(lambda: len(list(folder.glob("seg-*"))) >= 1)
+    unlinked: list[str] = []
+    real_unlink = os.unlink
+    monkeypatch.setattr(
+        os, "unlink", lambda path: (unlinked.append(Path(path).name), real_unlink(path))[1]
+    )
+    writer.discard(rid, tmp_path)
+    wait_for(lambda: RecordingState.DISCARDED in states.states())
+    assert not folder.exists()
+    assert unlinked[0] == "key"  # crypto-shredding: the key goes before any audio
+    assert any(name.startswith("seg-") for name in unlinked[1:])
+    assert writer.submit(rid, random_ulaw_audio(800), False) is False
+    status = writer.status(rid)
+    assert status is not None and status.state is RecordingState.DISCARDED
+    writer.stop()
