@@ -142,6 +142,7 @@ class RecordingChannelPair:
         self.caller = caller
         self.taker = taker
         self.state = RecordingState.RECORDING
+        self.pause_mode: PauseMode | None = None  # this pause's mode; None: the recorder's
         self.samples_written = 0  # per channel
         self.blocks_emitted = 0
         self.error: BaseException | None = None
@@ -153,9 +154,12 @@ class RecordingChannelPair:
     def active(self) -> bool:
         return self.state in (RecordingState.RECORDING, RecordingState.PAUSED)
 
-    def pause(self) -> None:
-        """Pause from the next tick on (see ``pause_mode``)."""
+    def pause(self, mode: PauseMode | str | None = None) -> None:
+        """Pause from the next tick on: write silence or skip the time (``mode``; the
+        recorder's ``pause_mode`` when None).  A call taker's "stop" is a skip: the
+        recording's audio ends at the stop and a resume starts a new span."""
         self._require_active("pause")
+        self.pause_mode = None if mode is None else PauseMode(mode)
         self.state = RecordingState.PAUSED
 
     def resume(self) -> None:
@@ -304,7 +308,9 @@ class Recorder:
                     offsets.append(taker.offset)
                 received.append((left is not None, right is not None))
                 decoded_pairs.append(pair)
-            elif silence_when_paused:
+            elif pair.pause_mode is PauseMode.SILENCE or (
+                pair.pause_mode is None and silence_when_paused
+            ):
                 silent_pairs.append(pair)
         stats.missing_frames += missing
 

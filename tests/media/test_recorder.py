@@ -370,3 +370,25 @@ def test_tick_without_recordings_only_counts() -> None:
     recorder = Recorder(Collector())
     recorder.tick(1.0, 0.99)
     assert recorder.stats.ticks == 1 and recorder.stats.frames == 0
+
+
+def test_a_pause_can_skip_while_the_recorder_fills_silence() -> None:
+    """A call taker's stop (P14) skips the time even where pauses normally write silence."""
+    sink = BlockSink()
+    recorder = Recorder(
+        sink, block_seconds=1.0, pause_mode="silence", jitter_depth=1, vad_mode=None
+    )
+    stopped = recorder.add("stop", "PCMU", "PCMU")
+    held = recorder.add("hold", "PCMU", "PCMU")
+    for t in range(10):
+        for pair in (stopped, held):
+            pair.caller.push(t, t * FRAME, b"\x00" * FRAME)
+            pair.taker.push(t, t * FRAME, b"\x00" * FRAME)
+        if t == 5:
+            stopped.pause("skip")
+            held.pause()
+        recorder.tick(tick_time(t))
+    recorder.close_all()
+    assert stopped.samples_written == 5 * FRAME  # ends at the stop
+    assert held.samples_written == 10 * FRAME  # the paused time kept as silence
+    assert len(sink.audio("stop")) == 5 * FRAME
