@@ -374,10 +374,8 @@ def test_tick_without_recordings_only_counts() -> None:
 
 def test_a_pause_can_skip_while_the_recorder_fills_silence() -> None:
     """A call taker's stop (P14) skips the time even where pauses normally write silence."""
-    sink = BlockSink()
-    recorder = Recorder(
-        sink, block_seconds=1.0, pause_mode="silence", jitter_depth=1, vad_mode=None
-    )
+    sink = Collector()
+    recorder = Recorder(sink, pause_mode="silence", jitter_depth=1, vad_mode=None)
     stopped = recorder.add("stop", "PCMU", "PCMU")
     held = recorder.add("hold", "PCMU", "PCMU")
     for t in range(10):
