@@ -1,0 +1,171 @@
+"""The call takers' HTTP API on a real aiohttp server: auth, ownership, validation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from proxy.config import OperatorSettings
+from proxy.control.api import RecordingActionError, add_routes, token_hash
+
+
+class StandInCall:
+    """An active call as the API sees it (the real Call is exercised end to end)."""
+
+    def __init__(self, call_id: str, operator: str | None) -> None:
+        self.id = call_id
+        self.caller = "+441234567890"
+        self.callee = "surgery"
+        self._operator = operator
+        self.actions: list[tuple[str, str, str, str]] = []
+        self.recording = "recording"
+
+    @property
+    def operator(self) -> str | None:
+        return self._operator
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "operator": self._operator, "recording": self.recording}
+
+    async def recording_action(
+        self, action: str, *, actor: str, channel: str, reason: str
+    ) -> dict[str, Any]:
+        if action == "resume" and self.recording != "stopped":
+            raise RecordingActionError("the recording is not stopped")
+        self.actions.append((action, actor, channel, reason))
+        self.recording = {"stop": "stopped", "discard": "discarded", "resume": "recording"}[action]
+        return {"id": self.id, "recording": self.recording}
+
+
+OPERATORS = (
+    OperatorSettings("alice", token_hash("alice-token")),
+    OperatorSettings("bob", token_hash("bob-token")),
+)
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[str, dict[str, StandInCall]]]:
+    calls = {"c1": StandInCall("c1", "alice"), "c2": StandInCall("c2", "bob")}
+    app = web.Application()
+    add_routes(app, lambda: calls, OPERATORS)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", calls
+    await runner.cleanup()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_stop_by_the_calls_own_operator_works(
+    api: tuple[str, dict[str, StandInCall]],
+) -> None:
+    base, calls = api
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(
+            f"{base}/api/calls/c1/recording",
+            json={"action": "stop", "reason": "caller distressed"},
+            headers=bearer("alice-token"),
+        )
+        assert response.status == 200
+        assert (await response.json())["recording"] == "stopped"
+    assert calls["c1"].actions == [("stop", "alice", "api", "caller distressed")]
+
+
+async def test_another_operators_token_gets_403(api: tuple[str, dict[str, StandInCall]]) -> None:
+    base, calls = api
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(
+            f"{base}/api/calls/c1/recording",
+            json={"action": "stop", "reason": "x"},
+            headers=bearer("bob-token"),
+        )
+        assert response.status == 403
+    assert calls["c1"].actions == []
+
+
+@pytest.mark.parametrize("headers", [{}, bearer("wrong"), {"Authorization": "Basic abc"}])
+async def test_no_or_bad_token_gets_401(
+    api: tuple[str, dict[str, StandInCall]], headers: dict[str, str]
+) -> None:
+    base, calls = api
+    async with aiohttp.ClientSession() as http:
+        for method, url in (("GET", "/api/calls"), ("POST", "/api/calls/c1/recording")):
+            response = await http.request(
+                method, base + url, json={"action": "stop", "reason": "x"}, headers=headers
+            )
+            assert response.status == 401
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert calls["c1"].actions == []
+
+
+async def test_unknown_call_is_404(api: tuple[str, dict[str, StandInCall]]) -> None:
+    base, _ = api
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(
+            f"{base}/api/calls/nope/recording",
+            json={"action": "stop", "reason": "x"},
+            headers=bearer("alice-token"),
+        )
+        assert response.status == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"action": "stop"},
+        {"action": "stop", "reason": "   "},
+        {"action": "stop", "reason": 7},
+        {"action": "pause", "reason": "x"},
+        {"action": "stop", "reason": "x" * 501},
+        ["stop"],
+    ],
+)
+async def test_missing_reason_or_bad_action_is_422(
+    api: tuple[str, dict[str, StandInCall]], body: object
+) -> None:
+    base, calls = api
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(
+            f"{base}/api/calls/c1/recording", json=body, headers=bearer("alice-token")
+        )
+        assert response.status == 422
+    assert calls["c1"].actions == []
+
+
+async def test_not_json_is_422(api: tuple[str, dict[str, StandInCall]]) -> None:
+    base, _ = api
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(
+            f"{base}/api/calls/c1/recording", data=b"stop!", headers=bearer("alice-token")
+        )
+        assert response.status == 422
+
+
+async def test_an_impossible_action_is_409(api: tuple[str, dict[str, StandInCall]]) -> None:
+    base, _ = api
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(
+            f"{base}/api/calls/c1/recording",
+            json={"action": "resume", "reason": "x"},
+            headers=bearer("alice-token"),
+        )
+        assert response.status == 409
+
+
+async def test_listing_shows_only_your_own_calls(
+    api: tuple[str, dict[str, StandInCall]],
+) -> None:
+    base, _ = api
+    async with aiohttp.ClientSession() as http:
+        response = await http.get(f"{base}/api/calls", headers=bearer("bob-token"))
+        assert response.status == 200
+        assert [c["id"] for c in (await response.json())["calls"]] == ["c2"]
