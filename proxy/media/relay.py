@@ -28,7 +28,8 @@ from typing import Any
 
 Address = tuple[str, int]
 PacketSink = Callable[[int, int, bytes], None]  # sequence number, timestamp, payload
-EventSink = Callable[[int, int, bool, bytes], None]  # sequence, timestamp, marker, payload
+# sequence, timestamp, marker, payload, the whole packet (to pass on if it is not held)
+EventSink = Callable[[int, int, bool, bytes, bytes], None]
 
 _HEADER = struct.Struct("!BBHII")
 _G711 = frozenset({0, 8})  # PCMU, PCMA
@@ -114,6 +115,13 @@ class StreamRewriter:
         self._source_ssrc = None
         return self.last_seq, self.last_ts
 
+    def continue_after(self, next_seq: int, next_ts: int) -> None:
+        """Our own packets (a tone) were numbered elsewhere up to ``next_seq``/``next_ts``:
+        relayed packets continue from there."""
+        self.last_seq = (next_seq - 1) & 0xFFFF
+        self.last_ts = (next_ts - 160) & 0xFFFFFFFF
+        self._source_ssrc = None
+
     def rewrite(self, packet: bytearray, gap_samples: int = 160) -> None:
         """Rewrite a relayed packet in place (12-byte header already checked)."""
         _, _, seq, ts, ssrc = _HEADER.unpack_from(packet)
@@ -158,6 +166,7 @@ class RtpLeg:
         self.latched: Address | None = None
         self.rtcp_latched: Address | None = None
         self.rewriter: StreamRewriter | None = None  # set on the caller's leg
+        self.muted = False  # relayed packets not sent (while we play a tone to this party)
         self.audio_payload_type: int | None = None  # what goes to ``sink`` (the recorder)
         # called when the party switches to the other static G.711 payload type (0 ↔ 8)
         self.on_codec_change: Callable[[int], None] | None = None
@@ -215,20 +224,22 @@ class RtpLeg:
         stats = self.stats
         stats.packets_in += 1
         stats.bytes_in += len(data)
+        pt = data[1] & 0x7F
+        if pt == self.dtmf_payload_type and self.dtmf_sink is not None:
+            # telephone-events go to the DTMF handler, which decides what is passed on
+            # (a call taker's recording code never reaches the caller)
+            _, second, seq, ts, _ = _HEADER.unpack_from(data)
+            self.dtmf_sink(seq, ts, bool(second & 0x80), _payload(data), data)
+            return
         peer = self.peer
         if self.mode is LegMode.BRIDGED and peer is not None:
             peer.send_relayed(data)
         sink = self.sink
-        if sink is None and self.dtmf_sink is None:
-            return
-        pt = data[1] & 0x7F
-        if pt == self.audio_payload_type or (pt in _G711 and self._codec_changed(pt)):
-            if sink is not None:
-                _, _, seq, ts, _ = _HEADER.unpack_from(data)
-                sink(seq, ts, _payload(data))
-        elif pt == self.dtmf_payload_type and self.dtmf_sink is not None:
-            _, second, seq, ts, _ = _HEADER.unpack_from(data)
-            self.dtmf_sink(seq, ts, bool(second & 0x80), _payload(data))
+        if sink is not None and (
+            pt == self.audio_payload_type or (pt in _G711 and self._codec_changed(pt))
+        ):
+            _, _, seq, ts, _ = _HEADER.unpack_from(data)
+            sink(seq, ts, _payload(data))
 
     def _codec_changed(self, payload_type: int) -> bool:
         """A party sending PCMA where PCMU was agreed (or the reverse): both are static
@@ -251,7 +262,7 @@ class RtpLeg:
         """A packet from the other leg, forwarded to our party."""
         destination = self.latched or self.expected
         transport = self._rtp
-        if destination is None or transport is None:
+        if destination is None or transport is None or self.muted:
             return
         rewriter = self.rewriter
         if rewriter is not None:

@@ -234,7 +234,7 @@ async def test_only_the_audio_payload_type_is_recorded_and_dtmf_goes_aside(
     leg = await session.open_leg("caller", sink=lambda seq, ts, p: audio.append(seq))
     leg.audio_payload_type = 8
     leg.dtmf_payload_type = 101
-    leg.dtmf_sink = lambda seq, ts, marker, p: events.append((seq, marker, p))
+    leg.dtmf_sink = lambda seq, ts, marker, p, packet: events.append((seq, marker, p))
     alice = Phone()
     try:
         leg.set_remote(*alice.address)
@@ -267,3 +267,59 @@ async def test_allocator_keeps_totals_of_closed_legs() -> None:
         assert allocator.closed_totals.packets_in == 1
     finally:
         alice.close()
+
+
+async def test_held_telephone_events_are_not_forwarded_but_audio_is(
+    session: MediaSession,
+) -> None:
+    caller = await session.open_leg("caller")
+    taker = await session.open_leg("call_taker")
+    taker.dtmf_payload_type = 101
+    held: list[bytes] = []
+    taker.dtmf_sink = lambda seq, ts, marker, p, packet: held.append(packet)
+    alice, bob = Phone(), Phone()
+    try:
+        caller.set_remote(*alice.address)
+        taker.set_remote(*bob.address)
+        session.bridge()
+        event = rtp(1, 160, 9, b"\x0a\x0a\x00\xa0", pt=101)
+        bob.send(event, taker.port)
+        bob.send(rtp(2, 320, 9, pt=0), taker.port)
+        assert (await alice.receive())[1] & 0x7F == 0  # the audio, not the event
+        assert await alice.nothing()
+        assert held == [event]
+        caller.send_relayed(held[0])  # what the DTMF handler does with a released digit
+        assert (await alice.receive())[1] & 0x7F == 101
+    finally:
+        alice.close()
+        bob.close()
+
+
+async def test_a_muted_leg_sends_nothing_relayed(session: MediaSession) -> None:
+    caller = await session.open_leg("caller")
+    taker = await session.open_leg("call_taker")
+    alice, bob = Phone(), Phone()
+    try:
+        caller.set_remote(*alice.address)
+        taker.set_remote(*bob.address)
+        session.bridge()
+        taker.muted = True
+        alice.send(rtp(1, 160, 1), caller.port)
+        assert await bob.nothing()
+        taker.muted = False
+        alice.send(rtp(2, 320, 1), caller.port)
+        assert (await bob.receive())[2:4] == b"\x00\x02"
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_rewriter_continues_after_packets_numbered_elsewhere() -> None:
+    rewriter = StreamRewriter(ssrc=5, first_seq=10, first_ts=1600)
+    packet = bytearray(rtp(500, 80000, 77))
+    rewriter.rewrite(packet)
+    rewriter.continue_after(next_seq=20, next_ts=4000)  # a tone sent 9 packets meanwhile
+    packet = bytearray(rtp(501, 80160, 77))
+    rewriter.rewrite(packet)
+    _, _, seq, ts, ssrc = struct.unpack_from("!BBHII", packet)
+    assert (seq, ts, ssrc) == (20, 4000, 5)
