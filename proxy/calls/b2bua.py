@@ -341,6 +341,9 @@ class Call:
         caller_left = False
         try:
             await self._until(done)
+            # ``done`` means the last packet has been sent, not heard: the notice has
+            # played only when that packet's audio has run out too
+            await self._pause(self.pacer.ptime)
         except _CallEnded:
             caller_left = True
             raise
@@ -457,6 +460,7 @@ class Call:
     async def _teardown(self) -> None:
         """Whatever happened: end both legs, release ports, close the recording, write
         the outcome."""
+        ended_at = _utc_now()  # not after the recording is sealed: that may take a while
         self.finished = True
         self._set_phase(CallPhase.ENDED)
         try:
@@ -478,7 +482,7 @@ class Call:
         if self.catalog_id is not None:
             try:
                 await self.b2bua.catalog.update_call(
-                    self.catalog_id, ended_at=_utc_now(), outcome=self.outcome
+                    self.catalog_id, ended_at=ended_at, outcome=self.outcome
                 )
             except Exception:
                 log.exception("call %s: catalog update failed", self.id)
@@ -632,6 +636,16 @@ class Call:
                 f"recproxy ({event.reason})",
             )
         return event
+
+    async def _pause(self, seconds: float) -> None:
+        """Handle the call's events for ``seconds``."""
+        loop = asyncio.get_running_loop()
+        elapsed: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _resolve, elapsed)
+        try:
+            await self._until(elapsed)
+        finally:
+            timer.cancel()
 
     async def _until(self, done: asyncio.Future[None]) -> None:
         """Handle the call's events until ``done`` resolves."""
@@ -800,6 +814,11 @@ class _HangupRequested:
     """Put on a call's queue to end it from outside (shutdown, an operator)."""
 
     reason: str
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _refusal_outcome(status: int) -> CallOutcome:

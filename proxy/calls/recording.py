@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
@@ -159,6 +159,11 @@ class RecordingService:
             directory = self.settings.dir / rid
             try:
                 await self._catalog_files(rid, directory)
+                # the catalog leaves ended_at to us: the audio kept says when it ends
+                recording = await self.catalog.get_recording(rid)
+                if recording is not None and recording.ended_at is None:
+                    kept = timedelta(milliseconds=recording.duration_ms or 0)
+                    await self.catalog.update_recording(rid, ended_at=recording.started_at + kept)
             except Exception:
                 log.exception("recovering recording %s", rid)
             log.warning("recording %s was interrupted by a crash; complete chunks kept", rid)
