@@ -8,6 +8,7 @@ apt_packages=()
 command -v sipp >/dev/null 2>&1 || apt_packages+=(sip-tester)        # SIPp: the independent phone in tests
 command -v ffmpeg >/dev/null 2>&1 || apt_packages+=(ffmpeg)          # MP3 export
 command -v tcpdump >/dev/null 2>&1 || apt_packages+=(tcpdump)        # tests capture RTP on loopback
+command -v ip >/dev/null 2>&1 || apt_packages+=(iproute2)            # tests' private network namespaces
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_packages+=(python3-venv)
 if [ ${#apt_packages[@]} -gt 0 ]; then
     echo "installing Debian packages: ${apt_packages[*]}"

@@ -167,6 +167,9 @@ class RecordingService:
             except Exception:
                 log.exception("recovering recording %s", rid)
             log.warning("recording %s was interrupted by a crash; complete chunks kept", rid)
+        calls = await self.catalog.recover_calls()
+        if calls:
+            log.warning("%d call(s) were in progress when the process ended", len(calls))
         return interrupted
 
     async def _catalog_files(self, rid: str, directory: Path) -> None:

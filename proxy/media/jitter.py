@@ -112,6 +112,7 @@ class JitterBuffer:
         self._window_sum = 0
         self._window_count = 0
         self._window_bad = False
+        self._baseline: float | None = None  # the level of the first clean window
 
     @property
     def started(self) -> bool:
@@ -183,6 +184,7 @@ class JitterBuffer:
         self._count_from = start
         self._high_end = start * frame
         self._window_bad = True
+        self._baseline = None  # a new stream: measure its level afresh
         self.stats.resyncs += 1
         return start * frame
 
@@ -249,12 +251,15 @@ class JitterBuffer:
         self._window_bad = False
         if bad:
             return 0
+        # Skew is a level that drifts, not one that is merely high or low: a stream
+        # whose first packets arrived in a burst sits a frame above the nominal level
+        # for good, and dropping a frame of speech for that would be wrong.  So the
+        # first clean window sets the baseline and later windows are compared with it.
         frame = self.frame_samples
-        packet = self._packet_samples
-        # The mean level of a steady stream sampled once per tick: depth frames plus
-        # one packet when packets are no longer than a frame, else half-way between a
-        # frame and a packet (the level saw-tooths as packets arrive).
-        nominal = self.depth * frame + (packet if packet <= frame else (packet + frame) / 2)
+        if self._baseline is None:
+            self._baseline = mean
+            return 0
+        nominal = self._baseline
         if mean >= nominal + frame:
             return 1
         if mean <= nominal - frame:

@@ -350,8 +350,6 @@ class SipCore:
             return 483, []
         if request.uri.scheme not in ACCEPTED_SCHEMES:
             return 416, []
-        if request.method == "INVITE" and not request.to.tag and not request.contacts:
-            return 400, []  # cannot form a dialog without a Contact (§8.1.1.8)
         if request.method not in KNOWN_METHODS:
             return 501, [("Allow", ", ".join(self.settings.allowed_methods))]
         if request.method not in self.settings.allowed_methods:

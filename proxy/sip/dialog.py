@@ -85,8 +85,9 @@ class Dialog:
     ) -> Dialog:
         """The UAS side of a dialog created by ``request`` (§12.1.1)."""
         contacts = request.contacts
-        if not contacts:
-            raise LocalSipError("a dialog-creating request needs a Contact")
+        # RFC 2543 allowed an INVITE without Contact (RFC 4475 §3.4.1): requests in the
+        # dialog then go to the From URI, as they did then.
+        remote_target = contacts[0].uri if contacts else request.from_.uri
         return cls(
             role=Role.UAS,
             call_id=request.call_id,
@@ -94,7 +95,7 @@ class Dialog:
             remote_tag=request.from_.tag or "",
             local_party=_without_tag(request.to),
             remote_party=_without_tag(request.from_),
-            remote_target=contacts[0].uri,
+            remote_target=remote_target,
             route_set=list(request.record_route),
             local_seq=0,
             remote_seq=request.cseq.number,

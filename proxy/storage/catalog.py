@@ -140,6 +140,7 @@ class CallOutcome(StrEnum):
     FAILED = "failed"
     REJECTED_UNTRUSTED = "rejected_untrusted"
     REJECTED_OUT_OF_SCOPE = "rejected_out_of_scope"
+    INTERRUPTED = "interrupted"  # the process ended during the call (crash, power cut)
 
 
 class RecordingState(StrEnum):
@@ -489,6 +490,8 @@ class Catalog(Protocol):
     async def recover_interrupted(self, *, at: datetime | None = None) -> list[str]: ...
 
     async def do_not_record(self, number: str) -> DoNotRecordEntry | None: ...
+
+    async def recover_calls(self) -> list[str]: ...
 
     async def log_access(
         self,
@@ -1704,6 +1707,28 @@ class SqliteCatalog:
                     RECOVERY_REASON,
                 )
             return ids
+
+        return await self._write(body)
+
+    async def recover_calls(self) -> list[str]:
+        """At start-up: calls a crash left open get outcome ``interrupted`` and an end
+        time — the last moment known for them: their recordings' end, else when they
+        were bridged, answered or started.  Run after recording recovery."""
+
+        async def body(conn: Connection) -> list[str]:
+            rows = await _all(
+                conn,
+                "SELECT c.id, MAX(COALESCE(r.ended_at, 0), COALESCE(c.bridged_at, 0),"
+                " COALESCE(c.answered_at, 0), c.started_at) AS last"
+                " FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
+                " WHERE c.ended_at IS NULL GROUP BY c.id ORDER BY c.started_at",
+            )
+            for row in rows:
+                await conn.execute(
+                    "UPDATE calls SET ended_at = ?, outcome = ? WHERE id = ?",
+                    (int(row["last"]), CallOutcome.INTERRUPTED.value, row["id"]),
+                )
+            return [str(row["id"]) for row in rows]
 
         return await self._write(body)
 

@@ -481,11 +481,6 @@ def test_rfc4475_valid_messages_are_never_400(torture: TortureRun) -> None:
     assert not _wrong(torture, VALID)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy/sip/core.py answers an INVITE without Contact with 400 (RFC 3261 "
-    "§8.1.1.8), so RFC 4475 §3.4.1's RFC 2543 INVITE is refused",
-)
 def test_rfc4475_rfc2543_invite_is_answered_not_400(torture: TortureRun) -> None:
     assert torture.answers[RFC2543_INVITE][:1] == [200]
 

@@ -381,3 +381,19 @@ def test_source_resuming_after_a_pause_with_a_jump_starts_after_the_playout_dela
 def test_bad_settings_are_refused(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         JitterBuffer(**kwargs)
+
+
+def test_a_burst_at_the_start_is_an_offset_not_skew() -> None:
+    """SIPp sends its first two packets together: the buffer then sits a frame above
+    the nominal level for the whole call.  That is no drift; no speech may be dropped."""
+    buffer = JitterBuffer()
+    frame = 160
+    buffer.push(0, 0, bytes([1]) * frame)
+    buffer.push(1, frame, bytes([2]) * frame)  # the burst
+    out = []
+    for tick in range(2, 1000):  # 20 s, one packet per tick, perfectly on time
+        buffer.push(tick, tick * frame, bytes([tick % 250 + 3]) * frame)
+        out.append(buffer.pop())
+    assert buffer.stats.skew_dropped == 0 and buffer.stats.skew_inserted == 0
+    played = [f[0] for f in out if f is not None]
+    assert played == [1, 2] + [t % 250 + 3 for t in range(2, len(played))]

@@ -543,9 +543,12 @@ def test_require_with_supported_option_passes() -> None:
     assert isinstance(drain_events(core)[0], RequestReceived)
 
 
-def test_invite_without_contact_is_400() -> None:
+def test_rfc2543_invite_without_contact_gets_a_dialog_aimed_at_the_from_uri() -> None:
+    """RFC 2543 allowed no Contact (RFC 4475 §3.4.1): the From URI is the remote target."""
     core = uas()
-    assert only_response(feed(core, raw_request("INVITE", contact=None))).status == 400
+    event = invite_event(core, raw_request("INVITE", contact=None))
+    dialog = core.accept_dialog(event.transaction)
+    assert str(dialog.remote_target) == str(event.request.from_.uri)
 
 
 def test_unsupported_body_is_415_with_accept() -> None:

@@ -92,11 +92,12 @@ def test_uas_dialog_from_request() -> None:
     assert dialog.remote_party == "<sip:alice@192.0.2.10>"
 
 
-def test_uas_dialog_needs_a_contact() -> None:
+def test_uas_dialog_without_contact_targets_the_from_uri() -> None:
+    """An RFC 2543 INVITE may lack Contact; in-dialog requests then go to From."""
     request = parse_message(raw_request("INVITE", contact=None))
     assert isinstance(request, Request)
-    with pytest.raises(LocalSipError):
-        Dialog.from_request(request, local_tag="t", local_contact="<sip:b@h>")
+    dialog = Dialog.from_request(request, local_tag="t", local_contact="<sip:b@h>")
+    assert dialog.remote_target == request.from_.uri
 
 
 def test_uac_dialog_from_response_reverses_the_route_set() -> None:

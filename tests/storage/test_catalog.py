@@ -895,3 +895,34 @@ async def test_do_not_record_list_add_replace_remove(tmp_path: Path) -> None:
         assert await catalog.remove_do_not_record("+441234567890") is True
         assert await catalog.remove_do_not_record("+441234567890") is False
         assert await catalog.do_not_record("+441234567890") is None
+
+
+async def test_recover_calls_closes_calls_a_crash_left_open(tmp_path: Path) -> None:
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        start = datetime(2026, 5, 1, 9, 0, 0, tzinfo=UTC)
+        open_call = await catalog.create_call(
+            sip_call_id="a", caller="1", callee="2", direction=CallDirection.INBOUND,
+            started_at=start,
+        )  # fmt: skip
+        await catalog.update_call(open_call.id, bridged_at=start + timedelta(seconds=12))
+        rec = await catalog.create_recording(
+            open_call.id, directory="r", encoding="ulaw", sample_rate=8000, channels=2,
+            started_at=start + timedelta(seconds=12),
+        )  # fmt: skip
+        await catalog.recover_interrupted()
+        await catalog.update_recording(rec.id, ended_at=start + timedelta(seconds=40))
+        done = await catalog.create_call(
+            sip_call_id="b", caller="1", callee="2", direction=CallDirection.INBOUND,
+            started_at=start,
+        )  # fmt: skip
+        await catalog.update_call(
+            done.id, ended_at=start + timedelta(seconds=5), outcome=CallOutcome.COMPLETED
+        )
+        assert await catalog.recover_calls() == [open_call.id]
+        recovered = await catalog.get_call(open_call.id)
+        assert recovered is not None
+        assert recovered.outcome is CallOutcome.INTERRUPTED
+        assert recovered.ended_at == start + timedelta(seconds=40)
+        untouched = await catalog.get_call(done.id)
+        assert untouched is not None and untouched.outcome is CallOutcome.COMPLETED
+        assert await catalog.recover_calls() == []
