@@ -26,6 +26,7 @@ from .calls.b2bua import B2bua, Prompt
 from .calls.recording import RecordingService
 from .config import Config
 from .control.http import HttpServer, build_app
+from .control.metrics import Metrics, event_loop_name
 from .media.announcer import load_prompt
 from .media.clock import MediaClock
 from .media.recorder import Recorder
@@ -95,7 +96,7 @@ def load_notice(path: Path) -> Prompt:
 class Server:
     """All the parts of one proxy process."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, metrics: Metrics | None = None) -> None:
         self.config = config
         self.catalog: SqliteCatalog | None = None
         self.writer: RecordingWriter | None = None
@@ -106,6 +107,7 @@ class Server:
         self.transport: SipTransport | None = None
         self.b2bua: B2bua | None = None
         self.http: HttpServer | None = None
+        self.metrics = metrics or Metrics()  # its own registry, not the global one
         self.ready = False
 
     async def start(self) -> None:
@@ -121,6 +123,7 @@ class Server:
             fsync=config.recording.fsync,  # type: ignore[arg-type]
             on_state=self._writer_state,
             loop=loop,
+            on_write=self.metrics.observe_write_seconds,
         )
         self.recorder = Recorder(
             self.writer.sink,
@@ -134,7 +137,7 @@ class Server:
         interrupted = await self.recordings.recover()
         if interrupted:
             log.warning("%d recording(s) marked interrupted after a crash", len(interrupted))
-        self.clock = MediaClock(self.recorder)
+        self.clock = MediaClock(self.recorder, on_lag=self.metrics.observe_loop_lag)
         self.clock.start()
 
         host, port = config.sip.listen
@@ -160,7 +163,18 @@ class Server:
         if bound is not None and bound[1] != port:  # port 0: advertise the real one
             self.core.settings = replace(self.core.settings, port=bound[1])
 
-        self.http = HttpServer(build_app(self.health), *config.http.listen)
+        self.metrics.attach(
+            b2bua=self.b2bua,
+            core=self.core,
+            allocator=allocator,
+            clock=self.clock,
+            recorder=self.recorder,
+            writer=self.writer,
+            recording_service=self.recordings,
+            recordings_dir=config.recording.dir,
+            loop_name=event_loop_name(),
+        )
+        self.http = HttpServer(build_app(self.health, self.metrics.render), *config.http.listen)
         try:
             await self.http.start()
         except OSError as exc:

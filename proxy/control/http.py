@@ -7,17 +7,28 @@ from typing import Any
 
 from aiohttp import web
 
+from .metrics import CONTENT_TYPE
+
 HealthCheck = Callable[[], dict[str, Any]]
 
 HEALTH_KEY: web.AppKey[HealthCheck] = web.AppKey("health")
+METRICS_KEY: web.AppKey[Callable[[], bytes]] = web.AppKey("metrics")
 
 
-def build_app(health: HealthCheck) -> web.Application:
-    """The application; ``health()`` returns a dict with at least ``ok: bool``."""
+def build_app(health: HealthCheck, metrics: Callable[[], bytes] | None = None) -> web.Application:
+    """The application; ``health()`` returns a dict with at least ``ok: bool``;
+    ``metrics()`` the Prometheus text exposition served at /metrics."""
     app = web.Application()
     app[HEALTH_KEY] = health
     app.router.add_get("/healthz", _healthz)
+    if metrics is not None:
+        app[METRICS_KEY] = metrics
+        app.router.add_get("/metrics", _metrics)
     return app
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS_KEY](), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def _healthz(request: web.Request) -> web.Response:

@@ -914,7 +914,7 @@ async def proxy_server(tmp_path: Path) -> AsyncIterator[Any]:
         http=HttpSettings(listen=("127.0.0.1", 0)),
         shutdown=ShutdownSettings(grace_seconds=1),
     )
-    server = Server(config)
+    server = Server(config, metrics=fresh_metrics(one_way_audio_seconds=0.5))
     await server.start()
     try:
         yield server
@@ -933,18 +933,7 @@ async def test_a_real_call_through_the_proxy_feeds_every_call_metric(proxy_serve
 
     server = proxy_server
     b2bua = server.b2bua
-    metrics = fresh_metrics(one_way_audio_seconds=0.5)
-    metrics.attach(
-        b2bua=b2bua,
-        core=server.core,
-        allocator=b2bua.allocator,
-        clock=server.clock,
-        recorder=server.recorder,
-        writer=server.writer,
-        recording_service=server.recordings,
-        recordings_dir=server.config.recording.dir,
-        loop_name=event_loop_name(),
-    )
+    metrics = server.metrics  # the proxy wires its own metrics
     # the caller: a SIP core of its own, and an RTP socket
     events: asyncio.Queue[Event] = asyncio.Queue()
     core = SipCore(CoreSettings(host="127.0.0.1"))
@@ -1025,3 +1014,14 @@ async def test_a_real_call_through_the_proxy_feeds_every_call_metric(proxy_serve
     assert written is not None and written > 0
     lag_count = value(metrics, "recproxy_event_loop_lag_seconds_count")
     assert lag_count is not None and lag_count > 0
+    # and Prometheus scrapes the same figures from the proxy's HTTP listener
+    import aiohttp
+
+    assert server.http is not None and server.http.bound is not None
+    host, port = server.http.bound
+    async with aiohttp.ClientSession() as http, http.get(f"http://{host}:{port}/metrics") as got:
+        assert got.status == 200
+        assert got.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = await got.text()
+    assert 'recproxy_calls_total{outcome="completed"} 1.0' in text
+    assert "process_cpu_seconds_total" in text
