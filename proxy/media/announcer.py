@@ -359,3 +359,26 @@ class Announcer(PacketPacer):
             first_timestamp,
             ptime,
         )
+
+
+def beeps(
+    count: int = 2,
+    *,
+    frequency: float = 1000.0,
+    on: float = 0.12,
+    off: float = 0.08,
+    amplitude: float = 4000.0,
+) -> npt.NDArray[np.int16]:
+    """A short confirmation tone: ``count`` beeps, as 8 kHz PCM (for the call taker's
+    ear when a recording code is accepted)."""
+    if count < 1:
+        raise ValueError("at least one beep")
+    t = np.arange(round(on * SAMPLE_RATE)) / SAMPLE_RATE
+    beep = np.rint(np.sin(2 * np.pi * frequency * t) * amplitude).astype(np.int16)
+    gap = np.zeros(round(off * SAMPLE_RATE), dtype=np.int16)
+    parts: list[npt.NDArray[np.int16]] = []
+    for i in range(count):
+        parts.append(beep)
+        if i < count - 1:
+            parts.append(gap)
+    return np.concatenate(parts)

@@ -1315,6 +1315,9 @@ class SqliteCatalog:
                 f"UPDATE recordings SET {assignments} WHERE id = :id AND state = :old",
                 changes | {"id": recording_id, "old": current.state.value},
             )
+            if target is _S.DISCARDED:
+                # only the fact that a recording existed and was discarded stays (P14)
+                await conn.execute("DELETE FROM segments WHERE recording_id = ?", (recording_id,))
             await _insert_event(conn, recording_id, at_ms, action, actor, event_channel, reason)
             return await _require_recording(conn, recording_id)
 

@@ -297,3 +297,13 @@ def test_ringback_is_phase_continuous_across_reads() -> None:
 def test_unknown_ringback_style_is_refused() -> None:
     with pytest.raises(ValueError, match="ringback style"):
         RingbackTone("us")
+
+
+def test_beeps_are_short_tones_with_gaps() -> None:
+    from proxy.media.announcer import beeps
+
+    pcm = beeps(2, on=0.1, off=0.05)
+    assert len(pcm) == 8000 * 0.25
+    assert np.abs(pcm[:800]).max() > 3000  # a tone
+    assert np.abs(pcm[800:1200]).max() == 0  # the gap
+    assert np.abs(pcm[1200:]).max() > 3000

@@ -575,6 +575,7 @@ async def test_stop_resume_complete_is_audited(catalog: SqliteCatalog) -> None:
 async def test_discard_needs_who_and_why_and_is_terminal(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
+    await catalog.add_segment(rec_id, 0, file_name="seg-000000.rec", first_frame=0)
     with pytest.raises(InvalidFieldError, match="actor and a reason"):
         await catalog.set_recording_state(rec_id, RecordingState.DISCARDED, actor="jsmith")
     discarded = await catalog.set_recording_state(
@@ -590,6 +591,7 @@ async def test_discard_needs_who_and_why_and_is_terminal(catalog: SqliteCatalog)
         "caller asked",
         at(20),
     )
+    assert await catalog.segments(rec_id) == []  # only the fact it existed remains
     with pytest.raises(InvalidTransitionError, match="allowed from discarded: none"):
         await catalog.set_recording_state(rec_id, RecordingState.RECORDING)
     with pytest.raises(InvalidTransitionError):
