@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from .calls.b2bua import B2bua, Prompt
 from .calls.recording import RecordingService
 from .config import Config
+from .control.api import add_routes
 from .control.http import HttpServer, build_app
 from .control.metrics import Metrics, event_loop_name
 from .media.announcer import load_prompt
@@ -79,17 +80,17 @@ def ensure_keys(config: Config) -> X25519PublicKey:
     return public_key
 
 
-def load_notice(path: Path) -> Prompt:
+def load_notice(path: Path, key: str = "notice.prompt") -> Prompt:
     try:
         data = path.read_bytes()
         pcm = load_prompt(path)
     except OSError as exc:
-        raise StartupError(f"notice.prompt {path}: {exc.strerror}") from None
+        raise StartupError(f"{key} {path}: {exc.strerror}") from None
     except ValueError as exc:
-        raise StartupError(f"notice.prompt {path}: {exc}") from None
+        raise StartupError(f"{key} {path}: {exc}") from None
     duration_ms = len(pcm) * 1000 // 8000
     if duration_ms < 200:
-        raise StartupError(f"notice.prompt {path}: only {duration_ms} ms of audio")
+        raise StartupError(f"{key} {path}: only {duration_ms} ms of audio")
     return Prompt(pcm, hashlib.sha256(data).hexdigest(), duration_ms, path.name)
 
 
@@ -113,6 +114,15 @@ class Server:
     async def start(self) -> None:
         config = self.config
         notice = load_notice(config.notice.prompt)
+        prompts = {config.notice.prompt: notice}
+        others = [("notice.no_record_prompt", config.notice.no_record_prompt)] + [
+            (f"services.{name}.prompt", service.prompt)
+            for name, service in config.services.items()
+            if service.prompt is not None
+        ]
+        for key, path in others:
+            if path not in prompts:
+                prompts[path] = load_notice(path, key)
         public_key = ensure_keys(config)
         config.recording.dir.mkdir(parents=True, exist_ok=True)
         config.catalog.path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +156,14 @@ class Server:
         )
         allocator = PortAllocator(*config.media.rtp_ports)
         self.b2bua = B2bua(
-            config, self.core, allocator, self.clock, self.catalog, self.recordings, notice
+            config,
+            self.core,
+            allocator,
+            self.clock,
+            self.catalog,
+            self.recordings,
+            notice,
+            prompts,
         )
         self.transport = SipTransport(self.core, self.b2bua.on_event)
         self.b2bua.transport = self.transport
@@ -174,7 +191,11 @@ class Server:
             recordings_dir=config.recording.dir,
             loop_name=event_loop_name(),
         )
-        self.http = HttpServer(build_app(self.health, self.metrics.render), *config.http.listen)
+        self.b2bua.on_recording_action = self.metrics.recording_action
+        http_app = build_app(self.health, self.metrics.render)
+        b2bua = self.b2bua
+        add_routes(http_app, lambda: b2bua.calls, config.operators)
+        self.http = HttpServer(http_app, *config.http.listen)
         try:
             await self.http.start()
         except OSError as exc:

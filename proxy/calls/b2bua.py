@@ -20,14 +20,17 @@ import enum
 import logging
 import secrets
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import Config
-from ..media.announcer import Announcer, PacketPacer, RingbackTone
+from ..config import Config, OperatorSettings, ServiceSettings
+from ..control.api import RecordingActionError
+from ..media.announcer import Announcer, PacketPacer, PromptSource, RingbackTone, beeps
 from ..media.clock import MediaClock
+from ..media.dtmf import DtmfDetector
 from ..media.relay import MediaSession, NoPortsAvailable, PortAllocator, RtpLeg, StreamRewriter
 from ..sip import sdp
 from ..sip.core import SipCore
@@ -44,10 +47,18 @@ from ..sip.events import (
     TransactionTimedOut,
 )
 from ..sip.headers import NameAddr
-from ..sip.message import Request
+from ..sip.message import Request, Response
 from ..sip.transaction import ClientTransaction, ServerTransaction, TransactionState
-from ..sip.uri import SipUri, parse_uri
-from ..storage.catalog import CallDirection, CallOutcome, Catalog, NoticeMode
+from ..sip.uri import SipUri, Uri, parse_uri
+from ..storage.catalog import (
+    CallDirection,
+    CallOutcome,
+    Catalog,
+    EventChannel,
+    NoticeMode,
+    RecordingState,
+)
+from .dtmf_codes import CodeMatcher
 
 if TYPE_CHECKING:
     from ..sip.transport import SipTransport
@@ -98,6 +109,7 @@ class B2bua:
         catalog: Catalog,
         recordings: RecordingService,
         notice: Prompt,
+        prompts: Mapping[Path, Prompt] | None = None,
     ) -> None:
         self.config = config
         self.core = core
@@ -106,11 +118,16 @@ class B2bua:
         self.catalog = catalog
         self.recordings = recordings
         self.notice = notice
+        # every prompt the configuration names (notice, do-not-record, per service)
+        self.prompts: dict[Path, Prompt] = dict(prompts or {})
+        self.prompts.setdefault(config.notice.prompt, notice)
         self.transport: SipTransport | None = None
         self.calls: dict[str, Call] = {}
         self.accepting = True
         self.stats: dict[str, int] = {}
         self.on_phase: Callable[[Call, CallPhase, CallPhase], None] | None = None
+        # called with (action, channel) for every recording stop/discard/resume
+        self.on_recording_action: Callable[[str, str], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- SIP plumbing -------------------------------------------------------------------
@@ -121,6 +138,9 @@ class B2bua:
     def flush(self) -> None:
         if self.transport is not None:
             self.transport.flush()
+
+    def prompt(self, path: Path) -> Prompt:
+        return self.prompts.get(path) or self.notice
 
     def count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
@@ -250,6 +270,23 @@ class Call:
         self._session_version = 1
         self._pending_reinvite: dict[ClientTransaction, tuple[ServerTransaction, bool]] = {}
         self._hangup_requested: str | None = None
+        # what this call is (decided in _plan): P1 direction, P3 service, P14 list
+        self.outbound = False
+        self.service: ServiceSettings | None = None
+        self.target: Uri = parse_uri(self.config.routing.call_taker)
+        self.notice_prompt: Prompt | None = None
+        self.record = True
+        self.do_not_record = False
+        self.operator_settings: OperatorSettings | None = None
+        # the call taker's recording switch (P14)
+        self.recording_state: str | None = None  # recording | stopped | discarded
+        self._matcher = CodeMatcher(self.config.dtmf.codes())
+        self._detector = DtmfDetector()
+        self._held_events: dict[Hashable, list[bytes]] = {}
+        self._event_fate: dict[int, bool] = {}  # RTP timestamp → passed on (True) or not
+        self._held_infos: dict[Hashable, tuple[bytes, str]] = {}
+        self._dtmf_timer: asyncio.TimerHandle | None = None
+        self._action_lock = asyncio.Lock()
 
     # ==================================================================================
     # The call flow
@@ -257,7 +294,10 @@ class Call:
     async def run(self) -> None:
         try:
             await self._setup()
-            await self._play_notice()
+            if self.notice_prompt is not None:
+                await self._play_notice()
+            else:
+                await self._consent_receipt(_utc_now(), 0, left=False)
             await self._ring_call_taker()
             await self._talk()
         except _CallEnded as ended:
@@ -281,6 +321,7 @@ class Call:
         except RemoteSipError:
             self.failure_status = 400
             raise _CallEnded(CallOutcome.FAILED, "caller (malformed SDP)") from None
+        await self._plan()
         try:
             self.a_leg = await self.media.open_leg("caller")
         except NoPortsAvailable:
@@ -303,7 +344,8 @@ class Call:
         self._configure_leg(self.a_leg, self.audio)
         self.a_dialog = self.core.accept_dialog(self.a_txn)
         self.a_dialog.user_data = self
-        early = self.config.notice.mode == "early-media"
+        # with no notice to play the call is answered only when the far end answers
+        early = self.config.notice.mode == "early-media" or self.notice_prompt is None
         self._respond(
             self.a_txn, 183 if early else 200, dialog=self.a_dialog, body=answer.serialize()
         )
@@ -312,7 +354,8 @@ class Call:
             sip_call_id=request.call_id,
             caller=self.caller,
             callee=self.callee,
-            direction=CallDirection.INBOUND,
+            direction=CallDirection.OUTBOUND if self.outbound else CallDirection.INBOUND,
+            service=self.service.name if self.service else None,
             started_at=self.started_at,
             config_version=self.config.version,
         )
@@ -320,12 +363,51 @@ class Call:
         if self.a_answered:
             await self.b2bua.catalog.update_call(self.catalog_id, answered_at=_utc_now())
 
+    async def _plan(self) -> None:
+        """Direction (P1), service (P3), the do-not-record list (P14) and so the notice,
+        the prompt, whether to record, and where the call goes."""
+        config = self.config
+        request = self.invite.request
+        dialled = _user(request.uri) or _user(request.to.uri) or ""
+        outbound_allowed = config.routing.trunk is not None and config.sip.is_internal(
+            self.invite.source[0]
+        )
+        rule = config.routing.rule_for(dialled, outbound_allowed=outbound_allowed)
+        self.outbound = rule is not None and rule.direction == "outbound"
+        self.service = config.services.get(rule.service) if rule and rule.service else None
+        if self.outbound:
+            assert config.routing.trunk is not None
+            trunk = parse_uri(config.routing.trunk)
+            self.target = replace(trunk, user=dialled) if isinstance(trunk, SipUri) else trunk
+        elif rule is not None and rule.call_taker is not None:
+            self.target = parse_uri(rule.call_taker)
+        if dialled:
+            self.callee = _number(dialled, config)
+        self.caller = _number(self.caller, config)
+        service = self.service
+        wants_notice = not self.outbound
+        if service is not None and service.notice is not None:
+            wants_notice = service.notice
+        self.record = service.record if service is not None else True
+        prompt = service.prompt if service is not None and service.prompt else None
+        if not self.outbound and self.caller.startswith("+"):
+            listed = await self.b2bua.catalog.do_not_record(self.caller)
+            if listed is not None:  # a written request not to be recorded
+                self.do_not_record = True
+                self.record = False
+                wants_notice = True
+                prompt = config.notice.no_record_prompt
+                log.info("call %s: caller is on the do-not-record list", self.id)
+        if wants_notice:
+            self.notice_prompt = self.b2bua.prompt(prompt or config.notice.prompt)
+
     async def _play_notice(self) -> None:
         """Play the whole notice to the caller; store the consent receipt (P13)."""
         assert self.a_leg is not None and self.audio is not None
+        assert self.notice_prompt is not None
         self._set_phase(CallPhase.NOTICE)
         clock = self.b2bua.clock
-        notice = self.b2bua.notice
+        notice = self.notice_prompt
         ssrc = secrets.randbits(32)
         self.pacer = Announcer(
             notice.pcm,  # type: ignore[arg-type]
@@ -355,11 +437,23 @@ class Call:
     async def _ring_call_taker(self) -> None:
         """Invite the call taker; ringback to the caller until an answer, a refusal or
         the ring timeout."""
-        assert self.a_leg is not None and self.audio is not None and self.pacer is not None
+        assert self.a_leg is not None and self.audio is not None
         self._set_phase(CallPhase.RINGING)
         self.b_leg = await self.media.open_leg("call_taker")
         clock = self.b2bua.clock
-        self.pacer.set_source(RingbackTone(self.config.notice.ringback), clock.now())
+        ringback = RingbackTone(self.config.notice.ringback)
+        if self.pacer is None:  # no notice was played: ringback starts the stream
+            self.pacer = PacketPacer(
+                ringback,
+                self.audio.encoding,
+                self.audio.send_payload_type,
+                clock.now(),
+                secrets.randbits(32),
+                secrets.randbits(16),
+                secrets.randbits(32),
+            )
+        else:
+            self.pacer.set_source(ringback, clock.now())
         clock.play(self.a_leg, self.pacer)
         self.b_local_sdp = sdp.create_offer(
             self.config.sip.advertise,
@@ -370,7 +464,7 @@ class Call:
             telephone_event=self.audio.receive_telephone_event or 101,
             ptime=self.audio.ptime or 20,
         )
-        target = parse_uri(self.config.routing.call_taker)
+        target = self.target
         invite = build_request(
             "INVITE",
             target,
@@ -425,6 +519,10 @@ class Call:
             log.warning("call %s: call taker's answer unusable: %s", self.id, exc.reason)
             raise _CallEnded(CallOutcome.FAILED, "call taker (bad SDP answer)") from None
         self._configure_leg(self.b_leg, self.b_audio)
+        if self.outbound:  # the member of staff placed the call: leg A is theirs
+            self.operator_settings = self._identify(self.invite.request)
+        else:  # whoever answered leg B
+            self.operator_settings = self._identify(event.response, self.target)
 
     async def _talk(self) -> None:
         """Bridge both legs, record, and relay until one side hangs up."""
@@ -440,18 +538,31 @@ class Call:
             self._respond(self.a_txn, 200, dialog=self.a_dialog, body=self._a_sdp_bytes())
             self.a_answered = True
             await self.b2bua.catalog.update_call(self._catalog_id, answered_at=_utc_now())
-        self.recording = await self.b2bua.recordings.start(
-            self._catalog_id, self.audio.encoding, self.b_audio.encoding
+        public_leg, staff_leg = self._public_and_staff()
+        public_audio, staff_audio = (
+            (self.b_audio, self.audio) if self.outbound else (self.audio, self.b_audio)
         )
+        if self.record:
+            # left channel: the member of the public; right: the member of staff
+            self.recording = await self.b2bua.recordings.start(
+                self._catalog_id, public_audio.encoding, staff_audio.encoding
+            )
         if self.recording is not None:
             pair = self.recording.pair
-            self.a_leg.sink = pair.caller.push
-            self.b_leg.sink = pair.taker.push
-            self.a_leg.on_codec_change = lambda pt: pair.caller.set_codec(_G711_NAMES[pt])
-            self.b_leg.on_codec_change = lambda pt: pair.taker.set_codec(_G711_NAMES[pt])
+            public_leg.sink = pair.caller.push
+            staff_leg.sink = pair.taker.push
+            public_leg.on_codec_change = lambda pt: pair.caller.set_codec(_G711_NAMES[pt])
+            staff_leg.on_codec_change = lambda pt: pair.taker.set_codec(_G711_NAMES[pt])
+            self.recording_state = "recording"
+        # the call taker's digits go through the code matcher (P14)
+        staff_leg.dtmf_sink = self._staff_event
         self.media.bridge()
         self._set_phase(CallPhase.BRIDGED)
-        await self.b2bua.catalog.update_call(self._catalog_id, bridged_at=_utc_now())
+        await self.b2bua.catalog.update_call(
+            self._catalog_id,
+            bridged_at=_utc_now(),
+            operator=self.operator,
+        )
         while True:
             event = await self._next()
             if event is not None:
@@ -474,7 +585,9 @@ class Call:
                 self.b2bua.clock.silence(leg)
                 leg.sink = None
         self.media.close()
-        if self.recording is not None:
+        if self._dtmf_timer is not None:
+            self._dtmf_timer.cancel()
+        if self.recording is not None and self.recording_state != "discarded":
             try:
                 await self.b2bua.recordings.finish(self.recording)
             except Exception:
@@ -529,7 +642,10 @@ class Call:
         if method in ("INVITE", "UPDATE"):
             self._offer_in_call(event, from_a)
             return
-        # OPTIONS, INFO (DTMF relay), anything else in the dialog: acknowledge it
+        if method == "INFO" and self.phase is CallPhase.BRIDGED:
+            self._info_in_call(event, from_a)
+            return
+        # OPTIONS, anything else in the dialog: acknowledge it
         self._respond(event.transaction, 200, dialog=event.dialog)
 
     def _offer_in_call(self, event: RequestReceived, from_a: bool) -> None:
@@ -616,6 +732,223 @@ class Call:
             dialog=self.a_dialog if from_a else self.b_dialog,
             body=anchored.serialize(),
         )
+
+    # ==================================================================================
+    # The recording switch (P14): DTMF codes from the call taker's phone, and the API
+
+    @property
+    def operator(self) -> str | None:
+        return self.operator_settings.name if self.operator_settings else None
+
+    def describe(self) -> dict[str, Any]:
+        """What the call takers' API shows of an active call."""
+        return {
+            "id": self.id,
+            "phase": self.phase.value,
+            "direction": "outbound" if self.outbound else "inbound",
+            "caller": self.caller,
+            "callee": self.callee,
+            "service": self.service.name if self.service else None,
+            "operator": self.operator,
+            "started_at": self.started_at.isoformat().replace("+00:00", "Z"),
+            "recording": self.recording_state
+            or ("not recorded" if not self.record else "not started"),
+        }
+
+    async def recording_action(
+        self, action: str, *, actor: str, channel: str, reason: str
+    ) -> dict[str, Any]:
+        """Stop (keep what was recorded), discard (destroy it) or resume, at the next
+        20 ms tick; every action is a recording event with who, when, why and how."""
+        async with self._action_lock:
+            recording = self.recording
+            state = self.recording_state
+            if recording is None or state is None:
+                raise RecordingActionError("this call has no recording")
+            if state == "discarded":
+                raise RecordingActionError("the recording was discarded")
+            if action == "stop" and state != "recording":
+                raise RecordingActionError("the recording is already stopped")
+            if action == "resume" and state != "stopped":
+                raise RecordingActionError("the recording is not stopped")
+            catalog = self.b2bua.catalog
+            event_channel = EventChannel(channel)
+            if action == "stop":
+                recording.pair.pause("skip")  # ends the audio; a resume starts a new span
+                self.recording_state = "stopped"
+                await catalog.set_recording_state(
+                    recording.id,
+                    RecordingState.STOPPED,
+                    actor=actor,
+                    channel=event_channel,
+                    reason=reason,
+                )
+            elif action == "resume":
+                recording.pair.resume()
+                self.recording_state = "recording"
+                await catalog.set_recording_state(
+                    recording.id,
+                    RecordingState.RECORDING,
+                    actor=actor,
+                    channel=event_channel,
+                    reason=reason,
+                )
+            elif action == "discard":
+                for leg in self._public_and_staff():
+                    leg.sink = None
+                self.recording_state = "discarded"
+                await self.b2bua.recordings.discard(
+                    recording, actor=actor, channel=event_channel, reason=reason
+                )
+            else:
+                raise RecordingActionError(f"unknown action {action!r}")
+            log.info(
+                "call %s: recording %s %s by %s via %s: %s",
+                self.id, recording.id, action, actor, channel, reason,
+            )  # fmt: skip
+            if self.b2bua.on_recording_action is not None:
+                self.b2bua.on_recording_action(action, channel)
+            return {"id": self.id, "recording_id": recording.id, "recording": self.recording_state}
+
+    def _staff_event(
+        self, sequence: int, timestamp: int, marker: bool, payload: bytes, packet: bytes
+    ) -> None:
+        """A telephone-event packet from the call taker: held until it is known not to
+        be part of a recording code; a code's packets never reach the caller."""
+        public_leg, _ = self._public_and_staff()
+        fate = self._event_fate.get(timestamp)
+        if fate is True:
+            public_leg.send_relayed(packet)
+            return
+        if fate is False:
+            return
+        self._held_events.setdefault(timestamp, []).append(packet)
+        now = self.b2bua.now()
+        for digit in self._detector.feed(timestamp, marker, payload):
+            self._apply(self._matcher.feed(digit.digit, digit.start_timestamp, now))
+        self._arm_dtmf_timer()
+
+    def _info_in_call(self, event: RequestReceived, from_a: bool) -> None:
+        """SIP INFO: DTMF (application/dtmf-relay or application/dtmf) from the call taker
+        goes through the code matcher; anything else is answered and not passed on."""
+        self._respond(event.transaction, 200, dialog=event.dialog)
+        staff_is_a = self.outbound
+        if from_a != staff_is_a:
+            return
+        digit = _info_digit(event.request.content_type, event.request.body)
+        if digit is None:
+            return
+        key = ("info", event.request.cseq.number)
+        self._held_infos[key] = (event.request.body, event.request.content_type or "")
+        self._apply(self._matcher.feed(digit, key, self.b2bua.now()))
+        self._arm_dtmf_timer()
+
+    def _apply(self, decision: Any) -> None:
+        public_leg, _ = self._public_and_staff()
+        for key in decision.released:
+            self._release(key, public_leg)
+        for key in decision.dropped:
+            if isinstance(key, int):
+                self._event_fate[key] = False
+                self._held_events.pop(key, None)
+            else:
+                self._held_infos.pop(key, None)
+        if decision.action is not None:
+            asyncio.get_running_loop().create_task(self._dtmf_action(decision.action))
+
+    def _release(self, key: Hashable, public_leg: RtpLeg) -> None:
+        if isinstance(key, int):
+            self._event_fate[key] = True
+            for packet in self._held_events.pop(key, []):
+                public_leg.send_relayed(packet)
+            return
+        held = self._held_infos.pop(key, None)
+        public_dialog = self.b_dialog if self.outbound else self.a_dialog
+        if held is None or public_dialog is None:
+            return
+        body, content_type = held
+        info = public_dialog.create_request("INFO", body=body, content_type=content_type)
+        self._send(info, dialog=public_dialog)
+
+    def _arm_dtmf_timer(self) -> None:
+        if self._dtmf_timer is not None:
+            self._dtmf_timer.cancel()
+            self._dtmf_timer = None
+        if self._matcher.holding or self._detector.pending:
+            loop = asyncio.get_running_loop()
+            self._dtmf_timer = loop.call_later(self._matcher.timeout, self._dtmf_expire)
+
+    def _dtmf_expire(self) -> None:
+        self._dtmf_timer = None
+        now = self.b2bua.now()
+        for digit in self._detector.flush():  # an event whose end packets were lost
+            self._apply(self._matcher.feed(digit.digit, digit.start_timestamp, now))
+        self._apply(self._matcher.expire(now + self._matcher.timeout))
+
+    async def _dtmf_action(self, action: str) -> None:
+        actor = self.operator or "call taker"
+        try:
+            await self.recording_action(
+                action, actor=actor, channel="dtmf", reason=f"{action} code keyed on the phone"
+            )
+        except RecordingActionError as exc:
+            log.info("call %s: %s code ignored: %s", self.id, action, exc)
+            return
+        except Exception:
+            log.exception("call %s: %s by DTMF failed", self.id, action)
+            return
+        self._confirm_to_staff()
+
+    def _confirm_to_staff(self) -> None:
+        """Two short beeps to the call taker only; the caller hears nothing."""
+        _, staff_leg = self._public_and_staff()
+        audio = self.audio if self.outbound else self.b_audio
+        if audio is None or staff_leg.closed:
+            return
+        clock = self.b2bua.clock
+        rewriter = staff_leg.rewriter
+        if rewriter is None:
+            rewriter = StreamRewriter(secrets.randbits(32), secrets.randbits(16), 0)
+            staff_leg.rewriter = rewriter
+        tone = PacketPacer(
+            PromptSource(beeps(2)),
+            audio.encoding,
+            audio.send_payload_type,
+            clock.now(),
+            rewriter.ssrc,
+            (rewriter.last_seq + 1) & 0xFFFF,
+            (rewriter.last_ts + 160) & 0xFFFFFFFF,
+        )
+        staff_leg.muted = True  # the caller's audio pauses for the beeps' length
+
+        def resume(_: object) -> None:
+            rewriter.continue_after(tone.next_sequence, tone.next_timestamp)
+            staff_leg.muted = False
+
+        clock.play(staff_leg, tone).add_done_callback(resume)
+
+    def _public_and_staff(self) -> tuple[RtpLeg, RtpLeg]:
+        """(the member of the public's leg, the member of staff's leg)."""
+        assert self.a_leg is not None and self.b_leg is not None
+        return (self.b_leg, self.a_leg) if self.outbound else (self.a_leg, self.b_leg)
+
+    def _identify(self, message: Request | Response, *extra: Uri) -> OperatorSettings | None:
+        """The operator whose configured identities match the answering (or calling)
+        phone: its Contact, P-Asserted-Identity, From (for a caller) or target URI."""
+        candidates: list[Uri] = []
+        try:
+            candidates += [c.uri for c in message.contacts if c.display != "*"]
+            for value in message.headers.get_all("p-asserted-identity"):
+                candidates.append(NameAddr.parse(value).uri)
+            if isinstance(message, Request):
+                candidates.append(message.from_.uri)
+        except RemoteSipError:
+            pass
+        candidates += list(extra)
+        for operator in self.config.operators:
+            if any(_identity_matches(i, u) for i in operator.identities for u in candidates):
+                return operator
+        return None
 
     # ==================================================================================
     # Helpers
@@ -755,9 +1088,24 @@ class Call:
         return self.b_local_sdp.serialize()
 
     async def _consent_receipt(self, started_at: datetime, played_ms: int, left: bool) -> None:
+        """P13: what the caller was told — which notice, from when, how much of it."""
         if self.catalog_id is None:
             return
-        notice = self.b2bua.notice
+        notice = self.notice_prompt
+        if notice is None:  # a call with no notice (outbound, or a service without one)
+            await self.b2bua.catalog.add_consent_receipt(
+                self.catalog_id,
+                mode=NoticeMode.NONE,
+                notice_sha256=None,
+                notice_version=None,
+                started_at=None,
+                played_ms=0,
+                notice_ms=0,
+                completed=False,
+                caller_left_during_notice=False,
+                do_not_record=self.do_not_record,
+            )
+            return
         completed = not left and played_ms >= notice.duration_ms - 20
         await self.b2bua.catalog.add_consent_receipt(
             self.catalog_id,
@@ -769,7 +1117,7 @@ class Call:
             notice_ms=notice.duration_ms,
             completed=completed,
             caller_left_during_notice=left,
-            do_not_record=False,
+            do_not_record=self.do_not_record,
         )
 
     def _cancel_b(self) -> None:
@@ -835,6 +1183,55 @@ def _audio_port(description: sdp.SessionDescription, port: int) -> list[int | No
     """Our port for the first audio stream; every other stream declined (port 0)."""
     index = description.first_audio_index()
     return [port if i == index else None for i in range(len(description.media))]
+
+
+def _user(uri: Uri) -> str | None:
+    return uri.user if isinstance(uri, SipUri) and uri.user else None
+
+
+def _number(text: str, config: Config) -> str:
+    """A telephone number in E.164 (for the catalog, the do-not-record list and
+    subject-access search); anything that is not a number is kept as it is."""
+    stripped = text.replace(" ", "").replace("-", "")
+    if stripped and all(c.isdigit() for c in stripped.lstrip("+")) and len(stripped) >= 6:
+        return config.numbers.e164(stripped)
+    return text
+
+
+def _identity_matches(identity: str, uri: Uri) -> bool:
+    """``"2001"`` matches a URI whose user is 2001; ``"sip:2001@10.0.0.21"`` matches that
+    user at that host (and port, if the identity names one)."""
+    if not isinstance(uri, SipUri):
+        return False
+    if ":" not in identity and "@" not in identity:
+        return uri.user == identity
+    try:
+        wanted = parse_uri(identity if ":" in identity else f"sip:{identity}")
+    except RemoteSipError:
+        return False
+    if not isinstance(wanted, SipUri):
+        return False
+    if wanted.user is not None and wanted.user != uri.user:
+        return False
+    if wanted.host.lower() != uri.host.lower():
+        return False
+    return wanted.port is None or wanted.port == (uri.port or 5060)
+
+
+def _info_digit(content_type: str | None, body: bytes) -> str | None:
+    """The key in a DTMF INFO: ``Signal=5`` (application/dtmf-relay) or ``5``
+    (application/dtmf)."""
+    text = body.decode("ascii", "replace").strip()
+    if content_type == "application/dtmf-relay":
+        for line in text.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip().lower() == "signal":
+                value = value.strip()
+                return value if len(value) == 1 and value in "0123456789*#ABCD" else None
+        return None
+    if content_type == "application/dtmf" and len(text) == 1 and text in "0123456789*#ABCD":
+        return text
+    return None
 
 
 def _party(addr: NameAddr) -> str:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from ..config import RecordingSettings
 from ..media.recorder import Recorder, RecordingChannelPair
 from ..storage import writer as storage_writer
-from ..storage.catalog import Catalog, CatalogError, RecordingState
+from ..storage.catalog import Catalog, CatalogError, EventChannel, RecordingState
 from ..storage.reader import recover as recover_directory
 from ..storage.segment import KEY_FILE_NAME, RecordingCorrupt, scan_segment
 from ..storage.writer import RecordingWriter
@@ -150,6 +150,22 @@ class RecordingService:
             await self.catalog.set_recording_state(
                 active.id, RecordingState.FAILED, reason=reason or "write failed"
             )
+
+    async def discard(
+        self, active: ActiveRecording, *, actor: str, channel: EventChannel, reason: str
+    ) -> None:
+        """Destroy a recording (P14): nothing more is recorded, the writer deletes the
+        wrapped key first and then the files, and the catalog keeps only the fact that
+        a recording existed and was discarded, by whom, how and why."""
+        writer = self.writer
+        if writer is None:
+            raise RuntimeError("recording service has no writer")
+        self.recorder.close(active.id)
+        self.active.pop(active.id, None)
+        writer.discard(active.id, self.settings.dir)
+        await self.catalog.set_recording_state(
+            active.id, RecordingState.DISCARDED, actor=actor, channel=channel, reason=reason
+        )
 
     async def recover(self) -> list[str]:
         """Start-up: recordings a crash left ``recording`` become ``interrupted``; what
