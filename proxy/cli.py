@@ -76,6 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_option(export)
 
+    dnr = commands.add_parser(
+        "dnr", help="the do-not-record list: callers who asked in writing not to be recorded"
+    )
+    dnr_commands = dnr.add_subparsers(dest="dnr_command", required=True)
+    dnr_add = dnr_commands.add_parser("add", help="add a number (with the written request)")
+    dnr_add.add_argument("number")
+    dnr_add.add_argument("--reference", required=True, help="the letter, email or case")
+    _config_option(dnr_add)
+    dnr_remove = dnr_commands.add_parser("remove", help="remove a number")
+    dnr_remove.add_argument("number")
+    _config_option(dnr_remove)
+    dnr_list = dnr_commands.add_parser("list", help="list the numbers")
+    dnr_list.add_argument("--json", action="store_true")
+    _config_option(dnr_list)
+
+    commands.add_parser(
+        "operator-token",
+        help="make an API token for a call taker: prints the token and the hash for the config",
+    )
+
     uas = commands.add_parser(
         "test-uas",
         help="answer every SIP call (a loopback peer for SIPp, trunk and PBX checks)",
@@ -105,6 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_recordings_list(args))
         if args.command == "export":
             return asyncio.run(_export(args))
+        if args.command == "dnr":
+            return asyncio.run(_dnr(args))
+        if args.command == "operator-token":
+            return _operator_token()
         if args.command == "test-uas":
             from .tools.uas import serve as serve_uas
 
@@ -254,6 +278,53 @@ async def _export(args: argparse.Namespace) -> int:
         f"exported {args.id}: {result.report.duration_s:.2f} s, {args.channels}, "
         f"{args.format} → {args.out} (logged: {actor}, {reason!r})"
     )
+    return 0
+
+
+async def _dnr(args: argparse.Namespace) -> int:
+    from .storage.catalog import SqliteCatalog
+
+    config = _load(args)
+    config.catalog.path.parent.mkdir(parents=True, exist_ok=True)
+    async with SqliteCatalog(config.catalog.path) as catalog:
+        if args.dnr_command == "add":
+            number = config.numbers.e164(args.number)
+            if not number.startswith("+") or len(number) < 8:
+                raise CliError(f"{args.number!r} is not a telephone number")
+            entry = await catalog.add_do_not_record(
+                number, reference=args.reference, added_by=getpass.getuser()
+            )
+            print(f"{entry.number} will not be recorded (reference: {entry.reference})")
+        elif args.dnr_command == "remove":
+            number = config.numbers.e164(args.number)
+            if not await catalog.remove_do_not_record(number):
+                raise CliError(f"{number} is not on the do-not-record list")
+            print(f"{number} removed: calls from it are recorded again")
+        else:
+            entries = await catalog.list_do_not_record()
+            if args.json:
+                print(json.dumps([
+                    {
+                        "number": e.number,
+                        "reference": e.reference,
+                        "added_by": e.added_by,
+                        "added_at": e.added_at.isoformat().replace("+00:00", "Z"),
+                    }
+                    for e in entries
+                ], indent=2))  # fmt: skip
+            for e in [] if args.json else entries:
+                print(f"{e.number:18}  {e.added_at:%Y-%m-%d}  {e.added_by:12}  {e.reference}")
+    return 0
+
+
+def _operator_token() -> int:
+    import secrets
+
+    from .control.api import token_hash
+
+    token = secrets.token_urlsafe(24)
+    print(f"token (give it to the call taker): {token}")
+    print(f'token_sha256 = "{token_hash(token)}"   # put this in their [[operators]] entry')
     return 0
 
 

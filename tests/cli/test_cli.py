@@ -1,0 +1,77 @@
+"""The recproxy command's own behaviour: do-not-record list, tokens, keys, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def recproxy(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy.cli", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_do_not_record_list_round_trip(tmp_path: Path) -> None:
+    added = recproxy("dnr", "add", "01234 567890", "--reference", "letter 12", cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    assert "+441234567890" in added.stdout
+    listed = recproxy("dnr", "list", "--json", cwd=tmp_path)
+    entries = json.loads(listed.stdout)
+    assert [(e["number"], e["reference"]) for e in entries] == [("+441234567890", "letter 12")]
+    assert recproxy("dnr", "remove", "+44 1234 567890", cwd=tmp_path).returncode == 0
+    again = recproxy("dnr", "remove", "01234567890", cwd=tmp_path)
+    assert again.returncode == 1 and "not on the do-not-record list" in again.stderr
+    bad = recproxy("dnr", "add", "reception", "--reference", "x", cwd=tmp_path)
+    assert bad.returncode == 1 and "not a telephone number" in bad.stderr
+
+
+def test_operator_token_prints_a_token_and_its_hash(tmp_path: Path) -> None:
+    out = recproxy("operator-token", cwd=tmp_path).stdout.splitlines()
+    token = out[0].rsplit(" ", 1)[1]
+    digest = out[1].split('"')[1]
+    assert hashlib.sha256(token.encode()).hexdigest() == digest
+
+
+def test_keygen_needs_a_passphrase_and_never_overwrites(tmp_path: Path) -> None:
+    env = {"RECPROXY_KEY_PASSPHRASE": ""}
+    refused = recproxy("keygen", "--out", "keys", cwd=tmp_path, env=env)
+    assert refused.returncode == 1 and "RECPROXY_KEY_PASSPHRASE" in refused.stderr
+    made = recproxy(
+        "keygen", "--out", "keys", cwd=tmp_path, env={"RECPROXY_KEY_PASSPHRASE": "s3cret pass"}
+    )
+    assert made.returncode == 0, made.stderr
+    key = (tmp_path / "keys" / "recording.key").read_bytes()
+    assert b"ENCRYPTED PRIVATE KEY" in key
+    assert (tmp_path / "keys" / "recording.key").stat().st_mode & 0o077 == 0
+    again = recproxy("keygen", "--out", "keys", cwd=tmp_path, env={"RECPROXY_KEY_PASSPHRASE": "x"})
+    assert again.returncode == 1 and "never overwritten" in again.stderr
+    assert (tmp_path / "keys" / "recording.key").read_bytes() == key
+
+
+def test_a_bad_config_key_stops_serve_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("[recording]\nsegment_seconds = 0\n")
+    result = recproxy("serve", "--config", "bad.toml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "recording.segment_seconds" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_export_of_an_unknown_recording_is_a_clear_error(tmp_path: Path) -> None:
+    recproxy("dnr", "list", cwd=tmp_path)  # creates the catalog
+    result = recproxy(
+        "export", "no-such-id", "--format", "wav", "--out", "x.wav", "--reason", "test",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1 and "no recording no-such-id" in result.stderr
