@@ -461,10 +461,14 @@ def main() -> None:
         parser.error("--rate 0-200, --calls 1-5000")
     if args.install_peers:
         install_peers()
+    names = [n for n in args.systems.split(",") if n]
+    unknown = set(names) - {"recproxy", "kamailio", "sippy"}
+    if unknown:
+        parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
     ports = {"recproxy": 5180, "kamailio": 5160, "sippy": 5165}
     classes = {"recproxy": Recproxy, "kamailio": Kamailio, "sippy": Sippy}
     results: list[dict[str, object]] = []
-    for name in args.systems.split(","):
+    for name in names:
         why = available(name)
         if why is not None:
             print(f"{name}: skipped ({why}; run with --install-peers)", file=sys.stderr)
