@@ -123,7 +123,9 @@ class E2e:
         timeout_s: float = 30,
     ) -> sipp.Sipp:
         """Start SIPp on ``scenarios/SCENARIO.xml`` with ``values`` filled in."""
-        path = sipp.render_scenario(scenario, self.folder, **values)
+        path = sipp.render_scenario(
+            scenario, self.folder, rendered_name=f"{label}.{scenario}.xml", **values
+        )
         run = sipp.Sipp(
             self.folder,
             label,

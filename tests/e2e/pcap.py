@@ -80,40 +80,95 @@ def _ipv4_udp(payload: bytes, source: tuple[str, int], destination: tuple[str, i
     return header + udp
 
 
+def _write_pcap(
+    path: Path,
+    records: list[tuple[int, bytes]],
+    source: tuple[str, int],
+    destination: tuple[str, int],
+) -> None:
+    """(microseconds from the start, UDP payload) records as a classic pcap."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_ETHERNET)]
+    ethernet = b"\x00" * 12 + b"\x08\x00"
+    for micros, payload in records:
+        frame = ethernet + _ipv4_udp(payload, source, destination)
+        out.append(
+            struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(frame), len(frame))
+        )
+        out.append(frame)
+    path.write_bytes(b"".join(out))
+
+
 def write_rtp_pcap(
     path: Path,
     payload: bytes,
     *,
     payload_type: int = 0,
     ssrc: int = 0x1234ABCD,
+    first_sequence: int = 0,
+    first_timestamp: int = 0,
     source: tuple[str, int] = ("127.0.0.1", 4000),
     destination: tuple[str, int] = ("127.0.0.1", 4002),
 ) -> int:
     """G.711 audio as 20 ms RTP packets, 20 ms apart; returns the number of packets.
     A final part shorter than 20 ms is left out."""
     packets = len(payload) // SAMPLES_PER_PACKET
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_ETHERNET)]
-    ethernet = b"\x00" * 12 + b"\x08\x00"
+    records: list[tuple[int, bytes]] = []
     for index in range(packets):
         rtp = (
             struct.pack(
                 "!BBHII",
                 0x80,
                 payload_type | (0x80 if index == 0 else 0),
-                index & 0xFFFF,
-                (index * SAMPLES_PER_PACKET) & 0xFFFFFFFF,
+                (first_sequence + index) & 0xFFFF,
+                (first_timestamp + index * SAMPLES_PER_PACKET) & 0xFFFFFFFF,
                 ssrc,
             )
             + payload[index * SAMPLES_PER_PACKET : (index + 1) * SAMPLES_PER_PACKET]
         )
-        frame = ethernet + _ipv4_udp(rtp, source, destination)
-        micros = index * 20_000
-        out.append(
-            struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(frame), len(frame))
-        )
-        out.append(frame)
-    path.write_bytes(b"".join(out))
+        records.append((index * 20_000, rtp))
+    _write_pcap(path, records, source, destination)
     return packets
+
+
+TELEPHONE_EVENTS = "0123456789*#ABCD"  # RFC 4733 event codes 0-15
+
+
+def write_key_press_pcap(
+    path: Path,
+    key: str,
+    *,
+    sequence: int,
+    timestamp: int,
+    ssrc: int,
+    updates: int = 7,
+    payload_type: int = 101,
+    volume: int = 10,
+    source: tuple[str, int] = ("127.0.0.1", 4000),
+    destination: tuple[str, int] = ("127.0.0.1", 4002),
+) -> int:
+    """One key press as a phone sends it (RFC 4733 telephone-events, 20 ms apart): the
+    first packet with the marker bit, ``updates`` packets with a growing duration, then
+    the end packet (E bit) three times with one sequence number.  All share the
+    event's start ``timestamp``; returns the number of packets."""
+    code = TELEPHONE_EVENTS.index(key)
+    records: list[tuple[int, bytes]] = []
+    for index in range(updates + 3):
+        end = index >= updates
+        step = min(index, updates)
+        header = struct.pack(
+            "!BBHII",
+            0x80,
+            payload_type | (0x80 if index == 0 else 0),
+            (sequence + step) & 0xFFFF,
+            timestamp & 0xFFFFFFFF,
+            ssrc,
+        )
+        event = struct.pack(
+            "!BBH", code, (0x80 if end else 0) | volume, (step + 1) * SAMPLES_PER_PACKET
+        )
+        records.append((step * 20_000, header + event))
+    _write_pcap(path, records, source, destination)
+    return len(records)
 
 
 def read_udp(path: Path) -> list[Datagram]:
@@ -194,10 +249,13 @@ class LoopbackCapture:
         self._errors_path = path.with_suffix(".tcpdump.log")
         self._errors = self._errors_path.open("wb")
         # -U --immediate-mode: each packet reaches the file at once (it is read while
-        # tcpdump runs); -Z root: keep the right to write into the test's folder
+        # tcpdump runs); -Z root: keep the right to write into the test's folder;
+        # -B: in immediate mode each packet takes a whole snaplen-sized slot of the
+        # kernel's ring, and the default 2 MiB holds only a few: with several captures
+        # on a busy machine the kernel dropped packets
         command = [
             binary, "-i", "lo", "-n", "-U", "--immediate-mode", "-Z", "root", "-s", "0",
-            "-w", str(path), capture_filter,
+            "-B", "16384", "-w", str(path), capture_filter,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command,

@@ -44,8 +44,8 @@ class PortBlock:
     """``BLOCK_SIZE`` consecutive ports on 127.0.0.1, free when found.
 
     +0 proxy SIP (UDP), +1 proxy HTTP, +2 caller SIP, +3 call taker SIP, +4..+9 spare
-    SIP ports, +10 caller RTP, +20 call taker RTP, +30 spare RTP, +100..+299 the
-    proxy's RTP range.
+    SIP ports, +10 caller RTP, +20 call taker RTP, +30 spare RTP (+40..+90 more spare
+    media ports), +100..+299 the proxy's RTP range.
     """
 
     base: int
@@ -82,6 +82,11 @@ class PortBlock:
     @property
     def spare_rtp(self) -> int:
         return self.base + 30
+
+    def spare_media(self, index: int) -> int:
+        """More media ports for SIPp (+30, +40, ... +90; index 0 is ``spare_rtp``)."""
+        assert 0 <= index < 7
+        return self.base + 30 + 10 * index
 
     @property
     def rtp_range(self) -> tuple[int, int]:
@@ -136,24 +141,35 @@ class ProxySettings:
     segment_seconds: int = 10
     ring_timeout_seconds: float = 10.0
     jitter_ms: int = 60
+    internal_peers: tuple[str, ...] = ()  # sip.internal_peers (outbound calls)
+    trunk: str | None = None  # routing.trunk
+    no_record_prompt: Path | None = None  # notice.no_record_prompt
+    # TOML appended as it is: [[routing.rules]], [services.NAME], [[operators]], [dtmf]
+    extra: str = ""
 
 
 def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySettings) -> Path:
     low, high = ports.rtp_range
+    internal = ", ".join(f'"{peer}"' for peer in settings.internal_peers)
+    trunk = f'trunk = "{settings.trunk}"\n' if settings.trunk else ""
+    no_record = (
+        f'no_record_prompt = "{settings.no_record_prompt}"\n' if settings.no_record_prompt else ""
+    )
     text = f"""\
 [sip]
 listen = "127.0.0.1:{ports.sip}"
 advertise = "127.0.0.1"
 trusted_peers = ["127.0.0.0/8"]
+internal_peers = [{internal}]
 transports = ["udp"]
 
 [routing]
 call_taker = "sip:calltaker@127.0.0.1:{ports.taker_sip}"
 ring_timeout_seconds = {settings.ring_timeout_seconds}
-
+{trunk}
 [notice]
 prompt = "{notice}"
-mode = "{settings.mode}"
+{no_record}mode = "{settings.mode}"
 
 [media]
 rtp_ports = "{low}-{high}"
@@ -173,7 +189,7 @@ listen = "127.0.0.1:{ports.http}"
 
 [shutdown]
 grace_seconds = {settings.grace_seconds}
-"""
+""" + (f"\n{settings.extra}" if settings.extra else "")
     path = folder / "recproxy.toml"
     path.write_text(text)
     return path

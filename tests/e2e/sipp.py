@@ -36,12 +36,16 @@ def play_pcap(name: str) -> str:
     )
 
 
-def render_scenario(name: str, folder: Path, **values: object) -> Path:
-    """``scenarios/NAME.xml`` with its placeholders filled, written into ``folder``."""
+def render_scenario(
+    name: str, folder: Path, *, rendered_name: str | None = None, **values: object
+) -> Path:
+    """``scenarios/NAME.xml`` with its placeholders filled, written into ``folder`` (as
+    ``rendered_name``, by default ``NAME.xml``: two runs of one scenario with different
+    values in one folder need different names)."""
     text = Template((SCENARIOS / f"{name}.xml").read_text()).substitute(
         {key: str(value) for key, value in values.items()}
     )
-    out = folder / f"{name}.xml"
+    out = folder / (rendered_name or f"{name}.xml")
     out.write_text(text)
     return out
 
