@@ -26,7 +26,7 @@ from ..storage import writer as storage_writer
 from ..storage.catalog import Catalog, CatalogError, EventChannel, RecordingState
 from ..storage.reader import recover as recover_directory
 from ..storage.segment import KEY_FILE_NAME, RecordingCorrupt, scan_segment
-from ..storage.writer import RecordingWriter
+from ..storage.writer import RecordingWriter, shred_recording
 
 log = logging.getLogger(__name__)
 
@@ -183,10 +183,30 @@ class RecordingService:
             except Exception:
                 log.exception("recovering recording %s", rid)
             log.warning("recording %s was interrupted by a crash; complete chunks kept", rid)
+        await self._finish_discards()
         calls = await self.catalog.recover_calls()
         if calls:
             log.warning("%d call(s) were in progress when the process ended", len(calls))
         return interrupted
+
+    async def _finish_discards(self) -> None:
+        """A crash between "discarded" in the catalog and the writer's shredding would
+        leave a discarded recording readable: finish the job at start-up."""
+        offset = 0
+        while True:
+            batch = await self.catalog.list_recordings(
+                RecordingState.DISCARDED, limit=500, offset=offset
+            )
+            for row in batch:
+                folder = self.settings.dir / row.id
+                if folder.exists():
+                    await asyncio.to_thread(shred_recording, folder)
+                    log.warning(
+                        "recording %s was discarded but its files remained: shredded", row.id
+                    )
+            if len(batch) < 500:
+                return
+            offset += 500
 
     async def _catalog_files(self, rid: str, directory: Path) -> None:
         """Duration, key hash and segment rows from the files (read in a thread)."""
