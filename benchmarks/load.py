@@ -158,6 +158,8 @@ class System:
 
 
 class Recproxy(System):
+    fsync = "chunk"
+
     def start(self) -> None:
         notice = self.workdir / "notice.wav"
         _write_notice(notice, seconds=1.0)
@@ -176,7 +178,7 @@ prompt = "{notice}"
 [media]
 rtp_ports = "40000-49999"
 [recording]
-fsync = "chunk"
+fsync = "{self.fsync}"
 [http]
 listen = "127.0.0.1:18281"
 [shutdown]
@@ -455,6 +457,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=500, help="most calls at once")
     parser.add_argument("--timeout", type=int, default=300, help="seconds, per system")
     parser.add_argument("--install-peers", action="store_true")
+    parser.add_argument(
+        "--recproxy-fsync", choices=("chunk", "segment", "none"), default="chunk",
+        help="recproxy's recording.fsync (default chunk: at most ~1 s lost on power loss)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = parser.parse_args()
     if not (0 < args.rate <= 200 and 1 <= args.calls <= 5000):
@@ -475,6 +481,8 @@ def main() -> None:
             continue
         workdir = Path(tempfile.mkdtemp(prefix=f"recproxy-load-{name}-"))
         system = classes[name](name, ports[name], workdir)
+        if isinstance(system, Recproxy):
+            system.fsync = args.recproxy_fsync
         print(f"{name}: {args.calls} calls at {args.rate}/s … ({workdir})", file=sys.stderr)
         try:
             results.append(run_system(system, args))

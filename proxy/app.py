@@ -128,7 +128,10 @@ class Server:
         config.catalog.path.parent.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
 
-        self.catalog = await SqliteCatalog(config.catalog.path).open()
+        self.catalog = await SqliteCatalog(
+            config.catalog.path,
+            synchronous="FULL" if config.catalog.synchronous == "full" else "NORMAL",
+        ).open()
         self.writer = RecordingWriter(
             fsync=config.recording.fsync,  # type: ignore[arg-type]
             on_state=self._writer_state,

@@ -168,6 +168,9 @@ class RecordingSettings:
 @dataclass(frozen=True)
 class CatalogSettings:
     path: Path = Path("data/catalog.sqlite3")
+    # SQLite in WAL mode: "normal" survives any crash of the process (a power cut may
+    # lose the last transactions); "full" also survives power cuts, at an fsync a write
+    synchronous: str = "normal"
 
 
 @dataclass(frozen=True)
@@ -414,7 +417,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "fsync": _choice("chunk", "segment", "none"),
             "pause_mode": _choice("silence", "skip"),
         },
-        "catalog": {"path": path},
+        "catalog": {"path": path, "synchronous": _choice("normal", "full")},
         "http": {"listen": parse_hostport},
         "shutdown": {"grace_seconds": _number(0, 3600)},
         "dtmf": {"stop": _dtmf_code, "discard": _dtmf_code, "resume": _dtmf_code},
