@@ -779,22 +779,15 @@ class Call:
                 raise RecordingActionError("the recording is not stopped")
             catalog = self.b2bua.catalog
             event_channel = EventChannel(channel)
-            if action == "stop":
-                recording.pair.pause("skip")  # ends the audio; a resume starts a new span
-                self.recording_state = "stopped"
+            if action in ("stop", "resume"):
+                if action == "stop":
+                    recording.pair.pause("skip")  # the audio ends; a resume starts a new span
+                else:
+                    recording.pair.resume()
+                self.recording_state = "stopped" if action == "stop" else "recording"
                 await catalog.set_recording_state(
                     recording.id,
-                    RecordingState.STOPPED,
-                    actor=actor,
-                    channel=event_channel,
-                    reason=reason,
-                )
-            elif action == "resume":
-                recording.pair.resume()
-                self.recording_state = "recording"
-                await catalog.set_recording_state(
-                    recording.id,
-                    RecordingState.RECORDING,
+                    RecordingState.STOPPED if action == "stop" else RecordingState.RECORDING,
                     actor=actor,
                     channel=event_channel,
                     reason=reason,
@@ -1123,34 +1116,20 @@ class Call:
         return self.b_local_sdp.serialize()
 
     async def _consent_receipt(self, started_at: datetime, played_ms: int, left: bool) -> None:
-        """P13: what the caller was told — which notice, from when, how much of it."""
+        """P13: what the caller was told — which notice, from when, how much of it; a call
+        with no notice (outbound, or a service without one) gets a receipt saying so."""
         if self.catalog_id is None:
             return
         notice = self.notice_prompt
-        if notice is None:  # a call with no notice (outbound, or a service without one)
-            await self.b2bua.catalog.add_consent_receipt(
-                self.catalog_id,
-                mode=NoticeMode.NONE,
-                notice_sha256=None,
-                notice_version=None,
-                started_at=None,
-                played_ms=0,
-                notice_ms=0,
-                completed=False,
-                caller_left_during_notice=False,
-                do_not_record=self.do_not_record,
-            )
-            return
-        completed = not left and played_ms >= notice.duration_ms - 20
         await self.b2bua.catalog.add_consent_receipt(
             self.catalog_id,
-            mode=NoticeMode(self.config.notice.mode),
-            notice_sha256=notice.sha256,
-            notice_version=notice.name,
-            started_at=started_at,
+            mode=NoticeMode(self.config.notice.mode) if notice else NoticeMode.NONE,
+            notice_sha256=notice.sha256 if notice else None,
+            notice_version=notice.name if notice else None,
+            started_at=started_at if notice else None,
             played_ms=played_ms,
-            notice_ms=notice.duration_ms,
-            completed=completed,
+            notice_ms=notice.duration_ms if notice else 0,
+            completed=notice is not None and not left and played_ms >= notice.duration_ms - 20,
             caller_left_during_notice=left,
             do_not_record=self.do_not_record,
         )
