@@ -1,0 +1,109 @@
+"""The README is the truth: its two commands work on a clean checkout, as CI runs them.
+
+The set-up-and-run command is run for real in a fresh clone (its own virtual
+environment, installed from the package registry), and the proxy it starts must answer
+/healthz and a SIP OPTIONS, then stop cleanly on SIGTERM.  The set-up-and-test command
+is the one `.ci/run` calls (running the suite from inside itself would recurse).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+
+def readme_commands() -> tuple[str, str]:
+    """(set up and run, set up and test): the first two shell blocks of the README."""
+    blocks = re.findall(r"```sh\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) >= 2, "the README must open with its two commands"
+    return blocks[0].strip(), blocks[1].strip()
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    _, test_command = readme_commands()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test_command in ci.splitlines()
+
+
+def _free(port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.sipp
+def test_the_readmes_run_command_starts_a_working_proxy_on_a_clean_clone(
+    tmp_path: Path,
+) -> None:
+    run_command, _ = readme_commands()
+    assert run_command.endswith("recproxy serve"), "the README runs the proxy on its defaults"
+    for port, kind in ((5060, socket.SOCK_DGRAM), (5060, socket.SOCK_STREAM)):
+        assert _free(port, kind), f"port {port} is taken: the defaults need it"
+    assert _free(8080, socket.SOCK_STREAM), "port 8080 is taken: the defaults need it"
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env["RECPROXY_KEY_PASSPHRASE"] = ""
+    proc = subprocess.Popen(
+        ["bash", "-c", run_command],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        health = None
+        deadline = time.monotonic() + 420  # set-up installs the package into a new venv
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:8080/healthz", timeout=1) as got:
+                    health = json.loads(got.read())
+                    break
+            except OSError:
+                time.sleep(1)
+        assert health is not None, (proc.stdout.read() if proc.stdout else b"").decode()[-3000:]
+        assert health["ok"] is True and health["sip"]["port"] == 5060
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sip:
+            sip.settimeout(5)
+            sip.bind(("127.0.0.1", 0))
+            port = sip.getsockname()[1]
+            sip.sendto(
+                (
+                    "OPTIONS sip:recproxy@127.0.0.1 SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-readme;rport\r\n"
+                    "Max-Forwards: 70\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\n"
+                    "To: <sip:recproxy@127.0.0.1>\r\nCall-ID: readme@127.0.0.1\r\n"
+                    "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                ).encode(),
+                ("127.0.0.1", 5060),
+            )
+            assert sip.recv(4096).startswith(b"SIP/2.0 200 ")
+        # the embedded defaults made the development key pair and the catalog under ./data
+        assert (clone / "data" / "keys" / "recording.pub").exists()
+        assert (clone / "data" / "catalog.sqlite3").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    output = (proc.stdout.read() if proc.stdout else b"").decode()
+    assert "Traceback" not in output, output[-3000:]
+    assert "DEVELOPMENT KEY" in output
