@@ -152,7 +152,9 @@ class System:
 
     def _spawn(self, args: list[str], log: str, **kwargs: object) -> subprocess.Popen[bytes]:
         out = open(self.workdir / log, "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, **kwargs)  # type: ignore[call-overload]
+        proc = subprocess.Popen(  # type: ignore[call-overload]
+            args, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir, **kwargs
+        )  # in the work folder: sippy's rtpproxy writes its accounting file there
         self.procs.append(proc)
         return proc
 
