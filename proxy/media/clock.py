@@ -3,8 +3,9 @@
 Each tick runs the recorder for every active call, then sends whatever the active
 announcers (notice, ringback) have due.  Ticks are scheduled from the start time
 (``start + n * interval``), never from "now + 20 ms", so they do not drift; a tick that
-runs late is measured (lag) and, if a whole interval was missed, the schedule skips
-ahead rather than bursting.
+runs late is measured (lag) and runs the recorder for every slot it missed (up to
+``MAX_CATCH_UP``) so recordings keep the wall clock's length; announcers catch up by
+themselves (``PacketPacer.due``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from .announcer import PacketPacer
 from .recorder import Recorder
 from .relay import RtpLeg
 
+MAX_CATCH_UP = 10  # recorder slots a late tick may run at once (200 ms)
+
 
 @dataclass
 class ClockStats:
     ticks: int = 0
     overruns: int = 0  # whole intervals skipped because a tick ran that late
+    caught_up: int = 0  # recorder ticks run late, in a burst, to keep the timeline
     max_lag: float = 0.0
     last_lag: float = 0.0
 
@@ -122,6 +126,15 @@ class MediaClock:
                     if not player.done.done():
                         player.done.set_result(None)
         self._n += 1
+        # A late tick (the loop was busy) catches the recorder up slot by slot, so a
+        # recording's timeline stays the wall clock's: the packets are waiting in the
+        # jitter buffers.  Only a stall longer than MAX_CATCH_UP slots loses time.
+        caught_up = 0
+        while self._start + self._n * self.interval <= now and caught_up < MAX_CATCH_UP:
+            self.recorder.tick(now, self._start + self._n * self.interval)
+            self._n += 1
+            caught_up += 1
+        stats.caught_up += caught_up
         behind = now - (self._start + self._n * self.interval)
         if behind > self.interval:
             skipped = math.floor(behind / self.interval)
