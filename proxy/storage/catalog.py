@@ -43,13 +43,24 @@ import asyncio
 import re
 import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Protocol, Self, TypedDict, TypeVar, Unpack
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Literal,
+    Protocol,
+    Self,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    cast,
+)
 
 import aiosqlite
 
@@ -1041,7 +1052,37 @@ class SqliteCatalog:
 
     async def _read(self, body: Callable[[Connection], Awaitable[T]]) -> T:
         async with self._lock:
-            return await body(self._connection())
+            return await self._in_thread(body, transaction=False)
+
+    async def _in_thread(
+        self, body: Callable[[Connection], Awaitable[T]], *, transaction: bool
+    ) -> T:
+        """Run ``body`` whole in the database thread: one hop for the whole operation
+        instead of one per statement (each hop is a cross-thread wake-up; a call's
+        catalog work went from ~60 of them to ~12).  ``body`` is written against the
+        aiosqlite API; in the thread it gets a stand-in whose awaitables are already
+        done, so the coroutine runs to completion without suspending."""
+        conn = self._connection()
+
+        def run() -> T:
+            raw: sqlite3.Connection = conn._conn  # aiosqlite's own sqlite3 connection
+            if transaction:
+                raw.execute("BEGIN IMMEDIATE")
+            try:
+                coroutine = cast(
+                    Coroutine[Any, Any, T], body(cast(Connection, _ThreadConnection(raw)))
+                )
+                result: T = _drive(coroutine)
+            except BaseException:
+                if transaction:
+                    raw.rollback()
+                raise
+            if transaction:
+                raw.commit()
+            return result
+
+        # run in the connection's own thread (aiosqlite's API for that is not public)
+        return cast(T, await conn._execute(run))  # type: ignore[no-untyped-call]
 
     async def _write(self, body: Callable[[Connection], Awaitable[T]]) -> T:
         """Run ``body`` in one committed transaction.
@@ -1053,15 +1094,7 @@ class SqliteCatalog:
 
     async def _write_locked(self, body: Callable[[Connection], Awaitable[T]]) -> T:
         async with self._lock:
-            conn = self._connection()
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = await body(conn)
-            except BaseException:
-                await conn.rollback()
-                raise
-            await conn.commit()
-            return result
+            return await self._in_thread(body, transaction=True)
 
     def _now_ms(self, at: datetime | None) -> int:
         return _to_ms("at", self._clock() if at is None else at)
@@ -1737,6 +1770,73 @@ class SqliteCatalog:
 
 
 # ------------------------------------------------------------- transaction helpers
+
+
+def _drive(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (its awaitables are already done)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError("a catalog operation tried to suspend inside the database thread")
+
+
+class _Done(Generic[T]):
+    """An awaitable (and async context manager) whose result is already there."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: T) -> None:
+        self._value = value
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._value
+        yield  # pragma: no cover - makes this a generator that never yields
+
+    async def __aenter__(self) -> T:
+        return self._value
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _ThreadCursor:
+    """The part of ``aiosqlite.Cursor`` the catalog uses, on a plain cursor."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def fetchone(self) -> _Done[Any]:
+        return _Done(self._cursor.fetchone())
+
+    def fetchall(self) -> _Done[list[Any]]:
+        return _Done(self._cursor.fetchall())
+
+
+class _ThreadConnection:
+    """The part of ``aiosqlite.Connection`` the catalog uses, inside its thread."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self._raw = raw
+
+    def execute(self, sql: str, parameters: _Params = ()) -> _Done[_ThreadCursor]:
+        return _Done(_ThreadCursor(self._raw.execute(sql, parameters)))
+
+    def execute_fetchall(self, sql: str, parameters: _Params = ()) -> _Done[list[Any]]:
+        return _Done(self._raw.execute(sql, parameters).fetchall())
 
 
 async def _applied_max(conn: Connection) -> int:
