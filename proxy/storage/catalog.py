@@ -1330,7 +1330,10 @@ class SqliteCatalog:
                 )
             _not_before("at", at_ms, "started_at", _to_ms("started_at", current.started_at))
             changes: dict[str, object] = {"state": target.value}
-            if target in _ENDING_STATES:
+            if target in _ENDING_STATES and not (
+                current.state is _S.STOPPED and current.ended_at is not None
+            ):
+                # a stopped recording's audio ended at the stop, not when the call did
                 changes["ended_at"] = at_ms
             elif target is _S.RECORDING:
                 changes["ended_at"] = None

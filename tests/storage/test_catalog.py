@@ -928,3 +928,19 @@ async def test_recover_calls_closes_calls_a_crash_left_open(tmp_path: Path) -> N
         untouched = await catalog.get_call(done.id)
         assert untouched is not None and untouched.outcome is CallOutcome.COMPLETED
         assert await catalog.recover_calls() == []
+
+
+async def test_a_stopped_recording_keeps_the_stop_as_its_end(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    rec_id = await new_recording(catalog, call)
+    await catalog.set_recording_state(
+        rec_id, RecordingState.STOPPED, actor="alice", reason="distressed", at=at(30)
+    )
+    done = await catalog.set_recording_state(rec_id, RecordingState.COMPLETE, at=at(90))
+    assert done.ended_at == at(30)
+    # while a resumed one ends when it is completed
+    other = await new_recording(catalog, call, directory="second")
+    await catalog.set_recording_state(other, RecordingState.STOPPED, at=at(30))
+    await catalog.set_recording_state(other, RecordingState.RECORDING, at=at(40))
+    resumed = await catalog.set_recording_state(other, RecordingState.COMPLETE, at=at(90))
+    assert resumed.ended_at == at(90)
