@@ -35,6 +35,8 @@ import numpy.typing as npt
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ..media import g711
+
 MAGIC = b"RECPXSEG"
 FORMAT_VERSION = 1
 CHANNELS = 2
@@ -112,31 +114,9 @@ class RecordingCorrupt(Exception):
         self.truncated = truncated
 
 
-# --- G.711 µ-law (lookup tables; the audioop module is gone in Python 3.13) -------------
+# --- G.711 µ-law: the media layer's tables (one encoder in the project) ---------------
 
-
-def _build_ulaw_tables() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int16]]:
-    codes = np.arange(256, dtype=np.int32)
-    inverted = ~codes & 0xFF
-    exponent = (inverted >> 4) & 0x07
-    mantissa = inverted & 0x0F
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    decode = np.where(inverted & 0x80, -magnitude, magnitude).astype(np.int16)
-
-    # The classic 14-bit encoder (Sun's g711.c, as CPython's audioop had it).
-    linear = np.arange(-32768, 32768, dtype=np.int32)
-    shifted = linear >> 2
-    mask = np.where(shifted < 0, 0x7F, 0xFF)
-    biased = np.minimum(np.abs(shifted), 8159) + 0x21  # 0x21 ..= 0x2000
-    seg = np.floor(np.log2(biased)).astype(np.int32) - 5  # 0 ..= 8
-    uval = np.where(seg >= 8, 0x7F, (seg << 4) | ((biased >> (seg + 1)) & 0x0F))
-    code = uval ^ mask
-    encode = np.empty(65536, dtype=np.uint8)
-    encode[linear & 0xFFFF] = code  # indexed by the sample's bits read as uint16
-    return encode, decode
-
-
-_ULAW_ENCODE, _ULAW_DECODE = _build_ulaw_tables()
+_ULAW_ENCODE, _ULAW_DECODE = g711.ULAW_ENCODE, g711.ULAW_DECODE
 
 
 def ulaw_encode(samples: npt.NDArray[np.int16]) -> npt.NDArray[np.uint8]:
