@@ -32,7 +32,6 @@ from ..media.announcer import Announcer, PacketPacer, PromptSource, RingbackTone
 from ..media.clock import MediaClock
 from ..media.dtmf import DtmfDetector
 from ..media.relay import MediaSession, NoPortsAvailable, PortAllocator, RtpLeg, StreamRewriter
-from ..media.rtp import ts_diff
 from ..sip import sdp
 from ..sip.core import SipCore
 from ..sip.dialog import Dialog, DialogState, build_request
@@ -68,10 +67,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"
-# RFC 3550 A.1: how far a sequence number may fall behind (reordering) or run ahead
-# (loss) of the newest before it means the sender restarted its stream
-_MAX_MISORDER = 100
-_MAX_DROPOUT = 3000
 _G711_NAMES = {0: "PCMU", 8: "PCMA"}
 
 
@@ -288,7 +283,6 @@ class Call:
         self._matcher = CodeMatcher(self.config.dtmf.codes())
         self._detector = DtmfDetector()
         self._held_events: dict[Hashable, list[bytes]] = {}
-        self._newest_event: tuple[int, int, int] | None = None  # SSRC, sequence, timestamp
         self._event_fate: dict[int, bool] = {}  # RTP timestamp → passed on (True) or not
         self._held_infos: dict[Hashable, tuple[bytes, str]] = {}
         self._dtmf_timer: asyncio.TimerHandle | None = None
@@ -822,39 +816,16 @@ class Call:
         if fate is False:
             return
         now = self.b2bua.now()
-        if self._events_restarted(sequence, timestamp, packet):
-            # a new stream of events (another SSRC, or numbering that jumped: a sender
-            # restarted, a capture replayed): not reordering, so the detector must not
-            # take its events for stale ones
-            for digit in self._detector.flush():
-                self._apply(self._matcher.feed(digit.digit, digit.start_timestamp, now))
-            self._detector = DtmfDetector()
         self._held_events.setdefault(timestamp, []).append(packet)
         ignored = self._detector.ignored
-        for digit in self._detector.feed(timestamp, marker, payload):
+        ssrc = int.from_bytes(packet[8:12], "big")
+        for digit in self._detector.feed(timestamp, marker, payload, sequence=sequence, ssrc=ssrc):
             self._apply(self._matcher.feed(digit.digit, digit.start_timestamp, now))
         if self._detector.ignored > ignored and len(self._held_events.get(timestamp, ())) == 1:
             # the first packet of an event the detector does not follow (not a key, a
             # stale or a malformed one): no part of a code, so passed on, not held forever
             self._release(timestamp, public_leg)
         self._arm_dtmf_timer()
-
-    def _events_restarted(self, sequence: int, timestamp: int, packet: bytes) -> bool:
-        """Whether a telephone-event packet starts a new stream: another SSRC, a
-        sequence number that jumped (RFC 3550 A.1: more than ``MAX_MISORDER`` behind or
-        ``MAX_DROPOUT`` ahead of the newest is a restarted sender, not reordering), or a
-        timestamp behind the newest on a sequence number ahead of it."""
-        ssrc = int.from_bytes(packet[8:12], "big")
-        newest = self._newest_event
-        if newest is None or ssrc != newest[0]:
-            self._newest_event = (ssrc, sequence, timestamp)
-            return newest is not None
-        _, newest_sequence, newest_timestamp = newest
-        ahead = (sequence - newest_sequence) & 0xFFFF
-        if ahead == 0 or ahead >= 0x10000 - _MAX_MISORDER:
-            return False  # a retransmission (a repeated end packet) or a reordered one
-        self._newest_event = (ssrc, sequence, timestamp)
-        return ahead >= _MAX_DROPOUT or ts_diff(timestamp, newest_timestamp) < 0
 
     def _info_in_call(self, event: RequestReceived, from_a: bool) -> None:
         """SIP INFO: DTMF (application/dtmf-relay or application/dtmf) from the call taker

@@ -84,6 +84,12 @@ class DigitDetected:
     ended: bool
 
 
+# RFC 3550 A.1: how far a sequence number may fall behind (reordering) or run ahead
+# (loss) of the newest before it means the sender restarted its stream.
+_MAX_MISORDER = 100
+_MAX_DROPOUT = 3000
+
+
 class DtmfDetector:
     """Turns telephone-event packets of one stream into one ``DigitDetected`` per key
     press.  Feed every telephone-event packet with ``feed(timestamp, marker, payload)``.
@@ -91,6 +97,7 @@ class DtmfDetector:
     adapter that wants to ``flush()`` it after a quiet while."""
 
     def __init__(self) -> None:
+        self._newest_packet: tuple[int, int, int] | None = None  # SSRC, sequence, timestamp
         self._current: tuple[int, int] | None = None  # (timestamp, event) being collected
         self._current_duration = 0
         self._newest_ts: int | None = None
@@ -101,11 +108,45 @@ class DtmfDetector:
     def pending(self) -> bool:
         return self._current is not None
 
-    def feed(self, timestamp: int, marker: bool, payload: bytes) -> list[DigitDetected]:
+    def feed(
+        self,
+        timestamp: int,
+        marker: bool,
+        payload: bytes,
+        *,
+        sequence: int | None = None,
+        ssrc: int | None = None,
+    ) -> list[DigitDetected]:
         """One telephone-event packet; return the digits it completes (zero, one, or
         two when it also closes an earlier event whose end was lost).  ``marker`` is
         not needed: the first packet of an event is often lost or reordered, so events
-        are told apart by (timestamp, code) alone."""
+        are told apart by (timestamp, code) alone.
+
+        With the packet's ``sequence`` and ``ssrc``, a restarted stream (another SSRC,
+        or a sequence number that jumped past RFC 3550 A.1's limits, or a timestamp
+        behind the newest on a sequence number ahead of it — a sender restarted, a
+        capture replayed) starts afresh instead of its events being taken for stale
+        reordered ones."""
+        flushed: list[DigitDetected] = []
+        if sequence is not None and ssrc is not None and self._restarted(ssrc, sequence, timestamp):
+            flushed = self.flush()
+            self._newest_ts = None
+            self._reported.clear()
+        return flushed + self._feed(timestamp, payload)
+
+    def _restarted(self, ssrc: int, sequence: int, timestamp: int) -> bool:
+        newest = self._newest_packet
+        if newest is None or ssrc != newest[0]:
+            self._newest_packet = (ssrc, sequence, timestamp)
+            return newest is not None
+        _, newest_sequence, newest_timestamp = newest
+        ahead = (sequence - newest_sequence) & 0xFFFF
+        if ahead == 0 or ahead >= 0x10000 - _MAX_MISORDER:
+            return False  # a retransmission (a repeated end packet) or a reordered one
+        self._newest_packet = (ssrc, sequence, timestamp)
+        return ahead >= _MAX_DROPOUT or ts_diff(timestamp, newest_timestamp) < 0
+
+    def _feed(self, timestamp: int, payload: bytes) -> list[DigitDetected]:
         try:
             event = TelephoneEvent.parse(payload)
         except DtmfError:
