@@ -980,7 +980,8 @@ class Call:
             timer.cancel()
 
     async def _until(self, done: asyncio.Future[None]) -> None:
-        """Handle the call's events until ``done`` resolves."""
+        """Handle the call's events until ``done`` resolves; a media error in ``done``
+        (the clock could not play on our leg) ends the call."""
         while not done.done():
             getter = asyncio.ensure_future(self.events.get())
             waiting: set[asyncio.Future[Any]] = {getter, done}
@@ -992,6 +993,8 @@ class Call:
                 self._common(event)
             else:
                 getter.cancel()
+        if not done.cancelled() and done.exception() is not None:
+            raise _CallEnded(CallOutcome.FAILED, f"recproxy (media error: {done.exception()!r})")
 
     def _set_phase(self, phase: CallPhase) -> None:
         old, self.phase = self.phase, phase

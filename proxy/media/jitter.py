@@ -27,6 +27,15 @@ How it works:
   dropped; a whole frame below, it is slower and one silent frame is inserted (``pop``
   returns ``None`` without advancing).  Windows in which the buffer ran empty (loss,
   silence suppression, a pause) are not used: that is not skew.
+* What was filled, and why (``fills``): each frame popped as ``None`` while the caller
+  counts (``pop(count=True)``: recording, not on hold) is *lost* when a newer packet
+  had already arrived (a hole in the stream), or *missing* when nothing newer had (the
+  sender was silent: silence suppression, comfort noise, the start or end of the
+  stream, or a stall that kept its packets in the kernel).  A packet that arrives
+  after its frame was filled turns that frame into *late*.  Filled frames are settled
+  once they are ``resync_frames`` behind the playout point (a packet older than that
+  re-anchors the grid instead of being late): the longest run of consecutive lost or
+  late frames is measured then, and by ``settle()`` at the end.
 """
 
 from __future__ import annotations
@@ -36,9 +45,14 @@ from dataclasses import dataclass
 
 from .rtp import ts_diff
 
-__all__ = ["JitterBuffer", "JitterStats"]
+__all__ = ["FillCounts", "JitterBuffer", "JitterStats"]
 
 _TS_MASK = 0xFFFFFFFF
+
+# Why a frame was filled (see "What was filled" above).
+_LOST = 0
+_LATE = 1
+_MISSING = 2
 
 
 @dataclass(slots=True)
@@ -57,6 +71,25 @@ class JitterStats:
     @property
     def skew_adjustments(self) -> int:
         return self.skew_dropped + self.skew_inserted
+
+
+@dataclass(slots=True)
+class FillCounts:
+    """Frames filled while counting, by cause; a late arrival moves a frame from lost
+    or missing to late.  ``longest_gap`` is in frames, over settled frames."""
+
+    lost: int = 0
+    late: int = 0
+    missing: int = 0
+    longest_gap: int = 0  # the longest run of consecutive lost or late frames
+
+    def add(self, kind: int, amount: int) -> None:
+        if kind == _LOST:
+            self.lost += amount
+        elif kind == _LATE:
+            self.late += amount
+        else:
+            self.missing += amount
 
 
 class _Partial:
@@ -97,6 +130,7 @@ class JitterBuffer:
         self.depth = depth
         self.frame_samples = frame_samples
         self.stats = JitterStats()
+        self.fills = FillCounts()
         self._fill = bytes([fill]) * frame_samples
         self._resync_samples = resync_frames * frame_samples
         self._window = skew_window
@@ -113,6 +147,10 @@ class JitterBuffer:
         self._window_count = 0
         self._window_bad = False
         self._baseline: float | None = None  # the level of the first clean window
+        self._settle_after = resync_frames  # frames behind playout a fill is final
+        self._filled: dict[int, int] = {}  # frame index -> cause, until settled
+        self._run_end = -(2**62)  # index of the last settled lost or late frame
+        self._run = 0
 
     @property
     def started(self) -> bool:
@@ -157,6 +195,8 @@ class JitterBuffer:
                 position = play_position + relative
                 if position + size <= play_position:
                     stats.late += 1
+                    if self._filled:
+                        self._arrived_late(position, size)
                     return
         end = position + size
         if end > self._high_end:
@@ -212,9 +252,24 @@ class JitterBuffer:
                         frames[index] = bytes(held.buffer)
             done += take
 
-    def pop(self) -> bytes | None:
-        """The next frame, or ``None`` (missing, before the stream, or a skew insert)."""
+    def _arrived_late(self, position: int, size: int) -> None:
+        """A late packet: the frames it covers that were filled become late."""
+        frame = self.frame_samples
+        filled = self._filled
+        for index in range(position // frame, (position + size - 1) // frame + 1):
+            kind = filled.get(index)
+            if kind is not None and kind != _LATE:
+                self.fills.add(kind, -1)
+                self.fills.late += 1
+                filled[index] = _LATE
+
+    def pop(self, count: bool = True) -> bytes | None:
+        """The next frame, or ``None`` (missing, before the stream, or a skew insert).
+        ``count``: a ``None`` for a frame of the stream is counted in ``fills`` (the
+        caller passes False for time that does not count: a hold, a pause)."""
         if self._origin is None:
+            if count:
+                self.fills.missing += 1
             return None
         index = self._play
         level = self._high_end - index * self.frame_samples
@@ -236,11 +291,44 @@ class JitterBuffer:
         if held is None:
             if index >= self._count_from:
                 self.stats.lost += 1
+                if count:
+                    self._note_fill(index)
             return None
         if isinstance(held, _Partial):
             self.stats.partial += 1
             return bytes(held.buffer)
         return held
+
+    def _note_fill(self, index: int) -> None:
+        kind = _LOST if self._high_end > index * self.frame_samples else _MISSING
+        self.fills.add(kind, 1)
+        filled = self._filled
+        filled[index] = kind
+        oldest = next(iter(filled))
+        if oldest < index - self._settle_after:
+            self._settle(index - self._settle_after)
+
+    def settle(self) -> None:
+        """Make every fill final (the recording ended): ``fills.longest_gap`` is then
+        the whole stream's."""
+        self._settle(None)
+
+    def _settle(self, before: int | None) -> None:
+        """Settle the filled frames whose index is below ``before`` (all for None), in
+        playout order, measuring runs of lost or late frames."""
+        filled = self._filled
+        fills = self.fills
+        while filled:
+            index = next(iter(filled))
+            if before is not None and index >= before:
+                return
+            kind = filled.pop(index)
+            if kind == _MISSING:
+                continue
+            self._run = self._run + 1 if index == self._run_end + 1 else 1
+            self._run_end = index
+            if self._run > fills.longest_gap:
+                fills.longest_gap = self._run
 
     def _skew_adjustment(self) -> int:
         """At the end of a window: +1 to drop a frame, -1 to insert one, 0 to hold."""

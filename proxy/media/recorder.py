@@ -19,9 +19,17 @@ States of a recording (``RecordingState``): RECORDING; PAUSED (``pause_mode``
 "silence" writes silence for the paused time, "skip" writes nothing); STOPPED (the
 partial block — possibly empty — goes out with ``final=True`` and the recording is
 removed).  ``stop()``
-takes effect at the next tick; ``Recorder.close(key)`` flushes at once.  A sink that
-raises fails only its own recording (FAILED, removed, counted): the tick goes on for
-the others and the call is never affected.
+takes effect at the next tick; ``Recorder.close(key)`` flushes at once.
+
+Fault isolation: a sink that raises, a jitter buffer that raises or hands back a frame
+of the wrong size, a failing voice-activity classifier — each fails only its own
+recording (FAILED, removed, counted, reported to ``on_failure(call_key, error)``): the
+tick goes on for the others and the call is never affected.
+
+Honest accounting: each direction counts the frames the tick filled because audio was
+lost, late or missing (``RecordingDirection.quality()``), but only for time that
+counts: not while the recording is paused or stopped, and not while that direction is
+on hold (``set_held``).
 
 Voice activity (webrtcvad) runs on received 20 ms frames of each channel while
 recording — every ``vad_every``-th tick (default 4: a sample every 80 ms, enough for
@@ -32,6 +40,7 @@ per-channel speech statistics and one-way-audio alarms, at a quarter of the cost
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
@@ -42,7 +51,11 @@ from . import g711
 from .jitter import JitterBuffer
 from .vad import SpeechActivity, Vad
 
+log = logging.getLogger(__name__)
+
 __all__ = [
+    "DirectionQuality",
+    "FailureHook",
     "PauseMode",
     "Recorder",
     "RecorderError",
@@ -55,6 +68,8 @@ __all__ = [
 
 #: ``sink(call_key, block, final)``: block is int16 of shape (n, 2), caller left.
 Sink = Callable[[Hashable, npt.NDArray[np.int16], bool], None]
+#: ``on_failure(call_key, error)``: a recording failed in the recorder and was removed.
+FailureHook = Callable[[Hashable, BaseException], None]
 
 # Offsets into the combined decode table: [µ-law | A-law | zeros].
 _CODEC_OFFSET = {"PCMU": 0, "PCMA": 256}
@@ -90,6 +105,7 @@ class RecorderStats:
     missing_frames: int = 0  # direction-frames silence-filled while recording
     blocks: int = 0  # blocks handed to the sink (final ones included)
     sink_errors: int = 0
+    failures: int = 0  # recordings failed by an error other than the sink's
     last_lag: float = 0.0  # seconds the last tick ran after its scheduled time
     max_lag: float = 0.0
     total_lag: float = 0.0
@@ -100,17 +116,44 @@ class RecorderStats:
         return self.total_lag / self.lag_samples if self.lag_samples else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class DirectionQuality:
+    """What one direction's recording holds: ``frames`` that counted (recording, not
+    on hold), and of those the ones filled for lost, late or missing audio, and the
+    longest run of lost or late frames."""
+
+    frames: int
+    lost: int
+    late: int
+    missing: int
+    longest_gap: int
+
+
 class RecordingDirection:
     """One direction of a recorded call (caller → us, or call taker → us)."""
 
-    __slots__ = ("_vad", "codec", "jitter", "offset", "speech")
+    __slots__ = ("_vad", "codec", "frames", "held", "jitter", "offset", "speech")
 
     def __init__(self, codec: str, jitter: JitterBuffer, vad: Vad | None) -> None:
         self.codec = g711.codec_name(codec)
         self.offset = _CODEC_OFFSET[self.codec]
         self.jitter = jitter
         self.speech = SpeechActivity()
+        self.held = False
+        self.frames = 0  # ticks that counted for this direction
         self._vad = vad
+
+    def set_held(self, held: bool) -> None:
+        """This direction is on hold (True) or back (False): from the next tick, the
+        silence filled while held is not counted as lost or missing audio."""
+        self.held = held
+
+    def quality(self) -> DirectionQuality:
+        """The counts so far (``Recorder`` settles them when the recording ends)."""
+        fills = self.jitter.fills
+        return DirectionQuality(
+            self.frames, fills.lost, fills.late, fills.missing, fills.longest_gap
+        )
 
     def push(self, sequence_number: int, timestamp: int, payload: bytes) -> None:
         """Hand one RTP payload to the jitter buffer (the RTP hot path)."""
@@ -213,6 +256,7 @@ class Recorder:
         self.vad_every = vad_every
         self.stats = RecorderStats()
         self._sink = sink
+        self.on_failure: FailureHook | None = None
         self._pairs: dict[Hashable, RecordingChannelPair] = {}
         self._zero_frame = bytes(frame_samples)
 
@@ -255,6 +299,7 @@ class Recorder:
         pair = self._pairs.pop(call_key, None)
         if pair is not None and pair.state is not RecordingState.FAILED:
             pair.state = RecordingState.STOPPED
+            self._settle(pair)
             self._emit(pair, pair._take_block(), final=True)
 
     def close_all(self) -> None:
@@ -281,12 +326,14 @@ class Recorder:
         paused = RecordingState.PAUSED
         silence_when_paused = self.pause_mode is PauseMode.SILENCE
         zero_frame = self._zero_frame
+        frame = self.frame_samples
         chunks: list[bytes] = []
         offsets: list[int] = []
         received: list[tuple[bool, bool]] = []
         decoded_pairs: list[RecordingChannelPair] = []
         silent_pairs: list[RecordingChannelPair] = []
         finished: list[RecordingChannelPair] = []
+        failed: list[tuple[RecordingChannelPair, Exception]] = []
         missing = 0
         for pair in self._pairs.values():
             state = pair.state
@@ -294,9 +341,22 @@ class Recorder:
                 finished.append(pair)
                 continue
             caller, taker = pair.caller, pair.taker
-            left = caller.jitter.pop()
-            right = taker.jitter.pop()
-            if state is recording:
+            counts = state is recording
+            try:
+                left = caller.jitter.pop(counts and not caller.held)
+                right = taker.jitter.pop(counts and not taker.held)
+                if (left is not None and len(left) != frame) or (
+                    right is not None and len(right) != frame
+                ):
+                    raise RecorderError(f"a jitter buffer gave a frame not of {frame} bytes")
+            except Exception as exc:
+                failed.append((pair, exc))
+                continue
+            if counts:
+                if not caller.held:
+                    caller.frames += 1
+                if not taker.held:
+                    taker.frames += 1
                 if left is None:
                     chunks.append(zero_frame)
                     offsets.append(_SILENT_OFFSET)
@@ -319,12 +379,14 @@ class Recorder:
                 silent_pairs.append(pair)
         stats.missing_frames += missing
 
+        for pair, error in failed:
+            self._fail(pair, error)
         for pair in finished:
             del self._pairs[pair.call_key]
             if pair.state is RecordingState.STOPPED:
+                self._settle(pair)
                 self._emit(pair, pair._take_block(), final=True)
 
-        frame = self.frame_samples
         if decoded_pairs:
             count = len(decoded_pairs)
             codes = np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(count, 2, frame)
@@ -333,13 +395,17 @@ class Recorder:
             classify = stats.ticks % self.vad_every == 0
             for i, pair in enumerate(decoded_pairs):
                 channels = pcm[i]
-                self._write(pair, channels.T)
                 if classify:
                     has_left, has_right = received[i]
-                    if has_left:
-                        pair.caller._classify(channels[0], now)
-                    if has_right:
-                        pair.taker._classify(channels[1], now)
+                    try:
+                        if has_left:
+                            pair.caller._classify(channels[0], now)
+                        if has_right:
+                            pair.taker._classify(channels[1], now)
+                    except Exception as exc:
+                        self._fail(pair, exc)
+                        continue
+                self._write(pair, channels.T)
         if silent_pairs:
             silence = np.zeros((frame, 2), dtype=np.int16)
             for pair in silent_pairs:
@@ -360,9 +426,25 @@ class Recorder:
             self._sink(pair.call_key, block, final)
         except Exception as exc:  # a storage failure must not stop the other recordings
             self.stats.sink_errors += 1
-            pair.error = exc
-            pair.state = RecordingState.FAILED
-            self._pairs.pop(pair.call_key, None)
+            self._fail(pair, exc, counted=True)
             return
         self.stats.blocks += 1
         pair.blocks_emitted += 1
+
+    def _fail(self, pair: RecordingChannelPair, exc: Exception, *, counted: bool = False) -> None:
+        """This recording only: FAILED, removed, reported; the others go on."""
+        if not counted:
+            self.stats.failures += 1
+        pair.error = exc
+        pair.state = RecordingState.FAILED
+        self._pairs.pop(pair.call_key, None)
+        if self.on_failure is not None:
+            try:
+                self.on_failure(pair.call_key, exc)
+            except Exception:
+                log.exception("recorder: the failure hook raised for %r", pair.call_key)
+
+    @staticmethod
+    def _settle(pair: RecordingChannelPair) -> None:
+        pair.caller.jitter.settle()
+        pair.taker.jitter.settle()
