@@ -397,3 +397,39 @@ def test_a_burst_at_the_start_is_an_offset_not_skew() -> None:
     assert buffer.stats.skew_dropped == 0 and buffer.stats.skew_inserted == 0
     played = [f[0] for f in out if f is not None]
     assert played == [1, 2] + [t % 250 + 3 for t in range(2, len(played))]
+
+
+# --- what was filled, and why ---------------------------------------------------------------
+
+
+def _drive(buffer: JitterBuffer, arrivals: dict[int, list[Packet]], ticks: int) -> None:
+    """Push what arrives before each tick, then pop once."""
+    for tick in range(ticks):
+        for packet in arrivals.get(tick, []):
+            buffer.push(packet.seq, packet.ts, packet.payload)
+        buffer.pop()
+
+
+def test_a_hole_in_the_stream_is_lost_and_a_packet_after_its_slot_is_late() -> None:
+    packets = packetise(audio(FRAME * 40))
+    arrivals = {i: [p] for i, p in enumerate(packets) if i not in (10, 20, 21)}
+    arrivals[30] = arrivals.get(30, []) + [packets[20]]  # 20 arrives 10 slots late
+    buffer = JitterBuffer(depth=3)
+    _drive(buffer, arrivals, 50)
+    buffer.settle()
+    fills = buffer.fills
+    assert (fills.lost, fills.late) == (2, 1)  # 10 and 21 lost; 20 late
+    assert fills.longest_gap == 2  # 20 and 21 in a row
+    assert fills.missing == 0 + 7  # the stream ended: 50 ticks - 40 frames - 3 prefill
+
+
+def test_time_that_does_not_count_is_not_counted() -> None:
+    packets = packetise(audio(FRAME * 20))
+    buffer = JitterBuffer(depth=3)
+    for tick in range(30):
+        if tick < 20 and tick != 8:
+            buffer.push(packets[tick].seq, packets[tick].ts, packets[tick].payload)
+        buffer.pop(count=not 5 <= tick <= 15)  # a hold from tick 5 to 15
+    buffer.settle()
+    assert (buffer.fills.lost, buffer.fills.late) == (0, 0)  # frame 8 played while held
+    assert buffer.fills.missing == 7  # ticks 23-29: the sender stopped

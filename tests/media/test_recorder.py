@@ -405,3 +405,29 @@ def test_a_pause_can_skip_while_the_recorder_fills_silence() -> None:
     assert stopped.samples_written == 5 * FRAME  # ends at the stop
     assert held.samples_written == 10 * FRAME  # the paused time kept as silence
     assert len(sink.audio("stop")) == 5 * FRAME
+
+
+def test_quality_counts_lost_frames_per_channel_but_not_while_held_or_paused() -> None:
+    recorder = Recorder(Collector(), vad_mode=None)
+    pair = recorder.add("call", "PCMU", "PCMU")
+    frames = dialogue()[:100]
+    for tick in range(100):
+        ts = 1000 + tick * FRAME
+        if tick not in (20, 21, 22):  # the caller's packets 20-22 are lost
+            pair.caller.push(tick, ts, frames[tick])
+        if not 40 <= tick < 60:  # the call taker sends nothing while on hold
+            pair.taker.push(tick, ts, frames[tick])
+        if tick == 40 + DEPTH:
+            pair.taker.set_held(True)
+        if tick == 60 + DEPTH:
+            pair.taker.set_held(False)
+        if tick == 70:
+            pair.pause()
+        if tick == 80:
+            pair.resume()
+        recorder.tick(tick_time(tick))
+    recorder.close("call")
+    caller, taker = pair.caller.quality(), pair.taker.quality()
+    assert (caller.lost, caller.late, caller.longest_gap) == (3, 0, 3)
+    assert (taker.lost, taker.late, taker.missing) == (0, 0, 0)
+    assert caller.frames == 90 and taker.frames == 70  # paused: 10 ticks; held: 20 more
