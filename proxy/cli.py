@@ -204,15 +204,15 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 async def _recordings_list(args: argparse.Namespace) -> int:
-    from .storage.catalog import SqliteCatalog
+    from .storage.catalog import SqliteCatalog, format_utc
 
     config = _load(args)
     if not config.catalog.path.exists():
         raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
     async with SqliteCatalog(config.catalog.path) as catalog:
-        rows = [row.as_dict() for row in await catalog.list_recordings(limit=args.limit)]
+        rows = await catalog.list_recordings(limit=args.limit)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([row.as_dict() for row in rows], indent=2))
         return 0
     if not rows:
         print("no recordings")
@@ -220,11 +220,10 @@ async def _recordings_list(args: argparse.Namespace) -> int:
     print(f"{'id':36}  {'started (UTC)':20}  {'caller':16}  {'callee':16}  "
           f"{'duration':>9}  {'state':11}  segments")  # fmt: skip
     for row in rows:
-        caller, callee = str(row["caller"])[:16], str(row["callee"])[:16]
-        seconds = int(row["duration_ms"]) / 1000
         print(
-            f"{row['id']!s:36}  {row['started_at']!s:20}  {caller:16}  {callee:16}  "
-            f"{seconds:8.1f}s  {row['state']!s:11}  {row['segments']}"
+            f"{row.id:36}  {format_utc(row.started_at):20}  {row.caller[:16]:16}  "
+            f"{row.callee[:16]:16}  {row.duration_ms / 1000:8.1f}s  {row.state.value:11}  "
+            f"{row.segments}"
         )
     return 0
 

@@ -26,12 +26,16 @@ Recording states
 ``recording`` is the only state in which audio is written.  Transitions, and the
 ``recording_events`` action each one appends::
 
-    recording   -> complete (complete), stopped (stop), interrupted (interrupted),
+    recording   -> complete (complete), degraded (degraded), stopped (stop),
+                   interrupted (interrupted), failed (failed), discarded (discard)
+    stopped     -> recording (resume), complete (complete), degraded (degraded),
                    failed (failed), discarded (discard)
-    stopped     -> recording (resume), complete (complete), failed (failed),
-                   discarded (discard)
-    complete, interrupted, failed -> discarded (discard)
+    complete, degraded, interrupted, failed -> discarded (discard)
     discarded   -> nothing (terminal)
+
+``degraded`` is a recording that ended with more audio lost or late than the configured
+limits allow (``degraded_reason`` says which); it is never ``complete``.  What each
+channel lost is in ``recording_quality`` (``set_recording_quality``).
 
 ``pause`` and ``resume`` may also be logged without a state change (a pause inside a
 recording, for example during a hold) with ``add_recording_event``.
@@ -77,6 +81,7 @@ __all__ = [
     "Catalog",
     "CatalogClosedError",
     "CatalogError",
+    "ChannelQuality",
     "ConsentReceipt",
     "DuplicateError",
     "EventChannel",
@@ -85,6 +90,7 @@ __all__ = [
     "Migration",
     "NotFoundError",
     "NoticeMode",
+    "QUALITY_CHANNELS",
     "Recording",
     "RecordingAction",
     "RecordingEvent",
@@ -157,6 +163,7 @@ class CallOutcome(StrEnum):
 class RecordingState(StrEnum):
     RECORDING = "recording"
     COMPLETE = "complete"
+    DEGRADED = "degraded"  # ended with more audio lost or late than the limits allow
     INTERRUPTED = "interrupted"
     STOPPED = "stopped"
     FAILED = "failed"
@@ -172,6 +179,7 @@ class RecordingAction(StrEnum):
     INTERRUPTED = "interrupted"
     FAILED = "failed"
     COMPLETE = "complete"
+    DEGRADED = "degraded"
 
 
 class EventChannel(StrEnum):
@@ -197,6 +205,7 @@ _A = RecordingAction
 TRANSITIONS: Mapping[RecordingState, Mapping[RecordingState, RecordingAction]] = {
     _S.RECORDING: {
         _S.COMPLETE: _A.COMPLETE,
+        _S.DEGRADED: _A.DEGRADED,
         _S.STOPPED: _A.STOP,
         _S.INTERRUPTED: _A.INTERRUPTED,
         _S.FAILED: _A.FAILED,
@@ -205,17 +214,19 @@ TRANSITIONS: Mapping[RecordingState, Mapping[RecordingState, RecordingAction]] =
     _S.STOPPED: {
         _S.RECORDING: _A.RESUME,
         _S.COMPLETE: _A.COMPLETE,
+        _S.DEGRADED: _A.DEGRADED,
         _S.FAILED: _A.FAILED,
         _S.DISCARDED: _A.DISCARD,
     },
     _S.COMPLETE: {_S.DISCARDED: _A.DISCARD},
+    _S.DEGRADED: {_S.DISCARDED: _A.DISCARD},
     _S.INTERRUPTED: {_S.DISCARDED: _A.DISCARD},
     _S.FAILED: {_S.DISCARDED: _A.DISCARD},
     _S.DISCARDED: {},
 }
 
 # States whose entry marks the end of the audio written so far.
-_ENDING_STATES = frozenset({_S.COMPLETE, _S.STOPPED, _S.INTERRUPTED, _S.FAILED})
+_ENDING_STATES = frozenset({_S.COMPLETE, _S.DEGRADED, _S.STOPPED, _S.INTERRUPTED, _S.FAILED})
 
 # Actions that only ``add_recording_event`` logs (no state change).
 _NOTE_ACTIONS = frozenset({_A.PAUSE, _A.RESUME})
@@ -260,6 +271,36 @@ class Recording:
     discarded_by: str | None = None
     discarded_reason: str | None = None
     discarded_at: datetime | None = None
+    degraded_reason: str | None = None
+
+
+#: The channels of a recording: the member of the public (left), staff (right).
+QUALITY_CHANNELS = ("caller", "call_taker")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelQuality:
+    """What one channel of a recording lost: of ``frames`` 20 ms frames that counted
+    (not on hold, paused or stopped), those filled with silence because the audio was
+    lost (a hole in the stream), late (arrived after its slot) or missing (nothing
+    was sent: silence suppression, comfort noise, a party that went quiet), and the
+    longest run of lost or late audio."""
+
+    channel: str  # one of QUALITY_CHANNELS
+    frames: int
+    lost_frames: int
+    late_frames: int
+    missing_frames: int
+    longest_gap_ms: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "frames": self.frames,
+            "lost_frames": self.lost_frames,
+            "late_frames": self.late_frames,
+            "missing_frames": self.missing_frames,
+            "longest_gap_ms": self.longest_gap_ms,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,8 +381,10 @@ class RecordingSummary:
     duration_ms: int
     state: RecordingState
     segments: int
+    reason: str | None = None  # why it is failed or degraded
+    quality: tuple[ChannelQuality, ...] = ()
 
-    def as_dict(self) -> dict[str, str | int]:
+    def as_dict(self) -> dict[str, object]:
         """The fields as JSON-ready values, times as ISO 8601 UTC (``...Z``)."""
         return {
             "id": self.id,
@@ -352,6 +395,8 @@ class RecordingSummary:
             "duration_ms": self.duration_ms,
             "state": self.state.value,
             "segments": self.segments,
+            "reason": self.reason,
+            "quality": {q.channel: q.as_dict() for q in self.quality},
         }
 
 
@@ -449,6 +494,12 @@ class Catalog(Protocol):
     async def list_recordings(
         self, state: RecordingState | None = None, *, limit: int = 100, offset: int = 0
     ) -> list[RecordingSummary]: ...
+
+    async def set_recording_quality(
+        self, recording_id: str, channels: Sequence[ChannelQuality]
+    ) -> None: ...
+
+    async def recording_quality(self, recording_id: str) -> list[ChannelQuality]: ...
 
     async def add_segment(
         self, recording_id: str, segment_index: int, *, file_name: str, first_frame: int
@@ -659,7 +710,27 @@ _MIGRATION_3 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3)
+_MIGRATION_4 = Migration(
+    4,
+    "recording quality: frames filled per channel, and why a recording is degraded",
+    (
+        """
+        CREATE TABLE recording_quality (
+            recording_id    TEXT NOT NULL REFERENCES recordings (id) ON DELETE CASCADE,
+            channel         TEXT NOT NULL CHECK (channel IN ('caller', 'call_taker')),
+            frames          INTEGER NOT NULL CHECK (frames >= 0),
+            lost_frames     INTEGER NOT NULL CHECK (lost_frames >= 0),
+            late_frames     INTEGER NOT NULL CHECK (late_frames >= 0),
+            missing_frames  INTEGER NOT NULL CHECK (missing_frames >= 0),
+            longest_gap_ms  INTEGER NOT NULL CHECK (longest_gap_ms >= 0),
+            PRIMARY KEY (recording_id, channel)
+        )
+        """,
+        "ALTER TABLE recordings ADD COLUMN degraded_reason TEXT",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3, _MIGRATION_4)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 _CREATE_SCHEMA_MIGRATIONS = """
@@ -823,6 +894,7 @@ def _recording(row: Row) -> Recording:
         discarded_by=row["discarded_by"],
         discarded_reason=row["discarded_reason"],
         discarded_at=_opt_dt(row["discarded_at"]),
+        degraded_reason=row["degraded_reason"],
     )
 
 
@@ -867,7 +939,18 @@ def _event(row: Row) -> RecordingEvent:
     )
 
 
-def _summary(row: Row) -> RecordingSummary:
+def _quality(row: Row) -> ChannelQuality:
+    return ChannelQuality(
+        channel=row["channel"],
+        frames=row["frames"],
+        lost_frames=row["lost_frames"],
+        late_frames=row["late_frames"],
+        missing_frames=row["missing_frames"],
+        longest_gap_ms=row["longest_gap_ms"],
+    )
+
+
+def _summary(row: Row, quality: tuple[ChannelQuality, ...]) -> RecordingSummary:
     return RecordingSummary(
         id=row["id"],
         call_id=row["call_id"],
@@ -877,6 +960,8 @@ def _summary(row: Row) -> RecordingSummary:
         duration_ms=row["duration_ms"],
         state=RecordingState(row["state"]),
         segments=row["segments"],
+        reason=row["failure_reason"] or row["degraded_reason"],
+        quality=quality,
     )
 
 
@@ -909,6 +994,7 @@ _RECORDING_UPDATE_FIELDS = frozenset(RecordingUpdate.__annotations__)
 
 _SUMMARY_SELECT = """
     SELECT r.id, r.call_id, c.caller, c.callee, c.started_at AS call_started_at, r.state,
+           r.failure_reason, r.degraded_reason,
            COALESCE(
                r.duration_ms,
                (SELECT SUM(s.frames) FROM segments AS s WHERE s.recording_id = r.id)
@@ -1305,7 +1391,8 @@ class SqliteCatalog:
         """Move a recording to ``state`` and append the matching recording event.
 
         ``discarded`` needs an ``actor`` and a ``reason`` (P14: who and why);
-        ``failed`` needs a ``reason``, kept as ``failure_reason``.  Entering
+        ``failed`` and ``degraded`` need a ``reason``, kept as ``failure_reason`` or
+        ``degraded_reason``.  Entering
         complete/stopped/interrupted/failed sets ``ended_at`` to ``at``; resuming
         clears it.  ``channel`` defaults to ``system``.
         """
@@ -1316,8 +1403,8 @@ class SqliteCatalog:
         at_ms = self._now_ms(at)
         if target is _S.DISCARDED and (actor is None or reason is None):
             raise InvalidFieldError("discarding a recording needs an actor and a reason")
-        if target is _S.FAILED and reason is None:
-            raise InvalidFieldError("a failed recording needs a reason")
+        if target in (_S.FAILED, _S.DEGRADED) and reason is None:
+            raise InvalidFieldError(f"a {target.value} recording needs a reason")
 
         async def body(conn: Connection) -> Recording:
             current = await _require_recording(conn, recording_id)
@@ -1339,6 +1426,8 @@ class SqliteCatalog:
                 changes["ended_at"] = None
             if target is _S.FAILED:
                 changes["failure_reason"] = reason
+            if target is _S.DEGRADED:
+                changes["degraded_reason"] = reason
             if target is _S.DISCARDED:
                 changes |= {
                     "discarded_by": actor,
@@ -1378,8 +1467,67 @@ class SqliteCatalog:
             wanted = _enum(RecordingState, "state", state).value
             sql = f"{_SUMMARY_SELECT} WHERE r.state = ? {_SUMMARY_ORDER}"
             params = (wanted, limit, offset)
-        rows = await self._read(lambda conn: _all(conn, sql, params))
-        return [_summary(row) for row in rows]
+
+        async def body(conn: Connection) -> list[RecordingSummary]:
+            rows = await _all(conn, sql, params)
+            ids = [row["id"] for row in rows]
+            quality: dict[str, list[ChannelQuality]] = {}
+            if ids:
+                marks = ", ".join("?" * len(ids))
+                for q in await _all(
+                    conn,
+                    f"SELECT * FROM recording_quality WHERE recording_id IN ({marks}) "
+                    "ORDER BY recording_id, channel",
+                    ids,
+                ):
+                    quality.setdefault(q["recording_id"], []).append(_quality(q))
+            return [_summary(row, tuple(quality.get(row["id"], ()))) for row in rows]
+
+        return await self._read(body)
+
+    async def set_recording_quality(
+        self, recording_id: str, channels: Sequence[ChannelQuality]
+    ) -> None:
+        """Store (or replace) what each channel of a recording lost."""
+        values: list[tuple[object, ...]] = []
+        for q in channels:
+            if q.channel not in QUALITY_CHANNELS:
+                raise InvalidFieldError(
+                    f"channel must be one of {', '.join(QUALITY_CHANNELS)}, not {q.channel!r}"
+                )
+            values.append(
+                (
+                    recording_id,
+                    q.channel,
+                    _count("frames", q.frames),
+                    _count("lost_frames", q.lost_frames),
+                    _count("late_frames", q.late_frames),
+                    _count("missing_frames", q.missing_frames),
+                    _count("longest_gap_ms", q.longest_gap_ms),
+                )
+            )
+
+        async def body(conn: Connection) -> None:
+            await _require_recording(conn, recording_id)
+            for row in values:
+                await conn.execute(
+                    "INSERT OR REPLACE INTO recording_quality (recording_id, channel, frames, "
+                    "lost_frames, late_frames, missing_frames, longest_gap_ms) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+
+        await self._write(body)
+
+    async def recording_quality(self, recording_id: str) -> list[ChannelQuality]:
+        rows = await self._read(
+            lambda conn: _all(
+                conn,
+                "SELECT * FROM recording_quality WHERE recording_id = ? ORDER BY channel",
+                (recording_id,),
+            )
+        )
+        return [_quality(row) for row in rows]
 
     # -- segments
 

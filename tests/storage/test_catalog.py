@@ -24,6 +24,7 @@ from proxy.storage.catalog import (
     CallOutcome,
     Catalog,
     CatalogClosedError,
+    ChannelQuality,
     DuplicateError,
     EventChannel,
     InvalidFieldError,
@@ -485,6 +486,7 @@ PATHS: dict[RecordingState, list[RecordingState]] = {
     RecordingState.RECORDING: [],
     RecordingState.STOPPED: [RecordingState.STOPPED],
     RecordingState.COMPLETE: [RecordingState.COMPLETE],
+    RecordingState.DEGRADED: [RecordingState.DEGRADED],
     RecordingState.INTERRUPTED: [RecordingState.INTERRUPTED],
     RecordingState.FAILED: [RecordingState.FAILED],
     RecordingState.DISCARDED: [RecordingState.DISCARDED],
@@ -492,15 +494,18 @@ PATHS: dict[RecordingState, list[RecordingState]] = {
 
 ALLOWED = {
     (RecordingState.RECORDING, RecordingState.COMPLETE),
+    (RecordingState.RECORDING, RecordingState.DEGRADED),
     (RecordingState.RECORDING, RecordingState.STOPPED),
     (RecordingState.RECORDING, RecordingState.INTERRUPTED),
     (RecordingState.RECORDING, RecordingState.FAILED),
     (RecordingState.RECORDING, RecordingState.DISCARDED),
     (RecordingState.STOPPED, RecordingState.RECORDING),
     (RecordingState.STOPPED, RecordingState.COMPLETE),
+    (RecordingState.STOPPED, RecordingState.DEGRADED),
     (RecordingState.STOPPED, RecordingState.FAILED),
     (RecordingState.STOPPED, RecordingState.DISCARDED),
     (RecordingState.COMPLETE, RecordingState.DISCARDED),
+    (RecordingState.DEGRADED, RecordingState.DISCARDED),
     (RecordingState.INTERRUPTED, RecordingState.DISCARDED),
     (RecordingState.FAILED, RecordingState.DISCARDED),
 }
@@ -608,6 +613,49 @@ async def test_failure_keeps_its_reason(catalog: SqliteCatalog) -> None:
     assert failed.ended_at == at(3600)  # the injected clock
 
 
+async def test_a_degraded_recording_keeps_its_reason_and_per_channel_quality(
+    catalog: SqliteCatalog,
+) -> None:
+    call = await new_call(catalog)
+    rec_id = await new_recording(catalog, call)
+    with pytest.raises(InvalidFieldError, match="needs a reason"):
+        await catalog.set_recording_state(rec_id, RecordingState.DEGRADED)
+    quality = [
+        ChannelQuality("caller", 1500, 40, 2, 10, 360),
+        ChannelQuality("call_taker", 1500, 0, 0, 3, 0),
+    ]
+    await catalog.set_recording_quality(rec_id, quality)
+    with pytest.raises(InvalidFieldError, match="channel must be one of"):
+        await catalog.set_recording_quality(rec_id, [ChannelQuality("left", 1, 0, 0, 0, 0)])
+    degraded = await catalog.set_recording_state(
+        rec_id, RecordingState.DEGRADED, reason="caller: 2.8% of frames lost or late"
+    )
+    assert degraded.degraded_reason == "caller: 2.8% of frames lost or late"
+    assert degraded.ended_at is not None
+    assert (await catalog.recording_events(rec_id))[-1].action is RecordingAction.DEGRADED
+    assert set(await catalog.recording_quality(rec_id)) == set(quality)
+    [summary] = await catalog.list_recordings()
+    listed = summary.as_dict()
+    assert listed["state"] == "degraded"
+    assert listed["reason"] == "caller: 2.8% of frames lost or late"
+    assert listed["quality"] == {
+        "caller": {
+            "frames": 1500,
+            "lost_frames": 40,
+            "late_frames": 2,
+            "missing_frames": 10,
+            "longest_gap_ms": 360,
+        },
+        "call_taker": {
+            "frames": 1500,
+            "lost_frames": 0,
+            "late_frames": 0,
+            "missing_frames": 3,
+            "longest_gap_ms": 0,
+        },
+    }
+
+
 async def test_state_changing_actions_cannot_be_logged_alone(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
@@ -640,6 +688,8 @@ async def test_list_recordings_fields(catalog: SqliteCatalog) -> None:
         "duration_ms": (80000 + 12345) * 1000 // 8000,
         "state": "recording",
         "segments": 2,
+        "reason": None,
+        "quality": {},
     }
     await catalog.update_recording(rec_id, duration_ms=11_000)  # a known duration wins
     [summary] = await catalog.list_recordings()
