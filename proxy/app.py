@@ -226,9 +226,14 @@ class Server:
 
     def health(self) -> dict[str, Any]:
         ok = self.ready and self.transport is not None and self.clock is not None
+        stalled = (
+            self.clock.stalled(self.config.media.clock_stall_seconds)
+            if self.clock is not None
+            else None
+        )
         b2bua = self.b2bua
-        return {
-            "ok": ok,
+        report: dict[str, Any] = {
+            "ok": ok and stalled is None,
             "sip": {"port": self.sip_port, "transports": list(self.config.sip.transports)},
             "rtp": {
                 "ports": list(self.config.media.rtp_ports),
@@ -237,6 +242,9 @@ class Server:
             "calls": len(b2bua.calls) if b2bua else 0,
             "accepting": bool(b2bua and b2bua.accepting),
         }
+        if stalled is not None:
+            report["reason"] = stalled  # the watchdog: ticks stopped or lag
+        return report
 
     async def stop(self) -> None:
         """Graceful: 503 for new calls, active calls get the grace period, then BYE."""
@@ -254,6 +262,9 @@ class Server:
             self.recorder.close_all()
         if self.writer is not None:
             await asyncio.to_thread(self.writer.stop)
+        if self.recordings is not None:
+            await self.recordings.journal.wait_empty(min(5.0, self.config.shutdown.grace_seconds))
+            await self.recordings.journal.close()
         if self.catalog is not None:
             await self.catalog.close()
 

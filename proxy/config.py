@@ -152,6 +152,8 @@ class NoticeSettings:
 class MediaSettings:
     rtp_ports: tuple[int, int] = (20000, 20999)
     jitter_ms: int = 60
+    # /healthz fails when the media clock has not ticked, or its last tick ran late, by this
+    clock_stall_seconds: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,9 @@ class RecordingSettings:
     encoding: str = "ulaw"  # "ulaw" | "pcm16"
     fsync: str = "chunk"  # "chunk" | "segment" | "none"
     pause_mode: str = "silence"  # "silence" | "skip"
+    # a recording ends "degraded" past either limit (lost or late audio, per channel)
+    degraded_ratio: float = 0.02
+    degraded_gap_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -407,6 +412,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
         "media": {
             "rtp_ports": _port_range,
             "jitter_ms": _int(20, 200),
+            "clock_stall_seconds": _number(0.05, 60),
         },
         "recording": {
             "dir": path,
@@ -416,6 +422,8 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "encoding": _choice("ulaw", "pcm16"),
             "fsync": _choice("chunk", "segment", "none"),
             "pause_mode": _choice("silence", "skip"),
+            "degraded_ratio": _number(0, 1),
+            "degraded_gap_seconds": _number(0.02, 3600),
         },
         "catalog": {"path": path, "synchronous": _choice("normal", "full")},
         "http": {"listen": parse_hostport},

@@ -3,8 +3,22 @@
 ``start`` opens a recording (catalog row, writer, recorder channels) and returns the
 two packet sinks the relay feeds; ``finish`` flushes the last block, waits for the
 writer to seal the final chunk, and writes what is on disk into the catalog (segments,
-their hashes, the duration).  ``recover`` does the same at start-up for recordings a
-crash left behind.
+their hashes, the duration, what each channel lost) and how it ended.  ``recover`` does
+the same at start-up for recordings a crash left behind.
+
+How a recording ends, honestly:
+
+* ``complete`` only when nothing went wrong beyond the limits;
+* ``degraded`` when a channel lost or got late more than ``degraded_ratio`` of its
+  frames, or a run of lost or late audio longer than ``degraded_gap_seconds``, or the
+  writer had to drop audio (its queue was full) — with the reason, a recording event
+  and ``degraded`` counted by reason;
+* ``failed`` at once — not when the call ends — when the writer cannot write (disk
+  full, I/O error) or the recorder fails the recording: what was sealed is kept and
+  catalogued, the call goes on unrecorded.
+
+Catalog writes go through a ``CatalogJournal``: when the catalog cannot take them they
+are counted (``failures["catalog"]``) and retried in order.
 """
 
 from __future__ import annotations
@@ -13,7 +27,7 @@ import asyncio
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,9 +35,16 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from ..config import RecordingSettings
-from ..media.recorder import Recorder, RecordingChannelPair
+from ..media.recorder import DirectionQuality, Recorder, RecordingChannelPair
 from ..storage import writer as storage_writer
-from ..storage.catalog import Catalog, CatalogError, EventChannel, RecordingState
+from ..storage.catalog import (
+    Catalog,
+    CatalogError,
+    ChannelQuality,
+    EventChannel,
+    RecordingState,
+)
+from ..storage.catalog_journal import CatalogJournal
 from ..storage.reader import recover as recover_directory
 from ..storage.segment import KEY_FILE_NAME, RecordingCorrupt, scan_segment
 from ..storage.writer import RecordingWriter, shred_recording
@@ -31,6 +52,42 @@ from ..storage.writer import RecordingWriter, shred_recording
 log = logging.getLogger(__name__)
 
 PacketSink = Callable[[int, int, bytes], None]
+
+#: Why a recording ended degraded (the metric's label values).
+DEGRADED_REASONS = ("loss", "gap", "writer")
+_FRAME_MS = 20
+
+
+def degradation(
+    quality: Sequence[ChannelQuality], max_ratio: float, max_gap_ms: int
+) -> tuple[str, str] | None:
+    """(reason label, text) when a channel lost too much, None when the audio is whole
+    enough.  Missing audio (nothing was sent) does not count: see ``ChannelQuality``."""
+    for q in quality:
+        if q.longest_gap_ms > max_gap_ms:
+            return "gap", (
+                f"{q.channel}: {q.longest_gap_ms} ms of audio lost or late in a row "
+                f"(limit {max_gap_ms} ms)"
+            )
+    for q in quality:
+        bad = q.lost_frames + q.late_frames
+        if q.frames and bad / q.frames > max_ratio:
+            return "loss", (
+                f"{q.channel}: {bad} of {q.frames} frames lost or late "
+                f"({bad / q.frames:.1%}, limit {max_ratio:.1%})"
+            )
+    return None
+
+
+def _channel(name: str, quality: DirectionQuality) -> ChannelQuality:
+    return ChannelQuality(
+        name,
+        quality.frames,
+        quality.lost,
+        quality.late,
+        quality.missing,
+        quality.longest_gap * _FRAME_MS,
+    )
 
 
 @dataclass(eq=False)
@@ -40,6 +97,9 @@ class ActiveRecording:
     pair: RecordingChannelPair
     started_at: datetime
     done: asyncio.Future[tuple[storage_writer.RecordingState, str]] = field(repr=False)
+    degraded: str | None = None  # the writer dropped audio (its queue was full)
+    failure: str | None = None  # why it failed before the call ended
+    ended: asyncio.Task[None] | None = field(default=None, repr=False)  # its end, catalogued
 
     @property
     def caller_sink(self) -> PacketSink:
@@ -65,6 +125,19 @@ class RecordingService:
         self.writer: RecordingWriter | None = None
         self.active: dict[str, ActiveRecording] = {}
         self.failures: dict[str, int] = {}
+        self.degraded: dict[str, int] = dict.fromkeys(DEGRADED_REASONS, 0)
+        self.journal = CatalogJournal()
+        recorder.on_failure = self.on_recorder_failure
+
+    async def _catalog_write(self, what: str, write: Callable[[], Awaitable[object]]) -> bool:
+        """A catalog write, journalled and retried if the catalog cannot take it now."""
+        done = await self.journal.write(what, write)
+        if not done:
+            self._count("catalog")
+        return done
+
+    def _count(self, reason: str) -> None:
+        self.failures[reason] = self.failures.get(reason, 0) + 1
 
     # -- the writer's state reports (on the event loop) ---------------------------------
 
@@ -75,11 +148,13 @@ class RecordingService:
         active = self.active.get(rid)
         if state is storage_writer.RecordingState.DEGRADED:
             log.warning("recording %s degraded: %s", rid, reason)
-            self.failures["degraded"] = self.failures.get("degraded", 0) + 1
+            self._count("degraded")
+            if active is not None:
+                active.degraded = reason
             return
         if state is storage_writer.RecordingState.FAILED:
             log.error("recording %s failed: %s", rid, reason)
-            self.failures["write_failed"] = self.failures.get("write_failed", 0) + 1
+            self._count("write_failed")
             self.recorder.close(rid)  # stop feeding a recording that cannot be written
         if (
             active is not None
@@ -91,6 +166,28 @@ class RecordingService:
             )
         ):
             active.done.set_result((state, reason))
+        if active is not None and state is storage_writer.RecordingState.FAILED:
+            self._end_now(active, reason)
+
+    def on_recorder_failure(self, key: Hashable, error: BaseException) -> None:
+        """``Recorder.on_failure``: the recorder dropped this recording.  The writer
+        seals what it has; the recording is failed in the catalog now."""
+        active = self.active.get(str(key))
+        if active is None:
+            return
+        reason = f"recorder error: {error!r}"
+        log.error("recording %s failed: %s", active.id, reason)
+        self._count("recorder")
+        if self.writer is not None:
+            self.writer.close(active.id)
+        self._end_now(active, reason)
+
+    def _end_now(self, active: ActiveRecording, reason: str) -> None:
+        """A failure during the call: catalogue the end now, not when the call ends."""
+        if active.failure is None:
+            active.failure = reason
+        if active.ended is None:
+            active.ended = asyncio.create_task(self._end(active), name=f"end-{active.id}")
 
     # -- a call's recording ---------------------------------------------------------------
 
@@ -105,18 +202,22 @@ class RecordingService:
         rid = str(uuid.uuid4())
         started = datetime.now(UTC)
         try:
-            await self.catalog.create_recording(
-                call_id,
-                directory=rid,
-                encoding=self.settings.encoding,
-                sample_rate=8000,
-                channels=2,
-                started_at=started,
-                recording_id=rid,
+            # journalled if the catalog cannot take it now: the call is recorded anyway
+            await self._catalog_write(
+                f"recording {rid}: create",
+                lambda: self.catalog.create_recording(
+                    call_id,
+                    directory=rid,
+                    encoding=self.settings.encoding,
+                    sample_rate=8000,
+                    channels=2,
+                    started_at=started,
+                    recording_id=rid,
+                ),
             )
         except CatalogError:
             log.exception("recording for call %s not created in the catalog", call_id)
-            self.failures["catalog"] = self.failures.get("catalog", 0) + 1
+            self._count("catalog")
             return None
         loop = asyncio.get_running_loop()
         done: asyncio.Future[tuple[storage_writer.RecordingState, str]] = loop.create_future()
@@ -133,23 +234,59 @@ class RecordingService:
         )
         return active
 
-    async def finish(self, active: ActiveRecording, *, timeout: float = 15.0) -> None:
-        """Flush and seal the recording, then record the result in the catalog."""
+    async def finish(self, active: ActiveRecording) -> None:
+        """Flush and seal the recording, then record the result in the catalog (at
+        once if it already failed: that was catalogued when it happened)."""
         self.recorder.close(active.id)  # the last block goes to the writer as final
+        if active.ended is None:
+            active.ended = asyncio.create_task(self._end(active), name=f"end-{active.id}")
+        await asyncio.shield(active.ended)
+
+    async def _end(self, active: ActiveRecording, *, timeout: float = 15.0) -> None:
+        """Wait for the writer's last word, then catalogue the files, what each channel
+        lost, and the end state: failed, degraded or complete."""
+        rid = active.id
         try:
             state, reason = await asyncio.wait_for(asyncio.shield(active.done), timeout)
         except TimeoutError:
             state, reason = storage_writer.RecordingState.FAILED, "writer did not finish in time"
         finally:
-            self.active.pop(active.id, None)
-        directory = self.settings.dir / active.id
-        await self._catalog_files(active.id, directory)
-        if state is storage_writer.RecordingState.COMPLETE:
-            await self.catalog.set_recording_state(active.id, RecordingState.COMPLETE)
+            self.active.pop(rid, None)
+        ended = datetime.now(UTC)
+        quality = [
+            _channel("caller", active.pair.caller.quality()),
+            _channel("call_taker", active.pair.taker.quality()),
+        ]
+        directory = self.settings.dir / rid
+        await self._catalog_write(
+            f"recording {rid}: segments", lambda: self._catalog_files(rid, directory)
+        )
+        await self._catalog_write(
+            f"recording {rid}: quality", lambda: self.catalog.set_recording_quality(rid, quality)
+        )
+        complete = state is storage_writer.RecordingState.COMPLETE
+        failure = active.failure or (None if complete else reason or "write failed")
+        if failure is not None:
+            target, why = RecordingState.FAILED, failure
         else:
-            await self.catalog.set_recording_state(
-                active.id, RecordingState.FAILED, reason=reason or "write failed"
+            found = degradation(
+                quality,
+                self.settings.degraded_ratio,
+                round(self.settings.degraded_gap_seconds * 1000),
             )
+            if found is None and active.degraded is not None:
+                found = ("writer", active.degraded)
+            if found is None:
+                target, why = RecordingState.COMPLETE, None
+            else:
+                label, why = found
+                target = RecordingState.DEGRADED
+                self.degraded[label] += 1
+                log.warning("recording %s degraded: %s", rid, why)
+        await self._catalog_write(
+            f"recording {rid}: {target.value}",
+            lambda: self.catalog.set_recording_state(rid, target, reason=why, at=ended),
+        )
 
     async def discard(
         self, active: ActiveRecording, *, actor: str, channel: EventChannel, reason: str

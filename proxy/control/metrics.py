@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import shutil
 import time
@@ -108,7 +109,7 @@ LEGS = ("caller", "call_taker")
 NOTICE_RESULTS = ("started", "completed", "abandoned", "interrupted")
 RECORDING_ACTIONS = ("stop", "discard", "pause", "resume")
 RECORDING_CHANNELS = ("dtmf", "api")
-RECORDING_FAILURE_REASONS = ("write_failed", "degraded", "catalog")
+RECORDING_FAILURE_REASONS = ("write_failed", "degraded", "catalog", "recorder")
 _SIP_METHODS_SHOWN = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS")
 _STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "6xx")
 _SIP_DROPPED = {
@@ -741,12 +742,28 @@ def _runtime_families(clock: MediaClock | None, loop_name: str | None) -> Iterat
     ticks = CounterMetricFamily("recproxy_media_clock_ticks", "20 ms media-clock ticks run.")
     overruns = CounterMetricFamily(
         "recproxy_media_clock_overruns",
-        "Media-clock intervals skipped because a tick ran a whole interval late.",
+        "Recorder slots skipped because the loop stalled longer than the catch-up "
+        "backlog (1 s): recorded time lost.",
+    )
+    age = GaugeMetricFamily(
+        "recproxy_media_clock_last_tick_age_seconds",
+        "Seconds since the media clock last ticked (the watchdog: about 0.02 when "
+        "healthy; it grows when ticks stop).",
+    )
+    errors = CounterMetricFamily(
+        "recproxy_media_clock_errors",
+        "Errors the media clock isolated: player (a notice, ringback or tone on one leg "
+        "failed; that call ends) or recorder (a whole recorder tick failed).",
+        labels=["part"],
     )
     if clock is not None:
         ticks.add_metric([], clock.stats.ticks)
         overruns.add_metric([], clock.stats.overruns)
-    yield from (info, ticks, overruns)
+        tick_age = clock.last_tick_age()
+        age.add_metric([], math.inf if tick_age is None else tick_age)  # inf: never ticked
+        errors.add_metric(["player"], clock.stats.player_errors)
+        errors.add_metric(["recorder"], clock.stats.recorder_errors)
+    yield from (info, ticks, overruns, age, errors)
 
 
 def _recorder_families(recorder: Recorder | None) -> Iterator[Metric]:
@@ -827,8 +844,25 @@ def _recording_families(
     failed = CounterMetricFamily(
         "recproxy_recordings_failed",
         "Recording faults, by reason: write_failed (the writer failed it), degraded "
-        "(audio dropped, gaps silence-filled), catalog (not created in the catalog).",
+        "(the writer dropped audio, gaps silence-filled), catalog (a catalog write "
+        "failed and was journalled for retry), recorder (the recorder failed it).",
         labels=["reason"],
+    )
+    degraded = CounterMetricFamily(
+        "recproxy_recordings_degraded",
+        "Recordings that ended degraded, never complete, by reason: loss (a channel's "
+        "lost or late frames over recording.degraded_ratio), gap (lost or late audio "
+        "longer than recording.degraded_gap_seconds), writer (the writer dropped audio).",
+        labels=["reason"],
+    )
+    journal = GaugeMetricFamily(
+        "recproxy_catalog_journal_pending",
+        "Catalog writes waiting in the journal for the catalog to answer again.",
+    )
+    journal_dropped = CounterMetricFamily(
+        "recproxy_catalog_journal_dropped",
+        "Catalog writes lost because the journal was full (start-up recovery repairs "
+        "their recordings).",
     )
     if service is not None:
         active.add_metric([], len(service.active))
@@ -837,9 +871,13 @@ def _recording_families(
             reasons[reason] = reasons.get(reason, 0) + count
         for reason, count in reasons.items():
             failed.add_metric([reason], count)
+        for reason, count in service.degraded.items():
+            degraded.add_metric([reason], count)
+        journal.add_metric([], service.journal.pending)
+        journal_dropped.add_metric([], service.journal.dropped)
     elif recorder is not None and sampled:
         active.add_metric([], len(recorder))
-    yield from (active, failed)
+    yield from (active, failed, degraded, journal, journal_dropped)
 
 
 def _storage_families(directory: str | os.PathLike[str] | None) -> Iterator[Metric]:

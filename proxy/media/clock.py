@@ -103,12 +103,18 @@ class MediaClock:
             raise RuntimeError("media clock not started")
         return self._loop.time()
 
+    def last_tick_age(self) -> float | None:
+        """Seconds since the latest tick; None before ``start``."""
+        if self._loop is None or self.last_tick is None:
+            return None
+        return self._loop.time() - self.last_tick
+
     def stalled(self, threshold: float) -> str | None:
         """Why the clock is unhealthy — no tick for ``threshold`` seconds, or the
         last tick ran that late — or None when it is healthy."""
-        if self._loop is None or self.last_tick is None:
+        age = self.last_tick_age()
+        if age is None:
             return "the media clock is not running"
-        age = self._loop.time() - self.last_tick
         if age > threshold:
             return f"no media clock tick for {age:.3f} s (limit {threshold} s)"
         if self.stats.last_lag > threshold:

@@ -32,7 +32,9 @@ How it works:
   had already arrived (a hole in the stream), or *missing* when nothing newer had (the
   sender was silent: silence suppression, comfort noise, the start or end of the
   stream, or a stall that kept its packets in the kernel).  A packet that arrives
-  after its frame was filled turns that frame into *late*.  Filled frames are settled
+  after its frame was filled turns that frame into *late*; one whose sequence number
+  jumps turns up to that many missing frames before it into *lost* (a burst loss
+  longer than the playout delay).  Filled frames are settled
   once they are ``resync_frames`` behind the playout point (a packet older than that
   re-anchors the grid instead of being late): the longest run of consecutive lost or
   late frames is measured then, and by ``settle()`` at the end.
@@ -43,7 +45,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from .rtp import ts_diff
+from .rtp import seq_diff, ts_diff
 
 __all__ = ["FillCounts", "JitterBuffer", "JitterStats"]
 
@@ -151,6 +153,7 @@ class JitterBuffer:
         self._filled: dict[int, int] = {}  # frame index -> cause, until settled
         self._run_end = -(2**62)  # index of the last settled lost or late frame
         self._run = 0
+        self._high_seq = 0  # the newest sequence number seen
 
     @property
     def started(self) -> bool:
@@ -198,6 +201,11 @@ class JitterBuffer:
                     if self._filled:
                         self._arrived_late(position, size)
                     return
+        newer = seq_diff(sequence_number, self._high_seq)
+        if newer > 0 or self._high_end == 0:
+            if newer > 1 and self._filled:
+                self._confirm_lost(newer - 1, position)
+            self._high_seq = sequence_number
         end = position + size
         if end > self._high_end:
             self._high_end = end
@@ -251,6 +259,20 @@ class JitterBuffer:
                     if held.covered >= frame:
                         frames[index] = bytes(held.buffer)
             done += take
+
+    def _confirm_lost(self, packets: int, position: int) -> None:
+        """A sequence gap of ``packets`` before the packet at ``position``: frames filled
+        as missing since the last packet were lost on the way (at most the gap's worth:
+        comfort-noise packets, which do not reach us, advance the sequence too)."""
+        frame = self.frame_samples
+        first, last = self._high_end // frame, position // frame
+        budget = packets * max(1, self._packet_samples // frame)
+        filled = self._filled
+        for index in range(max(first, last - budget), last):
+            if filled.get(index) == _MISSING:
+                self.fills.missing -= 1
+                self.fills.lost += 1
+                filled[index] = _LOST
 
     def _arrived_late(self, position: int, size: int) -> None:
         """A late packet: the frames it covers that were filled become late."""

@@ -39,6 +39,7 @@ per-channel speech statistics and one-way-audio alarms, at a quarter of the cost
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 from collections.abc import Callable, Hashable
@@ -438,6 +439,8 @@ class Recorder:
         pair.error = exc
         pair.state = RecordingState.FAILED
         self._pairs.pop(pair.call_key, None)
+        with contextlib.suppress(Exception):  # its counts, as far as they go
+            self._settle(pair)
         if self.on_failure is not None:
             try:
                 self.on_failure(pair.call_key, exc)

@@ -70,6 +70,7 @@ import aiosqlite
 
 __all__ = [
     "MIGRATIONS",
+    "QUALITY_CHANNELS",
     "RECOVERY_REASON",
     "SCHEMA_VERSION",
     "TRANSITIONS",
@@ -81,6 +82,7 @@ __all__ = [
     "Catalog",
     "CatalogClosedError",
     "CatalogError",
+    "CatalogUnavailableError",
     "ChannelQuality",
     "ConsentReceipt",
     "DuplicateError",
@@ -90,7 +92,6 @@ __all__ = [
     "Migration",
     "NotFoundError",
     "NoticeMode",
-    "QUALITY_CHANNELS",
     "Recording",
     "RecordingAction",
     "RecordingEvent",
@@ -115,6 +116,11 @@ class CatalogError(Exception):
 
 class SchemaTooNewError(CatalogError):
     """The database was migrated by newer code than this; refuse to touch it."""
+
+
+class CatalogUnavailableError(CatalogError):
+    """The database did not take the operation (locked past the busy timeout, read-only,
+    disk full, an I/O error): nothing was changed, and the same call may succeed later."""
 
 
 class CatalogClosedError(CatalogError):
@@ -1168,7 +1174,10 @@ class SqliteCatalog:
             return result
 
         # run in the connection's own thread (aiosqlite's API for that is not public)
-        return cast(T, await conn._execute(run))  # type: ignore[no-untyped-call]
+        try:
+            return cast(T, await conn._execute(run))  # type: ignore[no-untyped-call]
+        except sqlite3.OperationalError as exc:  # rolled back: the caller may retry
+            raise CatalogUnavailableError(f"catalog {self.path}: {exc}") from exc
 
     async def _write(self, body: Callable[[Connection], Awaitable[T]]) -> T:
         """Run ``body`` in one committed transaction.

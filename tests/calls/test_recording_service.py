@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import subprocess
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from proxy.calls.recording import RecordingService
+import pytest
+
+from proxy.calls.recording import ActiveRecording, RecordingService
 from proxy.config import RecordingSettings
 from proxy.media.recorder import Recorder
 from proxy.storage import crypto
-from proxy.storage.catalog import CallDirection, RecordingState, SqliteCatalog
+from proxy.storage.catalog import CallDirection, RecordingAction, RecordingState, SqliteCatalog
+from proxy.storage.writer import RecordingWriter
 
 
 async def test_a_discarded_recording_left_on_disk_by_a_crash_is_shredded_at_start(
@@ -45,3 +54,195 @@ async def test_a_discarded_recording_left_on_disk_by_a_crash_is_shredded_at_star
         await service.recover()
         assert not (recordings / gone.id).exists()
         assert (recordings / kept.id / "key").exists()
+
+
+# --- honest end states: failed at once, degraded, and the catalog journal -------------------
+
+FRAME = 160
+
+
+class Service:
+    """A recording service on a real catalog, writer thread and recorder, with one call."""
+
+    def __init__(self, root: Path, catalog: SqliteCatalog, recordings: Path) -> None:
+        _, public = crypto.generate_keypair()
+        loop = asyncio.get_running_loop()
+        self.settings = RecordingSettings(dir=recordings, fsync="chunk")
+        self.writer = RecordingWriter(
+            chunk_seconds=1.0, on_state=self._state, loop=loop, fsync="chunk"
+        )
+        self.recorder = Recorder(self.writer.sink, vad_mode=None)
+        self.service = RecordingService(self.settings, catalog, self.recorder, public)
+        self.service.writer = self.writer
+        self.service.journal.retry_seconds = 0.05
+        self.catalog = catalog
+        self.ticks = 0
+
+    def _state(self, key: object, state: Any, reason: str) -> None:
+        self.service.on_writer_state(key, state, reason)
+
+    async def call(self) -> str:
+        call = await self.catalog.create_call(
+            sip_call_id=f"c{uuid.uuid4()}", caller="+441234567890", callee="surgery",
+            direction=CallDirection.INBOUND, started_at=datetime.now(UTC),
+        )  # fmt: skip
+        return call.id
+
+    def talk(
+        self, active: ActiveRecording, seconds: float, *, lose: set[int] = frozenset()
+    ) -> None:
+        """``seconds`` of audio both ways through the recorder on a fake tick; the
+        caller's packets numbered in ``lose`` never arrive."""
+        payload = bytes(range(0x10, 0x10 + FRAME))
+        for _ in range(round(seconds / 0.02)):
+            n = self.ticks
+            if n not in lose:
+                active.pair.caller.push(n & 0xFFFF, n * FRAME, payload)
+            active.pair.taker.push(n & 0xFFFF, n * FRAME, payload)
+            self.recorder.tick(1000 + n * 0.02)
+            self.ticks += 1
+
+    def stop(self) -> None:
+        self.writer.stop(timeout=10)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB filesystem (tmpfs): about three seconds of recording fit."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"cannot mount a tmpfs (the tests run as root): {done.stderr}"
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+async def test_a_full_disk_fails_the_recording_at_once_and_keeps_what_was_sealed(
+    tmp_path: Path, tiny_disk: Path
+) -> None:
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        rig = Service(tmp_path, catalog, tiny_disk)
+        try:
+            active = await rig.service.start(await rig.call(), "PCMU", "PCMU")
+            assert active is not None
+            for _ in range(20):  # up to 10 s of audio; the disk is full long before
+                rig.talk(active, 0.5)
+                await asyncio.sleep(0.02)
+                if active.ended is not None:
+                    break
+
+            async def failed() -> bool:
+                row = await catalog.get_recording(active.id)
+                return row is not None and row.state is RecordingState.FAILED
+
+            await eventually(failed)  # the call is still up: finish() was never called
+            recording = await catalog.get_recording(active.id)
+            assert recording is not None and recording.failure_reason is not None
+            assert "ENOSPC" in recording.failure_reason
+            segments = await catalog.segments(active.id)
+            assert segments and segments[0].frames >= 8000  # at least a sealed second
+            assert recording.duration_ms == sum(s.frames for s in segments) // 8
+            assert rig.service.failures["write_failed"] == 1
+            await rig.service.finish(active)  # the call ends later: nothing changes
+            after = await catalog.get_recording(active.id)
+            assert after is not None and after.state is RecordingState.FAILED
+        finally:
+            rig.stop()
+
+
+async def test_lost_audio_past_the_limit_ends_degraded_with_its_counts(tmp_path: Path) -> None:
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        rig = Service(tmp_path, catalog, tmp_path / "recordings")
+        try:
+            healthy = await rig.service.start(await rig.call(), "PCMU", "PCMU")
+            assert healthy is not None
+            rig.talk(healthy, 2.0, lose={10, 30})  # 2 of 100 frames: at the limit
+            await rig.service.finish(healthy)
+            lossy = await rig.service.start(await rig.call(), "PCMU", "PCMU")
+            assert lossy is not None
+            rig.talk(lossy, 2.0, lose=set(range(rig.ticks + 20, rig.ticks + 25)))
+            await rig.service.finish(lossy)
+        finally:
+            rig.stop()
+        first = await catalog.get_recording(healthy.id)
+        assert first is not None and first.state is RecordingState.COMPLETE
+        second = await catalog.get_recording(lossy.id)
+        assert second is not None and second.state is RecordingState.DEGRADED
+        assert second.degraded_reason == "caller: 5 of 100 frames lost or late (5.0%, limit 2.0%)"
+        quality = {q.channel: q for q in await catalog.recording_quality(lossy.id)}
+        assert (quality["caller"].lost_frames, quality["caller"].longest_gap_ms) == (5, 100)
+        assert quality["call_taker"].lost_frames == 0
+        events = await catalog.recording_events(lossy.id)
+        assert events[-1].action is RecordingAction.DEGRADED
+        assert rig.service.degraded["loss"] == 1
+
+
+async def test_a_locked_catalog_is_counted_and_the_journal_lands_the_writes_later(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "catalog.sqlite3"
+    async with SqliteCatalog(path, busy_timeout_ms=50) as catalog:
+        rig = Service(tmp_path, catalog, tmp_path / "recordings")
+        try:
+            call_id = await rig.call()
+            blocker = sqlite3.connect(path, isolation_level=None)
+            blocker.execute("BEGIN EXCLUSIVE")  # another process holds the catalog
+            try:
+                active = await rig.service.start(call_id, "PCMU", "PCMU")
+                assert active is not None  # recorded anyway; the row waits in the journal
+                rig.talk(active, 1.5)
+                await rig.service.finish(active)
+                assert rig.service.failures["catalog"] >= 1
+                assert rig.service.journal.pending == 4  # create, segments, quality, end
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+            assert await rig.service.journal.wait_empty(5.0)
+        finally:
+            rig.stop()
+        recording = await catalog.get_recording(active.id)
+        assert recording is not None and recording.state is RecordingState.COMPLETE
+        assert recording.duration_ms == 1500
+        assert len(await catalog.recording_quality(active.id)) == 2
+
+
+async def test_a_recording_the_recorder_fails_is_failed_in_the_catalog_at_once(
+    tmp_path: Path,
+) -> None:
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        rig = Service(tmp_path, catalog, tmp_path / "recordings")
+        try:
+            active = await rig.service.start(await rig.call(), "PCMU", "PCMU")
+            assert active is not None
+            rig.talk(active, 1.2)
+            active.pair.taker.push(5000, 5000 * FRAME, b"\x10" * 100)  # a packet of 100
+            original = active.pair.taker.jitter.pop
+            active.pair.taker.jitter.pop = lambda count=True: b"\x10" * 100  # type: ignore[method-assign]
+            rig.talk(active, 0.04)  # the tick sees a frame of the wrong size
+
+            async def failed() -> bool:
+                row = await catalog.get_recording(active.id)
+                return row is not None and row.state is RecordingState.FAILED
+
+            await eventually(failed)
+            active.pair.taker.jitter.pop = original  # type: ignore[method-assign]
+        finally:
+            rig.stop()
+        recording = await catalog.get_recording(active.id)
+        assert recording is not None and recording.failure_reason is not None
+        assert recording.failure_reason.startswith("recorder error")
+        assert recording.duration_ms is not None and recording.duration_ms >= 1000
+        assert rig.service.failures["recorder"] == 1

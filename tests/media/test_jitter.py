@@ -413,7 +413,7 @@ def _drive(buffer: JitterBuffer, arrivals: dict[int, list[Packet]], ticks: int) 
 def test_a_hole_in_the_stream_is_lost_and_a_packet_after_its_slot_is_late() -> None:
     packets = packetise(audio(FRAME * 40))
     arrivals = {i: [p] for i, p in enumerate(packets) if i not in (10, 20, 21)}
-    arrivals[30] = arrivals.get(30, []) + [packets[20]]  # 20 arrives 10 slots late
+    arrivals[30] = [*arrivals.get(30, []), packets[20]]  # 20 arrives 10 slots late
     buffer = JitterBuffer(depth=3)
     _drive(buffer, arrivals, 50)
     buffer.settle()
@@ -433,3 +433,12 @@ def test_time_that_does_not_count_is_not_counted() -> None:
     buffer.settle()
     assert (buffer.fills.lost, buffer.fills.late) == (0, 0)  # frame 8 played while held
     assert buffer.fills.missing == 7  # ticks 23-29: the sender stopped
+
+
+def test_a_burst_loss_longer_than_the_playout_delay_is_all_lost() -> None:
+    packets = packetise(audio(FRAME * 40))
+    arrivals = {i: [p] for i, p in enumerate(packets) if not 10 <= i < 20}
+    buffer = JitterBuffer(depth=3)
+    _drive(buffer, arrivals, 43)
+    buffer.settle()
+    assert (buffer.fills.lost, buffer.fills.missing, buffer.fills.longest_gap) == (10, 0, 10)
