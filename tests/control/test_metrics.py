@@ -1030,3 +1030,26 @@ async def test_a_real_call_through_the_proxy_feeds_every_call_metric(proxy_serve
         text = await got.text()
     assert 'recproxy_calls_total{outcome="completed"} 1.0' in text
     assert "process_cpu_seconds_total" in text
+
+
+async def test_healthz_turns_unhealthy_with_a_reason_when_the_media_clock_stops(
+    proxy_server: Any,
+) -> None:
+    import aiohttp
+
+    server = proxy_server
+    assert server.http is not None and server.http.bound is not None
+    url = "http://{}:{}/healthz".format(*server.http.bound)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as response:
+            assert response.status == 200
+            assert "reason" not in await response.json()
+        server.clock.stop()  # the ticks stop, as when a tick raised before the fix
+        await asyncio.sleep(server.config.media.clock_stall_seconds + 0.1)
+        async with session.get(url) as response:
+            assert response.status == 503
+            report = await response.json()
+    assert report["ok"] is False
+    assert report["reason"].startswith("no media clock tick for")
+    assert value(server.metrics, "recproxy_media_clock_last_tick_age_seconds") > 0.5
+    server.clock.start()  # for a clean shutdown
