@@ -1053,3 +1053,106 @@ async def test_healthz_turns_unhealthy_with_a_reason_when_the_media_clock_stops(
     assert report["reason"].startswith("no media clock tick for")
     assert value(server.metrics, "recproxy_media_clock_last_tick_age_seconds") > 0.5
     server.clock.start()  # for a clean shutdown
+
+
+async def test_a_media_fault_in_one_call_ends_that_call_and_the_next_call_is_recorded(
+    proxy_server: Any,
+) -> None:
+    """Fault isolation through the whole proxy.  The send of the notice on the first
+    call's leg raises, as uvloop's ``sendto`` did for a ``c=`` the socket could not use
+    (issue 11, defect 1).  The fault is injected at the leg's send because, with the
+    relay's own fixes, no SDP makes the send raise any more; the clock's isolation is
+    what is tested: that call ends (BYE, outcome failed, a metric), and the next call is
+    bridged and recorded complete."""
+    from proxy.sip import sdp
+    from proxy.sip.core import CoreSettings, SipCore
+    from proxy.sip.dialog import build_request
+    from proxy.sip.events import Event, RequestReceived, ResponseReceived
+    from proxy.sip.transport import SipTransport
+    from proxy.sip.uri import parse_uri
+    from proxy.storage.catalog import RecordingState
+
+    server = proxy_server
+    clock, b2bua, metrics = server.clock, server.b2bua, server.metrics
+    play = clock.play
+    broken: list[RtpLeg] = []
+
+    def play_once_broken(leg: RtpLeg, pacer: Any) -> asyncio.Future[None]:
+        if not broken:
+            broken.append(leg)
+
+            def send_own(packet: bytes) -> None:
+                raise ValueError("socket family mismatch or a DNS lookup is required")
+
+            leg.send_own = send_own  # type: ignore[method-assign]
+        return play(leg, pacer)
+
+    clock.play = play_once_broken
+    events: asyncio.Queue[Event] = asyncio.Queue()
+    core = SipCore(CoreSettings(host="127.0.0.1"))
+    transport = SipTransport(core, events.put_nowait)
+    await transport.start("127.0.0.1", 0, udp=True, tcp=False)
+    assert transport.udp_address is not None
+    core.settings = replace(core.settings, port=transport.udp_address[1])
+    phone = Phone()
+
+    async def place_call() -> tuple[Any, int]:
+        offer = (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {phone.address[1]} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        ).encode()
+        request = build_request(
+            "INVITE",
+            parse_uri(f"sip:reception@127.0.0.1:{server.sip_port}"),
+            from_="<sip:07700900123@127.0.0.1>",
+            to="<sip:reception@127.0.0.1>",
+            contact=core.default_contact(),
+            local_host="127.0.0.1",
+            body=offer,
+        )
+        core.send_request(request, transport.now())
+        transport.flush()
+        while True:
+            event = await asyncio.wait_for(events.get(), 5)
+            if isinstance(event, ResponseReceived) and event.response.status >= 200:
+                break
+        assert event.response.status == 200 and event.dialog is not None
+        dialog = event.dialog
+        core.send_ack(dialog, dialog.create_ack(event.response.cseq.number), transport.now())
+        transport.flush()
+        answer = sdp.SessionDescription.parse(event.response.body)
+        index = answer.first_audio_index()
+        assert index is not None
+        return dialog, answer.media[index].port
+
+    try:
+        await place_call()
+        while True:  # the proxy hangs up the call whose media failed
+            event = await asyncio.wait_for(events.get(), 5)
+            if isinstance(event, RequestReceived) and event.request.method == "BYE":
+                core.respond(event.transaction, 200, now=transport.now(), dialog=event.dialog)
+                transport.flush()
+                break
+        await until(lambda: not b2bua.calls, 5)
+        assert value(metrics, "recproxy_calls_total", outcome="failed") == 1
+        assert value(metrics, "recproxy_media_clock_errors_total", part="player") == 1
+        assert clock.stalled(0.2) is None
+
+        dialog, proxy_port = await place_call()  # the next call is served as usual
+        await until(lambda: any(c.phase is CallPhase.BRIDGED for c in b2bua.calls.values()), 5)
+        [call] = b2bua.calls.values()
+        for seq in range(50):
+            phone.send(rtp(seq, DIALOGUE[seq * 160 : (seq + 1) * 160]), proxy_port)
+            await asyncio.sleep(0.02)
+        recording = call.recording
+        core.send_request(dialog.create_request("BYE"), transport.now(), dialog=dialog)
+        transport.flush()
+        await until(lambda: not b2bua.calls, 10)
+    finally:
+        clock.play = play
+        phone.close()
+        await transport.close()
+    assert recording is not None
+    stored = await server.catalog.get_recording(recording.id)
+    assert stored is not None and stored.state is RecordingState.COMPLETE
+    assert value(metrics, "recproxy_calls_total", outcome="completed") == 1
