@@ -118,6 +118,11 @@ def test_notice_then_call_taker_then_recorded_in_stereo(e2e: E2e, dialogue: byte
     # One complete recording, as long as the bridged call, caller left, call taker right.
     rows = list_recordings(e2e.config_path)
     assert [row["state"] for row in rows] == ["complete"], rows
+    # ... and it says so because nothing was lost: every frame of both channels counted
+    quality = rows[0]["quality"]
+    assert set(quality) == {"caller", "call_taker"}, rows
+    for channel in quality.values():
+        assert channel["frames"] > 0 and channel["lost_frames"] == channel["late_frames"] == 0
     (call,) = call_rows(proxy.catalog_path)
     assert call["outcome"] == "completed"
     wav = audio.read_wav(export_wav(e2e.config_path, str(rows[0]["id"]), e2e.folder / "call.wav"))
