@@ -188,12 +188,14 @@ class JitterBuffer:
             self._origin = timestamp
             self._play = -self.depth
             self._count_from = 0
+            self._high_seq = sequence_number
             position = 0
         else:
             play_position = self._play * frame
             relative = ts_diff(timestamp, (self._origin + play_position) & _TS_MASK)
             if relative > self._resync_samples or relative < -self._resync_samples:
                 position = self._resync(timestamp)
+                self._high_seq = sequence_number
             else:
                 position = play_position + relative
                 if position + size <= play_position:
@@ -202,7 +204,7 @@ class JitterBuffer:
                         self._arrived_late(position, size)
                     return
         newer = seq_diff(sequence_number, self._high_seq)
-        if newer > 0 or self._high_end == 0:
+        if newer > 0:
             if newer > 1 and self._filled:
                 self._confirm_lost(newer - 1, position)
             self._high_seq = sequence_number
