@@ -41,7 +41,7 @@ _ERROR_LOG_SECONDS = 1.0  # at most one log line a second for errors in the reco
 
 @dataclass
 class ClockStats:
-    ticks: int = 0
+    ticks: int = 0  # timed ticks (catch-up slots are counted in caught_up)
     overruns: int = 0  # recorder slots skipped because a stall exceeded MAX_BACKLOG
     caught_up: int = 0  # recorder slots run late, one per loop iteration, after a stall
     max_lag: float = 0.0
@@ -85,6 +85,7 @@ class MediaClock:
         self._loop = loop
         self._start = loop.time()
         self._n = 0
+        self._catching_up = False
         self.last_tick = self._start
         self._handle = loop.call_at(self._start, self._tick)
 

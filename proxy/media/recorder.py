@@ -106,7 +106,6 @@ class RecorderStats:
     missing_frames: int = 0  # direction-frames silence-filled while recording
     blocks: int = 0  # blocks handed to the sink (final ones included)
     sink_errors: int = 0
-    failures: int = 0  # recordings failed by an error other than the sink's
     last_lag: float = 0.0  # seconds the last tick ran after its scheduled time
     max_lag: float = 0.0
     total_lag: float = 0.0
@@ -427,15 +426,13 @@ class Recorder:
             self._sink(pair.call_key, block, final)
         except Exception as exc:  # a storage failure must not stop the other recordings
             self.stats.sink_errors += 1
-            self._fail(pair, exc, counted=True)
+            self._fail(pair, exc)
             return
         self.stats.blocks += 1
         pair.blocks_emitted += 1
 
-    def _fail(self, pair: RecordingChannelPair, exc: Exception, *, counted: bool = False) -> None:
+    def _fail(self, pair: RecordingChannelPair, exc: Exception) -> None:
         """This recording only: FAILED, removed, reported; the others go on."""
-        if not counted:
-            self.stats.failures += 1
         pair.error = exc
         pair.state = RecordingState.FAILED
         self._pairs.pop(pair.call_key, None)
