@@ -103,13 +103,14 @@ class RecorderStats:
 class RecordingDirection:
     """One direction of a recorded call (caller → us, or call taker → us)."""
 
-    __slots__ = ("_vad", "codec", "jitter", "offset", "speech")
+    __slots__ = ("_vad", "codec", "held", "jitter", "offset", "speech")
 
     def __init__(self, codec: str, jitter: JitterBuffer, vad: Vad | None) -> None:
         self.codec = g711.codec_name(codec)
         self.offset = _CODEC_OFFSET[self.codec]
         self.jitter = jitter
         self.speech = SpeechActivity()
+        self.held = False
         self._vad = vad
 
     def push(self, sequence_number: int, timestamp: int, payload: bytes) -> None:
@@ -122,6 +123,13 @@ class RecordingDirection:
         new table too — at most the playout delay, at a switch that is itself rare."""
         self.codec = g711.codec_name(codec)
         self.offset = _CODEC_OFFSET[self.codec]
+
+    def set_held(self, held: bool) -> None:
+        """A party holds the call (or resumes): silence now is not missing audio.
+
+        A placeholder for the call flow; the counting of missing audio behind it is
+        built beside it (issue 11, "honest recording state")."""
+        self.held = held
 
     def _classify(self, frame: npt.NDArray[np.int16], now: float) -> None:
         if self._vad is not None:

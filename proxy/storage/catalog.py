@@ -172,6 +172,8 @@ class RecordingAction(StrEnum):
     INTERRUPTED = "interrupted"
     FAILED = "failed"
     COMPLETE = "complete"
+    HOLD = "hold"  # a party put the call on hold (the actor names which)
+    UNHOLD = "unhold"  # ... and took it off hold
 
 
 class EventChannel(StrEnum):
@@ -218,7 +220,7 @@ TRANSITIONS: Mapping[RecordingState, Mapping[RecordingState, RecordingAction]] =
 _ENDING_STATES = frozenset({_S.COMPLETE, _S.STOPPED, _S.INTERRUPTED, _S.FAILED})
 
 # Actions that only ``add_recording_event`` logs (no state change).
-_NOTE_ACTIONS = frozenset({_A.PAUSE, _A.RESUME})
+_NOTE_ACTIONS = frozenset({_A.PAUSE, _A.RESUME, _A.HOLD, _A.UNHOLD})
 
 RECOVERY_REASON = "process ended while recording"
 
@@ -287,6 +289,8 @@ class ConsentReceipt:
     completed: bool
     caller_left_during_notice: bool
     do_not_record: bool
+    notice_restarts: int = 0  # times a hold stopped the notice (it then starts again)
+    held_ms: int = 0  # how long the caller held the call during the notice
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,6 +485,8 @@ class Catalog(Protocol):
         completed: bool,
         caller_left_during_notice: bool,
         do_not_record: bool,
+        notice_restarts: int = 0,
+        held_ms: int = 0,
     ) -> ConsentReceipt: ...
 
     async def consent_receipt(self, call_id: str) -> ConsentReceipt | None: ...
@@ -659,7 +665,29 @@ _MIGRATION_3 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3)
+_MIGRATION_5 = Migration(
+    5,
+    "consent receipts: notice restarts and time held (a hold during the notice)",
+    (
+        "ALTER TABLE consent_receipts ADD COLUMN notice_restarts INTEGER NOT NULL DEFAULT 0"
+        " CHECK (notice_restarts >= 0)",
+        "ALTER TABLE consent_receipts ADD COLUMN held_ms INTEGER NOT NULL DEFAULT 0"
+        " CHECK (held_ms >= 0)",
+    ),
+)
+
+# Migration 4 is another change of issue 11 ("honest recording state"), built beside this
+# one: this empty stand-in keeps the numbering whole until the two branches are merged,
+# when the real one replaces it.
+_MIGRATION_4 = Migration(4, "stand-in for issue 11's recording-state migration", ())
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _MIGRATION_1,
+    _MIGRATION_2,
+    _MIGRATION_3,
+    _MIGRATION_4,
+    _MIGRATION_5,
+)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 _CREATE_SCHEMA_MIGRATIONS = """
@@ -852,6 +880,8 @@ def _receipt(row: Row) -> ConsentReceipt:
         completed=bool(row["completed"]),
         caller_left_during_notice=bool(row["caller_left_during_notice"]),
         do_not_record=bool(row["do_not_record"]),
+        notice_restarts=row["notice_restarts"],
+        held_ms=row["held_ms"],
     )
 
 
@@ -1493,8 +1523,11 @@ class SqliteCatalog:
         completed: bool,
         caller_left_during_notice: bool,
         do_not_record: bool,
+        notice_restarts: int = 0,
+        held_ms: int = 0,
     ) -> ConsentReceipt:
-        """The P13 receipt of a call: which notice, when, how much of it played.
+        """The P13 receipt of a call: which notice, when, how much of it played (of its
+        last start), how often a hold restarted it and for how long the caller held.
 
         With ``mode`` ``none`` (no notice played, e.g. outbound) the notice fields may
         be None; otherwise the notice hash, version and start time are required.
@@ -1523,6 +1556,8 @@ class SqliteCatalog:
             int(completed),
             int(left),
             int(_flag("do_not_record", do_not_record)),
+            _count("notice_restarts", notice_restarts),
+            _count("held_ms", held_ms),
         )
 
         async def body(conn: Connection) -> ConsentReceipt:
@@ -1530,7 +1565,8 @@ class SqliteCatalog:
                 await conn.execute(
                     "INSERT INTO consent_receipts (call_id, mode, notice_sha256, notice_version,"
                     " started_at, played_ms, notice_ms, completed, caller_left_during_notice,"
-                    " do_not_record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " do_not_record, notice_restarts, held_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     values,
                 )
             except sqlite3.IntegrityError as error:
