@@ -801,6 +801,10 @@ class Call:
             ack = event.dialog.create_ack(event.response.cseq.number)
             self.core.send_ack(event.dialog, ack, self.b2bua.now())
             self.b2bua.flush()
+        if status == 491:  # both offered at once: ours again after 2.1-4 s (RFC 3261 §14.1)
+            delay = 2.1 + secrets.randbelow(1900) / 1000
+            asyncio.get_running_loop().call_later(delay, self._offer_again, side)
+            return
         if status >= 300:
             log.warning("call %s: the %s refused our offer (%s)", self.id, side.party, status)
             return
@@ -864,6 +868,11 @@ class Call:
         )  # fmt: skip
         self._offers[self._send(request, dialog=dialog)] = side
         log.info("call %s: offering the %s %s %s", self.id, side.party, *(w for w in wanted))
+
+    def _offer_again(self, side: LegSdp) -> None:
+        if not self.finished:
+            side.refused = None
+            self._sync(side)
 
     def _hold_changed(self, side: LegSdp) -> None:
         """A party holds or resumes: the notice pauses, ringback stops, the recorder does

@@ -452,3 +452,110 @@ def test_hold_during_the_notice_restarts_it_after_the_resume(e2e: E2e) -> None:
     assert receipt["completed"] == 1 and receipt["notice_restarts"] == 1, dict(receipt)
     assert abs(receipt["played_ms"] - receipt["notice_ms"]) <= 20, dict(receipt)
     assert 1300 <= receipt["held_ms"] <= 2500, dict(receipt)
+
+
+# ---------------------------------------------------------------------------------------
+# 7. The caller holds a bridged call the RFC 2543 way (c=0.0.0.0), then resumes
+
+
+def answer_reinvite(direction: str, version: int) -> str:
+    """The call taker (SIPp) answers the proxy's re-INVITE with PCMU, ``direction``."""
+    return f"""\
+  <recv request="INVITE" timeout="20000"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:calltaker@[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=- 53655766 {version} IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-16
+      a={direction}
+
+    ]]>
+  </send>
+  <recv request="ACK"/>
+"""
+
+
+def packets_within(rtp: socket.socket, seconds: float) -> int:
+    count = 0
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        rtp.settimeout(left)
+        try:
+            rtp.recv(2048)
+        except TimeoutError:
+            break
+        count += 1
+    return count
+
+
+def test_caller_holds_the_bridged_call_with_a_hold_address_then_resumes(
+    e2e: E2e, dialogue: bytes
+) -> None:
+    proxy = e2e.proxy()
+    taker_audio = dialogue[12 * audio.RATE : 20 * audio.RATE]
+    steps = (
+        sipp.play_pcap(e2e.rtp_pcap("taker.pcap", taker_audio))
+        + answer_reinvite("recvonly", 2353687639)
+        + answer_reinvite("sendrecv", 2353687640)
+    )
+    taker = e2e.run_sipp(
+        "taker", "uas_actions",
+        {"ring_ms": 300, "user": "calltaker", "actions": steps, "invite_actions": ""},
+        local_port=e2e.ports.taker_sip, media_port=e2e.ports.taker_rtp,
+    )  # fmt: skip
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.bind(("127.0.0.1", e2e.ports.caller_rtp))
+    sock = SipSocket(("127.0.0.1", e2e.ports.sip), port=e2e.ports.caller_sip)
+    offer = SDP_OFFER.format(port=e2e.ports.caller_rtp)
+    try:
+        dialog = CallerDialog(sock, invite(sock, body=offer), cseq=1)
+        dialog.ack()
+        time.sleep(e2e.notice.seconds + 1.3)  # the notice, the ringing, bridged a while
+        assert packets_within(rtp, 0.5) > 0, "no audio from the call taker once bridged"
+        on_hold = offer.replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0")
+        held = dialog.request("INVITE", body=on_hold)
+        assert held.status == 200 and sdp_direction(held.text) == "recvonly", held.text
+        dialog.ack()
+        time.sleep(0.5)  # our hold reaches the call taker
+        packets_within(rtp, 0.1)  # what was on its way
+        assert packets_within(rtp, 1.5) == 0, "audio relayed towards a caller who holds"
+        resumed = dialog.request("INVITE", body=offer)
+        assert resumed.status == 200 and sdp_direction(resumed.text) == "sendrecv"
+        dialog.ack()
+        time.sleep(0.5)
+        assert packets_within(rtp, 1.0) > 20, "no audio from the call taker after the resume"
+        assert dialog.request("BYE").status == 200
+        taker.expect_success(timeout=15)
+    finally:
+        sock.close()
+        rtp.close()
+    proxy.wait_idle()
+    offers = [m for m in taker.messages() if not m.sent and m.method == "INVITE"][1:]
+    assert [sdp_direction(m.text) for m in offers] == ["sendonly", "sendrecv"], offers
+    assert all(sdp_formats(m.text) == ["PCMU", "TELEPHONE-EVENT"] for m in offers)
+    (row,) = list_recordings(e2e.config_path)
+    assert row["state"] == "complete", row
+    events = query(
+        proxy.catalog_path,
+        "SELECT action, actor FROM recording_events WHERE recording_id = ? ORDER BY at, id",
+        row["id"],
+    )
+    holds = [(e["action"], e["actor"]) for e in events if e["action"] in ("hold", "unhold")]
+    assert holds == [("hold", "caller"), ("unhold", "caller")], holds
