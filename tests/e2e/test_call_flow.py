@@ -24,9 +24,11 @@ import socket
 import time
 import uuid
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
-from . import audio, sipp
+from . import audio, pcap, sipp
 from .conftest import E2e
 from .proxy_process import ProxyProcess, export_wav, list_recordings, query
 from .sip_client import SDP_OFFER, Response, SipSocket, branch
@@ -291,24 +293,29 @@ def test_late_offer_without_an_answer_in_the_ack_ends_with_bye(e2e: E2e) -> None
 # ---------------------------------------------------------------------------------------
 # 5. The call taker holds and resumes like linphone: Opus first, then PCMU
 
-OPUS_FIRST_OFFER = """\
+REOFFER = """\
 v=0
 o=linphone 1 {version} IN IP4 [media_ip]
 s=Talk
 c=IN IP4 [media_ip]
 t=0 0
-m=audio [media_port] RTP/AVP 96 0 101
-a=rtpmap:96 opus/48000/2
-a=fmtp:96 useinbandfec=1
-a=rtpmap:0 PCMU/8000
+{media}
 a=rtpmap:101 telephone-event/8000
 a={direction}
 """
+OPUS_FIRST = """\
+m=audio [media_port] RTP/AVP 96 0 101
+a=rtpmap:96 opus/48000/2
+a=fmtp:96 useinbandfec=1
+a=rtpmap:0 PCMU/8000"""
+PCMA_ONLY = """\
+m=audio [media_port] RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000"""
 
 
-def reinvite(cseq: int, direction: str, version: int) -> str:
+def reinvite(cseq: int, direction: str, version: int, media: str = OPUS_FIRST) -> str:
     """A re-INVITE from the call taker (SIPp, ``KEEP_DIALOG``), its 200, the ACK."""
-    body = OPUS_FIRST_OFFER.format(version=version, direction=direction)
+    body = REOFFER.format(version=version, direction=direction, media=media)
     body = "\n".join("      " + line for line in body.splitlines())
     return f"""\
   <send retrans="500">
@@ -377,7 +384,8 @@ def test_call_taker_hold_and_resume_with_opus_first_stays_recorded(
     )  # fmt: skip
     caller = e2e.run_sipp(
         "caller", "uac_held",
-        {"audio": sipp.play_pcap(e2e.rtp_pcap("caller.pcap", caller_audio)), "hold_ms": 3500},
+        {"audio": sipp.play_pcap(e2e.rtp_pcap("caller.pcap", caller_audio)), "hold_ms": 3500,
+         "pt": 0, "codec": "PCMU"},
         local_port=e2e.ports.caller_sip, media_port=e2e.ports.caller_rtp,
         remote=("127.0.0.1", e2e.ports.sip),
     )  # fmt: skip
@@ -559,3 +567,70 @@ def test_caller_holds_the_bridged_call_with_a_hold_address_then_resumes(
     )
     holds = [(e["action"], e["actor"]) for e in events if e["action"] in ("hold", "unhold")]
     assert holds == [("hold", "caller"), ("unhold", "caller")], holds
+
+
+# ---------------------------------------------------------------------------------------
+# 8. A switch from PCMU to PCMA (with a hold) reaches the other party and the recorder
+
+
+def _alaw_table() -> npt.NDArray[np.int64]:
+    """G.711 A-law code → linear value, from ITU-T G.711 (not from the proxy)."""
+    codes = np.arange(256, dtype=np.int64) ^ 0x55
+    exponent = (codes >> 4) & 0x07
+    mantissa = codes & 0x0F
+    magnitude = np.where(
+        exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0)
+    )
+    return np.where(codes & 0x80, magnitude, -magnitude)
+
+
+def alaw_encode(samples: audio.Samples) -> bytes:
+    """Each sample as the A-law code whose value is nearest."""
+    table = _alaw_table()
+    order = np.argsort(table)
+    values = table[order]
+    right = np.clip(np.searchsorted(values, samples), 1, len(values) - 1)
+    nearer = np.where(samples - values[right - 1] <= values[right] - samples, right - 1, right)
+    return order[nearer].astype(np.uint8).tobytes()
+
+
+def test_a_switch_to_pcma_reaches_the_caller_and_the_recording(e2e: E2e, dialogue: bytes) -> None:
+    proxy = e2e.proxy()
+    caller_pcm = audio.ulaw_decode(dialogue[: 3 * audio.RATE])
+    taker_pcm = audio.ulaw_decode(dialogue[12 * audio.RATE : 15 * audio.RATE])
+    caller_pcap = e2e.folder / "caller.pcap"
+    taker_pcap = e2e.folder / "taker.pcap"
+    pcap.write_rtp_pcap(caller_pcap, alaw_encode(caller_pcm), payload_type=8)
+    pcap.write_rtp_pcap(taker_pcap, alaw_encode(taker_pcm), payload_type=8)
+    steps = (
+        '  <pause milliseconds="800"/>\n'
+        + reinvite(1, "sendonly", 2, PCMA_ONLY)
+        + '  <pause milliseconds="1000"/>\n'
+        + reinvite(2, "sendrecv", 3, PCMA_ONLY)
+        + sipp.play_pcap(taker_pcap.name)
+        + '  <pause milliseconds="3500"/>\n'
+    )
+    taker = e2e.run_sipp(
+        "taker", "uas_actions",
+        {"ring_ms": 300, "user": "calltaker", "actions": steps, "invite_actions": KEEP_DIALOG},
+        local_port=e2e.ports.taker_sip, media_port=e2e.ports.taker_rtp,
+    )  # fmt: skip
+    caller = e2e.run_sipp(
+        "caller", "uac_held",
+        {"audio": sipp.play_pcap(caller_pcap.name), "hold_ms": 3500, "pt": 8, "codec": "PCMA"},
+        local_port=e2e.ports.caller_sip, media_port=e2e.ports.caller_rtp,
+        remote=("127.0.0.1", e2e.ports.sip),
+    )  # fmt: skip
+    caller.expect_success(timeout=30)
+    taker.expect_success(timeout=10)
+    proxy.wait_idle()
+
+    offers = [m for m in caller.messages() if not m.sent and m.method == "INVITE"]
+    assert [sdp_formats(m.text) for m in offers] == [["PCMA", "TELEPHONE-EVENT"]] * 2, offers
+    (row,) = list_recordings(e2e.config_path)
+    assert row["state"] == "complete", row
+    wav = audio.read_wav(export_wav(e2e.config_path, str(row["id"]), e2e.folder / "call.wav"))
+    left = audio.place(wav.channel(0), caller_pcm)
+    right = audio.place(wav.channel(1), taker_pcm)
+    assert left.voiced and len(left.inside) == left.voiced, left
+    assert right.voiced and len(right.inside) == right.voiced, right
