@@ -3,11 +3,15 @@ without sockets: descriptions in, descriptions and agreed audio out."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from proxy.calls import offer_answer
 from proxy.calls.offer_answer import RECORDABLE_CODECS, LegSdp
 from proxy.sip import sdp
 from proxy.sip.errors import RemoteSipError
+from tests.sip.test_sans_io import forbidden_imports
 
 OURS = "192.0.2.10"
 
@@ -135,3 +139,9 @@ def test_an_answer_without_a_recordable_codec_leaves_what_was_agreed() -> None:
     with pytest.raises(RemoteSipError):
         side.accept_answer(description("0", "a=rtpmap:0 PCMU/8000"))
     assert side.audio == agreed
+
+
+def test_offer_answer_is_sans_io() -> None:
+    """Like the SIP layer: no asyncio, socket or time (tests/sip/test_sans_io.py)."""
+    source = Path(offer_answer.__file__).read_text(encoding="utf-8")
+    assert forbidden_imports(source) == []

@@ -634,3 +634,30 @@ def test_a_switch_to_pcma_reaches_the_caller_and_the_recording(e2e: E2e, dialogu
     right = audio.place(wav.channel(1), taker_pcm)
     assert left.voiced and len(left.inside) == left.voiced, left
     assert right.voiced and len(right.inside) == right.voiced, right
+
+
+# ---------------------------------------------------------------------------------------
+# 9. An offer with nothing recordable gets 488, and the call keeps its media
+
+
+def test_an_offer_with_nothing_recordable_gets_488_and_the_notice_goes_on(e2e: E2e) -> None:
+    proxy = e2e.proxy()
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.bind(("127.0.0.1", e2e.ports.caller_rtp))
+    sock = SipSocket(("127.0.0.1", e2e.ports.sip))
+    offer = SDP_OFFER.format(port=e2e.ports.caller_rtp)
+    try:
+        dialog = CallerDialog(sock, invite(sock, body=offer), cseq=1)
+        dialog.ack()
+        opus_only = offer.replace("RTP/AVP 0 101", "RTP/AVP 96").replace(
+            "a=rtpmap:0 PCMU/8000", "a=rtpmap:96 opus/48000/2"
+        )
+        refused = dialog.request("INVITE", body=opus_only)
+        assert refused.status == 488, refused.text
+        packets_within(rtp, 0.2)
+        assert packets_within(rtp, 0.5) > 15, "the notice stopped after the refused offer"
+        assert dialog.request("BYE").status == 200
+    finally:
+        sock.close()
+        rtp.close()
+    proxy.wait_idle()
