@@ -211,7 +211,6 @@ class B2bua:
             self.core.respond(event.transaction, 200, now=now, dialog=dialog, headers=headers)
         elif method in REFUSED_METHODS:
             status, reason = REFUSED_METHODS[method]
-            self.count(f"refused_{method.lower()}")
             self.core.respond(event.transaction, status, reason, now=now, dialog=dialog)
         else:
             headers = [("Allow", ALLOW)]
