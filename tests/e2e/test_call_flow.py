@@ -15,6 +15,10 @@
    the hold interval as recording events.
 6. The caller holds during the notice: the notice stops, and plays whole from the start
    after the resume; the consent receipt says so.
+7. The caller holds a bridged call with ``c=0.0.0.0``: nothing is relayed to it until it
+   resumes, and the call taker is told with an offer of ours.
+8. A call taker's switch to PCMA reaches the caller and the recording.
+9. An offer with nothing recordable gets 488 and the call keeps its media.
 """
 
 from __future__ import annotations
