@@ -22,7 +22,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from .calls.b2bua import B2bua, Prompt
+from .calls.b2bua import ALLOWED_METHODS, REFUSED_METHODS, B2bua, Prompt
 from .calls.recording import RecordingService
 from .config import Config
 from .control.api import add_routes
@@ -155,7 +155,13 @@ class Server:
 
         host, port = config.sip.listen
         self.core = SipCore(
-            CoreSettings(host=config.sip.advertise, port=port, user_agent=config.sip.user_agent)
+            CoreSettings(
+                host=config.sip.advertise,
+                port=port,
+                user_agent=config.sip.user_agent,
+                allowed_methods=ALLOWED_METHODS,
+                refused_by_tu=tuple(REFUSED_METHODS),
+            )
         )
         allocator = PortAllocator(*config.media.rtp_ports)
         self.b2bua = B2bua(

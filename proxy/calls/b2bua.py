@@ -31,7 +31,15 @@ from ..control.api import RecordingActionError
 from ..media.announcer import Announcer, PacketPacer, PromptSource, RingbackTone, beeps
 from ..media.clock import MediaClock
 from ..media.dtmf import DtmfDetector
-from ..media.relay import MediaSession, NoPortsAvailable, PortAllocator, RtpLeg, StreamRewriter
+from ..media.recorder import RecordingDirection
+from ..media.relay import (
+    LegMode,
+    MediaSession,
+    NoPortsAvailable,
+    PortAllocator,
+    RtpLeg,
+    StreamRewriter,
+)
 from ..sip import sdp
 from ..sip.core import SipCore
 from ..sip.dialog import Dialog, DialogState, build_request
@@ -56,9 +64,11 @@ from ..storage.catalog import (
     Catalog,
     EventChannel,
     NoticeMode,
+    RecordingAction,
     RecordingState,
 )
 from .dtmf_codes import CodeMatcher
+from .offer_answer import RECORDABLE_CODECS, LegSdp
 
 if TYPE_CHECKING:
     from ..sip.transport import SipTransport
@@ -66,7 +76,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"
+#: What recproxy does: the one ``Allow`` list of every response and request (and of
+#: the SIP core's 405 and 501).  Not REFER, SUBSCRIBE or NOTIFY: transfers are not built.
+ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE")
+ALLOW = ", ".join(ALLOWED_METHODS)
+#: Methods refused with a reason that says why, in a dialog or outside one alike: REFER
+#: (no transfers yet), SUBSCRIBE (no event package, so not ``refer``: RFC 6665 §4.2.2)
+#: and NOTIFY (we never subscribe, so no subscription exists: RFC 6665 §4.1.3).
+REFUSED_METHODS: Mapping[str, tuple[int, str]] = {
+    "REFER": (501, "Not Implemented (call transfer is not supported)"),
+    "SUBSCRIBE": (489, "Bad Event (no event packages are supported)"),
+    "NOTIFY": (481, "Subscription Does Not Exist"),
+}
 _G711_NAMES = {0: "PCMU", 8: "PCMA"}
 
 
@@ -175,18 +196,26 @@ class B2bua:
 
     def _out_of_dialog(self, event: RequestReceived) -> None:
         method = event.request.method
+        if method in ("BYE", "INFO", "UPDATE"):
+            self.core.respond(event.transaction, 481, now=self.now())
+        else:
+            self.answer_other(event)
+
+    def answer_other(self, event: RequestReceived, dialog: Dialog | None = None) -> None:
+        """OPTIONS, the refused methods and anything else the call flow does not handle,
+        answered the same in a dialog and outside one."""
+        method = event.request.method
         now = self.now()
         if method == "OPTIONS":
-            self.core.respond(
-                event.transaction,
-                200,
-                now=now,
-                headers=[("Allow", ALLOW), ("Accept", "application/sdp")],
-            )
-        elif method in ("BYE", "INFO", "UPDATE", "NOTIFY", "REFER"):
-            self.core.respond(event.transaction, 481, now=now)
+            headers = [("Allow", ALLOW), ("Accept", "application/sdp")]
+            self.core.respond(event.transaction, 200, now=now, dialog=dialog, headers=headers)
+        elif method in REFUSED_METHODS:
+            status, reason = REFUSED_METHODS[method]
+            self.core.respond(event.transaction, status, reason, now=now, dialog=dialog)
         else:
-            self.core.respond(event.transaction, 405, now=now, headers=[("Allow", ALLOW)])
+            headers = [("Allow", ALLOW)]
+            self.core.respond(event.transaction, 405, now=now, dialog=dialog, headers=headers)
+        self.flush()
 
     def _new_call(self, event: RequestReceived) -> None:
         now = self.now()
@@ -252,14 +281,14 @@ class Call:
         self.a_txn: ServerTransaction = invite.transaction
         self.a_dialog: Dialog | None = None
         self.a_answered = False
-        self.a_offer: sdp.SessionDescription | None = None
-        self.a_local_sdp: sdp.SessionDescription | None = None
-        self.audio: sdp.NegotiatedAudio | None = None
+        self.a_offer: sdp.SessionDescription | None = None  # the caller's first description
+        advertise = self.config.sip.advertise
+        self.a = LegSdp("caller", secrets.randbelow(2**31), advertise)
+        self.early_media = False  # the notice plays in a 183 (else after a 200)
         # leg B
         self.b_txn: ClientTransaction | None = None
         self.b_dialog: Dialog | None = None
-        self.b_local_sdp: sdp.SessionDescription | None = None
-        self.b_audio: sdp.NegotiatedAudio | None = None
+        self.b = LegSdp("call taker", secrets.randbelow(2**31), advertise)
         # media
         self.media = MediaSession(b2bua.allocator, self.config.sip.advertise)
         self.a_leg: RtpLeg | None = None
@@ -267,8 +296,10 @@ class Call:
         self.pacer: PacketPacer | None = None
         self.recording: ActiveRecording | None = None
         self.catalog_id: str | None = None
-        self._session_version = 1
-        self._pending_reinvite: dict[ClientTransaction, tuple[ServerTransaction, bool]] = {}
+        self._offers: dict[ClientTransaction, LegSdp] = {}  # our re-offers awaiting answers
+        self._hold_waiter: asyncio.Future[None] | None = None  # resolved when a hold changes
+        self._holding: set[str] = set()  # the parties holding the call now
+        self._background: set[asyncio.Task[None]] = set()  # hold events being written
         self._hangup_requested: str | None = None
         # what this call is (decided in _plan): P1 direction, P3 service, P14 list
         self.outbound = False
@@ -310,17 +341,22 @@ class Call:
             await self._teardown()
 
     async def _setup(self) -> None:
-        """Check the offer, anchor leg A's media on us, answer (200 or 183), record the
-        call in the catalog."""
+        """Check the INVITE, anchor leg A's media on us, answer (200 or 183), record the
+        call in the catalog.
+
+        An INVITE without an offer (late offer) gets our offer in a 200, and its answer
+        comes in the ACK: a 183 could carry the offer reliably only with PRACK (RFC 3262),
+        which recproxy does not do, so such a call is answered at once, notice or not."""
         request = self.invite.request
-        if not request.body:
-            self.failure_status = 488
-            raise _CallEnded(CallOutcome.FAILED, "caller (INVITE without an SDP offer)")
-        try:
-            self.a_offer = sdp.SessionDescription.parse(request.body)
-        except RemoteSipError:
-            self.failure_status = 400
-            raise _CallEnded(CallOutcome.FAILED, "caller (malformed SDP)") from None
+        if not _accepts_sdp(request):
+            self._respond(self.a_txn, 406, headers=[("Accept", "application/sdp")])
+            raise _CallEnded(CallOutcome.FAILED, "caller (Accept excludes application/sdp)")
+        if request.body:
+            try:
+                self.a_offer = sdp.SessionDescription.parse(request.body)
+            except RemoteSipError:
+                self.failure_status = 400
+                raise _CallEnded(CallOutcome.FAILED, "caller (malformed SDP)") from None
         await self._plan()
         try:
             self.a_leg = await self.media.open_leg("caller")
@@ -328,28 +364,26 @@ class Call:
             log.error("call %s: no RTP ports left", self.id)
             self.failure_status = 503
             raise _CallEnded(CallOutcome.FAILED, "us (no RTP ports)") from None
-        try:
-            answer = sdp.answer_offer(
-                self.a_offer,
-                local_address=self.config.sip.advertise,
-                ports=lambda index, media: self.a_leg.port if self.a_leg else None,
-                session_id=secrets.randbelow(2**31),
-                session_version=self._session_version,
+        self.a.port = self.a_leg.port
+        if self.a_offer is not None:
+            try:
+                answer, audio = self.a.answer(self.a_offer)
+            except RemoteSipError as exc:
+                self.failure_status = exc.status
+                raise _CallEnded(CallOutcome.FAILED, "caller (no codec in common)") from None
+            self._configure_leg(self.a_leg, audio)
+            # with no notice to play the call is answered only when the far end answers
+            self.early_media = (
+                self.config.notice.mode == "early-media" or self.notice_prompt is None
             )
-            self.audio = sdp.negotiated(self.a_offer, answer, local_role=sdp.Role.ANSWERER)
-        except RemoteSipError as exc:
-            self.failure_status = exc.status
-            raise _CallEnded(CallOutcome.FAILED, "caller (no codec in common)") from None
-        self.a_local_sdp = answer
-        self._configure_leg(self.a_leg, self.audio)
+        else:
+            answer = self.a.offer(RECORDABLE_CODECS, sdp.Direction.SENDRECV)
+            self.a.answer_in_ack = True
         self.a_dialog = self.core.accept_dialog(self.a_txn)
         self.a_dialog.user_data = self
-        # with no notice to play the call is answered only when the far end answers
-        early = self.config.notice.mode == "early-media" or self.notice_prompt is None
-        self._respond(
-            self.a_txn, 183 if early else 200, dialog=self.a_dialog, body=answer.serialize()
-        )
-        self.a_answered = not early
+        status = 183 if self.early_media else 200
+        self._respond(self.a_txn, status, dialog=self.a_dialog, body=answer.serialize())
+        self.a_answered = not self.early_media
         call_row = await self.b2bua.catalog.create_call(
             sip_call_id=request.call_id,
             caller=self.caller,
@@ -358,10 +392,15 @@ class Call:
             service=self.service.name if self.service else None,
             started_at=self.started_at,
             config_version=self.config.version,
+            call_id=self.id,  # one id in log lines and the catalog
         )
         self.catalog_id = call_row.id
         if self.a_answered:
             await self.b2bua.catalog.update_call(self.catalog_id, answered_at=_utc_now())
+        while self.a.audio is None:  # a late offer: the answer is in the ACK
+            event = await self._next()
+            if event is not None:
+                self._common(event)
 
     async def _plan(self) -> None:
         """Direction (P1), service (P3), the do-not-record list (P14) and so the notice,
@@ -402,51 +441,79 @@ class Call:
             self.notice_prompt = self.b2bua.prompt(prompt or config.notice.prompt)
 
     async def _play_notice(self) -> None:
-        """Play the whole notice to the caller; store the consent receipt (P13)."""
-        assert self.a_leg is not None and self.audio is not None
+        """Play the whole notice to the caller; store the consent receipt (P13).
+
+        A caller who puts us on hold during the notice (sendonly, inactive, c=0.0.0.0)
+        cannot hear it: it stops, and starts again from the beginning when the caller
+        resumes, so that the caller hears it whole before the call taker is invited.
+        The receipt counts the restarts and the time held."""
+        assert self.a_leg is not None and self.a.audio is not None
         assert self.notice_prompt is not None
         self._set_phase(CallPhase.NOTICE)
         clock = self.b2bua.clock
         notice = self.notice_prompt
-        ssrc = secrets.randbits(32)
-        self.pacer = Announcer(
+        self.pacer = pacer = Announcer(
             notice.pcm,  # type: ignore[arg-type]
-            self.audio.encoding,
-            self.audio.send_payload_type,
+            self.a.audio.encoding,
+            self.a.audio.send_payload_type,
             clock.now(),
-            ssrc,
+            secrets.randbits(32),
             secrets.randbits(16),
             secrets.randbits(32),
         )
         started_at = _utc_now()
-        done = clock.play(self.a_leg, self.pacer)
         caller_left = False
+        restarts = 0
+        held = 0.0
+        sent_before = 0  # packets of the attempts a hold cut short
         try:
-            await self._until(done)
-            # ``done`` means the last packet has been sent, not heard: the notice has
-            # played only when that packet's audio has run out too
-            await self._pause(self.pacer.ptime)
+            while True:
+                if self.a.holds:
+                    held_since = self.b2bua.now()
+                    await self._until(self._hold_change())
+                    held += self.b2bua.now() - held_since
+                    continue
+                if pacer.packets_sent > sent_before:  # a hold cut it short: from the start
+                    restarts += 1
+                    sent_before = pacer.packets_sent
+                    pacer.set_source(PromptSource(notice.pcm), clock.now())  # type: ignore[arg-type]
+                waiter = self._hold_change()
+                done = clock.play(self.a_leg, pacer)
+                done.add_done_callback(_resolver(waiter))
+                await self._until(waiter)
+                if not done.done() or done.cancelled():  # a hold came (and maybe went)
+                    clock.silence(self.a_leg)
+                    continue
+                # the last packet has been sent, not heard: the notice has played only
+                # when that packet's audio has run out too
+                await self._pause(pacer.ptime)
+                break
         except _CallEnded:
             caller_left = True
             raise
         finally:
             clock.silence(self.a_leg)
-            played_ms = min(self.pacer.played_ms, notice.duration_ms)
-            await self._consent_receipt(started_at, played_ms, caller_left)
+            played_ms = min(round((pacer.packets_sent - sent_before) * pacer.ptime * 1000),
+                            notice.duration_ms)  # fmt: skip
+            await self._consent_receipt(
+                started_at, played_ms, caller_left, restarts=restarts, held_ms=round(held * 1000)
+            )
 
     async def _ring_call_taker(self) -> None:
         """Invite the call taker; ringback to the caller until an answer, a refusal or
-        the ring timeout."""
-        assert self.a_leg is not None and self.audio is not None
+        the ring timeout (none while the caller holds the call)."""
+        audio = self.a.audio
+        assert self.a_leg is not None and audio is not None
         self._set_phase(CallPhase.RINGING)
         self.b_leg = await self.media.open_leg("call_taker")
+        self.b.port = self.b_leg.port
         clock = self.b2bua.clock
         ringback = RingbackTone(self.config.notice.ringback)
         if self.pacer is None:  # no notice was played: ringback starts the stream
             self.pacer = PacketPacer(
                 ringback,
-                self.audio.encoding,
-                self.audio.send_payload_type,
+                audio.encoding,
+                audio.send_payload_type,
                 clock.now(),
                 secrets.randbits(32),
                 secrets.randbits(16),
@@ -454,16 +521,9 @@ class Call:
             )
         else:
             self.pacer.set_source(ringback, clock.now())
-        clock.play(self.a_leg, self.pacer)
-        self.b_local_sdp = sdp.create_offer(
-            self.config.sip.advertise,
-            self.b_leg.port,
-            session_id=secrets.randbelow(2**31),
-            session_version=1,
-            codecs=self._b_codecs(),
-            telephone_event=self.audio.receive_telephone_event or 101,
-            ptime=self.audio.ptime or 20,
-        )
+        if not self.a.holds:
+            clock.play(self.a_leg, self.pacer)
+        offer = self.b.offer(self._b_codecs(), sdp.Direction.SENDRECV)
         target = self.target
         invite = build_request(
             "INVITE",
@@ -472,7 +532,7 @@ class Call:
             to=f"<{target}>",
             contact=self.core.default_contact(),
             local_host=self.config.sip.advertise,
-            body=self.b_local_sdp.serialize(),
+            body=offer.serialize(),
             headers=[("Allow", ALLOW)],
         )
         self.b_txn = self._send(invite)
@@ -504,7 +564,7 @@ class Call:
             self._common(event)
 
     async def _call_taker_answered(self, event: ResponseReceived) -> None:
-        assert self.b_leg is not None and self.b_local_sdp is not None
+        assert self.b_leg is not None
         dialog = event.dialog
         if dialog is None:
             raise RuntimeError("2xx without a dialog")
@@ -514,11 +574,11 @@ class Call:
         self.b2bua.flush()
         try:
             answer = sdp.SessionDescription.parse(event.response.body)
-            self.b_audio = sdp.negotiated(self.b_local_sdp, answer, local_role=sdp.Role.OFFERER)
+            audio = self.b.accept_answer(answer)
         except RemoteSipError as exc:
             log.warning("call %s: call taker's answer unusable: %s", self.id, exc.reason)
             raise _CallEnded(CallOutcome.FAILED, "call taker (bad SDP answer)") from None
-        self._configure_leg(self.b_leg, self.b_audio)
+        self._configure_leg(self.b_leg, audio)
         if self.outbound:  # the member of staff placed the call: leg A is theirs
             self.operator_settings = self._identify(self.invite.request)
         else:  # whoever answered leg B
@@ -527,7 +587,7 @@ class Call:
     async def _talk(self) -> None:
         """Bridge both legs, record, and relay until one side hangs up."""
         assert self.a_leg is not None and self.b_leg is not None and self.pacer is not None
-        assert self.audio is not None and self.b_audio is not None
+        assert self.a.audio is not None and self.b.audio is not None
         clock = self.b2bua.clock
         clock.silence(self.a_leg)
         # the caller's stream continues from the last notice/ringback packet
@@ -535,12 +595,13 @@ class Call:
             self.pacer.ssrc, self.pacer.next_sequence, self.pacer.next_timestamp
         )
         if not self.a_answered:
-            self._respond(self.a_txn, 200, dialog=self.a_dialog, body=self._a_sdp_bytes())
+            assert self.a.local is not None  # the answer of the 183, again (RFC 3261 §13.2.1)
+            self._respond(self.a_txn, 200, dialog=self.a_dialog, body=self.a.local.serialize())
             self.a_answered = True
             await self.b2bua.catalog.update_call(self._catalog_id, answered_at=_utc_now())
         public_leg, staff_leg = self._public_and_staff()
         public_audio, staff_audio = (
-            (self.b_audio, self.audio) if self.outbound else (self.audio, self.b_audio)
+            (self.b.audio, self.a.audio) if self.outbound else (self.a.audio, self.b.audio)
         )
         if self.record:
             # left channel: the member of the public; right: the member of staff
@@ -558,6 +619,13 @@ class Call:
         staff_leg.dtmf_sink = self._staff_event
         self.media.bridge()
         self._set_phase(CallPhase.BRIDGED)
+        # a hold or codec change of one party before the bridge reaches the other now
+        if self.recording is not None:
+            self.recording.pair.caller.set_held(bool(self._holding))
+            self.recording.pair.taker.set_held(bool(self._holding))
+        self._relay()
+        self._sync(self.b)
+        self._sync(self.a)
         await self.b2bua.catalog.update_call(
             self._catalog_id,
             bridged_at=_utc_now(),
@@ -587,6 +655,8 @@ class Call:
         self.media.close()
         if self._dtmf_timer is not None:
             self._dtmf_timer.cancel()
+        if self._background:  # hold events go in before the recording closes
+            await asyncio.wait(set(self._background), timeout=5)
         if self.recording is not None and self.recording_state != "discarded":
             try:
                 await self.b2bua.recordings.finish(self.recording)
@@ -613,16 +683,17 @@ class Call:
                 raise _CallEnded(CallOutcome.FAILED, "caller (never ACKed our answer)")
             return
         if isinstance(event, AckReceived):
-            if event.dialog is self.a_dialog and event.request.body:
-                self._remote_sdp(self.a_leg, event.request.body)
+            side = self._side_of(event.dialog)
+            if side is not None and side.answer_in_ack:
+                self._answer_in_ack(side, event.request.body)
             return
         if isinstance(event, ResponseReceived):
             self._response_in_call(event)
             return
         if isinstance(event, TransactionTimedOut):
-            pending = self._pending_reinvite.pop(event.transaction, None)
-            if pending is not None:
-                self._respond(pending[0], 408)
+            side = self._offers.pop(event.transaction, None)
+            if side is not None:
+                log.warning("call %s: the %s never answered our offer", self.id, side.party)
             return
         if isinstance(event, RequestReceived):
             self._request_in_call(event)
@@ -640,57 +711,78 @@ class Call:
                 self.b_dialog.state = DialogState.TERMINATED
             raise _CallEnded(CallOutcome.COMPLETED, "call taker (BYE)")
         if method in ("INVITE", "UPDATE"):
-            self._offer_in_call(event, from_a)
+            self._offer_in_call(event, self.a if from_a else self.b)
             return
         if method == "INFO" and self.phase is CallPhase.BRIDGED:
             self._info_in_call(event, from_a)
             return
-        # OPTIONS, anything else in the dialog: acknowledge it
-        self._respond(event.transaction, 200, dialog=event.dialog)
+        if method == "INFO":  # before the bridge: nothing to pass on
+            self._respond(event.transaction, 200, dialog=event.dialog)
+            return
+        self.b2bua.answer_other(event, event.dialog)
 
-    def _offer_in_call(self, event: RequestReceived, from_a: bool) -> None:
-        """re-INVITE / UPDATE: during the notice and ringing we answer for ourselves
-        (media stays where it is); when bridged the offer is passed across."""
+    # ==================================================================================
+    # Offers in the call: codec policy and hold (RFC 3264), from either party, any phase
+
+    def _offer_in_call(self, event: RequestReceived, side: LegSdp) -> None:
+        """A re-INVITE or UPDATE: we answer it ourselves from what we accept (the codec
+        policy of ``offer_answer``); the other party learns only what it must — a hold or
+        a codec change — in an offer of ours (``_sync``).  An offer we cannot accept gets
+        its error (488, 400) and the call keeps its media."""
         txn = event.transaction
-        leg = self.a_leg if from_a else self.b_leg
-        other_dialog = self.b_dialog if from_a else self.a_dialog
-        other_leg = self.b_leg if from_a else self.a_leg
-        if self._pending_reinvite:
-            self._respond(txn, 491, dialog=event.dialog)  # glare (RFC 3261 §14.1)
+        if side in self._offers.values():
+            self._respond(txn, 491, dialog=event.dialog)  # glare (RFC 3261 §14.2)
             return
         body = event.request.body
-        if body:
-            try:
-                offer = sdp.SessionDescription.parse(body)
-            except RemoteSipError as exc:
-                self._respond(txn, exc.status, dialog=event.dialog)
+        if not body:
+            wanted = self._wanted(side)
+            if event.request.method == "UPDATE" or wanted is None:
+                self._respond(txn, 200, dialog=event.dialog)
                 return
-        else:
-            offer = None
-        bridged = self.phase is CallPhase.BRIDGED
-        if offer is None or not bridged or other_dialog is None or other_leg is None:
-            if offer is not None and leg is not None:
-                self._remote_sdp(leg, body)
-            self._session_version += 1
-            ours = self._a_sdp_bytes() if from_a else self._b_sdp_bytes()
-            self._respond(txn, 200, dialog=event.dialog, body=ours)
+            # a re-INVITE without an offer: ours goes in the 200, its answer in the ACK
+            offer = side.offer((wanted[0],), wanted[1])
+            side.answer_in_ack = True
+            self._respond(txn, 200, dialog=event.dialog, body=offer.serialize())
             return
-        if leg is not None:
-            self._remote_sdp(leg, body)
-        anchored = sdp.anchor_media(
-            offer,
-            address=self.config.sip.advertise,
-            ports=_audio_port(offer, other_leg.port),
-            bump_version=True,
-        )
-        request = other_dialog.create_request(event.request.method, body=anchored.serialize())
-        out = self._send(request, dialog=other_dialog)
-        self._pending_reinvite[out] = (txn, from_a)
+        try:
+            offer_sdp = sdp.SessionDescription.parse(body)
+            answer, audio = side.answer(offer_sdp)
+        except RemoteSipError as exc:
+            log.info("call %s: the %s's offer refused (%s)", self.id, side.party, exc.status)
+            self._respond(txn, exc.status, dialog=event.dialog)
+            return
+        self._respond(txn, 200, dialog=event.dialog, body=answer.serialize())
+        self._use(side, audio, body)
+        self._sync(self._other(side))
+
+    def _answer_in_ack(self, side: LegSdp, body: bytes) -> None:
+        """The answer to the offer we put in a 2xx (a late offer, or a re-INVITE without
+        one).  A call that never had media ends; one that had keeps it."""
+        side.answer_in_ack = False
+        try:
+            answer = sdp.SessionDescription.parse(body)
+            first = side.audio is None
+            audio = side.accept_answer(answer)
+        except RemoteSipError as exc:
+            if side.audio is None:
+                raise _CallEnded(
+                    CallOutcome.FAILED, "caller (no usable answer in the ACK)"
+                ) from None
+            log.info("call %s: the %s's answer in the ACK unusable (%s)", self.id, side.party,
+                     exc.status)  # fmt: skip
+            return
+        if first:  # the late offer's answer: leg A's media is set up now
+            self.a_offer = answer
+            if self.a_leg is not None:
+                self._configure_leg(self.a_leg, audio)
+            return
+        self._use(side, audio, body)
+        self._sync(self._other(side))
 
     def _response_in_call(self, event: ResponseReceived) -> None:
         txn = event.transaction
-        pending = self._pending_reinvite.get(txn)
-        if pending is None:
+        side = self._offers.get(txn)
+        if side is None:
             if (
                 txn is self.b_txn
                 and 200 <= event.response.status < 300
@@ -703,35 +795,163 @@ class Call:
         status = event.response.status
         if status < 200:
             return
-        del self._pending_reinvite[txn]
-        pending_txn, from_a = pending
-        answering_leg = self.b_leg if from_a else self.a_leg
-        our_leg = self.a_leg if from_a else self.b_leg
+        del self._offers[txn]
         if txn.method == "INVITE" and status < 300 and event.dialog is not None:
-            self.core.send_ack(
-                event.dialog, event.dialog.create_ack(event.response.cseq.number), self.b2bua.now()
-            )
-        if status >= 300 or not event.response.body or answering_leg is None or our_leg is None:
-            self._respond(pending_txn, status, dialog=self.a_dialog if from_a else self.b_dialog)
+            ack = event.dialog.create_ack(event.response.cseq.number)
+            self.core.send_ack(event.dialog, ack, self.b2bua.now())
+            self.b2bua.flush()
+        if status == 491:  # both offered at once: ours again after 2.1-4 s (RFC 3261 §14.1)
+            delay = 2.1 + secrets.randbelow(1900) / 1000
+            asyncio.get_running_loop().call_later(delay, self._offer_again, side)
             return
-        self._remote_sdp(answering_leg, event.response.body)
-        answer = sdp.SessionDescription.parse(event.response.body)
-        anchored = sdp.anchor_media(
-            answer,
-            address=self.config.sip.advertise,
-            ports=_audio_port(answer, our_leg.port),
-            bump_version=True,
-        )
-        if from_a:
-            self.a_local_sdp = anchored
+        if status >= 300:
+            log.warning("call %s: the %s refused our offer (%s)", self.id, side.party, status)
+            return
+        try:
+            audio = side.accept_answer(sdp.SessionDescription.parse(event.response.body))
+        except RemoteSipError as exc:
+            log.warning("call %s: the %s's answer unusable (%s)", self.id, side.party, exc.status)
+            return
+        self._use(side, audio, event.response.body)
+        self._sync(side)  # what changed on the other side meanwhile
+        self._sync(self._other(side))
+
+    def _use(self, side: LegSdp, audio: sdp.NegotiatedAudio, body: bytes) -> None:
+        """A completed exchange with one party: its address, payload types and codec to
+        the leg and the recorder; its hold to the relay, the notice and the catalog."""
+        leg = self._leg_of(side)
+        if leg is not None:
+            self._remote_sdp(leg, body)
+            self._payload_types(leg, audio)
+        direction = self._recorder_of(side)
+        if direction is not None:
+            direction.set_codec(audio.encoding)
+        if side is self.a and self.pacer is not None:  # the notice or ringback
+            self.pacer.codec = audio.encoding
+            self.pacer.payload_type = audio.send_payload_type
+        self._hold_changed(side)
+        self._relay()
+
+    def _wanted(self, side: LegSdp) -> tuple[str, sdp.Direction] | None:
+        """What ``side`` should have: before the bridge, its codec both ways; once bridged, the
+        other party's codec (the relay does not transcode) and its direction (a hold
+        passed on: RFC 3264 §8.4)."""
+        other = self._other(side)
+        if side.audio is None:
+            return None
+        if self.phase is not CallPhase.BRIDGED or other.audio is None:
+            return side.audio.encoding, sdp.Direction.SENDRECV
+        return other.audio.encoding, other.direction
+
+    def _sync(self, side: LegSdp) -> None:
+        """Offer ``side`` what it should have, if that is not what it has: one offer of
+        ours at a time, never while a party's dialog is not up, never one it refused."""
+        wanted = self._wanted(side)
+        dialog = self._dialog_of(side)
+        if (
+            wanted is None
+            or self._offers
+            or self.phase is not CallPhase.BRIDGED
+            or dialog is None
+            or dialog.state is not DialogState.CONFIRMED
+            or wanted == side.wants()
+            or wanted == side.refused
+        ):
+            return
+        side.refused = wanted  # until it is answered
+        offer = side.offer((wanted[0],), wanted[1])
+        method = "INVITE"
+        request = dialog.create_request(
+            method, body=offer.serialize(), content_type="application/sdp",
+            headers=[("Allow", ALLOW)],
+        )  # fmt: skip
+        self._offers[self._send(request, dialog=dialog)] = side
+        log.info("call %s: offering the %s %s %s", self.id, side.party, *(w for w in wanted))
+
+    def _offer_again(self, side: LegSdp) -> None:
+        if not self.finished:
+            side.refused = None
+            self._sync(side)
+
+    def _hold_changed(self, side: LegSdp) -> None:
+        """A party holds or resumes: the notice pauses, ringback stops, the recorder does
+        not count the silence as missing audio, and the hold interval is a recording
+        event (``hold`` / ``unhold``, with the party)."""
+        holding = side.party in self._holding
+        if side.holds == holding:
+            return
+        if side.holds:
+            self._holding.add(side.party)
         else:
-            self.b_local_sdp = anchored
-        self._respond(
-            pending_txn,
-            status,
-            dialog=self.a_dialog if from_a else self.b_dialog,
-            body=anchored.serialize(),
-        )
+            self._holding.discard(side.party)
+        log.info("call %s: the %s %s the call", self.id, side.party,
+                 "holds" if side.holds else "resumes")  # fmt: skip
+        if self._hold_waiter is not None:
+            _resolve(self._hold_waiter)
+        if side is self.a and self.phase is CallPhase.RINGING and self.a_leg is not None:
+            clock = self.b2bua.clock
+            if side.holds:
+                clock.silence(self.a_leg)
+            elif self.pacer is not None:
+                self.pacer.set_source(RingbackTone(self.config.notice.ringback), clock.now())
+                clock.play(self.a_leg, self.pacer)
+        recording = self.recording
+        if recording is None:
+            return
+        recording.pair.caller.set_held(bool(self._holding))
+        recording.pair.taker.set_held(bool(self._holding))
+        if self.recording_state == "recording":
+            action = RecordingAction.HOLD if side.holds else RecordingAction.UNHOLD
+            task = asyncio.get_running_loop().create_task(
+                self._hold_event(recording.id, action, side)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _hold_event(self, recording_id: str, action: RecordingAction, side: LegSdp) -> None:
+        direction = side.direction.value
+        try:
+            await self.b2bua.catalog.add_recording_event(
+                recording_id, action, actor=side.party,
+                reason=f"{side.party} {'held' if side.holds else 'resumed'} ({direction})",
+            )  # fmt: skip
+        except Exception:
+            log.exception("call %s: the %s event was not stored", self.id, action.value)
+
+    def _hold_change(self) -> asyncio.Future[None]:
+        """A future resolved at the next hold or resume of either party."""
+        self._hold_waiter = asyncio.get_running_loop().create_future()
+        return self._hold_waiter
+
+    def _relay(self) -> None:
+        """Once bridged, relay towards a party only while it receives: nothing reaches a
+        party that holds us (RFC 3264 §8.4).  Packets still reach the recorder."""
+        if self.phase is not CallPhase.BRIDGED or self.a_leg is None or self.b_leg is None:
+            return
+        self.a_leg.mode = LegMode.BRIDGED if self.b.direction.receives else LegMode.HOLD
+        self.b_leg.mode = LegMode.BRIDGED if self.a.direction.receives else LegMode.HOLD
+
+    def _side_of(self, dialog: Dialog | None) -> LegSdp | None:
+        if dialog is None:
+            return None
+        return self.a if dialog is self.a_dialog else self.b if dialog is self.b_dialog else None
+
+    def _other(self, side: LegSdp) -> LegSdp:
+        return self.b if side is self.a else self.a
+
+    def _leg_of(self, side: LegSdp) -> RtpLeg | None:
+        return self.a_leg if side is self.a else self.b_leg
+
+    def _dialog_of(self, side: LegSdp) -> Dialog | None:
+        return self.a_dialog if side is self.a else self.b_dialog
+
+    def _recorder_of(self, side: LegSdp) -> RecordingDirection | None:
+        """The recorder's direction of a leg: left (caller) for the member of the public."""
+        if self.recording is None:
+            return None
+        public = self.b if self.outbound else self.a
+        pair = self.recording.pair
+        return pair.caller if side is public else pair.taker
 
     # ==================================================================================
     # The recording switch (P14): DTMF codes from the call taker's phone, and the API
@@ -901,7 +1121,7 @@ class Call:
     def _confirm_to_staff(self) -> None:
         """Two short beeps to the call taker only; the caller hears nothing."""
         _, staff_leg = self._public_and_staff()
-        audio = self.audio if self.outbound else self.b_audio
+        audio = self.a.audio if self.outbound else self.b.audio
         if audio is None or staff_leg.closed:
             return
         clock = self.b2bua.clock
@@ -1021,14 +1241,15 @@ class Call:
         *,
         dialog: Dialog | None = None,
         body: bytes = b"",
+        headers: list[tuple[str, str]] | None = None,
     ) -> None:
         if txn.state not in (TransactionState.TRYING, TransactionState.PROCEEDING) and not (
             txn.state is TransactionState.ACCEPTED and 200 <= status < 300
         ):
             return  # already answered (e.g. the core sent 487 after a CANCEL)
-        headers = [("Allow", ALLOW)] if txn.method == "INVITE" else []
+        extra = [*(headers or []), *([("Allow", ALLOW)] if txn.method == "INVITE" else [])]
         self.core.respond(
-            txn, status, now=self.b2bua.now(), dialog=dialog, body=body, headers=headers
+            txn, status, now=self.b2bua.now(), dialog=dialog, body=body, headers=extra
         )
         self.b2bua.flush()
 
@@ -1039,17 +1260,11 @@ class Call:
         return txn
 
     def _b_codecs(self) -> tuple[str, ...]:
-        """What leg B is offered: the caller's codec first, then the other G.711 codec if
-        the caller offered it too — the relay never transcodes, so nothing else."""
-        assert self.audio is not None and self.a_offer is not None
-        codecs = [self.audio.encoding]
-        index = self.a_offer.first_audio_index()
-        if index is not None:
-            offered = self.a_offer.media[index]
-            for name in ("PCMU", "PCMA"):
-                if name not in codecs and offered.find_format(name, 8000) is not None:
-                    codecs.append(name)
-        return tuple(codecs)
+        """What leg B is offered: the caller's codec first, then the other recordable codec
+        if the caller listed it too — the relay never transcodes, so nothing else."""
+        assert self.a.audio is not None and self.a_offer is not None
+        first = self.a.audio.encoding
+        return (first, *(c for c in sdp.recordable_codecs(self.a_offer) if c != first))
 
     def _b_from(self) -> str:
         """Leg B's From: the caller's number and name, at our host."""
@@ -1061,6 +1276,10 @@ class Call:
 
     def _configure_leg(self, leg: RtpLeg, audio: sdp.NegotiatedAudio) -> None:
         leg.set_remote(audio.remote_address, audio.remote_port)
+        self._payload_types(leg, audio)
+
+    @staticmethod
+    def _payload_types(leg: RtpLeg, audio: sdp.NegotiatedAudio) -> None:
         leg.audio_payload_type = audio.receive_payload_type
         leg.dtmf_payload_type = audio.receive_telephone_event
 
@@ -1081,23 +1300,25 @@ class Call:
             return
         leg.set_remote(connection.host, media.port)
 
-    def _a_sdp_bytes(self) -> bytes:
-        assert self.a_local_sdp is not None
-        return self.a_local_sdp.serialize()
-
-    def _b_sdp_bytes(self) -> bytes:
-        assert self.b_local_sdp is not None
-        return self.b_local_sdp.serialize()
-
-    async def _consent_receipt(self, started_at: datetime, played_ms: int, left: bool) -> None:
-        """P13: what the caller was told — which notice, from when, how much of it; a call
+    async def _consent_receipt(
+        self,
+        started_at: datetime,
+        played_ms: int,
+        left: bool,
+        *,
+        restarts: int = 0,
+        held_ms: int = 0,
+    ) -> None:
+        """P13: what the caller was told — which notice, from when, how much of it (of its
+        last start), how often a hold restarted it and for how long it was held; a call
         with no notice (outbound, or a service without one) gets a receipt saying so."""
         if self.catalog_id is None:
             return
         notice = self.notice_prompt
+        mode = NoticeMode.EARLY_MEDIA if self.early_media else NoticeMode.ANSWER
         await self.b2bua.catalog.add_consent_receipt(
             self.catalog_id,
-            mode=NoticeMode(self.config.notice.mode) if notice else NoticeMode.NONE,
+            mode=mode if notice else NoticeMode.NONE,
             notice_sha256=notice.sha256 if notice else None,
             notice_version=notice.name if notice else None,
             started_at=started_at if notice else None,
@@ -1106,6 +1327,8 @@ class Call:
             completed=notice is not None and not left and played_ms >= notice.duration_ms - 20,
             caller_left_during_notice=left,
             do_not_record=self.do_not_record,
+            notice_restarts=restarts,
+            held_ms=held_ms,
         )
 
     def _cancel_b(self) -> None:
@@ -1157,6 +1380,11 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+def _resolver(future: asyncio.Future[None]) -> Callable[[object], None]:
+    """A done-callback that resolves ``future`` (when another future is done)."""
+    return lambda _: _resolve(future)
+
+
 def _refusal_outcome(status: int) -> CallOutcome:
     if status in (486, 600):
         return CallOutcome.CALLTAKER_BUSY
@@ -1165,12 +1393,6 @@ def _refusal_outcome(status: int) -> CallOutcome:
     if status in (408, 480):
         return CallOutcome.NO_ANSWER
     return CallOutcome.FAILED
-
-
-def _audio_port(description: sdp.SessionDescription, port: int) -> list[int | None]:
-    """Our port for the first audio stream; every other stream declined (port 0)."""
-    index = description.first_audio_index()
-    return [port if i == index else None for i in range(len(description.media))]
 
 
 def _user(uri: Uri) -> str | None:
@@ -1220,6 +1442,24 @@ def _info_digit(content_type: str | None, body: bytes) -> str | None:
     if content_type == "application/dtmf" and len(text) == 1 and text in "0123456789*#ABCD":
         return text
     return None
+
+
+def _accepts_sdp(request: Request) -> bool:
+    """Whether the INVITE's ``Accept`` lets us answer with SDP: no Accept means
+    application/sdp (RFC 3261 §20.1); otherwise a range covering it with q above 0."""
+    if not request.headers.get_lines("accept"):
+        return True
+    for value in request.headers.get_all("accept"):
+        media_range, *params = (part.strip().lower() for part in value.split(";"))
+        if media_range.replace(" ", "") not in ("application/sdp", "application/*", "*/*"):
+            continue
+        quality = next((p[2:].strip() for p in params if p.startswith("q=")), "1")
+        try:
+            if float(quality) > 0:
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def _party(addr: NameAddr) -> str:

@@ -96,7 +96,10 @@ class CoreSettings:
     host: str  # the address we put in Via and Contact
     port: int = 5060
     timers: TimerSettings = field(default_factory=TimerSettings)
-    allowed_methods: tuple[str, ...] = DEFAULT_ALLOWED
+    allowed_methods: tuple[str, ...] = DEFAULT_ALLOWED  # also the Allow of 405 and 501
+    # methods outside Allow that the TU still sees, to refuse them with its own reason
+    # (recproxy: REFER until transfers are built, SUBSCRIBE, NOTIFY)
+    refused_by_tu: tuple[str, ...] = ()
     supported: tuple[str, ...] = ()  # option tags we support (Require check, §8.2.2.3)
     accepted_content_types: tuple[str, ...] = ("application/sdp",)
     user_agent: str = "recproxy"
@@ -352,7 +355,7 @@ class SipCore:
             return 416, []
         if request.method not in KNOWN_METHODS:
             return 501, [("Allow", ", ".join(self.settings.allowed_methods))]
-        if request.method not in self.settings.allowed_methods:
+        if request.method not in (*self.settings.allowed_methods, *self.settings.refused_by_tu):
             return 405, [("Allow", ", ".join(self.settings.allowed_methods))]
         required = [
             tag for tag in request.headers.get_all("require") if tag not in self.settings.supported

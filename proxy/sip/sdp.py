@@ -50,8 +50,11 @@ __all__ = [
     "anchor_media",
     "answer_offer",
     "create_offer",
+    "holds_by_address",
     "is_hold",
     "negotiated",
+    "party_direction",
+    "recordable_codecs",
 ]
 
 CRLF = "\r\n"
@@ -715,11 +718,12 @@ def _answer_audio(
     codecs: tuple[str, ...],
     telephone_event: bool,
     local_direction: Direction,
+    prefer_codec: str | None = None,
 ) -> MediaDescription | None:
     """The answer to one offered audio stream, port still 0; None to decline it."""
     if not _plain_audio(offered):
         return None
-    chosen: tuple[str, RtpMap] | None = None
+    usable: list[tuple[str, RtpMap]] = []
     for fmt in offered.formats:  # the offerer's preference order
         rtpmap = offered.rtpmap(fmt)
         if (
@@ -728,11 +732,11 @@ def _answer_audio(
             and rtpmap.clock_rate == G711_CLOCK_RATE
             and rtpmap.channels in (None, 1)
         ):
-            chosen = (fmt, rtpmap)
-            break
-    if chosen is None:
+            usable.append((fmt, rtpmap))
+    if not usable:
         return None
-    fmt, rtpmap = chosen
+    preferred = [u for u in usable if u[1].name == prefer_codec]
+    fmt, rtpmap = (preferred or usable)[0]
     formats = [fmt]
     attributes = [Attribute("rtpmap", f"{fmt} {rtpmap.name}/{rtpmap.clock_rate}")]
     event_fmt = _telephone_event_format(offered, rtpmap.clock_rate) if telephone_event else None
@@ -772,6 +776,7 @@ def answer_offer(
     relay_other_media: bool = False,
     username: str = "recproxy",
     session_name: str = "recproxy",
+    prefer_codec: str | None = None,
 ) -> SessionDescription:
     """Our answer to a peer's offer (RFC 3264 section 6).
 
@@ -782,7 +787,10 @@ def answer_offer(
     answers the offered one (sendonly -> recvonly, ...), limited by ``direction``.
     Other streams (video, T.38 image...) are declined with port 0, unless
     ``relay_other_media``, when they are accepted with the offered formats and
-    attributes.  A stream whose port choice is None is declined too.
+    attributes.  A stream whose port choice is None is declined too.  ``prefer_codec``
+    (the codec a call already uses) is taken over the offerer's order when offered, so
+    that a re-offer does not switch codecs needlessly (RFC 3264 section 6.1 lets the
+    answerer choose among the offered formats).
 
     Raises ``RemoteSipError(488)`` if no audio stream is accepted.
     """
@@ -793,7 +801,9 @@ def answer_offer(
         offered_direction = offer.effective_direction(offered)
         answer: MediaDescription | None = None
         if offered.is_audio:
-            answer = _answer_audio(offered, offered_direction, names, telephone_event, direction)
+            answer = _answer_audio(
+                offered, offered_direction, names, telephone_event, direction, prefer_codec
+            )
         elif relay_other_media and not offered.rejected:
             answer = _relay_answer(offered, offered_direction, direction)
         port = None if answer is None else _choose_port(ports, index, offered)
@@ -966,6 +976,41 @@ def is_hold(description: SessionDescription, media_index: int | None = None) -> 
         Direction.SENDONLY,
         Direction.INACTIVE,
     ) or (connection is not None and connection.is_hold_address)
+
+
+def holds_by_address(description: SessionDescription, media_index: int | None = None) -> bool:
+    """Whether an audio stream's connection address is ``0.0.0.0`` (or ``::``): the RFC
+    2543 way to put a call on hold, which RFC 3264 section 8.4 asks answerers to honour.
+
+    ``media_index`` defaults to the first active audio stream; without one, False.
+    """
+    if media_index is None:
+        media_index = description.first_audio_index()
+        if media_index is None:
+            return False
+    connection = description.connection_for(description.media[media_index])
+    return connection is not None and connection.is_hold_address
+
+
+def party_direction(description: SessionDescription, media_index: int) -> Direction:
+    """The direction a party's description gives its audio stream, with an RFC 2543 hold
+    address read as "do not send to me" (so sendrecv becomes sendonly)."""
+    direction = description.effective_direction(description.media[media_index])
+    if holds_by_address(description, media_index):
+        return Direction.from_flags(sends=direction.sends, receives=False)
+    return direction
+
+
+def recordable_codecs(
+    description: SessionDescription, codecs: Sequence[str] = ("PCMU", "PCMA")
+) -> tuple[str, ...]:
+    """Which of ``codecs`` (8 kHz) the description's first audio stream lists, in ``codecs``
+    order."""
+    index = description.first_audio_index()
+    if index is None:
+        return ()
+    media = description.media[index]
+    return tuple(name for name in codecs if media.find_format(name, G711_CLOCK_RATE) is not None)
 
 
 def anchor_media(

@@ -186,6 +186,8 @@ class RecordingAction(StrEnum):
     FAILED = "failed"
     COMPLETE = "complete"
     DEGRADED = "degraded"
+    HOLD = "hold"  # a party put the call on hold (the actor names which)
+    UNHOLD = "unhold"  # ... and took it off hold
 
 
 class EventChannel(StrEnum):
@@ -235,7 +237,7 @@ TRANSITIONS: Mapping[RecordingState, Mapping[RecordingState, RecordingAction]] =
 _ENDING_STATES = frozenset({_S.COMPLETE, _S.DEGRADED, _S.STOPPED, _S.INTERRUPTED, _S.FAILED})
 
 # Actions that only ``add_recording_event`` logs (no state change).
-_NOTE_ACTIONS = frozenset({_A.PAUSE, _A.RESUME})
+_NOTE_ACTIONS = frozenset({_A.PAUSE, _A.RESUME, _A.HOLD, _A.UNHOLD})
 
 RECOVERY_REASON = "process ended while recording"
 
@@ -334,6 +336,8 @@ class ConsentReceipt:
     completed: bool
     caller_left_during_notice: bool
     do_not_record: bool
+    notice_restarts: int = 0  # times a hold stopped the notice (it then starts again)
+    held_ms: int = 0  # how long the caller held the call during the notice
 
 
 @dataclass(frozen=True, slots=True)
@@ -538,6 +542,8 @@ class Catalog(Protocol):
         completed: bool,
         caller_left_during_notice: bool,
         do_not_record: bool,
+        notice_restarts: int = 0,
+        held_ms: int = 0,
     ) -> ConsentReceipt: ...
 
     async def consent_receipt(self, call_id: str) -> ConsentReceipt | None: ...
@@ -736,7 +742,24 @@ _MIGRATION_4 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3, _MIGRATION_4)
+_MIGRATION_5 = Migration(
+    5,
+    "consent receipts: notice restarts and time held (a hold during the notice)",
+    (
+        "ALTER TABLE consent_receipts ADD COLUMN notice_restarts INTEGER NOT NULL DEFAULT 0"
+        " CHECK (notice_restarts >= 0)",
+        "ALTER TABLE consent_receipts ADD COLUMN held_ms INTEGER NOT NULL DEFAULT 0"
+        " CHECK (held_ms >= 0)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _MIGRATION_1,
+    _MIGRATION_2,
+    _MIGRATION_3,
+    _MIGRATION_4,
+    _MIGRATION_5,
+)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 _CREATE_SCHEMA_MIGRATIONS = """
@@ -930,6 +953,8 @@ def _receipt(row: Row) -> ConsentReceipt:
         completed=bool(row["completed"]),
         caller_left_during_notice=bool(row["caller_left_during_notice"]),
         do_not_record=bool(row["do_not_record"]),
+        notice_restarts=row["notice_restarts"],
+        held_ms=row["held_ms"],
     )
 
 
@@ -1650,8 +1675,11 @@ class SqliteCatalog:
         completed: bool,
         caller_left_during_notice: bool,
         do_not_record: bool,
+        notice_restarts: int = 0,
+        held_ms: int = 0,
     ) -> ConsentReceipt:
-        """The P13 receipt of a call: which notice, when, how much of it played.
+        """The P13 receipt of a call: which notice, when, how much of it played (of its
+        last start), how often a hold restarted it and for how long the caller held.
 
         With ``mode`` ``none`` (no notice played, e.g. outbound) the notice fields may
         be None; otherwise the notice hash, version and start time are required.
@@ -1680,6 +1708,8 @@ class SqliteCatalog:
             int(completed),
             int(left),
             int(_flag("do_not_record", do_not_record)),
+            _count("notice_restarts", notice_restarts),
+            _count("held_ms", held_ms),
         )
 
         async def body(conn: Connection) -> ConsentReceipt:
@@ -1687,7 +1717,8 @@ class SqliteCatalog:
                 await conn.execute(
                     "INSERT INTO consent_receipts (call_id, mode, notice_sha256, notice_version,"
                     " started_at, played_ms, notice_ms, completed, caller_left_during_notice,"
-                    " do_not_record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " do_not_record, notice_restarts, held_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     values,
                 )
             except sqlite3.IntegrityError as error:

@@ -956,3 +956,42 @@ LINE = st.tuples(
 @given(st.lists(LINE, max_size=20), st.sampled_from(["\n", "\r\n"]))
 def test_made_up_line_sequences_parse_or_raise_400(lines: list[str], end: str) -> None:
     _check_total(end.join(["v=0", "o=- 1 1 IN IP4 192.0.2.1", *lines]).encode())
+
+
+# ---------------------------------------------------------------------------------------
+# Codec policy helpers (issue 11): the codec in use preferred, RFC 2543 holds, what a
+# party lists of the recordable codecs
+
+
+def test_answer_prefers_the_codec_in_use_over_the_offerers_order() -> None:
+    offer = offer_with("m=audio 4000 RTP/AVP 0 8\na=rtpmap:0 PCMU/8000\na=rtpmap:8 PCMA/8000")
+    ours = answer_offer(
+        offer, local_address="192.0.2.1", ports=[5000], session_id=1, session_version=1,
+        prefer_codec="PCMA",
+    )  # fmt: skip
+    assert ours.media[0].formats == ("8",)
+    plain = answer_offer(
+        offer, local_address="192.0.2.1", ports=[5000], session_id=1, session_version=1,
+        prefer_codec="G722",
+    )  # fmt: skip
+    assert plain.media[0].formats == ("0",)
+
+
+def test_a_hold_address_is_a_party_that_does_not_receive() -> None:
+    held = parse(
+        HEADER.replace("c=IN IP4 192.0.2.10", "c=IN IP4 0.0.0.0") + "m=audio 4000 RTP/AVP 0\n"
+    )
+    assert sdp.holds_by_address(held)
+    assert sdp.party_direction(held, 0) is Direction.SENDONLY
+    inactive = parse(HEADER + "m=audio 4000 RTP/AVP 0\na=recvonly\n")
+    assert not sdp.holds_by_address(inactive)
+    assert sdp.party_direction(inactive, 0) is Direction.RECVONLY
+
+
+def test_recordable_codecs_lists_pcmu_and_pcma_in_our_order() -> None:
+    offer = offer_with(
+        "m=audio 4000 RTP/AVP 96 8 0\na=rtpmap:96 opus/48000/2\na=rtpmap:8 PCMA/8000\n"
+    )
+    assert sdp.recordable_codecs(offer) == ("PCMU", "PCMA")
+    opus = offer_with("m=audio 4000 RTP/AVP 96\na=rtpmap:96 opus/48000/2\n")
+    assert sdp.recordable_codecs(opus) == ()

@@ -1,0 +1,74 @@
+"""Holds in the catalog (issue 11): a party's hold and resume are recording events, and
+a consent receipt counts how often a hold restarted the notice and for how long
+(migration 5)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from proxy.storage.catalog import (
+    EventChannel,
+    NoticeMode,
+    RecordingAction,
+    RecordingState,
+    SqliteCatalog,
+)
+
+from .test_catalog import HASH_A, FakeClock, at, new_call, new_recording
+
+
+@pytest.fixture
+def db_file(tmp_path: Path) -> Path:
+    return tmp_path / "catalog.db"
+
+
+@pytest.fixture
+async def opened(db_file: Path) -> AsyncIterator[SqliteCatalog]:
+    async with SqliteCatalog(db_file, clock=FakeClock(at(3600))) as catalog:
+        yield catalog
+
+
+async def test_hold_and_unhold_are_events_of_a_running_recording(opened: SqliteCatalog) -> None:
+    catalog = opened
+    call = await new_call(catalog)
+    rec_id = await new_recording(catalog, call)
+    await catalog.add_recording_event(
+        rec_id, RecordingAction.HOLD, actor="call taker", reason="held (sendonly)", at=at(20)
+    )
+    await catalog.add_recording_event(rec_id, RecordingAction.UNHOLD, actor="call taker", at=at(25))
+    await catalog.set_recording_state(rec_id, RecordingState.COMPLETE, at=at(30))
+    events = await catalog.recording_events(rec_id)
+    assert [(e.action, e.actor, e.channel) for e in events][1:3] == [
+        (RecordingAction.HOLD, "call taker", EventChannel.SYSTEM),
+        (RecordingAction.UNHOLD, "call taker", EventChannel.SYSTEM),
+    ]
+
+
+async def test_a_receipt_keeps_notice_restarts_and_time_held(
+    opened: SqliteCatalog, db_file: Path
+) -> None:
+    catalog = opened
+    call = await new_call(catalog)
+    receipt = await catalog.add_consent_receipt(
+        call.id,
+        mode=NoticeMode.ANSWER,
+        notice_sha256=HASH_A,
+        notice_version="notice-2024-04",
+        started_at=at(0.5),
+        played_ms=9400,
+        notice_ms=9400,
+        completed=True,
+        caller_left_during_notice=False,
+        do_not_record=False,
+        notice_restarts=2,
+        held_ms=4100,
+    )
+    assert (receipt.notice_restarts, receipt.held_ms) == (2, 4100)
+    assert await catalog.consent_receipt(call.id) == receipt
+    with sqlite3.connect(db_file) as db:
+        row = db.execute("SELECT version, name FROM schema_migrations WHERE version = 5").fetchone()
+    assert row is not None and "notice restarts" in row[1]
