@@ -128,6 +128,22 @@ def final_answer(packets: list[SipPacket], request: SipPacket) -> SipPacket:
     return finals[0]
 
 
+RECORDABLE = {"PCMU/8000", "PCMA/8000", "telephone-event/8000"}
+STATIC = {"0": "PCMU/8000", "8": "PCMA/8000"}
+
+
+def codecs(sdp: str) -> set[str]:
+    """The encodings an SDP's audio line offers or accepts ("PCMU/8000", "opus/48000")."""
+    lines = sdp.split("\r\n")
+    (media,) = [line for line in lines if line.startswith("m=audio ")]
+    names = dict(STATIC)
+    for line in lines:
+        if line.startswith("a=rtpmap:"):
+            number, _, name = line[len("a=rtpmap:") :].partition(" ")
+            names[number] = "/".join(name.split("/")[:2])
+    return {names.get(number, f"payload type {number}") for number in media.split()[3:]}
+
+
 def direction(sdp: str) -> str:
     for attribute in ("sendonly", "recvonly", "inactive", "sendrecv"):
         if f"a={attribute}" in sdp:
@@ -192,7 +208,13 @@ def test_everyday_call_notice_heard_recorded_on_the_right_channels_bye_from_eith
 
 
 @pytest.mark.parametrize(
-    ("caller_kind", "taker_kind"), [("baresip", "linphonec"), ("linphonec", "baresip")]
+    ("caller_kind", "taker_kind"),
+    [
+        ("baresip", "baresip"),
+        ("baresip", "linphonec"),
+        ("linphonec", "baresip"),
+        ("linphonec", "linphonec"),
+    ],
 )
 def test_hold_and_resume_from_either_side_answered_recvonly_recording_complete(
     e2e: E2e, phones: Phones, caller_kind: str, taker_kind: str
@@ -229,6 +251,10 @@ def test_hold_and_resume_from_either_side_answered_recvonly_recording_complete(
         resumed_answer = final_answer(packets, resume)
         assert resumed_answer.status == 200 and direction(resumed_answer.body) == "sendrecv"
 
+    # every SDP the proxy sent, on either leg, offers or accepts only what it can record
+    for sent in [p for p in packets if p.source_port == e2e.ports.sip and "m=audio" in p.body]:
+        unrecordable = codecs(sent.body) - RECORDABLE
+        assert not unrecordable, f"the proxy sent {unrecordable} in {sent.first_line} ({sent.cseq})"
     row, wav = the_recording(e2e, proxy)
     assert row["state"] == "complete", row
     # after the last resume, both voices are back, each on its own channel
@@ -249,7 +275,8 @@ def key_event_time(e2e: E2e, taker: Phone, packets: list[SipPacket], rtp: Loopba
             d.time
             for d in rtp.stop()
             if (packet := RtpPacket.parse(d.payload)) is not None
-            and packet.payload_type not in (0, 8)
+            and packet.payload_type >= 96  # dynamic: not G.711, nor RTCP (200-204 & 0x7f)
+            and len(packet.payload) == 4  # an RFC 4733 event
         ]
         assert events, "no telephone-event packet from the call taker"
         return events[-1]
