@@ -71,11 +71,11 @@ def _binary(name: str) -> str:
     return path
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float, log: str) -> None:
+def _wait(what: str, check: Callable[[], bool], timeout: float, log: Callable[[], str]) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{log}")
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{log()}")
         time.sleep(0.05)
 
 
@@ -117,16 +117,16 @@ class Phone(ABC):
             + self.log_path.read_text(errors="replace")[-4000:]
         )
 
-    def wait_event(self, kind: str, timeout: float = 10.0, *, after: float = 0.0) -> PhoneEvent:
-        """The first ``kind`` event at or after ``after``; fails after ``timeout``."""
+    def wait_event(self, kind: str, timeout: float = 10.0) -> PhoneEvent:
+        """The first ``kind`` event the phone reported; fails after ``timeout``."""
         found: list[PhoneEvent] = []
 
         def seen() -> bool:
             self.poll()
-            found[:] = [e for e in self.events if e.kind == kind and e.time >= after]
+            found[:] = [e for e in self.events if e.kind == kind]
             return bool(found)
 
-        _wait(f"{self.name}: {kind}", seen, timeout, self.log_text())
+        _wait(f"{self.name}: {kind}", seen, timeout, self.log_text)
         return found[0]
 
     def end_process(self) -> None:
@@ -222,7 +222,8 @@ ctrl_tcp_listen 127.0.0.1:{control_port}
         answer = "auto" if auto_answer else "manual"
         (self.folder / "accounts").write_text(f"<{self.uri}>;regint=0;answermode={answer}\n")
         self.process = subprocess.Popen(
-            [_binary("baresip"), "-f", str(self.folder)],
+            # line-buffered, so that its log is whole when a test fails
+            ["stdbuf", "-oL", _binary("baresip"), "-f", str(self.folder)],
             cwd=self.folder,
             env=self.env(),
             stdin=subprocess.DEVNULL,

@@ -239,7 +239,7 @@ def test_hold_and_resume_from_either_side_answered_recvonly_recording_complete(
         reinvites = [
             p
             for p in requests(packets, "INVITE", to_port=e2e.ports.sip)
-            if p.source_port == phone.sip_port and p.header("To").find("tag=") >= 0
+            if p.source_port == phone.sip_port and "tag=" in p.header("To")
         ]
         assert len(reinvites) >= 2, f"{phone.name}: {[p.first_line for p in reinvites]}"
         hold, resume = reinvites[0], reinvites[-1]
