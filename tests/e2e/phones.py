@@ -12,8 +12,9 @@ listens for SIP on 127.0.0.1 at a port of the test's block, talks straight to th
   RFC 4733 telephone-events only (1.0 has no ``dtmfmode`` account parameter).
 * linphonec: ``soundcard use files`` with ``play``/``record`` makes WAV files the sound
   card; commands go through its stdin, and its stdout says what happened.  Its default
-  offer is IPv6 when the host has IPv6 (``c=IN IP6``); ``ipv6=False`` makes it IPv4.
-  It sends DTMF as SIP INFO or RFC 4733, by configuration.
+  offer is IPv6 when the host has IPv6 (``c=IN IP6`` and the host's global address);
+  ``ipv6=True`` keeps that offer but on loopback (``::1``), ``ipv6=False`` makes it
+  IPv4 (127.0.0.1).  It sends DTMF as SIP INFO or RFC 4733, by configuration.
 
 Every wait is bounded and fails with the phone's own log.
 """
@@ -354,6 +355,8 @@ class Linphonec(Phone):
         ipv6: bool = False,
         dtmf: str = "rfc4733",
     ) -> None:
+        if dtmf not in ("info", "rfc4733"):
+            raise AssertionError(f"linphonec sends DTMF as info or rfc4733, not {dtmf!r}")
         super().__init__(folder, name, sip_port=sip_port, tone_hz=tone_hz)
         (self.folder / ".local" / "share" / "linphone").mkdir(parents=True)  # or no SIP at all
         self.record_path = self.folder / "received.wav"
