@@ -9,8 +9,9 @@ Each test states what a practice would see with these phones:
    taker's phone even rings; the recording is ``complete``, as long as the bridged call,
    the caller left and the call taker right; BYE from either side ends both legs;
 2. hold and resume from either side: a hold (``sendonly``) is answered ``recvonly``
-   (RFC 3264 §6.1), the call comes back with audio both ways, the recording is
-   ``complete``;
+   (RFC 3264 §6.1), the proxy's SDP on either leg holds only what it can record, each
+   hold is a recording event, the call comes back with audio both ways, and the
+   recording is ``complete``;
 3. ``*0`` keyed on the call taker's phone, over RFC 4733 (baresip) and over SIP INFO
    (linphonec): the recording ends at the key;
 4. linphone's default offer, ``c=IN IP6``: relayed and recorded like any other call;
@@ -235,6 +236,7 @@ def test_hold_and_resume_from_either_side_answered_recvonly_recording_complete(
     hang_up(caller, taker)
     packets = sip_packets(capture.stop())
 
+    held: list[tuple[float, float]] = []  # (hold, resume) re-INVITEs reaching the proxy
     for phone in (caller, taker):
         reinvites = [
             p
@@ -250,6 +252,7 @@ def test_hold_and_resume_from_either_side_answered_recvonly_recording_complete(
         assert direction(answer.body) == expected, f"{phone.name} held: answered\n{answer.body}"
         resumed_answer = final_answer(packets, resume)
         assert resumed_answer.status == 200 and direction(resumed_answer.body) == "sendrecv"
+        held.append((hold.time, resume.time))
 
     # every SDP the proxy sent, on either leg, offers or accepts only what it can record
     for sent in [p for p in packets if p.source_port == e2e.ports.sip and "m=audio" in p.body]:
@@ -257,6 +260,16 @@ def test_hold_and_resume_from_either_side_answered_recvonly_recording_complete(
         assert not unrecordable, f"the proxy sent {unrecordable} in {sent.first_line} ({sent.cseq})"
     row, wav = the_recording(e2e, proxy)
     assert row["state"] == "complete", row
+    # each hold is a recording event (whatever the action is called), made while held
+    events = [dict(r) for r in query(proxy.catalog_path, "SELECT * FROM recording_events")]
+    for hold_at, resume_at in held:
+        during = [
+            e
+            for e in events
+            if e["action"] not in ("start", "complete")
+            and hold_at - 0.05 <= e["at"] / 1000 <= resume_at + 0.5
+        ]
+        assert during, f"no recording event for the hold at {hold_at:.3f}: {events}"
     # after the last resume, both voices are back, each on its own channel
     call = the_call(proxy)
     since_bridge = resumed - call["bridged_at"] / 1000
