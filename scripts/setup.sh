@@ -9,6 +9,8 @@ command -v sipp >/dev/null 2>&1 || apt_packages+=(sip-tester)        # SIPp: the
 command -v ffmpeg >/dev/null 2>&1 || apt_packages+=(ffmpeg)          # MP3 export
 command -v tcpdump >/dev/null 2>&1 || apt_packages+=(tcpdump)        # tests capture RTP on loopback
 command -v ip >/dev/null 2>&1 || apt_packages+=(iproute2)            # tests' private network namespaces
+command -v baresip >/dev/null 2>&1 || apt_packages+=(baresip-core)   # real softphones in tests: baresip 1.0 ...
+command -v linphonec >/dev/null 2>&1 || apt_packages+=(linphone-cli) # ... and linphonec 5.1
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_packages+=(python3-venv)
 if [ ${#apt_packages[@]} -gt 0 ]; then
     echo "installing Debian packages: ${apt_packages[*]}"

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from . import audio, pcap, sipp
+from .phones import PHONE_TOOLS, Phones
 from .proxy_process import PortBlock, ProxyProcess, ProxySettings, reserve_ports, write_config
 
 TESTDATA_ENV = "RECPROXY_TESTDATA"
@@ -237,3 +238,22 @@ def e2e(tools: None, tmp_path: Path) -> Iterator[E2e]:
         yield world
     finally:
         end_world(world)
+
+
+@pytest.fixture
+def phones(e2e: E2e) -> Iterator[Phones]:
+    """Real softphones (baresip, linphonec) for the test, stopped before its proxies."""
+    missing = [f"{tool} ({fix})" for tool, fix in PHONE_TOOLS.items() if not shutil.which(tool)]
+    if missing:
+        pytest.fail(f"the phone tests need: {', '.join(missing)}", pytrace=False)
+    book = Phones(e2e.folder, e2e.ports)
+    try:
+        yield book
+    finally:
+        book.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "phones: end-to-end tests with real softphones (baresip, linphone-cli)"
+    )
