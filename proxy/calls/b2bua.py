@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import logging
 import secrets
 import uuid
@@ -245,6 +246,7 @@ class Call:
         self.finished = False
         self.outcome = CallOutcome.FAILED
         self.failure_status = 500
+        self.failure_headers: tuple[tuple[str, str], ...] = ()  # e.g. a Warning with a 488
         self.started_at = datetime.now(UTC)
         self.caller = _party(invite.request.from_)
         self.callee = _party(invite.request.to)
@@ -261,7 +263,11 @@ class Call:
         self.b_local_sdp: sdp.SessionDescription | None = None
         self.b_audio: sdp.NegotiatedAudio | None = None
         # media
-        self.media = MediaSession(b2bua.allocator, self.config.sip.advertise)
+        self.media = MediaSession(
+            b2bua.allocator,
+            self.config.sip.advertise,
+            nat_grace=self.config.media.nat_latch_seconds,
+        )
         self.a_leg: RtpLeg | None = None
         self.b_leg: RtpLeg | None = None
         self.pacer: PacketPacer | None = None
@@ -321,9 +327,10 @@ class Call:
         except RemoteSipError:
             self.failure_status = 400
             raise _CallEnded(CallOutcome.FAILED, "caller (malformed SDP)") from None
+        a_host = self._media_host_for(self.a_offer)
         await self._plan()
         try:
-            self.a_leg = await self.media.open_leg("caller")
+            self.a_leg = await self.media.open_leg("caller", host=a_host)
         except NoPortsAvailable:
             log.error("call %s: no RTP ports left", self.id)
             self.failure_status = 503
@@ -331,7 +338,7 @@ class Call:
         try:
             answer = sdp.answer_offer(
                 self.a_offer,
-                local_address=self.config.sip.advertise,
+                local_address=a_host,
                 ports=lambda index, media: self.a_leg.port if self.a_leg else None,
                 session_id=secrets.randbelow(2**31),
                 session_version=self._session_version,
@@ -439,7 +446,7 @@ class Call:
         the ring timeout."""
         assert self.a_leg is not None and self.audio is not None
         self._set_phase(CallPhase.RINGING)
-        self.b_leg = await self.media.open_leg("call_taker")
+        self.b_leg = await self.media.open_leg("call_taker", host=self._call_taker_media_host())
         clock = self.b2bua.clock
         ringback = RingbackTone(self.config.notice.ringback)
         if self.pacer is None:  # no notice was played: ringback starts the stream
@@ -456,7 +463,7 @@ class Call:
             self.pacer.set_source(ringback, clock.now())
         clock.play(self.a_leg, self.pacer)
         self.b_local_sdp = sdp.create_offer(
-            self.config.sip.advertise,
+            self.b_leg.local_host,
             self.b_leg.port,
             session_id=secrets.randbelow(2**31),
             session_version=1,
@@ -515,6 +522,7 @@ class Call:
         try:
             answer = sdp.SessionDescription.parse(event.response.body)
             self.b_audio = sdp.negotiated(self.b_local_sdp, answer, local_role=sdp.Role.OFFERER)
+            _check_family(self.b_leg, sdp.media_address(answer, self.b_audio.media_index))
         except RemoteSipError as exc:
             log.warning("call %s: call taker's answer unusable: %s", self.id, exc.reason)
             raise _CallEnded(CallOutcome.FAILED, "call taker (bad SDP answer)") from None
@@ -662,8 +670,11 @@ class Call:
         if body:
             try:
                 offer = sdp.SessionDescription.parse(body)
+                if leg is not None and offer.first_audio_index() is not None:
+                    _check_family(leg, sdp.media_address(offer, in_call=True))
             except RemoteSipError as exc:
-                self._respond(txn, exc.status, dialog=event.dialog)
+                # refused: the call and its media stay as they were
+                self._respond(txn, exc.status, dialog=event.dialog, headers=exc.extra_headers)
                 return
         else:
             offer = None
@@ -679,7 +690,7 @@ class Call:
             self._remote_sdp(leg, body)
         anchored = sdp.anchor_media(
             offer,
-            address=self.config.sip.advertise,
+            address=other_leg.local_host,
             ports=_audio_port(offer, other_leg.port),
             bump_version=True,
         )
@@ -718,7 +729,7 @@ class Call:
         answer = sdp.SessionDescription.parse(event.response.body)
         anchored = sdp.anchor_media(
             answer,
-            address=self.config.sip.advertise,
+            address=our_leg.local_host,
             ports=_audio_port(answer, our_leg.port),
             bump_version=True,
         )
@@ -1018,12 +1029,13 @@ class Call:
         *,
         dialog: Dialog | None = None,
         body: bytes = b"",
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         if txn.state not in (TransactionState.TRYING, TransactionState.PROCEEDING) and not (
             txn.state is TransactionState.ACCEPTED and 200 <= status < 300
         ):
             return  # already answered (e.g. the core sent 487 after a CANCEL)
-        headers = [("Allow", ALLOW)] if txn.method == "INVITE" else []
+        headers = (*headers, ("Allow", ALLOW)) if txn.method == "INVITE" else headers
         self.core.respond(
             txn, status, now=self.b2bua.now(), dialog=dialog, body=body, headers=headers
         )
@@ -1062,21 +1074,50 @@ class Call:
         leg.dtmf_payload_type = audio.receive_telephone_event
 
     def _remote_sdp(self, leg: RtpLeg | None, body: bytes) -> None:
-        """A new SDP from a leg's party: follow its media address (hold keeps it)."""
+        """A new SDP from a leg's party: follow its media address (hold keeps it, and so
+        does an address we cannot use)."""
         if leg is None:
             return
         try:
             description = sdp.SessionDescription.parse(body)
+            index = description.first_audio_index()
+            if index is None:
+                return
+            address = _check_family(leg, sdp.media_address(description, index, in_call=True))
         except RemoteSipError:
             return
-        index = description.first_audio_index()
-        if index is None:
-            return
-        media = description.media[index]
-        connection = description.connection_for(media)
-        if connection is None or connection.is_hold_address or media.port == 0:
-            return
-        leg.set_remote(connection.host, media.port)
+        port = description.media[index].port
+        if not address.hold and port != 0:
+            leg.set_remote(address.host, port)
+
+    def _media_host_for(self, offer: sdp.SessionDescription) -> str:
+        """Our address for the caller's leg: in the family of the offer's ``c=``;
+        488 with a Warning when that address is unusable or we have none in its family."""
+        try:
+            address = sdp.media_address(offer)
+            host = self.config.sip.media_host(address.family)
+            if host is None:
+                raise sdp.unusable_address(f"no IPv{address.family} media address here")
+        except RemoteSipError as exc:
+            self.failure_status = exc.status
+            self.failure_headers = exc.extra_headers
+            raise _CallEnded(CallOutcome.FAILED, "caller (unusable media address)") from None
+        return host
+
+    def _call_taker_media_host(self) -> str:
+        """Our address for the call taker's leg: IPv6 when its URI host is an IPv6
+        literal, else IPv4."""
+        host = self.target.host if isinstance(self.target, SipUri) else ""
+        try:
+            family = ipaddress.ip_address(host).version
+        except ValueError:
+            family = 4
+        ours = self.config.sip.media_host(family)
+        if ours is None:
+            log.error("call %s: no IPv%d media address for the call taker", self.id, family)
+            self.failure_status = 503
+            raise _CallEnded(CallOutcome.FAILED, "us (no media address for the call taker)")
+        return ours
 
     def _a_sdp_bytes(self) -> bytes:
         assert self.a_local_sdp is not None
@@ -1139,7 +1180,13 @@ class Call:
             return
         if self.a_txn.state is TransactionState.PROCEEDING:
             status = self.failure_status if self.failure_status >= 300 else 500
-            self.core.respond(self.a_txn, status, now=self.b2bua.now(), dialog=self.a_dialog)
+            self.core.respond(
+                self.a_txn,
+                status,
+                now=self.b2bua.now(),
+                dialog=self.a_dialog,
+                headers=self.failure_headers,
+            )
 
 
 @dataclass(frozen=True)
@@ -1162,6 +1209,13 @@ def _refusal_outcome(status: int) -> CallOutcome:
     if status in (408, 480):
         return CallOutcome.NO_ANSWER
     return CallOutcome.FAILED
+
+
+def _check_family(leg: RtpLeg, address: sdp.MediaAddress) -> sdp.MediaAddress:
+    """488 for an address a leg's sockets cannot reach: they are of one family."""
+    if not address.hold and address.family != leg.family:
+        raise sdp.unusable_address("the media address family of a call cannot change")
+    return address
 
 
 def _audio_port(description: sdp.SessionDescription, port: int) -> list[int | None]:
