@@ -8,6 +8,8 @@ hand-written INVITEs whose SDP names addresses a phone on the open network may s
    call is connected and recorded.
 2. An IPv6 caller (SIPp with its media on ::1) through the relay to an IPv4 call taker:
    recorded, caller left and call taker right.
+3. Mid-call, the call taker re-offers an address of the other family, then a host name
+   (UPDATE): each gets 488, and the call and its recording go on as they were.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import pytest
 
 from . import audio
 from .conftest import E2e
+from .pcap import write_rtp_pcap
 from .proxy_process import ProxyProcess, export_wav, list_recordings, query, wait_for
 from .sip_client import SDP_OFFER, SipSocket, ack_and_bye
 from .sipp import Sipp, play_pcap, render_scenario
 from .test_recorded_call import LENGTH_TOLERANCE_S, bridged_seconds, call_rows, seconds_of
+from .test_recording_control import answering, pause, play
 
 pytestmark = pytest.mark.sipp
 
@@ -47,9 +51,10 @@ def metric(proxy: ProxyProcess, name: str) -> float:
     return float(match.group(1))
 
 
-def assert_recorded(e2e: E2e, proxy: ProxyProcess, index: int, left: bytes, right: bytes) -> None:
+def assert_recorded(e2e: E2e, proxy: ProxyProcess, index: int, left: bytes, *right: bytes) -> None:
     """Recording ``index`` (in start order) is complete, as long as its call was bridged,
-    with ``left`` (µ-law) on the caller's channel and ``right`` on the call taker's."""
+    with all of ``left`` (µ-law) on the caller's channel and all of each ``right`` (the
+    call taker's talk spurts, each placed on its own) on the call taker's."""
     rows = list_recordings(e2e.config_path)
     row = sorted(rows, key=lambda r: str(r["started_at"]))[index]
     assert row["state"] == "complete", rows
@@ -59,10 +64,10 @@ def assert_recorded(e2e: E2e, proxy: ProxyProcess, index: int, left: bytes, righ
     )
     assert (wav.channels, wav.rate) == (2, RATE)
     assert abs(wav.seconds - bridged_seconds(call)) <= LENGTH_TOLERANCE_S, (wav.seconds, call)
-    for channel, reference in ((0, left), (1, right)):
+    for channel, reference in [(0, left), *((1, spurt) for spurt in right)]:
         placed = audio.place(wav.channel(channel), audio.ulaw_decode(reference))
         assert placed.voiced and len(placed.inside) == placed.voiced, (index, channel, placed)
-    assert audio.absent(wav.channel(0), audio.ulaw_decode(right))
+    assert audio.absent(wav.channel(0), audio.ulaw_decode(right[0]))
     assert audio.absent(wav.channel(1), audio.ulaw_decode(left))
 
 
@@ -158,3 +163,79 @@ def test_an_ipv6_caller_is_relayed_and_recorded(e2e: E2e, dialogue: bytes) -> No
     assert "c=IN IP4 127.0.0.1" in taker.first(sent=False, method="INVITE").text
     assert_recorded(e2e, proxy, 0, caller_audio, taker_audio)
     assert metric(proxy, "recproxy_rtp_send_errors_total") == 0
+
+
+def update_refused(connection: str, cseq: int) -> str:
+    """A call taker's step: an UPDATE offering ``connection`` in the call's dialog (needs
+    ``keep_dialog``), answered 488."""
+    return f"""\
+  <send retrans="500">
+    <![CDATA[
+
+      UPDATE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$to_hdr];tag=[pid]SIPpTag01[call_number]
+      To: [$from_hdr]
+      Call-ID: [call_id]
+      CSeq: {cseq} UPDATE
+      Contact: <sip:calltaker@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=- 1 2 IN IP4 [local_ip]
+      s=-
+      c={connection}
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+
+    ]]>
+  </send>
+  <recv response="488"/>
+"""
+
+
+def test_a_refused_re_offer_mid_call_keeps_the_call_and_its_recording(
+    e2e: E2e, dialogue: bytes
+) -> None:
+    proxy = e2e.proxy()
+    caller_audio = seconds_of(dialogue, 0, 4)
+    before, after = seconds_of(dialogue, 12, 14.5), seconds_of(dialogue, 15, 18)
+    e2e.rtp_pcap("before.pcap", before)
+    # the same stream continued: sequence numbers and timestamps go on after "before"
+    packets = len(before) // 160
+    write_rtp_pcap(
+        e2e.folder / "after.pcap",
+        after,
+        first_sequence=packets + 10,
+        first_timestamp=(packets + 10) * 160,
+    )
+    steps = (
+        play("before.pcap")
+        + pause(2700)
+        + update_refused("IN IP6 ::1", 1)  # a leg's sockets are of one family
+        + update_refused("IN IP4 pbx.example.net", 2)  # no DNS on the call path
+        + play("after.pcap")
+        + pause(3300)
+    )
+    taker = answering(
+        e2e,
+        "taker",
+        steps,
+        sip_port=e2e.ports.taker_sip,
+        media_port=e2e.ports.taker_rtp,
+        keep_dialog=True,
+    )
+    # the caller talks after the notice and ringing, and hangs up after the call taker's steps
+    caller = e2e.caller(
+        audio_pcap=e2e.rtp_pcap("caller.pcap", caller_audio), pre_audio_ms=3000, hold_ms=6000
+    )
+    caller.expect_success(timeout=30)
+    taker.expect_success(timeout=10)
+    proxy.wait_idle()
+    warnings = [m.header("Warning") for m in taker.messages() if m.status == 488]
+    assert len(warnings) == 2 and all(w and w.startswith("301 ") for w in warnings), warnings
+    assert_recorded(e2e, proxy, 0, caller_audio, before, after)
