@@ -171,23 +171,24 @@ class SourceLatch:
     ``exact`` (the SDP's address) is always taken.  Another port of the same IP is taken
     only once the current source has been quiet for ``grace`` seconds: quiet means the
     leg's packet counter (``activity``, passed in) has not moved since the last look, so
-    the hot path never reads the clock.
+    the hot path never reads the clock.  (A packet counted just before a look counts as
+    sent at that look: quiet time is never overestimated.)
     """
 
     __slots__ = ("_clock", "_quiet_since", "_seen", "exact", "grace")
 
-    def __init__(self, grace: float, clock: Callable[[], float]) -> None:
+    def __init__(self, grace: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.grace = grace
         self._clock = clock
         self.exact: Address | None = None
         self._quiet_since = 0.0
-        self._seen = -1
+        self._seen = 0
 
-    def expect(self, exact: Address | None) -> None:
-        """A new SDP address: the quiet time starts now."""
+    def expect(self, exact: Address, activity: int) -> None:
+        """A new SDP address: nothing has come from it yet, so quiet starts now."""
         self.exact = exact
         self._quiet_since = self._clock()
-        self._seen = -1
+        self._seen = activity
 
     def admit(self, source: Address, activity: int) -> bool:
         """Whether ``source`` (not the current one) becomes the latched source."""
@@ -197,10 +198,9 @@ class SourceLatch:
         if source == exact:
             return True
         now = self._clock()
-        if activity != self._seen:
-            if self._seen != -1 or activity:
-                self._quiet_since = now  # the current source sent since the last look
+        if activity != self._seen:  # the current source sent since the last look
             self._seen = activity
+            self._quiet_since = now
         return now - self._quiet_since >= self.grace
 
 
@@ -220,7 +220,6 @@ class RtpLeg:
         *,
         sink: PacketSink | None = None,
         nat_grace: float = DEFAULT_NAT_GRACE,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.local_host = local_host
@@ -232,8 +231,8 @@ class RtpLeg:
         self.expected: Address | None = None  # from the peer's SDP
         self.latched: Address | None = None
         self.rtcp_latched: Address | None = None
-        self._rtp_latch = SourceLatch(nat_grace, clock)
-        self._rtcp_latch = SourceLatch(nat_grace, clock)
+        self._rtp_latch = SourceLatch(nat_grace)
+        self._rtcp_latch = SourceLatch(nat_grace)
         self.rewriter: StreamRewriter | None = None  # set on the caller's leg
         self.muted = False  # relayed packets not sent (while we play a tone to this party)
         self.audio_payload_type: int | None = None  # what goes to ``sink`` (the recorder)
@@ -281,8 +280,8 @@ class RtpLeg:
             self.expected = address
             self.latched = None
             self.rtcp_latched = None
-            self._rtp_latch.expect(address)
-            self._rtcp_latch.expect((address[0], port + 1))
+            self._rtp_latch.expect(address, self.stats.packets_in)
+            self._rtcp_latch.expect((address[0], port + 1), self.stats.rtcp_in)
 
     @property
     def destination(self) -> Address | None:

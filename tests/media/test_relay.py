@@ -15,6 +15,7 @@ from proxy.media.relay import (
     MediaSession,
     NoPortsAvailable,
     PortAllocator,
+    SourceLatch,
     StreamRewriter,
 )
 
@@ -447,6 +448,25 @@ async def test_a_latched_source_that_keeps_sending_is_not_replaced() -> None:
         alice.close()
         mallory.close()
         media.close()
+
+
+def test_latch_rules_on_a_fake_clock() -> None:
+    now = [100.0]
+    latch = SourceLatch(1.0, clock=lambda: now[0])
+    exact, nat, other_host = ("10.0.0.5", 4000), ("10.0.0.5", 61000), ("10.0.0.6", 4000)
+    latch.expect(exact, activity=0)
+    assert not latch.admit(other_host, 0)  # another IP: never
+    now[0] = 100.9
+    assert not latch.admit(nat, 0)  # nothing yet, but not quiet for 1 s since the SDP
+    now[0] = 101.0
+    assert latch.admit(nat, 0)  # 1 s of nothing: the NAT case
+    assert latch.admit(exact, 5)  # the exact address: always, at once
+    now[0] = 105.0
+    assert not latch.admit(nat, 9)  # the latched source sent since the last look
+    now[0] = 105.9
+    assert not latch.admit(nat, 9)
+    now[0] = 106.0
+    assert latch.admit(nat, 9)  # ... and then nothing for 1 s
 
 
 async def test_rtcp_prefers_the_exact_port_too(session: MediaSession) -> None:
