@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import ipaddress
+import logging
 import struct
 import time
 from collections.abc import Callable
@@ -42,6 +43,8 @@ Address = tuple[str, int]
 PacketSink = Callable[[int, int, bytes], None]  # sequence number, timestamp, payload
 # sequence, timestamp, marker, payload, the whole packet (to pass on if it is not held)
 EventSink = Callable[[int, int, bool, bytes, bytes], None]
+
+log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!BBHII")
 _G711 = frozenset({0, 8})  # PCMU, PCMA
@@ -341,8 +344,8 @@ class RtpLeg:
             rewriter.rewrite(packet)
         try:
             transport.sendto(packet, destination)
-        except _SEND_ERRORS:
-            self.stats.send_errors += 1
+        except _SEND_ERRORS as exc:
+            self._send_failed(destination, exc)
             return
         self.stats.packets_out += 1
         self.stats.bytes_out += len(data)
@@ -354,8 +357,8 @@ class RtpLeg:
             return
         try:
             self._rtp.sendto(packet, destination)
-        except _SEND_ERRORS:
-            self.stats.send_errors += 1
+        except _SEND_ERRORS as exc:
+            self._send_failed(destination, exc)
             return
         self.stats.packets_out += 1
         self.stats.bytes_out += len(packet)
@@ -379,10 +382,20 @@ class RtpLeg:
             return
         try:
             self._rtcp.sendto(data, destination)
-        except _SEND_ERRORS:
-            self.stats.send_errors += 1
+        except _SEND_ERRORS as exc:
+            self._send_failed(destination, exc)
             return
         self.stats.rtcp_out += 1
+
+    def _send_failed(self, destination: Address, exc: Exception) -> None:
+        """Counted; logged once per leg (the error path, never the normal one)."""
+        self.stats.send_errors += 1
+        if self.stats.send_errors == 1:
+            log.warning(
+                "%s leg on port %d cannot send to %s:%s (%s); counted in "
+                "recproxy_rtp_send_errors_total, the call goes on",
+                self.name, self.port, destination[0], destination[1], exc,
+            )  # fmt: skip
 
 
 def _payload(data: bytes) -> bytes:

@@ -519,10 +519,14 @@ async def _send_to_bad_addresses_then_relay() -> tuple[int, bytes]:
         media.close()
 
 
-def test_sends_to_unusable_addresses_are_counted_under_uvloop_and_the_leg_goes_on() -> None:
+def test_sends_to_unusable_addresses_are_counted_under_uvloop_and_the_leg_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     errors, relayed = uvloop.run(_send_to_bad_addresses_then_relay())
     assert errors == 3 * len(UNREACHABLE)
     assert relayed[2:4] == b"\x00\x03"
+    warnings = [r for r in caplog.records if "cannot send" in r.getMessage()]
+    assert len(warnings) == 1, "logged once per leg, not once per packet"
 
 
 def test_sends_to_unusable_addresses_do_not_raise_under_asyncio() -> None:
