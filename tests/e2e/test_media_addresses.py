@@ -73,12 +73,12 @@ def assert_recorded(e2e: E2e, proxy: ProxyProcess, index: int, left: bytes, *rig
 
 def test_bad_media_addresses_never_stop_recording(e2e: E2e, dialogue: bytes) -> None:
     proxy = e2e.proxy()
-    caller_audio, taker_audio = seconds_of(dialogue, 0, 6), seconds_of(dialogue, 12, 18)
+    caller_audio, taker_audio = seconds_of(dialogue, 0, 3), seconds_of(dialogue, 12, 15)
     taker = e2e.call_taker(
         audio_pcap=e2e.rtp_pcap("taker.pcap", taker_audio), ring_ms=300, calls=2, timeout_s=60
     )
     caller = e2e.caller(
-        audio_pcap=e2e.rtp_pcap("caller.pcap", caller_audio), pre_audio_ms=2800, hold_ms=6500
+        audio_pcap=e2e.rtp_pcap("caller.pcap", caller_audio), pre_audio_ms=2800, hold_ms=3500
     )
     wait_for(
         "the first call to be bridged",
@@ -121,7 +121,7 @@ def test_bad_media_addresses_never_stop_recording(e2e: E2e, dialogue: bytes) -> 
     assert_recorded(e2e, proxy, 0, caller_audio, taker_audio)
 
     # a later call is connected and recorded too
-    later = e2e.caller(audio_pcap="caller.pcap", label="caller2", pre_audio_ms=2800, hold_ms=6500)
+    later = e2e.caller(audio_pcap="caller.pcap", label="caller2", pre_audio_ms=2800, hold_ms=3500)
     later.expect_success(timeout=30)
     taker.expect_success(timeout=10)
     proxy.wait_idle()
@@ -134,7 +134,7 @@ def test_bad_media_addresses_never_stop_recording(e2e: E2e, dialogue: bytes) -> 
 
 def test_an_ipv6_caller_is_relayed_and_recorded(e2e: E2e, dialogue: bytes) -> None:
     proxy = e2e.proxy()
-    caller_audio, taker_audio = seconds_of(dialogue, 0, 6), seconds_of(dialogue, 12, 18)
+    caller_audio, taker_audio = seconds_of(dialogue, 0, 3), seconds_of(dialogue, 12, 15)
     taker = e2e.call_taker(audio_pcap=e2e.rtp_pcap("taker.pcap", taker_audio), ring_ms=300)
     e2e.rtp_pcap("caller.pcap", caller_audio)
     scenario = render_scenario(
@@ -143,7 +143,7 @@ def test_an_ipv6_caller_is_relayed_and_recorded(e2e: E2e, dialogue: bytes) -> No
         rendered_name="caller6.uac_call.xml",
         audio=play_pcap("caller.pcap"),
         pre_audio_ms=2800,
-        hold_ms=6500,
+        hold_ms=3500,
     )
     caller = Sipp(
         e2e.folder,
@@ -202,8 +202,8 @@ def test_a_refused_re_offer_mid_call_keeps_the_call_and_its_recording(
     e2e: E2e, dialogue: bytes
 ) -> None:
     proxy = e2e.proxy()
-    caller_audio = seconds_of(dialogue, 0, 4)
-    before, after = seconds_of(dialogue, 12, 14.5), seconds_of(dialogue, 15, 18)
+    caller_audio = seconds_of(dialogue, 0, 3)
+    before, after = seconds_of(dialogue, 12, 13.5), seconds_of(dialogue, 15, 17)
     e2e.rtp_pcap("before.pcap", before)
     # the same stream continued: sequence numbers and timestamps go on after "before"
     packets = len(before) // 160
@@ -215,11 +215,11 @@ def test_a_refused_re_offer_mid_call_keeps_the_call_and_its_recording(
     )
     steps = (
         play("before.pcap")
-        + pause(2700)
+        + pause(1700)
         + update_refused("IN IP6 ::1", 1)  # a leg's sockets are of one family
         + update_refused("IN IP4 pbx.example.net", 2)  # no DNS on the call path
         + play("after.pcap")
-        + pause(3300)
+        + pause(2200)
     )
     taker = answering(
         e2e,
@@ -231,7 +231,7 @@ def test_a_refused_re_offer_mid_call_keeps_the_call_and_its_recording(
     )
     # the caller talks after the notice and ringing, and hangs up after the call taker's steps
     caller = e2e.caller(
-        audio_pcap=e2e.rtp_pcap("caller.pcap", caller_audio), pre_audio_ms=3000, hold_ms=6000
+        audio_pcap=e2e.rtp_pcap("caller.pcap", caller_audio), pre_audio_ms=3000, hold_ms=3600
     )
     caller.expect_success(timeout=30)
     taker.expect_success(timeout=10)

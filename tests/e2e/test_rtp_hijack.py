@@ -52,13 +52,13 @@ def test_a_same_ip_sender_that_sends_first_does_not_take_the_callers_leg(
     e2e: E2e, dialogue: bytes
 ) -> None:
     proxy = e2e.proxy()
-    caller_audio, taker_audio = seconds_of(dialogue, 0, 5), seconds_of(dialogue, 12, 17)
-    attacker_audio = seconds_of(dialogue, 6, 12)
+    caller_audio, taker_audio = seconds_of(dialogue, 0, 3), seconds_of(dialogue, 12, 15)
+    attacker_audio = seconds_of(dialogue, 6, 10)
     taker = e2e.call_taker(audio_pcap=e2e.rtp_pcap("taker.pcap", taker_audio), ring_ms=300)
     caller = e2e.caller(
         audio_pcap=e2e.rtp_pcap("caller.pcap", caller_audio),
         pre_audio_ms=int(PRE_AUDIO_S * 1000),
-        hold_ms=5500,
+        hold_ms=3500,
     )
     answers: list[str] = []
 
