@@ -41,6 +41,17 @@ class SipSettings:
     internal_peers: tuple[Network, ...] = ()  # the PBX / phones side (outbound calls)
     transports: tuple[str, ...] = ("udp", "tcp")
     user_agent: str = "recproxy"
+    advertise6: str | None = None  # None: "::1" when advertise is loopback; "": no IPv6
+
+    def media_host(self, family: int) -> str | None:
+        """Our media address for parties of IP ``family`` (4 or 6); None: we have none
+        and refuse such offers."""
+        ours = ipaddress.ip_address(self.advertise)
+        if ours.version == family:
+            return self.advertise
+        if family == 6 and self.advertise6 is not None:
+            return self.advertise6 or None
+        return "::1" if family == 6 and ours.is_loopback else None
 
     def is_trusted(self, host: str) -> bool:
         return _within(host, self.trusted_peers)
@@ -154,6 +165,7 @@ class MediaSettings:
     jitter_ms: int = 60
     # /healthz fails when the media clock has not ticked, or its last tick ran late, by this
     clock_stall_seconds: float = 0.5
+    nat_latch_seconds: float = 1.0  # another port of the party's IP: after this quiet
 
 
 @dataclass(frozen=True)
@@ -277,6 +289,18 @@ def _ip(value: Any) -> str:
     return text
 
 
+def _ip6_or_empty(value: Any) -> str:
+    if value == "":
+        return ""
+    try:
+        address = ipaddress.ip_address(_text(value))
+    except ValueError:
+        address = None
+    if not isinstance(address, ipaddress.IPv6Address) or address.is_unspecified:
+        raise ValueError(f'must be an IPv6 address (not ::), or "" for none, got {value!r}')
+    return str(address)
+
+
 def _networks(value: Any) -> tuple[Network, ...]:
     if not isinstance(value, list):
         raise ValueError(f"must be a list of CIDR strings, got {value!r}")
@@ -393,6 +417,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
         "sip": {
             "listen": parse_hostport,
             "advertise": _ip,
+            "advertise6": _ip6_or_empty,
             "trusted_peers": _networks,
             "internal_peers": _networks,
             "transports": _transports,
@@ -413,6 +438,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "rtp_ports": _port_range,
             "jitter_ms": _int(20, 200),
             "clock_stall_seconds": _number(0.05, 60),
+            "nat_latch_seconds": _number(0, 10),
         },
         "recording": {
             "dir": path,

@@ -90,6 +90,9 @@ def test_unset_default_paths_also_resolve_against_the_file(tmp_path: Path) -> No
         ('[recording]\nencoding = "flac"\n', "recording.encoding:"),
         ('[catalog]\npath = ""\n', "catalog.path:"),
         ("recording = 3\n", "recording: must be a table"),
+        ('[sip]\nadvertise6 = "10.0.0.1"\n', "sip.advertise6:"),
+        ('[sip]\nadvertise6 = "::"\n', "sip.advertise6:"),
+        ("[media]\nnat_latch_seconds = -1\n", "media.nat_latch_seconds:"),
     ],
 )
 def test_bad_keys_and_values_are_named(tmp_path: Path, text: str, named: str) -> None:
@@ -186,3 +189,24 @@ def test_nested_tables_name_the_bad_key(tmp_path: Path, text: str, named: str) -
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, text))
     assert named in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "v4", "v6"),
+    [
+        ("", "127.0.0.1", "::1"),  # a loopback advertise: ::1 for IPv6 parties
+        ('[sip]\nadvertise = "192.0.2.5"\n', "192.0.2.5", None),
+        (
+            '[sip]\nadvertise = "192.0.2.5"\nadvertise6 = "2001:db8:0::5"\n',
+            "192.0.2.5",
+            "2001:db8::5",
+        ),
+        ('[sip]\nadvertise6 = ""\n', "127.0.0.1", None),
+        ('[sip]\nadvertise = "2001:db8::7"\n', None, "2001:db8::7"),
+    ],
+)
+def test_media_address_per_family(
+    tmp_path: Path, text: str, v4: str | None, v6: str | None
+) -> None:
+    sip = load_config(write(tmp_path, text)).sip
+    assert (sip.media_host(4), sip.media_host(6)) == (v4, v6)

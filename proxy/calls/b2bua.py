@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import logging
 import secrets
 import uuid
@@ -274,6 +275,7 @@ class Call:
         self.finished = False
         self.outcome = CallOutcome.FAILED
         self.failure_status = 500
+        self.failure_headers: tuple[tuple[str, str], ...] = ()  # e.g. a Warning with a 488
         self.started_at = datetime.now(UTC)
         self.caller = _party(invite.request.from_)
         self.callee = _party(invite.request.to)
@@ -290,7 +292,11 @@ class Call:
         self.b_dialog: Dialog | None = None
         self.b = LegSdp("call taker", secrets.randbelow(2**31), advertise)
         # media
-        self.media = MediaSession(b2bua.allocator, self.config.sip.advertise)
+        self.media = MediaSession(
+            b2bua.allocator,
+            self.config.sip.advertise,
+            nat_grace=self.config.media.nat_latch_seconds,
+        )
         self.a_leg: RtpLeg | None = None
         self.b_leg: RtpLeg | None = None
         self.pacer: PacketPacer | None = None
@@ -357,14 +363,17 @@ class Call:
             except RemoteSipError:
                 self.failure_status = 400
                 raise _CallEnded(CallOutcome.FAILED, "caller (malformed SDP)") from None
+        # a late offer's leg is IPv4 (our offer says so); otherwise the offer's family
+        a_host = self._media_host_for(self.a_offer) if self.a_offer else self.config.sip.advertise
         await self._plan()
         try:
-            self.a_leg = await self.media.open_leg("caller")
+            self.a_leg = await self.media.open_leg("caller", host=a_host)
         except NoPortsAvailable:
             log.error("call %s: no RTP ports left", self.id)
             self.failure_status = 503
             raise _CallEnded(CallOutcome.FAILED, "us (no RTP ports)") from None
         self.a.port = self.a_leg.port
+        self.a.address = self.a_leg.local_host
         if self.a_offer is not None:
             try:
                 answer, audio = self.a.answer(self.a_offer)
@@ -481,6 +490,7 @@ class Call:
                 done = clock.play(self.a_leg, pacer)
                 done.add_done_callback(_resolver(waiter))
                 await self._until(waiter)
+                _raise_media_error(done)
                 if not done.done() or done.cancelled():  # a hold came (and maybe went)
                     clock.silence(self.a_leg)
                     continue
@@ -488,8 +498,8 @@ class Call:
                 # when that packet's audio has run out too
                 await self._pause(pacer.ptime)
                 break
-        except _CallEnded:
-            caller_left = True
+        except _CallEnded as ended:
+            caller_left = ended.by.startswith("caller")
             raise
         finally:
             clock.silence(self.a_leg)
@@ -505,8 +515,9 @@ class Call:
         audio = self.a.audio
         assert self.a_leg is not None and audio is not None
         self._set_phase(CallPhase.RINGING)
-        self.b_leg = await self.media.open_leg("call_taker")
+        self.b_leg = await self.media.open_leg("call_taker", host=self._call_taker_media_host())
         self.b.port = self.b_leg.port
+        self.b.address = self.b_leg.local_host
         clock = self.b2bua.clock
         ringback = RingbackTone(self.config.notice.ringback)
         if self.pacer is None:  # no notice was played: ringback starts the stream
@@ -575,6 +586,7 @@ class Call:
         try:
             answer = sdp.SessionDescription.parse(event.response.body)
             audio = self.b.accept_answer(answer)
+            _check_family(self.b_leg, sdp.media_address(answer, audio.media_index))
         except RemoteSipError as exc:
             log.warning("call %s: call taker's answer unusable: %s", self.id, exc.reason)
             raise _CallEnded(CallOutcome.FAILED, "call taker (bad SDP answer)") from None
@@ -746,10 +758,14 @@ class Call:
             return
         try:
             offer_sdp = sdp.SessionDescription.parse(body)
+            leg = self._leg_of(side)
+            if leg is not None and offer_sdp.first_audio_index() is not None:
+                _check_family(leg, sdp.media_address(offer_sdp, in_call=True))
             answer, audio = side.answer(offer_sdp)
         except RemoteSipError as exc:
+            # refused: the call and its media stay as they were
             log.info("call %s: the %s's offer refused (%s)", self.id, side.party, exc.status)
-            self._respond(txn, exc.status, dialog=event.dialog)
+            self._respond(txn, exc.status, dialog=event.dialog, headers=list(exc.extra_headers))
             return
         self._respond(txn, 200, dialog=event.dialog, body=answer.serialize())
         self._use(side, audio, body)
@@ -1213,8 +1229,7 @@ class Call:
                 self._common(event)
             else:
                 getter.cancel()
-        if not done.cancelled() and done.exception() is not None:
-            raise _CallEnded(CallOutcome.FAILED, f"recproxy (media error: {done.exception()!r})")
+        _raise_media_error(done)
 
     def _set_phase(self, phase: CallPhase) -> None:
         old, self.phase = self.phase, phase
@@ -1284,21 +1299,50 @@ class Call:
         leg.dtmf_payload_type = audio.receive_telephone_event
 
     def _remote_sdp(self, leg: RtpLeg | None, body: bytes) -> None:
-        """A new SDP from a leg's party: follow its media address (hold keeps it)."""
+        """A new SDP from a leg's party: follow its media address (hold keeps it, and so
+        does an address we cannot use)."""
         if leg is None:
             return
         try:
             description = sdp.SessionDescription.parse(body)
+            index = description.first_audio_index()
+            if index is None:
+                return
+            address = _check_family(leg, sdp.media_address(description, index, in_call=True))
         except RemoteSipError:
             return
-        index = description.first_audio_index()
-        if index is None:
-            return
-        media = description.media[index]
-        connection = description.connection_for(media)
-        if connection is None or connection.is_hold_address or media.port == 0:
-            return
-        leg.set_remote(connection.host, media.port)
+        port = description.media[index].port
+        if not address.hold and port != 0:
+            leg.set_remote(address.host, port)
+
+    def _media_host_for(self, offer: sdp.SessionDescription) -> str:
+        """Our address for the caller's leg: in the family of the offer's ``c=``;
+        488 with a Warning when that address is unusable or we have none in its family."""
+        try:
+            address = sdp.media_address(offer)
+            host = self.config.sip.media_host(address.family)
+            if host is None:
+                raise sdp.unusable_address(f"no IPv{address.family} media address here")
+        except RemoteSipError as exc:
+            self.failure_status = exc.status
+            self.failure_headers = exc.extra_headers
+            raise _CallEnded(CallOutcome.FAILED, "caller (unusable media address)") from None
+        return host
+
+    def _call_taker_media_host(self) -> str:
+        """Our address for the call taker's leg: IPv6 when its URI host is an IPv6
+        literal, else IPv4."""
+        host = self.target.host if isinstance(self.target, SipUri) else ""
+        try:
+            family = ipaddress.ip_address(host).version
+        except ValueError:
+            family = 4
+        ours = self.config.sip.media_host(family)
+        if ours is None:
+            log.error("call %s: no IPv%d media address for the call taker", self.id, family)
+            self.failure_status = 503
+            raise _CallEnded(CallOutcome.FAILED, "us (no media address for the call taker)")
+        return ours
 
     async def _consent_receipt(
         self,
@@ -1365,7 +1409,13 @@ class Call:
             return
         if self.a_txn.state is TransactionState.PROCEEDING:
             status = self.failure_status if self.failure_status >= 300 else 500
-            self.core.respond(self.a_txn, status, now=self.b2bua.now(), dialog=self.a_dialog)
+            self.core.respond(
+                self.a_txn,
+                status,
+                now=self.b2bua.now(),
+                dialog=self.a_dialog,
+                headers=self.failure_headers,
+            )
 
 
 @dataclass(frozen=True)
@@ -1373,6 +1423,13 @@ class _HangupRequested:
     """Put on a call's queue to end it from outside (shutdown, an operator)."""
 
     reason: str
+
+
+def _raise_media_error(done: asyncio.Future[None]) -> None:
+    """End the call if ``done`` (a player of the media clock) failed: the clock could not
+    play on our leg, so the caller has not heard what we meant to play."""
+    if done.done() and not done.cancelled() and done.exception() is not None:
+        raise _CallEnded(CallOutcome.FAILED, f"recproxy (media error: {done.exception()!r})")
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -1471,3 +1528,10 @@ def _party(addr: NameAddr) -> str:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _check_family(leg: RtpLeg, address: sdp.MediaAddress) -> sdp.MediaAddress:
+    """488 for an address a leg's sockets cannot reach: they are of one family."""
+    if not address.hold and address.family != leg.family:
+        raise sdp.unusable_address("the media address family of a call cannot change")
+    return address

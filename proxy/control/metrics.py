@@ -538,6 +538,11 @@ class Metrics:
             "too), malformed, late (after their playout time), duplicate.",
             labels=["reason"],
         )
+        send_errors = CounterMetricFamily(
+            "recproxy_rtp_send_errors",
+            "RTP and RTCP packets that could not be sent (the party's address unreachable "
+            "from our socket); the call and the relay go on.",
+        )
         in_use = GaugeMetricFamily(
             "recproxy_rtp_port_pairs_in_use", "RTP/RTCP port pairs held by calls."
         )
@@ -555,6 +560,7 @@ class Metrics:
             rtcp.add_metric(["out"], totals[5])
             dropped.add_metric(["unknown_source"], totals[6])
             dropped.add_metric(["malformed"], totals[7])
+            send_errors.add_metric([], totals[8])
             in_use.add_metric([], allocator.in_use)
             capacity.add_metric([], allocator.capacity)
         if parts.b2bua is not None:
@@ -568,7 +574,7 @@ class Metrics:
                         duplicates += direction.jitter.stats.duplicates
             dropped.add_metric(["late"], late)
             dropped.add_metric(["duplicate"], duplicates)
-        yield from (packets, octets, rtcp, dropped, in_use, capacity)
+        yield from (packets, octets, rtcp, dropped, send_errors, in_use, capacity)
 
 
 class _ScrapeCollector:
@@ -608,7 +614,7 @@ def _side(name: str, packets: int, speech: SpeechActivity | None) -> Side:
     return Side(name, packets, speech.frames, speech.speech_frames)
 
 
-def _leg_totals(allocator: PortAllocator) -> tuple[int, int, int, int, int, int, int, int]:
+def _leg_totals(allocator: PortAllocator) -> tuple[int, int, int, int, int, int, int, int, int]:
     closed = allocator.closed_totals
     sums = [
         closed.packets_in,
@@ -619,6 +625,7 @@ def _leg_totals(allocator: PortAllocator) -> tuple[int, int, int, int, int, int,
         closed.rtcp_out,
         closed.dropped_unknown_source,
         closed.dropped_malformed,
+        closed.send_errors,
     ]
     for leg in list(allocator.open_legs):
         stats = leg.stats
@@ -630,7 +637,8 @@ def _leg_totals(allocator: PortAllocator) -> tuple[int, int, int, int, int, int,
         sums[5] += stats.rtcp_out
         sums[6] += stats.dropped_unknown_source
         sums[7] += stats.dropped_malformed
-    return (sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7])
+        sums[8] += stats.send_errors
+    return (sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7], sums[8])
 
 
 def _sip_families(core: SipCore | None) -> Iterator[Metric]:

@@ -7,10 +7,20 @@ fixed 12-byte header), and handed by reference to the leg's packet sink (the rec
 Media is anchored on us: each call gets two legs (caller, call taker), each an even RTP
 port and the next odd port for RTCP, from a configured range, released on every path.
 
-Symmetric RTP with latching: before the first packet a leg sends to the address its
-peer's SDP named; it latches to the first packet whose source IP is that SDP address
-(the port may differ behind NAT) and from then on accepts only that exact source.
-Anything else is dropped and counted — no RTP injection, no "RTP bleed".
+Symmetric RTP with latching (``SourceLatch``): before the first packet a leg sends to
+the address its peer's SDP named, and it latches at once to a packet from exactly that
+address and port.  Another port of the same IP (the party behind a NAT) is accepted
+only when nothing has come from the latched source — or, before any, from anywhere —
+for ``nat_grace`` seconds; the exact SDP address takes the leg back as soon as it
+appears.  So a sender on the party's IP that merely sends first does not own the leg
+while the party itself is talking.  Anything else is dropped and counted — no RTP
+injection, no "RTP bleed".  RTCP latches the same way (exact: the RTP port + 1).
+
+A leg's sockets are bound in the family (IPv4 or IPv6) of the party it faces; SDP
+addresses are normalised with ``ipaddress`` so that they compare equal to the source
+addresses the kernel reports.  Sending never raises: a failed ``sendto`` (an address
+the socket cannot reach; uvloop raises these synchronously) is counted in
+``LegStats.send_errors`` and the socket stays usable.
 
 Towards the caller the stream must look continuous across notice → ringback → bridge:
 the announcer's packets and the call taker's relayed packets are sent with one SSRC and
@@ -21,7 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
+import logging
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,8 +44,13 @@ PacketSink = Callable[[int, int, bytes], None]  # sequence number, timestamp, pa
 # sequence, timestamp, marker, payload, the whole packet (to pass on if it is not held)
 EventSink = Callable[[int, int, bool, bytes, bytes], None]
 
+log = logging.getLogger(__name__)
+
 _HEADER = struct.Struct("!BBHII")
 _G711 = frozenset({0, 8})  # PCMU, PCMA
+#: What a send to an unusable address raises (asyncio: OSError; uvloop also the others).
+_SEND_ERRORS = (OSError, ValueError, TypeError)
+DEFAULT_NAT_GRACE = 1.0
 
 
 class NoPortsAvailable(RuntimeError):
@@ -88,6 +106,7 @@ class LegStats:
     dropped_malformed: int = 0
     rtcp_in: int = 0
     rtcp_out: int = 0
+    send_errors: int = 0  # sendto failed (bad or unreachable address): nothing sent
 
     def add(self, other: LegStats) -> None:
         for name in self.__dataclass_fields__:
@@ -139,6 +158,55 @@ class StreamRewriter:
             self.last_ts = new_ts
 
 
+def normalise_host(host: str) -> str:
+    """An IP literal as the kernel reports a source (``0:0::1`` → ``::1``); anything
+    else as it is (it then matches no source)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+class SourceLatch:
+    """Which source a leg's socket accepts besides the one it is latched to: the rare
+    path, run only for a packet from somewhere else.
+
+    ``exact`` (the SDP's address) is always taken.  Another port of the same IP is taken
+    only once the current source has been quiet for ``grace`` seconds: quiet means the
+    leg's packet counter (``activity``, passed in) has not moved since the last look, so
+    the hot path never reads the clock.  (A packet counted just before a look counts as
+    sent at that look: quiet time is never overestimated.)
+    """
+
+    __slots__ = ("_clock", "_quiet_since", "_seen", "exact", "grace")
+
+    def __init__(self, grace: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.grace = grace
+        self._clock = clock
+        self.exact: Address | None = None
+        self._quiet_since = 0.0
+        self._seen = 0
+
+    def expect(self, exact: Address, activity: int) -> None:
+        """A new SDP address: nothing has come from it yet, so quiet starts now."""
+        self.exact = exact
+        self._quiet_since = self._clock()
+        self._seen = activity
+
+    def admit(self, source: Address, activity: int) -> bool:
+        """Whether ``source`` (not the current one) becomes the latched source."""
+        exact = self.exact
+        if exact is None or source[0] != exact[0]:
+            return False
+        if source == exact:
+            return True
+        now = self._clock()
+        if activity != self._seen:  # the current source sent since the last look
+            self._seen = activity
+            self._quiet_since = now
+        return now - self._quiet_since >= self.grace
+
+
 class LegMode(enum.Enum):
     HOLD = "hold"  # receive (and record), forward nothing: notice and ringing phases
     BRIDGED = "bridged"  # forward to the other leg
@@ -154,6 +222,7 @@ class RtpLeg:
         port: int,
         *,
         sink: PacketSink | None = None,
+        nat_grace: float = DEFAULT_NAT_GRACE,
     ) -> None:
         self.name = name
         self.local_host = local_host
@@ -165,6 +234,8 @@ class RtpLeg:
         self.expected: Address | None = None  # from the peer's SDP
         self.latched: Address | None = None
         self.rtcp_latched: Address | None = None
+        self._rtp_latch = SourceLatch(nat_grace)
+        self._rtcp_latch = SourceLatch(nat_grace)
         self.rewriter: StreamRewriter | None = None  # set on the caller's leg
         self.muted = False  # relayed packets not sent (while we play a tone to this party)
         self.audio_payload_type: int | None = None  # what goes to ``sink`` (the recorder)
@@ -200,13 +271,20 @@ class RtpLeg:
     def closed(self) -> bool:
         return self._rtp is None
 
+    @property
+    def family(self) -> int:
+        """4 or 6: the family of our sockets, so of the addresses they can reach."""
+        return 6 if ":" in self.local_host else 4
+
     def set_remote(self, host: str, port: int) -> None:
         """The address the peer's SDP named.  A changed address (re-INVITE) re-latches."""
-        address = (host, port)
+        address = (normalise_host(host), port)
         if address != self.expected:
             self.expected = address
             self.latched = None
             self.rtcp_latched = None
+            self._rtp_latch.expect(address, self.stats.packets_in)
+            self._rtcp_latch.expect((address[0], port + 1), self.stats.rtcp_in)
 
     @property
     def destination(self) -> Address | None:
@@ -215,9 +293,11 @@ class RtpLeg:
     # -- the hot path ---------------------------------------------------------------------
 
     def rtp_received(self, data: bytes, source: Address) -> None:
-        if source != self.latched and not self._latch(source):
-            self.stats.dropped_unknown_source += 1
-            return
+        if source != self.latched:
+            if not self._rtp_latch.admit(source, self.stats.packets_in):
+                self.stats.dropped_unknown_source += 1
+                return
+            self.latched = source
         if len(data) < 12 or data[0] & 0xC0 != 0x80:
             self.stats.dropped_malformed += 1
             return
@@ -251,26 +331,22 @@ class RtpLeg:
         self.on_codec_change(payload_type)
         return True
 
-    def _latch(self, source: Address) -> bool:
-        expected = self.expected
-        if self.latched is None and expected is not None and source[0] == expected[0]:
-            self.latched = source
-            return True
-        return False
-
     def send_relayed(self, data: bytes) -> None:
         """A packet from the other leg, forwarded to our party."""
         destination = self.latched or self.expected
         transport = self._rtp
         if destination is None or transport is None or self.muted:
             return
+        packet: bytes | bytearray = data
         rewriter = self.rewriter
         if rewriter is not None:
             packet = bytearray(data)
             rewriter.rewrite(packet)
+        try:
             transport.sendto(packet, destination)
-        else:
-            transport.sendto(data, destination)
+        except _SEND_ERRORS as exc:
+            self._send_failed(destination, exc)
+            return
         self.stats.packets_out += 1
         self.stats.bytes_out += len(data)
 
@@ -279,20 +355,20 @@ class RtpLeg:
         destination = self.latched or self.expected
         if destination is None or self._rtp is None:
             return
-        self._rtp.sendto(packet, destination)
+        try:
+            self._rtp.sendto(packet, destination)
+        except _SEND_ERRORS as exc:
+            self._send_failed(destination, exc)
+            return
         self.stats.packets_out += 1
         self.stats.bytes_out += len(packet)
 
     def rtcp_received(self, data: bytes, source: Address) -> None:
-        expected = self.expected
-        if self.rtcp_latched is None:
-            if expected is None or source[0] != expected[0]:
+        if source != self.rtcp_latched:
+            if not self._rtcp_latch.admit(source, self.stats.rtcp_in):
                 self.stats.dropped_unknown_source += 1
                 return
             self.rtcp_latched = source
-        elif source != self.rtcp_latched:
-            self.stats.dropped_unknown_source += 1
-            return
         self.stats.rtcp_in += 1
         peer = self.peer
         if self.mode is LegMode.BRIDGED and peer is not None:
@@ -304,8 +380,22 @@ class RtpLeg:
             destination = (self.expected[0], self.expected[1] + 1)
         if destination is None or self._rtcp is None:
             return
-        self._rtcp.sendto(data, destination)
+        try:
+            self._rtcp.sendto(data, destination)
+        except _SEND_ERRORS as exc:
+            self._send_failed(destination, exc)
+            return
         self.stats.rtcp_out += 1
+
+    def _send_failed(self, destination: Address, exc: Exception) -> None:
+        """Counted; logged once per leg (the error path, never the normal one)."""
+        self.stats.send_errors += 1
+        if self.stats.send_errors == 1:
+            log.warning(
+                "%s leg on port %d cannot send to %s:%s (%s); counted in "
+                "recproxy_rtp_send_errors_total, the call goes on",
+                self.name, self.port, destination[0], destination[1], exc,
+            )  # fmt: skip
 
 
 def _payload(data: bytes) -> bytes:
@@ -341,19 +431,25 @@ class _LegProtocol(asyncio.DatagramProtocol):
 class MediaSession:
     """The two legs of one call, their ports, and their lifetime."""
 
-    def __init__(self, allocator: PortAllocator, local_host: str) -> None:
+    def __init__(
+        self, allocator: PortAllocator, local_host: str, *, nat_grace: float = DEFAULT_NAT_GRACE
+    ) -> None:
         self.allocator = allocator
         self.local_host = local_host
+        self.nat_grace = nat_grace
         self.caller: RtpLeg | None = None
         self.call_taker: RtpLeg | None = None
 
-    async def open_leg(self, name: str, *, sink: PacketSink | None = None) -> RtpLeg:
-        """Allocate a port pair (skipping pairs another program holds) and bind it."""
+    async def open_leg(
+        self, name: str, *, sink: PacketSink | None = None, host: str | None = None
+    ) -> RtpLeg:
+        """Allocate a port pair (skipping pairs another program holds) and bind it on
+        ``host`` (default ``local_host``; an IPv6 address for a party reached over IPv6)."""
         attempts = self.allocator.capacity
         last_error: OSError | None = None
         for _ in range(max(attempts, 1)):
             port = self.allocator.allocate()
-            leg = RtpLeg(name, self.local_host, port, sink=sink)
+            leg = RtpLeg(name, host or self.local_host, port, sink=sink, nat_grace=self.nat_grace)
             try:
                 await leg.open()
             except OSError as exc:

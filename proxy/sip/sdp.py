@@ -19,7 +19,14 @@ Offer/answer for G.711 audio (PCMU, PCMA) with telephone-event (RFC 4733):
   the peer's RTP address;
 * ``anchor_media(description, ...)`` rewrites a peer's description so that its media
   flow through our own address and ports (for passing it on to the other leg);
-* ``is_hold(description)`` tells whether a description puts its audio on hold.
+* ``is_hold(description)`` tells whether a description puts its audio on hold;
+* ``media_address(description, ...)`` checks that the audio stream's ``c=`` address is
+  one we can send RTP to, and says its family.
+
+Addresses: ``c=`` must be an IPv4 or IPv6 literal of its address type.  A host name
+(RFC 4566 allows one) is refused with 488 and a ``Warning: 301``: no DNS is done on
+the call path.  So are invalid literals, multicast and broadcast addresses, IPv4-mapped
+IPv6 addresses, and ``0.0.0.0``/``::`` except as a hold in a re-offer.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ __all__ = [
     "Attribute",
     "Connection",
     "Direction",
+    "MediaAddress",
     "MediaDescription",
     "NegotiatedAudio",
     "Origin",
@@ -52,9 +60,11 @@ __all__ = [
     "create_offer",
     "holds_by_address",
     "is_hold",
+    "media_address",
     "negotiated",
     "party_direction",
     "recordable_codecs",
+    "unusable_address",
 ]
 
 CRLF = "\r\n"
@@ -1057,3 +1067,67 @@ def anchor_media(
         attributes=_without_address_attributes(description.attributes),
         media=tuple(media),
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Connection addresses we can relay to
+
+_HOST_NAME = re.compile(r"(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?:\.(?!-)[A-Za-z0-9-]{1,63})*\.?")
+
+
+@dataclass(frozen=True)
+class MediaAddress:
+    """The audio stream's connection address, checked: a normalised IP literal."""
+
+    host: str  # as the kernel reports a source: "::1", never "0:0::1"
+    family: int  # 4 or 6
+    hold: bool  # 0.0.0.0 or :: (RFC 2543 hold): nothing to send to
+
+
+def unusable_address(why: str) -> RemoteSipError:
+    """488 with ``Warning: 301`` (RFC 3261: incompatible network address formats)."""
+    # the reason phrase and the warning text never quote the peer's bytes
+    return RemoteSipError(
+        488,
+        "Not Acceptable Here",
+        extra_headers=(("Warning", f'301 recproxy "{why}"'),),
+    )
+
+
+def media_address(
+    description: SessionDescription, media_index: int | None = None, *, in_call: bool = False
+) -> MediaAddress:
+    """The address RTP for the audio stream (default: the first) goes to, or
+    ``RemoteSipError(488)`` with a ``Warning: 301`` header saying why it is unusable.
+
+    ``0.0.0.0``/``::`` is accepted only in a re-offer (``in_call``), as the RFC 2543
+    hold: a first offer gives us nowhere to send the notice.
+    """
+    if media_index is None:
+        media_index = description.first_audio_index()
+        if media_index is None:
+            raise RemoteSipError(488, "Not Acceptable Here")
+    media = description.media[media_index]
+    connection = description.connection_for(media)
+    if connection is None or connection.nettype.upper() != "IN":
+        raise unusable_address("media address must be IN IP4 or IN IP6")
+    addrtype = connection.addrtype.upper()
+    if addrtype not in ("IP4", "IP6"):
+        raise unusable_address("media address type must be IP4 or IP6")
+    try:
+        address = ipaddress.ip_address(connection.host)
+    except ValueError:
+        host = connection.host
+        if _HOST_NAME.fullmatch(host) and not host.replace(".", "").isdigit():
+            raise unusable_address("host names in c= are not resolved: use an IP") from None
+        raise unusable_address("media address is not a valid IP address") from None
+    if address.version != (4 if addrtype == "IP4" else 6):
+        raise unusable_address(f"media address is not an {addrtype} address")
+    if address.is_multicast or address == ipaddress.IPv4Address("255.255.255.255"):
+        raise unusable_address("multicast and broadcast media addresses are not relayed")
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        raise unusable_address("IPv4-mapped IPv6 media address: use IN IP4")
+    hold = address.is_unspecified
+    if hold and not in_call:
+        raise unusable_address("media address 0.0.0.0 or :: is not a destination")
+    return MediaAddress(str(address), address.version, hold)

@@ -84,6 +84,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "recproxy_rtp_bytes": ("counter", {"direction"}),
     "recproxy_rtcp_packets": ("counter", {"direction"}),
     "recproxy_rtp_dropped": ("counter", {"reason"}),
+    "recproxy_rtp_send_errors": ("counter", set()),
     "recproxy_rtp_port_pairs_in_use": ("gauge", set()),
     "recproxy_rtp_port_pairs_capacity": ("gauge", set()),
     "recproxy_event_loop_info": ("gauge", {"loop"}),  # an info metric: text format says gauge

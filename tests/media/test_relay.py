@@ -1,4 +1,5 @@
-"""The RTP relay on real loopback sockets: latching, forwarding, rewriting, ports."""
+"""The RTP relay on real loopback sockets (IPv4 and ::1): latching, forwarding,
+rewriting, ports, and sends that never raise."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import struct
 from collections.abc import AsyncIterator
 
 import pytest
+import uvloop
 
 from proxy.media.relay import (
     MediaSession,
     NoPortsAvailable,
     PortAllocator,
+    SourceLatch,
     StreamRewriter,
 )
 
@@ -22,16 +25,18 @@ def rtp(seq: int, ts: int, ssrc: int, payload: bytes = b"\xff" * 160, pt: int = 
 
 
 class Phone:
-    """A plain UDP socket standing in for a phone's RTP port."""
+    """A plain UDP socket standing in for a phone's RTP port (on ``host``: IPv4 or v6)."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
         self.sock.setblocking(False)
-        self.address: tuple[str, int] = self.sock.getsockname()
+        self.address: tuple[str, int] = self.sock.getsockname()[:2]
 
     def send(self, data: bytes, port: int) -> None:
-        self.sock.sendto(data, ("127.0.0.1", port))
+        self.sock.sendto(data, (self.host, port))
 
     async def receive(self, timeout: float = 1.0) -> bytes:
         loop = asyncio.get_running_loop()
@@ -323,3 +328,207 @@ def test_rewriter_continues_after_packets_numbered_elsewhere() -> None:
     rewriter.rewrite(packet)
     _, _, seq, ts, ssrc = struct.unpack_from("!BBHII", packet)
     assert (seq, ts, ssrc) == (20, 4000, 5)
+
+
+# ---------------------------------------------------------------------------------------
+# IPv6: legs bound in the family of the party they face
+
+
+async def test_ipv6_legs_relay_and_latch_on_loopback(session: MediaSession) -> None:
+    caller = await session.open_leg("caller", host="::1")
+    taker = await session.open_leg("call_taker", host="::1")
+    alice, bob = Phone("::1"), Phone("::1")
+    try:
+        caller.set_remote("0:0::1", alice.address[1])  # SDP text, not the kernel's form
+        taker.set_remote(*bob.address)
+        session.bridge()
+        alice.send(rtp(1, 160, 0xA), caller.port)
+        assert await bob.receive() == rtp(1, 160, 0xA)
+        bob.send(rtp(2, 320, 0xB), taker.port)
+        assert (await alice.receive())[12:] == b"\xff" * 160
+        assert caller.latched == alice.address and caller.family == 6
+    finally:
+        alice.close()
+        bob.close()
+
+
+async def test_an_ipv4_caller_and_an_ipv6_call_taker_are_relayed(session: MediaSession) -> None:
+    caller = await session.open_leg("caller")
+    taker = await session.open_leg("call_taker", host="::1")
+    alice, bob = Phone("127.0.0.1"), Phone("::1")
+    try:
+        caller.set_remote(*alice.address)
+        taker.set_remote(*bob.address)
+        session.bridge()
+        alice.send(rtp(1, 160, 0xA), caller.port)
+        assert await bob.receive() == rtp(1, 160, 0xA)
+        bob.send(rtp(7, 900, 0xB, b"\x01" * 160), taker.port)
+        assert (await alice.receive())[12:] == b"\x01" * 160
+        assert (caller.family, taker.family) == (4, 6)
+    finally:
+        alice.close()
+        bob.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Latching: the exact SDP address first; another port of that IP only after quiet
+
+
+async def test_a_sender_on_the_partys_ip_that_sends_first_does_not_take_the_leg(
+    session: MediaSession,
+) -> None:
+    """Defect 6: on main the first packet from the SDP's IP, any port, owned the leg."""
+    received: list[int] = []
+    leg = await session.open_leg("caller", sink=lambda seq, ts, p: received.append(seq))
+    leg.audio_payload_type = 0
+    taker = await session.open_leg("call_taker")
+    alice, mallory, bob = Phone(), Phone(), Phone()
+    try:
+        leg.set_remote(*alice.address)
+        taker.set_remote(*bob.address)
+        session.bridge()
+        mallory.send(rtp(100, 16000, 666, b"\x66" * 160), leg.port)  # first, same IP
+        await settle()
+        for seq in range(1, 4):
+            alice.send(rtp(seq, seq * 160, 1), leg.port)
+            mallory.send(rtp(100 + seq, 16000 + seq * 160, 666, b"\x66" * 160), leg.port)
+        for _ in range(3):
+            assert (await bob.receive())[8:12] == b"\x00\x00\x00\x01"  # alice's SSRC
+        assert await bob.nothing()
+        assert received == [1, 2, 3]
+        assert leg.latched == alice.address
+        assert leg.stats.dropped_unknown_source == 4
+    finally:
+        for phone in (alice, mallory, bob):
+            phone.close()
+
+
+async def test_another_port_is_accepted_after_the_nat_grace_and_the_exact_one_retakes() -> None:
+    allocator = PortAllocator(41400, 41499)
+    media = MediaSession(allocator, "127.0.0.1", nat_grace=0.2)
+    leg = await media.open_leg("caller")
+    taker = await media.open_leg("call_taker")
+    exact, nat, bob = Phone(), Phone(), Phone()
+    try:
+        leg.set_remote(*exact.address)  # the party's SDP; it sends from a NAT port instead
+        taker.set_remote(*bob.address)
+        media.bridge()
+        nat.send(rtp(1, 160, 5), leg.port)
+        assert await bob.nothing(0.05), "another port accepted before the grace"
+        await asyncio.sleep(0.2)
+        nat.send(rtp(2, 320, 5), leg.port)
+        assert (await bob.receive())[2:4] == b"\x00\x02"
+        assert leg.latched == nat.address
+        exact.send(rtp(3, 480, 5), leg.port)  # the SDP's own address appears: it wins
+        assert (await bob.receive())[2:4] == b"\x00\x03"
+        nat.send(rtp(4, 640, 5), leg.port)
+        assert await bob.nothing()
+        assert leg.latched == exact.address
+        assert leg.stats.dropped_unknown_source == 2
+    finally:
+        for phone in (exact, nat, bob):
+            phone.close()
+        media.close()
+
+
+async def test_a_latched_source_that_keeps_sending_is_not_replaced() -> None:
+    allocator = PortAllocator(41400, 41499)
+    media = MediaSession(allocator, "127.0.0.1", nat_grace=0.15)
+    leg = await media.open_leg("caller")
+    alice, mallory = Phone(), Phone()
+    try:
+        leg.set_remote(*alice.address)
+        for seq in range(15):  # 0.3 s: twice the grace, both sending all the time
+            alice.send(rtp(seq, seq * 160, 1), leg.port)
+            mallory.send(rtp(seq, seq * 160, 2), leg.port)
+            await asyncio.sleep(0.02)
+        assert leg.latched == alice.address
+        assert leg.stats.packets_in == 15 and leg.stats.dropped_unknown_source == 15
+    finally:
+        alice.close()
+        mallory.close()
+        media.close()
+
+
+def test_latch_rules_on_a_fake_clock() -> None:
+    now = [100.0]
+    latch = SourceLatch(1.0, clock=lambda: now[0])
+    exact, nat, other_host = ("10.0.0.5", 4000), ("10.0.0.5", 61000), ("10.0.0.6", 4000)
+    latch.expect(exact, activity=0)
+    assert not latch.admit(other_host, 0)  # another IP: never
+    now[0] = 100.9
+    assert not latch.admit(nat, 0)  # nothing yet, but not quiet for 1 s since the SDP
+    now[0] = 101.0
+    assert latch.admit(nat, 0)  # 1 s of nothing: the NAT case
+    assert latch.admit(exact, 5)  # the exact address: always, at once
+    now[0] = 105.0
+    assert not latch.admit(nat, 9)  # the latched source sent since the last look
+    now[0] = 105.9
+    assert not latch.admit(nat, 9)
+    now[0] = 106.0
+    assert latch.admit(nat, 9)  # ... and then nothing for 1 s
+
+
+async def test_rtcp_prefers_the_exact_port_too(session: MediaSession) -> None:
+    caller = await session.open_leg("caller")
+    taker = await session.open_leg("call_taker")
+    alice_rtcp, mallory, bob_rtcp = Phone(), Phone(), Phone()
+    try:
+        caller.set_remote(alice_rtcp.address[0], alice_rtcp.address[1] - 1)
+        taker.set_remote(bob_rtcp.address[0], bob_rtcp.address[1] - 1)
+        session.bridge()
+        mallory.send(b"\x80\xc9\x00\x01evil", caller.port + 1)
+        report = struct.pack("!BBHI", 0x80, 201, 1, 0xA)
+        alice_rtcp.send(report, caller.port + 1)
+        assert await bob_rtcp.receive() == report
+        assert await bob_rtcp.nothing()
+        assert caller.rtcp_latched == alice_rtcp.address
+        assert caller.stats.dropped_unknown_source == 1
+    finally:
+        for phone in (alice_rtcp, mallory, bob_rtcp):
+            phone.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Sends never raise (uvloop raises from sendto at once; asyncio reports to the protocol)
+
+UNREACHABLE = ["::1", "999.1.1.1"]  # another family; not a literal (uvloop: ValueError)
+
+
+async def _send_to_bad_addresses_then_relay() -> tuple[int, bytes]:
+    allocator = PortAllocator(41500, 41599)
+    media = MediaSession(allocator, "127.0.0.1")
+    caller = await media.open_leg("caller")
+    taker = await media.open_leg("call_taker")
+    alice, bob = Phone(), Phone()
+    try:
+        media.bridge()
+        caller.set_remote(*alice.address)
+        for host in UNREACHABLE:  # what an SDP named before addresses were checked
+            taker.set_remote(host, 4000)
+            taker.send_own(rtp(1, 160, 3))
+            taker.send_rtcp(b"\x80\xc9\x00\x01")
+            alice.send(rtp(2, 320, 1), caller.port)  # relayed to the bad address
+            await settle()
+        taker.set_remote(*bob.address)  # the same sockets still work
+        alice.send(rtp(3, 480, 1), caller.port)
+        return taker.stats.send_errors, await bob.receive()
+    finally:
+        alice.close()
+        bob.close()
+        media.close()
+
+
+def test_sends_to_unusable_addresses_are_counted_under_uvloop_and_the_leg_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    errors, relayed = uvloop.run(_send_to_bad_addresses_then_relay())
+    assert errors == 3 * len(UNREACHABLE)
+    assert relayed[2:4] == b"\x00\x03"
+    warnings = [r for r in caplog.records if "cannot send" in r.getMessage()]
+    assert len(warnings) == 1, "logged once per leg, not once per packet"
+
+
+def test_sends_to_unusable_addresses_do_not_raise_under_asyncio() -> None:
+    _, relayed = asyncio.run(_send_to_bad_addresses_then_relay())
+    assert relayed[2:4] == b"\x00\x03"

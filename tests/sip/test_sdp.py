@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import ipaddress
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from proxy.sip.sdp import (
     answer_offer,
     create_offer,
     is_hold,
+    media_address,
     negotiated,
 )
 
@@ -995,3 +997,86 @@ def test_recordable_codecs_lists_pcmu_and_pcma_in_our_order() -> None:
     assert sdp.recordable_codecs(offer) == ("PCMU", "PCMA")
     opus = offer_with("m=audio 4000 RTP/AVP 96\na=rtpmap:96 opus/48000/2\n")
     assert sdp.recordable_codecs(opus) == ()
+
+
+# Media addresses: what we can send RTP to
+
+
+def offer_at(connection: str, direction: str = "") -> SessionDescription:
+    attribute = f"a={direction}\r\n" if direction else ""
+    return SessionDescription.parse(
+        f"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc={connection}\r\nt=0 0\r\n"
+        f"m=audio 4000 RTP/AVP 0\r\n{attribute}".encode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("connection", "host", "family"),
+    [
+        ("IN IP4 192.0.2.10", "192.0.2.10", 4),
+        ("IN IP6 ::1", "::1", 6),
+        ("IN IP6 0:0:0::1", "::1", 6),  # the kernel's form, so latching compares equal
+        ("IN IP6 [2001:DB8::1]", "2001:db8::1", 6),
+        ("in ip4 10.0.0.1", "10.0.0.1", 4),
+    ],
+)
+def test_usable_media_addresses_are_normalised(connection: str, host: str, family: int) -> None:
+    address = media_address(offer_at(connection))
+    assert (address.host, address.family, address.hold) == (host, family, False)
+
+
+@pytest.mark.parametrize(
+    ("connection", "why"),
+    [
+        ("IN IP4 pbx.example.net", "host names"),  # RFC 4566 allows it: no DNS here
+        ("IN IP6 pbx.example.net", "host names"),
+        ("IN IP4 999.1.1.1", "not a valid IP"),
+        ("IN IP4 1.2.3", "not a valid IP"),
+        ("IN IP4 ::1", "not an IP4 address"),
+        ("IN IP6 192.0.2.1", "not an IP6 address"),
+        ("IN IP4 0.0.0.0", "not a destination"),
+        ("IN IP6 ::", "not a destination"),
+        ("IN IP4 224.2.1.1/127", "multicast"),
+        ("IN IP6 ff02::1", "multicast"),
+        ("IN IP4 255.255.255.255", "broadcast"),
+        ("IN IP6 ::ffff:192.0.2.1", "IPv4-mapped"),
+        ("IN IPX 192.0.2.1", "IP4 or IP6"),
+        ("ATM NSAP 47.0091.8100.0000", "IN IP4 or IN IP6"),
+        ("IN IP4 -.-", "not a valid IP"),
+    ],
+)
+def test_unusable_media_addresses_get_488_with_a_warning(connection: str, why: str) -> None:
+    with pytest.raises(RemoteSipError) as caught:
+        media_address(offer_at(connection))
+    assert caught.value.status == 488
+    ((name, value),) = caught.value.extra_headers
+    assert name == "Warning" and value.startswith('301 recproxy "') and why in value
+    assert "example" not in value  # the peer's bytes never go back into a header
+
+
+def test_zero_address_is_a_hold_only_in_a_re_offer() -> None:
+    assert media_address(offer_at("IN IP4 0.0.0.0"), in_call=True).hold
+    assert media_address(offer_at("IN IP6 ::", "sendonly"), in_call=True).hold
+    with pytest.raises(RemoteSipError):
+        media_address(offer_at("IN IP4 0.0.0.0", "sendonly"))
+
+
+def test_a_real_ipv6_offer_is_usable() -> None:
+    address = media_address(SessionDescription.parse(body_of(IPV6_PCMU_OFFER)))
+    assert address.family == 6
+
+
+@given(st.text(alphabet="0123456789abcdefABCDEF:.[]%-/xyz", min_size=1, max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_any_connection_address_is_usable_or_refused_with_488(text: str) -> None:
+    try:
+        description = offer_at(f"IN IP{'6' if ':' in text else '4'} {text}")
+    except RemoteSipError as exc:
+        assert exc.status == 400
+        return
+    try:
+        address = media_address(description)
+    except RemoteSipError as exc:
+        assert exc.status == 488 and exc.extra_headers[0][0] == "Warning"
+        return
+    assert str(ipaddress.ip_address(address.host)) == address.host
