@@ -32,13 +32,15 @@ from ..media.announcer import Announcer, PacketPacer, PromptSource, RingbackTone
 from ..media.clock import MediaClock
 from ..media.dtmf import DtmfDetector
 from ..media.relay import MediaSession, NoPortsAvailable, PortAllocator, RtpLeg, StreamRewriter
+from ..ratelog import RateLimitedLog
 from ..sip import sdp
-from ..sip.core import SipCore
+from ..sip.core import Refusal, SipCore
 from ..sip.dialog import Dialog, DialogState, build_request
 from ..sip.errors import RemoteSipError
 from ..sip.events import (
     AckReceived,
     AckTimedOut,
+    Address,
     Event,
     MessageDropped,
     RequestCancelled,
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
     from .recording import ActiveRecording, RecordingService
 
 log = logging.getLogger(__name__)
+flood_log = RateLimitedLog(log)  # for what a flood of INVITEs would log once each
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"
 _G711_NAMES = {0: "PCMU", 8: "PCMA"}
@@ -188,13 +191,32 @@ class B2bua:
         else:
             self.core.respond(event.transaction, 405, now=now, headers=[("Allow", ALLOW)])
 
+    def admit(self, request: Request, source: Address) -> Refusal | None:
+        """The SIP core's admission hook: asked before it keeps any state for a request
+        from outside a dialog, so a refusal costs no transaction and no RTP port."""
+        if request.method != "INVITE":
+            return None
+        host = source[0]
+        if not self.config.sip.is_trusted(host):
+            self.count("rejected_untrusted")
+            flood_log.warning("untrusted", "INVITE from untrusted %s:%s refused", *source)
+            return Refusal(403, "Forbidden (not a trusted peer)")
+        limits = self.config.limits
+        if len(self.calls) >= limits.max_calls or (
+            len(self.calls) >= limits.max_calls_per_source
+            and sum(c.invite.source[0] == host for c in self.calls.values())
+            >= limits.max_calls_per_source
+        ):
+            self.count("rejected_busy")
+            flood_log.warning("busy", "INVITE from %s:%s refused: too many calls", *source)
+            retry_after = str(limits.retry_after_seconds)
+            return Refusal(
+                503, "Service Unavailable (too many calls)", (("Retry-After", retry_after),)
+            )
+        return None
+
     def _new_call(self, event: RequestReceived) -> None:
         now = self.now()
-        if not self.config.sip.is_trusted(event.source[0]):
-            self.count("rejected_untrusted")
-            log.warning("INVITE from untrusted %s:%s refused", *event.source)
-            self.core.respond(event.transaction, 403, "Forbidden (not a trusted peer)", now=now)
-            return
         if not self.accepting:
             self.core.respond(
                 event.transaction,
@@ -325,7 +347,7 @@ class Call:
         try:
             self.a_leg = await self.media.open_leg("caller")
         except NoPortsAvailable:
-            log.error("call %s: no RTP ports left", self.id)
+            flood_log.error("no-rtp-ports", "call %s: no RTP ports left", self.id)
             self.failure_status = 503
             raise _CallEnded(CallOutcome.FAILED, "us (no RTP ports)") from None
         try:
