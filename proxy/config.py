@@ -187,13 +187,13 @@ class ShutdownSettings:
 class LimitsSettings:
     """Flood and resource protection: what one source, and all together, may hold."""
 
-    requests_per_second: float = 200.0  # new SIP transactions per source address
-    request_burst: int = 400
+    requests_per_second: float = 50.0  # new SIP transactions per source address
+    request_burst: int = 100
     refusals_per_second: float = 10.0  # 503/403 answers per source; past it, silence
     refusal_burst: int = 20
     retry_after_seconds: int = 5
-    max_calls: int = 400  # concurrent calls, all sources
-    max_calls_per_source: int = 200
+    max_calls: int = 200  # concurrent calls, all sources (each holds 2 RTP port pairs)
+    max_calls_per_source: int = 100
     max_transactions: int = 10_000
     max_dialogs: int = 5_000
     tcp_max_connections: int = 512  # inbound; our own outbound connections apart
