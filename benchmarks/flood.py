@@ -12,7 +12,8 @@ the middle of the flood.  Reported:
   flood for comparison; every recording's state (target: all ``complete``);
 * replies per flood INVITE and the amplification factor, reply bytes over request bytes
   (target: at most 1);
-* RSS before, at the peak of, and 10 s after the flood;
+* RSS before, at the peak of, and 15 s and 40 s after the flood (by then the flood's
+  transactions have ended), with the transactions, dialogs, calls and RTP ports left;
 * whether the call placed during the flood connected.
 
     .venv/bin/python benchmarks/flood.py                       # 2,000/s for 10 s, 50 calls
@@ -106,6 +107,14 @@ def caller(work: Path, label: str, port: int, media: int, calls: int, hold_ms: i
     )  # fmt: skip
 
 
+def call_outcome(work: Path, call_id: str | None) -> str | None:
+    """The catalog's outcome of a call (``completed``: it was answered, bridged to the
+    call taker, and ended normally)."""
+    db = sqlite3.connect(work / "data" / "catalog.sqlite3")
+    row = db.execute("SELECT outcome FROM calls WHERE sip_call_id = ?", (call_id,)).fetchone()
+    return str(row[0]) if row else None
+
+
 def recordings(work: Path) -> dict[str, object]:
     db = sqlite3.connect(work / "data" / "catalog.sqlite3")
     rows = db.execute(
@@ -137,7 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         )  # fmt: skip
         taker = sipp.Sipp(
             work, "taker", taker_scenario, local_port=TAKER_PORT, media_port=17000,
-            calls=args.calls + 1, timeout_s=hold_ms / 1000 + 90,
+            calls=args.calls + 20, timeout_s=hold_ms / 1000 + 90,  # spare: stray flood calls
         )  # fmt: skip
         calls = caller(work, "caller", CALLER_PORT, 16000, args.calls, hold_ms)
         deadline = time.monotonic() + 30
@@ -163,12 +172,17 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         late = caller(work, "late", LATE_PORT, 16100, 1, 3000)
         flood_report = json.loads(sender.communicate(timeout=args.seconds + 60)[0])
         during = media_counters()
-        late_ok = late.wait(timeout=60) == 0
+        late.wait(timeout=60)
+        flood_ended = time.monotonic()
         sampler.stop()
         rss_peak = max(sampler.peak_rss, rss_bytes(pid))
         calls_ok = calls.wait(timeout=hold_ms / 1000 + 60) == 0
-        time.sleep(10)
+        time.sleep(max(0.0, flood_ended + 15 - time.monotonic()))
+        rss_15s = rss_bytes(pid)
+        # the flood's transactions end by Timer J/L (64·T1 = 32 s after the last one)
+        time.sleep(max(0.0, flood_ended + 40 - time.monotonic()))
         rss_after = rss_bytes(pid)
+        state = _metrics(METRICS)
         taker.stop()
 
         def delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
@@ -183,10 +197,15 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             media_loss_calm=delta(before, calm),
             media_loss_during_flood=delta(calm, during),
             calls_completed=calls_ok,
-            call_during_flood_connected=late_ok,
+            call_during_flood=call_outcome(work, late.first(sent=True, method="INVITE").call_id),
             rss_mb_before=round(rss_before / 2**20, 1),
             rss_mb_peak=round(rss_peak / 2**20, 1),
-            rss_mb_10s_after=round(rss_after / 2**20, 1),
+            rss_mb_15s_after=round(rss_15s / 2**20, 1),
+            rss_mb_40s_after=round(rss_after / 2**20, 1),
+            state_40s_after={
+                k: state.get(k) for k in ("recproxy_sip_transactions", "recproxy_sip_dialogs")
+            }
+            | {"calls": health()["calls"], "rtp_port_pairs": health()["rtp"]},
         )
     finally:
         proxy.terminate()
