@@ -207,7 +207,6 @@ class B2bua:
             and sum(c.invite.source[0] == host for c in self.calls.values())
             >= limits.max_calls_per_source
         ):
-            self.count("rejected_busy")
             flood_log.warning("busy", "INVITE from %s:%s refused: too many calls", *source)
             retry_after = str(limits.retry_after_seconds)
             return Refusal(
