@@ -33,7 +33,8 @@ from .media.clock import MediaClock
 from .media.recorder import Recorder
 from .media.relay import PortAllocator
 from .sip.core import CoreSettings, SipCore
-from .sip.transport import SipTransport
+from .sip.flood import FloodSettings
+from .sip.transport import SipTransport, TcpLimits
 from .storage import crypto
 from .storage.catalog import SqliteCatalog
 from .storage.writer import RecordingWriter
@@ -154,6 +155,7 @@ class Server:
         self.clock.start()
 
         host, port = config.sip.listen
+        limits = config.limits
         self.core = SipCore(
             CoreSettings(
                 host=config.sip.advertise,
@@ -161,6 +163,15 @@ class Server:
                 user_agent=config.sip.user_agent,
                 allowed_methods=ALLOWED_METHODS,
                 refused_by_tu=tuple(REFUSED_METHODS),
+                flood=FloodSettings(
+                    requests_per_second=limits.requests_per_second,
+                    request_burst=limits.request_burst,
+                    refusals_per_second=limits.refusals_per_second,
+                    refusal_burst=limits.refusal_burst,
+                    retry_after_seconds=limits.retry_after_seconds,
+                ),
+                max_server_transactions=limits.max_transactions,
+                max_dialogs=limits.max_dialogs,
             )
         )
         allocator = PortAllocator(*config.media.rtp_ports)
@@ -174,7 +185,17 @@ class Server:
             notice,
             prompts,
         )
-        self.transport = SipTransport(self.core, self.b2bua.on_event)
+        self.core.admission = self.b2bua.admit
+        self.transport = SipTransport(
+            self.core,
+            self.b2bua.on_event,
+            tcp_limits=TcpLimits(
+                max_inbound=limits.tcp_max_connections,
+                max_inbound_per_source=limits.tcp_max_connections_per_source,
+                idle_seconds=limits.tcp_idle_seconds,
+                header_seconds=limits.tcp_header_seconds,
+            ),
+        )
         self.b2bua.transport = self.transport
         try:
             await self.transport.start(

@@ -201,6 +201,25 @@ class ShutdownSettings:
 
 
 @dataclass(frozen=True)
+class LimitsSettings:
+    """Flood and resource protection: what one source, and all together, may hold."""
+
+    requests_per_second: float = 50.0  # new SIP transactions per source address
+    request_burst: int = 100
+    refusals_per_second: float = 10.0  # 503/403 answers per source; past it, silence
+    refusal_burst: int = 20
+    retry_after_seconds: int = 5
+    max_calls: int = 200  # concurrent calls, all sources (each holds 2 RTP port pairs)
+    max_calls_per_source: int = 100
+    max_transactions: int = 10_000
+    max_dialogs: int = 5_000
+    tcp_max_connections: int = 512  # inbound; our own outbound connections apart
+    tcp_max_connections_per_source: int = 32
+    tcp_idle_seconds: float = 300.0
+    tcp_header_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
@@ -210,6 +229,7 @@ class Config:
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
     dtmf: DtmfSettings = field(default_factory=DtmfSettings)
     numbers: NumberSettings = field(default_factory=NumberSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
@@ -299,6 +319,16 @@ def _ip6_or_empty(value: Any) -> str:
     if not isinstance(address, ipaddress.IPv6Address) or address.is_unspecified:
         raise ValueError(f'must be an IPv6 address (not ::), or "" for none, got {value!r}')
     return str(address)
+
+
+def _advertise(value: Any) -> str:
+    text = _ip(value)
+    if ipaddress.ip_address(text).is_unspecified:
+        raise ValueError(
+            f"must be the address others reach us at, not the wildcard {text!r} "
+            "(it would be written into Contact and SDP)"
+        )
+    return text
 
 
 def _networks(value: Any) -> tuple[Network, ...]:
@@ -416,7 +446,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
     return {
         "sip": {
             "listen": parse_hostport,
-            "advertise": _ip,
+            "advertise": _advertise,
             "advertise6": _ip6_or_empty,
             "trusted_peers": _networks,
             "internal_peers": _networks,
@@ -454,6 +484,21 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
         "catalog": {"path": path, "synchronous": _choice("normal", "full")},
         "http": {"listen": parse_hostport},
         "shutdown": {"grace_seconds": _number(0, 3600)},
+        "limits": {
+            "requests_per_second": _number(1, 1_000_000),
+            "request_burst": _int(1, 1_000_000),
+            "refusals_per_second": _number(0, 1_000_000),
+            "refusal_burst": _int(1, 1_000_000),
+            "retry_after_seconds": _int(1, 3600),
+            "max_calls": _int(1, 1_000_000),
+            "max_calls_per_source": _int(1, 1_000_000),
+            "max_transactions": _int(10, 10_000_000),
+            "max_dialogs": _int(1, 10_000_000),
+            "tcp_max_connections": _int(1, 1_000_000),
+            "tcp_max_connections_per_source": _int(1, 1_000_000),
+            "tcp_idle_seconds": _number(0.1, 86_400),
+            "tcp_header_seconds": _number(0.1, 3600),
+        },
         "dtmf": {"stop": _dtmf_code, "discard": _dtmf_code, "resume": _dtmf_code},
         "numbers": {
             "country_code": _digits,
@@ -512,6 +557,7 @@ _SECTIONS: Mapping[str, type] = {
     "catalog": CatalogSettings,
     "http": HttpSettings,
     "shutdown": ShutdownSettings,
+    "limits": LimitsSettings,
 }
 
 _DEFAULT_PATHS = {
@@ -581,6 +627,7 @@ def _services(raw: Any, base: Path) -> dict[str, ServiceSettings]:
 def _operators(raw: Any) -> tuple[OperatorSettings, ...]:
     operators: list[OperatorSettings] = []
     names: set[str] = set()
+    hashes: dict[str, int] = {}
     for i, values in enumerate(_tables("operators", raw, _operator_keys())):
         for required in ("name", "token_sha256"):
             if required not in values:
@@ -588,6 +635,9 @@ def _operators(raw: Any) -> tuple[OperatorSettings, ...]:
         if values["name"] in names:
             raise ConfigError(f"operators[{i}].name: {values['name']!r} appears twice")
         names.add(values["name"])
+        first = hashes.setdefault(values["token_sha256"], i)
+        if first != i:  # one token would act as two call takers
+            raise ConfigError(f"operators[{i}].token_sha256: the same as operators[{first}]'s")
         operators.append(OperatorSettings(**values))
     return tuple(operators)
 

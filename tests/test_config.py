@@ -89,6 +89,10 @@ def test_unset_default_paths_also_resolve_against_the_file(tmp_path: Path) -> No
         ("[recording]\nsegment_seconds = true\n", "recording.segment_seconds:"),
         ('[recording]\nencoding = "flac"\n', "recording.encoding:"),
         ('[catalog]\npath = ""\n', "catalog.path:"),
+        ('[sip]\nadvertise = "0.0.0.0"\n', "sip.advertise: must be the address others reach"),
+        ('[sip]\nadvertise = "::"\n', "sip.advertise: must be the address others reach"),
+        ("[limits]\nmax_calls = 0\n", "limits.max_calls:"),
+        ('[limits]\ntcp_idle_seconds = "1"\n', "limits.tcp_idle_seconds:"),
         ("recording = 3\n", "recording: must be a table"),
         ('[sip]\nadvertise6 = "10.0.0.1"\n', "sip.advertise6:"),
         ('[sip]\nadvertise6 = "::"\n', "sip.advertise6:"),
@@ -183,6 +187,11 @@ team = "reception"
         ('[[operators]]\nname = "a"\n', "operators[0].token_sha256: required"),
         ('[[operators]]\nname = "a"\ntoken_sha256 = "abc"\n', "operators[0].token_sha256:"),
         ("operators = 3\n", "operators: must be an array"),
+        (
+            '[[operators]]\nname = "a"\ntoken_sha256 = "' + "ab" * 32 + '"\n'
+            '[[operators]]\nname = "b"\ntoken_sha256 = "' + "AB" * 32 + '"\n',
+            "operators[1].token_sha256: the same as operators[0]'s",
+        ),
     ],
 )
 def test_nested_tables_name_the_bad_key(tmp_path: Path, text: str, named: str) -> None:

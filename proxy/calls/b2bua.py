@@ -41,13 +41,15 @@ from ..media.relay import (
     RtpLeg,
     StreamRewriter,
 )
+from ..ratelog import RateLimitedLog
 from ..sip import sdp
-from ..sip.core import SipCore
+from ..sip.core import Refusal, SipCore
 from ..sip.dialog import Dialog, DialogState, build_request
 from ..sip.errors import RemoteSipError
 from ..sip.events import (
     AckReceived,
     AckTimedOut,
+    Address,
     Event,
     MessageDropped,
     RequestCancelled,
@@ -76,6 +78,7 @@ if TYPE_CHECKING:
     from .recording import ActiveRecording, RecordingService
 
 log = logging.getLogger(__name__)
+flood_log = RateLimitedLog(log)  # for what a flood of INVITEs would log once each
 
 #: What recproxy does: the one ``Allow`` list of every response and request (and of
 #: the SIP core's 405 and 501).  Not REFER, SUBSCRIBE or NOTIFY: transfers are not built.
@@ -218,13 +221,31 @@ class B2bua:
             self.core.respond(event.transaction, 405, now=now, dialog=dialog, headers=headers)
         self.flush()
 
+    def admit(self, request: Request, source: Address) -> Refusal | None:
+        """The SIP core's admission hook: asked before it keeps any state for a request
+        from outside a dialog, so a refusal costs no transaction and no RTP port."""
+        if request.method != "INVITE":
+            return None
+        host = source[0]
+        if not self.config.sip.is_trusted(host):
+            self.count("rejected_untrusted")
+            flood_log.warning("untrusted", "INVITE from untrusted %s:%s refused", *source)
+            return Refusal(403, "Forbidden (not a trusted peer)")
+        limits = self.config.limits
+        if len(self.calls) >= limits.max_calls or (
+            len(self.calls) >= limits.max_calls_per_source
+            and sum(c.invite.source[0] == host for c in self.calls.values())
+            >= limits.max_calls_per_source
+        ):
+            flood_log.warning("busy", "INVITE from %s:%s refused: too many calls", *source)
+            retry_after = str(limits.retry_after_seconds)
+            return Refusal(
+                503, "Service Unavailable (too many calls)", (("Retry-After", retry_after),)
+            )
+        return None
+
     def _new_call(self, event: RequestReceived) -> None:
         now = self.now()
-        if not self.config.sip.is_trusted(event.source[0]):
-            self.count("rejected_untrusted")
-            log.warning("INVITE from untrusted %s:%s refused", *event.source)
-            self.core.respond(event.transaction, 403, "Forbidden (not a trusted peer)", now=now)
-            return
         if not self.accepting:
             self.core.respond(
                 event.transaction,
@@ -369,7 +390,7 @@ class Call:
         try:
             self.a_leg = await self.media.open_leg("caller", host=a_host)
         except NoPortsAvailable:
-            log.error("call %s: no RTP ports left", self.id)
+            flood_log.error("no-rtp-ports", "call %s: no RTP ports left", self.id)
             self.failure_status = 503
             raise _CallEnded(CallOutcome.FAILED, "us (no RTP ports)") from None
         self.a.port = self.a_leg.port

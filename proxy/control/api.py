@@ -8,12 +8,16 @@ against ``[[operators]] token_sha256`` in the configuration (the token itself is
 stored).  A call taker sees and acts on their own calls only: 401 without a valid token,
 403 for someone else's call, 404 for a call that is not active, 422 for a missing
 reason or an unknown action, 409 when the recording cannot take that action now.
+Errors are problem documents (``application/problem+json``); a JSON body larger than
+``MAX_BODY`` bytes or nested deeper than ``MAX_DEPTH`` is refused 400 before it is
+parsed (Python's parser would recurse once per level).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,9 +25,16 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from ..config import OperatorSettings
+from .problem import problem
 
 ACTIONS = ("stop", "discard", "resume")
 MAX_REASON = 500
+MAX_BODY = 16 * 1024  # bytes of JSON a request may carry
+MAX_DEPTH = 16  # nesting of arrays and objects
+
+
+class BodyRefused(Exception):
+    """A JSON body too large or too deep to parse (HTTP 400)."""
 
 
 class RecordingActionError(Exception):
@@ -108,7 +119,9 @@ async def _recording_action(request: web.Request, operator: Operator) -> web.Str
     if call.operator != operator.name:
         return _error(403, "this call is not yours")
     try:
-        body = await request.json()
+        body = await _json_body(request)
+    except BodyRefused as exc:
+        return _error(400, str(exc))
     except ValueError:
         return _error(422, 'the body must be JSON: {"action": ..., "reason": ...}')
     if not isinstance(body, dict):
@@ -130,9 +143,45 @@ async def _recording_action(request: web.Request, operator: Operator) -> web.Str
     return web.json_response(result)
 
 
+async def _json_body(request: web.Request) -> Any:
+    """The request's JSON, read no further than ``MAX_BODY`` bytes and checked for depth
+    before parsing."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise BodyRefused(f"the body is larger than {MAX_BODY} bytes")
+    data = await request.content.read(MAX_BODY + 1)
+    if len(data) > MAX_BODY:
+        raise BodyRefused(f"the body is larger than {MAX_BODY} bytes")
+    if json_depth(data) > MAX_DEPTH:
+        raise BodyRefused(f"the JSON is nested deeper than {MAX_DEPTH} levels")
+    return json.loads(data)
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in JSON text, strings skipped (one
+    linear pass; the text need not be valid)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 def _error(status: int, message: str, *, www_authenticate: bool = False) -> web.Response:
     headers = {"WWW-Authenticate": 'Bearer realm="recproxy"'} if www_authenticate else None
-    return web.json_response({"error": message}, status=status, headers=headers)
+    return problem(status, message, headers=headers)
 
 
 def token_hash(token: str) -> str:

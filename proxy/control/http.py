@@ -1,13 +1,29 @@
-"""The HTTP service (aiohttp): health now; the call-taker API and metrics build on it."""
+"""The HTTP service (aiohttp): health now; the call-taker API and metrics build on it.
+
+Errors are RFC 9457 problem documents (``application/problem+json``), including the
+ones aiohttp raises before any handler runs: a request whose header section is too
+large is answered 431, one it cannot parse 400, each logged in one line (rate-limited)
+instead of aiohttp's traceback, and before any token is looked at.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
+from ..ratelog import RateLimitedLog
 from .metrics import CONTENT_TYPE
+from .problem import problem
+
+log = logging.getLogger(__name__)
+_refused_log = RateLimitedLog(log)
+
 
 HealthCheck = Callable[[], dict[str, Any]]
 
@@ -36,6 +52,43 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response(report, status=200 if report.get("ok") else 503)
 
 
+class _ProblemHandler(RequestHandler):
+    """aiohttp's connection handler, answering requests it could not parse as above."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if not isinstance(exc, BadHttpMessage):
+            return super().handle_error(request, status, exc, message)
+        too_large = isinstance(exc, LineTooLong) or "too many headers" in str(exc).lower()
+        code = 431 if too_large else 400
+        _refused_log.info(
+            f"http-{code}", "HTTP request from %s refused %d: %s", request.remote, code, exc
+        )
+        detail = "the request's header section is too large" if too_large else str(exc)
+        response = problem(code, detail)
+        response.force_close()
+        return response
+
+
+class _ProblemServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ProblemHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # aiohttp builds its Server inside Application; only the connection handler
+        # it makes differs here, so the class is swapped rather than the app rebuilt
+        server.__class__ = _ProblemServer
+        return server
+
+
 class HttpServer:
     """Runs an application on one address beside the SIP and RTP endpoints."""
 
@@ -47,7 +100,7 @@ class HttpServer:
         self.bound: tuple[str, int] | None = None
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None)
+        runner = _Runner(self.app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
         await site.start()

@@ -116,11 +116,21 @@ _SIP_DROPPED = {
     "dropped": "unparsable",
     "dropped_stray_ack": "stray_ack",
     "dropped_stray_response": "stray_response",
+    "dropped_flood": "flood",
+    "dropped_amplification": "amplification",
+}
+_SIP_REFUSED = {
+    "refused_admission": "policy",
+    "refused_rate": "rate",
+    "refused_capacity": "capacity",
 }
 _SIP_TRANSPORT_ERRORS = {
     "udp_errors": "udp_error",
     "tcp_connect_failed": "tcp_connect_failed",
     "tcp_connections_refused": "tcp_connection_refused",
+    "tcp_idle_timeouts": "tcp_idle_timeout",
+    "tcp_header_timeouts": "tcp_header_timeout",
+    "tcp_write_overflows": "tcp_write_overflow",
 }
 _OUTCOMES = tuple(outcome.value for outcome in CallOutcome)
 
@@ -673,12 +683,19 @@ def _sip_families(core: SipCore | None) -> Iterator[Metric]:
     )
     dropped = CounterMetricFamily(
         "recproxy_sip_dropped",
-        "SIP messages dropped without an answer: unparsable, stray_ack, stray_response.",
+        "SIP messages dropped without an answer: unparsable, stray_ack, stray_response, "
+        "flood, amplification.",
+        labels=["reason"],
+    )
+    refused = CounterMetricFamily(
+        "recproxy_sip_refused",
+        "SIP requests refused before any state was kept: policy, rate, capacity.",
         labels=["reason"],
     )
     transport_errors = CounterMetricFamily(
         "recproxy_sip_transport_errors",
-        "SIP transport errors: udp_error, tcp_connect_failed, tcp_connection_refused.",
+        "SIP transport errors: udp_error, tcp_connect_failed, tcp_connection_refused, "
+        "tcp_idle_timeout, tcp_header_timeout, tcp_write_overflow.",
         labels=["kind"],
     )
     keepalives = CounterMetricFamily(
@@ -721,6 +738,8 @@ def _sip_families(core: SipCore | None) -> Iterator[Metric]:
         ack_timeouts.add_metric([], stats.get("ack_timeouts", 0))
         for key, reason in _SIP_DROPPED.items():
             dropped.add_metric([reason], stats.get(key, 0))
+        for key, reason in _SIP_REFUSED.items():
+            refused.add_metric([reason], stats.get(key, 0))
         for key, kind in _SIP_TRANSPORT_ERRORS.items():
             transport_errors.add_metric([kind], stats.get(key, 0))
         keepalives.add_metric([], stats.get("keepalives", 0))
@@ -734,6 +753,7 @@ def _sip_families(core: SipCore | None) -> Iterator[Metric]:
         txn_timeouts,
         ack_timeouts,
         dropped,
+        refused,
         transport_errors,
         keepalives,
         transactions,

@@ -12,6 +12,12 @@ and by the TU's calls: ``respond``, ``send_request``, ``send_ack``, ``cancel``,
 responses to dialogs (§12), retransmits our 2xx until ACKed (§13.3.1.4), re-ACKs
 retransmitted 2xx (§13.2.2.4), and answers what the UAS core must reject by itself
 (400/416/420/481/482/483/500/501/505/513).
+
+Before it keeps any state for a request from outside a dialog it asks, in this order,
+the TU's admission hook (policy: a trusted peer?), the per-source token buckets
+(``flood.py``) and its own caps on transactions and dialogs.  A request refused there
+is answered without a transaction (no 100, no retransmission: one reply at most, never
+larger than the request) or, past the source's refusal rate, not at all.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,11 +41,13 @@ from .events import (
     RequestReceived,
     ResponseReceived,
 )
+from .flood import FloodSettings, SourceLimiter
 from .headers import Via, split_list
 from .message import (
     Message,
     Request,
     Response,
+    attach_head,
     error_response,
     make_response,
     new_branch,
@@ -105,6 +113,22 @@ class CoreSettings:
     user_agent: str = "recproxy"
     auto_trying: bool = True  # answer INVITE with 100 at once (§17.2.1)
     max_message_size: int = 65_535
+    flood: FloodSettings = field(default_factory=FloodSettings)
+    max_server_transactions: int = 10_000  # past it: 503 without state
+    max_dialogs: int = 5_000  # past it a new INVITE gets 503 without state
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The admission hook's answer to a request it will not take; sent without state."""
+
+    status: int
+    reason: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+# Asked before any state is kept for a request from outside a dialog: None admits it.
+AdmissionHook = Callable[[Request, Address], Refusal | None]
 
 
 class _Timed(Protocol):
@@ -163,8 +187,10 @@ class _Retransmit2xx:
 
 
 class SipCore:
-    def __init__(self, settings: CoreSettings) -> None:
+    def __init__(self, settings: CoreSettings, *, admission: AdmissionHook | None = None) -> None:
         self.settings = settings
+        self.admission = admission
+        self.limiter = SourceLimiter(settings.flood)
         self.stats: Counter[str] = Counter()
         self._out: list[Outgoing] = []
         self._events: deque[Event] = deque()
@@ -270,18 +296,28 @@ class SipCore:
                 data, stream=transport != "UDP", max_size=self.settings.max_message_size
             )
         except RemoteSipError as exc:
-            self._reject_unparsable(exc, source, transport)
+            self._reject_unparsable(exc, source, now, transport)
             return
         if isinstance(message, Request):
             self.stats[
                 f"received_{message.method if message.method in KNOWN_METHODS else 'other'}"
             ] += 1
-            self._receive_request(message, source, now, transport)
+            self._receive_request(message, source, now, transport, len(data))
         else:
             self.stats[f"received_{message.status // 100}xx"] += 1
             self._receive_response(message, now)
 
-    def _reject_unparsable(self, exc: RemoteSipError, source: Address, transport: str) -> None:
+    def reject_stream(
+        self, error: RemoteSipError, buffered: bytes, source: Address, now: float
+    ) -> None:
+        """A TCP stream that cannot be framed (header section too large, conflicting
+        Content-Length): answer the message it began with as the same error in a
+        datagram is answered, before the transport closes the connection."""
+        self._reject_unparsable(attach_head(error, buffered), source, now, "TCP")
+
+    def _reject_unparsable(
+        self, exc: RemoteSipError, source: Address, now: float, transport: str
+    ) -> None:
         self.stats[f"parse_error_{exc.status}"] += 1
         if exc.request is not None:
             _stamp_via(exc.request, source)  # so that the answer goes where it came from
@@ -290,15 +326,35 @@ class SipCore:
             self.stats["dropped"] += 1
             self.emit(MessageDropped(exc.reason, source))
             return
-        self._out.append(
-            Outgoing(response.serialize(), _reply_address(response, source, transport), transport)
-        )
+        self._send_stateless(response, source, now, transport)
+
+    def _send_stateless(
+        self,
+        response: Response,
+        source: Address,
+        now: float,
+        transport: str,
+        max_size: int | None = None,
+    ) -> None:
+        """A reply kept in no transaction (a refusal, an unparsable request's error):
+        at most the source's refusal rate, and (refusals) never more bytes than came
+        in, so that a flood with a forged source address is not amplified toward its
+        victim.  An unparsable request's error is still answered however short the
+        request (a peer needs to learn what it got wrong); the rate bounds it."""
+        if not self.limiter.take_refusal(source[0], now):
+            self.stats["dropped_flood"] += 1
+            return
+        data = response.serialize()
+        if max_size is not None and len(data) > max_size:
+            self.stats["dropped_amplification"] += 1
+            return
+        self._out.append(Outgoing(data, _reply_address(response, source, transport), transport))
         self.stats[f"sent_{response.status // 100}xx"] += 1
 
     # -- requests ------------------------------------------------------------------------
 
     def _receive_request(
-        self, request: Request, source: Address, now: float, transport: str
+        self, request: Request, source: Address, now: float, transport: str, size: int
     ) -> None:
         key = server_key(request)
         _stamp_via(request, source)
@@ -308,6 +364,10 @@ class SipCore:
         existing = self._server.get(key)
         if existing is not None:
             existing.on_request_retransmission(now)
+            return
+        if not self._in_known_dialog(request) and not self._admit(
+            request, source, now, transport, size
+        ):
             return
         txn = ServerTransaction(self, request, source, transport, self.settings.timers, key)
         txn.response_destination = _reply_address(request, source, transport)
@@ -320,8 +380,10 @@ class SipCore:
             (request.from_.tag or "", request.call_id, request.cseq.number, request.method), key
         )
         if rejection is not None:
-            status, extra = rejection
-            response = self._response(request, status, to_tag=self._tag_for(txn), headers=extra)
+            status, reason, extra = rejection
+            response = self._response(
+                request, status, reason, to_tag=self._tag_for(txn), headers=extra
+            )
             txn.respond(response, now)
             return
         dialog: Dialog | None = None
@@ -341,33 +403,71 @@ class SipCore:
             txn.respond(self._response(request, 100), now)
         self.emit(RequestReceived(request, txn, dialog, source, transport))
 
+    def _in_known_dialog(self, request: Request) -> bool:
+        tag = request.to.tag
+        return bool(tag) and (request.call_id, tag, request.from_.tag or "") in self._dialogs
+
+    def _admit(
+        self, request: Request, source: Address, now: float, transport: str, size: int
+    ) -> bool:
+        """May a request from outside a dialog open a server transaction?  If not, it
+        is answered here without state, or past the source's refusal rate dropped."""
+        host = source[0]
+        refusal = self.admission(request, source) if self.admission is not None else None
+        if refusal is not None:
+            self.stats["refused_admission"] += 1
+        elif not self.limiter.take_request(host, now):
+            self.stats["refused_rate"] += 1
+            refusal = self._busy("too many requests")
+        elif len(self._server) >= self.settings.max_server_transactions or (
+            request.method == "INVITE" and len(self._dialogs) >= self.settings.max_dialogs
+        ):
+            self.stats["refused_capacity"] += 1
+            refusal = self._busy("too many transactions")
+        else:
+            return True
+        response = make_response(
+            request, refusal.status, refusal.reason, to_tag=new_tag(), headers=[*refusal.headers]
+        )
+        self._send_stateless(response, source, now, transport, max_size=size)
+        return False
+
+    def _busy(self, why: str) -> Refusal:
+        retry_after = str(self.settings.flood.retry_after_seconds)
+        return Refusal(503, f"Service Unavailable ({why})", (("Retry-After", retry_after),))
+
     def _check_request(
         self, request: Request, key: ServerKey
-    ) -> tuple[int, list[tuple[str, str]]] | None:
+    ) -> tuple[int, str | None, list[tuple[str, str]]] | None:
         """What the UAS core rejects before the TU sees a request (§8.2)."""
         merge_key = (request.from_.tag or "", request.call_id, request.cseq.number, request.method)
+        allow = [("Allow", ", ".join(self.settings.allowed_methods))]
         if not request.to.tag and self._merge.get(merge_key, key) != key:
-            return 482, []  # merged request (§8.2.2.2)
+            return 482, None, []  # merged request (§8.2.2.2)
         mf = request.max_forwards
         if mf is not None and mf == 0 and request.method != "OPTIONS":
-            return 483, []
+            return 483, None, []
         if request.uri.scheme not in ACCEPTED_SCHEMES:
-            return 416, []
+            return 416, None, []
+        if isinstance(request.uri, SipUri) and request.uri.headers is not None:
+            # §19.1.5: headers in a URI are for building a request, never in a
+            # Request-URI; honouring an escaped ?Route= would let a caller steer us
+            return 400, "Bad Request (headers in the Request-URI)", []
         if request.method not in KNOWN_METHODS:
-            return 501, [("Allow", ", ".join(self.settings.allowed_methods))]
+            return 501, None, allow
         if request.method not in (*self.settings.allowed_methods, *self.settings.refused_by_tu):
-            return 405, [("Allow", ", ".join(self.settings.allowed_methods))]
+            return 405, None, allow
         required = [
             tag for tag in request.headers.get_all("require") if tag not in self.settings.supported
         ]
         if required and request.method not in ("CANCEL", "ACK"):
-            return 420, [("Unsupported", ", ".join(required))]
+            return 420, None, [("Unsupported", ", ".join(required))]
         if (
             request.method in ("INVITE", "UPDATE")
             and request.body
             and request.content_type not in self.settings.accepted_content_types
         ):
-            return 415, [("Accept", ", ".join(self.settings.accepted_content_types))]
+            return 415, None, [("Accept", ", ".join(self.settings.accepted_content_types))]
         return None
 
     def _receive_ack(self, request: Request, key: ServerKey, now: float) -> None:
@@ -479,15 +579,18 @@ class SipCore:
         dialog = Dialog.from_request(
             request,
             local_tag=self._tag_for(transaction),
-            local_contact=contact or self.default_contact(),
+            local_contact=contact or self.default_contact(transport=transaction.transport),
             transport=transaction.transport,
         )
         self._dialogs[dialog.id] = dialog
         return dialog
 
-    def default_contact(self, user: str | None = None) -> str:
+    def default_contact(self, user: str | None = None, *, transport: str = "UDP") -> str:
+        """Our Contact; with ``;transport=tcp`` for what goes over TCP, so that the peer
+        sends its requests to us over TCP too (§18.1.1 leaves UDP the default)."""
         s = self.settings
-        uri = SipUri(host=s.host, port=s.port, user=user)
+        params = () if transport.upper() == "UDP" else (("transport", transport.lower()),)
+        uri = SipUri(host=s.host, port=s.port, user=user, params=params)
         return f"<{uri}>"
 
     def respond(
@@ -647,6 +750,10 @@ class SipCore:
         s = self.settings
         via = Via(transport, s.host, s.port, (("branch", new_branch()), ("rport", None)))
         request.headers.prepend("Via", str(via))
+        if transport != "UDP" and request.headers.get("contact") == self.default_contact():
+            request.headers.replace_first_value(
+                "contact", self.default_contact(transport=transport)
+            )
         if request.headers.get("max-forwards") is None:
             request.headers.add("Max-Forwards", "70")
         if request.headers.get("user-agent") is None:

@@ -34,6 +34,11 @@ class StreamFramer:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    @property
+    def pending(self) -> bytes:
+        """What is buffered: after an error, the start of the message that caused it."""
+        return bytes(self._buffer)
+
     def feed(self, data: bytes) -> list[bytes]:
         """Append ``data``; return every message now complete (possibly none).
 

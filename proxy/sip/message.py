@@ -251,7 +251,7 @@ def parse_message(
     is_response = data.lstrip(b"\r\n")[:4].upper() == b"SIP/"
     if len(data) > max_size:
         error = RemoteSipError(513, "Message Too Large", answerable=not is_response)
-        raise _too_large(error, data) if not is_response else error
+        raise attach_head(error, data) if not is_response else error
     try:
         return _parse(data, stream)
     except RemoteSipError as exc:
@@ -262,15 +262,19 @@ def parse_message(
         raise RemoteSipError(400, f"Bad Request ({type(exc).__name__})") from exc
 
 
-def _too_large(error: RemoteSipError, data: bytes) -> RemoteSipError:
-    """Attach what the header section says, so that a 513 can be answered (§18.1.1).
-    Reading the lines is linear in their length, and the transport already bounds a
-    datagram (64 KiB) or a framed TCP message."""
-    parts = split_head(data.lstrip(b"\r\n"))
-    if parts is None:
-        error.answerable = False
+def attach_head(error: RemoteSipError, data: bytes) -> RemoteSipError:
+    """Attach what the header lines of ``data`` say, so that an error found before the
+    message could be parsed (513, a framing error on a TCP stream) can be answered like
+    any other (§18.1.1).  Without the empty line that ends the header section, the
+    complete lines read so far are used.  Reading the lines is linear in their length,
+    and the transport already bounds a datagram (64 KiB) or a TCP buffer."""
+    data = data.lstrip(b"\r\n")
+    if data[:4].upper() == b"SIP/":
+        error.answerable = False  # a response is never answered
         return error
-    lines = parts[0].decode("utf-8", "surrogateescape").replace("\r\n", "\n").split("\n")
+    parts = split_head(data)
+    head = parts[0] if parts is not None else data[: data.rfind(b"\n") + 1]
+    lines = head.decode("utf-8", "surrogateescape").replace("\r\n", "\n").split("\n")
     return _attach(error, _stand_in(Headers(_unfold(lines[1:], strict=False))))
 
 

@@ -4,23 +4,42 @@ Each input (a datagram, a framed TCP message, a timer) goes to the core with
 ``loop.time()`` as ``now``; then the core's events are handed to the transaction user,
 what the core wants sent is sent, and the one timer is re-armed.  When the TU calls the
 core on its own initiative (not from an event), it calls ``flush()`` afterwards.
+
+TCP connections others open to us are limited in number, in total and per source
+address, apart from the ones we open ourselves (a flood of inbound connections must
+not stop us reaching a call taker).  An inbound connection is closed when idle, or
+when a message has been arriving for longer than the header timeout (slowloris); its
+read buffer is bounded by the message size and its write buffer by ``max_write_buffer``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
+from ..ratelog import RateLimitedLog
 from .core import Outgoing, SipCore
 from .errors import RemoteSipError
 from .events import Address, Event
 from .framing import StreamFramer
 
 log = logging.getLogger(__name__)
+_closing_log = RateLimitedLog(log)
 
 EventHandler = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class TcpLimits:
+    max_inbound: int = 512  # connections others opened to us, all sources together
+    max_inbound_per_source: int = 32  # ... from one IP address
+    idle_seconds: float = 300.0  # an inbound connection with nothing received is closed
+    header_seconds: float = 10.0  # a message must be complete this long after it began
+    max_write_buffer: int = 1 << 20  # bytes queued toward a peer that does not read
 
 
 class SipTransport:
@@ -31,18 +50,20 @@ class SipTransport:
         core: SipCore,
         on_event: EventHandler,
         *,
-        max_tcp_connections: int = 1024,
+        tcp_limits: TcpLimits | None = None,
         max_message_size: int = 65_535,
     ) -> None:
         self.core = core
         self.on_event = on_event
-        self.max_tcp_connections = max_tcp_connections
+        self.tcp_limits = tcp_limits or TcpLimits()
         self.max_message_size = max_message_size
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.base_events.Server | None = None
         self._connections: dict[Address, _TcpConnection] = {}
         self._connecting: dict[Address, list[bytes]] = {}
+        self._inbound_per_source: Counter[str] = Counter()
+        self._sweeper: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = False
@@ -64,14 +85,17 @@ class SipTransport:
             port = self.udp_address[1]
         if tcp:
             self._tcp_server = await loop.create_server(
-                lambda: _TcpConnection(self), host, port, reuse_address=True
+                lambda: _TcpConnection(self, inbound=True), host, port, reuse_address=True
             )
             self.tcp_address = _address(self._tcp_server.sockets[0].getsockname())
+            self._sweep()
 
     async def close(self) -> None:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._udp is not None:
             self._udp.close()
         for conn in list(self._connections.values()):
@@ -153,10 +177,21 @@ class SipTransport:
             self.core.count("tcp_connect_failed")
             self._connecting.pop(destination, None)
 
+    @property
+    def inbound_connections(self) -> int:
+        return self._inbound_per_source.total()
+
     def _tcp_connected(self, conn: _TcpConnection) -> bool:
-        if len(self._connections) >= self.max_tcp_connections:
-            self.core.count("tcp_connections_refused")
-            return False
+        if conn.inbound:
+            limits = self.tcp_limits
+            host = conn.peer[0]
+            if (
+                self.inbound_connections >= limits.max_inbound
+                or self._inbound_per_source[host] >= limits.max_inbound_per_source
+            ):
+                self.core.count("tcp_connections_refused")
+                return False
+            self._inbound_per_source[host] += 1
         self._connections[conn.peer] = conn
         for data in self._connecting.pop(conn.peer, []):
             conn.write(data)
@@ -165,6 +200,28 @@ class SipTransport:
     def _tcp_lost(self, conn: _TcpConnection) -> None:
         if self._connections.get(conn.peer) is conn:
             del self._connections[conn.peer]
+            if conn.inbound:
+                host = conn.peer[0]
+                self._inbound_per_source[host] -= 1
+                if self._inbound_per_source[host] <= 0:
+                    del self._inbound_per_source[host]
+
+    def _sweep(self) -> None:
+        """Close idle and slowloris inbound connections; runs a few times per timeout."""
+        limits = self.tcp_limits
+        now = self.now()
+        for conn in list(self._connections.values()):
+            if not conn.inbound:
+                continue
+            if conn.partial_since is not None and now - conn.partial_since > limits.header_seconds:
+                self.core.count("tcp_header_timeouts")
+                conn.close()
+            elif now - conn.last_received > limits.idle_seconds:
+                self.core.count("tcp_idle_timeouts")
+                conn.close()
+        if self._loop is not None and not self._closed:
+            interval = min(limits.idle_seconds, limits.header_seconds) / 4
+            self._sweeper = self._loop.call_later(max(interval, 0.05), self._sweep)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -180,11 +237,14 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _TcpConnection(asyncio.Protocol):
-    def __init__(self, owner: SipTransport) -> None:
+    def __init__(self, owner: SipTransport, *, inbound: bool = False) -> None:
         self.owner = owner
+        self.inbound = inbound
         self.framer = StreamFramer(owner.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.peer: Address = ("", 0)
+        self.last_received = owner.now()
+        self.partial_since: float | None = None  # when the message being read began
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio's, so no isinstance check here
@@ -196,19 +256,37 @@ class _TcpConnection(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        owner = self.owner
+        now = owner.now()
+        self.last_received = now
         try:
             messages = self.framer.feed(data)
         except RemoteSipError as exc:
-            log.info("closing SIP TCP connection from %s:%s: %s", *self.peer, exc.reason)
-            self.owner.core.count(f"parse_error_{exc.status}")
+            _closing_log.info(
+                "tcp-framing", "closing SIP TCP connection from %s:%s: %s", *self.peer, exc.reason
+            )
+            # answered as the same error over UDP is, then closed: the stream cannot
+            # be resynchronised (§18.3)
+            owner.core.reject_stream(exc, self.framer.pending, self.peer, now)
+            owner.flush()
             self.close()
             return
+        if not self.framer.buffered:
+            self.partial_since = None
+        elif self.partial_since is None or messages:
+            self.partial_since = now
         for message in messages:
-            self.owner.datagram_received(message, self.peer, "TCP")
+            owner.datagram_received(message, self.peer, "TCP")
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() + len(data) > self.owner.tcp_limits.max_write_buffer:
+            self.owner.core.count("tcp_write_overflows")
+            transport.abort()  # a peer that does not read gets no unbounded queue
+            return
+        transport.write(data)
 
     def close(self) -> None:
         if self.transport is not None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +13,8 @@ import pytest
 from aiohttp import web
 
 from proxy.config import OperatorSettings
-from proxy.control.api import RecordingActionError, add_routes, token_hash
+from proxy.control.api import MAX_BODY, RecordingActionError, add_routes, token_hash
+from proxy.control.http import HttpServer
 
 
 class StandInCall:
@@ -52,13 +56,11 @@ async def api() -> AsyncIterator[tuple[str, dict[str, StandInCall]]]:
     calls = {"c1": StandInCall("c1", "alice"), "c2": StandInCall("c2", "bob")}
     app = web.Application()
     add_routes(app, lambda: calls, OPERATORS)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}", calls
-    await runner.cleanup()
+    server = HttpServer(app, "127.0.0.1", 0)  # the service's own server, as in app.py
+    await server.start()
+    assert server.bound is not None
+    yield f"http://127.0.0.1:{server.bound[1]}", calls
+    await server.stop()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -169,3 +171,67 @@ async def test_listing_shows_only_your_own_calls(
         response = await http.get(f"{base}/api/calls", headers=bearer("bob-token"))
         assert response.status == 200
         assert [c["id"] for c in (await response.json())["calls"]] == ["c2"]
+
+
+# ---------------------------------------------------------------------------------------
+# Hostile requests: bounded parsing, problem documents, no tracebacks
+
+
+async def _problem(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    assert response.content_type == "application/problem+json"
+    body: dict[str, Any] = json.loads(await response.read())
+    assert body["status"] == response.status and body["detail"]
+    return body
+
+
+async def test_errors_are_problem_documents(api: tuple[str, dict[str, StandInCall]]) -> None:
+    base, _ = api
+    async with aiohttp.ClientSession() as http:
+        response = await http.get(f"{base}/api/calls")
+        assert response.status == 401
+        assert (await _problem(response))["title"] == "Unauthorized"
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "larger"),  # the body: too large first
+        (b'{"action": "stop", "reason": ' + b"[" * 1000 + b"]" * 1000 + b"}", "nested"),
+        (json.dumps({"action": "stop", "reason": "x" * MAX_BODY}).encode(), "larger"),
+    ],
+    ids=["100000-deep", "1000-deep", "oversized"],
+)
+async def test_a_deep_or_large_json_body_is_400_not_a_crash(
+    api: tuple[str, dict[str, StandInCall]],
+    body: bytes,
+    says: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    base, calls = api
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(
+            f"{base}/api/calls/c1/recording",
+            data=body,
+            headers={**bearer("alice-token"), "Content-Type": "application/json"},
+        )
+        assert response.status == 400
+        assert says in (await _problem(response))["detail"]
+    assert calls["c1"].actions == []
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+async def test_an_oversized_header_is_431_without_a_token_or_a_traceback(
+    api: tuple[str, dict[str, StandInCall]], caplog: pytest.LogCaptureFixture
+) -> None:
+    base, _ = api
+    host, port = base.removeprefix("http://").split(":")
+    caplog.set_level(logging.DEBUG)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /api/calls HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].endswith(b" 431 Request Header Fields Too Large"), head
+    assert b"application/problem+json" in head
+    assert json.loads(body)["status"] == 431
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"

@@ -76,6 +76,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "recproxy_sip_transaction_timeouts": ("counter", set()),
     "recproxy_sip_ack_timeouts": ("counter", set()),
     "recproxy_sip_dropped": ("counter", {"reason"}),
+    "recproxy_sip_refused": ("counter", {"reason"}),
     "recproxy_sip_transport_errors": ("counter", {"kind"}),
     "recproxy_sip_keepalives": ("counter", set()),
     "recproxy_sip_transactions": ("gauge", set()),

@@ -142,6 +142,7 @@ class ProxySettings:
     ring_timeout_seconds: float = 10.0
     jitter_ms: int = 60
     internal_peers: tuple[str, ...] = ()  # sip.internal_peers (outbound calls)
+    trusted_peers: tuple[str, ...] = ("127.0.0.0/8",)  # sip.trusted_peers
     trunk: str | None = None  # routing.trunk
     no_record_prompt: Path | None = None  # notice.no_record_prompt
     # TOML appended as it is: [[routing.rules]], [services.NAME], [[operators]], [dtmf]
@@ -151,6 +152,7 @@ class ProxySettings:
 def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySettings) -> Path:
     low, high = ports.rtp_range
     internal = ", ".join(f'"{peer}"' for peer in settings.internal_peers)
+    trusted = ", ".join(f'"{peer}"' for peer in settings.trusted_peers)
     trunk = f'trunk = "{settings.trunk}"\n' if settings.trunk else ""
     no_record = (
         f'no_record_prompt = "{settings.no_record_prompt}"\n' if settings.no_record_prompt else ""
@@ -159,7 +161,7 @@ def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySe
 [sip]
 listen = "127.0.0.1:{ports.sip}"
 advertise = "127.0.0.1"
-trusted_peers = ["127.0.0.0/8"]
+trusted_peers = [{trusted}]
 internal_peers = [{internal}]
 transports = ["udp"]
 

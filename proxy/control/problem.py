@@ -1,0 +1,18 @@
+"""RFC 9457 problem documents: the body of every HTTP error the service sends."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+
+from aiohttp import web
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(status: int, detail: str, *, headers: Mapping[str, str] | None = None) -> web.Response:
+    """What went wrong, for a person (``detail``) and a program (``status``)."""
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status}
+    return web.json_response(
+        {**body, "detail": detail}, status=status, headers=headers, content_type=PROBLEM_JSON
+    )
