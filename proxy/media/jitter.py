@@ -38,6 +38,10 @@ How it works:
   once they are ``resync_frames`` behind the playout point (a packet older than that
   re-anchors the grid instead of being late): the longest run of consecutive lost or
   late frames is measured then, and by ``settle()`` at the end.
+* A pause the caller knows of (a hold) ends with ``restart_counting()``: like the
+  stream's first packet, the next one starts the count, so the frames before it (the
+  sender not yet back, or back with a timestamp or sequence jump across the pause) are
+  neither lost nor missing.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from .rtp import seq_diff, ts_diff
 __all__ = ["FillCounts", "JitterBuffer", "JitterStats"]
 
 _TS_MASK = 0xFFFFFFFF
+_NEVER = 2**62  # a frame index no stream reaches
 
 # Why a frame was filled (see "What was filled" above).
 _LOST = 0
@@ -154,6 +159,7 @@ class JitterBuffer:
         self._run_end = -(2**62)  # index of the last settled lost or late frame
         self._run = 0
         self._high_seq = 0  # the newest sequence number seen
+        self._restarting = False  # the next packet starts the count (restart_counting)
 
     @property
     def started(self) -> bool:
@@ -203,6 +209,10 @@ class JitterBuffer:
                     if self._filled:
                         self._arrived_late(position, size)
                     return
+        if self._restarting:
+            self._restarting = False
+            self._count_from = position // frame
+            self._high_seq = sequence_number
         newer = seq_diff(sequence_number, self._high_seq)
         if newer > 0:
             if newer > 1 and self._filled:
@@ -219,6 +229,13 @@ class JitterBuffer:
                 self._frames[index] = payload
             return
         self._store_pieces(position, payload)
+
+    def restart_counting(self) -> None:
+        """The sender comes back from a pause that does not count (a hold): until its
+        next packet nothing is counted, and that packet starts the count afresh, as the
+        first one did — what precedes it is no hole in the stream."""
+        self._count_from = _NEVER
+        self._restarting = True
 
     def _resync(self, timestamp: int) -> int:
         """Re-anchor the grid so that the packet at ``timestamp`` plays after what is

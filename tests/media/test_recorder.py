@@ -431,3 +431,32 @@ def test_quality_counts_lost_frames_per_channel_but_not_while_held_or_paused() -
     assert (caller.lost, caller.late, caller.longest_gap) == (3, 0, 3)
     assert (taker.lost, taker.late, taker.missing) == (0, 0, 0)
     assert caller.frames == 90 and taker.frames == 70  # paused: 10 ticks; held: 20 more
+
+
+@pytest.mark.parametrize("sequence_during_hold", ["stops", "runs on"])
+def test_a_hold_and_its_resume_are_not_counted_as_loss(sequence_during_hold: str) -> None:
+    """The stream baresip 1.0 sends across a hold (captured in the phone tests): both
+    phones stop sending at the hold and start again a tick after the resume, their
+    timestamps advanced by the time held; the sequence numbers continue where they
+    stopped (or, with other phones, ran on unsent).  The hold is set by the re-INVITEs,
+    a tick before the last packet and a tick before the first; nothing of it is loss.
+    A packet lost after the resume still is."""
+    recorder = Recorder(Collector(), vad_mode=None)
+    pair = recorder.add("call", "PCMU", "PCMU")
+    frames = dialogue()[:150]
+    hold, resume = 40, 91  # ticks of the re-INVITEs; the phones pause 51 ticks (1.02 s)
+    skipped = 0
+    for tick in range(150):
+        sending = not hold <= tick <= resume
+        if not sending and sequence_during_hold == "stops":
+            skipped += 1
+        if sending and tick != 120:  # one packet lost after the resume
+            for direction in (pair.caller, pair.taker):
+                direction.push(tick - skipped, 1000 + tick * FRAME, frames[tick])
+        if tick in (hold, resume):
+            pair.caller.set_held(tick == hold)
+            pair.taker.set_held(tick == hold)
+        recorder.tick(tick_time(tick))
+    recorder.close("call")
+    for quality in (pair.caller.quality(), pair.taker.quality()):
+        assert (quality.lost, quality.late, quality.longest_gap) == (1, 0, 1), quality
