@@ -31,10 +31,13 @@ How it works:
   counts (``pop(count=True)``: recording, not on hold) is *lost* when a newer packet
   had already arrived (a hole in the stream), or *missing* when nothing newer had (the
   sender was silent: silence suppression, comfort noise, the start or end of the
-  stream, or a stall that kept its packets in the kernel).  A packet that arrives
-  after its frame was filled turns that frame into *late*; one whose sequence number
-  jumps turns up to that many missing frames before it into *lost* (a burst loss
-  longer than the playout delay).  Filled frames are settled
+  stream, or a stall that kept its packets in the kernel).  A newer packet whose
+  timestamp jumps further than its sequence number (silence suppression: the sequence
+  goes on where it stopped) shows a pause in sending: the frames of the pause are
+  missing, and only the frames of the packets its sequence number skipped are lost.
+  A packet that arrives after its frame was filled turns that frame into *late*; one
+  whose sequence number jumps turns up to that many missing frames before it into
+  *lost* (a burst loss longer than the playout delay).  Filled frames are settled
   once they are ``resync_frames`` behind the playout point (a packet older than that
   re-anchors the grid instead of being late): the longest run of consecutive lost or
   late frames is measured then, and by ``settle()`` at the end.
@@ -160,6 +163,7 @@ class JitterBuffer:
         self._run = 0
         self._high_seq = 0  # the newest sequence number seen
         self._restarting = False  # the next packet starts the count (restart_counting)
+        self._pauses: deque[tuple[int, int]] = deque()  # frames [first, end) not sent
 
     @property
     def started(self) -> bool:
@@ -215,6 +219,8 @@ class JitterBuffer:
             self._high_seq = sequence_number
         newer = seq_diff(sequence_number, self._high_seq)
         if newer > 0:
+            if position > self._high_end:
+                self._paused_until(position - (newer - 1) * self._packet_samples)
             if newer > 1 and self._filled:
                 self._confirm_lost(newer - 1, position)
             self._high_seq = sequence_number
@@ -236,6 +242,7 @@ class JitterBuffer:
         first one did — what precedes it is no hole in the stream."""
         self._count_from = _NEVER
         self._restarting = True
+        self._pauses.clear()
 
     def _resync(self, timestamp: int) -> int:
         """Re-anchor the grid so that the packet at ``timestamp`` plays after what is
@@ -252,8 +259,24 @@ class JitterBuffer:
         self._high_end = start * frame
         self._window_bad = True
         self._baseline = None  # a new stream: measure its level afresh
+        self._pauses.clear()
         self.stats.resyncs += 1
         return start * frame
+
+    def _paused_until(self, end: int) -> None:
+        """Nothing was sent from the newest packet's end to ``end`` (in samples): the
+        whole frames in between that are still to be played are a pause, not a hole."""
+        frame = self.frame_samples
+        first = max(-(-self._high_end // frame), self._play)  # ceil; not those played
+        last = end // frame
+        if last > first:
+            self._pauses.append((first, last))
+
+    def _in_pause(self, index: int) -> bool:
+        pauses = self._pauses
+        while pauses and pauses[0][1] <= index:
+            pauses.popleft()
+        return bool(pauses) and pauses[0][0] <= index
 
     def _store_pieces(self, position: int, payload: bytes) -> None:
         frame = self.frame_samples
@@ -341,7 +364,8 @@ class JitterBuffer:
         return held
 
     def _note_fill(self, index: int) -> None:
-        kind = _LOST if self._high_end > index * self.frame_samples else _MISSING
+        newer_arrived = self._high_end > index * self.frame_samples
+        kind = _LOST if newer_arrived and not self._in_pause(index) else _MISSING
         self.fills.add(kind, 1)
         filled = self._filled
         filled[index] = kind
