@@ -44,7 +44,9 @@ How it works:
 * A pause the caller knows of (a hold) ends with ``restart_counting()``: like the
   stream's first packet, the next one starts the count, so the frames before it (the
   sender not yet back, or back with a timestamp or sequence jump across the pause) are
-  neither lost nor missing.
+  neither lost nor missing.  If that packet's timestamp is behind the playout point
+  (the sender's clock stood still while it held), it re-anchors the grid as a new
+  stream's does, rather than being dropped as late with all that follow it.
 """
 
 from __future__ import annotations
@@ -203,7 +205,11 @@ class JitterBuffer:
         else:
             play_position = self._play * frame
             relative = ts_diff(timestamp, (self._origin + play_position) & _TS_MASK)
-            if relative > self._resync_samples or relative < -self._resync_samples:
+            if (
+                relative > self._resync_samples
+                or relative < -self._resync_samples
+                or (self._restarting and relative + size <= 0)  # its timeline paused too
+            ):
                 position = self._resync(timestamp)
                 self._high_seq = sequence_number
             else:
