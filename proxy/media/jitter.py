@@ -31,13 +31,22 @@ How it works:
   counts (``pop(count=True)``: recording, not on hold) is *lost* when a newer packet
   had already arrived (a hole in the stream), or *missing* when nothing newer had (the
   sender was silent: silence suppression, comfort noise, the start or end of the
-  stream, or a stall that kept its packets in the kernel).  A packet that arrives
-  after its frame was filled turns that frame into *late*; one whose sequence number
-  jumps turns up to that many missing frames before it into *lost* (a burst loss
-  longer than the playout delay).  Filled frames are settled
+  stream, or a stall that kept its packets in the kernel).  A newer packet whose
+  timestamp jumps further than its sequence number (silence suppression: the sequence
+  goes on where it stopped) shows a pause in sending: the frames of the pause are
+  missing, and only the frames of the packets its sequence number skipped are lost.
+  A packet that arrives after its frame was filled turns that frame into *late*; one
+  whose sequence number jumps turns up to that many missing frames before it into
+  *lost* (a burst loss longer than the playout delay).  Filled frames are settled
   once they are ``resync_frames`` behind the playout point (a packet older than that
   re-anchors the grid instead of being late): the longest run of consecutive lost or
   late frames is measured then, and by ``settle()`` at the end.
+* A pause the caller knows of (a hold) ends with ``restart_counting()``: like the
+  stream's first packet, the next one starts the count, so the frames before it (the
+  sender not yet back, or back with a timestamp or sequence jump across the pause) are
+  neither lost nor missing.  If that packet's timestamp is behind the playout point
+  (the sender's clock stood still while it held), it re-anchors the grid as a new
+  stream's does, rather than being dropped as late with all that follow it.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ from .rtp import seq_diff, ts_diff
 __all__ = ["FillCounts", "JitterBuffer", "JitterStats"]
 
 _TS_MASK = 0xFFFFFFFF
+_NEVER = 2**62  # a frame index no stream reaches
 
 # Why a frame was filled (see "What was filled" above).
 _LOST = 0
@@ -154,6 +164,8 @@ class JitterBuffer:
         self._run_end = -(2**62)  # index of the last settled lost or late frame
         self._run = 0
         self._high_seq = 0  # the newest sequence number seen
+        self._restarting = False  # the next packet starts the count (restart_counting)
+        self._pauses: deque[tuple[int, int]] = deque()  # frames [first, end) not sent
 
     @property
     def started(self) -> bool:
@@ -193,7 +205,11 @@ class JitterBuffer:
         else:
             play_position = self._play * frame
             relative = ts_diff(timestamp, (self._origin + play_position) & _TS_MASK)
-            if relative > self._resync_samples or relative < -self._resync_samples:
+            if (
+                relative > self._resync_samples
+                or relative < -self._resync_samples
+                or (self._restarting and relative + size <= 0)  # its timeline paused too
+            ):
                 position = self._resync(timestamp)
                 self._high_seq = sequence_number
             else:
@@ -203,8 +219,14 @@ class JitterBuffer:
                     if self._filled:
                         self._arrived_late(position, size)
                     return
+        if self._restarting:
+            self._restarting = False
+            self._count_from = position // frame
+            self._high_seq = sequence_number
         newer = seq_diff(sequence_number, self._high_seq)
         if newer > 0:
+            if position > self._high_end:
+                self._paused_until(position - (newer - 1) * self._packet_samples)
             if newer > 1 and self._filled:
                 self._confirm_lost(newer - 1, position)
             self._high_seq = sequence_number
@@ -219,6 +241,14 @@ class JitterBuffer:
                 self._frames[index] = payload
             return
         self._store_pieces(position, payload)
+
+    def restart_counting(self) -> None:
+        """The sender comes back from a pause that does not count (a hold): until its
+        next packet nothing is counted, and that packet starts the count afresh, as the
+        first one did — what precedes it is no hole in the stream."""
+        self._count_from = _NEVER
+        self._restarting = True
+        self._pauses.clear()
 
     def _resync(self, timestamp: int) -> int:
         """Re-anchor the grid so that the packet at ``timestamp`` plays after what is
@@ -235,8 +265,24 @@ class JitterBuffer:
         self._high_end = start * frame
         self._window_bad = True
         self._baseline = None  # a new stream: measure its level afresh
+        self._pauses.clear()
         self.stats.resyncs += 1
         return start * frame
+
+    def _paused_until(self, end: int) -> None:
+        """Nothing was sent from the newest packet's end to ``end`` (in samples): the
+        whole frames in between that are still to be played are a pause, not a hole."""
+        frame = self.frame_samples
+        first = max(-(-self._high_end // frame), self._play)  # ceil; not those played
+        last = end // frame
+        if last > first:
+            self._pauses.append((first, last))
+
+    def _in_pause(self, index: int) -> bool:
+        pauses = self._pauses
+        while pauses and pauses[0][1] <= index:
+            pauses.popleft()
+        return bool(pauses) and pauses[0][0] <= index
 
     def _store_pieces(self, position: int, payload: bytes) -> None:
         frame = self.frame_samples
@@ -324,7 +370,8 @@ class JitterBuffer:
         return held
 
     def _note_fill(self, index: int) -> None:
-        kind = _LOST if self._high_end > index * self.frame_samples else _MISSING
+        newer_arrived = self._high_end > index * self.frame_samples
+        kind = _LOST if newer_arrived and not self._in_pause(index) else _MISSING
         self.fills.add(kind, 1)
         filled = self._filled
         filled[index] = kind

@@ -145,7 +145,11 @@ class RecordingDirection:
 
     def set_held(self, held: bool) -> None:
         """This direction is on hold (True) or back (False): from the next tick, the
-        silence filled while held is not counted as lost or missing audio."""
+        silence filled while held is not counted as lost or missing audio, nor, after
+        the hold, what is filled until the sender's first packet (phones stop sending
+        on hold and resume a little after the re-INVITE, often with a jump)."""
+        if self.held and not held:
+            self.jitter.restart_counting()
         self.held = held
 
     def quality(self) -> DirectionQuality:

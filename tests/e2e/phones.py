@@ -181,7 +181,12 @@ class Baresip(Phone):
     ``rtp_ports`` (low, high).  ``auto_answer`` for the call taker."""
 
     kind = "baresip"
-    EVENTS = {"CALL_ESTABLISHED": "established", "CALL_CLOSED": "closed"}
+    # baresip 1.0 ends a call whose transfer failed with no CALL_CLOSED: only this
+    EVENTS = {
+        "CALL_ESTABLISHED": "established",
+        "CALL_CLOSED": "closed",
+        "TRANSFER_FAILED": "transfer failed",
+    }
 
     def __init__(
         self,

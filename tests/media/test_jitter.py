@@ -442,3 +442,27 @@ def test_a_burst_loss_longer_than_the_playout_delay_is_all_lost() -> None:
     _drive(buffer, arrivals, 43)
     buffer.settle()
     assert (buffer.fills.lost, buffer.fills.missing, buffer.fills.longest_gap) == (10, 0, 10)
+
+
+@pytest.mark.parametrize("lost_before_the_gap", [0, 2])
+def test_a_pause_in_sending_is_missing_and_only_the_packets_lost_are_lost(
+    lost_before_the_gap: int,
+) -> None:
+    """Silence suppression (or any pause in sending): the sequence numbers go on where
+    they stopped and the timestamp jumps by the pause.  The frames of the pause are
+    missing, also the ones still to be played when the next packet arrives; if packets
+    were lost just before the pause, exactly their frames are lost."""
+    talk = audio(FRAME * 40)
+    first = packetise(talk[: FRAME * 20], seq0=1000, ts0=50_000)
+    second = packetise(talk[FRAME * 20 :], seq0=1020, ts0=50_000 + FRAME * 50)  # 30 paused
+    sent = first[: 20 - lost_before_the_gap] + second
+    arrivals: dict[int, list[Packet]] = {}
+    for packet in sent:
+        arrivals.setdefault((packet.ts - 50_000) // FRAME, []).append(packet)
+    buffer = JitterBuffer(depth=3)
+    _drive(buffer, arrivals, 73)
+    buffer.settle()
+    fills = buffer.fills
+    assert (fills.lost, fills.late) == (lost_before_the_gap, 0)
+    assert fills.missing == 30
+    assert fills.longest_gap == lost_before_the_gap

@@ -431,3 +431,49 @@ def test_quality_counts_lost_frames_per_channel_but_not_while_held_or_paused() -
     assert (caller.lost, caller.late, caller.longest_gap) == (3, 0, 3)
     assert (taker.lost, taker.late, taker.missing) == (0, 0, 0)
     assert caller.frames == 90 and taker.frames == 70  # paused: 10 ticks; held: 20 more
+
+
+@pytest.mark.parametrize(
+    ("held_ticks", "sequence", "timestamp"),
+    [
+        (51, "goes on where it stopped", "advanced by the time held"),  # baresip 1.0
+        (51, "advanced by the packets not sent", "advanced by the time held"),
+        (25, "goes on where it stopped", "goes on where it stopped"),
+    ],
+)
+def test_a_hold_and_its_resume_are_not_counted_as_loss(
+    held_ticks: int, sequence: str, timestamp: str
+) -> None:
+    """Phones stop sending on hold (both of them, baresip 1.0 in the phone tests) and
+    start again a little after the resume re-INVITE, their sequence number and
+    timestamp either going on where they stopped or advanced across the hold.  Nothing
+    of the hold, nor of the wait for the first packet after it, is loss, and the audio
+    after it is recorded; a packet lost after the resume still counts."""
+    collector = Collector()
+    recorder = Recorder(collector, vad_mode=None)
+    pair = recorder.add("call", "PCMU", "PCMU")
+    frames = dialogue()[:150]
+    hold, resume = 40, 40 + held_ticks  # the re-INVITEs; first packet a tick after
+    not_sent = 0
+    for tick in range(150):
+        sending = not hold <= tick <= resume
+        if sending and tick != 120:  # one packet lost after the resume
+            seq = tick - not_sent if sequence == "goes on where it stopped" else tick
+            ts = 1000 + (tick - not_sent if timestamp == "goes on where it stopped" else tick)
+            for direction in (pair.caller, pair.taker):
+                direction.push(seq, ts * FRAME, frames[tick])
+        elif not sending:
+            not_sent += 1
+        if tick in (hold, resume):
+            pair.caller.set_held(tick == hold)
+            pair.taker.set_held(tick == hold)
+        recorder.tick(tick_time(tick))
+    recorder.close("call")
+    for direction in (pair.caller, pair.taker):
+        quality = direction.quality()
+        assert (quality.lost, quality.late, quality.longest_gap) == (1, 0, 1), quality
+        assert direction.jitter.stats.late == 0
+    after = decoded(frames[125:145]).tobytes()
+    recorded = collector.audio("call")
+    for channel in (0, 1):
+        assert after in np.ascontiguousarray(recorded[:, channel]).tobytes()
