@@ -205,12 +205,13 @@ def test_a_refused_re_offer_mid_call_keeps_the_call_and_its_recording(
     caller_audio = seconds_of(dialogue, 0, 3)
     before, after = seconds_of(dialogue, 12, 13.5), seconds_of(dialogue, 15, 17)
     e2e.rtp_pcap("before.pcap", before)
-    # the same stream continued: sequence numbers and timestamps go on after "before"
+    # the same stream continued after a pause in sending (no packet lost): the sequence
+    # numbers go on from "before", the timestamps jump by the paused time
     packets = len(before) // 160
     write_rtp_pcap(
         e2e.folder / "after.pcap",
         after,
-        first_sequence=packets + 10,
+        first_sequence=packets,
         first_timestamp=(packets + 10) * 160,
     )
     steps = (
