@@ -107,12 +107,22 @@ def caller(work: Path, label: str, port: int, media: int, calls: int, hold_ms: i
     )  # fmt: skip
 
 
-def call_outcome(work: Path, call_id: str | None) -> str | None:
+def call_outcome(work: Path, call_id: str | None) -> dict[str, object] | None:
     """The catalog's outcome of a call (``completed``: it was answered, bridged to the
-    call taker, and ended normally)."""
+    call taker, and ended normally), and how long after the end of its notice it was
+    bridged (the notice, ringing and the catalog's work on the way)."""
     db = sqlite3.connect(work / "data" / "catalog.sqlite3")
-    row = db.execute("SELECT outcome FROM calls WHERE sip_call_id = ?", (call_id,)).fetchone()
-    return str(row[0]) if row else None
+    row = db.execute(
+        "SELECT outcome, answered_at, bridged_at FROM calls WHERE sip_call_id = ?", (call_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    outcome, answered, bridged = row
+    after_notice = (bridged - answered) / 1000 - NOTICE_S if answered and bridged else None
+    return {
+        "outcome": str(outcome),
+        "bridged_s_after_notice": None if after_notice is None else round(after_notice, 2),
+    }
 
 
 def recordings(work: Path) -> dict[str, object]:
@@ -169,7 +179,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         time.sleep(args.seconds / 2)
-        late = caller(work, "late", LATE_PORT, 16100, 1, 3000)
+        # it talks for 10 s from its answer: time to hear the notice and be bridged
+        late = caller(work, "late", LATE_PORT, 16100, 1, 10_000)
         flood_report = json.loads(sender.communicate(timeout=args.seconds + 60)[0])
         during = media_counters()
         late.wait(timeout=60)
