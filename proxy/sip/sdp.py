@@ -17,8 +17,6 @@ Offer/answer for G.711 audio (PCMU, PCMA) with telephone-event (RFC 4733):
 * ``negotiated(offer, answer, local_role=...)`` tells what a finished exchange agreed
   for the audio stream: codec, payload types, telephone-event, ptime, directions and
   the peer's RTP address;
-* ``anchor_media(description, ...)`` rewrites a peer's description so that its media
-  flow through our own address and ports (for passing it on to the other leg);
 * ``is_hold(description)`` tells whether a description puts its audio on hold;
 * ``media_address(description, ...)`` checks that the audio stream's ``c=`` address is
   one we can send RTP to, and says its family.
@@ -55,7 +53,6 @@ __all__ = [
     "SdpLine",
     "SessionDescription",
     "Timing",
-    "anchor_media",
     "answer_offer",
     "create_offer",
     "holds_by_address",
@@ -75,8 +72,8 @@ G711_CLOCK_RATE = 8000
 TELEPHONE_EVENT = "telephone-event"
 DEFAULT_TELEPHONE_EVENTS = "0-16"
 
-# Attributes that carry the sender's own transport addresses: they must not survive
-# when media are anchored on the proxy (RFC 3605 rtcp, RFC 8445/8839 ICE).
+# Attributes that carry the sender's own transport addresses: never copied into an
+# answer of ours (RFC 3605 rtcp, RFC 8445/8839 ICE).
 _ADDRESS_ATTRIBUTES = frozenset(
     {
         "rtcp",
@@ -1021,52 +1018,6 @@ def recordable_codecs(
         return ()
     media = description.media[index]
     return tuple(name for name in codecs if media.find_format(name, G711_CLOCK_RATE) is not None)
-
-
-def anchor_media(
-    description: SessionDescription,
-    *,
-    address: str,
-    ports: PortChoice,
-    bump_version: bool = False,
-) -> SessionDescription:
-    """The description with its media anchored on us, to pass to the other leg.
-
-    The o= address and every c= line (session and media level) become ``address``
-    (``IN IP4`` or ``IN IP6`` as it is); each active stream gets the port from
-    ``ports`` (None or 0 disables it: port 0); attributes naming the peer's own
-    transport addresses (``a=rtcp``, ICE) are dropped; everything else is kept as it
-    was.  ``bump_version`` adds one to the o= session version.
-    """
-    _check_ports(ports, description)
-    connection = Connection.for_address(address)
-    media: list[MediaDescription] = []
-    for index, section in enumerate(description.media):
-        port = None if section.rejected else _choose_port(ports, index, section)
-        media.append(
-            replace(
-                section,
-                port=port or 0,
-                port_count=None if port else section.port_count,
-                connection=None if section.connection is None else connection,
-                attributes=_without_address_attributes(section.attributes),
-                other_lines=tuple(line for line in section.other_lines if line.kind != "c"),
-            )
-        )
-    origin = replace(
-        description.origin,
-        nettype=connection.nettype,
-        addrtype=connection.addrtype,
-        address=connection.host,
-        session_version=description.origin.session_version + (1 if bump_version else 0),
-    )
-    return replace(
-        description,
-        origin=origin,
-        connection=connection,
-        attributes=_without_address_attributes(description.attributes),
-        media=tuple(media),
-    )
 
 
 # ---------------------------------------------------------------------------------------
