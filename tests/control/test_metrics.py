@@ -930,33 +930,42 @@ async def proxy_server(tmp_path: Path) -> AsyncIterator[Any]:
         await uas.close()
 
 
-async def test_a_real_call_through_the_proxy_feeds_every_call_metric(proxy_server: Any) -> None:
-    from proxy.sip import sdp
-    from proxy.sip.core import CoreSettings, SipCore
-    from proxy.sip.dialog import build_request
-    from proxy.sip.events import Event, ResponseReceived
-    from proxy.sip.transport import SipTransport
-    from proxy.sip.uri import parse_uri
+class SipCaller:
+    """A caller for the in-process proxy: a SIP core of its own on a UDP port of
+    127.0.0.1, and an RTP socket (``phone``)."""
 
-    server = proxy_server
-    b2bua = server.b2bua
-    metrics = server.metrics  # the proxy wires its own metrics
-    # the caller: a SIP core of its own, and an RTP socket
-    events: asyncio.Queue[Event] = asyncio.Queue()
-    core = SipCore(CoreSettings(host="127.0.0.1"))
-    transport = SipTransport(core, events.put_nowait)
-    await transport.start("127.0.0.1", 0, udp=True, tcp=False)
-    assert transport.udp_address is not None
-    core.settings = replace(core.settings, port=transport.udp_address[1])
-    phone = Phone()
-    try:
+    def __init__(self, server: Any) -> None:
+        from proxy.sip.core import CoreSettings, SipCore
+        from proxy.sip.events import Event
+        from proxy.sip.transport import SipTransport
+
+        self.server = server
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.core = SipCore(CoreSettings(host="127.0.0.1"))
+        self.transport = SipTransport(self.core, self.events.put_nowait)
+        self.phone = Phone()
+
+    async def start(self) -> None:
+        await self.transport.start("127.0.0.1", 0, udp=True, tcp=False)
+        assert self.transport.udp_address is not None
+        self.core.settings = replace(self.core.settings, port=self.transport.udp_address[1])
+
+    async def call(self) -> tuple[Any, int]:
+        """INVITE the proxy with a PCMU offer and ACK its 200: (the dialog, the proxy's
+        RTP port for this call)."""
+        from proxy.sip import sdp
+        from proxy.sip.dialog import build_request
+        from proxy.sip.events import ResponseReceived
+        from proxy.sip.uri import parse_uri
+
+        core, transport = self.core, self.transport
         offer = (
             "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-            f"m=audio {phone.address[1]} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+            f"m=audio {self.phone.address[1]} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
         ).encode()
         request = build_request(
             "INVITE",
-            parse_uri(f"sip:reception@127.0.0.1:{server.sip_port}"),
+            parse_uri(f"sip:reception@127.0.0.1:{self.server.sip_port}"),
             from_="<sip:07700900123@127.0.0.1>",
             to="<sip:reception@127.0.0.1>",
             contact=core.default_contact(),
@@ -966,7 +975,7 @@ async def test_a_real_call_through_the_proxy_feeds_every_call_metric(proxy_serve
         core.send_request(request, transport.now())
         transport.flush()
         while True:
-            event = await asyncio.wait_for(events.get(), 5)
+            event = await asyncio.wait_for(self.events.get(), 5)
             if isinstance(event, ResponseReceived) and event.response.status >= 200:
                 break
         assert event.response.status == 200 and event.dialog is not None
@@ -976,7 +985,26 @@ async def test_a_real_call_through_the_proxy_feeds_every_call_metric(proxy_serve
         answer = sdp.SessionDescription.parse(event.response.body)
         index = answer.first_audio_index()
         assert index is not None
-        proxy_port = answer.media[index].port
+        return dialog, answer.media[index].port
+
+    def hang_up(self, dialog: Any) -> None:
+        self.core.send_request(dialog.create_request("BYE"), self.transport.now(), dialog=dialog)
+        self.transport.flush()
+
+    async def close(self) -> None:
+        self.phone.close()
+        await self.transport.close()
+
+
+async def test_a_real_call_through_the_proxy_feeds_every_call_metric(proxy_server: Any) -> None:
+    server = proxy_server
+    b2bua = server.b2bua
+    metrics = server.metrics  # the proxy wires its own metrics
+    caller = SipCaller(server)
+    await caller.start()
+    phone = caller.phone
+    try:
+        dialog, proxy_port = await caller.call()
 
         await until(lambda: any(c.phase is CallPhase.BRIDGED for c in b2bua.calls.values()), 5)
         assert value(metrics, "recproxy_calls_active", phase="bridged") == 1
@@ -984,12 +1012,10 @@ async def test_a_real_call_through_the_proxy_feeds_every_call_metric(proxy_serve
         for seq in range(60):  # 1.2 s of speech from the caller; the call taker is silent
             phone.send(rtp(seq, DIALOGUE[seq * 160 : (seq + 1) * 160]), proxy_port)
             await asyncio.sleep(0.02)
-        core.send_request(dialog.create_request("BYE"), transport.now(), dialog=dialog)
-        transport.flush()
+        caller.hang_up(dialog)
         await until(lambda: not b2bua.calls, 10)
     finally:
-        phone.close()
-        await transport.close()
+        await caller.close()
 
     assert value(metrics, "recproxy_calls_total", outcome="completed") == 1
     assert value(metrics, "recproxy_calls_total", outcome="failed") == 0
@@ -1066,12 +1092,7 @@ async def test_a_media_fault_in_one_call_ends_that_call_and_the_next_call_is_rec
     relay's own fixes, no SDP makes the send raise any more; the clock's isolation is
     what is tested: that call ends (BYE, outcome failed, a metric), and the next call is
     bridged and recorded complete."""
-    from proxy.sip import sdp
-    from proxy.sip.core import CoreSettings, SipCore
-    from proxy.sip.dialog import build_request
-    from proxy.sip.events import Event, RequestReceived, ResponseReceived
-    from proxy.sip.transport import SipTransport
-    from proxy.sip.uri import parse_uri
+    from proxy.sip.events import RequestReceived
     from proxy.storage.catalog import RecordingState
 
     server = proxy_server
@@ -1090,47 +1111,14 @@ async def test_a_media_fault_in_one_call_ends_that_call_and_the_next_call_is_rec
         return play(leg, pacer)
 
     clock.play = play_once_broken
-    events: asyncio.Queue[Event] = asyncio.Queue()
-    core = SipCore(CoreSettings(host="127.0.0.1"))
-    transport = SipTransport(core, events.put_nowait)
-    await transport.start("127.0.0.1", 0, udp=True, tcp=False)
-    assert transport.udp_address is not None
-    core.settings = replace(core.settings, port=transport.udp_address[1])
-    phone = Phone()
-
-    async def place_call() -> tuple[Any, int]:
-        offer = (
-            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-            f"m=audio {phone.address[1]} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-        ).encode()
-        request = build_request(
-            "INVITE",
-            parse_uri(f"sip:reception@127.0.0.1:{server.sip_port}"),
-            from_="<sip:07700900123@127.0.0.1>",
-            to="<sip:reception@127.0.0.1>",
-            contact=core.default_contact(),
-            local_host="127.0.0.1",
-            body=offer,
-        )
-        core.send_request(request, transport.now())
-        transport.flush()
-        while True:
-            event = await asyncio.wait_for(events.get(), 5)
-            if isinstance(event, ResponseReceived) and event.response.status >= 200:
-                break
-        assert event.response.status == 200 and event.dialog is not None
-        dialog = event.dialog
-        core.send_ack(dialog, dialog.create_ack(event.response.cseq.number), transport.now())
-        transport.flush()
-        answer = sdp.SessionDescription.parse(event.response.body)
-        index = answer.first_audio_index()
-        assert index is not None
-        return dialog, answer.media[index].port
+    caller = SipCaller(server)
+    await caller.start()
+    core, transport, phone = caller.core, caller.transport, caller.phone
 
     try:
-        await place_call()
+        await caller.call()
         while True:  # the proxy hangs up the call whose media failed
-            event = await asyncio.wait_for(events.get(), 5)
+            event = await asyncio.wait_for(caller.events.get(), 5)
             if isinstance(event, RequestReceived) and event.request.method == "BYE":
                 core.respond(event.transaction, 200, now=transport.now(), dialog=event.dialog)
                 transport.flush()
@@ -1140,20 +1128,18 @@ async def test_a_media_fault_in_one_call_ends_that_call_and_the_next_call_is_rec
         assert value(metrics, "recproxy_media_clock_errors_total", part="player") == 1
         assert clock.stalled(0.2) is None
 
-        dialog, proxy_port = await place_call()  # the next call is served as usual
+        dialog, proxy_port = await caller.call()  # the next call is served as usual
         await until(lambda: any(c.phase is CallPhase.BRIDGED for c in b2bua.calls.values()), 5)
         [call] = b2bua.calls.values()
         for seq in range(50):
             phone.send(rtp(seq, DIALOGUE[seq * 160 : (seq + 1) * 160]), proxy_port)
             await asyncio.sleep(0.02)
         recording = call.recording
-        core.send_request(dialog.create_request("BYE"), transport.now(), dialog=dialog)
-        transport.flush()
+        caller.hang_up(dialog)
         await until(lambda: not b2bua.calls, 10)
     finally:
         clock.play = play
-        phone.close()
-        await transport.close()
+        await caller.close()
     assert recording is not None
     stored = await server.catalog.get_recording(recording.id)
     assert stored is not None and stored.state is RecordingState.COMPLETE
