@@ -3,7 +3,7 @@
 recproxy serve [--config PATH]
 recproxy keygen --out DIR [--no-passphrase]
 recproxy recordings list [--config PATH] [--json]
-recproxy export ID --format wav|mp3 --out PATH --reason TEXT [--channels ...]
+recproxy export ID --format wav|mp3 --out PATH --reason TEXT [--channels ...] [--force] [--by NAME]
 recproxy test-uas [--listen HOST:PORT]
 """
 
@@ -66,8 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="verify, decrypt and export a recording")
     export.add_argument("id", metavar="ID")
     export.add_argument("--format", choices=("wav", "mp3"), required=True)
-    export.add_argument("--out", type=Path, required=True, metavar="PATH")
+    export.add_argument(
+        "--out", type=Path, required=True, metavar="PATH", help="the file to write (mode 0600)"
+    )
+    export.add_argument("--force", action="store_true", help="replace an existing file")
     export.add_argument("--reason", required=True, help="why it is needed (recorded)")
+    export.add_argument(
+        "--by",
+        metavar="NAME",
+        help="the person this account exports for (logged beside the account name)",
+    )
     export.add_argument(
         "--channels",
         choices=("stereo", "mono", "caller", "call_taker"),
@@ -115,6 +123,7 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # the catalog, keys, recordings and exports: owner-only, always
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
@@ -229,53 +238,45 @@ async def _recordings_list(args: argparse.Namespace) -> int:
 
 
 async def _export(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from .records.actor import actor_name
+    from .records.export import ExportError, ExportRequest, export_recording
     from .storage import crypto
-    from .storage.catalog import RecordingState, SqliteCatalog
-    from .storage.export import export_mp3, export_wav
-    from .storage.reader import RecordingReader
-    from .storage.segment import RecordingCorrupt
+    from .storage.catalog import SqliteCatalog
 
     config = _load(args)
-    reason = args.reason.strip()
-    if not reason:
-        raise CliError("--reason must say why the recording is needed")
-    actor = getpass.getuser()
-    async with SqliteCatalog(config.catalog.path) as catalog:
-        recording = await catalog.get_recording(args.id)
-        if recording is None:
-            raise CliError(f"no recording {args.id}")
-        if recording.state is RecordingState.DISCARDED:
-            raise CliError(f"recording {args.id} was discarded; no audio exists")
-        if recording.state is RecordingState.RECORDING:
-            raise CliError(f"recording {args.id} is still being recorded")
-        passphrase = os.environ.get(PASSPHRASE_ENV)
+    try:
+        actor = actor_name(args.by)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    request = ExportRequest(
+        recording_id=args.id,
+        format=args.format,
+        channels=args.channels,
+        out=args.out,
+        reason=args.reason,
+        actor=actor,
+        force=args.force,
+    )
+
+    def private_key() -> X25519PrivateKey:
+        path, passphrase = config.recording.private_key, os.environ.get(PASSPHRASE_ENV)
         try:
-            private_key = crypto.load_private_key(
-                config.recording.private_key, passphrase.encode() if passphrase else None
-            )
+            return crypto.load_private_key(path, passphrase.encode() if passphrase else None)
         except (OSError, crypto.StorageCryptoError) as exc:
-            raise CliError(f"recording.private_key {config.recording.private_key}: {exc}") from None
-        directory = config.recording.dir / recording.directory
-        reader = RecordingReader(directory, private_key)
+            raise ExportError(f"recording.private_key {path}: {exc}") from None
+
+    async with SqliteCatalog(config.catalog.path) as catalog:
         try:
-            result = await asyncio.to_thread(
-                reader.recover if recording.state is RecordingState.INTERRUPTED else reader.read
+            done = await export_recording(
+                catalog, request, recordings_dir=config.recording.dir, private_key=private_key
             )
-        except RecordingCorrupt as exc:
-            raise CliError(f"recording {args.id} failed verification: {exc}") from None
-        # the access is logged before any audio leaves the store
-        await catalog.log_access(
-            actor=actor,
-            action=f"export-{args.format}",
-            reason=reason,
-            recording_id=recording.id,
-            detail=f"channels={args.channels} out={args.out}",
-        )
-        writer = export_wav if args.format == "wav" else export_mp3
-        await asyncio.to_thread(writer, result.audio, args.out, args.channels)
+        except ExportError as exc:
+            raise CliError(str(exc)) from None
     print(
-        f"exported {args.id}: {result.report.duration_s:.2f} s, {args.channels}, "
-        f"{args.format} → {args.out} (logged: {actor}, {reason!r})"
+        f"exported {args.id}: {done.duration_s:.2f} s, {args.channels}, "
+        f"{args.format} → {done.out} (logged: {actor}, {request.reason.strip()!r})"
     )
     return 0
 

@@ -1,18 +1,22 @@
-"""Export of decoded recording audio: WAV (16-bit PCM) and MP3 (pydub + ffmpeg).
+"""Encoding decoded recording audio: WAV (16-bit PCM) and MP3 (ffmpeg, fed by a pipe).
 
 The audio is ``(frames, 2)`` int16, caller left and call taker right.  ``channels``
 chooses what goes out: ``"stereo"`` (both, as recorded), ``"mono"`` (both mixed, with
 clipping protection), ``"caller"`` or ``"call_taker"`` (one party only, P18: a subject
 access export may include one party only).
+
+The encoders write into an already open file (see :mod:`proxy.storage.output_file`) and
+never create a file of their own: decrypted audio reaches ffmpeg through its stdin and
+comes back through its stdout, so no plaintext copy ever lands in a temporary folder.
 """
 
 from __future__ import annotations
 
-import os
-import warnings
+import shutil
+import subprocess
 import wave
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import BinaryIO, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +24,7 @@ import numpy.typing as npt
 ChannelChoice = Literal["stereo", "mono", "caller", "call_taker"]
 CHANNEL_CHOICES: tuple[ChannelChoice, ...] = ("stereo", "mono", "caller", "call_taker")
 DEFAULT_SAMPLE_RATE = 8000
+MP3_BITRATE = "32k"
 
 
 def select_channels(audio: npt.NDArray[np.int16], channels: ChannelChoice) -> npt.NDArray[np.int16]:
@@ -40,47 +45,64 @@ def select_channels(audio: npt.NDArray[np.int16], channels: ChannelChoice) -> np
     raise ValueError(f"channels must be one of {', '.join(CHANNEL_CHOICES)}, not {channels!r}")
 
 
-def export_wav(
+class EncodingError(Exception):
+    """The encoder could not produce the file (ffmpeg missing or failing)."""
+
+
+def _pcm(audio: npt.NDArray[np.int16], channels: ChannelChoice) -> tuple[bytes, int]:
+    """Little-endian 16-bit PCM of the chosen channels, and how many channels it has."""
+    out = select_channels(audio, channels)
+    return np.ascontiguousarray(out, dtype="<i2").tobytes(), out.shape[1]
+
+
+def write_wav(
     audio: npt.NDArray[np.int16],
-    path: str | os.PathLike[str],
+    stream: BinaryIO,
     channels: ChannelChoice = "stereo",
     *,
     sample_rate: int = DEFAULT_SAMPLE_RATE,
-) -> Path:
-    """Write a 16-bit PCM WAV file; returns its path."""
-    out = select_channels(audio, channels)
-    path = Path(path)
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(out.shape[1])
+) -> None:
+    """Write a 16-bit PCM WAV file into ``stream``."""
+    pcm, count = _pcm(audio, channels)
+    with wave.open(stream, "wb") as wav:
+        wav.setnchannels(count)
         wav.setsampwidth(2)
         wav.setframerate(sample_rate)
-        wav.writeframes(np.ascontiguousarray(out, dtype="<i2").tobytes())
-    return path
+        wav.writeframes(pcm)
 
 
-def _audio_segment(data: bytes, sample_rate: int, channels: int) -> Any:
-    """A pydub ``AudioSegment`` (pydub has no type hints; it stays behind this function)."""
-    with warnings.catch_warnings():  # pydub imports audioop, deprecated in Python 3.11
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from pydub import AudioSegment  # type: ignore[import-untyped]
-
-    return AudioSegment(data=data, sample_width=2, frame_rate=sample_rate, channels=channels)
-
-
-def export_mp3(
+def write_mp3(
     audio: npt.NDArray[np.int16],
-    path: str | os.PathLike[str],
+    stream: BinaryIO,
     channels: ChannelChoice = "stereo",
     *,
     sample_rate: int = DEFAULT_SAMPLE_RATE,
-    bitrate: str = "32k",
-) -> Path:
-    """Write an MP3 file through ffmpeg (``AudioSegment.export(format="mp3")``)."""
-    out = select_channels(audio, channels)
-    path = Path(path)
-    segment = _audio_segment(
-        np.ascontiguousarray(out, dtype="<i2").tobytes(), sample_rate, out.shape[1]
-    )
-    handle = segment.export(str(path), format="mp3", bitrate=bitrate)
-    handle.close()
-    return path
+    bitrate: str = MP3_BITRATE,
+) -> None:
+    """Write an MP3 file into ``stream`` (a real file: ffmpeg writes to its descriptor).
+
+    The PCM goes to ffmpeg's stdin (``pipe:0``).  ffmpeg's stdout is ``stream`` itself,
+    named ``/dev/stdout`` rather than ``pipe:1`` so that ffmpeg sees a seekable file and
+    goes back to write the LAME header, which tells decoders the exact length (without
+    it, players add the encoder's padding, about 0.15 s at 8 kHz).
+    """
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise EncodingError("MP3 export needs ffmpeg, which is not on PATH")
+    pcm, count = _pcm(audio, channels)
+    stream.flush()
+    command = [
+        ffmpeg, "-hide_banner", "-loglevel", "error",
+        "-f", "s16le", "-ar", str(sample_rate), "-ac", str(count), "-i", "pipe:0",
+        "-codec:a", "libmp3lame", "-b:a", bitrate, "-f", "mp3", "-y", "file:/dev/stdout",
+    ]  # fmt: skip
+    result = subprocess.run(command, input=pcm, stdout=stream.fileno(), stderr=subprocess.PIPE)
+    if result.returncode != 0:
+        message = result.stderr.decode(errors="replace").strip().splitlines()
+        raise EncodingError(
+            f"ffmpeg exited {result.returncode}: {message[-1] if message else 'no message'}"
+        )
+
+
+Encoder = Callable[[npt.NDArray[np.int16], BinaryIO, ChannelChoice], None]
+ENCODERS: dict[str, Encoder] = {"wav": write_wav, "mp3": write_mp3}

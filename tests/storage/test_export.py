@@ -10,9 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from proxy.storage.export import export_mp3, export_wav, select_channels
+from proxy.storage.export import select_channels, write_mp3, write_wav
 
 from .conftest import dialogue_call
+
+
+def export_wav(audio: np.ndarray, path: Path, channels: str = "stereo") -> Path:
+    with path.open("wb") as stream:
+        write_wav(audio, stream, channels)  # type: ignore[arg-type]
+    return path
 
 
 def read_wav(path: Path) -> tuple[int, int, np.ndarray]:
@@ -30,7 +36,7 @@ def test_wav_export_keeps_the_chosen_parties(
     tmp_path: Path, channels: str, columns: list[int]
 ) -> None:
     audio = dialogue_call(3.0)
-    path = export_wav(audio, tmp_path / "out.wav", channels)  # type: ignore[arg-type]
+    path = export_wav(audio, tmp_path / "out.wav", channels)
     count, rate, data = read_wav(path)
     assert (count, rate) == (len(columns), 8000)
     np.testing.assert_array_equal(data, audio[:, columns])
@@ -64,6 +70,8 @@ def decoded_seconds(path: Path) -> float:
 @pytest.mark.parametrize("channels", ["stereo", "caller"])
 def test_mp3_export_decodes_to_the_same_duration(tmp_path: Path, channels: str) -> None:
     audio = dialogue_call(21.81)
-    path = export_mp3(audio, tmp_path / "out.mp3", channels)  # type: ignore[arg-type]
+    path = tmp_path / "out.mp3"
+    with path.open("wb") as stream:
+        write_mp3(audio, stream, channels)  # type: ignore[arg-type]
     assert path.read_bytes()[:3] in (b"ID3", b"\xff\xf3", b"\xff\xe3", b"\xff\xfb")
     assert abs(decoded_seconds(path) - len(audio) / 8000) <= 0.1

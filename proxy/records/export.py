@@ -1,0 +1,87 @@
+"""Exporting one recording: verify, decrypt, log the access, write it where asked.
+
+The order is the safeguard.  The output path is checked and claimed (a private
+temporary file beside it) before anything is decrypted or logged, so a refused path
+leaves no access entry.  The access is logged before any audio is written, so no audio
+ever leaves the store unlogged.  The audio goes from memory into the temporary file
+(through a pipe when ffmpeg encodes it) and is renamed onto the final name only when
+complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from ..storage.catalog import RecordingState, SqliteCatalog
+from ..storage.export import ENCODERS, ChannelChoice, EncodingError
+from ..storage.output_file import OutputRefused, claim_output
+from ..storage.reader import RecordingReader
+from ..storage.segment import RecordingCorrupt
+
+
+class ExportError(Exception):
+    """A refused or failed export, said in one line for the person who asked for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRequest:
+    recording_id: str
+    format: str  # a key of ENCODERS
+    channels: ChannelChoice
+    out: Path
+    reason: str
+    actor: str
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    out: Path
+    duration_s: float
+
+
+async def export_recording(
+    catalog: SqliteCatalog,
+    request: ExportRequest,
+    *,
+    recordings_dir: Path,
+    private_key: Callable[[], X25519PrivateKey],
+) -> Exported:
+    """Export one recording.  ``private_key`` is called only once the output is claimed
+    (it may ask for a passphrase); it raises :class:`ExportError` when it cannot."""
+    reason = request.reason.strip()
+    if not reason:
+        raise ExportError("--reason must say why the recording is needed")
+    encode = ENCODERS[request.format]
+    recording = await catalog.get_recording(request.recording_id)
+    if recording is None:
+        raise ExportError(f"no recording {request.recording_id}")
+    if recording.state is RecordingState.DISCARDED:
+        raise ExportError(f"recording {recording.id} was discarded; no audio exists")
+    if recording.state is RecordingState.RECORDING:
+        raise ExportError(f"recording {recording.id} is still being recorded")
+    out = request.out.absolute()
+    try:
+        with claim_output(out, force=request.force) as stream:
+            reader = RecordingReader(recordings_dir / recording.directory, private_key())
+            read = reader.recover if recording.state is RecordingState.INTERRUPTED else reader.read
+            try:
+                result = await asyncio.to_thread(read)
+            except RecordingCorrupt as exc:
+                raise ExportError(f"recording {recording.id} failed verification: {exc}") from None
+            await catalog.log_access(
+                actor=request.actor,
+                action=f"export-{request.format}",
+                reason=reason,
+                recording_id=recording.id,
+                detail=f"channels={request.channels} out={out}",
+            )
+            await asyncio.to_thread(encode, result.audio, stream, request.channels)
+    except (OutputRefused, EncodingError) as exc:
+        raise ExportError(str(exc)) from None
+    return Exported(out, result.report.duration_s)
