@@ -30,6 +30,7 @@ import hmac
 import json
 import logging
 import os
+import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -101,7 +102,8 @@ class WebhookQueue:
     owner-only, written to a temporary name and renamed into place so a crash never
     leaves half an event.  At most ``limit`` events; ``append`` drops the oldest past it.
 
-    Not thread-safe: one caller at a time (the sender runs each call in a thread)."""
+    Called from worker threads; a lock keeps calls one at a time (a call the sender's
+    task stopped waiting for may still be finishing when the next begins)."""
 
     def __init__(self, directory: Path, limit: int) -> None:
         if limit < 1:
@@ -110,10 +112,16 @@ class WebhookQueue:
         self.limit = limit
         self._names: deque[str] = deque()
         self._next = 0
+        self._lock = threading.Lock()
 
     def load(self) -> None:
         """Create the folder (owner-only) or read what an earlier run left in it."""
+        with self._lock:
+            self._load()
+
+    def _load(self) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory.chmod(0o700)
         names: list[str] = []
         for path in self.directory.iterdir():
             if path.name.startswith("."):  # a write a crash interrupted
@@ -129,6 +137,10 @@ class WebhookQueue:
 
     def append(self, body: bytes) -> int:
         """Store one event (fsynced); the number of oldest events dropped to make room."""
+        with self._lock:
+            return self._append(body)
+
+    def _append(self, body: bytes) -> int:
         name = f"{self._next:016d}{_SUFFIX}"
         temporary = self.directory / f".{name}.tmp"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -142,12 +154,16 @@ class WebhookQueue:
         self._names.append(name)
         dropped = 0
         while len(self._names) > self.limit:
-            self.remove(self._names[0])
+            self._remove(self._names[0])
             dropped += 1
         return dropped
 
     def head(self) -> tuple[str, bytes] | None:
         """The oldest event: (its name, its body); None when the queue is empty."""
+        with self._lock:
+            return self._head()
+
+    def _head(self) -> tuple[str, bytes] | None:
         while self._names:
             name = self._names[0]
             try:
@@ -157,6 +173,10 @@ class WebhookQueue:
         return None
 
     def remove(self, name: str) -> None:
+        with self._lock:
+            self._remove(name)
+
+    def _remove(self, name: str) -> None:
         (self.directory / name).unlink(missing_ok=True)
         with contextlib.suppress(ValueError):
             self._names.remove(name)
