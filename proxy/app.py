@@ -151,11 +151,11 @@ class Server:
             config.recording, self.catalog, self.recorder, public_key
         )
         self.recordings.writer = self.writer
-        if config.webhook.url:
-            await self._start_webhook(self.recordings)
         interrupted = await self.recordings.recover()
         if interrupted:
             log.warning("%d recording(s) marked interrupted after a crash", len(interrupted))
+        if config.webhook.url:
+            await self._start_webhook(self.recordings)
         self.clock = MediaClock(self.recorder, on_lag=self.metrics.observe_loop_lag)
         self.clock.start()
 

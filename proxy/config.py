@@ -412,9 +412,10 @@ def _webhook_url(value: Any) -> str:
     except ValueError:
         url, host = None, None
     if url is None or url.scheme not in ("http", "https") or not host:
+        # the value itself is not echoed: a URL may carry the receiver's token
         raise ValueError(
-            f'must be an http(s) URL like "https://hooks.example.org/recproxy", '
-            f'or "" for none, got {value!r}'
+            'must be an http(s) URL with a host, like "https://hooks.example.org/recproxy", '
+            'or "" for none'
         )
     return str(value)
 

@@ -38,3 +38,9 @@ def test_the_webhook_is_off_by_default_and_queues_beside_the_catalog(tmp_path: P
 def test_a_bad_webhook_value_names_its_key(tmp_path: Path, key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=rf"^webhook\.{key}: "):
         build_config({"webhook": {key: value}}, base=tmp_path)
+
+
+def test_a_bad_webhook_url_is_not_echoed_as_it_may_hold_a_token(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        build_config({"webhook": {"url": "hooks.example.org/?token=s3cret"}}, base=tmp_path)
+    assert "s3cret" not in str(error.value)
