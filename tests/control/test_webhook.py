@@ -17,8 +17,20 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from proxy.app import WEBHOOK_SECRET_ENV, Server, StartupError
 from proxy.calls.recording import RecordingEnded
-from proxy.config import WebhookSettings
+from proxy.config import (
+    CatalogSettings,
+    Config,
+    HttpSettings,
+    MediaSettings,
+    NoticeSettings,
+    RecordingSettings,
+    RoutingSettings,
+    ShutdownSettings,
+    SipSettings,
+    WebhookSettings,
+)
 from proxy.control.metrics import Metrics
 from proxy.control.webhook import (
     SIGNATURE_HEADER,
@@ -30,6 +42,9 @@ from proxy.control.webhook import (
     signature,
 )
 from proxy.storage.catalog import RecordingState
+from proxy.tools.uas import AnsweringUas
+from tests.control.test_metrics import DIALOGUE, SipCaller, rtp, write_notice
+from tests.e2e.proxy_process import reserve_ports
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SECRET = b"webhook-test-secret"
@@ -346,35 +361,16 @@ def test_a_sender_needs_a_url(tmp_path: Path) -> None:
 # --- a real recorded call through the in-process proxy ----------------------------------------
 
 
-async def test_a_recorded_call_through_the_proxy_posts_one_recording_closed(
-    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from proxy.app import WEBHOOK_SECRET_ENV, Server
-    from proxy.config import (
-        CatalogSettings,
-        Config,
-        HttpSettings,
-        MediaSettings,
-        NoticeSettings,
-        RecordingSettings,
-        RoutingSettings,
-        ShutdownSettings,
-        SipSettings,
-    )
-    from proxy.tools.uas import AnsweringUas
-    from tests.control.test_metrics import DIALOGUE, SipCaller, rtp, write_notice
-    from tests.e2e.proxy_process import reserve_ports
-
-    monkeypatch.setenv(WEBHOOK_SECRET_ENV, SECRET.decode())
-    ports = reserve_ports()
-    uas = AnsweringUas()
-    _, uas_port = await uas.start()
+def proxy_config(
+    tmp_path: Path, webhook: WebhookSettings, *, uas_port: int = 5070, rtp_ports: tuple[int, int]
+) -> Config:
+    """The in-process proxy's configuration: loopback, ports 0, data under tmp_path."""
     write_notice(tmp_path / "notice.wav", 0.4)
-    config = Config(
+    return Config(
         sip=SipSettings(listen=("127.0.0.1", 0), transports=("udp",)),
         routing=RoutingSettings(call_taker=f"sip:calltaker@127.0.0.1:{uas_port}"),
         notice=NoticeSettings(prompt=tmp_path / "notice.wav"),
-        media=MediaSettings(rtp_ports=ports.rtp_range),
+        media=MediaSettings(rtp_ports=rtp_ports),
         recording=RecordingSettings(
             dir=tmp_path / "recordings",
             public_key=tmp_path / "keys" / "recording.pub",
@@ -384,8 +380,32 @@ async def test_a_recorded_call_through_the_proxy_posts_one_recording_closed(
         catalog=CatalogSettings(path=tmp_path / "data" / "catalog.sqlite3"),
         http=HttpSettings(listen=("127.0.0.1", 0)),
         shutdown=ShutdownSettings(grace_seconds=1),
-        webhook=WebhookSettings(url=receiver.url, backoff_seconds=0.05),
+        webhook=webhook,
     )
+
+
+async def test_a_queue_dir_that_cannot_be_made_stops_start_up_naming_the_key(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    webhook = WebhookSettings(url=receiver.url, queue_dir=tmp_path / "a-file" / "queue")
+    server = Server(proxy_config(tmp_path, webhook, rtp_ports=(40000, 40099)))  # never bound
+    try:
+        with pytest.raises(StartupError, match=r"^webhook\.queue_dir .*a-file/queue: "):
+            await server.start()
+    finally:
+        await server.stop()
+
+
+async def test_a_recorded_call_through_the_proxy_posts_one_recording_closed(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(WEBHOOK_SECRET_ENV, SECRET.decode())
+    ports = reserve_ports()
+    uas = AnsweringUas()
+    _, uas_port = await uas.start()
+    webhook = WebhookSettings(url=receiver.url, backoff_seconds=0.05)
+    config = proxy_config(tmp_path, webhook, uas_port=uas_port, rtp_ports=ports.rtp_range)
     server = Server(config)
     await server.start()
     caller = SipCaller(server)
