@@ -261,41 +261,46 @@ class WebhookSender:
 
     async def _run(self) -> None:
         failures = 0  # failed attempts of the event at the head of the queue
+        disk_errors = 0  # queue reads and writes failed in a row
         while True:
             self._wake.clear()
             try:
-                await self._persist()
-                head = await asyncio.to_thread(self._queue.head)
-            except OSError as exc:
+                failures = await self._deliver_head(failures)
+                disk_errors = 0
+            except OSError as exc:  # the queue's disk: try again later, keep what we have
+                disk_errors += 1
                 log.error("webhook: queue %s: %s", self._queue.directory, exc)
-                await self._pause(self.settings.max_backoff_seconds)
-                continue
-            if head is None:
-                await self._wake.wait()
-                continue
-            name, body = head
-            answer = await self._post(body)
-            if answer is _Answer.DELIVERED:
-                if failures:
-                    log.info("webhook: delivering again after %d failed attempt(s)", failures)
-                self.stats.delivered += 1
-                failures = 0
-                await asyncio.to_thread(self._queue.remove, name)
-                continue
-            self.stats.attempt_errors += 1
-            failures += 1
-            if answer is _Answer.REFUSED and failures >= self.settings.max_attempts:
-                log.error(
-                    "webhook: event %s refused %d times; given up", name, self.settings.max_attempts
-                )
-                self.stats.failed += 1
-                failures = 0
-                await asyncio.to_thread(self._queue.remove, name)
-                continue
-            settings = self.settings
-            await self._pause(
-                backoff_delay(failures, settings.backoff_seconds, settings.max_backoff_seconds)
-            )
+                await self._pause(self._backoff(disk_errors))
+
+    async def _deliver_head(self, failures: int) -> int:
+        """Persist what was published, then try the oldest event once (or wait for one).
+        Returns the head's failed attempts so far; raises ``OSError`` from the queue."""
+        await self._persist()
+        head = await asyncio.to_thread(self._queue.head)
+        if head is None:
+            await self._wake.wait()
+            return failures
+        name, body = head
+        answer = await self._post(body)
+        if answer is _Answer.DELIVERED:
+            if failures:
+                log.info("webhook: delivering again after %d failed attempt(s)", failures)
+            self.stats.delivered += 1
+            await asyncio.to_thread(self._queue.remove, name)
+            return 0
+        self.stats.attempt_errors += 1
+        failures += 1
+        if answer is _Answer.REFUSED and failures >= self.settings.max_attempts:
+            log.error("webhook: event %s refused %d times; given up", name, failures)
+            self.stats.failed += 1
+            await asyncio.to_thread(self._queue.remove, name)
+            return 0
+        await self._pause(self._backoff(failures))
+        return failures
+
+    def _backoff(self, failures: int) -> float:
+        settings = self.settings
+        return backoff_delay(failures, settings.backoff_seconds, settings.max_backoff_seconds)
 
     async def _persist(self) -> None:
         """Move published events to the disk queue, in order (raises ``OSError``)."""
