@@ -1,7 +1,7 @@
 """The running proxy: every part built from the configuration, started and stopped in
 order, on one event loop.
 
-    catalog → recovery → writer thread → recorder + media clock → SIP → HTTP
+    catalog → recovery → webhook → writer thread → recorder + media clock → SIP → HTTP
 
 ``serve(config)`` runs until SIGTERM or SIGINT, then shuts down gracefully: new calls
 get 503, active calls have ``shutdown.grace_seconds`` to finish, the rest are ended with
@@ -28,6 +28,7 @@ from .config import Config
 from .control.api import add_routes
 from .control.http import HttpServer, build_app
 from .control.metrics import Metrics, event_loop_name
+from .control.webhook import WebhookSender
 from .media.announcer import load_prompt
 from .media.clock import MediaClock
 from .media.recorder import Recorder
@@ -42,6 +43,7 @@ from .storage.writer import RecordingWriter
 log = logging.getLogger("recproxy")
 
 PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
+WEBHOOK_SECRET_ENV = "RECPROXY_WEBHOOK_SECRET"
 
 
 class StartupError(RuntimeError):
@@ -105,6 +107,7 @@ class Server:
         self.recorder: Recorder | None = None
         self.clock: MediaClock | None = None
         self.recordings: RecordingService | None = None
+        self.webhook: WebhookSender | None = None
         self.core: SipCore | None = None
         self.transport: SipTransport | None = None
         self.b2bua: B2bua | None = None
@@ -151,6 +154,8 @@ class Server:
         interrupted = await self.recordings.recover()
         if interrupted:
             log.warning("%d recording(s) marked interrupted after a crash", len(interrupted))
+        if config.webhook.url:
+            await self._start_webhook(self.recordings)
         self.clock = MediaClock(self.recorder, on_lag=self.metrics.observe_loop_lag)
         self.clock.start()
 
@@ -220,6 +225,7 @@ class Server:
             recording_service=self.recordings,
             recordings_dir=config.recording.dir,
             loop_name=event_loop_name(),
+            webhook=self.webhook,
         )
         self.b2bua.on_recording_action = self.metrics.recording_action
         http_app = build_app(self.health, self.metrics.render)
@@ -240,6 +246,22 @@ class Server:
             *(self.http.bound or config.http.listen),
             config.routing.call_taker,
         )
+
+    async def _start_webhook(self, recordings: RecordingService) -> None:
+        secret = os.environ.get(WEBHOOK_SECRET_ENV)
+        self.webhook = WebhookSender(
+            self.config.webhook,
+            self.config.webhook_queue_dir,
+            secret=secret.encode() if secret else None,
+        )
+        try:
+            await self.webhook.start()
+        except OSError as exc:
+            self.webhook = None
+            raise StartupError(
+                f"webhook.queue_dir {self.config.webhook_queue_dir}: {exc.strerror or exc}"
+            ) from None
+        recordings.subscribe(self.webhook.publish)
 
     def _writer_state(self, key: object, state: Any, reason: str) -> None:
         if self.recordings is not None:
@@ -292,6 +314,8 @@ class Server:
         if self.recordings is not None:
             await self.recordings.journal.wait_empty(min(5.0, self.config.shutdown.grace_seconds))
             await self.recordings.journal.close()
+        if self.webhook is not None:  # after the last recording ended: its event is queued
+            await self.webhook.stop()
         if self.catalog is not None:
             await self.catalog.close()
 

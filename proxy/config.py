@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 PROMPTS_DIR = PACKAGE_ROOT.parent / "prompts"
@@ -220,6 +221,19 @@ class LimitsSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """Where and how recording events are POSTed; ``url = ""``: no webhook."""
+
+    url: str = ""
+    timeout_seconds: float = 10.0
+    max_attempts: int = 10  # for an event the receiver refuses (4xx); unreachable: forever
+    backoff_seconds: float = 1.0  # the first retry's wait, doubled each time...
+    max_backoff_seconds: float = 300.0  # ...up to this
+    queue_dir: Path | None = None  # None: <data dir>/webhook-queue
+    queue_max: int = 10_000  # events kept on disk; past it the oldest are dropped
+
+
+@dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
@@ -232,6 +246,7 @@ class Config:
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     dtmf: DtmfSettings = field(default_factory=DtmfSettings)
     numbers: NumberSettings = field(default_factory=NumberSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -240,6 +255,10 @@ class Config:
     @property
     def data_dir(self) -> Path:
         return self.catalog.path.parent
+
+    @property
+    def webhook_queue_dir(self) -> Path:
+        return self.webhook.queue_dir or self.data_dir / "webhook-queue"
 
 
 # ---------------------------------------------------------------------------------------
@@ -384,6 +403,23 @@ def _port_range(value: Any) -> tuple[int, int]:
     return low, high
 
 
+def _webhook_url(value: Any) -> str:
+    if value == "":
+        return ""
+    try:
+        url = urlsplit(_text(value))
+        host = url.hostname
+    except ValueError:
+        url, host = None, None
+    if url is None or url.scheme not in ("http", "https") or not host:
+        # the value itself is not echoed: a URL may carry the receiver's token
+        raise ValueError(
+            'must be an http(s) URL with a host, like "https://hooks.example.org/recproxy", '
+            'or "" for none'
+        )
+    return str(value)
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"must be true or false, got {value!r}")
@@ -505,6 +541,15 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "national_prefix": _digits,
             "international_prefix": _digits,
         },
+        "webhook": {
+            "url": _webhook_url,
+            "timeout_seconds": _number(0.1, 300),
+            "max_attempts": _int(1, 1000),
+            "backoff_seconds": _number(0.01, 3600),
+            "max_backoff_seconds": _number(0.01, 86_400),
+            "queue_dir": path,
+            "queue_max": _int(1, 10_000_000),
+        },
     }
 
 
@@ -558,6 +603,7 @@ _SECTIONS: Mapping[str, type] = {
     "http": HttpSettings,
     "shutdown": ShutdownSettings,
     "limits": LimitsSettings,
+    "webhook": WebhookSettings,
 }
 
 _DEFAULT_PATHS = {

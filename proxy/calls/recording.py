@@ -19,6 +19,10 @@ How a recording ends, honestly:
 
 Catalog writes go through a ``CatalogJournal``: when the catalog cannot take them they
 are counted (``failures["catalog"]``) and retried in order.
+
+When a recording has ended and its end is catalogued, a ``RecordingEnded`` event goes
+to every subscriber (``RecordingService.subscribe``): the webhook, and whatever else
+wants to know, without this module knowing who listens.
 """
 
 from __future__ import annotations
@@ -90,6 +94,22 @@ def _channel(name: str, quality: DirectionQuality) -> ChannelQuality:
     )
 
 
+@dataclass(frozen=True)
+class RecordingEnded:
+    """A recording ended and its end is catalogued: ``complete``, ``degraded`` or
+    ``failed`` (with why).  Ids and times only: no numbers, audio or keys."""
+
+    recording_id: str
+    call_id: str
+    state: RecordingState
+    reason: str | None
+    started_at: datetime
+    ended_at: datetime
+
+
+RecordingSubscriber = Callable[[RecordingEnded], None]
+
+
 @dataclass(eq=False)
 class ActiveRecording:
     id: str
@@ -127,6 +147,7 @@ class RecordingService:
         self.failures: dict[str, int] = {}
         self.degraded: dict[str, int] = dict.fromkeys(DEGRADED_REASONS, 0)
         self.journal = CatalogJournal()
+        self._subscribers: list[RecordingSubscriber] = []
         recorder.on_failure = self.on_recorder_failure
 
     async def _catalog_write(self, what: str, write: Callable[[], Awaitable[object]]) -> bool:
@@ -138,6 +159,18 @@ class RecordingService:
 
     def _count(self, reason: str) -> None:
         self.failures[reason] = self.failures.get(reason, 0) + 1
+
+    def subscribe(self, subscriber: RecordingSubscriber) -> None:
+        """Call ``subscriber`` (on the event loop; it must not block) with each
+        ``RecordingEnded``."""
+        self._subscribers.append(subscriber)
+
+    def _publish(self, event: RecordingEnded) -> None:
+        for subscriber in self._subscribers:
+            try:
+                subscriber(event)
+            except Exception:  # a listener's bug never reaches the recording
+                log.exception("recording %s: an end subscriber failed", event.recording_id)
 
     # -- the writer's state reports (on the event loop) ---------------------------------
 
@@ -287,6 +320,7 @@ class RecordingService:
             f"recording {rid}: {target.value}",
             lambda: self.catalog.set_recording_state(rid, target, reason=why, at=ended),
         )
+        self._publish(RecordingEnded(rid, active.call_id, target, why, active.started_at, ended))
 
     async def discard(
         self, active: ActiveRecording, *, actor: str, channel: EventChannel, reason: str

@@ -8,9 +8,10 @@ hot path:
 * **Read at scrape time.**  Counters that the parts already keep — ``SipCore.stats``, the
   relay's ``LegStats`` (``PortAllocator.open_legs`` and ``closed_totals``), the jitter
   buffers, ``Recorder.stats``, ``MediaClock.stats``, ``RecordingWriter.metrics``,
-  ``RecordingService.failures`` — and gauges (calls by phase, recordings active, writer
-  queue depth, free disk) are read by a custom collector when Prometheus scrapes.  There
-  is no second bookkeeping: the parts count as they always did.
+  ``RecordingService.failures``, ``WebhookSender.stats`` — and gauges (calls by phase,
+  recordings active, writer queue depth, free disk, webhook queue) are read by a custom
+  collector when Prometheus scrapes.  There is no second bookkeeping: the parts count as
+  they always did.
 * **Hooks, per call or per timer tick, never per packet.**  ``on_call_phase`` (set as
   ``B2bua.on_phase`` by ``attach``) counts call outcomes and notices and observes the
   call-setup, talk-time, loss and one-way-audio figures of each call;
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
     from ..media.vad import SpeechActivity
     from ..sip.core import SipCore
     from ..storage.writer import RecordingWriter
+    from .webhook import WebhookSender
 
 __all__ = [
     "CONTENT_TYPE",
@@ -88,6 +90,7 @@ __all__ = [
     "RECORDING_CHANNELS",
     "RECORDING_FAILURE_REASONS",
     "SETUP_STAGES",
+    "WEBHOOK_RESULTS",
     "Metrics",
     "MetricsError",
     "Side",
@@ -110,6 +113,7 @@ NOTICE_RESULTS = ("started", "completed", "abandoned", "interrupted")
 RECORDING_ACTIONS = ("stop", "discard", "pause", "resume")
 RECORDING_CHANNELS = ("dtmf", "api")
 RECORDING_FAILURE_REASONS = ("write_failed", "degraded", "catalog", "recorder")
+WEBHOOK_RESULTS = ("delivered", "failed", "dropped")
 _SIP_METHODS_SHOWN = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS")
 _STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "6xx")
 _SIP_DROPPED = {
@@ -239,6 +243,7 @@ class _Parts:
     recording_service: RecordingService | None = None
     recordings_dir: str | os.PathLike[str] | None = None
     loop_name: str | None = None
+    webhook: WebhookSender | None = None
 
 
 class Metrics:
@@ -366,6 +371,7 @@ class Metrics:
         recording_service: RecordingService | None = None,
         recordings_dir: str | os.PathLike[str] | None = None,
         loop_name: str | None = None,
+        webhook: WebhookSender | None = None,
     ) -> None:
         """Read these parts at each scrape; each is optional, and a later call adds
         parts (``None`` leaves a part as it was).  ``b2bua`` gets ``on_call_phase`` as
@@ -396,6 +402,8 @@ class Metrics:
             parts.recording_service = recording_service
         if recordings_dir is not None:
             parts.recordings_dir = recordings_dir
+        if webhook is not None:
+            parts.webhook = webhook
 
     def render(self) -> bytes:
         """The text exposition of the registry (serve with ``CONTENT_TYPE``)."""
@@ -500,6 +508,7 @@ class Metrics:
         yield from _writer_families(parts.writer)
         yield from _recording_families(parts.recording_service, parts.recorder, sampled)
         yield from _storage_families(parts.recordings_dir)
+        yield from _webhook_families(parts.webhook)
 
     def _call_families(self, parts: _Parts, sampled: bool) -> Iterator[Metric]:
         active = GaugeMetricFamily(
@@ -925,3 +934,29 @@ def _storage_families(directory: str | os.PathLike[str] | None) -> Iterator[Metr
             free.add_metric([], usage.free)
             capacity.add_metric([], usage.total)
     yield from (free, capacity)
+
+
+def _webhook_families(webhook: WebhookSender | None) -> Iterator[Metric]:
+    events = CounterMetricFamily(
+        "recproxy_webhook_events",
+        "Recording events for the webhook, by result: delivered (answered 2xx), failed "
+        "(refused by the receiver webhook.max_attempts times), dropped (pushed out of a "
+        "full queue, webhook.queue_max).",
+        labels=["result"],
+    )
+    errors = CounterMetricFamily(
+        "recproxy_webhook_attempt_errors",
+        "Webhook POSTs that did not deliver (unreachable, timed out, or not 2xx); retried.",
+    )
+    queued = GaugeMetricFamily(
+        "recproxy_webhook_queue_length", "Recording events waiting to be delivered."
+    )
+    if webhook is not None:
+        stats = webhook.stats
+        for result, count in zip(
+            WEBHOOK_RESULTS, (stats.delivered, stats.failed, stats.dropped), strict=True
+        ):
+            events.add_metric([result], count)
+        errors.add_metric([], stats.attempt_errors)
+        queued.add_metric([], webhook.queue_length)
+    yield from (events, errors, queued)

@@ -246,3 +246,47 @@ async def test_a_recording_the_recorder_fails_is_failed_in_the_catalog_at_once(
         assert recording.failure_reason.startswith("recorder error")
         assert recording.duration_ms is not None and recording.duration_ms >= 1000
         assert rig.service.failures["recorder"] == 1
+
+
+async def test_each_ended_recording_is_published_once_with_its_end_state(tmp_path: Path) -> None:
+    from proxy.calls.recording import RecordingEnded
+
+    heard: list[RecordingEnded] = []
+
+    def broken(event: RecordingEnded) -> None:
+        raise RuntimeError("a subscriber's bug")
+
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        rig = Service(tmp_path, catalog, tmp_path / "recordings")
+        rig.service.subscribe(broken)  # logged, and the others still hear
+        rig.service.subscribe(heard.append)
+        try:
+            whole = await rig.service.start(await rig.call(), "PCMU", "PCMU")
+            assert whole is not None
+            rig.talk(whole, 1.0)
+            await rig.service.finish(whole)
+            lossy = await rig.service.start(await rig.call(), "PCMU", "PCMU")
+            assert lossy is not None
+            rig.talk(lossy, 2.0, lose=set(range(rig.ticks + 20, rig.ticks + 25)))
+            await rig.service.finish(lossy)
+            broken_frames = await rig.service.start(await rig.call(), "PCMU", "PCMU")
+            assert broken_frames is not None
+            rig.talk(broken_frames, 0.2)
+            original = broken_frames.pair.taker.jitter.pop
+            broken_frames.pair.taker.jitter.pop = lambda count=True: b"\x10" * 100  # type: ignore[method-assign]
+            rig.talk(broken_frames, 0.04)
+            assert broken_frames.ended is not None
+            await broken_frames.ended
+            broken_frames.pair.taker.jitter.pop = original  # type: ignore[method-assign]
+            await rig.service.finish(broken_frames)  # the call ends later: no second event
+        finally:
+            rig.stop()
+    assert [(e.recording_id, e.state) for e in heard] == [
+        (whole.id, RecordingState.COMPLETE),
+        (lossy.id, RecordingState.DEGRADED),
+        (broken_frames.id, RecordingState.FAILED),
+    ]
+    assert heard[0].call_id == whole.call_id and heard[0].reason is None
+    assert heard[0].started_at <= heard[0].ended_at
+    assert heard[1].reason is not None and "frames lost or late" in heard[1].reason
+    assert heard[2].reason is not None and heard[2].reason.startswith("recorder error")

@@ -15,8 +15,9 @@ from prometheus_client.samples import Sample
 
 from proxy.calls.b2bua import B2bua, Prompt
 from proxy.calls.recording import RecordingService
-from proxy.config import Config, RecordingSettings
+from proxy.config import Config, RecordingSettings, WebhookSettings
 from proxy.control.metrics import Metrics
+from proxy.control.webhook import WebhookSender
 from proxy.media.clock import MediaClock
 from proxy.media.recorder import Recorder
 from proxy.media.relay import PortAllocator
@@ -41,6 +42,7 @@ class Parts:
     recordings: RecordingService
     b2bua: B2bua
     recordings_dir: Path
+    webhook: WebhookSender
 
 
 def build_parts(tmp_path: Path, metrics: Metrics | None = None) -> Parts:
@@ -61,8 +63,20 @@ def build_parts(tmp_path: Path, metrics: Metrics | None = None) -> Parts:
     pcm = np.zeros(NOTICE_MS * 8, dtype=np.int16)
     notice = Prompt(pcm, hashlib.sha256(pcm.tobytes()).hexdigest(), NOTICE_MS, "notice.wav")
     b2bua = B2bua(config, core, allocator, clock, catalog, recordings, notice)
+    webhook = WebhookSender(  # never started: its counters and queue length read as zero
+        WebhookSettings(url="http://127.0.0.1:9/hook"), tmp_path / "webhook-queue"
+    )
     return Parts(
-        config, core, allocator, recorder, writer, clock, recordings, b2bua, recordings_dir
+        config,
+        core,
+        allocator,
+        recorder,
+        writer,
+        clock,
+        recordings,
+        b2bua,
+        recordings_dir,
+        webhook,
     )
 
 
@@ -77,6 +91,7 @@ def attach_all(metrics: Metrics, parts: Parts, loop_name: str = "asyncio") -> No
         recording_service=parts.recordings,
         recordings_dir=parts.recordings_dir,
         loop_name=loop_name,
+        webhook=parts.webhook,
     )
 
 

@@ -114,6 +114,9 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "recproxy_recording_actions": ("counter", {"action", "channel"}),
     "recproxy_storage_free_bytes": ("gauge", set()),
     "recproxy_storage_capacity_bytes": ("gauge", set()),
+    "recproxy_webhook_events": ("counter", {"result"}),
+    "recproxy_webhook_attempt_errors": ("counter", set()),
+    "recproxy_webhook_queue_length": ("gauge", set()),
 }
 
 DIALOGUE = shared_data_file("audio", "dialogue_8k.ulaw").read_bytes()
