@@ -9,6 +9,7 @@ file).  ``docs/configuration.md`` documents every key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import re
@@ -157,12 +158,10 @@ class NumberSettings:
     def e164(self, number: str) -> str:
         """``01234 567890`` → ``+441234567890``; raises ``NumberError`` for text that is
         not a whole telephone number (the wrong length for its country included)."""
-        try:
-            parsed = (
-                phonenumbers.parse(number, self.region) if _PHONE_TEXT.fullmatch(number) else None
-            )
-        except phonenumbers.NumberParseException:
-            parsed = None
+        parsed = None
+        if _PHONE_TEXT.fullmatch(number) is not None:
+            with contextlib.suppress(phonenumbers.NumberParseException):
+                parsed = phonenumbers.parse(number, self.region)
         # "possible" (the right length for its country), not "valid": a number from a
         # range newer than the library's tables must still go on the do-not-record list
         possible = phonenumbers.ValidationResult.IS_POSSIBLE
@@ -627,6 +626,8 @@ def build_config(
                 default = getattr(cls(), section_key)
                 values[section_key] = base / default
         if nested is not None:
+            # [numbers] is read before routing (its place in _SECTIONS): rules' numbers
+            # are normalised with its region
             rules = _tables("routing.rules", nested, _rule_keys(sections["numbers"]))
             for i, rule in enumerate(rules):
                 if "match" not in rule and "numbers" not in rule:

@@ -7,8 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from proxy.config import PROMPTS_DIR, ConfigError, NumberError, load_config
+from proxy.config import PROMPTS_DIR, ConfigError, NumberError, NumberSettings, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -193,6 +195,16 @@ def test_text_that_is_not_a_whole_number_is_refused_naming_it(tmp_path: Path, te
     with pytest.raises(NumberError, match=re.escape(repr(text))):
         numbers.e164(text)
     assert numbers.normalise(text) == text  # a call's user name or extension stays as it is
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="+0123456789 ().-/x#*;", max_size=30) | st.text(max_size=30))
+def test_normalise_takes_any_user_part_without_raising(text: str) -> None:
+    """A caller's user part comes off the network: it is normalised or kept, never an
+    exception."""
+    numbers = NumberSettings()
+    out = numbers.normalise(text)
+    assert out == text or (out.startswith("+") and out[1:].isdigit())
 
 
 def test_national_numbers_follow_the_configured_region(tmp_path: Path) -> None:
