@@ -307,13 +307,12 @@ async def _dnr(args: argparse.Namespace) -> int:
             print(f"{entry.number} will not be recorded (reference: {entry.reference})")
         elif args.dnr_command == "remove":
             number = config.numbers.normalise(args.number)
-            # an entry listed before numbers were normalised by the library goes by the
-            # text `dnr list` shows
-            if not (
-                await catalog.remove_do_not_record(number)
-                or await catalog.remove_do_not_record(args.number)
-            ):
-                raise CliError(f"{number} is not on the do-not-record list")
+            if not await catalog.remove_do_not_record(number):
+                # an entry listed before numbers were normalised by the library (as
+                # +4401234567890) goes by the text `dnr list` shows
+                number = args.number
+                if not await catalog.remove_do_not_record(number):
+                    raise CliError(f"{number} is not on the do-not-record list")
             print(f"{number} removed: calls from it are recorded again")
         else:
             entries = await catalog.list_do_not_record()

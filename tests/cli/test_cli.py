@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from proxy.storage.catalog import SqliteCatalog
+
 
 def recproxy(
     *args: str, cwd: Path, env: dict[str, str] | None = None
@@ -58,6 +60,16 @@ def test_do_not_record_list_takes_every_uk_form_as_one_number(tmp_path: Path) ->
     short = add("+44 (0)1234", "letter")
     assert short.returncode == 1 and "'+44 (0)1234' is not a telephone number" in short.stderr
     assert "Traceback" not in short.stderr
+
+
+async def test_an_entry_listed_before_normalising_is_removed_as_listed(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    async with SqliteCatalog(tmp_path / "data" / "catalog.sqlite3") as catalog:
+        # what `dnr add "+44 (0)1234 567890"` stored before numbers were parsed
+        await catalog.add_do_not_record("+4401234567890", reference="old", added_by="dpo")
+    removed = recproxy("dnr", "remove", "+4401234567890", cwd=tmp_path)
+    assert removed.returncode == 0 and "+4401234567890 removed" in removed.stdout, removed.stderr
+    assert json.loads(recproxy("dnr", "list", "--json", cwd=tmp_path).stdout) == []
 
 
 def test_operator_token_prints_a_token_and_its_hash(tmp_path: Path) -> None:
