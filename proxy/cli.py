@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
 import json
 import logging
 import os
@@ -91,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     dnr_add = dnr_commands.add_parser("add", help="add a number (with the written request)")
     dnr_add.add_argument("number")
     dnr_add.add_argument("--reference", required=True, help="the letter, email or case")
+    dnr_add.add_argument(
+        "--replace", action="store_true", help="replace the reference of a number already listed"
+    )
     _config_option(dnr_add)
     dnr_remove = dnr_commands.add_parser("remove", help="remove a number")
     dnr_remove.add_argument("number")
@@ -282,23 +284,36 @@ async def _export(args: argparse.Namespace) -> int:
 
 
 async def _dnr(args: argparse.Namespace) -> int:
-    from .storage.catalog import SqliteCatalog
+    from .config import NumberError
+    from .records.actor import os_account
+    from .storage.catalog import DuplicateError, SqliteCatalog
 
     config = _load(args)
     config.catalog.path.parent.mkdir(parents=True, exist_ok=True)
     async with SqliteCatalog(config.catalog.path) as catalog:
         if args.dnr_command == "add":
-            number = config.numbers.e164(args.number)
-            if not number.startswith("+") or len(number) < 8:
-                raise CliError(f"{args.number!r} is not a telephone number")
-            entry = await catalog.add_do_not_record(
-                number, reference=args.reference, added_by=getpass.getuser()
-            )
+            try:
+                number = config.numbers.e164(args.number)
+            except NumberError as exc:
+                raise CliError(str(exc)) from None
+            try:
+                entry = await catalog.add_do_not_record(
+                    number,
+                    reference=args.reference,
+                    added_by=os_account(),
+                    replace=args.replace,
+                )
+            except DuplicateError as exc:
+                raise CliError(f"{exc} (--replace replaces its reference)") from None
             print(f"{entry.number} will not be recorded (reference: {entry.reference})")
         elif args.dnr_command == "remove":
-            number = config.numbers.e164(args.number)
+            number = config.numbers.normalise(args.number)
             if not await catalog.remove_do_not_record(number):
-                raise CliError(f"{number} is not on the do-not-record list")
+                # an entry listed before numbers were normalised by the library (as
+                # +4401234567890) goes by the text `dnr list` shows
+                number = args.number
+                if not await catalog.remove_do_not_record(number):
+                    raise CliError(f"{number} is not on the do-not-record list")
             print(f"{number} removed: calls from it are recorded again")
         else:
             entries = await catalog.list_do_not_record()

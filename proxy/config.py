@@ -9,6 +9,7 @@ file).  ``docs/configuration.md`` documents every key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import re
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import phonenumbers
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 PROMPTS_DIR = PACKAGE_ROOT.parent / "prompts"
@@ -72,15 +75,20 @@ def _within(host: str, networks: tuple[Network, ...]) -> bool:
 @dataclass(frozen=True)
 class RouteRule:
     """A dialled-number rule (first match wins): the service, and for outbound rules
-    that the call leaves through the trunk."""
+    that the call leaves through the trunk.  It is given the dialled number as
+    ``NumberSettings.normalise`` left it, so ``numbers`` and ``match`` see E.164 whatever
+    form the caller dialled."""
 
-    match: re.Pattern[str]
+    match: re.Pattern[str] | None = None
+    numbers: frozenset[str] = frozenset()  # E.164
     direction: str = "inbound"  # "inbound" | "outbound"
     service: str | None = None
     call_taker: str | None = None  # inbound: someone other than routing.call_taker
 
     def matches(self, number: str) -> bool:
-        return self.match.fullmatch(number) is not None
+        if number in self.numbers:
+            return True
+        return self.match is not None and self.match.fullmatch(number) is not None
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,7 @@ class RoutingSettings:
     rules: tuple[RouteRule, ...] = ()
 
     def rule_for(self, number: str, *, outbound_allowed: bool) -> RouteRule | None:
+        """The first rule for ``number``, normalised (``NumberSettings.normalise``)."""
         for rule in self.rules:
             if rule.direction == "outbound" and not outbound_allowed:
                 continue
@@ -131,25 +140,43 @@ class OperatorSettings:
     team: str | None = None
 
 
+# what a written telephone number may hold; phonenumbers alone would also find one in
+# "alice01234567890" or "0800 FLOWERS", which are user names, not numbers
+_PHONE_TEXT = re.compile(r"\+?[0-9 ().\-/]+")
+
+
+class NumberError(ValueError):
+    """Text that is not a telephone number of the configured region; names the text."""
+
+
 @dataclass(frozen=True)
 class NumberSettings:
-    """How dialled and calling numbers are normalised to E.164."""
+    """How telephone numbers are normalised to E.164 (the ``phonenumbers`` library, so
+    ``+44 (0)1234 567890``, ``0044 1234 567890`` and ``01234 567890`` are one number)."""
 
-    country_code: str = "44"
-    national_prefix: str = "0"
-    international_prefix: str = "00"
+    region: str = "GB"  # where national numbers (no country code) are dialled from
 
     def e164(self, number: str) -> str:
-        """``01234 567890`` → ``+441234567890``; already-international numbers kept."""
-        digits = "".join(c for c in number if c.isdigit() or c == "+")
-        if digits.startswith("+"):
-            return "+" + digits[1:].replace("+", "")
-        digits = digits.replace("+", "")
-        if self.international_prefix and digits.startswith(self.international_prefix):
-            return "+" + digits[len(self.international_prefix) :]
-        if self.national_prefix and digits.startswith(self.national_prefix):
-            return f"+{self.country_code}{digits[len(self.national_prefix) :]}"
-        return digits
+        """``01234 567890`` → ``+441234567890``; raises ``NumberError`` for text that is
+        not a whole telephone number (the wrong length for its country included)."""
+        parsed = None
+        if _PHONE_TEXT.fullmatch(number) is not None:
+            with contextlib.suppress(phonenumbers.NumberParseException):
+                parsed = phonenumbers.parse(number, self.region)
+        # "possible" (the right length for its country), not "valid": a number from a
+        # range newer than the library's tables must still go on the do-not-record list
+        possible = phonenumbers.ValidationResult.IS_POSSIBLE
+        if parsed is None or phonenumbers.is_possible_number_with_reason(parsed) != possible:
+            raise NumberError(f"{number!r} is not a telephone number (region {self.region})")
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+    def normalise(self, text: str) -> str:
+        """A caller's or dialled number in E.164; anything else (a user name like
+        ``anonymous``, an extension like ``2001``) is kept as it is."""
+        try:
+            return self.e164(text)
+        except NumberError:
+            return text
 
 
 @dataclass(frozen=True)
@@ -433,11 +460,22 @@ def _dtmf_code(value: Any) -> str:
     return text
 
 
-def _digits(value: Any) -> str:
-    text = value if isinstance(value, str) else None
-    if text is None or (not text.isdigit() and text != ""):
-        raise ValueError(f"must be a string of digits, got {value!r}")
-    return text
+def _region(value: Any) -> str:
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f'must be a two-letter region code like "GB", got {value!r}')
+    return str(value)
+
+
+def _phone_numbers(numbers: NumberSettings) -> Callable[[Any], frozenset[str]]:
+    def parse(value: Any) -> frozenset[str]:
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"must be a non-empty list of telephone numbers, got {value!r}")
+        try:
+            return frozenset(numbers.e164(item) for item in value)
+        except NumberError as exc:
+            raise ValueError(str(exc)) from None
+
+    return parse
 
 
 def _regex(value: Any) -> re.Pattern[str]:
@@ -536,11 +574,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "tcp_header_seconds": _number(0.1, 3600),
         },
         "dtmf": {"stop": _dtmf_code, "discard": _dtmf_code, "resume": _dtmf_code},
-        "numbers": {
-            "country_code": _digits,
-            "national_prefix": _digits,
-            "international_prefix": _digits,
-        },
+        "numbers": {"region": _region},
         "webhook": {
             "url": _webhook_url,
             "timeout_seconds": _number(0.1, 300),
@@ -553,9 +587,10 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
     }
 
 
-def _rule_keys() -> Mapping[str, _Parser]:
+def _rule_keys(numbers: NumberSettings) -> Mapping[str, _Parser]:
     return {
         "match": _regex,
+        "numbers": _phone_numbers(numbers),
         "direction": _choice("inbound", "outbound"),
         "service": _text,
         "call_taker": _sip_uri,
@@ -637,10 +672,12 @@ def build_config(
                 default = getattr(cls(), section_key)
                 values[section_key] = base / default
         if nested is not None:
-            rules = _tables("routing.rules", nested, _rule_keys())
+            # [numbers] is read before routing (its place in _SECTIONS): rules' numbers
+            # are normalised with its region
+            rules = _tables("routing.rules", nested, _rule_keys(sections["numbers"]))
             for i, rule in enumerate(rules):
-                if "match" not in rule:
-                    raise ConfigError(f"routing.rules[{i}].match: required")
+                if "match" not in rule and "numbers" not in rule:
+                    raise ConfigError(f"routing.rules[{i}].match: required (or numbers)")
             values["rules"] = tuple(RouteRule(**rule) for rule in rules)
         sections[name] = cls(**values)
     services = _services(data.get("services", {}), base)

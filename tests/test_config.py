@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from proxy.config import PROMPTS_DIR, ConfigError, load_config
+from proxy.config import PROMPTS_DIR, ConfigError, NumberError, NumberSettings, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -135,11 +138,11 @@ internal_peers = ["10.0.0.0/8"]
 [routing]
 trunk = "sip:trunk@127.0.0.1:5080"
 [[routing.rules]]
-match = "0[1-9][0-9]{{8,9}}"
+match = "\\\\+44[1-9][0-9]{{8,9}}"
 direction = "outbound"
 service = "general"
 [[routing.rules]]
-match = "\\\\+441234567890"
+numbers = ["+44 (0)1234 567890", "0044 1632 960124"]
 service = "patient-advice"
 [services.general]
 record = true
@@ -149,7 +152,7 @@ record = false
 [dtmf]
 stop = "#7"
 [numbers]
-country_code = "44"
+region = "GB"
 [[operators]]
 name = "alice"
 token_sha256 = "{token_hash}"
@@ -159,24 +162,68 @@ team = "reception"
         )
     )
     assert config.sip.is_internal("10.1.2.3") and not config.sip.is_internal("192.0.2.1")
-    rule = config.routing.rule_for("01234567890", outbound_allowed=True)
+    dialled = config.numbers.normalise("01234567890")
+    rule = config.routing.rule_for(dialled, outbound_allowed=True)
     assert rule is not None and rule.direction == "outbound" and rule.service == "general"
-    assert config.routing.rule_for("01234567890", outbound_allowed=False) is None
-    inbound = config.routing.rule_for("+441234567890", outbound_allowed=False)
-    assert inbound is not None and inbound.service == "patient-advice"
+    for form in ("01234 567890", "+441234567890", "01632 960124"):
+        inbound = config.routing.rule_for(config.numbers.normalise(form), outbound_allowed=False)
+        assert inbound is not None and inbound.service == "patient-advice", form
+    assert config.routing.rule_for("+441234567891", outbound_allowed=False) is None
     assert config.services["patient-advice"].record is False
     assert config.services["patient-advice"].prompt == tmp_path.resolve() / "advice.wav"
     assert config.dtmf.codes() == {"#7": "stop", "*9": "discard", "*1": "resume"}
     assert config.operators[0].identities == ("sip:2001@10.0.0.21", "2001")
-    assert config.numbers.e164("01234 567890") == "+441234567890"
-    assert config.numbers.e164("0044 1234 567890") == "+441234567890"
-    assert config.numbers.e164("+44 (0)1234") == "+4401234"
+
+
+# the UK forms of one number a written request or a caller may give (issue 12, defect 3)
+UK_FORMS = ["+44 (0)1234 567890", "0044 1234 567890", "01234 567890", "+441234567890"]
+
+
+@pytest.mark.parametrize("form", UK_FORMS)
+def test_every_uk_form_of_a_number_is_the_same_e164(tmp_path: Path, form: str) -> None:
+    numbers = load_config(None, cwd=tmp_path).numbers
+    assert numbers.region == "GB"
+    assert numbers.e164(form) == "+441234567890"
+    assert numbers.normalise(form) == "+441234567890"
+
+
+@pytest.mark.parametrize(
+    "text", ["+44 (0)1234", "reception", "alice01234567890", "01234 567890 x12", "0800 FLOWERS", ""]
+)
+def test_text_that_is_not_a_whole_number_is_refused_naming_it(tmp_path: Path, text: str) -> None:
+    numbers = load_config(None, cwd=tmp_path).numbers
+    with pytest.raises(NumberError, match=re.escape(repr(text))):
+        numbers.e164(text)
+    assert numbers.normalise(text) == text  # a call's user name or extension stays as it is
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="+0123456789 ().-/x#*;", max_size=30) | st.text(max_size=30))
+def test_normalise_takes_any_user_part_without_raising(text: str) -> None:
+    """A caller's user part comes off the network: it is normalised or kept, never an
+    exception."""
+    numbers = NumberSettings()
+    out = numbers.normalise(text)
+    assert out == text or (out.startswith("+") and out[1:].isdigit())
+
+
+def test_national_numbers_follow_the_configured_region(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[numbers]\nregion = "US"\n'))
+    assert config.numbers.e164("(202) 555-0100") == "+12025550100"
+    assert config.numbers.e164("+44 (0)1234 567890") == "+441234567890"
 
 
 @pytest.mark.parametrize(
     ("text", "named"),
     [
         ('[[routing.rules]]\nservice = "x"\n', "routing.rules[0].match: required"),
+        (
+            '[[routing.rules]]\nnumbers = ["01234 567890", "+44 (0)1234"]\n',
+            "routing.rules[0].numbers: '+44 (0)1234' is not a telephone number",
+        ),
+        ("[[routing.rules]]\nnumbers = []\n", "routing.rules[0].numbers: must be a non-empty"),
+        ('[numbers]\nregion = "UK"\n', "numbers.region: must be a two-letter region"),
+        ('[numbers]\ncountry_code = "44"\n', "numbers.country_code: unknown key"),
         ('[[routing.rules]]\nmatch = "("\n', "routing.rules[0].match:"),
         ('[[routing.rules]]\nmatch = "1"\nservice = "nope"\n', "routing.rules[0].service:"),
         ('[[routing.rules]]\nmatch = "1"\ndirection = "outbound"\n', "needs routing.trunk"),

@@ -24,6 +24,7 @@ def test_the_documented_example_loads_with_the_defaults(tmp_path: Path) -> None:
     assert documented.routing == defaults.routing
     assert documented.media == defaults.media
     assert documented.dtmf == defaults.dtmf
+    assert documented.numbers == defaults.numbers
     assert documented.recording == defaults.recording
 
 
@@ -31,7 +32,7 @@ def test_every_key_is_documented() -> None:
     text = DOC.read_text()
     schema = config_module._schema(Path("/"))
     nested = {
-        "routing.rules": config_module._rule_keys(),
+        "routing.rules": config_module._rule_keys(config_module.NumberSettings()),
         "services.NAME": config_module._service_keys(Path("/")),
         "operators": config_module._operator_keys(),
     }

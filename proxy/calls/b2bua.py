@@ -441,7 +441,8 @@ class Call:
         outbound_allowed = config.routing.trunk is not None and config.sip.is_internal(
             self.invite.source[0]
         )
-        rule = config.routing.rule_for(dialled, outbound_allowed=outbound_allowed)
+        number = config.numbers.normalise(dialled)  # E.164, or an extension as it is
+        rule = config.routing.rule_for(number, outbound_allowed=outbound_allowed)
         self.outbound = rule is not None and rule.direction == "outbound"
         self.service = config.services.get(rule.service) if rule and rule.service else None
         if self.outbound:
@@ -451,8 +452,8 @@ class Call:
         elif rule is not None and rule.call_taker is not None:
             self.target = parse_uri(rule.call_taker)
         if dialled:
-            self.callee = _number(dialled, config)
-        self.caller = _number(self.caller, config)
+            self.callee = number
+        self.caller = config.numbers.normalise(self.caller)
         service = self.service
         wants_notice = not self.outbound
         if service is not None and service.notice is not None:
@@ -1475,15 +1476,6 @@ def _refusal_outcome(status: int) -> CallOutcome:
 
 def _user(uri: Uri) -> str | None:
     return uri.user if isinstance(uri, SipUri) and uri.user else None
-
-
-def _number(text: str, config: Config) -> str:
-    """A telephone number in E.164 (for the catalog, the do-not-record list and
-    subject-access search); anything that is not a number is kept as it is."""
-    stripped = text.replace(" ", "").replace("-", "")
-    if stripped and all(c.isdigit() for c in stripped.lstrip("+")) and len(stripped) >= 6:
-        return config.numbers.e164(stripped)
-    return text
 
 
 def _identity_matches(identity: str, uri: Uri) -> bool:

@@ -1799,24 +1799,39 @@ class SqliteCatalog:
     # -- do-not-record list
 
     async def add_do_not_record(
-        self, number: str, *, reference: str, added_by: str, at: datetime | None = None
+        self,
+        number: str,
+        *,
+        reference: str,
+        added_by: str,
+        replace: bool = False,
+        at: datetime | None = None,
     ) -> DoNotRecordEntry:
-        """Add an (E.164-normalised) number; adding it again replaces the reference."""
+        """Add an (E.164-normalised) number.  A number already listed raises
+        ``DuplicateError`` unless ``replace``: its written request is the reason it is
+        listed, and must not be overwritten by accident."""
         values = (
             _text("number", number),
             _text("reference", reference),
             _text("added_by", added_by),
             self._now_ms(at),
         )
+        upsert = (
+            " ON CONFLICT (number) DO UPDATE SET reference = excluded.reference,"
+            " added_by = excluded.added_by, added_at = excluded.added_at"
+        )
 
         async def body(conn: Connection) -> DoNotRecordEntry:
-            await conn.execute(
-                "INSERT INTO do_not_record (number, reference, added_by, added_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (number) DO UPDATE SET"
-                " reference = excluded.reference, added_by = excluded.added_by,"
-                " added_at = excluded.added_at",
-                values,
-            )
+            try:
+                await conn.execute(
+                    "INSERT INTO do_not_record (number, reference, added_by, added_at)"
+                    " VALUES (?, ?, ?, ?)" + (upsert if replace else ""),
+                    values,
+                )
+            except sqlite3.IntegrityError as error:
+                if _is_unique_failure(error):
+                    raise DuplicateError(f"{number} is already on the do-not-record list") from None
+                raise
             return DoNotRecordEntry(values[0], values[1], values[2], _from_ms(values[3]))
 
         return await self._write(body)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from proxy.storage.catalog import SqliteCatalog
+
 
 def recproxy(
     *args: str, cwd: Path, env: dict[str, str] | None = None
@@ -35,6 +37,39 @@ def test_do_not_record_list_round_trip(tmp_path: Path) -> None:
     assert again.returncode == 1 and "not on the do-not-record list" in again.stderr
     bad = recproxy("dnr", "add", "reception", "--reference", "x", cwd=tmp_path)
     assert bad.returncode == 1 and "not a telephone number" in bad.stderr
+
+
+def test_do_not_record_list_takes_every_uk_form_as_one_number(tmp_path: Path) -> None:
+    def add(number: str, reference: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return recproxy("dnr", "add", number, "--reference", reference, *extra, cwd=tmp_path)
+
+    first = add("+44 (0)1234 567890", "letter 2026-03-01")
+    assert first.returncode == 0 and "+441234567890 will not" in first.stdout, first.stderr
+    for form in ("0044 1234 567890", "01234 567890", "+441234567890"):
+        again = add(form, "dup")
+        assert again.returncode == 1, form
+        assert "+441234567890 is already on the do-not-record list" in again.stderr, form
+        assert "--replace" in again.stderr and "Traceback" not in again.stderr
+    listed = json.loads(recproxy("dnr", "list", "--json", cwd=tmp_path).stdout)
+    assert [(e["number"], e["reference"]) for e in listed] == [
+        ("+441234567890", "letter 2026-03-01")
+    ]
+    assert add("01234 567890", "email 2026-04-02", "--replace").returncode == 0
+    listed = json.loads(recproxy("dnr", "list", "--json", cwd=tmp_path).stdout)
+    assert [e["reference"] for e in listed] == ["email 2026-04-02"]
+    short = add("+44 (0)1234", "letter")
+    assert short.returncode == 1 and "'+44 (0)1234' is not a telephone number" in short.stderr
+    assert "Traceback" not in short.stderr
+
+
+async def test_an_entry_listed_before_normalising_is_removed_as_listed(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    async with SqliteCatalog(tmp_path / "data" / "catalog.sqlite3") as catalog:
+        # what `dnr add "+44 (0)1234 567890"` stored before numbers were parsed
+        await catalog.add_do_not_record("+4401234567890", reference="old", added_by="dpo")
+    removed = recproxy("dnr", "remove", "+4401234567890", cwd=tmp_path)
+    assert removed.returncode == 0 and "+4401234567890 removed" in removed.stdout, removed.stderr
+    assert json.loads(recproxy("dnr", "list", "--json", cwd=tmp_path).stdout) == []
 
 
 def test_operator_token_prints_a_token_and_its_hash(tmp_path: Path) -> None:

@@ -85,9 +85,9 @@ STOP_TOLERANCE_S = 0.040  # the recording ends within this of the stop code
 SHIPPED_PCAPS = Path("/usr/share/sip-tester")  # SIPp's telephone-event captures
 TELEPHONE_EVENT = 101
 TOKENS = {"alice": f"alice-{uuid.uuid4().hex}", "bob": f"bob-{uuid.uuid4().hex}"}
-DNR_NUMBER = "01632 960123"  # national form; the list and the catalog keep E.164
-DNR_E164 = "+441632960123"
-OUTSIDE_NUMBER = "01632960999"  # matches the outbound rule
+DNR_NUMBER = "+44 (0)1632 960123"  # as the written request gave it (issue 12, defect 3)
+DNR_E164 = "+441632960123"  # as the caller presents it, and as the list and catalog keep it
+OUTSIDE_NUMBER = "01632960999"  # matches the outbound rule (in E.164)
 ADVICE_NUMBER = "7000"  # the inbound rule for the unrecorded service
 
 
@@ -717,7 +717,8 @@ class ApiControl(Run):
 
 
 class DoNotRecord(Run):
-    """A caller on the do-not-record list, with a 2 s alternative prompt of its own."""
+    """A caller on the do-not-record list, with a 2 s alternative prompt of its own; the
+    list was given the number in another form than the caller presents."""
 
     def setup(self) -> None:
         e2e = self.world
@@ -744,7 +745,7 @@ class DoNotRecord(Run):
             sip_port=e2e.ports.taker_sip, media_port=e2e.ports.taker_rtp,
         )  # fmt: skip
         self.sipps["caller"] = dialling(
-            e2e, "caller", from_user=DNR_NUMBER.replace(" ", ""), dialled="1000",
+            e2e, "caller", from_user=DNR_E164, dialled="1000",
             audio_pcap=e2e.rtp_pcap("caller.pcap", seconds_of(self.dialogue, 0, 2)),
             pre_audio_ms=2500, hold_ms=2500,
             sip_port=e2e.ports.caller_sip, media_port=e2e.ports.caller_rtp,
@@ -762,7 +763,7 @@ class OutboundAndService(Run):
         e2e = self.world
         rules = f"""\
 [[routing.rules]]
-match = "0[0-9]{{9,10}}"
+match = '\\+44[0-9]{{9,10}}'
 direction = "outbound"
 service = "callback"
 

@@ -926,14 +926,20 @@ async def test_access_log_records_actor_reason_and_recording(tmp_path: Path) -> 
 # ----------------------------------------------------------------------- do-not-record
 
 
-async def test_do_not_record_list_add_replace_remove(tmp_path: Path) -> None:
+async def test_do_not_record_list_refuses_a_second_add_unless_replace(tmp_path: Path) -> None:
     path = tmp_path / "catalog.sqlite3"
     async with SqliteCatalog(path) as catalog:
         assert await catalog.do_not_record("+441234567890") is None
         await catalog.add_do_not_record(
             "+441234567890", reference="letter 2026-03-01", added_by="records"
         )
-        await catalog.add_do_not_record("+441234567890", reference="email 7", added_by="dpo")
+        with pytest.raises(DuplicateError, match=r"\+441234567890 is already on"):
+            await catalog.add_do_not_record("+441234567890", reference="dup", added_by="dpo")
+        entry = await catalog.do_not_record("+441234567890")
+        assert entry is not None and entry.reference == "letter 2026-03-01"  # kept
+        await catalog.add_do_not_record(
+            "+441234567890", reference="email 7", added_by="dpo", replace=True
+        )
         await catalog.add_do_not_record("+447700900123", reference="letter 9", added_by="dpo")
         entry = await catalog.do_not_record("+441234567890")
         assert entry is not None and (entry.reference, entry.added_by) == ("email 7", "dpo")
