@@ -2,12 +2,15 @@
 
 The set-up-and-run command is run for real in a fresh clone (its own virtual
 environment, installed from the package registry), and the proxy it starts must answer
-/healthz and a SIP OPTIONS, then stop cleanly on SIGTERM.  The set-up-and-test command
-is the one `.ci/run` calls (running the suite from inside itself would recurse).
+/healthz and a SIP OPTIONS, record the README's own SIPp test call (which sits through
+the 18 s notice, so this test takes about 30 s more than the set-up), then stop cleanly
+on SIGTERM.  The set-up-and-test command is the one `.ci/run` calls (running the suite
+from inside itself would recurse).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -29,6 +32,23 @@ def readme_commands() -> tuple[str, str]:
     blocks = re.findall(r"```sh\n(.*?)```", README.read_text(), re.S)
     assert len(blocks) >= 2, "the README must open with its two commands"
     return blocks[0].strip(), blocks[1].strip()
+
+
+def readme_test_call() -> str:
+    """The shell block that places the README's SIPp test call."""
+    blocks = re.findall(r"```sh\n(.*?)```", README.read_text(), re.S)
+    calls = [block.strip() for block in blocks if "sipp -sn uac" in block]
+    assert len(calls) == 1, "the README has one SIPp test call"
+    return calls[0]
+
+
+def readme_line(command: str) -> str:
+    """``command`` as the README spells it in a shell block (its comment cut off)."""
+    for block in re.findall(r"```sh\n(.*?)```", README.read_text(), re.S):
+        for line in block.splitlines():
+            if line.split("#")[0].strip() == command:
+                return command
+    raise AssertionError(f"the README no longer shows {command!r}")
 
 
 def test_ci_runs_the_readmes_test_command() -> None:
@@ -55,6 +75,8 @@ def test_the_readmes_run_command_starts_a_working_proxy_on_a_clean_clone(
     for port, kind in ((5060, socket.SOCK_DGRAM), (5060, socket.SOCK_STREAM)):
         assert _free(port, kind), f"port {port} is taken: the defaults need it"
     assert _free(8080, socket.SOCK_STREAM), "port 8080 is taken: the defaults need it"
+    for port in (5070, 5091):
+        assert _free(port, socket.SOCK_DGRAM), f"port {port} is taken: the README's call needs it"
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=60)
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
@@ -97,6 +119,14 @@ def test_the_readmes_run_command_starts_a_working_proxy_on_a_clean_clone(
         # the embedded defaults made the development key pair and the catalog under ./data
         assert (clone / "data" / "keys" / "recording.pub").exists()
         assert (clone / "data" / "catalog.sqlite3").exists()
+        _place_the_readmes_test_call(clone, env)
+        listing = readme_line(".venv/bin/recproxy recordings list --json")
+        recordings = json.loads(
+            subprocess.run(
+                ["bash", "-c", listing], cwd=clone, env=env, capture_output=True, timeout=60
+            ).stdout
+        )
+        assert [r["state"] for r in recordings] == ["complete"], recordings
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -107,3 +137,27 @@ def test_the_readmes_run_command_starts_a_working_proxy_on_a_clean_clone(
     output = (proc.stdout.read() if proc.stdout else b"").decode()
     assert "Traceback" not in output, output[-3000:]
     assert "DEVELOPMENT KEY" in output
+
+
+def _place_the_readmes_test_call(clone: Path, env: dict[str, str]) -> None:
+    """Run the README's call-taker-and-caller block as it is; its background call taker
+    is stopped with the block's process group.  Output goes to a file: the call taker
+    would hold a pipe open."""
+    log_path = clone.parent / "test-call.log"
+    with log_path.open("wb") as log:
+        call = subprocess.Popen(
+            ["bash", "-c", readme_test_call()],
+            cwd=clone,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            call.wait(timeout=90)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(call.pid, signal.SIGTERM)
+            call.wait()
+    assert call.returncode == 0, log_path.read_text(errors="replace")[-3000:]
