@@ -2,10 +2,11 @@
 checkout, ``recproxy serve`` with no arguments answers /healthz and records a call.
 
 Issue 12: the wheel left the prompts out, so an installed recproxy could not start.  The
-wheel is built from a copy of the working tree (building in place would leave ``build/``
-behind), installed with its dependencies (from pip's cache or the package index), and
-run in an empty folder inside a private network namespace, so its default ports (SIP
-5060, HTTP 8080, RTP 20000-20999) collide with nothing else on the machine.
+wheel is built from a copy of the working tree's files that git does not ignore (building
+in place would leave ``build/`` behind), installed with its dependencies (from pip's
+cache or the package index), and run in an empty folder inside a private network
+namespace, so its default ports (SIP 5060, HTTP 8080, RTP 20000-20999) collide with
+nothing else on the machine.
 """
 
 from __future__ import annotations
@@ -30,9 +31,6 @@ from .e2e.netns import in_private_network
 pytestmark = pytest.mark.sipp
 
 ROOT = Path(__file__).resolve().parents[1]
-NOT_IN_THE_WHEEL = shutil.ignore_patterns(
-    ".git", ".venv", "build", "data", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
-)
 SIPP_CALLER = ["sipp", "-sn", "uac", "127.0.0.1:5060", "-i", "127.0.0.1", "-p", "5091", "-m", "1"]
 CALL_MS = 25_000  # the 18 s default notice, then about 7 s connected and recorded
 
@@ -57,7 +55,11 @@ def _install_the_wheel(tmp_path: Path) -> Path:
     """The bin folder of a new virtual environment holding only the wheel and its
     dependencies."""
     source = tmp_path / "source"
-    shutil.copytree(ROOT, source, ignore=NOT_IN_THE_WHEEL)
+    listed = _run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, timeout=30)
+    for name in listed.splitlines():
+        if name and (ROOT / name).is_file():  # the working tree's files, not what git ignores
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     wheels = tmp_path / "wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     _run([*pip, "wheel", ".", "--no-deps", "-q", "-w", str(wheels)], cwd=source, timeout=300)
