@@ -121,11 +121,11 @@ def test_the_readmes_run_command_starts_a_working_proxy_on_a_clean_clone(
         assert (clone / "data" / "catalog.sqlite3").exists()
         _place_the_readmes_test_call(clone, env)
         listing = readme_line(".venv/bin/recproxy recordings list --json")
-        recordings = json.loads(
-            subprocess.run(
-                ["bash", "-c", listing], cwd=clone, env=env, capture_output=True, timeout=60
-            ).stdout
+        listed = subprocess.run(
+            ["bash", "-c", listing], cwd=clone, env=env, capture_output=True, timeout=60
         )
+        assert listed.returncode == 0, listed.stderr.decode(errors="replace")
+        recordings = json.loads(listed.stdout)
         assert [r["state"] for r in recordings] == ["complete"], recordings
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
