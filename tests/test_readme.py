@@ -58,7 +58,11 @@ def test_ci_runs_the_readmes_test_command() -> None:
 
 
 def _free(port: int, kind: int) -> bool:
+    """Whether a server could bind ``port`` now.  TCP servers set SO_REUSEADDR, so the
+    probe does too: a connection lingering in TIME-WAIT does not take the port."""
     with socket.socket(socket.AF_INET, kind) as probe:
+        if kind == socket.SOCK_STREAM:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
