@@ -11,20 +11,26 @@ from inside itself would recurse).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+# the README's proxy and call use fixed ports (5060, 8080, 5070, 5091): one such test at a
+# time on this machine, whichever checkout it runs from
+DEFAULT_PORTS_LOCK = Path(tempfile.gettempdir()) / "recproxy-e2e-port-locks" / "readme.lock"
 
 
 def readme_commands() -> tuple[str, str]:
@@ -70,7 +76,24 @@ def _free(port: int, kind: int) -> bool:
     return True
 
 
+@pytest.fixture
+def default_ports() -> Iterator[None]:
+    """Held while this test uses the default ports; waits (bounded) for another holder."""
+    DEFAULT_PORTS_LOCK.parent.mkdir(exist_ok=True)
+    with DEFAULT_PORTS_LOCK.open("w") as lock:
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"{DEFAULT_PORTS_LOCK} held for 10 minutes"
+                time.sleep(1)
+        yield
+
+
 @pytest.mark.sipp
+@pytest.mark.usefixtures("default_ports")
 def test_the_readmes_run_command_starts_a_working_proxy_on_a_clean_clone(
     tmp_path: Path,
 ) -> None:
