@@ -16,14 +16,17 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import phonenumbers
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
-PROMPTS_DIR = PACKAGE_ROOT.parent / "prompts"
+# The shipped prompts are package data, so an installed wheel carries them.  A real path,
+# not a Traversable: prompts are opened and hashed by path, and wheels install unzipped.
+PROMPTS_DIR = Path(str(resources.files("proxy").joinpath("prompts")))
+BUILTIN_PROMPT = "builtin:"  # `prompt = "builtin:notice-en-GB.wav"` names a shipped prompt
 
 
 class ConfigError(ValueError):
@@ -511,12 +514,31 @@ def _path(base: Path) -> PathParser:
     return parse
 
 
+def _prompt(base: Path) -> PathParser:
+    """A prompt's path, or ``builtin:NAME`` for one shipped in PROMPTS_DIR: a config file
+    anywhere can name the shipped prompts without knowing where recproxy is installed."""
+    path = _path(base)
+
+    def parse(value: Any) -> Path:
+        text = _text(value)
+        if not text.startswith(BUILTIN_PROMPT):
+            return path(text)
+        name = text.removeprefix(BUILTIN_PROMPT)
+        shipped = sorted(p.name for p in PROMPTS_DIR.glob("*.wav"))
+        if name not in shipped:
+            raise ValueError(f"no shipped prompt {name!r} (shipped: {', '.join(shipped)})")
+        return PROMPTS_DIR / name
+
+    return parse
+
+
 # section → key → (dataclass field, parser factory given the base folder)
 _Parser = Callable[[Any], Any]
 
 
 def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
     path = _path(base)
+    prompt = _prompt(base)
     return {
         "sip": {
             "listen": parse_hostport,
@@ -533,8 +555,8 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "trunk": _sip_uri,
         },
         "notice": {
-            "prompt": path,
-            "no_record_prompt": path,
+            "prompt": prompt,
+            "no_record_prompt": prompt,
             "mode": _choice("answer", "early-media"),
             "ringback": _choice("uk", "eu"),
         },
@@ -598,7 +620,7 @@ def _rule_keys(numbers: NumberSettings) -> Mapping[str, _Parser]:
 
 
 def _service_keys(base: Path) -> Mapping[str, _Parser]:
-    return {"prompt": _path(base), "notice": _bool, "record": _bool}
+    return {"prompt": _prompt(base), "notice": _bool, "record": _bool}
 
 
 def _operator_keys() -> Mapping[str, _Parser]:
