@@ -145,8 +145,9 @@ def test_an_installed_wheel_serves_and_records_with_no_arguments(tmp_path: Path)
     assert site.is_relative_to(tmp_path / "venv"), f"recproxy imported from {site}"
     (dist_info,) = site.parent.glob("recproxy-*.dist-info")
     metadata = PathDistribution(dist_info).metadata
-    assert metadata["License-Expression"] == "Apache-2.0"
-    assert "Apache License" in (dist_info / "licenses" / "LICENSE").read_text()[:100]
+    assert metadata["License-Expression"] == "AGPL-3.0-or-later"
+    licence = (dist_info / "licenses" / "LICENSE").read_text()
+    assert "GNU AFFERO GENERAL PUBLIC LICENSE" in licence[:200]
 
     folder = tmp_path / "run"  # empty: no config, no prompts, no data
     folder.mkdir()
