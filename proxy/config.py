@@ -1,8 +1,10 @@
 """Configuration: TOML in, typed and validated settings out.
 
-Every key has a default, so ``recproxy serve`` runs with no file at all.  An unknown key
-or a bad value stops start-up with a ``ConfigError`` that names the key
-(``recording.segment_seconds: must be an integer from 1 to 3600, got 0``).  Relative paths
+Every key has a default, so ``recproxy serve`` runs with no file at all.  Unknown keys,
+bad values and inconsistent keys stop start-up with one ``ConfigError`` that lists every
+problem in the file, each naming its key
+(``recording.segment_seconds: must be an integer from 1 to 3600, got 0``), so a file with
+three mistakes takes one attempt, not three.  Relative paths
 resolve against the config file's folder (against the working directory when there is no
 file).  ``docs/configuration.md`` documents every key.
 """
@@ -23,7 +25,31 @@ PROMPTS_DIR = PACKAGE_ROOT.parent / "prompts"
 
 
 class ConfigError(ValueError):
-    """A configuration problem, naming the key."""
+    """The configuration's problems, each naming its key: ``errors`` lists them, and the
+    message is the one problem, or a count followed by one indented line each."""
+
+    def __init__(self, *errors: str) -> None:
+        self.errors = errors
+        if len(errors) == 1:
+            super().__init__(errors[0])
+        else:
+            listed = "".join(f"\n  {error}" for error in errors)
+            super().__init__(f"{len(errors)} configuration errors:{listed}")
+
+
+class _Problems:
+    """The errors found so far: the loader records each and carries on, then raises
+    them together."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.messages.append(message)
+
+    def raise_any(self) -> None:
+        if self.messages:
+            raise ConfigError(*self.messages)
 
 
 Address = tuple[str, int]
@@ -219,6 +245,17 @@ class LimitsSettings:
     tcp_header_seconds: float = 10.0
 
 
+#: Log levels, as ``logging.level`` and ``--log-level`` accept them (in any case).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"  # one of LOG_LEVELS
+    format: str = "text"  # "text": one readable line a record; "json": one JSON object
+
+
 @dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
@@ -232,6 +269,7 @@ class Config:
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     dtmf: DtmfSettings = field(default_factory=DtmfSettings)
     numbers: NumberSettings = field(default_factory=NumberSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -274,6 +312,13 @@ def _choice(*options: str) -> Callable[[Any], str]:
         return str(value)
 
     return parse
+
+
+def _log_level(value: Any) -> str:
+    level = value.upper() if isinstance(value, str) else None
+    if level not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)} (any case), got {value!r}")
+    return level
 
 
 def _text(value: Any) -> str:
@@ -505,6 +550,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "national_prefix": _digits,
             "international_prefix": _digits,
         },
+        "logging": {"level": _log_level, "format": _choice(*LOG_FORMATS)},
     }
 
 
@@ -525,25 +571,33 @@ def _operator_keys() -> Mapping[str, _Parser]:
     return {"name": _text, "token_sha256": _sha256_hex, "identities": _identities, "team": _text}
 
 
-def _table(where: str, raw: Any, keys: Mapping[str, _Parser]) -> dict[str, Any]:
-    """Validate one TOML table against ``keys``; errors name ``where.key``."""
+def _table(
+    where: str, raw: Any, keys: Mapping[str, _Parser], problems: _Problems
+) -> dict[str, Any]:
+    """Validate one TOML table against ``keys``: the good values, and a problem naming
+    ``where.key`` for each bad one."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a table")
+        problems.add(f"{where}: must be a table")
+        return {}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in keys:
-            raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(keys)})")
+            problems.add(f"{where}.{key}: unknown key (known: {', '.join(keys)})")
+            continue
         try:
             values[key] = keys[key](value)
         except ValueError as exc:
-            raise ConfigError(f"{where}.{key}: {exc}") from None
+            problems.add(f"{where}.{key}: {exc}")
     return values
 
 
-def _tables(where: str, raw: Any, keys: Mapping[str, _Parser]) -> list[dict[str, Any]]:
+def _tables(
+    where: str, raw: Any, keys: Mapping[str, _Parser], problems: _Problems
+) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
-        raise ConfigError(f"{where}: must be an array of tables [[{where}]]")
-    return [_table(f"{where}[{i}]", item, keys) for i, item in enumerate(raw)]
+        problems.add(f"{where}: must be an array of tables [[{where}]]")
+        return []
+    return [_table(f"{where}[{i}]", item, keys, problems) for i, item in enumerate(raw)]
 
 
 _SECTIONS: Mapping[str, type] = {
@@ -558,6 +612,7 @@ _SECTIONS: Mapping[str, type] = {
     "http": HttpSettings,
     "shutdown": ShutdownSettings,
     "limits": LimitsSettings,
+    "logging": LoggingSettings,
 }
 
 _DEFAULT_PATHS = {
@@ -571,73 +626,87 @@ _DEFAULT_PATHS = {
 def build_config(
     data: Mapping[str, Any], *, base: Path, source: Path | None = None, version: str = "defaults"
 ) -> Config:
-    """Validate a parsed TOML document.  ``base`` is where relative paths start."""
+    """Validate a parsed TOML document.  ``base`` is where relative paths start.  Raises
+    one ``ConfigError`` listing every problem found."""
+    problems = _Problems()
     schema = _schema(base)
     known = [*schema, "services", "operators"]
-    sections: dict[str, Any] = {}
     for name, value in data.items():
         if name not in known:
-            raise ConfigError(f"{name}: unknown section (known: {', '.join(known)})")
-        if name == "operators":
-            continue
-        if not isinstance(value, dict):
-            raise ConfigError(f"{name}: must be a table [{name}]")
+            problems.add(f"{name}: unknown section (known: {', '.join(known)})")
+        elif name != "operators" and not isinstance(value, dict):
+            problems.add(f"{name}: must be a table [{name}]")
+    services = _services(data.get("services", {}), base, problems)
+    trunk_given = isinstance(data.get("routing"), dict) and "trunk" in data["routing"]
+    sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
-        raw = dict(data.get(name, {}))
+        raw = data.get(name, {})
+        raw = dict(raw) if isinstance(raw, dict) else {}  # not a table: reported above
         nested = raw.pop("rules", None) if name == "routing" else None
-        values = _table(name, raw, schema[name])
+        values = _table(name, raw, schema[name], problems)
         for section_key in schema[name]:
             if (name, section_key) in _DEFAULT_PATHS and section_key not in values:
                 default = getattr(cls(), section_key)
                 values[section_key] = base / default
         if nested is not None:
-            rules = _tables("routing.rules", nested, _rule_keys())
-            for i, rule in enumerate(rules):
-                if "match" not in rule:
-                    raise ConfigError(f"routing.rules[{i}].match: required")
-            values["rules"] = tuple(RouteRule(**rule) for rule in rules)
+            values["rules"] = _rules(nested, services, trunk_given, problems)
         sections[name] = cls(**values)
-    services = _services(data.get("services", {}), base)
-    for i, rule in enumerate(sections["routing"].rules):
-        if rule.service is not None and rule.service not in services:
-            raise ConfigError(
-                f"routing.rules[{i}].service: {rule.service!r} has no [services.{rule.service}]"
-            )
-        if rule.direction == "outbound" and sections["routing"].trunk is None:
-            raise ConfigError(f"routing.rules[{i}].direction: outbound needs routing.trunk")
-    operators = _operators(data.get("operators", []))
+    operators = _operators(data.get("operators", []), problems)
+    problems.raise_any()
     return Config(
         **sections, services=services, operators=operators, source=source, version=version
     )
 
 
-def _services(raw: Any, base: Path) -> dict[str, ServiceSettings]:
+def _rules(
+    raw: Any, services: Mapping[str, ServiceSettings], trunk_given: bool, problems: _Problems
+) -> tuple[RouteRule, ...]:
+    """The routing rules, each checked against the services and the trunk (a trunk given
+    but bad is reported as itself, not again by each outbound rule)."""
+    rules: list[RouteRule] = []
+    for i, rule in enumerate(_tables("routing.rules", raw, _rule_keys(), problems)):
+        where = f"routing.rules[{i}]"
+        service = rule.get("service")
+        if service is not None and service not in services:
+            problems.add(f"{where}.service: {service!r} has no [services.{service}]")
+        if rule.get("direction") == "outbound" and not trunk_given:
+            problems.add(f"{where}.direction: outbound needs routing.trunk")
+        if "match" not in rule:
+            problems.add(f"{where}.match: required")
+        else:
+            rules.append(RouteRule(**rule))
+    return tuple(rules)
+
+
+def _services(raw: Any, base: Path, problems: _Problems) -> dict[str, ServiceSettings]:
     if not isinstance(raw, dict):
-        raise ConfigError("services: must be tables like [services.general]")
+        problems.add("services: must be tables like [services.general]")
+        return {}
     services: dict[str, ServiceSettings] = {}
     for name, table in raw.items():
         if re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", name) is None:
-            raise ConfigError(f"services.{name}: name must be lower-case letters, digits, - or _")
-        services[name] = ServiceSettings(
-            name, **_table(f"services.{name}", table, _service_keys(base))
-        )
+            problems.add(f"services.{name}: name must be lower-case letters, digits, - or _")
+        values = _table(f"services.{name}", table, _service_keys(base), problems)
+        services[name] = ServiceSettings(name, **values)
     return services
 
 
-def _operators(raw: Any) -> tuple[OperatorSettings, ...]:
+def _operators(raw: Any, problems: _Problems) -> tuple[OperatorSettings, ...]:
     operators: list[OperatorSettings] = []
     names: set[str] = set()
     hashes: dict[str, int] = {}
-    for i, values in enumerate(_tables("operators", raw, _operator_keys())):
-        for required in ("name", "token_sha256"):
-            if required not in values:
-                raise ConfigError(f"operators[{i}].{required}: required")
+    for i, values in enumerate(_tables("operators", raw, _operator_keys(), problems)):
+        missing = [key for key in ("name", "token_sha256") if key not in values]
+        for key in missing:
+            problems.add(f"operators[{i}].{key}: required")
+        if missing:
+            continue
         if values["name"] in names:
-            raise ConfigError(f"operators[{i}].name: {values['name']!r} appears twice")
+            problems.add(f"operators[{i}].name: {values['name']!r} appears twice")
         names.add(values["name"])
         first = hashes.setdefault(values["token_sha256"], i)
         if first != i:  # one token would act as two call takers
-            raise ConfigError(f"operators[{i}].token_sha256: the same as operators[{first}]'s")
+            problems.add(f"operators[{i}].token_sha256: the same as operators[{first}]'s")
         operators.append(OperatorSettings(**values))
     return tuple(operators)
 
