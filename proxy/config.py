@@ -279,6 +279,22 @@ class Config:
     def data_dir(self) -> Path:
         return self.catalog.path.parent
 
+    def prompt_files(self) -> list[tuple[str, Path]]:
+        """Every notice prompt file, once, with the key that names it first."""
+        named = [
+            ("notice.prompt", self.notice.prompt),
+            ("notice.no_record_prompt", self.notice.no_record_prompt),
+            *(
+                (f"services.{name}.prompt", service.prompt)
+                for name, service in self.services.items()
+                if service.prompt is not None
+            ),
+        ]
+        first: dict[Path, str] = {}
+        for key, path in named:
+            first.setdefault(path, key)
+        return [(key, path) for path, key in first.items()]
+
 
 # ---------------------------------------------------------------------------------------
 # Value parsers: each takes the raw TOML value and returns the typed one or raises
