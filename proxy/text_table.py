@@ -2,7 +2,7 @@
 
 Each column is as wide as its widest cell, header included, so nothing is cut off and
 every row lines up whatever the data; columns named in ``right`` (numbers) align right.
-The last column is not padded, so no line ends in spaces.  Scripts use ``--json``.
+No line ends in spaces.  Scripts use ``--json``.
 """
 
 from __future__ import annotations
@@ -21,14 +21,10 @@ def format_table(
         if len(row) != len(header):
             raise ValueError(f"a row of {len(row)} cells in a table of {len(header)} columns")
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    last = len(header) - 1
-    lines = []
-    for row in table:
-        cells = []
-        for i, (name, cell) in enumerate(zip(header, row, strict=True)):
-            if name in right:
-                cells.append(cell.rjust(widths[i]))
-            else:
-                cells.append(cell if i == last else cell.ljust(widths[i]))
-        lines.append(GAP.join(cells))
-    return lines
+    aligns = [str.rjust if name in right else str.ljust for name in header]
+    return [
+        GAP.join(
+            align(cell, width) for align, cell, width in zip(aligns, row, widths, strict=True)
+        ).rstrip()
+        for row in table
+    ]

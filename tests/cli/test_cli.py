@@ -63,7 +63,7 @@ def test_keygen_needs_a_passphrase_and_never_overwrites(tmp_path: Path) -> None:
 def test_a_bad_config_key_stops_serve_naming_it(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("[recording]\nsegment_seconds = 0\n")
     result = recproxy("serve", "--config", "bad.toml", cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 78  # EX_CONFIG: systemd's RestartPreventExitStatus
     assert "recording.segment_seconds" in result.stderr
     assert "Traceback" not in result.stderr
 
