@@ -179,9 +179,11 @@ def _load(args: argparse.Namespace) -> Config:
 
 def _serve(args: argparse.Namespace) -> int:
     from .app import StartupError, serve
+    from .config_check import check_config
     from .logs import configure_logging
 
     config = _load(args)
+    check_config(config)  # a missing prompt is a config error (78), not a restartable failure
     configure_logging(
         args.log_level or config.logging.level, args.log_format or config.logging.format
     )

@@ -89,19 +89,20 @@ def test_config_check_says_ok_with_a_summary_and_starts_nothing(tmp_path: Path) 
     assert not (tmp_path / "data").exists()  # no key pair, folder or catalog made
 
 
-def test_config_check_reads_the_files_the_config_names(tmp_path: Path) -> None:
+def test_the_files_the_config_names_are_checked_before_serving(tmp_path: Path) -> None:
     (tmp_path / "noise.wav").write_bytes(b"not audio")
     (tmp_path / "data" / "keys").mkdir(parents=True)
     (tmp_path / "data" / "keys" / "recording.pub").write_text("not a key")
     (tmp_path / "c.toml").write_text(
         '[notice]\nprompt = "missing.wav"\nno_record_prompt = "noise.wav"\n'
     )
-    result = recproxy("config", "check", "--config", "c.toml", cwd=tmp_path)
-    assert result.returncode == 78
-    assert "3 configuration errors" in result.stderr
-    for key in ("notice.prompt", "notice.no_record_prompt", "recording.public_key"):
-        assert f"\n  {key}" in result.stderr
-    assert "Traceback" not in result.stderr
+    for command in ("config", "check"), ("serve",):  # serve judges it as check does
+        result = recproxy(*command, "--config", "c.toml", cwd=tmp_path)
+        assert result.returncode == 78, command
+        assert "3 configuration errors" in result.stderr
+        for key in ("notice.prompt", "notice.no_record_prompt", "recording.public_key"):
+            assert f"\n  {key}" in result.stderr
+        assert "Traceback" not in result.stderr
 
 
 # --- logs ---------------------------------------------------------------------------------
