@@ -37,21 +37,6 @@ class ConfigError(ValueError):
             super().__init__(f"{len(errors)} configuration errors:{listed}")
 
 
-class _Problems:
-    """The errors found so far: the loader records each and carries on, then raises
-    them together."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def add(self, message: str) -> None:
-        self.messages.append(message)
-
-    def raise_any(self) -> None:
-        if self.messages:
-            raise ConfigError(*self.messages)
-
-
 Address = tuple[str, int]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -588,30 +573,30 @@ def _operator_keys() -> Mapping[str, _Parser]:
 
 
 def _table(
-    where: str, raw: Any, keys: Mapping[str, _Parser], problems: _Problems
+    where: str, raw: Any, keys: Mapping[str, _Parser], problems: list[str]
 ) -> dict[str, Any]:
     """Validate one TOML table against ``keys``: the good values, and a problem naming
     ``where.key`` for each bad one."""
     if not isinstance(raw, dict):
-        problems.add(f"{where}: must be a table")
+        problems.append(f"{where}: must be a table")
         return {}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in keys:
-            problems.add(f"{where}.{key}: unknown key (known: {', '.join(keys)})")
+            problems.append(f"{where}.{key}: unknown key (known: {', '.join(keys)})")
             continue
         try:
             values[key] = keys[key](value)
         except ValueError as exc:
-            problems.add(f"{where}.{key}: {exc}")
+            problems.append(f"{where}.{key}: {exc}")
     return values
 
 
 def _tables(
-    where: str, raw: Any, keys: Mapping[str, _Parser], problems: _Problems
+    where: str, raw: Any, keys: Mapping[str, _Parser], problems: list[str]
 ) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
-        problems.add(f"{where}: must be an array of tables [[{where}]]")
+        problems.append(f"{where}: must be an array of tables [[{where}]]")
         return []
     return [_table(f"{where}[{i}]", item, keys, problems) for i, item in enumerate(raw)]
 
@@ -644,14 +629,14 @@ def build_config(
 ) -> Config:
     """Validate a parsed TOML document.  ``base`` is where relative paths start.  Raises
     one ``ConfigError`` listing every problem found."""
-    problems = _Problems()
+    problems: list[str] = []  # every one is reported, not just the first
     schema = _schema(base)
     known = [*schema, "services", "operators"]
     for name, value in data.items():
         if name not in known:
-            problems.add(f"{name}: unknown section (known: {', '.join(known)})")
+            problems.append(f"{name}: unknown section (known: {', '.join(known)})")
         elif name != "operators" and not isinstance(value, dict):
-            problems.add(f"{name}: must be a table [{name}]")
+            problems.append(f"{name}: must be a table [{name}]")
     services = _services(data.get("services", {}), base, problems)
     trunk_given = isinstance(data.get("routing"), dict) and "trunk" in data["routing"]
     sections: dict[str, Any] = {}
@@ -668,14 +653,15 @@ def build_config(
             values["rules"] = _rules(nested, services, trunk_given, problems)
         sections[name] = cls(**values)
     operators = _operators(data.get("operators", []), problems)
-    problems.raise_any()
+    if problems:
+        raise ConfigError(*problems)
     return Config(
         **sections, services=services, operators=operators, source=source, version=version
     )
 
 
 def _rules(
-    raw: Any, services: Mapping[str, ServiceSettings], trunk_given: bool, problems: _Problems
+    raw: Any, services: Mapping[str, ServiceSettings], trunk_given: bool, problems: list[str]
 ) -> tuple[RouteRule, ...]:
     """The routing rules, each checked against the services and the trunk (a trunk given
     but bad is reported as itself, not again by each outbound rule)."""
@@ -684,45 +670,51 @@ def _rules(
         where = f"routing.rules[{i}]"
         service = rule.get("service")
         if service is not None and service not in services:
-            problems.add(f"{where}.service: {service!r} has no [services.{service}]")
+            problems.append(f"{where}.service: {service!r} has no [services.{service}]")
         if rule.get("direction") == "outbound" and not trunk_given:
-            problems.add(f"{where}.direction: outbound needs routing.trunk")
-        if "match" not in rule:
-            problems.add(f"{where}.match: required")
-        else:
+            problems.append(f"{where}.direction: outbound needs routing.trunk")
+        if _has_required(where, raw[i], rule, ("match",), problems):
             rules.append(RouteRule(**rule))
     return tuple(rules)
 
 
-def _services(raw: Any, base: Path, problems: _Problems) -> dict[str, ServiceSettings]:
+def _has_required(
+    where: str, raw: Any, values: Mapping[str, Any], keys: tuple[str, ...], problems: list[str]
+) -> bool:
+    """Whether every one of ``keys`` has a good value; reports each not given at all (one
+    given but bad was reported by ``_table`` already)."""
+    for key in keys:
+        if isinstance(raw, dict) and key not in raw:
+            problems.append(f"{where}.{key}: required")
+    return all(key in values for key in keys)
+
+
+def _services(raw: Any, base: Path, problems: list[str]) -> dict[str, ServiceSettings]:
     if not isinstance(raw, dict):
-        problems.add("services: must be tables like [services.general]")
+        problems.append("services: must be tables like [services.general]")
         return {}
     services: dict[str, ServiceSettings] = {}
     for name, table in raw.items():
         if re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", name) is None:
-            problems.add(f"services.{name}: name must be lower-case letters, digits, - or _")
+            problems.append(f"services.{name}: name must be lower-case letters, digits, - or _")
         values = _table(f"services.{name}", table, _service_keys(base), problems)
         services[name] = ServiceSettings(name, **values)
     return services
 
 
-def _operators(raw: Any, problems: _Problems) -> tuple[OperatorSettings, ...]:
+def _operators(raw: Any, problems: list[str]) -> tuple[OperatorSettings, ...]:
     operators: list[OperatorSettings] = []
     names: set[str] = set()
     hashes: dict[str, int] = {}
     for i, values in enumerate(_tables("operators", raw, _operator_keys(), problems)):
-        missing = [key for key in ("name", "token_sha256") if key not in values]
-        for key in missing:
-            problems.add(f"operators[{i}].{key}: required")
-        if missing:
+        if not _has_required(f"operators[{i}]", raw[i], values, ("name", "token_sha256"), problems):
             continue
         if values["name"] in names:
-            problems.add(f"operators[{i}].name: {values['name']!r} appears twice")
+            problems.append(f"operators[{i}].name: {values['name']!r} appears twice")
         names.add(values["name"])
         first = hashes.setdefault(values["token_sha256"], i)
         if first != i:  # one token would act as two call takers
-            problems.add(f"operators[{i}].token_sha256: the same as operators[{first}]'s")
+            problems.append(f"operators[{i}].token_sha256: the same as operators[{first}]'s")
         operators.append(OperatorSettings(**values))
     return tuple(operators)
 

@@ -279,3 +279,21 @@ def test_logging_level_is_any_case_and_the_format_is_text_or_json(tmp_path: Path
         "logging.level",
         "logging.format",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('[[routing.rules]]\nmatch = "("\n', ["routing.rules[0].match"]),
+        ("[[routing.rules]]\n", ["routing.rules[0].match"]),
+        ('[[operators]]\nname = 3\ntoken_sha256 = "abc"\n', [
+            "operators[0].name", "operators[0].token_sha256"
+        ]),
+    ],
+)  # fmt: skip
+def test_a_required_key_given_but_bad_is_one_problem_not_two(
+    tmp_path: Path, text: str, named: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert [error.split(":")[0] for error in caught.value.errors] == named
