@@ -1,10 +1,15 @@
 """The ``recproxy`` command.
 
-recproxy serve [--config PATH]
+recproxy --version
+recproxy serve [--config PATH] [--log-level LEVEL] [--log-format text|json]
+recproxy config check [--config PATH]
 recproxy keygen --out DIR [--no-passphrase]
 recproxy recordings list [--config PATH] [--json]
 recproxy export ID --format wav|mp3 --out PATH --reason TEXT [--channels ...] [--force] [--by NAME]
 recproxy test-uas [--listen HOST:PORT]
+
+Exit status: 0 done, 1 a failure the message explains, 2 bad usage, 78 (``EX_CONFIG``) a
+configuration error, so a service manager does not restart into it.
 """
 
 from __future__ import annotations
@@ -19,9 +24,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import Config, ConfigError, load_config
+from . import __version__
+from .config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, load_config
+from .text_table import format_table
 
 PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
+EXIT_FAILURE = 1
+EX_CONFIG = 78  # sysexits.h: configuration error (systemd: RestartPreventExitStatus=78)
 
 
 class CliError(Exception):
@@ -41,11 +50,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="SIP/RTP recording proxy: the caller hears why the call is recorded, "
         "then is connected, and both sides are recorded, encrypted, as the call happens.",
     )
+    parser.add_argument("--version", action="version", version=f"recproxy {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the proxy")
     _config_option(serve)
-    serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    serve.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="the least severe record logged, any case (default: logging.level, INFO)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="text lines, or one JSON object a line (default: logging.format, text)",
+    )
+
+    config = commands.add_parser("config", help="the configuration file")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser(
+        "check", help="validate the config and the files it names, without starting"
+    )
+    _config_option(check)
 
     keygen = commands.add_parser("keygen", help="make the organisation's recording key pair")
     keygen.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -130,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "config":
+            return _config_check(args)
         if args.command == "keygen":
             return _keygen(args)
         if args.command == "recordings":
@@ -146,9 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(serve_uas(*args.listen))
             return 0
-    except (CliError, ConfigError) as exc:
+    except ConfigError as exc:
         print(f"recproxy: {exc}", file=sys.stderr)
-        return 1
+        return EX_CONFIG
+    except CliError as exc:
+        print(f"recproxy: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
@@ -158,12 +190,14 @@ def _load(args: argparse.Namespace) -> Config:
 
 def _serve(args: argparse.Namespace) -> int:
     from .app import StartupError, serve
+    from .config_check import check_config
+    from .logs import configure_logging
 
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     config = _load(args)
+    check_config(config)  # a missing prompt is a config error (78), not a restartable failure
+    configure_logging(
+        args.log_level or config.logging.level, args.log_format or config.logging.format
+    )
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
@@ -183,6 +217,16 @@ def _serve(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from .config_check import check_config
+
+    summary = check_config(_load(args))
+    print("OK")
+    for line in summary:
+        print(f"  {line}")
     return 0
 
 
@@ -228,14 +272,20 @@ async def _recordings_list(args: argparse.Namespace) -> int:
     if not rows:
         print("no recordings")
         return 0
-    print(f"{'id':36}  {'started (UTC)':20}  {'caller':16}  {'callee':16}  "
-          f"{'duration':>9}  {'state':11}  segments")  # fmt: skip
-    for row in rows:
-        print(
-            f"{row.id:36}  {format_utc(row.started_at):20}  {row.caller[:16]:16}  "
-            f"{row.callee[:16]:16}  {row.duration_ms / 1000:8.1f}s  {row.state.value:11}  "
-            f"{row.segments}"
+    header = ("id", "started (UTC)", "caller", "callee", "duration", "state", "segments")
+    cells = [
+        (
+            row.id,
+            format_utc(row.started_at),
+            row.caller,
+            row.callee,
+            f"{row.duration_ms / 1000:.1f}s",
+            row.state.value,
+            str(row.segments),
         )
+        for row in rows
+    ]
+    print("\n".join(format_table(header, cells, right=("duration", "segments"))))
     return 0
 
 
@@ -327,8 +377,11 @@ async def _dnr(args: argparse.Namespace) -> int:
                     }
                     for e in entries
                 ], indent=2))  # fmt: skip
-            for e in [] if args.json else entries:
-                print(f"{e.number:18}  {e.added_at:%Y-%m-%d}  {e.added_by:12}  {e.reference}")
+            elif entries:
+                rows = [
+                    (e.number, f"{e.added_at:%Y-%m-%d}", e.added_by, e.reference) for e in entries
+                ]
+                print("\n".join(format_table(("number", "added", "by", "reference"), rows)))
     return 0
 
 

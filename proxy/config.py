@@ -1,8 +1,10 @@
 """Configuration: TOML in, typed and validated settings out.
 
-Every key has a default, so ``recproxy serve`` runs with no file at all.  An unknown key
-or a bad value stops start-up with a ``ConfigError`` that names the key
-(``recording.segment_seconds: must be an integer from 1 to 3600, got 0``).  Relative paths
+Every key has a default, so ``recproxy serve`` runs with no file at all.  Unknown keys,
+bad values and inconsistent keys stop start-up with one ``ConfigError`` that lists every
+problem in the file, each naming its key
+(``recording.segment_seconds: must be an integer from 1 to 3600, got 0``), so a file with
+three mistakes takes one attempt, not three.  Relative paths
 resolve against the config file's folder (against the working directory when there is no
 file).  ``docs/configuration.md`` documents every key.
 """
@@ -30,7 +32,16 @@ BUILTIN_PROMPT = "builtin:"  # `prompt = "builtin:notice-en-GB.wav"` names a shi
 
 
 class ConfigError(ValueError):
-    """A configuration problem, naming the key."""
+    """The configuration's problems, each naming its key: ``errors`` lists them, and the
+    message is the one problem, or a count followed by one indented line each."""
+
+    def __init__(self, *errors: str) -> None:
+        self.errors = errors
+        if len(errors) == 1:
+            super().__init__(errors[0])
+        else:
+            listed = "".join(f"\n  {error}" for error in errors)
+            super().__init__(f"{len(errors)} configuration errors:{listed}")
 
 
 Address = tuple[str, int]
@@ -250,6 +261,17 @@ class LimitsSettings:
     tcp_header_seconds: float = 10.0
 
 
+#: Log levels, as ``logging.level`` and ``--log-level`` accept them (in any case).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"  # one of LOG_LEVELS
+    format: str = "text"  # "text": one readable line a record; "json": one JSON object
+
+
 @dataclass(frozen=True)
 class WebhookSettings:
     """Where and how recording events are POSTed; ``url = ""``: no webhook."""
@@ -277,6 +299,7 @@ class Config:
     dtmf: DtmfSettings = field(default_factory=DtmfSettings)
     numbers: NumberSettings = field(default_factory=NumberSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -289,6 +312,22 @@ class Config:
     @property
     def webhook_queue_dir(self) -> Path:
         return self.webhook.queue_dir or self.data_dir / "webhook-queue"
+
+    def prompt_files(self) -> list[tuple[str, Path]]:
+        """Every notice prompt file, once, with the key that names it first."""
+        named = [
+            ("notice.prompt", self.notice.prompt),
+            ("notice.no_record_prompt", self.notice.no_record_prompt),
+            *(
+                (f"services.{name}.prompt", service.prompt)
+                for name, service in self.services.items()
+                if service.prompt is not None
+            ),
+        ]
+        first: dict[Path, str] = {}
+        for key, path in named:
+            first.setdefault(path, key)
+        return [(key, path) for path, key in first.items()]
 
 
 # ---------------------------------------------------------------------------------------
@@ -323,6 +362,13 @@ def _choice(*options: str) -> Callable[[Any], str]:
         return str(value)
 
     return parse
+
+
+def _log_level(value: Any) -> str:
+    level = value.upper() if isinstance(value, str) else None
+    if level not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)} (any case), got {value!r}")
+    return level
 
 
 def _text(value: Any) -> str:
@@ -606,6 +652,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "queue_dir": path,
             "queue_max": _int(1, 10_000_000),
         },
+        "logging": {"level": _log_level, "format": _choice(*LOG_FORMATS)},
     }
 
 
@@ -627,25 +674,33 @@ def _operator_keys() -> Mapping[str, _Parser]:
     return {"name": _text, "token_sha256": _sha256_hex, "identities": _identities, "team": _text}
 
 
-def _table(where: str, raw: Any, keys: Mapping[str, _Parser]) -> dict[str, Any]:
-    """Validate one TOML table against ``keys``; errors name ``where.key``."""
+def _table(
+    where: str, raw: Any, keys: Mapping[str, _Parser], problems: list[str]
+) -> dict[str, Any]:
+    """Validate one TOML table against ``keys``: the good values, and a problem naming
+    ``where.key`` for each bad one."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a table")
+        problems.append(f"{where}: must be a table")
+        return {}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in keys:
-            raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(keys)})")
+            problems.append(f"{where}.{key}: unknown key (known: {', '.join(keys)})")
+            continue
         try:
             values[key] = keys[key](value)
         except ValueError as exc:
-            raise ConfigError(f"{where}.{key}: {exc}") from None
+            problems.append(f"{where}.{key}: {exc}")
     return values
 
 
-def _tables(where: str, raw: Any, keys: Mapping[str, _Parser]) -> list[dict[str, Any]]:
+def _tables(
+    where: str, raw: Any, keys: Mapping[str, _Parser], problems: list[str]
+) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
-        raise ConfigError(f"{where}: must be an array of tables [[{where}]]")
-    return [_table(f"{where}[{i}]", item, keys) for i, item in enumerate(raw)]
+        problems.append(f"{where}: must be an array of tables [[{where}]]")
+        return []
+    return [_table(f"{where}[{i}]", item, keys, problems) for i, item in enumerate(raw)]
 
 
 _SECTIONS: Mapping[str, type] = {
@@ -661,6 +716,7 @@ _SECTIONS: Mapping[str, type] = {
     "shutdown": ShutdownSettings,
     "limits": LimitsSettings,
     "webhook": WebhookSettings,
+    "logging": LoggingSettings,
 }
 
 _DEFAULT_PATHS = {
@@ -674,21 +730,24 @@ _DEFAULT_PATHS = {
 def build_config(
     data: Mapping[str, Any], *, base: Path, source: Path | None = None, version: str = "defaults"
 ) -> Config:
-    """Validate a parsed TOML document.  ``base`` is where relative paths start."""
+    """Validate a parsed TOML document.  ``base`` is where relative paths start.  Raises
+    one ``ConfigError`` listing every problem found."""
+    problems: list[str] = []  # every one is reported, not just the first
     schema = _schema(base)
     known = [*schema, "services", "operators"]
-    sections: dict[str, Any] = {}
     for name, value in data.items():
         if name not in known:
-            raise ConfigError(f"{name}: unknown section (known: {', '.join(known)})")
-        if name == "operators":
-            continue
-        if not isinstance(value, dict):
-            raise ConfigError(f"{name}: must be a table [{name}]")
+            problems.append(f"{name}: unknown section (known: {', '.join(known)})")
+        elif name != "operators" and not isinstance(value, dict):
+            problems.append(f"{name}: must be a table [{name}]")
+    services = _services(data.get("services", {}), base, problems)
+    trunk_given = isinstance(data.get("routing"), dict) and "trunk" in data["routing"]
+    sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
-        raw = dict(data.get(name, {}))
+        raw = data.get(name, {})
+        raw = dict(raw) if isinstance(raw, dict) else {}  # not a table: reported above
         nested = raw.pop("rules", None) if name == "routing" else None
-        values = _table(name, raw, schema[name])
+        values = _table(name, raw, schema[name], problems)
         for section_key in schema[name]:
             if (name, section_key) in _DEFAULT_PATHS and section_key not in values:
                 default = getattr(cls(), section_key)
@@ -696,53 +755,78 @@ def build_config(
         if nested is not None:
             # [numbers] is read before routing (its place in _SECTIONS): rules' numbers
             # are normalised with its region
-            rules = _tables("routing.rules", nested, _rule_keys(sections["numbers"]))
-            for i, rule in enumerate(rules):
-                if "match" not in rule and "numbers" not in rule:
-                    raise ConfigError(f"routing.rules[{i}].match: required (or numbers)")
-            values["rules"] = tuple(RouteRule(**rule) for rule in rules)
+            values["rules"] = _rules(nested, services, trunk_given, sections["numbers"], problems)
         sections[name] = cls(**values)
-    services = _services(data.get("services", {}), base)
-    for i, rule in enumerate(sections["routing"].rules):
-        if rule.service is not None and rule.service not in services:
-            raise ConfigError(
-                f"routing.rules[{i}].service: {rule.service!r} has no [services.{rule.service}]"
-            )
-        if rule.direction == "outbound" and sections["routing"].trunk is None:
-            raise ConfigError(f"routing.rules[{i}].direction: outbound needs routing.trunk")
-    operators = _operators(data.get("operators", []))
+    operators = _operators(data.get("operators", []), problems)
+    if problems:
+        raise ConfigError(*problems)
     return Config(
         **sections, services=services, operators=operators, source=source, version=version
     )
 
 
-def _services(raw: Any, base: Path) -> dict[str, ServiceSettings]:
+def _rules(
+    raw: Any,
+    services: Mapping[str, ServiceSettings],
+    trunk_given: bool,
+    numbers: NumberSettings,
+    problems: list[str],
+) -> tuple[RouteRule, ...]:
+    """The routing rules, each checked against the services and the trunk (a trunk given
+    but bad is reported as itself, not again by each outbound rule); their numbers are
+    normalised with ``numbers``' region."""
+    rules: list[RouteRule] = []
+    for i, rule in enumerate(_tables("routing.rules", raw, _rule_keys(numbers), problems)):
+        where = f"routing.rules[{i}]"
+        service = rule.get("service")
+        if service is not None and service not in services:
+            problems.append(f"{where}.service: {service!r} has no [services.{service}]")
+        if rule.get("direction") == "outbound" and not trunk_given:
+            problems.append(f"{where}.direction: outbound needs routing.trunk")
+        if "match" in rule or "numbers" in rule:
+            rules.append(RouteRule(**rule))
+        elif isinstance(raw[i], dict) and "match" not in raw[i] and "numbers" not in raw[i]:
+            problems.append(f"{where}.match: required (or numbers)")
+    return tuple(rules)
+
+
+def _has_required(
+    where: str, raw: Any, values: Mapping[str, Any], keys: tuple[str, ...], problems: list[str]
+) -> bool:
+    """Whether every one of ``keys`` has a good value; reports each not given at all (one
+    given but bad was reported by ``_table`` already)."""
+    for key in keys:
+        if isinstance(raw, dict) and key not in raw:
+            problems.append(f"{where}.{key}: required")
+    return all(key in values for key in keys)
+
+
+def _services(raw: Any, base: Path, problems: list[str]) -> dict[str, ServiceSettings]:
     if not isinstance(raw, dict):
-        raise ConfigError("services: must be tables like [services.general]")
+        problems.append("services: must be tables like [services.general]")
+        return {}
     services: dict[str, ServiceSettings] = {}
     for name, table in raw.items():
         if re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", name) is None:
-            raise ConfigError(f"services.{name}: name must be lower-case letters, digits, - or _")
-        services[name] = ServiceSettings(
-            name, **_table(f"services.{name}", table, _service_keys(base))
-        )
+            problems.append(f"services.{name}: name must be lower-case letters, digits, - or _")
+        values = _table(f"services.{name}", table, _service_keys(base), problems)
+        services[name] = ServiceSettings(name, **values)
     return services
 
 
-def _operators(raw: Any) -> tuple[OperatorSettings, ...]:
+def _operators(raw: Any, problems: list[str]) -> tuple[OperatorSettings, ...]:
     operators: list[OperatorSettings] = []
     names: set[str] = set()
     hashes: dict[str, int] = {}
-    for i, values in enumerate(_tables("operators", raw, _operator_keys())):
-        for required in ("name", "token_sha256"):
-            if required not in values:
-                raise ConfigError(f"operators[{i}].{required}: required")
+    for i, values in enumerate(_tables("operators", raw, _operator_keys(), problems)):
+        if not _has_required(f"operators[{i}]", raw[i], values, ("name", "token_sha256"), problems):
+            continue
         if values["name"] in names:
-            raise ConfigError(f"operators[{i}].name: {values['name']!r} appears twice")
+            problems.append(f"operators[{i}].name: {values['name']!r} appears twice")
         names.add(values["name"])
         first = hashes.setdefault(values["token_sha256"], i)
         if first != i:  # one token would act as two call takers
-            raise ConfigError(f"operators[{i}].token_sha256: the same as operators[{first}]'s")
+            problems.append(f"operators[{i}].token_sha256: the same as operators[{first}]'s")
         operators.append(OperatorSettings(**values))
     return tuple(operators)
 

@@ -11,6 +11,7 @@ command -v tcpdump >/dev/null 2>&1 || apt_packages+=(tcpdump)        # tests cap
 command -v ip >/dev/null 2>&1 || apt_packages+=(iproute2)            # tests' private network namespaces
 command -v baresip >/dev/null 2>&1 || apt_packages+=(baresip-core)   # real softphones in tests: baresip 1.0 ...
 command -v linphonec >/dev/null 2>&1 || apt_packages+=(linphone-cli) # ... and linphonec 5.1
+command -v systemd-analyze >/dev/null 2>&1 || apt_packages+=(systemd) # verifies config/systemd/recproxy.service
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_packages+=(python3-venv)
 if [ ${#apt_packages[@]} -gt 0 ]; then
     echo "installing Debian packages: ${apt_packages[*]}"

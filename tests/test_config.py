@@ -266,3 +266,81 @@ def test_media_address_per_family(
 ) -> None:
     sip = load_config(write(tmp_path, text)).sip
     assert (sip.media_host(4), sip.media_host(6)) == (v4, v6)
+
+
+def test_every_problem_in_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[sip]
+lisen = "127.0.0.1:5060"
+[recording]
+segment_seconds = 0
+encoding = "flac"
+[[routing.rules]]
+match = "1"
+service = "nope"
+[[operators]]
+name = "a"
+[sipp]
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    named = [error.split(":")[0] for error in caught.value.errors]
+    assert sorted(named) == sorted([
+        "sipp",
+        "sip.lisen",
+        "recording.segment_seconds",
+        "recording.encoding",
+        "routing.rules[0].service",
+        "operators[0].token_sha256",
+    ])  # fmt: skip
+    message = str(caught.value)
+    assert message.startswith("6 configuration errors:\n")
+    assert all(f"\n  {error}" in message for error in caught.value.errors)
+
+
+def test_a_bad_trunk_is_reported_once_not_again_by_each_outbound_rule(tmp_path: Path) -> None:
+    text = '[routing]\ntrunk = "trunk"\n[[routing.rules]]\nmatch = "1"\ndirection = "outbound"\n'
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert [error.split(":")[0] for error in caught.value.errors] == ["routing.trunk"]
+
+
+def test_one_problem_is_one_plain_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "[recording]\nsegment_seconds = 0\n"))
+    assert str(caught.value) == (
+        "recording.segment_seconds: must be an integer from 1 to 3600, got 0"
+    )
+
+
+def test_logging_level_is_any_case_and_the_format_is_text_or_json(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[logging]\nlevel = "debug"\nformat = "json"\n'))
+    assert (config.logging.level, config.logging.format) == ("DEBUG", "json")
+    assert load_config(None).logging.format == "text"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, '[logging]\nlevel = "LOUD"\nformat = "xml"\n'))
+    assert [error.split(":")[0] for error in caught.value.errors] == [
+        "logging.level",
+        "logging.format",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('[[routing.rules]]\nmatch = "("\n', ["routing.rules[0].match"]),
+        ("[[routing.rules]]\n", ["routing.rules[0].match"]),
+        ('[[operators]]\nname = 3\ntoken_sha256 = "abc"\n', [
+            "operators[0].name", "operators[0].token_sha256"
+        ]),
+    ],
+)  # fmt: skip
+def test_a_required_key_given_but_bad_is_one_problem_not_two(
+    tmp_path: Path, text: str, named: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert [error.split(":")[0] for error in caught.value.errors] == named

@@ -41,6 +41,7 @@ import asyncio
 import logging
 import math
 import os
+import platform
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -65,6 +66,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from .. import __version__
 from ..calls.b2bua import CallPhase
 from ..sip.core import KNOWN_METHODS
 from ..storage.catalog import CallOutcome
@@ -771,6 +773,14 @@ def _sip_families(core: SipCore | None) -> Iterator[Metric]:
 
 
 def _runtime_families(clock: MediaClock | None, loop_name: str | None) -> Iterator[Metric]:
+    build = GaugeMetricFamily(
+        "recproxy_build_info",
+        "Always 1: the recproxy version, the Python version and the event loop "
+        "(unknown until the server attaches it), to join onto other series.",
+        labels=["version", "python", "loop"],
+    )
+    build.add_metric([__version__, platform.python_version(), loop_name or "unknown"], 1)
+    yield build
     info = InfoMetricFamily(
         "recproxy_event_loop", "The event loop the proxy runs on (uvloop or asyncio)."
     )

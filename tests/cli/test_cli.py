@@ -72,6 +72,20 @@ async def test_an_entry_listed_before_normalising_is_removed_as_listed(tmp_path:
     assert json.loads(recproxy("dnr", "list", "--json", cwd=tmp_path).stdout) == []
 
 
+def test_dnr_list_prints_aligned_columns(tmp_path: Path) -> None:
+    for number, reference in (("01234 567890", "letter 12"), ("+1 202 555 0143", "e")):
+        added = recproxy("dnr", "add", number, "--reference", reference, cwd=tmp_path)
+        assert added.returncode == 0, added.stderr
+    listed = recproxy("dnr", "list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == ["number", "added", "by", "reference"]
+    assert len(rows) == 2
+    for column in ("added", "by", "reference"):  # each column starts where its title does
+        start = header.index(column)
+        assert all(row[start - 1] == " " and row[start] != " " for row in rows), listed.stdout
+
+
 def test_operator_token_prints_a_token_and_its_hash(tmp_path: Path) -> None:
     out = recproxy("operator-token", cwd=tmp_path).stdout.splitlines()
     token = out[0].rsplit(" ", 1)[1]
@@ -98,7 +112,7 @@ def test_keygen_needs_a_passphrase_and_never_overwrites(tmp_path: Path) -> None:
 def test_a_bad_config_key_stops_serve_naming_it(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("[recording]\nsegment_seconds = 0\n")
     result = recproxy("serve", "--config", "bad.toml", cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 78  # EX_CONFIG: systemd's RestartPreventExitStatus
     assert "recording.segment_seconds" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import platform
 import re
 import shutil
 import socket
@@ -15,6 +16,7 @@ import wave
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -88,6 +90,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "recproxy_rtp_send_errors": ("counter", set()),
     "recproxy_rtp_port_pairs_in_use": ("gauge", set()),
     "recproxy_rtp_port_pairs_capacity": ("gauge", set()),
+    "recproxy_build_info": ("gauge", {"version", "python", "loop"}),
     "recproxy_event_loop_info": ("gauge", {"loop"}),  # an info metric: text format says gauge
     "recproxy_event_loop_lag_seconds": ("histogram", set()),
     "recproxy_media_clock_ticks": ("counter", set()),
@@ -193,7 +196,9 @@ def test_names_follow_prometheus_conventions_and_labels_stay_bounded(parts: Part
         else:
             assert sample.name == family
         for key, label in sample.labels.items():
-            if key != "le":
+            if family == "recproxy_build_info" and key in ("version", "python"):
+                assert re.fullmatch(r"[0-9][0-9A-Za-z.+]*", label), (sample, key)
+            elif key != "le":
                 assert re.fullmatch(r"[a-z0-9_]+|[A-Z]+|[1-6]xx|\d{3}", label), (sample, key)
                 assert not call_like.search(label), sample
     for name in EXPECTED:
@@ -813,6 +818,15 @@ def test_the_loop_name_is_uvloop_or_asyncio() -> None:
         plain.close()
     with pytest.raises(MetricsError):
         fresh_metrics().attach(loop_name="twisted")
+
+
+def test_build_info_names_the_installed_version_python_and_the_loop() -> None:
+    metrics = fresh_metrics()
+    build = {"version": version("recproxy"), "python": platform.python_version()}
+    assert value(metrics, "recproxy_build_info", **build, loop="unknown") == 1
+    metrics.attach(loop_name="uvloop")
+    assert value(metrics, "recproxy_build_info", **build, loop="uvloop") == 1
+    assert value(metrics, "recproxy_build_info", **build, loop="unknown") is None
 
 
 def test_the_writer_feeds_write_latency_and_its_counters(tmp_path: Path) -> None:

@@ -1,0 +1,67 @@
+"""``recproxy config check``: everything ``serve`` would refuse to start on, found without
+starting — no socket bound, no key made, no folder or catalog created.
+
+Beyond the file itself (``load_config``), it reads what the file points at: every notice
+prompt must load as audio, and a public key that exists must be one.  A missing key pair
+is not a problem (``serve`` makes a development pair, with a warning), only reported.
+"""
+
+from __future__ import annotations
+
+from .app import StartupError, load_notice
+from .config import Config, ConfigError
+from .storage import crypto
+from .text_table import format_table
+
+
+def check_config(config: Config) -> list[str]:
+    """The summary lines of a config ``serve`` can start on; raises ``ConfigError``
+    listing every problem found in what the config points at."""
+    problems: list[str] = []
+    prompts: list[str] = []
+    for key, path in config.prompt_files():
+        try:
+            prompt = load_notice(path, key)
+        except StartupError as exc:
+            problems.append(str(exc))
+        else:
+            prompts.append(f"{key} {path} ({prompt.duration_ms / 1000:.1f} s)")
+    public = config.recording.public_key
+    key_line = f"{public}"
+    if public.exists():
+        try:
+            key_line += f" (fingerprint {crypto.key_fingerprint(crypto.load_public_key(public))})"
+        except crypto.StorageCryptoError as exc:
+            problems.append(f"recording.public_key: {exc}")
+    elif config.recording.private_key.exists():
+        problems.append(
+            f"recording.public_key {public} is missing but a private key exists at "
+            f"{config.recording.private_key}"
+        )
+    else:
+        key_line += " (missing: serve makes a development key pair on first start)"
+    if problems:
+        raise ConfigError(*problems)
+    sip = config.sip
+    rows = [
+        ("config", f"{config.source or 'defaults'} (version {config.version})"),
+        ("sip", f"{_address(sip.listen)} {'+'.join(sip.transports)}, advertise {sip.advertise}"),
+        ("call taker", config.routing.call_taker),
+        ("http", _address(config.http.listen)),
+        *(("prompt", line) for line in prompts),
+        ("public key", key_line),
+        ("recordings", str(config.recording.dir)),
+        ("catalog", str(config.catalog.path)),
+        (
+            "policy",
+            f"{len(config.routing.rules)} routing rules, {len(config.services)} services, "
+            f"{len(config.operators)} operators",
+        ),
+        ("logging", f"{config.logging.level} {config.logging.format}"),
+    ]
+    return format_table(("checked", "value"), rows)
+
+
+def _address(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
