@@ -98,6 +98,7 @@ def flood(
     sent = sent_bytes = 0
     replies: Counter[str] = Counter()  # per call: replies to its INVITE
     statuses: Counter[int] = Counter()
+    answered: set[str] = set()  # calls answered 2xx (a retransmitted 200 counts once)
     reply_bytes = 0
     started = time.monotonic()
     deadline = started + seconds + 5  # a slow machine still stops
@@ -120,6 +121,7 @@ def flood(
             replies[call_id.group(1).decode()] += 1
             reply_bytes += len(data)
             if 200 <= status < 300:
+                answered.add(call_id.group(1).decode())
                 _end_call(sock, data, target, tag)
 
     while sent < count and time.monotonic() < deadline:
@@ -149,6 +151,7 @@ def flood(
         "reply_bytes": reply_bytes,
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "invites_answered": len(replies),
+        "calls_answered": len(answered),
         "max_replies_per_invite": max(replies.values(), default=0),
         "replies_per_invite": round(sum(statuses.values()) / sent, 4) if sent else None,
         "amplification": round(reply_bytes / sent_bytes, 4) if sent_bytes else None,
