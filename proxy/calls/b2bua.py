@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config, OperatorSettings, ServiceSettings
-from ..control.api import RecordingActionError
 from ..media.announcer import Announcer, PacketPacer, PromptSource, RingbackTone, beeps
 from ..media.clock import MediaClock
 from ..media.dtmf import DtmfDetector
@@ -42,6 +41,7 @@ from ..media.relay import (
     StreamRewriter,
 )
 from ..ratelog import RateLimitedLog
+from ..records.errors import RecordingActionError
 from ..sip import sdp
 from ..sip.core import Refusal, SipCore
 from ..sip.dialog import Dialog, DialogState, build_request

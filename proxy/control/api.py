@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from ..config import OperatorSettings
+from ..records.errors import RecordingActionError
 from .problem import problem
 
 ACTIONS = ("stop", "discard", "resume")
@@ -35,10 +36,6 @@ MAX_DEPTH = 16  # nesting of arrays and objects
 
 class BodyRefused(Exception):
     """A JSON body too large or too deep to parse (HTTP 400)."""
-
-
-class RecordingActionError(Exception):
-    """The recording cannot take that action now (HTTP 409)."""
 
 
 class ControllableCall(Protocol):

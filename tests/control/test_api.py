@@ -13,8 +13,9 @@ import pytest
 from aiohttp import web
 
 from proxy.config import OperatorSettings
-from proxy.control.api import MAX_BODY, RecordingActionError, add_routes, token_hash
+from proxy.control.api import MAX_BODY, add_routes, token_hash
 from proxy.control.http import HttpServer
+from proxy.records.errors import RecordingActionError
 
 
 class StandInCall:
