@@ -22,7 +22,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from .calls.b2bua import ALLOWED_METHODS, REFUSED_METHODS, B2bua, Prompt
+from .calls.b2bua import REFUSED_METHODS, B2bua, Prompt
 from .calls.recording import RecordingService
 from .config import Config
 from .control.api import add_routes
@@ -33,7 +33,7 @@ from .media.announcer import load_prompt
 from .media.clock import MediaClock
 from .media.recorder import Recorder
 from .media.relay import PortAllocator
-from .sip.core import CoreSettings, SipCore
+from .sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from .sip.flood import FloodSettings
 from .sip.transport import SipTransport, TcpLimits
 from .storage import crypto

@@ -80,10 +80,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 flood_log = RateLimitedLog(log)  # for what a flood of INVITEs would log once each
 
-#: What recproxy does: the one ``Allow`` list of every response and request (and of
-#: the SIP core's 405 and 501).  Not REFER, SUBSCRIBE or NOTIFY: transfers are not built.
-ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE")
-ALLOW = ", ".join(ALLOWED_METHODS)
 #: Methods refused with a reason that says why, in a dialog or outside one alike: REFER
 #: (no transfers yet), SUBSCRIBE (no event package, so not ``refer``: RFC 6665 §4.2.2)
 #: and NOTIFY (we never subscribe, so no subscription exists: RFC 6665 §4.1.3).
@@ -211,13 +207,13 @@ class B2bua:
         method = event.request.method
         now = self.now()
         if method == "OPTIONS":
-            headers = [("Allow", ALLOW), ("Accept", "application/sdp")]
+            headers = [("Allow", self.core.allow), ("Accept", "application/sdp")]
             self.core.respond(event.transaction, 200, now=now, dialog=dialog, headers=headers)
         elif method in REFUSED_METHODS:
             status, reason = REFUSED_METHODS[method]
             self.core.respond(event.transaction, status, reason, now=now, dialog=dialog)
         else:
-            headers = [("Allow", ALLOW)]
+            headers = [("Allow", self.core.allow)]
             self.core.respond(event.transaction, 405, now=now, dialog=dialog, headers=headers)
         self.flush()
 
@@ -566,7 +562,7 @@ class Call:
             contact=self.core.default_contact(),
             local_host=self.config.sip.advertise,
             body=offer.serialize(),
-            headers=[("Allow", ALLOW)],
+            headers=[("Allow", self.core.allow)],
         )
         self.b_txn = self._send(invite)
         timeout = self.config.routing.ring_timeout_seconds
@@ -901,7 +897,7 @@ class Call:
         method = "INVITE"
         request = dialog.create_request(
             method, body=offer.serialize(), content_type="application/sdp",
-            headers=[("Allow", ALLOW)],
+            headers=[("Allow", self.core.allow)],
         )  # fmt: skip
         self._offers[self._send(request, dialog=dialog)] = side
         log.info("call %s: offering the %s %s %s", self.id, side.party, *(w for w in wanted))
@@ -1284,7 +1280,10 @@ class Call:
             txn.state is TransactionState.ACCEPTED and 200 <= status < 300
         ):
             return  # already answered (e.g. the core sent 487 after a CANCEL)
-        extra = [*(headers or []), *([("Allow", ALLOW)] if txn.method == "INVITE" else [])]
+        extra = [
+            *(headers or []),
+            *([("Allow", self.core.allow)] if txn.method == "INVITE" else []),
+        ]
         self.core.respond(
             txn, status, now=self.b2bua.now(), dialog=dialog, body=body, headers=extra
         )

@@ -85,7 +85,10 @@ KNOWN_METHODS = frozenset(
         "UPDATE",
     }
 )
-DEFAULT_ALLOWED = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "REFER", "NOTIFY")
+#: What recproxy's user agent does: the one ``Allow`` list of every response and request
+#: (and of the core's own 405 and 501).  Not REFER, SUBSCRIBE or NOTIFY: transfers are
+#: not built, so the TU refuses those itself (``CoreSettings.refused_by_tu``).
+ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE")
 ACCEPTED_SCHEMES = frozenset({"sip", "sips", "tel"})
 
 
@@ -104,7 +107,7 @@ class CoreSettings:
     host: str  # the address we put in Via and Contact
     port: int = 5060
     timers: TimerSettings = field(default_factory=TimerSettings)
-    allowed_methods: tuple[str, ...] = DEFAULT_ALLOWED  # also the Allow of 405 and 501
+    allowed_methods: tuple[str, ...] = ALLOWED_METHODS  # also the Allow of 405 and 501
     # methods outside Allow that the TU still sees, to refuse them with its own reason
     # (recproxy: REFER until transfers are built, SUBSCRIBE, NOTIFY)
     refused_by_tu: tuple[str, ...] = ()
@@ -189,6 +192,8 @@ class _Retransmit2xx:
 class SipCore:
     def __init__(self, settings: CoreSettings, *, admission: AdmissionHook | None = None) -> None:
         self.settings = settings
+        #: The ``Allow`` header value, for the TU's responses and requests too
+        self.allow = ", ".join(settings.allowed_methods)
         self.admission = admission
         self.limiter = SourceLimiter(settings.flood)
         self.stats: Counter[str] = Counter()
@@ -441,7 +446,7 @@ class SipCore:
     ) -> tuple[int, str | None, list[tuple[str, str]]] | None:
         """What the UAS core rejects before the TU sees a request (§8.2)."""
         merge_key = (request.from_.tag or "", request.call_id, request.cseq.number, request.method)
-        allow = [("Allow", ", ".join(self.settings.allowed_methods))]
+        allow = [("Allow", self.allow)]
         if not request.to.tag and self._merge.get(merge_key, key) != key:
             return 482, None, []  # merged request (§8.2.2.2)
         mf = request.max_forwards

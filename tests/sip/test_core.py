@@ -528,6 +528,18 @@ def test_known_but_disallowed_method_is_405_with_allow() -> None:
     assert "INVITE" in (response.headers.get("allow") or "")
 
 
+@pytest.mark.parametrize("method", ["MESSAGE", "REFER", "NOTIFY"])
+def test_default_allow_is_the_one_list_recproxy_answers_with(method: str) -> None:
+    # One list for the core and the TU: a REFER or NOTIFY the TU does not refuse itself
+    # is 405, and the Allow never offers what nothing here handles (issue 13).
+    core = uas()
+    response = only_response(feed(core, raw_request(method)))
+    assert response.status == 405
+    assert response.headers.get("allow") == "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"
+    assert core.allow == response.headers.get("allow")
+    assert drain_events(core) == []
+
+
 def test_require_with_unknown_option_is_420_with_unsupported() -> None:
     core = uas()
     request = raw_request("INVITE", headers=[("Require", "100rel, frobs")])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.sip.core import CoreSettings, SipCore
+from proxy.sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from proxy.sip.dialog import (
     Dialog,
     DialogState,
@@ -279,8 +279,10 @@ def test_build_request_adds_a_from_tag_and_keeps_one() -> None:
 @pytest.fixture
 def established() -> tuple[Network, SipCore, SipCore, Dialog, Dialog]:
     net = Network()
-    uac = net.add(SipCore(CoreSettings(host="127.0.0.1")), UAC_ADDR)
-    uas = net.add(SipCore(CoreSettings(host="127.0.0.2")), UAS_ADDR)
+    # a UA that takes REFER and NOTIFY too, so that every in-dialog method reaches the TU
+    methods = (*ALLOWED_METHODS, "REFER", "NOTIFY")
+    uac = net.add(SipCore(CoreSettings(host="127.0.0.1", allowed_methods=methods)), UAC_ADDR)
+    uas = net.add(SipCore(CoreSettings(host="127.0.0.2", allowed_methods=methods)), UAS_ADDR)
     invite = build_request(
         "INVITE",
         parse_uri("sip:bob@127.0.0.2"),
