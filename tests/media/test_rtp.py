@@ -1,4 +1,4 @@
-"""RTP/RTCP parsing and serialising, wraparound helpers, receiver statistics."""
+"""RTP parsing and serialising, RTP/RTCP demultiplexing, wraparound helpers."""
 
 from __future__ import annotations
 
@@ -10,16 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.media.rtp import (
-    RTCP_APP,
-    RTCP_BYE,
-    RTCP_RR,
-    RTCP_SDES,
-    RTCP_SR,
     RtpError,
     RtpPacket,
-    SequenceTracker,
     is_rtcp,
-    parse_rtcp,
     seq_diff,
     seq_newer,
     ts_diff,
@@ -30,29 +23,25 @@ from tests.media.media_helpers import read_pcap, shared_data_file
 CAPTURE = ("sip", "real", "pcap", "rtp_rtcp_sip_ipv4_udp.pcap")
 
 
-def _rtp_and_rtcp() -> tuple[list[bytes], list[bytes], list[str]]:
-    """The capture's RTP and RTCP datagrams (UDP payloads with version 2), plus the
-    destination of each RTP packet."""
+def _captured_rtp() -> tuple[list[bytes], list[str]]:
+    """The capture's RTP datagrams (UDP payloads with version 2 that are not RTCP), with
+    the destination of each."""
     rtp: list[bytes] = []
-    rtcp: list[bytes] = []
     destinations: list[str] = []
     for datagram in read_pcap(shared_data_file(*CAPTURE)):
         data = datagram.payload
-        if len(data) < 4 or data[0] >> 6 != 2:
-            continue  # SIP, SNMP, MGCP, ...: not RTP version 2
-        if is_rtcp(data):
-            rtcp.append(data)
-        else:
-            rtp.append(data)
-            destinations.append(datagram.dst)
-    return rtp, rtcp, destinations
+        if len(data) < 4 or data[0] >> 6 != 2 or is_rtcp(data):
+            continue  # SIP, SNMP, MGCP, ...: not RTP version 2; or RTCP
+        rtp.append(data)
+        destinations.append(datagram.dst)
+    return rtp, destinations
 
 
 # --------------------------------------------------------------------------- captured traffic
 
 
 def test_captured_rtp_round_trips_byte_for_byte() -> None:
-    rtp, _, destinations = _rtp_and_rtcp()
+    rtp, destinations = _captured_rtp()
     by_payload_type: Counter[int] = Counter()
     by_ssrc: Counter[int] = Counter()
     for data in rtp:
@@ -68,28 +57,9 @@ def test_captured_rtp_round_trips_byte_for_byte() -> None:
 
 
 def test_captured_rtp_payloads_are_20ms_g711_apart_from_comfort_bytes() -> None:
-    rtp, _, _ = _rtp_and_rtcp()
+    rtp, _ = _captured_rtp()
     sizes = Counter(len(RtpPacket.parse(data).payload) for data in rtp)
     assert sizes == {160: 2852, 1: 32}
-
-
-def test_every_captured_rtcp_packet_parses() -> None:
-    _, rtcp, _ = _rtp_and_rtcp()
-    assert len(rtcp) == 28
-    shapes: Counter[tuple[int, ...]] = Counter()
-    for data in rtcp:
-        parts = parse_rtcp(data)
-        shapes[tuple(part.packet_type for part in parts)] += 1
-        assert parts[0].packet_type == RTCP_SR
-        assert {part.ssrc for part in parts} <= {0x58F33DEA, 0xD2BD4E3E}
-        joined = b"".join(part.data for part in parts)
-        assert data.startswith(joined)
-        assert data[len(joined) :] in (b"", b"\0\0")  # two phones' RTCP ends in 2 zero bytes
-    assert shapes == {
-        (RTCP_SR, RTCP_RR): 12,
-        (RTCP_SR, RTCP_SDES): 12,
-        (RTCP_SR, RTCP_RR, RTCP_SDES): 4,
-    }
 
 
 # --------------------------------------------------------------------------- RTP
@@ -220,88 +190,6 @@ def test_parse_returns_a_packet_or_raises_rtp_error(data: bytes) -> None:
 # --------------------------------------------------------------------------- RTCP
 
 
-def _rtcp(packet_type: int, count: int, body: bytes, padding: bool = False) -> bytes:
-    assert len(body) % 4 == 0
-    first = 0x80 | (0x20 if padding else 0) | count
-    return struct.pack("!BBH", first, packet_type, len(body) // 4) + body
-
-
-_SENDER_INFO = struct.pack("!IIIII", 1, 2, 3, 4, 5)
-_REPORT_BLOCK = struct.pack("!IIIIII", 0x22, 0, 0, 0, 0, 0)
-
-
-def test_compound_rtcp_splits_into_typed_parts() -> None:
-    sr = _rtcp(RTCP_SR, 1, struct.pack("!I", 0x11) + _SENDER_INFO + _REPORT_BLOCK)
-    sdes = _rtcp(RTCP_SDES, 1, struct.pack("!I", 0x11) + b"\x01\x05alice\x00" + b"\x00" * 0)
-    bye = _rtcp(RTCP_BYE, 1, struct.pack("!I", 0x11) + b"\x03bye")
-    app = _rtcp(RTCP_APP, 0, struct.pack("!I", 0x11) + b"NAME" + b"data")
-    rr = _rtcp(RTCP_RR, 0, struct.pack("!I", 0x33))
-    parts = parse_rtcp(sr + sdes + bye + app + rr)
-    assert [(p.packet_type, p.ssrc) for p in parts] == [
-        (RTCP_SR, 0x11),
-        (RTCP_SDES, 0x11),
-        (RTCP_BYE, 0x11),
-        (RTCP_APP, 0x11),
-        (RTCP_RR, 0x33),
-    ]
-    assert [p.data for p in parts] == [sr, sdes, bye, app, rr]
-
-
-def test_bye_without_sources_has_no_ssrc_and_feedback_types_are_accepted() -> None:
-    bye = _rtcp(RTCP_BYE, 0, b"")
-    nack = _rtcp(205, 1, struct.pack("!II", 0x44, 0x55) + b"\0\0\0\0")
-    parts = parse_rtcp(bye + nack)
-    assert [(p.packet_type, p.ssrc) for p in parts] == [(RTCP_BYE, None), (205, 0x44)]
-
-
-def test_padding_in_the_last_rtcp_part_is_accepted() -> None:
-    rr = _rtcp(RTCP_RR, 0, struct.pack("!I", 0x33) + b"\0\0\0\x04", padding=True)
-    assert parse_rtcp(rr)[0].ssrc == 0x33
-
-
-def test_trailing_zero_bytes_after_the_last_part_are_tolerated_but_not_junk() -> None:
-    rr = _rtcp(RTCP_RR, 0, struct.pack("!I", 0x33))
-    assert len(parse_rtcp(rr + b"\0\0")) == 1
-    with pytest.raises(RtpError, match="2 trailing bytes"):
-        parse_rtcp(rr + b"\x81\xc9")
-
-
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        (b"\x80\xc8", "too short: 2 bytes"),
-        (_rtcp(RTCP_RR, 0, b"\0\0\0\0")[:6], r"length 1 words ends at byte 8, packet has 6"),
-        (b"\x40" + _rtcp(RTCP_RR, 0, b"\0\0\0\0")[1:], "bad version 1"),
-        (_rtcp(150, 0, b"\0\0\0\0"), "packet type 150 is not in 192..223"),
-        (_rtcp(RTCP_SR, 0, b"\0" * 12), "sender info and 0 report blocks needs 28 bytes"),
-        (_rtcp(RTCP_RR, 2, b"\0" * 28), "2 report blocks needs 56 bytes"),
-        (_rtcp(RTCP_BYE, 2, b"\0" * 4), "2 SSRCs needs 12 bytes"),
-        (_rtcp(RTCP_BYE, 1, b"\0" * 4 + b"\x09abc"), "reason text overruns"),
-        (_rtcp(RTCP_APP, 0, b"\0" * 4), "SSRC and name needs 12 bytes"),
-        (_rtcp(RTCP_SDES, 2, b"\0" * 4 + b"\0\0\0\0"), "SDES chunk 1 overruns"),
-        (_rtcp(RTCP_SDES, 1, b"\0" * 4 + b"\x01\x09abcdef"), "SDES chunk 0 item 1 overruns"),
-        (_rtcp(RTCP_SDES, 1, b"\0" * 4 + b"\x01\x02ab"), "has no end-of-items octet"),
-        (
-            _rtcp(RTCP_RR, 0, b"\0\0\0\0\0\0\0\x04", padding=True) + _rtcp(RTCP_RR, 0, b"\0" * 4),
-            "padding is allowed only in the last part",
-        ),
-        (_rtcp(RTCP_RR, 0, b"\0\0\0\0\0\0\0\x09", padding=True), "padding length 9 does not fit"),
-    ],
-)
-def test_malformed_rtcp_raises_a_precise_error(data: bytes, message: str) -> None:
-    with pytest.raises(RtpError, match=message):
-        parse_rtcp(data)
-
-
-@given(st.binary(max_size=120))
-def test_parse_rtcp_returns_parts_or_raises_rtp_error(data: bytes) -> None:
-    try:
-        parts = parse_rtcp(data)
-    except RtpError:
-        return
-    assert b"".join(part.data for part in parts) == data[: sum(len(p.data) for p in parts)]
-
-
 @pytest.mark.parametrize(
     ("second", "expected"),
     [(200, True), (201, True), (192, True), (223, True), (0x80 | 72, True), (72, True),
@@ -343,69 +231,3 @@ def test_seq_diff_inverts_modular_addition(base: int, delta: int) -> None:
 @given(st.integers(0, 0xFFFFFFFF), st.integers(-(2**31), 2**31 - 1))
 def test_ts_diff_inverts_modular_addition(base: int, delta: int) -> None:
     assert ts_diff((base + delta) & 0xFFFFFFFF, base) == delta
-
-
-# --------------------------------------------------------------------------- statistics
-
-
-def _feed(tracker: SequenceTracker, seqs: list[int]) -> list[bool]:
-    return [tracker.update(s & 0xFFFF, (s * 160) & 0xFFFFFFFF, s * 160.0) for s in seqs]
-
-
-def test_tracker_counts_from_the_end_of_probation() -> None:
-    tracker = SequenceTracker(min_sequential=2)
-    assert _feed(tracker, [100]) == [False]
-    assert not tracker.valid and tracker.expected == 0
-    assert _feed(tracker, [101, 102]) == [True, True]
-    assert tracker.valid
-    assert (tracker.base, tracker.highest, tracker.received, tracker.lost) == (101, 102, 2, 0)
-
-
-def test_tracker_with_min_sequential_one_accepts_the_first_packet() -> None:
-    tracker = SequenceTracker(min_sequential=1)
-    assert _feed(tracker, [0]) == [True]
-    assert (tracker.base, tracker.highest, tracker.expected, tracker.cycles) == (0, 0, 1, 0)
-
-
-def test_tracker_extends_across_sequence_wraparound_and_counts_loss() -> None:
-    tracker = SequenceTracker(min_sequential=1)
-    seqs = [s & 0xFFFF for s in range(65530, 65546) if s not in (65534, 65540)]
-    _feed(tracker, seqs)
-    assert tracker.cycles == 1
-    assert tracker.highest == 65545
-    assert tracker.expected == 16
-    assert tracker.received == 14
-    assert tracker.lost == 2
-
-
-def test_tracker_counts_duplicates_and_late_packets_without_moving_highest() -> None:
-    tracker = SequenceTracker(min_sequential=1)
-    _feed(tracker, [10, 11, 13, 12, 13])
-    assert tracker.highest == 13
-    assert tracker.received == 5
-    assert tracker.lost == -1  # RFC 3550: duplicates make the loss negative
-
-
-def test_tracker_resynchronises_after_two_packets_confirm_a_jump() -> None:
-    tracker = SequenceTracker(min_sequential=1)
-    _feed(tracker, [1, 2, 3])
-    assert tracker.update(40000, 0, 0.0) is False  # a stray packet far away: ignored
-    assert tracker.highest == 3
-    assert tracker.update(40001, 160, 160.0) is True  # confirmed: the sender restarted
-    assert (tracker.base, tracker.highest, tracker.received) == (40001, 40001, 1)
-
-
-def test_jitter_is_zero_for_a_perfectly_paced_stream_even_across_timestamp_wrap() -> None:
-    tracker = SequenceTracker(min_sequential=1)
-    first_ts = 0xFFFFFFFF - 800
-    for i in range(50):
-        tracker.update(i, (first_ts + 160 * i) & 0xFFFFFFFF, 1000.0 + 160 * i)
-    assert tracker.jitter == 0.0
-
-
-def test_jitter_converges_to_the_transit_variation() -> None:
-    tracker = SequenceTracker(min_sequential=1)
-    for i in range(400):
-        arrival = 160.0 * i + (40.0 if i % 2 else 0.0)  # transit alternates by 40 units
-        tracker.update(i, 160 * i, arrival)
-    assert tracker.jitter == pytest.approx(40.0, abs=0.01)
