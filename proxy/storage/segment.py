@@ -199,22 +199,6 @@ def _chunk_channel(
     return tag, codes
 
 
-def encode_audio(block: npt.NDArray[np.int16], encoding: Encoding) -> bytes:
-    """Interleaved stored bytes of an ``(n, 2)`` int16 block (``PCM16``, or format 1)."""
-    if encoding is Encoding.ULAW:
-        return ulaw_encode(block).tobytes()
-    return np.ascontiguousarray(block, dtype="<i2").tobytes()
-
-
-def decode_audio(
-    data: bytes, encoding: Encoding, codecs: tuple[int, int] | None = None
-) -> npt.NDArray[np.int16]:
-    """The ``(n, 2)`` int16 block of stored bytes (``codecs``: a G711 chunk's tags)."""
-    if encoding is Encoding.PCM16:
-        return np.frombuffer(data, dtype="<i2").astype(np.int16).reshape(-1, CHANNELS)
-    return wire_decode(stored_wire(data, encoding, codecs))
-
-
 def stored_wire(
     data: bytes, encoding: Encoding, codecs: tuple[int, int] | None = None
 ) -> npt.NDArray[np.uint16]:
@@ -482,7 +466,7 @@ class SegmentEncoder:
     def _audio(self, block: npt.NDArray[np.integer[Any]]) -> bytes:
         """A chunk's stored audio: for G711 the codec tags, then the code bytes."""
         if self.encoding is not Encoding.G711:
-            return encode_audio(block.view(np.int16), self.encoding)
+            return np.ascontiguousarray(block, dtype="<i2").tobytes()
         wire = block.view(np.uint16)
         (left, left_codes), (right, right_codes) = (
             _chunk_channel(wire[:, channel], previous)
@@ -560,7 +544,8 @@ class SegmentContents:
     def audio(self) -> npt.NDArray[np.int16]:
         """The ``(frames, 2)`` int16 audio of all chunks."""
         if self.header is None or self.header.encoding is Encoding.PCM16:
-            return decode_audio(b"".join(c.payload for c in self.chunks), Encoding.PCM16)
+            pcm = np.frombuffer(b"".join(c.payload for c in self.chunks), dtype="<i2")
+            return pcm.astype(np.int16).reshape(-1, CHANNELS)
         return wire_decode(self.wire())
 
     def wire(self) -> npt.NDArray[np.uint16]:

@@ -13,11 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from proxy.storage.crypto import unwrap_key
 from proxy.storage.reader import Outcome, RecordingReader
-from proxy.storage.segment import read_segment, ulaw_decode
+from proxy.storage.segment import (
+    HEADER_SIZE,
+    RecordingCorrupt,
+    SegmentHeader,
+    read_segment,
+    ulaw_decode,
+)
 
 V1 = Path(__file__).parent / "fixtures" / "format-v1"
 V1_ID = uuid.UUID("13131313-0000-4000-8000-000000000001")
@@ -43,3 +50,20 @@ def test_a_format_1_header_says_version_1() -> None:
     key = unwrap_key((V1 / str(V1_ID) / "key").read_bytes(), v1_key(), V1_ID)
     contents = read_segment(segment, key, V1_ID)
     assert contents.header is not None and contents.header.version == 1
+
+
+@pytest.mark.parametrize(
+    ("version", "encoding", "problem"),
+    [
+        (1, 3, "unknown encoding 3 in format version 1"),  # tags came with version 2
+        (2, 1, "unknown encoding 1 in format version 2"),  # untagged µ-law is format 1's
+        (3, 3, "unsupported format version 3"),
+    ],
+)
+def test_a_header_names_a_version_and_an_encoding_of_it(
+    version: int, encoding: int, problem: str
+) -> None:
+    header = bytearray((V1 / str(V1_ID) / "seg-000000.rec").read_bytes()[:HEADER_SIZE])
+    header[8:10] = bytes((version, encoding))
+    with pytest.raises(RecordingCorrupt, match=problem):
+        SegmentHeader.parse(bytes(header))
