@@ -5,7 +5,8 @@ recproxy serve [--config PATH] [--log-level LEVEL] [--log-format text|json]
 recproxy config check [--config PATH]
 recproxy keygen --out DIR [--no-passphrase]
 recproxy recordings list [--config PATH] [--json]
-recproxy export ID --format wav|mp3 --out PATH --reason TEXT [--channels ...] [--force] [--by NAME]
+recproxy export ID --format wav|mp3|g711 --out PATH --reason TEXT [--channels ...] [--force]
+                [--by NAME]
 recproxy test-uas [--listen HOST:PORT]
 
 Exit status: 0 done, 1 a failure the message explains, 2 bad usage, 78 (``EX_CONFIG``) a
@@ -91,7 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="verify, decrypt and export a recording")
     export.add_argument("id", metavar="ID")
-    export.add_argument("--format", choices=("wav", "mp3"), required=True)
+    export.add_argument(
+        "--format",
+        choices=("wav", "mp3", "g711"),
+        required=True,
+        help="wav: 16-bit PCM; mp3; g711: the G.711 bytes as received (a µ-law or A-law "
+        "WAV; refused if the recording holds both laws, or for --channels mono)",
+    )
     export.add_argument(
         "--out", type=Path, required=True, metavar="PATH", help="the file to write (mode 0600)"
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..storage.catalog import RecordingState, SqliteCatalog
-from ..storage.export import ENCODERS, ChannelChoice, EncodingError
+from ..storage.export import ChannelChoice, EncodingError, encoder_for
 from ..storage.output_file import OutputRefused, claim_output
 from ..storage.reader import RecordingReader
 from ..storage.segment import RecordingCorrupt
@@ -31,7 +31,7 @@ class ExportError(Exception):
 @dataclass(frozen=True, slots=True)
 class ExportRequest:
     recording_id: str
-    format: str  # a key of ENCODERS
+    format: str  # one of proxy.storage.export.FORMATS
     channels: ChannelChoice
     out: Path
     reason: str
@@ -57,7 +57,6 @@ async def export_recording(
     reason = request.reason.strip()
     if not reason:
         raise ExportError("--reason must say why the recording is needed")
-    encode = ENCODERS[request.format]
     recording = await catalog.get_recording(request.recording_id)
     if recording is None:
         raise ExportError(f"no recording {request.recording_id}")
@@ -74,6 +73,7 @@ async def export_recording(
                 result = await asyncio.to_thread(read)
             except RecordingCorrupt as exc:
                 raise ExportError(f"recording {recording.id} failed verification: {exc}") from None
+            encode = encoder_for(result, request.format, request.channels)
             await catalog.log_access(
                 actor=request.actor,
                 action=f"export-{request.format}",
@@ -81,7 +81,7 @@ async def export_recording(
                 recording_id=recording.id,
                 detail=f"channels={request.channels} out={out}",
             )
-            await asyncio.to_thread(encode, result.audio, stream, request.channels)
+            await asyncio.to_thread(encode, stream)
     except (OutputRefused, EncodingError) as exc:
         raise ExportError(str(exc)) from None
     return Exported(out, result.report.duration_s)

@@ -1,9 +1,15 @@
-"""Encoding decoded recording audio: WAV (16-bit PCM) and MP3 (ffmpeg, fed by a pipe).
+"""Encoding recording audio: WAV (16-bit PCM), MP3 (ffmpeg, fed by a pipe), and G.711
+WAV (the stored wire bytes, format tag 7 µ-law or 6 A-law).
 
 The audio is ``(frames, 2)`` int16, caller left and call taker right.  ``channels``
 chooses what goes out: ``"stereo"`` (both, as recorded), ``"mono"`` (both mixed, with
 clipping protection), ``"caller"`` or ``"call_taker"`` (one party only, P18: a subject
 access export may include one party only).
+
+A G.711 file holds one law, so a recording whose stored law changed (a party switched
+codec mid-call, or the two parties used different laws) is refused with a clear message
+rather than converted: converting would hand back bytes that were not on the wire, which
+is what ``wav`` is for.  ``mono`` is refused for the same reason (mixing decodes).
 
 The encoders write into an already open file (see :mod:`proxy.storage.output_file`) and
 never create a file of their own: decrypted audio reaches ffmpeg through its stdin and
@@ -13,6 +19,7 @@ comes back through its stdout, so no plaintext copy ever lands in a temporary fo
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 import wave
 from collections.abc import Callable
@@ -20,6 +27,9 @@ from typing import BinaryIO, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from .reader import Recording
+from .segment import CODEC_TAGS
 
 ChannelChoice = Literal["stereo", "mono", "caller", "call_taker"]
 CHANNEL_CHOICES: tuple[ChannelChoice, ...] = ("stereo", "mono", "caller", "call_taker")
@@ -104,5 +114,65 @@ def write_mp3(
         )
 
 
-Encoder = Callable[[npt.NDArray[np.int16], BinaryIO, ChannelChoice], None]
-ENCODERS: dict[str, Encoder] = {"wav": write_wav, "mp3": write_mp3}
+# WAVE format tags of the G.711 laws, by the payload type that tags them in a segment
+_WAVE_FORMAT = {CODEC_TAGS["PCMU"]: 7, CODEC_TAGS["PCMA"]: 6}
+_WAVE_NAME = {7: "µ-law", 6: "A-law"}
+
+
+def g711_wav(
+    wire: npt.NDArray[np.uint16],
+    channels: ChannelChoice = "stereo",
+    *,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+) -> bytes:
+    """A G.711 WAV file of stored wire samples ``(n, 2)``: the code bytes as received.
+
+    Raises :class:`EncodingError` when the chosen channels hold more than one law, or
+    for ``mono`` (a mix is not the wire's bytes).
+    """
+    if channels == "mono":
+        raise EncodingError("g711 export gives the wire bytes of each party: mono mixes them")
+    chosen = select_channels(wire.view(np.int16), channels).view(np.uint16)
+    laws = np.unique(chosen >> 8)
+    if len(laws) > 1:
+        raise EncodingError(
+            "the recording holds both µ-law and A-law (a party switched codec, or the "
+            "parties used different ones): a G.711 file holds one; use --format wav"
+        )
+    tag = _WAVE_FORMAT[int(laws[0])] if len(laws) else 7
+    count = chosen.shape[1]
+    data = np.ascontiguousarray(chosen & 0xFF, dtype=np.uint8).tobytes()
+    frames = len(data) // count
+    fmt = struct.pack("<HHIIHHH", tag, count, sample_rate, sample_rate * count, count, 8, 0)
+    body = (
+        b"WAVE"
+        + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+        + b"fact" + struct.pack("<II", 4, frames)
+        + b"data" + struct.pack("<I", len(data)) + data
+        + b"\0" * (len(data) % 2)  # chunks are padded to an even length
+    )  # fmt: skip
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def encoder_for(
+    recording: Recording, fmt: str, channels: ChannelChoice
+) -> Callable[[BinaryIO], None]:
+    """What writes ``recording`` as ``fmt`` into a stream.  Raises :class:`EncodingError`
+    now, before any audio is written (or the access logged), when it cannot be done."""
+    if fmt == "wav":
+        return lambda stream: write_wav(recording.audio, stream, channels)
+    if fmt == "mp3":
+        return lambda stream: write_mp3(recording.audio, stream, channels)
+    if fmt == "g711":
+        if recording.wire is None:
+            raise EncodingError("a PCM16 recording holds no G.711 bytes: use --format wav")
+        data = g711_wav(recording.wire, channels, sample_rate=recording.report.sample_rate)
+
+        def write(stream: BinaryIO) -> None:
+            stream.write(data)
+
+        return write
+    raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+
+
+FORMATS = ("wav", "mp3", "g711")

@@ -19,6 +19,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,7 @@ from .segment import (
     read_segment,
     scan_segment,
     segment_file_name,
+    wire_decode,
 )
 
 
@@ -74,10 +76,15 @@ class RecordingReport:
 
 @dataclass(frozen=True, slots=True)
 class Recording:
-    """Decrypted audio, ``(frames, 2)`` int16 (caller left, call taker right), and report."""
+    """Decrypted audio, ``(frames, 2)`` int16 (caller left, call taker right), and report.
+
+    ``wire`` is the same audio as stored G.711 bytes tagged with their law (wire samples,
+    see :mod:`proxy.storage.segment`), or None for a PCM16 recording.
+    """
 
     audio: npt.NDArray[np.int16]
     report: RecordingReport
+    wire: npt.NDArray[np.uint16] | None = None
 
 
 def _segment_files(directory: Path) -> list[Path]:
@@ -220,7 +227,8 @@ class RecordingReader:
     def _read(self, allow_truncated: bool) -> Recording:
         files = _segment_files(self.directory)
         sequence = _Sequence(len(files))
-        parts = []
+        parts: list[npt.NDArray[Any]] = []  # int16 for PCM16, else wire samples
+        pcm16 = False
         for index, path in enumerate(files):
             last = index == len(files) - 1
             contents = read_segment(
@@ -241,10 +249,17 @@ class RecordingReader:
                 contents.final_seen,
             )
             sequence.trailing_bytes += contents.trailing_bytes
-            parts.append(contents.audio())
+            if contents.header is not None:  # the headers agree on the encoding
+                pcm16 = contents.header.encoding is Encoding.PCM16
+                parts.append(contents.audio() if pcm16 else contents.wire())
         sequence.finish(allow_truncated)
-        audio = np.concatenate(parts) if parts else np.zeros((0, CHANNELS), dtype=np.int16)
-        return Recording(audio, sequence.report(self.recording_id, verified=True))
+        report = sequence.report(self.recording_id, verified=True)
+        if pcm16:
+            return Recording(np.concatenate(parts), report)
+        wire: npt.NDArray[np.uint16] = (
+            np.concatenate(parts) if parts else np.zeros((0, CHANNELS), dtype=np.uint16)
+        )
+        return Recording(wire_decode(wire), report, wire)
 
 
 def recover(

@@ -8,7 +8,12 @@ about one second, each sealed with AES-256-GCM under the recording's data key::
     header   magic "RECPXSEG", version, encoding, channels, sample rate, recording id,
              segment index, frames per chunk, chunks per segment, start time (ms), tag
     chunk    length L, ~L, flags (bit 0: final), nonce (12), ciphertext || tag (L bytes)
-             plaintext = first frame (u64) || interleaved 2-channel audio
+             plaintext = first frame (u64) || [codec tags (2)] || interleaved 2-channel audio
+
+Format version 2 stores the G.711 bytes as received (encoding ``G711``): each chunk
+names each channel's law by its RTP payload type (0 PCMU, 8 PCMA), so an A-law call
+comes back byte for byte.  Version 1 (encodings ``ULAW`` and ``PCM16``, no tags) is
+still read: recordings made before version 2 stay readable.
 
 The nonce of chunk *c* of segment *s* is ``01 000000 || s || c``; the associated data is
 the whole header followed by ``c`` and the flags.  Everything a reader must check, and why
@@ -29,6 +34,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,7 +44,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ..media import g711
 
 MAGIC = b"RECPXSEG"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 CHANNELS = 2
 DEFAULT_SAMPLE_RATE = 8000
 DEFAULT_CHUNK_FRAMES = 8000  # one second at 8 kHz
@@ -67,21 +74,31 @@ _MAX_CHUNK_FRAMES = 1 << 20
 
 
 class Encoding(enum.IntEnum):
-    """How a sample is stored.  Both carry 2 interleaved channels (caller, call taker)."""
+    """How a sample is stored.  All carry 2 interleaved channels (caller, call taker)."""
 
-    ULAW = 1  # G.711 µ-law, one byte a sample
+    ULAW = 1  # format 1 only: G.711 µ-law encoded from linear audio (A-law was not kept)
     PCM16 = 2  # signed 16-bit little-endian
+    G711 = 3  # format 2: the G.711 code bytes as received, each chunk tagged with its laws
 
     @property
     def bytes_per_sample(self) -> int:
-        return 1 if self is Encoding.ULAW else 2
+        return 2 if self is Encoding.PCM16 else 1
+
+    @property
+    def tag_size(self) -> int:
+        """Bytes of codec tags after a chunk's first frame: one payload type a channel."""
+        return CHANNELS if self is Encoding.G711 else 0
 
     @classmethod
     def parse(cls, value: Encoding | str) -> Encoding:
-        """``"ulaw"`` / ``"pcm16"`` (as in configuration) or an :class:`Encoding`."""
+        """``"ulaw"`` / ``"g711"`` / ``"pcm16"`` (as in configuration) or an
+        :class:`Encoding`.  ``"ulaw"``, the configuration's name of the default since
+        format 1, now stores G.711 as received (µ-law calls give the same bytes as before,
+        A-law calls are no longer converted)."""
         if isinstance(value, Encoding):
             return value
-        names = {"ulaw": cls.ULAW, "mulaw": cls.ULAW, "pcmu": cls.ULAW, "pcm16": cls.PCM16}
+        g711_names = ("g711", "ulaw", "mulaw", "pcmu")
+        names = {name: cls.G711 for name in g711_names} | {"pcm16": cls.PCM16}
         try:
             return names[value.lower()]
         except KeyError:
@@ -129,20 +146,70 @@ def ulaw_decode(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
     return _ULAW_DECODE[np.asarray(codes, dtype=np.uint8)]
 
 
-def encode_audio(block: npt.NDArray[np.int16], encoding: Encoding) -> bytes:
-    """Interleaved stored bytes of an ``(n, 2)`` int16 block."""
-    if encoding is Encoding.ULAW:
-        return ulaw_encode(block).tobytes()
-    return np.ascontiguousarray(block, dtype="<i2").tobytes()
+# --- wire audio: G.711 codes tagged with their law ------------------------------------------
+#
+# A wire sample is a uint16: the RTP payload type of its law in the high byte (0 PCMU, 8
+# PCMA) and the code byte as received in the low byte, or WIRE_SILENCE for a sample the
+# recorder filled (lost, late, paused): that is written as the chunk's law's silence.
+
+CODEC_TAGS = {"PCMU": 0, "PCMA": 8}
+TAG_CODECS = {tag: name for name, tag in CODEC_TAGS.items()}
+WIRE_SILENCE = 0xFF00
+_SILENT_TAG = WIRE_SILENCE >> 8
 
 
-def decode_audio(data: bytes, encoding: Encoding) -> npt.NDArray[np.int16]:
-    """The ``(n, 2)`` int16 block of stored bytes."""
-    if encoding is Encoding.ULAW:
-        samples = ulaw_decode(np.frombuffer(data, dtype=np.uint8))
-    else:
-        samples = np.frombuffer(data, dtype="<i2").astype(np.int16)
-    return samples.reshape(-1, CHANNELS)
+def _wire_decode_table() -> npt.NDArray[np.int16]:
+    table = np.zeros(1 << 16, dtype=np.int16)  # silence and unknown tags decode to 0
+    for name, tag in CODEC_TAGS.items():
+        table[tag << 8 : (tag << 8) + 256] = g711.decode_table(name)
+    table.flags.writeable = False
+    return table
+
+
+_WIRE_DECODE = _wire_decode_table()
+
+
+def wire_samples(codes: npt.NDArray[np.uint8], codec: str) -> npt.NDArray[np.uint16]:
+    """Wire samples of G.711 ``codes`` (any shape) of one law."""
+    tag = CODEC_TAGS[g711.codec_name(codec)]
+    return np.asarray(codes, dtype=np.uint8).astype(np.uint16) | np.uint16(tag << 8)
+
+
+def wire_decode(wire: npt.NDArray[np.uint16]) -> npt.NDArray[np.int16]:
+    """16-bit samples of wire samples (any shape; one gather)."""
+    return _WIRE_DECODE[wire]
+
+
+def _chunk_channel(
+    wire: npt.NDArray[np.uint16], previous: int
+) -> tuple[int, npt.NDArray[np.uint8]]:
+    """One channel of a chunk: its law (the first received sample's, else ``previous``)
+    and its codes, where samples of another law (a codec switch) or filled ones are
+    converted to the chunk's law, so that only those are not the wire's bytes."""
+    tags = wire >> 8
+    heard = tags[tags != _SILENT_TAG]
+    if len(heard) and not np.isin(heard, tuple(TAG_CODECS)).all():
+        raise FormatUsageError("a wire sample carries an unknown codec tag")
+    tag = int(heard[0]) if len(heard) else previous
+    codes = (wire & 0xFF).astype(np.uint8)
+    foreign = tags != tag
+    if foreign.any():
+        table = g711.encode_table(TAG_CODECS[tag])
+        codes[foreign] = table[_WIRE_DECODE[wire[foreign]].view(np.uint16)]
+    return tag, codes
+
+
+def stored_wire(
+    data: bytes, encoding: Encoding, codecs: tuple[int, int] | None = None
+) -> npt.NDArray[np.uint16]:
+    """The ``(n, 2)`` wire samples of a G.711 chunk's stored bytes (format 1 ``ULAW``
+    chunks are µ-law)."""
+    if encoding is Encoding.PCM16:
+        raise FormatUsageError("16-bit PCM holds no G.711 bytes")
+    tags = np.array(codecs or (0, 0), dtype=np.uint16) << np.uint16(8)
+    codes = np.frombuffer(data, dtype=np.uint8).reshape(-1, CHANNELS).astype(np.uint16)
+    wire: npt.NDArray[np.uint16] = np.bitwise_or(codes, tags, dtype=np.uint16)
+    return wire
 
 
 # --- names in a recording directory --------------------------------------------------------
@@ -201,9 +268,14 @@ class SegmentHeader:
         return self.channels * self.encoding.bytes_per_sample
 
     @property
+    def chunk_overhead(self) -> int:
+        """Bytes of a chunk's body that are not audio: first frame, codec tags, GCM tag."""
+        return FIRST_FRAME_SIZE + self.encoding.tag_size + TAG_SIZE
+
+    @property
     def full_body_size(self) -> int:
         """L of a chunk holding ``chunk_frames`` frames (every chunk but a final one)."""
-        return FIRST_FRAME_SIZE + self.chunk_frames * self.frame_bytes + TAG_SIZE
+        return self.chunk_overhead + self.chunk_frames * self.frame_bytes
 
     @property
     def first_frame(self) -> int:
@@ -236,10 +308,10 @@ class SegmentHeader:
         problem = None
         if magic != MAGIC:
             problem = f"bad magic {magic!r}: not a recording segment"
-        elif version != FORMAT_VERSION:
+        elif version not in READABLE_VERSIONS:
             problem = f"unsupported format version {version}"
-        elif encoding not in (Encoding.ULAW, Encoding.PCM16):
-            problem = f"unknown encoding {encoding}"
+        elif encoding not in _VERSION_ENCODINGS[version]:
+            problem = f"unknown encoding {encoding} in format version {version}"
         elif channels != CHANNELS:
             problem = f"{channels} channels (the format has {CHANNELS})"
         elif reserved != 0:
@@ -261,7 +333,11 @@ class SegmentHeader:
             segment_chunks=segment_chunks,
             start_time_ms=start_time_ms,
             raw=bytes(data[:HEADER_SIZE]),
+            version=version,
         )
+
+
+_VERSION_ENCODINGS = {1: (Encoding.ULAW, Encoding.PCM16), 2: (Encoding.PCM16, Encoding.G711)}
 
 
 def _header_tag(aead: AESGCM, fields: bytes, segment_index: int) -> bytes:
@@ -289,6 +365,8 @@ class SegmentEncoder:
 
     It refuses to seal a chunk index twice or out of order, so that no nonce is ever used
     twice under the recording's data key.  ``header`` is the segment's first 68 bytes.
+    ``codecs`` are the channels' laws (payload types) so far: a G711 chunk channel with
+    no received sample keeps its law; read them back to carry them to the next segment.
     """
 
     def __init__(
@@ -298,10 +376,11 @@ class SegmentEncoder:
         segment_index: int,
         *,
         start_time_ms: int,
-        encoding: Encoding | str = Encoding.ULAW,
+        encoding: Encoding | str = Encoding.G711,
         sample_rate: int = DEFAULT_SAMPLE_RATE,
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
         segment_chunks: int = DEFAULT_SEGMENT_CHUNKS,
+        codecs: tuple[int, int] = (CODEC_TAGS["PCMU"], CODEC_TAGS["PCMU"]),
     ) -> None:
         if len(data_key) != 32:
             raise FormatUsageError("the data key must be 32 bytes (AES-256)")
@@ -316,6 +395,9 @@ class SegmentEncoder:
         if not 0 <= start_time_ms < 1 << 64:
             raise FormatUsageError(f"start time {start_time_ms} out of range")
         self.encoding = Encoding.parse(encoding)
+        if self.encoding is Encoding.ULAW:
+            raise FormatUsageError("µ-law without codec tags is written only by format 1")
+        self.codecs = codecs
         self.segment_index = segment_index
         self.chunk_frames = chunk_frames
         self.segment_chunks = segment_chunks
@@ -339,9 +421,14 @@ class SegmentEncoder:
         self.finished = False  # the final chunk is sealed, or the segment is full
 
     def seal_chunk(
-        self, chunk_index: int, first_frame: int, pcm_block: npt.NDArray[np.int16], final: bool
+        self,
+        chunk_index: int,
+        first_frame: int,
+        block: npt.NDArray[np.integer[Any]],
+        final: bool,
     ) -> bytes:
-        """The bytes to append for one chunk of ``pcm_block`` (shape ``(n, 2)``, int16).
+        """The bytes to append for one chunk of ``block`` (shape ``(n, 2)``): wire samples
+        (uint16) for ``G711``, int16 for ``PCM16``.
 
         Every chunk but the final one holds exactly ``chunk_frames`` frames; the final
         chunk holds ``0 ..= chunk_frames``.  ``first_frame`` is the recording-wide index of
@@ -357,10 +444,11 @@ class SegmentEncoder:
         expected_first = self.first_frame + chunk_index * self.chunk_frames
         if first_frame != expected_first:
             raise FormatUsageError(f"chunk {chunk_index} must start at frame {expected_first}")
-        block = np.asarray(pcm_block)
-        if block.ndim != 2 or block.shape[1] != CHANNELS or block.dtype != np.int16:
+        dtype = np.uint16 if self.encoding is Encoding.G711 else np.int16
+        if block.ndim != 2 or block.shape[1] != CHANNELS or block.dtype != dtype:
             raise FormatUsageError(
-                f"a block is int16 of shape (n, 2), not {block.dtype}{block.shape}"
+                f"a {self.encoding.name} block is {np.dtype(dtype)} of shape (n, 2), "
+                f"not {block.dtype}{block.shape}"
             )
         frames = block.shape[0]
         if frames > self.chunk_frames or (not final and frames != self.chunk_frames):
@@ -369,11 +457,23 @@ class SegmentEncoder:
             )
         flags = FLAG_FINAL if final else 0
         nonce = chunk_nonce(self.segment_index, chunk_index)
-        plaintext = _FIRST_FRAME.pack(first_frame) + encode_audio(block, self.encoding)
+        plaintext = _FIRST_FRAME.pack(first_frame) + self._audio(block)
         body = self._aead.encrypt(nonce, plaintext, chunk_aad(self.header, chunk_index, flags))
         self.next_chunk_index += 1
         self.finished = final or self.next_chunk_index == self.segment_chunks
         return _CHUNK_PREFIX.pack(len(body), len(body) ^ _U32_MAX, flags, nonce) + body
+
+    def _audio(self, block: npt.NDArray[np.integer[Any]]) -> bytes:
+        """A chunk's stored audio: for G711 the codec tags, then the code bytes."""
+        if self.encoding is not Encoding.G711:
+            return np.ascontiguousarray(block, dtype="<i2").tobytes()
+        wire = block.view(np.uint16)
+        (left, left_codes), (right, right_codes) = (
+            _chunk_channel(wire[:, channel], previous)
+            for channel, previous in enumerate(self.codecs)
+        )
+        self.codecs = (left, right)
+        return bytes(self.codecs) + np.stack([left_codes, right_codes], axis=1).tobytes()
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -396,13 +496,15 @@ class ChunkSpan:
 
 @dataclass(frozen=True, slots=True)
 class SegmentChunk:
-    """A verified, decrypted chunk.  ``payload`` is its stored audio bytes."""
+    """A verified, decrypted chunk.  ``payload`` is its stored audio bytes; ``codecs``
+    the payload types of its channels' laws (G711 chunks only)."""
 
     index: int
     first_frame: int
     frames: int
     final: bool
     payload: bytes
+    codecs: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,9 +543,18 @@ class SegmentContents:
 
     def audio(self) -> npt.NDArray[np.int16]:
         """The ``(frames, 2)`` int16 audio of all chunks."""
+        if self.header is None or self.header.encoding is Encoding.PCM16:
+            pcm = np.frombuffer(b"".join(c.payload for c in self.chunks), dtype="<i2")
+            return pcm.astype(np.int16).reshape(-1, CHANNELS)
+        return wire_decode(self.wire())
+
+    def wire(self) -> npt.NDArray[np.uint16]:
+        """The ``(frames, 2)`` wire samples of all chunks (G.711 encodings only)."""
         if self.header is None:
-            return np.zeros((0, CHANNELS), dtype=np.int16)
-        return decode_audio(b"".join(c.payload for c in self.chunks), self.header.encoding)
+            return np.zeros((0, CHANNELS), dtype=np.uint16)
+        encoding = self.header.encoding
+        parts = [stored_wire(c.payload, encoding, c.codecs) for c in self.chunks]
+        return np.concatenate(parts) if parts else np.zeros((0, CHANNELS), dtype=np.uint16)
 
 
 class _Walker:
@@ -489,7 +600,7 @@ class _Walker:
             if flags & ~FLAG_FINAL:
                 raise RecordingCorrupt(name, index, f"unknown flag bits {flags:#04x}")
             final = bool(flags & FLAG_FINAL)
-            audio_bytes = size - FIRST_FRAME_SIZE - TAG_SIZE
+            audio_bytes = size - header.chunk_overhead
             if audio_bytes < 0 or size > header.full_body_size or audio_bytes % header.frame_bytes:
                 raise RecordingCorrupt(name, index, f"impossible chunk length {size}")
             if not final and size != header.full_body_size:
@@ -634,5 +745,15 @@ def read_segment(
             raise RecordingCorrupt(
                 name, span.index, f"starts at frame {first_frame}, expected {expected}"
             )
-        chunks.append(SegmentChunk(span.index, first_frame, span.frames, span.final, plaintext[8:]))
+        tags = header.encoding.tag_size
+        codecs = None
+        if tags:
+            left, right = plaintext[FIRST_FRAME_SIZE : FIRST_FRAME_SIZE + tags]
+            if left not in TAG_CODECS or right not in TAG_CODECS:
+                raise RecordingCorrupt(name, span.index, f"unknown codec tags {left}, {right}")
+            codecs = (left, right)
+        payload = plaintext[FIRST_FRAME_SIZE + tags :]
+        chunks.append(
+            SegmentChunk(span.index, first_frame, span.frames, span.final, payload, codecs)
+        )
     return SegmentContents(name, header, tuple(chunks), walker.final_seen, walker.trailing_bytes)

@@ -3,7 +3,10 @@
 The event loop never touches the disk.  It calls :meth:`RecordingWriter.open`,
 :meth:`~RecordingWriter.submit` and :meth:`~RecordingWriter.close`, which only take a
 short lock and append to a queue: they never block on I/O and never raise into the call
-path.  ``submit(recording_id, block, final)`` is the recorder's sink.
+path.  ``submit(recording_id, block, final)`` is the recorder's sink.  A block is either
+wire samples (uint16, see :mod:`proxy.storage.segment`: G.711 bytes tagged with their
+law, stored as received) or linear int16 audio (stored as µ-law).  A ``pcm16`` recording
+stores either as 16-bit samples.
 
 The thread, per recording: creates ``<recordings dir>/<recording id>/``, writes and fsyncs
 the wrapped data key before any audio, gathers submitted frames into chunks of
@@ -35,7 +38,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -43,12 +46,17 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from .crypto import new_data_key, wrap_key
 from .segment import (
+    CODEC_TAGS,
     DEFAULT_SAMPLE_RATE,
     KEY_FILE_NAME,
+    WIRE_SILENCE,
     Encoding,
     SegmentEncoder,
     recording_path,
     segment_file_name,
+    ulaw_encode,
+    wire_decode,
+    wire_samples,
 )
 
 log = logging.getLogger(__name__)
@@ -61,6 +69,9 @@ RecordingKey = Hashable
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
 _DONE_KEPT = 1024  # finished recordings whose state can still be asked for
+
+#: What ``submit`` takes: ``(n, 2)`` wire samples (uint16) or linear audio (int16).
+Block = npt.NDArray[np.integer[Any]]
 
 
 class RecordingState(enum.Enum):
@@ -118,7 +129,7 @@ class _Open:
 @dataclass(frozen=True, slots=True)
 class _Block:
     rid: uuid.UUID
-    block: npt.NDArray[np.int16]
+    block: Block
     final: bool
     dropped_frames: int  # the recording's dropped-frame count when this block was queued
 
@@ -171,9 +182,24 @@ class _Active:
     segment_index: int = -1
     next_frame: int = 0  # frames sealed so far
     gap_filled: int = 0  # dropped frames already written as silence
-    pending: list[npt.NDArray[np.int16]] = field(default_factory=list)
+    pending: list[Block] = field(default_factory=list)  # in the stored form (see _stored)
     pending_frames: int = 0
     current_file: Path | None = None
+    codecs: tuple[int, int] = (CODEC_TAGS["PCMU"], CODEC_TAGS["PCMU"])  # the last chunk's
+
+    def stored(self, block: Block) -> Block:
+        """A submitted block in the form this recording's encoder seals: wire samples for
+        G711 (linear audio as µ-law), int16 for PCM16."""
+        wire = block.dtype == np.uint16
+        if self.encoding is Encoding.PCM16:
+            return wire_decode(block.view(np.uint16)) if wire else block
+        return block if wire else wire_samples(ulaw_encode(block.view(np.int16)), "PCMU")
+
+    def silence(self, frames: int) -> Block:
+        """``frames`` of filled silence in the stored form."""
+        if self.encoding is Encoding.PCM16:
+            return np.zeros((frames, 2), dtype=np.int16)
+        return np.full((frames, 2), WIRE_SILENCE, dtype=np.uint16)
 
 
 def _to_uuid(key: RecordingKey) -> uuid.UUID:
@@ -303,8 +329,8 @@ class RecordingWriter:
         log.error("recording %s not opened: %s", rid, reason)
         self._notify(recording_id, RecordingState.FAILED, reason)
 
-    def submit(self, recording_id: RecordingKey, block: npt.NDArray[np.int16], final: bool) -> bool:
-        """Queue an ``(n, 2)`` int16 block (caller, call taker); ``final`` ends the recording.
+    def submit(self, recording_id: RecordingKey, block: Block, final: bool) -> bool:
+        """Queue an ``(n, 2)`` block (caller, call taker); ``final`` ends the recording.
 
         False when the block was not queued: the queue is full (the block is dropped,
         counted, written as silence, and the recording marked degraded), or the recording
@@ -316,14 +342,12 @@ class RecordingWriter:
             log.exception("submit for recording %r failed", recording_id)
             return False
 
-    def sink(self, call_key: RecordingKey, block: npt.NDArray[np.int16], final: bool) -> None:
+    def sink(self, call_key: RecordingKey, block: Block, final: bool) -> None:
         """:meth:`submit` as the recorder's ``Sink`` (which returns None): drops are
         counted here and reported through the recording's state."""
         self.submit(call_key, block, final)
 
-    def _submit(
-        self, recording_id: RecordingKey, block: npt.NDArray[np.int16], final: bool
-    ) -> bool:
+    def _submit(self, recording_id: RecordingKey, block: Block, final: bool) -> bool:
         try:
             rid = _to_uuid(recording_id)
         except ValueError:
@@ -333,10 +357,10 @@ class RecordingWriter:
             isinstance(block, np.ndarray)
             and block.ndim == 2
             and block.shape[1] == 2
-            and block.dtype == np.int16
+            and block.dtype in (np.int16, np.uint16)
         ):
             self.metrics.blocks_rejected += 1
-            log.error("recording %s: a block must be int16 of shape (n, 2)", rid)
+            log.error("recording %s: a block must be int16 or uint16 of shape (n, 2)", rid)
             return False
         frames = int(block.shape[0])
         degraded = None
@@ -349,7 +373,7 @@ class RecordingWriter:
             if final:
                 handle.finished = True
             if self._queued_blocks < self.max_queued_blocks:
-                copy = np.array(block, dtype=np.int16, copy=True)
+                copy = np.array(block, copy=True)
                 self._queued_blocks += 1
                 self._enqueue(_Block(rid, copy, final, handle.dropped_frames))
                 return True
@@ -595,8 +619,8 @@ class RecordingWriter:
         gap = item.dropped_frames - active.gap_filled
         if gap > 0:
             active.gap_filled = item.dropped_frames
-            self._append(active, np.zeros((gap, 2), dtype=np.int16))
-        self._append(active, item.block)
+            self._append(active, active.silence(gap))
+        self._append(active, active.stored(item.block))
         if item.final:
             self._finish(active, "")
 
@@ -604,10 +628,10 @@ class RecordingWriter:
         gap = item.dropped_frames - active.gap_filled
         if gap > 0:
             active.gap_filled = item.dropped_frames
-            self._append(active, np.zeros((gap, 2), dtype=np.int16))
+            self._append(active, active.silence(gap))
         self._finish(active, item.reason)
 
-    def _append(self, active: _Active, block: npt.NDArray[np.int16]) -> None:
+    def _append(self, active: _Active, block: Block) -> None:
         if len(block) == 0:
             return
         active.pending.append(block)
@@ -624,10 +648,7 @@ class RecordingWriter:
         active.pending_frames = len(rest)
 
     def _finish(self, active: _Active, reason: str) -> None:
-        if active.pending:
-            rest = np.concatenate(active.pending)
-        else:
-            rest = np.zeros((0, 2), dtype=np.int16)
+        rest = np.concatenate(active.pending) if active.pending else active.silence(0)
         active.pending, active.pending_frames = [], 0
         self._seal(active, rest, final=True)
         self._close_segment(active)
@@ -635,7 +656,7 @@ class RecordingWriter:
         self.metrics.recordings_completed += 1
         self._set_state(active.rid, RecordingState.COMPLETE, reason)
 
-    def _seal(self, active: _Active, block: npt.NDArray[np.int16], final: bool) -> None:
+    def _seal(self, active: _Active, block: Block, final: bool) -> None:
         prefix = b""
         if active.encoder is None:
             active.segment_index += 1
@@ -648,6 +669,7 @@ class RecordingWriter:
                 sample_rate=self.sample_rate,
                 chunk_frames=self.chunk_frames,
                 segment_chunks=active.segment_chunks,
+                codecs=active.codecs,
             )
             active.current_file = active.path / segment_file_name(active.segment_index)
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
@@ -667,6 +689,7 @@ class RecordingWriter:
             self._fsync_dir(active.path)
         elapsed = time.perf_counter() - started
         active.next_frame += len(block)
+        active.codecs = encoder.codecs
         metrics = self.metrics
         metrics.chunks_sealed += 1
         metrics.bytes_written += len(data)

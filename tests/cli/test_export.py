@@ -15,6 +15,7 @@ import shutil
 import signal
 import sqlite3
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -27,8 +28,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from proxy.media import g711
 from proxy.storage.catalog import CallDirection, RecordingState, SqliteCatalog
 from proxy.storage.crypto import generate_keypair, save_private_key, save_public_key
+from proxy.storage.segment import wire_decode, wire_samples
 from proxy.storage.writer import RecordingWriter
 from tests.storage.conftest import dialogue_call
 
@@ -43,7 +46,8 @@ class Store:
     config: Path
     catalog: Path
     recording_id: str
-    audio: np.ndarray
+    audio: np.ndarray  # as heard
+    wire: np.ndarray  # the A-law bytes the phones sent
 
 
 async def _catalogue(path: Path, recording_id: str) -> None:
@@ -75,12 +79,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     save_private_key(folder / "recording.key", private, None)
     save_public_key(folder / "recording.pub", public)
     rid = uuid.uuid4()
-    audio = dialogue_call(SECONDS)
+    codes = np.frombuffer(g711.encode(dialogue_call(SECONDS), "PCMA"), dtype=np.uint8)
+    wire = wire_samples(codes.reshape(-1, 2), "PCMA")  # an A-law call, as on the wire
     writer = RecordingWriter(chunk_seconds=1.0, fsync="none")
     try:
         writer.open(rid, folder / "recordings", public, start_time_ms=1_700_000_000_000)
-        for start in range(0, len(audio), 160):
-            assert writer.submit(rid, audio[start : start + 160], start + 160 >= len(audio))
+        for start in range(0, len(wire), 160):
+            assert writer.submit(rid, wire[start : start + 160], start + 160 >= len(wire))
     finally:
         writer.stop(timeout=30)
     catalog = folder / "catalog.sqlite3"
@@ -90,7 +95,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
         f'[recording]\ndir = "{folder / "recordings"}"\npublic_key = "{folder / "recording.pub"}"\n'
         f'private_key = "{folder / "recording.key"}"\n\n[catalog]\npath = "{catalog}"\n'
     )
-    return Store(folder, config, catalog, str(rid), audio)
+    return Store(folder, config, catalog, str(rid), wire_decode(wire), codes.reshape(-1, 2))
 
 
 def export(
@@ -132,6 +137,37 @@ def test_wav_export_is_the_recording_with_mode_0600_and_logged(
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert sorted(os.listdir(tmp_path)) == ["call.wav"]
     assert access_log(store)[-1][1:] == ("export-wav", f"channels=stereo out={out}")
+
+
+def test_g711_export_is_the_a_law_bytes_sent_and_ffmpeg_reads_it(
+    store: Store, tmp_path: Path
+) -> None:
+    out = tmp_path / "call.wav"
+    result = export(store, out, fmt="g711")
+    assert result.returncode == 0, result.stderr
+    data = out.read_bytes()
+    tag, channels, rate, _, align, bits = struct.unpack_from("<HHIIHH", data, 20)
+    assert (data[:4], data[8:12], tag, channels, rate, align, bits) == (
+        b"RIFF", b"WAVE", 6, 2, 8000, 2, 8
+    )  # fmt: skip
+    assert data[-len(store.wire.tobytes()) :] == store.wire.tobytes()  # byte for byte
+    decoded = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(out), "-f", "s16le", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    np.testing.assert_array_equal(np.frombuffer(decoded, "<i2").reshape(-1, 2), store.audio)
+    assert access_log(store)[-1][1:] == ("export-g711", f"channels=stereo out={out}")
+
+
+def test_g711_export_of_one_party_and_mono_refused(store: Store, tmp_path: Path) -> None:
+    out = tmp_path / "caller.wav"
+    assert export(store, out, "--channels", "caller", fmt="g711").returncode == 0
+    assert out.read_bytes().endswith(store.wire[:, 0].tobytes())
+    logged = len(access_log(store))
+    mono = tmp_path / "mono.wav"
+    refused(export(store, mono, "--channels", "mono", fmt="g711"), "mono mixes them")
+    assert len(access_log(store)) == logged and not mono.exists()
 
 
 def test_symlink_out_is_refused_and_its_target_untouched(store: Store, tmp_path: Path) -> None:

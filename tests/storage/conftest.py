@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -87,10 +88,11 @@ MakeRecording = Callable[..., Path]
 
 @pytest.fixture
 def make_recording(tmp_path: Path, public_key: X25519PublicKey) -> MakeRecording:
-    """Record ``audio`` through a RecordingWriter; returns the recording's directory."""
+    """Record ``audio`` (linear int16, or uint16 wire samples) through a RecordingWriter;
+    returns the recording's directory."""
 
     def make(
-        audio: Audio,
+        audio: npt.NDArray[np.integer[Any]],
         *,
         chunk_seconds: float = 1.0,
         segment_seconds: float = 10,

@@ -1,4 +1,4 @@
-"""WAV and MP3 export, stereo, mixed, or one party only."""
+"""WAV, MP3 and G.711 WAV export, stereo, mixed, or one party only."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from proxy.storage.export import select_channels, write_mp3, write_wav
+from proxy.media import g711
+from proxy.storage.export import EncodingError, g711_wav, select_channels, write_mp3, write_wav
+from proxy.storage.segment import wire_samples
 
 from .conftest import dialogue_call
 
@@ -75,3 +77,31 @@ def test_mp3_export_decodes_to_the_same_duration(tmp_path: Path, channels: str) 
         write_mp3(audio, stream, channels)  # type: ignore[arg-type]
     assert path.read_bytes()[:3] in (b"ID3", b"\xff\xf3", b"\xff\xe3", b"\xff\xfb")
     assert abs(decoded_seconds(path) - len(audio) / 8000) <= 0.1
+
+
+def test_g711_refuses_a_recording_that_holds_both_laws() -> None:
+    codes = np.arange(200, dtype=np.uint8).reshape(-1, 2)
+    mixed = np.concatenate([wire_samples(codes, "PCMA"), wire_samples(codes, "PCMU")])
+    with pytest.raises(EncodingError, match="both µ-law and A-law"):
+        g711_wav(mixed)
+    # one party's channel alone may still be of one law
+    caller_alaw = np.stack(
+        [wire_samples(codes[:, 0], "PCMA"), wire_samples(codes[:, 1], "PCMU")], 1
+    )
+    assert g711_wav(caller_alaw, "caller").endswith(codes[:, 0].tobytes())
+    with pytest.raises(EncodingError, match="both"):
+        g711_wav(caller_alaw)
+
+
+def test_g711_wav_of_an_odd_length_is_padded_and_ffmpeg_reads_it(tmp_path: Path) -> None:
+    codes = np.arange(255, dtype=np.uint8).reshape(-1, 1)
+    data = g711_wav(np.concatenate([wire_samples(codes, "PCMU")] * 2, axis=1), "call_taker")
+    assert len(data) % 2 == 0 and data[20:22] == b"\x07\x00"
+    path = tmp_path / "odd.wav"
+    path.write_bytes(data)
+    decoded = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(path), "-f", "s16le", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    np.testing.assert_array_equal(np.frombuffer(decoded, "<i2"), g711.ULAW_DECODE[codes[:, 0]])

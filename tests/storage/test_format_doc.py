@@ -52,6 +52,20 @@ def ulaw_to_linear(codes: np.ndarray) -> np.ndarray:
     return np.where(sign, -magnitude, magnitude).astype(np.int16)
 
 
+def alaw_to_linear(codes: np.ndarray) -> np.ndarray:
+    """§4 "Encodings", word for word."""
+    a = codes.astype(np.int32) ^ 0x55
+    segment = (a >> 4) & 7
+    mantissa = a & 0x0F
+    magnitude = np.where(
+        segment == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(segment - 1, 0)
+    )
+    return np.where(a & 0x80, magnitude, -magnitude).astype(np.int16)
+
+
+LAWS = {0: ulaw_to_linear, 8: alaw_to_linear}  # §4: a codec tag is the law's payload type
+
+
 def unwrap(key_file: bytes, private_key: X25519PrivateKey, recording_id: uuid.UUID) -> bytes:
     """§2, "Unwrapping"."""
     assert len(key_file) == 150
@@ -69,13 +83,17 @@ def unwrap(key_file: bytes, private_key: X25519PrivateKey, recording_id: uuid.UU
     return AESGCM(kek).decrypt(nonce, wrapped, recording_id.bytes)
 
 
-def read_recording(directory: Path, private_key: X25519PrivateKey) -> tuple[np.ndarray, bool]:
-    """§1-§6: every segment, every chunk; returns the (frames, 2) audio and the final flag."""
+def read_recording(
+    directory: Path, private_key: X25519PrivateKey
+) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """§1-§6: every segment, every chunk; returns the (frames, 2) audio, the (frames, 2)
+    G.711 bytes with their (frames, 2) laws stacked (None for PCM16), and the final flag."""
     recording_id = uuid.UUID(directory.name)
     aead = AESGCM(unwrap((directory / "key").read_bytes(), private_key, recording_id))
     names = sorted(p.name for p in directory.iterdir() if re.fullmatch(r"seg-\d{6,}\.rec", p.name))
     assert names == [f"seg-{i:06d}.rec" for i in range(len(names))]
     frames: list[np.ndarray] = []
+    wire: list[np.ndarray] = []
     total, final = 0, False
     for s, name in enumerate(names):
         data = (directory / name).read_bytes()
@@ -83,8 +101,10 @@ def read_recording(directory: Path, private_key: X25519PrivateKey) -> tuple[np.n
         (magic, version, encoding, channels, reserved, rate, rid, index, f, k, start_ms) = (
             HEADER.unpack_from(data)
         )
-        assert (magic, version, channels, reserved, rate) == (SEGMENT_MAGIC, 1, 2, 0, 8000)
-        assert (rid, index, encoding in (1, 2)) == (recording_id.bytes, s, True)
+        assert (magic, channels, reserved, rate) == (SEGMENT_MAGIC, 2, 0, 8000)
+        assert (version, encoding) in {(1, 1), (1, 2), (2, 2), (2, 3)}
+        assert (rid, index) == (recording_id.bytes, s)
+        tags = 2 if encoding == 3 else 0
         assert start_ms > 0
         header = data[:68]
         header_nonce = NONCE.pack(0x02, s, 0)
@@ -99,11 +119,14 @@ def read_recording(directory: Path, private_key: X25519PrivateKey) -> tuple[np.n
             plaintext = aead.decrypt(nonce, body, header + struct.pack(">IB", c, flags))
             first_frame = struct.unpack(">Q", plaintext[:8])[0]
             assert first_frame == (s * k + c) * f == total
-            if encoding == 1:
-                samples = ulaw_to_linear(np.frombuffer(plaintext[8:], dtype=np.uint8))
+            audio = plaintext[8 + tags :]
+            if encoding == 2:
+                block = np.frombuffer(audio, dtype="<i2").astype(np.int16).reshape(-1, 2)
             else:
-                samples = np.frombuffer(plaintext[8:], dtype="<i2").astype(np.int16)
-            block = samples.reshape(-1, 2)
+                laws = tuple(plaintext[8 : 8 + tags]) or (0, 0)  # encoding 1: µ-law
+                codes = np.frombuffer(audio, dtype=np.uint8).reshape(-1, 2)
+                block = np.stack([LAWS[law](codes[:, ch]) for ch, law in enumerate(laws)], axis=1)
+                wire.append(np.stack([codes, np.broadcast_to(laws, codes.shape)]))
             assert len(block) == f or flags & 1
             frames.append(block)
             total += len(block)
@@ -111,7 +134,7 @@ def read_recording(directory: Path, private_key: X25519PrivateKey) -> tuple[np.n
             pos += 21 + size
             c += 1
         assert final or c == k
-    return np.concatenate(frames), final
+    return np.concatenate(frames), np.concatenate(wire, axis=1) if wire else None, final
 
 
 def test_the_document_gives_the_layouts() -> None:
@@ -130,9 +153,34 @@ def test_an_independent_reader_decodes_what_the_writer_wrote(
     else:
         audio = rng.integers(-32768, 32768, size=(21 * 8000 + 333, 2), dtype=np.int16)
     directory = make_recording(audio, encoding=encoding)
-    decoded, final = read_recording(directory, private_key)
+    decoded, _, final = read_recording(directory, private_key)
     assert final
     np.testing.assert_array_equal(decoded, audio)
+
+
+def test_an_independent_reader_gets_the_wire_bytes_of_each_law(
+    make_recording: MakeRecording, private_key: X25519PrivateKey
+) -> None:
+    """Caller A-law, call taker µ-law, every code of each: the bytes come back as sent."""
+    codes = np.tile(np.arange(256, dtype=np.uint16), 40)
+    wire = np.stack([codes | 0x0800, codes[::-1]], axis=1)  # §4 tags in the high byte
+    directory = make_recording(wire, chunk_seconds=0.5, segment_seconds=1)
+    decoded, stored, final = read_recording(directory, private_key)
+    assert final and stored is not None
+    np.testing.assert_array_equal(stored[0], wire & 0xFF)
+    np.testing.assert_array_equal(stored[1], np.broadcast_to((8, 0), wire.shape))
+    np.testing.assert_array_equal(decoded[:, 0], alaw_to_linear(codes))
+    np.testing.assert_array_equal(decoded[:, 1], ulaw_to_linear(codes[::-1]))
+
+
+def test_an_independent_reader_reads_format_1() -> None:
+    fixture = Path(__file__).parent / "fixtures" / "format-v1"
+    key = X25519PrivateKey.from_private_bytes((fixture / "private_key.raw").read_bytes())
+    directory = next(p for p in fixture.iterdir() if p.is_dir())
+    decoded, _, final = read_recording(directory, key)
+    assert final
+    sent = np.frombuffer((fixture / "audio.ulaw").read_bytes(), dtype=np.uint8).reshape(-1, 2)
+    np.testing.assert_array_equal(decoded, ulaw_to_linear(sent))  # format 1: 0x7F became 0xFF
 
 
 def test_the_independent_reader_uses_no_project_code() -> None:

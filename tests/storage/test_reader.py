@@ -8,18 +8,26 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from proxy.media import g711
 from proxy.storage.crypto import WrappedKeyError, WrongPrivateKey, generate_keypair
 from proxy.storage.reader import Outcome, RecordingReader, recover
-from proxy.storage.segment import HEADER_SIZE, RecordingCorrupt, ulaw_encode
+from proxy.storage.segment import (
+    HEADER_SIZE,
+    WIRE_SILENCE,
+    RecordingCorrupt,
+    ulaw_encode,
+    wire_decode,
+)
 
 from .conftest import MakeRecording, dialogue_call, random_ulaw_audio
 
-CHUNK = 16_045  # 21 + 8 + 8000 * 2 + 16: a full 1 s µ-law chunk on disk
+CHUNK = 16_047  # 21 + 8 + 2 + 8000 * 2 + 16: a full 1 s G.711 chunk on disk
 
 
 def seg(directory: Path, index: int) -> Path:
@@ -47,7 +55,7 @@ def test_sixty_second_call_round_trips_exactly(
 def test_file_sizes_match_the_documented_example(make_recording: MakeRecording) -> None:
     directory = make_recording(random_ulaw_audio(25 * 8000))
     sizes = [seg(directory, i).stat().st_size for i in range(3)]
-    assert sizes == [160_518, 160_518, 80_338]
+    assert sizes == [160_538, 160_538, 80_350]
     assert (directory / "key").stat().st_size == 150
     assert not seg(directory, 3).exists()
 
@@ -265,3 +273,42 @@ def test_the_length_prefix_is_checked_before_it_is_trusted(
     with pytest.raises(RecordingCorrupt) as caught:
         RecordingReader(short_recording, private_key).recover()
     assert caught.value.chunk == 1 and not caught.value.truncated
+
+
+def every_code(law: int, repeats: int = 40) -> npt.NDArray[np.uint16]:
+    """Each of the 256 codes of one law (payload type ``law``), as wire samples."""
+    return np.tile(np.arange(256, dtype=np.uint16), repeats) | np.uint16(law << 8)
+
+
+@pytest.mark.parametrize("law", [0, 8], ids=["PCMU", "PCMA"])
+def test_every_code_of_each_law_comes_back_byte_for_byte(
+    make_recording: MakeRecording, private_key: X25519PrivateKey, law: int
+) -> None:
+    codes = every_code(law)
+    wire = np.stack([codes, codes[::-1]], axis=1)
+    directory = make_recording(wire, chunk_seconds=0.5, segment_seconds=1)
+    recording = RecordingReader(directory, private_key).read()
+    assert recording.wire is not None
+    np.testing.assert_array_equal(recording.wire, wire)
+    np.testing.assert_array_equal(recording.audio, wire_decode(wire))
+
+
+def test_a_switch_and_filled_time_are_written_in_the_chunks_law(
+    make_recording: MakeRecording, private_key: X25519PrivateKey
+) -> None:
+    """1 s chunks: the caller is A-law, switches to µ-law for a while inside the first
+    chunk, then is silent (filled) to the end of it and through the whole second chunk
+    (which keeps the law of the first); the call taker is µ-law."""
+    alaw, ulaw = every_code(8, 16), every_code(0, 16)  # 4096 frames each
+    caller = np.concatenate([alaw[:3000], ulaw[:1000], np.full(12_000, WIRE_SILENCE)])
+    taker = np.resize(ulaw, 16_000)
+    directory = make_recording(np.stack([caller, taker], axis=1).astype(np.uint16))
+    recording = RecordingReader(directory, private_key).read()
+    assert recording.wire is not None
+    stored = recording.wire[:, 0]
+    np.testing.assert_array_equal(stored[:3000], alaw[:3000])  # as received
+    assert np.all(stored >> 8 == 8)  # both seconds are A-law
+    switched = np.frombuffer(g711.encode(wire_decode(ulaw[:1000]), "PCMA"), dtype=np.uint8)
+    np.testing.assert_array_equal(stored[3000:4000] & 0xFF, switched)
+    np.testing.assert_array_equal(stored[4000:] & 0xFF, g711.silence_byte("PCMA"))
+    np.testing.assert_array_equal(recording.wire[:, 1], taker)

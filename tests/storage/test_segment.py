@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ from proxy.storage.segment import (
     scan_segment,
     ulaw_decode,
     ulaw_encode,
+    wire_samples,
 )
 
 from .conftest import Audio, random_ulaw_audio
@@ -56,11 +58,17 @@ def build_segment(
     )
     out = [encoder.header]
     first = index * segment_chunks * chunk_frames
-    pieces = [audio[i : i + chunk_frames] for i in range(0, len(audio), chunk_frames)]
+    block = audio if encoding == "pcm16" else as_wire(audio)
+    pieces = [block[i : i + chunk_frames] for i in range(0, len(block), chunk_frames)]
     for c, piece in enumerate(pieces):
         last = c == len(pieces) - 1
         out.append(encoder.seal_chunk(c, first + c * chunk_frames, piece, final and last))
     return b"".join(out)
+
+
+def as_wire(audio: Audio) -> npt.NDArray[np.uint16]:
+    """µ-law-exact audio as the PCMU wire samples it came from."""
+    return wire_samples(ulaw_encode(audio), "PCMU")
 
 
 def chunk_bounds(data: bytes) -> list[tuple[int, int]]:
@@ -271,7 +279,7 @@ def test_read_segment_names_the_file_it_read(tmp_path: Path) -> None:
 
 def test_encoder_never_seals_a_chunk_position_twice() -> None:
     encoder = SegmentEncoder(KEY, RID, 0, start_time_ms=START_MS, chunk_frames=40)
-    block = random_ulaw_audio(40)
+    block = as_wire(random_ulaw_audio(40))
     encoder.seal_chunk(0, 0, block, False)
     with pytest.raises(FormatUsageError, match="nonce"):
         encoder.seal_chunk(0, 0, block, False)
@@ -286,7 +294,7 @@ def test_encoder_never_seals_a_chunk_position_twice() -> None:
 
 def test_encoder_stops_at_a_full_segment() -> None:
     encoder = SegmentEncoder(KEY, RID, 0, start_time_ms=0, chunk_frames=40, segment_chunks=2)
-    block = random_ulaw_audio(40)
+    block = as_wire(random_ulaw_audio(40))
     encoder.seal_chunk(0, 0, block, False)
     encoder.seal_chunk(1, 40, block, False)
     assert encoder.finished
@@ -316,6 +324,7 @@ def test_random_chunk_geometry_round_trips(data: st.DataObject) -> None:
     segment_chunks = data.draw(st.integers(1, 5))
     frames = data.draw(st.integers(0, chunk_frames * segment_chunks))
     audio = random_ulaw_audio(frames, seed=frames)
+    wire = as_wire(audio)
     encoder = SegmentEncoder(
         KEY, RID, 2, start_time_ms=0, chunk_frames=chunk_frames, segment_chunks=segment_chunks
     )
@@ -323,13 +332,11 @@ def test_random_chunk_geometry_round_trips(data: st.DataObject) -> None:
     full, rest = divmod(frames, chunk_frames)
     for c in range(full):
         final = rest == 0 and c == full - 1 and c < segment_chunks - 1
-        piece = audio[c * chunk_frames : (c + 1) * chunk_frames]
+        piece = wire[c * chunk_frames : (c + 1) * chunk_frames]
         out.append(encoder.seal_chunk(c, first + c * chunk_frames, piece, final))
     if not encoder.finished:
         out.append(
-            encoder.seal_chunk(
-                full, first + full * chunk_frames, audio[full * chunk_frames :], True
-            )
+            encoder.seal_chunk(full, first + full * chunk_frames, wire[full * chunk_frames :], True)
         )
     contents = read_segment(b"".join(out), KEY, RID, expected_index=2)
     np.testing.assert_array_equal(contents.audio(), audio)
