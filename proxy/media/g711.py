@@ -155,3 +155,36 @@ def encode(pcm: npt.NDArray[np.int16], codec: str) -> bytes:
     table = encode_table(codec)
     samples = np.ascontiguousarray(pcm, dtype=np.int16)
     return table[samples.view(np.uint16)].tobytes()
+
+
+# --- wire audio: G.711 codes tagged with their law (what recordings store) ---------------
+#
+# A wire sample is a uint16: the RTP payload type of its law in the high byte (0 PCMU, 8
+# PCMA) and the code byte as received in the low byte, or WIRE_SILENCE for a sample the
+# recorder filled (lost, late, paused): that is written as the chunk's law's silence.
+
+CODEC_TAGS = {"PCMU": 0, "PCMA": 8}
+TAG_CODECS = {tag: name for name, tag in CODEC_TAGS.items()}
+WIRE_SILENCE = 0xFF00
+
+
+def _wire_decode_table() -> npt.NDArray[np.int16]:
+    table = np.zeros(1 << 16, dtype=np.int16)  # silence and unknown tags decode to 0
+    for name, tag in CODEC_TAGS.items():
+        table[tag << 8 : (tag << 8) + 256] = decode_table(name)
+    table.flags.writeable = False
+    return table
+
+
+_WIRE_DECODE = _wire_decode_table()
+
+
+def wire_samples(codes: npt.NDArray[np.uint8], codec: str) -> npt.NDArray[np.uint16]:
+    """Wire samples of G.711 ``codes`` (any shape) of one law."""
+    tag = CODEC_TAGS[codec_name(codec)]
+    return np.asarray(codes, dtype=np.uint8).astype(np.uint16) | np.uint16(tag << 8)
+
+
+def wire_decode(wire: npt.NDArray[np.uint16]) -> npt.NDArray[np.int16]:
+    """16-bit samples of wire samples (any shape; one gather)."""
+    return _WIRE_DECODE[wire]

@@ -5,12 +5,15 @@ which hands the payload to that direction's jitter buffer.  The event loop calls
 ``Recorder.tick(now, scheduled)`` once per 20 ms for all recordings together:
 
 1. pop one frame per direction from every recording's jitter buffer;
-2. join all frames into one uint8 array and decode G.711 with a single lookup in a
-   combined table (µ-law codes, A-law codes, and a block of zeros for missing frames),
-   so the cost per tick is one numpy gather however many calls there are;
+2. join all frames into one uint8 array and tag each code byte with its law in a single
+   lookup in a combined table (µ-law codes, A-law codes, and a block of silence for
+   missing frames), so the cost per tick is one numpy gather however many calls there
+   are.  Nothing is decoded: the recording keeps the G.711 bytes as received (wire
+   samples, see :mod:`proxy.storage.segment`); only voice activity decodes, on the
+   ticks it samples;
 3. write each call's (caller, call taker) pair of frames into its preallocated stereo
-   int16 block (caller left, call taker right) — both channels come from the same
-   tick, so they stay aligned whatever the network did;
+   block of wire samples (caller left, call taker right) — both channels come from the
+   same tick, so they stay aligned whatever the network did;
 4. hand each full block (``block_seconds`` of audio) to the sink:
    ``sink(call_key, block, final)``.  The block then belongs to the sink (it is never
    written again), so the sink may queue it to a writer thread.
@@ -49,6 +52,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import g711
+from .g711 import WIRE_SILENCE, wire_decode, wire_samples
 from .jitter import JitterBuffer
 from .vad import SpeechActivity, Vad
 
@@ -67,18 +71,20 @@ __all__ = [
     "Sink",
 ]
 
-#: ``sink(call_key, block, final)``: block is int16 of shape (n, 2), caller left.
-Sink = Callable[[Hashable, npt.NDArray[np.int16], bool], None]
+#: ``sink(call_key, block, final)``: block is wire samples (uint16) of shape (n, 2),
+#: caller left.
+Sink = Callable[[Hashable, npt.NDArray[np.uint16], bool], None]
 #: ``on_failure(call_key, error)``: a recording failed in the recorder and was removed.
 FailureHook = Callable[[Hashable, BaseException], None]
 
-# Offsets into the combined decode table: [µ-law | A-law | zeros].
+# Offsets into the combined tagging table: [µ-law | A-law | filled silence].
 _CODEC_OFFSET = {"PCMU": 0, "PCMA": 256}
 _SILENT_OFFSET = 512
-_DECODE = np.concatenate(
-    [g711.ULAW_DECODE, g711.ALAW_DECODE, np.zeros(256, dtype=np.int16)]
-).astype(np.int16)
-_DECODE.flags.writeable = False
+_TAG = np.concatenate(
+    [wire_samples(np.arange(256, dtype=np.uint8), codec) for codec in _CODEC_OFFSET]
+    + [np.full(256, WIRE_SILENCE, dtype=np.uint16)]
+)
+_TAG.flags.writeable = False
 
 
 class RecorderError(Exception):
@@ -164,15 +170,15 @@ class RecordingDirection:
         self.jitter.push(sequence_number, timestamp, payload)
 
     def set_codec(self, codec: str) -> None:
-        """The sender switched between PCMU and PCMA (both static payload types): decode
-        what follows with the other table.  Frames already buffered are decoded with the
-        new table too — at most the playout delay, at a switch that is itself rare."""
+        """The sender switched between PCMU and PCMA (both static payload types): tag
+        what follows with the other law.  Frames already buffered are tagged with the
+        new law too — at most the playout delay, at a switch that is itself rare."""
         self.codec = g711.codec_name(codec)
         self.offset = _CODEC_OFFSET[self.codec]
 
-    def _classify(self, frame: npt.NDArray[np.int16], now: float) -> None:
+    def _classify(self, frame: npt.NDArray[np.uint16], now: float) -> None:
         if self._vad is not None:
-            self.speech.update(self._vad.is_speech(frame.tobytes(), 8000), now)
+            self.speech.update(self._vad.is_speech(wire_decode(frame).tobytes(), 8000), now)
 
 
 class RecordingChannelPair:
@@ -195,7 +201,7 @@ class RecordingChannelPair:
         self.blocks_emitted = 0
         self.error: BaseException | None = None
         self._block_samples = block_samples
-        self._block = np.empty((block_samples, 2), dtype=np.int16)
+        self._block = np.empty((block_samples, 2), dtype=np.uint16)
         self._position = 0
 
     @property
@@ -226,9 +232,9 @@ class RecordingChannelPair:
                 f"cannot {action} recording {self.call_key!r}: it is {self.state.value}"
             )
 
-    def _take_block(self) -> npt.NDArray[np.int16]:
+    def _take_block(self) -> npt.NDArray[np.uint16]:
         block = self._block[: self._position]
-        self._block = np.empty((self._block_samples, 2), dtype=np.int16)
+        self._block = np.empty((self._block_samples, 2), dtype=np.uint16)
         self._position = 0
         return block
 
@@ -395,10 +401,10 @@ class Recorder:
             count = len(decoded_pairs)
             codes = np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(count, 2, frame)
             table_offsets = np.array(offsets, dtype=np.uint16).reshape(count, 2, 1)
-            pcm = _DECODE[codes + table_offsets]  # (count, 2, frame) int16, one gather
+            wire = _TAG[codes + table_offsets]  # (count, 2, frame) uint16, one gather
             classify = stats.ticks % self.vad_every == 0
             for i, pair in enumerate(decoded_pairs):
-                channels = pcm[i]
+                channels = wire[i]
                 if classify:
                     has_left, has_right = received[i]
                     try:
@@ -411,11 +417,11 @@ class Recorder:
                         continue
                 self._write(pair, channels.T)
         if silent_pairs:
-            silence = np.zeros((frame, 2), dtype=np.int16)
+            silence = np.full((frame, 2), WIRE_SILENCE, dtype=np.uint16)
             for pair in silent_pairs:
                 self._write(pair, silence)
 
-    def _write(self, pair: RecordingChannelPair, frames: npt.NDArray[np.int16]) -> None:
+    def _write(self, pair: RecordingChannelPair, frames: npt.NDArray[np.uint16]) -> None:
         position = pair._position
         end = position + self.frame_samples
         pair._block[position:end] = frames
@@ -425,7 +431,7 @@ class Recorder:
         if end == self.block_samples:
             self._emit(pair, pair._take_block(), final=False)
 
-    def _emit(self, pair: RecordingChannelPair, block: npt.NDArray[np.int16], final: bool) -> None:
+    def _emit(self, pair: RecordingChannelPair, block: npt.NDArray[np.uint16], final: bool) -> None:
         try:
             self._sink(pair.call_key, block, final)
         except Exception as exc:  # a storage failure must not stop the other recordings

@@ -28,8 +28,8 @@ from typing import BinaryIO, Literal
 import numpy as np
 import numpy.typing as npt
 
+from ..media.g711 import CODEC_TAGS
 from .reader import Recording
-from .segment import CODEC_TAGS
 
 ChannelChoice = Literal["stereo", "mono", "caller", "call_taker"]
 CHANNEL_CHOICES: tuple[ChannelChoice, ...] = ("stereo", "mono", "caller", "call_taker")

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from ..media.g711 import wire_decode
 from .crypto import unwrap_key, wrapped_key_recording_id
 from .segment import (
     CHANNELS,
@@ -36,7 +37,6 @@ from .segment import (
     read_segment,
     scan_segment,
     segment_file_name,
-    wire_decode,
 )
 
 

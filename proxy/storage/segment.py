@@ -42,6 +42,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..media import g711
+from ..media.g711 import CODEC_TAGS, TAG_CODECS, WIRE_SILENCE, wire_decode
 
 MAGIC = b"RECPXSEG"
 FORMAT_VERSION = 2
@@ -146,38 +147,9 @@ def ulaw_decode(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
     return _ULAW_DECODE[np.asarray(codes, dtype=np.uint8)]
 
 
-# --- wire audio: G.711 codes tagged with their law ------------------------------------------
-#
-# A wire sample is a uint16: the RTP payload type of its law in the high byte (0 PCMU, 8
-# PCMA) and the code byte as received in the low byte, or WIRE_SILENCE for a sample the
-# recorder filled (lost, late, paused): that is written as the chunk's law's silence.
+# --- wire audio (``proxy.media.g711``): the chunk's law for each channel -------------------
 
-CODEC_TAGS = {"PCMU": 0, "PCMA": 8}
-TAG_CODECS = {tag: name for name, tag in CODEC_TAGS.items()}
-WIRE_SILENCE = 0xFF00
 _SILENT_TAG = WIRE_SILENCE >> 8
-
-
-def _wire_decode_table() -> npt.NDArray[np.int16]:
-    table = np.zeros(1 << 16, dtype=np.int16)  # silence and unknown tags decode to 0
-    for name, tag in CODEC_TAGS.items():
-        table[tag << 8 : (tag << 8) + 256] = g711.decode_table(name)
-    table.flags.writeable = False
-    return table
-
-
-_WIRE_DECODE = _wire_decode_table()
-
-
-def wire_samples(codes: npt.NDArray[np.uint8], codec: str) -> npt.NDArray[np.uint16]:
-    """Wire samples of G.711 ``codes`` (any shape) of one law."""
-    tag = CODEC_TAGS[g711.codec_name(codec)]
-    return np.asarray(codes, dtype=np.uint8).astype(np.uint16) | np.uint16(tag << 8)
-
-
-def wire_decode(wire: npt.NDArray[np.uint16]) -> npt.NDArray[np.int16]:
-    """16-bit samples of wire samples (any shape; one gather)."""
-    return _WIRE_DECODE[wire]
 
 
 def _chunk_channel(
@@ -195,7 +167,7 @@ def _chunk_channel(
     foreign = tags != tag
     if foreign.any():
         table = g711.encode_table(TAG_CODECS[tag])
-        codes[foreign] = table[_WIRE_DECODE[wire[foreign]].view(np.uint16)]
+        codes[foreign] = table[wire_decode(wire[foreign]).view(np.uint16)]
     return tag, codes
 
 

@@ -44,19 +44,16 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from ..media.g711 import CODEC_TAGS, WIRE_SILENCE, wire_decode, wire_samples
 from .crypto import new_data_key, wrap_key
 from .segment import (
-    CODEC_TAGS,
     DEFAULT_SAMPLE_RATE,
     KEY_FILE_NAME,
-    WIRE_SILENCE,
     Encoding,
     SegmentEncoder,
     recording_path,
     segment_file_name,
     ulaw_encode,
-    wire_decode,
-    wire_samples,
 )
 
 log = logging.getLogger(__name__)

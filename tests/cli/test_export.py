@@ -29,9 +29,9 @@ import numpy as np
 import pytest
 
 from proxy.media import g711
+from proxy.media.g711 import wire_decode, wire_samples
 from proxy.storage.catalog import CallDirection, RecordingState, SqliteCatalog
 from proxy.storage.crypto import generate_keypair, save_private_key, save_public_key
-from proxy.storage.segment import wire_decode, wire_samples
 from proxy.storage.writer import RecordingWriter
 from tests.storage.conftest import dialogue_call
 

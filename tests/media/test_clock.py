@@ -16,7 +16,6 @@ import numpy as np
 import numpy.typing as npt
 import uvloop
 
-from proxy.media import g711
 from proxy.media.announcer import PacketPacer, RingbackTone
 from proxy.media.clock import MAX_BACKLOG, MediaClock
 from proxy.media.recorder import Recorder, RecordingState
@@ -27,15 +26,15 @@ class Blocks:
     """A recorder sink keeping every block, per recording."""
 
     def __init__(self) -> None:
-        self.blocks: dict[Hashable, list[npt.NDArray[np.int16]]] = defaultdict(list)
+        self.blocks: dict[Hashable, list[npt.NDArray[np.uint16]]] = defaultdict(list)
 
-    def __call__(self, key: Hashable, block: npt.NDArray[np.int16], final: bool) -> None:
+    def __call__(self, key: Hashable, block: npt.NDArray[np.uint16], final: bool) -> None:
         self.blocks[key].append(block.copy())
 
     def samples(self, key: Hashable) -> int:
         return sum(len(b) for b in self.blocks[key])
 
-    def audio(self, key: Hashable) -> npt.NDArray[np.int16]:
+    def audio(self, key: Hashable) -> npt.NDArray[np.uint16]:
         return np.concatenate(self.blocks[key])
 
 
@@ -88,9 +87,10 @@ def _send_paced(sock: socket.socket, port: int, ssrc: int, count: int) -> None:
         sock.sendto(_rtp(seq, ssrc), ("127.0.0.1", port))
 
 
-def _frames_heard(channel: npt.NDArray[np.int16]) -> list[int]:
-    """The packet numbers heard in one channel, one per 20 ms frame, -1 for silence."""
-    decode = {int(g711.ULAW_DECODE[0x10 + n]): n for n in range(100)}
+def _frames_heard(channel: npt.NDArray[np.uint16]) -> list[int]:
+    """The packet numbers heard in one channel of wire samples (PCMU: the code bytes as
+    sent), one per 20 ms frame, -1 for silence."""
+    decode = {0x10 + n: n for n in range(100)}
     return [decode.get(int(channel[i]), -1) for i in range(0, len(channel) - 159, 160)]
 
 

@@ -9,6 +9,7 @@ import numpy.typing as npt
 import pytest
 
 from proxy.media import g711
+from proxy.media.g711 import WIRE_SILENCE, wire_decode, wire_samples
 from proxy.media.recorder import (
     PauseMode,
     Recorder,
@@ -25,14 +26,17 @@ class Collector:
     """A sink that keeps every block it is given (without copying: it owns them)."""
 
     def __init__(self) -> None:
-        self.blocks: dict[Hashable, list[tuple[npt.NDArray[np.int16], bool]]] = {}
+        self.blocks: dict[Hashable, list[tuple[npt.NDArray[np.uint16], bool]]] = {}
 
-    def __call__(self, call_key: Hashable, block: npt.NDArray[np.int16], final: bool) -> None:
-        assert block.dtype == np.int16 and block.ndim == 2 and block.shape[1] == 2
+    def __call__(self, call_key: Hashable, block: npt.NDArray[np.uint16], final: bool) -> None:
+        assert block.dtype == np.uint16 and block.ndim == 2 and block.shape[1] == 2
         self.blocks.setdefault(call_key, []).append((block, final))
 
-    def audio(self, call_key: Hashable) -> npt.NDArray[np.int16]:
+    def wire(self, call_key: Hashable) -> npt.NDArray[np.uint16]:
         return np.concatenate([block for block, _ in self.blocks[call_key]])
+
+    def audio(self, call_key: Hashable) -> npt.NDArray[np.int16]:
+        return wire_decode(self.wire(call_key))
 
     def finals(self, call_key: Hashable) -> list[bool]:
         return [final for _, final in self.blocks[call_key]]
@@ -116,6 +120,27 @@ def test_lost_packets_are_silence_exactly_where_missing() -> None:
     # The taker's first packet was lost: the buffer cannot know it existed, so its
     # silence counts as lead-in, not loss (the audio above is right all the same).
     assert pair.taker.jitter.stats.lost == len(lost_taker) - 1
+
+
+def test_every_code_of_each_law_is_recorded_as_received() -> None:
+    """Issue 13 defect 1: A-law was decoded and stored as µ-law, changing 240 codes."""
+    codes = bytes(range(256)) * 5  # 1280 bytes: 8 frames
+    sink = Collector()
+    recorder = Recorder(sink)
+    pair = recorder.add("laws", "PCMA", "PCMU")
+    frames = frames_of(codes)
+    for t in range(len(frames) + DEPTH):
+        if t < len(frames):
+            pair.caller.push(t, t * FRAME, frames[t])
+            pair.taker.push(t, t * FRAME, frames[t])
+        recorder.tick(tick_time(t))
+    recorder.close("laws")
+    wire = sink.wire("laws")
+    sent = np.frombuffer(codes, dtype=np.uint8)
+    lead = wire[: DEPTH * FRAME]
+    assert np.all(lead == WIRE_SILENCE)  # the playout delay: filled, not heard
+    np.testing.assert_array_equal(wire[DEPTH * FRAME :, 0], wire_samples(sent, "PCMA"))
+    np.testing.assert_array_equal(wire[DEPTH * FRAME :, 1], wire_samples(sent, "PCMU"))
 
 
 def test_alaw_and_ulaw_directions_decode_with_their_own_tables() -> None:

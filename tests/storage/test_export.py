@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from proxy.media import g711
+from proxy.media.g711 import wire_samples
 from proxy.storage.export import EncodingError, g711_wav, select_channels, write_mp3, write_wav
-from proxy.storage.segment import wire_samples
 
 from .conftest import dialogue_call
 

@@ -15,14 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.media import g711
+from proxy.media.g711 import WIRE_SILENCE, wire_decode
 from proxy.storage.crypto import WrappedKeyError, WrongPrivateKey, generate_keypair
 from proxy.storage.reader import Outcome, RecordingReader, recover
 from proxy.storage.segment import (
     HEADER_SIZE,
-    WIRE_SILENCE,
     RecordingCorrupt,
     ulaw_encode,
-    wire_decode,
 )
 
 from .conftest import MakeRecording, dialogue_call, random_ulaw_audio

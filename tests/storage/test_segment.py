@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.media.g711 import wire_samples
 from proxy.storage import segment as segment_module
 from proxy.storage.segment import (
     HEADER_SIZE,
@@ -23,7 +24,6 @@ from proxy.storage.segment import (
     scan_segment,
     ulaw_decode,
     ulaw_encode,
-    wire_samples,
 )
 
 from .conftest import Audio, random_ulaw_audio
