@@ -181,6 +181,16 @@ def _refusals(send: object) -> None:
     assert options.status == 200 and options.header("Allow") == ALLOW, options.text
 
 
+def hold_events(proxy: ProxyProcess, row: dict[str, object]) -> list[tuple[str, str]]:
+    """A recording's hold and unhold events, in order: (action, which party)."""
+    events = query(
+        proxy.catalog_path,
+        "SELECT action, actor FROM recording_events WHERE recording_id = ? ORDER BY at, id",
+        row["id"],
+    )
+    return [(e["action"], e["actor"]) for e in events if e["action"] in ("hold", "unhold")]
+
+
 def test_refer_in_a_dialog_is_refused_and_the_call_goes_on(e2e: E2e) -> None:
     """Defect 7: a REFER in the call was answered 200 and dropped."""
     proxy = e2e.proxy()
@@ -429,12 +439,7 @@ def test_call_taker_hold_and_resume_with_opus_first_stays_recorded(
 
     (row,) = list_recordings(e2e.config_path)
     assert row["state"] == "complete", row
-    events = query(
-        proxy.catalog_path,
-        "SELECT action, actor FROM recording_events WHERE recording_id = ? ORDER BY at, id",
-        row["id"],
-    )
-    holds = [(e["action"], e["actor"]) for e in events if e["action"] in ("hold", "unhold")]
+    holds = hold_events(proxy, row)
     assert holds == [("hold", "call taker"), ("unhold", "call taker")], holds
     wav = audio.read_wav(export_wav(e2e.config_path, str(row["id"]), e2e.folder / "call.wav"))
     left = audio.place(wav.channel(0), audio.ulaw_decode(caller_audio))
@@ -581,12 +586,7 @@ def test_caller_holds_the_bridged_call_with_a_hold_address_then_resumes(
     assert all(sdp_formats(m.text) == ["PCMU", "TELEPHONE-EVENT"] for m in offers)
     (row,) = list_recordings(e2e.config_path)
     assert row["state"] == "complete", row
-    events = query(
-        proxy.catalog_path,
-        "SELECT action, actor FROM recording_events WHERE recording_id = ? ORDER BY at, id",
-        row["id"],
-    )
-    holds = [(e["action"], e["actor"]) for e in events if e["action"] in ("hold", "unhold")]
+    holds = hold_events(proxy, row)
     assert holds == [("hold", "caller"), ("unhold", "caller")], holds
 
 
