@@ -185,6 +185,9 @@ fsync = "{self.fsync}"
 listen = "127.0.0.1:18281"
 [shutdown]
 grace_seconds = 10
+[limits]
+max_calls = 2000
+max_calls_per_source = 2000
 """
         )
         self._spawn(
