@@ -92,12 +92,10 @@ def _bad(what: str) -> RemoteSipError:
     return RemoteSipError(400, f"Bad Request ({what})")
 
 
-def split_top_level(value: str, sep: str) -> list[str]:
-    """Split on ``sep`` outside quoted strings and ``<...>``; RemoteSipError if unbalanced."""
-    parts: list[str] = []
-    start = 0
+def _unquoted(value: str) -> Iterator[tuple[int, str]]:
+    """Each character of ``value`` outside a quoted string, with its index; a quoted
+    string (escapes included) is skipped whole.  ``RemoteSipError`` if one is left open."""
     in_quote = False
-    in_angle = False
     escape = False
     for i, ch in enumerate(value):
         if in_quote:
@@ -109,7 +107,19 @@ def split_top_level(value: str, sep: str) -> list[str]:
                 in_quote = False
         elif ch == '"':
             in_quote = True
-        elif in_angle:
+        else:
+            yield i, ch
+    if in_quote:
+        raise _bad("unterminated quoted string")
+
+
+def split_top_level(value: str, sep: str) -> list[str]:
+    """Split on ``sep`` outside quoted strings and ``<...>``; RemoteSipError if unbalanced."""
+    parts: list[str] = []
+    start = 0
+    in_angle = False
+    for i, ch in _unquoted(value):
+        if in_angle:
             if ch == ">":
                 in_angle = False
         elif ch == "<":
@@ -117,8 +127,6 @@ def split_top_level(value: str, sep: str) -> list[str]:
         elif ch == sep:
             parts.append(value[start:i])
             start = i + 1
-    if in_quote:
-        raise _bad("unterminated quoted string")
     if in_angle:
         raise _bad("unterminated <")
     parts.append(value[start:])
@@ -430,21 +438,12 @@ class NameAddr:
 
 
 def _find_unquoted(text: str, target: str) -> int:
-    in_quote = False
-    escape = False
-    for i, ch in enumerate(text):
-        if in_quote:
-            if escape:
-                escape = False
-            elif ch == "\\":
-                escape = True
-            elif ch == '"':
-                in_quote = False
-        elif ch == '"':
-            in_quote = True
-        elif ch == target:
-            return i
-    return -1
+    """Index of the first ``target`` outside quoted strings, or -1; an unbalanced quote
+    is left for the caller's own checks, which name the fault more precisely."""
+    try:
+        return next((i for i, ch in _unquoted(text) if ch == target), -1)
+    except RemoteSipError:
+        return -1
 
 
 def _check_display(display: str) -> None:
