@@ -13,7 +13,7 @@ may use it.
 
 and from any live state (recording, paused, stopped) the recording ends as one of the
 final states: complete, degraded (ended with more audio lost than the limits allow),
-failed (a write failed), discarded (destroyed on request) or interrupted (the process
+failed (a write failed; its call may still discard what was written), discarded (destroyed on request) or interrupted (the process
 died; found at the next start).
 """
 
@@ -62,7 +62,10 @@ TRANSITIONS: Final[dict[RecordingState, frozenset[RecordingState]]] = {
     RecordingState.RECORDING: ENDINGS | {RecordingState.PAUSED, RecordingState.STOPPED},
     RecordingState.PAUSED: ENDINGS | {RecordingState.RECORDING, RecordingState.STOPPED},
     RecordingState.STOPPED: ENDINGS | {RecordingState.RECORDING},
-    # final states stay final; only a live recording is discarded (deletion after
-    # retention is the records layer's, and leaves the catalog entry's state alone)
-    **{state: frozenset() for state in ENDINGS},
+    # a write failure ends the recording, but its call goes on and the files written
+    # so far hold audio: the call taker may still discard them (*9, the API)
+    RecordingState.FAILED: frozenset({RecordingState.DISCARDED}),
+    # the rest stay final (deletion after retention is the records layer's, and leaves
+    # the catalog entry's state alone)
+    **{state: frozenset() for state in ENDINGS - {RecordingState.FAILED}},
 }

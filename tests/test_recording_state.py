@@ -30,10 +30,17 @@ def test_allowed_moves(old: str, new: str) -> None:
     assert RecordingState(old).can_become(RecordingState(new))
 
 
-@pytest.mark.parametrize("final", sorted(ENDINGS))
+@pytest.mark.parametrize("final", sorted(ENDINGS - {RecordingState.FAILED}))
 def test_final_states_never_move(final: RecordingState) -> None:
     assert final.final and not final.live
     assert not any(final.can_become(state) for state in RecordingState)
+
+
+def test_a_failed_recording_can_only_be_discarded() -> None:
+    """The writer failed mid-call; the partial files still hold audio that the call
+    taker must be able to destroy."""
+    failed = RecordingState.FAILED
+    assert [s for s in RecordingState if failed.can_become(s)] == [RecordingState.DISCARDED]
 
 
 def test_stopped_cannot_pause() -> None:
