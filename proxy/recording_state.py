@@ -13,8 +13,8 @@ may use it.
 
 and from any live state (recording, paused, stopped) the recording ends as one of the
 final states: complete, degraded (ended with more audio lost than the limits allow),
-failed (a write failed; its call may still discard what was written), discarded (destroyed on request) or interrupted (the process
-died; found at the next start).
+failed (a write failed; its call may still discard what was written), discarded
+(destroyed on request) or interrupted (the process died; found at the next start).
 """
 
 from __future__ import annotations
