@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from . import rows as to
-from .db import Connection, Database, rows
+from .db import Connection, Database
 from .model import AccessEntry
 from .values import at_or_now_ms, from_ms, opt_text, text
 
@@ -79,5 +79,4 @@ class SqliteAccessLog:
         else:
             sql = "SELECT * FROM access_log WHERE recording_id = ? ORDER BY at, id"
             params = (recording_id,)
-        found = await self._db.read(lambda conn: rows(conn, sql, params))
-        return [to.access(row) for row in found]
+        return await self._db.read(lambda conn: to.find_all(conn, to.access, sql, params))

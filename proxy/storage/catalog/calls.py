@@ -7,13 +7,12 @@ At start-up :meth:`CallRepository.recover_calls` closes the calls a crash left o
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import Protocol, Unpack
 
 from . import rows as to
-from .db import Connection, Database, is_fk_failure, is_unique_failure, one, rows
-from .errors import DuplicateError, InvalidFieldError, NotFoundError
+from .db import Connection, Database, insert, one, rows, update
+from .errors import InvalidFieldError, NotFoundError
 from .model import Call, CallDirection, CallOutcome, CallUpdate, ConsentReceipt, NoticeMode
 from .values import (
     count,
@@ -77,6 +76,10 @@ _CALL_UPDATE_FIELDS = frozenset(CallUpdate.__annotations__)
 _CALL_TIMES = ("started_at", "answered_at", "bridged_at", "ended_at")
 
 
+def _find_receipt(conn: Connection, call_id: str) -> ConsentReceipt | None:
+    return to.find(conn, to.receipt, "SELECT * FROM consent_receipts WHERE call_id = ?", (call_id,))
+
+
 class SqliteCalls:
     """:class:`CallRepository` in the catalog's SQLite database."""
 
@@ -109,16 +112,13 @@ class SqliteCalls:
         )
 
         def body(conn: Connection) -> Call:
-            try:
-                conn.execute(
-                    "INSERT INTO calls (id, sip_call_id, caller, callee, direction, service,"
-                    " operator, started_at, config_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    values,
-                )
-            except sqlite3.IntegrityError as error:
-                if is_unique_failure(error):
-                    raise DuplicateError(f"call {values[0]} already exists") from None
-                raise
+            insert(
+                conn,
+                "INSERT INTO calls (id, sip_call_id, caller, callee, direction, service,"
+                " operator, started_at, config_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+                duplicate=f"call {values[0]} already exists",
+            )
             return to.require_call(conn, values[0])
 
         return await self._db.write(body)
@@ -147,19 +147,13 @@ class SqliteCalls:
             not_before("bridged_at", times["bridged_at"], "started_at", times["started_at"])
             not_before("ended_at", times["ended_at"], "started_at", times["started_at"])
             if changes:
-                assignments = ", ".join(f"{name} = :{name}" for name in changes)
-                conn.execute(
-                    f"UPDATE calls SET {assignments} WHERE id = :id", changes | {"id": call_id}
-                )
+                update(conn, "calls", changes, "id = :id", id=call_id)
             return to.require_call(conn, call_id)
 
         return await self._db.write(body)
 
     async def get_call(self, call_id: str) -> Call | None:
-        row = await self._db.read(
-            lambda conn: one(conn, "SELECT * FROM calls WHERE id = ?", (call_id,))
-        )
-        return None if row is None else to.call(row)
+        return await self._db.read(lambda conn: to.find_call(conn, call_id))
 
     async def add_consent_receipt(
         self,
@@ -212,31 +206,24 @@ class SqliteCalls:
         )
 
         def body(conn: Connection) -> ConsentReceipt:
-            try:
-                conn.execute(
-                    "INSERT INTO consent_receipts (call_id, mode, notice_sha256, notice_version,"
-                    " started_at, played_ms, notice_ms, completed, caller_left_during_notice,"
-                    " do_not_record, notice_restarts, held_ms)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    values,
-                )
-            except sqlite3.IntegrityError as error:
-                if is_fk_failure(error):
-                    raise NotFoundError(f"call {call_id} does not exist") from None
-                if is_unique_failure(error):
-                    raise DuplicateError(f"call {call_id} already has a consent receipt") from None
-                raise
-            row = one(conn, "SELECT * FROM consent_receipts WHERE call_id = ?", (call_id,))
-            assert row is not None
-            return to.receipt(row)
+            insert(
+                conn,
+                "INSERT INTO consent_receipts (call_id, mode, notice_sha256, notice_version,"
+                " started_at, played_ms, notice_ms, completed, caller_left_during_notice,"
+                " do_not_record, notice_restarts, held_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+                missing=f"call {call_id} does not exist",
+                duplicate=f"call {call_id} already has a consent receipt",
+            )
+            receipt = _find_receipt(conn, call_id)
+            assert receipt is not None
+            return receipt
 
         return await self._db.write(body)
 
     async def consent_receipt(self, call_id: str) -> ConsentReceipt | None:
-        row = await self._db.read(
-            lambda conn: one(conn, "SELECT * FROM consent_receipts WHERE call_id = ?", (call_id,))
-        )
-        return None if row is None else to.receipt(row)
+        return await self._db.read(lambda conn: _find_receipt(conn, call_id))
 
     async def recover_calls(self) -> list[str]:
         """At start-up: calls a crash left open get outcome ``interrupted`` and an end

@@ -27,7 +27,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from .errors import CatalogClosedError, CatalogError, CatalogUnavailableError
+from .errors import (
+    CatalogClosedError,
+    CatalogError,
+    CatalogUnavailableError,
+    DuplicateError,
+    NotFoundError,
+)
 
 T = TypeVar("T")
 
@@ -46,12 +52,33 @@ def rows(conn: Connection, sql: str, params: Params = ()) -> list[Row]:
     return conn.execute(sql, params).fetchall()
 
 
-def is_fk_failure(error: sqlite3.IntegrityError) -> bool:
-    return "FOREIGN KEY" in str(error)
+def update(
+    conn: Connection, table: str, changes: dict[str, object], where: str, **key: object
+) -> None:
+    """``UPDATE table SET`` each of ``changes`` ``WHERE where`` (named parameters)."""
+    assignments = ", ".join(f"{name} = :{name}" for name in changes)
+    conn.execute(f"UPDATE {table} SET {assignments} WHERE {where}", changes | key)
 
 
-def is_unique_failure(error: sqlite3.IntegrityError) -> bool:
-    return "UNIQUE" in str(error) or "PRIMARY KEY" in str(error)
+def insert(
+    conn: Connection,
+    sql: str,
+    params: Params,
+    *,
+    missing: str | None = None,
+    duplicate: str | None = None,
+) -> sqlite3.Cursor:
+    """Run an INSERT, saying what a refusal means: a foreign key that names nothing is
+    ``NotFoundError(missing)``, an identity already taken ``DuplicateError(duplicate)``."""
+    try:
+        return conn.execute(sql, params)
+    except sqlite3.IntegrityError as error:
+        text = str(error)
+        if missing is not None and "FOREIGN KEY" in text:
+            raise NotFoundError(missing) from None
+        if duplicate is not None and ("UNIQUE" in text or "PRIMARY KEY" in text):
+            raise DuplicateError(duplicate) from None
+        raise
 
 
 @contextmanager

@@ -6,14 +6,12 @@ lists the numbers (E.164, normalised by the caller of this repository).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
 from . import rows as to
-from .db import Connection, Database, is_unique_failure, rows
-from .errors import DuplicateError
+from .db import Connection, Database, insert
 from .model import DoNotRecordEntry
 from .values import at_or_now_ms, from_ms, text
 
@@ -71,16 +69,13 @@ class SqliteDoNotRecord:
         )
 
         def body(conn: Connection) -> DoNotRecordEntry:
-            try:
-                conn.execute(
-                    "INSERT INTO do_not_record (number, reference, added_by, added_at)"
-                    " VALUES (?, ?, ?, ?)" + (_UPSERT if replace else ""),
-                    values,
-                )
-            except sqlite3.IntegrityError as error:
-                if is_unique_failure(error):
-                    raise DuplicateError(f"{number} is already on the do-not-record list") from None
-                raise
+            insert(
+                conn,
+                "INSERT INTO do_not_record (number, reference, added_by, added_at)"
+                " VALUES (?, ?, ?, ?)" + (_UPSERT if replace else ""),
+                values,
+                duplicate=f"{number} is already on the do-not-record list",
+            )
             return DoNotRecordEntry(values[0], values[1], values[2], from_ms(values[3]))
 
         return await self._db.write(body)
@@ -96,14 +91,16 @@ class SqliteDoNotRecord:
         return await self._db.write(body)
 
     async def get(self, number: str) -> DoNotRecordEntry | None:
-        found = await self._db.read(
-            lambda conn: rows(conn, "SELECT * FROM do_not_record WHERE number = ?", (number,))
+        return await self._db.read(
+            lambda conn: to.find(
+                conn, to.do_not_record, "SELECT * FROM do_not_record WHERE number = ?", (number,)
+            )
         )
-        return to.do_not_record(found[0]) if found else None
 
     async def entries(self) -> list[DoNotRecordEntry]:
         """Every listed number, in order."""
-        found = await self._db.read(
-            lambda conn: rows(conn, "SELECT * FROM do_not_record ORDER BY number")
+        return await self._db.read(
+            lambda conn: to.find_all(
+                conn, to.do_not_record, "SELECT * FROM do_not_record ORDER BY number"
+            )
         )
-        return [to.do_not_record(row) for row in found]

@@ -9,15 +9,14 @@ hold — and reads a recording's log back.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from typing import Final, Protocol
 
 from ...recording_state import RecordingState
 from . import rows as to
-from .db import Connection, Database, is_fk_failure, one, rows
-from .errors import InvalidFieldError, InvalidTransitionError, NotFoundError
+from .db import Connection, Database, insert
+from .errors import InvalidFieldError, InvalidTransitionError
 from .model import EventChannel, RecordingAction, RecordingEvent
 from .values import at_or_now_ms, member, opt_text
 
@@ -54,16 +53,13 @@ def insert_event(
     reason: str | None,
 ) -> int:
     """Append one event inside the caller's transaction; returns its id."""
-    try:
-        cursor = conn.execute(
-            "INSERT INTO recording_events (recording_id, at, action, actor, channel, reason)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (recording_id, at_ms, action.value, actor, channel.value, reason),
-        )
-    except sqlite3.IntegrityError as error:
-        if is_fk_failure(error):
-            raise NotFoundError(f"recording {recording_id} does not exist") from None
-        raise
+    cursor = insert(
+        conn,
+        "INSERT INTO recording_events (recording_id, at, action, actor, channel, reason)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (recording_id, at_ms, action.value, actor, channel.value, reason),
+        missing=f"recording {recording_id} does not exist",
+    )
     event_id = cursor.lastrowid
     assert event_id is not None
     return event_id
@@ -109,19 +105,21 @@ class SqliteRecordingEvents:
                     f"{kind.value} applies only while recording"
                 )
             event_id = insert_event(conn, recording_id, at_ms, kind, actor, event_channel, reason)
-            row = one(conn, "SELECT * FROM recording_events WHERE id = ?", (event_id,))
-            assert row is not None
-            return to.event(row)
+            event = to.find(
+                conn, to.event, "SELECT * FROM recording_events WHERE id = ?", (event_id,)
+            )
+            assert event is not None
+            return event
 
         return await self._db.write(body)
 
     async def recording_events(self, recording_id: str) -> list[RecordingEvent]:
         """A recording's events in the order they happened."""
-        found = await self._db.read(
-            lambda conn: rows(
+        return await self._db.read(
+            lambda conn: to.find_all(
                 conn,
+                to.event,
                 "SELECT * FROM recording_events WHERE recording_id = ? ORDER BY at, id",
                 (recording_id,),
             )
         )
-        return [to.event(row) for row in found]

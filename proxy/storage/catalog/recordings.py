@@ -17,15 +17,14 @@ limits allow (``degraded_reason`` says which); it is never ``complete``.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Final, Protocol, Unpack
 
 from ...recording_state import ENDINGS, RecordingState
 from . import rows as to
-from .db import Connection, Database, is_fk_failure, is_unique_failure, one, rows
-from .errors import DuplicateError, InvalidFieldError, InvalidTransitionError, NotFoundError
+from .db import Connection, Database, insert, one, rows, update
+from .errors import InvalidFieldError, InvalidTransitionError
 from .model import (
     QUALITY_CHANNELS,
     ChannelQuality,
@@ -163,14 +162,6 @@ _SUMMARY_SELECT = """
 _SUMMARY_ORDER = "ORDER BY c.started_at DESC, r.started_at DESC, r.id DESC LIMIT ? OFFSET ?"
 
 
-def _set(
-    conn: Connection, table: str, changes: dict[str, object], where: str, **key: object
-) -> None:
-    """``UPDATE table SET`` each of ``changes`` ``WHERE where`` (named parameters)."""
-    assignments = ", ".join(f"{name} = :{name}" for name in changes)
-    conn.execute(f"UPDATE {table} SET {assignments} WHERE {where}", changes | key)
-
-
 class SqliteRecordings:
     """:class:`RecordingRepository` in the catalog's SQLite database."""
 
@@ -212,21 +203,15 @@ class SqliteRecordings:
         actor = opt_text("actor", actor)
 
         def body(conn: Connection) -> Recording:
-            try:
-                conn.execute(
-                    "INSERT INTO recordings (id, call_id, state, directory, encoding,"
-                    " sample_rate, channels, started_at, wrapped_key_sha256)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    values,
-                )
-            except sqlite3.IntegrityError as error:
-                if is_fk_failure(error):
-                    raise NotFoundError(f"call {call_id} does not exist") from None
-                if is_unique_failure(error):
-                    raise DuplicateError(
-                        f"a recording with id {rec_id} or directory {values[3]!r} already exists"
-                    ) from None
-                raise
+            insert(
+                conn,
+                "INSERT INTO recordings (id, call_id, state, directory, encoding,"
+                " sample_rate, channels, started_at, wrapped_key_sha256)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+                missing=f"call {call_id} does not exist",
+                duplicate=f"a recording with id {rec_id} or directory {values[3]!r} already exists",
+            )
             insert_event(conn, rec_id, started_ms, _A.START, actor, event_channel, None)
             return to.require_recording(conn, rec_id)
 
@@ -266,7 +251,7 @@ class SqliteRecordings:
                 )
             not_before("ended_at", ended_ms, "started_at", to_ms("started_at", current.started_at))
             if changes:
-                _set(conn, "recordings", changes, "id = :id", id=recording_id)
+                update(conn, "recordings", changes, "id = :id", id=recording_id)
             return to.require_recording(conn, recording_id)
 
         return await self._db.write(body)
@@ -326,7 +311,7 @@ class SqliteRecordings:
                     "discarded_at": at_ms,
                 }
             # The state guard makes a concurrent writer's change visible as a failure.
-            _set(
+            update(
                 conn,
                 "recordings",
                 changes,
@@ -344,10 +329,7 @@ class SqliteRecordings:
         return await self._db.write(body)
 
     async def get_recording(self, recording_id: str) -> Recording | None:
-        row = await self._db.read(
-            lambda conn: one(conn, "SELECT * FROM recordings WHERE id = ?", (recording_id,))
-        )
-        return None if row is None else to.recording(row)
+        return await self._db.read(lambda conn: to.find_recording(conn, recording_id))
 
     async def list_recordings(
         self, state: RecordingState | None = None, *, limit: int = 100, offset: int = 0
@@ -414,14 +396,14 @@ class SqliteRecordings:
         await self._db.write(body)
 
     async def recording_quality(self, recording_id: str) -> list[ChannelQuality]:
-        found = await self._db.read(
-            lambda conn: rows(
+        return await self._db.read(
+            lambda conn: to.find_all(
                 conn,
+                to.quality,
                 "SELECT * FROM recording_quality WHERE recording_id = ? ORDER BY channel",
                 (recording_id,),
             )
         )
-        return [to.quality(row) for row in found]
 
     async def add_segment(
         self, recording_id: str, segment_index: int, *, file_name: str, first_frame: int
@@ -439,21 +421,17 @@ class SqliteRecordings:
                 raise InvalidTransitionError(
                     f"recording {recording_id} is discarded; it takes no new segments"
                 )
-            try:
-                conn.execute(
-                    "INSERT INTO segments (recording_id, segment_index, file_name, first_frame)"
-                    " VALUES (?, ?, ?, ?)",
-                    values,
-                )
-            except sqlite3.IntegrityError as error:
-                if is_fk_failure(error):
-                    raise NotFoundError(f"recording {recording_id} does not exist") from None
-                if is_unique_failure(error):
-                    raise DuplicateError(
-                        f"recording {recording_id} already has segment {segment_index} "
-                        f"or a segment file named {file_name!r}"
-                    ) from None
-                raise
+            insert(
+                conn,
+                "INSERT INTO segments (recording_id, segment_index, file_name, first_frame)"
+                " VALUES (?, ?, ?, ?)",
+                values,
+                missing=f"recording {recording_id} does not exist",
+                duplicate=(
+                    f"recording {recording_id} already has segment {segment_index} "
+                    f"or a segment file named {file_name!r}"
+                ),
+            )
             return to.require_segment(conn, recording_id, segment_index)
 
         return await self._db.write(body)
@@ -497,7 +475,7 @@ class SqliteRecordings:
             if changes.get("closed") and changes.get("sha256", current.sha256) is None:
                 raise InvalidFieldError("closing a segment needs its sha256")
             if changes:
-                _set(
+                update(
                     conn,
                     "segments",
                     changes,
@@ -511,14 +489,14 @@ class SqliteRecordings:
 
     async def segments(self, recording_id: str) -> list[Segment]:
         """A recording's segments in index order."""
-        found = await self._db.read(
-            lambda conn: rows(
+        return await self._db.read(
+            lambda conn: to.find_all(
                 conn,
+                to.segment,
                 "SELECT * FROM segments WHERE recording_id = ? ORDER BY segment_index",
                 (recording_id,),
             )
         )
-        return [to.segment(row) for row in found]
 
     async def recover_interrupted(self, *, at: datetime | None = None) -> list[str]:
         """At start-up: every recording still ``recording`` becomes ``interrupted``.

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from ...recording_state import RecordingState
-from .db import Connection, Row, one
+from .db import Connection, Params, Row, one, rows
 from .errors import NotFoundError
 from .model import (
     AccessEntry,
@@ -23,6 +26,8 @@ from .model import (
     Segment,
 )
 from .values import from_ms, opt_dt
+
+T = TypeVar("T")
 
 
 def call(row: Row) -> Call:
@@ -151,26 +156,47 @@ def access(row: Row) -> AccessEntry:
     )
 
 
+def find(conn: Connection, convert: Callable[[Row], T], sql: str, params: Params) -> T | None:
+    """The one row ``sql`` selects, converted; None if there is none."""
+    row = one(conn, sql, params)
+    return None if row is None else convert(row)
+
+
+def find_all(
+    conn: Connection, convert: Callable[[Row], T], sql: str, params: Params = ()
+) -> list[T]:
+    return [convert(row) for row in rows(conn, sql, params)]
+
+
+def find_call(conn: Connection, call_id: str) -> Call | None:
+    return find(conn, call, "SELECT * FROM calls WHERE id = ?", (call_id,))
+
+
+def find_recording(conn: Connection, recording_id: str) -> Recording | None:
+    return find(conn, recording, "SELECT * FROM recordings WHERE id = ?", (recording_id,))
+
+
 def require_call(conn: Connection, call_id: str) -> Call:
-    row = one(conn, "SELECT * FROM calls WHERE id = ?", (call_id,))
-    if row is None:
+    found = find_call(conn, call_id)
+    if found is None:
         raise NotFoundError(f"call {call_id} does not exist")
-    return call(row)
+    return found
 
 
 def require_recording(conn: Connection, recording_id: str) -> Recording:
-    row = one(conn, "SELECT * FROM recordings WHERE id = ?", (recording_id,))
-    if row is None:
+    found = find_recording(conn, recording_id)
+    if found is None:
         raise NotFoundError(f"recording {recording_id} does not exist")
-    return recording(row)
+    return found
 
 
 def require_segment(conn: Connection, recording_id: str, segment_index: int) -> Segment:
-    row = one(
+    found = find(
         conn,
+        segment,
         "SELECT * FROM segments WHERE recording_id = ? AND segment_index = ?",
         (recording_id, segment_index),
     )
-    if row is None:
+    if found is None:
         raise NotFoundError(f"recording {recording_id} has no segment {segment_index}")
-    return segment(row)
+    return found
