@@ -366,6 +366,37 @@ async def test_segment_progress_and_sealing(catalog: SqliteCatalog) -> None:
     assert await catalog.recordings.segments(rec_id) == [sealed, second]
 
 
+async def test_a_sealed_segment_is_catalogued_whole_in_one_write(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    rec_id = await new_recording(catalog, call)
+    with pytest.raises(InvalidFieldError, match="needs its sha256"):
+        await catalog.recordings.add_segment(
+            rec_id, 0, file_name="000000.seg", first_frame=0, frames=80000, closed=True
+        )
+    assert await catalog.recordings.segments(rec_id) == []
+    sealed = await catalog.recordings.add_segment(
+        rec_id,
+        0,
+        file_name="000000.seg",
+        first_frame=0,
+        chunks=10,
+        frames=80000,
+        size_bytes=80_500,
+        sha256=HASH_A,
+        closed=True,
+    )
+    assert (sealed.chunks, sealed.frames, sealed.size_bytes, sealed.sha256, sealed.closed) == (
+        10,
+        80000,
+        80_500,
+        HASH_A,
+        True,
+    )
+    with pytest.raises(InvalidTransitionError, match="closed"):
+        await catalog.recordings.update_segment(rec_id, 0, frames=1)
+    assert await catalog.recordings.segments(rec_id) == [sealed]
+
+
 async def test_segment_index_and_file_name_are_unique_per_recording(
     catalog: SqliteCatalog,
 ) -> None:

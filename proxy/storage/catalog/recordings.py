@@ -125,7 +125,17 @@ class RecordingRepository(Protocol):
     async def recording_quality(self, recording_id: str) -> list[ChannelQuality]: ...
 
     async def add_segment(
-        self, recording_id: str, segment_index: int, *, file_name: str, first_frame: int
+        self,
+        recording_id: str,
+        segment_index: int,
+        *,
+        file_name: str,
+        first_frame: int,
+        chunks: int | None = None,
+        frames: int | None = None,
+        size_bytes: int | None = None,
+        sha256: str | None = None,
+        closed: bool | None = None,
     ) -> Segment: ...
 
     async def update_segment(
@@ -160,6 +170,30 @@ _SUMMARY_SELECT = """
     FROM recordings AS r JOIN calls AS c ON c.id = r.call_id
 """
 _SUMMARY_ORDER = "ORDER BY c.started_at DESC, r.started_at DESC, r.id DESC LIMIT ? OFFSET ?"
+
+
+def _progress(
+    chunks: int | None,
+    frames: int | None,
+    size_bytes: int | None,
+    sha256: str | None,
+    closed: bool | None,
+) -> dict[str, object]:
+    """The segment columns given (not None), checked."""
+    changes: dict[str, object] = {}
+    if chunks is not None:
+        changes["chunks"] = count("chunks", chunks)
+    if frames is not None:
+        changes["frames"] = count("frames", frames)
+    if size_bytes is not None:
+        changes["size_bytes"] = count("size_bytes", size_bytes)
+    if sha256 is not None:
+        changes["sha256"] = hex_sha256("sha256", sha256)
+    if closed is not None:
+        if not flag("closed", closed):
+            raise InvalidFieldError("a segment cannot be reopened (closed=False)")
+        changes["closed"] = 1
+    return changes
 
 
 class SqliteRecordings:
@@ -270,9 +304,10 @@ class SqliteRecordings:
 
         ``discarded`` needs an ``actor`` and a ``reason`` (P14: who and why);
         ``failed`` and ``degraded`` need a ``reason``, kept as ``failure_reason`` or
-        ``degraded_reason``.  Entering
-        complete/stopped/interrupted/failed sets ``ended_at`` to ``at``; resuming
-        clears it.  ``channel`` defaults to ``system``.
+        ``degraded_reason``.  The moves allowed are :mod:`proxy.recording_state`'s
+        (see ``catalog_allows``).  Stopping, or ending as complete, degraded,
+        interrupted or failed, sets ``ended_at`` to ``at`` (a stopped recording keeps
+        its stop as its end); resuming clears it.  ``channel`` defaults to ``system``.
         """
         target = member(RecordingState, "state", state)
         reason = opt_text("reason", reason)
@@ -406,14 +441,31 @@ class SqliteRecordings:
         )
 
     async def add_segment(
-        self, recording_id: str, segment_index: int, *, file_name: str, first_frame: int
+        self,
+        recording_id: str,
+        segment_index: int,
+        *,
+        file_name: str,
+        first_frame: int,
+        chunks: int | None = None,
+        frames: int | None = None,
+        size_bytes: int | None = None,
+        sha256: str | None = None,
+        closed: bool | None = None,
     ) -> Segment:
-        values = (
-            recording_id,
-            count("segment_index", segment_index),
-            bare_file_name(file_name),
-            count("first_frame", first_frame),
-        )
+        """A new segment of a recording.  Its progress may come with it: a segment the
+        writer has already sealed is catalogued whole (``closed=True``, with its
+        sha256) in this one write."""
+        values = {
+            "recording_id": recording_id,
+            "segment_index": count("segment_index", segment_index),
+            "file_name": bare_file_name(file_name),
+            "first_frame": count("first_frame", first_frame),
+        } | _progress(chunks, frames, size_bytes, sha256, closed)
+        if values.get("closed") and "sha256" not in values:
+            raise InvalidFieldError("closing a segment needs its sha256")
+        columns = ", ".join(values)
+        marks = ", ".join(f":{name}" for name in values)
 
         def body(conn: Connection) -> Segment:
             state = one(conn, "SELECT state FROM recordings WHERE id = ?", (recording_id,))
@@ -423,8 +475,7 @@ class SqliteRecordings:
                 )
             insert(
                 conn,
-                "INSERT INTO segments (recording_id, segment_index, file_name, first_frame)"
-                " VALUES (?, ?, ?, ?)",
+                f"INSERT INTO segments ({columns}) VALUES ({marks})",
                 values,
                 missing=f"recording {recording_id} does not exist",
                 duplicate=(
@@ -451,19 +502,7 @@ class SqliteRecordings:
 
         A closed segment is immutable.
         """
-        changes: dict[str, object] = {}
-        if chunks is not None:
-            changes["chunks"] = count("chunks", chunks)
-        if frames is not None:
-            changes["frames"] = count("frames", frames)
-        if size_bytes is not None:
-            changes["size_bytes"] = count("size_bytes", size_bytes)
-        if sha256 is not None:
-            changes["sha256"] = hex_sha256("sha256", sha256)
-        if closed is not None:
-            if not flag("closed", closed):
-                raise InvalidFieldError("a segment cannot be reopened (closed=False)")
-            changes["closed"] = 1
+        changes = _progress(chunks, frames, size_bytes, sha256, closed)
 
         def body(conn: Connection) -> Segment:
             current = to.require_segment(conn, recording_id, segment_index)
