@@ -272,7 +272,7 @@ async def _recordings_list(args: argparse.Namespace) -> int:
     if not config.catalog.path.exists():
         raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
     async with SqliteCatalog(config.catalog.path) as catalog:
-        rows = await catalog.list_recordings(limit=args.limit)
+        rows = await catalog.recordings.list_recordings(limit=args.limit)
     if args.json:
         print(json.dumps([row.as_dict() for row in rows], indent=2))
         return 0
@@ -354,7 +354,7 @@ async def _dnr(args: argparse.Namespace) -> int:
             except NumberError as exc:
                 raise CliError(str(exc)) from None
             try:
-                entry = await catalog.add_do_not_record(
+                entry = await catalog.do_not_record.add(
                     number,
                     reference=args.reference,
                     added_by=os_account(),
@@ -365,15 +365,15 @@ async def _dnr(args: argparse.Namespace) -> int:
             print(f"{entry.number} will not be recorded (reference: {entry.reference})")
         elif args.dnr_command == "remove":
             number = config.numbers.normalise(args.number)
-            if not await catalog.remove_do_not_record(number):
+            if not await catalog.do_not_record.remove(number):
                 # an entry listed before numbers were normalised by the library (as
                 # +4401234567890) goes by the text `dnr list` shows
                 number = args.number
-                if not await catalog.remove_do_not_record(number):
+                if not await catalog.do_not_record.remove(number):
                     raise CliError(f"{number} is not on the do-not-record list")
             print(f"{number} removed: calls from it are recorded again")
         else:
-            entries = await catalog.list_do_not_record()
+            entries = await catalog.do_not_record.entries()
             if args.json:
                 print(json.dumps([
                     {

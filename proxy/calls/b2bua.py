@@ -41,6 +41,7 @@ from ..media.relay import (
     StreamRewriter,
 )
 from ..ratelog import RateLimitedLog
+from ..recording_state import RecordingState
 from ..records.errors import RecordingActionError
 from ..sip import sdp
 from ..sip.core import Refusal, SipCore
@@ -68,7 +69,6 @@ from ..storage.catalog import (
     EventChannel,
     NoticeMode,
     RecordingAction,
-    RecordingState,
 )
 from .dtmf_codes import CodeMatcher
 from .offer_answer import RECORDABLE_CODECS, LegSdp
@@ -410,7 +410,7 @@ class Call:
         status = 183 if self.early_media else 200
         self._respond(self.a_txn, status, dialog=self.a_dialog, body=answer.serialize())
         self.a_answered = not self.early_media
-        call_row = await self.b2bua.catalog.create_call(
+        call_row = await self.b2bua.catalog.calls.create_call(
             sip_call_id=request.call_id,
             caller=self.caller,
             callee=self.callee,
@@ -422,7 +422,7 @@ class Call:
         )
         self.catalog_id = call_row.id
         if self.a_answered:
-            await self.b2bua.catalog.update_call(self.catalog_id, answered_at=_utc_now())
+            await self.b2bua.catalog.calls.update_call(self.catalog_id, answered_at=_utc_now())
         while self.a.audio is None:  # a late offer: the answer is in the ACK
             event = await self._next()
             if event is not None:
@@ -457,7 +457,7 @@ class Call:
         self.record = service.record if service is not None else True
         prompt = service.prompt if service is not None and service.prompt else None
         if not self.outbound and self.caller.startswith("+"):
-            listed = await self.b2bua.catalog.do_not_record(self.caller)
+            listed = await self.b2bua.catalog.do_not_record.get(self.caller)
             if listed is not None:  # a written request not to be recorded
                 self.do_not_record = True
                 self.record = False
@@ -628,7 +628,7 @@ class Call:
             assert self.a.local is not None  # the answer of the 183, again (RFC 3261 §13.2.1)
             self._respond(self.a_txn, 200, dialog=self.a_dialog, body=self.a.local.serialize())
             self.a_answered = True
-            await self.b2bua.catalog.update_call(self._catalog_id, answered_at=_utc_now())
+            await self.b2bua.catalog.calls.update_call(self._catalog_id, answered_at=_utc_now())
         public_leg, staff_leg = self._public_and_staff()
         public_audio, staff_audio = (
             (self.b.audio, self.a.audio) if self.outbound else (self.a.audio, self.b.audio)
@@ -656,7 +656,7 @@ class Call:
         self._relay()
         self._sync(self.b)
         self._sync(self.a)
-        await self.b2bua.catalog.update_call(
+        await self.b2bua.catalog.calls.update_call(
             self._catalog_id,
             bridged_at=_utc_now(),
             operator=self.operator,
@@ -694,7 +694,7 @@ class Call:
                 log.exception("call %s: closing the recording failed", self.id)
         if self.catalog_id is not None:
             try:
-                await self.b2bua.catalog.update_call(
+                await self.b2bua.catalog.calls.update_call(
                     self.catalog_id, ended_at=ended_at, outcome=self.outcome
                 )
             except Exception:
@@ -945,7 +945,7 @@ class Call:
     async def _hold_event(self, recording_id: str, action: RecordingAction, side: LegSdp) -> None:
         direction = side.direction.value
         try:
-            await self.b2bua.catalog.add_recording_event(
+            await self.b2bua.catalog.events.add_recording_event(
                 recording_id, action, actor=side.party,
                 reason=f"{side.party} {'held' if side.holds else 'resumed'} ({direction})",
             )  # fmt: skip
@@ -1033,7 +1033,7 @@ class Call:
                 else:
                     recording.pair.resume()
                 self.recording_state = "stopped" if action == "stop" else "recording"
-                await catalog.set_recording_state(
+                await catalog.recordings.set_recording_state(
                     recording.id,
                     RecordingState.STOPPED if action == "stop" else RecordingState.RECORDING,
                     actor=actor,
@@ -1381,7 +1381,7 @@ class Call:
             return
         notice = self.notice_prompt
         mode = NoticeMode.EARLY_MEDIA if self.early_media else NoticeMode.ANSWER
-        await self.b2bua.catalog.add_consent_receipt(
+        await self.b2bua.catalog.calls.add_consent_receipt(
             self.catalog_id,
             mode=mode if notice else NoticeMode.NONE,
             notice_sha256=notice.sha256 if notice else None,

@@ -40,15 +40,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from ..config import RecordingSettings
 from ..media.recorder import DirectionQuality, Recorder, RecordingChannelPair
+from ..recording_state import RecordingState
 from ..storage import writer as storage_writer
-from ..storage.catalog import (
-    Catalog,
-    CatalogError,
-    ChannelQuality,
-    EventChannel,
-    RecordingState,
-)
-from ..storage.catalog_journal import CatalogJournal
+from ..storage.catalog import Catalog, CatalogError, CatalogJournal, ChannelQuality, EventChannel
 from ..storage.reader import recover as recover_directory
 from ..storage.segment import KEY_FILE_NAME, RecordingCorrupt, scan_segment
 from ..storage.writer import RecordingWriter, shred_recording
@@ -238,7 +232,7 @@ class RecordingService:
             # journalled if the catalog cannot take it now: the call is recorded anyway
             await self._catalog_write(
                 f"recording {rid}: create",
-                lambda: self.catalog.create_recording(
+                lambda: self.catalog.recordings.create_recording(
                     call_id,
                     directory=rid,
                     encoding=self.settings.encoding,
@@ -295,7 +289,8 @@ class RecordingService:
             f"recording {rid}: segments", lambda: self._catalog_files(rid, directory)
         )
         await self._catalog_write(
-            f"recording {rid}: quality", lambda: self.catalog.set_recording_quality(rid, quality)
+            f"recording {rid}: quality",
+            lambda: self.catalog.recordings.set_recording_quality(rid, quality),
         )
         complete = state is storage_writer.RecordingState.COMPLETE
         failure = active.failure or (None if complete else reason or "write failed")
@@ -318,7 +313,7 @@ class RecordingService:
                 log.warning("recording %s degraded: %s", rid, why)
         await self._catalog_write(
             f"recording {rid}: {target.value}",
-            lambda: self.catalog.set_recording_state(rid, target, reason=why, at=ended),
+            lambda: self.catalog.recordings.set_recording_state(rid, target, reason=why, at=ended),
         )
         self._publish(RecordingEnded(rid, active.call_id, target, why, active.started_at, ended))
 
@@ -334,28 +329,30 @@ class RecordingService:
         self.recorder.close(active.id)
         self.active.pop(active.id, None)
         writer.discard(active.id, self.settings.dir)
-        await self.catalog.set_recording_state(
+        await self.catalog.recordings.set_recording_state(
             active.id, RecordingState.DISCARDED, actor=actor, channel=channel, reason=reason
         )
 
     async def recover(self) -> list[str]:
         """Start-up: recordings a crash left ``recording`` become ``interrupted``; what
         survived on disk (every complete chunk) goes into the catalog."""
-        interrupted = await self.catalog.recover_interrupted()
+        interrupted = await self.catalog.recordings.recover_interrupted()
         for rid in interrupted:
             directory = self.settings.dir / rid
             try:
                 await self._catalog_files(rid, directory)
                 # the catalog leaves ended_at to us: the audio kept says when it ends
-                recording = await self.catalog.get_recording(rid)
+                recording = await self.catalog.recordings.get_recording(rid)
                 if recording is not None and recording.ended_at is None:
                     kept = timedelta(milliseconds=recording.duration_ms or 0)
-                    await self.catalog.update_recording(rid, ended_at=recording.started_at + kept)
+                    await self.catalog.recordings.update_recording(
+                        rid, ended_at=recording.started_at + kept
+                    )
             except Exception:
                 log.exception("recovering recording %s", rid)
             log.warning("recording %s was interrupted by a crash; complete chunks kept", rid)
         await self._finish_discards()
-        calls = await self.catalog.recover_calls()
+        calls = await self.catalog.calls.recover_calls()
         if calls:
             log.warning("%d call(s) were in progress when the process ended", len(calls))
         return interrupted
@@ -365,7 +362,7 @@ class RecordingService:
         leave a discarded recording readable: finish the job at start-up."""
         offset = 0
         while True:
-            batch = await self.catalog.list_recordings(
+            batch = await self.catalog.recordings.list_recordings(
                 RecordingState.DISCARDED, limit=500, offset=offset
             )
             for row in batch:
@@ -387,16 +384,18 @@ class RecordingService:
             log.error("recording %s: cannot read its files: %s", rid, exc)
             return
         if facts.key_sha256 is not None:
-            current = await self.catalog.get_recording(rid)
+            current = await self.catalog.recordings.get_recording(rid)
             if current is not None and current.wrapped_key_sha256 is None:
-                await self.catalog.update_recording(rid, wrapped_key_sha256=facts.key_sha256)
-        existing = {s.segment_index for s in await self.catalog.segments(rid)}
+                await self.catalog.recordings.update_recording(
+                    rid, wrapped_key_sha256=facts.key_sha256
+                )
+        existing = {s.segment_index for s in await self.catalog.recordings.segments(rid)}
         for seg in facts.segments:
             if seg.index not in existing:
-                await self.catalog.add_segment(
+                await self.catalog.recordings.add_segment(
                     rid, seg.index, file_name=seg.name, first_frame=seg.first_frame
                 )
-            await self.catalog.update_segment(
+            await self.catalog.recordings.update_segment(
                 rid,
                 seg.index,
                 chunks=seg.chunks,
@@ -405,7 +404,7 @@ class RecordingService:
                 sha256=seg.sha256,
                 closed=True,
             )
-        await self.catalog.update_recording(rid, duration_ms=facts.frames * 1000 // 8000)
+        await self.catalog.recordings.update_recording(rid, duration_ms=facts.frames * 1000 // 8000)
 
 
 @dataclass(frozen=True)

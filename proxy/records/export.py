@@ -17,7 +17,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from ..storage.catalog import RecordingState, SqliteCatalog
+from ..recording_state import RecordingState
+from ..storage.catalog import Catalog
 from ..storage.export import ChannelChoice, EncodingError, encoder_for
 from ..storage.output_file import OutputRefused, claim_output
 from ..storage.reader import RecordingReader
@@ -46,7 +47,7 @@ class Exported:
 
 
 async def export_recording(
-    catalog: SqliteCatalog,
+    catalog: Catalog,
     request: ExportRequest,
     *,
     recordings_dir: Path,
@@ -57,7 +58,7 @@ async def export_recording(
     reason = request.reason.strip()
     if not reason:
         raise ExportError("--reason must say why the recording is needed")
-    recording = await catalog.get_recording(request.recording_id)
+    recording = await catalog.recordings.get_recording(request.recording_id)
     if recording is None:
         raise ExportError(f"no recording {request.recording_id}")
     if recording.state is RecordingState.DISCARDED:
@@ -74,7 +75,7 @@ async def export_recording(
             except RecordingCorrupt as exc:
                 raise ExportError(f"recording {recording.id} failed verification: {exc}") from None
             encode = encoder_for(result, request.format, request.channels)
-            await catalog.log_access(
+            await catalog.access.log_access(
                 actor=request.actor,
                 action=f"export-{request.format}",
                 reason=reason,

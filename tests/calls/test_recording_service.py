@@ -16,8 +16,9 @@ import pytest
 from proxy.calls.recording import ActiveRecording, RecordingService
 from proxy.config import RecordingSettings
 from proxy.media.recorder import Recorder
+from proxy.recording_state import RecordingState
 from proxy.storage import crypto
-from proxy.storage.catalog import CallDirection, RecordingAction, RecordingState, SqliteCatalog
+from proxy.storage.catalog import CallDirection, RecordingAction, SqliteCatalog
 from proxy.storage.writer import RecordingWriter
 
 
@@ -27,20 +28,20 @@ async def test_a_discarded_recording_left_on_disk_by_a_crash_is_shredded_at_star
     recordings = tmp_path / "recordings"
     _, public = crypto.generate_keypair()
     async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
-        call = await catalog.create_call(
+        call = await catalog.calls.create_call(
             sip_call_id="c", caller="+441234567890", callee="surgery",
             direction=CallDirection.INBOUND, started_at=datetime.now(UTC),
         )  # fmt: skip
-        kept = await catalog.create_recording(
+        kept = await catalog.recordings.create_recording(
             call.id, directory="kept", encoding="ulaw", sample_rate=8000, channels=2,
             started_at=datetime.now(UTC), recording_id="11111111-1111-4111-8111-111111111111",
         )  # fmt: skip
-        gone = await catalog.create_recording(
+        gone = await catalog.recordings.create_recording(
             call.id, directory="gone", encoding="ulaw", sample_rate=8000, channels=2,
             started_at=datetime.now(UTC), recording_id="22222222-2222-4222-8222-222222222222",
         )  # fmt: skip
-        await catalog.set_recording_state(kept.id, RecordingState.COMPLETE)
-        await catalog.set_recording_state(
+        await catalog.recordings.set_recording_state(kept.id, RecordingState.COMPLETE)
+        await catalog.recordings.set_recording_state(
             gone.id, RecordingState.DISCARDED, actor="alice", reason="caller distressed"
         )
         for rid in (kept.id, gone.id):  # as the crash left them
@@ -82,7 +83,7 @@ class Service:
         self.service.on_writer_state(key, state, reason)
 
     async def call(self) -> str:
-        call = await self.catalog.create_call(
+        call = await self.catalog.calls.create_call(
             sip_call_id=f"c{uuid.uuid4()}", caller="+441234567890", callee="surgery",
             direction=CallDirection.INBOUND, started_at=datetime.now(UTC),
         )  # fmt: skip
@@ -145,19 +146,19 @@ async def test_a_full_disk_fails_the_recording_at_once_and_keeps_what_was_sealed
                     break
 
             async def failed() -> bool:
-                row = await catalog.get_recording(active.id)
+                row = await catalog.recordings.get_recording(active.id)
                 return row is not None and row.state is RecordingState.FAILED
 
             await eventually(failed)  # the call is still up: finish() was never called
-            recording = await catalog.get_recording(active.id)
+            recording = await catalog.recordings.get_recording(active.id)
             assert recording is not None and recording.failure_reason is not None
             assert "ENOSPC" in recording.failure_reason
-            segments = await catalog.segments(active.id)
+            segments = await catalog.recordings.segments(active.id)
             assert segments and segments[0].frames >= 8000  # at least a sealed second
             assert recording.duration_ms == sum(s.frames for s in segments) // 8
             assert rig.service.failures["write_failed"] == 1
             await rig.service.finish(active)  # the call ends later: nothing changes
-            after = await catalog.get_recording(active.id)
+            after = await catalog.recordings.get_recording(active.id)
             assert after is not None and after.state is RecordingState.FAILED
         finally:
             rig.stop()
@@ -177,15 +178,15 @@ async def test_lost_audio_past_the_limit_ends_degraded_with_its_counts(tmp_path:
             await rig.service.finish(lossy)
         finally:
             rig.stop()
-        first = await catalog.get_recording(healthy.id)
+        first = await catalog.recordings.get_recording(healthy.id)
         assert first is not None and first.state is RecordingState.COMPLETE
-        second = await catalog.get_recording(lossy.id)
+        second = await catalog.recordings.get_recording(lossy.id)
         assert second is not None and second.state is RecordingState.DEGRADED
         assert second.degraded_reason == "caller: 5 of 100 frames lost or late (5.0%, limit 2.0%)"
-        quality = {q.channel: q for q in await catalog.recording_quality(lossy.id)}
+        quality = {q.channel: q for q in await catalog.recordings.recording_quality(lossy.id)}
         assert (quality["caller"].lost_frames, quality["caller"].longest_gap_ms) == (5, 100)
         assert quality["call_taker"].lost_frames == 0
-        events = await catalog.recording_events(lossy.id)
+        events = await catalog.events.recording_events(lossy.id)
         assert events[-1].action is RecordingAction.DEGRADED
         assert rig.service.degraded["loss"] == 1
 
@@ -213,10 +214,10 @@ async def test_a_locked_catalog_is_counted_and_the_journal_lands_the_writes_late
             assert await rig.service.journal.wait_empty(5.0)
         finally:
             rig.stop()
-        recording = await catalog.get_recording(active.id)
+        recording = await catalog.recordings.get_recording(active.id)
         assert recording is not None and recording.state is RecordingState.COMPLETE
         assert recording.duration_ms == 1500
-        assert len(await catalog.recording_quality(active.id)) == 2
+        assert len(await catalog.recordings.recording_quality(active.id)) == 2
 
 
 async def test_a_recording_the_recorder_fails_is_failed_in_the_catalog_at_once(
@@ -234,14 +235,14 @@ async def test_a_recording_the_recorder_fails_is_failed_in_the_catalog_at_once(
             rig.talk(active, 0.04)  # the tick sees a frame of the wrong size
 
             async def failed() -> bool:
-                row = await catalog.get_recording(active.id)
+                row = await catalog.recordings.get_recording(active.id)
                 return row is not None and row.state is RecordingState.FAILED
 
             await eventually(failed)
             active.pair.taker.jitter.pop = original  # type: ignore[method-assign]
         finally:
             rig.stop()
-        recording = await catalog.get_recording(active.id)
+        recording = await catalog.recordings.get_recording(active.id)
         assert recording is not None and recording.failure_reason is not None
         assert recording.failure_reason.startswith("recorder error")
         assert recording.duration_ms is not None and recording.duration_ms >= 1000

@@ -66,7 +66,7 @@ async def test_an_entry_listed_before_normalising_is_removed_as_listed(tmp_path:
     (tmp_path / "data").mkdir()
     async with SqliteCatalog(tmp_path / "data" / "catalog.sqlite3") as catalog:
         # what `dnr add "+44 (0)1234 567890"` stored before numbers were parsed
-        await catalog.add_do_not_record("+4401234567890", reference="old", added_by="dpo")
+        await catalog.do_not_record.add("+4401234567890", reference="old", added_by="dpo")
     removed = recproxy("dnr", "remove", "+4401234567890", cwd=tmp_path)
     assert removed.returncode == 0 and "+4401234567890 removed" in removed.stdout, removed.stderr
     assert json.loads(recproxy("dnr", "list", "--json", cwd=tmp_path).stdout) == []

@@ -30,7 +30,8 @@ import pytest
 
 from proxy.media import g711
 from proxy.media.g711 import wire_decode, wire_samples
-from proxy.storage.catalog import CallDirection, RecordingState, SqliteCatalog
+from proxy.recording_state import RecordingState
+from proxy.storage.catalog import CallDirection, SqliteCatalog
 from proxy.storage.crypto import generate_keypair, save_private_key, save_public_key
 from proxy.storage.writer import RecordingWriter
 from tests.storage.conftest import dialogue_call
@@ -53,14 +54,14 @@ class Store:
 async def _catalogue(path: Path, recording_id: str) -> None:
     now = datetime.now(UTC)
     async with SqliteCatalog(path) as catalog:
-        call = await catalog.create_call(
+        call = await catalog.calls.create_call(
             sip_call_id=f"{recording_id}@test",
             caller="+441234567890",
             callee="+441234000000",
             direction=CallDirection.INBOUND,
             started_at=now,
         )
-        await catalog.create_recording(
+        await catalog.recordings.create_recording(
             call.id,
             directory=recording_id,
             encoding="ulaw",
@@ -69,7 +70,7 @@ async def _catalogue(path: Path, recording_id: str) -> None:
             started_at=now,
             recording_id=recording_id,
         )
-        await catalog.set_recording_state(recording_id, RecordingState.COMPLETE)
+        await catalog.recordings.set_recording_state(recording_id, RecordingState.COMPLETE)
 
 
 @pytest.fixture(scope="module")

@@ -1109,8 +1109,8 @@ async def test_a_media_fault_in_one_call_ends_that_call_and_the_next_call_is_rec
     relay's own fixes, no SDP makes the send raise any more; the clock's isolation is
     what is tested: that call ends (BYE, outcome failed, a metric), and the next call is
     bridged and recorded complete."""
+    from proxy.recording_state import RecordingState
     from proxy.sip.events import RequestReceived
-    from proxy.storage.catalog import RecordingState
 
     server = proxy_server
     clock, b2bua, metrics = server.clock, server.b2bua, server.metrics
@@ -1158,6 +1158,6 @@ async def test_a_media_fault_in_one_call_ends_that_call_and_the_next_call_is_rec
         clock.play = play
         await caller.close()
     assert recording is not None
-    stored = await server.catalog.get_recording(recording.id)
+    stored = await server.catalog.recordings.get_recording(recording.id)
     assert stored is not None and stored.state is RecordingState.COMPLETE
     assert value(metrics, "recproxy_calls_total", outcome="completed") == 1

@@ -41,7 +41,7 @@ from proxy.control.webhook import (
     redacted,
     signature,
 )
-from proxy.storage.catalog import RecordingState
+from proxy.recording_state import RecordingState
 from proxy.tools.uas import AnsweringUas
 from tests.control.test_metrics import DIALOGUE, SipCaller, rtp, write_notice
 from tests.e2e.proxy_process import reserve_ports
@@ -421,8 +421,8 @@ async def test_a_recorded_call_through_the_proxy_posts_one_recording_closed(
         caller.hang_up(dialog)
         await until(lambda: len(receiver.posts) == 1, 10)
         assert server.catalog is not None
-        (summary,) = await server.catalog.list_recordings()
-        recording = await server.catalog.get_recording(summary.id)
+        (summary,) = await server.catalog.recordings.list_recordings()
+        recording = await server.catalog.recordings.get_recording(summary.id)
     finally:
         await caller.close()
         await server.stop()

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from proxy.recording_state import RecordingState
 from proxy.storage.catalog import (
     MIGRATIONS,
     SCHEMA_VERSION,
-    TRANSITIONS,
     Call,
     CallDirection,
     CallOutcome,
@@ -33,11 +33,11 @@ from proxy.storage.catalog import (
     NotFoundError,
     NoticeMode,
     RecordingAction,
-    RecordingState,
     SchemaTooNewError,
     SqliteCatalog,
     format_utc,
 )
+from proxy.storage.catalog.recordings import catalog_allows
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 5, 1, 9, 30, 0, 250_000, tzinfo=UTC)
@@ -74,7 +74,7 @@ def raw(path: Path) -> sqlite3.Connection:
 
 
 async def new_call(catalog: Catalog, started: datetime = T0, caller: str = "+441234567890") -> Call:
-    return await catalog.create_call(
+    return await catalog.calls.create_call(
         sip_call_id=f"{started.timestamp()}-{caller}@trunk",
         caller=caller,
         callee="reception",
@@ -87,7 +87,7 @@ async def new_call(catalog: Catalog, started: datetime = T0, caller: str = "+441
 async def new_recording(
     catalog: Catalog, call: Call, directory: str | None = None, started: datetime | None = None
 ) -> str:
-    recording = await catalog.create_recording(
+    recording = await catalog.recordings.create_recording(
         call.id,
         directory=f"2024/05/01/{call.id}" if directory is None else directory,
         encoding="pcmu",
@@ -99,7 +99,7 @@ async def new_recording(
 
 
 async def state_of(catalog: Catalog, rec_id: str) -> RecordingState:
-    recording = await catalog.get_recording(rec_id)
+    recording = await catalog.recordings.get_recording(rec_id)
     assert recording is not None
     return recording.state
 
@@ -132,7 +132,7 @@ async def test_reopening_applies_nothing_twice_and_keeps_data(db_path: Path) -> 
     with raw(db_path) as conn:
         before = conn.execute("SELECT * FROM schema_migrations").fetchall()
     async with SqliteCatalog(db_path) as catalog:
-        assert await catalog.get_call(call.id) == call
+        assert await catalog.calls.get_call(call.id) == call
     with raw(db_path) as conn:
         assert conn.execute("SELECT * FROM schema_migrations").fetchall() == before
 
@@ -188,7 +188,7 @@ async def test_the_file_is_in_wal_mode(db_path: Path) -> None:
 async def test_a_closed_catalog_refuses_use(db_path: Path) -> None:
     catalog = SqliteCatalog(db_path)
     with pytest.raises(CatalogClosedError):
-        await catalog.get_call("x")
+        await catalog.calls.get_call("x")
     await catalog.open()
     await catalog.close()
     with pytest.raises(CatalogClosedError):
@@ -203,13 +203,13 @@ async def test_call_round_trip(catalog: SqliteCatalog) -> None:
     assert call.direction is CallDirection.INBOUND
     assert call.started_at == T0
     assert call.outcome is None and call.ended_at is None
-    assert await catalog.get_call(call.id) == call
-    assert await catalog.get_call("00000000-0000-0000-0000-000000000000") is None
+    assert await catalog.calls.get_call(call.id) == call
+    assert await catalog.calls.get_call("00000000-0000-0000-0000-000000000000") is None
 
 
 async def test_update_call_sets_only_the_given_fields(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
-    updated = await catalog.update_call(
+    updated = await catalog.calls.update_call(
         call.id,
         answered_at=at(1),
         bridged_at=at(9),
@@ -218,10 +218,10 @@ async def test_update_call_sets_only_the_given_fields(catalog: SqliteCatalog) ->
     )
     assert updated.answered_at == at(1) and updated.bridged_at == at(9)
     assert updated.operator == "jsmith" and updated.service == "general"
-    ended = await catalog.update_call(call.id, ended_at=at(60), outcome=CallOutcome.COMPLETED)
+    ended = await catalog.calls.update_call(call.id, ended_at=at(60), outcome=CallOutcome.COMPLETED)
     assert ended.outcome is CallOutcome.COMPLETED
     assert ended.operator == "jsmith"
-    assert await catalog.get_call(call.id) == ended
+    assert await catalog.calls.get_call(call.id) == ended
 
 
 async def test_times_keep_milliseconds_and_come_back_in_utc(catalog: SqliteCatalog) -> None:
@@ -248,13 +248,13 @@ async def test_update_call_refuses_bad_values(
 ) -> None:
     call = await new_call(catalog)
     with pytest.raises(InvalidFieldError, match=message):
-        await catalog.update_call(call.id, **fields)
-    assert await catalog.get_call(call.id) == call
+        await catalog.calls.update_call(call.id, **fields)
+    assert await catalog.calls.get_call(call.id) == call
 
 
 async def test_update_of_a_missing_call_is_not_found(catalog: SqliteCatalog) -> None:
     with pytest.raises(NotFoundError):
-        await catalog.update_call("00000000-0000-0000-0000-000000000000", operator="x")
+        await catalog.calls.update_call("00000000-0000-0000-0000-000000000000", operator="x")
 
 
 async def test_create_call_refuses_naive_times_and_duplicate_ids(catalog: SqliteCatalog) -> None:
@@ -262,7 +262,7 @@ async def test_create_call_refuses_naive_times_and_duplicate_ids(catalog: Sqlite
         await new_call(catalog, started=datetime(2024, 5, 1, 9, 30))
     call = await new_call(catalog)
     with pytest.raises(DuplicateError):
-        await catalog.create_call(
+        await catalog.calls.create_call(
             call_id=call.id,
             sip_call_id="other",
             caller="a",
@@ -277,7 +277,7 @@ async def test_create_call_refuses_naive_times_and_duplicate_ids(catalog: Sqlite
 
 async def test_recording_round_trip_logs_its_start(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
-    recording = await catalog.create_recording(
+    recording = await catalog.recordings.create_recording(
         call.id,
         directory="2024/05/01/rec-1",
         encoding="pcmu",
@@ -289,8 +289,8 @@ async def test_recording_round_trip_logs_its_start(catalog: SqliteCatalog) -> No
     assert recording.state is RecordingState.RECORDING
     assert recording.call_id == call.id and recording.wrapped_key_sha256 == HASH_A
     assert recording.ended_at is None and recording.duration_ms is None
-    assert await catalog.get_recording(recording.id) == recording
-    [start] = await catalog.recording_events(recording.id)
+    assert await catalog.recordings.get_recording(recording.id) == recording
+    [start] = await catalog.events.recording_events(recording.id)
     assert (start.action, start.at, start.channel) == (
         RecordingAction.START,
         at(5),
@@ -317,16 +317,18 @@ async def test_two_recordings_cannot_share_a_directory(catalog: SqliteCatalog) -
 async def test_update_recording_sets_times_and_the_key_hash_once(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
-    updated = await catalog.update_recording(rec_id, wrapped_key_sha256=HASH_A, duration_ms=1234)
+    updated = await catalog.recordings.update_recording(
+        rec_id, wrapped_key_sha256=HASH_A, duration_ms=1234
+    )
     assert (updated.wrapped_key_sha256, updated.duration_ms) == (HASH_A, 1234)
-    await catalog.update_recording(rec_id, wrapped_key_sha256=HASH_A)  # same value: fine
+    await catalog.recordings.update_recording(rec_id, wrapped_key_sha256=HASH_A)  # same value: fine
     with pytest.raises(InvalidFieldError, match="never changes"):
-        await catalog.update_recording(rec_id, wrapped_key_sha256=HASH_B)
+        await catalog.recordings.update_recording(rec_id, wrapped_key_sha256=HASH_B)
     with pytest.raises(InvalidFieldError, match="before started_at"):
-        await catalog.update_recording(rec_id, ended_at=T0)
+        await catalog.recordings.update_recording(rec_id, ended_at=T0)
     with pytest.raises(InvalidFieldError, match="cannot set state"):
-        await catalog.update_recording(rec_id, state="complete")  # type: ignore[call-arg]
-    assert (await catalog.get_recording(rec_id)) == updated
+        await catalog.recordings.update_recording(rec_id, state="complete")  # type: ignore[call-arg]
+    assert (await catalog.recordings.get_recording(rec_id)) == updated
 
 
 # --------------------------------------------------------------------------- segments
@@ -335,7 +337,7 @@ async def test_update_recording_sets_times_and_the_key_hash_once(catalog: Sqlite
 async def test_segment_progress_and_sealing(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
-    first = await catalog.add_segment(rec_id, 0, file_name="000000.seg", first_frame=0)
+    first = await catalog.recordings.add_segment(rec_id, 0, file_name="000000.seg", first_frame=0)
     assert (first.chunks, first.frames, first.size_bytes, first.sha256, first.closed) == (
         0,
         0,
@@ -343,10 +345,10 @@ async def test_segment_progress_and_sealing(catalog: SqliteCatalog) -> None:
         None,
         False,
     )
-    await catalog.update_segment(rec_id, 0, chunks=3, frames=24000, size_bytes=48_200)
+    await catalog.recordings.update_segment(rec_id, 0, chunks=3, frames=24000, size_bytes=48_200)
     with pytest.raises(InvalidFieldError, match="needs its sha256"):
-        await catalog.update_segment(rec_id, 0, closed=True)
-    sealed = await catalog.update_segment(
+        await catalog.recordings.update_segment(rec_id, 0, closed=True)
+    sealed = await catalog.recordings.update_segment(
         rec_id, 0, chunks=10, frames=80000, sha256=HASH_A, closed=True
     )
     assert (sealed.chunks, sealed.frames, sealed.size_bytes, sealed.sha256, sealed.closed) == (
@@ -357,9 +359,42 @@ async def test_segment_progress_and_sealing(catalog: SqliteCatalog) -> None:
         True,
     )
     with pytest.raises(InvalidTransitionError, match="closed"):
-        await catalog.update_segment(rec_id, 0, frames=1)
-    second = await catalog.add_segment(rec_id, 1, file_name="000001.seg", first_frame=80000)
-    assert await catalog.segments(rec_id) == [sealed, second]
+        await catalog.recordings.update_segment(rec_id, 0, frames=1)
+    second = await catalog.recordings.add_segment(
+        rec_id, 1, file_name="000001.seg", first_frame=80000
+    )
+    assert await catalog.recordings.segments(rec_id) == [sealed, second]
+
+
+async def test_a_sealed_segment_is_catalogued_whole_in_one_write(catalog: SqliteCatalog) -> None:
+    call = await new_call(catalog)
+    rec_id = await new_recording(catalog, call)
+    with pytest.raises(InvalidFieldError, match="needs its sha256"):
+        await catalog.recordings.add_segment(
+            rec_id, 0, file_name="000000.seg", first_frame=0, frames=80000, closed=True
+        )
+    assert await catalog.recordings.segments(rec_id) == []
+    sealed = await catalog.recordings.add_segment(
+        rec_id,
+        0,
+        file_name="000000.seg",
+        first_frame=0,
+        chunks=10,
+        frames=80000,
+        size_bytes=80_500,
+        sha256=HASH_A,
+        closed=True,
+    )
+    assert (sealed.chunks, sealed.frames, sealed.size_bytes, sealed.sha256, sealed.closed) == (
+        10,
+        80000,
+        80_500,
+        HASH_A,
+        True,
+    )
+    with pytest.raises(InvalidTransitionError, match="closed"):
+        await catalog.recordings.update_segment(rec_id, 0, frames=1)
+    assert await catalog.recordings.segments(rec_id) == [sealed]
 
 
 async def test_segment_index_and_file_name_are_unique_per_recording(
@@ -367,17 +402,19 @@ async def test_segment_index_and_file_name_are_unique_per_recording(
 ) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
-    await catalog.add_segment(rec_id, 0, file_name="000000.seg", first_frame=0)
+    await catalog.recordings.add_segment(rec_id, 0, file_name="000000.seg", first_frame=0)
     with pytest.raises(DuplicateError):
-        await catalog.add_segment(rec_id, 0, file_name="other.seg", first_frame=0)
+        await catalog.recordings.add_segment(rec_id, 0, file_name="other.seg", first_frame=0)
     with pytest.raises(DuplicateError):
-        await catalog.add_segment(rec_id, 1, file_name="000000.seg", first_frame=80000)
+        await catalog.recordings.add_segment(rec_id, 1, file_name="000000.seg", first_frame=80000)
     with pytest.raises(InvalidFieldError):
-        await catalog.add_segment(rec_id, 1, file_name="../000001.seg", first_frame=80000)
+        await catalog.recordings.add_segment(
+            rec_id, 1, file_name="../000001.seg", first_frame=80000
+        )
     with pytest.raises(InvalidFieldError):
-        await catalog.update_segment(rec_id, 0, frames=-1)
+        await catalog.recordings.update_segment(rec_id, 0, frames=-1)
     with pytest.raises(NotFoundError):
-        await catalog.update_segment(rec_id, 7, frames=1)
+        await catalog.recordings.update_segment(rec_id, 7, frames=1)
 
 
 # ------------------------------------------------------------------ consent receipts
@@ -385,8 +422,8 @@ async def test_segment_index_and_file_name_are_unique_per_recording(
 
 async def test_consent_receipt_round_trip(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
-    assert await catalog.consent_receipt(call.id) is None
-    receipt = await catalog.add_consent_receipt(
+    assert await catalog.calls.consent_receipt(call.id) is None
+    receipt = await catalog.calls.add_consent_receipt(
         call.id,
         mode=NoticeMode.EARLY_MEDIA,
         notice_sha256=HASH_A,
@@ -401,9 +438,9 @@ async def test_consent_receipt_round_trip(catalog: SqliteCatalog) -> None:
     assert receipt.mode is NoticeMode.EARLY_MEDIA
     assert (receipt.played_ms, receipt.notice_ms, receipt.started_at) == (3200, 9400, at(0.5))
     assert receipt.caller_left_during_notice and not receipt.completed
-    assert await catalog.consent_receipt(call.id) == receipt
+    assert await catalog.calls.consent_receipt(call.id) == receipt
     with pytest.raises(DuplicateError):
-        await catalog.add_consent_receipt(
+        await catalog.calls.add_consent_receipt(
             call.id,
             mode=NoticeMode.NONE,
             notice_sha256=None,
@@ -444,8 +481,8 @@ async def test_consent_receipt_refuses_inconsistent_values(
         "do_not_record": False,
     } | changes
     with pytest.raises(InvalidFieldError, match=message):
-        await catalog.add_consent_receipt(call.id, **fields)
-    assert await catalog.consent_receipt(call.id) is None
+        await catalog.calls.add_consent_receipt(call.id, **fields)
+    assert await catalog.calls.consent_receipt(call.id) is None
 
 
 # ------------------------------------------------------------------------ foreign keys
@@ -456,13 +493,13 @@ MISSING = "00000000-0000-4000-8000-000000000000"
 
 async def test_foreign_keys_are_enforced(catalog: SqliteCatalog, db_path: Path) -> None:
     with pytest.raises(NotFoundError, match=f"call {MISSING}"):
-        await catalog.create_recording(
+        await catalog.recordings.create_recording(
             MISSING, directory="x", encoding="pcmu", sample_rate=8000, channels=2, started_at=T0
         )
     with pytest.raises(NotFoundError, match=f"recording {MISSING}"):
-        await catalog.add_segment(MISSING, 0, file_name="000000.seg", first_frame=0)
+        await catalog.recordings.add_segment(MISSING, 0, file_name="000000.seg", first_frame=0)
     with pytest.raises(NotFoundError, match=f"call {MISSING}"):
-        await catalog.add_consent_receipt(
+        await catalog.calls.add_consent_receipt(
             MISSING,
             mode=NoticeMode.NONE,
             notice_sha256=None,
@@ -481,7 +518,8 @@ async def test_foreign_keys_are_enforced(catalog: SqliteCatalog, db_path: Path) 
 
 # ------------------------------------------------------------------------ state machine
 
-# How to bring a fresh recording into each state.
+# How to bring a fresh recording into each state the catalog stores (it stores no
+# ``paused``: a pause is an event of a running recording).
 PATHS: dict[RecordingState, list[RecordingState]] = {
     RecordingState.RECORDING: [],
     RecordingState.STOPPED: [RecordingState.STOPPED],
@@ -492,6 +530,8 @@ PATHS: dict[RecordingState, list[RecordingState]] = {
     RecordingState.DISCARDED: [RecordingState.DISCARDED],
 }
 
+# proxy.recording_state's table, into the states the catalog stores: final states stay
+# final (only a live recording is discarded).
 ALLOWED = {
     (RecordingState.RECORDING, RecordingState.COMPLETE),
     (RecordingState.RECORDING, RecordingState.DEGRADED),
@@ -502,27 +542,27 @@ ALLOWED = {
     (RecordingState.STOPPED, RecordingState.RECORDING),
     (RecordingState.STOPPED, RecordingState.COMPLETE),
     (RecordingState.STOPPED, RecordingState.DEGRADED),
+    (RecordingState.STOPPED, RecordingState.INTERRUPTED),
     (RecordingState.STOPPED, RecordingState.FAILED),
     (RecordingState.STOPPED, RecordingState.DISCARDED),
-    (RecordingState.COMPLETE, RecordingState.DISCARDED),
-    (RecordingState.DEGRADED, RecordingState.DISCARDED),
-    (RecordingState.INTERRUPTED, RecordingState.DISCARDED),
-    (RecordingState.FAILED, RecordingState.DISCARDED),
 }
 
 
 async def move(catalog: Catalog, rec_id: str, state: RecordingState, when: datetime) -> None:
-    await catalog.set_recording_state(
+    await catalog.recordings.set_recording_state(
         rec_id, state, actor="jsmith", reason="test", channel=EventChannel.API, at=when
     )
 
 
 def test_the_transition_table_is_the_documented_one() -> None:
-    table = {(old, new) for old, targets in TRANSITIONS.items() for new in targets}
+    table = {
+        (old, new) for old in RecordingState for new in RecordingState if catalog_allows(old, new)
+    }
     assert table == ALLOWED
+    assert all(old.can_become(new) for old, new in ALLOWED)  # the one shared table
 
 
-@pytest.mark.parametrize("old", list(RecordingState))
+@pytest.mark.parametrize("old", list(PATHS))
 @pytest.mark.parametrize("new", list(RecordingState))
 async def test_every_transition_is_allowed_or_refused_as_documented(
     catalog: SqliteCatalog, old: RecordingState, new: RecordingState
@@ -531,25 +571,27 @@ async def test_every_transition_is_allowed_or_refused_as_documented(
     rec_id = await new_recording(catalog, call)
     for step in PATHS[old]:
         await move(catalog, rec_id, step, at(10))
-    before = await catalog.get_recording(rec_id)
-    events_before = await catalog.recording_events(rec_id)
+    before = await catalog.recordings.get_recording(rec_id)
+    events_before = await catalog.events.recording_events(rec_id)
     if (old, new) in ALLOWED:
-        after = await catalog.set_recording_state(
+        after = await catalog.recordings.set_recording_state(
             rec_id, new, actor="jsmith", reason="why", at=at(20)
         )
         assert after.state is new
-        assert len(await catalog.recording_events(rec_id)) == len(events_before) + 1
+        assert len(await catalog.events.recording_events(rec_id)) == len(events_before) + 1
     else:
         with pytest.raises(InvalidTransitionError, match=f"from {old.value} to {new.value}"):
-            await catalog.set_recording_state(rec_id, new, actor="jsmith", reason="why", at=at(20))
-        assert await catalog.get_recording(rec_id) == before
-        assert await catalog.recording_events(rec_id) == events_before
+            await catalog.recordings.set_recording_state(
+                rec_id, new, actor="jsmith", reason="why", at=at(20)
+            )
+        assert await catalog.recordings.get_recording(rec_id) == before
+        assert await catalog.events.recording_events(rec_id) == events_before
 
 
 async def test_stop_resume_complete_is_audited(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
-    stopped = await catalog.set_recording_state(
+    stopped = await catalog.recordings.set_recording_state(
         rec_id,
         RecordingState.STOPPED,
         actor="ext-201",
@@ -558,15 +600,19 @@ async def test_stop_resume_complete_is_audited(catalog: SqliteCatalog) -> None:
         at=at(30),
     )
     assert stopped.ended_at == at(30)
-    resumed = await catalog.set_recording_state(
+    resumed = await catalog.recordings.set_recording_state(
         rec_id, RecordingState.RECORDING, actor="ext-201", channel=EventChannel.DTMF, at=at(40)
     )
     assert resumed.ended_at is None
-    await catalog.add_recording_event(rec_id, RecordingAction.PAUSE, reason="hold", at=at(45))
-    await catalog.add_recording_event(rec_id, RecordingAction.RESUME, reason="hold", at=at(50))
-    done = await catalog.set_recording_state(rec_id, RecordingState.COMPLETE, at=at(90))
+    await catalog.events.add_recording_event(
+        rec_id, RecordingAction.PAUSE, reason="hold", at=at(45)
+    )
+    await catalog.events.add_recording_event(
+        rec_id, RecordingAction.RESUME, reason="hold", at=at(50)
+    )
+    done = await catalog.recordings.set_recording_state(rec_id, RecordingState.COMPLETE, at=at(90))
     assert done.ended_at == at(90)
-    events = await catalog.recording_events(rec_id)
+    events = await catalog.events.recording_events(rec_id)
     assert [(e.action, e.at, e.actor, e.channel, e.reason) for e in events] == [
         (RecordingAction.START, at(5), None, EventChannel.SYSTEM, None),
         (RecordingAction.STOP, at(30), "ext-201", EventChannel.DTMF, "caller distressed"),
@@ -580,10 +626,12 @@ async def test_stop_resume_complete_is_audited(catalog: SqliteCatalog) -> None:
 async def test_discard_needs_who_and_why_and_is_terminal(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
-    await catalog.add_segment(rec_id, 0, file_name="seg-000000.rec", first_frame=0)
+    await catalog.recordings.add_segment(rec_id, 0, file_name="seg-000000.rec", first_frame=0)
     with pytest.raises(InvalidFieldError, match="actor and a reason"):
-        await catalog.set_recording_state(rec_id, RecordingState.DISCARDED, actor="jsmith")
-    discarded = await catalog.set_recording_state(
+        await catalog.recordings.set_recording_state(
+            rec_id, RecordingState.DISCARDED, actor="jsmith"
+        )
+    discarded = await catalog.recordings.set_recording_state(
         rec_id,
         RecordingState.DISCARDED,
         actor="jsmith",
@@ -596,19 +644,21 @@ async def test_discard_needs_who_and_why_and_is_terminal(catalog: SqliteCatalog)
         "caller asked",
         at(20),
     )
-    assert await catalog.segments(rec_id) == []  # only the fact it existed remains
+    assert await catalog.recordings.segments(rec_id) == []  # only the fact it existed remains
     with pytest.raises(InvalidTransitionError, match="allowed from discarded: none"):
-        await catalog.set_recording_state(rec_id, RecordingState.RECORDING)
+        await catalog.recordings.set_recording_state(rec_id, RecordingState.RECORDING)
     with pytest.raises(InvalidTransitionError):
-        await catalog.add_segment(rec_id, 0, file_name="000000.seg", first_frame=0)
+        await catalog.recordings.add_segment(rec_id, 0, file_name="000000.seg", first_frame=0)
 
 
 async def test_failure_keeps_its_reason(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     with pytest.raises(InvalidFieldError, match="needs a reason"):
-        await catalog.set_recording_state(rec_id, RecordingState.FAILED)
-    failed = await catalog.set_recording_state(rec_id, RecordingState.FAILED, reason="disk full")
+        await catalog.recordings.set_recording_state(rec_id, RecordingState.FAILED)
+    failed = await catalog.recordings.set_recording_state(
+        rec_id, RecordingState.FAILED, reason="disk full"
+    )
     assert failed.failure_reason == "disk full"
     assert failed.ended_at == at(3600)  # the injected clock
 
@@ -619,22 +669,24 @@ async def test_a_degraded_recording_keeps_its_reason_and_per_channel_quality(
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     with pytest.raises(InvalidFieldError, match="needs a reason"):
-        await catalog.set_recording_state(rec_id, RecordingState.DEGRADED)
+        await catalog.recordings.set_recording_state(rec_id, RecordingState.DEGRADED)
     quality = [
         ChannelQuality("caller", 1500, 40, 2, 10, 360),
         ChannelQuality("call_taker", 1500, 0, 0, 3, 0),
     ]
-    await catalog.set_recording_quality(rec_id, quality)
+    await catalog.recordings.set_recording_quality(rec_id, quality)
     with pytest.raises(InvalidFieldError, match="channel must be one of"):
-        await catalog.set_recording_quality(rec_id, [ChannelQuality("left", 1, 0, 0, 0, 0)])
-    degraded = await catalog.set_recording_state(
+        await catalog.recordings.set_recording_quality(
+            rec_id, [ChannelQuality("left", 1, 0, 0, 0, 0)]
+        )
+    degraded = await catalog.recordings.set_recording_state(
         rec_id, RecordingState.DEGRADED, reason="caller: 2.8% of frames lost or late"
     )
     assert degraded.degraded_reason == "caller: 2.8% of frames lost or late"
     assert degraded.ended_at is not None
-    assert (await catalog.recording_events(rec_id))[-1].action is RecordingAction.DEGRADED
-    assert set(await catalog.recording_quality(rec_id)) == set(quality)
-    [summary] = await catalog.list_recordings()
+    assert (await catalog.events.recording_events(rec_id))[-1].action is RecordingAction.DEGRADED
+    assert set(await catalog.recordings.recording_quality(rec_id)) == set(quality)
+    [summary] = await catalog.recordings.list_recordings()
     listed = summary.as_dict()
     assert listed["state"] == "degraded"
     assert listed["reason"] == "caller: 2.8% of frames lost or late"
@@ -660,12 +712,12 @@ async def test_state_changing_actions_cannot_be_logged_alone(catalog: SqliteCata
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     with pytest.raises(InvalidFieldError, match="use set_recording_state"):
-        await catalog.add_recording_event(rec_id, RecordingAction.STOP)
-    await catalog.set_recording_state(rec_id, RecordingState.COMPLETE)
+        await catalog.events.add_recording_event(rec_id, RecordingAction.STOP)
+    await catalog.recordings.set_recording_state(rec_id, RecordingState.COMPLETE)
     with pytest.raises(InvalidTransitionError, match="only while recording"):
-        await catalog.add_recording_event(rec_id, RecordingAction.PAUSE)
+        await catalog.events.add_recording_event(rec_id, RecordingAction.PAUSE)
     with pytest.raises(NotFoundError):
-        await catalog.add_recording_event(MISSING, RecordingAction.PAUSE)
+        await catalog.events.add_recording_event(MISSING, RecordingAction.PAUSE)
 
 
 # -------------------------------------------------------------------- list_recordings
@@ -674,11 +726,11 @@ async def test_state_changing_actions_cannot_be_logged_alone(catalog: SqliteCata
 async def test_list_recordings_fields(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog, caller="+441111")
     rec_id = await new_recording(catalog, call)
-    await catalog.add_segment(rec_id, 0, file_name="0.seg", first_frame=0)
-    await catalog.update_segment(rec_id, 0, frames=80000)
-    await catalog.add_segment(rec_id, 1, file_name="1.seg", first_frame=80000)
-    await catalog.update_segment(rec_id, 1, frames=12345)
-    [summary] = await catalog.list_recordings()
+    await catalog.recordings.add_segment(rec_id, 0, file_name="0.seg", first_frame=0)
+    await catalog.recordings.update_segment(rec_id, 0, frames=80000)
+    await catalog.recordings.add_segment(rec_id, 1, file_name="1.seg", first_frame=80000)
+    await catalog.recordings.update_segment(rec_id, 1, frames=12345)
+    [summary] = await catalog.recordings.list_recordings()
     assert summary.as_dict() == {
         "id": rec_id,
         "call_id": call.id,
@@ -691,15 +743,15 @@ async def test_list_recordings_fields(catalog: SqliteCatalog) -> None:
         "reason": None,
         "quality": {},
     }
-    await catalog.update_recording(rec_id, duration_ms=11_000)  # a known duration wins
-    [summary] = await catalog.list_recordings()
+    await catalog.recordings.update_recording(rec_id, duration_ms=11_000)  # a known duration wins
+    [summary] = await catalog.recordings.list_recordings()
     assert summary.duration_ms == 11_000
 
 
 async def test_list_recordings_without_segments_has_zero_duration(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
     await new_recording(catalog, call)
-    [summary] = await catalog.list_recordings()
+    [summary] = await catalog.recordings.list_recordings()
     assert (summary.duration_ms, summary.segments) == (0, 0)
 
 
@@ -710,21 +762,23 @@ async def test_list_recordings_newest_first_paginated_and_filtered(
     for minute in range(7):
         call = await new_call(catalog, started=at(60 * minute), caller=f"+44{minute}")
         ids.append(await new_recording(catalog, call))
-    await catalog.set_recording_state(ids[2], RecordingState.COMPLETE)
-    await catalog.set_recording_state(ids[5], RecordingState.COMPLETE)
+    await catalog.recordings.set_recording_state(ids[2], RecordingState.COMPLETE)
+    await catalog.recordings.set_recording_state(ids[5], RecordingState.COMPLETE)
     newest_first = list(reversed(ids))
 
-    everything = await catalog.list_recordings()
+    everything = await catalog.recordings.list_recordings()
     assert [s.id for s in everything] == newest_first
-    pages = [await catalog.list_recordings(limit=3, offset=offset) for offset in (0, 3, 6, 9)]
+    pages = [
+        await catalog.recordings.list_recordings(limit=3, offset=offset) for offset in (0, 3, 6, 9)
+    ]
     assert [len(page) for page in pages] == [3, 3, 1, 0]
     assert [s.id for page in pages for s in page] == newest_first
-    complete = await catalog.list_recordings(RecordingState.COMPLETE)
+    complete = await catalog.recordings.list_recordings(RecordingState.COMPLETE)
     assert [s.id for s in complete] == [ids[5], ids[2]]
     assert all(s.state is RecordingState.COMPLETE for s in complete)
-    assert await catalog.list_recordings(RecordingState.DISCARDED) == []
+    assert await catalog.recordings.list_recordings(RecordingState.DISCARDED) == []
     with pytest.raises(InvalidFieldError):
-        await catalog.list_recordings(limit=-1)
+        await catalog.recordings.list_recordings(limit=-1)
 
 
 # ---------------------------------------------------------------------------- recovery
@@ -738,15 +792,15 @@ async def test_recover_interrupted_marks_only_running_recordings(db_path: Path) 
             call = await new_call(catalog, started=at(60 * minute), caller=f"+44{minute}")
             running.append(await new_recording(catalog, call))
         stopped = await new_recording(catalog, await new_call(catalog, caller="+4402"))
-        await catalog.set_recording_state(stopped, RecordingState.STOPPED)
+        await catalog.recordings.set_recording_state(stopped, RecordingState.STOPPED)
         complete = await new_recording(catalog, await new_call(catalog, caller="+4403"))
-        await catalog.set_recording_state(complete, RecordingState.COMPLETE)
+        await catalog.recordings.set_recording_state(complete, RecordingState.COMPLETE)
 
     async with SqliteCatalog(db_path, clock=clock) as catalog:  # "after the crash"
-        assert await catalog.recover_interrupted() == running
+        assert await catalog.recordings.recover_interrupted() == running
         for rec_id in running:
             assert await state_of(catalog, rec_id) is RecordingState.INTERRUPTED
-            last = (await catalog.recording_events(rec_id))[-1]
+            last = (await catalog.events.recording_events(rec_id))[-1]
             assert (last.action, last.actor, last.channel, last.reason, last.at) == (
                 RecordingAction.INTERRUPTED,
                 "system",
@@ -756,7 +810,7 @@ async def test_recover_interrupted_marks_only_running_recordings(db_path: Path) 
             )
         assert await state_of(catalog, stopped) is RecordingState.STOPPED
         assert await state_of(catalog, complete) is RecordingState.COMPLETE
-        assert await catalog.recover_interrupted() == []
+        assert await catalog.recordings.recover_interrupted() == []
 
 
 # ---------------------------------------------------------------------- crash safety
@@ -769,16 +823,16 @@ from proxy.storage.catalog import CallDirection, SqliteCatalog
 async def main() -> None:
     catalog = await SqliteCatalog(sys.argv[1]).open()
     now = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
-    call = await catalog.create_call(
+    call = await catalog.calls.create_call(
         sip_call_id="crash@trunk", caller="+44999", callee="reception",
         direction=CallDirection.INBOUND, started_at=now,
     )
-    rec = await catalog.create_recording(
+    rec = await catalog.recordings.create_recording(
         call.id, directory="crash", encoding="pcmu", sample_rate=8000, channels=2,
         started_at=now,
     )
-    await catalog.add_segment(rec.id, 0, file_name="000000.seg", first_frame=0)
-    await catalog.update_segment(rec.id, 0, chunks=4, frames=32000, size_bytes=64400)
+    await catalog.recordings.add_segment(rec.id, 0, file_name="000000.seg", first_frame=0)
+    await catalog.recordings.update_segment(rec.id, 0, chunks=4, frames=32000, size_bytes=64400)
     print(json.dumps({"call": call.id, "recording": rec.id}), flush=True)
     await asyncio.sleep(3600)  # never closes: the parent kills it
 
@@ -806,11 +860,11 @@ async def test_an_awaited_write_survives_sigkill(db_path: Path) -> None:
     assert process.returncode == -signal.SIGKILL
 
     async with SqliteCatalog(db_path) as catalog:
-        call = await catalog.get_call(ids["call"])
+        call = await catalog.calls.get_call(ids["call"])
         assert call is not None and call.caller == "+44999"
-        [segment] = await catalog.segments(ids["recording"])
+        [segment] = await catalog.recordings.segments(ids["recording"])
         assert (segment.chunks, segment.frames, segment.size_bytes) == (4, 32000, 64400)
-        assert await catalog.recover_interrupted() == [ids["recording"]]
+        assert await catalog.recordings.recover_interrupted() == [ids["recording"]]
     with raw(db_path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
@@ -824,17 +878,21 @@ async def test_two_tasks_writing_at_once_do_not_interleave(catalog: SqliteCatalo
     async def writer(name: str) -> str:
         rec_id = await new_recording(catalog, call, directory=name)
         for index in range(20):
-            await catalog.add_segment(rec_id, index, file_name=f"{index}.seg", first_frame=index)
-            await catalog.update_segment(rec_id, index, frames=8000, sha256=HASH_A, closed=True)
-        await catalog.set_recording_state(rec_id, RecordingState.COMPLETE)
+            await catalog.recordings.add_segment(
+                rec_id, index, file_name=f"{index}.seg", first_frame=index
+            )
+            await catalog.recordings.update_segment(
+                rec_id, index, frames=8000, sha256=HASH_A, closed=True
+            )
+        await catalog.recordings.set_recording_state(rec_id, RecordingState.COMPLETE)
         return rec_id
 
     ids = await asyncio.gather(writer("a"), writer("b"))
     for rec_id in ids:
-        segments = await catalog.segments(rec_id)
+        segments = await catalog.recordings.segments(rec_id)
         assert [s.segment_index for s in segments] == list(range(20))
         assert all(s.closed and s.frames == 8000 for s in segments)
-        actions = [e.action for e in await catalog.recording_events(rec_id)]
+        actions = [e.action for e in await catalog.events.recording_events(rec_id)]
         assert actions == [RecordingAction.START, RecordingAction.COMPLETE]
 
 
@@ -842,14 +900,17 @@ async def test_racing_state_changes_apply_exactly_one(catalog: SqliteCatalog) ->
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     results = await asyncio.gather(
-        *(catalog.set_recording_state(rec_id, RecordingState.COMPLETE) for _ in range(5)),
+        *(
+            catalog.recordings.set_recording_state(rec_id, RecordingState.COMPLETE)
+            for _ in range(5)
+        ),
         return_exceptions=True,
     )
     assert sum(not isinstance(r, BaseException) for r in results) == 1
     assert all(
         isinstance(r, InvalidTransitionError) for r in results if isinstance(r, BaseException)
     )
-    actions = [e.action for e in await catalog.recording_events(rec_id)]
+    actions = [e.action for e in await catalog.events.recording_events(rec_id)]
     assert actions.count(RecordingAction.COMPLETE) == 1
 
 
@@ -864,8 +925,8 @@ async def test_two_connections_on_one_file_both_land(db_path: Path) -> None:
 
         a, b = await asyncio.gather(writer(first, "+441"), writer(second, "+442"))
         for call_id in a + b:
-            assert await first.get_call(call_id) is not None
-            assert await second.get_call(call_id) is not None
+            assert await first.calls.get_call(call_id) is not None
+            assert await second.calls.get_call(call_id) is not None
     with raw(db_path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM calls").fetchone() == (80,)
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -882,7 +943,7 @@ async def test_a_cancelled_write_leaves_the_catalog_usable(db_path: Path) -> Non
     # Whatever happened to the cancelled write, the later one was committed alone and
     # no transaction was left open (close() would otherwise have lost ``after``).
     async with SqliteCatalog(db_path) as catalog:
-        assert await catalog.get_call(after.id) == after
+        assert await catalog.calls.get_call(after.id) == after
     with raw(db_path) as conn:
         callers = {row[0] for row in conn.execute("SELECT caller FROM calls")}
     assert "+44after" in callers and callers <= {"+44after", "+44cancel"}
@@ -893,14 +954,14 @@ async def test_a_cancelled_write_leaves_the_catalog_usable(db_path: Path) -> Non
 
 async def test_access_log_records_actor_reason_and_recording(tmp_path: Path) -> None:
     async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
-        call = await catalog.create_call(
+        call = await catalog.calls.create_call(
             sip_call_id="c1",
             caller="01234",
             callee="surgery",
             direction=CallDirection.INBOUND,
             started_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
         )
-        rec = await catalog.create_recording(
+        rec = await catalog.recordings.create_recording(
             call.id,
             directory="r1",
             encoding="ulaw",
@@ -908,17 +969,17 @@ async def test_access_log_records_actor_reason_and_recording(tmp_path: Path) -> 
             channels=2,
             started_at=datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC),
         )
-        entry = await catalog.log_access(
+        entry = await catalog.access.log_access(
             actor="alice", action="export", reason="complaint 42", recording_id=rec.id
         )
         assert (entry.actor, entry.action, entry.reason) == ("alice", "export", "complaint 42")
         with pytest.raises(InvalidFieldError):
-            await catalog.log_access(actor="alice", action="export", reason="")
+            await catalog.access.log_access(actor="alice", action="export", reason="")
         with pytest.raises(NotFoundError):
-            await catalog.log_access(
+            await catalog.access.log_access(
                 actor="bob", action="export", reason="x", recording_id="no-such"
             )
-        log = await catalog.access_log(rec.id)
+        log = await catalog.access.access_log(rec.id)
         assert [(e.actor, e.reason) for e in log] == [("alice", "complaint 42")]
         assert await catalog.schema_version() == SCHEMA_VERSION
 
@@ -929,74 +990,76 @@ async def test_access_log_records_actor_reason_and_recording(tmp_path: Path) -> 
 async def test_do_not_record_list_refuses_a_second_add_unless_replace(tmp_path: Path) -> None:
     path = tmp_path / "catalog.sqlite3"
     async with SqliteCatalog(path) as catalog:
-        assert await catalog.do_not_record("+441234567890") is None
-        await catalog.add_do_not_record(
+        assert await catalog.do_not_record.get("+441234567890") is None
+        await catalog.do_not_record.add(
             "+441234567890", reference="letter 2026-03-01", added_by="records"
         )
         with pytest.raises(DuplicateError, match=r"\+441234567890 is already on"):
-            await catalog.add_do_not_record("+441234567890", reference="dup", added_by="dpo")
-        entry = await catalog.do_not_record("+441234567890")
+            await catalog.do_not_record.add("+441234567890", reference="dup", added_by="dpo")
+        entry = await catalog.do_not_record.get("+441234567890")
         assert entry is not None and entry.reference == "letter 2026-03-01"  # kept
-        await catalog.add_do_not_record(
+        await catalog.do_not_record.add(
             "+441234567890", reference="email 7", added_by="dpo", replace=True
         )
-        await catalog.add_do_not_record("+447700900123", reference="letter 9", added_by="dpo")
-        entry = await catalog.do_not_record("+441234567890")
+        await catalog.do_not_record.add("+447700900123", reference="letter 9", added_by="dpo")
+        entry = await catalog.do_not_record.get("+441234567890")
         assert entry is not None and (entry.reference, entry.added_by) == ("email 7", "dpo")
-        assert [e.number for e in await catalog.list_do_not_record()] == [
+        assert [e.number for e in await catalog.do_not_record.entries()] == [
             "+441234567890",
             "+447700900123",
         ]
         with pytest.raises(InvalidFieldError):
-            await catalog.add_do_not_record("+44", reference="", added_by="dpo")
+            await catalog.do_not_record.add("+44", reference="", added_by="dpo")
     async with SqliteCatalog(path) as catalog:  # it persists
-        assert await catalog.remove_do_not_record("+441234567890") is True
-        assert await catalog.remove_do_not_record("+441234567890") is False
-        assert await catalog.do_not_record("+441234567890") is None
+        assert await catalog.do_not_record.remove("+441234567890") is True
+        assert await catalog.do_not_record.remove("+441234567890") is False
+        assert await catalog.do_not_record.get("+441234567890") is None
 
 
 async def test_recover_calls_closes_calls_a_crash_left_open(tmp_path: Path) -> None:
     async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
         start = datetime(2026, 5, 1, 9, 0, 0, tzinfo=UTC)
-        open_call = await catalog.create_call(
+        open_call = await catalog.calls.create_call(
             sip_call_id="a", caller="1", callee="2", direction=CallDirection.INBOUND,
             started_at=start,
         )  # fmt: skip
-        await catalog.update_call(open_call.id, bridged_at=start + timedelta(seconds=12))
-        rec = await catalog.create_recording(
+        await catalog.calls.update_call(open_call.id, bridged_at=start + timedelta(seconds=12))
+        rec = await catalog.recordings.create_recording(
             open_call.id, directory="r", encoding="ulaw", sample_rate=8000, channels=2,
             started_at=start + timedelta(seconds=12),
         )  # fmt: skip
-        await catalog.recover_interrupted()
-        await catalog.update_recording(rec.id, ended_at=start + timedelta(seconds=40))
-        done = await catalog.create_call(
+        await catalog.recordings.recover_interrupted()
+        await catalog.recordings.update_recording(rec.id, ended_at=start + timedelta(seconds=40))
+        done = await catalog.calls.create_call(
             sip_call_id="b", caller="1", callee="2", direction=CallDirection.INBOUND,
             started_at=start,
         )  # fmt: skip
-        await catalog.update_call(
+        await catalog.calls.update_call(
             done.id, ended_at=start + timedelta(seconds=5), outcome=CallOutcome.COMPLETED
         )
-        assert await catalog.recover_calls() == [open_call.id]
-        recovered = await catalog.get_call(open_call.id)
+        assert await catalog.calls.recover_calls() == [open_call.id]
+        recovered = await catalog.calls.get_call(open_call.id)
         assert recovered is not None
         assert recovered.outcome is CallOutcome.INTERRUPTED
         assert recovered.ended_at == start + timedelta(seconds=40)
-        untouched = await catalog.get_call(done.id)
+        untouched = await catalog.calls.get_call(done.id)
         assert untouched is not None and untouched.outcome is CallOutcome.COMPLETED
-        assert await catalog.recover_calls() == []
+        assert await catalog.calls.recover_calls() == []
 
 
 async def test_a_stopped_recording_keeps_the_stop_as_its_end(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
-    await catalog.set_recording_state(
+    await catalog.recordings.set_recording_state(
         rec_id, RecordingState.STOPPED, actor="alice", reason="distressed", at=at(30)
     )
-    done = await catalog.set_recording_state(rec_id, RecordingState.COMPLETE, at=at(90))
+    done = await catalog.recordings.set_recording_state(rec_id, RecordingState.COMPLETE, at=at(90))
     assert done.ended_at == at(30)
     # while a resumed one ends when it is completed
     other = await new_recording(catalog, call, directory="second")
-    await catalog.set_recording_state(other, RecordingState.STOPPED, at=at(30))
-    await catalog.set_recording_state(other, RecordingState.RECORDING, at=at(40))
-    resumed = await catalog.set_recording_state(other, RecordingState.COMPLETE, at=at(90))
+    await catalog.recordings.set_recording_state(other, RecordingState.STOPPED, at=at(30))
+    await catalog.recordings.set_recording_state(other, RecordingState.RECORDING, at=at(40))
+    resumed = await catalog.recordings.set_recording_state(
+        other, RecordingState.COMPLETE, at=at(90)
+    )
     assert resumed.ended_at == at(90)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from proxy.recording_state import RecordingState
 from proxy.storage.catalog import (
     EventChannel,
     NoticeMode,
     RecordingAction,
-    RecordingState,
     SqliteCatalog,
 )
 
@@ -36,12 +36,14 @@ async def test_hold_and_unhold_are_events_of_a_running_recording(opened: SqliteC
     catalog = opened
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
-    await catalog.add_recording_event(
+    await catalog.events.add_recording_event(
         rec_id, RecordingAction.HOLD, actor="call taker", reason="held (sendonly)", at=at(20)
     )
-    await catalog.add_recording_event(rec_id, RecordingAction.UNHOLD, actor="call taker", at=at(25))
-    await catalog.set_recording_state(rec_id, RecordingState.COMPLETE, at=at(30))
-    events = await catalog.recording_events(rec_id)
+    await catalog.events.add_recording_event(
+        rec_id, RecordingAction.UNHOLD, actor="call taker", at=at(25)
+    )
+    await catalog.recordings.set_recording_state(rec_id, RecordingState.COMPLETE, at=at(30))
+    events = await catalog.events.recording_events(rec_id)
     assert [(e.action, e.actor, e.channel) for e in events][1:3] == [
         (RecordingAction.HOLD, "call taker", EventChannel.SYSTEM),
         (RecordingAction.UNHOLD, "call taker", EventChannel.SYSTEM),
@@ -53,7 +55,7 @@ async def test_a_receipt_keeps_notice_restarts_and_time_held(
 ) -> None:
     catalog = opened
     call = await new_call(catalog)
-    receipt = await catalog.add_consent_receipt(
+    receipt = await catalog.calls.add_consent_receipt(
         call.id,
         mode=NoticeMode.ANSWER,
         notice_sha256=HASH_A,
@@ -68,7 +70,7 @@ async def test_a_receipt_keeps_notice_restarts_and_time_held(
         held_ms=4100,
     )
     assert (receipt.notice_restarts, receipt.held_ms) == (2, 4100)
-    assert await catalog.consent_receipt(call.id) == receipt
+    assert await catalog.calls.consent_receipt(call.id) == receipt
     with sqlite3.connect(db_file) as db:
         row = db.execute("SELECT version, name FROM schema_migrations WHERE version = 5").fetchone()
     assert row is not None and "notice restarts" in row[1]

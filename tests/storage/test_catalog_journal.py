@@ -12,11 +12,11 @@ import pytest
 
 from proxy.storage.catalog import (
     CallDirection,
+    CatalogJournal,
     CatalogUnavailableError,
     NotFoundError,
     SqliteCatalog,
 )
-from proxy.storage.catalog_journal import CatalogJournal
 
 
 async def test_writes_wait_in_order_while_the_catalog_is_locked_and_overflow_is_counted(
@@ -27,7 +27,7 @@ async def test_writes_wait_in_order_while_the_catalog_is_locked_and_overflow_is_
         journal = CatalogJournal(limit=3, retry_seconds=0.02)
 
         def create(n: int) -> Callable[[], Awaitable[object]]:
-            return lambda: catalog.create_call(
+            return lambda: catalog.calls.create_call(
                 sip_call_id=f"call-{n}", caller="+441234567890", callee="surgery",
                 direction=CallDirection.INBOUND, started_at=datetime.now(UTC),
                 call_id=f"0000000{n}-0000-4000-8000-000000000000",
@@ -48,8 +48,10 @@ async def test_writes_wait_in_order_while_the_catalog_is_locked_and_overflow_is_
             blocker.close()
         assert await journal.wait_empty(5.0)
         for n in range(3):
-            assert await catalog.get_call(f"0000000{n}-0000-4000-8000-000000000000") is not None
-        assert await catalog.get_call("00000003-0000-4000-8000-000000000000") is None
+            assert (
+                await catalog.calls.get_call(f"0000000{n}-0000-4000-8000-000000000000") is not None
+            )
+        assert await catalog.calls.get_call("00000003-0000-4000-8000-000000000000") is None
         assert await journal.write("call 7", create(7))  # empty again: written at once
         await journal.close()
 
@@ -67,11 +69,13 @@ async def test_a_write_that_can_never_succeed_is_logged_and_the_rest_still_land(
         try:
             assert not await journal.write(
                 "an update of a call that never was",
-                lambda: catalog.update_call("22222222-2222-4222-8222-222222222222", callee="x"),
+                lambda: catalog.calls.update_call(
+                    "22222222-2222-4222-8222-222222222222", callee="x"
+                ),
             )
             assert not await journal.write(
                 "a new call",
-                lambda: catalog.create_call(
+                lambda: catalog.calls.create_call(
                     sip_call_id="x", caller="+441234567890", callee="surgery",
                     direction=CallDirection.INBOUND, started_at=datetime.now(UTC),
                     call_id=call_id,
@@ -81,7 +85,7 @@ async def test_a_write_that_can_never_succeed_is_logged_and_the_rest_still_land(
             blocker.execute("ROLLBACK")
             blocker.close()
         assert await journal.wait_empty(5.0)
-        assert await catalog.get_call(call_id) is not None
+        assert await catalog.calls.get_call(call_id) is not None
         assert "an update of a call that never was failed for good" in caplog.text
         assert NotFoundError.__name__ in caplog.text
         await journal.close()

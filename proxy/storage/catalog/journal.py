@@ -20,7 +20,7 @@ import collections
 import logging
 from collections.abc import Awaitable, Callable
 
-from .catalog import CatalogUnavailableError
+from .errors import CatalogUnavailableError
 
 log = logging.getLogger(__name__)
 

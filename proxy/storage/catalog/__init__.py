@@ -1,0 +1,105 @@
+"""The recording catalog: the one source of truth for recording metadata.
+
+Calls, recordings, segments, consent receipts (P13), recording events (P14), the
+do-not-record list and the access log live here; segment files hold audio only.
+
+One module per job:
+
+``interface``          ``Catalog``: the repositories below, and the life cycle
+``calls``              calls and their consent receipts
+``recordings``         recordings, their segments and quality; the state moves
+``recording_events``   the events logged inside a running recording
+``do_not_record``      the do-not-record list
+``access``             the access log
+``model``, ``errors``  what the repositories take, return and raise
+``values``             checks and conversions of what callers give, before any SQL
+``rows``               SQLite rows to the model
+``migrations``         the versioned schema, applied when the catalog opens
+``db``                 the one connection, in its own thread, one transaction per call
+``sqlite``             ``SqliteCatalog``: the repositories on one SQLite file
+``journal``            writes the catalog could not take now, retried in order
+
+Each repository is a small ``Protocol`` with its SQLite implementation, so a
+PostgreSQL catalog implements the same protocols without touching callers.
+"""
+
+from .access import AccessLog
+from .calls import CallRepository
+from .do_not_record import DoNotRecordList
+from .errors import (
+    CatalogClosedError,
+    CatalogError,
+    CatalogUnavailableError,
+    DuplicateError,
+    InvalidFieldError,
+    InvalidTransitionError,
+    NotFoundError,
+    SchemaTooNewError,
+)
+from .interface import Catalog
+from .journal import CatalogJournal
+from .migrations import MIGRATIONS, SCHEMA_VERSION, Migration
+from .model import (
+    QUALITY_CHANNELS,
+    AccessEntry,
+    Call,
+    CallDirection,
+    CallOutcome,
+    CallUpdate,
+    ChannelQuality,
+    ConsentReceipt,
+    DoNotRecordEntry,
+    EventChannel,
+    NoticeMode,
+    Recording,
+    RecordingAction,
+    RecordingEvent,
+    RecordingSummary,
+    RecordingUpdate,
+    Segment,
+    format_utc,
+)
+from .recording_events import RecordingEventLog
+from .recordings import RECOVERY_REASON, RecordingRepository
+from .sqlite import SqliteCatalog
+
+__all__ = [
+    "MIGRATIONS",
+    "QUALITY_CHANNELS",
+    "RECOVERY_REASON",
+    "SCHEMA_VERSION",
+    "AccessEntry",
+    "AccessLog",
+    "Call",
+    "CallDirection",
+    "CallOutcome",
+    "CallRepository",
+    "CallUpdate",
+    "Catalog",
+    "CatalogClosedError",
+    "CatalogError",
+    "CatalogJournal",
+    "CatalogUnavailableError",
+    "ChannelQuality",
+    "ConsentReceipt",
+    "DoNotRecordEntry",
+    "DoNotRecordList",
+    "DuplicateError",
+    "EventChannel",
+    "InvalidFieldError",
+    "InvalidTransitionError",
+    "Migration",
+    "NotFoundError",
+    "NoticeMode",
+    "Recording",
+    "RecordingAction",
+    "RecordingEvent",
+    "RecordingEventLog",
+    "RecordingRepository",
+    "RecordingSummary",
+    "RecordingUpdate",
+    "SchemaTooNewError",
+    "Segment",
+    "SqliteCatalog",
+    "format_utc",
+]

@@ -1,0 +1,82 @@
+"""The access log: every read of a recording (export, playback), who, when and why
+(P5, P20).  An entry is written before any audio leaves the store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from . import rows as to
+from .db import Connection, Database
+from .model import AccessEntry
+from .values import at_or_now_ms, from_ms, opt_text, text
+
+
+class AccessLog(Protocol):
+    """Who read which recording, when and why."""
+
+    async def log_access(
+        self,
+        *,
+        actor: str,
+        action: str,
+        reason: str,
+        recording_id: str | None = None,
+        detail: str | None = None,
+        at: datetime | None = None,
+    ) -> AccessEntry: ...
+
+    async def access_log(self, recording_id: str | None = None) -> list[AccessEntry]: ...
+
+
+class SqliteAccessLog:
+    """:class:`AccessLog` in the catalog's SQLite database."""
+
+    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def log_access(
+        self,
+        *,
+        actor: str,
+        action: str,
+        reason: str,
+        recording_id: str | None = None,
+        detail: str | None = None,
+        at: datetime | None = None,
+    ) -> AccessEntry:
+        """Record a read of a recording.  An access needs a named actor and a reason."""
+        values = (
+            at_or_now_ms(self._clock, at),
+            text("actor", actor),
+            text("action", action),
+            recording_id,
+            text("reason", reason),
+            opt_text("detail", detail),
+        )
+
+        def body(conn: Connection) -> AccessEntry:
+            if recording_id is not None:
+                to.require_recording(conn, recording_id)
+            cursor = conn.execute(
+                "INSERT INTO access_log (at, actor, action, recording_id, reason, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                values,
+            )
+            entry_id = cursor.lastrowid
+            assert entry_id is not None
+            return AccessEntry(entry_id, from_ms(values[0]), *values[1:])
+
+        return await self._db.write(body)
+
+    async def access_log(self, recording_id: str | None = None) -> list[AccessEntry]:
+        """Access entries, oldest first; for one recording when ``recording_id`` is given."""
+        params: tuple[str, ...] = ()
+        if recording_id is None:
+            sql = "SELECT * FROM access_log ORDER BY at, id"
+        else:
+            sql = "SELECT * FROM access_log WHERE recording_id = ? ORDER BY at, id"
+            params = (recording_id,)
+        return await self._db.read(lambda conn: to.find_all(conn, to.access, sql, params))

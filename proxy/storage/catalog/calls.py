@@ -1,0 +1,248 @@
+"""Calls and their consent receipts: the call aggregate.
+
+A call row is made when a call is admitted and updated as it is answered, bridged and
+ended; its consent receipt (P13) says which notice the caller heard and how much of it.
+At start-up :meth:`CallRepository.recover_calls` closes the calls a crash left open.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol, Unpack
+
+from . import rows as to
+from .db import Connection, Database, insert, one, rows, update
+from .errors import InvalidFieldError, NotFoundError
+from .model import Call, CallDirection, CallOutcome, CallUpdate, ConsentReceipt, NoticeMode
+from .values import (
+    count,
+    flag,
+    member,
+    not_before,
+    only_fields,
+    opt_ms,
+    opt_text,
+    sha256,
+    text,
+    to_ms,
+    uuid_or_new,
+)
+
+
+class CallRepository(Protocol):
+    """What the proxy keeps about calls."""
+
+    async def create_call(
+        self,
+        *,
+        sip_call_id: str,
+        caller: str,
+        callee: str,
+        direction: CallDirection,
+        started_at: datetime,
+        service: str | None = None,
+        operator: str | None = None,
+        config_version: str | None = None,
+        call_id: str | None = None,
+    ) -> Call: ...
+
+    async def update_call(self, call_id: str, **fields: Unpack[CallUpdate]) -> Call: ...
+
+    async def get_call(self, call_id: str) -> Call | None: ...
+
+    async def add_consent_receipt(
+        self,
+        call_id: str,
+        *,
+        mode: NoticeMode,
+        notice_sha256: str | None,
+        notice_version: str | None,
+        started_at: datetime | None,
+        played_ms: int,
+        notice_ms: int,
+        completed: bool,
+        caller_left_during_notice: bool,
+        do_not_record: bool,
+        notice_restarts: int = 0,
+        held_ms: int = 0,
+    ) -> ConsentReceipt: ...
+
+    async def consent_receipt(self, call_id: str) -> ConsentReceipt | None: ...
+
+    async def recover_calls(self) -> list[str]: ...
+
+
+_CALL_UPDATE_FIELDS = frozenset(CallUpdate.__annotations__)
+_CALL_TIMES = ("started_at", "answered_at", "bridged_at", "ended_at")
+
+
+def _find_receipt(conn: Connection, call_id: str) -> ConsentReceipt | None:
+    return to.find(conn, to.receipt, "SELECT * FROM consent_receipts WHERE call_id = ?", (call_id,))
+
+
+class SqliteCalls:
+    """:class:`CallRepository` in the catalog's SQLite database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create_call(
+        self,
+        *,
+        sip_call_id: str,
+        caller: str,
+        callee: str,
+        direction: CallDirection,
+        started_at: datetime,
+        service: str | None = None,
+        operator: str | None = None,
+        config_version: str | None = None,
+        call_id: str | None = None,
+    ) -> Call:
+        values = (
+            uuid_or_new("call_id", call_id),
+            text("sip_call_id", sip_call_id),
+            text("caller", caller),
+            text("callee", callee),
+            member(CallDirection, "direction", direction).value,
+            opt_text("service", service),
+            opt_text("operator", operator),
+            to_ms("started_at", started_at),
+            opt_text("config_version", config_version),
+        )
+
+        def body(conn: Connection) -> Call:
+            insert(
+                conn,
+                "INSERT INTO calls (id, sip_call_id, caller, callee, direction, service,"
+                " operator, started_at, config_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+                duplicate=f"call {values[0]} already exists",
+            )
+            return to.require_call(conn, values[0])
+
+        return await self._db.write(body)
+
+    async def update_call(self, call_id: str, **fields: Unpack[CallUpdate]) -> Call:
+        only_fields("update_call", set(fields), _CALL_UPDATE_FIELDS)
+        changes: dict[str, object] = {}
+        time_changes: dict[str, int | None] = {}
+        for name, value in fields.items():
+            if name == "callee":
+                changes[name] = text(name, value)
+            elif name in ("service", "operator", "config_version"):
+                changes[name] = opt_text(name, value)
+            elif name == "outcome":
+                changes[name] = None if value is None else member(CallOutcome, name, value).value
+            else:  # answered_at, bridged_at, ended_at
+                changes[name] = time_changes[name] = opt_ms(name, value)
+
+        def body(conn: Connection) -> Call:
+            row = one(conn, "SELECT * FROM calls WHERE id = ?", (call_id,))
+            if row is None:
+                raise NotFoundError(f"call {call_id} does not exist")
+            times = {name: time_changes.get(name, row[name]) for name in _CALL_TIMES}
+            not_before("answered_at", times["answered_at"], "started_at", times["started_at"])
+            not_before("bridged_at", times["bridged_at"], "answered_at", times["answered_at"])
+            not_before("bridged_at", times["bridged_at"], "started_at", times["started_at"])
+            not_before("ended_at", times["ended_at"], "started_at", times["started_at"])
+            if changes:
+                update(conn, "calls", changes, "id = :id", id=call_id)
+            return to.require_call(conn, call_id)
+
+        return await self._db.write(body)
+
+    async def get_call(self, call_id: str) -> Call | None:
+        return await self._db.read(lambda conn: to.find_call(conn, call_id))
+
+    async def add_consent_receipt(
+        self,
+        call_id: str,
+        *,
+        mode: NoticeMode,
+        notice_sha256: str | None,
+        notice_version: str | None,
+        started_at: datetime | None,
+        played_ms: int,
+        notice_ms: int,
+        completed: bool,
+        caller_left_during_notice: bool,
+        do_not_record: bool,
+        notice_restarts: int = 0,
+        held_ms: int = 0,
+    ) -> ConsentReceipt:
+        """The P13 receipt of a call: which notice, when, how much of it played (of its
+        last start), how often a hold restarted it and for how long the caller held.
+
+        With ``mode`` ``none`` (no notice played, e.g. outbound) the notice fields may
+        be None; otherwise the notice hash, version and start time are required.
+        """
+        notice_mode = member(NoticeMode, "mode", mode)
+        if notice_mode is not NoticeMode.NONE:
+            for name, value in (
+                ("notice_sha256", notice_sha256),
+                ("notice_version", notice_version),
+                ("started_at", started_at),
+            ):
+                if value is None:
+                    raise InvalidFieldError(f"a receipt with mode {notice_mode.value} needs {name}")
+        completed = flag("completed", completed)
+        left = flag("caller_left_during_notice", caller_left_during_notice)
+        if completed and left:
+            raise InvalidFieldError("a notice cannot both complete and be left during")
+        values = (
+            call_id,
+            notice_mode.value,
+            None if notice_sha256 is None else sha256("notice_sha256", notice_sha256),
+            opt_text("notice_version", notice_version),
+            opt_ms("started_at", started_at),
+            count("played_ms", played_ms),
+            count("notice_ms", notice_ms),
+            int(completed),
+            int(left),
+            int(flag("do_not_record", do_not_record)),
+            count("notice_restarts", notice_restarts),
+            count("held_ms", held_ms),
+        )
+
+        def body(conn: Connection) -> ConsentReceipt:
+            insert(
+                conn,
+                "INSERT INTO consent_receipts (call_id, mode, notice_sha256, notice_version,"
+                " started_at, played_ms, notice_ms, completed, caller_left_during_notice,"
+                " do_not_record, notice_restarts, held_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+                missing=f"call {call_id} does not exist",
+                duplicate=f"call {call_id} already has a consent receipt",
+            )
+            receipt = _find_receipt(conn, call_id)
+            assert receipt is not None
+            return receipt
+
+        return await self._db.write(body)
+
+    async def consent_receipt(self, call_id: str) -> ConsentReceipt | None:
+        return await self._db.read(lambda conn: _find_receipt(conn, call_id))
+
+    async def recover_calls(self) -> list[str]:
+        """At start-up: calls a crash left open get outcome ``interrupted`` and an end
+        time — the last moment known for them: their recordings' end, else when they
+        were bridged, answered or started.  Run after recording recovery."""
+
+        def body(conn: Connection) -> list[str]:
+            found = rows(
+                conn,
+                "SELECT c.id, MAX(COALESCE(r.ended_at, 0), COALESCE(c.bridged_at, 0),"
+                " COALESCE(c.answered_at, 0), c.started_at) AS last"
+                " FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
+                " WHERE c.ended_at IS NULL GROUP BY c.id ORDER BY c.started_at",
+            )
+            for row in found:
+                conn.execute(
+                    "UPDATE calls SET ended_at = ?, outcome = ? WHERE id = ?",
+                    (int(row["last"]), CallOutcome.INTERRUPTED.value, row["id"]),
+                )
+            return [str(row["id"]) for row in found]
+
+        return await self._db.write(body)

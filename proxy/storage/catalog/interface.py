@@ -1,0 +1,50 @@
+"""``Catalog``: what the proxy needs from a metadata store, as one repository per
+aggregate.  Callers take a ``Catalog`` (or just the repository they use); only the
+composition roots (``app.py``, ``cli.py``) and tests name an implementation, so a
+PostgreSQL catalog is a new implementation of these protocols, not a change to callers.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Protocol, Self
+
+from .access import AccessLog
+from .calls import CallRepository
+from .do_not_record import DoNotRecordList
+from .recording_events import RecordingEventLog
+from .recordings import RecordingRepository
+
+
+class Catalog(Protocol):
+    """The catalog's repositories, and its life cycle."""
+
+    @property
+    def calls(self) -> CallRepository: ...
+
+    @property
+    def recordings(self) -> RecordingRepository: ...
+
+    @property
+    def events(self) -> RecordingEventLog: ...
+
+    @property
+    def do_not_record(self) -> DoNotRecordList: ...
+
+    @property
+    def access(self) -> AccessLog: ...
+
+    async def schema_version(self) -> int: ...
+
+    async def open(self) -> Self: ...
+
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

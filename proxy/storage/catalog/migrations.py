@@ -1,0 +1,248 @@
+"""The catalog's schema: numbered migrations, applied in order when the catalog opens.
+
+Each migration runs in its own ``BEGIN IMMEDIATE`` transaction together with its row
+in ``schema_migrations``, so it is applied whole or not at all, and exactly once even
+when several processes open the file at the same moment.  A database migrated by newer
+code (a version this code does not know) is refused with ``SchemaTooNewError`` and left
+untouched.
+
+The statements of a released migration never change: a database made by any earlier
+recproxy must upgrade to the very schema a new database gets (the tests compare the two
+against a database written by the code before the catalog became a package).  A new
+table or column is a new migration at the end of ``MIGRATIONS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .db import Connection, one, rows, transaction
+from .errors import InvalidFieldError, SchemaTooNewError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema step: its statements run in one transaction, then it is recorded."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+_MIGRATION_1 = Migration(
+    1,
+    "calls, recordings, segments, consent receipts, recording events",
+    (
+        """
+        CREATE TABLE calls (
+            id              TEXT PRIMARY KEY,
+            sip_call_id     TEXT NOT NULL,
+            caller          TEXT NOT NULL,
+            callee          TEXT NOT NULL,
+            direction       TEXT NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+            service         TEXT,
+            operator        TEXT,
+            started_at      INTEGER NOT NULL,
+            answered_at     INTEGER,
+            bridged_at      INTEGER,
+            ended_at        INTEGER,
+            outcome         TEXT,
+            config_version  TEXT
+        )
+        """,
+        "CREATE INDEX calls_by_caller ON calls (caller, started_at)",
+        "CREATE INDEX calls_by_sip_call_id ON calls (sip_call_id)",
+        "CREATE INDEX calls_by_started_at ON calls (started_at)",
+        """
+        CREATE TABLE recordings (
+            id                  TEXT PRIMARY KEY,
+            call_id             TEXT NOT NULL REFERENCES calls (id),
+            state               TEXT NOT NULL,
+            directory           TEXT NOT NULL UNIQUE,
+            encoding            TEXT NOT NULL,
+            sample_rate         INTEGER NOT NULL CHECK (sample_rate > 0),
+            channels            INTEGER NOT NULL CHECK (channels > 0),
+            started_at          INTEGER NOT NULL,
+            ended_at            INTEGER,
+            duration_ms         INTEGER CHECK (duration_ms >= 0),
+            failure_reason      TEXT,
+            wrapped_key_sha256  TEXT,
+            discarded_by        TEXT,
+            discarded_reason    TEXT,
+            discarded_at        INTEGER
+        )
+        """,
+        "CREATE INDEX recordings_by_state ON recordings (state, started_at)",
+        "CREATE INDEX recordings_by_call ON recordings (call_id)",
+        """
+        CREATE TABLE segments (
+            recording_id    TEXT NOT NULL REFERENCES recordings (id) ON DELETE CASCADE,
+            segment_index   INTEGER NOT NULL CHECK (segment_index >= 0),
+            file_name       TEXT NOT NULL,
+            chunks          INTEGER NOT NULL DEFAULT 0 CHECK (chunks >= 0),
+            first_frame     INTEGER NOT NULL CHECK (first_frame >= 0),
+            frames          INTEGER NOT NULL DEFAULT 0 CHECK (frames >= 0),
+            size_bytes      INTEGER NOT NULL DEFAULT 0 CHECK (size_bytes >= 0),
+            sha256          TEXT,
+            closed          INTEGER NOT NULL DEFAULT 0 CHECK (closed IN (0, 1)),
+            PRIMARY KEY (recording_id, segment_index),
+            UNIQUE (recording_id, file_name)
+        )
+        """,
+        """
+        CREATE TABLE consent_receipts (
+            call_id                     TEXT PRIMARY KEY REFERENCES calls (id),
+            mode                        TEXT NOT NULL,
+            notice_sha256               TEXT,
+            notice_version              TEXT,
+            started_at                  INTEGER,
+            played_ms                   INTEGER NOT NULL CHECK (played_ms >= 0),
+            notice_ms                   INTEGER NOT NULL CHECK (notice_ms >= 0),
+            completed                   INTEGER NOT NULL CHECK (completed IN (0, 1)),
+            caller_left_during_notice   INTEGER NOT NULL
+                                        CHECK (caller_left_during_notice IN (0, 1)),
+            do_not_record               INTEGER NOT NULL CHECK (do_not_record IN (0, 1))
+        )
+        """,
+        """
+        CREATE TABLE recording_events (
+            id              INTEGER PRIMARY KEY,
+            recording_id    TEXT NOT NULL REFERENCES recordings (id),
+            at              INTEGER NOT NULL,
+            action          TEXT NOT NULL,
+            actor           TEXT,
+            channel         TEXT NOT NULL,
+            reason          TEXT
+        )
+        """,
+        "CREATE INDEX recording_events_by_recording ON recording_events (recording_id, at, id)",
+    ),
+)
+
+_MIGRATION_2 = Migration(
+    2,
+    "access log: who read a recording, when and why",
+    (
+        """
+        CREATE TABLE access_log (
+            id              INTEGER PRIMARY KEY,
+            at              INTEGER NOT NULL,
+            actor           TEXT NOT NULL,
+            action          TEXT NOT NULL,
+            recording_id    TEXT REFERENCES recordings (id),
+            reason          TEXT NOT NULL,
+            detail          TEXT
+        )
+        """,
+        "CREATE INDEX access_log_by_recording ON access_log (recording_id, at, id)",
+        "CREATE INDEX access_log_by_actor ON access_log (actor, at)",
+    ),
+)
+
+_MIGRATION_3 = Migration(
+    3,
+    "do-not-record list (P14): numbers from written requests",
+    (
+        """
+        CREATE TABLE do_not_record (
+            number          TEXT PRIMARY KEY,
+            reference       TEXT NOT NULL,
+            added_by        TEXT NOT NULL,
+            added_at        INTEGER NOT NULL
+        )
+        """,
+    ),
+)
+
+_MIGRATION_4 = Migration(
+    4,
+    "recording quality: frames filled per channel, and why a recording is degraded",
+    (
+        """
+        CREATE TABLE recording_quality (
+            recording_id    TEXT NOT NULL REFERENCES recordings (id) ON DELETE CASCADE,
+            channel         TEXT NOT NULL CHECK (channel IN ('caller', 'call_taker')),
+            frames          INTEGER NOT NULL CHECK (frames >= 0),
+            lost_frames     INTEGER NOT NULL CHECK (lost_frames >= 0),
+            late_frames     INTEGER NOT NULL CHECK (late_frames >= 0),
+            missing_frames  INTEGER NOT NULL CHECK (missing_frames >= 0),
+            longest_gap_ms  INTEGER NOT NULL CHECK (longest_gap_ms >= 0),
+            PRIMARY KEY (recording_id, channel)
+        )
+        """,
+        "ALTER TABLE recordings ADD COLUMN degraded_reason TEXT",
+    ),
+)
+
+_MIGRATION_5 = Migration(
+    5,
+    "consent receipts: notice restarts and time held (a hold during the notice)",
+    (
+        "ALTER TABLE consent_receipts ADD COLUMN notice_restarts INTEGER NOT NULL DEFAULT 0"
+        " CHECK (notice_restarts >= 0)",
+        "ALTER TABLE consent_receipts ADD COLUMN held_ms INTEGER NOT NULL DEFAULT 0"
+        " CHECK (held_ms >= 0)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _MIGRATION_1,
+    _MIGRATION_2,
+    _MIGRATION_3,
+    _MIGRATION_4,
+    _MIGRATION_5,
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+_CREATE_SCHEMA_MIGRATIONS = """
+    CREATE TABLE IF NOT EXISTS schema_migrations (
+        version     INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL,
+        applied_at  INTEGER NOT NULL
+    )
+"""
+
+
+def check_numbering(migrations: Sequence[Migration]) -> tuple[Migration, ...]:
+    """The migrations as given, if they are numbered 1, 2, 3... with no gap."""
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise InvalidFieldError(f"migrations must be numbered 1, 2, 3...; got {versions}")
+    return tuple(migrations)
+
+
+def applied_version(conn: Connection) -> int:
+    """The highest migration applied to the database."""
+    row = one(conn, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+    return 0 if row is None else int(row[0])
+
+
+def migrate(conn: Connection, migrations: Sequence[Migration], now_ms: int, path: Path) -> None:
+    """Bring the schema of ``conn`` (in autocommit mode) up to the last of ``migrations``."""
+    known = {m.version for m in migrations}
+    latest = max(known, default=0)
+    with transaction(conn):
+        conn.execute(_CREATE_SCHEMA_MIGRATIONS)
+        applied = {int(r[0]) for r in rows(conn, "SELECT version FROM schema_migrations")}
+    unknown = applied - known
+    if unknown:
+        raise SchemaTooNewError(
+            f"{path} has schema version {max(applied)}, but this recproxy knows "
+            f"versions up to {latest} only; run a newer recproxy (the catalog was "
+            "left untouched)"
+        )
+    for migration in migrations:
+        if migration.version in applied:
+            continue
+        with transaction(conn):
+            # Another process may have applied it while we waited for the lock.
+            if one(conn, _IS_APPLIED, (migration.version,)) is None:
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(_RECORD, (migration.version, migration.name, now_ms))
+
+
+_IS_APPLIED = "SELECT 1 FROM schema_migrations WHERE version = ?"
+_RECORD = "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"

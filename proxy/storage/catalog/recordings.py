@@ -1,0 +1,572 @@
+"""Recordings, their segments and their quality: the recording aggregate.
+
+A recording is made in state ``recording`` when a call is bridged; its segment files
+are catalogued as the writer seals them; when it ends, what each channel lost is kept
+(``set_recording_quality``) and it moves to its final state.
+
+States and their moves are :mod:`proxy.recording_state`'s one table; each move appends
+the matching recording event in the same transaction (``ACTION_ON_ENTRY``).  The catalog
+stores no ``paused`` state: a pause inside a recording (a hold, for example) is an event
+of a running recording (:class:`RecordingEventLog`), which stays ``recording``.  At
+start-up :meth:`RecordingRepository.recover_interrupted` ends as ``interrupted`` every
+recording a crash left ``recording``.
+
+``degraded`` is a recording that ended with more audio lost or late than the configured
+limits allow (``degraded_reason`` says which); it is never ``complete``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Final, Protocol, Unpack
+
+from ...recording_state import ENDINGS, RecordingState
+from . import rows as to
+from .db import Connection, Database, insert, one, rows, update
+from .errors import InvalidFieldError, InvalidTransitionError
+from .model import (
+    QUALITY_CHANNELS,
+    ChannelQuality,
+    EventChannel,
+    Recording,
+    RecordingAction,
+    RecordingSummary,
+    RecordingUpdate,
+    Segment,
+)
+from .recording_events import insert_event
+from .values import (
+    at_or_now_ms,
+    count,
+    flag,
+    member,
+    not_before,
+    only_fields,
+    opt_ms,
+    opt_text,
+    relative_dir,
+    text,
+    to_ms,
+    uuid_or_new,
+)
+from .values import file_name as bare_file_name  # the names of keyword arguments below
+from .values import sha256 as hex_sha256
+
+_S = RecordingState
+_A = RecordingAction
+
+#: The event logged when a recording enters each state the catalog stores.
+ACTION_ON_ENTRY: Final[Mapping[RecordingState, RecordingAction]] = {
+    _S.RECORDING: _A.RESUME,
+    _S.STOPPED: _A.STOP,
+    _S.COMPLETE: _A.COMPLETE,
+    _S.DEGRADED: _A.DEGRADED,
+    _S.INTERRUPTED: _A.INTERRUPTED,
+    _S.FAILED: _A.FAILED,
+    _S.DISCARDED: _A.DISCARD,
+}
+
+# States whose entry marks the end of the audio written so far.
+_AUDIO_ENDS = (ENDINGS - {_S.DISCARDED}) | {_S.STOPPED}
+
+RECOVERY_REASON: Final = "process ended while recording"
+
+
+def catalog_allows(old: RecordingState, new: RecordingState) -> bool:
+    """Whether ``set_recording_state`` takes ``old -> new``: the shared table's moves
+    among the states the catalog stores."""
+    return old in ACTION_ON_ENTRY and new in ACTION_ON_ENTRY and old.can_become(new)
+
+
+class RecordingRepository(Protocol):
+    """What the proxy keeps about recordings and their segment files."""
+
+    async def create_recording(
+        self,
+        call_id: str,
+        *,
+        directory: str,
+        encoding: str,
+        sample_rate: int,
+        channels: int,
+        started_at: datetime,
+        wrapped_key_sha256: str | None = None,
+        recording_id: str | None = None,
+        actor: str | None = None,
+        channel: EventChannel = EventChannel.SYSTEM,
+    ) -> Recording: ...
+
+    async def update_recording(
+        self, recording_id: str, **fields: Unpack[RecordingUpdate]
+    ) -> Recording: ...
+
+    async def set_recording_state(
+        self,
+        recording_id: str,
+        state: RecordingState,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
+        channel: EventChannel | None = None,
+        at: datetime | None = None,
+    ) -> Recording: ...
+
+    async def get_recording(self, recording_id: str) -> Recording | None: ...
+
+    async def list_recordings(
+        self, state: RecordingState | None = None, *, limit: int = 100, offset: int = 0
+    ) -> list[RecordingSummary]: ...
+
+    async def set_recording_quality(
+        self, recording_id: str, channels: Sequence[ChannelQuality]
+    ) -> None: ...
+
+    async def recording_quality(self, recording_id: str) -> list[ChannelQuality]: ...
+
+    async def add_segment(
+        self,
+        recording_id: str,
+        segment_index: int,
+        *,
+        file_name: str,
+        first_frame: int,
+        chunks: int | None = None,
+        frames: int | None = None,
+        size_bytes: int | None = None,
+        sha256: str | None = None,
+        closed: bool | None = None,
+    ) -> Segment: ...
+
+    async def update_segment(
+        self,
+        recording_id: str,
+        segment_index: int,
+        *,
+        chunks: int | None = None,
+        frames: int | None = None,
+        size_bytes: int | None = None,
+        sha256: str | None = None,
+        closed: bool | None = None,
+    ) -> Segment: ...
+
+    async def segments(self, recording_id: str) -> list[Segment]: ...
+
+    async def recover_interrupted(self, *, at: datetime | None = None) -> list[str]: ...
+
+
+_RECORDING_UPDATE_FIELDS = frozenset(RecordingUpdate.__annotations__)
+
+_SUMMARY_SELECT = """
+    SELECT r.id, r.call_id, c.caller, c.callee, c.started_at AS call_started_at, r.state,
+           r.failure_reason, r.degraded_reason,
+           COALESCE(
+               r.duration_ms,
+               (SELECT SUM(s.frames) FROM segments AS s WHERE s.recording_id = r.id)
+                   * 1000 / r.sample_rate,
+               0
+           ) AS duration_ms,
+           (SELECT COUNT(*) FROM segments AS s WHERE s.recording_id = r.id) AS segments
+    FROM recordings AS r JOIN calls AS c ON c.id = r.call_id
+"""
+_SUMMARY_ORDER = "ORDER BY c.started_at DESC, r.started_at DESC, r.id DESC LIMIT ? OFFSET ?"
+
+
+def _progress(
+    chunks: int | None,
+    frames: int | None,
+    size_bytes: int | None,
+    sha256: str | None,
+    closed: bool | None,
+) -> dict[str, object]:
+    """The segment columns given (not None), checked."""
+    changes: dict[str, object] = {}
+    if chunks is not None:
+        changes["chunks"] = count("chunks", chunks)
+    if frames is not None:
+        changes["frames"] = count("frames", frames)
+    if size_bytes is not None:
+        changes["size_bytes"] = count("size_bytes", size_bytes)
+    if sha256 is not None:
+        changes["sha256"] = hex_sha256("sha256", sha256)
+    if closed is not None:
+        if not flag("closed", closed):
+            raise InvalidFieldError("a segment cannot be reopened (closed=False)")
+        changes["closed"] = 1
+    return changes
+
+
+class SqliteRecordings:
+    """:class:`RecordingRepository` in the catalog's SQLite database."""
+
+    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def create_recording(
+        self,
+        call_id: str,
+        *,
+        directory: str,
+        encoding: str,
+        sample_rate: int,
+        channels: int,
+        started_at: datetime,
+        wrapped_key_sha256: str | None = None,
+        recording_id: str | None = None,
+        actor: str | None = None,
+        channel: EventChannel = EventChannel.SYSTEM,
+    ) -> Recording:
+        """A new recording in state ``recording``, with its ``start`` event."""
+        rec_id = uuid_or_new("recording_id", recording_id)
+        started_ms = to_ms("started_at", started_at)
+        values = (
+            rec_id,
+            call_id,
+            _S.RECORDING.value,
+            relative_dir(directory),
+            text("encoding", encoding),
+            count("sample_rate", sample_rate, minimum=1),
+            count("channels", channels, minimum=1),
+            started_ms,
+            None
+            if wrapped_key_sha256 is None
+            else hex_sha256("wrapped_key_sha256", wrapped_key_sha256),
+        )
+        event_channel = member(EventChannel, "channel", channel)
+        actor = opt_text("actor", actor)
+
+        def body(conn: Connection) -> Recording:
+            insert(
+                conn,
+                "INSERT INTO recordings (id, call_id, state, directory, encoding,"
+                " sample_rate, channels, started_at, wrapped_key_sha256)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+                missing=f"call {call_id} does not exist",
+                duplicate=f"a recording with id {rec_id} or directory {values[3]!r} already exists",
+            )
+            insert_event(conn, rec_id, started_ms, _A.START, actor, event_channel, None)
+            return to.require_recording(conn, rec_id)
+
+        return await self._db.write(body)
+
+    async def update_recording(
+        self, recording_id: str, **fields: Unpack[RecordingUpdate]
+    ) -> Recording:
+        """Set ``ended_at``, ``duration_ms`` or (once) ``wrapped_key_sha256``."""
+        only_fields(
+            "update_recording",
+            set(fields),
+            _RECORDING_UPDATE_FIELDS,
+            "; the state changes only through set_recording_state",
+        )
+        changes: dict[str, object] = {}
+        ended_ms: int | None = None
+        if "ended_at" in fields:
+            changes["ended_at"] = ended_ms = opt_ms("ended_at", fields["ended_at"])
+        if "duration_ms" in fields:
+            duration = fields["duration_ms"]
+            changes["duration_ms"] = None if duration is None else count("duration_ms", duration)
+        if "wrapped_key_sha256" in fields:
+            changes["wrapped_key_sha256"] = hex_sha256(
+                "wrapped_key_sha256", fields["wrapped_key_sha256"]
+            )
+
+        def body(conn: Connection) -> Recording:
+            current = to.require_recording(conn, recording_id)
+            if current.state is _S.DISCARDED:
+                raise InvalidTransitionError(f"recording {recording_id} is discarded")
+            key_hash = changes.get("wrapped_key_sha256")
+            if key_hash is not None and current.wrapped_key_sha256 not in (None, key_hash):
+                raise InvalidFieldError(
+                    f"recording {recording_id} already has a different wrapped_key_sha256; "
+                    "the key of a recording never changes"
+                )
+            not_before("ended_at", ended_ms, "started_at", to_ms("started_at", current.started_at))
+            if changes:
+                update(conn, "recordings", changes, "id = :id", id=recording_id)
+            return to.require_recording(conn, recording_id)
+
+        return await self._db.write(body)
+
+    async def set_recording_state(
+        self,
+        recording_id: str,
+        state: RecordingState,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
+        channel: EventChannel | None = None,
+        at: datetime | None = None,
+    ) -> Recording:
+        """Move a recording to ``state`` and append the matching recording event.
+
+        ``discarded`` needs an ``actor`` and a ``reason`` (P14: who and why);
+        ``failed`` and ``degraded`` need a ``reason``, kept as ``failure_reason`` or
+        ``degraded_reason``.  The moves allowed are :mod:`proxy.recording_state`'s
+        (see ``catalog_allows``).  Stopping, or ending as complete, degraded,
+        interrupted or failed, sets ``ended_at`` to ``at`` (a stopped recording keeps
+        its stop as its end); resuming clears it.  ``channel`` defaults to ``system``.
+        """
+        target = member(RecordingState, "state", state)
+        reason = opt_text("reason", reason)
+        actor = opt_text("actor", actor)
+        event_channel = member(EventChannel, "channel", channel or EventChannel.SYSTEM)
+        at_ms = at_or_now_ms(self._clock, at)
+        if target is _S.DISCARDED and (actor is None or reason is None):
+            raise InvalidFieldError("discarding a recording needs an actor and a reason")
+        if target in (_S.FAILED, _S.DEGRADED) and reason is None:
+            raise InvalidFieldError(f"a {target.value} recording needs a reason")
+
+        def body(conn: Connection) -> Recording:
+            current = to.require_recording(conn, recording_id)
+            old = current.state
+            if not catalog_allows(old, target):
+                allowed = ", ".join(s.value for s in RecordingState if catalog_allows(old, s))
+                raise InvalidTransitionError(
+                    f"recording {recording_id} cannot go from {old.value} to "
+                    f"{target.value} (allowed from {old.value}: {allowed or 'none'})"
+                )
+            not_before("at", at_ms, "started_at", to_ms("started_at", current.started_at))
+            changes: dict[str, object] = {"state": target.value}
+            if target in _AUDIO_ENDS and not (old is _S.STOPPED and current.ended_at is not None):
+                # a stopped recording's audio ended at the stop, not when the call did
+                changes["ended_at"] = at_ms
+            elif target is _S.RECORDING:
+                changes["ended_at"] = None
+            if target is _S.FAILED:
+                changes["failure_reason"] = reason
+            if target is _S.DEGRADED:
+                changes["degraded_reason"] = reason
+            if target is _S.DISCARDED:
+                changes |= {
+                    "discarded_by": actor,
+                    "discarded_reason": reason,
+                    "discarded_at": at_ms,
+                }
+            # The state guard makes a concurrent writer's change visible as a failure.
+            update(
+                conn,
+                "recordings",
+                changes,
+                "id = :id AND state = :old",
+                id=recording_id,
+                old=old.value,
+            )
+            if target is _S.DISCARDED:
+                # only the fact that a recording existed and was discarded stays (P14)
+                conn.execute("DELETE FROM segments WHERE recording_id = ?", (recording_id,))
+            action = ACTION_ON_ENTRY[target]
+            insert_event(conn, recording_id, at_ms, action, actor, event_channel, reason)
+            return to.require_recording(conn, recording_id)
+
+        return await self._db.write(body)
+
+    async def get_recording(self, recording_id: str) -> Recording | None:
+        return await self._db.read(lambda conn: to.find_recording(conn, recording_id))
+
+    async def list_recordings(
+        self, state: RecordingState | None = None, *, limit: int = 100, offset: int = 0
+    ) -> list[RecordingSummary]:
+        """Recordings, newest call first, with the call's parties and start time."""
+        count("limit", limit)
+        count("offset", offset)
+        params: tuple[object, ...]
+        if state is None:
+            sql, params = f"{_SUMMARY_SELECT} {_SUMMARY_ORDER}", (limit, offset)
+        else:
+            wanted = member(RecordingState, "state", state).value
+            sql = f"{_SUMMARY_SELECT} WHERE r.state = ? {_SUMMARY_ORDER}"
+            params = (wanted, limit, offset)
+
+        def body(conn: Connection) -> list[RecordingSummary]:
+            found = rows(conn, sql, params)
+            ids = [row["id"] for row in found]
+            quality: dict[str, list[ChannelQuality]] = {}
+            if ids:
+                marks = ", ".join("?" * len(ids))
+                for q in rows(
+                    conn,
+                    f"SELECT * FROM recording_quality WHERE recording_id IN ({marks}) "
+                    "ORDER BY recording_id, channel",
+                    ids,
+                ):
+                    quality.setdefault(q["recording_id"], []).append(to.quality(q))
+            return [to.summary(row, tuple(quality.get(row["id"], ()))) for row in found]
+
+        return await self._db.read(body)
+
+    async def set_recording_quality(
+        self, recording_id: str, channels: Sequence[ChannelQuality]
+    ) -> None:
+        """Store (or replace) what each channel of a recording lost."""
+        values: list[tuple[object, ...]] = []
+        for q in channels:
+            if q.channel not in QUALITY_CHANNELS:
+                raise InvalidFieldError(
+                    f"channel must be one of {', '.join(QUALITY_CHANNELS)}, not {q.channel!r}"
+                )
+            values.append(
+                (
+                    recording_id,
+                    q.channel,
+                    count("frames", q.frames),
+                    count("lost_frames", q.lost_frames),
+                    count("late_frames", q.late_frames),
+                    count("missing_frames", q.missing_frames),
+                    count("longest_gap_ms", q.longest_gap_ms),
+                )
+            )
+
+        def body(conn: Connection) -> None:
+            to.require_recording(conn, recording_id)
+            conn.executemany(
+                "INSERT OR REPLACE INTO recording_quality (recording_id, channel, frames, "
+                "lost_frames, late_frames, missing_frames, longest_gap_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+
+        await self._db.write(body)
+
+    async def recording_quality(self, recording_id: str) -> list[ChannelQuality]:
+        return await self._db.read(
+            lambda conn: to.find_all(
+                conn,
+                to.quality,
+                "SELECT * FROM recording_quality WHERE recording_id = ? ORDER BY channel",
+                (recording_id,),
+            )
+        )
+
+    async def add_segment(
+        self,
+        recording_id: str,
+        segment_index: int,
+        *,
+        file_name: str,
+        first_frame: int,
+        chunks: int | None = None,
+        frames: int | None = None,
+        size_bytes: int | None = None,
+        sha256: str | None = None,
+        closed: bool | None = None,
+    ) -> Segment:
+        """A new segment of a recording.  Its progress may come with it: a segment the
+        writer has already sealed is catalogued whole (``closed=True``, with its
+        sha256) in this one write."""
+        values = {
+            "recording_id": recording_id,
+            "segment_index": count("segment_index", segment_index),
+            "file_name": bare_file_name(file_name),
+            "first_frame": count("first_frame", first_frame),
+        } | _progress(chunks, frames, size_bytes, sha256, closed)
+        if values.get("closed") and "sha256" not in values:
+            raise InvalidFieldError("closing a segment needs its sha256")
+        columns = ", ".join(values)
+        marks = ", ".join(f":{name}" for name in values)
+
+        def body(conn: Connection) -> Segment:
+            state = one(conn, "SELECT state FROM recordings WHERE id = ?", (recording_id,))
+            if state is not None and state["state"] == _S.DISCARDED.value:
+                raise InvalidTransitionError(
+                    f"recording {recording_id} is discarded; it takes no new segments"
+                )
+            insert(
+                conn,
+                f"INSERT INTO segments ({columns}) VALUES ({marks})",
+                values,
+                missing=f"recording {recording_id} does not exist",
+                duplicate=(
+                    f"recording {recording_id} already has segment {segment_index} "
+                    f"or a segment file named {file_name!r}"
+                ),
+            )
+            return to.require_segment(conn, recording_id, segment_index)
+
+        return await self._db.write(body)
+
+    async def update_segment(
+        self,
+        recording_id: str,
+        segment_index: int,
+        *,
+        chunks: int | None = None,
+        frames: int | None = None,
+        size_bytes: int | None = None,
+        sha256: str | None = None,
+        closed: bool | None = None,
+    ) -> Segment:
+        """Record progress on a segment; ``closed=True`` seals it (needs its sha256).
+
+        A closed segment is immutable.
+        """
+        changes = _progress(chunks, frames, size_bytes, sha256, closed)
+
+        def body(conn: Connection) -> Segment:
+            current = to.require_segment(conn, recording_id, segment_index)
+            if current.closed:
+                raise InvalidTransitionError(
+                    f"segment {segment_index} of recording {recording_id} is closed; "
+                    "a sealed segment does not change"
+                )
+            if changes.get("closed") and changes.get("sha256", current.sha256) is None:
+                raise InvalidFieldError("closing a segment needs its sha256")
+            if changes:
+                update(
+                    conn,
+                    "segments",
+                    changes,
+                    "recording_id = :recording_id AND segment_index = :segment_index",
+                    recording_id=recording_id,
+                    segment_index=segment_index,
+                )
+            return to.require_segment(conn, recording_id, segment_index)
+
+        return await self._db.write(body)
+
+    async def segments(self, recording_id: str) -> list[Segment]:
+        """A recording's segments in index order."""
+        return await self._db.read(
+            lambda conn: to.find_all(
+                conn,
+                to.segment,
+                "SELECT * FROM segments WHERE recording_id = ? ORDER BY segment_index",
+                (recording_id,),
+            )
+        )
+
+    async def recover_interrupted(self, *, at: datetime | None = None) -> list[str]:
+        """At start-up: every recording still ``recording`` becomes ``interrupted``.
+
+        Each gets an ``interrupted`` event (actor ``system``, reason "process ended
+        while recording").  ``ended_at`` stays as it was: only the chunks on disk say
+        when the audio really ends, so storage recovery sets it (``update_recording``).
+        Returns the ids, oldest recording first.
+        """
+        at_ms = at_or_now_ms(self._clock, at)
+
+        def body(conn: Connection) -> list[str]:
+            found = rows(
+                conn,
+                "SELECT id FROM recordings WHERE state = ? ORDER BY started_at, id",
+                (_S.RECORDING.value,),
+            )
+            ids = [str(row["id"]) for row in found]
+            for rec_id in ids:
+                conn.execute(
+                    "UPDATE recordings SET state = ? WHERE id = ?", (_S.INTERRUPTED.value, rec_id)
+                )
+                insert_event(
+                    conn,
+                    rec_id,
+                    at_ms,
+                    _A.INTERRUPTED,
+                    "system",
+                    EventChannel.SYSTEM,
+                    RECOVERY_REASON,
+                )
+            return ids
+
+        return await self._db.write(body)

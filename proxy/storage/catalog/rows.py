@@ -1,0 +1,202 @@
+"""From SQLite rows to the catalog's model, and the lookups every aggregate shares
+(a write that names a call, recording or segment first makes sure it exists)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from ...recording_state import RecordingState
+from .db import Connection, Params, Row, one, rows
+from .errors import NotFoundError
+from .model import (
+    AccessEntry,
+    Call,
+    CallDirection,
+    CallOutcome,
+    ChannelQuality,
+    ConsentReceipt,
+    DoNotRecordEntry,
+    EventChannel,
+    NoticeMode,
+    Recording,
+    RecordingAction,
+    RecordingEvent,
+    RecordingSummary,
+    Segment,
+)
+from .values import from_ms, opt_dt
+
+T = TypeVar("T")
+
+
+def call(row: Row) -> Call:
+    return Call(
+        id=row["id"],
+        sip_call_id=row["sip_call_id"],
+        caller=row["caller"],
+        callee=row["callee"],
+        direction=CallDirection(row["direction"]),
+        started_at=from_ms(row["started_at"]),
+        service=row["service"],
+        operator=row["operator"],
+        answered_at=opt_dt(row["answered_at"]),
+        bridged_at=opt_dt(row["bridged_at"]),
+        ended_at=opt_dt(row["ended_at"]),
+        outcome=None if row["outcome"] is None else CallOutcome(row["outcome"]),
+        config_version=row["config_version"],
+    )
+
+
+def receipt(row: Row) -> ConsentReceipt:
+    return ConsentReceipt(
+        call_id=row["call_id"],
+        mode=NoticeMode(row["mode"]),
+        notice_sha256=row["notice_sha256"],
+        notice_version=row["notice_version"],
+        started_at=opt_dt(row["started_at"]),
+        played_ms=row["played_ms"],
+        notice_ms=row["notice_ms"],
+        completed=bool(row["completed"]),
+        caller_left_during_notice=bool(row["caller_left_during_notice"]),
+        do_not_record=bool(row["do_not_record"]),
+        notice_restarts=row["notice_restarts"],
+        held_ms=row["held_ms"],
+    )
+
+
+def recording(row: Row) -> Recording:
+    return Recording(
+        id=row["id"],
+        call_id=row["call_id"],
+        state=RecordingState(row["state"]),
+        directory=row["directory"],
+        encoding=row["encoding"],
+        sample_rate=row["sample_rate"],
+        channels=row["channels"],
+        started_at=from_ms(row["started_at"]),
+        ended_at=opt_dt(row["ended_at"]),
+        duration_ms=row["duration_ms"],
+        failure_reason=row["failure_reason"],
+        wrapped_key_sha256=row["wrapped_key_sha256"],
+        discarded_by=row["discarded_by"],
+        discarded_reason=row["discarded_reason"],
+        discarded_at=opt_dt(row["discarded_at"]),
+        degraded_reason=row["degraded_reason"],
+    )
+
+
+def segment(row: Row) -> Segment:
+    return Segment(
+        recording_id=row["recording_id"],
+        segment_index=row["segment_index"],
+        file_name=row["file_name"],
+        first_frame=row["first_frame"],
+        chunks=row["chunks"],
+        frames=row["frames"],
+        size_bytes=row["size_bytes"],
+        sha256=row["sha256"],
+        closed=bool(row["closed"]),
+    )
+
+
+def quality(row: Row) -> ChannelQuality:
+    return ChannelQuality(
+        channel=row["channel"],
+        frames=row["frames"],
+        lost_frames=row["lost_frames"],
+        late_frames=row["late_frames"],
+        missing_frames=row["missing_frames"],
+        longest_gap_ms=row["longest_gap_ms"],
+    )
+
+
+def summary(row: Row, channels: tuple[ChannelQuality, ...]) -> RecordingSummary:
+    return RecordingSummary(
+        id=row["id"],
+        call_id=row["call_id"],
+        caller=row["caller"],
+        callee=row["callee"],
+        started_at=from_ms(row["call_started_at"]),
+        duration_ms=row["duration_ms"],
+        state=RecordingState(row["state"]),
+        segments=row["segments"],
+        reason=row["failure_reason"] or row["degraded_reason"],
+        quality=channels,
+    )
+
+
+def event(row: Row) -> RecordingEvent:
+    return RecordingEvent(
+        id=row["id"],
+        recording_id=row["recording_id"],
+        at=from_ms(row["at"]),
+        action=RecordingAction(row["action"]),
+        channel=EventChannel(row["channel"]),
+        actor=row["actor"],
+        reason=row["reason"],
+    )
+
+
+def do_not_record(row: Row) -> DoNotRecordEntry:
+    return DoNotRecordEntry(
+        row["number"], row["reference"], row["added_by"], from_ms(row["added_at"])
+    )
+
+
+def access(row: Row) -> AccessEntry:
+    return AccessEntry(
+        row["id"],
+        from_ms(row["at"]),
+        row["actor"],
+        row["action"],
+        row["recording_id"],
+        row["reason"],
+        row["detail"],
+    )
+
+
+def find(conn: Connection, convert: Callable[[Row], T], sql: str, params: Params) -> T | None:
+    """The one row ``sql`` selects, converted; None if there is none."""
+    row = one(conn, sql, params)
+    return None if row is None else convert(row)
+
+
+def find_all(
+    conn: Connection, convert: Callable[[Row], T], sql: str, params: Params = ()
+) -> list[T]:
+    return [convert(row) for row in rows(conn, sql, params)]
+
+
+def find_call(conn: Connection, call_id: str) -> Call | None:
+    return find(conn, call, "SELECT * FROM calls WHERE id = ?", (call_id,))
+
+
+def find_recording(conn: Connection, recording_id: str) -> Recording | None:
+    return find(conn, recording, "SELECT * FROM recordings WHERE id = ?", (recording_id,))
+
+
+def require_call(conn: Connection, call_id: str) -> Call:
+    found = find_call(conn, call_id)
+    if found is None:
+        raise NotFoundError(f"call {call_id} does not exist")
+    return found
+
+
+def require_recording(conn: Connection, recording_id: str) -> Recording:
+    found = find_recording(conn, recording_id)
+    if found is None:
+        raise NotFoundError(f"recording {recording_id} does not exist")
+    return found
+
+
+def require_segment(conn: Connection, recording_id: str, segment_index: int) -> Segment:
+    found = find(
+        conn,
+        segment,
+        "SELECT * FROM segments WHERE recording_id = ? AND segment_index = ?",
+        (recording_id, segment_index),
+    )
+    if found is None:
+        raise NotFoundError(f"recording {recording_id} has no segment {segment_index}")
+    return found
