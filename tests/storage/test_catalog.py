@@ -531,7 +531,7 @@ PATHS: dict[RecordingState, list[RecordingState]] = {
 }
 
 # proxy.recording_state's table, into the states the catalog stores: final states stay
-# final (only a live recording is discarded).
+# final, except that a failed recording's partial files may still be discarded.
 ALLOWED = {
     (RecordingState.RECORDING, RecordingState.COMPLETE),
     (RecordingState.RECORDING, RecordingState.DEGRADED),
@@ -545,6 +545,7 @@ ALLOWED = {
     (RecordingState.STOPPED, RecordingState.INTERRUPTED),
     (RecordingState.STOPPED, RecordingState.FAILED),
     (RecordingState.STOPPED, RecordingState.DISCARDED),
+    (RecordingState.FAILED, RecordingState.DISCARDED),
 }
 
 
