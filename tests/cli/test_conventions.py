@@ -89,6 +89,38 @@ def test_config_check_says_ok_with_a_summary_and_starts_nothing(tmp_path: Path) 
     assert not (tmp_path / "data").exists()  # no key pair, folder or catalog made
 
 
+DEPRECATED_ULAW = "recording.encoding: 'ulaw' is deprecated, write 'g711' (same meaning)"
+
+
+def test_config_check_reports_a_deprecated_value_and_still_says_ok(tmp_path: Path) -> None:
+    (tmp_path / "old.toml").write_text('[recording]\nencoding = "ulaw"\n')
+    result = recproxy("config", "check", "--config", "old.toml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "OK"
+    assert [line.split()[0] for line in lines if DEPRECATED_ULAW in line] == ["warning"]
+
+
+def test_serve_logs_one_line_for_a_deprecated_value(tmp_path: Path) -> None:
+    ports = reserve_ports()
+    try:
+        config = write_config(tmp_path, ports, load_config(None).notice.prompt, ProxySettings())
+        text = config.read_text()
+        assert "[recording]\n" in text and "encoding" not in text
+        config.write_text(text.replace("[recording]\n", '[recording]\nencoding = "ulaw"\n'))
+        proxy = ProxyProcess(config, ports, tmp_path / "proxy.log")
+        try:
+            proxy.wait_healthy()
+            assert proxy.stop(timeout=10) == 0
+        finally:
+            proxy.close()
+    finally:
+        ports.release()
+    warned = [line for line in (tmp_path / "proxy.log").read_text().splitlines() if "ulaw" in line]
+    assert len(warned) == 1 and DEPRECATED_ULAW in warned[0], warned
+    assert "WARNING" in warned[0]
+
+
 def test_the_files_the_config_names_are_checked_before_serving(tmp_path: Path) -> None:
     (tmp_path / "noise.wav").write_bytes(b"not audio")
     (tmp_path / "data" / "keys").mkdir(parents=True)
