@@ -160,12 +160,14 @@ def test_export_g711_gives_back_the_bytes_each_party_sent(e2e: E2e, codec: str) 
     taker = e2e.call_taker(
         audio_pcap=e2e.rtp_pcap("taker.pcap", taker_audio, codec=codec), ring_ms=300, codec=codec
     )
-    # the caller talks from 3 s after its ACK (after the 2 s notice and the ringing) to
-    # its BYE; the call taker from its ACK, 5 s of the 5.6 s it is bridged
+    # The call taker talks from its ACK, 5 s of the 7 s it is bridged.  The caller lets
+    # the call taker speak first: it sends nothing until 4 s after its ACK (1.5 s after
+    # the 2 s notice and the ringing), so the first chunk of its channel is all filled
+    # silence, which must be in the call's law too; then 5 s of speech, then BYE.
     caller = e2e.caller(
         audio_pcap=e2e.rtp_pcap("caller.pcap", caller_audio, codec=codec),
-        pre_audio_ms=3000,
-        hold_ms=5600,
+        pre_audio_ms=4000,
+        hold_ms=5500,
         codec=codec,
     )
     caller.expect_success(timeout=30)
