@@ -209,12 +209,15 @@ def _serve(args: argparse.Namespace) -> int:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         uvloop = None  # type: ignore[assignment]
-    logging.getLogger("recproxy").info(
+    log = logging.getLogger("recproxy")
+    log.info(
         "config %s (version %s), event loop %s",
         config.source or "defaults",
         config.version,
         "uvloop" if uvloop is not None else "asyncio",
     )
+    for warning in config.warnings:
+        log.warning("config %s", warning)
     try:
         if uvloop is not None:
             uvloop.run(serve(config))

@@ -216,7 +216,9 @@ class RecordingSettings:
     segment_seconds: int = 10
     public_key: Path = Path("data/keys/recording.pub")
     private_key: Path = Path("data/keys/recording.key")
-    encoding: str = "ulaw"  # "ulaw" | "pcm16"
+    # "g711": the G.711 bytes as received on the wire, µ-law or A-law, tagged per chunk
+    # (lossless); "pcm16": linear 16-bit samples
+    encoding: str = "g711"
     fsync: str = "chunk"  # "chunk" | "segment" | "none"
     pause_mode: str = "silence"  # "silence" | "skip"
     # a recording ends "degraded" past either limit (lost or late audio, per channel)
@@ -304,6 +306,9 @@ class Config:
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
     version: str = "defaults"  # SHA-256 of the file (P22: each call records it)
+    # one line each about a deprecated setting still accepted: serve logs them at start,
+    # config check reports them
+    warnings: tuple[str, ...] = ()
 
     @property
     def data_dir(self) -> Path:
@@ -617,7 +622,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "segment_seconds": _int(1, 3600),
             "public_key": path,
             "private_key": path,
-            "encoding": _choice("ulaw", "pcm16"),
+            "encoding": _choice("g711", "pcm16"),
             "fsync": _choice("chunk", "segment", "none"),
             "pause_mode": _choice("silence", "skip"),
             "degraded_ratio": _number(0, 1),
@@ -719,6 +724,13 @@ _SECTIONS: Mapping[str, type] = {
     "logging": LoggingSettings,
 }
 
+# Values renamed but still accepted: (section, key) → old value → new value.  "ulaw" was
+# the name of the default encoding when the recorder stored µ-law; it now keeps G.711 as
+# received on the wire (µ-law or A-law), so the name would say the wrong thing.
+_RENAMED_VALUES: Mapping[tuple[str, str], Mapping[str, str]] = {
+    ("recording", "encoding"): {"ulaw": "g711"},
+}
+
 _DEFAULT_PATHS = {
     ("recording", "dir"),
     ("recording", "public_key"),
@@ -733,6 +745,7 @@ def build_config(
     """Validate a parsed TOML document.  ``base`` is where relative paths start.  Raises
     one ``ConfigError`` listing every problem found."""
     problems: list[str] = []  # every one is reported, not just the first
+    warnings: list[str] = []
     schema = _schema(base)
     known = [*schema, "services", "operators"]
     for name, value in data.items():
@@ -747,6 +760,7 @@ def build_config(
         raw = data.get(name, {})
         raw = dict(raw) if isinstance(raw, dict) else {}  # not a table: reported above
         nested = raw.pop("rules", None) if name == "routing" else None
+        warnings.extend(_rename_values(name, raw))
         values = _table(name, raw, schema[name], problems)
         for section_key in schema[name]:
             if (name, section_key) in _DEFAULT_PATHS and section_key not in values:
@@ -761,8 +775,27 @@ def build_config(
     if problems:
         raise ConfigError(*problems)
     return Config(
-        **sections, services=services, operators=operators, source=source, version=version
+        **sections,
+        services=services,
+        operators=operators,
+        source=source,
+        version=version,
+        warnings=tuple(warnings),
     )
+
+
+def _rename_values(section: str, raw: dict[str, Any]) -> list[str]:
+    """Replace, in ``raw`` (one section's table), each deprecated value by its new name;
+    a warning line for each one replaced."""
+    warnings: list[str] = []
+    for (where, key), renamed in _RENAMED_VALUES.items():
+        old = raw.get(key) if where == section else None
+        if isinstance(old, str) and old in renamed:
+            raw[key] = renamed[old]
+            warnings.append(
+                f"{section}.{key}: {old!r} is deprecated, write {renamed[old]!r} (same meaning)"
+            )
+    return warnings
 
 
 def _rules(

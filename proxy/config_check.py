@@ -58,6 +58,7 @@ def check_config(config: Config) -> list[str]:
             f"{len(config.operators)} operators",
         ),
         ("logging", f"{config.logging.level} {config.logging.format}"),
+        *(("warning", line) for line in config.warnings),
     ]
     return format_table(("checked", "value"), rows)
 

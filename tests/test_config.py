@@ -316,6 +316,27 @@ def test_one_problem_is_one_plain_line(tmp_path: Path) -> None:
     )
 
 
+def test_recording_encoding_is_g711_by_default_and_pcm16_on_request(tmp_path: Path) -> None:
+    assert load_config(None, cwd=tmp_path).recording.encoding == "g711"
+    for value in ("g711", "pcm16"):
+        config = load_config(write(tmp_path, f'[recording]\nencoding = "{value}"\n'))
+        assert (config.recording.encoding, config.warnings) == (value, ())
+
+
+def test_the_old_encoding_name_ulaw_means_g711_with_one_deprecation_warning(
+    tmp_path: Path,
+) -> None:
+    config = load_config(write(tmp_path, '[recording]\nencoding = "ulaw"\n'))
+    assert config.recording.encoding == "g711"  # so the catalog shows the right name
+    assert config.warnings == (
+        "recording.encoding: 'ulaw' is deprecated, write 'g711' (same meaning)",
+    )
+    with pytest.raises(ConfigError) as caught:  # the alias is a value, not a prefix
+        load_config(write(tmp_path, '[recording]\nencoding = "ULAW"\n'))
+    assert [error.split(":")[0] for error in caught.value.errors] == ["recording.encoding"]
+    assert "'g711', 'pcm16'" in str(caught.value)
+
+
 def test_logging_level_is_any_case_and_the_format_is_text_or_json(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, '[logging]\nlevel = "debug"\nformat = "json"\n'))
     assert (config.logging.level, config.logging.format) == ("DEBUG", "json")

@@ -6,11 +6,12 @@ which hands the payload to that direction's jitter buffer.  The event loop calls
 
 1. pop one frame per direction from every recording's jitter buffer;
 2. join all frames into one uint8 array and tag each code byte with its law in a single
-   lookup in a combined table (µ-law codes, A-law codes, and a block of silence for
-   missing frames), so the cost per tick is one numpy gather however many calls there
-   are.  Nothing is decoded: the recording keeps the G.711 bytes as received (wire
-   samples, see :mod:`proxy.storage.segment`); only voice activity decodes, on the
-   ticks it samples;
+   lookup in a combined table (µ-law codes, A-law codes, and a block of each law's
+   silence for missing frames), so the cost per tick is one numpy gather however many
+   calls there are.  Nothing is decoded: the recording keeps the G.711 bytes as received
+   (wire samples, see :mod:`proxy.storage.segment`); only voice activity decodes, on the
+   ticks it samples.  Silence is filled in the direction's law, so a party who has not
+   sent yet is stored in the law it agreed, not in a default one;
 3. write each call's (caller, call taker) pair of frames into its preallocated stereo
    block of wire samples (caller left, call taker right) — both channels come from the
    same tick, so they stay aligned whatever the network did;
@@ -52,7 +53,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import g711
-from .g711 import WIRE_SILENCE, wire_decode, wire_samples
+from .g711 import wire_decode, wire_samples
 from .jitter import JitterBuffer
 from .vad import SpeechActivity, Vad
 
@@ -77,12 +78,16 @@ Sink = Callable[[Hashable, npt.NDArray[np.uint16], bool], None]
 #: ``on_failure(call_key, error)``: a recording failed in the recorder and was removed.
 FailureHook = Callable[[Hashable, BaseException], None]
 
-# Offsets into the combined tagging table: [µ-law | A-law | filled silence].
+# Offsets into the combined tagging table: [µ-law | A-law | µ-law silence | A-law
+# silence]; a law's silence block is _SILENT_OFFSET past its codes.
 _CODEC_OFFSET = {"PCMU": 0, "PCMA": 256}
 _SILENT_OFFSET = 512
 _TAG = np.concatenate(
     [wire_samples(np.arange(256, dtype=np.uint8), codec) for codec in _CODEC_OFFSET]
-    + [np.full(256, WIRE_SILENCE, dtype=np.uint16)]
+    + [
+        wire_samples(np.full(256, g711.silence_byte(codec), dtype=np.uint8), codec)
+        for codec in _CODEC_OFFSET
+    ]
 )
 _TAG.flags.writeable = False
 
@@ -369,14 +374,14 @@ class Recorder:
                     taker.frames += 1
                 if left is None:
                     chunks.append(zero_frame)
-                    offsets.append(_SILENT_OFFSET)
+                    offsets.append(caller.offset + _SILENT_OFFSET)
                     missing += 1
                 else:
                     chunks.append(left)
                     offsets.append(caller.offset)
                 if right is None:
                     chunks.append(zero_frame)
-                    offsets.append(_SILENT_OFFSET)
+                    offsets.append(taker.offset + _SILENT_OFFSET)
                     missing += 1
                 else:
                     chunks.append(right)
@@ -416,10 +421,9 @@ class Recorder:
                         self._fail(pair, exc)
                         continue
                 self._write(pair, channels.T)
-        if silent_pairs:
-            silence = np.full((frame, 2), WIRE_SILENCE, dtype=np.uint16)
-            for pair in silent_pairs:
-                self._write(pair, silence)
+        for pair in silent_pairs:
+            laws = [pair.caller.offset + _SILENT_OFFSET, pair.taker.offset + _SILENT_OFFSET]
+            self._write(pair, np.broadcast_to(_TAG[laws], (frame, 2)))
 
     def _write(self, pair: RecordingChannelPair, frames: npt.NDArray[np.uint16]) -> None:
         position = pair._position

@@ -92,18 +92,18 @@ class Encoding(enum.IntEnum):
 
     @classmethod
     def parse(cls, value: Encoding | str) -> Encoding:
-        """``"ulaw"`` / ``"g711"`` / ``"pcm16"`` (as in configuration) or an
-        :class:`Encoding`.  ``"ulaw"``, the configuration's name of the default since
-        format 1, now stores G.711 as received (µ-law calls give the same bytes as before,
-        A-law calls are no longer converted)."""
+        """The encoding a recording is written in, by its configuration name (``"g711"``,
+        ``"pcm16"``) or as an :class:`Encoding`.  ``"ulaw"``, the deprecated name of
+        ``"g711"`` from when the recorder stored µ-law, is still taken: both keep the
+        G.711 bytes as received (µ-law calls give the same bytes as format 1 did, A-law
+        calls are no longer converted).  :attr:`ULAW` is never written."""
         if isinstance(value, Encoding):
             return value
-        g711_names = ("g711", "ulaw", "mulaw", "pcmu")
-        names = {name: cls.G711 for name in g711_names} | {"pcm16": cls.PCM16}
+        names = {"g711": cls.G711, "ulaw": cls.G711, "pcm16": cls.PCM16}
         try:
             return names[value.lower()]
         except KeyError:
-            raise ValueError(f"unknown audio encoding {value!r} (ulaw or pcm16)") from None
+            raise ValueError(f"unknown audio encoding {value!r} (g711 or pcm16)") from None
 
 
 class FormatUsageError(ValueError):

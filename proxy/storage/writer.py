@@ -270,7 +270,7 @@ class RecordingWriter:
         directory: str | os.PathLike[str],
         public_key: X25519PublicKey,
         *,
-        encoding: Encoding | str = "ulaw",
+        encoding: Encoding | str = "g711",
         segment_seconds: float = 10,
         start_time_ms: int,
     ) -> None:

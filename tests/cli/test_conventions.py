@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -78,16 +79,58 @@ def test_log_level_is_checked_and_any_case() -> None:
         assert caught.value.code == 2
 
 
-def test_config_check_says_ok_with_a_summary_and_starts_nothing(tmp_path: Path) -> None:
-    (tmp_path / "good.toml").write_text('[http]\nlisten = "127.0.0.1:9999"\n')
-    result = recproxy("config", "check", "--config", "good.toml", cwd=tmp_path)
+def config_check_ok(tmp_path: Path, text: str) -> list[str]:
+    """``recproxy config check`` of a config file of ``text``: it says OK; its lines."""
+    (tmp_path / "checked.toml").write_text(text)
+    result = recproxy("config", "check", "--config", "checked.toml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "OK"
+    return lines
+
+
+def test_config_check_says_ok_with_a_summary_and_starts_nothing(tmp_path: Path) -> None:
+    lines = config_check_ok(tmp_path, '[http]\nlisten = "127.0.0.1:9999"\n')
     assert any(re.fullmatch(r"  http +127\.0\.0\.1:9999", line) for line in lines)
     assert any("notice.prompt" in line and " s)" in line for line in lines)
     assert any("public key" in line and "missing" in line for line in lines)
     assert not (tmp_path / "data").exists()  # no key pair, folder or catalog made
+
+
+DEPRECATED_ULAW = "recording.encoding: 'ulaw' is deprecated, write 'g711' (same meaning)"
+
+
+def test_config_check_reports_a_deprecated_value_and_still_says_ok(tmp_path: Path) -> None:
+    lines = config_check_ok(tmp_path, '[recording]\nencoding = "ulaw"\n')
+    assert [line.split()[0] for line in lines if DEPRECATED_ULAW in line] == ["warning"]
+
+
+def serve_once(tmp_path: Path, settings: ProxySettings, edit: Callable[[str], str]) -> list[str]:
+    """Start ``recproxy serve`` on the test config as ``edit`` changes its text, wait
+    until it is healthy, stop it (it must exit 0); its log lines."""
+    ports = reserve_ports()
+    try:
+        config = write_config(tmp_path, ports, load_config(None).notice.prompt, settings)
+        config.write_text(edit(config.read_text()))
+        proxy = ProxyProcess(config, ports, tmp_path / "proxy.log")
+        try:
+            proxy.wait_healthy()
+            assert proxy.stop(timeout=10) == 0
+        finally:
+            proxy.close()
+    finally:
+        ports.release()
+    return (tmp_path / "proxy.log").read_text().splitlines()
+
+
+def test_serve_logs_one_line_for_a_deprecated_value(tmp_path: Path) -> None:
+    def old_name(text: str) -> str:
+        assert "[recording]\n" in text and "encoding" not in text
+        return text.replace("[recording]\n", '[recording]\nencoding = "ulaw"\n')
+
+    warned = [line for line in serve_once(tmp_path, ProxySettings(), old_name) if "ulaw" in line]
+    assert len(warned) == 1 and DEPRECATED_ULAW in warned[0], warned
+    assert "WARNING" in warned[0]
 
 
 def test_the_files_the_config_names_are_checked_before_serving(tmp_path: Path) -> None:
@@ -135,21 +178,8 @@ def test_json_log_records_are_one_object_a_line_with_only_the_agreed_fields() ->
 
 
 def test_serve_with_json_logging_in_the_config_logs_only_json(tmp_path: Path) -> None:
-    ports = reserve_ports()
-    try:
-        notice = load_config(None).notice.prompt
-        settings = ProxySettings(extra='[logging]\nformat = "json"\n')
-        proxy = ProxyProcess(
-            write_config(tmp_path, ports, notice, settings), ports, tmp_path / "proxy.log"
-        )
-        try:
-            proxy.wait_healthy()
-            assert proxy.stop(timeout=10) == 0
-        finally:
-            proxy.close()
-    finally:
-        ports.release()
-    lines = (tmp_path / "proxy.log").read_text().splitlines()
+    settings = ProxySettings(extra='[logging]\nformat = "json"\n')
+    lines = serve_once(tmp_path, settings, lambda text: text)
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     assert records and all(
         {"time", "level", "logger", "message"} <= set(r) <= {"time", "level", "logger",

@@ -104,9 +104,10 @@ class E2e:
         proxy.wait_healthy()
         return proxy
 
-    def rtp_pcap(self, name: str, ulaw: bytes) -> str:
-        """A pcap of ``ulaw`` as 20 ms PCMU packets, for a scenario to play."""
-        pcap.write_rtp_pcap(self.folder / name, ulaw)
+    def rtp_pcap(self, name: str, g711: bytes, *, codec: str = "PCMU") -> str:
+        """A pcap of ``g711`` (bytes of the ``codec``'s law) as 20 ms RTP packets, for a
+        scenario to play."""
+        pcap.write_rtp_pcap(self.folder / name, g711, payload_type=sipp.PAYLOAD_TYPES[codec])
         return name
 
     def run_sipp(
@@ -149,8 +150,13 @@ class E2e:
         ring_ms: int = 500,
         calls: int = 1,
         timeout_s: float = 30,
+        codec: str = "PCMU",
     ) -> sipp.Sipp:
-        values = {"ring_ms": ring_ms, "audio": sipp.play_pcap(audio_pcap) if audio_pcap else ""}
+        values = {
+            "ring_ms": ring_ms,
+            "audio": sipp.play_pcap(audio_pcap) if audio_pcap else "",
+            "codec": codec,
+        }
         return self.run_sipp(
             "taker",
             "uas_answer",

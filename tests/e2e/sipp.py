@@ -36,14 +36,25 @@ def play_pcap(name: str) -> str:
     )
 
 
+#: The G.711 codecs a scenario can offer or answer, by name, with their payload types.
+PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8}
+
+
 def render_scenario(
-    name: str, folder: Path, *, rendered_name: str | None = None, **values: object
+    name: str,
+    folder: Path,
+    *,
+    rendered_name: str | None = None,
+    codec: str = "PCMU",
+    **values: object,
 ) -> Path:
     """``scenarios/NAME.xml`` with its placeholders filled, written into ``folder`` (as
     ``rendered_name``, by default ``NAME.xml``: two runs of one scenario with different
-    values in one folder need different names)."""
+    values in one folder need different names).  ``codec`` fills ``${codec}`` and
+    ``${payload_type}`` of the scenarios whose SDP names one G.711 codec."""
+    filled = {"codec": codec, "payload_type": PAYLOAD_TYPES[codec], **values}
     text = Template((SCENARIOS / f"{name}.xml").read_text()).substitute(
-        {key: str(value) for key, value in values.items()}
+        {key: str(value) for key, value in filled.items()}
     )
     out = folder / (rendered_name or f"{name}.xml")
     out.write_text(text)

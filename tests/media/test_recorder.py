@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pytest
 
 from proxy.media import g711
-from proxy.media.g711 import WIRE_SILENCE, wire_decode, wire_samples
+from proxy.media.g711 import wire_decode, wire_samples
 from proxy.media.recorder import (
     PauseMode,
     Recorder,
@@ -138,7 +138,9 @@ def test_every_code_of_each_law_is_recorded_as_received() -> None:
     wire = sink.wire("laws")
     sent = np.frombuffer(codes, dtype=np.uint8)
     lead = wire[: DEPTH * FRAME]
-    assert np.all(lead == WIRE_SILENCE)  # the playout delay: filled, not heard
+    # the playout delay: filled, not heard, with silence in each direction's law
+    assert np.all(lead[:, 0] == wire_samples(np.uint8(g711.silence_byte("PCMA")), "PCMA"))
+    assert np.all(lead[:, 1] == wire_samples(np.uint8(g711.silence_byte("PCMU")), "PCMU"))
     np.testing.assert_array_equal(wire[DEPTH * FRAME :, 0], wire_samples(sent, "PCMA"))
     np.testing.assert_array_equal(wire[DEPTH * FRAME :, 1], wire_samples(sent, "PCMU"))
 
@@ -228,6 +230,24 @@ def test_stop_flushes_a_final_block_at_the_next_tick_and_removes_the_recording()
     pair.stop()  # stopping twice is harmless
     recorder.close("x")  # and so is closing a recording that is gone
     assert len(sink.blocks["x"]) == 2
+
+
+def test_silence_is_filled_in_each_directions_law_also_when_paused() -> None:
+    """A party that has sent nothing yet, or a paused recording, is stored in the law the
+    party agreed: a G.711 export of an A-law call is then all A-law."""
+    sink = Collector()
+    recorder = Recorder(sink, vad_mode=None)
+    pair = recorder.add("quiet", "PCMA", "PCMU")
+    for t in range(5):
+        recorder.tick(tick_time(t))
+    pair.pause("silence")
+    for t in range(5, 10):
+        recorder.tick(tick_time(t))
+    recorder.close("quiet")
+    wire = sink.wire("quiet")
+    assert wire.shape == (10 * FRAME, 2)
+    assert set(np.unique(wire[:, 0]).tolist()) == {(8 << 8) | g711.silence_byte("PCMA")}
+    assert set(np.unique(wire[:, 1]).tolist()) == {g711.silence_byte("PCMU")}
 
 
 def test_close_flushes_at_once_with_final_and_an_empty_recording_still_gets_a_final_block() -> None:
@@ -326,6 +346,10 @@ def test_two_hundred_calls_each_get_their_own_audio_back() -> None:
         pairs.append((recorder.add(("call", i), caller_codec, "PCMU"), caller_codec))
     expected_left = np.zeros((calls, ticks + DEPTH, FRAME), dtype=np.int16)
     expected_right = np.zeros((calls, ticks + DEPTH, FRAME), dtype=np.int16)
+    for i, (_, caller_codec) in enumerate(pairs):  # the lead-in: silence in the call's law
+        expected_left[i, :DEPTH] = g711.decode(
+            bytes([g711.silence_byte(caller_codec)]), caller_codec
+        )
     for t in range(ticks):
         for i, (pair, caller_codec) in enumerate(pairs):
             caller = caller_frames[(t + 5 * i) % len(caller_frames)]

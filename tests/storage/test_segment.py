@@ -17,6 +17,7 @@ from proxy.media.g711 import wire_samples
 from proxy.storage import segment as segment_module
 from proxy.storage.segment import (
     HEADER_SIZE,
+    Encoding,
     FormatUsageError,
     RecordingCorrupt,
     SegmentEncoder,
@@ -44,7 +45,7 @@ def build_segment(
     final: bool = True,
     key: bytes = KEY,
     rid: uuid.UUID = RID,
-    encoding: str = "ulaw",
+    encoding: str = "g711",
 ) -> bytes:
     """Seal ``audio`` as segment ``index``; the last piece is final when ``final``."""
     encoder = SegmentEncoder(
@@ -275,6 +276,14 @@ def test_read_segment_names_the_file_it_read(tmp_path: Path) -> None:
         read_segment(path, KEY, RID, expected_index=7)
     assert caught.value.segment == "seg-000007.rec"
     assert "swapped" in caught.value.reason
+
+
+def test_encoding_names_g711_with_ulaw_as_its_old_name() -> None:
+    assert Encoding.parse("g711") is Encoding.parse("ulaw") is Encoding.G711
+    assert Encoding.parse("pcm16") is Encoding.PCM16
+    assert Encoding.parse(Encoding.PCM16) is Encoding.PCM16
+    with pytest.raises(ValueError, match=r"unknown audio encoding 'alaw' \(g711 or pcm16\)"):
+        Encoding.parse("alaw")
 
 
 def test_encoder_never_seals_a_chunk_position_twice() -> None:
