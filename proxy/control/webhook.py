@@ -43,7 +43,7 @@ import aiohttp
 
 from ..calls.recording import RecordingEnded
 from ..config import WebhookSettings
-from ..storage.catalog import RecordingState
+from ..recording_state import RecordingState
 
 log = logging.getLogger(__name__)
 

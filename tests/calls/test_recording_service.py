@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,6 +17,7 @@ from proxy.config import RecordingSettings
 from proxy.media.recorder import Recorder
 from proxy.storage import crypto
 from proxy.storage.catalog import CallDirection, RecordingAction, RecordingState, SqliteCatalog
+from proxy.storage.store import LocalDiskStore, SegmentStore
 from proxy.storage.writer import RecordingWriter
 
 
@@ -48,10 +48,18 @@ async def test_a_discarded_recording_left_on_disk_by_a_crash_is_shredded_at_star
             folder.mkdir(parents=True)
             (folder / "key").write_bytes(b"wrapped key")
             (folder / "seg-000000.rec").write_bytes(b"audio")
+        writer = RecordingWriter()
         service = RecordingService(
-            RecordingSettings(dir=recordings), catalog, Recorder(lambda k, b, f: None), public
+            RecordingSettings(dir=recordings),
+            catalog,
+            Recorder(lambda k, b, f: None),
+            writer,
+            public,
         )
-        await service.recover()
+        try:
+            await service.recover()
+        finally:
+            writer.stop(timeout=10)
         assert not (recordings / gone.id).exists()
         assert (recordings / kept.id / "key").exists()
 
@@ -64,22 +72,27 @@ FRAME = 160
 class Service:
     """A recording service on a real catalog, writer thread and recorder, with one call."""
 
-    def __init__(self, root: Path, catalog: SqliteCatalog, recordings: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        catalog: SqliteCatalog,
+        recordings: Path,
+        store: SegmentStore | None = None,
+    ) -> None:
         _, public = crypto.generate_keypair()
         loop = asyncio.get_running_loop()
         self.settings = RecordingSettings(dir=recordings, fsync="chunk")
-        self.writer = RecordingWriter(
-            chunk_seconds=1.0, on_state=self._state, loop=loop, fsync="chunk"
-        )
+        self.store = store or LocalDiskStore(fsync="chunk")
+        self.writer = RecordingWriter(self.store, chunk_seconds=1.0, loop=loop)
         self.recorder = Recorder(self.writer.sink, vad_mode=None)
-        self.service = RecordingService(self.settings, catalog, self.recorder, public)
-        self.service.writer = self.writer
+        self.published: list[object] = []
+        self.service = RecordingService(
+            self.settings, catalog, self.recorder, self.writer, public,
+            publish=self.published.append,
+        )  # fmt: skip
         self.service.journal.retry_seconds = 0.05
         self.catalog = catalog
         self.ticks = 0
-
-    def _state(self, key: object, state: Any, reason: str) -> None:
-        self.service.on_writer_state(key, state, reason)
 
     async def call(self) -> str:
         call = await self.catalog.create_call(
@@ -206,7 +219,8 @@ async def test_a_locked_catalog_is_counted_and_the_journal_lands_the_writes_late
                 rig.talk(active, 1.5)
                 await rig.service.finish(active)
                 assert rig.service.failures["catalog"] >= 1
-                assert rig.service.journal.pending == 4  # create, segments, quality, end
+                # create, the segment (as sealed), the totals, quality, the end
+                assert rig.service.journal.pending == 5
             finally:
                 blocker.execute("ROLLBACK")
                 blocker.close()

@@ -41,7 +41,7 @@ from proxy.control.webhook import (
     redacted,
     signature,
 )
-from proxy.storage.catalog import RecordingState
+from proxy.recording_state import RecordingState
 from proxy.tools.uas import AnsweringUas
 from tests.control.test_metrics import DIALOGUE, SipCaller, rtp, write_notice
 from tests.e2e.proxy_process import reserve_ports
