@@ -162,6 +162,7 @@ class RecordingService:
         self._publish_event = publish
         self._subscribers: list[RecordingSubscriber] = []
         self._late_writes: set[asyncio.Task[bool]] = set()  # segments of ended recordings
+        self._discarding: set[str] = set()  # until the writer reports the discard done
         recorder.on_failure = self.on_recorder_failure
         writer.listen(self)
 
@@ -200,6 +201,8 @@ class RecordingService:
     def segment_written(self, segment: SegmentWritten) -> None:
         """Catalogue a sealed segment now, from what the writer knew while writing it."""
         rid = str(segment.recording_id)
+        if rid in self._discarding:
+            return
         task = asyncio.create_task(
             self._catalog_write(
                 f"recording {rid}: segment {segment.index}",
@@ -219,10 +222,12 @@ class RecordingService:
             )
         )
 
-    async def _add_segment(self, rid: str, segment: SegmentWritten) -> None:
-        await self.catalog.add_segment(
-            rid, segment.index, file_name=segment.name, first_frame=segment.first_frame
-        )
+    async def _add_segment(self, rid: str, segment: SegmentWritten, *, new: bool = True) -> None:
+        """The segment's row (``new``) with its facts, closed."""
+        if new:
+            await self.catalog.add_segment(
+                rid, segment.index, file_name=segment.name, first_frame=segment.first_frame
+            )
         await self.catalog.update_segment(
             rid,
             segment.index,
@@ -235,6 +240,9 @@ class RecordingService:
 
     def recording_written(self, recording: RecordingWritten) -> None:
         rid = str(recording.recording_id)
+        if recording.state is RecordingState.DISCARDED:
+            self._discarding.discard(rid)
+            return
         active = self.active.get(rid)
         failed = recording.state is RecordingState.FAILED
         if failed:
@@ -394,7 +402,9 @@ class RecordingService:
         a recording existed and was discarded, by whom, how and why."""
         self.recorder.close(active.id)
         self.active.pop(active.id, None)
+        self._discarding.add(active.id)  # segments it still seals are not catalogued
         self.writer.discard(active.id, self.settings.dir)
+        await asyncio.gather(*active.segment_writes)  # rows the discard then deletes
         await self.catalog.set_recording_state(
             active.id,
             RecordingState.DISCARDED,  # type: ignore[arg-type]  # the catalog's enum, same value
@@ -412,7 +422,7 @@ class RecordingService:
         interrupted = await self.catalog.recover_interrupted()
         for rid in interrupted:
             try:
-                await self._catalog_files(rid, self.settings.dir / rid)
+                await self._catalog_what_survived(rid, self.settings.dir / rid)
                 # the catalog leaves ended_at to us: the audio kept says when it ends
                 recording = await self.catalog.get_recording(rid)
                 if recording is not None and recording.ended_at is None:
@@ -449,73 +459,46 @@ class RecordingService:
                 return
             offset += 500
 
-    async def _catalog_files(self, rid: str, directory: Path) -> None:
+    async def _catalog_what_survived(self, rid: str, directory: Path) -> None:
         """Recovery only: duration, key hash and segment rows from what survived in the
         store (read in a thread)."""
         try:
-            facts = await asyncio.to_thread(_scan, self.store, directory)
+            key_sha256, segments = await asyncio.to_thread(_scan, self.store, directory)
         except (OSError, RecordingCorrupt) as exc:
             log.error("recording %s: cannot read its files: %s", rid, exc)
             return
-        if facts.key_sha256 is not None:
+        if key_sha256 is not None:
             current = await self.catalog.get_recording(rid)
             if current is not None and current.wrapped_key_sha256 is None:
-                await self.catalog.update_recording(rid, wrapped_key_sha256=facts.key_sha256)
+                await self.catalog.update_recording(rid, wrapped_key_sha256=key_sha256)
         existing = {s.segment_index for s in await self.catalog.segments(rid)}
-        for seg in facts.segments:
-            if seg.index not in existing:
-                await self.catalog.add_segment(
-                    rid, seg.index, file_name=seg.name, first_frame=seg.first_frame
-                )
-            await self.catalog.update_segment(
-                rid,
-                seg.index,
-                chunks=seg.chunks,
-                frames=seg.frames,
-                size_bytes=seg.size,
-                sha256=seg.sha256,
-                closed=True,
-            )
-        await self.catalog.update_recording(rid, duration_ms=facts.frames * 1000 // 8000)
+        for segment in segments:
+            await self._add_segment(rid, segment, new=segment.index not in existing)
+        frames = sum(segment.frames for segment in segments)
+        await self.catalog.update_recording(rid, duration_ms=frames * 1000 // 8000)
 
 
-@dataclass(frozen=True)
-class _SegmentFacts:
-    index: int
-    name: str
-    first_frame: int
-    chunks: int
-    frames: int
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class _Facts:
-    key_sha256: str | None
-    frames: int
-    segments: list[_SegmentFacts]
-
-
-def _scan(store: SegmentStore, recording: Path) -> _Facts:
-    """What a crash left: every segment's complete chunks, walked without the key."""
+def _scan(store: SegmentStore, recording: Path) -> tuple[str | None, list[SegmentWritten]]:
+    """What a crash left: the key's hash, and every segment's complete chunks, walked
+    without the key, as the writer would have reported them."""
     key = store.read(recording, KEY_FILE_NAME) if store.has_key(recording) else None
-    segments: list[_SegmentFacts] = []
+    segments: list[SegmentWritten] = []
     first_frame = 0
     for index, name in enumerate(store.segments(recording)):
         data = store.read(recording, name)
         scan = scan_segment(data, allow_truncated=True, name=name, expected_index=index)
-        frames = scan.frames
         segments.append(
-            _SegmentFacts(
+            SegmentWritten(
+                recording.name,
                 index,
                 name,
+                recording / name,
                 first_frame,
                 len(scan.chunks),
-                frames,
+                scan.frames,
                 len(data),
                 hashlib.sha256(data).hexdigest(),
             )
         )
-        first_frame += frames
-    return _Facts(None if key is None else hashlib.sha256(key).hexdigest(), first_frame, segments)
+        first_frame += scan.frames
+    return (None if key is None else hashlib.sha256(key).hexdigest()), segments

@@ -7,9 +7,12 @@ the order of a crypto-shred or count reads.  No ``os`` function is patched.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from proxy.storage.store import LocalDiskStore
@@ -17,6 +20,22 @@ from proxy.storage.store import LocalDiskStore
 
 def disk_error(code: int = errno.ENOSPC) -> OSError:
     return OSError(code, os.strerror(code))
+
+
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: str = "64k") -> Iterator[Path]:
+    """A real small filesystem at ``mount`` (a new folder), for a disk that fills up."""
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"cannot mount a tmpfs (the tests run as root): {done.stderr}"
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 class FaultyStore:
