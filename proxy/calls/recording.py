@@ -471,9 +471,11 @@ class RecordingService:
             current = await self.catalog.get_recording(rid)
             if current is not None and current.wrapped_key_sha256 is None:
                 await self.catalog.update_recording(rid, wrapped_key_sha256=key_sha256)
-        existing = {s.segment_index for s in await self.catalog.segments(rid)}
+        # segments catalogued as they were sealed are closed (immutable): the rest are added
+        closed = {s.segment_index: s.closed for s in await self.catalog.segments(rid)}
         for segment in segments:
-            await self._add_segment(rid, segment, new=segment.index not in existing)
+            if not closed.get(segment.index, False):
+                await self._add_segment(rid, segment, new=segment.index not in closed)
         frames = sum(segment.frames for segment in segments)
         await self.catalog.update_recording(rid, duration_ms=frames * 1000 // 8000)
 

@@ -31,6 +31,7 @@ from proxy.storage.catalog import (
 from proxy.storage.store import LocalDiskStore, SegmentStore
 from proxy.storage.writer import RecordingWriter
 from tests.storage.faulty_store import FaultyStore, tmpfs
+from tests.storage.test_writer import START_MS, Reports
 
 
 async def catalogued_recording(catalog: SqliteCatalog, recording_id: str) -> str:
@@ -421,10 +422,18 @@ async def test_recovery_scans_what_a_crash_left_and_publishes_the_interruption(
     _, public = crypto.generate_keypair()
     async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
         rid = await catalogued_recording(catalog, str(uuid.uuid4()))
-        # the files as a crash left them: written, never catalogued
+        # the files as a crash left them: the first segment catalogued as it was sealed,
+        # the second (the last second and a half) not yet
+        sealed = Reports()
         with RecordingWriter(LocalDiskStore(fsync="none")) as crashed:
-            crashed.open(rid, recordings, public, start_time_ms=1_700_000_000_000)
+            crashed.listen(sealed)
+            crashed.open(rid, recordings, public, segment_seconds=1, start_time_ms=START_MS)
             crashed.submit(rid, np.zeros((20000, 2), dtype=np.int16), False)
+        first = sealed.segments[0]
+        await catalog.add_segment(rid, 0, file_name=first.name, first_frame=0)
+        await catalog.update_segment(
+            rid, 0, chunks=1, frames=8000, size_bytes=first.bytes, sha256=first.sha256, closed=True
+        )
         store = FaultyStore()
         writer = RecordingWriter(store)
         published: list[object] = []
@@ -436,11 +445,16 @@ async def test_recovery_scans_what_a_crash_left_and_publishes_the_interruption(
             assert await service.recover() == [rid]
         finally:
             writer.stop(timeout=10)
-        assert store.count("read") == 2  # the key and the one segment: the disk is the truth
+        assert store.count("read") == 4  # the key and each segment: the disk is the truth
         folder = recordings / rid
-        data = (folder / "seg-000000.rec").read_bytes()
+        files = sorted(folder.glob("seg-*.rec"))
         rows = await catalog.segments(rid)
-        assert [(r.frames, r.sha256) for r in rows] == [(20000, hashlib.sha256(data).hexdigest())]
+        assert [(r.first_frame, r.frames, r.sha256, r.closed) for r in rows] == [
+            (first_frame, frames, hashlib.sha256(f.read_bytes()).hexdigest(), True)
+            for first_frame, frames, f in zip(
+                (0, 8000, 16000), (8000, 8000, 4000), files, strict=True
+            )
+        ]
         recording = await catalog.get_recording(rid)
         assert recording is not None and recording.state is RecordingState.INTERRUPTED
         assert recording.duration_ms == 2500
