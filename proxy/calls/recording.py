@@ -204,11 +204,7 @@ class RecordingService:
         if rid in self._discarding:
             return
         task = asyncio.create_task(
-            self._catalog_write(
-                f"recording {rid}: segment {segment.index}",
-                lambda: self._add_segment(rid, segment),
-            ),
-            name=f"segment-{rid}-{segment.index}",
+            self._catalog_segment(rid, segment), name=f"segment-{rid}-{segment.index}"
         )
         active = self.active.get(rid)
         if active is not None:
@@ -221,6 +217,19 @@ class RecordingService:
                 rid, segment.index, segment.frames, segment.bytes, segment.sha256, str(segment.path)
             )
         )
+
+    async def _catalog_segment(self, rid: str, segment: SegmentWritten) -> bool:
+        """A sealed segment's catalogue write (journalled if need be); a refusal is
+        logged and counted here, so the recording's end is catalogued whatever happens."""
+        try:
+            return await self._catalog_write(
+                f"recording {rid}: segment {segment.index}",
+                lambda: self._add_segment(rid, segment),
+            )
+        except Exception:
+            log.exception("recording %s: segment %d not catalogued", rid, segment.index)
+            self._count("catalog")
+            return False
 
     async def _add_segment(self, rid: str, segment: SegmentWritten, *, new: bool = True) -> None:
         """The segment's row (``new``) with its facts, closed."""

@@ -30,8 +30,7 @@ from proxy.storage.catalog import (
 )
 from proxy.storage.store import LocalDiskStore, SegmentStore
 from proxy.storage.writer import RecordingWriter
-from tests.storage.faulty_store import FaultyStore, tmpfs
-from tests.storage.test_writer import START_MS, Reports
+from tests.storage.faulty_store import FaultyStore, Reports, tmpfs
 
 
 async def catalogued_recording(catalog: SqliteCatalog, recording_id: str) -> str:
@@ -427,7 +426,9 @@ async def test_recovery_scans_what_a_crash_left_and_publishes_the_interruption(
         sealed = Reports()
         with RecordingWriter(LocalDiskStore(fsync="none")) as crashed:
             crashed.listen(sealed)
-            crashed.open(rid, recordings, public, segment_seconds=1, start_time_ms=START_MS)
+            crashed.open(
+                rid, recordings, public, segment_seconds=1, start_time_ms=1_700_000_000_000
+            )
             crashed.submit(rid, np.zeros((20000, 2), dtype=np.int16), False)
         first = sealed.segments[0]
         await catalog.add_segment(rid, 0, file_name=first.name, first_frame=0)

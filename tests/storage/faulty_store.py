@@ -1,4 +1,5 @@
-"""A ``SegmentStore`` for tests: the real local disk underneath, with faults on demand.
+"""A ``SegmentStore`` for tests: the real local disk underneath, with faults on demand;
+a small real filesystem that fills up; and a ``WriterListener`` that keeps the reports.
 
 It fails (``OSError``) from the Nth append on, or when opening a recording; it can hang
 an operation until released (a slow disk); and it logs every call, so a test can see
@@ -15,7 +16,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from proxy.recording_state import RecordingState
 from proxy.storage.store import LocalDiskStore
+from proxy.storage.write_reports import RecordingWritten, SegmentWritten
 
 
 def disk_error(code: int = errno.ENOSPC) -> OSError:
@@ -106,3 +109,24 @@ class FaultyStore:
     def count(self, method: str) -> int:
         with self.lock:
             return sum(1 for name, _ in self.calls if name == method)
+
+
+class Reports:
+    """A ``WriterListener`` that keeps what the writer said."""
+
+    def __init__(self) -> None:
+        self.ended: list[RecordingWritten] = []
+        self.segments: list[SegmentWritten] = []
+        self.dropped: list[tuple[object, str]] = []
+
+    def segment_written(self, segment: SegmentWritten) -> None:
+        self.segments.append(segment)
+
+    def recording_written(self, recording: RecordingWritten) -> None:
+        self.ended.append(recording)
+
+    def audio_dropped(self, recording_id: object, reason: str) -> None:
+        self.dropped.append((recording_id, reason))
+
+    def states(self) -> list[RecordingState]:
+        return [r.state for r in self.ended]

@@ -18,35 +18,14 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from proxy.recording_state import RecordingState
 from proxy.storage.reader import Outcome, RecordingReader
 from proxy.storage.store import FsyncPolicy, LocalDiskStore
-from proxy.storage.write_reports import RecordingWritten, SegmentWritten
+from proxy.storage.write_reports import RecordingWritten
 from proxy.storage.writer import RecordingWriter
 
 from .conftest import random_ulaw_audio, wait_for
-from .faulty_store import FaultyStore, disk_error
+from .faulty_store import FaultyStore, Reports, disk_error
 
 START_MS = 1_700_000_000_000
 WRITER_THREAD = "test-writer"
-
-
-class Reports:
-    """A ``WriterListener`` that keeps what the writer said."""
-
-    def __init__(self) -> None:
-        self.ended: list[RecordingWritten] = []
-        self.segments: list[SegmentWritten] = []
-        self.dropped: list[tuple[object, str]] = []
-
-    def segment_written(self, segment: SegmentWritten) -> None:
-        self.segments.append(segment)
-
-    def recording_written(self, recording: RecordingWritten) -> None:
-        self.ended.append(recording)
-
-    def audio_dropped(self, recording_id: object, reason: str) -> None:
-        self.dropped.append((recording_id, reason))
-
-    def states(self) -> list[RecordingState]:
-        return [r.state for r in self.ended]
 
 
 @pytest.fixture
