@@ -49,10 +49,12 @@ async def media_main(calls: int, record: bool, directory: Path, vad: bool, fsync
     from proxy.media.recorder import Recorder
     from proxy.media.relay import MediaSession, PortAllocator, StreamRewriter
     from proxy.storage import crypto
+    from proxy.storage.store import LocalDiskStore
     from proxy.storage.writer import RecordingWriter
 
     _, public = crypto.generate_keypair()
-    writer = RecordingWriter(fsync=fsync, max_queued_blocks=8192)  # type: ignore[arg-type]
+    store = LocalDiskStore(fsync=fsync)  # type: ignore[arg-type]
+    writer = RecordingWriter(store, max_queued_blocks=8192)
     recorder = Recorder(writer.sink, vad_mode=2 if vad else None)
     clock = MediaClock(recorder)
     clock.start()

@@ -38,6 +38,7 @@ from .sip.flood import FloodSettings
 from .sip.transport import SipTransport, TcpLimits
 from .storage import crypto
 from .storage.catalog import SqliteCatalog
+from .storage.store import LocalDiskStore
 from .storage.writer import RecordingWriter
 
 log = logging.getLogger("recproxy")
@@ -137,8 +138,7 @@ class Server:
             synchronous="FULL" if config.catalog.synchronous == "full" else "NORMAL",
         ).open()
         self.writer = RecordingWriter(
-            fsync=config.recording.fsync,  # type: ignore[arg-type]
-            on_state=self._writer_state,
+            LocalDiskStore(fsync=config.recording.fsync),  # type: ignore[arg-type]
             loop=loop,
             on_write=self.metrics.observe_write_seconds,
         )
@@ -148,9 +148,8 @@ class Server:
             jitter_depth=max(1, config.media.jitter_ms // 20),
         )
         self.recordings = RecordingService(
-            config.recording, self.catalog, self.recorder, public_key
+            config.recording, self.catalog, self.recorder, self.writer, public_key
         )
-        self.recordings.writer = self.writer
         interrupted = await self.recordings.recover()
         if interrupted:
             log.warning("%d recording(s) marked interrupted after a crash", len(interrupted))
@@ -262,10 +261,6 @@ class Server:
                 f"webhook.queue_dir {self.config.webhook_queue_dir}: {exc.strerror or exc}"
             ) from None
         recordings.subscribe(self.webhook.publish)
-
-    def _writer_state(self, key: object, state: Any, reason: str) -> None:
-        if self.recordings is not None:
-            self.recordings.on_writer_state(key, state, reason)
 
     @property
     def sip_port(self) -> int:

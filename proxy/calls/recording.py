@@ -1,10 +1,17 @@
 """Recording a bridged call: the recorder, the writer thread and the catalog together.
 
 ``start`` opens a recording (catalog row, writer, recorder channels) and returns the
-two packet sinks the relay feeds; ``finish`` flushes the last block, waits for the
-writer to seal the final chunk, and writes what is on disk into the catalog (segments,
-their hashes, the duration, what each channel lost) and how it ended.  ``recover`` does
-the same at start-up for recordings a crash left behind.
+two packet sinks the relay feeds.  While the call goes on, each segment the writer
+finishes is catalogued as the writer reports it (index, frames, bytes, SHA-256), so
+``finish`` flushes the last block, waits for the writer's report of the end, and
+catalogues the totals, what each channel lost, and how it ended: hang-up reads no
+segment file.  ``recover`` at start-up is the one place that scans segments, for
+recordings a crash left behind: there the disk is the truth.
+
+What happens is published as domain events (:mod:`proxy.events`) through the
+``publish`` callable: ``RecordingStarted``, ``SegmentSealed``, then one of
+``RecordingClosed``, ``RecordingFailed`` or ``RecordingDiscarded``; and
+``RecordingInterrupted`` from ``recover``.
 
 How a recording ends, honestly:
 
@@ -38,14 +45,15 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from .. import events
 from ..config import RecordingSettings
 from ..media.recorder import DirectionQuality, Recorder, RecordingChannelPair
 from ..recording_state import RecordingState
-from ..storage import writer as storage_writer
 from ..storage.catalog import Catalog, CatalogError, CatalogJournal, ChannelQuality, EventChannel
-from ..storage.reader import recover as recover_directory
 from ..storage.segment import KEY_FILE_NAME, RecordingCorrupt, scan_segment
-from ..storage.writer import RecordingWriter, shred_recording
+from ..storage.store import SegmentStore, shred_recording
+from ..storage.write_reports import RecordingKey, RecordingWritten, SegmentWritten
+from ..storage.writer import RecordingWriter
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +118,12 @@ class ActiveRecording:
     call_id: str
     pair: RecordingChannelPair
     started_at: datetime
-    done: asyncio.Future[tuple[storage_writer.RecordingState, str]] = field(repr=False)
+    done: asyncio.Future[RecordingWritten] = field(repr=False)  # the writer's last word
     degraded: str | None = None  # the writer dropped audio (its queue was full)
     failure: str | None = None  # why it failed before the call ended
     ended: asyncio.Task[None] | None = field(default=None, repr=False)  # its end, catalogued
+    # catalogue writes of its sealed segments, awaited before its end is catalogued
+    segment_writes: list[asyncio.Task[bool]] = field(default_factory=list, repr=False)
 
     @property
     def caller_sink(self) -> PacketSink:
@@ -125,24 +135,35 @@ class ActiveRecording:
 
 
 class RecordingService:
+    """The recordings of bridged calls.  It listens to ``writer`` (a ``WriterListener``:
+    segment and end reports arrive on the event loop) and feeds it through ``recorder``."""
+
     def __init__(
         self,
         settings: RecordingSettings,
         catalog: Catalog,
         recorder: Recorder,
+        writer: RecordingWriter,
         public_key: X25519PublicKey,
+        *,
+        publish: events.Publish = events.discard,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.recorder = recorder
+        self.writer = writer
+        self.store: SegmentStore = writer.store
         self.public_key = public_key
-        self.writer: RecordingWriter | None = None
         self.active: dict[str, ActiveRecording] = {}
         self.failures: dict[str, int] = {}
         self.degraded: dict[str, int] = dict.fromkeys(DEGRADED_REASONS, 0)
         self.journal = CatalogJournal()
+        self._publish_event = publish
         self._subscribers: list[RecordingSubscriber] = []
+        self._late_writes: set[asyncio.Task[bool]] = set()  # segments of ended recordings
+        self._discarding: set[str] = set()  # until the writer reports the discard done
         recorder.on_failure = self.on_recorder_failure
+        writer.listen(self)
 
     async def _catalog_write(self, what: str, write: Callable[[], Awaitable[object]]) -> bool:
         """A catalog write, journalled and retried if the catalog cannot take it now."""
@@ -166,35 +187,92 @@ class RecordingService:
             except Exception:  # a listener's bug never reaches the recording
                 log.exception("recording %s: an end subscriber failed", event.recording_id)
 
-    # -- the writer's state reports (on the event loop) ---------------------------------
+    # -- the writer's reports (a WriterListener, on the event loop) -----------------------
 
-    def on_writer_state(
-        self, key: object, state: storage_writer.RecordingState, reason: str
-    ) -> None:
-        rid = str(key)
+    def audio_dropped(self, recording_id: RecordingKey, reason: str) -> None:
+        rid = str(recording_id)
+        log.warning("recording %s degraded: %s", rid, reason)
+        self._count("degraded")
         active = self.active.get(rid)
-        if state is storage_writer.RecordingState.DEGRADED:
-            log.warning("recording %s degraded: %s", rid, reason)
-            self._count("degraded")
-            if active is not None:
-                active.degraded = reason
+        if active is not None:
+            active.degraded = reason
+
+    def segment_written(self, segment: SegmentWritten) -> None:
+        """Catalogue a sealed segment now, from what the writer knew while writing it."""
+        rid = str(segment.recording_id)
+        if rid in self._discarding:
             return
-        if state is storage_writer.RecordingState.FAILED:
-            log.error("recording %s failed: %s", rid, reason)
+        task = asyncio.create_task(
+            self._catalog_segment(rid, segment), name=f"segment-{rid}-{segment.index}"
+        )
+        active = self.active.get(rid)
+        if active is not None:
+            active.segment_writes.append(task)
+        else:
+            self._late_writes.add(task)
+            task.add_done_callback(self._late_writes.discard)
+        self._publish_event(
+            events.SegmentSealed(
+                rid, segment.index, segment.frames, segment.bytes, segment.sha256, str(segment.path)
+            )
+        )
+
+    async def _catalog_segment(self, rid: str, segment: SegmentWritten) -> bool:
+        """A sealed segment's catalogue write (journalled if need be); a refusal is
+        logged and counted here, so the recording's end is catalogued whatever happens."""
+        try:
+            return await self._catalog_write(
+                f"recording {rid}: segment {segment.index}",
+                lambda: self._add_segment(rid, segment),
+            )
+        except Exception:
+            log.exception("recording %s: segment %d not catalogued", rid, segment.index)
+            self._count("catalog")
+            return False
+
+    async def _add_segment(self, rid: str, segment: SegmentWritten, *, new: bool = True) -> None:
+        """The segment's row with its facts, closed: one write for a ``new`` segment, or
+        an update of the row an earlier write left open."""
+        if new:
+            await self.catalog.recordings.add_segment(
+                rid,
+                segment.index,
+                file_name=segment.name,
+                first_frame=segment.first_frame,
+                chunks=segment.chunks,
+                frames=segment.frames,
+                size_bytes=segment.bytes,
+                sha256=segment.sha256,
+                closed=True,
+            )
+            return
+        await self.catalog.recordings.update_segment(
+            rid,
+            segment.index,
+            chunks=segment.chunks,
+            frames=segment.frames,
+            size_bytes=segment.bytes,
+            sha256=segment.sha256,
+            closed=True,
+        )
+
+    def recording_written(self, recording: RecordingWritten) -> None:
+        rid = str(recording.recording_id)
+        if recording.state is RecordingState.DISCARDED:
+            self._discarding.discard(rid)
+            return
+        active = self.active.get(rid)
+        failed = recording.state is RecordingState.FAILED
+        if failed:
+            log.error("recording %s failed: %s", rid, recording.reason)
             self._count("write_failed")
             self.recorder.close(rid)  # stop feeding a recording that cannot be written
-        if (
-            active is not None
-            and not active.done.done()
-            and state
-            in (
-                storage_writer.RecordingState.FAILED,
-                storage_writer.RecordingState.COMPLETE,
-            )
-        ):
-            active.done.set_result((state, reason))
-        if active is not None and state is storage_writer.RecordingState.FAILED:
-            self._end_now(active, reason)
+        if active is None:
+            return
+        if not active.done.done():
+            active.done.set_result(recording)
+        if failed:
+            self._end_now(active, recording.reason)
 
     def on_recorder_failure(self, key: Hashable, error: BaseException) -> None:
         """``Recorder.on_failure``: the recorder dropped this recording.  The writer
@@ -205,8 +283,7 @@ class RecordingService:
         reason = f"recorder error: {error!r}"
         log.error("recording %s failed: %s", active.id, reason)
         self._count("recorder")
-        if self.writer is not None:
-            self.writer.close(active.id)
+        self.writer.close(active.id)
         self._end_now(active, reason)
 
     def _end_now(self, active: ActiveRecording, reason: str) -> None:
@@ -223,9 +300,6 @@ class RecordingService:
     ) -> ActiveRecording | None:
         """Open a recording for a bridged call.  None (and a log line) if it cannot be
         opened: the call goes on unrecorded rather than failing."""
-        writer = self.writer
-        if writer is None:
-            raise RuntimeError("recording service has no writer")
         rid = str(uuid.uuid4())
         started = datetime.now(UTC)
         try:
@@ -247,11 +321,12 @@ class RecordingService:
             self._count("catalog")
             return None
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[tuple[storage_writer.RecordingState, str]] = loop.create_future()
+        done: asyncio.Future[RecordingWritten] = loop.create_future()
         pair = self.recorder.add(rid, caller_codec, taker_codec)
         active = ActiveRecording(rid, call_id, pair, started, done)
         self.active[rid] = active
-        writer.open(
+        self._publish_event(events.RecordingStarted(rid, call_id))
+        self.writer.open(
             rid,
             self.settings.dir,
             self.public_key,
@@ -270,30 +345,36 @@ class RecordingService:
         await asyncio.shield(active.ended)
 
     async def _end(self, active: ActiveRecording, *, timeout: float = 15.0) -> None:
-        """Wait for the writer's last word, then catalogue the files, what each channel
-        lost, and the end state: failed, degraded or complete."""
+        """Wait for the writer's last word, then catalogue its totals, what each channel
+        lost, and the end state: failed, degraded or complete.  Reads no file: the
+        segments were catalogued as the writer sealed them."""
         rid = active.id
         try:
-            state, reason = await asyncio.wait_for(asyncio.shield(active.done), timeout)
+            written = await asyncio.wait_for(asyncio.shield(active.done), timeout)
         except TimeoutError:
-            state, reason = storage_writer.RecordingState.FAILED, "writer did not finish in time"
+            written = RecordingWritten(rid, RecordingState.FAILED, "writer did not finish in time")
         finally:
             self.active.pop(rid, None)
+        await asyncio.gather(*active.segment_writes)
         ended = datetime.now(UTC)
         quality = [
             _channel("caller", active.pair.caller.quality()),
             _channel("call_taker", active.pair.taker.quality()),
         ]
-        directory = self.settings.dir / rid
-        await self._catalog_write(
-            f"recording {rid}: segments", lambda: self._catalog_files(rid, directory)
-        )
+        key_sha256 = written.key_sha256
+        if key_sha256 is not None:  # the writer opened it: its totals are known
+            await self._catalog_write(
+                f"recording {rid}: totals",
+                lambda: self.catalog.recordings.update_recording(
+                    rid, duration_ms=written.frames * 1000 // 8000, wrapped_key_sha256=key_sha256
+                ),
+            )
         await self._catalog_write(
             f"recording {rid}: quality",
             lambda: self.catalog.recordings.set_recording_quality(rid, quality),
         )
-        complete = state is storage_writer.RecordingState.COMPLETE
-        failure = active.failure or (None if complete else reason or "write failed")
+        complete = written.state is RecordingState.COMPLETE
+        failure = active.failure or (None if complete else written.reason or "write failed")
         if failure is not None:
             target, why = RecordingState.FAILED, failure
         else:
@@ -316,6 +397,20 @@ class RecordingService:
             lambda: self.catalog.recordings.set_recording_state(rid, target, reason=why, at=ended),
         )
         self._publish(RecordingEnded(rid, active.call_id, target, why, active.started_at, ended))
+        if target is RecordingState.FAILED:
+            self._publish_event(events.RecordingFailed(rid, active.call_id, why or ""))
+        else:
+            self._publish_event(
+                events.RecordingClosed(
+                    rid,
+                    active.call_id,
+                    target.value,
+                    written.segments,
+                    written.frames,
+                    written.bytes,
+                    why,
+                )
+            )
 
     async def discard(
         self, active: ActiveRecording, *, actor: str, channel: EventChannel, reason: str
@@ -323,14 +418,20 @@ class RecordingService:
         """Destroy a recording (P14): nothing more is recorded, the writer deletes the
         wrapped key first and then the files, and the catalog keeps only the fact that
         a recording existed and was discarded, by whom, how and why."""
-        writer = self.writer
-        if writer is None:
-            raise RuntimeError("recording service has no writer")
         self.recorder.close(active.id)
         self.active.pop(active.id, None)
-        writer.discard(active.id, self.settings.dir)
+        self._discarding.add(active.id)  # segments it still seals are not catalogued
+        self.writer.discard(active.id, self.settings.dir)
+        await asyncio.gather(*active.segment_writes)  # rows the discard then deletes
         await self.catalog.recordings.set_recording_state(
-            active.id, RecordingState.DISCARDED, actor=actor, channel=channel, reason=reason
+            active.id,
+            RecordingState.DISCARDED,
+            actor=actor,
+            channel=channel,
+            reason=reason,
+        )
+        self._publish_event(
+            events.RecordingDiscarded(active.id, active.call_id, actor, channel.value, reason)
         )
 
     async def recover(self) -> list[str]:
@@ -338,9 +439,8 @@ class RecordingService:
         survived on disk (every complete chunk) goes into the catalog."""
         interrupted = await self.catalog.recordings.recover_interrupted()
         for rid in interrupted:
-            directory = self.settings.dir / rid
             try:
-                await self._catalog_files(rid, directory)
+                await self._catalog_what_survived(rid, self.settings.dir / rid)
                 # the catalog leaves ended_at to us: the audio kept says when it ends
                 recording = await self.catalog.recordings.get_recording(rid)
                 if recording is not None and recording.ended_at is None:
@@ -351,6 +451,7 @@ class RecordingService:
             except Exception:
                 log.exception("recovering recording %s", rid)
             log.warning("recording %s was interrupted by a crash; complete chunks kept", rid)
+            self._publish_event(events.RecordingInterrupted(rid))
         await self._finish_discards()
         calls = await self.catalog.calls.recover_calls()
         if calls:
@@ -363,12 +464,14 @@ class RecordingService:
         offset = 0
         while True:
             batch = await self.catalog.recordings.list_recordings(
-                RecordingState.DISCARDED, limit=500, offset=offset
+                RecordingState.DISCARDED,
+                limit=500,
+                offset=offset,
             )
             for row in batch:
                 folder = self.settings.dir / row.id
                 if folder.exists():
-                    await asyncio.to_thread(shred_recording, folder)
+                    await asyncio.to_thread(shred_recording, self.store, folder)
                     log.warning(
                         "recording %s was discarded but its files remained: shredded", row.id
                     )
@@ -376,76 +479,48 @@ class RecordingService:
                 return
             offset += 500
 
-    async def _catalog_files(self, rid: str, directory: Path) -> None:
-        """Duration, key hash and segment rows from the files (read in a thread)."""
+    async def _catalog_what_survived(self, rid: str, directory: Path) -> None:
+        """Recovery only: duration, key hash and segment rows from what survived in the
+        store (read in a thread)."""
         try:
-            facts = await asyncio.to_thread(_scan, directory)
+            key_sha256, segments = await asyncio.to_thread(_scan, self.store, directory)
         except (OSError, RecordingCorrupt) as exc:
             log.error("recording %s: cannot read its files: %s", rid, exc)
             return
-        if facts.key_sha256 is not None:
+        if key_sha256 is not None:
             current = await self.catalog.recordings.get_recording(rid)
             if current is not None and current.wrapped_key_sha256 is None:
-                await self.catalog.recordings.update_recording(
-                    rid, wrapped_key_sha256=facts.key_sha256
-                )
-        existing = {s.segment_index for s in await self.catalog.recordings.segments(rid)}
-        for seg in facts.segments:
-            if seg.index not in existing:
-                await self.catalog.recordings.add_segment(
-                    rid, seg.index, file_name=seg.name, first_frame=seg.first_frame
-                )
-            await self.catalog.recordings.update_segment(
-                rid,
-                seg.index,
-                chunks=seg.chunks,
-                frames=seg.frames,
-                size_bytes=seg.size,
-                sha256=seg.sha256,
-                closed=True,
-            )
-        await self.catalog.recordings.update_recording(rid, duration_ms=facts.frames * 1000 // 8000)
+                await self.catalog.recordings.update_recording(rid, wrapped_key_sha256=key_sha256)
+        # segments catalogued as they were sealed are closed (immutable): the rest are added
+        closed = {s.segment_index: s.closed for s in await self.catalog.recordings.segments(rid)}
+        for segment in segments:
+            if not closed.get(segment.index, False):
+                await self._add_segment(rid, segment, new=segment.index not in closed)
+        frames = sum(segment.frames for segment in segments)
+        await self.catalog.recordings.update_recording(rid, duration_ms=frames * 1000 // 8000)
 
 
-@dataclass(frozen=True)
-class _SegmentFacts:
-    index: int
-    name: str
-    first_frame: int
-    chunks: int
-    frames: int
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class _Facts:
-    key_sha256: str | None
-    frames: int
-    segments: list[_SegmentFacts]
-
-
-def _scan(directory: Path) -> _Facts:
-    key = directory / KEY_FILE_NAME
-    key_sha = hashlib.sha256(key.read_bytes()).hexdigest() if key.exists() else None
-    report = recover_directory(directory)
-    segments: list[_SegmentFacts] = []
+def _scan(store: SegmentStore, recording: Path) -> tuple[str | None, list[SegmentWritten]]:
+    """What a crash left: the key's hash, and every segment's complete chunks, walked
+    without the key, as the writer would have reported them."""
+    key = store.read(recording, KEY_FILE_NAME) if store.has_key(recording) else None
+    segments: list[SegmentWritten] = []
     first_frame = 0
-    files = sorted(p for p in directory.iterdir() if p.suffix == ".rec")
-    for index, path in enumerate(files):
-        data = path.read_bytes()
-        scan = scan_segment(data, allow_truncated=True, name=path.name, expected_index=index)
-        frames = scan.frames
+    for index, name in enumerate(store.segments(recording)):
+        data = store.read(recording, name)
+        scan = scan_segment(data, allow_truncated=True, name=name, expected_index=index)
         segments.append(
-            _SegmentFacts(
+            SegmentWritten(
+                recording.name,
                 index,
-                path.name,
+                name,
+                recording / name,
                 first_frame,
                 len(scan.chunks),
-                frames,
+                scan.frames,
                 len(data),
                 hashlib.sha256(data).hexdigest(),
             )
         )
-        first_frame += frames
-    return _Facts(key_sha, report.frames, segments)
+        first_frame += scan.frames
+    return (None if key is None else hashlib.sha256(key).hexdigest()), segments

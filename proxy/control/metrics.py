@@ -873,7 +873,7 @@ def _writer_families(writer: RecordingWriter | None) -> Iterator[Metric]:
         blocks.add_metric(["dropped"], m.blocks_dropped)
         blocks.add_metric(["rejected"], m.blocks_rejected)
         lost_audio.add_metric([], m.frames_dropped / writer.sample_rate)
-        fsyncs.add_metric([], m.fsyncs)
+        fsyncs.add_metric([], writer.store.fsyncs)
         recordings.add_metric(["opened"], m.recordings_opened)
         recordings.add_metric(["completed"], m.recordings_completed)
         recordings.add_metric(["failed"], m.recordings_failed)

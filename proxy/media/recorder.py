@@ -19,7 +19,8 @@ which hands the payload to that direction's jitter buffer.  The event loop calls
    ``sink(call_key, block, final)``.  The block then belongs to the sink (it is never
    written again), so the sink may queue it to a writer thread.
 
-States of a recording (``RecordingState``): RECORDING; PAUSED (``pause_mode``
+States of a recording (the shared :class:`~proxy.recording_state.RecordingState`, of which
+the recorder uses the live states and FAILED): RECORDING; PAUSED (``pause_mode``
 "silence" writes silence for the paused time, "skip" writes nothing); STOPPED (the
 partial block — possibly empty — goes out with ``final=True`` and the recording is
 removed).  ``stop()``
@@ -52,6 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ..recording_state import RecordingState
 from . import g711
 from .g711 import wire_decode, wire_samples
 from .jitter import JitterBuffer
@@ -68,7 +70,6 @@ __all__ = [
     "RecorderStats",
     "RecordingChannelPair",
     "RecordingDirection",
-    "RecordingState",
     "Sink",
 ]
 
@@ -94,13 +95,6 @@ _TAG.flags.writeable = False
 
 class RecorderError(Exception):
     """The recorder was used wrongly (our fault, not the peer's)."""
-
-
-class RecordingState(enum.Enum):
-    RECORDING = "recording"
-    PAUSED = "paused"
-    STOPPED = "stopped"
-    FAILED = "failed"  # the sink raised; the recording was dropped
 
 
 class PauseMode(enum.Enum):

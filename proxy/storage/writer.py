@@ -8,17 +8,21 @@ wire samples (uint16, see :mod:`proxy.storage.segment`: G.711 bytes tagged with 
 law, stored as received) or linear int16 audio (stored as µ-law).  A ``pcm16`` recording
 stores either as 16-bit samples.
 
-The thread, per recording: creates ``<recordings dir>/<recording id>/``, writes and fsyncs
-the wrapped data key before any audio, gathers submitted frames into chunks of
-``chunk_seconds``, seals each (:class:`~proxy.storage.segment.SegmentEncoder`), appends it
-to the current segment file and fsyncs it (``fsync="chunk"``; or once a segment,
-``"segment"``; or never, ``"none"``), and starts a new segment file every
-``segment_seconds``.
+The thread, per recording: opens it in the :class:`~proxy.storage.store.SegmentStore`
+with its wrapped data key (durable before any audio), gathers submitted frames into
+chunks of ``chunk_seconds``, seals each (:class:`~proxy.storage.segment.SegmentEncoder`),
+appends it to the current segment, and starts a new segment every ``segment_seconds``.
+How each step becomes durable (the fsync policy) is the store's business.
 
-A full queue drops the block (``submit`` returns False), counts it and marks the
-recording ``degraded``; the dropped frames are written as silence, so what follows stays
-aligned with the wall clock.  An ``OSError`` (disk full, permissions, I/O error) marks the
-recording ``failed`` with the reason: a log line and a state callback, never an exception
+The writer reports what it wrote, so nobody reads it back: each finished segment as a
+:class:`SegmentWritten` (index, frames, bytes, and the SHA-256 of the bytes, hashed as
+they were appended), and each recording's end as a :class:`RecordingWritten` with the
+totals.  Listeners (the recording service) hear them on the event loop.
+
+A full queue drops the block (``submit`` returns False), counts it on the recording's
+status and tells the listeners once; the dropped frames are written as silence, so what
+follows stays aligned with the wall clock.  An ``OSError`` (disk full, permissions, I/O
+error) fails the recording with the reason: a log line and a report, never an exception
 in the caller, and the call goes on.
 """
 
@@ -26,60 +30,43 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import enum
 import errno
+import hashlib
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from ..media.g711 import CODEC_TAGS, WIRE_SILENCE, wire_decode, wire_samples
+from ..recording_state import RecordingState
 from .crypto import new_data_key, wrap_key
 from .segment import (
     DEFAULT_SAMPLE_RATE,
-    KEY_FILE_NAME,
     Encoding,
     SegmentEncoder,
     recording_path,
     segment_file_name,
     ulaw_encode,
 )
+from .store import LocalDiskStore, SegmentStore, shred_recording
+from .write_reports import RecordingKey, RecordingWritten, SegmentWritten, WriterListener
 
 log = logging.getLogger(__name__)
 
-FsyncPolicy = Literal["chunk", "segment", "none"]
-# A recording id: a uuid.UUID, or its text form.  Typed Hashable so that ``submit`` is a
-# recorder ``Sink`` (whose call keys are Hashable); anything else is refused.
-RecordingKey = Hashable
-
-_FILE_MODE = 0o600
-_DIR_MODE = 0o700
 _DONE_KEPT = 1024  # finished recordings whose state can still be asked for
 
 #: What ``submit`` takes: ``(n, 2)`` wire samples (uint16) or linear audio (int16).
 Block = npt.NDArray[np.integer[Any]]
-
-
-class RecordingState(enum.Enum):
-    RECORDING = "recording"
-    DEGRADED = "degraded"  # blocks were dropped (queue full); the gaps hold silence
-    FAILED = "failed"  # a write failed; nothing more is written
-    COMPLETE = "complete"  # the final chunk is written
-    DISCARDED = "discarded"  # destroyed on request: key first, then the files
-
-
-StateCallback = Callable[[RecordingKey, RecordingState, str], None]
 
 
 @dataclass
@@ -92,7 +79,6 @@ class WriterMetrics:
     frames_dropped: int = 0
     chunks_sealed: int = 0
     bytes_written: int = 0
-    fsyncs: int = 0
     write_seconds_total: float = 0.0
     write_seconds_max: float = 0.0
     last_write_seconds: float = 0.0
@@ -104,10 +90,17 @@ class WriterMetrics:
 
 @dataclass(frozen=True, slots=True)
 class RecordingStatus:
+    """``state`` is RECORDING until the writer is done (then COMPLETE, FAILED or
+    DISCARDED); ``degraded`` says blocks were dropped while recording."""
+
     state: RecordingState
     reason: str
     blocks_dropped: int
     frames_dropped: int
+
+    @property
+    def degraded(self) -> bool:
+        return self.blocks_dropped > 0
 
 
 # --- queue items -----------------------------------------------------------------------------
@@ -174,15 +167,18 @@ class _Active:
     encoding: Encoding
     segment_chunks: int
     start_time_ms: int
-    encoder: SegmentEncoder | None = None
-    fd: int | None = None
+    key_sha256: str
+    encoder: SegmentEncoder | None = None  # the open segment's (None between segments)
+    segment: _Segment | None = None
     segment_index: int = -1
     next_frame: int = 0  # frames sealed so far
     gap_filled: int = 0  # dropped frames already written as silence
     pending: list[Block] = field(default_factory=list)  # in the stored form (see _stored)
     pending_frames: int = 0
-    current_file: Path | None = None
     codecs: tuple[int, int] = (CODEC_TAGS["PCMU"], CODEC_TAGS["PCMU"])  # the last chunk's
+    segments: int = 0  # totals over finished segments
+    frames: int = 0
+    bytes: int = 0
 
     def stored(self, block: Block) -> Block:
         """A submitted block in the form this recording's encoder seals: wire samples for
@@ -199,6 +195,18 @@ class _Active:
         return np.full((frames, 2), WIRE_SILENCE, dtype=np.uint16)
 
 
+@dataclass
+class _Segment:
+    """The open segment: what has been wholly appended to it, hashed as it went."""
+
+    name: str
+    first_frame: int
+    hash: Any = field(default_factory=hashlib.sha256)  # hashlib's type is private
+    chunks: int = 0
+    frames: int = 0
+    bytes: int = 0
+
+
 def _to_uuid(key: RecordingKey) -> uuid.UUID:
     if isinstance(key, uuid.UUID):
         return key
@@ -208,32 +216,35 @@ def _to_uuid(key: RecordingKey) -> uuid.UUID:
 
 
 def _describe(exc: OSError, path: Path | None) -> str:
+    """``ENOSPC: No space left on device (<file>)``: the file the error names, else
+    ``path`` (what the writer was working on)."""
     name = errno.errorcode.get(exc.errno or 0, "error") if exc.errno else type(exc).__name__
+    if exc.filename is not None:
+        path = Path(os.fsdecode(exc.filename))
     where = f" ({path})" if path is not None else ""
     return f"{name}: {exc.strerror or exc}{where}"
 
 
 class RecordingWriter:
-    """Writes every recording of the process from one thread.
+    """Writes every recording of the process from one thread, into ``store`` (by default
+    a :class:`~proxy.storage.store.LocalDiskStore` with ``fsync="chunk"``).
 
-    ``on_state(recording_id, state, reason)`` is called on each state change; with a
-    ``loop`` it runs there (``call_soon_threadsafe``), otherwise in the calling thread.
+    Listeners (:meth:`listen`) hear each finished segment, each recording's end and its
+    first dropped block; with a ``loop`` they run there (``call_soon_threadsafe``),
+    otherwise in the writer's thread.
     """
 
     def __init__(
         self,
+        store: SegmentStore | None = None,
         *,
         max_queued_blocks: int = 4096,
         chunk_seconds: float = 1.0,
         sample_rate: int = DEFAULT_SAMPLE_RATE,
-        fsync: FsyncPolicy = "chunk",
-        on_state: StateCallback | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
         name: str = "recording-writer",
         on_write: Callable[[float], None] | None = None,
     ) -> None:
-        if fsync not in ("chunk", "segment", "none"):
-            raise ValueError(f"fsync policy must be chunk, segment or none, not {fsync!r}")
         if max_queued_blocks < 1:
             raise ValueError("max_queued_blocks must be at least 1")
         self.chunk_frames = round(chunk_seconds * sample_rate)
@@ -241,10 +252,10 @@ class RecordingWriter:
             raise ValueError(f"chunk_seconds {chunk_seconds} holds no frame")
         self.chunk_seconds = chunk_seconds
         self.sample_rate = sample_rate
-        self.fsync_policy: FsyncPolicy = fsync
+        self.store: SegmentStore = store if store is not None else LocalDiskStore()
         self.max_queued_blocks = max_queued_blocks
         self.metrics = WriterMetrics()
-        self._on_state = on_state
+        self._listeners: tuple[WriterListener, ...] = ()
         self._on_write = on_write
         self._loop = loop
         self._lock = threading.Lock()
@@ -263,6 +274,10 @@ class RecordingWriter:
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
+
+    def listen(self, listener: WriterListener) -> None:
+        """Tell ``listener`` what the writer does from now on (see :class:`WriterListener`)."""
+        self._listeners = (*self._listeners, listener)
 
     def open(
         self,
@@ -283,7 +298,7 @@ class RecordingWriter:
             )
         except Exception:
             log.exception("open for recording %r failed", recording_id)
-            self._notify(recording_id, RecordingState.FAILED, "internal error while opening")
+            self._refused(recording_id, "internal error while opening")
 
     def _open(
         self,
@@ -298,7 +313,7 @@ class RecordingWriter:
             rid = _to_uuid(recording_id)
         except ValueError:
             log.error("recording id %r is not a UUID: not recorded", recording_id)
-            self._notify(recording_id, RecordingState.FAILED, "recording id is not a UUID")
+            self._refused(recording_id, "recording id is not a UUID")
             return
         try:
             enc = Encoding.parse(encoding)
@@ -311,7 +326,7 @@ class RecordingWriter:
             log.error("recording %s not opened: %s", rid, exc)
             with self._lock:
                 self._remember_done(rid, _Handle(recording_id, RecordingState.FAILED, str(exc)))
-            self._notify(recording_id, RecordingState.FAILED, str(exc))
+            self._refused(recording_id, str(exc))
             return
         item = _Open(rid, Path(directory), public_key, enc, segment_chunks, start_time_ms)
         with self._lock:
@@ -324,13 +339,13 @@ class RecordingWriter:
                 self._enqueue(item)
                 return
         log.error("recording %s not opened: %s", rid, reason)
-        self._notify(recording_id, RecordingState.FAILED, reason)
+        self._refused(recording_id, reason)
 
     def submit(self, recording_id: RecordingKey, block: Block, final: bool) -> bool:
         """Queue an ``(n, 2)`` block (caller, call taker); ``final`` ends the recording.
 
         False when the block was not queued: the queue is full (the block is dropped,
-        counted, written as silence, and the recording marked degraded), or the recording
+        counted, written as silence, and listeners told once), or the recording
         is unknown, closed or failed.  Never blocks, never raises.
         """
         try:
@@ -360,7 +375,7 @@ class RecordingWriter:
             log.error("recording %s: a block must be int16 or uint16 of shape (n, 2)", rid)
             return False
         frames = int(block.shape[0])
-        degraded = None
+        first_drop = False
         with self._lock:
             handle = self._handles.get(rid)
             if handle is None or handle.finished or handle.state is RecordingState.FAILED:
@@ -374,19 +389,18 @@ class RecordingWriter:
                 self._queued_blocks += 1
                 self._enqueue(_Block(rid, copy, final, handle.dropped_frames))
                 return True
+            first_drop = handle.dropped_blocks == 0
             handle.dropped_blocks += 1
             handle.dropped_frames += frames
             self.metrics.blocks_dropped += 1
             self.metrics.frames_dropped += frames
             if final:  # the end of the recording must get through even when audio cannot
                 self._enqueue(_Close(rid, handle.dropped_frames))
-            if handle.state is RecordingState.RECORDING:
-                handle.state = RecordingState.DEGRADED
-                handle.reason = "writer queue full: audio blocks dropped (written as silence)"
-                degraded = (handle.key, handle.reason)
-        if degraded is not None:
-            log.warning("recording %s degraded: %s", rid, degraded[1])
-            self._notify(degraded[0], RecordingState.DEGRADED, degraded[1])
+            key = handle.key
+        if first_drop:
+            reason = "writer queue full: audio blocks dropped (written as silence)"
+            log.warning("recording %s degraded: %s", rid, reason)
+            self._tell(WriterListener.audio_dropped, key, reason)
         return False
 
     def close(self, recording_id: RecordingKey) -> None:
@@ -409,7 +423,7 @@ class RecordingWriter:
         """Destroy a recording, open or finished (P14 "discard"): nothing more is written,
         the wrapped key is deleted first (crypto-shredding: the audio is unreadable from
         that moment), then the segment files and the folder.  ``directory`` is the
-        recordings root.  State DISCARDED is reported when done."""
+        recordings root.  The end (DISCARDED) is reported when done."""
         try:
             rid = _to_uuid(recording_id)
             with self._lock:
@@ -488,40 +502,44 @@ class RecordingWriter:
         if handle is not None:
             self._remember_done(rid, handle)
 
-    def _notify(self, key: RecordingKey, state: RecordingState, reason: str) -> None:
-        if self._on_state is None:
-            return
-        if self._loop is None:
-            self._call_on_state(key, state, reason)
-            return
-        try:
-            self._loop.call_soon_threadsafe(self._call_on_state, key, state, reason)
-        except RuntimeError:  # the loop is closed
-            log.warning("recording %s is %s (%s); the event loop is gone", key, state.value, reason)
+    def _tell(self, method: Callable[..., None], *args: object) -> None:
+        """Call ``method`` (a ``WriterListener`` method) on every listener, on the loop
+        if there is one.  A listener's exception is logged, never raised here."""
+        for listener in self._listeners:
+            if self._loop is None:
+                self._call(method, listener, *args)
+                continue
+            try:
+                self._loop.call_soon_threadsafe(self._call, method, listener, *args)
+            except RuntimeError:  # the loop is closed
+                log.warning("writer report %s%r: the event loop is gone", method.__name__, args)
 
-    def _call_on_state(self, key: RecordingKey, state: RecordingState, reason: str) -> None:
+    @staticmethod
+    def _call(method: Callable[..., None], listener: WriterListener, *args: object) -> None:
         try:
-            assert self._on_state is not None
-            self._on_state(key, state, reason)
+            getattr(listener, method.__name__)(*args)
         except Exception:
-            log.exception("on_state callback failed for recording %s", key)
+            log.exception("writer listener %r failed in %s", listener, method.__name__)
 
-    def _set_state(self, rid: uuid.UUID, state: RecordingState, reason: str) -> None:
-        """Thread side: record a state change and tell the owner."""
+    def _refused(self, key: RecordingKey, reason: str) -> None:
+        """A recording that was never opened: failed, with nothing written."""
+        self._ended(RecordingWritten(key, RecordingState.FAILED, reason))
+
+    def _ended(self, report: RecordingWritten) -> None:
+        """Any thread: the writer is done with a recording (opened or refused)."""
+        self._tell(WriterListener.recording_written, report)
+
+    def _end(self, rid: uuid.UUID, report: RecordingWritten) -> None:
+        """Thread side: record the end of an opened recording and report it."""
         with self._lock:
             handle = self._handles.get(rid)
             if handle is None:
                 return
-            handle.state = state
-            handle.reason = reason
-            key = handle.key
-            if state in (
-                RecordingState.FAILED,
-                RecordingState.COMPLETE,
-                RecordingState.DISCARDED,
-            ):
-                self._forget(rid)
-        self._notify(key, state, reason)
+            handle.state = report.state
+            handle.reason = report.reason
+            report = replace(report, recording_id=handle.key, frames_dropped=handle.dropped_frames)
+            self._forget(rid)
+        self._ended(report)
 
     # --- the thread --------------------------------------------------------------------------
 
@@ -562,54 +580,56 @@ class RecordingWriter:
                 self._on_close(active, item)
         except OSError as exc:
             active = self._active.get(rid)
-            where = active.current_file if active is not None else None
-            if where is None and isinstance(item, _Open):
+            if active is not None and active.segment is not None:
+                where: Path | None = active.path / active.segment.name
+            elif isinstance(item, (_Open, _Discard)):
                 where = recording_path(item.directory, rid)
+            else:
+                where = None
             self._fail(rid, _describe(exc, where))
         except Exception as exc:  # a bug: fail the recording, keep the thread alive
             log.exception("recording %s: internal error in the writer", rid)
             self._fail(rid, f"internal error: {type(exc).__name__}: {exc}")
 
     def _fail(self, rid: uuid.UUID, reason: str) -> None:
+        """What was wholly written stays, and is reported: the open segment as far as it
+        got, and the totals."""
         active = self._active.pop(rid, None)
-        if active is not None and active.fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(active.fd)
+        report = RecordingWritten(rid, RecordingState.FAILED, reason)
+        if active is not None:
+            self.store.abandon(active.path)
+            self._report_segment(active)
+            report = self._totals(active, RecordingState.FAILED, reason)
         self.metrics.recordings_failed += 1
         log.error("recording %s failed: %s", rid, reason)
-        self._set_state(rid, RecordingState.FAILED, reason)
+        self._end(rid, report)
 
     def _discard(self, item: _Discard) -> None:
         active = self._active.pop(item.rid, None)
         if active is not None:
             active.pending.clear()
             active.data_key = b""
-            if active.fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(active.fd)
-        shred_recording(recording_path(item.directory, item.rid))
-        self._set_state(item.rid, RecordingState.DISCARDED, "discarded on request")
+        path = recording_path(item.directory, item.rid)
+        self.store.abandon(path)
+        shred_recording(self.store, path)
+        self._end(
+            item.rid, RecordingWritten(item.rid, RecordingState.DISCARDED, "discarded on request")
+        )
 
     def _open_recording(self, item: _Open) -> None:
         path = recording_path(item.directory, item.rid)
-        os.makedirs(item.directory, mode=_DIR_MODE, exist_ok=True)
-        os.mkdir(path, _DIR_MODE)  # FileExistsError: a recording is never appended to
-        self._fsync_dir(item.directory, always=True)
         data_key = new_data_key()
         blob = wrap_key(data_key, item.public_key, item.rid)
-        active = _Active(
-            item.rid, path, data_key, item.encoding, item.segment_chunks, item.start_time_ms
+        self.store.open_recording(path, blob)
+        self._active[item.rid] = _Active(
+            item.rid,
+            path,
+            data_key,
+            item.encoding,
+            item.segment_chunks,
+            item.start_time_ms,
+            hashlib.sha256(blob).hexdigest(),
         )
-        self._active[item.rid] = active
-        active.current_file = path / KEY_FILE_NAME
-        fd = os.open(active.current_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
-        try:
-            self._write_all(fd, blob)
-            os.fsync(fd)  # the key is durable before any audio, whatever the policy
-            self.metrics.fsyncs += 1
-        finally:
-            os.close(fd)
-        self._fsync_dir(path, always=True)
         self.metrics.recordings_opened += 1
 
     def _on_block(self, active: _Active, item: _Block) -> None:
@@ -651,7 +671,7 @@ class RecordingWriter:
         self._close_segment(active)
         del self._active[active.rid]
         self.metrics.recordings_completed += 1
-        self._set_state(active.rid, RecordingState.COMPLETE, reason)
+        self._end(active.rid, self._totals(active, RecordingState.COMPLETE, reason))
 
     def _seal(self, active: _Active, block: Block, final: bool) -> None:
         prefix = b""
@@ -668,23 +688,20 @@ class RecordingWriter:
                 segment_chunks=active.segment_chunks,
                 codecs=active.codecs,
             )
-            active.current_file = active.path / segment_file_name(active.segment_index)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
-            active.fd = os.open(active.current_file, flags, _FILE_MODE)
+            active.segment = _Segment(segment_file_name(active.segment_index), active.next_frame)
             prefix = active.encoder.header  # header and first chunk in one write
-        encoder = active.encoder
-        assert active.fd is not None
+        encoder, segment = active.encoder, active.segment
+        assert segment is not None
         data = prefix + encoder.seal_chunk(
             encoder.next_chunk_index, active.next_frame, block, final
         )
         started = time.perf_counter()
-        self._write_all(active.fd, data)
-        if self.fsync_policy == "chunk":
-            os.fsync(active.fd)
-            self.metrics.fsyncs += 1
-        if prefix:
-            self._fsync_dir(active.path)
+        self.store.append(active.path, segment.name, data)
         elapsed = time.perf_counter() - started
+        segment.hash.update(data)
+        segment.chunks += 1
+        segment.frames += len(block)
+        segment.bytes += len(data)
         active.next_frame += len(block)
         active.codecs = encoder.codecs
         metrics = self.metrics
@@ -702,45 +719,42 @@ class RecordingWriter:
             self._close_segment(active)
 
     def _close_segment(self, active: _Active) -> None:
-        fd, active.fd, active.encoder = active.fd, None, None
-        if fd is None:
+        segment = active.segment
+        active.encoder = None
+        if segment is None:
             return
-        try:
-            if self.fsync_policy == "segment":
-                os.fsync(fd)
-                self.metrics.fsyncs += 1
-        finally:
-            os.close(fd)
+        self.store.finish_segment(active.path, segment.name)
+        self._report_segment(active)
 
-    def _write_all(self, fd: int, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-
-    def _fsync_dir(self, path: Path, *, always: bool = False) -> None:
-        if self.fsync_policy == "none" and not always:
+    def _report_segment(self, active: _Active) -> None:
+        """The open segment is done with: count it and tell the listeners."""
+        segment, active.segment = active.segment, None
+        if segment is None or not segment.chunks:  # a failure before its first chunk
             return
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-            self.metrics.fsyncs += 1
-        finally:
-            os.close(fd)
+        active.segments += 1
+        active.frames += segment.frames
+        active.bytes += segment.bytes
+        report = SegmentWritten(
+            active.rid,
+            active.segment_index,
+            segment.name,
+            active.path / segment.name,
+            segment.first_frame,
+            segment.chunks,
+            segment.frames,
+            segment.bytes,
+            segment.hash.hexdigest(),
+        )
+        self._tell(WriterListener.segment_written, report)
 
-
-def shred_recording(path: Path) -> None:
-    """Delete a recording folder, wrapped key first (and made durable) so the audio is
-    unreadable even if deleting the segment files is interrupted."""
-    key = path / KEY_FILE_NAME
-    if key.exists():
-        os.unlink(key)
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    if path.exists():
-        for child in path.iterdir():
-            os.unlink(child)
-        os.rmdir(path)
+    @staticmethod
+    def _totals(active: _Active, state: RecordingState, reason: str) -> RecordingWritten:
+        return RecordingWritten(
+            active.rid,
+            state,
+            reason,
+            segments=active.segments,
+            frames=active.frames,
+            bytes=active.bytes,
+            key_sha256=active.key_sha256,
+        )

@@ -3,23 +3,47 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import sqlite3
-import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from proxy import events
 from proxy.calls.recording import ActiveRecording, RecordingService
 from proxy.config import RecordingSettings
 from proxy.media.recorder import Recorder
 from proxy.recording_state import RecordingState
 from proxy.storage import crypto
-from proxy.storage.catalog import CallDirection, RecordingAction, SqliteCatalog
+from proxy.storage.catalog import (
+    CallDirection,
+    EventChannel,
+    RecordingAction,
+    SqliteCatalog,
+)
+from proxy.storage.store import LocalDiskStore, SegmentStore
 from proxy.storage.writer import RecordingWriter
+from tests.storage.faulty_store import FaultyStore, Reports, tmpfs
+
+
+async def catalogued_recording(catalog: SqliteCatalog, recording_id: str) -> str:
+    """A call with a recording in the catalog, ``recording`` as a crash leaves it."""
+    call = await catalog.calls.create_call(
+        sip_call_id=f"c{recording_id}", caller="+441234567890", callee="surgery",
+        direction=CallDirection.INBOUND, started_at=datetime.now(UTC),
+    )  # fmt: skip
+    recording = await catalog.recordings.create_recording(
+        call.id, directory=recording_id, encoding="ulaw", sample_rate=8000, channels=2,
+        started_at=datetime.now(UTC), recording_id=recording_id,
+    )  # fmt: skip
+    return recording.id
 
 
 async def test_a_discarded_recording_left_on_disk_by_a_crash_is_shredded_at_start(
@@ -28,33 +52,31 @@ async def test_a_discarded_recording_left_on_disk_by_a_crash_is_shredded_at_star
     recordings = tmp_path / "recordings"
     _, public = crypto.generate_keypair()
     async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
-        call = await catalog.calls.create_call(
-            sip_call_id="c", caller="+441234567890", callee="surgery",
-            direction=CallDirection.INBOUND, started_at=datetime.now(UTC),
-        )  # fmt: skip
-        kept = await catalog.recordings.create_recording(
-            call.id, directory="kept", encoding="ulaw", sample_rate=8000, channels=2,
-            started_at=datetime.now(UTC), recording_id="11111111-1111-4111-8111-111111111111",
-        )  # fmt: skip
-        gone = await catalog.recordings.create_recording(
-            call.id, directory="gone", encoding="ulaw", sample_rate=8000, channels=2,
-            started_at=datetime.now(UTC), recording_id="22222222-2222-4222-8222-222222222222",
-        )  # fmt: skip
-        await catalog.recordings.set_recording_state(kept.id, RecordingState.COMPLETE)
+        kept = await catalogued_recording(catalog, "11111111-1111-4111-8111-111111111111")
+        gone = await catalogued_recording(catalog, "22222222-2222-4222-8222-222222222222")
+        await catalog.recordings.set_recording_state(kept, RecordingState.COMPLETE)
         await catalog.recordings.set_recording_state(
-            gone.id, RecordingState.DISCARDED, actor="alice", reason="caller distressed"
+            gone, RecordingState.DISCARDED, actor="alice", reason="caller distressed"
         )
-        for rid in (kept.id, gone.id):  # as the crash left them
+        for rid in (kept, gone):  # as the crash left them
             folder = recordings / rid
             folder.mkdir(parents=True)
             (folder / "key").write_bytes(b"wrapped key")
             (folder / "seg-000000.rec").write_bytes(b"audio")
+        writer = RecordingWriter()
         service = RecordingService(
-            RecordingSettings(dir=recordings), catalog, Recorder(lambda k, b, f: None), public
+            RecordingSettings(dir=recordings),
+            catalog,
+            Recorder(lambda k, b, f: None),
+            writer,
+            public,
         )
-        await service.recover()
-        assert not (recordings / gone.id).exists()
-        assert (recordings / kept.id / "key").exists()
+        try:
+            await service.recover()
+        finally:
+            writer.stop(timeout=10)
+        assert not (recordings / gone).exists()
+        assert (recordings / kept / "key").exists()
 
 
 # --- honest end states: failed at once, degraded, and the catalog journal -------------------
@@ -65,22 +87,27 @@ FRAME = 160
 class Service:
     """A recording service on a real catalog, writer thread and recorder, with one call."""
 
-    def __init__(self, root: Path, catalog: SqliteCatalog, recordings: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        catalog: SqliteCatalog,
+        recordings: Path,
+        store: SegmentStore | None = None,
+    ) -> None:
         _, public = crypto.generate_keypair()
         loop = asyncio.get_running_loop()
         self.settings = RecordingSettings(dir=recordings, fsync="chunk")
-        self.writer = RecordingWriter(
-            chunk_seconds=1.0, on_state=self._state, loop=loop, fsync="chunk"
-        )
+        self.store = store or LocalDiskStore(fsync="chunk")
+        self.writer = RecordingWriter(self.store, chunk_seconds=1.0, loop=loop)
         self.recorder = Recorder(self.writer.sink, vad_mode=None)
-        self.service = RecordingService(self.settings, catalog, self.recorder, public)
-        self.service.writer = self.writer
+        self.published: list[object] = []
+        self.service = RecordingService(
+            self.settings, catalog, self.recorder, self.writer, public,
+            publish=self.published.append,
+        )  # fmt: skip
         self.service.journal.retry_seconds = 0.05
         self.catalog = catalog
         self.ticks = 0
-
-    def _state(self, key: object, state: Any, reason: str) -> None:
-        self.service.on_writer_state(key, state, reason)
 
     async def call(self) -> str:
         call = await self.catalog.calls.create_call(
@@ -117,18 +144,8 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 64 KiB filesystem (tmpfs): about three seconds of recording fit."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, f"cannot mount a tmpfs (the tests run as root): {done.stderr}"
-    try:
+    with tmpfs(tmp_path / "tiny") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 async def test_a_full_disk_fails_the_recording_at_once_and_keeps_what_was_sealed(
@@ -207,7 +224,8 @@ async def test_a_locked_catalog_is_counted_and_the_journal_lands_the_writes_late
                 rig.talk(active, 1.5)
                 await rig.service.finish(active)
                 assert rig.service.failures["catalog"] >= 1
-                assert rig.service.journal.pending == 4  # create, segments, quality, end
+                # create, the segment (as sealed), the totals, quality, the end
+                assert rig.service.journal.pending == 5
             finally:
                 blocker.execute("ROLLBACK")
                 blocker.close()
@@ -291,3 +309,156 @@ async def test_each_ended_recording_is_published_once_with_its_end_state(tmp_pat
     assert heard[0].started_at <= heard[0].ended_at
     assert heard[1].reason is not None and "frames lost or late" in heard[1].reason
     assert heard[2].reason is not None and heard[2].reason.startswith("recorder error")
+
+
+# --- the writer's reports: catalogued as sealed, nothing read back at hang-up ----------------
+
+_FILE_READS: list[list[str]] = []  # while non-empty, the last list collects read opens
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event != "open" or not _FILE_READS or not isinstance(args[0], (str, Path)):
+        return
+    flags = args[2] if isinstance(args[2], int) else 0
+    mode = args[1] if isinstance(args[1], str) else ""
+    if flags & (os.O_WRONLY | os.O_RDWR) or any(c in mode for c in "wax+"):
+        return
+    _FILE_READS[-1].append(str(args[0]))
+
+
+sys.addaudithook(_audit)  # hooks stay for the process; it records only while armed
+
+
+async def test_hang_up_catalogues_what_the_writer_reported_and_opens_no_segment_file(
+    tmp_path: Path,
+) -> None:
+    store = FaultyStore(LocalDiskStore(fsync="none"))
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        rig = Service(tmp_path, catalog, tmp_path / "recordings", store)
+        try:
+            active = await rig.service.start(await rig.call(), "PCMU", "PCMU")
+            assert active is not None
+            rig.talk(active, 12.5)  # a sealed 10 s segment, and a second one at hang-up
+            await eventually(lambda: asyncio.sleep(0, result=bool(active.segment_writes)))
+            calls_before = len(store.calls)
+            reads: list[str] = []
+            _FILE_READS.append(reads)
+            try:
+                await rig.service.finish(active)
+            finally:
+                _FILE_READS.remove(reads)
+            hang_up = [name for name, _ in store.calls[calls_before:]]
+        finally:
+            rig.stop()
+        folder = tmp_path / "recordings" / active.id
+        assert [p for p in reads if p.startswith(str(folder))] == []  # no file opened to read
+        assert "read" not in hang_up and "segments" not in hang_up
+        assert hang_up.count("append") >= 1 and "finish_segment" in hang_up  # it did write
+        rows = await catalog.recordings.segments(active.id)
+        files = sorted(folder.glob("seg-*.rec"))
+        assert [r.file_name for r in rows] == [f.name for f in files]
+        for row, file in zip(rows, files, strict=True):
+            data = file.read_bytes()
+            assert (row.size_bytes, row.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+            assert row.closed
+        assert [(r.first_frame, r.frames) for r in rows] == [(0, 80000), (80000, 20000)]
+        recording = await catalog.recordings.get_recording(active.id)
+        assert recording is not None and recording.duration_ms == 12500
+        key = hashlib.sha256((folder / "key").read_bytes()).hexdigest()
+        assert recording.wrapped_key_sha256 == key
+    sealed = [e for e in rig.published if isinstance(e, events.SegmentSealed)]
+    assert [(e.index, e.frames) for e in sealed] == [(0, 80000), (1, 20000)]
+    assert sealed[0].sha256 == rows[0].sha256 and sealed[0].path == str(files[0])
+    assert isinstance(rig.published[0], events.RecordingStarted)
+    closed = rig.published[-1]
+    assert isinstance(closed, events.RecordingClosed)
+    assert (closed.recording_id, closed.call_id, closed.state) == (
+        active.id,
+        active.call_id,
+        "complete",
+    )
+    assert (closed.segments, closed.frames, closed.bytes) == (
+        2,
+        100000,
+        sum(r.size_bytes or 0 for r in rows),
+    )
+
+
+async def test_failures_and_discards_are_published(tmp_path: Path) -> None:
+    store = FaultyStore(LocalDiskStore(fsync="none"))
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        rig = Service(tmp_path, catalog, tmp_path / "recordings", store)
+        try:
+            failing = await rig.service.start(await rig.call(), "PCMU", "PCMU")
+            assert failing is not None
+            store.fail_from_append = store.appends + 2  # one more chunk fits
+            rig.talk(failing, 3.0)
+            await eventually(lambda: asyncio.sleep(0, result=failing.ended is not None))
+            assert failing.ended is not None
+            await failing.ended
+            store.fail_from_append = None
+            gone = await rig.service.start(await rig.call(), "PCMU", "PCMU")
+            assert gone is not None
+            rig.talk(gone, 0.5)
+            await rig.service.discard(gone, actor="alice", channel=EventChannel.API, reason="asked")
+        finally:
+            rig.stop()
+    failed = [e for e in rig.published if isinstance(e, events.RecordingFailed)]
+    assert [(e.recording_id, "ENOSPC" in e.reason) for e in failed] == [(failing.id, True)]
+    sealed = [e for e in rig.published if isinstance(e, events.SegmentSealed)]
+    assert [(e.recording_id, e.frames) for e in sealed] == [(failing.id, 8000)]  # what was kept
+    assert rig.published[-1] == events.RecordingDiscarded(
+        gone.id, gone.call_id, "alice", "api", "asked"
+    )
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        assert await catalog.recordings.segments(gone.id) == []  # the fact it existed, nothing more
+
+
+async def test_recovery_scans_what_a_crash_left_and_publishes_the_interruption(
+    tmp_path: Path,
+) -> None:
+    recordings = tmp_path / "recordings"
+    _, public = crypto.generate_keypair()
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        rid = await catalogued_recording(catalog, str(uuid.uuid4()))
+        # the files as a crash left them: the first segment catalogued as it was sealed,
+        # the second (the last second and a half) not yet
+        sealed = Reports()
+        with RecordingWriter(LocalDiskStore(fsync="none")) as crashed:
+            crashed.listen(sealed)
+            crashed.open(
+                rid, recordings, public, segment_seconds=1, start_time_ms=1_700_000_000_000
+            )
+            crashed.submit(rid, np.zeros((20000, 2), dtype=np.int16), False)
+        first = sealed.segments[0]
+        await catalog.recordings.add_segment(rid, 0, file_name=first.name, first_frame=0)
+        await catalog.recordings.update_segment(
+            rid, 0, chunks=1, frames=8000, size_bytes=first.bytes, sha256=first.sha256, closed=True
+        )
+        store = FaultyStore()
+        writer = RecordingWriter(store)
+        published: list[object] = []
+        service = RecordingService(
+            RecordingSettings(dir=recordings), catalog, Recorder(lambda k, b, f: None),
+            writer, public, publish=published.append,
+        )  # fmt: skip
+        try:
+            assert await service.recover() == [rid]
+        finally:
+            writer.stop(timeout=10)
+        assert store.count("read") == 4  # the key and each segment: the disk is the truth
+        folder = recordings / rid
+        files = sorted(folder.glob("seg-*.rec"))
+        rows = await catalog.recordings.segments(rid)
+        assert [(r.first_frame, r.frames, r.sha256, r.closed) for r in rows] == [
+            (first_frame, frames, hashlib.sha256(f.read_bytes()).hexdigest(), True)
+            for first_frame, frames, f in zip(
+                (0, 8000, 16000), (8000, 8000, 4000), files, strict=True
+            )
+        ]
+        recording = await catalog.recordings.get_recording(rid)
+        assert recording is not None and recording.state is RecordingState.INTERRUPTED
+        assert recording.duration_ms == 2500
+        key = hashlib.sha256((folder / "key").read_bytes()).hexdigest()
+        assert recording.wrapped_key_sha256 == key
+    assert published == [events.RecordingInterrupted(rid)]

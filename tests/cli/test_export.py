@@ -33,6 +33,7 @@ from proxy.media.g711 import wire_decode, wire_samples
 from proxy.recording_state import RecordingState
 from proxy.storage.catalog import CallDirection, SqliteCatalog
 from proxy.storage.crypto import generate_keypair, save_private_key, save_public_key
+from proxy.storage.store import LocalDiskStore
 from proxy.storage.writer import RecordingWriter
 from tests.storage.conftest import dialogue_call
 
@@ -82,7 +83,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     rid = uuid.uuid4()
     codes = np.frombuffer(g711.encode(dialogue_call(SECONDS), "PCMA"), dtype=np.uint8)
     wire = wire_samples(codes.reshape(-1, 2), "PCMA")  # an A-law call, as on the wire
-    writer = RecordingWriter(chunk_seconds=1.0, fsync="none")
+    writer = RecordingWriter(LocalDiskStore(fsync="none"), chunk_seconds=1.0)
     try:
         writer.open(rid, folder / "recordings", public, start_time_ms=1_700_000_000_000)
         for start in range(0, len(wire), 160):

@@ -24,6 +24,7 @@ from proxy.media.relay import PortAllocator
 from proxy.sip.core import CoreSettings, SipCore
 from proxy.storage.catalog import SqliteCatalog
 from proxy.storage.crypto import generate_keypair
+from proxy.storage.store import LocalDiskStore
 from proxy.storage.writer import RecordingWriter
 
 NOTICE_MS = 2000
@@ -52,14 +53,14 @@ def build_parts(tmp_path: Path, metrics: Metrics | None = None) -> Parts:
     core = SipCore(CoreSettings(host="127.0.0.1", port=5060))
     allocator = PortAllocator(44000, 44099)
     writer = RecordingWriter(
-        fsync="none", on_write=metrics.observe_write_seconds if metrics is not None else None
+        LocalDiskStore(fsync="none"),
+        on_write=metrics.observe_write_seconds if metrics is not None else None,
     )
     recorder = Recorder(writer.sink)
     clock = MediaClock(recorder)
     catalog = SqliteCatalog(tmp_path / "catalog.sqlite3")
     _, public_key = generate_keypair()
-    recordings = RecordingService(config.recording, catalog, recorder, public_key)
-    recordings.writer = writer
+    recordings = RecordingService(config.recording, catalog, recorder, writer, public_key)
     pcm = np.zeros(NOTICE_MS * 8, dtype=np.int16)
     notice = Prompt(pcm, hashlib.sha256(pcm.tobytes()).hexdigest(), NOTICE_MS, "notice.wav")
     b2bua = B2bua(config, core, allocator, clock, catalog, recordings, notice)

@@ -45,6 +45,7 @@ from proxy.media.recorder import RecordingChannelPair
 from proxy.media.relay import MediaSession, RtpLeg
 from proxy.storage.catalog import CallOutcome
 from proxy.storage.crypto import generate_keypair
+from proxy.storage.store import LocalDiskStore
 from proxy.storage.writer import RecordingWriter
 from tests.media.media_helpers import shared_data_file
 
@@ -832,7 +833,7 @@ def test_build_info_names_the_installed_version_python_and_the_loop() -> None:
 def test_the_writer_feeds_write_latency_and_its_counters(tmp_path: Path) -> None:
     metrics = fresh_metrics()
     _, public_key = generate_keypair()
-    writer = RecordingWriter(fsync="chunk", on_write=metrics.observe_write_seconds)
+    writer = RecordingWriter(LocalDiskStore(fsync="chunk"), on_write=metrics.observe_write_seconds)
     metrics.attach(writer=writer, recordings_dir=tmp_path)
     rid = uuid.uuid4()
     try:

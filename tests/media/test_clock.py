@@ -18,8 +18,9 @@ import uvloop
 
 from proxy.media.announcer import PacketPacer, RingbackTone
 from proxy.media.clock import MAX_BACKLOG, MediaClock
-from proxy.media.recorder import Recorder, RecordingState
+from proxy.media.recorder import Recorder
 from proxy.media.relay import MediaSession, PortAllocator
+from proxy.recording_state import RecordingState
 
 
 class Blocks:

@@ -10,12 +10,8 @@ import pytest
 
 from proxy.media import g711
 from proxy.media.g711 import wire_decode, wire_samples
-from proxy.media.recorder import (
-    PauseMode,
-    Recorder,
-    RecorderError,
-    RecordingState,
-)
+from proxy.media.recorder import PauseMode, Recorder, RecorderError
+from proxy.recording_state import RecordingState
 from tests.media.media_helpers import shared_data_file
 
 FRAME = 160

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from proxy.storage.crypto import generate_keypair
 from proxy.storage.segment import ulaw_decode
+from proxy.storage.store import LocalDiskStore
 from proxy.storage.writer import RecordingWriter
 
 ENV_VAR = "RECPROXY_TESTDATA"
@@ -103,7 +104,7 @@ def make_recording(tmp_path: Path, public_key: X25519PublicKey) -> MakeRecording
     ) -> Path:
         rid = recording_id or uuid.uuid4()
         root = root or tmp_path / "recordings"
-        writer = RecordingWriter(chunk_seconds=chunk_seconds, fsync="none")
+        writer = RecordingWriter(LocalDiskStore(fsync="none"), chunk_seconds=chunk_seconds)
         try:
             writer.open(
                 rid,

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from proxy.storage.crypto import load_public_key
+from proxy.storage.store import LocalDiskStore
 from proxy.storage.writer import RecordingWriter
 
 BLOCK_FRAMES = 800
@@ -31,7 +32,7 @@ def block(number: int) -> npt.NDArray[np.int16]:
 
 def main() -> None:
     root, key_path, rid = sys.argv[1], sys.argv[2], uuid.UUID(sys.argv[3])
-    writer = RecordingWriter(chunk_seconds=1.0, fsync="chunk")
+    writer = RecordingWriter(LocalDiskStore(fsync="chunk"), chunk_seconds=1.0)
     start_ms = int(time.time() * 1000)
     writer.open(rid, root, load_public_key(key_path), encoding="ulaw", start_time_ms=start_ms)
     print("opened", flush=True)
