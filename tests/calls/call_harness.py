@@ -140,7 +140,7 @@ class Peer:
     def request(
         self, method: str, *, to: str, from_: str | None = None, uri: str | None = None,
         cseq: int | None = None, body: bytes = b"", branch: str | None = None,
-        headers: tuple[tuple[str, str], ...] = (),
+        headers: tuple[tuple[str, str], ...] = (), content_type: str = "application/sdp",
     ) -> bytes:  # fmt: skip
         host, port = self.address
         lines = [
@@ -155,7 +155,7 @@ class Peer:
             *(f"{name}: {value}" for name, value in headers),
         ]
         if body:
-            lines.append("Content-Type: application/sdp")
+            lines.append(f"Content-Type: {content_type}")
         lines.append(f"Content-Length: {len(body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 

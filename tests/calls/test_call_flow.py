@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -161,11 +162,7 @@ async def test_a_bye_while_bridged_ends_the_other_leg(tmp_path: Path, by: str) -
             h.feed(caller.request("BYE", to=to_proxy(ok), cseq=2), CALLER)
             hung_up, other = CALLER, TAKER
         else:
-            taker.call_id = taker_invite.call_id  # leg B's dialog is the proxy's call
-            bye = taker.request(
-                "BYE", uri=str(taker_invite.contacts[0].uri), to=str(taker_invite.from_),
-                from_=f"{taker_invite.to};tag={taker.tag}", cseq=1,
-            )  # fmt: skip
+            bye = taker_request(taker, taker_invite, "BYE", 1)
             h.feed(bye, TAKER)
             hung_up, other = TAKER, CALLER
         await h.until(lambda: h.published(CallEnded))
@@ -220,3 +217,58 @@ async def test_the_routes_are_empty_once_the_calls_are_over(tmp_path: Path) -> N
             await h.until(lambda: not h.b2bua.calls)  # its teardown has finished
             assert len(h.b2bua.routes) == 0
             h.sent.clear()
+
+
+def taker_request(taker: Peer, taker_invite: Request, method: str, cseq: int, **kw: Any) -> bytes:
+    """A request of the call taker in leg B's dialog."""
+    taker.call_id = taker_invite.call_id
+    return taker.request(
+        method, uri=str(taker_invite.contacts[0].uri), to=str(taker_invite.from_),
+        from_=f"{taker_invite.to};tag={taker.tag}", cseq=cseq, **kw,
+    )  # fmt: skip
+
+
+async def test_a_stop_code_keyed_by_info_stops_the_recording_and_stays_private(
+    tmp_path: Path,
+) -> None:
+    async with Harness(tmp_path) as h:
+        caller, taker = Peer(CALLER, "caller", "flow-7"), Peer(TAKER, "taker", "")
+        await invite(h, caller)
+        await bridge(h, caller, taker)
+        taker_invite = next(s.message for s in h.to(TAKER) if s.is_request("INVITE"))
+        assert isinstance(taker_invite, Request)
+        for cseq, key in enumerate("5*0", start=1):
+            body = f"Signal={key}\r\nDuration=160\r\n".encode()
+            info = taker_request(
+                taker, taker_invite, "INFO", cseq, body=body,
+                content_type="application/dtmf-relay",
+            )  # fmt: skip
+            h.feed(info, TAKER)
+        await h.until(lambda: h.published(RecordingSwitched))
+
+        (switched,) = h.published(RecordingSwitched)
+        assert (switched.action, switched.channel) == ("stop", "dtmf")
+        assert h.call.describe()["recording"] == "stopped"
+        assert [s.is_response(200, "INFO") for s in h.to(TAKER)].count(True) == 3
+        passed_on = [s.message for s in h.to(CALLER) if s.is_request("INFO")]
+        assert [m.body for m in passed_on] == [b"Signal=5\r\nDuration=160\r\n"]
+
+
+async def test_a_discarded_recording_takes_no_more_actions_and_is_not_closed(
+    tmp_path: Path,
+) -> None:
+    async with Harness(tmp_path) as h:
+        caller, taker = Peer(CALLER, "caller", "flow-8"), Peer(TAKER, "taker", "")
+        await invite(h, caller)
+        ok = await bridge(h, caller, taker)
+        call = h.call
+        gone = await call.recording_action("discard", actor="ann", channel="api", reason="r")
+        assert gone["recording"] == "discarded"
+        assert call.media.a_leg is not None and call.media.a_leg.sink is None
+        for action in ("stop", "resume", "discard"):
+            with pytest.raises(RecordingActionError, match="discarded"):
+                await call.recording_action(action, actor="ann", channel="api", reason="r")
+        h.feed(caller.request("BYE", to=to_proxy(ok), cseq=2), CALLER)
+        await h.until(lambda: not h.b2bua.calls)
+        assert h.recordings.discarded == [gone["recording_id"]]
+        assert h.recordings.finished == []
