@@ -272,3 +272,40 @@ async def test_a_discarded_recording_takes_no_more_actions_and_is_not_closed(
         await h.until(lambda: not h.b2bua.calls)
         assert h.recordings.discarded == [gone["recording_id"]]
         assert h.recordings.finished == []
+
+
+def sendonly(port: int) -> bytes:
+    return sdp(port).replace(b"a=sendrecv", b"a=sendonly")
+
+
+async def test_a_hold_by_the_caller_is_passed_on_and_becomes_a_recording_event(
+    tmp_path: Path,
+) -> None:
+    async with Harness(tmp_path) as h:
+        caller, taker = Peer(CALLER, "caller", "flow-9"), Peer(TAKER, "taker", "")
+        await invite(h, caller)
+        ok = await bridge(h, caller, taker)
+        call = h.call
+        recording = call.recording
+        assert recording is not None
+        h.sent.clear()
+        reinvite = caller.request("INVITE", to=to_proxy(ok), cseq=2, body=sendonly(40000))
+        h.feed(reinvite, CALLER)
+        await h.until(lambda: any(s.is_request("INVITE") for s in h.to(TAKER)))
+
+        (answer,) = [s.message for s in h.to(CALLER) if s.is_response(200)]
+        assert b"a=recvonly" in answer.body  # our answer to the caller's hold
+        (offer,) = [s.message for s in h.to(TAKER) if s.is_request("INVITE")]
+        assert b"a=sendonly" in offer.body  # the hold passed on to the call taker
+        assert call.media.b_leg is not None
+        assert call.media.b_leg.mode.name == "HOLD"  # nothing relayed to the holder
+        assert recording.pair.caller.held and recording.pair.taker.held
+
+        async def hold_events() -> list[tuple[str, str | None]]:
+            events = await h.catalog.recording_events(recording.id)
+            return [(e.action.value, e.actor) for e in events if e.action.value == "hold"]
+
+        for _ in range(200):  # the event is written in the background: bounded wait
+            if await hold_events():
+                break
+        assert await hold_events() == [("hold", "caller")]
