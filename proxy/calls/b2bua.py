@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +39,7 @@ from ..storage.catalog import Catalog
 from .call import Call
 from .media_wiring import Player, SessionFactory
 from .phases import CallPhase
+from .prompt import Prompt
 from .routes import CallRoutes
 
 if TYPE_CHECKING:
@@ -59,16 +59,6 @@ REFUSED_METHODS: Mapping[str, tuple[int, str]] = {
     "SUBSCRIBE": (489, "Bad Event (no event packages are supported)"),
     "NOTIFY": (481, "Subscription Does Not Exist"),
 }
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """A notice prompt: 8 kHz PCM, and what identifies it in consent receipts."""
-
-    pcm: object  # numpy int16 array (kept opaque here)
-    sha256: str
-    duration_ms: int
-    name: str
 
 
 class B2bua:

@@ -63,13 +63,14 @@ from .media_wiring import CallMedia, channel_summary, check_family
 from .offer_answer import RECORDABLE_CODECS, LegSdp
 from .parties import accepts_sdp, identify, party, user
 from .phases import CallOver, CallPhase, Party
+from .prompt import Prompt
 from .recording_switch import RecordingSwitch
 from .renegotiation import Renegotiation
 from .sip_legs import SipLegs
 from .view import CallView
 
 if TYPE_CHECKING:
-    from .b2bua import B2bua, Prompt
+    from .b2bua import B2bua
     from .recording import ActiveRecording
 
 log = logging.getLogger(__name__)
@@ -334,7 +335,10 @@ class Call:
             if played:
                 self.b2bua.publish(NoticeFinished(self.id, heard_ms))
             else:
-                abandoned = ended is not None and ended.outcome is _ABANDONED_DURING_NOTICE
+                abandoned = (
+                    ended is not None
+                    and ended.outcome is CallOutcome.CALLER_ABANDONED_DURING_NOTICE
+                )
                 self.b2bua.publish(NoticeAbandoned(self.id, heard_ms, caller_left=abandoned))
             heard = NoticeHeard(started_at, played_ms, caller_left, restarts, round(held * 1000))
             await self._consent_receipt(heard)
@@ -671,7 +675,7 @@ class Call:
 
     def _caller_left_outcome(self) -> CallOutcome:
         if self.phase is CallPhase.NOTICE or self.phase is CallPhase.SETUP:
-            return _ABANDONED_DURING_NOTICE
+            return CallOutcome.CALLER_ABANDONED_DURING_NOTICE
         if self.phase is CallPhase.RINGING:
             return CallOutcome.CALLER_ABANDONED_WHILE_RINGING
         return CallOutcome.COMPLETED
@@ -736,9 +740,6 @@ class Call:
             self.sip.fail(503)
             raise CallOver(CallOutcome.FAILED, "proxy", "no media address for the call taker")
         return ours
-
-
-_ABANDONED_DURING_NOTICE = CallOutcome.CALLER_ABANDONED_DURING_NOTICE
 
 
 def _raise_media_error(done: asyncio.Future[None]) -> None:

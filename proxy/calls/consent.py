@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from ..storage.catalog import Catalog, NoticeMode
-
-if TYPE_CHECKING:
-    from .b2bua import Prompt
+from .prompt import Prompt
 
 
 @dataclass(frozen=True, slots=True)
