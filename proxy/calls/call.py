@@ -27,11 +27,11 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..config import OperatorSettings, ServiceSettings
+from ..config import OperatorSettings
 from ..events import (
     CallBridged,
     CallEnded,
@@ -56,13 +56,14 @@ from ..sip.events import (
     ResponseReceived,
     TransactionTimedOut,
 )
-from ..sip.uri import SipUri, Uri, parse_uri
+from ..sip.uri import SipUri
 from ..storage.catalog import CallDirection, CallOutcome
 from .consent import NoticeHeard, store_receipt
 from .media_wiring import CallMedia, channel_summary, check_family
 from .offer_answer import RECORDABLE_CODECS, LegSdp
-from .parties import accepts_sdp, identify, party, user
+from .parties import accepts_sdp, identify, party
 from .phases import CallOver, CallPhase, Party
+from .plan import not_recorded, plan_call, unplanned
 from .prompt import Prompt
 from .recording_switch import RecordingSwitch
 from .renegotiation import Renegotiation
@@ -114,13 +115,8 @@ class Call:
         self.early_media = False  # the notice plays in a 183 (else after a 200)
         self.media = CallMedia(b2bua.new_session(), b2bua.clock)
         self.catalog_id: str | None = None
-        # what this call is (decided in _plan): P1 direction, P3 service, P14 list
-        self.outbound = False
-        self.service: ServiceSettings | None = None
-        self.target: Uri = parse_uri(config.routing.call_taker)
+        self.plan = unplanned(config, self.caller, self.callee)  # decided in _plan
         self.notice_prompt: Prompt | None = None
-        self.record = True
-        self.do_not_record = False
         self.operator_settings: OperatorSettings | None = None
         self.switch = RecordingSwitch(
             self.id,
@@ -183,8 +179,8 @@ class Call:
             CallStarted(
                 self.id,
                 self.started_at,
-                "outbound" if self.outbound else "inbound",
-                self.service.name if self.service else None,
+                "outbound" if self.plan.outbound else "inbound",
+                self.plan.service_name,
             )
         )
         try:
@@ -217,8 +213,8 @@ class Call:
             sip_call_id=request.call_id,
             caller=self.caller,
             callee=self.callee,
-            direction=CallDirection.OUTBOUND if self.outbound else CallDirection.INBOUND,
-            service=self.service.name if self.service else None,
+            direction=CallDirection.OUTBOUND if self.plan.outbound else CallDirection.INBOUND,
+            service=self.plan.service_name,
             started_at=self.started_at,
             config_version=self.config.version,
             call_id=self.id,  # one id in log lines and the catalog
@@ -235,40 +231,14 @@ class Call:
         """Direction (P1), service (P3), the do-not-record list (P14) and so the notice,
         the prompt, whether to record, and where the call goes."""
         config = self.config
-        request = self.invite.request
-        dialled = user(request.uri) or user(request.to.uri) or ""
-        outbound_allowed = config.routing.trunk is not None and config.sip.is_internal(
-            self.invite.source[0]
-        )
-        number = config.numbers.normalise(dialled)  # E.164, or an extension as it is
-        rule = config.routing.rule_for(number, outbound_allowed=outbound_allowed)
-        self.outbound = rule is not None and rule.direction == "outbound"
-        self.service = config.services.get(rule.service) if rule and rule.service else None
-        if self.outbound:
-            assert config.routing.trunk is not None
-            trunk = parse_uri(config.routing.trunk)
-            self.target = replace(trunk, user=dialled) if isinstance(trunk, SipUri) else trunk
-        elif rule is not None and rule.call_taker is not None:
-            self.target = parse_uri(rule.call_taker)
-        if dialled:
-            self.callee = number
-        self.caller = config.numbers.normalise(self.caller)
-        service = self.service
-        wants_notice = not self.outbound
-        if service is not None and service.notice is not None:
-            wants_notice = service.notice
-        self.record = service.record if service is not None else True
-        prompt = service.prompt if service is not None and service.prompt else None
-        if not self.outbound and self.caller.startswith("+"):
-            listed = await self.b2bua.catalog.do_not_record(self.caller)
-            if listed is not None:  # a written request not to be recorded
-                self.do_not_record = True
-                self.record = False
-                wants_notice = True
-                prompt = config.notice.no_record_prompt
-                log.info("call %s: caller is on the do-not-record list", self.id)
-        if wants_notice:
-            self.notice_prompt = self.b2bua.prompt(prompt or config.notice.prompt)
+        plan = plan_call(config, self.invite.request, self.invite.source[0], self.caller)
+        if plan.may_be_listed and await self.b2bua.catalog.do_not_record(plan.caller) is not None:
+            plan = not_recorded(plan, config)  # a written request not to be recorded
+            log.info("call %s: caller is on the do-not-record list", self.id)
+        self.plan = plan
+        self.caller, self.callee = plan.caller, plan.callee
+        if plan.notice is not None:
+            self.notice_prompt = self.b2bua.prompt(plan.notice)
 
     async def _play_notice(self) -> None:
         """Play the whole notice to the caller; store the consent receipt (P13).
@@ -370,7 +340,7 @@ class Call:
             self.media.play_to_caller()
         sip = self.sip
         offer = self.b.offer(self._b_codecs(), sdp.Direction.SENDRECV)
-        target = self.target
+        target = self.plan.target
         invite = build_request(
             "INVITE",
             target,
@@ -427,10 +397,10 @@ class Call:
             raise CallOver(CallOutcome.FAILED, "call_taker", "bad SDP answer") from None
         CallMedia.configure(self.media.b_leg, audio)
         operators = self.config.operators
-        if self.outbound:  # the member of staff placed the call: leg A is theirs
+        if self.plan.outbound:  # the member of staff placed the call: leg A is theirs
             self.operator_settings = identify(operators, self.invite.request)
         else:  # whoever answered leg B
-            self.operator_settings = identify(operators, event.response, self.target)
+            self.operator_settings = identify(operators, event.response, self.plan.target)
 
     async def _talk(self) -> None:
         """Bridge both legs, record, and relay until one side hangs up."""
@@ -442,18 +412,18 @@ class Call:
             sip.respond(sip.a_txn, 200, dialog=sip.a_dialog, body=self.a.local.serialize())
             sip.a_answered = True
             await self.b2bua.catalog.update_call(self._catalog_id, answered_at=_utc_now())
-        public, staff = (self.b, self.a) if self.outbound else (self.a, self.b)
+        public, staff = (self.b, self.a) if self.plan.outbound else (self.a, self.b)
         assert public.audio is not None and staff.audio is not None
         recording: ActiveRecording | None = None
-        if self.record:
+        if self.plan.record:
             # left channel: the member of the public; right: the member of staff
             recording = await self.b2bua.recordings.start(
                 self._catalog_id, public.audio.encoding, staff.audio.encoding
             )
-        self.switch.arm(recording, outbound=self.outbound, operator=self.operator, staff=staff)
+        self.switch.arm(recording, outbound=self.plan.outbound, operator=self.operator, staff=staff)
         # the call taker's digits go through the code matcher (P14)
         pair = recording.pair if recording is not None else None
-        self.media.bridge(pair, outbound=self.outbound, staff_events=self.switch.staff_event)
+        self.media.bridge(pair, outbound=self.plan.outbound, staff_events=self.switch.staff_event)
         self._bridged_at = time.monotonic()
         self._packets_at_bridge = self.media.packets_in()
         self._set_phase(CallPhase.BRIDGED)
@@ -570,7 +540,7 @@ class Call:
             # DTMF from the call taker goes through the recording switch once bridged;
             # anything else is answered and not passed on
             sip.respond(event.transaction, 200, dialog=event.dialog)
-            if self.phase is CallPhase.BRIDGED and from_a == self.outbound:
+            if self.phase is CallPhase.BRIDGED and from_a == self.plan.outbound:
                 self.switch.staff_info(event)
             return
         self.b2bua.answer_other(event, event.dialog)
@@ -604,14 +574,14 @@ class Call:
         return CallView(
             id=self.id,
             phase=self.phase.value,
-            outbound=self.outbound,
+            outbound=self.plan.outbound,
             caller=self.caller,
             callee=self.callee,
-            service=self.service.name if self.service else None,
+            service=self.plan.service_name,
             operator=self.operator,
             started_at=self.started_at,
             recording=self.switch.state,
-            recorded=self.record,
+            recorded=self.plan.record,
         ).describe()
 
     async def recording_action(
@@ -689,7 +659,7 @@ class Call:
                 self.notice_prompt,
                 heard,
                 early_media=self.early_media,
-                do_not_record=self.do_not_record,
+                do_not_record=self.plan.do_not_record,
             )
 
     @property
@@ -729,7 +699,8 @@ class Call:
     def _call_taker_media_host(self) -> str:
         """Our address for the call taker's leg: IPv6 when its URI host is an IPv6
         literal, else IPv4."""
-        host = self.target.host if isinstance(self.target, SipUri) else ""
+        target = self.plan.target
+        host = target.host if isinstance(target, SipUri) else ""
         try:
             family = ipaddress.ip_address(host).version
         except ValueError:

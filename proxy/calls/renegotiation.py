@@ -275,5 +275,5 @@ class Renegotiation:
         recording = self.call.switch.recording
         if recording is None:
             return None
-        public = self.call.b if self.call.outbound else self.call.a
+        public = self.call.b if self.call.plan.outbound else self.call.a
         return recording.pair.caller if side is public else recording.pair.taker
