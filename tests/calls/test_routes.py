@@ -62,3 +62,10 @@ def test_a_dialog_taken_over_by_another_call_stays_with_it() -> None:
     routes.bind(dialog, "new call")
     routes.forget("old call")
     assert routes.for_dialog(dialog) == "new call"
+
+
+def test_the_sip_cores_objects_carry_no_pointer_back_to_a_call() -> None:
+    """The TU keeps its own map: transactions and dialogs have no ``user_data``."""
+    core = SipCore(CoreSettings(host="127.0.0.1", port=5060))
+    txn, dialog = incoming(core, "r-6")
+    assert not hasattr(txn, "user_data") and not hasattr(dialog, "user_data")
