@@ -29,6 +29,7 @@ from .control.api import add_routes
 from .control.http import HttpServer, build_app
 from .control.metrics import Metrics, event_loop_name
 from .control.webhook import WebhookSender
+from .events import EventBus, RecordingSwitched
 from .media.announcer import load_prompt
 from .media.clock import MediaClock
 from .media.recorder import Recorder
@@ -179,6 +180,9 @@ class Server:
             )
         )
         allocator = PortAllocator(*config.media.rtp_ports)
+        events = EventBus()  # the coordinator's app factory owns the bus (issue 13)
+        metrics = self.metrics
+        events.subscribe(RecordingSwitched, lambda e: metrics.recording_action(e.action, e.channel))
         self.b2bua = B2bua(
             config,
             self.core,
@@ -188,6 +192,7 @@ class Server:
             self.recordings,
             notice,
             prompts,
+            publish=events.publish,
         )
         self.core.admission = self.b2bua.admit
         self.transport = SipTransport(
@@ -226,7 +231,6 @@ class Server:
             loop_name=event_loop_name(),
             webhook=self.webhook,
         )
-        self.b2bua.on_recording_action = self.metrics.recording_action
         http_app = build_app(self.health, self.metrics.render)
         b2bua = self.b2bua
         add_routes(http_app, lambda: b2bua.calls, config.operators)

@@ -68,7 +68,6 @@ class Dialog:
     secure: bool = False
     state: DialogState = DialogState.EARLY
     transport: str = "UDP"
-    user_data: object = None
     # CSeq number of the INVITE whose ACK we sent (UAC) → that ACK, to resend on 2xx
     # retransmissions (§13.2.2.4).
     acks: dict[int, Request] = field(default_factory=dict)

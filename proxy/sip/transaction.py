@@ -102,7 +102,6 @@ class Transaction:
         branch = request.top_via.branch or ""
         self.branch = branch
         self.method = request.method
-        self.user_data: object = None  # for the TU: which call this transaction belongs to
 
     @property
     def is_invite(self) -> bool:

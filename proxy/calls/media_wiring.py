@@ -1,0 +1,207 @@
+"""The media of one call: its two RTP legs, what plays on them, and where their packets
+go.
+
+The call flow says *what* should happen to the media (open the caller's leg, play the
+notice, bridge, record, hang up); this says *how*, in terms of the relay: legs and their
+payload types, the stream rewriter that continues the caller's stream after the notice,
+the recorder's sinks, relay modes while a party holds, the confirmation beeps to the call
+taker, and giving the ports back.  The legs come from a :class:`MediaSession` (sockets)
+and play through a :class:`Player` (the media clock), both handed in, so the call flow
+can be driven without sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from typing import Protocol
+
+from ..events import ChannelSummary
+from ..media.announcer import PacketPacer, PromptSource, beeps
+from ..media.recorder import RecordingChannelPair, RecordingDirection
+from ..media.relay import LegMode, MediaSession, RtpLeg, StreamRewriter
+from ..sip import sdp
+from ..sip.errors import RemoteSipError
+
+G711_NAMES = {0: "PCMU", 8: "PCMA"}
+
+
+class Player(Protocol):
+    """What the call needs of the media clock: its time, and playing on a leg."""
+
+    def now(self) -> float: ...
+
+    def play(self, leg: RtpLeg, pacer: PacketPacer) -> asyncio.Future[None]: ...
+
+    def silence(self, leg: RtpLeg) -> None: ...
+
+
+SessionFactory = Callable[[], MediaSession]
+
+
+class CallMedia:
+    """Leg A (the caller's) and leg B (the call taker's) of one call."""
+
+    def __init__(self, session: MediaSession, player: Player) -> None:
+        self.session = session
+        self.player = player
+        self.a_leg: RtpLeg | None = None
+        self.b_leg: RtpLeg | None = None
+        self.pacer: PacketPacer | None = None  # the notice, then ringback, to the caller
+
+    async def open_a(self, host: str) -> RtpLeg:
+        """The caller's leg (``NoPortsAvailable`` when no port pair is free)."""
+        self.a_leg = await self.session.open_leg("caller", host=host)
+        return self.a_leg
+
+    async def open_b(self, host: str) -> RtpLeg:
+        self.b_leg = await self.session.open_leg("call_taker", host=host)
+        return self.b_leg
+
+    def play_to_caller(self) -> asyncio.Future[None]:
+        """Play the pacer (notice or ringback) on leg A."""
+        assert self.a_leg is not None and self.pacer is not None
+        return self.player.play(self.a_leg, self.pacer)
+
+    def quiet_caller(self) -> None:
+        if self.a_leg is not None:
+            self.player.silence(self.a_leg)
+
+    @staticmethod
+    def configure(leg: RtpLeg, audio: sdp.NegotiatedAudio) -> None:
+        """A negotiated stream: where to send, and which payload types to expect."""
+        leg.set_remote(audio.remote_address, audio.remote_port)
+        CallMedia.payload_types(leg, audio)
+
+    @staticmethod
+    def payload_types(leg: RtpLeg, audio: sdp.NegotiatedAudio) -> None:
+        leg.audio_payload_type = audio.receive_payload_type
+        leg.dtmf_payload_type = audio.receive_telephone_event
+
+    @staticmethod
+    def follow(leg: RtpLeg | None, body: bytes) -> None:
+        """A new SDP from a leg's party: follow its media address (hold keeps it, and so
+        does an address we cannot use)."""
+        if leg is None:
+            return
+        try:
+            description = sdp.SessionDescription.parse(body)
+            index = description.first_audio_index()
+            if index is None:
+                return
+            address = check_family(leg, sdp.media_address(description, index, in_call=True))
+        except RemoteSipError:
+            return
+        port = description.media[index].port
+        if not address.hold and port != 0:
+            leg.set_remote(address.host, port)
+
+    def stop_ringback(self) -> None:
+        """The call taker answered: the caller's stream continues from the last notice or
+        ringback packet, with the call taker's audio in it."""
+        assert self.a_leg is not None and self.pacer is not None
+        self.player.silence(self.a_leg)
+        self.a_leg.rewriter = StreamRewriter(
+            self.pacer.ssrc, self.pacer.next_sequence, self.pacer.next_timestamp
+        )
+
+    def public_and_staff(self, outbound: bool) -> tuple[RtpLeg, RtpLeg]:
+        """(the member of the public's leg, the member of staff's leg)."""
+        assert self.a_leg is not None and self.b_leg is not None
+        return (self.b_leg, self.a_leg) if outbound else (self.a_leg, self.b_leg)
+
+    def bridge(
+        self,
+        pair: RecordingChannelPair | None,
+        *,
+        outbound: bool,
+        staff_events: Callable[[int, int, bool, bytes, bytes], None],
+    ) -> None:
+        """Relay both ways; both directions to the recorder (left: the public; right:
+        staff); the call taker's telephone events to ``staff_events`` (the recording
+        switch)."""
+        public_leg, staff_leg = self.public_and_staff(outbound)
+        if pair is not None:
+            public_leg.sink = pair.caller.push
+            staff_leg.sink = pair.taker.push
+            public_leg.on_codec_change = lambda pt: pair.caller.set_codec(G711_NAMES[pt])
+            staff_leg.on_codec_change = lambda pt: pair.taker.set_codec(G711_NAMES[pt])
+        staff_leg.dtmf_sink = staff_events
+        self.session.bridge()
+
+    def unrecord(self, outbound: bool) -> None:
+        """Nothing more reaches the recorder (the recording was discarded)."""
+        for leg in self.public_and_staff(outbound):
+            leg.sink = None
+
+    def relay(self, *, to_caller: bool, to_taker: bool) -> None:
+        """Once bridged, relay towards a party only while it receives: nothing reaches a
+        party that holds us (RFC 3264 §8.4).  Packets still reach the recorder."""
+        if self.a_leg is None or self.b_leg is None:
+            return
+        self.a_leg.mode = LegMode.BRIDGED if to_taker else LegMode.HOLD
+        self.b_leg.mode = LegMode.BRIDGED if to_caller else LegMode.HOLD
+
+    def packets_in(self) -> tuple[int, int]:
+        """RTP packets received so far from (the caller, the call taker)."""
+        a, b = self.a_leg, self.b_leg
+        return (a.stats.packets_in if a else 0, b.stats.packets_in if b else 0)
+
+    def beep_to_staff(self, staff_leg: RtpLeg, audio: sdp.NegotiatedAudio) -> None:
+        """Two short beeps to the call taker only; the caller's audio to them pauses for
+        the beeps' length and the stream continues after them."""
+        if staff_leg.closed:
+            return
+        rewriter = staff_leg.rewriter
+        if rewriter is None:
+            rewriter = StreamRewriter(secrets.randbits(32), secrets.randbits(16), 0)
+            staff_leg.rewriter = rewriter
+        tone = PacketPacer(
+            PromptSource(beeps(2)),
+            audio.encoding,
+            audio.send_payload_type,
+            self.player.now(),
+            rewriter.ssrc,
+            (rewriter.last_seq + 1) & 0xFFFF,
+            (rewriter.last_ts + 160) & 0xFFFFFFFF,
+        )
+        staff_leg.muted = True
+
+        def resume(_: object) -> None:
+            rewriter.continue_after(tone.next_sequence, tone.next_timestamp)
+            staff_leg.muted = False
+
+        self.player.play(staff_leg, tone).add_done_callback(resume)
+
+    def release(self) -> None:
+        """Silence both legs, detach the recorder, close the sockets, free the ports."""
+        for leg in (self.a_leg, self.b_leg):
+            if leg is not None:
+                self.player.silence(leg)
+                leg.sink = None
+        self.session.close()
+
+
+def check_family(leg: RtpLeg, address: sdp.MediaAddress) -> sdp.MediaAddress:
+    """488 for an address a leg's sockets cannot reach: they are of one family."""
+    if not address.hold and address.family != leg.family:
+        raise sdp.unusable_address("the media address family of a call cannot change")
+    return address
+
+
+def channel_summary(packets: int, direction: RecordingDirection | None) -> ChannelSummary:
+    """One direction at the call's end: packets received while bridged, and the
+    recorder's VAD and jitter counters of that direction (zero when not recorded)."""
+    if direction is None:
+        return ChannelSummary(packets)
+    jitter = direction.jitter.stats
+    return ChannelSummary(
+        packets,
+        classified_frames=direction.speech.frames,
+        speech_frames=direction.speech.speech_frames,
+        received=jitter.received,
+        duplicates=jitter.duplicates,
+        late=jitter.late,
+        lost=jitter.lost,
+    )

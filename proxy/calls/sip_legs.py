@@ -1,0 +1,158 @@
+"""The SIP side of one call's two legs: transactions, dialogs and the messages that end
+them.
+
+Leg A is the caller's INVITE, answered by us (UAS); leg B is our INVITE to the call
+taker (UAC).  This keeps their transactions and dialogs, our in-call offers awaiting an
+answer, and the final response leg A gets if the call fails, and knows how to CANCEL,
+ACK and BYE.  It binds every transaction and dialog it makes to the call through
+``bind`` (the TU's :class:`~proxy.calls.routes.CallRoutes`), so their events come back
+to the call; it reads the transaction states so the call flow does not have to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..sip.core import SipCore
+from ..sip.dialog import Dialog, DialogState
+from ..sip.events import ResponseReceived
+from ..sip.message import Request
+from ..sip.transaction import ClientTransaction, ServerTransaction, Transaction, TransactionState
+from .offer_answer import LegSdp
+
+Bind = Callable[[Transaction | Dialog], None]
+
+
+class SipLegs:
+    """Leg A's and leg B's transactions and dialogs, for one call."""
+
+    def __init__(
+        self,
+        core: SipCore,
+        invite: ServerTransaction,
+        *,
+        now: Callable[[], float],
+        flush: Callable[[], None],
+        bind: Bind,
+    ) -> None:
+        self.core = core
+        self.now = now
+        self.flush = flush
+        self.bind = bind
+        self.a_txn = invite
+        self.a_dialog: Dialog | None = None
+        self.a_answered = False
+        self.b_txn: ClientTransaction | None = None
+        self.b_dialog: Dialog | None = None
+        self.offers: dict[ClientTransaction, LegSdp] = {}  # our re-offers awaiting answers
+        self.failure_status = 500  # leg A's final response if the call fails unanswered
+        self.failure_headers: tuple[tuple[str, str], ...] = ()  # e.g. a Warning with a 488
+        bind(invite)
+
+    def accept_a(self) -> Dialog:
+        """Leg A's dialog, made when we answer the caller's INVITE."""
+        self.a_dialog = self.core.accept_dialog(self.a_txn)
+        self.bind(self.a_dialog)
+        return self.a_dialog
+
+    def adopt(self, dialog: Dialog) -> None:
+        """A dialog of leg B (early from a 1xx, or confirmed by the 2xx) is this call's."""
+        self.bind(dialog)
+
+    def fail(self, status: int, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """What leg A is told if the call ends before it is answered."""
+        self.failure_status = status
+        self.failure_headers = headers
+
+    def respond(
+        self,
+        txn: ServerTransaction,
+        status: int,
+        *,
+        dialog: Dialog | None = None,
+        body: bytes = b"",
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Answer ``txn`` unless it is already answered (e.g. the core sent 487 after a
+        CANCEL); an INVITE's responses say what we allow."""
+        if txn.state not in (TransactionState.TRYING, TransactionState.PROCEEDING) and not (
+            txn.state is TransactionState.ACCEPTED and 200 <= status < 300
+        ):
+            return
+        extra = [
+            *(headers or []),
+            *([("Allow", self.core.allow)] if txn.method == "INVITE" else []),
+        ]
+        self.core.respond(txn, status, now=self.now(), dialog=dialog, body=body, headers=extra)
+        self.flush()
+
+    def send(self, request: Request, *, dialog: Dialog | None = None) -> ClientTransaction:
+        """Send a request whose responses the call waits for."""
+        txn = self.core.send_request(request, self.now(), dialog=dialog)
+        self.bind(txn)
+        self.flush()
+        return txn
+
+    def invite_b(self, invite: Request) -> ClientTransaction:
+        self.b_txn = self.send(invite)
+        return self.b_txn
+
+    def is_b_invite(self, transaction: Transaction) -> bool:
+        return transaction is self.b_txn
+
+    def ack(self, event: ResponseReceived) -> None:
+        """ACK a 2xx to one of our INVITEs."""
+        dialog = event.dialog
+        assert dialog is not None
+        self.core.send_ack(dialog, dialog.create_ack(event.response.cseq.number), self.now())
+        self.flush()
+
+    def cancel_b(self) -> None:
+        """CANCEL our INVITE to the call taker while it can still be cancelled."""
+        if self.b_txn is not None and self.b_txn.state in (
+            TransactionState.CALLING,
+            TransactionState.PROCEEDING,
+        ):
+            self.core.cancel(self.b_txn, self.now())
+            self.flush()
+
+    def ack_and_bye(self, event: ResponseReceived) -> None:
+        """A second 2xx to leg B's INVITE (forked, or after we gave up): ACK and end it."""
+        dialog = event.dialog
+        assert dialog is not None
+        self.bind(dialog)
+        self.ack(event)
+        self._bye(dialog)
+        self.flush()
+
+    def end_b(self) -> None:
+        """End leg B: BYE once confirmed, else CANCEL."""
+        if self.b_dialog is not None and self.b_dialog.state is DialogState.CONFIRMED:
+            self._bye(self.b_dialog)
+        elif self.b_txn is not None:
+            self.cancel_b()
+
+    def end_a(self) -> None:
+        """End leg A: BYE once answered, else its final failure response."""
+        if self.a_answered:
+            if self.a_dialog is not None and self.a_dialog.state is DialogState.CONFIRMED:
+                self._bye(self.a_dialog)
+            return
+        if self.a_txn.state is TransactionState.PROCEEDING:
+            status = self.failure_status if self.failure_status >= 300 else 500
+            self.core.respond(
+                self.a_txn,
+                status,
+                now=self.now(),
+                dialog=self.a_dialog,
+                headers=self.failure_headers,
+            )
+
+    def hung_up(self, dialog: Dialog | None) -> None:
+        """The party of ``dialog`` sent BYE: that dialog is over."""
+        if dialog is not None:
+            dialog.state = DialogState.TERMINATED
+
+    def _bye(self, dialog: Dialog) -> None:
+        """A BYE whose answer nobody waits for: the call is over (not bound)."""
+        self.core.send_request(dialog.create_request("BYE"), self.now(), dialog=dialog)
