@@ -126,8 +126,10 @@ async def _recording_action(request: web.Request, operator: Operator) -> web.Str
         result = await control_recording(
             calls, call_id, operator.name, body.get("action"), body.get("reason"), channel="api"
         )
-    except (CallNotFound, NotYourCall, InvalidRecordingRequest, RecordingActionError) as exc:
-        return _error(_STATUS[type(exc)], str(exc))
+    except tuple(_STATUS) as exc:
+        return _error(
+            next(code for kind, code in _STATUS.items() if isinstance(exc, kind)), str(exc)
+        )
     except BodyRefused as exc:
         return _error(exc.status, str(exc))
     return web.json_response(result)
