@@ -286,9 +286,7 @@ def one_way_silent_side(
     return None
 
 
-def _side(name: str, summary: ChannelSummary | None) -> Side:
-    if summary is None:
-        return Side(name, 0)
+def _side(name: str, summary: ChannelSummary) -> Side:
     return Side(name, summary.packets, summary.classified_frames, summary.speech_frames)
 
 
@@ -517,6 +515,8 @@ class Metrics:
             return
         seconds = max(event.bridged_seconds, 0.0)
         self.call_bridged_seconds.observe(seconds)
+        if event.caller is None or event.taker is None:
+            return  # what the parties sent is unknown: no verdict
         caller, taker = _side("caller", event.caller), _side("call_taker", event.taker)
         silent = one_way_silent_side(caller, taker, seconds, self.one_way_audio_seconds)
         if silent is not None:

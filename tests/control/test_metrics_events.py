@@ -177,7 +177,7 @@ async def test_late_drops_count_live_and_stay_counted_once_the_call_ends(tmp_pat
         (SILENT_PATH, talked(), 15.0, "caller"),  # packets without speech against speech
         (talked(), talked(), 30.0, None),  # a conversation
         (talked(), NOTHING, 9.0, None),  # under the threshold: too short to judge
-        (talked(), None, 12.0, "call_taker"),  # not recorded: the taker's side unknown = none
+        (talked(), None, 12.0, None),  # what the call taker sent is unknown: no verdict
     ],
 )
 def test_one_way_audio_from_the_ended_calls_summaries(
