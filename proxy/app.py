@@ -1,11 +1,16 @@
-"""The running proxy: every part built from the configuration, started and stopped in
-order, on one event loop.
+"""The app factory: every part of the running proxy built from the typed configuration,
+in dependency order, on one event loop.
 
-    catalog → recovery → webhook → writer thread → recorder + media clock → SIP → HTTP
+    catalog → webhook → writer thread + recorder + recording service → recovery →
+    media clock → SIP core, B2BUA, transport → HTTP
 
-``serve(config)`` runs until SIGTERM or SIGINT, then shuts down gracefully: new calls
-get 503, active calls have ``shutdown.grace_seconds`` to finish, the rest are ended with
-BYE and their recordings closed.
+``open_server(config)`` is an async context manager: each resource is registered on one
+``AsyncExitStack`` as it starts, so a start-up failure closes what was opened, and
+leaving closes everything in reverse order after the calls are drained.  There is one
+``EventBus``; metrics subscribe to it.  ``serve(config)`` runs until SIGTERM or SIGINT,
+then shuts down gracefully: new calls get 503, active calls have
+``shutdown.grace_seconds`` to finish, the rest are ended with BYE and their recordings
+closed.  Tests build the same app with ``open_server``.
 """
 
 from __future__ import annotations
@@ -16,20 +21,21 @@ import hashlib
 import logging
 import os
 import signal
-from dataclasses import replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from .calls.b2bua import REFUSED_METHODS, B2bua, Prompt
+from .calls.b2bua import REFUSED_METHODS, B2bua, CallPhase, Prompt
 from .calls.recording import RecordingService
 from .config import Config
 from .control.api import add_routes
 from .control.http import HttpServer, build_app
-from .control.metrics import Metrics, event_loop_name
+from .control.metrics import CallsSnapshot, Metrics, RecordingsSnapshot, event_loop_name
 from .control.webhook import WebhookSender
-from .events import EventBus, RecordingSwitched
+from .events import EventBus
 from .media.announcer import load_prompt
 from .media.clock import MediaClock
 from .media.recorder import Recorder
@@ -99,242 +105,321 @@ def load_notice(path: Path, key: str = "notice.prompt") -> Prompt:
     return Prompt(pcm, hashlib.sha256(data).hexdigest(), duration_ms, path.name)
 
 
-class Server:
-    """All the parts of one proxy process."""
+def load_prompts(config: Config) -> tuple[Prompt, dict[Path, Prompt]]:
+    """The notice, and every prompt the configuration names (by path, loaded once)."""
+    notice = load_notice(config.notice.prompt)
+    prompts = {config.notice.prompt: notice}
+    others = [("notice.no_record_prompt", config.notice.no_record_prompt)] + [
+        (f"services.{name}.prompt", service.prompt)
+        for name, service in config.services.items()
+        if service.prompt is not None
+    ]
+    for key, path in others:
+        if path not in prompts:
+            prompts[path] = load_notice(path, key)
+    return notice, prompts
 
-    def __init__(self, config: Config, *, metrics: Metrics | None = None) -> None:
-        self.config = config
-        self.catalog: SqliteCatalog | None = None
-        self.writer: RecordingWriter | None = None
-        self.recorder: Recorder | None = None
-        self.clock: MediaClock | None = None
-        self.recordings: RecordingService | None = None
-        self.webhook: WebhookSender | None = None
-        self.core: SipCore | None = None
-        self.transport: SipTransport | None = None
-        self.b2bua: B2bua | None = None
-        self.http: HttpServer | None = None
-        self.metrics = metrics or Metrics()  # its own registry, not the global one
+
+class Health:
+    """``GET /healthz``: ready (started, not draining) and the media clock ticking."""
+
+    def __init__(self, config: Config, clock: MediaClock, b2bua: B2bua) -> None:
         self.ready = False
+        self._config = config
+        self._clock = clock
+        self._b2bua = b2bua
 
-    async def start(self) -> None:
-        config = self.config
-        notice = load_notice(config.notice.prompt)
-        prompts = {config.notice.prompt: notice}
-        others = [("notice.no_record_prompt", config.notice.no_record_prompt)] + [
-            (f"services.{name}.prompt", service.prompt)
-            for name, service in config.services.items()
-            if service.prompt is not None
-        ]
-        for key, path in others:
-            if path not in prompts:
-                prompts[path] = load_notice(path, key)
-        public_key = ensure_keys(config)
-        config.recording.dir.mkdir(parents=True, exist_ok=True)
-        config.catalog.path.parent.mkdir(parents=True, exist_ok=True)
-        loop = asyncio.get_running_loop()
-
-        self.catalog = await SqliteCatalog(
-            config.catalog.path,
-            synchronous="FULL" if config.catalog.synchronous == "full" else "NORMAL",
-        ).open()
-        self.writer = RecordingWriter(
-            LocalDiskStore(fsync=config.recording.fsync),  # type: ignore[arg-type]
-            loop=loop,
-            on_write=self.metrics.observe_write_seconds,
-        )
-        self.recorder = Recorder(
-            self.writer.sink,
-            pause_mode=config.recording.pause_mode,
-            jitter_depth=max(1, config.media.jitter_ms // 20),
-        )
-        self.recordings = RecordingService(
-            config.recording, self.catalog, self.recorder, self.writer, public_key
-        )
-        interrupted = await self.recordings.recover()
-        if interrupted:
-            log.warning("%d recording(s) marked interrupted after a crash", len(interrupted))
-        if config.webhook.url:
-            await self._start_webhook(self.recordings)
-        self.clock = MediaClock(self.recorder, on_lag=self.metrics.observe_loop_lag)
-        self.clock.start()
-
-        host, port = config.sip.listen
-        limits = config.limits
-        self.core = SipCore(
-            CoreSettings(
-                host=config.sip.advertise,
-                port=port,
-                user_agent=config.sip.user_agent,
-                allowed_methods=ALLOWED_METHODS,
-                refused_by_tu=tuple(REFUSED_METHODS),
-                flood=FloodSettings(
-                    requests_per_second=limits.requests_per_second,
-                    request_burst=limits.request_burst,
-                    refusals_per_second=limits.refusals_per_second,
-                    refusal_burst=limits.refusal_burst,
-                    retry_after_seconds=limits.retry_after_seconds,
-                ),
-                max_server_transactions=limits.max_transactions,
-                max_dialogs=limits.max_dialogs,
-            )
-        )
-        allocator = PortAllocator(*config.media.rtp_ports)
-        events = EventBus()  # the coordinator's app factory owns the bus (issue 13)
-        metrics = self.metrics
-        events.subscribe(RecordingSwitched, lambda e: metrics.recording_action(e.action, e.channel))
-        self.b2bua = B2bua(
-            config,
-            self.core,
-            allocator,
-            self.clock,
-            self.catalog,
-            self.recordings,
-            notice,
-            prompts,
-            publish=events.publish,
-        )
-        self.core.admission = self.b2bua.admit
-        self.transport = SipTransport(
-            self.core,
-            self.b2bua.on_event,
-            tcp_limits=TcpLimits(
-                max_inbound=limits.tcp_max_connections,
-                max_inbound_per_source=limits.tcp_max_connections_per_source,
-                idle_seconds=limits.tcp_idle_seconds,
-                header_seconds=limits.tcp_header_seconds,
-            ),
-        )
-        self.b2bua.transport = self.transport
-        try:
-            await self.transport.start(
-                host,
-                port,
-                udp="udp" in config.sip.transports,
-                tcp="tcp" in config.sip.transports,
-            )
-        except OSError as exc:
-            raise StartupError(f"sip.listen {host}:{port}: {exc.strerror or exc}") from None
-        bound = self.transport.udp_address or self.transport.tcp_address
-        if bound is not None and bound[1] != port:  # port 0: advertise the real one
-            self.core.settings = replace(self.core.settings, port=bound[1])
-
-        self.metrics.attach(
-            b2bua=self.b2bua,
-            core=self.core,
-            allocator=allocator,
-            clock=self.clock,
-            recorder=self.recorder,
-            writer=self.writer,
-            recording_service=self.recordings,
-            recordings_dir=config.recording.dir,
-            loop_name=event_loop_name(),
-            webhook=self.webhook,
-        )
-        http_app = build_app(self.health, self.metrics.render)
-        b2bua = self.b2bua
-        add_routes(http_app, lambda: b2bua.calls, config.operators)
-        self.http = HttpServer(http_app, *config.http.listen)
-        try:
-            await self.http.start()
-        except OSError as exc:
-            raise StartupError(f"http.listen {config.http.listen}: {exc.strerror or exc}") from None
-        self.ready = True
-        log.info(
-            "recproxy listening: SIP %s:%s (%s), RTP %s-%s, HTTP %s:%s; call taker %s",
-            host,
-            self.sip_port,
-            "/".join(config.sip.transports),
-            *config.media.rtp_ports,
-            *(self.http.bound or config.http.listen),
-            config.routing.call_taker,
-        )
-
-    async def _start_webhook(self, recordings: RecordingService) -> None:
-        secret = os.environ.get(WEBHOOK_SECRET_ENV)
-        self.webhook = WebhookSender(
-            self.config.webhook,
-            self.config.webhook_queue_dir,
-            secret=secret.encode() if secret else None,
-        )
-        try:
-            await self.webhook.start()
-        except OSError as exc:
-            self.webhook = None
-            raise StartupError(
-                f"webhook.queue_dir {self.config.webhook_queue_dir}: {exc.strerror or exc}"
-            ) from None
-        recordings.subscribe(self.webhook.publish)
-
-    @property
-    def sip_port(self) -> int:
-        if self.core is None:
-            return self.config.sip.listen[1]
-        return self.core.settings.port
-
-    def health(self) -> dict[str, Any]:
-        ok = self.ready and self.transport is not None and self.clock is not None
-        stalled = (
-            self.clock.stalled(self.config.media.clock_stall_seconds)
-            if self.clock is not None
-            else None
-        )
-        b2bua = self.b2bua
+    def __call__(self) -> dict[str, Any]:
+        config, b2bua = self._config, self._b2bua
+        stalled = self._clock.stalled(config.media.clock_stall_seconds)
         report: dict[str, Any] = {
-            "ok": ok and stalled is None,
-            "sip": {"port": self.sip_port, "transports": list(self.config.sip.transports)},
-            "rtp": {
-                "ports": list(self.config.media.rtp_ports),
-                "in_use": b2bua.allocator.in_use if b2bua else 0,
-            },
-            "calls": len(b2bua.calls) if b2bua else 0,
-            "accepting": bool(b2bua and b2bua.accepting),
+            "ok": self.ready and stalled is None,
+            "sip": {"port": b2bua.core.settings.port, "transports": list(config.sip.transports)},
+            "rtp": {"ports": list(config.media.rtp_ports), "in_use": b2bua.allocator.in_use},
+            "calls": len(b2bua.calls),
+            "accepting": b2bua.accepting,
         }
         if stalled is not None:
             report["reason"] = stalled  # the watchdog: ticks stopped or lag
         return report
 
-    async def stop(self) -> None:
+
+@dataclass(frozen=True, eq=False)
+class Server:
+    """All the parts of one running proxy, as ``open_server`` built and started them.
+    ``webhook`` is ``None`` when no ``webhook.url`` is configured."""
+
+    config: Config
+    bus: EventBus
+    metrics: Metrics
+    catalog: SqliteCatalog
+    writer: RecordingWriter
+    recorder: Recorder
+    recordings: RecordingService
+    webhook: WebhookSender | None
+    clock: MediaClock
+    core: SipCore
+    b2bua: B2bua
+    transport: SipTransport
+    health: Health
+    http: HttpServer
+
+    @property
+    def sip_port(self) -> int:
+        return self.core.settings.port
+
+    async def drain(self) -> None:
         """Graceful: 503 for new calls, active calls get the grace period, then BYE."""
-        self.ready = False
-        if self.b2bua is not None:
-            await self.b2bua.shutdown(self.config.shutdown.grace_seconds)
-        if self.http is not None:
-            await self.http.stop()
-        if self.transport is not None:
-            await asyncio.sleep(0.1)  # let the last BYEs and their answers go out
-            await self.transport.close()
-        if self.clock is not None:
-            self.clock.stop()
-        if self.recorder is not None:
-            self.recorder.close_all()
-        if self.writer is not None:
-            await asyncio.to_thread(self.writer.stop)
-        if self.recordings is not None:
-            await self.recordings.journal.wait_empty(min(5.0, self.config.shutdown.grace_seconds))
-            await self.recordings.journal.close()
-        if self.webhook is not None:  # after the last recording ended: its event is queued
-            await self.webhook.stop()
-        if self.catalog is not None:
-            await self.catalog.close()
+        self.health.ready = False
+        await self.b2bua.shutdown(self.config.shutdown.grace_seconds)
+
+
+def calls_snapshot(b2bua: B2bua) -> CallsSnapshot:
+    """The calls for metrics: by phase, INVITEs refused before a call began, and the
+    jitter-buffer drops of calls not yet ended (an ended call's are in its ``CallEnded``).
+    Built here, where calls and metrics meet: neither layer knows the other."""
+    phases = dict.fromkeys((phase.value for phase in CallPhase), 0)
+    late = duplicates = 0
+    for call in list(b2bua.calls.values()):
+        phases[call.phase.value] += 1
+        if call.phase is not CallPhase.ENDED and call.recording is not None:
+            for direction in (call.recording.pair.caller, call.recording.pair.taker):
+                late += direction.jitter.stats.late
+                duplicates += direction.jitter.stats.duplicates
+    return CallsSnapshot(phases, dict(b2bua.stats), late, duplicates)
+
+
+def recordings_snapshot(service: RecordingService) -> RecordingsSnapshot:
+    """The recording service for metrics (a ``RecordingService.snapshot()`` later)."""
+    return RecordingsSnapshot(
+        len(service.active),
+        dict(service.failures),
+        dict(service.degraded),
+        service.journal.pending,
+        service.journal.dropped,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_server(config: Config, *, metrics: Metrics | None = None) -> AsyncIterator[Server]:
+    """Build every part from ``config`` in dependency order and start it; on leaving,
+    drain the calls and close everything in reverse order:
+
+        calls drained → HTTP → SIP transport → media clock → recorder, writer thread,
+        catalog journal → webhook → catalog
+
+    Raises ``StartupError`` (after closing what was opened) when a part cannot start.
+    ``metrics``: a fresh ``Metrics`` when none is given (never the global registry)."""
+    async with contextlib.AsyncExitStack() as stack:
+        server = await _build(config, stack, metrics if metrics is not None else Metrics())
+        stack.push_async_callback(server.drain)
+        server.health.ready = True
+        yield server
+
+
+async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metrics) -> Server:
+    notice, prompts = load_prompts(config)
+    public_key = ensure_keys(config)
+    config.recording.dir.mkdir(parents=True, exist_ok=True)
+    config.catalog.path.parent.mkdir(parents=True, exist_ok=True)
+    loop = asyncio.get_running_loop()
+    bus = EventBus()
+    metrics.subscribe(bus)
+
+    catalog = await SqliteCatalog(
+        config.catalog.path,
+        synchronous="FULL" if config.catalog.synchronous == "full" else "NORMAL",
+    ).open()
+    stack.push_async_callback(catalog.close)
+    webhook = await _start_webhook(config, stack) if config.webhook.url else None
+    writer, recorder, recordings = await stack.enter_async_context(
+        _recording_pipeline(config, catalog, public_key, metrics, bus, loop)
+    )
+    interrupted = await recordings.recover()
+    if interrupted:
+        log.warning("%d recording(s) marked interrupted after a crash", len(interrupted))
+    if webhook is not None:
+        recordings.subscribe(webhook.publish)
+    clock = MediaClock(recorder, on_lag=metrics.observe_loop_lag)
+    clock.start()
+    stack.callback(clock.stop)
+
+    host, port = config.sip.listen
+    core = SipCore(
+        _core_settings(config, port),
+        # the B2BUA (below) needs the core; the core asks it only once the transport
+        # delivers requests, after both exist
+        admission=lambda request, source: b2bua.admit(request, source),
+    )
+    allocator = PortAllocator(*config.media.rtp_ports)
+    b2bua = B2bua(
+        config,
+        core,
+        allocator,
+        clock,
+        catalog,
+        recordings,
+        notice,
+        prompts,
+        publish=bus.publish,
+        # the transport delivers to the B2BUA, so it is built after it
+        flush=lambda: transport.flush(),
+    )
+    limits = config.limits
+    transport = SipTransport(
+        core,
+        b2bua.on_event,
+        tcp_limits=TcpLimits(
+            max_inbound=limits.tcp_max_connections,
+            max_inbound_per_source=limits.tcp_max_connections_per_source,
+            idle_seconds=limits.tcp_idle_seconds,
+            header_seconds=limits.tcp_header_seconds,
+        ),
+    )
+    try:
+        await transport.start(
+            host, port, udp="udp" in config.sip.transports, tcp="tcp" in config.sip.transports
+        )
+    except OSError as exc:
+        raise StartupError(f"sip.listen {host}:{port}: {exc.strerror or exc}") from None
+    stack.push_async_callback(_close_transport, transport)
+    bound = transport.udp_address or transport.tcp_address
+    if bound is not None and bound[1] != port:  # port 0: advertise the real one
+        core.settings = replace(core.settings, port=bound[1])
+
+    metrics.attach(
+        calls=lambda: calls_snapshot(b2bua),
+        core=core.snapshot,
+        ports=allocator.snapshot,
+        clock=clock.snapshot,
+        recorder=lambda: recorder.stats,
+        writer=writer,
+        recordings=lambda: recordings_snapshot(recordings),
+        recordings_dir=config.recording.dir,
+        loop_name=event_loop_name(),
+        webhook=webhook,
+    )
+    health = Health(config, clock, b2bua)
+    http_app = build_app(health, metrics.render)
+    add_routes(http_app, lambda: b2bua.calls, config.operators)
+    http = HttpServer(http_app, *config.http.listen)
+    try:
+        await http.start()
+    except OSError as exc:
+        raise StartupError(f"http.listen {config.http.listen}: {exc.strerror or exc}") from None
+    stack.push_async_callback(http.stop)
+    log.info(
+        "recproxy listening: SIP %s:%s (%s), RTP %s-%s, HTTP %s:%s; call taker %s",
+        host,
+        core.settings.port,
+        "/".join(config.sip.transports),
+        *config.media.rtp_ports,
+        *(http.bound or config.http.listen),
+        config.routing.call_taker,
+    )
+    return Server(
+        config,
+        bus,
+        metrics,
+        catalog,
+        writer,
+        recorder,
+        recordings,
+        webhook,
+        clock,
+        core,
+        b2bua,
+        transport,
+        health,
+        http,
+    )
+
+
+def _core_settings(config: Config, port: int) -> CoreSettings:
+    limits = config.limits
+    return CoreSettings(
+        host=config.sip.advertise,
+        port=port,
+        user_agent=config.sip.user_agent,
+        allowed_methods=ALLOWED_METHODS,
+        refused_by_tu=tuple(REFUSED_METHODS),
+        flood=FloodSettings(
+            requests_per_second=limits.requests_per_second,
+            request_burst=limits.request_burst,
+            refusals_per_second=limits.refusals_per_second,
+            refusal_burst=limits.refusal_burst,
+            retry_after_seconds=limits.retry_after_seconds,
+        ),
+        max_server_transactions=limits.max_transactions,
+        max_dialogs=limits.max_dialogs,
+    )
+
+
+async def _start_webhook(config: Config, stack: contextlib.AsyncExitStack) -> WebhookSender:
+    secret = os.environ.get(WEBHOOK_SECRET_ENV)
+    webhook = WebhookSender(
+        config.webhook, config.webhook_queue_dir, secret=secret.encode() if secret else None
+    )
+    try:
+        await webhook.start()
+    except OSError as exc:
+        raise StartupError(
+            f"webhook.queue_dir {config.webhook_queue_dir}: {exc.strerror or exc}"
+        ) from None
+    # stopped after the last recording ended (its event is queued by then)
+    stack.push_async_callback(webhook.stop)
+    return webhook
+
+
+@contextlib.asynccontextmanager
+async def _recording_pipeline(
+    config: Config,
+    catalog: SqliteCatalog,
+    public_key: X25519PublicKey,
+    metrics: Metrics,
+    bus: EventBus,
+    loop: asyncio.AbstractEventLoop,
+) -> AsyncIterator[tuple[RecordingWriter, Recorder, RecordingService]]:
+    """The recorder, the writer thread and the recording service, closed together in
+    their own order: the recorder's last blocks to the writer, the writer thread's last
+    states to the service, the service's last catalog writes out of its journal."""
+
+    writer = RecordingWriter(
+        LocalDiskStore(fsync=config.recording.fsync),  # type: ignore[arg-type]
+        loop=loop,
+        on_write=metrics.observe_write_seconds,
+    )
+    recorder = Recorder(
+        writer.sink,
+        pause_mode=config.recording.pause_mode,
+        jitter_depth=max(1, config.media.jitter_ms // 20),
+    )
+    recordings = RecordingService(
+        config.recording, catalog, recorder, writer, public_key, publish=bus.publish
+    )
+    try:
+        yield writer, recorder, recordings
+    finally:
+        recorder.close_all()
+        await asyncio.to_thread(writer.stop)
+        await recordings.journal.wait_empty(min(5.0, config.shutdown.grace_seconds))
+        await recordings.journal.close()
+
+
+async def _close_transport(transport: SipTransport) -> None:
+    await asyncio.sleep(0.1)  # let the last BYEs and their answers go out
+    await transport.close()
 
 
 async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
-    """Run the proxy until SIGTERM/SIGINT."""
-    server = Server(config)
+    """Run the proxy until SIGTERM/SIGINT, then shut it down gracefully."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    try:
-        await server.start()
+    async with open_server(config) as server:
         if ready is not None:
             ready.set()
         await stop.wait()
-        log.info(
-            "shutting down: new calls refused, %d active",
-            len(server.b2bua.calls) if server.b2bua else 0,
-        )
-    finally:
-        await server.stop()
+        log.info("shutting down: new calls refused, %d active", len(server.b2bua.calls))

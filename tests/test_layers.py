@@ -1,6 +1,7 @@
 """The layers import downward only (ARCHITECTURE.md): the sans-IO SIP stack, the media
 relay and storage know nothing of calls, the use cases or the HTTP API; calls know
-nothing of the HTTP API; nothing leans on aiosqlite's private names, which a release
+nothing of the HTTP API; metrics take events and snapshots, never a call, a leg, a
+jitter buffer or the clock; nothing leans on aiosqlite's private names, which a release
 may change without notice; callers take the catalog's protocols, and only the
 composition roots name its SQLite implementation; and storage and calls modules stay
 under 800 lines.  An AST walk over every module, like ``tests/sip/test_sans_io.py``."""
@@ -23,6 +24,36 @@ FORBIDDEN = {
     "proxy.storage": ("proxy.calls", "proxy.control", "proxy.records"),
     "proxy.calls": ("proxy.control",),
 }
+
+# Metrics (issue 13) are an event subscriber reading snapshots: from the call and media
+# layers they may import only the snapshot types, and they name none of the attributes
+# through which a call, a leg, a jitter buffer or the clock was reached before.
+METRICS_MODULE = "proxy.control.metrics"
+METRICS_MAY_NOT_IMPORT = (
+    "proxy.calls",
+    "proxy.media.jitter",
+    "proxy.media.relay",
+    "proxy.media.clock",
+)
+METRICS_MAY_NOT_READ = frozenset(
+    {
+        "a_leg",
+        "b_leg",
+        "b2bua",
+        "closed_totals",
+        "jitter",
+        "last_tick_age",
+        "on_lag",
+        "on_phase",
+        "on_recording_action",
+        "open_legs",
+        "pacer",
+        "pair",
+        "phase",
+        "recording",
+        "speech",
+    }
+)
 
 # aiosqlite 0.22's private attributes of Connection and Cursor
 AIOSQLITE_PRIVATE = frozenset(
@@ -66,15 +97,19 @@ def imported_modules(source: str, module: str, *, is_package: bool = False) -> s
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                prefix = ".".join([*base, *([node.module] if node.module else [])])
-            else:
-                prefix = node.module or ""
+            prefix = resolved(node, package)
             found.add(prefix)
             found.update(f"{prefix}.{alias.name}" for alias in node.names)
     return found
+
+
+def resolved(node: ast.ImportFrom, package: str) -> str:
+    """The absolute module of ``from <module> import ...`` inside ``package``."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
 
 
 def private_aiosqlite_uses(source: str) -> set[str]:
@@ -121,6 +156,69 @@ def _crosses(module: str, imports: set[str]) -> list[str]:
 def test_module_imports_only_downward(module: str, path: Path) -> None:
     imports = imported_modules(path.read_text("utf-8"), module, is_package=path.stem == "__init__")
     assert _crosses(module, imports) == []
+
+
+def metrics_crossings(source: str, module: str = METRICS_MODULE) -> list[str]:
+    """What ``source`` imports from the call and media layers other than a snapshot
+    type (``...Snapshot``), and the call/leg/jitter/clock attributes it reads."""
+
+    def guarded(name: str) -> bool:
+        return any(
+            name == layer or name.startswith(layer + ".") for layer in METRICS_MAY_NOT_IMPORT
+        )
+
+    found: list[str] = []
+    package = module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names if guarded(alias.name))
+        elif isinstance(node, ast.ImportFrom):
+            prefix = resolved(node, package)
+            for alias in node.names:
+                name = f"{prefix}.{alias.name}"
+                snapshot = guarded(prefix) and alias.name.endswith("Snapshot")
+                if guarded(name) and not snapshot:
+                    found.append(name)
+        elif isinstance(node, ast.Attribute) and node.attr in METRICS_MAY_NOT_READ:
+            found.append(f".{node.attr}")
+    return sorted(set(found))
+
+
+def test_metrics_take_events_and_snapshots_only() -> None:
+    path = PROXY_DIR / "control" / "metrics.py"
+    assert metrics_crossings(path.read_text("utf-8")) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from ..calls.b2bua import CallPhase",
+        "from ..calls.recording import RecordingService",
+        "import proxy.calls.b2bua",
+        "from ..media.jitter import JitterStats",
+        "from ..media.relay import PortAllocator",
+        "from ..media import clock",
+        "def f(call):\n    return call.recording.pair.caller.jitter.stats",
+        "def f(b2bua, metrics):\n    b2bua.on_phase = metrics",
+        "def f(clock):\n    return clock.last_tick_age()",
+    ],
+)
+def test_the_metrics_checker_catches_each_reach(source: str) -> None:
+    assert metrics_crossings(source) != []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from ..media.clock import ClockSnapshot",
+        "from ..media.relay import PortsSnapshot",
+        "from ..sip.core import CoreSnapshot, KNOWN_METHODS",
+        "from ..events import CallEnded",
+        "def f(event):\n    return event.caller.late + event.bridged_seconds",
+    ],
+)
+def test_the_metrics_checker_leaves_snapshots_and_events_alone(source: str) -> None:
+    assert metrics_crossings(source) == []
 
 
 @pytest.mark.parametrize("module, path", modules(), ids=lambda v: str(v))

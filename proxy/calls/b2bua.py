@@ -43,7 +43,6 @@ from .prompt import Prompt
 from .routes import CallRoutes
 
 if TYPE_CHECKING:
-    from ..sip.transport import SipTransport
     from .recording import RecordingService
 
 __all__ = ["REFUSED_METHODS", "B2bua", "Call", "CallPhase", "Prompt"]
@@ -76,10 +75,13 @@ class B2bua:
         prompts: Mapping[Path, Prompt] | None = None,
         *,
         publish: Publish = discard,
+        flush: Callable[[], None] = lambda: None,
         player: Player | None = None,
         sessions: SessionFactory | None = None,
     ) -> None:
-        """``publish`` gets the calls' domain events; ``player`` (default: ``clock``)
+        """``publish`` gets the calls' domain events; ``flush`` sends what the SIP core
+        has queued (the transport's, which is built after this, as it delivers to
+        ``on_event``); ``player`` (default: ``clock``)
         plays prompts on legs and ``sessions`` makes each call's pair of RTP legs
         (default: sockets from ``allocator``) — both replaceable so the call flow can be
         driven without sockets."""
@@ -98,22 +100,17 @@ class B2bua:
         # every prompt the configuration names (notice, do-not-record, per service)
         self.prompts: dict[Path, Prompt] = dict(prompts or {})
         self.prompts.setdefault(config.notice.prompt, notice)
-        self.transport: SipTransport | None = None
+        self.flush = flush
         self.calls: dict[str, Call] = {}
         self.routes: CallRoutes[Call] = CallRoutes()
         self.accepting = True
         self.stats: dict[str, int] = {}
-        self.on_phase: Callable[[Call, CallPhase, CallPhase], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- SIP plumbing -------------------------------------------------------------------
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
-
-    def flush(self) -> None:
-        if self.transport is not None:
-            self.transport.flush()
 
     def prompt(self, path: Path) -> Prompt:
         return self.prompts.get(path) or self.notice

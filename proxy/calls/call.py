@@ -42,7 +42,7 @@ from ..events import (
     NoticeStarted,
 )
 from ..media.announcer import Announcer, PacketPacer, PromptSource, RingbackTone
-from ..media.relay import NoPortsAvailable, RtpLeg
+from ..media.relay import NoPortsAvailable
 from ..ratelog import RateLimitedLog
 from ..sip import sdp
 from ..sip.dialog import build_request
@@ -252,7 +252,7 @@ class Call:
         The receipt counts the restarts and the time held."""
         assert self.media.a_leg is not None and self.a.audio is not None
         assert self.notice_prompt is not None
-        self._set_phase(CallPhase.NOTICE)
+        self.phase = CallPhase.NOTICE
         clock = self.b2bua.clock
         notice = self.notice_prompt
         self.b2bua.publish(NoticeStarted(self.id, notice.duration_ms))
@@ -321,7 +321,7 @@ class Call:
         the ring timeout (none while the caller holds the call)."""
         audio = self.a.audio
         assert self.media.a_leg is not None and audio is not None
-        self._set_phase(CallPhase.RINGING)
+        self.phase = CallPhase.RINGING
         b_leg = await self.media.open_b(self._call_taker_media_host())
         self.b.port = b_leg.port
         self.b.address = b_leg.local_host
@@ -429,7 +429,7 @@ class Call:
         self.media.bridge(pair, outbound=self.plan.outbound, staff_events=self.switch.staff_event)
         self._bridged_at = time.monotonic()
         self._packets_at_bridge = self.media.packets_in()
-        self._set_phase(CallPhase.BRIDGED)
+        self.phase = CallPhase.BRIDGED
         self.b2bua.publish(CallBridged(self.id, self._setup_seconds(), self.operator))
         # a hold or codec change of one party before the bridge reaches the other now
         if pair is not None:
@@ -453,7 +453,7 @@ class Call:
         the outcome."""
         ended_at = _utc_now()  # not after the recording is sealed: that may take a while
         self.finished = True
-        self._set_phase(CallPhase.ENDED)
+        self.phase = CallPhase.ENDED
         try:
             self.sip.end_b()
             self.sip.end_a()
@@ -559,19 +559,6 @@ class Call:
     def recording(self) -> ActiveRecording | None:
         return self.switch.recording
 
-    # read by control/metrics.py until it takes the call events instead (issue 13)
-    @property
-    def a_leg(self) -> RtpLeg | None:
-        return self.media.a_leg
-
-    @property
-    def b_leg(self) -> RtpLeg | None:
-        return self.media.b_leg
-
-    @property
-    def pacer(self) -> PacketPacer | None:
-        return self.media.pacer
-
     def describe(self) -> dict[str, Any]:
         """What the call takers' API shows of an active call."""
         return CallView(
@@ -637,11 +624,6 @@ class Call:
             else:
                 getter.cancel()
         _raise_media_error(done)
-
-    def _set_phase(self, phase: CallPhase) -> None:
-        old, self.phase = self.phase, phase
-        if self.b2bua.on_phase is not None and old is not phase:
-            self.b2bua.on_phase(self, old, phase)
 
     def _setup_seconds(self) -> float:
         return max((_utc_now() - self.started_at).total_seconds(), 0.0)

@@ -5,9 +5,11 @@
 
 Every request carries ``Authorization: Bearer <token>``; the token's SHA-256 is matched
 against ``[[operators]] token_sha256`` in the configuration (the token itself is never
-stored).  A call taker sees and acts on their own calls only: 401 without a valid token,
-403 for someone else's call, 404 for a call that is not active, 422 for a missing
-reason or an unknown action, 409 when the recording cannot take that action now.
+stored).  The policy — a call taker sees and acts on their own calls only, the actions,
+the reason — is the use case's (``proxy.records.live``); this module authenticates, reads
+the request and maps the use case's errors to statuses: 401 without a valid token, 403
+for someone else's call, 404 for a call that is not active, 422 for a missing reason or
+an unknown action, 409 when the recording cannot take that action now.
 Errors are problem documents (``application/problem+json``); a JSON body larger than
 ``MAX_BODY`` bytes or nested deeper than ``MAX_DEPTH`` is refused 400 before it is
 parsed (Python's parser would recurse once per level).
@@ -25,34 +27,42 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from ..config import OperatorSettings
-from ..records.errors import RecordingActionError
+from ..records.errors import (
+    CallNotFound,
+    InvalidRecordingRequest,
+    NotYourCall,
+    RecordingActionError,
+)
+from ..records.live import LiveCall, control_recording, own_call, own_calls
 from .problem import problem
 
-ACTIONS = ("stop", "discard", "resume")
-MAX_REASON = 500
 MAX_BODY = 16 * 1024  # bytes of JSON a request may carry
 MAX_DEPTH = 16  # nesting of arrays and objects
 
 
 class BodyRefused(Exception):
-    """A JSON body too large or too deep to parse (HTTP 400)."""
+    """A body refused before the use case sees it: too large or too deep to parse
+    (400), not JSON or not a JSON object (422)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-class ControllableCall(Protocol):
-    """What the API needs of an active call (``proxy.calls.b2bua.Call``)."""
+# the use case's errors, as statuses
+_STATUS: dict[type[Exception], int] = {
+    CallNotFound: 404,
+    NotYourCall: 403,
+    InvalidRecordingRequest: 422,
+    RecordingActionError: 409,
+}
 
-    id: str
-    caller: str
-    callee: str
 
-    @property
-    def operator(self) -> str | None: ...
+class ControllableCall(LiveCall, Protocol):
+    """What the API needs of an active call (``proxy.calls.b2bua.Call``): what the use
+    case needs, and the view it lists."""
 
     def describe(self) -> dict[str, Any]: ...
-
-    async def recording_action(
-        self, action: str, *, actor: str, channel: str, reason: str
-    ) -> dict[str, Any]: ...
 
 
 CallsView = Callable[[], Mapping[str, ControllableCall]]
@@ -104,53 +114,44 @@ def _operator(request: web.Request) -> Operator | None:
 
 
 async def _list_calls(request: web.Request, operator: Operator) -> web.StreamResponse:
-    calls = request.app[CALLS_KEY]()
-    mine = [call.describe() for call in calls.values() if call.operator == operator.name]
-    return web.json_response({"calls": mine})
+    mine = own_calls(request.app[CALLS_KEY](), operator.name)
+    return web.json_response({"calls": [call.describe() for call in mine]})
 
 
 async def _recording_action(request: web.Request, operator: Operator) -> web.StreamResponse:
-    call = request.app[CALLS_KEY]().get(request.match_info["call_id"])
-    if call is None:
-        return _error(404, "no such active call")
-    if call.operator != operator.name:
-        return _error(403, "this call is not yours")
+    calls, call_id = request.app[CALLS_KEY](), request.match_info["call_id"]
     try:
-        body = await _json_body(request)
-    except BodyRefused as exc:
-        return _error(400, str(exc))
-    except ValueError:
-        return _error(422, 'the body must be JSON: {"action": ..., "reason": ...}')
-    if not isinstance(body, dict):
-        return _error(422, "the body must be a JSON object")
-    action = body.get("action")
-    reason = body.get("reason")
-    if action not in ACTIONS:
-        return _error(422, f"action must be one of {', '.join(ACTIONS)}")
-    if not isinstance(reason, str) or not reason.strip():
-        return _error(422, "a reason is required")
-    if len(reason) > MAX_REASON:
-        return _error(422, f"the reason is longer than {MAX_REASON} characters")
-    try:
-        result = await call.recording_action(
-            action, actor=operator.name, channel="api", reason=reason.strip()
+        own_call(calls, call_id, operator.name)  # someone else's request is never read
+        body = await _json_object(request)
+        result = await control_recording(
+            calls, call_id, operator.name, body.get("action"), body.get("reason"), channel="api"
         )
-    except RecordingActionError as exc:
-        return _error(409, str(exc))
+    except tuple(_STATUS) as exc:
+        return _error(
+            next(code for kind, code in _STATUS.items() if isinstance(exc, kind)), str(exc)
+        )
+    except BodyRefused as exc:
+        return _error(exc.status, str(exc))
     return web.json_response(result)
 
 
-async def _json_body(request: web.Request) -> Any:
-    """The request's JSON, read no further than ``MAX_BODY`` bytes and checked for depth
-    before parsing."""
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, read no further than ``MAX_BODY`` bytes and checked
+    for depth before parsing."""
     if request.content_length is not None and request.content_length > MAX_BODY:
-        raise BodyRefused(f"the body is larger than {MAX_BODY} bytes")
+        raise BodyRefused(400, f"the body is larger than {MAX_BODY} bytes")
     data = await request.content.read(MAX_BODY + 1)
     if len(data) > MAX_BODY:
-        raise BodyRefused(f"the body is larger than {MAX_BODY} bytes")
+        raise BodyRefused(400, f"the body is larger than {MAX_BODY} bytes")
     if json_depth(data) > MAX_DEPTH:
-        raise BodyRefused(f"the JSON is nested deeper than {MAX_DEPTH} levels")
-    return json.loads(data)
+        raise BodyRefused(400, f"the JSON is nested deeper than {MAX_DEPTH} levels")
+    try:
+        body = json.loads(data)
+    except ValueError:
+        raise BodyRefused(422, 'the body must be JSON: {"action": ..., "reason": ...}') from None
+    if not isinstance(body, dict):
+        raise BodyRefused(422, "the body must be a JSON object")
+    return body
 
 
 def json_depth(data: bytes) -> int:

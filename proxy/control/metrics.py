@@ -2,37 +2,41 @@
 
 ``Metrics(registry)`` creates every metric on the registry it is given (a fresh
 ``CollectorRegistry`` when none is: never the global one), together with the standard
-process, GC and platform collectors.  It is fed in two ways, and neither touches the RTP
-hot path:
+process, GC and platform collectors.  It is fed in three ways, none of them on the RTP
+hot path, and it never touches a call, a leg, a jitter buffer or the clock itself:
 
-* **Read at scrape time.**  Counters that the parts already keep — ``SipCore.stats``, the
-  relay's ``LegStats`` (``PortAllocator.open_legs`` and ``closed_totals``), the jitter
-  buffers, ``Recorder.stats``, ``MediaClock.stats``, ``RecordingWriter.metrics``,
-  ``RecordingService.failures``, ``WebhookSender.stats`` — and gauges (calls by phase,
-  recordings active, writer queue depth, free disk, webhook queue) are read by a custom
-  collector when Prometheus scrapes.  There is no second bookkeeping: the parts count as
-  they always did.
-* **Hooks, per call or per timer tick, never per packet.**  ``on_call_phase`` (set as
-  ``B2bua.on_phase`` by ``attach``) counts call outcomes and notices and observes the
-  call-setup, talk-time, loss and one-way-audio figures of each call;
+* **Domain events** (:mod:`proxy.events`), once ``subscribe(bus)`` has registered the
+  handlers: notices, setup times, outcomes, talk time, per-direction loss and late
+  ratios and one-way audio come from ``NoticeStarted``/``Finished``/``Abandoned``,
+  ``CallTakerInvited``, ``CallBridged`` and ``CallEnded`` (with its ``ChannelSummary``
+  of each direction); staff and call-taker switches from ``RecordingSwitched``.
+* **Snapshots read at scrape time.**  ``attach`` names callables that return small
+  frozen values — ``SipCore.snapshot``, ``PortAllocator.snapshot``,
+  ``MediaClock.snapshot``, a ``CallsSnapshot`` and a ``RecordingsSnapshot`` built by the
+  server — plus the writer's public ``WriterMetrics``, the recorder's counters and the
+  webhook's stats.  There is no second bookkeeping: the parts count as they always did.
+* **Constructor callbacks, per timer tick or per chunk, never per packet.**
   ``observe_loop_lag`` is the ``MediaClock``'s ``on_lag``; ``observe_write_seconds`` the
   ``RecordingWriter``'s ``on_write`` (called from the writer thread: histograms are
-  thread-safe); ``recording_action(action, channel)`` counts a call taker's or a staff
-  member's stop/discard/pause/resume.
+  thread-safe).  They stay direct calls because they run every 20 ms: the event bus is
+  for things that happen to calls and recordings.
 
-Wiring (in the server assembly)::
+Wiring (in the app factory, ``proxy.app``)::
 
     metrics = Metrics(one_way_audio_seconds=10)
+    metrics.subscribe(bus)
     writer = RecordingWriter(..., on_write=metrics.observe_write_seconds)
     clock = MediaClock(recorder, on_lag=metrics.observe_loop_lag)
     ...
-    metrics.attach(b2bua=b2bua, core=core, allocator=allocator, clock=clock,
-                   recorder=recorder, writer=writer, recording_service=recordings,
-                   recordings_dir=config.recording.dir, loop_name=event_loop_name())
+    metrics.attach(calls=..., core=core.snapshot, ports=allocator.snapshot,
+                   clock=clock.snapshot, recorder=lambda: recorder.stats, writer=writer,
+                   recordings=..., recordings_dir=config.recording.dir,
+                   loop_name=event_loop_name(), webhook=webhook)
     # GET /metrics → web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
-``render()`` is meant to run on the event loop (the HTTP handler), where the parts it
-reads are changed.  ``docs/metrics.md`` lists every metric and the alerts built on them.
+``render()`` is meant to run on the event loop (the HTTP handler), where the parts the
+snapshots copy are changed.  ``docs/metrics.md`` lists every metric and the alerts built
+on them.
 """
 
 from __future__ import annotations
@@ -43,11 +47,9 @@ import math
 import os
 import platform
 import shutil
-import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
@@ -67,19 +69,25 @@ from prometheus_client.core import (
 )
 
 from .. import __version__
-from ..calls.b2bua import CallPhase
+from ..events import (
+    CallBridged,
+    CallEnded,
+    CallTakerInvited,
+    ChannelSummary,
+    EventBus,
+    NoticeAbandoned,
+    NoticeFinished,
+    NoticeStarted,
+    RecordingSwitched,
+)
 from ..sip.core import KNOWN_METHODS
 from ..storage.catalog import CallOutcome
 
 if TYPE_CHECKING:
-    from ..calls.b2bua import B2bua, Call
-    from ..calls.recording import RecordingService
-    from ..media.clock import MediaClock
-    from ..media.jitter import JitterStats
-    from ..media.recorder import Recorder
-    from ..media.relay import PortAllocator, RtpLeg
-    from ..media.vad import SpeechActivity
-    from ..sip.core import SipCore
+    from ..media.clock import ClockSnapshot
+    from ..media.recorder import RecorderStats
+    from ..media.relay import PortsSnapshot
+    from ..sip.core import CoreSnapshot
     from ..storage.writer import RecordingWriter
     from .webhook import WebhookSender
 
@@ -93,8 +101,10 @@ __all__ = [
     "RECORDING_FAILURE_REASONS",
     "SETUP_STAGES",
     "WEBHOOK_RESULTS",
+    "CallsSnapshot",
     "Metrics",
     "MetricsError",
+    "RecordingsSnapshot",
     "Side",
     "event_loop_name",
     "late_ratio",
@@ -157,14 +167,68 @@ def event_loop_name(loop: asyncio.AbstractEventLoop | None = None) -> str:
     return "uvloop" if type(loop).__module__.partition(".")[0] == "uvloop" else "asyncio"
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
+# --- what the server hands in at scrape time ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallsSnapshot:
+    """The calls in progress, as the server sees them at a scrape.
+
+    ``by_phase``: calls by phase name, every phase present (zeros included).
+    ``refused``: INVITEs refused before they became a call, by outcome
+    (``rejected_untrusted``...); other keys are ignored.  ``late``/``duplicates``: the
+    jitter-buffer drops so far of calls not yet ended (an ended call's drops arrive in its
+    ``CallEnded``)."""
+
+    by_phase: Mapping[str, int]
+    refused: Mapping[str, int] = field(default_factory=dict)
+    late: int = 0
+    duplicates: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingsSnapshot:
+    """The recording service at a scrape: recordings in progress, faults by reason,
+    recordings ended degraded by reason, and the catalog journal."""
+
+    active: int
+    failures: Mapping[str, int]
+    degraded: Mapping[str, int]
+    journal_pending: int
+    journal_dropped: int
+
+
+@dataclass(frozen=True)
+class _Sources:
+    calls: Callable[[], CallsSnapshot] | None = None
+    core: Callable[[], CoreSnapshot] | None = None
+    ports: Callable[[], PortsSnapshot] | None = None
+    clock: Callable[[], ClockSnapshot] | None = None
+    recorder: Callable[[], RecorderStats] | None = None
+    writer: RecordingWriter | None = None
+    recordings: Callable[[], RecordingsSnapshot] | None = None
+    recordings_dir: str | os.PathLike[str] | None = None
+    loop_name: str | None = None
+    webhook: WebhookSender | None = None
 
 
 # --- call quality, at the end of a call (pure functions) ---------------------------------
 
 
-def loss_ratio(stats: JitterStats) -> float | None:
+class JitterCounts(Protocol):
+    """A direction's jitter-buffer counters (``ChannelSummary``, ``JitterStats``)."""
+
+    @property
+    def received(self) -> int: ...
+    @property
+    def duplicates(self) -> int: ...
+    @property
+    def late(self) -> int: ...
+    @property
+    def lost(self) -> int: ...
+
+
+def loss_ratio(stats: JitterCounts) -> float | None:
     """Frames lost / frames expected in one direction, from its jitter buffer; ``None``
     when nothing arrived.  A frame is lost when nothing of it came in time to be played
     (that includes senders that stop sending in silence)."""
@@ -177,7 +241,7 @@ def loss_ratio(stats: JitterStats) -> float | None:
     return min(stats.lost / expected, 1.0)
 
 
-def late_ratio(stats: JitterStats) -> float | None:
+def late_ratio(stats: JitterCounts) -> float | None:
     """Packets that arrived after their playout time / packets received: the jitter the
     buffer could not absorb.  ``None`` when nothing arrived."""
     if stats.received <= 0:
@@ -222,30 +286,11 @@ def one_way_silent_side(
     return None
 
 
+def _side(name: str, summary: ChannelSummary) -> Side:
+    return Side(name, summary.packets, summary.classified_frames, summary.speech_frames)
+
+
 # --- the metrics --------------------------------------------------------------------------
-
-
-@dataclass
-class _Bridged:
-    """A bridged call's starting point, kept (by call id, never as a label) until it ends."""
-
-    at: float  # monotonic seconds
-    caller_packets: int
-    taker_packets: int
-
-
-@dataclass
-class _Parts:
-    b2bua: B2bua | None = None
-    core: SipCore | None = None
-    allocator: PortAllocator | None = None
-    clock: MediaClock | None = None
-    recorder: Recorder | None = None
-    writer: RecordingWriter | None = None
-    recording_service: RecordingService | None = None
-    recordings_dir: str | os.PathLike[str] | None = None
-    loop_name: str | None = None
-    webhook: WebhookSender | None = None
 
 
 class Metrics:
@@ -256,18 +301,14 @@ class Metrics:
         registry: CollectorRegistry | None = None,
         *,
         one_way_audio_seconds: float = 10.0,
-        wall_clock: Callable[[], datetime] = _utc_now,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if one_way_audio_seconds <= 0:
             raise ValueError("one_way_audio_seconds must be positive")
         self.registry = registry if registry is not None else CollectorRegistry()
         self.one_way_audio_seconds = one_way_audio_seconds
-        self._wall_clock = wall_clock
-        self._monotonic = monotonic
-        self._parts = _Parts()
+        self._sources = _Sources()
         self._outcomes: dict[str, int] = dict.fromkeys(_OUTCOMES, 0)
-        self._bridged: dict[str, _Bridged] = {}
+        self._notice_ms: dict[str, int] = {}  # call id -> its prompt's length, while it plays
         self._closed_late = 0  # jitter-buffer drops of calls already ended
         self._closed_duplicates = 0
         reg = self.registry
@@ -291,19 +332,19 @@ class Metrics:
             registry=reg,
         )
         self.notices = Counter(
-            "recproxy_notices_total",
+            "recproxy_notices",
             "Recording notices: started; completed (played whole, call taker invited); "
             "abandoned (the caller left during it); interrupted (ended otherwise).",
             ["result"],
             registry=reg,
         )
         self.notice_played_seconds = Counter(
-            "recproxy_notice_played_seconds_total",
+            "recproxy_notice_played_seconds",
             "Seconds of recording notice played to callers.",
             registry=reg,
         )
         self.one_way_audio_calls = Counter(
-            "recproxy_one_way_audio_calls_total",
+            "recproxy_one_way_audio_calls",
             "Bridged calls in which one side talked while the other (label silent) sent "
             "no packets or no speech for the whole bridged time (at least the threshold).",
             ["silent"],
@@ -339,7 +380,7 @@ class Metrics:
             registry=reg,
         )
         self.recording_actions = Counter(
-            "recproxy_recording_actions_total",
+            "recproxy_recording_actions",
             "Recording stopped, discarded, paused or resumed on request, by channel.",
             ["action", "channel"],
             registry=reg,
@@ -361,57 +402,55 @@ class Metrics:
 
     # -- wiring --------------------------------------------------------------------------
 
+    def subscribe(self, bus: EventBus) -> None:
+        """Count the call and recording events published on ``bus`` from now on.  The
+        bus keeps a handler's exception from the publisher (and logs it)."""
+        bus.subscribe(NoticeStarted, self._notice_started)
+        bus.subscribe(NoticeFinished, self._notice_finished)
+        bus.subscribe(NoticeAbandoned, self._notice_abandoned)
+        bus.subscribe(CallTakerInvited, self._call_taker_invited)
+        bus.subscribe(CallBridged, self._call_bridged)
+        bus.subscribe(CallEnded, self._call_ended)
+        bus.subscribe(RecordingSwitched, self._recording_switched)
+
     def attach(
         self,
         *,
-        b2bua: B2bua | None = None,
-        core: SipCore | None = None,
-        allocator: PortAllocator | None = None,
-        clock: MediaClock | None = None,
-        recorder: Recorder | None = None,
+        calls: Callable[[], CallsSnapshot] | None = None,
+        core: Callable[[], CoreSnapshot] | None = None,
+        ports: Callable[[], PortsSnapshot] | None = None,
+        clock: Callable[[], ClockSnapshot] | None = None,
+        recorder: Callable[[], RecorderStats] | None = None,
         writer: RecordingWriter | None = None,
-        recording_service: RecordingService | None = None,
+        recordings: Callable[[], RecordingsSnapshot] | None = None,
         recordings_dir: str | os.PathLike[str] | None = None,
         loop_name: str | None = None,
         webhook: WebhookSender | None = None,
     ) -> None:
-        """Read these parts at each scrape; each is optional, and a later call adds
-        parts (``None`` leaves a part as it was).  ``b2bua`` gets ``on_call_phase`` as
-        its ``on_phase`` hook (after any hook already there); ``clock`` gets
-        ``observe_loop_lag`` as its ``on_lag`` when it has none.  The writer keeps its
-        ``on_write`` private: pass ``observe_write_seconds`` when constructing it."""
-        parts = self._parts
-        if loop_name is not None:
-            if loop_name not in LOOP_NAMES:
-                raise MetricsError(f"loop_name must be one of {LOOP_NAMES}, not {loop_name!r}")
-            parts.loop_name = loop_name
-        if b2bua is not None and b2bua is not parts.b2bua:
-            parts.b2bua = b2bua
-            b2bua.on_phase = _chain(b2bua.on_phase, self.on_call_phase)
-        if clock is not None:
-            parts.clock = clock
-            if clock.on_lag is None:
-                clock.on_lag = self.observe_loop_lag
-        if core is not None:
-            parts.core = core
-        if allocator is not None:
-            parts.allocator = allocator
-        if recorder is not None:
-            parts.recorder = recorder
-        if writer is not None:
-            parts.writer = writer
-        if recording_service is not None:
-            parts.recording_service = recording_service
-        if recordings_dir is not None:
-            parts.recordings_dir = recordings_dir
-        if webhook is not None:
-            parts.webhook = webhook
+        """Read these at each scrape; each is optional, and a later call adds sources
+        (``None`` leaves a source as it was).  A family whose source is missing is
+        described but has no samples."""
+        if loop_name is not None and loop_name not in LOOP_NAMES:
+            raise MetricsError(f"loop_name must be one of {LOOP_NAMES}, not {loop_name!r}")
+        old = self._sources
+        self._sources = _Sources(
+            calls if calls is not None else old.calls,
+            core if core is not None else old.core,
+            ports if ports is not None else old.ports,
+            clock if clock is not None else old.clock,
+            recorder if recorder is not None else old.recorder,
+            writer if writer is not None else old.writer,
+            recordings if recordings is not None else old.recordings,
+            recordings_dir if recordings_dir is not None else old.recordings_dir,
+            loop_name if loop_name is not None else old.loop_name,
+            webhook if webhook is not None else old.webhook,
+        )
 
     def render(self) -> bytes:
         """The text exposition of the registry (serve with ``CONTENT_TYPE``)."""
         return generate_latest(self.registry)
 
-    # -- hooks ---------------------------------------------------------------------------
+    # -- constructor callbacks -----------------------------------------------------------
 
     def observe_loop_lag(self, seconds: float) -> None:
         """``MediaClock(on_lag=...)``: how late a tick ran (once per 20 ms)."""
@@ -430,89 +469,80 @@ class Metrics:
             raise MetricsError(f"recording channel must be one of {RECORDING_CHANNELS}")
         self.recording_actions.labels(action=action, channel=channel).inc()
 
-    def on_call_phase(self, call: Call, old: CallPhase, new: CallPhase) -> None:
-        """``B2bua.on_phase``: called on every phase change of every call.  Never raises
-        into the call flow."""
-        try:
-            self._phase_changed(call, old, new)
-        except Exception:
-            log.exception("metrics: the phase hook failed (%s -> %s)", old.value, new.value)
+    # -- event handlers ------------------------------------------------------------------
 
-    def _phase_changed(self, call: Call, old: CallPhase, new: CallPhase) -> None:
-        if new is CallPhase.NOTICE:
-            self.notices.labels(result="started").inc()
-        if old is CallPhase.NOTICE:
-            self._notice_ended(call, new)
-        if new is CallPhase.RINGING:
-            self._observe_setup(call, "calltaker_invited")
-        elif new is CallPhase.BRIDGED:
-            self._observe_setup(call, "bridged")
-            self._bridged[call.id] = _Bridged(
-                self._monotonic(), _packets_in(call.a_leg), _packets_in(call.b_leg)
-            )
-        elif new is CallPhase.ENDED:
-            self._call_ended(call)
+    def _notice_started(self, event: NoticeStarted) -> None:
+        self.notices.labels(result="started").inc()
+        self._notice_ms[event.call_id] = event.duration_ms
 
-    def _notice_ended(self, call: Call, new: CallPhase) -> None:
-        if new is CallPhase.RINGING:
-            result = "completed"
-        elif call.outcome is CallOutcome.CALLER_ABANDONED_DURING_NOTICE:
-            result = "abandoned"
-        else:
-            result = "interrupted"
-        self.notices.labels(result=result).inc()
-        if call.pacer is not None:
-            played_ms = min(call.pacer.played_ms, call.b2bua.notice.duration_ms)
-            self.notice_played_seconds.inc(max(played_ms, 0) / 1000)
+    def _notice_finished(self, event: NoticeFinished) -> None:
+        self.notices.labels(result="completed").inc()
+        self._notice_played(event.call_id, event.played_ms)
 
-    def _observe_setup(self, call: Call, stage: str) -> None:
-        elapsed = (self._wall_clock() - call.started_at).total_seconds()
-        self.call_setup_seconds.labels(stage=stage).observe(max(elapsed, 0.0))
+    def _notice_abandoned(self, event: NoticeAbandoned) -> None:
+        self.notices.labels(result="abandoned" if event.caller_left else "interrupted").inc()
+        self._notice_played(event.call_id, event.played_ms)
 
-    def _call_ended(self, call: Call) -> None:
-        outcome = call.outcome.value
-        self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
-        pair = call.recording.pair if call.recording is not None else None
-        if pair is not None:
-            # the relay stops feeding this recording now: fold its drops into the totals
-            for direction in (pair.caller, pair.taker):
-                self._closed_late += direction.jitter.stats.late
-                self._closed_duplicates += direction.jitter.stats.duplicates
-            for leg, direction in (("caller", pair.caller), ("call_taker", pair.taker)):
-                loss = loss_ratio(direction.jitter.stats)
-                if loss is not None:
-                    self.leg_loss_ratio.labels(leg=leg).observe(loss)
-                late = late_ratio(direction.jitter.stats)
-                if late is not None:
-                    self.leg_late_ratio.labels(leg=leg).observe(late)
-        bridged = self._bridged.pop(call.id, None)
-        if bridged is None:
+    def _notice_played(self, call_id: str, played_ms: int) -> None:
+        """Seconds played, never more than the prompt (a pacer may run a packet over)."""
+        whole = self._notice_ms.pop(call_id, None)
+        if whole is not None:
+            played_ms = min(played_ms, whole)
+        self.notice_played_seconds.inc(max(played_ms, 0) / 1000)
+
+    def _call_taker_invited(self, event: CallTakerInvited) -> None:
+        seconds = max(event.setup_seconds, 0.0)
+        self.call_setup_seconds.labels(stage="calltaker_invited").observe(seconds)
+
+    def _call_bridged(self, event: CallBridged) -> None:
+        self.call_setup_seconds.labels(stage="bridged").observe(max(event.setup_seconds, 0.0))
+
+    def _call_ended(self, event: CallEnded) -> None:
+        self._notice_ms.pop(event.call_id, None)
+        self._outcomes[event.outcome] = self._outcomes.get(event.outcome, 0) + 1
+        for leg, summary in (("caller", event.caller), ("call_taker", event.taker)):
+            if summary is None:
+                continue
+            self._closed_late += summary.late
+            self._closed_duplicates += summary.duplicates
+            loss = loss_ratio(summary)
+            if loss is not None:
+                self.leg_loss_ratio.labels(leg=leg).observe(loss)
+            late = late_ratio(summary)
+            if late is not None:
+                self.leg_late_ratio.labels(leg=leg).observe(late)
+        if event.bridged_seconds is None:
             return
-        seconds = max(self._monotonic() - bridged.at, 0.0)
+        seconds = max(event.bridged_seconds, 0.0)
         self.call_bridged_seconds.observe(seconds)
-        caller_speech = pair.caller.speech if pair is not None else None
-        taker_speech = pair.taker.speech if pair is not None else None
-        caller = _side("caller", _packets_in(call.a_leg) - bridged.caller_packets, caller_speech)
-        taker = _side("call_taker", _packets_in(call.b_leg) - bridged.taker_packets, taker_speech)
+        if event.caller is None or event.taker is None:
+            return  # what the parties sent is unknown: no verdict
+        caller, taker = _side("caller", event.caller), _side("call_taker", event.taker)
         silent = one_way_silent_side(caller, taker, seconds, self.one_way_audio_seconds)
         if silent is not None:
             self.one_way_audio_calls.labels(silent=silent).inc()
 
+    def _recording_switched(self, event: RecordingSwitched) -> None:
+        # a pause while the call is on hold is not a request: only dtmf and api count
+        if event.channel in RECORDING_CHANNELS:
+            self.recording_action(event.action, event.channel)
+
     # -- read at scrape time ---------------------------------------------------------------
 
     def _families(self, sampled: bool) -> Iterator[Metric]:
-        parts = self._parts if sampled else _Parts()
-        yield from self._call_families(parts, sampled)
-        yield from _sip_families(parts.core)
-        yield from self._rtp_families(parts)
-        yield from _runtime_families(parts.clock, parts.loop_name)
-        yield from _recorder_families(parts.recorder)
-        yield from _writer_families(parts.writer)
-        yield from _recording_families(parts.recording_service, parts.recorder, sampled)
-        yield from _storage_families(parts.recordings_dir)
-        yield from _webhook_families(parts.webhook)
+        sources = self._sources if sampled else _Sources()
+        calls = sources.calls() if sources.calls is not None else None
+        yield from self._call_families(calls, sampled)
+        yield from _sip_families(sources.core() if sources.core is not None else None)
+        yield from self._rtp_families(calls, sources.ports() if sources.ports else None)
+        yield from _runtime_families(sources.clock() if sources.clock else None, sources.loop_name)
+        yield from _recorder_families(sources.recorder() if sources.recorder else None)
+        yield from _writer_families(sources.writer)
+        yield from _recording_families(sources.recordings() if sources.recordings else None)
+        yield from _storage_families(sources.recordings_dir)
+        yield from _webhook_families(sources.webhook)
 
-    def _call_families(self, parts: _Parts, sampled: bool) -> Iterator[Metric]:
+    def _call_families(self, calls: CallsSnapshot | None, sampled: bool) -> Iterator[Metric]:
         active = GaugeMetricFamily(
             "recproxy_calls_active", "Calls in progress, by phase.", labels=["phase"]
         )
@@ -521,17 +551,13 @@ class Metrics:
             "Calls ended, by outcome (rejected ones included).",
             labels=["outcome"],
         )
-        b2bua = parts.b2bua
-        if b2bua is not None:
-            phases = dict.fromkeys((phase.value for phase in CallPhase), 0)
-            for call in list(b2bua.calls.values()):
-                phases[call.phase.value] += 1
-            for phase, count in phases.items():
+        if calls is not None:
+            for phase, count in calls.by_phase.items():
                 active.add_metric([phase], count)
         if sampled:
             outcomes = dict(self._outcomes)
-            if b2bua is not None:  # calls refused before they became a Call
-                for key, value in b2bua.stats.items():
+            if calls is not None:  # calls refused before they became a call
+                for key, value in calls.refused.items():
                     if key in outcomes:
                         outcomes[key] += value
             for outcome, count in outcomes.items():
@@ -539,7 +565,9 @@ class Metrics:
         yield active
         yield total
 
-    def _rtp_families(self, parts: _Parts) -> Iterator[Metric]:
+    def _rtp_families(
+        self, calls: CallsSnapshot | None, ports: PortsSnapshot | None
+    ) -> Iterator[Metric]:
         packets = CounterMetricFamily(
             "recproxy_rtp_packets",
             "RTP packets relayed: in (from the parties), out (to them).",
@@ -570,36 +598,27 @@ class Metrics:
         capacity = GaugeMetricFamily(
             "recproxy_rtp_port_pairs_capacity", "RTP/RTCP port pairs in the configured range."
         )
-        allocator = parts.allocator
-        if allocator is not None:
-            totals = _leg_totals(allocator)
-            packets.add_metric(["in"], totals[0])
-            packets.add_metric(["out"], totals[1])
-            octets.add_metric(["in"], totals[2])
-            octets.add_metric(["out"], totals[3])
-            rtcp.add_metric(["in"], totals[4])
-            rtcp.add_metric(["out"], totals[5])
-            dropped.add_metric(["unknown_source"], totals[6])
-            dropped.add_metric(["malformed"], totals[7])
-            send_errors.add_metric([], totals[8])
-            in_use.add_metric([], allocator.in_use)
-            capacity.add_metric([], allocator.capacity)
-        if parts.b2bua is not None:
-            late, duplicates = self._closed_late, self._closed_duplicates
-            for call in list(parts.b2bua.calls.values()):
-                # an ENDED call's recording was folded into the closed totals already
-                if call.phase is not CallPhase.ENDED and call.recording is not None:
-                    pair = call.recording.pair
-                    for direction in (pair.caller, pair.taker):
-                        late += direction.jitter.stats.late
-                        duplicates += direction.jitter.stats.duplicates
-            dropped.add_metric(["late"], late)
-            dropped.add_metric(["duplicate"], duplicates)
+        if ports is not None:
+            totals = ports.totals
+            packets.add_metric(["in"], totals.packets_in)
+            packets.add_metric(["out"], totals.packets_out)
+            octets.add_metric(["in"], totals.bytes_in)
+            octets.add_metric(["out"], totals.bytes_out)
+            rtcp.add_metric(["in"], totals.rtcp_in)
+            rtcp.add_metric(["out"], totals.rtcp_out)
+            dropped.add_metric(["unknown_source"], totals.dropped_unknown_source)
+            dropped.add_metric(["malformed"], totals.dropped_malformed)
+            send_errors.add_metric([], totals.send_errors)
+            in_use.add_metric([], ports.in_use)
+            capacity.add_metric([], ports.capacity)
+        if calls is not None:
+            dropped.add_metric(["late"], self._closed_late + calls.late)
+            dropped.add_metric(["duplicate"], self._closed_duplicates + calls.duplicates)
         yield from (packets, octets, rtcp, dropped, send_errors, in_use, capacity)
 
 
 class _ScrapeCollector:
-    """The collector registered on the registry: reads the parts when scraped."""
+    """The collector registered on the registry: reads the sources when scraped."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
@@ -611,58 +630,7 @@ class _ScrapeCollector:
         return list(self._metrics._families(sampled=False))
 
 
-def _chain(
-    first: Callable[[Call, CallPhase, CallPhase], None] | None,
-    second: Callable[[Call, CallPhase, CallPhase], None],
-) -> Callable[[Call, CallPhase, CallPhase], None]:
-    if first is None or first == second:
-        return second
-
-    def both(call: Call, old: CallPhase, new: CallPhase) -> None:
-        first(call, old, new)
-        second(call, old, new)
-
-    return both
-
-
-def _packets_in(leg: RtpLeg | None) -> int:
-    return leg.stats.packets_in if leg is not None else 0
-
-
-def _side(name: str, packets: int, speech: SpeechActivity | None) -> Side:
-    if speech is None:
-        return Side(name, packets)
-    return Side(name, packets, speech.frames, speech.speech_frames)
-
-
-def _leg_totals(allocator: PortAllocator) -> tuple[int, int, int, int, int, int, int, int, int]:
-    closed = allocator.closed_totals
-    sums = [
-        closed.packets_in,
-        closed.packets_out,
-        closed.bytes_in,
-        closed.bytes_out,
-        closed.rtcp_in,
-        closed.rtcp_out,
-        closed.dropped_unknown_source,
-        closed.dropped_malformed,
-        closed.send_errors,
-    ]
-    for leg in list(allocator.open_legs):
-        stats = leg.stats
-        sums[0] += stats.packets_in
-        sums[1] += stats.packets_out
-        sums[2] += stats.bytes_in
-        sums[3] += stats.bytes_out
-        sums[4] += stats.rtcp_in
-        sums[5] += stats.rtcp_out
-        sums[6] += stats.dropped_unknown_source
-        sums[7] += stats.dropped_malformed
-        sums[8] += stats.send_errors
-    return (sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7], sums[8])
-
-
-def _sip_families(core: SipCore | None) -> Iterator[Metric]:
+def _sip_families(core: CoreSnapshot | None) -> Iterator[Metric]:
     requests = CounterMetricFamily(
         "recproxy_sip_requests",
         "SIP requests received and sent (retransmissions included), by method; methods "
@@ -715,7 +683,7 @@ def _sip_families(core: SipCore | None) -> Iterator[Metric]:
     transactions = GaugeMetricFamily("recproxy_sip_transactions", "SIP transactions alive.")
     dialogs = GaugeMetricFamily("recproxy_sip_dialogs", "SIP dialogs alive.")
     if core is not None:
-        stats = dict(core.stats)
+        stats = core.stats
         req: dict[tuple[str, str], int] = {
             (direction, method): 0
             for direction in ("received", "sent")
@@ -754,8 +722,8 @@ def _sip_families(core: SipCore | None) -> Iterator[Metric]:
         for key, kind in _SIP_TRANSPORT_ERRORS.items():
             transport_errors.add_metric([kind], stats.get(key, 0))
         keepalives.add_metric([], stats.get("keepalives", 0))
-        transactions.add_metric([], core.transaction_count)
-        dialogs.add_metric([], len(core.dialogs))
+        transactions.add_metric([], core.transactions)
+        dialogs.add_metric([], core.dialogs)
     yield from (
         requests,
         responses,
@@ -772,7 +740,7 @@ def _sip_families(core: SipCore | None) -> Iterator[Metric]:
     )
 
 
-def _runtime_families(clock: MediaClock | None, loop_name: str | None) -> Iterator[Metric]:
+def _runtime_families(clock: ClockSnapshot | None, loop_name: str | None) -> Iterator[Metric]:
     build = GaugeMetricFamily(
         "recproxy_build_info",
         "Always 1: the recproxy version, the Python version and the event loop "
@@ -804,16 +772,16 @@ def _runtime_families(clock: MediaClock | None, loop_name: str | None) -> Iterat
         labels=["part"],
     )
     if clock is not None:
-        ticks.add_metric([], clock.stats.ticks)
-        overruns.add_metric([], clock.stats.overruns)
-        tick_age = clock.last_tick_age()
+        ticks.add_metric([], clock.ticks)
+        overruns.add_metric([], clock.overruns)
+        tick_age = clock.tick_age
         age.add_metric([], math.inf if tick_age is None else tick_age)  # inf: never ticked
-        errors.add_metric(["player"], clock.stats.player_errors)
-        errors.add_metric(["recorder"], clock.stats.recorder_errors)
+        errors.add_metric(["player"], clock.player_errors)
+        errors.add_metric(["recorder"], clock.recorder_errors)
     yield from (info, ticks, overruns, age, errors)
 
 
-def _recorder_families(recorder: Recorder | None) -> Iterator[Metric]:
+def _recorder_families(stats: RecorderStats | None) -> Iterator[Metric]:
     frames = CounterMetricFamily(
         "recproxy_recorder_frames", "20 ms stereo frames written into recordings."
     )
@@ -825,8 +793,7 @@ def _recorder_families(recorder: Recorder | None) -> Iterator[Metric]:
         "recproxy_recorder_sink_errors",
         "Recordings dropped by the recorder because handing a block to the writer failed.",
     )
-    if recorder is not None:
-        stats = recorder.stats
+    if stats is not None:
         frames.add_metric([], stats.frames)
         missing.add_metric([], stats.missing_frames)
         sink_errors.add_metric([], stats.sink_errors)
@@ -882,9 +849,7 @@ def _writer_families(writer: RecordingWriter | None) -> Iterator[Metric]:
     yield from (written, chunks, blocks, lost_audio, fsyncs, recordings, depth, limit)
 
 
-def _recording_families(
-    service: RecordingService | None, recorder: Recorder | None, sampled: bool
-) -> Iterator[Metric]:
+def _recording_families(service: RecordingsSnapshot | None) -> Iterator[Metric]:
     active = GaugeMetricFamily(
         "recproxy_recordings_active", "Recordings in progress (bridged calls being recorded)."
     )
@@ -912,7 +877,7 @@ def _recording_families(
         "their recordings).",
     )
     if service is not None:
-        active.add_metric([], len(service.active))
+        active.add_metric([], service.active)
         reasons = dict.fromkeys(RECORDING_FAILURE_REASONS, 0)
         for reason, count in service.failures.items():
             reasons[reason] = reasons.get(reason, 0) + count
@@ -920,10 +885,8 @@ def _recording_families(
             failed.add_metric([reason], count)
         for reason, count in service.degraded.items():
             degraded.add_metric([reason], count)
-        journal.add_metric([], service.journal.pending)
-        journal_dropped.add_metric([], service.journal.dropped)
-    elif recorder is not None and sampled:
-        active.add_metric([], len(recorder))
+        journal.add_metric([], service.journal_pending)
+        journal_dropped.add_metric([], service.journal_dropped)
     yield from (active, failed, degraded, journal, journal_dropped)
 
 

@@ -50,6 +50,18 @@ class ClockStats:
     recorder_errors: int = 0  # ticks in which the recorder itself raised
 
 
+@dataclass(frozen=True, slots=True)
+class ClockSnapshot:
+    """``MediaClock.snapshot()``: the clock's counters, and seconds since its latest tick
+    (``None`` before it started)."""
+
+    ticks: int
+    overruns: int
+    player_errors: int
+    recorder_errors: int
+    tick_age: float | None
+
+
 class _Player:
     __slots__ = ("done", "leg", "pacer")
 
@@ -109,6 +121,17 @@ class MediaClock:
         if self._loop is None or self.last_tick is None:
             return None
         return self._loop.time() - self.last_tick
+
+    def snapshot(self) -> ClockSnapshot:
+        """The counters and the tick age now, copied: for metrics at scrape time."""
+        stats = self.stats
+        return ClockSnapshot(
+            stats.ticks,
+            stats.overruns,
+            stats.player_errors,
+            stats.recorder_errors,
+            self.last_tick_age(),
+        )
 
     def stalled(self, threshold: float) -> str | None:
         """Why the clock is unhealthy — no tick for ``threshold`` seconds, or the

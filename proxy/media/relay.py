@@ -95,6 +95,15 @@ class PortAllocator:
             self._used.remove(port)
             self._free.append(port)
 
+    def snapshot(self) -> PortsSnapshot:
+        """Port pairs held and available, and the counters of every leg, open or closed,
+        summed into a fresh ``LegStats``: for metrics at scrape time."""
+        totals = LegStats()
+        totals.add(self.closed_totals)
+        for leg in list(self.open_legs):
+            totals.add(leg.stats)
+        return PortsSnapshot(self.in_use, self.capacity, totals)
+
 
 @dataclass
 class LegStats:
@@ -111,6 +120,16 @@ class LegStats:
     def add(self, other: LegStats) -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True, slots=True)
+class PortsSnapshot:
+    """``PortAllocator.snapshot()``: port pairs in use, the range's capacity, and the
+    relay's counters over all legs since start."""
+
+    in_use: int
+    capacity: int
+    totals: LegStats
 
 
 class StreamRewriter:

@@ -1,8 +1,22 @@
 """Errors of the recording use cases, defined here so that both the call (which raises
-them) and the HTTP API (which maps them to a status) import downward, never across."""
+some of them) and the HTTP API (which maps each to a status) import downward, never
+across.  Each says, in one line, what the person asking should know."""
 
 from __future__ import annotations
 
 
 class RecordingActionError(Exception):
     """The recording cannot take that action now (the API answers 409)."""
+
+
+class CallNotFound(LookupError):
+    """No active call has that id (404)."""
+
+
+class NotYourCall(PermissionError):
+    """The call is active but another operator's (403): a call taker acts on their own
+    calls only."""
+
+
+class InvalidRecordingRequest(ValueError):
+    """An unknown action, or a missing or overlong reason (422)."""

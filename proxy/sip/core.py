@@ -25,7 +25,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -189,6 +189,16 @@ class _Retransmit2xx:
             del self.core._pending_2xx[key]
 
 
+@dataclass(frozen=True, slots=True)
+class CoreSnapshot:
+    """What the core has counted (``stats``: received_/sent_ by method or status class,
+    parse errors, drops, refusals, timeouts) and the transactions and dialogs alive."""
+
+    stats: Mapping[str, int]
+    transactions: int
+    dialogs: int
+
+
 class SipCore:
     def __init__(self, settings: CoreSettings, *, admission: AdmissionHook | None = None) -> None:
         self.settings = settings
@@ -240,6 +250,10 @@ class SipCore:
     @property
     def transaction_count(self) -> int:
         return len(self._server) + len(self._client)
+
+    def snapshot(self) -> CoreSnapshot:
+        """The counters and live state at this moment, copied: for metrics at scrape."""
+        return CoreSnapshot(dict(self.stats), self.transaction_count, len(self._dialogs))
 
     # ==================================================================================
     # The TransactionOwner interface (used by transactions and retransmitters)

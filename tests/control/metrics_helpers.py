@@ -1,5 +1,5 @@
-"""Shared by the metrics tests: the proxy's real parts wired to a fresh ``Metrics``, and
-the exposition parsed back into samples."""
+"""Shared by the metrics tests: the proxy's real parts whose snapshots a fresh
+``Metrics`` reads, a bus it subscribes to, and the exposition parsed back into samples."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from proxy.app import calls_snapshot, recordings_snapshot
 from proxy.calls.b2bua import B2bua, Prompt
 from proxy.calls.recording import RecordingService
 from proxy.config import Config, RecordingSettings, WebhookSettings
 from proxy.control.metrics import Metrics
 from proxy.control.webhook import WebhookSender
+from proxy.events import EventBus
 from proxy.media.clock import MediaClock
 from proxy.media.recorder import Recorder
 from proxy.media.relay import PortAllocator
@@ -57,7 +59,7 @@ def build_parts(tmp_path: Path, metrics: Metrics | None = None) -> Parts:
         on_write=metrics.observe_write_seconds if metrics is not None else None,
     )
     recorder = Recorder(writer.sink)
-    clock = MediaClock(recorder)
+    clock = MediaClock(recorder, on_lag=metrics.observe_loop_lag if metrics is not None else None)
     catalog = SqliteCatalog(tmp_path / "catalog.sqlite3")
     _, public_key = generate_keypair()
     recordings = RecordingService(config.recording, catalog, recorder, writer, public_key)
@@ -82,14 +84,15 @@ def build_parts(tmp_path: Path, metrics: Metrics | None = None) -> Parts:
 
 
 def attach_all(metrics: Metrics, parts: Parts, loop_name: str = "asyncio") -> None:
+    """Every scrape-time source, as the app factory attaches them."""
     metrics.attach(
-        b2bua=parts.b2bua,
-        core=parts.core,
-        allocator=parts.allocator,
-        clock=parts.clock,
-        recorder=parts.recorder,
+        calls=lambda: calls_snapshot(parts.b2bua),
+        core=parts.core.snapshot,
+        ports=parts.allocator.snapshot,
+        clock=parts.clock.snapshot,
+        recorder=lambda: parts.recorder.stats,
         writer=parts.writer,
-        recording_service=parts.recordings,
+        recordings=lambda: recordings_snapshot(parts.recordings),
         recordings_dir=parts.recordings_dir,
         loop_name=loop_name,
         webhook=parts.webhook,
@@ -98,6 +101,13 @@ def attach_all(metrics: Metrics, parts: Parts, loop_name: str = "asyncio") -> No
 
 def fresh_metrics(**kwargs: object) -> Metrics:
     return Metrics(CollectorRegistry(), **kwargs)  # type: ignore[arg-type]
+
+
+def subscribed(**kwargs: object) -> tuple[EventBus, Metrics]:
+    """A bus and fresh metrics subscribed to it."""
+    bus, metrics = EventBus(), fresh_metrics(**kwargs)
+    metrics.subscribe(bus)
+    return bus, metrics
 
 
 def samples(metrics: Metrics) -> list[Sample]:

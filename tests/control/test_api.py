@@ -236,3 +236,18 @@ async def test_an_oversized_header_is_431_without_a_token_or_a_traceback(
     assert b"application/problem+json" in head
     assert json.loads(body)["status"] == 431
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+@pytest.mark.parametrize(("call_id", "status"), [("c2", 403), ("nope", 404)])
+async def test_a_request_about_a_call_not_yours_is_refused_before_its_body_is_read(
+    api: tuple[str, dict[str, StandInCall]], call_id: str, status: int
+) -> None:
+    base, calls = api
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(
+            f"{base}/api/calls/{call_id}/recording",
+            data=b"[" * 100_000,  # would be 400 if it were read
+            headers={**bearer("alice-token"), "Content-Type": "application/json"},
+        )
+        assert response.status == status
+    assert all(not call.actions for call in calls.values())

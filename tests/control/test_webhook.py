@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from proxy.app import WEBHOOK_SECRET_ENV, Server, StartupError
+from proxy.app import WEBHOOK_SECRET_ENV, StartupError, open_server
 from proxy.calls.recording import RecordingEnded
 from proxy.config import (
     CatalogSettings,
@@ -389,12 +389,10 @@ async def test_a_queue_dir_that_cannot_be_made_stops_start_up_naming_the_key(
 ) -> None:
     (tmp_path / "a-file").write_text("not a folder")
     webhook = WebhookSettings(url=receiver.url, queue_dir=tmp_path / "a-file" / "queue")
-    server = Server(proxy_config(tmp_path, webhook, rtp_ports=(40000, 40099)))  # never bound
-    try:
-        with pytest.raises(StartupError, match=r"^webhook\.queue_dir .*a-file/queue: "):
-            await server.start()
-    finally:
-        await server.stop()
+    config = proxy_config(tmp_path, webhook, rtp_ports=(40000, 40099))  # never bound
+    with pytest.raises(StartupError, match=r"^webhook\.queue_dir .*a-file/queue: "):
+        async with open_server(config):
+            pass
 
 
 async def test_a_recorded_call_through_the_proxy_posts_one_recording_closed(
@@ -406,26 +404,25 @@ async def test_a_recorded_call_through_the_proxy_posts_one_recording_closed(
     _, uas_port = await uas.start()
     webhook = WebhookSettings(url=receiver.url, backoff_seconds=0.05)
     config = proxy_config(tmp_path, webhook, uas_port=uas_port, rtp_ports=ports.rtp_range)
-    server = Server(config)
-    await server.start()
-    caller = SipCaller(server)
     try:
-        await caller.start()
-        dialog, proxy_port = await caller.call()
-        await until(lambda: server.recordings is not None and bool(server.recordings.active))
-        loop = asyncio.get_running_loop()
-        begin = loop.time()
-        for seq in range(50):  # a second of speech from the caller, paced by the clock
-            caller.phone.send(rtp(seq, DIALOGUE[seq * 160 : (seq + 1) * 160]), proxy_port)
-            await asyncio.sleep(max(begin + (seq + 1) * 0.02 - loop.time(), 0))
-        caller.hang_up(dialog)
-        await until(lambda: len(receiver.posts) == 1, 10)
-        assert server.catalog is not None
-        (summary,) = await server.catalog.recordings.list_recordings()
-        recording = await server.catalog.recordings.get_recording(summary.id)
+        async with open_server(config) as server:
+            caller = SipCaller(server)
+            try:
+                await caller.start()
+                dialog, proxy_port = await caller.call()
+                await until(lambda: bool(server.recordings.active))
+                loop = asyncio.get_running_loop()
+                begin = loop.time()
+                for seq in range(50):  # a second of speech from the caller, paced by the clock
+                    caller.phone.send(rtp(seq, DIALOGUE[seq * 160 : (seq + 1) * 160]), proxy_port)
+                    await asyncio.sleep(max(begin + (seq + 1) * 0.02 - loop.time(), 0))
+                caller.hang_up(dialog)
+                await until(lambda: len(receiver.posts) == 1, 10)
+                (summary,) = await server.catalog.recordings.list_recordings()
+                recording = await server.catalog.recordings.get_recording(summary.id)
+            finally:
+                await caller.close()
     finally:
-        await caller.close()
-        await server.stop()
         await uas.close()
         ports.release()
     assert recording is not None and recording.duration_ms is not None

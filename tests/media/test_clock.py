@@ -251,3 +251,23 @@ async def test_the_watchdog_reports_a_clock_that_stopped_ticking() -> None:
     await asyncio.sleep(0.15)
     reason = clock.stalled(0.1)
     assert reason is not None and reason.startswith("no media clock tick")
+
+
+async def test_the_snapshot_copies_the_counters_and_the_tick_age() -> None:
+    clock = MediaClock(Recorder(Blocks()))
+    before = clock.snapshot()
+    assert (before.ticks, before.tick_age) == (0, None)  # not started: no age
+    lags: list[float] = []
+    clock = MediaClock(Recorder(Blocks()), on_lag=lags.append)
+    clock.start()
+    try:
+        deadline = time.monotonic() + 2
+        while clock.stats.ticks < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        snap = clock.snapshot()
+    finally:
+        clock.stop()
+    assert snap.ticks == len(lags) >= 3  # the constructor callback saw every tick
+    assert snap.tick_age is not None and 0 <= snap.tick_age < 1
+    clock.stats.ticks += 100
+    assert snap.ticks < clock.stats.ticks  # a copy, not a view

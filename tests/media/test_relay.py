@@ -532,3 +532,25 @@ def test_sends_to_unusable_addresses_are_counted_under_uvloop_and_the_leg_goes_o
 def test_sends_to_unusable_addresses_do_not_raise_under_asyncio() -> None:
     _, relayed = asyncio.run(_send_to_bad_addresses_then_relay())
     assert relayed[2:4] == b"\x00\x03"
+
+
+async def test_the_allocator_snapshot_sums_open_and_closed_legs() -> None:
+    allocator = PortAllocator(41200, 41299)
+    media = MediaSession(allocator, "127.0.0.1")
+    caller = await media.open_leg("caller")
+    phone = Phone()
+    try:
+        caller.set_remote(*phone.address)
+        caller.stats.packets_in = 7  # as the relay counts them
+        allocator.closed_totals.packets_in = 5  # legs of calls already ended
+        snap = allocator.snapshot()
+        assert (snap.in_use, snap.capacity) == (1, allocator.capacity)
+        assert snap.totals.packets_in == 12
+        caller.stats.packets_in = 8
+        assert snap.totals.packets_in == 12  # a copy
+        media.close()  # the leg's counters move to the closed totals: nothing lost
+        after = allocator.snapshot()
+        assert (after.in_use, after.totals.packets_in) == (0, 13)
+    finally:
+        media.close()
+        phone.close()

@@ -669,3 +669,15 @@ def test_lower_case_transport_is_treated_as_udp() -> None:
     assert isinstance(event, RequestReceived)
     assert event.request.body == b"hello"
     assert event.transport == "UDP"
+
+
+def test_the_snapshot_copies_counters_transactions_and_dialogs() -> None:
+    core = uas()
+    event = invite_event(core, raw_request("INVITE"))
+    core.accept_dialog(event.transaction)
+    snap = core.snapshot()
+    assert snap.stats["received_INVITE"] == 1
+    assert (snap.transactions, snap.dialogs) == (core.transaction_count, len(core.dialogs))
+    assert (snap.transactions, snap.dialogs) == (1, 1)
+    core.stats["received_INVITE"] += 1
+    assert snap.stats["received_INVITE"] == 1  # a copy, not a view
