@@ -300,11 +300,8 @@ async def _recordings_list(args: argparse.Namespace) -> int:
 
 
 async def _export(args: argparse.Namespace) -> int:
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
     from .records.actor import actor_name
-    from .records.export import ExportError, ExportRequest, export_recording
-    from .storage import crypto
+    from .records.export import ExportError, ExportRequest, export_recording, private_key_file
     from .storage.catalog import SqliteCatalog
 
     config = _load(args)
@@ -322,17 +319,15 @@ async def _export(args: argparse.Namespace) -> int:
         force=args.force,
     )
 
-    def private_key() -> X25519PrivateKey:
-        path, passphrase = config.recording.private_key, os.environ.get(PASSPHRASE_ENV)
-        try:
-            return crypto.load_private_key(path, passphrase.encode() if passphrase else None)
-        except (OSError, crypto.StorageCryptoError) as exc:
-            raise ExportError(f"recording.private_key {path}: {exc}") from None
-
     async with SqliteCatalog(config.catalog.path) as catalog:
         try:
             done = await export_recording(
-                catalog, request, recordings_dir=config.recording.dir, private_key=private_key
+                catalog,
+                request,
+                recordings_dir=config.recording.dir,
+                private_key=private_key_file(
+                    config.recording.private_key, os.environ.get(PASSPHRASE_ENV)
+                ),
             )
         except ExportError as exc:
             raise CliError(str(exc)) from None

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from ..events import Publish, RecordingExported, discard
 from ..recording_state import RecordingState
+from ..storage import crypto
 from ..storage.catalog import Catalog
 from ..storage.export import ChannelChoice, EncodingError, encoder_for
 from ..storage.output_file import OutputRefused, claim_output
@@ -46,15 +48,32 @@ class Exported:
     duration_s: float
 
 
+def private_key_file(path: Path, passphrase: str | None) -> Callable[[], X25519PrivateKey]:
+    """The recording private key, loaded from ``path`` (protected by ``passphrase``, if
+    any) only when called: after the output is claimed, so a refused export never
+    touches the key.  A key that cannot be read or unlocked is an :class:`ExportError`
+    naming the setting, never a traceback."""
+
+    def load() -> X25519PrivateKey:
+        try:
+            return crypto.load_private_key(path, passphrase.encode() if passphrase else None)
+        except (OSError, crypto.StorageCryptoError) as exc:
+            raise ExportError(f"recording.private_key {path}: {exc}") from None
+
+    return load
+
+
 async def export_recording(
     catalog: Catalog,
     request: ExportRequest,
     *,
     recordings_dir: Path,
     private_key: Callable[[], X25519PrivateKey],
+    publish: Publish = discard,
 ) -> Exported:
-    """Export one recording.  ``private_key`` is called only once the output is claimed
-    (it may ask for a passphrase); it raises :class:`ExportError` when it cannot."""
+    """Export one recording.  ``private_key`` (see :func:`private_key_file`) is called
+    only once the output is claimed; it raises :class:`ExportError` when it cannot.
+    ``publish`` gets a ``RecordingExported`` once the file is complete."""
     reason = request.reason.strip()
     if not reason:
         raise ExportError("--reason must say why the recording is needed")
@@ -63,8 +82,8 @@ async def export_recording(
         raise ExportError(f"no recording {request.recording_id}")
     if recording.state is RecordingState.DISCARDED:
         raise ExportError(f"recording {recording.id} was discarded; no audio exists")
-    if recording.state is RecordingState.RECORDING:
-        raise ExportError(f"recording {recording.id} is still being recorded")
+    if recording.state.live:  # recording, paused or stopped: its call goes on
+        raise ExportError(f"recording {recording.id} is still open ({recording.state.value})")
     out = request.out.absolute()
     try:
         with claim_output(out, force=request.force) as stream:
@@ -85,4 +104,7 @@ async def export_recording(
             await asyncio.to_thread(encode, stream)
     except (OutputRefused, EncodingError) as exc:
         raise ExportError(str(exc)) from None
+    publish(
+        RecordingExported(recording.id, request.actor, reason, request.format, request.channels)
+    )
     return Exported(out, result.report.duration_s)
