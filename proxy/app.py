@@ -239,7 +239,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     if interrupted:
         log.warning("%d recording(s) marked interrupted after a crash", len(interrupted))
     if webhook is not None:
-        recordings.subscribe(webhook.publish)
+        webhook.subscribe(bus)
     clock = MediaClock(recorder, on_lag=metrics.observe_loop_lag)
     clock.start()
     stack.callback(clock.stop)

@@ -156,25 +156,30 @@ class SegmentSealed:
 
 @dataclass(frozen=True, slots=True)
 class RecordingClosed:
-    """A recording ended and its catalog entry was finalised with ``state`` (a
-    ``RecordingState`` value: complete, degraded, stopped, ...)."""
+    """A recording ended and its catalog entry was finalised with ``state``: complete,
+    or degraded (``reason`` says how).  Totals as the writer reported them."""
 
     recording_id: str
     call_id: str
-    state: str
+    state: str  # "complete" | "degraded"
     segments: int
     frames: int
     bytes: int
+    started_at: datetime
+    ended_at: datetime
     reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RecordingFailed:
-    """Writing a recording failed (disk full, I/O error); nothing more is written."""
+    """Writing a recording failed (disk full, I/O error, the recorder broke); nothing
+    more is written, and what was written before stays."""
 
     recording_id: str
     call_id: str
     reason: str
+    started_at: datetime
+    ended_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

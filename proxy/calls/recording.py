@@ -27,9 +27,10 @@ How a recording ends, honestly:
 Catalog writes go through a ``CatalogJournal``: when the catalog cannot take them they
 are counted (``failures["catalog"]``) and retried in order.
 
-When a recording has ended and its end is catalogued, a ``RecordingEnded`` event goes
-to every subscriber (``RecordingService.subscribe``): the webhook, and whatever else
-wants to know, without this module knowing who listens.
+What happens to a recording is published as domain events (``proxy.events``):
+started, each segment sealed, and once its end is catalogued closed (complete or
+degraded), failed or discarded; the webhook, metrics and whatever else wants to know
+subscribe to the bus, without this module knowing who listens.
 """
 
 from __future__ import annotations
@@ -96,22 +97,6 @@ def _channel(name: str, quality: DirectionQuality) -> ChannelQuality:
     )
 
 
-@dataclass(frozen=True)
-class RecordingEnded:
-    """A recording ended and its end is catalogued: ``complete``, ``degraded`` or
-    ``failed`` (with why).  Ids and times only: no numbers, audio or keys."""
-
-    recording_id: str
-    call_id: str
-    state: RecordingState
-    reason: str | None
-    started_at: datetime
-    ended_at: datetime
-
-
-RecordingSubscriber = Callable[[RecordingEnded], None]
-
-
 @dataclass(eq=False)
 class ActiveRecording:
     id: str
@@ -158,8 +143,7 @@ class RecordingService:
         self.failures: dict[str, int] = {}
         self.degraded: dict[str, int] = dict.fromkeys(DEGRADED_REASONS, 0)
         self.journal = CatalogJournal()
-        self._publish_event = publish
-        self._subscribers: list[RecordingSubscriber] = []
+        self.publish = publish
         self._late_writes: set[asyncio.Task[bool]] = set()  # segments of ended recordings
         self._discarding: set[str] = set()  # until the writer reports the discard done
         recorder.on_failure = self.on_recorder_failure
@@ -174,18 +158,6 @@ class RecordingService:
 
     def _count(self, reason: str) -> None:
         self.failures[reason] = self.failures.get(reason, 0) + 1
-
-    def subscribe(self, subscriber: RecordingSubscriber) -> None:
-        """Call ``subscriber`` (on the event loop; it must not block) with each
-        ``RecordingEnded``."""
-        self._subscribers.append(subscriber)
-
-    def _publish(self, event: RecordingEnded) -> None:
-        for subscriber in self._subscribers:
-            try:
-                subscriber(event)
-            except Exception:  # a listener's bug never reaches the recording
-                log.exception("recording %s: an end subscriber failed", event.recording_id)
 
     # -- the writer's reports (a WriterListener, on the event loop) -----------------------
 
@@ -211,7 +183,7 @@ class RecordingService:
         else:
             self._late_writes.add(task)
             task.add_done_callback(self._late_writes.discard)
-        self._publish_event(
+        self.publish(
             events.SegmentSealed(
                 rid, segment.index, segment.frames, segment.bytes, segment.sha256, str(segment.path)
             )
@@ -325,7 +297,7 @@ class RecordingService:
         pair = self.recorder.add(rid, caller_codec, taker_codec)
         active = ActiveRecording(rid, call_id, pair, started, done)
         self.active[rid] = active
-        self._publish_event(events.RecordingStarted(rid, call_id))
+        self.publish(events.RecordingStarted(rid, call_id))
         self.writer.open(
             rid,
             self.settings.dir,
@@ -396,11 +368,14 @@ class RecordingService:
             f"recording {rid}: {target.value}",
             lambda: self.catalog.recordings.set_recording_state(rid, target, reason=why, at=ended),
         )
-        self._publish(RecordingEnded(rid, active.call_id, target, why, active.started_at, ended))
         if target is RecordingState.FAILED:
-            self._publish_event(events.RecordingFailed(rid, active.call_id, why or ""))
+            self.publish(
+                events.RecordingFailed(
+                    rid, active.call_id, why or "write failed", active.started_at, ended
+                )
+            )
         else:
-            self._publish_event(
+            self.publish(
                 events.RecordingClosed(
                     rid,
                     active.call_id,
@@ -408,6 +383,8 @@ class RecordingService:
                     written.segments,
                     written.frames,
                     written.bytes,
+                    active.started_at,
+                    ended,
                     why,
                 )
             )
@@ -430,7 +407,7 @@ class RecordingService:
             channel=channel,
             reason=reason,
         )
-        self._publish_event(
+        self.publish(
             events.RecordingDiscarded(active.id, active.call_id, actor, channel.value, reason)
         )
 
@@ -451,7 +428,7 @@ class RecordingService:
             except Exception:
                 log.exception("recovering recording %s", rid)
             log.warning("recording %s was interrupted by a crash; complete chunks kept", rid)
-            self._publish_event(events.RecordingInterrupted(rid))
+            self.publish(events.RecordingInterrupted(rid))
         await self._finish_discards()
         calls = await self.catalog.calls.recover_calls()
         if calls:

@@ -1,4 +1,5 @@
-"""The recording webhook: each ``RecordingEnded`` is POSTed as JSON to the configured URL.
+"""The recording webhook: each recording's end (``RecordingClosed`` or ``RecordingFailed``
+on the event bus) is POSTed as JSON to the configured URL.
 
 Nothing is lost while the receiver is down: an event is written to an on-disk queue
 (``WebhookQueue``, one owner-only file per event, written atomically) before it is sent,
@@ -41,9 +42,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ..calls.recording import RecordingEnded
 from ..config import WebhookSettings
-from ..recording_state import RecordingState
+from ..events import EventBus, RecordingClosed, RecordingFailed
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +54,22 @@ _SUFFIX = ".json"
 # --- what is sent (pure) --------------------------------------------------------------
 
 
-def event_type(state: RecordingState) -> str:
-    """``recording.failed`` for a failed recording, ``recording.closed`` otherwise
-    (``complete`` or ``degraded``: the ``state`` field says which)."""
-    return "recording.failed" if state is RecordingState.FAILED else "recording.closed"
+RecordingEnd = RecordingClosed | RecordingFailed
 
 
-def event_body(event: RecordingEnded, event_id: str, occurred_at: datetime) -> bytes:
-    """The JSON body for one event: ids, state, reason and times, nothing else."""
+def event_body(event: RecordingEnd, event_id: str, occurred_at: datetime) -> bytes:
+    """The JSON body for one event: ids, state, reason and times, nothing else.  Its
+    ``type`` is ``recording.failed`` for a failed recording and ``recording.closed``
+    otherwise (``complete`` or ``degraded``: the ``state`` field says which)."""
+    state = event.state if isinstance(event, RecordingClosed) else "failed"
     duration = event.ended_at - event.started_at
     payload: dict[str, Any] = {
         "event_id": event_id,
-        "type": event_type(event.state),
+        "type": "recording.failed" if state == "failed" else "recording.closed",
         "occurred_at": occurred_at.isoformat(),
         "recording_id": event.recording_id,
         "call_id": event.call_id,
-        "state": event.state.value,
+        "state": state,
         "reason": event.reason,
         "started_at": event.started_at.isoformat(),
         "ended_at": event.ended_at.isoformat(),
@@ -224,8 +224,13 @@ class WebhookSender:
         """Events not yet delivered (on disk, or about to be)."""
         return len(self._queue) + len(self._pending)
 
-    def publish(self, event: RecordingEnded) -> None:
-        """``RecordingService`` subscriber: queue the event (on the event loop; no I/O)."""
+    def subscribe(self, bus: EventBus) -> None:
+        """Send every recording's end published on ``bus`` from now on."""
+        bus.subscribe(RecordingClosed, self.publish)
+        bus.subscribe(RecordingFailed, self.publish)
+
+    def publish(self, event: RecordingEnd) -> None:
+        """Queue the event (on the event loop; no I/O)."""
         now = datetime.now(UTC)
         self._pending.append(event_body(event, str(uuid.uuid4()), now))
         if len(self._pending) > self.settings.queue_max:  # the disk has not kept up

@@ -18,7 +18,6 @@ import pytest
 from aiohttp import web
 
 from proxy.app import WEBHOOK_SECRET_ENV, StartupError, open_server
-from proxy.calls.recording import RecordingEnded
 from proxy.config import (
     CatalogSettings,
     Config,
@@ -34,6 +33,7 @@ from proxy.config import (
 from proxy.control.metrics import Metrics
 from proxy.control.webhook import (
     SIGNATURE_HEADER,
+    RecordingEnd,
     WebhookQueue,
     WebhookSender,
     backoff_delay,
@@ -41,6 +41,7 @@ from proxy.control.webhook import (
     redacted,
     signature,
 )
+from proxy.events import RecordingClosed, RecordingFailed
 from proxy.recording_state import RecordingState
 from proxy.tools.uas import AnsweringUas
 from tests.control.test_metrics import DIALOGUE, SipCaller, rtp, write_notice
@@ -54,12 +55,13 @@ FIELDS = {
 }  # fmt: skip
 
 
-def ended(n: int, state: RecordingState = RecordingState.COMPLETE) -> RecordingEnded:
-    reason = "disk full" if state is RecordingState.FAILED else None
+def ended(n: int, state: RecordingState = RecordingState.COMPLETE) -> RecordingEnd:
+    """A recording's end as the recording service publishes it."""
     started = START + timedelta(minutes=n)
-    return RecordingEnded(
-        f"rec-{n}", f"call-{n}", state, reason, started, started + timedelta(seconds=42)
-    )
+    stopped = started + timedelta(seconds=42)
+    if state is RecordingState.FAILED:
+        return RecordingFailed(f"rec-{n}", f"call-{n}", "disk full", started, stopped)
+    return RecordingClosed(f"rec-{n}", f"call-{n}", state.value, 1, 2100, 33_600, started, stopped)
 
 
 class Receiver:
