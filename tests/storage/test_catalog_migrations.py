@@ -21,6 +21,7 @@ from proxy.storage.catalog import (
     CallOutcome,
     ChannelQuality,
     EventChannel,
+    Migration,
     NoticeMode,
     RecordingAction,
     SqliteCatalog,
@@ -56,23 +57,39 @@ def migrations_applied(path: Path) -> list[tuple[int, str, int]]:
     return found
 
 
-async def new_schema(path: Path) -> list[tuple[str, str, str, str | None]]:
-    async with SqliteCatalog(path):
+FIRST_FIVE = MIGRATIONS[:5]  # what the single-module catalog of c589d3e applied
+
+
+async def new_schema(
+    path: Path, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> list[tuple[str, str, str, str | None]]:
+    async with SqliteCatalog(path, migrations=migrations):
         pass
     return schema(path)
 
 
 async def test_a_new_database_gets_the_schema_the_old_catalog_built(tmp_path: Path) -> None:
     restore("catalog-v5.sql", tmp_path / "old.db")
-    assert await new_schema(tmp_path / "new.db") == schema(tmp_path / "old.db")
+    assert await new_schema(tmp_path / "new.db", FIRST_FIVE) == schema(tmp_path / "old.db")
+
+
+async def test_the_old_catalog_upgrades_to_the_schema_a_new_database_gets(
+    tmp_path: Path,
+) -> None:
+    restore("catalog-v5.sql", tmp_path / "old.db")
+    upgraded = await new_schema(tmp_path / "old.db")
+    assert upgraded == await new_schema(tmp_path / "new.db")
+    assert [v for v, _, _ in migrations_applied(tmp_path / "old.db")] == [
+        m.version for m in MIGRATIONS
+    ]
 
 
 async def test_a_database_from_the_old_catalog_opens_unchanged_and_reads(tmp_path: Path) -> None:
     path = tmp_path / "catalog.sqlite3"
     restore("catalog-v5.sql", path)
     before = (schema(path), migrations_applied(path))
-    async with SqliteCatalog(path) as catalog:
-        assert await catalog.schema_version() == SCHEMA_VERSION == 5
+    async with SqliteCatalog(path, migrations=FIRST_FIVE) as catalog:
+        assert await catalog.schema_version() == 5
         call = await catalog.calls.get_call("13131313-0000-4000-8000-0000000000c1")
         assert call is not None
         assert (call.caller, call.operator, call.outcome) == (

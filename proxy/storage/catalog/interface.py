@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from .access import AccessLog
+from .audit import AuditLog
 from .calls import CallRepository
 from .do_not_record import DoNotRecordList
 from .recording_events import RecordingEventLog
@@ -33,6 +34,9 @@ class Catalog(Protocol):
 
     @property
     def access(self) -> AccessLog: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
 
     async def schema_version(self) -> int: ...
 

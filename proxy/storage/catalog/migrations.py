@@ -187,12 +187,44 @@ _MIGRATION_5 = Migration(
     ),
 )
 
+_MIGRATION_6 = Migration(
+    6,
+    "audit log: append-only, hash-chained (P5, P20, P22)",
+    (
+        """
+        CREATE TABLE audit_log (
+            seq         INTEGER PRIMARY KEY CHECK (seq >= 1),
+            at          INTEGER NOT NULL,
+            actor       TEXT NOT NULL,
+            action      TEXT NOT NULL,
+            object      TEXT,
+            reason      TEXT,
+            detail      TEXT NOT NULL,
+            prev        TEXT NOT NULL,
+            sha256      TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX audit_log_by_actor ON audit_log (actor, at)",
+        "CREATE INDEX audit_log_by_action ON audit_log (action, at)",
+        "CREATE INDEX audit_log_by_at ON audit_log (at)",
+        """
+        CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END
+        """,
+        """
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END
+        """,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
     _MIGRATION_3,
     _MIGRATION_4,
     _MIGRATION_5,
+    _MIGRATION_6,
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

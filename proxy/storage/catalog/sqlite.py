@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from .access import SqliteAccessLog
+from .audit import SqliteAuditLog
 from .calls import SqliteCalls
 from .db import Database, Synchronous
 from .do_not_record import SqliteDoNotRecord
@@ -61,6 +62,7 @@ class SqliteCatalog:
         self.events = SqliteRecordingEvents(self._db, clock)
         self.do_not_record = SqliteDoNotRecord(self._db, clock)
         self.access = SqliteAccessLog(self._db, clock)
+        self.audit = SqliteAuditLog(self._db, clock)
 
     async def open(self) -> Self:
         """Connect, set the pragmas and bring the schema up to date."""

@@ -1,0 +1,268 @@
+"""The audit log: append-only and hash-chained (P5, P20, P22).
+
+An entry is its sequence number, time, actor, action, object, reason and detail, plus the
+SHA-256 of the previous entry's canonical bytes (``prev``).  Its *canonical bytes* are
+those fields as JSON with sorted keys, no whitespace and UTF-8 text
+(:func:`canonical_bytes`); its own ``sha256`` is the digest of them, and it becomes the
+next entry's ``prev``.  The first entry's ``prev`` is 64 zeros.
+
+So editing any field of any entry changes its digest, and the next entry's ``prev`` no
+longer matches; removing an entry leaves a gap in the sequence; swapping two entries puts
+their sequence numbers out of order inside their own canonical bytes.  :func:`verify`
+finds each of these and names the first sequence number that is wrong.  Cutting off the
+*last* entries leaves a valid, shorter chain: the anchor file (the chain head written
+outside the database) catches that.
+
+An entry is written by :func:`append` inside the same transaction as the change it
+records: each repository that makes an audited change calls it from its write body, so
+the change and its entry commit together or not at all.  Triggers refuse UPDATE and
+DELETE on the table, so no code path edits the log by mistake (raw SQL that drops them
+is what :func:`verify` is for).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from .db import Connection, Database, Row, one, rows
+from .errors import InvalidFieldError
+from .values import at_or_now_ms, from_ms, opt_text, text, to_ms
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audited action.  ``object`` names what it acted on (``recording:ID``,
+    ``hold:ID``, ``config:VERSION``...); ``detail`` holds facts, never secrets."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    object: str | None
+    reason: str | None
+    detail: Mapping[str, Any]
+    prev: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The last entry of an intact chain (``seq`` 0 and :data:`GENESIS` when empty)."""
+
+    seq: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What :func:`verify` found: ``broken_at`` is the first bad sequence number (or
+    ``None`` when the chain is intact), ``why`` says what is wrong with it."""
+
+    count: int
+    head: ChainHead
+    broken_at: int | None = None
+    why: str | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_at is None
+
+
+def canonical_bytes(
+    seq: int,
+    at_ms: int,
+    actor: str,
+    action: str,
+    object: str | None,
+    reason: str | None,
+    detail: Mapping[str, Any],
+    prev: str,
+) -> bytes:
+    """The bytes an entry's digest is taken over (sorted keys, no spaces, UTF-8)."""
+    fields = {
+        "seq": seq,
+        "at": at_ms,
+        "actor": actor,
+        "action": action,
+        "object": object,
+        "reason": reason,
+        "detail": detail,
+        "prev": prev,
+    }
+    return json.dumps(
+        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def _detail_json(detail: Mapping[str, Any] | None) -> str:
+    try:
+        return json.dumps(
+            dict(detail or {}),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidFieldError(f"audit detail must be plain JSON data: {exc}") from None
+
+
+def append(
+    conn: Connection,
+    *,
+    at_ms: int,
+    actor: str,
+    action: str,
+    object: str | None = None,
+    reason: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one entry, in the caller's open write transaction (``BEGIN IMMEDIATE``
+    serialises appends, so the chain cannot fork)."""
+    actor, action = text("actor", actor), text("action", action)
+    object, reason = opt_text("object", object), opt_text("reason", reason)
+    detail_json = _detail_json(detail)
+    parsed = json.loads(detail_json)
+    last = one(conn, "SELECT seq, sha256 FROM audit_log ORDER BY seq DESC LIMIT 1")
+    seq, prev = (1, GENESIS) if last is None else (int(last[0]) + 1, str(last[1]))
+    fields = (seq, at_ms, actor, action, object, reason, parsed, prev)
+    digest = hashlib.sha256(canonical_bytes(*fields)).hexdigest()
+    conn.execute(
+        "INSERT INTO audit_log (seq, at, actor, action, object, reason, detail, prev, sha256)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, at_ms, actor, action, object, reason, detail_json, prev, digest),
+    )
+    return AuditEntry(seq, from_ms(at_ms), actor, action, object, reason, parsed, prev, digest)
+
+
+def entry(row: Row) -> AuditEntry:
+    return AuditEntry(
+        int(row["seq"]),
+        from_ms(int(row["at"])),
+        row["actor"],
+        row["action"],
+        row["object"],
+        row["reason"],
+        json.loads(row["detail"]),
+        row["prev"],
+        row["sha256"],
+    )
+
+
+def verify(rows: Iterable[Row]) -> Verdict:
+    """Walk the chain in ``seq`` order (as stored) and recompute every digest."""
+    count, expected_seq, prev = 0, 1, GENESIS
+    for row in rows:
+        seq = int(row["seq"])
+        if seq != expected_seq:
+            why = f"entry {expected_seq} is missing (next is {seq})"
+            return Verdict(count, ChainHead(expected_seq - 1, prev), expected_seq, why)
+        if row["prev"] != prev:
+            why = "its prev is not the digest of the entry before it"
+            return Verdict(count, ChainHead(seq - 1, prev), seq, why)
+        try:
+            detail = json.loads(row["detail"])
+        except (TypeError, ValueError):
+            return Verdict(count, ChainHead(seq - 1, prev), seq, "its detail is not JSON")
+        fields = (seq, int(row["at"]), row["actor"], row["action"], row["object"], row["reason"])
+        digest = hashlib.sha256(canonical_bytes(*fields, detail, prev)).hexdigest()
+        if digest != row["sha256"]:
+            why = "its contents do not match its digest (edited)"
+            return Verdict(count, ChainHead(seq - 1, prev), seq, why)
+        count, expected_seq, prev = count + 1, seq + 1, digest
+    return Verdict(count, ChainHead(expected_seq - 1, prev))
+
+
+class AuditLog(Protocol):
+    """The audit log: append an entry on its own, read entries, walk the chain.  A
+    change that is audited appends its entry in its own transaction (:func:`append`)."""
+
+    async def append(
+        self,
+        *,
+        actor: str,
+        action: str,
+        object: str | None = None,
+        reason: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> AuditEntry: ...
+
+    async def entries(
+        self,
+        *,
+        since: datetime | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+    ) -> list[AuditEntry]: ...
+
+    async def verify(self) -> Verdict: ...
+
+
+class SqliteAuditLog:
+    """:class:`AuditLog` in the catalog's SQLite database."""
+
+    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def append(
+        self,
+        *,
+        actor: str,
+        action: str,
+        object: str | None = None,
+        reason: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> AuditEntry:
+        """An entry for an action that changes nothing else in the catalog (a search, a
+        playback, a sweep that found nothing to delete)."""
+        at_ms = at_or_now_ms(self._clock, at)
+        return await self._db.write(
+            lambda conn: append(
+                conn,
+                at_ms=at_ms,
+                actor=actor,
+                action=action,
+                object=object,
+                reason=reason,
+                detail=detail,
+            )
+        )
+
+    async def entries(
+        self,
+        *,
+        since: datetime | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+    ) -> list[AuditEntry]:
+        """Entries in sequence order, filtered by time (at or after ``since``), actor and
+        action."""
+        where: list[str] = ["1 = 1"]
+        params: list[object] = []
+        if since is not None:
+            where.append("at >= ?")
+            params.append(to_ms("since", since))
+        if actor is not None:
+            where.append("actor = ?")
+            params.append(actor)
+        if action is not None:
+            where.append("action = ?")
+            params.append(action)
+        sql = f"SELECT * FROM audit_log WHERE {' AND '.join(where)} ORDER BY seq"
+        return await self._db.read(lambda conn: [entry(row) for row in rows(conn, sql, params)])
+
+    async def verify(self) -> Verdict:
+        """Walk the whole chain (one read snapshot)."""
+        return await self._db.read(
+            lambda conn: verify(conn.execute("SELECT * FROM audit_log ORDER BY seq"))
+        )
