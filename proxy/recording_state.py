@@ -15,6 +15,11 @@ and from any live state (recording, paused, stopped) the recording ends as one o
 final states: complete, degraded (ended with more audio lost than the limits allow),
 failed (a write failed; its call may still discard what was written), discarded
 (destroyed on request) or interrupted (the process died; found at the next start).
+
+An ended recording that kept audio (complete, degraded, failed, interrupted) is removed
+when its retention period is over and no hold keeps it: deleting (marked first, so a
+row never looks readable over missing files; the key is destroyed, then the files)
+and then deleted (the row stays, with when and why).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class RecordingState(StrEnum):
     FAILED = "failed"
     DISCARDED = "discarded"
     INTERRUPTED = "interrupted"
+    DELETING = "deleting"  # retention deletion under way: the key may already be gone
+    DELETED = "deleted"  # removed after its retention period: no key, no files
 
     @property
     def live(self) -> bool:
@@ -58,14 +65,22 @@ ENDINGS: Final = frozenset(
     }
 )
 
+REMOVAL: Final = frozenset({RecordingState.DELETING, RecordingState.DELETED})
+
+_DELETE: Final = frozenset({RecordingState.DELETING})
+
 TRANSITIONS: Final[dict[RecordingState, frozenset[RecordingState]]] = {
     RecordingState.RECORDING: ENDINGS | {RecordingState.PAUSED, RecordingState.STOPPED},
     RecordingState.PAUSED: ENDINGS | {RecordingState.RECORDING, RecordingState.STOPPED},
     RecordingState.STOPPED: ENDINGS | {RecordingState.RECORDING},
     # a write failure ends the recording, but its call goes on and the files written
     # so far hold audio: the call taker may still discard them (*9, the API)
-    RecordingState.FAILED: frozenset({RecordingState.DISCARDED}),
-    # the rest stay final (deletion after retention is the records layer's, and leaves
-    # the catalog entry's state alone)
-    **{state: frozenset() for state in ENDINGS - {RecordingState.FAILED}},
+    RecordingState.FAILED: _DELETE | {RecordingState.DISCARDED},
+    # what kept audio is deleted when its retention period is over
+    RecordingState.COMPLETE: _DELETE,
+    RecordingState.DEGRADED: _DELETE,
+    RecordingState.INTERRUPTED: _DELETE,
+    RecordingState.DISCARDED: frozenset(),  # nothing is left to delete
+    RecordingState.DELETING: frozenset({RecordingState.DELETED}),
+    RecordingState.DELETED: frozenset(),
 }

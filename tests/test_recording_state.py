@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.recording_state import ENDINGS, LIVE, TRANSITIONS, RecordingState
+from proxy.recording_state import ENDINGS, LIVE, REMOVAL, TRANSITIONS, RecordingState
 
 
 def test_every_state_has_a_row() -> None:
     assert set(TRANSITIONS) == set(RecordingState)
-    assert set(RecordingState) == LIVE | ENDINGS and not LIVE & ENDINGS
+    assert set(RecordingState) == LIVE | ENDINGS | REMOVAL
+    assert not LIVE & ENDINGS and not ENDINGS & REMOVAL and not LIVE & REMOVAL
 
 
 @pytest.mark.parametrize(
@@ -30,17 +31,28 @@ def test_allowed_moves(old: str, new: str) -> None:
     assert RecordingState(old).can_become(RecordingState(new))
 
 
-@pytest.mark.parametrize("final", sorted(ENDINGS - {RecordingState.FAILED}))
-def test_final_states_never_move(final: RecordingState) -> None:
-    assert final.final and not final.live
-    assert not any(final.can_become(state) for state in RecordingState)
+@pytest.mark.parametrize("ended", ["complete", "degraded", "failed", "interrupted"])
+def test_what_kept_audio_can_only_be_deleted_after_retention(ended: str) -> None:
+    state = RecordingState(ended)
+    assert state.final and not state.live
+    moves = {s for s in RecordingState if state.can_become(s)}
+    assert moves - {RecordingState.DISCARDED} == {RecordingState.DELETING}
 
 
-def test_a_failed_recording_can_only_be_discarded() -> None:
+def test_a_failed_recording_may_also_be_discarded() -> None:
     """The writer failed mid-call; the partial files still hold audio that the call
     taker must be able to destroy."""
-    failed = RecordingState.FAILED
-    assert [s for s in RecordingState if failed.can_become(s)] == [RecordingState.DISCARDED]
+    assert RecordingState.FAILED.can_become(RecordingState.DISCARDED)
+    assert not RecordingState.COMPLETE.can_become(RecordingState.DISCARDED)
+
+
+def test_deletion_goes_through_deleting_and_ends_there() -> None:
+    assert [s for s in RecordingState if RecordingState.DELETING.can_become(s)] == [
+        RecordingState.DELETED
+    ]
+    for gone in (RecordingState.DELETED, RecordingState.DISCARDED):
+        assert not any(gone.can_become(s) for s in RecordingState)
+    assert not RecordingState.RECORDING.can_become(RecordingState.DELETING)
 
 
 def test_stopped_cannot_pause() -> None:

@@ -218,6 +218,44 @@ _MIGRATION_6 = Migration(
     ),
 )
 
+_MIGRATION_7 = Migration(
+    7,
+    "holds: a complaint, training or conduct hold keeps a recording past its retention",
+    (
+        """
+        CREATE TABLE holds (
+            id              TEXT PRIMARY KEY,
+            recording_id    TEXT NOT NULL REFERENCES recordings (id),
+            kind            TEXT NOT NULL,
+            reference       TEXT NOT NULL,
+            placed_by       TEXT NOT NULL,
+            placed_at       INTEGER NOT NULL,
+            review_at       INTEGER,
+            note            TEXT,
+            released_by     TEXT,
+            released_at     INTEGER,
+            release_reason  TEXT,
+            CHECK ((released_at IS NULL) = (released_by IS NULL)),
+            CHECK ((released_at IS NULL) = (release_reason IS NULL))
+        )
+        """,
+        "CREATE INDEX holds_by_recording ON holds (recording_id, released_at)",
+        "CREATE INDEX holds_active_by_review ON holds (review_at) WHERE released_at IS NULL",
+    ),
+)
+
+_MIGRATION_8 = Migration(
+    8,
+    "retention: when a recording expires, and when and why it was deleted",
+    (
+        "ALTER TABLE recordings ADD COLUMN expires_at INTEGER",
+        "ALTER TABLE recordings ADD COLUMN deleted_at INTEGER",
+        "ALTER TABLE recordings ADD COLUMN deleted_reason TEXT",
+        "CREATE INDEX recordings_by_expiry ON recordings (expires_at)"
+        " WHERE expires_at IS NOT NULL AND deleted_at IS NULL",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
@@ -225,6 +263,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_4,
     _MIGRATION_5,
     _MIGRATION_6,
+    _MIGRATION_7,
+    _MIGRATION_8,
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
