@@ -120,6 +120,16 @@ class Transaction:
         self.timers.clear()
         self.owner.forget(self)
 
+    def _linger(self, state: TransactionState, timer: str, deadline: float) -> None:
+        """Enter ``state``, which absorbs the peer's retransmissions until ``timer``
+        fires.  A reliable transport has none to absorb: timers D, I, J and K are zero
+        there (§17.1.1.2, §17.1.2.2, §17.2.1, §17.2.2), so the transaction ends now."""
+        self.state = state
+        if self.reliable:
+            self._terminate()
+        else:
+            self._arm(timer, deadline)
+
     def fire(self, name: str, deadline: float, now: float) -> None:
         """Called by the core when a timer is due; stale firings are ignored."""
         if self.timers.get(name) != deadline:
@@ -214,13 +224,9 @@ class ClientTransaction(Transaction):
                 self.state = TransactionState.ACCEPTED
                 self._arm("M", now + 64 * self.settings.t1)
                 return True
-            self.state = TransactionState.COMPLETED
             self.ack = build_non_2xx_ack(self.request, response)
             self.owner.transmit(self.ack, self.destination, self.transport)
-            if self.reliable:
-                self._terminate()
-            else:
-                self._arm("D", now + self.settings.timer_d)
+            self._linger(TransactionState.COMPLETED, "D", now + self.settings.timer_d)
             return True
         if state is TransactionState.ACCEPTED and 200 <= status < 300:
             return True  # a 2xx retransmission or a forked 2xx: the dialog layer decides
@@ -237,11 +243,7 @@ class ClientTransaction(Transaction):
                 self.state = TransactionState.PROCEEDING
                 return True
             self._disarm("E", "F")
-            self.state = TransactionState.COMPLETED
-            if self.reliable:
-                self._terminate()
-            else:
-                self._arm("K", now + self.settings.t4)
+            self._linger(TransactionState.COMPLETED, "K", now + self.settings.t4)
             return True
         self.owner.count("retransmissions_absorbed")
         return False
@@ -356,21 +358,13 @@ class ServerTransaction(Transaction):
                 self._arm("G", now + s.t1)
             self._arm("H", now + 64 * s.t1)
             return
-        self.state = TransactionState.COMPLETED
-        if self.reliable:
-            self._terminate()
-        else:
-            self._arm("J", now + 64 * s.t1)
+        self._linger(TransactionState.COMPLETED, "J", now + 64 * s.t1)
 
     def on_ack(self, now: float) -> bool:
         """ACK for our non-2xx final response; True if it was the first one."""
         if self.state is TransactionState.COMPLETED:
             self._disarm("G", "H")
-            self.state = TransactionState.CONFIRMED
-            if self.reliable:
-                self._terminate()
-            else:
-                self._arm("I", now + self.settings.t4)
+            self._linger(TransactionState.CONFIRMED, "I", now + self.settings.t4)
             return True
         self.owner.count("retransmissions_absorbed")
         return False
