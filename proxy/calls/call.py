@@ -57,7 +57,7 @@ from ..sip.events import (
     TransactionTimedOut,
 )
 from ..sip.uri import SipUri
-from ..storage.catalog import CallDirection, CallOutcome
+from ..storage.catalog import CallDirection, CallOutcome, NewCall
 from .consent import NoticeHeard, store_receipt
 from .media_wiring import CallMedia, channel_summary, check_family
 from .offer_answer import RECORDABLE_CODECS, LegSdp
@@ -210,14 +210,16 @@ class Call:
         sip.respond(sip.a_txn, status, dialog=dialog, body=answer.serialize())
         sip.a_answered = not self.early_media
         call_row = await self.b2bua.catalog.calls.create_call(
-            sip_call_id=request.call_id,
-            caller=self.caller,
-            callee=self.callee,
-            direction=CallDirection.OUTBOUND if self.plan.outbound else CallDirection.INBOUND,
-            service=self.plan.service_name,
-            started_at=self.started_at,
-            config_version=self.config.version,
-            call_id=self.id,  # one id in log lines and the catalog
+            NewCall(
+                sip_call_id=request.call_id,
+                caller=self.caller,
+                callee=self.callee,
+                direction=CallDirection.OUTBOUND if self.plan.outbound else CallDirection.INBOUND,
+                service=self.plan.service_name,
+                started_at=self.started_at,
+                config_version=self.config.version,
+                call_id=self.id,  # one id in log lines and the catalog
+            )
         )
         self.catalog_id = call_row.id
         if sip.a_answered:

@@ -49,7 +49,16 @@ from .. import events
 from ..config import RecordingSettings
 from ..media.recorder import DirectionQuality, Recorder, RecordingChannelPair
 from ..recording_state import RecordingState
-from ..storage.catalog import Catalog, CatalogError, CatalogJournal, ChannelQuality, EventChannel
+from ..storage.catalog import (
+    Catalog,
+    CatalogError,
+    CatalogJournal,
+    ChannelQuality,
+    EventChannel,
+    NewRecording,
+    NewSegment,
+    SegmentFacts,
+)
 from ..storage.segment import KEY_FILE_NAME, RecordingCorrupt, scan_segment
 from ..storage.store import SegmentStore, shred_recording
 from ..storage.write_reports import RecordingKey, RecordingWritten, SegmentWritten
@@ -233,28 +242,14 @@ class RecordingService:
     async def _add_segment(self, rid: str, segment: SegmentWritten, *, new: bool = True) -> None:
         """The segment's row with its facts, closed: one write for a ``new`` segment, or
         an update of the row an earlier write left open."""
+        facts = SegmentFacts(segment.chunks, segment.frames, segment.bytes, segment.sha256, True)
+        recordings = self.catalog.recordings
         if new:
-            await self.catalog.recordings.add_segment(
-                rid,
-                segment.index,
-                file_name=segment.name,
-                first_frame=segment.first_frame,
-                chunks=segment.chunks,
-                frames=segment.frames,
-                size_bytes=segment.bytes,
-                sha256=segment.sha256,
-                closed=True,
+            await recordings.add_segment(
+                NewSegment(rid, segment.index, segment.name, segment.first_frame, facts)
             )
-            return
-        await self.catalog.recordings.update_segment(
-            rid,
-            segment.index,
-            chunks=segment.chunks,
-            frames=segment.frames,
-            size_bytes=segment.bytes,
-            sha256=segment.sha256,
-            closed=True,
-        )
+        else:
+            await recordings.update_segment(rid, segment.index, facts)
 
     def recording_written(self, recording: RecordingWritten) -> None:
         rid = str(recording.recording_id)
@@ -307,13 +302,15 @@ class RecordingService:
             await self._catalog_write(
                 f"recording {rid}: create",
                 lambda: self.catalog.recordings.create_recording(
-                    call_id,
-                    directory=rid,
-                    encoding=self.settings.encoding,
-                    sample_rate=8000,
-                    channels=2,
-                    started_at=started,
-                    recording_id=rid,
+                    NewRecording(
+                        call_id,
+                        directory=rid,
+                        encoding=self.settings.encoding,
+                        sample_rate=8000,
+                        channels=2,
+                        started_at=started,
+                        recording_id=rid,
+                    )
                 ),
             )
         except CatalogError:

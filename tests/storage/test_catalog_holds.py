@@ -12,6 +12,7 @@ import pytest
 
 from proxy.recording_state import RecordingState
 from proxy.storage.catalog import (
+    ConsentReceipt,
     EventChannel,
     NoticeMode,
     RecordingAction,
@@ -56,18 +57,20 @@ async def test_a_receipt_keeps_notice_restarts_and_time_held(
     catalog = opened
     call = await new_call(catalog)
     receipt = await catalog.calls.add_consent_receipt(
-        call.id,
-        mode=NoticeMode.ANSWER,
-        notice_sha256=HASH_A,
-        notice_version="notice-2024-04",
-        started_at=at(0.5),
-        played_ms=9400,
-        notice_ms=9400,
-        completed=True,
-        caller_left_during_notice=False,
-        do_not_record=False,
-        notice_restarts=2,
-        held_ms=4100,
+        ConsentReceipt(
+            call.id,
+            mode=NoticeMode.ANSWER,
+            notice_sha256=HASH_A,
+            notice_version="notice-2024-04",
+            started_at=at(0.5),
+            played_ms=9400,
+            notice_ms=9400,
+            completed=True,
+            caller_left_during_notice=False,
+            do_not_record=False,
+            notice_restarts=2,
+            held_ms=4100,
+        )
     )
     assert (receipt.notice_restarts, receipt.held_ms) == (2, 4100)
     assert await catalog.calls.consent_receipt(call.id) == receipt

@@ -50,6 +50,9 @@ from .model import (
     ConsentReceipt,
     DoNotRecordEntry,
     EventChannel,
+    NewCall,
+    NewRecording,
+    NewSegment,
     NoticeMode,
     Recording,
     RecordingAction,
@@ -57,6 +60,7 @@ from .model import (
     RecordingSummary,
     RecordingUpdate,
     Segment,
+    SegmentFacts,
     format_utc,
 )
 from .recording_events import RecordingEventLog
@@ -89,6 +93,9 @@ __all__ = [
     "InvalidFieldError",
     "InvalidTransitionError",
     "Migration",
+    "NewCall",
+    "NewRecording",
+    "NewSegment",
     "NotFoundError",
     "NoticeMode",
     "Recording",
@@ -100,6 +107,7 @@ __all__ = [
     "RecordingUpdate",
     "SchemaTooNewError",
     "Segment",
+    "SegmentFacts",
     "SqliteCatalog",
     "format_utc",
 ]
