@@ -50,11 +50,11 @@ from ..config import RecordingSettings
 from ..media.recorder import DirectionQuality, Recorder, RecordingChannelPair
 from ..recording_state import RecordingState
 from ..storage.catalog import (
+    Attribution,
     Catalog,
     CatalogError,
     CatalogJournal,
     ChannelQuality,
-    EventChannel,
     NewRecording,
     NewSegment,
     SegmentFacts,
@@ -391,7 +391,9 @@ class RecordingService:
                 log.warning("recording %s degraded: %s", rid, why)
         await self._catalog_write(
             f"recording {rid}: {target.value}",
-            lambda: self.catalog.recordings.set_recording_state(rid, target, reason=why, at=ended),
+            lambda: self.catalog.recordings.set_recording_state(
+                rid, target, Attribution(reason=why, at=ended)
+            ),
         )
         self._publish(RecordingEnded(rid, active.call_id, target, why, active.started_at, ended))
         if target is RecordingState.FAILED:
@@ -409,9 +411,7 @@ class RecordingService:
                 )
             )
 
-    async def discard(
-        self, active: ActiveRecording, *, actor: str, channel: EventChannel, reason: str
-    ) -> None:
+    async def discard(self, active: ActiveRecording, by: Attribution) -> None:
         """Destroy a recording (P14): nothing more is recorded, the writer deletes the
         wrapped key first and then the files, and the catalog keeps only the fact that
         a recording existed and was discarded, by whom, how and why."""
@@ -420,15 +420,12 @@ class RecordingService:
         self._discarding.add(active.id)  # segments it still seals are not catalogued
         self.writer.discard(active.id, self.settings.dir)
         await asyncio.gather(*active.segment_writes)  # rows the discard then deletes
-        await self.catalog.recordings.set_recording_state(
-            active.id,
-            RecordingState.DISCARDED,
-            actor=actor,
-            channel=channel,
-            reason=reason,
-        )
+        await self.catalog.recordings.set_recording_state(active.id, RecordingState.DISCARDED, by)
+        assert by.actor is not None  # the catalog refuses a discard by no one
         self._publish_event(
-            events.RecordingDiscarded(active.id, active.call_id, actor, channel.value, reason)
+            events.RecordingDiscarded(
+                active.id, active.call_id, by.actor, by.channel.value, by.reason
+            )
         )
 
     async def recover(self) -> list[str]:

@@ -31,7 +31,7 @@ from proxy.media.relay import MediaSession, PortAllocator, RtpLeg
 from proxy.sip.core import CoreSettings, SipCore
 from proxy.sip.events import Address
 from proxy.sip.message import Request, Response, make_response, parse_message
-from proxy.storage.catalog import EventChannel, NewRecording, SqliteCatalog
+from proxy.storage.catalog import Attribution, NewRecording, SqliteCatalog
 
 PROXY: Address = ("127.0.0.1", 5060)
 CALLER: Address = ("127.0.0.1", 5062)
@@ -119,9 +119,7 @@ class Recordings:
         self.recorder.close(active.id)
         self.finished.append(active.id)
 
-    async def discard(
-        self, active: ActiveRecording, *, actor: str, channel: EventChannel, reason: str
-    ) -> None:
+    async def discard(self, active: ActiveRecording, by: Attribution) -> None:
         self.recorder.close(active.id)
         self.discarded.append(active.id)
 

@@ -23,6 +23,7 @@ from proxy.media.recorder import Recorder
 from proxy.recording_state import RecordingState
 from proxy.storage import crypto
 from proxy.storage.catalog import (
+    Attribution,
     CallDirection,
     EventChannel,
     NewCall,
@@ -60,7 +61,7 @@ async def test_a_discarded_recording_left_on_disk_by_a_crash_is_shredded_at_star
         gone = await catalogued_recording(catalog, "22222222-2222-4222-8222-222222222222")
         await catalog.recordings.set_recording_state(kept, RecordingState.COMPLETE)
         await catalog.recordings.set_recording_state(
-            gone, RecordingState.DISCARDED, actor="alice", reason="caller distressed"
+            gone, RecordingState.DISCARDED, Attribution(actor="alice", reason="caller distressed")
         )
         for rid in (kept, gone):  # as the crash left them
             folder = recordings / rid
@@ -404,7 +405,9 @@ async def test_failures_and_discards_are_published(tmp_path: Path) -> None:
             gone = await rig.service.start(await rig.call(), "PCMU", "PCMU")
             assert gone is not None
             rig.talk(gone, 0.5)
-            await rig.service.discard(gone, actor="alice", channel=EventChannel.API, reason="asked")
+            await rig.service.discard(
+                gone, Attribution(actor="alice", channel=EventChannel.API, reason="asked")
+            )
         finally:
             rig.stop()
     failed = [e for e in rig.published if isinstance(e, events.RecordingFailed)]

@@ -19,6 +19,7 @@ from proxy.recording_state import RecordingState
 from proxy.storage.catalog import (
     MIGRATIONS,
     SCHEMA_VERSION,
+    Attribution,
     Call,
     CallDirection,
     CallOutcome,
@@ -590,7 +591,7 @@ ALLOWED = {
 
 async def move(catalog: Catalog, rec_id: str, state: RecordingState, when: datetime) -> None:
     await catalog.recordings.set_recording_state(
-        rec_id, state, actor="jsmith", reason="test", channel=EventChannel.API, at=when
+        rec_id, state, Attribution(actor="jsmith", channel=EventChannel.API, reason="test", at=when)
     )
 
 
@@ -615,14 +616,14 @@ async def test_every_transition_is_allowed_or_refused_as_documented(
     events_before = await catalog.events.recording_events(rec_id)
     if (old, new) in ALLOWED:
         after = await catalog.recordings.set_recording_state(
-            rec_id, new, actor="jsmith", reason="why", at=at(20)
+            rec_id, new, Attribution(actor="jsmith", reason="why", at=at(20))
         )
         assert after.state is new
         assert len(await catalog.events.recording_events(rec_id)) == len(events_before) + 1
     else:
         with pytest.raises(InvalidTransitionError, match=f"from {old.value} to {new.value}"):
             await catalog.recordings.set_recording_state(
-                rec_id, new, actor="jsmith", reason="why", at=at(20)
+                rec_id, new, Attribution(actor="jsmith", reason="why", at=at(20))
             )
         assert await catalog.recordings.get_recording(rec_id) == before
         assert await catalog.events.recording_events(rec_id) == events_before
@@ -634,23 +635,26 @@ async def test_stop_resume_complete_is_audited(catalog: SqliteCatalog) -> None:
     stopped = await catalog.recordings.set_recording_state(
         rec_id,
         RecordingState.STOPPED,
-        actor="ext-201",
-        channel=EventChannel.DTMF,
-        reason="caller distressed",
-        at=at(30),
+        Attribution(
+            actor="ext-201", channel=EventChannel.DTMF, reason="caller distressed", at=at(30)
+        ),
     )
     assert stopped.ended_at == at(30)
     resumed = await catalog.recordings.set_recording_state(
-        rec_id, RecordingState.RECORDING, actor="ext-201", channel=EventChannel.DTMF, at=at(40)
+        rec_id,
+        RecordingState.RECORDING,
+        Attribution(actor="ext-201", channel=EventChannel.DTMF, at=at(40)),
     )
     assert resumed.ended_at is None
     await catalog.events.add_recording_event(
-        rec_id, RecordingAction.PAUSE, reason="hold", at=at(45)
+        rec_id, RecordingAction.PAUSE, Attribution(reason="hold", at=at(45))
     )
     await catalog.events.add_recording_event(
-        rec_id, RecordingAction.RESUME, reason="hold", at=at(50)
+        rec_id, RecordingAction.RESUME, Attribution(reason="hold", at=at(50))
     )
-    done = await catalog.recordings.set_recording_state(rec_id, RecordingState.COMPLETE, at=at(90))
+    done = await catalog.recordings.set_recording_state(
+        rec_id, RecordingState.COMPLETE, Attribution(at=at(90))
+    )
     assert done.ended_at == at(90)
     events = await catalog.events.recording_events(rec_id)
     assert [(e.action, e.at, e.actor, e.channel, e.reason) for e in events] == [
@@ -671,15 +675,12 @@ async def test_discard_needs_who_and_why_and_is_terminal(catalog: SqliteCatalog)
     )
     with pytest.raises(InvalidFieldError, match="actor and a reason"):
         await catalog.recordings.set_recording_state(
-            rec_id, RecordingState.DISCARDED, actor="jsmith"
+            rec_id, RecordingState.DISCARDED, Attribution(actor="jsmith")
         )
     discarded = await catalog.recordings.set_recording_state(
         rec_id,
         RecordingState.DISCARDED,
-        actor="jsmith",
-        reason="caller asked",
-        channel=EventChannel.API,
-        at=at(20),
+        Attribution(actor="jsmith", channel=EventChannel.API, reason="caller asked", at=at(20)),
     )
     assert (discarded.discarded_by, discarded.discarded_reason, discarded.discarded_at) == (
         "jsmith",
@@ -701,7 +702,7 @@ async def test_failure_keeps_its_reason(catalog: SqliteCatalog) -> None:
     with pytest.raises(InvalidFieldError, match="needs a reason"):
         await catalog.recordings.set_recording_state(rec_id, RecordingState.FAILED)
     failed = await catalog.recordings.set_recording_state(
-        rec_id, RecordingState.FAILED, reason="disk full"
+        rec_id, RecordingState.FAILED, Attribution(reason="disk full")
     )
     assert failed.failure_reason == "disk full"
     assert failed.ended_at == at(3600)  # the injected clock
@@ -724,7 +725,7 @@ async def test_a_degraded_recording_keeps_its_reason_and_per_channel_quality(
             rec_id, [ChannelQuality("left", 1, 0, 0, 0, 0)]
         )
     degraded = await catalog.recordings.set_recording_state(
-        rec_id, RecordingState.DEGRADED, reason="caller: 2.8% of frames lost or late"
+        rec_id, RecordingState.DEGRADED, Attribution(reason="caller: 2.8% of frames lost or late")
     )
     assert degraded.degraded_reason == "caller: 2.8% of frames lost or late"
     assert degraded.ended_at is not None
@@ -1105,15 +1106,21 @@ async def test_a_stopped_recording_keeps_the_stop_as_its_end(catalog: SqliteCata
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     await catalog.recordings.set_recording_state(
-        rec_id, RecordingState.STOPPED, actor="alice", reason="distressed", at=at(30)
+        rec_id, RecordingState.STOPPED, Attribution(actor="alice", reason="distressed", at=at(30))
     )
-    done = await catalog.recordings.set_recording_state(rec_id, RecordingState.COMPLETE, at=at(90))
+    done = await catalog.recordings.set_recording_state(
+        rec_id, RecordingState.COMPLETE, Attribution(at=at(90))
+    )
     assert done.ended_at == at(30)
     # while a resumed one ends when it is completed
     other = await new_recording(catalog, call, directory="second")
-    await catalog.recordings.set_recording_state(other, RecordingState.STOPPED, at=at(30))
-    await catalog.recordings.set_recording_state(other, RecordingState.RECORDING, at=at(40))
+    await catalog.recordings.set_recording_state(
+        other, RecordingState.STOPPED, Attribution(at=at(30))
+    )
+    await catalog.recordings.set_recording_state(
+        other, RecordingState.RECORDING, Attribution(at=at(40))
+    )
     resumed = await catalog.recordings.set_recording_state(
-        other, RecordingState.COMPLETE, at=at(90)
+        other, RecordingState.COMPLETE, Attribution(at=at(90))
     )
     assert resumed.ended_at == at(90)

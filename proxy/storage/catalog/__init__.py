@@ -40,8 +40,10 @@ from .interface import Catalog
 from .journal import CatalogJournal
 from .migrations import MIGRATIONS, SCHEMA_VERSION, Migration
 from .model import (
+    BY_SYSTEM,
     QUALITY_CHANNELS,
     AccessEntry,
+    Attribution,
     Call,
     CallDirection,
     CallOutcome,
@@ -68,12 +70,14 @@ from .recordings import RECOVERY_REASON, RecordingRepository
 from .sqlite import SqliteCatalog
 
 __all__ = [
+    "BY_SYSTEM",
     "MIGRATIONS",
     "QUALITY_CHANNELS",
     "RECOVERY_REASON",
     "SCHEMA_VERSION",
     "AccessEntry",
     "AccessLog",
+    "Attribution",
     "Call",
     "CallDirection",
     "CallOutcome",

@@ -305,6 +305,21 @@ class NewSegment:
     facts: SegmentFacts = SegmentFacts()
 
 
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Who did something to a recording, how, why and when (P14): what a state change
+    or a recording event is logged with.  By default the system, now."""
+
+    actor: str | None = None
+    channel: EventChannel = EventChannel.SYSTEM
+    reason: str | None = None
+    at: datetime | None = None
+
+
+#: The system, now: what happens to a recording unless someone is named.
+BY_SYSTEM: Final = Attribution()
+
+
 # --------------------------------------------------------------------------------- updates
 
 

@@ -26,7 +26,9 @@ from . import rows as to
 from .db import Connection, Database, insert, one, rows, update
 from .errors import InvalidFieldError, InvalidTransitionError
 from .model import (
+    BY_SYSTEM,
     QUALITY_CHANNELS,
+    Attribution,
     ChannelQuality,
     EventChannel,
     NewRecording,
@@ -38,7 +40,7 @@ from .model import (
     Segment,
     SegmentFacts,
 )
-from .recording_events import insert_event
+from .recording_events import checked, insert_event
 from .values import (
     at_or_now_ms,
     count,
@@ -47,7 +49,6 @@ from .values import (
     not_before,
     only_fields,
     opt_ms,
-    opt_text,
     relative_dir,
     text,
     to_ms,
@@ -92,14 +93,7 @@ class RecordingRepository(Protocol):
     ) -> Recording: ...
 
     async def set_recording_state(
-        self,
-        recording_id: str,
-        state: RecordingState,
-        *,
-        reason: str | None = None,
-        actor: str | None = None,
-        channel: EventChannel | None = None,
-        at: datetime | None = None,
+        self, recording_id: str, state: RecordingState, by: Attribution = BY_SYSTEM
     ) -> Recording: ...
 
     async def get_recording(self, recording_id: str) -> Recording | None: ...
@@ -239,14 +233,7 @@ class SqliteRecordings:
         return await self._db.write(body)
 
     async def set_recording_state(
-        self,
-        recording_id: str,
-        state: RecordingState,
-        *,
-        reason: str | None = None,
-        actor: str | None = None,
-        channel: EventChannel | None = None,
-        at: datetime | None = None,
+        self, recording_id: str, state: RecordingState, by: Attribution = BY_SYSTEM
     ) -> Recording:
         """Move a recording to ``state`` and append the matching recording event.
 
@@ -255,13 +242,10 @@ class SqliteRecordings:
         ``degraded_reason``.  The moves allowed are :mod:`proxy.recording_state`'s
         (see ``catalog_allows``).  Stopping, or ending as complete, degraded,
         interrupted or failed, sets ``ended_at`` to ``at`` (a stopped recording keeps
-        its stop as its end); resuming clears it.  ``channel`` defaults to ``system``.
+        its stop as its end); resuming clears it.  ``by`` defaults to the system, now.
         """
         target = member(RecordingState, "state", state)
-        reason = opt_text("reason", reason)
-        actor = opt_text("actor", actor)
-        event_channel = member(EventChannel, "channel", channel or EventChannel.SYSTEM)
-        at_ms = at_or_now_ms(self._clock, at)
+        actor, event_channel, reason, at_ms = checked(by, self._clock)
         if target is _S.DISCARDED and (actor is None or reason is None):
             raise InvalidFieldError("discarding a recording needs an actor and a reason")
         if target in (_S.FAILED, _S.DEGRADED) and reason is None:
