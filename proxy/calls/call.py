@@ -41,7 +41,7 @@ from ..events import (
     NoticeFinished,
     NoticeStarted,
 )
-from ..media.announcer import Announcer, PacketPacer, PromptSource, RingbackTone
+from ..media.announcer import PromptSource, RingbackTone
 from ..media.relay import NoPortsAvailable
 from ..ratelog import RateLimitedLog
 from ..sip import sdp
@@ -57,7 +57,7 @@ from ..sip.events import (
     TransactionTimedOut,
 )
 from ..sip.uri import SipUri
-from ..storage.catalog import CallDirection, CallOutcome
+from ..storage.catalog import CallDirection, CallOutcome, NewCall
 from .consent import NoticeHeard, store_receipt
 from .media_wiring import CallMedia, channel_summary, check_family
 from .offer_answer import RECORDABLE_CODECS, LegSdp
@@ -210,14 +210,16 @@ class Call:
         sip.respond(sip.a_txn, status, dialog=dialog, body=answer.serialize())
         sip.a_answered = not self.early_media
         call_row = await self.b2bua.catalog.calls.create_call(
-            sip_call_id=request.call_id,
-            caller=self.caller,
-            callee=self.callee,
-            direction=CallDirection.OUTBOUND if self.plan.outbound else CallDirection.INBOUND,
-            service=self.plan.service_name,
-            started_at=self.started_at,
-            config_version=self.config.version,
-            call_id=self.id,  # one id in log lines and the catalog
+            NewCall(
+                sip_call_id=request.call_id,
+                caller=self.caller,
+                callee=self.callee,
+                direction=CallDirection.OUTBOUND if self.plan.outbound else CallDirection.INBOUND,
+                service=self.plan.service_name,
+                started_at=self.started_at,
+                config_version=self.config.version,
+                call_id=self.id,  # one id in log lines and the catalog
+            )
         )
         self.catalog_id = call_row.id
         if sip.a_answered:
@@ -256,15 +258,7 @@ class Call:
         clock = self.b2bua.clock
         notice = self.notice_prompt
         self.b2bua.publish(NoticeStarted(self.id, notice.duration_ms))
-        self.media.pacer = pacer = Announcer(
-            notice.pcm,  # type: ignore[arg-type]
-            self.a.audio.encoding,
-            self.a.audio.send_payload_type,
-            clock.now(),
-            secrets.randbits(32),
-            secrets.randbits(16),
-            secrets.randbits(32),
-        )
+        pacer = self.media.pace_to_caller(PromptSource(notice.pcm), self.a.audio)  # type: ignore[arg-type]
         started_at = _utc_now()
         caller_left = False
         ended: CallOver | None = None
@@ -325,20 +319,8 @@ class Call:
         b_leg = await self.media.open_b(self._call_taker_media_host())
         self.b.port = b_leg.port
         self.b.address = b_leg.local_host
-        clock = self.b2bua.clock
-        ringback = RingbackTone(self.config.notice.ringback)
-        if self.media.pacer is None:  # no notice was played: ringback starts the stream
-            self.media.pacer = PacketPacer(
-                ringback,
-                audio.encoding,
-                audio.send_payload_type,
-                clock.now(),
-                secrets.randbits(32),
-                secrets.randbits(16),
-                secrets.randbits(32),
-            )
-        else:
-            self.media.pacer.set_source(ringback, clock.now())
+        # after the notice, in its stream; with no notice, ringback starts the stream
+        self.media.pace_to_caller(RingbackTone(self.config.notice.ringback), audio)
         if not self.a.holds:
             self.media.play_to_caller()
         sip = self.sip

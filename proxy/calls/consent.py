@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..storage.catalog import Catalog, NoticeMode
+from ..storage.catalog import Catalog, ConsentReceipt, NoticeMode
 from .prompt import Prompt
 
 
@@ -34,18 +34,20 @@ async def store_receipt(
 ) -> None:
     mode = NoticeMode.EARLY_MEDIA if early_media else NoticeMode.ANSWER
     await catalog.calls.add_consent_receipt(
-        call_id,
-        mode=mode if notice else NoticeMode.NONE,
-        notice_sha256=notice.sha256 if notice else None,
-        notice_version=notice.name if notice else None,
-        started_at=heard.started_at if notice else None,
-        played_ms=heard.played_ms,
-        notice_ms=notice.duration_ms if notice else 0,
-        completed=notice is not None
-        and not heard.left
-        and heard.played_ms >= notice.duration_ms - 20,
-        caller_left_during_notice=heard.left,
-        do_not_record=do_not_record,
-        notice_restarts=heard.restarts,
-        held_ms=heard.held_ms,
+        ConsentReceipt(
+            call_id,
+            mode=mode if notice else NoticeMode.NONE,
+            notice_sha256=notice.sha256 if notice else None,
+            notice_version=notice.name if notice else None,
+            started_at=heard.started_at if notice else None,
+            played_ms=heard.played_ms,
+            notice_ms=notice.duration_ms if notice else 0,
+            completed=notice is not None
+            and not heard.left
+            and heard.played_ms >= notice.duration_ms - 20,
+            caller_left_during_notice=heard.left,
+            do_not_record=do_not_record,
+            notice_restarts=heard.restarts,
+            held_ms=heard.held_ms,
+        )
     )

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..events import ChannelSummary
-from ..media.announcer import PacketPacer, PromptSource, beeps
+from ..media.announcer import FrameSource, PacketPacer, PromptSource, beeps
 from ..media.recorder import RecordingChannelPair, RecordingDirection
 from ..media.relay import LegMode, MediaSession, RtpLeg, StreamRewriter
 from ..sip import sdp
@@ -58,6 +58,25 @@ class CallMedia:
     async def open_b(self, host: str) -> RtpLeg:
         self.b_leg = await self.session.open_leg("call_taker", host=host)
         return self.b_leg
+
+    def pace_to_caller(self, source: FrameSource, audio: sdp.NegotiatedAudio) -> PacketPacer:
+        """``source`` is what the caller hears next (the notice, then ringback): the
+        caller's stream goes on from where it is, or starts with a random SSRC,
+        sequence number and timestamp (RFC 3550 §5.1) if nothing has played yet."""
+        now = self.player.now()
+        if self.pacer is not None:
+            self.pacer.set_source(source, now)
+            return self.pacer
+        self.pacer = PacketPacer(
+            source,
+            audio.encoding,
+            audio.send_payload_type,
+            now,
+            secrets.randbits(32),
+            secrets.randbits(16),
+            secrets.randbits(32),
+        )
+        return self.pacer
 
     def play_to_caller(self) -> asyncio.Future[None]:
         """Play the pacer (notice or ringback) on leg A."""

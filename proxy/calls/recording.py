@@ -50,7 +50,16 @@ from .. import events
 from ..config import RecordingSettings
 from ..media.recorder import DirectionQuality, Recorder, RecordingChannelPair
 from ..recording_state import RecordingState
-from ..storage.catalog import Catalog, CatalogError, CatalogJournal, ChannelQuality, EventChannel
+from ..storage.catalog import (
+    Attribution,
+    Catalog,
+    CatalogError,
+    CatalogJournal,
+    ChannelQuality,
+    NewRecording,
+    NewSegment,
+    SegmentFacts,
+)
 from ..storage.segment import KEY_FILE_NAME, RecordingCorrupt, scan_segment
 from ..storage.store import SegmentStore, shred_recording
 from ..storage.write_reports import RecordingKey, RecordingWritten, SegmentWritten
@@ -205,28 +214,14 @@ class RecordingService:
     async def _add_segment(self, rid: str, segment: SegmentWritten, *, new: bool = True) -> None:
         """The segment's row with its facts, closed: one write for a ``new`` segment, or
         an update of the row an earlier write left open."""
+        facts = SegmentFacts(segment.chunks, segment.frames, segment.bytes, segment.sha256, True)
+        recordings = self.catalog.recordings
         if new:
-            await self.catalog.recordings.add_segment(
-                rid,
-                segment.index,
-                file_name=segment.name,
-                first_frame=segment.first_frame,
-                chunks=segment.chunks,
-                frames=segment.frames,
-                size_bytes=segment.bytes,
-                sha256=segment.sha256,
-                closed=True,
+            await recordings.add_segment(
+                NewSegment(rid, segment.index, segment.name, segment.first_frame, facts)
             )
-            return
-        await self.catalog.recordings.update_segment(
-            rid,
-            segment.index,
-            chunks=segment.chunks,
-            frames=segment.frames,
-            size_bytes=segment.bytes,
-            sha256=segment.sha256,
-            closed=True,
-        )
+        else:
+            await recordings.update_segment(rid, segment.index, facts)
 
     def recording_written(self, recording: RecordingWritten) -> None:
         rid = str(recording.recording_id)
@@ -279,13 +274,15 @@ class RecordingService:
             await self._catalog_write(
                 f"recording {rid}: create",
                 lambda: self.catalog.recordings.create_recording(
-                    call_id,
-                    directory=rid,
-                    encoding=self.settings.encoding,
-                    sample_rate=8000,
-                    channels=2,
-                    started_at=started,
-                    recording_id=rid,
+                    NewRecording(
+                        call_id,
+                        directory=rid,
+                        encoding=self.settings.encoding,
+                        sample_rate=8000,
+                        channels=2,
+                        started_at=started,
+                        recording_id=rid,
+                    )
                 ),
             )
         except CatalogError:
@@ -366,7 +363,9 @@ class RecordingService:
                 log.warning("recording %s degraded: %s", rid, why)
         await self._catalog_write(
             f"recording {rid}: {target.value}",
-            lambda: self.catalog.recordings.set_recording_state(rid, target, reason=why, at=ended),
+            lambda: self.catalog.recordings.set_recording_state(
+                rid, target, Attribution(reason=why, at=ended)
+            ),
         )
         if target is RecordingState.FAILED:
             self.publish(
@@ -389,9 +388,7 @@ class RecordingService:
                 )
             )
 
-    async def discard(
-        self, active: ActiveRecording, *, actor: str, channel: EventChannel, reason: str
-    ) -> None:
+    async def discard(self, active: ActiveRecording, by: Attribution) -> None:
         """Destroy a recording (P14): nothing more is recorded, the writer deletes the
         wrapped key first and then the files, and the catalog keeps only the fact that
         a recording existed and was discarded, by whom, how and why."""
@@ -400,15 +397,12 @@ class RecordingService:
         self._discarding.add(active.id)  # segments it still seals are not catalogued
         self.writer.discard(active.id, self.settings.dir)
         await asyncio.gather(*active.segment_writes)  # rows the discard then deletes
-        await self.catalog.recordings.set_recording_state(
-            active.id,
-            RecordingState.DISCARDED,
-            actor=actor,
-            channel=channel,
-            reason=reason,
-        )
+        await self.catalog.recordings.set_recording_state(active.id, RecordingState.DISCARDED, by)
+        assert by.actor is not None  # the catalog refuses a discard by no one
         self.publish(
-            events.RecordingDiscarded(active.id, active.call_id, actor, channel.value, reason)
+            events.RecordingDiscarded(
+                active.id, active.call_id, by.actor, by.channel.value, by.reason
+            )
         )
 
     async def recover(self) -> list[str]:

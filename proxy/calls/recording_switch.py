@@ -22,7 +22,7 @@ from ..media.relay import RtpLeg
 from ..recording_state import RecordingState
 from ..records.errors import RecordingActionError
 from ..sip.events import RequestReceived
-from ..storage.catalog import Catalog, EventChannel, RecordingAction
+from ..storage.catalog import Attribution, Catalog, EventChannel, RecordingAction
 from .dtmf_codes import CodeDecision, CodeMatcher
 from .media_wiring import CallMedia
 from .offer_answer import LegSdp
@@ -109,7 +109,7 @@ class RecordingSwitch:
                 raise RecordingActionError("the recording is already stopped")
             if action == "resume" and state is not RecordingState.STOPPED:
                 raise RecordingActionError("the recording is not stopped")
-            event_channel = EventChannel(channel)
+            by = Attribution(actor, EventChannel(channel), reason)
             if action in ("stop", "resume"):
                 if action == "stop":
                     recording.pair.pause("skip")  # the audio ends; a resume starts a new span
@@ -117,19 +117,11 @@ class RecordingSwitch:
                 else:
                     recording.pair.resume()
                     self.state = RecordingState.RECORDING
-                await self.catalog.recordings.set_recording_state(
-                    recording.id,
-                    self.state,
-                    actor=actor,
-                    channel=event_channel,
-                    reason=reason,
-                )
+                await self.catalog.recordings.set_recording_state(recording.id, self.state, by)
             elif action == "discard":
                 self.media.unrecord(self.outbound)
                 self.state = RecordingState.DISCARDED
-                await self.recordings.discard(
-                    recording, actor=actor, channel=event_channel, reason=reason
-                )
+                await self.recordings.discard(recording, by)
             else:
                 raise RecordingActionError(f"unknown action {action!r}")
             log.info(
@@ -163,7 +155,7 @@ class RecordingSwitch:
     ) -> None:
         try:
             await self.catalog.events.add_recording_event(
-                recording_id, action, actor=party, reason=reason
+                recording_id, action, Attribution(party, reason=reason)
             )
         except Exception:
             log.exception("call %s: the %s event was not stored", self.call_id, action.value)

@@ -10,8 +10,8 @@
   drift accumulates however irregularly ``due(now)`` is called); timestamps step by the
   packet's samples, sequence numbers by one, and the first packet (and the first after
   ``set_source``) carries the marker bit.  Switching the source keeps the SSRC,
-  sequence and timestamp running, so notice → ringback is one continuous stream.
-  ``Announcer`` is a pacer that plays one prompt.
+  sequence and timestamp running, so notice → ringback is one continuous stream; a
+  pacer of a ``PromptSource`` plays one prompt (the notice).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from . import g711
 from .rtp import RtpPacket
 
 __all__ = [
-    "Announcer",
     "FrameSource",
     "PacketPacer",
     "PromptError",
@@ -333,32 +332,6 @@ class PacketPacer:
             self._sent += 1
             self._next = self._source.read(self.samples_per_packet)
         return packets
-
-
-class Announcer(PacketPacer):
-    """Plays one prompt (8 kHz int16 PCM) as paced RTP; ``finished`` once it is sent."""
-
-    def __init__(
-        self,
-        pcm: npt.NDArray[np.int16],
-        codec: str,
-        payload_type: int,
-        start_time: float,
-        ssrc: int,
-        first_sequence: int,
-        first_timestamp: int,
-        ptime: float = 0.02,
-    ) -> None:
-        super().__init__(
-            PromptSource(pcm),
-            codec,
-            payload_type,
-            start_time,
-            ssrc,
-            first_sequence,
-            first_timestamp,
-            ptime,
-        )
 
 
 def beeps(

@@ -362,24 +362,16 @@ class Recorder:
                 failed.append((pair, exc))
                 continue
             if counts:
-                if not caller.held:
-                    caller.frames += 1
-                if not taker.held:
-                    taker.frames += 1
-                if left is None:
-                    chunks.append(zero_frame)
-                    offsets.append(caller.offset + _SILENT_OFFSET)
-                    missing += 1
-                else:
-                    chunks.append(left)
-                    offsets.append(caller.offset)
-                if right is None:
-                    chunks.append(zero_frame)
-                    offsets.append(taker.offset + _SILENT_OFFSET)
-                    missing += 1
-                else:
-                    chunks.append(right)
-                    offsets.append(taker.offset)
+                for direction, got in ((caller, left), (taker, right)):
+                    if not direction.held:
+                        direction.frames += 1
+                    if got is None:  # silence, in the direction's law
+                        chunks.append(zero_frame)
+                        offsets.append(direction.offset + _SILENT_OFFSET)
+                        missing += 1
+                    else:
+                        chunks.append(got)
+                        offsets.append(direction.offset)
                 received.append((left is not None, right is not None))
                 decoded_pairs.append(pair)
             elif pair.pause_mode is PauseMode.SILENCE or (

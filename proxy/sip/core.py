@@ -400,8 +400,13 @@ class SipCore:
         )
         if rejection is not None:
             status, reason, extra = rejection
-            response = self._response(
-                request, status, reason, to_tag=self._tag_for(txn), headers=extra
+            response = make_response(
+                request,
+                status,
+                reason,
+                to_tag=self._tag_for(txn),
+                headers=extra,
+                server=self.settings.user_agent,
             )
             txn.respond(response, now)
             return
@@ -446,7 +451,7 @@ class SipCore:
         else:
             return True
         response = make_response(
-            request, refusal.status, refusal.reason, to_tag=new_tag(), headers=[*refusal.headers]
+            request, refusal.status, refusal.reason, headers=[*refusal.headers]
         )
         self._send_stateless(response, source, now, transport, max_size=size)
         return False
@@ -639,7 +644,15 @@ class SipCore:
             extra.append(("Contact", dialog.local_contact))
         if body:
             extra.append(("Content-Type", content_type or "application/sdp"))
-        response = self._response(request, status, reason, to_tag=to_tag, headers=extra, body=body)
+        response = make_response(
+            request,
+            status,
+            reason,
+            to_tag=to_tag,
+            headers=extra,
+            body=body,
+            server=self.settings.user_agent,
+        )
         transaction.respond(response, now)
         if request.method == "INVITE":
             if dialog is not None and 200 <= status < 300:
@@ -751,19 +764,12 @@ class SipCore:
         return self._uas_tags.setdefault(transaction.key, new_tag())
 
     def _response(
-        self,
-        request: Request,
-        status: int,
-        reason: str | None = None,
-        *,
-        to_tag: str | None = None,
-        headers: list[tuple[str, str]] | None = None,
-        body: bytes = b"",
+        self, request: Request, status: int, reason: str | None = None, *, to_tag: str | None = None
     ) -> Response:
-        extra = [("Server", self.settings.user_agent), *(headers or [])]
-        if status != 100 and to_tag is None and not request.to.tag:
-            to_tag = new_tag()
-        return make_response(request, status, reason, to_tag=to_tag, headers=extra, body=body)
+        """One of the core's own answers (no body), with our Server header."""
+        return make_response(
+            request, status, reason, to_tag=to_tag, server=self.settings.user_agent
+        )
 
     def _stamp_outgoing(self, request: Request, transport: str) -> None:
         s = self.settings

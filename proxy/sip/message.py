@@ -458,10 +458,14 @@ def make_response(
     to_tag: str | None = None,
     headers: list[tuple[str, str]] | None = None,
     body: bytes = b"",
+    server: str | None = None,
 ) -> Response:
     """A response to ``request`` (RFC 3261 §8.2.6): Via, From, To, Call-ID and CSeq copied;
-    the To tag added when given and the request had none; Record-Route copied on
-    dialog-establishing responses (§12.1.1)."""
+    a To tag added when the request had none (``to_tag``, else a fresh one: §8.2.6.2),
+    except on a 100; Record-Route copied on dialog-establishing responses (§12.1.1); a
+    ``Server`` header (§20.35) first among the extra ``headers``."""
+    if to_tag is None and status > 100:
+        to_tag = new_tag()
     out = Headers()
     copied: set[str] = set()
     for name, value in request.headers:
@@ -478,6 +482,8 @@ def make_response(
             out.add("To", value)
         elif key == "record-route" and 100 < status < 300:
             out.add("Record-Route", value)
+    if server is not None:
+        out.add("Server", server)
     for name, value in headers or ():
         out.add(name, value)
     return Response(status, reason, out, body)
@@ -499,6 +505,5 @@ def error_response(error: RemoteSipError) -> Response | None:
         error.status,
         error.reason,
         headers=list(error.extra_headers),
-        to_tag=new_tag(),
     )
     return response

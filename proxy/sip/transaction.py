@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from .errors import LocalSipError
 from .events import AckTimedOut, Address, Event, TransactionTimedOut
@@ -78,9 +78,12 @@ def is_reliable(transport: str) -> bool:
 
 
 class Transaction:
-    """Shared parts: state, timers, owner."""
+    """Shared parts: state, timers, owner, the last response and the retransmission
+    interval (it starts at T1).  A non-INVITE transaction starts Trying, an INVITE one
+    in ``invite_starts``."""
 
     kind = "transaction"
+    invite_starts: ClassVar[TransactionState]
 
     def __init__(
         self,
@@ -89,7 +92,6 @@ class Transaction:
         destination: Address,
         transport: str,
         timers: TimerSettings,
-        initial: TransactionState,
     ) -> None:
         self.owner = owner
         self.request = request
@@ -97,11 +99,12 @@ class Transaction:
         self.transport = transport.upper()
         self.reliable = is_reliable(transport)
         self.settings = timers
-        self.state = initial
-        self.timers: dict[str, float] = {}
-        branch = request.top_via.branch or ""
-        self.branch = branch
         self.method = request.method
+        self.state = self.invite_starts if self.is_invite else TransactionState.TRYING
+        self.timers: dict[str, float] = {}
+        self.branch = request.top_via.branch or ""
+        self.last_response: Response | None = None
+        self._interval = timers.t1
 
     @property
     def is_invite(self) -> bool:
@@ -119,6 +122,16 @@ class Transaction:
         self.state = TransactionState.TERMINATED
         self.timers.clear()
         self.owner.forget(self)
+
+    def _linger(self, state: TransactionState, timer: str, deadline: float) -> None:
+        """Enter ``state``, which absorbs the peer's retransmissions until ``timer``
+        fires.  A reliable transport has none to absorb: timers D, I, J and K are zero
+        there (§17.1.1.2, §17.1.2.2, §17.2.1, §17.2.2), so the transaction ends now."""
+        self.state = state
+        if self.reliable:
+            self._terminate()
+        else:
+            self._arm(timer, deadline)
 
     def fire(self, name: str, deadline: float, now: float) -> None:
         """Called by the core when a timer is due; stale firings are ignored."""
@@ -141,22 +154,12 @@ class Transaction:
 class ClientTransaction(Transaction):
     """INVITE client (§17.1.1, RFC 6026 §7.2) and non-INVITE client (§17.1.2)."""
 
-    def __init__(
-        self,
-        owner: TransactionOwner,
-        request: Request,
-        destination: Address,
-        transport: str,
-        timers: TimerSettings,
-    ) -> None:
-        initial = (
-            TransactionState.CALLING if request.method == "INVITE" else TransactionState.TRYING
-        )
-        super().__init__(owner, request, destination, transport, timers, initial)
-        self.key = client_key(self.branch, self.method)
-        self.last_response: Response | None = None
-        self.ack: Request | None = None
-        self._interval = timers.t1
+    invite_starts = TransactionState.CALLING
+    ack: Request | None = None  # sent for a non-2xx final response, resent for its copies
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return client_key(self.branch, self.method)
 
     def start(self, now: float) -> None:
         self.owner.transmit(self.request, self.destination, self.transport)
@@ -214,13 +217,9 @@ class ClientTransaction(Transaction):
                 self.state = TransactionState.ACCEPTED
                 self._arm("M", now + 64 * self.settings.t1)
                 return True
-            self.state = TransactionState.COMPLETED
             self.ack = build_non_2xx_ack(self.request, response)
             self.owner.transmit(self.ack, self.destination, self.transport)
-            if self.reliable:
-                self._terminate()
-            else:
-                self._arm("D", now + self.settings.timer_d)
+            self._linger(TransactionState.COMPLETED, "D", now + self.settings.timer_d)
             return True
         if state is TransactionState.ACCEPTED and 200 <= status < 300:
             return True  # a 2xx retransmission or a forked 2xx: the dialog layer decides
@@ -237,11 +236,7 @@ class ClientTransaction(Transaction):
                 self.state = TransactionState.PROCEEDING
                 return True
             self._disarm("E", "F")
-            self.state = TransactionState.COMPLETED
-            if self.reliable:
-                self._terminate()
-            else:
-                self._arm("K", now + self.settings.t4)
+            self._linger(TransactionState.COMPLETED, "K", now + self.settings.t4)
             return True
         self.owner.count("retransmissions_absorbed")
         return False
@@ -301,6 +296,8 @@ def client_key(branch: str, method: str) -> tuple[str, str]:
 class ServerTransaction(Transaction):
     """INVITE server (§17.2.1, RFC 6026 §7.1) and non-INVITE server (§17.2.2)."""
 
+    invite_starts = TransactionState.PROCEEDING
+
     def __init__(
         self,
         owner: TransactionOwner,
@@ -310,15 +307,10 @@ class ServerTransaction(Transaction):
         timers: TimerSettings,
         key: ServerKey,
     ) -> None:
-        initial = (
-            TransactionState.PROCEEDING if request.method == "INVITE" else TransactionState.TRYING
-        )
-        super().__init__(owner, request, source, transport, timers, initial)
+        super().__init__(owner, request, source, transport, timers)
         self.key = key
         self.source = source
-        self.last_response: Response | None = None
         self.response_destination: Address = source
-        self._interval = timers.t1
         self.cancelled = False
 
     def on_request_retransmission(self, now: float) -> None:
@@ -356,21 +348,13 @@ class ServerTransaction(Transaction):
                 self._arm("G", now + s.t1)
             self._arm("H", now + 64 * s.t1)
             return
-        self.state = TransactionState.COMPLETED
-        if self.reliable:
-            self._terminate()
-        else:
-            self._arm("J", now + 64 * s.t1)
+        self._linger(TransactionState.COMPLETED, "J", now + 64 * s.t1)
 
     def on_ack(self, now: float) -> bool:
         """ACK for our non-2xx final response; True if it was the first one."""
         if self.state is TransactionState.COMPLETED:
             self._disarm("G", "H")
-            self.state = TransactionState.CONFIRMED
-            if self.reliable:
-                self._terminate()
-            else:
-                self._arm("I", now + self.settings.t4)
+            self._linger(TransactionState.CONFIRMED, "I", now + self.settings.t4)
             return True
         self.owner.count("retransmissions_absorbed")
         return False

@@ -31,7 +31,7 @@ from proxy.media.relay import MediaSession, PortAllocator, RtpLeg
 from proxy.sip.core import CoreSettings, SipCore
 from proxy.sip.events import Address
 from proxy.sip.message import Request, Response, make_response, parse_message
-from proxy.storage.catalog import EventChannel, SqliteCatalog
+from proxy.storage.catalog import Attribution, NewRecording, SqliteCatalog
 
 PROXY: Address = ("127.0.0.1", 5060)
 CALLER: Address = ("127.0.0.1", 5062)
@@ -106,10 +106,10 @@ class Recordings:
     async def start(self, call_id: str, caller_codec: str, taker_codec: str) -> ActiveRecording:
         rid = str(uuid.uuid4())
         started = datetime.now(UTC)
-        await self.catalog.recordings.create_recording(
+        await self.catalog.recordings.create_recording(NewRecording(
             call_id, directory=rid, encoding=RecordingSettings().encoding, sample_rate=8000,
             channels=2, started_at=started, recording_id=rid,
-        )  # fmt: skip
+        ))  # fmt: skip
         pair = self.recorder.add(rid, caller_codec, taker_codec)
         return ActiveRecording(
             rid, call_id, pair, started, asyncio.get_running_loop().create_future()
@@ -119,9 +119,7 @@ class Recordings:
         self.recorder.close(active.id)
         self.finished.append(active.id)
 
-    async def discard(
-        self, active: ActiveRecording, *, actor: str, channel: EventChannel, reason: str
-    ) -> None:
+    async def discard(self, active: ActiveRecording, by: Attribution) -> None:
         self.recorder.close(active.id)
         self.discarded.append(active.id)
 

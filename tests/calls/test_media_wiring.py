@@ -8,9 +8,10 @@ import asyncio
 import pytest
 
 from proxy.calls.media_wiring import CallMedia, channel_summary, check_family
-from proxy.media.announcer import PacketPacer, RingbackTone
+from proxy.media.announcer import PacketPacer, PromptSource, RingbackTone, beeps
 from proxy.media.recorder import Recorder
 from proxy.media.relay import LegMode, PortAllocator
+from proxy.media.rtp import RtpPacket
 from proxy.sip import sdp
 from proxy.sip.errors import RemoteSipError
 
@@ -63,6 +64,20 @@ async def test_bridging_continues_the_callers_stream_and_feeds_the_recorder() ->
     assert media.b_leg.dtmf_sink is not None and media.a_leg.dtmf_sink is None
     media.b_leg.dtmf_sink(7, 0, False, b"", b"")
     assert seen == [7]
+
+
+async def test_what_the_caller_hears_next_goes_on_in_one_stream() -> None:
+    player = ScriptedPlayer()
+    media = CallMedia(SocketlessSession(PortAllocator(30000, 30999), "127.0.0.1"), player)
+    notice = media.pace_to_caller(PromptSource(beeps(1)), audio(40000, pt=8))
+    assert media.pacer is notice and (notice.codec, notice.payload_type) == ("PCMA", 8)
+    first = [RtpPacket.parse(p) for p in notice.due(player.now() + 1)]
+    assert notice.finished and first[0].marker
+    ringback = media.pace_to_caller(RingbackTone(), audio(40000, pt=8))
+    assert ringback is notice and not ringback.finished
+    next_packet = RtpPacket.parse(ringback.due(player.now() + 1)[0])
+    assert next_packet.ssrc == first[-1].ssrc and next_packet.marker
+    assert next_packet.sequence_number == (first[-1].sequence_number + 1) & 0xFFFF
 
 
 async def test_an_outbound_call_records_the_member_of_the_public_on_the_left() -> None:

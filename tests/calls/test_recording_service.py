@@ -23,9 +23,14 @@ from proxy.media.recorder import Recorder
 from proxy.recording_state import RecordingState
 from proxy.storage import crypto
 from proxy.storage.catalog import (
+    Attribution,
     CallDirection,
     EventChannel,
+    NewCall,
+    NewRecording,
+    NewSegment,
     RecordingAction,
+    SegmentFacts,
     SqliteCatalog,
 )
 from proxy.storage.store import LocalDiskStore, SegmentStore
@@ -35,14 +40,14 @@ from tests.storage.faulty_store import FaultyStore, Reports, tmpfs
 
 async def catalogued_recording(catalog: SqliteCatalog, recording_id: str) -> str:
     """A call with a recording in the catalog, ``recording`` as a crash leaves it."""
-    call = await catalog.calls.create_call(
+    call = await catalog.calls.create_call(NewCall(
         sip_call_id=f"c{recording_id}", caller="+441234567890", callee="surgery",
         direction=CallDirection.INBOUND, started_at=datetime.now(UTC),
-    )  # fmt: skip
-    recording = await catalog.recordings.create_recording(
+    ))  # fmt: skip
+    recording = await catalog.recordings.create_recording(NewRecording(
         call.id, directory=recording_id, encoding="ulaw", sample_rate=8000, channels=2,
         started_at=datetime.now(UTC), recording_id=recording_id,
-    )  # fmt: skip
+    ))  # fmt: skip
     return recording.id
 
 
@@ -56,7 +61,7 @@ async def test_a_discarded_recording_left_on_disk_by_a_crash_is_shredded_at_star
         gone = await catalogued_recording(catalog, "22222222-2222-4222-8222-222222222222")
         await catalog.recordings.set_recording_state(kept, RecordingState.COMPLETE)
         await catalog.recordings.set_recording_state(
-            gone, RecordingState.DISCARDED, actor="alice", reason="caller distressed"
+            gone, RecordingState.DISCARDED, Attribution(actor="alice", reason="caller distressed")
         )
         for rid in (kept, gone):  # as the crash left them
             folder = recordings / rid
@@ -110,10 +115,10 @@ class Service:
         self.ticks = 0
 
     async def call(self) -> str:
-        call = await self.catalog.calls.create_call(
+        call = await self.catalog.calls.create_call(NewCall(
             sip_call_id=f"c{uuid.uuid4()}", caller="+441234567890", callee="surgery",
             direction=CallDirection.INBOUND, started_at=datetime.now(UTC),
-        )  # fmt: skip
+        ))  # fmt: skip
         return call.id
 
     def talk(
@@ -394,7 +399,9 @@ async def test_failures_and_discards_are_published(tmp_path: Path) -> None:
             gone = await rig.service.start(await rig.call(), "PCMU", "PCMU")
             assert gone is not None
             rig.talk(gone, 0.5)
-            await rig.service.discard(gone, actor="alice", channel=EventChannel.API, reason="asked")
+            await rig.service.discard(
+                gone, Attribution(actor="alice", channel=EventChannel.API, reason="asked")
+            )
         finally:
             rig.stop()
     failed = [e for e in rig.published if isinstance(e, events.RecordingFailed)]
@@ -425,9 +432,15 @@ async def test_recovery_scans_what_a_crash_left_and_publishes_the_interruption(
             )
             crashed.submit(rid, np.zeros((20000, 2), dtype=np.int16), False)
         first = sealed.segments[0]
-        await catalog.recordings.add_segment(rid, 0, file_name=first.name, first_frame=0)
+        await catalog.recordings.add_segment(
+            NewSegment(rid, 0, file_name=first.name, first_frame=0)
+        )
         await catalog.recordings.update_segment(
-            rid, 0, chunks=1, frames=8000, size_bytes=first.bytes, sha256=first.sha256, closed=True
+            rid,
+            0,
+            SegmentFacts(
+                chunks=1, frames=8000, size_bytes=first.bytes, sha256=first.sha256, closed=True
+            ),
         )
         store = FaultyStore()
         writer = RecordingWriter(store)

@@ -20,7 +20,7 @@ from proxy.cli import EX_CONFIG, build_parser
 from proxy.config import load_config
 from proxy.logs import configure_logging
 from proxy.recording_state import RecordingState
-from proxy.storage.catalog import CallDirection, SqliteCatalog
+from proxy.storage.catalog import CallDirection, NewCall, NewRecording, SqliteCatalog
 from proxy.text_table import format_table
 from tests.cli.test_cli import recproxy
 from tests.e2e.proxy_process import ProxyProcess, ProxySettings, reserve_ports, write_config
@@ -221,14 +221,14 @@ def test_recordings_list_columns_line_up_and_nothing_is_cut_off(tmp_path: Path) 
                 [(long_caller, RecordingState.COMPLETE), ("+441", RecordingState.INTERRUPTED)]
             ):
                 started = datetime(2026, 3, 2, 9, i, tzinfo=UTC)
-                call = await catalog.calls.create_call(
+                call = await catalog.calls.create_call(NewCall(
                     sip_call_id=f"c{i}", caller=caller, callee="reception",
                     direction=CallDirection.INBOUND, started_at=started,
-                )  # fmt: skip
-                recording = await catalog.recordings.create_recording(
+                ))  # fmt: skip
+                recording = await catalog.recordings.create_recording(NewRecording(
                     call.id, directory=f"r{i}", encoding="ulaw", sample_rate=8000,
                     channels=2, started_at=started,
-                )  # fmt: skip
+                ))  # fmt: skip
                 await catalog.recordings.set_recording_state(recording.id, state)
 
     (tmp_path / "data").mkdir()

@@ -31,7 +31,7 @@ import pytest
 from proxy.media import g711
 from proxy.media.g711 import wire_decode, wire_samples
 from proxy.recording_state import RecordingState
-from proxy.storage.catalog import CallDirection, SqliteCatalog
+from proxy.storage.catalog import CallDirection, NewCall, NewRecording, SqliteCatalog
 from proxy.storage.crypto import generate_keypair, save_private_key, save_public_key
 from proxy.storage.store import LocalDiskStore
 from proxy.storage.writer import RecordingWriter
@@ -56,20 +56,24 @@ async def _catalogue(path: Path, recording_id: str) -> None:
     now = datetime.now(UTC)
     async with SqliteCatalog(path) as catalog:
         call = await catalog.calls.create_call(
-            sip_call_id=f"{recording_id}@test",
-            caller="+441234567890",
-            callee="+441234000000",
-            direction=CallDirection.INBOUND,
-            started_at=now,
+            NewCall(
+                sip_call_id=f"{recording_id}@test",
+                caller="+441234567890",
+                callee="+441234000000",
+                direction=CallDirection.INBOUND,
+                started_at=now,
+            )
         )
         await catalog.recordings.create_recording(
-            call.id,
-            directory=recording_id,
-            encoding="ulaw",
-            sample_rate=8000,
-            channels=2,
-            started_at=now,
-            recording_id=recording_id,
+            NewRecording(
+                call.id,
+                directory=recording_id,
+                encoding="ulaw",
+                sample_rate=8000,
+                channels=2,
+                started_at=now,
+                recording_id=recording_id,
+            )
         )
         await catalog.recordings.set_recording_state(recording_id, RecordingState.COMPLETE)
 

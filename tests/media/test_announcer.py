@@ -13,7 +13,6 @@ import pytest
 
 from proxy.media import g711
 from proxy.media.announcer import (
-    Announcer,
     PacketPacer,
     PromptError,
     PromptSource,
@@ -161,7 +160,7 @@ def test_resampled_speech_matches_the_8k_master() -> None:
 
 def test_ten_second_notice_is_500_packets_on_schedule_despite_late_calls() -> None:
     source = notice()
-    announcer = Announcer(source, "PCMU", 0, START, 0x1234ABCD, 65_400, 0xFFFFF000)
+    announcer = PacketPacer(PromptSource(source), "PCMU", 0, START, 0x1234ABCD, 65_400, 0xFFFFF000)
     rng = random.Random(42)
     now = START - 0.5
     packets: list[bytes] = []
@@ -191,7 +190,7 @@ def test_ten_second_notice_is_500_packets_on_schedule_despite_late_calls() -> No
 
 
 def test_send_times_are_start_plus_n_ptime_without_drift() -> None:
-    announcer = Announcer(notice(), "PCMA", 8, START, 1, 0, 0)
+    announcer = PacketPacer(PromptSource(notice()), "PCMA", 8, START, 1, 0, 0)
     times: list[float] = []
     while (due_at := announcer.next_time()) is not None:
         times.append(due_at)
@@ -201,7 +200,7 @@ def test_send_times_are_start_plus_n_ptime_without_drift() -> None:
 
 
 def test_one_late_wakeup_sends_every_overdue_packet_in_order() -> None:
-    announcer = Announcer(notice(), "PCMU", 0, START, 1, 100, 0)
+    announcer = PacketPacer(PromptSource(notice()), "PCMU", 0, START, 1, 100, 0)
     batch = parse_all(announcer.due(START + 1.0))
     assert [p.sequence_number for p in batch] == list(range(100, 151))
     assert announcer.next_time() == pytest.approx(START + 1.02)
@@ -209,7 +208,7 @@ def test_one_late_wakeup_sends_every_overdue_packet_in_order() -> None:
 
 def test_partial_last_frame_is_padded_with_silence() -> None:
     pcm = sine(500, 8000, 0.05)  # 400 samples: 2.5 packets
-    announcer = Announcer(pcm, "PCMU", 0, START, 1, 0, 0)
+    announcer = PacketPacer(PromptSource(pcm), "PCMU", 0, START, 1, 0, 0)
     packets = parse_all(announcer.due(START + 1))
     assert len(packets) == 3 and announcer.finished
     tail = g711.decode(packets[2].payload, "PCMU")
@@ -217,7 +216,7 @@ def test_partial_last_frame_is_padded_with_silence() -> None:
 
 
 def test_ptime_30_steps_by_240_samples() -> None:
-    announcer = Announcer(notice(), "PCMU", 0, START, 1, 0, 0, ptime=0.03)
+    announcer = PacketPacer(PromptSource(notice()), "PCMU", 0, START, 1, 0, 0, ptime=0.03)
     packets = parse_all(announcer.due(START + 0.09))
     assert [p.timestamp for p in packets] == [0, 240, 480, 720]
     assert all(len(p.payload) == 240 for p in packets)
@@ -226,7 +225,7 @@ def test_ptime_30_steps_by_240_samples() -> None:
 
 def test_ptime_must_be_whole_samples() -> None:
     with pytest.raises(ValueError, match="ptime"):
-        Announcer(notice(), "PCMU", 0, START, 1, 0, 0, ptime=0.00001)
+        PacketPacer(PromptSource(notice()), "PCMU", 0, START, 1, 0, 0, ptime=0.00001)
 
 
 def test_notice_then_ringback_is_one_continuous_stream() -> None:

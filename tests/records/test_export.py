@@ -19,7 +19,7 @@ from proxy.media import g711
 from proxy.media.g711 import wire_samples
 from proxy.recording_state import RecordingState
 from proxy.records.export import ExportError, ExportRequest, export_recording, private_key_file
-from proxy.storage.catalog import CallDirection, SqliteCatalog
+from proxy.storage.catalog import CallDirection, NewCall, NewRecording, SqliteCatalog
 from proxy.storage.crypto import generate_keypair, save_private_key
 from proxy.storage.store import LocalDiskStore
 from proxy.storage.writer import RecordingWriter
@@ -52,13 +52,11 @@ async def stored(tmp_path: Path) -> AsyncIterator[Stored]:
     catalog = await SqliteCatalog(tmp_path / "catalog.sqlite3").open()
     now = datetime.now(UTC)
     call = await catalog.calls.create_call(
-        sip_call_id=f"{rid}@test", caller="+441234567890", callee="+441234000000",
-        direction=CallDirection.INBOUND, started_at=now,
-    )  # fmt: skip
+        NewCall(f"{rid}@test", "+441234567890", "+441234000000", CallDirection.INBOUND, now)
+    )
     await catalog.recordings.create_recording(
-        call.id, directory=str(rid), encoding="g711", sample_rate=8000, channels=2,
-        started_at=now, recording_id=str(rid),
-    )  # fmt: skip
+        NewRecording(call.id, str(rid), "g711", 8000, 2, now, recording_id=str(rid))
+    )
     yield Stored(catalog, tmp_path / "recordings", key, str(rid))
     await catalog.close()
 

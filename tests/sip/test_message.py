@@ -432,6 +432,21 @@ def test_make_response_keeps_an_existing_to_tag() -> None:
     assert make_response(request, 200, to_tag="new").to.tag == "old"
 
 
+def test_make_response_tags_a_final_response_without_a_given_tag() -> None:
+    request = parse_request(invite())
+    first, second = make_response(request, 486), make_response(request, 486)
+    assert first.to.tag and second.to.tag and first.to.tag != second.to.tag  # §8.2.6.2
+    assert make_response(request, 100).to.tag is None
+
+
+def test_make_response_puts_the_server_header_before_the_extra_headers() -> None:
+    request = parse_request(invite())
+    response = make_response(request, 200, to_tag="t", headers=[("X-A", "1")], server="ua/1")
+    assert [n for n, _ in response.headers][-2:] == ["Server", "X-A"]
+    assert response.headers.get("server") == "ua/1"
+    assert "server" not in make_response(request, 200, to_tag="t").headers
+
+
 def test_make_response_100_gets_no_to_tag() -> None:
     request = parse_request(invite())
     assert make_response(request, 100, to_tag="abc").to.tag is None

@@ -19,21 +19,27 @@ from proxy.recording_state import RecordingState
 from proxy.storage.catalog import (
     MIGRATIONS,
     SCHEMA_VERSION,
+    Attribution,
     Call,
     CallDirection,
     CallOutcome,
     Catalog,
     CatalogClosedError,
     ChannelQuality,
+    ConsentReceipt,
     DuplicateError,
     EventChannel,
     InvalidFieldError,
     InvalidTransitionError,
     Migration,
+    NewCall,
+    NewRecording,
+    NewSegment,
     NotFoundError,
     NoticeMode,
     RecordingAction,
     SchemaTooNewError,
+    SegmentFacts,
     SqliteCatalog,
     format_utc,
 )
@@ -75,12 +81,14 @@ def raw(path: Path) -> sqlite3.Connection:
 
 async def new_call(catalog: Catalog, started: datetime = T0, caller: str = "+441234567890") -> Call:
     return await catalog.calls.create_call(
-        sip_call_id=f"{started.timestamp()}-{caller}@trunk",
-        caller=caller,
-        callee="reception",
-        direction=CallDirection.INBOUND,
-        started_at=started,
-        service="general",
+        NewCall(
+            sip_call_id=f"{started.timestamp()}-{caller}@trunk",
+            caller=caller,
+            callee="reception",
+            direction=CallDirection.INBOUND,
+            started_at=started,
+            service="general",
+        )
     )
 
 
@@ -88,12 +96,14 @@ async def new_recording(
     catalog: Catalog, call: Call, directory: str | None = None, started: datetime | None = None
 ) -> str:
     recording = await catalog.recordings.create_recording(
-        call.id,
-        directory=f"2024/05/01/{call.id}" if directory is None else directory,
-        encoding="pcmu",
-        sample_rate=8000,
-        channels=2,
-        started_at=started or call.started_at + timedelta(seconds=5),
+        NewRecording(
+            call.id,
+            directory=f"2024/05/01/{call.id}" if directory is None else directory,
+            encoding="pcmu",
+            sample_rate=8000,
+            channels=2,
+            started_at=started or call.started_at + timedelta(seconds=5),
+        )
     )
     return recording.id
 
@@ -263,12 +273,14 @@ async def test_create_call_refuses_naive_times_and_duplicate_ids(catalog: Sqlite
     call = await new_call(catalog)
     with pytest.raises(DuplicateError):
         await catalog.calls.create_call(
-            call_id=call.id,
-            sip_call_id="other",
-            caller="a",
-            callee="b",
-            direction=CallDirection.OUTBOUND,
-            started_at=T0,
+            NewCall(
+                call_id=call.id,
+                sip_call_id="other",
+                caller="a",
+                callee="b",
+                direction=CallDirection.OUTBOUND,
+                started_at=T0,
+            )
         )
 
 
@@ -278,13 +290,15 @@ async def test_create_call_refuses_naive_times_and_duplicate_ids(catalog: Sqlite
 async def test_recording_round_trip_logs_its_start(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
     recording = await catalog.recordings.create_recording(
-        call.id,
-        directory="2024/05/01/rec-1",
-        encoding="pcmu",
-        sample_rate=8000,
-        channels=2,
-        started_at=at(5),
-        wrapped_key_sha256=HASH_A,
+        NewRecording(
+            call.id,
+            directory="2024/05/01/rec-1",
+            encoding="pcmu",
+            sample_rate=8000,
+            channels=2,
+            started_at=at(5),
+            wrapped_key_sha256=HASH_A,
+        )
     )
     assert recording.state is RecordingState.RECORDING
     assert recording.call_id == call.id and recording.wrapped_key_sha256 == HASH_A
@@ -337,7 +351,9 @@ async def test_update_recording_sets_times_and_the_key_hash_once(catalog: Sqlite
 async def test_segment_progress_and_sealing(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
-    first = await catalog.recordings.add_segment(rec_id, 0, file_name="000000.seg", first_frame=0)
+    first = await catalog.recordings.add_segment(
+        NewSegment(rec_id, 0, file_name="000000.seg", first_frame=0)
+    )
     assert (first.chunks, first.frames, first.size_bytes, first.sha256, first.closed) == (
         0,
         0,
@@ -345,11 +361,13 @@ async def test_segment_progress_and_sealing(catalog: SqliteCatalog) -> None:
         None,
         False,
     )
-    await catalog.recordings.update_segment(rec_id, 0, chunks=3, frames=24000, size_bytes=48_200)
+    await catalog.recordings.update_segment(
+        rec_id, 0, SegmentFacts(chunks=3, frames=24000, size_bytes=48_200)
+    )
     with pytest.raises(InvalidFieldError, match="needs its sha256"):
-        await catalog.recordings.update_segment(rec_id, 0, closed=True)
+        await catalog.recordings.update_segment(rec_id, 0, SegmentFacts(closed=True))
     sealed = await catalog.recordings.update_segment(
-        rec_id, 0, chunks=10, frames=80000, sha256=HASH_A, closed=True
+        rec_id, 0, SegmentFacts(chunks=10, frames=80000, sha256=HASH_A, closed=True)
     )
     assert (sealed.chunks, sealed.frames, sealed.size_bytes, sealed.sha256, sealed.closed) == (
         10,
@@ -359,9 +377,9 @@ async def test_segment_progress_and_sealing(catalog: SqliteCatalog) -> None:
         True,
     )
     with pytest.raises(InvalidTransitionError, match="closed"):
-        await catalog.recordings.update_segment(rec_id, 0, frames=1)
+        await catalog.recordings.update_segment(rec_id, 0, SegmentFacts(frames=1))
     second = await catalog.recordings.add_segment(
-        rec_id, 1, file_name="000001.seg", first_frame=80000
+        NewSegment(rec_id, 1, file_name="000001.seg", first_frame=80000)
     )
     assert await catalog.recordings.segments(rec_id) == [sealed, second]
 
@@ -371,19 +389,25 @@ async def test_a_sealed_segment_is_catalogued_whole_in_one_write(catalog: Sqlite
     rec_id = await new_recording(catalog, call)
     with pytest.raises(InvalidFieldError, match="needs its sha256"):
         await catalog.recordings.add_segment(
-            rec_id, 0, file_name="000000.seg", first_frame=0, frames=80000, closed=True
+            NewSegment(
+                rec_id,
+                0,
+                file_name="000000.seg",
+                first_frame=0,
+                facts=SegmentFacts(frames=80000, closed=True),
+            )
         )
     assert await catalog.recordings.segments(rec_id) == []
     sealed = await catalog.recordings.add_segment(
-        rec_id,
-        0,
-        file_name="000000.seg",
-        first_frame=0,
-        chunks=10,
-        frames=80000,
-        size_bytes=80_500,
-        sha256=HASH_A,
-        closed=True,
+        NewSegment(
+            rec_id,
+            0,
+            file_name="000000.seg",
+            first_frame=0,
+            facts=SegmentFacts(
+                chunks=10, frames=80000, size_bytes=80_500, sha256=HASH_A, closed=True
+            ),
+        )
     )
     assert (sealed.chunks, sealed.frames, sealed.size_bytes, sealed.sha256, sealed.closed) == (
         10,
@@ -393,7 +417,7 @@ async def test_a_sealed_segment_is_catalogued_whole_in_one_write(catalog: Sqlite
         True,
     )
     with pytest.raises(InvalidTransitionError, match="closed"):
-        await catalog.recordings.update_segment(rec_id, 0, frames=1)
+        await catalog.recordings.update_segment(rec_id, 0, SegmentFacts(frames=1))
     assert await catalog.recordings.segments(rec_id) == [sealed]
 
 
@@ -402,19 +426,25 @@ async def test_segment_index_and_file_name_are_unique_per_recording(
 ) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
-    await catalog.recordings.add_segment(rec_id, 0, file_name="000000.seg", first_frame=0)
+    await catalog.recordings.add_segment(
+        NewSegment(rec_id, 0, file_name="000000.seg", first_frame=0)
+    )
     with pytest.raises(DuplicateError):
-        await catalog.recordings.add_segment(rec_id, 0, file_name="other.seg", first_frame=0)
-    with pytest.raises(DuplicateError):
-        await catalog.recordings.add_segment(rec_id, 1, file_name="000000.seg", first_frame=80000)
-    with pytest.raises(InvalidFieldError):
         await catalog.recordings.add_segment(
-            rec_id, 1, file_name="../000001.seg", first_frame=80000
+            NewSegment(rec_id, 0, file_name="other.seg", first_frame=0)
+        )
+    with pytest.raises(DuplicateError):
+        await catalog.recordings.add_segment(
+            NewSegment(rec_id, 1, file_name="000000.seg", first_frame=80000)
         )
     with pytest.raises(InvalidFieldError):
-        await catalog.recordings.update_segment(rec_id, 0, frames=-1)
+        await catalog.recordings.add_segment(
+            NewSegment(rec_id, 1, file_name="../000001.seg", first_frame=80000)
+        )
+    with pytest.raises(InvalidFieldError):
+        await catalog.recordings.update_segment(rec_id, 0, SegmentFacts(frames=-1))
     with pytest.raises(NotFoundError):
-        await catalog.recordings.update_segment(rec_id, 7, frames=1)
+        await catalog.recordings.update_segment(rec_id, 7, SegmentFacts(frames=1))
 
 
 # ------------------------------------------------------------------ consent receipts
@@ -424,16 +454,18 @@ async def test_consent_receipt_round_trip(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
     assert await catalog.calls.consent_receipt(call.id) is None
     receipt = await catalog.calls.add_consent_receipt(
-        call.id,
-        mode=NoticeMode.EARLY_MEDIA,
-        notice_sha256=HASH_A,
-        notice_version="notice-2024-04",
-        started_at=at(0.5),
-        played_ms=3200,
-        notice_ms=9400,
-        completed=False,
-        caller_left_during_notice=True,
-        do_not_record=False,
+        ConsentReceipt(
+            call.id,
+            mode=NoticeMode.EARLY_MEDIA,
+            notice_sha256=HASH_A,
+            notice_version="notice-2024-04",
+            started_at=at(0.5),
+            played_ms=3200,
+            notice_ms=9400,
+            completed=False,
+            caller_left_during_notice=True,
+            do_not_record=False,
+        )
     )
     assert receipt.mode is NoticeMode.EARLY_MEDIA
     assert (receipt.played_ms, receipt.notice_ms, receipt.started_at) == (3200, 9400, at(0.5))
@@ -441,16 +473,18 @@ async def test_consent_receipt_round_trip(catalog: SqliteCatalog) -> None:
     assert await catalog.calls.consent_receipt(call.id) == receipt
     with pytest.raises(DuplicateError):
         await catalog.calls.add_consent_receipt(
-            call.id,
-            mode=NoticeMode.NONE,
-            notice_sha256=None,
-            notice_version=None,
-            started_at=None,
-            played_ms=0,
-            notice_ms=0,
-            completed=False,
-            caller_left_during_notice=False,
-            do_not_record=False,
+            ConsentReceipt(
+                call.id,
+                mode=NoticeMode.NONE,
+                notice_sha256=None,
+                notice_version=None,
+                started_at=None,
+                played_ms=0,
+                notice_ms=0,
+                completed=False,
+                caller_left_during_notice=False,
+                do_not_record=False,
+            )
         )
 
 
@@ -481,7 +515,7 @@ async def test_consent_receipt_refuses_inconsistent_values(
         "do_not_record": False,
     } | changes
     with pytest.raises(InvalidFieldError, match=message):
-        await catalog.calls.add_consent_receipt(call.id, **fields)
+        await catalog.calls.add_consent_receipt(ConsentReceipt(call.id, **fields))
     assert await catalog.calls.consent_receipt(call.id) is None
 
 
@@ -494,22 +528,28 @@ MISSING = "00000000-0000-4000-8000-000000000000"
 async def test_foreign_keys_are_enforced(catalog: SqliteCatalog, db_path: Path) -> None:
     with pytest.raises(NotFoundError, match=f"call {MISSING}"):
         await catalog.recordings.create_recording(
-            MISSING, directory="x", encoding="pcmu", sample_rate=8000, channels=2, started_at=T0
+            NewRecording(
+                MISSING, directory="x", encoding="pcmu", sample_rate=8000, channels=2, started_at=T0
+            )
         )
     with pytest.raises(NotFoundError, match=f"recording {MISSING}"):
-        await catalog.recordings.add_segment(MISSING, 0, file_name="000000.seg", first_frame=0)
+        await catalog.recordings.add_segment(
+            NewSegment(MISSING, 0, file_name="000000.seg", first_frame=0)
+        )
     with pytest.raises(NotFoundError, match=f"call {MISSING}"):
         await catalog.calls.add_consent_receipt(
-            MISSING,
-            mode=NoticeMode.NONE,
-            notice_sha256=None,
-            notice_version=None,
-            started_at=None,
-            played_ms=0,
-            notice_ms=0,
-            completed=False,
-            caller_left_during_notice=False,
-            do_not_record=False,
+            ConsentReceipt(
+                MISSING,
+                mode=NoticeMode.NONE,
+                notice_sha256=None,
+                notice_version=None,
+                started_at=None,
+                played_ms=0,
+                notice_ms=0,
+                completed=False,
+                caller_left_during_notice=False,
+                do_not_record=False,
+            )
         )
     with raw(db_path) as conn:
         for table in ("recordings", "segments", "consent_receipts", "recording_events"):
@@ -551,7 +591,7 @@ ALLOWED = {
 
 async def move(catalog: Catalog, rec_id: str, state: RecordingState, when: datetime) -> None:
     await catalog.recordings.set_recording_state(
-        rec_id, state, actor="jsmith", reason="test", channel=EventChannel.API, at=when
+        rec_id, state, Attribution(actor="jsmith", channel=EventChannel.API, reason="test", at=when)
     )
 
 
@@ -576,14 +616,14 @@ async def test_every_transition_is_allowed_or_refused_as_documented(
     events_before = await catalog.events.recording_events(rec_id)
     if (old, new) in ALLOWED:
         after = await catalog.recordings.set_recording_state(
-            rec_id, new, actor="jsmith", reason="why", at=at(20)
+            rec_id, new, Attribution(actor="jsmith", reason="why", at=at(20))
         )
         assert after.state is new
         assert len(await catalog.events.recording_events(rec_id)) == len(events_before) + 1
     else:
         with pytest.raises(InvalidTransitionError, match=f"from {old.value} to {new.value}"):
             await catalog.recordings.set_recording_state(
-                rec_id, new, actor="jsmith", reason="why", at=at(20)
+                rec_id, new, Attribution(actor="jsmith", reason="why", at=at(20))
             )
         assert await catalog.recordings.get_recording(rec_id) == before
         assert await catalog.events.recording_events(rec_id) == events_before
@@ -595,23 +635,26 @@ async def test_stop_resume_complete_is_audited(catalog: SqliteCatalog) -> None:
     stopped = await catalog.recordings.set_recording_state(
         rec_id,
         RecordingState.STOPPED,
-        actor="ext-201",
-        channel=EventChannel.DTMF,
-        reason="caller distressed",
-        at=at(30),
+        Attribution(
+            actor="ext-201", channel=EventChannel.DTMF, reason="caller distressed", at=at(30)
+        ),
     )
     assert stopped.ended_at == at(30)
     resumed = await catalog.recordings.set_recording_state(
-        rec_id, RecordingState.RECORDING, actor="ext-201", channel=EventChannel.DTMF, at=at(40)
+        rec_id,
+        RecordingState.RECORDING,
+        Attribution(actor="ext-201", channel=EventChannel.DTMF, at=at(40)),
     )
     assert resumed.ended_at is None
     await catalog.events.add_recording_event(
-        rec_id, RecordingAction.PAUSE, reason="hold", at=at(45)
+        rec_id, RecordingAction.PAUSE, Attribution(reason="hold", at=at(45))
     )
     await catalog.events.add_recording_event(
-        rec_id, RecordingAction.RESUME, reason="hold", at=at(50)
+        rec_id, RecordingAction.RESUME, Attribution(reason="hold", at=at(50))
     )
-    done = await catalog.recordings.set_recording_state(rec_id, RecordingState.COMPLETE, at=at(90))
+    done = await catalog.recordings.set_recording_state(
+        rec_id, RecordingState.COMPLETE, Attribution(at=at(90))
+    )
     assert done.ended_at == at(90)
     events = await catalog.events.recording_events(rec_id)
     assert [(e.action, e.at, e.actor, e.channel, e.reason) for e in events] == [
@@ -627,18 +670,17 @@ async def test_stop_resume_complete_is_audited(catalog: SqliteCatalog) -> None:
 async def test_discard_needs_who_and_why_and_is_terminal(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
-    await catalog.recordings.add_segment(rec_id, 0, file_name="seg-000000.rec", first_frame=0)
+    await catalog.recordings.add_segment(
+        NewSegment(rec_id, 0, file_name="seg-000000.rec", first_frame=0)
+    )
     with pytest.raises(InvalidFieldError, match="actor and a reason"):
         await catalog.recordings.set_recording_state(
-            rec_id, RecordingState.DISCARDED, actor="jsmith"
+            rec_id, RecordingState.DISCARDED, Attribution(actor="jsmith")
         )
     discarded = await catalog.recordings.set_recording_state(
         rec_id,
         RecordingState.DISCARDED,
-        actor="jsmith",
-        reason="caller asked",
-        channel=EventChannel.API,
-        at=at(20),
+        Attribution(actor="jsmith", channel=EventChannel.API, reason="caller asked", at=at(20)),
     )
     assert (discarded.discarded_by, discarded.discarded_reason, discarded.discarded_at) == (
         "jsmith",
@@ -649,7 +691,9 @@ async def test_discard_needs_who_and_why_and_is_terminal(catalog: SqliteCatalog)
     with pytest.raises(InvalidTransitionError, match="allowed from discarded: none"):
         await catalog.recordings.set_recording_state(rec_id, RecordingState.RECORDING)
     with pytest.raises(InvalidTransitionError):
-        await catalog.recordings.add_segment(rec_id, 0, file_name="000000.seg", first_frame=0)
+        await catalog.recordings.add_segment(
+            NewSegment(rec_id, 0, file_name="000000.seg", first_frame=0)
+        )
 
 
 async def test_failure_keeps_its_reason(catalog: SqliteCatalog) -> None:
@@ -658,7 +702,7 @@ async def test_failure_keeps_its_reason(catalog: SqliteCatalog) -> None:
     with pytest.raises(InvalidFieldError, match="needs a reason"):
         await catalog.recordings.set_recording_state(rec_id, RecordingState.FAILED)
     failed = await catalog.recordings.set_recording_state(
-        rec_id, RecordingState.FAILED, reason="disk full"
+        rec_id, RecordingState.FAILED, Attribution(reason="disk full")
     )
     assert failed.failure_reason == "disk full"
     assert failed.ended_at == at(3600)  # the injected clock
@@ -681,7 +725,7 @@ async def test_a_degraded_recording_keeps_its_reason_and_per_channel_quality(
             rec_id, [ChannelQuality("left", 1, 0, 0, 0, 0)]
         )
     degraded = await catalog.recordings.set_recording_state(
-        rec_id, RecordingState.DEGRADED, reason="caller: 2.8% of frames lost or late"
+        rec_id, RecordingState.DEGRADED, Attribution(reason="caller: 2.8% of frames lost or late")
     )
     assert degraded.degraded_reason == "caller: 2.8% of frames lost or late"
     assert degraded.ended_at is not None
@@ -727,10 +771,12 @@ async def test_state_changing_actions_cannot_be_logged_alone(catalog: SqliteCata
 async def test_list_recordings_fields(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog, caller="+441111")
     rec_id = await new_recording(catalog, call)
-    await catalog.recordings.add_segment(rec_id, 0, file_name="0.seg", first_frame=0)
-    await catalog.recordings.update_segment(rec_id, 0, frames=80000)
-    await catalog.recordings.add_segment(rec_id, 1, file_name="1.seg", first_frame=80000)
-    await catalog.recordings.update_segment(rec_id, 1, frames=12345)
+    await catalog.recordings.add_segment(NewSegment(rec_id, 0, file_name="0.seg", first_frame=0))
+    await catalog.recordings.update_segment(rec_id, 0, SegmentFacts(frames=80000))
+    await catalog.recordings.add_segment(
+        NewSegment(rec_id, 1, file_name="1.seg", first_frame=80000)
+    )
+    await catalog.recordings.update_segment(rec_id, 1, SegmentFacts(frames=12345))
     [summary] = await catalog.recordings.list_recordings()
     assert summary.as_dict() == {
         "id": rec_id,
@@ -819,21 +865,25 @@ async def test_recover_interrupted_marks_only_running_recordings(db_path: Path) 
 CRASH_SCRIPT = """
 import asyncio, json, sys
 from datetime import UTC, datetime
-from proxy.storage.catalog import CallDirection, SqliteCatalog
+from proxy.storage.catalog import (
+    CallDirection, NewCall, NewRecording, NewSegment, SegmentFacts, SqliteCatalog,
+)
 
 async def main() -> None:
     catalog = await SqliteCatalog(sys.argv[1]).open()
     now = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
-    call = await catalog.calls.create_call(
+    call = await catalog.calls.create_call(NewCall(
         sip_call_id="crash@trunk", caller="+44999", callee="reception",
         direction=CallDirection.INBOUND, started_at=now,
-    )
-    rec = await catalog.recordings.create_recording(
+    ))
+    rec = await catalog.recordings.create_recording(NewRecording(
         call.id, directory="crash", encoding="pcmu", sample_rate=8000, channels=2,
         started_at=now,
+    ))
+    await catalog.recordings.add_segment(NewSegment(rec.id, 0, "000000.seg", first_frame=0))
+    await catalog.recordings.update_segment(
+        rec.id, 0, SegmentFacts(chunks=4, frames=32000, size_bytes=64400)
     )
-    await catalog.recordings.add_segment(rec.id, 0, file_name="000000.seg", first_frame=0)
-    await catalog.recordings.update_segment(rec.id, 0, chunks=4, frames=32000, size_bytes=64400)
     print(json.dumps({"call": call.id, "recording": rec.id}), flush=True)
     await asyncio.sleep(3600)  # never closes: the parent kills it
 
@@ -880,10 +930,10 @@ async def test_two_tasks_writing_at_once_do_not_interleave(catalog: SqliteCatalo
         rec_id = await new_recording(catalog, call, directory=name)
         for index in range(20):
             await catalog.recordings.add_segment(
-                rec_id, index, file_name=f"{index}.seg", first_frame=index
+                NewSegment(rec_id, index, file_name=f"{index}.seg", first_frame=index)
             )
             await catalog.recordings.update_segment(
-                rec_id, index, frames=8000, sha256=HASH_A, closed=True
+                rec_id, index, SegmentFacts(frames=8000, sha256=HASH_A, closed=True)
             )
         await catalog.recordings.set_recording_state(rec_id, RecordingState.COMPLETE)
         return rec_id
@@ -956,19 +1006,23 @@ async def test_a_cancelled_write_leaves_the_catalog_usable(db_path: Path) -> Non
 async def test_access_log_records_actor_reason_and_recording(tmp_path: Path) -> None:
     async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
         call = await catalog.calls.create_call(
-            sip_call_id="c1",
-            caller="01234",
-            callee="surgery",
-            direction=CallDirection.INBOUND,
-            started_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+            NewCall(
+                sip_call_id="c1",
+                caller="01234",
+                callee="surgery",
+                direction=CallDirection.INBOUND,
+                started_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+            )
         )
         rec = await catalog.recordings.create_recording(
-            call.id,
-            directory="r1",
-            encoding="ulaw",
-            sample_rate=8000,
-            channels=2,
-            started_at=datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC),
+            NewRecording(
+                call.id,
+                directory="r1",
+                encoding="ulaw",
+                sample_rate=8000,
+                channels=2,
+                started_at=datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC),
+            )
         )
         entry = await catalog.access.log_access(
             actor="alice", action="export", reason="complaint 42", recording_id=rec.id
@@ -1020,21 +1074,21 @@ async def test_do_not_record_list_refuses_a_second_add_unless_replace(tmp_path: 
 async def test_recover_calls_closes_calls_a_crash_left_open(tmp_path: Path) -> None:
     async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
         start = datetime(2026, 5, 1, 9, 0, 0, tzinfo=UTC)
-        open_call = await catalog.calls.create_call(
+        open_call = await catalog.calls.create_call(NewCall(
             sip_call_id="a", caller="1", callee="2", direction=CallDirection.INBOUND,
             started_at=start,
-        )  # fmt: skip
+        ))  # fmt: skip
         await catalog.calls.update_call(open_call.id, bridged_at=start + timedelta(seconds=12))
-        rec = await catalog.recordings.create_recording(
+        rec = await catalog.recordings.create_recording(NewRecording(
             open_call.id, directory="r", encoding="ulaw", sample_rate=8000, channels=2,
             started_at=start + timedelta(seconds=12),
-        )  # fmt: skip
+        ))  # fmt: skip
         await catalog.recordings.recover_interrupted()
         await catalog.recordings.update_recording(rec.id, ended_at=start + timedelta(seconds=40))
-        done = await catalog.calls.create_call(
+        done = await catalog.calls.create_call(NewCall(
             sip_call_id="b", caller="1", callee="2", direction=CallDirection.INBOUND,
             started_at=start,
-        )  # fmt: skip
+        ))  # fmt: skip
         await catalog.calls.update_call(
             done.id, ended_at=start + timedelta(seconds=5), outcome=CallOutcome.COMPLETED
         )
@@ -1052,15 +1106,21 @@ async def test_a_stopped_recording_keeps_the_stop_as_its_end(catalog: SqliteCata
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     await catalog.recordings.set_recording_state(
-        rec_id, RecordingState.STOPPED, actor="alice", reason="distressed", at=at(30)
+        rec_id, RecordingState.STOPPED, Attribution(actor="alice", reason="distressed", at=at(30))
     )
-    done = await catalog.recordings.set_recording_state(rec_id, RecordingState.COMPLETE, at=at(90))
+    done = await catalog.recordings.set_recording_state(
+        rec_id, RecordingState.COMPLETE, Attribution(at=at(90))
+    )
     assert done.ended_at == at(30)
     # while a resumed one ends when it is completed
     other = await new_recording(catalog, call, directory="second")
-    await catalog.recordings.set_recording_state(other, RecordingState.STOPPED, at=at(30))
-    await catalog.recordings.set_recording_state(other, RecordingState.RECORDING, at=at(40))
+    await catalog.recordings.set_recording_state(
+        other, RecordingState.STOPPED, Attribution(at=at(30))
+    )
+    await catalog.recordings.set_recording_state(
+        other, RecordingState.RECORDING, Attribution(at=at(40))
+    )
     resumed = await catalog.recordings.set_recording_state(
-        other, RecordingState.COMPLETE, at=at(90)
+        other, RecordingState.COMPLETE, Attribution(at=at(90))
     )
     assert resumed.ended_at == at(90)

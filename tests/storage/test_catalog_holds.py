@@ -12,6 +12,8 @@ import pytest
 
 from proxy.recording_state import RecordingState
 from proxy.storage.catalog import (
+    Attribution,
+    ConsentReceipt,
     EventChannel,
     NoticeMode,
     RecordingAction,
@@ -37,12 +39,16 @@ async def test_hold_and_unhold_are_events_of_a_running_recording(opened: SqliteC
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     await catalog.events.add_recording_event(
-        rec_id, RecordingAction.HOLD, actor="call taker", reason="held (sendonly)", at=at(20)
+        rec_id,
+        RecordingAction.HOLD,
+        Attribution(actor="call taker", reason="held (sendonly)", at=at(20)),
     )
     await catalog.events.add_recording_event(
-        rec_id, RecordingAction.UNHOLD, actor="call taker", at=at(25)
+        rec_id, RecordingAction.UNHOLD, Attribution(actor="call taker", at=at(25))
     )
-    await catalog.recordings.set_recording_state(rec_id, RecordingState.COMPLETE, at=at(30))
+    await catalog.recordings.set_recording_state(
+        rec_id, RecordingState.COMPLETE, Attribution(at=at(30))
+    )
     events = await catalog.events.recording_events(rec_id)
     assert [(e.action, e.actor, e.channel) for e in events][1:3] == [
         (RecordingAction.HOLD, "call taker", EventChannel.SYSTEM),
@@ -56,18 +62,20 @@ async def test_a_receipt_keeps_notice_restarts_and_time_held(
     catalog = opened
     call = await new_call(catalog)
     receipt = await catalog.calls.add_consent_receipt(
-        call.id,
-        mode=NoticeMode.ANSWER,
-        notice_sha256=HASH_A,
-        notice_version="notice-2024-04",
-        started_at=at(0.5),
-        played_ms=9400,
-        notice_ms=9400,
-        completed=True,
-        caller_left_during_notice=False,
-        do_not_record=False,
-        notice_restarts=2,
-        held_ms=4100,
+        ConsentReceipt(
+            call.id,
+            mode=NoticeMode.ANSWER,
+            notice_sha256=HASH_A,
+            notice_version="notice-2024-04",
+            started_at=at(0.5),
+            played_ms=9400,
+            notice_ms=9400,
+            completed=True,
+            caller_left_during_notice=False,
+            do_not_record=False,
+            notice_restarts=2,
+            held_ms=4100,
+        )
     )
     assert (receipt.notice_restarts, receipt.held_ms) == (2, 4100)
     assert await catalog.calls.consent_receipt(call.id) == receipt

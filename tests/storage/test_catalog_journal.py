@@ -14,6 +14,7 @@ from proxy.storage.catalog import (
     CallDirection,
     CatalogJournal,
     CatalogUnavailableError,
+    NewCall,
     NotFoundError,
     SqliteCatalog,
 )
@@ -27,11 +28,11 @@ async def test_writes_wait_in_order_while_the_catalog_is_locked_and_overflow_is_
         journal = CatalogJournal(limit=3, retry_seconds=0.02)
 
         def create(n: int) -> Callable[[], Awaitable[object]]:
-            return lambda: catalog.calls.create_call(
+            return lambda: catalog.calls.create_call(NewCall(
                 sip_call_id=f"call-{n}", caller="+441234567890", callee="surgery",
                 direction=CallDirection.INBOUND, started_at=datetime.now(UTC),
                 call_id=f"0000000{n}-0000-4000-8000-000000000000",
-            )  # fmt: skip
+            ))  # fmt: skip
 
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")  # another process holds the catalog
@@ -75,11 +76,11 @@ async def test_a_write_that_can_never_succeed_is_logged_and_the_rest_still_land(
             )
             assert not await journal.write(
                 "a new call",
-                lambda: catalog.calls.create_call(
+                lambda: catalog.calls.create_call(NewCall(
                     sip_call_id="x", caller="+441234567890", callee="surgery",
                     direction=CallDirection.INBOUND, started_at=datetime.now(UTC),
                     call_id=call_id,
-                ),
+                )),
             )  # fmt: skip
         finally:
             blocker.execute("ROLLBACK")

@@ -40,8 +40,10 @@ from .interface import Catalog
 from .journal import CatalogJournal
 from .migrations import MIGRATIONS, SCHEMA_VERSION, Migration
 from .model import (
+    BY_SYSTEM,
     QUALITY_CHANNELS,
     AccessEntry,
+    Attribution,
     Call,
     CallDirection,
     CallOutcome,
@@ -50,6 +52,9 @@ from .model import (
     ConsentReceipt,
     DoNotRecordEntry,
     EventChannel,
+    NewCall,
+    NewRecording,
+    NewSegment,
     NoticeMode,
     Recording,
     RecordingAction,
@@ -57,6 +62,7 @@ from .model import (
     RecordingSummary,
     RecordingUpdate,
     Segment,
+    SegmentFacts,
     format_utc,
 )
 from .recording_events import RecordingEventLog
@@ -64,12 +70,14 @@ from .recordings import RECOVERY_REASON, RecordingRepository
 from .sqlite import SqliteCatalog
 
 __all__ = [
+    "BY_SYSTEM",
     "MIGRATIONS",
     "QUALITY_CHANNELS",
     "RECOVERY_REASON",
     "SCHEMA_VERSION",
     "AccessEntry",
     "AccessLog",
+    "Attribution",
     "Call",
     "CallDirection",
     "CallOutcome",
@@ -89,6 +97,9 @@ __all__ = [
     "InvalidFieldError",
     "InvalidTransitionError",
     "Migration",
+    "NewCall",
+    "NewRecording",
+    "NewSegment",
     "NotFoundError",
     "NoticeMode",
     "Recording",
@@ -100,6 +111,7 @@ __all__ = [
     "RecordingUpdate",
     "SchemaTooNewError",
     "Segment",
+    "SegmentFacts",
     "SqliteCatalog",
     "format_utc",
 ]

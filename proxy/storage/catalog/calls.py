@@ -7,13 +7,20 @@ At start-up :meth:`CallRepository.recover_calls` closes the calls a crash left o
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Protocol, Unpack
 
 from . import rows as to
 from .db import Connection, Database, insert, one, rows, update
 from .errors import InvalidFieldError, NotFoundError
-from .model import Call, CallDirection, CallOutcome, CallUpdate, ConsentReceipt, NoticeMode
+from .model import (
+    Call,
+    CallDirection,
+    CallOutcome,
+    CallUpdate,
+    ConsentReceipt,
+    NewCall,
+    NoticeMode,
+)
 from .values import (
     count,
     flag,
@@ -32,40 +39,13 @@ from .values import (
 class CallRepository(Protocol):
     """What the proxy keeps about calls."""
 
-    async def create_call(
-        self,
-        *,
-        sip_call_id: str,
-        caller: str,
-        callee: str,
-        direction: CallDirection,
-        started_at: datetime,
-        service: str | None = None,
-        operator: str | None = None,
-        config_version: str | None = None,
-        call_id: str | None = None,
-    ) -> Call: ...
+    async def create_call(self, call: NewCall) -> Call: ...
 
     async def update_call(self, call_id: str, **fields: Unpack[CallUpdate]) -> Call: ...
 
     async def get_call(self, call_id: str) -> Call | None: ...
 
-    async def add_consent_receipt(
-        self,
-        call_id: str,
-        *,
-        mode: NoticeMode,
-        notice_sha256: str | None,
-        notice_version: str | None,
-        started_at: datetime | None,
-        played_ms: int,
-        notice_ms: int,
-        completed: bool,
-        caller_left_during_notice: bool,
-        do_not_record: bool,
-        notice_restarts: int = 0,
-        held_ms: int = 0,
-    ) -> ConsentReceipt: ...
+    async def add_consent_receipt(self, receipt: ConsentReceipt) -> ConsentReceipt: ...
 
     async def consent_receipt(self, call_id: str) -> ConsentReceipt | None: ...
 
@@ -86,29 +66,17 @@ class SqliteCalls:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def create_call(
-        self,
-        *,
-        sip_call_id: str,
-        caller: str,
-        callee: str,
-        direction: CallDirection,
-        started_at: datetime,
-        service: str | None = None,
-        operator: str | None = None,
-        config_version: str | None = None,
-        call_id: str | None = None,
-    ) -> Call:
+    async def create_call(self, call: NewCall) -> Call:
         values = (
-            uuid_or_new("call_id", call_id),
-            text("sip_call_id", sip_call_id),
-            text("caller", caller),
-            text("callee", callee),
-            member(CallDirection, "direction", direction).value,
-            opt_text("service", service),
-            opt_text("operator", operator),
-            to_ms("started_at", started_at),
-            opt_text("config_version", config_version),
+            uuid_or_new("call_id", call.call_id),
+            text("sip_call_id", call.sip_call_id),
+            text("caller", call.caller),
+            text("callee", call.callee),
+            member(CallDirection, "direction", call.direction).value,
+            opt_text("service", call.service),
+            opt_text("operator", call.operator),
+            to_ms("started_at", call.started_at),
+            opt_text("config_version", call.config_version),
         )
 
         def body(conn: Connection) -> Call:
@@ -155,54 +123,38 @@ class SqliteCalls:
     async def get_call(self, call_id: str) -> Call | None:
         return await self._db.read(lambda conn: to.find_call(conn, call_id))
 
-    async def add_consent_receipt(
-        self,
-        call_id: str,
-        *,
-        mode: NoticeMode,
-        notice_sha256: str | None,
-        notice_version: str | None,
-        started_at: datetime | None,
-        played_ms: int,
-        notice_ms: int,
-        completed: bool,
-        caller_left_during_notice: bool,
-        do_not_record: bool,
-        notice_restarts: int = 0,
-        held_ms: int = 0,
-    ) -> ConsentReceipt:
-        """The P13 receipt of a call: which notice, when, how much of it played (of its
-        last start), how often a hold restarted it and for how long the caller held.
+    async def add_consent_receipt(self, receipt: ConsentReceipt) -> ConsentReceipt:
+        """Store the P13 receipt of a call: which notice, when, how much of it played
+        (of its last start), how often a hold restarted it and for how long the caller
+        held.  Returns it as stored.
 
         With ``mode`` ``none`` (no notice played, e.g. outbound) the notice fields may
         be None; otherwise the notice hash, version and start time are required.
         """
-        notice_mode = member(NoticeMode, "mode", mode)
+        call_id = receipt.call_id
+        notice_mode = member(NoticeMode, "mode", receipt.mode)
         if notice_mode is not NoticeMode.NONE:
-            for name, value in (
-                ("notice_sha256", notice_sha256),
-                ("notice_version", notice_version),
-                ("started_at", started_at),
-            ):
-                if value is None:
+            for name in ("notice_sha256", "notice_version", "started_at"):
+                if getattr(receipt, name) is None:
                     raise InvalidFieldError(f"a receipt with mode {notice_mode.value} needs {name}")
-        completed = flag("completed", completed)
-        left = flag("caller_left_during_notice", caller_left_during_notice)
+        completed = flag("completed", receipt.completed)
+        left = flag("caller_left_during_notice", receipt.caller_left_during_notice)
         if completed and left:
             raise InvalidFieldError("a notice cannot both complete and be left during")
+        notice_sha256 = receipt.notice_sha256
         values = (
             call_id,
             notice_mode.value,
             None if notice_sha256 is None else sha256("notice_sha256", notice_sha256),
-            opt_text("notice_version", notice_version),
-            opt_ms("started_at", started_at),
-            count("played_ms", played_ms),
-            count("notice_ms", notice_ms),
+            opt_text("notice_version", receipt.notice_version),
+            opt_ms("started_at", receipt.started_at),
+            count("played_ms", receipt.played_ms),
+            count("notice_ms", receipt.notice_ms),
             int(completed),
             int(left),
-            int(flag("do_not_record", do_not_record)),
-            count("notice_restarts", notice_restarts),
-            count("held_ms", held_ms),
+            int(flag("do_not_record", receipt.do_not_record)),
+            count("notice_restarts", receipt.notice_restarts),
+            count("held_ms", receipt.held_ms),
         )
 
         def body(conn: Connection) -> ConsentReceipt:
@@ -216,9 +168,9 @@ class SqliteCalls:
                 missing=f"call {call_id} does not exist",
                 duplicate=f"call {call_id} already has a consent receipt",
             )
-            receipt = _find_receipt(conn, call_id)
-            assert receipt is not None
-            return receipt
+            stored = _find_receipt(conn, call_id)
+            assert stored is not None
+            return stored
 
         return await self._db.write(body)
 

@@ -245,6 +245,81 @@ class AccessEntry:
     detail: str | None = None
 
 
+# ---------------------------------------------------------------------------------- inputs
+# What a repository takes to make a row: one value each, so that a protocol and each
+# implementation name it once instead of repeating a long keyword signature.
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    """A call as it is admitted (``create_call``); no ``call_id``: a new UUID."""
+
+    sip_call_id: str
+    caller: str
+    callee: str
+    direction: CallDirection
+    started_at: datetime
+    service: str | None = None
+    operator: str | None = None
+    config_version: str | None = None
+    call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecording:
+    """A recording as it starts, in state ``recording`` (``create_recording``); no
+    ``recording_id``: a new UUID."""
+
+    call_id: str
+    directory: str
+    encoding: str
+    sample_rate: int
+    channels: int
+    started_at: datetime
+    wrapped_key_sha256: str | None = None
+    recording_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentFacts:
+    """What is known of a segment file's content: the writer's report of a sealed
+    segment (``closed=True``, with its sha256), or progress so far.  A field left None
+    is not given: an update keeps what is stored, a new segment starts at zero."""
+
+    chunks: int | None = None
+    frames: int | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    closed: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSegment:
+    """A segment file of a recording as it is catalogued (``add_segment``), with what is
+    known of its content: a segment the writer has sealed is catalogued whole."""
+
+    recording_id: str
+    segment_index: int
+    file_name: str
+    first_frame: int
+    facts: SegmentFacts = SegmentFacts()
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Who did something to a recording, how, why and when (P14): what a state change
+    or a recording event is logged with.  By default the system, now."""
+
+    actor: str | None = None
+    channel: EventChannel = EventChannel.SYSTEM
+    reason: str | None = None
+    at: datetime | None = None
+
+
+#: The system, now: what happens to a recording unless someone is named.
+BY_SYSTEM: Final = Attribution()
+
+
 # --------------------------------------------------------------------------------- updates
 
 

@@ -17,7 +17,7 @@ from ...recording_state import RecordingState
 from . import rows as to
 from .db import Connection, Database, insert
 from .errors import InvalidFieldError, InvalidTransitionError
-from .model import EventChannel, RecordingAction, RecordingEvent
+from .model import BY_SYSTEM, Attribution, EventChannel, RecordingAction, RecordingEvent
 from .values import at_or_now_ms, member, opt_text
 
 #: Actions logged without a change of state (the others come with one).
@@ -30,17 +30,22 @@ class RecordingEventLog(Protocol):
     """The log of a recording's events."""
 
     async def add_recording_event(
-        self,
-        recording_id: str,
-        action: RecordingAction,
-        *,
-        actor: str | None = None,
-        channel: EventChannel = EventChannel.SYSTEM,
-        reason: str | None = None,
-        at: datetime | None = None,
+        self, recording_id: str, action: RecordingAction, by: Attribution = BY_SYSTEM
     ) -> RecordingEvent: ...
 
     async def recording_events(self, recording_id: str) -> list[RecordingEvent]: ...
+
+
+def checked(
+    by: Attribution, clock: Callable[[], datetime]
+) -> tuple[str | None, EventChannel, str | None, int]:
+    """``by``'s actor, channel, reason and time (now if not given, in ms), checked."""
+    return (
+        opt_text("actor", by.actor),
+        member(EventChannel, "channel", by.channel),
+        opt_text("reason", by.reason),
+        at_or_now_ms(clock, by.at),
+    )
 
 
 def insert_event(
@@ -73,14 +78,7 @@ class SqliteRecordingEvents:
         self._clock = clock
 
     async def add_recording_event(
-        self,
-        recording_id: str,
-        action: RecordingAction,
-        *,
-        actor: str | None = None,
-        channel: EventChannel = EventChannel.SYSTEM,
-        reason: str | None = None,
-        at: datetime | None = None,
+        self, recording_id: str, action: RecordingAction, by: Attribution = BY_SYSTEM
     ) -> RecordingEvent:
         """Log a ``pause``, ``resume``, ``hold`` or ``unhold`` inside a running recording.
 
@@ -92,10 +90,7 @@ class SqliteRecordingEvents:
             raise InvalidFieldError(
                 f"action {kind.value} changes the recording state; use set_recording_state"
             )
-        actor = opt_text("actor", actor)
-        event_channel = member(EventChannel, "channel", channel)
-        reason = opt_text("reason", reason)
-        at_ms = at_or_now_ms(self._clock, at)
+        actor, event_channel, reason, at_ms = checked(by, self._clock)
 
         def body(conn: Connection) -> RecordingEvent:
             current = to.require_recording(conn, recording_id)

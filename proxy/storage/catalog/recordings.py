@@ -26,16 +26,21 @@ from . import rows as to
 from .db import Connection, Database, insert, one, rows, update
 from .errors import InvalidFieldError, InvalidTransitionError
 from .model import (
+    BY_SYSTEM,
     QUALITY_CHANNELS,
+    Attribution,
     ChannelQuality,
     EventChannel,
+    NewRecording,
+    NewSegment,
     Recording,
     RecordingAction,
     RecordingSummary,
     RecordingUpdate,
     Segment,
+    SegmentFacts,
 )
-from .recording_events import insert_event
+from .recording_events import checked, insert_event
 from .values import (
     at_or_now_ms,
     count,
@@ -44,7 +49,6 @@ from .values import (
     not_before,
     only_fields,
     opt_ms,
-    opt_text,
     relative_dir,
     text,
     to_ms,
@@ -82,34 +86,14 @@ def catalog_allows(old: RecordingState, new: RecordingState) -> bool:
 class RecordingRepository(Protocol):
     """What the proxy keeps about recordings and their segment files."""
 
-    async def create_recording(
-        self,
-        call_id: str,
-        *,
-        directory: str,
-        encoding: str,
-        sample_rate: int,
-        channels: int,
-        started_at: datetime,
-        wrapped_key_sha256: str | None = None,
-        recording_id: str | None = None,
-        actor: str | None = None,
-        channel: EventChannel = EventChannel.SYSTEM,
-    ) -> Recording: ...
+    async def create_recording(self, recording: NewRecording) -> Recording: ...
 
     async def update_recording(
         self, recording_id: str, **fields: Unpack[RecordingUpdate]
     ) -> Recording: ...
 
     async def set_recording_state(
-        self,
-        recording_id: str,
-        state: RecordingState,
-        *,
-        reason: str | None = None,
-        actor: str | None = None,
-        channel: EventChannel | None = None,
-        at: datetime | None = None,
+        self, recording_id: str, state: RecordingState, by: Attribution = BY_SYSTEM
     ) -> Recording: ...
 
     async def get_recording(self, recording_id: str) -> Recording | None: ...
@@ -124,30 +108,10 @@ class RecordingRepository(Protocol):
 
     async def recording_quality(self, recording_id: str) -> list[ChannelQuality]: ...
 
-    async def add_segment(
-        self,
-        recording_id: str,
-        segment_index: int,
-        *,
-        file_name: str,
-        first_frame: int,
-        chunks: int | None = None,
-        frames: int | None = None,
-        size_bytes: int | None = None,
-        sha256: str | None = None,
-        closed: bool | None = None,
-    ) -> Segment: ...
+    async def add_segment(self, segment: NewSegment) -> Segment: ...
 
     async def update_segment(
-        self,
-        recording_id: str,
-        segment_index: int,
-        *,
-        chunks: int | None = None,
-        frames: int | None = None,
-        size_bytes: int | None = None,
-        sha256: str | None = None,
-        closed: bool | None = None,
+        self, recording_id: str, segment_index: int, facts: SegmentFacts
     ) -> Segment: ...
 
     async def segments(self, recording_id: str) -> list[Segment]: ...
@@ -172,25 +136,17 @@ _SUMMARY_SELECT = """
 _SUMMARY_ORDER = "ORDER BY c.started_at DESC, r.started_at DESC, r.id DESC LIMIT ? OFFSET ?"
 
 
-def _progress(
-    chunks: int | None,
-    frames: int | None,
-    size_bytes: int | None,
-    sha256: str | None,
-    closed: bool | None,
-) -> dict[str, object]:
+def _progress(facts: SegmentFacts) -> dict[str, object]:
     """The segment columns given (not None), checked."""
     changes: dict[str, object] = {}
-    if chunks is not None:
-        changes["chunks"] = count("chunks", chunks)
-    if frames is not None:
-        changes["frames"] = count("frames", frames)
-    if size_bytes is not None:
-        changes["size_bytes"] = count("size_bytes", size_bytes)
-    if sha256 is not None:
-        changes["sha256"] = hex_sha256("sha256", sha256)
-    if closed is not None:
-        if not flag("closed", closed):
+    for name in ("chunks", "frames", "size_bytes"):
+        value = getattr(facts, name)
+        if value is not None:
+            changes[name] = count(name, value)
+    if facts.sha256 is not None:
+        changes["sha256"] = hex_sha256("sha256", facts.sha256)
+    if facts.closed is not None:
+        if not flag("closed", facts.closed):
             raise InvalidFieldError("a segment cannot be reopened (closed=False)")
         changes["closed"] = 1
     return changes
@@ -203,38 +159,24 @@ class SqliteRecordings:
         self._db = db
         self._clock = clock
 
-    async def create_recording(
-        self,
-        call_id: str,
-        *,
-        directory: str,
-        encoding: str,
-        sample_rate: int,
-        channels: int,
-        started_at: datetime,
-        wrapped_key_sha256: str | None = None,
-        recording_id: str | None = None,
-        actor: str | None = None,
-        channel: EventChannel = EventChannel.SYSTEM,
-    ) -> Recording:
-        """A new recording in state ``recording``, with its ``start`` event."""
-        rec_id = uuid_or_new("recording_id", recording_id)
-        started_ms = to_ms("started_at", started_at)
+    async def create_recording(self, recording: NewRecording) -> Recording:
+        """A new recording in state ``recording``, with its ``start`` event (by the
+        system: a recording starts when its call is bridged)."""
+        call_id = recording.call_id
+        rec_id = uuid_or_new("recording_id", recording.recording_id)
+        started_ms = to_ms("started_at", recording.started_at)
+        key_sha256 = recording.wrapped_key_sha256
         values = (
             rec_id,
             call_id,
             _S.RECORDING.value,
-            relative_dir(directory),
-            text("encoding", encoding),
-            count("sample_rate", sample_rate, minimum=1),
-            count("channels", channels, minimum=1),
+            relative_dir(recording.directory),
+            text("encoding", recording.encoding),
+            count("sample_rate", recording.sample_rate, minimum=1),
+            count("channels", recording.channels, minimum=1),
             started_ms,
-            None
-            if wrapped_key_sha256 is None
-            else hex_sha256("wrapped_key_sha256", wrapped_key_sha256),
+            None if key_sha256 is None else hex_sha256("wrapped_key_sha256", key_sha256),
         )
-        event_channel = member(EventChannel, "channel", channel)
-        actor = opt_text("actor", actor)
 
         def body(conn: Connection) -> Recording:
             insert(
@@ -246,7 +188,7 @@ class SqliteRecordings:
                 missing=f"call {call_id} does not exist",
                 duplicate=f"a recording with id {rec_id} or directory {values[3]!r} already exists",
             )
-            insert_event(conn, rec_id, started_ms, _A.START, actor, event_channel, None)
+            insert_event(conn, rec_id, started_ms, _A.START, None, EventChannel.SYSTEM, None)
             return to.require_recording(conn, rec_id)
 
         return await self._db.write(body)
@@ -291,14 +233,7 @@ class SqliteRecordings:
         return await self._db.write(body)
 
     async def set_recording_state(
-        self,
-        recording_id: str,
-        state: RecordingState,
-        *,
-        reason: str | None = None,
-        actor: str | None = None,
-        channel: EventChannel | None = None,
-        at: datetime | None = None,
+        self, recording_id: str, state: RecordingState, by: Attribution = BY_SYSTEM
     ) -> Recording:
         """Move a recording to ``state`` and append the matching recording event.
 
@@ -307,13 +242,10 @@ class SqliteRecordings:
         ``degraded_reason``.  The moves allowed are :mod:`proxy.recording_state`'s
         (see ``catalog_allows``).  Stopping, or ending as complete, degraded,
         interrupted or failed, sets ``ended_at`` to ``at`` (a stopped recording keeps
-        its stop as its end); resuming clears it.  ``channel`` defaults to ``system``.
+        its stop as its end); resuming clears it.  ``by`` defaults to the system, now.
         """
         target = member(RecordingState, "state", state)
-        reason = opt_text("reason", reason)
-        actor = opt_text("actor", actor)
-        event_channel = member(EventChannel, "channel", channel or EventChannel.SYSTEM)
-        at_ms = at_or_now_ms(self._clock, at)
+        actor, event_channel, reason, at_ms = checked(by, self._clock)
         if target is _S.DISCARDED and (actor is None or reason is None):
             raise InvalidFieldError("discarding a recording needs an actor and a reason")
         if target in (_S.FAILED, _S.DEGRADED) and reason is None:
@@ -440,28 +372,18 @@ class SqliteRecordings:
             )
         )
 
-    async def add_segment(
-        self,
-        recording_id: str,
-        segment_index: int,
-        *,
-        file_name: str,
-        first_frame: int,
-        chunks: int | None = None,
-        frames: int | None = None,
-        size_bytes: int | None = None,
-        sha256: str | None = None,
-        closed: bool | None = None,
-    ) -> Segment:
-        """A new segment of a recording.  Its progress may come with it: a segment the
+    async def add_segment(self, segment: NewSegment) -> Segment:
+        """A new segment of a recording.  Its facts may come with it: a segment the
         writer has already sealed is catalogued whole (``closed=True``, with its
         sha256) in this one write."""
+        recording_id, segment_index = segment.recording_id, segment.segment_index
+        file_name = segment.file_name
         values = {
             "recording_id": recording_id,
             "segment_index": count("segment_index", segment_index),
             "file_name": bare_file_name(file_name),
-            "first_frame": count("first_frame", first_frame),
-        } | _progress(chunks, frames, size_bytes, sha256, closed)
+            "first_frame": count("first_frame", segment.first_frame),
+        } | _progress(segment.facts)
         if values.get("closed") and "sha256" not in values:
             raise InvalidFieldError("closing a segment needs its sha256")
         columns = ", ".join(values)
@@ -488,21 +410,13 @@ class SqliteRecordings:
         return await self._db.write(body)
 
     async def update_segment(
-        self,
-        recording_id: str,
-        segment_index: int,
-        *,
-        chunks: int | None = None,
-        frames: int | None = None,
-        size_bytes: int | None = None,
-        sha256: str | None = None,
-        closed: bool | None = None,
+        self, recording_id: str, segment_index: int, facts: SegmentFacts
     ) -> Segment:
         """Record progress on a segment; ``closed=True`` seals it (needs its sha256).
 
         A closed segment is immutable.
         """
-        changes = _progress(chunks, frames, size_bytes, sha256, closed)
+        changes = _progress(facts)
 
         def body(conn: Connection) -> Segment:
             current = to.require_segment(conn, recording_id, segment_index)

@@ -7,51 +7,36 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ...recording_state import RecordingState
+from . import model
 from .db import Connection, Params, Row, one, rows
 from .errors import NotFoundError
-from .model import (
-    AccessEntry,
-    Call,
-    CallDirection,
-    CallOutcome,
-    ChannelQuality,
-    ConsentReceipt,
-    DoNotRecordEntry,
-    EventChannel,
-    NoticeMode,
-    Recording,
-    RecordingAction,
-    RecordingEvent,
-    RecordingSummary,
-    Segment,
-)
 from .values import from_ms, opt_dt
 
 T = TypeVar("T")
 
 
-def call(row: Row) -> Call:
-    return Call(
+def call(row: Row) -> model.Call:
+    return model.Call(
         id=row["id"],
         sip_call_id=row["sip_call_id"],
         caller=row["caller"],
         callee=row["callee"],
-        direction=CallDirection(row["direction"]),
+        direction=model.CallDirection(row["direction"]),
         started_at=from_ms(row["started_at"]),
         service=row["service"],
         operator=row["operator"],
         answered_at=opt_dt(row["answered_at"]),
         bridged_at=opt_dt(row["bridged_at"]),
         ended_at=opt_dt(row["ended_at"]),
-        outcome=None if row["outcome"] is None else CallOutcome(row["outcome"]),
+        outcome=None if row["outcome"] is None else model.CallOutcome(row["outcome"]),
         config_version=row["config_version"],
     )
 
 
-def receipt(row: Row) -> ConsentReceipt:
-    return ConsentReceipt(
+def receipt(row: Row) -> model.ConsentReceipt:
+    return model.ConsentReceipt(
         call_id=row["call_id"],
-        mode=NoticeMode(row["mode"]),
+        mode=model.NoticeMode(row["mode"]),
         notice_sha256=row["notice_sha256"],
         notice_version=row["notice_version"],
         started_at=opt_dt(row["started_at"]),
@@ -65,8 +50,8 @@ def receipt(row: Row) -> ConsentReceipt:
     )
 
 
-def recording(row: Row) -> Recording:
-    return Recording(
+def recording(row: Row) -> model.Recording:
+    return model.Recording(
         id=row["id"],
         call_id=row["call_id"],
         state=RecordingState(row["state"]),
@@ -86,8 +71,8 @@ def recording(row: Row) -> Recording:
     )
 
 
-def segment(row: Row) -> Segment:
-    return Segment(
+def segment(row: Row) -> model.Segment:
+    return model.Segment(
         recording_id=row["recording_id"],
         segment_index=row["segment_index"],
         file_name=row["file_name"],
@@ -100,8 +85,8 @@ def segment(row: Row) -> Segment:
     )
 
 
-def quality(row: Row) -> ChannelQuality:
-    return ChannelQuality(
+def quality(row: Row) -> model.ChannelQuality:
+    return model.ChannelQuality(
         channel=row["channel"],
         frames=row["frames"],
         lost_frames=row["lost_frames"],
@@ -111,8 +96,8 @@ def quality(row: Row) -> ChannelQuality:
     )
 
 
-def summary(row: Row, channels: tuple[ChannelQuality, ...]) -> RecordingSummary:
-    return RecordingSummary(
+def summary(row: Row, channels: tuple[model.ChannelQuality, ...]) -> model.RecordingSummary:
+    return model.RecordingSummary(
         id=row["id"],
         call_id=row["call_id"],
         caller=row["caller"],
@@ -126,26 +111,26 @@ def summary(row: Row, channels: tuple[ChannelQuality, ...]) -> RecordingSummary:
     )
 
 
-def event(row: Row) -> RecordingEvent:
-    return RecordingEvent(
+def event(row: Row) -> model.RecordingEvent:
+    return model.RecordingEvent(
         id=row["id"],
         recording_id=row["recording_id"],
         at=from_ms(row["at"]),
-        action=RecordingAction(row["action"]),
-        channel=EventChannel(row["channel"]),
+        action=model.RecordingAction(row["action"]),
+        channel=model.EventChannel(row["channel"]),
         actor=row["actor"],
         reason=row["reason"],
     )
 
 
-def do_not_record(row: Row) -> DoNotRecordEntry:
-    return DoNotRecordEntry(
+def do_not_record(row: Row) -> model.DoNotRecordEntry:
+    return model.DoNotRecordEntry(
         row["number"], row["reference"], row["added_by"], from_ms(row["added_at"])
     )
 
 
-def access(row: Row) -> AccessEntry:
-    return AccessEntry(
+def access(row: Row) -> model.AccessEntry:
+    return model.AccessEntry(
         row["id"],
         from_ms(row["at"]),
         row["actor"],
@@ -168,29 +153,29 @@ def find_all(
     return [convert(row) for row in rows(conn, sql, params)]
 
 
-def find_call(conn: Connection, call_id: str) -> Call | None:
+def find_call(conn: Connection, call_id: str) -> model.Call | None:
     return find(conn, call, "SELECT * FROM calls WHERE id = ?", (call_id,))
 
 
-def find_recording(conn: Connection, recording_id: str) -> Recording | None:
+def find_recording(conn: Connection, recording_id: str) -> model.Recording | None:
     return find(conn, recording, "SELECT * FROM recordings WHERE id = ?", (recording_id,))
 
 
-def require_call(conn: Connection, call_id: str) -> Call:
+def require_call(conn: Connection, call_id: str) -> model.Call:
     found = find_call(conn, call_id)
     if found is None:
         raise NotFoundError(f"call {call_id} does not exist")
     return found
 
 
-def require_recording(conn: Connection, recording_id: str) -> Recording:
+def require_recording(conn: Connection, recording_id: str) -> model.Recording:
     found = find_recording(conn, recording_id)
     if found is None:
         raise NotFoundError(f"recording {recording_id} does not exist")
     return found
 
 
-def require_segment(conn: Connection, recording_id: str, segment_index: int) -> Segment:
+def require_segment(conn: Connection, recording_id: str, segment_index: int) -> model.Segment:
     found = find(
         conn,
         segment,
