@@ -118,3 +118,18 @@ async def test_no_secret_reaches_the_database(tmp_path: Path) -> None:
         dump = "\n".join(conn.iterdump())
     assert "S3CRET" not in dump and token_hash not in dump and "hooks.example" not in dump
     assert '"operators.alice.token_sha256":"set"' in dump
+
+
+async def test_a_change_whose_audit_entry_fails_is_not_recorded_either(
+    catalog: SqliteCatalog,
+) -> None:
+    await start(catalog, A, 0)
+    with sqlite3.connect(catalog.path) as conn:  # the audit log refuses every new entry
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit_log"
+            " BEGIN SELECT RAISE(ABORT, 'audit log full'); END"
+        )
+    with pytest.raises(sqlite3.IntegrityError, match="audit log full"):
+        await start(catalog, B, 1)
+    [stored] = await catalog.config_versions.history()
+    assert (stored.version, stored.last_seen_at) == (version_of_settings(A), at(0))
