@@ -1,8 +1,8 @@
 """The app factory: every part of the running proxy built from the typed configuration,
 in dependency order, on one event loop.
 
-    catalog → webhook → writer thread + recorder + recording service → recovery →
-    media clock → SIP core, B2BUA, transport → HTTP
+    catalog → config version → webhook → writer thread + recorder + recording service →
+    recovery → media clock → SIP core, B2BUA, transport → HTTP
 
 ``open_server(config)`` is an async context manager: each resource is registered on one
 ``AsyncExitStack`` as it starts, so a start-up failure closes what was opened, and
@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from .calls.b2bua import REFUSED_METHODS, B2bua, CallPhase, Prompt
 from .calls.recording import RecordingService
 from .config import Config
+from .config_version import version_of
 from .control.api import add_routes
 from .control.http import HttpServer, build_app
 from .control.metrics import CallsSnapshot, Metrics, RecordingsSnapshot, event_loop_name
@@ -40,11 +41,12 @@ from .media.announcer import load_prompt
 from .media.clock import MediaClock
 from .media.recorder import Recorder
 from .media.relay import PortAllocator
+from .records.actor import os_account
 from .sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from .sip.flood import FloodSettings
 from .sip.transport import SipTransport, TcpLimits
 from .storage import crypto
-from .storage.catalog import SqliteCatalog
+from .storage.catalog import Catalog, SqliteCatalog
 from .storage.store import LocalDiskStore
 from .storage.writer import RecordingWriter
 
@@ -231,6 +233,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
         synchronous="FULL" if config.catalog.synchronous == "full" else "NORMAL",
     ).open()
     stack.push_async_callback(catalog.close)
+    config_version = await _record_config_version(config, catalog, prompts)
     webhook = await _start_webhook(config, stack) if config.webhook.url else None
     writer, recorder, recordings = await stack.enter_async_context(
         _recording_pipeline(config, catalog, public_key, metrics, bus, loop)
@@ -264,6 +267,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
         publish=bus.publish,
         # the transport delivers to the B2BUA, so it is built after it
         flush=lambda: transport.flush(),
+        config_version=config_version,
     )
     limits = config.limits
     transport = SipTransport(
@@ -333,6 +337,27 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
         health,
         http,
     )
+
+
+async def _record_config_version(
+    config: Config, catalog: Catalog, prompts: dict[Path, Prompt]
+) -> str:
+    """The version this start runs under (P22), recorded in the catalog: a change from
+    the version seen last is an audit entry with the keys that changed."""
+    effective = version_of(config, {path: prompt.sha256 for path, prompt in prompts.items()})
+    change = await catalog.config_versions.record(
+        effective.version, effective.settings, actor=os_account()
+    )
+    if change is None:
+        log.info("config version %s", effective.short)
+    else:
+        log.info(
+            "config version %s, changed from %s: %s",
+            effective.short,
+            change.old[: len(effective.short)],
+            ", ".join(change.keys),
+        )
+    return effective.version
 
 
 def _core_settings(config: Config, port: int) -> CoreSettings:

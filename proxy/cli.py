@@ -3,6 +3,7 @@
 recproxy --version
 recproxy serve [--config PATH] [--log-level LEVEL] [--log-format text|json]
 recproxy config check [--config PATH]
+recproxy config history [--config PATH] [--json]
 recproxy keygen --out DIR [--no-passphrase]
 recproxy recordings list [--config PATH] [--json]
 recproxy export ID --format wav|mp3|g711 --out PATH --reason TEXT [--channels ...] [--force]
@@ -74,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="validate the config and the files it names, without starting"
     )
     _config_option(check)
+    history = config_commands.add_parser(
+        "history", help="the configuration versions serve has run under, and what changed"
+    )
+    _config_option(history)
+    history.add_argument("--json", action="store_true", help="one JSON array")
 
     keygen = commands.add_parser("keygen", help="make the organisation's recording key pair")
     keygen.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -164,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "config" and args.config_command == "history":
+            return asyncio.run(_config_history(args))
         if args.command == "config":
             return _config_check(args)
         if args.command == "keygen":
@@ -211,9 +219,8 @@ def _serve(args: argparse.Namespace) -> int:
         uvloop = None  # type: ignore[assignment]
     log = logging.getLogger("recproxy")
     log.info(
-        "config %s (version %s), event loop %s",
+        "config %s, event loop %s",
         config.source or "defaults",
-        config.version,
         "uvloop" if uvloop is not None else "asyncio",
     )
     for warning in config.warnings:
@@ -237,6 +244,53 @@ def _config_check(args: argparse.Namespace) -> int:
     print("OK")
     for line in summary:
         print(f"  {line}")
+    return 0
+
+
+async def _config_history(args: argparse.Namespace) -> int:
+    from .config_version import SHORT
+    from .storage.catalog import SqliteCatalog, format_utc
+    from .storage.catalog.config_versions import diff
+
+    config = _load(args)
+    if not config.catalog.path.exists():
+        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
+    async with SqliteCatalog(config.catalog.path) as catalog:
+        versions = await catalog.config_versions.history()
+    changes = [
+        None if before is None else diff(before.version, before.settings, v.version, v.settings)
+        for before, v in zip([None, *versions], versions, strict=False)
+    ]
+    if args.json:
+        listed = []
+        for version, change in zip(versions, changes, strict=True):
+            detail = (
+                change.detail()
+                if change
+                else {"from": None, "changed": {}, "added": {}, "removed": {}}
+            )
+            listed.append({
+                "version": version.version,
+                "first_seen_at": format_utc(version.first_seen_at),
+                "last_seen_at": format_utc(version.last_seen_at),
+                "previous": detail["from"],
+                "changed": detail["changed"],
+                "added": detail["added"],
+                "removed": detail["removed"],
+            })  # fmt: skip
+        print(json.dumps(listed, indent=2))
+    elif not versions:
+        print("no configuration versions yet (serve records one each time it starts)")
+    else:
+        rows = [
+            (
+                format_utc(version.first_seen_at),
+                version.version[:SHORT],
+                "(first)" if change is None else ", ".join(change.keys),
+            )
+            for version, change in zip(versions, changes, strict=True)
+        ]
+        print("\n".join(format_table(("first seen (UTC)", "version", "changed keys"), rows)))
     return 0
 
 

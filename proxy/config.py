@@ -12,7 +12,6 @@ file).  ``docs/configuration.md`` documents every key.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import re
 import tomllib
@@ -305,7 +304,6 @@ class Config:
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
-    version: str = "defaults"  # SHA-256 of the file (P22: each call records it)
     # one line each about a deprecated setting still accepted: serve logs them at start,
     # config check reports them
     warnings: tuple[str, ...] = ()
@@ -739,9 +737,7 @@ _DEFAULT_PATHS = {
 }
 
 
-def build_config(
-    data: Mapping[str, Any], *, base: Path, source: Path | None = None, version: str = "defaults"
-) -> Config:
+def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = None) -> Config:
     """Validate a parsed TOML document.  ``base`` is where relative paths start.  Raises
     one ``ConfigError`` listing every problem found."""
     problems: list[str] = []  # every one is reported, not just the first
@@ -779,7 +775,6 @@ def build_config(
         services=services,
         operators=operators,
         source=source,
-        version=version,
         warnings=tuple(warnings),
     )
 
@@ -877,5 +872,4 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    version = hashlib.sha256(raw).hexdigest()[:16]
-    return build_config(data, base=path.parent, source=path, version=version)
+    return build_config(data, base=path.parent, source=path)

@@ -8,8 +8,11 @@ is not a problem (``serve`` makes a development pair, with a warning), only repo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .app import StartupError, load_notice
 from .config import Config, ConfigError
+from .config_version import version_of
 from .storage import crypto
 from .text_table import format_table
 
@@ -19,6 +22,7 @@ def check_config(config: Config) -> list[str]:
     listing every problem found in what the config points at."""
     problems: list[str] = []
     prompts: list[str] = []
+    digests: dict[Path, str] = {}
     for key, path in config.prompt_files():
         try:
             prompt = load_notice(path, key)
@@ -26,6 +30,7 @@ def check_config(config: Config) -> list[str]:
             problems.append(str(exc))
         else:
             prompts.append(f"{key} {path} ({prompt.duration_ms / 1000:.1f} s)")
+            digests[path] = prompt.sha256
     public = config.recording.public_key
     key_line = f"{public}"
     if public.exists():
@@ -44,7 +49,8 @@ def check_config(config: Config) -> list[str]:
         raise ConfigError(*problems)
     sip = config.sip
     rows = [
-        ("config", f"{config.source or 'defaults'} (version {config.version})"),
+        ("config", f"{config.source or 'defaults'}"),
+        ("version", version_of(config, digests).short),
         ("sip", f"{_address(sip.listen)} {'+'.join(sip.transports)}, advertise {sip.advertise}"),
         ("call taker", config.routing.call_taker),
         ("http", _address(config.http.listen)),

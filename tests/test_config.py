@@ -29,7 +29,6 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
     assert config.recording.dir == tmp_path.resolve() / "data/recordings"
     assert config.notice.prompt == PROMPTS_DIR / "notice-en-GB.wav"
     assert config.notice.prompt.exists()
-    assert config.version == "defaults"
 
 
 def test_the_issue_example_loads_and_paths_resolve_against_the_file(tmp_path: Path) -> None:
@@ -65,7 +64,6 @@ listen = "127.0.0.1:8080"
     assert config.recording.public_key == base / "data/keys/recording.pub"
     assert config.catalog.path == base / "data/catalog.sqlite3"
     assert config.source == path.resolve()
-    assert len(config.version) == 16
 
 
 def test_unset_default_paths_also_resolve_against_the_file(tmp_path: Path) -> None:

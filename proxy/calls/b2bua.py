@@ -78,14 +78,17 @@ class B2bua:
         flush: Callable[[], None] = lambda: None,
         player: Player | None = None,
         sessions: SessionFactory | None = None,
+        config_version: str | None = None,
     ) -> None:
         """``publish`` gets the calls' domain events; ``flush`` sends what the SIP core
         has queued (the transport's, which is built after this, as it delivers to
         ``on_event``); ``player`` (default: ``clock``)
         plays prompts on legs and ``sessions`` makes each call's pair of RTP legs
         (default: sockets from ``allocator``) — both replaceable so the call flow can be
-        driven without sockets."""
+        driven without sockets.  ``config_version`` is the configuration's version
+        (``proxy.config_version``), recorded on each call's catalog row (P22)."""
         self.config = config
+        self.config_version = config_version
         self.core = core
         self.allocator = allocator
         self.clock: Player = player or clock

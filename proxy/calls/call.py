@@ -217,7 +217,7 @@ class Call:
                 direction=CallDirection.OUTBOUND if self.plan.outbound else CallDirection.INBOUND,
                 service=self.plan.service_name,
                 started_at=self.started_at,
-                config_version=self.config.version,
+                config_version=self.b2bua.config_version,
                 call_id=self.id,  # one id in log lines and the catalog
             )
         )

@@ -20,6 +20,7 @@ Times from SIPp's message logs, tcpdump and the catalog are all the host's wall 
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -41,6 +42,7 @@ from .proxy_process import (
     export_wav,
     list_recordings,
     query,
+    run_cli,
     wait_for,
 )
 from .sip_client import SDP_OFFER, Response, SipSocket, ack_and_bye, parse_response
@@ -125,6 +127,9 @@ def test_notice_then_call_taker_then_recorded_in_stereo(e2e: E2e, dialogue: byte
         assert channel["frames"] > 0 and channel["lost_frames"] == channel["late_frames"] == 0
     (call,) = call_rows(proxy.catalog_path)
     assert call["outcome"] == "completed"
+    # ... and names the configuration version serve started under (P22)
+    (version,) = json.loads(run_cli(e2e.config_path, "config", "history", "--json"))
+    assert rows[0]["config_version"] == call["config_version"] == version["version"], rows
     wav = audio.read_wav(export_wav(e2e.config_path, str(rows[0]["id"]), e2e.folder / "call.wav"))
     assert (wav.channels, wav.rate) == (2, RATE)
     by_catalog = bridged_seconds(call)

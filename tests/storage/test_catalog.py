@@ -770,6 +770,7 @@ async def test_state_changing_actions_cannot_be_logged_alone(catalog: SqliteCata
 
 async def test_list_recordings_fields(catalog: SqliteCatalog) -> None:
     call = await new_call(catalog, caller="+441111")
+    await catalog.calls.update_call(call.id, config_version="c0ffee")
     rec_id = await new_recording(catalog, call)
     await catalog.recordings.add_segment(NewSegment(rec_id, 0, file_name="0.seg", first_frame=0))
     await catalog.recordings.update_segment(rec_id, 0, SegmentFacts(frames=80000))
@@ -789,6 +790,7 @@ async def test_list_recordings_fields(catalog: SqliteCatalog) -> None:
         "segments": 2,
         "reason": None,
         "quality": {},
+        "config_version": "c0ffee",
     }
     await catalog.recordings.update_recording(rec_id, duration_ms=11_000)  # a known duration wins
     [summary] = await catalog.recordings.list_recordings()

@@ -11,6 +11,7 @@ One module per job:
 ``recording_events``   the events logged inside a running recording
 ``do_not_record``      the do-not-record list
 ``access``             the access log
+``config_versions``    the configuration versions run under, each change audited
 ``model``, ``errors``  what the repositories take, return and raise
 ``values``             checks and conversions of what callers give, before any SQL
 ``rows``               SQLite rows to the model
@@ -25,6 +26,7 @@ PostgreSQL catalog implements the same protocols without touching callers.
 
 from .access import AccessLog
 from .calls import CallRepository
+from .config_versions import ConfigChange, ConfigVersion, ConfigVersionLog
 from .do_not_record import DoNotRecordList
 from .errors import (
     CatalogClosedError,
@@ -89,6 +91,9 @@ __all__ = [
     "CatalogJournal",
     "CatalogUnavailableError",
     "ChannelQuality",
+    "ConfigChange",
+    "ConfigVersion",
+    "ConfigVersionLog",
     "ConsentReceipt",
     "DoNotRecordEntry",
     "DoNotRecordList",

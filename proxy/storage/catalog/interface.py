@@ -12,6 +12,7 @@ from typing import Protocol, Self
 from .access import AccessLog
 from .audit import AuditLog
 from .calls import CallRepository
+from .config_versions import ConfigVersionLog
 from .do_not_record import DoNotRecordList
 from .recording_events import RecordingEventLog
 from .recordings import RecordingRepository
@@ -37,6 +38,9 @@ class Catalog(Protocol):
 
     @property
     def audit(self) -> AuditLog: ...
+
+    @property
+    def config_versions(self) -> ConfigVersionLog: ...
 
     async def schema_version(self) -> int: ...
 

@@ -256,6 +256,22 @@ _MIGRATION_8 = Migration(
     ),
 )
 
+_MIGRATION_9 = Migration(
+    9,
+    "configuration versions (P22): each version the proxy ran under, its settings redacted",
+    (
+        """
+        CREATE TABLE config_versions (
+            version         TEXT PRIMARY KEY,
+            first_seen_at   INTEGER NOT NULL,
+            last_seen_at    INTEGER NOT NULL,
+            settings        TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX config_versions_by_last_seen ON config_versions (last_seen_at)",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
@@ -265,6 +281,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_6,
     _MIGRATION_7,
     _MIGRATION_8,
+    _MIGRATION_9,
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

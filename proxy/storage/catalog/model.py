@@ -194,6 +194,7 @@ class RecordingSummary:
     segments: int
     reason: str | None = None  # why it is failed or degraded
     quality: tuple[ChannelQuality, ...] = ()
+    config_version: str | None = None  # the configuration its call ran under (P22)
 
     def as_dict(self) -> dict[str, object]:
         """The fields as JSON-ready values, times as ISO 8601 UTC (``...Z``)."""
@@ -208,6 +209,7 @@ class RecordingSummary:
             "segments": self.segments,
             "reason": self.reason,
             "quality": {q.channel: q.as_dict() for q in self.quality},
+            "config_version": self.config_version,
         }
 
 

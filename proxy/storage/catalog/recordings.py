@@ -123,7 +123,7 @@ _RECORDING_UPDATE_FIELDS = frozenset(RecordingUpdate.__annotations__)
 
 _SUMMARY_SELECT = """
     SELECT r.id, r.call_id, c.caller, c.callee, c.started_at AS call_started_at, r.state,
-           r.failure_reason, r.degraded_reason,
+           r.failure_reason, r.degraded_reason, c.config_version,
            COALESCE(
                r.duration_ms,
                (SELECT SUM(s.frames) FROM segments AS s WHERE s.recording_id = r.id)

@@ -108,6 +108,7 @@ def summary(row: Row, channels: tuple[model.ChannelQuality, ...]) -> model.Recor
         segments=row["segments"],
         reason=row["failure_reason"] or row["degraded_reason"],
         quality=channels,
+        config_version=row["config_version"],
     )
 
 

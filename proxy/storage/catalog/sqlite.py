@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Self
 from .access import SqliteAccessLog
 from .audit import SqliteAuditLog
 from .calls import SqliteCalls
+from .config_versions import SqliteConfigVersions
 from .db import Database, Synchronous
 from .do_not_record import SqliteDoNotRecord
 from .errors import InvalidFieldError
@@ -63,6 +64,7 @@ class SqliteCatalog:
         self.do_not_record = SqliteDoNotRecord(self._db, clock)
         self.access = SqliteAccessLog(self._db, clock)
         self.audit = SqliteAuditLog(self._db, clock)
+        self.config_versions = SqliteConfigVersions(self._db, clock)
 
     async def open(self) -> Self:
         """Connect, set the pragmas and bring the schema up to date."""
