@@ -64,6 +64,7 @@ from .model import (
     Segment,
     SegmentFacts,
     format_utc,
+    parse_utc,
 )
 from .recording_events import RecordingEventLog
 from .recordings import RECOVERY_REASON, RecordingRepository
@@ -114,4 +115,5 @@ __all__ = [
     "SegmentFacts",
     "SqliteCatalog",
     "format_utc",
+    "parse_utc",
 ]
