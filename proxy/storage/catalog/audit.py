@@ -158,8 +158,8 @@ def entry(row: Row) -> AuditEntry:
 
 def verify(rows: Iterable[Row], after: ChainHead | None = None) -> Verdict:
     """Walk the chain in ``seq`` order (as stored) and recompute every digest.  ``after``
-    (an entry already checked, as anchored) starts the walk past it: ``rows`` then hold
-    the entries after ``after.seq``, and ``count`` counts the whole chain."""
+    (the entry before the first of ``rows``, taken as good) starts the walk past it:
+    ``rows`` then hold the entries after ``after.seq``, and ``count`` counts them all."""
     start = after if after is not None else ChainHead(0, GENESIS)
     count, expected_seq, prev = start.seq, start.seq + 1, start.sha256
     for row in rows:
@@ -273,12 +273,14 @@ class SqliteAuditLog:
         def body(conn: Connection) -> Verdict:
             if after is None or after.seq == 0:
                 return verify(conn.execute("SELECT * FROM audit_log ORDER BY seq"))
-            found = one(conn, "SELECT sha256 FROM audit_log WHERE seq = ?", (after.seq,))
-            if found is None or found[0] != after.sha256:
+            found = one(conn, "SELECT * FROM audit_log WHERE seq = ?", (after.seq,))
+            if found is None or found["sha256"] != after.sha256:  # nothing walked: no good head
                 why = "it is missing" if found is None else "it no longer matches the anchor"
-                return Verdict(0, ChainHead(0, GENESIS), after.seq, why)
-            sql = "SELECT * FROM audit_log WHERE seq > ? ORDER BY seq"
-            return verify(conn.execute(sql, (after.seq,)), after)
+                total = one(conn, "SELECT count(*) FROM audit_log")
+                return Verdict(total[0] if total else 0, ChainHead(0, GENESIS), after.seq, why)
+            # the anchored entry is walked too: its digest is recomputed from its contents
+            sql = "SELECT * FROM audit_log WHERE seq >= ? ORDER BY seq"
+            return verify(conn.execute(sql, (after.seq,)), ChainHead(after.seq - 1, found["prev"]))
 
         return await self._db.read(body)
 
