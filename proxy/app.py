@@ -1,8 +1,8 @@
 """The app factory: every part of the running proxy built from the typed configuration,
 in dependency order, on one event loop.
 
-    catalog → audit anchoring → webhook → writer thread + recorder + recording service → recovery →
-    media clock → SIP core, B2BUA, transport → HTTP
+    catalog → audit anchoring → webhook → writer thread + recorder + recording service →
+    recovery → media clock → SIP core, B2BUA, transport → HTTP
 
 ``open_server(config)`` is an async context manager: each resource is registered on one
 ``AsyncExitStack`` as it starts, so a start-up failure closes what was opened, and

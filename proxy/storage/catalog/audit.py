@@ -267,8 +267,9 @@ class SqliteAuditLog:
         return await self._db.read(lambda conn: [entry(row) for row in rows(conn, sql, params)])
 
     async def verify(self, after: ChainHead | None = None) -> Verdict:
-        """Walk the whole chain, or the part after ``after`` (an anchored head), in one
-        read snapshot.  An ``after`` the chain no longer holds as it was is the break."""
+        """Walk the whole chain, or from ``after`` (an anchored head, itself re-checked)
+        on, in one read snapshot.  An ``after`` the chain no longer holds as it was is
+        the break (``count`` is then the table's rows: nothing was walked)."""
 
         def body(conn: Connection) -> Verdict:
             if after is None or after.seq == 0:
