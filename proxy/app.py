@@ -1,8 +1,8 @@
 """The app factory: every part of the running proxy built from the typed configuration,
 in dependency order, on one event loop.
 
-    catalog → config version → webhook → writer thread + recorder + recording service →
-    recovery → media clock → SIP core, B2BUA, transport → HTTP
+    catalog → config version → audit anchoring → webhook → writer thread + recorder +
+    recording service → recovery → media clock → SIP core, B2BUA, transport → HTTP
 
 ``open_server(config)`` is an async context manager: each resource is registered on one
 ``AsyncExitStack`` as it starts, so a start-up failure closes what was opened, and
@@ -42,11 +42,15 @@ from .media.clock import MediaClock
 from .media.recorder import Recorder
 from .media.relay import PortAllocator
 from .records.actor import os_account
+from .records.audit import AuditAnchoring
+from .records.keys import audit_key_generated
 from .sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from .sip.flood import FloodSettings
 from .sip.transport import SipTransport, TcpLimits
 from .storage import crypto
 from .storage.catalog import Catalog, SqliteCatalog
+from .storage.catalog.anchor import anchor_path
+from .storage.catalog.values import utc_now
 from .storage.store import LocalDiskStore
 from .storage.writer import RecordingWriter
 
@@ -60,14 +64,15 @@ class StartupError(RuntimeError):
     """The proxy cannot start (a missing key, a port in use...): the message says why."""
 
 
-def ensure_keys(config: Config) -> X25519PublicKey:
-    """The public recording key.  On first run with none, a development key pair is made
-    next to it, with a loud warning: in production the private key belongs elsewhere."""
+def ensure_keys(config: Config) -> tuple[X25519PublicKey, bool]:
+    """The public recording key, and whether it was made now: on first run with none, a
+    development key pair is made next to it, with a loud warning (in production the
+    private key belongs elsewhere).  A key made now is audited once the catalog is open."""
     public = config.recording.public_key
     private = config.recording.private_key
     if public.exists():
         try:
-            return crypto.load_public_key(public)
+            return crypto.load_public_key(public), False
         except crypto.StorageCryptoError as exc:
             raise StartupError(f"recording.public_key {public}: {exc}") from None
     if private.exists():
@@ -90,7 +95,7 @@ def ensure_keys(config: Config) -> X25519PublicKey:
         private,
         "passphrase-protected" if passphrase else "NOT passphrase-protected",
     )
-    return public_key
+    return public_key, True
 
 
 def load_notice(path: Path, key: str = "notice.prompt") -> Prompt:
@@ -208,7 +213,7 @@ async def open_server(config: Config, *, metrics: Metrics | None = None) -> Asyn
     drain the calls and close everything in reverse order:
 
         calls drained → HTTP → SIP transport → media clock → recorder, writer thread,
-        catalog journal → webhook → catalog
+        catalog journal → webhook → audit anchoring → catalog
 
     Raises ``StartupError`` (after closing what was opened) when a part cannot start.
     ``metrics``: a fresh ``Metrics`` when none is given (never the global registry)."""
@@ -221,7 +226,7 @@ async def open_server(config: Config, *, metrics: Metrics | None = None) -> Asyn
 
 async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metrics) -> Server:
     notice, prompts = load_prompts(config)
-    public_key = ensure_keys(config)
+    public_key, key_made = ensure_keys(config)
     config.recording.dir.mkdir(parents=True, exist_ok=True)
     config.catalog.path.parent.mkdir(parents=True, exist_ok=True)
     loop = asyncio.get_running_loop()
@@ -234,6 +239,17 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     ).open()
     stack.push_async_callback(catalog.close)
     config_version = await _record_config_version(config, catalog, prompts)
+    if key_made:
+        await audit_key_generated(catalog.audit, public_key, actor="recproxy serve")
+    anchoring = AuditAnchoring(
+        catalog.audit,
+        anchor_path(config.catalog.path),
+        config.audit.anchor_interval_seconds,
+        clock=utc_now,
+        publish=bus.publish,
+    )
+    anchoring.start()
+    stack.push_async_callback(anchoring.stop)  # before the catalog closes
     webhook = await _start_webhook(config, stack) if config.webhook.url else None
     writer, recorder, recordings = await stack.enter_async_context(
         _recording_pipeline(config, catalog, public_key, metrics, bus, loop)

@@ -4,8 +4,10 @@ recproxy --version
 recproxy serve [--config PATH] [--log-level LEVEL] [--log-format text|json]
 recproxy config check [--config PATH]
 recproxy config history [--config PATH] [--json]
-recproxy keygen --out DIR [--no-passphrase]
+recproxy keygen --out DIR [--no-passphrase] [--config PATH]
 recproxy recordings list [--config PATH] [--json]
+recproxy audit verify [--config PATH]
+recproxy audit show [--since ISO] [--actor A] [--action X] [--json] [--config PATH]
 recproxy export ID --format wav|mp3|g711 --out PATH --reason TEXT [--channels ...] [--force]
                 [--by NAME]
 recproxy test-uas [--listen HOST:PORT]
@@ -88,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"store the private key unencrypted (otherwise ${PASSPHRASE_ENV} is required)",
     )
+    _config_option(keygen)  # the catalog whose audit log records the new key
 
     recordings = commands.add_parser("recordings", help="recordings in the catalog")
     rec_commands = recordings.add_subparsers(dest="recordings_command", required=True)
@@ -95,6 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(listing)
     listing.add_argument("--json", action="store_true", help="one JSON array")
     listing.add_argument("--limit", type=int, default=1000)
+
+    audit = commands.add_parser("audit", help="the hash-chained audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    audit_verify = audit_commands.add_parser(
+        "verify", help="walk the chain, check it against the anchor file, anchor its head"
+    )
+    _config_option(audit_verify)
+    audit_show = audit_commands.add_parser("show", help="audit entries, oldest first")
+    audit_show.add_argument("--since", metavar="ISO", help="at or after this time (UTC if no zone)")
+    audit_show.add_argument("--actor", help="only this actor's entries")
+    audit_show.add_argument("--action", help="only this action (export, search, ...)")
+    audit_show.add_argument("--json", action="store_true", help="one JSON object a line")
+    _config_option(audit_show)
 
     export = commands.add_parser("export", help="verify, decrypt and export a recording")
     export.add_argument("id", metavar="ID")
@@ -175,9 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "config":
             return _config_check(args)
         if args.command == "keygen":
-            return _keygen(args)
+            return asyncio.run(_keygen(args))
         if args.command == "recordings":
             return asyncio.run(_recordings_list(args))
+        if args.command == "audit":
+            return asyncio.run(_audit(args))
         if args.command == "export":
             return asyncio.run(_export(args))
         if args.command == "dnr":
@@ -294,9 +312,13 @@ async def _config_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keygen(args: argparse.Namespace) -> int:
+async def _keygen(args: argparse.Namespace) -> int:
+    from .records.actor import os_account
+    from .records.keys import audit_key_generated
     from .storage import crypto
+    from .storage.catalog import SqliteCatalog
 
+    config = _load(args)
     passphrase = os.environ.get(PASSPHRASE_ENV)
     if not args.no_passphrase and not passphrase:
         raise CliError(
@@ -316,6 +338,9 @@ def _keygen(args: argparse.Namespace) -> int:
         crypto.save_public_key(public_path, public)
     except (FileExistsError, crypto.StorageCryptoError) as exc:
         raise CliError(f"{exc} (keys are never overwritten: losing one loses recordings)") from None
+    config.catalog.path.parent.mkdir(parents=True, exist_ok=True)
+    async with SqliteCatalog(config.catalog.path) as catalog:
+        await audit_key_generated(catalog.audit, public, actor=os_account())
     print(f"private key: {private_path}  (keep it off the proxy host)")
     print(f"public key:  {public_path}  (set recording.public_key to this)")
     print(f"fingerprint: {crypto.key_fingerprint(public)}")
@@ -323,12 +348,15 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 async def _recordings_list(args: argparse.Namespace) -> int:
+    from .records.actor import os_account
     from .storage.catalog import SqliteCatalog, format_utc
 
     config = _load(args)
     if not config.catalog.path.exists():
         raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
     async with SqliteCatalog(config.catalog.path) as catalog:
+        # a metadata search is audited (P5) before anything is shown
+        await catalog.audit.append(actor=os_account(), action="search", detail=_filters(args))
         rows = await catalog.recordings.list_recordings(limit=args.limit)
     if args.json:
         print(json.dumps([row.as_dict() for row in rows], indent=2))
@@ -350,6 +378,62 @@ async def _recordings_list(args: argparse.Namespace) -> int:
         for row in rows
     ]
     print("\n".join(format_table(header, cells, right=("duration", "segments"))))
+    return 0
+
+
+def _filters(args: argparse.Namespace) -> dict[str, object]:
+    """The search's filters, as its audit entry keeps them."""
+    return {"limit": args.limit}
+
+
+async def _audit(args: argparse.Namespace) -> int:
+    from .records.audit import check_and_anchor
+    from .storage.catalog import SqliteCatalog, format_utc, parse_utc
+    from .storage.catalog.anchor import AnchorFileError, anchor_path
+    from .storage.catalog.values import utc_now
+
+    config = _load(args)
+    since = None
+    if args.audit_command == "show" and args.since is not None:
+        try:
+            since = parse_utc(args.since)
+        except ValueError as exc:
+            raise CliError(f"--since: {exc}") from None
+    if not config.catalog.path.exists():
+        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
+    async with SqliteCatalog(config.catalog.path) as catalog:
+        if args.audit_command == "verify":
+            anchors = anchor_path(config.catalog.path)
+            try:
+                check = await check_and_anchor(catalog.audit, anchors, utc_now())
+            except AnchorFileError as exc:
+                raise CliError(f"anchor file: {exc}") from None
+            if not check.intact:
+                raise CliError(f"audit chain broken at entry {check.broken_at}: {check.why}")
+            anchored = f", anchored in {anchors}" if check.anchored else ""
+            print(
+                f"audit chain intact: {check.count} entries, "
+                f"head {check.head.seq} {check.head.sha256}{anchored}"
+            )
+            return 0
+        entries = await catalog.audit.entries(since=since, actor=args.actor, action=args.action)
+    if args.json:
+        for e in entries:
+            print(json.dumps({
+                "seq": e.seq, "at": format_utc(e.at), "actor": e.actor, "action": e.action,
+                "object": e.object, "reason": e.reason, "detail": e.detail, "prev": e.prev,
+                "sha256": e.sha256,
+            }, ensure_ascii=False))  # fmt: skip
+        return 0
+    if not entries:
+        print("no audit entries")
+        return 0
+    header = ("seq", "at (UTC)", "actor", "action", "object", "reason")
+    cells = [
+        (str(e.seq), format_utc(e.at), e.actor, e.action, e.object or "", e.reason or "")
+        for e in entries
+    ]
+    print("\n".join(format_table(header, cells, right=("seq",))))
     return 0
 
 

@@ -244,6 +244,12 @@ class ShutdownSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    # serve appends the audit chain's head to the anchor file this often (if it moved)
+    anchor_interval_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
 class LimitsSettings:
     """Flood and resource protection: what one source, and all together, may hold."""
 
@@ -296,6 +302,7 @@ class Config:
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     dtmf: DtmfSettings = field(default_factory=DtmfSettings)
     numbers: NumberSettings = field(default_factory=NumberSettings)
@@ -629,6 +636,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
         "catalog": {"path": path, "synchronous": _choice("normal", "full")},
         "http": {"listen": parse_hostport},
         "shutdown": {"grace_seconds": _number(0, 3600)},
+        "audit": {"anchor_interval_seconds": _number(1, 86_400)},
         "limits": {
             "requests_per_second": _number(1, 1_000_000),
             "request_burst": _int(1, 1_000_000),
@@ -717,6 +725,7 @@ _SECTIONS: Mapping[str, type] = {
     "catalog": CatalogSettings,
     "http": HttpSettings,
     "shutdown": ShutdownSettings,
+    "audit": AuditSettings,
     "limits": LimitsSettings,
     "webhook": WebhookSettings,
     "logging": LoggingSettings,

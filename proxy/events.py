@@ -211,6 +211,20 @@ class RecordingExported:
     channels: str
 
 
+# --- records governance --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditChecked:
+    """The audit chain was walked (since its last anchor) and checked against the anchor
+    file: ``entries`` in the chain (``None``: the anchor file could not be used);
+    ``intact`` False names a break at ``broken_at``."""
+
+    entries: int | None
+    intact: bool
+    broken_at: int | None = None
+
+
 Event = (
     CallStarted
     | NoticeStarted
@@ -227,6 +241,7 @@ Event = (
     | RecordingDiscarded
     | RecordingInterrupted
     | RecordingExported
+    | AuditChecked
 )
 
 E = TypeVar("E")

@@ -55,6 +55,7 @@ from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
@@ -70,6 +71,7 @@ from prometheus_client.core import (
 
 from .. import __version__
 from ..events import (
+    AuditChecked,
     CallBridged,
     CallEnded,
     CallTakerInvited,
@@ -385,6 +387,17 @@ class Metrics:
             ["action", "channel"],
             registry=reg,
         )
+        self.audit_entries = Gauge(
+            "recproxy_audit_entries",
+            "Entries in the audit chain, as last checked by the periodic anchoring.",
+            registry=reg,
+        )
+        self.audit_verify_failures = Counter(
+            "recproxy_audit_verify_failures",
+            "Periodic audit checks that found the chain broken (edited, removed, reordered "
+            "or cut off below an anchor) or could not use the anchor file.",
+            registry=reg,
+        )
         # every fixed label value exists from the start, so rules see zeros, not gaps
         for stage in SETUP_STAGES:
             self.call_setup_seconds.labels(stage=stage)
@@ -412,6 +425,7 @@ class Metrics:
         bus.subscribe(CallBridged, self._call_bridged)
         bus.subscribe(CallEnded, self._call_ended)
         bus.subscribe(RecordingSwitched, self._recording_switched)
+        bus.subscribe(AuditChecked, self._audit_checked)
 
     def attach(
         self,
@@ -526,6 +540,12 @@ class Metrics:
         # a pause while the call is on hold is not a request: only dtmf and api count
         if event.channel in RECORDING_CHANNELS:
             self.recording_action(event.action, event.channel)
+
+    def _audit_checked(self, event: AuditChecked) -> None:
+        if event.entries is not None:
+            self.audit_entries.set(event.entries)
+        if not event.intact:
+            self.audit_verify_failures.inc()
 
     # -- read at scrape time ---------------------------------------------------------------
 

@@ -100,6 +100,7 @@ async def export_recording(
                 reason=reason,
                 recording_id=recording.id,
                 detail=f"channels={request.channels} out={out}",
+                facts={"format": request.format, "channels": request.channels},
             )
             await asyncio.to_thread(encode, stream)
     except (OutputRefused, EncodingError) as exc:

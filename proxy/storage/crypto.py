@@ -80,9 +80,14 @@ def public_key_bytes(key: X25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
+def public_key_sha256(key: X25519PublicKey) -> str:
+    """SHA-256 of the raw public key, in hex: how the audit log names a key."""
+    return hashlib.sha256(public_key_bytes(key)).hexdigest()
+
+
 def key_fingerprint(key: X25519PublicKey) -> str:
     """A short, stable name for a public key: the first 16 hex digits of SHA-256(raw)."""
-    return hashlib.sha256(public_key_bytes(key)).hexdigest()[:16]
+    return public_key_sha256(key)[:16]
 
 
 def _write_new_file(path: Path, data: bytes, mode: int, overwrite: bool) -> None:

@@ -48,6 +48,9 @@ def test_version_is_the_installed_package_version(tmp_path: Path) -> None:
         ["config", "check"],
         ["recordings", "list"],
         ["dnr", "list"],
+        ["audit", "verify"],
+        ["audit", "show"],
+        ["keygen", "--out", "keys", "--no-passphrase"],
         ["export", "some-id", "--format", "wav", "--out", "x.wav", "--reason", "test"],
     ],
 )

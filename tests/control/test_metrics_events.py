@@ -15,6 +15,7 @@ import pytest
 from proxy.calls.b2bua import CallPhase
 from proxy.control.metrics import Metrics, loss_ratio
 from proxy.events import (
+    AuditChecked,
     CallBridged,
     CallEnded,
     CallStarted,
@@ -236,6 +237,18 @@ def test_recording_switches_by_a_person_are_counted_and_hold_pauses_are_not() ->
     assert value(metrics, name, action="discard", channel="api") == 1
     assert value(metrics, name, action="pause", channel="dtmf") == 0
     assert value(metrics, name, action="pause", channel="api") == 0
+    assert bus.failures == 0
+
+
+def test_audit_checks_set_the_chain_length_and_count_each_failed_check() -> None:
+    bus, metrics = subscribed()
+    assert value(metrics, "recproxy_audit_verify_failures_total") == 0
+    bus.publish(AuditChecked(12, intact=True))
+    assert value(metrics, "recproxy_audit_entries") == 12
+    bus.publish(AuditChecked(14, intact=False, broken_at=7))
+    bus.publish(AuditChecked(None, intact=False))  # the anchor file could not be used
+    assert value(metrics, "recproxy_audit_entries") == 14  # not reset by "unknown"
+    assert value(metrics, "recproxy_audit_verify_failures_total") == 2
     assert bus.failures == 0
 
 

@@ -352,6 +352,12 @@ def catalog_rows(proxy: ProxyProcess, sql: str, *params: object) -> list[dict[st
     return [dict(row) for row in query(proxy.catalog_path, sql, *params)]
 
 
+def audit_rows(run: Run, recording_id: str) -> list[dict[str, Any]]:
+    """The audit entries about one recording, in chain order."""
+    sql = "SELECT * FROM audit_log WHERE object = ? ORDER BY seq"
+    return catalog_rows(run.p, sql, f"recording:{recording_id}")
+
+
 def watch_states(
     proxy: ProxyProcess, running: Callable[[], bool], timeout: float
 ) -> list[tuple[float, str]]:
@@ -996,6 +1002,10 @@ def test_star9_discards_key_and_segments_and_keeps_only_who_and_why(runs: Runs) 
     events = run.events()
     assert [e["action"] for e in events] == ["start", "discard"], events
     assert (events[1]["channel"], events[1]["actor"]) == ("dtmf", "alice"), events
+    # one audit entry, committed with the discard; the refused export below wrote none
+    audited = audit_rows(run, rid)
+    assert [(a["action"], a["actor"]) for a in audited] == [("recording.discard", "alice")]
+    assert audited[0]["reason"] == recording["discarded_reason"], audited
     # recordings list says so, and there is nothing to export
     (listed,) = run.notes["recordings"]
     assert (listed["id"], listed["state"], listed["segments"]) == (rid, "discarded", 0), listed
@@ -1028,6 +1038,12 @@ def test_star0_then_star1_two_spans_of_the_right_audio_with_stop_and_resume_even
         assert keyed - 0.05 <= recorded["at"] / 1000 <= keyed + 0.2, (keyed, recorded)
     gap = (events[2]["at"] - events[1]["at"]) / 1000
     assert abs(gap - (resume - stop)) <= 0.1, (gap, resume - stop)
+    audited = audit_rows(run, row["id"])  # the switches are audited; the export too
+    assert [(a["action"], a["actor"], a["at"]) for a in audited[:2]] == [
+        ("recording.stop", "alice", events[1]["at"]),
+        ("recording.resume", "alice", events[2]["at"]),
+    ], audited
+    assert [a["action"] for a in audited[2:]] == ["export"], audited
 
     # the recording: from the bridge to the stop, then from the resume to the end
     wav: audio.Wav = run.notes["wav"]

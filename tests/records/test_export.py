@@ -92,6 +92,16 @@ async def test_an_export_is_logged_then_published(stored: Stored, tmp_path: Path
         "export-wav",
         stored.recording_id,
     )
+    (audited,) = await stored.catalog.audit.entries()  # one entry, committed with the access
+    assert (audited.actor, audited.action, audited.object, audited.reason, audited.detail) == (
+        "records (by dr_smith)",
+        "export",
+        f"recording:{stored.recording_id}",
+        "complaint 2026-14",
+        {"format": "wav", "channels": "stereo"},
+    )
+    assert audited.at == entry.at
+    assert (await stored.catalog.audit.verify()).intact
 
 
 @pytest.mark.parametrize("state", [RecordingState.RECORDING, RecordingState.STOPPED])
@@ -117,6 +127,7 @@ async def test_a_live_recording_is_refused_before_the_key_is_read(
         )
     assert keys_read == [] and published == []
     assert await stored.catalog.access.access_log() == []
+    assert await stored.catalog.audit.entries(action="export") == []
     assert not (tmp_path / "out.wav").exists()
 
 
@@ -137,4 +148,5 @@ async def test_a_wrong_passphrase_names_the_setting_and_logs_nothing(
         )
     assert published == []
     assert await stored.catalog.access.access_log() == []
+    assert await stored.catalog.audit.entries() == []  # refused before decrypting: no entry
     assert list(tmp_path.glob("out.wav*")) == []

@@ -66,6 +66,7 @@ from .model import (
     Segment,
     SegmentFacts,
     format_utc,
+    parse_utc,
 )
 from .recording_events import RecordingEventLog
 from .recordings import RECOVERY_REASON, RecordingRepository
@@ -119,4 +120,5 @@ __all__ = [
     "SegmentFacts",
     "SqliteCatalog",
     "format_utc",
+    "parse_utc",
 ]

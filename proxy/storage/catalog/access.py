@@ -1,12 +1,15 @@
 """The access log: every read of a recording (export, playback), who, when and why
-(P5, P20).  An entry is written before any audio leaves the store."""
+(P5, P20).  An entry is written before any audio leaves the store, and with it, in the
+same transaction, the audit entry (action: the access's kind, ``export-wav`` → ``export``;
+object ``recording:ID``; the access's reason; ``facts`` as its detail)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from . import audit
 from . import rows as to
 from .db import Connection, Database
 from .model import AccessEntry
@@ -24,6 +27,7 @@ class AccessLog(Protocol):
         reason: str,
         recording_id: str | None = None,
         detail: str | None = None,
+        facts: Mapping[str, Any] | None = None,
         at: datetime | None = None,
     ) -> AccessEntry: ...
 
@@ -45,9 +49,11 @@ class SqliteAccessLog:
         reason: str,
         recording_id: str | None = None,
         detail: str | None = None,
+        facts: Mapping[str, Any] | None = None,
         at: datetime | None = None,
     ) -> AccessEntry:
-        """Record a read of a recording.  An access needs a named actor and a reason."""
+        """Record a read of a recording, and its audit entry (``facts``: its detail, plain
+        JSON data).  An access needs a named actor and a reason."""
         values = (
             at_or_now_ms(self._clock, at),
             text("actor", actor),
@@ -67,6 +73,15 @@ class SqliteAccessLog:
             )
             entry_id = cursor.lastrowid
             assert entry_id is not None
+            audit.append(
+                conn,
+                at_ms=values[0],
+                actor=values[1],
+                action=values[2].partition("-")[0],
+                object=None if recording_id is None else f"recording:{recording_id}",
+                reason=values[4],
+                detail=facts,
+            )
             return AccessEntry(entry_id, from_ms(values[0]), *values[1:])
 
         return await self._db.write(body)

@@ -156,9 +156,12 @@ def entry(row: Row) -> AuditEntry:
     )
 
 
-def verify(rows: Iterable[Row]) -> Verdict:
-    """Walk the chain in ``seq`` order (as stored) and recompute every digest."""
-    count, expected_seq, prev = 0, 1, GENESIS
+def verify(rows: Iterable[Row], after: ChainHead | None = None) -> Verdict:
+    """Walk the chain in ``seq`` order (as stored) and recompute every digest.  ``after``
+    (the entry before the first of ``rows``, taken as good) starts the walk past it:
+    ``rows`` then hold the entries after ``after.seq``, and ``count`` counts them all."""
+    start = after if after is not None else ChainHead(0, GENESIS)
+    count, expected_seq, prev = start.seq, start.seq + 1, start.sha256
     for row in rows:
         seq = int(row["seq"])
         if seq != expected_seq:
@@ -203,7 +206,9 @@ class AuditLog(Protocol):
         action: str | None = None,
     ) -> list[AuditEntry]: ...
 
-    async def verify(self) -> Verdict: ...
+    async def verify(self, after: ChainHead | None = None) -> Verdict: ...
+
+    async def digests(self, seqs: Iterable[int]) -> dict[int, str]: ...
 
 
 class SqliteAuditLog:
@@ -261,8 +266,31 @@ class SqliteAuditLog:
         sql = f"SELECT * FROM audit_log WHERE {' AND '.join(where)} ORDER BY seq"
         return await self._db.read(lambda conn: [entry(row) for row in rows(conn, sql, params)])
 
-    async def verify(self) -> Verdict:
-        """Walk the whole chain (one read snapshot)."""
-        return await self._db.read(
-            lambda conn: verify(conn.execute("SELECT * FROM audit_log ORDER BY seq"))
-        )
+    async def verify(self, after: ChainHead | None = None) -> Verdict:
+        """Walk the whole chain, or from ``after`` (an anchored head, itself re-checked)
+        on, in one read snapshot.  An ``after`` the chain no longer holds as it was is
+        the break (``count`` is then the table's rows: nothing was walked)."""
+
+        def body(conn: Connection) -> Verdict:
+            if after is None or after.seq == 0:
+                return verify(conn.execute("SELECT * FROM audit_log ORDER BY seq"))
+            found = one(conn, "SELECT * FROM audit_log WHERE seq = ?", (after.seq,))
+            if found is None or found["sha256"] != after.sha256:  # nothing walked: no good head
+                why = "it is missing" if found is None else "it no longer matches the anchor"
+                total = one(conn, "SELECT count(*) FROM audit_log")
+                return Verdict(total[0] if total else 0, ChainHead(0, GENESIS), after.seq, why)
+            # the anchored entry is walked too: its digest is recomputed from its contents
+            sql = "SELECT * FROM audit_log WHERE seq >= ? ORDER BY seq"
+            return verify(conn.execute(sql, (after.seq,)), ChainHead(after.seq - 1, found["prev"]))
+
+        return await self._db.read(body)
+
+    async def digests(self, seqs: Iterable[int]) -> dict[int, str]:
+        """The stored ``sha256`` of each of ``seqs`` the table holds (for the anchors)."""
+        wanted = sorted(set(seqs))
+
+        def body(conn: Connection) -> dict[int, str]:
+            found = (one(conn, "SELECT sha256 FROM audit_log WHERE seq = ?", (s,)) for s in wanted)
+            return {s: str(row[0]) for s, row in zip(wanted, found, strict=True) if row}
+
+        return await self._db.read(body)

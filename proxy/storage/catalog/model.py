@@ -81,6 +81,16 @@ def format_utc(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_utc(text: str) -> datetime:
+    """An ISO 8601 date or time as an aware UTC ``datetime`` (no zone given: UTC).
+    Raises ``ValueError`` with a one-line message for anything else."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 date or time: {text!r}") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 # ------------------------------------------------------------------------------------ rows
 
 

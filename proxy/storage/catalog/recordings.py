@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Final, Protocol, Unpack
 
 from ...recording_state import ENDINGS, RecordingState
+from . import audit
 from . import rows as to
 from .db import Connection, Database, insert, one, rows, update
 from .errors import InvalidFieldError, InvalidTransitionError
@@ -69,6 +70,14 @@ ACTION_ON_ENTRY: Final[Mapping[RecordingState, RecordingAction]] = {
     _S.INTERRUPTED: _A.INTERRUPTED,
     _S.FAILED: _A.FAILED,
     _S.DISCARDED: _A.DISCARD,
+}
+
+#: The audit action of each move a person asks for (P14): a stop, a discard, and a
+#: resume (the only way back into ``recording``: a recording starts in it).
+AUDITED_ON_ENTRY: Final[Mapping[RecordingState, str]] = {
+    _S.STOPPED: "recording.stop",
+    _S.DISCARDED: "recording.discard",
+    _S.RECORDING: "recording.resume",
 }
 
 # States whose entry marks the end of the audio written so far.
@@ -243,6 +252,8 @@ class SqliteRecordings:
         (see ``catalog_allows``).  Stopping, or ending as complete, degraded,
         interrupted or failed, sets ``ended_at`` to ``at`` (a stopped recording keeps
         its stop as its end); resuming clears it.  ``by`` defaults to the system, now.
+        A stop, discard or resume also appends its audit entry in the same transaction
+        (``AUDITED_ON_ENTRY``; the actor is ``by.actor``, or ``system``).
         """
         target = member(RecordingState, "state", state)
         actor, event_channel, reason, at_ms = checked(by, self._clock)
@@ -291,6 +302,16 @@ class SqliteRecordings:
                 conn.execute("DELETE FROM segments WHERE recording_id = ?", (recording_id,))
             action = ACTION_ON_ENTRY[target]
             insert_event(conn, recording_id, at_ms, action, actor, event_channel, reason)
+            if target in AUDITED_ON_ENTRY:
+                audit.append(
+                    conn,
+                    at_ms=at_ms,
+                    actor=actor or "system",
+                    action=AUDITED_ON_ENTRY[target],
+                    object=f"recording:{recording_id}",
+                    reason=reason,
+                    detail={"from": old.value, "channel": event_channel.value},
+                )
             return to.require_recording(conn, recording_id)
 
         return await self._db.write(body)
