@@ -13,6 +13,7 @@ from .access import AccessLog
 from .audit import AuditLog
 from .calls import CallRepository
 from .do_not_record import DoNotRecordList
+from .holds import HoldRepository
 from .recording_events import RecordingEventLog
 from .recordings import RecordingRepository
 
@@ -37,6 +38,9 @@ class Catalog(Protocol):
 
     @property
     def audit(self) -> AuditLog: ...
+
+    @property
+    def holds(self) -> HoldRepository: ...
 
     async def schema_version(self) -> int: ...
 

@@ -25,6 +25,7 @@ from .calls import SqliteCalls
 from .db import Database, Synchronous
 from .do_not_record import SqliteDoNotRecord
 from .errors import InvalidFieldError
+from .holds import SqliteHolds
 from .migrations import MIGRATIONS, Migration, applied_version, check_numbering, migrate
 from .recording_events import SqliteRecordingEvents
 from .recordings import SqliteRecordings
@@ -63,6 +64,7 @@ class SqliteCatalog:
         self.do_not_record = SqliteDoNotRecord(self._db, clock)
         self.access = SqliteAccessLog(self._db, clock)
         self.audit = SqliteAuditLog(self._db, clock)
+        self.holds = SqliteHolds(self._db, clock)
 
     async def open(self) -> Self:
         """Connect, set the pragmas and bring the schema up to date."""
