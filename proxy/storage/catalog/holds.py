@@ -34,9 +34,7 @@ from .model import format_utc
 from .values import at_or_now_ms, from_ms, opt_text, text, to_ms, uuid_or_new
 
 #: A recording in one of these states has no audio left to keep.
-UNHOLDABLE = frozenset(
-    {RecordingState.DELETING, RecordingState.DELETED, RecordingState.DISCARDED}
-)
+UNHOLDABLE = frozenset({RecordingState.DELETING, RecordingState.DELETED, RecordingState.DISCARDED})
 
 
 class HoldRefusedError(CatalogError):
