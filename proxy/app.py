@@ -44,6 +44,7 @@ from .sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from .sip.flood import FloodSettings
 from .sip.transport import SipTransport, TcpLimits
 from .storage import crypto
+from .records.holds import HoldDesk
 from .storage.catalog import SqliteCatalog
 from .storage.store import LocalDiskStore
 from .storage.writer import RecordingWriter
@@ -301,7 +302,9 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     )
     health = Health(config, clock, b2bua)
     http_app = build_app(health, metrics.render)
-    add_routes(http_app, lambda: b2bua.calls, config.operators)
+    add_routes(
+        http_app, lambda: b2bua.calls, config.operators, HoldDesk(catalog.holds, config.holds.kinds)
+    )
     http = HttpServer(http_app, *config.http.listen)
     try:
         await http.start()
