@@ -40,11 +40,11 @@ from .media.announcer import load_prompt
 from .media.clock import MediaClock
 from .media.recorder import Recorder
 from .media.relay import PortAllocator
+from .records.holds import HoldDesk
 from .sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from .sip.flood import FloodSettings
 from .sip.transport import SipTransport, TcpLimits
 from .storage import crypto
-from .records.holds import HoldDesk
 from .storage.catalog import SqliteCatalog
 from .storage.store import LocalDiskStore
 from .storage.writer import RecordingWriter

@@ -62,9 +62,11 @@ async def call(
     method: str, url: str, token: str | None = "alice-token", body: Any = None
 ) -> tuple[int, str, Any]:
     headers = bearer(token) if token else {}
-    async with aiohttp.ClientSession() as http:
-        async with http.request(method, url, json=body, headers=headers) as response:
-            return response.status, response.content_type, await response.json(content_type=None)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, url, json=body, headers=headers) as response,
+    ):
+        return response.status, response.content_type, await response.json(content_type=None)
 
 
 async def test_place_list_release_as_the_operator(api: Api) -> None:
@@ -106,14 +108,14 @@ async def test_place_list_release_as_the_operator(api: Api) -> None:
             {"kind": "complaint", "reference": "r", "review_at": "tomorrow"},
             422,
             "YYYY-MM-DD",
-        ),  # fmt: skip
+        ),
         ("/api/recordings/REC/holds", ["kind"], 422, "JSON object"),
         (
             f"/api/recordings/{UNKNOWN}/holds",
             {"kind": "complaint", "reference": "r"},
             404,
             "does not exist",
-        ),  # fmt: skip
+        ),
         (f"/api/holds/{UNKNOWN}/release", {"reason": "x"}, 404, "does not exist"),
     ],
 )
