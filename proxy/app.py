@@ -32,6 +32,7 @@ from .calls.b2bua import REFUSED_METHODS, B2bua, CallPhase, Prompt
 from .calls.recording import RecordingService
 from .config import Config
 from .control.api import add_routes
+from .control.hold_metrics import HoldCounter
 from .control.http import HttpServer, build_app
 from .control.metrics import CallsSnapshot, Metrics, RecordingsSnapshot, event_loop_name
 from .control.webhook import WebhookSender
@@ -206,7 +207,7 @@ async def open_server(config: Config, *, metrics: Metrics | None = None) -> Asyn
     """Build every part from ``config`` in dependency order and start it; on leaving,
     drain the calls and close everything in reverse order:
 
-        calls drained → HTTP → SIP transport → media clock → recorder, writer thread,
+        calls drained → HTTP → hold metrics task → SIP transport → media clock → recorder, writer thread,
         catalog journal → webhook → catalog
 
     Raises ``StartupError`` (after closing what was opened) when a part cannot start.
@@ -288,6 +289,9 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     if bound is not None and bound[1] != port:  # port 0: advertise the real one
         core.settings = replace(core.settings, port=bound[1])
 
+    hold_counter = HoldCounter(catalog.holds, config.holds.kinds)
+    hold_counting = asyncio.create_task(hold_counter.run(), name="hold metrics")
+    stack.push_async_callback(_cancel, hold_counting)
     metrics.attach(
         calls=lambda: calls_snapshot(b2bua),
         core=core.snapshot,
@@ -299,6 +303,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
         recordings_dir=config.recording.dir,
         loop_name=event_loop_name(),
         webhook=webhook,
+        holds=hold_counter.snapshot,
     )
     health = Health(config, clock, b2bua)
     http_app = build_app(health, metrics.render)
@@ -407,6 +412,12 @@ async def _recording_pipeline(
         await asyncio.to_thread(writer.stop)
         await recordings.journal.wait_empty(min(5.0, config.shutdown.grace_seconds))
         await recordings.journal.close()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _close_transport(transport: SipTransport) -> None:

@@ -141,7 +141,7 @@ async def test_release_twice_is_409_and_no_token_is_401(api: Api) -> None:
     assert status == 409 and "already released" in problem["detail"]
     status, _, problem = await call("POST", release, body={}, token=None)
     assert status == 401
-    status, _, problem = await call("POST", url, body={"kind": "training", "reference": "T"},
-                                    token="mallory")  # fmt: skip
+    body = {"kind": "training", "reference": "T"}
+    status, _, problem = await call("POST", url, body=body, token="mallory")
     assert status == 401
     assert len(await api.catalog.holds.holds()) == 1

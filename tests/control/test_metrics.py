@@ -118,6 +118,8 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "recproxy_webhook_events": ("counter", {"result"}),
     "recproxy_webhook_attempt_errors": ("counter", set()),
     "recproxy_webhook_queue_length": ("gauge", set()),
+    "recproxy_holds_active": ("gauge", {"kind"}),
+    "recproxy_holds_due_for_review": ("gauge", set()),
 }
 
 DIALOGUE = shared_data_file("audio", "dialogue_8k.ulaw").read_bytes()
