@@ -207,8 +207,8 @@ async def open_server(config: Config, *, metrics: Metrics | None = None) -> Asyn
     """Build every part from ``config`` in dependency order and start it; on leaving,
     drain the calls and close everything in reverse order:
 
-        calls drained → HTTP → hold metrics task → SIP transport → media clock → recorder, writer thread,
-        catalog journal → webhook → catalog
+        calls drained → HTTP → hold metrics task → SIP transport → media clock →
+        recorder, writer thread, catalog journal → webhook → catalog
 
     Raises ``StartupError`` (after closing what was opened) when a part cannot start.
     ``metrics``: a fresh ``Metrics`` when none is given (never the global registry)."""

@@ -15,7 +15,8 @@ hot path, and it never touches a call, a leg, a jitter buffer or the clock itsel
   ``MediaClock.snapshot``, a ``CallsSnapshot`` and a ``RecordingsSnapshot`` built by the
   server — plus the writer's public ``WriterMetrics``, the recorder's counters and the
   webhook's stats, and the last hold counts (``HoldCounter.snapshot``: the catalog is
-  read by a task every 30 s, never by a scrape).  There is no second bookkeeping: the parts count as they always did.
+  read by a task every 30 s, never by a scrape).  There is no second bookkeeping: the
+  parts count as they always did.
 * **Constructor callbacks, per timer tick or per chunk, never per packet.**
   ``observe_loop_lag`` is the ``MediaClock``'s ``on_lag``; ``observe_write_seconds`` the
   ``RecordingWriter``'s ``on_write`` (called from the writer thread: histograms are
