@@ -48,6 +48,7 @@ def test_version_is_the_installed_package_version(tmp_path: Path) -> None:
         ["config", "check"],
         ["recordings", "list"],
         ["dnr", "list"],
+        ["holds", "list"],
         ["export", "some-id", "--format", "wav", "--out", "x.wav", "--reason", "test"],
     ],
 )
