@@ -307,9 +307,8 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     )
     health = Health(config, clock, b2bua)
     http_app = build_app(health, metrics.render)
-    add_routes(
-        http_app, lambda: b2bua.calls, config.operators, HoldDesk(catalog.holds, config.holds.kinds)
-    )
+    holds = HoldDesk(catalog.holds, config.holds.kinds, publish=bus.publish)
+    add_routes(http_app, lambda: b2bua.calls, config.operators, holds)
     http = HttpServer(http_app, *config.http.listen)
     try:
         await http.start()

@@ -211,6 +211,28 @@ class RecordingExported:
     channels: str
 
 
+@dataclass(frozen=True, slots=True)
+class HoldPlaced:
+    """A person placed a hold on a recording (the audit log has the entry)."""
+
+    hold_id: str
+    recording_id: str
+    kind: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class HoldReleased:
+    """A person released a hold (the audit log has the entry); the recording may have
+    others still active."""
+
+    hold_id: str
+    recording_id: str
+    kind: str
+    actor: str
+    reason: str
+
+
 Event = (
     CallStarted
     | NoticeStarted
@@ -227,6 +249,8 @@ Event = (
     | RecordingDiscarded
     | RecordingInterrupted
     | RecordingExported
+    | HoldPlaced
+    | HoldReleased
 )
 
 E = TypeVar("E")

@@ -22,6 +22,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime
 
+from ..events import HoldPlaced, HoldReleased, Publish, discard
 from ..storage.catalog import (
     Hold,
     HoldRefusedError,
@@ -72,7 +73,8 @@ def _optional(name: str, value: object) -> str | None:
 
 class HoldDesk:
     """Place, release and list holds on ``holds`` with the configured ``kinds``.
-    ``clock`` says when "now" is, for holds due for review."""
+    ``clock`` says when "now" is, for holds due for review; ``publish`` gets a
+    ``HoldPlaced`` or ``HoldReleased`` once each is committed."""
 
     def __init__(
         self,
@@ -80,10 +82,12 @@ class HoldDesk:
         kinds: Sequence[str],
         *,
         clock: Callable[[], datetime] = utc_now,
+        publish: Publish = discard,
     ) -> None:
         self._holds = holds
         self.kinds = tuple(kinds)
         self._clock = clock
+        self._publish = publish
 
     async def place(
         self,
@@ -109,14 +113,18 @@ class HoldDesk:
             review_date(review),
             _optional("note", note),
         )
-        return await self._call(self._holds.place(request))
+        hold = await self._call(self._holds.place(request))
+        self._publish(HoldPlaced(hold.id, hold.recording_id, hold.kind, hold.placed_by))
+        return hold
 
     async def release(self, hold_id: str, *, by: object, reason: object) -> Hold:
         """Release hold ``hold_id``; ``RecordNotFound`` for an unknown id, ``HoldRefused``
         for a hold already released."""
         who = _required("by (who releases the hold)", by)
         why = _required("reason", reason)
-        return await self._call(self._holds.release(hold_id, by=who, reason=why))
+        hold = await self._call(self._holds.release(hold_id, by=who, reason=why))
+        self._publish(HoldReleased(hold.id, hold.recording_id, hold.kind, who, why))
+        return hold
 
     async def listing(self, *, due_only: bool = False, active_only: bool = False) -> list[Hold]:
         """Every hold in the order placed, or only active ones, or only those due for
