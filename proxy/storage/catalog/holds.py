@@ -281,7 +281,7 @@ class SqliteHolds:
         if due_as_of is not None:
             where.append("review_at IS NOT NULL AND review_at <= ?")
             params.append(to_ms("due_as_of", due_as_of))
-        sql = f"SELECT * FROM holds WHERE {' AND '.join(where)} ORDER BY placed_at, id"
+        sql = f"SELECT * FROM holds WHERE {' AND '.join(where)} ORDER BY placed_at, rowid"
         return await self._db.read(lambda conn: to.find_all(conn, _hold, sql, params))
 
     async def active_for(self, recording_id: str) -> list[Hold]:
