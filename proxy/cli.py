@@ -468,26 +468,25 @@ async def _holds(args: argparse.Namespace) -> int:
 
 
 def _print_holds(desk: HoldDesk, holds: Sequence[Hold], *, as_json: bool) -> None:
-    views = [desk.describe(hold) for hold in holds]
     if as_json:
-        print(json.dumps(views, indent=2))
+        print(json.dumps([desk.describe(hold) for hold in holds], indent=2))
         return
-    if not views:
+    if not holds:
         print("no holds")
         return
     header = ("id", "recording", "kind", "reference", "placed by", "placed", "review", "released")
     cells = [
         (
-            str(view["id"]),
-            str(view["recording_id"]),
-            str(view["kind"]),
-            str(view["reference"]),
-            str(view["placed_by"]),
-            str(view["placed_at"])[:10],
-            f"{view['review_at'] or '-'}{' DUE' if view['due'] else ''}",
-            str(view["released_at"] or "-")[:10],
+            hold.id,
+            hold.recording_id,
+            hold.kind,
+            hold.reference,
+            hold.placed_by,
+            f"{hold.placed_at:%Y-%m-%d}",
+            f"{hold.review_on or '-'}{' DUE' if desk.due(hold) else ''}",
+            "-" if hold.released_at is None else f"{hold.released_at:%Y-%m-%d}",
         )
-        for view in views
+        for hold in holds
     ]
     print("\n".join(format_table(header, cells)))
 

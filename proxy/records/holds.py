@@ -132,9 +132,13 @@ class HoldDesk:
         due_as_of = self._clock() if due_only else None
         return await self._holds.holds(active_only=active_only, due_as_of=due_as_of)
 
+    def due(self, hold: Hold) -> bool:
+        """Whether ``hold`` is active and its review date has come."""
+        return hold.due(self._clock())
+
     def describe(self, hold: Hold) -> dict[str, object]:
         """A hold for ``--json`` and the API, with ``due``: its review date has come."""
-        return {**hold.as_dict(), "due": hold.due(self._clock())}
+        return {**hold.as_dict(), "due": self.due(hold)}
 
     @staticmethod
     async def _call(operation: Awaitable[Hold]) -> Hold:
