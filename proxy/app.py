@@ -33,6 +33,7 @@ from .calls.recording import RecordingService
 from .config import Config
 from .config_version import version_of
 from .control.api import add_routes
+from .control.hold_metrics import HoldCounter
 from .control.http import HttpServer, build_app
 from .control.metrics import CallsSnapshot, Metrics, RecordingsSnapshot, event_loop_name
 from .control.webhook import WebhookSender
@@ -43,6 +44,7 @@ from .media.recorder import Recorder
 from .media.relay import PortAllocator
 from .records.actor import os_account
 from .records.audit import AuditAnchoring
+from .records.holds import HoldDesk
 from .records.keys import audit_key_generated
 from .sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from .sip.flood import FloodSettings
@@ -212,8 +214,8 @@ async def open_server(config: Config, *, metrics: Metrics | None = None) -> Asyn
     """Build every part from ``config`` in dependency order and start it; on leaving,
     drain the calls and close everything in reverse order:
 
-        calls drained → HTTP → SIP transport → media clock → recorder, writer thread,
-        catalog journal → webhook → audit anchoring → catalog
+        calls drained → HTTP → hold metrics task → SIP transport → media clock →
+        recorder, writer thread, catalog journal → webhook → audit anchoring → catalog
 
     Raises ``StartupError`` (after closing what was opened) when a part cannot start.
     ``metrics``: a fresh ``Metrics`` when none is given (never the global registry)."""
@@ -307,6 +309,9 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     if bound is not None and bound[1] != port:  # port 0: advertise the real one
         core.settings = replace(core.settings, port=bound[1])
 
+    hold_counter = HoldCounter(catalog.holds, config.holds.kinds)
+    hold_counting = asyncio.create_task(hold_counter.run(), name="hold metrics")
+    stack.push_async_callback(_cancel, hold_counting)
     metrics.attach(
         calls=lambda: calls_snapshot(b2bua),
         core=core.snapshot,
@@ -318,10 +323,12 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
         recordings_dir=config.recording.dir,
         loop_name=event_loop_name(),
         webhook=webhook,
+        holds=hold_counter.snapshot,
     )
     health = Health(config, clock, b2bua)
     http_app = build_app(health, metrics.render)
-    add_routes(http_app, lambda: b2bua.calls, config.operators)
+    holds = HoldDesk(catalog.holds, config.holds.kinds, publish=bus.publish)
+    add_routes(http_app, lambda: b2bua.calls, config.operators, holds)
     http = HttpServer(http_app, *config.http.listen)
     try:
         await http.start()
@@ -445,6 +452,12 @@ async def _recording_pipeline(
         await asyncio.to_thread(writer.stop)
         await recordings.journal.wait_empty(min(5.0, config.shutdown.grace_seconds))
         await recordings.journal.close()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _close_transport(transport: SipTransport) -> None:

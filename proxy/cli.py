@@ -10,6 +10,10 @@ recproxy audit verify [--config PATH]
 recproxy audit show [--since ISO] [--actor A] [--action X] [--json] [--config PATH]
 recproxy export ID --format wav|mp3|g711 --out PATH --reason TEXT [--channels ...] [--force]
                 [--by NAME]
+recproxy holds place RECORDING_ID --kind KIND --reference REF --by USER [--review YYYY-MM-DD]
+               [--note TEXT]
+recproxy holds release HOLD_ID --by USER --reason TEXT
+recproxy holds list [--json] [--due] [--active]
 recproxy test-uas [--listen HOST:PORT]
 
 Exit status: 0 done, 1 a failure the message explains, 2 bad usage, 78 (``EX_CONFIG``) a
@@ -27,10 +31,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, load_config
 from .text_table import format_table
+
+if TYPE_CHECKING:
+    from .records.holds import HoldDesk
+    from .storage.catalog import Hold
 
 PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
 EXIT_FAILURE = 1
@@ -157,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     dnr_list.add_argument("--json", action="store_true")
     _config_option(dnr_list)
 
+    _holds_parser(commands)
+
     commands.add_parser(
         "operator-token",
         help="make an API token for a call taker: prints the token and the hash for the config",
@@ -174,6 +185,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to listen on, UDP and TCP (default 127.0.0.1:5070)",
     )
     return parser
+
+
+def _holds_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    holds = commands.add_parser(
+        "holds", help="holds: keep a recording past its retention (complaint, training...)"
+    )
+    hold_commands = holds.add_subparsers(dest="holds_command", required=True)
+    place = hold_commands.add_parser("place", help="hold a recording (prints the hold's id)")
+    place.add_argument("recording_id", metavar="RECORDING_ID")
+    place.add_argument("--kind", required=True, help="one of holds.kinds")
+    place.add_argument("--reference", required=True, help="the complaint, case or request")
+    place.add_argument("--by", metavar="USER", help="who places the hold (required)")
+    place.add_argument("--review", metavar="YYYY-MM-DD", help="when to review the hold")
+    place.add_argument("--note", help="a note kept with the hold")
+    _config_option(place)
+    release = hold_commands.add_parser("release", help="release a hold")
+    release.add_argument("hold_id", metavar="HOLD_ID")
+    release.add_argument("--by", metavar="USER", help="who releases the hold (required)")
+    release.add_argument("--reason", help="why the hold is released (required)")
+    _config_option(release)
+    listing = hold_commands.add_parser("list", help="list holds (due for review: marked)")
+    listing.add_argument("--json", action="store_true", help="one JSON array")
+    listing.add_argument("--due", action="store_true", help="only holds due for review")
+    listing.add_argument("--active", action="store_true", help="only holds not released")
+    _config_option(listing)
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -200,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_export(args))
         if args.command == "dnr":
             return asyncio.run(_dnr(args))
+        if args.command == "holds":
+            return asyncio.run(_holds(args))
         if args.command == "operator-token":
             return _operator_token()
         if args.command == "test-uas":
@@ -358,8 +396,15 @@ async def _recordings_list(args: argparse.Namespace) -> int:
         # a metadata search is audited (P5) before anything is shown
         await catalog.audit.append(actor=os_account(), action="search", detail=_filters(args))
         rows = await catalog.recordings.list_recordings(limit=args.limit)
+        held: dict[str, list[dict[str, str]]] = {}
+        for hold in await catalog.holds.holds(active_only=True):
+            brief = {"id": hold.id, "kind": hold.kind, "reference": hold.reference}
+            held.setdefault(hold.recording_id, []).append(brief)
     if args.json:
-        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        listing = [row.as_dict() for row in rows]
+        for item in listing:
+            item["holds"] = held.get(str(item["id"]), [])
+        print(json.dumps(listing, indent=2))
         return 0
     if not rows:
         print("no recordings")
@@ -526,6 +571,62 @@ async def _dnr(args: argparse.Namespace) -> int:
                 ]
                 print("\n".join(format_table(("number", "added", "by", "reference"), rows)))
     return 0
+
+
+async def _holds(args: argparse.Namespace) -> int:
+    from .records.errors import HoldRefused, InvalidHoldRequest, RecordNotFound
+    from .records.holds import HoldDesk
+    from .storage.catalog import SqliteCatalog
+
+    config = _load(args)
+    if not config.catalog.path.exists():
+        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
+    async with SqliteCatalog(config.catalog.path) as catalog:
+        desk = HoldDesk(catalog.holds, config.holds.kinds)
+        try:
+            if args.holds_command == "place":
+                hold = await desk.place(
+                    args.recording_id,
+                    kind=args.kind,
+                    reference=args.reference,
+                    by=args.by,
+                    review=args.review,
+                    note=args.note,
+                )
+                print(hold.id)
+            elif args.holds_command == "release":
+                hold = await desk.release(args.hold_id, by=args.by, reason=args.reason)
+                print(f"hold {hold.id} released (recording {hold.recording_id})")
+            else:
+                holds = await desk.listing(due_only=args.due, active_only=args.active)
+                _print_holds(desk, holds, as_json=args.json)
+        except (RecordNotFound, InvalidHoldRequest, HoldRefused) as exc:
+            raise CliError(str(exc)) from None
+    return 0
+
+
+def _print_holds(desk: HoldDesk, holds: Sequence[Hold], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([desk.describe(hold) for hold in holds], indent=2))
+        return
+    if not holds:
+        print("no holds")
+        return
+    header = ("id", "recording", "kind", "reference", "placed by", "placed", "review", "released")
+    cells = [
+        (
+            hold.id,
+            hold.recording_id,
+            hold.kind,
+            hold.reference,
+            hold.placed_by,
+            f"{hold.placed_at:%Y-%m-%d}",
+            f"{hold.review_on or '-'}{' DUE' if desk.due(hold) else ''}",
+            "-" if hold.released_at is None else f"{hold.released_at:%Y-%m-%d}",
+        )
+        for hold in holds
+    ]
+    print("\n".join(format_table(header, cells)))
 
 
 def _operator_token() -> int:

@@ -293,6 +293,13 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class HoldSettings:
+    """The kinds of hold an operator may place (P16, P4); a hold's kind is one of them."""
+
+    kinds: tuple[str, ...] = ("complaint", "training", "conduct")
+
+
+@dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
@@ -308,6 +315,7 @@ class Config:
     numbers: NumberSettings = field(default_factory=NumberSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    holds: HoldSettings = field(default_factory=HoldSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -551,6 +559,19 @@ def _identities(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _hold_kinds(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must be a non-empty list of kind names, got {value!r}")
+    kinds: list[str] = []
+    for kind in value:
+        if not isinstance(kind, str) or re.fullmatch(r"[a-z][a-z0-9_-]*", kind) is None:
+            raise ValueError(f"{kind!r} is not a kind name (lowercase letters, digits, - and _)")
+        if kind in kinds:
+            raise ValueError(f"{kind!r} is listed twice")
+        kinds.append(kind)
+    return tuple(kinds)
+
+
 def _sha256_hex(value: Any) -> str:
     text = _text(value).lower()
     if re.fullmatch(r"[0-9a-f]{64}", text) is None:
@@ -664,6 +685,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "queue_max": _int(1, 10_000_000),
         },
         "logging": {"level": _log_level, "format": _choice(*LOG_FORMATS)},
+        "holds": {"kinds": _hold_kinds},
     }
 
 
@@ -729,6 +751,7 @@ _SECTIONS: Mapping[str, type] = {
     "limits": LimitsSettings,
     "webhook": WebhookSettings,
     "logging": LoggingSettings,
+    "holds": HoldSettings,
 }
 
 # Values renamed but still accepted: (section, key) → old value → new value.  "ulaw" was

@@ -225,6 +225,28 @@ class AuditChecked:
     broken_at: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HoldPlaced:
+    """A person placed a hold on a recording (the audit log has the entry)."""
+
+    hold_id: str
+    recording_id: str
+    kind: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class HoldReleased:
+    """A person released a hold (the audit log has the entry); the recording may have
+    others still active."""
+
+    hold_id: str
+    recording_id: str
+    kind: str
+    actor: str
+    reason: str
+
+
 Event = (
     CallStarted
     | NoticeStarted
@@ -242,6 +264,8 @@ Event = (
     | RecordingInterrupted
     | RecordingExported
     | AuditChecked
+    | HoldPlaced
+    | HoldReleased
 )
 
 E = TypeVar("E")

@@ -1,15 +1,18 @@
 """The app factory: ``open_server`` builds the same app the command runs, and closes
 whatever it opened — after a start-up failure too — leaving no thread, socket or
-database file open."""
+database file open; the hold routes and hold metrics are wired in it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
 import wave
+from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
 
@@ -20,13 +23,18 @@ from proxy.config import (
     HttpSettings,
     MediaSettings,
     NoticeSettings,
+    OperatorSettings,
     RecordingSettings,
     RoutingSettings,
     ShutdownSettings,
     SipSettings,
 )
-from proxy.events import NoticeStarted
+from proxy.control.api import token_hash
+from proxy.events import HoldPlaced, NoticeStarted
+from proxy.recording_state import RecordingState
+from proxy.storage.catalog import Attribution
 from tests.e2e.proxy_process import reserve_ports
+from tests.storage.test_catalog import new_call, new_recording
 
 
 def config_for(tmp_path: Path, *, sip_port: int, http_port: int, rtp: tuple[int, int]) -> Config:
@@ -118,5 +126,38 @@ async def test_leaving_drains_and_closes_every_part(tmp_path: Path) -> None:
         assert len(writer_threads()) == threads_before
         assert open_files_under(tmp_path) == []
         assert udp_port_free(sip_port)
+    finally:
+        ports.release()
+
+
+async def test_the_served_app_places_holds_and_counts_them(tmp_path: Path) -> None:
+    ports = reserve_ports()
+    try:
+        config = config_for(tmp_path, sip_port=0, http_port=0, rtp=ports.rtp_range)
+        config = replace(config, operators=(OperatorSettings("alice", token_hash("t")),))
+        async with open_server(config) as server:
+            placed: list[HoldPlaced] = []
+            server.bus.subscribe(HoldPlaced, placed.append)
+            catalog = server.catalog
+            rec_id = await new_recording(catalog, await new_call(catalog))
+            await catalog.recordings.set_recording_state(
+                rec_id, RecordingState.COMPLETE, Attribution()
+            )
+            assert server.http.bound is not None
+            url = f"http://127.0.0.1:{server.http.bound[1]}/api/recordings/{rec_id}/holds"
+            async with aiohttp.ClientSession() as http:
+                response = await http.post(
+                    url,
+                    json={"kind": "complaint", "reference": "C-1"},
+                    headers={"Authorization": "Bearer t"},
+                )
+                assert response.status == 201, await response.text()
+            assert [(e.recording_id, e.actor) for e in placed] == [(rec_id, "alice")]
+            # counted at start (nothing held) and every 30 s: not yet the new hold
+            for _ in range(50):  # bounded: the first count lands within moments of start
+                if b"recproxy_holds_due_for_review 0.0" in server.metrics.render():
+                    break
+                await asyncio.sleep(0.02)
+            assert b'recproxy_holds_active{kind="complaint"}' in server.metrics.render()
     finally:
         ports.release()

@@ -1,7 +1,15 @@
-"""The call takers' HTTP API (P14): see your active calls, switch their recording.
+"""The call takers' HTTP API (P14): see your active calls, switch their recording; and
+the operators' holds (P16): keep a recording past its retention.
 
     GET  /api/calls                      your active calls
     POST /api/calls/{id}/recording       {"action": "stop"|"discard"|"resume", "reason": "..."}
+    POST /api/recordings/{id}/holds      {"kind": ..., "reference": ..., "review_at"?: "YYYY-MM-DD",
+                                          "note"?: ...}  → 201, the hold
+    POST /api/holds/{id}/release         {"reason": ...}  → the released hold
+    GET  /api/holds[?active=1][&due=1]   holds, in the order placed (``due``: review date come)
+
+Any operator may place and release holds, as themselves (the hold's ``placed_by`` or
+``released_by`` is the operator's name); roles arrive with accounts (issue 15).
 
 Every request carries ``Authorization: Bearer <token>``; the token's SHA-256 is matched
 against ``[[operators]] token_sha256`` in the configuration (the token itself is never
@@ -29,10 +37,14 @@ from aiohttp import web
 from ..config import OperatorSettings
 from ..records.errors import (
     CallNotFound,
+    HoldRefused,
+    InvalidHoldRequest,
     InvalidRecordingRequest,
     NotYourCall,
     RecordingActionError,
+    RecordNotFound,
 )
+from ..records.holds import HoldDesk
 from ..records.live import LiveCall, control_recording, own_call, own_calls
 from .problem import problem
 
@@ -55,6 +67,9 @@ _STATUS: dict[type[Exception], int] = {
     NotYourCall: 403,
     InvalidRecordingRequest: 422,
     RecordingActionError: 409,
+    RecordNotFound: 404,
+    InvalidHoldRequest: 422,
+    HoldRefused: 409,
 }
 
 
@@ -69,6 +84,7 @@ CallsView = Callable[[], Mapping[str, ControllableCall]]
 
 OPERATORS_KEY: web.AppKey[Sequence[OperatorSettings]] = web.AppKey("operators")
 CALLS_KEY: web.AppKey[CallsView] = web.AppKey("calls")
+HOLDS_KEY: web.AppKey[HoldDesk] = web.AppKey("holds")
 
 
 @dataclass(frozen=True)
@@ -78,12 +94,21 @@ class Operator:
 
 
 def add_routes(
-    app: web.Application, calls: CallsView, operators: Sequence[OperatorSettings]
+    app: web.Application,
+    calls: CallsView,
+    operators: Sequence[OperatorSettings],
+    holds: HoldDesk | None = None,
 ) -> None:
+    """The call routes; the hold routes too when ``holds`` is given."""
     app[OPERATORS_KEY] = tuple(operators)
     app[CALLS_KEY] = calls
     app.router.add_get("/api/calls", _authenticated(_list_calls))
     app.router.add_post("/api/calls/{call_id}/recording", _authenticated(_recording_action))
+    if holds is not None:
+        app[HOLDS_KEY] = holds
+        app.router.add_get("/api/holds", _authenticated(_list_holds))
+        app.router.add_post("/api/recordings/{recording_id}/holds", _authenticated(_place_hold))
+        app.router.add_post("/api/holds/{hold_id}/release", _authenticated(_release_hold))
 
 
 Handler = Callable[[web.Request, Operator], Awaitable[web.StreamResponse]]
@@ -120,19 +145,69 @@ async def _list_calls(request: web.Request, operator: Operator) -> web.StreamRes
 
 async def _recording_action(request: web.Request, operator: Operator) -> web.StreamResponse:
     calls, call_id = request.app[CALLS_KEY](), request.match_info["call_id"]
-    try:
+
+    async def act() -> web.StreamResponse:
         own_call(calls, call_id, operator.name)  # someone else's request is never read
         body = await _json_object(request)
         result = await control_recording(
             calls, call_id, operator.name, body.get("action"), body.get("reason"), channel="api"
         )
+        return web.json_response(result)
+
+    return await _answer(act)
+
+
+async def _list_holds(request: web.Request, operator: Operator) -> web.StreamResponse:
+    desk = request.app[HOLDS_KEY]
+    query = request.query
+    holds = await desk.listing(
+        due_only=query.get("due") in ("1", "true"), active_only=query.get("active") in ("1", "true")
+    )
+    return web.json_response({"holds": [desk.describe(hold) for hold in holds]})
+
+
+async def _place_hold(request: web.Request, operator: Operator) -> web.StreamResponse:
+    desk = request.app[HOLDS_KEY]
+
+    async def place() -> web.StreamResponse:
+        body = await _json_object(request)
+        hold = await desk.place(
+            request.match_info["recording_id"],
+            kind=body.get("kind"),
+            reference=body.get("reference"),
+            by=operator.name,
+            review=body.get("review_at"),
+            note=body.get("note"),
+        )
+        return web.json_response(desk.describe(hold), status=201)
+
+    return await _answer(place)
+
+
+async def _release_hold(request: web.Request, operator: Operator) -> web.StreamResponse:
+    desk = request.app[HOLDS_KEY]
+
+    async def release() -> web.StreamResponse:
+        body = await _json_object(request)
+        hold = await desk.release(
+            request.match_info["hold_id"], by=operator.name, reason=body.get("reason")
+        )
+        return web.json_response(desk.describe(hold))
+
+    return await _answer(release)
+
+
+async def _answer(work: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """``work``'s response, or the problem document for a use case's error or a refused
+    body."""
+    try:
+        return await work()
     except tuple(_STATUS) as exc:
         return _error(
             next(code for kind, code in _STATUS.items() if isinstance(exc, kind)), str(exc)
         )
     except BodyRefused as exc:
         return _error(exc.status, str(exc))
-    return web.json_response(result)
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
@@ -148,7 +223,7 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(data)
     except ValueError:
-        raise BodyRefused(422, 'the body must be JSON: {"action": ..., "reason": ...}') from None
+        raise BodyRefused(422, "the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise BodyRefused(422, "the body must be a JSON object")
     return body

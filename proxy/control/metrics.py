@@ -14,7 +14,9 @@ hot path, and it never touches a call, a leg, a jitter buffer or the clock itsel
   frozen values — ``SipCore.snapshot``, ``PortAllocator.snapshot``,
   ``MediaClock.snapshot``, a ``CallsSnapshot`` and a ``RecordingsSnapshot`` built by the
   server — plus the writer's public ``WriterMetrics``, the recorder's counters and the
-  webhook's stats.  There is no second bookkeeping: the parts count as they always did.
+  webhook's stats, and the last hold counts (``HoldCounter.snapshot``: the catalog is
+  read by a task every 30 s, never by a scrape).  There is no second bookkeeping: the
+  parts count as they always did.
 * **Constructor callbacks, per timer tick or per chunk, never per packet.**
   ``observe_loop_lag`` is the ``MediaClock``'s ``on_lag``; ``observe_write_seconds`` the
   ``RecordingWriter``'s ``on_write`` (called from the writer thread: histograms are
@@ -84,6 +86,7 @@ from ..events import (
 )
 from ..sip.core import KNOWN_METHODS
 from ..storage.catalog import CallOutcome
+from .hold_metrics import HoldsSnapshot, hold_families
 
 if TYPE_CHECKING:
     from ..media.clock import ClockSnapshot
@@ -212,6 +215,7 @@ class _Sources:
     recordings_dir: str | os.PathLike[str] | None = None
     loop_name: str | None = None
     webhook: WebhookSender | None = None
+    holds: Callable[[], HoldsSnapshot | None] | None = None
 
 
 # --- call quality, at the end of a call (pure functions) ---------------------------------
@@ -440,6 +444,7 @@ class Metrics:
         recordings_dir: str | os.PathLike[str] | None = None,
         loop_name: str | None = None,
         webhook: WebhookSender | None = None,
+        holds: Callable[[], HoldsSnapshot | None] | None = None,
     ) -> None:
         """Read these at each scrape; each is optional, and a later call adds sources
         (``None`` leaves a source as it was).  A family whose source is missing is
@@ -458,6 +463,7 @@ class Metrics:
             recordings_dir if recordings_dir is not None else old.recordings_dir,
             loop_name if loop_name is not None else old.loop_name,
             webhook if webhook is not None else old.webhook,
+            holds if holds is not None else old.holds,
         )
 
     def render(self) -> bytes:
@@ -561,6 +567,7 @@ class Metrics:
         yield from _recording_families(sources.recordings() if sources.recordings else None)
         yield from _storage_families(sources.recordings_dir)
         yield from _webhook_families(sources.webhook)
+        yield from hold_families(sources.holds() if sources.holds else None)
 
     def _call_families(self, calls: CallsSnapshot | None, sampled: bool) -> Iterator[Metric]:
         active = GaugeMetricFamily(

@@ -20,3 +20,16 @@ class NotYourCall(PermissionError):
 
 class InvalidRecordingRequest(ValueError):
     """An unknown action, or a missing or overlong reason (422)."""
+
+
+class RecordNotFound(LookupError):
+    """No recording or no hold has that id (404)."""
+
+
+class InvalidHoldRequest(ValueError):
+    """A hold's kind, reference, review date or person is missing or malformed (422)."""
+
+
+class HoldRefused(Exception):
+    """The hold cannot be placed or released now: its recording has no audio left to
+    keep, or the hold was already released (409)."""

@@ -120,6 +120,8 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "recproxy_webhook_queue_length": ("gauge", set()),
     "recproxy_audit_entries": ("gauge", set()),
     "recproxy_audit_verify_failures": ("counter", set()),
+    "recproxy_holds_active": ("gauge", {"kind"}),
+    "recproxy_holds_due_for_review": ("gauge", set()),
 }
 
 DIALOGUE = shared_data_file("audio", "dialogue_8k.ulaw").read_bytes()

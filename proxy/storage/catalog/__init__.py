@@ -12,6 +12,7 @@ One module per job:
 ``do_not_record``      the do-not-record list
 ``access``             the access log
 ``config_versions``    the configuration versions run under, each change audited
+``holds``              holds that keep a recording past its retention
 ``model``, ``errors``  what the repositories take, return and raise
 ``values``             checks and conversions of what callers give, before any SQL
 ``rows``               SQLite rows to the model
@@ -38,6 +39,7 @@ from .errors import (
     NotFoundError,
     SchemaTooNewError,
 )
+from .holds import Hold, HoldCounts, HoldRefusedError, HoldRepository, NewHold
 from .interface import Catalog
 from .journal import CatalogJournal
 from .migrations import MIGRATIONS, SCHEMA_VERSION, Migration
@@ -100,10 +102,15 @@ __all__ = [
     "DoNotRecordList",
     "DuplicateError",
     "EventChannel",
+    "Hold",
+    "HoldCounts",
+    "HoldRefusedError",
+    "HoldRepository",
     "InvalidFieldError",
     "InvalidTransitionError",
     "Migration",
     "NewCall",
+    "NewHold",
     "NewRecording",
     "NewSegment",
     "NotFoundError",

@@ -14,6 +14,7 @@ from .audit import AuditLog
 from .calls import CallRepository
 from .config_versions import ConfigVersionLog
 from .do_not_record import DoNotRecordList
+from .holds import HoldRepository
 from .recording_events import RecordingEventLog
 from .recordings import RecordingRepository
 
@@ -41,6 +42,9 @@ class Catalog(Protocol):
 
     @property
     def config_versions(self) -> ConfigVersionLog: ...
+
+    @property
+    def holds(self) -> HoldRepository: ...
 
     async def schema_version(self) -> int: ...
 

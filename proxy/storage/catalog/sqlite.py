@@ -26,6 +26,7 @@ from .config_versions import SqliteConfigVersions
 from .db import Database, Synchronous
 from .do_not_record import SqliteDoNotRecord
 from .errors import InvalidFieldError
+from .holds import SqliteHolds
 from .migrations import MIGRATIONS, Migration, applied_version, check_numbering, migrate
 from .recording_events import SqliteRecordingEvents
 from .recordings import SqliteRecordings
@@ -65,6 +66,7 @@ class SqliteCatalog:
         self.access = SqliteAccessLog(self._db, clock)
         self.audit = SqliteAuditLog(self._db, clock)
         self.config_versions = SqliteConfigVersions(self._db, clock)
+        self.holds = SqliteHolds(self._db, clock)
 
     async def open(self) -> Self:
         """Connect, set the pragmas and bring the schema up to date."""
