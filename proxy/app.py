@@ -395,7 +395,13 @@ async def _recording_pipeline(
         jitter_depth=max(1, config.media.jitter_ms // 20),
     )
     recordings = RecordingService(
-        config.recording, catalog, recorder, writer, public_key, publish=bus.publish
+        config.recording,
+        catalog,
+        recorder,
+        writer,
+        public_key,
+        publish=bus.publish,
+        retention=config.retention,
     )
     try:
         yield writer, recorder, recordings

@@ -11,6 +11,7 @@ One module per job:
 ``recording_events``   the events logged inside a running recording
 ``do_not_record``      the do-not-record list
 ``access``             the access log
+``retention``          which recordings are due for deletion; marking them deleting, deleted
 ``model``, ``errors``  what the repositories take, return and raise
 ``values``             checks and conversions of what callers give, before any SQL
 ``rows``               SQLite rows to the model
@@ -52,6 +53,7 @@ from .model import (
     ConsentReceipt,
     DoNotRecordEntry,
     EventChannel,
+    Expiry,
     NewCall,
     NewRecording,
     NewSegment,
@@ -67,6 +69,7 @@ from .model import (
 )
 from .recording_events import RecordingEventLog
 from .recordings import RECOVERY_REASON, RecordingRepository
+from .retention import Due, Expired, RetentionCounts, RetentionRepository
 from .sqlite import SqliteCatalog
 
 __all__ = [
@@ -92,8 +95,11 @@ __all__ = [
     "ConsentReceipt",
     "DoNotRecordEntry",
     "DoNotRecordList",
+    "Due",
     "DuplicateError",
     "EventChannel",
+    "Expired",
+    "Expiry",
     "InvalidFieldError",
     "InvalidTransitionError",
     "Migration",
@@ -109,6 +115,8 @@ __all__ = [
     "RecordingRepository",
     "RecordingSummary",
     "RecordingUpdate",
+    "RetentionCounts",
+    "RetentionRepository",
     "SchemaTooNewError",
     "Segment",
     "SegmentFacts",

@@ -15,6 +15,7 @@ from .calls import CallRepository
 from .do_not_record import DoNotRecordList
 from .recording_events import RecordingEventLog
 from .recordings import RecordingRepository
+from .retention import RetentionRepository
 
 
 class Catalog(Protocol):
@@ -37,6 +38,9 @@ class Catalog(Protocol):
 
     @property
     def audit(self) -> AuditLog: ...
+
+    @property
+    def retention(self) -> RetentionRepository: ...
 
     async def schema_version(self) -> int: ...
 

@@ -10,6 +10,7 @@ Times are timezone-aware ``datetime`` objects in UTC (stored as INTEGER millisec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -81,6 +82,10 @@ def format_utc(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: When a recording that ended at the given time expires (the retention policy).
+Expiry = Callable[[datetime], datetime]
+
+
 # ------------------------------------------------------------------------------------ rows
 
 
@@ -135,6 +140,9 @@ class Recording:
     discarded_reason: str | None = None
     discarded_at: datetime | None = None
     degraded_reason: str | None = None
+    expires_at: datetime | None = None  # set when it ends: ended_at + the retention period
+    deleted_at: datetime | None = None  # removed after its retention period (state deleted)
+    deleted_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +202,9 @@ class RecordingSummary:
     segments: int
     reason: str | None = None  # why it is failed or degraded
     quality: tuple[ChannelQuality, ...] = ()
+    expires_at: datetime | None = None
+    deleted_at: datetime | None = None
+    deleted_reason: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         """The fields as JSON-ready values, times as ISO 8601 UTC (``...Z``)."""
@@ -343,3 +354,4 @@ class RecordingUpdate(TypedDict, total=False):
     ended_at: datetime | None
     duration_ms: int | None
     wrapped_key_sha256: str
+    expires_at: datetime | None

@@ -28,6 +28,7 @@ from .errors import InvalidFieldError
 from .migrations import MIGRATIONS, Migration, applied_version, check_numbering, migrate
 from .recording_events import SqliteRecordingEvents
 from .recordings import SqliteRecordings
+from .retention import SqliteRetention
 from .values import count, to_ms, utc_now
 
 
@@ -63,6 +64,7 @@ class SqliteCatalog:
         self.do_not_record = SqliteDoNotRecord(self._db, clock)
         self.access = SqliteAccessLog(self._db, clock)
         self.audit = SqliteAuditLog(self._db, clock)
+        self.retention = SqliteRetention(self._db)
 
     async def open(self) -> Self:
         """Connect, set the pragmas and bring the schema up to date."""
