@@ -2,7 +2,7 @@
 in dependency order, on one event loop.
 
     catalog → webhook → writer thread + recorder + recording service → recovery →
-    media clock → SIP core, B2BUA, transport → HTTP
+    retention sweeper → media clock → SIP core, B2BUA, transport → HTTP
 
 ``open_server(config)`` is an async context manager: each resource is registered on one
 ``AsyncExitStack`` as it starts, so a start-up failure closes what was opened, and
@@ -34,12 +34,14 @@ from .config import Config
 from .control.api import add_routes
 from .control.http import HttpServer, build_app
 from .control.metrics import CallsSnapshot, Metrics, RecordingsSnapshot, event_loop_name
+from .control.retention_metrics import RetentionMetrics
 from .control.webhook import WebhookSender
 from .events import EventBus
 from .media.announcer import load_prompt
 from .media.clock import MediaClock
 from .media.recorder import Recorder
 from .media.relay import PortAllocator
+from .records.retention import RetentionSweeper, sweep_every
 from .sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from .sip.flood import FloodSettings
 from .sip.transport import SipTransport, TcpLimits
@@ -205,8 +207,8 @@ async def open_server(config: Config, *, metrics: Metrics | None = None) -> Asyn
     """Build every part from ``config`` in dependency order and start it; on leaving,
     drain the calls and close everything in reverse order:
 
-        calls drained → HTTP → SIP transport → media clock → recorder, writer thread,
-        catalog journal → webhook → catalog
+        calls drained → HTTP → SIP transport → media clock → retention sweeper →
+        recorder, writer thread, catalog journal → webhook → catalog
 
     Raises ``StartupError`` (after closing what was opened) when a part cannot start.
     ``metrics``: a fresh ``Metrics`` when none is given (never the global registry)."""
@@ -225,6 +227,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     loop = asyncio.get_running_loop()
     bus = EventBus()
     metrics.subscribe(bus)
+    RetentionMetrics(metrics.registry).subscribe(bus)
 
     catalog = await SqliteCatalog(
         config.catalog.path,
@@ -238,6 +241,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     interrupted = await recordings.recover()
     if interrupted:
         log.warning("%d recording(s) marked interrupted after a crash", len(interrupted))
+    _start_sweeper(config, catalog, bus, stack)
     if webhook is not None:
         webhook.subscribe(bus)
     clock = MediaClock(recorder, on_lag=metrics.observe_loop_lag)
@@ -353,6 +357,32 @@ def _core_settings(config: Config, port: int) -> CoreSettings:
         max_server_transactions=limits.max_transactions,
         max_dialogs=limits.max_dialogs,
     )
+
+
+def _start_sweeper(
+    config: Config, catalog: SqliteCatalog, bus: EventBus, stack: contextlib.AsyncExitStack
+) -> None:
+    """The retention sweeper: a sweep now (it finishes deletions a crash cut short) and
+    every ``retention.sweep_interval_seconds``; cancelled at shutdown before the catalog
+    closes.  Its own store: the writer's is the writer thread's."""
+    sweeper = RetentionSweeper(
+        catalog.retention,
+        catalog.audit,
+        LocalDiskStore(fsync=config.recording.fsync),  # type: ignore[arg-type]
+        config.recording.dir,
+        config.retention,
+        publish=bus.publish,
+    )
+    task = asyncio.create_task(
+        sweep_every(sweeper, config.retention.sweep_interval_seconds), name="retention-sweeper"
+    )
+    stack.push_async_callback(_cancel, task)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _start_webhook(config: Config, stack: contextlib.AsyncExitStack) -> WebhookSender:

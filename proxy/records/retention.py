@@ -180,8 +180,8 @@ async def sweep_every(sweeper: RetentionSweeper, interval_seconds: float) -> Non
     while True:
         try:
             report = await sweeper.sweep()
-        except CatalogError as exc:
-            log.error("retention sweep failed (the next one retries): %s", exc)
+        except Exception:  # the task must outlive a bad sweep: the next one retries
+            log.exception("retention sweep failed (the next one retries)")
         else:
             if report.deleted or report.failed:
                 log.info("retention sweep: %s", report.summary())

@@ -11,9 +11,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from proxy.events import EventBus, RecordingDeleted, RetentionSwept
 from proxy.recording_state import RecordingState
+from proxy.records.export import ExportError, ExportRequest, export_recording
 from proxy.records.retention import RetentionSweeper
 from proxy.storage.catalog import Attribution, SqliteCatalog
 from proxy.storage.store import LocalDiskStore
@@ -221,3 +223,34 @@ def _active_holds(db: Path, recording_id: str) -> list[str]:
         ).fetchall()
     conn.close()
     return [row[0] for row in found]
+
+
+async def test_export_of_a_deleted_or_deleting_recording_is_refused(
+    world: World, tmp_path: Path
+) -> None:
+    await world.sweeper().sweep()
+    held = world.ids["old_held"]
+    (hold_id,) = _active_holds(world.db, held)
+    release_hold(world.db, hold_id, NOW)
+    assert await world.catalog.retention.begin_deletion(held, world.sweeper().due_at(NOW))
+
+    def no_key() -> X25519PrivateKey:  # refused before the key is ever needed
+        raise AssertionError("the key was loaded")
+
+    def export(name: str) -> ExportRequest:
+        return ExportRequest(
+            world.ids[name], "wav", "stereo", tmp_path / f"{name}.wav", "complaint", "dr_smith"
+        )
+
+    with pytest.raises(
+        ExportError, match=r"was deleted 2030-06-01 \(retention: expired 2030-05-22\)"
+    ):
+        await export_recording(
+            world.catalog, export("old"), recordings_dir=world.root, private_key=no_key
+        )
+    with pytest.raises(ExportError, match="is being deleted"):
+        await export_recording(
+            world.catalog, export("old_held"), recordings_dir=world.root, private_key=no_key
+        )
+    assert not list(tmp_path.glob("*.wav"))
+    assert await world.catalog.access.access_log() == []
