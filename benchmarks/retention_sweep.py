@@ -44,6 +44,8 @@ from load import Recproxy, _metrics, run_system  # noqa: E402
 from proxy.storage.catalog import SqliteCatalog  # noqa: E402
 
 DAY_MS = 86_400_000
+METRICS = "http://127.0.0.1:18281/metrics"  # load.py's recproxy
+SWEEPS = "recproxy_retention_sweep_seconds_count"
 KEY_BYTES = 120  # about a wrapped data key
 SEGMENT_BYTES = 2048  # a small segment
 
@@ -140,6 +142,7 @@ class SweepingRecproxy(Recproxy):
 
     recordings_to_sweep = 0
     batch_size = 100
+    sweep: dict[str, object] = {}  # set by stop()
 
     def start(self) -> None:
         populate(self.workdir / "data", self.recordings_to_sweep, now_ms=int(time.time() * 1000))
@@ -147,12 +150,28 @@ class SweepingRecproxy(Recproxy):
         super().start()
 
     def extras(self) -> dict[str, object]:
+        """Read as the calls have ended: the sweep must still be running then."""
         found = super().extras()
-        after = _metrics("http://127.0.0.1:18281/metrics")
-        found["sweep_deleted_so_far"] = int(after.get("recproxy_recordings_deleted_total", 0))
-        found["sweep_finished"] = after.get("recproxy_retention_sweep_seconds_count", 0) >= 1
-        found["sweep_seconds"] = round(after.get("recproxy_retention_sweep_seconds_sum", 0), 1)
+        after = _metrics(METRICS)
+        found["sweep_deleted_when_calls_ended"] = int(
+            after.get("recproxy_recordings_deleted_total", 0)
+        )
+        found["sweep_finished_when_calls_ended"] = after.get(SWEEPS, 0) >= 1
         return found
+
+    def stop(self) -> None:
+        """Let the sweep finish (bounded) before stopping, so every synthetic recording
+        is gone when the live ones are measured."""
+        deadline = time.monotonic() + 900
+        after = _metrics(METRICS)
+        while after.get(SWEEPS, 0) < 1 and time.monotonic() < deadline:
+            time.sleep(1)
+            after = _metrics(METRICS)
+        self.sweep = {
+            "sweep_seconds": round(after.get("recproxy_retention_sweep_seconds_sum", 0), 1),
+            "sweep_deleted": int(after.get("recproxy_recordings_deleted_total", 0)),
+        }
+        super().stop()
 
 
 def run_calls(args: argparse.Namespace, work: Path) -> dict[str, object]:
@@ -163,7 +182,7 @@ def run_calls(args: argparse.Namespace, work: Path) -> dict[str, object]:
     load = argparse.Namespace(rate=args.rate, calls=args.calls, limit=args.limit,
                               timeout=args.timeout)  # fmt: skip
     result = run_system(system, load)
-    return {"mode": "calls", "recordings_to_sweep": args.recordings, **result}
+    return {"mode": "calls", "recordings_to_sweep": args.recordings, **result, **system.sweep}
 
 
 def main() -> None:
