@@ -24,6 +24,10 @@ How a recording ends, honestly:
   full, I/O error) or the recorder fails the recording: what was sealed is kept and
   catalogued, the call goes on unrecorded.
 
+The write that ends a recording that kept audio also dates its deletion: ``expires_at``
+is its end plus the retention period (``RetentionSettings``); ``recover`` dates the
+interrupted ones from the audio they kept.
+
 Catalog writes go through a ``CatalogJournal``: when the catalog cannot take them they
 are counted (``failures["catalog"]``) and retried in order.
 

@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from ..config import RetentionSettings
@@ -37,6 +37,7 @@ from ..recording_state import RecordingState
 from ..storage.catalog import CatalogError, Due, Expired, RetentionCounts, format_utc
 from ..storage.catalog.audit import AuditLog
 from ..storage.catalog.retention import RetentionRepository
+from ..storage.catalog.values import utc_now
 from ..storage.store import SegmentStore, shred_key
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,6 @@ SWEEP_ACTION = "retention.sweep"
 StepHook = Callable[[int, str], None]
 #: ``progress(done, total)``: called after each recording of a sweep.
 Progress = Callable[[int, int], None]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

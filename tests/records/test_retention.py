@@ -5,6 +5,8 @@ hold re-arms expiry; a deletion cut short is finished by the next sweep."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -16,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from proxy.events import EventBus, RecordingDeleted, RetentionSwept
 from proxy.recording_state import RecordingState
 from proxy.records.export import ExportError, ExportRequest, export_recording
-from proxy.records.retention import RetentionSweeper
+from proxy.records.retention import RetentionSweeper, sweep_every
 from proxy.storage.catalog import Attribution, SqliteCatalog
 from proxy.storage.store import LocalDiskStore
 from tests.records.retention_world import (
@@ -254,3 +256,20 @@ async def test_export_of_a_deleted_or_deleting_recording_is_refused(
         )
     assert not list(tmp_path.glob("*.wav"))
     assert await world.catalog.access.access_log() == []
+
+
+async def test_the_serve_loop_sweeps_again_each_interval(world: World) -> None:
+    task = asyncio.create_task(sweep_every(world.sweeper(), 0.05))
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if len(await world.catalog.audit.entries(action="retention.sweep")) >= 3:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    sweeps = await world.catalog.audit.entries(action="retention.sweep")
+    assert len(sweeps) >= 3
+    assert [s.detail["deleted"] for s in sweeps[:3]] == [3, 0, 0]
