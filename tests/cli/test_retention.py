@@ -276,3 +276,12 @@ def _line_within(process: subprocess.Popen[str], seconds: float) -> str:
     ready, _, _ = select.select([process.stderr], [], [], seconds)
     assert ready, "the sweeper never paused"
     return process.stderr.readline()
+
+
+def test_a_zero_retention_period_is_a_configuration_error(tmp_path: Path) -> None:
+    site = make_site(tmp_path, AGES[:1])
+    (tmp_path / "recproxy.toml").write_text(CONFIG.replace("days = 30", "days = 0"))
+    done = site.run("retention", "sweep")
+    assert done.returncode == 78
+    assert "retention: months and days are both 0" in done.stderr
+    assert site.row("expired")[0] == "complete" and has_key(site.root, site.ids["expired"])
