@@ -161,6 +161,7 @@ class System:
 
 class Recproxy(System):
     fsync = "chunk"
+    extra_config = ""  # TOML appended to the config (retention_sweep.py adds [retention])
 
     def start(self) -> None:
         notice = self.workdir / "notice.wav"
@@ -188,7 +189,7 @@ grace_seconds = 10
 [limits]
 max_calls = 2000
 max_calls_per_source = 2000
-"""
+{self.extra_config}"""
         )
         self._spawn(
             [str(ROOT / ".venv/bin/recproxy"), "serve", "--config", str(config)], "recproxy.log"
@@ -221,6 +222,7 @@ max_calls_per_source = 2000
         rows = db.execute(
             "SELECT r.id, c.bridged_at, c.ended_at, r.state FROM recordings r"
             " JOIN calls c ON c.id = r.call_id"
+            " WHERE r.state NOT IN ('deleting', 'deleted')"  # no audio left to measure
         ).fetchall()
         calls = db.execute("SELECT COUNT(*) FROM calls WHERE bridged_at IS NOT NULL").fetchone()[0]
         errors: list[float] = []

@@ -2,7 +2,8 @@
 in dependency order, on one event loop.
 
     catalog → config version → audit anchoring → webhook → writer thread + recorder +
-    recording service → recovery → media clock → SIP core, B2BUA, transport → HTTP
+    recording service → recovery → retention sweeper → media clock → SIP core, B2BUA,
+    transport → HTTP
 
 ``open_server(config)`` is an async context manager: each resource is registered on one
 ``AsyncExitStack`` as it starts, so a start-up failure closes what was opened, and
@@ -36,6 +37,7 @@ from .control.api import add_routes
 from .control.hold_metrics import HoldCounter
 from .control.http import HttpServer, build_app
 from .control.metrics import CallsSnapshot, Metrics, RecordingsSnapshot, event_loop_name
+from .control.retention_metrics import RetentionMetrics
 from .control.webhook import WebhookSender
 from .events import EventBus
 from .media.announcer import load_prompt
@@ -46,6 +48,7 @@ from .records.actor import os_account
 from .records.audit import AuditAnchoring
 from .records.holds import HoldDesk
 from .records.keys import audit_key_generated
+from .records.retention import RetentionSweeper, sweep_every
 from .sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from .sip.flood import FloodSettings
 from .sip.transport import SipTransport, TcpLimits
@@ -215,7 +218,8 @@ async def open_server(config: Config, *, metrics: Metrics | None = None) -> Asyn
     drain the calls and close everything in reverse order:
 
         calls drained → HTTP → hold metrics task → SIP transport → media clock →
-        recorder, writer thread, catalog journal → webhook → audit anchoring → catalog
+        retention sweeper → recorder, writer thread, catalog journal → webhook → audit
+        anchoring → catalog
 
     Raises ``StartupError`` (after closing what was opened) when a part cannot start.
     ``metrics``: a fresh ``Metrics`` when none is given (never the global registry)."""
@@ -234,6 +238,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     loop = asyncio.get_running_loop()
     bus = EventBus()
     metrics.subscribe(bus)
+    RetentionMetrics(metrics.registry).subscribe(bus)
 
     catalog = await SqliteCatalog(
         config.catalog.path,
@@ -259,6 +264,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     interrupted = await recordings.recover()
     if interrupted:
         log.warning("%d recording(s) marked interrupted after a crash", len(interrupted))
+    _start_sweeper(config, catalog, bus, stack)
     if webhook is not None:
         webhook.subscribe(bus)
     clock = MediaClock(recorder, on_lag=metrics.observe_loop_lag)
@@ -403,6 +409,32 @@ def _core_settings(config: Config, port: int) -> CoreSettings:
     )
 
 
+def _start_sweeper(
+    config: Config, catalog: SqliteCatalog, bus: EventBus, stack: contextlib.AsyncExitStack
+) -> None:
+    """The retention sweeper: a sweep now (it finishes deletions a crash cut short) and
+    every ``retention.sweep_interval_seconds``; cancelled at shutdown before the catalog
+    closes.  Its own store: the writer's is the writer thread's."""
+    sweeper = RetentionSweeper(
+        catalog.retention,
+        catalog.audit,
+        LocalDiskStore(fsync=config.recording.fsync),  # type: ignore[arg-type]
+        config.recording.dir,
+        config.retention,
+        publish=bus.publish,
+    )
+    task = asyncio.create_task(
+        sweep_every(sweeper, config.retention.sweep_interval_seconds), name="retention-sweeper"
+    )
+    stack.push_async_callback(_cancel, task)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _start_webhook(config: Config, stack: contextlib.AsyncExitStack) -> WebhookSender:
     secret = os.environ.get(WEBHOOK_SECRET_ENV)
     webhook = WebhookSender(
@@ -443,7 +475,13 @@ async def _recording_pipeline(
         jitter_depth=max(1, config.media.jitter_ms // 20),
     )
     recordings = RecordingService(
-        config.recording, catalog, recorder, writer, public_key, publish=bus.publish
+        config.recording,
+        catalog,
+        recorder,
+        writer,
+        public_key,
+        publish=bus.publish,
+        retention=config.retention,
     )
     try:
         yield writer, recorder, recordings
@@ -452,12 +490,6 @@ async def _recording_pipeline(
         await asyncio.to_thread(writer.stop)
         await recordings.journal.wait_empty(min(5.0, config.shutdown.grace_seconds))
         await recordings.journal.close()
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def _close_transport(transport: SipTransport) -> None:

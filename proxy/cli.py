@@ -14,6 +14,7 @@ recproxy holds place RECORDING_ID --kind KIND --reference REF --by USER [--revie
                [--note TEXT]
 recproxy holds release HOLD_ID --by USER --reason TEXT
 recproxy holds list [--json] [--due] [--active]
+recproxy retention sweep [--config PATH] [--as-of ISO-8601] [--dry-run]
 recproxy test-uas [--listen HOST:PORT]
 
 Exit status: 0 done, 1 a failure the message explains, 2 bad usage, 78 (``EX_CONFIG``) a
@@ -29,7 +30,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,7 +42,7 @@ from .text_table import format_table
 
 if TYPE_CHECKING:
     from .records.holds import HoldDesk
-    from .storage.catalog import Hold
+    from .storage.catalog import Hold, RecordingSummary
 
 PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
 EXIT_FAILURE = 1
@@ -167,6 +170,24 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(dnr_list)
 
     _holds_parser(commands)
+    retention = commands.add_parser(
+        "retention", help="delete recordings whose retention period is over"
+    )
+    retention_commands = retention.add_subparsers(dest="retention_command", required=True)
+    sweep = retention_commands.add_parser(
+        "sweep",
+        help="crypto-shred every expired recording no hold keeps (what serve does each "
+        "retention.sweep_interval_seconds)",
+    )
+    sweep.add_argument(
+        "--as-of",
+        metavar="ISO-8601",
+        help="sweep as if it were this time (UTC when no offset is given; default: now)",
+    )
+    sweep.add_argument(
+        "--dry-run", action="store_true", help="list what would be deleted; change nothing"
+    )
+    _config_option(sweep)
 
     commands.add_parser(
         "operator-token",
@@ -238,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_dnr(args))
         if args.command == "holds":
             return asyncio.run(_holds(args))
+        if args.command == "retention":
+            return asyncio.run(_retention_sweep(args))
         if args.command == "operator-token":
             return _operator_token()
         if args.command == "test-uas":
@@ -385,6 +408,22 @@ async def _keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listed(row: RecordingSummary, held: Mapping[str, list[dict[str, str]]]) -> dict[str, object]:
+    """One recording of ``recordings list --json``, with its active holds."""
+    listed = row.as_dict()
+    listed["holds"] = held.get(row.id, [])
+    listed["expires_at"] = _utc(row.expires_at)
+    listed["deleted_at"] = _utc(row.deleted_at)  # state "deleted": when, and why
+    listed["deleted_reason"] = row.deleted_reason
+    return listed
+
+
+def _utc(value: datetime | None) -> str | None:
+    from .storage.catalog import format_utc
+
+    return None if value is None else format_utc(value)
+
+
 async def _recordings_list(args: argparse.Namespace) -> int:
     from .records.actor import os_account
     from .storage.catalog import SqliteCatalog, format_utc
@@ -401,10 +440,7 @@ async def _recordings_list(args: argparse.Namespace) -> int:
             brief = {"id": hold.id, "kind": hold.kind, "reference": hold.reference}
             held.setdefault(hold.recording_id, []).append(brief)
     if args.json:
-        listing = [row.as_dict() for row in rows]
-        for item in listing:
-            item["holds"] = held.get(str(item["id"]), [])
-        print(json.dumps(listing, indent=2))
+        print(json.dumps([_listed(row, held) for row in rows], indent=2))
         return 0
     if not rows:
         print("no recordings")
@@ -627,6 +663,77 @@ def _print_holds(desk: HoldDesk, holds: Sequence[Hold], *, as_json: bool) -> Non
         for hold in holds
     ]
     print("\n".join(format_table(header, cells)))
+
+
+def _as_of(text: str | None) -> datetime | None:
+    """``--as-of``: ISO 8601, a date or a time; UTC when it names no offset."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(
+            f"--as-of: {text!r} is not an ISO 8601 date or time (e.g. 2029-06-01T00:00:00Z)"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+#: Test-only: ``retention sweep`` stops after this step (1-4) of its first recording,
+#: says so on stderr and waits to be killed.  Unset (always, in production): inert.
+PAUSE_AFTER_STEP_ENV = "RECPROXY_TEST_PAUSE_AFTER_STEP"
+
+
+def _pause_after_step() -> Callable[[int, str], None] | None:
+    wanted = os.environ.get(PAUSE_AFTER_STEP_ENV)
+    if wanted is None:
+        return None
+
+    def pause(step: int, recording_id: str) -> None:
+        if str(step) == wanted:
+            print(f"paused after step {step} of {recording_id}", file=sys.stderr, flush=True)
+            time.sleep(60)  # bounded: the test kills us long before
+
+    return pause
+
+
+def _progress_bar(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    bar = "#" * filled + "." * (width - filled)
+    end = "\n" if done >= total else ""
+    print(f"\r[{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+async def _retention_sweep(args: argparse.Namespace) -> int:
+    from .records.actor import os_account
+    from .records.retention import RetentionSweeper
+    from .storage.catalog import SqliteCatalog
+    from .storage.store import LocalDiskStore
+
+    config = _load(args)
+    as_of = _as_of(args.as_of)
+    if not config.catalog.path.exists():
+        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
+    async with SqliteCatalog(config.catalog.path) as catalog:
+        sweeper = RetentionSweeper(
+            catalog.retention,
+            catalog.audit,
+            LocalDiskStore(),
+            config.recording.dir,
+            config.retention,
+            actor=os_account(),
+            after_step=_pause_after_step(),
+        )
+        report = await sweeper.sweep(
+            as_of,
+            dry_run=args.dry_run,
+            progress=_progress_bar if sys.stderr.isatty() else None,
+        )
+    if args.dry_run:
+        for recording_id in report.deleted:
+            print(f"would delete {recording_id}")
+    print(report.summary())
+    return EXIT_FAILURE if report.failed else 0
 
 
 def _operator_token() -> int:

@@ -17,6 +17,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,39 @@ class LimitsSettings:
     tcp_header_seconds: float = 10.0
 
 
+@dataclass(frozen=True)
+class RetentionSettings:
+    """How long a recording is kept after it ends (P15), and how the sweeper deletes.
+
+    The period is ``months`` calendar months plus ``days`` (days serve tests and other
+    policies); a recording expires that long after its audio ended."""
+
+    months: int = 36
+    days: int = 0
+    sweep_interval_seconds: float = 3600.0
+    batch_size: int = 100  # recordings deleted per catalog read; the loop stays free
+
+    def expires(self, ended: datetime) -> datetime:
+        """When a recording whose audio ended at ``ended`` expires."""
+        return add_months(ended, self.months) + timedelta(days=self.days)
+
+    def ended_by(self, as_of: datetime) -> datetime:
+        """The latest end of a recording expired at ``as_of`` (for rows catalogued
+        before expiry was stored: they expire ``ended + period``)."""
+        return add_months(as_of - timedelta(days=self.days), -self.months)
+
+
+def add_months(when: datetime, months: int) -> datetime:
+    """``when`` moved by calendar months; a day the month lacks becomes its last day
+    (31 January + 1 month is 28 or 29 February)."""
+    index = when.year * 12 + when.month - 1 + months
+    year, month = divmod(index, 12)
+    month += 1
+    following = datetime(year + month // 12, month % 12 + 1, 1)
+    last_day = (following - timedelta(days=1)).day
+    return when.replace(year=year, month=month, day=min(when.day, last_day))
+
+
 #: Log levels, as ``logging.level`` and ``--log-level`` accept them (in any case).
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
@@ -314,6 +348,7 @@ class Config:
     dtmf: DtmfSettings = field(default_factory=DtmfSettings)
     numbers: NumberSettings = field(default_factory=NumberSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     holds: HoldSettings = field(default_factory=HoldSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
@@ -684,6 +719,12 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "queue_dir": path,
             "queue_max": _int(1, 10_000_000),
         },
+        "retention": {
+            "months": _int(0, 1200),
+            "days": _int(0, 36_500),
+            "sweep_interval_seconds": _number(1, 86_400),
+            "batch_size": _int(1, 10_000),
+        },
         "logging": {"level": _log_level, "format": _choice(*LOG_FORMATS)},
         "holds": {"kinds": _hold_kinds},
     }
@@ -750,6 +791,7 @@ _SECTIONS: Mapping[str, type] = {
     "audit": AuditSettings,
     "limits": LimitsSettings,
     "webhook": WebhookSettings,
+    "retention": RetentionSettings,
     "logging": LoggingSettings,
     "holds": HoldSettings,
 }
@@ -800,6 +842,11 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
             values["rules"] = _rules(nested, services, trunk_given, sections["numbers"], problems)
         sections[name] = cls(**values)
     operators = _operators(data.get("operators", []), problems)
+    retention = sections["retention"]
+    if retention.months == 0 and retention.days == 0:
+        problems.append(
+            "retention: months and days are both 0; recordings would be deleted as they end"
+        )
     if problems:
         raise ConfigError(*problems)
     return Config(

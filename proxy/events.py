@@ -18,7 +18,7 @@ strings: ``call_id`` is the catalog's call id, ``recording_id`` the recording's 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -247,6 +247,28 @@ class HoldReleased:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class RecordingDeleted:
+    """A recording's retention period was over: its key and files are gone, its row
+    says ``deleted`` (the audit log has the entry)."""
+
+    recording_id: str
+    actor: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSwept:
+    """A retention sweep ended: what it deleted, what failed (left for the next
+    sweep), how long it took, and every recording's retention standing after it
+    (``retained``, ``held``, ``expired``, ``deleting``, ``deleted``: counts)."""
+
+    deleted: int
+    failed: int
+    seconds: float
+    standing: Mapping[str, int]
+
+
 Event = (
     CallStarted
     | NoticeStarted
@@ -266,6 +288,8 @@ Event = (
     | AuditChecked
     | HoldPlaced
     | HoldReleased
+    | RecordingDeleted
+    | RetentionSwept
 )
 
 E = TypeVar("E")

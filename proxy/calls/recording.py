@@ -24,6 +24,10 @@ How a recording ends, honestly:
   full, I/O error) or the recorder fails the recording: what was sealed is kept and
   catalogued, the call goes on unrecorded.
 
+The write that ends a recording that kept audio also dates its deletion: ``expires_at``
+is its end plus the retention period (``RetentionSettings``); ``recover`` dates the
+interrupted ones from the audio they kept.
+
 Catalog writes go through a ``CatalogJournal``: when the catalog cannot take them they
 are counted (``failures["catalog"]``) and retried in order.
 
@@ -47,7 +51,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from .. import events
-from ..config import RecordingSettings
+from ..config import RecordingSettings, RetentionSettings
 from ..media.recorder import DirectionQuality, Recorder, RecordingChannelPair
 from ..recording_state import RecordingState
 from ..storage.catalog import (
@@ -72,6 +76,7 @@ PacketSink = Callable[[int, int, bytes], None]
 #: Why a recording ended degraded (the metric's label values).
 DEGRADED_REASONS = ("loss", "gap", "writer")
 _FRAME_MS = 20
+DEFAULT_RETENTION = RetentionSettings()
 
 
 def degradation(
@@ -141,8 +146,10 @@ class RecordingService:
         public_key: X25519PublicKey,
         *,
         publish: events.Publish = events.discard,
+        retention: RetentionSettings = DEFAULT_RETENTION,
     ) -> None:
         self.settings = settings
+        self.retention = retention  # its period dates each recording's deletion
         self.catalog = catalog
         self.recorder = recorder
         self.writer = writer
@@ -364,7 +371,7 @@ class RecordingService:
         await self._catalog_write(
             f"recording {rid}: {target.value}",
             lambda: self.catalog.recordings.set_recording_state(
-                rid, target, Attribution(reason=why, at=ended)
+                rid, target, Attribution(reason=why, at=ended), expires=self.retention.expires
             ),
         )
         if target is RecordingState.FAILED:
@@ -412,12 +419,14 @@ class RecordingService:
         for rid in interrupted:
             try:
                 await self._catalog_what_survived(rid, self.settings.dir / rid)
-                # the catalog leaves ended_at to us: the audio kept says when it ends
+                # the catalog leaves ended_at to us: the audio kept says when it ends,
+                # and its retention period runs from there
                 recording = await self.catalog.recordings.get_recording(rid)
-                if recording is not None and recording.ended_at is None:
+                if recording is not None:
                     kept = timedelta(milliseconds=recording.duration_ms or 0)
+                    ended = recording.ended_at or recording.started_at + kept
                     await self.catalog.recordings.update_recording(
-                        rid, ended_at=recording.started_at + kept
+                        rid, ended_at=ended, expires_at=self.retention.expires(ended)
                     )
             except Exception:
                 log.exception("recovering recording %s", rid)

@@ -82,6 +82,15 @@ async def export_recording(
         raise ExportError(f"no recording {request.recording_id}")
     if recording.state is RecordingState.DISCARDED:
         raise ExportError(f"recording {recording.id} was discarded; no audio exists")
+    if recording.state is RecordingState.DELETED:
+        raise ExportError(
+            f"recording {recording.id} was deleted {recording.deleted_at:%Y-%m-%d} "
+            f"({recording.deleted_reason}); no audio exists"
+        )
+    if recording.state is RecordingState.DELETING:
+        raise ExportError(
+            f"recording {recording.id} is being deleted (its retention period is over)"
+        )
     if recording.state.live:  # recording, paused or stopped: its call goes on
         raise ExportError(f"recording {recording.id} is still open ({recording.state.value})")
     out = request.out.absolute()

@@ -89,11 +89,17 @@ class SegmentStore(Protocol):
         ...
 
 
+def shred_key(store: SegmentStore, recording: Path) -> None:
+    """Destroy the recording's wrapped key, durably, if it is still there (so running
+    it again after a crash is harmless)."""
+    if store.has_key(recording):
+        store.destroy_key(recording)
+
+
 def shred_recording(store: SegmentStore, recording: Path) -> None:
     """Destroy a recording, wrapped key first (and made durable) so the audio is
     unreadable even if deleting the segment files is interrupted."""
-    if store.has_key(recording):
-        store.destroy_key(recording)
+    shred_key(store, recording)
     store.delete(recording)
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from proxy import events
 from proxy.calls.recording import ActiveRecording, RecordingService
-from proxy.config import RecordingSettings
+from proxy.config import RecordingSettings, RetentionSettings
 from proxy.media.recorder import Recorder
 from proxy.recording_state import RecordingState
 from proxy.storage import crypto
@@ -202,6 +202,10 @@ async def test_lost_audio_past_the_limit_ends_degraded_with_its_counts(tmp_path:
             rig.stop()
         first = await catalog.recordings.get_recording(healthy.id)
         assert first is not None and first.state is RecordingState.COMPLETE
+        # dated for deletion in the write that ended it: its end + 36 months (the default)
+        assert first.ended_at is not None
+        assert first.expires_at == RetentionSettings().expires(first.ended_at)
+        assert first.expires_at.year == first.ended_at.year + 3
         second = await catalog.recordings.get_recording(lossy.id)
         assert second is not None and second.state is RecordingState.DEGRADED
         assert second.degraded_reason == "caller: 5 of 100 frames lost or late (5.0%, limit 2.0%)"
@@ -466,6 +470,8 @@ async def test_recovery_scans_what_a_crash_left_and_publishes_the_interruption(
         recording = await catalog.recordings.get_recording(rid)
         assert recording is not None and recording.state is RecordingState.INTERRUPTED
         assert recording.duration_ms == 2500
+        assert recording.ended_at is not None  # from the audio kept, and dated from there
+        assert recording.expires_at == RetentionSettings().expires(recording.ended_at)
         key = hashlib.sha256((folder / "key").read_bytes()).hexdigest()
         assert recording.wrapped_key_sha256 == key
     assert published == [events.RecordingInterrupted(rid)]

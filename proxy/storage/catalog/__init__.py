@@ -13,6 +13,7 @@ One module per job:
 ``access``             the access log
 ``config_versions``    the configuration versions run under, each change audited
 ``holds``              holds that keep a recording past its retention
+``retention``          which recordings are due for deletion; marking them deleting, deleted
 ``model``, ``errors``  what the repositories take, return and raise
 ``values``             checks and conversions of what callers give, before any SQL
 ``rows``               SQLite rows to the model
@@ -56,6 +57,7 @@ from .model import (
     ConsentReceipt,
     DoNotRecordEntry,
     EventChannel,
+    Expiry,
     NewCall,
     NewRecording,
     NewSegment,
@@ -72,6 +74,7 @@ from .model import (
 )
 from .recording_events import RecordingEventLog
 from .recordings import RECOVERY_REASON, RecordingRepository
+from .retention import Due, Expired, RetentionCounts, RetentionRepository
 from .sqlite import SqliteCatalog
 
 __all__ = [
@@ -100,8 +103,11 @@ __all__ = [
     "ConsentReceipt",
     "DoNotRecordEntry",
     "DoNotRecordList",
+    "Due",
     "DuplicateError",
     "EventChannel",
+    "Expired",
+    "Expiry",
     "Hold",
     "HoldCounts",
     "HoldRefusedError",
@@ -122,6 +128,8 @@ __all__ = [
     "RecordingRepository",
     "RecordingSummary",
     "RecordingUpdate",
+    "RetentionCounts",
+    "RetentionRepository",
     "SchemaTooNewError",
     "Segment",
     "SegmentFacts",

@@ -17,6 +17,7 @@ from .do_not_record import DoNotRecordList
 from .holds import HoldRepository
 from .recording_events import RecordingEventLog
 from .recordings import RecordingRepository
+from .retention import RetentionRepository
 
 
 class Catalog(Protocol):
@@ -45,6 +46,9 @@ class Catalog(Protocol):
 
     @property
     def holds(self) -> HoldRepository: ...
+
+    @property
+    def retention(self) -> RetentionRepository: ...
 
     async def schema_version(self) -> int: ...
 

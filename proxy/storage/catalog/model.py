@@ -10,6 +10,7 @@ Times are timezone-aware ``datetime`` objects in UTC (stored as INTEGER millisec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -91,6 +92,10 @@ def parse_utc(text: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+#: When a recording that ended at the given time expires (the retention policy).
+Expiry = Callable[[datetime], datetime]
+
+
 # ------------------------------------------------------------------------------------ rows
 
 
@@ -145,6 +150,9 @@ class Recording:
     discarded_reason: str | None = None
     discarded_at: datetime | None = None
     degraded_reason: str | None = None
+    expires_at: datetime | None = None  # set when it ends: ended_at + the retention period
+    deleted_at: datetime | None = None  # removed after its retention period (state deleted)
+    deleted_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +213,9 @@ class RecordingSummary:
     reason: str | None = None  # why it is failed or degraded
     quality: tuple[ChannelQuality, ...] = ()
     config_version: str | None = None  # the configuration its call ran under (P22)
+    expires_at: datetime | None = None
+    deleted_at: datetime | None = None
+    deleted_reason: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         """The fields as JSON-ready values, times as ISO 8601 UTC (``...Z``)."""
@@ -355,3 +366,4 @@ class RecordingUpdate(TypedDict, total=False):
     ended_at: datetime | None
     duration_ms: int | None
     wrapped_key_sha256: str
+    expires_at: datetime | None

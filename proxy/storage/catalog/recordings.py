@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Final, Protocol, Unpack
 
-from ...recording_state import ENDINGS, RecordingState
+from ...recording_state import ENDINGS, REMOVAL, RecordingState
 from . import audit
 from . import rows as to
 from .db import Connection, Database, insert, one, rows, update
@@ -32,6 +32,7 @@ from .model import (
     Attribution,
     ChannelQuality,
     EventChannel,
+    Expiry,
     NewRecording,
     NewSegment,
     Recording,
@@ -46,6 +47,7 @@ from .values import (
     at_or_now_ms,
     count,
     flag,
+    from_ms,
     member,
     not_before,
     only_fields,
@@ -79,9 +81,14 @@ AUDITED_ON_ENTRY: Final[Mapping[RecordingState, str]] = {
     _S.DISCARDED: "recording.discard",
     _S.RECORDING: "recording.resume",
 }
+# Final states that keep audio: it is deleted when its retention period is over.
+_KEPT = frozenset(state for state in ENDINGS if state.can_become(_S.DELETING))
 
 # States whose entry marks the end of the audio written so far.
 _AUDIO_ENDS = (ENDINGS - {_S.DISCARDED}) | {_S.STOPPED}
+
+# States whose audio is gone or going: nothing more is written to them.
+_GONE = REMOVAL | {_S.DISCARDED}
 
 RECOVERY_REASON: Final = "process ended while recording"
 
@@ -102,7 +109,12 @@ class RecordingRepository(Protocol):
     ) -> Recording: ...
 
     async def set_recording_state(
-        self, recording_id: str, state: RecordingState, by: Attribution = BY_SYSTEM
+        self,
+        recording_id: str,
+        state: RecordingState,
+        by: Attribution = BY_SYSTEM,
+        *,
+        expires: Expiry | None = None,
     ) -> Recording: ...
 
     async def get_recording(self, recording_id: str) -> Recording | None: ...
@@ -133,6 +145,7 @@ _RECORDING_UPDATE_FIELDS = frozenset(RecordingUpdate.__annotations__)
 _SUMMARY_SELECT = """
     SELECT r.id, r.call_id, c.caller, c.callee, c.started_at AS call_started_at, r.state,
            r.failure_reason, r.degraded_reason, c.config_version,
+           r.expires_at, r.deleted_at, r.deleted_reason,
            COALESCE(
                r.duration_ms,
                (SELECT SUM(s.frames) FROM segments AS s WHERE s.recording_id = r.id)
@@ -205,7 +218,8 @@ class SqliteRecordings:
     async def update_recording(
         self, recording_id: str, **fields: Unpack[RecordingUpdate]
     ) -> Recording:
-        """Set ``ended_at``, ``duration_ms`` or (once) ``wrapped_key_sha256``."""
+        """Set ``ended_at``, ``duration_ms``, ``expires_at`` or (once)
+        ``wrapped_key_sha256``."""
         only_fields(
             "update_recording",
             set(fields),
@@ -219,6 +233,8 @@ class SqliteRecordings:
         if "duration_ms" in fields:
             duration = fields["duration_ms"]
             changes["duration_ms"] = None if duration is None else count("duration_ms", duration)
+        if "expires_at" in fields:
+            changes["expires_at"] = opt_ms("expires_at", fields["expires_at"])
         if "wrapped_key_sha256" in fields:
             changes["wrapped_key_sha256"] = hex_sha256(
                 "wrapped_key_sha256", fields["wrapped_key_sha256"]
@@ -226,8 +242,8 @@ class SqliteRecordings:
 
         def body(conn: Connection) -> Recording:
             current = to.require_recording(conn, recording_id)
-            if current.state is _S.DISCARDED:
-                raise InvalidTransitionError(f"recording {recording_id} is discarded")
+            if current.state in _GONE:
+                raise InvalidTransitionError(f"recording {recording_id} is {current.state.value}")
             key_hash = changes.get("wrapped_key_sha256")
             if key_hash is not None and current.wrapped_key_sha256 not in (None, key_hash):
                 raise InvalidFieldError(
@@ -242,9 +258,18 @@ class SqliteRecordings:
         return await self._db.write(body)
 
     async def set_recording_state(
-        self, recording_id: str, state: RecordingState, by: Attribution = BY_SYSTEM
+        self,
+        recording_id: str,
+        state: RecordingState,
+        by: Attribution = BY_SYSTEM,
+        *,
+        expires: Expiry | None = None,
     ) -> Recording:
         """Move a recording to ``state`` and append the matching recording event.
+
+        ``expires`` (the retention policy) sets ``expires_at`` from the recording's end
+        when the move ends audio that is kept (complete, degraded, failed), in this same
+        write, so no recording ends without a date for its deletion.
 
         ``discarded`` needs an ``actor`` and a ``reason`` (P14: who and why);
         ``failed`` and ``degraded`` need a ``reason``, kept as ``failure_reason`` or
@@ -282,6 +307,11 @@ class SqliteRecordings:
                 changes["failure_reason"] = reason
             if target is _S.DEGRADED:
                 changes["degraded_reason"] = reason
+            if expires is not None and target in _KEPT:
+                # the audio ends now, or ended at the stop that came before
+                end = from_ms(at_ms) if "ended_at" in changes else current.ended_at
+                assert end is not None  # a stop always sets ended_at
+                changes["expires_at"] = to_ms("expires_at", expires(end))
             if target is _S.DISCARDED:
                 changes |= {
                     "discarded_by": actor,
@@ -412,9 +442,9 @@ class SqliteRecordings:
 
         def body(conn: Connection) -> Segment:
             state = one(conn, "SELECT state FROM recordings WHERE id = ?", (recording_id,))
-            if state is not None and state["state"] == _S.DISCARDED.value:
+            if state is not None and state["state"] in _GONE:
                 raise InvalidTransitionError(
-                    f"recording {recording_id} is discarded; it takes no new segments"
+                    f"recording {recording_id} is {state['state']}; it takes no new segments"
                 )
             insert(
                 conn,

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ...recording_state import RecordingState
 from . import model
@@ -68,7 +68,15 @@ def recording(row: Row) -> model.Recording:
         discarded_reason=row["discarded_reason"],
         discarded_at=opt_dt(row["discarded_at"]),
         degraded_reason=row["degraded_reason"],
+        expires_at=opt_dt(_since_8(row, "expires_at")),
+        deleted_at=opt_dt(_since_8(row, "deleted_at")),
+        deleted_reason=_since_8(row, "deleted_reason"),
     )
+
+
+def _since_8(row: Row, name: str) -> Any:
+    """A column migration 8 added: None in a database opened with fewer migrations."""
+    return row[name] if name in row.keys() else None  # noqa: SIM118 (Row: in tests values)
 
 
 def segment(row: Row) -> model.Segment:
@@ -109,6 +117,9 @@ def summary(row: Row, channels: tuple[model.ChannelQuality, ...]) -> model.Recor
         reason=row["failure_reason"] or row["degraded_reason"],
         quality=channels,
         config_version=row["config_version"],
+        expires_at=opt_dt(row["expires_at"]),
+        deleted_at=opt_dt(row["deleted_at"]),
+        deleted_reason=row["deleted_reason"],
     )
 
 

@@ -30,6 +30,7 @@ from .holds import SqliteHolds
 from .migrations import MIGRATIONS, Migration, applied_version, check_numbering, migrate
 from .recording_events import SqliteRecordingEvents
 from .recordings import SqliteRecordings
+from .retention import SqliteRetention
 from .values import count, to_ms, utc_now
 
 
@@ -67,6 +68,7 @@ class SqliteCatalog:
         self.audit = SqliteAuditLog(self._db, clock)
         self.config_versions = SqliteConfigVersions(self._db, clock)
         self.holds = SqliteHolds(self._db, clock)
+        self.retention = SqliteRetention(self._db)
 
     async def open(self) -> Self:
         """Connect, set the pragmas and bring the schema up to date."""
