@@ -1,14 +1,15 @@
-"""Retention end to end: two real SIPp calls recorded by ``recproxy serve``, one exported
-with a reason and held (a row in the holds table, as the holds part stores it), then
-``recproxy retention sweep --as-of`` 37 months on, against the running proxy's catalog:
-the unheld recording is crypto-shredded (key and files gone, listed ``deleted`` with
-when and why, export refused), the held one is untouched and still exports."""
+"""Records governance end to end (issue 14): two real SIPp calls recorded by ``recproxy
+serve``; one exported with a reason and put on hold with ``recproxy holds place``;
+``recproxy audit show --json`` holds the export's reason and the hold; then ``recproxy
+retention sweep --as-of`` 37 months on, against the running proxy's catalog: the unheld
+recording is crypto-shredded (key and files gone, listed ``deleted`` with when and why,
+export refused), the held one is untouched and still exports, and ``recproxy audit
+verify`` finds the chain intact."""
 
 from __future__ import annotations
 
-import sqlite3
+import json
 import subprocess
-import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -48,13 +49,17 @@ def test_a_sweep_37_months_on_deletes_the_unheld_recording_and_keeps_the_held(
         )
     held, unheld = str(rows[0]["id"]), str(rows[1]["id"])
     export_wav(e2e.config_path, held, e2e.folder / "held.wav")
-    with sqlite3.connect(proxy.catalog_path) as conn:
-        conn.execute(
-            "INSERT INTO holds (id, recording_id, kind, reference, placed_by, placed_at)"
-            " VALUES (?, ?, 'complaint', 'C-77', 'e2e', ?)",
-            (str(uuid.uuid4()), held, int(datetime.now(UTC).timestamp() * 1000)),
-        )
-    conn.close()
+    hold_id = run_cli(
+        e2e.config_path, "holds", "place", held, "--kind", "complaint", "--reference", "C-77",
+        "--by", "records officer",
+    ).strip()  # fmt: skip
+    audit = [json.loads(line) for line in run_cli(e2e.config_path, "audit", "show", "--json")
+             .splitlines() if line.strip()]  # fmt: skip
+    exports = [(e["object"], e["reason"]) for e in audit if e["action"] == "export"]
+    assert exports == [(f"recording:{held}", "recproxy end-to-end test")]
+    placed = [e for e in audit if e["action"] == "hold.place"]
+    assert [(e["object"], e["actor"]) for e in placed] == [(f"recording:{held}", "records officer")]
+    assert hold_id in str(placed[0]["detail"])
 
     later = add_months(datetime.now(UTC), 37).isoformat()
     swept = run_cli(e2e.config_path, "retention", "sweep", "--as-of", later)
@@ -83,3 +88,5 @@ def test_a_sweep_37_months_on_deletes_the_unheld_recording_and_keeps_the_held(
     )
     assert [row["object"] for row in deletes] == [f"recording:{unheld}"]
     assert proxy.health()["ok"] is True  # the running proxy never noticed
+    verified = run_cli(e2e.config_path, "audit", "verify")
+    assert verified.startswith("audit chain intact: "), verified
