@@ -15,6 +15,11 @@ recproxy holds place RECORDING_ID --kind KIND --reference REF --by USER [--revie
 recproxy holds release HOLD_ID --by USER --reason TEXT
 recproxy holds list [--json] [--due] [--active]
 recproxy retention sweep [--config PATH] [--as-of ISO-8601] [--dry-run]
+recproxy users add NAME --role ROLE [--team T ...] [--operator OPERATOR_ID] --password-stdin
+               [--by NAME]
+recproxy users list [--json]
+recproxy users disable NAME [--by NAME]
+recproxy users passwd NAME --password-stdin [--by NAME]
 recproxy test-uas [--listen HOST:PORT]
 
 Exit status: 0 done, 1 a failure the message explains, 2 bad usage, 78 (``EX_CONFIG``) a
@@ -42,7 +47,7 @@ from .text_table import format_table
 
 if TYPE_CHECKING:
     from .records.holds import HoldDesk
-    from .storage.catalog import Hold, RecordingSummary
+    from .storage.catalog import Hold, RecordingSummary, User
 
 PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
 EXIT_FAILURE = 1
@@ -170,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(dnr_list)
 
     _holds_parser(commands)
+    _users_parser(commands)
     retention = commands.add_parser(
         "retention", help="delete recordings whose retention period is over"
     )
@@ -233,6 +239,37 @@ def _holds_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     _config_option(listing)
 
 
+def _users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    users = commands.add_parser("users", help="accounts of the people who use the records")
+    user_commands = users.add_subparsers(dest="users_command", required=True)
+    by_help = "the person this account acts for (recorded beside the account name)"
+    stdin_help = "read the password from the first line of stdin (there is no other way)"
+    add = user_commands.add_parser("add", help="add a user (the first admin too)")
+    add.add_argument("name", metavar="NAME", help="login name: a-z 0-9 . _ - (lower-cased)")
+    add.add_argument("--role", required=True, help="staff, manager, records_officer, dpo, ...")
+    add.add_argument(
+        "--team", action="append", default=[], metavar="T", help="a team (repeat for more)"
+    )
+    add.add_argument(
+        "--operator", metavar="OPERATOR_ID", help="staff: the operator identity calls record"
+    )
+    add.add_argument("--password-stdin", action="store_true", required=True, help=stdin_help)
+    add.add_argument("--by", metavar="NAME", help=by_help)
+    _config_option(add)
+    listing = user_commands.add_parser("list", help="list users (never their passwords)")
+    listing.add_argument("--json", action="store_true", help="one JSON array")
+    _config_option(listing)
+    disable = user_commands.add_parser("disable", help="disable a user and end their sessions")
+    disable.add_argument("name", metavar="NAME")
+    disable.add_argument("--by", metavar="NAME", help=by_help)
+    _config_option(disable)
+    passwd = user_commands.add_parser("passwd", help="set a user's password (ends sessions)")
+    passwd.add_argument("name", metavar="NAME")
+    passwd.add_argument("--password-stdin", action="store_true", required=True, help=stdin_help)
+    passwd.add_argument("--by", metavar="NAME", help=by_help)
+    _config_option(passwd)
+
+
 def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="PATH", help="TOML config file")
 
@@ -261,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_holds(args))
         if args.command == "retention":
             return asyncio.run(_retention_sweep(args))
+        if args.command == "users":
+            return asyncio.run(_users(args))
         if args.command == "operator-token":
             return _operator_token()
         if args.command == "test-uas":
@@ -661,6 +700,81 @@ def _print_holds(desk: HoldDesk, holds: Sequence[Hold], *, as_json: bool) -> Non
             "-" if hold.released_at is None else f"{hold.released_at:%Y-%m-%d}",
         )
         for hold in holds
+    ]
+    print("\n".join(format_table(header, cells)))
+
+
+def _password_from_stdin() -> str:
+    """The first line of stdin, without its line ending (a password may hold spaces)."""
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise CliError("no password on stdin (--password-stdin reads its first line)")
+    return line
+
+
+async def _users(args: argparse.Namespace) -> int:
+    from .records.accounts import AccountError, Accounts, UnknownUser
+    from .records.actor import actor_name
+    from .storage.catalog import Role, SqliteCatalog
+    from .storage.catalog.values import utc_now
+
+    config = _load(args)
+    try:
+        by = actor_name(args.by) if args.users_command != "list" else ""
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.users_command == "add":
+        config.catalog.path.parent.mkdir(parents=True, exist_ok=True)  # the first admin
+    elif not config.catalog.path.exists():
+        raise CliError(f"no catalog at {config.catalog.path} (no users yet: users add)")
+    async with SqliteCatalog(config.catalog.path) as catalog:
+        accounts = Accounts(catalog.users, config.accounts)
+        try:
+            if args.users_command == "add":
+                user = await accounts.add_user(
+                    args.name, role_name=args.role, password=_password_from_stdin(), by=by,
+                    teams=args.team, operator=args.operator,
+                )  # fmt: skip
+                print(f"user {user.name} added ({user.role.value})")
+                if user.role is Role.STAFF and user.operator is None:
+                    print(
+                        f"recproxy: warning: staff user {user.name} has no --operator: "
+                        "no call is known to be theirs",
+                        file=sys.stderr,
+                    )
+            elif args.users_command == "passwd":
+                user = await accounts.set_password(args.name, _password_from_stdin(), by=by)
+                print(f"password of {user.name} changed; their sessions are ended")
+            elif args.users_command == "disable":
+                user = await accounts.disable(args.name, by=by)
+                print(f"user {user.name} disabled; their sessions are ended")
+            else:
+                _print_users(await accounts.users(), utc_now(), as_json=args.json)
+        except (AccountError, UnknownUser) as exc:
+            raise CliError(str(exc)) from None
+    return 0
+
+
+def _print_users(users: Sequence[User], now: datetime, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([user.as_dict(now) for user in users], indent=2))
+        return
+    if not users:
+        print("no users")
+        return
+    header = ("name", "role", "teams", "operator", "created", "state")
+    cells = [
+        (
+            user.name,
+            user.role.value,
+            ", ".join(user.teams) or "-",
+            user.operator or "-",
+            f"{user.created_at:%Y-%m-%d}",
+            "disabled"
+            if user.disabled
+            else (f"locked until {user.locked_until:%H:%M}Z" if user.locked(now) else "active"),
+        )
+        for user in users
     ]
     print("\n".join(format_table(header, cells)))
 

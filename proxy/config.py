@@ -334,6 +334,19 @@ class HoldSettings:
 
 
 @dataclass(frozen=True)
+class AccountsSettings:
+    """Logins (issue 15): when failures lock an account or throttle a source address,
+    and how long sessions live."""
+
+    max_failures: int = 5  # failed logins in a row that lock the account...
+    lockout_seconds: int = 900  # ...for this long
+    source_failures_per_minute: int = 20  # past it, a source address waits a minute
+    browser_session_minutes: int = 480  # a browser session's whole life...
+    idle_minutes: int = 30  # ...and how long it may go unused
+    token_minutes: int = 60  # an API client's bearer token
+
+
+@dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
@@ -351,6 +364,7 @@ class Config:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     holds: HoldSettings = field(default_factory=HoldSettings)
+    accounts: AccountsSettings = field(default_factory=AccountsSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -727,6 +741,14 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
         },
         "logging": {"level": _log_level, "format": _choice(*LOG_FORMATS)},
         "holds": {"kinds": _hold_kinds},
+        "accounts": {
+            "max_failures": _int(1, 1000),
+            "lockout_seconds": _int(1, 86_400 * 365),
+            "source_failures_per_minute": _int(1, 1_000_000),
+            "browser_session_minutes": _int(1, 60 * 24 * 30),
+            "idle_minutes": _int(1, 60 * 24 * 30),
+            "token_minutes": _int(1, 60 * 24 * 30),
+        },
     }
 
 
@@ -794,6 +816,7 @@ _SECTIONS: Mapping[str, type] = {
     "retention": RetentionSettings,
     "logging": LoggingSettings,
     "holds": HoldSettings,
+    "accounts": AccountsSettings,
 }
 
 # Values renamed but still accepted: (section, key) → old value → new value.  "ulaw" was
@@ -846,6 +869,12 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
     if retention.months == 0 and retention.days == 0:
         problems.append(
             "retention: months and days are both 0; recordings would be deleted as they end"
+        )
+    accounts = sections["accounts"]
+    if accounts.idle_minutes > accounts.browser_session_minutes:
+        problems.append(
+            f"accounts: idle_minutes ({accounts.idle_minutes}) is longer than "
+            f"browser_session_minutes ({accounts.browser_session_minutes}); it would never apply"
         )
     if problems:
         raise ConfigError(*problems)

@@ -14,6 +14,7 @@ One module per job:
 ``config_versions``    the configuration versions run under, each change audited
 ``holds``              holds that keep a recording past its retention
 ``retention``          which recordings are due for deletion; marking them deleting, deleted
+``users``              accounts: users, roles, teams, sessions (token digests), failed logins
 ``model``, ``errors``  what the repositories take, return and raise
 ``values``             checks and conversions of what callers give, before any SQL
 ``rows``               SQLite rows to the model
@@ -76,6 +77,19 @@ from .recording_events import RecordingEventLog
 from .recordings import RECOVERY_REASON, RecordingRepository
 from .retention import Due, Expired, RetentionCounts, RetentionRepository
 from .sqlite import SqliteCatalog
+from .users import (
+    Credentials,
+    Lockout,
+    NewSession,
+    NewUser,
+    Role,
+    Session,
+    SessionKind,
+    User,
+    UserRepository,
+    UserStateError,
+    user_name,
+)
 
 __all__ = [
     "BY_SYSTEM",
@@ -101,6 +115,7 @@ __all__ = [
     "ConfigVersion",
     "ConfigVersionLog",
     "ConsentReceipt",
+    "Credentials",
     "DoNotRecordEntry",
     "DoNotRecordList",
     "Due",
@@ -114,11 +129,14 @@ __all__ = [
     "HoldRepository",
     "InvalidFieldError",
     "InvalidTransitionError",
+    "Lockout",
     "Migration",
     "NewCall",
     "NewHold",
     "NewRecording",
     "NewSegment",
+    "NewSession",
+    "NewUser",
     "NotFoundError",
     "NoticeMode",
     "Recording",
@@ -130,10 +148,17 @@ __all__ = [
     "RecordingUpdate",
     "RetentionCounts",
     "RetentionRepository",
+    "Role",
     "SchemaTooNewError",
     "Segment",
     "SegmentFacts",
+    "Session",
+    "SessionKind",
     "SqliteCatalog",
+    "User",
+    "UserRepository",
+    "UserStateError",
     "format_utc",
     "parse_utc",
+    "user_name",
 ]

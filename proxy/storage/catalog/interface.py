@@ -18,6 +18,7 @@ from .holds import HoldRepository
 from .recording_events import RecordingEventLog
 from .recordings import RecordingRepository
 from .retention import RetentionRepository
+from .users import UserRepository
 
 
 class Catalog(Protocol):
@@ -49,6 +50,9 @@ class Catalog(Protocol):
 
     @property
     def retention(self) -> RetentionRepository: ...
+
+    @property
+    def users(self) -> UserRepository: ...
 
     async def schema_version(self) -> int: ...
 

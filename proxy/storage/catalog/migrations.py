@@ -272,6 +272,57 @@ _MIGRATION_9 = Migration(
     ),
 )
 
+_MIGRATION_10 = Migration(
+    10,
+    "accounts: users, their teams, login sessions (token digests only), failed logins",
+    (
+        """
+        CREATE TABLE users (
+            name                TEXT PRIMARY KEY
+                                CHECK (length(name) BETWEEN 1 AND 64
+                                       AND name NOT GLOB '*[^a-z0-9._-]*'),
+            role                TEXT NOT NULL CHECK (role IN ('staff', 'manager',
+                                    'records_officer', 'dpo', 'admin', 'maintenance')),
+            password_hash       TEXT NOT NULL,
+            operator            TEXT,
+            created_at          INTEGER NOT NULL,
+            disabled_at         INTEGER,
+            failed_logins       INTEGER NOT NULL DEFAULT 0 CHECK (failed_logins >= 0),
+            locked_until        INTEGER,
+            password_changed_at INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE user_teams (
+            user    TEXT NOT NULL REFERENCES users (name),
+            team    TEXT NOT NULL,
+            PRIMARY KEY (user, team)
+        )
+        """,
+        "CREATE INDEX user_teams_by_team ON user_teams (team)",
+        """
+        CREATE TABLE sessions (
+            token_sha256    TEXT PRIMARY KEY CHECK (length(token_sha256) = 64),
+            user            TEXT NOT NULL REFERENCES users (name),
+            kind            TEXT NOT NULL CHECK (kind IN ('browser', 'bearer')),
+            created_at      INTEGER NOT NULL,
+            expires_at      INTEGER NOT NULL,
+            last_seen_at    INTEGER NOT NULL,
+            source          TEXT NOT NULL,
+            revoked_at      INTEGER
+        )
+        """,
+        "CREATE INDEX sessions_by_user ON sessions (user) WHERE revoked_at IS NULL",
+        """
+        CREATE TABLE login_failures (
+            source  TEXT NOT NULL,
+            at      INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX login_failures_by_source ON login_failures (source, at)",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
@@ -282,6 +333,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_7,
     _MIGRATION_8,
     _MIGRATION_9,
+    _MIGRATION_10,
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -31,6 +31,7 @@ from .migrations import MIGRATIONS, Migration, applied_version, check_numbering,
 from .recording_events import SqliteRecordingEvents
 from .recordings import SqliteRecordings
 from .retention import SqliteRetention
+from .users import SqliteUsers
 from .values import count, to_ms, utc_now
 
 
@@ -69,6 +70,7 @@ class SqliteCatalog:
         self.config_versions = SqliteConfigVersions(self._db, clock)
         self.holds = SqliteHolds(self._db, clock)
         self.retention = SqliteRetention(self._db)
+        self.users = SqliteUsers(self._db, clock)
 
     async def open(self) -> Self:
         """Connect, set the pragmas and bring the schema up to date."""
