@@ -52,6 +52,7 @@ def test_version_is_the_installed_package_version(tmp_path: Path) -> None:
         ["audit", "show"],
         ["keygen", "--out", "keys", "--no-passphrase"],
         ["holds", "list"],
+        ["users", "list"],
         ["export", "some-id", "--format", "wav", "--out", "x.wav", "--reason", "test"],
     ],
 )
