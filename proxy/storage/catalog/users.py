@@ -248,11 +248,15 @@ def _session(row: Row) -> Session:
     )
 
 
-def _revoke_all(conn: Connection, name: str, at_ms: int) -> int:
+def _changed(conn: Connection, name: str, *, by: str, action: str, at_ms: int) -> User:
+    """After a change that must end the user's sessions (disabled, new password): revoke
+    them, audit the change with how many ended, and give the user as it now is."""
     revoked = conn.execute(
         "UPDATE sessions SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL", (at_ms, name)
     )
-    return int(revoked.rowcount)
+    detail = {"sessions_revoked": int(revoked.rowcount)}
+    append(conn, at_ms=at_ms, actor=by, action=action, object=f"user:{name}", detail=detail)
+    return _user(conn, _require(conn, name))
 
 
 def _teams_of(values: Sequence[str]) -> tuple[str, ...]:
@@ -330,16 +334,7 @@ class SqliteUsers:
                 since = format_utc(from_ms(row["disabled_at"]))
                 raise UserStateError(f"user {row['name']} was already disabled on {since}")
             conn.execute("UPDATE users SET disabled_at = ? WHERE name = ?", (at_ms, row["name"]))
-            revoked = _revoke_all(conn, row["name"], at_ms)
-            append(
-                conn,
-                at_ms=at_ms,
-                actor=by,
-                action="user.disable",
-                object=f"user:{row['name']}",
-                detail={"sessions_revoked": revoked},
-            )
-            return _user(conn, _require(conn, row["name"]))
+            return _changed(conn, row["name"], by=by, action="user.disable", at_ms=at_ms)
 
         return await self._db.write(body)
 
@@ -358,16 +353,7 @@ class SqliteUsers:
                 " locked_until = NULL WHERE name = ?",
                 (password_hash, at_ms, row["name"]),
             )
-            revoked = _revoke_all(conn, row["name"], at_ms)
-            append(
-                conn,
-                at_ms=at_ms,
-                actor=by,
-                action="user.password",
-                object=f"user:{row['name']}",
-                detail={"sessions_revoked": revoked},
-            )
-            return _user(conn, _require(conn, row["name"]))
+            return _changed(conn, row["name"], by=by, action="user.password", at_ms=at_ms)
 
         return await self._db.write(body)
 
