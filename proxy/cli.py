@@ -713,7 +713,7 @@ def _password_from_stdin() -> str:
 
 
 async def _users(args: argparse.Namespace) -> int:
-    from .records.accounts import AccountError, Accounts, UnknownUser
+    from .records.accounts import AccountError, Accounts, UnknownUser, check_new_user
     from .records.actor import actor_name
     from .storage.catalog import Role, SqliteCatalog
     from .storage.catalog.values import utc_now
@@ -723,7 +723,12 @@ async def _users(args: argparse.Namespace) -> int:
         by = actor_name(args.by) if args.users_command != "list" else ""
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    password = _password_from_stdin() if args.users_command in ("add", "passwd") else ""
     if args.users_command == "add":
+        try:  # before the catalog is made: a refused first admin leaves no trace
+            check_new_user(args.name, args.role, password)
+        except AccountError as exc:
+            raise CliError(str(exc)) from None
         config.catalog.path.parent.mkdir(parents=True, exist_ok=True)  # the first admin
     elif not config.catalog.path.exists():
         raise CliError(f"no catalog at {config.catalog.path} (no users yet: users add)")
@@ -732,9 +737,13 @@ async def _users(args: argparse.Namespace) -> int:
         try:
             if args.users_command == "add":
                 user = await accounts.add_user(
-                    args.name, role_name=args.role, password=_password_from_stdin(), by=by,
-                    teams=args.team, operator=args.operator,
-                )  # fmt: skip
+                    args.name,
+                    role_name=args.role,
+                    password=password,
+                    by=by,
+                    teams=args.team,
+                    operator=args.operator,
+                )
                 print(f"user {user.name} added ({user.role.value})")
                 if user.role is Role.STAFF and user.operator is None:
                     print(
@@ -743,7 +752,7 @@ async def _users(args: argparse.Namespace) -> int:
                         file=sys.stderr,
                     )
             elif args.users_command == "passwd":
-                user = await accounts.set_password(args.name, _password_from_stdin(), by=by)
+                user = await accounts.set_password(args.name, password, by=by)
                 print(f"password of {user.name} changed; their sessions are ended")
             elif args.users_command == "disable":
                 user = await accounts.disable(args.name, by=by)

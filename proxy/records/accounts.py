@@ -122,6 +122,19 @@ def check_password(name: str, password: str) -> str:
     return password
 
 
+def check_new_user(name: str, role_name: str, password: str) -> tuple[str, Role]:
+    """The login name and role of a user to add, once name, role and password pass the
+    checks (callers may check before opening anything); ``AccountError`` naming the
+    first that does not."""
+    try:
+        login = user_name(name)
+    except InvalidFieldError as exc:
+        raise AccountError(str(exc)) from None
+    new_role = role(role_name)
+    check_password(login, password)
+    return login, new_role
+
+
 def role(value: str) -> Role:
     """A role by its name; ``AccountError`` naming the roles for any other."""
     try:
@@ -167,12 +180,7 @@ class Accounts:
     ) -> User:
         """Add a user; ``AccountError`` for a bad name, role or password, or a name
         already taken."""
-        try:
-            login = user_name(name)
-        except InvalidFieldError as exc:
-            raise AccountError(str(exc)) from None
-        new_role = role(role_name)
-        check_password(login, password)
+        login, new_role = check_new_user(name, role_name, password)
         password_hash = await asyncio.to_thread(self._hasher.hash, password)
         request = NewUser(login, new_role, password_hash, tuple(teams), operator or None)
         try:

@@ -169,3 +169,20 @@ def test_listing_or_changing_without_a_catalog_is_refused(tmp_path: Path) -> Non
     for args in (("list",), ("disable", "bob")):
         refused(users(tmp_path, *args), "no catalog at")
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    "name, role, password, words",
+    [
+        ("admin", "root", PASSWORD, "role must be one of"),
+        ("ad min", "admin", PASSWORD, "user name"),
+        ("admin", "admin", "admin", "at least 12"),
+    ],
+)
+def test_a_refused_first_admin_leaves_no_catalog(
+    tmp_path: Path, name: str, role: str, password: str, words: str
+) -> None:
+    refused(
+        users(tmp_path, "add", name, "--role", role, "--password-stdin", password=password), words
+    )
+    assert not (tmp_path / "data").exists()
