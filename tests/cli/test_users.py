@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +187,10 @@ def test_a_refused_first_admin_leaves_no_catalog(
         users(tmp_path, "add", name, "--role", role, "--password-stdin", password=password), words
     )
     assert not (tmp_path / "data").exists()
+
+
+def test_the_catalog_the_first_admin_makes_is_owner_only(folder: Path) -> None:
+    data = folder / "data"  # the hashes are in it: made under umask 077 whatever the caller's
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in [data, *data.iterdir()]}
+    assert modes.pop("data") == 0o700
+    assert modes and set(modes.values()) == {0o600}, modes
