@@ -244,15 +244,18 @@ def _team_call(actor: Actor, target: Target) -> bool:
     return actor.role is Role.MANAGER and target.team is not None and target.team in actor.teams
 
 
-def _live_grants(query: AccessQuery, target: Target) -> list[Grant]:
-    """The actor's grants for this recording, unexpired, not approved by themselves."""
+def _grants(query: AccessQuery, target: Target) -> list[Grant]:
+    """The actor's grants for this recording, not approved by themselves."""
     return [
         grant
         for grant in query.grants
-        if grant.recording_id == target.recording_id
-        and grant.approved_by != query.actor.name
-        and query.now < grant.expires_at
+        if grant.recording_id == target.recording_id and grant.approved_by != query.actor.name
     ]
+
+
+def _live_grants(query: AccessQuery, target: Target) -> list[Grant]:
+    """Those of ``_grants`` not yet expired."""
+    return [grant for grant in _grants(query, target) if query.now < grant.expires_at]
 
 
 def _metadata(query: AccessQuery, _purposes: Collection[str]) -> Decision:
@@ -280,10 +283,7 @@ def _audio(query: AccessQuery, purposes: Collection[str]) -> Decision:
     purpose = (query.purpose or "").strip()
     if any(grant.purpose == purpose for grant in _live_grants(query, target)):
         return _allow("audio.granted")
-    expired = any(
-        grant.recording_id == target.recording_id and grant.purpose == purpose
-        for grant in query.grants
-    )
+    expired = any(grant.purpose == purpose for grant in _grants(query, target))
     return _refuse("grant.expired" if expired else "grant.none")
 
 
