@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -195,18 +196,18 @@ def matrix_cases() -> list[tuple[str, str, bool, str, str, str]]:
     return cases
 
 
-def ask(action: str, role: str, *, grant: bool, part: str, purpose: str) -> Decision:
-    query = AccessQuery(
-        actor(role),
-        Action(action),
-        NOW,
-        target=PARTS[part],
-        purpose=purpose,
-        reason=REASON,
-        grants=(GRANT,) if grant else (),
-        requester="someone-else",
-    )
-    return decide(query, DEFAULT_PURPOSES)
+def ask(role: str, action: str | Action, *, disabled: bool = False, **given: Any) -> str:
+    """``+rule`` or ``-rule`` for "me" in ``role``: my own part, a valid purpose and a
+    reason, someone else's request, unless ``given`` says otherwise."""
+    fields: dict[str, Any] = {
+        "target": PARTS["own"],
+        "purpose": PURPOSE,
+        "reason": REASON,
+        "requester": "someone-else",
+        **given,
+    }
+    query = AccessQuery(actor(role, disabled=disabled), Action(action), NOW, **fields)
+    return show(decide(query, DEFAULT_PURPOSES))
 
 
 def show(decision: Decision) -> str:
@@ -217,7 +218,8 @@ def show(decision: Decision) -> str:
 def test_role_matrix(
     action: str, role: str, grant: bool, part: str, purpose: str, expected: str
 ) -> None:
-    assert show(ask(action, role, grant=grant, part=part, purpose=purpose)) == expected
+    grants = (GRANT,) if grant else ()
+    assert ask(role, action, target=PARTS[part], purpose=purpose, grants=grants) == expected
 
 
 def test_the_matrix_covers_every_role_action_part_grant_and_purpose() -> None:
@@ -232,87 +234,56 @@ def test_the_matrix_covers_every_role_action_part_grant_and_purpose() -> None:
     [(a, r, column, cells[column]) for a, r, _, cells in rows(BULK) for column in range(4)],
 )
 def test_bulk_needs_a_dpo_approval(action: str, role: str, column: int, expected: str) -> None:
-    query = AccessQuery(
-        actor(role),
-        Action(action),
-        NOW,
-        purpose=BULK_PURPOSES[column],
-        reason=REASON,
-        bulk_approval=APPROVALS[column],
-    )
-    assert show(decide(query, DEFAULT_PURPOSES)) == expected
+    given = {"purpose": BULK_PURPOSES[column], "bulk_approval": APPROVALS[column]}
+    assert ask(role, action, target=None, **given) == expected
 
 
 @pytest.mark.parametrize("action", [Action.BULK_EXPORT, Action.BULK_PLAY])
 def test_a_dpo_does_not_approve_their_own_bulk_export(action: Action) -> None:
     approval = BulkApproval("me", NOW + timedelta(hours=1))
-    query = AccessQuery(
-        actor("dpo"), action, NOW, purpose=PURPOSE, reason=REASON, bulk_approval=approval
-    )
-    assert show(decide(query, DEFAULT_PURPOSES)) == "-bulk.no_approval"
+    assert ask("dpo", action, target=None, bulk_approval=approval) == "-bulk.no_approval"
 
 
 @pytest.mark.parametrize("role", ["records_officer", "dpo"])
 def test_nobody_approves_their_own_request(role: str) -> None:
-    query = AccessQuery(
-        actor(role), Action.APPROVE_ACCESS, NOW, target=PARTS["other"], requester="me"
-    )
-    assert show(decide(query, DEFAULT_PURPOSES)) == "-approve.own_request"
+    assert ask(role, Action.APPROVE_ACCESS, requester="me") == "-approve.own_request"
 
 
-def play(grant: Grant, *, part: str = "other", purpose: str = PURPOSE) -> Decision:
-    query = AccessQuery(
-        actor("records_officer"),
-        Action.PLAY,
-        NOW,
-        target=PARTS[part],
-        purpose=purpose,
-        reason=REASON,
-        grants=(grant,),
-    )
-    return decide(query, DEFAULT_PURPOSES)
+def play(grant: Grant, *, purpose: str = PURPOSE) -> str:
+    """A records officer (no call of their own) plays another team's part."""
+    return ask("records_officer", "play", target=PARTS["other"], purpose=purpose, grants=(grant,))
 
 
 @pytest.mark.parametrize("expires", [NOW, NOW - timedelta(seconds=1)])
 def test_an_expired_grant_is_refused(expires: datetime) -> None:
-    assert show(play(Grant(RECORDING, PURPOSE, expires, "officer"))) == "-grant.expired"
+    assert (play(Grant(RECORDING, PURPOSE, expires, "officer"))) == "-grant.expired"
 
 
 def test_a_grant_lasts_until_it_expires() -> None:
     grant = Grant(RECORDING, PURPOSE, NOW + timedelta(microseconds=1), "officer")
-    assert show(play(grant)) == "+audio.granted"
+    assert (play(grant)) == "+audio.granted"
 
 
 def test_a_grant_for_another_recording_is_refused() -> None:
     grant = Grant("rec-2", PURPOSE, NOW + timedelta(days=1), "officer")
-    assert show(play(grant)) == "-grant.none"
+    assert (play(grant)) == "-grant.none"
 
 
 def test_a_grant_for_another_purpose_is_refused() -> None:
     grant = Grant(RECORDING, "training", NOW + timedelta(days=1), "officer")
-    assert show(play(grant)) == "-grant.none"
-    assert show(play(grant, purpose="training")) == "+audio.granted"
+    assert (play(grant)) == "-grant.none"
+    assert (play(grant, purpose="training")) == "+audio.granted"
 
 
 def test_a_grant_approved_by_its_holder_counts_for_nothing() -> None:
-    assert show(play(Grant(RECORDING, PURPOSE, NOW + timedelta(days=1), "me"))) == "-grant.none"
+    assert (play(Grant(RECORDING, PURPOSE, NOW + timedelta(days=1), "me"))) == "-grant.none"
 
 
 @pytest.mark.parametrize("action", list(Action))
 @pytest.mark.parametrize("role", [r.value for r in Role])
 def test_a_disabled_user_is_refused_everything(action: Action, role: str) -> None:
-    query = AccessQuery(
-        actor(role, disabled=True),
-        action,
-        NOW,
-        target=PARTS["own"],
-        purpose=PURPOSE,
-        reason=REASON,
-        grants=(GRANT,),
-        requester="someone-else",
-        bulk_approval=BulkApproval("dpo-2", NOW + timedelta(hours=1)),
-    )
-    assert show(decide(query, DEFAULT_PURPOSES)) == "-account.disabled"
+    given = {"grants": (GRANT,), "bulk_approval": APPROVALS[1]}
+    assert ask(role, action, disabled=True, **given) == "-account.disabled"
 
 
 @pytest.mark.parametrize(
@@ -326,23 +297,12 @@ def test_no_audio_is_left_of_a_deleted_or_discarded_recording(
 ) -> None:
     target = Target(RECORDING, 0, "op-me", "red", **{gone: True})  # type: ignore[arg-type]
     for role in ("records_officer", "dpo"):  # granted: only the state refuses
-        query = AccessQuery(
-            actor(role),
-            action,
-            NOW,
-            target=target,
-            purpose=PURPOSE,
-            reason=REASON,
-            grants=(GRANT,),
-            requester="someone-else",
-        )
-        assert show(decide(query, DEFAULT_PURPOSES)) == "-" + rule
+        assert ask(role, action, target=target, grants=(GRANT,)) == "-" + rule
 
 
 def test_a_deleted_recordings_metadata_is_still_listed() -> None:
     target = Target(RECORDING, 0, "op-me", "red", deleted=True)
-    query = AccessQuery(actor("staff"), Action.SEARCH, NOW, target=target)
-    assert show(decide(query, DEFAULT_PURPOSES)) == "+metadata.own_call"
+    assert ask("staff", Action.SEARCH, target=target) == "+metadata.own_call"
 
 
 @pytest.mark.parametrize(
@@ -359,10 +319,7 @@ def test_a_deleted_recordings_metadata_is_still_listed() -> None:
 def test_audio_and_requests_state_a_purpose_and_a_reason(
     purpose: str | None, reason: str | None, rule: str, action: Action
 ) -> None:
-    query = AccessQuery(
-        actor("staff"), action, NOW, target=PARTS["own"], purpose=purpose, reason=reason
-    )
-    assert show(decide(query, DEFAULT_PURPOSES)) == "-" + rule
+    assert ask("staff", action, purpose=purpose, reason=reason) == "-" + rule
 
 
 def test_an_unknown_purpose_is_named_with_the_known_ones() -> None:
@@ -384,19 +341,8 @@ def test_only_configured_purposes_count() -> None:
 def test_a_manager_hears_only_their_teams_part_of_a_transferred_call() -> None:
     first = Target(RECORDING, 0, operator="op-a", team="red")
     second = Target(RECORDING, 1, operator="op-b", team="blue")
-    manager = Actor("boss", Role.MANAGER, frozenset({"red"}))
-    answers = [
-        show(
-            decide(
-                AccessQuery(
-                    manager, Action.EXPORT, NOW, target=part, purpose=PURPOSE, reason=REASON
-                ),
-                DEFAULT_PURPOSES,
-            )
-        )
-        for part in (first, second)
-    ]
-    assert answers == ["+audio.team_call", "-grant.none"]
+    answers = [ask("manager", Action.EXPORT, target=part) for part in (first, second)]
+    assert answers == ["+audio.team_call", "-grant.none"]  # I am on red
 
 
 def test_staff_without_an_operator_link_have_no_calls_of_their_own() -> None:
