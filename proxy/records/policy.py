@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 
@@ -182,9 +182,12 @@ class AccessQuery:
 
 @dataclass(frozen=True)
 class Decision:
+    """The answer: allowed or not, by which rule (a key of ``RULES``), and a sentence for
+    the person asking."""
+
     allowed: bool
-    rule: str  # a key of RULES
-    reason: str = field(default="")
+    rule: str
+    reason: str = ""
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -198,8 +201,8 @@ def decide(query: AccessQuery, purposes: Collection[str]) -> Decision:
     return _BY_ACTION[query.action](query, purposes)
 
 
-def _allow(rule: str, reason: str = "") -> Decision:
-    return Decision(True, rule, reason or RULES[rule])
+def _allow(rule: str) -> Decision:
+    return Decision(True, rule, RULES[rule])
 
 
 def _refuse(rule: str, reason: str = "") -> Decision:
@@ -233,11 +236,8 @@ def _stated(query: AccessQuery, purposes: Collection[str]) -> Decision | None:
 
 
 def _own_call(actor: Actor, target: Target) -> bool:
-    return (
-        actor.role is Role.STAFF
-        and actor.operator is not None
-        and (target.operator == actor.operator)
-    )
+    linked = actor.role is Role.STAFF and actor.operator is not None
+    return linked and target.operator == actor.operator
 
 
 def _team_call(actor: Actor, target: Target) -> bool:
