@@ -17,11 +17,12 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
@@ -333,6 +334,37 @@ class HoldSettings:
     kinds: tuple[str, ...] = ("complaint", "training", "conduct")
 
 
+#: The purposes a playback or export may state when configuration names none (P6).
+DEFAULT_PURPOSES = (
+    "accuracy",
+    "complaint",
+    "training",
+    "quality",
+    "staff_safety",
+    "crime_prevention",
+    "subject_access",
+    "legal",
+)
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """Purpose-bound access (P6-P8) and what counts as unusual access (P11).
+
+    Playback and export state one of ``purposes``; an approved access request lasts
+    ``grant_days``.  More than ``playbacks_per_hour`` playbacks or ``refusals_per_hour``
+    refusals by one user within an hour, or an export outside the working week (local
+    time in ``timezone``), raises a flag for the DPO (``proxy.records.anomaly``)."""
+
+    purposes: tuple[str, ...] = DEFAULT_PURPOSES
+    grant_days: int = 7
+    playbacks_per_hour: int = 20
+    refusals_per_hour: int = 5
+    working_hours: tuple[time, time] = (time(8, 0), time(18, 30))  # [start, end)
+    working_days: frozenset[int] = frozenset(range(5))  # datetime.weekday(): Monday 0
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/London"))
+
+
 @dataclass(frozen=True)
 class AccountsSettings:
     """Logins (issue 15): when failures lock an account or throttle a source address,
@@ -365,6 +397,7 @@ class Config:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     holds: HoldSettings = field(default_factory=HoldSettings)
     accounts: AccountsSettings = field(default_factory=AccountsSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -608,17 +641,71 @@ def _identities(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _hold_kinds(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"must be a non-empty list of kind names, got {value!r}")
-    kinds: list[str] = []
-    for kind in value:
-        if not isinstance(kind, str) or re.fullmatch(r"[a-z][a-z0-9_-]*", kind) is None:
-            raise ValueError(f"{kind!r} is not a kind name (lowercase letters, digits, - and _)")
-        if kind in kinds:
-            raise ValueError(f"{kind!r} is listed twice")
-        kinds.append(kind)
-    return tuple(kinds)
+def _names(what: str) -> Callable[[Any], tuple[str, ...]]:
+    """A non-empty list of distinct names (hold kinds, access purposes): each lowercase
+    letters, digits, ``-`` and ``_``, so it reads the same in a URL, a log line and SQL."""
+
+    def parse(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"must be a non-empty list of {what} names, got {value!r}")
+        names: list[str] = []
+        for name in value:
+            if not isinstance(name, str) or re.fullmatch(r"[a-z][a-z0-9_-]*", name) is None:
+                raise ValueError(
+                    f"{name!r} is not a {what} name (lowercase letters, digits, - and _)"
+                )
+            if name in names:
+                raise ValueError(f"{name!r} is listed twice")
+            names.append(name)
+        return tuple(names)
+
+    return parse
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _working_days(value: Any) -> frozenset[int]:
+    """``"mon-fri"``, ``"mon,wed,fri"`` or ``"mon-thu,sat"``: weekday numbers, Monday 0
+    (``datetime.weekday``).  A range runs forwards within one week."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f'must be days like "mon-fri" or "mon,wed,fri", got {value!r}')
+    days: set[int] = set()
+    for item in value.lower().split(","):
+        first, _, last = (part.strip() for part in item.partition("-"))
+        last = last or first
+        if first not in _WEEKDAYS or last not in _WEEKDAYS:
+            raise ValueError(f"{item.strip()!r} is not a day (mon..sun) or range like mon-fri")
+        low, high = _WEEKDAYS.index(first), _WEEKDAYS.index(last)
+        if low > high:
+            raise ValueError(f"{item.strip()!r} runs backwards; write the days in order")
+        days.update(range(low, high + 1))
+    return frozenset(days)
+
+
+def _working_hours(value: Any) -> tuple[time, time]:
+    """``"08:00-18:30"``: the local start (inclusive) and end (exclusive) of a working
+    day, which ends the day it starts (no overnight range)."""
+    text = value.replace(" ", "") if isinstance(value, str) else ""
+    found = re.fullmatch(r"(\d\d):(\d\d)-(\d\d):(\d\d)", text)
+    try:
+        if found is None:
+            raise ValueError
+        h1, m1, h2, m2 = (int(n) for n in found.groups())
+        start, end = time(h1, m1), time(h2, m2)
+    except ValueError:  # not the form, or 24:00, 08:61
+        raise ValueError(f'must be "HH:MM-HH:MM" like "08:00-18:30", got {value!r}') from None
+    if start >= end:
+        raise ValueError(f"must start before it ends, on one day, got {value!r}")
+    return start, end
+
+
+def _timezone(value: Any) -> ZoneInfo:
+    text = _text(value)
+    try:
+        return ZoneInfo(text)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ValueError(f'must be an IANA time zone like "Europe/London", got {value!r}') from None
 
 
 def _sha256_hex(value: Any) -> str:
@@ -740,7 +827,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "batch_size": _int(1, 10_000),
         },
         "logging": {"level": _log_level, "format": _choice(*LOG_FORMATS)},
-        "holds": {"kinds": _hold_kinds},
+        "holds": {"kinds": _names("kind")},
         "accounts": {
             "max_failures": _int(1, 1000),
             "lockout_seconds": _int(1, 86_400 * 365),
@@ -748,6 +835,15 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "browser_session_minutes": _int(1, 60 * 24 * 30),
             "idle_minutes": _int(1, 60 * 24 * 30),
             "token_minutes": _int(1, 60 * 24 * 30),
+        },
+        "access": {
+            "purposes": _names("purpose"),
+            "grant_days": _int(1, 366),
+            "playbacks_per_hour": _int(1, 100_000),
+            "refusals_per_hour": _int(1, 100_000),
+            "working_hours": _working_hours,
+            "working_days": _working_days,
+            "timezone": _timezone,
         },
     }
 
@@ -817,6 +913,7 @@ _SECTIONS: Mapping[str, type] = {
     "logging": LoggingSettings,
     "holds": HoldSettings,
     "accounts": AccountsSettings,
+    "access": AccessSettings,
 }
 
 # Values renamed but still accepted: (section, key) → old value → new value.  "ulaw" was

@@ -24,9 +24,11 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import time
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .config import Config
 from .storage.catalog.config_versions import version_of_settings
@@ -119,5 +121,9 @@ def _scalar(key: str, value: Any) -> Scalar:
         return str(value)
     if isinstance(value, re.Pattern):
         return str(value.pattern)
+    if isinstance(value, time):  # access.working_hours
+        return value.isoformat("minutes")
+    if isinstance(value, ZoneInfo):  # access.timezone
+        return value.key
     # a new kind of setting must say how it is written, or it would slip out of the hash
     raise TypeError(f"{key}: no canonical form for {type(value).__name__}")

@@ -26,6 +26,7 @@ def test_the_documented_example_loads_with_the_defaults(tmp_path: Path) -> None:
     assert documented.dtmf == defaults.dtmf
     assert documented.numbers == defaults.numbers
     assert documented.recording == defaults.recording
+    assert documented.access == defaults.access
 
 
 def test_every_key_is_documented() -> None:

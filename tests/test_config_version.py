@@ -150,6 +150,17 @@ def test_every_setting_is_in_it_with_its_defaults(tmp_path: Path) -> None:
     assert "source" not in settings and "warnings" not in settings
 
 
+def test_the_access_times_have_a_canonical_form(tmp_path: Path) -> None:
+    config = load_config(None, cwd=tmp_path)
+    settings = effective_settings(config, digests(config))
+    assert settings["access.working_hours"] == ["08:00", "18:30"]
+    assert settings["access.working_days"] == [0, 1, 2, 3, 4]
+    assert settings["access.timezone"] == "Europe/London"
+    for changed in ('timezone = "Europe/Dublin"', 'working_hours = "08:00-18:00"'):
+        other = loaded(tmp_path, f"[access]\n{changed}\n")
+        assert version(other) != version(config)
+
+
 def test_secrets_are_redacted_before_hashing(tmp_path: Path) -> None:
     config = loaded(tmp_path, FILE)
     settings = effective_settings(config, digests(config))

@@ -25,6 +25,24 @@ FORBIDDEN = {
     "proxy.calls": ("proxy.control",),
 }
 
+# Pure cores (issue 15): the access policy and the anomaly rules decide from their inputs
+# alone, like the SIP cores (tests/sip/test_sans_io.py): no sockets, threads, files,
+# clock or catalog, and no reading of the clock through datetime either.
+PURE_MODULES = ("proxy.records.policy", "proxy.records.anomaly")
+PURE_MAY_NOT_IMPORT = (
+    "asyncio",
+    "socket",
+    "time",
+    "os",
+    "threading",
+    "sqlite3",
+    "aiosqlite",
+    "proxy.storage",
+    "proxy.calls",
+    "proxy.control",
+)
+CLOCK_READS = frozenset({"now", "utcnow", "today", "time_ns", "monotonic"})
+
 # Metrics (issue 13) are an event subscriber reading snapshots: from the call and media
 # layers they may import only the snapshot types, and they name none of the attributes
 # through which a call, a leg, a jitter buffer or the clock was reached before.
@@ -156,6 +174,61 @@ def _crosses(module: str, imports: set[str]) -> list[str]:
 def test_module_imports_only_downward(module: str, path: Path) -> None:
     imports = imported_modules(path.read_text("utf-8"), module, is_package=path.stem == "__init__")
     assert _crosses(module, imports) == []
+
+
+def impurities(source: str, module: str) -> list[str]:
+    """What a pure module imports that does I/O or reaches a lower layer's state, and
+    every call that reads the clock (``datetime.now()``, ``date.today()``)."""
+    found = [
+        name
+        for name in imported_modules(source, module)
+        for bad in PURE_MAY_NOT_IMPORT
+        if name == bad or name.startswith(bad + ".")
+    ]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+            if name in CLOCK_READS:
+                found.append(f"{name}()")
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_pure_module_does_no_io(module: str) -> None:
+    path = PROXY_DIR.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    assert impurities(path.read_text("utf-8"), module) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import asyncio",
+        "from time import monotonic",
+        "import os.path",
+        "from ..storage.catalog import Catalog",
+        "from ..calls.call import Call",
+        "from ..control import api",
+        "import sqlite3",
+        "from datetime import datetime\nnow = datetime.now()",
+        "import datetime\nd = datetime.date.today()",
+        "from datetime import UTC, datetime\nx = datetime.now(UTC)",
+    ],
+)
+def test_the_purity_checker_catches_each_form(source: str) -> None:
+    assert impurities(source, "proxy.records.policy") != []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from ..config import AccessSettings",
+        "from datetime import datetime, timedelta",
+        "def f(query):\n    return query.now < query.grant.expires_at",
+        "from .errors import RecordNotFound",
+    ],
+)
+def test_the_purity_checker_leaves_pure_code_alone(source: str) -> None:
+    assert impurities(source, "proxy.records.policy") == []
 
 
 def metrics_crossings(source: str, module: str = METRICS_MODULE) -> list[str]:

@@ -27,6 +27,7 @@ Each repository is a small ``Protocol`` with its SQLite implementation, so a
 PostgreSQL catalog implements the same protocols without touching callers.
 """
 
+from ...roles import Role
 from .access import AccessLog
 from .calls import CallRepository
 from .config_versions import ConfigChange, ConfigVersion, ConfigVersionLog
@@ -82,7 +83,6 @@ from .users import (
     Lockout,
     NewSession,
     NewUser,
-    Role,
     Session,
     SessionKind,
     User,

@@ -29,6 +29,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from ...roles import Role
 from . import rows as to
 from .audit import append
 from .db import Connection, Database, Row, insert, one, rows
@@ -40,17 +41,6 @@ _NAME = re.compile(r"[a-z0-9._-]{1,64}")
 
 #: The audit actor of a failed login whose name is no user's.
 UNKNOWN_ACTOR = "(unknown)"
-
-
-class Role(StrEnum):
-    """What a user is, for the access policy (one role a user)."""
-
-    STAFF = "staff"
-    MANAGER = "manager"
-    RECORDS_OFFICER = "records_officer"
-    DPO = "dpo"
-    ADMIN = "admin"
-    MAINTENANCE = "maintenance"
 
 
 class SessionKind(StrEnum):
