@@ -5,6 +5,7 @@ or changing its password ends its sessions, and failed logins lock and throttle.
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -236,3 +237,17 @@ async def test_a_login_whose_audit_entry_fails_leaves_no_session(
         await session(catalog, "tok")
     assert await catalog.users.session(digest("tok")) is None
     assert len(await catalog.audit.entries()) == 1  # only user.add
+
+
+async def test_the_schema_takes_exactly_the_roles_the_policy_knows(
+    catalog: SqliteCatalog,
+) -> None:
+    """Migration 10's CHECK lists the roles as text; ``proxy.roles.Role`` is the one list
+    the accounts store and the access policy share.  The two must never drift apart."""
+    with sqlite3.connect(catalog.path) as conn:
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'users'").fetchone()
+    conn.close()
+    listed = re.search(r"CHECK \(role IN \(([^)]*)\)\)", sql)
+    assert listed is not None, sql
+    in_schema = {name.strip().strip("'") for name in listed.group(1).split(",")}
+    assert in_schema == {role.value for role in Role}
