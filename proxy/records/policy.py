@@ -296,7 +296,8 @@ def _approve(query: AccessQuery, _purposes: Collection[str]) -> Decision:
 def _bulk(query: AccessQuery, purposes: Collection[str]) -> Decision:
     if query.actor.role not in _OFFICERS:
         return _refuse("bulk.not_permitted")
-    refusal = _stated(query, purposes)
+    gone = None if query.target is None else _gone(query.target)  # no audio is left
+    refusal = gone or _stated(query, purposes)
     if refusal is not None:
         return refusal
     approval = query.bulk_approval
