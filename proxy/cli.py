@@ -37,7 +37,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -790,15 +790,16 @@ def _print_users(users: Sequence[User], now: datetime, *, as_json: bool) -> None
 
 def _as_of(text: str | None) -> datetime | None:
     """``--as-of``: ISO 8601, a date or a time; UTC when it names no offset."""
+    from .storage.catalog import parse_utc
+
     if text is None:
         return None
     try:
-        when = datetime.fromisoformat(text)
+        return parse_utc(text)
     except ValueError:
         raise CliError(
             f"--as-of: {text!r} is not an ISO 8601 date or time (e.g. 2029-06-01T00:00:00Z)"
         ) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 #: Test-only: ``retention sweep`` stops after this step (1-4) of its first recording,
