@@ -15,6 +15,8 @@ One module per job:
 ``holds``              holds that keep a recording past its retention
 ``retention``          which recordings are due for deletion; marking them deleting, deleted
 ``users``              accounts: users, roles, teams, sessions (token digests), failed logins
+``parts``              the parts of a recording: one per call taker of a transferred call
+``flags``              anomaly flags on unusual access, for the DPO
 ``model``, ``errors``  what the repositories take, return and raise
 ``values``             checks and conversions of what callers give, before any SQL
 ``rows``               SQLite rows to the model
@@ -42,6 +44,7 @@ from .errors import (
     NotFoundError,
     SchemaTooNewError,
 )
+from .flags import AccessFlag, FlagRepository, FlagStateError, NewFlag
 from .holds import Hold, HoldCounts, HoldRefusedError, HoldRepository, NewHold
 from .interface import Catalog
 from .journal import CatalogJournal
@@ -74,6 +77,7 @@ from .model import (
     format_utc,
     parse_utc,
 )
+from .parts import PartRepository, RecordingPart
 from .recording_events import RecordingEventLog
 from .recordings import RECOVERY_REASON, RecordingRepository
 from .retention import Due, Expired, RetentionCounts, RetentionRepository
@@ -98,6 +102,7 @@ __all__ = [
     "RECOVERY_REASON",
     "SCHEMA_VERSION",
     "AccessEntry",
+    "AccessFlag",
     "AccessLog",
     "Attribution",
     "Call",
@@ -123,6 +128,8 @@ __all__ = [
     "EventChannel",
     "Expired",
     "Expiry",
+    "FlagRepository",
+    "FlagStateError",
     "Hold",
     "HoldCounts",
     "HoldRefusedError",
@@ -132,6 +139,7 @@ __all__ = [
     "Lockout",
     "Migration",
     "NewCall",
+    "NewFlag",
     "NewHold",
     "NewRecording",
     "NewSegment",
@@ -139,10 +147,12 @@ __all__ = [
     "NewUser",
     "NotFoundError",
     "NoticeMode",
+    "PartRepository",
     "Recording",
     "RecordingAction",
     "RecordingEvent",
     "RecordingEventLog",
+    "RecordingPart",
     "RecordingRepository",
     "RecordingSummary",
     "RecordingUpdate",

@@ -14,7 +14,9 @@ from .audit import AuditLog
 from .calls import CallRepository
 from .config_versions import ConfigVersionLog
 from .do_not_record import DoNotRecordList
+from .flags import FlagRepository
 from .holds import HoldRepository
+from .parts import PartRepository
 from .recording_events import RecordingEventLog
 from .recordings import RecordingRepository
 from .retention import RetentionRepository
@@ -53,6 +55,12 @@ class Catalog(Protocol):
 
     @property
     def users(self) -> UserRepository: ...
+
+    @property
+    def parts(self) -> PartRepository: ...
+
+    @property
+    def flags(self) -> FlagRepository: ...
 
     async def schema_version(self) -> int: ...
 

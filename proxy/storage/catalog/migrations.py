@@ -323,6 +323,69 @@ _MIGRATION_10 = Migration(
     ),
 )
 
+_MIGRATION_11 = Migration(
+    11,
+    "recording parts (one per call taker of a transferred call), access requests and"
+    " grants, anomaly flags",
+    (
+        """
+        CREATE TABLE recording_parts (
+            recording_id    TEXT NOT NULL REFERENCES recordings (id),
+            part            INTEGER NOT NULL CHECK (part >= 1),
+            operator        TEXT,
+            team            TEXT,
+            started_at      INTEGER NOT NULL,
+            ended_at        INTEGER,
+            PRIMARY KEY (recording_id, part)
+        )
+        """,
+        "CREATE INDEX recording_parts_by_operator ON recording_parts (operator)",
+        "CREATE INDEX recording_parts_by_team ON recording_parts (team)",
+        # every recording made before parts existed is one part: its call's operator
+        """
+        INSERT INTO recording_parts (recording_id, part, operator, team, started_at, ended_at)
+        SELECT recordings.id, 1, calls.operator, NULL, recordings.started_at,
+               recordings.ended_at
+        FROM recordings JOIN calls ON calls.id = recordings.call_id
+        """,
+        """
+        CREATE TABLE access_requests (
+            id              TEXT PRIMARY KEY,
+            recording_id    TEXT NOT NULL REFERENCES recordings (id),
+            requester       TEXT NOT NULL,
+            purpose         TEXT NOT NULL,
+            reason          TEXT NOT NULL,
+            state           TEXT NOT NULL
+                            CHECK (state IN ('pending', 'approved', 'refused', 'withdrawn')),
+            requested_at    INTEGER NOT NULL,
+            decided_by      TEXT,
+            decided_at      INTEGER,
+            decision_reason TEXT,
+            expires_at      INTEGER,
+            CHECK (decided_by IS NULL OR decided_by <> requester)
+        )
+        """,
+        "CREATE INDEX access_requests_by_state ON access_requests (state, requested_at)",
+        "CREATE INDEX access_requests_by_requester ON access_requests (requester, state)",
+        "CREATE INDEX access_requests_by_recording ON access_requests (recording_id)",
+        """
+        CREATE TABLE access_flags (
+            id              INTEGER PRIMARY KEY,
+            raised_at       INTEGER NOT NULL,
+            user            TEXT NOT NULL,
+            kind            TEXT NOT NULL,
+            recording_id    TEXT,
+            detail          TEXT,
+            cleared_by      TEXT,
+            cleared_at      INTEGER,
+            cleared_reason  TEXT
+        )
+        """,
+        "CREATE INDEX access_flags_open ON access_flags (raised_at) WHERE cleared_at IS NULL",
+        "CREATE INDEX access_flags_by_user ON access_flags (user, raised_at)",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
@@ -334,6 +397,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_8,
     _MIGRATION_9,
     _MIGRATION_10,
+    _MIGRATION_11,
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

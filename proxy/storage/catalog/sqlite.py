@@ -26,8 +26,10 @@ from .config_versions import SqliteConfigVersions
 from .db import Database, Synchronous
 from .do_not_record import SqliteDoNotRecord
 from .errors import InvalidFieldError
+from .flags import SqliteFlags
 from .holds import SqliteHolds
 from .migrations import MIGRATIONS, Migration, applied_version, check_numbering, migrate
+from .parts import SqliteParts
 from .recording_events import SqliteRecordingEvents
 from .recordings import SqliteRecordings
 from .retention import SqliteRetention
@@ -71,6 +73,8 @@ class SqliteCatalog:
         self.holds = SqliteHolds(self._db, clock)
         self.retention = SqliteRetention(self._db)
         self.users = SqliteUsers(self._db, clock)
+        self.parts = SqliteParts(self._db)
+        self.flags = SqliteFlags(self._db, clock)
 
     async def open(self) -> Self:
         """Connect, set the pragmas and bring the schema up to date."""
