@@ -17,6 +17,7 @@ One module per job:
 ``users``              accounts: users, roles, teams, sessions (token digests), failed logins
 ``parts``              the parts of a recording: one per call taker of a transferred call
 ``flags``              anomaly flags on unusual access, for the DPO
+``access_requests``    access requests and the grants approved from them
 ``model``, ``errors``  what the repositories take, return and raise
 ``values``             checks and conversions of what callers give, before any SQL
 ``rows``               SQLite rows to the model
@@ -31,6 +32,13 @@ PostgreSQL catalog implements the same protocols without touching callers.
 
 from ...roles import Role
 from .access import AccessLog
+from .access_requests import (
+    AccessRequest,
+    AccessRequestRepository,
+    NewAccessRequest,
+    RequestState,
+    RequestStateError,
+)
 from .calls import CallRepository
 from .config_versions import ConfigChange, ConfigVersion, ConfigVersionLog
 from .do_not_record import DoNotRecordList
@@ -104,6 +112,8 @@ __all__ = [
     "AccessEntry",
     "AccessFlag",
     "AccessLog",
+    "AccessRequest",
+    "AccessRequestRepository",
     "Attribution",
     "Call",
     "CallDirection",
@@ -138,6 +148,7 @@ __all__ = [
     "InvalidTransitionError",
     "Lockout",
     "Migration",
+    "NewAccessRequest",
     "NewCall",
     "NewFlag",
     "NewHold",
@@ -156,6 +167,8 @@ __all__ = [
     "RecordingRepository",
     "RecordingSummary",
     "RecordingUpdate",
+    "RequestState",
+    "RequestStateError",
     "RetentionCounts",
     "RetentionRepository",
     "Role",

@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from .access import AccessLog
+from .access_requests import AccessRequestRepository
 from .audit import AuditLog
 from .calls import CallRepository
 from .config_versions import ConfigVersionLog
@@ -61,6 +62,9 @@ class Catalog(Protocol):
 
     @property
     def flags(self) -> FlagRepository: ...
+
+    @property
+    def access_requests(self) -> AccessRequestRepository: ...
 
     async def schema_version(self) -> int: ...
 

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from .access import SqliteAccessLog
+from .access_requests import SqliteAccessRequests
 from .audit import SqliteAuditLog
 from .calls import SqliteCalls
 from .config_versions import SqliteConfigVersions
@@ -75,6 +76,7 @@ class SqliteCatalog:
         self.users = SqliteUsers(self._db, clock)
         self.parts = SqliteParts(self._db)
         self.flags = SqliteFlags(self._db, clock)
+        self.access_requests = SqliteAccessRequests(self._db, clock)
 
     async def open(self) -> Self:
         """Connect, set the pragmas and bring the schema up to date."""

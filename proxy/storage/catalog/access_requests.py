@@ -1,0 +1,324 @@
+"""Access requests and grants (P7, P8): someone who may not hear a recording asks for it,
+with a purpose and a reason; a records officer or the DPO approves or refuses.  An
+approved request is a *grant*: that requester, that recording, that purpose, until
+``expires_at``.
+
+The rules (who may ask, who may decide, how long a grant lasts) are the use case's
+(:mod:`proxy.records.access`, asking :mod:`proxy.records.policy`); this repository keeps
+what was decided, and refuses what can never be right whoever asks:
+
+* only a pending request is decided or withdrawn (:class:`RequestStateError`);
+* nobody decides their own request (the table's CHECK says so too);
+* an approval carries its expiry, a refusal none.
+
+Each change appends its audit entry in the same transaction (``access.request``,
+``access.approve``, ``access.refuse``, ``access.withdraw``; object ``recording:ID``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from . import rows as to
+from .audit import append
+from .db import Connection, Database, Row, insert
+from .errors import CatalogError, InvalidFieldError, NotFoundError
+from .model import format_utc
+from .values import at_or_now_ms, from_ms, member, opt_dt, text, to_ms, uuid_or_new
+
+
+class RequestState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REFUSED = "refused"
+    WITHDRAWN = "withdrawn"
+
+
+class RequestStateError(CatalogError):
+    """The request is no longer pending: it cannot be decided or withdrawn again."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewAccessRequest:
+    """A request as it is made."""
+
+    recording_id: str
+    requester: str
+    purpose: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRequest:
+    """A request and, once decided, its decision; approved, it is a grant until
+    ``expires_at``."""
+
+    id: str
+    recording_id: str
+    requester: str
+    purpose: str
+    reason: str
+    state: RequestState
+    requested_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    decision_reason: str | None = None
+    expires_at: datetime | None = None
+
+    def live(self, now: datetime) -> bool:
+        """An approved request not yet expired at ``now``: a grant in force."""
+        return (
+            self.state is RequestState.APPROVED
+            and self.expires_at is not None
+            and now < self.expires_at
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``--json`` and the API: times in ISO 8601 UTC."""
+
+        def iso(value: datetime | None) -> str | None:
+            return None if value is None else format_utc(value)
+
+        return {
+            "id": self.id,
+            "recording_id": self.recording_id,
+            "requester": self.requester,
+            "purpose": self.purpose,
+            "reason": self.reason,
+            "state": self.state.value,
+            "requested_at": format_utc(self.requested_at),
+            "decided_by": self.decided_by,
+            "decided_at": iso(self.decided_at),
+            "decision_reason": self.decision_reason,
+            "expires_at": iso(self.expires_at),
+        }
+
+
+class AccessRequestRepository(Protocol):
+    """Access requests: make, decide, withdraw, look up, list; the grants in force."""
+
+    async def request(
+        self, new: NewAccessRequest, *, at: datetime | None = None
+    ) -> AccessRequest: ...
+
+    async def decide(
+        self,
+        request_id: str,
+        *,
+        approve: bool,
+        by: str,
+        reason: str,
+        expires_at: datetime | None = None,
+        at: datetime | None = None,
+    ) -> AccessRequest: ...
+
+    async def withdraw(
+        self, request_id: str, *, by: str, at: datetime | None = None
+    ) -> AccessRequest: ...
+
+    async def get(self, request_id: str) -> AccessRequest | None: ...
+
+    async def requests(
+        self,
+        *,
+        state: RequestState | None = None,
+        requester: str | None = None,
+        recording_id: str | None = None,
+    ) -> list[AccessRequest]: ...
+
+    async def grants_for(self, user: str, now: datetime) -> list[AccessRequest]: ...
+
+
+def _request(row: Row) -> AccessRequest:
+    return AccessRequest(
+        id=row["id"],
+        recording_id=row["recording_id"],
+        requester=row["requester"],
+        purpose=row["purpose"],
+        reason=row["reason"],
+        state=RequestState(row["state"]),
+        requested_at=from_ms(row["requested_at"]),
+        decided_by=row["decided_by"],
+        decided_at=opt_dt(row["decided_at"]),
+        decision_reason=row["decision_reason"],
+        expires_at=opt_dt(row["expires_at"]),
+    )
+
+
+def _require_request(conn: Connection, request_id: str) -> AccessRequest:
+    found = to.find(conn, _request, "SELECT * FROM access_requests WHERE id = ?", (request_id,))
+    if found is None:
+        raise NotFoundError(f"access request {request_id} does not exist")
+    return found
+
+
+def _require_pending(conn: Connection, request_id: str) -> AccessRequest:
+    found = _require_request(conn, request_id)
+    if found.state is not RequestState.PENDING:
+        raise RequestStateError(f"access request {found.id} is {found.state.value}, not pending")
+    return found
+
+
+def _audit(
+    conn: Connection, at_ms: int, actor: str, action: str, found: AccessRequest, reason: str
+) -> None:
+    append(
+        conn,
+        at_ms=at_ms,
+        actor=actor,
+        action=action,
+        object=f"recording:{found.recording_id}",
+        reason=reason,
+        detail={
+            "request": found.id,
+            "requester": found.requester,
+            "purpose": found.purpose,
+            "expires_at": None if found.expires_at is None else format_utc(found.expires_at),
+        },
+    )
+
+
+_SELECT = "SELECT * FROM access_requests"
+_ORDER = "ORDER BY requested_at, rowid"
+
+
+class SqliteAccessRequests:
+    """:class:`AccessRequestRepository` in the catalog's SQLite database (migration 11)."""
+
+    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def request(self, new: NewAccessRequest, *, at: datetime | None = None) -> AccessRequest:
+        """Record a pending request, with its audit entry; ``NotFoundError`` for an
+        unknown recording."""
+        made = AccessRequest(
+            id=uuid_or_new("request id", None),
+            recording_id=text("recording_id", new.recording_id),
+            requester=text("requester", new.requester),
+            purpose=text("purpose", new.purpose),
+            reason=text("reason", new.reason),
+            state=RequestState.PENDING,
+            requested_at=from_ms(at_or_now_ms(self._clock, at)),
+        )
+        at_ms = to_ms("at", made.requested_at)
+
+        def body(conn: Connection) -> AccessRequest:
+            to.require_recording(conn, made.recording_id)
+            insert(
+                conn,
+                "INSERT INTO access_requests (id, recording_id, requester, purpose, reason,"
+                " state, requested_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    made.id,
+                    made.recording_id,
+                    made.requester,
+                    made.purpose,
+                    made.reason,
+                    made.state.value,
+                    at_ms,
+                ),
+            )
+            _audit(conn, at_ms, made.requester, "access.request", made, made.reason)
+            return made
+
+        return await self._db.write(body)
+
+    async def decide(
+        self,
+        request_id: str,
+        *,
+        approve: bool,
+        by: str,
+        reason: str,
+        expires_at: datetime | None = None,
+        at: datetime | None = None,
+    ) -> AccessRequest:
+        """Approve (until ``expires_at``, required) or refuse (no expiry) a pending
+        request, with its audit entry.  ``NotFoundError`` for an unknown id,
+        ``RequestStateError`` for one already decided or withdrawn,
+        ``InvalidFieldError`` for one's own request or a missing or stray expiry."""
+        by, reason = text("by", by), text("reason", reason)
+        at_ms = at_or_now_ms(self._clock, at)
+        if approve and expires_at is None:
+            raise InvalidFieldError("an approval needs expires_at")
+        if not approve and expires_at is not None:
+            raise InvalidFieldError("a refusal has no expires_at")
+        expires_ms = None if expires_at is None else to_ms("expires_at", expires_at)
+        if expires_ms is not None and expires_ms <= at_ms:
+            raise InvalidFieldError("expires_at must be after the decision")
+        state = RequestState.APPROVED if approve else RequestState.REFUSED
+
+        def body(conn: Connection) -> AccessRequest:
+            found = _require_pending(conn, request_id)
+            if found.requester == by:
+                raise InvalidFieldError(f"{by} cannot decide their own access request")
+            conn.execute(
+                "UPDATE access_requests SET state = ?, decided_by = ?, decided_at = ?,"
+                " decision_reason = ?, expires_at = ? WHERE id = ?",
+                (state.value, by, at_ms, reason, expires_ms, found.id),
+            )
+            decided = _require_request(conn, found.id)
+            _audit(conn, at_ms, by, f"access.{'approve' if approve else 'refuse'}", decided, reason)
+            return decided
+
+        return await self._db.write(body)
+
+    async def withdraw(
+        self, request_id: str, *, by: str, at: datetime | None = None
+    ) -> AccessRequest:
+        """The requester withdraws a pending request, with its audit entry;
+        ``NotFoundError``, ``RequestStateError`` as for :meth:`decide`, and
+        ``InvalidFieldError`` when ``by`` is not the requester."""
+        by = text("by", by)
+        at_ms = at_or_now_ms(self._clock, at)
+
+        def body(conn: Connection) -> AccessRequest:
+            found = _require_pending(conn, request_id)
+            if found.requester != by:
+                raise InvalidFieldError(f"only {found.requester} may withdraw their request")
+            conn.execute(
+                "UPDATE access_requests SET state = ? WHERE id = ?",
+                (RequestState.WITHDRAWN.value, found.id),
+            )
+            withdrawn = _require_request(conn, found.id)
+            _audit(conn, at_ms, by, "access.withdraw", withdrawn, "withdrawn by the requester")
+            return withdrawn
+
+        return await self._db.write(body)
+
+    async def get(self, request_id: str) -> AccessRequest | None:
+        return await self._db.read(
+            lambda conn: to.find(conn, _request, f"{_SELECT} WHERE id = ?", (request_id,))
+        )
+
+    async def requests(
+        self,
+        *,
+        state: RequestState | None = None,
+        requester: str | None = None,
+        recording_id: str | None = None,
+    ) -> list[AccessRequest]:
+        """Requests in the order made, filtered by state, requester and recording."""
+        where, params = ["1 = 1"], list[object]()
+        if state is not None:
+            where.append("state = ?")
+            params.append(member(RequestState, "state", state).value)
+        if requester is not None:
+            where.append("requester = ?")
+            params.append(requester)
+        if recording_id is not None:
+            where.append("recording_id = ?")
+            params.append(recording_id)
+        sql = f"{_SELECT} WHERE {' AND '.join(where)} {_ORDER}"
+        return await self._db.read(lambda conn: to.find_all(conn, _request, sql, params))
+
+    async def grants_for(self, user: str, now: datetime) -> list[AccessRequest]:
+        """``user``'s grants in force at ``now`` (approved, not expired)."""
+        sql = f"{_SELECT} WHERE requester = ? AND state = ? AND expires_at > ? {_ORDER}"
+        params = (user, RequestState.APPROVED.value, to_ms("now", now))
+        return await self._db.read(lambda conn: to.find_all(conn, _request, sql, params))
