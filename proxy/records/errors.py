@@ -4,6 +4,8 @@ across.  Each says, in one line, what the person asking should know."""
 
 from __future__ import annotations
 
+from .policy import Decision
+
 
 class RecordingActionError(Exception):
     """The recording cannot take that action now (the API answers 409)."""
@@ -23,7 +25,7 @@ class InvalidRecordingRequest(ValueError):
 
 
 class RecordNotFound(LookupError):
-    """No recording or no hold has that id (404)."""
+    """No recording, recording part, hold or access request has that id (404)."""
 
 
 class InvalidHoldRequest(ValueError):
@@ -33,3 +35,24 @@ class InvalidHoldRequest(ValueError):
 class HoldRefused(Exception):
     """The hold cannot be placed or released now: its recording has no audio left to
     keep, or the hold was already released (409)."""
+
+
+# -- access (issue 15): requests, grants and the gate's refusals ----------------------
+
+
+class AccessDenied(PermissionError):
+    """The access policy refused (403); ``decision`` holds the rule id the problem body
+    names and the sentence it shows.  The refusal is already in the audit chain."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(f"{decision.reason} ({decision.rule})")
+        self.decision = decision
+
+
+class InvalidAccessRequest(ValueError):
+    """An access request or decision is malformed: a missing reason, a grant's days out
+    of bounds, a part number that is no number (422)."""
+
+
+class AccessRequestConflict(Exception):
+    """The access request is no longer pending: decided or withdrawn already (409)."""

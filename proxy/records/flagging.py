@@ -1,0 +1,67 @@
+"""Anomaly flags from real accesses (P11, P21): after the gate audits a playback, an
+export or a refusal, :class:`Flagger` reads that user's decisions of the hour before it
+back from the audit chain, asks the pure rules (:func:`proxy.records.anomaly.anomalies`)
+and raises each flag they name (``catalog.flags``, audited as ``flag.raise``).
+
+The audit chain is the record read, not a counter in memory: every process that asks
+the gate (the records service, a second one after a restart, the command line) sees the
+same history, and a restart forgets nothing.
+"""
+
+from __future__ import annotations
+
+from ..config import AccessSettings
+from ..storage.catalog import AccessFlag, FlagRepository, NewFlag
+from ..storage.catalog.audit import AuditEntry, AuditLog
+from .anomaly import WINDOW, Access, AccessKind, anomalies
+from .policy import Action
+
+#: The audit actions the gate writes for its decisions.
+ALLOWED = "access.allowed"
+REFUSED = "access.refused"
+
+_KIND_OF_ACTION = {Action.PLAY.value: AccessKind.PLAYBACK, Action.EXPORT.value: AccessKind.EXPORT}
+
+
+def access_of(entry: AuditEntry) -> Access | None:
+    """The access an audit entry of the gate's records, if the anomaly rules count it:
+    every refusal, and each allowed playback or export."""
+    if entry.action == REFUSED:
+        return Access(AccessKind.REFUSAL, entry.at)
+    if entry.action == ALLOWED:
+        kind = _KIND_OF_ACTION.get(str(entry.detail.get("action")))
+        return None if kind is None else Access(kind, entry.at)
+    return None
+
+
+class Flagger:
+    """Raise the flags an access earns; see the module docstring."""
+
+    def __init__(self, audit: AuditLog, flags: FlagRepository, settings: AccessSettings) -> None:
+        self._audit = audit
+        self._flags = flags
+        self._settings = settings
+
+    async def after(self, entry: AuditEntry) -> list[AccessFlag]:
+        """The flags raised by the access ``entry`` records (none for an entry that is
+        no counted access)."""
+        latest = access_of(entry)
+        if latest is None:
+            return []
+        earlier = [
+            access
+            for other in await self._audit.entries(since=entry.at - WINDOW, actor=entry.actor)
+            if other.seq != entry.seq and (access := access_of(other)) is not None
+        ]
+        recording = _recording_of(entry)
+        raised = []
+        for anomaly in sorted(anomalies(latest, earlier, self._settings), key=lambda a: a.value):
+            detail = {"audit_seq": entry.seq, "action": entry.detail.get("action")}
+            flag = NewFlag(anomaly.value, entry.actor, recording, detail)
+            raised.append(await self._flags.raise_flag(flag, at=entry.at))
+        return raised
+
+
+def _recording_of(entry: AuditEntry) -> str | None:
+    kind, _, ident = (entry.object or "").partition(":")
+    return ident if kind == "recording" and ident else None

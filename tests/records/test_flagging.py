@@ -1,0 +1,85 @@
+"""Anomaly flags raised from real accesses through the gate, read back from the audit
+chain ([access] here: more than 3 playbacks or 2 refusals an hour)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from proxy.records.flagging import access_of
+from proxy.records.policy import Action
+
+from .access_world import ALICE, BOB, MONA, World, world
+
+__all__ = ["world"]
+
+PLAY = {"purpose": "complaint", "reason": "case 17"}
+
+
+async def kinds(w: World) -> list[tuple[str, str, str | None]]:
+    return [(f.kind, f.user, f.recording_id) for f in reversed(await w.catalog.flags.flags())]
+
+
+async def test_more_playbacks_in_an_hour_than_allowed_raise_a_flag_each(world: World) -> None:
+    rid = world.transferred
+    for _ in range(3):
+        world.tick(60)
+        await world.gate.check(ALICE, Action.PLAY, recording_id=rid, part=1, **PLAY)
+    assert await kinds(world) == []
+    world.tick(60)
+    await world.gate.check(ALICE, Action.PLAY, recording_id=rid, part=1, **PLAY)
+    assert await kinds(world) == [("too_many_playbacks", "alice", rid)]
+    world.tick(60)
+    await world.gate.check(ALICE, Action.PLAY, recording_id=rid, part=1, **PLAY)
+    assert len(await kinds(world)) == 2
+    [flag, _] = await world.catalog.flags.flags()
+    assert flag.detail["action"] == "play"
+    raised = await world.catalog.audit.entries(action="flag.raise")
+    assert [e.object for e in raised] == ["user:alice", "user:alice"]
+    assert (await world.catalog.audit.verify()).intact
+
+
+async def test_playbacks_older_than_an_hour_and_other_users_do_not_count(world: World) -> None:
+    rid = world.transferred
+    for _ in range(3):
+        await world.gate.check(ALICE, Action.PLAY, recording_id=rid, part=1, **PLAY)
+    world.tick(3601)
+    for _ in range(3):
+        await world.gate.check(ALICE, Action.PLAY, recording_id=rid, part=1, **PLAY)
+        await world.gate.check(BOB, Action.PLAY, recording_id=rid, part=2, **PLAY)
+    assert await kinds(world) == []
+
+
+async def test_metadata_views_are_not_playbacks(world: World) -> None:
+    for _ in range(6):
+        await world.gate.check(ALICE, Action.VIEW_METADATA, recording_id=world.transferred)
+    assert await kinds(world) == []
+
+
+async def test_repeated_refusals_raise_a_flag(world: World) -> None:
+    rid = world.single
+    await world.gate.check(ALICE, Action.PLAY, recording_id=rid, **PLAY)
+    await world.gate.check(ALICE, Action.VIEW_METADATA, recording_id=rid)
+    assert await kinds(world) == []
+    await world.gate.check(ALICE, Action.EXPORT, recording_id=rid, **PLAY)
+    assert await kinds(world) == [("repeated_refusals", "alice", rid)]
+
+
+async def test_an_export_outside_working_hours_raises_a_flag(world: World) -> None:
+    rid = world.transferred
+    await world.gate.check(MONA, Action.EXPORT, recording_id=rid, part=1, **PLAY)
+    assert await kinds(world) == []  # Wednesday 11:30 in London
+    world.clock.now = datetime(2024, 5, 4, 11, 0, tzinfo=UTC)  # a Saturday
+    await world.gate.check(MONA, Action.EXPORT, recording_id=rid, part=1, **PLAY)
+    assert await kinds(world) == [("outside_working_hours", "mona", rid)]
+
+
+async def test_only_the_gates_decisions_count_as_accesses(world: World) -> None:
+    await world.catalog.audit.append(actor="alice", action="export", object="recording:x")
+    await world.gate.check(ALICE, Action.VIEW_METADATA, recording_id=world.transferred)
+    await world.gate.check(ALICE, Action.PLAY, recording_id=world.single, **PLAY)
+    found = [access_of(entry) for entry in await world.audit()]
+    assert [None if access is None else access.kind.value for access in found] == [
+        None,
+        None,
+        "refusal",
+    ]
