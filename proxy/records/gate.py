@@ -27,7 +27,7 @@ audit and the flag catch someone trying.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -155,20 +155,22 @@ class Gate:
         if action in PART_ACTIONS and recording_id is None:
             raise InvalidAccessRequest(f"{action.value} is about a recording: name one")
         now = self._clock()
-        decisions: list[tuple[int, Decision]] = []
-        if recording_id is None:
-            query = AccessQuery(
-                actor, action, now, None, purpose, reason, (), requester, bulk_approval
-            )
-            decisions.append((0, decide(query, self._purposes)))
-        else:
-            targets = await self._targets(recording_id, number)
+        targets: list[Target | None] = [None]
+        grants: tuple[Grant, ...] = ()
+        if recording_id is not None:
+            targets = list(await self._targets(recording_id, number))
             grants = await self._grants(actor, recording_id)
-            for each in targets:
-                query = AccessQuery(
-                    actor, action, now, each, purpose, reason, grants, requester, bulk_approval
-                )
-                decisions.append((each.part, decide(query, self._purposes)))
+        decisions = [
+            (
+                0 if each is None else each.part,
+                self.decide(
+                    AccessQuery(
+                        actor, action, now, each, purpose, reason, grants, requester, bulk_approval
+                    )
+                ),
+            )
+            for each in targets
+        ]
         decision = combine(action, decisions)
         detail: dict[str, Any] = {
             "action": action.value,
@@ -216,9 +218,19 @@ class Gate:
             raise AccessDenied(decision)
         return decision
 
-    @property
-    def _purposes(self) -> tuple[str, ...]:
-        return self._settings.purposes
+    def decide(self, query: AccessQuery) -> Decision:
+        """The policy's answer with the configured purposes, *not* audited: for callers
+        that check many rows and audit once for all of them (a search, a listing)."""
+        return decide(query, self._settings.purposes)
+
+    async def record(
+        self, actor: Actor, action: str, detail: Mapping[str, Any], *, at: datetime | None = None
+    ) -> None:
+        """One audit entry for an action that shows many rows, each checked with
+        :meth:`decide` (``recordings.search``, ``access_requests.list``)."""
+        await self._catalog.audit.append(
+            actor=actor.name, action=action, detail=detail, at=self._clock() if at is None else at
+        )
 
     async def _targets(self, recording_id: str, number: int | None) -> list[Target]:
         recording = await self._catalog.recordings.get_recording(recording_id)
