@@ -18,6 +18,7 @@ One module per job:
 ``parts``              the parts of a recording: one per call taker of a transferred call
 ``flags``              anomaly flags on unusual access, for the DPO
 ``access_requests``    access requests and the grants approved from them
+``search``             metadata search over recordings, within a person's scope
 ``model``, ``errors``  what the repositories take, return and raise
 ``values``             checks and conversions of what callers give, before any SQL
 ``rows``               SQLite rows to the model
@@ -89,6 +90,7 @@ from .parts import PartRepository, RecordingPart
 from .recording_events import RecordingEventLog
 from .recordings import RECOVERY_REASON, RecordingRepository
 from .retention import Due, Expired, RetentionCounts, RetentionRepository
+from .search import RecordingSearch, Scope, SearchHit, SearchQuery
 from .sqlite import SqliteCatalog
 from .users import (
     Credentials,
@@ -165,6 +167,7 @@ __all__ = [
     "RecordingEventLog",
     "RecordingPart",
     "RecordingRepository",
+    "RecordingSearch",
     "RecordingSummary",
     "RecordingUpdate",
     "RequestState",
@@ -173,6 +176,9 @@ __all__ = [
     "RetentionRepository",
     "Role",
     "SchemaTooNewError",
+    "Scope",
+    "SearchHit",
+    "SearchQuery",
     "Segment",
     "SegmentFacts",
     "Session",

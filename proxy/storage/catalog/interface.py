@@ -21,6 +21,7 @@ from .parts import PartRepository
 from .recording_events import RecordingEventLog
 from .recordings import RecordingRepository
 from .retention import RetentionRepository
+from .search import RecordingSearch
 from .users import UserRepository
 
 
@@ -65,6 +66,9 @@ class Catalog(Protocol):
 
     @property
     def access_requests(self) -> AccessRequestRepository: ...
+
+    @property
+    def search(self) -> RecordingSearch: ...
 
     async def schema_version(self) -> int: ...
 

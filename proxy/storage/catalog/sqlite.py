@@ -34,6 +34,7 @@ from .parts import SqliteParts
 from .recording_events import SqliteRecordingEvents
 from .recordings import SqliteRecordings
 from .retention import SqliteRetention
+from .search import SqliteRecordingSearch
 from .users import SqliteUsers
 from .values import count, to_ms, utc_now
 
@@ -77,6 +78,7 @@ class SqliteCatalog:
         self.parts = SqliteParts(self._db)
         self.flags = SqliteFlags(self._db, clock)
         self.access_requests = SqliteAccessRequests(self._db, clock)
+        self.search = SqliteRecordingSearch(self._db, self.parts)
 
     async def open(self) -> Self:
         """Connect, set the pragmas and bring the schema up to date."""
