@@ -175,7 +175,8 @@ async def test_the_detail_says_what_the_person_may_hear(world: World) -> None:
 
 async def test_the_detail_shows_grants_requests_and_holds(world: World) -> None:
     await grant(world, "max", world.single, "legal")
-    await world.catalog.access_requests.request(NewAccessRequest(world.single, "max", "quality", "y"))
+    pending = NewAccessRequest(world.single, "max", "quality", "y")
+    await world.catalog.access_requests.request(pending)
     await world.catalog.holds.place(NewHold(world.single, "complaint", "C-1", "olive"))
     shown = await detail(world, MAX, world.single)
     assert shown["access"]["listen"] == [{"part": 1, "purposes": ["legal"]}]
