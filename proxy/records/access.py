@@ -32,7 +32,7 @@ from ..storage.catalog import (
     RequestStateError,
 )
 from .errors import AccessRequestConflict, InvalidAccessRequest, RecordNotFound
-from .gate import Gate
+from .gate import Gate, require
 from .policy import AccessQuery, Action, Actor, Target
 
 MAX_TEXT = 500  # characters of a purpose or a reason
@@ -65,9 +65,10 @@ class AccessDesk:
         """Ask for ``recording_id`` (pending until decided)."""
         why = _text("reason", reason, required=False)
         what = _text("purpose", purpose, required=False)
-        await self._gate.require(
+        decision = await self._gate.check(
             actor, Action.REQUEST_ACCESS, recording_id=recording_id, purpose=what, reason=why
         )
+        require(decision)
         return await _mapped(
             self._requests.request(
                 NewAccessRequest(recording_id, actor.name, what, why), at=self._gate.now()
@@ -94,7 +95,7 @@ class AccessDesk:
         found = await self._requests.get(request_id)
         if found is None:
             raise RecordNotFound(f"access request {request_id} does not exist")
-        await self._gate.require(
+        decision = await self._gate.check(
             actor,
             Action.APPROVE_ACCESS,
             recording_id=found.recording_id,
@@ -102,6 +103,7 @@ class AccessDesk:
             reason=why,
             requester=found.requester,
         )
+        require(decision)
         if found.state is not RequestState.PENDING:
             raise AccessRequestConflict(f"access request {found.id} is {found.state.value}")
         now = self._gate.now()

@@ -2,7 +2,7 @@
 with facts from the catalog, and the one place that audits the answer (P5-P11).
 
 Every HTTP handler and command that acts on recordings for a person asks
-:meth:`Gate.check` (or :meth:`Gate.require`, which raises :class:`AccessDenied` on a
+:meth:`Gate.check` (wrapped in :func:`require` to raise :class:`AccessDenied` on a
 refusal).  The gate loads the recording's state and parts, the person's grants, decides,
 writes **one** audit entry for the decision, allowed or refused (action
 ``access.allowed`` or ``access.refused``, object ``recording:ID``, the person's reason,
@@ -191,33 +191,6 @@ class Gate:
         await self._flagger.after(entry)
         return decision
 
-    async def require(
-        self,
-        actor: Actor,
-        action: Action,
-        *,
-        recording_id: str | None = None,
-        part: object = None,
-        purpose: str | None = None,
-        reason: str | None = None,
-        requester: str | None = None,
-        bulk_approval: BulkApproval | None = None,
-    ) -> Decision:
-        """:meth:`check`, raising :class:`AccessDenied` (with the decision) on a refusal."""
-        decision = await self.check(
-            actor,
-            action,
-            recording_id=recording_id,
-            part=part,
-            purpose=purpose,
-            reason=reason,
-            requester=requester,
-            bulk_approval=bulk_approval,
-        )
-        if not decision.allowed:
-            raise AccessDenied(decision)
-        return decision
-
     def decide(self, query: AccessQuery) -> Decision:
         """The policy's answer with the configured purposes, *not* audited: for callers
         that check many rows and audit once for all of them (a search, a listing)."""
@@ -251,3 +224,11 @@ class Gate:
             state=RequestState.APPROVED, requester=actor.name, recording_id=recording_id
         )
         return grants_of(approved)
+
+
+def require(decision: Decision) -> Decision:
+    """``decision`` if it allows; else :class:`AccessDenied` carrying it (the HTTP layer
+    answers 403 naming its rule): ``require(await gate.check(...))``."""
+    if not decision.allowed:
+        raise AccessDenied(decision)
+    return decision

@@ -25,9 +25,16 @@ from typing import Any
 from ..config import NumberSettings
 from ..recording_state import RecordingState
 from ..roles import Role
-from ..storage.catalog import Catalog, Scope, SearchHit, SearchQuery, parse_utc
+from ..storage.catalog import (
+    Catalog,
+    Scope,
+    SearchFilters,
+    SearchHit,
+    SearchQuery,
+    parse_utc,
+)
 from .errors import InvalidAccessRequest, RecordNotFound
-from .gate import Gate, combine, grants_of, target
+from .gate import Gate, combine, grants_of, require, target
 from .policy import AccessQuery, Action, Actor, Decision, Grant, Target
 
 #: The filters a search takes, by the names the API gives them.
@@ -35,31 +42,6 @@ FILTERS = ("number", "from", "to", "operator", "team", "state")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 _MAX_FILTER = 200  # characters
-
-
-@dataclass(frozen=True)
-class Filters:
-    """What to look for; each optional.  ``numbers``: the forms of the number asked for
-    (E.164 as the configured region reads it, and as typed); the call started in
-    ``[started_from, started_before)``."""
-
-    numbers: tuple[str, ...] = ()
-    started_from: datetime | None = None
-    started_before: datetime | None = None
-    operator: str | None = None
-    team: str | None = None
-    state: RecordingState | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """For the audit entry: what was asked."""
-        return {
-            "numbers": list(self.numbers),
-            "from": None if self.started_from is None else self.started_from.isoformat(),
-            "to": None if self.started_before is None else self.started_before.isoformat(),
-            "operator": self.operator,
-            "team": self.team,
-            "state": None if self.state is None else self.state.value,
-        }
 
 
 @dataclass(frozen=True)
@@ -108,8 +90,8 @@ def _time(name: str, value: object) -> datetime | None:
         raise InvalidAccessRequest(f"{name}: {exc}") from None
 
 
-def parse_filters(raw: Mapping[str, object], numbers: NumberSettings) -> Filters:
-    """Filters from what a person sent (the API's query parameters, by :data:`FILTERS`
+def parse_filters(raw: Mapping[str, object], numbers: NumberSettings) -> SearchFilters:
+    """The filters a person sent (the API's query parameters, by :data:`FILTERS`
     names); ``InvalidAccessRequest`` names the first bad one."""
     unknown = sorted(set(raw) - set(FILTERS))
     if unknown:
@@ -125,7 +107,7 @@ def parse_filters(raw: Mapping[str, object], numbers: NumberSettings) -> Filters
     except ValueError:
         known = ", ".join(s.value for s in RecordingState)
         raise InvalidAccessRequest(f"state must be one of {known}, got {state_text!r}") from None
-    return Filters(
+    return SearchFilters(
         forms,
         started_from,
         started_before,
@@ -170,19 +152,11 @@ class RecordSearch:
         self._gate = gate
         self._catalog = catalog
 
-    async def search(self, actor: Actor, filters: Filters, page: Page) -> SearchPage:
+    async def search(self, actor: Actor, filters: SearchFilters, page: Page) -> SearchPage:
         """One page of what ``actor`` may find with ``filters``; one audit entry."""
         now = self._gate.now()
         query = SearchQuery(
-            scope_of(actor, now),
-            filters.numbers,
-            filters.started_from,
-            filters.started_before,
-            filters.operator,
-            filters.team,
-            filters.state,
-            limit=page.size + 1,
-            offset=(page.number - 1) * page.size,
+            scope_of(actor, now), filters, limit=page.size + 1, offset=(page.number - 1) * page.size
         )
         found = await self._catalog.search.search(query)
         grants = grants_of(await self._catalog.access_requests.grants_for(actor.name, now))
@@ -202,7 +176,7 @@ class RecordSearch:
     async def recording_detail(self, actor: Actor, recording_id: str) -> dict[str, Any]:
         """Metadata, parts, holds and ``actor``'s access to ``recording_id`` (see the
         module docstring)."""
-        await self._gate.require(actor, Action.VIEW_METADATA, recording_id=recording_id)
+        require(await self._gate.check(actor, Action.VIEW_METADATA, recording_id=recording_id))
         hit = await self._catalog.search.hit(recording_id)
         if hit is None:  # the gate found it: only a catalog that lost it since
             raise RecordNotFound(f"recording {recording_id} does not exist")

@@ -9,7 +9,7 @@ import pytest
 
 from proxy.recording_state import RecordingState
 from proxy.records.errors import AccessDenied, InvalidAccessRequest, RecordNotFound
-from proxy.records.gate import ALLOWED, REFUSED
+from proxy.records.gate import ALLOWED, REFUSED, require
 from proxy.records.policy import Action, Actor, Decision
 from proxy.roles import Role
 from proxy.storage.catalog import NewAccessRequest
@@ -191,10 +191,10 @@ async def test_actions_on_no_recording_are_decided_and_audited_too(world: World)
 
 async def test_require_raises_the_refusal_with_its_decision(world: World) -> None:
     with pytest.raises(AccessDenied) as denied:
-        await world.gate.require(MAX, Action.PLAY, recording_id=world.single, **PLAY)
+        require(await world.gate.check(MAX, Action.PLAY, recording_id=world.single, **PLAY))
     assert denied.value.decision.rule == "grant.none"
     assert "(grant.none)" in str(denied.value)
-    allowed = await world.gate.require(MAX, Action.VERIFY_INTEGRITY)
+    allowed = require(await world.gate.check(MAX, Action.VERIFY_INTEGRITY))
     assert allowed.rule == "integrity.allowed"
 
 

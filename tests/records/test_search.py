@@ -13,9 +13,9 @@ from proxy.recording_state import RecordingState
 from proxy.records.errors import AccessDenied, InvalidAccessRequest, RecordNotFound
 from proxy.records.gate import ALLOWED
 from proxy.records.policy import Actor
-from proxy.records.search import Filters, Page, RecordSearch, parse_filters, parse_page
+from proxy.records.search import Page, RecordSearch, parse_filters, parse_page
 from proxy.roles import Role
-from proxy.storage.catalog import Attribution, NewAccessRequest, NewHold
+from proxy.storage.catalog import Attribution, NewAccessRequest, NewHold, SearchFilters
 
 from ..storage.test_catalog import at, new_call, new_recording
 from .access_world import ADAM, ALICE, BOB, DEE, MAX, MONA, OLIVE, SETTINGS, World, world
@@ -111,16 +111,16 @@ async def test_pages_hold_only_what_the_person_may_see(world: World) -> None:
         call = await new_call(world.catalog, started=at(200 + n), caller=f"+4412345678{n:02d}")
         rid = await new_recording(world.catalog, call)
         await world.catalog.parts.begin(rid, operator="carl", team="nurses", at=at(201 + n))
-    first = await search(world).search(CARL, Filters(), Page(1, 4))
-    second = await search(world).search(CARL, Filters(), Page(2, 4))
+    first = await search(world).search(CARL, SearchFilters(), Page(1, 4))
+    second = await search(world).search(CARL, SearchFilters(), Page(2, 4))
     assert (len(first.rows), first.more, len(second.rows), second.more) == (4, True, 2, False)
     assert second.rows[-1].recording_id == world.single  # the oldest last
-    alice = await search(world).search(ALICE, Filters(), Page(1, 1))
+    alice = await search(world).search(ALICE, SearchFilters(), Page(1, 1))
     assert ([r.recording_id for r in alice.rows], alice.more) == ([world.transferred], False)
 
 
 async def test_results_are_metadata_only(world: World) -> None:
-    result = await search(world).search(DEE, Filters(), Page())
+    result = await search(world).search(DEE, SearchFilters(), Page())
     text = repr(result.as_dict())
     assert "2024/05/01" not in text and "key" not in text and "directory" not in text
     row = result.as_dict()["recordings"][-1]

@@ -90,7 +90,7 @@ from .parts import PartRepository, RecordingPart
 from .recording_events import RecordingEventLog
 from .recordings import RECOVERY_REASON, RecordingRepository
 from .retention import Due, Expired, RetentionCounts, RetentionRepository
-from .search import RecordingSearch, Scope, SearchHit, SearchQuery
+from .search import RecordingSearch, Scope, SearchFilters, SearchHit, SearchQuery
 from .sqlite import SqliteCatalog
 from .users import (
     Credentials,
@@ -177,6 +177,7 @@ __all__ = [
     "Role",
     "SchemaTooNewError",
     "Scope",
+    "SearchFilters",
     "SearchHit",
     "SearchQuery",
     "Segment",

@@ -35,19 +35,37 @@ class Scope:
 
 
 @dataclass(frozen=True, slots=True)
-class SearchQuery:
-    """Filters (each optional, all must hold) and a page.  ``numbers`` are the forms of
+class SearchFilters:
+    """What to look for; each optional, all must hold.  ``numbers`` are the forms of
     one number to look for as caller or callee (E.164 and as typed); the call started at
     or after ``started_from`` and before ``started_before``; some part was taken by
     ``operator`` or by ``team``."""
 
-    scope: Scope
     numbers: tuple[str, ...] = ()
     started_from: datetime | None = None
     started_before: datetime | None = None
     operator: str | None = None
     team: str | None = None
     state: RecordingState | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """What was asked (for the audit entry of a search)."""
+        return {
+            "numbers": list(self.numbers),
+            "from": None if self.started_from is None else format_utc(self.started_from),
+            "to": None if self.started_before is None else format_utc(self.started_before),
+            "operator": self.operator,
+            "team": self.team,
+            "state": None if self.state is None else self.state.value,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """Filters within a scope, and a page (``limit`` rows from ``offset``)."""
+
+    scope: Scope
+    filters: SearchFilters = SearchFilters()
     limit: int = 50
     offset: int = 0
 
@@ -150,26 +168,27 @@ def _scope(scope: Scope) -> tuple[str, list[object]]:
 
 def _where(query: SearchQuery) -> tuple[str, list[object]]:
     where, params = _scope(query.scope)
+    filters = query.filters
     clauses = [where]
-    if query.numbers:
-        marks = _marks(query.numbers)
+    if filters.numbers:
+        marks = _marks(filters.numbers)
         clauses.append(f"(c.caller IN ({marks}) OR c.callee IN ({marks}))")
-        params += [*query.numbers, *query.numbers]
-    if query.started_from is not None:
+        params += [*filters.numbers, *filters.numbers]
+    if filters.started_from is not None:
         clauses.append("c.started_at >= ?")
-        params.append(to_ms("started_from", query.started_from))
-    if query.started_before is not None:
+        params.append(to_ms("started_from", filters.started_from))
+    if filters.started_before is not None:
         clauses.append("c.started_at < ?")
-        params.append(to_ms("started_before", query.started_before))
-    if query.operator is not None:
+        params.append(to_ms("started_before", filters.started_before))
+    if filters.operator is not None:
         clauses.append(_by_operator("= ?"))
-        params += [query.operator, query.operator]
-    if query.team is not None:
+        params += [filters.operator, filters.operator]
+    if filters.team is not None:
         clauses.append(_by_team("= ?"))
-        params.append(query.team)
-    if query.state is not None:
+        params.append(filters.team)
+    if filters.state is not None:
         clauses.append("r.state = ?")
-        params.append(query.state.value)
+        params.append(filters.state.value)
     return " AND ".join(clauses), params
 
 
