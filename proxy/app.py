@@ -34,6 +34,7 @@ from .calls.recording import RecordingService
 from .config import Config
 from .config_version import version_of
 from .control.api import add_routes
+from .control.flag_metrics import FlagCounter
 from .control.hold_metrics import HoldCounter
 from .control.http import HttpServer, build_app
 from .control.metrics import CallsSnapshot, Metrics, RecordingsSnapshot, event_loop_name
@@ -217,7 +218,7 @@ async def open_server(config: Config, *, metrics: Metrics | None = None) -> Asyn
     """Build every part from ``config`` in dependency order and start it; on leaving,
     drain the calls and close everything in reverse order:
 
-        calls drained → HTTP → hold metrics task → SIP transport → media clock →
+        calls drained → HTTP → flag and hold metrics tasks → SIP transport → media clock →
         retention sweeper → recorder, writer thread, catalog journal → webhook → audit
         anchoring → catalog
 
@@ -318,6 +319,9 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     hold_counter = HoldCounter(catalog.holds, config.holds.kinds)
     hold_counting = asyncio.create_task(hold_counter.run(), name="hold metrics")
     stack.push_async_callback(_cancel, hold_counting)
+    flag_counter = FlagCounter(catalog.flags)
+    flag_counting = asyncio.create_task(flag_counter.run(), name="flag metrics")
+    stack.push_async_callback(_cancel, flag_counting)
     metrics.attach(
         calls=lambda: calls_snapshot(b2bua),
         core=core.snapshot,
@@ -330,6 +334,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
         loop_name=event_loop_name(),
         webhook=webhook,
         holds=hold_counter.snapshot,
+        flags=flag_counter.snapshot,
     )
     health = Health(config, clock, b2bua)
     http_app = build_app(health, metrics.render)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -68,12 +68,20 @@ class HoldCounter:
 
     async def run(self) -> None:
         """Refresh every ``interval`` seconds until cancelled."""
-        while True:
-            try:
-                await self.refresh()
-            except CatalogError as exc:
-                log.warning("hold metrics not refreshed: %s", exc)
-            await asyncio.sleep(self.interval)
+        await refresh_every(self.refresh, self.interval, "hold metrics")
+
+
+async def refresh_every(
+    refresh: Callable[[], Awaitable[object]], interval: float, what: str
+) -> None:
+    """``refresh`` now and every ``interval`` seconds until cancelled; a refresh the
+    catalog refuses is logged and the previous counts kept."""
+    while True:
+        try:
+            await refresh()
+        except CatalogError as exc:
+            log.warning("%s not refreshed: %s", what, exc)
+        await asyncio.sleep(interval)
 
 
 def hold_families(snapshot: HoldsSnapshot | None) -> Iterator[Metric]:

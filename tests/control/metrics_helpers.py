@@ -17,6 +17,7 @@ from proxy.app import calls_snapshot, recordings_snapshot
 from proxy.calls.b2bua import B2bua, Prompt
 from proxy.calls.recording import RecordingService
 from proxy.config import Config, RecordingSettings, WebhookSettings
+from proxy.control.flag_metrics import KINDS, FlagsSnapshot
 from proxy.control.hold_metrics import HoldsSnapshot
 from proxy.control.metrics import Metrics
 from proxy.control.webhook import WebhookSender
@@ -98,6 +99,7 @@ def attach_all(metrics: Metrics, parts: Parts, loop_name: str = "asyncio") -> No
         loop_name=loop_name,
         webhook=parts.webhook,
         holds=lambda: HoldsSnapshot({"complaint": 2, "training": 0}, 1),
+        flags=lambda: FlagsSnapshot(dict.fromkeys(KINDS, 0) | {"repeated_refusals": 1}),
     )
 
 

@@ -122,6 +122,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "recproxy_audit_verify_failures": ("counter", set()),
     "recproxy_holds_active": ("gauge", {"kind"}),
     "recproxy_holds_due_for_review": ("gauge", set()),
+    "recproxy_access_flags_open": ("gauge", {"kind"}),
 }
 
 DIALOGUE = shared_data_file("audio", "dialogue_8k.ulaw").read_bytes()

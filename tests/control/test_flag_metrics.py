@@ -1,0 +1,86 @@
+"""The open anomaly flag gauge: counted from a real catalog by a refresh, never by a
+scrape; every kind has a series (zeros included); the collector the records service
+registers on its own registry shows the same."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from proxy.control.flag_metrics import KINDS, FlagCollector, FlagCounter
+from proxy.storage.catalog import NewFlag, SqliteCatalog
+
+from ..storage.test_catalog import FakeClock, at
+from .metrics_helpers import fresh_metrics, value
+
+NAME = "recproxy_access_flags_open"
+
+
+@pytest.fixture
+async def catalog(tmp_path: Path) -> AsyncIterator[SqliteCatalog]:
+    async with SqliteCatalog(tmp_path / "catalog.db", clock=FakeClock(at(3600))) as opened:
+        yield opened
+
+
+async def test_the_gauge_shows_open_flags_by_kind_as_last_refreshed(
+    catalog: SqliteCatalog,
+) -> None:
+    counter = FlagCounter(catalog.flags)
+    metrics = fresh_metrics()
+    metrics.attach(flags=counter.snapshot)
+    assert value(metrics, NAME, kind="repeated_refusals") is None  # not counted yet
+    await catalog.flags.raise_flag(NewFlag("repeated_refusals", "alice"))
+    cleared = await catalog.flags.raise_flag(NewFlag("repeated_refusals", "bob"))
+    await catalog.flags.raise_flag(NewFlag("too_many_playbacks", "bob"))
+    await catalog.flags.clear(cleared.id, by="dee", reason="explained")
+    await counter.refresh()
+    assert {kind: value(metrics, NAME, kind=kind) for kind in KINDS} == {
+        "too_many_playbacks": 1,
+        "outside_working_hours": 0,
+        "repeated_refusals": 1,
+    }
+    await catalog.flags.raise_flag(NewFlag("outside_working_hours", "carl"))
+    assert value(metrics, NAME, kind="outside_working_hours") == 0  # until the next refresh
+    await counter.refresh()
+    assert value(metrics, NAME, kind="outside_working_hours") == 1
+
+
+async def test_the_collector_serves_a_registry_of_its_own(catalog: SqliteCatalog) -> None:
+    counter = FlagCounter(catalog.flags)
+    registry = CollectorRegistry()
+    registry.register(FlagCollector(counter.snapshot))
+    assert f"{NAME}{{" not in generate_latest(registry).decode()
+    await catalog.flags.raise_flag(NewFlag("too_many_playbacks", "alice"))
+    await counter.refresh()
+    text = generate_latest(registry).decode()
+    assert f'{NAME}{{kind="too_many_playbacks"}} 1.0' in text
+    assert f'{NAME}{{kind="repeated_refusals"}} 0.0' in text
+
+
+def test_the_interval_must_be_positive(catalog: SqliteCatalog) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        FlagCounter(catalog.flags, interval=0)
+
+
+async def test_the_task_survives_a_closed_catalog(tmp_path: Path) -> None:
+    catalog = await SqliteCatalog(tmp_path / "c.db", clock=FakeClock(at(3600))).open()
+    counter = FlagCounter(catalog.flags, interval=0.02)
+    task = asyncio.create_task(counter.run())
+    try:
+        for _ in range(100):  # bounded: 2 s at most
+            if counter.snapshot() is not None:
+                break
+            await asyncio.sleep(0.02)
+        last = counter.snapshot()
+        assert last is not None
+        await catalog.close()  # refreshes now fail: the last counts stay, the task goes on
+        await asyncio.sleep(0.1)
+        assert counter.snapshot() == last and not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await catalog.close()
