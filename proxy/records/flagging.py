@@ -1,7 +1,8 @@
 """Anomaly flags from real accesses (P11, P21): after the gate audits a playback, an
-export or a refusal, :class:`Flagger` reads that user's decisions of the hour before it
-back from the audit chain, asks the pure rules (:func:`proxy.records.anomaly.anomalies`)
-and raises each flag they name (``catalog.flags``, audited as ``flag.raise``).
+export or a refusal (or the export command audits a custodian export), :class:`Flagger`
+reads that actor's accesses of the hour before it back from the audit chain, asks the
+pure rules (:func:`proxy.records.anomaly.anomalies`) and raises each flag they name
+(``catalog.flags``, audited as ``flag.raise``).
 
 The audit chain is the record read, not a counter in memory: every process that asks
 the gate (the records service, a second one after a restart, the command line) sees the
@@ -19,15 +20,19 @@ from .policy import Action
 #: The audit actions the gate writes for its decisions.
 ALLOWED = "access.allowed"
 REFUSED = "access.refused"
+#: The audit action of an export by the key custodian on the command line: an export too.
+CUSTODIAN_EXPORT = "custodian_export"
 
 _KIND_OF_ACTION = {Action.PLAY.value: AccessKind.PLAYBACK, Action.EXPORT.value: AccessKind.EXPORT}
 
 
 def access_of(entry: AuditEntry) -> Access | None:
-    """The access an audit entry of the gate's records, if the anomaly rules count it:
-    every refusal, and each allowed playback or export."""
+    """The access an audit entry records, if the anomaly rules count it: every refusal
+    of the gate, each playback or export it allowed, and each custodian export."""
     if entry.action == REFUSED:
         return Access(AccessKind.REFUSAL, entry.at)
+    if entry.action == CUSTODIAN_EXPORT:
+        return Access(AccessKind.EXPORT, entry.at)
     if entry.action == ALLOWED:
         kind = _KIND_OF_ACTION.get(str(entry.detail.get("action")))
         return None if kind is None else Access(kind, entry.at)

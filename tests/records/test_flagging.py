@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from proxy.records.flagging import access_of
+from proxy.records.flagging import CUSTODIAN_EXPORT, Flagger, access_of
 from proxy.records.policy import Action
 
-from .access_world import ALICE, BOB, MONA, World, world
+from .access_world import ALICE, BOB, MONA, SETTINGS, World, world
 
 __all__ = ["world"]
 
@@ -83,3 +83,21 @@ async def test_only_the_gates_decisions_count_as_accesses(world: World) -> None:
         None,
         "refusal",
     ]
+
+
+async def test_a_custodian_export_outside_working_hours_is_flagged_too(world: World) -> None:
+    saturday = datetime(2024, 5, 4, 23, 0, tzinfo=UTC)
+    entry = await world.catalog.audit.append(
+        actor="root (by dr_smith)",
+        action=CUSTODIAN_EXPORT,
+        object=f"recording:{world.single}",
+        reason="court order",
+        at=saturday,
+    )
+    flagger = Flagger(world.catalog.audit, world.catalog.flags, SETTINGS)
+    [flag] = await flagger.after(entry)
+    assert (flag.kind, flag.user, flag.recording_id) == (
+        "outside_working_hours",
+        "root (by dr_smith)",
+        world.single,
+    )

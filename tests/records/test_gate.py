@@ -1,12 +1,16 @@
-"""The gate: the policy asked with the catalog's facts, every decision audited once."""
+"""The gate: the policy asked with the catalog's facts, every decision audited once; and
+the layer rule that nothing else asks the policy."""
 
 from __future__ import annotations
 
+import ast
 import sqlite3
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+import proxy
 from proxy.recording_state import RecordingState
 from proxy.records.errors import AccessDenied, InvalidAccessRequest, RecordNotFound
 from proxy.records.gate import ALLOWED, REFUSED, require
@@ -210,3 +214,37 @@ async def test_every_decision_leaves_exactly_one_entry_and_the_chain_verifies(
                     asked += 1
                     assert len(await decisions(world)) == asked
     assert (await world.catalog.audit.verify()).intact  # flags raised on the way included
+
+
+def _policy_decide_users(root: Path) -> list[str]:
+    """Modules of ``root`` that import the policy's ``decide`` or call ``policy.decide``."""
+    users = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            imported = (
+                isinstance(node, ast.ImportFrom)
+                and (node.module or "").endswith("policy")
+                and any(alias.name == "decide" for alias in node.names)
+            )
+            called = (
+                isinstance(node, ast.Attribute)
+                and node.attr == "decide"
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "policy"
+            )
+            if imported or called:
+                users.append(path.relative_to(root).as_posix())
+                break
+    return users
+
+
+def test_only_the_gate_asks_the_policy() -> None:
+    assert _policy_decide_users(Path(proxy.__file__).parent) == ["records/gate.py"]
+
+
+def test_the_rule_finds_a_second_asker(tmp_path: Path) -> None:
+    (tmp_path / "gate.py").write_text("from .policy import decide\n")
+    (tmp_path / "rogue.py").write_text("from . import policy\npolicy.decide(q, ())\n")
+    (tmp_path / "fine.py").write_text("from .policy import Decision\n")
+    assert _policy_decide_users(tmp_path) == ["gate.py", "rogue.py"]
