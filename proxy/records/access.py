@@ -32,7 +32,7 @@ from ..storage.catalog import (
     RequestStateError,
 )
 from .errors import AccessRequestConflict, InvalidAccessRequest, RecordNotFound
-from .gate import Gate, require
+from .gate import Gate, require, whole_number
 from .policy import AccessQuery, Action, Actor, Target
 
 MAX_TEXT = 500  # characters of a purpose or a reason
@@ -155,13 +155,7 @@ class AccessDesk:
 
     def _days(self, days: object) -> int:
         longest = self._gate.settings.grant_days
-        if days is None:
-            return longest
-        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= longest:
-            raise InvalidAccessRequest(
-                f"days must be a whole number from 1 to {longest} (access.grant_days), got {days!r}"
-            )
-        return days
+        return longest if days is None else whole_number("days", days, longest)
 
 
 async def _mapped(operation: Awaitable[T]) -> T:

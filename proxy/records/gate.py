@@ -98,15 +98,19 @@ def combine(action: Action, decisions: Sequence[tuple[int, Decision]]) -> Decisi
     return chosen if chosen is not None else decisions[0][1]
 
 
+def whole_number(name: str, value: object, highest: int = 2**31 - 1) -> int:
+    """A whole number from 1 to ``highest`` as a person sent it (a JSON number or the text
+    of a query parameter); ``InvalidAccessRequest`` naming ``name`` otherwise."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= highest:
+        raise InvalidAccessRequest(f"{name} must be a whole number from 1 to {highest}")
+    return value
+
+
 def part_number(value: object) -> int | None:
     """A part as the person gave it: None (the whole recording) or a number from 1."""
-    if value is None:
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidAccessRequest(f"part must be a number from 1, got {value!r}")
-    return value
+    return None if value is None else whole_number("part", value)
 
 
 def _text(value: str | None) -> str | None:

@@ -34,7 +34,7 @@ from ..storage.catalog import (
     parse_utc,
 )
 from .errors import InvalidAccessRequest, RecordNotFound
-from .gate import Gate, combine, grants_of, require, target
+from .gate import Gate, combine, grants_of, require, target, whole_number
 from .policy import AccessQuery, Action, Actor, Decision, Grant, Target
 
 #: The filters a search takes, by the names the API gives them.
@@ -119,18 +119,9 @@ def parse_filters(raw: Mapping[str, object], numbers: NumberSettings) -> SearchF
 
 def parse_page(number: object = None, size: object = None) -> Page:
     """A page from what a person sent (text or numbers; absent: the first, 50 rows)."""
-
-    def whole(name: str, value: object, default: int, highest: int) -> int:
-        if value is None:
-            return default
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= highest:
-            raise InvalidAccessRequest(f"{name} must be a whole number from 1 to {highest}")
-        return value
-
     return Page(
-        whole("page", number, 1, 1_000_000), whole("size", size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        1 if number is None else whole_number("page", number),
+        DEFAULT_PAGE_SIZE if size is None else whole_number("size", size, MAX_PAGE_SIZE),
     )
 
 

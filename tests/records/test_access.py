@@ -147,7 +147,7 @@ async def test_a_decided_request_is_a_conflict(world: World) -> None:
         (True, None, None, "must be text"),
         (True, "x", 0, "from 1 to 7"),
         (True, "x", 8, "from 1 to 7"),
-        (True, "x", "3", "from 1 to 7"),
+        (True, "x", "three", "from 1 to 7"),
         (True, "x", True, "from 1 to 7"),
         (False, "x", 3, "lasts no days"),
     ],
