@@ -33,3 +33,17 @@ class InvalidHoldRequest(ValueError):
 class HoldRefused(Exception):
     """The hold cannot be placed or released now: its recording has no audio left to
     keep, or the hold was already released (409)."""
+
+
+class RecordingUnreadable(Exception):
+    """The recording's audio cannot be decrypted: the key does not open it, or its files
+    failed verification (altered, truncated, missing).  An integrity incident (500)."""
+
+
+class RangeNotSatisfiable(ValueError):
+    """A byte range outside the rendered audio (416); ``length`` is the audio's size,
+    for ``Content-Range: bytes */length``."""
+
+    def __init__(self, message: str, length: int) -> None:
+        super().__init__(message)
+        self.length = length
