@@ -61,6 +61,7 @@ from ..storage.export import (
 from ..storage.reader import Layout, RecordingReader, SegmentAudio
 from ..storage.segment import Encoding, RecordingCorrupt
 from .errors import RangeNotSatisfiable, RecordingActionError, RecordingUnreadable, RecordNotFound
+from .policy import Target
 
 AudioFormat = Literal["wav", "mp3", "g711"]
 AUDIO_FORMATS: tuple[AudioFormat, ...] = ("wav", "mp3", "g711")
@@ -78,6 +79,12 @@ class Playable:
     recording: Recording
     parts: tuple[RecordingPart, ...]
     part: RecordingPart | None = None
+
+    def targets(self) -> tuple[Target, ...]:
+        """What the access policy is asked about: the part played, or every part of the
+        recording when all of it is (each must be allowed)."""
+        covered = self.parts if self.part is None else (self.part,)
+        return tuple(Target(self.recording.id, p.part, p.operator, p.team) for p in covered)
 
 
 async def find_playable(catalog: Catalog, recording_id: str, part: int | None = None) -> Playable:
@@ -246,6 +253,8 @@ class _StreamedWav(Rendering):
             block = next(blocks, None)
         except RecordingCorrupt as exc:
             raise RecordingUnreadable(f"the audio failed verification: {exc}") from None
+        except OSError as exc:
+            raise RecordingUnreadable(f"the audio cannot be read: {exc}") from None
         return None if block is None else pcm16(block.audio, self._channels)
 
 

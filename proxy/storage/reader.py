@@ -37,7 +37,7 @@ from .segment import (
     read_segment,
     scan_segment,
     segment_file_name,
-    verify_header,
+    verified_header,
 )
 
 
@@ -236,17 +236,16 @@ def _walk(
     spans: list[SegmentSpan] = []
     for index, path in enumerate(files):
         last = index == len(files) - 1
-        scan = scan_segment(path, allow_truncated=allow_truncated and last, expected_index=index)
+        cut = allow_truncated and last
+        data = path.read_bytes()
+        if data_key is not None:
+            verified_header(data, data_key, rid, path.name, cut, index)
+        scan = scan_segment(data, allow_truncated=cut, name=path.name, expected_index=index)
         if scan.header is not None:
             if scan.header.recording_id != rid:
                 raise RecordingCorrupt(
-                    path.name,
-                    None,
-                    f"header names recording {scan.header.recording_id}, not {rid}: "
-                    "a segment of another recording (or a damaged header)",
+                    path.name, None, f"header names recording {scan.header.recording_id}"
                 )
-            if data_key is not None:
-                verify_header(scan.header, data_key, path.name)
             sequence.check_header(scan.header, path.name)
         first = sequence.frames
         for span in scan.chunks:

@@ -255,3 +255,14 @@ async def test_a_damaged_segment_fails_only_the_ranges_that_need_it(world: World
         await read(whole, 44, 1000)
     with pytest.raises(RecordingUnreadable, match=r"seg-000000\.rec chunk 0"):
         await rendering(world, format="mp3")
+
+
+async def test_the_policy_is_asked_about_each_part_played(world: World) -> None:
+    rid = world.written.recording_id
+    whole = await find_playable(world.catalog, rid)
+    assert [(t.recording_id, t.part, t.operator, t.team) for t in whole.targets()] == [
+        (rid, 1, "alice", "reception"),
+        (rid, 2, "bob", "nurses"),
+    ]
+    second = await find_playable(world.catalog, rid, 2)
+    assert [(t.part, t.operator) for t in second.targets()] == [(2, "bob")]
