@@ -292,6 +292,8 @@ async def render(
         return _InMemory(CONTENT_TYPES["g711"], data, len(frames), rate)
     except RecordingCorrupt as exc:
         raise RecordingUnreadable(f"recording {recording.id} failed verification: {exc}") from None
+    except OSError as exc:
+        raise RecordingUnreadable(f"recording {recording.id} cannot be read: {exc}") from None
 
 
 def _open(playable: Playable, recordings_dir: Path, private_key: X25519PrivateKey) -> _Frames:
@@ -304,11 +306,11 @@ def _open(playable: Playable, recordings_dir: Path, private_key: X25519PrivateKe
     interrupted = recording.state is RecordingState.INTERRUPTED
     layout = reader.layout(allow_truncated=interrupted)
     total = layout.report.frames
-    first, end = part_frames(playable, layout.report.sample_rate, total)
+    first, end = _part_frames(playable, layout.report.sample_rate, total)
     return _Frames(reader, layout, first, end)
 
 
-def part_frames(playable: Playable, sample_rate: int, total: int) -> tuple[int, int]:
+def _part_frames(playable: Playable, sample_rate: int, total: int) -> tuple[int, int]:
     """The frames ``[first, end)`` of the part asked for (all ``total`` frames when none
     was): from its start to the next part's start, or to the end for the last part."""
     part = playable.part

@@ -266,3 +266,17 @@ async def test_the_policy_is_asked_about_each_part_played(world: World) -> None:
     ]
     second = await find_playable(world.catalog, rid, 2)
     assert [(t.part, t.operator) for t in second.targets()] == [(2, "bob")]
+
+
+async def test_a_segment_gone_after_rendering_began_is_unreadable_not_a_traceback(
+    world: World,
+) -> None:
+    folder = world.written.recordings / world.written.recording_id
+    whole = await rendering(world)
+    (folder / segment_file_name(3)).unlink()
+    assert len(await read(whole, 0, 1000)) == 1001  # the first segments are still there
+    with pytest.raises(RecordingUnreadable, match="cannot be read"):
+        await read(whole, whole.length - 10)
+    (folder / "key").unlink()  # shredded
+    with pytest.raises(RecordingUnreadable, match="no key file"):
+        await rendering(world)
