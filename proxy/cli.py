@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_show = audit_commands.add_parser("show", help="audit entries, oldest first")
     audit_show.add_argument("--since", metavar="ISO", help="at or after this time (UTC if no zone)")
     audit_show.add_argument("--actor", help="only this actor's entries")
-    audit_show.add_argument("--action", help="only this action (export, search, ...)")
+    audit_show.add_argument("--action", help="only this action (custodian_export, search, ...)")
     audit_show.add_argument("--json", action="store_true", help="one JSON object a line")
     _config_option(audit_show)
 
