@@ -9,7 +9,7 @@ recproxy recordings list [--config PATH] [--json]
 recproxy audit verify [--config PATH]
 recproxy audit show [--since ISO] [--actor A] [--action X] [--json] [--config PATH]
 recproxy export ID --format wav|mp3|g711 --out PATH --reason TEXT [--channels ...] [--force]
-                [--by NAME]
+                [--by NAME] [--purpose PURPOSE] [--part N]
 recproxy holds place RECORDING_ID --kind KIND --reference REF --by USER [--review YYYY-MM-DD]
                [--note TEXT]
 recproxy holds release HOLD_ID --by USER --reason TEXT
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_show = audit_commands.add_parser("show", help="audit entries, oldest first")
     audit_show.add_argument("--since", metavar="ISO", help="at or after this time (UTC if no zone)")
     audit_show.add_argument("--actor", help="only this actor's entries")
-    audit_show.add_argument("--action", help="only this action (export, search, ...)")
+    audit_show.add_argument("--action", help="only this action (custodian_export, search, ...)")
     audit_show.add_argument("--json", action="store_true", help="one JSON object a line")
     _config_option(audit_show)
 
@@ -153,6 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("stereo", "mono", "caller", "call_taker"),
         default="stereo",
         help="stereo (caller left), a mono mix, or one party only",
+    )
+    export.add_argument(
+        "--purpose",
+        default="accuracy",
+        help="why, as one of [access] purposes (default accuracy; audited)",
+    )
+    export.add_argument(
+        "--part",
+        type=_part_number,
+        metavar="N",
+        help="only part N (from 1) of a transferred call: that call taker's time range",
     )
     _config_option(export)
 
@@ -268,6 +279,13 @@ def _users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     passwd.add_argument("--password-stdin", action="store_true", required=True, help=stdin_help)
     passwd.add_argument("--by", metavar="NAME", help=by_help)
     _config_option(passwd)
+
+
+def _part_number(text: str) -> int:
+    """A part number for ``--part``: a whole number from 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a part number (1, 2, ...)")
+    return int(text)
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -558,13 +576,19 @@ async def _audit(args: argparse.Namespace) -> int:
 
 
 async def _export(args: argparse.Namespace) -> int:
-    from .records.actor import actor_name
-    from .records.export import ExportError, ExportRequest, export_recording, private_key_file
+    from .records.actor import by_name, os_account
+    from .records.export import (
+        ExportError,
+        ExportRequest,
+        InvalidExportRequest,
+        export_recording,
+        private_key_file,
+    )
     from .storage.catalog import SqliteCatalog
 
     config = _load(args)
     try:
-        actor = actor_name(args.by)
+        by = by_name(args.by)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     request = ExportRequest(
@@ -573,7 +597,10 @@ async def _export(args: argparse.Namespace) -> int:
         channels=args.channels,
         out=args.out,
         reason=args.reason,
-        actor=actor,
+        account=os_account(),
+        by=by,
+        purpose=args.purpose,
+        part=args.part,
         force=args.force,
     )
 
@@ -586,13 +613,21 @@ async def _export(args: argparse.Namespace) -> int:
                 private_key=private_key_file(
                     config.recording.private_key, os.environ.get(PASSPHRASE_ENV)
                 ),
+                access=config.access,
             )
+        except InvalidExportRequest as exc:
+            print(f"recproxy: {exc}", file=sys.stderr)
+            return 2
         except ExportError as exc:
             raise CliError(str(exc)) from None
+    part = "" if args.part is None else f" part {args.part},"
     print(
-        f"exported {args.id}: {done.duration_s:.2f} s, {args.channels}, "
-        f"{args.format} → {done.out} (logged: {actor}, {request.reason.strip()!r})"
+        f"exported {args.id}:{part} {done.duration_s:.2f} s, {args.channels}, "
+        f"{args.format} → {done.out} sha256 {done.sha256} (logged: {request.actor}, "
+        f"{args.purpose}, {request.reason.strip()!r})"
     )
+    if done.flagged:
+        print("outside [access] working hours: flagged for the DPO (outside_working_hours)")
     return 0
 
 

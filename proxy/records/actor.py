@@ -22,10 +22,20 @@ def os_account() -> str:
 
 def actor_name(on_behalf_of: str | None = None) -> str:
     """The account, plus the named person it acts for, if any."""
-    account = os_account()
+    return acting(os_account(), on_behalf_of)
+
+
+def acting(account: str, on_behalf_of: str | None) -> str:
+    """``account``, or ``account (by person)`` when it acts for a named person."""
+    person = by_name(on_behalf_of)
+    return account if person is None else f"{account} (by {person})"
+
+
+def by_name(on_behalf_of: str | None) -> str | None:
+    """The person ``--by`` names, its spaces tidied; ValueError when it names nobody."""
     if on_behalf_of is None:
-        return account
+        return None
     person = " ".join(on_behalf_of.split())
     if not person:
         raise ValueError("--by must name the person the export is for")
-    return f"{account} (by {person})"
+    return person

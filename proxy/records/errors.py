@@ -56,3 +56,20 @@ class InvalidAccessRequest(ValueError):
 
 class AccessRequestConflict(Exception):
     """The access request is no longer pending: decided or withdrawn already (409)."""
+
+
+# -- playback (issue 15): rendering a recording for a person ---------------------------
+
+
+class RecordingUnreadable(Exception):
+    """The recording's audio cannot be decrypted: the key does not open it, or its files
+    failed verification (altered, truncated, missing).  An integrity incident (500)."""
+
+
+class RangeNotSatisfiable(ValueError):
+    """A byte range outside the rendered audio (416); ``length`` is the audio's size,
+    for ``Content-Range: bytes */length``."""
+
+    def __init__(self, message: str, length: int) -> None:
+        super().__init__(message)
+        self.length = length

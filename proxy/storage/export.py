@@ -11,25 +11,26 @@ codec mid-call, or the two parties used different laws) is refused with a clear 
 rather than converted: converting would hand back bytes that were not on the wire, which
 is what ``wav`` is for.  ``mono`` is refused for the same reason (mixing decodes).
 
-The encoders write into an already open file (see :mod:`proxy.storage.output_file`) and
-never create a file of their own: decrypted audio reaches ffmpeg through its stdin and
-comes back through its stdout, so no plaintext copy ever lands in a temporary folder.
+Nothing here creates a file: the WAV header and PCM are bytes the caller streams,
+decrypted audio reaches ffmpeg through its stdin and comes back through an anonymous
+memory file, so no plaintext copy ever lands in a folder (see
+:mod:`proxy.records.playback`, which renders recordings with these).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import struct
 import subprocess
-import wave
-from collections.abc import Callable
-from typing import BinaryIO, Literal
+from collections.abc import Iterable, Iterator
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from ..media.g711 import CODEC_TAGS
-from .reader import Recording
 
 ChannelChoice = Literal["stereo", "mono", "caller", "call_taker"]
 CHANNEL_CHOICES: tuple[ChannelChoice, ...] = ("stereo", "mono", "caller", "call_taker")
@@ -59,59 +60,96 @@ class EncodingError(Exception):
     """The encoder could not produce the file (ffmpeg missing or failing)."""
 
 
-def _pcm(audio: npt.NDArray[np.int16], channels: ChannelChoice) -> tuple[bytes, int]:
-    """Little-endian 16-bit PCM of the chosen channels, and how many channels it has."""
-    out = select_channels(audio, channels)
-    return np.ascontiguousarray(out, dtype="<i2").tobytes(), out.shape[1]
+def pcm16(audio: npt.NDArray[np.int16], channels: ChannelChoice) -> bytes:
+    """Little-endian 16-bit PCM of the chosen channels, interleaved: a WAV's data."""
+    return np.ascontiguousarray(select_channels(audio, channels), dtype="<i2").tobytes()
 
 
-def write_wav(
-    audio: npt.NDArray[np.int16],
-    stream: BinaryIO,
-    channels: ChannelChoice = "stereo",
-    *,
-    sample_rate: int = DEFAULT_SAMPLE_RATE,
-) -> None:
-    """Write a 16-bit PCM WAV file into ``stream``."""
-    pcm, count = _pcm(audio, channels)
-    with wave.open(stream, "wb") as wav:
-        wav.setnchannels(count)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        wav.writeframes(pcm)
+def channel_count(channels: ChannelChoice) -> int:
+    """How many channels a rendering of ``channels`` has."""
+    return 2 if channels == "stereo" else 1
 
 
-def write_mp3(
-    audio: npt.NDArray[np.int16],
-    stream: BinaryIO,
-    channels: ChannelChoice = "stereo",
+WAV_HEADER_SIZE = 44
+
+
+def wav_header(frames: int, channels: int, sample_rate: int = DEFAULT_SAMPLE_RATE) -> bytes:
+    """The 44-byte header of a 16-bit PCM WAV file of ``frames`` frames (what the
+    ``wave`` module writes): known before any audio is decoded, so a player can be told
+    the file's length and start while the rest is still being decrypted."""
+    data = frames * channels * 2
+    fmt = struct.pack(
+        "<HHIIHH", 1, channels, sample_rate, sample_rate * channels * 2, channels * 2, 16
+    )
+    return (
+        b"RIFF" + struct.pack("<I", 36 + data) + b"WAVE"
+        + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+        + b"data" + struct.pack("<I", data)
+    )  # fmt: skip
+
+
+def encode_mp3(
+    pcm_blocks: Iterable[bytes],
+    channels: int,
     *,
     sample_rate: int = DEFAULT_SAMPLE_RATE,
     bitrate: str = MP3_BITRATE,
-) -> None:
-    """Write an MP3 file into ``stream`` (a real file: ffmpeg writes to its descriptor).
+) -> bytes:
+    """An MP3 file of the 16-bit PCM ``pcm_blocks``, made by ffmpeg without a file.
 
-    The PCM goes to ffmpeg's stdin (``pipe:0``).  ffmpeg's stdout is ``stream`` itself,
-    named ``/dev/stdout`` rather than ``pipe:1`` so that ffmpeg sees a seekable file and
-    goes back to write the LAME header, which tells decoders the exact length (without
-    it, players add the encoder's padding, about 0.15 s at 8 kHz).
+    The PCM goes to ffmpeg's stdin (``pipe:0``) one block at a time, so only a block of
+    it is held at once.  ffmpeg's stdout is an anonymous memory file (``memfd_create``:
+    no name in any folder, gone when closed), named ``/dev/stdout`` rather than
+    ``pipe:1`` so that ffmpeg sees a seekable file and goes back to write the LAME
+    header, which tells decoders the exact length (without it, players add the
+    encoder's padding, about 0.15 s at 8 kHz).  The MP3 itself is held in memory:
+    32 kbit/s is 14.4 MB for an hour.  pydub is not used: its ``export`` writes the
+    audio to named temporary files for ffmpeg.
     """
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise EncodingError("MP3 export needs ffmpeg, which is not on PATH")
-    pcm, count = _pcm(audio, channels)
-    stream.flush()
     command = [
         ffmpeg, "-hide_banner", "-loglevel", "error",
-        "-f", "s16le", "-ar", str(sample_rate), "-ac", str(count), "-i", "pipe:0",
+        "-f", "s16le", "-ar", str(sample_rate), "-ac", str(channels), "-i", "pipe:0",
         "-codec:a", "libmp3lame", "-b:a", bitrate, "-f", "mp3", "-y", "file:/dev/stdout",
     ]  # fmt: skip
-    result = subprocess.run(command, input=pcm, stdout=stream.fileno(), stderr=subprocess.PIPE)
-    if result.returncode != 0:
-        message = result.stderr.decode(errors="replace").strip().splitlines()
-        raise EncodingError(
-            f"ffmpeg exited {result.returncode}: {message[-1] if message else 'no message'}"
-        )
+    with _memory_file("mp3") as out, _memory_file("ffmpeg-stderr") as err:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=out, stderr=err)
+        assert process.stdin is not None
+        try:
+            for block in pcm_blocks:
+                process.stdin.write(block)
+        except BrokenPipeError:
+            pass  # ffmpeg stopped reading: its exit status says why
+        except BaseException:
+            process.kill()  # the audio could not be decoded: stop the encoder
+            raise
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+            process.wait()
+        if process.returncode != 0:
+            message = _read_all(err).decode(errors="replace").strip().splitlines()
+            raise EncodingError(
+                f"ffmpeg exited {process.returncode}: {message[-1] if message else 'no message'}"
+            )
+        return _read_all(out)
+
+
+@contextlib.contextmanager
+def _memory_file(name: str) -> Iterator[int]:
+    """A file descriptor of an anonymous file in memory (Linux ``memfd_create``)."""
+    fd = os.memfd_create(f"recproxy-{name}", os.MFD_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    return os.pread(fd, size, 0) if size else b""
 
 
 # WAVE format tags of the G.711 laws, by the payload type that tags them in a segment
@@ -152,27 +190,3 @@ def g711_wav(
         + b"\0" * (len(data) % 2)  # chunks are padded to an even length
     )  # fmt: skip
     return b"RIFF" + struct.pack("<I", len(body)) + body
-
-
-def encoder_for(
-    recording: Recording, fmt: str, channels: ChannelChoice
-) -> Callable[[BinaryIO], None]:
-    """What writes ``recording`` as ``fmt`` into a stream.  Raises :class:`EncodingError`
-    now, before any audio is written (or the access logged), when it cannot be done."""
-    if fmt == "wav":
-        return lambda stream: write_wav(recording.audio, stream, channels)
-    if fmt == "mp3":
-        return lambda stream: write_mp3(recording.audio, stream, channels)
-    if fmt == "g711":
-        if recording.wire is None:
-            raise EncodingError("a PCM16 recording holds no G.711 bytes: use --format wav")
-        data = g711_wav(recording.wire, channels, sample_rate=recording.report.sample_rate)
-
-        def write(stream: BinaryIO) -> None:
-            stream.write(data)
-
-        return write
-    raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-
-
-FORMATS = ("wav", "mp3", "g711")

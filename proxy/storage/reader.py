@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from .segment import (
     read_segment,
     scan_segment,
     segment_file_name,
+    verified_header,
 )
 
 
@@ -189,12 +190,87 @@ class _Sequence:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentSpan:
+    """Where one segment's audio lies in the recording: frames ``[first_frame,
+    first_frame + frames)``, as its framing says (structure only, not yet verified)."""
+
+    path: Path
+    index: int
+    first_frame: int
+    frames: int
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The segments of a recording and what they hold, walked without decrypting."""
+
+    segments: tuple[SegmentSpan, ...]
+    report: RecordingReport
+    truncated: bool  # walked as a recording a crash may have cut short
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentAudio:
+    """One verified, decrypted segment: ``(frames, 2)`` int16 audio, and the stored
+    wire samples (None for a PCM16 recording)."""
+
+    audio: npt.NDArray[np.int16]
+    wire: npt.NDArray[np.uint16] | None
+
+
+def _walk(
+    directory: Path,
+    rid: uuid.UUID,
+    allow_truncated: bool,
+    data_key: bytes | None = None,
+) -> Layout:
+    """The structural walk: segments follow on with the same parameters, chunks without
+    a gap, nothing after the final chunk, and (unless ``allow_truncated``) the final
+    chunk is there.  With ``data_key`` each header's tag is checked first, so an altered
+    header is named as such rather than as a mismatch with the segments after it.  It
+    cannot tell altered bytes inside a chunk: decrypting does."""
+    files = _segment_files(directory)
+    sequence = _Sequence(len(files))
+    spans: list[SegmentSpan] = []
+    for index, path in enumerate(files):
+        last = index == len(files) - 1
+        cut = allow_truncated and last
+        data = path.read_bytes()
+        if data_key is not None:
+            verified_header(data, data_key, rid, path.name, cut, index)
+        scan = scan_segment(data, allow_truncated=cut, name=path.name, expected_index=index)
+        if scan.header is not None:
+            if scan.header.recording_id != rid:
+                raise RecordingCorrupt(
+                    path.name, None, f"header names recording {scan.header.recording_id}"
+                )
+            sequence.check_header(scan.header, path.name)
+        first = sequence.frames
+        for span in scan.chunks:
+            first_frame = scan.header.chunk_first_frame(span.index) if scan.header else 0
+            sequence.check_chunk(path.name, span.index, first_frame, span.frames)
+        sequence.end_segment(
+            path.name, None if last else scan.header, len(scan.chunks), scan.final_seen
+        )
+        sequence.trailing_bytes += scan.trailing_bytes
+        spans.append(SegmentSpan(path, index, first, sequence.frames - first, last))
+    sequence.finish(allow_truncated)
+    return Layout(tuple(spans), sequence.report(rid, verified=False), allow_truncated)
+
+
 class RecordingReader:
     """Reads one recording directory with the organisation's private key.
 
     Raises :class:`~proxy.storage.crypto.WrongPrivateKey` or
     :class:`~proxy.storage.crypto.WrappedKeyError` when the key does not open it, and
     :class:`RecordingCorrupt` when the key file is missing.
+
+    ``read()`` and ``recover()`` give the whole recording.  ``layout()`` and ``decode()``
+    are the same path one segment at a time, for playback that must not hold an hour of
+    audio in memory: the structure is walked once, then each segment is verified and
+    decrypted when its audio is wanted.
     """
 
     def __init__(
@@ -224,42 +300,42 @@ class RecordingReader:
         """Every complete chunk of a recording a crash may have cut short."""
         return self._read(allow_truncated=True)
 
-    def _read(self, allow_truncated: bool) -> Recording:
-        files = _segment_files(self.directory)
-        sequence = _Sequence(len(files))
-        parts: list[npt.NDArray[Any]] = []  # int16 for PCM16, else wire samples
-        pcm16 = False
-        for index, path in enumerate(files):
-            last = index == len(files) - 1
-            contents = read_segment(
-                path,
-                self._data_key,
-                self.recording_id,
-                allow_truncated=allow_truncated and last,
-                expected_index=index,
-            )
-            if contents.header is not None:
-                sequence.check_header(contents.header, path.name)
-            for chunk in contents.chunks:
-                sequence.check_chunk(path.name, chunk.index, chunk.first_frame, chunk.frames)
-            sequence.end_segment(
-                path.name,
-                None if last else contents.header,
-                len(contents.chunks),
-                contents.final_seen,
-            )
-            sequence.trailing_bytes += contents.trailing_bytes
-            if contents.header is not None:  # the headers agree on the encoding
-                pcm16 = contents.header.encoding is Encoding.PCM16
-                parts.append(contents.audio() if pcm16 else contents.wire())
-        sequence.finish(allow_truncated)
-        report = sequence.report(self.recording_id, verified=True)
-        if pcm16:
-            return Recording(np.concatenate(parts), report)
-        wire: npt.NDArray[np.uint16] = (
-            np.concatenate(parts) if parts else np.zeros((0, CHANNELS), dtype=np.uint16)
+    def layout(self, *, allow_truncated: bool = False) -> Layout:
+        """The segments and their frames, checked for structure but not decrypted."""
+        return _walk(self.directory, self.recording_id, allow_truncated, self._data_key)
+
+    def decode(self, layout: Layout, span: SegmentSpan) -> SegmentAudio:
+        """Verify and decrypt one segment of ``layout``.  A segment that no longer holds
+        the frames the walk found (changed since) is :class:`RecordingCorrupt`."""
+        contents = read_segment(
+            span.path,
+            self._data_key,
+            self.recording_id,
+            allow_truncated=layout.truncated and span.last,
+            expected_index=span.index,
         )
+        if contents.frames != span.frames:
+            raise RecordingCorrupt(
+                span.path.name, None, "changed while it was read: the chunks differ from the walk"
+            )
+        if contents.header is not None and contents.header.encoding is Encoding.PCM16:
+            return SegmentAudio(contents.audio(), None)
+        wire = contents.wire()
+        return SegmentAudio(wire_decode(wire), wire)
+
+    def _read(self, allow_truncated: bool) -> Recording:
+        layout = self.layout(allow_truncated=allow_truncated)
+        decoded = [self.decode(layout, span) for span in layout.segments]
+        report = replace(layout.report, verified=True)
+        if report.encoding is Encoding.PCM16:
+            return Recording(_joined([d.audio for d in decoded], np.int16), report)
+        wire = _joined([d.wire for d in decoded if d.wire is not None], np.uint16)
         return Recording(wire_decode(wire), report, wire)
+
+
+def _joined(blocks: list[Any], dtype: type[np.generic]) -> Any:
+    """The blocks one after another (an empty ``(0, 2)`` array when there are none)."""
+    return np.concatenate(blocks) if blocks else np.zeros((0, CHANNELS), dtype=dtype)
 
 
 def recover(
@@ -282,22 +358,4 @@ def recover(
         return _Sequence(0).report(rid, verified=False)
     if rid is None:
         rid = wrapped_key_recording_id(key_path.read_bytes())
-    files = _segment_files(directory)
-    sequence = _Sequence(len(files))
-    for index, path in enumerate(files):
-        last = index == len(files) - 1
-        scan = scan_segment(path, allow_truncated=last, expected_index=index)
-        if scan.header is not None:
-            if scan.header.recording_id != rid:
-                raise RecordingCorrupt(
-                    path.name, None, f"header names recording {scan.header.recording_id}"
-                )
-            sequence.check_header(scan.header, path.name)
-        for span in scan.chunks:
-            first_frame = scan.header.chunk_first_frame(span.index) if scan.header else 0
-            sequence.check_chunk(path.name, span.index, first_frame, span.frames)
-        sequence.end_segment(
-            path.name, None if last else scan.header, len(scan.chunks), scan.final_seen
-        )
-        sequence.trailing_bytes += scan.trailing_bytes
-    return sequence.report(rid, verified=False)
+    return _walk(directory, rid, allow_truncated=True).report

@@ -664,6 +664,30 @@ def _diagnose_nonce(
     return f"this is chunk {chunk} of this segment, found at position {span.index}: reordered"
 
 
+def verified_header(
+    data: bytes,
+    data_key: bytes,
+    recording_id: uuid.UUID,
+    name: str,
+    allow_truncated: bool = False,
+    expected_index: int | None = None,
+) -> SegmentHeader | None:
+    """The segment's header, checked before any chunk is looked at: its place, its
+    recording and its tag (None when a truncated file ends inside it)."""
+    header = _start(data, name, allow_truncated, expected_index)
+    if header is None:
+        return None
+    if header.recording_id != recording_id:
+        raise RecordingCorrupt(
+            name,
+            None,
+            f"header names recording {header.recording_id}, not {recording_id}: "
+            "a segment of another recording (or a damaged header)",
+        )
+    verify_header(header, data_key, name)
+    return header
+
+
 def read_segment(
     source: bytes | str | os.PathLike[str],
     data_key: bytes,
@@ -682,17 +706,9 @@ def read_segment(
     a complete chunk that fails verification still raises.
     """
     data, name = _load(source, name)
-    header = _start(data, name, allow_truncated, expected_index)
+    header = verified_header(data, data_key, recording_id, name, allow_truncated, expected_index)
     if header is None:
         return SegmentContents(name, None, (), False, len(data))
-    if header.recording_id != recording_id:
-        raise RecordingCorrupt(
-            name,
-            None,
-            f"header names recording {header.recording_id}, not {recording_id}: "
-            "a segment of another recording (or a damaged header)",
-        )
-    verify_header(header, data_key, name)
     aead = AESGCM(data_key)
     walker = _Walker(data, header, name, allow_truncated)
     chunks = []

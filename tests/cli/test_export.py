@@ -142,7 +142,7 @@ def test_wav_export_is_the_recording_with_mode_0600_and_logged(
     np.testing.assert_array_equal(read_wav(out), store.audio)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert sorted(os.listdir(tmp_path)) == ["call.wav"]
-    assert access_log(store)[-1][1:] == ("export-wav", f"channels=stereo out={out}")
+    assert access_log(store)[-1][1:] == ("custodian_export-wav", f"channels=stereo out={out}")
 
 
 def test_g711_export_is_the_a_law_bytes_sent_and_ffmpeg_reads_it(
@@ -163,7 +163,7 @@ def test_g711_export_is_the_a_law_bytes_sent_and_ffmpeg_reads_it(
         check=True,
     ).stdout
     np.testing.assert_array_equal(np.frombuffer(decoded, "<i2").reshape(-1, 2), store.audio)
-    assert access_log(store)[-1][1:] == ("export-g711", f"channels=stereo out={out}")
+    assert access_log(store)[-1][1:] == ("custodian_export-g711", f"channels=stereo out={out}")
 
 
 def test_g711_export_of_one_party_and_mono_refused(store: Store, tmp_path: Path) -> None:

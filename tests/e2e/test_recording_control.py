@@ -1043,7 +1043,7 @@ def test_star0_then_star1_two_spans_of_the_right_audio_with_stop_and_resume_even
         ("recording.stop", "alice", events[1]["at"]),
         ("recording.resume", "alice", events[2]["at"]),
     ], audited
-    assert [a["action"] for a in audited[2:]] == ["export"], audited
+    assert [a["action"] for a in audited[2:]] == ["custodian_export"], audited
 
     # the recording: from the bridge to the stop, then from the resume to the end
     wav: audio.Wav = run.notes["wav"]

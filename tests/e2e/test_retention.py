@@ -55,7 +55,7 @@ def test_a_sweep_37_months_on_deletes_the_unheld_recording_and_keeps_the_held(
     ).strip()  # fmt: skip
     audit = [json.loads(line) for line in run_cli(e2e.config_path, "audit", "show", "--json")
              .splitlines() if line.strip()]  # fmt: skip
-    exports = [(e["object"], e["reason"]) for e in audit if e["action"] == "export"]
+    exports = [(e["object"], e["reason"]) for e in audit if e["action"] == "custodian_export"]
     assert exports == [(f"recording:{held}", "recproxy end-to-end test")]
     placed = [e for e in audit if e["action"] == "hold.place"]
     assert [(e["object"], e["actor"]) for e in placed] == [(f"recording:{held}", "records officer")]

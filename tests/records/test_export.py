@@ -5,8 +5,9 @@ the RecordingWriter (AES-GCM segments) into a real SQLite catalog."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from proxy.config import AccessSettings
 from proxy.events import RecordingExported
 from proxy.media import g711
 from proxy.media.g711 import wire_samples
@@ -64,8 +66,15 @@ async def stored(tmp_path: Path) -> AsyncIterator[Stored]:
 def request(stored: Stored, out: Path) -> ExportRequest:
     return ExportRequest(
         recording_id=stored.recording_id, format="wav", channels="stereo", out=out,
-        reason="complaint 2026-14", actor="records (by dr_smith)",
+        reason="complaint 2026-14", account="records", by="dr_smith", purpose="complaint",
     )  # fmt: skip
+
+
+INSIDE = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)  # a Monday morning in London
+
+
+def at(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
 
 
 async def test_an_export_is_logged_then_published(stored: Stored, tmp_path: Path) -> None:
@@ -78,6 +87,8 @@ async def test_an_export_is_logged_then_published(stored: Stored, tmp_path: Path
         request(stored, tmp_path / "out.wav"),
         recordings_dir=stored.recordings,
         private_key=private_key_file(stored.key, "correct horse"),
+        access=AccessSettings(),
+        now=at(INSIDE),
         publish=published.append,
     )
     assert done.out.is_file() and abs(done.duration_s - 1.0) < 0.05
@@ -89,18 +100,24 @@ async def test_an_export_is_logged_then_published(stored: Stored, tmp_path: Path
     (entry,) = await stored.catalog.access.access_log()
     assert (entry.actor, entry.action, entry.recording_id) == (
         "records (by dr_smith)",
-        "export-wav",
+        "custodian_export-wav",
         stored.recording_id,
     )
     (audited,) = await stored.catalog.audit.entries()  # one entry, committed with the access
     assert (audited.actor, audited.action, audited.object, audited.reason, audited.detail) == (
         "records (by dr_smith)",
-        "export",
+        "custodian_export",
         f"recording:{stored.recording_id}",
         "complaint 2026-14",
-        {"format": "wav", "channels": "stereo"},
-    )
-    assert audited.at == entry.at
+        {
+            "os_user": "records", "by": "dr_smith", "purpose": "complaint", "format": "wav",
+            "channels": "stereo", "part": None,
+            "sha256": hashlib.sha256(done.out.read_bytes()).hexdigest(),
+        },
+    )  # fmt: skip
+    assert audited.at == entry.at == INSIDE
+    assert done.sha256 == audited.detail["sha256"] and not done.flagged
+    assert await stored.catalog.flags.flags() == []
     assert (await stored.catalog.audit.verify()).intact
 
 
@@ -123,11 +140,12 @@ async def test_a_live_recording_is_refused_before_the_key_is_read(
             request(stored, tmp_path / "out.wav"),
             recordings_dir=stored.recordings,
             private_key=key,  # type: ignore[arg-type]
+            access=AccessSettings(),
             publish=published.append,
         )
     assert keys_read == [] and published == []
     assert await stored.catalog.access.access_log() == []
-    assert await stored.catalog.audit.entries(action="export") == []
+    assert await stored.catalog.audit.entries(action="custodian_export") == []
     assert not (tmp_path / "out.wav").exists()
 
 
@@ -144,6 +162,7 @@ async def test_a_wrong_passphrase_names_the_setting_and_logs_nothing(
             request(stored, tmp_path / "out.wav"),
             recordings_dir=stored.recordings,
             private_key=private_key_file(stored.key, "wrong"),
+            access=AccessSettings(),
             publish=published.append,
         )
     assert published == []

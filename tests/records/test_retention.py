@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from proxy.config import AccessSettings
 from proxy.events import EventBus, RecordingDeleted, RetentionSwept
 from proxy.recording_state import RecordingState
 from proxy.records.export import ExportError, ExportRequest, export_recording
@@ -249,11 +250,19 @@ async def test_export_of_a_deleted_or_deleting_recording_is_refused(
         ExportError, match=r"was deleted 2030-06-01 \(retention: expired 2030-05-22\)"
     ):
         await export_recording(
-            world.catalog, export("old"), recordings_dir=world.root, private_key=no_key
+            world.catalog,
+            export("old"),
+            recordings_dir=world.root,
+            private_key=no_key,
+            access=AccessSettings(),
         )
     with pytest.raises(ExportError, match="is being deleted"):
         await export_recording(
-            world.catalog, export("old_held"), recordings_dir=world.root, private_key=no_key
+            world.catalog,
+            export("old_held"),
+            recordings_dir=world.root,
+            private_key=no_key,
+            access=AccessSettings(),
         )
     assert not list(tmp_path.glob("*.wav"))
     assert await world.catalog.access.access_log() == []

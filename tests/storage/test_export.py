@@ -1,10 +1,13 @@
-"""WAV, MP3 and G.711 WAV export, stereo, mixed, or one party only."""
+"""WAV, MP3 and G.711 WAV encoding, stereo, mixed, or one party only."""
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
 import subprocess
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +15,37 @@ import pytest
 
 from proxy.media import g711
 from proxy.media.g711 import wire_samples
-from proxy.storage.export import EncodingError, g711_wav, select_channels, write_mp3, write_wav
+from proxy.storage.export import (
+    WAV_HEADER_SIZE,
+    EncodingError,
+    channel_count,
+    encode_mp3,
+    g711_wav,
+    pcm16,
+    select_channels,
+    wav_header,
+)
 
 from .conftest import dialogue_call
 
 
 def export_wav(audio: np.ndarray, path: Path, channels: str = "stereo") -> Path:
-    with path.open("wb") as stream:
-        write_wav(audio, stream, channels)  # type: ignore[arg-type]
+    count = channel_count(channels)  # type: ignore[arg-type]
+    path.write_bytes(wav_header(len(audio), count) + pcm16(audio, channels))  # type: ignore[arg-type]
     return path
+
+
+@pytest.mark.parametrize("frames", [0, 1, 7999, 80_001])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_wav_header_is_what_the_wave_module_writes(frames: int, channels: int) -> None:
+    stream = io.BytesIO()
+    with wave.open(stream, "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(b"\0" * frames * channels * 2)
+    expected = stream.getvalue()[:WAV_HEADER_SIZE]
+    assert wav_header(frames, channels) == expected and len(expected) == 44
 
 
 def read_wav(path: Path) -> tuple[int, int, np.ndarray]:
@@ -70,13 +95,29 @@ def decoded_seconds(path: Path) -> float:
 
 
 @pytest.mark.parametrize("channels", ["stereo", "caller"])
-def test_mp3_export_decodes_to_the_same_duration(tmp_path: Path, channels: str) -> None:
+def test_mp3_decodes_to_the_same_duration(tmp_path: Path, channels: str) -> None:
     audio = dialogue_call(21.81)
+    blocks = (pcm16(audio[i : i + 8000], channels) for i in range(0, len(audio), 8000))  # type: ignore[arg-type]
     path = tmp_path / "out.mp3"
-    with path.open("wb") as stream:
-        write_mp3(audio, stream, channels)  # type: ignore[arg-type]
+    path.write_bytes(encode_mp3(blocks, channel_count(channels)))  # type: ignore[arg-type]
     assert path.read_bytes()[:3] in (b"ID3", b"\xff\xf3", b"\xff\xe3", b"\xff\xfb")
     assert abs(decoded_seconds(path) - len(audio) / 8000) <= 0.1
+
+
+def test_a_block_that_fails_stops_ffmpeg_and_raises() -> None:
+    def blocks() -> Iterator[bytes]:
+        yield b"\0" * 16000
+        raise RuntimeError("chunk 3 failed verification")
+
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(RuntimeError, match="chunk 3"):
+        encode_mp3(blocks(), 1)
+    assert set(os.listdir("/proc/self/fd")) <= before  # the memory files are closed
+
+
+def test_ffmpeg_failing_is_an_encoding_error() -> None:
+    with pytest.raises(EncodingError, match="ffmpeg exited"):
+        encode_mp3([b"\0" * 100], 1, bitrate="not-a-rate")
 
 
 def test_g711_refuses_a_recording_that_holds_both_laws() -> None:
