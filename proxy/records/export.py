@@ -33,16 +33,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from ..config import AccessSettings
 from ..events import Publish, RecordingExported, discard
 from ..storage import crypto
-from ..storage.catalog import Catalog, NewFlag
+from ..storage.catalog import Catalog
 from ..storage.export import ChannelChoice, EncodingError
 from ..storage.output_file import OutputRefused, claim_output
 from .actor import acting
-from .anomaly import Access, AccessKind, anomalies
 from .errors import RecordingActionError, RecordingUnreadable, RecordNotFound
+from .flagging import CUSTODIAN_EXPORT, Flagger
 from .playback import AudioFormat, find_playable, render
 
-#: The audit action of an export by the key custodian.
-CUSTODIAN_EXPORT = "custodian_export"
+#: What an export is for when ``--purpose`` is not given.
 DEFAULT_PURPOSE = "accuracy"
 
 
@@ -156,7 +155,7 @@ async def export_recording(
                 },
                 at=at,
             )
-            flagged = await _flag_outside_hours(catalog, request, recording.id, at, access)
+            flagged = await _flag(catalog, request.actor, at, access)
             written = hashlib.sha256()
             async for piece in rendering.chunks():
                 written.update(piece)
@@ -173,27 +172,9 @@ async def export_recording(
     return Exported(out, rendering.duration_s, sha256, flagged)
 
 
-async def _flag_outside_hours(
-    catalog: Catalog,
-    request: ExportRequest,
-    recording_id: str,
-    at: datetime,
-    access: AccessSettings,
-) -> bool:
-    """Raise the DPO's flag when the export falls outside the working week."""
-    raised = anomalies(Access(AccessKind.EXPORT, at), (), access)
-    for anomaly in sorted(raised, key=lambda a: a.value):
-        start, end = access.working_hours
-        detail = {
-            "action": CUSTODIAN_EXPORT,
-            "local_time": at.astimezone(access.timezone).isoformat(timespec="seconds"),
-            "timezone": access.timezone.key,
-            "working_hours": f"{start:%H:%M}-{end:%H:%M}",
-            "purpose": request.purpose,
-            "format": request.format,
-            "part": request.part,
-        }
-        await catalog.flags.raise_flag(
-            NewFlag(anomaly.value, request.actor, recording_id, detail), at=at
-        )
-    return bool(raised)
+async def _flag(catalog: Catalog, actor: str, at: datetime, access: AccessSettings) -> bool:
+    """Raise the DPO's flags the custodian export just logged earns (outside working
+    hours), by the same rules and the same path as the records service's accesses."""
+    logged = await catalog.audit.entries(since=at, actor=actor, action=CUSTODIAN_EXPORT)
+    flagger = Flagger(catalog.audit, catalog.flags, access)
+    return bool(await flagger.after(logged[-1]))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..config import AccessSettings
 from ..storage.catalog import AccessFlag, FlagRepository, NewFlag
 from ..storage.catalog.audit import AuditEntry, AuditLog
-from .anomaly import WINDOW, Access, AccessKind, anomalies
+from .anomaly import WINDOW, Access, AccessKind, Anomaly, anomalies
 from .policy import Action
 
 #: The audit actions the gate writes for its decisions.
@@ -61,10 +61,28 @@ class Flagger:
         recording = _recording_of(entry)
         raised = []
         for anomaly in sorted(anomalies(latest, earlier, self._settings), key=lambda a: a.value):
-            detail = {"audit_seq": entry.seq, "action": entry.detail.get("action")}
-            flag = NewFlag(anomaly.value, entry.actor, recording, detail)
+            flag = NewFlag(anomaly.value, entry.actor, recording, self._detail(entry, anomaly))
             raised.append(await self._flags.raise_flag(flag, at=entry.at))
         return raised
+
+    def _detail(self, entry: AuditEntry, anomaly: Anomaly) -> dict[str, object]:
+        """What the DPO needs to judge the flag: the access (its audit entry, action,
+        purpose), and for an out-of-hours one the local time and the working hours."""
+        detail: dict[str, object] = {
+            "audit_seq": entry.seq,
+            "action": entry.detail.get("action", entry.action),
+            "purpose": entry.detail.get("purpose"),
+        }
+        if anomaly is Anomaly.OUTSIDE_WORKING_HOURS:
+            settings = self._settings
+            start, end = settings.working_hours
+            local = entry.at.astimezone(settings.timezone)
+            detail |= {
+                "local_time": local.isoformat(timespec="seconds"),
+                "timezone": settings.timezone.key,
+                "working_hours": f"{start:%H:%M}-{end:%H:%M}",
+            }
+        return detail
 
 
 def _recording_of(entry: AuditEntry) -> str | None:
