@@ -119,14 +119,15 @@ class Transfers:
         return max(self.pending.deadline - self.call.b2bua.now(), 0.0)
 
     def refuse(self, event: RequestReceived) -> None:
-        """A REFER the call cannot act on now (not bridged, the caller's, ...)."""
-        call = self.call
+        """A REFER before the bridge (during the notice or ringing): nothing to transfer
+        yet (once bridged, :meth:`handle` takes every REFER)."""
         refusal = refer_refusal(
             from_public=self._from_public(event),
-            outbound=call.plan.outbound,
-            bridged=call.phase is CallPhase.BRIDGED,
-            busy=self.pending is not None,
-        ) or (403, "Forbidden (the call is not bridged yet)")
+            outbound=self.call.plan.outbound,
+            bridged=False,
+            busy=False,
+        )
+        assert refusal is not None  # never None unless bridged
         self._respond(event, refusal)
 
     async def handle(self, event: Event) -> bool:
@@ -262,11 +263,11 @@ class Transfers:
             sip.bye(pending.notify_to)
         sip.b_dialog, sip.b_txn = dialog, pending.invite
         call.b = pending.side
+        call.offers.relay()  # towards each party only while it receives
         call.operator_settings = (
             identify(call.config.operators, event.response, pending.target) or pending.operator
         )
         call.switch.hand_over(operator=call.operator, staff=call.b)
-        self._publish(pending, "succeeded", event.response.status)
         if recording is not None and call.switch.keeps_recording:
             settings = call.operator_settings
             by = Attribution(first, reason=f"transferred to {settings.name}")
@@ -277,6 +278,7 @@ class Transfers:
                 at=at,
                 transfer=by if call.switch.state is RecordingState.RECORDING else None,
             )
+        self._publish(pending, "succeeded", event.response.status)  # once catalogued
 
     def _failed(self, pending: _Pending, status: int, reason: str) -> None:
         """The caller stays with the first call taker, who is told why."""

@@ -244,3 +244,30 @@ async def test_the_callers_refer_is_forbidden(tmp_path: Path) -> None:
         h.feed(caller.request("REFER", to=to, cseq=2, headers=(("Refer-To", BOB_PHONE),)), CALLER)
         await h.until(lambda: any(s.is_response(403, "REFER") for s in h.to(CALLER)))
         assert h.to(SECOND) == []
+
+
+async def test_a_second_refer_during_a_transfer_is_491_and_the_first_goes_on(
+    tmp_path: Path,
+) -> None:
+    async with Harness(tmp_path, operators=OPERATORS) as h:
+        _, taker, taker_invite, _ = await bridged(h, "transfer-7")
+        h.feed(sent_refer(taker, taker_invite), TAKER)
+        await h.until(lambda: any(s.is_request("INVITE") for s in h.to(SECOND)))
+        again = taker_request(taker, taker_invite, "REFER", 3, headers=(("Refer-To", BOB_PHONE),))
+        h.feed(again, TAKER)
+        await h.until(lambda: any(s.is_response(491, "REFER") for s in h.to(TAKER)))
+        assert len([s for s in h.to(SECOND) if s.is_request("INVITE")]) == 1
+        assert len(h.published(TransferRequested)) == 1
+
+
+async def test_the_callers_refer_during_the_notice_is_forbidden(tmp_path: Path) -> None:
+    async with Harness(tmp_path, operators=OPERATORS) as h:
+        caller = Peer(CALLER, "caller", "transfer-8")
+        await invite(h, caller)
+        ok = next(s.message for s in h.to(CALLER) if s.is_response(183))
+        refer_request = caller.request(
+            "REFER", to=str(ok.to), cseq=2, headers=(("Refer-To", BOB_PHONE),)
+        )
+        h.feed(refer_request, CALLER)
+        await h.until(lambda: any(s.is_response(403, "REFER") for s in h.to(CALLER)))
+        assert h.to(SECOND) == [] and h.published(TransferRequested) == []
