@@ -87,6 +87,14 @@ async def bridged(h: Harness, name: str) -> tuple[Peer, Peer, Request, str]:
     return caller, taker, taker_invite, to_proxy(ok)
 
 
+async def transferring(h: Harness, name: str) -> tuple[Peer, Peer, Request, str]:
+    """A bridged call whose call taker sent REFER to bob, who is now invited."""
+    caller, taker, taker_invite, to = await bridged(h, name)
+    h.feed(sent_refer(taker, taker_invite), TAKER)
+    await h.until(lambda: any(s.is_request("INVITE") for s in h.to(SECOND)))
+    return caller, taker, taker_invite, to
+
+
 def sent_refer(
     taker: Peer, taker_invite: Request, target: str = "<sip:bob@127.0.0.1:5080>"
 ) -> bytes:
@@ -119,10 +127,9 @@ async def test_a_transfer_hands_the_caller_to_the_target_as_a_second_part(
     tmp_path: Path,
 ) -> None:
     async with Harness(tmp_path, operators=OPERATORS) as h:
-        caller, taker, taker_invite, to = await bridged(h, "transfer-1")
+        caller, _, _, to = await transferring(h, "transfer-1")
         first_leg = h.call.media.b_leg
-        h.feed(sent_refer(taker, taker_invite), TAKER)
-        await h.until(lambda: any(s.is_request("INVITE") for s in h.to(SECOND)))
+        assert first_leg is not None and first_leg.name == "call_taker"
         assert any(s.is_response(202, "REFER") for s in h.to(TAKER))
         assert notifies(h) == [(b"SIP/2.0 100 Trying\r\n", "active;expires=60")]
         (requested,) = h.published(TransferRequested)
@@ -131,7 +138,9 @@ async def test_a_transfer_hands_the_caller_to_the_target_as_a_second_part(
         offered = target_invite(h)
         assert str(offered.uri) == "sip:bob@127.0.0.1:5080"
         assert offered.body and b"m=audio" in offered.body
-        assert h.call.media.b_leg is first_leg  # the caller stays until bob answers
+        assert (
+            h.call.media.a_leg is not None and h.call.media.a_leg.peer is first_leg
+        )  # until bob answers
 
         bob = Peer(SECOND, "bob", "")
         h.feed(bob.answer(offered, 200, sdp(52000)), SECOND)
@@ -167,10 +176,9 @@ async def test_a_transfer_hands_the_caller_to_the_target_as_a_second_part(
 
 async def test_a_busy_target_leaves_the_caller_with_the_first_call_taker(tmp_path: Path) -> None:
     async with Harness(tmp_path, operators=OPERATORS) as h:
-        _, taker, taker_invite, _ = await bridged(h, "transfer-2")
+        _, taker, taker_invite, _ = await transferring(h, "transfer-2")
         first_leg = h.call.media.b_leg
-        h.feed(sent_refer(taker, taker_invite), TAKER)
-        await h.until(lambda: any(s.is_request("INVITE") for s in h.to(SECOND)))
+        assert first_leg is not None and first_leg.name == "call_taker"
         bob = Peer(SECOND, "bob", "")
         h.feed(bob.answer(target_invite(h), 486), SECOND)
         await h.until(lambda: h.published(CallTransferred))
@@ -208,9 +216,7 @@ async def test_a_caller_who_hangs_up_during_the_transfer_cancels_the_target(
     tmp_path: Path,
 ) -> None:
     async with Harness(tmp_path, operators=OPERATORS) as h:
-        caller, taker, taker_invite, to = await bridged(h, "transfer-4")
-        h.feed(sent_refer(taker, taker_invite), TAKER)
-        await h.until(lambda: any(s.is_request("INVITE") for s in h.to(SECOND)))
+        caller, _, _, to = await transferring(h, "transfer-4")
         ringing(h)
         h.feed(caller.request("BYE", to=to, cseq=2), CALLER)
         await h.until(lambda: h.published(CallEnded))
@@ -250,9 +256,7 @@ async def test_a_second_refer_during_a_transfer_is_491_and_the_first_goes_on(
     tmp_path: Path,
 ) -> None:
     async with Harness(tmp_path, operators=OPERATORS) as h:
-        _, taker, taker_invite, _ = await bridged(h, "transfer-7")
-        h.feed(sent_refer(taker, taker_invite), TAKER)
-        await h.until(lambda: any(s.is_request("INVITE") for s in h.to(SECOND)))
+        _, taker, taker_invite, _ = await transferring(h, "transfer-7")
         again = taker_request(taker, taker_invite, "REFER", 3, headers=(("Refer-To", BOB_PHONE),))
         h.feed(again, TAKER)
         await h.until(lambda: any(s.is_response(491, "REFER") for s in h.to(TAKER)))
