@@ -56,6 +56,7 @@ from ..sip.events import (
     ResponseReceived,
     TransactionTimedOut,
 )
+from ..sip.message import Request
 from ..sip.uri import SipUri, Uri
 from ..storage.catalog import CallDirection, CallOutcome, NewCall
 from .consent import NoticeHeard, store_receipt
@@ -326,19 +327,7 @@ class Call:
         if not self.a.holds:
             self.media.play_to_caller()
         sip = self.sip
-        offer = self.b.offer(self.b_codecs(), sdp.Direction.SENDRECV)
-        target = self.plan.target
-        invite = build_request(
-            "INVITE",
-            target,
-            from_=self.b_from(),
-            to=f"<{target}>",
-            contact=sip.core.default_contact(),
-            local_host=self.config.sip.advertise,
-            body=offer.serialize(),
-            headers=[("Allow", sip.core.allow)],
-        )
-        b_txn = sip.invite_b(invite)
+        b_txn = sip.invite_b(self.call_taker_invite(self.plan.target, self.b))
         self.b2bua.publish(CallTakerInvited(self.id, self._setup_seconds()))
         timeout = self.config.routing.ring_timeout_seconds
         deadline = self.b2bua.now() + timeout
@@ -651,14 +640,29 @@ class Call:
             raise RuntimeError("call not in the catalog yet")
         return self.catalog_id
 
-    def b_codecs(self) -> tuple[str, ...]:
+    def call_taker_invite(self, target: Uri, side: LegSdp) -> Request:
+        """Our INVITE to a call taker (the first, or a transfer's target) with our offer
+        from ``side``: the caller's codec first, the caller's number at our host."""
+        offer = side.offer(self._b_codecs(), sdp.Direction.SENDRECV)
+        return build_request(
+            "INVITE",
+            target,
+            from_=self._b_from(),
+            to=f"<{target}>",
+            contact=self.sip.core.default_contact(),
+            local_host=self.config.sip.advertise,
+            body=offer.serialize(),
+            headers=[("Allow", self.sip.core.allow)],
+        )
+
+    def _b_codecs(self) -> tuple[str, ...]:
         """What leg B is offered: the caller's codec first, then the other recordable codec
         if the caller listed it too — the relay never transcodes, so nothing else."""
         assert self.a.audio is not None and self.a_offer is not None
         first = self.a.audio.encoding
         return (first, *(c for c in sdp.recordable_codecs(self.a_offer) if c != first))
 
-    def b_from(self) -> str:
+    def _b_from(self) -> str:
         """Leg B's From: the caller's number and name, at our host."""
         request_from = self.invite.request.from_
         caller = request_from.uri.user if isinstance(request_from.uri, SipUri) else None

@@ -37,7 +37,7 @@ from ..events import CallTransferred, TransferRequested
 from ..media.relay import NoPortsAvailable, RtpLeg
 from ..recording_state import RecordingState
 from ..sip import refer, sdp
-from ..sip.dialog import Dialog, DialogState, build_request
+from ..sip.dialog import Dialog, DialogState
 from ..sip.errors import RemoteSipError
 from ..sip.events import Event, RequestReceived, ResponseReceived, TransactionTimedOut
 from ..sip.message import Request
@@ -217,18 +217,7 @@ class Transfers:
             return
         side = LegSdp("call taker", secrets.randbelow(2**31), call.config.sip.advertise)
         side.port, side.address = leg.port, leg.local_host
-        offer = side.offer(call.b_codecs(), sdp.Direction.SENDRECV)
-        invite = build_request(
-            "INVITE",
-            target,
-            from_=call.b_from(),
-            to=f"<{target}>",
-            contact=call.sip.core.default_contact(),
-            local_host=call.config.sip.advertise,
-            body=offer.serialize(),
-            headers=[("Allow", call.sip.core.allow)],
-        )
-        txn = call.sip.send(invite)
+        txn = call.sip.send(call.call_taker_invite(target, side))
         deadline = call.b2bua.now() + call.config.routing.ring_timeout_seconds
         self.pending = _Pending(target, operator, dialog, leg, side, txn, deadline)
 
