@@ -83,6 +83,29 @@ class CallBridged:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferRequested:
+    """The call taker's REFER was accepted (202): recproxy invites ``target_operator``
+    while the caller stays with ``operator``."""
+
+    call_id: str
+    operator: str | None
+    target_operator: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallTransferred:
+    """A transfer is over.  ``outcome``: ``"succeeded"`` (the target took the call and
+    the first call taker's leg ended), ``"failed"`` (busy, no answer within the ring
+    time, an error: the caller stays with the first call taker) or ``"abandoned"`` (the
+    call ended first).  ``status`` is the target's final response, when it sent one."""
+
+    call_id: str
+    outcome: str
+    target_operator: str
+    status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelSummary:
     """One direction of a bridged call, as its call ended (``caller``: what the caller
     sent; ``taker``: what the call taker sent).
@@ -276,6 +299,8 @@ Event = (
     | NoticeAbandoned
     | CallTakerInvited
     | CallBridged
+    | TransferRequested
+    | CallTransferred
     | CallEnded
     | RecordingStarted
     | RecordingSwitched

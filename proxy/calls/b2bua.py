@@ -50,11 +50,11 @@ __all__ = ["REFUSED_METHODS", "B2bua", "Call", "CallPhase", "Prompt"]
 log = logging.getLogger(__name__)
 flood_log = RateLimitedLog(log)  # for what a flood of INVITEs would log once each
 
-#: Methods refused with a reason that says why, in a dialog or outside one alike: REFER
-#: (no transfers yet), SUBSCRIBE (no event package, so not ``refer``: RFC 6665 §4.2.2)
-#: and NOTIFY (we never subscribe, so no subscription exists: RFC 6665 §4.1.3).
+#: Methods refused with a reason that says why, in a dialog or outside one alike:
+#: SUBSCRIBE (no event package, so not ``refer``: RFC 6665 §4.2.2) and NOTIFY (we never
+#: subscribe, so no subscription exists: RFC 6665 §4.1.3).  REFER is a call's
+#: (:mod:`.transfer`); outside a call there is nothing to transfer (481).
 REFUSED_METHODS: Mapping[str, tuple[int, str]] = {
-    "REFER": (501, "Not Implemented (call transfer is not supported)"),
     "SUBSCRIBE": (489, "Bad Event (no event packages are supported)"),
     "NOTIFY": (481, "Subscription Does Not Exist"),
 }
@@ -151,7 +151,7 @@ class B2bua:
 
     def _out_of_dialog(self, event: RequestReceived) -> None:
         method = event.request.method
-        if method in ("BYE", "INFO", "UPDATE"):
+        if method in ("BYE", "INFO", "UPDATE", "REFER"):
             self.core.respond(event.transaction, 481, now=self.now())
         else:
             self.answer_other(event)

@@ -56,7 +56,8 @@ from ..sip.events import (
     ResponseReceived,
     TransactionTimedOut,
 )
-from ..sip.uri import SipUri
+from ..sip.message import Request
+from ..sip.uri import SipUri, Uri
 from ..storage.catalog import CallDirection, CallOutcome, NewCall
 from .consent import NoticeHeard, store_receipt
 from .media_wiring import CallMedia, channel_summary, check_family
@@ -68,6 +69,7 @@ from .prompt import Prompt
 from .recording_switch import RecordingSwitch
 from .renegotiation import Renegotiation
 from .sip_legs import SipLegs
+from .transfer import Transfers
 from .view import CallView
 
 if TYPE_CHECKING:
@@ -129,6 +131,7 @@ class Call:
             publish=b2bua.publish,
         )
         self.offers = Renegotiation(self)
+        self.transfers = Transfers(self)
         self._bridged_at: float | None = None  # monotonic
         self._packets_at_bridge = (0, 0)
 
@@ -316,7 +319,7 @@ class Call:
         audio = self.a.audio
         assert self.media.a_leg is not None and audio is not None
         self.phase = CallPhase.RINGING
-        b_leg = await self.media.open_b(self._call_taker_media_host())
+        b_leg = await self.media.open_b(self.call_taker_media_host(self.plan.target))
         self.b.port = b_leg.port
         self.b.address = b_leg.local_host
         # after the notice, in its stream; with no notice, ringback starts the stream
@@ -324,19 +327,7 @@ class Call:
         if not self.a.holds:
             self.media.play_to_caller()
         sip = self.sip
-        offer = self.b.offer(self._b_codecs(), sdp.Direction.SENDRECV)
-        target = self.plan.target
-        invite = build_request(
-            "INVITE",
-            target,
-            from_=self._b_from(),
-            to=f"<{target}>",
-            contact=sip.core.default_contact(),
-            local_host=self.config.sip.advertise,
-            body=offer.serialize(),
-            headers=[("Allow", sip.core.allow)],
-        )
-        b_txn = sip.invite_b(invite)
+        b_txn = sip.invite_b(self.call_taker_invite(self.plan.target, self.b))
         self.b2bua.publish(CallTakerInvited(self.id, self._setup_seconds()))
         timeout = self.config.routing.ring_timeout_seconds
         deadline = self.b2bua.now() + timeout
@@ -425,9 +416,19 @@ class Call:
             bridged_at=_utc_now(),
             operator=self.operator,
         )
-        while True:
-            event = await self._next()
-            if event is not None:
+        if recording is not None:  # part 1: the call taker who answered (P9)
+            settings = self.operator_settings
+            await self.b2bua.recordings.begin_part(
+                recording,
+                operator=self.operator,
+                team=settings.team if settings is not None else None,
+                at=_utc_now(),
+            )
+        while True:  # a transfer (REFER) hands the call to another call taker
+            event = await self._next(timeout=self.transfers.remaining())
+            if event is None:
+                self.transfers.ring_timed_out()
+            elif not await self.transfers.handle(event):
                 self._common(event)
 
     async def _teardown(self) -> None:
@@ -437,6 +438,7 @@ class Call:
         self.finished = True
         self.phase = CallPhase.ENDED
         try:
+            self.transfers.abandon()
             self.sip.end_b()
             self.sip.end_a()
             self.b2bua.flush()
@@ -527,6 +529,9 @@ class Call:
             sip.respond(event.transaction, 200, dialog=event.dialog)
             if self.phase is CallPhase.BRIDGED and from_a == self.plan.outbound:
                 self.switch.staff_info(event)
+            return
+        if method == "REFER":  # a bridged call's REFER goes to its transfers first
+            self.transfers.refuse(event)
             return
         self.b2bua.answer_other(event, event.dialog)
 
@@ -635,6 +640,21 @@ class Call:
             raise RuntimeError("call not in the catalog yet")
         return self.catalog_id
 
+    def call_taker_invite(self, target: Uri, side: LegSdp) -> Request:
+        """Our INVITE to a call taker (the first, or a transfer's target) with our offer
+        from ``side``: the caller's codec first, the caller's number at our host."""
+        offer = side.offer(self._b_codecs(), sdp.Direction.SENDRECV)
+        return build_request(
+            "INVITE",
+            target,
+            from_=self._b_from(),
+            to=f"<{target}>",
+            contact=self.sip.core.default_contact(),
+            local_host=self.config.sip.advertise,
+            body=offer.serialize(),
+            headers=[("Allow", self.sip.core.allow)],
+        )
+
     def _b_codecs(self) -> tuple[str, ...]:
         """What leg B is offered: the caller's codec first, then the other recordable codec
         if the caller listed it too — the relay never transcodes, so nothing else."""
@@ -663,10 +683,9 @@ class Call:
             raise CallOver(CallOutcome.FAILED, "caller", "unusable media address") from None
         return host
 
-    def _call_taker_media_host(self) -> str:
-        """Our address for the call taker's leg: IPv6 when its URI host is an IPv6
+    def call_taker_media_host(self, target: Uri) -> str:
+        """Our address for a call taker's leg: IPv6 when its URI host is an IPv6
         literal, else IPv4."""
-        target = self.plan.target
         host = target.host if isinstance(target, SipUri) else ""
         try:
             family = ipaddress.ip_address(host).version

@@ -49,6 +49,7 @@ class CallMedia:
         self.a_leg: RtpLeg | None = None
         self.b_leg: RtpLeg | None = None
         self.pacer: PacketPacer | None = None  # the notice, then ringback, to the caller
+        self._earlier_takers = 0  # packets received from call takers who transferred
 
     async def open_a(self, host: str) -> RtpLeg:
         """The caller's leg (``NoPortsAvailable`` when no port pair is free)."""
@@ -58,6 +59,37 @@ class CallMedia:
     async def open_b(self, host: str) -> RtpLeg:
         self.b_leg = await self.session.open_leg("call_taker", host=host)
         return self.b_leg
+
+    async def open_transfer(self, host: str) -> RtpLeg:
+        """A leg to a transfer target, apart from the call until it answers."""
+        return await self.session.open_leg("transfer target", host=host)
+
+    def hand_over(
+        self,
+        leg: RtpLeg,
+        pair: RecordingChannelPair | None,
+        staff_events: Callable[[int, int, bool, bytes, bytes], None],
+    ) -> None:
+        """The transfer target answered on ``leg`` (an inbound call: leg B is staff's):
+        its audio goes to the caller and to the recorder's call-taker channel, on the
+        same timeline, and the first call taker's leg closes.  The caller's stream
+        rewriter makes the new source continue the caller's stream."""
+        old = self.b_leg
+        if old is not None:
+            self.player.silence(old)
+            old.sink = None
+            self._earlier_takers += old.stats.packets_in
+        if pair is not None:
+            leg.sink = pair.taker.push
+            leg.on_codec_change = lambda pt: pair.taker.set_codec(G711_NAMES[pt])
+        leg.dtmf_sink = staff_events
+        self.b_leg = leg
+        self.session.hand_over(leg)
+
+    def drop(self, leg: RtpLeg) -> None:
+        """A transfer target's leg that never joined the call (it failed)."""
+        self.player.silence(leg)
+        self.session.close_leg(leg)
 
     def pace_to_caller(self, source: FrameSource, audio: sdp.NegotiatedAudio) -> PacketPacer:
         """``source`` is what the caller hears next (the notice, then ringback): the
@@ -165,7 +197,8 @@ class CallMedia:
     def packets_in(self) -> tuple[int, int]:
         """RTP packets received so far from (the caller, the call taker)."""
         a, b = self.a_leg, self.b_leg
-        return (a.stats.packets_in if a else 0, b.stats.packets_in if b else 0)
+        taker = self._earlier_takers + (b.stats.packets_in if b else 0)
+        return (a.stats.packets_in if a else 0, taker)
 
     def beep_to_staff(self, staff_leg: RtpLeg, audio: sdp.NegotiatedAudio) -> None:
         """Two short beeps to the call taker only; the caller's audio to them pauses for

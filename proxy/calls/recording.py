@@ -62,6 +62,7 @@ from ..storage.catalog import (
     ChannelQuality,
     NewRecording,
     NewSegment,
+    RecordingAction,
     SegmentFacts,
 )
 from ..storage.segment import KEY_FILE_NAME, RecordingCorrupt, scan_segment
@@ -311,6 +312,37 @@ class RecordingService:
             start_time_ms=int(started.timestamp() * 1000),
         )
         return active
+
+    async def begin_part(
+        self,
+        active: ActiveRecording,
+        *,
+        operator: str | None,
+        team: str | None,
+        at: datetime,
+        transfer: Attribution | None = None,
+    ) -> None:
+        """A call taker takes the call (P9): the recording's next part begins at ``at``
+        with their operator and team — part 1 at the bridge, another at each transfer,
+        which is also a ``transfer`` event (``transfer`` says who and why).  Journalled
+        like the recording's other writes, so a catalog outage does not end the call;
+        any other refusal is logged, and the call goes on."""
+        rid = active.id
+        try:
+            await self._catalog_write(
+                f"recording {rid}: part",
+                lambda: self.catalog.parts.begin(rid, operator=operator, team=team, at=at),
+            )
+            if transfer is not None:
+                await self._catalog_write(
+                    f"recording {rid}: transfer",
+                    lambda: self.catalog.events.add_recording_event(
+                        rid, RecordingAction.TRANSFER, transfer
+                    ),
+                )
+        except CatalogError:
+            log.exception("recording %s: its part was not catalogued", rid)
+            self._count("catalog")
 
     async def finish(self, active: ActiveRecording) -> None:
         """Flush and seal the recording, then record the result in the catalog (at

@@ -89,6 +89,11 @@ class RecordingSwitch:
         self.operator = operator
         self.staff = staff
 
+    def hand_over(self, *, operator: str | None, staff: LegSdp) -> None:
+        """A transfer: the new call taker's codes and beeps from now on."""
+        self.operator = operator
+        self.staff = staff
+
     @property
     def keeps_recording(self) -> bool:
         """Whether the recording is to be finished (closed) when the call ends."""

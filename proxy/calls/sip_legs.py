@@ -109,11 +109,14 @@ class SipLegs:
 
     def cancel_b(self) -> None:
         """CANCEL our INVITE to the call taker while it can still be cancelled."""
-        if self.b_txn is not None and self.b_txn.state in (
-            TransactionState.CALLING,
-            TransactionState.PROCEEDING,
-        ):
-            self.core.cancel(self.b_txn, self.now())
+        if self.b_txn is not None:
+            self.cancel(self.b_txn)
+
+    def cancel(self, invite: ClientTransaction) -> None:
+        """CANCEL one of our INVITEs (the call taker's, a transfer target's) while it
+        can still be cancelled."""
+        if invite.state in (TransactionState.CALLING, TransactionState.PROCEEDING):
+            self.core.cancel(invite, self.now())
             self.flush()
 
     def ack_and_bye(self, event: ResponseReceived) -> None:
@@ -153,6 +156,16 @@ class SipLegs:
         if dialog is not None:
             dialog.state = DialogState.TERMINATED
 
+    def bye(self, dialog: Dialog) -> None:
+        """End one dialog (the first call taker's after a transfer)."""
+        self._bye(dialog)
+        self.flush()
+
     def _bye(self, dialog: Dialog) -> None:
         """A BYE whose answer nobody waits for: the call is over (not bound)."""
         self.core.send_request(dialog.create_request("BYE"), self.now(), dialog=dialog)
+
+    def notify(self, request: Request, dialog: Dialog) -> None:
+        """A NOTIFY of a transfer's progress; its answer changes nothing (not bound)."""
+        self.core.send_request(request, self.now(), dialog=dialog)
+        self.flush()

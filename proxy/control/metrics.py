@@ -77,12 +77,14 @@ from ..events import (
     CallBridged,
     CallEnded,
     CallTakerInvited,
+    CallTransferred,
     ChannelSummary,
     EventBus,
     NoticeAbandoned,
     NoticeFinished,
     NoticeStarted,
     RecordingSwitched,
+    TransferRequested,
 )
 from ..sip.core import KNOWN_METHODS
 from ..storage.catalog import CallOutcome
@@ -128,6 +130,7 @@ LOOP_NAMES = ("uvloop", "asyncio")
 SETUP_STAGES = ("calltaker_invited", "bridged")
 LEGS = ("caller", "call_taker")
 NOTICE_RESULTS = ("started", "completed", "abandoned", "interrupted")
+TRANSFER_OUTCOMES = ("requested", "succeeded", "failed", "abandoned")
 RECORDING_ACTIONS = ("stop", "discard", "pause", "resume")
 RECORDING_CHANNELS = ("dtmf", "api")
 RECORDING_FAILURE_REASONS = ("write_failed", "degraded", "catalog", "recorder")
@@ -346,6 +349,13 @@ class Metrics:
             ["result"],
             registry=reg,
         )
+        self.transfers = Counter(
+            "recproxy_transfers",
+            "Blind transfers by call takers: requested (REFER accepted), succeeded (the "
+            "target took the call), failed (the caller stayed), abandoned (the call ended).",
+            ["outcome"],
+            registry=reg,
+        )
         self.notice_played_seconds = Counter(
             "recproxy_notice_played_seconds",
             "Seconds of recording notice played to callers.",
@@ -409,6 +419,8 @@ class Metrics:
             self.call_setup_seconds.labels(stage=stage)
         for result in NOTICE_RESULTS:
             self.notices.labels(result=result)
+        for outcome in TRANSFER_OUTCOMES:
+            self.transfers.labels(outcome=outcome)
         for leg in LEGS:
             self.one_way_audio_calls.labels(silent=leg)
             self.leg_loss_ratio.labels(leg=leg)
@@ -429,6 +441,8 @@ class Metrics:
         bus.subscribe(NoticeAbandoned, self._notice_abandoned)
         bus.subscribe(CallTakerInvited, self._call_taker_invited)
         bus.subscribe(CallBridged, self._call_bridged)
+        bus.subscribe(TransferRequested, self._transfer_requested)
+        bus.subscribe(CallTransferred, self._call_transferred)
         bus.subscribe(CallEnded, self._call_ended)
         bus.subscribe(RecordingSwitched, self._recording_switched)
         bus.subscribe(AuditChecked, self._audit_checked)
@@ -520,6 +534,12 @@ class Metrics:
 
     def _call_bridged(self, event: CallBridged) -> None:
         self.call_setup_seconds.labels(stage="bridged").observe(max(event.setup_seconds, 0.0))
+
+    def _transfer_requested(self, event: TransferRequested) -> None:
+        self.transfers.labels(outcome="requested").inc()
+
+    def _call_transferred(self, event: CallTransferred) -> None:
+        self.transfers.labels(outcome=event.outcome).inc()
 
     def _call_ended(self, event: CallEnded) -> None:
         self._notice_ms.pop(event.call_id, None)

@@ -458,6 +458,7 @@ class MediaSession:
         self.nat_grace = nat_grace
         self.caller: RtpLeg | None = None
         self.call_taker: RtpLeg | None = None
+        self._opened: list[RtpLeg] = []  # every leg, closed with the session
 
     async def open_leg(
         self, name: str, *, sink: PacketSink | None = None, host: str | None = None
@@ -477,8 +478,10 @@ class MediaSession:
                 continue
             if name == "caller":
                 self.caller = leg
-            else:
+            elif name == "call_taker":
                 self.call_taker = leg
+            # any other name: a leg to a transfer target, the call taker's once it answers
+            self._opened.append(leg)
             self.allocator.open_legs.add(leg)
             return leg
         raise NoPortsAvailable(f"could not bind an RTP port pair: {last_error}")
@@ -496,15 +499,31 @@ class MediaSession:
             if leg is not None:
                 leg.mode = LegMode.HOLD
 
+    def hand_over(self, leg: RtpLeg) -> None:
+        """A transfer target answered on ``leg``: it is the call taker's leg from now on,
+        bridged to the caller's if the call was; the first call taker's leg closes."""
+        old, self.call_taker = self.call_taker, leg
+        caller = self.caller
+        if caller is not None and caller.peer is not None:
+            caller.peer, leg.peer = leg, caller
+            leg.mode = LegMode.BRIDGED
+        if old is not None:
+            self.close_leg(old)
+
+    def close_leg(self, leg: RtpLeg) -> None:
+        """Close one leg and give its ports back (idempotent)."""
+        if leg.closed:
+            return
+        leg.close()
+        self.allocator.release(leg.port)
+        if leg in self.allocator.open_legs:
+            self.allocator.open_legs.discard(leg)
+            self.allocator.closed_totals.add(leg.stats)
+
     def close(self) -> None:
-        """Close both legs and give their ports back (idempotent)."""
-        for leg in (self.caller, self.call_taker):
-            if leg is not None and not leg.closed:
-                leg.close()
-                self.allocator.release(leg.port)
-                if leg in self.allocator.open_legs:
-                    self.allocator.open_legs.discard(leg)
-                    self.allocator.closed_totals.add(leg.stats)
+        """Close every leg and give their ports back (idempotent)."""
+        for leg in self._opened:
+            self.close_leg(leg)
 
     def totals(self) -> tuple[LegStats, LegStats]:
         """Per direction (caller's leg, call taker's leg) counters."""

@@ -86,9 +86,10 @@ KNOWN_METHODS = frozenset(
     }
 )
 #: What recproxy's user agent does: the one ``Allow`` list of every response and request
-#: (and of the core's own 405 and 501).  Not REFER, SUBSCRIBE or NOTIFY: transfers are
-#: not built, so the TU refuses those itself (``CoreSettings.refused_by_tu``).
-ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE")
+#: (and of the core's own 405 and 501).  REFER for a call taker's blind transfer (RFC
+#: 3515, whose NOTIFYs we send); not SUBSCRIBE or NOTIFY, which the TU refuses itself
+#: (``CoreSettings.refused_by_tu``).
+ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "REFER")
 ACCEPTED_SCHEMES = frozenset({"sip", "sips", "tel"})
 
 
@@ -109,7 +110,7 @@ class CoreSettings:
     timers: TimerSettings = field(default_factory=TimerSettings)
     allowed_methods: tuple[str, ...] = ALLOWED_METHODS  # also the Allow of 405 and 501
     # methods outside Allow that the TU still sees, to refuse them with its own reason
-    # (recproxy: REFER until transfers are built, SUBSCRIBE, NOTIFY)
+    # (recproxy: SUBSCRIBE, NOTIFY)
     refused_by_tu: tuple[str, ...] = ()
     supported: tuple[str, ...] = ()  # option tags we support (Require check, §8.2.2.3)
     accepted_content_types: tuple[str, ...] = ("application/sdp",)

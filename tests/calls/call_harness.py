@@ -23,7 +23,13 @@ import numpy as np
 from proxy import events
 from proxy.calls.b2bua import B2bua, Call, Prompt
 from proxy.calls.recording import ActiveRecording
-from proxy.config import Config, NoticeSettings, RecordingSettings, RoutingSettings
+from proxy.config import (
+    Config,
+    NoticeSettings,
+    OperatorSettings,
+    RecordingSettings,
+    RoutingSettings,
+)
 from proxy.events import EventBus
 from proxy.media.announcer import PacketPacer
 from proxy.media.recorder import Recorder
@@ -31,7 +37,7 @@ from proxy.media.relay import MediaSession, PortAllocator, RtpLeg
 from proxy.sip.core import CoreSettings, SipCore
 from proxy.sip.events import Address
 from proxy.sip.message import Request, Response, make_response, parse_message
-from proxy.storage.catalog import Attribution, NewRecording, SqliteCatalog
+from proxy.storage.catalog import Attribution, NewRecording, RecordingAction, SqliteCatalog
 
 PROXY: Address = ("127.0.0.1", 5060)
 CALLER: Address = ("127.0.0.1", 5062)
@@ -57,8 +63,9 @@ class SocketlessSession(MediaSession):
         leg = RtpLeg(name, host or self.local_host, next(self.ports), sink=sink)
         if name == "caller":
             self.caller = leg
-        else:
+        elif name == "call_taker":
             self.call_taker = leg
+        self._opened.append(leg)  # closed with the session, as the real one's are
         return leg
 
 
@@ -114,6 +121,21 @@ class Recordings:
         return ActiveRecording(
             rid, call_id, pair, started, asyncio.get_running_loop().create_future()
         )
+
+    async def begin_part(
+        self,
+        active: ActiveRecording,
+        *,
+        operator: str | None,
+        team: str | None,
+        at: datetime,
+        transfer: Attribution | None = None,
+    ) -> None:
+        await self.catalog.parts.begin(active.id, operator=operator, team=team, at=at)
+        if transfer is not None:
+            await self.catalog.events.add_recording_event(
+                active.id, RecordingAction.TRANSFER, transfer
+            )
 
     async def finish(self, active: ActiveRecording) -> None:
         self.recorder.close(active.id)
@@ -185,8 +207,16 @@ class Sent:
 class Harness:
     """One B2BUA, its SIP core and what they sent and published."""
 
-    def __init__(self, tmp_path: Path, *, notice: bool = True, early_media: bool = True) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        notice: bool = True,
+        early_media: bool = True,
+        operators: tuple[OperatorSettings, ...] = (),
+    ) -> None:
         self.config = Config(
+            operators=operators,
             recording=RecordingSettings(dir=tmp_path / "recordings"),
             notice=NoticeSettings(mode="early-media" if early_media else "answer"),
             routing=RoutingSettings(call_taker=f"sip:taker@{TAKER[0]}:{TAKER[1]}"),
@@ -269,4 +299,5 @@ def _first_line(message: Request | Response) -> str:
 _EVENT_TYPES = [
     events.CallStarted, events.NoticeStarted, events.NoticeFinished, events.NoticeAbandoned,
     events.CallTakerInvited, events.CallBridged, events.CallEnded, events.RecordingSwitched,
+    events.TransferRequested, events.CallTransferred,
 ]  # fmt: skip

@@ -66,6 +66,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "recproxy_call_bridged_seconds": ("histogram", set()),
     "recproxy_notices": ("counter", {"result"}),
     "recproxy_notice_played_seconds": ("counter", set()),
+    "recproxy_transfers": ("counter", {"outcome"}),
     "recproxy_one_way_audio_calls": ("counter", {"silent"}),
     "recproxy_call_leg_loss_ratio": ("histogram", {"leg"}),
     "recproxy_call_leg_late_ratio": ("histogram", {"leg"}),

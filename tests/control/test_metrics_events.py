@@ -20,12 +20,14 @@ from proxy.events import (
     CallEnded,
     CallStarted,
     CallTakerInvited,
+    CallTransferred,
     ChannelSummary,
     NoticeAbandoned,
     NoticeFinished,
     NoticeStarted,
     RecordingSwitched,
     SegmentSealed,
+    TransferRequested,
 )
 from proxy.media.jitter import JitterStats
 from proxy.storage.catalog import CallOutcome
@@ -284,3 +286,16 @@ def _without_created(text: bytes) -> list[bytes]:
         for line in text.splitlines()
         if b"_created" not in line and not line.startswith((b"process_", b"python_gc"))
     ]
+
+
+def test_transfers_are_counted_when_requested_and_by_how_they_ended() -> None:
+    bus, metrics = subscribed()
+    assert value(metrics, "recproxy_transfers_total", outcome="succeeded") == 0  # from start
+    bus.publish(TransferRequested("c1", "ann", "bob"))
+    bus.publish(CallTransferred("c1", "failed", "bob", 486))
+    bus.publish(TransferRequested("c1", "ann", "bob"))
+    bus.publish(CallTransferred("c1", "succeeded", "bob", 200))
+    assert value(metrics, "recproxy_transfers_total", outcome="requested") == 2
+    assert value(metrics, "recproxy_transfers_total", outcome="failed") == 1
+    assert value(metrics, "recproxy_transfers_total", outcome="succeeded") == 1
+    assert value(metrics, "recproxy_transfers_total", outcome="abandoned") == 0

@@ -554,3 +554,33 @@ async def test_the_allocator_snapshot_sums_open_and_closed_legs() -> None:
     finally:
         media.close()
         phone.close()
+
+
+async def test_a_hand_over_relays_the_caller_to_the_new_leg_and_frees_the_old(
+    session: MediaSession,
+) -> None:
+    caller_leg = await session.open_leg("caller")
+    first = await session.open_leg("call_taker")
+    second = await session.open_leg("transfer target")
+    alice, bob, carol = Phone(), Phone(), Phone()
+    try:
+        caller_leg.set_remote(*alice.address)
+        first.set_remote(*bob.address)
+        second.set_remote(*carol.address)
+        session.bridge()
+        assert session.allocator.in_use == 3  # three legs (a port pair each)
+        alice.send(rtp(1, 160, 0xA), caller_leg.port)
+        assert await bob.receive() == rtp(1, 160, 0xA)
+        assert await carol.nothing()  # the target hears nothing before it answers
+
+        session.hand_over(second)
+        assert session.call_taker is second and first.closed
+        assert session.allocator.in_use == 2
+        alice.send(rtp(2, 320, 0xA), caller_leg.port)
+        assert await carol.receive() == rtp(2, 320, 0xA)
+        carol.send(rtp(9, 99, 0xC, b"\x02" * 160), second.port)
+        assert (await alice.receive())[12:] == b"\x02" * 160
+        assert await bob.nothing()
+    finally:
+        for phone in (alice, bob, carol):
+            phone.close()

@@ -528,14 +528,16 @@ def test_known_but_disallowed_method_is_405_with_allow() -> None:
     assert "INVITE" in (response.headers.get("allow") or "")
 
 
-@pytest.mark.parametrize("method", ["MESSAGE", "REFER", "NOTIFY"])
+@pytest.mark.parametrize("method", ["MESSAGE", "SUBSCRIBE", "NOTIFY"])
 def test_default_allow_is_the_one_list_recproxy_answers_with(method: str) -> None:
-    # One list for the core and the TU: a REFER or NOTIFY the TU does not refuse itself
-    # is 405, and the Allow never offers what nothing here handles (issue 13).
+    # One list for the core and the TU: a NOTIFY the TU does not refuse itself is 405,
+    # and the Allow never offers what nothing here handles (issue 13); REFER is the
+    # call's (blind transfer, issue 15).
     core = uas()
     response = only_response(feed(core, raw_request(method)))
     assert response.status == 405
-    assert response.headers.get("allow") == "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"
+    allow = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, REFER"
+    assert response.headers.get("allow") == allow
     assert core.allow == response.headers.get("allow")
     assert drain_events(core) == []
 

@@ -55,6 +55,7 @@ class RecordingAction(StrEnum):
     DEGRADED = "degraded"
     HOLD = "hold"  # a party put the call on hold (the actor names which)
     UNHOLD = "unhold"  # ... and took it off hold
+    TRANSFER = "transfer"  # the call taker transferred the call: a new part began
 
 
 class EventChannel(StrEnum):

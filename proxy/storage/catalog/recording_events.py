@@ -22,7 +22,13 @@ from .values import at_or_now_ms, member, opt_text
 
 #: Actions logged without a change of state (the others come with one).
 NOTE_ACTIONS: Final = frozenset(
-    {RecordingAction.PAUSE, RecordingAction.RESUME, RecordingAction.HOLD, RecordingAction.UNHOLD}
+    {
+        RecordingAction.PAUSE,
+        RecordingAction.RESUME,
+        RecordingAction.HOLD,
+        RecordingAction.UNHOLD,
+        RecordingAction.TRANSFER,
+    }
 )
 
 
@@ -80,7 +86,8 @@ class SqliteRecordingEvents:
     async def add_recording_event(
         self, recording_id: str, action: RecordingAction, by: Attribution = BY_SYSTEM
     ) -> RecordingEvent:
-        """Log a ``pause``, ``resume``, ``hold`` or ``unhold`` inside a running recording.
+        """Log a ``pause``, ``resume``, ``hold``, ``unhold`` or ``transfer`` inside a
+        running recording.
 
         The other actions change the state, so they go through ``set_recording_state``
         (or ``create_recording`` for ``start``), which logs them itself.

@@ -1,0 +1,312 @@
+"""A blind transfer from the call taker (RFC 3515 REFER), recorded as a new part (P9).
+
+The call taker of a bridged inbound call sends REFER with a ``Refer-To`` naming another
+call taker's phone.  recproxy, not the phone, does the transfer: the caller stays on its
+own leg, and so with the first call taker, while recproxy invites the target with its
+own offer.  The REFER gets 202, then NOTIFYs with the progress as sipfrag (``100
+Trying``, then the target's final status, which ends the subscription).
+
+* The target answers: the caller's media goes to the new leg, the recording's next part
+  begins with the target's operator and team (one recording, one timeline, the same
+  segments: only the call-taker channel's source changes), and the first call taker's
+  leg gets BYE.
+* The target fails (busy, an error, no answer within ``routing.ring_timeout_seconds``):
+  the caller never left the first call taker, whose NOTIFY carries the failure.
+* The caller hangs up first: the target's INVITE is cancelled.
+
+Who may be a target is decided safely: only a phone configured as an operator's
+identity *with a host* (``sip:2002@10.0.0.22``, ``2002@10.0.0.22``), so a call taker
+cannot send a recorded call to an arbitrary address, and the INVITE goes to that host.
+The caller's side cannot transfer (403: nobody outside may redirect a recorded call),
+nor can an outbound call's member of staff (403: transfers are for incoming calls);
+a REFER before the bridge is 403, one during a transfer 491, a missing or malformed
+``Refer-To`` 400, and a REFER outside any call 481 (in :mod:`.b2bua`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from ..config import OperatorSettings
+from ..events import CallTransferred, TransferRequested
+from ..media.relay import NoPortsAvailable, RtpLeg
+from ..recording_state import RecordingState
+from ..sip import refer, sdp
+from ..sip.dialog import Dialog, DialogState
+from ..sip.errors import RemoteSipError
+from ..sip.events import Event, RequestReceived, ResponseReceived, TransactionTimedOut
+from ..sip.message import Request
+from ..sip.transaction import ClientTransaction, TransactionState
+from ..sip.uri import SipUri
+from ..storage.catalog import Attribution, CallOutcome
+from .media_wiring import CallMedia, check_family
+from .offer_answer import LegSdp
+from .parties import identify, identity_matches
+from .phases import CallOver, CallPhase
+
+if TYPE_CHECKING:
+    from .call import Call
+
+log = logging.getLogger(__name__)
+
+Refusal = tuple[int, str]
+
+
+def refer_refusal(
+    *, from_public: bool, outbound: bool, bridged: bool, busy: bool
+) -> Refusal | None:
+    """Why a REFER in a call is refused (status, reason), or None to look at its target."""
+    if from_public:
+        return 403, "Forbidden (the caller cannot transfer a recorded call)"
+    if outbound:
+        return 403, "Forbidden (only an incoming call can be transferred)"
+    if not bridged:
+        return 403, "Forbidden (the call is not bridged yet)"
+    if busy:
+        return 491, "Request Pending (a transfer is under way)"
+    return None
+
+
+def transfer_target(
+    request: Request, operators: Iterable[OperatorSettings]
+) -> tuple[SipUri, OperatorSettings]:
+    """The REFER's target and the operator whose phone it is.  ``RemoteSipError``: 400
+    for a missing or malformed ``Refer-To``, 403 for a target that is no operator's
+    identity with a host."""
+    target = refer.refer_to(request)
+    for operator in operators:
+        if any(_has_host(i) and identity_matches(i, target) for i in operator.identities):
+            return target, operator
+    raise RemoteSipError(403, "Forbidden (Refer-To is no call taker's phone)")
+
+
+def _has_host(identity: str) -> bool:
+    """``"2002"`` names a user at any host: not enough to route a recorded call to."""
+    return "@" in identity or ":" in identity
+
+
+@dataclass
+class _Pending:
+    """A transfer under way: the target being invited, and where its NOTIFYs go."""
+
+    target: SipUri
+    operator: OperatorSettings
+    notify_to: Dialog  # the first call taker's dialog, where the REFER came from
+    leg: RtpLeg
+    side: LegSdp
+    invite: ClientTransaction
+    deadline: float  # on the call's monotonic clock
+    transferor_left: bool = False  # the first call taker hung up after the 202
+
+
+@dataclass
+class Transfers:
+    """The transfers of one call: at most one at a time."""
+
+    call: Call
+    pending: _Pending | None = None
+    _given_up: set[ClientTransaction] = field(default_factory=set)  # cancelled INVITEs
+
+    def remaining(self) -> float | None:
+        """Seconds until a pending transfer's target has rung too long (None: none)."""
+        if self.pending is None:
+            return None
+        return max(self.pending.deadline - self.call.b2bua.now(), 0.0)
+
+    def refuse(self, event: RequestReceived) -> None:
+        """A REFER before the bridge (during the notice or ringing): nothing to transfer
+        yet (once bridged, :meth:`handle` takes every REFER)."""
+        refusal = refer_refusal(
+            from_public=self._from_public(event),
+            outbound=self.call.plan.outbound,
+            bridged=False,
+            busy=False,
+        )
+        assert refusal is not None  # never None unless bridged
+        self._respond(event, refusal)
+
+    async def handle(self, event: Event) -> bool:
+        """Feed a bridged call's event; True when it was the transfer's."""
+        if isinstance(event, RequestReceived) and event.request.method == "REFER":
+            await self._refer(event)
+            return True
+        pending = self.pending
+        if isinstance(event, ResponseReceived) and event.transaction in self._given_up:
+            if 200 <= event.response.status < 300:  # answered as we gave up: end it
+                self.call.sip.ack_and_bye(event)
+            return True
+        if pending is None:
+            return False
+        if isinstance(event, ResponseReceived) and event.transaction is pending.invite:
+            status = event.response.status
+            if status < 200:
+                if event.dialog is not None:
+                    self.call.sip.adopt(event.dialog)
+            elif status < 300:
+                await self._answered(pending, event)
+            else:
+                self._failed(pending, status, event.response.reason)
+            return True
+        if isinstance(event, TransactionTimedOut) and event.transaction is pending.invite:
+            self._failed(pending, 408, "Request Timeout")
+            return True
+        if (
+            isinstance(event, RequestReceived)
+            and event.request.method == "BYE"
+            and event.dialog is pending.notify_to
+        ):
+            # a blind transfer's phone may hang up after the 202: the caller waits on
+            self.call.sip.respond(event.transaction, 200, dialog=event.dialog)
+            self.call.sip.hung_up(event.dialog)
+            pending.transferor_left = True
+            return True
+        return False
+
+    def ring_timed_out(self) -> None:
+        """The target did not answer within the ring time: CANCEL, and the caller stays."""
+        pending = self.pending
+        if pending is not None:
+            self._give_up(pending.invite)
+            self._failed(pending, 408, "Request Timeout")
+
+    def abandon(self) -> None:
+        """The call is ending during a transfer: cancel the target's INVITE."""
+        pending = self.pending
+        if pending is None:
+            return
+        self.pending = None
+        self._give_up(pending.invite)
+        self._notify(pending.notify_to, 487, "Request Terminated")
+        self._publish(pending, "abandoned")
+
+    # -- the steps ---------------------------------------------------------------------
+
+    async def _refer(self, event: RequestReceived) -> None:
+        call = self.call
+        refusal = refer_refusal(
+            from_public=self._from_public(event),
+            outbound=call.plan.outbound,
+            bridged=call.phase is CallPhase.BRIDGED,
+            busy=self.pending is not None,
+        )
+        if refusal is not None:
+            self._respond(event, refusal)
+            return
+        try:
+            target, operator = transfer_target(event.request, call.config.operators)
+        except RemoteSipError as exc:
+            log.info("call %s: REFER refused (%s %s)", call.id, exc.status, exc.reason)
+            self._respond(event, (exc.status, exc.reason))
+            return
+        dialog = event.dialog
+        assert dialog is not None  # bridged: the REFER came in the call taker's dialog
+        call.sip.respond(event.transaction, 202, dialog=dialog)
+        self._notify(dialog, 100, "Trying")
+        call.b2bua.publish(TransferRequested(call.id, call.operator, operator.name))
+        log.info("call %s: %s transfers the call to %s", call.id, call.operator, operator.name)
+        try:
+            leg = await call.media.open_transfer(call.call_taker_media_host(target))
+        except (NoPortsAvailable, CallOver):
+            self._notify(dialog, 503, "Service Unavailable")
+            call.b2bua.publish(CallTransferred(call.id, "failed", operator.name, 503))
+            return
+        side = LegSdp("call taker", secrets.randbelow(2**31), call.config.sip.advertise)
+        side.port, side.address = leg.port, leg.local_host
+        txn = call.sip.send(call.call_taker_invite(target, side))
+        deadline = call.b2bua.now() + call.config.routing.ring_timeout_seconds
+        self.pending = _Pending(target, operator, dialog, leg, side, txn, deadline)
+
+    async def _answered(self, pending: _Pending, event: ResponseReceived) -> None:
+        """The target answered: it takes the call, the first call taker's leg ends."""
+        call, sip = self.call, self.call.sip
+        dialog = event.dialog
+        assert dialog is not None  # the core makes the dialog of a 2xx
+        sip.adopt(dialog)
+        sip.ack(event)
+        try:
+            answer = sdp.SessionDescription.parse(event.response.body)
+            audio = pending.side.accept_answer(answer)
+            check_family(pending.leg, sdp.media_address(answer, audio.media_index))
+        except RemoteSipError as exc:
+            log.warning("call %s: transfer target's answer unusable: %s", call.id, exc.reason)
+            sip.bye(dialog)
+            self._failed(pending, 488, "Not Acceptable Here")
+            return
+        at = datetime.now(UTC)
+        self.pending = None
+        CallMedia.configure(pending.leg, audio)
+        recording = call.switch.recording
+        call.media.hand_over(
+            pending.leg,
+            recording.pair if recording is not None else None,
+            call.switch.staff_event,
+        )
+        self._notify(pending.notify_to, 200, "OK")
+        first = call.operator
+        if not pending.transferor_left:
+            sip.bye(pending.notify_to)
+        sip.b_dialog, sip.b_txn = dialog, pending.invite
+        call.b = pending.side
+        call.offers.relay()  # towards each party only while it receives
+        call.operator_settings = (
+            identify(call.config.operators, event.response, pending.target) or pending.operator
+        )
+        call.switch.hand_over(operator=call.operator, staff=call.b)
+        if recording is not None and call.switch.keeps_recording:
+            settings = call.operator_settings
+            by = Attribution(first, reason=f"transferred to {settings.name}")
+            await call.b2bua.recordings.begin_part(
+                recording,
+                operator=settings.name,
+                team=settings.team,
+                at=at,
+                transfer=by if call.switch.state is RecordingState.RECORDING else None,
+            )
+        self._publish(pending, "succeeded", event.response.status)  # once catalogued
+
+    def _failed(self, pending: _Pending, status: int, reason: str) -> None:
+        """The caller stays with the first call taker, who is told why."""
+        self.pending = None
+        call = self.call
+        call.media.drop(pending.leg)
+        self._notify(pending.notify_to, status, reason)
+        self._publish(pending, "failed", status)
+        log.info("call %s: transfer to %s failed (%s)", call.id, pending.operator.name, status)
+        if pending.transferor_left:  # nobody left to take the call back
+            raise CallOver(CallOutcome.COMPLETED, "call_taker", "transfer failed after BYE")
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _from_public(self, event: RequestReceived) -> bool:
+        """Whether the REFER came from the member of the public's leg."""
+        sip, outbound = self.call.sip, self.call.plan.outbound
+        return event.dialog is (sip.b_dialog if outbound else sip.a_dialog)
+
+    def _respond(self, event: RequestReceived, refusal: Refusal) -> None:
+        status, reason = refusal
+        self.call.sip.core.respond(
+            event.transaction, status, reason, now=self.call.b2bua.now(), dialog=event.dialog
+        )
+        self.call.sip.flush()
+
+    def _notify(self, dialog: Dialog, status: int, reason: str) -> None:
+        """Progress to the first call taker, while their dialog is up (not answered:
+        nobody waits for it, RFC 3515 §2.4.4 lets a NOTIFY fail alone)."""
+        if dialog.state is not DialogState.CONFIRMED:
+            return
+        self.call.sip.notify(refer.notify(dialog, status, reason), dialog)
+
+    def _give_up(self, invite: ClientTransaction) -> None:
+        if invite.state in (TransactionState.CALLING, TransactionState.PROCEEDING):
+            self._given_up.add(invite)
+        self.call.sip.cancel(invite)
+
+    def _publish(self, pending: _Pending, outcome: str, status: int | None = None) -> None:
+        self.call.b2bua.publish(
+            CallTransferred(self.call.id, outcome, pending.operator.name, status)
+        )
