@@ -46,12 +46,14 @@ from .media.recorder import Recorder
 from .media.relay import PortAllocator
 from .records.actor import os_account
 from .records.audit import AuditAnchoring
+from .records.custody import make_development_keys
 from .records.holds import HoldDesk
 from .records.keys import audit_key_generated
 from .records.retention import RetentionSweeper, sweep_every
 from .sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from .sip.flood import FloodSettings
 from .sip.transport import SipTransport, TcpLimits
+from .startup import StartupError as StartupError
 from .storage import crypto
 from .storage.catalog import Catalog, SqliteCatalog
 from .storage.catalog.anchor import anchor_path
@@ -61,18 +63,14 @@ from .storage.writer import RecordingWriter
 
 log = logging.getLogger("recproxy")
 
-PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
 WEBHOOK_SECRET_ENV = "RECPROXY_WEBHOOK_SECRET"
-
-
-class StartupError(RuntimeError):
-    """The proxy cannot start (a missing key, a port in use...): the message says why."""
 
 
 def ensure_keys(config: Config) -> tuple[X25519PublicKey, bool]:
     """The public recording key, and whether it was made now: on first run with none, a
-    development key pair is made next to it, with a loud warning (in production the
-    private key belongs elsewhere).  A key made now is audited once the catalog is open."""
+    development key pair is made next to it by a short-lived key-holder process, with a
+    loud warning (in production the private key belongs elsewhere).  This process only
+    ever reads the public key.  A key made now is audited once the catalog is open."""
     public = config.recording.public_key
     private = config.recording.private_key
     if public.exists():
@@ -85,12 +83,7 @@ def ensure_keys(config: Config) -> tuple[X25519PublicKey, bool]:
             f"recording.public_key {public} is missing but a private key exists at {private}; "
             "restore the public key (recproxy keygen writes both)"
         )
-    passphrase = os.environ.get(PASSPHRASE_ENV)
-    private_key, public_key = crypto.generate_keypair()
-    private.parent.mkdir(parents=True, exist_ok=True)
-    public.parent.mkdir(parents=True, exist_ok=True)
-    crypto.save_private_key(private, private_key, passphrase.encode() if passphrase else None)
-    crypto.save_public_key(public, public_key)
+    protected = make_development_keys(config)
     log.warning(
         "DEVELOPMENT KEY: no recording key was configured, so a new key pair was made: "
         "public %s, private %s (%s). Recordings can only ever be read with that private key. "
@@ -98,9 +91,12 @@ def ensure_keys(config: Config) -> tuple[X25519PublicKey, bool]:
         "off this host and configure only recording.public_key.",
         public,
         private,
-        "passphrase-protected" if passphrase else "NOT passphrase-protected",
+        "passphrase-protected" if protected else "NOT passphrase-protected",
     )
-    return public_key, True
+    try:
+        return crypto.load_public_key(public), True
+    except crypto.StorageCryptoError as exc:
+        raise StartupError(f"recording.public_key {public}: {exc}") from None
 
 
 def load_notice(path: Path, key: str = "notice.prompt") -> Prompt:
