@@ -29,6 +29,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from . import records_child
 from .calls.b2bua import REFUSED_METHODS, B2bua, CallPhase, Prompt
 from .calls.recording import RecordingService
 from .config import Config
@@ -50,6 +51,7 @@ from .records.custody import make_development_keys
 from .records.holds import HoldDesk
 from .records.keys import audit_key_generated
 from .records.retention import RetentionSweeper, sweep_every
+from .records_child import RecordsChild
 from .sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from .sip.flood import FloodSettings
 from .sip.transport import SipTransport, TcpLimits
@@ -501,7 +503,16 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with open_server(config) as server:
-        if ready is not None:
-            ready.set()
-        await stop.wait()
-        log.info("shutting down: new calls refused, %d active", len(server.b2bua.calls))
+        # after the call proxy made the catalog (and the development key): the child
+        # opens both
+        child = RecordsChild(config) if records_child.wanted(config) else None
+        if child is not None:
+            await child.start()
+        try:
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+            log.info("shutting down: new calls refused, %d active", len(server.b2bua.calls))
+        finally:
+            if child is not None:
+                await child.stop()
