@@ -150,6 +150,7 @@ class ProxySettings:
     trusted_peers: tuple[str, ...] = ("127.0.0.0/8",)  # sip.trusted_peers
     trunk: str | None = None  # routing.trunk
     no_record_prompt: Path | None = None  # notice.no_record_prompt
+    records_child: str = "auto"  # records.child: does serve start the records service
     # TOML appended as it is: [[routing.rules]], [services.NAME], [[operators]], [dtmf]
     extra: str = ""
 
@@ -196,6 +197,7 @@ listen = "127.0.0.1:{ports.http}"
 
 [records]
 http_listen = "127.0.0.1:{ports.records_http}"
+child = "{settings.records_child}"
 
 [shutdown]
 grace_seconds = {settings.grace_seconds}
