@@ -7,6 +7,7 @@ And a throttled source address is answered 429."""
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -138,3 +139,20 @@ async def test_a_throttled_source_address_is_429_with_retry_after(tmp_path: Path
                 assert (await answer.json(content_type=None))["status"] == 429
     finally:
         assert running.stop() == 0
+
+
+def test_no_catalog_refuses_to_start_naming_it(tmp_path: Path) -> None:
+    config = make_folder(tmp_path)  # keygen made the catalog for its audit entry
+    for made in (tmp_path / "data").glob("catalog.sqlite3*"):
+        made.unlink()
+    refused(config, "catalog.path", with_passphrase())
+    assert not (tmp_path / "data" / "catalog.sqlite3").exists()  # nothing made
+
+
+def test_a_listener_address_in_use_refuses_to_start_naming_it(config: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config.write_text(config.read_text().replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+        refused(config, f"records.http_listen 127.0.0.1:{port}", with_passphrase())
