@@ -55,9 +55,13 @@ class RecordsChild:
             "--until-stdin-closes",
             *(["--config", str(source)] if source is not None else []),
         ]
-        self._process = await asyncio.create_subprocess_exec(
-            *command, stdin=asyncio.subprocess.PIPE
-        )
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *command, stdin=asyncio.subprocess.PIPE
+            )
+        except OSError as exc:  # as if it died at once: the call proxy goes on
+            log.error("records service could not be started: %s", exc.strerror or exc)
+            return
         host, port = self._config.records.http_listen
         log.info(
             "records service started as child pid %d on http://%s:%d",
