@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .auth import require_user
+from .auth import COOKIE, CSRF_HEADER, require_user
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Schema = Mapping[str, Any]
@@ -103,8 +103,8 @@ class Routes:
             "components": {
                 "securitySchemes": {
                     "bearer": {"type": "http", "scheme": "bearer"},
-                    "cookie": {"type": "apiKey", "in": "cookie", "name": "__Host-recproxy"},
-                    "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+                    "cookie": {"type": "apiKey", "in": "cookie", "name": COOKIE},
+                    "csrf": {"type": "apiKey", "in": "header", "name": CSRF_HEADER},
                 },
                 "schemas": {
                     "Problem": {
