@@ -66,6 +66,8 @@ prompt = "{work / "notice.wav"}"
 rtp_ports = "40000-49999"
 [http]
 listen = "127.0.0.1:{HTTP_PORT}"
+[records]
+child = "off"  # the call proxy alone is measured
 [shutdown]
 grace_seconds = 5
 """

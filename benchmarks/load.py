@@ -184,6 +184,8 @@ rtp_ports = "40000-49999"
 fsync = "{self.fsync}"
 [http]
 listen = "127.0.0.1:18281"
+[records]
+child = "off"  # the call proxy alone is measured
 [shutdown]
 grace_seconds = 10
 [limits]

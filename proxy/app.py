@@ -29,6 +29,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from . import records_child
 from .calls.b2bua import REFUSED_METHODS, B2bua, CallPhase, Prompt
 from .calls.recording import RecordingService
 from .config import Config
@@ -47,12 +48,15 @@ from .media.recorder import Recorder
 from .media.relay import PortAllocator
 from .records.actor import os_account
 from .records.audit import AuditAnchoring
+from .records.custody import make_development_keys
 from .records.holds import HoldDesk
 from .records.keys import audit_key_generated
 from .records.retention import RetentionSweeper, sweep_every
+from .records_child import RecordsChild
 from .sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from .sip.flood import FloodSettings
 from .sip.transport import SipTransport, TcpLimits
+from .startup import StartupError as StartupError
 from .storage import crypto
 from .storage.catalog import Catalog, SqliteCatalog
 from .storage.catalog.anchor import anchor_path
@@ -62,18 +66,14 @@ from .storage.writer import RecordingWriter
 
 log = logging.getLogger("recproxy")
 
-PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
 WEBHOOK_SECRET_ENV = "RECPROXY_WEBHOOK_SECRET"
-
-
-class StartupError(RuntimeError):
-    """The proxy cannot start (a missing key, a port in use...): the message says why."""
 
 
 def ensure_keys(config: Config) -> tuple[X25519PublicKey, bool]:
     """The public recording key, and whether it was made now: on first run with none, a
-    development key pair is made next to it, with a loud warning (in production the
-    private key belongs elsewhere).  A key made now is audited once the catalog is open."""
+    development key pair is made next to it by a short-lived key-holder process, with a
+    loud warning (in production the private key belongs elsewhere).  This process only
+    ever reads the public key.  A key made now is audited once the catalog is open."""
     public = config.recording.public_key
     private = config.recording.private_key
     if public.exists():
@@ -86,12 +86,7 @@ def ensure_keys(config: Config) -> tuple[X25519PublicKey, bool]:
             f"recording.public_key {public} is missing but a private key exists at {private}; "
             "restore the public key (recproxy keygen writes both)"
         )
-    passphrase = os.environ.get(PASSPHRASE_ENV)
-    private_key, public_key = crypto.generate_keypair()
-    private.parent.mkdir(parents=True, exist_ok=True)
-    public.parent.mkdir(parents=True, exist_ok=True)
-    crypto.save_private_key(private, private_key, passphrase.encode() if passphrase else None)
-    crypto.save_public_key(public, public_key)
+    protected = make_development_keys(config)
     log.warning(
         "DEVELOPMENT KEY: no recording key was configured, so a new key pair was made: "
         "public %s, private %s (%s). Recordings can only ever be read with that private key. "
@@ -99,9 +94,12 @@ def ensure_keys(config: Config) -> tuple[X25519PublicKey, bool]:
         "off this host and configure only recording.public_key.",
         public,
         private,
-        "passphrase-protected" if passphrase else "NOT passphrase-protected",
+        "passphrase-protected" if protected else "NOT passphrase-protected",
     )
-    return public_key, True
+    try:
+        return crypto.load_public_key(public), True
+    except crypto.StorageCryptoError as exc:
+        raise StartupError(f"recording.public_key {public}: {exc}") from None
 
 
 def load_notice(path: Path, key: str = "notice.prompt") -> Prompt:
@@ -510,7 +508,16 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with open_server(config) as server:
-        if ready is not None:
-            ready.set()
-        await stop.wait()
-        log.info("shutting down: new calls refused, %d active", len(server.b2bua.calls))
+        # after the call proxy made the catalog (and the development key): the child
+        # opens both
+        child = RecordsChild(config) if records_child.wanted(config) else None
+        if child is not None:
+            await child.start()
+        try:
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+            log.info("shutting down: new calls refused, %d active", len(server.b2bua.calls))
+        finally:
+            if child is not None:
+                await child.stop()

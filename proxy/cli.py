@@ -2,6 +2,7 @@
 
 recproxy --version
 recproxy serve [--config PATH] [--log-level LEVEL] [--log-format text|json]
+recproxy records serve [--config PATH] [--log-level LEVEL] [--log-format text|json]
 recproxy config check [--config PATH]
 recproxy config history [--config PATH] [--json]
 recproxy keygen --out DIR [--no-passphrase] [--config PATH]
@@ -76,17 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the proxy")
     _config_option(serve)
-    serve.add_argument(
-        "--log-level",
-        type=str.upper,
-        choices=LOG_LEVELS,
-        help="the least severe record logged, any case (default: logging.level, INFO)",
-    )
-    serve.add_argument(
-        "--log-format",
-        choices=LOG_FORMATS,
-        help="text lines, or one JSON object a line (default: logging.format, text)",
-    )
+    _log_options(serve)
+    _records_parser(commands)
 
     config = commands.add_parser("config", help="the configuration file")
     config_commands = config.add_subparsers(dest="config_command", required=True)
@@ -225,6 +217,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="the least severe record logged, any case (default: logging.level, INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="text lines, or one JSON object a line (default: logging.format, text)",
+    )
+
+
+def _records_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    records = commands.add_parser(
+        "records", help="the records service: the only process holding the private key"
+    )
+    record_commands = records.add_subparsers(dest="records_command", required=True)
+    serve = record_commands.add_parser(
+        "serve",
+        help="run the records service (HTTP API on records.http_listen; passphrase from "
+        f"${PASSPHRASE_ENV} or records.passphrase_file)",
+    )
+    _config_option(serve)
+    _log_options(serve)
+    # how `recproxy serve` starts its child: stop when the parent's pipe closes
+    serve.add_argument("--until-stdin-closes", action="store_true", help=argparse.SUPPRESS)
+
+
 def _holds_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     holds = commands.add_parser(
         "holds", help="holds: keep a recording past its retention (complaint, training...)"
@@ -298,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "records":
+            return _records_serve(args)
         if args.command == "config" and args.config_command == "history":
             return asyncio.run(_config_history(args))
         if args.command == "config":
@@ -368,6 +392,24 @@ def _serve(args: argparse.Namespace) -> int:
             asyncio.run(serve(config))
     except StartupError as exc:
         raise CliError(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _records_serve(args: argparse.Namespace) -> int:
+    from .logs import configure_logging
+    from .records_service import serve_records
+    from .startup import StartupError
+
+    config = _load(args)
+    configure_logging(
+        args.log_level or config.logging.level, args.log_format or config.logging.format
+    )
+    try:
+        asyncio.run(serve_records(config, until_stdin_closes=args.until_stdin_closes))
+    except StartupError as exc:
+        raise CliError(f"records service: {exc}") from None
     except KeyboardInterrupt:
         pass
     return 0

@@ -379,6 +379,22 @@ class AccountsSettings:
 
 
 @dataclass(frozen=True)
+class RecordsSettings:
+    """The records service (issue 15): the one process that holds the recording private
+    key and serves search, playback and export to signed-in people.
+
+    ``child``: whether ``recproxy serve`` starts it as a child process. ``"auto"`` starts
+    it when the private key is on this host (always so with the embedded defaults, whose
+    development key pair is made at first start); ``"on"`` always, ``"off"`` never (the
+    call proxy in a DMZ, the records service on another host).  The passphrase comes from
+    ``RECPROXY_KEY_PASSPHRASE`` if set and not empty, else ``passphrase_file``."""
+
+    http_listen: Address = ("127.0.0.1", 8081)
+    passphrase_file: Path | None = None
+    child: str = "auto"
+
+
+@dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
@@ -398,6 +414,7 @@ class Config:
     holds: HoldSettings = field(default_factory=HoldSettings)
     accounts: AccountsSettings = field(default_factory=AccountsSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
+    records: RecordsSettings = field(default_factory=RecordsSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -845,6 +862,11 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "working_days": _working_days,
             "timezone": _timezone,
         },
+        "records": {
+            "http_listen": parse_hostport,
+            "passphrase_file": path,
+            "child": _choice("auto", "on", "off"),
+        },
     }
 
 
@@ -914,6 +936,7 @@ _SECTIONS: Mapping[str, type] = {
     "holds": HoldSettings,
     "accounts": AccountsSettings,
     "access": AccessSettings,
+    "records": RecordsSettings,
 }
 
 # Values renamed but still accepted: (section, key) → old value → new value.  "ulaw" was

@@ -311,7 +311,7 @@ def test_each_allowance_is_still_needed() -> None:
 
 # Callers take the catalog's protocols; only these build the SQLite one (issue 13).
 CATALOG_IMPLEMENTATION = "SqliteCatalog"
-COMPOSITION_ROOTS = frozenset({"proxy.app", "proxy.cli"})
+COMPOSITION_ROOTS = frozenset({"proxy.app", "proxy.cli", "proxy.records_service"})
 
 
 def names_used(source: str) -> set[str]:

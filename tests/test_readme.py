@@ -102,6 +102,7 @@ def test_the_readmes_run_command_starts_a_working_proxy_on_a_clean_clone(
     for port, kind in ((5060, socket.SOCK_DGRAM), (5060, socket.SOCK_STREAM)):
         assert _free(port, kind), f"port {port} is taken: the defaults need it"
     assert _free(8080, socket.SOCK_STREAM), "port 8080 is taken: the defaults need it"
+    assert _free(8081, socket.SOCK_STREAM), "port 8081 is taken: the records service needs it"
     for port in (5070, 5091):
         assert _free(port, socket.SOCK_DGRAM), f"port {port} is taken: the README's call needs it"
     clone = tmp_path / "clone"

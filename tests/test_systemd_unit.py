@@ -70,3 +70,29 @@ def test_systemd_analyze_verify_accepts_the_unit_without_a_warning(tmp_path: Pat
     assert result.returncode == 0, result.stderr
     complaints = [line for line in result.stderr.splitlines() if "recproxy.service" in line]
     assert complaints == []
+
+
+RECORDS_UNIT = ROOT / "config" / "systemd" / "recproxy-records.service"
+
+
+def test_the_records_unit_runs_records_serve_as_hardened_and_systemd_accepts_it(
+    tmp_path: Path,
+) -> None:
+    service = directives(RECORDS_UNIT.read_text())["Service"]
+    for key in ("NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp", "UMask",
+                "ReadWritePaths", "Restart", "RestartPreventExitStatus", "User"):  # fmt: skip
+        assert service[key] == directives(UNIT.read_text())["Service"][key], key
+    assert service["CapabilityBoundingSet"] == [""]  # not even a low port
+    assert service["ExecStart"] == [
+        f"{INSTALLED_AT} records serve --config /etc/recproxy/recproxy.toml"
+    ]
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing: install Debian's systemd (scripts/setup.sh)"
+    here = Path(sys.executable).parent / "recproxy"
+    unit = tmp_path / "recproxy-records.service"
+    unit.write_text(RECORDS_UNIT.read_text().replace(INSTALLED_AT, str(here)))
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if unit.name in line] == []

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -46,20 +45,9 @@ from ..records.errors import (
 )
 from ..records.holds import HoldDesk
 from ..records.live import LiveCall, control_recording, own_call, own_calls
+from .body import MAX_BODY as MAX_BODY
+from .body import BodyRefused, json_object
 from .problem import problem
-
-MAX_BODY = 16 * 1024  # bytes of JSON a request may carry
-MAX_DEPTH = 16  # nesting of arrays and objects
-
-
-class BodyRefused(Exception):
-    """A body refused before the use case sees it: too large or too deep to parse
-    (400), not JSON or not a JSON object (422)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
 
 # the use case's errors, as statuses
 _STATUS: dict[type[Exception], int] = {
@@ -148,7 +136,7 @@ async def _recording_action(request: web.Request, operator: Operator) -> web.Str
 
     async def act() -> web.StreamResponse:
         own_call(calls, call_id, operator.name)  # someone else's request is never read
-        body = await _json_object(request)
+        body = await json_object(request)
         result = await control_recording(
             calls, call_id, operator.name, body.get("action"), body.get("reason"), channel="api"
         )
@@ -170,7 +158,7 @@ async def _place_hold(request: web.Request, operator: Operator) -> web.StreamRes
     desk = request.app[HOLDS_KEY]
 
     async def place() -> web.StreamResponse:
-        body = await _json_object(request)
+        body = await json_object(request)
         hold = await desk.place(
             request.match_info["recording_id"],
             kind=body.get("kind"),
@@ -188,7 +176,7 @@ async def _release_hold(request: web.Request, operator: Operator) -> web.StreamR
     desk = request.app[HOLDS_KEY]
 
     async def release() -> web.StreamResponse:
-        body = await _json_object(request)
+        body = await json_object(request)
         hold = await desk.release(
             request.match_info["hold_id"], by=operator.name, reason=body.get("reason")
         )
@@ -208,48 +196,6 @@ async def _answer(work: Callable[[], Awaitable[web.StreamResponse]]) -> web.Stre
         )
     except BodyRefused as exc:
         return _error(exc.status, str(exc))
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object, read no further than ``MAX_BODY`` bytes and checked
-    for depth before parsing."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise BodyRefused(400, f"the body is larger than {MAX_BODY} bytes")
-    data = await request.content.read(MAX_BODY + 1)
-    if len(data) > MAX_BODY:
-        raise BodyRefused(400, f"the body is larger than {MAX_BODY} bytes")
-    if json_depth(data) > MAX_DEPTH:
-        raise BodyRefused(400, f"the JSON is nested deeper than {MAX_DEPTH} levels")
-    try:
-        body = json.loads(data)
-    except ValueError:
-        raise BodyRefused(422, "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise BodyRefused(422, "the body must be a JSON object")
-    return body
-
-
-def json_depth(data: bytes) -> int:
-    """The deepest nesting of arrays and objects in JSON text, strings skipped (one
-    linear pass; the text need not be valid)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return deepest
 
 
 def _error(status: int, message: str, *, www_authenticate: bool = False) -> web.Response:

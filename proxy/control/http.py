@@ -36,7 +36,7 @@ def build_app(health: HealthCheck, metrics: Callable[[], bytes] | None = None) -
     ``metrics()`` the Prometheus text exposition served at /metrics."""
     app = web.Application()
     app[HEALTH_KEY] = health
-    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/healthz", healthz)
     if metrics is not None:
         app[METRICS_KEY] = metrics
         app.router.add_get("/metrics", _metrics)
@@ -47,7 +47,7 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS_KEY](), headers={"Content-Type": CONTENT_TYPE})
 
 
-async def _healthz(request: web.Request) -> web.Response:
+async def healthz(request: web.Request) -> web.Response:
     report = request.app[HEALTH_KEY]()
     return web.json_response(report, status=200 if report.get("ok") else 503)
 

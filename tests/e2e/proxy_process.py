@@ -45,7 +45,8 @@ class PortBlock:
 
     +0 proxy SIP (UDP), +1 proxy HTTP, +2 caller SIP, +3 call taker SIP, +4..+9 spare
     SIP ports, +10 caller RTP, +20 call taker RTP, +30 spare RTP (+40..+90 more spare
-    media ports), +100..+299 the proxy's RTP range.
+    media ports), +99 the records service's HTTP (the child ``serve`` starts),
+    +100..+299 the proxy's RTP range.
     """
 
     base: int
@@ -58,6 +59,10 @@ class PortBlock:
     @property
     def http(self) -> int:
         return self.base + 1
+
+    @property
+    def records_http(self) -> int:
+        return self.base + 99
 
     @property
     def caller_sip(self) -> int:
@@ -145,6 +150,7 @@ class ProxySettings:
     trusted_peers: tuple[str, ...] = ("127.0.0.0/8",)  # sip.trusted_peers
     trunk: str | None = None  # routing.trunk
     no_record_prompt: Path | None = None  # notice.no_record_prompt
+    records_child: str = "auto"  # records.child: does serve start the records service
     # TOML appended as it is: [[routing.rules]], [services.NAME], [[operators]], [dtmf]
     extra: str = ""
 
@@ -188,6 +194,10 @@ path = "data/catalog.sqlite3"
 
 [http]
 listen = "127.0.0.1:{ports.http}"
+
+[records]
+http_listen = "127.0.0.1:{ports.records_http}"
+child = "{settings.records_child}"
 
 [shutdown]
 grace_seconds = {settings.grace_seconds}

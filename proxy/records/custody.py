@@ -1,0 +1,122 @@
+"""Custody of the recording private key (issue 15): only the key holder — the records
+service, or the short-lived process that makes the development key pair — ever reads or
+writes it; the SIP-facing call proxy reads only the public key.
+
+The passphrase comes from ``RECPROXY_KEY_PASSPHRASE`` when it is set and not empty, else
+from ``records.passphrase_file``: the environment is what the operator gave this one run
+(and what ``recproxy export`` reads too), the file the service's standing default.
+
+``python -m proxy.records.custody PUBLIC PRIVATE [PASSPHRASE_FILE]`` makes the
+development key pair in its own process (see :func:`make_development_keys`), so that the
+call proxy never has the private key in its memory, not even once, at first start.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from ..config import Config
+from ..startup import StartupError
+from ..storage import crypto
+
+PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
+PROTECTED = "passphrase-protected"  # what the key-making process prints when it is
+KEYGEN_TIMEOUT = 60.0  # seconds: key generation takes milliseconds; a hang is a fault
+
+
+def key_passphrase(passphrase_file: Path | None) -> bytes | None:
+    """The private key's passphrase: the environment's, else the file's first line, else
+    None (an unprotected key).  ``StartupError`` naming the key when the file cannot be
+    read or is empty."""
+    from_env = os.environ.get(PASSPHRASE_ENV)
+    if from_env:
+        return from_env.encode()
+    if passphrase_file is None:
+        return None
+    try:
+        text = passphrase_file.read_bytes()
+    except OSError as exc:
+        raise StartupError(
+            f"records.passphrase_file {passphrase_file}: {exc.strerror or exc}"
+        ) from None
+    line = text.splitlines()[0] if text.strip() else b""
+    if not line:
+        raise StartupError(f"records.passphrase_file {passphrase_file}: the file is empty")
+    return line
+
+
+def load_private_key(config: Config) -> X25519PrivateKey:
+    """The recording private key, unlocked with its passphrase; ``StartupError`` naming
+    ``recording.private_key`` when it is missing, unreadable or the passphrase is wrong."""
+    passphrase = key_passphrase(config.records.passphrase_file)
+    path = config.recording.private_key
+    try:
+        return crypto.load_private_key(path, passphrase)
+    except crypto.StorageCryptoError as exc:
+        hint = ""
+        if isinstance(exc, crypto.PassphraseRequired | crypto.WrongPassphrase):
+            hint = f" (set {PASSPHRASE_ENV} or records.passphrase_file)"
+        raise StartupError(f"recording.private_key {path}: {exc}{hint}") from None
+
+
+def make_development_keys(config: Config) -> bool:
+    """Make the development key pair at ``recording.public_key`` and
+    ``recording.private_key`` in a short-lived child process (this one never holds the
+    private key); whether the private key is passphrase-protected.  ``StartupError`` with
+    the child's own line when it fails."""
+    passphrase_file = config.records.passphrase_file
+    command = [
+        sys.executable,
+        "-m",
+        "proxy.records.custody",
+        str(config.recording.public_key),
+        str(config.recording.private_key),
+        *([str(passphrase_file)] if passphrase_file is not None else []),
+    ]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=KEYGEN_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StartupError(
+            f"recording.private_key: cannot make the development key: {exc}"
+        ) from None
+    if done.returncode != 0:
+        why = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise StartupError(why[0])
+    return done.stdout.strip() == PROTECTED
+
+
+def _make(public: Path, private: Path, passphrase_file: Path | None) -> bool:
+    """Make and save a new key pair; whether it is passphrase-protected."""
+    passphrase = key_passphrase(passphrase_file)
+    private_key, public_key = crypto.generate_keypair()
+    try:
+        private.parent.mkdir(parents=True, exist_ok=True)
+        public.parent.mkdir(parents=True, exist_ok=True)
+        crypto.save_private_key(private, private_key, passphrase)
+        crypto.save_public_key(public, public_key)
+    except OSError as exc:
+        raise StartupError(f"recording.private_key {private}: {exc.strerror or exc}") from None
+    return passphrase is not None
+
+
+def main(argv: list[str]) -> int:
+    """The key holder's side of :func:`make_development_keys`."""
+    public, private = Path(argv[0]), Path(argv[1])
+    try:
+        protected = _make(public, private, Path(argv[2]) if len(argv) > 2 else None)
+    except StartupError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(PROTECTED if protected else "unprotected")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,134 @@
+"""The records service's composition root (issue 15): the one process that holds the
+recording private key, serving search, playback and export to signed-in people.
+
+    private key (passphrase) → catalog → segment store → accounts → HTTP (/api/v1/...)
+
+``open_records_service(config)`` is an async context manager on one ``AsyncExitStack``,
+like ``proxy.app.open_server``: a part that cannot start closes what was opened and
+raises ``StartupError`` in one line naming the setting — a missing or unreadable key and
+a wrong passphrase among them, checked once, before anything else.  It shares the
+catalog (SQLite in WAL mode: both processes may open it) and the segment store with the
+call proxy.  ``serve_records(config)`` runs it until SIGTERM or SIGINT (or, as
+``recproxy serve``'s child, until its parent goes: see ``proxy.records_child``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .config import Config
+from .control.http import HttpServer
+from .control.records import Routes, build_records_app
+from .records.accounts import Accounts
+from .records.custody import load_private_key
+from .startup import StartupError
+from .storage.catalog import SqliteCatalog
+from .storage.store import LocalDiskStore, SegmentStore
+
+log = logging.getLogger("recproxy.records")
+
+
+@dataclass(frozen=True, eq=False)
+class RecordsService:
+    """The parts of one running records service.  ``private_key`` unwraps recordings'
+    data keys; it never leaves this process (nor a repr)."""
+
+    config: Config
+    catalog: SqliteCatalog
+    store: SegmentStore
+    accounts: Accounts
+    routes: Routes
+    http: HttpServer
+    private_key: X25519PrivateKey = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        host, port = self.http.bound or self.config.records.http_listen
+        return f"http://{host}:{port}"
+
+
+def csrf_secret(private_key: X25519PrivateKey) -> bytes:
+    """The key of browser sessions' CSRF tokens, derived from the private key: only the
+    key holder can make one, it survives restarts, and nothing new is stored."""
+    raw = private_key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return HKDF(hashes.SHA256(), 32, salt=None, info=b"recproxy records csrf").derive(raw)
+
+
+@contextlib.asynccontextmanager
+async def open_records_service(config: Config) -> AsyncIterator[RecordsService]:
+    """Start the records service from ``config``; on leaving, stop HTTP, then close the
+    catalog.  ``StartupError`` (after closing what was opened) when a part cannot start."""
+    private_key = load_private_key(config)  # first: a wrong passphrase opens nothing
+    async with contextlib.AsyncExitStack() as stack:
+        if not config.catalog.path.exists():
+            raise StartupError(
+                f"catalog.path {config.catalog.path}: no catalog (run recproxy serve, "
+                "or make the first admin with recproxy users add)"
+            )
+        catalog = await SqliteCatalog(
+            config.catalog.path,
+            synchronous="FULL" if config.catalog.synchronous == "full" else "NORMAL",
+        ).open()
+        stack.push_async_callback(catalog.close)
+        store = LocalDiskStore(fsync=config.recording.fsync)  # type: ignore[arg-type]
+        accounts = Accounts(catalog.users, config.accounts)
+        ready = False
+
+        def health() -> dict[str, Any]:
+            return {"ok": ready, "service": "records"}
+
+        app, routes = build_records_app(accounts, csrf_secret(private_key), health)
+        http = HttpServer(app, *config.records.http_listen)
+        try:
+            await http.start()
+        except OSError as exc:
+            raise StartupError(
+                f"records.http_listen {config.records.http_listen[0]}:"
+                f"{config.records.http_listen[1]}: {exc.strerror or exc}"
+            ) from None
+        stack.push_async_callback(http.stop)
+        service = RecordsService(config, catalog, store, accounts, routes, http, private_key)
+        log.info("records service listening on %s/api/v1/", service.url)
+        ready = True
+        yield service
+
+
+async def serve_records(config: Config, *, until_stdin_closes: bool = False) -> None:
+    """Run the records service until SIGTERM or SIGINT — or, with
+    ``until_stdin_closes`` (how ``recproxy serve`` starts its child), until stdin reaches
+    its end: the parent has gone, even if it was killed and could not stop us."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with open_records_service(config):
+        watcher = None
+        if until_stdin_closes:
+            watcher = asyncio.create_task(_until_eof(stop), name="parent watch")
+        await stop.wait()
+        log.info("records service stopping")
+        if watcher is not None:
+            watcher.cancel()
+
+
+async def _until_eof(stop: asyncio.Event) -> None:
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while await reader.read(4096):
+        pass
+    stop.set()
