@@ -619,6 +619,7 @@ async def _audit(args: argparse.Namespace) -> int:
 
 async def _export(args: argparse.Namespace) -> int:
     from .records.actor import by_name, os_account
+    from .records.custody import key_passphrase
     from .records.export import (
         ExportError,
         ExportRequest,
@@ -626,6 +627,7 @@ async def _export(args: argparse.Namespace) -> int:
         export_recording,
         private_key_file,
     )
+    from .startup import StartupError
     from .storage.catalog import SqliteCatalog
 
     config = _load(args)
@@ -646,15 +648,17 @@ async def _export(args: argparse.Namespace) -> int:
         force=args.force,
     )
 
+    try:
+        passphrase = key_passphrase(config.records.passphrase_file)
+    except StartupError as exc:
+        raise CliError(str(exc)) from None
     async with SqliteCatalog(config.catalog.path) as catalog:
         try:
             done = await export_recording(
                 catalog,
                 request,
                 recordings_dir=config.recording.dir,
-                private_key=private_key_file(
-                    config.recording.private_key, os.environ.get(PASSPHRASE_ENV)
-                ),
+                private_key=private_key_file(config.recording.private_key, passphrase),
                 access=config.access,
             )
         except InvalidExportRequest as exc:

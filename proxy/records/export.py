@@ -80,15 +80,15 @@ class Exported:
     flagged: bool  # outside working hours: a flag was raised for the DPO
 
 
-def private_key_file(path: Path, passphrase: str | None) -> Callable[[], X25519PrivateKey]:
+def private_key_file(path: Path, passphrase: bytes | None) -> Callable[[], X25519PrivateKey]:
     """The recording private key, loaded from ``path`` (protected by ``passphrase``, if
-    any) only when called: after the output is claimed, so a refused export never
-    touches the key.  A key that cannot be read or unlocked is an :class:`ExportError`
-    naming the setting, never a traceback."""
+    any: see ``proxy.records.custody.key_passphrase``) only when called: after the output
+    is claimed, so a refused export never touches the key.  A key that cannot be read or
+    unlocked is an :class:`ExportError` naming the setting, never a traceback."""
 
     def load() -> X25519PrivateKey:
         try:
-            return crypto.load_private_key(path, passphrase.encode() if passphrase else None)
+            return crypto.load_private_key(path, passphrase)
         except (OSError, crypto.StorageCryptoError) as exc:
             raise ExportError(f"recording.private_key {path}: {exc}") from None
 

@@ -86,7 +86,7 @@ async def test_an_export_is_logged_then_published(stored: Stored, tmp_path: Path
         stored.catalog,
         request(stored, tmp_path / "out.wav"),
         recordings_dir=stored.recordings,
-        private_key=private_key_file(stored.key, "correct horse"),
+        private_key=private_key_file(stored.key, b"correct horse"),
         access=AccessSettings(),
         now=at(INSIDE),
         publish=published.append,
@@ -161,7 +161,7 @@ async def test_a_wrong_passphrase_names_the_setting_and_logs_nothing(
             stored.catalog,
             request(stored, tmp_path / "out.wav"),
             recordings_dir=stored.recordings,
-            private_key=private_key_file(stored.key, "wrong"),
+            private_key=private_key_file(stored.key, b"wrong"),
             access=AccessSettings(),
             publish=published.append,
         )

@@ -85,7 +85,7 @@ async def test_a_whole_wav_is_the_recording_read_the_old_way_and_the_export(
         ExportRequest(world.written.recording_id, "wav", "stereo", tmp_path / "x.wav",
                       "complaint 1", "records"),
         recordings_dir=world.written.recordings,
-        private_key=private_key_file(world.written.private_key, PASSPHRASE),
+        private_key=private_key_file(world.written.private_key, PASSPHRASE.encode()),
         access=AccessSettings(working_days=frozenset(range(7))),
     )  # fmt: skip
     assert export.out.read_bytes() == data
