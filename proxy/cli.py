@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     recordings = commands.add_parser("recordings", help="recordings in the catalog")
     rec_commands = recordings.add_subparsers(dest="recordings_command", required=True)
     listing = rec_commands.add_parser("list", help="list recordings (metadata only)")
+    _by_option(listing)
     _config_option(listing)
     listing.add_argument("--json", action="store_true", help="one JSON array")
     listing.add_argument("--limit", type=int, default=1000)
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_show.add_argument("--actor", help="only this actor's entries")
     audit_show.add_argument("--action", help="only this action (custodian_export, search, ...)")
     audit_show.add_argument("--json", action="store_true", help="one JSON object a line")
+    _by_option(audit_show)
     _config_option(audit_show)
 
     export = commands.add_parser("export", help="verify, decrypt and export a recording")
@@ -169,12 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     dnr_add.add_argument(
         "--replace", action="store_true", help="replace the reference of a number already listed"
     )
+    _by_option(dnr_add)
     _config_option(dnr_add)
     dnr_remove = dnr_commands.add_parser("remove", help="remove a number")
     dnr_remove.add_argument("number")
+    _by_option(dnr_remove)
     _config_option(dnr_remove)
     dnr_list = dnr_commands.add_parser("list", help="list the numbers")
     dnr_list.add_argument("--json", action="store_true")
+    _by_option(dnr_list)
     _config_option(dnr_list)
 
     _holds_parser(commands)
@@ -196,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--dry-run", action="store_true", help="list what would be deleted; change nothing"
     )
+    _by_option(sweep)
     _config_option(sweep)
 
     commands.add_parser(
@@ -269,6 +275,7 @@ def _holds_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     listing.add_argument("--json", action="store_true", help="one JSON array")
     listing.add_argument("--due", action="store_true", help="only holds due for review")
     listing.add_argument("--active", action="store_true", help="only holds not released")
+    _by_option(listing)
     _config_option(listing)
 
 
@@ -291,6 +298,7 @@ def _users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     _config_option(add)
     listing = user_commands.add_parser("list", help="list users (never their passwords)")
     listing.add_argument("--json", action="store_true", help="one JSON array")
+    _by_option(listing)
     _config_option(listing)
     disable = user_commands.add_parser("disable", help="disable a user and end their sessions")
     disable.add_argument("name", metavar="NAME")
@@ -308,6 +316,26 @@ def _part_number(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a part number (1, 2, ...)")
     return int(text)
+
+
+def _by_option(parser: argparse.ArgumentParser) -> None:
+    """``--by``: the person the account running a metadata command acts for, kept
+    beside the account's name in the command's audit entry."""
+    parser.add_argument(
+        "--by",
+        metavar="NAME",
+        help="the person this account acts for (recorded beside the account name)",
+    )
+
+
+def _acting(args: argparse.Namespace) -> str:
+    """Who a command's audit entry names: the OS account, and ``--by`` if given."""
+    from .records.actor import actor_name
+
+    try:
+        return actor_name(getattr(args, "by", None))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -524,7 +552,6 @@ def _utc(value: datetime | None) -> str | None:
 
 
 async def _recordings_list(args: argparse.Namespace) -> int:
-    from .records.actor import os_account
     from .storage.catalog import SqliteCatalog, format_utc
 
     config = _load(args)
@@ -532,7 +559,7 @@ async def _recordings_list(args: argparse.Namespace) -> int:
         raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
     async with SqliteCatalog(config.catalog.path) as catalog:
         # a metadata search is audited (P5) before anything is shown
-        await catalog.audit.append(actor=os_account(), action="search", detail=_filters(args))
+        await catalog.audit.append(actor=_acting(args), action="search", detail=_filters(args))
         rows = await catalog.recordings.list_recordings(limit=args.limit)
         held: dict[str, list[dict[str, str]]] = {}
         for hold in await catalog.holds.holds(active_only=True):
@@ -597,6 +624,9 @@ async def _audit(args: argparse.Namespace) -> int:
             )
             return 0
         entries = await catalog.audit.entries(since=since, actor=args.actor, action=args.action)
+        # the reading is audited before anything is shown (and is not among what it shows)
+        filters = {"since": args.since, "actor": args.actor, "action": args.action}
+        await catalog.audit.append(actor=_acting(args), action="audit.show", detail=filters)
     if args.json:
         for e in entries:
             print(json.dumps({
@@ -679,7 +709,6 @@ async def _export(args: argparse.Namespace) -> int:
 
 async def _dnr(args: argparse.Namespace) -> int:
     from .config import NumberError
-    from .records.actor import os_account
     from .storage.catalog import DuplicateError, SqliteCatalog
 
     config = _load(args)
@@ -694,7 +723,7 @@ async def _dnr(args: argparse.Namespace) -> int:
                 entry = await catalog.do_not_record.add(
                     number,
                     reference=args.reference,
-                    added_by=os_account(),
+                    added_by=_acting(args),
                     replace=args.replace,
                 )
             except DuplicateError as exc:
@@ -702,14 +731,15 @@ async def _dnr(args: argparse.Namespace) -> int:
             print(f"{entry.number} will not be recorded (reference: {entry.reference})")
         elif args.dnr_command == "remove":
             number = config.numbers.normalise(args.number)
-            if not await catalog.do_not_record.remove(number):
+            if not await catalog.do_not_record.remove(number, by=_acting(args)):
                 # an entry listed before numbers were normalised by the library (as
                 # +4401234567890) goes by the text `dnr list` shows
                 number = args.number
-                if not await catalog.do_not_record.remove(number):
+                if not await catalog.do_not_record.remove(number, by=_acting(args)):
                     raise CliError(f"{number} is not on the do-not-record list")
             print(f"{number} removed: calls from it are recorded again")
         else:
+            await catalog.audit.append(actor=_acting(args), action="dnr.list")
             entries = await catalog.do_not_record.entries()
             if args.json:
                 print(json.dumps([
@@ -754,6 +784,8 @@ async def _holds(args: argparse.Namespace) -> int:
                 hold = await desk.release(args.hold_id, by=args.by, reason=args.reason)
                 print(f"hold {hold.id} released (recording {hold.recording_id})")
             else:
+                filters = {"due": args.due, "active": args.active}
+                await catalog.audit.append(actor=_acting(args), action="holds.list", detail=filters)
                 holds = await desk.listing(due_only=args.due, active_only=args.active)
                 _print_holds(desk, holds, as_json=args.json)
         except (RecordNotFound, InvalidHoldRequest, HoldRefused) as exc:
@@ -795,15 +827,11 @@ def _password_from_stdin() -> str:
 
 async def _users(args: argparse.Namespace) -> int:
     from .records.accounts import AccountError, Accounts, UnknownUser, check_new_user
-    from .records.actor import actor_name
     from .storage.catalog import Role, SqliteCatalog
     from .storage.catalog.values import utc_now
 
     config = _load(args)
-    try:
-        by = actor_name(args.by) if args.users_command != "list" else ""
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    by = _acting(args)
     password = _password_from_stdin() if args.users_command in ("add", "passwd") else ""
     if args.users_command == "add":
         try:  # before the catalog is made: a refused first admin leaves no trace
@@ -839,6 +867,7 @@ async def _users(args: argparse.Namespace) -> int:
                 user = await accounts.disable(args.name, by=by)
                 print(f"user {user.name} disabled; their sessions are ended")
             else:
+                await catalog.audit.append(actor=by, action="users.list")
                 _print_users(await accounts.users(), utc_now(), as_json=args.json)
         except (AccountError, UnknownUser) as exc:
             raise CliError(str(exc)) from None
@@ -910,7 +939,6 @@ def _progress_bar(done: int, total: int) -> None:
 
 
 async def _retention_sweep(args: argparse.Namespace) -> int:
-    from .records.actor import os_account
     from .records.retention import RetentionSweeper
     from .storage.catalog import SqliteCatalog
     from .storage.store import LocalDiskStore
@@ -926,7 +954,7 @@ async def _retention_sweep(args: argparse.Namespace) -> int:
             LocalDiskStore(),
             config.recording.dir,
             config.retention,
-            actor=os_account(),
+            actor=_acting(args),
             after_step=_pause_after_step(),
         )
         report = await sweeper.sweep(

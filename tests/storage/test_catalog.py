@@ -1068,8 +1068,15 @@ async def test_do_not_record_list_refuses_a_second_add_unless_replace(tmp_path: 
         with pytest.raises(InvalidFieldError):
             await catalog.do_not_record.add("+44", reference="", added_by="dpo")
     async with SqliteCatalog(path) as catalog:  # it persists
-        assert await catalog.do_not_record.remove("+441234567890") is True
-        assert await catalog.do_not_record.remove("+441234567890") is False
+        assert await catalog.do_not_record.remove("+441234567890", by="dpo") is True
+        assert await catalog.do_not_record.remove("+441234567890", by="dpo") is False
+        audited = [(e.actor, e.action, e.object) for e in await catalog.audit.entries()]
+        assert audited[-1] == ("dpo", "dnr.remove", "number:+441234567890")
+        assert ("dpo", "dnr.add", "number:+447700900123") in audited
+        actions = [e.action for e in await catalog.audit.entries()]
+        # the refused duplicate and the removal of a number not listed left no entry
+        assert (actions.count("dnr.add"), actions.count("dnr.remove")) == (3, 1)
+        assert (await catalog.audit.verify()).intact
         assert await catalog.do_not_record.get("+441234567890") is None
 
 

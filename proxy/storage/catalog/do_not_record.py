@@ -1,7 +1,10 @@
 """The do-not-record list (P14a): callers who asked in writing not to be recorded.
 
 The call flow looks a caller up before the notice; ``recproxy dnr`` adds, removes and
-lists the numbers (E.164, normalised by the caller of this repository).
+lists the numbers (E.164, normalised by the caller of this repository).  Adding and
+removing a number each append their audit entry (``dnr.add``, ``dnr.remove``, object
+``number:+44...``) in the same transaction: who stopped or restarted the recording of a
+caller's calls is evidence.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from . import rows as to
+from .audit import append
 from .db import Connection, Database, insert
 from .model import DoNotRecordEntry
 from .values import at_or_now_ms, from_ms, text
@@ -29,7 +33,7 @@ class DoNotRecordList(Protocol):
         at: datetime | None = None,
     ) -> DoNotRecordEntry: ...
 
-    async def remove(self, number: str) -> bool: ...
+    async def remove(self, number: str, *, by: str, at: datetime | None = None) -> bool: ...
 
     async def get(self, number: str) -> DoNotRecordEntry | None: ...
 
@@ -76,17 +80,31 @@ class SqliteDoNotRecord:
                 values,
                 duplicate=f"{number} is already on the do-not-record list",
             )
+            append(
+                conn,
+                at_ms=values[3],
+                actor=values[2],
+                action="dnr.add",
+                object=f"number:{values[0]}",
+                reason=values[1],
+                detail={"replace": replace},
+            )
             return DoNotRecordEntry(values[0], values[1], values[2], from_ms(values[3]))
 
         return await self._db.write(body)
 
-    async def remove(self, number: str) -> bool:
-        """Remove a number; False if it was not on the list."""
+    async def remove(self, number: str, *, by: str, at: datetime | None = None) -> bool:
+        """Remove a number (``by`` whom); False if it was not on the list (and nothing is
+        audited)."""
+        by = text("by", by)
+        at_ms = at_or_now_ms(self._clock, at)
 
         def body(conn: Connection) -> bool:
-            return (
-                conn.execute("DELETE FROM do_not_record WHERE number = ?", (number,)).rowcount > 0
-            )
+            removed = conn.execute("DELETE FROM do_not_record WHERE number = ?", (number,))
+            if removed.rowcount == 0:
+                return False
+            append(conn, at_ms=at_ms, actor=by, action="dnr.remove", object=f"number:{number}")
+            return True
 
         return await self._db.write(body)
 
