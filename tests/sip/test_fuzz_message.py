@@ -76,7 +76,7 @@ SPECIALS = [
 def check_parse(data: bytes, *, stream: bool = False) -> Message | None:
     """Parse ``data``: a message or RemoteSipError only, within the time bound.  A
     rejected request that can be answered must give a response that serialises."""
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU time: other processes on the machine do not count
     result: Message | None
     try:
         result = parse_message(data, stream=stream)
@@ -88,8 +88,8 @@ def check_parse(data: bytes, *, stream: bool = False) -> Message | None:
             assert err.answerable
             assert response.status == err.status
             response.serialize()
-    elapsed = time.perf_counter() - start
-    assert elapsed < TIME_BOUND_S, f"parse took {elapsed:.3f} s"
+    elapsed = time.thread_time() - start
+    assert elapsed < TIME_BOUND_S, f"parse took {elapsed:.3f} s of CPU"
     if result is not None:
         assert isinstance(result, Request | Response)
     return result
