@@ -99,15 +99,17 @@ class World:
         params: dict[str, str] | None = None,
     ) -> tuple[int, Any, aiohttp.ClientResponse]:
         """``who`` calls ``path`` (under ``/api/v1``); the status, the JSON body (None if
-        empty) and the response."""
+        empty; the bytes if not JSON) and the response."""
         headers = {"Authorization": f"Bearer {await self.token(http, who)}"}
         if data is not None:
             headers["Content-Type"] = "application/json"
         async with http.request(
             method, f"{self.url}{path}", json=json_body, data=data, params=params, headers=headers
         ) as answer:
-            text = await answer.text()
-            return answer.status, (json.loads(text) if text else None), answer
+            data = await answer.read()
+            if not answer.content_type.endswith("json"):
+                return answer.status, data, answer
+            return answer.status, (json.loads(data) if data else None), answer
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         with sqlite3.connect(self.catalog_path) as db:
