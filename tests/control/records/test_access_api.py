@@ -14,12 +14,13 @@ import pytest
 
 from proxy.storage.catalog import parse_utc
 
-from .records_world import PLAY, World, make_world
+from .records_world import PLAY, World, running_world
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    yield from make_world(tmp_path_factory.mktemp("access-api"), access="grant_days = 7")
+    with running_world(tmp_path_factory.mktemp("access-api")) as running:
+        yield running
 
 
 @pytest.fixture

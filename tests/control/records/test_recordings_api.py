@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
-from .records_world import World, make_world
+from .records_world import World, running_world
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    yield from make_world(tmp_path_factory.mktemp("recordings-api"))
+    with running_world(tmp_path_factory.mktemp("recordings-api")) as running:
+        yield running
 
 
 @pytest.fixture
