@@ -16,13 +16,14 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import numpy as np
+import pytest
 
 from proxy.recording_state import RecordingState
 from proxy.storage.catalog import SqliteCatalog
@@ -182,3 +183,16 @@ def running_world(folder: Path, **access: int) -> Iterator[World]:
     finally:
         assert service.stop() == 0
     assert "Traceback" not in service.log_text()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One running service for a test module (import it, with ``http``)."""
+    with running_world(tmp_path_factory.mktemp("records-api")) as running:
+        yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -5,7 +5,6 @@ what they may decide; every refusal names its rule; bad input changes nothing.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,19 +13,9 @@ import pytest
 
 from proxy.storage.catalog import parse_utc
 
-from .records_world import PLAY, World, running_world
+from .records_world import PLAY, World, http, world
 
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with running_world(tmp_path_factory.mktemp("access-api")) as running:
-        yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+__all__ = ["http", "world"]
 
 
 async def ask(

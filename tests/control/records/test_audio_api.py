@@ -9,10 +9,8 @@ import asyncio
 import io
 import json
 import os
-import shutil
-import subprocess
 import wave
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -20,15 +18,11 @@ import numpy as np
 import pytest
 
 from proxy.storage.export import pcm16, wav_header
-from tests.records.playback_world import SECONDS, TRANSFER_S, part_slices
+from tests.records.playback_world import SECONDS, TRANSFER_S, decoded_seconds, part_slices
 
-from .records_world import PLAY, World, running_world
+from .records_world import PLAY, World, http, running_world, world
 
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with running_world(tmp_path_factory.mktemp("audio-api")) as running:
-        yield running
+__all__ = ["http", "world"]
 
 
 @pytest.fixture
@@ -36,12 +30,6 @@ def strict(tmp_path: Path) -> Iterator[World]:
     """A service of its own that flags a third playback within an hour."""
     with running_world(tmp_path, playbacks_per_hour=2) as running:
         yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture
@@ -199,19 +187,6 @@ async def test_a_refusal_is_403_naming_the_rule_and_streams_nothing(
     [entry] = world.audit_since(seq)
     assert entry["action"] == "access.refused" and entry["detail"]["rule"] == body["rule"]
     assert world.snapshot() == before
-
-
-def decoded_seconds(data: bytes) -> float:
-    ffmpeg = shutil.which("ffmpeg")
-    assert ffmpeg, "ffmpeg is needed for MP3"
-    pcm = subprocess.run(
-        [ffmpeg, "-v", "error", "-i", "pipe:0", "-f", "s16le", "-ac", "1", "-"],
-        input=data,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    ).stdout
-    return len(pcm) / 2 / 8000
 
 
 async def test_an_mp3_plays_for_the_parts_time(world: World, http: aiohttp.ClientSession) -> None:
