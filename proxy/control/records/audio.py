@@ -36,13 +36,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from ...records.access import MAX_TEXT
 from ...records.errors import InvalidAccessRequest, RecordingUnreadable
 from ...records.gate import Gate, part_number, require
-from ...records.playback import AudioFormat, find_playable, render
+from ...records.playback import AudioFormat, Rendering, find_playable, render
 from ...records.policy import Action
 from ...storage.catalog import Catalog
 from ...storage.export import CHANNEL_CHOICES, ChannelChoice
 from .auth import current_actor
 from .params import query_parameter, query_values
-from .ranges import parse_range
+from .ranges import ByteRange, parse_range
 from .routes import API, Routes
 from .statuses import answering, problems
 
@@ -106,29 +106,7 @@ def add_routes(
             recordings_dir=recordings_dir,
             private_key=private_key,
         )
-        start, end = (0, None) if asked is None else asked.bounds(rendering.length)
-        first, last = rendering.byte_range(start, end)  # 416 before a byte is sent
-        response = web.StreamResponse(status=200 if asked is None else 206)
-        response.content_type = rendering.content_type
-        response.content_length = last - first + 1
-        response.headers["Accept-Ranges"] = "bytes"
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Content-Disposition"] = (
-            f'inline; filename="{playable.recording.id}.{format}"'
-        )
-        if asked is not None:
-            response.headers["Content-Range"] = f"bytes {first}-{last}/{rendering.length}"
-        await response.prepare(request)
-        try:
-            async for piece in rendering.chunks(first, last):
-                await response.write(piece)
-        except RecordingUnreadable as exc:
-            log.error("integrity: %s; the stream was cut short", exc)
-            response.force_close()
-        except ConnectionResetError:
-            pass  # the player went away (it has what it wanted)
-        return response
+        return await stream(request, rendering, asked, f"{playable.recording.id}.{format}")
 
     routes.add(
         "GET",
@@ -167,6 +145,34 @@ def add_routes(
             **problems("403", "404", "409", "416", "422", "500"),
         },
     )
+
+
+async def stream(
+    request: web.Request, rendering: Rendering, asked: ByteRange | None, filename: str
+) -> web.StreamResponse:
+    """``rendering`` whole (200) or the range ``asked`` (206), see the module docstring;
+    :class:`RangeNotSatisfiable` before a byte is sent."""
+    start, end = (0, None) if asked is None else asked.bounds(rendering.length)
+    first, last = rendering.byte_range(start, end)
+    response = web.StreamResponse(status=200 if asked is None else 206)
+    response.content_type = rendering.content_type
+    response.content_length = last - first + 1
+    response.headers["Accept-Ranges"] = "bytes"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Disposition"] = f'inline; filename="{filename}"'
+    if asked is not None:
+        response.headers["Content-Range"] = f"bytes {first}-{last}/{rendering.length}"
+    await response.prepare(request)
+    try:
+        async for piece in rendering.chunks(first, last):
+            await response.write(piece)
+    except RecordingUnreadable as exc:
+        log.error("integrity: %s; the stream was cut short", exc)
+        response.force_close()
+    except ConnectionResetError:
+        pass  # the player went away (it has what it wanted)
+    return response
 
 
 def _audio(description: str) -> dict[str, object]:
