@@ -19,6 +19,7 @@ One module per job:
 ``flags``              anomaly flags on unusual access, for the DPO
 ``access_requests``    access requests and the grants approved from them
 ``search``             metadata search over recordings, within a person's scope
+``bulk``               bulk export requests, for a DPO to approve
 ``model``, ``errors``  what the repositories take, return and raise
 ``values``             checks and conversions of what callers give, before any SQL
 ``rows``               SQLite rows to the model
@@ -40,6 +41,7 @@ from .access_requests import (
     RequestState,
     RequestStateError,
 )
+from .bulk import BulkRequest, BulkRequestRepository, NewBulkRequest
 from .calls import CallRepository
 from .config_versions import ConfigChange, ConfigVersion, ConfigVersionLog
 from .do_not_record import DoNotRecordList
@@ -117,6 +119,8 @@ __all__ = [
     "AccessRequest",
     "AccessRequestRepository",
     "Attribution",
+    "BulkRequest",
+    "BulkRequestRepository",
     "Call",
     "CallDirection",
     "CallOutcome",
@@ -151,6 +155,7 @@ __all__ = [
     "Lockout",
     "Migration",
     "NewAccessRequest",
+    "NewBulkRequest",
     "NewCall",
     "NewFlag",
     "NewHold",
