@@ -30,8 +30,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from .config import Config
 from .control.http import HttpServer
 from .control.records import Routes, build_records_app
+from .control.records import bulk as bulk_routes
 from .records.accounts import Accounts
+from .records.bulk import BulkDesk
 from .records.custody import load_private_key
+from .records.gate import Gate
 from .startup import StartupError
 from .storage.catalog import SqliteCatalog
 from .storage.store import LocalDiskStore, SegmentStore
@@ -91,6 +94,8 @@ async def open_records_service(config: Config) -> AsyncIterator[RecordsService]:
             return {"ok": ready, "service": "records"}
 
         app, routes = build_records_app(accounts, csrf_secret(private_key), health)
+        gate = Gate(catalog, config.access)
+        bulk_routes.add_routes(routes, BulkDesk(gate, catalog, config.recording.dir, private_key))
         http = HttpServer(app, *config.records.http_listen)
         try:
             await http.start()
