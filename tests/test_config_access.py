@@ -85,5 +85,5 @@ def test_bulk_max_recordings_defaults_to_100_and_is_bounded() -> None:
     assert build_config({}, base=Path("/")).access.bulk_max_recordings == 100
     assert access({"bulk_max_recordings": 400}).bulk_max_recordings == 400
     for bad in (0, 401, "10"):
-        with pytest.raises(ConfigError, match="access.bulk_max_recordings"):
+        with pytest.raises(ConfigError, match=r"access\.bulk_max_recordings"):
             access({"bulk_max_recordings": bad})

@@ -22,13 +22,16 @@ import logging
 from aiohttp import web
 
 from ...records.bulk import BULK_FORMATS, MANIFEST, BulkDesk
+from ...storage.catalog import RequestState
 from ..body import json_object
 from .auth import current_actor
+from .params import query_parameter, query_values
 from .routes import API, Routes, ok_json
 from .statuses import answer, problems
 
 log = logging.getLogger(__name__)
 
+BULK_SCHEMA_STATES = tuple(state.value for state in RequestState)
 BULK_SCHEMA = {
     "type": "object",
     "required": ["id", "requester", "purpose", "reason", "recording_ids", "state"],
@@ -38,7 +41,7 @@ BULK_SCHEMA = {
         "purpose": {"type": "string"},
         "reason": {"type": "string"},
         "recording_ids": {"type": "array", "items": {"type": "string"}},
-        "state": {"enum": ["pending", "approved", "refused", "withdrawn"]},
+        "state": {"enum": list(BULK_SCHEMA_STATES)},
         "requested_at": {"type": "string", "format": "date-time"},
         "decided_by": {"type": ["string", "null"]},
         "decided_at": {"type": ["string", "null"], "format": "date-time"},
@@ -97,11 +100,9 @@ def add_routes(routes: Routes, desk: BulkDesk) -> None:
         handlers.listed,
         summary="Your bulk requests and, for a DPO, every one they may decide",
         parameters=(
-            {
-                "name": "state",
-                "in": "query",
-                "schema": {"enum": ["pending", "approved", "refused", "withdrawn"]},
-            },
+            query_parameter(
+                "state", "only those in this state", {"enum": list(BULK_SCHEMA_STATES)}
+            ),
         ),
         responses={
             "200": ok_json(
@@ -140,11 +141,9 @@ def add_routes(routes: Routes, desk: BulkDesk) -> None:
         f"and {MANIFEST} (each file's SHA-256, who, when, why, and the recordings refused "
         "with their rule); its requester only, until the approval expires",
         parameters=(
-            {
-                "name": "format",
-                "in": "query",
-                "schema": {"enum": list(BULK_FORMATS), "default": "wav"},
-            },
+            query_parameter(
+                "format", "each file's format", {"enum": list(BULK_FORMATS), "default": "wav"}
+            ),
         ),
         responses={
             "200": {
@@ -164,6 +163,7 @@ class _Handlers:
 
     async def ask(self, request: web.Request) -> web.StreamResponse:
         async def work() -> web.StreamResponse:
+            query_values(request, ())
             body = await json_object(request)
             made = await self._desk.request(
                 current_actor(request),
@@ -177,13 +177,15 @@ class _Handlers:
 
     async def listed(self, request: web.Request) -> web.StreamResponse:
         async def work() -> web.StreamResponse:
-            shown = await self._desk.visible(current_actor(request), request.query.get("state"))
+            state = query_values(request, ("state",)).get("state")
+            shown = await self._desk.visible(current_actor(request), state)
             return web.json_response({"bulk_requests": [each.as_dict() for each in shown]})
 
         return await answer(work)
 
     async def decide(self, request: web.Request) -> web.StreamResponse:
         async def work() -> web.StreamResponse:
+            query_values(request, ())
             body = await json_object(request)
             given = body.get("decision")
             decided = await self._desk.decide(
@@ -199,6 +201,7 @@ class _Handlers:
 
     async def withdraw(self, request: web.Request) -> web.StreamResponse:
         async def work() -> web.StreamResponse:
+            query_values(request, ())
             withdrawn = await self._desk.withdraw(current_actor(request), request.match_info["id"])
             return web.json_response(withdrawn.as_dict())
 
@@ -206,10 +209,9 @@ class _Handlers:
 
     async def export(self, request: web.Request) -> web.StreamResponse:
         async def work() -> web.StreamResponse:
+            given = query_values(request, ("format",))
             bulk = await self._desk.export(
-                current_actor(request),
-                request.match_info["id"],
-                request.query.get("format", "wav"),
+                current_actor(request), request.match_info["id"], given.get("format", "wav")
             )
             response = web.StreamResponse(
                 headers={
