@@ -256,6 +256,10 @@ async def test_the_export_is_a_zip_of_single_exports_with_a_manifest_of_their_ha
     assert status == 200, data
     archive = zipfile.ZipFile(io.BytesIO(data))
     assert archive.testzip() is None
+    (world.folder / "bulk.zip").write_bytes(data)  # and an independent reader takes it
+    tested = subprocess.run(["unzip", "-tq", str(world.folder / "bulk.zip")],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert tested.returncode == 0 and "No errors" in tested.stdout, tested
     names = [f"{world.ids[0]}.wav", f"{world.ids[1]}.wav", "manifest.json"]
     assert archive.namelist() == names
     manifest = json.loads(archive.read("manifest.json"))
@@ -384,3 +388,19 @@ async def test_the_openapi_document_describes_the_bulk_endpoints(world: World) -
     export = paths["/api/v1/bulk-requests/{id}/export"]["get"]
     assert "application/zip" in export["responses"]["200"]["content"]
     assert "403" in export["responses"] and "manifest.json" in export["summary"]
+
+
+async def test_an_mp3_export_holds_one_mp3_per_recording(world: World) -> None:
+    made = await approved(world)
+    status, data = await world.call(
+        "rita", "GET", f"bulk-requests/{made['id']}/export", format="mp3"
+    )
+    assert status == 200, data
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["format"] == "mp3"
+    assert archive.namelist() == [f"{rid}.mp3" for rid in world.ids] + ["manifest.json"]
+    for row in manifest["files"]:
+        mp3 = archive.read(row["file"])
+        assert mp3[:3] == b"ID3" or mp3[:2] in (b"\xff\xfb", b"\xff\xf3"), mp3[:4]
+        assert row["sha256"] == hashlib.sha256(mp3).hexdigest()
