@@ -20,26 +20,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Protocol
 
 from . import rows as to
 from .audit import append
 from .db import Connection, Database, Row, insert
-from .errors import CatalogError, InvalidFieldError, NotFoundError
+from .decisions import RequestState, RequestTable, Verdict
 from .model import format_utc
 from .values import at_or_now_ms, from_ms, member, opt_dt, text, to_ms, uuid_or_new
-
-
-class RequestState(StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    REFUSED = "refused"
-    WITHDRAWN = "withdrawn"
-
-
-class RequestStateError(CatalogError):
-    """The request is no longer pending: it cannot be decided or withdrawn again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,18 +137,13 @@ def _request(row: Row) -> AccessRequest:
     )
 
 
-def _require_request(conn: Connection, request_id: str) -> AccessRequest:
-    found = to.find(conn, _request, "SELECT * FROM access_requests WHERE id = ?", (request_id,))
-    if found is None:
-        raise NotFoundError(f"access request {request_id} does not exist")
-    return found
-
-
-def _require_pending(conn: Connection, request_id: str) -> AccessRequest:
-    found = _require_request(conn, request_id)
-    if found.state is not RequestState.PENDING:
-        raise RequestStateError(f"access request {found.id} is {found.state.value}, not pending")
-    return found
+_TABLE = RequestTable(
+    "access_requests",
+    "access request",
+    lambda conn, request_id: to.find(
+        conn, _request, "SELECT * FROM access_requests WHERE id = ?", (request_id,)
+    ),
+)
 
 
 def _audit(
@@ -242,28 +225,18 @@ class SqliteAccessRequests:
         request, with its audit entry.  ``NotFoundError`` for an unknown id,
         ``RequestStateError`` for one already decided or withdrawn,
         ``InvalidFieldError`` for one's own request or a missing or stray expiry."""
-        by, reason = text("by", by), text("reason", reason)
-        at_ms = at_or_now_ms(self._clock, at)
-        if approve and expires_at is None:
-            raise InvalidFieldError("an approval needs expires_at")
-        if not approve and expires_at is not None:
-            raise InvalidFieldError("a refusal has no expires_at")
-        expires_ms = None if expires_at is None else to_ms("expires_at", expires_at)
-        if expires_ms is not None and expires_ms <= at_ms:
-            raise InvalidFieldError("expires_at must be after the decision")
-        state = RequestState.APPROVED if approve else RequestState.REFUSED
+        verdict = Verdict.of(
+            approve=approve,
+            by=by,
+            reason=reason,
+            expires_at=expires_at,
+            at_ms=at_or_now_ms(self._clock, at),
+        )
 
         def body(conn: Connection) -> AccessRequest:
-            found = _require_pending(conn, request_id)
-            if found.requester == by:
-                raise InvalidFieldError(f"{by} cannot decide their own access request")
-            conn.execute(
-                "UPDATE access_requests SET state = ?, decided_by = ?, decided_at = ?,"
-                " decision_reason = ?, expires_at = ? WHERE id = ?",
-                (state.value, by, at_ms, reason, expires_ms, found.id),
-            )
-            decided = _require_request(conn, found.id)
-            _audit(conn, at_ms, by, f"access.{'approve' if approve else 'refuse'}", decided, reason)
+            decided = _TABLE.decide(conn, request_id, verdict)
+            action = f"access.{verdict.verb}"
+            _audit(conn, verdict.at_ms, verdict.by, action, decided, verdict.reason)
             return decided
 
         return await self._db.write(body)
@@ -278,14 +251,7 @@ class SqliteAccessRequests:
         at_ms = at_or_now_ms(self._clock, at)
 
         def body(conn: Connection) -> AccessRequest:
-            found = _require_pending(conn, request_id)
-            if found.requester != by:
-                raise InvalidFieldError(f"only {found.requester} may withdraw their request")
-            conn.execute(
-                "UPDATE access_requests SET state = ? WHERE id = ?",
-                (RequestState.WITHDRAWN.value, found.id),
-            )
-            withdrawn = _require_request(conn, found.id)
+            withdrawn = _TABLE.withdraw(conn, request_id, by)
             _audit(conn, at_ms, by, "access.withdraw", withdrawn, "withdrawn by the requester")
             return withdrawn
 

@@ -26,10 +26,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from . import rows as to
-from .access_requests import RequestState, RequestStateError
 from .audit import append
 from .db import Connection, Database, Row, insert, rows
-from .errors import InvalidFieldError, NotFoundError
+from .decisions import RequestState, RequestTable, Verdict
+from .errors import InvalidFieldError
 from .model import format_utc
 from .values import at_or_now_ms, from_ms, member, opt_dt, text, to_ms, uuid_or_new
 
@@ -136,18 +136,12 @@ def _find_all(conn: Connection, sql: str, params: Sequence[object]) -> list[Bulk
     return [_bulk(conn, row) for row in rows(conn, sql, params)]
 
 
-def _require(conn: Connection, request_id: str) -> BulkRequest:
+def _find(conn: Connection, request_id: str) -> BulkRequest | None:
     found = _find_all(conn, f"{_SELECT} WHERE id = ?", (request_id,))
-    if not found:
-        raise NotFoundError(f"bulk request {request_id} does not exist")
-    return found[0]
+    return found[0] if found else None
 
 
-def _require_pending(conn: Connection, request_id: str) -> BulkRequest:
-    found = _require(conn, request_id)
-    if found.state is not RequestState.PENDING:
-        raise RequestStateError(f"bulk request {found.id} is {found.state.value}, not pending")
-    return found
+_TABLE = RequestTable("bulk_requests", "bulk request", _find)
 
 
 def _audit(
@@ -234,26 +228,18 @@ class SqliteBulkRequests:
         request, with its audit entry.  ``NotFoundError`` for an unknown id,
         ``RequestStateError`` for one already decided or withdrawn,
         ``InvalidFieldError`` for one's own request or a missing or stray expiry."""
-        by, reason = text("by", by), text("reason", reason)
-        at_ms = at_or_now_ms(self._clock, at)
-        if approve != (expires_at is not None):
-            raise InvalidFieldError("an approval has an expires_at, a refusal none")
-        expires_ms = None if expires_at is None else to_ms("expires_at", expires_at)
-        if expires_ms is not None and expires_ms <= at_ms:
-            raise InvalidFieldError("expires_at must be after the decision")
-        state = RequestState.APPROVED if approve else RequestState.REFUSED
+        verdict = Verdict.of(
+            approve=approve,
+            by=by,
+            reason=reason,
+            expires_at=expires_at,
+            at_ms=at_or_now_ms(self._clock, at),
+        )
 
         def body(conn: Connection) -> BulkRequest:
-            found = _require_pending(conn, request_id)
-            if found.requester == by:
-                raise InvalidFieldError(f"{by} cannot decide their own bulk request")
-            conn.execute(
-                "UPDATE bulk_requests SET state = ?, decided_by = ?, decided_at = ?,"
-                " decision_reason = ?, expires_at = ? WHERE id = ?",
-                (state.value, by, at_ms, reason, expires_ms, found.id),
-            )
-            decided = _require(conn, found.id)
-            _audit(conn, at_ms, by, f"bulk.{'approve' if approve else 'refuse'}", decided, reason)
+            decided = _TABLE.decide(conn, request_id, verdict)
+            action = f"bulk.{verdict.verb}"
+            _audit(conn, verdict.at_ms, verdict.by, action, decided, verdict.reason)
             return decided
 
         return await self._db.write(body)
@@ -268,24 +254,14 @@ class SqliteBulkRequests:
         at_ms = at_or_now_ms(self._clock, at)
 
         def body(conn: Connection) -> BulkRequest:
-            found = _require_pending(conn, request_id)
-            if found.requester != by:
-                raise InvalidFieldError(f"only {found.requester} may withdraw their request")
-            conn.execute(
-                "UPDATE bulk_requests SET state = ? WHERE id = ?",
-                (RequestState.WITHDRAWN.value, found.id),
-            )
-            withdrawn = _require(conn, found.id)
+            withdrawn = _TABLE.withdraw(conn, request_id, by)
             _audit(conn, at_ms, by, "bulk.withdraw", withdrawn, "withdrawn by the requester")
             return withdrawn
 
         return await self._db.write(body)
 
     async def get(self, request_id: str) -> BulkRequest | None:
-        found = await self._db.read(
-            lambda conn: _find_all(conn, f"{_SELECT} WHERE id = ?", (request_id,))
-        )
-        return found[0] if found else None
+        return await self._db.read(lambda conn: _find(conn, request_id))
 
     async def requests(
         self, *, state: RequestState | None = None, requester: str | None = None
