@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from . import rows as to
 from .audit import append
 from .db import Connection, Database, Row, insert
-from .decisions import RequestState, RequestTable, Verdict
+from .decisions import DecidedRequests, RequestState, RequestTable
 from .model import format_utc
 from .values import at_or_now_ms, from_ms, member, opt_dt, text, to_ms, uuid_or_new
 
@@ -169,12 +169,11 @@ _SELECT = "SELECT * FROM access_requests"
 _ORDER = "ORDER BY requested_at, rowid"
 
 
-class SqliteAccessRequests:
+class SqliteAccessRequests(DecidedRequests[AccessRequest]):
     """:class:`AccessRequestRepository` in the catalog's SQLite database (migration 11)."""
 
     def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
-        self._db = db
-        self._clock = clock
+        super().__init__(db, clock, _TABLE, "access", _audit)
 
     async def request(self, new: NewAccessRequest, *, at: datetime | None = None) -> AccessRequest:
         """Record a pending request, with its audit entry; ``NotFoundError`` for an
@@ -208,52 +207,6 @@ class SqliteAccessRequests:
             )
             _audit(conn, at_ms, made.requester, "access.request", made, made.reason)
             return made
-
-        return await self._db.write(body)
-
-    async def decide(
-        self,
-        request_id: str,
-        *,
-        approve: bool,
-        by: str,
-        reason: str,
-        expires_at: datetime | None = None,
-        at: datetime | None = None,
-    ) -> AccessRequest:
-        """Approve (until ``expires_at``, required) or refuse (no expiry) a pending
-        request, with its audit entry.  ``NotFoundError`` for an unknown id,
-        ``RequestStateError`` for one already decided or withdrawn,
-        ``InvalidFieldError`` for one's own request or a missing or stray expiry."""
-        verdict = Verdict.of(
-            approve=approve,
-            by=by,
-            reason=reason,
-            expires_at=expires_at,
-            at_ms=at_or_now_ms(self._clock, at),
-        )
-
-        def body(conn: Connection) -> AccessRequest:
-            decided = _TABLE.decide(conn, request_id, verdict)
-            action = f"access.{verdict.verb}"
-            _audit(conn, verdict.at_ms, verdict.by, action, decided, verdict.reason)
-            return decided
-
-        return await self._db.write(body)
-
-    async def withdraw(
-        self, request_id: str, *, by: str, at: datetime | None = None
-    ) -> AccessRequest:
-        """The requester withdraws a pending request, with its audit entry;
-        ``NotFoundError``, ``RequestStateError`` as for :meth:`decide`, and
-        ``InvalidFieldError`` when ``by`` is not the requester."""
-        by = text("by", by)
-        at_ms = at_or_now_ms(self._clock, at)
-
-        def body(conn: Connection) -> AccessRequest:
-            withdrawn = _TABLE.withdraw(conn, request_id, by)
-            _audit(conn, at_ms, by, "access.withdraw", withdrawn, "withdrawn by the requester")
-            return withdrawn
 
         return await self._db.write(body)
 

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from . import rows as to
 from .audit import append
 from .db import Connection, Database, Row, insert, rows
-from .decisions import RequestState, RequestTable, Verdict
+from .decisions import DecidedRequests, RequestState, RequestTable
 from .errors import InvalidFieldError
 from .model import format_utc
 from .values import at_or_now_ms, from_ms, member, opt_dt, text, to_ms, uuid_or_new
@@ -174,12 +174,11 @@ def _recording_ids(values: Sequence[str]) -> tuple[str, ...]:
     return ids
 
 
-class SqliteBulkRequests:
+class SqliteBulkRequests(DecidedRequests[BulkRequest]):
     """:class:`BulkRequestRepository` in the catalog's SQLite database (migration 12)."""
 
     def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
-        self._db = db
-        self._clock = clock
+        super().__init__(db, clock, _TABLE, "bulk", _audit)
 
     async def request(self, new: NewBulkRequest, *, at: datetime | None = None) -> BulkRequest:
         """Record a pending request, with its audit entry; ``NotFoundError`` naming the
@@ -211,52 +210,6 @@ class SqliteBulkRequests:
             )
             _audit(conn, at_ms, made.requester, "bulk.request", made, made.reason)
             return made
-
-        return await self._db.write(body)
-
-    async def decide(
-        self,
-        request_id: str,
-        *,
-        approve: bool,
-        by: str,
-        reason: str,
-        expires_at: datetime | None = None,
-        at: datetime | None = None,
-    ) -> BulkRequest:
-        """Approve (until ``expires_at``, required) or refuse (no expiry) a pending
-        request, with its audit entry.  ``NotFoundError`` for an unknown id,
-        ``RequestStateError`` for one already decided or withdrawn,
-        ``InvalidFieldError`` for one's own request or a missing or stray expiry."""
-        verdict = Verdict.of(
-            approve=approve,
-            by=by,
-            reason=reason,
-            expires_at=expires_at,
-            at_ms=at_or_now_ms(self._clock, at),
-        )
-
-        def body(conn: Connection) -> BulkRequest:
-            decided = _TABLE.decide(conn, request_id, verdict)
-            action = f"bulk.{verdict.verb}"
-            _audit(conn, verdict.at_ms, verdict.by, action, decided, verdict.reason)
-            return decided
-
-        return await self._db.write(body)
-
-    async def withdraw(
-        self, request_id: str, *, by: str, at: datetime | None = None
-    ) -> BulkRequest:
-        """The requester withdraws a pending request, with its audit entry;
-        ``NotFoundError``, ``RequestStateError`` as for :meth:`decide`, and
-        ``InvalidFieldError`` when ``by`` is not the requester."""
-        by = text("by", by)
-        at_ms = at_or_now_ms(self._clock, at)
-
-        def body(conn: Connection) -> BulkRequest:
-            withdrawn = _TABLE.withdraw(conn, request_id, by)
-            _audit(conn, at_ms, by, "bulk.withdraw", withdrawn, "withdrawn by the requester")
-            return withdrawn
 
         return await self._db.write(body)
 

@@ -3,8 +3,9 @@ it is pending until decided once, approved until an expiry or refused, never by 
 requester, or withdrawn by that requester while pending.
 
 :class:`Verdict` checks a decision before any SQL runs; :class:`RequestTable` applies
-it (or a withdrawal) to one table inside the caller's write transaction, so the
-repository appends its own audit entry in the same transaction.  The tables share their
+it (or a withdrawal) to one table inside a write transaction, and
+:class:`DecidedRequests` gives a repository its ``decide`` and ``withdraw``, each with
+the repository's own audit entry in the same transaction.  The tables share their
 decision columns: ``state``, ``decided_by``, ``decided_at``, ``decision_reason``,
 ``expires_at``.
 """
@@ -17,9 +18,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
-from .db import Connection
+from .db import Connection, Database
 from .errors import CatalogError, InvalidFieldError, NotFoundError
-from .values import text, to_ms
+from .values import at_or_now_ms, text, to_ms
 
 
 class RequestState(StrEnum):
@@ -124,3 +125,71 @@ class RequestTable(Generic[R]):
             (RequestState.WITHDRAWN.value, found.id),
         )
         return self.require(conn, found.id)
+
+
+#: Appends a request's audit entry: (conn, at_ms, actor, action, request, reason).
+AuditRequest = Callable[[Connection, int, str, str, R, str], None]
+
+
+class DecidedRequests(Generic[R]):
+    """``decide`` and ``withdraw`` of a repository of requests kept in ``table``, each
+    change audited by ``audit`` as ``PREFIX.approve``, ``.refuse`` or ``.withdraw``."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], datetime],
+        table: RequestTable[R],
+        prefix: str,
+        audit: AuditRequest[R],
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._table = table
+        self._prefix = prefix
+        self._audit = audit
+
+    async def decide(
+        self,
+        request_id: str,
+        *,
+        approve: bool,
+        by: str,
+        reason: str,
+        expires_at: datetime | None = None,
+        at: datetime | None = None,
+    ) -> R:
+        """Approve (until ``expires_at``, required) or refuse (no expiry) a pending
+        request, with its audit entry.  ``NotFoundError`` for an unknown id,
+        ``RequestStateError`` for one already decided or withdrawn,
+        ``InvalidFieldError`` for one's own request or a missing or stray expiry."""
+        verdict = Verdict.of(
+            approve=approve,
+            by=by,
+            reason=reason,
+            expires_at=expires_at,
+            at_ms=at_or_now_ms(self._clock, at),
+        )
+
+        def body(conn: Connection) -> R:
+            decided = self._table.decide(conn, request_id, verdict)
+            action = f"{self._prefix}.{verdict.verb}"
+            self._audit(conn, verdict.at_ms, verdict.by, action, decided, verdict.reason)
+            return decided
+
+        return await self._db.write(body)
+
+    async def withdraw(self, request_id: str, *, by: str, at: datetime | None = None) -> R:
+        """The requester withdraws a pending request, with its audit entry;
+        ``NotFoundError``, ``RequestStateError`` as for :meth:`decide`, and
+        ``InvalidFieldError`` when ``by`` is not the requester."""
+        by = text("by", by)
+        at_ms = at_or_now_ms(self._clock, at)
+
+        def body(conn: Connection) -> R:
+            withdrawn = self._table.withdraw(conn, request_id, by)
+            action = f"{self._prefix}.withdraw"
+            self._audit(conn, at_ms, by, action, withdrawn, "withdrawn by the requester")
+            return withdrawn
+
+        return await self._db.write(body)
