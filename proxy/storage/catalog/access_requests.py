@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from . import rows as to
 from .audit import append
 from .db import Connection, Database, Row, insert
-from .decisions import DecidedRequests, RequestState, RequestTable
+from .decisions import Decidable, DecidedRequests, RequestState, RequestTable
 from .model import format_utc
 from .values import at_or_now_ms, from_ms, member, opt_dt, text, to_ms, uuid_or_new
 
@@ -86,26 +86,11 @@ class AccessRequest:
         }
 
 
-class AccessRequestRepository(Protocol):
+class AccessRequestRepository(Decidable[AccessRequest], Protocol):
     """Access requests: make, decide, withdraw, look up, list; the grants in force."""
 
     async def request(
         self, new: NewAccessRequest, *, at: datetime | None = None
-    ) -> AccessRequest: ...
-
-    async def decide(
-        self,
-        request_id: str,
-        *,
-        approve: bool,
-        by: str,
-        reason: str,
-        expires_at: datetime | None = None,
-        at: datetime | None = None,
-    ) -> AccessRequest: ...
-
-    async def withdraw(
-        self, request_id: str, *, by: str, at: datetime | None = None
     ) -> AccessRequest: ...
 
     async def get(self, request_id: str) -> AccessRequest | None: ...

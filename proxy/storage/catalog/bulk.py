@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from . import rows as to
 from .audit import append
 from .db import Connection, Database, Row, insert, rows
-from .decisions import DecidedRequests, RequestState, RequestTable
+from .decisions import Decidable, DecidedRequests, RequestState, RequestTable
 from .errors import InvalidFieldError
 from .model import format_utc
 from .values import at_or_now_ms, from_ms, member, opt_dt, text, to_ms, uuid_or_new
@@ -82,25 +82,10 @@ class BulkRequest:
         }
 
 
-class BulkRequestRepository(Protocol):
+class BulkRequestRepository(Decidable[BulkRequest], Protocol):
     """Bulk requests: make, decide, withdraw, look up, list."""
 
     async def request(self, new: NewBulkRequest, *, at: datetime | None = None) -> BulkRequest: ...
-
-    async def decide(
-        self,
-        request_id: str,
-        *,
-        approve: bool,
-        by: str,
-        reason: str,
-        expires_at: datetime | None = None,
-        at: datetime | None = None,
-    ) -> BulkRequest: ...
-
-    async def withdraw(
-        self, request_id: str, *, by: str, at: datetime | None = None
-    ) -> BulkRequest: ...
 
     async def get(self, request_id: str) -> BulkRequest | None: ...
 

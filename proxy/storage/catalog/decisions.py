@@ -48,6 +48,24 @@ class Request(Protocol):
 
 
 R = TypeVar("R", bound=Request)
+R_co = TypeVar("R_co", bound=Request, covariant=True)
+
+
+class Decidable(Protocol[R_co]):
+    """A repository's ``decide`` and ``withdraw`` (see :class:`DecidedRequests`)."""
+
+    async def decide(
+        self,
+        request_id: str,
+        *,
+        approve: bool,
+        by: str,
+        reason: str,
+        expires_at: datetime | None = None,
+        at: datetime | None = None,
+    ) -> R_co: ...
+
+    async def withdraw(self, request_id: str, *, by: str, at: datetime | None = None) -> R_co: ...
 
 
 @dataclass(frozen=True, slots=True)
