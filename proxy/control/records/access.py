@@ -149,7 +149,7 @@ def add_routes(routes: Routes, desk: AccessDesk) -> None:
                 current_actor(request),
                 request.match_info["id"],
                 _DECISIONS.get(given) if isinstance(given, str) else None,
-                body.get("reason"),
+                body.get("reason", ""),  # absent: "a decision needs a reason"
                 body.get("days"),
             )
             return web.json_response(decided.as_dict())
