@@ -283,7 +283,8 @@ class BulkExport:
 
     async def stream(self) -> AsyncIterator[bytes]:
         """The ZIP, piece by piece: each recording decided (and audited) just before its
-        audio, the manifest last, then the ``bulk.export`` audit entry."""
+        audio, the manifest last, then the ``bulk.export`` audit entry (with the files' and
+        the manifest's SHA-256)."""
         sink = _Sink()
         at = self.at
         stamp = (at.year, at.month, at.day, at.hour, at.minute, at.second)
@@ -291,8 +292,8 @@ class BulkExport:
             for recording_id in self.request.recording_ids:
                 async for piece in self._entry(archive, sink, recording_id, stamp):
                     yield piece
-            info = zipfile.ZipInfo(MANIFEST, date_time=stamp)
-            archive.writestr(info, json.dumps(self.manifest(), indent=2, sort_keys=True))
+            manifest = json.dumps(self.manifest(), indent=2, sort_keys=True).encode()
+            archive.writestr(zipfile.ZipInfo(MANIFEST, date_time=stamp), manifest)
         yield sink.take()
         files = [{"recording_id": e.recording_id, "sha256": e.sha256} for e in self.exported]
         await self._gate.record(
@@ -303,6 +304,7 @@ class BulkExport:
                 "format": self.format,
                 "files": files,
                 "refused": self.refused,
+                "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
             },
         )
 

@@ -293,6 +293,7 @@ async def test_the_export_is_a_zip_of_single_exports_with_a_manifest_of_their_ha
     assert detail["files"] == [
         {"recording_id": f["recording_id"], "sha256": f["sha256"]} for f in manifest["files"]
     ]
+    assert detail["manifest_sha256"] == hashlib.sha256(archive.read("manifest.json")).hexdigest()
 
 
 async def test_an_expired_approval_is_refused(world: World) -> None:
