@@ -405,3 +405,20 @@ async def test_an_mp3_export_holds_one_mp3_per_recording(world: World) -> None:
         mp3 = archive.read(row["file"])
         assert mp3[:3] == b"ID3" or mp3[:2] in (b"\xff\xfb", b"\xff\xf3"), mp3[:4]
         assert row["sha256"] == hashlib.sha256(mp3).hexdigest()
+
+
+async def test_the_zip_is_streamed_not_stored(world: World) -> None:
+    made = await approved(world)
+    headers = {"Authorization": f"Bearer {world.tokens['rita']}"}
+    url = f"{world.url}/api/v1/bulk-requests/{made['id']}/export"
+    async with world.http.get(url, headers=headers) as response:
+        assert response.status == 200
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        assert "Content-Length" not in response.headers
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Content-Disposition"] == (
+            f'attachment; filename="bulk-{made["id"]}.zip"'
+        )
+        await response.read()
+    leftovers = [p.name for p in world.folder.rglob("*") if p.suffix in (".wav", ".zip", ".mp3")]
+    assert leftovers == []  # nothing decrypted was written beside the recordings
