@@ -94,9 +94,11 @@ class BulkDesk:
             raise InvalidAccessRequest(f"purpose {what!r} is not one of {', '.join(purposes)}")
         if not why:
             raise InvalidAccessRequest("a bulk request needs a reason")
-        for each in ids:  # before the gate: an unknown id changes nothing, not the audit
-            if await self._catalog.recordings.get_recording(each) is None:
-                raise RecordNotFound(f"recording {each} does not exist")
+        asking = AccessQuery(actor, Action.REQUEST_BULK, self._gate.now(), purpose=what, reason=why)
+        if self._gate.decide(asking).allowed:  # one who may not ask learns of no recording
+            for each in ids:  # before the audit: an unknown id changes nothing
+                if await self._catalog.recordings.get_recording(each) is None:
+                    raise RecordNotFound(f"recording {each} does not exist")
         require(await self._gate.check(actor, Action.REQUEST_BULK, purpose=what, reason=why))
         new = NewBulkRequest(actor.name, what, why, ids)
         return await mapped(self._catalog.bulk.request(new, at=self._gate.now()))
