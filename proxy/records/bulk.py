@@ -8,9 +8,10 @@
 * The requester then exports it as one ZIP: the request as a whole is decided through
   the gate (``bulk_export`` with the DPO's approval), then each recording again, just
   before its audio, so each is audited on its own; one that cannot be exported (deleted,
-  discarded, still open, unreadable) is refused *for that row* and listed in the
-  manifest, not fatal to the rest.  When the whole archive has been produced, one
-  ``bulk.export`` audit entry names each file's SHA-256.
+  discarded, still open, being deleted, unreadable) is refused *for that row* and listed
+  in the manifest, not fatal to the rest (an unreadable one's cause goes to the log).
+  When the whole archive has been produced, one ``bulk.export`` audit entry names each
+  file's SHA-256 and the manifest's.
 
 The archive is built on the fly (:class:`BulkExport`): ``zipfile`` writes stored entries
 into a small sink that the HTTP layer drains after every piece, so nothing decrypted
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -50,6 +52,8 @@ from .errors import (
 from .gate import Gate, require
 from .playback import AudioFormat, Rendering, find_playable, render
 from .policy import AccessQuery, Action, Actor, BulkApproval
+
+log = logging.getLogger(__name__)
 
 #: The formats a bulk export writes (one file per recording).
 BULK_FORMATS: tuple[AudioFormat, ...] = ("wav", "mp3")
@@ -331,8 +335,12 @@ class BulkExport:
             return
         try:
             rendering = await self._audio.rendering(recording_id, self.format)
-        except (RecordNotFound, RecordingActionError, RecordingUnreadable, EncodingError) as exc:
+        except (RecordNotFound, RecordingActionError) as exc:  # still open, being deleted
             self._refuse(recording_id, "unavailable", str(exc))
+            return
+        except (RecordingUnreadable, EncodingError) as exc:  # the cause is for the log
+            log.error("integrity: bulk export %s: %s", self.request.id, exc)
+            self._refuse(recording_id, "unreadable", "the audio cannot be read or encoded")
             return
         name = f"{recording_id}.{self.format}"
         digest, size = hashlib.sha256(), 0

@@ -422,3 +422,22 @@ async def test_the_zip_is_streamed_not_stored(world: World) -> None:
         await response.read()
     leftovers = [p.name for p in world.folder.rglob("*") if p.suffix in (".wav", ".zip", ".mp3")]
     assert leftovers == []  # nothing decrypted was written beside the recordings
+
+
+async def test_an_unreadable_recording_is_a_row_of_its_own_and_logged(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    made = await approved(world)
+    for segment in (world.folder / "recordings" / world.ids[1]).iterdir():
+        segment.write_bytes(segment.read_bytes()[:100])  # cut short: fails verification
+    status, data = await world.call("rita", "GET", f"bulk-requests/{made['id']}/export")
+    assert status == 200
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert archive.namelist() == [f"{world.ids[0]}.wav", "manifest.json"]
+    manifest = json.loads(archive.read("manifest.json"))
+    assert [(r["recording_id"], r["rule"]) for r in manifest["refused"]] == [
+        (world.deleted, "recording.deleted"),
+        (world.ids[1], "unreadable"),
+    ]
+    assert "recordings/" not in json.dumps(manifest)  # no path for the person
+    assert any("integrity: bulk export" in r.getMessage() for r in caplog.records)
