@@ -31,7 +31,7 @@ import hashlib
 import json
 import logging
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -287,7 +287,7 @@ class BulkExport:
     def filename(self) -> str:
         return f"bulk-{self.request.id}.zip"
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    async def stream(self) -> AsyncGenerator[bytes, None]:
         """The ZIP, piece by piece: each recording decided (and audited) just before its
         audio, the manifest last, then the ``bulk.export`` audit entry (with the files' and
         the manifest's SHA-256)."""

@@ -17,6 +17,7 @@ ends without its central directory, so no ZIP reader takes it as whole.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from aiohttp import web
@@ -222,9 +223,13 @@ class _Handlers:
             )
             await response.prepare(request)
             try:
-                async for piece in bulk.stream():
-                    if piece:
-                        await response.write(piece)
+                async with contextlib.aclosing(bulk.stream()) as pieces:
+                    async for piece in pieces:
+                        if piece:
+                            await response.write(piece)
+            except ConnectionResetError:  # the client went away: no bulk.export entry
+                log.info("bulk export %s: the client went away", bulk.request.id)
+                return response
             except Exception as exc:  # too late for a problem document: cut it short
                 log.error("bulk export %s cut short: %s", bulk.request.id, exc)
                 raise RuntimeError(f"bulk export {bulk.request.id} cut short") from exc
