@@ -363,6 +363,8 @@ class AccessSettings:
     working_hours: tuple[time, time] = (time(8, 0), time(18, 30))  # [start, end)
     working_days: frozenset[int] = frozenset(range(5))  # datetime.weekday(): Monday 0
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/London"))
+    # the most recordings one bulk request may name (its JSON body stays under 16 KiB)
+    bulk_max_recordings: int = 100
 
 
 @dataclass(frozen=True)
@@ -861,6 +863,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "working_hours": _working_hours,
             "working_days": _working_days,
             "timezone": _timezone,
+            "bulk_max_recordings": _int(1, 400),
         },
         "records": {
             "http_listen": parse_hostport,

@@ -33,8 +33,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from .config import Config
 from .control.http import HttpServer
 from .control.records import Routes, access, audio, build_records_app, recordings
+from .control.records import bulk as bulk_routes
 from .records.access import AccessDesk
 from .records.accounts import Accounts
+from .records.bulk import BulkDesk
 from .records.custody import load_private_key
 from .records.gate import Gate
 from .records.search import RecordSearch
@@ -124,6 +126,7 @@ def add_records_routes(
     audio.add_routes(
         routes, gate, catalog, recordings_dir=config.recording.dir, private_key=private_key
     )
+    bulk_routes.add_routes(routes, BulkDesk(gate, catalog, config.recording.dir, private_key))
 
 
 async def serve_records(config: Config, *, until_stdin_closes: bool = False) -> None:

@@ -79,3 +79,11 @@ def test_a_bad_access_key_is_named(table: dict[str, object], message: str) -> No
     with pytest.raises(ConfigError) as caught:
         access(table)
     assert any(error.startswith(message) for error in caught.value.errors), caught.value.errors
+
+
+def test_bulk_max_recordings_defaults_to_100_and_is_bounded() -> None:
+    assert build_config({}, base=Path("/")).access.bulk_max_recordings == 100
+    assert access({"bulk_max_recordings": 400}).bulk_max_recordings == 400
+    for bad in (0, 401, "10"):
+        with pytest.raises(ConfigError, match=r"access\.bulk_max_recordings"):
+            access({"bulk_max_recordings": bad})

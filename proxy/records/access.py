@@ -40,7 +40,7 @@ MAX_TEXT = 500  # characters of a purpose or a reason
 T = TypeVar("T")
 
 
-def _text(name: str, value: object, *, required: bool = True) -> str:
+def given_text(name: str, value: object, *, required: bool = True) -> str:
     """Text as given, whitespace runs made one space; "" when optional and absent."""
     if value is None and not required:
         return ""
@@ -50,6 +50,23 @@ def _text(name: str, value: object, *, required: bool = True) -> str:
     if len(value) > MAX_TEXT:
         raise InvalidAccessRequest(f"{name} is longer than {MAX_TEXT} characters")
     return value
+
+
+def decision_terms(
+    approve: object, reason: object, days: object, longest: int
+) -> tuple[bool, str, int | None]:
+    """A decision as a person sent it, checked (``InvalidAccessRequest`` otherwise):
+    approve or refuse, its reason, and an approval's days (1 to ``longest``, the default;
+    a refusal lasts none).  Access requests and bulk requests are decided alike."""
+    if not isinstance(approve, bool):
+        raise InvalidAccessRequest("the decision must be approve or refuse")
+    why = given_text("reason", reason)
+    if not why:
+        raise InvalidAccessRequest("a decision needs a reason")
+    length = (longest if days is None else whole_number("days", days, longest)) if approve else None
+    if not approve and days is not None:
+        raise InvalidAccessRequest("a refusal lasts no days: leave days out")
+    return approve, why, length
 
 
 class AccessDesk:
@@ -63,13 +80,13 @@ class AccessDesk:
         self, actor: Actor, recording_id: str, purpose: object, reason: object
     ) -> AccessRequest:
         """Ask for ``recording_id`` (pending until decided)."""
-        why = _text("reason", reason, required=False)
-        what = _text("purpose", purpose, required=False)
+        why = given_text("reason", reason, required=False)
+        what = given_text("purpose", purpose, required=False)
         decision = await self._gate.check(
             actor, Action.REQUEST_ACCESS, recording_id=recording_id, purpose=what, reason=why
         )
         require(decision)
-        return await _mapped(
+        return await mapped(
             self._requests.request(
                 NewAccessRequest(recording_id, actor.name, what, why), at=self._gate.now()
             )
@@ -84,14 +101,7 @@ class AccessDesk:
         days: object = None,
     ) -> AccessRequest:
         """Approve (for ``days``, default ``[access] grant_days``) or refuse a request."""
-        if not isinstance(approve, bool):
-            raise InvalidAccessRequest("the decision must be approve or refuse")
-        why = _text("reason", reason)
-        if not why:
-            raise InvalidAccessRequest("a decision needs a reason")
-        length = self._days(days) if approve else None
-        if not approve and days is not None:
-            raise InvalidAccessRequest("a refusal lasts no days: leave days out")
+        approve, why, length = decision_terms(approve, reason, days, self._gate.settings.grant_days)
         found = await self._requests.get(request_id)
         if found is None:
             raise RecordNotFound(f"access request {request_id} does not exist")
@@ -108,7 +118,7 @@ class AccessDesk:
             raise AccessRequestConflict(f"access request {found.id} is {found.state.value}")
         now = self._gate.now()
         expires = None if length is None else now + timedelta(days=length)
-        return await _mapped(
+        return await mapped(
             self._requests.decide(
                 found.id, approve=approve, by=actor.name, reason=why, expires_at=expires, at=now
             )
@@ -120,7 +130,7 @@ class AccessDesk:
         found = await self._requests.get(request_id)
         if found is None or found.requester != actor.name:
             raise RecordNotFound(f"no access request of yours has the id {request_id}")
-        return await _mapped(self._requests.withdraw(found.id, by=actor.name, at=self._gate.now()))
+        return await mapped(self._requests.withdraw(found.id, by=actor.name, at=self._gate.now()))
 
     async def pending(self, actor: Actor) -> list[AccessRequest]:
         """The pending requests ``actor`` may decide (none for those who decide none),
@@ -153,12 +163,8 @@ class AccessDesk:
             for found in await self._requests.requests(requester=actor.name)
         ]
 
-    def _days(self, days: object) -> int:
-        longest = self._gate.settings.grant_days
-        return longest if days is None else whole_number("days", days, longest)
 
-
-async def _mapped(operation: Awaitable[T]) -> T:
+async def mapped(operation: Awaitable[T]) -> T:
     """The catalog's refusals as the use case's errors."""
     try:
         return await operation

@@ -19,6 +19,9 @@ Decisions that are not spelt out in the issue, kept simple on purpose:
   audio through a grant.
 - The audit log and the anomaly flags are the DPO's alone.
 - Holds are placed and released by records officers and the DPO.
+- A bulk export or listening is asked for by a records officer or the DPO and approved
+  by a DPO other than the one who asked (a records officer approves single requests,
+  never bulk ones).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class Action(enum.Enum):
     MANAGE_CONFIG = "manage_config"
     BULK_EXPORT = "bulk_export"
     BULK_PLAY = "bulk_play"
+    REQUEST_BULK = "request_bulk"  # ask the DPO to approve a bulk export or listening
+    APPROVE_BULK = "approve_bulk"
 
 
 _OFFICERS = (Role.RECORDS_OFFICER, Role.DPO)  # approve, hold, see all metadata, bulk
@@ -105,6 +110,10 @@ RULES: Mapping[str, str] = {
     "bulk.approved": "bulk export or listening with a DPO's unexpired approval",
     "bulk.not_permitted": "only records officers and the DPO export or listen in bulk",
     "bulk.no_approval": "bulk export or listening needs a DPO's unexpired approval",
+    "bulk.request_allowed": "records officers and the DPO ask for bulk export, with a purpose"
+    " and reason",
+    "bulk.approve_allowed": "a DPO approves others' bulk requests",
+    "bulk.approve_dpo_only": "only the DPO approves bulk export or listening",
 }
 
 
@@ -169,8 +178,8 @@ class AccessQuery:
     def __post_init__(self) -> None:
         if self.action in PART_ACTIONS and self.target is None:
             raise ValueError(f"{self.action.value} is about a recording part: give a target")
-        if self.action is Action.APPROVE_ACCESS and self.requester is None:
-            raise ValueError("approve_access needs the request's requester")
+        if self.action in (Action.APPROVE_ACCESS, Action.APPROVE_BULK) and self.requester is None:
+            raise ValueError(f"{self.action.value} needs the request's requester")
 
 
 @dataclass(frozen=True)
@@ -308,6 +317,20 @@ def _bulk(query: AccessQuery, purposes: Collection[str]) -> Decision:
     return _allow("bulk.approved")
 
 
+def _request_bulk(query: AccessQuery, purposes: Collection[str]) -> Decision:
+    if query.actor.role not in _OFFICERS:
+        return _refuse("bulk.not_permitted")
+    return _stated(query, purposes) or _allow("bulk.request_allowed")
+
+
+def _approve_bulk(query: AccessQuery, _purposes: Collection[str]) -> Decision:
+    if query.actor.role is not Role.DPO:
+        return _refuse("bulk.approve_dpo_only")
+    if query.requester == query.actor.name:
+        return _refuse("approve.own_request")
+    return _allow("bulk.approve_allowed")
+
+
 def _roles(
     allowed: str, refused: str, *roles: Role
 ) -> Callable[[AccessQuery, Collection[str]], Decision]:
@@ -337,4 +360,6 @@ _BY_ACTION: Mapping[Action, Callable[[AccessQuery, Collection[str]], Decision]] 
     Action.MANAGE_CONFIG: _roles("config.allowed", "config.admin_only", Role.ADMIN),
     Action.BULK_EXPORT: _bulk,
     Action.BULK_PLAY: _bulk,
+    Action.REQUEST_BULK: _request_bulk,
+    Action.APPROVE_BULK: _approve_bulk,
 }

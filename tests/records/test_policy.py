@@ -149,6 +149,22 @@ records_officer  -bulk.no_approval  +bulk.approved  -bulk.no_approval  -purpose.
 dpo              -bulk.no_approval  +bulk.approved  -bulk.no_approval  -purpose.unknown
 admin            -bulk.not_permitted
 maintenance      -bulk.not_permitted
+
+request_bulk
+staff            -bulk.not_permitted
+manager          -bulk.not_permitted
+records_officer  +bulk.request_allowed +bulk.request_allowed +bulk.request_allowed -purpose.unknown
+dpo              +bulk.request_allowed +bulk.request_allowed +bulk.request_allowed -purpose.unknown
+admin            -bulk.not_permitted
+maintenance      -bulk.not_permitted
+
+approve_bulk
+staff            -bulk.approve_dpo_only
+manager          -bulk.approve_dpo_only
+records_officer  -bulk.approve_dpo_only
+dpo              +bulk.approve_allowed
+admin            -bulk.approve_dpo_only
+maintenance      -bulk.approve_dpo_only
 """
 APPROVALS = (
     None,
@@ -224,7 +240,7 @@ def test_role_matrix(
 
 def test_the_matrix_covers_every_role_action_part_grant_and_purpose() -> None:
     cells = {(a, r, g, p, u) for a, r, g, p, u, _ in matrix_cases()}
-    part_actions = {a for a in Action if a not in (Action.BULK_EXPORT, Action.BULK_PLAY)}
+    part_actions = {a for a in Action if a.value not in {row[0] for row in rows(BULK)}}
     assert len(cells) == len(part_actions) * len(Role) * 2 * len(PARTS) * 2
     assert len(cells) == len(matrix_cases()), "a cell is given twice"
 
@@ -247,6 +263,10 @@ def test_a_dpo_does_not_approve_their_own_bulk_export(action: Action) -> None:
 @pytest.mark.parametrize("role", ["records_officer", "dpo"])
 def test_nobody_approves_their_own_request(role: str) -> None:
     assert ask(role, Action.APPROVE_ACCESS, requester="me") == "-approve.own_request"
+
+
+def test_a_dpo_does_not_approve_their_own_bulk_request() -> None:
+    assert ask("dpo", Action.APPROVE_BULK, requester="me") == "-approve.own_request"
 
 
 def play(grant: Grant, *, purpose: str = PURPOSE) -> str:

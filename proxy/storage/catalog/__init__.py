@@ -18,7 +18,9 @@ One module per job:
 ``parts``              the parts of a recording: one per call taker of a transferred call
 ``flags``              anomaly flags on unusual access, for the DPO
 ``access_requests``    access requests and the grants approved from them
+``decisions``          what access and bulk requests share: decided once, or withdrawn
 ``search``             metadata search over recordings, within a person's scope
+``bulk``               bulk export requests, for a DPO to approve
 ``model``, ``errors``  what the repositories take, return and raise
 ``values``             checks and conversions of what callers give, before any SQL
 ``rows``               SQLite rows to the model
@@ -33,15 +35,11 @@ PostgreSQL catalog implements the same protocols without touching callers.
 
 from ...roles import Role
 from .access import AccessLog
-from .access_requests import (
-    AccessRequest,
-    AccessRequestRepository,
-    NewAccessRequest,
-    RequestState,
-    RequestStateError,
-)
+from .access_requests import AccessRequest, AccessRequestRepository, NewAccessRequest
+from .bulk import BulkRequest, BulkRequestRepository, NewBulkRequest
 from .calls import CallRepository
 from .config_versions import ConfigChange, ConfigVersion, ConfigVersionLog
+from .decisions import RequestState, RequestStateError
 from .do_not_record import DoNotRecordList
 from .errors import (
     CatalogClosedError,
@@ -117,6 +115,8 @@ __all__ = [
     "AccessRequest",
     "AccessRequestRepository",
     "Attribution",
+    "BulkRequest",
+    "BulkRequestRepository",
     "Call",
     "CallDirection",
     "CallOutcome",
@@ -151,6 +151,7 @@ __all__ = [
     "Lockout",
     "Migration",
     "NewAccessRequest",
+    "NewBulkRequest",
     "NewCall",
     "NewFlag",
     "NewHold",

@@ -20,26 +20,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Protocol
 
 from . import rows as to
 from .audit import append
 from .db import Connection, Database, Row, insert
-from .errors import CatalogError, InvalidFieldError, NotFoundError
+from .decisions import Decidable, DecidedRequests, RequestState, RequestTable
 from .model import format_utc
 from .values import at_or_now_ms, from_ms, member, opt_dt, text, to_ms, uuid_or_new
-
-
-class RequestState(StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    REFUSED = "refused"
-    WITHDRAWN = "withdrawn"
-
-
-class RequestStateError(CatalogError):
-    """The request is no longer pending: it cannot be decided or withdrawn again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,26 +86,11 @@ class AccessRequest:
         }
 
 
-class AccessRequestRepository(Protocol):
+class AccessRequestRepository(Decidable[AccessRequest], Protocol):
     """Access requests: make, decide, withdraw, look up, list; the grants in force."""
 
     async def request(
         self, new: NewAccessRequest, *, at: datetime | None = None
-    ) -> AccessRequest: ...
-
-    async def decide(
-        self,
-        request_id: str,
-        *,
-        approve: bool,
-        by: str,
-        reason: str,
-        expires_at: datetime | None = None,
-        at: datetime | None = None,
-    ) -> AccessRequest: ...
-
-    async def withdraw(
-        self, request_id: str, *, by: str, at: datetime | None = None
     ) -> AccessRequest: ...
 
     async def get(self, request_id: str) -> AccessRequest | None: ...
@@ -149,18 +122,13 @@ def _request(row: Row) -> AccessRequest:
     )
 
 
-def _require_request(conn: Connection, request_id: str) -> AccessRequest:
-    found = to.find(conn, _request, "SELECT * FROM access_requests WHERE id = ?", (request_id,))
-    if found is None:
-        raise NotFoundError(f"access request {request_id} does not exist")
-    return found
-
-
-def _require_pending(conn: Connection, request_id: str) -> AccessRequest:
-    found = _require_request(conn, request_id)
-    if found.state is not RequestState.PENDING:
-        raise RequestStateError(f"access request {found.id} is {found.state.value}, not pending")
-    return found
+_TABLE = RequestTable(
+    "access_requests",
+    "access request",
+    lambda conn, request_id: to.find(
+        conn, _request, "SELECT * FROM access_requests WHERE id = ?", (request_id,)
+    ),
+)
 
 
 def _audit(
@@ -186,12 +154,11 @@ _SELECT = "SELECT * FROM access_requests"
 _ORDER = "ORDER BY requested_at, rowid"
 
 
-class SqliteAccessRequests:
+class SqliteAccessRequests(DecidedRequests[AccessRequest]):
     """:class:`AccessRequestRepository` in the catalog's SQLite database (migration 11)."""
 
     def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
-        self._db = db
-        self._clock = clock
+        super().__init__(db, clock, _TABLE, "access", _audit)
 
     async def request(self, new: NewAccessRequest, *, at: datetime | None = None) -> AccessRequest:
         """Record a pending request, with its audit entry; ``NotFoundError`` for an
@@ -225,69 +192,6 @@ class SqliteAccessRequests:
             )
             _audit(conn, at_ms, made.requester, "access.request", made, made.reason)
             return made
-
-        return await self._db.write(body)
-
-    async def decide(
-        self,
-        request_id: str,
-        *,
-        approve: bool,
-        by: str,
-        reason: str,
-        expires_at: datetime | None = None,
-        at: datetime | None = None,
-    ) -> AccessRequest:
-        """Approve (until ``expires_at``, required) or refuse (no expiry) a pending
-        request, with its audit entry.  ``NotFoundError`` for an unknown id,
-        ``RequestStateError`` for one already decided or withdrawn,
-        ``InvalidFieldError`` for one's own request or a missing or stray expiry."""
-        by, reason = text("by", by), text("reason", reason)
-        at_ms = at_or_now_ms(self._clock, at)
-        if approve and expires_at is None:
-            raise InvalidFieldError("an approval needs expires_at")
-        if not approve and expires_at is not None:
-            raise InvalidFieldError("a refusal has no expires_at")
-        expires_ms = None if expires_at is None else to_ms("expires_at", expires_at)
-        if expires_ms is not None and expires_ms <= at_ms:
-            raise InvalidFieldError("expires_at must be after the decision")
-        state = RequestState.APPROVED if approve else RequestState.REFUSED
-
-        def body(conn: Connection) -> AccessRequest:
-            found = _require_pending(conn, request_id)
-            if found.requester == by:
-                raise InvalidFieldError(f"{by} cannot decide their own access request")
-            conn.execute(
-                "UPDATE access_requests SET state = ?, decided_by = ?, decided_at = ?,"
-                " decision_reason = ?, expires_at = ? WHERE id = ?",
-                (state.value, by, at_ms, reason, expires_ms, found.id),
-            )
-            decided = _require_request(conn, found.id)
-            _audit(conn, at_ms, by, f"access.{'approve' if approve else 'refuse'}", decided, reason)
-            return decided
-
-        return await self._db.write(body)
-
-    async def withdraw(
-        self, request_id: str, *, by: str, at: datetime | None = None
-    ) -> AccessRequest:
-        """The requester withdraws a pending request, with its audit entry;
-        ``NotFoundError``, ``RequestStateError`` as for :meth:`decide`, and
-        ``InvalidFieldError`` when ``by`` is not the requester."""
-        by = text("by", by)
-        at_ms = at_or_now_ms(self._clock, at)
-
-        def body(conn: Connection) -> AccessRequest:
-            found = _require_pending(conn, request_id)
-            if found.requester != by:
-                raise InvalidFieldError(f"only {found.requester} may withdraw their request")
-            conn.execute(
-                "UPDATE access_requests SET state = ? WHERE id = ?",
-                (RequestState.WITHDRAWN.value, found.id),
-            )
-            withdrawn = _require_request(conn, found.id)
-            _audit(conn, at_ms, by, "access.withdraw", withdrawn, "withdrawn by the requester")
-            return withdrawn
 
         return await self._db.write(body)
 

@@ -12,6 +12,7 @@ from typing import Protocol, Self
 from .access import AccessLog
 from .access_requests import AccessRequestRepository
 from .audit import AuditLog
+from .bulk import BulkRequestRepository
 from .calls import CallRepository
 from .config_versions import ConfigVersionLog
 from .do_not_record import DoNotRecordList
@@ -69,6 +70,9 @@ class Catalog(Protocol):
 
     @property
     def search(self) -> RecordingSearch: ...
+
+    @property
+    def bulk(self) -> BulkRequestRepository: ...
 
     async def schema_version(self) -> int: ...
 

@@ -386,6 +386,39 @@ _MIGRATION_11 = Migration(
     ),
 )
 
+_MIGRATION_12 = Migration(
+    12,
+    "bulk requests: a records officer's or the DPO's bulk export, for a DPO to approve",
+    (
+        """
+        CREATE TABLE bulk_requests (
+            id              TEXT PRIMARY KEY,
+            requester       TEXT NOT NULL,
+            purpose         TEXT NOT NULL,
+            reason          TEXT NOT NULL,
+            state           TEXT NOT NULL
+                            CHECK (state IN ('pending', 'approved', 'refused', 'withdrawn')),
+            requested_at    INTEGER NOT NULL,
+            decided_by      TEXT,
+            decided_at      INTEGER,
+            decision_reason TEXT,
+            expires_at      INTEGER,
+            CHECK (decided_by IS NULL OR decided_by <> requester)
+        )
+        """,
+        "CREATE INDEX bulk_requests_by_state ON bulk_requests (state, requested_at)",
+        """
+        CREATE TABLE bulk_request_recordings (
+            request_id      TEXT NOT NULL REFERENCES bulk_requests (id),
+            position        INTEGER NOT NULL CHECK (position >= 1),
+            recording_id    TEXT NOT NULL REFERENCES recordings (id),
+            PRIMARY KEY (request_id, position),
+            UNIQUE (request_id, recording_id)
+        )
+        """,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
@@ -398,6 +431,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_9,
     _MIGRATION_10,
     _MIGRATION_11,
+    _MIGRATION_12,
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Self
 from .access import SqliteAccessLog
 from .access_requests import SqliteAccessRequests
 from .audit import SqliteAuditLog
+from .bulk import SqliteBulkRequests
 from .calls import SqliteCalls
 from .config_versions import SqliteConfigVersions
 from .db import Database, Synchronous
@@ -79,6 +80,7 @@ class SqliteCatalog:
         self.flags = SqliteFlags(self._db, clock)
         self.access_requests = SqliteAccessRequests(self._db, clock)
         self.search = SqliteRecordingSearch(self._db, self.parts)
+        self.bulk = SqliteBulkRequests(self._db, clock)
 
     async def open(self) -> Self:
         """Connect, set the pragmas and bring the schema up to date."""
