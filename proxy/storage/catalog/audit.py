@@ -277,7 +277,7 @@ class SqliteAuditLog:
         ``until``), actor, action and object; only those after sequence number ``after``
         (to page on), and at most ``limit`` of them."""
         where: list[str] = ["1 = 1"]
-        params: list[object] = []
+        params: list[Any] = []
         for clause, value in (
             ("at >= ?", None if since is None else to_ms("since", since)),
             ("at < ?", None if until is None else to_ms("until", until)),
