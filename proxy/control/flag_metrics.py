@@ -68,4 +68,3 @@ def flag_families(snapshot: FlagsSnapshot | None) -> Iterator[Metric]:
         for kind, count in sorted(snapshot.open_by_kind.items()):
             family.add_metric([kind], count)
     yield family
-

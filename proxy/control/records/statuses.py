@@ -21,7 +21,8 @@ reaches aiohttp's 500.  The statuses:
 - ``BodyRefused`` its own status (400 too large or too deep, 422 not a JSON object);
 - ``RangeNotSatisfiable`` 416 with ``Content-Range: bytes */N``;
 - ``RecordingUnreadable`` 500 with a generic detail: the cause (which file, which
-  check failed) is an integrity incident for the log, not for the person asking.
+  check failed) is an integrity incident for the log, not for the person asking;
+- ``EncodingError`` 500 likewise (ffmpeg missing or failing: the host's fault).
 
 :data:`PROBLEMS` holds the OpenAPI response descriptions to cite in ``Routes.add``.
 """
@@ -45,6 +46,7 @@ from ...records.errors import (
     RecordingUnreadable,
     RecordNotFound,
 )
+from ...storage.export import EncodingError
 from ..body import BodyRefused
 from ..problem import problem
 from .routes import PROBLEM, Schema
@@ -52,6 +54,7 @@ from .routes import PROBLEM, Schema
 log = logging.getLogger(__name__)
 
 UNREADABLE_DETAIL = "the recording's audio cannot be read; the operators have been told"
+ENCODING_DETAIL = "the audio cannot be encoded in that format here; the operators have been told"
 
 # errors whose message is the problem's detail, as statuses
 _STATUS: dict[type[Exception], int] = {
@@ -86,7 +89,7 @@ PROBLEMS: dict[str, Schema] = {
     "409": {"description": "Not possible in the current state", **PROBLEM},
     "416": {"description": "The byte range lies outside the audio", **PROBLEM},
     "422": {"description": "A parameter or the body is malformed", **PROBLEM},
-    "500": {"description": "The recording's audio failed verification", **PROBLEM},
+    "500": {"description": "The audio failed verification or could not be encoded", **PROBLEM},
 }
 
 
@@ -120,6 +123,9 @@ def problem_for(exc: Exception) -> web.Response | None:
     if isinstance(exc, RecordingUnreadable):
         log.error("integrity: %s", exc)
         return problem(500, UNREADABLE_DETAIL)
+    if isinstance(exc, EncodingError):
+        log.error("encoding: %s", exc)
+        return problem(500, ENCODING_DETAIL)
     for kind, status in _STATUS.items():
         if isinstance(exc, kind):
             return problem(status, str(exc))

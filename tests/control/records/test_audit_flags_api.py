@@ -83,7 +83,7 @@ async def test_only_the_dpo_reads_the_log(
         ("limit=5000", "limit must be a whole number"),
         ("after=-1", "after must be a whole number"),
         ("actor=" + "x" * 300, "actor is longer than"),
-        ("seq=1", "unknown filter 'seq'"),
+        ("seq=1", "unknown query parameter 'seq'"),
     ],
 )
 async def test_bad_audit_filters_are_422_and_audit_nothing(
@@ -260,7 +260,7 @@ async def test_bad_flag_requests_are_problems_that_change_nothing(
         ("POST", "/api/v1/flags/1 OR 1=1/clear", {"reason": "x"}, 404, "does not exist"),
         ("GET", "/api/v1/flags?open=maybe", None, 422, "open must be 1 or 0"),
         ("GET", "/api/v1/flags?limit=0", None, 422, "limit must be a whole number"),
-        ("GET", "/api/v1/flags?user=sam", None, 422, "unknown parameter 'user'"),
+        ("GET", "/api/v1/flags?user=sam", None, 422, "unknown query parameter 'user'"),
     ]
     seq = world.audit_seq()
     for method, path, body, status, words in cases:

@@ -143,7 +143,7 @@ async def test_bad_input_is_a_problem_that_changes_nothing(
 @pytest.mark.parametrize(
     ("query", "words"),
     [("active=yes", "active must be 1 or 0"), ("due=2", "due must be 1 or 0"),
-     ("mine=1", "unknown parameter 'mine'")],
+     ("mine=1", "unknown query parameter 'mine'")],
 )  # fmt: skip
 async def test_a_bad_listing_parameter_is_422_and_audits_nothing(
     world: World, http: aiohttp.ClientSession, query: str, words: str

@@ -11,7 +11,12 @@ import pytest
 from aiohttp import web
 
 from proxy.control.body import BodyRefused
-from proxy.control.records.statuses import UNREADABLE_DETAIL, answer, problem_for
+from proxy.control.records.statuses import (
+    ENCODING_DETAIL,
+    UNREADABLE_DETAIL,
+    answer,
+    problem_for,
+)
 from proxy.records.errors import (
     AccessDenied,
     AccessRequestConflict,
@@ -24,6 +29,7 @@ from proxy.records.errors import (
     RecordNotFound,
 )
 from proxy.records.policy import Decision
+from proxy.storage.export import EncodingError
 
 
 def _body(response: web.Response) -> dict[str, object]:
@@ -79,6 +85,14 @@ def test_an_unreadable_recording_hides_its_cause_and_logs_it(
     assert response is not None and response.status == 500
     assert _body(response)["detail"] == UNREADABLE_DETAIL
     assert cause in caplog.text
+
+
+def test_an_encoder_failure_is_the_hosts_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        response = problem_for(EncodingError("MP3 export needs ffmpeg, which is not on PATH"))
+    assert response is not None and response.status == 500
+    assert _body(response)["detail"] == ENCODING_DETAIL
+    assert "needs ffmpeg" in caplog.text
 
 
 def test_another_error_is_no_problem_of_the_table() -> None:
