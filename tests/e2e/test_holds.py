@@ -21,8 +21,8 @@ from .proxy_process import (
     query,
     recproxy_command,
     run_cli,
-    wait_for,
 )
+from .recorded_call import record_a_call
 
 pytestmark = pytest.mark.sipp
 
@@ -70,14 +70,7 @@ def add_officer(e2e: E2e) -> str:
 
 
 def test_holds_on_a_recorded_call_by_command_and_api(e2e: E2e) -> None:
-    proxy = e2e.proxy(ProxySettings(extra=HOLDS))
-    wait_for("the records service", lambda: "records service listening" in proxy.log_text(), 20)
-    taker = e2e.call_taker(ring_ms=200)
-    caller = e2e.caller(pre_audio_ms=0, hold_ms=4000)  # notice 2 s, then bridged
-    caller.expect_success(timeout=30)
-    taker.expect_success(timeout=10)
-    proxy.wait_idle()
-    [recording] = list_recordings(e2e.config_path)
+    recording = record_a_call(e2e, e2e.proxy(ProxySettings(extra=HOLDS)))
     rec_id = recording["id"]
     assert recording["holds"] == []
     olive = add_officer(e2e)

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import E2e
-from .proxy_process import REPO_ROOT, list_recordings, proxy_env, query, wait_for
+from .proxy_process import REPO_ROOT, proxy_env, query
+from .recorded_call import record_a_call
 
 pytestmark = pytest.mark.sipp
 
@@ -48,13 +49,7 @@ def recproxy_script(folder: Path) -> None:
 
 def test_the_readmes_walkthrough_runs_from_the_first_admin_to_listening(e2e: E2e) -> None:
     proxy = e2e.proxy()  # the embedded development key: serve starts the records service
-    wait_for("the records service", lambda: "records service listening" in proxy.log_text(), 20)
-    taker = e2e.call_taker(ring_ms=200)
-    caller = e2e.caller(pre_audio_ms=0, hold_ms=4000)  # notice 2 s, then bridged
-    caller.expect_success(timeout=30)
-    taker.expect_success(timeout=10)
-    proxy.wait_idle()
-    [recording] = list_recordings(e2e.config_path)
+    recording = record_a_call(e2e, proxy)
 
     block = walkthrough()
     assert "127.0.0.1:8081" in block

@@ -10,6 +10,7 @@ import asyncio
 import json
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,6 +177,14 @@ class World:
             if answer.status >= 400:
                 assert answer.content_type == "application/problem+json", data
             return answer.status, data
+
+
+def running_world(folder: Path) -> Iterator[World]:
+    """:func:`make_world` in ``folder``, stopped after; its log must hold no traceback."""
+    world = make_world(folder)
+    yield world
+    assert world.service.stop() == 0
+    assert "Traceback" not in world.service.log_text()
 
 
 def make_world(folder: Path) -> World:

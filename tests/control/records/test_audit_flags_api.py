@@ -14,16 +14,14 @@ import pytest
 
 from proxy.storage.catalog import NewFlag, SqliteCatalog
 
-from .governance_world import World, make_world
+from .governance_world import World, running_world
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    made = make_world(tmp_path_factory.mktemp("governance"))
-    yield made
-    assert made.service.stop() == 0
+    yield from running_world(tmp_path_factory.mktemp("governance"))
 
 
 @pytest.fixture

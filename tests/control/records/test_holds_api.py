@@ -12,17 +12,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .governance_world import World, make_world
+from .governance_world import World, running_world
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    made = make_world(tmp_path_factory.mktemp("holds"))
-    yield made
-    assert made.service.stop() == 0
-    assert "Traceback" not in made.service.log_text()
+    yield from running_world(tmp_path_factory.mktemp("holds"))
 
 
 @pytest.fixture
