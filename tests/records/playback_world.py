@@ -5,6 +5,8 @@ parts, as a transferred call has: part 1 by ``alice`` (team ``reception``) until
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -94,3 +96,17 @@ def part_slices() -> tuple[slice, slice]:
     """The frames of part 1 and part 2."""
     cut = round(TRANSFER_S * RATE)
     return slice(0, cut), slice(cut, None)
+
+
+def decoded_seconds(mp3: bytes) -> float:
+    """How long ``mp3`` plays, decoded by ffmpeg (8 kHz mono)."""
+    ffmpeg = shutil.which("ffmpeg")
+    assert ffmpeg, "ffmpeg is needed for MP3"
+    pcm = subprocess.run(
+        [ffmpeg, "-v", "error", "-i", "pipe:0", "-f", "s16le", "-ac", "1", "-"],
+        input=mp3,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
+    return len(pcm) / 2 / 8000

@@ -13,15 +13,17 @@ entries written since."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import numpy as np
+import pytest
 
 from proxy.recording_state import RecordingState
 from proxy.storage.catalog import SqliteCatalog
@@ -133,12 +135,17 @@ class World:
         ]
 
 
-def make_world(folder: Path, *, access: str = "") -> Iterator[World]:
-    """Start the service in ``folder`` (``access``: lines of its ``[access]`` table) and
-    stop it after; the service's log must hold no traceback."""
+#: thresholds no test run reaches, so that only a test about flags raises one
+QUIET = {"playbacks_per_hour": 100_000, "refusals_per_hour": 100_000}
+
+
+@contextlib.contextmanager
+def running_world(folder: Path, **access: int) -> Iterator[World]:
+    """Start the service in ``folder`` (``access``: its ``[access]`` settings over
+    :data:`QUIET`) and stop it after; the service's log must hold no traceback."""
     config = make_folder(folder)
-    if access:
-        config.write_text(config.read_text() + f"[access]\n{access}\n")
+    settings = "".join(f"{key} = {value}\n" for key, value in (QUIET | access).items())
+    config.write_text(config.read_text() + f"[access]\n{settings}")
     for name, options in USERS.items():
         add_user(config, name, *options)
     public = load_public_key(folder / "data" / "keys" / "recording.pub")
@@ -176,3 +183,16 @@ def make_world(folder: Path, *, access: str = "") -> Iterator[World]:
     finally:
         assert service.stop() == 0
     assert "Traceback" not in service.log_text()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One running service for a test module (import it, with ``http``)."""
+    with running_world(tmp_path_factory.mktemp("records-api")) as running:
+        yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

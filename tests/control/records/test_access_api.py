@@ -5,7 +5,6 @@ what they may decide; every refusal names its rule; bad input changes nothing.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,18 +13,10 @@ import pytest
 
 from proxy.storage.catalog import parse_utc
 
-from .records_world import PLAY, World, make_world
+from .records_world import PLAY, World, http, world
+from .service import PASSWORD
 
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    yield from make_world(tmp_path_factory.mktemp("access-api"), access="grant_days = 7")
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+__all__ = ["http", "world"]
 
 
 async def ask(
@@ -258,3 +249,27 @@ async def test_the_openapi_document_describes_the_access_routes(
     listing = paths["/api/v1/access-requests"]["get"]
     assert {p["name"] for p in listing["parameters"]} == {"state", "mine"}
     assert "post" in paths["/api/v1/access-requests/{id}/withdraw"]
+
+
+async def test_a_browser_session_asks_with_its_csrf_token_only(world: World) -> None:
+    # the cookie is sent by hand: exactly the one cookie, with or without the token
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        body = {"username": "carl", "password": PASSWORD}
+        async with http.post(f"{world.url}/login", json=body) as answer:
+            assert answer.status == 200
+            session = await answer.json()
+        cookie = {"Cookie": f"__Host-recproxy={session['token']}"}
+        path = f"{world.url}/recordings/{world.transferred.id}/access-requests"
+        before, seq = world.snapshot(), world.last_seq()
+        async with http.post(path, json=PLAY, headers=cookie) as answer:
+            assert answer.status == 403
+        assert world.snapshot() == before and world.audit_since(seq) == []
+        csrf = {"X-CSRF-Token": session["csrf_token"]}
+        async with http.post(path, json=PLAY, headers=cookie | csrf) as answer:
+            assert answer.status == 201
+            made = await answer.json()
+            assert made["requester"] == "carl"
+        mine = f"{world.url}/access-requests?mine=1"
+        async with http.get(mine, headers=cookie) as answer:  # a safe request: no token
+            assert answer.status == 200
+            assert made["id"] in [r["id"] for r in (await answer.json())["access_requests"]]

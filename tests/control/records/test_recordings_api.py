@@ -5,23 +5,12 @@ nothing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import aiohttp
 import pytest
 
-from .records_world import World, make_world
+from .records_world import World, http, world
 
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    yield from make_world(tmp_path_factory.mktemp("recordings-api"))
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+__all__ = ["http", "world"]
 
 
 def ids(body: dict[str, object]) -> set[str]:
