@@ -23,7 +23,7 @@ from ..problem import problem
 from .auth import current_actor
 from .params import query_parameter, query_values
 from .routes import API, PROBLEM, Routes, Schema, ok_json
-from .statuses import answer, problems
+from .statuses import answering, problems
 
 log = logging.getLogger(__name__)
 
@@ -65,31 +65,25 @@ class AuditRoutes:
         self._view = view
 
     async def entries(self, request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            values = query_values(request, FILTERS)
-            page = await self._view.entries(current_actor(request), values)
-            return web.json_response(page.as_dict())
-
-        return await answer(work)
+        values = query_values(request, FILTERS)
+        page = await self._view.entries(current_actor(request), values)
+        return web.json_response(page.as_dict())
 
     async def verify(self, request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            try:
-                check = await self._view.verify(current_actor(request))
-            except AnchorFileError as exc:
-                log.error("audit check: the anchor file cannot be used: %s", exc)
-                return problem(500, "the audit anchor file cannot be read; see the service's log")
-            return web.json_response(
-                {
-                    "intact": check.intact,
-                    "count": check.count,
-                    "head": {"seq": check.head.seq, "sha256": check.head.sha256},
-                    "broken_at": check.broken_at,
-                    "why": check.why,
-                }
-            )
-
-        return await answer(work)
+        try:
+            check = await self._view.verify(current_actor(request))
+        except AnchorFileError as exc:
+            log.error("audit check: the anchor file cannot be used: %s", exc)
+            return problem(500, "the audit anchor file cannot be read; see the service's log")
+        return web.json_response(
+            {
+                "intact": check.intact,
+                "count": check.count,
+                "head": {"seq": check.head.seq, "sha256": check.head.sha256},
+                "broken_at": check.broken_at,
+                "why": check.why,
+            }
+        )
 
 
 def add_routes(routes: Routes, view: AuditView) -> None:
@@ -98,7 +92,7 @@ def add_routes(routes: Routes, view: AuditView) -> None:
     routes.add(
         "GET",
         f"{API}/audit",
-        handlers.entries,
+        answering(handlers.entries),
         summary="Audit entries, oldest first (the DPO only: view_audit)",
         parameters=(
             _text("since", "at or after this ISO 8601 time (UTC when no zone)"),
@@ -122,7 +116,7 @@ def add_routes(routes: Routes, view: AuditView) -> None:
     routes.add(
         "GET",
         f"{API}/audit/verify",
-        handlers.verify,
+        answering(handlers.verify),
         summary="Check the audit chain against its anchors, without anchoring "
         "(verify_integrity: maintenance, admins, records officers, the DPO)",
         responses={

@@ -23,7 +23,7 @@ from .auth import current_actor, current_user
 from .params import query_parameter, query_values
 from .query import switch, switch_parameter
 from .routes import API, Routes, ok_json
-from .statuses import answer, problems
+from .statuses import answering, problems
 
 DEFAULT_LIMIT, MAX_LIMIT = 100, 500
 FLAG = {
@@ -48,36 +48,30 @@ class FlagRoutes:
         self._desk = desk
 
     async def listing(self, request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            values = query_values(request, ("open", "limit"))
-            open_only = switch(values, "open")
-            given = values.get("limit")
-            limit = DEFAULT_LIMIT if given is None else whole_number("limit", given, MAX_LIMIT)
-            require(await self._gate.check(current_actor(request), Action.VIEW_FLAGS))
-            flags = await self._desk.listing(open_only=open_only, limit=limit)
-            return web.json_response({"flags": [flag.as_dict() for flag in flags]})
-
-        return await answer(work)
+        values = query_values(request, ("open", "limit"))
+        open_only = switch(values, "open")
+        given = values.get("limit")
+        limit = DEFAULT_LIMIT if given is None else whole_number("limit", given, MAX_LIMIT)
+        require(await self._gate.check(current_actor(request), Action.VIEW_FLAGS))
+        flags = await self._desk.listing(open_only=open_only, limit=limit)
+        return web.json_response({"flags": [flag.as_dict() for flag in flags]})
 
     async def clear(self, request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            body = await json_object(request)
-            actor = current_actor(request)
-            reason = body.get("reason")
+        body = await json_object(request)
+        actor = current_actor(request)
+        reason = body.get("reason")
 
-            async def authorise() -> None:
-                why = reason if isinstance(reason, str) else None
-                require(await self._gate.check(actor, Action.VIEW_FLAGS, reason=why))
+        async def authorise() -> None:
+            why = reason if isinstance(reason, str) else None
+            require(await self._gate.check(actor, Action.VIEW_FLAGS, reason=why))
 
-            flag = await self._desk.clear(
-                request.match_info["flag_id"],
-                by=current_user(request).name,
-                reason=reason,
-                authorise=authorise,
-            )
-            return web.json_response(flag.as_dict())
-
-        return await answer(work)
+        flag = await self._desk.clear(
+            request.match_info["flag_id"],
+            by=current_user(request).name,
+            reason=reason,
+            authorise=authorise,
+        )
+        return web.json_response(flag.as_dict())
 
 
 def add_routes(routes: Routes, gate: Gate, desk: FlagDesk) -> None:
@@ -86,7 +80,7 @@ def add_routes(routes: Routes, gate: Gate, desk: FlagDesk) -> None:
     routes.add(
         "GET",
         f"{API}/flags",
-        handlers.listing,
+        answering(handlers.listing),
         summary="Anomaly flags, newest first (the DPO only: view_flags)",
         parameters=(
             switch_parameter("open", "only flags not yet cleared"),
@@ -102,7 +96,7 @@ def add_routes(routes: Routes, gate: Gate, desk: FlagDesk) -> None:
     routes.add(
         "POST",
         f"{API}/flags/{{flag_id}}/clear",
-        handlers.clear,
+        answering(handlers.clear),
         summary="Clear a flag the DPO has looked at, saying why (view_flags)",
         request_body={
             "type": "object",

@@ -27,7 +27,7 @@ from .auth import current_actor, current_user
 from .params import query_values
 from .query import switch, switch_parameter
 from .routes import API, Routes, ok_json
-from .statuses import answer, problems
+from .statuses import answering, problems
 
 HOLD = {
     "type": "object",
@@ -56,43 +56,34 @@ class HoldRoutes:
         self._desk = desk
 
     async def listing(self, request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            values = query_values(request, ("active", "due"))
-            due, active = switch(values, "due"), switch(values, "active")
-            require(await self._gate.check(current_actor(request), Action.VIEW_HOLDS))
-            holds = await self._desk.listing(due_only=due, active_only=active)
-            return web.json_response({"holds": [self._desk.describe(h) for h in holds]})
-
-        return await answer(work)
+        values = query_values(request, ("active", "due"))
+        due, active = switch(values, "due"), switch(values, "active")
+        require(await self._gate.check(current_actor(request), Action.VIEW_HOLDS))
+        holds = await self._desk.listing(due_only=due, active_only=active)
+        return web.json_response({"holds": [self._desk.describe(h) for h in holds]})
 
     async def place(self, request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            body = await json_object(request)
-            hold = await self._desk.place(
-                request.match_info["recording_id"],
-                kind=body.get("kind"),
-                reference=body.get("reference"),
-                by=current_user(request).name,
-                review=body.get("review_at"),
-                note=body.get("note"),
-                authorise=self._asking(request, Action.PLACE_HOLD, body.get("reference")),
-            )
-            return web.json_response(self._desk.describe(hold), status=201)
-
-        return await answer(work)
+        body = await json_object(request)
+        hold = await self._desk.place(
+            request.match_info["recording_id"],
+            kind=body.get("kind"),
+            reference=body.get("reference"),
+            by=current_user(request).name,
+            review=body.get("review_at"),
+            note=body.get("note"),
+            authorise=self._asking(request, Action.PLACE_HOLD, body.get("reference")),
+        )
+        return web.json_response(self._desk.describe(hold), status=201)
 
     async def release(self, request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            body = await json_object(request)
-            hold = await self._desk.release(
-                request.match_info["hold_id"],
-                by=current_user(request).name,
-                reason=body.get("reason"),
-                authorise=self._asking(request, Action.RELEASE_HOLD, body.get("reason")),
-            )
-            return web.json_response(self._desk.describe(hold))
-
-        return await answer(work)
+        body = await json_object(request)
+        hold = await self._desk.release(
+            request.match_info["hold_id"],
+            by=current_user(request).name,
+            reason=body.get("reason"),
+            authorise=self._asking(request, Action.RELEASE_HOLD, body.get("reason")),
+        )
+        return web.json_response(self._desk.describe(hold))
 
     def _asking(self, request: web.Request, action: Action, reason: object) -> Authorise:
         """The desk's ``authorise``: the gate's decision on the hold's recording for the
@@ -114,7 +105,7 @@ def add_routes(routes: Routes, gate: Gate, desk: HoldDesk) -> None:
     routes.add(
         "GET",
         f"{API}/holds",
-        handlers.listing,
+        answering(handlers.listing),
         summary="Every hold, in the order placed (records officers and the DPO: view_holds)",
         parameters=(
             switch_parameter("active", "only holds not yet released"),
@@ -129,7 +120,7 @@ def add_routes(routes: Routes, gate: Gate, desk: HoldDesk) -> None:
     routes.add(
         "POST",
         f"{API}/recordings/{{recording_id}}/holds",
-        handlers.place,
+        answering(handlers.place),
         summary="Hold a recording past its retention, as the signed-in user (place_hold)",
         request_body={
             "type": "object",
@@ -149,7 +140,7 @@ def add_routes(routes: Routes, gate: Gate, desk: HoldDesk) -> None:
     routes.add(
         "POST",
         f"{API}/holds/{{hold_id}}/release",
-        handlers.release,
+        answering(handlers.release),
         summary="Release a hold, saying why, as the signed-in user (release_hold)",
         request_body={
             "type": "object",

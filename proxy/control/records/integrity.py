@@ -24,7 +24,7 @@ from ...records.policy import Action
 from ...storage.catalog import Catalog
 from .auth import current_actor
 from .routes import API, Routes, ok_json
-from .statuses import answer, problems
+from .statuses import answering, problems
 
 REPORT = {
     "type": "object",
@@ -62,21 +62,18 @@ class IntegrityRoutes:
         self._private_key = private_key
 
     async def verify(self, request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            recording_id = request.match_info["recording_id"]
-            decision = await self._gate.check(
-                current_actor(request),
-                Action.VERIFY_INTEGRITY,
-                recording_id=recording_id,
-                reason="integrity check",
-            )
-            require(decision)
-            report = await verify_recording(
-                self._catalog, recording_id, self._recordings_dir, self._private_key
-            )
-            return web.json_response(report.as_dict())
-
-        return await answer(work)
+        recording_id = request.match_info["recording_id"]
+        decision = await self._gate.check(
+            current_actor(request),
+            Action.VERIFY_INTEGRITY,
+            recording_id=recording_id,
+            reason="integrity check",
+        )
+        require(decision)
+        report = await verify_recording(
+            self._catalog, recording_id, self._recordings_dir, self._private_key
+        )
+        return web.json_response(report.as_dict())
 
 
 def add_routes(
@@ -91,7 +88,7 @@ def add_routes(
     routes.add(
         "GET",
         f"{API}/recordings/{{recording_id}}/verify",
-        handlers.verify,
+        answering(handlers.verify),
         summary="Check a recording's files against the catalog and authenticate every "
         "chunk, returning no audio (verify_integrity)",
         responses={

@@ -147,6 +147,25 @@ async def test_an_edited_entry_is_found_and_named(
     assert check["intact"] is True
 
 
+async def test_a_cut_off_chain_is_caught_by_its_anchor_and_a_bad_anchor_file_is_500(
+    world: World, http: aiohttp.ClientSession
+) -> None:
+    anchors = world.catalog_path.with_name(world.catalog_path.name + ".anchor")
+    head = world.audit_seq() + 10  # an anchored head the chain does not reach
+    anchors.write_text(f"2026-01-01T00:00:00Z {head} {'ab' * 32}\n", encoding="ascii")
+    try:
+        status, check = await world.call(http, "max", "GET", "/api/v1/audit/verify")
+        assert status == 200, check
+        assert (check["intact"], check["broken_at"]) == (False, head)
+        anchors.write_text("not an anchor\n", encoding="ascii")
+        status, problem = await world.call(http, "max", "GET", "/api/v1/audit/verify")
+        assert status == 500 and "anchor file cannot be read" in problem["detail"], problem
+        assert "not an anchor" not in problem["detail"]  # the cause is for the log
+    finally:
+        anchors.unlink()
+    assert "the anchor file cannot be used" in world.service.log_text()
+
+
 # -- a recording's integrity check ------------------------------------------------------
 
 
