@@ -23,6 +23,7 @@ from proxy.media import g711
 from proxy.media.g711 import wire_samples
 from proxy.recording_state import RecordingState
 from proxy.storage.catalog import (
+    Attribution,
     CallDirection,
     NewCall,
     NewRecording,
@@ -109,7 +110,9 @@ async def catalogue(
             await catalog.recordings.add_segment(
                 NewSegment(recording_id, s.index, s.name, s.first_frame, facts)
             )
-        await catalog.recordings.set_recording_state(recording_id, state)
+        if state is not RecordingState.RECORDING:
+            why = Attribution(actor="tester", reason="the test says so")
+            await catalog.recordings.set_recording_state(recording_id, state, why)
 
 
 @dataclass
