@@ -629,11 +629,7 @@ async def _audit(args: argparse.Namespace) -> int:
         await catalog.audit.append(actor=_acting(args), action="audit.show", detail=filters)
     if args.json:
         for e in entries:
-            print(json.dumps({
-                "seq": e.seq, "at": format_utc(e.at), "actor": e.actor, "action": e.action,
-                "object": e.object, "reason": e.reason, "detail": e.detail, "prev": e.prev,
-                "sha256": e.sha256,
-            }, ensure_ascii=False))  # fmt: skip
+            print(json.dumps(e.as_dict(), ensure_ascii=False))
         return 0
     if not entries:
         print("no audit entries")
