@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
 
 PROBLEM_JSON = "application/problem+json"
 
 
-def problem(status: int, detail: str, *, headers: Mapping[str, str] | None = None) -> web.Response:
-    """What went wrong, for a person (``detail``) and a program (``status``)."""
+def problem(
+    status: int,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> web.Response:
+    """What went wrong, for a person (``detail``) and a program (``status``, and any
+    RFC 9457 extension members such as the access policy's ``rule``)."""
     body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status}
     return web.json_response(
-        {**body, "detail": detail}, status=status, headers=headers, content_type=PROBLEM_JSON
+        {**body, "detail": detail, **(extensions or {})},
+        status=status,
+        headers=headers,
+        content_type=PROBLEM_JSON,
     )

@@ -7,9 +7,17 @@ pure rules (:func:`proxy.records.anomaly.anomalies`) and raises each flag they n
 The audit chain is the record read, not a counter in memory: every process that asks
 the gate (the records service, a second one after a restart, the command line) sees the
 same history, and a restart forgets nothing.
+
+A media player fetches one listening in many byte ranges, each a decision of its own
+(audited).  The gate marks those that start past the first byte ``continuation``; one is
+not counted again when the same listening (the same recording, part and purpose) was
+counted in the hour before it.  A continuation with no listening before it counts: a
+player cannot dodge the count by never asking for byte 0.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from ..config import AccessSettings
 from ..storage.catalog import AccessFlag, FlagRepository, NewFlag
@@ -50,14 +58,14 @@ class Flagger:
     async def after(self, entry: AuditEntry) -> list[AccessFlag]:
         """The flags raised by the access ``entry`` records (none for an entry that is
         no counted access)."""
-        latest = access_of(entry)
-        if latest is None:
+        if access_of(entry) is None:
             return []
-        earlier = [
-            access
-            for other in await self._audit.entries(since=entry.at - WINDOW, actor=entry.actor)
-            if other.seq != entry.seq and (access := access_of(other)) is not None
-        ]
+        window = await self._audit.entries(since=entry.at - WINDOW, actor=entry.actor)
+        counted = counted_accesses([*(e for e in window if e.seq != entry.seq), entry])
+        latest = counted.pop(entry.seq, None)
+        if latest is None:  # a continuation of a listening already counted
+            return []
+        earlier = list(counted.values())
         recording = _recording_of(entry)
         raised = []
         for anomaly in sorted(anomalies(latest, earlier, self._settings), key=lambda a: a.value):
@@ -83,6 +91,25 @@ class Flagger:
                 "working_hours": f"{start:%H:%M}-{end:%H:%M}",
             }
         return detail
+
+
+def counted_accesses(entries: Iterable[AuditEntry]) -> dict[int, Access]:
+    """The accesses the anomaly rules count in ``entries`` (one actor's, in sequence
+    order), by audit sequence number: each :func:`access_of`, less the continuations of
+    a listening counted before them (see the module docstring)."""
+    counted: dict[int, Access] = {}
+    listenings: set[tuple[object, ...]] = set()
+    for entry in entries:
+        access = access_of(entry)
+        if access is None:
+            continue
+        if access.kind is AccessKind.PLAYBACK:
+            listening = (entry.object, entry.detail.get("part"), entry.detail.get("purpose"))
+            if entry.detail.get("continuation") and listening in listenings:
+                continue
+            listenings.add(listening)
+        counted[entry.seq] = access
+    return counted
 
 
 def _recording_of(entry: AuditEntry) -> str | None:

@@ -150,11 +150,14 @@ class Gate:
         reason: str | None = None,
         requester: str | None = None,
         bulk_approval: BulkApproval | None = None,
+        continuation: bool = False,
     ) -> Decision:
         """The decision for ``actor`` doing ``action`` (on ``recording_id``, or only its
         ``part``), audited.  ``RecordNotFound`` for an unknown recording or part,
         ``InvalidAccessRequest`` for a malformed part or a recording action without a
-        recording; neither is audited."""
+        recording; neither is audited.  ``continuation``: a later request of one
+        listening (a media player's byte range past the start), decided and audited like
+        any other but marked so, for the flags not to count it as another playback."""
         number = part_number(part)
         if action in PART_ACTIONS and recording_id is None:
             raise InvalidAccessRequest(f"{action.value} is about a recording: name one")
@@ -184,6 +187,8 @@ class Gate:
         }
         if recording_id is not None:
             detail["parts"] = {str(n): d.rule for n, d in decisions}
+        if continuation:
+            detail["continuation"] = True
         entry = await self._catalog.audit.append(
             actor=actor.name,
             action=ALLOWED if decision.allowed else REFUSED,

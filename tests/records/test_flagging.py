@@ -101,3 +101,41 @@ async def test_a_custodian_export_outside_working_hours_is_flagged_too(world: Wo
         "root (by dr_smith)",
         world.single,
     )
+
+
+async def test_the_byte_ranges_of_one_listening_count_as_one_playback(world: World) -> None:
+    rid = world.transferred
+    for _ in range(3):
+        await world.gate.check(ALICE, Action.PLAY, recording_id=rid, part=1, **PLAY)
+        for _second in range(10):
+            world.tick(1)
+            await world.gate.check(
+                ALICE, Action.PLAY, recording_id=rid, part=1, continuation=True, **PLAY
+            )
+    assert await kinds(world) == []
+    plays = [e for e in await world.audit() if e.detail.get("action") == "play"]
+    assert len(plays) == 33  # every range a decision of its own, audited
+    assert sum(1 for e in plays if e.detail.get("continuation")) == 30
+    await world.gate.check(ALICE, Action.PLAY, recording_id=rid, part=1, **PLAY)
+    assert await kinds(world) == [("too_many_playbacks", "alice", rid)]
+
+
+async def test_a_continuation_of_no_counted_listening_counts(world: World) -> None:
+    # never asking for byte 0 does not dodge the count; another purpose is another
+    # listening
+    rid = world.transferred
+    await world.gate.check(ALICE, Action.PLAY, recording_id=rid, part=1, **PLAY)
+    other = {"purpose": "training", "reason": "case 17"}
+    third = {"purpose": "quality", "reason": "case 17"}
+    for asked in (other, PLAY, other, third, third):
+        await world.gate.check(
+            ALICE, Action.PLAY, recording_id=rid, part=1, continuation=True, **asked
+        )
+    assert await kinds(world) == []  # three listenings
+    await world.gate.check(ALICE, Action.PLAY, recording_id=rid, continuation=True, **PLAY)
+    assert await kinds(world) == []  # the whole recording: refused (part 2 is bob's)
+    fourth = {"purpose": "accuracy", "reason": "case 17"}
+    await world.gate.check(
+        ALICE, Action.PLAY, recording_id=rid, part=1, continuation=True, **fourth
+    )
+    assert await kinds(world) == [("too_many_playbacks", "alice", rid)]

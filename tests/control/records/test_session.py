@@ -253,13 +253,15 @@ async def test_the_openapi_document_lists_every_route(
     assert status == 200 and document is not None
     assert document["openapi"] == "3.1.0"
     paths = document["paths"]
-    assert {path: sorted(ops) for path, ops in paths.items()} == {
+    # the foundation's routes (each records module's test checks its own)
+    listed = {path: sorted(ops) for path, ops in paths.items()}
+    assert {
         "/api/v1/login": ["post"],
         "/api/v1/logout": ["post"],
         "/api/v1/me": ["get"],
         "/api/v1/openapi.json": ["get"],
         "/healthz": ["get"],
-    }
+    }.items() <= listed.items()
     assert "security" not in paths["/api/v1/login"]["post"]
     assert "401" in paths["/api/v1/me"]["get"]["responses"]
     assert paths["/api/v1/login"]["post"]["requestBody"]["required"] is True
