@@ -599,11 +599,7 @@ async def _audit(args: argparse.Namespace) -> int:
         entries = await catalog.audit.entries(since=since, actor=args.actor, action=args.action)
     if args.json:
         for e in entries:
-            print(json.dumps({
-                "seq": e.seq, "at": format_utc(e.at), "actor": e.actor, "action": e.action,
-                "object": e.object, "reason": e.reason, "detail": e.detail, "prev": e.prev,
-                "sha256": e.sha256,
-            }, ensure_ascii=False))  # fmt: skip
+            print(json.dumps(e.as_dict(), ensure_ascii=False))
         return 0
     if not entries:
         print("no audit entries")

@@ -29,14 +29,28 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .config import Config
 from .control.http import HttpServer
-from .control.records import Routes, access, audio, build_records_app, recordings
+from .control.records import (
+    Routes,
+    access,
+    audio,
+    audit,
+    build_records_app,
+    flags,
+    holds,
+    integrity,
+    recordings,
+)
 from .records.access import AccessDesk
 from .records.accounts import Accounts
+from .records.audit_view import AuditView
 from .records.custody import load_private_key
+from .records.flags import FlagDesk
 from .records.gate import Gate
+from .records.holds import HoldDesk
 from .records.search import RecordSearch
 from .startup import StartupError
 from .storage.catalog import SqliteCatalog
+from .storage.catalog.anchor import anchor_path
 from .storage.store import LocalDiskStore, SegmentStore
 
 log = logging.getLogger("recproxy.records")
@@ -95,6 +109,7 @@ async def open_records_service(config: Config) -> AsyncIterator[RecordsService]:
 
         app, routes = build_records_app(accounts, csrf_secret(private_key), health)
         add_records_routes(routes, config, catalog, private_key)
+        add_governance_routes(routes, config, catalog, Gate(catalog, config.access), private_key)
         http = HttpServer(app, *config.records.http_listen)
         try:
             await http.start()
@@ -121,6 +136,22 @@ def add_records_routes(
     audio.add_routes(
         routes, gate, catalog, recordings_dir=config.recording.dir, private_key=private_key
     )
+
+
+def add_governance_routes(
+    routes: Routes,
+    config: Config,
+    catalog: SqliteCatalog,
+    gate: Gate,
+    private_key: X25519PrivateKey,
+) -> None:
+    """Holds, the audit log and its check, a recording's integrity check, and the
+    anomaly flags (``proxy.control.records.holds``, ``.audit``, ``.integrity``,
+    ``.flags``), each decided by ``gate``."""
+    holds.add_routes(routes, gate, HoldDesk(catalog.holds, config.holds.kinds))
+    audit.add_routes(routes, AuditView(gate, catalog.audit, anchor_path(config.catalog.path)))
+    integrity.add_routes(routes, gate, catalog, config.recording.dir, private_key)
+    flags.add_routes(routes, gate, FlagDesk(catalog.flags))
 
 
 async def serve_records(config: Config, *, until_stdin_closes: bool = False) -> None:

@@ -51,9 +51,15 @@ class AuditCheck:
 
 
 async def check_and_anchor(
-    audit: AuditLog, anchors_file: Path, now: datetime, *, since_last_anchor: bool = False
+    audit: AuditLog,
+    anchors_file: Path,
+    now: datetime,
+    *,
+    since_last_anchor: bool = False,
+    anchor: bool = True,
 ) -> AuditCheck:
-    """Check the chain against the anchor file and anchor an intact head that moved.
+    """Check the chain against the anchor file and (unless not ``anchor``: the records
+    service's check, which only reads) anchor an intact head that moved.
     ``since_last_anchor``: walk only past the last anchor (which must still be there).
     Raises :class:`AnchorFileError` when the anchor file cannot be read or written."""
     anchors = await asyncio.to_thread(read_anchors, anchors_file)
@@ -62,11 +68,11 @@ async def check_and_anchor(
     if not verdict.intact:
         return AuditCheck(verdict.count, verdict.head, verdict.broken_at, verdict.why)
     checked = [] if since_last_anchor else anchors
-    digests = await audit.digests(anchor.head.seq for anchor in checked)
+    digests = await audit.digests(each.head.seq for each in checked)
     broken = anchor_broken(checked, verdict.count, digests)
     if broken is not None:
         return AuditCheck(verdict.count, verdict.head, *broken)
-    moved = verdict.head.seq > 0 and (last is None or last.head != verdict.head)
+    moved = anchor and verdict.head.seq > 0 and (last is None or last.head != verdict.head)
     if moved:
         await asyncio.to_thread(append_anchor, anchors_file, Anchor(now, verdict.head))
     return AuditCheck(verdict.count, verdict.head, anchored=moved)

@@ -73,3 +73,20 @@ class RangeNotSatisfiable(ValueError):
     def __init__(self, message: str, length: int) -> None:
         super().__init__(message)
         self.length = length
+
+
+# -- anomaly flags (issue 15): the DPO clears what they have looked at ------------------
+# Subclasses of the access errors: a flag is the DPO's finding about accesses, and the
+# records service's one status table (``proxy.control.records.statuses``) answers them.
+
+
+class InvalidFlagRequest(InvalidAccessRequest):
+    """Clearing a flag without a reason, or with an overlong one (422)."""
+
+
+class FlagAlreadyCleared(AccessRequestConflict):
+    """The flag was cleared before (409)."""
+
+
+class InvalidQuery(InvalidAccessRequest):
+    """A listing's query parameter is unknown or malformed (422)."""

@@ -1,10 +1,13 @@
 """Holds: what a person does to keep a recording past its retention (P16, P4), whichever
-shell asks — ``recproxy holds``, the operators' HTTP API.  The policy is here:
+shell asks — ``recproxy holds``, the records service's API.  The policy is here:
 
 * the kind is one of the configured ``[holds] kinds``; a reference is required;
 * the person placing or releasing it is named (``--by``, or the authenticated operator);
 * a review date is a calendar date, ``YYYY-MM-DD`` (a past date makes it due at once);
-* a release says why.
+* a release says why;
+* when a shell decides who may (the records service asks the access gate), it is asked
+  once the request is well formed and before anything is written: ``authorise`` gets
+  the recording's id, and raises to refuse.
 
 Values arrive as the person sent them (any JSON value) and are checked here; the
 errors are :mod:`proxy.records.errors` types, each one line.  Nothing is written unless
@@ -36,6 +39,14 @@ from .errors import HoldRefused, InvalidHoldRequest, RecordNotFound
 
 MAX_TEXT = 500  # characters of a reference, note or reason
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+#: Asked with the recording's id before a hold on it is placed or released; raises to
+#: refuse (the records service: the gate's ``AccessDenied``).
+Authorise = Callable[[str], Awaitable[object]]
+
+
+async def anyone(recording_id: str) -> None:
+    """No decision here: the command line's custodian may (``--by`` names the person)."""
 
 
 def review_date(value: object) -> date | None:
@@ -98,9 +109,11 @@ class HoldDesk:
         by: object,
         review: object = None,
         note: object = None,
+        authorise: Authorise = anyone,
     ) -> Hold:
         """Hold ``recording_id``; ``RecordNotFound`` for an unknown recording,
-        ``HoldRefused`` for one whose audio is gone or going."""
+        ``HoldRefused`` for one whose audio is gone or going; ``authorise`` is asked
+        once the request is well formed."""
         if not isinstance(kind, str) or kind not in self.kinds:
             raise InvalidHoldRequest(
                 f"kind must be one of {', '.join(self.kinds)} (holds.kinds), got {kind!r}"
@@ -113,15 +126,23 @@ class HoldDesk:
             review_date(review),
             _optional("note", note),
         )
+        await authorise(recording_id)
         hold = await self._call(self._holds.place(request))
         self._publish(HoldPlaced(hold.id, hold.recording_id, hold.kind, hold.placed_by))
         return hold
 
-    async def release(self, hold_id: str, *, by: object, reason: object) -> Hold:
+    async def release(
+        self, hold_id: str, *, by: object, reason: object, authorise: Authorise = anyone
+    ) -> Hold:
         """Release hold ``hold_id``; ``RecordNotFound`` for an unknown id, ``HoldRefused``
-        for a hold already released."""
+        for a hold already released; ``authorise`` is asked with its recording's id once
+        the request is well formed."""
         who = _required("by (who releases the hold)", by)
         why = _required("reason", reason)
+        held = await self._holds.get(hold_id)
+        if held is None:
+            raise RecordNotFound(f"hold {hold_id} does not exist")
+        await authorise(held.recording_id)
         hold = await self._call(self._holds.release(hold_id, by=who, reason=why))
         self._publish(HoldReleased(hold.id, hold.recording_id, hold.kind, who, why))
         return hold

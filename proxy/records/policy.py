@@ -18,7 +18,7 @@ Decisions that are not spelt out in the issue, kept simple on purpose:
   hears their team's parts; everyone else, records officers and the DPO included, hears
   audio through a grant.
 - The audit log and the anomaly flags are the DPO's alone.
-- Holds are placed and released by records officers and the DPO.
+- Holds are placed, released and listed by records officers and the DPO.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class Action(enum.Enum):
     APPROVE_ACCESS = "approve_access"
     PLACE_HOLD = "place_hold"
     RELEASE_HOLD = "release_hold"
+    VIEW_HOLDS = "view_holds"  # the list of every hold (a recording's own show with it)
     VIEW_AUDIT = "view_audit"
     VIEW_FLAGS = "view_flags"
     VERIFY_INTEGRITY = "verify_integrity"
@@ -90,8 +91,8 @@ RULES: Mapping[str, str] = {
     "approve.allowed": "records officers and the DPO approve others' requests",
     "approve.not_officer": "only records officers and the DPO approve requests",
     "approve.own_request": "nobody approves their own request",
-    "holds.allowed": "records officers and the DPO place and release holds",
-    "holds.not_officer": "only records officers and the DPO place and release holds",
+    "holds.allowed": "records officers and the DPO place, release and list holds",
+    "holds.not_officer": "only records officers and the DPO place, release and list holds",
     "audit.allowed": "the DPO reads the audit log",
     "audit.dpo_only": "only the DPO reads the audit log",
     "flags.allowed": "the DPO sees the anomaly flags",
@@ -328,6 +329,7 @@ _BY_ACTION: Mapping[Action, Callable[[AccessQuery, Collection[str]], Decision]] 
     Action.APPROVE_ACCESS: _approve,
     Action.PLACE_HOLD: _roles("holds.allowed", "holds.not_officer", *_OFFICERS),
     Action.RELEASE_HOLD: _roles("holds.allowed", "holds.not_officer", *_OFFICERS),
+    Action.VIEW_HOLDS: _roles("holds.allowed", "holds.not_officer", *_OFFICERS),
     Action.VIEW_AUDIT: _roles("audit.allowed", "audit.dpo_only", Role.DPO),
     Action.VIEW_FLAGS: _roles("flags.allowed", "flags.dpo_only", Role.DPO),
     Action.VERIFY_INTEGRITY: _roles(

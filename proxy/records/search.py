@@ -69,7 +69,9 @@ class SearchPage:
         }
 
 
-def _bounded_text(name: str, value: object) -> str | None:
+def filter_text(name: str, value: object) -> str | None:
+    """A text filter as a person sent it, trimmed (None when absent or empty);
+    ``InvalidAccessRequest`` when it is no text or too long."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -80,8 +82,9 @@ def _bounded_text(name: str, value: object) -> str | None:
     return value or None
 
 
-def _time(name: str, value: object) -> datetime | None:
-    given = _bounded_text(name, value)
+def filter_time(name: str, value: object) -> datetime | None:
+    """A time filter (ISO 8601, UTC when no zone is given), None when absent."""
+    given = filter_text(name, value)
     if given is None:
         return None
     try:
@@ -96,12 +99,15 @@ def parse_filters(raw: Mapping[str, object], numbers: NumberSettings) -> SearchF
     unknown = sorted(set(raw) - set(FILTERS))
     if unknown:
         raise InvalidAccessRequest(f"unknown filter {unknown[0]!r} (known: {', '.join(FILTERS)})")
-    number = _bounded_text("number", raw.get("number"))
+    number = filter_text("number", raw.get("number"))
     forms = () if number is None else tuple(dict.fromkeys((numbers.normalise(number), number)))
-    started_from, started_before = _time("from", raw.get("from")), _time("to", raw.get("to"))
+    started_from, started_before = (
+        filter_time("from", raw.get("from")),
+        filter_time("to", raw.get("to")),
+    )
     if started_from and started_before and started_before <= started_from:
         raise InvalidAccessRequest("to must be after from")
-    state_text = _bounded_text("state", raw.get("state"))
+    state_text = filter_text("state", raw.get("state"))
     try:
         state = None if state_text is None else RecordingState(state_text)
     except ValueError:
@@ -111,8 +117,8 @@ def parse_filters(raw: Mapping[str, object], numbers: NumberSettings) -> SearchF
         forms,
         started_from,
         started_before,
-        _bounded_text("operator", raw.get("operator")),
-        _bounded_text("team", raw.get("team")),
+        filter_text("operator", raw.get("operator")),
+        filter_text("team", raw.get("team")),
         state,
     )
 

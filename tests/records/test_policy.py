@@ -90,7 +90,7 @@ dpo              +approve.allowed
 admin            -approve.not_officer
 maintenance      -approve.not_officer
 
-place_hold release_hold
+place_hold release_hold view_holds
 staff            -holds.not_officer
 manager          -holds.not_officer
 records_officer  +holds.allowed

@@ -31,7 +31,8 @@ from typing import Any, Protocol
 
 from .db import Connection, Database, Row, one, rows
 from .errors import InvalidFieldError
-from .values import at_or_now_ms, from_ms, opt_text, text, to_ms
+from .model import format_utc
+from .values import at_or_now_ms, count, from_ms, opt_text, text, to_ms
 
 GENESIS = "0" * 64
 
@@ -50,6 +51,20 @@ class AuditEntry:
     detail: Mapping[str, Any]
     prev: str
     sha256: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``--json`` and the API: the time in ISO 8601 UTC."""
+        return {
+            "seq": self.seq,
+            "at": format_utc(self.at),
+            "actor": self.actor,
+            "action": self.action,
+            "object": self.object,
+            "reason": self.reason,
+            "detail": dict(self.detail),
+            "prev": self.prev,
+            "sha256": self.sha256,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +219,10 @@ class AuditLog(Protocol):
         since: datetime | None = None,
         actor: str | None = None,
         action: str | None = None,
+        until: datetime | None = None,
+        object: str | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> list[AuditEntry]: ...
 
     async def verify(self, after: ChainHead | None = None) -> Verdict: ...
@@ -249,21 +268,31 @@ class SqliteAuditLog:
         since: datetime | None = None,
         actor: str | None = None,
         action: str | None = None,
+        until: datetime | None = None,
+        object: str | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> list[AuditEntry]:
-        """Entries in sequence order, filtered by time (at or after ``since``), actor and
-        action."""
+        """Entries in sequence order, filtered by time (at or after ``since``, before
+        ``until``), actor, action and object; only those after sequence number ``after``
+        (to page on), and at most ``limit`` of them."""
         where: list[str] = ["1 = 1"]
-        params: list[object] = []
-        if since is not None:
-            where.append("at >= ?")
-            params.append(to_ms("since", since))
-        if actor is not None:
-            where.append("actor = ?")
-            params.append(actor)
-        if action is not None:
-            where.append("action = ?")
-            params.append(action)
+        params: list[Any] = []
+        for clause, value in (
+            ("at >= ?", None if since is None else to_ms("since", since)),
+            ("at < ?", None if until is None else to_ms("until", until)),
+            ("actor = ?", actor),
+            ("action = ?", action),
+            ("object = ?", object),
+            ("seq > ?", after),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
         sql = f"SELECT * FROM audit_log WHERE {' AND '.join(where)} ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(count("limit", limit, minimum=1))
         return await self._db.read(lambda conn: [entry(row) for row in rows(conn, sql, params)])
 
     async def verify(self, after: ChainHead | None = None) -> Verdict:
