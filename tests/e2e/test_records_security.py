@@ -111,7 +111,7 @@ def test_hostile_strings_in_ids_query_parameters_and_login_change_nothing(world:
     officer, dpo = fresh(world, "officer"), fresh(world, "dpo")
     api, rid = world.api, world.recordings.ann
     before = world.catalog.dump(leave_out=CHANGING)
-    users_before = world.catalog.rows("SELECT name, role, disabled, password_hash FROM users")
+    users_before = world.catalog.rows("SELECT name, role, disabled_at, password_hash FROM users")
     for text in HOSTILE:
         ident = quote(text, safe="")
         asked: list[tuple[str, str, dict[str, Any] | None]] = [
@@ -155,18 +155,20 @@ def test_hostile_strings_in_ids_query_parameters_and_login_change_nothing(world:
                 assert_problem(answer, name)
             else:
                 assert items(answer) == [], (name, text, answer)
-        # signing in with it, as the name or as the password
+        # signing in with it, as the name or as a real user's password (admin, whom
+        # this locks after three: 401, then 429)
         for body in ({"username": text, "password": text},
-                     {"username": "officer", "password": text}):  # fmt: skip
+                     {"username": "admin", "password": text}):  # fmt: skip
             answer = api.post("/api/v1/login", body={**body, "kind": "bearer"})
-            assert answer.status == 401 and answer.is_problem, (body, answer)
+            assert answer.status in (401, 429) and answer.is_problem, (body, answer)
+            assert "token" not in answer.json
     # the path itself, not an id: ``..`` segments never reach a file
     for path in ("/api/v1/recordings/../../../../etc/passwd", "/api/v1/%2e%2e/%2e%2e/etc/passwd",
                  "/../../etc/passwd"):  # fmt: skip
         answer = api.get(path, officer)
         assert 400 <= answer.status < 500 and b"root:" not in answer.body, (path, answer)
     assert world.catalog.dump(leave_out=CHANGING) == before
-    assert world.catalog.rows("SELECT name, role, disabled, password_hash FROM users") == (
+    assert world.catalog.rows("SELECT name, role, disabled_at, password_hash FROM users") == (
         users_before
     )
     chain_intact(world, dpo)
@@ -299,6 +301,9 @@ def test_brute_force_locks_the_account_even_for_the_right_password(world: World)
 
 
 SECRET_WORDS = ("token", "csrf", "password", "digest", "secret", "hash", "expected", "given")
+#: comparisons that name a secret but compare nothing stored: a new password is checked
+#: against the (public) user name when it is set, never when someone signs in
+NOT_A_SECRET_CHECK = frozenset({"accounts.py: password.strip().lower() == name.lower()"})
 
 
 def _secret_comparisons(path: Path) -> list[str]:
@@ -318,8 +323,8 @@ def _secret_comparisons(path: Path) -> list[str]:
             if isinstance(n, ast.Name | ast.Attribute)
         ]
         if any(word in name.lower() for name in names for word in SECRET_WORDS):
-            found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
-    return found
+            found.append(f"{path.name}: {ast.unparse(node)}")
+    return [each for each in found if each not in NOT_A_SECRET_CHECK]
 
 
 def _calls(path: Path) -> set[str]:
