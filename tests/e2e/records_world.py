@@ -246,6 +246,7 @@ class World:
     recordings: Recordings
     tokens: dict[str, str]
     ann_transfer_audio: bytes  # what ann sent in the transferred call (µ-law)
+    bob_transfer_audio: bytes  # and what bob sent once it was his
     passphrase: str | None
     secrets: set[str] = field(default_factory=set)  # every secret the run used
     signed_in_at: float = 0.0  # time.monotonic() once every person signed in
@@ -315,10 +316,10 @@ def _start(e2e: E2e, extra: str, passphrase: str | None) -> ProxyProcess:
     return proxy
 
 
-def _calls(e2e: E2e, dialogue: bytes) -> bytes:
-    """The three calls (B and T together, then A); ann's audio in T."""
+def _calls(e2e: E2e, dialogue: bytes) -> tuple[bytes, bytes]:
+    """The three calls (B and T together, then A); ann's and bob's audio in T."""
     ports = e2e.ports
-    ann_audio = dialogue[12 * RATE : 15 * RATE]
+    ann_audio, bob_audio = dialogue[12 * RATE : 15 * RATE], dialogue[18 * RATE : 21 * RATE]
     bob_phone = f"sip:bob@127.0.0.1:{ports.spare_sip(0)}"
     # B: a caller dials bob's number; bob answers and talks
     bob_direct = answering(
@@ -333,7 +334,7 @@ def _calls(e2e: E2e, dialogue: bytes) -> bytes:
     )  # fmt: skip
     # T: ann talks, then transfers to bob, who talks
     bob = taker(
-        e2e, "bob_target", play(e2e.rtp_pcap("bob.pcap", dialogue[18 * RATE : 21 * RATE])),
+        e2e, "bob_target", play(e2e.rtp_pcap("bob.pcap", bob_audio)),
         sip_port=ports.spare_sip(0), media_port=ports.spare_media(1), user="bob",
     )  # fmt: skip
     ann = taker(
@@ -362,7 +363,7 @@ def _calls(e2e: E2e, dialogue: bytes) -> bytes:
     )
     caller_a.expect_success(timeout=30)
     ann_direct.expect_success(timeout=10)
-    return ann_audio
+    return ann_audio, bob_audio
 
 
 def _recordings(catalog: Catalog) -> Recordings:
@@ -397,12 +398,12 @@ def build_world(
 ) -> World:
     """The world (see the module docstring), every person signed in; ``gone`` disabled."""
     proxy = _start(e2e, extra, passphrase)
-    ann_audio = _calls(e2e, dialogue)
+    ann_audio, bob_audio = _calls(e2e, dialogue)
     proxy.wait_idle()
     catalog = Catalog(proxy.catalog_path)
     world = World(
         e2e, proxy, Api(e2e.ports.records_http), catalog, _recordings(catalog), {}, ann_audio,
-        passphrase,
+        bob_audio, passphrase,
     )  # fmt: skip
     _add_users(world.run, PEOPLE)
     for person in PEOPLE:
@@ -432,13 +433,8 @@ def wait_until(deadline: float) -> None:
         time.sleep(left)
 
 
-def items(answer: Answer) -> list[dict[str, Any]]:
-    """The rows of a listing answer: a JSON array, or an object's ``items``."""
-    body = answer.json
-    if isinstance(body, dict):
-        for key in ("items", "recordings", "results", "entries", "flags", "holds", "requests"):
-            if isinstance(body.get(key), list):
-                return list(body[key])
-        raise AssertionError(f"no list of rows in {body!r}")
-    assert isinstance(body, list), body
-    return body
+def items(answer: Answer, key: str) -> list[dict[str, Any]]:
+    """The rows of a listing answer: ``{"recordings": [...]}``, ``{"entries": [...]}``..."""
+    rows = answer.json[key]
+    assert isinstance(rows, list), answer
+    return rows

@@ -226,7 +226,7 @@ def test_search_shows_each_role_its_scope_with_one_audit_entry(world: World, use
     before = world.catalog.last_seq()
     answer = world.api.get("/api/v1/recordings", world.token(user))
     assert answer.status == 200, answer
-    found = {str(row.get("id") or row.get("recording_id")) for row in items(answer)}
+    found = {row["id"] for row in items(answer, "recordings")}
     names = {"A": world.recordings.ann, "B": world.recordings.bob, "T": world.recordings.transfer}
     expected = {names[column] for column, cell in SEARCH[user].items() if cell == "yes"}
     assert found == expected, (user, found, expected)
@@ -395,3 +395,14 @@ def test_a_manager_of_the_first_team_hears_only_part_one_and_it_is_what_ann_sent
     ann_pcm = audio.ulaw_decode(world.ann_transfer_audio)
     found = audio.place(wav.channel(1), ann_pcm)  # the call taker's channel
     assert len(found.good) >= 0.9 * found.voiced, found
+    assert audio.absent(wav.channel(1), audio.ulaw_decode(world.bob_transfer_audio))
+
+
+def test_a_grant_shows_in_the_requesters_list(world: World) -> None:
+    answer = world.api.get("/api/v1/access-requests?mine=1", world.token("admin"))
+    assert answer.status == 200, answer
+    approved = [r for r in items(answer, "access_requests") if r["state"] == "approved"]
+    assert [(r["recording_id"], r["purpose"]) for r in approved] == [
+        (world.recordings.bob, PURPOSE)
+    ], approved
+    assert all(r["expires_at"] and r["live"] for r in approved), approved
