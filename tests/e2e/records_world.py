@@ -19,20 +19,21 @@ shared SQLite catalog to check what changed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
 import sqlite3
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from . import audio
-from .conftest import E2e
+from .conftest import E2e, end_world, new_world
 from .proxy_process import (
     ProxyProcess,
     ProxySettings,
@@ -415,6 +416,19 @@ def build_world(
     if passphrase is not None:
         world.secrets.add(passphrase)
     return world
+
+
+@contextlib.contextmanager
+def running_world(
+    folder: Path, dialogue: bytes, *, extra: str = "", passphrase: str | None = None
+) -> Iterator[World]:
+    """``build_world`` in ``folder`` with its own ports, everything ended on leaving (a
+    module-scoped fixture's body)."""
+    e2e = new_world(folder)
+    try:
+        yield build_world(e2e, dialogue, extra=extra, passphrase=passphrase)
+    finally:
+        end_world(e2e)
 
 
 def audio_path(

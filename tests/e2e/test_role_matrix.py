@@ -27,8 +27,7 @@ from typing import Any
 import pytest
 
 from . import audio
-from .conftest import end_world, new_world
-from .records_world import PEOPLE, Answer, World, audio_path, build_world, items
+from .records_world import PEOPLE, Answer, World, audio_path, items, running_world
 
 pytestmark = pytest.mark.sipp
 
@@ -143,9 +142,7 @@ maint        -audit.dpo_only  -flags.dpo_only  +integrity.allowed       +integri
 def world(
     tools: None, dialogue: bytes, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    e2e = new_world(tmp_path_factory.mktemp("role-matrix"))
-    try:
-        built = build_world(e2e, dialogue)
+    with running_world(tmp_path_factory.mktemp("role-matrix"), dialogue) as built:
         _grant(built, "admin", built.recordings.bob, approver="officer")
         _grant(built, "officer", built.recordings.ann, approver="dpo")
         expired = _grant(built, "maint", built.recordings.ann, approver="officer")
@@ -155,8 +152,6 @@ def world(
         assert changed == 1
         time.sleep(1.1)  # past it whatever the unit of the catalog's times
         yield built
-    finally:
-        end_world(e2e)
 
 
 def _grant(world: World, requester: str, recording_id: str, *, approver: str) -> str:
@@ -185,17 +180,19 @@ def decided(
     world: World,
     user: str,
     cell: str,
-    send: Any,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
     *,
     recording_id: str | None = None,
     part: int | None = None,
     allowed_status: int = 200,
 ) -> Answer:
     """Send one request as ``user``; assert the cell (status, rule) and its one audit
-    entry.  ``send`` takes the token and returns the answer."""
+    entry."""
     sign, rule = cell[0], cell[1:]
     before = world.catalog.last_seq()
-    answer: Answer = send(world.token(user))
+    answer = world.api.request(method, path, token=world.token(user), body=body)
     where = f"{user} {cell} {recording_id or ''} part={part}"
     if sign == "+":
         assert answer.status == allowed_status, (where, answer)
@@ -238,8 +235,7 @@ def test_search_shows_each_role_its_scope_with_one_audit_entry(world: World, use
 def test_viewing_metadata(world: World, user: str) -> None:
     for column, cell in VIEW[user].items():
         rid, _ = target_of(world, column)
-        decided(world, user, cell, lambda t, r=rid: world.api.get(f"/api/v1/recordings/{r}", t),
-                recording_id=rid)  # fmt: skip
+        decided(world, user, cell, "GET", f"/api/v1/recordings/{rid}", recording_id=rid)
 
 
 @pytest.mark.parametrize("user", ROLES)
@@ -248,8 +244,7 @@ def test_playing_and_exporting_each_part(world: World, user: str, fmt: str) -> N
     for column, cell in AUDIO[user].items():
         rid, part = target_of(world, column)
         path = audio_path(rid, purpose=PURPOSE, reason=REASON, fmt=fmt, part=part)
-        answer = decided(world, user, cell, lambda t, p=path: world.api.get(p, t),
-                         recording_id=rid, part=part)  # fmt: skip
+        answer = decided(world, user, cell, "GET", path, recording_id=rid, part=part)
         if cell.startswith("+"):
             kind = "audio/wav" if fmt == "wav" else "audio/mpeg"
             assert answer.headers["content-type"].startswith(kind), answer.headers
@@ -265,10 +260,8 @@ def test_requesting_deciding_and_holding(world: World) -> None:
             rid, _ = target_of(world, column)
             answer = decided(
                 world, user, cell,
-                lambda t, r=rid: world.api.post(
-                    f"/api/v1/recordings/{r}/access-requests", t,
-                    {"purpose": PURPOSE, "reason": f"{REASON} request"},
-                ),
+                "POST", f"/api/v1/recordings/{rid}/access-requests",
+                {"purpose": PURPOSE, "reason": f"{REASON} request"},
                 recording_id=rid, allowed_status=201,
             )  # fmt: skip
             assert answer.json["state"] == "pending", answer
@@ -284,10 +277,8 @@ def test_requesting_deciding_and_holding(world: World) -> None:
             request_id = requests[(owner, col)]
             decided(
                 world, user, cell,
-                lambda t, q=request_id: world.api.post(
-                    f"/api/v1/access-requests/{q}/decision", t,
-                    {"decision": "approve", "reason": f"{REASON} decision"},
-                ),
+                "POST", f"/api/v1/access-requests/{request_id}/decision",
+                {"decision": "approve", "reason": f"{REASON} decision"},
                 recording_id=rid,
             )  # fmt: skip
             state = world.catalog.rows("SELECT state FROM access_requests WHERE id = ?", request_id)
@@ -299,10 +290,8 @@ def test_requesting_deciding_and_holding(world: World) -> None:
             rid, _ = target_of(world, column[-1])
             answer = decided(
                 world, user, HOLDS[user][column],
-                lambda t, r=rid: world.api.post(
-                    f"/api/v1/recordings/{r}/holds", t,
-                    {"kind": "complaint", "reference": "MATRIX"},
-                ),
+                "POST", f"/api/v1/recordings/{rid}/holds",
+                {"kind": "complaint", "reference": "MATRIX"},
                 recording_id=rid, allowed_status=201,
             )  # fmt: skip
             if answer.status == 201:
@@ -312,8 +301,7 @@ def test_requesting_deciding_and_holding(world: World) -> None:
         hold = holds[f"{user}:A"] if user in OFFICERS else holds["officer:A"]
         decided(
             world, user, HOLDS[user]["release"],
-            lambda t, h=hold: world.api.post(f"/api/v1/holds/{h}/release", t,
-                                             {"reason": f"{REASON} release"}),
+            "POST", f"/api/v1/holds/{hold}/release", {"reason": f"{REASON} release"},
             recording_id=world.recordings.ann,
         )  # fmt: skip
     released = world.catalog.rows("SELECT released_by FROM holds WHERE released_at IS NOT NULL")
@@ -323,14 +311,13 @@ def test_requesting_deciding_and_holding(world: World) -> None:
 @pytest.mark.parametrize("user", ROLES)
 def test_audit_flags_and_integrity_checks(world: World, user: str) -> None:
     cells = GOVERNANCE[user]
-    decided(world, user, cells["audit"], lambda t: world.api.get("/api/v1/audit", t))
-    decided(world, user, cells["flags"], lambda t: world.api.get("/api/v1/flags", t))
-    decided(world, user, cells["verify_chain"], lambda t: world.api.get("/api/v1/audit/verify", t))
+    decided(world, user, cells["audit"], "GET", "/api/v1/audit")
+    decided(world, user, cells["flags"], "GET", "/api/v1/flags")
+    decided(world, user, cells["verify_chain"], "GET", "/api/v1/audit/verify")
     for column in ("A", "B", "T"):
         rid, _ = target_of(world, column)
-        decided(world, user, cells["verify_recording"],
-                lambda t, r=rid: world.api.get(f"/api/v1/recordings/{r}/verify", t),
-                recording_id=rid)  # fmt: skip
+        decided(world, user, cells["verify_recording"], "GET",
+                f"/api/v1/recordings/{rid}/verify", recording_id=rid)  # fmt: skip
 
 
 ENDPOINTS = [
@@ -389,7 +376,8 @@ def test_a_manager_of_the_first_team_hears_only_part_one_and_it_is_what_ann_sent
         "SELECT started_at, ended_at FROM recording_parts WHERE recording_id = ? AND part = 1",
         rid,
     )
-    (path := tmp_path / "part1.wav").write_bytes(first.body)
+    path = tmp_path / "part1.wav"
+    path.write_bytes(first.body)
     wav = audio.read_wav(path)
     assert abs(wav.seconds - (part_row["ended_at"] - part_row["started_at"]) / 1000) <= 0.2
     ann_pcm = audio.ulaw_decode(world.ann_transfer_audio)
