@@ -3,6 +3,9 @@ recording private key, serving search, playback and export to signed-in people.
 
     private key (passphrase) → catalog → segment store → accounts → HTTP (/api/v1/...)
 
+The records endpoints are added by :func:`add_records_routes`, each route module's
+``add_routes`` on one access gate (``proxy.records.gate``), before the listener starts.
+
 ``open_records_service(config)`` is an async context manager on one ``AsyncExitStack``,
 like ``proxy.app.open_server``: a part that cannot start closes what was opened and
 raises ``StartupError`` in one line naming the setting — a missing or unreadable key and

@@ -5,12 +5,15 @@ parts, as a transferred call has: part 1 by ``alice`` (team ``reception``) until
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from proxy.media import g711
 from proxy.media.g711 import wire_decode, wire_samples
@@ -44,24 +47,31 @@ def write_recording(folder: Path, *, passphrase: str | None = PASSPHRASE) -> Wri
     private, public = generate_keypair()
     save_private_key(folder / "recording.key", private, passphrase.encode() if passphrase else None)
     save_public_key(folder / "recording.pub", public)
-    rid = uuid.uuid4()
-    codes = np.frombuffer(g711.encode(dialogue_call(SECONDS), "PCMU"), dtype=np.uint8)
-    wire = wire_samples(codes.reshape(-1, 2), "PCMU")
-    writer = RecordingWriter(LocalDiskStore(fsync="none"), chunk_seconds=1.0)
-    try:
-        writer.open(rid, folder / "recordings", public, segment_seconds=2, start_time_ms=START_MS)
-        for start in range(0, len(wire), 160):
-            assert writer.submit(rid, wire[start : start + 160], start + 160 >= len(wire))
-    finally:
-        writer.stop(timeout=30)
+    recording_id, audio = write_audio(folder / "recordings", public)
     return Written(
         folder,
         folder / "recordings",
         folder / "recording.key",
         folder / "recording.pub",
-        str(rid),
-        wire_decode(wire),
+        recording_id,
+        audio,
     )
+
+
+def write_audio(recordings: Path, public: X25519PublicKey) -> tuple[str, np.ndarray]:
+    """One µ-law recording of ``SECONDS`` in ``recordings``, for ``public``'s holder: its
+    id and its audio as heard."""
+    rid = uuid.uuid4()
+    codes = np.frombuffer(g711.encode(dialogue_call(SECONDS), "PCMU"), dtype=np.uint8)
+    wire = wire_samples(codes.reshape(-1, 2), "PCMU")
+    writer = RecordingWriter(LocalDiskStore(fsync="none"), chunk_seconds=1.0)
+    try:
+        writer.open(rid, recordings, public, segment_seconds=2, start_time_ms=START_MS)
+        for start in range(0, len(wire), 160):
+            assert writer.submit(rid, wire[start : start + 160], start + 160 >= len(wire))
+    finally:
+        writer.stop(timeout=30)
+    return str(rid), wire_decode(wire)
 
 
 async def catalogue(
@@ -86,3 +96,17 @@ def part_slices() -> tuple[slice, slice]:
     """The frames of part 1 and part 2."""
     cut = round(TRANSFER_S * RATE)
     return slice(0, cut), slice(cut, None)
+
+
+def decoded_seconds(mp3: bytes) -> float:
+    """How long ``mp3`` plays, decoded by ffmpeg (8 kHz mono)."""
+    ffmpeg = shutil.which("ffmpeg")
+    assert ffmpeg, "ffmpeg is needed for MP3"
+    pcm = subprocess.run(
+        [ffmpeg, "-v", "error", "-i", "pipe:0", "-f", "s16le", "-ac", "1", "-"],
+        input=mp3,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
+    return len(pcm) / 2 / 8000

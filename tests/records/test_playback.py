@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import subprocess
 import sys
 import uuid
 import wave
@@ -36,7 +34,14 @@ from proxy.storage.export import pcm16, wav_header
 from proxy.storage.reader import RecordingReader
 from proxy.storage.segment import segment_file_name
 
-from .playback_world import PASSPHRASE, Written, catalogue, part_slices, write_recording
+from .playback_world import (
+    PASSPHRASE,
+    Written,
+    catalogue,
+    decoded_seconds,
+    part_slices,
+    write_recording,
+)
 
 
 @dataclass(frozen=True)
@@ -163,18 +168,6 @@ async def test_mono_is_the_clipped_mix(world: World) -> None:
     mono = np.frombuffer((await read(await rendering(world, channels="mono")))[44:], "<i2")
     mixed = world.written.audio.astype(np.int32).sum(axis=1)
     np.testing.assert_array_equal(mono, np.clip(mixed, -32768, 32767))
-
-
-def decoded_seconds(data: bytes) -> float:
-    ffmpeg = shutil.which("ffmpeg")
-    assert ffmpeg, "ffmpeg is needed for MP3"
-    pcm = subprocess.run(
-        [ffmpeg, "-v", "error", "-i", "pipe:0", "-f", "s16le", "-ac", "1", "-"],
-        input=data,
-        check=True,
-        capture_output=True,
-    ).stdout
-    return len(pcm) / 2 / 8000
 
 
 @pytest.mark.parametrize(("part", "seconds"), [(None, 7.3), (2, 4.05)])

@@ -30,7 +30,7 @@ from ..body import json_object
 from .auth import current_actor
 from .params import query_parameter, query_values
 from .routes import API, Routes, ok_json
-from .statuses import answer, problems
+from .statuses import answering, problems
 
 REQUEST_SCHEMA = {
     "type": "object",
@@ -100,69 +100,61 @@ def members(body: dict[str, Any], known: Collection[str]) -> dict[str, Any]:
 def add_routes(routes: Routes, desk: AccessDesk) -> None:
     """Requests, the queue, decisions and withdrawals, on ``desk``."""
 
+    @answering
     async def ask(request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            query_values(request, ())
-            body = members(await json_object(request), ("purpose", "reason"))
-            made = await desk.request(
-                current_actor(request),
-                request.match_info["id"],
-                body.get("purpose"),
-                body.get("reason"),
-            )
-            return web.json_response(
-                made.as_dict(),
-                status=201,
-                headers={"Location": f"{API}/access-requests/{made.id}"},
-            )
+        query_values(request, ())
+        body = members(await json_object(request), ("purpose", "reason"))
+        made = await desk.request(
+            current_actor(request),
+            request.match_info["id"],
+            body.get("purpose"),
+            body.get("reason"),
+        )
+        return web.json_response(
+            made.as_dict(),
+            status=201,
+            headers={"Location": f"{API}/access-requests/{made.id}"},
+        )
 
-        return await answer(work)
-
+    @answering
     async def listing(request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            raw = query_values(request, ("state", "mine"))
-            mine = _MINE.get(raw.get("mine", "0").lower())
-            if mine is None:
-                raise InvalidAccessRequest("mine must be 1 or 0")
-            state = raw.get("state", "pending" if not mine else None)
-            if state is not None and state not in _STATES:
-                raise InvalidAccessRequest(f"state must be one of {', '.join(_STATES)}")
-            actor = current_actor(request)
-            if mine:
-                shown = [r for r in await desk.mine(actor) if state in (None, r["state"])]
-            elif state != RequestState.PENDING:
-                raise InvalidAccessRequest(
-                    "the approvals queue holds pending requests only (mine=1 lists yours)"
-                )
-            else:
-                shown = [found.as_dict() for found in await desk.pending(actor)]
-            return web.json_response({"access_requests": shown})
-
-        return await answer(work)
-
-    async def decide(request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            query_values(request, ())
-            body = members(await json_object(request), ("decision", "reason", "days"))
-            given = body.get("decision")
-            decided = await desk.decide(
-                current_actor(request),
-                request.match_info["id"],
-                _DECISIONS.get(given) if isinstance(given, str) else None,
-                body.get("reason"),
-                body.get("days"),
+        raw = query_values(request, ("state", "mine"))
+        mine = _MINE.get(raw.get("mine", "0").lower())
+        if mine is None:
+            raise InvalidAccessRequest("mine must be 1 or 0")
+        state = raw.get("state", "pending" if not mine else None)
+        if state is not None and state not in _STATES:
+            raise InvalidAccessRequest(f"state must be one of {', '.join(_STATES)}")
+        actor = current_actor(request)
+        if mine:
+            shown = [r for r in await desk.mine(actor) if state in (None, r["state"])]
+        elif state != RequestState.PENDING:
+            raise InvalidAccessRequest(
+                "the approvals queue holds pending requests only (mine=1 lists yours)"
             )
-            return web.json_response(decided.as_dict())
+        else:
+            shown = [found.as_dict() for found in await desk.pending(actor)]
+        return web.json_response({"access_requests": shown})
 
-        return await answer(work)
+    @answering
+    async def decide(request: web.Request) -> web.StreamResponse:
+        query_values(request, ())
+        body = members(await json_object(request), ("decision", "reason", "days"))
+        given = body.get("decision")
+        decided = await desk.decide(
+            current_actor(request),
+            request.match_info["id"],
+            _DECISIONS.get(given) if isinstance(given, str) else None,
+            body.get("reason", ""),  # absent: "a decision needs a reason"
+            body.get("days"),
+        )
+        return web.json_response(decided.as_dict())
 
+    @answering
     async def withdraw(request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            query_values(request, ())
-            withdrawn = await desk.withdraw(current_actor(request), request.match_info["id"])
-            return web.json_response(withdrawn.as_dict())
-
-        return await answer(work)
+        query_values(request, ())
+        withdrawn = await desk.withdraw(current_actor(request), request.match_info["id"])
+        return web.json_response(withdrawn.as_dict())
 
     routes.add(
         "POST",
@@ -184,9 +176,7 @@ def add_routes(routes: Routes, desk: AccessDesk) -> None:
         "you may decide — none unless you are a records officer or the DPO; audited), "
         "or with mine=1 your own requests, filtered by state if given",
         parameters=(
-            query_parameter(
-                "state", "Only requests in this state", {"enum": [s.value for s in RequestState]}
-            ),
+            query_parameter("state", "Only requests in this state", {"enum": _STATES}),
             query_parameter("mine", "1: your own requests", {"enum": ["1", "0"]}),
         ),
         responses={"200": ok_json("The requests, oldest first", LIST_SCHEMA), **problems("422")},

@@ -44,7 +44,7 @@ from .auth import current_actor
 from .params import query_parameter, query_values
 from .ranges import parse_range
 from .routes import API, Routes
-from .statuses import answer, problems
+from .statuses import answering, problems
 
 log = logging.getLogger(__name__)
 
@@ -80,59 +80,55 @@ def add_routes(
     """The audio endpoint: decisions by ``gate``, recordings found in ``catalog`` and
     read from ``recordings_dir`` with ``private_key``."""
 
+    @answering
     async def audio(request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            raw = query_values(request, PARAMETERS)
-            format = _choice("format", raw.get("format"), FORMATS)
-            channels: ChannelChoice = _choice("channels", raw.get("channels"), CHANNEL_CHOICES)
-            part = part_number(raw.get("part"))
-            asked = parse_range(
-                None if "If-Range" in request.headers else request.headers.get("Range")
-            )
-            recording_id = request.match_info["id"]
-            decision = await gate.check(
-                current_actor(request),
-                Action.PLAY,
-                recording_id=recording_id,
-                part=part,
-                purpose=_text("purpose", raw.get("purpose")),
-                reason=_text("reason", raw.get("reason")),
-                continuation=asked is not None and asked.continuation,
-            )
-            require(decision)  # audited: refused, nothing more is done
-            playable = await find_playable(catalog, recording_id, part)
-            rendering = await render(
-                playable,
-                format=format,
-                channels=channels,
-                recordings_dir=recordings_dir,
-                private_key=private_key,
-            )
-            start, end = (0, None) if asked is None else asked.bounds(rendering.length)
-            first, last = rendering.byte_range(start, end)  # 416 before a byte is sent
-            response = web.StreamResponse(status=200 if asked is None else 206)
-            response.content_type = rendering.content_type
-            response.content_length = last - first + 1
-            response.headers["Accept-Ranges"] = "bytes"
-            response.headers["Cache-Control"] = "no-store"
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            response.headers["Content-Disposition"] = (
-                f'inline; filename="{playable.recording.id}.{format}"'
-            )
-            if asked is not None:
-                response.headers["Content-Range"] = f"bytes {first}-{last}/{rendering.length}"
-            await response.prepare(request)
-            try:
-                async for piece in rendering.chunks(first, last):
-                    await response.write(piece)
-            except RecordingUnreadable as exc:
-                log.error("integrity: %s; the stream was cut short", exc)
-                response.force_close()
-            except ConnectionResetError:
-                pass  # the player went away (it has what it wanted)
-            return response
-
-        return await answer(work)
+        raw = query_values(request, PARAMETERS)
+        format = _choice("format", raw.get("format"), FORMATS)
+        channels: ChannelChoice = _choice("channels", raw.get("channels"), CHANNEL_CHOICES)
+        part = part_number(raw.get("part"))
+        asked = parse_range(None if "If-Range" in request.headers else request.headers.get("Range"))
+        recording_id = request.match_info["id"]
+        decision = await gate.check(
+            current_actor(request),
+            Action.PLAY,
+            recording_id=recording_id,
+            part=part,
+            purpose=_text("purpose", raw.get("purpose")),
+            reason=_text("reason", raw.get("reason")),
+            continuation=asked is not None and asked.continuation,
+        )
+        require(decision)  # audited: refused, nothing more is done
+        playable = await find_playable(catalog, recording_id, part)
+        rendering = await render(
+            playable,
+            format=format,
+            channels=channels,
+            recordings_dir=recordings_dir,
+            private_key=private_key,
+        )
+        start, end = (0, None) if asked is None else asked.bounds(rendering.length)
+        first, last = rendering.byte_range(start, end)  # 416 before a byte is sent
+        response = web.StreamResponse(status=200 if asked is None else 206)
+        response.content_type = rendering.content_type
+        response.content_length = last - first + 1
+        response.headers["Accept-Ranges"] = "bytes"
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Disposition"] = (
+            f'inline; filename="{playable.recording.id}.{format}"'
+        )
+        if asked is not None:
+            response.headers["Content-Range"] = f"bytes {first}-{last}/{rendering.length}"
+        await response.prepare(request)
+        try:
+            async for piece in rendering.chunks(first, last):
+                await response.write(piece)
+        except RecordingUnreadable as exc:
+            log.error("integrity: %s; the stream was cut short", exc)
+            response.force_close()
+        except ConnectionResetError:
+            pass  # the player went away (it has what it wanted)
+        return response
 
     routes.add(
         "GET",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ...records.errors import RangeNotSatisfiable
 
-_ONE_RANGE = re.compile(r"bytes[ \t]*=[ \t]*(\d*)[ \t]*-[ \t]*(\d*)[ \t]*", re.IGNORECASE)
+_ONE_RANGE = re.compile(r"bytes[ \t]*=[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from ...records.search import FILTERS, MAX_PAGE_SIZE, RecordSearch, parse_filter
 from .auth import current_actor
 from .params import query_parameter, query_values
 from .routes import API, Routes, ok_json
-from .statuses import answer, problems
+from .statuses import answering, problems
 
 PART_SCHEMA = {
     "type": "object",
@@ -110,23 +110,19 @@ def add_routes(routes: Routes, search: RecordSearch, numbers: NumberSettings) ->
     """Search and a recording's page, on ``search`` (``numbers`` normalises a number
     filter as the call proxy stored it)."""
 
+    @answering
     async def find(request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            raw = query_values(request, (*FILTERS, "page", "size"))
-            page = parse_page(raw.pop("page", None), raw.pop("size", None))
-            found = await search.search(current_actor(request), parse_filters(raw, numbers), page)
-            return web.json_response(found.as_dict())
+        raw = query_values(request, (*FILTERS, "page", "size"))
+        page = parse_page(raw.pop("page", None), raw.pop("size", None))
+        found = await search.search(current_actor(request), parse_filters(raw, numbers), page)
+        return web.json_response(found.as_dict())
 
-        return await answer(work)
-
+    @answering
     async def detail(request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            query_values(request, ())
-            actor = current_actor(request)
-            shown = await search.recording_detail(actor, request.match_info["id"])
-            return web.json_response(shown)
-
-        return await answer(work)
+        query_values(request, ())
+        actor = current_actor(request)
+        shown = await search.recording_detail(actor, request.match_info["id"])
+        return web.json_response(shown)
 
     routes.add(
         "GET",

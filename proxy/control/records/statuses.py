@@ -1,14 +1,13 @@
 """The use cases' errors as RFC 9457 problem documents: one table for every route
 module of the records service, so the same error is the same status everywhere.
 
-A route module wraps the work of its handler in :func:`answer`::
+A route module decorates its handler with :func:`answering` (or wraps a piece of work
+in :func:`answer`)::
 
+    @answering
     async def recording(request: web.Request) -> web.StreamResponse:
-        async def work() -> web.StreamResponse:
-            found = await search.recording_detail(current_actor(request), request.match_info["id"])
-            return web.json_response(found)
-
-        return await answer(work)
+        found = await search.recording_detail(current_actor(request), request.match_info["id"])
+        return web.json_response(found)
 
 and any error listed here becomes its problem response; anything else is a bug and
 reaches aiohttp's 500.  The statuses:
@@ -29,6 +28,7 @@ reaches aiohttp's 500.  The statuses:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -49,7 +49,7 @@ from ...records.errors import (
 from ...storage.export import EncodingError
 from ..body import BodyRefused
 from ..problem import problem
-from .routes import PROBLEM, Schema
+from .routes import PROBLEM, Handler, Schema
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,16 @@ async def answer(work: Callable[[], Awaitable[web.StreamResponse]]) -> web.Strea
         if refusal is None:
             raise
         return refusal
+
+
+def answering(handler: Handler) -> Handler:
+    """``handler`` answering the use cases' errors with their problem documents."""
+
+    @functools.wraps(handler)
+    async def answered(request: web.Request) -> web.StreamResponse:
+        return await answer(lambda: handler(request))
+
+    return answered
 
 
 def problem_for(exc: Exception) -> web.Response | None:

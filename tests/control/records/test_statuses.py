@@ -15,6 +15,7 @@ from proxy.control.records.statuses import (
     ENCODING_DETAIL,
     UNREADABLE_DETAIL,
     answer,
+    answering,
     problem_for,
 )
 from proxy.records.errors import (
@@ -113,3 +114,13 @@ async def test_answer_passes_a_response_and_maps_an_error() -> None:
     assert (await answer(missing)).status == 404
     with pytest.raises(KeyError):
         await answer(bug)
+
+
+async def test_a_handler_answering_maps_its_errors() -> None:
+    @answering
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise AccessDenied(Decision(False, "grant.none"))
+
+    response = await handler(None)  # type: ignore[arg-type]
+    assert response.status == 403
+    assert handler.__name__ == "handler"
