@@ -49,7 +49,6 @@ from .media.relay import PortAllocator
 from .records.actor import os_account
 from .records.audit import AuditAnchoring
 from .records.custody import make_development_keys
-from .records.holds import HoldDesk
 from .records.keys import audit_key_generated
 from .records.retention import RetentionSweeper, sweep_every
 from .records_child import RecordsChild
@@ -336,8 +335,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     )
     health = Health(config, clock, b2bua)
     http_app = build_app(health, metrics.render)
-    holds = HoldDesk(catalog.holds, config.holds.kinds, publish=bus.publish)
-    add_routes(http_app, lambda: b2bua.calls, config.operators, holds)
+    add_routes(http_app, lambda: b2bua.calls, config.operators)
     http = HttpServer(http_app, *config.http.listen)
     try:
         await http.start()

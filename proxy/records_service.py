@@ -112,7 +112,6 @@ async def open_records_service(config: Config) -> AsyncIterator[RecordsService]:
 
         app, routes = build_records_app(accounts, csrf_secret(private_key), health)
         add_records_routes(routes, config, catalog, private_key)
-        add_governance_routes(routes, config, catalog, Gate(catalog, config.access), private_key)
         http = HttpServer(app, *config.records.http_listen)
         try:
             await http.start()
@@ -139,6 +138,7 @@ def add_records_routes(
     audio.add_routes(
         routes, gate, catalog, recordings_dir=config.recording.dir, private_key=private_key
     )
+    add_governance_routes(routes, config, catalog, gate, private_key)
 
 
 def add_governance_routes(

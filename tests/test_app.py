@@ -30,7 +30,7 @@ from proxy.config import (
     SipSettings,
 )
 from proxy.control.api import token_hash
-from proxy.events import HoldPlaced, NoticeStarted
+from proxy.events import NoticeStarted
 from proxy.recording_state import RecordingState
 from proxy.storage.catalog import Attribution
 from tests.e2e.proxy_process import reserve_ports
@@ -130,30 +130,36 @@ async def test_leaving_drains_and_closes_every_part(tmp_path: Path) -> None:
         ports.release()
 
 
-async def test_the_served_app_places_holds_and_counts_them(tmp_path: Path) -> None:
+async def test_the_call_proxy_serves_no_holds_but_counts_them(tmp_path: Path) -> None:
+    """Holds moved to the records service (issue 15): the call proxy's API has no hold
+    route, and its metrics count the holds of the shared catalog."""
     ports = reserve_ports()
     try:
         config = config_for(tmp_path, sip_port=0, http_port=0, rtp=ports.rtp_range)
         config = replace(config, operators=(OperatorSettings("alice", token_hash("t")),))
         async with open_server(config) as server:
-            placed: list[HoldPlaced] = []
-            server.bus.subscribe(HoldPlaced, placed.append)
             catalog = server.catalog
             rec_id = await new_recording(catalog, await new_call(catalog))
             await catalog.recordings.set_recording_state(
                 rec_id, RecordingState.COMPLETE, Attribution()
             )
             assert server.http.bound is not None
-            url = f"http://127.0.0.1:{server.http.bound[1]}/api/recordings/{rec_id}/holds"
+            base = f"http://127.0.0.1:{server.http.bound[1]}/api"
             async with aiohttp.ClientSession() as http:
-                response = await http.post(
-                    url,
-                    json={"kind": "complaint", "reference": "C-1"},
-                    headers={"Authorization": "Bearer t"},
-                )
-                assert response.status == 201, await response.text()
-            assert [(e.recording_id, e.actor) for e in placed] == [(rec_id, "alice")]
-            # counted at start (nothing held) and every 30 s: not yet the new hold
+                for method, path in (
+                    ("POST", f"/recordings/{rec_id}/holds"),
+                    ("GET", "/holds"),
+                    ("POST", "/holds/x/release"),
+                ):
+                    response = await http.request(
+                        method,
+                        base + path,
+                        json={"kind": "complaint", "reference": "C-1", "reason": "r"},
+                        headers={"Authorization": "Bearer t"},
+                    )
+                    assert response.status == 404, (path, await response.text())
+            assert await catalog.holds.holds() == []
+            # counted at start (nothing held) and every 30 s
             for _ in range(50):  # bounded: the first count lands within moments of start
                 if b"recproxy_holds_due_for_review 0.0" in server.metrics.render():
                     break

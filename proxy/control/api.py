@@ -1,15 +1,10 @@
-"""The call takers' HTTP API (P14): see your active calls, switch their recording; and
-the operators' holds (P16): keep a recording past its retention.
+"""The call takers' HTTP API (P14): see your active calls, switch their recording.
 
     GET  /api/calls                      your active calls
     POST /api/calls/{id}/recording       {"action": "stop"|"discard"|"resume", "reason": "..."}
-    POST /api/recordings/{id}/holds      {"kind": ..., "reference": ..., "review_at"?: "YYYY-MM-DD",
-                                          "note"?: ...}  → 201, the hold
-    POST /api/holds/{id}/release         {"reason": ...}  → the released hold
-    GET  /api/holds[?active=1][&due=1]   holds, in the order placed (``due``: review date come)
 
-Any operator may place and release holds, as themselves (the hold's ``placed_by`` or
-``released_by`` is the operator's name); roles arrive with accounts (issue 15).
+Holds are not here: they are decisions about recordings, made by signed-in records
+officers and the DPO in the records service (``/api/v1/holds``, issue 15).
 
 Every request carries ``Authorization: Bearer <token>``; the token's SHA-256 is matched
 against ``[[operators]] token_sha256`` in the configuration (the token itself is never
@@ -36,14 +31,10 @@ from aiohttp import web
 from ..config import OperatorSettings
 from ..records.errors import (
     CallNotFound,
-    HoldRefused,
-    InvalidHoldRequest,
     InvalidRecordingRequest,
     NotYourCall,
     RecordingActionError,
-    RecordNotFound,
 )
-from ..records.holds import HoldDesk
 from ..records.live import LiveCall, control_recording, own_call, own_calls
 from .body import MAX_BODY as MAX_BODY
 from .body import BodyRefused, json_object
@@ -55,9 +46,6 @@ _STATUS: dict[type[Exception], int] = {
     NotYourCall: 403,
     InvalidRecordingRequest: 422,
     RecordingActionError: 409,
-    RecordNotFound: 404,
-    InvalidHoldRequest: 422,
-    HoldRefused: 409,
 }
 
 
@@ -72,7 +60,6 @@ CallsView = Callable[[], Mapping[str, ControllableCall]]
 
 OPERATORS_KEY: web.AppKey[Sequence[OperatorSettings]] = web.AppKey("operators")
 CALLS_KEY: web.AppKey[CallsView] = web.AppKey("calls")
-HOLDS_KEY: web.AppKey[HoldDesk] = web.AppKey("holds")
 
 
 @dataclass(frozen=True)
@@ -82,21 +69,13 @@ class Operator:
 
 
 def add_routes(
-    app: web.Application,
-    calls: CallsView,
-    operators: Sequence[OperatorSettings],
-    holds: HoldDesk | None = None,
+    app: web.Application, calls: CallsView, operators: Sequence[OperatorSettings]
 ) -> None:
-    """The call routes; the hold routes too when ``holds`` is given."""
+    """The call routes."""
     app[OPERATORS_KEY] = tuple(operators)
     app[CALLS_KEY] = calls
     app.router.add_get("/api/calls", _authenticated(_list_calls))
     app.router.add_post("/api/calls/{call_id}/recording", _authenticated(_recording_action))
-    if holds is not None:
-        app[HOLDS_KEY] = holds
-        app.router.add_get("/api/holds", _authenticated(_list_holds))
-        app.router.add_post("/api/recordings/{recording_id}/holds", _authenticated(_place_hold))
-        app.router.add_post("/api/holds/{hold_id}/release", _authenticated(_release_hold))
 
 
 Handler = Callable[[web.Request, Operator], Awaitable[web.StreamResponse]]
@@ -143,46 +122,6 @@ async def _recording_action(request: web.Request, operator: Operator) -> web.Str
         return web.json_response(result)
 
     return await _answer(act)
-
-
-async def _list_holds(request: web.Request, operator: Operator) -> web.StreamResponse:
-    desk = request.app[HOLDS_KEY]
-    query = request.query
-    holds = await desk.listing(
-        due_only=query.get("due") in ("1", "true"), active_only=query.get("active") in ("1", "true")
-    )
-    return web.json_response({"holds": [desk.describe(hold) for hold in holds]})
-
-
-async def _place_hold(request: web.Request, operator: Operator) -> web.StreamResponse:
-    desk = request.app[HOLDS_KEY]
-
-    async def place() -> web.StreamResponse:
-        body = await json_object(request)
-        hold = await desk.place(
-            request.match_info["recording_id"],
-            kind=body.get("kind"),
-            reference=body.get("reference"),
-            by=operator.name,
-            review=body.get("review_at"),
-            note=body.get("note"),
-        )
-        return web.json_response(desk.describe(hold), status=201)
-
-    return await _answer(place)
-
-
-async def _release_hold(request: web.Request, operator: Operator) -> web.StreamResponse:
-    desk = request.app[HOLDS_KEY]
-
-    async def release() -> web.StreamResponse:
-        body = await json_object(request)
-        hold = await desk.release(
-            request.match_info["hold_id"], by=operator.name, reason=body.get("reason")
-        )
-        return web.json_response(desk.describe(hold))
-
-    return await _answer(release)
 
 
 async def _answer(work: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamResponse:

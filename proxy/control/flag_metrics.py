@@ -5,15 +5,15 @@ by custodian exports, and they live in the shared catalog; so any process that o
 catalog can count them.  As with holds (:mod:`.hold_metrics`) a scrape never waits on
 the catalog: :class:`FlagCounter` keeps the last counts, refreshed by one task every
 ``REFRESH_SECONDS``, and the families read that copy.  The call proxy attaches it to its
-``Metrics`` (``attach(flags=counter.snapshot)``); the records service registers
-:class:`FlagCollector` on its own registry.  Every kind of
+``Metrics`` (``attach(flags=counter.snapshot)``): it is the one scrape target, and the
+records service serves no ``/metrics``.  Every kind of
 :class:`proxy.records.anomaly.Anomaly` has a series from the first refresh, zeros
 included, so an alert rule sees 0, not a gap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -68,17 +68,3 @@ def flag_families(snapshot: FlagsSnapshot | None) -> Iterator[Metric]:
         for kind, count in sorted(snapshot.open_by_kind.items()):
             family.add_metric([kind], count)
     yield family
-
-
-class FlagCollector:
-    """:func:`flag_families` as a collector for a registry of its own (the records
-    service's): ``registry.register(FlagCollector(counter.snapshot))``."""
-
-    def __init__(self, snapshot: Callable[[], FlagsSnapshot | None]) -> None:
-        self._snapshot = snapshot
-
-    def collect(self) -> Iterable[Metric]:
-        return list(flag_families(self._snapshot()))
-
-    def describe(self) -> Iterable[Metric]:
-        return list(flag_families(None))

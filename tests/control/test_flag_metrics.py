@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
 
-from proxy.control.flag_metrics import KINDS, FlagCollector, FlagCounter
+from proxy.control.flag_metrics import KINDS, FlagCounter
 from proxy.storage.catalog import NewFlag, SqliteCatalog
 
 from ..storage.test_catalog import FakeClock, at
@@ -47,18 +46,6 @@ async def test_the_gauge_shows_open_flags_by_kind_as_last_refreshed(
     assert value(metrics, NAME, kind="outside_working_hours") == 0  # until the next refresh
     await counter.refresh()
     assert value(metrics, NAME, kind="outside_working_hours") == 1
-
-
-async def test_the_collector_serves_a_registry_of_its_own(catalog: SqliteCatalog) -> None:
-    counter = FlagCounter(catalog.flags)
-    registry = CollectorRegistry()
-    registry.register(FlagCollector(counter.snapshot))
-    assert f"{NAME}{{" not in generate_latest(registry).decode()
-    await catalog.flags.raise_flag(NewFlag("too_many_playbacks", "alice"))
-    await counter.refresh()
-    text = generate_latest(registry).decode()
-    assert f'{NAME}{{kind="too_many_playbacks"}} 1.0' in text
-    assert f'{NAME}{{kind="repeated_refusals"}} 0.0' in text
 
 
 def test_the_interval_must_be_positive(catalog: SqliteCatalog) -> None:

@@ -17,11 +17,12 @@ import logging
 
 from aiohttp import web
 
-from ...records.audit_view import DEFAULT_LIMIT, MAX_LIMIT, AuditView
+from ...records.audit_view import DEFAULT_LIMIT, FILTERS, MAX_LIMIT, AuditView
 from ...storage.catalog.anchor import AnchorFileError
 from ..problem import problem
 from .auth import current_actor
-from .routes import API, PROBLEM, Routes, ok_json
+from .params import query_parameter, query_values
+from .routes import API, PROBLEM, Routes, Schema, ok_json
 from .statuses import answer, problems
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,8 @@ CHECK = {
 }
 
 
-def _text(name: str, description: str) -> dict[str, object]:
-    return {"name": name, "in": "query", "description": description, "schema": {"type": "string"}}
+def _text(name: str, description: str) -> Schema:
+    return query_parameter(name, description, {"type": "string"})
 
 
 class AuditRoutes:
@@ -65,7 +66,8 @@ class AuditRoutes:
 
     async def entries(self, request: web.Request) -> web.StreamResponse:
         async def work() -> web.StreamResponse:
-            page = await self._view.entries(current_actor(request), request.query)
+            values = query_values(request, FILTERS)
+            page = await self._view.entries(current_actor(request), values)
             return web.json_response(page.as_dict())
 
         return await answer(work)
@@ -104,10 +106,10 @@ def add_routes(routes: Routes, view: AuditView) -> None:
             _text("actor", "only this actor's entries"),
             _text("action", "only this action (access.allowed, hold.place, ...)"),
             _text("object", "only about this object (recording:ID, user:NAME, ...)"),
-            {"name": "after", "in": "query", "description": "after this seq (next page)",
-             "schema": {"type": "integer", "minimum": 1}},
-            {"name": "limit", "in": "query", "description": f"default {DEFAULT_LIMIT}",
-             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
+            query_parameter("after", "only entries after this seq (the next page)",
+                            {"type": "integer", "minimum": 1}),
+            query_parameter("limit", f"at most this many (default {DEFAULT_LIMIT})",
+                            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
         ),
         responses={
             "200": ok_json("A page of entries; more: another page follows (use after)",

@@ -20,7 +20,8 @@ from ...records.gate import Gate, require, whole_number
 from ...records.policy import Action
 from ..body import json_object
 from .auth import current_actor, current_user
-from .query import known_only, switch, switch_parameter
+from .params import query_parameter, query_values
+from .query import switch, switch_parameter
 from .routes import API, Routes, ok_json
 from .statuses import answer, problems
 
@@ -48,10 +49,9 @@ class FlagRoutes:
 
     async def listing(self, request: web.Request) -> web.StreamResponse:
         async def work() -> web.StreamResponse:
-            query = request.query
-            known_only(query, ("open", "limit"))
-            open_only = switch(query, "open")
-            given = query.get("limit")
+            values = query_values(request, ("open", "limit"))
+            open_only = switch(values, "open")
+            given = values.get("limit")
             limit = DEFAULT_LIMIT if given is None else whole_number("limit", given, MAX_LIMIT)
             require(await self._gate.check(current_actor(request), Action.VIEW_FLAGS))
             flags = await self._desk.listing(open_only=open_only, limit=limit)
@@ -90,8 +90,8 @@ def add_routes(routes: Routes, gate: Gate, desk: FlagDesk) -> None:
         summary="Anomaly flags, newest first (the DPO only: view_flags)",
         parameters=(
             switch_parameter("open", "only flags not yet cleared"),
-            {"name": "limit", "in": "query", "description": f"default {DEFAULT_LIMIT}",
-             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
+            query_parameter("limit", f"at most this many (default {DEFAULT_LIMIT})",
+                            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
         ),
         responses={
             "200": ok_json("The flags", {"type": "object", "properties": {

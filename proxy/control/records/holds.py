@@ -24,7 +24,8 @@ from ...records.holds import Authorise, HoldDesk
 from ...records.policy import Action
 from ..body import json_object
 from .auth import current_actor, current_user
-from .query import known_only, switch, switch_parameter
+from .params import query_values
+from .query import switch, switch_parameter
 from .routes import API, Routes, ok_json
 from .statuses import answer, problems
 
@@ -56,8 +57,8 @@ class HoldRoutes:
 
     async def listing(self, request: web.Request) -> web.StreamResponse:
         async def work() -> web.StreamResponse:
-            known_only(request.query, ("active", "due"))
-            due, active = switch(request.query, "due"), switch(request.query, "active")
+            values = query_values(request, ("active", "due"))
+            due, active = switch(values, "due"), switch(values, "active")
             require(await self._gate.check(current_actor(request), Action.VIEW_HOLDS))
             holds = await self._desk.listing(due_only=due, active_only=active)
             return web.json_response({"holds": [self._desk.describe(h) for h in holds]})

@@ -1,27 +1,22 @@
-"""Query parameters of the governance listings, checked as the person sent them: a
-listing refuses a parameter it does not know, and an on/off switch is ``1``/``true``
-or ``0``/``false`` (absent: off), so a typo is a 422, never a silently wider answer."""
+"""On/off switches of the governance listings (``?active=1``, ``?open=1``): ``1`` or
+``true`` is on, ``0``, ``false`` or absent is off, and anything else is a 422 — a typo
+never silently widens or narrows a listing.  The parameters themselves are read with
+:func:`.params.query_values` (known ones only, each once)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 
 from ...records.errors import InvalidQuery
+from .params import query_parameter
+from .routes import Schema
 
 _ON, _OFF = frozenset({"1", "true"}), frozenset({"0", "false", ""})
 
 
-def known_only(query: Mapping[str, str], known: Collection[str]) -> None:
-    """``InvalidQuery`` naming the first parameter of ``query`` not in ``known``."""
-    unknown = sorted(set(query) - set(known))
-    if unknown:
-        names = ", ".join(known) or "none"
-        raise InvalidQuery(f"unknown parameter {unknown[0]!r} (known: {names})")
-
-
-def switch(query: Mapping[str, str], name: str) -> bool:
+def switch(values: Mapping[str, str], name: str) -> bool:
     """Whether the switch ``name`` is on; ``InvalidQuery`` for a value that is neither."""
-    value = query.get(name, "").strip().lower()
+    value = values.get(name, "").strip().lower()
     if value in _ON:
         return True
     if value in _OFF:
@@ -29,11 +24,8 @@ def switch(query: Mapping[str, str], name: str) -> bool:
     raise InvalidQuery(f"{name} must be 1 or 0 (true or false), got {value[:40]!r}")
 
 
-def switch_parameter(name: str, description: str) -> dict[str, object]:
+def switch_parameter(name: str, description: str) -> Schema:
     """The OpenAPI description of the switch ``name``."""
-    return {
-        "name": name,
-        "in": "query",
-        "description": description,
-        "schema": {"type": "string", "enum": ["1", "0", "true", "false"]},
-    }
+    return query_parameter(
+        name, description, {"type": "string", "enum": ["1", "0", "true", "false"]}
+    )
