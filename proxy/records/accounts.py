@@ -76,7 +76,7 @@ class Refused(StrEnum):
     """Why a login or a token was refused (the HTTP API maps each to a status)."""
 
     BAD_CREDENTIALS = "bad_credentials"  # unknown user or wrong password: the same (401)
-    LOCKED = "locked"  # too many failures in a row (401, with retry_after)
+    LOCKED = "locked"  # too many failures in a row (429, with retry_after)
     DISABLED = "disabled"  # the account is disabled (401)
     THROTTLED = "throttled"  # too many failures from this source (429)
     UNKNOWN_TOKEN = "unknown_token"  # (401)

@@ -134,6 +134,20 @@ maint        -audit.dpo_only  -flags.dpo_only  +integrity.allowed       +integri
 """)
 
 
+# the list of every hold, and asking the DPO for a bulk export (of A and B)
+LISTS = table("""
+             list_holds         ask_bulk
+staff_ann    -holds.not_officer -bulk.not_permitted
+staff_bob    -holds.not_officer -bulk.not_permitted
+mgr_red      -holds.not_officer -bulk.not_permitted
+mgr_blue     -holds.not_officer -bulk.not_permitted
+officer      +holds.allowed     +bulk.request_allowed
+dpo          +holds.allowed     +bulk.request_allowed
+admin        -holds.not_officer -bulk.not_permitted
+maint        -holds.not_officer -bulk.not_permitted
+""")
+
+
 # ---------------------------------------------------------------------------------------
 # The world, once for the module
 
@@ -320,6 +334,18 @@ def test_audit_flags_and_integrity_checks(world: World, user: str) -> None:
                 f"/api/v1/recordings/{rid}/verify", recording_id=rid)  # fmt: skip
 
 
+@pytest.mark.parametrize("user", ROLES)
+def test_listing_holds_and_asking_for_a_bulk_export(world: World, user: str) -> None:
+    cells = LISTS[user]
+    decided(world, user, cells["list_holds"], "GET", "/api/v1/holds")
+    ids = [world.recordings.ann, world.recordings.bob]
+    body = {"recording_ids": ids, "purpose": PURPOSE, "reason": REASON}
+    asked = decided(world, user, cells["ask_bulk"], "POST", "/api/v1/bulk-requests", body,
+                    allowed_status=201)  # fmt: skip
+    if asked.status == 201:
+        assert asked.json["state"] == "pending", asked
+
+
 ENDPOINTS = [
     ("GET", "/api/v1/recordings"),
     ("GET", "/api/v1/recordings/{A}"),
@@ -332,6 +358,7 @@ ENDPOINTS = [
     ("GET", "/api/v1/audit/verify"),
     ("GET", "/api/v1/flags"),
     ("GET", "/api/v1/recordings/{A}/verify"),
+    ("POST", "/api/v1/bulk-requests"),
 ]
 
 
