@@ -177,7 +177,8 @@ async def test_the_openapi_document_describes_the_recordings_routes(
         paths = (await answer.json())["paths"]
     search = paths["/api/v1/recordings"]["get"]
     assert {p["name"] for p in search["parameters"]} == {
-        "number", "from", "to", "operator", "team", "state", "page", "size",
+        "number", "from", "to", "operator", "team", "state", "service", "direction", "page",
+        "size",
     }  # fmt: skip
     assert set(search["responses"]) == {"200", "401", "422"}
     detail = paths["/api/v1/recordings/{id}"]["get"]
