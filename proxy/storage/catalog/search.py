@@ -217,6 +217,14 @@ def _where(query: SearchQuery) -> tuple[str, list[object]]:
     return " AND ".join(clauses), params
 
 
+def statement(query: SearchQuery) -> tuple[str, list[object]]:
+    """The SQL and parameters of one page of ``query`` (what ``search`` runs, and what
+    the tests of the query plans ask SQLite to explain)."""
+    where, params = _where(query)
+    params += [count("limit", query.limit, minimum=1), count("offset", query.offset)]
+    return f"{_CALLS_FIRST if _calls_first(query) else _SELECT} WHERE {where} {_ORDER}", params
+
+
 def _calls_first(query: SearchQuery) -> bool:
     """Whether to read calls first, newest first, through an index of calls (a number,
     a window, a service) or of their start (nothing narrows by parts either), so the
@@ -256,9 +264,7 @@ class SqliteRecordingSearch:
 
     async def search(self, query: SearchQuery) -> list[SearchHit]:
         """One page of the recordings ``query`` finds, newest call first."""
-        where, params = _where(query)
-        params += [count("limit", query.limit, minimum=1), count("offset", query.offset)]
-        sql = f"{_CALLS_FIRST if _calls_first(query) else _SELECT} WHERE {where} {_ORDER}"
+        sql, params = statement(query)
         found = await self._db.read(lambda conn: rows(conn, sql, params))
         parts = await self._parts.parts_of([row["id"] for row in found])
         return [_hit(row, parts.get(row["id"], [])) for row in found]
