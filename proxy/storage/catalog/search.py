@@ -6,6 +6,13 @@ which this module turns into SQL, so that a page of results holds only rows the 
 may see and pagination is right; the caller checks each row with the policy as well.
 A scope is "everything", or any of: the parts a staff member took (their operator
 identity), the parts a manager's teams took, the recordings a live grant opens.
+
+Every common shape reads through an index (migration 13; ``tests/storage/
+test_catalog_search_plans.py`` asks SQLite's ``EXPLAIN QUERY PLAN``): a number by
+``calls_by_caller`` or ``calls_by_callee``, a window or a service by the calls' start,
+and the operator's, team's or grant's recordings as one set each, read once through
+their index.  Pages are offsets, newest call first: a person pages through a few dozen
+rows of a narrowed search, and page numbers are what the audit entry names.
 """
 
 from __future__ import annotations
@@ -232,9 +239,16 @@ def _calls_first(query: SearchQuery) -> bool:
     grant's set of recordings, which bounds the rows read by that set (benchmarks/
     search_index.py measures both)."""
     filters = query.filters
-    by_calls = filters.numbers or filters.service is not None or filters.started_from
-    by_parts = filters.operator or filters.team or not query.scope.everything
-    return bool(by_calls or filters.started_before or not by_parts)
+    narrows_calls = (
+        bool(filters.numbers)
+        or filters.service is not None
+        or filters.started_from is not None
+        or filters.started_before is not None
+    )
+    narrows_parts = (
+        filters.operator is not None or filters.team is not None or not query.scope.everything
+    )
+    return narrows_calls or not narrows_parts
 
 
 def _hit(row: Row, parts: list[RecordingPart]) -> SearchHit:
