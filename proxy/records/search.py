@@ -26,6 +26,7 @@ from ..config import NumberSettings
 from ..recording_state import RecordingState
 from ..roles import Role
 from ..storage.catalog import (
+    CallDirection,
     Catalog,
     Scope,
     SearchFilters,
@@ -38,7 +39,7 @@ from .gate import Gate, combine, grants_of, require, target, whole_number
 from .policy import AccessQuery, Action, Actor, Decision, Grant, Target
 
 #: The filters a search takes, by the names the API gives them.
-FILTERS = ("number", "from", "to", "operator", "team", "state")
+FILTERS = ("number", "from", "to", "operator", "team", "state", "service", "direction")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 _MAX_FILTER = 200  # characters
@@ -120,7 +121,19 @@ def parse_filters(raw: Mapping[str, object], numbers: NumberSettings) -> SearchF
         filter_text("operator", raw.get("operator")),
         filter_text("team", raw.get("team")),
         state,
+        filter_text("service", raw.get("service")),
+        filter_direction(raw.get("direction")),
     )
+
+
+def filter_direction(value: object) -> CallDirection | None:
+    """``inbound`` or ``outbound`` (None when absent)."""
+    given = filter_text("direction", value)
+    try:
+        return None if given is None else CallDirection(given)
+    except ValueError:
+        known = ", ".join(d.value for d in CallDirection)
+        raise InvalidAccessRequest(f"direction must be one of {known}, got {given!r}") from None
 
 
 def parse_page(number: object = None, size: object = None) -> Page:

@@ -11,6 +11,7 @@ upgrade to, byte for byte the same schema.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,12 +19,18 @@ from proxy.recording_state import RecordingState
 from proxy.storage.catalog import (
     MIGRATIONS,
     SCHEMA_VERSION,
+    CallDirection,
     CallOutcome,
     ChannelQuality,
     EventChannel,
     Migration,
+    NewCall,
+    NewRecording,
     NoticeMode,
     RecordingAction,
+    Scope,
+    SearchFilters,
+    SearchQuery,
     SqliteCatalog,
 )
 
@@ -158,4 +165,38 @@ async def test_a_version_3_database_upgrades_to_the_new_schema_keeping_its_rows(
     assert steps[:3] == old_steps  # applied once, never again
     assert [(v, name) for v, name, _ in steps] == [(m.version, m.name) for m in MIGRATIONS]
     assert {applied for v, _, applied in steps if v > 3} == {int(at(86400).timestamp() * 1000)}
+    assert schema(path) == await new_schema(tmp_path / "new.db")
+
+
+async def test_a_version_12_database_gains_the_search_indexes_and_finds_its_rows(
+    tmp_path: Path,
+) -> None:
+    """Migration 13 adds indexes only (calls already hold the caller normalised, so no
+    column is backfilled); the rows written before it are found through them."""
+    path = tmp_path / "catalog.sqlite3"
+    async with SqliteCatalog(path, migrations=MIGRATIONS[:12]) as catalog:
+        call = await catalog.calls.create_call(
+            NewCall("v12@test", "2001", "+441234567890", CallDirection.OUTBOUND, at(0),
+                    service="results")
+        )  # fmt: skip
+        recording = await catalog.recordings.create_recording(
+            NewRecording(call.id, "2024/05/01/v12", "pcmu", 8000, 2, at(1))
+        )
+        await catalog.parts.begin(recording.id, operator="alice", team="nurses", at=at(1))
+    before = {name for _, name, _, _ in schema(path)}
+    assert "calls_by_callee" not in before
+    async with SqliteCatalog(path) as catalog:
+        assert await catalog.schema_version() == SCHEMA_VERSION == 13
+        everything = Scope(at(60), everything=True)
+        window = SearchFilters(started_from=at(0), started_before=at(1))
+        for filters in (
+            replace(window, numbers=("+441234567890",)),
+            replace(window, operator="alice"),
+            replace(window, team="nurses"),
+            replace(window, service="results", direction=CallDirection.OUTBOUND),
+        ):
+            [hit] = await catalog.search.search(SearchQuery(everything, filters))
+            assert hit.recording_id == recording.id
+    added = {name for _, name, _, _ in schema(path)} - before
+    assert added == {"calls_by_callee", "calls_by_service", "calls_by_operator"}
     assert schema(path) == await new_schema(tmp_path / "new.db")

@@ -1,6 +1,7 @@
 """Finding recordings and reading one's page: metadata only, never audio.
 
-    GET /api/v1/recordings?number=&from=&to=&operator=&team=&state=&page=&size=
+    GET /api/v1/recordings?number=&from=&to=&operator=&team=&state=&service=&direction=
+                          &page=&size=
     GET /api/v1/recordings/{id}
 
 A search shows what the signed-in person may see (staff their calls, managers their
@@ -16,6 +17,7 @@ from aiohttp import web
 from ...config import NumberSettings
 from ...recording_state import RecordingState
 from ...records.search import FILTERS, MAX_PAGE_SIZE, RecordSearch, parse_filters, parse_page
+from ...storage.catalog import CallDirection
 from .auth import current_actor
 from .params import query_parameter, query_values
 from .routes import API, Routes, ok_json
@@ -99,6 +101,10 @@ SEARCH_PARAMETERS = (
     query_parameter("operator", "A part taken by this operator", _TEXT),
     query_parameter("team", "A part taken by this team", _TEXT),
     query_parameter("state", "The recording's state", {"enum": [s.value for s in RecordingState]}),
+    query_parameter("service", "The call's service (as configured)", _TEXT),
+    query_parameter(
+        "direction", "The call's direction", {"enum": [d.value for d in CallDirection]}
+    ),
     query_parameter("page", "Which page, from 1", {"type": "integer", "minimum": 1}),
     query_parameter(
         "size", "Rows a page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}

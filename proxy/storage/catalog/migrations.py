@@ -419,6 +419,24 @@ _MIGRATION_12 = Migration(
     ),
 )
 
+_MIGRATION_13 = Migration(
+    13,
+    "search indexes (P8): a number as callee, a service or an operator within a window;"
+    " a part's operator or team leading to its recording",
+    (
+        # a number is looked for as caller (calls_by_caller) or callee, within a window
+        "CREATE INDEX calls_by_callee ON calls (callee, started_at)",
+        "CREATE INDEX calls_by_service ON calls (service, started_at)",
+        # a recording with no part row is its call operator's
+        "CREATE INDEX calls_by_operator ON calls (operator, started_at)",
+        # covering: the recordings of an operator's or a team's parts, without the table
+        "DROP INDEX recording_parts_by_operator",
+        "DROP INDEX recording_parts_by_team",
+        "CREATE INDEX recording_parts_by_operator ON recording_parts (operator, recording_id)",
+        "CREATE INDEX recording_parts_by_team ON recording_parts (team, recording_id)",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
@@ -432,6 +450,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_10,
     _MIGRATION_11,
     _MIGRATION_12,
+    _MIGRATION_13,
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -6,6 +6,13 @@ which this module turns into SQL, so that a page of results holds only rows the 
 may see and pagination is right; the caller checks each row with the policy as well.
 A scope is "everything", or any of: the parts a staff member took (their operator
 identity), the parts a manager's teams took, the recordings a live grant opens.
+
+Every common shape reads through an index (migration 13; ``tests/storage/
+test_catalog_search_plans.py`` asks SQLite's ``EXPLAIN QUERY PLAN``): a number by
+``calls_by_caller`` or ``calls_by_callee``, a window or a service by the calls' start,
+and the operator's, team's or grant's recordings as one set each, read once through
+their index.  Pages are offsets, newest call first: a person pages through a few dozen
+rows of a narrowed search, and page numbers are what the audit entry names.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any, Protocol
 
 from ...recording_state import RecordingState
 from .db import Connection, Database, Row, rows
-from .model import format_utc
+from .model import CallDirection, format_utc
 from .parts import RecordingPart, SqliteParts
 from .values import count, from_ms, opt_dt, to_ms
 
@@ -39,7 +46,7 @@ class SearchFilters:
     """What to look for; each optional, all must hold.  ``numbers`` are the forms of
     one number to look for as caller or callee (E.164 and as typed); the call started at
     or after ``started_from`` and before ``started_before``; some part was taken by
-    ``operator`` or by ``team``."""
+    ``operator`` or by ``team``; the call was for ``service``, in ``direction``."""
 
     numbers: tuple[str, ...] = ()
     started_from: datetime | None = None
@@ -47,6 +54,8 @@ class SearchFilters:
     operator: str | None = None
     team: str | None = None
     state: RecordingState | None = None
+    service: str | None = None
+    direction: CallDirection | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """What was asked (for the audit entry of a search)."""
@@ -57,6 +66,8 @@ class SearchFilters:
             "operator": self.operator,
             "team": self.team,
             "state": None if self.state is None else self.state.value,
+            "service": self.service,
+            "direction": None if self.direction is None else self.direction.value,
         }
 
 
@@ -119,51 +130,64 @@ class RecordingSearch(Protocol):
     async def hit(self, recording_id: str) -> SearchHit | None: ...
 
 
-_SELECT = """
+_COLUMNS = """
     SELECT r.id, r.call_id, c.caller, c.callee, c.direction, c.service,
            c.started_at AS call_started_at, r.started_at, r.ended_at, r.duration_ms,
            r.state, r.expires_at
-    FROM recordings AS r JOIN calls AS c ON c.id = r.call_id
 """
+_SELECT = f"{_COLUMNS} FROM recordings AS r JOIN calls AS c ON c.id = r.call_id"
+# calls first, newest first through an index of calls, stopping at the page's end
+_CALLS_FIRST = f"{_COLUMNS} FROM calls AS c CROSS JOIN recordings AS r ON r.call_id = c.id"
 _ORDER = "ORDER BY c.started_at DESC, r.started_at DESC, r.id DESC LIMIT ? OFFSET ?"
-# a part taken by ...; a recording no call taker took has no part rows: its call's operator
-_PART_BY = (
-    "(EXISTS (SELECT 1 FROM recording_parts AS p WHERE p.recording_id = r.id AND p.{col} {test})"
-    " OR (NOT EXISTS (SELECT 1 FROM recording_parts AS p WHERE p.recording_id = r.id)"
-    " AND {fallback}))"
+# The recordings a part of which was taken by an operator or a team, as one set each so
+# SQLite reads it once through its index (migration 13) instead of probing every call
+# of the window; a recording no call taker took has no part row: its call's operator.
+_PARTS_OF = "SELECT recording_id FROM recording_parts WHERE {col} IN ({marks})"
+_UNBRIDGED_OF = (
+    "SELECT u.id FROM calls AS uc JOIN recordings AS u ON u.call_id = uc.id"
+    " WHERE uc.operator = ?"
+    " AND NOT EXISTS (SELECT 1 FROM recording_parts AS up WHERE up.recording_id = u.id)"
 )
-
-
-def _by_operator(test: str) -> str:
-    return _PART_BY.format(col="operator", test=test, fallback=f"c.operator {test}")
-
-
-def _by_team(test: str) -> str:
-    return _PART_BY.format(col="team", test=test, fallback="0")
+_GRANTED_TO = (
+    "SELECT recording_id FROM access_requests"
+    " WHERE requester = ? AND state = 'approved' AND expires_at > ?"
+)
 
 
 def _marks(values: Sequence[object]) -> str:
     return ", ".join("?" * len(values))
 
 
+def _by_operator(operator: str) -> tuple[list[str], list[object]]:
+    return [_PARTS_OF.format(col="operator", marks="?"), _UNBRIDGED_OF], [operator, operator]
+
+
+def _by_teams(teams: Sequence[str]) -> tuple[list[str], list[object]]:
+    return [_PARTS_OF.format(col="team", marks=_marks(teams))], list(teams)
+
+
+def _one_of(sets: tuple[list[str], list[object]]) -> tuple[str, list[object]]:
+    """``r.id`` in the union of ``sets`` (selects and their parameters)."""
+    selects, params = sets
+    return f"r.id IN ({' UNION ALL '.join(selects)})", params
+
+
 def _scope(scope: Scope) -> tuple[str, list[object]]:
     if scope.everything:
         return "1 = 1", []
-    ors, params = ["0"], list[object]()
+    selects, params = list[str](), list[object]()
     if scope.operator is not None:
-        ors.append(_by_operator("= ?"))
-        params += [scope.operator, scope.operator]
+        more, values = _by_operator(scope.operator)
+        selects += more
+        params += values
     if scope.teams:
-        teams = sorted(scope.teams)
-        ors.append(_by_team(f"IN ({_marks(teams)})"))
-        params += teams
+        more, values = _by_teams(sorted(scope.teams))
+        selects += more
+        params += values
     if scope.granted_to is not None:
-        ors.append(
-            "r.id IN (SELECT recording_id FROM access_requests WHERE requester = ?"
-            " AND state = 'approved' AND expires_at > ?)"
-        )
+        selects.append(_GRANTED_TO)
         params += [scope.granted_to, to_ms("now", scope.now)]
-    return f"({' OR '.join(ors)})", params
+    return _one_of((selects, params)) if selects else ("0", [])
 
 
 def _where(query: SearchQuery) -> tuple[str, list[object]]:
@@ -181,15 +205,50 @@ def _where(query: SearchQuery) -> tuple[str, list[object]]:
         clauses.append("c.started_at < ?")
         params.append(to_ms("started_before", filters.started_before))
     if filters.operator is not None:
-        clauses.append(_by_operator("= ?"))
-        params += [filters.operator, filters.operator]
+        clause, values = _one_of(_by_operator(filters.operator))
+        clauses.append(clause)
+        params += values
     if filters.team is not None:
-        clauses.append(_by_team("= ?"))
-        params.append(filters.team)
+        clause, values = _one_of(_by_teams([filters.team]))
+        clauses.append(clause)
+        params += values
     if filters.state is not None:
         clauses.append("r.state = ?")
         params.append(filters.state.value)
+    if filters.service is not None:
+        clauses.append("c.service = ?")
+        params.append(filters.service)
+    if filters.direction is not None:
+        clauses.append("c.direction = ?")
+        params.append(filters.direction.value)
     return " AND ".join(clauses), params
+
+
+def statement(query: SearchQuery) -> tuple[str, list[object]]:
+    """The SQL and parameters of one page of ``query`` (what ``search`` runs, and what
+    the tests of the query plans ask SQLite to explain)."""
+    where, params = _where(query)
+    params += [count("limit", query.limit, minimum=1), count("offset", query.offset)]
+    return f"{_CALLS_FIRST if _calls_first(query) else _SELECT} WHERE {where} {_ORDER}", params
+
+
+def _calls_first(query: SearchQuery) -> bool:
+    """Whether to read calls first, newest first, through an index of calls (a number,
+    a window, a service) or of their start (nothing narrows by parts either), so the
+    scan stops at the page's end; else SQLite starts from the operator's, team's or
+    grant's set of recordings, which bounds the rows read by that set (benchmarks/
+    search_index.py measures both)."""
+    filters = query.filters
+    narrows_calls = (
+        bool(filters.numbers)
+        or filters.service is not None
+        or filters.started_from is not None
+        or filters.started_before is not None
+    )
+    narrows_parts = (
+        filters.operator is not None or filters.team is not None or not query.scope.everything
+    )
+    return narrows_calls or not narrows_parts
 
 
 def _hit(row: Row, parts: list[RecordingPart]) -> SearchHit:
@@ -219,9 +278,7 @@ class SqliteRecordingSearch:
 
     async def search(self, query: SearchQuery) -> list[SearchHit]:
         """One page of the recordings ``query`` finds, newest call first."""
-        where, params = _where(query)
-        params += [count("limit", query.limit, minimum=1), count("offset", query.offset)]
-        sql = f"{_SELECT} WHERE {where} {_ORDER}"
+        sql, params = statement(query)
         found = await self._db.read(lambda conn: rows(conn, sql, params))
         parts = await self._parts.parts_of([row["id"] for row in found])
         return [_hit(row, parts.get(row["id"], [])) for row in found]

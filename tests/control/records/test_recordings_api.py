@@ -71,6 +71,9 @@ async def test_filters_and_pages_narrow_the_search(
     assert await found(state="recording") == {world.open_id}
     assert await found(number="+441234567890", operator="bob", team="nurses") == every
     assert await found(operator="carl") == set()
+    assert await found(direction="inbound") == every
+    assert await found(direction="outbound") == set()
+    assert await found(service="triage") == set()  # the calls name no service
     assert await found(to="2023-11-14T22:00:00Z") == set()  # the calls began 22:13:20
     assert await found(**{"from": "2023-11-14T22:00:00Z"}) == every
     status, first, _ = await world.call(
@@ -95,6 +98,9 @@ async def test_filters_and_pages_narrow_the_search(
         ("team=a&team=b", "'team' is given more than once"),
         ("from=2024-01-02T00:00:00Z&to=2024-01-01T00:00:00Z", "to must be after from"),
         ("number=" + "9" * 201, "longer than 200"),
+        ("direction=sideways", "direction must be one of inbound, outbound"),
+        ("service=" + "s" * 201, "service is longer than 200"),
+        ("direction=inbound&direction=outbound", "'direction' is given more than once"),
         ("operator=%27%20OR%201%3D1%20--", None),  # SQL as text: a filter matching nothing
     ],
 )
@@ -177,7 +183,8 @@ async def test_the_openapi_document_describes_the_recordings_routes(
         paths = (await answer.json())["paths"]
     search = paths["/api/v1/recordings"]["get"]
     assert {p["name"] for p in search["parameters"]} == {
-        "number", "from", "to", "operator", "team", "state", "page", "size",
+        "number", "from", "to", "operator", "team", "state", "service", "direction", "page",
+        "size",
     }  # fmt: skip
     assert set(search["responses"]) == {"200", "401", "422"}
     detail = paths["/api/v1/recordings/{id}"]["get"]
