@@ -200,3 +200,30 @@ def test_a_wrong_pin_fails_naming_the_signing_key(tmp_path: Path, keys: Path) ->
     assert result.returncode == 1
     assert "signing-key.pub: untrusted: signed by key" in result.stderr
     assert f"not the trusted key {'ab' * 32}" in result.stderr
+
+
+def test_config_check_shows_the_signing_key_to_publish_or_that_it_is_missing(
+    tmp_path: Path,
+) -> None:
+    missing = recproxy("config", "check", cwd=tmp_path)
+    assert missing.returncode == 0, missing.stderr
+    assert any(
+        line.split()[:2] == ["signing", "key"] and "missing: recproxy keygen --signing" in line
+        for line in missing.stdout.splitlines()
+    ), missing.stdout
+    made = recproxy("keygen", "--signing", "--out", "data/keys", "--no-passphrase", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    digest = crypto.public_key_sha256(
+        crypto.load_signing_public_key(tmp_path / "data" / "keys" / "signing.pub")
+    )
+    shown = recproxy("config", "check", cwd=tmp_path)
+    assert shown.returncode == 0 and f"(sha256 {digest})" in shown.stdout, shown.stderr
+
+
+def test_config_check_refuses_a_signing_public_key_of_another_kind(tmp_path: Path) -> None:
+    made = recproxy("keygen", "--out", "keys", "--no-passphrase", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "c.toml").write_text('[export]\nsigning_public_key = "keys/recording.pub"\n')
+    refused = recproxy("config", "check", "--config", "c.toml", cwd=tmp_path)
+    assert refused.returncode == 78
+    assert "export.signing_public_key: " in refused.stderr and "not an Ed25519" in refused.stderr

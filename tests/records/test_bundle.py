@@ -195,6 +195,7 @@ def test_an_added_link_is_extra_and_a_file_swapped_for_a_link_is_not_accepted(
     (bundle / "rec-1" / "caller.wav").symlink_to(outside)
     fault = verify_bundle(bundle, trusted(key)).fault
     assert fault is not None and fault.name == "rec-1/caller.wav"
+    assert (fault.problem, fault.why) == (Problem.ALTERED, "not a regular file (a link?)")
 
 
 def rezip(archive: Path, edit: Callable[[str, bytes], Iterator[tuple[str, bytes]]]) -> Path:

@@ -218,6 +218,8 @@ def _check_files(source: _Source, manifest: Mapping[str, Any], verdict: _Verdict
             return verdict.fault(name, Problem.EXTRA, "not listed in the manifest")
         entry = listed[name]
         size = source.size(name)
+        if size is None and name in seen:
+            return verdict.fault(name, Problem.ALTERED, "not a regular file (a link?)")
         if size is None:
             return verdict.fault(name, Problem.MISSING, "listed in the manifest, not in the bundle")
         if size != entry["size"]:
