@@ -358,3 +358,25 @@ async def test_a_stream_is_written_off_the_event_loop(
         draft.seal(info("a.wav"), key)
     assert written.size == len(AUDIO)
     assert (tmp_path / "b" / "a.wav").read_bytes() == AUDIO
+
+
+def test_a_byte_changed_inside_the_zip_names_the_file_it_belongs_to(
+    bundle: Path, key: Ed25519PrivateKey, tmp_path: Path
+) -> None:
+    archive = zip_bundle(bundle, tmp_path / "bundle.zip")
+    original = archive.read_bytes()
+    with zipfile.ZipFile(archive) as opened:
+        entries = [(i.filename, i.header_offset, i.file_size) for i in opened.infolist()]
+    for filename, header, size in entries:
+        if size == 0:
+            continue
+        name = filename.removeprefix("SAR-2026-7/")
+        local_name_length = int.from_bytes(original[header + 26 : header + 28], "little")
+        extra_length = int.from_bytes(original[header + 28 : header + 30], "little")
+        data_start = header + 30 + local_name_length + extra_length  # stored: the bytes as is
+        flip(archive, data_start + size // 2)
+        fault = verify_bundle(archive, trusted(key)).fault
+        assert fault is not None and fault.name == name, (name, fault)
+        assert fault.problem is Problem.ALTERED
+        archive.write_bytes(original)
+    assert verify_bundle(archive, trusted(key)).intact

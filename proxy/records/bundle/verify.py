@@ -3,6 +3,7 @@ key, then every file against the signed manifest; the first fault, named."""
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import os
 import stat
@@ -81,22 +82,36 @@ class BundleVerdict:
         return self.fault is None
 
 
-class _Source:
+class _Unreadable(Exception):
+    """A bundle file that is there but cannot be read (a ZIP entry failing its CRC)."""
+
+    def __init__(self, name: str, cause: Exception) -> None:
+        super().__init__(f"unreadable: {cause}")
+        self.name = name
+
+
+class _Source(abc.ABC):
     """A bundle's files by name, from a folder or a ZIP, read without following links."""
 
+    @abc.abstractmethod
     def names(self) -> list[str]:
-        raise NotImplementedError
+        """Every file's name, once per copy (a name twice is an extra file)."""
 
+    @abc.abstractmethod
     def size(self, name: str) -> int | None:
-        raise NotImplementedError
+        """A regular file's size; None when there is none of that name."""
 
+    @abc.abstractmethod
     def chunks(self, name: str, limit: int) -> Iterator[bytes]:
-        raise NotImplementedError
+        """The file's first ``limit`` bytes at most, in pieces."""
 
     def read(self, name: str, limit: int = 1 << 20) -> bytes | None:
         if self.size(name) is None:
             return None
-        return b"".join(self.chunks(name, limit))
+        try:
+            return b"".join(self.chunks(name, limit))
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise _Unreadable(name, exc) from exc
 
 
 class _Folder(_Source):
@@ -162,8 +177,16 @@ def verify_bundle(path: Path, trusted: TrustedKey | None = None) -> BundleVerdic
 
 
 def _verify(source: _Source, trusted: TrustedKey | None) -> BundleVerdict:
-    pinned = trusted is not None
-    verdict = _Verdicts(pinned)
+    verdict = _Verdicts(pinned=trusted is not None)
+    try:
+        return _verify_signed(source, trusted, verdict)
+    except _Unreadable as exc:
+        return verdict.fault(exc.name, Problem.ALTERED, str(exc))
+
+
+def _verify_signed(
+    source: _Source, trusted: TrustedKey | None, verdict: _Verdicts
+) -> BundleVerdict:
     signed = source.read(SIGNATURE)
     if signed is None:
         return verdict.fault(SIGNATURE, Problem.MISSING, "the bundle has no signature")
@@ -231,7 +254,7 @@ def _check_files(source: _Source, manifest: Mapping[str, Any], verdict: _Verdict
             for chunk in source.chunks(name, entry["size"] + 1):
                 digest.update(chunk)
         except (OSError, zipfile.BadZipFile) as exc:
-            return verdict.fault(name, Problem.ALTERED, f"unreadable: {exc}")
+            raise _Unreadable(name, exc) from exc
         if digest.hexdigest() != entry["sha256"]:
             return verdict.fault(name, Problem.ALTERED, "its SHA-256 is not the manifest's")
     return verdict.done(tuple(sorted(listed)))
