@@ -34,6 +34,7 @@ from proxy.records.bundle import (
     verify_bundle,
     zip_bundle,
 )
+from proxy.records.bundle.format import signature_document
 from proxy.storage import crypto
 from tests.storage.faulty_store import tmpfs
 
@@ -380,3 +381,17 @@ def test_a_byte_changed_inside_the_zip_names_the_file_it_belongs_to(
         assert fault.problem is Problem.ALTERED
         archive.write_bytes(original)
     assert verify_bundle(archive, trusted(key)).intact
+
+
+@pytest.mark.parametrize("drop", ["signing_key_sha256", "files", "recordings", "format"])
+def test_a_signed_manifest_of_the_wrong_shape_is_named_not_trusted(
+    tmp_path: Path, key: Ed25519PrivateKey, bundle: Path, drop: str
+) -> None:
+    """Even signed by the trusted key (a signer's bug), a manifest must have its shape."""
+    manifest = json.loads((bundle / MANIFEST).read_bytes())
+    del manifest[drop]
+    (bundle / MANIFEST).write_bytes(canonical_json(manifest))
+    (bundle / SIGNATURE).write_bytes(signature_document(canonical_json(manifest), key))
+    fault = verify_bundle(bundle, trusted(key)).fault
+    assert fault is not None and (fault.name, fault.problem) == (MANIFEST, Problem.ALTERED)
+    assert fault.why == "signed, but not a valid manifest"

@@ -31,8 +31,6 @@ FOLDER_MODE = 0o700
 READ_SIZE = 1 << 16
 HEX64 = re.compile(r"[0-9a-f]{64}")
 HEX128 = re.compile(r"[0-9a-f]{128}")
-HEX64 = re.compile(r"[0-9a-f]{64}")
-HEX128 = re.compile(r"[0-9a-f]{128}")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -188,6 +186,8 @@ def parse_manifest(data: bytes) -> Mapping[str, Any] | None:
         good = (
             manifest["format"] == FORMAT
             and manifest["version"] == VERSION
+            and isinstance(manifest["signing_key_sha256"], str)
+            and isinstance(manifest["recordings"], list)
             and len(set(names)) == len(names)
             and all(
                 isinstance(entry["size"], int)
