@@ -5,7 +5,8 @@ recproxy serve [--config PATH] [--log-level LEVEL] [--log-format text|json]
 recproxy records serve [--config PATH] [--log-level LEVEL] [--log-format text|json]
 recproxy config check [--config PATH]
 recproxy config history [--config PATH] [--json]
-recproxy keygen --out DIR [--no-passphrase] [--config PATH]
+recproxy keygen --out DIR [--signing] [--no-passphrase] [--config PATH]
+recproxy verify-bundle PATH [--public-key FILE | --fingerprint SHA256] [--config PATH]
 recproxy recordings list [--config PATH] [--json]
 recproxy audit verify [--config PATH]
 recproxy audit show [--since ISO] [--actor A] [--action X] [--json] [--config PATH]
@@ -94,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     keygen = commands.add_parser("keygen", help="make the organisation's recording key pair")
     keygen.add_argument("--out", type=Path, required=True, metavar="DIR")
+    keygen.add_argument(
+        "--signing",
+        action="store_true",
+        help="make the export-signing key pair instead (Ed25519: signing.key, signing.pub)",
+    )
     keygen.add_argument(
         "--no-passphrase",
         action="store_true",
@@ -184,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _holds_parser(commands)
     _users_parser(commands)
+    _verify_bundle_parser(commands)
     retention = commands.add_parser(
         "retention", help="delete recordings whose retention period is over"
     )
@@ -311,6 +318,37 @@ def _users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     _config_option(passwd)
 
 
+def _verify_bundle_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    verify = commands.add_parser(
+        "verify-bundle",
+        help="check an export bundle (folder or ZIP) offline: its signature, every file",
+    )
+    verify.add_argument("path", type=Path, metavar="PATH", help="the bundle folder or its ZIP")
+    trust = verify.add_mutually_exclusive_group()
+    trust.add_argument(
+        "--public-key",
+        type=Path,
+        metavar="FILE",
+        help="the signing public key to trust (default: export.signing_public_key)",
+    )
+    trust.add_argument(
+        "--fingerprint",
+        type=_key_sha256,
+        metavar="SHA256",
+        help="the SHA-256 of the signing key to trust, as the organisation publishes it",
+    )
+    _config_option(verify)
+
+
+def _key_sha256(text: str) -> str:
+    """``--fingerprint``: the 64 hex digits of a signing key's SHA-256 (spaces and
+    colons allowed, as it may be copied from a letter)."""
+    digits = text.replace(":", "").replace(" ", "").lower()
+    if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
+        raise argparse.ArgumentTypeError(f"{text!r} is not the 64 hex digits of a key's SHA-256")
+    return digits
+
+
 def _part_number(text: str) -> int:
     """A part number for ``--part``: a whole number from 1."""
     if not text.isdigit() or int(text) < 1:
@@ -356,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config_check(args)
         if args.command == "keygen":
             return asyncio.run(_keygen(args))
+        if args.command == "verify-bundle":
+            return _verify_bundle(args)
         if args.command == "recordings":
             return asyncio.run(_recordings_list(args))
         if args.command == "audit":
@@ -515,8 +555,17 @@ async def _keygen(args: argparse.Namespace) -> int:
         )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    private_path, public_path = out / "recording.key", out / "recording.pub"
-    private, public = crypto.generate_keypair()
+    private: crypto.PrivateKey
+    public: crypto.PublicKey
+    if args.signing:
+        private_path, public_path = out / "signing.key", out / "signing.pub"
+        private = crypto.generate_signing_key()
+        public = private.public_key()
+        setting = "export.signing_public_key"
+    else:
+        private_path, public_path = out / "recording.key", out / "recording.pub"
+        private, public = crypto.generate_keypair()
+        setting = "recording.public_key"
     try:
         crypto.save_private_key(
             private_path,
@@ -530,8 +579,10 @@ async def _keygen(args: argparse.Namespace) -> int:
     async with SqliteCatalog(config.catalog.path) as catalog:
         await audit_key_generated(catalog.audit, public, actor=os_account())
     print(f"private key: {private_path}  (keep it off the proxy host)")
-    print(f"public key:  {public_path}  (set recording.public_key to this)")
+    print(f"public key:  {public_path}  (set {setting} to this)")
     print(f"fingerprint: {crypto.key_fingerprint(public)}")
+    if args.signing:  # what recipients pin: verify-bundle --fingerprint
+        print(f"sha256:      {crypto.public_key_sha256(public)}  (publish it)")
     return 0
 
 
@@ -963,6 +1014,52 @@ async def _retention_sweep(args: argparse.Namespace) -> int:
             print(f"would delete {recording_id}")
     print(report.summary())
     return EXIT_FAILURE if report.failed else 0
+
+
+def _verify_bundle(args: argparse.Namespace) -> int:
+    """Check a bundle offline against the trusted signing key: ``--public-key``,
+    ``--fingerprint``, else the configured ``export.signing_public_key``.  A bundle is
+    never judged by its own key alone: anyone can sign a bundle with a key of their own."""
+    import zipfile
+
+    from .records.bundle import TrustedKey, verify_bundle
+    from .storage import crypto
+
+    config = _load(args)
+    if args.fingerprint is not None:
+        trusted, source = TrustedKey(args.fingerprint), "--fingerprint"
+    else:
+        key_file = args.public_key or config.export.signing_public_key
+        if args.public_key is None and not key_file.exists():
+            raise CliError(
+                f"no trusted signing key: {key_file} (export.signing_public_key) does not "
+                "exist; pass --public-key FILE or --fingerprint SHA256 as the organisation "
+                "publishes it"
+            )
+        try:
+            trusted = TrustedKey.of(crypto.load_signing_public_key(key_file))
+        except crypto.KeyFileError as exc:
+            raise CliError(str(exc)) from None
+        source = str(key_file)
+    try:
+        verdict = verify_bundle(args.path, trusted)
+    except FileNotFoundError:
+        raise CliError(f"{args.path}: no such bundle folder or ZIP") from None
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise CliError(f"{args.path}: not a bundle folder or a readable ZIP ({exc})") from None
+    if verdict.fault is not None:
+        raise CliError(f"bundle {args.path} is not intact: {verdict.fault}")
+    manifest = verdict.manifest or {}
+    print(
+        f"bundle intact: case {manifest.get('case_id')}, {len(verdict.checked)} file(s) of "
+        f"{len(manifest.get('recordings', []))} recording(s), exported by "
+        f"{manifest.get('exported_by')} at {manifest.get('exported_at')} "
+        f"({manifest.get('purpose')}: {manifest.get('reason')})"
+    )
+    print(f"signed by key {verdict.signing_key_sha256} (trusted: {source})")
+    for name in verdict.checked:
+        print(f"  ok {name}")
+    return 0
 
 
 def _operator_token() -> int:

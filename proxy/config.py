@@ -397,6 +397,17 @@ class RecordsSettings:
 
 
 @dataclass(frozen=True)
+class ExportSettings:
+    """The export-signing key (issue 16): Ed25519, made by ``recproxy keygen --signing``.
+    Only the records service and the custodian's commands load ``signing_key`` (with the
+    recording key's passphrase); ``signing_public_key`` is the key ``recproxy
+    verify-bundle`` trusts when it is given none."""
+
+    signing_key: Path = Path("data/keys/signing.key")
+    signing_public_key: Path = Path("data/keys/signing.pub")
+
+
+@dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
@@ -417,6 +428,7 @@ class Config:
     accounts: AccountsSettings = field(default_factory=AccountsSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     records: RecordsSettings = field(default_factory=RecordsSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -870,6 +882,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "passphrase_file": path,
             "child": _choice("auto", "on", "off"),
         },
+        "export": {"signing_key": path, "signing_public_key": path},
     }
 
 
@@ -940,6 +953,7 @@ _SECTIONS: Mapping[str, type] = {
     "accounts": AccountsSettings,
     "access": AccessSettings,
     "records": RecordsSettings,
+    "export": ExportSettings,
 }
 
 # Values renamed but still accepted: (section, key) → old value → new value.  "ulaw" was
@@ -954,6 +968,8 @@ _DEFAULT_PATHS = {
     ("recording", "public_key"),
     ("recording", "private_key"),
     ("catalog", "path"),
+    ("export", "signing_key"),
+    ("export", "signing_public_key"),
 }
 
 

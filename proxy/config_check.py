@@ -45,6 +45,7 @@ def check_config(config: Config) -> list[str]:
         )
     else:
         key_line += " (missing: serve makes a development key pair on first start)"
+    signing_line = _signing_key_line(config, problems)
     if problems:
         raise ConfigError(*problems)
     sip = config.sip
@@ -56,6 +57,7 @@ def check_config(config: Config) -> list[str]:
         ("http", _address(config.http.listen)),
         *(("prompt", line) for line in prompts),
         ("public key", key_line),
+        ("signing key", signing_line),
         ("recordings", str(config.recording.dir)),
         ("catalog", str(config.catalog.path)),
         (
@@ -67,6 +69,20 @@ def check_config(config: Config) -> list[str]:
         *(("warning", line) for line in config.warnings),
     ]
     return format_table(("checked", "value"), rows)
+
+
+def _signing_key_line(config: Config, problems: list[str]) -> str:
+    """The export-signing public key: its SHA-256 (what recipients pin), or that it is
+    still to be made; a file there that is not an Ed25519 public key is a problem."""
+    public = config.export.signing_public_key
+    if not public.exists():
+        return f"{public} (missing: recproxy keygen --signing makes it, for export bundles)"
+    try:
+        key = crypto.load_signing_public_key(public)
+    except crypto.StorageCryptoError as exc:
+        problems.append(f"export.signing_public_key: {exc}")
+        return str(public)
+    return f"{public} (sha256 {crypto.public_key_sha256(key)})"
 
 
 def _address(address: tuple[str, int]) -> str:

@@ -16,8 +16,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..config import Config
@@ -27,6 +30,8 @@ from ..storage import crypto
 PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
 PROTECTED = "passphrase-protected"  # what the key-making process prints when it is
 KEYGEN_TIMEOUT = 60.0  # seconds: key generation takes milliseconds; a hang is a fault
+
+Key = TypeVar("Key", X25519PrivateKey, Ed25519PrivateKey)
 
 
 def key_passphrase(passphrase_file: Path | None) -> bytes | None:
@@ -53,15 +58,28 @@ def key_passphrase(passphrase_file: Path | None) -> bytes | None:
 def load_private_key(config: Config) -> X25519PrivateKey:
     """The recording private key, unlocked with its passphrase; ``StartupError`` naming
     ``recording.private_key`` when it is missing, unreadable or the passphrase is wrong."""
-    passphrase = key_passphrase(config.records.passphrase_file)
     path = config.recording.private_key
+    return _unlocked(config, "recording.private_key", path, crypto.load_private_key)
+
+
+def load_signing_key(config: Config) -> Ed25519PrivateKey:
+    """The export-signing private key (``export.signing_key``), unlocked with the same
+    passphrase as the recording key; ``StartupError`` naming the key as above."""
+    path = config.export.signing_key
+    return _unlocked(config, "export.signing_key", path, crypto.load_signing_key)
+
+
+def _unlocked(
+    config: Config, setting: str, path: Path, load: Callable[[Path, bytes | None], Key]
+) -> Key:
+    passphrase = key_passphrase(config.records.passphrase_file)
     try:
-        return crypto.load_private_key(path, passphrase)
+        return load(path, passphrase)
     except crypto.StorageCryptoError as exc:
         hint = ""
         if isinstance(exc, crypto.PassphraseRequired | crypto.WrongPassphrase):
             hint = f" (set {PASSPHRASE_ENV} or records.passphrase_file)"
-        raise StartupError(f"recording.private_key {path}: {exc}{hint}") from None
+        raise StartupError(f"{setting} {path}: {exc}{hint}") from None
 
 
 def make_development_keys(config: Config) -> bool:

@@ -1,4 +1,5 @@
-"""The organisation key pair and the wrapping of per-recording data keys.
+"""The organisation key pair, the wrapping of per-recording data keys, and the
+installation's export-signing key.
 
 Every recording is encrypted under its own random 32-byte *data key*.  The data key is
 stored beside the audio only in wrapped form: encrypted to the organisation's X25519
@@ -8,6 +9,11 @@ and export unwrap with the private key, kept by the access service under a passp
 
 The wrapped-key layout (the ``key`` file of a recording) is specified byte by byte in
 ``docs/recording-format.md``; the constants below are the ones it names.
+
+The export-signing key (Ed25519, ``recproxy keygen --signing``) signs the manifest of
+every export bundle (:mod:`proxy.records.bundle`), so that a recipient can later prove
+the bundle is what the installation exported.  Its files use the same PEM forms and the
+same passphrase handling as the organisation key; only the key type differs.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ import struct
 import uuid
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -61,6 +68,10 @@ class NotX25519Key(KeyFileError):
     """The file holds a key, but not an X25519 key."""
 
 
+class NotEd25519Key(KeyFileError):
+    """The file holds a key, but not an Ed25519 (export-signing) key."""
+
+
 class WrappedKeyError(StorageCryptoError):
     """A wrapped data key is malformed, altered, or belongs to another recording."""
 
@@ -75,17 +86,21 @@ def generate_keypair() -> tuple[X25519PrivateKey, X25519PublicKey]:
     return private, private.public_key()
 
 
-def public_key_bytes(key: X25519PublicKey) -> bytes:
+PublicKey = X25519PublicKey | Ed25519PublicKey
+PrivateKey = X25519PrivateKey | Ed25519PrivateKey
+
+
+def public_key_bytes(key: PublicKey) -> bytes:
     """The 32-byte raw form of a public key (RFC 7748)."""
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def public_key_sha256(key: X25519PublicKey) -> str:
+def public_key_sha256(key: PublicKey) -> str:
     """SHA-256 of the raw public key, in hex: how the audit log names a key."""
     return hashlib.sha256(public_key_bytes(key)).hexdigest()
 
 
-def key_fingerprint(key: X25519PublicKey) -> str:
+def key_fingerprint(key: PublicKey) -> str:
     """A short, stable name for a public key: the first 16 hex digits of SHA-256(raw)."""
     return public_key_sha256(key)[:16]
 
@@ -106,7 +121,7 @@ def _write_new_file(path: Path, data: bytes, mode: int, overwrite: bool) -> None
 
 def save_private_key(
     path: str | os.PathLike[str],
-    key: X25519PrivateKey,
+    key: PrivateKey,
     passphrase: bytes | None,
     *,
     overwrite: bool = False,
@@ -131,12 +146,28 @@ def save_private_key(
 
 
 def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None) -> X25519PrivateKey:
-    """Read a private key written by :func:`save_private_key`.
+    """Read an organisation private key written by :func:`save_private_key`.
 
     Raises :class:`PassphraseRequired`, :class:`WrongPassphrase`, :class:`NotX25519Key` or
     :class:`KeyFileError` (unreadable file, not a PEM private key), each naming the file.
     """
-    path = Path(path)
+    key = _load_pem_private_key(Path(path), passphrase)
+    if not isinstance(key, X25519PrivateKey):
+        raise NotX25519Key(f"{path} holds a {type(key).__name__}, not an X25519 private key")
+    return key
+
+
+def load_signing_key(path: str | os.PathLike[str], passphrase: bytes | None) -> Ed25519PrivateKey:
+    """Read an export-signing private key; the errors of :func:`load_private_key`, with
+    :class:`NotEd25519Key` for a key of another type (the recording key, say)."""
+    key = _load_pem_private_key(Path(path), passphrase)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise NotEd25519Key(f"{path} holds a {type(key).__name__}, not an Ed25519 signing key")
+    return key
+
+
+def _load_pem_private_key(path: Path, passphrase: bytes | None) -> object:
+    """Any PEM private key in ``path``, decrypted with ``passphrase`` if it is encrypted."""
     try:
         pem = path.read_bytes()
         mode = path.stat().st_mode
@@ -155,37 +186,76 @@ def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None) -> 
         raise KeyFileError(f"{path} does not hold a PEM private key: {exc}") from exc
     except (TypeError, UnsupportedAlgorithm) as exc:
         raise KeyFileError(f"{path} does not hold a usable private key: {exc}") from exc
-    if not isinstance(key, X25519PrivateKey):
-        raise NotX25519Key(f"{path} holds a {type(key).__name__}, not an X25519 private key")
     if passphrase is not None and not encrypted:
         log.warning("private key file %s is not encrypted; the passphrase was not needed", path)
     return key
 
 
 def save_public_key(
-    path: str | os.PathLike[str], key: X25519PublicKey, *, overwrite: bool = False
+    path: str | os.PathLike[str], key: PublicKey, *, overwrite: bool = False
 ) -> None:
     """Write the public key as PEM SubjectPublicKeyInfo (what the proxy is configured with)."""
-    pem = key.public_bytes(
+    _write_new_file(Path(path), public_key_pem(key), _PUBLIC_KEY_MODE, overwrite)
+
+
+def public_key_pem(key: PublicKey) -> bytes:
+    """The one PEM SubjectPublicKeyInfo text of a public key (what its file holds)."""
+    return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    _write_new_file(Path(path), pem, _PUBLIC_KEY_MODE, overwrite)
 
 
 def load_public_key(path: str | os.PathLike[str]) -> X25519PublicKey:
-    """Read a public key written by :func:`save_public_key`."""
-    path = Path(path)
-    try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise KeyFileError(f"cannot read public key file {path}: {exc.strerror}") from exc
-    try:
-        key = serialization.load_pem_public_key(pem)
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise KeyFileError(f"{path} does not hold a PEM public key: {exc}") from exc
+    """Read an organisation public key written by :func:`save_public_key`."""
+    key = _load_pem_public_key(Path(path))
     if not isinstance(key, X25519PublicKey):
         raise NotX25519Key(f"{path} holds a {type(key).__name__}, not an X25519 public key")
     return key
+
+
+def load_signing_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
+    """Read an export-signing public key (``signing.pub``, a bundle's ``signing-key.pub``)."""
+    return parse_signing_public_key(_read_public_pem(Path(path)), str(path))
+
+
+def parse_signing_public_key(pem: bytes, where: str) -> Ed25519PublicKey:
+    """The Ed25519 public key of a PEM text; :class:`KeyFileError` naming ``where``."""
+    key = _parse_pem_public_key(pem, where)
+    if not isinstance(key, Ed25519PublicKey):
+        raise NotEd25519Key(f"{where} holds a {type(key).__name__}, not an Ed25519 public key")
+    return key
+
+
+def _read_public_pem(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read public key file {path}: {exc.strerror}") from exc
+
+
+def _load_pem_public_key(path: Path) -> object:
+    return _parse_pem_public_key(_read_public_pem(path), str(path))
+
+
+def _parse_pem_public_key(pem: bytes, where: str) -> object:
+    try:
+        return serialization.load_pem_public_key(pem)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise KeyFileError(f"{where} does not hold a PEM public key: {exc}") from exc
+
+
+def generate_signing_key() -> Ed25519PrivateKey:
+    """A fresh export-signing key (its public half: ``.public_key()``)."""
+    return Ed25519PrivateKey.generate()
+
+
+def signature_valid(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    """Whether ``signature`` is ``key``'s Ed25519 signature of ``message``."""
+    try:
+        key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
 
 
 def new_data_key() -> bytes:

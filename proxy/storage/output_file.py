@@ -87,10 +87,10 @@ def _put_in_place(temp: Path, path: Path, *, force: bool) -> None:
         raise OutputRefused(f"{path} became a folder while exporting") from None
     except OSError as exc:
         raise OutputRefused(f"cannot put {path} in place: {exc.strerror}") from None
-    _fsync_folder(path.parent)
+    fsync_folder(path.parent)
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make the rename durable (a crash after it must not bring back the old name)."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
