@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from ...config import TranscriptsSettings
 from .model import ModelFiles, locate_model, read_verified
 
 WHISPER_RATE = 16_000  # Whisper hears 16 kHz mono
@@ -88,19 +88,14 @@ def _segment(found: Any) -> Segment:
     return Segment(float(found.start), float(found.end), str(found.text).strip(), words)
 
 
-def load_engine(
-    model_path: Path | None = None,
-    model_sha256: str | None = None,
-    *,
-    threads: int = 2,
-    language: str = "en",
-) -> FasterWhisperEngine:
-    """Find, verify and load the model (blocking: call it in a thread).  Raises
-    :class:`~.model.ModelMissing` or :class:`~.model.ModelMismatch` before anything is
-    loaded when the model is absent or not the one expected."""
-    return FasterWhisperEngine(
-        read_verified(locate_model(model_path, model_sha256)), threads=threads, language=language
-    )
+def load_engine(settings: TranscriptsSettings | None = None) -> FasterWhisperEngine:
+    """Find, verify and load the model ``settings`` (``[transcripts]``) name — blocking:
+    call it once, in a thread.  Raises :class:`~.model.ModelMissing` or
+    :class:`~.model.ModelMismatch` before anything is loaded when the model is absent or
+    not the one expected."""
+    settings = settings or TranscriptsSettings()
+    model = read_verified(locate_model(settings.model_path, settings.model_sha256))
+    return FasterWhisperEngine(model, threads=settings.threads, language=settings.language)
 
 
 def to_whisper_rate(pcm: npt.NDArray[np.int16], sample_rate: int) -> npt.NDArray[np.float32]:

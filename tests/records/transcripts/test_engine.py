@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from proxy.config import TranscriptsSettings
 from proxy.records.playback import find_playable, render
 from proxy.records.transcripts.engine import FasterWhisperEngine, load_engine
 from proxy.records.transcripts.model import PUBLISHED_SHA256
@@ -29,7 +30,7 @@ from .dialogue import RATE, two_channel_dialogue, words
 
 @pytest.fixture(scope="module")
 def engine() -> FasterWhisperEngine:
-    return load_engine(threads=2)
+    return load_engine(TranscriptsSettings(threads=2))
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from proxy.config import TranscriptsSettings
 from proxy.records.transcripts.engine import load_engine
 from proxy.records.transcripts.model import (
     PUBLISHED_SHA256,
@@ -61,7 +62,7 @@ def test_with_no_model_installed_the_error_names_how_to_install_one() -> None:
 
 def test_an_empty_configured_folder_is_no_model(tmp_path: Path) -> None:
     with pytest.raises(ModelMissing, match=r"holds no model\.bin; install the model with"):
-        load_engine(tmp_path)
+        load_engine(TranscriptsSettings(tmp_path))
 
 
 def test_a_folder_without_its_tokenizer_is_no_model(tmp_path: Path) -> None:
@@ -76,7 +77,7 @@ def test_a_tampered_model_at_a_configured_path_is_refused(tmp_path: Path) -> Non
     model[1_000_000] ^= 0x01  # one bit of one weight
     (tmp_path / "model.bin").write_bytes(model)
     with pytest.raises(ModelMismatch) as refused:
-        load_engine(tmp_path, PUBLISHED_SHA256)
+        load_engine(TranscriptsSettings(tmp_path, PUBLISHED_SHA256))
     message = str(refused.value)
     assert f"expected {PUBLISHED_SHA256}" in message
     assert hashlib.sha256(model).hexdigest() in message
