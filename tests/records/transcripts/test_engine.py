@@ -5,6 +5,8 @@ the playback renderer too (decrypted in memory, no audio file written)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,8 +26,11 @@ from proxy.records.transcripts.transcript import Gap, Transcript
 from proxy.storage.catalog import SqliteCatalog
 from proxy.storage.crypto import load_private_key
 
+from ...e2e.netns import in_private_network
 from ..playback_world import PASSPHRASE, catalogue, write_recording
 from .dialogue import RATE, two_channel_dialogue, words
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +115,24 @@ async def test_a_recording_is_transcribed_from_its_rendering_without_a_file(
     assert {"thanks", "calling"} <= set(said(transcript, "Caller")), transcript.text()
     after = {p for p in tmp_path.rglob("*") if p.is_file()}
     assert {p for p in after - before if p.suffix not in (".sqlite3-wal", ".sqlite3-shm")} == set()
+
+
+def test_transcribing_needs_no_network(tmp_path: Path) -> None:
+    """Load and transcribe in a network namespace with loopback only: nothing is fetched
+    (no Hugging Face download, no tokenizer from the hub) and no audio can leave."""
+    turn = two_channel_dialogue()[round(4.67 * RATE) : round(8.74 * RATE), 0]
+    np.save(tmp_path / "turn.npy", turn)
+    script = (
+        "import sys, numpy as np\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from proxy.records.transcripts.engine import load_engine\n"
+        f"pcm = np.load({str(tmp_path / 'turn.npy')!r})\n"
+        f"print(' '.join(s.text for s in load_engine().transcribe(pcm, {RATE})))\n"
+    )
+    run = in_private_network(
+        lambda: subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        )
+    )
+    assert run.returncode == 0, run.stderr
+    assert {"internet", "yesterday"} <= set(words(run.stdout)), run.stdout
