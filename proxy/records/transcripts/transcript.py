@@ -28,15 +28,44 @@ class Cue:
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """Seconds ``[start, end)`` of the recording with no audio, and why (one line)."""
+    """Seconds ``[start, end)`` of the recording with no audio, and why (one line).
+    ``end`` None: the audio stops at ``start`` and how long the call went on is not
+    known — an interrupted recording (a crash keeps every chunk but the one being
+    filled, and the call's own end was never heard)."""
 
     start: float
-    end: float
+    end: float | None = None
     reason: str = "recording interrupted"
 
     @property
     def text(self) -> str:
-        return f"[no audio: {self.reason}]"
+        return f"[no audio{'' if self.end is not None else ' from here'}: {self.reason}]"
+
+    @property
+    def stamp(self) -> str:
+        """Its time in the plain text: the span, or where the audio stops."""
+        end = "" if self.end is None else timestamp(self.end)
+        return f"{timestamp(self.start)}-{end}"
+
+    @property
+    def shown_until(self) -> float:
+        """The end of its WebVTT cue: the gap's end, or :data:`OPEN_GAP_SHOWN_S` on
+        (a cue needs an end after its start; the text says the end is unknown)."""
+        return self.start + OPEN_GAP_SHOWN_S if self.end is None else self.end
+
+
+OPEN_GAP_SHOWN_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A cue or a gap, as both formats write it."""
+
+    start: float
+    end: float
+    stamp: str
+    speaker: Speaker | None
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,29 +76,28 @@ class Transcript:
     gaps: tuple[Gap, ...] = ()
     speakers: tuple[Speaker, ...] = (CALLER, CALL_TAKER)
 
-    def entries(self) -> list[tuple[float, float, str | None, str]]:
-        """Cues and gaps merged by start time: ``(start, end, speaker or None, text)``."""
-        rows: list[tuple[float, float, str | None, str]] = [
-            (cue.start, cue.end, cue.speaker, cue.text) for cue in self.cues
-        ]
-        rows += [(gap.start, gap.end, None, gap.text) for gap in self.gaps]
-        return sorted(rows, key=lambda row: (row[0], row[1]))
+    def _entries(self) -> list[_Entry]:
+        """Cues and gaps merged by start time."""
+        entries = [_Entry(c.start, c.end, timestamp(c.start), c.speaker, c.text) for c in self.cues]
+        entries += [_Entry(g.start, g.shown_until, g.stamp, None, g.text) for g in self.gaps]
+        return sorted(entries, key=lambda entry: (entry.start, entry.end))
 
     def text(self) -> str:
-        """One line an entry: ``[HH:MM:SS.mmm] Speaker: words``."""
+        """One line an entry: ``[HH:MM:SS.mmm] Speaker: words``; a gap
+        ``[start-end] [no audio: why]``."""
         lines = []
-        for start, end, speaker, words in self.entries():
-            said = words if speaker is None else f"{speaker}: {words}"
-            stamp = timestamp(start) if speaker else f"{timestamp(start)}-{timestamp(end)}"
-            lines.append(f"[{stamp}] {said}")
-        return "".join(f"{line}\n" for line in lines)
+        for entry in self._entries():
+            said = entry.text if entry.speaker is None else f"{entry.speaker}: {entry.text}"
+            lines.append(f"[{entry.stamp}] {said}\n")
+        return "".join(lines)
 
     def webvtt(self) -> str:
         """A WebVTT file: a cue an entry, the speaker as a voice span (``<v Caller>``)."""
         blocks = ["WEBVTT\n"]
-        for start, end, speaker, words in self.entries():
-            body = _escape(words) if speaker is None else f"<v {speaker}>{_escape(words)}"
-            blocks.append(f"{timestamp(start)} --> {timestamp(end)}\n{body}\n")
+        for entry in self._entries():
+            body = _escape(entry.text)
+            voiced = body if entry.speaker is None else f"<v {entry.speaker}>{body}"
+            blocks.append(f"{timestamp(entry.start)} --> {timestamp(entry.end)}\n{voiced}\n")
         return "\n".join(blocks)
 
 

@@ -52,3 +52,13 @@ def test_a_gap_is_marked_where_it_falls_with_its_span() -> None:
 def test_cue_text_cannot_end_a_cue_or_inject_markup() -> None:
     vtt = Transcript((Cue(1, 2, CALLER, "a --> b\n\nc <i>&"),)).webvtt()
     assert vtt.endswith("<v Caller>a --&gt; b c &lt;i&gt;&amp;\n")
+
+
+def test_an_interrupted_recording_is_marked_where_its_audio_stops() -> None:
+    transcript = Transcript(CUES, (Gap(7.96),))
+    assert transcript.text().splitlines()[-1] == (
+        "[00:00:07.960-] [no audio from here: recording interrupted]"
+    )
+    assert transcript.webvtt().endswith(
+        "00:00:07.960 --> 00:00:09.960\n[no audio from here: recording interrupted]\n"
+    )
