@@ -6,19 +6,23 @@ only the speech webrtcvad finds is sent to the engine (:mod:`.speech`).  The cue
 both channels are then merged by time.  A cue is one engine segment within one speech
 region, so a turn is never glued to the next one across a silence.
 
-The audio comes decoded in memory (the playback renderer's WAV, :func:`pcm_of`); no
-plaintext audio file is ever written.
+The audio comes decoded in memory (the playback renderer's WAV: :func:`transcribe_playable`);
+no plaintext audio file is ever written.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from ...recording_state import RecordingState
 from ...storage.export import WAV_HEADER_SIZE
+from ..playback import Playable, render
 from .engine import Segment, TranscriptionEngine
 from .speech import SpeechMap, join_regions, speech_regions
 from .transcript import CALL_TAKER, CALLER, Cue, Gap, Speaker, Transcript
@@ -112,6 +116,39 @@ def _segment_cues(segment: Segment, speech: SpeechMap, speaker: Speaker) -> list
         if text:
             cues.append(Cue(words[0][0], max(end for _, end, _ in words), speaker, text))
     return cues
+
+
+async def transcribe_playable(
+    playable: Playable,
+    engine: TranscriptionEngine,
+    *,
+    caller_only: bool = False,
+    recordings_dir: Path,
+    private_key: X25519PrivateKey,
+    vad_mode: int = 2,
+) -> Transcript:
+    """The transcript of a recording (or of the part ``playable`` names), decrypted in
+    memory through the playback renderer — both channels, or the caller's alone.  An
+    interrupted recording gets its gap marked where its audio stops.  Raises what
+    :func:`~proxy.records.playback.render` raises for audio that cannot be read."""
+    rendering = await render(
+        playable,
+        channels="caller" if caller_only else "stereo",
+        recordings_dir=recordings_dir,
+        private_key=private_key,
+    )
+    audio = await pcm_of(rendering.chunks(), channels=1 if caller_only else 2)
+    interrupted = playable.recording.state is RecordingState.INTERRUPTED
+    last_part = playable.part is None or playable.part.part == playable.parts[-1].part
+    gaps = [Gap(rendering.duration_s)] if interrupted and last_part else []
+    return await transcribe_recording_async(
+        audio,
+        rendering.sample_rate,
+        engine,
+        caller_only=caller_only,
+        gaps=gaps,
+        vad_mode=vad_mode,
+    )
 
 
 async def pcm_of(wav: AsyncIterable[bytes], channels: int) -> npt.NDArray[np.int16]:

@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 
 from proxy.config import TranscriptsSettings
+from proxy.recording_state import RecordingState
 from proxy.records.playback import find_playable, render
 from proxy.records.transcripts.engine import FasterWhisperEngine, load_engine
 from proxy.records.transcripts.model import PUBLISHED_SHA256
 from proxy.records.transcripts.transcribe import (
     pcm_of,
+    transcribe_playable,
     transcribe_recording,
     transcribe_recording_async,
 )
@@ -98,23 +100,39 @@ async def catalog(tmp_path: Path) -> AsyncIterator[SqliteCatalog]:
     await catalog.close()
 
 
-async def test_a_recording_is_transcribed_from_its_rendering_without_a_file(
-    engine: FasterWhisperEngine, catalog: SqliteCatalog, tmp_path: Path
+@pytest.mark.parametrize("state", [RecordingState.COMPLETE, RecordingState.INTERRUPTED])
+async def test_a_recording_is_transcribed_through_its_rendering_without_a_file(
+    engine: FasterWhisperEngine, catalog: SqliteCatalog, tmp_path: Path, state: RecordingState
 ) -> None:
     written = write_recording(tmp_path)  # caller: the dialogue's first 7.3 s, encrypted
-    await catalogue(catalog, written.recording_id)
+    await catalogue(catalog, written.recording_id, state)
     before = {p for p in tmp_path.rglob("*") if p.is_file()}
-    playable = await find_playable(catalog, written.recording_id)
-    key = load_private_key(written.private_key, PASSPHRASE.encode())
-    rendering = await render(
-        playable, channels="caller", recordings_dir=written.recordings, private_key=key
+    transcript = await transcribe_playable(
+        await find_playable(catalog, written.recording_id),
+        engine,
+        caller_only=True,
+        recordings_dir=written.recordings,
+        private_key=load_private_key(written.private_key, PASSPHRASE.encode()),
     )
-    audio = await pcm_of(rendering.chunks(), channels=1)
-    assert len(audio) == len(written.audio)
-    transcript = await transcribe_recording_async(audio, RATE, engine, caller_only=True)
+    assert transcript.speakers == ("Caller",)
     assert {"thanks", "calling"} <= set(said(transcript, "Caller")), transcript.text()
+    gaps = [Gap(len(written.audio) / RATE)] if state is RecordingState.INTERRUPTED else []
+    assert list(transcript.gaps) == gaps
     after = {p for p in tmp_path.rglob("*") if p.is_file()}
-    assert {p for p in after - before if p.suffix not in (".sqlite3-wal", ".sqlite3-shm")} == set()
+    assert {p for p in after - before if "catalog.sqlite3" not in p.name} == set()
+
+
+async def test_pcm_of_a_rendering_is_the_recording_as_heard(
+    catalog: SqliteCatalog, tmp_path: Path
+) -> None:
+    written = write_recording(tmp_path)
+    await catalogue(catalog, written.recording_id)
+    rendering = await render(
+        await find_playable(catalog, written.recording_id),
+        recordings_dir=written.recordings,
+        private_key=load_private_key(written.private_key, PASSPHRASE.encode()),
+    )
+    assert np.array_equal(await pcm_of(rendering.chunks(), channels=2), written.audio)
 
 
 def test_transcribing_needs_no_network(tmp_path: Path) -> None:
