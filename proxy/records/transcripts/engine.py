@@ -5,7 +5,7 @@ it knows nothing of recordings, speakers or formats (:mod:`.transcribe` does).  
 default, :class:`FasterWhisperEngine`, runs CTranslate2 with int8 weights on the CPU
 with the configured number of threads.  Loading takes a second or two and ~200 MB, so a
 process loads it once (:func:`load_engine`) and keeps it; transcribing is blocking CPU
-work, run in a worker thread (:func:`.transcribe.transcribe_recording_async`).
+work, run in a worker thread (:func:`.transcribe.transcribe_playable` does).
 """
 
 from __future__ import annotations

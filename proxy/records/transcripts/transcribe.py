@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def transcribe_recording(
     """The transcript of ``audio``: (frames, 2) (caller, call taker), or one
     channel (the caller's) when ``caller_only`` — then only ``Caller`` speaks in it, and
     a second channel, if given, is not looked at.  ``gaps`` are marked where they fall.
-    Blocking CPU work: see :func:`transcribe_recording_async`."""
+    Blocking CPU work: run it in a worker thread (as :func:`transcribe_playable` does)."""
     if audio.ndim == 1:
         audio = audio.reshape(-1, 1)
     if audio.ndim != 2 or audio.shape[1] not in (1, 2) or audio.dtype != np.int16:
@@ -54,27 +55,6 @@ def transcribe_recording(
         cues += _channel_cues(pcm, sample_rate, engine, speaker, vad_mode)
     cues.sort(key=lambda cue: (cue.start, cue.end))
     return Transcript(tuple(cues), tuple(sorted(gaps, key=lambda g: g.start)), speakers)
-
-
-async def transcribe_recording_async(
-    audio: npt.NDArray[np.int16],
-    sample_rate: int,
-    engine: TranscriptionEngine,
-    *,
-    caller_only: bool = False,
-    gaps: Sequence[Gap] = (),
-    vad_mode: int = 2,
-) -> Transcript:
-    """:func:`transcribe_recording` in a worker thread, off the event loop."""
-    return await asyncio.to_thread(
-        transcribe_recording,
-        audio,
-        sample_rate,
-        engine,
-        caller_only=caller_only,
-        gaps=gaps,
-        vad_mode=vad_mode,
-    )
 
 
 def _channel_cues(
@@ -141,14 +121,10 @@ async def transcribe_playable(
     interrupted = playable.recording.state is RecordingState.INTERRUPTED
     last_part = playable.part is None or playable.part.part == playable.parts[-1].part
     gaps = [Gap(rendering.duration_s)] if interrupted and last_part else []
-    return await transcribe_recording_async(
-        audio,
-        rendering.sample_rate,
-        engine,
-        caller_only=caller_only,
-        gaps=gaps,
-        vad_mode=vad_mode,
+    transcribe = partial(
+        transcribe_recording, caller_only=caller_only, gaps=gaps, vad_mode=vad_mode
     )
+    return await asyncio.to_thread(transcribe, audio, rendering.sample_rate, engine)
 
 
 async def pcm_of(wav: AsyncIterable[bytes], channels: int) -> npt.NDArray[np.int16]:

@@ -22,7 +22,6 @@ from proxy.records.transcripts.transcribe import (
     pcm_of,
     transcribe_playable,
     transcribe_recording,
-    transcribe_recording_async,
 )
 from proxy.records.transcripts.transcript import Gap, Transcript
 from proxy.storage.catalog import SqliteCatalog
@@ -74,12 +73,10 @@ def test_cues_are_merged_by_time_and_placed_in_their_turns(dialogue: Transcript)
     assert vtt.startswith("WEBVTT\n") and "<v Caller>" in vtt and "<v Call taker>" in vtt
 
 
-async def test_caller_only_holds_the_caller_s_words_alone(engine: FasterWhisperEngine) -> None:
+def test_caller_only_holds_the_caller_s_words_alone(engine: FasterWhisperEngine) -> None:
     caller = two_channel_dialogue()[:, :1]
     gap = Gap(21.81, 30.0)
-    transcript = await transcribe_recording_async(
-        caller, RATE, engine, caller_only=True, gaps=[gap]
-    )
+    transcript = transcribe_recording(caller, RATE, engine, caller_only=True, gaps=[gap])
     assert {cue.speaker for cue in transcript.cues} == {"Caller"}
     assert "internet" in said(transcript, "Caller")
     assert "Call taker" not in transcript.text() + transcript.webvtt()
@@ -88,9 +85,9 @@ async def test_caller_only_holds_the_caller_s_words_alone(engine: FasterWhisperE
     )
 
 
-async def test_a_silent_channel_gives_no_words(engine: FasterWhisperEngine) -> None:
+def test_a_silent_channel_gives_no_words(engine: FasterWhisperEngine) -> None:
     silence = np.zeros((RATE * 5, 2), dtype=np.int16)
-    assert (await transcribe_recording_async(silence, RATE, engine)).cues == ()
+    assert transcribe_recording(silence, RATE, engine).cues == ()
 
 
 @pytest.fixture
