@@ -10,6 +10,7 @@ work, run in a worker thread (:func:`.transcribe.transcribe_playable` does).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -59,6 +60,8 @@ class FasterWhisperEngine:
         self.model_sha256 = model.sha256
         self.origin = model.origin
         self._language = None if language == "auto" else language
+        # one transcription at a time: each already uses every configured thread
+        self._busy = threading.Lock()
         # faster-whisper pops the tokenizer from the mapping it is given: give it a copy
         self._model = WhisperModel(
             f"whisper:{model.sha256[:12]}",
@@ -72,15 +75,16 @@ class FasterWhisperEngine:
         audio = to_whisper_rate(pcm, sample_rate)
         if len(audio) == 0:
             return []
-        found, _info = self._model.transcribe(
-            audio,
-            language=self._language,
-            beam_size=5,
-            vad_filter=False,  # the caller gives speech only (speech.py)
-            word_timestamps=True,
-            condition_on_previous_text=False,  # no runaway repetition across turns
-        )
-        return [_segment(s) for s in found]
+        with self._busy:
+            found, _info = self._model.transcribe(
+                audio,
+                language=self._language,
+                beam_size=5,
+                vad_filter=False,  # the caller gives speech only (speech.py)
+                word_timestamps=True,
+                condition_on_previous_text=False,  # no runaway repetition across turns
+            )
+            return [_segment(s) for s in found]  # decoding happens as this is iterated
 
 
 def _segment(found: Any) -> Segment:
