@@ -250,7 +250,6 @@ class World:
     bob_transfer_audio: bytes  # and what bob sent once it was his
     passphrase: str | None
     secrets: set[str] = field(default_factory=set)  # every secret the run used
-    signed_in_at: float = 0.0  # time.monotonic() once every person signed in
 
     def token(self, name: str) -> str:
         return self.tokens[name]
@@ -409,7 +408,6 @@ def build_world(
     _add_users(world.run, PEOPLE)
     for person in PEOPLE:
         world.tokens[person.name] = world.api.bearer(person)
-    world.signed_in_at = time.monotonic()
     done = world.run("users", "disable", "gone")
     assert done.returncode == 0, done.stderr
     world.secrets |= {p.password for p in PEOPLE} | set(world.tokens.values())
