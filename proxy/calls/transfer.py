@@ -42,7 +42,7 @@ from ..sip.errors import RemoteSipError
 from ..sip.events import Event, RequestReceived, ResponseReceived, TransactionTimedOut
 from ..sip.message import Request
 from ..sip.transaction import ClientTransaction, TransactionState
-from ..sip.uri import SipUri
+from ..sip.uri import SipUri, parse_uri
 from ..storage.catalog import Attribution, CallOutcome
 from .media_wiring import CallMedia, check_family
 from .offer_answer import LegSdp
@@ -80,14 +80,36 @@ def transfer_target(
     identity with a host."""
     target = refer.refer_to(request)
     for operator in operators:
-        if any(_has_host(i) and identity_matches(i, target) for i in operator.identities):
-            return target, operator
+        for identity in operator.identities:
+            phone = _phone(identity)
+            if phone is not None and identity_matches(identity, target):
+                return _invited(phone, target), operator
     raise RemoteSipError(403, "Forbidden (Refer-To is no call taker's phone)")
 
 
-def _has_host(identity: str) -> bool:
-    """``"2002"`` names a user at any host: not enough to route a recorded call to."""
-    return "@" in identity or ":" in identity
+def _phone(identity: str) -> SipUri | None:
+    """The configured phone an identity names, if it names a host (``"2002"`` names a
+    user at any host: not enough to route a recorded call to)."""
+    if "@" not in identity and ":" not in identity:
+        return None
+    try:
+        uri = parse_uri(identity if ":" in identity else f"sip:{identity}")
+    except RemoteSipError:
+        return None
+    return uri if isinstance(uri, SipUri) else None
+
+
+def _invited(phone: SipUri, target: SipUri) -> SipUri:
+    """Where the target's INVITE goes: the configured phone's host, port and parameters,
+    never the ``Refer-To``'s (a ``maddr`` there would send the recorded caller wherever
+    the REFER says); the user is the phone's, else the one referred to."""
+    return SipUri(
+        phone.host,
+        user=phone.user or target.user,
+        port=phone.port,
+        params=phone.params,
+        scheme=phone.scheme,
+    )
 
 
 @dataclass

@@ -61,6 +61,11 @@ def test_only_a_bridged_incoming_calls_taker_may_refer_and_only_once_at_a_time()
 def test_the_target_must_be_an_operators_phone_with_a_host() -> None:
     target, operator = transfer_target(refer("<sip:bob@127.0.0.1:5080>"), OPERATORS)
     assert (operator, target.port) == (BOB, 5080)
+    # the INVITE goes to bob's configured phone, whatever the REFER adds to it
+    sneaky = "<sip:bob@127.0.0.1:5080;maddr=203.0.113.9;transport=tcp>"
+    target, operator = transfer_target(refer(sneaky), OPERATORS)
+    assert operator == BOB
+    assert (target.host, target.port, target.user, target.params) == ("127.0.0.1", 5080, "bob", ())
     for refused in (
         "<sip:mallory@198.51.100.7>",  # nobody's phone
         "<sip:3003@198.51.100.7>",  # carol's user, but her identity names no host
