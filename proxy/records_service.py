@@ -1,7 +1,7 @@
 """The records service's composition root (issue 15): the one process that holds the
 recording private key, serving search, playback and export to signed-in people.
 
-    private key (passphrase) → catalog → segment store → accounts → HTTP (/api/v1/...)
+    private key (passphrase) → catalog → accounts → HTTP (/api/v1/...)
 
 The records endpoints are added by :func:`add_records_routes`, each route module's
 ``add_routes`` on one access gate (``proxy.records.gate``), before the listener starts.
@@ -56,7 +56,6 @@ from .records.search import RecordSearch
 from .startup import StartupError
 from .storage.catalog import SqliteCatalog
 from .storage.catalog.anchor import anchor_path
-from .storage.store import LocalDiskStore, SegmentStore
 
 log = logging.getLogger("recproxy.records")
 
@@ -68,7 +67,6 @@ class RecordsService:
 
     config: Config
     catalog: SqliteCatalog
-    store: SegmentStore
     accounts: Accounts
     routes: Routes
     http: HttpServer
@@ -105,7 +103,6 @@ async def open_records_service(config: Config) -> AsyncIterator[RecordsService]:
             synchronous="FULL" if config.catalog.synchronous == "full" else "NORMAL",
         ).open()
         stack.push_async_callback(catalog.close)
-        store = LocalDiskStore(fsync=config.recording.fsync)  # type: ignore[arg-type]
         accounts = Accounts(catalog.users, config.accounts)
         ready = False
 
@@ -123,7 +120,7 @@ async def open_records_service(config: Config) -> AsyncIterator[RecordsService]:
                 f"{config.records.http_listen[1]}: {exc.strerror or exc}"
             ) from None
         stack.push_async_callback(http.stop)
-        service = RecordsService(config, catalog, store, accounts, routes, http, private_key)
+        service = RecordsService(config, catalog, accounts, routes, http, private_key)
         log.info("records service listening on %s/api/v1/", service.url)
         ready = True
         yield service

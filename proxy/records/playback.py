@@ -61,7 +61,6 @@ from ..storage.export import (
 from ..storage.reader import Layout, RecordingReader, SegmentAudio
 from ..storage.segment import Encoding, RecordingCorrupt
 from .errors import RangeNotSatisfiable, RecordingActionError, RecordingUnreadable, RecordNotFound
-from .policy import Target
 
 AudioFormat = Literal["wav", "mp3", "g711"]
 AUDIO_FORMATS: tuple[AudioFormat, ...] = ("wav", "mp3", "g711")
@@ -79,12 +78,6 @@ class Playable:
     recording: Recording
     parts: tuple[RecordingPart, ...]
     part: RecordingPart | None = None
-
-    def targets(self) -> tuple[Target, ...]:
-        """What the access policy is asked about: the part played, or every part of the
-        recording when all of it is (each must be allowed)."""
-        covered = self.parts if self.part is None else (self.part,)
-        return tuple(Target(self.recording.id, p.part, p.operator, p.team) for p in covered)
 
 
 async def find_playable(catalog: Catalog, recording_id: str, part: int | None = None) -> Playable:

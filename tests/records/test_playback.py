@@ -250,15 +250,16 @@ async def test_a_damaged_segment_fails_only_the_ranges_that_need_it(world: World
         await rendering(world, format="mp3")
 
 
-async def test_the_policy_is_asked_about_each_part_played(world: World) -> None:
+async def test_a_playable_names_every_part_or_the_one_asked_for(world: World) -> None:
     rid = world.written.recording_id
     whole = await find_playable(world.catalog, rid)
-    assert [(t.recording_id, t.part, t.operator, t.team) for t in whole.targets()] == [
+    assert whole.part is None
+    assert [(p.recording_id, p.part, p.operator, p.team) for p in whole.parts] == [
         (rid, 1, "alice", "reception"),
         (rid, 2, "bob", "nurses"),
     ]
     second = await find_playable(world.catalog, rid, 2)
-    assert [(t.part, t.operator) for t in second.targets()] == [(2, "bob")]
+    assert second.part is not None and (second.part.part, second.part.operator) == (2, "bob")
 
 
 async def test_a_segment_gone_after_rendering_began_is_unreadable_not_a_traceback(

@@ -29,6 +29,7 @@ from ...storage.catalog import RequestState
 from ..body import json_object
 from .auth import current_actor
 from .params import query_parameter, query_values
+from .query import switch, switch_parameter
 from .routes import API, Routes, ok_json
 from .statuses import answering, problems
 
@@ -85,7 +86,6 @@ LIST_SCHEMA = {
 }
 _STATES = [state.value for state in RequestState]
 _DECISIONS = {"approve": True, "refuse": False}
-_MINE = {"1": True, "true": True, "0": False, "false": False}
 
 
 def members(body: dict[str, Any], known: Collection[str]) -> dict[str, Any]:
@@ -119,9 +119,7 @@ def add_routes(routes: Routes, desk: AccessDesk) -> None:
     @answering
     async def listing(request: web.Request) -> web.StreamResponse:
         raw = query_values(request, ("state", "mine"))
-        mine = _MINE.get(raw.get("mine", "0").lower())
-        if mine is None:
-            raise InvalidAccessRequest("mine must be 1 or 0")
+        mine = switch(raw, "mine")
         state = raw.get("state", "pending" if not mine else None)
         if state is not None and state not in _STATES:
             raise InvalidAccessRequest(f"state must be one of {', '.join(_STATES)}")
@@ -177,7 +175,7 @@ def add_routes(routes: Routes, desk: AccessDesk) -> None:
         "or with mine=1 your own requests, filtered by state if given",
         parameters=(
             query_parameter("state", "Only requests in this state", {"enum": _STATES}),
-            query_parameter("mine", "1: your own requests", {"enum": ["1", "0"]}),
+            switch_parameter("mine", "1: your own requests"),
         ),
         responses={"200": ok_json("The requests, oldest first", LIST_SCHEMA), **problems("422")},
     )

@@ -122,13 +122,14 @@ def _request(row: Row) -> AccessRequest:
     )
 
 
-_TABLE = RequestTable(
-    "access_requests",
-    "access request",
-    lambda conn, request_id: to.find(
-        conn, _request, "SELECT * FROM access_requests WHERE id = ?", (request_id,)
-    ),
-)
+_SELECT = "SELECT * FROM access_requests"
+
+
+def _find(conn: Connection, request_id: str) -> AccessRequest | None:
+    return to.find(conn, _request, f"{_SELECT} WHERE id = ?", (request_id,))
+
+
+_TABLE = RequestTable("access_requests", "access request", _find)
 
 
 def _audit(
@@ -150,7 +151,6 @@ def _audit(
     )
 
 
-_SELECT = "SELECT * FROM access_requests"
 _ORDER = "ORDER BY requested_at, rowid"
 
 
@@ -196,9 +196,7 @@ class SqliteAccessRequests(DecidedRequests[AccessRequest]):
         return await self._db.write(body)
 
     async def get(self, request_id: str) -> AccessRequest | None:
-        return await self._db.read(
-            lambda conn: to.find(conn, _request, f"{_SELECT} WHERE id = ?", (request_id,))
-        )
+        return await self._db.read(lambda conn: _find(conn, request_id))
 
     async def requests(
         self,
