@@ -422,6 +422,18 @@ class TranscriptsSettings:
 
 
 @dataclass(frozen=True)
+class SarSettings:
+    """Subject access cases (issue 16, P17-P19).  A case is due ``deadline_months``
+    calendar months from the day the request was received (the UK GDPR's one month; up
+    to three for a complex request, set before the case is opened), at the end of that
+    day in ``[access] timezone``.  Open cases due within ``due_soon_days`` are counted
+    apart by the metrics, for the alert."""
+
+    deadline_months: int = 1
+    due_soon_days: int = 7
+
+
+@dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
@@ -444,6 +456,7 @@ class Config:
     records: RecordsSettings = field(default_factory=RecordsSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
     transcripts: TranscriptsSettings = field(default_factory=TranscriptsSettings)
+    sar: SarSettings = field(default_factory=SarSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -919,6 +932,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "language": _language,
             "vad_mode": _int(0, 3),
         },
+        "sar": {"deadline_months": _int(1, 3), "due_soon_days": _int(1, 90)},
     }
 
 
@@ -991,6 +1005,7 @@ _SECTIONS: Mapping[str, type] = {
     "records": RecordsSettings,
     "export": ExportSettings,
     "transcripts": TranscriptsSettings,
+    "sar": SarSettings,
 }
 
 # Values renamed but still accepted: (section, key) → old value → new value.  "ulaw" was

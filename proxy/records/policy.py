@@ -22,6 +22,9 @@ Decisions that are not spelt out in the issue, kept simple on purpose:
 - A bulk export or listening is asked for by a records officer or the DPO and approved
   by a DPO other than the one who asked (a records officer approves single requests,
   never bulk ones).
+- Subject access cases are opened, read, exported and closed by records officers and
+  the DPO; only the DPO decides what a case releases.  Exporting a released call needs
+  no grant: the DPO's decision in the case is the authority, checked by the use case.
 """
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ class Action(enum.Enum):
     BULK_PLAY = "bulk_play"
     REQUEST_BULK = "request_bulk"  # ask the DPO to approve a bulk export or listening
     APPROVE_BULK = "approve_bulk"
+    OPEN_SAR = "open_sar"  # open a subject access case: its search attaches the calls
+    VIEW_SAR = "view_sar"  # the cases, their calls and decisions (metadata only)
+    DECIDE_SAR = "decide_sar"  # release both parties, the caller only, or refuse, a call
+    EXPORT_SAR = "export_sar"  # a released call's audio into the case's bundle
+    CLOSE_SAR = "close_sar"
 
 
 _OFFICERS = (Role.RECORDS_OFFICER, Role.DPO)  # approve, hold, see all metadata, bulk
@@ -115,6 +123,10 @@ RULES: Mapping[str, str] = {
     " and reason",
     "bulk.approve_allowed": "a DPO approves others' bulk requests",
     "bulk.approve_dpo_only": "only the DPO approves bulk export or listening",
+    "sar.allowed": "records officers and the DPO open, read, export and close subject access cases",
+    "sar.not_officer": "only records officers and the DPO handle subject access cases",
+    "sar.decide_allowed": "the DPO decides what a subject access case releases",
+    "sar.decide_dpo_only": "only the DPO decides what a subject access case releases",
 }
 
 
@@ -332,6 +344,16 @@ def _approve_bulk(query: AccessQuery, _purposes: Collection[str]) -> Decision:
     return _allow("bulk.approve_allowed")
 
 
+def _export_sar(query: AccessQuery, _purposes: Collection[str]) -> Decision:
+    """A released call of a case into its bundle: the DPO's release decision is the
+    authority (the use case checks it), so no grant and no configured purpose are
+    asked for; only that the audio still exists."""
+    if query.actor.role not in _OFFICERS:
+        return _refuse("sar.not_officer")
+    gone = None if query.target is None else _gone(query.target)
+    return gone or _allow("sar.allowed")
+
+
 def _roles(
     allowed: str, refused: str, *roles: Role
 ) -> Callable[[AccessQuery, Collection[str]], Decision]:
@@ -364,4 +386,9 @@ _BY_ACTION: Mapping[Action, Callable[[AccessQuery, Collection[str]], Decision]] 
     Action.BULK_PLAY: _bulk,
     Action.REQUEST_BULK: _request_bulk,
     Action.APPROVE_BULK: _approve_bulk,
+    Action.OPEN_SAR: _roles("sar.allowed", "sar.not_officer", *_OFFICERS),
+    Action.VIEW_SAR: _roles("sar.allowed", "sar.not_officer", *_OFFICERS),
+    Action.DECIDE_SAR: _roles("sar.decide_allowed", "sar.decide_dpo_only", Role.DPO),
+    Action.EXPORT_SAR: _export_sar,
+    Action.CLOSE_SAR: _roles("sar.allowed", "sar.not_officer", *_OFFICERS),
 }

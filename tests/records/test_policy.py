@@ -137,6 +137,22 @@ records_officer  -config.admin_only
 dpo              -config.admin_only
 admin            +config.allowed
 maintenance      -config.admin_only
+
+open_sar view_sar export_sar close_sar
+staff            -sar.not_officer
+manager          -sar.not_officer
+records_officer  +sar.allowed
+dpo              +sar.allowed
+admin            -sar.not_officer
+maintenance      -sar.not_officer
+
+decide_sar
+staff            -sar.decide_dpo_only
+manager          -sar.decide_dpo_only
+records_officer  -sar.decide_dpo_only
+dpo              +sar.decide_allowed
+admin            -sar.decide_dpo_only
+maintenance      -sar.decide_dpo_only
 """
 
 # Bulk export and listening, about no one part: without an approval, with a DPO's, with
@@ -381,6 +397,13 @@ def test_a_part_action_without_a_part_is_a_programming_error(action: Action) -> 
 def test_a_decision_carries_a_known_rule_only() -> None:
     with pytest.raises(ValueError, match=r"unknown rule id 'made\.up'"):
         Decision(True, "made.up")
+
+
+@pytest.mark.parametrize("role", ["records_officer", "dpo"])
+def test_a_deleted_recording_is_not_exported_for_a_subject_access_case(role: str) -> None:
+    gone = Target("rec-1", deleted=True)
+    assert ask(role, Action.EXPORT_SAR, target=gone) == "-recording.deleted"
+    assert ask(role, Action.EXPORT_SAR, target=None) == "+sar.allowed"
 
 
 def test_every_rule_is_reached_by_some_test_table() -> None:

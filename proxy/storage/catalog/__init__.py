@@ -21,6 +21,7 @@ One module per job:
 ``decisions``          what access and bulk requests share: decided once, or withdrawn
 ``search``             metadata search over recordings, within a person's scope
 ``bulk``               bulk export requests, for a DPO to approve
+``sar``                subject access cases: the recordings found, the DPO's decisions
 ``model``, ``errors``  what the repositories take, return and raise
 ``values``             checks and conversions of what callers give, before any SQL
 ``rows``               SQLite rows to the model
@@ -88,6 +89,18 @@ from .parts import PartRepository, RecordingPart
 from .recording_events import RecordingEventLog
 from .recordings import RECOVERY_REASON, RecordingRepository
 from .retention import Due, Expired, RetentionCounts, RetentionRepository
+from .sar import (
+    SAR_HOLD_KIND,
+    NewSarCase,
+    Release,
+    SarCase,
+    SarCaseError,
+    SarCaseRepository,
+    SarCounts,
+    SarExport,
+    SarRecording,
+    SarState,
+)
 from .search import RecordingSearch, Scope, SearchFilters, SearchHit, SearchQuery
 from .sqlite import SqliteCatalog
 from .users import (
@@ -108,6 +121,7 @@ __all__ = [
     "MIGRATIONS",
     "QUALITY_CHANNELS",
     "RECOVERY_REASON",
+    "SAR_HOLD_KIND",
     "SCHEMA_VERSION",
     "AccessEntry",
     "AccessFlag",
@@ -156,6 +170,7 @@ __all__ = [
     "NewFlag",
     "NewHold",
     "NewRecording",
+    "NewSarCase",
     "NewSegment",
     "NewSession",
     "NewUser",
@@ -171,11 +186,19 @@ __all__ = [
     "RecordingSearch",
     "RecordingSummary",
     "RecordingUpdate",
+    "Release",
     "RequestState",
     "RequestStateError",
     "RetentionCounts",
     "RetentionRepository",
     "Role",
+    "SarCase",
+    "SarCaseError",
+    "SarCaseRepository",
+    "SarCounts",
+    "SarExport",
+    "SarRecording",
+    "SarState",
     "SchemaTooNewError",
     "Scope",
     "SearchFilters",

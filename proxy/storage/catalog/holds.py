@@ -165,6 +165,68 @@ def _require_hold(conn: Connection, hold_id: str) -> Hold:
 _ACTIVE = "released_at IS NULL"
 
 
+def place_hold(conn: Connection, placed: Hold, review_ms: int | None = None) -> Hold:
+    """Insert ``placed`` and its ``hold.place`` entry, in the caller's write transaction
+    (a subject access case places its holds with its own rows).  ``NotFoundError`` for
+    an unknown recording, ``HoldRefusedError`` for one with no audio left."""
+    recording = to.require_recording(conn, placed.recording_id)
+    if recording.state in UNHOLDABLE:
+        raise HoldRefusedError(
+            f"recording {recording.id} is {recording.state.value}: there is no audio left to hold"
+        )
+    placed_ms = to_ms("at", placed.placed_at)
+    insert(
+        conn,
+        "INSERT INTO holds (id, recording_id, kind, reference, placed_by, placed_at,"
+        " review_at, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            placed.id,
+            placed.recording_id,
+            placed.kind,
+            placed.reference,
+            placed.placed_by,
+            placed_ms,
+            review_ms,
+            placed.note,
+        ),
+    )
+    append(
+        conn,
+        at_ms=placed_ms,
+        actor=placed.placed_by,
+        action="hold.place",
+        object=f"recording:{placed.recording_id}",
+        detail=_audit_detail(placed),
+    )
+    return placed
+
+
+def release_hold(conn: Connection, hold_id: str, *, by: str, reason: str, at_ms: int) -> Hold:
+    """Release an active hold with its ``hold.release`` entry, in the caller's write
+    transaction; ``HoldRefusedError`` for one already released."""
+    hold = _require_hold(conn, hold_id)
+    if hold.released_at is not None:
+        raise HoldRefusedError(
+            f"hold {hold.id} was already released on {format_utc(hold.released_at)}"
+            f" by {hold.released_by}"
+        )
+    conn.execute(
+        "UPDATE holds SET released_by = ?, released_at = ?, release_reason = ?"
+        f" WHERE id = ? AND {_ACTIVE}",
+        (by, at_ms, reason, hold.id),
+    )
+    append(
+        conn,
+        at_ms=at_ms,
+        actor=by,
+        action="hold.release",
+        object=f"recording:{hold.recording_id}",
+        reason=reason,
+        detail=_audit_detail(hold),
+    )
+    return _require_hold(conn, hold.id)
+
+
 class SqliteHolds:
     """:class:`HoldRepository` in the catalog's SQLite database (migration 7)."""
 
@@ -188,40 +250,7 @@ class SqliteHolds:
         )
         review_ms = None if hold.review_on is None else to_ms("review", _day_start(hold.review_on))
 
-        def body(conn: Connection) -> Hold:
-            recording = to.require_recording(conn, placed.recording_id)
-            if recording.state in UNHOLDABLE:
-                raise HoldRefusedError(
-                    f"recording {recording.id} is {recording.state.value}: "
-                    "there is no audio left to hold"
-                )
-            placed_ms = to_ms("at", placed.placed_at)
-            insert(
-                conn,
-                "INSERT INTO holds (id, recording_id, kind, reference, placed_by, placed_at,"
-                " review_at, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    placed.id,
-                    placed.recording_id,
-                    placed.kind,
-                    placed.reference,
-                    placed.placed_by,
-                    placed_ms,
-                    review_ms,
-                    placed.note,
-                ),
-            )
-            append(
-                conn,
-                at_ms=placed_ms,
-                actor=placed.placed_by,
-                action="hold.place",
-                object=f"recording:{placed.recording_id}",
-                detail=_audit_detail(placed),
-            )
-            return placed
-
-        return await self._db.write(body)
+        return await self._db.write(lambda conn: place_hold(conn, placed, review_ms))
 
     async def release(
         self, hold_id: str, *, by: str, reason: str, at: datetime | None = None
@@ -231,30 +260,9 @@ class SqliteHolds:
         by, reason = text("by", by), text("reason", reason)
         at_ms = at_or_now_ms(self._clock, at)
 
-        def body(conn: Connection) -> Hold:
-            hold = _require_hold(conn, hold_id)
-            if hold.released_at is not None:
-                raise HoldRefusedError(
-                    f"hold {hold.id} was already released on {format_utc(hold.released_at)}"
-                    f" by {hold.released_by}"
-                )
-            conn.execute(
-                "UPDATE holds SET released_by = ?, released_at = ?, release_reason = ?"
-                f" WHERE id = ? AND {_ACTIVE}",
-                (by, at_ms, reason, hold.id),
-            )
-            append(
-                conn,
-                at_ms=at_ms,
-                actor=by,
-                action="hold.release",
-                object=f"recording:{hold.recording_id}",
-                reason=reason,
-                detail=_audit_detail(hold),
-            )
-            return _require_hold(conn, hold.id)
-
-        return await self._db.write(body)
+        return await self._db.write(
+            lambda conn: release_hold(conn, hold_id, by=by, reason=reason, at_ms=at_ms)
+        )
 
     async def get(self, hold_id: str) -> Hold | None:
         return await self._db.read(

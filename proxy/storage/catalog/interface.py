@@ -22,6 +22,7 @@ from .parts import PartRepository
 from .recording_events import RecordingEventLog
 from .recordings import RecordingRepository
 from .retention import RetentionRepository
+from .sar import SarCaseRepository
 from .search import RecordingSearch
 from .users import UserRepository
 
@@ -73,6 +74,9 @@ class Catalog(Protocol):
 
     @property
     def bulk(self) -> BulkRequestRepository: ...
+
+    @property
+    def sar(self) -> SarCaseRepository: ...
 
     async def schema_version(self) -> int: ...
 

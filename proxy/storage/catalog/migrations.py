@@ -437,6 +437,64 @@ _MIGRATION_13 = Migration(
     ),
 )
 
+_MIGRATION_14 = Migration(
+    14,
+    "subject access cases (P17-P19): the requester, the identity check, the numbers and"
+    " window searched, the recordings found with the DPO's decision on each, and the"
+    " bundles exported",
+    (
+        """
+        CREATE TABLE sar_cases (
+            id              TEXT PRIMARY KEY,
+            requester       TEXT NOT NULL,
+            contact         TEXT,
+            identity_check  TEXT NOT NULL,
+            numbers         TEXT NOT NULL,
+            window_from     INTEGER NOT NULL,
+            window_to       INTEGER NOT NULL CHECK (window_to > window_from),
+            operator        TEXT,
+            received_at     INTEGER NOT NULL,
+            deadline_at     INTEGER NOT NULL CHECK (deadline_at > received_at),
+            opened_by       TEXT NOT NULL,
+            opened_at       INTEGER NOT NULL,
+            state           TEXT NOT NULL CHECK (state IN ('open', 'answered', 'closed')),
+            closed_by       TEXT,
+            closed_at       INTEGER,
+            close_reason    TEXT
+        )
+        """,
+        "CREATE INDEX sar_cases_by_state ON sar_cases (state, deadline_at)",
+        """
+        CREATE TABLE sar_case_recordings (
+            case_id         TEXT NOT NULL REFERENCES sar_cases (id),
+            position        INTEGER NOT NULL CHECK (position >= 1),
+            recording_id    TEXT NOT NULL REFERENCES recordings (id),
+            release         TEXT CHECK (release IN ('both', 'caller', 'refuse')),
+            decision_reason TEXT,
+            decided_by      TEXT,
+            decided_at      INTEGER,
+            hold_id         TEXT REFERENCES holds (id),
+            PRIMARY KEY (case_id, position),
+            UNIQUE (case_id, recording_id),
+            CHECK ((release IS NULL) = (decided_by IS NULL))
+        )
+        """,
+        "CREATE INDEX sar_case_recordings_by_recording ON sar_case_recordings (recording_id)",
+        """
+        CREATE TABLE sar_exports (
+            case_id         TEXT NOT NULL REFERENCES sar_cases (id),
+            number          INTEGER NOT NULL CHECK (number >= 1),
+            exported_by     TEXT NOT NULL,
+            exported_at     INTEGER NOT NULL,
+            bundle          TEXT NOT NULL,
+            manifest_sha256 TEXT NOT NULL,
+            recordings      TEXT NOT NULL,
+            PRIMARY KEY (case_id, number)
+        )
+        """,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
@@ -451,6 +509,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_11,
     _MIGRATION_12,
     _MIGRATION_13,
+    _MIGRATION_14,
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

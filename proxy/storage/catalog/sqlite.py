@@ -35,6 +35,7 @@ from .parts import SqliteParts
 from .recording_events import SqliteRecordingEvents
 from .recordings import SqliteRecordings
 from .retention import SqliteRetention
+from .sar import SqliteSarCases
 from .search import SqliteRecordingSearch
 from .users import SqliteUsers
 from .values import count, to_ms, utc_now
@@ -81,6 +82,7 @@ class SqliteCatalog:
         self.access_requests = SqliteAccessRequests(self._db, clock)
         self.search = SqliteRecordingSearch(self._db, self.parts)
         self.bulk = SqliteBulkRequests(self._db, clock)
+        self.sar = SqliteSarCases(self._db, clock)
 
     async def open(self) -> Self:
         """Connect, set the pragmas and bring the schema up to date."""
