@@ -90,7 +90,9 @@ def ensure_keys(config: Config) -> tuple[X25519PublicKey, bool]:
         "DEVELOPMENT KEY: no recording key was configured, so a new key pair was made: "
         "public %s, private %s (%s). Recordings can only ever be read with that private key. "
         "For production run `recproxy keygen` on a secure machine, keep the private key "
-        "off this host and configure only recording.public_key.",
+        "off this host and configure only recording.public_key. A development "
+        "export-signing key is made beside it when none exists (export.signing_key; "
+        "production: `recproxy keygen --signing`).",
         public,
         private,
         "passphrase-protected" if protected else "NOT passphrase-protected",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from proxy import app
-from proxy.config import Config, RecordingSettings, RecordsSettings
+from proxy.config import Config, ExportSettings, RecordingSettings, RecordsSettings
 from proxy.startup import StartupError
 from proxy.storage import crypto
 
@@ -37,6 +37,10 @@ def config_in(folder: Path, passphrase_file: Path | None = None) -> Config:
             private_key=folder / "keys" / "recording.key",
         ),
         records=RecordsSettings(passphrase_file=passphrase_file),
+        export=ExportSettings(
+            signing_key=folder / "keys" / "signing.key",
+            signing_public_key=folder / "keys" / "signing.pub",
+        ),
     )
 
 
@@ -79,6 +83,25 @@ def test_the_key_holder_uses_the_passphrase_file(
     config = config_in(tmp_path, secret)
     app.ensure_keys(config)
     crypto.load_private_key(config.recording.private_key, b"from the file")
+
+
+def test_a_development_signing_key_is_made_with_the_recording_key_unless_one_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECPROXY_KEY_PASSPHRASE", "dev passphrase")
+    config = config_in(tmp_path / "first")
+    app.ensure_keys(config)
+    signing = crypto.load_signing_key(config.export.signing_key, b"dev passphrase")
+    published = crypto.load_signing_public_key(config.export.signing_public_key)
+    assert crypto.public_key_sha256(published) == crypto.public_key_sha256(signing.public_key())
+    assert config.export.signing_key.stat().st_mode & 0o777 == 0o600
+
+    kept = config_in(tmp_path / "second")  # an installation's own signing key stays
+    kept.export.signing_public_key.parent.mkdir(parents=True)
+    kept.export.signing_public_key.write_bytes(b"theirs")
+    app.ensure_keys(kept)
+    assert kept.export.signing_public_key.read_bytes() == b"theirs"
+    assert not kept.export.signing_key.exists()
 
 
 def test_a_key_holder_that_cannot_write_the_key_stops_start_up_with_its_line(

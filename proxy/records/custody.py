@@ -6,9 +6,12 @@ The passphrase comes from ``RECPROXY_KEY_PASSPHRASE`` when it is set and not emp
 from ``records.passphrase_file``: the environment is what the operator gave this one run
 (and what ``recproxy export`` reads too), the file the service's standing default.
 
-``python -m proxy.records.custody PUBLIC PRIVATE [PASSPHRASE_FILE]`` makes the
-development key pair in its own process (see :func:`make_development_keys`), so that the
-call proxy never has the private key in its memory, not even once, at first start.
+``python -m proxy.records.custody PUBLIC PRIVATE SIGNING_PRIVATE SIGNING_PUBLIC
+[PASSPHRASE_FILE]`` makes the development key pair in its own process (see
+:func:`make_development_keys`), so that the call proxy never has the private key in its
+memory, not even once, at first start; and, when the installation has no export-signing
+key either, a development signing key pair beside it (so subject access bundles can be
+signed on the embedded defaults), protected by the same passphrase.
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ def make_development_keys(config: Config) -> bool:
         "proxy.records.custody",
         str(config.recording.public_key),
         str(config.recording.private_key),
+        str(config.export.signing_key),
+        str(config.export.signing_public_key),
         *([str(passphrase_file)] if passphrase_file is not None else []),
     ]
     try:
@@ -110,8 +115,11 @@ def make_development_keys(config: Config) -> bool:
     return done.stdout.strip() == PROTECTED
 
 
-def _make(public: Path, private: Path, passphrase_file: Path | None) -> bool:
-    """Make and save a new key pair; whether it is passphrase-protected."""
+def _make(
+    public: Path, private: Path, signing: tuple[Path, Path], passphrase_file: Path | None
+) -> bool:
+    """Make and save a new key pair (and a signing key pair, when there is none at
+    ``signing``: private, public); whether they are passphrase-protected."""
     passphrase = key_passphrase(passphrase_file)
     private_key, public_key = crypto.generate_keypair()
     try:
@@ -121,14 +129,26 @@ def _make(public: Path, private: Path, passphrase_file: Path | None) -> bool:
         crypto.save_public_key(public, public_key)
     except OSError as exc:
         raise StartupError(f"recording.private_key {private}: {exc.strerror or exc}") from None
+    signing_private, signing_public = signing
+    if not signing_private.exists() and not signing_public.exists():
+        signing_key = crypto.generate_signing_key()
+        try:
+            signing_private.parent.mkdir(parents=True, exist_ok=True)
+            signing_public.parent.mkdir(parents=True, exist_ok=True)
+            crypto.save_private_key(signing_private, signing_key, passphrase)
+            crypto.save_public_key(signing_public, signing_key.public_key())
+        except OSError as exc:
+            raise StartupError(
+                f"export.signing_key {signing_private}: {exc.strerror or exc}"
+            ) from None
     return passphrase is not None
 
 
 def main(argv: list[str]) -> int:
     """The key holder's side of :func:`make_development_keys`."""
-    public, private = Path(argv[0]), Path(argv[1])
+    public, private, signing = Path(argv[0]), Path(argv[1]), (Path(argv[2]), Path(argv[3]))
     try:
-        protected = _make(public, private, Path(argv[2]) if len(argv) > 2 else None)
+        protected = _make(public, private, signing, Path(argv[4]) if len(argv) > 4 else None)
     except StartupError as exc:
         print(exc, file=sys.stderr)
         return 1
