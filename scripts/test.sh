@@ -6,4 +6,7 @@ bash scripts/setup.sh
 .venv/bin/ruff check proxy tests
 .venv/bin/ruff format --check proxy tests
 .venv/bin/mypy
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Three workers on two cores: most end-to-end tests wait on real-time calls, not on the
+# CPU.  A module stays on one worker (its module-scoped worlds are built once), and the
+# slowest modules start first (tests/conftest.py).  RECPROXY_TEST_WORKERS=0: one process.
+.venv/bin/python -m pytest -q -p no:cacheprovider -n "${RECPROXY_TEST_WORKERS:-3}" --dist loadscope "$@"

@@ -294,7 +294,7 @@ team = "blue"
 """
 
 
-def _start(e2e: E2e, extra: str, passphrase: str | None) -> ProxyProcess:
+def start_proxy(e2e: E2e, extra: str, passphrase: str | None = None) -> ProxyProcess:
     """``serve`` with the operators and ``extra``; with ``passphrase``, its development
     key is made protected by it (``records.passphrase_file``)."""
     e2e.config = write_config(
@@ -382,7 +382,7 @@ def _recordings(catalog: Catalog) -> Recordings:
     )
 
 
-def _add_users(world_run: Any, people: tuple[Person, ...]) -> None:
+def add_users(world_run: Any, people: tuple[Person, ...]) -> None:
     for person in people:
         args = ["users", "add", person.name, "--role", person.role, "--password-stdin"]
         for team in person.teams:
@@ -397,7 +397,7 @@ def build_world(
     e2e: E2e, dialogue: bytes, *, extra: str = "", passphrase: str | None = None
 ) -> World:
     """The world (see the module docstring), every person signed in; ``gone`` disabled."""
-    proxy = _start(e2e, extra, passphrase)
+    proxy = start_proxy(e2e, extra, passphrase)
     ann_audio, bob_audio = _calls(e2e, dialogue)
     proxy.wait_idle()
     catalog = Catalog(proxy.catalog_path)
@@ -405,7 +405,7 @@ def build_world(
         e2e, proxy, Api(e2e.ports.records_http), catalog, _recordings(catalog), {}, ann_audio,
         bob_audio, passphrase,
     )  # fmt: skip
-    _add_users(world.run, PEOPLE)
+    add_users(world.run, PEOPLE)
     for person in PEOPLE:
         world.tokens[person.name] = world.api.bearer(person)
     done = world.run("users", "disable", "gone")

@@ -642,7 +642,8 @@ def test_a_switch_to_pcma_reaches_the_caller_and_the_recording(e2e: E2e, dialogu
     )  # fmt: skip
     caller = e2e.run_sipp(
         "caller", "uac_held",
-        {"audio": sipp.play_pcap(caller_pcap.name), "hold_ms": 3500, "pt": 8, "codec": "PCMA"},
+        # the caller hangs up well after the call taker's two re-INVITEs, however slow
+        {"audio": sipp.play_pcap(caller_pcap.name), "hold_ms": 6000, "pt": 8, "codec": "PCMA"},
         local_port=e2e.ports.caller_sip, media_port=e2e.ports.caller_rtp,
         remote=("127.0.0.1", e2e.ports.sip),
     )  # fmt: skip

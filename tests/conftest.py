@@ -1,0 +1,30 @@
+"""Suite-wide: the slowest modules are collected first, so that with pytest-xdist
+(``scripts/test.sh`` runs ``--dist loadscope``) they start at once on the workers instead
+of being left for last, when one worker would carry them alone."""
+
+from __future__ import annotations
+
+import pytest
+
+#: Modules that take tens of seconds (a wheel built and installed, a clean clone set up,
+#: worlds of real calls built once per module), in the order to start them.
+SLOW_FIRST = (
+    "tests/test_wheel.py",
+    "tests/test_readme.py",
+    "tests/e2e/test_role_matrix.py",
+    "tests/e2e/test_records_security.py",
+    "tests/e2e/test_subject_access.py",
+    "tests/e2e/test_walkthrough.py",
+    "tests/e2e/test_media_fuzz.py",
+    "tests/e2e/test_phones.py",
+    "tests/e2e/test_recording_control.py",
+    "tests/e2e/test_call_flow.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return SLOW_FIRST.index(path) if path in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: within a rank, the collection order stays
