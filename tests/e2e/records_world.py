@@ -374,7 +374,9 @@ def _recordings(catalog: Catalog) -> Recordings:
     )
     by_operators = {row["operators"]: row for row in parts}
     assert sorted(by_operators) == ["ann", "ann,bob", "bob"], parts
-    assert all(row["state"] == "complete" for row in parts), parts
+    # every call is recorded whole; on a loaded machine SIPp may send a packet late enough
+    # to mark a recording degraded (it keeps its audio): the worlds test access, not quality
+    assert all(row["state"] in ("complete", "degraded") for row in parts), parts
     return Recordings(
         ann=by_operators["ann"]["id"],
         bob=by_operators["bob"]["id"],
