@@ -23,6 +23,7 @@ audit chain.  Errors are those of :mod:`proxy.records.errors`, each one line.
 from __future__ import annotations
 
 import calendar
+import math
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -289,7 +290,7 @@ def describe_deadline(case: SarCase, now: datetime) -> str:
         return "closed"
     days = (case.deadline_at - now).total_seconds() / 86400
     if days < 0:
-        late = int(-days) + 1
+        late = math.ceil(-days)  # a whole day late is 1 day, a minute more is 2
         return (
             f"OVERDUE by {late} day{'s' if late != 1 else ''} (due {format_utc(case.deadline_at)})"
         )

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from proxy.config import NumberSettings, SarSettings
+from proxy.recording_state import RecordingState
 from proxy.records import sar
 from proxy.records.errors import (
     AccessDenied,
@@ -22,7 +23,6 @@ from proxy.records.errors import (
 )
 from proxy.records.policy import Actor
 from proxy.records.sar import SarDesk, deadline_for, describe_deadline
-from proxy.recording_state import RecordingState
 from proxy.storage.catalog import CallDirection, Release, SarState
 
 from .access_world import ADAM, ALICE, DEE, MAX, MONA, OLIVE, World, world
@@ -153,6 +153,9 @@ async def test_a_case_is_due_from_the_day_received(world: World) -> None:
     assert view.case.deadline_at == datetime(2024, 7, 30, 23, 0, tzinfo=UTC)
     assert describe_deadline(view.case, datetime(2024, 7, 28, 23, 0, tzinfo=UTC)) == (
         "due 2024-07-30T23:00:00.000Z (2 days left)"
+    )
+    assert describe_deadline(view.case, datetime(2024, 7, 31, 23, 0, tzinfo=UTC)).startswith(
+        "OVERDUE by 1 day (due 2024-07-30"
     )
     assert describe_deadline(view.case, datetime(2024, 8, 1, 0, 0, tzinfo=UTC)).startswith(
         "OVERDUE by 2 days"
