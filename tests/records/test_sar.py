@@ -275,6 +275,7 @@ async def test_a_search_finding_too_many_recordings_opens_nothing(
         await desk(world).open(OLIVE, **request(number=["01234567890", "02079460000"]))
     assert await world.catalog.sar.cases() == []
     assert await world.catalog.holds.holds() == []
+    assert await world.catalog.audit.entries() == []
 
 
 async def test_bad_words_change_nothing(world: World) -> None:
