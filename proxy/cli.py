@@ -22,6 +22,13 @@ recproxy users add NAME --role ROLE [--team T ...] [--operator OPERATOR_ID] --pa
 recproxy users list [--json]
 recproxy users disable NAME [--by NAME]
 recproxy users passwd NAME --password-stdin [--by NAME]
+recproxy sar open --requester NAME --number NUMBER [--number ...] --from ISO --to ISO
+             [--operator ID] --identity-check TEXT [--contact TEXT] [--received ISO]
+             --by USER [--json]
+recproxy sar show CASE --by USER [--json]
+recproxy sar list [--state open|answered|closed] --by USER [--json]
+recproxy sar decide CASE RECORDING_ID --release both|caller|refuse --by USER --reason TEXT
+recproxy sar close CASE --by USER --reason TEXT
 recproxy test-uas [--listen HOST:PORT]
 
 Exit status: 0 done, 1 a failure the message explains, 2 bad usage, 78 (``EX_CONFIG``) a
@@ -191,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     _holds_parser(commands)
     _users_parser(commands)
     _verify_bundle_parser(commands)
+    _sar_parser(commands)
     retention = commands.add_parser(
         "retention", help="delete recordings whose retention period is over"
     )
@@ -318,6 +326,16 @@ def _users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     _config_option(passwd)
 
 
+def _sar_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``recproxy sar ...``: subject access cases (handlers in :mod:`proxy.cli_sar`)."""
+    from .cli_sar import add_sar_commands
+
+    sar = commands.add_parser("sar", help="subject access requests: cases, decisions, bundles")
+    sar_commands = sar.add_subparsers(dest="sar_command", required=True)
+    add_sar_commands(sar_commands, _config_option)
+    # sar export: see _sar_export_parser
+
+
 def _verify_bundle_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verify = commands.add_parser(
         "verify-bundle",
@@ -410,6 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_retention_sweep(args))
         if args.command == "users":
             return asyncio.run(_users(args))
+        if args.command == "sar":
+            return asyncio.run(_sar(args))
         if args.command == "operator-token":
             return _operator_token()
         if args.command == "test-uas":
@@ -862,6 +882,20 @@ def _print_holds(desk: HoldDesk, holds: Sequence[Hold], *, as_json: bool) -> Non
         for hold in holds
     ]
     print("\n".join(format_table(header, cells)))
+
+
+async def _sar(args: argparse.Namespace) -> int:
+    from .cli_sar import SarCommandError, run_sar
+    from .storage.catalog import SqliteCatalog
+
+    config = _load(args)
+    if not config.catalog.path.exists():
+        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
+    async with SqliteCatalog(config.catalog.path) as catalog:
+        try:
+            return await run_sar(args, config, catalog)
+        except SarCommandError as exc:
+            raise CliError(str(exc)) from None
 
 
 def _password_from_stdin() -> str:

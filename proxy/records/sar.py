@@ -23,6 +23,7 @@ audit chain.  Errors are those of :mod:`proxy.records.errors`, each one line.
 from __future__ import annotations
 
 import calendar
+import math
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -46,7 +47,7 @@ from ..storage.catalog import (
 from .access import given_text, mapped
 from .errors import AccessRequestConflict, InvalidAccessRequest, RecordNotFound
 from .gate import Gate, require
-from .policy import Action, Actor
+from .policy import AccessQuery, Action, Actor
 from .search import filter_text, filter_time
 
 #: The most numbers one case searches for, and the most recordings it attaches (a
@@ -165,9 +166,12 @@ class SarDesk:
         who_else = filter_text("operator", operator)
         reach = given_text("contact", contact, required=False) or None
         reason = f"subject access request from {who}"
+        found: list[SearchHit] = []
+        if self._gate.decide(AccessQuery(actor, Action.OPEN_SAR, now, reason=reason)).allowed:
+            # searched before the audit, so a search finding too many changes nothing; one
+            # who may not open a case learns of no call
+            found = await self._find(SearchFilters(forms, start, end, operator=who_else), now)
         require(await self._gate.check(actor, Action.OPEN_SAR, reason=reason))
-        filters = SearchFilters(forms, start, end, operator=who_else)
-        found = await self._find(filters, now)
         deadline = deadline_for(
             received_at, self._settings.deadline_months, self._gate.settings.timezone
         )
@@ -289,7 +293,7 @@ def describe_deadline(case: SarCase, now: datetime) -> str:
         return "closed"
     days = (case.deadline_at - now).total_seconds() / 86400
     if days < 0:
-        late = int(-days) + 1
+        late = math.ceil(-days)  # a whole day late is 1 day, a minute more is 2
         return (
             f"OVERDUE by {late} day{'s' if late != 1 else ''} (due {format_utc(case.deadline_at)})"
         )

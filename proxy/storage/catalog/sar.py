@@ -16,7 +16,7 @@ and the recordings in it); the first export marks the case ``answered``.  ``clos
 final.
 
 The statutory deadline is stored with the case (one month from receipt by default,
-``[sar] deadline_days``, computed by the use case), so a later change of configuration
+``[sar] deadline_months``, computed by the use case), so a later change of configuration
 does not move the deadline of a case already open.
 
 Every change appends its audit entry in the same transaction: ``sar.open``,
