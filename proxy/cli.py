@@ -29,6 +29,7 @@ recproxy sar show CASE --by USER [--json]
 recproxy sar list [--state open|answered|closed] --by USER [--json]
 recproxy sar decide CASE RECORDING_ID --release both|caller|refuse --by USER --reason TEXT
 recproxy sar close CASE --by USER --reason TEXT
+recproxy sar export CASE --out DIR --by USER [--zip] [--no-transcripts]
 recproxy test-uas [--listen HOST:PORT]
 
 Exit status: 0 done, 1 a failure the message explains, 2 bad usage, 78 (``EX_CONFIG``) a
@@ -56,6 +57,7 @@ from .text_table import format_table
 
 if TYPE_CHECKING:
     from .records.holds import HoldDesk
+    from .records.sar_export import ExportProgress
     from .storage.catalog import Hold, RecordingSummary, User
 
 PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
@@ -333,7 +335,7 @@ def _sar_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     sar = commands.add_parser("sar", help="subject access requests: cases, decisions, bundles")
     sar_commands = sar.add_subparsers(dest="sar_command", required=True)
     add_sar_commands(sar_commands, _config_option)
-    # sar export: see _sar_export_parser
+    _sar_export_parser(sar_commands)
 
 
 def _verify_bundle_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -356,6 +358,117 @@ def _verify_bundle_parser(commands: argparse._SubParsersAction[argparse.Argument
         help="the SHA-256 of the signing key to trust, as the organisation publishes it",
     )
     _config_option(verify)
+
+
+# -- sar export (issue 16, part 1): its parser, handler and progress bar ----------------
+
+
+def _sar_export_parser(sar_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = sar_commands.add_parser(
+        "export",
+        help="write the case's released calls as a signed bundle (WAV, MP3, transcripts)",
+    )
+    export.add_argument("case", metavar="CASE", help="the case id (SAR-YYYY-NNNN)")
+    export.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="the bundle folder to create"
+    )
+    export.add_argument(
+        "--by",
+        required=True,
+        metavar="USER",
+        help="the records officer's or DPO's account exporting it (audited)",
+    )
+    export.add_argument("--zip", action="store_true", help="also write DIR.zip of the bundle")
+    export.add_argument(
+        "--no-transcripts",
+        action="store_true",
+        help="audio only: no transcript model needed",
+    )
+    _config_option(export)
+
+
+async def _sar_export(args: argparse.Namespace) -> int:
+    """Export a case's bundle as the account ``--by``; a bar on a terminal's stderr."""
+    from .cli_sar import SarCommandError, sar_actor
+    from .records.custody import key_passphrase, load_signing_key
+    from .records.errors import (
+        AccessDenied,
+        AccessRequestConflict,
+        InvalidAccessRequest,
+        RecordingUnreadable,
+        RecordNotFound,
+    )
+    from .records.export import ExportError, private_key_file
+    from .records.gate import Gate
+    from .records.sar_export import SarExporter, SarExportError
+    from .startup import StartupError
+    from .storage.catalog import SqliteCatalog
+
+    config = _load(args)
+    if not config.catalog.path.exists():
+        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
+    async with SqliteCatalog(config.catalog.path) as catalog:
+        try:
+            actor = await sar_actor(catalog, args.by)
+        except SarCommandError as exc:
+            raise CliError(str(exc)) from None
+        try:
+            passphrase = key_passphrase(config.records.passphrase_file)
+            private_key = private_key_file(config.recording.private_key, passphrase)()
+            signing_key = load_signing_key(config)
+        except (StartupError, ExportError) as exc:
+            raise CliError(str(exc)) from None
+        exporter = SarExporter(
+            Gate(catalog, config.access),
+            catalog,
+            recordings_dir=config.recording.dir,
+            private_key=private_key,
+            signing_key=signing_key,
+            transcripts=config.transcripts,
+        )
+        try:
+            done = await exporter.export(
+                actor,
+                args.case,
+                args.out,
+                make_zip=args.zip,
+                transcripts=not args.no_transcripts,
+                progress=_show_sar_progress if sys.stderr.isatty() else None,
+            )
+        except (
+            AccessDenied,
+            AccessRequestConflict,
+            InvalidAccessRequest,
+            RecordingUnreadable,
+            RecordNotFound,
+            SarExportError,
+        ) as exc:
+            raise CliError(str(exc)) from None
+    calls = len(done.export.recording_ids)
+    print(f"bundle {done.bundle.path} for case {args.case}")
+    print(f"manifest sha256 {done.bundle.manifest_sha256}")
+    print(f"{calls} call{'s' if calls != 1 else ''}, {len(done.bundle.files)} files")
+    if done.zip_path is not None:
+        print(f"zip {done.zip_path}")
+    return 0
+
+
+def sar_progress_line(progress: ExportProgress, width: int = 20) -> str:
+    """``[#####.....] 2/4 calls  transcript  <recording id>``: one line of the bar."""
+    filled = width * progress.done // max(progress.total, 1)
+    line = f"[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{progress.total} calls"
+    line += f"  {progress.stage}"
+    return line if progress.recording_id is None else f"{line}  {progress.recording_id}"
+
+
+def _show_sar_progress(progress: ExportProgress) -> None:
+    """The bar, rewritten in place (a carriage return, the line, then erase what is
+    left of a longer one); a line feed once done."""
+    end = "\n" if progress.stage == "done" else ""
+    print(f"\r{sar_progress_line(progress)}\x1b[K", end=end, file=sys.stderr, flush=True)
+
+
+# -- end sar export ----------------------------------------------------------------------
 
 
 def _key_sha256(text: str) -> str:
@@ -416,6 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _verify_bundle(args)
         if args.command == "recordings":
             return asyncio.run(_recordings_list(args))
+        if args.command == "sar" and args.sar_command == "export":
+            return asyncio.run(_sar_export(args))
         if args.command == "audit":
             return asyncio.run(_audit(args))
         if args.command == "export":
