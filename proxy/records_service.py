@@ -44,6 +44,7 @@ from .control.records import (
     recordings,
 )
 from .control.records import bulk as bulk_routes
+from .control.records import sar as sar_routes
 from .records.access import AccessDesk
 from .records.accounts import Accounts
 from .records.audit_view import AuditView
@@ -52,6 +53,7 @@ from .records.custody import load_private_key
 from .records.flags import FlagDesk
 from .records.gate import Gate
 from .records.holds import HoldDesk
+from .records.sar import SarDesk
 from .records.search import RecordSearch
 from .startup import StartupError
 from .storage.catalog import SqliteCatalog
@@ -138,6 +140,7 @@ def add_records_routes(
         routes, gate, catalog, recordings_dir=config.recording.dir, private_key=private_key
     )
     bulk_routes.add_routes(routes, BulkDesk(gate, catalog, config.recording.dir, private_key))
+    sar_routes.add_routes(routes, SarDesk(gate, catalog, config.numbers, config.sar), gate.now)
     add_governance_routes(routes, config, catalog, gate, private_key)
 
 

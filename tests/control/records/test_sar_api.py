@@ -1,0 +1,249 @@
+"""Subject access cases over the records service's real HTTP API (P8, P17-P19), on real
+recordings (AES-GCM segments by the RecordingWriter, catalogued in SQLite), a real key
+behind a passphrase and a real listener: a records officer opens a case and its search
+attaches the caller's calls (held while it is open), the DPO alone decides, the case is
+closed; staff are refused by rule; bad input is one line that changes nothing, not even
+the audit chain; and the export jobs (``sar_exports``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from proxy.config import AccountsSettings, load_config
+from proxy.control.records.auth import COOKIE, CSRF_HEADER
+from proxy.records.accounts import Accounts
+from proxy.records_service import open_records_service
+from proxy.storage import crypto
+from proxy.storage.catalog import SqliteCatalog
+from tests.records.playback_world import START_MS, catalogue
+
+from .test_bulk import CHEAP, PASSPHRASE, PASSWORD, World, write_recordings
+
+USERS = {"rita": "records_officer", "dora": "dpo", "sam": "staff", "meg": "manager"}
+CALLER = "+441234567890"  # the caller of every call catalogued by ``catalogue``
+WINDOW = {"from": "2023-11-01T00:00:00Z", "to": "2023-12-01T00:00:00Z"}
+OPEN = {"requester": "Pat Caller", "identity_check": "passport seen", "number": "01234 567890",
+        **WINDOW}  # fmt: skip
+
+
+@pytest.fixture
+async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
+    """Two complete recordings of calls from ``CALLER`` and one whose retention ran
+    out; the signing key beside the recording key, both behind the passphrase."""
+    monkeypatch.setenv("RECPROXY_KEY_PASSPHRASE", PASSPHRASE)
+    ids = write_recordings(tmp_path, 3)
+    crypto.save_private_key(
+        tmp_path / "signing.key", crypto.generate_signing_key(), PASSPHRASE.encode()
+    )
+    config = tmp_path / "recproxy.toml"
+    config.write_text(
+        f'[catalog]\npath = "{tmp_path}/catalog.sqlite3"\n'
+        f'[recording]\ndir = "{tmp_path}/recordings"\npublic_key = "{tmp_path}/recording.pub"\n'
+        f'private_key = "{tmp_path}/recording.key"\n'
+        f'[export]\nsigning_key = "{tmp_path}/signing.key"\n'
+        '[records]\nhttp_listen = "127.0.0.1:0"\n'
+    )
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        for rid in ids:
+            await catalogue(catalog, rid)
+        accounts = Accounts(catalog.users, AccountsSettings(), hasher=CHEAP)
+        for name, role in USERS.items():
+            await accounts.add_user(name, role_name=role, password=PASSWORD, by="test")
+    with sqlite3.connect(tmp_path / "catalog.sqlite3") as conn:  # its retention ran out
+        conn.execute(
+            "UPDATE recordings SET state = 'deleted', deleted_at = ?,"
+            " deleted_reason = 'retention' WHERE id = ?",
+            (START_MS + 86_400_000, ids[2]),
+        )
+    async with (
+        open_records_service(load_config(config)) as service,
+        aiohttp.ClientSession() as http,
+    ):
+        tokens = {}
+        for name in USERS:
+            login = {"username": name, "password": PASSWORD, "kind": "bearer"}
+            async with http.post(f"{service.url}/api/v1/login", json=login) as response:
+                assert response.status == 200, await response.text()
+                tokens[name] = (await response.json())["token"]
+        yield World(tmp_path, config, tmp_path / "catalog.sqlite3", service.url, http,
+                    ids[:2], ids[2], tokens)  # fmt: skip
+
+
+async def opened(world: World, **more: Any) -> dict[str, Any]:
+    status, case = await world.call("rita", "POST", "sar-cases", {**OPEN, **more})
+    assert status == 201, case
+    return case
+
+
+def audit_count(world: World) -> int:
+    return world.count("audit_log")
+
+
+def sar_tables(world: World) -> dict[str, list[tuple[Any, ...]]]:
+    with sqlite3.connect(world.catalog) as conn:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+            for table in ("sar_cases", "sar_case_recordings", "sar_exports", "holds")
+        }
+
+
+async def test_a_case_is_opened_decided_by_the_dpo_and_closed_over_http(world: World) -> None:
+    headers = {"Authorization": f"Bearer {world.tokens['rita']}"}
+    async with world.http.post(f"{world.url}/api/v1/sar-cases", json=OPEN,
+                               headers=headers) as response:  # fmt: skip
+        assert response.status == 201, await response.text()
+        case = await response.json()
+        assert response.headers["Location"] == f"/api/v1/sar-cases/{case['id']}"
+    assert case["state"] == "open" and case["requester"] == "Pat Caller"
+    assert case["numbers"] == ["01234 567890"] and case["opened_by"] == "rita"
+    assert case["deadline"].startswith("due ") and "days left" in case["deadline"]
+    attached = {each["recording_id"]: each for each in case["recordings"]}
+    assert set(attached) == {*world.ids, world.deleted}  # the number in another form
+    for rid in world.ids:
+        assert attached[rid]["call"]["caller"] == CALLER and attached[rid]["hold_id"]
+        assert attached[rid]["release"] is None
+    assert attached[world.deleted]["hold_id"] is None  # nothing left to hold
+
+    status, listed = await world.call("rita", "GET", "sar-cases")
+    assert status == 200 and [c["id"] for c in listed["cases"]] == [case["id"]]
+    status, listed = await world.call("dora", "GET", "sar-cases", state="closed")
+    assert status == 200 and listed["cases"] == []
+
+    path = f"sar-cases/{case['id']}"
+    decision = {"recording_id": world.ids[0], "release": "caller", "reason": "the caller's own"}
+    status, refused = await world.call("rita", "POST", f"{path}/decisions", decision)
+    assert (status, refused["rule"]) == (403, "sar.decide_dpo_only"), refused
+    status, decided = await world.call("dora", "POST", f"{path}/decisions", decision)
+    assert status == 200, decided
+    refuse = {"recording_id": world.ids[1], "release": "refuse", "reason": "their privacy"}
+    status, decided = await world.call("dora", "POST", f"{path}/decisions", refuse)
+    assert status == 200, decided
+    status, conflict = await world.call("dora", "POST", f"{path}/decisions", {
+        "recording_id": world.deleted, "release": "both", "reason": "asked for"})  # fmt: skip
+    assert status == 409 and "no audio" in conflict["detail"], conflict
+
+    status, shown = await world.call("rita", "GET", path)
+    assert status == 200, shown
+    releases = {each["recording_id"]: each["release"] for each in shown["recordings"]}
+    assert releases == {world.ids[0]: "caller", world.ids[1]: "refuse", world.deleted: None}
+    assert all(each["call"] is not None for each in shown["recordings"])
+    by = {each["recording_id"]: each["decided_by"] for each in shown["recordings"]}
+    assert by[world.ids[0]] == "dora"
+
+    status, closed = await world.call("rita", "POST", f"{path}/close", {"reason": "answered"})
+    assert status == 200 and closed["state"] == "closed" and closed["deadline"] == "closed"
+    with sqlite3.connect(world.catalog) as conn:
+        active = conn.execute(
+            "SELECT COUNT(*) FROM holds WHERE kind = 'subject_access' AND released_at IS NULL"
+        ).fetchone()[0]
+    assert active == 0
+    status, conflict = await world.call("dora", "POST", f"{path}/decisions", decision)
+    assert status == 409 and "closed" in conflict["detail"]
+    status, conflict = await world.call("rita", "POST", f"{path}/close", {"reason": "again"})
+    assert status == 409
+    actions = [entry[1] for entry in world.audit("sar.open", "sar.decide", "sar.close")]
+    assert actions == ["sar.open", "sar.decide", "sar.decide", "sar.close"]
+
+
+@pytest.mark.parametrize("who", ["sam", "meg"])
+async def test_staff_and_managers_are_refused_by_rule_and_audited(world: World, who: str) -> None:
+    case = await opened(world)
+    before = sar_tables(world)
+    for method, path, body in [
+        ("POST", "sar-cases", OPEN),
+        ("GET", "sar-cases", None),
+        ("GET", f"sar-cases/{case['id']}", None),
+        ("POST", f"sar-cases/{case['id']}/close", {"reason": "done"}),
+        ("POST", f"sar-cases/{case['id']}/decisions",
+         {"recording_id": world.ids[0], "release": "both", "reason": "r"}),
+    ]:  # fmt: skip
+        status, refused = await world.call(who, method, path, body)
+        assert status == 403, (path, refused)
+        assert refused["rule"] in ("sar.not_officer", "sar.decide_dpo_only"), refused
+    assert sar_tables(world) == before
+    refusals = [e for e in world.audit("access.refused") if e[0] == who]
+    assert len(refusals) == 5
+
+
+BAD_OPENS: list[tuple[dict[str, Any], str]] = [
+    ({**OPEN, "requester": ""}, "requester"),
+    ({k: v for k, v in OPEN.items() if k != "identity_check"}, "identity_check"),
+    ({**OPEN, "number": 1234}, "number"),
+    ({**OPEN, "number": []}, "number"),
+    ({**OPEN, "number": ["1"] * 11}, "at most 10"),
+    ({**OPEN, "from": "yesterday"}, "from"),
+    ({**OPEN, "to": "2023-10-01T00:00:00Z"}, "after from"),
+    ({**OPEN, "received": "2999-01-01T00:00:00Z"}, "future"),
+    ({**OPEN, "operater": "alice"}, "unknown field 'operater'"),
+]
+
+
+async def test_bad_input_is_one_line_and_changes_nothing(world: World) -> None:
+    case = await opened(world)
+    path = f"sar-cases/{case['id']}"
+    before, audited = sar_tables(world), audit_count(world)
+    for body, words in BAD_OPENS:
+        status, problem = await world.call("rita", "POST", "sar-cases", body)
+        assert (status, problem["status"]) == (422, 422), (body, problem)
+        assert words in problem["detail"] and "\n" not in problem["detail"], (body, problem)
+    for body, status_wanted, words in [
+        ({"recording_id": world.ids[0], "release": "all", "reason": "r"}, 422, "release"),
+        ({"recording_id": world.ids[0], "release": "both"}, 422, "reason"),
+        ({"release": "both", "reason": "r"}, 422, "recording_id"),
+        ({"recording_id": "not-in-case", "release": "both", "reason": "r"}, 404, "not in case"),
+    ]:
+        status, problem = await world.call("dora", "POST", f"{path}/decisions", body)
+        assert status == status_wanted and words in problem["detail"], (body, problem)
+    for method, where, body, status_wanted in [
+        ("GET", "sar-cases/SAR-1999-0001", None, 404),
+        ("POST", "sar-cases/SAR-1999-0001/close", {"reason": "r"}, 404),
+        ("POST", "sar-cases/SAR-1999-0001/decisions",
+         {"recording_id": world.ids[0], "release": "both", "reason": "r"}, 404),
+        ("POST", f"{path}/close", {}, 422),
+        ("POST", f"{path}/close", {"reason": "r", "why": "x"}, 422),
+    ]:  # fmt: skip
+        status, problem = await world.call("dora", method, where, body)
+        assert status == status_wanted, (where, body, problem)
+    for params in ({"state": "lost"}, {"sort": "id"}):
+        status, problem = await world.call("rita", "GET", "sar-cases", **params)
+        assert status == 422, problem
+    headers = {"Authorization": f"Bearer {world.tokens['rita']}",
+               "Content-Type": "application/json"}  # fmt: skip
+    async with world.http.post(f"{world.url}/api/v1/sar-cases", data=b"[1, 2",
+                               headers=headers) as response:  # fmt: skip
+        assert response.status == 422
+    assert sar_tables(world) == before
+    assert audit_count(world) == audited
+
+
+async def test_a_cookie_session_needs_its_csrf_token(world: World) -> None:
+    login = {"username": "rita", "password": PASSWORD}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as browser:
+        async with browser.post(f"{world.url}/api/v1/login", json=login) as response:
+            assert response.status == 200, await response.text()
+            session = await response.json()
+        cookie = {"Cookie": f"{COOKIE}={session['token']}"}
+        async with browser.post(f"{world.url}/api/v1/sar-cases", json=OPEN,
+                                headers=cookie) as response:  # fmt: skip
+            assert response.status == 403, await response.text()
+        assert world.count("sar_cases") == 0
+        with_token = cookie | {CSRF_HEADER: session["csrf_token"]}
+        async with browser.post(f"{world.url}/api/v1/sar-cases", json=OPEN,
+                                headers=with_token) as response:  # fmt: skip
+            assert response.status == 201, await response.text()
+
+
+async def test_the_openapi_document_describes_the_case_endpoints(world: World) -> None:
+    async with world.http.get(f"{world.url}/api/v1/openapi.json") as response:
+        paths = (await response.json())["paths"]
+    assert set(paths["/api/v1/sar-cases"]) == {"get", "post"}
+    assert set(paths["/api/v1/sar-cases/{id}"]) == {"get"}
+    for action in ("decisions", "close"):
+        operation = paths[f"/api/v1/sar-cases/{{id}}/{action}"]["post"]
+        assert {"403", "404", "409", "422"} <= set(operation["responses"])
