@@ -58,11 +58,15 @@ def write_recording(folder: Path, *, passphrase: str | None = PASSPHRASE) -> Wri
     )
 
 
-def write_audio(recordings: Path, public: X25519PublicKey) -> tuple[str, np.ndarray]:
-    """One µ-law recording of ``SECONDS`` in ``recordings``, for ``public``'s holder: its
-    id and its audio as heard."""
+def write_audio(
+    recordings: Path, public: X25519PublicKey, audio: np.ndarray | None = None
+) -> tuple[str, np.ndarray]:
+    """One µ-law recording in ``recordings`` of ``audio`` ((frames, 2) int16; default
+    ``SECONDS`` of the dialogue call), for ``public``'s holder: its id and its audio as
+    heard."""
     rid = uuid.uuid4()
-    codes = np.frombuffer(g711.encode(dialogue_call(SECONDS), "PCMU"), dtype=np.uint8)
+    heard = dialogue_call(SECONDS) if audio is None else audio
+    codes = np.frombuffer(g711.encode(heard, "PCMU"), dtype=np.uint8)
     wire = wire_samples(codes.reshape(-1, 2), "PCMU")
     writer = RecordingWriter(LocalDiskStore(fsync="none"), chunk_seconds=1.0)
     try:
@@ -75,18 +79,22 @@ def write_audio(recordings: Path, public: X25519PublicKey) -> tuple[str, np.ndar
 
 
 async def catalogue(
-    catalog: SqliteCatalog, recording_id: str, state: RecordingState = RecordingState.COMPLETE
+    catalog: SqliteCatalog,
+    recording_id: str,
+    state: RecordingState = RecordingState.COMPLETE,
+    *,
+    started: datetime = STARTED,
 ) -> None:
-    """The call, its recording in ``state`` and its two parts."""
+    """The call (from ``started``), its recording in ``state`` and its two parts."""
     call = await catalog.calls.create_call(
         NewCall(f"{recording_id}@test", "+441234567890", "+441234000000",
-                CallDirection.INBOUND, STARTED)
+                CallDirection.INBOUND, started)
     )  # fmt: skip
     await catalog.recordings.create_recording(
-        NewRecording(call.id, recording_id, "g711", RATE, 2, STARTED, recording_id=recording_id)
+        NewRecording(call.id, recording_id, "g711", RATE, 2, started, recording_id=recording_id)
     )
-    await catalog.parts.begin(recording_id, operator="alice", team="reception", at=STARTED)
-    transfer = STARTED + timedelta(seconds=TRANSFER_S)
+    await catalog.parts.begin(recording_id, operator="alice", team="reception", at=started)
+    transfer = started + timedelta(seconds=TRANSFER_S)
     await catalog.parts.begin(recording_id, operator="bob", team="nurses", at=transfer)
     if state is not RecordingState.RECORDING:
         await catalog.recordings.set_recording_state(recording_id, state)
