@@ -7,6 +7,7 @@ the audit chain; and the export jobs (``sar_exports``)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from proxy.config import AccountsSettings, load_config
 from proxy.control.records.auth import COOKIE, CSRF_HEADER
 from proxy.records.accounts import Accounts
+from proxy.records.bundle import TrustedKey, verify_bundle
 from proxy.records_service import open_records_service
 from proxy.storage import crypto
 from proxy.storage.catalog import SqliteCatalog
@@ -25,22 +27,30 @@ from tests.records.playback_world import START_MS, catalogue
 
 from .test_bulk import CHEAP, PASSPHRASE, PASSWORD, World, write_recordings
 
-USERS = {"rita": "records_officer", "dora": "dpo", "sam": "staff", "meg": "manager"}
+USERS = {"rita": "records_officer", "rory": "records_officer", "dora": "dpo", "sam": "staff",
+         "meg": "manager"}  # fmt: skip
 CALLER = "+441234567890"  # the caller of every call catalogued by ``catalogue``
 WINDOW = {"from": "2023-11-01T00:00:00Z", "to": "2023-12-01T00:00:00Z"}
+NO_SIGNING_KEY = "no signing key"
 OPEN = {"requester": "Pat Caller", "identity_check": "passport seen", "number": "01234 567890",
         **WINDOW}  # fmt: skip
 
 
 @pytest.fixture
-async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
+async def world(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> AsyncIterator[World]:
     """Two complete recordings of calls from ``CALLER`` and one whose retention ran
-    out; the signing key beside the recording key, both behind the passphrase."""
+    out; the signing key beside the recording key, both behind the passphrase (none
+    when the test's parameter is ``NO_SIGNING_KEY``; another parameter is more config).
+    When the service has stopped, no export is left on its disk."""
     monkeypatch.setenv("RECPROXY_KEY_PASSPHRASE", PASSPHRASE)
+    more = getattr(request, "param", "")
     ids = write_recordings(tmp_path, 3)
-    crypto.save_private_key(
-        tmp_path / "signing.key", crypto.generate_signing_key(), PASSPHRASE.encode()
-    )
+    if more != NO_SIGNING_KEY:
+        crypto.save_private_key(
+            tmp_path / "signing.key", crypto.generate_signing_key(), PASSPHRASE.encode()
+        )
     config = tmp_path / "recproxy.toml"
     config.write_text(
         f'[catalog]\npath = "{tmp_path}/catalog.sqlite3"\n'
@@ -48,6 +58,7 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         f'private_key = "{tmp_path}/recording.key"\n'
         f'[export]\nsigning_key = "{tmp_path}/signing.key"\n'
         '[records]\nhttp_listen = "127.0.0.1:0"\n'
+        f"{'' if more == NO_SIGNING_KEY else more}\n"
     )
     async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
         for rid in ids:
@@ -73,6 +84,7 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
                 tokens[name] = (await response.json())["token"]
         yield World(tmp_path, config, tmp_path / "catalog.sqlite3", service.url, http,
                     ids[:2], ids[2], tokens)  # fmt: skip
+    assert list((tmp_path / "exports").iterdir()) == []  # running jobs cancelled too
 
 
 async def opened(world: World, **more: Any) -> dict[str, Any]:
@@ -247,3 +259,159 @@ async def test_the_openapi_document_describes_the_case_endpoints(world: World) -
     for action in ("decisions", "close"):
         operation = paths[f"/api/v1/sar-cases/{{id}}/{action}"]["post"]
         assert {"403", "404", "409", "422"} <= set(operation["responses"])
+
+
+# --- export jobs ---------------------------------------------------------------------------
+
+
+async def released_case(world: World) -> str:
+    """A case releasing the first call caller-only and refusing the others."""
+    case = await opened(world)
+    path = f"sar-cases/{case['id']}/decisions"
+    for rid, release in [(world.ids[0], "caller"), (world.ids[1], "refuse"),
+                         (world.deleted, "refuse")]:  # fmt: skip
+        status, decided = await world.call("dora", "POST", path, {
+            "recording_id": rid, "release": release, "reason": "balanced"})  # fmt: skip
+        assert status == 200, decided
+    return str(case["id"])
+
+
+async def finished(world: World, who: str, location: str) -> dict[str, Any]:
+    """The job at ``location`` once it is no longer running (60 s at most)."""
+    seen = set()
+    for _ in range(600):
+        status, job = await world.call(who, "GET", location.removeprefix("/api/v1/"))
+        assert status == 200, job
+        seen.add(job["stage"])
+        if job["state"] != "running":
+            job["seen"] = seen
+            return dict(job)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"export job {location} still running after 60 s")
+
+
+async def test_an_export_job_runs_to_done_and_its_zip_verifies(world: World) -> None:
+    case_id = await released_case(world)
+    headers = {"Authorization": f"Bearer {world.tokens['rita']}"}
+    async with world.http.post(f"{world.url}/api/v1/sar-cases/{case_id}/exports", json={},
+                               headers=headers) as response:  # fmt: skip
+        assert response.status == 202, await response.text()
+        started = await response.json()
+        location = response.headers["Location"]
+    assert location == f"/api/v1/sar-cases/{case_id}/exports/{started['id']}"
+    assert started["state"] in ("running", "done") and started["total"] == 1
+    assert started["transcripts"] is True and started["started_by"] == "rita"
+    job = await finished(world, "rita", location)
+    assert job["state"] == "done" and job["error"] is None, job
+    assert (job["stage"], job["done"], job["total"]) == ("done", 1, 1)
+    names = {each["name"] for each in job["files"]}
+    wanted = {"recording.wav", "recording.mp3", "transcript.txt", "transcript.vtt", "README.txt"}
+    assert {n.rsplit("/", 1)[-1] for n in names} >= wanted
+    assert len(job["manifest_sha256"]) == 64
+
+    job_path = location.removeprefix("/api/v1/")
+    for who in ("rory", "sam"):  # another officer, staff: no such job for them
+        status, problem = await world.call(who, "GET", job_path)
+        assert status == 404, problem
+        status, problem = await world.call(who, "GET", f"{job_path}/bundle.zip")
+        assert status == 404, problem
+    status, seen_by_dpo = await world.call("dora", "GET", job_path)
+    assert status == 200 and seen_by_dpo["manifest_sha256"] == job["manifest_sha256"]
+
+    status, data = await world.call("rita", "GET", f"{job_path}/bundle.zip")
+    assert status == 200 and isinstance(data, bytes)
+    zipped = world.folder / f"{case_id}.zip"
+    zipped.write_bytes(data)
+    signing = crypto.load_signing_key(world.folder / "signing.key", PASSPHRASE.encode())
+    verdict = verify_bundle(zipped, TrustedKey.of(signing.public_key()))
+    assert verdict.intact and verdict.pinned, verdict.fault
+    assert verdict.signing_key_sha256 == job["signing_key_sha256"]
+    downloads = world.audit("sar.download")
+    assert [(actor, obj) for actor, _, obj, _ in downloads] == [("rita", f"sar:{case_id}")]
+    assert downloads[0][3]["job"] == job["id"]
+    status, shown = await world.call("rita", "GET", f"sar-cases/{case_id}")
+    assert shown["state"] == "answered"
+    assert [e["manifest_sha256"] for e in shown["exports"]] == [job["manifest_sha256"]]
+
+
+async def test_exports_are_refused_at_the_post_and_leave_no_job(world: World) -> None:
+    case = await opened(world)
+    exports = world.folder / "exports"
+    for who, case_id, body, status_wanted in [
+        ("sam", case["id"], {}, 403),
+        ("rita", "SAR-1999-0001", {}, 404),
+        ("rita", "..", {}, 404),
+        ("rita", case["id"], {}, 422),  # nothing released yet
+        ("rita", case["id"], {"transcripts": "yes"}, 422),
+        ("rita", case["id"], {"zip": True}, 422),
+    ]:
+        status, problem = await world.call(who, "POST", f"sar-cases/{case_id}/exports", body)
+        assert status == status_wanted, (who, case_id, body, problem)
+        assert "\n" not in problem["detail"]
+    case_id = await released_case(world)
+    status, _ = await world.call("rita", "POST", f"sar-cases/{case_id}/close", {"reason": "r"})
+    assert status == 200
+    status, problem = await world.call("rita", "POST", f"sar-cases/{case_id}/exports", {})
+    assert status == 409 and "closed" in problem["detail"], problem
+    assert list(exports.rglob("*")) == []
+    assert world.count("sar_exports") == 0
+    status, problem = await world.call("rita", "GET", f"sar-cases/{case_id}/exports/abc")
+    assert status == 404
+
+
+async def test_one_export_runs_at_a_time_and_a_second_is_429(world: World) -> None:
+    case_id = await released_case(world)
+    path = f"sar-cases/{case_id}/exports"
+    status, first = await world.call("rita", "POST", path, {"transcripts": True})
+    assert status == 202, first
+    status, busy = await world.call("dora", "POST", path, {"transcripts": False})
+    assert status == 429 and "already running" in busy["detail"], busy
+    status, running = await world.call("rita", "GET", f"{path}/{first['id']}")
+    if running["state"] == "running":  # (it almost always is: it has a call to transcribe)
+        status, problem = await world.call("rita", "GET", f"{path}/{first['id']}/bundle.zip")
+        assert status == 409 and "running" in problem["detail"], problem
+    job = await finished(world, "rita", f"/api/v1/{path}/{first['id']}")
+    assert job["state"] == "done", job
+    status, second = await world.call("dora", "POST", path, {"transcripts": False})
+    assert status == 202, second
+    job = await finished(world, "dora", f"/api/v1/{path}/{second['id']}")
+    names = {each["name"].rsplit("/", 1)[-1] for each in job["files"]}
+    assert "transcript.txt" not in names and "recording.wav" in names
+
+
+async def test_the_openapi_document_describes_the_export_endpoints(world: World) -> None:
+    async with world.http.get(f"{world.url}/api/v1/openapi.json") as response:
+        paths = (await response.json())["paths"]
+    start = paths["/api/v1/sar-cases/{id}/exports"]["post"]
+    assert {"202", "429", "503"} <= set(start["responses"])
+    assert set(paths["/api/v1/sar-cases/{id}/exports/{job}"]) == {"get"}
+    download = paths["/api/v1/sar-cases/{id}/exports/{job}/bundle.zip"]["get"]
+    assert "application/zip" in download["responses"]["200"]["content"]
+
+
+@pytest.mark.parametrize(
+    ("world", "words"),
+    [
+        (NO_SIGNING_KEY, "recproxy keygen --signing"),
+        ('[transcripts]\nmodel_path = "/nonexistent/model"', "--no-transcripts"),
+    ],
+    indirect=["world"],
+)
+async def test_an_export_this_host_cannot_make_is_503_naming_what_to_do(
+    world: World, words: str
+) -> None:
+    case_id = await released_case(world)
+    status, problem = await world.call("rita", "POST", f"sar-cases/{case_id}/exports", {})
+    assert status == 503 and words in problem["detail"], problem
+    assert "\n" not in problem["detail"]
+    assert world.count("sar_exports") == 0
+    assert list((world.folder / "exports").rglob("*")) == []
+    status, started = await world.call(  # the audio alone still exports, with a model or not
+        "rita", "POST", f"sar-cases/{case_id}/exports", {"transcripts": False}
+    )
+    if words == "--no-transcripts":
+        assert status == 202, started
+        job = await finished(world, "rita", f"/api/v1/sar-cases/{case_id}/exports/{started['id']}")
+        assert job["state"] == "done", job
+    else:
+        assert status == 503
