@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ..roles import Role
 from ..storage.catalog import format_utc
@@ -42,7 +42,7 @@ from ..storage.catalog.audit import AuditLog
 from .errors import AccessRequestConflict, InvalidAccessRequest, RecordNotFound
 from .gate import Gate, require
 from .policy import Action, Actor
-from .sar_export import ExportProgress, SarExportError, SarExportResult
+from .sar_export import ExportProgress, SarExporter, SarExportError, SarExportResult
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +61,6 @@ class JobState(StrEnum):
 
 class ExportsBusy(Exception):
     """As many exports as the host runs at once are running (429)."""
-
-
-class Exporting(Protocol):
-    """:class:`proxy.records.sar_export.SarExporter` as the jobs use it."""
-
-    async def export(
-        self,
-        actor: Actor,
-        case_id: str,
-        out: Path,
-        *,
-        make_zip: bool = False,
-        transcripts: bool = True,
-        progress: Callable[[ExportProgress], None] | None = None,
-    ) -> SarExportResult: ...
 
 
 @dataclass(eq=False)
@@ -125,7 +110,7 @@ class SarExportJobs:
         self,
         gate: Gate,
         audit: AuditLog,
-        exporter: Exporting | None,
+        exporter: SarExporter | None,
         root: Path,
         *,
         unavailable: str = "",
@@ -202,7 +187,7 @@ class SarExportJobs:
         self,
         job: ExportJob,
         actor: Actor,
-        exporter: Exporting,
+        exporter: SarExporter,
         progress: Callable[[ExportProgress], None],
     ) -> None:
         try:

@@ -16,16 +16,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from proxy.config import AccountsSettings, load_config
 from proxy.control.records.auth import COOKIE, CSRF_HEADER
-from proxy.records.accounts import Accounts
 from proxy.records.bundle import TrustedKey, verify_bundle
-from proxy.records_service import open_records_service
 from proxy.storage import crypto
-from proxy.storage.catalog import SqliteCatalog
-from tests.records.playback_world import START_MS, catalogue
 
-from .test_bulk import CHEAP, PASSPHRASE, PASSWORD, World, write_recordings
+from .test_bulk import PASSPHRASE, PASSWORD, World, running_world, write_recordings
 
 USERS = {"rita": "records_officer", "rory": "records_officer", "dora": "dpo", "sam": "staff",
          "meg": "manager"}  # fmt: skip
@@ -51,39 +46,9 @@ async def world(
         crypto.save_private_key(
             tmp_path / "signing.key", crypto.generate_signing_key(), PASSPHRASE.encode()
         )
-    config = tmp_path / "recproxy.toml"
-    config.write_text(
-        f'[catalog]\npath = "{tmp_path}/catalog.sqlite3"\n'
-        f'[recording]\ndir = "{tmp_path}/recordings"\npublic_key = "{tmp_path}/recording.pub"\n'
-        f'private_key = "{tmp_path}/recording.key"\n'
-        f'[export]\nsigning_key = "{tmp_path}/signing.key"\n'
-        '[records]\nhttp_listen = "127.0.0.1:0"\n'
-        f"{'' if more == NO_SIGNING_KEY else more}\n"
-    )
-    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
-        for rid in ids:
-            await catalogue(catalog, rid)
-        accounts = Accounts(catalog.users, AccountsSettings(), hasher=CHEAP)
-        for name, role in USERS.items():
-            await accounts.add_user(name, role_name=role, password=PASSWORD, by="test")
-    with sqlite3.connect(tmp_path / "catalog.sqlite3") as conn:  # its retention ran out
-        conn.execute(
-            "UPDATE recordings SET state = 'deleted', deleted_at = ?,"
-            " deleted_reason = 'retention' WHERE id = ?",
-            (START_MS + 86_400_000, ids[2]),
-        )
-    async with (
-        open_records_service(load_config(config)) as service,
-        aiohttp.ClientSession() as http,
-    ):
-        tokens = {}
-        for name in USERS:
-            login = {"username": name, "password": PASSWORD, "kind": "bearer"}
-            async with http.post(f"{service.url}/api/v1/login", json=login) as response:
-                assert response.status == 200, await response.text()
-                tokens[name] = (await response.json())["token"]
-        yield World(tmp_path, config, tmp_path / "catalog.sqlite3", service.url, http,
-                    ids[:2], ids[2], tokens)  # fmt: skip
+    config = f'[export]\nsigning_key = "{tmp_path}/signing.key"\n'
+    async with running_world(tmp_path, ids, USERS, config + more.replace(NO_SIGNING_KEY, "")) as w:
+        yield w
     assert list((tmp_path / "exports").iterdir()) == []  # running jobs cancelled too
 
 
