@@ -39,7 +39,12 @@ from typing import Any
 from ..roles import Role
 from ..storage.catalog import format_utc
 from ..storage.catalog.audit import AuditLog
-from .errors import AccessRequestConflict, InvalidAccessRequest, RecordNotFound
+from .errors import (
+    AccessDenied,
+    AccessRequestConflict,
+    InvalidAccessRequest,
+    RecordNotFound,
+)
 from .gate import Gate, require
 from .policy import Action, Actor
 from .sar_export import ExportProgress, SarExporter, SarExportError, SarExportResult
@@ -202,7 +207,7 @@ class SarExportJobs:
         except Exception as exc:
             job.state, job.error = JobState.FAILED, str(exc) or type(exc).__name__
             job.failure = exc
-            if not isinstance(exc, SarExportError):
+            if not isinstance(exc, _REFUSALS):  # a bug or the host's fault: for the log
                 log.error("subject access export %s of %s failed: %s", job.id,
                           job.case_id, exc)  # fmt: skip
         finally:
@@ -268,6 +273,16 @@ class SarExportJobs:
         shutil.rmtree(job.folder, ignore_errors=True)
         with contextlib.suppress(OSError):
             job.folder.parent.rmdir()  # the case's folder, once it has no job
+
+
+#: the exporter's answers for the person asking (the job's ``error``), not faults to log
+_REFUSALS = (
+    AccessDenied,
+    AccessRequestConflict,
+    InvalidAccessRequest,
+    RecordNotFound,
+    SarExportError,
+)
 
 
 def _may_see(actor: Actor, job: ExportJob) -> bool:
