@@ -162,7 +162,8 @@ class SarExportJobs:
             raise RecordNotFound(f"no subject access case {case_id[:80]!r}")
         job_id = secrets.token_hex(8)
         folder = self._root / case_id / job_id
-        folder.mkdir(parents=True, mode=0o700)
+        folder.parent.mkdir(mode=0o700, exist_ok=True)  # parents=True would make it 0755
+        folder.mkdir(mode=0o700)
         job = ExportJob(
             job_id, case_id, actor.name, self._gate.now(), folder, transcripts,
             ExportProgress(CHECKING, 0, 0),

@@ -48,6 +48,8 @@ async def test_a_finished_job_is_kept_then_swept(world: World, tmp_path: Path) -
         assert job.state is JobState.DONE, job.error
         zipped = await jobs.download(OFFICER, world.case_id, job.id)
         assert zipped.is_file() and zipped.is_relative_to(root / world.case_id / job.id)
+        for folder in (root, root / world.case_id, root / world.case_id / job.id):
+            assert folder.stat().st_mode & 0o077 == 0, folder  # the service's user's only
         assert jobs.job(DPO, world.case_id, job.id) is job
         with pytest.raises(RecordNotFound):
             jobs.job(OTHER_OFFICER, world.case_id, job.id)
