@@ -22,6 +22,7 @@ recproxy users add NAME --role ROLE [--team T ...] [--operator OPERATOR_ID] --pa
 recproxy users list [--json]
 recproxy users disable NAME [--by NAME]
 recproxy users passwd NAME --password-stdin [--by NAME]
+recproxy sar export CASE --out DIR --by USER [--zip] [--no-transcripts] [--config PATH]
 recproxy test-uas [--listen HOST:PORT]
 
 Exit status: 0 done, 1 a failure the message explains, 2 bad usage, 78 (``EX_CONFIG``) a
@@ -49,6 +50,7 @@ from .text_table import format_table
 
 if TYPE_CHECKING:
     from .records.holds import HoldDesk
+    from .records.sar_export import ExportProgress
     from .storage.catalog import Hold, RecordingSummary, User
 
 PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
@@ -191,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     _holds_parser(commands)
     _users_parser(commands)
     _verify_bundle_parser(commands)
+    # -- sar: subject access cases (the coordinator joins part 2's open/show/decide/close)
+    sar = commands.add_parser("sar", help="subject access cases")
+    sar_commands = sar.add_subparsers(dest="sar_command", required=True)
+    _sar_export_parser(sar_commands)
+    # -- end sar
     retention = commands.add_parser(
         "retention", help="delete recordings whose retention period is over"
     )
@@ -340,6 +347,117 @@ def _verify_bundle_parser(commands: argparse._SubParsersAction[argparse.Argument
     _config_option(verify)
 
 
+# -- sar export (issue 16, part 1): its parser, handler and progress bar ----------------
+
+
+def _sar_export_parser(sar_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = sar_commands.add_parser(
+        "export",
+        help="write the case's released calls as a signed bundle (WAV, MP3, transcripts)",
+    )
+    export.add_argument("case", metavar="CASE", help="the case id (SAR-YYYY-NNNN)")
+    export.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="the bundle folder to create"
+    )
+    export.add_argument(
+        "--by",
+        required=True,
+        metavar="USER",
+        help="the records officer's or DPO's account exporting it (audited)",
+    )
+    export.add_argument("--zip", action="store_true", help="also write DIR.zip of the bundle")
+    export.add_argument(
+        "--no-transcripts",
+        action="store_true",
+        help="audio only: no transcript model needed",
+    )
+    _config_option(export)
+
+
+async def _sar_export(args: argparse.Namespace) -> int:
+    """Export a case's bundle as the account ``--by``; a bar on a terminal's stderr."""
+    from .records.custody import key_passphrase, load_signing_key
+    from .records.errors import (
+        AccessDenied,
+        AccessRequestConflict,
+        InvalidAccessRequest,
+        RecordingUnreadable,
+        RecordNotFound,
+    )
+    from .records.export import ExportError, private_key_file
+    from .records.gate import Gate, actor_for
+    from .records.sar_export import SarExporter, SarExportError
+    from .startup import StartupError
+    from .storage.catalog import SqliteCatalog
+
+    config = _load(args)
+    if not config.catalog.path.exists():
+        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
+    async with SqliteCatalog(config.catalog.path) as catalog:
+        user = await catalog.users.get(args.by)
+        if user is None:
+            raise CliError(f"--by {args.by}: no such user (recproxy users list)")
+        if user.disabled:
+            raise CliError(f"--by {args.by}: the account is disabled")
+        try:
+            passphrase = key_passphrase(config.records.passphrase_file)
+            private_key = private_key_file(config.recording.private_key, passphrase)()
+            signing_key = load_signing_key(config)
+        except (StartupError, ExportError) as exc:
+            raise CliError(str(exc)) from None
+        exporter = SarExporter(
+            Gate(catalog, config.access),
+            catalog,
+            recordings_dir=config.recording.dir,
+            private_key=private_key,
+            signing_key=signing_key,
+            transcripts=config.transcripts,
+        )
+        try:
+            done = await exporter.export(
+                actor_for(user),
+                args.case,
+                args.out,
+                make_zip=args.zip,
+                transcripts=not args.no_transcripts,
+                progress=_show_sar_progress if sys.stderr.isatty() else None,
+            )
+        except (
+            AccessDenied,
+            AccessRequestConflict,
+            InvalidAccessRequest,
+            RecordingUnreadable,
+            RecordNotFound,
+            SarExportError,
+        ) as exc:
+            raise CliError(str(exc)) from None
+    calls = len(done.export.recording_ids)
+    print(f"bundle {done.bundle.path} for case {args.case}")
+    print(f"manifest sha256 {done.bundle.manifest_sha256}")
+    print(f"{calls} call{'s' if calls != 1 else ''}, {len(done.bundle.files)} files")
+    if done.zip_path is not None:
+        print(f"zip {done.zip_path}")
+    return 0
+
+
+def sar_progress_line(progress: ExportProgress, width: int = 20) -> str:
+    """``[#####.....] 2/4 calls  transcript  <recording id>``: one line of the bar."""
+    filled = width * progress.done // max(progress.total, 1)
+    line = f"[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{progress.total} calls"
+    line += f"  {progress.stage}"
+    return line if progress.recording_id is None else f"{line}  {progress.recording_id}"
+
+
+def _show_sar_progress(progress: ExportProgress) -> None:
+    """The bar, rewritten in place (a carriage return, the line, then erase what is
+    left of a longer one); a line feed once done."""
+    end = "\n" if progress.stage == "done" else ""
+    print(f"\r{sar_progress_line(progress)}\x1b[K", end=end, file=sys.stderr, flush=True)
+
+
+# -- end sar export ----------------------------------------------------------------------
+
+
 def _key_sha256(text: str) -> str:
     """``--fingerprint``: the 64 hex digits of a signing key's SHA-256 (spaces and
     colons allowed, as it may be copied from a letter)."""
@@ -398,6 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _verify_bundle(args)
         if args.command == "recordings":
             return asyncio.run(_recordings_list(args))
+        if args.command == "sar" and args.sar_command == "export":
+            return asyncio.run(_sar_export(args))
         if args.command == "audit":
             return asyncio.run(_audit(args))
         if args.command == "export":

@@ -40,7 +40,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..config import TranscriptsSettings
 from ..recording_state import RecordingState
-from ..storage.catalog import Catalog, Release, SarCase, SarExport, SarRecording, SarState
+from ..storage.catalog import (
+    Catalog,
+    Release,
+    SarCase,
+    SarCaseError,
+    SarExport,
+    SarRecording,
+    SarState,
+)
 from ..storage.export import ChannelChoice, EncodingError
 from ..storage.output_file import OutputRefused
 from .bundle import (
@@ -151,6 +159,7 @@ class SarExporter:
         self._signing_key = signing_key
         self._transcripts = transcripts
         self._engine: TranscriptionEngine | None = None
+        self._loading = asyncio.Lock()  # two exports at once load the model once
 
     async def export(
         self,
@@ -162,8 +171,8 @@ class SarExporter:
         transcripts: bool = True,
         progress: Progress | None = None,
     ) -> SarExportResult:
-        """Write the bundle folder ``out`` (which must not exist), and ``out.zip`` when
-        ``make_zip``.  Errors: ``RecordNotFound`` (no such case), ``AccessDenied``,
+        """Write the bundle folder ``out`` (which must not exist), and ``OUT.zip`` beside
+        it when ``make_zip``.  Errors: ``RecordNotFound`` (no such case), ``AccessDenied``,
         ``InvalidAccessRequest`` (nothing released), ``AccessRequestConflict`` (a closed
         case; a released call without audio), :class:`SarExportError`."""
         report = progress or _ignore
@@ -172,7 +181,8 @@ class SarExporter:
         if case is None:
             raise RecordNotFound(f"no subject access case {case_id}")
         released = _released(case)
-        zip_path = out.with_suffix(".zip") if make_zip else None
+        out = out.absolute()  # the case records where the bundle went
+        zip_path = out.with_name(f"{out.name}.zip") if make_zip else None
         for taken in (out, zip_path):
             if taken is not None and os.path.lexists(taken):
                 raise SarExportError(f"{taken} exists; a bundle is never written over anything")
@@ -215,14 +225,15 @@ class SarExporter:
         return calls
 
     async def _engine_for(self) -> TranscriptionEngine:
-        if self._engine is None:
-            try:
-                self._engine = await asyncio.to_thread(load_engine, self._transcripts)
-            except TranscriptionUnavailable as exc:
-                raise SarExportError(
-                    f"{exc}; or export the audio alone with --no-transcripts"
-                ) from None
-        return self._engine
+        async with self._loading:
+            if self._engine is None:
+                try:
+                    self._engine = await asyncio.to_thread(load_engine, self._transcripts)
+                except TranscriptionUnavailable as exc:
+                    raise SarExportError(
+                        f"{exc}; or export the audio alone with --no-transcripts"
+                    ) from None
+            return self._engine
 
     async def _write(
         self,
@@ -239,7 +250,8 @@ class SarExporter:
         with BundleDraft(out) as draft:
             for call in calls:
                 written.append(await self._write_call(draft, call, engine, report, total))
-            draft.add(README, [readme(case, written, engine is not None).encode()])
+            text = _readme(case, written, engine is not None).encode()
+            await asyncio.to_thread(draft.add, README, [text])
             report(ExportProgress("sealing", total, total))
             info = BundleInfo(
                 case_id=case.id,
@@ -264,10 +276,12 @@ class SarExporter:
                 recording_ids=[c.attached.recording_id for c in calls],
                 at=info.exported_at,
             )
-        except BaseException:  # the sealed folder must not outlive a failed export
+        except BaseException as exc:  # the sealed folder must not outlive a failed export
             shutil.rmtree(bundle.path, ignore_errors=True)
             if zip_path is not None and zipped:
                 zip_path.unlink(missing_ok=True)
+            if isinstance(exc, SarCaseError):  # closed while it was being written
+                raise AccessRequestConflict(str(exc)) from None
             raise
         report(ExportProgress("done", total, total))
         return SarExportResult(bundle, zip_path, export)
@@ -360,7 +374,7 @@ def _disk_error(out: Path, exc: OSError) -> str:
     return f"cannot write {out}: {exc.strerror or exc}; nothing was kept"
 
 
-def readme(case: SarCase, written: Sequence[_Written], transcripts: bool) -> str:
+def _readme(case: SarCase, written: Sequence[_Written], transcripts: bool) -> str:
     """The bundle's ``README.txt``: what it holds, in plain words, for the requester."""
     lines = [
         f"Copies of your calls: subject access case {case.id}",

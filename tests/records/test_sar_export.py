@@ -336,7 +336,10 @@ async def test_a_disk_that_fills_leaves_no_bundle_and_no_zip(
     await decide(world, "caller", "refuse", "refuse")
     with tmpfs(tmp_path / "tiny", size) as disk:
         world.out = disk / "bundle"
-        await refused_without_trace(world, SarExportError, "no space left", transcripts=False)
-        assert os.listdir(disk) == [], where
+        seen: list[ExportProgress] = []
+        await refused_without_trace(world, SarExportError, "no space left", transcripts=False,
+                                    progress=seen.append)  # fmt: skip
+        assert os.listdir(disk) == []
+    assert ("zip" in [p.stage for p in seen]) == (where == "the zip")
     case = await world.catalog.sar.get(world.case_id)
     assert case is not None and case.state is SarState.OPEN
