@@ -55,6 +55,7 @@ EXPORTS_FOLDER = "exports"  # beside the catalog
 KEEP_SECONDS = 24 * 3600.0  # a finished job's folder, bundle and ZIP, then removed
 SWEEP_SECONDS = 300.0
 CHECKING = "checking"
+FAULT = "the export failed; the operators have been told"
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # a case id as the catalog makes them
 
 
@@ -206,11 +207,12 @@ class SarExportJobs:
             job.state, job.error = JobState.FAILED, "cancelled: the records service stopped"
             raise
         except Exception as exc:
-            job.state, job.error = JobState.FAILED, str(exc) or type(exc).__name__
-            job.failure = exc
-            if not isinstance(exc, _REFUSALS):  # a bug or the host's fault: for the log
-                log.error("subject access export %s of %s failed: %s", job.id,
-                          job.case_id, exc)  # fmt: skip
+            job.state, job.failure = JobState.FAILED, exc
+            if isinstance(exc, _REFUSALS):  # one line for the person asking
+                job.error = str(exc)
+            else:  # a bug or the host's fault: the cause is for the log, not the person
+                job.error = FAULT
+                log.error("subject access export %s of %s failed: %r", job.id, job.case_id, exc)
         finally:
             job.ended = self._clock()
 

@@ -6,16 +6,18 @@ crash left is removed at start, and a job is its starter's and the DPO's alone."
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
 
 from proxy.config import AccessSettings
-from proxy.records.errors import RecordNotFound
+from proxy.records.errors import AccessRequestConflict, RecordNotFound
 from proxy.records.gate import Gate
 from proxy.records.policy import Actor
 from proxy.records.sar_jobs import JobState, SarExportJobs
 from proxy.roles import Role
+from tests.storage.faulty_store import tmpfs
 
 from .test_sar_export import DPO, OFFICER, World, audio, decide, world  # noqa: F401
 
@@ -79,6 +81,26 @@ async def test_shutdown_cancels_a_running_job_and_leaves_nothing(
     assert list(root.iterdir()) == []
     case = await world.catalog.sar.get(world.case_id)
     assert case is not None and case.exports == ()
+
+
+async def test_a_disk_that_fills_fails_the_job_saying_so(world: World, tmp_path: Path) -> None:  # noqa: F811
+    """Past its checks, the job fails on its own: the person reads why in its error."""
+    await decide(world, "caller", "refuse", "refuse")
+    with tmpfs(tmp_path / "tiny", "64k") as disk:
+        jobs = jobs_of(world, disk / "exports", Clock())
+        jobs.open()
+        try:
+            job = await jobs.start(OFFICER, world.case_id, False)
+            assert job.task is not None
+            await asyncio.wait_for(job.task, 60)
+            assert job.state is JobState.FAILED and "no space left" in (job.error or ""), job
+            assert job.as_dict()["error"] == job.error and "files" not in job.as_dict()
+            with pytest.raises(AccessRequestConflict, match="failed: there is no bundle"):
+                await jobs.download(OFFICER, world.case_id, job.id)
+            assert [p.name for p in job.folder.iterdir()] == []  # nothing partial left
+        finally:
+            await jobs.close()
+        assert os.listdir(disk / "exports") == []
 
 
 async def test_what_a_crash_left_is_removed_at_start(world: World, tmp_path: Path) -> None:  # noqa: F811
