@@ -40,6 +40,7 @@ from .control.hold_metrics import HoldCounter
 from .control.http import HttpServer, build_app
 from .control.metrics import CallsSnapshot, Metrics, RecordingsSnapshot, event_loop_name
 from .control.retention_metrics import RetentionMetrics
+from .control.sar_metrics import SarCounter
 from .control.webhook import WebhookSender
 from .events import EventBus
 from .media.announcer import load_prompt
@@ -217,9 +218,9 @@ async def open_server(config: Config, *, metrics: Metrics | None = None) -> Asyn
     """Build every part from ``config`` in dependency order and start it; on leaving,
     drain the calls and close everything in reverse order:
 
-        calls drained → HTTP → flag and hold metrics tasks → SIP transport → media clock →
-        retention sweeper → recorder, writer thread, catalog journal → webhook → audit
-        anchoring → catalog
+        calls drained → HTTP → flag, hold and subject access metrics tasks → SIP
+        transport → media clock → retention sweeper → recorder, writer thread, catalog
+        journal → webhook → audit anchoring → catalog
 
     Raises ``StartupError`` (after closing what was opened) when a part cannot start.
     ``metrics``: a fresh ``Metrics`` when none is given (never the global registry)."""
@@ -321,6 +322,9 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     flag_counter = FlagCounter(catalog.flags)
     flag_counting = asyncio.create_task(flag_counter.run(), name="flag metrics")
     stack.push_async_callback(_cancel, flag_counting)
+    sar_counter = SarCounter(catalog.sar, config.sar.due_soon_days)
+    sar_counting = asyncio.create_task(sar_counter.run(), name="subject access metrics")
+    stack.push_async_callback(_cancel, sar_counting)
     metrics.attach(
         calls=lambda: calls_snapshot(b2bua),
         core=core.snapshot,
@@ -334,6 +338,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
         webhook=webhook,
         holds=hold_counter.snapshot,
         flags=flag_counter.snapshot,
+        sar=sar_counter.snapshot,
     )
     health = Health(config, clock, b2bua)
     http_app = build_app(health, metrics.render)

@@ -42,16 +42,21 @@ from .control.records import (
     holds,
     integrity,
     recordings,
+    sar_exports,
 )
 from .control.records import bulk as bulk_routes
+from .control.records import sar as sar_routes
 from .records.access import AccessDesk
 from .records.accounts import Accounts
 from .records.audit_view import AuditView
 from .records.bulk import BulkDesk
-from .records.custody import load_private_key
+from .records.custody import load_private_key, load_signing_key
 from .records.flags import FlagDesk
 from .records.gate import Gate
 from .records.holds import HoldDesk
+from .records.sar import SarDesk
+from .records.sar_export import SarExporter
+from .records.sar_jobs import EXPORTS_FOLDER, SarExportJobs
 from .records.search import RecordSearch
 from .startup import StartupError
 from .storage.catalog import SqliteCatalog
@@ -110,7 +115,9 @@ async def open_records_service(config: Config) -> AsyncIterator[RecordsService]:
             return {"ok": ready, "service": "records"}
 
         app, routes = build_records_app(accounts, csrf_secret(private_key), health)
-        add_records_routes(routes, config, catalog, private_key)
+        jobs = add_records_routes(routes, config, catalog, private_key)
+        jobs.open()
+        stack.push_async_callback(jobs.close)
         http = HttpServer(app, *config.records.http_listen)
         try:
             await http.start()
@@ -128,9 +135,10 @@ async def open_records_service(config: Config) -> AsyncIterator[RecordsService]:
 
 def add_records_routes(
     routes: Routes, config: Config, catalog: SqliteCatalog, private_key: X25519PrivateKey
-) -> None:
+) -> SarExportJobs:
     """Every records endpoint, deciding through one gate (a route module is one more
-    line here, before the service starts)."""
+    line here, before the service starts); the subject access export jobs, for the
+    service to open and close."""
     gate = Gate(catalog, config.access)
     recordings.add_routes(routes, RecordSearch(gate, catalog), config.numbers)
     access.add_routes(routes, AccessDesk(gate, catalog.access_requests))
@@ -138,7 +146,36 @@ def add_records_routes(
         routes, gate, catalog, recordings_dir=config.recording.dir, private_key=private_key
     )
     bulk_routes.add_routes(routes, BulkDesk(gate, catalog, config.recording.dir, private_key))
+    sar_routes.add_routes(routes, SarDesk(gate, catalog, config.numbers, config.sar), gate.now)
+    jobs = sar_export_jobs(config, catalog, gate, private_key)
+    sar_exports.add_routes(routes, jobs)
     add_governance_routes(routes, config, catalog, gate, private_key)
+    return jobs
+
+
+def sar_export_jobs(
+    config: Config, catalog: SqliteCatalog, gate: Gate, private_key: X25519PrivateKey
+) -> SarExportJobs:
+    """The export jobs, under ``exports/`` beside the catalog.  Without the
+    export-signing key file the service still runs and exports are refused naming it
+    (a key that is there but does not open is a ``StartupError``, as the recording
+    key's is)."""
+    root = config.catalog.path.parent / EXPORTS_FOLDER
+    if not config.export.signing_key.exists():
+        missing = (
+            f"export.signing_key {config.export.signing_key}: no export-signing key "
+            "(make one with recproxy keygen --signing)"
+        )
+        return SarExportJobs(gate, catalog.audit, None, root, unavailable=missing)
+    exporter = SarExporter(
+        gate,
+        catalog,
+        recordings_dir=config.recording.dir,
+        private_key=private_key,
+        signing_key=load_signing_key(config),
+        transcripts=config.transcripts,
+    )
+    return SarExportJobs(gate, catalog.audit, exporter, root)
 
 
 def add_governance_routes(

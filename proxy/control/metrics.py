@@ -14,9 +14,10 @@ hot path, and it never touches a call, a leg, a jitter buffer or the clock itsel
   frozen values — ``SipCore.snapshot``, ``PortAllocator.snapshot``,
   ``MediaClock.snapshot``, a ``CallsSnapshot`` and a ``RecordingsSnapshot`` built by the
   server — plus the writer's public ``WriterMetrics``, the recorder's counters and the
-  webhook's stats, and the last hold and open flag counts (``HoldCounter.snapshot``,
-  ``FlagCounter.snapshot``: the catalog is read by a task every 30 s, never by a
-  scrape).  There is no second bookkeeping: the parts count as they always did.
+  webhook's stats, and the last hold, open flag and open subject access case counts
+  (``HoldCounter.snapshot``, ``FlagCounter.snapshot``, ``SarCounter.snapshot``: the
+  catalog is read by a task every 30 s, never by a scrape).  There is no second
+  bookkeeping: the parts count as they always did.
 * **Constructor callbacks, per timer tick or per chunk, never per packet.**
   ``observe_loop_lag`` is the ``MediaClock``'s ``on_lag``; ``observe_write_seconds`` the
   ``RecordingWriter``'s ``on_write`` (called from the writer thread: histograms are
@@ -90,6 +91,7 @@ from ..sip.core import KNOWN_METHODS
 from ..storage.catalog import CallOutcome
 from .flag_metrics import FlagsSnapshot, flag_families
 from .hold_metrics import HoldsSnapshot, hold_families
+from .sar_metrics import SarSnapshot, sar_families
 
 if TYPE_CHECKING:
     from ..media.clock import ClockSnapshot
@@ -221,6 +223,7 @@ class _Sources:
     webhook: WebhookSender | None = None
     holds: Callable[[], HoldsSnapshot | None] | None = None
     flags: Callable[[], FlagsSnapshot | None] | None = None
+    sar: Callable[[], SarSnapshot | None] | None = None
 
 
 # --- call quality, at the end of a call (pure functions) ---------------------------------
@@ -462,6 +465,7 @@ class Metrics:
         webhook: WebhookSender | None = None,
         holds: Callable[[], HoldsSnapshot | None] | None = None,
         flags: Callable[[], FlagsSnapshot | None] | None = None,
+        sar: Callable[[], SarSnapshot | None] | None = None,
     ) -> None:
         """Read these at each scrape; each is optional, and a later call adds sources
         (``None`` leaves a source as it was).  A family whose source is missing is
@@ -482,6 +486,7 @@ class Metrics:
             webhook if webhook is not None else old.webhook,
             holds if holds is not None else old.holds,
             flags if flags is not None else old.flags,
+            sar if sar is not None else old.sar,
         )
 
     def render(self) -> bytes:
@@ -593,6 +598,7 @@ class Metrics:
         yield from _webhook_families(sources.webhook)
         yield from hold_families(sources.holds() if sources.holds else None)
         yield from flag_families(sources.flags() if sources.flags else None)
+        yield from sar_families(sources.sar() if sources.sar else None)
 
     def _call_families(self, calls: CallsSnapshot | None, sampled: bool) -> Iterator[Metric]:
         active = GaugeMetricFamily(

@@ -221,9 +221,10 @@ class SarDesk:
         return await self._catalog.sar.cases(state=wanted)
 
     async def show(self, actor: Actor, case_id: str) -> CaseView:
-        """One case, with the metadata of each of its calls."""
-        require(await self._gate.check(actor, Action.VIEW_SAR, reason=f"case {case_id}"))
+        """One case, with the metadata of each of its calls (an unknown case is a 404
+        that writes nothing, as it is for ``decide`` and ``close``)."""
         case = await self._get(case_id)
+        require(await self._gate.check(actor, Action.VIEW_SAR, reason=f"case {case.id}"))
         calls = {
             r.recording_id: await self._catalog.search.hit(r.recording_id) for r in case.recordings
         }

@@ -20,6 +20,7 @@ from proxy.config import Config, RecordingSettings, WebhookSettings
 from proxy.control.flag_metrics import KINDS, FlagsSnapshot
 from proxy.control.hold_metrics import HoldsSnapshot
 from proxy.control.metrics import Metrics
+from proxy.control.sar_metrics import SarSnapshot
 from proxy.control.webhook import WebhookSender
 from proxy.events import EventBus
 from proxy.media.clock import MediaClock
@@ -100,6 +101,7 @@ def attach_all(metrics: Metrics, parts: Parts, loop_name: str = "asyncio") -> No
         webhook=parts.webhook,
         holds=lambda: HoldsSnapshot({"complaint": 2, "training": 0}, 1),
         flags=lambda: FlagsSnapshot(dict.fromkeys(KINDS, 0) | {"repeated_refusals": 1}),
+        sar=lambda: SarSnapshot(later=2, soon=1, overdue=0),
     )
 
 

@@ -17,6 +17,9 @@ reaches aiohttp's 500.  The statuses:
 - ``RecordNotFound`` 404;
 - ``AccessRequestConflict``, ``RecordingActionError``, ``HoldRefused`` 409;
 - ``InvalidAccessRequest``, ``InvalidHoldRequest``, ``InvalidRecordingRequest`` 422;
+- ``ExportsBusy`` 429 (as many subject access exports as the host runs at once);
+- ``SarExportError`` 503 (no transcript model, no signing key, a full disk: the host's
+  state, one line naming what to do);
 - ``BodyRefused`` its own status (400 too large or too deep, 422 not a JSON object);
 - ``RangeNotSatisfiable`` 416 with ``Content-Range: bytes */N``;
 - ``RecordingUnreadable`` 500 with a generic detail: the cause (which file, which
@@ -46,6 +49,8 @@ from ...records.errors import (
     RecordingUnreadable,
     RecordNotFound,
 )
+from ...records.sar_export import SarExportError
+from ...records.sar_jobs import ExportsBusy
 from ...storage.export import EncodingError
 from ..body import BodyRefused
 from ..problem import problem
@@ -65,6 +70,8 @@ _STATUS: dict[type[Exception], int] = {
     InvalidAccessRequest: 422,
     InvalidHoldRequest: 422,
     InvalidRecordingRequest: 422,
+    ExportsBusy: 429,
+    SarExportError: 503,
 }
 
 DENIED: Schema = {
@@ -89,7 +96,13 @@ PROBLEMS: dict[str, Schema] = {
     "409": {"description": "Not possible in the current state", **PROBLEM},
     "416": {"description": "The byte range lies outside the audio", **PROBLEM},
     "422": {"description": "A parameter or the body is malformed", **PROBLEM},
+    "429": {"description": "As many exports as the host runs at once are running", **PROBLEM},
     "500": {"description": "The audio failed verification or could not be encoded", **PROBLEM},
+    "503": {
+        "description": "Not possible on this host now: no transcript model, no signing key "
+        "or a full disk (the detail says which)",
+        **PROBLEM,
+    },
 }
 
 

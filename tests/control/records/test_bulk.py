@@ -9,6 +9,7 @@ decision audited, and bad input refused with nothing changed."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import uuid
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -119,38 +120,49 @@ def write_recordings(folder: Path, count: int) -> list[str]:
 async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
     monkeypatch.setenv("RECPROXY_KEY_PASSPHRASE", PASSPHRASE)
     ids = write_recordings(tmp_path, 3)
-    config = tmp_path / "recproxy.toml"
+    async with running_world(tmp_path, ids, USERS, "[access]\nbulk_max_recordings = 3\n") as w:
+        yield w
+
+
+@contextlib.asynccontextmanager
+async def running_world(
+    folder: Path, ids: list[str], users: Mapping[str, str], more_config: str = ""
+) -> AsyncIterator[World]:
+    """The records service on ``folder``'s recordings ``ids`` (written by
+    :func:`write_recordings`; the last one's retention has run out), with ``users``
+    (name → role) each signed in, and ``more_config`` after the configuration's own."""
+    config = folder / "recproxy.toml"
     config.write_text(
-        f'[catalog]\npath = "{tmp_path}/catalog.sqlite3"\n'
-        f'[recording]\ndir = "{tmp_path}/recordings"\npublic_key = "{tmp_path}/recording.pub"\n'
-        f'private_key = "{tmp_path}/recording.key"\n'
+        f'[catalog]\npath = "{folder}/catalog.sqlite3"\n'
+        f'[recording]\ndir = "{folder}/recordings"\npublic_key = "{folder}/recording.pub"\n'
+        f'private_key = "{folder}/recording.key"\n'
         '[records]\nhttp_listen = "127.0.0.1:0"\n'
-        "[access]\nbulk_max_recordings = 3\n"
+        f"{more_config}"
     )
-    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+    async with SqliteCatalog(folder / "catalog.sqlite3") as catalog:
         for rid in ids:
             await catalogue(catalog, rid)
         accounts = Accounts(catalog.users, AccountsSettings(), hasher=CHEAP)
-        for name, role in USERS.items():
+        for name, role in users.items():
             await accounts.add_user(name, role_name=role, password=PASSWORD, by="test")
-    with sqlite3.connect(tmp_path / "catalog.sqlite3") as conn:  # its retention ran out
+    with sqlite3.connect(folder / "catalog.sqlite3") as conn:  # its retention ran out
         conn.execute(
             "UPDATE recordings SET state = ?, deleted_at = ?, deleted_reason = 'retention'"
             " WHERE id = ?",
-            (RecordingState.DELETED.value, START_MS + 86_400_000, ids[2]),
+            (RecordingState.DELETED.value, START_MS + 86_400_000, ids[-1]),
         )
     async with (
         open_records_service(load_config(config)) as service,
         aiohttp.ClientSession() as http,
     ):
         tokens = {}
-        for name in USERS:
+        for name in users:
             login = {"username": name, "password": PASSWORD, "kind": "bearer"}
             async with http.post(f"{service.url}/api/v1/login", json=login) as response:
                 assert response.status == 200, await response.text()
                 tokens[name] = (await response.json())["token"]
-        yield World(tmp_path, config, tmp_path / "catalog.sqlite3", service.url, http,
-                    ids[:2], ids[2], tokens)  # fmt: skip
+        yield World(folder, config, folder / "catalog.sqlite3", service.url, http,
+                    ids[:-1], ids[-1], tokens)  # fmt: skip
 
 
 async def asked(world: World, who: str = "rita") -> dict[str, Any]:
