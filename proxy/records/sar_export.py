@@ -176,10 +176,10 @@ class SarExporter:
         ``InvalidAccessRequest`` (nothing released), ``AccessRequestConflict`` (a closed
         case; a released call without audio), :class:`SarExportError`."""
         report = progress or _ignore
-        require(await self._gate.check(actor, Action.VIEW_SAR, reason=f"case {case_id}"))
-        case = await self._catalog.sar.get(case_id)
+        case = await self._catalog.sar.get(case_id)  # unknown: 404, not audited (as show)
         if case is None:
             raise RecordNotFound(f"no subject access case {case_id}")
+        require(await self._gate.check(actor, Action.VIEW_SAR, reason=f"case {case.id}"))
         released = _released(case)
         out = out.absolute()  # the case records where the bundle went
         zip_path = out.with_name(f"{out.name}.zip") if make_zip else None
