@@ -166,7 +166,7 @@ def sar_export_jobs(
             f"export.signing_key {config.export.signing_key}: no export-signing key "
             "(make one with recproxy keygen --signing)"
         )
-        return SarExportJobs(gate, catalog.audit, None, root, unavailable=missing)
+        return SarExportJobs(gate, catalog.audit, catalog.sar, None, root, unavailable=missing)
     exporter = SarExporter(
         gate,
         catalog,
@@ -175,7 +175,7 @@ def sar_export_jobs(
         signing_key=load_signing_key(config),
         transcripts=config.transcripts,
     )
-    return SarExportJobs(gate, catalog.audit, exporter, root)
+    return SarExportJobs(gate, catalog.audit, catalog.sar, exporter, root)
 
 
 def add_governance_routes(

@@ -27,6 +27,7 @@ from datetime import date, datetime
 
 from ..events import HoldPlaced, HoldReleased, Publish, discard
 from ..storage.catalog import (
+    SAR_HOLD_KIND,
     Hold,
     HoldRefusedError,
     HoldRepository,
@@ -142,6 +143,11 @@ class HoldDesk:
         held = await self._holds.get(hold_id)
         if held is None:
             raise RecordNotFound(f"hold {hold_id} does not exist")
+        if held.kind == SAR_HOLD_KIND and held.active:  # retention must not take it meanwhile
+            raise HoldRefused(
+                f"hold {held.id} keeps the recording for subject access case {held.reference}:"
+                " it is released when the case is closed (recproxy sar close)"
+            )
         await authorise(held.recording_id)
         hold = await self._call(self._holds.release(hold_id, by=who, reason=why))
         self._publish(HoldReleased(hold.id, hold.recording_id, hold.kind, who, why))

@@ -115,6 +115,14 @@ class CaseView:
         return document
 
 
+async def refuse_early(gate: Gate, actor: Actor, action: Action, reason: str) -> None:
+    """Refuse (audited, ``AccessDenied``) before a case is looked up when ``actor``'s
+    role may never do ``action``: whether a case exists, or a call is in one, is told
+    only to those who handle cases.  Nothing is written when the role may."""
+    if not gate.decide(AccessQuery(actor, action, gate.now(), reason=reason)).allowed:
+        require(await gate.check(actor, action, reason=reason))
+
+
 class SarDesk:
     """Subject access cases; see the module docstring."""
 
@@ -223,6 +231,7 @@ class SarDesk:
     async def show(self, actor: Actor, case_id: str) -> CaseView:
         """One case, with the metadata of each of its calls (an unknown case is a 404
         that writes nothing, as it is for ``decide`` and ``close``)."""
+        await refuse_early(self._gate, actor, Action.VIEW_SAR, f"case {case_id}")
         case = await self._get(case_id)
         require(await self._gate.check(actor, Action.VIEW_SAR, reason=f"case {case.id}"))
         calls = {
@@ -238,9 +247,12 @@ class SarDesk:
         why = given_text("reason", reason)
         if not why:
             raise InvalidAccessRequest("a decision needs a reason")
+        await refuse_early(self._gate, actor, Action.DECIDE_SAR, f"case {case_id}")
         case = await self._get(case_id)
         if case.recording(recording_id) is None:
             raise RecordNotFound(f"recording {recording_id} is not in case {case.id}")
+        if case.state is SarState.CLOSED:  # before the gate: a refusal, not an access
+            raise AccessRequestConflict(f"case {case.id} is closed; nothing in it changes")
         decision = await self._gate.check(
             actor,
             Action.DECIDE_SAR,
@@ -265,6 +277,7 @@ class SarDesk:
         why = given_text("reason", reason)
         if not why:
             raise InvalidAccessRequest("closing a case needs a reason")
+        await refuse_early(self._gate, actor, Action.CLOSE_SAR, f"case {case_id}")
         case = await self._get(case_id)
         require(await self._gate.check(actor, Action.CLOSE_SAR, reason=f"case {case.id}: {why}"))
         return await _sar_mapped(
@@ -289,9 +302,11 @@ async def _sar_mapped(operation: Awaitable[SarCase]) -> SarCase:
 
 def describe_deadline(case: SarCase, now: datetime) -> str:
     """``due 2027-01-07T00:00:00Z (31 days left)``, ``OVERDUE by 3 days (due ...)``,
-    ``closed``."""
+    ``answered (was due ...)``, ``closed``."""
     if case.state is SarState.CLOSED:
         return "closed"
+    if case.state is SarState.ANSWERED:
+        return f"answered (was due {format_utc(case.deadline_at)})"
     days = (case.deadline_at - now).total_seconds() / 86400
     if days < 0:
         late = math.ceil(-days)  # a whole day late is 1 day, a minute more is 2

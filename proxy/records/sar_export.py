@@ -69,6 +69,7 @@ from .errors import (
 from .gate import Gate, require
 from .playback import AudioFormat, Playable, Rendering, find_playable, render
 from .policy import Action, Actor
+from .sar import refuse_early
 from .transcripts.engine import TranscriptionEngine, load_engine
 from .transcripts.model import TranscriptionUnavailable
 from .transcripts.transcribe import transcribe_playable
@@ -176,12 +177,15 @@ class SarExporter:
         ``InvalidAccessRequest`` (nothing released), ``AccessRequestConflict`` (a closed
         case; a released call without audio), :class:`SarExportError`."""
         report = progress or _ignore
+        await refuse_early(self._gate, actor, Action.VIEW_SAR, f"case {case_id}")
         case = await self._catalog.sar.get(case_id)  # unknown: 404, not audited (as show)
         if case is None:
             raise RecordNotFound(f"no subject access case {case_id}")
         require(await self._gate.check(actor, Action.VIEW_SAR, reason=f"case {case.id}"))
         released = _released(case)
         out = out.absolute()  # the case records where the bundle went
+        if not out.name or out.name in (".", ".."):
+            raise SarExportError(f"{out}: name the bundle's own folder, e.g. {out / case.id}")
         zip_path = out.with_name(f"{out.name}.zip") if make_zip else None
         for taken in (out, zip_path):
             if taken is not None and os.path.lexists(taken):
@@ -231,7 +235,8 @@ class SarExporter:
                     self._engine = await asyncio.to_thread(load_engine, self._transcripts)
                 except TranscriptionUnavailable as exc:
                     raise SarExportError(
-                        f"{exc}; or export the audio alone with --no-transcripts"
+                        f"{exc}; or export the audio alone (recproxy sar export --no-transcripts;"
+                        ' over the API, "transcripts": false)'
                     ) from None
             return self._engine
 
@@ -273,7 +278,7 @@ class SarExporter:
                 by=actor.name,
                 bundle=str(bundle.path),
                 manifest_sha256=bundle.manifest_sha256,
-                recording_ids=[c.attached.recording_id for c in calls],
+                releases={c.attached.recording_id: c.release for c in calls},
                 at=info.exported_at,
             )
         except BaseException as exc:  # the sealed folder must not outlive a failed export

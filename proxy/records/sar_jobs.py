@@ -29,7 +29,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..roles import Role
-from ..storage.catalog import format_utc
+from ..storage.catalog import Release, SarCaseRepository, SarState, format_utc
 from ..storage.catalog.audit import AuditLog
 from .errors import (
     AccessDenied,
@@ -116,6 +116,7 @@ class SarExportJobs:
         self,
         gate: Gate,
         audit: AuditLog,
+        cases: SarCaseRepository,
         exporter: SarExporter | None,
         root: Path,
         *,
@@ -130,6 +131,7 @@ class SarExportJobs:
             raise ValueError("limit and keep must be positive")
         self._gate = gate
         self._audit = audit
+        self._cases = cases
         self._exporter = exporter
         self._unavailable = unavailable
         self._root = root
@@ -233,6 +235,7 @@ class SarExportJobs:
             )
         reason = f"case {case_id}: download of export job {job_id}"
         require(await self._gate.check(actor, Action.EXPORT_SAR, reason=reason))
+        await self._still_released(job, job.result.export.releases)
         await self._audit.append(
             actor=actor.name,
             action="sar.download",
@@ -241,6 +244,25 @@ class SarExportJobs:
                     "started_by": job.started_by},
         )  # fmt: skip
         return job.result.zip_path
+
+    async def _still_released(self, job: ExportJob, releases: Mapping[str, Release]) -> None:
+        """Refuse (409) a bundle the case no longer stands behind — closed, or a call's
+        decision changed since it was written — and remove it at once."""
+        case = await self._cases.get(job.case_id)
+        changed = (
+            case is None
+            or case.state is SarState.CLOSED
+            or any(
+                (attached := case.recording(rid)) is None or attached.release is not release
+                for rid, release in releases.items()
+            )
+        )
+        if changed:
+            self._forget(job)
+            raise AccessRequestConflict(
+                f"case {job.case_id} was closed or a decision changed since export job {job.id}"
+                " was written: the bundle was removed; export again"
+            )
 
     def sweep(self) -> int:
         """Remove the jobs (and folders) that ended ``keep`` ago or more; how many."""

@@ -75,8 +75,8 @@ async def test_answered_and_closed_cases_are_not_counted(catalog: SqliteCatalog)
     await catalog.sar.decide(answered, recording_id, release=Release.BOTH, by="dora",
                              reason="the caller's own call", at=NOW)  # fmt: skip
     await catalog.sar.record_export(answered, by="olive", bundle="SAR-bundle",
-                                    manifest_sha256="ab" * 32, recording_ids=(recording_id,),
-                                    at=NOW)  # fmt: skip
+                                    manifest_sha256="ab" * 32,
+                                    releases={recording_id: Release.BOTH}, at=NOW)  # fmt: skip
     closed = await open_case(catalog, NOW - timedelta(days=1))
     await catalog.sar.close(closed, by="olive", reason="withdrawn", at=NOW)
     await open_case(catalog, NOW - timedelta(days=1))

@@ -16,7 +16,7 @@ from proxy.events import HoldPlaced, HoldReleased
 from proxy.recording_state import RecordingState
 from proxy.records.errors import HoldRefused, InvalidHoldRequest, RecordNotFound
 from proxy.records.holds import HoldDesk, review_date
-from proxy.storage.catalog import Attribution, SqliteCatalog
+from proxy.storage.catalog import Attribution, NewSarCase, SqliteCatalog
 
 from ..storage.test_catalog import FakeClock, at, new_call, new_recording
 
@@ -104,6 +104,26 @@ async def test_catalog_refusals_become_use_case_errors(catalog: SqliteCatalog) -
     await desk.release(hold.id, by="a", reason="r")
     with pytest.raises(HoldRefused, match="already released"):
         await desk.release(hold.id, by="a", reason="r")
+
+
+async def test_a_subject_access_hold_is_released_only_by_closing_its_case(
+    catalog: SqliteCatalog,
+) -> None:
+    recording_id = await ended(catalog)
+    case = await catalog.sar.open(
+        NewSarCase("Pat", "passport", ("+441632960123",), at(0), at(60), at(60),
+                   at(60) + timedelta(days=30), "olive", (recording_id,))
+    )  # fmt: skip
+    hold_id = case.recordings[0].hold_id
+    assert hold_id is not None
+    desk = HoldDesk(catalog.holds, KINDS)
+    with pytest.raises(HoldRefused, match=f"subject access case {case.id}.*sar close"):
+        await desk.release(hold_id, by="a", reason="tidying up")
+    held = await catalog.holds.get(hold_id)
+    assert held is not None and held.active
+    await catalog.sar.close(case.id, by="olive", reason="answered")
+    released = await catalog.holds.get(hold_id)
+    assert released is not None and not released.active
 
 
 async def test_listing_marks_holds_due_for_review(catalog: SqliteCatalog) -> None:

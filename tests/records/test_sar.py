@@ -211,8 +211,23 @@ async def test_an_officer_opens_and_closes_but_only_the_dpo_decides(world: World
         ("dee", "sar.decide", None),
         ("olive", "access.allowed", "close_sar"),
         ("olive", "sar.close", None),
-        ("dee", "access.allowed", "decide_sar"),
-    ]
+    ]  # a decision on the closed case is refused before the gate: no access entry
+
+
+async def test_who_may_not_handle_cases_learns_nothing_of_one(world: World) -> None:
+    """Staff asking about a case get the policy's refusal (audited) whether or not the
+    case exists or the call is in it: case ids are sequential, so a 404 would tell."""
+    finished(world, world.transferred)
+    case = (await desk(world).open(OLIVE, **request())).case
+    for case_id in (case.id, "SAR-1999-0001"):
+        with pytest.raises(AccessDenied, match="only records officers and the DPO"):
+            await desk(world).show(ALICE, case_id)
+        with pytest.raises(AccessDenied, match="only the DPO decides"):
+            await desk(world).decide(ALICE, case_id, "not-a-recording", "both", "x")
+        with pytest.raises(AccessDenied, match="only records officers and the DPO"):
+            await desk(world).close(ALICE, case_id, "x")
+    refused = await world.catalog.audit.entries(action="access.refused")
+    assert len(refused) == 6 and {e.actor for e in refused} == {"alice"}
 
 
 async def test_unknown_cases_and_recordings_not_in_the_case_are_not_found(world: World) -> None:

@@ -17,6 +17,7 @@ from proxy.records.gate import Gate
 from proxy.records.policy import Actor
 from proxy.records.sar_jobs import JobState, SarExportJobs
 from proxy.roles import Role
+from proxy.storage.catalog import Release
 from tests.storage.faulty_store import tmpfs
 
 from .test_sar_export import DPO, OFFICER, World, audio, decide, world  # noqa: F401
@@ -35,7 +36,9 @@ class Clock:
 
 def jobs_of(world: World, root: Path, clock: Clock) -> SarExportJobs:  # noqa: F811
     gate = Gate(world.catalog, AccessSettings())
-    return SarExportJobs(gate, world.catalog.audit, world.exporter, root, keep=HOUR, clock=clock)
+    return SarExportJobs(
+        gate, world.catalog.audit, world.catalog.sar, world.exporter, root, keep=HOUR, clock=clock
+    )
 
 
 async def test_a_finished_job_is_kept_then_swept(world: World, tmp_path: Path) -> None:  # noqa: F811
@@ -60,6 +63,28 @@ async def test_a_finished_job_is_kept_then_swept(world: World, tmp_path: Path) -
         clock.now += 1
         assert jobs.sweep() == 1
         assert list(root.iterdir()) == []
+        with pytest.raises(RecordNotFound):
+            jobs.job(OFFICER, world.case_id, job.id)
+    finally:
+        await jobs.close()
+
+
+async def test_a_bundle_no_longer_released_is_gone(world: World, tmp_path: Path) -> None:  # noqa: F811
+    await decide(world, "caller", "refuse", "refuse")
+    jobs = jobs_of(world, tmp_path / "exports", Clock())
+    jobs.open()
+    try:
+        job = await jobs.start(OFFICER, world.case_id, False)
+        assert job.task is not None
+        await asyncio.wait_for(job.task, 60)
+        assert job.state is JobState.DONE, job.error
+        (released,) = job.result.export.recording_ids  # type: ignore[union-attr]
+        await world.catalog.sar.decide(  # the DPO thinks again: refused after all
+            world.case_id, released, release=Release.REFUSE, by="dee", reason="third party"
+        )
+        with pytest.raises(AccessRequestConflict, match="decision changed"):
+            await jobs.download(OFFICER, world.case_id, job.id)
+        assert not job.folder.exists()  # the plaintext bundle is gone at once
         with pytest.raises(RecordNotFound):
             jobs.job(OFFICER, world.case_id, job.id)
     finally:

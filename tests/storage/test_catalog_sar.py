@@ -187,8 +187,9 @@ async def test_close_releases_the_holds_and_ends_all_change(catalog: SqliteCatal
         await catalog.sar.close(case.id, by="olive", reason="again")
     with pytest.raises(SarCaseError, match="closed"):
         await catalog.sar.record_export(
-            case.id, by="olive", bundle="/b", manifest_sha256=DIGEST, recording_ids=()
-        )
+            case.id, by="olive", bundle="/b", manifest_sha256=DIGEST,
+            releases={first: Release.BOTH},
+        )  # fmt: skip
     assert await catalog.audit.entries() == before
 
 
@@ -197,29 +198,45 @@ async def test_an_export_marks_the_case_answered(catalog: SqliteCatalog) -> None
     refused = await recording(catalog, RecordingState.COMPLETE, seconds=100)
     case = await catalog.sar.open(new_case(released, refused))
     await catalog.sar.decide(case.id, released, release=Release.BOTH, by="dee", reason="ok")
+    both = {released: Release.BOTH}
+    early = await catalog.sar.record_export(
+        case.id, by="olive", bundle="/srv/b0", manifest_sha256=DIGEST, releases=both
+    )
+    still = await catalog.sar.get(case.id)  # a call undecided: the deadline still counts
+    assert still is not None and still.state is SarState.OPEN
     await catalog.sar.decide(case.id, refused, release=Release.REFUSE, by="dee", reason="no")
     with pytest.raises(SarCaseError, match=f"{refused} is not released"):
         await catalog.sar.record_export(
-            case.id, by="olive", bundle="/b", manifest_sha256=DIGEST, recording_ids=(refused,)
+            case.id, by="olive", bundle="/b", manifest_sha256=DIGEST,
+            releases={refused: Release.BOTH},
+        )  # fmt: skip
+    with pytest.raises(SarCaseError, match=f"decision on recording {released} changed"):
+        await catalog.sar.record_export(
+            case.id, by="olive", bundle="/b", manifest_sha256=DIGEST,
+            releases={released: Release.CALLER},
+        )  # fmt: skip
+    with pytest.raises(InvalidFieldError, match="one or more"):
+        await catalog.sar.record_export(
+            case.id, by="olive", bundle="/b", manifest_sha256=DIGEST, releases={}
         )
     export = await catalog.sar.record_export(
-        case.id, by="olive", bundle="/srv/b1", manifest_sha256=DIGEST, recording_ids=(released,)
+        case.id, by="olive", bundle="/srv/b1", manifest_sha256=DIGEST, releases=both
     )
-    assert (export.number, export.bundle, export.recording_ids) == (1, "/srv/b1", (released,))
+    assert (export.number, export.bundle, export.recording_ids) == (2, "/srv/b1", (released,))
     again = await catalog.sar.record_export(
-        case.id, by="olive", bundle="/srv/b2", manifest_sha256=DIGEST, recording_ids=(released,)
+        case.id, by="olive", bundle="/srv/b2", manifest_sha256=DIGEST, releases=both
     )
-    assert again.number == 2
+    assert again.number == 3
     answered = await catalog.sar.get(case.id)
     assert answered is not None and answered.state is SarState.ANSWERED
-    assert answered.exports == (export, again)
+    assert answered.exports == (early, export, again)
     assert [c.id for c in await catalog.sar.cases(state=SarState.ANSWERED)] == [case.id]
     assert await catalog.sar.cases(state=SarState.OPEN) == []
-    [entry, _] = await catalog.audit.entries(action="sar.export")
+    [_, entry, _] = await catalog.audit.entries(action="sar.export")
     assert entry.detail == {
         "bundle": "/srv/b1",
         "manifest_sha256": DIGEST,
-        "recordings": [released],
+        "recordings": {released: "both"},
     }
 
 

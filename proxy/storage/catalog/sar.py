@@ -27,7 +27,7 @@ Every change appends its audit entry in the same transaction: ``sar.open``,
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -110,14 +110,18 @@ class SarRecording:
 
 @dataclass(frozen=True, slots=True)
 class SarExport:
-    """One bundle exported for a case."""
+    """One bundle exported for a case: its recordings, each as it was released."""
 
     number: int
     exported_by: str
     exported_at: datetime
     bundle: str
     manifest_sha256: str
-    recording_ids: tuple[str, ...]
+    releases: Mapping[str, Release]
+
+    @property
+    def recording_ids(self) -> tuple[str, ...]:
+        return tuple(self.releases)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -127,6 +131,7 @@ class SarExport:
             "bundle": self.bundle,
             "manifest_sha256": self.manifest_sha256,
             "recording_ids": list(self.recording_ids),
+            "releases": {rid: release.value for rid, release in self.releases.items()},
         }
 
 
@@ -232,7 +237,7 @@ class SarCaseRepository(Protocol):
         by: str,
         bundle: str,
         manifest_sha256: str,
-        recording_ids: Sequence[str],
+        releases: Mapping[str, Release],
         at: datetime | None = None,
     ) -> SarExport: ...
 
@@ -271,7 +276,7 @@ def _exports(conn: Connection, case_id: str) -> tuple[SarExport, ...]:
             exported_at=from_ms(row["exported_at"]),
             bundle=row["bundle"],
             manifest_sha256=row["manifest_sha256"],
-            recording_ids=tuple(json.loads(row["recordings"])),
+            releases={rid: Release(r) for rid, r in json.loads(row["recordings"]).items()},
         )
         for row in rows(conn, _EXPORTS, (case_id,))
     )
@@ -509,32 +514,45 @@ class SqliteSarCases:
         by: str,
         bundle: str,
         manifest_sha256: str,
-        recording_ids: Sequence[str],
+        releases: Mapping[str, Release],
         at: datetime | None = None,
     ) -> SarExport:
-        """Record a bundle sealed for the case; the first marks it ``answered``."""
+        """Record a bundle sealed for the case, each recording as it was released in it.
+        ``SarCaseError`` when a decision changed while the bundle was written (the
+        bundle must then not go out), or none is given.  The case becomes ``answered``
+        once a bundle has gone out with no call left undecided (until then it still
+        counts towards the deadline metric)."""
         by, bundle = text("by", by), text("bundle", bundle)
         digest = sha256("manifest_sha256", manifest_sha256)
-        ids = tuple(text("recording id", each) for each in recording_ids)
+        exported = {text("recording id", rid): Release(r) for rid, r in releases.items()}
+        if not exported:
+            raise InvalidFieldError("an export holds one or more recordings")
         at_ms = at_or_now_ms(self._clock, at)
 
         def body(conn: Connection) -> SarExport:
             case = _require(conn, case_id, changing=True)
-            for recording_id in ids:
+            for recording_id, release in exported.items():
                 attached = case.recording(recording_id)
                 if attached is None or not attached.released:
                     raise SarCaseError(f"recording {recording_id} is not released in {case.id}")
+                if attached.release is not release:
+                    raise SarCaseError(
+                        f"the decision on recording {recording_id} changed while the bundle was"
+                        f" written ({release.value} → {attached.release}): export again"
+                    )
             number = len(case.exports) + 1
+            recorded = {rid: release.value for rid, release in exported.items()}
             insert(
                 conn,
                 "INSERT INTO sar_exports (case_id, number, exported_by, exported_at, bundle,"
                 " manifest_sha256, recordings) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (case.id, number, by, at_ms, bundle, digest, json.dumps(list(ids))),
+                (case.id, number, by, at_ms, bundle, digest, json.dumps(recorded)),
             )
-            conn.execute(
-                "UPDATE sar_cases SET state = ? WHERE id = ? AND state = ?",
-                (SarState.ANSWERED.value, case.id, SarState.OPEN.value),
-            )
+            if not case.undecided:
+                conn.execute(
+                    "UPDATE sar_cases SET state = ? WHERE id = ? AND state = ?",
+                    (SarState.ANSWERED.value, case.id, SarState.OPEN.value),
+                )
             _audit(
                 conn,
                 at_ms,
@@ -542,9 +560,9 @@ class SqliteSarCases:
                 "sar.export",
                 case.id,
                 None,
-                {"bundle": bundle, "manifest_sha256": digest, "recordings": list(ids)},
+                {"bundle": bundle, "manifest_sha256": digest, "recordings": recorded},
             )
-            return SarExport(number, by, from_ms(at_ms), bundle, digest, ids)
+            return SarExport(number, by, from_ms(at_ms), bundle, digest, exported)
 
         return await self._db.write(body)
 
