@@ -6,7 +6,19 @@ bash scripts/setup.sh
 .venv/bin/ruff check proxy tests
 .venv/bin/ruff format --check proxy tests
 .venv/bin/mypy
-# Three workers on two cores: most end-to-end tests wait on real-time calls, not on the
-# CPU.  A module stays on one worker (its module-scoped worlds are built once), and the
-# slowest modules start first (tests/conftest.py).  RECPROXY_TEST_WORKERS=0: one process.
-.venv/bin/python -m pytest -q -p no:cacheprovider -n "${RECPROXY_TEST_WORKERS:-3}" --dist loadscope "$@"
+# Given arguments (a test file, -k ...): one pytest run with them, as asked.
+if [ $# -gt 0 ]; then
+    exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+fi
+# The whole suite in two phases, each in two pytest-xdist workers (two cores): first the
+# tests that are bound by the CPU, then those that place real calls in real time (SIPp,
+# softphones, the README and the wheel), so that no call waits behind a busy core.  A
+# module stays on one worker (--dist loadscope: its module-scoped world is built once),
+# and the slowest modules start first (tests/conftest.py).
+real_time=(tests/e2e tests/test_readme.py tests/test_wheel.py)
+status=0
+.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope \
+    "${real_time[@]/#/--ignore=}" tests || status=$?
+.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope \
+    "${real_time[@]}" || status=$?
+exit $status

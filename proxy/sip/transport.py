@@ -42,6 +42,10 @@ class TcpLimits:
     max_write_buffer: int = 1 << 20  # bytes queued toward a peer that does not read
 
 
+#: Tries at one port for UDP and TCP both when the kernel picks it (``port`` 0).
+_SHARED_PORT_ATTEMPTS = 20
+
+
 class SipTransport:
     """UDP endpoint + TCP listener/connector for one core, on one event loop."""
 
@@ -76,6 +80,23 @@ class SipTransport:
         """Listen on ``host:port`` (port 0: any free port; UDP and TCP then share it)."""
         loop = asyncio.get_running_loop()
         self._loop = loop
+        # A UDP port the kernel picked may be taken for TCP (another program's outgoing
+        # connection, say): then pick again, a bounded number of times.
+        attempts = _SHARED_PORT_ATTEMPTS if port == 0 and udp and tcp else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._listen(loop, host, port, udp=udp, tcp=tcp)
+                return
+            except OSError:
+                if self._udp is not None:
+                    self._udp.close()
+                    self._udp, self.udp_address = None, None
+                if attempt == attempts:
+                    raise
+
+    async def _listen(
+        self, loop: asyncio.AbstractEventLoop, host: str, port: int, *, udp: bool, tcp: bool
+    ) -> None:
         if udp:
             transport, _ = await loop.create_datagram_endpoint(
                 lambda: _UdpProtocol(self), local_addr=(host, port)

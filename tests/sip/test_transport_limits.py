@@ -184,3 +184,29 @@ async def test_an_outbound_call_over_tcp_works_while_inbound_connections_are_ful
             close_all([writer, *(w for _, w in held)])
     finally:
         await uas.close()
+
+
+async def test_a_picked_udp_port_taken_for_tcp_is_picked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Port 0: the kernel picks a free UDP port, which another program may hold for TCP;
+    the transport then picks again, and UDP and TCP still share the port it keeps."""
+    loop = asyncio.get_running_loop()
+    real = loop.create_server
+    taken: list[int] = []
+
+    async def busy_once(*args: object, **kwargs: object) -> asyncio.Server:
+        if not taken:
+            taken.append(int(args[2]))  # type: ignore[call-overload]
+            raise OSError(98, "address already in use")
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "create_server", busy_once)
+    transport = SipTransport(SipCore(CoreSettings(host="127.0.0.1")), lambda event: None)
+    await transport.start("127.0.0.1", 0)
+    try:
+        assert transport.udp_address is not None and transport.tcp_address is not None
+        assert transport.udp_address[1] == transport.tcp_address[1]
+        assert taken and taken[0] != transport.udp_address[1]  # the first pick was let go
+    finally:
+        await transport.close()
