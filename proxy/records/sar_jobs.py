@@ -210,8 +210,10 @@ class SarExportJobs:
             raise
         except Exception as exc:
             job.state, job.failure = JobState.FAILED, exc
-            if isinstance(exc, _REFUSALS):  # one line for the person asking
-                job.error = str(exc)
+            if isinstance(exc, _REFUSALS):  # one line for the person asking, no server path
+                job.error = str(exc).replace(str(job.folder), "(the job's folder)")
+                if isinstance(exc, SarExportError):  # a full disk, say: ops should know too
+                    log.warning("subject access export %s of %s: %s", job.id, job.case_id, exc)
             else:  # a bug or the host's fault: the cause is for the log, not the person
                 job.error = FAULT
                 log.error("subject access export %s of %s failed: %r", job.id, job.case_id, exc)

@@ -119,6 +119,7 @@ async def test_a_disk_that_fills_fails_the_job_saying_so(world: World, tmp_path:
             assert job.task is not None
             await asyncio.wait_for(job.task, 60)
             assert job.state is JobState.FAILED and "no space left" in (job.error or ""), job
+            assert str(disk) not in (job.error or ""), job.error  # no server path shown
             assert job.as_dict()["error"] == job.error and "files" not in job.as_dict()
             with pytest.raises(AccessRequestConflict, match="failed: there is no bundle"):
                 await jobs.download(OFFICER, world.case_id, job.id)

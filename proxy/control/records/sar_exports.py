@@ -75,7 +75,8 @@ class SarExportRoutes:
         self._jobs = jobs
 
     async def start(self, request: web.Request) -> web.StreamResponse:
-        body = await known_fields(request, ("transcripts",))
+        # no body at all: the defaults (every field is optional)
+        body = await known_fields(request, ("transcripts",)) if request.can_read_body else {}
         case_id = request.match_info["id"]
         job = await self._jobs.start(current_actor(request), case_id, body.get("transcripts", True))
         return web.json_response(
