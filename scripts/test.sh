@@ -12,10 +12,10 @@ if [ $# -gt 0 ]; then
 fi
 # The whole suite in two phases, each in two pytest-xdist workers (two cores): first the
 # tests that are bound by the CPU, then those that place real calls in real time (SIPp,
-# softphones, the README and the wheel), so that no call waits behind a busy core.  A
+# softphones, the browser, the README and the wheel), so no call waits behind a busy core.  A
 # module stays on one worker (--dist loadscope: its module-scoped world is built once),
 # and the slowest modules start first (tests/conftest.py).
-real_time=(tests/e2e tests/test_readme.py tests/test_wheel.py)
+real_time=(tests/e2e tests/console tests/test_readme.py tests/test_wheel.py)
 status=0
 .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope \
     "${real_time[@]/#/--ignore=}" tests || status=$?

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ... import __version__
 from ...records.accounts import Accounts
+from ..console.records_console import add_records_console
 from ..http import HEALTH_KEY, HealthCheck, healthz
 from ..problem import problem
 from . import session
@@ -54,6 +55,7 @@ def build_records_app(
         responses={"200": ok_json("Up"), "503": ok_json("Not ready")},
     )
     session.add_routes(routes)
+    add_records_console(app, accounts, csrf_secret)
     return app, routes
 
 
