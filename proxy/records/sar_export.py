@@ -58,6 +58,7 @@ from .bundle import (
     BundleRecording,
     Gap,
     SealedBundle,
+    in_worker,
     zip_bundle,
 )
 from .errors import (
@@ -256,7 +257,7 @@ class SarExporter:
             for call in calls:
                 written.append(await self._write_call(draft, call, engine, report, total))
             text = _readme(case, written, engine is not None).encode()
-            await asyncio.to_thread(draft.add, README, [text])
+            await in_worker(draft.add, README, [text])
             report(ExportProgress("sealing", total, total))
             info = BundleInfo(
                 case_id=case.id,
@@ -266,7 +267,11 @@ class SarExporter:
                 reason=f"subject access case {case.id} for {case.requester}",
                 recordings=tuple(w.recording for w in written),
             )
-            bundle = await asyncio.to_thread(draft.seal, info, self._signing_key)
+            try:
+                bundle = await in_worker(draft.seal, info, self._signing_key)
+            except asyncio.CancelledError:  # sealed in the worker as the export was cancelled
+                shutil.rmtree(out, ignore_errors=True)
+                raise
         zipped = False
         try:
             if zip_path is not None:
@@ -317,8 +322,8 @@ class SarExporter:
                 vad_mode=self._transcripts.vad_mode,
             )
             files += [f"{call.folder}/transcript.txt", f"{call.folder}/transcript.vtt"]
-            await asyncio.to_thread(draft.add, files[2], [transcript.text().encode()])
-            await asyncio.to_thread(draft.add, files[3], [transcript.webvtt().encode()])
+            await in_worker(draft.add, files[2], [transcript.text().encode()])
+            await in_worker(draft.add, files[3], [transcript.webvtt().encode()])
         recording = call.playable.recording
         entry = BundleRecording(
             recording_id=rid,

@@ -31,6 +31,7 @@ from proxy.records.bundle import (
     Problem,
     TrustedKey,
     canonical_json,
+    in_worker,
     verify_bundle,
     zip_bundle,
 )
@@ -395,3 +396,27 @@ def test_a_signed_manifest_of_the_wrong_shape_is_named_not_trusted(
     fault = verify_bundle(bundle, trusted(key)).fault
     assert fault is not None and (fault.name, fault.problem) == (MANIFEST, Problem.ALTERED)
     assert fault.why == "signed, but not a valid manifest"
+
+
+async def test_a_cancelled_write_lets_its_worker_finish_before_the_draft_goes(
+    tmp_path: Path,
+) -> None:
+    """Cancelled while a worker thread writes into the draft, the export waits for the
+    thread before the draft is removed: nothing is made again under a removed draft."""
+    import asyncio
+    import threading
+
+    started, finished = threading.Event(), threading.Event()
+
+    def slow_write() -> None:
+        started.set()
+        threading.Event().wait(0.3)
+        finished.set()
+
+    writing = asyncio.ensure_future(in_worker(slow_write))
+    await asyncio.to_thread(started.wait, 5)
+    writing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    assert finished.is_set()  # the cancellation reached the caller only after the thread
+    assert await in_worker(lambda: 42) == 42

@@ -36,7 +36,7 @@ from .format import (
     check_file_name,
 )
 from .verify import BundleFault, BundleVerdict, Problem, TrustedKey, verify_bundle
-from .writer import BundleDraft, BundleError, SealedBundle, zip_bundle
+from .writer import BundleDraft, BundleError, SealedBundle, in_worker, zip_bundle
 
 __all__ = [
     "MANIFEST",
@@ -57,6 +57,7 @@ __all__ = [
     "TrustedKey",
     "canonical_json",
     "check_file_name",
+    "in_worker",
     "verify_bundle",
     "zip_bundle",
 ]

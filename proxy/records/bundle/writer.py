@@ -11,10 +11,10 @@ import shutil
 import stat
 import tempfile
 import zipfile
-from collections.abc import AsyncIterable, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Self
+from typing import Any, BinaryIO, Self, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -35,6 +35,21 @@ from .format import (
     manifest_document,
     signature_document,
 )
+
+T = TypeVar("T")
+
+
+async def in_worker(func: Callable[..., T], *args: Any) -> T:
+    """``func(*args)`` in a worker thread, awaited to its end even when the caller is
+    cancelled: a draft must not be removed while a thread still writes into it (it could
+    make the folder again, or rename a sealed bundle into place after the export ended)."""
+    task = asyncio.ensure_future(asyncio.to_thread(func, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
 
 
 class BundleError(Exception):
@@ -90,7 +105,7 @@ class BundleDraft:
         is written by a worker thread, never on the event loop."""
         with self._writing(name) as write:
             async for chunk in chunks:
-                await asyncio.to_thread(write, chunk)
+                await in_worker(write, chunk)
         return self._files[name]
 
     @contextlib.contextmanager
