@@ -3,12 +3,14 @@ any file — one byte, a file removed, a file added, another signer — found an
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+import threading
 import warnings
 import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -403,9 +405,6 @@ async def test_a_cancelled_write_lets_its_worker_finish_before_the_draft_goes(
 ) -> None:
     """Cancelled while a worker thread writes into the draft, the export waits for the
     thread before the draft is removed: nothing is made again under a removed draft."""
-    import asyncio
-    import threading
-
     started, finished = threading.Event(), threading.Event()
 
     def slow_write() -> None:
