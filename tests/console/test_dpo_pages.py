@@ -30,7 +30,7 @@ import pytest
 
 from proxy.storage.catalog import SqliteCatalog
 from tests.control.records.service import PASSWORD, RecordsProcess, add_user, with_passphrase
-from tests.control.records.test_bulk import PASSPHRASE, write_recordings
+from tests.control.records.test_bulk import PASSPHRASE, write_config, write_recordings
 from tests.records.playback_world import catalogue
 
 from .browser import assert_accessible, screenshot
@@ -89,14 +89,10 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     ids = write_recordings(folder, CALLS)  # recording.key (behind PASSPHRASE) and .pub
     made = recproxy(folder, "keygen", "--signing", "--out", "keys")
     assert made.returncode == 0, made.stderr
-    config = folder / "recproxy.toml"
-    config.write_text(
-        f'[catalog]\npath = "{folder}/catalog.sqlite3"\n'
-        f'[recording]\ndir = "{folder}/recordings"\npublic_key = "{folder}/recording.pub"\n'
-        f'private_key = "{folder}/recording.key"\n'
-        '[records]\nhttp_listen = "127.0.0.1:0"\n'
+    config = write_config(
+        folder,
         f'[export]\nsigning_key = "{folder}/keys/signing.key"\n'
-        f'signing_public_key = "{folder}/keys/signing.pub"\n'
+        f'signing_public_key = "{folder}/keys/signing.pub"\n',
     )
 
     async def catalogue_all() -> None:
