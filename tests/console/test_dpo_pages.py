@@ -311,3 +311,28 @@ def test_the_flags_page_lists_a_flag_raised_by_refusals_and_clears_it(
     assert host.rows(
         "SELECT cleared_by, cleared_reason FROM access_flags WHERE id = ?", flag_id
     ) == [("dee", "sam tried the DPO's page")]
+
+
+def test_staff_are_refused_by_rule_and_an_unknown_case_is_not_found(host: Host, page: Any) -> None:
+    sign_in(page, host.url, "sam")
+    answer = page.goto(f"{host.url}/console/sar")
+    assert answer.status == 403 and "sar.not_officer" in page.locator("main").inner_text()
+    assert_accessible(page)
+    page.context.clear_cookies()
+    sign_in(page, host.url, "dee")
+    before = host.audit_seq()
+    answer = page.goto(f"{host.url}/console/sar/SAR-1999-0001")
+    assert answer.status == 404
+    assert "no subject access case SAR-1999-0001" in page.get_by_role("alert").inner_text()
+    assert host.audit_seq() == before  # an unknown case writes nothing, as over the API
+
+
+def test_the_audit_log_pages_on_from_the_last_entry_shown(host: Host, page: Any) -> None:
+    sign_in(page, host.url, "dee")
+    page.goto(f"{host.url}/console/audit")
+    first = [int(n) for n in page.locator("tbody tr td:first-child").all_inner_texts()]
+    assert len(first) == 50  # a full page: the module's logins and decisions are more
+    page.get_by_role("link", name="Next page").click()
+    assert f"after={first[-1]}" in page.url
+    second = [int(n) for n in page.locator("tbody tr td:first-child").all_inner_texts()]
+    assert second and second[0] > first[-1] and second == sorted(second)

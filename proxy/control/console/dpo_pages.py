@@ -136,11 +136,12 @@ def may(request: web.Request, action: Action) -> bool:
 
 def field_errors(message: str, fields: Collection[str]) -> dict[str, str]:
     """A use case's one-line error, placed at the field it names first (``to must be
-    after from`` → ``to``), or above the form when it names none."""
+    after from`` → ``to``; ``at most 10 numbers`` → ``number``), or above the form when
+    it names none."""
     found = [
         (hit.start(), name)
         for name in fields
-        if (hit := re.search(rf"\b{re.escape(name)}\b", message)) is not None
+        if (hit := re.search(rf"\b{re.escape(name)}s?\b", message)) is not None
     ]
     return {min(found)[1] if found else FORM_ERROR: message}
 
