@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .config import Config
+from .control.console import dpo_pages
 from .control.http import HttpServer
 from .control.records import (
     Routes,
@@ -146,11 +147,22 @@ def add_records_routes(
         routes, gate, catalog, recordings_dir=config.recording.dir, private_key=private_key
     )
     bulk_routes.add_routes(routes, BulkDesk(gate, catalog, config.recording.dir, private_key))
-    sar_routes.add_routes(routes, SarDesk(gate, catalog, config.numbers, config.sar), gate.now)
+    sar_desk = SarDesk(gate, catalog, config.numbers, config.sar)
+    sar_routes.add_routes(routes, sar_desk, gate.now)
     jobs = sar_export_jobs(config, catalog, gate, private_key)
     sar_exports.add_routes(routes, jobs)
     add_governance_routes(routes, config, catalog, gate, private_key)
+    dpo_pages.add_routes(routes.app, dpo_desks(config, catalog, gate, sar_desk, jobs))
     return jobs
+
+
+def dpo_desks(
+    config: Config, catalog: SqliteCatalog, gate: Gate, sar: SarDesk, jobs: SarExportJobs
+) -> dpo_pages.DpoDesks:
+    """The DPO pages' use cases: the API's case desk and export jobs themselves, and an
+    audit view and flag desk like the API's (both stateless) on the same gate."""
+    audit_view = AuditView(gate, catalog.audit, anchor_path(config.catalog.path))
+    return dpo_pages.DpoDesks(gate, sar, jobs, audit_view, FlagDesk(catalog.flags))
 
 
 def sar_export_jobs(

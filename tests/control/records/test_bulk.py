@@ -124,13 +124,9 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         yield w
 
 
-@contextlib.asynccontextmanager
-async def running_world(
-    folder: Path, ids: list[str], users: Mapping[str, str], more_config: str = ""
-) -> AsyncIterator[World]:
-    """The records service on ``folder``'s recordings ``ids`` (written by
-    :func:`write_recordings`; the last one's retention has run out), with ``users``
-    (name → role) each signed in, and ``more_config`` after the configuration's own."""
+def write_config(folder: Path, more_config: str = "") -> Path:
+    """A records host's configuration for ``folder``'s recordings and keys (written by
+    :func:`write_recordings`), listening on a free port, and ``more_config``."""
     config = folder / "recproxy.toml"
     config.write_text(
         f'[catalog]\npath = "{folder}/catalog.sqlite3"\n'
@@ -139,6 +135,17 @@ async def running_world(
         '[records]\nhttp_listen = "127.0.0.1:0"\n'
         f"{more_config}"
     )
+    return config
+
+
+@contextlib.asynccontextmanager
+async def running_world(
+    folder: Path, ids: list[str], users: Mapping[str, str], more_config: str = ""
+) -> AsyncIterator[World]:
+    """The records service on ``folder``'s recordings ``ids`` (written by
+    :func:`write_recordings`; the last one's retention has run out), with ``users``
+    (name → role) each signed in, and ``more_config`` after the configuration's own."""
+    config = write_config(folder, more_config)
     async with SqliteCatalog(folder / "catalog.sqlite3") as catalog:
         for rid in ids:
             await catalogue(catalog, rid)
