@@ -34,10 +34,12 @@ FLAGS = (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """One headless chromium for the session (a fresh context per test keeps them
-    apart: cookies, storage)."""
+    """One headless chromium for a module (a fresh context per test keeps them apart:
+    cookies, storage).  Per module, not per session: Playwright's synchronous API holds
+    an event loop while it runs, and an asyncio test later in the same process would
+    find it running."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
