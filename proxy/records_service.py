@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .config import Config
+from .control.console import records_pages
 from .control.http import HttpServer
 from .control.records import (
     Routes,
@@ -150,6 +151,7 @@ def add_records_routes(
     jobs = sar_export_jobs(config, catalog, gate, private_key)
     sar_exports.add_routes(routes, jobs)
     add_governance_routes(routes, config, catalog, gate, private_key)
+    records_pages.add_routes(routes.app, config, gate, catalog, private_key)  # console
     return jobs
 
 
