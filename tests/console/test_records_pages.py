@@ -21,6 +21,7 @@ import pytest
 
 from proxy.storage.export import pcm16, wav_header
 from tests.control.records.records_world import World, running_world
+from tests.control.records.service import recproxy
 
 from .browser import assert_accessible, screenshot
 from .test_records_login import sign_in
@@ -74,6 +75,14 @@ def test_search_shows_metadata_and_a_bad_date_next_to_its_field(
     assert page.locator(f'a[href="/console/recordings/{world.transferred.id}"]').count() == 1
     assert_accessible(page)
     screenshot(page, "search")
+
+    page.goto(f"{world.service.url}/console/search?size=2")
+    assert rows.count() == 2 and page.get_by_role("link", name="Previous page").count() == 0
+    page.get_by_role("link", name="Next page").click()
+    assert page.url.endswith("/console/search?size=2&page=2")
+    assert rows.count() == 1 and page.get_by_role("link", name="Next page").count() == 0
+    page.get_by_role("link", name="Previous page").click()
+    assert rows.count() == 2
 
     page.get_by_label("Team").fill("nobody's team")
     page.get_by_role("button", name="Search").click()
@@ -170,7 +179,9 @@ def test_a_staff_user_asks_an_officer_approves_and_she_plays_the_whole_call(
         if entry["actor"] == "alice" and entry["detail"].get("action") == "play"
     ]
     assert plays and all(e["action"] == "access.allowed" for e in plays)
-    assert all(e["detail"]["purpose"] == "complaint" and e["reason"] == "complaint 17" for e in plays)
+    assert all(
+        e["detail"]["purpose"] == "complaint" and e["reason"] == "complaint 17" for e in plays
+    )
     assert {e["object"] for e in plays} == {f"recording:{rid}"}
     assert len(plays) >= 3  # the waveform and both ranges, each decided and audited
 
@@ -250,3 +261,25 @@ def active_holds(world: World, reference: str) -> list[str]:
             "SELECT id FROM holds WHERE reference = ? AND released_at IS NULL", (reference,)
         ).fetchall()
     return [row[0] for row in rows]
+
+
+def test_a_subject_access_hold_is_released_only_by_closing_its_case(
+    world: World, browser_context: Any
+) -> None:
+    opened = recproxy(
+        world.folder, "sar", "open", "--requester", "Pat Caller", "--number", "+441234567890",
+        "--from", "2023-11-01", "--to", "2023-12-01", "--identity-check", "passport",
+        "--by", "olive", "--config", str(world.folder / "recproxy.toml"),
+    )  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    case = opened.stdout.strip()
+    olive = signed_in(browser_context, world, "olive")
+    olive.goto(f"{world.service.url}/console/holds")
+    (hold_id, *_) = active_holds(world, case)
+    olive.locator(f"#release-{hold_id}").fill("the requester withdrew")
+    with olive.expect_response(lambda r: r.url.endswith("/release")) as released:
+        olive.locator(f"form[action='/console/holds/{hold_id}/release'] button").click()
+    assert released.value.status == 409
+    assert "released when the case is closed" in field_error(olive, f"release-{hold_id}")
+    assert hold_id in active_holds(world, case)
+    assert_accessible(olive)

@@ -75,7 +75,7 @@ class RecordPages:
 
     async def search(self, request: web.Request) -> web.StreamResponse:
         asked = {k: v.strip() for k, v in request.query.items() if v.strip()}
-        number = asked.pop("page", None)
+        number, size = asked.pop("page", None), asked.get("size")
         context = page_context(
             request,
             asked=asked,
@@ -85,11 +85,11 @@ class RecordPages:
         try:
             found = await self._search.search(
                 actor_of(page_user(request)),
-                parse_filters(asked, self._numbers),
-                parse_page(number),
+                parse_filters({k: v for k, v in asked.items() if k != "size"}, self._numbers),
+                parse_page(number, size),
             )
         except InvalidAccessRequest as exc:
-            errors = field_errors(exc, {name: name for name in (*FILTERS, "page")})
+            errors = field_errors(exc, {name: name for name in (*FILTERS, "page", "size")})
             context |= {"errors": errors, "rows": [], "previous": None, "next": None}
             return render(request, "records_search.html", context, status=422)
         here = found.page.number
