@@ -165,6 +165,12 @@ def test_a_staff_user_asks_an_officer_approves_and_she_plays_the_whole_call(
     later = alice.request.get(f"{world.service.url}{source}", headers={"Range": "bytes=50000-"})
     assert later.status == 206 and later.body() == expected[50000:]
 
+    # she presses play: the browser fetches the source itself, with a Range
+    with alice.expect_response(lambda r: "/audio?" in r.url, timeout=10_000) as played:
+        box = audio.bounding_box()
+        alice.mouse.click(box["x"] + 20, box["y"] + box["height"] / 2)
+    assert played.value.status == 206
+    assert played.value.request.headers.get("range", "").startswith("bytes=0-")
     waveform = alice.locator("img.waveform")
     assert alice.evaluate("img => img.complete && img.naturalWidth > 0", waveform.element_handle())
     drawn = alice.request.get(f"{world.service.url}{waveform.get_attribute('src')}")
@@ -211,6 +217,11 @@ def test_staff_see_their_requests_and_withdraw_one_but_no_approvals(
     row = carl.locator("tbody tr", has_text="training")
     assert "pending" in row.inner_text()
     assert_accessible(carl)
+    (request_id,) = [r for r in pending_ids(world, world.transferred.id) if r in row.inner_html()]
+    forged = carl.request.post(
+        f"{world.service.url}/console/requests/{request_id}/withdraw", form={"csrf_token": "x"}
+    )
+    assert forged.status == 403 and request_id in pending_ids(world, world.transferred.id)
     row.get_by_role("button", name="Withdraw").click()
     assert carl.url.endswith("/console/requests?done=withdrawn")
     assert "withdrawn" in carl.locator("tbody tr", has_text="training").inner_text()
