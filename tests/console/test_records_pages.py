@@ -251,6 +251,14 @@ def test_an_officer_places_and_releases_a_hold(world: World, browser_context: An
     row = olive.locator("tbody tr", has_text="COMPLAINT-17")
     assert "Due for review" in row.inner_text()
     assert_accessible(olive)
+    screenshot(olive, "holds")
+
+    olive.get_by_label("Recording id").fill("no-such-recording")
+    olive.get_by_label("Kind").select_option("training")
+    olive.get_by_label("Reference").fill("TRAINING-1")
+    olive.get_by_role("button", name="Place hold").click()
+    assert "no-such-recording does not exist" in field_error(olive, "hold-recording")
+    assert active_holds(world, "TRAINING-1") == []
 
     row.get_by_role("button", name="Release").click()
     (hold_id,) = active_holds(world, "COMPLAINT-17")

@@ -21,6 +21,7 @@ from . import render
 from .page_errors import FORM, field_errors, form_text, message_of, status_of
 from .records_console import SECTIONS
 from .session import page, page_context, page_user
+from .shown import shown_time
 
 REQUESTS = "/console/requests"
 APPROVALS = "/console/approvals"
@@ -69,7 +70,11 @@ class AccessPages:
     ) -> web.StreamResponse:
         shown = await self._desk.mine(actor_of(page_user(request)))
         context = page_context(
-            request, requests=shown, error=error, done=request.query.get("done", "")
+            request,
+            requests=shown,
+            error=error,
+            done=request.query.get("done", ""),
+            when=shown_time,
         )
         return render(request, "records_requests.html", context, status=status)
 

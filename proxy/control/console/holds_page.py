@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from ...records.errors import RecordNotFound
 from ...records.gate import Gate, require
 from ...records.holds import HoldDesk
 from ...records.policy import Action
@@ -76,9 +77,10 @@ class HoldsPage:
         form = await request.post()
         given = {name: form_text(form, name).strip() for name in PLACE_FIELDS}
         user = page_user(request)
+        if not given["recording"]:
+            errors = {"recording": "Enter the recording's id."}
+            return await self._show(request, given=given, errors=errors, status=422)
         try:
-            if not given["recording"]:
-                raise LookupError("Enter the recording's id.")
             await self._desk.place(
                 given["recording"],
                 kind=given["kind"],
@@ -88,10 +90,9 @@ class HoldsPage:
                 note=given["note"] or None,
                 authorise=asking(self._gate, actor_of(user), Action.PLACE_HOLD, given["reference"]),
             )
-        except LookupError as exc:  # RecordNotFound among them: the id is wrong
-            status = 422 if not given["recording"] else status_of(exc)
+        except RecordNotFound as exc:  # the id is wrong
             errors = {"recording": str(exc)}
-            return await self._show(request, given=given, errors=errors, status=status)
+            return await self._show(request, given=given, errors=errors, status=404)
         except Exception as exc:
             errors = field_errors(exc, _PLACE_ERRORS)
             return await self._show(request, given=given, errors=errors, status=status_of(exc))

@@ -15,7 +15,6 @@ when the person's access, as the recording's detail reports it, allows that purp
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,7 +28,7 @@ from ...records.gate import Gate
 from ...records.holds import HoldDesk
 from ...records.playback import part_frame
 from ...records.search import FILTERS, RecordSearch, parse_filters, parse_page
-from ...storage.catalog import CallDirection, Catalog, parse_utc
+from ...storage.catalog import CallDirection, Catalog
 from ...storage.export import WAV_HEADER_SIZE
 from ..records.audio import Listening
 from ..records.auth import actor_of
@@ -38,26 +37,12 @@ from ..records.statuses import answer
 from . import access_pages, holds_page, render
 from .page_errors import error_page, field_errors
 from .session import page, page_context, page_user
+from .shown import shown_duration, shown_time
 from .waveform import Boundary, Peaks, svg
 
 SEARCH = "/console/search"
 RECORDING = "/console/recordings/{id}"
 LISTEN = ("purpose", "reason", "part")
-
-
-def shown_time(value: str | datetime | None) -> str:
-    """A catalog time (ISO 8601 UTC) as a person reads it."""
-    if value is None:
-        return ""
-    at = parse_utc(value) if isinstance(value, str) else value
-    return f"{at:%Y-%m-%d %H:%M:%S} UTC"
-
-
-def shown_duration(ms: int | None) -> str:
-    if ms is None:
-        return ""
-    minutes, seconds = divmod(round(ms / 1000), 60)
-    return f"{minutes}:{seconds:02d}"
 
 
 def recording_path(recording_id: str) -> str:
