@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .config import Config
-from .control.console import dpo_pages
+from .control.console import dpo_pages, records_pages
 from .control.http import HttpServer
 from .control.records import (
     Routes,
@@ -153,6 +153,7 @@ def add_records_routes(
     sar_exports.add_routes(routes, jobs)
     add_governance_routes(routes, config, catalog, gate, private_key)
     dpo_pages.add_routes(routes.app, dpo_desks(config, catalog, gate, sar_desk, jobs))
+    records_pages.add_routes(routes.app, config, gate, catalog, private_key)  # console
     return jobs
 
 

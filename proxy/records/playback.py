@@ -310,12 +310,16 @@ def _part_frames(playable: Playable, sample_rate: int, total: int) -> tuple[int,
     if part is None:
         return 0, total
     origin = playable.recording.started_at
-
-    def frame(at: datetime) -> int:
-        offset_ms = round((at - origin).total_seconds() * 1000)
-        return min(max(offset_ms * sample_rate // 1000, 0), total)
-
     later = [p for p in playable.parts if p.part > part.part]
-    first = 0 if part.part == playable.parts[0].part else frame(part.started_at)
-    end = frame(later[0].started_at) if later else total
+    first = (
+        0 if part.part == playable.parts[0].part else part_frame(origin, part, sample_rate, total)
+    )
+    end = part_frame(origin, later[0], sample_rate, total) if later else total
     return first, max(first, end)
+
+
+def part_frame(origin: datetime, part: RecordingPart, sample_rate: int, total: int) -> int:
+    """The frame (of ``total``) where ``part`` begins in a recording that started at
+    ``origin``: where playback cuts a part, and where the console's waveform marks it."""
+    offset_ms = round((part.started_at - origin).total_seconds() * 1000)
+    return min(max(offset_ms * sample_rate // 1000, 0), total)

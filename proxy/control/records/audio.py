@@ -27,6 +27,7 @@ the audio fail verification once streaming has begun, the connection is cut shor
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,8 +37,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from ...records.access import MAX_TEXT
 from ...records.errors import InvalidAccessRequest, RecordingUnreadable
 from ...records.gate import Gate, part_number, require
-from ...records.playback import AudioFormat, Rendering, find_playable, render
-from ...records.policy import Action
+from ...records.playback import AudioFormat, Playable, Rendering, find_playable, render
+from ...records.policy import Action, Actor
 from ...storage.catalog import Catalog
 from ...storage.export import CHANNEL_CHOICES, ChannelChoice
 from .auth import current_actor
@@ -69,6 +70,55 @@ def _text(name: str, value: str | None) -> str | None:
     return value
 
 
+class Listening:
+    """A ``play`` decision of ``gate`` (audited before anything else is done; a refusal
+    raises ``AccessDenied``), then the recording from ``catalog`` rendered for reading
+    from ``recordings_dir`` with ``private_key``.  The audio route and the console's
+    waveform both listen through here, so they decide alike and once each."""
+
+    def __init__(
+        self, gate: Gate, catalog: Catalog, *, recordings_dir: Path, private_key: X25519PrivateKey
+    ) -> None:
+        self._gate = gate
+        self._catalog = catalog
+        self._recordings_dir = recordings_dir
+        self._private_key = private_key
+
+    async def open(
+        self,
+        actor: Actor,
+        recording_id: str,
+        raw: Mapping[str, str],
+        *,
+        continuation: bool = False,
+    ) -> tuple[Playable, Rendering]:
+        """``recording_id`` for ``actor`` with the query's ``raw`` values (purpose,
+        reason, format, channels, part; each checked, ``InvalidAccessRequest`` naming a
+        bad one)."""
+        format = _choice("format", raw.get("format"), FORMATS)
+        channels: ChannelChoice = _choice("channels", raw.get("channels"), CHANNEL_CHOICES)
+        part = part_number(raw.get("part"))
+        decision = await self._gate.check(
+            actor,
+            Action.PLAY,
+            recording_id=recording_id,
+            part=part,
+            purpose=_text("purpose", raw.get("purpose")),
+            reason=_text("reason", raw.get("reason")),
+            continuation=continuation,
+        )
+        require(decision)  # audited: refused, nothing more is done
+        playable = await find_playable(self._catalog, recording_id, part)
+        rendering = await render(
+            playable,
+            format=format,
+            channels=channels,
+            recordings_dir=self._recordings_dir,
+            private_key=self._private_key,
+        )
+        return playable, rendering
+
+
 def add_routes(
     routes: Routes,
     gate: Gate,
@@ -79,34 +129,20 @@ def add_routes(
 ) -> None:
     """The audio endpoint: decisions by ``gate``, recordings found in ``catalog`` and
     read from ``recordings_dir`` with ``private_key``."""
+    listening = Listening(gate, catalog, recordings_dir=recordings_dir, private_key=private_key)
 
     @answering
     async def audio(request: web.Request) -> web.StreamResponse:
         raw = query_values(request, PARAMETERS)
-        format = _choice("format", raw.get("format"), FORMATS)
-        channels: ChannelChoice = _choice("channels", raw.get("channels"), CHANNEL_CHOICES)
-        part = part_number(raw.get("part"))
         asked = parse_range(None if "If-Range" in request.headers else request.headers.get("Range"))
-        recording_id = request.match_info["id"]
-        decision = await gate.check(
+        playable, rendering = await listening.open(
             current_actor(request),
-            Action.PLAY,
-            recording_id=recording_id,
-            part=part,
-            purpose=_text("purpose", raw.get("purpose")),
-            reason=_text("reason", raw.get("reason")),
+            request.match_info["id"],
+            raw,
             continuation=asked is not None and asked.continuation,
         )
-        require(decision)  # audited: refused, nothing more is done
-        playable = await find_playable(catalog, recording_id, part)
-        rendering = await render(
-            playable,
-            format=format,
-            channels=channels,
-            recordings_dir=recordings_dir,
-            private_key=private_key,
-        )
-        return await stream(request, rendering, asked, f"{playable.recording.id}.{format}")
+        name = f"{playable.recording.id}.{raw.get('format', FORMATS[0])}"
+        return await stream(request, rendering, asked, name)
 
     routes.add(
         "GET",

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ...records.gate import Gate, require
 from ...records.holds import Authorise, HoldDesk
-from ...records.policy import Action
+from ...records.policy import Action, Actor
 from ..body import json_object
 from .auth import current_actor, current_user
 from .params import query_values
@@ -86,16 +86,20 @@ class HoldRoutes:
         return web.json_response(self._desk.describe(hold))
 
     def _asking(self, request: web.Request, action: Action, reason: object) -> Authorise:
-        """The desk's ``authorise``: the gate's decision on the hold's recording for the
-        signed-in user (``AccessDenied`` when refused), with the reference or the
-        release's reason as the audit entry's reason."""
-        actor = current_actor(request)
-        why = reason if isinstance(reason, str) else None
+        return asking(self._gate, current_actor(request), action, reason)
 
-        async def authorise(recording_id: str) -> None:
-            require(await self._gate.check(actor, action, recording_id=recording_id, reason=why))
 
-        return authorise
+def asking(gate: Gate, actor: Actor, action: Action, reason: object) -> Authorise:
+    """The desk's ``authorise``: ``gate``'s decision on the hold's recording for
+    ``actor`` (``AccessDenied`` when refused), with the reference or the release's
+    reason as the audit entry's reason.  The API and the console's holds page both ask
+    through here."""
+    why = reason if isinstance(reason, str) else None
+
+    async def authorise(recording_id: str) -> None:
+        require(await gate.check(actor, action, recording_id=recording_id, reason=why))
+
+    return authorise
 
 
 def add_routes(routes: Routes, gate: Gate, desk: HoldDesk) -> None:
