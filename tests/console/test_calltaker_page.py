@@ -33,6 +33,7 @@ from tests.e2e.proxy_process import (
     ProxySettings,
     proxy_env,
     recproxy_command,
+    wait_for,
 )
 from tests.e2e.records_world import operators_toml
 from tests.e2e.test_recording_control import answering, pause, play, seconds_of
@@ -55,6 +56,10 @@ class World:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.e2e.ports.http}"
+
+    @property
+    def records_url(self) -> str:
+        return f"http://127.0.0.1:{self.e2e.ports.records_http}"
 
     def events(self) -> list[dict[str, Any]]:
         with contextlib.closing(sqlite3.connect(self.proxy.catalog_path, timeout=10)) as db:
@@ -85,7 +90,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     e2e = new_world(tmp_path_factory.mktemp("calltaker-console"))
     leftovers: list[socket.socket] = []
     try:
-        proxy = e2e.proxy(ProxySettings(extra=operators_toml(e2e), records_child="off"))
+        proxy = e2e.proxy(ProxySettings(extra=operators_toml(e2e), records_child="on"))
+        wait_for("the records service", lambda: "records service listening" in proxy.log_text(), 30)
         config = e2e.config_path
         add_user(config, "sam", "staff", "--operator", "ann", "--config", str(config))
         add_user(config, "max", "maintenance", "--config", str(config))
@@ -340,3 +346,21 @@ def test_the_ops_page_is_not_for_call_takers(world: World, page: Any) -> None:
     page.context.clear_cookies()
     sign_in(page, world.url, "meg")  # a manager: no phone of her own
     assert page.request.get(f"{world.url}/console/events").status == 403
+
+
+def test_one_sign_in_serves_both_listeners_on_one_host_but_not_each_others_forms(
+    world: World, page: Any
+) -> None:
+    """Cookies are kept per host, not per port: the records service's ``__Host-`` cookie
+    on 127.0.0.1 is the call proxy's too, and both check it against the one catalog.
+    Each listener has its own CSRF key, so a form of one is refused by the other."""
+    sign_in(page, world.url, "sam")
+    page.goto(f"{world.records_url}/console")
+    assert page.url == f"{world.records_url}/console"  # signed in there too
+    assert page.get_by_role("heading", name="Records").is_visible()
+    records_token = page.locator('input[name="csrf_token"]').first.get_attribute("value")
+    refused = page.request.post(f"{world.url}/logout", form={"csrf_token": records_token})
+    assert refused.status == 403
+    page.get_by_role("button", name="Sign out").click()  # on the records service
+    page.goto(f"{world.url}/console")
+    assert page.url == f"{world.url}/login?next=/console"  # the one cookie is gone
