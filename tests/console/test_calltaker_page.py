@@ -36,7 +36,7 @@ from tests.e2e.proxy_process import (
     wait_for,
 )
 from tests.e2e.records_world import operators_toml
-from tests.e2e.test_recording_control import answering, pause, play, seconds_of
+from tests.e2e.test_recording_control import answering, info_dtmf, pause, play, seconds_of
 
 from .browser import assert_accessible, screenshot
 
@@ -123,20 +123,39 @@ def sign_in(page: Any, url: str, name: str) -> None:
     assert page.url == f"{url}/console"
 
 
-def place_call(e2e: E2e, seconds: int = CALL_SECONDS) -> Any:
-    """ann's phone answers (and talks), a caller rings and holds ``seconds``."""
+@dataclass(frozen=True)
+class PhoneCall:
+    """One SIPp call: ann's phone and the caller, each with its own files."""
+
+    taker: Any
+    caller: Any
+
+    def wait(self, timeout: float = 40) -> None:
+        """Both phones done, the call ended cleanly (before the next call takes the
+        phone's port)."""
+        assert (self.caller.wait(timeout), self.taker.wait(timeout)) == (0, 0)
+
+
+def place_call(e2e: E2e, seconds: int = CALL_SECONDS, keys: str = "") -> PhoneCall:
+    """ann's phone answers (and talks, then keys ``keys`` as SIP INFOs), a caller rings
+    and holds ``seconds``."""
     dialogue = shared_data("audio", "dialogue_8k.ulaw").read_bytes()
-    ports = e2e.ports
-    answering(
-        e2e, "taker", play(e2e.rtp_pcap("taker.pcap", seconds_of(dialogue, 12, 16))) + pause(500),
-        sip_port=ports.taker_sip, media_port=ports.taker_rtp,
+    ports, n = e2e.ports, len(e2e.sipps)
+    steps = play(e2e.rtp_pcap(f"taker{n}.pcap", seconds_of(dialogue, 12, 16))) + pause(500)
+    for cseq, key in enumerate(keys, start=1):
+        steps += info_dtmf(key, cseq) + pause(200)
+    taker = answering(
+        e2e, f"taker{n}", steps, sip_port=ports.taker_sip, media_port=ports.taker_rtp,
+        keep_dialog=bool(keys), timeout_s=seconds + 30,
     )  # fmt: skip
-    return e2e.caller(
-        audio_pcap=e2e.rtp_pcap("caller.pcap", seconds_of(dialogue, 0, 6)),
+    caller = e2e.caller(
+        audio_pcap=e2e.rtp_pcap(f"caller{n}.pcap", seconds_of(dialogue, 0, 6)),
+        label=f"caller{n}",
         pre_audio_ms=2500,
         hold_ms=seconds * 1000,
         timeout_s=seconds + 30,
     )
+    return PhoneCall(taker, caller)
 
 
 def ann_calls(world: World) -> list[dict[str, Any]]:
@@ -156,16 +175,16 @@ def test_a_call_taker_sees_a_live_call_and_stops_and_resumes_its_recording(
 
     sign_in(page, world.url, "sam")
     expect(page.get_by_text("No active calls.")).to_be_visible()
-    caller = place_call(world.e2e)
+    call = place_call(world.e2e)
     card = page.locator("li.call")
     # the call appears without a reload (Server-Sent Events), recorded once bridged
     expect(card).to_have_count(1, timeout=20_000)
     state = card.locator('[data-field="recording"]')
     expect(state).to_have_text("recording", timeout=15_000)
     expect(page.get_by_text("No active calls.")).to_be_hidden()
-    (call,) = ann_calls(world)
-    expect(card.get_by_role("heading")).to_have_text(call["caller"])
-    assert call["recording"] == "recording"
+    (listed,) = ann_calls(world)
+    expect(card.get_by_role("heading")).to_have_text(listed["caller"])
+    assert listed["recording"] == "recording"
 
     # no reason: said next to the field, and nothing changes
     card.get_by_role("button", name="Stop recording").click()
@@ -222,8 +241,23 @@ def test_a_call_taker_sees_a_live_call_and_stops_and_resumes_its_recording(
     # the call ends: it leaves the page by itself
     expect(card).to_have_count(0, timeout=(CALL_SECONDS + 20) * 1000)
     expect(page.get_by_text("No active calls.")).to_be_visible()
-    assert caller.wait(30) == 0
+    call.wait()
     assert [e["action"] for e in world.events()][-1] in ("complete", "degraded")
+
+
+def test_a_code_keyed_on_the_phone_shows_on_the_page(world: World, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, world.url, "sam")
+    call = place_call(world.e2e, 10, keys="*0")  # *0: stop, after ~4.5 s of talk
+    card = page.locator("li.call")
+    expect(card).to_have_count(1, timeout=20_000)
+    note = card.locator('[data-field="note"]')
+    expect(note).to_have_text("Code keyed on the phone: recording stopped.", timeout=20_000)
+    expect(card.locator('[data-field="recording"]')).to_have_text("stopped")
+    assert world.events()[-1]["channel"] == "dtmf"
+    expect(card).to_have_count(0, timeout=30_000)
+    call.wait()
 
 
 def test_without_javascript_the_forms_work_and_deletion_is_confirmed_first(
@@ -238,7 +272,7 @@ def test_without_javascript_the_forms_work_and_deletion_is_confirmed_first(
         page = context.new_page()
         sign_in(page, world.url, "sam")
         before = len(world.events())
-        place_call(world.e2e, 15)
+        call = place_call(world.e2e, 15)
         card = page.locator("li.call")
         deadline = time.monotonic() + 20
         while card.count() == 0 or "recording" not in card.locator(".state").inner_text():
@@ -259,7 +293,7 @@ def test_without_javascript_the_forms_work_and_deletion_is_confirmed_first(
         assert world.events()[-1]["actor"] == "sam"
     finally:
         context.close()
-    world.proxy.wait_idle(timeout=40)
+    call.wait()
 
 
 def test_a_recording_post_without_its_csrf_token_is_refused(world: World, page: Any) -> None:
@@ -275,6 +309,14 @@ def test_a_recording_post_without_its_csrf_token_is_refused(world: World, page: 
         headers={"Accept": "application/json"},
     )
     assert unknown.status == 404 and unknown.json()["detail"] == "no such active call"
+    unconfirmed = page.request.post(
+        target,
+        form={"action": "discard", "reason": "x", "csrf_token": token},
+        headers={"Accept": "application/json"},
+    )
+    assert unconfirmed.status == 422, unconfirmed.text()
+    as_form = page.request.post(target, form={"action": "stop", "reason": "x", "csrf_token": token})
+    assert as_form.status == 404 and "no such active call" in as_form.text()  # said on the page
     assert world.events() == before
 
 
@@ -308,9 +350,9 @@ def test_an_event_stream_nobody_reads_does_not_hold_the_proxy_up(world: World) -
     assert health["ok"], health
     assert time.monotonic() - started < 5
     # the streams are open and unread: the call proxy still takes a call
-    caller = place_call(world.e2e, 5)
-    world.proxy.wait_idle(timeout=30)
-    assert caller.wait(30) == 0
+    call = place_call(world.e2e, 5)
+    call.wait()
+    assert world.proxy.wait_idle()["calls"] == 0
 
 
 def test_the_ops_page_shows_health_calls_pipeline_disk_and_the_last_sweep(

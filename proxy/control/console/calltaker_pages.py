@@ -129,11 +129,16 @@ def _home(
     status: int = 200,
 ) -> web.Response:
     operator = operator_of(page_user(request))
+    calls = _mine(request, operator) if operator else []
+    errors = errors or {}
+    listed = {call["id"] for call in calls}
     context = page_context(
         request,
         operator=operator,
-        calls=_mine(request, operator) if operator else [],
-        errors=errors or {},
+        calls=calls,
+        # an error about a call no longer listed (it ended meanwhile) is said on top
+        notice=next((error for key, error in errors.items() if key not in listed), ""),
+        errors=errors,
         reasons=reasons or {},
         confirm=confirm,
         max_reason=MAX_REASON,
@@ -154,7 +159,9 @@ async def recording_action(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     action, reason = form.get("action"), form.get("reason")
     text = reason if isinstance(reason, str) else ""
-    if action == "discard" and form.get("confirm") != "yes" and not wants_json:
+    if action == "discard" and form.get("confirm") != "yes":
+        if wants_json:
+            return problem(422, "deleting a recording needs confirm=yes")
         # the second step: the same page, asking to confirm the deletion
         return _home(request, reasons={call_id: text}, confirm=call_id)
     try:
@@ -205,9 +212,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             if change is None:  # dropped for falling behind
                 break
             call = console.calls().get(change.call_id)
-            mine = call is not None and call.operator == operator and change.kind != "ended"
-            if mine:
-                assert call is not None
+            if call is not None and call.operator == operator and change.kind != "ended":
                 shown.add(change.call_id)
                 data = _changed(request, call, change.kind, change.note)
             elif change.call_id in shown:
@@ -233,9 +238,12 @@ def _changed(request: web.Request, call: ControllableCall, kind: str, note: str)
         confirm="",
         max_reason=MAX_REASON,
     )
-    html = aiohttp_jinja2.render_string("calltaker_call.html", request, context)
-    return {"id": view["id"], "kind": kind, "note": note, "recording": view["recording"]} | {
-        "html": html
+    return {
+        "id": view["id"],
+        "kind": kind,
+        "note": note,
+        "recording": view["recording"],
+        "html": aiohttp_jinja2.render_string("calltaker_call.html", request, context),
     }
 
 
