@@ -35,6 +35,9 @@ from .calls.recording import RecordingService
 from .config import Config
 from .config_version import version_of
 from .control.api import add_routes
+from .control.console.call_feed import CallFeed
+from .control.console.calltaker_pages import CallTakerConsole, add_calltaker_console
+from .control.console.ops_page import OpsSources
 from .control.flag_metrics import FlagCounter
 from .control.hold_metrics import HoldCounter
 from .control.http import HttpServer, build_app
@@ -47,6 +50,7 @@ from .media.announcer import load_prompt
 from .media.clock import MediaClock
 from .media.recorder import Recorder
 from .media.relay import PortAllocator
+from .records.accounts import Accounts
 from .records.actor import os_account
 from .records.audit import AuditAnchoring
 from .records.custody import make_development_keys
@@ -240,6 +244,8 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     bus = EventBus()
     metrics.subscribe(bus)
     RetentionMetrics(metrics.registry).subscribe(bus)
+    call_feed = CallFeed()  # the call takers' pages, live (issue 17)
+    call_feed.subscribe(bus)
 
     catalog = await SqliteCatalog(
         config.catalog.path,
@@ -343,6 +349,11 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     health = Health(config, clock, b2bua)
     http_app = build_app(health, metrics.render)
     add_routes(http_app, lambda: b2bua.calls, config.operators)
+    add_calltaker_console(
+        http_app,
+        CallTakerConsole(Accounts(catalog.users, config.accounts), lambda: b2bua.calls, call_feed),
+        OpsSources(health, metrics.registry, catalog.audit, config.recording.dir),
+    )
     http = HttpServer(http_app, *config.http.listen)
     try:
         await http.start()

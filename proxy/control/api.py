@@ -41,7 +41,7 @@ from .body import BodyRefused, json_object
 from .problem import problem
 
 # the use case's errors, as statuses
-_STATUS: dict[type[Exception], int] = {
+ERROR_STATUS: dict[type[Exception], int] = {
     CallNotFound: 404,
     NotYourCall: 403,
     InvalidRecordingRequest: 422,
@@ -60,6 +60,12 @@ CallsView = Callable[[], Mapping[str, ControllableCall]]
 
 OPERATORS_KEY: web.AppKey[Sequence[OperatorSettings]] = web.AppKey("operators")
 CALLS_KEY: web.AppKey[CallsView] = web.AppKey("calls")
+
+
+def error_status(exc: Exception) -> int:
+    """The status of one of the use case's errors (``ERROR_STATUS``); the console's
+    recording forms answer with the same."""
+    return next(code for kind, code in ERROR_STATUS.items() if isinstance(exc, kind))
 
 
 @dataclass(frozen=True)
@@ -129,10 +135,8 @@ async def _answer(work: Callable[[], Awaitable[web.StreamResponse]]) -> web.Stre
     body."""
     try:
         return await work()
-    except tuple(_STATUS) as exc:
-        return _error(
-            next(code for kind, code in _STATUS.items() if isinstance(exc, kind)), str(exc)
-        )
+    except tuple(ERROR_STATUS) as exc:
+        return _error(error_status(exc), str(exc))
     except BodyRefused as exc:
         return _error(exc.status, str(exc))
 

@@ -63,10 +63,13 @@ async def control_recording(
     reason: object,
     *,
     channel: str,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """Stop, discard or resume the recording of ``operator``'s call ``call_id`` for
     ``reason``, asked through ``channel`` ("api"...).  ``action`` and ``reason`` are as
-    the person sent them (any JSON value): they are checked here.  Returns the call's
+    the person sent them (any JSON value): they are checked here.  ``actor`` is who the
+    recording event names: the operator (an API token is the operator's), or the
+    signed-in user acting for that operator (the web console).  Returns the call's
     answer (its id, the recording's id and state)."""
     call = own_call(calls, call_id, operator)
     if not isinstance(action, str) or action not in ACTIONS:
@@ -76,5 +79,5 @@ async def control_recording(
     if len(reason) > MAX_REASON:
         raise InvalidRecordingRequest(f"the reason is longer than {MAX_REASON} characters")
     return await call.recording_action(
-        action, actor=operator, channel=channel, reason=reason.strip()
+        action, actor=actor or operator, channel=channel, reason=reason.strip()
     )

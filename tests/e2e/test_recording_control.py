@@ -173,6 +173,7 @@ def answering(
     user: str = "calltaker",
     keep_dialog: bool = False,
     ring_ms: int = 300,
+    timeout_s: float = 30,
 ) -> sipp.Sipp:
     values = {
         "ring_ms": ring_ms,
@@ -180,7 +181,10 @@ def answering(
         "actions": steps,
         "invite_actions": KEEP_DIALOG if keep_dialog else "",
     }
-    return e2e.run_sipp(label, "uas_actions", values, local_port=sip_port, media_port=media_port)
+    return e2e.run_sipp(
+        label, "uas_actions", values, local_port=sip_port, media_port=media_port,
+        timeout_s=timeout_s,
+    )  # fmt: skip
 
 
 def dialling(

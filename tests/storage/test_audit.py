@@ -64,6 +64,13 @@ async def test_filters(audited: SqliteCatalog) -> None:
     assert [e.seq for e in await audited.audit.entries(since=since)] == [4, 5]
 
 
+async def test_latest_is_the_newest_entry_of_an_action(audited: SqliteCatalog) -> None:
+    latest = await audited.audit.latest("search")
+    assert latest is not None and (latest.seq, latest.at) == (5, T0 + timedelta(minutes=4))
+    assert (await audited.audit.latest("export")).seq == 4  # type: ignore[union-attr]
+    assert await audited.audit.latest("retention.sweep") is None
+
+
 async def test_the_table_refuses_edits(audited: SqliteCatalog) -> None:
     with sqlite3.connect(audited.path) as conn, pytest.raises(sqlite3.IntegrityError):
         conn.execute("UPDATE audit_log SET reason = 'x' WHERE seq = 2")

@@ -62,3 +62,10 @@ def render(
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+# The records service's API package first, whichever side is imported first: its
+# ``__init__`` builds the records console from this package's modules, and the console's
+# sign-in (``session``) uses its ``auth``.  Importing ``session`` before it (the call
+# proxy's console does) would otherwise reach ``session`` again while half made.
+from .. import records as _records  # noqa: E402,F401

@@ -225,6 +225,8 @@ class AuditLog(Protocol):
         limit: int | None = None,
     ) -> list[AuditEntry]: ...
 
+    async def latest(self, action: str) -> AuditEntry | None: ...
+
     async def verify(self, after: ChainHead | None = None) -> Verdict: ...
 
     async def digests(self, seqs: Iterable[int]) -> dict[int, str]: ...
@@ -294,6 +296,13 @@ class SqliteAuditLog:
             sql += " LIMIT ?"
             params.append(count("limit", limit, minimum=1))
         return await self._db.read(lambda conn: [entry(row) for row in rows(conn, sql, params)])
+
+    async def latest(self, action: str) -> AuditEntry | None:
+        """The newest entry of ``action`` (the last retention sweep, for the ops page),
+        without reading the older ones."""
+        sql = "SELECT * FROM audit_log WHERE action = ? ORDER BY seq DESC LIMIT 1"
+        found = await self._db.read(lambda conn: one(conn, sql, (action,)))
+        return None if found is None else entry(found)
 
     async def verify(self, after: ChainHead | None = None) -> Verdict:
         """Walk the whole chain, or from ``after`` (an anchored head, itself re-checked)
