@@ -149,3 +149,18 @@ def test_the_pages_load_nothing_from_elsewhere(service: RecordsProcess, page: An
         policy = answer.headers["Content-Security-Policy"]
     assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert Path(__file__).resolve().parents[2].joinpath("docs", "console", "login.png").exists()
+
+
+def test_a_sign_in_posted_from_another_site_is_refused(service: RecordsProcess, page: Any) -> None:
+    """Login CSRF: a hostile page must not sign the victim's browser in as someone else."""
+    with catalog(service) as db:
+        before = db.execute("SELECT count(*) FROM sessions").fetchone()
+    form = {"username": "sam", "password": PASSWORD, "next": "/console"}
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        answer = page.request.post(f"{service.url}/login", form=form, headers=headers)
+        assert answer.status == 403, headers
+        assert not [c for c in page.context.cookies() if c["name"] == "__Host-recproxy"]
+    with catalog(service) as db:
+        assert db.execute("SELECT count(*) FROM sessions").fetchone() == before
+    sign_in(page, service.url, "sam")  # the console's own form still signs in
+    assert page.url == f"{service.url}/console"

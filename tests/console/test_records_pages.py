@@ -191,6 +191,13 @@ def test_a_staff_user_asks_an_officer_approves_and_she_plays_the_whole_call(
     assert {e["object"] for e in plays} == {f"recording:{rid}"}
     assert len(plays) >= 3  # the waveform and both ranges, each decided and audited
 
+    # a part that is no number (a superscript two passes str.isdigit) is said at its field
+    odd = alice.goto(
+        f"{world.service.url}/console/recordings/{rid}?purpose=complaint&reason=x&part=%C2%B2"
+    )
+    assert odd is not None and odd.status < 500
+    assert "has no part" in alice.locator("main").inner_text()
+
 
 def pending_ids(world: World, recording_id: str) -> list[str]:
     with sqlite3.connect(world.catalog_path) as db:

@@ -45,7 +45,16 @@ from ..problem import problem
 from . import render, setup_console
 from .call_feed import CallFeed
 from .ops_page import OPS_ROLES, OpsSources, add_ops_page
-from .session import ConsoleAuth, NavLink, add_login_routes, page, page_context, page_user
+from .session import (
+    CONSOLE_AUTH,
+    PAGE_TOKEN,
+    ConsoleAuth,
+    NavLink,
+    add_login_routes,
+    page,
+    page_context,
+    page_user,
+)
 
 HOME = "/console"
 OPS = "/ops"
@@ -200,13 +209,22 @@ async def events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     feed = console.feed.open()
-    shown = {view["id"] for view in _mine(request, operator)}
     try:
         await _send(request, response, ": live\nretry: 2000\n\n")
+        # the calls as they are now, so a page (re)connecting after a gap is right at once
+        now = {cid: each for cid, each in console.calls().items() if each.operator == operator}
+        shown = set(now)
+        ids = json.dumps({"ids": sorted(shown)})
+        await _send(request, response, f"event: snapshot\ndata: {ids}\n\n")
+        for mine in now.values():
+            data = _changed(request, mine, "recording", "")
+            await _send(request, response, f"event: recording\ndata: {json.dumps(data)}\n\n")
         while True:
             try:
                 change = await asyncio.wait_for(feed.next(), KEEPALIVE_SECONDS)
             except TimeoutError:
+                if not await _still_signed_in(request, operator):
+                    break  # signed out, expired, revoked, disabled or relinked: no more
                 await _send(request, response, ": keep-alive\n\n")
                 continue
             if change is None:  # dropped for falling behind
@@ -226,6 +244,13 @@ async def events(request: web.Request) -> web.StreamResponse:
     finally:
         console.feed.close(feed)
     return response
+
+
+async def _still_signed_in(request: web.Request, operator: str) -> bool:
+    """The stream's session is still good and still the phone's (checked at each
+    keep-alive, so a stream outlives a sign-out by at most ``KEEPALIVE_SECONDS``)."""
+    found = await request.app[CONSOLE_AUTH].accounts.authenticate(request[PAGE_TOKEN])
+    return isinstance(found, User) and operator_of(found) == operator
 
 
 def _changed(request: web.Request, call: ControllableCall, kind: str, note: str) -> dict[str, Any]:

@@ -46,6 +46,9 @@ from ..records.statuses import problem_for
 from . import render
 from .session import Handler, page, page_context, page_user
 
+#: The filters the audit page has a field for (``after`` and ``limit``, given by hand in
+#: the address, are said above the form)
+SHOWN_AUDIT_FILTERS = tuple(f for f in AUDIT_FILTERS if f not in ("after", "limit"))
 SAR = "/console/sar"
 AUDIT = "/console/audit"
 FLAGS = "/console/flags"
@@ -364,7 +367,7 @@ async def audit_log(request: web.Request) -> web.StreamResponse:
         found = await view.entries(actor, raw)
     except InvalidAccessRequest as exc:
         context = page_context(
-            request, values=given, errors=field_errors(str(exc), AUDIT_FILTERS),
+            request, values=given, errors=field_errors(str(exc), SHOWN_AUDIT_FILTERS),
             entries=[], more=False, next_page="", check=check, check_error=check_error,
         )  # fmt: skip
         return render(request, "dpo_audit.html", context, status=422)

@@ -111,10 +111,11 @@ class HoldsPage:
                 authorise=asking(self._gate, actor_of(user), Action.RELEASE_HOLD, reason),
             )
         except Exception as exc:
-            errors = {hold_id: message_of(exc)}
+            said = message_of(exc)  # at its hold, and on top when it is no longer listed
             return await self._show(
-                request, given={"recording": ""}, release_errors=errors, status=status_of(exc)
-            )
+                request, given={"recording": ""}, errors={"form": said},
+                release_errors={hold_id: said}, status=status_of(exc),
+            )  # fmt: skip
         raise web.HTTPSeeOther(f"{HOLDS}?done=released")
 
 

@@ -156,8 +156,9 @@ class RecordPages:
             entry["part"]: set(entry["purposes"]) for entry in detail["access"]["listen"]
         }  # part → purposes
         part = listen["part"]
-        parts = [int(part)] if part.isdigit() and int(part) in allowed else list(allowed)
-        if part and not (part.isdigit() and int(part) in allowed):
+        number = int(part) if part.isascii() and part.isdecimal() else None  # not "²"
+        parts = [number] if number in allowed else list(allowed)
+        if part and number not in allowed:
             errors["part"] = f"This recording has no part {part}."
         if listen["purpose"] not in self._purposes:
             errors["purpose"] = "Choose why you are listening."

@@ -104,8 +104,19 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _cross_site(request: web.Request) -> bool:
+    """A form posted from another site (login CSRF: signing a victim in as someone
+    else): the browser says so in ``Sec-Fetch-Site``, or its ``Origin`` is not ours."""
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("Origin")  # "null" under our own no-referrer policy
+    return origin not in (None, "null", f"{request.scheme}://{request.host}")
+
+
 async def login_submit(request: web.Request) -> web.StreamResponse:
     auth = request.app[CONSOLE_AUTH]
+    if _cross_site(request):
+        return render(request, "signed_out.html", {"message": ""}, status=403)
     form = await request.post()
     username, password = form.get("username"), form.get("password")
     target = local_path(form.get("next"), auth.home)

@@ -119,5 +119,13 @@ for (const kind of ["started", "bridged", "transferred", "recording", "dtmf"]) {
   source.addEventListener(kind, (event) => upsert(JSON.parse(event.data)));
 }
 source.addEventListener("ended", (event) => ended(JSON.parse(event.data)));
+// on (re)connecting: the calls there are now; any other row ended while the page was away
+source.addEventListener("snapshot", (event) => {
+  const ids = new Set(JSON.parse(event.data).ids);
+  for (const item of list.querySelectorAll("li.call")) {
+    if (!ids.has(item.id.replace(/^call-/, ""))) item.remove();
+  }
+  noCalls.hidden = list.children.length > 0;
+});
 source.addEventListener("open", () => { list.dataset.live = "yes"; feedStatus.textContent = ""; });
 source.addEventListener("error", () => { feedStatus.textContent = "Reconnecting to live updates…"; });
