@@ -153,7 +153,7 @@ class RecordingSwitched:
     """A person stopped, discarded, paused or resumed a live recording.
 
     ``action`` is one of "stop", "discard", "pause", "resume"; ``channel`` how it was
-    asked for ("dtmf", "api", "hold"); ``actor`` who (an operator name, "caller",
+    asked for ("dtmf", "api", "console", "hold"); ``actor`` who (an operator name, "caller",
     "call_taker")."""
 
     recording_id: str

@@ -209,7 +209,7 @@ def test_a_call_taker_sees_a_live_call_and_stops_and_resumes_its_recording(
         f"Recording stopped by sam: {STOP_REASON}"
     )
     stop = world.events()[-1]
-    assert stop == {"action": "stop", "actor": "sam", "channel": "api", "reason": STOP_REASON}
+    assert stop == {"action": "stop", "actor": "sam", "channel": "console", "reason": STOP_REASON}
     assert ann_calls(world)[0]["recording"] == "stopped"
     assert_accessible(page)
     screenshot(page, "calltaker")
@@ -218,7 +218,9 @@ def test_a_call_taker_sees_a_live_call_and_stops_and_resumes_its_recording(
     card.get_by_role("button", name="Resume").click()
     expect(state).to_have_text("recording", timeout=1_000)
     resume = world.events()[-1]
-    assert resume == {"action": "resume", "actor": "sam", "channel": "api", "reason": RESUME_REASON}
+    assert resume == {
+        "action": "resume", "actor": "sam", "channel": "console", "reason": RESUME_REASON
+    }  # fmt: skip
 
     # Stop and delete asks first; Cancel deletes nothing
     card.get_by_label("Reason").fill("a mistake")

@@ -180,7 +180,7 @@ async def recording_action(request: web.Request) -> web.StreamResponse:
             operator,
             action,
             reason,
-            channel="api",
+            channel="console",  # a signed-in user's click, not an operator's API token
             actor=user.name,
         )
     except _USE_CASE_ERRORS as exc:

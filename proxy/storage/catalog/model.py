@@ -62,7 +62,8 @@ class EventChannel(StrEnum):
     """Where a recording action came from."""
 
     DTMF = "dtmf"
-    API = "api"
+    API = "api"  # the live-call API, with an operator's token
+    CONSOLE = "console"  # a signed-in user on the call takers' page
     SYSTEM = "system"
 
 
