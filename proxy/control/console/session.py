@@ -29,7 +29,7 @@ from aiohttp import web
 
 from ...records.accounts import Accounts, Refusal, Refused
 from ...storage.catalog import SessionKind, User
-from ..records.auth import COOKIE, CSRF_HEADER, SAFE_METHODS, csrf_token
+from ..records.auth import COOKIE, CSRF_HEADER, SAFE_METHODS, csrf_token, set_session_cookie
 from . import render
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -136,15 +136,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         message = _LOGIN_REFUSED.get(session.reason, "You cannot sign in now.")
         return _login_again(request, target, {"password": message}, username, status=status)
     answer = web.HTTPSeeOther(target)
-    answer.set_cookie(
-        COOKIE,
-        session.token,
-        expires=session.expires_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
-        path="/",
-        secure=True,
-        httponly=True,
-        samesite="Strict",
-    )
+    set_session_cookie(answer, session)
     return answer
 
 

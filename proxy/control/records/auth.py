@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ...records.accounts import Accounts, Refusal, Refused
+from ...records.accounts import Accounts, LoginSession, Refusal, Refused
 from ...records.policy import Actor
 from ...storage.catalog import User
 from ..problem import problem
@@ -51,6 +51,21 @@ _DETAIL = {
     Refused.IDLE: "the session ended after being unused; sign in again",
     Refused.REVOKED: "the session was ended; sign in again",
 }
+
+
+def set_session_cookie(response: web.StreamResponse, session: LoginSession) -> None:
+    """The browser session's cookie on ``response``: ``__Host-``, Secure, HttpOnly,
+    SameSite=Strict, Path=/, until the session expires (the API's login and the console's
+    sign-in form set it alike)."""
+    response.set_cookie(
+        COOKIE,
+        session.token,
+        expires=session.expires_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Strict",
+    )
 
 
 def csrf_token(secret: bytes, session_token: str) -> str:

@@ -31,6 +31,7 @@ from .auth import (
     current_user,
     refused,
     session_token,
+    set_session_cookie,
 )
 from .routes import API, PROBLEM, Routes, ok_json
 
@@ -138,15 +139,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         headers={"Cache-Control": "no-store"},
     )
     if browser:
-        answer.set_cookie(
-            COOKIE,
-            session.token,
-            expires=session.expires_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
-            path="/",
-            secure=True,
-            httponly=True,
-            samesite="Strict",
-        )
+        set_session_cookie(answer, session)
     return answer
 
 
