@@ -1,7 +1,12 @@
-"""A blind transfer from the call taker (RFC 3515 REFER), recorded as a new part (P9).
+"""A transfer from the call taker (RFC 3515 REFER), recorded as a new part (P9): blind,
+or attended (RFC 5589 §7) after the call taker has spoken to the colleague first.
 
 The call taker of a bridged inbound call sends REFER with a ``Refer-To`` naming another
-call taker's phone.  recproxy, not the phone, does the transfer: the caller stays on its
+call taker's phone.  In an attended transfer it embeds ``Replaces`` naming the
+consultation call between the two phones (RFC 3891); recproxy's INVITE to the colleague
+carries it (with ``Require: replaces``), so their phone swaps the consultation for the
+caller instead of ringing again, and ends the consultation itself.  The rest is the same
+for both kinds.  recproxy, not the phone, does the transfer: the caller stays on its
 own leg, and so with the first call taker, while recproxy invites the target with its
 own offer.  The REFER gets 202, then NOTIFYs with the progress as sipfrag (``100
 Trying``, then the target's final status, which ends the subscription).
@@ -41,6 +46,8 @@ from ..sip.dialog import Dialog, DialogState
 from ..sip.errors import RemoteSipError
 from ..sip.events import Event, RequestReceived, ResponseReceived, TransactionTimedOut
 from ..sip.message import Request
+from ..sip.replaces import OPTION_TAG as REPLACES_TAG
+from ..sip.replaces import Replaces
 from ..sip.transaction import ClientTransaction, TransactionState
 from ..sip.uri import SipUri, parse_uri
 from ..storage.catalog import Attribution, CallOutcome
@@ -74,16 +81,18 @@ def refer_refusal(
 
 def transfer_target(
     request: Request, operators: Iterable[OperatorSettings]
-) -> tuple[SipUri, OperatorSettings]:
-    """The REFER's target and the operator whose phone it is.  ``RemoteSipError``: 400
-    for a missing or malformed ``Refer-To``, 403 for a target that is no operator's
-    identity with a host."""
+) -> tuple[SipUri, OperatorSettings, Replaces | None]:
+    """The REFER's target, the operator whose phone it is, and for an attended transfer
+    the consultation dialog the target's phone replaces.  ``RemoteSipError``: 400 for a
+    missing or malformed ``Refer-To`` or ``Replaces``, 403 for a target that is no
+    operator's identity with a host, or that embeds any other header."""
     target = refer.refer_to(request)
+    replaces = refer.replaces_of(target)
     for operator in operators:
         for identity in operator.identities:
             phone = _phone(identity)
             if phone is not None and identity_matches(identity, target):
-                return _invited(phone, target), operator
+                return _invited(phone, target), operator, replaces
     raise RemoteSipError(403, "Forbidden (Refer-To is no call taker's phone)")
 
 
@@ -118,6 +127,7 @@ class _Pending:
 
     target: SipUri
     operator: OperatorSettings
+    replaces: Replaces | None  # an attended transfer's consultation dialog; None: blind
     notify_to: Dialog  # the first call taker's dialog, where the REFER came from
     leg: RtpLeg
     side: LegSdp
@@ -220,7 +230,7 @@ class Transfers:
             self._respond(event, refusal)
             return
         try:
-            target, operator = transfer_target(event.request, call.config.operators)
+            target, operator, replaces = transfer_target(event.request, call.config.operators)
         except RemoteSipError as exc:
             log.info("call %s: REFER refused (%s %s)", call.id, exc.status, exc.reason)
             self._respond(event, (exc.status, exc.reason))
@@ -230,7 +240,11 @@ class Transfers:
         call.sip.respond(event.transaction, 202, dialog=dialog)
         self._notify(dialog, 100, "Trying")
         call.b2bua.publish(TransferRequested(call.id, call.operator, operator.name))
-        log.info("call %s: %s transfers the call to %s", call.id, call.operator, operator.name)
+        kind = "blind" if replaces is None else "attended"
+        log.info(
+            "call %s: %s transfers the call to %s (%s)",
+            call.id, call.operator, operator.name, kind,
+        )  # fmt: skip
         try:
             leg = await call.media.open_transfer(call.call_taker_media_host(target))
         except (NoPortsAvailable, CallOver):
@@ -239,9 +253,13 @@ class Transfers:
             return
         side = LegSdp("call taker", secrets.randbelow(2**31), call.config.sip.advertise)
         side.port, side.address = leg.port, leg.local_host
-        txn = call.sip.send(call.call_taker_invite(target, side))
+        invite = call.call_taker_invite(target, side)
+        if replaces is not None:  # their phone swaps its consultation for this call
+            invite.headers.add("Replaces", str(replaces))
+            invite.headers.add("Require", REPLACES_TAG)
+        txn = call.sip.send(invite)
         deadline = call.b2bua.now() + call.config.routing.ring_timeout_seconds
-        self.pending = _Pending(target, operator, dialog, leg, side, txn, deadline)
+        self.pending = _Pending(target, operator, replaces, dialog, leg, side, txn, deadline)
 
     async def _answered(self, pending: _Pending, event: ResponseReceived) -> None:
         """The target answered: it takes the call, the first call taker's leg ends."""

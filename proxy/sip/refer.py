@@ -1,4 +1,4 @@
-"""REFER and its implicit subscription (RFC 3515), the pieces a blind transfer needs.
+"""REFER and its implicit subscription (RFC 3515), the pieces a transfer needs.
 
 A REFER names its target in ``Refer-To`` (exactly one, RFC 3515 §2.4.1); the referee
 accepts it with 202 and reports progress in NOTIFYs of the ``refer`` event package whose
@@ -13,7 +13,8 @@ from .dialog import Dialog
 from .errors import RemoteSipError
 from .headers import NameAddr
 from .message import Request
-from .uri import SipUri
+from .replaces import Replaces, parse_replaces
+from .uri import SipUri, pct_decode
 
 SIPFRAG = "message/sipfrag;version=2.0"
 #: How long the implicit subscription lasts unless a final NOTIFY ends it first
@@ -22,10 +23,10 @@ SUBSCRIPTION_SECONDS = 60
 
 
 def refer_to(request: Request) -> SipUri:
-    """The target of a REFER: the one ``Refer-To`` (compact ``r``), a SIP URI without
-    embedded headers.  400 when it is missing, repeated or malformed; 403 when it names
-    something a blind transfer cannot call (not ``sip:``, or with ``?Replaces=``-style
-    headers, which ask for an attended transfer)."""
+    """The target of a REFER: the one ``Refer-To`` (compact ``r``), a SIP URI whose only
+    embedded header may be ``Replaces`` (an attended transfer: :func:`replaces_of`).
+    400 when it is missing, repeated or malformed; 403 when it names something we cannot
+    call (not ``sip:``, or with any other embedded header: none may steer our INVITE)."""
     values = request.headers.get_all("refer-to")
     if len(values) != 1:
         raise RemoteSipError(400, "Bad Request (exactly one Refer-To needed)")
@@ -33,9 +34,23 @@ def refer_to(request: Request) -> SipUri:
         target = NameAddr.parse(values[0]).uri
     except RemoteSipError:
         raise RemoteSipError(400, "Bad Request (malformed Refer-To)") from None
-    if not isinstance(target, SipUri) or target.scheme != "sip" or target.headers:
-        raise RemoteSipError(403, "Forbidden (only a plain sip: transfer target)")
+    if not isinstance(target, SipUri) or target.scheme != "sip":
+        raise RemoteSipError(403, "Forbidden (only a sip: transfer target)")
+    replaces_of(target)  # any other header is refused here, before anything is done
     return target
+
+
+def replaces_of(target: SipUri) -> Replaces | None:
+    """The dialog an attended transfer's target replaces: the ``Replaces`` embedded in
+    its ``Refer-To`` URI (RFC 3891 §4, RFC 5589 §7), or None for a blind transfer.
+    403 for any other embedded header, or more than one; 400 for a malformed value."""
+    if not target.headers:
+        return None
+    items = target.headers.split("&")
+    name, _, value = items[0].partition("=")
+    if len(items) != 1 or pct_decode(name).lower() != "replaces":
+        raise RemoteSipError(403, "Forbidden (Refer-To may embed only one Replaces)")
+    return parse_replaces(pct_decode(value))
 
 
 def sipfrag(status: int, reason: str) -> bytes:

@@ -1,7 +1,8 @@
-"""Blind transfer (REFER from the call taker) through the real sans-IO SIP core, without
-sockets: the refusals, the 202 and sipfrag NOTIFYs, the target invited with our offer,
-the media handed over, the parts of the recording, a busy target, a target that never
-answers, and a caller who hangs up during the transfer."""
+"""Blind and attended transfer (REFER from the call taker) through the real sans-IO SIP
+core, without sockets: the refusals, the 202 and sipfrag NOTIFYs, the target invited
+with our offer (and an attended transfer's ``Replaces``), the media handed over, the
+parts of the recording, a busy target, a target that never answers or cannot replace,
+and a caller who hangs up during the transfer."""
 
 from __future__ import annotations
 
@@ -59,11 +60,11 @@ def test_only_a_bridged_incoming_calls_taker_may_refer_and_only_once_at_a_time()
 
 
 def test_the_target_must_be_an_operators_phone_with_a_host() -> None:
-    target, operator = transfer_target(refer("<sip:bob@127.0.0.1:5080>"), OPERATORS)
-    assert (operator, target.port) == (BOB, 5080)
+    target, operator, replaces = transfer_target(refer("<sip:bob@127.0.0.1:5080>"), OPERATORS)
+    assert (operator, target.port, replaces) == (BOB, 5080, None)
     # the INVITE goes to bob's configured phone, whatever the REFER adds to it
     sneaky = "<sip:bob@127.0.0.1:5080;maddr=203.0.113.9;transport=tcp>"
-    target, operator = transfer_target(refer(sneaky), OPERATORS)
+    target, operator, _ = transfer_target(refer(sneaky), OPERATORS)
     assert operator == BOB
     assert (target.host, target.port, target.user, target.params) == ("127.0.0.1", 5080, "bob", ())
     for refused in (
@@ -179,6 +180,65 @@ async def test_a_transfer_hands_the_caller_to_the_target_as_a_second_part(
         assert len([s for s in h.to(TAKER) if s.is_request("BYE")]) == before
 
 
+#: Bob's phone, replacing the call ann made to it first (its Call-ID, bob's tag, ann's)
+CONSULTATION = (
+    "<sip:bob@127.0.0.1:5080?Replaces=consult-1%40127.0.0.1%3Bto-tag%3Dbob7%3Bfrom-tag%3Dann3>"
+)
+
+
+def test_an_attended_transfer_names_the_consultation_dialog() -> None:
+    target, operator, replaces = transfer_target(refer(CONSULTATION), OPERATORS)
+    assert operator == BOB and target.headers is None  # our INVITE's URI embeds nothing
+    assert replaces is not None
+    assert (replaces.call_id, replaces.to_tag, replaces.from_tag) == (
+        "consult-1@127.0.0.1",
+        "bob7",
+        "ann3",
+    )
+
+
+async def test_an_attended_transfer_invites_the_target_to_replace_its_consultation(
+    tmp_path: Path,
+) -> None:
+    async with Harness(tmp_path, operators=OPERATORS) as h:
+        _, taker, taker_invite, _ = await bridged(h, "transfer-attended")
+        h.feed(sent_refer(taker, taker_invite, CONSULTATION), TAKER)
+        await h.until(lambda: any(s.is_request("INVITE") for s in h.to(SECOND)))
+        offered = target_invite(h)
+        assert str(offered.uri) == "sip:bob@127.0.0.1:5080"
+        assert offered.headers.get("replaces") == "consult-1@127.0.0.1;to-tag=bob7;from-tag=ann3"
+        assert "replaces" in offered.headers.get_all("require")
+        h.feed(Peer(SECOND, "bob", "").answer(offered, 200, sdp(52000)), SECOND)
+        await h.until(lambda: h.published(CallTransferred))
+        (done,) = h.published(CallTransferred)
+        assert (done.outcome, done.target_operator) == ("succeeded", "bob")
+        await h.until(lambda: any(s.is_request("BYE") for s in h.to(TAKER)))
+        recording = h.call.recording
+        assert recording is not None
+        parts = await h.catalog.parts.parts(recording.id)
+        assert [p.operator for p in parts] == ["ann", "bob"]
+
+
+@pytest.mark.parametrize("status", [481, 420])
+async def test_a_target_that_cannot_replace_leaves_the_caller_with_the_first_call_taker(
+    tmp_path: Path, status: int
+) -> None:
+    """481: the consultation is gone; 420: the phone does not do Replaces (it never rings
+    as a second call, since we require it)."""
+    async with Harness(tmp_path, operators=OPERATORS) as h:
+        _, taker, taker_invite, _ = await bridged(h, f"transfer-attended-{status}")
+        first_leg = h.call.media.b_leg
+        h.feed(sent_refer(taker, taker_invite, CONSULTATION), TAKER)
+        await h.until(lambda: any(s.is_request("INVITE") for s in h.to(SECOND)))
+        h.feed(Peer(SECOND, "bob", "").answer(target_invite(h), status), SECOND)
+        await h.until(lambda: h.published(CallTransferred))
+        (done,) = h.published(CallTransferred)
+        assert (done.outcome, done.status) == ("failed", status)
+        assert notifies(h)[-1][0].startswith(f"SIP/2.0 {status} ".encode())
+        assert not any(s.is_request("BYE") for s in h.to(TAKER))
+        assert h.call.media.b_leg is first_leg and h.call.operator == "ann"
+
+
 async def test_a_busy_target_leaves_the_caller_with_the_first_call_taker(tmp_path: Path) -> None:
     async with Harness(tmp_path, operators=OPERATORS) as h:
         _, taker, taker_invite, _ = await transferring(h, "transfer-2")
@@ -234,7 +294,9 @@ async def test_a_caller_who_hangs_up_during_the_transfer_cancels_the_target(
     ("refer_to", "status"),
     [
         ("<sip:mallory@198.51.100.7>", 403),
-        ("<sip:bob@127.0.0.1:5080?Replaces=abc>", 403),
+        ("<sip:bob@127.0.0.1:5080?Replaces=abc>", 400),  # no tags: matches no dialog
+        ("<sip:bob@127.0.0.1:5080?Subject=hi>", 403),  # only Replaces may be embedded
+        ("<sip:mallory@198.51.100.7?Replaces=c%3Bto-tag%3Db%3Bfrom-tag%3Da>", 403),
         ("not a uri at all <", 400),
     ],
 )

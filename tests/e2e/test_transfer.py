@@ -1,9 +1,12 @@
-"""A blind transfer end to end (issue 15, P9): real ``recproxy serve``, SIPp as the
-caller and as two call takers, and the proxy's own export to read back what it recorded.
+"""Blind and attended transfer end to end (issue 15, issue 18, P9): real ``recproxy
+serve``, SIPp as the caller and as two call takers, and the proxy's own export to read
+back what it recorded.
 
 1. Call taker 1 (ann, team red) sends REFER mid-call to call taker 2's phone (bob, team
    blue): 202, NOTIFY ``100 Trying``, bob is invited and answers, NOTIFY ``200 OK``
-   ends the subscription, ann gets BYE.  One complete recording with two parts (ann's,
+   ends the subscription, ann gets BYE.  Attended (RFC 5589 §7): ann's ``Refer-To``
+   embeds ``Replaces`` naming her consultation call with bob, and bob's INVITE carries
+   it with ``Require: replaces``; the rest is the same.  One complete recording with two parts (ann's,
    then bob's, meeting at the transfer); in the export the call-taker channel holds
    ann's audio in part 1 only and bob's in part 2 only, and the caller's channel is
    continuous across the transfer.
@@ -119,11 +122,20 @@ def parts_of(proxy_catalog: Path, recording_id: str) -> list[dict[str, object]]:
     return [dict(row) for row in rows]
 
 
-def test_a_blind_transfer_records_two_parts_each_with_its_call_takers_audio(
-    e2e: E2e, dialogue: bytes
+#: The consultation call between ann's and bob's phones, as ann's Refer-To names it
+CONSULTATION = "ann-to-bob@127.0.0.1;to-tag=bob-7;from-tag=ann-3"
+
+
+@pytest.mark.parametrize("kind", ["blind", "attended"])
+def test_a_transfer_records_two_parts_each_with_its_call_takers_audio(
+    e2e: E2e, dialogue: bytes, kind: str
 ) -> None:
     proxy = e2e.proxy(ProxySettings(extra=operators(e2e)))
     bob_phone = f"sip:bob@127.0.0.1:{e2e.ports.spare_sip(0)}"
+    refer_to = bob_phone
+    if kind == "attended":
+        embedded = CONSULTATION.replace("@", "%40").replace(";", "%3B").replace("=", "%3D")
+        refer_to = f"{bob_phone}?Replaces={embedded}"
     caller_audio = dialogue[0 : 8 * RATE]
     ann_audio = dialogue[12 * RATE : 15 * RATE]
     bob_audio = dialogue[18 * RATE : 21 * RATE]
@@ -133,7 +145,7 @@ def test_a_blind_transfer_records_two_parts_each_with_its_call_takers_audio(
     )  # fmt: skip
     ann = taker(
         e2e, "ann", play(e2e.rtp_pcap("ann.pcap", ann_audio)) + pause(3500)
-        + refer_and_follow(bob_phone),
+        + refer_and_follow(refer_to),
         sip_port=e2e.ports.taker_sip, media_port=e2e.ports.taker_rtp, user="calltaker",
     )  # fmt: skip
     # the caller talks from 0.5 s after the bridge (2 s notice, 0.3 s ringing) for 8 s
@@ -155,7 +167,13 @@ def test_a_blind_transfer_records_two_parts_each_with_its_call_takers_audio(
     # answered. Each comparison is causal (one process's send before another's receipt):
     # two receipts in two SIPp processes have no order to assert.
     refer_sent = ann.first(sent=True, method="REFER").time
-    assert bob.first(sent=False, method="INVITE").time >= refer_sent
+    bob_invite = bob.first(sent=False, method="INVITE")
+    assert bob_invite.time >= refer_sent
+    if kind == "attended":  # bob's phone is asked to replace the consultation, not ring
+        assert bob_invite.header("Replaces") == CONSULTATION, bob_invite.text
+        assert "replaces" in (bob_invite.header("Require") or ""), bob_invite.text
+    else:
+        assert bob_invite.header("Replaces") is None, bob_invite.text
     bob_answered = bob.first(sent=True, status=200, cseq_method="INVITE").time
     assert ann.first(sent=False, method="BYE").time >= bob_answered
     # the caller's call went on: it hung up itself, once

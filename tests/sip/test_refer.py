@@ -46,7 +46,9 @@ def test_refer_to_is_read_in_long_and_compact_form(line: str) -> None:
         (("Refer-To: <sip:bob@",), 400),  # malformed
         (("Refer-To: <tel:+441234567890>",), 403),  # not a phone we can INVITE by SIP
         (("Refer-To: <sips:bob@10.0.0.2>",), 403),
-        (("Refer-To: <sip:bob@10.0.0.2?Replaces=abc%3Bto-tag%3Dx>",), 403),  # attended
+        (("Refer-To: <sip:bob@10.0.0.2?Replaces=abc%3Bto-tag%3Dx>",), 400),  # no from-tag
+        (("Refer-To: <sip:bob@10.0.0.2?Subject=x>",), 403),  # no other header may steer us
+        (("Refer-To: <sip:b@h?Replaces=a%3Bto-tag%3Db%3Bfrom-tag%3Dc&Priority=urgent>",), 403),
     ],
 )
 def test_a_bad_refer_to_is_a_remote_error_with_its_status(
@@ -55,6 +57,15 @@ def test_a_bad_refer_to_is_a_remote_error_with_its_status(
     with pytest.raises(RemoteSipError) as error:
         refer.refer_to(refer_with(*lines))
     assert error.value.status == status
+
+
+def test_an_attended_transfers_refer_to_embeds_the_dialog_it_replaces() -> None:
+    embedded = "12%4010.0.0.1%3Bto-tag%3Db%3Bfrom-tag%3Da"
+    target = refer.refer_to(refer_with(f"Refer-To: <sip:bob@10.0.0.2?Replaces={embedded}>"))
+    replaces = refer.replaces_of(target)
+    assert replaces is not None
+    assert (replaces.call_id, replaces.to_tag, replaces.from_tag) == ("12@10.0.0.1", "b", "a")
+    assert refer.replaces_of(refer.refer_to(refer_with("Refer-To: <sip:bob@10.0.0.2>"))) is None
 
 
 def test_notify_carries_a_sipfrag_and_ends_the_subscription_on_a_final_status() -> None:
