@@ -4,6 +4,8 @@ the implicit subscription, bytes in and bytes out."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.sip import refer
 from proxy.sip.errors import RemoteSipError
@@ -82,3 +84,28 @@ def test_notify_carries_a_sipfrag_and_ends_the_subscription_on_a_final_status() 
     assert busy.body == b"SIP/2.0 486 Busy Here\r\n"
     assert busy.headers.get("subscription-state") == "terminated;reason=noresource"
     assert busy.cseq.number == trying.cseq.number + 1
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=120),
+        st.builds(
+            lambda user, headers: f"<sip:{user}@10.0.0.2?{headers}>",
+            st.text(alphabet="abc12", min_size=1, max_size=5),
+            st.text(alphabet="Replacs=%3BDtog-fmaiy&;@x", max_size=80),
+        ),
+    )
+)
+def test_any_refer_to_is_a_target_or_a_400_or_403(value: str) -> None:
+    """Fuzzing ``Refer-To`` (and an embedded ``Replaces``): a target, or the protocol
+    error the REFER is answered with; never anything else."""
+    try:
+        request = refer_with(f"Refer-To: {value}")
+    except RemoteSipError:
+        return  # not even a message: the core answers 400 before any REFER logic
+    try:
+        target = refer.refer_to(request)
+        refer.replaces_of(target)
+    except RemoteSipError as error:
+        assert error.status in (400, 403)
