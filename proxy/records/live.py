@@ -74,10 +74,17 @@ async def control_recording(
     call = own_call(calls, call_id, operator)
     if not isinstance(action, str) or action not in ACTIONS:
         raise InvalidRecordingRequest(f"action must be one of {', '.join(ACTIONS)}")
+    return await call.recording_action(
+        action, actor=actor or operator, channel=channel, reason=checked_reason(reason)
+    )
+
+
+def checked_reason(reason: object) -> str:
+    """``reason`` as the person sent it, trimmed, or ``InvalidRecordingRequest`` saying
+    what is wrong with it.  A shell with a confirmation step (the console's Stop and
+    delete) asks this first, so a missing reason is said before anything is confirmed."""
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidRecordingRequest("a reason is required")
     if len(reason) > MAX_REASON:
         raise InvalidRecordingRequest(f"the reason is longer than {MAX_REASON} characters")
-    return await call.recording_action(
-        action, actor=actor or operator, channel=channel, reason=reason.strip()
-    )
+    return reason.strip()

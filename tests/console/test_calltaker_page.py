@@ -43,6 +43,7 @@ from .browser import assert_accessible, screenshot
 PASSWORD = "a long enough password"
 STOP_REASON = "the caller is distressed"
 RESUME_REASON = "the caller agreed to go on"
+GRAFANA = "https://grafana.example.org/d/recproxy"
 CALL_SECONDS = 30  # the caller's hold: long enough for the steps below, bounded
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -90,7 +91,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     e2e = new_world(tmp_path_factory.mktemp("calltaker-console"))
     leftovers: list[socket.socket] = []
     try:
-        proxy = e2e.proxy(ProxySettings(extra=operators_toml(e2e), records_child="on"))
+        extra = f'{operators_toml(e2e)}\n[console]\ngrafana_url = "{GRAFANA}"\n'
+        proxy = e2e.proxy(ProxySettings(extra=extra, records_child="on"))
         wait_for("the records service", lambda: "records service listening" in proxy.log_text(), 30)
         config = e2e.config_path
         add_user(config, "sam", "staff", "--operator", "ann", "--config", str(config))
@@ -222,7 +224,11 @@ def test_a_call_taker_sees_a_live_call_and_stops_and_resumes_its_recording(
         "action": "resume", "actor": "sam", "channel": "console", "reason": RESUME_REASON
     }  # fmt: skip
 
-    # Stop and delete asks first; Cancel deletes nothing
+    # Stop and delete: a missing reason is said first; then it asks; Cancel deletes nothing
+    card.get_by_label("Reason").fill("")
+    card.get_by_role("button", name="Stop and delete").click()
+    expect(error).to_have_text("a reason is required")
+    expect(page.get_by_role("dialog")).to_have_count(0)
     card.get_by_label("Reason").fill("a mistake")
     card.get_by_role("button", name="Stop and delete").click()
     dialog = page.get_by_role("dialog", name="Stop and delete this recording?")
@@ -281,8 +287,15 @@ def test_without_javascript_the_forms_work_and_deletion_is_confirmed_first(
             assert time.monotonic() < deadline, "the call did not show as recording"
             time.sleep(0.3)
             page.reload()
+        # no reason: said at the field first, the confirmation is not shown
+        card.get_by_role("button", name="Stop and delete").click()
+        expect(card.locator(".field-error")).to_have_text("a reason is required")
+        assert card.get_by_label("Reason").get_attribute("aria-invalid") == "true"
+        expect(page.locator("li.call .confirm")).to_have_count(0)
+        card.get_by_label("Reason").fill("a mistake")
         card.get_by_role("button", name="Stop and delete").click()
         expect(page.locator("li.call .confirm")).to_be_visible()
+        assert page.locator('li.call .confirm input[name="reason"]').input_value() == "a mistake"
         assert len(world.events()) == before + 1  # the start only: nothing deleted yet
         page.get_by_role("link", name="Cancel").click()
         card.get_by_label("Reason").fill("   ")
@@ -367,10 +380,14 @@ def test_the_ops_page_shows_health_calls_pipeline_disk_and_the_last_sweep(
     depth = page.get_by_role("row", name="Writer queue depth").get_by_role("cell")
     assert depth.inner_text().isdigit()
     assert page.locator("#recording-faults").inner_text() == "0"
-    assert "GB free of" in page.locator("#disk").inner_text()
+    disk = page.locator("#disk").inner_text()
+    # the folder as the configuration names it: no temporary path on the page
+    assert "GB free of" in disk and "data/recordings (beside the configuration file)" in disk
+    assert str(world.e2e.folder) not in page.inner_text("main")
     sweep = page.locator("#last-sweep").inner_text()
     assert sweep.startswith("Last retention sweep: 20"), sweep  # the sweep at start-up
-    assert "/d/recproxy" in page.inner_text("main")
+    link = page.get_by_role("link", name="Open the Grafana dashboard")
+    assert link.get_attribute("href") == GRAFANA  # [console] grafana_url
     assert_accessible(page)
     screenshot(page, "ops")
     page.goto(f"{world.url}/console")

@@ -37,7 +37,7 @@ from ...records.errors import (
     NotYourCall,
     RecordingActionError,
 )
-from ...records.live import MAX_REASON, control_recording, own_calls
+from ...records.live import MAX_REASON, checked_reason, control_recording, own_calls
 from ...roles import Role
 from ...storage.catalog import User
 from ..api import CallsView, ControllableCall, error_status
@@ -168,12 +168,13 @@ async def recording_action(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     action, reason = form.get("action"), form.get("reason")
     text = reason if isinstance(reason, str) else ""
-    if action == "discard" and form.get("confirm") != "yes":
-        if wants_json:
-            return problem(422, "deleting a recording needs confirm=yes")
-        # the second step: the same page, asking to confirm the deletion
-        return _home(request, reasons={call_id: text}, confirm=call_id)
     try:
+        if action == "discard" and form.get("confirm") != "yes":
+            checked_reason(reason)  # a missing reason is said before the confirmation
+            if wants_json:
+                return problem(422, "deleting a recording needs confirm=yes")
+            # the second step: the same page, asking to confirm the deletion
+            return _home(request, reasons={call_id: text}, confirm=call_id)
         result = await control_recording(
             request.app[CONSOLE_KEY].calls(),
             call_id,
