@@ -351,7 +351,12 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     add_routes(http_app, lambda: b2bua.calls, config.operators)
     add_calltaker_console(
         http_app,
-        CallTakerConsole(Accounts(catalog.users, config.accounts), lambda: b2bua.calls, call_feed),
+        CallTakerConsole(
+            Accounts(catalog.users, config.accounts),
+            lambda: b2bua.calls,
+            call_feed,
+            team_of={operator.name: operator.team for operator in config.operators},
+        ),
         OpsSources(
             health,
             metrics.registry,

@@ -98,6 +98,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         add_user(config, "sam", "staff", "--operator", "ann", "--config", str(config))
         add_user(config, "max", "maintenance", "--config", str(config))
         add_user(config, "meg", "manager", "--config", str(config))
+        # ann is of team red, bob of team blue (operators_toml)
+        add_user(config, "rita", "manager", "--team", "red", "--config", str(config))
+        add_user(config, "bea", "manager", "--team", "blue", "--config", str(config))
+        add_user(
+            config, "tom", "staff", "--operator", "bob", "--team", "red", "--config", str(config)
+        )
         yield World(e2e, proxy, leftovers)
     finally:
         try:
@@ -251,6 +257,55 @@ def test_a_call_taker_sees_a_live_call_and_stops_and_resumes_its_recording(
     expect(page.get_by_text("No active calls.")).to_be_visible()
     call.wait()
     assert [e["action"] for e in world.events()][-1] in ("complete", "degraded")
+
+
+def test_a_manager_sees_their_teams_live_calls_read_only(world: World, chromium: Any) -> None:
+    """rita manages team red (ann's): ann's call appears on her page marked with ann's
+    name, with no controls, and her POST to switch it is refused.  bea manages team blue
+    and tom is staff on bob's phone (of team red too): neither sees it."""
+    from playwright.sync_api import expect
+
+    contexts = [chromium.new_context(viewport={"width": 1024, "height": 900}) for _ in range(3)]
+    try:
+        rita, bea, tom = (context.new_page() for context in contexts)
+        for page, name in ((rita, "rita"), (bea, "bea"), (tom, "tom")):
+            sign_in(page, world.url, name)
+        expect(rita.get_by_role("heading", name="My team's calls")).to_be_visible()
+        assert "team red" in rita.locator("#teams").inner_text()
+        call = place_call(world.e2e, 12)
+        card = rita.locator("li.call")
+        expect(card).to_have_count(1, timeout=20_000)
+        expect(card.locator('[data-field="recording"]')).to_have_text("recording", timeout=15_000)
+        expect(card.locator('[data-field="taker"]')).to_have_text("ann")
+        (listed,) = ann_calls(world)
+        assert card.get_attribute("data-call") == listed["id"]
+        assert card.locator("form").count() == 0 and card.get_by_role("button").count() == 0
+        assert_accessible(rita)
+        screenshot(rita, "calltaker-manager")
+
+        # watching is not switching: the use case lets only ann's phone's user do that
+        before = world.events()
+        token = rita.locator('input[name="csrf_token"]').first.get_attribute("value")
+        refused = rita.request.post(
+            f"{world.url}/console/calls/{listed['id']}/recording",
+            form={"action": "stop", "reason": "a manager's try", "csrf_token": token},
+            headers={"Accept": "application/json"},
+        )
+        assert refused.status == 403, refused.text()
+        assert world.events() == before and ann_calls(world)[0]["recording"] == "recording"
+
+        # another team's manager and a staff user on another phone see nothing of it
+        for other in (bea, tom):
+            assert other.locator("li.call").count() == 0
+            expect(other.get_by_text("No active calls.")).to_be_visible()
+            other.reload()
+            assert other.locator("li.call").count() == 0
+
+        expect(card).to_have_count(0, timeout=40_000)  # the call ends: it leaves her page
+        call.wait()
+    finally:
+        for context in contexts:
+            context.close()
 
 
 def test_a_code_keyed_on_the_phone_shows_on_the_page(world: World, page: Any) -> None:
