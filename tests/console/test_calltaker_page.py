@@ -7,7 +7,8 @@ answers a call and it appears on the page by itself; they type a reason and pres
 the page shows the stopped state, and the catalog's recording event names them and the
 reason; Resume the same.  Also: bad input said next to the field and nothing changed, the
 deletion's confirmation, the keyboard, a 375 px screen, a POST without its CSRF token, an
-event stream nobody reads, the ops page's numbers, and axe-core on every page."""
+event stream nobody reads, a manager watching their team's calls, the ops page's numbers
+and Grafana link, and axe-core on every page."""
 
 from __future__ import annotations
 
@@ -390,7 +391,12 @@ def test_a_recording_post_without_its_csrf_token_is_refused(world: World, page: 
     assert world.events() == before
 
 
-def test_an_event_stream_nobody_reads_does_not_hold_the_proxy_up(world: World) -> None:
+def test_unread_event_streams_leave_the_real_proxy_answering_and_taking_calls(
+    world: World,
+) -> None:
+    """End to end beside test_unread_stream.py (which fills a stream's queue until the
+    page is dropped): streams asked and never read leave ``serve`` answering its health
+    check and taking a call, and (the fixture's end) stopping cleanly."""
     form = urllib.parse.urlencode(
         {"username": "sam", "password": PASSWORD, "next": "/console"}
     ).encode()
