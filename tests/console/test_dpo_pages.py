@@ -284,8 +284,37 @@ def test_the_audit_page_filters_and_shows_the_chain_check(host: Host, page: Any)
     page.get_by_role("button", name="Show entries").click()
     assert page.locator("#since-error").inner_text().startswith("since: not an ISO 8601")
     assert host.audit_seq() == before
+
+
+def test_a_records_officer_checks_the_chain_on_the_page_but_reads_no_entry(
+    host: Host, page: Any
+) -> None:
+    """As over the API: ``verify_integrity`` is a records officer's, ``view_audit`` the
+    DPO's alone."""
+    status, checked = host.api("olive", "GET", "/api/v1/audit/verify")
+    assert status == 200 and checked["intact"], checked
+    sign_in(page, host.url, "olive")
+    menu = page.get_by_role("navigation", name="Main")
+    assert menu.get_by_role("link", name="Audit log").count() == 0
+    menu.get_by_role("link", name="Audit chain").click()
+    assert page.url == f"{host.url}/console/audit"
+    assert page.get_by_role("heading", name="Audit chain", level=1).is_visible()
+    assert page.get_by_role("heading", name="Entries").count() == 0
+    before = host.audit_seq()
+    page.goto(f"{host.url}/console/audit?actor=dee")  # a filter by hand reads nothing
+    assert page.locator("tbody tr").count() == 0 and host.audit_seq() == before
+    page.get_by_role("button", name="Check the chain now").click()
+    assert page.locator("#check-result").inner_text().startswith("Intact:")
+    assert page.locator("tbody tr").count() == 0
+    assert_accessible(page)
+    (entry,) = host.rows("SELECT actor, action, detail FROM audit_log WHERE seq > ?", before)
+    assert entry[:2] == ("olive", "access.allowed")
+    assert json.loads(entry[2])["action"] == "verify_integrity"  # the check, not a reading
+
     page.context.clear_cookies()
-    sign_in(page, host.url, "olive")  # not the DPO's: refused by rule
+    sign_in(page, host.url, "sam")  # staff: neither
+    answer = page.goto(f"{host.url}/console/audit?verify=1")
+    assert answer.status == 403 and "integrity.not_permitted" in page.locator("main").inner_text()
     answer = page.goto(f"{host.url}/console/audit")
     assert answer.status == 403 and "audit.dpo_only" in page.locator("main").inner_text()
 

@@ -1,6 +1,8 @@
 """The DPO's pages on the records service (issue 17): subject access cases with a
 decision per call and the signed bundle, the audit log with the check of its chain,
-and the anomaly flags.
+and the anomaly flags.  Records officers (and maintenance, admins) may check the chain
+but not read the log (``verify_integrity`` without ``view_audit``): the audit page
+shows them the check alone.
 
 Every page is a view of what an API route already decides, through the same use case
 (:class:`SarDesk`, :class:`SarExportJobs` — the very object the API's export routes
@@ -363,11 +365,20 @@ async def audit_log(request: web.Request) -> web.StreamResponse:
             check = await view.verify(actor)
         except AnchorFileError:
             check_error = "The anchor file cannot be read; see the service's log."
+    if not may(request, Action.VIEW_AUDIT) and may(request, Action.VERIFY_INTEGRITY):
+        # a records officer (or maintenance, an admin) checks the chain, as over the
+        # API, but reads no entry: the page has the check alone
+        context = page_context(
+            request, may_read=False, values={}, errors={}, entries=[], more=False,
+            next_page="", check=check, check_error=check_error,
+        )  # fmt: skip
+        return render(request, "dpo_audit.html", context)
     try:
         found = await view.entries(actor, raw)
     except InvalidAccessRequest as exc:
         context = page_context(
-            request, values=given, errors=field_errors(str(exc), SHOWN_AUDIT_FILTERS),
+            request, may_read=True, values=given,
+            errors=field_errors(str(exc), SHOWN_AUDIT_FILTERS),
             entries=[], more=False, next_page="", check=check, check_error=check_error,
         )  # fmt: skip
         return render(request, "dpo_audit.html", context, status=422)
@@ -380,7 +391,7 @@ async def audit_log(request: web.Request) -> web.StreamResponse:
         after = {k: v for k, v in given.items() if k != "after"}
         next_page = f"{AUDIT}?{urlencode(after | {'after': found.entries[-1].seq})}"
     context = page_context(
-        request, values=given, errors={}, entries=entries, more=found.more,
+        request, may_read=True, values=given, errors={}, entries=entries, more=found.more,
         next_page=next_page, check=check, check_error=check_error,
     )  # fmt: skip
     return render(request, "dpo_audit.html", context)
