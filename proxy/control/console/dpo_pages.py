@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,8 +44,8 @@ from ...storage.catalog import SarCase, SarState, SearchHit, format_utc
 from ...storage.catalog.anchor import AnchorFileError
 from ..records.auth import actor_of
 from ..records.sar import CASES as API_CASES
-from ..records.statuses import problem_for
 from . import render
+from .page_errors import error_page, field_errors
 from .session import Handler, page, page_context, page_user
 
 #: The filters the audit page has a field for (``after`` and ``limit``, given by hand in
@@ -64,7 +64,6 @@ RELEASE_LABELS = {
     "caller": "Release the caller only",
     "refuse": "Refuse",
 }
-FORM_ERROR = "_form"  # an error no field owns: shown above the form
 
 
 @dataclass(frozen=True)
@@ -104,14 +103,7 @@ def refusing(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except Exception as exc:
-            answer = problem_for(exc)
-            if answer is None or answer.text is None:
-                raise
-            document = json.loads(answer.text)
-            context = page_context(
-                request, detail=document["detail"], rule=document.get("rule"), back=_back(request)
-            )
-            return render(request, "dpo_refused.html", context, status=answer.status)
+            return error_page(request, exc, back=_back(request))
 
     return shown
 
@@ -137,18 +129,6 @@ def may(request: web.Request, action: Action) -> bool:
     show the form at all.  Acting still asks the gate."""
     gate = _desks(request).gate
     return gate.decide(AccessQuery(_actor(request), action, gate.now())).allowed
-
-
-def field_errors(message: str, fields: Collection[str]) -> dict[str, str]:
-    """A use case's one-line error, placed at the field it names first (``to must be
-    after from`` → ``to``; ``at most 10 numbers`` → ``number``), or above the form when
-    it names none."""
-    found = [
-        (hit.start(), name)
-        for name in fields
-        if (hit := re.search(rf"\b{re.escape(name)}s?\b", message)) is not None
-    ]
-    return {min(found)[1] if found else FORM_ERROR: message}
 
 
 async def _form(request: web.Request) -> dict[str, str]:
@@ -215,7 +195,7 @@ async def sar_open(request: web.Request) -> web.StreamResponse:
             received=values.get("received") or None,
         )
     except InvalidAccessRequest as exc:
-        return _again(request, "open", values, field_errors(str(exc), OPEN_FIELDS))
+        return _again(request, "open", values, field_errors(exc, OPEN_FIELDS))
     raise web.HTTPSeeOther(f"{SAR}/{view.case.id}")
 
 
@@ -325,7 +305,7 @@ async def sar_decide(request: web.Request) -> web.StreamResponse:
             values.get("reason", ""),
         )
     except InvalidAccessRequest as exc:
-        errors = field_errors(str(exc), ("release", "reason"))
+        errors = field_errors(exc, ("release", "reason"))
         context = {**values, "case_id": case_id, "releases": list(RELEASE_LABELS.items())}
         return _again(request, "decide", context, errors)
     raise web.HTTPSeeOther(f"{SAR}/{case_id}#call-{recording_id}")
@@ -346,7 +326,7 @@ async def sar_close(request: web.Request) -> web.StreamResponse:
     try:
         await _desks(request).sar.close(_actor(request), case_id, values.get("reason", ""))
     except InvalidAccessRequest as exc:
-        errors = field_errors(str(exc), ("reason",))
+        errors = field_errors(exc, ("reason",))
         return _again(request, "close", {**values, "case_id": case_id}, errors)
     raise web.HTTPSeeOther(f"{SAR}/{case_id}")
 
@@ -378,7 +358,7 @@ async def audit_log(request: web.Request) -> web.StreamResponse:
     except InvalidAccessRequest as exc:
         context = page_context(
             request, may_read=True, values=given,
-            errors=field_errors(str(exc), SHOWN_AUDIT_FILTERS),
+            errors=field_errors(exc, SHOWN_AUDIT_FILTERS),
             entries=[], more=False, next_page="", check=check, check_error=check_error,
         )  # fmt: skip
         return render(request, "dpo_audit.html", context, status=422)
@@ -428,6 +408,6 @@ async def flag_clear(request: web.Request) -> web.StreamResponse:
             flag_id, by=page_user(request).name, reason=reason, authorise=authorise
         )
     except InvalidAccessRequest as exc:
-        errors = field_errors(str(exc), ("reason",))
+        errors = field_errors(exc, ("reason",))
         return _again(request, "clear", {**values, "flag_id": flag_id}, errors)
     raise web.HTTPSeeOther(f"{FLAGS}#cleared-{flag_id}")
