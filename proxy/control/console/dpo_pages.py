@@ -34,18 +34,19 @@ from aiohttp import web
 
 from ...records.audit_view import FILTERS as AUDIT_FILTERS
 from ...records.audit_view import AuditView
-from ...records.errors import InvalidAccessRequest, RecordNotFound
+from ...records.errors import AccessRequestConflict, InvalidAccessRequest, RecordNotFound
 from ...records.flags import FlagDesk
 from ...records.gate import Gate, require
 from ...records.policy import AccessQuery, Action, Actor
 from ...records.sar import RELEASES, CaseView, SarDesk, describe_deadline
-from ...records.sar_jobs import ExportJob, JobState, SarExportJobs
+from ...records.sar_export import SarExportError
+from ...records.sar_jobs import ExportJob, ExportsBusy, JobState, SarExportJobs
 from ...storage.catalog import SarCase, SarState, SearchHit, format_utc
 from ...storage.catalog.anchor import AnchorFileError
 from ..records.auth import actor_of
 from ..records.sar import CASES as API_CASES
 from . import render
-from .page_errors import error_page, field_errors
+from .page_errors import error_page, field_errors, status_of
 from .session import Handler, page, page_context, page_user
 
 #: The filters the audit page has a field for (``after`` and ``limit``, given by hand in
@@ -64,6 +65,13 @@ RELEASE_LABELS = {
     "caller": "Release the caller only",
     "refuse": "Refuse",
 }
+
+
+#: Why an export may not start though the DPO may export: another one running on the
+#: host (429), no signing key or transcript model (503), nothing released (422), a
+#: closed case or a released call with no audio left (409).  A refusal by the policy
+#: is the rule's page (:func:`refusing`).
+_NOT_STARTED = (ExportsBusy, SarExportError, InvalidAccessRequest, AccessRequestConflict)
 
 
 @dataclass(frozen=True)
@@ -200,12 +208,20 @@ async def sar_open(request: web.Request) -> web.StreamResponse:
 
 
 async def sar_case(request: web.Request) -> web.StreamResponse:
+    return await _case_page(request)
+
+
+async def _case_page(
+    request: web.Request, *, export_error: str = "", status: int = 200
+) -> web.Response:
+    """The case's page; ``export_error``: why the export just asked for was not started
+    (said in the export section, with the API's status for it)."""
     desks = _desks(request)
     case_id = request.match_info["id"]
     view = await desks.sar.show(_actor(request), case_id)
     case = view.case
-    job, job_error = None, ""
-    if job_id := request.query.get("job"):
+    job, job_error = None, export_error
+    if not export_error and (job_id := request.query.get("job")):
         try:
             job = _job_view(desks.jobs.job(_actor(request), case.id, job_id))
         except RecordNotFound as exc:
@@ -226,7 +242,7 @@ async def sar_case(request: web.Request) -> web.StreamResponse:
         values={},
         errors={},
     )
-    return render(request, "dpo_sar_case.html", context)
+    return render(request, "dpo_sar_case.html", context, status=status)
 
 
 def _case_times(case: SarCase) -> dict[str, str]:
@@ -314,9 +330,12 @@ async def sar_decide(request: web.Request) -> web.StreamResponse:
 async def sar_export(request: web.Request) -> web.StreamResponse:
     values = await _form(request)
     case_id = request.match_info["id"]
-    job = await _desks(request).jobs.start(
-        _actor(request), case_id, values.get("transcripts") == "on"
-    )
+    try:
+        job = await _desks(request).jobs.start(
+            _actor(request), case_id, values.get("transcripts") == "on"
+        )
+    except _NOT_STARTED as exc:  # no job, nothing written: said where the export is
+        return await _case_page(request, export_error=str(exc), status=status_of(exc))
     raise web.HTTPSeeOther(f"{SAR}/{case_id}?job={job.id}#export")
 
 
