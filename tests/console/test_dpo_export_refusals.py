@@ -5,22 +5,18 @@ no bundle, no ``sar_exports`` row, no ``sar.export`` or ``export_sar`` audit ent
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from proxy.storage.catalog import SqliteCatalog
 from tests.control.records.service import RecordsProcess, add_user, with_passphrase
 from tests.control.records.test_bulk import PASSPHRASE, write_config, write_recordings
-from tests.records.playback_world import catalogue
 
 from .browser import assert_accessible
-from .test_dpo_pages import WINDOW, Host, host, page
+from .test_dpo_pages import WINDOW, Host, catalogue_all, host, page
 from .test_records_login import sign_in
 
 __all__ = ["host", "page"]
@@ -62,21 +58,27 @@ def press_start(page: Any, url: str, case_id: str, *, transcripts: bool = False)
     return status
 
 
+def refused_export(host: Host, page: Any, release: str, status: int) -> str:
+    """The DPO presses Start on a new case whose calls are decided ``release``: the
+    page comes back with ``status``, the case's page with the button to try again, and
+    nothing is exported.  What the export section says."""
+    case_id = case_deciding(host, f"Caller deciding {release}", release)
+    sign_in(page, host.url, "dee")
+    before = host.audit_seq()
+    assert press_start(page, host.url, case_id) == status
+    assert page.get_by_role("heading", name=f"Subject access case {case_id}").is_visible()
+    assert page.get_by_role("button", name=START).is_visible()
+    assert_accessible(page)
+    nothing_exported(host, case_id, before)
+    said: str = page.locator("#export-error").inner_text().replace(case_id, "CASE")
+    return said
+
+
 def test_nothing_released_is_said_on_the_case_page_and_nothing_is_exported(
     host: Host, page: Any
 ) -> None:
-    case_id = case_deciding(host, "Refused Caller", "refuse")
-    sign_in(page, host.url, "dee")
-    before = host.audit_seq()
-    assert press_start(page, host.url, case_id) == 422
-    said = page.locator("#export-error")
-    assert said.inner_text() == (
-        f"case {case_id} releases no call (2 refused, 0 undecided): nothing to export"
-    )
-    assert page.get_by_role("heading", name=f"Subject access case {case_id}").is_visible()
-    assert page.get_by_role("button", name=START).is_visible()  # try again once decided
-    assert_accessible(page)
-    nothing_exported(host, case_id, before)
+    said = refused_export(host, page, "refuse", 422)
+    assert said == "case CASE releases no call (2 refused, 0 undecided): nothing to export"
 
 
 def test_a_second_export_while_one_runs_is_said_and_starts_nothing(host: Host, page: Any) -> None:
@@ -106,14 +108,7 @@ def keyless(tmp_path: Path) -> Iterator[Host]:
     """A records service started without an export-signing key."""
     ids = write_recordings(tmp_path, 2)
     config = write_config(tmp_path)  # [export] left out: no signing key there
-
-    async def catalogue_all() -> None:
-        async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
-            for rid in ids:
-                await catalogue(catalog, rid)
-
-    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API holds this thread's loop
-        thread.submit(asyncio.run, catalogue_all()).result(timeout=60)
+    catalogue_all(tmp_path, ids)
     add_user(config, "dee", "dpo")
     service = RecordsProcess(config, env=with_passphrase(PASSPHRASE))
     try:
@@ -125,12 +120,6 @@ def keyless(tmp_path: Path) -> Iterator[Host]:
 def test_no_signing_key_is_said_on_the_case_page_and_nothing_is_exported(
     keyless: Host, page: Any
 ) -> None:
-    case_id = case_deciding(keyless, "Keyless Caller", "both")
-    sign_in(page, keyless.url, "dee")
-    before = keyless.audit_seq()
-    assert press_start(page, keyless.url, case_id) == 503
-    said = page.locator("#export-error").inner_text()
+    said = refused_export(keyless, page, "both", 503)
     assert "no export-signing key (make one with recproxy keygen --signing)" in said, said
-    assert_accessible(page)
-    nothing_exported(keyless, case_id, before)
     assert "Traceback" not in keyless.service.log_text()

@@ -83,6 +83,19 @@ def recproxy(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def catalogue_all(folder: Path, ids: list[str]) -> None:
+    """Catalogue the recordings ``ids`` written in ``folder`` (in a thread of its own:
+    Playwright's sync API holds this thread's event loop)."""
+
+    async def each() -> None:
+        async with SqliteCatalog(folder / "catalog.sqlite3") as catalog:
+            for rid in ids:
+                await catalogue(catalog, rid)
+
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, each()).result(timeout=60)
+
+
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     folder = tmp_path_factory.mktemp("dpo-console")
@@ -94,14 +107,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
         f'[export]\nsigning_key = "{folder}/keys/signing.key"\n'
         f'signing_public_key = "{folder}/keys/signing.pub"\n',
     )
-
-    async def catalogue_all() -> None:
-        async with SqliteCatalog(folder / "catalog.sqlite3") as catalog:
-            for rid in ids:
-                await catalogue(catalog, rid)
-
-    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API holds this thread's loop
-        thread.submit(asyncio.run, catalogue_all()).result(timeout=60)
+    catalogue_all(folder, ids)
     add_user(config, "dee", "dpo")
     add_user(config, "olive", "records_officer")
     add_user(config, "sam", "staff", "--operator", "sam")
