@@ -351,8 +351,20 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     add_routes(http_app, lambda: b2bua.calls, config.operators)
     add_calltaker_console(
         http_app,
-        CallTakerConsole(Accounts(catalog.users, config.accounts), lambda: b2bua.calls, call_feed),
-        OpsSources(health, metrics.registry, catalog.audit, config.recording.dir),
+        CallTakerConsole(
+            Accounts(catalog.users, config.accounts),
+            lambda: b2bua.calls,
+            call_feed,
+            team_of={operator.name: operator.team for operator in config.operators},
+        ),
+        OpsSources(
+            health,
+            metrics.registry,
+            catalog.audit,
+            config.recording.dir,
+            config_dir=config.source.parent if config.source is not None else None,
+            grafana_url=config.console.grafana_url,
+        ),
     )
     http = HttpServer(http_app, *config.http.listen)
     try:

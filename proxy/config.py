@@ -434,6 +434,14 @@ class SarSettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    """The web console: ``grafana_url`` is the dashboard the ops page links to ("": the
+    page says where the provisioned dashboard's JSON is instead)."""
+
+    grafana_url: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
@@ -457,6 +465,7 @@ class Config:
     export: ExportSettings = field(default_factory=ExportSettings)
     transcripts: TranscriptsSettings = field(default_factory=TranscriptsSettings)
     sar: SarSettings = field(default_factory=SarSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -638,21 +647,25 @@ def _port_range(value: Any) -> tuple[int, int]:
     return low, high
 
 
-def _webhook_url(value: Any) -> str:
-    if value == "":
-        return ""
-    try:
-        url = urlsplit(_text(value))
-        host = url.hostname
-    except ValueError:
-        url, host = None, None
-    if url is None or url.scheme not in ("http", "https") or not host:
-        # the value itself is not echoed: a URL may carry the receiver's token
-        raise ValueError(
-            'must be an http(s) URL with a host, like "https://hooks.example.org/recproxy", '
-            'or "" for none'
-        )
-    return str(value)
+def _http_url(example: str) -> Callable[[Any], str]:
+    """An http(s) URL with a host, or "" for none; the error shows ``example``."""
+
+    def parse(value: Any) -> str:
+        if value == "":
+            return ""
+        try:
+            url = urlsplit(_text(value))
+            host = url.hostname
+        except ValueError:
+            url, host = None, None
+        if url is None or url.scheme not in ("http", "https") or not host:
+            # the value itself is not echoed: a URL may carry a token
+            raise ValueError(
+                f'must be an http(s) URL with a host, like "{example}", or "" for none'
+            )
+        return str(value)
+
+    return parse
 
 
 def _bool(value: Any) -> bool:
@@ -885,7 +898,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
         "dtmf": {"stop": _dtmf_code, "discard": _dtmf_code, "resume": _dtmf_code},
         "numbers": {"region": _region},
         "webhook": {
-            "url": _webhook_url,
+            "url": _http_url("https://hooks.example.org/recproxy"),
             "timeout_seconds": _number(0.1, 300),
             "max_attempts": _int(1, 1000),
             "backoff_seconds": _number(0.01, 3600),
@@ -933,6 +946,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "vad_mode": _int(0, 3),
         },
         "sar": {"deadline_months": _int(1, 3), "due_soon_days": _int(1, 90)},
+        "console": {"grafana_url": _http_url("https://grafana.example.org/d/recproxy")},
     }
 
 
@@ -1006,6 +1020,7 @@ _SECTIONS: Mapping[str, type] = {
     "export": ExportSettings,
     "transcripts": TranscriptsSettings,
     "sar": SarSettings,
+    "console": ConsoleSettings,
 }
 
 # Values renamed but still accepted: (section, key) → old value → new value.  "ulaw" was

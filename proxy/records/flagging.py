@@ -8,6 +8,11 @@ The audit chain is the record read, not a counter in memory: every process that 
 the gate (the records service, a second one after a restart, the command line) sees the
 same history, and a restart forgets nothing.
 
+The console's player page draws the recording's waveform from the audio: a ``play``
+decision of its own, audited and marked ``waveform``, that the rules do not count — the
+page's playback is counted once, by the player's request, not twice per page view.  A
+refused drawing is a refusal like any other.
+
 A media player fetches one listening in many byte ranges, each a decision of its own
 (audited).  The gate marks those that start past the first byte ``continuation``; one is
 not counted again when the same listening (the same recording, part and purpose) was
@@ -36,12 +41,15 @@ _KIND_OF_ACTION = {Action.PLAY.value: AccessKind.PLAYBACK, Action.EXPORT.value: 
 
 def access_of(entry: AuditEntry) -> Access | None:
     """The access an audit entry records, if the anomaly rules count it: every refusal
-    of the gate, each playback or export it allowed, and each custodian export."""
+    of the gate, each playback (not a waveform's drawing) or export it allowed, and each
+    custodian export."""
     if entry.action == REFUSED:
         return Access(AccessKind.REFUSAL, entry.at)
     if entry.action == CUSTODIAN_EXPORT:
         return Access(AccessKind.EXPORT, entry.at)
     if entry.action == ALLOWED:
+        if entry.detail.get("waveform"):
+            return None  # a drawing beside the player: its playback is counted, not this
         kind = _KIND_OF_ACTION.get(str(entry.detail.get("action")))
         return None if kind is None else Access(kind, entry.at)
     return None

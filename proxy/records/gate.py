@@ -151,13 +151,17 @@ class Gate:
         requester: str | None = None,
         bulk_approval: BulkApproval | None = None,
         continuation: bool = False,
+        waveform: bool = False,
     ) -> Decision:
         """The decision for ``actor`` doing ``action`` (on ``recording_id``, or only its
         ``part``), audited.  ``RecordNotFound`` for an unknown recording or part,
         ``InvalidAccessRequest`` for a malformed part or a recording action without a
         recording; neither is audited.  ``continuation``: a later request of one
         listening (a media player's byte range past the start), decided and audited like
-        any other but marked so, for the flags not to count it as another playback."""
+        any other but marked so, for the flags not to count it as another playback.
+        ``waveform``: a ``play`` decision for the console's drawing of the audio beside
+        its player, audited like any other but marked so: the drawing is no listening,
+        and the page's one playback is counted once, by the player's own request."""
         number = part_number(part)
         if action in PART_ACTIONS and recording_id is None:
             raise InvalidAccessRequest(f"{action.value} is about a recording: name one")
@@ -189,6 +193,8 @@ class Gate:
             detail["parts"] = {str(n): d.rule for n, d in decisions}
         if continuation:
             detail["continuation"] = True
+        if waveform:
+            detail["waveform"] = True
         entry = await self._catalog.audit.append(
             actor=actor.name,
             action=ALLOWED if decision.allowed else REFUSED,

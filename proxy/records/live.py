@@ -4,7 +4,8 @@ web console later.  The policy is here and only here:
 
 * a call taker sees and acts on their own calls only (the call's operator is the
   authenticated one): ``CallNotFound`` for a call not in progress, ``NotYourCall`` for
-  someone else's;
+  someone else's; a manager sees their team's calls (:func:`team_call`) but acts on
+  none of them;
 * the action is one of ``ACTIONS`` and a reason is required, at most ``MAX_REASON``
   characters (``InvalidRecordingRequest``);
 * the call then carries it out at its next tick, and records who, how and why; when
@@ -15,7 +16,7 @@ The shells authenticate the person and map these errors to their own answers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Protocol, TypeVar
 
 from .errors import CallNotFound, InvalidRecordingRequest, NotYourCall
@@ -41,6 +42,14 @@ C = TypeVar("C", bound=LiveCall)
 def own_calls(calls: Mapping[str, C], operator: str) -> list[C]:
     """The calls in progress that ``operator`` answered (or placed)."""
     return [call for call in calls.values() if call.operator == operator]
+
+
+def team_call(call: LiveCall, team_of: Mapping[str, str | None], teams: Collection[str]) -> bool:
+    """Whether ``call`` was taken by an operator of one of ``teams`` (``team_of``: each
+    operator's team, from ``[[operators]] team``): what a manager watches.  Watching is
+    not acting: only the call's own operator switches its recording (:func:`own_call`)."""
+    team = None if call.operator is None else team_of.get(call.operator)
+    return team is not None and team in teams
 
 
 def own_call(calls: Mapping[str, C], call_id: str, operator: str) -> C:
@@ -74,10 +83,17 @@ async def control_recording(
     call = own_call(calls, call_id, operator)
     if not isinstance(action, str) or action not in ACTIONS:
         raise InvalidRecordingRequest(f"action must be one of {', '.join(ACTIONS)}")
+    return await call.recording_action(
+        action, actor=actor or operator, channel=channel, reason=checked_reason(reason)
+    )
+
+
+def checked_reason(reason: object) -> str:
+    """``reason`` as the person sent it, trimmed, or ``InvalidRecordingRequest`` saying
+    what is wrong with it.  A shell with a confirmation step (the console's Stop and
+    delete) asks this first, so a missing reason is said before anything is confirmed."""
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidRecordingRequest("a reason is required")
     if len(reason) > MAX_REASON:
         raise InvalidRecordingRequest(f"the reason is longer than {MAX_REASON} characters")
-    return await call.recording_action(
-        action, actor=actor or operator, channel=channel, reason=reason.strip()
-    )
+    return reason.strip()

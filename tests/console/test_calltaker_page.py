@@ -7,7 +7,8 @@ answers a call and it appears on the page by itself; they type a reason and pres
 the page shows the stopped state, and the catalog's recording event names them and the
 reason; Resume the same.  Also: bad input said next to the field and nothing changed, the
 deletion's confirmation, the keyboard, a 375 px screen, a POST without its CSRF token, an
-event stream nobody reads, the ops page's numbers, and axe-core on every page."""
+event stream nobody reads, a manager watching their team's calls, the ops page's numbers
+and Grafana link, and axe-core on every page."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from .browser import assert_accessible, screenshot
 PASSWORD = "a long enough password"
 STOP_REASON = "the caller is distressed"
 RESUME_REASON = "the caller agreed to go on"
+GRAFANA = "https://grafana.example.org/d/recproxy"
 CALL_SECONDS = 30  # the caller's hold: long enough for the steps below, bounded
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -90,12 +92,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     e2e = new_world(tmp_path_factory.mktemp("calltaker-console"))
     leftovers: list[socket.socket] = []
     try:
-        proxy = e2e.proxy(ProxySettings(extra=operators_toml(e2e), records_child="on"))
+        extra = f'{operators_toml(e2e)}\n[console]\ngrafana_url = "{GRAFANA}"\n'
+        proxy = e2e.proxy(ProxySettings(extra=extra, records_child="on"))
         wait_for("the records service", lambda: "records service listening" in proxy.log_text(), 30)
         config = e2e.config_path
         add_user(config, "sam", "staff", "--operator", "ann", "--config", str(config))
         add_user(config, "max", "maintenance", "--config", str(config))
         add_user(config, "meg", "manager", "--config", str(config))
+        # ann is of team red, bob of team blue (operators_toml)
+        add_user(config, "rita", "manager", "--team", "red", "--config", str(config))
+        add_user(config, "bea", "manager", "--team", "blue", "--config", str(config))
+        add_user(
+            config, "tom", "staff", "--operator", "bob", "--team", "red", "--config", str(config)
+        )
         yield World(e2e, proxy, leftovers)
     finally:
         try:
@@ -222,7 +231,11 @@ def test_a_call_taker_sees_a_live_call_and_stops_and_resumes_its_recording(
         "action": "resume", "actor": "sam", "channel": "console", "reason": RESUME_REASON
     }  # fmt: skip
 
-    # Stop and delete asks first; Cancel deletes nothing
+    # Stop and delete: a missing reason is said first; then it asks; Cancel deletes nothing
+    card.get_by_label("Reason").fill("")
+    card.get_by_role("button", name="Stop and delete").click()
+    expect(error).to_have_text("a reason is required")
+    expect(page.get_by_role("dialog")).to_have_count(0)
     card.get_by_label("Reason").fill("a mistake")
     card.get_by_role("button", name="Stop and delete").click()
     dialog = page.get_by_role("dialog", name="Stop and delete this recording?")
@@ -245,6 +258,55 @@ def test_a_call_taker_sees_a_live_call_and_stops_and_resumes_its_recording(
     expect(page.get_by_text("No active calls.")).to_be_visible()
     call.wait()
     assert [e["action"] for e in world.events()][-1] in ("complete", "degraded")
+
+
+def test_a_manager_sees_their_teams_live_calls_read_only(world: World, chromium: Any) -> None:
+    """rita manages team red (ann's): ann's call appears on her page marked with ann's
+    name, with no controls, and her POST to switch it is refused.  bea manages team blue
+    and tom is staff on bob's phone (of team red too): neither sees it."""
+    from playwright.sync_api import expect
+
+    contexts = [chromium.new_context(viewport={"width": 1024, "height": 900}) for _ in range(3)]
+    try:
+        rita, bea, tom = (context.new_page() for context in contexts)
+        for page, name in ((rita, "rita"), (bea, "bea"), (tom, "tom")):
+            sign_in(page, world.url, name)
+        expect(rita.get_by_role("heading", name="My team's calls")).to_be_visible()
+        assert "team red" in rita.locator("#teams").inner_text()
+        call = place_call(world.e2e, 12)
+        card = rita.locator("li.call")
+        expect(card).to_have_count(1, timeout=20_000)
+        expect(card.locator('[data-field="recording"]')).to_have_text("recording", timeout=15_000)
+        expect(card.locator('[data-field="taker"]')).to_have_text("ann")
+        (listed,) = ann_calls(world)
+        assert card.get_attribute("data-call") == listed["id"]
+        assert card.locator("form").count() == 0 and card.get_by_role("button").count() == 0
+        assert_accessible(rita)
+        screenshot(rita, "calltaker-manager")
+
+        # watching is not switching: the use case lets only ann's phone's user do that
+        before = world.events()
+        token = rita.locator('input[name="csrf_token"]').first.get_attribute("value")
+        refused = rita.request.post(
+            f"{world.url}/console/calls/{listed['id']}/recording",
+            form={"action": "stop", "reason": "a manager's try", "csrf_token": token},
+            headers={"Accept": "application/json"},
+        )
+        assert refused.status == 403, refused.text()
+        assert world.events() == before and ann_calls(world)[0]["recording"] == "recording"
+
+        # another team's manager and a staff user on another phone see nothing of it
+        for other in (bea, tom):
+            assert other.locator("li.call").count() == 0
+            expect(other.get_by_text("No active calls.")).to_be_visible()
+            other.reload()
+            assert other.locator("li.call").count() == 0
+
+        expect(card).to_have_count(0, timeout=40_000)  # the call ends: it leaves her page
+        call.wait()
+    finally:
+        for context in contexts:
+            context.close()
 
 
 def test_a_code_keyed_on_the_phone_shows_on_the_page(world: World, page: Any) -> None:
@@ -281,8 +343,15 @@ def test_without_javascript_the_forms_work_and_deletion_is_confirmed_first(
             assert time.monotonic() < deadline, "the call did not show as recording"
             time.sleep(0.3)
             page.reload()
+        # no reason: said at the field first, the confirmation is not shown
+        card.get_by_role("button", name="Stop and delete").click()
+        expect(card.locator(".field-error")).to_have_text("a reason is required")
+        assert card.get_by_label("Reason").get_attribute("aria-invalid") == "true"
+        expect(page.locator("li.call .confirm")).to_have_count(0)
+        card.get_by_label("Reason").fill("a mistake")
         card.get_by_role("button", name="Stop and delete").click()
         expect(page.locator("li.call .confirm")).to_be_visible()
+        assert page.locator('li.call .confirm input[name="reason"]').input_value() == "a mistake"
         assert len(world.events()) == before + 1  # the start only: nothing deleted yet
         page.get_by_role("link", name="Cancel").click()
         card.get_by_label("Reason").fill("   ")
@@ -322,7 +391,12 @@ def test_a_recording_post_without_its_csrf_token_is_refused(world: World, page: 
     assert world.events() == before
 
 
-def test_an_event_stream_nobody_reads_does_not_hold_the_proxy_up(world: World) -> None:
+def test_unread_event_streams_leave_the_real_proxy_answering_and_taking_calls(
+    world: World,
+) -> None:
+    """End to end beside test_unread_stream.py (which fills a stream's queue until the
+    page is dropped): streams asked and never read leave ``serve`` answering its health
+    check and taking a call, and (the fixture's end) stopping cleanly."""
     form = urllib.parse.urlencode(
         {"username": "sam", "password": PASSWORD, "next": "/console"}
     ).encode()
@@ -367,10 +441,14 @@ def test_the_ops_page_shows_health_calls_pipeline_disk_and_the_last_sweep(
     depth = page.get_by_role("row", name="Writer queue depth").get_by_role("cell")
     assert depth.inner_text().isdigit()
     assert page.locator("#recording-faults").inner_text() == "0"
-    assert "GB free of" in page.locator("#disk").inner_text()
+    disk = page.locator("#disk").inner_text()
+    # the folder as the configuration names it: no temporary path on the page
+    assert "GB free of" in disk and "data/recordings (beside the configuration file)" in disk
+    assert str(world.e2e.folder) not in page.inner_text("main")
     sweep = page.locator("#last-sweep").inner_text()
     assert sweep.startswith("Last retention sweep: 20"), sweep  # the sweep at start-up
-    assert "/d/recproxy" in page.inner_text("main")
+    link = page.get_by_role("link", name="Open the Grafana dashboard")
+    assert link.get_attribute("href") == GRAFANA  # [console] grafana_url
     assert_accessible(page)
     screenshot(page, "ops")
     page.goto(f"{world.url}/console")

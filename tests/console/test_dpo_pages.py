@@ -83,6 +83,19 @@ def recproxy(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def catalogue_all(folder: Path, ids: list[str]) -> None:
+    """Catalogue the recordings ``ids`` written in ``folder`` (in a thread of its own:
+    Playwright's sync API holds this thread's event loop)."""
+
+    async def each() -> None:
+        async with SqliteCatalog(folder / "catalog.sqlite3") as catalog:
+            for rid in ids:
+                await catalogue(catalog, rid)
+
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, each()).result(timeout=60)
+
+
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     folder = tmp_path_factory.mktemp("dpo-console")
@@ -94,14 +107,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
         f'[export]\nsigning_key = "{folder}/keys/signing.key"\n'
         f'signing_public_key = "{folder}/keys/signing.pub"\n',
     )
-
-    async def catalogue_all() -> None:
-        async with SqliteCatalog(folder / "catalog.sqlite3") as catalog:
-            for rid in ids:
-                await catalogue(catalog, rid)
-
-    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API holds this thread's loop
-        thread.submit(asyncio.run, catalogue_all()).result(timeout=60)
+    catalogue_all(folder, ids)
     add_user(config, "dee", "dpo")
     add_user(config, "olive", "records_officer")
     add_user(config, "sam", "staff", "--operator", "sam")
@@ -284,8 +290,37 @@ def test_the_audit_page_filters_and_shows_the_chain_check(host: Host, page: Any)
     page.get_by_role("button", name="Show entries").click()
     assert page.locator("#since-error").inner_text().startswith("since: not an ISO 8601")
     assert host.audit_seq() == before
+
+
+def test_a_records_officer_checks_the_chain_on_the_page_but_reads_no_entry(
+    host: Host, page: Any
+) -> None:
+    """As over the API: ``verify_integrity`` is a records officer's, ``view_audit`` the
+    DPO's alone."""
+    status, checked = host.api("olive", "GET", "/api/v1/audit/verify")
+    assert status == 200 and checked["intact"], checked
+    sign_in(page, host.url, "olive")
+    menu = page.get_by_role("navigation", name="Main")
+    assert menu.get_by_role("link", name="Audit log").count() == 0
+    menu.get_by_role("link", name="Audit chain").click()
+    assert page.url == f"{host.url}/console/audit"
+    assert page.get_by_role("heading", name="Audit chain", level=1).is_visible()
+    assert page.get_by_role("heading", name="Entries").count() == 0
+    before = host.audit_seq()
+    page.goto(f"{host.url}/console/audit?actor=dee")  # a filter by hand reads nothing
+    assert page.locator("tbody tr").count() == 0 and host.audit_seq() == before
+    page.get_by_role("button", name="Check the chain now").click()
+    assert page.locator("#check-result").inner_text().startswith("Intact:")
+    assert page.locator("tbody tr").count() == 0
+    assert_accessible(page)
+    (entry,) = host.rows("SELECT actor, action, detail FROM audit_log WHERE seq > ?", before)
+    assert entry[:2] == ("olive", "access.allowed")
+    assert json.loads(entry[2])["action"] == "verify_integrity"  # the check, not a reading
+
     page.context.clear_cookies()
-    sign_in(page, host.url, "olive")  # not the DPO's: refused by rule
+    sign_in(page, host.url, "sam")  # staff: neither
+    answer = page.goto(f"{host.url}/console/audit?verify=1")
+    assert answer.status == 403 and "integrity.not_permitted" in page.locator("main").inner_text()
     answer = page.goto(f"{host.url}/console/audit")
     assert answer.status == 403 and "audit.dpo_only" in page.locator("main").inner_text()
 

@@ -190,6 +190,10 @@ def test_a_staff_user_asks_an_officer_approves_and_she_plays_the_whole_call(
     )
     assert {e["object"] for e in plays} == {f"recording:{rid}"}
     assert len(plays) >= 3  # the waveform and both ranges, each decided and audited
+    # the waveform's reads (the page's image, the fetch above) are marked as drawings:
+    # audited, but not another playback for the too_many_playbacks flag (test_flagging)
+    drawings = [e for e in plays if e["detail"].get("waveform")]
+    assert len(drawings) >= 2 and len(plays) - len(drawings) >= 3  # and the 3 ranges
 
     # a part that is no number (a superscript two passes str.isdigit) is said at its field
     odd = alice.goto(

@@ -139,3 +139,29 @@ async def test_a_continuation_of_no_counted_listening_counts(world: World) -> No
         ALICE, Action.PLAY, recording_id=rid, part=1, continuation=True, **fourth
     )
     assert await kinds(world) == [("too_many_playbacks", "alice", rid)]
+
+
+async def test_a_player_pages_waveform_is_audited_but_not_another_playback(world: World) -> None:
+    # each page view: the player's request and the waveform beside it; three views are
+    # three playbacks, not six, and every read is in the audit chain
+    rid = world.transferred
+    for _ in range(3):
+        world.tick(60)
+        await world.gate.check(ALICE, Action.PLAY, recording_id=rid, part=1, **PLAY)
+        await world.gate.check(ALICE, Action.PLAY, recording_id=rid, part=1, waveform=True, **PLAY)
+    assert await kinds(world) == []
+    plays = [e for e in await world.audit() if e.detail.get("action") == "play"]
+    assert [bool(e.detail.get("waveform")) for e in plays] == [False, True] * 3
+    assert all(e.action == "access.allowed" for e in plays)
+    world.tick(60)  # a fourth playback is one too many
+    await world.gate.check(ALICE, Action.PLAY, recording_id=rid, part=1, **PLAY)
+    assert await kinds(world) == [("too_many_playbacks", "alice", rid)]
+
+
+async def test_a_refused_waveform_is_a_refusal_like_any_other(world: World) -> None:
+    rid = world.single  # not alice's
+    await world.gate.check(ALICE, Action.PLAY, recording_id=rid, waveform=True, **PLAY)
+    await world.gate.check(ALICE, Action.PLAY, recording_id=rid, waveform=True, **PLAY)
+    assert await kinds(world) == []
+    await world.gate.check(ALICE, Action.PLAY, recording_id=rid, waveform=True, **PLAY)
+    assert await kinds(world) == [("repeated_refusals", "alice", rid)]

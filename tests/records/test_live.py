@@ -13,7 +13,15 @@ from proxy.records.errors import (
     NotYourCall,
     RecordingActionError,
 )
-from proxy.records.live import ACTIONS, MAX_REASON, control_recording, own_call, own_calls
+from proxy.records.live import (
+    ACTIONS,
+    MAX_REASON,
+    checked_reason,
+    control_recording,
+    own_call,
+    own_calls,
+    team_call,
+)
 
 
 class FakeCall:
@@ -107,3 +115,28 @@ def test_own_calls_and_own_call(calls: dict[str, FakeCall]) -> None:
     assert own_call(calls, "c1", "alice") is calls["c1"]
     with pytest.raises(NotYourCall):
         own_call(calls, "c1", "bob")
+
+
+def test_a_manager_watches_the_calls_of_their_teams_operators(calls: dict[str, FakeCall]) -> None:
+    team_of = {"alice": "red", "bob": "blue", "carol": None}
+    watched = [cid for cid, call in calls.items() if team_call(call, team_of, {"red"})]
+    assert watched == ["c1"]
+    assert not any(team_call(call, team_of, set()) for call in calls.values())
+    assert not team_call(FakeCall("carol"), team_of, {"red"})  # an operator of no team
+    assert not team_call(FakeCall("dan"), team_of, {"red"})  # not in [[operators]]
+
+
+async def test_watching_a_call_is_not_switching_it(calls: dict[str, FakeCall]) -> None:
+    with pytest.raises(NotYourCall):
+        await control_recording(calls, "c1", "manager-of-red", "stop", "x", channel="console")
+    assert calls["c1"].asked == []
+
+
+@pytest.mark.parametrize(
+    ("reason", "said"),
+    [(None, "required"), ("  ", "required"), (3, "required"), ("x" * (MAX_REASON + 1), "longer")],
+)
+def test_a_reason_is_checked_on_its_own_before_any_confirmation(reason: object, said: str) -> None:
+    with pytest.raises(InvalidRecordingRequest, match=said):
+        checked_reason(reason)
+    assert checked_reason("  upset  ") == "upset"

@@ -18,7 +18,7 @@ from ...records.access import AccessDesk
 from ...records.errors import AccessDenied
 from ..records.auth import actor_of
 from . import render
-from .page_errors import FORM, field_errors, form_text, message_of, status_of
+from .page_errors import FORM, field_errors, form_text, message_of, message_page, status_of
 from .records_console import SECTIONS
 from .session import page, page_context, page_user
 from .shown import shown_time
@@ -100,9 +100,8 @@ class AccessPages:
         user = page_user(request)
         officers = next(roles for path, _, roles in SECTIONS if path == APPROVALS)
         if user.role not in officers:
-            context = page_context(request, message="Only records officers and the DPO decide "
-                                   "access requests.")  # fmt: skip
-            return render(request, "records_error.html", context, status=403)
+            message = "Only records officers and the DPO decide access requests."
+            return message_page(request, message, 403)
         pending = await self._desk.pending(actor_of(user))
         context = page_context(
             request,

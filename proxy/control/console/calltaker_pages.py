@@ -5,6 +5,10 @@ listener next to the live-call API.
 * ``/console``: a member of staff linked to an operator (``users add --operator``) sees
   the calls that operator is on, live: each change comes over Server-Sent Events
   (``/console/events``, from the domain event bus through :class:`.call_feed.CallFeed`).
+  A manager sees the calls of their teams' operators (``users add --team``, and
+  ``[[operators]] team``), each marked with who took it, read only: the use case lets
+  only a call's own operator switch its recording, and the page offers no more than it
+  allows (a manager's POST is refused, 403).
 * ``POST /console/calls/{id}/recording`` (``action``, ``reason``; ``confirm=yes`` for
   ``discard``) calls the SAME use case as the API's ``POST /api/calls/{id}/recording``
   (:func:`proxy.records.live.control_recording`), for the user's operator, with the
@@ -22,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +41,7 @@ from ...records.errors import (
     NotYourCall,
     RecordingActionError,
 )
-from ...records.live import MAX_REASON, control_recording, own_calls
+from ...records.live import MAX_REASON, checked_reason, control_recording, team_call
 from ...roles import Role
 from ...storage.catalog import User
 from ..api import CallsView, ControllableCall, error_status
@@ -72,6 +76,8 @@ class CallTakerConsole:
     accounts: Accounts
     calls: CallsView
     feed: CallFeed
+    #: each operator's team (``[[operators]] team``): whose calls a manager watches
+    team_of: Mapping[str, str | None] = field(default_factory=dict)
 
 
 CONSOLE_KEY: web.AppKey[CallTakerConsole] = web.AppKey("call taker console", CallTakerConsole)
@@ -112,17 +118,51 @@ def operator_of(user: User) -> str | None:
     return user.operator if user.role is Role.STAFF else None
 
 
-def call_view(call: ControllableCall, now: datetime) -> dict[str, Any]:
-    """A call as the page shows it: the API's view and the seconds since it started."""
+@dataclass(frozen=True)
+class Viewer:
+    """Whose live calls a signed-in user sees: their own operator's (with the controls),
+    and, for a manager, their teams' (read only)."""
+
+    operator: str | None
+    teams: frozenset[str]
+
+    @classmethod
+    def of(cls, user: User) -> Viewer:
+        teams = frozenset(user.teams) if user.role is Role.MANAGER else frozenset()
+        return cls(operator_of(user), teams)
+
+    @property
+    def watching(self) -> bool:
+        """Whether there are any calls to show this user at all."""
+        return self.operator is not None or bool(self.teams)
+
+    def calls(self, console: CallTakerConsole) -> dict[str, ControllableCall]:
+        """The calls in progress this user sees, by id."""
+        return {
+            call_id: call
+            for call_id, call in console.calls().items()
+            if (self.operator is not None and call.operator == self.operator)
+            or team_call(call, console.team_of, self.teams)
+        }
+
+
+def call_view(call: ControllableCall, now: datetime, viewer: Viewer) -> dict[str, Any]:
+    """A call as the page shows it: the API's view, the seconds since it started, who
+    took it and whether this viewer switches its recording (their own call)."""
     view = call.describe()
     started = datetime.fromisoformat(view["started_at"].replace("Z", "+00:00"))
-    return view | {"elapsed": max(int((now - started).total_seconds()), 0)}
+    mine = viewer.operator is not None and call.operator == viewer.operator
+    return view | {
+        "elapsed": max(int((now - started).total_seconds()), 0),
+        "taker": call.operator or "",
+        "mine": mine,
+    }
 
 
-def _mine(request: web.Request, operator: str) -> list[dict[str, Any]]:
+def _shown(request: web.Request, viewer: Viewer) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
-    calls = own_calls(request.app[CONSOLE_KEY].calls(), operator)
-    return [call_view(call, now) for call in calls]
+    calls = viewer.calls(request.app[CONSOLE_KEY]).values()
+    return [call_view(call, now, viewer) for call in calls]
 
 
 async def home(request: web.Request) -> web.StreamResponse:
@@ -137,13 +177,15 @@ def _home(
     confirm: str = "",
     status: int = 200,
 ) -> web.Response:
-    operator = operator_of(page_user(request))
-    calls = _mine(request, operator) if operator else []
+    viewer = Viewer.of(page_user(request))
+    calls = _shown(request, viewer)
     errors = errors or {}
     listed = {call["id"] for call in calls}
     context = page_context(
         request,
-        operator=operator,
+        operator=viewer.operator,
+        watching=viewer.watching,
+        teams=sorted(viewer.teams),
         calls=calls,
         # an error about a call no longer listed (it ended meanwhile) is said on top
         notice=next((error for key, error in errors.items() if key not in listed), ""),
@@ -168,12 +210,13 @@ async def recording_action(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     action, reason = form.get("action"), form.get("reason")
     text = reason if isinstance(reason, str) else ""
-    if action == "discard" and form.get("confirm") != "yes":
-        if wants_json:
-            return problem(422, "deleting a recording needs confirm=yes")
-        # the second step: the same page, asking to confirm the deletion
-        return _home(request, reasons={call_id: text}, confirm=call_id)
     try:
+        if action == "discard" and form.get("confirm") != "yes":
+            checked_reason(reason)  # a missing reason is said before the confirmation
+            if wants_json:
+                return problem(422, "deleting a recording needs confirm=yes")
+            # the second step: the same page, asking to confirm the deletion
+            return _home(request, reasons={call_id: text}, confirm=call_id)
         result = await control_recording(
             request.app[CONSOLE_KEY].calls(),
             call_id,
@@ -194,11 +237,13 @@ async def recording_action(request: web.Request) -> web.StreamResponse:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    """The user's calls' changes as Server-Sent Events: ``event: KIND`` and ``data:``
-    the call's view and its row rendered (``ended``: its id and a note)."""
-    operator = operator_of(page_user(request))
-    if operator is None:
-        return problem(403, "only call takers linked to a phone have live calls")
+    """The changes of the calls the user sees as Server-Sent Events: ``event: KIND`` and
+    ``data:`` the call's view and its row rendered (``ended``: its id and a note)."""
+    viewer = Viewer.of(page_user(request))
+    if not viewer.watching:
+        return problem(
+            403, "only call takers linked to a phone, and managers of a team, see live calls"
+        )
     console = request.app[CONSOLE_KEY]
     response = web.StreamResponse(
         headers={
@@ -212,27 +257,27 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         await _send(request, response, ": live\nretry: 2000\n\n")
         # the calls as they are now, so a page (re)connecting after a gap is right at once
-        now = {cid: each for cid, each in console.calls().items() if each.operator == operator}
+        now = viewer.calls(console)
         shown = set(now)
         ids = json.dumps({"ids": sorted(shown)})
         await _send(request, response, f"event: snapshot\ndata: {ids}\n\n")
         for mine in now.values():
-            data = _changed(request, mine, "recording", "")
+            data = _changed(request, mine, viewer, "recording", "")
             await _send(request, response, f"event: recording\ndata: {json.dumps(data)}\n\n")
         while True:
             try:
                 change = await asyncio.wait_for(feed.next(), KEEPALIVE_SECONDS)
             except TimeoutError:
-                if not await _still_signed_in(request, operator):
+                if not await _still_signed_in(request, viewer):
                     break  # signed out, expired, revoked, disabled or relinked: no more
                 await _send(request, response, ": keep-alive\n\n")
                 continue
             if change is None:  # dropped for falling behind
                 break
-            call = console.calls().get(change.call_id)
-            if call is not None and call.operator == operator and change.kind != "ended":
+            call = viewer.calls(console).get(change.call_id)
+            if call is not None and change.kind != "ended":
                 shown.add(change.call_id)
-                data = _changed(request, call, change.kind, change.note)
+                data = _changed(request, call, viewer, change.kind, change.note)
             elif change.call_id in shown:
                 shown.discard(change.call_id)
                 data = {"id": change.call_id, "kind": "ended", "note": change.note}
@@ -246,15 +291,17 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _still_signed_in(request: web.Request, operator: str) -> bool:
-    """The stream's session is still good and still the phone's (checked at each
+async def _still_signed_in(request: web.Request, viewer: Viewer) -> bool:
+    """The stream's session is still good and still sees the same calls (checked at each
     keep-alive, so a stream outlives a sign-out by at most ``KEEPALIVE_SECONDS``)."""
     found = await request.app[CONSOLE_AUTH].accounts.authenticate(request[PAGE_TOKEN])
-    return isinstance(found, User) and operator_of(found) == operator
+    return isinstance(found, User) and Viewer.of(found) == viewer
 
 
-def _changed(request: web.Request, call: ControllableCall, kind: str, note: str) -> dict[str, Any]:
-    view = call_view(call, datetime.now(UTC))
+def _changed(
+    request: web.Request, call: ControllableCall, viewer: Viewer, kind: str, note: str
+) -> dict[str, Any]:
+    view = call_view(call, datetime.now(UTC), viewer)
     context = page_context(
         request,
         call=view,

@@ -1,6 +1,8 @@
 """The DPO's pages on the records service (issue 17): subject access cases with a
 decision per call and the signed bundle, the audit log with the check of its chain,
-and the anomaly flags.
+and the anomaly flags.  Records officers (and maintenance, admins) may check the chain
+but not read the log (``verify_integrity`` without ``view_audit``): the audit page
+shows them the check alone.
 
 Every page is a view of what an API route already decides, through the same use case
 (:class:`SarDesk`, :class:`SarExportJobs` — the very object the API's export routes
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,18 +34,19 @@ from aiohttp import web
 
 from ...records.audit_view import FILTERS as AUDIT_FILTERS
 from ...records.audit_view import AuditView
-from ...records.errors import InvalidAccessRequest, RecordNotFound
+from ...records.errors import AccessRequestConflict, InvalidAccessRequest, RecordNotFound
 from ...records.flags import FlagDesk
 from ...records.gate import Gate, require
 from ...records.policy import AccessQuery, Action, Actor
 from ...records.sar import RELEASES, CaseView, SarDesk, describe_deadline
-from ...records.sar_jobs import ExportJob, JobState, SarExportJobs
+from ...records.sar_export import SarExportError
+from ...records.sar_jobs import ExportJob, ExportsBusy, JobState, SarExportJobs
 from ...storage.catalog import SarCase, SarState, SearchHit, format_utc
 from ...storage.catalog.anchor import AnchorFileError
 from ..records.auth import actor_of
 from ..records.sar import CASES as API_CASES
-from ..records.statuses import problem_for
 from . import render
+from .page_errors import error_page, field_errors, status_of
 from .session import Handler, page, page_context, page_user
 
 #: The filters the audit page has a field for (``after`` and ``limit``, given by hand in
@@ -62,7 +65,13 @@ RELEASE_LABELS = {
     "caller": "Release the caller only",
     "refuse": "Refuse",
 }
-FORM_ERROR = "_form"  # an error no field owns: shown above the form
+
+
+#: Why an export may not start though the DPO may export: another one running on the
+#: host (429), no signing key or transcript model (503), nothing released (422), a
+#: closed case or a released call with no audio left (409).  A refusal by the policy
+#: is the rule's page (:func:`refusing`).
+_NOT_STARTED = (ExportsBusy, SarExportError, InvalidAccessRequest, AccessRequestConflict)
 
 
 @dataclass(frozen=True)
@@ -102,14 +111,7 @@ def refusing(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except Exception as exc:
-            answer = problem_for(exc)
-            if answer is None or answer.text is None:
-                raise
-            document = json.loads(answer.text)
-            context = page_context(
-                request, detail=document["detail"], rule=document.get("rule"), back=_back(request)
-            )
-            return render(request, "dpo_refused.html", context, status=answer.status)
+            return error_page(request, exc, back=_back(request))
 
     return shown
 
@@ -135,18 +137,6 @@ def may(request: web.Request, action: Action) -> bool:
     show the form at all.  Acting still asks the gate."""
     gate = _desks(request).gate
     return gate.decide(AccessQuery(_actor(request), action, gate.now())).allowed
-
-
-def field_errors(message: str, fields: Collection[str]) -> dict[str, str]:
-    """A use case's one-line error, placed at the field it names first (``to must be
-    after from`` → ``to``; ``at most 10 numbers`` → ``number``), or above the form when
-    it names none."""
-    found = [
-        (hit.start(), name)
-        for name in fields
-        if (hit := re.search(rf"\b{re.escape(name)}s?\b", message)) is not None
-    ]
-    return {min(found)[1] if found else FORM_ERROR: message}
 
 
 async def _form(request: web.Request) -> dict[str, str]:
@@ -213,17 +203,25 @@ async def sar_open(request: web.Request) -> web.StreamResponse:
             received=values.get("received") or None,
         )
     except InvalidAccessRequest as exc:
-        return _again(request, "open", values, field_errors(str(exc), OPEN_FIELDS))
+        return _again(request, "open", values, field_errors(exc, OPEN_FIELDS))
     raise web.HTTPSeeOther(f"{SAR}/{view.case.id}")
 
 
 async def sar_case(request: web.Request) -> web.StreamResponse:
+    return await _case_page(request)
+
+
+async def _case_page(
+    request: web.Request, *, export_error: str = "", status: int = 200
+) -> web.Response:
+    """The case's page; ``export_error``: why the export just asked for was not started
+    (said in the export section, with the API's status for it)."""
     desks = _desks(request)
     case_id = request.match_info["id"]
     view = await desks.sar.show(_actor(request), case_id)
     case = view.case
-    job, job_error = None, ""
-    if job_id := request.query.get("job"):
+    job, job_error = None, export_error
+    if not export_error and (job_id := request.query.get("job")):
         try:
             job = _job_view(desks.jobs.job(_actor(request), case.id, job_id))
         except RecordNotFound as exc:
@@ -244,7 +242,7 @@ async def sar_case(request: web.Request) -> web.StreamResponse:
         values={},
         errors={},
     )
-    return render(request, "dpo_sar_case.html", context)
+    return render(request, "dpo_sar_case.html", context, status=status)
 
 
 def _case_times(case: SarCase) -> dict[str, str]:
@@ -323,7 +321,7 @@ async def sar_decide(request: web.Request) -> web.StreamResponse:
             values.get("reason", ""),
         )
     except InvalidAccessRequest as exc:
-        errors = field_errors(str(exc), ("release", "reason"))
+        errors = field_errors(exc, ("release", "reason"))
         context = {**values, "case_id": case_id, "releases": list(RELEASE_LABELS.items())}
         return _again(request, "decide", context, errors)
     raise web.HTTPSeeOther(f"{SAR}/{case_id}#call-{recording_id}")
@@ -332,9 +330,12 @@ async def sar_decide(request: web.Request) -> web.StreamResponse:
 async def sar_export(request: web.Request) -> web.StreamResponse:
     values = await _form(request)
     case_id = request.match_info["id"]
-    job = await _desks(request).jobs.start(
-        _actor(request), case_id, values.get("transcripts") == "on"
-    )
+    try:
+        job = await _desks(request).jobs.start(
+            _actor(request), case_id, values.get("transcripts") == "on"
+        )
+    except _NOT_STARTED as exc:  # no job, nothing written: said where the export is
+        return await _case_page(request, export_error=str(exc), status=status_of(exc))
     raise web.HTTPSeeOther(f"{SAR}/{case_id}?job={job.id}#export")
 
 
@@ -344,7 +345,7 @@ async def sar_close(request: web.Request) -> web.StreamResponse:
     try:
         await _desks(request).sar.close(_actor(request), case_id, values.get("reason", ""))
     except InvalidAccessRequest as exc:
-        errors = field_errors(str(exc), ("reason",))
+        errors = field_errors(exc, ("reason",))
         return _again(request, "close", {**values, "case_id": case_id}, errors)
     raise web.HTTPSeeOther(f"{SAR}/{case_id}")
 
@@ -363,11 +364,20 @@ async def audit_log(request: web.Request) -> web.StreamResponse:
             check = await view.verify(actor)
         except AnchorFileError:
             check_error = "The anchor file cannot be read; see the service's log."
+    if not may(request, Action.VIEW_AUDIT) and may(request, Action.VERIFY_INTEGRITY):
+        # a records officer (or maintenance, an admin) checks the chain, as over the
+        # API, but reads no entry: the page has the check alone
+        context = page_context(
+            request, may_read=False, values={}, errors={}, entries=[], more=False,
+            next_page="", check=check, check_error=check_error,
+        )  # fmt: skip
+        return render(request, "dpo_audit.html", context)
     try:
         found = await view.entries(actor, raw)
     except InvalidAccessRequest as exc:
         context = page_context(
-            request, values=given, errors=field_errors(str(exc), SHOWN_AUDIT_FILTERS),
+            request, may_read=True, values=given,
+            errors=field_errors(exc, SHOWN_AUDIT_FILTERS),
             entries=[], more=False, next_page="", check=check, check_error=check_error,
         )  # fmt: skip
         return render(request, "dpo_audit.html", context, status=422)
@@ -380,7 +390,7 @@ async def audit_log(request: web.Request) -> web.StreamResponse:
         after = {k: v for k, v in given.items() if k != "after"}
         next_page = f"{AUDIT}?{urlencode(after | {'after': found.entries[-1].seq})}"
     context = page_context(
-        request, values=given, errors={}, entries=entries, more=found.more,
+        request, may_read=True, values=given, errors={}, entries=entries, more=found.more,
         next_page=next_page, check=check, check_error=check_error,
     )  # fmt: skip
     return render(request, "dpo_audit.html", context)
@@ -417,6 +427,6 @@ async def flag_clear(request: web.Request) -> web.StreamResponse:
             flag_id, by=page_user(request).name, reason=reason, authorise=authorise
         )
     except InvalidAccessRequest as exc:
-        errors = field_errors(str(exc), ("reason",))
+        errors = field_errors(exc, ("reason",))
         return _again(request, "clear", {**values, "flag_id": flag_id}, errors)
     raise web.HTTPSeeOther(f"{FLAGS}#cleared-{flag_id}")

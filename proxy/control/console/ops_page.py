@@ -4,8 +4,9 @@ the recording pipeline keeps up, how much disk is left, when retention last swep
 The pipeline's numbers are read from the metrics registry Prometheus scrapes (the same
 samples, so the page and the dashboard never disagree); the last sweep is the newest
 ``retention.sweep`` audit entry in the catalog.  The Grafana dashboard is the one shipped
-in ``config/grafana/recproxy.json`` (uid ``recproxy``): the page names its path in
-Grafana, ``/d/recproxy``, on the Grafana the installation imported it into.
+in ``config/grafana/recproxy.json`` (uid ``recproxy``): the page links to it at
+``[console] grafana_url``, or, without one, names its path in Grafana, ``/d/recproxy``,
+on the Grafana the installation imported it into.
 
 Open to maintenance, admins, records officers and the DPO; anyone else signed in is
 told the page is not theirs (403)."""
@@ -57,6 +58,11 @@ class OpsSources:
     registry: CollectorRegistry
     audit: AuditLog
     recordings_dir: Path
+    #: where relative paths in the configuration start (the config file's folder): the
+    #: page names the recordings' folder from there, as the configuration does
+    config_dir: Path | None = None
+    #: ``[console] grafana_url``: the dashboard the page links to ("": none configured)
+    grafana_url: str = ""
 
 
 OPS_KEY: web.AppKey[OpsSources] = web.AppKey("ops sources", OpsSources)
@@ -91,11 +97,12 @@ async def ops(request: web.Request) -> web.StreamResponse:
         accepting=bool(report.get("accepting", False)),
         pipeline=pipeline,
         failures=_number(failures),
-        disk=_disk(sources.recordings_dir),
+        disk=disk_of(sources.recordings_dir, sources.config_dir),
         last_sweep=format_utc(sweep.at) if sweep is not None else "",
         sweep_reason=sweep.reason if sweep is not None and sweep.reason else "",
         dashboard_file=DASHBOARD_FILE,
         dashboard_path=DASHBOARD_PATH,
+        grafana_url=sources.grafana_url,
     )
     return render(request, "ops.html", context)
 
@@ -106,8 +113,9 @@ def _number(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
 
 
-def _disk(folder: Path) -> dict[str, str]:
-    """Free and total space on the recordings' filesystem, in GB (empty: unreadable)."""
+def disk_of(folder: Path, config_dir: Path | None) -> dict[str, str]:
+    """Free and total space on the recordings' filesystem, in GB (empty: unreadable);
+    the folder named from ``config_dir`` when it is inside it."""
     try:
         usage = shutil.disk_usage(folder)
     except OSError:
@@ -117,4 +125,11 @@ def _disk(folder: Path) -> dict[str, str]:
         "total": f"{usage.total / 1e9:.1f} GB",
         "percent": f"{100 * usage.free / usage.total:.0f} %" if usage.total else "0 %",
         "folder": str(folder),
-    }
+    } | _beside(folder, config_dir)
+
+
+def _beside(folder: Path, config_dir: Path | None) -> dict[str, str]:
+    """``folder`` as the configuration names it, when it is inside ``config_dir``."""
+    if config_dir is None or not folder.is_relative_to(config_dir):
+        return {}
+    return {"folder": str(folder.relative_to(config_dir)), "beside": "the configuration file"}

@@ -27,6 +27,12 @@ SECTIONS: tuple[tuple[str, str, frozenset[Role]], ...] = (
     ("/console/holds", "Holds", _OFFICERS),
     ("/console/sar", "Subject access", _OFFICERS),
     ("/console/audit", "Audit log", frozenset({Role.DPO})),
+    # verify_integrity without view_audit: the audit page shows them the chain's check
+    (
+        "/console/audit",
+        "Audit chain",
+        frozenset({Role.RECORDS_OFFICER, Role.MAINTENANCE, Role.ADMIN}),
+    ),
     ("/console/flags", "Flags", frozenset({Role.DPO})),
 )
 

@@ -179,7 +179,8 @@ class RecordPages:
         }
 
     async def waveform(self, request: web.Request) -> web.StreamResponse:
-        """The waveform SVG: a ``play`` decision, as the audio route's (audited)."""
+        """The waveform SVG: a ``play`` decision, as the audio route's (audited), marked
+        ``waveform`` so the flags count the page's playback once (``records.flagging``)."""
         recording_id = request.match_info["id"]
         return await answer(lambda: self._draw(request, recording_id))
 
@@ -189,7 +190,7 @@ class RecordPages:
             raise InvalidAccessRequest(f"the waveform takes {', '.join(LISTEN)} only")
         actor = actor_of(page_user(request))
         playable, rendering = await self._listening.open(
-            actor, recording_id, raw | {"format": "wav"}
+            actor, recording_id, raw | {"format": "wav"}, waveform=True
         )
         peaks = Peaks(rendering.frames)
         if rendering.frames:

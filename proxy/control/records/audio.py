@@ -91,6 +91,7 @@ class Listening:
         raw: Mapping[str, str],
         *,
         continuation: bool = False,
+        waveform: bool = False,
     ) -> tuple[Playable, Rendering]:
         """``recording_id`` for ``actor`` with the query's ``raw`` values (purpose,
         reason, format, channels, part; each checked, ``InvalidAccessRequest`` naming a
@@ -106,6 +107,7 @@ class Listening:
             purpose=_text("purpose", raw.get("purpose")),
             reason=_text("reason", raw.get("reason")),
             continuation=continuation,
+            waveform=waveform,
         )
         require(decision)  # audited: refused, nothing more is done
         playable = await find_playable(self._catalog, recording_id, part)

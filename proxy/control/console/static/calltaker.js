@@ -91,6 +91,11 @@ function wire(item) {
     const action = event.submitter ? event.submitter.value : "stop";
     const reason = form.querySelector('input[name="reason"]').value;
     if (action === "discard") {
+      if (!reason.trim()) {  // said at the field before anything is confirmed
+        showError(form, "a reason is required");
+        form.querySelector('input[name="reason"]').focus();
+        return;
+      }
       pending = { form, reason, opener: event.submitter };
       dialog.showModal();
       return;
