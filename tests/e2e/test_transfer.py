@@ -6,10 +6,10 @@ back what it recorded.
    blue): 202, NOTIFY ``100 Trying``, bob is invited and answers, NOTIFY ``200 OK``
    ends the subscription, ann gets BYE.  Attended (RFC 5589 §7): ann's ``Refer-To``
    embeds ``Replaces`` naming her consultation call with bob, and bob's INVITE carries
-   it with ``Require: replaces``; the rest is the same.  One complete recording with two parts (ann's,
-   then bob's, meeting at the transfer); in the export the call-taker channel holds
-   ann's audio in part 1 only and bob's in part 2 only, and the caller's channel is
-   continuous across the transfer.
+   it with ``Require: replaces``; the rest is the same.  One complete recording with two
+   parts (ann's, then bob's, meeting at the transfer); in the export the call-taker
+   channel holds ann's audio in part 1 only and bob's in part 2 only, and the caller's
+   channel is continuous across the transfer.
 2. The target is busy (486): the NOTIFY says so, the caller stays with ann, the
    recording has one part, ann's.
 """
