@@ -434,6 +434,14 @@ class SarSettings:
 
 
 @dataclass(frozen=True)
+class SiprecSettings:
+    """recproxy as a SIPREC recording server (RFC 7866): a trusted SBC or PBX records
+    its calls with us.  Off by default: such an INVITE then gets 403."""
+
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
@@ -457,6 +465,7 @@ class Config:
     export: ExportSettings = field(default_factory=ExportSettings)
     transcripts: TranscriptsSettings = field(default_factory=TranscriptsSettings)
     sar: SarSettings = field(default_factory=SarSettings)
+    siprec: SiprecSettings = field(default_factory=SiprecSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -933,6 +942,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "vad_mode": _int(0, 3),
         },
         "sar": {"deadline_months": _int(1, 3), "due_soon_days": _int(1, 90)},
+        "siprec": {"enabled": _bool},
     }
 
 
@@ -1006,6 +1016,7 @@ _SECTIONS: Mapping[str, type] = {
     "export": ExportSettings,
     "transcripts": TranscriptsSettings,
     "sar": SarSettings,
+    "siprec": SiprecSettings,
 }
 
 # Values renamed but still accepted: (section, key) → old value → new value.  "ulaw" was
