@@ -291,8 +291,8 @@ class RecordingSession:
             self.sip.respond(event.transaction, exc.status, dialog=event.dialog, headers=headers)
             return
         body = self._answer(offer, address, remotes)
+        await self._store_snapshot(offer)  # stored when the SRC hears it was taken
         self.sip.respond(event.transaction, 200, dialog=event.dialog, body=body)
-        await self._store_snapshot(offer)
 
     async def _teardown(self) -> None:
         """Whatever happened: end the dialog, give the ports back, close the recording,

@@ -16,8 +16,12 @@ from proxy.storage.catalog import (
     DuplicateError,
     InvalidFieldError,
     NewCall,
+    NewRecording,
     NotFoundError,
     NoticeMode,
+    Scope,
+    SearchFilters,
+    SearchQuery,
     SiprecParticipant,
     SiprecSession,
     SqliteCatalog,
@@ -106,3 +110,18 @@ async def test_the_receipt_of_a_siprec_call_says_the_src_gave_the_notice(tmp_pat
         )
         stored = await catalog.calls.add_consent_receipt(receipt)
         assert stored.mode is NoticeMode.SRC
+
+
+async def test_search_by_number_finds_a_siprec_call_by_its_participants(tmp_path: Path) -> None:
+    async with SqliteCatalog(tmp_path / "c.sqlite3") as catalog:
+        call_id = await _siprec_call(catalog)
+        recording = await catalog.recordings.create_recording(
+            NewRecording(call_id, "rec-dir", "g711", 8000, 2, T0 + timedelta(seconds=1))
+        )
+        everyone = Scope(now=T0 + timedelta(hours=1), everything=True)
+        for number in ("+441632960001", "+441632960002"):
+            query = SearchQuery(everyone, SearchFilters(numbers=(number,)))
+            hits = await catalog.search.search(query)
+            assert [hit.recording_id for hit in hits] == [recording.id], number
+        nobody = SearchQuery(everyone, SearchFilters(numbers=("+441632960009",)))
+        assert await catalog.search.search(nobody) == []
