@@ -47,7 +47,14 @@ from .media_wiring import G711_NAMES, check_family
 from .parties import party
 from .phases import CallOver
 from .sip_legs import SipLegs
-from .siprec_offer import RecordedStream, SiprecOffer, answer, number_of, read_offer
+from .siprec_offer import (
+    RecordedStream,
+    SiprecOffer,
+    answer,
+    number_of,
+    operator_of,
+    read_offer,
+)
 from .siprec_offer import recorded_streams as plan_streams
 
 if TYPE_CHECKING:
@@ -235,8 +242,14 @@ class RecordingSession:
         directions = (recording.pair.caller, recording.pair.taker)
         for stream, direction in zip(self.streams, directions, strict=False):
             _feed(self.legs[stream.index], direction)
+        operator = operator_of(self.b2bua.config.operators, self.streams)
+        if operator is not None:
+            await self.b2bua.catalog.calls.update_call(self.catalog_id, operator=operator.name)
         await self.b2bua.recordings.begin_part(
-            recording, operator=None, team=None, at=datetime.now(UTC)
+            recording,
+            operator=operator.name if operator else None,
+            team=operator.team if operator else None,
+            at=datetime.now(UTC),
         )
 
     @staticmethod

@@ -15,8 +15,10 @@ both) the streams go left and right in SDP order.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from ..config import OperatorSettings
 from ..sip import sdp
 from ..sip.errors import RemoteSipError
 from ..sip.headers import param_value
@@ -25,6 +27,7 @@ from ..sip.multipart import BodyPart, parse_multipart
 from ..sip.rs_metadata import CONTENT_TYPES, Participant, RecordingMetadata, parse_metadata
 from ..sip.uri import AbsoluteUri, SipUri, parse_uri
 from ..storage.catalog.siprec import Channel
+from .parties import identity_matches
 
 SDP = "application/sdp"
 MULTIPART = "multipart/mixed"
@@ -164,4 +167,23 @@ def number_of(participant: Participant | None) -> str | None:
         return uri.user or None
     if isinstance(uri, AbsoluteUri) and uri.scheme.lower() == "tel":
         return uri.opaque.split(";", 1)[0] or None
+    return None
+
+
+def operator_of(
+    operators: Sequence[OperatorSettings], streams: Iterable[RecordedStream]
+) -> OperatorSettings | None:
+    """The operator (member of staff) whose phone identities match the AOR of a
+    participant we record — the right channel's first, as in a call — so the
+    recording is theirs and their team's under the access policy, as a call's is."""
+    by_channel = sorted(streams, key=lambda stream: stream.channel != "right")
+    for stream in by_channel:
+        aor = stream.sender.aor if stream.sender is not None else None
+        try:
+            uri = parse_uri(aor or "")
+        except RemoteSipError:
+            continue  # no AOR, or one that names nobody
+        for operator in operators:
+            if any(identity_matches(identity, uri) for identity in operator.identities):
+                return operator
     return None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import SiprecSettings
+from proxy.config import OperatorSettings, SiprecSettings
 from proxy.sip import sdp
 from proxy.sip.events import Address
 from proxy.sip.message import Response
@@ -41,9 +41,13 @@ def no_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(asyncio.BaseEventLoop, name, refuse)
 
 
+ANN = OperatorSettings("ann", "0" * 64, identities=("sip:bob@example.com",), team="desk")
+
+
 def harness(tmp_path: Path, *, enabled: bool = True) -> Harness:
-    """The call-flow harness with the SIP core and [siprec] as ``serve`` sets them."""
-    h = Harness(tmp_path)
+    """The call-flow harness with the SIP core and [siprec] as ``serve`` sets them;
+    Bob's phone is operator Ann's."""
+    h = Harness(tmp_path, operators=(ANN,))
     h.b2bua.config = dataclasses.replace(h.config, siprec=SiprecSettings(enabled=enabled))
     h.core.settings = dataclasses.replace(
         h.core.settings,
@@ -102,6 +106,13 @@ async def test_a_session_is_answered_recorded_and_closed_by_bye(tmp_path: Path) 
         assert legs[0].sink == recording.pair.taker.push  # Bob: right
         call = await h.catalog.calls.get_call(session.id)
         assert call is not None and call.kind is CallKind.SIPREC
+        assert call.operator == "ann"  # Bob's AOR is her phone: her recording, her team's
+        for _ in range(200):  # the part is written just after the recording starts
+            (part,) = await h.catalog.parts.parts(recording.id)
+            if part.team is not None:
+                break
+            await asyncio.sleep(0.005)
+        assert (part.operator, part.team) == ("ann", "desk")
         stored = await h.catalog.siprec.session(session.id)
         assert stored is not None and stored.session_id == SESSION_ID
         receipt = await h.catalog.calls.consent_receipt(session.id)

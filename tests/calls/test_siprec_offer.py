@@ -11,9 +11,11 @@ from proxy.calls.siprec_offer import (
     is_siprec,
     label_of,
     number_of,
+    operator_of,
     read_offer,
     recorded_streams,
 )
+from proxy.config import OperatorSettings
 from proxy.sip import sdp
 from proxy.sip.errors import RemoteSipError
 from proxy.sip.message import Request, parse_message
@@ -134,3 +136,13 @@ def test_a_bad_offer_is_refused_with_its_status(body: str, content_type: str, st
 )
 def test_a_participants_number_comes_from_its_aor(aor: str | None, number: str | None) -> None:
     assert number_of(Participant("p", aor)) == number
+
+
+def test_the_recording_is_the_operator_s_whose_phone_is_a_participant() -> None:
+    agent = OperatorSettings("ann", "0" * 64, identities=("sip:bob@example.com",), team="t1")
+    other = OperatorSettings("ben", "1" * 64, identities=("2001",))
+    streams = recorded_streams(read_offer(invite(RFC_8068)), "192.0.2.10")
+    assert operator_of((other, agent), streams) is agent  # Bob is on the right channel
+    assert operator_of((other,), streams) is None
+    unnamed = recorded_streams(read_offer(invite(sdp_offer(), "application/sdp")), "192.0.2.10")
+    assert operator_of((other, agent), unnamed) is None  # no metadata, no AOR
