@@ -37,12 +37,12 @@ from ..storage.catalog import (
     CallDirection,
     CallKind,
     CallOutcome,
-    ConsentReceipt,
     NewCall,
-    NoticeMode,
     SiprecParticipant,
     SiprecSession,
 )
+from .consent import store_src_receipt
+from .ending import close_recording_and_call
 from .media_wiring import G711_NAMES, check_family
 from .parties import party
 from .phases import CallOver
@@ -200,20 +200,7 @@ class RecordingSession:
             )
         )
         await self._store_snapshot(offer)
-        await catalog.calls.add_consent_receipt(
-            ConsentReceipt(
-                row.id,
-                mode=NoticeMode.SRC,
-                notice_sha256=None,
-                notice_version=None,
-                started_at=None,
-                played_ms=0,
-                notice_ms=0,
-                completed=False,
-                caller_left_during_notice=False,
-                do_not_record=False,
-            )
-        )
+        await store_src_receipt(catalog, row.id)
 
     async def _store_snapshot(self, offer: SiprecOffer) -> None:
         """A metadata snapshot and its participants, each with the channel it sends on."""
@@ -320,18 +307,10 @@ class RecordingSession:
         for leg in self.legs.values():
             leg.sink = None
         self.media.close()
-        if self.recording is not None:
-            try:
-                await self.b2bua.recordings.finish(self.recording)
-            except Exception:
-                log.exception("SIPREC session %s: closing the recording failed", self.id)
-        if self.catalog_id is not None:
-            try:
-                await self.b2bua.catalog.calls.update_call(
-                    self.catalog_id, ended_at=ended_at, outcome=self.outcome
-                )
-            except Exception:
-                log.exception("SIPREC session %s: catalog update failed", self.id)
+        await close_recording_and_call(
+            self.b2bua.recordings, self.b2bua.catalog.calls, self.recording, self.catalog_id,
+            ended_at=ended_at, outcome=self.outcome, what=f"SIPREC session {self.id}",
+        )  # fmt: skip
         self.b2bua.siprec_over(self)
 
 

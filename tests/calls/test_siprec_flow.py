@@ -69,14 +69,18 @@ def responses(h: Harness, method: str = "INVITE") -> list[Response]:
     ]
 
 
+def send_invite(
+    h: Harness, src: Peer, content: bytes, *, to: str = "<sip:srs@127.0.0.1>", cseq: int = 1
+) -> None:
+    """The SRC's INVITE (or re-INVITE, with its dialog's To) with a multipart body."""
+    request = src.request(
+        "INVITE", to=to, cseq=cseq, body=content, headers=SIPREC, content_type=CONTENT_TYPE
+    )
+    h.feed(request, SRC)
+
+
 async def answered(h: Harness, src: Peer) -> Response:
-    h.feed(
-        src.request(
-            "INVITE", to="<sip:srs@127.0.0.1>", body=body(), headers=SIPREC,
-            content_type=CONTENT_TYPE,
-        ),
-        SRC,
-    )  # fmt: skip
+    send_invite(h, src, body())
     await h.until(lambda: any(r.status == 200 for r in responses(h)))
     (ok,) = [r for r in responses(h) if r.status == 200]
     h.feed(src.request("ACK", to=str(ok.to), cseq=1), SRC)
@@ -137,13 +141,7 @@ async def test_a_reinvite_stores_a_new_snapshot_and_one_we_refuse_changes_nothin
         (session,) = h.b2bua.recording_sessions.values()
         renamed = metadata().replace(">Alice<", ">Alicia<")
         moved = sdp_offer("127.0.0.1", (49180, 51382))
-        h.feed(
-            src.request(
-                "INVITE", to=str(ok.to), cseq=2, body=body(renamed, moved), headers=SIPREC,
-                content_type=CONTENT_TYPE,
-            ),
-            SRC,
-        )  # fmt: skip
+        send_invite(h, src, body(renamed, moved), to=str(ok.to), cseq=2)
         await h.until(lambda: [r.status for r in responses(h)][-1] == 200 and len(responses(h)) > 2)
         snapshots = await h.catalog.siprec.snapshots(session.id)
         assert [p.name for p in snapshots[-1].participants if p.participant_id == ALICE] == [
@@ -151,13 +149,7 @@ async def test_a_reinvite_stores_a_new_snapshot_and_one_we_refuse_changes_nothin
         ]
         assert session.legs[1].destination == ("127.0.0.1", 51382)  # followed
         third = moved + "m=audio 49190 RTP/AVP 0\r\na=label:98\r\na=sendonly\r\n"
-        h.feed(
-            src.request(
-                "INVITE", to=str(ok.to), cseq=3, body=body(None, third), headers=SIPREC,
-                content_type=CONTENT_TYPE,
-            ),
-            SRC,
-        )  # fmt: skip
+        send_invite(h, src, body(None, third), to=str(ok.to), cseq=3)
         await h.until(lambda: responses(h)[-1].status == 488)
         assert "two audio streams" in (responses(h)[-1].headers.get("warning") or "")
         assert len(await h.catalog.siprec.snapshots(session.id)) == 2
@@ -171,13 +163,7 @@ async def test_malformed_metadata_gets_400_and_keeps_nothing(tmp_path: Path) -> 
     async with harness(tmp_path) as h:
         src = Peer(SRC, "src", "rs-3")
         broken = body("<recording xmlns='urn:ietf:params:xml:ns:recording:1'><participant>\n")
-        h.feed(
-            src.request(
-                "INVITE", to="<sip:srs@127.0.0.1>", body=broken, headers=SIPREC,
-                content_type=CONTENT_TYPE,
-            ),
-            SRC,
-        )  # fmt: skip
+        send_invite(h, src, broken)
         await h.until(lambda: any(r.status == 400 for r in responses(h)))
         (refusal,) = [r for r in responses(h) if r.status == 400]
         assert "recording metadata: not well-formed XML" in refusal.reason
@@ -190,13 +176,7 @@ async def test_malformed_metadata_gets_400_and_keeps_nothing(tmp_path: Path) -> 
 async def test_with_siprec_disabled_the_invite_gets_403_without_state(tmp_path: Path) -> None:
     async with harness(tmp_path, enabled=False) as h:
         src = Peer(SRC, "src", "rs-4")
-        h.feed(
-            src.request(
-                "INVITE", to="<sip:srs@127.0.0.1>", body=body(), headers=SIPREC,
-                content_type=CONTENT_TYPE,
-            ),
-            SRC,
-        )  # fmt: skip
+        send_invite(h, src, body())
         assert [(r.status, r.reason) for r in responses(h)] == [
             (403, "Forbidden (SIPREC is not enabled)")
         ]

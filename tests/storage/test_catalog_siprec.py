@@ -1,6 +1,7 @@
 """SIPREC sessions in the catalog: the call row's kind, the session's identifiers,
-each metadata snapshot with its participants and channels, and the receipt saying the
-notice was the recording client's."""
+each metadata snapshot with its participants and channels, and search by the
+participants' numbers.  (The receipt saying the notice was the recording client's is
+checked where it is written: tests/calls/test_siprec_flow.py.)"""
 
 from __future__ import annotations
 
@@ -12,13 +13,11 @@ import pytest
 from proxy.storage.catalog import (
     CallDirection,
     CallKind,
-    ConsentReceipt,
     DuplicateError,
     InvalidFieldError,
     NewCall,
     NewRecording,
     NotFoundError,
-    NoticeMode,
     Scope,
     SearchFilters,
     SearchQuery,
@@ -91,25 +90,6 @@ async def test_refusals_change_nothing(tmp_path: Path) -> None:
         with pytest.raises(InvalidFieldError):
             await catalog.siprec.add_snapshot(call_id, T0, "<r/>", [wrong])
         assert await catalog.siprec.snapshots(call_id) == []
-
-
-async def test_the_receipt_of_a_siprec_call_says_the_src_gave_the_notice(tmp_path: Path) -> None:
-    async with SqliteCatalog(tmp_path / "c.sqlite3") as catalog:
-        call_id = await _siprec_call(catalog)
-        receipt = ConsentReceipt(
-            call_id,
-            mode=NoticeMode.SRC,
-            notice_sha256=None,
-            notice_version=None,
-            started_at=None,
-            played_ms=0,
-            notice_ms=0,
-            completed=False,
-            caller_left_during_notice=False,
-            do_not_record=False,
-        )
-        stored = await catalog.calls.add_consent_receipt(receipt)
-        assert stored.mode is NoticeMode.SRC
 
 
 async def test_search_by_number_finds_a_siprec_call_by_its_participants(tmp_path: Path) -> None:
