@@ -154,6 +154,7 @@ class Health:
             "sip": {"port": b2bua.core.settings.port, "transports": list(config.sip.transports)},
             "rtp": {"ports": list(config.media.rtp_ports), "in_use": b2bua.allocator.in_use},
             "calls": len(b2bua.calls),
+            "recording_sessions": len(b2bua.recording_sessions),  # SIPREC (docs/siprec.md)
             "accepting": b2bua.accepting,
         }
         if stalled is not None:

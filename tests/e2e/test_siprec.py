@@ -82,6 +82,7 @@ def test_a_siprec_session_records_each_participant_on_its_channel(
     )
     try:
         wait_for("the 200 to the SRC's INVITE", lambda: _answer_ports(src) is not None, 10)
+        assert proxy.health()["recording_sessions"] == 1
         ports = _answer_ports(src)
         assert ports is not None and len(ports) == 2 and 0 not in ports, ports
         bob_audio = dialogue[: int(RTP_S * RATE)]  # stream 96, from port a
@@ -101,6 +102,7 @@ def test_a_siprec_session_records_each_participant_on_its_channel(
         for sock in sources:
             sock.close()
     proxy.wait_idle()
+    assert proxy.health()["recording_sessions"] == 0
     refusal = bad.first(sent=False, status=400)
     assert "recording metadata" in refusal.first_line, refusal.first_line
 
