@@ -122,6 +122,8 @@ class RecordingSession:
             address = self._media_host(offer.description)
             self.streams = plan_streams(offer, address)
             remotes = {s.index: _remote(offer, s.index) for s in self.streams}
+            if len({remote.family for remote in remotes.values()}) > 1:
+                raise sdp.unusable_address("the streams' media addresses are of two families")
         except RemoteSipError as exc:
             self._refuse(exc)
         try:

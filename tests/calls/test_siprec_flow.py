@@ -182,3 +182,16 @@ async def test_with_siprec_disabled_the_invite_gets_403_without_state(tmp_path: 
         ]
         assert not h.b2bua.recording_sessions and not h.b2bua.calls
         assert len(h.b2bua.routes) == 0
+
+
+async def test_streams_from_two_address_families_are_refused_with_488(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        src = Peer(SRC, "src", "rs-5")
+        mixed = sdp_offer("127.0.0.1").replace(
+            "m=audio 51372 RTP/AVP 0\r\n", "m=audio 51372 RTP/AVP 0\r\nc=IN IP6 ::1\r\n"
+        )
+        send_invite(h, src, body(None, mixed))
+        await h.until(lambda: any(r.status == 488 for r in responses(h)))
+        (refusal,) = [r for r in responses(h) if r.status == 488]
+        assert "two families" in (refusal.headers.get("warning") or "")
+        await h.until(lambda: not h.b2bua.recording_sessions)
