@@ -154,6 +154,7 @@ class Health:
             "sip": {"port": b2bua.core.settings.port, "transports": list(config.sip.transports)},
             "rtp": {"ports": list(config.media.rtp_ports), "in_use": b2bua.allocator.in_use},
             "calls": len(b2bua.calls),
+            "recording_sessions": len(b2bua.recording_sessions),  # SIPREC (docs/siprec.md)
             "accepting": b2bua.accepting,
         }
         if stalled is not None:
@@ -428,6 +429,10 @@ def _core_settings(config: Config, port: int) -> CoreSettings:
         user_agent=config.sip.user_agent,
         allowed_methods=ALLOWED_METHODS,
         refused_by_tu=tuple(REFUSED_METHODS),
+        # SIPREC (RFC 7866): the option tag and the multipart body of a recording
+        # session reach the TU, which refuses them with 403 when [siprec] is disabled
+        supported=("siprec",),
+        accepted_content_types=("application/sdp", "multipart/mixed"),
         flood=FloodSettings(
             requests_per_second=limits.requests_per_second,
             request_burst=limits.request_burst,

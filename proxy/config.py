@@ -442,6 +442,14 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class SiprecSettings:
+    """recproxy as a SIPREC recording server (RFC 7866): a trusted SBC or PBX records
+    its calls with us.  Off by default: such an INVITE then gets 403."""
+
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
@@ -466,6 +474,7 @@ class Config:
     transcripts: TranscriptsSettings = field(default_factory=TranscriptsSettings)
     sar: SarSettings = field(default_factory=SarSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    siprec: SiprecSettings = field(default_factory=SiprecSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -947,6 +956,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
         },
         "sar": {"deadline_months": _int(1, 3), "due_soon_days": _int(1, 90)},
         "console": {"grafana_url": _http_url("https://grafana.example.org/d/recproxy")},
+        "siprec": {"enabled": _bool},
     }
 
 
@@ -1021,6 +1031,7 @@ _SECTIONS: Mapping[str, type] = {
     "transcripts": TranscriptsSettings,
     "sar": SarSettings,
     "console": ConsoleSettings,
+    "siprec": SiprecSettings,
 }
 
 # Values renamed but still accepted: (section, key) → old value → new value.  "ulaw" was

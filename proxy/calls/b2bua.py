@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,8 @@ from .media_wiring import Player, SessionFactory
 from .phases import CallPhase
 from .prompt import Prompt
 from .routes import CallRoutes
+from .siprec import RecordingSession
+from .siprec_offer import is_siprec
 
 if TYPE_CHECKING:
     from .recording import RecordingService
@@ -105,7 +107,8 @@ class B2bua:
         self.prompts.setdefault(config.notice.prompt, notice)
         self.flush = flush
         self.calls: dict[str, Call] = {}
-        self.routes: CallRoutes[Call] = CallRoutes()
+        self.recording_sessions: dict[str, RecordingSession] = {}  # SIPREC (RFC 7866)
+        self.routes: CallRoutes[Call | RecordingSession] = CallRoutes()
         self.accepting = True
         self.stats: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -142,7 +145,7 @@ class B2bua:
         elif isinstance(event, MessageDropped):
             self.count("sip_dropped")
 
-    def _to_call(self, owner: Call | None, event: Event) -> None:
+    def _to_call(self, owner: Call | RecordingSession | None, event: Event) -> None:
         if owner is not None and not owner.finished:
             owner.events.put_nowait(event)
         elif isinstance(event, RequestReceived):
@@ -182,11 +185,18 @@ class B2bua:
             self.count("rejected_untrusted")
             flood_log.warning("untrusted", "INVITE from untrusted %s:%s refused", *source)
             return Refusal(403, "Forbidden (not a trusted peer)")
+        if not self.config.siprec.enabled and is_siprec(request):
+            self.count("rejected_siprec")
+            return Refusal(403, "Forbidden (SIPREC is not enabled)")
         limits = self.config.limits
-        if len(self.calls) >= limits.max_calls or (
-            len(self.calls) >= limits.max_calls_per_source
-            and sum(c.invite.source[0] == host for c in self.calls.values())
-            >= limits.max_calls_per_source
+        # a SIPREC recording session holds ports and a recording as a call does
+        active: list[Call | RecordingSession] = [
+            *self.calls.values(),
+            *self.recording_sessions.values(),
+        ]
+        if len(active) >= limits.max_calls or (
+            len(active) >= limits.max_calls_per_source
+            and sum(c.invite.source[0] == host for c in active) >= limits.max_calls_per_source
         ):
             flood_log.warning("busy", "INVITE from %s:%s refused: too many calls", *source)
             retry_after = str(limits.retry_after_seconds)
@@ -206,9 +216,17 @@ class B2bua:
                 headers=[("Retry-After", "30")],
             )
             return
+        if is_siprec(event.request):
+            session = RecordingSession(self, event)
+            self.recording_sessions[session.id] = session
+            self._start(session.run(), f"siprec-{session.id}")
+            return
         call = Call(self, event)
         self.calls[call.id] = call
-        task = asyncio.get_running_loop().create_task(call.run(), name=f"call-{call.id}")
+        self._start(call.run(), f"call-{call.id}")
+
+    def _start(self, flow: Coroutine[None, None, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(flow, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._call_done)
 
@@ -222,6 +240,11 @@ class B2bua:
         self.calls.pop(call.id, None)
         self.routes.forget(call)
 
+    def siprec_over(self, session: RecordingSession) -> None:
+        """A SIPREC recording session ended: nothing routes to it any more."""
+        self.recording_sessions.pop(session.id, None)
+        self.routes.forget(session)
+
     # -- life cycle ------------------------------------------------------------------------
 
     async def shutdown(self, grace: float) -> None:
@@ -229,9 +252,11 @@ class B2bua:
         the rest with BYE and close their recordings."""
         self.accepting = False
         deadline = self.now() + grace
-        while self.calls and self.now() < deadline:
+        while (self.calls or self.recording_sessions) and self.now() < deadline:
             await asyncio.sleep(min(0.1, max(deadline - self.now(), 0)))
         for call in list(self.calls.values()):
             call.hang_up("shutdown")
+        for session in list(self.recording_sessions.values()):
+            session.hang_up()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=10)

@@ -60,6 +60,7 @@ from ..sip.message import Request
 from ..sip.uri import SipUri, Uri
 from ..storage.catalog import CallDirection, CallOutcome, NewCall
 from .consent import NoticeHeard, store_receipt
+from .ending import close_recording_and_call
 from .media_wiring import CallMedia, channel_summary, check_family
 from .offer_answer import RECORDABLE_CODECS, LegSdp
 from .parties import accepts_sdp, identify, party
@@ -447,19 +448,11 @@ class Call:
         self.media.release()
         self.b2bua.publish(self._ended())
         await self.switch.close()
-        recording = self.switch.recording
-        if recording is not None and self.switch.keeps_recording:
-            try:
-                await self.b2bua.recordings.finish(recording)
-            except Exception:
-                log.exception("call %s: closing the recording failed", self.id)
-        if self.catalog_id is not None:
-            try:
-                await self.b2bua.catalog.calls.update_call(
-                    self.catalog_id, ended_at=ended_at, outcome=self.outcome
-                )
-            except Exception:
-                log.exception("call %s: catalog update failed", self.id)
+        recording = self.switch.recording if self.switch.keeps_recording else None
+        await close_recording_and_call(
+            self.b2bua.recordings, self.b2bua.catalog.calls, recording, self.catalog_id,
+            ended_at=ended_at, outcome=self.outcome, what=f"call {self.id}",
+        )  # fmt: skip
         self.b2bua.call_over(self)
 
     def _ended(self) -> CallEnded:

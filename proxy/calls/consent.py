@@ -23,6 +23,25 @@ class NoticeHeard:
     held_ms: int = 0
 
 
+async def store_src_receipt(catalog: Catalog, call_id: str) -> None:
+    """A SIPREC session's receipt: telling the parties was the recording client's job
+    (RFC 7866 §6.1.4), so recproxy played nothing (mode ``src``)."""
+    await catalog.calls.add_consent_receipt(
+        ConsentReceipt(
+            call_id,
+            mode=NoticeMode.SRC,
+            notice_sha256=None,
+            notice_version=None,
+            started_at=None,
+            played_ms=0,
+            notice_ms=0,
+            completed=False,
+            caller_left_during_notice=False,
+            do_not_record=False,
+        )
+    )
+
+
 async def store_receipt(
     catalog: Catalog,
     call_id: str,

@@ -47,6 +47,7 @@ class SipLegs:
         self.offers: dict[ClientTransaction, LegSdp] = {}  # our re-offers awaiting answers
         self.failure_status = 500  # leg A's final response if the call fails unanswered
         self.failure_headers: tuple[tuple[str, str], ...] = ()  # e.g. a Warning with a 488
+        self.failure_reason: str | None = None  # its reason phrase, if not the standard one
         bind(invite)
 
     def accept_a(self) -> Dialog:
@@ -59,10 +60,13 @@ class SipLegs:
         """A dialog of leg B (early from a 1xx, or confirmed by the 2xx) is this call's."""
         self.bind(dialog)
 
-    def fail(self, status: int, headers: tuple[tuple[str, str], ...] = ()) -> None:
+    def fail(
+        self, status: int, headers: tuple[tuple[str, str], ...] = (), reason: str | None = None
+    ) -> None:
         """What leg A is told if the call ends before it is answered."""
         self.failure_status = status
         self.failure_headers = headers
+        self.failure_reason = reason
 
     def respond(
         self,
@@ -146,6 +150,7 @@ class SipLegs:
             self.core.respond(
                 self.a_txn,
                 status,
+                self.failure_reason if status == self.failure_status else None,
                 now=self.now(),
                 dialog=self.a_dialog,
                 headers=self.failure_headers,

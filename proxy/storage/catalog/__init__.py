@@ -22,6 +22,7 @@ One module per job:
 ``search``             metadata search over recordings, within a person's scope
 ``bulk``               bulk export requests, for a DPO to approve
 ``sar``                subject access cases: the recordings found, the DPO's decisions
+``siprec``             SIPREC sessions: the recorded session's identifiers, metadata snapshots
 ``model``, ``errors``  what the repositories take, return and raise
 ``values``             checks and conversions of what callers give, before any SQL
 ``rows``               SQLite rows to the model
@@ -64,6 +65,7 @@ from .model import (
     Attribution,
     Call,
     CallDirection,
+    CallKind,
     CallOutcome,
     CallUpdate,
     ChannelQuality,
@@ -102,6 +104,7 @@ from .sar import (
     SarState,
 )
 from .search import RecordingSearch, Scope, SearchFilters, SearchHit, SearchQuery
+from .siprec import SiprecParticipant, SiprecRepository, SiprecSession, SiprecSnapshot
 from .sqlite import SqliteCatalog
 from .users import (
     Credentials,
@@ -133,6 +136,7 @@ __all__ = [
     "BulkRequestRepository",
     "Call",
     "CallDirection",
+    "CallKind",
     "CallOutcome",
     "CallRepository",
     "CallUpdate",
@@ -208,6 +212,10 @@ __all__ = [
     "SegmentFacts",
     "Session",
     "SessionKind",
+    "SiprecParticipant",
+    "SiprecRepository",
+    "SiprecSession",
+    "SiprecSnapshot",
     "SqliteCatalog",
     "User",
     "UserRepository",

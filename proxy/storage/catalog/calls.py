@@ -15,6 +15,7 @@ from .errors import InvalidFieldError, NotFoundError
 from .model import (
     Call,
     CallDirection,
+    CallKind,
     CallOutcome,
     CallUpdate,
     ConsentReceipt,
@@ -78,13 +79,18 @@ class SqliteCalls:
             to_ms("started_at", call.started_at),
             opt_text("config_version", call.config_version),
         )
+        # a call's kind is the column's default: named only for a SIPREC session, so a
+        # catalog opened without the SIPREC migration still takes calls
+        kind = member(CallKind, "kind", call.kind)
+        extra = ("", "", ()) if kind is CallKind.CALL else (", kind", ", ?", (kind.value,))
 
         def body(conn: Connection) -> Call:
             insert(
                 conn,
                 "INSERT INTO calls (id, sip_call_id, caller, callee, direction, service,"
-                " operator, started_at, config_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
+                f" operator, started_at, config_version{extra[0]})"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?{extra[1]})",
+                values + extra[2],
                 duplicate=f"call {values[0]} already exists",
             )
             return to.require_call(conn, values[0])
@@ -128,12 +134,13 @@ class SqliteCalls:
         (of its last start), how often a hold restarted it and for how long the caller
         held.  Returns it as stored.
 
-        With ``mode`` ``none`` (no notice played, e.g. outbound) the notice fields may
-        be None; otherwise the notice hash, version and start time are required.
+        With ``mode`` ``none`` (no notice played, e.g. outbound) or ``src`` (a SIPREC
+        session: the recording client's notice) the notice fields may be None;
+        otherwise the notice hash, version and start time are required.
         """
         call_id = receipt.call_id
         notice_mode = member(NoticeMode, "mode", receipt.mode)
-        if notice_mode is not NoticeMode.NONE:
+        if notice_mode not in (NoticeMode.NONE, NoticeMode.SRC):
             for name in ("notice_sha256", "notice_version", "started_at"):
                 if getattr(receipt, name) is None:
                     raise InvalidFieldError(f"a receipt with mode {notice_mode.value} needs {name}")

@@ -24,6 +24,7 @@ from .recordings import RecordingRepository
 from .retention import RetentionRepository
 from .sar import SarCaseRepository
 from .search import RecordingSearch
+from .siprec import SiprecRepository
 from .users import UserRepository
 
 
@@ -77,6 +78,9 @@ class Catalog(Protocol):
 
     @property
     def sar(self) -> SarCaseRepository: ...
+
+    @property
+    def siprec(self) -> SiprecRepository: ...
 
     async def schema_version(self) -> int: ...
 

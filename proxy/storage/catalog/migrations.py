@@ -495,6 +495,49 @@ _MIGRATION_14 = Migration(
     ),
 )
 
+# SIPREC (issue 18).  Numbered 15 on its branch; the registrar's migration (15) is
+# being written at the same time, so on merging one of the two takes 16.
+_MIGRATION_SIPREC = Migration(
+    15,
+    "SIPREC recording sessions (RFC 7866): a call's kind; the communication session's"
+    " identifiers; each metadata snapshot with its participants and their channel",
+    (
+        "ALTER TABLE calls ADD COLUMN kind TEXT NOT NULL DEFAULT 'call'"
+        " CHECK (kind IN ('call', 'siprec'))",
+        """
+        CREATE TABLE siprec_sessions (
+            call_id         TEXT PRIMARY KEY REFERENCES calls (id),
+            src_call_id     TEXT NOT NULL,
+            session_id      TEXT,
+            sip_session_id  TEXT
+        )
+        """,
+        """
+        CREATE TABLE siprec_snapshots (
+            call_id         TEXT NOT NULL REFERENCES siprec_sessions (call_id),
+            snapshot        INTEGER NOT NULL CHECK (snapshot >= 1),
+            received_at     INTEGER NOT NULL,
+            metadata        TEXT NOT NULL,
+            PRIMARY KEY (call_id, snapshot)
+        )
+        """,
+        """
+        CREATE TABLE siprec_participants (
+            call_id         TEXT NOT NULL,
+            snapshot        INTEGER NOT NULL,
+            position        INTEGER NOT NULL CHECK (position >= 1),
+            participant_id  TEXT NOT NULL,
+            aor             TEXT,
+            name            TEXT,
+            channel         TEXT CHECK (channel IN ('left', 'right')),
+            PRIMARY KEY (call_id, snapshot, position),
+            FOREIGN KEY (call_id, snapshot) REFERENCES siprec_snapshots (call_id, snapshot)
+        )
+        """,
+        "CREATE INDEX siprec_participants_by_aor ON siprec_participants (aor)",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
@@ -510,6 +553,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_12,
     _MIGRATION_13,
     _MIGRATION_14,
+    _MIGRATION_SIPREC,
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

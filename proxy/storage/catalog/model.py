@@ -26,6 +26,14 @@ class CallDirection(StrEnum):
     OUTBOUND = "outbound"
 
 
+class CallKind(StrEnum):
+    """What a call row is: a call recproxy bridged, or a SIPREC recording session
+    (RFC 7866) whose media a recording client sent us."""
+
+    CALL = "call"
+    SIPREC = "siprec"
+
+
 class CallOutcome(StrEnum):
     """How a call ended.  Stored as text; a new value needs no migration."""
 
@@ -73,6 +81,7 @@ class NoticeMode(StrEnum):
     ANSWER = "answer"
     EARLY_MEDIA = "early-media"
     NONE = "none"
+    SRC = "src"  # a SIPREC session: the recording client's notice, not ours (P13)
 
 
 #: The channels of a recording: the member of the public (left), staff (right).
@@ -116,6 +125,7 @@ class Call:
     ended_at: datetime | None = None
     outcome: CallOutcome | None = None
     config_version: str | None = None
+    kind: CallKind = CallKind.CALL
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +298,7 @@ class NewCall:
     operator: str | None = None
     config_version: str | None = None
     call_id: str | None = None
+    kind: CallKind = CallKind.CALL
 
 
 @dataclass(frozen=True, slots=True)
