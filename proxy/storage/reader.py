@@ -240,7 +240,15 @@ def _walk(
         data = path.read_bytes()
         if data_key is not None:
             verified_header(data, data_key, rid, path.name, cut, index)
-        scan = scan_segment(data, allow_truncated=cut, name=path.name, expected_index=index)
+        try:
+            scan = scan_segment(data, allow_truncated=cut, name=path.name, expected_index=index)
+        except RecordingCorrupt:
+            if data_key is not None:
+                # A flipped flag bit can make a chunk look final, and the walk then names
+                # the chunk after it; verifying names the altered chunk itself instead
+                # (the same fault when every chunk verifies).  Only on this error path.
+                read_segment(data, data_key, rid, allow_truncated=cut, name=path.name)
+            raise
         if scan.header is not None:
             if scan.header.recording_id != rid:
                 raise RecordingCorrupt(
