@@ -304,4 +304,5 @@ _EVENT_TYPES = [
     events.CallStarted, events.NoticeStarted, events.NoticeFinished, events.NoticeAbandoned,
     events.CallTakerInvited, events.CallBridged, events.CallEnded, events.RecordingSwitched,
     events.TransferRequested, events.CallTransferred, events.CallTakerFailedOver,
+    events.CallTakerProbed,
 ]  # fmt: skip
