@@ -3,6 +3,8 @@ round trips and failovers by reason, in the exposition of the shared registry.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from proxy.calls.hunt import Failover
 from proxy.control.routing_metrics import FAILOVER_REASONS, RoutingMetrics
 from proxy.events import CallTakerFailedOver, CallTakerProbed
@@ -37,3 +39,12 @@ def test_failovers_are_counted_by_reason_from_zero() -> None:
 
 def test_the_reason_labels_are_the_hunts_reasons() -> None:
     assert set(FAILOVER_REASONS) == {reason.value for reason in Failover}
+
+
+def test_every_routing_metric_and_label_is_in_the_metrics_docs() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
+    for name in ("recproxy_call_taker_up", "recproxy_call_taker_probe_seconds",
+                 "recproxy_call_taker_failovers_total", "target", "reason"):  # fmt: skip
+        assert f"`{name}`" in text, name
+    for reason in FAILOVER_REASONS:
+        assert f"`{reason}`" in text, reason
