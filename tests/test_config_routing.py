@@ -10,12 +10,7 @@ import pytest
 from proxy.config import ConfigError, load_config
 
 from .cli.test_cli import recproxy
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "recproxy.toml"
-    path.write_text(text)
-    return path
+from .test_config import write
 
 
 def test_a_hunt_group_of_host_names_and_the_dns_servers_load(tmp_path: Path) -> None:

@@ -71,20 +71,22 @@ async def answer_and_ack(h: Harness, caller: Peer, taker: Peer, request: Request
     await h.until(lambda: h.published(CallBridged))
 
 
+async def ann_rings_too_long(h: Harness, caller: Peer, ann: Peer) -> tuple[Request, Request]:
+    """The call to the hunt group; ann rings (180) and never answers: her INVITE and
+    the one that follows to bob."""
+    await invite(h, caller)
+    await end_notice(h)
+    first = await invited(h, TAKER)
+    h.feed(ann.answer(first, 180), TAKER)
+    return first, await invited(h, TAKER2)
+
+
 async def test_a_call_taker_ringing_past_no_answer_is_cancelled_and_the_next_answers(
     tmp_path: Path,
 ) -> None:
     async with Harness(tmp_path, routing=hunt_group(ANN, BOB, no_answer=0.3)) as h:
-        caller, ann, bob = (
-            Peer(CALLER, "caller", "hunt-1"),
-            Peer(TAKER, "ann", ""),
-            Peer(TAKER2, "bob", ""),
-        )
-        await invite(h, caller)
-        await end_notice(h)
-        first = await invited(h, TAKER)
-        h.feed(ann.answer(first, 180), TAKER)
-        second = await invited(h, TAKER2)
+        caller, ann, bob = parties("hunt-1")
+        first, second = await ann_rings_too_long(h, caller, ann)
         assert any(s.is_request("CANCEL") for s in h.to(TAKER))
         assert str(second.uri) == BOB
         assert second.body != b"" and first.body != b""
@@ -99,11 +101,7 @@ async def test_a_call_taker_ringing_past_no_answer_is_cancelled_and_the_next_ans
 
 async def test_a_busy_call_taker_rolls_to_the_next_at_once(tmp_path: Path) -> None:
     async with Harness(tmp_path, routing=hunt_group(ANN, BOB)) as h:
-        caller, ann, bob = (
-            Peer(CALLER, "caller", "hunt-2"),
-            Peer(TAKER, "ann", ""),
-            Peer(TAKER2, "bob", ""),
-        )
+        caller, ann, bob = parties("hunt-2")
         await invite(h, caller)
         await end_notice(h)
         h.feed(ann.answer(await invited(h, TAKER), 486), TAKER)
@@ -116,11 +114,7 @@ async def test_a_busy_call_taker_rolls_to_the_next_at_once(tmp_path: Path) -> No
 
 async def test_after_the_last_refusal_the_caller_hears_it(tmp_path: Path) -> None:
     async with Harness(tmp_path, routing=hunt_group(ANN, BOB)) as h:
-        caller, ann, bob = (
-            Peer(CALLER, "caller", "hunt-3"),
-            Peer(TAKER, "ann", ""),
-            Peer(TAKER2, "bob", ""),
-        )
+        caller, ann, bob = parties("hunt-3")
         await invite(h, caller)
         await end_notice(h)
         h.feed(ann.answer(await invited(h, TAKER), 486), TAKER)
@@ -181,16 +175,8 @@ async def test_a_late_answer_from_a_cancelled_call_taker_is_acked_and_ended(
     tmp_path: Path,
 ) -> None:
     async with Harness(tmp_path, routing=hunt_group(ANN, BOB, no_answer=0.3)) as h:
-        caller, ann, bob = (
-            Peer(CALLER, "caller", "hunt-6"),
-            Peer(TAKER, "ann", ""),
-            Peer(TAKER2, "bob", ""),
-        )
-        await invite(h, caller)
-        await end_notice(h)
-        first = await invited(h, TAKER)
-        h.feed(ann.answer(first, 180), TAKER)
-        second = await invited(h, TAKER2)
+        caller, ann, bob = parties("hunt-6")
+        first, second = await ann_rings_too_long(h, caller, ann)
         await answer_and_ack(h, caller, bob, second)
         h.feed(ann.answer(first, 200, sdp(50004)), TAKER)  # crossed our CANCEL
         await h.until(lambda: any(s.is_request("BYE") for s in h.to(TAKER)))

@@ -40,6 +40,33 @@ def bob(e2e: E2e, taker_audio: bytes, *, extra: tuple[str, ...] = (), calls: int
     )  # fmt: skip
 
 
+def talk(dialogue: bytes) -> tuple[bytes, bytes]:
+    """What the caller and the answering call taker say: 3 s each."""
+    return seconds_of(dialogue, 0, 3), seconds_of(dialogue, 12, 15)
+
+
+def hunt(
+    e2e: E2e, proxy: ProxyProcess, dialogue: bytes, ann_scenario: str, *, pre_audio_ms: int
+) -> tuple[Sipp, Sipp]:
+    """A call to the hunt group: ann (at the call taker's port) plays ``ann_scenario``,
+    bob answers; both SIPp runs, done."""
+    caller_audio, taker_audio = talk(dialogue)
+    ann = e2e.run_sipp(
+        "ann", ann_scenario, {}, local_port=e2e.ports.taker_sip, media_port=e2e.ports.taker_rtp
+    )
+    second = bob(e2e, taker_audio)
+    caller = e2e.caller(
+        audio_pcap=e2e.rtp_pcap("caller.pcap", caller_audio),
+        pre_audio_ms=pre_audio_ms,
+        hold_ms=3500,
+    )
+    caller.expect_success(timeout=40)
+    ann.expect_success(timeout=10)
+    second.expect_success(timeout=10)
+    proxy.wait_idle()
+    return ann, second
+
+
 def failovers(proxy: ProxyProcess, reason: str) -> float:
     return metric(proxy, f'recproxy_call_taker_failovers_total{{reason="{reason}"}}')
 
@@ -52,26 +79,14 @@ def test_a_call_taker_who_does_not_answer_rolls_to_the_next_and_the_recording_is
     proxy = e2e.proxy(
         ProxySettings(call_takers=(ann_uri, bob_uri), routing="no_answer_seconds = 2")
     )
-    caller_audio, taker_audio = seconds_of(dialogue, 0, 3), seconds_of(dialogue, 12, 15)
-    ann = e2e.run_sipp(
-        "ann", "uas_no_answer", {}, local_port=e2e.ports.taker_sip,
-        media_port=e2e.ports.taker_rtp,
-    )  # fmt: skip
-    second = bob(e2e, taker_audio)
     # 2 s of notice, 2 s of ann ringing, 0.3 s of bob ringing, then the caller talks
-    caller = e2e.caller(
-        audio_pcap=e2e.rtp_pcap("caller.pcap", caller_audio), pre_audio_ms=4800, hold_ms=3500
-    )
-    caller.expect_success(timeout=40)
-    ann.expect_success(timeout=10)
-    second.expect_success(timeout=10)
-    proxy.wait_idle()
+    ann, second = hunt(e2e, proxy, dialogue, "uas_no_answer", pre_audio_ms=4800)
 
     cancelled = ann.first(sent=False, method="CANCEL").time
     invited = ann.first(sent=False, method="INVITE").time
     assert 1.8 <= cancelled - invited <= 3.0, (invited, cancelled)
     assert second.first(sent=False, method="INVITE").time >= cancelled - 0.1
-    assert_recorded(e2e, proxy, 0, caller_audio, taker_audio)
+    assert_recorded(e2e, proxy, 0, *talk(dialogue))
     assert failovers(proxy, "no_answer") == 1
     assert f"call taker {ann_uri} at 127.0.0.1:{e2e.ports.taker_sip}" in proxy.log_text()
 
@@ -80,22 +95,11 @@ def test_a_busy_call_taker_rolls_to_the_next_at_once(e2e: E2e, dialogue: bytes) 
     ann_uri = f"sip:calltaker@127.0.0.1:{e2e.ports.taker_sip}"
     bob_uri = f"sip:bob@127.0.0.1:{e2e.ports.spare_sip(0)}"
     proxy = e2e.proxy(ProxySettings(call_takers=(ann_uri, bob_uri)))
-    caller_audio, taker_audio = seconds_of(dialogue, 0, 3), seconds_of(dialogue, 12, 15)
-    ann = e2e.run_sipp(
-        "ann", "uas_busy", {}, local_port=e2e.ports.taker_sip, media_port=e2e.ports.taker_rtp
-    )
-    second = bob(e2e, taker_audio)
-    caller = e2e.caller(
-        audio_pcap=e2e.rtp_pcap("caller.pcap", caller_audio), pre_audio_ms=2800, hold_ms=3500
-    )
-    caller.expect_success(timeout=40)
-    ann.expect_success(timeout=10)
-    second.expect_success(timeout=10)
-    proxy.wait_idle()
+    ann, second = hunt(e2e, proxy, dialogue, "uas_busy", pre_audio_ms=2800)
 
     busy = ann.first(sent=True, status=486).time
     assert 0 <= second.first(sent=False, method="INVITE").time - busy < 0.5
-    assert_recorded(e2e, proxy, 0, caller_audio, taker_audio)
+    assert_recorded(e2e, proxy, 0, *talk(dialogue))
     assert failovers(proxy, "refused") == 1
 
 
@@ -117,7 +121,7 @@ def test_a_dead_first_srv_address_fails_over_to_the_second(e2e: E2e, dialogue: b
                 extra=f'[dns]\nnameservers = ["{dns.address}"]\n',
             )
         )
-        caller_audio, taker_audio = seconds_of(dialogue, 0, 3), seconds_of(dialogue, 12, 15)
+        caller_audio, taker_audio = talk(dialogue)
         taker = e2e.call_taker(audio_pcap=e2e.rtp_pcap("taker.pcap", taker_audio), ring_ms=300)
         caller = e2e.caller(
             audio_pcap=e2e.rtp_pcap("caller.pcap", caller_audio), pre_audio_ms=4800,
@@ -141,7 +145,7 @@ def test_keepalives_mark_a_dead_call_taker_down_and_a_call_skips_it(
     dead_uri = f"sip:dead@127.0.0.1:{e2e.ports.spare_sip(1)}"  # nothing listens
     bob_uri = f"sip:bob@127.0.0.1:{e2e.ports.spare_sip(0)}"
     routing = "no_answer_seconds = 10\noptions_interval_seconds = 0.3\noptions_failures = 2"
-    caller_audio, taker_audio = seconds_of(dialogue, 0, 3), seconds_of(dialogue, 12, 15)
+    caller_audio, taker_audio = talk(dialogue)
     # -aa: SIPp answers each OPTIONS 200, as a call of its own (so many calls allowed)
     second = bob(e2e, taker_audio, extra=("-aa",), calls=1000)
     proxy = e2e.proxy(ProxySettings(call_takers=(dead_uri, bob_uri), routing=routing))
