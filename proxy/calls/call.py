@@ -132,7 +132,7 @@ class Call:
         )
         self.offers = Renegotiation(self)
         self.transfers = Transfers(self)
-        self.hunt = Hunt(self, self._next, self._common)
+        self.hunt = Hunt(self, self._next, self._common, self._until)
         self._bridged_at: float | None = None  # monotonic
         self._packets_at_bridge = (0, 0)
 

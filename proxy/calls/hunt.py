@@ -73,10 +73,20 @@ Attempt = ResponseReceived | tuple[Failover, int]
 class Hunt:
     """Rings one call's call takers; :meth:`ring` returns the 2xx that answered."""
 
-    def __init__(self, call: Call, next_event: NextEvent, common: Callable[[Event], None]) -> None:
+    def __init__(
+        self,
+        call: Call,
+        next_event: NextEvent,
+        common: Callable[[Event], None],
+        until: Callable[[asyncio.Future[None]], Awaitable[None]],
+    ) -> None:
+        """``next_event``, ``common`` and ``until`` are the call's: its next event (or
+        None after a timeout), what it does with an event of any phase, and handling
+        its events until a future is done."""
         self.call = call
         self._next = next_event
         self._common = common
+        self._until = until
         self._invited = False
 
     async def ring(self) -> ResponseReceived:
@@ -109,13 +119,23 @@ class Hunt:
         raise CallOver(refusal_outcome(status), "call_taker", f"no call taker answered ({status})")
 
     async def _resolve(self, uri: Uri, deadline: float) -> list[Target]:
+        """``uri``'s addresses, found by the ring deadline; the call's events are handled
+        meanwhile (a caller who hangs up during a slow lookup is not kept waiting)."""
         if not isinstance(uri, SipUri):
             return []
         remaining = max(deadline - self.call.b2bua.now(), 0.01)
+        lookup = asyncio.ensure_future(
+            asyncio.wait_for(self.call.b2bua.resolver.resolve(uri), remaining)
+        )
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lookup.add_done_callback(lambda _: _settle(done))
         try:
-            return await asyncio.wait_for(self.call.b2bua.resolver.resolve(uri), remaining)
-        except TimeoutError:
-            return []
+            await self._until(done)
+        finally:
+            lookup.cancel()
+        if lookup.cancelled() or lookup.exception() is not None:
+            return []  # the ring deadline passed first
+        return lookup.result()
 
     async def _attempt(self, uri: Uri, target: Target, deadline: float) -> Attempt:
         """One INVITE to ``target``: its 2xx, or why to move on and the status to give."""
@@ -183,3 +203,8 @@ class Hunt:
         call.b2bua.publish(
             CallTakerFailedOver(call.id, call_taker, str(target or ""), reason.value, status)
         )
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -5,6 +5,7 @@ marked down by its keepalives, and a late answer from one the hunt moved on from
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from proxy.sip.message import Request, Response
 from proxy.sip.resolve import Query, Record, Srv, Target
 
 from .call_harness import CALLER, TAKER, Harness, Peer, sdp
-from .test_call_flow import invite, no_sockets  # noqa: F401 (the fixture)
+from .test_call_flow import CALLER_TO, invite, invite_branch, no_sockets  # noqa: F401
 
 TAKER2 = ("127.0.0.1", 5072)
 ANN = f"sip:ann@{TAKER[0]}:{TAKER[1]}"
@@ -42,6 +43,14 @@ class ZoneResolver(Resolver):
 
     async def lookup(self, query: Query) -> list[Record]:
         return list(self.zone.get((query.name, query.rdtype), []))
+
+
+class StuckResolver(Resolver):
+    """A name server that never answers."""
+
+    async def lookup(self, query: Query) -> list[Record]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
 
 
 async def end_notice(h: Harness) -> None:
@@ -185,3 +194,33 @@ async def test_a_late_answer_from_a_cancelled_call_taker_is_acked_and_ended(
         assert h.call.sip.b_dialog.remote_target.port == TAKER2[1]  # bob's call goes on
         assert not any(s.is_request("BYE") for s in h.to(TAKER2))
         assert not any(s.is_request("BYE") for s in h.to(CALLER))
+
+
+async def test_a_caller_who_hangs_up_during_a_slow_lookup_is_not_kept_waiting(
+    tmp_path: Path,
+) -> None:
+    routing = hunt_group("sip:desk@pbx.example")
+    async with Harness(tmp_path, routing=routing, resolver=StuckResolver()) as h:
+        caller = Peer(CALLER, "caller", "hunt-7")
+        await invite(h, caller)
+        await end_notice(h)
+        await asyncio.sleep(0.05)  # the lookup is under way
+        h.feed(caller.request("CANCEL", to=CALLER_TO, branch=invite_branch(caller)), CALLER)
+        await h.until(lambda: h.published(CallEnded), seconds=1)
+        (ended,) = h.published(CallEnded)
+        assert ended.outcome == "caller_abandoned_while_ringing"
+        assert not [s for s in h.sent if s.is_request("INVITE")]
+
+
+async def test_a_lookup_still_unanswered_at_the_ring_timeout_fails_the_call(
+    tmp_path: Path,
+) -> None:
+    routing = RoutingSettings(call_takers=("sip:desk@pbx.example",), ring_timeout_seconds=1)
+    async with Harness(tmp_path, routing=routing, resolver=StuckResolver()) as h:
+        await invite(h, Peer(CALLER, "caller", "hunt-8"))
+        await end_notice(h)
+        await h.until(lambda: h.published(CallEnded), seconds=3)
+        (moved,) = h.published(CallTakerFailedOver)
+        assert (moved.reason, moved.target) == ("unresolved", "")
+        finals = [s.message.status for s in h.to(CALLER) if isinstance(s.message, Response)]
+        assert finals[-1] == 480
