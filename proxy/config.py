@@ -98,7 +98,15 @@ class RouteRule:
     numbers: frozenset[str] = frozenset()  # E.164
     direction: str = "inbound"  # "inbound" | "outbound"
     service: str | None = None
-    call_taker: str | None = None  # inbound: someone other than routing.call_taker
+    # inbound: someone other than routing.call_taker(s); a list is a hunt group (issue 18)
+    call_taker: str | tuple[str, ...] | None = None
+
+    @property
+    def hunt_group(self) -> tuple[str, ...]:
+        """This rule's call takers in order (none: the routing's)."""
+        if self.call_taker is None:
+            return ()
+        return (self.call_taker,) if isinstance(self.call_taker, str) else self.call_taker
 
     def matches(self, number: str) -> bool:
         if number in self.numbers:
@@ -122,6 +130,12 @@ class RoutingSettings:
     def hunt_group(self) -> tuple[str, ...]:
         """The call takers an inbound call rings, in order."""
         return self.call_takers or (self.call_taker,)
+
+    @property
+    def every_call_taker(self) -> tuple[str, ...]:
+        """Each call taker of the hunt group and of the rules, once (for keepalives)."""
+        found = [*self.hunt_group, *(uri for rule in self.rules for uri in rule.hunt_group)]
+        return tuple(dict.fromkeys(found))
 
     def rule_for(self, number: str, *, outbound_allowed: bool) -> RouteRule | None:
         """The first rule for ``number``, normalised (``NumberSettings.normalise``)."""
@@ -654,6 +668,11 @@ def _sip_uris(value: Any) -> tuple[str, ...]:
     return uris
 
 
+def _sip_uri_or_list(value: Any) -> str | tuple[str, ...]:
+    """One SIP URI, or a list of them (a hunt group)."""
+    return _sip_uris(value) if isinstance(value, list) else _sip_uri(value)
+
+
 def _nameservers(value: Any) -> tuple[str, ...]:
     """DNS servers as ``"192.0.2.53"`` (port 53), ``"127.0.0.1:5353"`` or ``"[::1]:53"``;
     kept as ``host:port`` (IPv6 in brackets)."""
@@ -997,7 +1016,7 @@ def _rule_keys(numbers: NumberSettings) -> Mapping[str, _Parser]:
         "numbers": _phone_numbers(numbers),
         "direction": _choice("inbound", "outbound"),
         "service": _text,
-        "call_taker": _sip_uri,
+        "call_taker": _sip_uri_or_list,
     }
 
 

@@ -53,6 +53,10 @@ def test_the_defaults_ring_one_call_taker_with_no_keepalives(tmp_path: Path) -> 
         ('[dns]\nnameservers = "127.0.0.1"\n', "dns.nameservers: must be a list"),
         ("[dns]\ntimeout_seconds = 0\n", "dns.timeout_seconds:"),
         ("[dns]\nsearch = true\n", "dns.search: unknown key"),
+        (
+            '[[routing.rules]]\nmatch = "7"\ncall_taker = []\n',
+            "routing.rules[0].call_taker: must be a non-empty list",
+        ),
     ],
 )
 def test_bad_routing_and_dns_values_are_named(tmp_path: Path, text: str, named: str) -> None:

@@ -124,7 +124,7 @@ class B2bua:
         self.health = TargetHealth(config.routing.options_failures)
         self.prober = Prober(
             core,
-            [uri for uri in map(parse_uri, config.routing.hunt_group) if isinstance(uri, SipUri)],
+            [u for u in map(parse_uri, config.routing.every_call_taker) if isinstance(u, SipUri)],
             self.resolver,
             self.health,
             interval=config.routing.options_interval_seconds,

@@ -62,9 +62,9 @@ def plan_call(config: Config, request: Request, source_host: str, caller: str) -
         trunk = parse_uri(config.routing.trunk)
         target = replace(trunk, user=dialled) if isinstance(trunk, SipUri) else trunk
         hunt = ()
-    elif rule is not None and rule.call_taker is not None:
-        target = parse_uri(rule.call_taker)
-        hunt = ()
+    elif rule is not None and rule.hunt_group:
+        hunt = tuple(parse_uri(uri) for uri in rule.hunt_group)
+        target = hunt[0]
     wants_notice = not outbound
     if service is not None and service.notice is not None:
         wants_notice = service.notice
