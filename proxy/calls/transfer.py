@@ -41,6 +41,7 @@ from ..sip.dialog import Dialog, DialogState
 from ..sip.errors import RemoteSipError
 from ..sip.events import Event, RequestReceived, ResponseReceived, TransactionTimedOut
 from ..sip.message import Request
+from ..sip.resolve import Target
 from ..sip.transaction import ClientTransaction, TransactionState
 from ..sip.uri import SipUri, parse_uri
 from ..storage.catalog import Attribution, CallOutcome
@@ -231,17 +232,32 @@ class Transfers:
         self._notify(dialog, 100, "Trying")
         call.b2bua.publish(TransferRequested(call.id, call.operator, operator.name))
         log.info("call %s: %s transfers the call to %s", call.id, call.operator, operator.name)
-        try:
-            leg = await call.media.open_transfer(call.call_taker_media_host(target))
-        except (NoPortsAvailable, CallOver):
+        # a phone named by a host name goes to its first RFC 3263 address (issue 18)
+        found = await call.b2bua.resolver.resolve(target)
+        leg = await self._target_leg(found[0]) if found else None
+        if not found or leg is None:
             self._notify(dialog, 503, "Service Unavailable")
             call.b2bua.publish(CallTransferred(call.id, "failed", operator.name, 503))
             return
+        address = found[0]
         side = LegSdp("call taker", secrets.randbelow(2**31), call.config.sip.advertise)
         side.port, side.address = leg.port, leg.local_host
-        txn = call.sip.send(call.call_taker_invite(target, side))
+        txn = call.sip.send(
+            call.call_taker_invite(target, side),
+            destination=(address.host, address.port),
+            transport=address.transport,
+        )
         deadline = call.b2bua.now() + call.config.routing.ring_timeout_seconds
         self.pending = _Pending(target, operator, dialog, leg, side, txn, deadline)
+
+    async def _target_leg(self, address: Target) -> RtpLeg | None:
+        """The target's RTP leg, in its address's family; None when none can be opened."""
+        call = self.call
+        try:
+            host = call.call_taker_media_host(SipUri(host=address.host))
+            return await call.media.open_transfer(host)
+        except (NoPortsAvailable, CallOver):
+            return None
 
     async def _answered(self, pending: _Pending, event: ResponseReceived) -> None:
         """The target answered: it takes the call, the first call taker's leg ends."""
