@@ -8,6 +8,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.sip.resolve import (
     Naptr,
@@ -160,3 +162,55 @@ def test_the_same_seed_gives_the_same_order() -> None:
 @pytest.mark.parametrize("flags", ["", "a", "u"])
 def test_naptr_records_without_the_s_flag_are_not_used(flags: str) -> None:
     assert naptr_choices([Naptr(1, 1, flags, "SIP+D2U", "_sip._udp.x")], ("UDP",)) == []
+
+
+srv_records = st.lists(
+    st.builds(
+        Srv,
+        priority=st.integers(0, 3),
+        weight=st.integers(0, 100),
+        port=st.integers(1, 65535),
+        target=st.sampled_from(["a", "b", "c", "d"]),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(records=srv_records, seed=st.integers(0, 2**32))
+def test_srv_order_is_a_permutation_sorted_by_priority(records: list[Srv], seed: int) -> None:
+    ordered = order_srv(records, random.Random(seed))
+    assert sorted(ordered, key=repr) == sorted(records, key=repr)
+    assert [r.priority for r in ordered] == sorted(r.priority for r in records)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    naptrs=st.lists(
+        st.builds(
+            Naptr,
+            order=st.integers(0, 3),
+            preference=st.integers(0, 3),
+            flags=st.sampled_from(["s", "S", "a", ""]),
+            service=st.sampled_from(["SIP+D2U", "SIP+D2T", "SIPS+D2T", "E2U+sip", "x"]),
+            replacement=st.sampled_from(["_sip._udp.h", "_sip._tcp.h", ".", ""]),
+        ),
+        max_size=6,
+    ),
+    srvs=srv_records,
+)
+def test_resolution_of_any_answers_gives_targets_of_our_transports(
+    naptrs: list[Naptr], srvs: list[Srv]
+) -> None:
+    zone: dict[tuple[str, str], Sequence[Record]] = {("h", "NAPTR"): naptrs}
+    for name in ("_sip._udp.h", "_sip._tcp.h"):
+        zone[(name, "SRV")] = srvs
+    for host in ("a", "b", "c", "d", "h"):
+        zone[(host, "A")] = ["192.0.2.1"]
+    targets, asked = resolve("sip:x@h", zone, transports=("UDP",))
+    assert all(t.transport == "UDP" and t.host == "192.0.2.1" for t in targets)
+    assert len(set(targets)) == len(targets)
+    # NAPTR; per usable NAPTR record its SRV and two address questions per SRV record;
+    # then our one transport's SRV and its addresses; then the host's two
+    n, s = len(naptrs), len(srvs)
+    assert len(asked) <= 1 + n * (1 + 2 * s) + (1 + 2 * s) + 2
