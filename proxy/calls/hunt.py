@@ -98,7 +98,10 @@ class Hunt:
         deadline = b2bua.now() + routing.ring_timeout_seconds
         status = 480
         group = {str(uri): uri for uri in call.plan.hunt_group}
-        for name in health.usable(list(group)):
+        ringing = health.usable(list(group))
+        for skipped in group.keys() - set(ringing):
+            log.info("call %s: call taker %s is down (keepalives): skipped", call.id, skipped)
+        for name in ringing:
             uri = group[name]
             targets = await self._resolve(uri, deadline)
             if not targets:
@@ -197,7 +200,7 @@ class Hunt:
     ) -> None:
         call = self.call
         log.info(
-            "call %s: call taker %s at %s: %s (%s), trying the next",
+            "call %s: call taker %s at %s: %s (%s), moving on",
             call.id, call_taker, target or "no address", reason.value, status,
         )  # fmt: skip
         call.b2bua.publish(

@@ -174,6 +174,7 @@ def test_keepalives_mark_a_dead_call_taker_down_and_a_call_skips_it(
     assert_recorded(e2e, proxy, 0, caller_audio, taker_audio)
     for reason in ("no_response", "no_answer", "unavailable"):
         assert failovers(proxy, reason) == 0
+    assert f"call taker {dead_uri} is down (keepalives): skipped" in proxy.log_text()
 
 
 def bob_answered_bye(run: Sipp) -> bool:
