@@ -373,7 +373,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
         "/".join(config.sip.transports),
         *config.media.rtp_ports,
         *(http.bound or config.http.listen),
-        config.routing.call_taker,
+        ", ".join(config.routing.hunt_group),
     )
     return Server(
         config,

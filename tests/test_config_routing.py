@@ -78,3 +78,11 @@ def test_config_check_refuses_both_forms_with_one_line_and_ex_config(tmp_path: P
     result = recproxy("config", "check", "--config", "recproxy.toml", cwd=tmp_path)
     assert result.returncode == 78, (result.stdout, result.stderr)  # EX_CONFIG, as for any
     assert "routing.call_taker and routing.call_takers: set one of them" in result.stderr
+
+
+def test_config_check_names_the_hunt_group_in_order(tmp_path: Path) -> None:
+    write(tmp_path, '[routing]\ncall_takers = ["sip:b@192.0.2.2", "sip:a@pbx.example"]\n')
+    result = recproxy("config", "check", "--config", "recproxy.toml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if "call taker" in line]
+    assert line.split(None, 2)[2] == "sip:b@192.0.2.2, sip:a@pbx.example"
