@@ -43,6 +43,7 @@ from .control.hold_metrics import HoldCounter
 from .control.http import HttpServer, build_app
 from .control.metrics import CallsSnapshot, Metrics, RecordingsSnapshot, event_loop_name
 from .control.retention_metrics import RetentionMetrics
+from .control.routing_metrics import RoutingMetrics
 from .control.sar_metrics import SarCounter
 from .control.webhook import WebhookSender
 from .events import EventBus
@@ -245,6 +246,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     bus = EventBus()
     metrics.subscribe(bus)
     RetentionMetrics(metrics.registry).subscribe(bus)
+    RoutingMetrics(metrics.registry).subscribe(bus)  # issue 18: call takers' health
     call_feed = CallFeed()  # the call takers' pages, live (issue 17)
     call_feed.subscribe(bus)
 
@@ -323,6 +325,10 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     if bound is not None and bound[1] != port:  # port 0: advertise the real one
         core.settings = replace(core.settings, port=bound[1])
 
+    # issue 18: OPTIONS keepalives to the call takers (a no-op when the interval is 0)
+    probing = asyncio.create_task(b2bua.prober.run(), name="call taker keepalives")
+    stack.push_async_callback(_cancel, probing)
+
     hold_counter = HoldCounter(catalog.holds, config.holds.kinds)
     hold_counting = asyncio.create_task(hold_counter.run(), name="hold metrics")
     stack.push_async_callback(_cancel, hold_counting)
@@ -380,7 +386,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
         "/".join(config.sip.transports),
         *config.media.rtp_ports,
         *(http.bound or config.http.listen),
-        config.routing.call_taker,
+        ", ".join(config.routing.hunt_group),
     )
     return Server(
         config,

@@ -98,7 +98,15 @@ class RouteRule:
     numbers: frozenset[str] = frozenset()  # E.164
     direction: str = "inbound"  # "inbound" | "outbound"
     service: str | None = None
-    call_taker: str | None = None  # inbound: someone other than routing.call_taker
+    # inbound: someone other than routing.call_taker(s); a list is a hunt group (issue 18)
+    call_taker: str | tuple[str, ...] | None = None
+
+    @property
+    def hunt_group(self) -> tuple[str, ...]:
+        """This rule's call takers in order (none: the routing's)."""
+        if self.call_taker is None:
+            return ()
+        return (self.call_taker,) if isinstance(self.call_taker, str) else self.call_taker
 
     def matches(self, number: str) -> bool:
         if number in self.numbers:
@@ -112,6 +120,22 @@ class RoutingSettings:
     ring_timeout_seconds: float = 60.0
     trunk: str | None = None  # outbound calls go out through it; None: no outbound calls
     rules: tuple[RouteRule, ...] = ()
+    # -- a hunt group and its keepalive (issue 18) --
+    call_takers: tuple[str, ...] = ()  # tried in order; empty: call_taker alone
+    no_answer_seconds: float = 0.0  # ring one call taker at most this long; 0: no limit
+    options_interval_seconds: float = 0.0  # OPTIONS to each call taker; 0: off
+    options_failures: int = 3  # probes failed in a row that mark a call taker down
+
+    @property
+    def hunt_group(self) -> tuple[str, ...]:
+        """The call takers an inbound call rings, in order."""
+        return self.call_takers or (self.call_taker,)
+
+    @property
+    def every_call_taker(self) -> tuple[str, ...]:
+        """Each call taker of the hunt group and of the rules, once (for keepalives)."""
+        found = [*self.hunt_group, *(uri for rule in self.rules for uri in rule.hunt_group)]
+        return tuple(dict.fromkeys(found))
 
     def rule_for(self, number: str, *, outbound_allowed: bool) -> RouteRule | None:
         """The first rule for ``number``, normalised (``NumberSettings.normalise``)."""
@@ -450,6 +474,14 @@ class SiprecSettings:
 
 
 @dataclass(frozen=True)
+class DnsSettings:
+    """RFC 3263 lookups of call-taker and trunk URIs that name hosts (issue 18)."""
+
+    nameservers: tuple[str, ...] = ()  # "host:port"; empty: the system's (resolv.conf)
+    timeout_seconds: float = 2.0  # per lookup
+
+
+@dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
@@ -475,6 +507,7 @@ class Config:
     sar: SarSettings = field(default_factory=SarSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     siprec: SiprecSettings = field(default_factory=SiprecSettings)
+    dns: DnsSettings = field(default_factory=DnsSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -640,6 +673,42 @@ def _sip_uri(value: Any) -> str:
     if not isinstance(uri, SipUri):
         raise ValueError(f"must be a sip: URI, got {value!r}")
     return text
+
+
+def _sip_uris(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(
+            f'must be a non-empty list of SIP URIs like ["sip:desk@pbx.example"], got {value!r}'
+        )
+    uris = tuple(_sip_uri(item) for item in value)
+    if len(set(uris)) != len(uris):
+        raise ValueError(f"lists a call taker twice: {value!r}")
+    return uris
+
+
+def _sip_uri_or_list(value: Any) -> str | tuple[str, ...]:
+    """One SIP URI, or a list of them (a hunt group)."""
+    return _sip_uris(value) if isinstance(value, list) else _sip_uri(value)
+
+
+def _nameservers(value: Any) -> tuple[str, ...]:
+    """DNS servers as ``"192.0.2.53"`` (port 53), ``"127.0.0.1:5353"`` or ``"[::1]:53"``;
+    kept as ``host:port`` (IPv6 in brackets)."""
+    if not isinstance(value, list):
+        raise ValueError(f'must be a list like ["127.0.0.1:53"], got {value!r}')
+    servers: list[str] = []
+    for item in value:
+        try:
+            host, port = (_ip(item), 53)
+        except ValueError:
+            try:
+                host, port = parse_hostport(item)
+            except ValueError:
+                raise ValueError(
+                    f'{item!r} is not an IP address with an optional port, like "127.0.0.1:5353"'
+                ) from None
+        servers.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return tuple(servers)
 
 
 def _port_range(value: Any) -> tuple[int, int]:
@@ -861,7 +930,12 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "call_taker": _sip_uri,
             "ring_timeout_seconds": _number(1, 600),
             "trunk": _sip_uri,
+            "call_takers": _sip_uris,
+            "no_answer_seconds": _number(0, 600),
+            "options_interval_seconds": _number(0, 3600),
+            "options_failures": _int(1, 100),
         },
+        "dns": {"nameservers": _nameservers, "timeout_seconds": _number(0.1, 30)},
         "notice": {
             "prompt": prompt,
             "no_record_prompt": prompt,
@@ -966,7 +1040,7 @@ def _rule_keys(numbers: NumberSettings) -> Mapping[str, _Parser]:
         "numbers": _phone_numbers(numbers),
         "direction": _choice("inbound", "outbound"),
         "service": _text,
-        "call_taker": _sip_uri,
+        "call_taker": _sip_uri_or_list,
     }
 
 
@@ -1032,6 +1106,7 @@ _SECTIONS: Mapping[str, type] = {
     "sar": SarSettings,
     "console": ConsoleSettings,
     "siprec": SiprecSettings,
+    "dns": DnsSettings,
 }
 
 # Values renamed but still accepted: (section, key) → old value → new value.  "ulaw" was
@@ -1092,6 +1167,12 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         problems.append(
             f"accounts: idle_minutes ({accounts.idle_minutes}) is longer than "
             f"browser_session_minutes ({accounts.browser_session_minutes}); it would never apply"
+        )
+    routing_raw = data.get("routing")
+    if isinstance(routing_raw, dict) and {"call_taker", "call_takers"} <= routing_raw.keys():
+        problems.append(
+            "routing.call_taker and routing.call_takers: set one of them "
+            "(call_takers is the list form)"
         )
     transcripts = sections["transcripts"]
     if transcripts.model_sha256 is not None and transcripts.model_path is None:

@@ -53,7 +53,7 @@ def check_config(config: Config) -> list[str]:
         ("config", f"{config.source or 'defaults'}"),
         ("version", version_of(config, digests).short),
         ("sip", f"{_address(sip.listen)} {'+'.join(sip.transports)}, advertise {sip.advertise}"),
-        ("call taker", config.routing.call_taker),
+        ("call taker", ", ".join(config.routing.hunt_group)),  # in order (issue 18)
         ("http", _address(config.http.listen)),
         *(("prompt", line) for line in prompts),
         ("public key", key_line),

@@ -234,6 +234,34 @@ class RecordingExported:
     channels: str
 
 
+# --- routing: the hunt for a call taker and their health (issue 18) --------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallTakerFailedOver:
+    """An INVITE to a call taker ended without an answer and the call moved on: to the
+    call taker's next address (``no_response``, ``unavailable``: RFC 3263 §4.3) or to
+    the next call taker (``no_answer``, ``refused``, ``unresolved``)."""
+
+    call_id: str
+    call_taker: str  # the URI as configured
+    target: str  # the address tried ("" when none was found)
+    reason: str
+    status: int | None = None  # the final response, if one came
+
+
+@dataclass(frozen=True, slots=True)
+class CallTakerProbed:
+    """An OPTIONS keepalive to one of a call taker's addresses ended: ``up`` is the call
+    taker's health after it (any address up), ``round_trip_seconds`` None when the probe
+    got no answer or one meaning unavailable (408, 503)."""
+
+    call_taker: str
+    target: str
+    up: bool
+    round_trip_seconds: float | None
+
+
 # --- records governance --------------------------------------------------------------
 
 
@@ -302,6 +330,8 @@ Event = (
     | TransferRequested
     | CallTransferred
     | CallEnded
+    | CallTakerFailedOver
+    | CallTakerProbed
     | RecordingStarted
     | RecordingSwitched
     | SegmentSealed

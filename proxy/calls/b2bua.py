@@ -35,11 +35,15 @@ from ..sip.events import (
     TransactionTimedOut,
 )
 from ..sip.message import Request
+from ..sip.uri import SipUri, parse_uri
 from ..storage.catalog import Catalog
 from .call import Call
+from .health import TargetHealth
 from .media_wiring import Player, SessionFactory
 from .phases import CallPhase
+from .probe import Prober
 from .prompt import Prompt
+from .resolver import Resolver
 from .routes import CallRoutes
 from .siprec import RecordingSession
 from .siprec_offer import is_siprec
@@ -81,6 +85,7 @@ class B2bua:
         player: Player | None = None,
         sessions: SessionFactory | None = None,
         config_version: str | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         """``publish`` gets the calls' domain events; ``flush`` sends what the SIP core
         has queued (the transport's, which is built after this, as it delivers to
@@ -112,6 +117,25 @@ class B2bua:
         self.accepting = True
         self.stats: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # -- routing (issue 18): DNS, the call takers' health and their keepalives --
+        self.resolver = resolver or Resolver(
+            config.dns.nameservers,
+            timeout=config.dns.timeout_seconds,
+            transports=[t.upper() for t in config.sip.transports],
+            families=(4, 6) if config.sip.media_host(6) else (4,),
+        )
+        self.health = TargetHealth(config.routing.options_failures)
+        self.prober = Prober(
+            core,
+            [u for u in map(parse_uri, config.routing.every_call_taker) if isinstance(u, SipUri)],
+            self.resolver,
+            self.health,
+            interval=config.routing.options_interval_seconds,
+            local_host=advertise,
+            now=self.now,
+            flush=lambda: self.flush(),
+            publish=publish,
+        )
 
     # -- SIP plumbing -------------------------------------------------------------------
 
@@ -133,6 +157,10 @@ class B2bua:
                 self._new_call(event)
             else:
                 self._out_of_dialog(event)
+        elif isinstance(event, ResponseReceived | TransactionTimedOut) and self.prober.owns(
+            event.transaction
+        ):
+            self.prober.on_event(event)
         elif isinstance(event, ResponseReceived | TransactionTimedOut | RequestCancelled):
             self._to_call(self.routes.for_transaction(event.transaction), event)
         elif isinstance(event, AckReceived):

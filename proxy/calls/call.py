@@ -36,7 +36,6 @@ from ..events import (
     CallBridged,
     CallEnded,
     CallStarted,
-    CallTakerInvited,
     NoticeAbandoned,
     NoticeFinished,
     NoticeStarted,
@@ -61,6 +60,7 @@ from ..sip.uri import SipUri, Uri
 from ..storage.catalog import CallDirection, CallOutcome, NewCall
 from .consent import NoticeHeard, store_receipt
 from .ending import close_recording_and_call
+from .hunt import Hunt
 from .media_wiring import CallMedia, channel_summary, check_family
 from .offer_answer import RECORDABLE_CODECS, LegSdp
 from .parties import accepts_sdp, identify, party
@@ -133,6 +133,7 @@ class Call:
         )
         self.offers = Renegotiation(self)
         self.transfers = Transfers(self)
+        self.hunt = Hunt(self, self._next, self._common, self._until)
         self._bridged_at: float | None = None  # monotonic
         self._packets_at_bridge = (0, 0)
 
@@ -315,47 +316,16 @@ class Call:
             await self._consent_receipt(heard)
 
     async def _ring_call_taker(self) -> None:
-        """Invite the call taker; ringback to the caller until an answer, a refusal or
-        the ring timeout (none while the caller holds the call)."""
+        """Ringback to the caller while the call takers are rung in turn (:mod:`.hunt`)
+        until one answers, all refuse or the ring timeout passes."""
         audio = self.a.audio
         assert self.media.a_leg is not None and audio is not None
         self.phase = CallPhase.RINGING
-        b_leg = await self.media.open_b(self.call_taker_media_host(self.plan.target))
-        self.b.port = b_leg.port
-        self.b.address = b_leg.local_host
         # after the notice, in its stream; with no notice, ringback starts the stream
         self.media.pace_to_caller(RingbackTone(self.config.notice.ringback), audio)
         if not self.a.holds:
             self.media.play_to_caller()
-        sip = self.sip
-        b_txn = sip.invite_b(self.call_taker_invite(self.plan.target, self.b))
-        self.b2bua.publish(CallTakerInvited(self.id, self._setup_seconds()))
-        timeout = self.config.routing.ring_timeout_seconds
-        deadline = self.b2bua.now() + timeout
-        while True:
-            remaining = deadline - self.b2bua.now()
-            if remaining <= 0:
-                sip.cancel_b()
-                sip.fail(480)
-                raise CallOver(CallOutcome.NO_ANSWER, "call_taker", "no answer")
-            event = await self._next(timeout=remaining)
-            if event is None:
-                continue
-            if isinstance(event, ResponseReceived) and event.transaction is b_txn:
-                status = event.response.status
-                if status < 200:
-                    if event.dialog is not None:
-                        sip.adopt(event.dialog)
-                    continue
-                if status < 300:
-                    await self._call_taker_answered(event)
-                    return
-                sip.fail(status)
-                raise CallOver(_refusal_outcome(status), "call_taker", str(status))
-            if isinstance(event, TransactionTimedOut) and event.transaction is b_txn:
-                sip.fail(408)
-                raise CallOver(CallOutcome.NO_ANSWER, "call_taker", "no response")
-            self._common(event)
+        await self._call_taker_answered(await self.hunt.ring())
 
     async def _call_taker_answered(self, event: ResponseReceived) -> None:
         assert self.media.b_leg is not None
@@ -404,7 +374,7 @@ class Call:
         self._bridged_at = time.monotonic()
         self._packets_at_bridge = self.media.packets_in()
         self.phase = CallPhase.BRIDGED
-        self.b2bua.publish(CallBridged(self.id, self._setup_seconds(), self.operator))
+        self.b2bua.publish(CallBridged(self.id, self.setup_seconds(), self.operator))
         # a hold or codec change of one party before the bridge reaches the other now
         if pair is not None:
             pair.caller.set_held(self.offers.anyone_holds)
@@ -605,7 +575,7 @@ class Call:
                 getter.cancel()
         _raise_media_error(done)
 
-    def _setup_seconds(self) -> float:
+    def setup_seconds(self) -> float:
         return max((_utc_now() - self.started_at).total_seconds(), 0.0)
 
     def _caller_left_outcome(self) -> CallOutcome:
@@ -707,16 +677,6 @@ def resolve(future: asyncio.Future[None]) -> None:
 def _resolver(future: asyncio.Future[None]) -> Callable[[object], None]:
     """A done-callback that resolves ``future`` (when another future is done)."""
     return lambda _: resolve(future)
-
-
-def _refusal_outcome(status: int) -> CallOutcome:
-    if status in (486, 600):
-        return CallOutcome.CALLTAKER_BUSY
-    if status in (603, 403):
-        return CallOutcome.CALLTAKER_DECLINED
-    if status in (408, 480):
-        return CallOutcome.NO_ANSWER
-    return CallOutcome.FAILED
 
 
 def _utc_now() -> datetime:

@@ -24,6 +24,12 @@ class CallPlan:
     record: bool = True
     do_not_record: bool = False  # the caller asked in writing not to be recorded
     notice: Path | None = None  # the prompt the caller hears first; None: no notice
+    hunt: tuple[Uri, ...] = ()  # the call takers rung in turn ([routing] call_takers)
+
+    @property
+    def hunt_group(self) -> tuple[Uri, ...]:
+        """Where leg B may go, in order: the hunt group, else the one target."""
+        return self.hunt or (self.target,)
 
     @property
     def service_name(self) -> str | None:
@@ -37,7 +43,7 @@ class CallPlan:
 
 def unplanned(config: Config, caller: str, callee: str) -> CallPlan:
     """A call before it is planned: the parties as the INVITE names them."""
-    return CallPlan(caller, callee, parse_uri(config.routing.call_taker))
+    return CallPlan(caller, callee, parse_uri(config.routing.hunt_group[0]))
 
 
 def plan_call(config: Config, request: Request, source_host: str, caller: str) -> CallPlan:
@@ -49,13 +55,16 @@ def plan_call(config: Config, request: Request, source_host: str, caller: str) -
     rule = config.routing.rule_for(number, outbound_allowed=outbound_allowed)
     outbound = rule is not None and rule.direction == "outbound"
     service = config.services.get(rule.service) if rule and rule.service else None
-    target = parse_uri(config.routing.call_taker)
+    hunt = tuple(parse_uri(uri) for uri in config.routing.hunt_group)
+    target = hunt[0]
     if outbound:
         assert config.routing.trunk is not None
         trunk = parse_uri(config.routing.trunk)
         target = replace(trunk, user=dialled) if isinstance(trunk, SipUri) else trunk
-    elif rule is not None and rule.call_taker is not None:
-        target = parse_uri(rule.call_taker)
+        hunt = ()
+    elif rule is not None and rule.hunt_group:
+        hunt = tuple(parse_uri(uri) for uri in rule.hunt_group)
+        target = hunt[0]
     wants_notice = not outbound
     if service is not None and service.notice is not None:
         wants_notice = service.notice
@@ -68,6 +77,7 @@ def plan_call(config: Config, request: Request, source_host: str, caller: str) -
         service=service,
         record=service.record if service is not None else True,
         notice=(prompt or config.notice.prompt) if wants_notice else None,
+        hunt=hunt,
     )
 
 

@@ -43,6 +43,7 @@ class SipLegs:
         self.a_dialog: Dialog | None = None
         self.a_answered = False
         self.b_txn: ClientTransaction | None = None
+        self.abandoned: set[ClientTransaction] = set()  # leg B INVITEs a hunt moved on from
         self.b_dialog: Dialog | None = None
         self.offers: dict[ClientTransaction, LegSdp] = {}  # our re-offers awaiting answers
         self.failure_status = 500  # leg A's final response if the call fails unanswered
@@ -90,19 +91,44 @@ class SipLegs:
         self.core.respond(txn, status, now=self.now(), dialog=dialog, body=body, headers=extra)
         self.flush()
 
-    def send(self, request: Request, *, dialog: Dialog | None = None) -> ClientTransaction:
-        """Send a request whose responses the call waits for."""
-        txn = self.core.send_request(request, self.now(), dialog=dialog)
+    def send(
+        self,
+        request: Request,
+        *,
+        dialog: Dialog | None = None,
+        destination: tuple[str, int] | None = None,
+        transport: str | None = None,
+    ) -> ClientTransaction:
+        """Send a request whose responses the call waits for (to ``destination`` over
+        ``transport`` when DNS chose them)."""
+        txn = self.core.send_request(
+            request, self.now(), dialog=dialog, destination=destination, transport=transport
+        )
         self.bind(txn)
         self.flush()
         return txn
 
-    def invite_b(self, invite: Request) -> ClientTransaction:
-        self.b_txn = self.send(invite)
+    def invite_b(
+        self,
+        invite: Request,
+        *,
+        destination: tuple[str, int] | None = None,
+        transport: str | None = None,
+    ) -> ClientTransaction:
+        """Leg B's INVITE, to ``destination`` over ``transport`` when DNS chose them."""
+        self.b_txn = self.send(invite, destination=destination, transport=transport)
         return self.b_txn
 
+    def abandon_b(self) -> None:
+        """The hunt moves on from leg B's INVITE: CANCEL it; a late 2xx is ACKed and
+        ended (``is_b_invite`` still knows it)."""
+        if self.b_txn is not None:
+            self.abandoned.add(self.b_txn)
+            self.cancel_b()
+            self.b_txn = None
+
     def is_b_invite(self, transaction: Transaction) -> bool:
-        return transaction is self.b_txn
+        return transaction is self.b_txn or transaction in self.abandoned
 
     def ack(self, event: ResponseReceived) -> None:
         """ACK a 2xx to one of our INVITEs."""

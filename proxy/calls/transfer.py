@@ -48,6 +48,7 @@ from ..sip.events import Event, RequestReceived, ResponseReceived, TransactionTi
 from ..sip.message import Request
 from ..sip.replaces import OPTION_TAG as REPLACES_TAG
 from ..sip.replaces import Replaces
+from ..sip.resolve import Target
 from ..sip.transaction import ClientTransaction, TransactionState
 from ..sip.uri import SipUri, parse_uri
 from ..storage.catalog import Attribution, CallOutcome
@@ -245,21 +246,34 @@ class Transfers:
             "call %s: %s transfers the call to %s (%s)",
             call.id, call.operator, operator.name, kind,
         )  # fmt: skip
-        try:
-            leg = await call.media.open_transfer(call.call_taker_media_host(target))
-        except (NoPortsAvailable, CallOver):
+        # a phone named by a host name goes to its first RFC 3263 address (issue 18)
+        found = await call.b2bua.resolver.resolve(target)
+        leg = await self._target_leg(found[0]) if found else None
+        if not found or leg is None:
             self._notify(dialog, 503, "Service Unavailable")
             call.b2bua.publish(CallTransferred(call.id, "failed", operator.name, 503))
             return
+        address = found[0]
         side = LegSdp("call taker", secrets.randbelow(2**31), call.config.sip.advertise)
         side.port, side.address = leg.port, leg.local_host
         invite = call.call_taker_invite(target, side)
         if replaces is not None:  # their phone swaps its consultation for this call
             invite.headers.add("Replaces", str(replaces))
             invite.headers.add("Require", REPLACES_TAG)
-        txn = call.sip.send(invite)
+        txn = call.sip.send(
+            invite, destination=(address.host, address.port), transport=address.transport
+        )
         deadline = call.b2bua.now() + call.config.routing.ring_timeout_seconds
         self.pending = _Pending(target, operator, replaces, dialog, leg, side, txn, deadline)
+
+    async def _target_leg(self, address: Target) -> RtpLeg | None:
+        """The target's RTP leg, in its address's family; None when none can be opened."""
+        call = self.call
+        try:
+            host = call.call_taker_media_host(SipUri(host=address.host))
+            return await call.media.open_transfer(host)
+        except (NoPortsAvailable, CallOver):
+            return None
 
     async def _answered(self, pending: _Pending, event: ResponseReceived) -> None:
         """The target answered: it takes the call, the first call taker's leg ends."""

@@ -23,6 +23,7 @@ import numpy as np
 from proxy import events
 from proxy.calls.b2bua import B2bua, Call, Prompt
 from proxy.calls.recording import ActiveRecording
+from proxy.calls.resolver import Resolver
 from proxy.config import (
     Config,
     NoticeSettings,
@@ -214,12 +215,14 @@ class Harness:
         notice: bool = True,
         early_media: bool = True,
         operators: tuple[OperatorSettings, ...] = (),
+        routing: RoutingSettings | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.config = Config(
             operators=operators,
             recording=RecordingSettings(dir=tmp_path / "recordings"),
             notice=NoticeSettings(mode="early-media" if early_media else "answer"),
-            routing=RoutingSettings(call_taker=f"sip:taker@{TAKER[0]}:{TAKER[1]}"),
+            routing=routing or RoutingSettings(call_taker=f"sip:taker@{TAKER[0]}:{TAKER[1]}"),
         )
         self.core = SipCore(CoreSettings(host=PROXY[0], port=PROXY[1]))
         self.catalog = SqliteCatalog(tmp_path / "catalog.sqlite3")
@@ -237,6 +240,7 @@ class Harness:
             self.catalog, self.recordings, prompt,  # type: ignore[arg-type]
             publish=bus.publish, player=self.player,
             sessions=lambda: SocketlessSession(PortAllocator(30000, 30999), config.sip.advertise),
+            resolver=resolver,
         )  # fmt: skip
         if not notice:
             self.b2bua.prompt = lambda path: None  # type: ignore[assignment,method-assign,return-value]
@@ -299,5 +303,6 @@ def _first_line(message: Request | Response) -> str:
 _EVENT_TYPES = [
     events.CallStarted, events.NoticeStarted, events.NoticeFinished, events.NoticeAbandoned,
     events.CallTakerInvited, events.CallBridged, events.CallEnded, events.RecordingSwitched,
-    events.TransferRequested, events.CallTransferred,
+    events.TransferRequested, events.CallTransferred, events.CallTakerFailedOver,
+    events.CallTakerProbed,
 ]  # fmt: skip

@@ -19,6 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
+from proxy.control.routing_metrics import RoutingMetrics
+from proxy.events import CallTakerProbed, EventBus
+
 from .metrics_helpers import attach_all, build_parts, fresh_metrics, samples
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +53,9 @@ def exported(tmp_path: Path) -> Iterator[Exported]:
     parts = build_parts(tmp_path)
     metrics = fresh_metrics()
     attach_all(metrics, parts)
+    routing, bus = RoutingMetrics(metrics.registry), EventBus()  # issue 18, fed by events
+    routing.subscribe(bus)
+    bus.publish(CallTakerProbed("sip:ann@192.0.2.1", "192.0.2.1:5060;transport=udp", True, 0.01))
     out = Exported()
     for sample in samples(metrics):
         out.add(sample.name, sample.labels)

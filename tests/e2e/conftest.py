@@ -123,8 +123,10 @@ class E2e:
         rate: float | None = None,
         limit: int | None = None,
         timeout_s: float = 30,
+        extra: tuple[str, ...] = (),
     ) -> sipp.Sipp:
-        """Start SIPp on ``scenarios/SCENARIO.xml`` with ``values`` filled in."""
+        """Start SIPp on ``scenarios/SCENARIO.xml`` with ``values`` filled in (``extra``:
+        more SIPp options, e.g. ``-aa`` to answer OPTIONS keepalives)."""
         path = sipp.render_scenario(
             scenario, self.folder, rendered_name=f"{label}.{scenario}.xml", **values
         )
@@ -139,6 +141,7 @@ class E2e:
             rate=rate,
             limit=limit,
             timeout_s=timeout_s,
+            extra=extra,
         )
         self.sipps.append(run)
         return run

@@ -153,6 +153,8 @@ class ProxySettings:
     records_child: str = "auto"  # records.child: does serve start the records service
     # TOML appended as it is: [[routing.rules]], [services.NAME], [[operators]], [dtmf]
     extra: str = ""
+    call_takers: tuple[str, ...] = ()  # routing.call_takers in place of routing.call_taker
+    routing: str = ""  # more [routing] lines (no_answer_seconds, options_*): issue 18
 
 
 def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySettings) -> Path:
@@ -163,6 +165,11 @@ def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySe
     no_record = (
         f'no_record_prompt = "{settings.no_record_prompt}"\n' if settings.no_record_prompt else ""
     )
+    call_takers = (
+        "call_takers = [" + ", ".join(f'"{uri}"' for uri in settings.call_takers) + "]"
+        if settings.call_takers
+        else f'call_taker = "sip:calltaker@127.0.0.1:{ports.taker_sip}"'
+    )
     text = f"""\
 [sip]
 listen = "127.0.0.1:{ports.sip}"
@@ -172,8 +179,9 @@ internal_peers = [{internal}]
 transports = ["udp"]
 
 [routing]
-call_taker = "sip:calltaker@127.0.0.1:{ports.taker_sip}"
+{call_takers}
 ring_timeout_seconds = {settings.ring_timeout_seconds}
+{settings.routing}
 {trunk}
 [notice]
 prompt = "{notice}"
