@@ -434,6 +434,28 @@ class SarSettings:
 
 
 @dataclass(frozen=True)
+class RegistrarSettings:
+    """The registrar for call takers' phones (issue 18): REGISTER with digest
+    authentication against the SIP passwords in the catalog (``recproxy users
+    sip-password``), which are stored as HA1 values for ``realm`` only, so changing
+    ``realm`` means setting every SIP password again.  Bindings are soft state in
+    memory.  ``source_failures`` failed digest answers from one source address (or
+    ``account_failures`` for one account) within ``failure_window_seconds`` refuse
+    further REGISTERs from it (503 with Retry-After) without checking them."""
+
+    enabled: bool = False  # disabled: REGISTER gets 403 (registrar disabled)
+    realm: str = ""  # required when enabled; the AOR of user NAME is sip:NAME@realm
+    min_expires: int = 60  # shorter (but not 0): 423 with Min-Expires
+    max_expires: int = 3600  # longer: shortened to this
+    default_expires: int = 3600  # a Contact with no expires parameter nor Expires header
+    max_contacts_per_aor: int = 5  # more: 403
+    nonce_seconds: int = 300  # a challenge's nonce is good for this long
+    source_failures: int = 10
+    account_failures: int = 20
+    failure_window_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
@@ -457,6 +479,7 @@ class Config:
     export: ExportSettings = field(default_factory=ExportSettings)
     transcripts: TranscriptsSettings = field(default_factory=TranscriptsSettings)
     sar: SarSettings = field(default_factory=SarSettings)
+    registrar: RegistrarSettings = field(default_factory=RegistrarSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -653,6 +676,14 @@ def _webhook_url(value: Any) -> str:
             'or "" for none'
         )
     return str(value)
+
+
+def _realm(value: Any) -> str:
+    """A digest realm: plain text a quoted-string holds without escapes."""
+    text = _text(value)
+    if len(text) > 128 or any(c in text for c in '"\\') or not text.isprintable():
+        raise ValueError(f"must be up to 128 printable characters without quotes; got {text!r}")
+    return text
 
 
 def _bool(value: Any) -> bool:
@@ -933,6 +964,18 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "vad_mode": _int(0, 3),
         },
         "sar": {"deadline_months": _int(1, 3), "due_soon_days": _int(1, 90)},
+        "registrar": {
+            "enabled": _bool,
+            "realm": _realm,
+            "min_expires": _int(1, 86_400),
+            "max_expires": _int(1, 86_400 * 7),
+            "default_expires": _int(1, 86_400 * 7),
+            "max_contacts_per_aor": _int(1, 100),
+            "nonce_seconds": _int(10, 86_400),
+            "source_failures": _int(1, 100_000),
+            "account_failures": _int(1, 100_000),
+            "failure_window_seconds": _int(1, 86_400),
+        },
     }
 
 
@@ -1006,6 +1049,7 @@ _SECTIONS: Mapping[str, type] = {
     "export": ExportSettings,
     "transcripts": TranscriptsSettings,
     "sar": SarSettings,
+    "registrar": RegistrarSettings,
 }
 
 # Values renamed but still accepted: (section, key) → old value → new value.  "ulaw" was
@@ -1073,6 +1117,7 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
             "transcripts.model_sha256: needs transcripts.model_path (the installed model is "
             "always checked against its published hash)"
         )
+    problems.extend(_registrar_problems(sections["registrar"]))
     if problems:
         raise ConfigError(*problems)
     return Config(
@@ -1082,6 +1127,24 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         source=source,
         warnings=tuple(warnings),
     )
+
+
+def _registrar_problems(registrar: RegistrarSettings) -> list[str]:
+    """What makes the registrar's settings inconsistent, each naming its key."""
+    problems = []
+    if registrar.enabled and not registrar.realm:
+        problems.append("registrar.realm: required when registrar.enabled is true")
+    if registrar.min_expires > registrar.max_expires:
+        problems.append(
+            f"registrar.min_expires: {registrar.min_expires} is above registrar.max_expires "
+            f"({registrar.max_expires})"
+        )
+    if not registrar.min_expires <= registrar.default_expires <= registrar.max_expires:
+        problems.append(
+            f"registrar.default_expires: {registrar.default_expires} is outside "
+            f"min_expires..max_expires ({registrar.min_expires}..{registrar.max_expires})"
+        )
+    return problems
 
 
 def _rename_values(section: str, raw: dict[str, Any]) -> list[str]:

@@ -24,6 +24,7 @@ from .recordings import RecordingRepository
 from .retention import RetentionRepository
 from .sar import SarCaseRepository
 from .search import RecordingSearch
+from .sip_credentials import SipCredentialRepository
 from .users import UserRepository
 
 
@@ -77,6 +78,9 @@ class Catalog(Protocol):
 
     @property
     def sar(self) -> SarCaseRepository: ...
+
+    @property
+    def sip_credentials(self) -> SipCredentialRepository: ...
 
     async def schema_version(self) -> int: ...
 

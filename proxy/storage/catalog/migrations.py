@@ -495,6 +495,23 @@ _MIGRATION_14 = Migration(
     ),
 )
 
+_MIGRATION_15 = Migration(
+    15,
+    "SIP credentials (issue 18): a user's digest HA1 values (SHA-256 and MD5) for one"
+    " realm, never the SIP password; apart from the console password",
+    (
+        """
+        CREATE TABLE sip_credentials (
+            user        TEXT PRIMARY KEY REFERENCES users (name),
+            realm       TEXT NOT NULL,
+            ha1_sha256  TEXT NOT NULL CHECK (length(ha1_sha256) = 64),
+            ha1_md5     TEXT NOT NULL CHECK (length(ha1_md5) = 32),
+            set_at      INTEGER NOT NULL
+        )
+        """,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
@@ -510,6 +527,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_12,
     _MIGRATION_13,
     _MIGRATION_14,
+    _MIGRATION_15,
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -37,6 +37,7 @@ from .recordings import SqliteRecordings
 from .retention import SqliteRetention
 from .sar import SqliteSarCases
 from .search import SqliteRecordingSearch
+from .sip_credentials import SqliteSipCredentials
 from .users import SqliteUsers
 from .values import count, to_ms, utc_now
 
@@ -83,6 +84,7 @@ class SqliteCatalog:
         self.search = SqliteRecordingSearch(self._db, self.parts)
         self.bulk = SqliteBulkRequests(self._db, clock)
         self.sar = SqliteSarCases(self._db, clock)
+        self.sip_credentials = SqliteSipCredentials(self._db, clock)
 
     async def open(self) -> Self:
         """Connect, set the pragmas and bring the schema up to date."""
