@@ -445,6 +445,9 @@ class RegistrarSettings:
 
     enabled: bool = False  # disabled: REGISTER gets 403 (registrar disabled)
     realm: str = ""  # required when enabled; the AOR of user NAME is sip:NAME@realm
+    # digest algorithms offered, first preferred (RFC 8760); ("MD5",) for phones that
+    # refuse a challenge naming any other (baresip 1.0: docs/interop.md)
+    algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     min_expires: int = 60  # shorter (but not 0): 423 with Min-Expires
     max_expires: int = 3600  # longer: shortened to this
     default_expires: int = 3600  # a Contact with no expires parameter nor Expires header
@@ -684,6 +687,20 @@ def _realm(value: Any) -> str:
     if len(text) > 128 or any(c in text for c in '"\\') or not text.isprintable():
         raise ValueError(f"must be up to 128 printable characters without quotes; got {text!r}")
     return text
+
+
+def _digest_algorithms(value: Any) -> tuple[str, ...]:
+    """Digest algorithms in the order offered: "SHA-256" and/or "MD5", each once."""
+    if not isinstance(value, list) or not value:
+        raise ValueError(f'must be a non-empty list of "SHA-256"/"MD5", got {value!r}')
+    out: list[str] = []
+    for item in value:
+        if item not in ("SHA-256", "MD5"):
+            raise ValueError(f'{item!r} is not "SHA-256" or "MD5"')
+        if item in out:
+            raise ValueError(f"{item!r} is listed twice")
+        out.append(item)
+    return tuple(out)
 
 
 def _bool(value: Any) -> bool:
@@ -967,6 +984,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
         "registrar": {
             "enabled": _bool,
             "realm": _realm,
+            "algorithms": _digest_algorithms,
             "min_expires": _int(1, 86_400),
             "max_expires": _int(1, 86_400 * 7),
             "default_expires": _int(1, 86_400 * 7),

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from ..config import Config
 from ..ratelog import RateLimitedLog
 from ..sip.core import SipCore
+from ..sip.digest import Algorithm
 from ..sip.events import RequestReceived
 from ..sip.registrar import (
     Answer,
@@ -53,6 +54,7 @@ def registrar_rules(config: Config) -> RegistrarRules:
     return RegistrarRules(
         realm=r.realm,
         domains=frozenset(d for d in domains if d),
+        algorithms=tuple(Algorithm(a) for a in r.algorithms),
         min_expires=r.min_expires,
         max_expires=r.max_expires,
         default_expires=r.default_expires,
@@ -135,7 +137,11 @@ class RegisterDesk:
         elif answer.outcome is Outcome.REGISTERED:
             aor = self.registrar.aor(lookup.aor_user)
             log.info(
-                "REGISTER %s from %s:%s: %d binding(s)", aor, *event.source, len(answer.headers)
+                "REGISTER %s from %s:%s (digest %s): %d binding(s)",
+                aor,
+                *event.source,
+                lookup.credentials.algorithm.value,
+                len(answer.headers),
             )
         self._answer(event, answer)
 

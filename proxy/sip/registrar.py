@@ -44,6 +44,7 @@ class RegistrarRules:
 
     realm: str
     domains: frozenset[str]  # hosts an AOR may name: the realm and our own addresses
+    algorithms: tuple[Algorithm, ...] = (Algorithm.SHA256, Algorithm.MD5)  # offered, in order
     min_expires: int = 60
     max_expires: int = 3600
     default_expires: int = 3600
@@ -239,7 +240,9 @@ class Registrar:
 
     def __init__(self, rules: RegistrarRules, *, authority: DigestAuthority | None = None) -> None:
         self.rules = rules
-        self.authority = authority or DigestAuthority(rules.realm, lifetime=rules.nonce_seconds)
+        self.authority = authority or DigestAuthority(
+            rules.realm, lifetime=rules.nonce_seconds, algorithms=rules.algorithms
+        )
         self.bindings = Bindings(rules)
         self.sources = FailureThrottle(rules.source_failures, rules.failure_window)
         self.accounts = FailureThrottle(rules.account_failures, rules.failure_window)
