@@ -21,10 +21,16 @@ import argparse
 import hashlib
 import json
 import re
-import select
 import socket
+import sys
 import time
 from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.flood_sender import send_paced, traffic  # noqa: E402
 
 MAX_GUESSES = 100_000  # whatever the flags say
 
@@ -85,7 +91,7 @@ def brute_force(
     local = sock.getsockname()
     uri = f"sip:{target[0]}:{target[1]}"
     statuses: Counter[int] = Counter()
-    sent = sent_bytes = reply_bytes = 0
+    reply_bytes = 0
 
     # the challenge, once (bounded wait)
     sock.sendto(register(0, local, target, user, tag, None), target)
@@ -108,38 +114,18 @@ def brute_force(
                 statuses[int(data[8:11])] += 1
                 reply_bytes += len(data)
 
-    started = time.monotonic()
-    deadline = started + count / rate + 10  # a slow machine still stops
-    while sent < count and time.monotonic() < deadline:
-        due = min(count, int((time.monotonic() - started) * rate) + 1)
-        while sent < due:
-            data = register(
-                sent + 1, local, target, user, tag, guess(sent, user, realm, nonce, uri)
-            )
-            try:
-                sock.sendto(data, target)
-            except BlockingIOError:
-                break
-            sent += 1
-            sent_bytes += len(data)
-        receive()
-        select.select([sock], [], [], 0.002)
-    send_seconds = time.monotonic() - started
-    linger_end = time.monotonic() + linger
-    while time.monotonic() < linger_end:
-        select.select([sock], [], [], 0.05)
-        receive()
+    sent, sent_bytes, send_seconds = send_paced(
+        sock,
+        target,
+        lambda n: register(n + 1, local, target, user, tag, guess(n, user, realm, nonce, uri)),
+        count=count,
+        rate=rate,
+        seconds=count / rate,
+        linger=linger,
+        receive=receive,
+    )
     sock.close()
-    return {
-        "guesses": sent,
-        "guess_bytes": sent_bytes,
-        "send_seconds": round(send_seconds, 2),
-        "rate": round(sent / send_seconds, 1) if send_seconds else None,
-        "replies": sum(statuses.values()),
-        "reply_bytes": reply_bytes,
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "amplification": round(reply_bytes / sent_bytes, 4) if sent_bytes else None,
-    }
+    return traffic("guesses", "guess_bytes", sent, sent_bytes, send_seconds, statuses, reply_bytes)
 
 
 def main() -> None:

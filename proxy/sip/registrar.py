@@ -295,24 +295,26 @@ class Registrar:
     ) -> Answer:
         """Check the digest answer against ``secrets`` (None: no such user, or no SIP
         password) and apply the REGISTER to the user's own AOR."""
-        answer = self._complete(lookup, request, source, secrets, aor_is_user, now)
-        self.outcomes[answer.outcome.value] += 1
-        return answer
-
-    def _complete(
-        self,
-        lookup: Lookup,
-        request: Request,
-        source: str,
-        secrets: Secrets | None,
-        aor_is_user: bool,
-        now: float,
-    ) -> Answer:
         credentials = lookup.credentials
         stored = None
         if secrets is not None and secrets.realm == self.rules.realm:
             stored = secrets.ha1(credentials.algorithm)
         verdict = self.authority.check(credentials, method="REGISTER", stored_ha1=stored, now=now)
+        answer = self._answer(verdict, lookup, request, source, aor_is_user=aor_is_user, now=now)
+        self.outcomes[answer.outcome.value] += 1
+        return answer
+
+    def _answer(
+        self,
+        verdict: Verdict,
+        lookup: Lookup,
+        request: Request,
+        source: str,
+        *,
+        aor_is_user: bool,
+        now: float,
+    ) -> Answer:
+        """What a digest answer's ``verdict`` comes to."""
         if verdict in (Verdict.STALE, Verdict.BAD_NONCE):
             return self._challenge(now, stale=verdict is Verdict.STALE)
         if verdict is not Verdict.OK:

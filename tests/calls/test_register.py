@@ -147,4 +147,3 @@ async def test_past_the_pending_lookups_cap_it_answers_503_at_once(
     header = authorization(challenge.headers.get_all("www-authenticate")[0])
     response = await desk.send(register(2, headers=(header,)))
     assert (response.status, response.reason) == (503, "Service Unavailable (busy)")
-

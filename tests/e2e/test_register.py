@@ -90,16 +90,23 @@ def wait_for(what: str, check: object, timeout: float, log: ProxyProcess) -> Non
     raise log.fail(f"{what} not within {timeout} s")
 
 
+def registering_baresip(e2e: E2e) -> Baresip:
+    """baresip registering alice's AOR (named by the proxy's address) with her SIP
+    password, at a spare port of the test's block."""
+    ports = e2e.ports
+    return Baresip(
+        e2e.folder, "alice", sip_port=ports.spare_sip(2), control_port=ports.spare_sip(4),
+        rtp_ports=(ports.caller_rtp, ports.caller_rtp + 9), tone_hz=440.0,
+        account=f"<sip:alice@127.0.0.1:{ports.sip}>;auth_pass={SIP_PASSWORD};regint=600",
+    )  # fmt: skip
+
+
 def test_baresip_registers_with_its_sip_password(e2e: E2e) -> None:
     # baresip 1.0's libre refuses a 401 that names SHA-256 at all: offer MD5 alone
     proxy = e2e.proxy(registrar(extra='algorithms = ["MD5"]\n'))
     add_user_with_sip_password(e2e.config_path, "alice")
     ports = e2e.ports
-    phone = Baresip(
-        e2e.folder, "alice", sip_port=ports.spare_sip(2), control_port=ports.spare_sip(4),
-        rtp_ports=(ports.caller_rtp, ports.caller_rtp + 9), tone_hz=440.0,
-        account=f"<sip:alice@127.0.0.1:{ports.sip}>;auth_pass={SIP_PASSWORD};regint=600",
-    )  # fmt: skip
+    phone = registering_baresip(e2e)
     try:
         wait_for(
             "a binding",
@@ -125,11 +132,7 @@ def test_baresip_1_0_refuses_a_challenge_that_names_sha256(e2e: E2e) -> None:
     proxy = e2e.proxy(registrar())
     add_user_with_sip_password(e2e.config_path, "alice")
     ports = e2e.ports
-    phone = Baresip(
-        e2e.folder, "alice", sip_port=ports.spare_sip(2), control_port=ports.spare_sip(4),
-        rtp_ports=(ports.caller_rtp, ports.caller_rtp + 9), tone_hz=440.0,
-        account=f"<sip:alice@127.0.0.1:{ports.sip}>;auth_pass={SIP_PASSWORD};regint=600",
-    )  # fmt: skip
+    phone = registering_baresip(e2e)
     try:
         wait_for(
             "baresip's refusal", lambda: "Function not implemented" in phone.log_text(), 20, proxy
