@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,9 +140,28 @@ def recordings(work: Path) -> dict[str, object]:
     return states
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
+def invite_flood(args: argparse.Namespace) -> list[str]:
+    """The flood's command: ``flood_sender.py`` at ``--rate`` for ``--seconds``."""
+    return [
+        sys.executable, str(ROOT / "benchmarks" / "flood_sender.py"),
+        "--target", f"127.0.0.1:{SIP_PORT}", "--source", "127.0.0.2",
+        "--rate", str(args.rate), "--seconds", str(args.seconds), "--linger", "3",
+    ]  # fmt: skip
+
+
+def run(
+    args: argparse.Namespace,
+    *,
+    sender: Callable[[argparse.Namespace], list[str]] = invite_flood,
+    prepare: Callable[[Path, Path], None] | None = None,
+) -> dict[str, object]:
+    """One run; ``sender`` makes the flood's command (its stdout: one JSON report),
+    ``prepare(work, config)`` readies the folder before the proxy starts (another
+    flood's configuration and accounts: ``register_flood.py``)."""
     work = Path(tempfile.mkdtemp(prefix="recproxy-flood-"))
     config = write_config(work, args.untrusted)
+    if prepare is not None:
+        prepare(work, config)
     log = (work / "recproxy.log").open("wb")
     proxy = subprocess.Popen(
         [str(ROOT / ".venv/bin/recproxy"), "serve", "--config", str(config)],
@@ -172,18 +192,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         rss_before = rss_bytes(pid)
         sampler = Sampler(pid)
         sampler.start()
-        sender = subprocess.Popen(
-            [
-                sys.executable, str(ROOT / "benchmarks" / "flood_sender.py"),
-                "--target", f"127.0.0.1:{SIP_PORT}", "--source", "127.0.0.2",
-                "--rate", str(args.rate), "--seconds", str(args.seconds), "--linger", "3",
-            ],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        flooding = subprocess.Popen(sender(args), stdout=subprocess.PIPE, text=True)
         time.sleep(args.seconds / 2)
         # it talks for 10 s from its answer: time to hear the notice and be bridged
         late = caller(work, "late", LATE_PORT, 16100, 1, 10_000)
-        flood_report = json.loads(sender.communicate(timeout=args.seconds + 60)[0])
+        flood_report = json.loads(flooding.communicate(timeout=args.seconds + 60)[0])
         during = media_counters()
         late.wait(timeout=60)
         flood_ended = time.monotonic()
@@ -216,7 +229,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             rss_mb_15s_after=round(rss_15s / 2**20, 1),
             rss_mb_40s_after=round(rss_after / 2**20, 1),
             state_40s_after={
-                k: state.get(k) for k in ("recproxy_sip_transactions", "recproxy_sip_dialogs")
+                k: v
+                for k, v in state.items()
+                if k in ("recproxy_sip_transactions", "recproxy_sip_dialogs")
+                or k.startswith("recproxy_registrar_")  # register_flood.py's
             }
             | {"calls": health()["calls"], "rtp_port_pairs": health()["rtp"]},
         )

@@ -23,6 +23,7 @@ import select
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 
 MAX_INVITES = 100_000  # whatever the flags say
 
@@ -85,6 +86,67 @@ def _end_call(sock: socket.socket, reply: bytes, target: tuple[str, int], tag: s
         sock.sendto(message.encode(), target)
 
 
+def send_paced(
+    sock: socket.socket,
+    target: tuple[str, int],
+    make: Callable[[int], bytes],
+    *,
+    count: int,
+    rate: float,
+    seconds: float,
+    linger: float,
+    receive: Callable[[], None],
+) -> tuple[int, int, float]:
+    """Send ``make(0)``, ``make(1)``... at ``rate`` a second, ``count`` at most, reading
+    replies with ``receive`` between sends and for ``linger`` seconds after the last;
+    stops ``seconds`` + 5 s after it started whatever is left.  Sent, their bytes, and
+    how long sending took.  (Also ``register_sender.py``'s.)"""
+    sent = sent_bytes = 0
+    started = time.monotonic()
+    deadline = started + seconds + 5  # a slow machine still stops
+    while sent < count and time.monotonic() < deadline:
+        due = min(count, int((time.monotonic() - started) * rate) + 1)
+        while sent < due:
+            data = make(sent)
+            try:
+                sock.sendto(data, target)
+            except BlockingIOError:
+                break
+            sent += 1
+            sent_bytes += len(data)
+        receive()
+        select.select([sock], [], [], 0.002)
+    send_seconds = time.monotonic() - started
+    linger_end = time.monotonic() + linger
+    while time.monotonic() < linger_end:
+        select.select([sock], [], [], 0.05)
+        receive()
+    return sent, sent_bytes, send_seconds
+
+
+def traffic(
+    what: str,
+    what_bytes: str,
+    sent: int,
+    sent_bytes: int,
+    send_seconds: float,
+    statuses: Counter[int],
+    reply_bytes: int,
+) -> dict[str, object]:
+    """What was sent (how many, named ``what``, and their bytes, ``what_bytes``; at what
+    rate) and what came back, by status."""
+    return {
+        what: sent,
+        what_bytes: sent_bytes,
+        "send_seconds": round(send_seconds, 2),
+        "rate": round(sent / send_seconds, 1) if send_seconds else None,
+        "replies": sum(statuses.values()),
+        "reply_bytes": reply_bytes,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "amplification": round(reply_bytes / sent_bytes, 4) if sent_bytes else None,
+    }
+
+
 def flood(
     target: tuple[str, int], source: str, rate: float, seconds: float, count: int, linger: float
 ) -> dict[str, object]:
@@ -95,13 +157,10 @@ def flood(
     sock.bind((source, 0))
     local = sock.getsockname()
     sock.setblocking(False)
-    sent = sent_bytes = 0
     replies: Counter[str] = Counter()  # per call: replies to its INVITE
     statuses: Counter[int] = Counter()
     answered: set[str] = set()  # calls answered 2xx (a retransmitted 200 counts once)
     reply_bytes = 0
-    started = time.monotonic()
-    deadline = started + seconds + 5  # a slow machine still stops
 
     def receive() -> None:
         nonlocal reply_bytes
@@ -124,37 +183,24 @@ def flood(
                 answered.add(call_id.group(1).decode())
                 _end_call(sock, data, target, tag)
 
-    while sent < count and time.monotonic() < deadline:
-        due = min(count, int((time.monotonic() - started) * rate) + 1)
-        while sent < due:
-            data = invite(sent, (local[0], local[1]), target, tag)
-            try:
-                sock.sendto(data, target)
-            except BlockingIOError:
-                break
-            sent += 1
-            sent_bytes += len(data)
-        receive()
-        select.select([sock], [], [], 0.002)
-    send_seconds = time.monotonic() - started
-    linger_end = time.monotonic() + linger
-    while time.monotonic() < linger_end:
-        select.select([sock], [], [], 0.05)
-        receive()
+    sent, sent_bytes, send_seconds = send_paced(
+        sock,
+        target,
+        lambda n: invite(n, (local[0], local[1]), target, tag),
+        count=count,
+        rate=rate,
+        seconds=seconds,
+        linger=linger,
+        receive=receive,
+    )
     sock.close()
-    return {
-        "invites": sent,
-        "invite_bytes": sent_bytes,
-        "send_seconds": round(send_seconds, 2),
-        "rate": round(sent / send_seconds, 1) if send_seconds else None,
-        "replies": sum(statuses.values()),
-        "reply_bytes": reply_bytes,
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+    return traffic(
+        "invites", "invite_bytes", sent, sent_bytes, send_seconds, statuses, reply_bytes
+    ) | {
         "invites_answered": len(replies),
         "calls_answered": len(answered),
         "max_replies_per_invite": max(replies.values(), default=0),
         "replies_per_invite": round(sum(statuses.values()) / sent, 4) if sent else None,
-        "amplification": round(reply_bytes / sent_bytes, 4) if sent_bytes else None,
     }
 
 

@@ -352,6 +352,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
         holds=hold_counter.snapshot,
         flags=flag_counter.snapshot,
         sar=sar_counter.snapshot,
+        registrar=b2bua.registrar.snapshot,
     )
     health = Health(config, clock, b2bua)
     http_app = build_app(health, metrics.render)
@@ -433,8 +434,9 @@ def _core_settings(config: Config, port: int) -> CoreSettings:
         host=config.sip.advertise,
         port=port,
         user_agent=config.sip.user_agent,
-        allowed_methods=ALLOWED_METHODS,
-        refused_by_tu=tuple(REFUSED_METHODS),
+        # REGISTER: allowed when the registrar is on, else refused by it with 403
+        allowed_methods=ALLOWED_METHODS + (("REGISTER",) if config.registrar.enabled else ()),
+        refused_by_tu=(*REFUSED_METHODS, *(() if config.registrar.enabled else ("REGISTER",))),
         # SIPREC (RFC 7866): the option tag and the multipart body of a recording
         # session reach the TU, which refuses them with 403 when [siprec] is disabled
         supported=("siprec",),

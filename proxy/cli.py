@@ -22,6 +22,7 @@ recproxy users add NAME --role ROLE [--team T ...] [--operator OPERATOR_ID] --pa
 recproxy users list [--json]
 recproxy users disable NAME [--by NAME]
 recproxy users passwd NAME --password-stdin [--by NAME]
+recproxy users sip-password NAME (--password-stdin | --remove) [--by NAME]
 recproxy sar open --requester NAME --number NUMBER [--number ...] --from ISO --to ISO
              [--operator ID] --identity-check TEXT [--contact TEXT] [--received ISO]
              --by USER [--json]
@@ -326,6 +327,15 @@ def _users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     passwd.add_argument("--password-stdin", action="store_true", required=True, help=stdin_help)
     passwd.add_argument("--by", metavar="NAME", help=by_help)
     _config_option(passwd)
+    sip = user_commands.add_parser(
+        "sip-password", help="set or remove the password a user's SIP phone registers with"
+    )
+    sip.add_argument("name", metavar="NAME")
+    how = sip.add_mutually_exclusive_group(required=True)
+    how.add_argument("--password-stdin", action="store_true", help=stdin_help)
+    how.add_argument("--remove", action="store_true", help="remove it: the phones cannot register")
+    sip.add_argument("--by", metavar="NAME", help=by_help)
+    _config_option(sip)
 
 
 def _sar_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -1028,6 +1038,8 @@ async def _users(args: argparse.Namespace) -> int:
 
     config = _load(args)
     by = _acting(args)
+    if args.users_command == "sip-password":
+        return await _sip_password(args, config, by)
     password = _password_from_stdin() if args.users_command in ("add", "passwd") else ""
     if args.users_command == "add":
         try:  # before the catalog is made: a refused first admin leaves no trace
@@ -1067,6 +1079,43 @@ async def _users(args: argparse.Namespace) -> int:
                 _print_users(await accounts.users(), utc_now(), as_json=args.json)
         except (AccountError, UnknownUser) as exc:
             raise CliError(str(exc)) from None
+    return 0
+
+
+async def _sip_password(args: argparse.Namespace, config: Config, by: str) -> int:
+    """``users sip-password``: the password a user's phones register with (its HA1
+    values for ``[registrar] realm``), or ``--remove`` it."""
+    from .records.accounts import AccountError, UnknownUser
+    from .records.sip_passwords import SipPasswords, address_of_record
+    from .storage.catalog import SqliteCatalog
+
+    password = "" if args.remove else _password_from_stdin()
+    if not config.catalog.path.exists():
+        raise CliError(f"no catalog at {config.catalog.path} (no users yet: users add)")
+    async with SqliteCatalog(config.catalog.path) as catalog:
+        try:
+            passwords = SipPasswords(catalog.users, catalog.sip_credentials, config.registrar.realm)
+            if args.remove:
+                removed = await passwords.remove(args.name, by=by)
+                print(
+                    f"SIP password of {args.name.lower()} removed"
+                    if removed
+                    else f"{args.name.lower()} had no SIP password"
+                )
+                return 0
+            done = await passwords.set(args.name, password, by=by)
+        except (AccountError, UnknownUser) as exc:
+            raise CliError(str(exc)) from None
+    user = done.credentials.user
+    aor = address_of_record(user, passwords.realm)
+    print(f"SIP password of {user} set; its phones register {aor}")
+    for realm, names in done.other_realms.items():
+        print(
+            f"recproxy: warning: the SIP passwords of {', '.join(names)} were set for realm "
+            f"{realm!r}, not registrar.realm {passwords.realm!r}: they cannot register until "
+            "each is set again (users sip-password)",
+            file=sys.stderr,
+        )
     return 0
 
 

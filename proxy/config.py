@@ -482,6 +482,31 @@ class DnsSettings:
 
 
 @dataclass(frozen=True)
+class RegistrarSettings:
+    """The registrar for call takers' phones (issue 18): REGISTER with digest
+    authentication against the SIP passwords in the catalog (``recproxy users
+    sip-password``), which are stored as HA1 values for ``realm`` only, so changing
+    ``realm`` means setting every SIP password again.  Bindings are soft state in
+    memory.  ``source_failures`` failed digest answers from one source address (or
+    ``account_failures`` for one account) within ``failure_window_seconds`` refuse
+    further REGISTERs from it (503 with Retry-After) without checking them."""
+
+    enabled: bool = False  # disabled: REGISTER gets 403 (registrar disabled)
+    realm: str = ""  # required when enabled; the AOR of user NAME is sip:NAME@realm
+    # digest algorithms offered, first preferred (RFC 8760); ("MD5",) for phones that
+    # refuse a challenge naming any other (baresip 1.0: docs/interop.md)
+    algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    min_expires: int = 60  # shorter (but not 0): 423 with Min-Expires
+    max_expires: int = 3600  # longer: shortened to this
+    default_expires: int = 3600  # a Contact with no expires parameter nor Expires header
+    max_contacts_per_aor: int = 5  # more: 403
+    nonce_seconds: int = 300  # a challenge's nonce is good for this long
+    source_failures: int = 10
+    account_failures: int = 20
+    failure_window_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
@@ -508,6 +533,7 @@ class Config:
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     siprec: SiprecSettings = field(default_factory=SiprecSettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
+    registrar: RegistrarSettings = field(default_factory=RegistrarSettings)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     operators: tuple[OperatorSettings, ...] = ()
     source: Path | None = None  # the file it came from
@@ -744,6 +770,28 @@ def _http_url(example: str) -> Callable[[Any], str]:
         return str(value)
 
     return parse
+
+
+def _realm(value: Any) -> str:
+    """A digest realm: plain text a quoted-string holds without escapes."""
+    text = _text(value)
+    if len(text) > 128 or any(c in text for c in '"\\') or not text.isprintable():
+        raise ValueError(f"must be up to 128 printable characters without quotes; got {text!r}")
+    return text
+
+
+def _digest_algorithms(value: Any) -> tuple[str, ...]:
+    """Digest algorithms in the order offered: "SHA-256" and/or "MD5", each once."""
+    if not isinstance(value, list) or not value:
+        raise ValueError(f'must be a non-empty list of "SHA-256"/"MD5", got {value!r}')
+    out: list[str] = []
+    for item in value:
+        if item not in ("SHA-256", "MD5"):
+            raise ValueError(f'{item!r} is not "SHA-256" or "MD5"')
+        if item in out:
+            raise ValueError(f"{item!r} is listed twice")
+        out.append(item)
+    return tuple(out)
 
 
 def _bool(value: Any) -> bool:
@@ -1031,6 +1079,19 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
         "sar": {"deadline_months": _int(1, 3), "due_soon_days": _int(1, 90)},
         "console": {"grafana_url": _http_url("https://grafana.example.org/d/recproxy")},
         "siprec": {"enabled": _bool},
+        "registrar": {
+            "enabled": _bool,
+            "realm": _realm,
+            "algorithms": _digest_algorithms,
+            "min_expires": _int(1, 86_400),
+            "max_expires": _int(1, 86_400 * 7),
+            "default_expires": _int(1, 86_400 * 7),
+            "max_contacts_per_aor": _int(1, 100),
+            "nonce_seconds": _int(10, 86_400),
+            "source_failures": _int(1, 100_000),
+            "account_failures": _int(1, 100_000),
+            "failure_window_seconds": _int(1, 86_400),
+        },
     }
 
 
@@ -1107,6 +1168,7 @@ _SECTIONS: Mapping[str, type] = {
     "console": ConsoleSettings,
     "siprec": SiprecSettings,
     "dns": DnsSettings,
+    "registrar": RegistrarSettings,
 }
 
 # Values renamed but still accepted: (section, key) → old value → new value.  "ulaw" was
@@ -1180,6 +1242,7 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
             "transcripts.model_sha256: needs transcripts.model_path (the installed model is "
             "always checked against its published hash)"
         )
+    problems.extend(_registrar_problems(sections["registrar"]))
     if problems:
         raise ConfigError(*problems)
     return Config(
@@ -1189,6 +1252,24 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         source=source,
         warnings=tuple(warnings),
     )
+
+
+def _registrar_problems(registrar: RegistrarSettings) -> list[str]:
+    """What makes the registrar's settings inconsistent, each naming its key."""
+    problems = []
+    if registrar.enabled and not registrar.realm:
+        problems.append("registrar.realm: required when registrar.enabled is true")
+    if registrar.min_expires > registrar.max_expires:
+        problems.append(
+            f"registrar.min_expires: {registrar.min_expires} is above registrar.max_expires "
+            f"({registrar.max_expires})"
+        )
+    if not registrar.min_expires <= registrar.default_expires <= registrar.max_expires:
+        problems.append(
+            f"registrar.default_expires: {registrar.default_expires} is outside "
+            f"min_expires..max_expires ({registrar.min_expires}..{registrar.max_expires})"
+        )
+    return problems
 
 
 def _rename_values(section: str, raw: dict[str, Any]) -> list[str]:

@@ -2,10 +2,10 @@
 admits, starts and stops calls.
 
 A request outside a dialog is an INVITE (a new :class:`~proxy.calls.call.Call`, after
-admission), OPTIONS or a method we refuse with its reason; everything else is routed to
-its call through the TU's own map of transactions and dialogs (:class:`CallRoutes`), so
-the SIP core carries no pointers back to calls.  Calls publish their domain events
-through ``publish`` (:mod:`proxy.events`).
+admission), a REGISTER (:mod:`.register`), OPTIONS or a method we refuse with its
+reason; everything else is routed to its call through the TU's own map of transactions
+and dialogs (:class:`CallRoutes`), so the SIP core carries no pointers back to calls.
+Calls publish their domain events through ``publish`` (:mod:`proxy.events`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from .media_wiring import Player, SessionFactory
 from .phases import CallPhase
 from .probe import Prober
 from .prompt import Prompt
+from .register import RegisterDesk
 from .resolver import Resolver
 from .routes import CallRoutes
 from .siprec import RecordingSession
@@ -136,6 +137,10 @@ class B2bua:
             flush=lambda: self.flush(),
             publish=publish,
         )
+        # REGISTER (issue 18): the registrar, or 403 when it is disabled
+        self.registrar = RegisterDesk(
+            config, core, catalog, flush=lambda: self.flush(), now=self.now
+        )
 
     # -- SIP plumbing -------------------------------------------------------------------
 
@@ -182,7 +187,9 @@ class B2bua:
 
     def _out_of_dialog(self, event: RequestReceived) -> None:
         method = event.request.method
-        if method in ("BYE", "INFO", "UPDATE", "REFER"):
+        if method == "REGISTER":
+            self.registrar.on_register(event)
+        elif method in ("BYE", "INFO", "UPDATE", "REFER"):
             self.core.respond(event.transaction, 481, now=self.now())
         else:
             self.answer_other(event)

@@ -91,6 +91,7 @@ from ..sip.core import KNOWN_METHODS
 from ..storage.catalog import CallOutcome
 from .flag_metrics import FlagsSnapshot, flag_families
 from .hold_metrics import HoldsSnapshot, hold_families
+from .registrar_metrics import registrar_families
 from .sar_metrics import SarSnapshot, sar_families
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ if TYPE_CHECKING:
     from ..media.recorder import RecorderStats
     from ..media.relay import PortsSnapshot
     from ..sip.core import CoreSnapshot
+    from ..sip.registrar import RegistrarSnapshot
     from ..storage.writer import RecordingWriter
     from .webhook import WebhookSender
 
@@ -224,6 +226,7 @@ class _Sources:
     holds: Callable[[], HoldsSnapshot | None] | None = None
     flags: Callable[[], FlagsSnapshot | None] | None = None
     sar: Callable[[], SarSnapshot | None] | None = None
+    registrar: Callable[[], RegistrarSnapshot | None] | None = None
 
 
 # --- call quality, at the end of a call (pure functions) ---------------------------------
@@ -466,6 +469,7 @@ class Metrics:
         holds: Callable[[], HoldsSnapshot | None] | None = None,
         flags: Callable[[], FlagsSnapshot | None] | None = None,
         sar: Callable[[], SarSnapshot | None] | None = None,
+        registrar: Callable[[], RegistrarSnapshot | None] | None = None,
     ) -> None:
         """Read these at each scrape; each is optional, and a later call adds sources
         (``None`` leaves a source as it was).  A family whose source is missing is
@@ -487,6 +491,7 @@ class Metrics:
             holds if holds is not None else old.holds,
             flags if flags is not None else old.flags,
             sar if sar is not None else old.sar,
+            registrar if registrar is not None else old.registrar,
         )
 
     def render(self) -> bytes:
@@ -599,6 +604,7 @@ class Metrics:
         yield from hold_families(sources.holds() if sources.holds else None)
         yield from flag_families(sources.flags() if sources.flags else None)
         yield from sar_families(sources.sar() if sources.sar else None)
+        yield from registrar_families(sources.registrar() if sources.registrar else None)
 
     def _call_families(self, calls: CallsSnapshot | None, sampled: bool) -> Iterator[Metric]:
         active = GaugeMetricFamily(

@@ -27,6 +27,7 @@ from proxy.media.clock import MediaClock
 from proxy.media.recorder import Recorder
 from proxy.media.relay import PortAllocator
 from proxy.sip.core import CoreSettings, SipCore
+from proxy.sip.registrar import RegistrarSnapshot
 from proxy.storage.catalog import SqliteCatalog
 from proxy.storage.crypto import generate_keypair
 from proxy.storage.store import LocalDiskStore
@@ -102,6 +103,7 @@ def attach_all(metrics: Metrics, parts: Parts, loop_name: str = "asyncio") -> No
         holds=lambda: HoldsSnapshot({"complaint": 2, "training": 0}, 1),
         flags=lambda: FlagsSnapshot(dict.fromkeys(KINDS, 0) | {"repeated_refusals": 1}),
         sar=lambda: SarSnapshot(later=2, soon=1, overdue=0),
+        registrar=lambda: RegistrarSnapshot(3, {"registered": 4, "failed": 2}),
     )
 
 

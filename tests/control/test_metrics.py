@@ -125,6 +125,8 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "recproxy_holds_due_for_review": ("gauge", set()),
     "recproxy_access_flags_open": ("gauge", {"kind"}),
     "recproxy_sar_cases_open": ("gauge", {"due"}),
+    "recproxy_registrar_requests": ("counter", {"outcome"}),
+    "recproxy_registrar_bindings": ("gauge", set()),
 }
 
 DIALOGUE = shared_data_file("audio", "dialogue_8k.ulaw").read_bytes()

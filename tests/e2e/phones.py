@@ -198,7 +198,10 @@ class Baresip(Phone):
         rtp_ports: tuple[int, int],
         tone_hz: float,
         auto_answer: bool = False,
+        account: str | None = None,
     ) -> None:
+        """``account``: the accounts line (default: no registration, straight to the
+        proxy), e.g. one that registers with ``auth_pass`` and ``regint``."""
         super().__init__(folder, name, sip_port=sip_port, tone_hz=tone_hz)
         self.control_port = control_port
         low, high = rtp_ports
@@ -226,7 +229,8 @@ ctrl_tcp_listen 127.0.0.1:{control_port}
 """
         )
         answer = "auto" if auto_answer else "manual"
-        (self.folder / "accounts").write_text(f"<{self.uri}>;regint=0;answermode={answer}\n")
+        line = account or f"<{self.uri}>;regint=0;answermode={answer}"
+        (self.folder / "accounts").write_text(line + "\n")
         self.process = subprocess.Popen(
             # line-buffered, so that its log is whole when a test fails
             ["stdbuf", "-oL", _binary("baresip"), "-f", str(self.folder)],

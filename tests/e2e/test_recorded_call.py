@@ -354,7 +354,7 @@ VALID: dict[str, tuple[int | None, str]] = {
     "wsinv.dat": (481, "INVITE with a To tag of no dialog here"),
     "intmeth.dat": (501, "unknown method at a UAS: Not Implemented"),
     "esc01.dat": (200, "INVITE with escaped URIs: answered"),
-    "escnull.dat": (405, "REGISTER: not a registrar"),
+    "escnull.dat": (403, "REGISTER: the registrar is disabled"),
     "lwsdisp.dat": (200, "OPTIONS"),
     "longreq.dat": (200, "INVITE with long header values: answered"),
     "mpart01.dat": (405, "MESSAGE: not supported"),
@@ -365,8 +365,8 @@ VALID: dict[str, tuple[int | None, str]] = {
     "novelsc.dat": (416, "soap.beep: URI scheme"),
     "bext01.dat": (420, "Require: extensions nobody supports"),
     "invut.dat": (415, "INVITE with a body that is not SDP"),
-    "cparam01.dat": (405, "REGISTER: not a registrar"),
-    "cparam02.dat": (405, "REGISTER: not a registrar"),
+    "cparam01.dat": (403, "REGISTER: the registrar is disabled"),
+    "cparam02.dat": (403, "REGISTER: the registrar is disabled"),
 }
 # §3.4.1: an RFC 2543 INVITE (no branch, no From tag, no Content-Length, no
 # Max-Forwards, and no Contact): to be accepted for backward compatibility

@@ -15,6 +15,7 @@ One module per job:
 ``holds``              holds that keep a recording past its retention
 ``retention``          which recordings are due for deletion; marking them deleting, deleted
 ``users``              accounts: users, roles, teams, sessions (token digests), failed logins
+``sip_credentials``    users' SIP passwords as digest HA1 values for one realm (registrar)
 ``parts``              the parts of a recording: one per call taker of a transferred call
 ``flags``              anomaly flags on unusual access, for the DPO
 ``access_requests``    access requests and the grants approved from them
@@ -104,6 +105,7 @@ from .sar import (
     SarState,
 )
 from .search import RecordingSearch, Scope, SearchFilters, SearchHit, SearchQuery
+from .sip_credentials import SipCredentialRepository, SipCredentials
 from .siprec import SiprecParticipant, SiprecRepository, SiprecSession, SiprecSnapshot
 from .sqlite import SqliteCatalog
 from .users import (
@@ -212,6 +214,8 @@ __all__ = [
     "SegmentFacts",
     "Session",
     "SessionKind",
+    "SipCredentialRepository",
+    "SipCredentials",
     "SiprecParticipant",
     "SiprecRepository",
     "SiprecSession",

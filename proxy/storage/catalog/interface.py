@@ -24,6 +24,7 @@ from .recordings import RecordingRepository
 from .retention import RetentionRepository
 from .sar import SarCaseRepository
 from .search import RecordingSearch
+from .sip_credentials import SipCredentialRepository
 from .siprec import SiprecRepository
 from .users import UserRepository
 
@@ -81,6 +82,9 @@ class Catalog(Protocol):
 
     @property
     def siprec(self) -> SiprecRepository: ...
+
+    @property
+    def sip_credentials(self) -> SipCredentialRepository: ...
 
     async def schema_version(self) -> int: ...
 

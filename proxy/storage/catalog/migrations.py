@@ -495,8 +495,7 @@ _MIGRATION_14 = Migration(
     ),
 )
 
-# SIPREC (issue 18).  Numbered 15 on its branch; the registrar's migration (15) is
-# being written at the same time, so on merging one of the two takes 16.
+# SIPREC (issue 18)
 _MIGRATION_SIPREC = Migration(
     15,
     "SIPREC recording sessions (RFC 7866): a call's kind; the communication session's"
@@ -538,6 +537,24 @@ _MIGRATION_SIPREC = Migration(
     ),
 )
 
+# the registrar's SIP credentials (issue 18)
+_MIGRATION_SIP_CREDENTIALS = Migration(
+    16,
+    "SIP credentials (issue 18): a user's digest HA1 values (SHA-256 and MD5) for one"
+    " realm, never the SIP password; apart from the console password",
+    (
+        """
+        CREATE TABLE sip_credentials (
+            user        TEXT PRIMARY KEY REFERENCES users (name),
+            realm       TEXT NOT NULL,
+            ha1_sha256  TEXT NOT NULL CHECK (length(ha1_sha256) = 64),
+            ha1_md5     TEXT NOT NULL CHECK (length(ha1_md5) = 32),
+            set_at      INTEGER NOT NULL
+        )
+        """,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
@@ -554,6 +571,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_13,
     _MIGRATION_14,
     _MIGRATION_SIPREC,
+    _MIGRATION_SIP_CREDENTIALS,
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -37,6 +37,7 @@ from .recordings import SqliteRecordings
 from .retention import SqliteRetention
 from .sar import SqliteSarCases
 from .search import SqliteRecordingSearch
+from .sip_credentials import SqliteSipCredentials
 from .siprec import SqliteSiprec
 from .users import SqliteUsers
 from .values import count, to_ms, utc_now
@@ -85,6 +86,7 @@ class SqliteCatalog:
         self.bulk = SqliteBulkRequests(self._db, clock)
         self.sar = SqliteSarCases(self._db, clock)
         self.siprec = SqliteSiprec(self._db)
+        self.sip_credentials = SqliteSipCredentials(self._db, clock)
 
     async def open(self) -> Self:
         """Connect, set the pragmas and bring the schema up to date."""

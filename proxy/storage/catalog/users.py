@@ -313,8 +313,9 @@ class SqliteUsers:
         return await self._db.read(lambda conn: [_user(conn, row) for row in rows(conn, sql)])
 
     async def disable(self, name: str, *, by: str, at: datetime | None = None) -> User:
-        """Disable a user and revoke its sessions; ``NotFoundError`` for an unknown name,
-        ``UserStateError`` for one already disabled."""
+        """Disable a user, revoke its sessions and remove its SIP credentials;
+        ``NotFoundError`` for an unknown name, ``UserStateError`` for one already
+        disabled."""
         by = text("by", by)
         at_ms = at_or_now_ms(self._clock, at)
 
@@ -324,6 +325,8 @@ class SqliteUsers:
                 since = format_utc(from_ms(row["disabled_at"]))
                 raise UserStateError(f"user {row['name']} was already disabled on {since}")
             conn.execute("UPDATE users SET disabled_at = ? WHERE name = ?", (at_ms, row["name"]))
+            # a disabled user's phone registers no more (sip_credentials.py)
+            conn.execute("DELETE FROM sip_credentials WHERE user = ?", (row["name"],))
             return _changed(conn, row["name"], by=by, action="user.disable", at_ms=at_ms)
 
         return await self._db.write(body)
