@@ -425,6 +425,9 @@ def _core_settings(config: Config, port: int) -> CoreSettings:
         ),
         max_server_transactions=limits.max_transactions,
         max_dialogs=limits.max_dialogs,
+        # issue 18, dialogs: session timers (RFC 4028) when configured; 100rel is the core's
+        supported=("timer",) if config.sip.session_expires else (),
+        min_se=config.sip.min_se if config.sip.session_expires else None,
     )
 
 

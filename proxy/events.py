@@ -139,6 +139,16 @@ class CallEnded:
     taker: ChannelSummary | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SessionTimerExpired:
+    """No session refresh (RFC 4028) came from ``party`` ("caller" or "call taker") within
+    its ``interval_seconds``: the call is being ended with BYE on both legs."""
+
+    call_id: str
+    party: str
+    interval_seconds: int
+
+
 # --- recordings ----------------------------------------------------------------------------
 
 
@@ -302,6 +312,7 @@ Event = (
     | TransferRequested
     | CallTransferred
     | CallEnded
+    | SessionTimerExpired
     | RecordingStarted
     | RecordingSwitched
     | SegmentSealed

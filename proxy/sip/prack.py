@@ -69,6 +69,12 @@ def allows_reliable(message: Message) -> bool:
     return OPTION_TAG in _tags(message, "supported") or requires_reliable(message)
 
 
+def send_reliably(request: Message, mode: str) -> bool:
+    """Whether our 1xx to ``request`` goes reliably under ``[sip] reliable_provisional``:
+    always when the INVITE requires it, never with ``"off"`` otherwise."""
+    return requires_reliable(request) or (mode != "off" and allows_reliable(request))
+
+
 def requires_reliable(message: Message) -> bool:
     return OPTION_TAG in _tags(message, "require")
 
