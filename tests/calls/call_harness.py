@@ -29,6 +29,7 @@ from proxy.config import (
     OperatorSettings,
     RecordingSettings,
     RoutingSettings,
+    SipSettings,
 )
 from proxy.events import EventBus
 from proxy.media.announcer import PacketPacer
@@ -214,8 +215,10 @@ class Harness:
         notice: bool = True,
         early_media: bool = True,
         operators: tuple[OperatorSettings, ...] = (),
+        sip: SipSettings | None = None,
     ) -> None:
         self.config = Config(
+            sip=sip or SipSettings(),
             operators=operators,
             recording=RecordingSettings(dir=tmp_path / "recordings"),
             notice=NoticeSettings(mode="early-media" if early_media else "answer"),
@@ -299,5 +302,5 @@ def _first_line(message: Request | Response) -> str:
 _EVENT_TYPES = [
     events.CallStarted, events.NoticeStarted, events.NoticeFinished, events.NoticeAbandoned,
     events.CallTakerInvited, events.CallBridged, events.CallEnded, events.RecordingSwitched,
-    events.TransferRequested, events.CallTransferred,
+    events.TransferRequested, events.CallTransferred, events.SessionTimerExpired,
 ]  # fmt: skip
