@@ -153,6 +153,7 @@ class ProxySettings:
     records_child: str = "auto"  # records.child: does serve start the records service
     # TOML appended as it is: [[routing.rules]], [services.NAME], [[operators]], [dtmf]
     extra: str = ""
+    sip: str = ""  # more [sip] keys, as TOML lines (e.g. session_expires, min_se)
 
 
 def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySettings) -> Path:
@@ -170,7 +171,7 @@ advertise = "127.0.0.1"
 trusted_peers = [{trusted}]
 internal_peers = [{internal}]
 transports = ["udp"]
-
+{settings.sip}
 [routing]
 call_taker = "sip:calltaker@127.0.0.1:{ports.taker_sip}"
 ring_timeout_seconds = {settings.ring_timeout_seconds}
