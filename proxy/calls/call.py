@@ -359,6 +359,9 @@ class Call:
                 if status < 300:
                     await self._call_taker_answered(event)
                     return
+                if status == 422 and self.timers.retry_after_422(event.response):
+                    b_txn = sip.invite_b(self.call_taker_invite(self.plan.target, self.b))
+                    continue  # the interval asked again, at least the call taker's Min-SE
                 sip.fail(status)
                 raise CallOver(_refusal_outcome(status), "call_taker", str(status))
             if isinstance(event, TransactionTimedOut) and event.transaction is b_txn:

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 from ..events import SessionTimerExpired
 from ..sip import session_timer as st
 from ..sip.dialog import Dialog, DialogState
+from ..sip.errors import RemoteSipError
 from ..sip.events import ResponseReceived
-from ..sip.message import Message, Request
+from ..sip.message import Message, Request, Response
 from ..sip.transaction import Transaction
 from ..storage.catalog import CallOutcome
 
@@ -56,10 +57,27 @@ class SessionRefresh:
         )
         self._legs: dict[Dialog, _Leg] = {}
         self._refreshes: dict[Transaction, _Leg] = {}  # our refresh requests
+        self._retried_422 = False
 
     def invite_headers(self) -> list[tuple[str, str]]:
         """What our INVITE to a call taker asks for (RFC 4028 §7.1)."""
         return st.uac_headers(self.policy) if self.policy is not None else []
+
+    def retry_after_422(self, response: Response) -> bool:
+        """A 422 to our INVITE: True if it is worth one more INVITE, asking at least its
+        ``Min-SE`` (RFC 4028 §7.3) — once per call, and only for a Min-SE above ours."""
+        policy = self.policy
+        if policy is None or self._retried_422:
+            return False
+        try:
+            floor = st.min_se_of(response)
+        except RemoteSipError:
+            return False
+        if floor is None or floor <= policy.min_se:
+            return False
+        self._retried_422 = True
+        self.policy = st.TimerPolicy(max(floor, policy.session_expires), floor)
+        return True
 
     # -- 2xx crossing a dialog: the interval (re)starts --------------------------------
 

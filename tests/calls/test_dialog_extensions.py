@@ -182,3 +182,34 @@ async def test_an_update_offer_while_ours_is_unanswered_gets_491(tmp_path: Path)
         h.feed(caller.request("UPDATE", to=str(ok.to), cseq=2, body=sdp(40002)), CALLER)
         await h.until(lambda: responses(h, CALLER, "UPDATE"))
         assert [r.status for r in responses(h, CALLER, "UPDATE")] == [491]
+
+
+async def test_a_call_takers_422_is_retried_once_with_its_min_se(tmp_path: Path) -> None:
+    async with Harness(tmp_path) as h:
+        await invite_with(h, Peer(CALLER, "caller", "st-6"))
+        first = await play_notice(h)
+        too_small = make_response(first, 422, to_tag="t1", headers=[("Min-SE", "3600")])
+        h.feed(too_small.serialize(), TAKER)
+        invites = lambda: [s.message for s in h.to(TAKER) if s.is_request("INVITE")]  # noqa: E731
+        await h.until(lambda: len(invites()) == 2)
+        retry = invites()[1]
+        assert isinstance(retry, Request)
+        assert retry.headers.get("session-expires") == "3600"
+        assert retry.headers.get("min-se") == "3600"
+        again = make_response(retry, 422, to_tag="t2", headers=[("Min-SE", "7200")])
+        h.feed(again.serialize(), TAKER)
+        await h.until(lambda: h.published(CallEnded))
+        assert len(invites()) == 2  # once only
+
+
+async def test_an_update_offer_in_the_callers_early_dialog_is_answered(tmp_path: Path) -> None:
+    async with Harness(tmp_path) as h:
+        caller = Peer(CALLER, "caller", "up-2")
+        await invite_with(h, caller)
+        (early,) = [r for r in responses(h, CALLER) if r.status == 183]
+        h.feed(caller.request("UPDATE", to=str(early.to), cseq=2, body=sdp(40002)), CALLER)
+        await h.until(lambda: responses(h, CALLER, "UPDATE"))
+        (answer,) = responses(h, CALLER, "UPDATE")
+        assert answer.status == 200
+        assert b"m=audio" in answer.body
+        assert not h.published(CallEnded)
