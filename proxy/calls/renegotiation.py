@@ -60,7 +60,11 @@ class Renegotiation:
         # the ACK, our INVITE's before the party answered it (RFC 3261 §14.2, RFC 3311
         # §5.2).  (An offer of the party's is answered at once, in the same step: the 500
         # with Retry-After of §5.2 for one left unanswered has no case here.)
-        if side in sip.offers.values() or (body and (side.answer_in_ack or side.audio is None)):
+        if (
+            side in sip.offers.values()
+            or self.call.timers.reinviting(event.dialog)  # a session refresh of ours
+            or (body and (side.answer_in_ack or side.audio is None))
+        ):
             sip.respond(txn, 491, dialog=event.dialog)
             return
         if not body:

@@ -120,6 +120,13 @@ class SessionRefresh:
         if self.policy is not None and interval is not None and event.dialog is not None:
             self._start(event.dialog, interval, event.response)
 
+    def reinviting(self, dialog: Dialog | None) -> bool:
+        """A refresh re-INVITE of ours is out in ``dialog`` (a re-INVITE or UPDATE offer
+        from the party meanwhile is glare: 491)."""
+        return any(
+            leg.dialog is dialog and txn.method == "INVITE" for txn, leg in self._refreshes.items()
+        )
+
     def timed_out(self, transaction: Transaction) -> bool:
         """No answer at all to our refresh: the party is gone (RFC 4028 §10)."""
         leg = self._refreshes.pop(transaction, None)
@@ -165,7 +172,8 @@ class SessionRefresh:
     def _stop(self, leg: _Leg) -> None:
         if leg.handle is not None:
             leg.handle.cancel()
-        self._legs.pop(leg.dialog, None)
+        if self._legs.get(leg.dialog) is leg:  # not a newer interval of the same dialog
+            del self._legs[leg.dialog]
 
     def _due(self, leg: _Leg) -> None:
         leg.handle = None
@@ -176,9 +184,8 @@ class SessionRefresh:
             return
         if leg.interval.we_refresh and not leg.refreshing:
             self._refresh(leg)
-            now = self.call.b2bua.now()
-            # the refresh was sent at half the interval: the expiry is what is left
-            self._arm(leg, now + leg.interval.seconds / 2 - min(32, leg.interval.seconds / 3))
+            # sent at half the interval: without a 2xx by its end the session is over
+            self._arm(leg, self.call.b2bua.now() + leg.interval.seconds / 2)
             return
         self._expired(leg, "no session refresh came")
 
@@ -192,6 +199,9 @@ class SessionRefresh:
             st.TimerPolicy(leg.interval.seconds, self.policy.min_se), refresher="uac"
         )
         side = call.offers.side_of(dialog)
+        leg.refreshing = True
+        if side is not None and side in sip.offers.values():
+            return  # a re-INVITE of ours is out: its 2xx refreshes the session
         if leg.allows_update or side is None or side.local is None:
             request = dialog.create_request("UPDATE", headers=headers)
         else:
@@ -200,7 +210,6 @@ class SessionRefresh:
                 body=side.local.serialize(),
                 headers=[("Allow", sip.core.allow), *headers],
             )
-        leg.refreshing = True
         self._refreshes[sip.send(request, dialog=dialog)] = leg
         log.info("call %s: session refresh (%s) sent", call.id, request.method)
 

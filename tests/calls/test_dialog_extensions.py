@@ -128,8 +128,36 @@ async def test_we_refresh_a_caller_without_timer_support_by_update(tmp_path: Pat
             update, 200, headers=[("Session-Expires", "2;refresher=uac")]
         ).serialize()
         h.feed(answer, CALLER)
-        await asyncio.sleep(0.6)  # past the expiry the refresh would otherwise have hit
+        updates = lambda: [s for s in h.to(CALLER) if s.is_request("UPDATE")]  # noqa: E731
+        await h.until(lambda: len(updates()) == 2, seconds=3.0)  # the interval restarted
         assert not h.published(CallEnded)
+
+
+async def test_our_refresh_without_an_answer_ends_the_call_at_the_interval(
+    tmp_path: Path,
+) -> None:
+    async with Harness(tmp_path, sip=SHORT) as h:
+        caller, taker = Peer(CALLER, "caller", "st-7"), Peer(TAKER, "taker", "")
+        await invite_with(h, caller, ("Allow", "INVITE, ACK, BYE, UPDATE"))
+        await bridge(h, caller, taker)
+        await h.until(lambda: any(s.is_request("UPDATE") for s in h.to(CALLER)), seconds=3.0)
+        await h.until(lambda: h.published(CallEnded), seconds=2.0)  # 1 s after the UPDATE
+        (ended,) = h.published(CallEnded)
+        assert ended.outcome == "session_expired"
+        assert any(s.is_request("BYE") for s in h.to(TAKER))
+
+
+async def test_a_reinvite_while_our_refresh_reinvite_is_out_gets_491(tmp_path: Path) -> None:
+    async with Harness(tmp_path, sip=SHORT) as h:
+        caller, taker = Peer(CALLER, "caller", "st-8"), Peer(TAKER, "taker", "")
+        await invite_with(h, caller)  # no UPDATE allowed: we refresh by re-INVITE
+        ok = await bridge(h, caller, taker)
+        reinvites = lambda: [s for s in h.to(CALLER) if s.is_request("INVITE")]  # noqa: E731
+        await h.until(lambda: reinvites(), seconds=3.0)
+        h.feed(caller.request("INVITE", to=str(ok.to), cseq=2, body=sdp(40000)), CALLER)
+        final = lambda: [r for r in responses(h, CALLER) if r.cseq.number == 2 and r.status >= 200]  # noqa: E731
+        await h.until(final)
+        assert [r.status for r in final()] == [491]
 
 
 async def test_we_refresh_a_call_taker_without_update_by_a_same_sdp_reinvite(
