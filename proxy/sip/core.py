@@ -64,6 +64,7 @@ from .prack import (
     allows_reliable,
     requires_reliable,
 )
+from .resend import Resender
 from .session_timer import check_request as check_session_timer
 from .transaction import (
     ClientTransaction,
@@ -156,7 +157,7 @@ class _Timed(Protocol):
     def fire(self, name: str, deadline: float, now: float) -> None: ...
 
 
-class _Retransmit2xx:
+class _Retransmit2xx(Resender):
     """Our 2xx to an INVITE, resent at T1, 2·T1 … capped at T2 until ACKed; given up
     after 64·T1 (§13.3.1.4).  Over every transport: "independent of whatever transport
     protocols are used to send the response" (a proxy on the way may use UDP)."""
@@ -169,39 +170,27 @@ class _Retransmit2xx:
         response: Response,
         now: float,
     ) -> None:
+        t = core.settings.timers
+        super().__init__(core.arm, t.t1, cap=t.t2)
         self.core = core
         self.dialog = dialog
         self.transaction = transaction
         self.response = response
         self.cseq = transaction.request.cseq.number
-        t = core.settings.timers
-        self.interval = t.t1
-        self.deadlines: dict[str, float] = {}
-        self._arm("retransmit", now + t.t1)
-        self._arm("give_up", now + 64 * t.t1)
+        self.start(now)
 
-    def _arm(self, name: str, deadline: float) -> None:
-        self.deadlines[name] = deadline
-        self.core.arm(self, name, deadline)
+    def resend(self, now: float) -> None:
+        self.core.transmit(
+            self.response, self.transaction.response_destination, self.transaction.transport
+        )
+        self.core.count("retransmissions")
 
-    def fire(self, name: str, deadline: float, now: float) -> None:
-        if self.deadlines.get(name) != deadline:
-            return
-        del self.deadlines[name]
-        if name == "retransmit":
-            self.core.transmit(
-                self.response, self.transaction.response_destination, self.transaction.transport
-            )
-            self.core.count("retransmissions")
-            self.interval = min(2 * self.interval, self.core.settings.timers.t2)
-            self._arm("retransmit", now + self.interval)
-        else:
-            self.stop()
-            self.core.count("ack_timeouts")
-            self.core.emit(AckTimedOut(dialog=self.dialog, transaction=self.transaction))
+    def expired(self, now: float) -> None:
+        self.core.count("ack_timeouts")
+        self.core.emit(AckTimedOut(dialog=self.dialog, transaction=self.transaction))
 
     def stop(self) -> None:
-        self.deadlines.clear()
+        super().stop()
         key = (self.dialog.id, self.cseq)
         if self.core._pending_2xx.get(key) is self:
             del self.core._pending_2xx[key]
@@ -542,10 +531,10 @@ class SipCore:
 
     def _reliable_gave_up(
         self, transaction: ServerTransaction, dialog: Dialog
-    ) -> Callable[[ReliableResponse, float], None]:
+    ) -> Callable[[float], None]:
         """No PRACK for a reliable 1xx within 64·T1: the INVITE is rejected (§3)."""
 
-        def gave_up(_: ReliableResponse, now: float) -> None:
+        def gave_up(now: float) -> None:
             if transaction.state is TransactionState.PROCEEDING:
                 reason = "Server Internal Error (reliable provisional response unacknowledged)"
                 response = self._response(transaction.request, 500, reason, to_tag=dialog.local_tag)
@@ -747,17 +736,15 @@ class SipCore:
         )
         if reliable:
             assert dialog is not None
-            sender = self._reliable[dialog.id][1]
-            rseq = int(response.headers.get("rseq") or 0)
-            sender.send(
-                ReliableResponse(
-                    self, response, rseq, request.cseq.number,
-                    send=lambda r, when: self._provisional(transaction, r, when),
-                    gave_up=self._reliable_gave_up(transaction, dialog),
-                    t1=self.settings.timers.t1,
-                ),
-                now,
-            )  # fmt: skip
+            reliable_1xx = ReliableResponse(
+                self,
+                response,
+                cseq=request.cseq.number,
+                send=lambda r, when: self._provisional(transaction, r, when),
+                gave_up=self._reliable_gave_up(transaction, dialog),
+                t1=self.settings.timers.t1,
+            )
+            self._reliable[dialog.id][1].send(reliable_1xx, now)
             return response
         pending = self._reliable.get(dialog.id) if dialog is not None else None
         # a 2xx waits until the reliable 1xx with a session description is PRACKed (§3)
@@ -941,8 +928,8 @@ def _sent_request_dialog_id(request: Request) -> DialogId:
 def _is_live(owner: _Timed, name: str, deadline: float) -> bool:
     if isinstance(owner, Transaction):
         return owner.timers.get(name) == deadline
-    if isinstance(owner, _Retransmit2xx | ReliableResponse):
-        return owner.deadlines.get(name) == deadline
+    if isinstance(owner, Resender):
+        return owner.is_live(name, deadline)
     return True
 
 

@@ -26,6 +26,7 @@ from typing import Protocol
 from . import abnf
 from .errors import RemoteSipError
 from .message import Message, Response
+from .resend import Resender
 
 OPTION_TAG = "100rel"
 #: RSeq and the RAck's response-num are 1 … 2**32 - 1 (RFC 3262 §7.1); a fresh RSeq
@@ -90,7 +91,7 @@ def _tags(message: Message, header: str) -> set[str]:
 class Owner(Protocol):
     """What the retransmitter needs from the core."""
 
-    def arm(self, owner: ReliableResponse, name: str, deadline: float) -> None: ...
+    def arm(self, owner: Resender, name: str, deadline: float) -> None: ...
 
     def count(self, what: str) -> None: ...
 
@@ -98,26 +99,32 @@ class Owner(Protocol):
 Send = Callable[[Response, float], None]
 
 
-@dataclass(eq=False)
-class ReliableResponse:
-    """One reliable 1xx of ours, retransmitted until PRACKed or 64·T1 have passed;
-    ``gave_up`` is called then (the core rejects the INVITE with a 5xx, §3)."""
+class ReliableResponse(Resender):
+    """One reliable 1xx of ours, sent at ``start`` and resent at T1, 2·T1, 4·T1 … ("doubles
+    for each retransmission", §3: no T2 cap) until PRACKed; after 64·T1 ``gave_up`` is
+    called (the core rejects the INVITE with a 5xx, §3)."""
 
-    owner: Owner
-    response: Response
-    rseq: int
-    cseq: int
-    send: Send
-    gave_up: Callable[[ReliableResponse, float], None]
-    t1: float
-    deadlines: dict[str, float] = field(default_factory=dict)
-    interval: float = 0.0
+    def __init__(
+        self,
+        owner: Owner,
+        response: Response,
+        *,
+        cseq: int,
+        send: Send,
+        gave_up: Callable[[float], None],
+        t1: float,
+    ) -> None:
+        super().__init__(owner.arm, t1, cap=None)
+        self.owner = owner
+        self.response = response
+        self.rseq = parse_rseq(response.headers.get("rseq") or "")
+        self.cseq = cseq
+        self.send = send
+        self.gave_up = gave_up
 
     def start(self, now: float) -> None:
         self.send(self.response, now)
-        self.interval = self.t1
-        self._arm("retransmit", now + self.t1)
-        self._arm("give_up", now + 64 * self.t1)
+        super().start(now)
 
     @property
     def has_sdp(self) -> bool:
@@ -126,29 +133,13 @@ class ReliableResponse:
     def matches(self, rack: RAck) -> bool:
         return (rack.rseq, rack.cseq, rack.method.upper()) == (self.rseq, self.cseq, "INVITE")
 
-    def _arm(self, name: str, deadline: float) -> None:
-        self.deadlines[name] = deadline
-        self.owner.arm(self, name, deadline)
+    def resend(self, now: float) -> None:
+        self.send(self.response, now)
+        self.owner.count("retransmissions")
 
-    def fire(self, name: str, deadline: float, now: float) -> None:
-        if self.deadlines.get(name) != deadline:
-            return
-        del self.deadlines[name]
-        if name == "retransmit":
-            self.send(self.response, now)
-            self.owner.count("retransmissions")
-            self.interval *= 2  # "doubles for each retransmission" (§3), no T2 cap
-            self._arm("retransmit", now + self.interval)
-        else:
-            self.stop()
-            self.owner.count("prack_timeouts")
-            self.gave_up(self, now)
-
-    def stop(self) -> None:
-        self.deadlines.clear()
-
-    def is_live(self, name: str, deadline: float) -> bool:
-        return self.deadlines.get(name) == deadline
+    def expired(self, now: float) -> None:
+        self.owner.count("prack_timeouts")
+        self.gave_up(now)
 
 
 @dataclass(eq=False)
