@@ -208,3 +208,13 @@ def test_fuzzed_rack_in_a_prack_gets_400_or_481_and_the_call_goes_on(text: str) 
     out = feed(core, prack(text, tag), 0.1)
     assert [response_of(o).status for o in out] in ([400], [481], [200])
     assert core.dialogs and core.dialogs[0].state.value == "early"
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=14))
+def test_fuzzed_rseq_from_a_call_taker_is_pracked_or_dropped_never_raised(rseq: str) -> None:
+    core = SipCore(CoreSettings(host="127.0.0.1"))
+    _, invite = uac_invite(core)
+    sent = pracks(feed(core, reliable_1xx(invite, 183, rseq), 0.1))
+    events = drain_events(core)
+    assert (len(sent), len(events)) in ((0, 0), (1, 1))
+    assert core.transaction_count >= 1  # the INVITE goes on

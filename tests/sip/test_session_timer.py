@@ -7,7 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy.sip.core import SipCore
+from proxy.sip.dialog import DialogState
 from proxy.sip.errors import RemoteSipError
+from proxy.sip.events import RequestReceived
 from proxy.sip.message import Request, Response, parse_message
 from proxy.sip.session_timer import (
     Interval,
@@ -133,3 +136,39 @@ def test_fuzzed_timer_headers_get_only_the_protocol_error(se: str, min_se: str) 
     if statuses == [100]:  # accepted: the negotiation raises nothing either
         (event,) = drain_events(core)
         assert as_uas(event.request, POLICY).seconds >= 90  # type: ignore[attr-defined]
+
+
+def confirmed_uas_dialog() -> tuple[SipCore, str]:
+    """A core with a confirmed dialog (INVITE, 200, ACK): the dialog's To tag."""
+    core = uas(min_se=90)
+    feed(core, raw_request("INVITE"))
+    (event,) = drain_events(core)
+    assert isinstance(event, RequestReceived)
+    dialog = core.accept_dialog(event.transaction)
+    core.respond(event.transaction, 200, now=0.0, dialog=dialog)
+    core.datagrams_to_send()
+    ack = raw_request("ACK", to=f"<sip:bob@127.0.0.2>;tag={dialog.local_tag}", cseq_method="ACK")
+    feed(core, ack)
+    drain_events(core)
+    assert dialog.state is DialogState.CONFIRMED
+    return core, dialog.local_tag
+
+
+@given(
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30),
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12),
+)
+def test_fuzzed_timer_headers_in_an_update_leave_the_call_as_it_was(se: str, min_se: str) -> None:
+    core, tag = confirmed_uas_dialog()
+    update = raw_request(
+        "UPDATE",
+        via="SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK-update",
+        to=f"<sip:bob@127.0.0.2>;tag={tag}",
+        cseq=2,
+        headers=[("Session-Expires", se), ("Min-SE", min_se)],
+    )
+    statuses = [response_of(o).status for o in feed(core, update, 1.0)]
+    events = drain_events(core)
+    assert statuses in ([400], [422]) or (statuses == [] and len(events) == 1)
+    (dialog,) = core.dialogs
+    assert dialog.state is DialogState.CONFIRMED  # the call is untouched
