@@ -85,7 +85,10 @@ class SessionRefresh:
         """Our 2xx to the party's INVITE or UPDATE: the interval we grant, in its headers."""
         if self.policy is None:
             return []
-        interval = st.as_uas(request, self.policy)
+        try:
+            interval = st.as_uas(request, self.policy)
+        except RemoteSipError:  # the core answers such a request 400 before we see it
+            return []
         self._start(dialog, interval, request)
         return st.uas_headers(request, interval)
 
@@ -154,7 +157,7 @@ class SessionRefresh:
         previous = self._legs.get(dialog)
         if allows_update is None:
             allows_update = (
-                "UPDATE" in (m.upper() for m in message.headers.get_all("allow"))
+                _allows_update(message)
                 if message is not None
                 else previous is not None and previous.allows_update
             )
@@ -221,3 +224,11 @@ class SessionRefresh:
         log.warning("call %s: session timer expired on the %s's leg (%s)", call.id, party, why)
         call.b2bua.publish(SessionTimerExpired(call.id, party, leg.interval.seconds))
         call.hang_up("session timer expired", CallOutcome.SESSION_EXPIRED)
+
+
+def _allows_update(message: Message) -> bool:
+    """The party's Allow lists UPDATE (a garbled Allow: it does not)."""
+    try:
+        return "UPDATE" in (m.upper() for m in message.headers.get_all("allow"))
+    except RemoteSipError:
+        return False

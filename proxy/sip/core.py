@@ -43,7 +43,7 @@ from .events import (
     ResponseReceived,
 )
 from .flood import FloodSettings, SourceLimiter
-from .headers import Via, split_list
+from .headers import Via, option_tags, split_list
 from .message import (
     Message,
     Request,
@@ -226,7 +226,7 @@ class SipCore:
         self._pending_cancel: set[ClientTransaction] = set()
         self._uas_tags: dict[ServerKey, str] = {}  # To tag per server transaction
         # RFC 3262: our reliable 1xx per early dialog (UAS), the RSeqs we PRACKed (UAC)
-        self._reliable: dict[DialogId, tuple[ServerTransaction, ReliableSender]] = {}
+        self._reliable: dict[DialogId, ReliableSender] = {}
         self._received_rseqs = ReceivedRseqs()
 
     # ==================================================================================
@@ -495,7 +495,10 @@ class SipCore:
         if request.method not in (*self.settings.allowed_methods, *self.settings.refused_by_tu):
             return 405, None, allow
         supported = (*self.settings.supported, OPTION_TAG)
-        required = [tag for tag in request.headers.get_all("require") if tag not in supported]
+        try:
+            required = [t for t in option_tags(request.headers, "require") if t not in supported]
+        except RemoteSipError as exc:
+            return 400, exc.reason, []
         if required and request.method not in ("CANCEL", "ACK"):
             return 420, None, [("Unsupported", ", ".join(required))]
         if (
@@ -523,7 +526,7 @@ class SipCore:
             txn.respond(self._response(prack, 400, exc.reason), now)
             return
         pending = self._reliable.get(dialog.id) if dialog is not None else None
-        if dialog is None or pending is None or not pending[1].acknowledge(rack, now):
+        if dialog is None or pending is None or not pending.acknowledge(rack, now):
             self.stats["prack_unmatched"] += 1
             txn.respond(self._response(prack, 481, to_tag=prack.to.tag), now)
             return
@@ -713,8 +716,8 @@ class SipCore:
         if reliable:
             if dialog is None or not allows_reliable(request):
                 raise LocalSipError("a reliable 1xx needs a dialog and an INVITE allowing it")
-            entry = self._reliable.setdefault(dialog.id, (transaction, ReliableSender(dialog.id)))
-            extra += [("Require", OPTION_TAG), ("RSeq", str(entry[1].take_rseq()))]
+            sender = self._reliable.setdefault(dialog.id, ReliableSender())
+            extra += [("Require", OPTION_TAG), ("RSeq", str(sender.take_rseq()))]
         to_tag = dialog.local_tag if dialog is not None else self._tag_for(transaction)
         if (
             dialog is not None
@@ -744,7 +747,7 @@ class SipCore:
                 gave_up=self._reliable_gave_up(transaction, dialog),
                 t1=self.settings.timers.t1,
             )
-            self._reliable[dialog.id][1].send(reliable_1xx, now)
+            self._reliable[dialog.id].send(reliable_1xx, now)
             return response
         pending = self._reliable.get(dialog.id) if dialog is not None else None
         # a 2xx waits until the reliable 1xx with a session description is PRACKed (§3)
@@ -752,9 +755,9 @@ class SipCore:
             request.method == "INVITE"
             and 200 <= status < 300
             and pending is not None
-            and pending[1].holds_2xx()
+            and pending.holds_2xx()
         ):
-            pending[1].held_final = lambda when: self._send_response(
+            pending.held_final = lambda when: self._send_response(
                 transaction, dialog, response, when
             )
             return response
@@ -780,7 +783,7 @@ class SipCore:
         if request.method == "INVITE" and status >= 200 and dialog is not None:
             pending = self._reliable.pop(dialog.id, None)
             if pending is not None:
-                pending[1].finish()
+                pending.finish()
         transaction.respond(response, now)
         if request.method == "INVITE":
             if dialog is not None and 200 <= status < 300:
@@ -862,7 +865,7 @@ class SipCore:
         self._received_rseqs.forget(dialog.id)
         reliable = self._reliable.pop(dialog.id, None)
         if reliable is not None:
-            reliable[1].finish()
+            reliable.finish()
         for key in [k for k in self._pending_2xx if k[0] == dialog.id]:
             self._pending_2xx[key].stop()
 

@@ -25,6 +25,7 @@ from typing import Protocol
 
 from . import abnf
 from .errors import RemoteSipError
+from .headers import offers_option, option_tags
 from .message import Message, Response
 from .resend import Resender
 
@@ -67,7 +68,7 @@ def _number(text: str, what: str) -> int:
 
 def allows_reliable(message: Message) -> bool:
     """The INVITE says it supports (or requires) reliable provisional responses."""
-    return OPTION_TAG in _tags(message, "supported") or requires_reliable(message)
+    return offers_option(message.headers, OPTION_TAG)
 
 
 def send_reliably(request: Message, mode: str) -> bool:
@@ -77,11 +78,11 @@ def send_reliably(request: Message, mode: str) -> bool:
 
 
 def requires_reliable(message: Message) -> bool:
-    return OPTION_TAG in _tags(message, "require")
-
-
-def _tags(message: Message, header: str) -> set[str]:
-    return {tag.strip().lower() for tag in message.headers.get_all(header)}
+    """``Require: 100rel`` (a garbled Require requires nothing: the core answered 400)."""
+    try:
+        return OPTION_TAG in (t.lower() for t in option_tags(message.headers, "require"))
+    except RemoteSipError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------
@@ -144,11 +145,10 @@ class ReliableResponse(Resender):
 
 @dataclass(eq=False)
 class ReliableSender:
-    """The reliable 1xx of one INVITE server transaction (of the early dialog
-    ``dialog_id``): the one awaiting its PRACK, those queued behind it, and a 2xx held
-    back until they are PRACKed."""
+    """The reliable 1xx of one INVITE server transaction (one early dialog): the one
+    awaiting its PRACK, those queued behind it, and a 2xx held back until they are
+    PRACKed."""
 
-    dialog_id: tuple[str, str, str]
     next_rseq: int = field(default_factory=lambda: 1 + secrets.randbelow(2**31 - 1))
     outstanding: ReliableResponse | None = None
     queued: list[ReliableResponse] = field(default_factory=list)

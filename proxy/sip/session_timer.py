@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from . import abnf
 from .errors import RemoteSipError
-from .headers import parse_params
+from .headers import offers_option, parse_params
 from .message import Message, Request, Response
 
 OPTION_TAG = "timer"
@@ -112,12 +112,8 @@ class Interval:
         return str(SessionExpires(self.seconds, self.refresher))
 
 
-def _tags(message: Message, header: str) -> set[str]:
-    return {tag.strip().lower() for tag in message.headers.get_all(header)}
-
-
 def supports_timer(message: Message) -> bool:
-    return OPTION_TAG in _tags(message, "supported") | _tags(message, "require")
+    return offers_option(message.headers, OPTION_TAG)
 
 
 def as_uas(request: Request, policy: TimerPolicy) -> Interval:
@@ -153,9 +149,12 @@ def uac_headers(policy: TimerPolicy, refresher: str | None = None) -> list[tuple
 
 
 def as_uac(response: Response) -> Interval | None:
-    """What a 2xx to our request set (§7.2): no Session-Expires, no session timer; a
-    refresher left out is ours (the UAC's)."""
-    answered = session_expires_of(response)
+    """What a 2xx to our request set (§7.2): no Session-Expires (or a garbled one), no
+    session timer; a refresher left out is ours (the UAC's)."""
+    try:
+        answered = session_expires_of(response)
+    except RemoteSipError:
+        return None
     if answered is None:
         return None
     refresher = answered.refresher or "uac"

@@ -9,7 +9,13 @@ import asyncio
 from pathlib import Path
 
 from proxy.config import SipSettings
-from proxy.events import CallEnded, CallStarted, NoticeStarted, SessionTimerExpired
+from proxy.events import (
+    CallBridged,
+    CallEnded,
+    CallStarted,
+    NoticeStarted,
+    SessionTimerExpired,
+)
 from proxy.sip.message import Request, Response, make_response
 
 from .call_harness import CALLER, TAKER, Harness, Peer, sdp
@@ -241,3 +247,23 @@ async def test_an_update_offer_in_the_callers_early_dialog_is_answered(tmp_path:
         assert answer.status == 200
         assert b"m=audio" in answer.body
         assert not h.published(CallEnded)
+
+
+async def test_garbled_timer_headers_from_the_parties_set_no_timer_and_break_nothing(
+    tmp_path: Path,
+) -> None:
+    async with Harness(tmp_path, sip=SHORT) as h:
+        caller, taker = Peer(CALLER, "caller", "st-9"), Peer(TAKER, "taker", "")
+        await invite_with(h, caller, ("Supported", ""))  # empty, as baresip 1.0 sends it
+        taker_invite = await play_notice(h)
+        answer = make_response(
+            taker_invite, 200, to_tag=taker.tag, body=sdp(50000),
+            headers=[("Contact", "<sip:taker@127.0.0.1:5070>"), ("Allow", "INVITE,,BYE"),
+                     ("Content-Type", "application/sdp"), ("Session-Expires", "soon")],
+        )  # fmt: skip
+        h.feed(answer.serialize(), TAKER)
+        await h.until(lambda: h.published(CallBridged) or h.published(CallEnded))
+        assert h.published(CallBridged)
+        await asyncio.sleep(1.5)  # past any interval the garbled header might have set
+        assert not h.published(CallEnded)
+        assert not any(s.is_request("UPDATE") or s.is_request("BYE") for s in h.to(TAKER))

@@ -218,3 +218,19 @@ def test_fuzzed_rseq_from_a_call_taker_is_pracked_or_dropped_never_raised(rseq: 
     events = drain_events(core)
     assert (len(sent), len(events)) in ((0, 0), (1, 1))
     assert core.transaction_count >= 1  # the INVITE goes on
+
+
+def test_an_empty_supported_header_is_legal_and_offers_nothing() -> None:
+    """baresip 1.0 sends ``Supported:`` with nothing in it (RFC 3261 §20.37 allows it)."""
+    core = uas()
+    event = invite_event(core, raw_request("INVITE", headers=[("Supported", "")]))
+    dialog = core.accept_dialog(event.transaction)
+    with pytest.raises(LocalSipError):  # not reliable: the caller did not offer 100rel
+        core.respond(event.transaction, 183, now=0.0, dialog=dialog, reliable=True)
+
+
+def test_a_garbled_require_gets_400_not_a_traceback() -> None:
+    core = uas()
+    out = feed(core, raw_request("INVITE", headers=[("Require", "100rel,,timer")]))
+    assert [response_of(o).status for o in out] == [400]
+    assert drain_events(core) == []

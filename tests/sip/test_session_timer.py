@@ -172,3 +172,7 @@ def test_fuzzed_timer_headers_in_an_update_leave_the_call_as_it_was(se: str, min
     assert statuses in ([400], [422]) or (statuses == [] and len(events) == 1)
     (dialog,) = core.dialogs
     assert dialog.state is DialogState.CONFIRMED  # the call is untouched
+
+
+def test_a_garbled_session_expires_in_a_2xx_sets_no_timer() -> None:
+    assert as_uac(response(("Session-Expires", "soon;refresher=uac"))) is None
