@@ -167,8 +167,9 @@ class Call:
         call in the catalog.
 
         An INVITE without an offer (late offer) gets our offer in a 200, and its answer
-        comes in the ACK: a 183 could carry the offer reliably only with PRACK (RFC 3262),
-        which recproxy does not do, so such a call is answered at once, notice or not."""
+        comes in the ACK: a 183 could carry the offer only reliably, with its answer in the
+        PRACK (RFC 3262), which recproxy does not do (its reliable 183 carries an answer),
+        so such a call is answered at once, notice or not."""
         request = self.invite.request
         sip = self.sip
         if not accepts_sdp(request):
