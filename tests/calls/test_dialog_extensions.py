@@ -43,6 +43,19 @@ def responses(h: Harness, where: tuple[str, int], method: str = "INVITE") -> lis
     ]
 
 
+def taker_answer(taker: Peer, invite: Request, allow: str, session_expires: str) -> bytes:
+    """The call taker's 200 with its SDP answer, an Allow and a Session-Expires."""
+    headers = [
+        ("Contact", "<sip:taker@127.0.0.1:5070>"),
+        ("Allow", allow),
+        ("Content-Type", "application/sdp"),
+        ("Session-Expires", session_expires),
+    ]
+    return make_response(
+        invite, 200, to_tag=taker.tag, body=sdp(50000), headers=headers
+    ).serialize()
+
+
 async def test_the_notice_183_is_reliable_and_the_prack_is_answered(tmp_path: Path) -> None:
     async with Harness(tmp_path) as h:
         caller, taker = Peer(CALLER, "caller", "rel-1"), Peer(TAKER, "taker", "")
@@ -173,13 +186,7 @@ async def test_we_refresh_a_call_taker_without_update_by_a_same_sdp_reinvite(
         caller, taker = Peer(CALLER, "caller", "st-4"), Peer(TAKER, "taker", "")
         await invite_with(h, caller)
         taker_invite = await play_notice(h)
-        answer = make_response(
-            taker_invite, 200, to_tag=taker.tag, body=sdp(50000),
-            headers=[("Contact", "<sip:taker@127.0.0.1:5070>"),
-                     ("Allow", "INVITE, ACK, BYE"), ("Content-Type", "application/sdp"),
-                     ("Session-Expires", "2;refresher=uac")],
-        )  # fmt: skip
-        h.feed(answer.serialize(), TAKER)
+        h.feed(taker_answer(taker, taker_invite, "INVITE, ACK, BYE", "2;refresher=uac"), TAKER)
         invites = lambda: [s.message for s in h.to(TAKER) if s.is_request("INVITE")]  # noqa: E731
         await h.until(lambda: len(invites()) == 2, seconds=3.0)
         first, refresh = invites()
@@ -256,12 +263,7 @@ async def test_garbled_timer_headers_from_the_parties_set_no_timer_and_break_not
         caller, taker = Peer(CALLER, "caller", "st-9"), Peer(TAKER, "taker", "")
         await invite_with(h, caller, ("Supported", ""))  # empty, as baresip 1.0 sends it
         taker_invite = await play_notice(h)
-        answer = make_response(
-            taker_invite, 200, to_tag=taker.tag, body=sdp(50000),
-            headers=[("Contact", "<sip:taker@127.0.0.1:5070>"), ("Allow", "INVITE,,BYE"),
-                     ("Content-Type", "application/sdp"), ("Session-Expires", "soon")],
-        )  # fmt: skip
-        h.feed(answer.serialize(), TAKER)
+        h.feed(taker_answer(taker, taker_invite, "INVITE,,BYE", "soon"), TAKER)
         await h.until(lambda: h.published(CallBridged) or h.published(CallEnded))
         assert h.published(CallBridged)
         await asyncio.sleep(1.5)  # past any interval the garbled header might have set
