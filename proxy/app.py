@@ -437,9 +437,10 @@ def _core_settings(config: Config, port: int) -> CoreSettings:
         # REGISTER: allowed when the registrar is on, else refused by it with 403
         allowed_methods=ALLOWED_METHODS + (("REGISTER",) if config.registrar.enabled else ()),
         refused_by_tu=(*REFUSED_METHODS, *(() if config.registrar.enabled else ("REGISTER",))),
-        # SIPREC (RFC 7866): the option tag and the multipart body of a recording
-        # session reach the TU, which refuses them with 403 when [siprec] is disabled
-        supported=("siprec",),
+        # the option tags a Require may name (100rel is the core's own): SIPREC (RFC
+        # 7866), whose sessions and multipart bodies reach the TU, which refuses them
+        # with 403 when [siprec] is disabled; session timers (RFC 4028) when configured
+        supported=("siprec", *(("timer",) if config.sip.session_expires else ())),
         accepted_content_types=("application/sdp", "multipart/mixed"),
         flood=FloodSettings(
             requests_per_second=limits.requests_per_second,
@@ -450,6 +451,7 @@ def _core_settings(config: Config, port: int) -> CoreSettings:
         ),
         max_server_transactions=limits.max_transactions,
         max_dialogs=limits.max_dialogs,
+        min_se=config.sip.min_se if config.sip.session_expires else None,
     )
 
 

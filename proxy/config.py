@@ -61,6 +61,10 @@ class SipSettings:
     transports: tuple[str, ...] = ("udp", "tcp")
     user_agent: str = "recproxy"
     advertise6: str | None = None  # None: "::1" when advertise is loopback; "": no IPv6
+    # RFC 3262 / 4028 (issue 18, dialogs): reliable 1xx to callers, session timers per leg
+    reliable_provisional: str = "supported"  # "off" | "supported" | "required"
+    session_expires: int = 1800  # seconds asked for and granted at most; 0: no timers
+    min_se: int = 90  # the least interval accepted (RFC floor 90; lower only in tests)
 
     def media_host(self, family: int) -> str | None:
         """Our media address for parties of IP ``family`` (4 or 6); None: we have none
@@ -973,6 +977,10 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "internal_peers": _networks,
             "transports": _transports,
             "user_agent": _text,
+            # issue 18, dialogs
+            "reliable_provisional": _choice("off", "supported", "required"),
+            "session_expires": _int(0, 86_400),
+            "min_se": _int(1, 86_400),
         },
         "routing": {
             "call_taker": _sip_uri,
@@ -1235,6 +1243,12 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         problems.append(
             "routing.call_taker and routing.call_takers: set one of them "
             "(call_takers is the list form)"
+        )
+    sip = sections["sip"]
+    if sip.session_expires and sip.session_expires < sip.min_se:
+        problems.append(
+            f"sip.session_expires ({sip.session_expires}) is below sip.min_se ({sip.min_se}); "
+            "a call taker would refuse our own interval (RFC 4028 §5)"
         )
     transcripts = sections["transcripts"]
     if transcripts.model_sha256 is not None and transcripts.model_path is None:

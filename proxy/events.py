@@ -139,6 +139,16 @@ class CallEnded:
     taker: ChannelSummary | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SessionTimerExpired:
+    """No session refresh (RFC 4028) came from ``party`` ("caller" or "call taker") within
+    its ``interval_seconds``: the call is being ended with BYE on both legs."""
+
+    call_id: str
+    party: str
+    interval_seconds: int
+
+
 # --- recordings ----------------------------------------------------------------------------
 
 
@@ -332,6 +342,7 @@ Event = (
     | CallEnded
     | CallTakerFailedOver
     | CallTakerProbed
+    | SessionTimerExpired
     | RecordingStarted
     | RecordingSwitched
     | SegmentSealed

@@ -56,6 +56,7 @@ from ..sip.events import (
     TransactionTimedOut,
 )
 from ..sip.message import Request
+from ..sip.prack import OPTION_TAG, allows_reliable, send_reliably
 from ..sip.uri import SipUri, Uri
 from ..storage.catalog import CallDirection, CallOutcome, NewCall
 from .consent import NoticeHeard, store_receipt
@@ -69,6 +70,7 @@ from .plan import not_recorded, plan_call, unplanned
 from .prompt import Prompt
 from .recording_switch import RecordingSwitch
 from .renegotiation import Renegotiation
+from .session_refresh import SessionRefresh
 from .sip_legs import SipLegs
 from .transfer import Transfers
 from .view import CallView
@@ -86,6 +88,7 @@ class HangupRequested:
     """Put on a call's queue to end it from outside (shutdown, an operator)."""
 
     reason: str
+    outcome: CallOutcome | None = None  # None: completed once bridged, else failed
 
 
 class Call:
@@ -134,6 +137,8 @@ class Call:
         self.offers = Renegotiation(self)
         self.transfers = Transfers(self)
         self.hunt = Hunt(self, self._next, self._common, self._until)
+        self.timers = SessionRefresh(self)  # RFC 4028, on both legs
+        self.sip.answering = self.timers.answering
         self._bridged_at: float | None = None  # monotonic
         self._packets_at_bridge = (0, 0)
 
@@ -164,13 +169,18 @@ class Call:
         call in the catalog.
 
         An INVITE without an offer (late offer) gets our offer in a 200, and its answer
-        comes in the ACK: a 183 could carry the offer reliably only with PRACK (RFC 3262),
-        which recproxy does not do, so such a call is answered at once, notice or not."""
+        comes in the ACK: a 183 could carry the offer only reliably, with its answer in the
+        PRACK (RFC 3262), which recproxy does not do (its reliable 183 carries an answer),
+        so such a call is answered at once, notice or not."""
         request = self.invite.request
         sip = self.sip
         if not accepts_sdp(request):
             sip.respond(sip.a_txn, 406, headers=[("Accept", "application/sdp")])
             raise CallOver(CallOutcome.FAILED, "caller", "Accept excludes application/sdp")
+        reliable = self.config.sip.reliable_provisional
+        if reliable == "required" and not allows_reliable(request):  # RFC 3262 §3
+            sip.respond(sip.a_txn, 421, headers=[("Require", OPTION_TAG)])
+            raise CallOver(CallOutcome.FAILED, "caller", "100rel required")
         if request.body:
             try:
                 self.a_offer = sdp.SessionDescription.parse(request.body)
@@ -212,7 +222,8 @@ class Call:
             self.a.answer_in_ack = True
         dialog = sip.accept_a()
         status = 183 if self.early_media else 200
-        sip.respond(sip.a_txn, status, dialog=dialog, body=answer.serialize())
+        sip.respond(sip.a_txn, status, dialog=dialog, body=answer.serialize(),
+                    reliable=status == 183 and send_reliably(request, reliable))  # fmt: skip
         sip.a_answered = not self.early_media
         call_row = await self.b2bua.catalog.calls.create_call(
             NewCall(
@@ -335,6 +346,7 @@ class Call:
         self.sip.adopt(dialog)
         self.sip.b_dialog = dialog
         self.sip.ack(event)
+        self.timers.confirmed(event)
         try:
             answer = sdp.SessionDescription.parse(event.response.body)
             audio = self.b.accept_answer(answer)
@@ -408,6 +420,7 @@ class Call:
         ended_at = _utc_now()  # not after the recording is sealed: that may take a while
         self.finished = True
         self.phase = CallPhase.ENDED
+        self.timers.stop()
         try:
             self.transfers.abandon()
             self.sip.end_b()
@@ -464,10 +477,12 @@ class Call:
                 self.offers.answer_in_ack(side, event.request.body)
             return
         if isinstance(event, ResponseReceived):
-            self.offers.response(event)
+            if not self.timers.answered(event):
+                self.offers.response(event)
             return
         if isinstance(event, TransactionTimedOut):
-            self.offers.timed_out(event.transaction)
+            if not self.timers.timed_out(event.transaction):
+                self.offers.timed_out(event.transaction)
             return
         if isinstance(event, RequestReceived):
             self._request_in_call(event)
@@ -533,9 +548,9 @@ class Call:
     # ==================================================================================
     # Helpers
 
-    def hang_up(self, reason: str) -> None:
-        """End the call from outside its task (shutdown, an operator)."""
-        self.events.put_nowait(HangupRequested(reason))
+    def hang_up(self, reason: str, outcome: CallOutcome | None = None) -> None:
+        """End the call from outside its task (shutdown, an operator, a session timer)."""
+        self.events.put_nowait(HangupRequested(reason, outcome))
 
     async def _next(self, timeout: float | None = None) -> Event | None:
         try:
@@ -543,7 +558,7 @@ class Call:
         except TimeoutError:
             return None
         if isinstance(event, HangupRequested):
-            outcome = (
+            outcome = event.outcome or (
                 CallOutcome.COMPLETED if self.phase is CallPhase.BRIDGED else CallOutcome.FAILED
             )
             raise CallOver(outcome, "proxy", event.reason)
@@ -569,7 +584,7 @@ class Call:
             if getter in finished:
                 event = getter.result()
                 if isinstance(event, HangupRequested):
-                    raise CallOver(CallOutcome.FAILED, "proxy", event.reason)
+                    raise CallOver(event.outcome or CallOutcome.FAILED, "proxy", event.reason)
                 self._common(event)
             else:
                 getter.cancel()
@@ -615,7 +630,11 @@ class Call:
             contact=self.sip.core.default_contact(),
             local_host=self.config.sip.advertise,
             body=offer.serialize(),
-            headers=[("Allow", self.sip.core.allow)],
+            headers=[
+                ("Allow", self.sip.core.allow),
+                ("Supported", OPTION_TAG),  # a reliable 1xx is PRACKed by the SIP core
+                *self.timers.invite_headers(),
+            ],
         )
 
     def _b_codecs(self) -> tuple[str, ...]:

@@ -167,6 +167,11 @@ class Hunt:
                     continue
                 if status < 300:
                     return event
+                if status == 422 and call.timers.retry_after_422(event.response):
+                    # the session interval asked again, at least the call taker's Min-SE
+                    invite = call.call_taker_invite(uri, call.b)
+                    txn = sip.invite_b(invite, destination=destination, transport=target.transport)
+                    continue
                 return refusal(status), status
             if isinstance(event, TransactionTimedOut) and event.transaction is txn:
                 return Failover.NO_RESPONSE, 408

@@ -55,10 +55,18 @@ class Renegotiation:
         gets its error (488, 400) and the call keeps its media."""
         sip = self.call.sip
         txn = event.transaction
-        if side in sip.offers.values():
-            sip.respond(txn, 491, dialog=event.dialog)  # glare (RFC 3261 §14.2)
-            return
         body = event.request.body
+        # glare: an offer of ours is unanswered — a re-offer, our offer in a 2xx awaiting
+        # the ACK, our INVITE's before the party answered it (RFC 3261 §14.2, RFC 3311
+        # §5.2).  (An offer of the party's is answered at once, in the same step: the 500
+        # with Retry-After of §5.2 for one left unanswered has no case here.)
+        if (
+            side in sip.offers.values()
+            or self.call.timers.reinviting(event.dialog)  # a session refresh of ours
+            or (body and (side.answer_in_ack or side.audio is None))
+        ):
+            sip.respond(txn, 491, dialog=event.dialog)
+            return
         if not body:
             wanted = self._wanted(side)
             if event.request.method == "UPDATE" or wanted is None:

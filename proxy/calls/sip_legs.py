@@ -21,6 +21,8 @@ from ..sip.transaction import ClientTransaction, ServerTransaction, Transaction,
 from .offer_answer import LegSdp
 
 Bind = Callable[[Transaction | Dialog], None]
+#: The headers of our 2xx to a party's INVITE or UPDATE (a session timer's interval)
+Answering = Callable[[Request, Dialog], list[tuple[str, str]]]
 
 
 class SipLegs:
@@ -49,6 +51,7 @@ class SipLegs:
         self.failure_status = 500  # leg A's final response if the call fails unanswered
         self.failure_headers: tuple[tuple[str, str], ...] = ()  # e.g. a Warning with a 488
         self.failure_reason: str | None = None  # its reason phrase, if not the standard one
+        self.answering: Answering = lambda request, dialog: []
         bind(invite)
 
     def accept_a(self) -> Dialog:
@@ -77,9 +80,11 @@ class SipLegs:
         dialog: Dialog | None = None,
         body: bytes = b"",
         headers: list[tuple[str, str]] | None = None,
+        reliable: bool = False,
     ) -> None:
         """Answer ``txn`` unless it is already answered (e.g. the core sent 487 after a
-        CANCEL); an INVITE's responses say what we allow."""
+        CANCEL); an INVITE's responses say what we allow, its and an UPDATE's 2xx the
+        session interval (``answering``); ``reliable``: a 1xx sent with PRACK."""
         if txn.state not in (TransactionState.TRYING, TransactionState.PROCEEDING) and not (
             txn.state is TransactionState.ACCEPTED and 200 <= status < 300
         ):
@@ -88,7 +93,11 @@ class SipLegs:
             *(headers or []),
             *([("Allow", self.core.allow)] if txn.method == "INVITE" else []),
         ]
-        self.core.respond(txn, status, now=self.now(), dialog=dialog, body=body, headers=extra)
+        if dialog is not None and 200 <= status < 300 and txn.method in ("INVITE", "UPDATE"):
+            extra += self.answering(txn.request, dialog)
+        self.core.respond(
+            txn, status, now=self.now(), dialog=dialog, body=body, headers=extra, reliable=reliable
+        )
         self.flush()
 
     def send(

@@ -282,6 +282,7 @@ class Transfers:
         assert dialog is not None  # the core makes the dialog of a 2xx
         sip.adopt(dialog)
         sip.ack(event)
+        call.timers.confirmed(event)  # the target's session interval (RFC 4028)
         try:
             answer = sdp.SessionDescription.parse(event.response.body)
             audio = pending.side.accept_answer(answer)

@@ -148,6 +148,13 @@ _SIP_DROPPED = {
     "dropped_flood": "flood",
     "dropped_amplification": "amplification",
 }
+# issue 18 (RFC 3262): what went wrong with reliable provisional responses
+_SIP_RELIABLE = {
+    "prack_timeouts": "prack_timeout",  # our reliable 1xx never PRACKed: INVITE got 500
+    "prack_unmatched": "prack_unmatched",  # a PRACK matching nothing: 481
+    "reliable_1xx_ignored": "repeated_or_out_of_order",  # a call taker's, not PRACKed
+    "dropped_bad_rseq": "bad_rseq",  # a call taker's reliable 1xx without a usable RSeq
+}
 _SIP_REFUSED = {
     "refused_admission": "policy",
     "refused_rate": "rate",
@@ -744,6 +751,12 @@ def _sip_families(core: CoreSnapshot | None) -> Iterator[Metric]:
     keepalives = CounterMetricFamily(
         "recproxy_sip_keepalives", "Keep-alive datagrams (blank lines) received."
     )
+    reliable = CounterMetricFamily(
+        "recproxy_sip_reliable_provisional_errors",
+        "Reliable provisional responses (RFC 3262) gone wrong: prack_timeout, "
+        "prack_unmatched, repeated_or_out_of_order, bad_rseq.",
+        labels=["kind"],
+    )
     transactions = GaugeMetricFamily("recproxy_sip_transactions", "SIP transactions alive.")
     dialogs = GaugeMetricFamily("recproxy_sip_dialogs", "SIP dialogs alive.")
     if core is not None:
@@ -786,6 +799,8 @@ def _sip_families(core: CoreSnapshot | None) -> Iterator[Metric]:
         for key, kind in _SIP_TRANSPORT_ERRORS.items():
             transport_errors.add_metric([kind], stats.get(key, 0))
         keepalives.add_metric([], stats.get("keepalives", 0))
+        for key, kind in _SIP_RELIABLE.items():
+            reliable.add_metric([kind], stats.get(key, 0))
         transactions.add_metric([], core.transactions)
         dialogs.add_metric([], core.dialogs)
     yield from (
@@ -799,6 +814,7 @@ def _sip_families(core: CoreSnapshot | None) -> Iterator[Metric]:
         refused,
         transport_errors,
         keepalives,
+        reliable,
         transactions,
         dialogs,
     )

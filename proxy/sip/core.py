@@ -37,12 +37,13 @@ from .events import (
     Address,
     Event,
     MessageDropped,
+    PrackTimedOut,
     RequestCancelled,
     RequestReceived,
     ResponseReceived,
 )
 from .flood import FloodSettings, SourceLimiter
-from .headers import Via, split_list
+from .headers import Via, option_tags, split_list
 from .message import (
     Message,
     Request,
@@ -54,6 +55,17 @@ from .message import (
     new_tag,
     parse_message,
 )
+from .prack import (
+    OPTION_TAG,
+    RAck,
+    ReceivedRseqs,
+    ReliableResponse,
+    ReliableSender,
+    allows_reliable,
+    requires_reliable,
+)
+from .resend import Resender
+from .session_timer import check_request as check_session_timer
 from .transaction import (
     ClientTransaction,
     ServerKey,
@@ -89,7 +101,9 @@ KNOWN_METHODS = frozenset(
 #: (and of the core's own 405 and 501).  REFER for a call taker's blind transfer (RFC
 #: 3515, whose NOTIFYs we send); not SUBSCRIBE or NOTIFY, which the TU refuses itself
 #: (``CoreSettings.refused_by_tu``).
-ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "REFER")
+ALLOWED_METHODS = (
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "REFER", "PRACK",
+)  # fmt: skip
 ACCEPTED_SCHEMES = frozenset({"sip", "sips", "tel"})
 
 
@@ -112,7 +126,8 @@ class CoreSettings:
     # methods outside Allow that the TU still sees, to refuse them with its own reason
     # (recproxy: SUBSCRIBE, NOTIFY)
     refused_by_tu: tuple[str, ...] = ()
-    supported: tuple[str, ...] = ()  # option tags we support (Require check, §8.2.2.3)
+    # option tags the TU supports (Require check, §8.2.2.3); 100rel is the core's own
+    supported: tuple[str, ...] = ()
     accepted_content_types: tuple[str, ...] = ("application/sdp",)
     user_agent: str = "recproxy"
     auto_trying: bool = True  # answer INVITE with 100 at once (§17.2.1)
@@ -120,6 +135,9 @@ class CoreSettings:
     flood: FloodSettings = field(default_factory=FloodSettings)
     max_server_transactions: int = 10_000  # past it: 503 without state
     max_dialogs: int = 5_000  # past it a new INVITE gets 503 without state
+    # RFC 4028: with a Min-SE, an INVITE or UPDATE asking a shorter Session-Expires gets
+    # 422, a malformed Session-Expires or Min-SE 400 (None: no session timer checks)
+    min_se: int | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +157,7 @@ class _Timed(Protocol):
     def fire(self, name: str, deadline: float, now: float) -> None: ...
 
 
-class _Retransmit2xx:
+class _Retransmit2xx(Resender):
     """Our 2xx to an INVITE, resent at T1, 2·T1 … capped at T2 until ACKed; given up
     after 64·T1 (§13.3.1.4).  Over every transport: "independent of whatever transport
     protocols are used to send the response" (a proxy on the way may use UDP)."""
@@ -152,39 +170,27 @@ class _Retransmit2xx:
         response: Response,
         now: float,
     ) -> None:
+        t = core.settings.timers
+        super().__init__(core.arm, t.t1, cap=t.t2)
         self.core = core
         self.dialog = dialog
         self.transaction = transaction
         self.response = response
         self.cseq = transaction.request.cseq.number
-        t = core.settings.timers
-        self.interval = t.t1
-        self.deadlines: dict[str, float] = {}
-        self._arm("retransmit", now + t.t1)
-        self._arm("give_up", now + 64 * t.t1)
+        self.start(now)
 
-    def _arm(self, name: str, deadline: float) -> None:
-        self.deadlines[name] = deadline
-        self.core.arm(self, name, deadline)
+    def resend(self, now: float) -> None:
+        self.core.transmit(
+            self.response, self.transaction.response_destination, self.transaction.transport
+        )
+        self.core.count("retransmissions")
 
-    def fire(self, name: str, deadline: float, now: float) -> None:
-        if self.deadlines.get(name) != deadline:
-            return
-        del self.deadlines[name]
-        if name == "retransmit":
-            self.core.transmit(
-                self.response, self.transaction.response_destination, self.transaction.transport
-            )
-            self.core.count("retransmissions")
-            self.interval = min(2 * self.interval, self.core.settings.timers.t2)
-            self._arm("retransmit", now + self.interval)
-        else:
-            self.stop()
-            self.core.count("ack_timeouts")
-            self.core.emit(AckTimedOut(dialog=self.dialog, transaction=self.transaction))
+    def expired(self, now: float) -> None:
+        self.core.count("ack_timeouts")
+        self.core.emit(AckTimedOut(dialog=self.dialog, transaction=self.transaction))
 
     def stop(self) -> None:
-        self.deadlines.clear()
+        super().stop()
         key = (self.dialog.id, self.cseq)
         if self.core._pending_2xx.get(key) is self:
             del self.core._pending_2xx[key]
@@ -219,6 +225,9 @@ class SipCore:
         self._pending_2xx: dict[tuple[DialogId, int], _Retransmit2xx] = {}
         self._pending_cancel: set[ClientTransaction] = set()
         self._uas_tags: dict[ServerKey, str] = {}  # To tag per server transaction
+        # RFC 3262: our reliable 1xx per early dialog (UAS), the RSeqs we PRACKed (UAC)
+        self._reliable: dict[DialogId, ReliableSender] = {}
+        self._received_rseqs = ReceivedRseqs()
 
     # ==================================================================================
     # Outputs
@@ -424,6 +433,9 @@ class SipCore:
                 return
             if request.method in TARGET_REFRESH:
                 dialog.refresh_target(request)
+        if request.method == "PRACK":
+            self._receive_prack(request, txn, dialog, now)
+            return
         if request.method == "INVITE" and self.settings.auto_trying:
             txn.respond(self._response(request, 100), now)
         self.emit(RequestReceived(request, txn, dialog, source, transport))
@@ -482,9 +494,11 @@ class SipCore:
             return 501, None, allow
         if request.method not in (*self.settings.allowed_methods, *self.settings.refused_by_tu):
             return 405, None, allow
-        required = [
-            tag for tag in request.headers.get_all("require") if tag not in self.settings.supported
-        ]
+        supported = (*self.settings.supported, OPTION_TAG)
+        try:
+            required = [t for t in option_tags(request.headers, "require") if t not in supported]
+        except RemoteSipError as exc:
+            return 400, exc.reason, []
         if required and request.method not in ("CANCEL", "ACK"):
             return 420, None, [("Unsupported", ", ".join(required))]
         if (
@@ -493,7 +507,44 @@ class SipCore:
             and request.content_type not in self.settings.accepted_content_types
         ):
             return 415, None, [("Accept", ", ".join(self.settings.accepted_content_types))]
+        if self.settings.min_se is not None and request.method in ("INVITE", "UPDATE"):
+            try:
+                check_session_timer(request, self.settings.min_se)
+            except RemoteSipError as exc:
+                return exc.status, exc.reason, list(exc.extra_headers)
         return None
+
+    def _receive_prack(
+        self, prack: Request, txn: ServerTransaction, dialog: Dialog | None, now: float
+    ) -> None:
+        """RFC 3262 §3: a PRACK that acknowledges our outstanding reliable 1xx gets 200
+        (and lets the next one, or a held 2xx, go); one that matches nothing gets 481."""
+        value = prack.headers.get("rack")
+        try:
+            rack = RAck.parse(value if value is not None else "")
+        except RemoteSipError as exc:
+            txn.respond(self._response(prack, 400, exc.reason), now)
+            return
+        pending = self._reliable.get(dialog.id) if dialog is not None else None
+        if dialog is None or pending is None or not pending.acknowledge(rack, now):
+            self.stats["prack_unmatched"] += 1
+            txn.respond(self._response(prack, 481, to_tag=prack.to.tag), now)
+            return
+        txn.respond(self._response(prack, 200, to_tag=dialog.local_tag), now)
+
+    def _reliable_gave_up(
+        self, transaction: ServerTransaction, dialog: Dialog
+    ) -> Callable[[float], None]:
+        """No PRACK for a reliable 1xx within 64·T1: the INVITE is rejected (§3)."""
+
+        def gave_up(now: float) -> None:
+            if transaction.state is TransactionState.PROCEEDING:
+                reason = "Server Internal Error (reliable provisional response unacknowledged)"
+                response = self._response(transaction.request, 500, reason, to_tag=dialog.local_tag)
+                self._send_response(transaction, dialog, response, now)
+            self.emit(PrackTimedOut(dialog=dialog, transaction=transaction))
+
+        return gave_up
 
     def _receive_ack(self, request: Request, key: ServerKey, now: float) -> None:
         txn = self._server.get(key)
@@ -557,6 +608,14 @@ class SipCore:
             self._pending_cancel.discard(txn)
             self._send_cancel(txn, now)
         dialog = self._dialog_for_response(txn, response)
+        if (
+            txn.method == "INVITE"
+            and 100 < response.status < 200
+            and dialog is not None
+            and requires_reliable(response)
+            and not self._prack(dialog, response, now)
+        ):
+            return
         if txn.method == "BYE" and response.status >= 200 and dialog is not None:
             self._end_dialog(dialog)
         self.emit(ResponseReceived(response, txn, dialog))
@@ -579,6 +638,22 @@ class SipCore:
         if response.status >= 200 or dialog.state is DialogState.EARLY:
             dialog.update_from_response(response)
         return dialog
+
+    def _prack(self, dialog: Dialog, response: Response, now: float) -> bool:
+        """PRACK a reliable 1xx in its early dialog (RFC 3262 §4); False (not passed on)
+        for a retransmission, an RSeq out of order or a bad RSeq."""
+        try:
+            rseq = self._received_rseqs.accept(dialog.id, response)
+        except RemoteSipError:
+            self.stats["dropped_bad_rseq"] += 1
+            return False
+        if rseq is None:
+            self.stats["reliable_1xx_ignored"] += 1
+            return False
+        rack = RAck(rseq, response.cseq.number, response.cseq.method)
+        prack = dialog.create_request("PRACK", headers=[("RAck", str(rack))])
+        self.send_request(prack, now, dialog=dialog)
+        return True
 
     def _reack(self, response: Response) -> None:
         """A 2xx to our INVITE again: resend our ACK (if the TU has sent it yet)."""
@@ -629,12 +704,20 @@ class SipCore:
         headers: Iterable[tuple[str, str]] = (),
         body: bytes = b"",
         content_type: str | None = None,
+        reliable: bool = False,
     ) -> Response:
         """Answer a request.  With ``dialog``, the To tag is the dialog's and a Contact is
         added to 1xx/2xx of dialog-creating INVITEs; a 2xx to an INVITE is retransmitted
-        until ACKed."""
+        until ACKed.  ``reliable``: a 1xx to an INVITE that allows it (RFC 3262), sent
+        with an RSeq until PRACKed; a 2xx waits for the PRACK of one with a body."""
         request = transaction.request
         extra = list(headers)
+        reliable = reliable and request.method == "INVITE" and 100 < status < 200
+        if reliable:
+            if dialog is None or not allows_reliable(request):
+                raise LocalSipError("a reliable 1xx needs a dialog and an INVITE allowing it")
+            sender = self._reliable.setdefault(dialog.id, ReliableSender())
+            extra += [("Require", OPTION_TAG), ("RSeq", str(sender.take_rseq()))]
         to_tag = dialog.local_tag if dialog is not None else self._tag_for(transaction)
         if (
             dialog is not None
@@ -654,6 +737,53 @@ class SipCore:
             body=body,
             server=self.settings.user_agent,
         )
+        if reliable:
+            assert dialog is not None
+            reliable_1xx = ReliableResponse(
+                self,
+                response,
+                cseq=request.cseq.number,
+                send=lambda r, when: self._provisional(transaction, r, when),
+                gave_up=self._reliable_gave_up(transaction, dialog),
+                t1=self.settings.timers.t1,
+            )
+            self._reliable[dialog.id].send(reliable_1xx, now)
+            return response
+        pending = self._reliable.get(dialog.id) if dialog is not None else None
+        # a 2xx waits until the reliable 1xx with a session description is PRACKed (§3)
+        if (
+            request.method == "INVITE"
+            and 200 <= status < 300
+            and pending is not None
+            and pending.holds_2xx()
+        ):
+            pending.held_final = lambda when: self._send_response(
+                transaction, dialog, response, when
+            )
+            return response
+        self._send_response(transaction, dialog, response, now)
+        return response
+
+    def _provisional(self, transaction: ServerTransaction, response: Response, now: float) -> None:
+        """Send (or resend) a reliable 1xx while its INVITE is unanswered."""
+        if transaction.state is TransactionState.PROCEEDING:
+            transaction.respond(response, now)
+
+    def _send_response(
+        self,
+        transaction: ServerTransaction,
+        dialog: Dialog | None,
+        response: Response,
+        now: float,
+    ) -> None:
+        """Send a response (a held 2xx once its reliable 1xx is PRACKed) and keep what
+        follows it: the 2xx's retransmission, the end of an early dialog or a BYE's."""
+        request = transaction.request
+        status = response.status
+        if request.method == "INVITE" and status >= 200 and dialog is not None:
+            pending = self._reliable.pop(dialog.id, None)
+            if pending is not None:
+                pending.finish()
         transaction.respond(response, now)
         if request.method == "INVITE":
             if dialog is not None and 200 <= status < 300:
@@ -668,7 +798,6 @@ class SipCore:
                 self._end_early_uas_dialog(transaction)
         elif request.method == "BYE" and status >= 200 and dialog is not None:
             self._end_dialog(dialog)
-        return response
 
     def send_request(
         self,
@@ -733,6 +862,10 @@ class SipCore:
     def _end_dialog(self, dialog: Dialog) -> None:
         dialog.state = DialogState.TERMINATED
         self._dialogs.pop(dialog.id, None)
+        self._received_rseqs.forget(dialog.id)
+        reliable = self._reliable.pop(dialog.id, None)
+        if reliable is not None:
+            reliable.finish()
         for key in [k for k in self._pending_2xx if k[0] == dialog.id]:
             self._pending_2xx[key].stop()
 
@@ -798,8 +931,8 @@ def _sent_request_dialog_id(request: Request) -> DialogId:
 def _is_live(owner: _Timed, name: str, deadline: float) -> bool:
     if isinstance(owner, Transaction):
         return owner.timers.get(name) == deadline
-    if isinstance(owner, _Retransmit2xx):
-        return owner.deadlines.get(name) == deadline
+    if isinstance(owner, Resender):
+        return owner.is_live(name, deadline)
     return True
 
 

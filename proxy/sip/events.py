@@ -82,6 +82,12 @@ class AckTimedOut(Event):
 
 
 @dataclass(frozen=True, eq=False)
+class PrackTimedOut(AckTimedOut):
+    """Our reliable 1xx was never PRACKed within 64·T1 (RFC 3262 §3): the core rejected
+    the INVITE with a 500; to the TU it is an answer never acknowledged."""
+
+
+@dataclass(frozen=True, eq=False)
 class MessageDropped(Event):
     """Bytes we could not use and did not (or could not) answer; counted, never raised."""
 

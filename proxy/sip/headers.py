@@ -133,6 +133,28 @@ def split_top_level(value: str, sep: str) -> list[str]:
     return parts
 
 
+def option_tags(headers: Headers, name: str) -> list[str]:
+    """The option tags of a Supported, Require, Proxy-Require or Unsupported header.  The
+    header may be empty (RFC 3261 §20.37: ``Supported: [option-tag *(COMMA option-tag)]``,
+    as baresip sends it); an empty element between commas raises ``RemoteSipError``
+    (400)."""
+    tags: list[str] = []
+    for line in headers.get_lines(name):
+        if line.strip(abnf.WSP):
+            tags.extend(split_list(line))
+    return tags
+
+
+def offers_option(headers: Headers, tag: str) -> bool:
+    """``tag`` is in Supported or Require (any case); a garbled list offers nothing (the
+    core has answered a garbled Require with 400 already)."""
+    try:
+        tags = option_tags(headers, "supported") + option_tags(headers, "require")
+    except RemoteSipError:
+        return False
+    return tag.lower() in (t.lower() for t in tags)
+
+
 def split_list(value: str) -> list[str]:
     """The elements of a comma-separated header value, stripped; empty elements are errors."""
     items = [item.strip(abnf.WSP) for item in split_top_level(value, ",")]

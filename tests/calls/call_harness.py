@@ -30,6 +30,7 @@ from proxy.config import (
     OperatorSettings,
     RecordingSettings,
     RoutingSettings,
+    SipSettings,
 )
 from proxy.events import EventBus
 from proxy.media.announcer import PacketPacer
@@ -217,8 +218,10 @@ class Harness:
         operators: tuple[OperatorSettings, ...] = (),
         routing: RoutingSettings | None = None,
         resolver: Resolver | None = None,
+        sip: SipSettings | None = None,
     ) -> None:
         self.config = Config(
+            sip=sip or SipSettings(),
             operators=operators,
             recording=RecordingSettings(dir=tmp_path / "recordings"),
             notice=NoticeSettings(mode="early-media" if early_media else "answer"),
@@ -304,5 +307,5 @@ _EVENT_TYPES = [
     events.CallStarted, events.NoticeStarted, events.NoticeFinished, events.NoticeAbandoned,
     events.CallTakerInvited, events.CallBridged, events.CallEnded, events.RecordingSwitched,
     events.TransferRequested, events.CallTransferred, events.CallTakerFailedOver,
-    events.CallTakerProbed,
+    events.CallTakerProbed, events.SessionTimerExpired,
 ]  # fmt: skip

@@ -80,6 +80,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "recproxy_sip_refused": ("counter", {"reason"}),
     "recproxy_sip_transport_errors": ("counter", {"kind"}),
     "recproxy_sip_keepalives": ("counter", set()),
+    "recproxy_sip_reliable_provisional_errors": ("counter", {"kind"}),
     "recproxy_sip_transactions": ("gauge", set()),
     "recproxy_sip_dialogs": ("gauge", set()),
     "recproxy_rtp_packets": ("counter", {"direction"}),
@@ -278,6 +279,20 @@ def test_sip_counters_are_read_from_the_core_at_scrape(parts: Parts) -> None:
     assert scraped("transaction_timeouts_total") == stats["transaction_timeouts"] == 1
     assert scraped("retransmissions_total", direction="sent") == stats["retransmissions"]
     assert stats["retransmissions"] > 0
+
+
+def test_a_prack_matching_nothing_is_counted_at_scrape(parts: Parts) -> None:
+    metrics = fresh_metrics()
+    metrics.attach(core=parts.core.snapshot)
+    prack = (
+        "PRACK sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK-p\r\n"
+        "From: <sip:a@192.0.2.10>;tag=a\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: p@x\r\n"
+        "CSeq: 2 PRACK\r\nRAck: 1 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+    parts.core.receive_datagram(prack.encode(), ("192.0.2.10", 5060), now=0.0)
+    name = "recproxy_sip_reliable_provisional_errors_total"
+    assert value(metrics, name, kind="prack_unmatched") == 1
+    assert value(metrics, name, kind="prack_timeout") == 0
 
 
 def test_unknown_methods_are_one_bounded_label(parts: Parts) -> None:

@@ -155,6 +155,7 @@ class ProxySettings:
     extra: str = ""
     call_takers: tuple[str, ...] = ()  # routing.call_takers in place of routing.call_taker
     routing: str = ""  # more [routing] lines (no_answer_seconds, options_*): issue 18
+    sip: str = ""  # more [sip] keys, as TOML lines (e.g. session_expires, min_se)
 
 
 def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySettings) -> Path:
@@ -177,7 +178,7 @@ advertise = "127.0.0.1"
 trusted_peers = [{trusted}]
 internal_peers = [{internal}]
 transports = ["udp"]
-
+{settings.sip}
 [routing]
 {call_takers}
 ring_timeout_seconds = {settings.ring_timeout_seconds}

@@ -52,7 +52,8 @@ def render_scenario(
     ``rendered_name``, by default ``NAME.xml``: two runs of one scenario with different
     values in one folder need different names).  ``codec`` fills ``${codec}`` and
     ``${payload_type}`` of the scenarios whose SDP names one G.711 codec."""
-    filled = {"codec": codec, "payload_type": PAYLOAD_TYPES[codec], **values}
+    # ${headers}: extra header lines of the scenarios that have the placeholder
+    filled = {"codec": codec, "payload_type": PAYLOAD_TYPES[codec], "headers": "", **values}
     text = Template((SCENARIOS / f"{name}.xml").read_text()).substitute(
         {key: str(value) for key, value in filled.items()}
     )

@@ -40,7 +40,7 @@ from .sip_client import SDP_OFFER, Response, SipSocket, branch
 
 pytestmark = pytest.mark.sipp
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, REFER"
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, REFER, PRACK"
 
 
 # ---------------------------------------------------------------------------------------

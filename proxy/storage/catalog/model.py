@@ -47,6 +47,7 @@ class CallOutcome(StrEnum):
     REJECTED_UNTRUSTED = "rejected_untrusted"
     REJECTED_OUT_OF_SCOPE = "rejected_out_of_scope"
     INTERRUPTED = "interrupted"  # the process ended during the call (crash, power cut)
+    SESSION_EXPIRED = "session_expired"  # no session refresh came (RFC 4028): torn down
 
 
 class RecordingAction(StrEnum):
