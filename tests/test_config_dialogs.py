@@ -43,9 +43,15 @@ def test_bad_values_are_named(tmp_path: Path, text: str, named: str) -> None:
 
 def test_the_core_checks_min_se_only_with_session_timers(tmp_path: Path) -> None:
     on = load_config(write(tmp_path, "[sip]\nsession_expires = 8\nmin_se = 1\n"))
-    assert (_core_settings(on, 5060).min_se, _core_settings(on, 5060).supported) == (1, ("timer",))
+    assert (_core_settings(on, 5060).min_se, _core_settings(on, 5060).supported) == (
+        1,
+        ("siprec", "timer"),
+    )
     off = load_config(write(tmp_path, "[sip]\nsession_expires = 0\n"))
-    assert (_core_settings(off, 5060).min_se, _core_settings(off, 5060).supported) == (None, ())
+    assert (_core_settings(off, 5060).min_se, _core_settings(off, 5060).supported) == (
+        None,
+        ("siprec",),
+    )
 
 
 def test_config_check_refuses_an_interval_below_min_se(tmp_path: Path) -> None:
