@@ -59,6 +59,7 @@ from .records.retention import RetentionSweeper, sweep_every
 from .records_child import RecordsChild
 from .sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from .sip.flood import FloodSettings
+from .sip.tls import TlsContexts, TlsSettings, TlsSetupError, load_contexts
 from .sip.transport import SipTransport, TcpLimits
 from .startup import StartupError as StartupError
 from .storage import crypto
@@ -311,16 +312,27 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
             header_seconds=limits.tcp_header_seconds,
         ),
     )
+    tls = _tls_contexts(config)
     try:
         await transport.start(
-            host, port, udp="udp" in config.sip.transports, tcp="tcp" in config.sip.transports
+            host,
+            port,
+            udp="udp" in config.sip.transports,
+            tcp="tcp" in config.sip.transports,
+            tls=tls,
+            tls_listen=config.sip.tls_listen,
         )
     except OSError as exc:
-        raise StartupError(f"sip.listen {host}:{port}: {exc.strerror or exc}") from None
+        where = (
+            f"{host}:{port} or sip.tls_listen {config.sip.tls_listen}" if tls else f"{host}:{port}"
+        )
+        raise StartupError(f"sip.listen {where}: {exc.strerror or exc}") from None
     stack.push_async_callback(_close_transport, transport)
     bound = transport.udp_address or transport.tcp_address
     if bound is not None and bound[1] != port:  # port 0: advertise the real one
         core.settings = replace(core.settings, port=bound[1])
+    if transport.tls_address is not None:  # issue 18: TLS, in Via and Contact over TLS
+        core.settings = replace(core.settings, tls_port=transport.tls_address[1])
 
     hold_counter = HoldCounter(catalog.holds, config.holds.kinds)
     hold_counting = asyncio.create_task(hold_counter.run(), name="hold metrics")
@@ -406,6 +418,25 @@ async def _record_config_version(
             ", ".join(change.keys),
         )
     return effective.version
+
+
+def _tls_contexts(config: Config) -> TlsContexts | None:
+    """The TLS contexts when ``sip.tls_listen`` is set; a bad certificate, key or CA
+    bundle stops start-up with the setting named."""
+    sip = config.sip
+    if sip.tls_listen is None or sip.tls_cert is None or sip.tls_key is None:
+        return None
+    settings = TlsSettings(
+        cert=sip.tls_cert,
+        key=sip.tls_key,
+        ca=sip.tls_ca,
+        verify_clients=sip.tls_verify_clients,
+        handshake_seconds=config.limits.tls_handshake_seconds,
+    )
+    try:
+        return load_contexts(settings)
+    except TlsSetupError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _core_settings(config: Config, port: int) -> CoreSettings:

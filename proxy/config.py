@@ -61,6 +61,12 @@ class SipSettings:
     transports: tuple[str, ...] = ("udp", "tcp")
     user_agent: str = "recproxy"
     advertise6: str | None = None  # None: "::1" when advertise is loopback; "": no IPv6
+    # -- TLS (issue 18): on when tls_listen is given; tls_cert and tls_key then required
+    tls_listen: Address | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None  # None: the system's trust store (outbound only)
+    tls_verify_clients: bool = False
 
     def media_host(self, family: int) -> str | None:
         """Our media address for parties of IP ``family`` (4 or 6); None: we have none
@@ -268,6 +274,7 @@ class LimitsSettings:
     tcp_max_connections_per_source: int = 32
     tcp_idle_seconds: float = 300.0
     tcp_header_seconds: float = 10.0
+    tls_handshake_seconds: float = 5.0  # an inbound or outbound TLS handshake, at most
 
 
 @dataclass(frozen=True)
@@ -834,6 +841,11 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "internal_peers": _networks,
             "transports": _transports,
             "user_agent": _text,
+            "tls_listen": parse_hostport,
+            "tls_cert": path,
+            "tls_key": path,
+            "tls_ca": path,
+            "tls_verify_clients": _bool,
         },
         "routing": {
             "call_taker": _sip_uri,
@@ -881,6 +893,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "tcp_max_connections_per_source": _int(1, 1_000_000),
             "tcp_idle_seconds": _number(0.1, 86_400),
             "tcp_header_seconds": _number(0.1, 3600),
+            "tls_handshake_seconds": _number(0.1, 600),
         },
         "dtmf": {"stop": _dtmf_code, "discard": _dtmf_code, "resume": _dtmf_code},
         "numbers": {"region": _region},
@@ -1067,6 +1080,7 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
             f"accounts: idle_minutes ({accounts.idle_minutes}) is longer than "
             f"browser_session_minutes ({accounts.browser_session_minutes}); it would never apply"
         )
+    problems.extend(_tls_problems(sections["sip"], sections["routing"]))
     transcripts = sections["transcripts"]
     if transcripts.model_sha256 is not None and transcripts.model_path is None:
         problems.append(
@@ -1082,6 +1096,34 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         source=source,
         warnings=tuple(warnings),
     )
+
+
+def _tls_problems(sip: SipSettings, routing: RoutingSettings) -> list[str]:
+    """TLS settings that do not fit together, and sips: URIs nothing could reach."""
+    problems: list[str] = []
+    if sip.tls_listen is not None:
+        problems.extend(
+            f"sip.{key}: required with sip.tls_listen"
+            for key in ("tls_cert", "tls_key")
+            if getattr(sip, key) is None
+        )
+    else:
+        given = [key for key in ("tls_cert", "tls_key", "tls_ca") if getattr(sip, key)]
+        problems.extend(f"sip.{key}: needs sip.tls_listen (TLS is off)" for key in given)
+    if sip.tls_verify_clients and sip.tls_ca is None:
+        problems.append("sip.tls_verify_clients: needs sip.tls_ca (the clients' CA)")
+    if sip.tls_listen is None:
+        uris = [("routing.call_taker", routing.call_taker), ("routing.trunk", routing.trunk)]
+        uris += [
+            (f"routing.rules[{i}].call_taker", rule.call_taker)
+            for i, rule in enumerate(routing.rules)
+        ]
+        problems.extend(
+            f"{where}: a sips: URI needs TLS (set sip.tls_listen)"
+            for where, uri in uris
+            if uri is not None and uri.lower().startswith("sips:")
+        )
+    return problems
 
 
 def _rename_values(section: str, raw: dict[str, Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The only I/O of the SIP stack: asyncio UDP and TCP feeding a ``SipCore``.
+"""The only I/O of the SIP stack: asyncio UDP, TCP and TLS feeding a ``SipCore``.
 
 Each input (a datagram, a framed TCP message, a timer) goes to the core with
 ``loop.time()`` as ``now``; then the core's events are handed to the transaction user,
@@ -10,6 +10,16 @@ address, apart from the ones we open ourselves (a flood of inbound connections m
 not stop us reaching a call taker).  An inbound connection is closed when idle, or
 when a message has been arriving for longer than the header timeout (slowloris); its
 read buffer is bounded by the message size and its write buffer by ``max_write_buffer``.
+
+TLS (``start(tls=...)``, contexts from ``tls.py``) runs over the same stream
+connections.  An inbound TLS connection is accepted as plain TCP and checked against
+those limits and against its source's token bucket (``flood.py``) *before* any crypto:
+a handshake flood from one address costs an ``accept`` and a close, not a handshake.
+Only then is TLS started, bounded by the handshake timeout.  Connections are keyed by
+(transport, address), so TCP and TLS to one peer never share one; a request or
+response to a peer goes over the connection already open to it (RFC 3261 §18, RFC 5923
+in spirit).  A double-CRLF ping on any stream connection is answered by one CRLF
+(RFC 5626 §4.4.1) and keeps the connection from idling out.
 """
 
 from __future__ import annotations
@@ -26,11 +36,16 @@ from .core import Outgoing, SipCore
 from .errors import RemoteSipError
 from .events import Address, Event
 from .framing import StreamFramer
+from .tls import TlsContexts
 
 log = logging.getLogger(__name__)
 _closing_log = RateLimitedLog(log)
 
 EventHandler = Callable[[Event], None]
+ConnectionKey = tuple[str, Address]  # ("TCP" | "TLS", peer address)
+
+#: RFC 5626 §4.4.1: the pong to a double-CRLF ping.
+PONG = b"\r\n"
 
 
 @dataclass(frozen=True)
@@ -47,7 +62,7 @@ _SHARED_PORT_ATTEMPTS = 20
 
 
 class SipTransport:
-    """UDP endpoint + TCP listener/connector for one core, on one event loop."""
+    """UDP endpoint + TCP and TLS listeners/connectors for one core, on one event loop."""
 
     def __init__(
         self,
@@ -64,22 +79,45 @@ class SipTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.base_events.Server | None = None
-        self._connections: dict[Address, _TcpConnection] = {}
-        self._connecting: dict[Address, list[bytes]] = {}
+        self._tls_server: asyncio.base_events.Server | None = None
+        self._tls: TlsContexts | None = None
+        self._connections: dict[ConnectionKey, _StreamConnection] = {}
+        self._connecting: dict[ConnectionKey, list[bytes]] = {}
         self._inbound_per_source: Counter[str] = Counter()
+        self._handshakes: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = False
         self.udp_address: Address | None = None
         self.tcp_address: Address | None = None
+        self.tls_address: Address | None = None
 
     # -- life cycle ----------------------------------------------------------------------
 
-    async def start(self, host: str, port: int, *, udp: bool = True, tcp: bool = True) -> None:
-        """Listen on ``host:port`` (port 0: any free port; UDP and TCP then share it)."""
+    async def start(
+        self,
+        host: str,
+        port: int,
+        *,
+        udp: bool = True,
+        tcp: bool = True,
+        tls: TlsContexts | None = None,
+        tls_listen: Address | None = None,
+    ) -> None:
+        """Listen on ``host:port`` (port 0: any free port; UDP and TCP then share it).
+        With ``tls``, connect over TLS when asked to, and listen on ``tls_listen`` if
+        given (port 0: any free port)."""
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._tls = tls
+        if tls is not None and tls_listen is not None:
+            self._tls_server = await loop.create_server(
+                lambda: _StreamConnection(self, "TLS", inbound=True),
+                *tls_listen,
+                reuse_address=True,
+            )
+            self.tls_address = _address(self._tls_server.sockets[0].getsockname())
         # A UDP port the kernel picked may be taken for TCP (another program's outgoing
         # connection, say): then pick again, a bounded number of times.
         attempts = _SHARED_PORT_ATTEMPTS if port == 0 and udp and tcp else 1
@@ -106,9 +144,13 @@ class SipTransport:
             port = self.udp_address[1]
         if tcp:
             self._tcp_server = await loop.create_server(
-                lambda: _TcpConnection(self, inbound=True), host, port, reuse_address=True
+                lambda: _StreamConnection(self, "TCP", inbound=True),
+                host,
+                port,
+                reuse_address=True,
             )
             self.tcp_address = _address(self._tcp_server.sockets[0].getsockname())
+        if (tcp or self._tls_server is not None) and self._sweeper is None:
             self._sweep()
 
     async def close(self) -> None:
@@ -119,11 +161,14 @@ class SipTransport:
             self._sweeper.cancel()
         if self._udp is not None:
             self._udp.close()
+        for task in list(self._handshakes):
+            task.cancel()
         for conn in list(self._connections.values()):
             conn.close()
-        if self._tcp_server is not None:
-            self._tcp_server.close()
-            await self._tcp_server.wait_closed()
+        for server in (self._tcp_server, self._tls_server):
+            if server is not None:
+                server.close()
+                await server.wait_closed()
 
     def now(self) -> float:
         loop = self._loop or asyncio.get_running_loop()
@@ -176,56 +221,141 @@ class SipTransport:
             if self._udp is not None:
                 self._udp.sendto(out.data, out.destination)
             return
-        conn = self._connections.get(out.destination)
+        key = (out.transport, out.destination)
+        conn = self._connections.get(key)
         if conn is not None:
             conn.write(out.data)
             return
-        pending = self._connecting.get(out.destination)
+        pending = self._connecting.get(key)
         if pending is not None:
             pending.append(out.data)
             return
         if self._loop is None:
             return
-        self._connecting[out.destination] = [out.data]
-        self._loop.create_task(self._connect(out.destination))
+        if out.transport == "TLS" and self._tls is None:
+            # a sips: target is never downgraded (RFC 5630 §3.1.3): fail the transaction
+            log.warning("SIP over TLS to %s:%s: TLS is not configured", *out.destination)
+            self._transport_failed(key, "tls_unavailable")
+            return
+        self._connecting[key] = [out.data]
+        self._loop.create_task(self._connect(key))
 
-    async def _connect(self, destination: Address) -> None:
+    async def _connect(self, key: ConnectionKey) -> None:
         loop = asyncio.get_running_loop()
+        transport, (host, port) = key
+        tls = self._tls if transport == "TLS" else None
         try:
-            await loop.create_connection(lambda: _TcpConnection(self), *destination)
-        except OSError as exc:
-            log.warning("SIP TCP connect to %s:%s failed: %s", *destination, exc)
-            self.core.count("tcp_connect_failed")
-            self._connecting.pop(destination, None)
+            if tls is None:
+                await loop.create_connection(lambda: _StreamConnection(self, "TCP"), host, port)
+            else:
+                # the certificate must name the host we were asked to reach (RFC 5922)
+                await loop.create_connection(
+                    lambda: _StreamConnection(self, "TLS"),
+                    host,
+                    port,
+                    ssl=tls.client,
+                    server_hostname=host,
+                    ssl_handshake_timeout=tls.handshake_seconds,
+                )
+        except OSError as exc:  # ssl.SSLError and TimeoutError are OSErrors too
+            log.warning("SIP %s connect to %s:%s failed: %s", transport, host, port, exc)
+            self._transport_failed(key, f"{transport.lower()}_connect_failed")
+
+    def _transport_failed(self, key: ConnectionKey, counter: str) -> None:
+        """No connection to ``key`` could be made: what waited for it is dropped, and the
+        transactions sending there fail now rather than at Timer B/F (§17.1.4)."""
+        self.core.count(counter)
+        self._connecting.pop(key, None)
+        self.core.transport_failed(key[1], key[0], self.now())
+        self.flush()
 
     @property
     def inbound_connections(self) -> int:
         return self._inbound_per_source.total()
 
-    def _tcp_connected(self, conn: _TcpConnection) -> bool:
-        if conn.inbound:
-            limits = self.tcp_limits
-            host = conn.peer[0]
-            if (
-                self.inbound_connections >= limits.max_inbound
-                or self._inbound_per_source[host] >= limits.max_inbound_per_source
-            ):
-                self.core.count("tcp_connections_refused")
-                return False
-            self._inbound_per_source[host] += 1
-        self._connections[conn.peer] = conn
-        for data in self._connecting.pop(conn.peer, []):
-            conn.write(data)
+    @property
+    def tls_connections(self) -> int:
+        """TLS connections open (handshake done), both directions."""
+        return sum(1 for transport, _ in self._connections if transport == "TLS")
+
+    def _admit_inbound(self, conn: _StreamConnection) -> bool:
+        """May a connection a peer opened to us stay?  Counted against the limits
+        (handshaking TLS ones too: half-open connections hold a slot); a TLS one also
+        takes a token from its source's request bucket, so that a handshake flood is
+        refused before any crypto."""
+        limits = self.tcp_limits
+        host = conn.peer[0]
+        if (
+            self.inbound_connections >= limits.max_inbound
+            or self._inbound_per_source[host] >= limits.max_inbound_per_source
+        ):
+            self.core.count(f"{conn.kind.lower()}_connections_refused")
+            return False
+        if conn.kind == "TLS" and not self.core.limiter.take_request(host, self.now()):
+            self.core.count("tls_handshakes_refused")
+            return False
+        self._inbound_per_source[host] += 1
+        conn.counted = True
+        if conn.kind == "TLS":
+            self._start_handshake(conn)
+        else:
+            self._connected(conn)
         return True
 
-    def _tcp_lost(self, conn: _TcpConnection) -> None:
-        if self._connections.get(conn.peer) is conn:
-            del self._connections[conn.peer]
-            if conn.inbound:
-                host = conn.peer[0]
-                self._inbound_per_source[host] -= 1
-                if self._inbound_per_source[host] <= 0:
-                    del self._inbound_per_source[host]
+    def _start_handshake(self, conn: _StreamConnection) -> None:
+        assert self._loop is not None and self._tls is not None and conn.transport is not None
+        conn.transport.pause_reading()  # the ClientHello is for the TLS layer, not the framer
+        task = self._loop.create_task(self._handshake(conn, conn.transport, self._tls))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    async def _handshake(
+        self, conn: _StreamConnection, raw: asyncio.Transport, tls: TlsContexts
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            secured = await loop.start_tls(
+                raw,
+                conn,
+                tls.server,
+                server_side=True,
+                ssl_handshake_timeout=tls.handshake_seconds,
+            )
+        except (OSError, asyncio.CancelledError) as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                self.core.count("tls_handshakes_failed")
+                _closing_log.info(
+                    "tls-handshake", "SIP TLS handshake from %s:%s failed: %s", *conn.peer, exc
+                )
+            raw.abort()
+            self._stream_lost(conn)
+            return
+        if secured is None or self._closed:
+            raw.abort()
+            self._stream_lost(conn)
+            return
+        conn.transport = secured
+        conn.last_received = self.now()
+        self._connected(conn)
+
+    def _connected(self, conn: _StreamConnection) -> None:
+        """A connection ready for SIP (TLS: after its handshake): reachable by its key."""
+        key = (conn.kind, conn.peer)
+        self._connections[key] = conn
+        for data in self._connecting.pop(key, []):
+            conn.write(data)
+
+    def _stream_lost(self, conn: _StreamConnection) -> None:
+        """Idempotent: a connection gone, or refused, or whose handshake failed."""
+        key = (conn.kind, conn.peer)
+        if self._connections.get(key) is conn:
+            del self._connections[key]
+        if conn.counted:
+            conn.counted = False
+            host = conn.peer[0]
+            self._inbound_per_source[host] -= 1
+            if self._inbound_per_source[host] <= 0:
+                del self._inbound_per_source[host]
 
     def _sweep(self) -> None:
         """Close idle and slowloris inbound connections; runs a few times per timeout."""
@@ -234,11 +364,12 @@ class SipTransport:
         for conn in list(self._connections.values()):
             if not conn.inbound:
                 continue
+            kind = conn.kind.lower()
             if conn.partial_since is not None and now - conn.partial_since > limits.header_seconds:
-                self.core.count("tcp_header_timeouts")
+                self.core.count(f"{kind}_header_timeouts")
                 conn.close()
             elif now - conn.last_received > limits.idle_seconds:
-                self.core.count("tcp_idle_timeouts")
+                self.core.count(f"{kind}_idle_timeouts")
                 conn.close()
         if self._loop is not None and not self._closed:
             interval = min(limits.idle_seconds, limits.header_seconds) / 4
@@ -257,10 +388,14 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.owner.core.count("udp_errors")
 
 
-class _TcpConnection(asyncio.Protocol):
-    def __init__(self, owner: SipTransport, *, inbound: bool = False) -> None:
+class _StreamConnection(asyncio.Protocol):
+    """One TCP or TLS connection, either direction: frames messages, answers pings."""
+
+    def __init__(self, owner: SipTransport, kind: str, *, inbound: bool = False) -> None:
         self.owner = owner
+        self.kind = kind  # "TCP" | "TLS": what the core is told it came over
         self.inbound = inbound
+        self.counted = False  # holds a slot of the inbound limits
         self.framer = StreamFramer(owner.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.peer: Address = ("", 0)
@@ -273,31 +408,41 @@ class _TcpConnection(asyncio.Protocol):
         self.peer = _address(self.transport.get_extra_info("peername"))
         # bound what a slow reader can make us buffer
         self.transport.set_write_buffer_limits(high=4 * self.owner.max_message_size)
-        if not self.owner._tcp_connected(self):
-            self.transport.close()
+        if not self.inbound:
+            self.owner._connected(self)  # outbound TLS: called after the handshake
+        elif not self.owner._admit_inbound(self):
+            self.transport.abort()  # refused: no lingering close, no TLS alert
 
     def data_received(self, data: bytes) -> None:
         owner = self.owner
         now = owner.now()
         self.last_received = now
+        keepalives = self.framer.keepalives
         try:
             messages = self.framer.feed(data)
         except RemoteSipError as exc:
             _closing_log.info(
-                "tcp-framing", "closing SIP TCP connection from %s:%s: %s", *self.peer, exc.reason
+                "tcp-framing",
+                "closing SIP %s connection from %s:%s: %s",
+                self.kind,
+                *self.peer,
+                exc.reason,
             )
             # answered as the same error over UDP is, then closed: the stream cannot
             # be resynchronised (§18.3)
-            owner.core.reject_stream(exc, self.framer.pending, self.peer, now)
+            owner.core.reject_stream(exc, self.framer.pending, self.peer, now, self.kind)
             owner.flush()
             self.close()
             return
+        for _ in range(self.framer.keepalives - keepalives):
+            owner.core.count("keepalives")
+            self.write(PONG)
         if not self.framer.buffered:
             self.partial_since = None
         elif self.partial_since is None or messages:
             self.partial_since = now
         for message in messages:
-            owner.datagram_received(message, self.peer, "TCP")
+            owner.datagram_received(message, self.peer, self.kind)
 
     def write(self, data: bytes) -> None:
         transport = self.transport
@@ -314,7 +459,7 @@ class _TcpConnection(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.owner._tcp_lost(self)
+        self.owner._stream_lost(self)
 
 
 def _address(sockaddr: Any) -> Address:
