@@ -44,6 +44,7 @@ from .control.http import HttpServer, build_app
 from .control.metrics import CallsSnapshot, Metrics, RecordingsSnapshot, event_loop_name
 from .control.retention_metrics import RetentionMetrics
 from .control.sar_metrics import SarCounter
+from .control.tls_metrics import TlsMetrics
 from .control.webhook import WebhookSender
 from .events import EventBus
 from .media.announcer import load_prompt
@@ -358,6 +359,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
         flags=flag_counter.snapshot,
         sar=sar_counter.snapshot,
     )
+    TlsMetrics(metrics.registry, transport.tls_snapshot)  # issue 18
     health = Health(config, clock, b2bua)
     http_app = build_app(health, metrics.render)
     add_routes(http_app, lambda: b2bua.calls, config.operators)

@@ -48,6 +48,16 @@ ConnectionKey = tuple[str, Address]  # ("TCP" | "TLS", peer address)
 PONG = b"\r\n"
 
 
+@dataclass(frozen=True, slots=True)
+class TlsSnapshot:
+    """TLS connections open, and inbound handshakes failed or refused, for metrics."""
+
+    open: int
+    failed: int
+    refused_limit: int
+    refused_rate: int
+
+
 @dataclass(frozen=True)
 class TcpLimits:
     max_inbound: int = 512  # connections others opened to us, all sources together
@@ -277,6 +287,15 @@ class SipTransport:
     def tls_connections(self) -> int:
         """TLS connections open (handshake done), both directions."""
         return sum(1 for transport, _ in self._connections if transport == "TLS")
+
+    def tls_snapshot(self) -> TlsSnapshot:
+        stats = self.core.stats
+        return TlsSnapshot(
+            self.tls_connections,
+            stats["tls_handshakes_failed"],
+            stats["tls_connections_refused"],
+            stats["tls_handshakes_refused"],
+        )
 
     def _admit_inbound(self, conn: _StreamConnection) -> bool:
         """May a connection a peer opened to us stay?  Counted against the limits

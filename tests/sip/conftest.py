@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from .tls_ca import CertAuthority, make_ca
-
 ENV_VAR = "RECPROXY_TESTDATA"
 
 # Kamailio's test inputs are kept as in its repository, mostly with bare LF.
@@ -79,9 +77,3 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if not rel:
             rel = [MISSING]
         metafunc.parametrize("real_sip_file", rel, ids=rel)
-
-
-@pytest.fixture(scope="session")
-def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
-    """A test CA and its certificates (``tls_ca.py``), made once per session."""
-    return make_ca(tmp_path_factory.mktemp("tls-ca"))
