@@ -103,3 +103,52 @@ def _readable(setting: str, path: Path) -> None:
             pass
     except OSError as exc:
         raise TlsSetupError(f"{setting}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+class ServerTlsSession:
+    """The server side of TLS on a connection whose bytes we read ourselves
+    (``ssl.MemoryBIO``): ciphertext in with ``receive``, plaintext out; plaintext in
+    with ``send``, ciphertext to write out with ``outgoing``.
+
+    Why not ``loop.start_tls``: the connection must be checked (limits, the source's
+    token bucket) before any crypto, and bytes the peer sent before ``start_tls`` took
+    over would be lost to the handshake (they are, with uvloop).  Here nothing is lost
+    and the transport decides, byte for byte, when the handshake starts."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._ssl = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self.established = False
+        self.closed = False  # the peer sent close_notify
+
+    def receive(self, data: bytes) -> bytes:
+        """Feed ciphertext; the plaintext it completes (maybe none).  Raises
+        ``ssl.SSLError`` when the handshake fails or the record layer is broken."""
+        self._incoming.write(data)
+        if not self.established:
+            try:
+                self._ssl.do_handshake()
+            except ssl.SSLWantReadError:
+                return b""
+            self.established = True
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = self._ssl.read(65_536)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                self.closed = True
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def send(self, plaintext: bytes) -> None:
+        self._ssl.write(plaintext)
+
+    def outgoing(self) -> bytes:
+        """Ciphertext to write to the socket: handshake records, or sealed ``send``s."""
+        return self._outgoing.read()

@@ -15,7 +15,8 @@ TLS (``start(tls=...)``, contexts from ``tls.py``) runs over the same stream
 connections.  An inbound TLS connection is accepted as plain TCP and checked against
 those limits and against its source's token bucket (``flood.py``) *before* any crypto:
 a handshake flood from one address costs an ``accept`` and a close, not a handshake.
-Only then is TLS started, bounded by the handshake timeout.  Connections are keyed by
+Only then does its ``ServerTlsSession`` take the bytes, bounded by the handshake
+timeout.  Outbound TLS is asyncio's (``create_connection(ssl=...)``).  Connections are keyed by
 (transport, address), so TCP and TLS to one peer never share one; a request or
 response to a peer goes over the connection already open to it (RFC 3261 §18, RFC 5923
 in spirit).  A double-CRLF ping on any stream connection is answered by one CRLF
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ from .core import Outgoing, SipCore
 from .errors import RemoteSipError
 from .events import Address, Event
 from .framing import StreamFramer
-from .tls import TlsContexts
+from .tls import ServerTlsSession, TlsContexts
 
 log = logging.getLogger(__name__)
 _closing_log = RateLimitedLog(log)
@@ -94,7 +96,6 @@ class SipTransport:
         self._connections: dict[ConnectionKey, _StreamConnection] = {}
         self._connecting: dict[ConnectionKey, list[bytes]] = {}
         self._inbound_per_source: Counter[str] = Counter()
-        self._handshakes: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -171,8 +172,6 @@ class SipTransport:
             self._sweeper.cancel()
         if self._udp is not None:
             self._udp.close()
-        for task in list(self._handshakes):
-            task.cancel()
         for conn in list(self._connections.values()):
             conn.close()
         for server in (self._tcp_server, self._tls_server):
@@ -316,46 +315,12 @@ class SipTransport:
         self._inbound_per_source[host] += 1
         conn.counted = True
         if conn.kind == "TLS":
-            self._start_handshake(conn)
+            assert self._tls is not None and self._loop is not None
+            conn.start_tls(self._tls.server)
+            self._loop.call_later(self._tls.handshake_seconds, conn.check_handshake)
         else:
             self._connected(conn)
         return True
-
-    def _start_handshake(self, conn: _StreamConnection) -> None:
-        assert self._loop is not None and self._tls is not None and conn.transport is not None
-        conn.transport.pause_reading()  # the ClientHello is for the TLS layer, not the framer
-        task = self._loop.create_task(self._handshake(conn, conn.transport, self._tls))
-        self._handshakes.add(task)
-        task.add_done_callback(self._handshakes.discard)
-
-    async def _handshake(
-        self, conn: _StreamConnection, raw: asyncio.Transport, tls: TlsContexts
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            secured = await loop.start_tls(
-                raw,
-                conn,
-                tls.server,
-                server_side=True,
-                ssl_handshake_timeout=tls.handshake_seconds,
-            )
-        except (OSError, asyncio.CancelledError) as exc:
-            if not isinstance(exc, asyncio.CancelledError):
-                self.core.count("tls_handshakes_failed")
-                _closing_log.info(
-                    "tls-handshake", "SIP TLS handshake from %s:%s failed: %s", *conn.peer, exc
-                )
-            raw.abort()
-            self._stream_lost(conn)
-            return
-        if secured is None or self._closed:
-            raw.abort()
-            self._stream_lost(conn)
-            return
-        conn.transport = secured
-        conn.last_received = self.now()
-        self._connected(conn)
 
     def _connected(self, conn: _StreamConnection) -> None:
         """A connection ready for SIP (TLS: after its handshake): reachable by its key."""
@@ -415,6 +380,7 @@ class _StreamConnection(asyncio.Protocol):
         self.kind = kind  # "TCP" | "TLS": what the core is told it came over
         self.inbound = inbound
         self.counted = False  # holds a slot of the inbound limits
+        self.tls: ServerTlsSession | None = None  # inbound TLS: we run its records
         self.framer = StreamFramer(owner.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.peer: Address = ("", 0)
@@ -432,10 +398,56 @@ class _StreamConnection(asyncio.Protocol):
         elif not self.owner._admit_inbound(self):
             self.transport.abort()  # refused: no lingering close, no TLS alert
 
+    def start_tls(self, context: ssl.SSLContext) -> None:
+        """Inbound TLS: from now on the bytes received are TLS records."""
+        self.tls = ServerTlsSession(context)
+
+    def check_handshake(self) -> None:
+        """The handshake timeout: a handshake not done by now is abandoned."""
+        if self.tls is not None and not self.tls.established and self.transport is not None:
+            self._handshake_failed("timed out")
+
+    def _handshake_failed(self, why: object) -> None:
+        self.owner.core.count("tls_handshakes_failed")
+        _closing_log.info(
+            "tls-handshake", "SIP TLS handshake from %s:%s failed: %s", *self.peer, why
+        )
+        if self.transport is not None:
+            self.transport.abort()
+
     def data_received(self, data: bytes) -> None:
+        self.last_received = self.owner.now()
+        tls = self.tls
+        if tls is None:
+            self._frame(data)
+            return
+        was_established = tls.established
+        try:
+            plaintext = tls.receive(data)
+        except ssl.SSLError as exc:
+            if was_established:
+                self.abort_stream(f"broken TLS record: {exc.reason or exc}")
+            else:
+                self._handshake_failed(exc.reason or exc)
+            return
+        self._write_raw(tls.outgoing())
+        if tls.established and not was_established:
+            self.owner._connected(self)
+        if plaintext:
+            self._frame(plaintext)
+        if tls.closed:
+            self.close()
+
+    def abort_stream(self, why: str) -> None:
+        _closing_log.info(
+            "tls-record", "closing SIP TLS connection from %s:%s: %s", *self.peer, why
+        )
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _frame(self, data: bytes) -> None:
         owner = self.owner
-        now = owner.now()
-        self.last_received = now
+        now = self.last_received
         keepalives = self.framer.keepalives
         try:
             messages = self.framer.feed(data)
@@ -464,8 +476,16 @@ class _StreamConnection(asyncio.Protocol):
             owner.datagram_received(message, self.peer, self.kind)
 
     def write(self, data: bytes) -> None:
+        if self.tls is not None:
+            if not self.tls.established:
+                return  # nothing is sent to a peer before its handshake is done
+            self.tls.send(data)
+            data = self.tls.outgoing()
+        self._write_raw(data)
+
+    def _write_raw(self, data: bytes) -> None:
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if not data or transport is None or transport.is_closing():
             return
         if transport.get_write_buffer_size() + len(data) > self.owner.tcp_limits.max_write_buffer:
             self.owner.core.count("tcp_write_overflows")
@@ -478,6 +498,7 @@ class _StreamConnection(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None  # a pending handshake check finds nothing to abort
         self.owner._stream_lost(self)
 
 

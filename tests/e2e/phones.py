@@ -198,10 +198,14 @@ class Baresip(Phone):
         rtp_ports: tuple[int, int],
         tone_hz: float,
         auto_answer: bool = False,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
+        """``tls``: (its certificate and key in one PEM file, the CA it trusts): then it
+        also speaks SIP over TLS, listening at ``sip_port`` + 1."""
         super().__init__(folder, name, sip_port=sip_port, tone_hz=tone_hz)
         self.control_port = control_port
         low, high = rtp_ports
+        tls_lines = f"sip_certificate {tls[0]}\nsip_cafile {tls[1]}\n" if tls else ""
         (self.folder / "config").write_text(
             f"""\
 poll_method epoll
@@ -223,7 +227,7 @@ module_app menu.so
 statmode_default off
 module ctrl_tcp.so
 ctrl_tcp_listen 127.0.0.1:{control_port}
-"""
+{tls_lines}"""
         )
         answer = "auto" if auto_answer else "manual"
         (self.folder / "accounts").write_text(f"<{self.uri}>;regint=0;answermode={answer}\n")

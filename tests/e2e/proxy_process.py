@@ -153,6 +153,10 @@ class ProxySettings:
     records_child: str = "auto"  # records.child: does serve start the records service
     # TOML appended as it is: [[routing.rules]], [services.NAME], [[operators]], [dtmf]
     extra: str = ""
+    # issue 18: TOML lines added to [sip] (tls_listen, tls_cert, ...), and a call taker
+    # other than sip:calltaker@127.0.0.1:<taker_sip> (a sips: one, say)
+    sip_extra: str = ""
+    call_taker: str | None = None
 
 
 def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySettings) -> Path:
@@ -163,6 +167,7 @@ def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySe
     no_record = (
         f'no_record_prompt = "{settings.no_record_prompt}"\n' if settings.no_record_prompt else ""
     )
+    call_taker = settings.call_taker or f"sip:calltaker@127.0.0.1:{ports.taker_sip}"
     text = f"""\
 [sip]
 listen = "127.0.0.1:{ports.sip}"
@@ -170,9 +175,9 @@ advertise = "127.0.0.1"
 trusted_peers = [{trusted}]
 internal_peers = [{internal}]
 transports = ["udp"]
-
+{settings.sip_extra}
 [routing]
-call_taker = "sip:calltaker@127.0.0.1:{ports.taker_sip}"
+call_taker = "{call_taker}"
 ring_timeout_seconds = {settings.ring_timeout_seconds}
 {trunk}
 [notice]

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from proxy.sip.core import CoreSettings, SipCore
 from proxy.sip.dialog import build_request
@@ -325,3 +326,24 @@ def test_tls_below_1_2_is_never_offered(tls_ca: CertAuthority) -> None:
     assert both.server.minimum_version is ssl.TLSVersion.TLSv1_2
     assert both.client.minimum_version is ssl.TLSVersion.TLSv1_2
     assert both.client.check_hostname and both.client.verify_mode is ssl.CERT_REQUIRED
+
+
+def test_tls_both_ways_under_uvloop(tls_ca: CertAuthority) -> None:
+    """uvloop, the loop recproxy runs on: a ClientHello sent at once after connecting
+    reaches the handshake (nothing read before the TLS layer took over is lost), and an
+    outbound TLS connection is made and reused."""
+
+    async def exchange() -> None:
+        async with peer(contexts(tls_ca)) as server, peer(contexts(tls_ca), listen=False) as client:
+            for n in range(5):
+                reader, writer = await open_tls(server.address, client_context(tls_ca))
+                writer.write(OPTIONS.format(n=f"uv{n}", extra="").encode())
+                assert (await response_head(reader)).startswith(b"SIP/2.0 200 ")
+                writer.close()
+            host, port = server.address
+            for _ in range(2):
+                await client.send_options(f"sips:uas@{host}:{port}")
+            await client.wait_for(ResponseReceived, 2)
+            assert client.answers() == [200, 200] and client.transport.tls_connections == 1
+
+    uvloop.run(exchange())
