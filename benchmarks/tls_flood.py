@@ -72,6 +72,13 @@ def tls_metrics() -> dict[str, float]:
     return {k: v for k, v in _metrics(METRICS).items() if "tls" in k}
 
 
+def late_ticks() -> float:
+    """Media clock ticks that ran more than 20 ms late (recproxy's own loop stalled)."""
+    values = _metrics(METRICS)
+    on_time = values['recproxy_event_loop_lag_seconds_bucket{le="0.02"}']
+    return values["recproxy_event_loop_lag_seconds_count"] - on_time
+
+
 def run(args: argparse.Namespace) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="recproxy-tls-flood-"))
     config = tls_config(work)
@@ -100,10 +107,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         time.sleep(NOTICE_S + 2)  # all bridged and recording
         pid = [proxy.pid]
         before = media_counters()
-        cpu_start = cpu_seconds(pid)
+        cpu_start, late_start = cpu_seconds(pid), late_ticks()
         time.sleep(args.seconds)  # the same length of calm, for the loss baseline
         calm = media_counters()
-        cpu_calm = cpu_seconds(pid)
+        cpu_calm, late_calm = cpu_seconds(pid), late_ticks()
         rss_before = rss_bytes(pid)
         sampler = Sampler(pid)
         sampler.start()
@@ -118,7 +125,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             capture_output=True, text=True, timeout=args.seconds + 60, check=True,
         )  # fmt: skip
         during = media_counters()
-        cpu_flood = cpu_seconds(pid)
+        cpu_flood, late_flood = cpu_seconds(pid), late_ticks()
         tls_during = tls_metrics()
         sampler.stop()
         rss_peak = max(sampler.peak_rss, rss_bytes(pid))
@@ -140,6 +147,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             # recproxy's own CPU, in seconds, over the calm stretch and over the flood
             cpu_s_calm=round(cpu_calm - cpu_start, 2),
             cpu_s_flood=round(cpu_flood - cpu_calm, 2),
+            ticks_over_20ms_late_calm=late_calm - late_start,
+            ticks_over_20ms_late_flood=late_flood - late_calm,
             tls_metrics_after_flood=tls_during,
             tls_connections_10s_after=tls_after.get("recproxy_sip_tls_connections"),
             rss_mb_before=round(rss_before / 2**20, 1),

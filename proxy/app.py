@@ -422,19 +422,26 @@ async def _record_config_version(
     return effective.version
 
 
-def _tls_contexts(config: Config) -> TlsContexts | None:
-    """The TLS contexts when ``sip.tls_listen`` is set; a bad certificate, key or CA
-    bundle stops start-up with the setting named."""
+def tls_settings(config: Config) -> TlsSettings | None:
+    """``[sip] tls_*`` as the transport takes them; None when TLS is off."""
     sip = config.sip
     if sip.tls_listen is None or sip.tls_cert is None or sip.tls_key is None:
         return None
-    settings = TlsSettings(
+    return TlsSettings(
         cert=sip.tls_cert,
         key=sip.tls_key,
         ca=sip.tls_ca,
         verify_clients=sip.tls_verify_clients,
         handshake_seconds=config.limits.tls_handshake_seconds,
     )
+
+
+def _tls_contexts(config: Config) -> TlsContexts | None:
+    """The TLS contexts when ``sip.tls_listen`` is set; a bad certificate, key or CA
+    bundle stops start-up with the setting named."""
+    settings = tls_settings(config)
+    if settings is None:
+        return None
     try:
         return load_contexts(settings)
     except TlsSetupError as exc:

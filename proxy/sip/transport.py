@@ -479,7 +479,11 @@ class _StreamConnection(asyncio.Protocol):
         if self.tls is not None:
             if not self.tls.established:
                 return  # nothing is sent to a peer before its handshake is done
-            self.tls.send(data)
+            try:
+                self.tls.send(data)
+            except ssl.SSLError as exc:  # the peer closed its side, or broke the session
+                self.abort_stream(f"cannot send: {exc.reason or exc}")
+                return
             data = self.tls.outgoing()
         self._write_raw(data)
 
