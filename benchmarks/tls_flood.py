@@ -37,19 +37,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.flood import (  # noqa: E402
-    CALLER_PORT,
-    HEALTH,
     METRICS,
-    NOTICE_S,
-    TAKER_PORT,
-    caller,
-    health,
+    bridged_calls,
     media_counters,
-    recordings,
+    start_proxy,
+    stop_proxy,
     write_config,
 )
-from benchmarks.load import Sampler, _metrics, _wait_http, cpu_seconds, rss_bytes  # noqa: E402
-from tests.e2e import pcap, sipp  # noqa: E402
+from benchmarks.load import Sampler, _metrics, cpu_seconds, rss_bytes  # noqa: E402
 from tests.sip.tls_ca import make_ca  # noqa: E402
 
 TLS_PORT = 5364
@@ -81,30 +76,11 @@ def late_ticks() -> float:
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="recproxy-tls-flood-"))
-    config = tls_config(work)
-    log = (work / "recproxy.log").open("wb")
-    proxy = subprocess.Popen(
-        [str(ROOT / ".venv/bin/recproxy"), "serve", "--config", str(config)],
-        cwd=work, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    proxy, log = start_proxy(work, tls_config(work))
     result: dict[str, object] = {"workdir": str(work)}
     try:
-        _wait_http(HEALTH, 20)
         hold_ms = int((2 * args.seconds + 20) * 1000)  # calm, flood, and after
-        pcap.write_rtp_pcap(work / "taker.pcap", b"\x55" * (8 * hold_ms))
-        taker_scenario = sipp.render_scenario(
-            "uas_answer", work, rendered_name="taker.xml", ring_ms=200,
-            audio=sipp.play_pcap("taker.pcap"),
-        )  # fmt: skip
-        taker = sipp.Sipp(
-            work, "taker", taker_scenario, local_port=TAKER_PORT, media_port=17000,
-            calls=args.calls, timeout_s=hold_ms / 1000 + 90,
-        )  # fmt: skip
-        calls = caller(work, "caller", CALLER_PORT, 16000, args.calls, hold_ms)
-        deadline = time.monotonic() + 30
-        while health()["calls"] != args.calls and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(NOTICE_S + 2)  # all bridged and recording
+        taker, calls = bridged_calls(work, args.calls, hold_ms, spare=0)
         pid = [proxy.pid]
         before = media_counters()
         cpu_start, late_start = cpu_seconds(pid), late_ticks()
@@ -156,16 +132,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             rss_mb_10s_after=round(rss_after / 2**20, 1),
         )
     finally:
-        proxy.terminate()
-        try:
-            proxy.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proxy.kill()
-        log.close()
-    result["recordings"] = recordings(work)
-    text = (work / "recproxy.log").read_text(errors="replace")
-    result["log_lines"] = text.count("\n")
-    result["log_tracebacks"] = text.count("Traceback")
+        stop_proxy(proxy, log, work, result)
     return result
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from proxy.app import StartupError, open_server
 from proxy.config import Config, LimitsSettings
-from tests.e2e.proxy_process import reserve_ports
+from tests.e2e.proxy_process import PortBlock, reserve_ports
 from tests.sip.tls_ca import CertAuthority
 from tests.test_app import config_for, udp_port_free
 
@@ -31,10 +31,12 @@ OPTIONS = (
 )
 
 
-def with_tls(config: Config, port: int, ca: CertAuthority, key: Path) -> Config:
+def tls_config(tmp_path: Path, ports: PortBlock, ca: CertAuthority, key: Path) -> Config:
+    """``test_app``'s config with TLS on at the block's first spare SIP port."""
+    config = config_for(tmp_path, sip_port=ports.sip, http_port=ports.http, rtp=ports.rtp_range)
     sip = replace(
         config.sip,
-        tls_listen=("127.0.0.1", port),
+        tls_listen=("127.0.0.1", ports.spare_sip(0)),
         tls_cert=ca.server.cert,
         tls_key=key,
         tls_ca=ca.ca,
@@ -47,8 +49,7 @@ async def test_a_key_that_is_not_the_certificates_stops_start_up_naming_it(
 ) -> None:
     ports = reserve_ports()
     try:
-        config = config_for(tmp_path, sip_port=ports.sip, http_port=ports.http, rtp=ports.rtp_range)
-        config = with_tls(config, ports.spare_sip(0), tls_ca, tls_ca.client.key)
+        config = tls_config(tmp_path, ports, tls_ca, tls_ca.client.key)
         with pytest.raises(StartupError, match=r"^sip\.tls_key: .*client-key\.pem is not the key"):
             async with open_server(config):
                 pytest.fail("the body must not run when start-up failed")
@@ -62,9 +63,8 @@ async def test_options_over_tls_is_answered_and_counted(
 ) -> None:
     ports = reserve_ports()
     try:
-        config = config_for(tmp_path, sip_port=ports.sip, http_port=ports.http, rtp=ports.rtp_range)
+        config = tls_config(tmp_path, ports, tls_ca, tls_ca.server.key)
         tls_port = ports.spare_sip(0)
-        config = with_tls(config, tls_port, tls_ca, tls_ca.server.key)
         async with open_server(config) as server:
             assert server.core.settings.tls_port == tls_port
             context = ssl.create_default_context(cafile=tls_ca.ca)

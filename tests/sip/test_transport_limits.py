@@ -13,6 +13,7 @@ import pytest
 from proxy.sip.core import CoreSettings, SipCore
 from proxy.sip.dialog import build_request
 from proxy.sip.events import Event, RequestReceived, ResponseReceived
+from proxy.sip.flood import FloodSettings
 from proxy.sip.transport import SipTransport, TcpLimits
 from proxy.sip.uri import parse_uri
 from proxy.tools.uas import AnsweringUas
@@ -29,8 +30,8 @@ OPTIONS = (
 
 
 class Proxy:
-    def __init__(self, limits: TcpLimits) -> None:
-        self.core = SipCore(CoreSettings(host="127.0.0.1"))
+    def __init__(self, limits: TcpLimits, flood: FloodSettings | None = None) -> None:
+        self.core = SipCore(CoreSettings(host="127.0.0.1", flood=flood or FloodSettings()))
         self.events: list[Event] = []
         self.transport = SipTransport(self.core, self.on_event, tcp_limits=limits)
 

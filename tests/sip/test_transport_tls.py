@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from proxy.sip.core import CoreSettings, SipCore
 from proxy.sip.dialog import build_request
 from proxy.sip.events import Event, RequestReceived, ResponseReceived, TransactionTimedOut
 from proxy.sip.flood import FloodSettings
 from proxy.sip.tls import TlsContexts, TlsSettings, TlsSetupError, load_contexts
-from proxy.sip.transport import SipTransport, TcpLimits
+from proxy.sip.transport import TcpLimits
 from proxy.sip.uri import parse_uri
 
+from .test_transport_limits import Proxy
 from .tls_ca import CertAuthority, Pair
 
 OPTIONS = (
@@ -42,18 +42,8 @@ def contexts(ca: CertAuthority, pair: Pair | None = None, **kw: object) -> TlsCo
     return load_contexts(TlsSettings(cert=own.cert, key=own.key, ca=ca.ca, **kw))  # type: ignore[arg-type]
 
 
-class Peer:
+class Peer(Proxy):
     """A core + transport listening for TLS (and TCP) on loopback, answering 200."""
-
-    def __init__(self, limits: TcpLimits, flood: FloodSettings) -> None:
-        self.core = SipCore(CoreSettings(host="127.0.0.1", flood=flood))
-        self.events: list[Event] = []
-        self.transport = SipTransport(self.core, self.on_event, tcp_limits=limits)
-
-    def on_event(self, event: Event) -> None:
-        self.events.append(event)
-        if isinstance(event, RequestReceived):
-            self.core.respond(event.transaction, 200, now=self.transport.now())
 
     @property
     def address(self) -> tuple[str, int]:
@@ -85,7 +75,7 @@ async def peer(
     *,
     listen: bool = True,
 ) -> AsyncIterator[Peer]:
-    p = Peer(limits or TcpLimits(), flood or FloodSettings())
+    p = Peer(limits or TcpLimits(), flood)
     await p.transport.start(
         "127.0.0.1",
         0,
