@@ -13,11 +13,19 @@ from pathlib import Path
 
 import pytest
 import uvloop
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from proxy.sip.dialog import build_request
 from proxy.sip.events import Event, RequestReceived, ResponseReceived, TransactionTimedOut
 from proxy.sip.flood import FloodSettings
-from proxy.sip.tls import TlsContexts, TlsSettings, TlsSetupError, load_contexts
+from proxy.sip.tls import (
+    ServerTlsSession,
+    TlsContexts,
+    TlsSettings,
+    TlsSetupError,
+    load_contexts,
+)
 from proxy.sip.transport import TcpLimits
 from proxy.sip.uri import parse_uri
 
@@ -356,3 +364,23 @@ def test_tls_both_ways_under_uvloop(tls_ca: CertAuthority) -> None:
             assert client.answers() == [200, 200] and client.transport.tls_connections == 1
 
     uvloop.run(exchange())
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(chunks=st.lists(st.binary(max_size=600), max_size=6))
+def test_garbage_before_a_handshake_raises_only_the_ssl_error(
+    tls_ca: CertAuthority, chunks: list[bytes]
+) -> None:
+    """Whatever a peer sends instead of a ClientHello, the session says so with
+    ``ssl.SSLError`` (the transport then counts a failed handshake and aborts), or
+    waits for more: never another exception."""
+    session = ServerTlsSession(contexts(tls_ca).server)
+    for chunk in [b"\x16\x03\x01", *chunks]:
+        try:
+            assert session.receive(chunk) == b""
+        except ssl.SSLError:
+            return
+        session.outgoing()
+    assert not session.established
