@@ -149,6 +149,11 @@ class ServerTlsSession:
     def send(self, plaintext: bytes) -> None:
         self._ssl.write(plaintext)
 
+    @property
+    def peer_verified(self) -> bool:
+        """The client presented a certificate that verified (``verify_clients``)."""
+        return self.established and bool(self._ssl.getpeercert())
+
     def outgoing(self) -> bytes:
         """Ciphertext to write to the socket: handshake records, or sealed ``send``s."""
         return self._outgoing.read()

@@ -18,8 +18,9 @@ a handshake flood from one address costs an ``accept`` and a close, not a handsh
 Only then does its ``ServerTlsSession`` take the bytes, bounded by the handshake
 timeout.  Outbound TLS is asyncio's (``create_connection(ssl=...)``).  Connections are keyed by
 (transport, address), so TCP and TLS to one peer never share one; a request or
-response to a peer goes over the connection already open to it (RFC 3261 §18, RFC 5923
-in spirit).  A double-CRLF ping on any stream connection is answered by one CRLF
+response to a peer goes over the connection already open to it (RFC 3261 §18), and a
+peer that asks with a Via ``alias`` (RFC 5923) gets our requests for its Via address
+over the connection it opened.  A double-CRLF ping on any stream connection is answered by one CRLF
 (RFC 5626 §4.4.1) and keeps the connection from idling out.
 """
 
@@ -36,7 +37,7 @@ from typing import Any, cast
 from ..ratelog import RateLimitedLog
 from .core import Outgoing, SipCore
 from .errors import RemoteSipError
-from .events import Address, Event
+from .events import Address, Event, RequestReceived
 from .framing import StreamFramer
 from .tls import ServerTlsSession, TlsContexts
 
@@ -95,6 +96,7 @@ class SipTransport:
         self._tls: TlsContexts | None = None
         self._connections: dict[ConnectionKey, _StreamConnection] = {}
         self._connecting: dict[ConnectionKey, list[bytes]] = {}
+        self._aliases: dict[ConnectionKey, _StreamConnection] = {}  # RFC 5923
         self._inbound_per_source: Counter[str] = Counter()
         self._sweeper: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -198,6 +200,8 @@ class SipTransport:
             event = core.next_event()
             if event is None:
                 break
+            if isinstance(event, RequestReceived) and event.transport != "UDP":
+                self._note_alias(event)
             try:
                 self.on_event(event)
             except Exception:  # a TU bug must not take the SIP stack down
@@ -231,7 +235,7 @@ class SipTransport:
                 self._udp.sendto(out.data, out.destination)
             return
         key = (out.transport, out.destination)
-        conn = self._connections.get(key)
+        conn = self._connections.get(key) or self._aliases.get(key)
         if conn is not None:
             conn.write(out.data)
             return
@@ -329,11 +333,37 @@ class SipTransport:
         for data in self._connecting.pop(key, []):
             conn.write(data)
 
+    def _note_alias(self, event: RequestReceived) -> None:
+        """RFC 5923: a request whose top Via has ``alias``, over a connection the peer
+        opened from the Via's host, lets us send our own requests for the Via's sent-by
+        address over that connection (a phone behind NAT is reachable no other way).
+        Over TLS only when the peer's certificate was verified (§5: the connection must
+        be authenticated as the host the alias names)."""
+        conn = self._connections.get((event.transport, event.source))
+        if conn is None or conn.aliases:
+            return
+        try:
+            via = event.request.top_via
+        except RemoteSipError:
+            return
+        if via.param("alias") is None or via.host != event.source[0]:
+            return
+        if conn.kind == "TLS" and (conn.tls is None or not conn.tls.peer_verified):
+            return
+        key = (conn.kind, (via.host, via.port or (5061 if conn.kind == "TLS" else 5060)))
+        if key not in self._connections and key not in self._aliases:
+            self._aliases[key] = conn
+            conn.aliases.append(key)
+
     def _stream_lost(self, conn: _StreamConnection) -> None:
         """Idempotent: a connection gone, or refused, or whose handshake failed."""
         key = (conn.kind, conn.peer)
         if self._connections.get(key) is conn:
             del self._connections[key]
+        for alias in conn.aliases:
+            if self._aliases.get(alias) is conn:
+                del self._aliases[alias]
+        conn.aliases.clear()
         if conn.counted:
             conn.counted = False
             host = conn.peer[0]
@@ -381,6 +411,7 @@ class _StreamConnection(asyncio.Protocol):
         self.inbound = inbound
         self.counted = False  # holds a slot of the inbound limits
         self.tls: ServerTlsSession | None = None  # inbound TLS: we run its records
+        self.aliases: list[ConnectionKey] = []  # RFC 5923: other keys it is reached by
         self.framer = StreamFramer(owner.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.peer: Address = ("", 0)

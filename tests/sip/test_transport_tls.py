@@ -384,3 +384,60 @@ def test_garbage_before_a_handshake_raises_only_the_ssl_error(
             return
         session.outgoing()
     assert not session.established
+
+
+# -- RFC 5923 aliases ---------------------------------------------------------------------
+
+
+def aliased(transport: str, alias: bool) -> bytes:
+    flag = ";alias" if alias else ""
+    text = OPTIONS.format(n=f"alias-{transport}-{alias}", extra="").replace(
+        "SIP/2.0/TLS 127.0.0.1:5999;", f"SIP/2.0/{transport} 127.0.0.1:5999{flag};"
+    )
+    return (text if transport == "TLS" else text.replace("sips:", "sip:")).encode()
+
+
+async def request_on(reader: asyncio.StreamReader, within: float = 2.0) -> bytes | None:
+    """The next request that arrives on our connection (None: none did)."""
+    try:
+        while True:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), within)
+            if not head.startswith(b"SIP/2.0 "):
+                return head
+    except (TimeoutError, asyncio.IncompleteReadError):
+        return None
+
+
+@pytest.mark.parametrize(
+    ("kind", "alias", "client_cert", "reused"),
+    [
+        ("TCP", True, False, True),
+        ("TCP", False, False, False),
+        ("TLS", True, True, True),  # the client's certificate verified: it is that host
+        ("TLS", True, False, False),  # an unauthenticated TLS peer gets no alias
+    ],
+)
+async def test_a_via_alias_lets_our_requests_reuse_the_peers_connection(
+    tls_ca: CertAuthority, kind: str, alias: bool, client_cert: bool, reused: bool
+) -> None:
+    tls = contexts(tls_ca, verify_clients=True) if client_cert else contexts(tls_ca)
+    async with peer(tls) as p:
+        if kind == "TLS":
+            pair = tls_ca.client if client_cert else None
+            reader, writer = await open_tls(p.address, client_context(tls_ca, pair))
+        else:
+            assert p.transport.tcp_address is not None
+            reader, writer = await asyncio.open_connection(*p.transport.tcp_address)
+        writer.write(aliased(kind, alias))
+        await p.wait_for(RequestReceived)
+        scheme = (
+            "sips:uas@127.0.0.1:5999" if kind == "TLS" else "sip:uas@127.0.0.1:5999;transport=tcp"
+        )
+        await p.send_options(scheme)
+        request = await request_on(reader, 2.0 if reused else 0.5)
+        if reused:
+            assert request is not None and request.startswith(f"OPTIONS {scheme} ".encode())
+        else:
+            assert request is None  # sent to 127.0.0.1:5999 itself, where nobody listens
+            await p.wait_for(TransactionTimedOut)
+        writer.close()
