@@ -29,7 +29,7 @@ from proxy.sip.tls import (
 from proxy.sip.transport import TcpLimits
 from proxy.sip.uri import parse_uri
 
-from .test_transport_limits import Proxy
+from .test_transport_limits import Proxy, dribble
 from .tls_ca import CertAuthority, Pair
 
 OPTIONS = (
@@ -182,16 +182,9 @@ async def test_a_slowloris_message_over_tls_is_closed_at_the_header_timeout(
 ) -> None:
     async with peer(contexts(tls_ca), TcpLimits(idle_seconds=30, header_seconds=0.6)) as p:
         reader, writer = await open_tls(p.address, client_context(tls_ca))
-        message = OPTIONS.format(n="slow", extra="").encode()
-        started = asyncio.get_running_loop().time()
-        closed = False
-        for i in range(0, len(message), 4):  # 4 bytes every 0.1 s: never idle
-            writer.write(message[i : i + 4])
-            if await closed_by_peer(reader, 0.1):
-                closed = True
-                break
-        assert closed, "the slowloris connection was kept"
-        assert 0.6 <= asyncio.get_running_loop().time() - started < 2.0
+        elapsed = await dribble(reader, writer, OPTIONS.format(n="slow", extra="").encode())
+        assert elapsed is not None, "the slowloris connection was kept"
+        assert 0.6 <= elapsed < 2.0, elapsed
         assert p.core.stats["tls_header_timeouts"] == 1 and p.events == []
         writer.close()
 
