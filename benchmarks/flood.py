@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -149,6 +150,59 @@ def invite_flood(args: argparse.Namespace) -> list[str]:
     ]  # fmt: skip
 
 
+def start_proxy(work: Path, config: Path) -> tuple[subprocess.Popen[bytes], BinaryIO]:
+    """``recproxy serve`` on ``config``, ready; its output in ``work/recproxy.log``."""
+    log = (work / "recproxy.log").open("wb")
+    proxy = subprocess.Popen(
+        [str(ROOT / ".venv/bin/recproxy"), "serve", "--config", str(config)],
+        cwd=work, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        _wait_http(HEALTH, 20)
+    except BaseException:
+        proxy.kill()
+        log.close()
+        raise
+    return proxy, log
+
+
+def bridged_calls(work: Path, calls: int, hold_ms: int, spare: int) -> tuple[sipp.Sipp, sipp.Sipp]:
+    """The call taker (answering ``calls`` + ``spare``) and ``calls`` callers talking
+    ``hold_ms``, once all are bridged and recording."""
+    pcap.write_rtp_pcap(work / "taker.pcap", b"\x55" * (8 * hold_ms))
+    taker_scenario = sipp.render_scenario(
+        "uas_answer", work, rendered_name="taker.xml", ring_ms=200,
+        audio=sipp.play_pcap("taker.pcap"),
+    )  # fmt: skip
+    taker = sipp.Sipp(
+        work, "taker", taker_scenario, local_port=TAKER_PORT, media_port=17000,
+        calls=calls + spare, timeout_s=hold_ms / 1000 + 90,
+    )  # fmt: skip
+    callers = caller(work, "caller", CALLER_PORT, 16000, calls, hold_ms)
+    deadline = time.monotonic() + 30
+    while health()["calls"] != calls and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(NOTICE_S + 2)  # all bridged and recording
+    return taker, callers
+
+
+def stop_proxy(
+    proxy: subprocess.Popen[bytes], log: BinaryIO, work: Path, result: dict[str, object]
+) -> None:
+    """SIGTERM (SIGKILL after 30 s); the recordings' states and the log's size into
+    ``result``."""
+    proxy.terminate()
+    try:
+        proxy.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proxy.kill()
+    log.close()
+    result["recordings"] = recordings(work)
+    text = (work / "recproxy.log").read_text(errors="replace")
+    result["log_lines"] = text.count("\n")
+    result["log_tracebacks"] = text.count("Traceback")
+
+
 def run(
     args: argparse.Namespace,
     *,
@@ -162,29 +216,12 @@ def run(
     config = write_config(work, args.untrusted)
     if prepare is not None:
         prepare(work, config)
-    log = (work / "recproxy.log").open("wb")
-    proxy = subprocess.Popen(
-        [str(ROOT / ".venv/bin/recproxy"), "serve", "--config", str(config)],
-        cwd=work, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    proxy, log = start_proxy(work, config)
     result: dict[str, object] = {"workdir": str(work)}
     try:
-        _wait_http(HEALTH, 20)
         hold_ms = int((2 * args.seconds + 12) * 1000)  # calm, flood, and after
-        pcap.write_rtp_pcap(work / "taker.pcap", b"\x55" * (8 * hold_ms))
-        taker_scenario = sipp.render_scenario(
-            "uas_answer", work, rendered_name="taker.xml", ring_ms=200,
-            audio=sipp.play_pcap("taker.pcap"),
-        )  # fmt: skip
-        taker = sipp.Sipp(
-            work, "taker", taker_scenario, local_port=TAKER_PORT, media_port=17000,
-            calls=args.calls + 20, timeout_s=hold_ms / 1000 + 90,  # spare: stray flood calls
-        )  # fmt: skip
-        calls = caller(work, "caller", CALLER_PORT, 16000, args.calls, hold_ms)
-        deadline = time.monotonic() + 30
-        while health()["calls"] != args.calls and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(NOTICE_S + 2)  # all bridged and recording
+        # spare answers for stray flood calls
+        taker, calls = bridged_calls(work, args.calls, hold_ms, spare=20)
         pid = [proxy.pid]
         before = media_counters()
         time.sleep(args.seconds)  # the same length of calm, for the loss baseline
@@ -237,16 +274,7 @@ def run(
             | {"calls": health()["calls"], "rtp_port_pairs": health()["rtp"]},
         )
     finally:
-        proxy.terminate()
-        try:
-            proxy.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proxy.kill()
-        log.close()
-    result["recordings"] = recordings(work)
-    text = (work / "recproxy.log").read_text(errors="replace")
-    result["log_lines"] = text.count("\n")
-    result["log_tracebacks"] = text.count("Traceback")
+        stop_proxy(proxy, log, work, result)
     return result
 
 

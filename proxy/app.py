@@ -45,6 +45,7 @@ from .control.metrics import CallsSnapshot, Metrics, RecordingsSnapshot, event_l
 from .control.retention_metrics import RetentionMetrics
 from .control.routing_metrics import RoutingMetrics
 from .control.sar_metrics import SarCounter
+from .control.tls_metrics import TlsMetrics
 from .control.webhook import WebhookSender
 from .events import EventBus
 from .media.announcer import load_prompt
@@ -60,6 +61,7 @@ from .records.retention import RetentionSweeper, sweep_every
 from .records_child import RecordsChild
 from .sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from .sip.flood import FloodSettings
+from .sip.tls import TlsContexts, TlsSettings, TlsSetupError, load_contexts
 from .sip.transport import SipTransport, TcpLimits
 from .startup import StartupError as StartupError
 from .storage import crypto
@@ -314,16 +316,27 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
             header_seconds=limits.tcp_header_seconds,
         ),
     )
+    tls = _tls_contexts(config)
     try:
         await transport.start(
-            host, port, udp="udp" in config.sip.transports, tcp="tcp" in config.sip.transports
+            host,
+            port,
+            udp="udp" in config.sip.transports,
+            tcp="tcp" in config.sip.transports,
+            tls=tls,
+            tls_listen=config.sip.tls_listen,
         )
     except OSError as exc:
-        raise StartupError(f"sip.listen {host}:{port}: {exc.strerror or exc}") from None
+        where = (
+            f"{host}:{port} or sip.tls_listen {config.sip.tls_listen}" if tls else f"{host}:{port}"
+        )
+        raise StartupError(f"sip.listen {where}: {exc.strerror or exc}") from None
     stack.push_async_callback(_close_transport, transport)
     bound = transport.udp_address or transport.tcp_address
     if bound is not None and bound[1] != port:  # port 0: advertise the real one
         core.settings = replace(core.settings, port=bound[1])
+    if transport.tls_address is not None:  # issue 18: TLS, in Via and Contact over TLS
+        core.settings = replace(core.settings, tls_port=transport.tls_address[1])
 
     # issue 18: OPTIONS keepalives to the call takers (a no-op when the interval is 0)
     probing = asyncio.create_task(b2bua.prober.run(), name="call taker keepalives")
@@ -354,6 +367,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
         sar=sar_counter.snapshot,
         registrar=b2bua.registrar.snapshot,
     )
+    TlsMetrics(metrics.registry, transport.tls_snapshot)  # issue 18
     health = Health(config, clock, b2bua)
     http_app = build_app(health, metrics.render)
     add_routes(http_app, lambda: b2bua.calls, config.operators)
@@ -426,6 +440,32 @@ async def _record_config_version(
             ", ".join(change.keys),
         )
     return effective.version
+
+
+def tls_settings(config: Config) -> TlsSettings | None:
+    """``[sip] tls_*`` as the transport takes them; None when TLS is off."""
+    sip = config.sip
+    if sip.tls_listen is None or sip.tls_cert is None or sip.tls_key is None:
+        return None
+    return TlsSettings(
+        cert=sip.tls_cert,
+        key=sip.tls_key,
+        ca=sip.tls_ca,
+        verify_clients=sip.tls_verify_clients,
+        handshake_seconds=config.limits.tls_handshake_seconds,
+    )
+
+
+def _tls_contexts(config: Config) -> TlsContexts | None:
+    """The TLS contexts when ``sip.tls_listen`` is set; a bad certificate, key or CA
+    bundle stops start-up with the setting named."""
+    settings = tls_settings(config)
+    if settings is None:
+        return None
+    try:
+        return load_contexts(settings)
+    except TlsSetupError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _core_settings(config: Config, port: int) -> CoreSettings:

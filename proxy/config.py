@@ -65,6 +65,12 @@ class SipSettings:
     reliable_provisional: str = "supported"  # "off" | "supported" | "required"
     session_expires: int = 1800  # seconds asked for and granted at most; 0: no timers
     min_se: int = 90  # the least interval accepted (RFC floor 90; lower only in tests)
+    # -- TLS (issue 18): on when tls_listen is given; tls_cert and tls_key then required
+    tls_listen: Address | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None  # None: the system's trust store (outbound only)
+    tls_verify_clients: bool = False
 
     def media_host(self, family: int) -> str | None:
         """Our media address for parties of IP ``family`` (4 or 6); None: we have none
@@ -296,6 +302,7 @@ class LimitsSettings:
     tcp_max_connections_per_source: int = 32
     tcp_idle_seconds: float = 300.0
     tcp_header_seconds: float = 10.0
+    tls_handshake_seconds: float = 5.0  # an inbound or outbound TLS handshake, at most
 
 
 @dataclass(frozen=True)
@@ -981,6 +988,11 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "reliable_provisional": _choice("off", "supported", "required"),
             "session_expires": _int(0, 86_400),
             "min_se": _int(1, 86_400),
+            "tls_listen": parse_hostport,
+            "tls_cert": path,
+            "tls_key": path,
+            "tls_ca": path,
+            "tls_verify_clients": _bool,
         },
         "routing": {
             "call_taker": _sip_uri,
@@ -1033,6 +1045,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "tcp_max_connections_per_source": _int(1, 1_000_000),
             "tcp_idle_seconds": _number(0.1, 86_400),
             "tcp_header_seconds": _number(0.1, 3600),
+            "tls_handshake_seconds": _number(0.1, 600),
         },
         "dtmf": {"stop": _dtmf_code, "discard": _dtmf_code, "resume": _dtmf_code},
         "numbers": {"region": _region},
@@ -1250,6 +1263,7 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
             f"sip.session_expires ({sip.session_expires}) is below sip.min_se ({sip.min_se}); "
             "a call taker would refuse our own interval (RFC 4028 §5)"
         )
+    problems.extend(_tls_problems(sections["sip"], sections["routing"]))
     transcripts = sections["transcripts"]
     if transcripts.model_sha256 is not None and transcripts.model_path is None:
         problems.append(
@@ -1282,6 +1296,39 @@ def _registrar_problems(registrar: RegistrarSettings) -> list[str]:
         problems.append(
             f"registrar.default_expires: {registrar.default_expires} is outside "
             f"min_expires..max_expires ({registrar.min_expires}..{registrar.max_expires})"
+        )
+    return problems
+
+
+def _tls_problems(sip: SipSettings, routing: RoutingSettings) -> list[str]:
+    """TLS settings that do not fit together, and sips: URIs nothing could reach."""
+    problems: list[str] = []
+    if sip.tls_listen is not None:
+        problems.extend(
+            f"sip.{key}: required with sip.tls_listen"
+            for key in ("tls_cert", "tls_key")
+            if getattr(sip, key) is None
+        )
+    else:
+        given = [key for key in ("tls_cert", "tls_key", "tls_ca") if getattr(sip, key)]
+        problems.extend(f"sip.{key}: needs sip.tls_listen (TLS is off)" for key in given)
+    if sip.tls_verify_clients and sip.tls_ca is None:
+        problems.append("sip.tls_verify_clients: needs sip.tls_ca (the clients' CA)")
+    if sip.tls_listen is None:
+        uris = [("routing.trunk", routing.trunk)]
+        uris += [
+            ("routing.call_takers" if routing.call_takers else "routing.call_taker", uri)
+            for uri in routing.hunt_group
+        ]
+        uris += [
+            (f"routing.rules[{i}].call_taker", uri)
+            for i, rule in enumerate(routing.rules)
+            for uri in rule.hunt_group
+        ]
+        problems.extend(
+            f"{where}: a sips: URI needs TLS (set sip.tls_listen)"
+            for where, uri in uris
+            if uri is not None and uri.lower().startswith("sips:")
         )
     return problems
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .app import StartupError, load_notice
+from .app import StartupError, load_notice, tls_settings
 from .config import Config, ConfigError
 from .config_version import version_of
+from .sip.tls import TlsSetupError, load_contexts
 from .storage import crypto
 from .text_table import format_table
 
@@ -46,6 +47,7 @@ def check_config(config: Config) -> list[str]:
     else:
         key_line += " (missing: serve makes a development key pair on first start)"
     signing_line = _signing_key_line(config, problems)
+    tls_line = _tls_line(config, problems)
     if problems:
         raise ConfigError(*problems)
     sip = config.sip
@@ -53,6 +55,7 @@ def check_config(config: Config) -> list[str]:
         ("config", f"{config.source or 'defaults'}"),
         ("version", version_of(config, digests).short),
         ("sip", f"{_address(sip.listen)} {'+'.join(sip.transports)}, advertise {sip.advertise}"),
+        ("sip tls", tls_line),
         ("call taker", ", ".join(config.routing.hunt_group)),  # in order (issue 18)
         ("http", _address(config.http.listen)),
         *(("prompt", line) for line in prompts),
@@ -83,6 +86,19 @@ def _signing_key_line(config: Config, problems: list[str]) -> str:
         problems.append(f"export.signing_public_key: {exc}")
         return str(public)
     return f"{public} (sha256 {crypto.public_key_sha256(key)})"
+
+
+def _tls_line(config: Config, problems: list[str]) -> str:
+    """SIP over TLS: off, or where it listens once its certificate, key and CA bundle
+    loaded (a file that does not is a problem naming its key)."""
+    settings = tls_settings(config)
+    if settings is None or config.sip.tls_listen is None:
+        return "off"
+    try:
+        load_contexts(settings)
+    except TlsSetupError as exc:
+        problems.append(str(exc))
+    return f"{_address(config.sip.tls_listen)}, certificate {settings.cert}"
 
 
 def _address(address: tuple[str, int]) -> str:

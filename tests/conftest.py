@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.sip.tls_ca import CertAuthority, make_ca
+
 #: Modules that take tens of seconds (a wheel built and installed, a clean clone set up,
 #: worlds of real calls built once per module), in the order to start them.
 SLOW_FIRST = (
@@ -28,3 +30,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return SLOW_FIRST.index(path) if path in SLOW_FIRST else len(SLOW_FIRST)
 
     items.sort(key=rank)  # stable: within a rank, the collection order stays
+
+
+@pytest.fixture(scope="session")
+def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
+    """A test CA and its certificates (``tests/sip/tls_ca.py``), made once per session."""
+    return make_ca(tmp_path_factory.mktemp("tls-ca"))

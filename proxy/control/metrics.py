@@ -167,6 +167,11 @@ _SIP_TRANSPORT_ERRORS = {
     "tcp_idle_timeouts": "tcp_idle_timeout",
     "tcp_header_timeouts": "tcp_header_timeout",
     "tcp_write_overflows": "tcp_write_overflow",
+    # SIP over TLS (issue 18); its handshakes are in tls_metrics.py
+    "tls_connect_failed": "tls_connect_failed",
+    "tls_unavailable": "tls_unavailable",
+    "tls_idle_timeouts": "tls_idle_timeout",
+    "tls_header_timeouts": "tls_header_timeout",
 }
 _OUTCOMES = tuple(outcome.value for outcome in CallOutcome)
 
@@ -745,7 +750,9 @@ def _sip_families(core: CoreSnapshot | None) -> Iterator[Metric]:
     transport_errors = CounterMetricFamily(
         "recproxy_sip_transport_errors",
         "SIP transport errors: udp_error, tcp_connect_failed, tcp_connection_refused, "
-        "tcp_idle_timeout, tcp_header_timeout, tcp_write_overflow.",
+        "tcp_idle_timeout, tcp_header_timeout, tcp_write_overflow, tls_connect_failed, "
+        "tls_unavailable (a sips: target with TLS off), tls_idle_timeout, "
+        "tls_header_timeout.",
         labels=["kind"],
     )
     keepalives = CounterMetricFamily(

@@ -121,6 +121,7 @@ class Outgoing:
 class CoreSettings:
     host: str  # the address we put in Via and Contact
     port: int = 5060
+    tls_port: int | None = None  # our TLS listener's, in Via and Contact over TLS
     timers: TimerSettings = field(default_factory=TimerSettings)
     allowed_methods: tuple[str, ...] = ALLOWED_METHODS  # also the Allow of 405 and 501
     # methods outside Allow that the TU still sees, to refuse them with its own reason
@@ -337,12 +338,29 @@ class SipCore:
             self._receive_response(message, now)
 
     def reject_stream(
-        self, error: RemoteSipError, buffered: bytes, source: Address, now: float
+        self,
+        error: RemoteSipError,
+        buffered: bytes,
+        source: Address,
+        now: float,
+        transport: str = "TCP",
     ) -> None:
-        """A TCP stream that cannot be framed (header section too large, conflicting
-        Content-Length): answer the message it began with as the same error in a
-        datagram is answered, before the transport closes the connection."""
-        self._reject_unparsable(attach_head(error, buffered), source, now, "TCP")
+        """A TCP or TLS stream that cannot be framed (header section too large,
+        conflicting Content-Length): answer the message it began with as the same error
+        in a datagram is answered, before the transport closes the connection."""
+        self._reject_unparsable(attach_head(error, buffered), source, now, transport)
+
+    def transport_failed(self, destination: Address, transport: str, now: float) -> None:
+        """No connection to ``destination`` could be made (refused, a certificate that
+        does not verify, TLS not configured): the client transactions that sent there
+        and heard nothing fail now, as timeouts (§17.1.4), not 32 s later."""
+        for txn in list(self._client.values()):
+            if (
+                txn.destination == destination
+                and txn.transport == transport
+                and txn.state in (TransactionState.CALLING, TransactionState.TRYING)
+            ):
+                txn.transport_failed()
 
     def _reject_unparsable(
         self, exc: RemoteSipError, source: Address, now: float, transport: str
@@ -403,7 +421,7 @@ class SipCore:
         if request.method == "CANCEL":
             self._receive_cancel(request, txn, key, now)
             return
-        rejection = self._check_request(request, key)
+        rejection = self._check_request(request, key, transport)
         self._server[key] = txn
         self._merge.setdefault(
             (request.from_.tag or "", request.call_id, request.cseq.number, request.method), key
@@ -474,7 +492,7 @@ class SipCore:
         return Refusal(503, f"Service Unavailable ({why})", (("Retry-After", retry_after),))
 
     def _check_request(
-        self, request: Request, key: ServerKey
+        self, request: Request, key: ServerKey, transport: str
     ) -> tuple[int, str | None, list[tuple[str, str]]] | None:
         """What the UAS core rejects before the TU sees a request (§8.2)."""
         merge_key = (request.from_.tag or "", request.call_id, request.cseq.number, request.method)
@@ -486,6 +504,11 @@ class SipCore:
             return 483, None, []
         if request.uri.scheme not in ACCEPTED_SCHEMES:
             return 416, None, []
+        if request.uri.scheme == "sips" and transport != "TLS":
+            # RFC 5630 §3.1.3: a sips: request that reached us over a hop not secured
+            # by TLS has lost what the scheme promised; refused as a scheme we cannot
+            # serve on this hop (§8.2.2.1)
+            return 416, "Unsupported URI Scheme (sips: needs TLS)", []
         if isinstance(request.uri, SipUri) and request.uri.headers is not None:
             # §19.1.5: headers in a URI are for building a request, never in a
             # Request-URI; honouring an escaped ?Route= would let a caller steer us
@@ -676,21 +699,31 @@ class SipCore:
     ) -> Dialog:
         """Make the UAS dialog for a dialog-creating request (INVITE) we will answer."""
         request = transaction.request
+        secure = request.uri.scheme == "sips"
         dialog = Dialog.from_request(
             request,
             local_tag=self._tag_for(transaction),
-            local_contact=contact or self.default_contact(transport=transaction.transport),
+            local_contact=contact
+            or self.default_contact(transport=transaction.transport, secure=secure),
             transport=transaction.transport,
         )
         self._dialogs[dialog.id] = dialog
         return dialog
 
-    def default_contact(self, user: str | None = None, *, transport: str = "UDP") -> str:
+    def default_contact(
+        self, user: str | None = None, *, transport: str = "UDP", secure: bool = False
+    ) -> str:
         """Our Contact; with ``;transport=tcp`` for what goes over TCP, so that the peer
-        sends its requests to us over TCP too (§18.1.1 leaves UDP the default)."""
+        sends its requests to us over TCP too (§18.1.1 leaves UDP the default).  Over
+        TLS: ``sips:`` at our TLS port when the dialog is secure (a sips: Request-URI,
+        §8.1.1.8, RFC 5630 §3.1.3), else ``;transport=tls``."""
         s = self.settings
-        params = () if transport.upper() == "UDP" else (("transport", transport.lower()),)
-        uri = SipUri(host=s.host, port=s.port, user=user, params=params)
+        transport = transport.upper()
+        port = s.tls_port if transport == "TLS" and s.tls_port is not None else s.port
+        if secure:
+            return f"<{SipUri(host=s.host, port=port, user=user, scheme='sips')}>"
+        params = () if transport == "UDP" else (("transport", transport.lower()),)
+        uri = SipUri(host=s.host, port=port, user=user, params=params)
         return f"<{uri}>"
 
     def respond(
@@ -907,11 +940,13 @@ class SipCore:
 
     def _stamp_outgoing(self, request: Request, transport: str) -> None:
         s = self.settings
-        via = Via(transport, s.host, s.port, (("branch", new_branch()), ("rport", None)))
+        port = s.tls_port if transport == "TLS" and s.tls_port is not None else s.port
+        via = Via(transport, s.host, port, (("branch", new_branch()), ("rport", None)))
         request.headers.prepend("Via", str(via))
         if transport != "UDP" and request.headers.get("contact") == self.default_contact():
+            secure = request.uri.scheme == "sips"
             request.headers.replace_first_value(
-                "contact", self.default_contact(transport=transport)
+                "contact", self.default_contact(transport=transport, secure=secure)
             )
         if request.headers.get("max-forwards") is None:
             request.headers.add("Max-Forwards", "70")

@@ -39,7 +39,10 @@ TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
 def uri_destination(uri: Uri, default_transport: str = "UDP") -> tuple[str, int, str]:
     """(host, port, transport) to send a request for ``uri`` to (RFC 3263 without DNS:
     the host is used as it is, default port 5060, or 5061 for TLS).  Without a
-    ``transport`` parameter, ``default_transport`` (the one the dialog was set up on)."""
+    ``transport`` parameter, ``default_transport`` (the one the dialog was set up on).
+    A ``sips:`` URI always goes over TLS, whatever its ``transport`` says (RFC 5630
+    §3.1.3: never downgraded; ``transport=tcp`` there means TLS over TCP), and so does
+    the legacy ``transport=tls`` of a ``sip:`` URI."""
     if not isinstance(uri, SipUri):
         raise LocalSipError(f"cannot route to a {uri.scheme}: URI")
     transport = (
@@ -47,6 +50,8 @@ def uri_destination(uri: Uri, default_transport: str = "UDP") -> tuple[str, int,
         if uri.param("transport") or uri.scheme == "sips"
         else (default_transport.upper())
     )
+    if uri.scheme == "sips":
+        transport = "TLS"
     host = uri.param("maddr") or uri.host
     default = 5061 if transport == "TLS" else 5060
     return host, uri.port or default, transport

@@ -28,7 +28,8 @@ class StreamFramer:
     def __init__(self, max_message_size: int = MAX_MESSAGE_SIZE) -> None:
         self._buffer = bytearray()
         self._max = max_message_size
-        self.keepalives = 0
+        self.keepalives = 0  # double-CRLF pings seen (RFC 5626 §4.4.1), each to be ponged
+        self._crlf_bytes = 0  # CR/LF bytes since the last message, across feeds
 
     @property
     def buffered(self) -> int:
@@ -57,16 +58,20 @@ class StreamFramer:
 
     def _next(self) -> bytes | None:
         buf = self._buffer
-        # CRLF keep-alives between messages (RFC 5626 §4.4.1) are skipped and counted.
+        # CRLF keep-alives between messages (RFC 5626 §4.4.1) are skipped; every four
+        # CR/LF bytes in a row (a double CRLF, however the stream split it) is one ping.
+        # A lone CRLF (a pong, or a message's stray trailing CRLF) is no ping.
         skip = 0
         while skip < len(buf) and buf[skip] in (0x0D, 0x0A):
             skip += 1
         if skip:
-            if buf[:skip].count(b"\r\n\r\n"):
-                self.keepalives += 1
+            self._crlf_bytes += skip
+            self.keepalives += self._crlf_bytes // 4
+            self._crlf_bytes %= 4
             del buf[:skip]
         if not buf:
             return None
+        self._crlf_bytes = 0
         end = _HEAD_END.search(buf)
         if end is None:
             if len(buf) > self._max:

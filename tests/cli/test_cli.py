@@ -124,3 +124,23 @@ def test_export_of_an_unknown_recording_is_a_clear_error(tmp_path: Path) -> None
         cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 1 and "no recording no-such-id" in result.stderr
+
+
+def test_a_tls_key_that_is_not_the_certificates_stops_serve_and_config_check_naming_it(
+    tmp_path: Path,
+) -> None:
+    from tests.sip.tls_ca import make_ca
+
+    ca = make_ca(tmp_path / "tls")
+    (tmp_path / "tls.toml").write_text(
+        '[sip]\nlisten = "127.0.0.1:0"\ntls_listen = "127.0.0.1:0"\n'
+        f'tls_cert = "{ca.server.cert}"\ntls_key = "{ca.client.key}"\n'
+    )
+    for command in (("config", "check"), ("serve",)):
+        result = recproxy(*command, "--config", "tls.toml", cwd=tmp_path)
+        assert result.returncode == 78, (command, result.stderr)  # EX_CONFIG
+        assert (
+            "sip.tls_key: " in result.stderr and "is not the key of sip.tls_cert" in result.stderr
+        )
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()  # nothing was made: no catalog, no key

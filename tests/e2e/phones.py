@@ -199,12 +199,16 @@ class Baresip(Phone):
         tone_hz: float,
         auto_answer: bool = False,
         account: str | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         """``account``: the accounts line (default: no registration, straight to the
-        proxy), e.g. one that registers with ``auth_pass`` and ``regint``."""
+        proxy), e.g. one that registers with ``auth_pass`` and ``regint``.  ``tls``:
+        (its certificate and key in one PEM file, the CA it trusts): then it also speaks
+        SIP over TLS, listening at ``sip_port`` + 1."""
         super().__init__(folder, name, sip_port=sip_port, tone_hz=tone_hz)
         self.control_port = control_port
         low, high = rtp_ports
+        tls_lines = f"sip_certificate {tls[0]}\nsip_cafile {tls[1]}\n" if tls else ""
         (self.folder / "config").write_text(
             f"""\
 poll_method epoll
@@ -226,7 +230,7 @@ module_app menu.so
 statmode_default off
 module ctrl_tcp.so
 ctrl_tcp_listen 127.0.0.1:{control_port}
-"""
+{tls_lines}"""
         )
         answer = "auto" if auto_answer else "manual"
         line = account or f"<{self.uri}>;regint=0;answermode={answer}"

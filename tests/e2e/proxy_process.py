@@ -153,9 +153,14 @@ class ProxySettings:
     records_child: str = "auto"  # records.child: does serve start the records service
     # TOML appended as it is: [[routing.rules]], [services.NAME], [[operators]], [dtmf]
     extra: str = ""
-    call_takers: tuple[str, ...] = ()  # routing.call_takers in place of routing.call_taker
-    routing: str = ""  # more [routing] lines (no_answer_seconds, options_*): issue 18
-    sip: str = ""  # more [sip] keys, as TOML lines (e.g. session_expires, min_se)
+    # issue 18: more [sip] keys, as TOML lines (session_expires, min_se, tls_listen, ...)
+    sip: str = ""
+    # issue 18: routing.call_takers in place of routing.call_taker, or a call taker other
+    # than sip:calltaker@127.0.0.1:<taker_sip> (a sips: one, say), and more [routing]
+    # lines (no_answer_seconds, options_*)
+    call_takers: tuple[str, ...] = ()
+    call_taker: str | None = None
+    routing: str = ""
 
 
 def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySettings) -> Path:
@@ -166,10 +171,11 @@ def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySe
     no_record = (
         f'no_record_prompt = "{settings.no_record_prompt}"\n' if settings.no_record_prompt else ""
     )
+    call_taker = settings.call_taker or f"sip:calltaker@127.0.0.1:{ports.taker_sip}"
     call_takers = (
         "call_takers = [" + ", ".join(f'"{uri}"' for uri in settings.call_takers) + "]"
         if settings.call_takers
-        else f'call_taker = "sip:calltaker@127.0.0.1:{ports.taker_sip}"'
+        else f'call_taker = "{call_taker}"'
     )
     text = f"""\
 [sip]

@@ -172,3 +172,15 @@ def test_torture_messages_are_framed_whole(testdata: Path, name: str) -> None:
         out += framer.feed(data[i : i + 7])
     assert out == [data]
     assert parse_message(out[0], stream=True).serialize() == parse_message(data).serialize()
+
+
+def test_a_double_crlf_ping_split_across_reads_is_one_ping_and_a_lone_crlf_none() -> None:
+    """RFC 5626 §4.4.1: each double CRLF is a ping to answer, however TCP or TLS cut
+    it; a lone CRLF (a pong, or a stray line end after a message) is not."""
+    framer = StreamFramer()
+    assert framer.feed(b"\r\n") == [] and framer.keepalives == 0
+    assert framer.feed(b"\r") == [] and framer.keepalives == 0
+    assert framer.feed(b"\n") == [] and framer.keepalives == 1
+    assert framer.feed(OK + b"\r\n") == [OK] and framer.keepalives == 1
+    assert framer.feed(INVITE) == [INVITE] and framer.keepalives == 1  # the CRLF ran out
+    assert framer.feed(b"\r\n\r\n\r\n\r\n") == [] and framer.keepalives == 3

@@ -13,6 +13,7 @@ import pytest
 from proxy.sip.core import CoreSettings, SipCore
 from proxy.sip.dialog import build_request
 from proxy.sip.events import Event, RequestReceived, ResponseReceived
+from proxy.sip.flood import FloodSettings
 from proxy.sip.transport import SipTransport, TcpLimits
 from proxy.sip.uri import parse_uri
 from proxy.tools.uas import AnsweringUas
@@ -29,8 +30,8 @@ OPTIONS = (
 
 
 class Proxy:
-    def __init__(self, limits: TcpLimits) -> None:
-        self.core = SipCore(CoreSettings(host="127.0.0.1"))
+    def __init__(self, limits: TcpLimits, flood: FloodSettings | None = None) -> None:
+        self.core = SipCore(CoreSettings(host="127.0.0.1", flood=flood or FloodSettings()))
         self.events: list[Event] = []
         self.transport = SipTransport(self.core, self.on_event, tcp_limits=limits)
 
@@ -111,19 +112,24 @@ async def test_idle_connections_are_closed_after_the_idle_timeout() -> None:
         close_all([w for _, w in idle])
 
 
+async def dribble(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, message: bytes
+) -> float | None:
+    """Send ``message`` 4 bytes every 0.1 s (never idle, never complete): the seconds
+    until the peer closed the connection, or None if it never did."""
+    started = asyncio.get_running_loop().time()
+    for i in range(0, len(message), 4):
+        writer.write(message[i : i + 4])
+        if await closed_by_peer(reader, 0.1):
+            return asyncio.get_running_loop().time() - started
+    return None
+
+
 async def test_a_slowloris_connection_is_closed_after_the_header_timeout() -> None:
     async with proxy(TcpLimits(idle_seconds=30, header_seconds=0.6)) as p:
         reader, writer = await connect(p.address)
-        started = asyncio.get_running_loop().time()
-        message = OPTIONS.format(n="slow").encode()
-        closed = False
-        for i in range(0, len(message), 4):  # 4 bytes every 0.1 s: never idle
-            writer.write(message[i : i + 4])
-            if await closed_by_peer(reader, 0.1):
-                closed = True
-                break
-        elapsed = asyncio.get_running_loop().time() - started
-        assert closed, "the slowloris connection was kept"
+        elapsed = await dribble(reader, writer, OPTIONS.format(n="slow").encode())
+        assert elapsed is not None, "the slowloris connection was kept"
         assert 0.6 <= elapsed < 2.0, elapsed
         assert p.core.stats["tcp_header_timeouts"] == 1
         writer.close()
