@@ -10,14 +10,19 @@ What the party said last about its direction is kept as ``direction``, with an R
 hold (``c=0.0.0.0``) folded in as "does not receive"; the call flow decides from it
 where RTP is relayed, whether the notice plays, and whether the party holds the call.
 
+Each leg has its SRTP policy (``srtp``: off, offer or require, from ``[media] srtp``),
+applied by :mod:`.srtp_policy` to every description we send and receive on it; what an
+exchange agreed carries its keys (``NegotiatedAudio.srtp``) to the relay.
+
 Sans-IO: no sockets, no clock; the call flow (``b2bua.py``) sends what this builds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
-from ..sip import sdp
+from ..sip import sdes, sdp
+from . import srtp_policy
 
 #: What the recorder can record, in our order of preference (telephone-event besides).
 RECORDABLE_CODECS = ("PCMU", "PCMA")
@@ -39,6 +44,9 @@ class LegSdp:
     answer_in_ack: bool = False  # our offer went in a 2xx: its answer comes in the ACK
     # (codec, direction) we last offered and have no answer to: not offered again
     refused: tuple[str, sdp.Direction] | None = None
+    srtp: str = "off"  # this leg's SRTP policy: "off", "offer" or "require"
+    # the a=crypto lines (our keys) of our last offer, to pair with its answer
+    offered_crypto: tuple[sdes.CryptoAttribute, ...] = field(default=(), repr=False)
 
     @property
     def holds(self) -> bool:
@@ -50,21 +58,26 @@ class LegSdp:
     ) -> tuple[sdp.SessionDescription, sdp.NegotiatedAudio]:
         """Our answer to the party's offer: the codec in use if offered, else the first
         recordable one in the offerer's order; the direction answered per RFC 3264 §6.1
-        (an RFC 2543 hold is answered as the sendonly it means).  Raises
-        ``RemoteSipError(488)`` when nothing recordable is offered; nothing changes then."""
+        (an RFC 2543 hold is answered as the sendonly it means); SRTP as the leg's policy
+        says, with a fresh key of ours.  Raises ``RemoteSipError(488)`` when nothing
+        recordable is offered, or nothing the SRTP policy accepts (with a Warning), or a
+        malformed ``a=crypto``; nothing changes then."""
         held = sdp.holds_by_address(offer)
         prefer = self.audio.encoding if self.audio is not None else None
+        plan = srtp_policy.plan_answer(offer, self.srtp)
         answer = sdp.answer_offer(
             offer,
             local_address=self.address,
-            ports=lambda index, media: self.port,
+            ports=lambda index, media: self.port if index in plan else None,
             session_id=self.session_id,
             session_version=self.version + 1,
             codecs=RECORDABLE_CODECS,
             prefer_codec=prefer,
             direction=sdp.Direction.RECVONLY if held else sdp.Direction.SENDRECV,
         )
+        answer, ours = srtp_policy.add_answer_crypto(answer, plan)
         audio = sdp.negotiated(offer, answer, local_role=sdp.Role.ANSWERER)
+        audio = replace(audio, srtp=srtp_policy.answer_keys(plan, ours, audio.media_index))
         self._sent(answer)
         self._agreed(audio, offer)
         return answer, audio
@@ -85,6 +98,7 @@ class LegSdp:
             ptime=(previous.ptime if previous is not None else None) or 20,
             direction=direction,
         )
+        offer, self.offered_crypto = srtp_policy.secure_offer(offer, self.srtp)
         self._sent(offer)
         return offer
 
@@ -94,6 +108,8 @@ class LegSdp:
         if self.local is None:
             raise RuntimeError("no offer of ours to answer")
         audio = sdp.negotiated(self.local, answer, local_role=sdp.Role.OFFERER)
+        keys = srtp_policy.answered_keys(self.offered_crypto, answer, audio.media_index, self.srtp)
+        audio = replace(audio, srtp=keys)
         self._agreed(audio, answer)
         return audio
 

@@ -237,7 +237,12 @@ class Transfers:
             self._notify(dialog, 503, "Service Unavailable")
             call.b2bua.publish(CallTransferred(call.id, "failed", operator.name, 503))
             return
-        side = LegSdp("call taker", secrets.randbelow(2**31), call.config.sip.advertise)
+        side = LegSdp(
+            "call taker",
+            secrets.randbelow(2**31),
+            call.config.sip.advertise,
+            srtp=call.config.media.srtp.call_taker,
+        )
         side.port, side.address = leg.port, leg.local_host
         txn = call.sip.send(call.call_taker_invite(target, side))
         deadline = call.b2bua.now() + call.config.routing.ring_timeout_seconds

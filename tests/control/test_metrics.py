@@ -87,6 +87,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "recproxy_rtcp_packets": ("counter", {"direction"}),
     "recproxy_rtp_dropped": ("counter", {"reason"}),
     "recproxy_rtp_send_errors": ("counter", set()),
+    "recproxy_srtp_dropped": ("counter", {"leg", "reason"}),
     "recproxy_rtp_port_pairs_in_use": ("gauge", set()),
     "recproxy_rtp_port_pairs_capacity": ("gauge", set()),
     "recproxy_build_info": ("gauge", {"version", "python", "loop"}),
