@@ -25,10 +25,12 @@ from proxy.calls.b2bua import B2bua, Call, Prompt
 from proxy.calls.recording import ActiveRecording
 from proxy.config import (
     Config,
+    MediaSettings,
     NoticeSettings,
     OperatorSettings,
     RecordingSettings,
     RoutingSettings,
+    SrtpSettings,
 )
 from proxy.events import EventBus
 from proxy.media.announcer import PacketPacer
@@ -214,9 +216,11 @@ class Harness:
         notice: bool = True,
         early_media: bool = True,
         operators: tuple[OperatorSettings, ...] = (),
+        srtp: SrtpSettings | None = None,
     ) -> None:
         self.config = Config(
             operators=operators,
+            media=MediaSettings(srtp=srtp or SrtpSettings()),
             recording=RecordingSettings(dir=tmp_path / "recordings"),
             notice=NoticeSettings(mode="early-media" if early_media else "answer"),
             routing=RoutingSettings(call_taker=f"sip:taker@{TAKER[0]}:{TAKER[1]}"),
