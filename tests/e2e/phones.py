@@ -198,9 +198,13 @@ class Baresip(Phone):
         rtp_ports: tuple[int, int],
         tone_hz: float,
         auto_answer: bool = False,
+        mediaenc: str | None = None,
     ) -> None:
         super().__init__(folder, name, sip_port=sip_port, tone_hz=tone_hz)
         self.control_port = control_port
+        # SDES-SRTP (issue 18): "srtp" offers RTP/AVP with a=crypto (best effort),
+        # "srtp-mand" RTP/SAVP; either needs the srtp module
+        srtp_module = "module srtp.so\n" if mediaenc else ""
         low, high = rtp_ports
         (self.folder / "config").write_text(
             f"""\
@@ -217,7 +221,7 @@ module g711.so
 module aufile.so
 module aubridge.so
 module sndfile.so
-snd_path {self.folder}
+{srtp_module}snd_path {self.folder}
 module_app account.so
 module_app menu.so
 statmode_default off
@@ -226,7 +230,10 @@ ctrl_tcp_listen 127.0.0.1:{control_port}
 """
         )
         answer = "auto" if auto_answer else "manual"
-        (self.folder / "accounts").write_text(f"<{self.uri}>;regint=0;answermode={answer}\n")
+        encryption = f";mediaenc={mediaenc}" if mediaenc else ""
+        (self.folder / "accounts").write_text(
+            f"<{self.uri}>;regint=0;answermode={answer}{encryption}\n"
+        )
         self.process = subprocess.Popen(
             # line-buffered, so that its log is whole when a test fails
             ["stdbuf", "-oL", _binary("baresip"), "-f", str(self.folder)],
