@@ -38,7 +38,8 @@ class LegSdp:
     address: str  # ours, for c= and o=
     port: int = 0  # our RTP port on this leg, once taken
     version: int = 0  # of the last description we sent
-    local: sdp.SessionDescription | None = None  # the last description we sent
+    # the last description we sent (not in a repr: it may hold our SRTP key)
+    local: sdp.SessionDescription | None = field(default=None, repr=False)
     audio: sdp.NegotiatedAudio | None = None  # what the last completed exchange agreed
     direction: sdp.Direction = sdp.Direction.SENDRECV  # the party's, hold address folded in
     answer_in_ack: bool = False  # our offer went in a 2xx: its answer comes in the ACK

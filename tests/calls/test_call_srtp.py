@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from proxy.config import SrtpSettings
-from proxy.events import CallBridged, CallEnded, CallTakerInvited, NoticeStarted
+from proxy.events import (
+    CallBridged,
+    CallEnded,
+    CallTakerInvited,
+    CallTransferred,
+    NoticeStarted,
+)
 from proxy.media.srtp import SrtpStreams
 from proxy.sip import sdp as sdp_module
 from proxy.sip.message import Request, Response
@@ -21,6 +27,7 @@ from proxy.sip.sdes import CryptoAttribute, new_key
 
 from .call_harness import CALLER, TAKER, Harness, Peer, sdp
 from .test_call_flow import CALLER_TO, invite_branch, play_notice
+from .test_transfer import OPERATORS, SECOND, target_invite, transferring
 
 SUITE = "AES_CM_128_HMAC_SHA1_80"
 
@@ -175,3 +182,52 @@ async def test_a_re_invite_with_a_new_key_rekeys_the_callers_leg(tmp_path: Path)
         phone = SrtpStreams(SUITE, second, new_ours.key)
         assert a_leg.srtp.unprotect(phone.protect(rtp(10))) == rtp(10)
         assert phone.unprotect(a_leg.srtp.protect(rtp(11))) == rtp(11)
+
+
+async def test_a_transfer_target_gets_fresh_keys_of_its_own(tmp_path: Path) -> None:
+    """A blind transfer under call_taker = "offer": the first call taker answered plain,
+    the target is offered new keys and its answer keys the new leg alone."""
+    async with Harness(tmp_path, operators=OPERATORS, srtp=SrtpSettings("off", "offer")) as h:
+        await transferring(h, "srtp-6")
+        first_leg = h.call.media.b_leg
+        assert first_leg is not None and first_leg.srtp is None  # it answered plain
+        (first_invite,) = [s.message for s in h.to(TAKER) if s.is_request("INVITE")]
+        assert isinstance(first_invite, Request)
+        offered = target_invite(h)
+        lines = crypto_of(offered)
+        assert b"RTP/AVP" in offered.body and len(lines) == 2
+        earlier = {line.key for line in crypto_of(first_invite)}
+        assert earlier and earlier.isdisjoint(line.key for line in lines)
+        theirs = new_key(SUITE)
+        bob = Peer(SECOND, "bob", "")
+        h.feed(bob.answer(offered, 200, srtp_sdp(52000, theirs, "RTP/AVP", tag=2)), SECOND)
+        await h.until(lambda: h.published(CallTransferred))
+        new_leg = h.call.media.b_leg
+        assert new_leg is not None and new_leg is not first_leg
+        assert new_leg.srtp is not None
+        phone = SrtpStreams(SUITE, theirs, lines[1].key)
+        assert new_leg.srtp.unprotect(phone.protect(rtp(1))) == rtp(1)
+        assert phone.unprotect(new_leg.srtp.protect(rtp(2))) == rtp(2)
+
+
+async def test_a_late_offer_is_ours_with_keys_and_the_ack_keys_the_callers_leg(
+    tmp_path: Path,
+) -> None:
+    """An INVITE without SDP: our offer in the 200 follows the caller's policy
+    (require: RTP/SAVP), and the answer in the ACK keys leg A."""
+    async with Harness(tmp_path, srtp=SrtpSettings("require", "off")) as h:
+        caller = Peer(CALLER, "caller", "srtp-7")
+        h.feed(caller.request("INVITE", to=CALLER_TO), CALLER)
+        await h.until(lambda: responses(h, 200))
+        ok = responses(h, 200)[0]
+        assert b"RTP/SAVP" in ok.body
+        ours = crypto_of(ok)
+        assert [line.suite for line in ours] == ["AEAD_AES_256_GCM", SUITE]
+        theirs = new_key(SUITE)
+        answer = srtp_sdp(40000, theirs, tag=2)
+        h.feed(caller.request("ACK", to=str(ok.to), cseq=1, body=answer), CALLER)
+        await h.until(lambda: h.published(NoticeStarted))
+        a_leg = h.call.media.a_leg
+        assert a_leg is not None and a_leg.srtp is not None
+        phone = SrtpStreams(SUITE, theirs, ours[1].key)
+        assert a_leg.srtp.unprotect(phone.protect(rtp(1))) == rtp(1)
