@@ -5,7 +5,6 @@ call taker who must use SRTP fails the call."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import struct
 from pathlib import Path
@@ -26,19 +25,13 @@ from proxy.sip.message import Request, Response
 from proxy.sip.sdes import CryptoAttribute, new_key
 
 from .call_harness import CALLER, TAKER, Harness, Peer, sdp
-from .test_call_flow import CALLER_TO, invite_branch, play_notice
+from .test_call_flow import CALLER_TO, invite_branch, no_sockets, play_notice
 from .test_transfer import OPERATORS, SECOND, target_invite, transferring
 
 SUITE = "AES_CM_128_HMAC_SHA1_80"
 
 
-@pytest.fixture(autouse=True)
-def no_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("a call-flow unit test opened a socket")
-
-    for name in ("create_datagram_endpoint", "create_connection", "create_server"):
-        monkeypatch.setattr(asyncio.BaseEventLoop, name, refuse)
+__all__ = ["no_sockets"]  # the fixture, used here too
 
 
 def srtp_sdp(port: int, key: bytes, profile: str = "RTP/SAVP", tag: int = 1) -> bytes:
@@ -61,6 +54,18 @@ async def start(h: Harness, caller: Peer, body: bytes) -> None:
     """The caller's INVITE; returns once the notice plays."""
     h.feed(caller.request("INVITE", to=CALLER_TO, body=body), CALLER)
     await h.until(lambda: h.published(NoticeStarted))
+
+
+async def answered(
+    h: Harness, caller: Peer, taker: Peer, taker_invite: Request, body: bytes
+) -> Response:
+    """The call taker answers ``body``, the caller ACKs our 200: bridged; the 200."""
+    h.feed(taker.answer(taker_invite, 200, body), TAKER)
+    await h.until(lambda: responses(h, 200))
+    ok = responses(h, 200)[-1]
+    h.feed(caller.request("ACK", to=str(ok.to), cseq=1), CALLER)
+    await h.until(lambda: h.published(CallBridged))
+    return ok
 
 
 def responses(h: Harness, status: int) -> list[Response]:
@@ -128,11 +133,7 @@ async def test_an_srtp_call_taker_is_offered_keys_and_its_answer_keys_its_leg(
         offered = crypto_of(taker_invite)
         assert [line.suite for line in offered] == ["AEAD_AES_256_GCM", SUITE]
         theirs = new_key(SUITE)
-        h.feed(taker.answer(taker_invite, 200, srtp_sdp(50000, theirs, tag=2)), TAKER)
-        await h.until(lambda: responses(h, 200))
-        ok = responses(h, 200)[-1]
-        h.feed(caller.request("ACK", to=str(ok.to), cseq=1), CALLER)
-        await h.until(lambda: h.published(CallBridged))
+        await answered(h, caller, taker, taker_invite, srtp_sdp(50000, theirs, tag=2))
         b_leg = h.call.media.b_leg
         assert b_leg is not None and b_leg.srtp is not None
         phone = SrtpStreams(SUITE, theirs, offered[1].key)
@@ -166,12 +167,7 @@ async def test_a_re_invite_with_a_new_key_rekeys_the_callers_leg(tmp_path: Path)
         assert a_leg is not None
         # ...the call is bridged, then the caller re-offers with a new key
         taker = Peer(TAKER, "taker", "")
-        taker_invite = await play_notice(h)
-        h.feed(taker.answer(taker_invite, 200, sdp(50000)), TAKER)
-        await h.until(lambda: responses(h, 200))
-        ok = responses(h, 200)[-1]
-        h.feed(caller.request("ACK", to=str(ok.to), cseq=1), CALLER)
-        await h.until(lambda: h.published(CallBridged))
+        ok = await answered(h, caller, taker, await play_notice(h), sdp(50000))
         second = new_key(SUITE)
         caller.cseq = 2
         h.feed(caller.request("INVITE", to=str(ok.to), body=srtp_sdp(40000, second)), CALLER)

@@ -6,27 +6,23 @@ latches the leg."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 
-from proxy.media.relay import MediaSession, PortAllocator, RtpLeg
+from proxy.media.relay import MediaSession, RtpLeg
 from proxy.media.srtp import SrtpStreams
 from proxy.sip.sdes import new_key
-from tests.media.test_relay import Phone, rtp, settle
+from tests.media.test_relay import Phone, rtp, session, settle
 
 SUITE = "AES_CM_128_HMAC_SHA1_80"
 RTCP_RR = struct.pack("!BBHI", 0x80, 201, 1, 0xA)
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[MediaSession]:
-    allocator = PortAllocator(41200, 41299)
-    media = MediaSession(allocator, "127.0.0.1")
-    yield media
-    media.close()
-    assert allocator.in_use == 0
+__all__ = ["session"]  # test_relay's fixture, used here too
 
 
 class Keys:
@@ -41,106 +37,97 @@ class Keys:
         leg.secure(self.suite, self.ours, self.theirs)
 
 
-async def test_an_srtp_caller_and_a_plain_call_taker(session: MediaSession) -> None:
+@dataclass
+class Bridged:
+    """Two bridged legs, the caller's recorded, and a phone on each (``rtcp``: the
+    phones' sockets stand for their RTCP ports, their RTP port one below)."""
+
+    caller: RtpLeg
+    taker: RtpLeg
+    alice: Phone
+    bob: Phone
+    recorded: list[bytes]
+
+
+@contextlib.asynccontextmanager
+async def bridged(
+    session: MediaSession, a_keys: Keys | None, b_keys: Keys | None, *, rtcp: bool = False
+) -> AsyncIterator[Bridged]:
     recorded: list[bytes] = []
     caller = await session.open_leg("caller", sink=lambda seq, ts, p: recorded.append(p))
     taker = await session.open_leg("call_taker")
     caller.audio_payload_type = taker.audio_payload_type = 0
-    keys = Keys()
-    keys.apply(caller)
+    for keys, leg in ((a_keys, caller), (b_keys, taker)):
+        if keys is not None:
+            keys.apply(leg)
     alice, bob = Phone(), Phone()
+    below = 1 if rtcp else 0
     try:
-        caller.set_remote(*alice.address)
-        taker.set_remote(*bob.address)
+        caller.set_remote(alice.address[0], alice.address[1] - below)
+        taker.set_remote(bob.address[0], bob.address[1] - below)
         session.bridge()
-        voice = b"\x11" * 160
-        alice.send(keys.party.protect(rtp(1, 160, 0xA, voice)), caller.port)
-        assert await bob.receive() == rtp(1, 160, 0xA, voice)  # plain to the plain leg
-        assert recorded == [voice]  # the recorder hears plain audio
-        bob.send(rtp(5, 800, 0xB, b"\x22" * 160), taker.port)
-        protected = await alice.receive()
-        assert b"\x22" * 160 not in protected
-        assert keys.party.unprotect(protected) == rtp(5, 800, 0xB, b"\x22" * 160)
+        yield Bridged(caller, taker, alice, bob, recorded)
     finally:
         alice.close()
         bob.close()
+
+
+async def test_an_srtp_caller_and_a_plain_call_taker(session: MediaSession) -> None:
+    keys = Keys()
+    async with bridged(session, keys, None) as call:
+        voice = b"\x11" * 160
+        call.alice.send(keys.party.protect(rtp(1, 160, 0xA, voice)), call.caller.port)
+        assert await call.bob.receive() == rtp(1, 160, 0xA, voice)  # plain to the plain leg
+        assert call.recorded == [voice]  # the recorder hears plain audio
+        call.bob.send(rtp(5, 800, 0xB, b"\x22" * 160), call.taker.port)
+        protected = await call.alice.receive()
+        assert b"\x22" * 160 not in protected
+        assert keys.party.unprotect(protected) == rtp(5, 800, 0xB, b"\x22" * 160)
 
 
 async def test_srtcp_is_decrypted_and_protected_like_rtp(session: MediaSession) -> None:
-    caller = await session.open_leg("caller")
-    taker = await session.open_leg("call_taker")
     keys = Keys()
-    keys.apply(caller)
-    alice_rtcp, bob_rtcp = Phone(), Phone()  # RTCP sockets: their RTP port is one below
-    try:
-        caller.set_remote(alice_rtcp.address[0], alice_rtcp.address[1] - 1)
-        taker.set_remote(bob_rtcp.address[0], bob_rtcp.address[1] - 1)
-        session.bridge()
-        alice_rtcp.send(keys.party.protect_rtcp(RTCP_RR), caller.port + 1)
-        assert await bob_rtcp.receive() == RTCP_RR  # plain to the plain leg
-        bob_rtcp.send(RTCP_RR, taker.port + 1)
-        assert keys.party.unprotect_rtcp(await alice_rtcp.receive()) == RTCP_RR
+    async with bridged(session, keys, None, rtcp=True) as call:
+        call.alice.send(keys.party.protect_rtcp(RTCP_RR), call.caller.port + 1)
+        assert await call.bob.receive() == RTCP_RR  # plain to the plain leg
+        call.bob.send(RTCP_RR, call.taker.port + 1)
+        assert keys.party.unprotect_rtcp(await call.alice.receive()) == RTCP_RR
         forged = bytearray(keys.party.protect_rtcp(RTCP_RR))
         forged[-1] ^= 1
-        alice_rtcp.send(bytes(forged), caller.port + 1)
-        assert await bob_rtcp.nothing()
-        assert caller.stats.srtp_auth_failed == 1 and caller.stats.rtcp_in == 1
-    finally:
-        alice_rtcp.close()
-        bob_rtcp.close()
+        call.alice.send(bytes(forged), call.caller.port + 1)
+        assert await call.bob.nothing()
+        assert call.caller.stats.srtp_auth_failed == 1 and call.caller.stats.rtcp_in == 1
 
 
 async def test_both_legs_srtp_with_their_own_keys(session: MediaSession) -> None:
-    caller = await session.open_leg("caller")
-    taker = await session.open_leg("call_taker")
     a_keys, b_keys = Keys("AEAD_AES_256_GCM"), Keys(SUITE)
-    a_keys.apply(caller)
-    b_keys.apply(taker)
-    alice, bob = Phone(), Phone()
-    try:
-        caller.set_remote(*alice.address)
-        taker.set_remote(*bob.address)
-        session.bridge()
-        alice.send(a_keys.party.protect(rtp(1, 160, 0xA)), caller.port)
-        assert b_keys.party.unprotect(await bob.receive()) == rtp(1, 160, 0xA)
-        bob.send(b_keys.party.protect(rtp(1, 160, 0xB)), taker.port)
-        assert a_keys.party.unprotect(await alice.receive()) == rtp(1, 160, 0xB)
-    finally:
-        alice.close()
-        bob.close()
+    async with bridged(session, a_keys, b_keys) as call:
+        call.alice.send(a_keys.party.protect(rtp(1, 160, 0xA)), call.caller.port)
+        assert b_keys.party.unprotect(await call.bob.receive()) == rtp(1, 160, 0xA)
+        call.bob.send(b_keys.party.protect(rtp(1, 160, 0xB)), call.taker.port)
+        assert a_keys.party.unprotect(await call.alice.receive()) == rtp(1, 160, 0xB)
 
 
 async def test_tampered_and_replayed_packets_are_dropped_and_counted(
     session: MediaSession,
 ) -> None:
-    recorded: list[bytes] = []
-    caller = await session.open_leg("caller", sink=lambda seq, ts, p: recorded.append(p))
-    taker = await session.open_leg("call_taker")
-    caller.audio_payload_type = 0
     keys = Keys()
-    keys.apply(caller)
-    alice, bob = Phone(), Phone()
-    try:
-        caller.set_remote(*alice.address)
-        taker.set_remote(*bob.address)
-        session.bridge()
+    async with bridged(session, keys, None) as call:
         first = keys.party.protect(rtp(1, 160, 0xA))
-        alice.send(first, caller.port)
-        await bob.receive()
+        call.alice.send(first, call.caller.port)
+        await call.bob.receive()
         tampered = bytearray(keys.party.protect(rtp(2, 320, 0xA)))
         tampered[30] ^= 0xFF
-        alice.send(bytes(tampered), caller.port)
-        alice.send(first, caller.port)  # a replay
-        assert await bob.nothing()
-        assert (caller.stats.srtp_auth_failed, caller.stats.srtp_replayed) == (1, 1)
-        assert caller.stats.packets_in == 1 and len(recorded) == 1
+        call.alice.send(bytes(tampered), call.caller.port)
+        call.alice.send(first, call.caller.port)  # a replay
+        assert await call.bob.nothing()
+        stats = call.caller.stats
+        assert (stats.srtp_auth_failed, stats.srtp_replayed) == (1, 1)
+        assert stats.packets_in == 1 and len(call.recorded) == 1
         snapshot = session.allocator.snapshot()
         assert snapshot.by_party["caller"].srtp_auth_failed == 1
         assert snapshot.by_party["caller"].srtp_replayed == 1
         assert snapshot.by_party["call_taker"].srtp_auth_failed == 0
-    finally:
-        alice.close()
-        bob.close()
 
 
 async def test_a_forged_packet_from_the_sdp_address_does_not_latch(
@@ -164,35 +151,23 @@ async def test_a_forged_packet_from_the_sdp_address_does_not_latch(
         alice.close()
 
 
-async def test_what_we_play_to_an_srtp_party_is_protected(session: MediaSession) -> None:
-    caller = await session.open_leg("caller")
+@pytest.mark.parametrize("back_to_plain", [False, True])
+async def test_what_we_play_to_an_srtp_party_is_protected_until_it_goes_plain(
+    session: MediaSession, back_to_plain: bool
+) -> None:
     keys = Keys()
-    keys.apply(caller)
-    alice = Phone()
-    try:
-        caller.set_remote(*alice.address)
+    async with bridged(session, keys, None) as call:
+        if back_to_plain:  # a re-offer without a=crypto
+            call.caller.secure(None)
         notice = rtp(100, 16000, 0xC0FFEE, b"\x33" * 160)
-        caller.send_own(notice)
-        received = await alice.receive()
-        assert b"\x33" * 160 not in received
-        assert keys.party.unprotect(received) == notice
-        assert caller.stats.packets_out == 1
-    finally:
-        alice.close()
-
-
-async def test_a_leg_back_to_plain_rtp_relays_plain(session: MediaSession) -> None:
-    caller = await session.open_leg("caller")
-    keys = Keys()
-    keys.apply(caller)
-    caller.secure(None)
-    alice = Phone()
-    try:
-        caller.set_remote(*alice.address)
-        caller.send_own(rtp(1, 160, 0xA))
-        assert await alice.receive() == rtp(1, 160, 0xA)
-    finally:
-        alice.close()
+        call.caller.send_own(notice)
+        received = await call.alice.receive()
+        if back_to_plain:
+            assert received == notice
+        else:
+            assert b"\x33" * 160 not in received
+            assert keys.party.unprotect(received) == notice
+        assert call.caller.stats.packets_out == 1
 
 
 async def test_counters_of_closed_legs_stay_per_party(session: MediaSession) -> None:
