@@ -14,6 +14,13 @@ Each leg has its SRTP policy (``srtp``: off, offer or require, from ``[media] sr
 applied by :mod:`.srtp_policy` to every description we send and receive on it; what an
 exchange agreed carries its keys (``NegotiatedAudio.srtp``) to the relay.
 
+Our SRTP key is fresh per leg (a transfer target's leg is a new one) and per suite, and
+kept across the leg's re-offers and answers while it stays SRTP (RFC 4568 section 7.1.4
+lets either side keep its key): phones such as baresip 1.0 take a changed key in a
+re-INVITE but keep decrypting with the first one, and lose all audio after it.  The
+relay keeps the libsrtp session of an unchanged key, so its rollover counter and replay
+window carry on and no keystream is reused.  A leg that goes plain forgets its keys.
+
 Sans-IO: no sockets, no clock; the call flow (``b2bua.py``) sends what this builds.
 """
 
@@ -48,6 +55,8 @@ class LegSdp:
     srtp: str = "off"  # this leg's SRTP policy: "off", "offer" or "require"
     # the a=crypto lines (our keys) of our last offer, to pair with its answer
     offered_crypto: tuple[sdes.CryptoAttribute, ...] = field(default=(), repr=False)
+    # our SRTP master key per suite on this leg, made when first needed
+    own_keys: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def holds(self) -> bool:
@@ -76,7 +85,7 @@ class LegSdp:
             prefer_codec=prefer,
             direction=sdp.Direction.RECVONLY if held else sdp.Direction.SENDRECV,
         )
-        answer, ours = srtp_policy.add_answer_crypto(answer, plan)
+        answer, ours = srtp_policy.add_answer_crypto(answer, plan, self._key)
         audio = sdp.negotiated(offer, answer, local_role=sdp.Role.ANSWERER)
         audio = replace(audio, srtp=srtp_policy.answer_keys(plan, ours, audio.media_index))
         self._sent(answer)
@@ -99,7 +108,8 @@ class LegSdp:
             ptime=(previous.ptime if previous is not None else None) or 20,
             direction=direction,
         )
-        offer, self.offered_crypto = srtp_policy.secure_offer(offer, self.srtp)
+        in_use = previous.srtp.suite if previous is not None and previous.srtp else None
+        offer, self.offered_crypto = srtp_policy.secure_offer(offer, self.srtp, self._key, in_use)
         self._sent(offer)
         return offer
 
@@ -124,7 +134,15 @@ class LegSdp:
         self.local = description
         self.version = description.origin.session_version
 
+    def _key(self, suite: str) -> bytes:
+        """Our key for ``suite`` on this leg: the one already in use, else a fresh one."""
+        if suite not in self.own_keys:
+            self.own_keys[suite] = sdes.new_key(suite)
+        return self.own_keys[suite]
+
     def _agreed(self, audio: sdp.NegotiatedAudio, theirs: sdp.SessionDescription) -> None:
+        if audio.srtp is None:  # plain now: SRTP again later starts with new keys
+            self.own_keys.clear()
         self.audio = audio
         self.direction = sdp.party_direction(theirs, audio.media_index)
         self.refused = None

@@ -2,7 +2,8 @@
 
 ``"off"``: plain RTP only.  ``"offer"``: SRTP when the party takes it, plain RTP when it
 does not.  ``"require"``: SRTP or no call.  Keys travel in SDES ``a=crypto`` lines
-(RFC 4568, :mod:`proxy.sip.sdes`), fresh for every description we send.
+(RFC 4568, :mod:`proxy.sip.sdes`); which key of ours a line carries is the caller's
+``key_for`` (``LegSdp``: fresh per leg and suite, kept across re-offers).
 
 As the answerer (the caller's leg, and any re-offer): a stream over ``RTP/SAVP`` whose
 offer has a line we can use gets that suite with a key of ours; under ``offer`` or
@@ -83,16 +84,16 @@ def _why_refused(profiles: set[str], policy: str) -> RemoteSipError:
 
 
 def add_answer_crypto(
-    answer: sdp.SessionDescription, plan: AnswerPlan
+    answer: sdp.SessionDescription, plan: AnswerPlan, key_for: sdes.KeySource
 ) -> tuple[sdp.SessionDescription, dict[int, sdes.CryptoAttribute]]:
-    """Our answer with a line of ours (a fresh key) on each accepted stream whose offer
-    we took with SRTP; and those lines, by m= index."""
+    """Our answer with a line of ours (``key_for`` its suite) on each accepted stream
+    whose offer we took with SRTP; and those lines, by m= index."""
     ours: dict[int, sdes.CryptoAttribute] = {}
     media = list(answer.media)
     for index, chosen in plan.items():
         if chosen is None or media[index].rejected:
             continue
-        ours[index] = line = sdes.answer_crypto(chosen)
+        ours[index] = line = sdes.answer_crypto(chosen, key_for)
         media[index] = _with_crypto(media[index], (line,))
     return replace(answer, media=tuple(media)), ours
 
@@ -107,14 +108,23 @@ def answer_keys(
     return sdes.SrtpKeys(chosen.suite, line.key, chosen.key)
 
 
+#: What our first offer on a leg proposes, in our order of preference.
+OFFERED_SUITES = ("AEAD_AES_256_GCM", "AES_CM_128_HMAC_SHA1_80")
+
+
 def secure_offer(
-    offer: sdp.SessionDescription, policy: str
+    offer: sdp.SessionDescription,
+    policy: str,
+    key_for: sdes.KeySource,
+    in_use: str | None = None,
 ) -> tuple[sdp.SessionDescription, tuple[sdes.CryptoAttribute, ...]]:
-    """Our offer under ``policy``: its audio stream with our lines (fresh keys) and the
-    profile ``policy`` says; and the lines, to pair with the answer."""
+    """Our offer under ``policy``: its audio stream with our lines (``key_for`` each
+    suite) and the profile ``policy`` says; and the lines, to pair with the answer.
+    A re-offer on a leg keyed with ``in_use`` proposes that suite alone: a party may
+    not follow a change of suite in mid-call (baresip 1.0 keeps its first one)."""
     if policy == "off":
         return offer, ()
-    lines = sdes.offer_crypto(("AEAD_AES_256_GCM", "AES_CM_128_HMAC_SHA1_80"))
+    lines = sdes.offer_crypto((in_use,) if in_use else OFFERED_SUITES, key_for)
     profile = "RTP/SAVP" if policy == "require" else "RTP/AVP"
     media = tuple(
         replace(_with_crypto(m, lines), proto=profile) if m.is_audio else m for m in offer.media

@@ -15,7 +15,7 @@ AES-GCM); a line of ours carries one ``inline:`` key, no lifetime, no MKI and no
 parameter, and a peer's line is usable only in that same form (libsrtp is given one
 master key per direction; an MKI or a session parameter would change the packets).
 
-Keys are fresh for every line we write (``new_key``, from ``secrets``).  ``SrtpKeys``
+Keys come from ``new_key`` (``secrets``) or from the caller's ``key_for``.  ``SrtpKeys``
 and ``KeyParam`` never show their key bytes in a ``repr``: keys go into no log line.
 """
 
@@ -25,7 +25,7 @@ import base64
 import binascii
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .errors import RemoteSipError
@@ -175,10 +175,16 @@ def new_key(suite: str) -> bytes:
     return secrets.token_bytes(key_length + salt_length)
 
 
-def offer_crypto(suites: Sequence[str] = tuple(SUITES)) -> tuple[CryptoAttribute, ...]:
-    """Our offer's lines: one per suite, tags from 1, each with a fresh key."""
+KeySource = Callable[[str], bytes]  # suite -> our master key and salt for it
+
+
+def offer_crypto(
+    suites: Sequence[str] = tuple(SUITES), key_for: KeySource = new_key
+) -> tuple[CryptoAttribute, ...]:
+    """Our offer's lines: one per suite, tags from 1, each with ``key_for(suite)`` (a
+    fresh key by default)."""
     return tuple(
-        CryptoAttribute(tag, suite, (KeyParam(new_key(suite)),))
+        CryptoAttribute(tag, suite, (KeyParam(key_for(suite)),))
         for tag, suite in enumerate(suites, start=1)
     )
 
@@ -189,9 +195,10 @@ def choose_crypto(offered: Sequence[CryptoAttribute]) -> CryptoAttribute | None:
     return next((line for line in offered if line.usable), None)
 
 
-def answer_crypto(chosen: CryptoAttribute) -> CryptoAttribute:
-    """Our answer to the offered line we chose: same tag and suite, a fresh key."""
-    return CryptoAttribute(chosen.tag, chosen.suite, (KeyParam(new_key(chosen.suite)),))
+def answer_crypto(chosen: CryptoAttribute, key_for: KeySource = new_key) -> CryptoAttribute:
+    """Our answer to the offered line we chose: same tag and suite, ``key_for(suite)``
+    (a fresh key by default)."""
+    return CryptoAttribute(chosen.tag, chosen.suite, (KeyParam(key_for(chosen.suite)),))
 
 
 def pair_answer(

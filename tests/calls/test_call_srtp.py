@@ -156,7 +156,9 @@ async def test_a_plain_answer_from_a_call_taker_who_must_use_srtp_fails_the_call
         assert any(s.is_request("BYE") for s in h.to(TAKER))
 
 
-async def test_a_re_invite_with_a_new_key_rekeys_the_callers_leg(tmp_path: Path) -> None:
+async def test_a_re_invite_with_a_new_key_of_the_callers_rekeys_its_leg(
+    tmp_path: Path,
+) -> None:
     async with Harness(tmp_path, srtp=SrtpSettings("offer", "off")) as h:
         caller = Peer(CALLER, "caller", "srtp-5")
         first = new_key(SUITE)
@@ -173,7 +175,7 @@ async def test_a_re_invite_with_a_new_key_rekeys_the_callers_leg(tmp_path: Path)
         h.feed(caller.request("INVITE", to=str(ok.to), body=srtp_sdp(40000, second)), CALLER)
         await h.until(lambda: len(responses(h, 200)) > 1)
         (new_ours,) = crypto_of(responses(h, 200)[-1])
-        assert new_ours.key not in (ours.key, first, second)
+        assert new_ours.key == ours.key  # ours is kept across re-offers (baresip 1.0)
         assert a_leg.srtp is not None
         phone = SrtpStreams(SUITE, second, new_ours.key)
         assert a_leg.srtp.unprotect(phone.protect(rtp(10))) == rtp(10)

@@ -77,8 +77,10 @@ def test_an_offer_with_a_usable_line_gets_our_own_fresh_key(policy: str, profile
         ours.key,
         KEY30,
     )
-    _, again = side.answer(offer(profile, SHA1_80))  # a re-offer: a new key of ours
-    assert again.srtp is not None and again.srtp.send_key != ours.key
+    _, again = side.answer(offer(profile, SHA1_80))  # a re-offer: our key kept
+    assert again.srtp is not None and again.srtp.send_key == ours.key
+    _, other = leg(policy).answer(offer(profile, SHA1_80))  # another leg: its own key
+    assert other.srtp is not None and other.srtp.send_key != ours.key
 
 
 def test_the_offerers_first_usable_suite_is_taken() -> None:
@@ -155,7 +157,9 @@ def test_off_offers_plain_rtp() -> None:
 
 
 @pytest.mark.parametrize(("policy", "profile"), [("offer", "RTP/AVP"), ("require", "RTP/SAVP")])
-def test_our_offer_carries_fresh_keys_for_each_suite(policy: str, profile: str) -> None:
+def test_our_offer_carries_a_key_per_suite_fresh_per_leg_kept_across_re_offers(
+    policy: str, profile: str
+) -> None:
     side = leg(policy)
     first = side.offer(RECORDABLE_CODECS, sdp.Direction.SENDRECV)
     assert first.media[0].proto == profile
@@ -164,8 +168,20 @@ def test_our_offer_carries_fresh_keys_for_each_suite(policy: str, profile: str) 
         (1, "AEAD_AES_256_GCM"),
         (2, "AES_CM_128_HMAC_SHA1_80"),
     ]
-    second = side.offer(RECORDABLE_CODECS, sdp.Direction.SENDRECV)
-    assert {line.key for line in lines}.isdisjoint(line.key for line in crypto_of(second))
+    keys = [line.key for line in lines]
+    assert len(set(keys)) == 2
+    again = side.offer(RECORDABLE_CODECS, sdp.Direction.SENDONLY)
+    assert [line.key for line in crypto_of(again)] == keys  # a re-offer (a hold): kept
+    other = leg(policy).offer(RECORDABLE_CODECS, sdp.Direction.SENDRECV)
+    assert set(keys).isdisjoint(line.key for line in crypto_of(other))
+
+
+def test_a_leg_that_went_plain_gets_new_keys_when_srtp_comes_back() -> None:
+    side = leg("offer")
+    first = crypto_of(side.offer(RECORDABLE_CODECS, sdp.Direction.SENDRECV))
+    assert side.accept_answer(offer("RTP/AVP")).srtp is None  # the party took plain RTP
+    later = crypto_of(side.offer(RECORDABLE_CODECS, sdp.Direction.SENDRECV))
+    assert {line.key for line in first}.isdisjoint(line.key for line in later)
 
 
 @pytest.mark.parametrize("policy", ["offer", "require"])
@@ -232,7 +248,10 @@ def test_two_legs_agree_mirror_keys() -> None:
 # --- fuzzing: an offer with any crypto lines is answered or refused, nothing else ---------
 
 _CRYPTO_VALUE = st.one_of(
-    st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=120),
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+        max_size=120,
+    ),
     st.builds(
         lambda tag, suite, key, tail: f"{tag} {suite} inline:{key}{tail}",
         st.integers(0, 10**10),
@@ -266,3 +285,31 @@ def test_any_crypto_lines_are_answered_or_refused_with_the_protocol_error(
     assert (audio.srtp is not None) == bool(crypto_of(answer))
     if policy == "require":
         assert audio.srtp is not None
+
+
+def test_a_re_offer_proposes_the_suite_in_use_alone_with_the_same_key() -> None:
+    """A party may not follow a change of suite in mid-call (baresip 1.0 keeps decrypting
+    with its first one): once keyed, our re-offers keep the suite and the key."""
+    side = leg("require")
+    first = crypto_of(side.offer(RECORDABLE_CODECS, sdp.Direction.SENDRECV))
+    theirs = "2 AES_CM_128_HMAC_SHA1_80 inline:" + base64.b64encode(KEY30).decode()
+    side.accept_answer(offer("RTP/SAVP", theirs))
+    (again,) = crypto_of(side.offer(RECORDABLE_CODECS, sdp.Direction.SENDONLY))
+    assert (again.tag, again.suite, again.key) == (1, "AES_CM_128_HMAC_SHA1_80", first[1].key)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    policy=st.sampled_from(["offer", "require"]),
+    value=st.binary(max_size=120).filter(lambda b: b"\r" not in b and b"\n" not in b),
+)
+def test_any_bytes_in_a_crypto_line_are_answered_or_refused(policy: str, value: bytes) -> None:
+    """From the network: bytes, not text (SDP is decoded with surrogateescape)."""
+    body = (
+        b"v=0\r\no=phone 7 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n"
+        b"m=audio 40000 RTP/SAVP 0\r\na=crypto:" + value + b"\r\n"
+    )
+    try:
+        leg(policy).answer(sdp.SessionDescription.parse(body))
+    except RemoteSipError as error:
+        assert error.status in (400, 488)

@@ -163,3 +163,54 @@ def test_a_plain_offer_to_a_proxy_that_requires_srtp_gets_488_with_a_warning(e2e
     calls = [dict(row) for row in query(proxy.catalog_path, "SELECT * FROM calls")]
     assert all(call["bridged_at"] is None for call in calls), calls
     assert list_recordings(e2e.config_path) == []
+
+
+def test_hold_and_resume_on_srtp_legs_keep_our_keys_and_the_audio_comes_back(
+    e2e: E2e, phones: Phones
+) -> None:
+    """A hold and a resume from each phone: four re-INVITEs answered, and four offers
+    of ours passing them on, each leg keeping our key (baresip 1.0 keeps decrypting
+    with the first key it was given); both phones hear each other afterwards."""
+    e2e.proxy(ProxySettings(srtp='"require"'))
+    signalling = sip_capture(e2e)
+    taker = phones.taker("baresip", mediaenc="srtp-mand")
+    caller = phones.caller("baresip", mediaenc="srtp-mand")
+    caller.dial(f"sip:100@127.0.0.1:{e2e.ports.sip}")
+    caller.wait_event("established", timeout=10)
+    taker.wait_event("established", timeout=NOTICE_SECONDS + 10)
+    time.sleep(1.0)
+    for phone in (caller, taker):
+        phone.hold()
+        time.sleep(1.0)
+        phone.resume()
+        time.sleep(1.0)
+    time.sleep(TALK_S)
+    caller.hangup()
+    caller.wait_event("closed", timeout=10)
+    taker.wait_event("closed", timeout=10)
+    packets = sip_packets(signalling.stop())
+
+    for phone in (caller, taker):
+        ours = [
+            p.body
+            for p in packets
+            if p.source_port == e2e.ports.sip
+            and p.destination_port == phone.sip_port
+            and "a=crypto:" in p.body
+        ]
+        assert len(ours) >= 3, f"{phone.name}: {len(ours)} descriptions of ours"
+        keys: dict[str, set[str]] = {}  # suite -> the keys of ours for it
+        for body in ours:
+            for line in body.split("\r\n"):
+                if line.startswith("a=crypto:"):
+                    _, suite, key = line.split()[:3]
+                    keys.setdefault(suite, set()).add(key)
+        assert all(len(found) == 1 for found in keys.values()), f"{phone.name}: our key changed"
+    # the last stretch after the resumes, both ways
+    for phone, hz in ((caller, TAKER_HZ), (taker, CALLER_HZ)):
+        heard = phone.received()[-int((TALK_S - 0.5) * audio.RATE) :]
+        assert abs(dominant_frequency(heard) - hz) <= HZ_TOLERANCE, phone.log_text()
+        assert "failed to decrypt" not in phone.log_text()
+    (row,) = list_recordings(e2e.config_path)
+    assert row["state"] == "complete", row
+    assert all(value == 0 for value in srtp_dropped(e2e).values())
