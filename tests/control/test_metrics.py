@@ -393,15 +393,15 @@ async def test_srtp_drops_are_counted_per_leg_and_reason_at_scrape(
     metrics = fresh_metrics()
     attach_all(metrics, parts)
     caller, taker = phones
+    suite = "AES_CM_128_HMAC_SHA1_80"
+    keys = [(new_key(suite), new_key(suite)) for _ in range(2)]  # per leg: ours, theirs
+    phone_ends = [SrtpStreams(suite, theirs, ours) for ours, theirs in keys]
     media = MediaSession(parts.allocator, "127.0.0.1")
     a = await media.open_leg("caller")
     b = await media.open_leg("call_taker")
-    phone_ends = []
-    for leg, phone in ((a, caller), (b, taker)):
-        ours, theirs = new_key("AES_CM_128_HMAC_SHA1_80"), new_key("AES_CM_128_HMAC_SHA1_80")
-        leg.secure("AES_CM_128_HMAC_SHA1_80", ours, theirs)
+    for leg, (ours, theirs), phone in ((a, keys[0], caller), (b, keys[1], taker)):
+        leg.secure(suite, ours, theirs)
         leg.set_remote(*phone.address)
-        phone_ends.append(SrtpStreams("AES_CM_128_HMAC_SHA1_80", theirs, ours))
     media.bridge()
     first = phone_ends[0].protect(rtp(1))
     caller.send(first, a.port)

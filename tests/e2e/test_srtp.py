@@ -23,7 +23,7 @@ import pytest
 from . import audio
 from .conftest import NOTICE_SECONDS, E2e
 from .pcap import RtpPacket
-from .phones import CALLER_HZ, TAKER_HZ, Phones, dominant_frequency, sip_packets
+from .phones import CALLER_HZ, TAKER_HZ, Phone, Phones, dominant_frequency, sip_packets
 from .proxy_process import ProxySettings, export_wav, list_recordings, query
 from .sip_client import SDP_OFFER, SipSocket, ack_and_bye
 from .test_phones import HZ_TOLERANCE, assert_notice_heard, assert_voices, sip_capture
@@ -105,14 +105,21 @@ def test_an_srtp_caller_and_a_plain_sipp_call_taker(
     assert all(value == 0 for value in srtp_dropped(e2e).values())
 
 
-def test_both_legs_srtp_with_baresip_on_both_ends(e2e: E2e, phones: Phones) -> None:
-    proxy = e2e.proxy(ProxySettings(srtp='{ caller = "offer", call_taker = "require" }'))
-    signalling = sip_capture(e2e)
-    taker = phones.taker("baresip", mediaenc="srtp-mand")
-    caller = phones.caller("baresip", mediaenc="srtp")
+def baresip_call(e2e: E2e, phones: Phones, caller_enc: str, taker_enc: str) -> tuple[Phone, Phone]:
+    """Two baresips with these ``mediaenc`` values, the caller dialling the proxy:
+    (caller, call taker) once both are established."""
+    taker = phones.taker("baresip", mediaenc=taker_enc)
+    caller = phones.caller("baresip", mediaenc=caller_enc)
     caller.dial(f"sip:100@127.0.0.1:{e2e.ports.sip}")
     caller.wait_event("established", timeout=10)
     taker.wait_event("established", timeout=NOTICE_SECONDS + 10)
+    return caller, taker
+
+
+def test_both_legs_srtp_with_baresip_on_both_ends(e2e: E2e, phones: Phones) -> None:
+    proxy = e2e.proxy(ProxySettings(srtp='{ caller = "offer", call_taker = "require" }'))
+    signalling = sip_capture(e2e)
+    caller, taker = baresip_call(e2e, phones, "srtp", "srtp-mand")
     time.sleep(TALK_S)
     caller.hangup()
     caller.wait_event("closed", timeout=10)
@@ -173,11 +180,7 @@ def test_hold_and_resume_on_srtp_legs_keep_our_keys_and_the_audio_comes_back(
     with the first key it was given); both phones hear each other afterwards."""
     e2e.proxy(ProxySettings(srtp='"require"'))
     signalling = sip_capture(e2e)
-    taker = phones.taker("baresip", mediaenc="srtp-mand")
-    caller = phones.caller("baresip", mediaenc="srtp-mand")
-    caller.dial(f"sip:100@127.0.0.1:{e2e.ports.sip}")
-    caller.wait_event("established", timeout=10)
-    taker.wait_event("established", timeout=NOTICE_SECONDS + 10)
+    caller, taker = baresip_call(e2e, phones, "srtp-mand", "srtp-mand")
     time.sleep(1.0)
     for phone in (caller, taker):
         phone.hold()
