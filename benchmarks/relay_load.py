@@ -15,7 +15,13 @@ media process's CPU (per concurrent call and per relayed packet) and its peak RS
 checks the recordings' length.  Not part of the test suite: speed is measured here, never
 asserted in tests.
 
+With ``--srtp SUITE`` both legs of every call are SDES-SRTP (issue 18): the phones
+protect what they send and check what they receive with libsrtp, and the media process
+decrypts, records and re-encrypts every packet; compare its CPU per relayed packet with
+a run without.
+
     python benchmarks/relay_load.py --calls 200 --seconds 20
+    python benchmarks/relay_load.py --calls 200 --seconds 20 --srtp AES_CM_128_HMAC_SHA1_80
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,10 +51,13 @@ PTIME = 0.02
 # the media process
 
 
-async def media_main(calls: int, record: bool, directory: Path, vad: bool, fsync: str) -> None:
+async def media_main(
+    calls: int, record: bool, directory: Path, vad: bool, fsync: str, srtp: str | None
+) -> None:
     from proxy.media.clock import MediaClock
     from proxy.media.recorder import Recorder
     from proxy.media.relay import MediaSession, PortAllocator, StreamRewriter
+    from proxy.sip.sdes import new_key
     from proxy.storage import crypto
     from proxy.storage.store import LocalDiskStore
     from proxy.storage.writer import RecordingWriter
@@ -61,6 +71,7 @@ async def media_main(calls: int, record: bool, directory: Path, vad: bool, fsync
     allocator = PortAllocator(40000, 40000 + 4 * calls + 8)
     sessions = []
     ports = []
+    keys = []  # per call, with --srtp: each leg's (our key, the phone's key), hex
     import uuid
 
     for _ in range(calls):
@@ -74,9 +85,16 @@ async def media_main(calls: int, record: bool, directory: Path, vad: bool, fsync
             writer.open(rid, directory, public, start_time_ms=int(time.time() * 1000))
             pair = recorder.add(rid, "PCMU", "PCMU")
             a.sink, b.sink = pair.caller.push, pair.taker.push
+        if srtp is not None:
+            call_keys = []
+            for leg in (a, b):
+                ours, theirs = new_key(srtp), new_key(srtp)
+                leg.secure(srtp, ours, theirs)
+                call_keys.append((ours.hex(), theirs.hex()))
+            keys.append(call_keys)
         sessions.append((media, a, b))
         ports.append((a.port, b.port))
-    print(json.dumps({"ports": ports, "pid": os.getpid()}), flush=True)
+    print(json.dumps({"ports": ports, "keys": keys, "pid": os.getpid()}), flush=True)
     line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     remotes = json.loads(line)["remotes"]
     for (media, a, b), (ra, rb) in zip(sessions, remotes, strict=True):
@@ -94,6 +112,11 @@ async def media_main(calls: int, record: bool, directory: Path, vad: bool, fsync
     dropped = sum(
         a.stats.dropped_unknown_source + b.stats.dropped_unknown_source for _, a, b in sessions
     )
+    srtp_failed = sum(
+        leg.stats.srtp_auth_failed + leg.stats.srtp_replayed
+        for _, a, b in sessions
+        for leg in (a, b)
+    )
     recorder.close_all()
     await asyncio.to_thread(writer.stop)
     frames = 0
@@ -110,6 +133,7 @@ async def media_main(calls: int, record: bool, directory: Path, vad: bool, fsync
                 "relayed": relayed,
                 "received": received,
                 "dropped": dropped,
+                "srtp_failed": srtp_failed,
                 "max_rss_kb": usage.ru_maxrss,
                 "recorded_frames": frames,
                 "clock_max_lag": clock.stats.max_lag,
@@ -130,15 +154,24 @@ async def media_main(calls: int, record: bool, directory: Path, vad: bool, fsync
 
 
 class Phone(asyncio.DatagramProtocol):
-    def __init__(self, delays: list[float]) -> None:
+    def __init__(self, delays: list[float], srtp: Any = None) -> None:
         self.delays = delays
         self.received = 0
+        self.srtp = srtp  # the phone's SrtpStreams with --srtp
         self.transport: asyncio.DatagramTransport | None = None
+
+    def send(self, packet: bytes, port: int) -> None:
+        assert self.transport is not None
+        if self.srtp is not None:
+            packet = self.srtp.protect(packet)
+        self.transport.sendto(packet, ("127.0.0.1", port))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.srtp is not None:
+            data = self.srtp.unprotect(data)  # a failure raises: the run is void
         self.received += 1
         sent_ns = int.from_bytes(data[12:20], "big")
         self.delays.append((time.monotonic_ns() - sent_ns) / 1e6)
@@ -152,7 +185,8 @@ async def load_main(args: argparse.Namespace) -> dict[str, object]:
         + ([] if args.record else ["--no-record"])
         + (["--asyncio"] if args.asyncio else [])
         + ([] if args.vad else ["--no-vad"])
-        + ["--fsync", args.fsync],
+        + ["--fsync", args.fsync]
+        + (["--srtp", args.srtp] if args.srtp else []),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -162,12 +196,13 @@ async def load_main(args: argparse.Namespace) -> dict[str, object]:
     delays: list[float] = []
     phones: list[tuple[Phone, int, Phone, int]] = []
     remotes = []
-    for a_port, b_port in hello["ports"]:
+    for index, (a_port, b_port) in enumerate(hello["ports"]):
+        srtp_a, srtp_b = _phone_srtp(args.srtp, hello["keys"][index] if args.srtp else None)
         _, pa = await loop.create_datagram_endpoint(
-            lambda: Phone(delays), local_addr=("127.0.0.1", 0)
+            lambda srtp=srtp_a: Phone(delays, srtp), local_addr=("127.0.0.1", 0)
         )
         _, pb = await loop.create_datagram_endpoint(
-            lambda: Phone(delays), local_addr=("127.0.0.1", 0)
+            lambda srtp=srtp_b: Phone(delays, srtp), local_addr=("127.0.0.1", 0)
         )
         assert pa.transport is not None and pb.transport is not None
         remotes.append(
@@ -187,9 +222,8 @@ async def load_main(args: argparse.Namespace) -> dict[str, object]:
             del seq_side
             stamp = time.monotonic_ns().to_bytes(8, "big")
             header = PACKET.pack(0x80, 0, n & 0xFFFF, (n * 160) & 0xFFFFFFFF, 0xA)
-            assert pa.transport is not None and pb.transport is not None
-            pa.transport.sendto(header + stamp + payload_tail, ("127.0.0.1", a_port))
-            pb.transport.sendto(header + stamp + payload_tail, ("127.0.0.1", b_port))
+            pa.send(header + stamp + payload_tail, a_port)
+            pb.send(header + stamp + payload_tail, b_port)
             sent += 2
     await asyncio.sleep(0.5)
     child.stdin.write("stop\n")
@@ -208,6 +242,8 @@ async def load_main(args: argparse.Namespace) -> dict[str, object]:
         "vad": args.vad,
         "fsync": args.fsync,
         "loop": "asyncio" if args.asyncio else "uvloop",
+        "srtp": args.srtp,
+        "srtp_failed_inside_proxy": report["srtp_failed"],
         "packets_sent": sent,
         "packets_relayed": report["relayed"],
         "packets_received_back": received,
@@ -229,6 +265,18 @@ async def load_main(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def _phone_srtp(suite: str | None, keys: list[list[str]] | None) -> tuple[Any, Any]:
+    """The two phones' SRTP with --srtp: each sends with its leg's party key and
+    receives with the leg's own (the mirror of ``RtpLeg.secure``)."""
+    if suite is None or keys is None:
+        return None, None
+    from proxy.media.srtp import SrtpStreams
+
+    return tuple(  # type: ignore[return-value]
+        SrtpStreams(suite, bytes.fromhex(theirs), bytes.fromhex(ours)) for ours, theirs in keys
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=100)
@@ -239,6 +287,11 @@ def main() -> None:
     parser.add_argument("--asyncio", action="store_true", help="plain asyncio, not uvloop")
     parser.add_argument("--no-vad", dest="vad", action="store_false", help="no speech detection")
     parser.add_argument("--fsync", choices=("chunk", "segment", "none"), default="chunk")
+    parser.add_argument(
+        "--srtp",
+        choices=("AES_CM_128_HMAC_SHA1_80", "AEAD_AES_256_GCM", "AES_CM_128_HMAC_SHA1_32"),
+        help="SDES-SRTP on both legs of every call, with this suite",
+    )
     args = parser.parse_args()
     if args.calls < 1 or args.calls > 2000 or not 1 <= args.seconds <= 300:
         parser.error("--calls 1..2000 and --seconds 1..300")
@@ -248,7 +301,7 @@ def main() -> None:
 
         runner = uvloop.run  # type: ignore[assignment]
     if args.media:
-        runner(media_main(args.calls, args.record, args.dir, args.vad, args.fsync))
+        runner(media_main(args.calls, args.record, args.dir, args.vad, args.fsync, args.srtp))
         return
     result = runner(load_main(args))
     print(json.dumps(result, indent=2))

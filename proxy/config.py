@@ -236,6 +236,19 @@ class NoticeSettings:
     ringback: str = "uk"  # "uk" | "eu"
 
 
+#: ``[media] srtp``: SDES-SRTP on a leg (issue 18); see docs/configuration.md.
+SRTP_POLICIES = ("off", "offer", "require")
+
+
+@dataclass(frozen=True)
+class SrtpSettings:
+    """Each leg's SRTP policy: the caller's (leg A, where we answer) and the call
+    taker's (leg B and transfer targets, where we offer)."""
+
+    caller: str = "off"
+    call_taker: str = "off"
+
+
 @dataclass(frozen=True)
 class MediaSettings:
     rtp_ports: tuple[int, int] = (20000, 20999)
@@ -243,6 +256,7 @@ class MediaSettings:
     # /healthz fails when the media clock has not ticked, or its last tick ran late, by this
     clock_stall_seconds: float = 0.5
     nat_latch_seconds: float = 1.0  # another port of the party's IP: after this quiet
+    srtp: SrtpSettings = field(default_factory=SrtpSettings)
 
 
 @dataclass(frozen=True)
@@ -696,6 +710,30 @@ def _transports(value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _srtp(value: Any) -> SrtpSettings:
+    """One policy for both legs, or a table naming each: ``{ caller = "require",
+    call_taker = "offer" }`` (a leg not named is "off")."""
+    choice = _choice(*SRTP_POLICIES)
+    if isinstance(value, str):
+        policy = choice(value)
+        return SrtpSettings(policy, policy)
+    if not isinstance(value, dict):
+        raise ValueError(
+            'must be "off", "offer" or "require", or a table { caller = "...", '
+            f'call_taker = "..." }}, got {value!r}'
+        )
+    unknown = sorted(set(value) - {"caller", "call_taker"})
+    if unknown:
+        raise ValueError(f"unknown leg {unknown[0]!r} (known: caller, call_taker)")
+    legs: dict[str, str] = {}
+    for leg, policy in value.items():
+        try:
+            legs[leg] = choice(policy)
+        except ValueError as exc:
+            raise ValueError(f"{leg} {exc}") from None
+    return SrtpSettings(**legs)
+
+
 def _sip_uri(value: Any) -> str:
     text = _text(value)
     if not text.lower().startswith(("sip:", "sips:")) or ("@" not in text and ":" not in text[4:]):
@@ -1015,6 +1053,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "jitter_ms": _int(20, 200),
             "clock_stall_seconds": _number(0.05, 60),
             "nat_latch_seconds": _number(0, 10),
+            "srtp": _srtp,
         },
         "recording": {
             "dir": path,

@@ -116,8 +116,9 @@ class Call:
         )
         self.a_offer: sdp.SessionDescription | None = None  # the caller's first description
         advertise = config.sip.advertise
-        self.a = LegSdp("caller", secrets.randbelow(2**31), advertise)
-        self.b = LegSdp("call taker", secrets.randbelow(2**31), advertise)
+        srtp = config.media.srtp  # each leg's SRTP policy (issue 18)
+        self.a = LegSdp("caller", secrets.randbelow(2**31), advertise, srtp=srtp.caller)
+        self.b = LegSdp("call taker", secrets.randbelow(2**31), advertise, srtp=srtp.call_taker)
         self.early_media = False  # the notice plays in a 183 (else after a 200)
         self.media = CallMedia(b2bua.new_session(), b2bua.clock)
         self.catalog_id: str | None = None
@@ -209,8 +210,8 @@ class Call:
         if self.a_offer is not None:
             try:
                 answer, audio = self.a.answer(self.a_offer)
-            except RemoteSipError as exc:
-                sip.fail(exc.status)
+            except RemoteSipError as exc:  # no codec in common, or SRTP refused (a Warning)
+                sip.fail(exc.status, exc.extra_headers)
                 raise CallOver(CallOutcome.FAILED, "caller", "no codec in common") from None
             CallMedia.configure(a_leg, audio)
             # with no notice to play the call is answered only when the far end answers

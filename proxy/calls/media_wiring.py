@@ -127,8 +127,15 @@ class CallMedia:
 
     @staticmethod
     def payload_types(leg: RtpLeg, audio: sdp.NegotiatedAudio) -> None:
+        """What a completed exchange agreed for the leg's packets: payload types, and the
+        SRTP keys (none: plain RTP) its party and we now send with."""
         leg.audio_payload_type = audio.receive_payload_type
         leg.dtmf_payload_type = audio.receive_telephone_event
+        keys = audio.srtp
+        if keys is None:
+            leg.secure(None)
+        else:
+            leg.secure(keys.suite, keys.send_key, keys.receive_key)
 
     @staticmethod
     def follow(leg: RtpLeg | None, body: bytes) -> None:

@@ -254,7 +254,12 @@ class Transfers:
             call.b2bua.publish(CallTransferred(call.id, "failed", operator.name, 503))
             return
         address = found[0]
-        side = LegSdp("call taker", secrets.randbelow(2**31), call.config.sip.advertise)
+        side = LegSdp(
+            "call taker",
+            secrets.randbelow(2**31),
+            call.config.sip.advertise,
+            srtp=call.config.media.srtp.call_taker,
+        )
         side.port, side.address = leg.port, leg.local_host
         invite = call.call_taker_invite(target, side)
         if replaces is not None:  # their phone swaps its consultation for this call

@@ -691,6 +691,24 @@ class Metrics:
             dropped.add_metric(["late"], self._closed_late + calls.late)
             dropped.add_metric(["duplicate"], self._closed_duplicates + calls.duplicates)
         yield from (packets, octets, rtcp, dropped, send_errors, in_use, capacity)
+        yield _srtp_family(ports)
+
+
+def _srtp_family(ports: PortsSnapshot | None) -> Metric:
+    """SRTP and SRTCP packets dropped per leg (issue 18): ``authentication`` (the tag did
+    not verify: tampered, or not the party's key) and ``replayed`` (libsrtp's replay
+    window had seen it, or it was too old)."""
+    family = CounterMetricFamily(
+        "recproxy_srtp_dropped",
+        "SRTP/SRTCP packets dropped, by leg (caller, call_taker) and reason "
+        "(authentication, replayed).",
+        labels=["leg", "reason"],
+    )
+    if ports is not None:
+        for leg, stats in ports.by_party.items():
+            family.add_metric([leg, "authentication"], stats.srtp_auth_failed)
+            family.add_metric([leg, "replayed"], stats.srtp_replayed)
+    return family
 
 
 class _ScrapeCollector:

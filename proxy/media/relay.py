@@ -25,6 +25,12 @@ the socket cannot reach; uvloop raises these synchronously) is counted in
 Towards the caller the stream must look continuous across notice → ringback → bridge:
 the announcer's packets and the call taker's relayed packets are sent with one SSRC and
 continuing sequence numbers and timestamps (``StreamRewriter``).
+
+A leg whose party agreed SRTP keys has ``srtp`` set (:mod:`.srtp`): what it receives is
+authenticated and decrypted before anything else sees it (a packet that fails is
+dropped and counted, and never latches the leg), and everything sent on it — relayed,
+our own, RTCP — is protected last, after any rewriting.  A plain leg pays one attribute
+test per packet for this.
 """
 
 from __future__ import annotations
@@ -35,9 +41,11 @@ import ipaddress
 import logging
 import struct
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+from .srtp import Rejection, SrtpRejected, SrtpStreams
 
 Address = tuple[str, int]
 PacketSink = Callable[[int, int, bytes], None]  # sequence number, timestamp, payload
@@ -74,6 +82,7 @@ class PortAllocator:
         # for metrics: the legs open now, and the counters of every leg already closed
         self.open_legs: set[RtpLeg] = set()
         self.closed_totals = LegStats()
+        self.closed_by_party = {"caller": LegStats(), "call_taker": LegStats()}
 
     @property
     def capacity(self) -> int:
@@ -100,9 +109,13 @@ class PortAllocator:
         summed into a fresh ``LegStats``: for metrics at scrape time."""
         totals = LegStats()
         totals.add(self.closed_totals)
+        by_party = {party: LegStats() for party in self.closed_by_party}
+        for party, stats in self.closed_by_party.items():
+            by_party[party].add(stats)
         for leg in list(self.open_legs):
             totals.add(leg.stats)
-        return PortsSnapshot(self.in_use, self.capacity, totals)
+            by_party[leg.party].add(leg.stats)
+        return PortsSnapshot(self.in_use, self.capacity, totals, by_party)
 
 
 @dataclass
@@ -116,6 +129,8 @@ class LegStats:
     rtcp_in: int = 0
     rtcp_out: int = 0
     send_errors: int = 0  # sendto failed (bad or unreachable address): nothing sent
+    srtp_auth_failed: int = 0  # SRTP/SRTCP packets that failed authentication: dropped
+    srtp_replayed: int = 0  # SRTP/SRTCP packets libsrtp's replay check refused: dropped
 
     def add(self, other: LegStats) -> None:
         for name in self.__dataclass_fields__:
@@ -130,6 +145,9 @@ class PortsSnapshot:
     in_use: int
     capacity: int
     totals: LegStats
+    # the same per party the legs face: "caller" (leg A), "call_taker" (leg B and
+    # transfer targets), for the per-leg SRTP counters
+    by_party: Mapping[str, LegStats] = field(default_factory=dict)
 
 
 class StreamRewriter:
@@ -262,6 +280,7 @@ class RtpLeg:
         self.on_codec_change: Callable[[int], None] | None = None
         self.dtmf_payload_type: int | None = None
         self.dtmf_sink: EventSink | None = None
+        self.srtp: SrtpStreams | None = None  # the party's SRTP keys, once agreed
         self._rtp: asyncio.DatagramTransport | None = None
         self._rtcp: asyncio.DatagramTransport | None = None
 
@@ -309,17 +328,40 @@ class RtpLeg:
     def destination(self) -> Address | None:
         return self.latched or self.expected
 
+    @property
+    def party(self) -> str:
+        """Whom the leg faces, for metrics: "caller" (leg A) or "call_taker"."""
+        return "caller" if self.name == "caller" else "call_taker"
+
+    def secure(self, suite: str | None, send_key: bytes = b"", receive_key: bytes = b"") -> None:
+        """The keys of the leg's last completed exchange (``suite`` None: plain RTP)."""
+        if suite is None:
+            self.srtp = None
+        elif self.srtp is None:
+            self.srtp = SrtpStreams(suite, send_key, receive_key)
+        else:
+            self.srtp = self.srtp.rekey(suite, send_key, receive_key)
+
     # -- the hot path ---------------------------------------------------------------------
 
     def rtp_received(self, data: bytes, source: Address) -> None:
+        srtp = self.srtp
         if source != self.latched:
             if not self._rtp_latch.admit(source, self.stats.packets_in):
                 self.stats.dropped_unknown_source += 1
                 return
-            self.latched = source
+            if srtp is None:
+                self.latched = source
         if len(data) < 12 or data[0] & 0xC0 != 0x80:
             self.stats.dropped_malformed += 1
             return
+        if srtp is not None:
+            try:
+                data = srtp.unprotect(data)
+            except SrtpRejected as rejected:
+                self._srtp_rejected(rejected)
+                return
+            self.latched = source  # only an authentic packet latches an SRTP leg
         stats = self.stats
         stats.packets_in += 1
         stats.bytes_in += len(data)
@@ -339,6 +381,15 @@ class RtpLeg:
         ):
             _, _, seq, ts, _ = _HEADER.unpack_from(data)
             sink(seq, ts, _payload(data))
+
+    def _srtp_rejected(self, rejected: SrtpRejected) -> None:
+        """A packet libsrtp refused: counted by reason, dropped (the error path)."""
+        if rejected.reason is Rejection.AUTHENTICATION:
+            self.stats.srtp_auth_failed += 1
+        elif rejected.reason is Rejection.REPLAYED:
+            self.stats.srtp_replayed += 1
+        else:
+            self.stats.dropped_malformed += 1
 
     def _codec_changed(self, payload_type: int) -> bool:
         """A party sending PCMA where PCMU was agreed (or the reverse): both are static
@@ -361,6 +412,13 @@ class RtpLeg:
         if rewriter is not None:
             packet = bytearray(data)
             rewriter.rewrite(packet)
+        srtp = self.srtp
+        if srtp is not None:
+            try:
+                packet = srtp.protect(bytes(packet))
+            except SrtpRejected as rejected:
+                self._srtp_rejected(rejected)
+                return
         try:
             transport.sendto(packet, destination)
         except _SEND_ERRORS as exc:
@@ -374,18 +432,34 @@ class RtpLeg:
         destination = self.latched or self.expected
         if destination is None or self._rtp is None:
             return
+        length = len(packet)
+        if self.srtp is not None:
+            try:
+                packet = self.srtp.protect(packet)
+            except SrtpRejected as rejected:
+                self._srtp_rejected(rejected)
+                return
         try:
             self._rtp.sendto(packet, destination)
         except _SEND_ERRORS as exc:
             self._send_failed(destination, exc)
             return
         self.stats.packets_out += 1
-        self.stats.bytes_out += len(packet)
+        self.stats.bytes_out += length
 
     def rtcp_received(self, data: bytes, source: Address) -> None:
+        srtp = self.srtp
         if source != self.rtcp_latched:
             if not self._rtcp_latch.admit(source, self.stats.rtcp_in):
                 self.stats.dropped_unknown_source += 1
+                return
+            if srtp is None:
+                self.rtcp_latched = source
+        if srtp is not None:
+            try:
+                data = srtp.unprotect_rtcp(data)
+            except SrtpRejected as rejected:
+                self._srtp_rejected(rejected)
                 return
             self.rtcp_latched = source
         self.stats.rtcp_in += 1
@@ -399,6 +473,12 @@ class RtpLeg:
             destination = (self.expected[0], self.expected[1] + 1)
         if destination is None or self._rtcp is None:
             return
+        if self.srtp is not None:
+            try:
+                data = self.srtp.protect_rtcp(data)
+            except SrtpRejected as rejected:
+                self._srtp_rejected(rejected)
+                return
         try:
             self._rtcp.sendto(data, destination)
         except _SEND_ERRORS as exc:
@@ -519,6 +599,7 @@ class MediaSession:
         if leg in self.allocator.open_legs:
             self.allocator.open_legs.discard(leg)
             self.allocator.closed_totals.add(leg.stats)
+            self.allocator.closed_by_party[leg.party].add(leg.stats)
 
     def close(self) -> None:
         """Close every leg and give their ports back (idempotent)."""

@@ -37,8 +37,10 @@ from dataclasses import dataclass, field, replace
 from typing import TypeAlias
 
 from .errors import LocalSipError, RemoteSipError
+from .sdes import SrtpKeys
 
 __all__ = [
+    "RELAYED_PROFILES",
     "SUPPORTED_CODECS",
     "Attribute",
     "Connection",
@@ -728,7 +730,7 @@ def _answer_audio(
     prefer_codec: str | None = None,
 ) -> MediaDescription | None:
     """The answer to one offered audio stream, port still 0; None to decline it."""
-    if not _plain_audio(offered):
+    if not _relayed_audio(offered):
         return None
     usable: list[tuple[str, RtpMap]] = []
     for fmt in offered.formats:  # the offerer's preference order
@@ -788,9 +790,11 @@ def answer_offer(
     """Our answer to a peer's offer (RFC 3264 section 6).
 
     One answer m= line per offered one, in the same order.  Each audio stream over
-    RTP/AVP gets the first codec of the offer (in the offerer's order) that is among
-    ``codecs``, plus the offered telephone-event of the same clock rate (its payload
-    type and fmtp kept) when ``telephone_event``, plus the offered ptime; its direction
+    RTP/AVP or RTP/SAVP (the profile kept; ``a=crypto`` is never copied: the caller
+    adds its own keys, see ``proxy.calls.srtp_policy``) gets the first codec of the
+    offer (in the offerer's order) that is among ``codecs``, plus the offered
+    telephone-event of the same clock rate (its payload type and fmtp kept) when
+    ``telephone_event``, plus the offered ptime; its direction
     answers the offered one (sendonly -> recvonly, ...), limited by ``direction``.
     Other streams (video, T.38 image...) are declined with port 0, unless
     ``relay_other_media``, when they are accepted with the offered formats and
@@ -892,6 +896,7 @@ class NegotiatedAudio:
     direction: Direction  # ours, as our description says
     remote_direction: Direction  # the peer's, as its description says
     remote_hold: bool  # the peer's description holds (see is_hold)
+    srtp: SrtpKeys | None = None  # the stream's SDES keys, set by the leg's SRTP policy
 
 
 def negotiated(
@@ -912,7 +917,7 @@ def negotiated(
         raise _bad("answer has a different number of m= lines")
     local, remote = (offer, answer) if local_role is Role.OFFERER else (answer, offer)
     for index, (offered, answered) in enumerate(zip(offer.media, answer.media, strict=True)):
-        if not (_plain_audio(offered) and _plain_audio(answered)):
+        if not (_relayed_audio(offered) and _relayed_audio(answered)):
             continue
         for fmt in answered.formats:
             rtpmap = answered.rtpmap(fmt)
@@ -929,9 +934,15 @@ def negotiated(
     raise RemoteSipError(488, "Not Acceptable Here")
 
 
-def _plain_audio(media: MediaDescription) -> bool:
-    """An active audio stream over plain RTP (we do not do SRTP)."""
-    return media.is_audio and not media.rejected and media.proto.upper() == "RTP/AVP"
+#: The RTP profiles we relay: plain, and SRTP keyed by SDES (``proxy.sip.sdes``).  Not the
+#: feedback profiles (``RTP/SAVPF``) nor DTLS-SRTP (``UDP/TLS/RTP/SAVP``).
+RELAYED_PROFILES = frozenset({"RTP/AVP", "RTP/SAVP"})
+
+
+def _relayed_audio(media: MediaDescription) -> bool:
+    """An active audio stream over RTP or SRTP (whether its keys suit us is decided
+    above, by the leg's SRTP policy)."""
+    return media.is_audio and not media.rejected and media.proto.upper() in RELAYED_PROFILES
 
 
 def _agreed(

@@ -26,11 +26,13 @@ from proxy.calls.recording import ActiveRecording
 from proxy.calls.resolver import Resolver
 from proxy.config import (
     Config,
+    MediaSettings,
     NoticeSettings,
     OperatorSettings,
     RecordingSettings,
     RoutingSettings,
     SipSettings,
+    SrtpSettings,
 )
 from proxy.events import EventBus
 from proxy.media.announcer import PacketPacer
@@ -219,10 +221,12 @@ class Harness:
         routing: RoutingSettings | None = None,
         resolver: Resolver | None = None,
         sip: SipSettings | None = None,
+        srtp: SrtpSettings | None = None,
     ) -> None:
         self.config = Config(
             sip=sip or SipSettings(),
             operators=operators,
+            media=MediaSettings(srtp=srtp or SrtpSettings()),
             recording=RecordingSettings(dir=tmp_path / "recordings"),
             notice=NoticeSettings(mode="early-media" if early_media else "answer"),
             routing=routing or RoutingSettings(call_taker=f"sip:taker@{TAKER[0]}:{TAKER[1]}"),

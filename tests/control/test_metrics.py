@@ -42,6 +42,8 @@ from proxy.control.metrics import (
 )
 from proxy.media.jitter import JitterStats
 from proxy.media.relay import MediaSession, RtpLeg
+from proxy.media.srtp import SrtpStreams
+from proxy.sip.sdes import new_key
 from proxy.storage.crypto import generate_keypair
 from proxy.storage.store import LocalDiskStore
 from proxy.storage.writer import RecordingWriter
@@ -88,6 +90,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "recproxy_rtcp_packets": ("counter", {"direction"}),
     "recproxy_rtp_dropped": ("counter", {"reason"}),
     "recproxy_rtp_send_errors": ("counter", set()),
+    "recproxy_srtp_dropped": ("counter", {"leg", "reason"}),
     "recproxy_rtp_port_pairs_in_use": ("gauge", set()),
     "recproxy_rtp_port_pairs_capacity": ("gauge", set()),
     "recproxy_build_info": ("gauge", {"version", "python", "loop"}),
@@ -397,6 +400,43 @@ async def test_rtp_counters_come_from_the_relay_at_scrape_and_no_packet_touches_
     media.close()  # the legs' counters move to the allocator's closed totals
     assert value(metrics, "recproxy_rtp_packets_total", direction="in") == 50  # still counted
     assert value(metrics, "recproxy_rtp_port_pairs_in_use") == 0
+
+
+async def test_srtp_drops_are_counted_per_leg_and_reason_at_scrape(
+    parts: Parts, phones: tuple[Phone, Phone]
+) -> None:
+    """Issue 18: a tampered packet and a replay on the caller's SRTP leg, a forgery on
+    the call taker's; each dropped, and counted under its leg even once the legs close."""
+    metrics = fresh_metrics()
+    attach_all(metrics, parts)
+    caller, taker = phones
+    suite = "AES_CM_128_HMAC_SHA1_80"
+    keys = [(new_key(suite), new_key(suite)) for _ in range(2)]  # per leg: ours, theirs
+    phone_ends = [SrtpStreams(suite, theirs, ours) for ours, theirs in keys]
+    media = MediaSession(parts.allocator, "127.0.0.1")
+    a = await media.open_leg("caller")
+    b = await media.open_leg("call_taker")
+    for leg, (ours, theirs), phone in ((a, keys[0], caller), (b, keys[1], taker)):
+        leg.secure(suite, ours, theirs)
+        leg.set_remote(*phone.address)
+    media.bridge()
+    first = phone_ends[0].protect(rtp(1))
+    caller.send(first, a.port)
+    tampered = bytearray(phone_ends[0].protect(rtp(2)))
+    tampered[40] ^= 1
+    caller.send(bytes(tampered), a.port)
+    caller.send(first, a.port)  # replayed
+    taker.send(rtp(1) + bytes(10), b.port)  # not under the call taker's key
+    await until(lambda: a.stats.srtp_replayed == 1 and b.stats.srtp_auth_failed == 1)
+
+    def dropped(leg: str, reason: str) -> float | None:
+        return value(metrics, "recproxy_srtp_dropped_total", leg=leg, reason=reason)
+
+    assert dropped("caller", "authentication") == 1 and dropped("caller", "replayed") == 1
+    assert dropped("call_taker", "authentication") == 1 and dropped("call_taker", "replayed") == 0
+    assert value(metrics, "recproxy_rtp_packets_total", direction="in") == 1
+    media.close()
+    assert dropped("caller", "authentication") == 1 and dropped("call_taker", "authentication") == 1
 
 
 def test_attach_leaves_the_packet_path_and_sinks_as_they_were(parts: Parts) -> None:

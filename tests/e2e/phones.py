@@ -200,6 +200,7 @@ class Baresip(Phone):
         auto_answer: bool = False,
         account: str | None = None,
         tls: tuple[Path, Path] | None = None,
+        mediaenc: str | None = None,
     ) -> None:
         """``account``: the accounts line (default: no registration, straight to the
         proxy), e.g. one that registers with ``auth_pass`` and ``regint``.  ``tls``:
@@ -207,6 +208,9 @@ class Baresip(Phone):
         SIP over TLS, listening at ``sip_port`` + 1."""
         super().__init__(folder, name, sip_port=sip_port, tone_hz=tone_hz)
         self.control_port = control_port
+        # SDES-SRTP (issue 18): "srtp" offers RTP/AVP with a=crypto (best effort),
+        # "srtp-mand" RTP/SAVP; either needs the srtp module
+        srtp_module = "module srtp.so\n" if mediaenc else ""
         low, high = rtp_ports
         tls_lines = f"sip_certificate {tls[0]}\nsip_cafile {tls[1]}\n" if tls else ""
         (self.folder / "config").write_text(
@@ -224,7 +228,7 @@ module g711.so
 module aufile.so
 module aubridge.so
 module sndfile.so
-snd_path {self.folder}
+{srtp_module}snd_path {self.folder}
 module_app account.so
 module_app menu.so
 statmode_default off
@@ -233,7 +237,8 @@ ctrl_tcp_listen 127.0.0.1:{control_port}
 {tls_lines}"""
         )
         answer = "auto" if auto_answer else "manual"
-        line = account or f"<{self.uri}>;regint=0;answermode={answer}"
+        encryption = f";mediaenc={mediaenc}" if mediaenc else ""
+        line = account or f"<{self.uri}>;regint=0;answermode={answer}{encryption}"
         (self.folder / "accounts").write_text(line + "\n")
         self.process = subprocess.Popen(
             # line-buffered, so that its log is whole when a test fails

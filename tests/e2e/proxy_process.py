@@ -151,6 +151,7 @@ class ProxySettings:
     trunk: str | None = None  # routing.trunk
     no_record_prompt: Path | None = None  # notice.no_record_prompt
     records_child: str = "auto"  # records.child: does serve start the records service
+    srtp: str = '"off"'  # media.srtp as TOML: '"require"', '{ caller = "offer" }'
     # TOML appended as it is: [[routing.rules]], [services.NAME], [[operators]], [dtmf]
     extra: str = ""
     # issue 18: more [sip] keys, as TOML lines (session_expires, min_se, tls_listen, ...)
@@ -197,6 +198,7 @@ prompt = "{notice}"
 [media]
 rtp_ports = "{low}-{high}"
 jitter_ms = {settings.jitter_ms}
+srtp = {settings.srtp}
 
 [recording]
 dir = "data/recordings"

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-CORES = ["rtp", "g711", "dtmf", "jitter", "announcer", "vad", "recorder"]
+CORES = ["rtp", "g711", "dtmf", "jitter", "announcer", "vad", "recorder", "srtp"]
 FORBIDDEN = {"asyncio", "socket", "time", "selectors", "threading"}
 
 

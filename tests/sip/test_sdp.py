@@ -517,7 +517,10 @@ def test_t38_image_stream_is_mirrored_when_relaying() -> None:
     "offer",
     [
         pytest.param("m=audio 4000 RTP/AVP 18 4\n", id="g729-g723"),
-        pytest.param("m=audio 4000 RTP/SAVP 0\n", id="srtp"),
+        # RTP/SAVP is answered here (its keys are the leg's SRTP policy's business:
+        # tests/calls/test_srtp_policy.py); feedback and DTLS-SRTP profiles are not
+        pytest.param("m=audio 4000 RTP/SAVPF 0\n", id="srtp-feedback"),
+        pytest.param("m=audio 4000 UDP/TLS/RTP/SAVP 0\n", id="dtls-srtp"),
         pytest.param("m=audio 4000 RTP/AVP 96\na=rtpmap:96 PCMU/16000\n", id="pcmu-16k"),
         pytest.param("m=audio 0 RTP/AVP 0\n", id="audio-port-0"),
         pytest.param("m=video 4000 RTP/AVP 31\n", id="video-only"),
