@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,7 +42,13 @@ from ...records.errors import (
     NotYourCall,
     RecordingActionError,
 )
-from ...records.live import MAX_REASON, checked_reason, control_recording, team_call
+from ...records.live import (
+    MAX_REASON,
+    checked_reason,
+    control_recording,
+    own_call,
+    team_call,
+)
 from ...roles import Role
 from ...storage.catalog import User
 from ..api import CallsView, ControllableCall, error_status
@@ -212,7 +219,9 @@ async def recording_action(request: web.Request) -> web.StreamResponse:
     text = reason if isinstance(reason, str) else ""
     try:
         if action == "discard" and form.get("confirm") != "yes":
-            checked_reason(reason)  # a missing reason is said before the confirmation
+            # whose call first (403/404), then a missing reason, before the confirmation
+            own_call(request.app[CONSOLE_KEY].calls(), call_id, operator)
+            checked_reason(reason)
             if wants_json:
                 return problem(422, "deleting a recording needs confirm=yes")
             # the second step: the same page, asking to confirm the deletion
@@ -264,12 +273,21 @@ async def events(request: web.Request) -> web.StreamResponse:
         for mine in now.values():
             data = _changed(request, mine, viewer, "recording", "")
             await _send(request, response, f"event: recording\ndata: {json.dumps(data)}\n\n")
+        # the session is checked again every KEEPALIVE_SECONDS, busy or quiet: a stream
+        # that always has changes to send must not outlive a sign-out either
+        check_at = time.monotonic() + KEEPALIVE_SECONDS
         while True:
+            quiet = False
             try:
-                change = await asyncio.wait_for(feed.next(), KEEPALIVE_SECONDS)
+                wait = max(check_at - time.monotonic(), 0.0)
+                change = await asyncio.wait_for(feed.next(), wait)
             except TimeoutError:
+                change, quiet = None, True
+            if time.monotonic() >= check_at:
                 if not await _still_signed_in(request, viewer):
                     break  # signed out, expired, revoked, disabled or relinked: no more
+                check_at = time.monotonic() + KEEPALIVE_SECONDS
+            if quiet:
                 await _send(request, response, ": keep-alive\n\n")
                 continue
             if change is None:  # dropped for falling behind
@@ -292,8 +310,8 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def _still_signed_in(request: web.Request, viewer: Viewer) -> bool:
-    """The stream's session is still good and still sees the same calls (checked at each
-    keep-alive, so a stream outlives a sign-out by at most ``KEEPALIVE_SECONDS``)."""
+    """The stream's session is still good and still sees the same calls (checked every
+    ``KEEPALIVE_SECONDS``, so a stream outlives a sign-out by at most that long)."""
     found = await request.app[CONSOLE_AUTH].accounts.authenticate(request[PAGE_TOKEN])
     return isinstance(found, User) and Viewer.of(found) == viewer
 
