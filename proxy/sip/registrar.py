@@ -72,9 +72,16 @@ class Contact:
 
 
 def _delta(text: str, what: str) -> int:
-    if abnf.DIGITS.fullmatch(text.strip(abnf.WSP)) is None:
+    """delta-seconds, capped at :data:`MAX_DELTA` (RFC 3261 §25, §20.19: a larger value
+    means the largest); digits past ten are not converted (Python refuses to convert
+    over 4,300 digits, and nothing that long is below the cap)."""
+    digits = text.strip(abnf.WSP)
+    if abnf.DIGITS.fullmatch(digits) is None:
         raise RemoteSipError(400, f"Bad Request ({what} is not delta-seconds)")
-    return min(int(text), MAX_DELTA)
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > 10:
+        return MAX_DELTA
+    return min(int(digits), MAX_DELTA)
 
 
 def _q(value: str | None) -> float:

@@ -345,6 +345,21 @@ def test_too_long_is_shortened_to_max_expires() -> None:
     assert contacts(ok) == ["<sip:alice@192.0.2.10:5070>;expires=3600"]
 
 
+@pytest.mark.parametrize(
+    ("expires", "kept"),
+    [
+        ("9" * 5000, 3600),  # past Python's int-string limit: the maximum, not a traceback
+        ("0" * 4400 + "120", 120),  # leading zeros are still the number they spell
+        ("4294967296", 3600),  # above 2**32-1: treated as the largest
+    ],
+)
+def test_an_overlong_expires_is_capped_not_a_crash(expires: str, kept: int) -> None:
+    registry = Registry()
+    ok = registry.registered(headers=(("Expires", expires),))
+    assert ok.status == 200
+    assert contacts(ok) == [f"<sip:alice@192.0.2.10:5070>;expires={kept}"]
+
+
 def test_bindings_expire_and_q_orders_them() -> None:
     registry = Registry()
     registry.registered(
