@@ -115,14 +115,29 @@ class RegisterDesk:
             task.add_done_callback(self._lookups.discard)
 
     async def _complete(self, event: RequestReceived, lookup: Lookup) -> None:
-        assert self.registrar is not None
+        """Look up, decide and answer.  Every REGISTER that gets here is answered whatever
+        goes wrong: an unanswered one would hold its server transaction (and a place in
+        the core's table) for ever."""
         try:
-            secrets, aor_is_user = await self._look_up(lookup)
+            answer = await self._decide(event, lookup)
         except CatalogError as exc:
             rate_log.error("catalog", "REGISTER: SIP credentials not readable: %s", exc)
             retry = (("Retry-After", "30"),)
-            self._answer(event, Answer(503, "Service Unavailable", retry, Outcome.REFUSED))
-            return
+            answer = Answer(503, "Service Unavailable", retry, Outcome.REFUSED)
+        except Exception as exc:  # a bug must not leave the REGISTER unanswered
+            rate_log.error(
+                "unexpected",
+                "REGISTER from %s:%s not completed (answered 500): %s: %s",
+                *event.source,
+                type(exc).__name__,
+                exc,
+            )
+            answer = Answer(500, "Server Internal Error", (), Outcome.REFUSED)
+        self._answer(event, answer)
+
+    async def _decide(self, event: RequestReceived, lookup: Lookup) -> Answer:
+        assert self.registrar is not None
+        secrets, aor_is_user = await self._look_up(lookup)
         source = event.source[0]
         answer = self.registrar.complete(
             lookup, event.request, source, secrets, aor_is_user=aor_is_user, now=self.now()
@@ -143,7 +158,7 @@ class RegisterDesk:
                 lookup.credentials.algorithm.value,
                 len(answer.headers),
             )
-        self._answer(event, answer)
+        return answer
 
     async def _look_up(self, lookup: Lookup) -> tuple[Secrets | None, bool]:
         """The user's secrets (None: no such enabled user, or no SIP password), and

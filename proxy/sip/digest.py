@@ -43,6 +43,9 @@ _HASHES: Mapping[Algorithm, Callable[[bytes], hashlib._Hash]] = {
 
 #: The largest ``Authorization`` value looked at; anything longer is a 400.
 MAX_CREDENTIALS_LENGTH = 4096
+#: The longest ``username`` looked up (the catalog's user names are at most 64 characters);
+#: a longer one is a 400 before any look-up.
+MAX_USERNAME_LENGTH = 64
 #: Parameters a digest ``response`` needs (RFC 3261 §22.4 with qop, RFC 7616 §3.4).
 _REQUIRED = ("username", "realm", "nonce", "uri", "response")
 
@@ -91,9 +94,13 @@ class Credentials:
 def parse_credentials(value: str) -> Credentials:
     """Parse a Digest credentials value; ``RemoteSipError(400)`` when it is malformed,
     lacks a parameter qop=auth needs, or names an algorithm we do not offer (a client
-    may only answer a challenge we sent)."""
+    may only answer a challenge we sent), carries bytes that are not UTF-8 (they reach
+    here as surrogates, which no store can take), or a ``username`` over
+    :data:`MAX_USERNAME_LENGTH` characters."""
     if len(value) > MAX_CREDENTIALS_LENGTH:
         raise RemoteSipError(400, "Bad Request (Authorization too long)")
+    if not _is_utf8(value):
+        raise RemoteSipError(400, "Bad Request (Authorization is not UTF-8)")
     scheme, _, rest = value.strip().partition(" ")
     if scheme.lower() != "digest" or not rest.strip():
         raise RemoteSipError(400, "Bad Request (not Digest credentials)")
@@ -113,6 +120,8 @@ def parse_credentials(value: str) -> Credentials:
     missing = [name for name in _REQUIRED if not params.get(name)]
     if missing:
         raise RemoteSipError(400, f"Bad Request (Digest without {', '.join(missing)})")
+    if len(params["username"]) > MAX_USERNAME_LENGTH:
+        raise RemoteSipError(400, "Bad Request (Digest username too long)")
     try:
         algorithm = Algorithm(params.get("algorithm", "MD5").upper())
     except ValueError:
@@ -135,6 +144,16 @@ def parse_credentials(value: str) -> Credentials:
         qop="auth",
         opaque=params.get("opaque"),
     )
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` came from valid UTF-8: the message was decoded with
+    ``surrogateescape``, so any byte that was not is a lone surrogate here."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class NonceSigner:

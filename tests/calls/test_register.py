@@ -147,3 +147,29 @@ async def test_past_the_pending_lookups_cap_it_answers_503_at_once(
     header = authorization(challenge.headers.get_all("www-authenticate")[0])
     response = await desk.send(register(2, headers=(header,)))
     assert (response.status, response.reason) == (503, "Service Unavailable (busy)")
+
+
+async def test_a_username_that_is_not_utf8_is_answered_400(catalog: SqliteCatalog) -> None:
+    """Such a name used to reach SQLite as a surrogate, whose UnicodeEncodeError killed the
+    task and left the REGISTER's transaction unanswered for ever."""
+    desk = Desk(catalog)
+    challenge = await desk.send(register(1))
+    header = authorization(challenge.headers.get_all("www-authenticate")[0], user="alQx")
+    data = register(2, headers=(header,)).replace(b'username="alQx"', b'username="al\xffx"')
+    response = await desk.send(data)
+    assert response.status == 400
+
+
+async def test_an_unexpected_error_in_the_look_up_is_still_answered(
+    catalog: SqliteCatalog, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(user: str) -> None:
+        raise UnicodeEncodeError("utf-8", user, 0, 1, "surrogates not allowed")
+
+    monkeypatch.setattr(catalog.sip_credentials, "lookup", broken)
+    desk = Desk(catalog)
+    challenge = await desk.send(register(1))
+    header = authorization(challenge.headers.get_all("www-authenticate")[0])
+    response = await desk.send(register(2, headers=(header,)))
+    assert (response.status, response.reason) == (500, "Server Internal Error")
+    assert "not completed (answered 500): UnicodeEncodeError" in caplog.text

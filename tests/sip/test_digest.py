@@ -177,6 +177,13 @@ def test_a_forgotten_nonce_is_never_accepted_again() -> None:
         'response="x", qop=auth, cnonce="c", nc=00000001',
         'Digest username="alice, realm="r"',
         "Digest " + "x=" * 3000,
+        # a byte that is not UTF-8 arrives as a surrogate (surrogateescape): no store takes it
+        'Digest username="al\udcffx", realm="r", nonce="n", uri="u", response="x", '
+        'qop=auth, cnonce="c", nc=00000001',
+        'Digest username="alice", realm="r\udc80", nonce="n", uri="u", response="x", '
+        'qop=auth, cnonce="c", nc=00000001',
+        f'Digest username="{"a" * 65}", realm="r", nonce="n", uri="u", response="x", '
+        'qop=auth, cnonce="c", nc=00000001',  # longer than any user name
     ],
 )
 def test_malformed_credentials_are_a_400(value: str) -> None:

@@ -305,6 +305,16 @@ def test_an_account_is_throttled_across_sources() -> None:
     assert registry.registered(20, user="bob").status == 200
 
 
+def test_a_username_that_is_not_utf8_is_400_before_any_look_up() -> None:
+    registry = Registry()
+    challenge = registry.one(register(1)).headers.get_all("www-authenticate")[0]
+    header = authorization(challenge, user="alQx")
+    data = register(2, headers=(header,)).replace(b'username="alQx"', b'username="al\xffx"')
+    response = registry.one(data)
+    assert (response.status, response.reason) == (400, "Bad Request (Authorization is not UTF-8)")
+    assert registry.registrar.outcomes["refused"] == 1
+
+
 def test_failure_throttle_blocks_when_its_limit_is_reached_and_bounds_its_table() -> None:
     throttle = FailureThrottle(2, 10.0, max_keys=3)
     assert throttle.record("a", 0.0) is False and throttle.blocked_for("a", 0.0) == 0.0
