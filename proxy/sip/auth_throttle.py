@@ -54,3 +54,38 @@ class FailureThrottle:
             times.popleft()
         times.append(now)
         return len(times) == self.limit
+
+
+class ProvenSources:
+    """Which sources recently proved an account's password: ``(account, source)`` pairs,
+    each until a time.  A guesser's failures can block an account, but not for the
+    addresses its real phones authenticate from.  Bounded like :class:`FailureThrottle`
+    (past ``max_pairs`` the pair proved longest ago is forgotten first; only a right
+    password adds one, so a flood cannot fill it)."""
+
+    def __init__(self, *, max_pairs: int = 10_000) -> None:
+        if max_pairs < 1:
+            raise ValueError("max_pairs must be positive")
+        self.max_pairs = max_pairs
+        self._until: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def prove(self, account: str, source: str, until: float) -> None:
+        """``source`` answered right for ``account``: trusted for it until ``until``."""
+        key = (account, source)
+        self._until[key] = max(until, self._until.get(key, until))
+        self._until.move_to_end(key)
+        while len(self._until) > self.max_pairs:
+            self._until.popitem(last=False)
+
+    def proved(self, account: str, source: str, now: float) -> bool:
+        """Whether ``source`` proved ``account``'s password and that still holds."""
+        until = self._until.get((account, source))
+        if until is None:
+            return False
+        if until <= now:
+            del self._until[(account, source)]
+            return False
+        return True

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from . import abnf
-from .auth_throttle import FailureThrottle
+from .auth_throttle import FailureThrottle, ProvenSources
 from .digest import Algorithm, Credentials, DigestAuthority, Verdict, parse_credentials
 from .errors import RemoteSipError
 from .headers import NameAddr
@@ -253,6 +253,7 @@ class Registrar:
         self.bindings = Bindings(rules)
         self.sources = FailureThrottle(rules.source_failures, rules.failure_window)
         self.accounts = FailureThrottle(rules.account_failures, rules.failure_window)
+        self.proven = ProvenSources()
         self.outcomes: Counter[str] = Counter({o.value: 0 for o in Outcome})
 
     def snapshot(self, now: float) -> RegistrarSnapshot:
@@ -285,10 +286,24 @@ class Registrar:
             credentials = parse_credentials(value)
         except RemoteSipError as exc:
             return _refusal(exc)
-        wait = self.accounts.blocked_for(credentials.username.lower(), now)
-        if wait:
+        account = credentials.username.lower()
+        wait = self.accounts.blocked_for(account, now)
+        if wait and not self._owner_of(account, source, now):
             return self._throttled(wait)
         return Lookup(credentials, user.lower())
+
+    def _owner_of(self, account: str, source: str, now: float) -> bool:
+        """Whether ``source`` is one of ``account``'s own phones: it proved the password
+        within the failure window, or a live binding of the account's AOR names it.  The
+        account's block (which any source's failures, even spoofed ones, can cause) does
+        not apply to it; its own source's block still does."""
+        if self.proven.proved(account, source, now):
+            return True
+        host = source.strip("[]").lower()
+        return any(
+            c.uri.host.strip("[]").lower() == host
+            for c in self.bindings.contacts_for(self.aor(account), now)
+        )
 
     def complete(
         self,
@@ -335,6 +350,7 @@ class Registrar:
             )
             challenge = self._challenge(now)
             return Answer(401, None, challenge.headers, Outcome.FAILED, blocked)
+        self.proven.prove(lookup.username.lower(), source, now + self.rules.failure_window)
         if lookup.aor_user != lookup.username.lower():
             if aor_is_user:
                 return Answer(

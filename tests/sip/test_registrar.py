@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.sip.auth_throttle import FailureThrottle
+from proxy.sip.auth_throttle import FailureThrottle, ProvenSources
 from proxy.sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from proxy.sip.digest import Algorithm, expected_response, ha1
 from proxy.sip.errors import RemoteSipError
@@ -313,6 +313,61 @@ def test_a_username_that_is_not_utf8_is_400_before_any_look_up() -> None:
     response = registry.one(data)
     assert (response.status, response.reason) == (400, "Bad Request (Authorization is not UTF-8)")
     assert registry.registrar.outcomes["refused"] == 1
+
+
+def block_alice(registry: Registry, first: int) -> None:
+    """A guesser's wrong answers for alice from many (perhaps spoofed) sources."""
+    challenge = registry.one(register(first)).headers.get_all("www-authenticate")[0]
+    for n in range(first + 1, first + 1 + RULES.account_failures):
+        header = authorization(challenge, password="guess", nc=f"{n:08x}")
+        registry.one(register(n, headers=(header,)), (f"198.51.100.{n % 250}", 5060))
+    assert registry.one(register(first + 50, headers=(header,)), OTHER).status == 503
+
+
+OTHER: Address = ("203.0.113.9", 5060)
+
+
+def test_a_guesser_cannot_lock_out_a_phone_that_proved_the_password() -> None:
+    registry = Registry()
+    registry.now = 0.0
+    assert registry.registered(2, contact="<sip:alice@10.0.0.7:5070>").status == 200  # NAT
+    registry.now = 10.0
+    block_alice(registry, 100)
+    # the phone that authenticated from PHONE within the window is still checked
+    assert registry.registered(3, contact="<sip:alice@10.0.0.7:5070>").status == 200
+    # a source that never proved the password is held off
+    challenge = registry.one(register(4), OTHER).headers.get_all("www-authenticate")[0]
+    header = authorization(challenge, nc="00000004")
+    assert registry.one(register(5, headers=(header,)), OTHER).status == 503
+
+
+def test_a_live_binding_exempts_its_address_from_the_account_block() -> None:
+    registry = Registry()
+    assert registry.registered(2).status == 200  # binds sip:alice@192.0.2.10:5070
+    registry.now = 500.0  # the proof is long past the window; the binding (1800 s) lives
+    block_alice(registry, 100)
+    assert registry.registered(3).status == 200
+
+
+def test_an_exempt_phone_is_still_subject_to_its_own_source_block() -> None:
+    registry = Registry()
+    assert registry.registered(2).status == 200
+    challenge = registry.one(register(10)).headers.get_all("www-authenticate")[0]
+    for n in range(11, 11 + RULES.source_failures):
+        header = authorization(challenge, password="guess", nc=f"{n:08x}")
+        registry.one(register(n, headers=(header,)))
+    assert registry.one(register(30)).status == 503
+
+
+def test_proven_sources_expire_and_bound_their_table() -> None:
+    proven = ProvenSources(max_pairs=2)
+    proven.prove("alice", "192.0.2.10", until=60.0)
+    assert proven.proved("alice", "192.0.2.10", 59.0)
+    assert not proven.proved("bob", "192.0.2.10", 0.0)
+    assert not proven.proved("alice", "192.0.2.10", 60.0) and len(proven) == 0
+    for source in ("a", "b", "c"):
+        proven.prove("alice", source, until=100.0)
+    assert len(proven) == 2 and not proven.proved("alice", "a", 0.0)
 
 
 def test_failure_throttle_blocks_when_its_limit_is_reached_and_bounds_its_table() -> None:
