@@ -67,6 +67,13 @@ REFUSED_METHODS: Mapping[str, tuple[int, str]] = {
 }
 
 
+def resolver_transports(config: Config) -> list[str]:
+    """The transports RFC 3263 resolution may pick, in order: ``[sip] transports``, then
+    TLS when ``tls_listen`` turns it on (without it a ``sips:`` URI resolves to nothing)."""
+    transports = [t.upper() for t in config.sip.transports]
+    return [*transports, "TLS"] if config.sip.tls_listen is not None else transports
+
+
 class B2bua:
     """Dispatches the SIP core's events to calls; starts and stops calls."""
 
@@ -122,7 +129,7 @@ class B2bua:
         self.resolver = resolver or Resolver(
             config.dns.nameservers,
             timeout=config.dns.timeout_seconds,
-            transports=[t.upper() for t in config.sip.transports],
+            transports=resolver_transports(config),
             families=(4, 6) if config.sip.media_host(6) else (4,),
         )
         self.health = TargetHealth(config.routing.options_failures)

@@ -10,8 +10,9 @@ The steps, as RFC 3263 orders them:
 
 - a numeric host is used as it is (port: the URI's, else the transport's default);
 - an explicit port: A/AAAA of the host, on that port;
-- an explicit transport (``transport=`` or ``sips:``): SRV for that transport, else
-  A/AAAA on its default port;
+- an explicit transport (``transport=``, or ``sips:``, which is always TLS whatever its
+  ``transport=`` says, RFC 5630 §3.1.3): SRV for that transport, else A/AAAA on its
+  default port;
 - otherwise NAPTR, kept to the services this node speaks (``SIP+D2U``, ``SIP+D2T``,
   ``SIPS+D2T``) in order/preference → SRV of each replacement; no usable NAPTR → SRV for
   each transport we have, in our order; no SRV → A/AAAA on the default port.
@@ -182,9 +183,14 @@ def _addresses(host: str, port: int, transport: str, families: Sequence[int]) ->
 
 
 def _explicit_transport(uri: SipUri) -> str | None:
+    """The transport the URI fixes: TLS for any ``sips:`` URI, whatever its ``transport``
+    parameter says (RFC 5630 §3.1.3: ``sips:…;transport=tcp`` is TLS over TCP, the
+    parameter only naming what is under TLS), else its ``transport=``, else none."""
+    if uri.scheme == "sips":
+        return "TLS"
     if uri.param("transport"):
         return uri.transport
-    return "TLS" if uri.scheme == "sips" else None
+    return None
 
 
 def _ip_version(host: str) -> int | None:

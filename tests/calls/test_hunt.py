@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from proxy.calls.resolver import Resolver
-from proxy.config import RoutingSettings
+from proxy.config import RoutingSettings, SipSettings
 from proxy.events import CallBridged, CallEnded, CallTakerFailedOver, CallTakerInvited
 from proxy.sip.message import Request, Response
 from proxy.sip.resolve import Query, Record, Srv, Target
@@ -224,3 +224,16 @@ async def test_a_lookup_still_unanswered_at_the_ring_timeout_fails_the_call(
         assert (moved.reason, moved.target) == ("unresolved", "")
         finals = [s.message.status for s in h.to(CALLER) if isinstance(s.message, Response)]
         assert finals[-1] == 480
+
+
+async def test_a_sips_call_taker_is_invited_over_tls_when_tls_is_on(tmp_path: Path) -> None:
+    """The resolver gets TLS from ``tls_listen`` (``[sip] transports`` only names UDP/TCP);
+    a sips: URI is TLS even with ``transport=tcp`` (RFC 5630 §3.1.3)."""
+    tls_on = SipSettings(tls_listen=("127.0.0.1", 5061))
+    routing = hunt_group(f"sips:ann@{TAKER[0]}:{TAKER[1]};transport=tcp")
+    async with Harness(tmp_path, routing=routing, sip=tls_on) as h:
+        await invite(h, Peer(CALLER, "caller", "hunt-sips"))
+        await end_notice(h)
+        request = await invited(h, TAKER)
+        assert str(request.headers.get("via")).startswith("SIP/2.0/TLS ")
+        assert h.published(CallTakerFailedOver) == []

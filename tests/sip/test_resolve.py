@@ -131,6 +131,20 @@ def test_sips_uses_tls_only_and_nothing_when_we_have_no_tls() -> None:
     assert (targets, asked) == ([], [])
 
 
+@pytest.mark.parametrize("param", ["", ";transport=tcp", ";transport=udp", ";transport=tls"])
+def test_a_sips_uri_goes_over_tls_whatever_its_transport_parameter(param: str) -> None:
+    """RFC 5630 §3.1.3: ``transport=`` in a sips: URI names what is under TLS."""
+    zone = {
+        ("_sips._tcp.pbx.example", "SRV"): [Srv(0, 0, 5061, "s.pbx.example")],
+        ("s.pbx.example", "A"): ["192.0.2.3"],
+    }
+    tls_only = ("TLS",)
+    targets, _ = resolve(f"sips:desk@pbx.example{param}", zone, transports=tls_only, families=(4,))
+    assert targets == [Target("192.0.2.3", 5061, "TLS")]
+    targets, _ = resolve(f"sips:desk@192.0.2.5{param}", {}, transports=("UDP", "TCP", "TLS"))
+    assert targets == [Target("192.0.2.5", 5061, "TLS")]
+
+
 def test_a_name_that_does_not_exist_gives_no_targets() -> None:
     targets, asked = resolve("sip:desk@nowhere.example", {})
     assert targets == []
