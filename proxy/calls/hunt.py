@@ -146,8 +146,7 @@ class Hunt:
         sip = call.sip
         await self._open_media(target)
         invite = call.call_taker_invite(uri, call.b)
-        destination = (target.host, target.port)
-        txn = sip.invite_b(invite, destination=destination, transport=target.transport)
+        txn = sip.invite_b(invite, target=target)
         log.info("call %s: inviting %s at %s", call.id, uri, target)
         if not self._invited:
             self._invited = True
@@ -170,7 +169,7 @@ class Hunt:
                 if status == 422 and call.timers.retry_after_422(event.response):
                     # the session interval asked again, at least the call taker's Min-SE
                     invite = call.call_taker_invite(uri, call.b)
-                    txn = sip.invite_b(invite, destination=destination, transport=target.transport)
+                    txn = sip.invite_b(invite, target=target)
                     continue
                 return refusal(status), status
             if isinstance(event, TransactionTimedOut) and event.transaction is txn:

@@ -112,6 +112,7 @@ class Prober:
             self.now(),
             destination=(target.host, target.port),
             transport=target.transport,
+            server_name=target.server_name,
         )
         self._pending[txn] = _Probe(name, target, self.now())
 

@@ -17,6 +17,7 @@ from ..sip.core import SipCore
 from ..sip.dialog import Dialog, DialogState
 from ..sip.events import ResponseReceived
 from ..sip.message import Request
+from ..sip.resolve import Target
 from ..sip.transaction import ClientTransaction, ServerTransaction, Transaction, TransactionState
 from .offer_answer import LegSdp
 
@@ -107,11 +108,18 @@ class SipLegs:
         dialog: Dialog | None = None,
         destination: tuple[str, int] | None = None,
         transport: str | None = None,
+        server_name: str | None = None,
     ) -> ClientTransaction:
         """Send a request whose responses the call waits for (to ``destination`` over
-        ``transport`` when DNS chose them)."""
+        ``transport`` when DNS chose them; over TLS the peer's certificate must match
+        ``server_name``, the domain resolved, when given)."""
         txn = self.core.send_request(
-            request, self.now(), dialog=dialog, destination=destination, transport=transport
+            request,
+            self.now(),
+            dialog=dialog,
+            destination=destination,
+            transport=transport,
+            server_name=server_name,
         )
         self.bind(txn)
         self.flush()
@@ -121,11 +129,19 @@ class SipLegs:
         self,
         invite: Request,
         *,
-        destination: tuple[str, int] | None = None,
-        transport: str | None = None,
+        target: Target | None = None,
     ) -> ClientTransaction:
-        """Leg B's INVITE, to ``destination`` over ``transport`` when DNS chose them."""
-        self.b_txn = self.send(invite, destination=destination, transport=transport)
+        """Leg B's INVITE, to ``target`` when DNS chose it (over TLS, its certificate
+        must match the name resolved, RFC 5922 §7.2), else to its Request-URI."""
+        if target is None:
+            self.b_txn = self.send(invite)
+        else:
+            self.b_txn = self.send(
+                invite,
+                destination=(target.host, target.port),
+                transport=target.transport,
+                server_name=target.server_name,
+            )
         return self.b_txn
 
     def abandon_b(self) -> None:

@@ -266,7 +266,10 @@ class Transfers:
             invite.headers.add("Replaces", str(replaces))
             invite.headers.add("Require", REPLACES_TAG)
         txn = call.sip.send(
-            invite, destination=(address.host, address.port), transport=address.transport
+            invite,
+            destination=(address.host, address.port),
+            transport=address.transport,
+            server_name=address.server_name,
         )
         deadline = call.b2bua.now() + call.config.routing.ring_timeout_seconds
         self.pending = _Pending(target, operator, replaces, dialog, leg, side, txn, deadline)

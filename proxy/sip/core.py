@@ -115,6 +115,9 @@ class Outgoing:
     data: bytes
     destination: Address
     transport: str
+    # TLS: the name the peer's certificate must match (RFC 5922 §7.2: the URI's domain,
+    # not the address DNS gave); None: the address, or any connection open to it
+    server_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -269,8 +272,14 @@ class SipCore:
     # ==================================================================================
     # The TransactionOwner interface (used by transactions and retransmitters)
 
-    def transmit(self, message: Message, destination: Address, transport: str) -> None:
-        self._out.append(Outgoing(message.serialize(), destination, transport))
+    def transmit(
+        self,
+        message: Message,
+        destination: Address,
+        transport: str,
+        server_name: str | None = None,
+    ) -> None:
+        self._out.append(Outgoing(message.serialize(), destination, transport, server_name))
         if isinstance(message, Response):
             kind = f"{message.status // 100}xx"
         else:
@@ -350,14 +359,22 @@ class SipCore:
         in a datagram is answered, before the transport closes the connection."""
         self._reject_unparsable(attach_head(error, buffered), source, now, transport)
 
-    def transport_failed(self, destination: Address, transport: str, now: float) -> None:
-        """No connection to ``destination`` could be made (refused, a certificate that
-        does not verify, TLS not configured): the client transactions that sent there
-        and heard nothing fail now, as timeouts (§17.1.4), not 32 s later."""
+    def transport_failed(
+        self,
+        destination: Address,
+        transport: str,
+        now: float,
+        server_name: str | None = None,
+    ) -> None:
+        """No connection to ``destination`` (verified as ``server_name``) could be made
+        (refused, timed out, a certificate that does not verify, TLS not configured): the
+        client transactions that sent there and heard nothing fail now, as timeouts
+        (§17.1.4), not 32 s later."""
         for txn in list(self._client.values()):
             if (
                 txn.destination == destination
                 and txn.transport == transport
+                and txn.server_name == server_name
                 and txn.state in (TransactionState.CALLING, TransactionState.TRYING)
             ):
                 txn.transport_failed()
@@ -840,10 +857,13 @@ class SipCore:
         destination: Address | None = None,
         transport: str | None = None,
         dialog: Dialog | None = None,
+        server_name: str | None = None,
     ) -> ClientTransaction:
         """Send a request in a new client transaction.  A Via with a fresh branch and
         ``rport`` is put on top, and Max-Forwards: 70 added if missing.  The destination
-        defaults to the dialog's next hop, else the Request-URI's host."""
+        defaults to the dialog's next hop, else the Request-URI's host.  ``server_name``:
+        over TLS, the name the peer's certificate must match when ``destination`` is an
+        address DNS gave for it (RFC 5922 §7.2)."""
         if request.method == "ACK":
             raise LocalSipError("send an ACK for a 2xx with send_ack")
         if dialog is not None:
@@ -853,7 +873,12 @@ class SipCore:
         transport = (transport or dtransport).upper()
         self._stamp_outgoing(request, transport)
         txn = ClientTransaction(
-            self, request, destination or (host, port), transport, self.settings.timers
+            self,
+            request,
+            destination or (host, port),
+            transport,
+            self.settings.timers,
+            server_name=server_name,
         )
         self._client[txn.key] = txn
         txn.start(now)
@@ -879,7 +904,12 @@ class SipCore:
     def _send_cancel(self, transaction: ClientTransaction, now: float) -> None:
         cancel = build_cancel(transaction.request)
         txn = ClientTransaction(
-            self, cancel, transaction.destination, transaction.transport, self.settings.timers
+            self,
+            cancel,
+            transaction.destination,
+            transaction.transport,
+            self.settings.timers,
+            server_name=transaction.server_name,
         )
         self._client[txn.key] = txn
         txn.start(now)

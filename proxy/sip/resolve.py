@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Final, TypeVar
 
 from .uri import SipUri
@@ -37,11 +37,15 @@ DEFAULT_PORTS: Final = {"UDP": 5060, "TCP": 5060, "TLS": 5061}
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One address to send to: an IP literal, a port and a transport."""
+    """One address to send to: an IP literal, a port and a transport; and, when the URI
+    named a host by its domain name, that name, which a TLS peer's certificate must match
+    (RFC 5922 §7.2: the domain asked for, not the address or the SRV target).  The name
+    is not part of a target's identity (its health and equality are the address's)."""
 
     host: str
     port: int
     transport: str  # "UDP" | "TCP" | "TLS"
+    server_name: str | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -87,8 +91,22 @@ def resolution(
 ) -> Resolution:
     """The targets for ``uri``, asking DNS through the generator protocol (see the module
     docstring).  ``transports``: those this node speaks, upper case, in preference
-    order; ``families``: the IP versions it can send to, in order."""
+    order; ``families``: the IP versions it can send to, in order.  Each target found
+    through DNS carries the name resolved as its ``server_name``."""
     host = uri.param("maddr") or uri.host
+    targets = yield from _resolution(uri, host, transports, rng, families)
+    if _ip_version(host) is not None:
+        return targets
+    return [replace(t, server_name=host.lower().rstrip(".")) for t in targets]
+
+
+def _resolution(
+    uri: SipUri,
+    host: str,
+    transports: Sequence[str],
+    rng: random.Random,
+    families: Sequence[int],
+) -> Resolution:
     explicit = _explicit_transport(uri)
     usable = [t for t in transports if t == "TLS"] if uri.scheme == "sips" else list(transports)
     if explicit is not None and explicit not in usable:

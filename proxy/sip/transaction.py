@@ -62,7 +62,13 @@ class TransactionState(enum.Enum):
 class TransactionOwner(Protocol):
     """What a transaction needs from the core that owns it."""
 
-    def transmit(self, message: Message, destination: Address, transport: str) -> None: ...
+    def transmit(
+        self,
+        message: Message,
+        destination: Address,
+        transport: str,
+        server_name: str | None = None,
+    ) -> None: ...
 
     def arm(self, transaction: Transaction, name: str, deadline: float) -> None: ...
 
@@ -92,11 +98,16 @@ class Transaction:
         destination: Address,
         transport: str,
         timers: TimerSettings,
+        *,
+        server_name: str | None = None,
     ) -> None:
         self.owner = owner
         self.request = request
         self.destination = destination
         self.transport = transport.upper()
+        # TLS: the name the peer's certificate must match (RFC 5922 §7.2); None: the
+        # destination's address, or any connection already open to it
+        self.server_name = server_name
         self.reliable = is_reliable(transport)
         self.settings = timers
         self.method = request.method
@@ -162,7 +173,7 @@ class ClientTransaction(Transaction):
         return client_key(self.branch, self.method)
 
     def start(self, now: float) -> None:
-        self.owner.transmit(self.request, self.destination, self.transport)
+        self.owner.transmit(self.request, self.destination, self.transport, self.server_name)
         s = self.settings
         if self.is_invite:
             if not self.reliable:
@@ -176,7 +187,7 @@ class ClientTransaction(Transaction):
     def on_timer(self, name: str, now: float) -> None:
         s = self.settings
         if name in ("A", "E"):
-            self.owner.transmit(self.request, self.destination, self.transport)
+            self.owner.transmit(self.request, self.destination, self.transport, self.server_name)
             self.owner.count("retransmissions")
             if name == "A":
                 self._interval *= 2  # Timer A doubles without the T2 cap (§17.1.1.2)
@@ -218,13 +229,13 @@ class ClientTransaction(Transaction):
                 self._arm("M", now + 64 * self.settings.t1)
                 return True
             self.ack = build_non_2xx_ack(self.request, response)
-            self.owner.transmit(self.ack, self.destination, self.transport)
+            self.owner.transmit(self.ack, self.destination, self.transport, self.server_name)
             self._linger(TransactionState.COMPLETED, "D", now + self.settings.timer_d)
             return True
         if state is TransactionState.ACCEPTED and 200 <= status < 300:
             return True  # a 2xx retransmission or a forked 2xx: the dialog layer decides
         if state is TransactionState.COMPLETED and status >= 300 and self.ack is not None:
-            self.owner.transmit(self.ack, self.destination, self.transport)
+            self.owner.transmit(self.ack, self.destination, self.transport, self.server_name)
             self.owner.count("retransmissions_absorbed")
         return False
 

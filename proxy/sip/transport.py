@@ -16,9 +16,12 @@ connections.  An inbound TLS connection is accepted as plain TCP and checked aga
 those limits and against its source's token bucket (``flood.py``) *before* any crypto:
 a handshake flood from one address costs an ``accept`` and a close, not a handshake.
 Only then does its ``ServerTlsSession`` take the bytes, bounded by the handshake
-timeout.  Outbound TLS is asyncio's (``create_connection(ssl=...)``).  Connections are keyed by
-(transport, address), so TCP and TLS to one peer never share one; a request or
-response to a peer goes over the connection already open to it (RFC 3261 §18), and a
+timeout.  Outbound TLS is asyncio's (``create_connection(ssl=...)``), the peer's
+certificate checked against the name the request was for (RFC 5922 §7.2: the URI's
+domain when DNS gave the address, else the address).  Connections are keyed by
+(transport, address, that name), so TCP and TLS to one peer never share one, nor do two
+names served from one address; a request without a name, or a response, to a peer goes
+over any connection already open to it (RFC 3261 §18), and a
 peer that asks with a Via ``alias`` (RFC 5923) gets our requests for its Via address
 over the connection it opened.  A double-CRLF ping on any stream connection is answered by one CRLF
 (RFC 5626 §4.4.1) and keeps the connection from idling out.
@@ -45,7 +48,9 @@ log = logging.getLogger(__name__)
 _closing_log = RateLimitedLog(log)
 
 EventHandler = Callable[[Event], None]
-ConnectionKey = tuple[str, Address]  # ("TCP" | "TLS", peer address)
+#: ("TCP" | "TLS", peer address, the name its TLS certificate was verified for): the name
+#: is None for TCP, inbound connections, and TLS to an address no name was given for.
+ConnectionKey = tuple[str, Address, str | None]
 
 #: RFC 5626 §4.4.1: the pong to a double-CRLF ping.
 PONG = b"\r\n"
@@ -234,7 +239,8 @@ class SipTransport:
             if self._udp is not None:
                 self._udp.sendto(out.data, out.destination)
             return
-        key = (out.transport, out.destination)
+        name = out.server_name if out.transport == "TLS" else None
+        key = (out.transport, out.destination, name)
         conn = self._connections.get(key) or self._aliases.get(key)
         if conn is not None:
             conn.write(out.data)
@@ -255,19 +261,20 @@ class SipTransport:
 
     async def _connect(self, key: ConnectionKey) -> None:
         loop = asyncio.get_running_loop()
-        transport, (host, port) = key
+        transport, (host, port), name = key
         tls = self._tls if transport == "TLS" else None
         try:
             if tls is None:
                 await loop.create_connection(lambda: _StreamConnection(self, "TCP"), host, port)
             else:
-                # the certificate must name the host we were asked to reach (RFC 5922)
+                # the certificate must name the host we were asked to reach: the URI's
+                # domain when DNS gave the address (RFC 5922 §7.2), else the address
                 await loop.create_connection(
-                    lambda: _StreamConnection(self, "TLS"),
+                    lambda: _StreamConnection(self, "TLS", server_name=name),
                     host,
                     port,
                     ssl=tls.client,
-                    server_hostname=host,
+                    server_hostname=name or host,
                     ssl_handshake_timeout=tls.handshake_seconds,
                 )
         except OSError as exc:  # ssl.SSLError and TimeoutError are OSErrors too
@@ -279,7 +286,7 @@ class SipTransport:
         transactions sending there fail now rather than at Timer B/F (§17.1.4)."""
         self.core.count(counter)
         self._connecting.pop(key, None)
-        self.core.transport_failed(key[1], key[0], self.now())
+        self.core.transport_failed(key[1], key[0], self.now(), key[2])
         self.flush()
 
     @property
@@ -289,7 +296,7 @@ class SipTransport:
     @property
     def tls_connections(self) -> int:
         """TLS connections open (handshake done), both directions."""
-        return sum(1 for transport, _ in self._connections if transport == "TLS")
+        return sum(1 for transport, _, _ in self._connections if transport == "TLS")
 
     def tls_snapshot(self) -> TlsSnapshot:
         stats = self.core.stats
@@ -327,9 +334,16 @@ class SipTransport:
         return True
 
     def _connected(self, conn: _StreamConnection) -> None:
-        """A connection ready for SIP (TLS: after its handshake): reachable by its key."""
-        key = (conn.kind, conn.peer)
+        """A connection ready for SIP (TLS: after its handshake): reachable by its key, and
+        one verified for a name also by sends that name none (in-dialog requests to its
+        address, responses), unless another connection to the address has that place."""
+        key = (conn.kind, conn.peer, conn.server_name)
         self._connections[key] = conn
+        if conn.server_name is not None:
+            unnamed = (conn.kind, conn.peer, None)
+            if unnamed not in self._connections and unnamed not in self._aliases:
+                self._aliases[unnamed] = conn
+                conn.aliases.append(unnamed)
         for data in self._connecting.pop(key, []):
             conn.write(data)
 
@@ -339,7 +353,7 @@ class SipTransport:
         address over that connection (a phone behind NAT is reachable no other way).
         Over TLS only when the peer's certificate was verified (§5: the connection must
         be authenticated as the host the alias names)."""
-        conn = self._connections.get((event.transport, event.source))
+        conn = self._connections.get((event.transport, event.source, None))
         if conn is None or conn.aliases:
             return
         try:
@@ -350,14 +364,15 @@ class SipTransport:
             return
         if conn.kind == "TLS" and (conn.tls is None or not conn.tls.peer_verified):
             return
-        key = (conn.kind, (via.host, via.port or (5061 if conn.kind == "TLS" else 5060)))
+        port = via.port or (5061 if conn.kind == "TLS" else 5060)
+        key: ConnectionKey = (conn.kind, (via.host, port), None)
         if key not in self._connections and key not in self._aliases:
             self._aliases[key] = conn
             conn.aliases.append(key)
 
     def _stream_lost(self, conn: _StreamConnection) -> None:
         """Idempotent: a connection gone, or refused, or whose handshake failed."""
-        key = (conn.kind, conn.peer)
+        key = (conn.kind, conn.peer, conn.server_name)
         if self._connections.get(key) is conn:
             del self._connections[key]
         for alias in conn.aliases:
@@ -405,10 +420,18 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 class _StreamConnection(asyncio.Protocol):
     """One TCP or TLS connection, either direction: frames messages, answers pings."""
 
-    def __init__(self, owner: SipTransport, kind: str, *, inbound: bool = False) -> None:
+    def __init__(
+        self,
+        owner: SipTransport,
+        kind: str,
+        *,
+        inbound: bool = False,
+        server_name: str | None = None,
+    ) -> None:
         self.owner = owner
         self.kind = kind  # "TCP" | "TLS": what the core is told it came over
         self.inbound = inbound
+        self.server_name = server_name  # outbound TLS: the name its certificate matched
         self.counted = False  # holds a slot of the inbound limits
         self.tls: ServerTlsSession | None = None  # inbound TLS: we run its records
         self.aliases: list[ConnectionKey] = []  # RFC 5923: other keys it is reached by

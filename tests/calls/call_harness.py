@@ -199,6 +199,7 @@ class Peer:
 class Sent:
     destination: Address
     message: Request | Response
+    server_name: str | None = None  # TLS: the name the peer's certificate must match
 
     def is_request(self, method: str) -> bool:
         return isinstance(self.message, Request) and self.message.method == method
@@ -272,7 +273,7 @@ class Harness:
         while (event := self.core.next_event()) is not None:
             self.b2bua.on_event(event)
         for out in self.core.datagrams_to_send():
-            self.sent.append(Sent(out.destination, parse_message(out.data)))
+            self.sent.append(Sent(out.destination, parse_message(out.data), out.server_name))
 
     async def until(self, condition: Callable[[], object], seconds: float = 3.0) -> None:
         """Let the calls run (and the catalog's thread answer) until ``condition``."""

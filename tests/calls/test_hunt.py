@@ -237,3 +237,22 @@ async def test_a_sips_call_taker_is_invited_over_tls_when_tls_is_on(tmp_path: Pa
         request = await invited(h, TAKER)
         assert str(request.headers.get("via")).startswith("SIP/2.0/TLS ")
         assert h.published(CallTakerFailedOver) == []
+
+
+async def test_a_call_taker_found_through_dns_is_verified_as_its_domain(tmp_path: Path) -> None:
+    """RFC 5922 §7.2: the INVITE goes to the address DNS gave, with the URI's domain as
+    the name the call taker's TLS certificate must match."""
+    zone = {
+        ("_sips._tcp.pbx.example", "SRV"): [Srv(0, 0, TAKER[1], "host1.pbx.example")],
+        ("host1.pbx.example", "A"): [TAKER[0]],
+    }
+    resolver = ZoneResolver(zone)
+    resolver.transports = ("UDP", "TLS")
+    tls_on = SipSettings(tls_listen=("127.0.0.1", 5061))
+    routing = hunt_group("sips:desk@pbx.example")
+    async with Harness(tmp_path, routing=routing, sip=tls_on, resolver=resolver) as h:
+        await invite(h, Peer(CALLER, "caller", "hunt-sips-dns"))
+        await end_notice(h)
+        await invited(h, TAKER)
+        (sent,) = [s for s in h.to(TAKER) if s.is_request("INVITE")]
+        assert sent.server_name == "pbx.example"

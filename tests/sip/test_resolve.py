@@ -145,6 +145,20 @@ def test_a_sips_uri_goes_over_tls_whatever_its_transport_parameter(param: str) -
     assert targets == [Target("192.0.2.5", 5061, "TLS")]
 
 
+def test_targets_found_through_dns_carry_the_domain_asked_for_as_their_server_name() -> None:
+    """RFC 5922 §7.2: a TLS peer's certificate must match the URI's domain, not the SRV
+    target's name nor the address."""
+    zone = {
+        ("_sips._tcp.pbx.example", "SRV"): [Srv(0, 0, 5061, "s1.hosting.example")],
+        ("s1.hosting.example", "A"): ["192.0.2.3"],
+    }
+    (target,), _ = resolve("sips:desk@pbx.example", zone, transports=("TLS",), families=(4,))
+    assert (target.host, target.server_name) == ("192.0.2.3", "pbx.example")
+    assert target == Target("192.0.2.3", 5061, "TLS")  # the name is not its identity
+    (numeric,), _ = resolve("sips:desk@192.0.2.5", {}, transports=("TLS",))
+    assert numeric.server_name is None  # verified against the address itself
+
+
 def test_a_name_that_does_not_exist_gives_no_targets() -> None:
     targets, asked = resolve("sip:desk@nowhere.example", {})
     assert targets == []

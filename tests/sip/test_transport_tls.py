@@ -283,6 +283,44 @@ async def test_transport_tls_is_taken_as_the_legacy_form_of_sips(tls_ca: CertAut
         assert server.transport.tls_connections == 1
 
 
+async def options_to(client: Peer, address: tuple[str, int], server_name: str | None) -> None:
+    """OPTIONS to ``address`` as DNS would have resolved it from a URI naming
+    ``server_name`` (RFC 5922 §7.2: the certificate must match that name)."""
+    request = build_request(
+        "OPTIONS", parse_uri("sips:uas@sip.example.net"), from_="<sips:rec@127.0.0.1>",
+        to="<sips:uas@sip.example.net>",
+    )  # fmt: skip
+    client.core.send_request(
+        request, client.transport.now(), destination=address, transport="TLS",
+        server_name=server_name,
+    )  # fmt: skip
+    client.transport.flush()
+
+
+async def test_a_resolved_address_is_verified_against_the_uris_domain(
+    tls_ca: CertAuthority,
+) -> None:
+    """The peer's certificate names sip.example.net only; we reach it by the address DNS
+    gave (127.0.0.1), so the name checked must be the domain, not the address."""
+    async with (
+        peer(contexts(tls_ca, tls_ca.other_host)) as server,
+        peer(contexts(tls_ca), listen=False) as client,
+    ):
+        await options_to(client, server.address, "sip.example.net")
+        await client.wait_for(ResponseReceived)
+        assert client.answers() == [200]
+        # a request with no name (in a dialog, say) reuses the verified connection
+        await options_to(client, server.address, None)
+        await client.wait_for(ResponseReceived, 2)
+        assert client.answers() == [200, 200] and client.transport.tls_connections == 1
+        # another name served from the same address does not share it: its own
+        # connection is made, and the certificate does not match pbx.test
+        await options_to(client, server.address, "pbx.test")
+        await client.wait_for(TransactionTimedOut)
+        assert client.answers() == [200, 200]
+        assert client.core.stats["tls_connect_failed"] == 1
+
+
 @pytest.mark.parametrize("server_pair", ["rogue", "other_host", "expired"])
 async def test_a_peer_certificate_that_does_not_verify_fails_the_request_at_once(
     tls_ca: CertAuthority, server_pair: str
