@@ -10,6 +10,9 @@ address, apart from the ones we open ourselves (a flood of inbound connections m
 not stop us reaching a call taker).  An inbound connection is closed when idle, or
 when a message has been arriving for longer than the header timeout (slowloris); its
 read buffer is bounded by the message size and its write buffer by ``max_write_buffer``.
+One we opened is closed when nothing was sent or received on it for the idle time; its
+connect (and TLS handshake) is bounded by ``connect_seconds``, after which what waited
+for it fails (the core's ``transport_failed``), not at the OS's connect timeout.
 
 TLS (``start(tls=...)``, contexts from ``tls.py``) runs over the same stream
 connections.  An inbound TLS connection is accepted as plain TCP and checked against
@@ -70,7 +73,8 @@ class TlsSnapshot:
 class TcpLimits:
     max_inbound: int = 512  # connections others opened to us, all sources together
     max_inbound_per_source: int = 32  # ... from one IP address
-    idle_seconds: float = 300.0  # an inbound connection with nothing received is closed
+    idle_seconds: float = 300.0  # inbound: nothing received; outbound: nothing either way
+    connect_seconds: float = 10.0  # an outbound connect, before any TLS handshake
     header_seconds: float = 10.0  # a message must be complete this long after it began
     max_write_buffer: int = 1 << 20  # bytes queued toward a peer that does not read
 
@@ -142,13 +146,15 @@ class SipTransport:
         for attempt in range(1, attempts + 1):
             try:
                 await self._listen(loop, host, port, udp=udp, tcp=tcp)
-                return
+                break
             except OSError:
                 if self._udp is not None:
                     self._udp.close()
                     self._udp, self.udp_address = None, None
                 if attempt == attempts:
                     raise
+        if self._sweeper is None:  # our own connections idle out even with no listener
+            self._sweep()
 
     async def _listen(
         self, loop: asyncio.AbstractEventLoop, host: str, port: int, *, udp: bool, tcp: bool
@@ -168,8 +174,6 @@ class SipTransport:
                 reuse_address=True,
             )
             self.tcp_address = _address(self._tcp_server.sockets[0].getsockname())
-        if (tcp or self._tls_server is not None) and self._sweeper is None:
-            self._sweep()
 
     async def close(self) -> None:
         self._closed = True
@@ -263,13 +267,17 @@ class SipTransport:
         loop = asyncio.get_running_loop()
         transport, (host, port), name = key
         tls = self._tls if transport == "TLS" else None
+        limit = self.tcp_limits.connect_seconds
         try:
             if tls is None:
-                await loop.create_connection(lambda: _StreamConnection(self, "TCP"), host, port)
+                connecting = loop.create_connection(
+                    lambda: _StreamConnection(self, "TCP"), host, port
+                )
             else:
                 # the certificate must name the host we were asked to reach: the URI's
                 # domain when DNS gave the address (RFC 5922 §7.2), else the address
-                await loop.create_connection(
+                limit += tls.handshake_seconds
+                connecting = loop.create_connection(
                     lambda: _StreamConnection(self, "TLS", server_name=name),
                     host,
                     port,
@@ -277,8 +285,10 @@ class SipTransport:
                     server_hostname=name or host,
                     ssl_handshake_timeout=tls.handshake_seconds,
                 )
+            await asyncio.wait_for(connecting, limit)
         except OSError as exc:  # ssl.SSLError and TimeoutError are OSErrors too
-            log.warning("SIP %s connect to %s:%s failed: %s", transport, host, port, exc)
+            why = exc if str(exc) else f"no connection within {limit:g} s"
+            log.warning("SIP %s connect to %s:%s failed: %s", transport, host, port, why)
             self._transport_failed(key, f"{transport.lower()}_connect_failed")
 
     def _transport_failed(self, key: ConnectionKey, counter: str) -> None:
@@ -387,13 +397,17 @@ class SipTransport:
                 del self._inbound_per_source[host]
 
     def _sweep(self) -> None:
-        """Close idle and slowloris inbound connections; runs a few times per timeout."""
+        """Close idle and slowloris inbound connections, and our own when nothing went
+        either way for the idle time; runs a few times per timeout."""
         limits = self.tcp_limits
         now = self.now()
         for conn in list(self._connections.values()):
-            if not conn.inbound:
-                continue
             kind = conn.kind.lower()
+            if not conn.inbound:
+                if now - max(conn.last_received, conn.last_sent) > limits.idle_seconds:
+                    self.core.count(f"{kind}_outbound_idle_closed")
+                    conn.close()
+                continue
             if conn.partial_since is not None and now - conn.partial_since > limits.header_seconds:
                 self.core.count(f"{kind}_header_timeouts")
                 conn.close()
@@ -439,6 +453,7 @@ class _StreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: Address = ("", 0)
         self.last_received = owner.now()
+        self.last_sent = self.last_received  # outbound connections idle out both ways
         self.partial_since: float | None = None  # when the message being read began
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -549,6 +564,7 @@ class _StreamConnection(asyncio.Protocol):
             self.owner.core.count("tcp_write_overflows")
             transport.abort()  # a peer that does not read gets no unbounded queue
             return
+        self.last_sent = self.owner.now()
         transport.write(data)
 
     def close(self) -> None:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from proxy.sip.core import CoreSettings, SipCore
 from proxy.sip.dialog import build_request
-from proxy.sip.events import Event, RequestReceived, ResponseReceived
+from proxy.sip.events import Event, RequestReceived, ResponseReceived, TransactionTimedOut
 from proxy.sip.flood import FloodSettings
 from proxy.sip.transport import SipTransport, TcpLimits
 from proxy.sip.uri import parse_uri
@@ -216,3 +217,55 @@ async def test_a_picked_udp_port_taken_for_tcp_is_picked_again(
         assert taken and taken[0] != transport.udp_address[1]  # the first pick was let go
     finally:
         await transport.close()
+
+
+def send_options(p: Proxy, address: tuple[str, int]) -> None:
+    """An OPTIONS of ours to ``address`` over TCP (a connection we open)."""
+    target = parse_uri(f"sip:uas@{address[0]}:{address[1]};transport=tcp")
+    request = build_request("OPTIONS", target, from_="<sip:rec@127.0.0.1>", to=f"<{target}>")
+    p.core.send_request(request, p.transport.now())
+    p.transport.flush()
+
+
+async def until(condition: Callable[[], bool], within: float) -> bool:
+    for _ in range(int(within / 0.02)):
+        if condition():
+            return True
+        await asyncio.sleep(0.02)
+    return condition()
+
+
+async def test_our_own_idle_connections_are_closed_after_the_idle_timeout() -> None:
+    async with (
+        proxy(TcpLimits()) as server,
+        proxy(TcpLimits(idle_seconds=0.3, header_seconds=0.3)) as client,
+    ):
+        send_options(client, server.address)
+        assert await until(lambda: any(isinstance(e, ResponseReceived) for e in client.events), 3)
+        assert server.transport.inbound_connections == 1
+        # nothing either way for the idle time: we close it, the server sees it go
+        assert await until(lambda: server.transport.inbound_connections == 0, 3)
+        assert client.core.stats["tcp_outbound_idle_closed"] == 1
+        # the next request opens a new one
+        send_options(client, server.address)
+        assert await until(lambda: server.transport.inbound_connections == 1, 3)
+
+
+async def test_a_connect_that_hangs_fails_its_transaction_at_the_connect_timeout() -> None:
+    """A listener whose backlog is full drops our SYNs: the kernel would retry for about
+    two minutes; the transaction fails at ``connect_seconds`` instead, not at Timer F."""
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    filler = socket.create_connection(full.getsockname())  # takes the only slot
+    try:
+        async with proxy(TcpLimits(connect_seconds=0.3)) as client:
+            started = client.transport.now()
+            send_options(client, full.getsockname())
+            events = client.events
+            assert await until(lambda: any(isinstance(e, TransactionTimedOut) for e in events), 3)
+            assert client.transport.now() - started < 2.0  # not Timer F's 32 s
+            assert client.core.stats["tcp_connect_failed"] == 1
+    finally:
+        filler.close()
+        full.close()
