@@ -108,7 +108,7 @@ class SessionRefresh:
             self.call.sip.ack(event)
         if 200 <= status < 300:
             leg.refreshing = False
-            interval = st.as_uac(event.response)
+            interval = st.as_uac(event.response, self._min_se())
             if interval is None:
                 self._stop(leg)
             else:
@@ -119,8 +119,10 @@ class SessionRefresh:
 
     def confirmed(self, event: ResponseReceived) -> None:
         """A 2xx to one of our INVITEs: the interval the party answered, if any."""
-        interval = st.as_uac(event.response)
-        if self.policy is not None and interval is not None and event.dialog is not None:
+        if self.policy is None or event.dialog is None:
+            return
+        interval = st.as_uac(event.response, self.policy.min_se)
+        if interval is not None:
             self._start(event.dialog, interval, event.response)
 
     def reinviting(self, dialog: Dialog | None) -> bool:
@@ -144,6 +146,9 @@ class SessionRefresh:
                 leg.handle.cancel()
         self._legs.clear()
         self._refreshes.clear()
+
+    def _min_se(self) -> int:
+        return self.policy.min_se if self.policy is not None else st.RFC_MIN_SE
 
     # -- timers ----------------------------------------------------------------------------
 

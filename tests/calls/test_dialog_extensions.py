@@ -269,3 +269,17 @@ async def test_garbled_timer_headers_from_the_parties_set_no_timer_and_break_not
         await asyncio.sleep(1.5)  # past any interval the garbled header might have set
         assert not h.published(CallEnded)
         assert not any(s.is_request("UPDATE") or s.is_request("BYE") for s in h.to(TAKER))
+
+
+async def test_a_call_takers_one_second_interval_does_not_end_the_call(tmp_path: Path) -> None:
+    """A 2xx's ``Session-Expires: 1;refresher=uas`` is raised to our Min-SE (90 s):
+    no expiry fires within the second it named."""
+    async with Harness(tmp_path) as h:
+        caller, taker = Peer(CALLER, "caller", "st-10"), Peer(TAKER, "taker", "")
+        await invite_with(h, caller)
+        taker_invite = await play_notice(h)
+        h.feed(taker_answer(taker, taker_invite, "INVITE, ACK, BYE", "1;refresher=uas"), TAKER)
+        await h.until(lambda: h.published(CallBridged) or h.published(CallEnded))
+        await asyncio.sleep(1.5)
+        assert not h.published(SessionTimerExpired)
+        assert not h.published(CallEnded)
