@@ -235,6 +235,13 @@ class Transfers:
                 call.sip.adopt(event.dialog)
         elif status < 300:
             await self._answered(pending, event)
+        elif status == 422 and call.timers.retry_after_422(event.response):
+            # the session interval asked again, at least the target's Min-SE (RFC 4028
+            # §7.3): the same address, the same Replaces; the transfer stays pending
+            log.info("call %s: transfer target answered 422, invited again", call.id)
+            pending.invite = self._send_invite(
+                pending.target, pending.replaces, pending.side, pending.address
+            )
         else:
             self._failed(pending, status, event.response.reason)
         return True
