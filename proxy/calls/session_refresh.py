@@ -145,8 +145,16 @@ class SessionRefresh:
         leg = self._refreshes.pop(transaction, None)
         if leg is None:
             return False
-        self._expired(leg, "the refresh got no answer")
+        if self._legs.get(leg.dialog) is leg:  # not a newer interval, nor forgotten
+            self._expired(leg, "the refresh got no answer")
         return True
+
+    def forget(self, dialog: Dialog) -> None:
+        """``dialog`` has left the call (a transferred call's first call taker): its
+        expiry, or a 408 or 481 to a refresh still out, no longer ends the call."""
+        leg = self._legs.get(dialog)
+        if leg is not None:
+            self._stop(leg)
 
     def stop(self) -> None:
         for leg in self._legs.values():

@@ -367,7 +367,6 @@ class Transfers:
         assert dialog is not None  # the core makes the dialog of a 2xx
         sip.adopt(dialog)
         sip.ack(event)
-        call.timers.confirmed(event)  # the target's session interval (RFC 4028)
         try:
             answer = sdp.SessionDescription.parse(event.response.body)
             audio = pending.side.accept_answer(answer)
@@ -379,6 +378,8 @@ class Transfers:
             return
         at = datetime.now(UTC)
         self.pending = None
+        call.timers.confirmed(event)  # the target's session interval, once its SDP is taken
+        call.timers.forget(pending.notify_to)  # the first call taker's leg is ending
         CallMedia.configure(pending.leg, audio)
         recording = call.switch.recording
         call.media.hand_over(
