@@ -90,3 +90,30 @@ async def test_an_unusable_answer_from_the_target_sets_no_session_timer(
         await asyncio.sleep(2.0)  # past the interval bob's 200 named
         assert not h.published(SessionTimerExpired)
         assert not h.published(CallEnded)
+
+
+async def test_a_481_to_the_first_call_takers_refresh_after_the_transfer_ends_nothing(
+    tmp_path: Path,
+) -> None:
+    """We refresh ann (2 s, refresher=uac); her refresh is still out when bob takes the
+    call, and her phone answers it 481 afterwards: bob's call goes on."""
+    async with Harness(tmp_path, operators=OPERATORS, sip=SHORT) as h:
+        caller, ann = Peer(CALLER, "caller", "transfer-st-3"), Peer(TAKER, "taker", "")
+        await invite(h, caller)
+        taker_invite = await play_notice(h)
+        h.feed(taker_answer(ann, taker_invite, "INVITE, ACK, BYE, UPDATE", "2;refresher=uac"),
+               TAKER)  # fmt: skip
+        await h.until(lambda: any(s.is_response(200) for s in h.to(CALLER)))
+        ok = next(s.message for s in h.to(CALLER) if s.is_response(200))
+        h.feed(caller.request("ACK", to=str(ok.to), cseq=1), CALLER)  # type: ignore[union-attr]
+        await h.until(lambda: any(s.is_request("UPDATE") for s in h.to(TAKER)), seconds=2.0)
+        (refresh,) = [s.message for s in h.to(TAKER) if s.is_request("UPDATE")]
+        h.feed(sent_refer(ann, taker_invite), TAKER)
+        await h.until(lambda: invites_to_bob(h))
+        h.feed(Peer(SECOND, "bob", "").answer(invites_to_bob(h)[0], 200, sdp(52000)), SECOND)
+        await h.until(lambda: h.published(CallTransferred))
+        assert isinstance(refresh, Request)
+        h.feed(make_response(refresh, 481).serialize(), TAKER)
+        await asyncio.sleep(1.5)  # past the end of ann's interval too
+        assert not h.published(SessionTimerExpired)
+        assert not h.published(CallEnded)
