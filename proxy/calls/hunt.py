@@ -145,6 +145,7 @@ class Hunt:
         call = self.call
         sip = call.sip
         await self._open_media(target)
+        call.b.own_keys.clear()  # a fresh SRTP key: one we cancelled never learns the next's
         invite = call.call_taker_invite(uri, call.b)
         txn = sip.invite_b(invite, target=target)
         log.info("call %s: inviting %s at %s", call.id, uri, target)

@@ -7,7 +7,9 @@ ours to the party (``answering``: the interval we grant goes in the 2xx) or the 
 to us (``answered``).  One loop timer per dialog then waits for the next deadline
 (:class:`~proxy.sip.session_timer.Interval`): as refresher we send an UPDATE (or, when
 the party does not allow UPDATE, a re-INVITE with the SDP it already has) at half the
-interval; otherwise — or when our refresh gets no 2xx — the expiry ends the call: a
+interval (a 491 sends it again after 2.1-4 s, a 405 or 501 to an UPDATE as a re-INVITE,
+any other error at the next refresh point); otherwise — or when our refresh gets no
+answer by the interval's end, or 408 or 481 — the expiry ends the call: a
 :class:`~proxy.events.SessionTimerExpired` event, then BYE on both legs and the
 recording closed like any other end, with outcome ``session_expired``.  The pure rules
 are in :mod:`proxy.sip.session_timer`.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -94,7 +97,8 @@ class SessionRefresh:
 
     def answered(self, event: ResponseReceived) -> bool:
         """A response in the call: True if it answers one of our refreshes (the 2xx
-        restarts the interval; 408 or 481 end the call, RFC 4028 §10)."""
+        restarts the interval; 408 or 481 end the call, RFC 4028 §10; any other error
+        keeps it, the refresh tried again: :meth:`_refused`)."""
         leg = self._refreshes.pop(event.transaction, None)
         status = event.response.status
         if leg is None:
@@ -106,21 +110,27 @@ class SessionRefresh:
             return True
         if event.transaction.method == "INVITE" and status < 300:
             self.call.sip.ack(event)
+        if self._legs.get(leg.dialog) is not leg:
+            return True  # a newer interval (the party refreshed meanwhile), or forgotten
         if 200 <= status < 300:
             leg.refreshing = False
-            interval = st.as_uac(event.response)
+            interval = st.as_uac(event.response, self._min_se())
             if interval is None:
                 self._stop(leg)
             else:
                 self._start(leg.dialog, interval, None, leg.allows_update)
         elif status in (408, 481):
             self._expired(leg, f"the refresh got {status}")
+        else:
+            self._refused(leg, event.transaction.method, status)
         return True
 
     def confirmed(self, event: ResponseReceived) -> None:
         """A 2xx to one of our INVITEs: the interval the party answered, if any."""
-        interval = st.as_uac(event.response)
-        if self.policy is not None and interval is not None and event.dialog is not None:
+        if self.policy is None or event.dialog is None:
+            return
+        interval = st.as_uac(event.response, self.policy.min_se)
+        if interval is not None:
             self._start(event.dialog, interval, event.response)
 
     def reinviting(self, dialog: Dialog | None) -> bool:
@@ -135,8 +145,16 @@ class SessionRefresh:
         leg = self._refreshes.pop(transaction, None)
         if leg is None:
             return False
-        self._expired(leg, "the refresh got no answer")
+        if self._legs.get(leg.dialog) is leg:  # not a newer interval, nor forgotten
+            self._expired(leg, "the refresh got no answer")
         return True
+
+    def forget(self, dialog: Dialog) -> None:
+        """``dialog`` has left the call (a transferred call's first call taker): its
+        expiry, or a 408 or 481 to a refresh still out, no longer ends the call."""
+        leg = self._legs.get(dialog)
+        if leg is not None:
+            self._stop(leg)
 
     def stop(self) -> None:
         for leg in self._legs.values():
@@ -144,6 +162,9 @@ class SessionRefresh:
                 leg.handle.cancel()
         self._legs.clear()
         self._refreshes.clear()
+
+    def _min_se(self) -> int:
+        return self.policy.min_se if self.policy is not None else st.RFC_MIN_SE
 
     # -- timers ----------------------------------------------------------------------------
 
@@ -215,6 +236,38 @@ class SessionRefresh:
             )
         self._refreshes[sip.send(request, dialog=dialog)] = leg
         log.info("call %s: session refresh (%s) sent", call.id, request.method)
+
+    def _refused(self, leg: _Leg, method: str, status: int) -> None:
+        """Our refresh got a final error other than 408 or 481: the refresh failed, not
+        the dialog, so the session goes on (RFC 4028 §10 ends it only on those or no
+        answer).  491 (glare): again after 2.1-4 s (RFC 3261 §14.1); 405 or 501 to an
+        UPDATE (refused despite its Allow): the party gets re-INVITEs from now on, one
+        at once; anything else: again at the next refresh point."""
+        call = self.call
+        leg.refreshing = False
+        if leg.handle is not None:
+            leg.handle.cancel()
+        now = call.b2bua.now()
+        side = call.offers.side_of(leg.dialog)
+        if status == 491:
+            delay = 2.1 + secrets.randbelow(1900) / 1000
+            log.info("call %s: session refresh met glare (491), again in %.1f s", call.id, delay)
+            self._arm(leg, now + delay)
+        elif (
+            status in (405, 501)
+            and method == "UPDATE"
+            and leg.allows_update
+            and side is not None
+            and side.local is not None
+        ):
+            log.info("call %s: session refresh by UPDATE refused (%s), by re-INVITE", call.id,
+                     status)  # fmt: skip
+            leg.allows_update = False
+            self._arm(leg, now)
+        else:
+            log.warning("call %s: session refresh (%s) got %s, again at the next refresh",
+                        call.id, method, status)  # fmt: skip
+            self._arm(leg, leg.interval.refresh_due(now))
 
     def _expired(self, leg: _Leg, why: str) -> None:
         call = self.call

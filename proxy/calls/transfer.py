@@ -30,6 +30,7 @@ a REFER before the bridge is 403, one during a transfer 491, a missing or malfor
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Iterable
@@ -122,19 +123,41 @@ def _invited(phone: SipUri, target: SipUri) -> SipUri:
     )
 
 
+@dataclass(frozen=True, eq=False)
+class TargetLookedUp(Event):
+    """A transfer target's RFC 3263 lookup has finished: put on the call's queue, so the
+    call's events are handled while it runs (a caller's BYE is not kept waiting)."""
+
+    lookup: asyncio.Future[list[Target]]
+
+
+@dataclass
+class _Lookup:
+    """A transfer accepted (202) whose target's addresses are being looked up."""
+
+    target: SipUri
+    operator: OperatorSettings
+    replaces: Replaces | None  # an attended transfer's consultation dialog; None: blind
+    notify_to: Dialog  # the first call taker's dialog, where the REFER came from
+    deadline: float  # on the call's monotonic clock: the ring time bounds the lookup too
+    task: asyncio.Future[list[Target]]
+    transferor_left: bool = False  # the first call taker hung up after the 202
+
+
 @dataclass
 class _Pending:
     """A transfer under way: the target being invited, and where its NOTIFYs go."""
 
     target: SipUri
     operator: OperatorSettings
-    replaces: Replaces | None  # an attended transfer's consultation dialog; None: blind
-    notify_to: Dialog  # the first call taker's dialog, where the REFER came from
+    replaces: Replaces | None
+    notify_to: Dialog
     leg: RtpLeg
     side: LegSdp
+    address: Target  # where the INVITE went (a 422's retry goes there too)
     invite: ClientTransaction
-    deadline: float  # on the call's monotonic clock
-    transferor_left: bool = False  # the first call taker hung up after the 202
+    deadline: float
+    transferor_left: bool = False
 
 
 @dataclass
@@ -143,13 +166,16 @@ class Transfers:
 
     call: Call
     pending: _Pending | None = None
+    looking_up: _Lookup | None = None
     _given_up: set[ClientTransaction] = field(default_factory=set)  # cancelled INVITEs
 
     def remaining(self) -> float | None:
-        """Seconds until a pending transfer's target has rung too long (None: none)."""
-        if self.pending is None:
+        """Seconds until a transfer's target has rung (or been looked up) too long
+        (None: no transfer)."""
+        current = self.pending or self.looking_up
+        if current is None:
             return None
-        return max(self.pending.deadline - self.call.b2bua.now(), 0.0)
+        return max(current.deadline - self.call.b2bua.now(), 0.0)
 
     def refuse(self, event: RequestReceived) -> None:
         """A REFER before the bridge (during the notice or ringing): nothing to transfer
@@ -168,25 +194,20 @@ class Transfers:
         if isinstance(event, RequestReceived) and event.request.method == "REFER":
             await self._refer(event)
             return True
-        pending = self.pending
+        if isinstance(event, TargetLookedUp):
+            lookup = self.looking_up
+            if lookup is not None and event.lookup is lookup.task:
+                self.looking_up = None
+                await self._invite_target(lookup)
+            return True  # else a lookup given up on: nothing to do
+        pending = self.pending or self.looking_up
         if isinstance(event, ResponseReceived) and event.transaction in self._given_up:
             if 200 <= event.response.status < 300:  # answered as we gave up: end it
                 self.call.sip.ack_and_bye(event)
             return True
         if pending is None:
             return False
-        if isinstance(event, ResponseReceived) and event.transaction is pending.invite:
-            status = event.response.status
-            if status < 200:
-                if event.dialog is not None:
-                    self.call.sip.adopt(event.dialog)
-            elif status < 300:
-                await self._answered(pending, event)
-            else:
-                self._failed(pending, status, event.response.reason)
-            return True
-        if isinstance(event, TransactionTimedOut) and event.transaction is pending.invite:
-            self._failed(pending, 408, "Request Timeout")
+        if isinstance(pending, _Pending) and await self._target_event(pending, event):
             return True
         if (
             isinstance(event, RequestReceived)
@@ -200,20 +221,55 @@ class Transfers:
             return True
         return False
 
+    async def _target_event(self, pending: _Pending, event: Event) -> bool:
+        """A response to (or the timeout of) the target's INVITE: True if it was one."""
+        call = self.call
+        if isinstance(event, TransactionTimedOut) and event.transaction is pending.invite:
+            self._failed(pending, 408, "Request Timeout")
+            return True
+        if not isinstance(event, ResponseReceived) or event.transaction is not pending.invite:
+            return False
+        status = event.response.status
+        if status < 200:
+            if event.dialog is not None:
+                call.sip.adopt(event.dialog)
+        elif status < 300:
+            await self._answered(pending, event)
+        elif status == 422 and call.timers.retry_after_422(event.response):
+            # the session interval asked again, at least the target's Min-SE (RFC 4028
+            # §7.3): the same address, the same Replaces; the transfer stays pending
+            log.info("call %s: transfer target answered 422, invited again", call.id)
+            pending.invite = self._send_invite(
+                pending.target, pending.replaces, pending.side, pending.address
+            )
+        else:
+            self._failed(pending, status, event.response.reason)
+        return True
+
     def ring_timed_out(self) -> None:
-        """The target did not answer within the ring time: CANCEL, and the caller stays."""
+        """The target did not answer (or was not found) within the ring time: CANCEL,
+        and the caller stays."""
+        lookup = self.looking_up
+        if lookup is not None:
+            self.looking_up = None
+            lookup.task.cancel()
+            self._failed(lookup, 503, "Service Unavailable")
+            return
         pending = self.pending
         if pending is not None:
             self._give_up(pending.invite)
             self._failed(pending, 408, "Request Timeout")
 
     def abandon(self) -> None:
-        """The call is ending during a transfer: cancel the target's INVITE."""
-        pending = self.pending
+        """The call is ending during a transfer: cancel the lookup or the target's INVITE."""
+        pending = self.pending or self.looking_up
         if pending is None:
             return
-        self.pending = None
-        self._give_up(pending.invite)
+        self.pending = self.looking_up = None
+        if isinstance(pending, _Pending):
+            self._give_up(pending.invite)
+        else:
+            pending.task.cancel()
         self._notify(pending.notify_to, 487, "Request Terminated")
         self._publish(pending, "abandoned")
 
@@ -225,7 +281,7 @@ class Transfers:
             from_public=self._from_public(event),
             outbound=call.plan.outbound,
             bridged=call.phase is CallPhase.BRIDGED,
-            busy=self.pending is not None,
+            busy=self.pending is not None or self.looking_up is not None,
         )
         if refusal is not None:
             self._respond(event, refusal)
@@ -246,14 +302,27 @@ class Transfers:
             "call %s: %s transfers the call to %s (%s)",
             call.id, call.operator, operator.name, kind,
         )  # fmt: skip
-        # a phone named by a host name goes to its first RFC 3263 address (issue 18)
-        found = await call.b2bua.resolver.resolve(target)
+        # a phone named by a host name goes to its first RFC 3263 address (issue 18),
+        # looked up while the call's events are handled, within the ring time
+        ring = call.config.routing.ring_timeout_seconds
+        task = asyncio.ensure_future(asyncio.wait_for(call.b2bua.resolver.resolve(target), ring))
+        lookup = _Lookup(target, operator, replaces, dialog, call.b2bua.now() + ring, task)
+        self.looking_up = lookup
+        task.add_done_callback(lambda done: call.events.put_nowait(TargetLookedUp(done)))
+
+    async def _invite_target(self, lookup: _Lookup) -> None:
+        """The lookup is over: the target's INVITE to its first address; none (or an
+        error, or the ring time spent) fails the transfer with 503."""
+        call, task = self.call, lookup.task
+        error = None if task.cancelled() else task.exception()
+        found = [] if task.cancelled() or error is not None else task.result()
+        if error is not None:  # a resolver failure, or the ring time spent: no address
+            log.info("call %s: transfer target %s: lookup failed (%r)", call.id,
+                     lookup.target, error)  # fmt: skip
         leg = await self._target_leg(found[0]) if found else None
         if not found or leg is None:
-            self._notify(dialog, 503, "Service Unavailable")
-            call.b2bua.publish(CallTransferred(call.id, "failed", operator.name, 503))
+            self._failed(lookup, 503, "Service Unavailable")
             return
-        address = found[0]
         side = LegSdp(
             "call taker",
             secrets.randbelow(2**31),
@@ -261,18 +330,29 @@ class Transfers:
             srtp=call.config.media.srtp.call_taker,
         )
         side.port, side.address = leg.port, leg.local_host
+        pending = _Pending(
+            lookup.target, lookup.operator, lookup.replaces, lookup.notify_to, leg, side,
+            found[0], self._send_invite(lookup.target, lookup.replaces, side, found[0]),
+            call.b2bua.now() + call.config.routing.ring_timeout_seconds,
+            lookup.transferor_left,
+        )  # fmt: skip
+        self.pending = pending
+
+    def _send_invite(
+        self, target: SipUri, replaces: Replaces | None, side: LegSdp, address: Target
+    ) -> ClientTransaction:
+        """Our INVITE to the target with a new offer from ``side``."""
+        call = self.call
         invite = call.call_taker_invite(target, side)
         if replaces is not None:  # their phone swaps its consultation for this call
             invite.headers.add("Replaces", str(replaces))
             invite.headers.add("Require", REPLACES_TAG)
-        txn = call.sip.send(
+        return call.sip.send(
             invite,
             destination=(address.host, address.port),
             transport=address.transport,
             server_name=address.server_name,
         )
-        deadline = call.b2bua.now() + call.config.routing.ring_timeout_seconds
-        self.pending = _Pending(target, operator, replaces, dialog, leg, side, txn, deadline)
 
     async def _target_leg(self, address: Target) -> RtpLeg | None:
         """The target's RTP leg, in its address's family; None when none can be opened."""
@@ -290,7 +370,6 @@ class Transfers:
         assert dialog is not None  # the core makes the dialog of a 2xx
         sip.adopt(dialog)
         sip.ack(event)
-        call.timers.confirmed(event)  # the target's session interval (RFC 4028)
         try:
             answer = sdp.SessionDescription.parse(event.response.body)
             audio = pending.side.accept_answer(answer)
@@ -302,6 +381,8 @@ class Transfers:
             return
         at = datetime.now(UTC)
         self.pending = None
+        call.timers.confirmed(event)  # the target's session interval, once its SDP is taken
+        call.timers.forget(pending.notify_to)  # the first call taker's leg is ending
         CallMedia.configure(pending.leg, audio)
         recording = call.switch.recording
         call.media.hand_over(
@@ -332,11 +413,12 @@ class Transfers:
             )
         self._publish(pending, "succeeded", event.response.status)  # once catalogued
 
-    def _failed(self, pending: _Pending, status: int, reason: str) -> None:
+    def _failed(self, pending: _Pending | _Lookup, status: int, reason: str) -> None:
         """The caller stays with the first call taker, who is told why."""
         self.pending = None
         call = self.call
-        call.media.drop(pending.leg)
+        if isinstance(pending, _Pending):
+            call.media.drop(pending.leg)
         self._notify(pending.notify_to, status, reason)
         self._publish(pending, "failed", status)
         log.info("call %s: transfer to %s failed (%s)", call.id, pending.operator.name, status)
@@ -369,7 +451,9 @@ class Transfers:
             self._given_up.add(invite)
         self.call.sip.cancel(invite)
 
-    def _publish(self, pending: _Pending, outcome: str, status: int | None = None) -> None:
+    def _publish(
+        self, pending: _Pending | _Lookup, outcome: str, status: int | None = None
+    ) -> None:
         self.call.b2bua.publish(
             CallTransferred(self.call.id, outcome, pending.operator.name, status)
         )

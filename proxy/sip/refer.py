@@ -26,7 +26,9 @@ def refer_to(request: Request) -> SipUri:
     """The target of a REFER: the one ``Refer-To`` (compact ``r``), a SIP URI whose only
     embedded header may be ``Replaces`` (an attended transfer: :func:`replaces_of`).
     400 when it is missing, repeated or malformed; 403 when it names something we cannot
-    call (not ``sip:``, or with any other embedded header: none may steer our INVITE)."""
+    call (not ``sip:`` or ``sips:``, or with any other embedded header: none may steer
+    our INVITE).  A ``sips:`` target is accepted like a ``sip:`` one: our INVITE goes to
+    the configured phone, whose own scheme decides whether it goes over TLS."""
     values = request.headers.get_all("refer-to")
     if len(values) != 1:
         raise RemoteSipError(400, "Bad Request (exactly one Refer-To needed)")
@@ -34,8 +36,8 @@ def refer_to(request: Request) -> SipUri:
         target = NameAddr.parse(values[0]).uri
     except RemoteSipError:
         raise RemoteSipError(400, "Bad Request (malformed Refer-To)") from None
-    if not isinstance(target, SipUri) or target.scheme != "sip":
-        raise RemoteSipError(403, "Forbidden (only a sip: transfer target)")
+    if not isinstance(target, SipUri) or target.scheme not in ("sip", "sips"):
+        raise RemoteSipError(403, "Forbidden (only a sip: or sips: transfer target)")
     replaces_of(target)  # any other header is refused here, before anything is done
     return target
 

@@ -148,9 +148,12 @@ def uac_headers(policy: TimerPolicy, refresher: str | None = None) -> list[tuple
     ]
 
 
-def as_uac(response: Response) -> Interval | None:
+def as_uac(response: Response, min_se: int) -> Interval | None:
     """What a 2xx to our request set (§7.2): no Session-Expires (or a garbled one), no
-    session timer; a refresher left out is ours (the UAC's)."""
+    session timer; a refresher left out is ours (the UAC's).  An interval below the
+    ``Min-SE`` we asked for (a 2xx must not go there, §9) is raised to it — to the RFC's
+    90 s floor when ours is higher — so one bad header (``Session-Expires: 0``) cannot
+    arm an expiry that ends the call at once."""
     try:
         answered = session_expires_of(response)
     except RemoteSipError:
@@ -158,4 +161,5 @@ def as_uac(response: Response) -> Interval | None:
     if answered is None:
         return None
     refresher = answered.refresher or "uac"
-    return Interval(answered.seconds, refresher, we_refresh=refresher == "uac")
+    seconds = max(answered.seconds, min(min_se, RFC_MIN_SE))
+    return Interval(seconds, refresher, we_refresh=refresher == "uac")

@@ -269,3 +269,63 @@ async def test_garbled_timer_headers_from_the_parties_set_no_timer_and_break_not
         await asyncio.sleep(1.5)  # past any interval the garbled header might have set
         assert not h.published(CallEnded)
         assert not any(s.is_request("UPDATE") or s.is_request("BYE") for s in h.to(TAKER))
+
+
+async def test_a_call_takers_one_second_interval_does_not_end_the_call(tmp_path: Path) -> None:
+    """A 2xx's ``Session-Expires: 1;refresher=uas`` is raised to our Min-SE (90 s):
+    no expiry fires within the second it named."""
+    async with Harness(tmp_path) as h:
+        caller, taker = Peer(CALLER, "caller", "st-10"), Peer(TAKER, "taker", "")
+        await invite_with(h, caller)
+        taker_invite = await play_notice(h)
+        h.feed(taker_answer(taker, taker_invite, "INVITE, ACK, BYE", "1;refresher=uas"), TAKER)
+        await h.until(lambda: h.published(CallBridged) or h.published(CallEnded))
+        await asyncio.sleep(1.5)
+        assert not h.published(SessionTimerExpired)
+        assert not h.published(CallEnded)
+
+
+async def refresh_answered(h: Harness, caller: Peer, status: int) -> None:
+    """A bridged call whose caller allows UPDATE: our first refresh answered ``status``."""
+    await invite_with(h, caller, ("Allow", "INVITE, ACK, BYE, UPDATE"))
+    await bridge(h, caller, Peer(TAKER, "taker", ""))
+    await h.until(lambda: any(s.is_request("UPDATE") for s in h.to(CALLER)), seconds=3.0)
+    (update,) = [s.message for s in h.to(CALLER) if s.is_request("UPDATE")]
+    assert isinstance(update, Request)
+    h.feed(make_response(update, status).serialize(), CALLER)
+
+
+def updates_to(h: Harness, where: tuple[str, int]) -> list[Request]:
+    return [s.message for s in h.to(where) if isinstance(s.message, Request)
+            and s.message.method == "UPDATE"]  # fmt: skip
+
+
+async def test_a_refresh_answered_491_is_sent_again_and_the_call_goes_on(tmp_path: Path) -> None:
+    async with Harness(tmp_path, sip=SHORT) as h:
+        await refresh_answered(h, Peer(CALLER, "caller", "st-11"), 491)
+        await h.until(lambda: len(updates_to(h, CALLER)) == 2 or h.published(CallEnded), 5.0)
+        assert not h.published(CallEnded)  # the interval's end (1 s) passed: no BYE
+        assert len(updates_to(h, CALLER)) == 2  # again after 2.1-4 s
+
+
+async def test_an_update_refused_405_is_resent_as_a_reinvite(tmp_path: Path) -> None:
+    async with Harness(tmp_path, sip=SHORT) as h:
+        caller = Peer(CALLER, "caller", "st-12")
+        await refresh_answered(h, caller, 405)
+        reinvites = lambda: [  # noqa: E731
+            s.message for s in h.to(CALLER) if s.is_request("INVITE") and s.message.cseq.number > 1
+        ]
+        await h.until(lambda: reinvites() or h.published(CallEnded), seconds=0.5)
+        (reinvite,) = reinvites()
+        assert isinstance(reinvite, Request) and b"m=audio" in reinvite.body
+        assert reinvite.headers.get("session-expires") == "2;refresher=uac"
+        assert not h.published(CallEnded)
+
+
+async def test_a_refresh_answered_500_keeps_the_call_and_refreshes_again(tmp_path: Path) -> None:
+    async with Harness(tmp_path, sip=SHORT) as h:
+        await refresh_answered(h, Peer(CALLER, "caller", "st-13"), 500)
+        await h.until(lambda: len(updates_to(h, CALLER)) == 2 or h.published(CallEnded), 3.0)
+        assert not h.published(CallEnded)
+        assert len(updates_to(h, CALLER)) == 2  # at the next refresh point, half an interval
+        assert not any(s.is_request("BYE") for s in h.to(TAKER))

@@ -10,13 +10,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from proxy.calls.resolver import Resolver
-from proxy.config import RoutingSettings, SipSettings
+from proxy.config import RoutingSettings, SipSettings, SrtpSettings
 from proxy.events import CallBridged, CallEnded, CallTakerFailedOver, CallTakerInvited
-from proxy.sip.message import Request, Response
+from proxy.sip.message import Request, Response, make_response
 from proxy.sip.resolve import Query, Record, Srv, Target
 
 from .call_harness import CALLER, TAKER, Harness, Peer, sdp
 from .test_call_flow import CALLER_TO, invite, invite_branch, no_sockets  # noqa: F401
+from .test_call_srtp import crypto_of
 
 TAKER2 = ("127.0.0.1", 5072)
 ANN = f"sip:ann@{TAKER[0]}:{TAKER[1]}"
@@ -256,3 +257,29 @@ async def test_a_call_taker_found_through_dns_is_verified_as_its_domain(tmp_path
         await invited(h, TAKER)
         (sent,) = [s for s in h.to(TAKER) if s.is_request("INVITE")]
         assert sent.server_name == "pbx.example"
+
+
+async def test_each_call_taker_is_offered_its_own_srtp_key(tmp_path: Path) -> None:
+    """Ann rang and was cancelled: the key bob is offered (and the call then uses) is not
+    the one she saw."""
+    routing = hunt_group(ANN, BOB, no_answer=0.3)
+    async with Harness(tmp_path, routing=routing, srtp=SrtpSettings("off", "require")) as h:
+        caller, ann, _ = parties("hunt-srtp")
+        first, second = await ann_rings_too_long(h, caller, ann)
+        ann_keys = {k.key_salt for line in crypto_of(first) for k in line.keys}
+        bob_keys = {k.key_salt for line in crypto_of(second) for k in line.keys}
+        assert ann_keys and bob_keys
+        assert not ann_keys & bob_keys
+
+
+async def test_the_422_retry_to_the_same_call_taker_keeps_its_key(tmp_path: Path) -> None:
+    async with Harness(tmp_path, routing=hunt_group(ANN), srtp=SrtpSettings("off", "require")) as h:
+        caller = parties("hunt-srtp-422")[0]
+        await invite(h, caller)
+        await end_notice(h)
+        first = await invited(h, TAKER)
+        too_small = make_response(first, 422, to_tag="t1", headers=[("Min-SE", "3600")])
+        h.feed(too_small.serialize(), TAKER)
+        retry = await invited(h, TAKER, 2)
+        keys = [{k.key_salt for line in crypto_of(m) for k in line.keys} for m in (first, retry)]
+        assert keys[0] and keys[0] == keys[1]

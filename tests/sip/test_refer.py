@@ -40,6 +40,13 @@ def test_refer_to_is_read_in_long_and_compact_form(line: str) -> None:
     assert (target.user, target.host, target.port) == ("bob", "10.0.0.2", 5080)
 
 
+def test_a_sips_refer_to_is_a_target() -> None:
+    target = refer.refer_to(refer_with("Refer-To: <sips:bob@10.0.0.2:5061>"))
+    assert (target.scheme, target.user, target.host, target.port) == (
+        "sips", "bob", "10.0.0.2", 5061,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("lines", "status"),
     [
@@ -47,7 +54,6 @@ def test_refer_to_is_read_in_long_and_compact_form(line: str) -> None:
         (("Refer-To: <sip:a@h>", "Refer-To: <sip:b@h>"), 400),  # two targets
         (("Refer-To: <sip:bob@",), 400),  # malformed
         (("Refer-To: <tel:+441234567890>",), 403),  # not a phone we can INVITE by SIP
-        (("Refer-To: <sips:bob@10.0.0.2>",), 403),
         (("Refer-To: <sip:bob@10.0.0.2?Replaces=abc%3Bto-tag%3Dx>",), 400),  # no from-tag
         (("Refer-To: <sip:bob@10.0.0.2?Subject=x>",), 403),  # no other header may steer us
         (("Refer-To: <sip:b@h?Replaces=a%3Bto-tag%3Db%3Bfrom-tag%3Dc&Priority=urgent>",), 403),

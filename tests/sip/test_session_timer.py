@@ -80,13 +80,13 @@ def test_uas_honours_the_named_refresher_and_the_requests_min_se() -> None:
 
 
 def test_uac_learns_the_interval_and_refresher_from_the_2xx() -> None:
-    assert as_uac(response(("Session-Expires", "900;refresher=uac"))) == Interval(
+    assert as_uac(response(("Session-Expires", "900;refresher=uac")), 90) == Interval(
         900, "uac", we_refresh=True
     )
-    assert as_uac(response(("Session-Expires", "900;refresher=uas"))) == Interval(
+    assert as_uac(response(("Session-Expires", "900;refresher=uas")), 90) == Interval(
         900, "uas", we_refresh=False
     )
-    assert as_uac(response()) is None  # no session timer on this leg
+    assert as_uac(response(), 90) is None  # no session timer on this leg
     assert uac_headers(POLICY) == [
         ("Supported", "timer"),
         ("Session-Expires", "1800"),
@@ -175,4 +175,34 @@ def test_fuzzed_timer_headers_in_an_update_leave_the_call_as_it_was(se: str, min
 
 
 def test_a_garbled_session_expires_in_a_2xx_sets_no_timer() -> None:
-    assert as_uac(response(("Session-Expires", "soon;refresher=uac"))) is None
+    assert as_uac(response(("Session-Expires", "soon;refresher=uac")), 90) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "min_se", "expected"),
+    [
+        ("0", 90, Interval(90, "uac", we_refresh=True)),
+        ("1;refresher=uas", 90, Interval(90, "uas", we_refresh=False)),
+        ("1;refresher=uas", 1800, Interval(90, "uas", we_refresh=False)),  # the RFC floor
+        ("1;refresher=uas", 2, Interval(2, "uas", we_refresh=False)),  # a test's low Min-SE
+        ("120;refresher=uas", 90, Interval(120, "uas", we_refresh=False)),  # above: as is
+    ],
+)
+def test_a_2xx_interval_below_our_min_se_is_raised_to_it(
+    value: str, min_se: int, expected: Interval
+) -> None:
+    interval = as_uac(response(("Session-Expires", value)), min_se)
+    assert interval == expected
+
+
+def test_a_2xx_with_a_one_second_interval_arms_no_expiry_within_the_first_minute() -> None:
+    """On a fake clock: the answer at t=1000 with ``Session-Expires: 1;refresher=uas``
+    would have expired at 1000.67; raised to 90 s it expires at 1000 + 90 - 30."""
+    interval = as_uac(response(("Session-Expires", "1;refresher=uas")), 90)
+    assert interval is not None
+    assert interval.next_deadline(1000.0) == 1060.0
+
+
+def test_a_uas_request_interval_below_our_min_se_is_raised_to_it() -> None:
+    asked = request(("Supported", "timer"), ("Session-Expires", "0;refresher=uas"))
+    assert as_uas(asked, POLICY) == Interval(90, "uas", we_refresh=True)
