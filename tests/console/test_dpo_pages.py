@@ -313,6 +313,7 @@ def test_a_records_officer_checks_the_chain_on_the_page_but_reads_no_entry(
     assert page.locator("#check-result").inner_text().startswith("Intact:")
     assert page.locator("tbody tr").count() == 0
     assert_accessible(page)
+    screenshot(page, "audit-chain")
     (entry,) = host.rows("SELECT actor, action, detail FROM audit_log WHERE seq > ?", before)
     assert entry[:2] == ("olive", "access.allowed")
     assert json.loads(entry[2])["action"] == "verify_integrity"  # the check, not a reading
@@ -339,6 +340,7 @@ def test_the_flags_page_lists_a_flag_raised_by_refusals_and_clears_it(
     section = page.get_by_role("region", name=f"Flag {flag_id}: repeated refusals")
     assert "sam" in section.inner_text()
     assert_accessible(page)
+    screenshot(page, "flags")
     section.get_by_role("button", name=f"Clear flag {flag_id}").click()
     assert page.locator(f"#clear-reason-{flag_id}-error").is_visible()
     assert_accessible(page)
