@@ -16,9 +16,11 @@ Keys change with every offer (``rekey``): a session whose key did not change is 
 is kept as a fallback for the packets it sent with its old key while the new
 description was on its way.
 
-Outbound sessions allow repeated sequence numbers: the relay passes on a party's
-duplicates as they came, and libsrtp would otherwise refuse to protect them.  Pure:
-no sockets, no clock; nothing here is logged, and no key appears in a ``repr``.
+Outbound sessions refuse a repeated sequence number (``Rejection.REPEATED``): two
+different packets protected with one SSRC and index share a keystream (with AES-GCM, a
+nonce: the key's authentication is lost), so a party's duplicate is dropped, not passed
+on.  Pure: no sockets, no clock; nothing here is logged, and no key appears in a
+``repr``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class Rejection(enum.Enum):
     AUTHENTICATION = "authentication"  # the tag did not verify: tampered, or another key
     REPLAYED = "replayed"  # libsrtp's replay window has seen it, or it is too old
     MALFORMED = "malformed"  # too short or too long to process
+    # outbound only: an SSRC and sequence number we have protected before (a duplicate)
+    REPEATED = "repeated"
 
 
 class SrtpRejected(Exception):
@@ -78,8 +82,6 @@ def _session(suite: str, key: bytes, *, inbound: bool) -> pylibsrtp.Session:
         ),
         srtp_profile=PROFILES[suite],
     )
-    if not inbound:
-        policy.allow_repeat_tx = True
     return pylibsrtp.Session(policy)
 
 
@@ -158,14 +160,23 @@ class SrtpStreams:
         raise SrtpRejected(reason)
 
     def protect(self, packet: bytes) -> bytes:
-        """The SRTP packet for a plain one, or ``SrtpRejected`` (too long)."""
+        """The SRTP packet for a plain one, or ``SrtpRejected``: too long, a sequence
+        number its SSRC has sent before."""
+        outbound = self._outbound
         try:
-            return self._outbound.session.protect(packet)
+            return outbound.session.protect(packet)
         except (pylibsrtp.Error, ValueError, TypeError) as error:
-            raise SrtpRejected(_reason(error)) from None
+            raise SrtpRejected(_outbound_reason(error)) from None
 
     def protect_rtcp(self, packet: bytes) -> bytes:
+        outbound = self._outbound
         try:
-            return self._outbound.session.protect_rtcp(packet)
+            return outbound.session.protect_rtcp(packet)
         except (pylibsrtp.Error, ValueError, TypeError) as error:
-            raise SrtpRejected(_reason(error)) from None
+            raise SrtpRejected(_outbound_reason(error)) from None
+
+
+def _outbound_reason(error: Exception) -> Rejection:
+    """What libsrtp's replay check means when we protect: a repeated index."""
+    reason = _reason(error)
+    return Rejection.REPEATED if reason is Rejection.REPLAYED else reason

@@ -180,3 +180,20 @@ async def test_counters_of_closed_legs_stay_per_party(session: MediaSession) -> 
     by_party = session.allocator.snapshot().by_party
     assert (by_party["caller"].srtp_auth_failed, by_party["call_taker"].srtp_replayed) == (3, 2)
     await asyncio.sleep(0)
+
+
+async def test_a_plain_partys_duplicate_is_not_reprotected_on_an_srtp_leg(
+    session: MediaSession,
+) -> None:
+    """The plain caller sends one sequence number twice (another payload the second
+    time): protecting both would reuse the keystream, so the second is not sent."""
+    keys = Keys("AEAD_AES_256_GCM")
+    async with bridged(session, None, keys) as call:
+        call.alice.send(rtp(1, 160, 0xA, b"\x11" * 160), call.caller.port)
+        assert keys.party.unprotect(await call.bob.receive()) == rtp(1, 160, 0xA, b"\x11" * 160)
+        call.alice.send(rtp(1, 160, 0xA, b"\x22" * 160), call.caller.port)
+        assert await call.bob.nothing()
+        call.alice.send(rtp(2, 320, 0xA), call.caller.port)
+        assert keys.party.unprotect(await call.bob.receive()) == rtp(2, 320, 0xA)
+        assert call.taker.stats.srtp_repeated == 1 and call.taker.stats.packets_out == 2
+        assert session.allocator.snapshot().by_party["call_taker"].srtp_repeated == 1

@@ -8,7 +8,12 @@ import struct
 
 import pytest
 
-from proxy.media.srtp import PROFILES, Rejection, SrtpRejected, SrtpStreams
+from proxy.media.srtp import (
+    PROFILES,
+    Rejection,
+    SrtpRejected,
+    SrtpStreams,
+)
 from proxy.sip.sdes import SUITES, new_key
 
 
@@ -97,10 +102,18 @@ def test_short_or_oversized_packets_are_malformed() -> None:
     assert caught.value.reason is Rejection.MALFORMED
 
 
-def test_a_repeated_sequence_number_is_still_protected() -> None:
-    """The relay passes a party's duplicates on as they came."""
-    us, party = pair("AES_CM_128_HMAC_SHA1_80")
-    assert us.protect(rtp(7)) == us.protect(rtp(7))
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_a_repeated_sequence_number_is_refused_not_protected_with_the_same_keystream(
+    suite: str,
+) -> None:
+    """Two packets under one SSRC and index would share a keystream (AES-GCM: a nonce),
+    so the second is refused, whatever its payload; the stream goes on after it."""
+    us, party = pair(suite)
+    assert party.unprotect(us.protect(rtp(7))) == rtp(7)
+    for repeat in (rtp(7), rtp(7, payload=b"\xaa" * 160)):
+        with pytest.raises(SrtpRejected) as caught:
+            us.protect(repeat)
+        assert caught.value.reason is Rejection.REPEATED
     assert party.unprotect(us.protect(rtp(8))) == rtp(8)
 
 
