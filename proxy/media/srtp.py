@@ -11,6 +11,13 @@ Authentication and replay protection are libsrtp's: a packet that fails either r
 stream per SSRC on each session (any inbound SSRC, any outbound SSRC), so a party that
 changes its SSRC, or our stream rewriter's own SSRC, need no new keys.
 
+libsrtp keeps a stream for every outbound SSRC it has protected, and searches them per
+packet: a plain party (or one spoofing its address) that sent a new SSRC in every
+packet would grow the outbound session without end.  So an outbound session protects
+at most ``MAX_OUTBOUND_SSRCS`` SSRCs (RTP and RTCP alike); a packet from yet another is
+refused (``Rejection.SSRC_LIMIT``), never a stream dropped to make room (a stream
+created again would start its packet index over and reuse its keystream).
+
 Keys change with every offer (``rekey``): a session whose key did not change is kept
 (with its replay window and rollover counter), and the party's previous inbound session
 is kept as a fallback for the packets it sent with its old key while the new
@@ -36,6 +43,9 @@ PROFILES: dict[str, int] = {
     "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
 }
 
+#: The SSRCs one outbound session protects at most (each is a libsrtp stream).
+MAX_OUTBOUND_SSRCS = 32
+
 # libsrtp's messages (pylibsrtp.Error's text) for a packet seen before or too old
 _REPLAYED = frozenset(
     {
@@ -54,6 +64,8 @@ class Rejection(enum.Enum):
     MALFORMED = "malformed"  # too short or too long to process
     # outbound only: an SSRC and sequence number we have protected before (a duplicate)
     REPEATED = "repeated"
+    # outbound only: a new SSRC past MAX_OUTBOUND_SSRCS on the session
+    SSRC_LIMIT = "ssrc_limit"
 
 
 class SrtpRejected(Exception):
@@ -88,12 +100,21 @@ def _session(suite: str, key: bytes, *, inbound: bool) -> pylibsrtp.Session:
 class _Keyed:
     """One libsrtp session and what it was keyed with (to tell whether a rekey keeps it)."""
 
-    __slots__ = ("key", "session", "suite")
+    __slots__ = ("key", "session", "ssrcs", "suite")
 
     def __init__(self, suite: str, key: bytes, *, inbound: bool) -> None:
         self.suite = suite
         self.key = key
         self.session = _session(suite, key, inbound=inbound)
+        self.ssrcs: set[bytes] = set()  # outbound: the SSRCs protected so far
+
+    def admit(self, ssrc: bytes) -> None:
+        """An outbound packet's SSRC: one more stream, unless the session has its fill."""
+        ssrcs = self.ssrcs
+        if ssrc not in ssrcs:
+            if len(ssrcs) >= MAX_OUTBOUND_SSRCS:
+                raise SrtpRejected(Rejection.SSRC_LIMIT)
+            ssrcs.add(ssrc)
 
     def __repr__(self) -> str:
         return f"<{self.suite} session>"
@@ -161,8 +182,9 @@ class SrtpStreams:
 
     def protect(self, packet: bytes) -> bytes:
         """The SRTP packet for a plain one, or ``SrtpRejected``: too long, a sequence
-        number its SSRC has sent before."""
+        number its SSRC has sent before, or one SSRC too many."""
         outbound = self._outbound
+        outbound.admit(packet[8:12])
         try:
             return outbound.session.protect(packet)
         except (pylibsrtp.Error, ValueError, TypeError) as error:
@@ -170,6 +192,7 @@ class SrtpStreams:
 
     def protect_rtcp(self, packet: bytes) -> bytes:
         outbound = self._outbound
+        outbound.admit(packet[4:8])
         try:
             return outbound.session.protect_rtcp(packet)
         except (pylibsrtp.Error, ValueError, TypeError) as error:
