@@ -492,10 +492,16 @@ class ConsoleSettings:
 
 @dataclass(frozen=True)
 class SiprecSettings:
-    """recproxy as a SIPREC recording server (RFC 7866): a trusted SBC or PBX records
-    its calls with us.  Off by default: such an INVITE then gets 403."""
+    """recproxy as a SIPREC recording server (RFC 7866): the SBCs or PBXs in ``sources``
+    record their calls with us.  Off by default: such an INVITE then gets 403; so does
+    one from anywhere not in ``sources`` (a trusted call peer is not a recording
+    client: it could mark a call as SIPREC and skip the notice)."""
 
     enabled: bool = False
+    sources: tuple[Network, ...] = ()  # the recording clients' networks; empty: none
+
+    def is_source(self, host: str) -> bool:
+        return _within(host, self.sources)
 
 
 @dataclass(frozen=True)
@@ -1138,7 +1144,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
         },
         "sar": {"deadline_months": _int(1, 3), "due_soon_days": _int(1, 90)},
         "console": {"grafana_url": _http_url("https://grafana.example.org/d/recproxy")},
-        "siprec": {"enabled": _bool},
+        "siprec": {"enabled": _bool, "sources": _networks},
         "registrar": {
             "enabled": _bool,
             "realm": _realm,
@@ -1310,6 +1316,11 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
             "always checked against its published hash)"
         )
     problems.extend(_registrar_problems(sections["registrar"]))
+    if sections["siprec"].enabled and not sections["siprec"].sources:
+        problems.append(
+            "siprec.sources: required when siprec.enabled is true (the networks of the "
+            "recording clients; a SIPREC INVITE from anywhere else gets 403)"
+        )
     if problems:
         raise ConfigError(*problems)
     return Config(

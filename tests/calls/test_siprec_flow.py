@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import sqlite3
 from pathlib import Path
 
@@ -44,11 +45,12 @@ def no_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
 ANN = OperatorSettings("ann", "0" * 64, identities=("sip:bob@example.com",), team="desk")
 
 
-def harness(tmp_path: Path, *, enabled: bool = True) -> Harness:
-    """The call-flow harness with the SIP core and [siprec] as ``serve`` sets them;
-    Bob's phone is operator Ann's."""
+def harness(tmp_path: Path, *, enabled: bool = True, sources: str = "127.0.0.1/32") -> Harness:
+    """The call-flow harness with the SIP core and [siprec] as ``serve`` sets them (the
+    SRC at ``SRC`` a source); Bob's phone is operator Ann's."""
     h = Harness(tmp_path, operators=(ANN,))
-    h.b2bua.config = dataclasses.replace(h.config, siprec=SiprecSettings(enabled=enabled))
+    siprec = SiprecSettings(enabled=enabled, sources=(ipaddress.ip_network(sources),))
+    h.b2bua.config = dataclasses.replace(h.config, siprec=siprec)
     h.core.settings = dataclasses.replace(
         h.core.settings,
         supported=("siprec",),
@@ -182,6 +184,32 @@ async def test_with_siprec_disabled_the_invite_gets_403_without_state(tmp_path: 
         ]
         assert not h.b2bua.recording_sessions and not h.b2bua.calls
         assert len(h.b2bua.routes) == 0
+
+
+async def test_a_trusted_peer_that_is_not_a_source_gets_403_without_state(
+    tmp_path: Path,
+) -> None:
+    """A trusted call peer marking an INVITE as SIPREC (here Require: siprec and a
+    metadata part) would skip the notice and leave an "SRC gave notice" receipt."""
+    async with harness(tmp_path, sources="192.0.2.0/24") as h:
+        assert h.config.sip.is_trusted(SRC[0])
+        send_invite(h, Peer(SRC, "src", "rs-6"), body())
+        assert [(r.status, r.reason) for r in responses(h)] == [
+            (403, "Forbidden (not a SIPREC source)")
+        ]
+        assert not h.b2bua.recording_sessions and not h.b2bua.calls
+        assert len(h.b2bua.routes) == 0
+        with sqlite3.connect(tmp_path / "catalog.sqlite3") as db:
+            assert db.execute("SELECT COUNT(*) FROM calls").fetchone() == (0,)
+
+
+async def test_a_source_need_not_be_a_trusted_call_peer(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        h.b2bua.config = dataclasses.replace(
+            h.b2bua.config, sip=dataclasses.replace(h.config.sip, trusted_peers=())
+        )
+        await answered(h, Peer(SRC, "src", "rs-7"))
+        assert len(h.b2bua.recording_sessions) == 1
 
 
 async def test_streams_from_two_address_families_are_refused_with_488(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from .proxy_process import ProxySettings, export_wav, list_recordings, query, wa
 from .sipp import Sipp
 
 RATE = 8000
-SIPREC = "[siprec]\nenabled = true\n"
+SIPREC = '[siprec]\nenabled = true\nsources = ["127.0.0.1"]\n'
 ALICE_AOR = "sip:+441632960001@127.0.0.1"
 BOB_AOR = "sip:+441632960002@127.0.0.1"
 TALK_S = 4.0  # from the ACK to the re-INVITE; the RTP is sent in this time
