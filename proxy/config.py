@@ -499,6 +499,9 @@ class SiprecSettings:
 
     enabled: bool = False
     sources: tuple[Network, ...] = ()  # the recording clients' networks; empty: none
+    # SRTP on the recorded streams, as [media] srtp on a caller's leg (we answer):
+    # "offer" takes SRTP or plain RTP, "require" SRTP only, "off" plain only
+    srtp: str = "offer"
 
     def is_source(self, host: str) -> bool:
         return _within(host, self.sources)
@@ -1144,7 +1147,11 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
         },
         "sar": {"deadline_months": _int(1, 3), "due_soon_days": _int(1, 90)},
         "console": {"grafana_url": _http_url("https://grafana.example.org/d/recproxy")},
-        "siprec": {"enabled": _bool, "sources": _networks},
+        "siprec": {
+            "enabled": _bool,
+            "sources": _networks,
+            "srtp": _choice(*SRTP_POLICIES),
+        },
         "registrar": {
             "enabled": _bool,
             "realm": _realm,

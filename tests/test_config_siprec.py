@@ -22,6 +22,14 @@ def test_off_and_no_sources_by_default() -> None:
     assert not settings.is_source("127.0.0.1")
 
 
+def test_srtp_takes_what_the_src_offers_by_default_and_is_one_of_the_policies() -> None:
+    assert SiprecSettings().srtp == "offer"
+    assert siprec(srtp="require").srtp == "require"
+    with pytest.raises(ConfigError) as caught:
+        siprec(srtp="sdes")
+    assert "siprec.srtp" in str(caught.value)
+
+
 def test_sources_are_networks_and_only_they_are_sources() -> None:
     settings = siprec(enabled=True, sources=["192.0.2.10", "2001:db8::/32"])
     assert settings.sources == (

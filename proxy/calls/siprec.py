@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NoReturn
 
 from ..media.relay import MediaSession, NoPortsAvailable, RtpLeg
-from ..sip import sdp
+from ..sip import sdes, sdp
 from ..sip.errors import RemoteSipError
 from ..sip.events import AckTimedOut, Event, RequestCancelled, RequestReceived
 from ..storage.catalog import (
@@ -94,6 +94,8 @@ class RecordingSession:
         self.recording: ActiveRecording | None = None
         self._sdp_session = secrets.randbelow(2**31)
         self._sdp_version = 0
+        # our SRTP key per suite, kept across re-INVITEs (as a call's leg keeps its own)
+        self._own_keys: dict[str, bytes] = {}
 
     async def run(self) -> None:
         try:
@@ -120,7 +122,7 @@ class RecordingSession:
         try:
             offer = read_offer(request)
             address = self._media_host(offer.description)
-            self.streams = plan_streams(offer, address)
+            self.streams = plan_streams(offer, address, self.b2bua.config.siprec.srtp)
             remotes = {s.index: _remote(offer, s.index) for s in self.streams}
             if len({remote.family for remote in remotes.values()}) > 1:
                 raise sdp.unusable_address("the streams' media addresses are of two families")
@@ -155,19 +157,39 @@ class RecordingSession:
         self, offer: SiprecOffer, address: str, remotes: dict[int, sdp.MediaAddress]
     ) -> bytes:
         """Our answer to ``offer``: our port for each recorded stream; and where each
-        leg latches (it sends nothing: we only receive) and what it records."""
+        leg latches (it sends nothing: we only receive), its SRTP keys (it decrypts
+        before recording) and what it records."""
         ports = [
             self.legs[i].port if i in self.legs else None
             for i in range(len(offer.description.media))
         ]
-        description = answer(offer, ports, address, self._sdp_session, self._sdp_version)
+        description, keys = answer(
+            offer,
+            ports,
+            address,
+            self._sdp_session,
+            self._sdp_version,
+            srtp=self.b2bua.config.siprec.srtp,
+            key_for=self._key,
+        )
         self._sdp_version += 1
         for index, leg in self.legs.items():
             remote, port = remotes[index], offer.description.media[index].port
             if not remote.hold and port:
                 leg.set_remote(remote.host, port)
             leg.audio_payload_type = int(description.media[index].formats[0])
+            stream_keys = keys.get(index)
+            if stream_keys is None:
+                leg.secure(None)
+            else:
+                leg.secure(stream_keys.suite, stream_keys.send_key, stream_keys.receive_key)
         return description.serialize()
+
+    def _key(self, suite: str) -> bytes:
+        """Our key for ``suite``: the one already given, else a fresh one."""
+        if suite not in self._own_keys:
+            self._own_keys[suite] = sdes.new_key(suite)
+        return self._own_keys[suite]
 
     async def _catalogue(self, offer: SiprecOffer) -> None:
         """The call row (kind siprec: its numbers those of the participants on the
@@ -275,7 +297,7 @@ class RecordingSession:
         try:
             offer = read_offer(event.request)
             address = self._media_host(offer.description)
-            streams = plan_streams(offer, address)
+            streams = plan_streams(offer, address, self.b2bua.config.siprec.srtp)
             if [s.index for s in streams] != [s.index for s in self.streams]:
                 raise RemoteSipError(
                     488,

@@ -6,17 +6,21 @@ on), malformed metadata (400, nothing kept), [siprec] disabled (403), and shutdo
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import ipaddress
 import sqlite3
+import struct
 from pathlib import Path
 
 import pytest
 
 from proxy.config import OperatorSettings, SiprecSettings
+from proxy.media.srtp import SrtpStreams
 from proxy.sip import sdp
 from proxy.sip.events import Address
 from proxy.sip.message import Response
+from proxy.sip.sdes import CryptoAttribute, new_key
 from proxy.storage.catalog import CallKind, CallOutcome, NoticeMode
 from tests.sip.siprec_examples import (
     ALICE,
@@ -31,6 +35,7 @@ from .call_harness import Harness, Peer
 
 SRC: Address = ("127.0.0.1", 5080)
 SIPREC = (("Require", "siprec"),)
+SRC_97: Address = ("127.0.0.1", 51372)  # where the SRC sends stream 97 from
 
 
 @pytest.fixture(autouse=True)
@@ -210,6 +215,47 @@ async def test_a_source_need_not_be_a_trusted_call_peer(tmp_path: Path) -> None:
         )
         await answered(h, Peer(SRC, "src", "rs-7"))
         assert len(h.b2bua.recording_sessions) == 1
+
+
+async def test_an_srtp_offer_keys_each_leg_and_the_recorder_hears_plain_audio(
+    tmp_path: Path,
+) -> None:
+    """An SBC sending its copy over RTP/SAVP: our 200 carries a key of ours on each
+    stream, and each leg decrypts with the SRC's before anything reaches the recording
+    (before the fix: RTP/SAVP answered without a=crypto, ciphertext stored as G.711)."""
+    suite = "AES_CM_128_HMAC_SHA1_80"
+    src_key = new_key(suite)
+    crypto = f"a=crypto:1 {suite} inline:{base64.b64encode(src_key).decode()}\r\n"
+    offer = sdp_offer("127.0.0.1")
+    for port in (49170, 51372):
+        offer = offer.replace(
+            f"m=audio {port} RTP/AVP 0\r\n", f"m=audio {port} RTP/SAVP 0\r\n{crypto}"
+        )
+    async with harness(tmp_path) as h:
+        src = Peer(SRC, "src", "rs-8")
+        send_invite(h, src, body(None, offer))
+        await h.until(lambda: any(r.status == 200 for r in responses(h)))
+        (ok,) = [r for r in responses(h) if r.status == 200]
+        answer = sdp.SessionDescription.parse(ok.body)
+        ours = []
+        for media in answer.media:
+            (line,) = [
+                CryptoAttribute.parse(a.value) for a in media.attributes if a.key == "crypto"
+            ]
+            assert media.proto == "RTP/SAVP" and line.suite == suite
+            ours.append(line.key)
+        (session,) = h.b2bua.recording_sessions.values()
+        leg = session.legs[1]  # Alice's stream, from 127.0.0.1:51372
+        heard: list[bytes] = []
+        leg.sink = lambda seq, ts, payload: heard.append(payload)
+        sbc = SrtpStreams(suite, src_key, ours[1])  # the SRC's end of stream 97
+        voice = b"\x11" * 160
+        leg.rtp_received(sbc.protect(struct.pack("!BBHII", 0x80, 0, 1, 160, 7) + voice), SRC_97)
+        assert heard == [voice] and leg.latched == SRC_97
+        leg.rtp_received(struct.pack("!BBHII", 0x80, 0, 2, 320, 7) + voice, SRC_97)  # not SRTP
+        assert heard == [voice] and leg.stats.srtp_auth_failed == 1
+        session.hang_up()
+        await h.until(lambda: not h.b2bua.recording_sessions)
 
 
 async def test_streams_from_two_address_families_are_refused_with_488(tmp_path: Path) -> None:
