@@ -502,6 +502,9 @@ class SiprecSettings:
     # SRTP on the recorded streams, as [media] srtp on a caller's leg (we answer):
     # "offer" takes SRTP or plain RTP, "require" SRTP only, "off" plain only
     srtp: str = "offer"
+    # no RTP or RTCP on any stream for this long ends the session (0: never); the
+    # session timer ([sip] session_expires) ends one whose SRC stops refreshing
+    media_timeout_seconds: int = 0
 
     def is_source(self, host: str) -> bool:
         return _within(host, self.sources)
@@ -1151,6 +1154,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "enabled": _bool,
             "sources": _networks,
             "srtp": _choice(*SRTP_POLICIES),
+            "media_timeout_seconds": _int(0, 86_400),
         },
         "registrar": {
             "enabled": _bool,

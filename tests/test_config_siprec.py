@@ -30,6 +30,14 @@ def test_srtp_takes_what_the_src_offers_by_default_and_is_one_of_the_policies() 
     assert "siprec.srtp" in str(caught.value)
 
 
+def test_the_media_timeout_is_off_by_default_and_bounded() -> None:
+    assert SiprecSettings().media_timeout_seconds == 0
+    assert siprec(media_timeout_seconds=120).media_timeout_seconds == 120
+    with pytest.raises(ConfigError) as caught:
+        siprec(media_timeout_seconds=-1)
+    assert "siprec.media_timeout_seconds" in str(caught.value)
+
+
 def test_sources_are_networks_and_only_they_are_sources() -> None:
     settings = siprec(enabled=True, sources=["192.0.2.10", "2001:db8::/32"])
     assert settings.sources == (
