@@ -492,10 +492,22 @@ class ConsoleSettings:
 
 @dataclass(frozen=True)
 class SiprecSettings:
-    """recproxy as a SIPREC recording server (RFC 7866): a trusted SBC or PBX records
-    its calls with us.  Off by default: such an INVITE then gets 403."""
+    """recproxy as a SIPREC recording server (RFC 7866): the SBCs or PBXs in ``sources``
+    record their calls with us.  Off by default: such an INVITE then gets 403; so does
+    one from anywhere not in ``sources`` (a trusted call peer is not a recording
+    client: it could mark a call as SIPREC and skip the notice)."""
 
     enabled: bool = False
+    sources: tuple[Network, ...] = ()  # the recording clients' networks; empty: none
+    # SRTP on the recorded streams, as [media] srtp on a caller's leg (we answer):
+    # "offer" takes SRTP or plain RTP, "require" SRTP only, "off" plain only
+    srtp: str = "offer"
+    # no RTP or RTCP on any stream for this long ends the session (0: never); the
+    # session timer ([sip] session_expires) ends one whose SRC stops refreshing
+    media_timeout_seconds: int = 0
+
+    def is_source(self, host: str) -> bool:
+        return _within(host, self.sources)
 
 
 @dataclass(frozen=True)
@@ -1138,7 +1150,12 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
         },
         "sar": {"deadline_months": _int(1, 3), "due_soon_days": _int(1, 90)},
         "console": {"grafana_url": _http_url("https://grafana.example.org/d/recproxy")},
-        "siprec": {"enabled": _bool},
+        "siprec": {
+            "enabled": _bool,
+            "sources": _networks,
+            "srtp": _choice(*SRTP_POLICIES),
+            "media_timeout_seconds": _int(0, 86_400),
+        },
         "registrar": {
             "enabled": _bool,
             "realm": _realm,
@@ -1310,6 +1327,11 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
             "always checked against its published hash)"
         )
     problems.extend(_registrar_problems(sections["registrar"]))
+    if sections["siprec"].enabled and not sections["siprec"].sources:
+        problems.append(
+            "siprec.sources: required when siprec.enabled is true (the networks of the "
+            "recording clients; a SIPREC INVITE from anywhere else gets 403)"
+        )
     if problems:
         raise ConfigError(*problems)
     return Config(

@@ -223,13 +223,22 @@ class B2bua:
         if request.method != "INVITE":
             return None
         host = source[0]
-        if not self.config.sip.is_trusted(host):
+        if is_siprec(request):
+            # a recording session is judged by [siprec] alone: a trusted call peer is
+            # not a recording client (it would skip the notice and leave a receipt
+            # saying the SRC gave it)
+            siprec = self.config.siprec
+            if not siprec.enabled:
+                self.count("rejected_siprec")
+                return Refusal(403, "Forbidden (SIPREC is not enabled)")
+            if not siprec.is_source(host):
+                self.count("rejected_siprec")
+                flood_log.warning("siprec", "SIPREC INVITE from %s:%s refused", *source)
+                return Refusal(403, "Forbidden (not a SIPREC source)")
+        elif not self.config.sip.is_trusted(host):
             self.count("rejected_untrusted")
             flood_log.warning("untrusted", "INVITE from untrusted %s:%s refused", *source)
             return Refusal(403, "Forbidden (not a trusted peer)")
-        if not self.config.siprec.enabled and is_siprec(request):
-            self.count("rejected_siprec")
-            return Refusal(403, "Forbidden (SIPREC is not enabled)")
         limits = self.config.limits
         # a SIPREC recording session holds ports and a recording as a call does
         active: list[Call | RecordingSession] = [

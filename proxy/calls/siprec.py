@@ -12,11 +12,18 @@ so states, the writer, crash recovery, retention and export work unchanged.
 
 ``SiprecSession.run``::
 
-    accept (answer 200, catalogue) → record (until BYE) → teardown
+    accept (answer 200, catalogue) → record (until BYE, or a deadline) → teardown
 
 A re-INVITE with new SDP or a new metadata snapshot (RFC 7866 §9.2) is answered, the
 streams' addresses followed and the snapshot stored; it cannot change which streams
-are recorded (488, the session goes on as it was).
+are recorded (488, the session goes on as it was).  An UPDATE without a body, and a
+re-INVITE without one (answered with our description as the offer), are session
+refreshes: 200.
+
+A session whose SRC is gone without a BYE ends by its session timer (RFC 4028: the
+interval goes in every 2xx we send; without the SRC's refresh, or a 2xx to ours when we
+are the refresher, it expires) or its media timeout (:mod:`.siprec_timer`), with the
+outcome ``session_expired``: BYE to the SRC, ports back, the recording closed.
 """
 
 from __future__ import annotations
@@ -30,9 +37,20 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NoReturn
 
 from ..media.relay import MediaSession, NoPortsAvailable, RtpLeg
-from ..sip import sdp
+from ..sip import sdes, sdp
+from ..sip import session_timer as st
+from ..sip.dialog import DialogState
 from ..sip.errors import RemoteSipError
-from ..sip.events import AckTimedOut, Event, RequestCancelled, RequestReceived
+from ..sip.events import (
+    AckTimedOut,
+    Event,
+    RequestCancelled,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTimedOut,
+)
+from ..sip.message import Request
+from ..sip.transaction import ClientTransaction
 from ..storage.catalog import (
     CallDirection,
     CallKind,
@@ -56,6 +74,7 @@ from .siprec_offer import (
     read_offer,
 )
 from .siprec_offer import recorded_streams as plan_streams
+from .siprec_timer import Due, RecordingTimer
 
 if TYPE_CHECKING:
     from ..media.recorder import RecordingDirection
@@ -94,6 +113,19 @@ class RecordingSession:
         self.recording: ActiveRecording | None = None
         self._sdp_session = secrets.randbelow(2**31)
         self._sdp_version = 0
+        # our SRTP key per suite, kept across re-INVITEs (as a call's leg keeps its own)
+        self._own_keys: dict[str, bytes] = {}
+        self._local: bytes | None = None  # our last answer: the offer of a refresh of ours
+        sip_settings = b2bua.config.sip
+        self.timer = RecordingTimer(
+            st.TimerPolicy(sip_settings.session_expires, sip_settings.min_se)
+            if sip_settings.session_expires
+            else None,
+            b2bua.config.siprec.media_timeout_seconds,
+            b2bua.now(),
+        )
+        self.sip.answering = lambda request, dialog: self.timer.granted(request, b2bua.now())
+        self._refresh: ClientTransaction | None = None  # our session refresh, if one is out
 
     async def run(self) -> None:
         try:
@@ -120,7 +152,7 @@ class RecordingSession:
         try:
             offer = read_offer(request)
             address = self._media_host(offer.description)
-            self.streams = plan_streams(offer, address)
+            self.streams = plan_streams(offer, address, self.b2bua.config.siprec.srtp)
             remotes = {s.index: _remote(offer, s.index) for s in self.streams}
             if len({remote.family for remote in remotes.values()}) > 1:
                 raise sdp.unusable_address("the streams' media addresses are of two families")
@@ -155,19 +187,40 @@ class RecordingSession:
         self, offer: SiprecOffer, address: str, remotes: dict[int, sdp.MediaAddress]
     ) -> bytes:
         """Our answer to ``offer``: our port for each recorded stream; and where each
-        leg latches (it sends nothing: we only receive) and what it records."""
+        leg latches (it sends nothing: we only receive), its SRTP keys (it decrypts
+        before recording) and what it records."""
         ports = [
             self.legs[i].port if i in self.legs else None
             for i in range(len(offer.description.media))
         ]
-        description = answer(offer, ports, address, self._sdp_session, self._sdp_version)
+        description, keys = answer(
+            offer,
+            ports,
+            address,
+            self._sdp_session,
+            self._sdp_version,
+            srtp=self.b2bua.config.siprec.srtp,
+            key_for=self._key,
+        )
         self._sdp_version += 1
+        self._local = description.serialize()
         for index, leg in self.legs.items():
             remote, port = remotes[index], offer.description.media[index].port
             if not remote.hold and port:
                 leg.set_remote(remote.host, port)
             leg.audio_payload_type = int(description.media[index].formats[0])
-        return description.serialize()
+            stream_keys = keys.get(index)
+            if stream_keys is None:
+                leg.secure(None)
+            else:
+                leg.secure(stream_keys.suite, stream_keys.send_key, stream_keys.receive_key)
+        return self._local
+
+    def _key(self, suite: str) -> bytes:
+        """Our key for ``suite``: the one already given, else a fresh one."""
+        if suite not in self._own_keys:
+            self._own_keys[suite] = sdes.new_key(suite)
+        return self._own_keys[suite]
 
     async def _catalogue(self, offer: SiprecOffer) -> None:
         """The call row (kind siprec: its numbers those of the participants on the
@@ -248,9 +301,16 @@ class RecordingSession:
         return rtpmap.name if rtpmap is not None and rtpmap.name in ("PCMU", "PCMA") else "PCMU"
 
     async def _record(self) -> None:
-        """Until the SRC says BYE: answer its re-INVITEs and whatever else comes."""
+        """Until the SRC says BYE (or a deadline ends the session): answer its
+        re-INVITEs, UPDATEs and whatever else comes."""
         while True:
-            event = await self.events.get()
+            event = await self._next_event()
+            if event is None:
+                self._deadline()
+                continue
+            if isinstance(event, ResponseReceived | TransactionTimedOut):
+                self._refresh_answered(event)
+                continue
             if isinstance(event, SiprecHangup):
                 raise CallOver(CallOutcome.COMPLETED, "proxy", "shutdown")
             if isinstance(event, RequestCancelled):
@@ -264,10 +324,72 @@ class RecordingSession:
                 self.sip.respond(event.transaction, 200, dialog=event.dialog)
                 self.sip.hung_up(self.sip.a_dialog)
                 raise CallOver(CallOutcome.COMPLETED, "caller", "BYE")
-            if method == "INVITE":
+            if method in ("INVITE", "UPDATE") and not event.request.body:
+                # a session refresh: our description again as the offer of a re-INVITE
+                # (its answer comes in the ACK, and changes nothing); an UPDATE's 200 is bare
+                body = (self._local or b"") if method == "INVITE" else b""
+                self.sip.respond(event.transaction, 200, dialog=event.dialog, body=body)
+            elif method in ("INVITE", "UPDATE"):
                 await self._reinvite(event)
             else:
                 self.b2bua.answer_other(event, event.dialog)
+
+    async def _next_event(self) -> Event | SiprecHangup | None:
+        """The next event, or None once the timer's next deadline has come."""
+        deadline = self.timer.deadline()
+        if deadline is None:
+            return await self.events.get()
+        try:
+            return await asyncio.wait_for(self.events.get(), max(deadline - self.b2bua.now(), 0))
+        except TimeoutError:
+            return None
+
+    def _deadline(self) -> None:
+        """A deadline came: send our refresh, or end a session that is over."""
+        activity = sum(leg.stats.packets_in + leg.stats.rtcp_in for leg in self.legs.values())
+        due = self.timer.due(self.b2bua.now(), activity)
+        if due is Due.REFRESH:
+            self._send_refresh()
+        elif due is Due.EXPIRED:
+            raise CallOver(CallOutcome.SESSION_EXPIRED, "proxy", "no session refresh came")
+        elif due is Due.MEDIA_TIMEOUT:
+            seconds = self.timer.media_timeout
+            raise CallOver(CallOutcome.SESSION_EXPIRED, "proxy", f"no media for {seconds} s")
+
+    def _send_refresh(self) -> None:
+        """We are the refresher: an UPDATE without a body if the SRC allows UPDATE, else a
+        re-INVITE with the description it already has (RFC 4028 §7.4)."""
+        dialog, interval, policy = self.sip.a_dialog, self.timer.interval, self.timer.policy
+        if dialog is None or dialog.state is not DialogState.CONFIRMED:
+            raise CallOver(CallOutcome.SESSION_EXPIRED, "proxy", "the dialog is gone")
+        assert interval is not None and policy is not None
+        headers = st.uac_headers(st.TimerPolicy(interval.seconds, policy.min_se), "uac")
+        if _allows_update(self.invite.request) or self._local is None:
+            request = dialog.create_request("UPDATE", headers=headers)
+        else:
+            headers = [("Allow", self.b2bua.core.allow), *headers]
+            request = dialog.create_request("INVITE", body=self._local, headers=headers)
+        self._refresh = self.sip.send(request, dialog=dialog)
+        self.timer.refresh_sent(self.b2bua.now())
+        log.info("SIPREC session %s: session refresh (%s) sent", self.id, request.method)
+
+    def _refresh_answered(self, event: ResponseReceived | TransactionTimedOut) -> None:
+        """The answer to our refresh: a 2xx starts the interval again; 408, 481 or no
+        answer at all end the session (RFC 4028 §10); anything else leaves the expiry."""
+        if event.transaction is not self._refresh:
+            return
+        if isinstance(event, TransactionTimedOut):
+            raise CallOver(CallOutcome.SESSION_EXPIRED, "proxy", "the refresh got no answer")
+        status = event.response.status
+        if status < 200:
+            return
+        self._refresh = None
+        if status < 300:
+            if event.transaction.method == "INVITE":
+                self.sip.ack(event)
+            self.timer.refreshed(event.response, self.b2bua.now())
+        elif status in (408, 481):
+            raise CallOver(CallOutcome.SESSION_EXPIRED, "proxy", f"the refresh got {status}")
 
     async def _reinvite(self, event: RequestReceived) -> None:
         """A new offer or a new metadata snapshot: answered, followed and stored when it
@@ -275,7 +397,7 @@ class RecordingSession:
         try:
             offer = read_offer(event.request)
             address = self._media_host(offer.description)
-            streams = plan_streams(offer, address)
+            streams = plan_streams(offer, address, self.b2bua.config.siprec.srtp)
             if [s.index for s in streams] != [s.index for s in self.streams]:
                 raise RemoteSipError(
                     488,
@@ -319,6 +441,14 @@ class RecordingSession:
 def _remote(offer: SiprecOffer, index: int, *, in_call: bool = False) -> sdp.MediaAddress:
     """Where a stream comes from, checked (488 with a Warning when unusable)."""
     return sdp.media_address(offer.description, index, in_call=in_call)
+
+
+def _allows_update(request: Request) -> bool:
+    """The SRC's Allow lists UPDATE (a garbled Allow: it does not)."""
+    try:
+        return "UPDATE" in (m.upper() for m in request.headers.get_all("allow"))
+    except RemoteSipError:
+        return False
 
 
 def _feed(leg: RtpLeg, direction: RecordingDirection) -> None:

@@ -11,6 +11,13 @@ to record a third.  With metadata, the left channel is the stream sent by the
 participant listed first (the SBCs list the calling party first), the right the other
 one; without usable metadata (none yet, labels missing, or one participant sending
 both) the streams go left and right in SDP order.
+
+SRTP.  An SBC commonly sends its copy of the media over SRTP (``RTP/SAVP`` with SDES
+``a=crypto``).  Our answer applies ``[siprec] srtp`` as a caller's leg applies
+``[media] srtp`` (:mod:`.srtp_policy`): a stream we take with SRTP gets a line of
+ours, and its keys go to its leg, which decrypts before anything is recorded; a stream
+the policy does not allow is declined, and an offer with none is refused (488 with a
+Warning).  Encrypted bytes are never recorded as audio.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from ..config import OperatorSettings
-from ..sip import sdp
+from ..sip import sdes, sdp
 from ..sip.errors import RemoteSipError
 from ..sip.headers import param_value
 from ..sip.message import Request
@@ -27,6 +34,7 @@ from ..sip.multipart import BodyPart, parse_multipart
 from ..sip.rs_metadata import CONTENT_TYPES, Participant, RecordingMetadata, parse_metadata
 from ..sip.uri import AbsoluteUri, SipUri, parse_uri
 from ..storage.catalog.siprec import Channel
+from . import srtp_policy
 from .parties import identity_matches
 
 SDP = "application/sdp"
@@ -103,16 +111,31 @@ class RecordedStream:
     channel: Channel
 
 
+#: Per accepted m= line, the SRTP keys its stream agreed (None: plain RTP).
+StreamKeys = dict[int, sdes.SrtpKeys | None]
+
+
 def answer(
-    offer: SiprecOffer, ports: list[int | None], address: str, session_id: int, version: int
-) -> sdp.SessionDescription:
+    offer: SiprecOffer,
+    ports: list[int | None],
+    address: str,
+    session_id: int,
+    version: int,
+    *,
+    srtp: str = "off",
+    key_for: sdes.KeySource = sdes.new_key,
+) -> tuple[sdp.SessionDescription, StreamKeys]:
     """Our answer: each G.711 audio stream received (``recvonly``, or ``inactive`` for
-    an inactive one), its label echoed; any other stream declined with port 0.  The
-    ports are ours per m= line (None: decline).  488 when nothing is recordable."""
+    an inactive one), its label echoed, with a key of ours (``key_for``) when ``srtp``
+    (the policy, see :mod:`.srtp_policy`) takes it with SRTP; any other stream declined
+    with port 0.  The ports are ours per m= line (None: decline).  And each accepted
+    stream's keys.  488 when nothing is recordable or the policy allows no stream
+    (with a Warning saying why)."""
+    plan = srtp_policy.plan_answer(offer.description, srtp)
     description = sdp.answer_offer(
         offer.description,
         local_address=address,
-        ports=ports,
+        ports=[port if index in plan else None for index, port in enumerate(ports)],
         session_id=session_id,
         session_version=version,
         telephone_event=False,
@@ -124,13 +147,23 @@ def answer(
         else ours
         for ours, theirs in zip(description.media, offer.description.media, strict=True)
     )
-    return replace(description, media=media)
+    description, lines = srtp_policy.add_answer_crypto(
+        replace(description, media=media), plan, key_for
+    )
+    keys: StreamKeys = {
+        index: srtp_policy.answer_keys(plan, lines, index)
+        for index, m in enumerate(description.media)
+        if m.is_audio and not m.rejected
+    }
+    return description, keys
 
 
-def recorded_streams(offer: SiprecOffer, address: str) -> tuple[RecordedStream, ...]:
-    """The streams we record, left channel first; 488 when there are none or more
-    than two (see the module's docstring)."""
-    probe = answer(offer, [9] * len(offer.description.media), address, 0, 0)
+def recorded_streams(
+    offer: SiprecOffer, address: str, srtp: str = "off"
+) -> tuple[RecordedStream, ...]:
+    """The streams we record under the SRTP policy ``srtp``, left channel first; 488
+    when there are none or more than two (see the module's docstring)."""
+    probe, _ = answer(offer, [9] * len(offer.description.media), address, 0, 0, srtp=srtp)
     accepted = [i for i, m in enumerate(probe.media) if m.is_audio and not m.rejected]
     if len(accepted) > len(CHANNELS):
         raise RemoteSipError(

@@ -697,17 +697,21 @@ class Metrics:
 def _srtp_family(ports: PortsSnapshot | None) -> Metric:
     """SRTP and SRTCP packets dropped per leg (issue 18): ``authentication`` (the tag did
     not verify: tampered, or not the party's key) and ``replayed`` (libsrtp's replay
-    window had seen it, or it was too old)."""
+    window had seen it, or it was too old) on what a party sends; ``repeated`` (a
+    sequence number its SSRC had sent: protecting it again would reuse the keystream)
+    and ``ssrc_limit`` (one SSRC too many for the session) on what we send it."""
     family = CounterMetricFamily(
         "recproxy_srtp_dropped",
         "SRTP/SRTCP packets dropped, by leg (caller, call_taker) and reason "
-        "(authentication, replayed).",
+        "(authentication, replayed, repeated, ssrc_limit).",
         labels=["leg", "reason"],
     )
     if ports is not None:
         for leg, stats in ports.by_party.items():
             family.add_metric([leg, "authentication"], stats.srtp_auth_failed)
             family.add_metric([leg, "replayed"], stats.srtp_replayed)
+            family.add_metric([leg, "repeated"], stats.srtp_repeated)
+            family.add_metric([leg, "ssrc_limit"], stats.srtp_ssrc_limit)
     return family
 
 

@@ -29,8 +29,9 @@ continuing sequence numbers and timestamps (``StreamRewriter``).
 A leg whose party agreed SRTP keys has ``srtp`` set (:mod:`.srtp`): what it receives is
 authenticated and decrypted before anything else sees it (a packet that fails is
 dropped and counted, and never latches the leg), and everything sent on it — relayed,
-our own, RTCP — is protected last, after any rewriting.  A plain leg pays one attribute
-test per packet for this.
+our own, RTCP — is protected last, after any rewriting; a packet it cannot protect (a
+repeated sequence number, one SSRC too many) is not sent, and counted.  A plain leg
+pays one attribute test per packet for this.
 """
 
 from __future__ import annotations
@@ -131,6 +132,10 @@ class LegStats:
     send_errors: int = 0  # sendto failed (bad or unreachable address): nothing sent
     srtp_auth_failed: int = 0  # SRTP/SRTCP packets that failed authentication: dropped
     srtp_replayed: int = 0  # SRTP/SRTCP packets libsrtp's replay check refused: dropped
+    # packets not sent on an SRTP leg: a sequence number its SSRC had sent (a duplicate
+    # would reuse the keystream), or an SSRC past the session's MAX_OUTBOUND_SSRCS
+    srtp_repeated: int = 0
+    srtp_ssrc_limit: int = 0
 
     def add(self, other: LegStats) -> None:
         for name in self.__dataclass_fields__:
@@ -384,10 +389,15 @@ class RtpLeg:
 
     def _srtp_rejected(self, rejected: SrtpRejected) -> None:
         """A packet libsrtp refused: counted by reason, dropped (the error path)."""
-        if rejected.reason is Rejection.AUTHENTICATION:
+        reason = rejected.reason
+        if reason is Rejection.AUTHENTICATION:
             self.stats.srtp_auth_failed += 1
-        elif rejected.reason is Rejection.REPLAYED:
+        elif reason is Rejection.REPLAYED:
             self.stats.srtp_replayed += 1
+        elif reason is Rejection.REPEATED:
+            self.stats.srtp_repeated += 1
+        elif reason is Rejection.SSRC_LIMIT:
+            self.stats.srtp_ssrc_limit += 1
         else:
             self.stats.dropped_malformed += 1
 

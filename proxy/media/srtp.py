@@ -11,14 +11,23 @@ Authentication and replay protection are libsrtp's: a packet that fails either r
 stream per SSRC on each session (any inbound SSRC, any outbound SSRC), so a party that
 changes its SSRC, or our stream rewriter's own SSRC, need no new keys.
 
+libsrtp keeps a stream for every outbound SSRC it has protected, and searches them per
+packet: a plain party (or one spoofing its address) that sent a new SSRC in every
+packet would grow the outbound session without end.  So an outbound session protects
+at most ``MAX_OUTBOUND_SSRCS`` SSRCs (RTP and RTCP alike); a packet from yet another is
+refused (``Rejection.SSRC_LIMIT``), never a stream dropped to make room (a stream
+created again would start its packet index over and reuse its keystream).
+
 Keys change with every offer (``rekey``): a session whose key did not change is kept
 (with its replay window and rollover counter), and the party's previous inbound session
 is kept as a fallback for the packets it sent with its old key while the new
 description was on its way.
 
-Outbound sessions allow repeated sequence numbers: the relay passes on a party's
-duplicates as they came, and libsrtp would otherwise refuse to protect them.  Pure:
-no sockets, no clock; nothing here is logged, and no key appears in a ``repr``.
+Outbound sessions refuse a repeated sequence number (``Rejection.REPEATED``): two
+different packets protected with one SSRC and index share a keystream (with AES-GCM, a
+nonce: the key's authentication is lost), so a party's duplicate is dropped, not passed
+on.  Pure: no sockets, no clock; nothing here is logged, and no key appears in a
+``repr``.
 """
 
 from __future__ import annotations
@@ -33,6 +42,9 @@ PROFILES: dict[str, int] = {
     "AES_CM_128_HMAC_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
     "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
 }
+
+#: The SSRCs one outbound session protects at most (each is a libsrtp stream).
+MAX_OUTBOUND_SSRCS = 32
 
 # libsrtp's messages (pylibsrtp.Error's text) for a packet seen before or too old
 _REPLAYED = frozenset(
@@ -50,6 +62,10 @@ class Rejection(enum.Enum):
     AUTHENTICATION = "authentication"  # the tag did not verify: tampered, or another key
     REPLAYED = "replayed"  # libsrtp's replay window has seen it, or it is too old
     MALFORMED = "malformed"  # too short or too long to process
+    # outbound only: an SSRC and sequence number we have protected before (a duplicate)
+    REPEATED = "repeated"
+    # outbound only: a new SSRC past MAX_OUTBOUND_SSRCS on the session
+    SSRC_LIMIT = "ssrc_limit"
 
 
 class SrtpRejected(Exception):
@@ -78,20 +94,27 @@ def _session(suite: str, key: bytes, *, inbound: bool) -> pylibsrtp.Session:
         ),
         srtp_profile=PROFILES[suite],
     )
-    if not inbound:
-        policy.allow_repeat_tx = True
     return pylibsrtp.Session(policy)
 
 
 class _Keyed:
     """One libsrtp session and what it was keyed with (to tell whether a rekey keeps it)."""
 
-    __slots__ = ("key", "session", "suite")
+    __slots__ = ("key", "session", "ssrcs", "suite")
 
     def __init__(self, suite: str, key: bytes, *, inbound: bool) -> None:
         self.suite = suite
         self.key = key
         self.session = _session(suite, key, inbound=inbound)
+        self.ssrcs: set[bytes] = set()  # outbound: the SSRCs protected so far
+
+    def admit(self, ssrc: bytes) -> None:
+        """An outbound packet's SSRC: one more stream, unless the session has its fill."""
+        ssrcs = self.ssrcs
+        if ssrc not in ssrcs:
+            if len(ssrcs) >= MAX_OUTBOUND_SSRCS:
+                raise SrtpRejected(Rejection.SSRC_LIMIT)
+            ssrcs.add(ssrc)
 
     def __repr__(self) -> str:
         return f"<{self.suite} session>"
@@ -158,14 +181,25 @@ class SrtpStreams:
         raise SrtpRejected(reason)
 
     def protect(self, packet: bytes) -> bytes:
-        """The SRTP packet for a plain one, or ``SrtpRejected`` (too long)."""
+        """The SRTP packet for a plain one, or ``SrtpRejected``: too long, a sequence
+        number its SSRC has sent before, or one SSRC too many."""
+        outbound = self._outbound
+        outbound.admit(packet[8:12])
         try:
-            return self._outbound.session.protect(packet)
+            return outbound.session.protect(packet)
         except (pylibsrtp.Error, ValueError, TypeError) as error:
-            raise SrtpRejected(_reason(error)) from None
+            raise SrtpRejected(_outbound_reason(error)) from None
 
     def protect_rtcp(self, packet: bytes) -> bytes:
+        outbound = self._outbound
+        outbound.admit(packet[4:8])
         try:
-            return self._outbound.session.protect_rtcp(packet)
+            return outbound.session.protect_rtcp(packet)
         except (pylibsrtp.Error, ValueError, TypeError) as error:
-            raise SrtpRejected(_reason(error)) from None
+            raise SrtpRejected(_outbound_reason(error)) from None
+
+
+def _outbound_reason(error: Exception) -> Rejection:
+    """What libsrtp's replay check means when we protect: a repeated index."""
+    reason = _reason(error)
+    return Rejection.REPEATED if reason is Rejection.REPLAYED else reason

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.calls.siprec_offer import (
+    SiprecOffer,
     answer,
     is_siprec,
     label_of,
@@ -20,6 +21,7 @@ from proxy.sip import sdp
 from proxy.sip.errors import RemoteSipError
 from proxy.sip.message import Request, parse_message
 from proxy.sip.rs_metadata import Participant
+from proxy.sip.sdes import CryptoAttribute
 from tests.sip.siprec_examples import (
     ALICE,
     BOB,
@@ -88,12 +90,63 @@ def test_without_metadata_the_streams_go_left_and_right_in_sdp_order() -> None:
 
 def test_our_answer_receives_each_stream_with_its_label() -> None:
     offer = read_offer(invite(RFC_8068))
-    ours = answer(offer, [30000, 30002], "192.0.2.10", 7, 0)
+    ours, keys = answer(offer, [30000, 30002], "192.0.2.10", 7, 0)
     assert [(m.port, m.direction, label_of(m)) for m in ours.media] == [
         (30000, sdp.Direction.RECVONLY, "96"),
         (30002, sdp.Direction.RECVONLY, "97"),
     ]
     assert ours.media[0].formats == ("0",)
+    assert keys == {0: None, 1: None}  # plain RTP
+
+
+SUITE = "AES_CM_128_HMAC_SHA1_80"
+SAVP_KEY = "inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz"  # RFC 4568's example
+
+
+def savp_offer(second: str = "RTP/SAVP") -> SiprecOffer:
+    """The RFC 8068 offer with stream 96 over SRTP (one a=crypto line), stream 97 over
+    ``second`` (a=crypto too when it is RTP/SAVP)."""
+    crypto = f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 {SAVP_KEY}\r\n"
+    text = sdp_offer().replace(
+        "m=audio 49170 RTP/AVP 0\r\n", f"m=audio 49170 RTP/SAVP 0\r\n{crypto}"
+    )
+    if second == "RTP/SAVP":
+        text = text.replace("m=audio 51372 RTP/AVP 0\r\n", f"m=audio 51372 RTP/SAVP 0\r\n{crypto}")
+    return read_offer(invite(multipart_body(text, metadata())))
+
+
+@pytest.mark.parametrize("policy", ["offer", "require"])
+def test_an_srtp_stream_is_answered_with_our_key_and_its_keys_go_to_its_leg(policy: str) -> None:
+    ours, keys = answer(savp_offer(), [30000, 30002], "192.0.2.10", 7, 0, srtp=policy)
+    assert [(m.proto, m.port) for m in ours.media] == [("RTP/SAVP", 30000), ("RTP/SAVP", 30002)]
+    for index, media in enumerate(ours.media):
+        (line,) = [CryptoAttribute.parse(a.value) for a in media.attributes if a.key == "crypto"]
+        assert (line.tag, line.suite) == (1, "AES_CM_128_HMAC_SHA1_80")
+        stream = keys[index]
+        assert stream is not None and stream.suite == "AES_CM_128_HMAC_SHA1_80"
+        assert stream.send_key == line.key  # ours, as answered
+        assert stream.receive_key == CryptoAttribute.parse(f"1 {SUITE} {SAVP_KEY}").key
+    assert [s.index for s in recorded_streams(savp_offer(), "192.0.2.10", policy)] == [1, 0]
+
+
+def test_with_srtp_off_an_srtp_offer_is_refused_never_recorded_as_audio() -> None:
+    """Before the fix the answer said RTP/SAVP without a=crypto, and the leg recorded
+    the ciphertext as G.711."""
+    with pytest.raises(RemoteSipError) as caught:
+        answer(savp_offer(), [30000, 30002], "192.0.2.10", 7, 0, srtp="off")
+    assert caught.value.status == 488
+    assert "SRTP is off here" in dict(caught.value.extra_headers)["Warning"]
+    with pytest.raises(RemoteSipError):
+        recorded_streams(savp_offer(), "192.0.2.10", "off")
+
+
+def test_a_plain_stream_beside_an_srtp_one_is_declined_when_srtp_is_required() -> None:
+    ours, keys = answer(savp_offer("RTP/AVP"), [30000, 30002], "192.0.2.10", 7, 0, srtp="require")
+    assert [m.port for m in ours.media] == [30000, 0]
+    assert keys[0] is not None and 1 not in keys
+    mixed, keys = answer(savp_offer("RTP/AVP"), [30000, 30002], "192.0.2.10", 7, 0, srtp="offer")
+    assert [m.port for m in mixed.media] == [30000, 30002]
+    assert keys[0] is not None and keys[1] is None
 
 
 def test_a_third_audio_stream_is_refused_with_488() -> None:

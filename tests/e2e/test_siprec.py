@@ -5,7 +5,9 @@ recording is decrypted (exported) and each channel checked against the audio of 
 stream; the catalog holds the participants, the session's identifiers and both
 snapshots; the consent receipt says the notice was the SRC's.  A malformed metadata
 body sent meanwhile gets 400 and leaves the session untouched; with [siprec] disabled
-a recording session is refused with 403."""
+a recording session is refused with 403.  The same session over SRTP (RTP/SAVP with
+SDES keys, as SBCs send to a recorder): answered with our keys, and the recording holds
+the decrypted audio."""
 
 from __future__ import annotations
 
@@ -13,7 +15,12 @@ import re
 import socket
 import struct
 import time
+from base64 import b64encode
 
+import pytest
+
+from proxy.media.srtp import SrtpStreams
+from proxy.sip.sdes import new_key
 from tests.sip.siprec_examples import SESSION_ID, SIP_SESSION_ID, metadata
 
 from . import audio
@@ -22,7 +29,7 @@ from .proxy_process import ProxySettings, export_wav, list_recordings, query, wa
 from .sipp import Sipp
 
 RATE = 8000
-SIPREC = "[siprec]\nenabled = true\n"
+SIPREC = '[siprec]\nenabled = true\nsources = ["127.0.0.1"]\n'
 ALICE_AOR = "sip:+441632960001@127.0.0.1"
 BOB_AOR = "sip:+441632960002@127.0.0.1"
 TALK_S = 4.0  # from the ACK to the re-INVITE; the RTP is sent in this time
@@ -39,16 +46,28 @@ def _answer_ports(src: Sipp) -> list[int] | None:
     return None
 
 
-def _send_streams(sources: list[socket.socket], targets: list[int], payloads: list[bytes]) -> None:
+SUITE = "AES_CM_128_HMAC_SHA1_80"
+
+
+def _send_streams(
+    sources: list[socket.socket],
+    targets: list[int],
+    payloads: list[bytes],
+    srtp: list[SrtpStreams] | None = None,
+) -> None:
     """Each payload as 20 ms PCMU packets from its socket to its port, paced in real
-    time, all streams together (bounded: the payloads' length)."""
+    time, all streams together (bounded: the payloads' length); each protected with
+    its stream's ``srtp`` when given."""
     frames = min(len(p) for p in payloads) // 160
     ssrcs = [0x11111111, 0x22222222]
     start = time.monotonic()
     for n in range(frames):
         for index, (sock, port, payload) in enumerate(zip(sources, targets, payloads, strict=True)):
             header = struct.pack("!BBHII", 0x80, 0, (1000 + n) & 0xFFFF, 160 * n, ssrcs[index])
-            sock.sendto(header + payload[160 * n : 160 * (n + 1)], ("127.0.0.1", port))
+            packet = header + payload[160 * n : 160 * (n + 1)]
+            if srtp is not None:
+                packet = srtp[index].protect(packet)
+            sock.sendto(packet, ("127.0.0.1", port))
         delay = start + (n + 1) * 0.02 - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -58,10 +77,17 @@ def _scenario_xml(document: str) -> str:
     return "\n".join(f"      {line}" for line in document.strip().splitlines())
 
 
+@pytest.mark.parametrize("srtp", [False, True], ids=["rtp", "srtp"])
 def test_a_siprec_session_records_each_participant_on_its_channel(
-    e2e: E2e, dialogue: bytes
+    e2e: E2e, dialogue: bytes, srtp: bool
 ) -> None:
     proxy = e2e.proxy(ProxySettings(extra=SIPREC))
+    keys = [new_key(SUITE), new_key(SUITE)]  # the SRC's, per stream
+    if srtp:
+        profile = "RTP/SAVP"
+        extra = [f"a=crypto:1 {SUITE} inline:{b64encode(key).decode()}" for key in keys]
+    else:
+        profile, extra = "RTP/AVP", ["a=ptime:20", "a=ptime:20"]
     port_a, port_b = e2e.ports.spare_media(0), e2e.ports.spare_media(1)
     first = metadata(ALICE_AOR, BOB_AOR)
     second = first.replace(">Bob<", ">Robert<")
@@ -79,6 +105,9 @@ def test_a_siprec_session_records_each_participant_on_its_channel(
         tail_ms=int(TAIL_S * 1000),
         metadata_1=_scenario_xml(first),
         metadata_2=_scenario_xml(second),
+        profile=profile,
+        extra_a=extra[0],
+        extra_b=extra[1],
     )
     try:
         wait_for("the 200 to the SRC's INVITE", lambda: _answer_ports(src) is not None, 10)
@@ -95,14 +124,18 @@ def test_a_siprec_session_records_each_participant_on_its_channel(
             media_port=e2e.ports.spare_media(2),
             status=400,
         )
-        _send_streams(sources, ports, [bob_audio, alice_audio])
+        streams = [SrtpStreams(SUITE, key, new_key(SUITE)) for key in keys] if srtp else None
+        ok = next(m for m in src.messages() if not m.sent and m.status == 200)
+        assert ok.text.count(f"a=crypto:1 {SUITE} inline:") == (2 if srtp else 0), ok.text
+        _send_streams(sources, ports, [bob_audio, alice_audio], streams)
         bad.expect_success(timeout=10)
         src.expect_success(timeout=TALK_S + TAIL_S + 10)
     finally:
         for sock in sources:
             sock.close()
     proxy.wait_idle()
-    assert proxy.health()["recording_sessions"] == 0
+    # the ports go back before the recording is closed and the session forgotten
+    wait_for("the session's end", lambda: proxy.health()["recording_sessions"] == 0, 10)
     refusal = bad.first(sent=False, status=400)
     assert "recording metadata" in refusal.first_line, refusal.first_line
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from proxy.media.relay import MediaSession, RtpLeg
-from proxy.media.srtp import SrtpStreams
+from proxy.media.srtp import MAX_OUTBOUND_SSRCS, SrtpStreams
 from proxy.sip.sdes import new_key
 from tests.media.test_relay import Phone, rtp, session, settle
 
@@ -180,3 +180,39 @@ async def test_counters_of_closed_legs_stay_per_party(session: MediaSession) -> 
     by_party = session.allocator.snapshot().by_party
     assert (by_party["caller"].srtp_auth_failed, by_party["call_taker"].srtp_replayed) == (3, 2)
     await asyncio.sleep(0)
+
+
+async def test_a_plain_partys_duplicate_is_not_reprotected_on_an_srtp_leg(
+    session: MediaSession,
+) -> None:
+    """The plain caller sends one sequence number twice (another payload the second
+    time): protecting both would reuse the keystream, so the second is not sent."""
+    keys = Keys("AEAD_AES_256_GCM")
+    async with bridged(session, None, keys) as call:
+        call.alice.send(rtp(1, 160, 0xA, b"\x11" * 160), call.caller.port)
+        assert keys.party.unprotect(await call.bob.receive()) == rtp(1, 160, 0xA, b"\x11" * 160)
+        call.alice.send(rtp(1, 160, 0xA, b"\x22" * 160), call.caller.port)
+        assert await call.bob.nothing()
+        call.alice.send(rtp(2, 320, 0xA), call.caller.port)
+        assert keys.party.unprotect(await call.bob.receive()) == rtp(2, 320, 0xA)
+        assert call.taker.stats.srtp_repeated == 1 and call.taker.stats.packets_out == 2
+        assert session.allocator.snapshot().by_party["call_taker"].srtp_repeated == 1
+
+
+async def test_a_new_ssrc_in_every_packet_stops_growing_the_srtp_legs_streams(
+    session: MediaSession,
+) -> None:
+    """A plain caller (or a spoofer of its address) changing SSRC in every packet:
+    past the limit the packets towards the SRTP leg are dropped and counted."""
+    keys = Keys()
+    extra = 5
+    async with bridged(session, None, keys) as call:
+        for ssrc in range(1, MAX_OUTBOUND_SSRCS + extra + 1):
+            call.alice.send(rtp(1, 160, ssrc), call.caller.port)
+        for _ in range(100):
+            if call.caller.stats.packets_in == MAX_OUTBOUND_SSRCS + extra:
+                break
+            await asyncio.sleep(0.01)
+        assert call.caller.stats.packets_in == MAX_OUTBOUND_SSRCS + extra
+        assert call.taker.stats.packets_out == MAX_OUTBOUND_SSRCS
+        assert call.taker.stats.srtp_ssrc_limit == extra

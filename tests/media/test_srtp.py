@@ -8,7 +8,13 @@ import struct
 
 import pytest
 
-from proxy.media.srtp import PROFILES, Rejection, SrtpRejected, SrtpStreams
+from proxy.media.srtp import (
+    MAX_OUTBOUND_SSRCS,
+    PROFILES,
+    Rejection,
+    SrtpRejected,
+    SrtpStreams,
+)
 from proxy.sip.sdes import SUITES, new_key
 
 
@@ -97,11 +103,37 @@ def test_short_or_oversized_packets_are_malformed() -> None:
     assert caught.value.reason is Rejection.MALFORMED
 
 
-def test_a_repeated_sequence_number_is_still_protected() -> None:
-    """The relay passes a party's duplicates on as they came."""
-    us, party = pair("AES_CM_128_HMAC_SHA1_80")
-    assert us.protect(rtp(7)) == us.protect(rtp(7))
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_a_repeated_sequence_number_is_refused_not_protected_with_the_same_keystream(
+    suite: str,
+) -> None:
+    """Two packets under one SSRC and index would share a keystream (AES-GCM: a nonce),
+    so the second is refused, whatever its payload; the stream goes on after it."""
+    us, party = pair(suite)
+    assert party.unprotect(us.protect(rtp(7))) == rtp(7)
+    for repeat in (rtp(7), rtp(7, payload=b"\xaa" * 160)):
+        with pytest.raises(SrtpRejected) as caught:
+            us.protect(repeat)
+        assert caught.value.reason is Rejection.REPEATED
     assert party.unprotect(us.protect(rtp(8))) == rtp(8)
+
+
+def test_an_outbound_session_protects_a_bounded_number_of_ssrcs() -> None:
+    """A sender changing its SSRC in every packet cannot grow libsrtp's streams: past
+    the limit a new SSRC is refused, the ones already seen (RTP or RTCP) go on."""
+    us, party = pair("AES_CM_128_HMAC_SHA1_80")
+    for ssrc in range(1, MAX_OUTBOUND_SSRCS + 1):
+        us.protect(rtp(1, ssrc=ssrc))
+    with pytest.raises(SrtpRejected) as caught:
+        us.protect(rtp(1, ssrc=MAX_OUTBOUND_SSRCS + 1))
+    assert caught.value.reason is Rejection.SSRC_LIMIT
+    rr = struct.pack("!BBHI", 0x80, 201, 1, MAX_OUTBOUND_SSRCS + 2)
+    with pytest.raises(SrtpRejected) as caught:
+        us.protect_rtcp(rr)
+    assert caught.value.reason is Rejection.SSRC_LIMIT
+    assert party.unprotect(us.protect(rtp(2, ssrc=5))) == rtp(2, ssrc=5)
+    rr = struct.pack("!BBHI", 0x80, 201, 1, 5)
+    assert party.unprotect_rtcp(us.protect_rtcp(rr)) == rr
 
 
 def test_rekeying_keeps_the_partys_unchanged_stream_and_its_replay_window() -> None:
