@@ -65,7 +65,8 @@ class RecordingTimer:
         ``Session-Expires`` (an SRC that does not know timers) keeps ours, and us its
         refresher: our refreshes are how we learn the SRC is still there, and cost it
         nothing (RFC 4028 would turn the timer off)."""
-        answered = st.as_uac(response)
+        min_se = self.policy.min_se if self.policy is not None else st.RFC_MIN_SE
+        answered = st.as_uac(response, min_se)
         if answered is None and self.interval is not None:
             answered = st.Interval(self.interval.seconds, "uac", we_refresh=True)
         self._start(answered, now)
