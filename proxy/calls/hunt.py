@@ -114,7 +114,7 @@ class Hunt:
             log.info("call %s: call taker %s is down (keepalives): skipped", call.id, skipped)
         for name in ringing:
             uri = group[name]
-            aor = b2bua.registrar.aor_of(uri)
+            aor = None if call.plan.outbound else b2bua.registrar.aor_of(uri)
             if aor is not None:  # its registered phones ring together
                 result = await self._ring_aor(name, aor, deadline)
                 if isinstance(result, ResponseReceived):
