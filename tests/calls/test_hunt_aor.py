@@ -184,6 +184,7 @@ async def test_an_aor_with_no_phone_registered_is_skipped(tmp_path: Path) -> Non
 
 
 async def test_an_entry_is_an_aor_only_at_our_realm_or_address_and_port(tmp_path: Path) -> None:
+    (tmp_path / "probed").mkdir()
     async with desk_harness(tmp_path) as h:
         desk = h.b2bua.registrar
         assert desk.aor_of(parse_uri(DESK)) == DESK
@@ -192,6 +193,8 @@ async def test_an_entry_is_an_aor_only_at_our_realm_or_address_and_port(tmp_path
         assert desk.aor_of(parse_uri(ANN_PHONE)) is None  # a phone at our address
         assert desk.aor_of(parse_uri("sip:desk@pbx.example")) is None
         assert desk.aor_of(parse_uri(f"sip:{REALM}")) is None  # no user
+    async with desk_harness(tmp_path / "probed", DESK, CAROL) as h:  # no OPTIONS to an AOR
+        assert [str(u) for u in h.b2bua.prober.call_takers] == [CAROL]
     (tmp_path / "off").mkdir()
     async with Harness(tmp_path / "off") as off:  # registrar disabled: never an AOR
         assert off.b2bua.registrar.aor_of(parse_uri(DESK)) is None
