@@ -251,11 +251,12 @@ class RecordingExported:
 class CallTakerFailedOver:
     """An INVITE to a call taker ended without an answer and the call moved on: to the
     call taker's next address (``no_response``, ``unavailable``: RFC 3263 §4.3) or to
-    the next call taker (``no_answer``, ``refused``, ``unresolved``)."""
+    the next call taker (``no_answer``, ``refused``, ``unresolved``, ``unregistered``).
+    For an AOR whose registered phones were rung together, ``target`` is the AOR."""
 
     call_id: str
     call_taker: str  # the URI as configured
-    target: str  # the address tried ("" when none was found)
+    target: str  # the address tried ("" when none was found; an AOR's forks: the AOR)
     reason: str
     status: int | None = None  # the final response, if one came
 

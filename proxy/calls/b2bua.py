@@ -132,10 +132,18 @@ class B2bua:
             transports=resolver_transports(config),
             families=(4, 6) if config.sip.media_host(6) else (4,),
         )
+        # REGISTER (issue 18): the registrar, or 403 when it is disabled
+        self.registrar = RegisterDesk(
+            config, core, catalog, flush=lambda: self.flush(), now=self.now
+        )
         self.health = TargetHealth(config.routing.options_failures)
         self.prober = Prober(
             core,
-            [u for u in map(parse_uri, config.routing.every_call_taker) if isinstance(u, SipUri)],
+            [  # an AOR of ours is not probed: its phones registered (RFC 3261 §10)
+                u
+                for u in map(parse_uri, config.routing.every_call_taker)
+                if isinstance(u, SipUri) and self.registrar.aor_of(u) is None
+            ],
             self.resolver,
             self.health,
             interval=config.routing.options_interval_seconds,
@@ -143,10 +151,6 @@ class B2bua:
             now=self.now,
             flush=lambda: self.flush(),
             publish=publish,
-        )
-        # REGISTER (issue 18): the registrar, or 403 when it is disabled
-        self.registrar = RegisterDesk(
-            config, core, catalog, flush=lambda: self.flush(), now=self.now
         )
 
     # -- SIP plumbing -------------------------------------------------------------------

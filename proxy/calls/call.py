@@ -619,10 +619,14 @@ class Call:
             raise RuntimeError("call not in the catalog yet")
         return self.catalog_id
 
-    def call_taker_invite(self, target: Uri, side: LegSdp) -> Request:
+    def call_taker_invite(
+        self, target: Uri, side: LegSdp, offer: sdp.SessionDescription | None = None
+    ) -> Request:
         """Our INVITE to a call taker (the first, or a transfer's target) with our offer
-        from ``side``: the caller's codec first, the caller's number at our host."""
-        offer = side.offer(self._b_codecs(), sdp.Direction.SENDRECV)
+        from ``side`` (``offer``, when the forks of one AOR share it): the caller's codec
+        first, the caller's number at our host."""
+        if offer is None:
+            offer = side.offer(self._b_codecs(), sdp.Direction.SENDRECV)
         return build_request(
             "INVITE",
             target,

@@ -35,6 +35,7 @@ from ..sip.registrar import (
     RegistrarSnapshot,
     Secrets,
 )
+from ..sip.uri import SipUri, Uri
 from ..storage.catalog import Catalog, CatalogError
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ class RegisterDesk:
         now: Callable[[], float],
     ) -> None:
         self.enabled = config.registrar.enabled
+        tls = config.sip.tls_listen
+        self.ports = {config.sip.listen[1], *([tls[1]] if tls is not None else [])}
         self.registrar = Registrar(registrar_rules(config)) if self.enabled else None
         self.core = core
         self.catalog = catalog
@@ -89,11 +92,24 @@ class RegisterDesk:
 
     def contacts_for(self, aor: str) -> list[Contact]:
         """The registered contacts of ``aor`` (``sip:NAME@realm``), best ``q`` first;
-        none when the registrar is disabled.  For the call flow, to ring a call taker by
-        its AOR (a later step)."""
+        none when the registrar is disabled.  The hunt rings them all (:mod:`.fork`)."""
         if self.registrar is None:
             return []
         return self.registrar.bindings.contacts_for(aor, self.now())
+
+    def aor_of(self, uri: Uri) -> str | None:
+        """The canonical AOR ``sip:NAME@realm`` when ``uri`` (a hunt group's entry) is
+        one of this registrar's: a user at the realm or at an address we advertise, as
+        a REGISTER may name it, and at no port or our own (``sip:ann@10.0.0.5:5070`` is
+        a phone at 10.0.0.5 even when recproxy advertises 10.0.0.5).  None when the
+        registrar is disabled."""
+        if self.registrar is None or not isinstance(uri, SipUri) or not uri.user:
+            return None
+        if uri.host.lower() not in self.registrar.rules.domains:
+            return None
+        if uri.port is not None and uri.port not in self.ports:
+            return None
+        return self.registrar.aor(uri.user)
 
     def snapshot(self) -> RegistrarSnapshot | None:
         """For the metrics; None when the registrar is disabled."""

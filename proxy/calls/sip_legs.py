@@ -46,6 +46,7 @@ class SipLegs:
         self.a_dialog: Dialog | None = None
         self.a_answered = False
         self.b_txn: ClientTransaction | None = None
+        self.ringing: set[ClientTransaction] = set()  # leg B's forks to an AOR's contacts
         self.abandoned: set[ClientTransaction] = set()  # leg B INVITEs a hunt moved on from
         self.b_dialog: Dialog | None = None
         self.offers: dict[ClientTransaction, LegSdp] = {}  # our re-offers awaiting answers
@@ -133,27 +134,55 @@ class SipLegs:
     ) -> ClientTransaction:
         """Leg B's INVITE, to ``target`` when DNS chose it (over TLS, its certificate
         must match the name resolved, RFC 5922 §7.2), else to its Request-URI."""
-        if target is None:
-            self.b_txn = self.send(invite)
-        else:
-            self.b_txn = self.send(
-                invite,
-                destination=(target.host, target.port),
-                transport=target.transport,
-                server_name=target.server_name,
-            )
+        self.b_txn = self._invite(invite, target)
         return self.b_txn
 
+    def fork_b(self, invite: Request, *, target: Target) -> ClientTransaction:
+        """One of leg B's parallel INVITEs (to an AOR's registered contacts): it rings
+        beside the others until :meth:`won_b`, :meth:`dropped_b` or :meth:`abandon_b`;
+        ``b_txn`` stays None meanwhile."""
+        txn = self._invite(invite, target)
+        self.ringing.add(txn)
+        return txn
+
+    def won_b(self, txn: ClientTransaction) -> None:
+        """``txn``, one of the forks, got the 2xx: it is leg B's INVITE (``b_txn``); the
+        others are CANCELled, and a 2xx that crosses the CANCEL is ACKed and ended."""
+        self.ringing.discard(txn)
+        self.abandon_b()
+        self.b_txn = txn
+
+    def dropped_b(self, txn: ClientTransaction) -> None:
+        """A fork ended unanswered (a final refusal, or Timer B): known, no longer ringing."""
+        self.ringing.discard(txn)
+        self.abandoned.add(txn)
+
+    def _invite(self, invite: Request, target: Target | None) -> ClientTransaction:
+        if target is None:
+            return self.send(invite)
+        return self.send(
+            invite,
+            destination=(target.host, target.port),
+            transport=target.transport,
+            server_name=target.server_name,
+        )
+
     def abandon_b(self) -> None:
-        """The hunt moves on from leg B's INVITE: CANCEL it; a late 2xx is ACKed and
-        ended (``is_b_invite`` still knows it)."""
+        """The hunt moves on from leg B's INVITE (or all its forks): CANCEL it; a late
+        2xx is ACKed and ended (``is_b_invite`` still knows it)."""
+        self.cancel_b()
         if self.b_txn is not None:
             self.abandoned.add(self.b_txn)
-            self.cancel_b()
             self.b_txn = None
+        self.abandoned |= self.ringing
+        self.ringing.clear()
 
     def is_b_invite(self, transaction: Transaction) -> bool:
-        return transaction is self.b_txn or transaction in self.abandoned
+        return (
+            transaction is self.b_txn
+            or transaction in self.ringing
+            or transaction in self.abandoned
+        )
 
     def ack(self, event: ResponseReceived) -> None:
         """ACK a 2xx to one of our INVITEs."""
@@ -163,9 +192,11 @@ class SipLegs:
         self.flush()
 
     def cancel_b(self) -> None:
-        """CANCEL our INVITE to the call taker while it can still be cancelled."""
-        if self.b_txn is not None:
-            self.cancel(self.b_txn)
+        """CANCEL our INVITE to the call taker (every fork still ringing) while it can
+        still be cancelled."""
+        for txn in (self.b_txn, *self.ringing):
+            if txn is not None:
+                self.cancel(txn)
 
     def cancel(self, invite: ClientTransaction) -> None:
         """CANCEL one of our INVITEs (the call taker's, a transfer target's) while it
@@ -187,7 +218,7 @@ class SipLegs:
         """End leg B: BYE once confirmed, else CANCEL."""
         if self.b_dialog is not None and self.b_dialog.state is DialogState.CONFIRMED:
             self._bye(self.b_dialog)
-        elif self.b_txn is not None:
+        elif self.b_txn is not None or self.ringing:
             self.cancel_b()
 
     def end_a(self) -> None:

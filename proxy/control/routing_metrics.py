@@ -15,7 +15,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from ..events import CallTakerFailedOver, CallTakerProbed, EventBus
 
 #: The ``reason`` label values of ``recproxy_call_taker_failovers`` (``hunt.Failover``).
-FAILOVER_REASONS: Final = ("no_response", "unavailable", "no_answer", "refused", "unresolved")
+FAILOVER_REASONS: Final = (
+    "no_response",
+    "unavailable",
+    "no_answer",
+    "refused",
+    "unresolved",
+    "unregistered",
+)
 _PROBE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
@@ -40,7 +47,8 @@ class RoutingMetrics:
         self.failovers = Counter(
             "recproxy_call_taker_failovers",
             "Calls moved on from a call taker's address: no_response and unavailable (503) "
-            "try its next address; no_answer, refused and unresolved the next call taker.",
+            "try its next address; no_answer, refused, unresolved and unregistered (an AOR "
+            "with no phone registered) the next call taker.",
             ["reason"],
             registry=registry,
         )

@@ -30,6 +30,7 @@ from proxy.config import (
     NoticeSettings,
     OperatorSettings,
     RecordingSettings,
+    RegistrarSettings,
     RoutingSettings,
     SipSettings,
     SrtpSettings,
@@ -223,6 +224,7 @@ class Harness:
         resolver: Resolver | None = None,
         sip: SipSettings | None = None,
         srtp: SrtpSettings | None = None,
+        registrar: RegistrarSettings | None = None,
     ) -> None:
         self.config = Config(
             sip=sip or SipSettings(),
@@ -231,6 +233,7 @@ class Harness:
             recording=RecordingSettings(dir=tmp_path / "recordings"),
             notice=NoticeSettings(mode="early-media" if early_media else "answer"),
             routing=routing or RoutingSettings(call_taker=f"sip:taker@{TAKER[0]}:{TAKER[1]}"),
+            registrar=registrar or RegistrarSettings(),
         )
         self.core = SipCore(CoreSettings(host=PROXY[0], port=PROXY[1]))
         self.catalog = SqliteCatalog(tmp_path / "catalog.sqlite3")

@@ -8,6 +8,8 @@
 3. A REGISTER brute force from a separate process (``benchmarks/register_sender.py``),
    bounded in count, while a recorded call runs: the recording is whole, the guesses
    are throttled, bindings stay bounded and the proxy's memory does not run away.
+4. A call taker by its AOR: two SIPp phones register ``sip:desk@realm``; a call rings
+   both, one answers, the other is CANCELled, and the recording is whole.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from tests.e2e.proxy_process import (
     proxy_env,
     recproxy_command,
 )
+from tests.e2e.sipp import play_pcap
+from tests.e2e.test_media_addresses import assert_recorded
+from tests.e2e.test_recorded_call import seconds_of
 
 pytestmark = pytest.mark.sipp
 
@@ -209,3 +214,62 @@ def test_a_register_brute_force_leaves_a_recorded_call_whole(e2e: E2e, dialogue:
     placed = audio.place(wav.channel(0), audio.ulaw_decode(caller_audio))
     assert placed.voiced and len(placed.inside) == placed.voiced, placed
     assert "Traceback" not in proxy.log_text()
+
+
+def register_phone(e2e: E2e, label: str, port: int) -> None:
+    """SIPp at ``port`` registers the AOR of user desk with desk's SIP password: the
+    call taker started at that port next is a registered phone of ``sip:desk@realm``."""
+    run = e2e.run_sipp(
+        label, "register_ok", {"user": "desk", "password": SIP_PASSWORD},
+        local_port=port, media_port=e2e.ports.spare_rtp, remote=("127.0.0.1", e2e.ports.sip),
+    )  # fmt: skip
+    run.expect_success(timeout=20)
+
+
+def test_a_call_to_an_aor_rings_every_registered_phone_and_one_answers(
+    e2e: E2e, dialogue: bytes
+) -> None:
+    """Two phones registered for ``sip:desk@realm``, the hunt group's one entry: both are
+    invited at once, bob answers, ann is CANCELled; the recording holds the caller and
+    bob, each whole on its channel."""
+    ports = e2e.ports
+    proxy = e2e.proxy(
+        ProxySettings(
+            call_takers=(f"sip:desk@{REALM}",),
+            extra=f'[registrar]\nenabled = true\nrealm = "{REALM}"\nalgorithms = ["MD5"]\n',
+        )
+    )
+    add_user_with_sip_password(e2e.config_path, "desk")
+    ann_port, bob_port = ports.taker_sip, ports.spare_sip(0)
+    register_phone(e2e, "ann-register", ann_port)
+    register_phone(e2e, "bob-register", bob_port)
+    wait_for(
+        "two bindings",
+        lambda: scrape(proxy, ports.http).get("recproxy_registrar_bindings") == 2,
+        10,
+        proxy,
+    )
+    caller_audio, taker_audio = seconds_of(dialogue, 0, 3), seconds_of(dialogue, 12, 15)
+    ann = e2e.run_sipp("ann", "uas_no_answer", {}, local_port=ann_port, media_port=ports.taker_rtp)
+    bob = e2e.run_sipp(
+        "bob", "uas_answer",
+        {"ring_ms": 1000, "audio": play_pcap(e2e.rtp_pcap("bob.pcap", taker_audio)),
+         "codec": "PCMU"},
+        local_port=bob_port, media_port=ports.spare_media(1),
+    )  # fmt: skip
+    # 2 s of notice, 1 s of both ringing, then the caller talks
+    caller = e2e.caller(
+        audio_pcap=e2e.rtp_pcap("caller.pcap", caller_audio), pre_audio_ms=3800, hold_ms=3500
+    )
+    caller.expect_success(timeout=40)
+    ann.expect_success(timeout=10)
+    bob.expect_success(timeout=10)
+    proxy.wait_idle()
+
+    invited_ann = ann.first(sent=False, method="INVITE")
+    invited_bob = bob.first(sent=False, method="INVITE")
+    assert abs(invited_ann.time - invited_bob.time) < 0.5  # rung together
+    assert invited_ann.first_line.startswith(f"INVITE sip:desk@127.0.0.1:{ann_port} ")
+    assert ann.first(sent=False, method="CANCEL").time >= bob.first(sent=True, status=200).time
+    assert_recorded(e2e, proxy, 0, caller_audio, taker_audio)
+    assert f"(sip:desk@{REALM})" in proxy.log_text()
