@@ -162,10 +162,11 @@ class System:
 class Recproxy(System):
     fsync = "chunk"
     extra_config = ""  # TOML appended to the config (retention_sweep.py adds [retention])
+    notice_seconds = 1.0  # setup_cost.py: 0.2
 
     def start(self) -> None:
         notice = self.workdir / "notice.wav"
-        _write_notice(notice, seconds=1.0)
+        _write_notice(notice, seconds=self.notice_seconds)
         config = self.workdir / "recproxy.toml"
         config.write_text(
             f"""
