@@ -10,15 +10,21 @@ bash scripts/setup.sh
 if [ $# -gt 0 ]; then
     exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 fi
-# The whole suite in two phases, each in two pytest-xdist workers (two cores): first the
+# The whole suite in phases, the first two in two pytest-xdist workers (two cores): first the
 # tests that are bound by the CPU, then those that place real calls in real time (SIPp,
 # softphones, the browser, the README and the wheel), so no call waits behind a busy core.  A
 # module stays on one worker (--dist loadscope: its module-scoped world is built once),
 # and the slowest modules start first (tests/conftest.py).
+# Last, alone in one process, the tests that load the machine on purpose (floods of
+# INVITEs, TLS handshakes and REGISTER guesses beside recorded calls): beside the other
+# real-time tests they would starve a softphone playing the notice, and they measure
+# the loss a flood adds, which needs the cores to themselves.
 real_time=(tests/e2e tests/console tests/test_readme.py tests/test_wheel.py)
+floods=(tests/e2e/test_flood.py tests/e2e/test_tls_flood.py tests/e2e/test_register.py)
 status=0
 .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope \
     "${real_time[@]/#/--ignore=}" tests || status=$?
 .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope \
-    "${real_time[@]}" || status=$?
+    "${floods[@]/#/--ignore=}" "${real_time[@]}" || status=$?
+.venv/bin/python -m pytest -q -p no:cacheprovider "${floods[@]}" || status=$?
 exit $status

@@ -98,7 +98,9 @@ def test_a_busy_call_taker_rolls_to_the_next_at_once(e2e: E2e, dialogue: bytes) 
     ann, second = hunt(e2e, proxy, dialogue, "uas_busy", pre_audio_ms=2800)
 
     busy = ann.first(sent=True, status=486).time
-    assert 0 <= second.first(sent=False, method="INVITE").time - busy < 0.5
+    # two SIPp processes' logs: one logs its 486 a fraction of a millisecond after
+    # sending it, so the other's receipt may carry a slightly earlier time (5 ms slack)
+    assert -0.005 <= second.first(sent=False, method="INVITE").time - busy < 0.5
     assert_recorded(e2e, proxy, 0, *talk(dialogue))
     assert failovers(proxy, "refused") == 1
 
