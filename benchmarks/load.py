@@ -312,6 +312,16 @@ def _write_notice(path: Path, seconds: float) -> None:
         out.writeframes(b"".join(struct.pack("<h", s) for s in samples))
 
 
+def interrupt(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop ``proc`` as Ctrl-C would (SIPp writes its statistics, py-spy its profile);
+    killed if it has not ended within ``timeout`` seconds."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def _wait_http(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -401,11 +411,7 @@ def run_system(system: System, args: argparse.Namespace) -> dict[str, object]:
     cpu = cpu_seconds(system.pids()) - cpu_before
     sampler.stop()
     extras = system.extras()
-    uas.send_signal(signal.SIGINT)
-    try:
-        uas.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        uas.kill()
+    interrupt(uas, 10)
     system.stop()
     stats = sipp_stats(screen.read_text(errors="replace") if screen.exists() else "")
     completed = max(stats["completed"], 1)

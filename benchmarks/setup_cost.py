@@ -30,7 +30,6 @@ import argparse
 import collections
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from benchmarks.load import (  # noqa: E402
     Recproxy,
     Sampler,
     cpu_seconds,
+    interrupt,
     sipp_stats,
 )
 
@@ -155,16 +155,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     cpu = cpu_seconds(system.pids()) - before
     sampler.stop()
     if profiler is not None:
-        profiler.send_signal(signal.SIGINT)
-        try:
-            profiler.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            profiler.kill()
-    uas.send_signal(signal.SIGINT)
-    try:
-        uas.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        uas.kill()
+        interrupt(profiler, 30)
+    interrupt(uas, 10)
     system.stop()
     stats = sipp_stats(screen.read_text(errors="replace") if screen.exists() else "")
     completed = max(stats["completed"], 1)
