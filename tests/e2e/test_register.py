@@ -270,6 +270,12 @@ def test_a_call_to_an_aor_rings_every_registered_phone_and_one_answers(
     invited_bob = bob.first(sent=False, method="INVITE")
     assert abs(invited_ann.time - invited_bob.time) < 0.5  # rung together
     assert invited_ann.first_line.startswith(f"INVITE sip:desk@127.0.0.1:{ann_port} ")
-    assert ann.first(sent=False, method="CANCEL").time >= bob.first(sent=True, status=200).time
+    # ann is CANCELled only because bob answered. The two SIPp processes stamp their logs
+    # around the send and the receipt, not at them, so a millisecond either way between
+    # their clocks is noise (5 ms slack, as in test_failover)
+    cancelled_after = (
+        ann.first(sent=False, method="CANCEL").time - bob.first(sent=True, status=200).time
+    )
+    assert cancelled_after >= -0.005
     assert_recorded(e2e, proxy, 0, caller_audio, taker_audio)
     assert f"(sip:desk@{REALM})" in proxy.log_text()

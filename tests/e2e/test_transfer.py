@@ -165,17 +165,18 @@ def test_a_transfer_records_two_parts_each_with_its_call_takers_audio(
     ]
     # bob was invited after the REFER, and ann's leg ended with our BYE only after bob
     # answered. Each comparison is causal (one process's send before another's receipt):
-    # two receipts in two SIPp processes have no order to assert.
+    # two receipts in two SIPp processes have no order to assert. Each SIPp stamps its
+    # log around a send or a receipt, not at it: 5 ms of slack (as in test_failover).
     refer_sent = ann.first(sent=True, method="REFER").time
     bob_invite = bob.first(sent=False, method="INVITE")
-    assert bob_invite.time >= refer_sent
+    assert bob_invite.time >= refer_sent - 0.005
     if kind == "attended":  # bob's phone is asked to replace the consultation, not ring
         assert bob_invite.header("Replaces") == CONSULTATION, bob_invite.text
         assert "replaces" in (bob_invite.header("Require") or ""), bob_invite.text
     else:
         assert bob_invite.header("Replaces") is None, bob_invite.text
     bob_answered = bob.first(sent=True, status=200, cseq_method="INVITE").time
-    assert ann.first(sent=False, method="BYE").time >= bob_answered
+    assert ann.first(sent=False, method="BYE").time >= bob_answered - 0.005
     # the caller's call went on: it hung up itself, once
     assert caller.first(sent=True, method="BYE")
 
