@@ -2,19 +2,28 @@
 same run, with the same load — through the systems a practice would otherwise pick:
 Kamailio + rtpengine with recording on, and sippy's B2BUA with its in-process rtpproxy.
 
-Each system gets the same SIPp caller (``shared/benchmark-peers/uac5.xml``: INVITE, 5 s
-of PCMA in 30 ms packets, BYE) and the same call taker (``scenarios/uas_pcma_play.xml``:
-answers PCMA and plays 5 s of PCMA back), at a fixed offered load.  Reported per system,
-from the system's own CPU accounting (/proc) and SIPp's statistics: calls attempted,
-completed and failed; peak concurrent calls; CPU-seconds per call and per call-second of
-recorded audio; RSS per active call.  For recproxy also: packets relayed and dropped
-inside the proxy (its /metrics), call set-up CPU, and recording completeness (every
-recording's length against its bridged time).  Then the ratio of recproxy's CPU per
-recorded call-second to each peer's.
+Each system gets the same SIPp caller (``shared/benchmark-peers/uac5.xml``: INVITE,
+``--duration`` seconds of PCMA in 30 ms packets, BYE) and the same call taker
+(``scenarios/uas_pcma_play.xml``: answers PCMA and plays the same length of PCMA back),
+at a fixed offered load.  Reported per system, from the system's own CPU accounting
+(/proc, every process and thread of it) and SIPp's statistics: calls attempted, completed
+and failed; peak concurrent calls; CPU per call and per call-second of recorded audio;
+RSS per active call; RTP packets the call taker sent and the caller received (nftables
+counters on loopback, when ``nft`` is there).  For recproxy also: packets relayed and
+dropped inside the proxy (its /metrics), and recording completeness (every recording's
+length against its bridged time).  Then the ratio of recproxy's CPU per recorded
+call-second to each peer's.
+
+Profiles (``--profile``): ``short`` is today's 5 s calls at ``--rate``; ``long`` is 60 s
+calls ramped at 5 a second to 200 concurrent and held there (600 calls), where media
+dominates.  ``--signalling-only`` sends no RTP at all (a 200 ms notice for recproxy,
+``--duration`` from ACK to BYE): CPU per call set-up and tear-down, for every system.
 
     python benchmarks/load.py --rate 10 --calls 200                # recproxy + installed peers
     python benchmarks/load.py --install-peers                      # apt + pip, once
     python benchmarks/load.py --systems recproxy --rate 40 --calls 400
+    python benchmarks/load.py --profile long                       # 60 s calls, 200 at once
+    python benchmarks/load.py --signalling-only --duration 0.5 --rate 20 --calls 400
 
 Loopback only; every run is bounded (--calls, and a timeout).  Not part of the tests.
 """
@@ -35,6 +44,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +59,34 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 UAS_PORT = 5170  # kamailio.cfg sends every call here
 UAC_PORT = 5171
+
+
+@dataclass(frozen=True)
+class Load:
+    """What SIPp offers each system: ``calls`` calls started at ``rate`` a second, at most
+    ``limit`` at once, each ``duration`` seconds from ACK to BYE, with G.711 both ways or
+    (``signalling_only``) no RTP at all."""
+
+    rate: float
+    calls: int
+    limit: int
+    duration: float
+    signalling_only: bool = False
+    timeout: int = 300  # seconds, per system (SIPp's -timeout)
+
+    @property
+    def packets(self) -> int:
+        """RTP packets each side sends per call (30 ms each; 167 in today's 5 s)."""
+        return 0 if self.signalling_only else round(self.duration * 1000 / 30)
+
+
+#: ``--profile``: the defaults each profile gives the flags left unset.  ``long`` ramps at
+#: 5 calls a second to 200 concurrent 60 s calls (reached after 40 s) and holds there
+#: until 600 calls have been placed (about 4 minutes a system).
+PROFILES: dict[str, dict[str, float]] = {
+    "short": {"rate": 10.0, "calls": 200, "limit": 500, "duration": 5.0},
+    "long": {"rate": 5.0, "calls": 600, "limit": 200, "duration": 60.0},
+}
 
 
 # ---------------------------------------------------------------------------------------
@@ -162,7 +200,7 @@ class System:
 class Recproxy(System):
     fsync = "chunk"
     extra_config = ""  # TOML appended to the config (retention_sweep.py adds [retention])
-    notice_seconds = 1.0  # setup_cost.py: 0.2
+    notice_seconds = 1.0  # build_system: SHORTEST_NOTICE when no RTP is sent
 
     def start(self) -> None:
         notice = self.workdir / "notice.wav"
@@ -349,19 +387,134 @@ def _metrics(url: str) -> dict[str, float]:
     return values
 
 
-def make_pcap_5s(workdir: Path) -> Path:
-    """g711a_5s.pcap: the first 167 packets (30 ms each) of SIPp's g711a.pcap."""
-    target = workdir / "g711a_5s.pcap"
-    data = SIPP_PCAP.read_bytes()
-    out = bytearray(data[:24])
-    offset, kept = 24, 0
-    while offset + 16 <= len(data) and kept < 167:
-        caplen = struct.unpack_from("<I", data, offset + 8)[0]
-        out += data[offset : offset + 16 + caplen]
-        offset += 16 + caplen
-        kept += 1
-    target.write_bytes(bytes(out))
+def make_pcap(workdir: Path, packets: int) -> Path:
+    """A pcap of ``packets`` PCMA packets (30 ms each) for SIPp's ``play_pcap_audio``.
+
+    The first packets are SIPp's own ``g711a.pcap`` unchanged (so 167 of them are the
+    ``g711a_5s.pcap`` of today's 5 s runs); past its 236 the recording is replayed with
+    the RTP sequence number, timestamp and capture time carried on, so that a 60 s call
+    is one continuous stream to the receiver."""
+    target = workdir / f"g711a_{packets}p.pcap"
+    target.write_bytes(extend_pcap(SIPP_PCAP.read_bytes(), packets))
     return target
+
+
+def extend_pcap(data: bytes, packets: int) -> bytes:
+    """``packets`` records of the Ethernet/IPv4/UDP/RTP pcap ``data`` (see make_pcap)."""
+    records: list[tuple[int, bytes]] = []  # (capture time in µs, frame)
+    offset = 24
+    while offset + 16 <= len(data):
+        seconds, micros, caplen = struct.unpack_from("<III", data, offset)
+        records.append((seconds * 1_000_000 + micros, data[offset + 16 : offset + 16 + caplen]))
+        offset += 16 + caplen
+    if not records:
+        raise ValueError("no packets in the pcap")
+    first_time, first = records[0]
+    rtp = 14 + (first[14] & 0x0F) * 4 + 8  # Ethernet, IPv4 header, UDP header
+    seq0, ts0 = struct.unpack_from("!HI", first, rtp + 2)
+    period = (records[-1][0] - first_time) + 30_000  # one lap of the recording, in µs
+    out = bytearray(data[:24])
+    for n in range(packets):
+        lap, index = divmod(n, len(records))
+        when, frame = records[index]
+        if lap:
+            edited = bytearray(frame)
+            edited[rtp + 1] &= 0x7F  # no marker bit: the stream goes on
+            struct.pack_into(
+                "!HI", edited, rtp + 2, (seq0 + n) & 0xFFFF, (ts0 + 240 * n) & 0xFFFFFFFF
+            )
+            frame, when = bytes(edited), when + lap * period
+        out += struct.pack("<IIII", when // 1_000_000, when % 1_000_000, len(frame), len(frame))
+        out += frame
+    return bytes(out)
+
+
+_PLAY = re.compile(r"\s*<nop>\s*<action>\s*<exec play_pcap_audio=\"[^\"]*\"/>\s*</action>\s*</nop>")
+_PAUSE = re.compile(r'<pause milliseconds="\d+"/>')
+
+
+def derive_scenario(template: str, pcap: str | None, pause_ms: int | None) -> str:
+    """A SIPp scenario like ``template`` playing ``pcap`` instead of its own (None: no RTP
+    at all, the ``play_pcap_audio`` action removed), and pausing ``pause_ms`` between ACK
+    and BYE instead of its own pause (None: unchanged; the call taker has none)."""
+    if len(_PLAY.findall(template)) != 1:
+        raise ValueError("the scenario must play exactly one pcap")
+    if pcap is None:
+        text = _PLAY.sub("", template)
+    else:
+        text = _PLAY.sub(
+            lambda m: re.sub(r'play_pcap_audio="[^"]*"', f'play_pcap_audio="{pcap}"', m.group(0)),
+            template,
+        )
+    if pause_ms is not None:
+        if len(_PAUSE.findall(text)) != 1:
+            raise ValueError("the caller's scenario must have exactly one pause")
+        text = _PAUSE.sub(f'<pause milliseconds="{pause_ms}"/>', text)
+    return text
+
+
+def scenarios(system: System, load: Load) -> tuple[Path, Path]:
+    """The caller's and the call taker's scenario for ``load``, written in the work
+    folder with the pcap they play."""
+    pcap = None if load.signalling_only else make_pcap(system.workdir, load.packets).name
+    uac = system.workdir / f"uac-{system.name}.xml"
+    uas = system.workdir / f"uas-{system.name}.xml"
+    pause = round(1000 * load.duration)
+    uac.write_text(derive_scenario(system.uac_scenario.read_text(), pcap, pause))
+    uas.write_text(derive_scenario(system.uas_scenario.read_text(), pcap, None))
+    return uac, uas
+
+
+class RtpCounters:
+    """nftables counters on loopback: RTP packets the call taker's SIPp sent (from its
+    media port) and the caller's SIPp was delivered (to its media port) — the callee →
+    caller direction, which every system relays only once the call is up.  The kernel
+    counts; no process of the benchmark touches a packet.  Without ``nft`` (or rights),
+    nothing is counted."""
+
+    TABLE = "recproxy_load_bench"
+
+    def __init__(self, caller_port: int, callee_port: int) -> None:
+        self.ports = caller_port, callee_port
+        self.enabled = shutil.which("nft") is not None
+
+    def __enter__(self) -> RtpCounters:
+        if self.enabled:
+            caller, callee = self.ports
+            script = (
+                f"table inet {self.TABLE} {{\n"
+                f" counter from_callee {{}}\n counter to_caller {{}}\n"
+                f" chain input {{ type filter hook input priority 0; policy accept;\n"
+                f"  iif lo udp sport {callee} counter name from_callee\n"
+                f"  iif lo udp dport {caller} counter name to_caller\n }}\n}}\n"
+            )
+            subprocess.run(["nft", "delete", "table", "inet", self.TABLE], capture_output=True)
+            done = subprocess.run(["nft", "-f", "-"], input=script.encode(), capture_output=True)
+            self.enabled = done.returncode == 0
+        return self
+
+    def read(self) -> dict[str, int]:
+        if not self.enabled:
+            return {}
+        out = subprocess.run(
+            ["nft", "-j", "list", "counters", "table", "inet", self.TABLE],
+            capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        return counters_from_json(out.decode())
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            subprocess.run(["nft", "delete", "table", "inet", self.TABLE], capture_output=True)
+
+
+def counters_from_json(text: str) -> dict[str, int]:
+    """``{name: packets}`` from ``nft -j list counters`` output."""
+    found: dict[str, int] = {}
+    for item in json.loads(text).get("nftables", []):
+        counter = item.get("counter")
+        if counter is not None:
+            found[counter["name"]] = int(counter["packets"])
+    return found
 
 
 def sipp_stats(screen: str) -> dict[str, int]:
@@ -378,69 +531,106 @@ def sipp_stats(screen: str) -> dict[str, int]:
     }
 
 
-def run_system(system: System, args: argparse.Namespace) -> dict[str, object]:
+#: What run_system calls once the system is up (its processes and work folder) and
+#: whose returned callable it calls once the CPU has been read; that result joins the
+#: system's (setup_cost.py's py-spy profile).
+Watch = Callable[[list[int], Path], Callable[[], dict[str, object]]]
+
+
+def run_system(system: System, load: Load, watch: Watch | None = None) -> dict[str, object]:
     work = system.workdir
-    make_pcap_5s(work)
     lc = SCENARIOS / "uas_pcma_play_lc.xml"
     if not lc.exists():  # sippy rejects an upper-case ;transport=UDP in a Contact
         lc.write_text((SCENARIOS / "uas_pcma_play.xml").read_text().replace(
             "transport=[transport]", "transport=udp"))  # fmt: skip
+    uac_scenario, uas_scenario = scenarios(system, load)
     system.start()
     uas = subprocess.Popen(
-        ["sipp", "-sf", str(system.uas_scenario), "-i", "127.0.0.1", "-p", str(UAS_PORT),
+        ["sipp", "-sf", str(uas_scenario), "-i", "127.0.0.1", "-p", str(UAS_PORT),
          "-mp", "17000", "-nostdin"],
         cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(0.5)
     pids = system.pids()
+    finish = watch(pids, work) if watch is not None else None
     sampler = Sampler(pids)
     sampler.start()
-    cpu_before = cpu_seconds(pids)
-    started = time.monotonic()
-    screen = work / "uac_screen.log"
-    uac = subprocess.run(
-        ["sipp", f"127.0.0.1:{system.port}", "-sf", str(system.uac_scenario), "-s", "1000",
-         "-i", "127.0.0.1", "-p", str(UAC_PORT), "-mp", "16000",
-         "-r", str(args.rate), "-l", str(args.limit), "-m", str(args.calls),
-         "-nostdin", "-timeout", str(args.timeout), "-timeout_error",
-         "-trace_screen", "-screen_file", str(screen)],
-        cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=args.timeout + 60,
-    )  # fmt: skip
-    wall = time.monotonic() - started
-    time.sleep(6)  # let the last calls' BYEs, recordings and timewaits settle
-    cpu = cpu_seconds(system.pids()) - cpu_before
+    with RtpCounters(caller_port=16000, callee_port=17000) as counters:
+        cpu_before = cpu_seconds(pids)
+        started = time.monotonic()
+        screen = work / "uac_screen.log"
+        uac = subprocess.run(
+            ["sipp", f"127.0.0.1:{system.port}", "-sf", str(uac_scenario), "-s", "1000",
+             "-i", "127.0.0.1", "-p", str(UAC_PORT), "-mp", "16000",
+             "-r", str(load.rate), "-l", str(load.limit), "-m", str(load.calls),
+             "-nostdin", "-timeout", str(load.timeout), "-timeout_error",
+             "-trace_screen", "-screen_file", str(screen)],
+            cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            timeout=load.timeout + 60,
+        )  # fmt: skip
+        wall = time.monotonic() - started
+        time.sleep(6)  # let the last calls' BYEs, recordings and timewaits settle
+        cpu = cpu_seconds(system.pids()) - cpu_before
+        packets = counters.read()
     sampler.stop()
+    watched = finish() if finish is not None else {}
     extras = system.extras()
     interrupt(uas, 10)
     system.stop()
     stats = sipp_stats(screen.read_text(errors="replace") if screen.exists() else "")
     completed = max(stats["completed"], 1)
-    call_seconds = stats["completed"] * 5.0  # uac5: 5 s of audio each
+    call_seconds = 0.0 if load.signalling_only else stats["completed"] * load.duration
     result: dict[str, object] = {
         "system": system.name,
+        "workdir": str(work),
         "sipp_rc": uac.returncode,
         **stats,
+        "rate": load.rate,
+        "limit": load.limit,
+        "duration_seconds": load.duration,
+        "signalling_only": load.signalling_only,
         "wall_seconds": round(wall, 1),
         "cpu_seconds": round(cpu, 2),
         "cpu_ms_per_call": round(1000 * cpu / completed, 2),
-        "cpu_ms_per_call_second": round(1000 * cpu / max(call_seconds, 1), 3),
+        "cpu_ms_per_call_second": round(1000 * cpu / call_seconds, 3) if call_seconds else None,
         "peak_rss_mb": round(sampler.peak_rss / 2**20, 1),
         "rss_kb_per_active_call": round(
             (sampler.peak_rss - sampler.idle_rss) / 1024 / max(stats["peak_concurrent"], 1), 1
         ),
+        **rtp_delivery(packets, load, stats["completed"]),
         **extras,
+        **watched,
     }
     if isinstance(system, Recproxy):
         recorded = system.recordings()
         result.update(recorded)
         seconds = float(recorded["recorded_seconds"])  # type: ignore[arg-type]
-        result["cpu_ms_per_recorded_second"] = round(1000 * cpu / max(seconds, 1), 3)
+        result["cpu_ms_per_recorded_second"] = (
+            None if load.signalling_only else round(1000 * cpu / max(seconds, 1), 3)
+        )
         relayed = result.get("rtp_packets_relayed") or 0
-        if isinstance(relayed, int) and relayed:
+        if isinstance(relayed, int) and relayed and not load.signalling_only:
             result["cpu_us_per_relayed_packet"] = round(1e6 * cpu / relayed, 1)
     else:
         result["cpu_ms_per_recorded_second"] = result["cpu_ms_per_call_second"]
     return result
+
+
+def rtp_delivery(packets: dict[str, int], load: Load, completed: int) -> dict[str, object]:
+    """The callee → caller RTP counts: sent by the call taker's SIPp, delivered to the
+    caller's, and the shortfall as a share of what was sent.  For recproxy the delivered
+    count also holds the notice it plays to the caller (its own loss is in its metrics)."""
+    if not packets:
+        return {}
+    sent, delivered = packets.get("from_callee", 0), packets.get("to_caller", 0)
+    return {
+        "rtp_callee_expected": load.packets * completed,
+        "rtp_callee_sent": sent,
+        "rtp_caller_delivered": delivered,
+        "rtp_callee_to_caller_loss_percent": round(100 * (sent - delivered) / sent, 3)
+        if sent
+        else None,
+    }
 
 
 def install_peers() -> None:
@@ -465,13 +655,79 @@ def available(name: str) -> str | None:
     return None
 
 
+PORTS = {"recproxy": 5180, "kamailio": 5160, "sippy": 5165}
+SHORTEST_NOTICE = 0.2  # seconds: the shortest prompt recproxy's start-up accepts
+
+
+def build_system(name: str, load: Load, fsync: str = "chunk") -> System:
+    """System ``name`` in a fresh work folder, configured for ``load``: recproxy plays the
+    shortest notice when no RTP is sent (its set-up is what is measured)."""
+    classes = {"recproxy": Recproxy, "kamailio": Kamailio, "sippy": Sippy}
+    workdir = Path(tempfile.mkdtemp(prefix=f"recproxy-load-{name}-"))
+    system = classes[name](name, PORTS[name], workdir)
+    if isinstance(system, Recproxy):
+        system.fsync = fsync
+        if load.signalling_only:
+            system.notice_seconds = SHORTEST_NOTICE
+    return system
+
+
+def closing_lines(results: list[dict[str, object]]) -> list[str]:
+    """recproxy's figure against each peer's, one line each, in the form every run since
+    issue 6 has printed (CPU per call set-up for a signalling-only run)."""
+    ours = next((r for r in results if r["system"] == "recproxy"), None)
+    if ours is None:
+        return []
+    if ours.get("signalling_only"):
+        key, what = "cpu_ms_per_call", "CPU per call set-up"
+    else:
+        key, what = "cpu_ms_per_recorded_second", "CPU per recorded call-second"
+    lines = []
+    for peer in results:
+        if peer is ours or not peer.get(key) or not ours.get(key):
+            continue
+        theirs = float(peer[key])  # type: ignore[arg-type]
+        mine = float(ours[key])  # type: ignore[arg-type]
+        lines.append(
+            f"recproxy / {peer['system']}: {what} {mine:.3f} / {theirs:.3f} ms = "
+            f"{mine / theirs:.2f}x"
+        )
+    return lines
+
+
+def load_from(args: argparse.Namespace) -> Load:
+    """The Load the flags ask for: the profile's values for every flag left unset."""
+    profile = PROFILES[args.profile]
+    rate = args.rate if args.rate is not None else profile["rate"]
+    calls = args.calls if args.calls is not None else int(profile["calls"])
+    duration = args.duration if args.duration is not None else profile["duration"]
+    timeout = args.timeout or int(calls / rate + duration + 120)
+    return Load(
+        rate=rate,
+        calls=calls,
+        limit=args.limit if args.limit is not None else int(profile["limit"]),
+        duration=duration,
+        signalling_only=args.signalling_only,
+        timeout=timeout,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--systems", default="recproxy,kamailio,sippy")
-    parser.add_argument("--rate", type=float, default=10.0, help="new calls per second")
-    parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--limit", type=int, default=500, help="most calls at once")
-    parser.add_argument("--timeout", type=int, default=300, help="seconds, per system")
+    parser.add_argument(
+        "--profile", choices=sorted(PROFILES), default="short",
+        help="short: 5 s calls (default); long: 60 s calls, ramped to 200 concurrent",
+    )  # fmt: skip
+    parser.add_argument("--rate", type=float, help="new calls per second")
+    parser.add_argument("--calls", type=int)
+    parser.add_argument("--limit", type=int, help="most calls at once")
+    parser.add_argument("--duration", type=float, help="seconds from ACK to BYE")
+    parser.add_argument(
+        "--signalling-only", action="store_true",
+        help="no RTP: CPU per call set-up and tear-down (recproxy plays a 200 ms notice)",
+    )  # fmt: skip
+    parser.add_argument("--timeout", type=int, help="seconds, per system (default: derived)")
     parser.add_argument("--install-peers", action="store_true")
     parser.add_argument(
         "--recproxy-fsync", choices=("chunk", "segment", "none"), default="chunk",
@@ -479,45 +735,36 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = parser.parse_args()
-    if not (0 < args.rate <= 200 and 1 <= args.calls <= 5000):
-        parser.error("--rate 0-200, --calls 1-5000")
+    load = load_from(args)
+    if not (0 < load.rate <= 200 and 1 <= load.calls <= 5000 and 0 < load.duration <= 600):
+        parser.error("--rate 0-200, --calls 1-5000, --duration 0-600")
     if args.install_peers:
         install_peers()
     names = [n for n in args.systems.split(",") if n]
-    unknown = set(names) - {"recproxy", "kamailio", "sippy"}
+    unknown = set(names) - set(PORTS)
     if unknown:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
-    ports = {"recproxy": 5180, "kamailio": 5160, "sippy": 5165}
-    classes = {"recproxy": Recproxy, "kamailio": Kamailio, "sippy": Sippy}
     results: list[dict[str, object]] = []
     for name in names:
         why = available(name)
         if why is not None:
             print(f"{name}: skipped ({why}; run with --install-peers)", file=sys.stderr)
             continue
-        workdir = Path(tempfile.mkdtemp(prefix=f"recproxy-load-{name}-"))
-        system = classes[name](name, ports[name], workdir)
-        if isinstance(system, Recproxy):
-            system.fsync = args.recproxy_fsync
-        print(f"{name}: {args.calls} calls at {args.rate}/s … ({workdir})", file=sys.stderr)
+        system = build_system(name, load, args.recproxy_fsync)
+        print(
+            f"{name}: {load.calls} calls of {load.duration} s at {load.rate}/s, at most "
+            f"{load.limit} at once … ({system.workdir})",
+            file=sys.stderr,
+        )
         try:
-            results.append(run_system(system, args))
+            results.append(run_system(system, load))
         finally:
             system.stop()
         print(json.dumps(results[-1], indent=2))
-    ours = next((r for r in results if r["system"] == "recproxy"), None)
-    if ours is not None:
-        for peer in results:
-            if peer is ours:
-                continue
-            theirs = float(peer["cpu_ms_per_recorded_second"])  # type: ignore[arg-type]
-            mine = float(ours["cpu_ms_per_recorded_second"])  # type: ignore[arg-type]
-            print(
-                f"recproxy / {peer['system']}: CPU per recorded call-second "
-                f"{mine:.3f} / {theirs:.3f} ms = {mine / theirs:.2f}x"
-            )
+    for line in closing_lines(results):
+        print(line)
     if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Call set-up and tear-down cost (issue 19): CPU per call with no RTP at all, and where
 it goes.
 
-One ``recproxy serve`` (the call proxy alone, ``[records] child = "off"``) with a 200 ms
-notice (the shortest start-up accepts: ten packets), SIPp's built-in ``uac``
-(INVITE, ACK, ``--hold-ms`` of silence — no RTP is sent — then BYE) and built-in
-``uas`` (answers at once).  Each call still takes the whole path: admission, the
+recproxy alone in ``load.py``'s signalling-only mode: one ``recproxy serve`` (the call
+proxy alone, ``[records] child = "off"``) with a 200 ms notice (the shortest start-up
+accepts: ten packets), load.py's SIPp caller and call taker with their RTP taken out
+(INVITE, 180 and 200 with PCMA, ACK, ``--hold-ms`` of silence, BYE).  The same figure
+for Kamailio + rtpengine and sippy: ``load.py --signalling-only``.  Each call still
+takes the whole path: admission, the
 caller's leg answered, the notice started and finished, the call taker invited, the
 bridge, a recording opened (its key wrapped, its first segment) and closed, the
 catalog rows and the consent receipt.  Reported: calls completed, recproxy's CPU per
@@ -32,23 +34,14 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load import (  # noqa: E402
-    UAS_PORT,
-    Recproxy,
-    Sampler,
-    cpu_seconds,
-    interrupt,
-    sipp_stats,
-)
-
-UAC_PORT, PROXY_PORT = 5391, 5390  # the call taker: load.py's UAS_PORT
+from benchmarks.load import Load, build_system, interrupt, run_system  # noqa: E402
 
 #: Where a sample's innermost frame of interest puts it: the first rule whose path
 #: fragment is in the frame's file wins (recproxy's modules first, then libraries).
@@ -85,13 +78,6 @@ PARTS: tuple[tuple[str, str], ...] = (
 IDLE = ("select (selectors.py", "epoll", "wait (threading.py", "get (queue.py", "_worker (")
 
 
-class SignallingOnly(Recproxy):
-    """recproxy with a 200 ms notice (the shortest start-up accepts): the call path
-    without seconds of prompt."""
-
-    notice_seconds = 0.2
-
-
 def part_of(stack: str) -> str:
     """The part a collapsed py-spy stack (``frame;frame;...``, outermost first) counts
     toward: its innermost frame that a rule names, else "idle or elsewhere"."""
@@ -117,65 +103,42 @@ def attribute(collapsed: Path) -> dict[str, float]:
     return {part: round(100 * n / total, 1) for part, n in counts.most_common()}
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
-    work = Path(tempfile.mkdtemp(prefix="recproxy-setup-"))
-    system = SignallingOnly("recproxy", PROXY_PORT, work)
-    system.start()
-    uas = subprocess.Popen(
-        ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(UAS_PORT), "-nostdin"],
-        cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(0.5)
-    pids = system.pids()
-    profiler = None
+def py_spy(pids: list[int], work: Path) -> Callable[[], dict[str, object]]:
+    """Start py-spy on recproxy (load.py's ``Watch``); the callable it returns stops it
+    and gives each part's share of the samples."""
     collapsed = work / "profile.txt"
-    if args.profile:
-        spy = shutil.which("py-spy") or str(ROOT / ".venv/bin/py-spy")
-        profiler = subprocess.Popen(
-            [spy, "record", "--pid", str(pids[0]), "--rate", "250", "--format", "raw",
-             "--output", str(collapsed), "--threads", "--nonblocking", "--gil"],
-            cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        time.sleep(1.0)
-    sampler = Sampler(pids)
-    sampler.start()
-    before = cpu_seconds(pids)
-    screen = work / "uac_screen.log"
-    started = time.monotonic()
-    uac = subprocess.run(
-        ["sipp", f"127.0.0.1:{PROXY_PORT}", "-sn", "uac", "-d", str(args.hold_ms),
-         "-s", "1000", "-i", "127.0.0.1", "-p", str(UAC_PORT), "-r", str(args.rate),
-         "-l", str(args.limit), "-m", str(args.calls), "-nostdin", "-timeout", str(args.timeout),
-         "-timeout_error", "-trace_screen", "-screen_file", str(screen)],
+    spy = shutil.which("py-spy") or str(ROOT / ".venv/bin/py-spy")
+    profiler = subprocess.Popen(
+        [spy, "record", "--pid", str(pids[0]), "--rate", "250", "--format", "raw",
+         "--output", str(collapsed), "--threads", "--nonblocking", "--gil"],
         cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        timeout=args.timeout + 60,
     )  # fmt: skip
-    wall = time.monotonic() - started
-    time.sleep(3)  # the last BYEs, recordings closed, catalog rows written
-    cpu = cpu_seconds(system.pids()) - before
-    sampler.stop()
-    if profiler is not None:
+    time.sleep(1.0)
+
+    def finish() -> dict[str, object]:
         interrupt(profiler, 30)
-    interrupt(uas, 10)
-    system.stop()
-    stats = sipp_stats(screen.read_text(errors="replace") if screen.exists() else "")
-    completed = max(stats["completed"], 1)
-    result: dict[str, object] = {
-        "workdir": str(work),
-        "sipp_rc": uac.returncode,
-        **stats,
-        "rate": args.rate,
-        "hold_ms": args.hold_ms,
-        "wall_seconds": round(wall, 1),
-        "cpu_seconds": round(cpu, 2),
-        "cpu_ms_per_call": round(1000 * cpu / completed, 2),
-        "peak_rss_mb": round(sampler.peak_rss / 2**20, 1),
-    }
-    result.update(system.recordings())
-    if profiler is not None and collapsed.exists():
-        result["profile_share_percent"] = attribute(collapsed)
-        result["profile_file"] = str(collapsed)
-    return result
+        if not collapsed.exists():
+            return {}
+        return {"profile_share_percent": attribute(collapsed), "profile_file": str(collapsed)}
+
+    return finish
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    load = Load(
+        rate=args.rate,
+        calls=args.calls,
+        limit=args.limit,
+        duration=args.hold_ms / 1000,
+        signalling_only=True,
+        timeout=args.timeout,
+    )
+    system = build_system("recproxy", load)
+    try:
+        result = run_system(system, load, py_spy if args.profile else None)
+    finally:
+        system.stop()
+    return {**result, "hold_ms": args.hold_ms}
 
 
 def main() -> None:
