@@ -125,36 +125,33 @@ def sender_main(core: int) -> None:
 
 def receiver_main(core: int) -> None:
     pin(core)
-    paths: dict[socket.socket, dict[int, int]] = {}
-    ports = {}
-    selector = selectors.DefaultSelector()
+    sockets = {}
     for name in ("via", "direct"):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         sock.bind(("127.0.0.1", 0))
         sock.setblocking(False)
-        paths[sock] = {}
-        ports[name] = sock.getsockname()[1]
-        selector.register(sock, selectors.EVENT_READ)
-    selector.register(sys.stdin, selectors.EVENT_READ)
-    print(json.dumps(ports), flush=True)
+        sockets[name] = sock
+    arrived: dict[str, dict[int, int]] = {name: {} for name in sockets}
+    selector = selectors.DefaultSelector()
+    for name, sock in sockets.items():
+        selector.register(sock, selectors.EVENT_READ, name)
+    selector.register(sys.stdin, selectors.EVENT_READ, None)  # "stop"
+    print(json.dumps({name: sock.getsockname()[1] for name, sock in sockets.items()}), flush=True)
     deadline = time.monotonic() + 3600
     while time.monotonic() < deadline:
         for key, _ in selector.select(timeout=1.0):
-            if key.fileobj is sys.stdin:
-                sys.stdin.readline()  # "stop"
-                via, direct = paths.values()
-                print(json.dumps({"via": via, "direct": direct}), flush=True)
+            if key.data is None:
+                sys.stdin.readline()
+                print(json.dumps(arrived), flush=True)
                 return
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
             while True:
                 try:
-                    packet = sock.recv(2048)
+                    packet = sockets[key.data].recv(2048)
                 except BlockingIOError:
                     break
                 seq, delay = read_probe(packet, time.monotonic_ns())
-                paths[sock][seq] = delay
+                arrived[key.data][seq] = delay
 
 
 # ---------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import Recproxy, _metrics, run_system  # noqa: E402
+from load import Load, Recproxy, _metrics, run_system  # noqa: E402
 
 from proxy.storage.catalog import SqliteCatalog  # noqa: E402
 
@@ -179,8 +179,8 @@ def run_calls(args: argparse.Namespace, work: Path) -> dict[str, object]:
     system.recordings_to_sweep = args.recordings
     system.batch_size = args.batch_size
     system.fsync = args.fsync
-    load = argparse.Namespace(rate=args.rate, calls=args.calls, limit=args.limit,
-                              timeout=args.timeout)  # fmt: skip
+    load = Load(rate=args.rate, calls=args.calls, limit=args.limit, duration=5.0,
+                timeout=args.timeout)  # fmt: skip
     result = run_system(system, load)
     return {"mode": "calls", "recordings_to_sweep": args.recordings, **result, **system.sweep}
 
