@@ -360,6 +360,14 @@ def interrupt(proc: subprocess.Popen[bytes], timeout: float) -> None:
         proc.kill()
 
 
+def report(result: object, out: Path | None) -> None:
+    """Print a benchmark's result as JSON, and keep it in ``out`` too (results-*.json)."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out is not None:
+        out.write_text(text + "\n")
+
+
 def _wait_http(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

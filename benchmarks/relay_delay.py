@@ -42,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.load import report  # noqa: E402
 from benchmarks.relay_load import PACKET, PTIME, Phone  # noqa: E402
 
 RELAY_LOAD = Path(__file__).resolve().parent / "relay_load.py"
@@ -278,11 +279,7 @@ def main() -> None:
         parser.error("--calls 0-1000, --seconds 1-300")
     import uvloop
 
-    result = uvloop.run(probe(args))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    report(uvloop.run(probe(args)), args.out)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sqlite3
 import subprocess
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import Load, Recproxy, _metrics, run_system  # noqa: E402
+from load import Load, Recproxy, _metrics, report, run_system  # noqa: E402
 
 from proxy.storage.catalog import SqliteCatalog  # noqa: E402
 
@@ -200,10 +199,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="recproxy-retention-") as folder:
         work = Path(folder)
         result = run_rate(args, work) if args.mode == "rate" else run_calls(args, work)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
+    report(result, args.out)
 
 
 if __name__ == "__main__":

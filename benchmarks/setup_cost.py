@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import shutil
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load import Load, build_system, interrupt, run_system  # noqa: E402
+from benchmarks.load import Load, build_system, interrupt, report, run_system  # noqa: E402
 
 #: Where a sample's innermost frame of interest puts it: the first rule whose path
 #: fragment is in the frame's file wins (recproxy's modules first, then libraries).
@@ -151,11 +150,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="sample recproxy with py-spy")
     parser.add_argument("--out", type=Path, help="write the result as JSON here too")
     args = parser.parse_args()
-    result = run(args)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    report(run(args), args.out)
 
 
 if __name__ == "__main__":
