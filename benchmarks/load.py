@@ -247,11 +247,12 @@ max_calls_per_source = 2000
 
         relayed = delta('recproxy_rtp_packets_total{direction="out"}')
         received = delta('recproxy_rtp_packets_total{direction="in"}')
-        dropped = sum(v for k, v in after.items() if k.startswith("recproxy_rtp_dropped_total"))
+        dropped = dropped_by_reason(after)
         return {
             "rtp_packets_received": int(received),
             "rtp_packets_relayed": int(relayed),
-            "rtp_packets_dropped": int(dropped),
+            "rtp_packets_dropped": sum(dropped.values()),
+            "rtp_dropped_by_reason": dropped,
         }
 
     def recordings(self) -> dict[str, object]:
@@ -393,6 +394,18 @@ def _metrics(url: str) -> dict[str, float]:
         except ValueError:
             continue
     return values
+
+
+def dropped_by_reason(metrics: dict[str, float]) -> dict[str, int]:
+    """recproxy's ``recproxy_rtp_dropped_total`` by reason: ``late`` and ``duplicate`` are
+    the recorder's jitter buffer (after their playout time), not the relay's; the relay
+    drops ``unknown_source`` and ``malformed`` packets."""
+    found: dict[str, int] = {}
+    for name, value in metrics.items():
+        reason = re.fullmatch(r'recproxy_rtp_dropped_total\{reason="([^"]*)"\}', name)
+        if reason is not None:
+            found[reason.group(1)] = int(value)
+    return found
 
 
 def make_pcap(workdir: Path, packets: int) -> Path:

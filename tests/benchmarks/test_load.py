@@ -19,6 +19,7 @@ from benchmarks.load import (
     closing_lines,
     counters_from_json,
     derive_scenario,
+    dropped_by_reason,
     extend_pcap,
     load_from,
     rtp_delivery,
@@ -194,3 +195,12 @@ def test_a_signalling_only_run_compares_cpu_per_call_set_up() -> None:
     assert closing_lines(results) == [
         "recproxy / kamailio: CPU per call set-up 14.000 / 1.000 ms = 14.00x"
     ]
+
+
+def test_recproxy_drops_are_read_by_reason() -> None:
+    metrics = {
+        'recproxy_rtp_dropped_total{reason="late"}': 1190.0,
+        'recproxy_rtp_dropped_total{reason="unknown_source"}': 11.0,
+        'recproxy_rtp_packets_total{direction="in"}': 5.0,
+    }
+    assert dropped_by_reason(metrics) == {"late": 1190, "unknown_source": 11}
