@@ -6,10 +6,9 @@ proxy alone, ``[records] child = "off"``) with a 200 ms notice (the shortest sta
 accepts: ten packets), load.py's SIPp caller and call taker with their RTP taken out
 (INVITE, 180 and 200 with PCMA, ACK, ``--hold-ms`` of silence, BYE).  The same figure
 for Kamailio + rtpengine and sippy: ``load.py --signalling-only``.  Each call still
-takes the whole path: admission, the
-caller's leg answered, the notice started and finished, the call taker invited, the
-bridge, a recording opened (its key wrapped, its first segment) and closed, the
-catalog rows and the consent receipt.  Reported: calls completed, recproxy's CPU per
+takes the whole path: admission, the caller's leg answered, the notice started and
+finished, the call taker invited, the bridge, a recording opened (its key wrapped, its
+first segment) and closed, the catalog rows and the consent receipt.  Reported: calls completed, recproxy's CPU per
 call (all its threads, from /proc), peak RSS.
 
 With ``--profile``, py-spy samples recproxy 250 times a second during the run — the
