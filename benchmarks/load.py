@@ -722,11 +722,13 @@ def load_from(args: argparse.Namespace) -> Load:
     rate = args.rate if args.rate is not None else profile["rate"]
     calls = args.calls if args.calls is not None else int(profile["calls"])
     duration = args.duration if args.duration is not None else profile["duration"]
-    timeout = args.timeout or int(calls / rate + duration + 120)
+    limit = args.limit if args.limit is not None else int(profile["limit"])
+    paced = min(rate, limit / duration)  # calls a second once the limit holds them back
+    timeout = args.timeout or int(calls / paced + duration + 120)
     return Load(
         rate=rate,
         calls=calls,
-        limit=args.limit if args.limit is not None else int(profile["limit"]),
+        limit=limit,
         duration=duration,
         signalling_only=args.signalling_only,
         timeout=timeout,

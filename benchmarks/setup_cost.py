@@ -8,8 +8,8 @@ accepts: ten packets), load.py's SIPp caller and call taker with their RTP taken
 for Kamailio + rtpengine and sippy: ``load.py --signalling-only``.  Each call still
 takes the whole path: admission, the caller's leg answered, the notice started and
 finished, the call taker invited, the bridge, a recording opened (its key wrapped, its
-first segment) and closed, the catalog rows and the consent receipt.  Reported: calls completed, recproxy's CPU per
-call (all its threads, from /proc), peak RSS.
+first segment) and closed, the catalog rows and the consent receipt.  Reported: calls
+completed, recproxy's CPU per call (all its threads, from /proc), peak RSS.
 
 With ``--profile``, py-spy samples recproxy 250 times a second during the run — the
 thread holding the GIL only (``--gil``), so that a thread blocked in ``fsync`` or
