@@ -48,7 +48,7 @@ from .model import (
     NewSegment,
     RecordingUpdate,
 )
-from .parts import begin_part
+from .parts import insert_part
 from .recordings import (
     change_recording,
     insert_recording,
@@ -152,7 +152,7 @@ def _writer(batch: CallBatch, clock: Callable[[], datetime]) -> Callable[[Connec
         if recording is not None:
             insert_recording(conn, recording)
             if part is not None:
-                begin_part(conn, str(recording[0]), operator, team, started_ms)
+                insert_part(conn, str(recording[0]), 1, operator, team, started_ms)
         if end is not None:
             for segment in segments:
                 insert_segment(conn, segment)

@@ -111,13 +111,21 @@ def begin_part(
         " WHERE recording_id = ? AND part = ? AND ended_at IS NULL",
         (at_ms, rid, previous),
     )
+    return insert_part(conn, rid, previous + 1, operator, team, started_ms)
+
+
+def insert_part(
+    conn: Connection, rid: str, part: int, operator: str | None, team: str | None, at_ms: int
+) -> RecordingPart:
+    """Insert part ``part`` of ``rid`` from ``at_ms``; a new recording's part 1 needs
+    nothing else (there is no part before it to end)."""
     insert(
         conn,
         "INSERT INTO recording_parts (recording_id, part, operator, team, started_at)"
         " VALUES (?, ?, ?, ?, ?)",
-        (rid, previous + 1, operator, team, started_ms),
+        (rid, part, operator, team, at_ms),
     )
-    return RecordingPart(rid, previous + 1, operator, team, from_ms(started_ms), None)
+    return RecordingPart(rid, part, operator, team, from_ms(at_ms), None)
 
 
 class SqliteParts:
