@@ -307,15 +307,7 @@ class RecordingService:
         rather than failing, and ``call`` is then written without it."""
         rid = str(uuid.uuid4())
         started = started or datetime.now(UTC)
-        recording = NewRecording(
-            call_id,
-            directory=rid,
-            encoding=self.settings.encoding,
-            sample_rate=8000,
-            channels=2,
-            started_at=started,
-            recording_id=rid,
-        )
+        recording = new_recording(call_id, rid, self.settings.encoding, started)
         batch = replace(call or CallBatch(call_id), recording=recording)
         try:
             # journalled if the catalog cannot take it now: the call is recorded anyway
@@ -569,6 +561,19 @@ def _scan(store: SegmentStore, recording: Path) -> tuple[str | None, list[Segmen
         )
         first_frame += scan.frames
     return (None if key is None else hashlib.sha256(key).hexdigest()), segments
+
+
+def new_recording(call_id: str, rid: str, encoding: str, started: datetime) -> NewRecording:
+    """A bridged call's recording row: two channels at 8 kHz, in a folder named by its id."""
+    return NewRecording(
+        call_id,
+        directory=rid,
+        encoding=encoding,
+        sample_rate=8000,
+        channels=2,
+        started_at=started,
+        recording_id=rid,
+    )
 
 
 def _facts(segment: SegmentWritten) -> SegmentFacts:

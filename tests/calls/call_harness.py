@@ -22,7 +22,7 @@ import numpy as np
 
 from proxy import events
 from proxy.calls.b2bua import B2bua, Call, Prompt
-from proxy.calls.recording import ActiveRecording
+from proxy.calls.recording import ActiveRecording, new_recording
 from proxy.calls.resolver import Resolver
 from proxy.config import (
     Config,
@@ -45,7 +45,6 @@ from proxy.sip.message import Request, Response, make_response, parse_message
 from proxy.storage.catalog import (
     Attribution,
     CallBatch,
-    NewRecording,
     RecordingAction,
     SqliteCatalog,
 )
@@ -132,10 +131,7 @@ class Recordings:
     ) -> ActiveRecording:
         rid = str(uuid.uuid4())
         started = started or datetime.now(UTC)
-        recording = NewRecording(
-            call_id, directory=rid, encoding=RecordingSettings().encoding, sample_rate=8000,
-            channels=2, started_at=started, recording_id=rid,
-        )  # fmt: skip
+        recording = new_recording(call_id, rid, RecordingSettings().encoding, started)
         await self.write_call("", replace(call or CallBatch(call_id), recording=recording))
         pair = self.recorder.add(rid, caller_codec, taker_codec)
         return ActiveRecording(
