@@ -128,6 +128,8 @@ class ActiveRecording:
     segment_writes: list[asyncio.Task[bool]] = field(default_factory=list, repr=False)
     # segments sealed once its end began: catalogued in the same write as the end
     last_segments: list[NewSegment] = field(default_factory=list, repr=False)
+    # its catalogue write (transaction 1), awaited before any later write of it
+    catalogued: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def caller_sink(self) -> PacketSink:
@@ -301,25 +303,18 @@ class RecordingService:
         call: CallBatch | None = None,
         started: datetime | None = None,
     ) -> ActiveRecording | None:
-        """Open a recording for a bridged call, catalogued in one write with ``call``
-        (the call's set-up: its row, receipt, bridge and part 1) at ``started`` (now).
-        None (and a log line) if it cannot be opened: the call goes on unrecorded
-        rather than failing, and ``call`` is then written without it."""
+        """Open a recording for a bridged call from ``started`` (now), at once, and
+        catalogue it with ``call`` (the call's set-up: its row, receipt, bridge and part
+        1) in one write that runs while the call goes on: neither the bridge nor the
+        recording's first second waits for the catalog, so the recording's length is
+        the bridged time.  Every later write of the recording waits for that one
+        (``ActiveRecording.catalogued``).  The files exist a moment before their row:
+        a process killed in that moment leaves files no row names, as a journalled
+        write lost at exit does (:mod:`proxy.storage.catalog.journal`)."""
         rid = str(uuid.uuid4())
         started = started or datetime.now(UTC)
         recording = new_recording(call_id, rid, self.settings.encoding, started)
         batch = replace(call or CallBatch(call_id), recording=recording)
-        try:
-            # journalled if the catalog cannot take it now: the call is recorded anyway
-            await self._catalog_write(
-                f"recording {rid}: create", lambda: self.catalog.call_writes.write(batch)
-            )
-        except CatalogError:
-            log.exception("recording for call %s not created in the catalog", call_id)
-            self._count("catalog")
-            if call is not None:
-                await self.write_call(f"call {call_id}: set-up", replace(call, first_part=None))
-            return None
         loop = asyncio.get_running_loop()
         done: asyncio.Future[RecordingWritten] = loop.create_future()
         pair = self.recorder.add(rid, caller_codec, taker_codec)
@@ -334,7 +329,31 @@ class RecordingService:
             segment_seconds=self.settings.segment_seconds,
             start_time_ms=int(started.timestamp() * 1000),
         )
+        active.catalogued = asyncio.create_task(
+            self._catalogue_start(active, batch, call), name=f"create-{rid}"
+        )
         return active
+
+    async def _catalogue_start(
+        self, active: ActiveRecording, batch: CallBatch, call: CallBatch | None
+    ) -> None:
+        """Transaction 1 (journalled if the catalog cannot take it now: the call is
+        recorded anyway).  Refused outright, the call is written without its recording,
+        which is then failed: its audio has no row to belong to."""
+        rid = active.id
+        try:
+            await self._catalog_write(
+                f"recording {rid}: create", lambda: self.catalog.call_writes.write(batch)
+            )
+        except Exception:  # CatalogError, or a bug: either way the call goes on
+            log.exception("recording for call %s not created in the catalog", active.call_id)
+            self._count("catalog")
+            if call is not None:
+                await self.write_call(
+                    f"call {active.call_id}: set-up", replace(call, first_part=None)
+                )
+            self.recorder.close(rid)
+            self.writer.close(rid)
 
     async def begin_part(
         self,
@@ -393,7 +412,7 @@ class RecordingService:
             written = RecordingWritten(rid, RecordingState.FAILED, "writer did not finish in time")
         finally:
             self.active.pop(rid, None)
-        await asyncio.gather(*active.segment_writes)
+        await asyncio.gather(*active.segment_writes, *_started(active))
         ended = datetime.now(UTC)
         quality = [
             _channel("caller", active.pair.caller.quality()),
@@ -460,7 +479,8 @@ class RecordingService:
         self.active.pop(active.id, None)
         self._discarding.add(active.id)  # segments it still seals are not catalogued
         self.writer.discard(active.id, self.settings.dir)
-        await asyncio.gather(*active.segment_writes)  # rows the discard then deletes
+        # its row, and the rows the discard then deletes
+        await asyncio.gather(*_started(active), *active.segment_writes)
         await self.catalog.recordings.set_recording_state(active.id, RecordingState.DISCARDED, by)
         assert by.actor is not None  # the catalog refuses a discard by no one
         self.publish(
@@ -561,6 +581,11 @@ def _scan(store: SegmentStore, recording: Path) -> tuple[str | None, list[Segmen
         )
         first_frame += scan.frames
     return (None if key is None else hashlib.sha256(key).hexdigest()), segments
+
+
+def _started(active: ActiveRecording) -> tuple[asyncio.Task[None], ...]:
+    """Its transaction 1, to wait for before another write of it."""
+    return () if active.catalogued is None else (active.catalogued,)
 
 
 def new_recording(call_id: str, rid: str, encoding: str, started: datetime) -> NewRecording:

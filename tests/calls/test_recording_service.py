@@ -554,3 +554,21 @@ async def test_a_call_end_the_catalog_refuses_with_its_recording_still_lands_alo
         recording = await catalog.recordings.get_recording(active.id)
         assert recording is not None and recording.state is RecordingState.COMPLETE
         assert rig.service.failures["catalog"] == 1  # the call's end, counted
+
+
+async def test_a_recording_the_catalog_refuses_is_closed_and_the_call_goes_on(
+    tmp_path: Path,
+) -> None:
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        rig = Service(tmp_path, catalog, tmp_path / "recordings")
+        try:
+            # no such call: the recording's row is refused (after it started at once)
+            active = await rig.service.start(str(uuid.uuid4()), "PCMU", "PCMU")
+            assert active is not None and active.catalogued is not None
+            await active.catalogued
+            assert rig.service.failures["catalog"] == 1
+            assert active.id not in rig.recorder  # no longer fed
+            await rig.service.finish(active)  # ends quietly: logged and counted, no raise
+        finally:
+            rig.stop()
+        assert await catalog.recordings.get_recording(active.id) is None
