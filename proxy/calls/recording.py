@@ -307,8 +307,9 @@ class RecordingService:
         catalogue it with ``call`` (the call's set-up: its row, receipt, bridge and part
         1) in one write that runs while the call goes on: neither the bridge nor the
         recording's first second waits for the catalog, so the recording's length is
-        the bridged time.  Every later write of the recording waits for that one
-        (``ActiveRecording.catalogued``).  The files exist a moment before their row:
+        the bridged time.  The recording's later writes reach the catalog thread after
+        that one: tasks started later submit later, and ``begin_part``, the end and a
+        discard wait for it (``ActiveRecording.catalogued``).  The files exist a moment before their row:
         a process killed in that moment leaves files no row names, as a journalled
         write lost at exit does (:mod:`proxy.storage.catalog.journal`)."""
         rid = str(uuid.uuid4())
@@ -370,6 +371,9 @@ class RecordingService:
         like the recording's other writes, so a catalog outage does not end the call;
         any other refusal is logged, and the call goes on."""
         rid = active.id
+        # after its row: a write made before the task of transaction 1 first ran would
+        # reach the catalog thread ahead of it
+        await asyncio.gather(*_started(active))
         try:
             await self._catalog_write(
                 f"recording {rid}: part",
