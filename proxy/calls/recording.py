@@ -309,9 +309,9 @@ class RecordingService:
         recording's first second waits for the catalog, so the recording's length is
         the bridged time.  The recording's later writes reach the catalog thread after
         that one: tasks started later submit later, and ``begin_part``, the end and a
-        discard wait for it (``ActiveRecording.catalogued``).  The files exist a moment before their row:
-        a process killed in that moment leaves files no row names, as a journalled
-        write lost at exit does (:mod:`proxy.storage.catalog.journal`)."""
+        discard wait for it (``ActiveRecording.catalogued``).  The files exist a moment
+        before their row: a process killed in that moment leaves files no row names, as
+        a journalled write lost at exit does (:mod:`proxy.storage.catalog.journal`)."""
         rid = str(uuid.uuid4())
         started = started or datetime.now(UTC)
         recording = new_recording(call_id, rid, self.settings.encoding, started)
