@@ -27,7 +27,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -58,8 +58,9 @@ from ..sip.events import (
 from ..sip.message import Request
 from ..sip.prack import OPTION_TAG, allows_reliable, send_reliably
 from ..sip.uri import SipUri, Uri
-from ..storage.catalog import CallDirection, CallOutcome, NewCall
-from .consent import NoticeHeard, store_receipt
+from ..storage.catalog import CallDirection, CallOutcome, FirstPart, NewCall
+from .call_entry import CallEntry
+from .consent import NoticeHeard, notice_receipt
 from .ending import close_recording_and_call
 from .hunt import Hunt
 from .media_wiring import CallMedia, channel_summary, check_family
@@ -121,7 +122,7 @@ class Call:
         self.b = LegSdp("call taker", secrets.randbelow(2**31), advertise, srtp=srtp.call_taker)
         self.early_media = False  # the notice plays in a 183 (else after a 200)
         self.media = CallMedia(b2bua.new_session(), b2bua.clock)
-        self.catalog_id: str | None = None
+        self.entry: CallEntry | None = None  # its catalog rows, until written
         self.plan = unplanned(config, self.caller, self.callee)  # decided in _plan
         self.notice_prompt: Prompt | None = None
         self.operator_settings: OperatorSettings | None = None
@@ -152,7 +153,7 @@ class Call:
             if self.notice_prompt is not None:
                 await self._play_notice()
             else:
-                await self._consent_receipt(NoticeHeard(_utc_now(), 0, left=False))
+                self._consent_receipt(NoticeHeard(_utc_now(), 0, left=False))
             await self._ring_call_taker()
             await self._talk()
         except CallOver as over:
@@ -226,7 +227,7 @@ class Call:
         sip.respond(sip.a_txn, status, dialog=dialog, body=answer.serialize(),
                     reliable=status == 183 and send_reliably(request, reliable))  # fmt: skip
         sip.a_answered = not self.early_media
-        call_row = await self.b2bua.catalog.calls.create_call(
+        self.entry = CallEntry(
             NewCall(
                 sip_call_id=request.call_id,
                 caller=self.caller,
@@ -238,9 +239,8 @@ class Call:
                 call_id=self.id,  # one id in log lines and the catalog
             )
         )
-        self.catalog_id = call_row.id
         if sip.a_answered:
-            await self.b2bua.catalog.calls.update_call(self.catalog_id, answered_at=_utc_now())
+            self.entry.answered(_utc_now())
         while self.a.audio is None:  # a late offer: the answer is in the ACK
             event = await self._next()
             if event is not None:
@@ -325,7 +325,7 @@ class Call:
                 )
                 self.b2bua.publish(NoticeAbandoned(self.id, heard_ms, caller_left=abandoned))
             heard = NoticeHeard(started_at, played_ms, caller_left, restarts, round(held * 1000))
-            await self._consent_receipt(heard)
+            self._consent_receipt(heard)
 
     async def _ring_call_taker(self) -> None:
         """Ringback to the caller while the call takers are rung in turn (:mod:`.hunt`)
@@ -371,15 +371,22 @@ class Call:
             assert self.a.local is not None  # the answer of the 183, again (RFC 3261 §13.2.1)
             sip.respond(sip.a_txn, 200, dialog=sip.a_dialog, body=self.a.local.serialize())
             sip.a_answered = True
-            await self.b2bua.catalog.calls.update_call(self._catalog_id, answered_at=_utc_now())
+            self._entry.answered(_utc_now())
         public, staff = (self.b, self.a) if self.plan.outbound else (self.a, self.b)
         assert public.audio is not None and staff.audio is not None
         recording: ActiveRecording | None = None
+        # the call's set-up in one catalog write: with its recording, if it has one
+        bridged = _utc_now()
+        set_up = self._entry.bridged(bridged, self.operator)
         if self.plan.record:
-            # left channel: the member of the public; right: the member of staff
+            # left channel: the member of the public; right: the member of staff;
+            # part 1: the call taker who answered (P9)
+            settings = self.operator_settings
+            team = settings.team if settings is not None else None
             recording = await self.b2bua.recordings.start(
-                self._catalog_id, public.audio.encoding, staff.audio.encoding
-            )
+                self.id, public.audio.encoding, staff.audio.encoding, started=bridged,
+                call=replace(set_up, first_part=FirstPart(self.operator, team)),
+            )  # fmt: skip
         self.switch.arm(recording, outbound=self.plan.outbound, operator=self.operator, staff=staff)
         # the call taker's digits go through the code matcher (P14)
         pair = recording.pair if recording is not None else None
@@ -395,19 +402,8 @@ class Call:
         self.offers.relay()
         self.offers.sync(self.b)
         self.offers.sync(self.a)
-        await self.b2bua.catalog.calls.update_call(
-            self._catalog_id,
-            bridged_at=_utc_now(),
-            operator=self.operator,
-        )
-        if recording is not None:  # part 1: the call taker who answered (P9)
-            settings = self.operator_settings
-            await self.b2bua.recordings.begin_part(
-                recording,
-                operator=self.operator,
-                team=settings.team if settings is not None else None,
-                at=_utc_now(),
-            )
+        if not self.plan.record:
+            await self.b2bua.recordings.write_call(f"call {self.id}: set-up", set_up)
         while True:  # a transfer (REFER) hands the call to another call taker
             event = await self._next(timeout=self.transfers.remaining())
             if event is None:
@@ -433,10 +429,10 @@ class Call:
         self.b2bua.publish(self._ended())
         await self.switch.close()
         recording = self.switch.recording if self.switch.keeps_recording else None
+        end = None if self.entry is None else self.entry.ended(ended_at, self.outcome)
         await close_recording_and_call(
-            self.b2bua.recordings, self.b2bua.catalog.calls, recording, self.catalog_id,
-            ended_at=ended_at, outcome=self.outcome, what=f"call {self.id}",
-        )  # fmt: skip
+            self.b2bua.recordings, recording, end, what=f"call {self.id}"
+        )
         self.b2bua.call_over(self)
 
     def _ended(self) -> CallEnded:
@@ -601,23 +597,25 @@ class Call:
             return CallOutcome.CALLER_ABANDONED_WHILE_RINGING
         return CallOutcome.COMPLETED
 
-    async def _consent_receipt(self, heard: NoticeHeard) -> None:
-        """P13: what the caller was told (nothing before the call is in the catalog)."""
-        if self.catalog_id is not None:
-            await store_receipt(
-                self.b2bua.catalog,
-                self.catalog_id,
-                self.notice_prompt,
-                heard,
-                early_media=self.early_media,
-                do_not_record=self.plan.do_not_record,
+    def _consent_receipt(self, heard: NoticeHeard) -> None:
+        """P13: what the caller was told (none for a call that never got as far as an
+        entry), written with the call's set-up or end."""
+        if self.entry is not None:
+            self.entry.heard(
+                notice_receipt(
+                    self.id,
+                    self.notice_prompt,
+                    heard,
+                    early_media=self.early_media,
+                    do_not_record=self.plan.do_not_record,
+                )
             )
 
     @property
-    def _catalog_id(self) -> str:
-        if self.catalog_id is None:
-            raise RuntimeError("call not in the catalog yet")
-        return self.catalog_id
+    def _entry(self) -> CallEntry:
+        if self.entry is None:
+            raise RuntimeError("call not answered yet")
+        return self.entry
 
     def call_taker_invite(
         self, target: Uri, side: LegSdp, offer: sdp.SessionDescription | None = None

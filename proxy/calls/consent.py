@@ -42,31 +42,29 @@ async def store_src_receipt(catalog: Catalog, call_id: str) -> None:
     )
 
 
-async def store_receipt(
-    catalog: Catalog,
+def notice_receipt(
     call_id: str,
     notice: Prompt | None,
     heard: NoticeHeard,
     *,
     early_media: bool,
     do_not_record: bool,
-) -> None:
+) -> ConsentReceipt:
+    """The receipt of a call that played ``notice`` (None: it played none)."""
     mode = NoticeMode.EARLY_MEDIA if early_media else NoticeMode.ANSWER
-    await catalog.calls.add_consent_receipt(
-        ConsentReceipt(
-            call_id,
-            mode=mode if notice else NoticeMode.NONE,
-            notice_sha256=notice.sha256 if notice else None,
-            notice_version=notice.name if notice else None,
-            started_at=heard.started_at if notice else None,
-            played_ms=heard.played_ms,
-            notice_ms=notice.duration_ms if notice else 0,
-            completed=notice is not None
-            and not heard.left
-            and heard.played_ms >= notice.duration_ms - 20,
-            caller_left_during_notice=heard.left,
-            do_not_record=do_not_record,
-            notice_restarts=heard.restarts,
-            held_ms=heard.held_ms,
-        )
+    return ConsentReceipt(
+        call_id,
+        mode=mode if notice else NoticeMode.NONE,
+        notice_sha256=notice.sha256 if notice else None,
+        notice_version=notice.name if notice else None,
+        started_at=heard.started_at if notice else None,
+        played_ms=heard.played_ms,
+        notice_ms=notice.duration_ms if notice else 0,
+        completed=notice is not None
+        and not heard.left
+        and heard.played_ms >= notice.duration_ms - 20,
+        caller_left_during_notice=heard.left,
+        do_not_record=do_not_record,
+        notice_restarts=heard.restarts,
+        held_ms=heard.held_ms,
     )

@@ -1,7 +1,9 @@
-"""The last two writes of a call or a SIPREC session, whatever ended it: close its
-recording (seal, then catalogue how it ended), then write the call row's end and
-outcome.  Each failure is logged and the other write still made: an ending never
-raises, so the ports and routes are always given back after it."""
+"""The last writes of a call or a SIPREC session, whatever ended it: close its recording
+(seal, then catalogue how it ended) and write the call's end and outcome — in one
+transaction (issue 19), or the call's end alone when there is no recording.  A failure
+is logged, never raised (``RecordingService.write_call`` tries the recording's end and
+the call's end apart if the catalog refuses them together), so the ports and routes
+are always given back after it."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ..storage.catalog import CallOutcome, CallRepository
+from ..storage.catalog import CallBatch, CallOutcome, CallUpdate
 
 if TYPE_CHECKING:
     from .recording import ActiveRecording, RecordingService
@@ -17,24 +19,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def call_end(call_id: str, ended_at: datetime, outcome: CallOutcome) -> CallBatch:
+    """The end of a call already in the catalog."""
+    return CallBatch(call_id, changes=CallUpdate(ended_at=ended_at, outcome=outcome))
+
+
 async def close_recording_and_call(
     recordings: RecordingService,
-    calls: CallRepository,
     recording: ActiveRecording | None,
-    catalog_id: str | None,
+    call: CallBatch | None,
     *,
-    ended_at: datetime,
-    outcome: CallOutcome,
     what: str,
 ) -> None:
-    """``what`` names the call in log lines ("call ID", "SIPREC session ID")."""
+    """``call``: what the call still has to write (its end at least), None when it is
+    not in the catalog; ``what`` names the call in log lines ("call ID", "SIPREC
+    session ID")."""
     if recording is not None:
         try:
-            await recordings.finish(recording)
+            await recordings.finish(recording, call)
         except Exception:
             log.exception("%s: closing the recording failed", what)
-    if catalog_id is not None:
-        try:
-            await calls.update_call(catalog_id, ended_at=ended_at, outcome=outcome)
-        except Exception:
-            log.exception("%s: catalog update failed", what)
+    elif call is not None:
+        await recordings.write_call(f"{what}: end", call)

@@ -44,7 +44,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -56,6 +56,7 @@ from ..media.recorder import DirectionQuality, Recorder, RecordingChannelPair
 from ..recording_state import RecordingState
 from ..storage.catalog import (
     Attribution,
+    CallBatch,
     Catalog,
     CatalogError,
     CatalogJournal,
@@ -63,6 +64,7 @@ from ..storage.catalog import (
     NewRecording,
     NewSegment,
     RecordingAction,
+    RecordingEnd,
     SegmentFacts,
 )
 from ..storage.segment import KEY_FILE_NAME, RecordingCorrupt, scan_segment
@@ -124,6 +126,10 @@ class ActiveRecording:
     ended: asyncio.Task[None] | None = field(default=None, repr=False)  # its end, catalogued
     # catalogue writes of its sealed segments, awaited before its end is catalogued
     segment_writes: list[asyncio.Task[bool]] = field(default_factory=list, repr=False)
+    # segments sealed once its end began: catalogued in the same write as the end
+    last_segments: list[NewSegment] = field(default_factory=list, repr=False)
+    # its catalogue write (transaction 1), awaited before any later write of it
+    catalogued: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def caller_sink(self) -> PacketSink:
@@ -173,6 +179,24 @@ class RecordingService:
             self._count("catalog")
         return done
 
+    async def write_call(self, what: str, batch: CallBatch) -> bool:
+        """A call's batch of writes (one transaction), journalled like the recording's
+        own, so that they land in the order they were made.  If the catalog refuses the
+        batch outright, its recording end and the rest are each tried alone: one bad
+        row does not lose the others.  Never raises: a call's ending must go on."""
+        try:
+            return await self._catalog_write(what, lambda: self.catalog.call_writes.write(batch))
+        except Exception:
+            parts = batch.split()
+            if parts is None:
+                log.exception("%s: not catalogued", what)
+                self._count("catalog")
+                return False
+            log.exception("%s: refused as a whole; writing its parts one by one", what)
+            written = [await self.write_call(f"{what} ({part})", piece) for part, piece in
+                       zip(("recording end", "call"), parts, strict=True)]  # fmt: skip
+            return all(written)
+
     def _count(self, reason: str) -> None:
         self.failures[reason] = self.failures.get(reason, 0) + 1
 
@@ -191,15 +215,18 @@ class RecordingService:
         rid = str(segment.recording_id)
         if rid in self._discarding:
             return
-        task = asyncio.create_task(
-            self._catalog_segment(rid, segment), name=f"segment-{rid}-{segment.index}"
-        )
         active = self.active.get(rid)
-        if active is not None:
-            active.segment_writes.append(task)
-        else:
-            self._late_writes.add(task)
-            task.add_done_callback(self._late_writes.discard)
+        if active is not None and active.ended is not None:  # folded into the end's write
+            active.last_segments.append(_new_segment(rid, segment))
+        else:  # a long call's earlier segments: each its own small write, as it is sealed
+            task = asyncio.create_task(
+                self._catalog_segment(rid, segment), name=f"segment-{rid}-{segment.index}"
+            )
+            if active is not None:
+                active.segment_writes.append(task)
+            else:
+                self._late_writes.add(task)
+                task.add_done_callback(self._late_writes.discard)
         self.publish(
             events.SegmentSealed(
                 rid, segment.index, segment.frames, segment.bytes, segment.sha256, str(segment.path)
@@ -222,14 +249,11 @@ class RecordingService:
     async def _add_segment(self, rid: str, segment: SegmentWritten, *, new: bool = True) -> None:
         """The segment's row with its facts, closed: one write for a ``new`` segment, or
         an update of the row an earlier write left open."""
-        facts = SegmentFacts(segment.chunks, segment.frames, segment.bytes, segment.sha256, True)
         recordings = self.catalog.recordings
         if new:
-            await recordings.add_segment(
-                NewSegment(rid, segment.index, segment.name, segment.first_frame, facts)
-            )
+            await recordings.add_segment(_new_segment(rid, segment))
         else:
-            await recordings.update_segment(rid, segment.index, facts)
+            await recordings.update_segment(rid, segment.index, _facts(segment))
 
     def recording_written(self, recording: RecordingWritten) -> None:
         rid = str(recording.recording_id)
@@ -271,32 +295,27 @@ class RecordingService:
     # -- a call's recording ---------------------------------------------------------------
 
     async def start(
-        self, call_id: str, caller_codec: str, taker_codec: str
+        self,
+        call_id: str,
+        caller_codec: str,
+        taker_codec: str,
+        *,
+        call: CallBatch | None = None,
+        started: datetime | None = None,
     ) -> ActiveRecording | None:
-        """Open a recording for a bridged call.  None (and a log line) if it cannot be
-        opened: the call goes on unrecorded rather than failing."""
+        """Open a recording for a bridged call from ``started`` (now), at once, and
+        catalogue it with ``call`` (the call's set-up: its row, receipt, bridge and part
+        1) in one write that runs while the call goes on: neither the bridge nor the
+        recording's first second waits for the catalog, so the recording's length is
+        the bridged time.  The recording's later writes reach the catalog thread after
+        that one: tasks started later submit later, and ``begin_part``, the end and a
+        discard wait for it (``ActiveRecording.catalogued``).  The files exist a moment
+        before their row: a process killed in that moment leaves files no row names, as
+        a journalled write lost at exit does (:mod:`proxy.storage.catalog.journal`)."""
         rid = str(uuid.uuid4())
-        started = datetime.now(UTC)
-        try:
-            # journalled if the catalog cannot take it now: the call is recorded anyway
-            await self._catalog_write(
-                f"recording {rid}: create",
-                lambda: self.catalog.recordings.create_recording(
-                    NewRecording(
-                        call_id,
-                        directory=rid,
-                        encoding=self.settings.encoding,
-                        sample_rate=8000,
-                        channels=2,
-                        started_at=started,
-                        recording_id=rid,
-                    )
-                ),
-            )
-        except CatalogError:
-            log.exception("recording for call %s not created in the catalog", call_id)
-            self._count("catalog")
-            return None
+        started = started or datetime.now(UTC)
+        recording = new_recording(call_id, rid, self.settings.encoding, started)
+        batch = replace(call or CallBatch(call_id), recording=recording)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[RecordingWritten] = loop.create_future()
         pair = self.recorder.add(rid, caller_codec, taker_codec)
@@ -311,7 +330,31 @@ class RecordingService:
             segment_seconds=self.settings.segment_seconds,
             start_time_ms=int(started.timestamp() * 1000),
         )
+        active.catalogued = asyncio.create_task(
+            self._catalogue_start(active, batch, call), name=f"create-{rid}"
+        )
         return active
+
+    async def _catalogue_start(
+        self, active: ActiveRecording, batch: CallBatch, call: CallBatch | None
+    ) -> None:
+        """Transaction 1 (journalled if the catalog cannot take it now: the call is
+        recorded anyway).  Refused outright, the call is written without its recording,
+        which is then failed: its audio has no row to belong to."""
+        rid = active.id
+        try:
+            await self._catalog_write(
+                f"recording {rid}: create", lambda: self.catalog.call_writes.write(batch)
+            )
+        except Exception:  # CatalogError, or a bug: either way the call goes on
+            log.exception("recording for call %s not created in the catalog", active.call_id)
+            self._count("catalog")
+            if call is not None:
+                await self.write_call(
+                    f"call {active.call_id}: set-up", replace(call, first_part=None)
+                )
+            self.recorder.close(rid)
+            self.writer.close(rid)
 
     async def begin_part(
         self,
@@ -328,6 +371,9 @@ class RecordingService:
         like the recording's other writes, so a catalog outage does not end the call;
         any other refusal is logged, and the call goes on."""
         rid = active.id
+        # after its row: a write made before the task of transaction 1 first ran would
+        # reach the catalog thread ahead of it
+        await asyncio.gather(*_started(active))
         try:
             await self._catalog_write(
                 f"recording {rid}: part",
@@ -344,18 +390,25 @@ class RecordingService:
             log.exception("recording %s: its part was not catalogued", rid)
             self._count("catalog")
 
-    async def finish(self, active: ActiveRecording) -> None:
-        """Flush and seal the recording, then record the result in the catalog (at
-        once if it already failed: that was catalogued when it happened)."""
+    async def finish(self, active: ActiveRecording, call: CallBatch | None = None) -> None:
+        """Flush and seal the recording, then record the result in the catalog, with
+        ``call`` (its call's end) in the same write — or, if the recording already
+        failed (its end was catalogued when it happened), ``call`` alone."""
         self.recorder.close(active.id)  # the last block goes to the writer as final
         if active.ended is None:
-            active.ended = asyncio.create_task(self._end(active), name=f"end-{active.id}")
+            active.ended = asyncio.create_task(self._end(active, call), name=f"end-{active.id}")
+            await asyncio.shield(active.ended)
+            return
         await asyncio.shield(active.ended)
+        if call is not None:
+            await self.write_call(f"call {call.call_id}: end", call)
 
-    async def _end(self, active: ActiveRecording, *, timeout: float = 15.0) -> None:
-        """Wait for the writer's last word, then catalogue its totals, what each channel
-        lost, and the end state: failed, degraded or complete.  Reads no file: the
-        segments were catalogued as the writer sealed them."""
+    async def _end(
+        self, active: ActiveRecording, call: CallBatch | None = None, *, timeout: float = 15.0
+    ) -> None:
+        """Wait for the writer's last word, then catalogue its last segments, totals,
+        what each channel lost, and the end state (failed, degraded or complete) in one
+        write with ``call``.  Reads no file: the writer reported every segment."""
         rid = active.id
         try:
             written = await asyncio.wait_for(asyncio.shield(active.done), timeout)
@@ -363,24 +416,12 @@ class RecordingService:
             written = RecordingWritten(rid, RecordingState.FAILED, "writer did not finish in time")
         finally:
             self.active.pop(rid, None)
-        await asyncio.gather(*active.segment_writes)
+        await asyncio.gather(*active.segment_writes, *_started(active))
         ended = datetime.now(UTC)
         quality = [
             _channel("caller", active.pair.caller.quality()),
             _channel("call_taker", active.pair.taker.quality()),
         ]
-        key_sha256 = written.key_sha256
-        if key_sha256 is not None:  # the writer opened it: its totals are known
-            await self._catalog_write(
-                f"recording {rid}: totals",
-                lambda: self.catalog.recordings.update_recording(
-                    rid, duration_ms=written.frames * 1000 // 8000, wrapped_key_sha256=key_sha256
-                ),
-            )
-        await self._catalog_write(
-            f"recording {rid}: quality",
-            lambda: self.catalog.recordings.set_recording_quality(rid, quality),
-        )
         complete = written.state is RecordingState.COMPLETE
         failure = active.failure or (None if complete else written.reason or "write failed")
         if failure is not None:
@@ -400,12 +441,19 @@ class RecordingService:
                 target = RecordingState.DEGRADED
                 self.degraded[label] += 1
                 log.warning("recording %s degraded: %s", rid, why)
-        await self._catalog_write(
-            f"recording {rid}: {target.value}",
-            lambda: self.catalog.recordings.set_recording_state(
-                rid, target, Attribution(reason=why, at=ended), expires=self.retention.expires
-            ),
+        opened = written.key_sha256 is not None  # the writer opened it: totals are known
+        end = RecordingEnd(
+            rid,
+            target,
+            Attribution(reason=why, at=ended),
+            quality,
+            duration_ms=written.frames * 1000 // 8000 if opened else None,
+            wrapped_key_sha256=written.key_sha256,
+            segments=tuple(active.last_segments),
+            expires=self.retention.expires,
         )
+        batch = replace(call or CallBatch(active.call_id), recording_end=end)
+        await self.write_call(f"recording {rid}: {target.value}", batch)
         if target is RecordingState.FAILED:
             self.publish(
                 events.RecordingFailed(
@@ -435,7 +483,8 @@ class RecordingService:
         self.active.pop(active.id, None)
         self._discarding.add(active.id)  # segments it still seals are not catalogued
         self.writer.discard(active.id, self.settings.dir)
-        await asyncio.gather(*active.segment_writes)  # rows the discard then deletes
+        # its row, and the rows the discard then deletes
+        await asyncio.gather(*_started(active), *active.segment_writes)
         await self.catalog.recordings.set_recording_state(active.id, RecordingState.DISCARDED, by)
         assert by.actor is not None  # the catalog refuses a discard by no one
         self.publish(
@@ -536,3 +585,30 @@ def _scan(store: SegmentStore, recording: Path) -> tuple[str | None, list[Segmen
         )
         first_frame += scan.frames
     return (None if key is None else hashlib.sha256(key).hexdigest()), segments
+
+
+def _started(active: ActiveRecording) -> tuple[asyncio.Task[None], ...]:
+    """Its transaction 1, to wait for before another write of it."""
+    return () if active.catalogued is None else (active.catalogued,)
+
+
+def new_recording(call_id: str, rid: str, encoding: str, started: datetime) -> NewRecording:
+    """A bridged call's recording row: two channels at 8 kHz, in a folder named by its id."""
+    return NewRecording(
+        call_id,
+        directory=rid,
+        encoding=encoding,
+        sample_rate=8000,
+        channels=2,
+        started_at=started,
+        recording_id=rid,
+    )
+
+
+def _facts(segment: SegmentWritten) -> SegmentFacts:
+    return SegmentFacts(segment.chunks, segment.frames, segment.bytes, segment.sha256, True)
+
+
+def _new_segment(rid: str, segment: SegmentWritten) -> NewSegment:
+    """A sealed segment's row, closed, from the writer's report."""
+    return NewSegment(rid, segment.index, segment.name, segment.first_frame, _facts(segment))

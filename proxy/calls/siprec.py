@@ -60,7 +60,7 @@ from ..storage.catalog import (
     SiprecSession,
 )
 from .consent import store_src_receipt
-from .ending import close_recording_and_call
+from .ending import call_end, close_recording_and_call
 from .media_wiring import G711_NAMES, check_family
 from .parties import party
 from .phases import CallOver
@@ -431,10 +431,10 @@ class RecordingSession:
         for leg in self.legs.values():
             leg.sink = None
         self.media.close()
+        end = None if self.catalog_id is None else call_end(self.catalog_id, ended_at, self.outcome)
         await close_recording_and_call(
-            self.b2bua.recordings, self.b2bua.catalog.calls, self.recording, self.catalog_id,
-            ended_at=ended_at, outcome=self.outcome, what=f"SIPREC session {self.id}",
-        )  # fmt: skip
+            self.b2bua.recordings, self.recording, end, what=f"SIPREC session {self.id}"
+        )
         self.b2bua.siprec_over(self)
 
 

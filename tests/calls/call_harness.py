@@ -13,7 +13,7 @@ import hashlib
 import itertools
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import numpy as np
 
 from proxy import events
 from proxy.calls.b2bua import B2bua, Call, Prompt
-from proxy.calls.recording import ActiveRecording
+from proxy.calls.recording import ActiveRecording, new_recording
 from proxy.calls.resolver import Resolver
 from proxy.config import (
     Config,
@@ -42,7 +42,12 @@ from proxy.media.relay import MediaSession, PortAllocator, RtpLeg
 from proxy.sip.core import CoreSettings, SipCore
 from proxy.sip.events import Address
 from proxy.sip.message import Request, Response, make_response, parse_message
-from proxy.storage.catalog import Attribution, NewRecording, RecordingAction, SqliteCatalog
+from proxy.storage.catalog import (
+    Attribution,
+    CallBatch,
+    RecordingAction,
+    SqliteCatalog,
+)
 
 PROXY: Address = ("127.0.0.1", 5060)
 CALLER: Address = ("127.0.0.1", 5062)
@@ -115,17 +120,27 @@ class Recordings:
     finished: list[str] = field(default_factory=list)
     discarded: list[str] = field(default_factory=list)
 
-    async def start(self, call_id: str, caller_codec: str, taker_codec: str) -> ActiveRecording:
+    async def start(
+        self,
+        call_id: str,
+        caller_codec: str,
+        taker_codec: str,
+        *,
+        call: CallBatch | None = None,
+        started: datetime | None = None,
+    ) -> ActiveRecording:
         rid = str(uuid.uuid4())
-        started = datetime.now(UTC)
-        await self.catalog.recordings.create_recording(NewRecording(
-            call_id, directory=rid, encoding=RecordingSettings().encoding, sample_rate=8000,
-            channels=2, started_at=started, recording_id=rid,
-        ))  # fmt: skip
+        started = started or datetime.now(UTC)
+        recording = new_recording(call_id, rid, RecordingSettings().encoding, started)
+        await self.write_call("", replace(call or CallBatch(call_id), recording=recording))
         pair = self.recorder.add(rid, caller_codec, taker_codec)
         return ActiveRecording(
             rid, call_id, pair, started, asyncio.get_running_loop().create_future()
         )
+
+    async def write_call(self, what: str, batch: CallBatch) -> bool:
+        await self.catalog.call_writes.write(batch)
+        return True
 
     async def begin_part(
         self,
@@ -142,9 +157,11 @@ class Recordings:
                 active.id, RecordingAction.TRANSFER, transfer
             )
 
-    async def finish(self, active: ActiveRecording) -> None:
+    async def finish(self, active: ActiveRecording, call: CallBatch | None = None) -> None:
         self.recorder.close(active.id)
         self.finished.append(active.id)
+        if call is not None:
+            await self.write_call("", call)
 
     async def discard(self, active: ActiveRecording, by: Attribution) -> None:
         self.recorder.close(active.id)

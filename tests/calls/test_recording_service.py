@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from proxy import events
+from proxy.calls.ending import call_end
 from proxy.calls.recording import ActiveRecording, RecordingService
 from proxy.config import RecordingSettings, RetentionSettings
 from proxy.media.recorder import Recorder
@@ -24,8 +25,11 @@ from proxy.recording_state import RecordingState
 from proxy.storage import crypto
 from proxy.storage.catalog import (
     Attribution,
+    CallBatch,
     CallDirection,
+    CallOutcome,
     EventChannel,
+    FirstPart,
     NewCall,
     NewRecording,
     NewSegment,
@@ -233,8 +237,9 @@ async def test_a_locked_catalog_is_counted_and_the_journal_lands_the_writes_late
                 rig.talk(active, 1.5)
                 await rig.service.finish(active)
                 assert rig.service.failures["catalog"] >= 1
-                # create, the segment (as sealed), the totals, quality, the end
-                assert rig.service.journal.pending == 5
+                # the create, and the end with its segment (sealed as it ended), its
+                # totals and its quality: two writes (issue 19)
+                assert rig.service.journal.pending == 2
             finally:
                 blocker.execute("ROLLBACK")
                 blocker.close()
@@ -475,3 +480,95 @@ async def test_recovery_scans_what_a_crash_left_and_publishes_the_interruption(
         key = hashlib.sha256((folder / "key").read_bytes()).hexdigest()
         assert recording.wrapped_key_sha256 == key
     assert published == [events.RecordingInterrupted(rid)]
+
+
+# --- a call's rows in two writes (issue 19) -------------------------------------------------
+
+
+class CountedWrites:
+    """``catalog.call_writes`` counting the batches it writes."""
+
+    def __init__(self, catalog: SqliteCatalog) -> None:
+        self.inner = catalog.call_writes
+        self.batches: list[CallBatch] = []
+
+    async def write(self, batch: CallBatch) -> None:
+        self.batches.append(batch)
+        await self.inner.write(batch)
+
+
+def refuse(*args: object, **kwargs: object) -> Any:
+    raise AssertionError("a call's rows go through catalog.call_writes")
+
+
+async def test_a_recorded_call_is_catalogued_in_two_writes_its_last_segment_with_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        counted = CountedWrites(catalog)
+        monkeypatch.setattr(catalog, "call_writes", counted)
+        for name in ("add_segment", "update_recording", "set_recording_quality"):
+            monkeypatch.setattr(catalog.recordings, name, refuse)
+        monkeypatch.setattr(catalog.parts, "begin", refuse)
+        rig = Service(tmp_path, catalog, tmp_path / "recordings")
+        call_id = str(uuid.uuid4())
+        new_call = NewCall(
+            sip_call_id="c1", caller="+441234567890", callee="surgery",
+            direction=CallDirection.INBOUND, started_at=datetime.now(UTC), call_id=call_id,
+        )  # fmt: skip
+        try:
+            set_up = CallBatch(call_id, new_call=new_call, first_part=FirstPart("alice", None))
+            active = await rig.service.start(call_id, "PCMU", "PCMU", call=set_up)
+            assert active is not None
+            rig.talk(active, 1.5)
+            ended = datetime.now(UTC)
+            await rig.service.finish(active, call_end(call_id, ended, CallOutcome.COMPLETED))
+        finally:
+            rig.stop()
+        assert len(counted.batches) == 2
+        recording = await catalog.recordings.get_recording(active.id)
+        assert recording is not None and recording.state is RecordingState.COMPLETE
+        assert recording.duration_ms == 1500 and recording.wrapped_key_sha256 is not None
+        (segment,) = await catalog.recordings.segments(active.id)
+        assert segment.closed and segment.frames == 12000
+        assert [p.operator for p in await catalog.parts.parts(active.id)] == ["alice"]
+        call = await catalog.calls.get_call(call_id)
+        assert call is not None and call.outcome is CallOutcome.COMPLETED
+
+
+async def test_a_call_end_the_catalog_refuses_with_its_recording_still_lands_alone(
+    tmp_path: Path,
+) -> None:
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        rig = Service(tmp_path, catalog, tmp_path / "recordings")
+        try:
+            active = await rig.service.start(await rig.call(), "PCMU", "PCMU")
+            assert active is not None
+            rig.talk(active, 1.0)
+            # a call id the catalog does not know: the batch with the recording's end
+            # is refused as a whole, then the recording's end is written on its own
+            unknown = call_end(str(uuid.uuid4()), datetime.now(UTC), CallOutcome.COMPLETED)
+            await rig.service.finish(active, unknown)
+        finally:
+            rig.stop()
+        recording = await catalog.recordings.get_recording(active.id)
+        assert recording is not None and recording.state is RecordingState.COMPLETE
+        assert rig.service.failures["catalog"] == 1  # the call's end, counted
+
+
+async def test_a_recording_the_catalog_refuses_is_closed_and_the_call_goes_on(
+    tmp_path: Path,
+) -> None:
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        rig = Service(tmp_path, catalog, tmp_path / "recordings")
+        try:
+            # no such call: the recording's row is refused (after it started at once)
+            active = await rig.service.start(str(uuid.uuid4()), "PCMU", "PCMU")
+            assert active is not None and active.catalogued is not None
+            await active.catalogued
+            assert rig.service.failures["catalog"] == 1
+            assert active.id not in rig.recorder  # no longer fed
+            await rig.service.finish(active)  # ends quietly: logged and counted, no raise
+        finally:
+            rig.stop()
+        assert await catalog.recordings.get_recording(active.id) is None

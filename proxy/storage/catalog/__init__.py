@@ -7,6 +7,7 @@ One module per job:
 
 ``interface``          ``Catalog``: the repositories below, and the life cycle
 ``calls``              calls and their consent receipts
+``call_writes``        a call's writes at one moment as one transaction (a unit of work)
 ``recordings``         recordings, their segments and quality; the state moves
 ``recording_events``   the events logged inside a running recording
 ``do_not_record``      the do-not-record list
@@ -40,6 +41,7 @@ from ...roles import Role
 from .access import AccessLog
 from .access_requests import AccessRequest, AccessRequestRepository, NewAccessRequest
 from .bulk import BulkRequest, BulkRequestRepository, NewBulkRequest
+from .call_writes import CallBatch, CallWriteRepository, FirstPart, RecordingEnd
 from .calls import CallRepository
 from .config_versions import ConfigChange, ConfigVersion, ConfigVersionLog
 from .decisions import RequestState, RequestStateError
@@ -137,11 +139,13 @@ __all__ = [
     "BulkRequest",
     "BulkRequestRepository",
     "Call",
+    "CallBatch",
     "CallDirection",
     "CallKind",
     "CallOutcome",
     "CallRepository",
     "CallUpdate",
+    "CallWriteRepository",
     "Catalog",
     "CatalogClosedError",
     "CatalogError",
@@ -160,6 +164,7 @@ __all__ = [
     "EventChannel",
     "Expired",
     "Expiry",
+    "FirstPart",
     "FlagRepository",
     "FlagStateError",
     "Hold",
@@ -185,6 +190,7 @@ __all__ = [
     "PartRepository",
     "Recording",
     "RecordingAction",
+    "RecordingEnd",
     "RecordingEvent",
     "RecordingEventLog",
     "RecordingPart",

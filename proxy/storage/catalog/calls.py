@@ -7,7 +7,7 @@ At start-up :meth:`CallRepository.recover_calls` closes the calls a crash left o
 
 from __future__ import annotations
 
-from typing import Protocol, Unpack
+from typing import NamedTuple, Protocol, Unpack
 
 from . import rows as to
 from .db import Connection, Database, insert, one, rows, update
@@ -61,6 +61,139 @@ def _find_receipt(conn: Connection, call_id: str) -> ConsentReceipt | None:
     return to.find(conn, to.receipt, "SELECT * FROM consent_receipts WHERE call_id = ?", (call_id,))
 
 
+class CallInsert(NamedTuple):
+    """A new call's row, checked: its ``INSERT`` and parameters."""
+
+    call_id: str
+    sql: str
+    params: tuple[object, ...]
+
+
+def call_insert(call: NewCall) -> CallInsert:
+    """Check ``call`` (before any SQL) and say how to insert it."""
+    values = (
+        uuid_or_new("call_id", call.call_id),
+        text("sip_call_id", call.sip_call_id),
+        text("caller", call.caller),
+        text("callee", call.callee),
+        member(CallDirection, "direction", call.direction).value,
+        opt_text("service", call.service),
+        opt_text("operator", call.operator),
+        to_ms("started_at", call.started_at),
+        opt_text("config_version", call.config_version),
+    )
+    # a call's kind is the column's default: named only for a SIPREC session, so a
+    # catalog opened without the SIPREC migration still takes calls
+    kind = member(CallKind, "kind", call.kind)
+    extra = ("", "", ()) if kind is CallKind.CALL else (", kind", ", ?", (kind.value,))
+    sql = (
+        "INSERT INTO calls (id, sip_call_id, caller, callee, direction, service,"
+        f" operator, started_at, config_version{extra[0]})"
+        f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?{extra[1]})"
+    )
+    return CallInsert(values[0], sql, values + extra[2])
+
+
+def insert_call(conn: Connection, statement: CallInsert) -> None:
+    """Insert the call inside the caller's transaction."""
+    insert(
+        conn,
+        statement.sql,
+        statement.params,
+        duplicate=f"call {statement.call_id} already exists",
+    )
+
+
+class CallChange(NamedTuple):
+    """A call update's columns, checked; ``times`` are the time columns among them."""
+
+    columns: dict[str, object]
+    times: dict[str, int | None]
+
+
+def call_change(fields: CallUpdate) -> CallChange:
+    """Check an update's fields (before any SQL) as their column values."""
+    only_fields("update_call", set(fields), _CALL_UPDATE_FIELDS)
+    changes: dict[str, object] = {}
+    time_changes: dict[str, int | None] = {}
+    for name, value in fields.items():
+        if name == "callee":
+            changes[name] = text(name, value)
+        elif name in ("service", "operator", "config_version"):
+            changes[name] = opt_text(name, value)
+        elif name == "outcome":
+            changes[name] = None if value is None else member(CallOutcome, name, value).value
+        else:  # answered_at, bridged_at, ended_at
+            changes[name] = time_changes[name] = opt_ms(name, value)
+    return CallChange(changes, time_changes)
+
+
+def change_call(conn: Connection, call_id: str, change: CallChange) -> None:
+    """Apply ``change`` inside the caller's transaction, keeping the call's times in
+    order (answered, bridged and ended not before started, bridged not before answered)."""
+    row = one(
+        conn,
+        "SELECT started_at, answered_at, bridged_at, ended_at FROM calls WHERE id = ?",
+        (call_id,),
+    )
+    if row is None:
+        raise NotFoundError(f"call {call_id} does not exist")
+    times = {name: change.times.get(name, row[name]) for name in _CALL_TIMES}
+    not_before("answered_at", times["answered_at"], "started_at", times["started_at"])
+    not_before("bridged_at", times["bridged_at"], "answered_at", times["answered_at"])
+    not_before("bridged_at", times["bridged_at"], "started_at", times["started_at"])
+    not_before("ended_at", times["ended_at"], "started_at", times["started_at"])
+    if change.columns:
+        update(conn, "calls", change.columns, "id = :id", id=call_id)
+
+
+def receipt_values(receipt: ConsentReceipt) -> tuple[object, ...]:
+    """Check a consent receipt (before any SQL) as its row's values.
+
+    With ``mode`` ``none`` (no notice played, e.g. outbound) or ``src`` (a SIPREC
+    session: the recording client's notice) the notice fields may be None; otherwise
+    the notice hash, version and start time are required."""
+    notice_mode = member(NoticeMode, "mode", receipt.mode)
+    if notice_mode not in (NoticeMode.NONE, NoticeMode.SRC):
+        for name in ("notice_sha256", "notice_version", "started_at"):
+            if getattr(receipt, name) is None:
+                raise InvalidFieldError(f"a receipt with mode {notice_mode.value} needs {name}")
+    completed = flag("completed", receipt.completed)
+    left = flag("caller_left_during_notice", receipt.caller_left_during_notice)
+    if completed and left:
+        raise InvalidFieldError("a notice cannot both complete and be left during")
+    notice_sha256 = receipt.notice_sha256
+    return (
+        receipt.call_id,
+        notice_mode.value,
+        None if notice_sha256 is None else sha256("notice_sha256", notice_sha256),
+        opt_text("notice_version", receipt.notice_version),
+        opt_ms("started_at", receipt.started_at),
+        count("played_ms", receipt.played_ms),
+        count("notice_ms", receipt.notice_ms),
+        int(completed),
+        int(left),
+        int(flag("do_not_record", receipt.do_not_record)),
+        count("notice_restarts", receipt.notice_restarts),
+        count("held_ms", receipt.held_ms),
+    )
+
+
+def insert_receipt(conn: Connection, values: tuple[object, ...]) -> None:
+    """Insert a receipt (``receipt_values``) inside the caller's transaction."""
+    call_id = values[0]
+    insert(
+        conn,
+        "INSERT INTO consent_receipts (call_id, mode, notice_sha256, notice_version,"
+        " started_at, played_ms, notice_ms, completed, caller_left_during_notice,"
+        " do_not_record, notice_restarts, held_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        values,
+        missing=f"call {call_id} does not exist",
+        duplicate=f"call {call_id} already has a consent receipt",
+    )
+
+
 class SqliteCalls:
     """:class:`CallRepository` in the catalog's SQLite database."""
 
@@ -68,60 +201,19 @@ class SqliteCalls:
         self._db = db
 
     async def create_call(self, call: NewCall) -> Call:
-        values = (
-            uuid_or_new("call_id", call.call_id),
-            text("sip_call_id", call.sip_call_id),
-            text("caller", call.caller),
-            text("callee", call.callee),
-            member(CallDirection, "direction", call.direction).value,
-            opt_text("service", call.service),
-            opt_text("operator", call.operator),
-            to_ms("started_at", call.started_at),
-            opt_text("config_version", call.config_version),
-        )
-        # a call's kind is the column's default: named only for a SIPREC session, so a
-        # catalog opened without the SIPREC migration still takes calls
-        kind = member(CallKind, "kind", call.kind)
-        extra = ("", "", ()) if kind is CallKind.CALL else (", kind", ", ?", (kind.value,))
+        statement = call_insert(call)
 
         def body(conn: Connection) -> Call:
-            insert(
-                conn,
-                "INSERT INTO calls (id, sip_call_id, caller, callee, direction, service,"
-                f" operator, started_at, config_version{extra[0]})"
-                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?{extra[1]})",
-                values + extra[2],
-                duplicate=f"call {values[0]} already exists",
-            )
-            return to.require_call(conn, values[0])
+            insert_call(conn, statement)
+            return to.require_call(conn, statement.call_id)
 
         return await self._db.write(body)
 
     async def update_call(self, call_id: str, **fields: Unpack[CallUpdate]) -> Call:
-        only_fields("update_call", set(fields), _CALL_UPDATE_FIELDS)
-        changes: dict[str, object] = {}
-        time_changes: dict[str, int | None] = {}
-        for name, value in fields.items():
-            if name == "callee":
-                changes[name] = text(name, value)
-            elif name in ("service", "operator", "config_version"):
-                changes[name] = opt_text(name, value)
-            elif name == "outcome":
-                changes[name] = None if value is None else member(CallOutcome, name, value).value
-            else:  # answered_at, bridged_at, ended_at
-                changes[name] = time_changes[name] = opt_ms(name, value)
+        change = call_change(fields)
 
         def body(conn: Connection) -> Call:
-            row = one(conn, "SELECT * FROM calls WHERE id = ?", (call_id,))
-            if row is None:
-                raise NotFoundError(f"call {call_id} does not exist")
-            times = {name: time_changes.get(name, row[name]) for name in _CALL_TIMES}
-            not_before("answered_at", times["answered_at"], "started_at", times["started_at"])
-            not_before("bridged_at", times["bridged_at"], "answered_at", times["answered_at"])
-            not_before("bridged_at", times["bridged_at"], "started_at", times["started_at"])
-            not_before("ended_at", times["ended_at"], "started_at", times["started_at"])
-            if changes:
-                update(conn, "calls", changes, "id = :id", id=call_id)
+            change_call(conn, call_id, change)
             return to.require_call(conn, call_id)
 
         return await self._db.write(body)
@@ -138,44 +230,11 @@ class SqliteCalls:
         session: the recording client's notice) the notice fields may be None;
         otherwise the notice hash, version and start time are required.
         """
-        call_id = receipt.call_id
-        notice_mode = member(NoticeMode, "mode", receipt.mode)
-        if notice_mode not in (NoticeMode.NONE, NoticeMode.SRC):
-            for name in ("notice_sha256", "notice_version", "started_at"):
-                if getattr(receipt, name) is None:
-                    raise InvalidFieldError(f"a receipt with mode {notice_mode.value} needs {name}")
-        completed = flag("completed", receipt.completed)
-        left = flag("caller_left_during_notice", receipt.caller_left_during_notice)
-        if completed and left:
-            raise InvalidFieldError("a notice cannot both complete and be left during")
-        notice_sha256 = receipt.notice_sha256
-        values = (
-            call_id,
-            notice_mode.value,
-            None if notice_sha256 is None else sha256("notice_sha256", notice_sha256),
-            opt_text("notice_version", receipt.notice_version),
-            opt_ms("started_at", receipt.started_at),
-            count("played_ms", receipt.played_ms),
-            count("notice_ms", receipt.notice_ms),
-            int(completed),
-            int(left),
-            int(flag("do_not_record", receipt.do_not_record)),
-            count("notice_restarts", receipt.notice_restarts),
-            count("held_ms", receipt.held_ms),
-        )
+        values = receipt_values(receipt)
 
         def body(conn: Connection) -> ConsentReceipt:
-            insert(
-                conn,
-                "INSERT INTO consent_receipts (call_id, mode, notice_sha256, notice_version,"
-                " started_at, played_ms, notice_ms, completed, caller_left_during_notice,"
-                " do_not_record, notice_restarts, held_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
-                missing=f"call {call_id} does not exist",
-                duplicate=f"call {call_id} already has a consent receipt",
-            )
-            stored = _find_receipt(conn, call_id)
+            insert_receipt(conn, values)
+            stored = _find_receipt(conn, receipt.call_id)
             assert stored is not None
             return stored
 

@@ -13,6 +13,7 @@ from .access import AccessLog
 from .access_requests import AccessRequestRepository
 from .audit import AuditLog
 from .bulk import BulkRequestRepository
+from .call_writes import CallWriteRepository
 from .calls import CallRepository
 from .config_versions import ConfigVersionLog
 from .do_not_record import DoNotRecordList
@@ -85,6 +86,9 @@ class Catalog(Protocol):
 
     @property
     def sip_credentials(self) -> SipCredentialRepository: ...
+
+    @property
+    def call_writes(self) -> CallWriteRepository: ...
 
     async def schema_version(self) -> int: ...
 

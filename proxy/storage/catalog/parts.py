@@ -97,6 +97,37 @@ _PARTS_SQL = "SELECT * FROM recording_parts WHERE recording_id = ? ORDER BY part
 _CHUNK = 500  # ids per IN (...) list, well under SQLite's variable limit
 
 
+def begin_part(
+    conn: Connection, rid: str, operator: str | None, team: str | None, at_ms: int
+) -> RecordingPart:
+    """The next part of ``rid`` begins at ``at_ms`` (the first at the recording's start),
+    ending the part before it: inside the caller's transaction."""
+    recording = to.require_recording(conn, rid)
+    last = one(conn, "SELECT MAX(part) FROM recording_parts WHERE recording_id = ?", (rid,))
+    previous = 0 if last is None or last[0] is None else int(last[0])
+    started_ms = to_ms("started_at", recording.started_at) if previous == 0 else at_ms
+    conn.execute(
+        "UPDATE recording_parts SET ended_at = ?"
+        " WHERE recording_id = ? AND part = ? AND ended_at IS NULL",
+        (at_ms, rid, previous),
+    )
+    return insert_part(conn, rid, previous + 1, operator, team, started_ms)
+
+
+def insert_part(
+    conn: Connection, rid: str, part: int, operator: str | None, team: str | None, at_ms: int
+) -> RecordingPart:
+    """Insert part ``part`` of ``rid`` from ``at_ms``; a new recording's part 1 needs
+    nothing else (there is no part before it to end)."""
+    insert(
+        conn,
+        "INSERT INTO recording_parts (recording_id, part, operator, team, started_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (rid, part, operator, team, at_ms),
+    )
+    return RecordingPart(rid, part, operator, team, from_ms(at_ms), None)
+
+
 class SqliteParts:
     """:class:`PartRepository` in the catalog's SQLite database (migration 11)."""
 
@@ -112,26 +143,7 @@ class SqliteParts:
         rid = text("recording_id", recording_id)
         operator, team = opt_text("operator", operator), opt_text("team", team)
         at_ms = to_ms("at", at)
-
-        def body(conn: Connection) -> RecordingPart:
-            recording = to.require_recording(conn, rid)
-            last = one(conn, "SELECT MAX(part) FROM recording_parts WHERE recording_id = ?", (rid,))
-            previous = 0 if last is None or last[0] is None else int(last[0])
-            started_ms = to_ms("started_at", recording.started_at) if previous == 0 else at_ms
-            conn.execute(
-                "UPDATE recording_parts SET ended_at = ?"
-                " WHERE recording_id = ? AND part = ? AND ended_at IS NULL",
-                (at_ms, rid, previous),
-            )
-            insert(
-                conn,
-                "INSERT INTO recording_parts (recording_id, part, operator, team, started_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (rid, previous + 1, operator, team, started_ms),
-            )
-            return RecordingPart(rid, previous + 1, operator, team, from_ms(started_ms), None)
-
-        return await self._db.write(body)
+        return await self._db.write(lambda conn: begin_part(conn, rid, operator, team, at_ms))
 
     async def parts(self, recording_id: str) -> list[RecordingPart]:
         """The parts of ``recording_id`` in order (at least one); ``NotFoundError`` for

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Final, Protocol, Unpack
+from typing import Final, NamedTuple, Protocol, Unpack
 
 from ...recording_state import ENDINGS, REMOVAL, RecordingState
 from . import audit
@@ -174,6 +174,252 @@ def _progress(facts: SegmentFacts) -> dict[str, object]:
     return changes
 
 
+# -- each write as a check (before any SQL) and a function of the connection, run inside
+# the caller's transaction: the repository below runs one per transaction, a call's
+# unit of work (:mod:`.call_writes`) several in one
+
+
+def recording_values(recording: NewRecording) -> tuple[object, ...]:
+    """A new recording's row, checked."""
+    key_sha256 = recording.wrapped_key_sha256
+    return (
+        uuid_or_new("recording_id", recording.recording_id),
+        recording.call_id,
+        _S.RECORDING.value,
+        relative_dir(recording.directory),
+        text("encoding", recording.encoding),
+        count("sample_rate", recording.sample_rate, minimum=1),
+        count("channels", recording.channels, minimum=1),
+        to_ms("started_at", recording.started_at),
+        None if key_sha256 is None else hex_sha256("wrapped_key_sha256", key_sha256),
+    )
+
+
+def insert_recording(conn: Connection, values: tuple[object, ...]) -> None:
+    """Insert a recording (``recording_values``) with its ``start`` event."""
+    rec_id, call_id, started_ms = str(values[0]), values[1], values[7]
+    assert isinstance(started_ms, int)
+    insert(
+        conn,
+        "INSERT INTO recordings (id, call_id, state, directory, encoding,"
+        " sample_rate, channels, started_at, wrapped_key_sha256)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        values,
+        missing=f"call {call_id} does not exist",
+        duplicate=f"a recording with id {rec_id} or directory {values[3]!r} already exists",
+    )
+    insert_event(conn, rec_id, started_ms, _A.START, None, EventChannel.SYSTEM, None)
+
+
+class RecordingChange(NamedTuple):
+    columns: dict[str, object]
+    ended_ms: int | None
+
+
+def recording_change(fields: RecordingUpdate) -> RecordingChange:
+    """An update's columns, checked: ``ended_at``, ``duration_ms``, ``expires_at``,
+    ``wrapped_key_sha256``."""
+    only_fields(
+        "update_recording",
+        set(fields),
+        _RECORDING_UPDATE_FIELDS,
+        "; the state changes only through set_recording_state",
+    )
+    changes: dict[str, object] = {}
+    ended_ms: int | None = None
+    if "ended_at" in fields:
+        changes["ended_at"] = ended_ms = opt_ms("ended_at", fields["ended_at"])
+    if "duration_ms" in fields:
+        duration = fields["duration_ms"]
+        changes["duration_ms"] = None if duration is None else count("duration_ms", duration)
+    if "expires_at" in fields:
+        changes["expires_at"] = opt_ms("expires_at", fields["expires_at"])
+    if "wrapped_key_sha256" in fields:
+        changes["wrapped_key_sha256"] = hex_sha256(
+            "wrapped_key_sha256", fields["wrapped_key_sha256"]
+        )
+    return RecordingChange(changes, ended_ms)
+
+
+def change_recording(conn: Connection, recording_id: str, change: RecordingChange) -> None:
+    """Apply ``change``: not to a recording whose audio is gone, never a second key."""
+    current = to.require_recording(conn, recording_id)
+    if current.state in _GONE:
+        raise InvalidTransitionError(f"recording {recording_id} is {current.state.value}")
+    key_hash = change.columns.get("wrapped_key_sha256")
+    if key_hash is not None and current.wrapped_key_sha256 not in (None, key_hash):
+        raise InvalidFieldError(
+            f"recording {recording_id} already has a different wrapped_key_sha256; "
+            "the key of a recording never changes"
+        )
+    started_ms = to_ms("started_at", current.started_at)
+    not_before("ended_at", change.ended_ms, "started_at", started_ms)
+    if change.columns:
+        update(conn, "recordings", change.columns, "id = :id", id=recording_id)
+
+
+class StateMove(NamedTuple):
+    target: RecordingState
+    actor: str | None
+    channel: EventChannel
+    reason: str | None
+    at_ms: int
+
+
+def state_move(state: RecordingState, by: Attribution, clock: Callable[[], datetime]) -> StateMove:
+    """A move to ``state`` by ``by``, checked (see ``set_recording_state``)."""
+    target = member(RecordingState, "state", state)
+    actor, event_channel, reason, at_ms = checked(by, clock)
+    if target is _S.DISCARDED and (actor is None or reason is None):
+        raise InvalidFieldError("discarding a recording needs an actor and a reason")
+    if target in (_S.FAILED, _S.DEGRADED) and reason is None:
+        raise InvalidFieldError(f"a {target.value} recording needs a reason")
+    return StateMove(target, actor, event_channel, reason, at_ms)
+
+
+def move_recording(
+    conn: Connection, recording_id: str, move: StateMove, expires: Expiry | None
+) -> None:
+    """Make ``move``, with its recording event and (for a person's move) its audit
+    entry, as ``set_recording_state`` says."""
+    target, actor, event_channel, reason, at_ms = move
+    current = to.require_recording(conn, recording_id)
+    old = current.state
+    if not catalog_allows(old, target):
+        allowed = ", ".join(s.value for s in RecordingState if catalog_allows(old, s))
+        raise InvalidTransitionError(
+            f"recording {recording_id} cannot go from {old.value} to "
+            f"{target.value} (allowed from {old.value}: {allowed or 'none'})"
+        )
+    not_before("at", at_ms, "started_at", to_ms("started_at", current.started_at))
+    changes: dict[str, object] = {"state": target.value}
+    if target in _AUDIO_ENDS and not (old is _S.STOPPED and current.ended_at is not None):
+        # a stopped recording's audio ended at the stop, not when the call did
+        changes["ended_at"] = at_ms
+    elif target is _S.RECORDING:
+        changes["ended_at"] = None
+    if target is _S.FAILED:
+        changes["failure_reason"] = reason
+    if target is _S.DEGRADED:
+        changes["degraded_reason"] = reason
+    if expires is not None and target in _KEPT:
+        # the audio ends now, or ended at the stop that came before
+        end = from_ms(at_ms) if "ended_at" in changes else current.ended_at
+        assert end is not None  # a stop always sets ended_at
+        changes["expires_at"] = to_ms("expires_at", expires(end))
+    if target is _S.DISCARDED:
+        changes |= {
+            "discarded_by": actor,
+            "discarded_reason": reason,
+            "discarded_at": at_ms,
+        }
+    # The state guard makes a concurrent writer's change visible as a failure.
+    update(
+        conn,
+        "recordings",
+        changes,
+        "id = :id AND state = :old",
+        id=recording_id,
+        old=old.value,
+    )
+    if target is _S.DISCARDED:
+        # only the fact that a recording existed and was discarded stays (P14)
+        conn.execute("DELETE FROM segments WHERE recording_id = ?", (recording_id,))
+    action = ACTION_ON_ENTRY[target]
+    insert_event(conn, recording_id, at_ms, action, actor, event_channel, reason)
+    if target in AUDITED_ON_ENTRY:
+        audit.append(
+            conn,
+            at_ms=at_ms,
+            actor=actor or "system",
+            action=AUDITED_ON_ENTRY[target],
+            object=f"recording:{recording_id}",
+            reason=reason,
+            detail={"from": old.value, "channel": event_channel.value},
+        )
+
+
+def quality_values(
+    recording_id: str, channels: Sequence[ChannelQuality]
+) -> list[tuple[object, ...]]:
+    """What each channel lost, checked, as ``recording_quality`` rows."""
+    values: list[tuple[object, ...]] = []
+    for q in channels:
+        if q.channel not in QUALITY_CHANNELS:
+            raise InvalidFieldError(
+                f"channel must be one of {', '.join(QUALITY_CHANNELS)}, not {q.channel!r}"
+            )
+        values.append(
+            (
+                recording_id,
+                q.channel,
+                count("frames", q.frames),
+                count("lost_frames", q.lost_frames),
+                count("late_frames", q.late_frames),
+                count("missing_frames", q.missing_frames),
+                count("longest_gap_ms", q.longest_gap_ms),
+            )
+        )
+    return values
+
+
+def replace_quality(
+    conn: Connection, recording_id: str, values: Sequence[tuple[object, ...]]
+) -> None:
+    """Store (or replace) ``quality_values`` of a recording."""
+    to.require_recording(conn, recording_id)
+    conn.executemany(
+        "INSERT OR REPLACE INTO recording_quality (recording_id, channel, frames, "
+        "lost_frames, late_frames, missing_frames, longest_gap_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        values,
+    )
+
+
+class SegmentInsert(NamedTuple):
+    recording_id: str
+    segment_index: int
+    sql: str
+    values: dict[str, object]
+
+
+def segment_insert(segment: NewSegment) -> SegmentInsert:
+    """A new segment's row, checked.  Its facts may come with it: a segment the writer
+    has already sealed is catalogued whole (``closed=True``, with its sha256)."""
+    values = {
+        "recording_id": segment.recording_id,
+        "segment_index": count("segment_index", segment.segment_index),
+        "file_name": bare_file_name(segment.file_name),
+        "first_frame": count("first_frame", segment.first_frame),
+    } | _progress(segment.facts)
+    if values.get("closed") and "sha256" not in values:
+        raise InvalidFieldError("closing a segment needs its sha256")
+    columns = ", ".join(values)
+    marks = ", ".join(f":{name}" for name in values)
+    sql = f"INSERT INTO segments ({columns}) VALUES ({marks})"
+    return SegmentInsert(segment.recording_id, segment.segment_index, sql, values)
+
+
+def insert_segment(conn: Connection, statement: SegmentInsert) -> None:
+    """Insert a segment, not into a recording whose audio is gone."""
+    recording_id = statement.recording_id
+    state = one(conn, "SELECT state FROM recordings WHERE id = ?", (recording_id,))
+    if state is not None and state["state"] in _GONE:
+        raise InvalidTransitionError(
+            f"recording {recording_id} is {state['state']}; it takes no new segments"
+        )
+    insert(
+        conn,
+        statement.sql,
+        statement.values,
+        missing=f"recording {recording_id} does not exist",
+        duplicate=(
+            f"recording {recording_id} already has segment {statement.segment_index} "
+            f"or a segment file named {statement.values['file_name']!r}"
+        ),
+    )
+
+
 class SqliteRecordings:
     """:class:`RecordingRepository` in the catalog's SQLite database."""
 
@@ -184,34 +430,11 @@ class SqliteRecordings:
     async def create_recording(self, recording: NewRecording) -> Recording:
         """A new recording in state ``recording``, with its ``start`` event (by the
         system: a recording starts when its call is bridged)."""
-        call_id = recording.call_id
-        rec_id = uuid_or_new("recording_id", recording.recording_id)
-        started_ms = to_ms("started_at", recording.started_at)
-        key_sha256 = recording.wrapped_key_sha256
-        values = (
-            rec_id,
-            call_id,
-            _S.RECORDING.value,
-            relative_dir(recording.directory),
-            text("encoding", recording.encoding),
-            count("sample_rate", recording.sample_rate, minimum=1),
-            count("channels", recording.channels, minimum=1),
-            started_ms,
-            None if key_sha256 is None else hex_sha256("wrapped_key_sha256", key_sha256),
-        )
+        values = recording_values(recording)
 
         def body(conn: Connection) -> Recording:
-            insert(
-                conn,
-                "INSERT INTO recordings (id, call_id, state, directory, encoding,"
-                " sample_rate, channels, started_at, wrapped_key_sha256)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
-                missing=f"call {call_id} does not exist",
-                duplicate=f"a recording with id {rec_id} or directory {values[3]!r} already exists",
-            )
-            insert_event(conn, rec_id, started_ms, _A.START, None, EventChannel.SYSTEM, None)
-            return to.require_recording(conn, rec_id)
+            insert_recording(conn, values)
+            return to.require_recording(conn, str(values[0]))
 
         return await self._db.write(body)
 
@@ -220,39 +443,10 @@ class SqliteRecordings:
     ) -> Recording:
         """Set ``ended_at``, ``duration_ms``, ``expires_at`` or (once)
         ``wrapped_key_sha256``."""
-        only_fields(
-            "update_recording",
-            set(fields),
-            _RECORDING_UPDATE_FIELDS,
-            "; the state changes only through set_recording_state",
-        )
-        changes: dict[str, object] = {}
-        ended_ms: int | None = None
-        if "ended_at" in fields:
-            changes["ended_at"] = ended_ms = opt_ms("ended_at", fields["ended_at"])
-        if "duration_ms" in fields:
-            duration = fields["duration_ms"]
-            changes["duration_ms"] = None if duration is None else count("duration_ms", duration)
-        if "expires_at" in fields:
-            changes["expires_at"] = opt_ms("expires_at", fields["expires_at"])
-        if "wrapped_key_sha256" in fields:
-            changes["wrapped_key_sha256"] = hex_sha256(
-                "wrapped_key_sha256", fields["wrapped_key_sha256"]
-            )
+        change = recording_change(fields)
 
         def body(conn: Connection) -> Recording:
-            current = to.require_recording(conn, recording_id)
-            if current.state in _GONE:
-                raise InvalidTransitionError(f"recording {recording_id} is {current.state.value}")
-            key_hash = changes.get("wrapped_key_sha256")
-            if key_hash is not None and current.wrapped_key_sha256 not in (None, key_hash):
-                raise InvalidFieldError(
-                    f"recording {recording_id} already has a different wrapped_key_sha256; "
-                    "the key of a recording never changes"
-                )
-            not_before("ended_at", ended_ms, "started_at", to_ms("started_at", current.started_at))
-            if changes:
-                update(conn, "recordings", changes, "id = :id", id=recording_id)
+            change_recording(conn, recording_id, change)
             return to.require_recording(conn, recording_id)
 
         return await self._db.write(body)
@@ -280,68 +474,10 @@ class SqliteRecordings:
         A stop, discard or resume also appends its audit entry in the same transaction
         (``AUDITED_ON_ENTRY``; the actor is ``by.actor``, or ``system``).
         """
-        target = member(RecordingState, "state", state)
-        actor, event_channel, reason, at_ms = checked(by, self._clock)
-        if target is _S.DISCARDED and (actor is None or reason is None):
-            raise InvalidFieldError("discarding a recording needs an actor and a reason")
-        if target in (_S.FAILED, _S.DEGRADED) and reason is None:
-            raise InvalidFieldError(f"a {target.value} recording needs a reason")
+        move = state_move(state, by, self._clock)
 
         def body(conn: Connection) -> Recording:
-            current = to.require_recording(conn, recording_id)
-            old = current.state
-            if not catalog_allows(old, target):
-                allowed = ", ".join(s.value for s in RecordingState if catalog_allows(old, s))
-                raise InvalidTransitionError(
-                    f"recording {recording_id} cannot go from {old.value} to "
-                    f"{target.value} (allowed from {old.value}: {allowed or 'none'})"
-                )
-            not_before("at", at_ms, "started_at", to_ms("started_at", current.started_at))
-            changes: dict[str, object] = {"state": target.value}
-            if target in _AUDIO_ENDS and not (old is _S.STOPPED and current.ended_at is not None):
-                # a stopped recording's audio ended at the stop, not when the call did
-                changes["ended_at"] = at_ms
-            elif target is _S.RECORDING:
-                changes["ended_at"] = None
-            if target is _S.FAILED:
-                changes["failure_reason"] = reason
-            if target is _S.DEGRADED:
-                changes["degraded_reason"] = reason
-            if expires is not None and target in _KEPT:
-                # the audio ends now, or ended at the stop that came before
-                end = from_ms(at_ms) if "ended_at" in changes else current.ended_at
-                assert end is not None  # a stop always sets ended_at
-                changes["expires_at"] = to_ms("expires_at", expires(end))
-            if target is _S.DISCARDED:
-                changes |= {
-                    "discarded_by": actor,
-                    "discarded_reason": reason,
-                    "discarded_at": at_ms,
-                }
-            # The state guard makes a concurrent writer's change visible as a failure.
-            update(
-                conn,
-                "recordings",
-                changes,
-                "id = :id AND state = :old",
-                id=recording_id,
-                old=old.value,
-            )
-            if target is _S.DISCARDED:
-                # only the fact that a recording existed and was discarded stays (P14)
-                conn.execute("DELETE FROM segments WHERE recording_id = ?", (recording_id,))
-            action = ACTION_ON_ENTRY[target]
-            insert_event(conn, recording_id, at_ms, action, actor, event_channel, reason)
-            if target in AUDITED_ON_ENTRY:
-                audit.append(
-                    conn,
-                    at_ms=at_ms,
-                    actor=actor or "system",
-                    action=AUDITED_ON_ENTRY[target],
-                    object=f"recording:{recording_id}",
-                    reason=reason,
-                    detail={"from": old.value, "channel": event_channel.value},
-                )
+            move_recording(conn, recording_id, move, expires)
             return to.require_recording(conn, recording_id)
 
         return await self._db.write(body)
@@ -384,34 +520,8 @@ class SqliteRecordings:
         self, recording_id: str, channels: Sequence[ChannelQuality]
     ) -> None:
         """Store (or replace) what each channel of a recording lost."""
-        values: list[tuple[object, ...]] = []
-        for q in channels:
-            if q.channel not in QUALITY_CHANNELS:
-                raise InvalidFieldError(
-                    f"channel must be one of {', '.join(QUALITY_CHANNELS)}, not {q.channel!r}"
-                )
-            values.append(
-                (
-                    recording_id,
-                    q.channel,
-                    count("frames", q.frames),
-                    count("lost_frames", q.lost_frames),
-                    count("late_frames", q.late_frames),
-                    count("missing_frames", q.missing_frames),
-                    count("longest_gap_ms", q.longest_gap_ms),
-                )
-            )
-
-        def body(conn: Connection) -> None:
-            to.require_recording(conn, recording_id)
-            conn.executemany(
-                "INSERT OR REPLACE INTO recording_quality (recording_id, channel, frames, "
-                "lost_frames, late_frames, missing_frames, longest_gap_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
-
-        await self._db.write(body)
+        values = quality_values(recording_id, channels)
+        await self._db.write(lambda conn: replace_quality(conn, recording_id, values))
 
     async def recording_quality(self, recording_id: str) -> list[ChannelQuality]:
         return await self._db.read(
@@ -427,36 +537,11 @@ class SqliteRecordings:
         """A new segment of a recording.  Its facts may come with it: a segment the
         writer has already sealed is catalogued whole (``closed=True``, with its
         sha256) in this one write."""
-        recording_id, segment_index = segment.recording_id, segment.segment_index
-        file_name = segment.file_name
-        values = {
-            "recording_id": recording_id,
-            "segment_index": count("segment_index", segment_index),
-            "file_name": bare_file_name(file_name),
-            "first_frame": count("first_frame", segment.first_frame),
-        } | _progress(segment.facts)
-        if values.get("closed") and "sha256" not in values:
-            raise InvalidFieldError("closing a segment needs its sha256")
-        columns = ", ".join(values)
-        marks = ", ".join(f":{name}" for name in values)
+        statement = segment_insert(segment)
 
         def body(conn: Connection) -> Segment:
-            state = one(conn, "SELECT state FROM recordings WHERE id = ?", (recording_id,))
-            if state is not None and state["state"] in _GONE:
-                raise InvalidTransitionError(
-                    f"recording {recording_id} is {state['state']}; it takes no new segments"
-                )
-            insert(
-                conn,
-                f"INSERT INTO segments ({columns}) VALUES ({marks})",
-                values,
-                missing=f"recording {recording_id} does not exist",
-                duplicate=(
-                    f"recording {recording_id} already has segment {segment_index} "
-                    f"or a segment file named {file_name!r}"
-                ),
-            )
-            return to.require_segment(conn, recording_id, segment_index)
+            insert_segment(conn, statement)
+            return to.require_segment(conn, segment.recording_id, segment.segment_index)
 
         return await self._db.write(body)
 

@@ -23,6 +23,7 @@ from .access import SqliteAccessLog
 from .access_requests import SqliteAccessRequests
 from .audit import SqliteAuditLog
 from .bulk import SqliteBulkRequests
+from .call_writes import SqliteCallWrites
 from .calls import SqliteCalls
 from .config_versions import SqliteConfigVersions
 from .db import Database, Synchronous
@@ -87,6 +88,7 @@ class SqliteCatalog:
         self.sar = SqliteSarCases(self._db, clock)
         self.siprec = SqliteSiprec(self._db)
         self.sip_credentials = SqliteSipCredentials(self._db, clock)
+        self.call_writes = SqliteCallWrites(self._db, clock)
 
     async def open(self) -> Self:
         """Connect, set the pragmas and bring the schema up to date."""
