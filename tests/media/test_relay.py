@@ -215,6 +215,45 @@ async def test_busy_ports_are_skipped() -> None:
         blocker.close()
 
 
+async def test_a_pair_whose_rtcp_port_is_busy_is_skipped_and_its_rtp_socket_closed() -> None:
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blocker.bind(("127.0.0.1", 41211))  # the RTCP port of the first pair
+    try:
+        allocator = PortAllocator(41210, 41213)
+        media = MediaSession(allocator, "127.0.0.1")
+        leg = await media.open_leg("caller")
+        assert leg.port == 41212
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 41210))  # the skipped pair's RTP socket was closed
+        probe.close()
+        media.close()
+        assert allocator.in_use == 0
+    finally:
+        blocker.close()
+
+
+async def test_a_leg_opens_on_asyncio_and_uvloop_alike() -> None:
+    """The legs' sockets are made and bound by the relay, then handed to the loop."""
+
+    async def relay_one() -> bytes:
+        media = MediaSession(PortAllocator(41220, 41229), "127.0.0.1")
+        caller, taker = await media.open_leg("caller"), await media.open_leg("call_taker")
+        alice, bob = Phone(), Phone()
+        try:
+            caller.set_remote(*alice.address)
+            taker.set_remote(*bob.address)
+            media.bridge()
+            alice.send(rtp(1, 160, 1), caller.port)
+            return await bob.receive()
+        finally:
+            alice.close()
+            bob.close()
+            media.close()
+
+    for run in (asyncio.run, uvloop.run):
+        assert (await asyncio.to_thread(run, relay_one()))[2:4] == b"\x00\x01"
+
+
 async def test_rtcp_is_relayed_when_bridged(session: MediaSession) -> None:
     caller = await session.open_leg("caller")
     taker = await session.open_leg("call_taker")
