@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!BBHII")
 _SEQ_TS = struct.Struct("!HI")  # sequence number and timestamp, at offset 2
+_SEQ_TS_SSRC = struct.Struct("!HII")  # and the SSRC: what the stream rewriter writes
 _G711 = frozenset({0, 8})  # PCMU, PCMA
 #: What a send to an unusable address raises (asyncio: OSError; uvloop also the others).
 _SEND_ERRORS = (OSError, ValueError, TypeError)
@@ -196,7 +197,7 @@ class StreamRewriter:
             packet[1] |= 0x80  # marker: a new talk spurt for the receiver's jitter buffer
         new_seq = (seq + self._seq_offset) & 0xFFFF
         new_ts = (ts + self._ts_offset) & 0xFFFFFFFF
-        struct.pack_into("!HII", packet, 2, new_seq, new_ts, self.ssrc)
+        _SEQ_TS_SSRC.pack_into(packet, 2, new_seq, new_ts, self.ssrc)
         if ((new_seq - self.last_seq) & 0xFFFF) < 0x8000:
             self.last_seq = new_seq
             self.last_ts = new_ts
