@@ -22,15 +22,22 @@ a run without.
 
     python benchmarks/relay_load.py --calls 200 --seconds 20
     python benchmarks/relay_load.py --calls 200 --seconds 20 --srtp AES_CM_128_HMAC_SHA1_80
+
+With ``--profile``, py-spy samples the media process (the thread holding the GIL, 250
+times a second) over the sending period, and the result names the functions the samples
+were in: innermost (self) and anywhere on the stack (inclusive), as shares of the busy
+samples.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import resource
+import shutil
 import statistics
 import struct
 import subprocess
@@ -42,6 +49,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.load import interrupt  # noqa: E402
 
 PACKET = struct.Struct("!BBHII")
 PTIME = 0.02
@@ -211,6 +220,8 @@ async def load_main(args: argparse.Namespace) -> dict[str, object]:
         phones.append((pa, a_port, pb, b_port))
     child.stdin.write(json.dumps({"remotes": remotes}) + "\n")
     child.stdin.flush()
+    profile = Path(f"{directory}.profile.txt")
+    profiler = _start_profiler(hello["pid"], profile) if args.profile else None
     await asyncio.sleep(0.2)
     payload_tail = b"\xff" * (160 - 8)
     sent = 0
@@ -226,6 +237,8 @@ async def load_main(args: argparse.Namespace) -> dict[str, object]:
             pb.send(header + stamp + payload_tail, b_port)
             sent += 2
     await asyncio.sleep(0.5)
+    if profiler is not None:
+        interrupt(profiler, 30)
     child.stdin.write("stop\n")
     child.stdin.flush()
     report = json.loads(await loop.run_in_executor(None, child.stdout.readline))
@@ -262,7 +275,49 @@ async def load_main(args: argparse.Namespace) -> dict[str, object]:
         "clock_max_lag_ms": round(1000 * report["clock_max_lag"], 2),
         "writer_dropped_blocks": report["writer_dropped_blocks"],
     }
+    if profiler is not None:
+        result["profile"] = hot_frames(profile)
+        result["profile_file"] = str(profile)
     return result
+
+
+def _start_profiler(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    spy = shutil.which("py-spy") or str(ROOT / ".venv/bin/py-spy")
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+         "--output", str(output), "--nonblocking", "--gil"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def hot_frames(collapsed: Path, top: int = 15) -> dict[str, dict[str, float]]:
+    """The functions of a collapsed py-spy profile (``frame;frame;... count``) with the
+    most samples: innermost (``self``) and anywhere on the stack (``inclusive``), in
+    percent of all samples; frames named by function and file."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    text = collapsed.read_text(errors="replace") if collapsed.exists() else ""
+    for line in text.splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        frames = [_frame_name(frame) for frame in stack.split(";")]
+        total += int(n)
+        own[frames[-1]] += int(n)
+        for frame in set(frames):
+            inclusive[frame] += int(n)
+    total = total or 1
+    return {
+        kind: {frame: round(100 * n / total, 1) for frame, n in counter.most_common(top)}
+        for kind, counter in (("self", own), ("inclusive", inclusive))
+    }
+
+
+def _frame_name(frame: str) -> str:
+    """``function (path/to/file.py:line)`` → ``function (file.py)``."""
+    function, _, where = frame.partition(" (")
+    return f"{function} ({Path(where.split(':')[0]).name})" if where else function
 
 
 def _phone_srtp(suite: str | None, keys: list[list[str]] | None) -> tuple[Any, Any]:
@@ -292,6 +347,7 @@ def main() -> None:
         choices=("AES_CM_128_HMAC_SHA1_80", "AEAD_AES_256_GCM", "AES_CM_128_HMAC_SHA1_32"),
         help="SDES-SRTP on both legs of every call, with this suite",
     )
+    parser.add_argument("--profile", action="store_true", help="sample the media process")
     args = parser.parse_args()
     if args.calls < 1 or args.calls > 2000 or not 1 <= args.seconds <= 300:
         parser.error("--calls 1..2000 and --seconds 1..300")

@@ -54,8 +54,6 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from .rtp import seq_diff, ts_diff
-
 __all__ = ["FillCounts", "JitterBuffer", "JitterStats"]
 
 _TS_MASK = 0xFFFFFFFF
@@ -204,7 +202,10 @@ class JitterBuffer:
             position = 0
         else:
             play_position = self._play * frame
-            relative = ts_diff(timestamp, (self._origin + play_position) & _TS_MASK)
+            # ts_diff(timestamp, origin + play_position), inline: this runs per packet
+            relative = (
+                (timestamp - self._origin - play_position + 0x80000000) & _TS_MASK
+            ) - 0x80000000
             if (
                 relative > self._resync_samples
                 or relative < -self._resync_samples
@@ -223,7 +224,7 @@ class JitterBuffer:
             self._restarting = False
             self._count_from = position // frame
             self._high_seq = sequence_number
-        newer = seq_diff(sequence_number, self._high_seq)
+        newer = ((sequence_number - self._high_seq + 0x8000) & 0xFFFF) - 0x8000  # seq_diff
         if newer > 0:
             if position > self._high_end:
                 self._paused_until(position - (newer - 1) * self._packet_samples)

@@ -55,6 +55,7 @@ import numpy.typing as npt
 
 from ..recording_state import RecordingState
 from . import g711
+from .blocks import BlockStore
 from .g711 import wire_decode, wire_samples
 from .jitter import JitterBuffer
 from .vad import SpeechActivity, Vad
@@ -137,12 +138,16 @@ class DirectionQuality:
 class RecordingDirection:
     """One direction of a recorded call (caller → us, or call taker → us)."""
 
-    __slots__ = ("_vad", "codec", "frames", "held", "jitter", "offset", "speech")
+    __slots__ = ("_vad", "codec", "frames", "held", "jitter", "offset", "push", "speech")
 
     def __init__(self, codec: str, jitter: JitterBuffer, vad: Vad | None) -> None:
         self.codec = g711.codec_name(codec)
         self.offset = _CODEC_OFFSET[self.codec]
         self.jitter = jitter
+        # ``push(sequence_number, timestamp, payload)``: the relay's sink on the RTP hot
+        # path, so the jitter buffer's own method, not one that calls it (one Python
+        # call less per recorded packet)
+        self.push: Callable[[int, int, bytes], None] = jitter.push
         self.speech = SpeechActivity()
         self.held = False
         self.frames = 0  # ticks that counted for this direction
@@ -163,10 +168,6 @@ class RecordingDirection:
         return DirectionQuality(
             self.frames, fills.lost, fills.late, fills.missing, fills.longest_gap
         )
-
-    def push(self, sequence_number: int, timestamp: int, payload: bytes) -> None:
-        """Hand one RTP payload to the jitter buffer (the RTP hot path)."""
-        self.jitter.push(sequence_number, timestamp, payload)
 
     def set_codec(self, codec: str) -> None:
         """The sender switched between PCMU and PCMA (both static payload types): tag
@@ -189,7 +190,7 @@ class RecordingChannelPair:
         call_key: Hashable,
         caller: RecordingDirection,
         taker: RecordingDirection,
-        block_samples: int,
+        slot: int,
     ) -> None:
         self.call_key = call_key
         self.caller = caller
@@ -199,9 +200,8 @@ class RecordingChannelPair:
         self.samples_written = 0  # per channel
         self.blocks_emitted = 0
         self.error: BaseException | None = None
-        self._block_samples = block_samples
-        self._block = np.empty((block_samples, 2), dtype=np.uint16)
-        self._position = 0
+        self.slot = slot  # its block in the recorder's BlockStore
+        self.block_frames = 0  # frames written into the block being filled
 
     @property
     def active(self) -> bool:
@@ -231,12 +231,6 @@ class RecordingChannelPair:
                 f"cannot {action} recording {self.call_key!r}: it is {self.state.value}"
             )
 
-    def _take_block(self) -> npt.NDArray[np.uint16]:
-        block = self._block[: self._position]
-        self._block = np.empty((self._block_samples, 2), dtype=np.uint16)
-        self._position = 0
-        return block
-
 
 class Recorder:
     """All active recordings, ticked together (see the module docstring)."""
@@ -257,6 +251,8 @@ class Recorder:
         if frames_per_block < 1:
             raise ValueError(f"block_seconds {block_seconds} is shorter than one frame")
         self.block_samples = frames_per_block * frame_samples
+        self._frames_per_block = frames_per_block
+        self._blocks = BlockStore(frames_per_block, frame_samples)
         self.pause_mode = PauseMode(pause_mode)
         self.jitter_depth = jitter_depth
         self.vad_mode = vad_mode
@@ -282,12 +278,8 @@ class Recorder:
         """Start recording a call; its first frame is written at the next tick."""
         if call_key in self._pairs:
             raise RecorderError(f"recording {call_key!r} already exists")
-        pair = RecordingChannelPair(
-            call_key,
-            self._direction(caller_codec),
-            self._direction(taker_codec),
-            self.block_samples,
-        )
+        caller, taker = self._direction(caller_codec), self._direction(taker_codec)
+        pair = RecordingChannelPair(call_key, caller, taker, self._blocks.acquire())
         self._pairs[call_key] = pair
         return pair
 
@@ -309,7 +301,7 @@ class Recorder:
         if pair is not None and pair.state is not RecordingState.FAILED:
             pair.state = RecordingState.STOPPED
             self._settle(pair)
-            self._emit(pair, pair._take_block(), final=True)
+            self._emit_block(pair, final=True)
 
     def close_all(self) -> None:
         """Close every recording (shutdown)."""
@@ -386,40 +378,72 @@ class Recorder:
             del self._pairs[pair.call_key]
             if pair.state is RecordingState.STOPPED:
                 self._settle(pair)
-                self._emit(pair, pair._take_block(), final=True)
+                self._emit_block(pair, final=True)
+            else:
+                self._blocks.release(pair.slot)
 
         if decoded_pairs:
             count = len(decoded_pairs)
             codes = np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(count, 2, frame)
             table_offsets = np.array(offsets, dtype=np.uint16).reshape(count, 2, 1)
             wire = _TAG[codes + table_offsets]  # (count, 2, frame) uint16, one gather
-            classify = stats.ticks % self.vad_every == 0
-            for i, pair in enumerate(decoded_pairs):
-                channels = wire[i]
-                if classify:
-                    has_left, has_right = received[i]
-                    try:
-                        if has_left:
-                            pair.caller._classify(channels[0], now)
-                        if has_right:
-                            pair.taker._classify(channels[1], now)
-                    except Exception as exc:
-                        self._fail(pair, exc)
-                        continue
-                self._write(pair, channels.T)
-        for pair in silent_pairs:
-            laws = [pair.caller.offset + _SILENT_OFFSET, pair.taker.offset + _SILENT_OFFSET]
-            self._write(pair, np.broadcast_to(_TAG[laws], (frame, 2)))
+            if stats.ticks % self.vad_every == 0:
+                self._classify(decoded_pairs, received, wire, now)
+                if any(not pair.active for pair in decoded_pairs):  # a classifier failed
+                    keep = [i for i, pair in enumerate(decoded_pairs) if pair.active]
+                    decoded_pairs = [decoded_pairs[i] for i in keep]
+                    wire = wire[keep]
+            self._write(decoded_pairs, wire)
+        if silent_pairs:
+            laws = [
+                [pair.caller.offset + _SILENT_OFFSET, pair.taker.offset + _SILENT_OFFSET]
+                for pair in silent_pairs
+            ]
+            silence = np.broadcast_to(_TAG[laws][:, :, None], (len(laws), 2, frame))
+            self._write(silent_pairs, silence)
 
-    def _write(self, pair: RecordingChannelPair, frames: npt.NDArray[np.uint16]) -> None:
-        position = pair._position
-        end = position + self.frame_samples
-        pair._block[position:end] = frames
-        pair._position = end
-        pair.samples_written += self.frame_samples
-        self.stats.frames += 1
-        if end == self.block_samples:
-            self._emit(pair, pair._take_block(), final=False)
+    def _classify(
+        self,
+        pairs: list[RecordingChannelPair],
+        received: list[tuple[bool, bool]],
+        wire: npt.NDArray[np.uint16],
+        now: float,
+    ) -> None:
+        """Voice activity on the received frames (a classifier that raises fails its
+        own recording only)."""
+        for i, pair in enumerate(pairs):
+            has_left, has_right = received[i]
+            try:
+                if has_left:
+                    pair.caller._classify(wire[i, 0], now)
+                if has_right:
+                    pair.taker._classify(wire[i, 1], now)
+            except Exception as exc:
+                self._fail(pair, exc)
+
+    def _write(self, pairs: list[RecordingChannelPair], wire: npt.NDArray[np.uint16]) -> None:
+        """Frame ``wire[i]`` (2 by frame_samples) is the next of ``pairs[i]``'s recording,
+        for all at once; then the full blocks go to the sink."""
+        slots = np.fromiter((pair.slot for pair in pairs), np.intp, len(pairs))
+        frames = np.fromiter((pair.block_frames for pair in pairs), np.intp, len(pairs))
+        self._blocks.write(slots, frames, wire)
+        frame = self.frame_samples
+        per_block = self._frames_per_block
+        self.stats.frames += len(pairs)
+        for pair in pairs:
+            pair.samples_written += frame
+            pair.block_frames += 1
+            if pair.block_frames == per_block:
+                self._emit_block(pair, final=False)
+
+    def _emit_block(self, pair: RecordingChannelPair, *, final: bool) -> None:
+        """Hand the pair's block (a copy: the slot is written over) to the sink; a
+        final block also gives the slot back."""
+        block = self._blocks.take(pair.slot, pair.block_frames)
+        pair.block_frames = 0
+        if final:
+            self._blocks.release(pair.slot)
+        self._emit(pair, block, final)
 
     def _emit(self, pair: RecordingChannelPair, block: npt.NDArray[np.uint16], final: bool) -> None:
         try:
@@ -435,7 +459,8 @@ class Recorder:
         """This recording only: FAILED, removed, reported; the others go on."""
         pair.error = exc
         pair.state = RecordingState.FAILED
-        self._pairs.pop(pair.call_key, None)
+        if self._pairs.pop(pair.call_key, None) is not None:
+            self._blocks.release(pair.slot)
         with contextlib.suppress(Exception):  # its counts, as far as they go
             self._settle(pair)
         if self.on_failure is not None:

@@ -40,6 +40,7 @@ import asyncio
 import enum
 import ipaddress
 import logging
+import socket
 import struct
 import time
 from collections.abc import Callable, Mapping
@@ -56,6 +57,8 @@ EventSink = Callable[[int, int, bool, bytes, bytes], None]
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!BBHII")
+_SEQ_TS = struct.Struct("!HI")  # sequence number and timestamp, at offset 2
+_SEQ_TS_SSRC = struct.Struct("!HII")  # and the SSRC: what the stream rewriter writes
 _G711 = frozenset({0, 8})  # PCMU, PCMA
 #: What a send to an unusable address raises (asyncio: OSError; uvloop also the others).
 _SEND_ERRORS = (OSError, ValueError, TypeError)
@@ -194,7 +197,7 @@ class StreamRewriter:
             packet[1] |= 0x80  # marker: a new talk spurt for the receiver's jitter buffer
         new_seq = (seq + self._seq_offset) & 0xFFFF
         new_ts = (ts + self._ts_offset) & 0xFFFFFFFF
-        struct.pack_into("!HII", packet, 2, new_seq, new_ts, self.ssrc)
+        _SEQ_TS_SSRC.pack_into(packet, 2, new_seq, new_ts, self.ssrc)
         if ((new_seq - self.last_seq) & 0xFFFF) < 0x8000:
             self.last_seq = new_seq
             self.last_ts = new_ts
@@ -290,17 +293,19 @@ class RtpLeg:
         self._rtcp: asyncio.DatagramTransport | None = None
 
     async def open(self) -> None:
+        """Bind the RTP and RTCP sockets (``OSError`` when a port is taken).  The sockets
+        are made and bound here, not by the loop from ``local_addr``: our address is an
+        IP literal, so the loop's name resolution and option calls per socket are work
+        for nothing at every call set-up."""
         loop = asyncio.get_running_loop()
-        rtp, _ = await loop.create_datagram_endpoint(
-            lambda: _LegProtocol(self, rtcp=False), local_addr=(self.local_host, self.port)
-        )
+        rtp_socket = _bound_socket(self.local_host, self.port)
         try:
-            rtcp, _ = await loop.create_datagram_endpoint(
-                lambda: _LegProtocol(self, rtcp=True), local_addr=(self.local_host, self.port + 1)
-            )
+            rtcp_socket = _bound_socket(self.local_host, self.port + 1)
         except OSError:
-            rtp.close()
+            rtp_socket.close()
             raise
+        rtp, _ = await loop.create_datagram_endpoint(lambda: _RtpProtocol(self), sock=rtp_socket)
+        rtcp, _ = await loop.create_datagram_endpoint(lambda: _RtcpProtocol(self), sock=rtcp_socket)
         self._rtp = rtp
         self._rtcp = rtcp
 
@@ -384,8 +389,9 @@ class RtpLeg:
         if sink is not None and (
             pt == self.audio_payload_type or (pt in _G711 and self._codec_changed(pt))
         ):
-            _, _, seq, ts, _ = _HEADER.unpack_from(data)
-            sink(seq, ts, _payload(data))
+            seq, ts = _SEQ_TS.unpack_from(data, 2)
+            # no CSRC, extension or padding (the usual packet): the payload is the rest
+            sink(seq, ts, data[12:] if not data[0] & 0x3F else _payload(data))
 
     def _srtp_rejected(self, rejected: SrtpRejected) -> None:
         """A packet libsrtp refused: counted by reason, dropped (the error path)."""
@@ -519,22 +525,43 @@ def _payload(data: bytes) -> bytes:
     return data[offset:end] if offset < end else b""
 
 
-class _LegProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("leg", "rtcp")
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to ``host`` (an IP literal) and ``port``."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
-    def __init__(self, leg: RtpLeg, *, rtcp: bool) -> None:
-        self.leg = leg
-        self.rtcp = rtcp
+
+class _RtpProtocol(asyncio.DatagramProtocol):
+    """A leg's RTP socket: each datagram to ``rtp_received``.  The source is passed on
+    as the loop reports it when it is (host, port) — IPv4 — and cut to that otherwise
+    (IPv6 adds flow info and scope), so an IPv4 packet costs no new tuple."""
+
+    __slots__ = ("receive",)
+
+    def __init__(self, leg: RtpLeg) -> None:
+        self.receive = leg.rtp_received
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.rtcp:
-            self.leg.rtcp_received(data, (addr[0], addr[1]))
-        else:
-            self.leg.rtp_received(data, (addr[0], addr[1]))
+        self.receive(data, addr if len(addr) == 2 else (addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:
         # ICMP unreachable from a party that went away: nothing to do on the hot path.
         pass
+
+
+class _RtcpProtocol(_RtpProtocol):
+    """A leg's RTCP socket: each datagram to ``rtcp_received``."""
+
+    __slots__ = ()
+
+    def __init__(self, leg: RtpLeg) -> None:
+        self.receive = leg.rtcp_received
 
 
 class MediaSession:

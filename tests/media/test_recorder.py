@@ -522,3 +522,36 @@ def test_a_hold_and_its_resume_are_not_counted_as_loss(
     recorded = collector.audio("call")
     for channel in (0, 1):
         assert after in np.ascontiguousarray(recorded[:, channel]).tobytes()
+
+
+def test_recordings_that_come_and_go_never_get_each_others_audio() -> None:
+    """Calls start and end at different ticks, so block slots are given back and handed
+    out again mid-block: each recording holds exactly its own frames, from its own first
+    tick, and nothing of the call that held its slot before."""
+    sink = Collector()
+    recorder = Recorder(sink, block_seconds=0.1, vad_mode=None)  # 5 frames a block
+    spans = {("call", i): (3 * i, 3 * i + 7 + i % 4) for i in range(40)}  # (first, end)
+    for t in range(140):
+        for key, (first, end) in spans.items():
+            if t == first:
+                recorder.add(key, "PCMU", "PCMA")
+            if first <= t < end:
+                pair = recorder.get(key)
+                assert pair is not None
+                code = bytes([key[1] % 100]) * FRAME  # a code per call, both directions
+                pair.caller.push(t, t * FRAME, code)
+                pair.taker.push(t, t * FRAME, code)
+            if t == end:
+                recorder.close(key)
+        recorder.tick(tick_time(t), tick_time(t))
+    silence = wire_samples(np.full(1, g711.silence_byte("PCMU"), np.uint8), "PCMU")[0]
+    taker_silence = wire_samples(np.full(1, g711.silence_byte("PCMA"), np.uint8), "PCMA")[0]
+    for key, (first, end) in spans.items():
+        out = sink.wire(key)
+        ticks = end - first
+        assert out.shape == (ticks * FRAME, 2), key
+        expected = np.full(ticks * FRAME, silence, np.uint16)
+        expected[DEPTH * FRAME :] = wire_samples(np.full(1, key[1] % 100, np.uint8), "PCMU")[0]
+        assert np.array_equal(out[:, 0], expected), key
+        assert set(out[: DEPTH * FRAME, 1].tolist()) == {taker_silence}, key
+        assert sink.finals(key)[-1] is True and sink.finals(key).count(True) == 1

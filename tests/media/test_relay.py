@@ -215,6 +215,48 @@ async def test_busy_ports_are_skipped() -> None:
         blocker.close()
 
 
+async def test_a_pair_whose_rtcp_port_is_busy_is_skipped_and_its_rtp_socket_closed() -> None:
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blocker.bind(("127.0.0.1", 41211))  # the RTCP port of the first pair
+    try:
+        allocator = PortAllocator(41210, 41213)
+        media = MediaSession(allocator, "127.0.0.1")
+        leg = await media.open_leg("caller")
+        assert leg.port == 41212
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 41210))  # the skipped pair's RTP socket was closed
+        probe.close()
+        media.close()
+        assert allocator.in_use == 0
+    finally:
+        blocker.close()
+
+
+def test_a_leg_binds_both_ports_and_frees_them_on_asyncio_and_uvloop() -> None:
+    """The legs' sockets are made and bound by the relay, then handed to the loop."""
+
+    def bindable(port: int) -> bool:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        finally:
+            probe.close()
+        return True
+
+    async def open_then_close() -> tuple[bool, bool, bool, bool]:
+        media = MediaSession(PortAllocator(41220, 41229), "127.0.0.1")
+        leg = await media.open_leg("caller")
+        held = (bindable(leg.port), bindable(leg.port + 1))
+        media.close()
+        await asyncio.sleep(0)  # the loop closes the transports' sockets
+        return (*held, bindable(leg.port), bindable(leg.port + 1))
+
+    for run in (asyncio.run, uvloop.run):
+        assert run(open_then_close()) == (False, False, True, True)
+
+
 async def test_rtcp_is_relayed_when_bridged(session: MediaSession) -> None:
     caller = await session.open_leg("caller")
     taker = await session.open_leg("call_taker")
