@@ -64,7 +64,6 @@ from .write_reports import RecordingKey, RecordingWritten, SegmentWritten, Write
 log = logging.getLogger(__name__)
 
 _DONE_KEPT = 1024  # finished recordings whose state can still be asked for
-_BATCH_ITEMS = 64  # queue items the thread takes at once: bounds how late a report is
 
 #: What ``submit`` takes: ``(n, 2)`` wire samples (uint16) or linear audio (int16).
 Block = npt.NDArray[np.integer[Any]]
@@ -144,7 +143,6 @@ class _Discard:
 
 
 _Item = _Open | _Block | _Close | _Discard | _Stop
-_Report = tuple[Callable[..., None], tuple[object, ...]]  # a WriterListener method, its args
 
 
 @dataclass
@@ -267,7 +265,6 @@ class RecordingWriter:
         self._handles: dict[uuid.UUID, _Handle] = {}
         self._done: collections.OrderedDict[uuid.UUID, _Handle] = collections.OrderedDict()
         self._active: dict[uuid.UUID, _Active] = {}  # the thread's alone
-        self._outbox: list[_Report] = []  # the thread's alone: reports of the current batch
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -506,45 +503,31 @@ class RecordingWriter:
             self._remember_done(rid, handle)
 
     def _tell(self, method: Callable[..., None], *args: object) -> None:
-        """Any thread: call ``method`` (a ``WriterListener`` method) on every listener
-        now, on the loop if there is one."""
-        self._deliver([(method, args)])
+        """Call ``method`` (a ``WriterListener`` method) on every listener, on the loop
+        if there is one.  A listener's exception is logged, never raised here."""
+        for listener in self._listeners:
+            if self._loop is None:
+                self._call(method, listener, *args)
+                continue
+            try:
+                self._loop.call_soon_threadsafe(self._call, method, listener, *args)
+            except RuntimeError:  # the loop is closed
+                log.warning("writer report %s%r: the event loop is gone", method.__name__, args)
 
-    def _post(self, method: Callable[..., None], *args: object) -> None:
-        """Thread side: as :meth:`_tell`, but at the end of the batch of queue items
-        being processed (:meth:`_run`), so that one hand-off to the loop carries all of
-        a batch's reports (a recording's last segment and its end travel together)."""
-        self._outbox.append((method, args))
-
-    def _flush(self) -> None:
-        """Thread side: deliver what :meth:`_post` gathered."""
-        outbox, self._outbox = self._outbox, []
-        if outbox:
-            self._deliver(outbox)
-
-    def _deliver(self, reports: list[_Report]) -> None:
-        if self._loop is None:
-            self._call_all(reports)
-            return
+    @staticmethod
+    def _call(method: Callable[..., None], listener: WriterListener, *args: object) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._call_all, reports)
-        except RuntimeError:  # the loop is closed
-            log.warning("writer reports %r: the event loop is gone", reports)
-
-    def _call_all(self, reports: list[_Report]) -> None:
-        """Each report to each listener; a listener's exception is logged, never raised."""
-        for method, args in reports:
-            for listener in self._listeners:
-                try:
-                    getattr(listener, method.__name__)(*args)
-                except Exception:
-                    log.exception("writer listener %r failed in %s", listener, method.__name__)
+            getattr(listener, method.__name__)(*args)
+        except Exception:
+            log.exception("writer listener %r failed in %s", listener, method.__name__)
 
     def _refused(self, key: RecordingKey, reason: str) -> None:
-        """Any thread: a recording that was never opened: failed, with nothing written."""
-        self._tell(
-            WriterListener.recording_written, RecordingWritten(key, RecordingState.FAILED, reason)
-        )
+        """A recording that was never opened: failed, with nothing written."""
+        self._ended(RecordingWritten(key, RecordingState.FAILED, reason))
+
+    def _ended(self, report: RecordingWritten) -> None:
+        """Any thread: the writer is done with a recording (opened or refused)."""
+        self._tell(WriterListener.recording_written, report)
 
     def _end(self, rid: uuid.UUID, report: RecordingWritten) -> None:
         """Thread side: record the end of an opened recording and report it."""
@@ -556,34 +539,27 @@ class RecordingWriter:
             handle.reason = report.reason
             report = replace(report, recording_id=handle.key, frames_dropped=handle.dropped_frames)
             self._forget(rid)
-        self._post(WriterListener.recording_written, report)
+        self._ended(report)
 
     # --- the thread --------------------------------------------------------------------------
 
     def _run(self) -> None:
-        """Take what is queued (up to ``_BATCH_ITEMS``) under one lock, process it, then
-        report it in one hand-off: one wake-up of each thread per batch, not per item."""
         while True:
             with self._lock:
                 while not self._queue:
                     self._wakeup.wait()
-                queue = self._queue
-                batch = [queue.popleft() for _ in range(min(len(queue), _BATCH_ITEMS))]
-                self._queued_blocks -= sum(isinstance(item, _Block) for item in batch)
-            for item in batch:
-                if isinstance(item, _Stop):
-                    self._stop_all()
-                    self._flush()
-                    return
+                item = self._queue.popleft()
+                if isinstance(item, _Block):
+                    self._queued_blocks -= 1
+            if not isinstance(item, _Stop):
                 self._process(item)
-            self._flush()
-
-    def _stop_all(self) -> None:
-        for rid in list(self._active):
-            with self._lock:
-                handle = self._handles.get(rid)
-                dropped = handle.dropped_frames if handle is not None else 0
-            self._process(_Close(rid, dropped, "the writer stopped before the call ended"))
+                continue
+            for rid in list(self._active):
+                with self._lock:
+                    handle = self._handles.get(rid)
+                    dropped = handle.dropped_frames if handle is not None else 0
+                self._process(_Close(rid, dropped, "the writer stopped before the call ended"))
+            return
 
     def _process(self, item: _Open | _Block | _Close | _Discard) -> None:
         """One step for one recording; any failure fails that recording only."""
@@ -769,7 +745,7 @@ class RecordingWriter:
             segment.bytes,
             segment.hash.hexdigest(),
         )
-        self._post(WriterListener.segment_written, report)
+        self._tell(WriterListener.segment_written, report)
 
     @staticmethod
     def _totals(active: _Active, state: RecordingState, reason: str) -> RecordingWritten:

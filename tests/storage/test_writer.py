@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from proxy.recording_state import RecordingState
 from proxy.storage.reader import Outcome, RecordingReader
 from proxy.storage.store import FsyncPolicy, LocalDiskStore
-from proxy.storage.write_reports import RecordingWritten, SegmentWritten
+from proxy.storage.write_reports import RecordingWritten
 from proxy.storage.writer import RecordingWriter
 
 from .conftest import random_ulaw_audio, wait_for
@@ -322,40 +322,3 @@ def test_discard_destroys_key_first_then_files_and_refuses_more_audio(
     assert writer.submit(rid, random_ulaw_audio(800), False) is False
     status = writer.status(rid)
     assert status is not None and status.state is RecordingState.DISCARDED
-
-
-async def test_a_backlog_is_taken_in_batches_and_reported_in_order_on_the_loop(
-    tmp_path: Path, public_key: X25519PublicKey
-) -> None:
-    """The thread takes queued items in batches and hands each batch's reports to the
-    loop at once: a backlog of 150 items (more than one batch) still ends every
-    recording, each one's segment reported before its end, in the order queued."""
-    loop = asyncio.get_running_loop()
-    store = FaultyStore(LocalDiskStore(fsync="none"))
-    store.hold = threading.Event()  # the disk hangs: everything below queues up
-    order: list[tuple[str, str]] = []
-    all_done = asyncio.Event()
-
-    class InOrder(Reports):
-        def segment_written(self, segment: SegmentWritten) -> None:
-            order.append(("segment", str(segment.recording_id)))
-
-        def recording_written(self, recording: RecordingWritten) -> None:
-            super().recording_written(recording)
-            order.append(("end", str(recording.recording_id)))
-            if len(self.ended) == 50:
-                all_done.set()
-
-    listener = InOrder()
-    async with RecordingWriter(store, loop=loop) as writer:
-        writer.listen(listener)
-        rids = [uuid.uuid4() for _ in range(50)]
-        for rid in rids:
-            writer.open(rid, tmp_path, public_key, start_time_ms=START_MS)
-            assert writer.submit(rid, random_ulaw_audio(800), False)
-            assert writer.submit(rid, random_ulaw_audio(800), True)
-        assert await asyncio.to_thread(store.held.wait, 5)
-        store.hold.set()
-        await asyncio.wait_for(all_done.wait(), 10)
-    assert listener.states() == [RecordingState.COMPLETE] * 50
-    assert order == [(kind, str(rid)) for rid in rids for kind in ("segment", "end")]
