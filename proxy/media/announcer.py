@@ -305,6 +305,8 @@ def _tone_cycle(style: str, amplitude: float) -> PromptAudio:
     """One cadence of a ringing tone (see :class:`RingbackTone`)."""
     frequencies, cadence = RingbackTone.STYLES[style]
     edges = np.cumsum([0, *(round(part * SAMPLE_RATE) for part in cadence)])
+    if any(f * int(edges[-1]) % SAMPLE_RATE for f in frequencies):
+        raise ValueError(f"ringback style {style!r}: a frequency makes no whole cycles")
     n = np.arange(int(edges[-1]), dtype=np.int64)
     on = np.zeros(len(n), dtype=bool)
     for i in range(0, len(cadence), 2):

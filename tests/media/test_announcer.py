@@ -367,3 +367,12 @@ def test_ringback_repeats_its_cadence_as_the_tone_formula_gives_it(style: str) -
     pacer = PacketPacer(payloads, "PCMA", 8, START, 1, 0, 0)
     sent = b"".join(p.payload for p in parse_all(pacer.due(START + (len(n) // 160 - 1) * 0.02)))
     assert sent == g711.encode(expected[: len(n) // 160 * 160], "PCMA")
+
+
+def test_a_tone_that_would_not_repeat_its_cadence_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    styles = {**RingbackTone.STYLES, "odd": ((401.0,), (0.25, 0.25))}  # 200.5 cycles
+    monkeypatch.setattr(RingbackTone, "STYLES", styles)
+    with pytest.raises(ValueError, match="no whole cycles"):
+        RingbackTone("odd")
