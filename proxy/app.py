@@ -48,7 +48,7 @@ from .control.sar_metrics import SarCounter
 from .control.tls_metrics import TlsMetrics
 from .control.webhook import WebhookSender
 from .events import EventBus
-from .media.announcer import load_prompt
+from .media.announcer import PromptAudio, load_prompt
 from .media.clock import MediaClock
 from .media.recorder import Recorder
 from .media.relay import PortAllocator
@@ -122,7 +122,7 @@ def load_notice(path: Path, key: str = "notice.prompt") -> Prompt:
     duration_ms = len(pcm) * 1000 // 8000
     if duration_ms < 200:
         raise StartupError(f"{key} {path}: only {duration_ms} ms of audio")
-    return Prompt(pcm, hashlib.sha256(data).hexdigest(), duration_ms, path.name)
+    return Prompt(PromptAudio(pcm), hashlib.sha256(data).hexdigest(), duration_ms, path.name)
 
 
 def load_prompts(config: Config) -> tuple[Prompt, dict[Path, Prompt]]:

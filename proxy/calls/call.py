@@ -275,7 +275,7 @@ class Call:
         clock = self.b2bua.clock
         notice = self.notice_prompt
         self.b2bua.publish(NoticeStarted(self.id, notice.duration_ms))
-        pacer = self.media.pace_to_caller(PromptSource(notice.pcm), self.a.audio)  # type: ignore[arg-type]
+        pacer = self.media.pace_to_caller(PromptSource(notice.audio), self.a.audio)
         started_at = _utc_now()
         caller_left = False
         ended: CallOver | None = None
@@ -293,7 +293,7 @@ class Call:
                 if pacer.packets_sent > sent_before:  # a hold cut it short: from the start
                     restarts += 1
                     sent_before = pacer.packets_sent
-                    pacer.set_source(PromptSource(notice.pcm), clock.now())  # type: ignore[arg-type]
+                    pacer.set_source(PromptSource(notice.audio), clock.now())
                 waiter = self.offers.hold_change()
                 done = self.media.play_to_caller()
                 done.add_done_callback(_resolver(waiter))

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..events import ChannelSummary
-from ..media.announcer import FrameSource, PacketPacer, PromptSource, beeps
+from ..media.announcer import FrameSource, PacketPacer, PromptSource, beep_audio
 from ..media.recorder import RecordingChannelPair, RecordingDirection
 from ..media.relay import LegMode, MediaSession, RtpLeg, StreamRewriter
 from ..sip import sdp
@@ -217,7 +217,7 @@ class CallMedia:
             rewriter = StreamRewriter(secrets.randbits(32), secrets.randbits(16), 0)
             staff_leg.rewriter = rewriter
         tone = PacketPacer(
-            PromptSource(beeps(2)),
+            PromptSource(beep_audio()),
             audio.encoding,
             audio.send_payload_type,
             self.player.now(),

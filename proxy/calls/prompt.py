@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..media.announcer import PromptAudio
+
 
 @dataclass(frozen=True)
 class Prompt:
-    """A notice prompt: 8 kHz PCM, and what identifies it in consent receipts."""
+    """A notice prompt: its audio (encoded once, when the configuration is loaded, and
+    shared by every call), and what identifies it in consent receipts."""
 
-    pcm: object  # numpy int16 array (kept opaque here)
+    audio: PromptAudio
     sha256: str
     duration_ms: int
     name: str

@@ -152,23 +152,50 @@ def ulaw_decode(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
 _SILENT_TAG = WIRE_SILENCE >> 8
 
 
-def _chunk_channel(
-    wire: npt.NDArray[np.uint16], previous: int
-) -> tuple[int, npt.NDArray[np.uint8]]:
-    """One channel of a chunk: its law (the first received sample's, else ``previous``)
-    and its codes, where samples of another law (a codec switch) or filled ones are
-    converted to the chunk's law, so that only those are not the wire's bytes."""
-    tags = wire >> 8
-    heard = tags[tags != _SILENT_TAG]
-    if len(heard) and not np.isin(heard, tuple(TAG_CODECS)).all():
+def _first_heard(tags: npt.NDArray[np.uint16], previous: int) -> int:
+    """A channel's law in a chunk: its first received sample's, else ``previous``."""
+    heard = tags != _SILENT_TAG
+    if not len(heard):
+        return previous
+    first = int(heard.argmax())  # 0 when nothing was heard
+    return int(tags[first]) if heard[first] else previous
+
+
+def _chunk_codes(
+    wire: npt.NDArray[np.uint16], previous: tuple[int, int]
+) -> tuple[tuple[int, int], npt.NDArray[np.uint8]]:
+    """A chunk's channels' laws (see :func:`_first_heard`) and its ``(n, 2)`` codes,
+    where samples of another law (a codec switch) or filled ones are converted to the
+    channel's law, so that only those are not the wire's bytes.
+
+    Whole-array work over both channels, with one comparison of each frame's two tags
+    as one 32-bit number for the usual chunk (each channel in one law throughout): this
+    runs for every chunk of every recording."""
+    tags = np.ascontiguousarray(wire >> 8)
+    left, right = _first_heard(tags[:, 0], previous[0]), _first_heard(tags[:, 1], previous[1])
+    laws = (left, right)
+    if left not in TAG_CODECS or right not in TAG_CODECS:
         raise FormatUsageError("a wire sample carries an unknown codec tag")
-    tag = int(heard[0]) if len(heard) else previous
-    codes = (wire & 0xFF).astype(np.uint8)
-    foreign = tags != tag
-    if foreign.any():
-        table = g711.encode_table(TAG_CODECS[tag])
-        codes[foreign] = table[wire_decode(wire[foreign]).view(np.uint16)]
-    return tag, codes
+    codes = wire.astype(np.uint8)  # the low byte: the code as received
+    expected = np.array(laws, dtype=np.uint16).view(np.uint32)
+    if (tags.view(np.uint32) == expected).all():
+        return laws, codes
+    for channel, law in enumerate(laws):
+        column = tags[:, channel]
+        filled = column == _SILENT_TAG
+        other = column != law
+        other &= ~filled
+        if other.any():
+            if not set(np.unique(column[other]).tolist()) <= TAG_CODECS.keys():
+                raise FormatUsageError("a wire sample carries an unknown codec tag")
+            table = g711.encode_table(TAG_CODECS[law])
+            codes[other, channel] = table[wire_decode(wire[other, channel]).view(np.uint16)]
+        silence = g711.silence_byte(TAG_CODECS[law])
+        if filled.all():
+            codes[:, channel] = silence
+        else:
+            codes[filled, channel] = silence
+    return laws, codes
 
 
 def stored_wire(
@@ -439,13 +466,8 @@ class SegmentEncoder:
         """A chunk's stored audio: for G711 the codec tags, then the code bytes."""
         if self.encoding is not Encoding.G711:
             return np.ascontiguousarray(block, dtype="<i2").tobytes()
-        wire = block.view(np.uint16)
-        (left, left_codes), (right, right_codes) = (
-            _chunk_channel(wire[:, channel], previous)
-            for channel, previous in enumerate(self.codecs)
-        )
-        self.codecs = (left, right)
-        return bytes(self.codecs) + np.stack([left_codes, right_codes], axis=1).tobytes()
+        self.codecs, codes = _chunk_codes(block.view(np.uint16), self.codecs)
+        return bytes(self.codecs) + codes.tobytes()
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from proxy.config import (
     SrtpSettings,
 )
 from proxy.events import EventBus
-from proxy.media.announcer import PacketPacer
+from proxy.media.announcer import PacketPacer, PromptAudio
 from proxy.media.recorder import Recorder
 from proxy.media.relay import MediaSession, PortAllocator, RtpLeg
 from proxy.sip.core import CoreSettings, SipCore
@@ -261,7 +261,8 @@ class Harness:
         for kind in _EVENT_TYPES:
             bus.subscribe(kind, self.events.append)
         pcm = np.zeros(NOTICE_MS * 8, dtype=np.int16)
-        prompt = Prompt(pcm, hashlib.sha256(pcm.tobytes()).hexdigest(), NOTICE_MS, "notice")
+        digest = hashlib.sha256(pcm.tobytes()).hexdigest()
+        prompt = Prompt(PromptAudio(pcm), digest, NOTICE_MS, "notice")
         config = self.config
         self.b2bua = B2bua(
             config, self.core, PortAllocator(30000, 30999), None,  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from proxy.control.metrics import Metrics
 from proxy.control.sar_metrics import SarSnapshot
 from proxy.control.webhook import WebhookSender
 from proxy.events import EventBus
+from proxy.media.announcer import PromptAudio
 from proxy.media.clock import MediaClock
 from proxy.media.recorder import Recorder
 from proxy.media.relay import PortAllocator
@@ -68,7 +69,8 @@ def build_parts(tmp_path: Path, metrics: Metrics | None = None) -> Parts:
     _, public_key = generate_keypair()
     recordings = RecordingService(config.recording, catalog, recorder, writer, public_key)
     pcm = np.zeros(NOTICE_MS * 8, dtype=np.int16)
-    notice = Prompt(pcm, hashlib.sha256(pcm.tobytes()).hexdigest(), NOTICE_MS, "notice.wav")
+    digest = hashlib.sha256(pcm.tobytes()).hexdigest()
+    notice = Prompt(PromptAudio(pcm), digest, NOTICE_MS, "notice.wav")
     b2bua = B2bua(config, core, allocator, clock, catalog, recordings, notice)
     webhook = WebhookSender(  # never started: its counters and queue length read as zero
         WebhookSettings(url="http://127.0.0.1:9/hook"), tmp_path / "webhook-queue"

@@ -14,9 +14,12 @@ import pytest
 from proxy.media import g711
 from proxy.media.announcer import (
     PacketPacer,
+    PromptAudio,
     PromptError,
     PromptSource,
     RingbackTone,
+    beep_audio,
+    beeps,
     load_prompt,
     read_wav,
     resample,
@@ -306,3 +309,70 @@ def test_beeps_are_short_tones_with_gaps() -> None:
     assert np.abs(pcm[:800]).max() > 3000  # a tone
     assert np.abs(pcm[800:1200]).max() == 0  # the gap
     assert np.abs(pcm[1200:]).max() > 3000
+
+
+# --------------------------------------------------------------------------- encoded once
+
+
+@pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
+@pytest.mark.parametrize("ptime", [0.02, 0.03])
+def test_a_shared_prompt_paces_the_bytes_of_encoding_each_packet(codec: str, ptime: float) -> None:
+    pcm = sine(500, 8000, 0.25) + 3  # 2000 samples: the last packet of 30 ms is partial
+    samples = round(8000 * ptime)
+    reference = PromptSource(pcm)
+    expected = []
+    while (piece := reference.read(samples)) is not None:
+        expected.append(g711.encode(piece, codec))
+    pacer = PacketPacer(PromptSource(PromptAudio(pcm)), codec, 0, START, 1, 0, 0, ptime=ptime)
+    assert [p.payload for p in parse_all(pacer.due(START + 10))] == expected
+
+
+def test_starting_a_shared_prompt_encodes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    audio = PromptAudio(sine(600, 8000, 0.1))
+
+    def refuse(*_: object) -> bytes:
+        raise AssertionError("a prompt was encoded while a call played it")
+
+    monkeypatch.setattr(g711, "encode", refuse)
+    for codec in ("PCMU", "PCMA"):
+        pacer = PacketPacer(PromptSource(audio), codec, 0, START, 1, 0, 0)
+        assert len(pacer.due(START + 1)) == 5
+        ringback = PacketPacer(RingbackTone("uk"), codec, 0, START, 1, 0, 0)
+        assert len(ringback.due(START + 1)) == 51
+
+
+def test_prompt_audio_is_a_read_only_copy() -> None:
+    pcm = sine(600, 8000, 0.1)
+    audio = PromptAudio(pcm)
+    pcm[:] = 0
+    assert audio.pcm.any() and not audio.pcm.flags.writeable
+    assert beep_audio() is beep_audio()
+    assert np.array_equal(beep_audio().pcm, beeps(2))
+
+
+@pytest.mark.parametrize("style", ["uk", "eu"])
+def test_ringback_repeats_its_cadence_as_the_tone_formula_gives_it(style: str) -> None:
+    frequencies, cadence = RingbackTone.STYLES[style]
+    edges = np.cumsum([0, *(round(part * 8000) for part in cadence)])
+    n = np.arange(2 * int(edges[-1]) + 1234)
+    phase = n % int(edges[-1])
+    on = np.zeros(len(n), dtype=bool)
+    for i in range(0, len(cadence), 2):
+        on |= (phase >= edges[i]) & (phase < edges[i + 1])
+    tone = sum(np.sin(2 * np.pi * f * n / 8000) for f in frequencies) * 2500.0
+    expected = np.where(on, np.rint(tone), 0).astype(np.int16)
+    source, payloads = RingbackTone(style), RingbackTone(style)
+    assert np.array_equal(np.concatenate([source.read(160) for _ in range(len(n) // 160)]),
+                          expected[: len(n) // 160 * 160])  # fmt: skip
+    pacer = PacketPacer(payloads, "PCMA", 8, START, 1, 0, 0)
+    sent = b"".join(p.payload for p in parse_all(pacer.due(START + (len(n) // 160 - 1) * 0.02)))
+    assert sent == g711.encode(expected[: len(n) // 160 * 160], "PCMA")
+
+
+def test_a_tone_that_would_not_repeat_its_cadence_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    styles = {**RingbackTone.STYLES, "odd": ((401.0,), (0.25, 0.25))}  # 200.5 cycles
+    monkeypatch.setattr(RingbackTone, "STYLES", styles)
+    with pytest.raises(ValueError, match="no whole cycles"):
+        RingbackTone("odd")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import struct
 import uuid
 from pathlib import Path
@@ -360,3 +361,42 @@ def test_the_format_core_does_no_io_and_reads_no_clock() -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert not imported & {"asyncio", "socket", "time", "threading", "datetime"}
+
+
+def pinned_segment() -> bytes:
+    """A segment sealed under a fixed key: both laws, a law switch inside a chunk,
+    filled samples scattered and a chunk where one channel heard nothing."""
+    rng = np.random.default_rng(19)
+    frames, chunk = 4 * 400 + 77, 400
+    codes = rng.integers(0, 256, size=(frames, 2), dtype=np.uint16)
+    tags = np.zeros((frames, 2), dtype=np.uint16)
+    tags[:, 1] = 8  # the call taker in A-law
+    tags[500:700, 0] = 8  # the caller switches law inside chunk 1
+    wire = codes | (tags << 8)
+    wire[rng.random((frames, 2)) < 0.1] = 0xFF00
+    wire[800:1300, 1] = 0xFF00
+    encoder = SegmentEncoder(
+        KEY, uuid.UUID(int=19), 3, start_time_ms=1_765_000_000_000,
+        chunk_frames=chunk, segment_chunks=8, codecs=(8, 0),
+    )  # fmt: skip
+    out = [encoder.header]
+    for c in range(5):
+        block = wire[c * chunk : (c + 1) * chunk]
+        out.append(encoder.seal_chunk(c, encoder.first_frame + c * chunk, block, c == 4))
+    return b"".join(out)
+
+
+def test_sealed_bytes_are_those_of_the_per_channel_encoder_of_issue_18() -> None:
+    # The digest of what the encoder wrote before its chunk coding became whole-array
+    # work (issue 19): the format's bytes must not change with how they are computed.
+    digest = hashlib.sha256(pinned_segment()).hexdigest()
+    assert digest == "42a9429687dce25714fafd2d0703d9094f7a600b6570396d17f051a0ee60d7fe"
+
+
+@pytest.mark.parametrize("where", [0, 5])
+def test_a_wire_sample_of_an_unknown_law_is_refused(where: int) -> None:
+    wire = wire_samples(np.zeros((40, 2), dtype=np.uint8), "PCMU")
+    wire[where, 1] = 0x0300  # payload type 3 (GSM) is no law of the format
+    encoder = SegmentEncoder(KEY, RID, 0, start_time_ms=START_MS, chunk_frames=40)
+    with pytest.raises(FormatUsageError, match="unknown codec tag"):
+        encoder.seal_chunk(0, 0, wire, final=True)
