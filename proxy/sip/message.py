@@ -122,37 +122,39 @@ class Message:
         return head.encode("utf-8", "surrogateescape") + self.body
 
     # -- the headers every message has (checked by parse_message) ----------------------
+    # Parsed once and kept by the headers until they change (``Headers.derived``): the
+    # core and the call flow read them at every step.
 
     @property
     def vias(self) -> list[Via]:
-        return [Via.parse(v) for v in self.headers.get_all("via")]
+        return list(self.headers.derived("via", _vias))
 
     @property
     def top_via(self) -> Via:
-        first = self.headers.get_all("via")
-        if not first:
+        vias = self.headers.derived("via", _vias)
+        if not vias:
             raise LocalSipError("message has no Via")
-        return Via.parse(first[0])
+        return vias[0]
 
     @property
     def from_(self) -> NameAddr:
-        return NameAddr.parse(self._required("from"))
+        return self.headers.derived("from", _name_addr)
 
     @property
     def to(self) -> NameAddr:
-        return NameAddr.parse(self._required("to"))
+        return self.headers.derived("to", _name_addr)
 
     @property
     def call_id(self) -> str:
-        return self._required("call-id")
+        return _required(self.headers, "call-id")
 
     @property
     def cseq(self) -> CSeq:
-        return CSeq.parse(self._required("cseq"))
+        return self.headers.derived("cseq", _cseq)
 
     @property
     def contacts(self) -> list[NameAddr]:
-        return [NameAddr.parse(v, allow_star=True) for v in self.headers.get_all("contact")]
+        return list(self.headers.derived("contact", _contacts))
 
     @property
     def record_route(self) -> list[str]:
@@ -166,11 +168,28 @@ class Message:
             return None
         return value.split(";", 1)[0].strip(abnf.WSP).lower()
 
-    def _required(self, name: str) -> str:
-        value = self.headers.get(name)
-        if value is None:
-            raise LocalSipError(f"message has no {name} header")
-        return value
+
+def _required(headers: Headers, name: str) -> str:
+    value = headers.get(name)
+    if value is None:
+        raise LocalSipError(f"message has no {name} header")
+    return value
+
+
+def _vias(headers: Headers, key: str) -> tuple[Via, ...]:
+    return tuple(Via.parse(v) for v in headers.get_all(key))
+
+
+def _name_addr(headers: Headers, key: str) -> NameAddr:
+    return NameAddr.parse(_required(headers, key))
+
+
+def _cseq(headers: Headers, key: str) -> CSeq:
+    return CSeq.parse(_required(headers, key))
+
+
+def _contacts(headers: Headers, key: str) -> tuple[NameAddr, ...]:
+    return tuple(NameAddr.parse(v, allow_star=True) for v in headers.get_all(key))
 
 
 class Request(Message):
@@ -424,16 +443,17 @@ def _check_headers(message: Request | Response) -> None:
     for name in _SINGLE:
         if len(set(headers.get_lines(name))) > 1:
             raise RemoteSipError(400, f"Bad Request (more than one {pretty_name(name)})")
-    for value in headers.get_all("via"):
-        Via.parse(value)
-    message.from_  # noqa: B018 - parse to check
+    # parsed to check, and kept for what reads them next
+    message.top_via  # noqa: B018
+    message.from_  # noqa: B018
     message.to  # noqa: B018
     if abnf.CALL_ID.fullmatch(message.call_id) is None:
         raise RemoteSipError(400, "Bad Request (malformed Call-ID)")
     cseq = message.cseq
-    for name in ("contact", "route", "record-route"):
+    headers.derived("contact", _contacts)
+    for name in ("route", "record-route"):
         for value in headers.get_all(name):
-            NameAddr.parse(value, allow_star=name == "contact")
+            NameAddr.parse(value)
     if isinstance(message, Request):
         if cseq.method != message.method:
             raise RemoteSipError(400, "Bad Request (CSeq method does not match)")
