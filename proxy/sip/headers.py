@@ -79,6 +79,10 @@ LIST_HEADERS = frozenset(
 )
 
 
+def _pretty(key: str) -> str:
+    return _PRETTY.get(key) or "-".join(part.capitalize() for part in key.split("-"))
+
+
 def _long_form(name: str) -> str:
     lname = name.lower()
     return COMPACT_FORMS.get(lname, lname)
@@ -94,7 +98,7 @@ _COMMON_HEADERS = (
     *("session-expires", "p-asserted-identity", "remote-party-id", "diversion", "reason"),
     *("authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate"),
     *("accept", "unsupported", "mime-version", "organization", "privacy", "warning"),
-    *("retry-after", "x-recording", "replaces", "event", "subscription-state"),
+    *("retry-after", "replaces", "event", "subscription-state", "refer-to", "path"),
 )
 
 
@@ -104,7 +108,7 @@ def _spellings() -> dict[str, str]:
     grow it."""
     out: dict[str, str] = {}
     for key in _COMMON_HEADERS:
-        pretty = _PRETTY.get(key) or "-".join(part.capitalize() for part in key.split("-"))
+        pretty = _pretty(key)
         for spelling in (key, key.upper(), pretty, pretty.title()):
             out[spelling] = key
     for letter, key in COMPACT_FORMS.items():
@@ -113,6 +117,7 @@ def _spellings() -> dict[str, str]:
 
 
 _CANONICAL = _spellings()
+_PRETTY_NAMES = {key: _pretty(key) for key in _COMMON_HEADERS}
 
 
 def canonical_name(name: str) -> str:
@@ -123,7 +128,7 @@ def canonical_name(name: str) -> str:
 def pretty_name(name: str) -> str:
     """The conventional spelling of a header name for headers we write."""
     key = canonical_name(name)
-    return _PRETTY.get(key) or "-".join(part.capitalize() for part in key.split("-"))
+    return _PRETTY_NAMES.get(key) or _pretty(key)
 
 
 def _bad(what: str) -> RemoteSipError:
