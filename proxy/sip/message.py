@@ -163,10 +163,7 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        vias = self.headers.derived("via", _vias)
-        if not vias:
-            raise LocalSipError("message has no Via")
-        return vias[0]
+        return self.headers.derived("via", _top_via)
 
     @property
     def from_(self) -> NameAddr:
@@ -208,8 +205,20 @@ def _required(headers: Headers, name: str) -> str:
     return value
 
 
+def _top_via(headers: Headers, key: str) -> Via:
+    """The first Via element (the others unparsed: an answer to a request refused
+    for a bad lower Via still goes where the top one says)."""
+    values = headers.get_all(key)
+    if not values:
+        raise LocalSipError("message has no Via")
+    return Via.parse(values[0])
+
+
 def _vias(headers: Headers, key: str) -> tuple[Via, ...]:
-    return tuple(Via.parse(v) for v in headers.get_all(key))
+    values = headers.get_all(key)
+    if not values:
+        return ()
+    return (headers.derived(key, _top_via), *(Via.parse(v) for v in values[1:]))
 
 
 def _name_addr(headers: Headers, key: str) -> NameAddr:
@@ -476,7 +485,7 @@ def _check_headers(message: Request | Response) -> None:
         if len(set(headers.get_lines(name))) > 1:
             raise RemoteSipError(400, f"Bad Request (more than one {pretty_name(name)})")
     # parsed to check, and kept for what reads them next
-    message.top_via  # noqa: B018
+    headers.derived("via", _vias)
     message.from_  # noqa: B018
     message.to  # noqa: B018
     if abnf.CALL_ID.fullmatch(message.call_id) is None:

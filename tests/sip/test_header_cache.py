@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.sip.core import CoreSettings, SipCore
 from proxy.sip.errors import LocalSipError, RemoteSipError
 from proxy.sip.headers import (
     COMPACT_FORMS,
@@ -213,3 +214,29 @@ def test_a_bad_uri_is_an_error_every_time() -> None:
     for _ in range(2):
         with pytest.raises(RemoteSipError):
             parse_uri("sip:alice@exa mple.com")
+
+
+def test_the_top_via_is_read_without_the_ones_below() -> None:
+    """A request refused for a bad lower Via is still answered where its top Via says
+    (RFC 3581 rport), as before the Vias were kept parsed."""
+    headers = Headers([("Via", "SIP/2.0/UDP a.example.com;rport;branch=z9hG4bK1"), ("Via", "x")])
+    request = Request("OPTIONS", SipUri(host="example.com"), headers)
+    assert request.top_via.host == "a.example.com"
+    with pytest.raises(RemoteSipError):
+        request.vias  # noqa: B018
+    refused = INVITE.replace(b"Max-Forwards: 70\r\n", b"Via: SIP/2.0/UDP\r\n")
+    with pytest.raises(RemoteSipError) as caught:
+        parse_message(refused)
+    assert caught.value.request is not None
+    assert caught.value.request.top_via.host == "pc33.example.com"
+
+
+def test_a_request_with_a_bad_lower_via_is_answered_at_its_source() -> None:
+    core = SipCore(CoreSettings(host="127.0.0.1"))
+    request = INVITE.replace(
+        b"Via: " + VIA.encode(), b"Via: SIP/2.0/UDP pc33.example.com:5062;rport;branch=z9hG4bK1"
+    ).replace(b"Max-Forwards: 70\r\n", b"Via: SIP/2.0/UDP\r\n")
+    core.receive_datagram(request, ("192.0.2.5", 40000), 0.0)
+    [answer] = core.datagrams_to_send()
+    assert answer.data.startswith(b"SIP/2.0 400 ")
+    assert answer.destination == ("192.0.2.5", 40000)
