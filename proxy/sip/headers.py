@@ -7,12 +7,15 @@ uses are parsed into structures.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import TypeVar, cast
 
 from . import abnf
 from .errors import RemoteSipError
 from .uri import Param, SipUri, Uri, parse_uri
+
+T = TypeVar("T")
 
 # RFC 3261 §7.3.3 and later RFCs' compact forms.
 COMPACT_FORMS: dict[str, str] = {
@@ -76,16 +79,56 @@ LIST_HEADERS = frozenset(
 )
 
 
-def canonical_name(name: str) -> str:
-    """The lower-case long form of a header name ('v' → 'via', 'CSEQ' → 'cseq')."""
+def _pretty(key: str) -> str:
+    return _PRETTY.get(key) or "-".join(part.capitalize() for part in key.split("-"))
+
+
+def _long_form(name: str) -> str:
     lname = name.lower()
     return COMPACT_FORMS.get(lname, lname)
+
+
+# The headers a call's messages carry, by the long names the SIP core and the call flow
+# look up: with their usual spellings below, a name as it arrives is one dict lookup.
+_COMMON_HEADERS = (
+    *COMPACT_FORMS.values(),
+    *("via", "from", "to", "call-id", "cseq", "contact", "max-forwards", "route"),
+    *("record-route", "content-length", "content-type", "allow", "supported", "require"),
+    *("user-agent", "server", "subject", "expires", "min-se", "rseq", "rack", "date"),
+    *("session-expires", "p-asserted-identity", "remote-party-id", "diversion", "reason"),
+    *("authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate"),
+    *("accept", "unsupported", "mime-version", "organization", "privacy", "warning"),
+    *("retry-after", "replaces", "event", "subscription-state", "refer-to", "path"),
+)
+
+
+def _spellings() -> dict[str, str]:
+    """Every usual spelling of the common headers (and the compact letters in either
+    case) → the long lower-case name.  Fixed at import: names from the network never
+    grow it."""
+    out: dict[str, str] = {}
+    for key in _COMMON_HEADERS:
+        pretty = _pretty(key)
+        for spelling in (key, key.upper(), pretty, pretty.title()):
+            out[spelling] = key
+    for letter, key in COMPACT_FORMS.items():
+        out[letter] = out[letter.upper()] = key
+    return out
+
+
+_CANONICAL = _spellings()
+_PRETTY_NAMES = {key: _pretty(key) for key in _COMMON_HEADERS}
+
+
+def canonical_name(name: str) -> str:
+    """The lower-case long form of a header name ('v' → 'via', 'CSEQ' → 'cseq')."""
+    return _CANONICAL.get(name) or _long_form(name)
 
 
 def pretty_name(name: str) -> str:
     """The conventional spelling of a header name for headers we write."""
     key = canonical_name(name)
-    return _PRETTY.get(key) or "-".join(part.capitalize() for part in key.split("-"))
+    return _PRETTY_NAMES.get(key) or _pretty(key)
 
 
 def _bad(what: str) -> RemoteSipError:
@@ -114,7 +157,36 @@ def _unquoted(value: str) -> Iterator[tuple[int, str]]:
 
 
 def split_top_level(value: str, sep: str) -> list[str]:
-    """Split on ``sep`` outside quoted strings and ``<...>``; RemoteSipError if unbalanced."""
+    """Split on ``sep`` outside quoted strings and ``<...>``; RemoteSipError if unbalanced.
+
+    Most values have no quoted string (a display name is the usual one), and many no
+    ``<``: those are split by ``str`` methods; the rest character by character."""
+    if '"' in value:
+        return _split_quoted(value, sep)
+    if "<" not in value:
+        return value.split(sep)
+    parts: list[str] = []
+    start = scan = 0
+    while True:
+        lt = value.find("<", scan)
+        end = len(value) if lt < 0 else lt
+        cut = value.find(sep, scan, end)
+        while cut >= 0:
+            parts.append(value[start:cut])
+            start = cut + 1
+            cut = value.find(sep, start, end)
+        if lt < 0:
+            break
+        gt = value.find(">", lt + 1)
+        if gt < 0:
+            raise _bad("unterminated <")
+        scan = gt + 1
+    parts.append(value[start:])
+    return parts
+
+
+def _split_quoted(value: str, sep: str) -> list[str]:
+    """``split_top_level`` for a value with quoted strings in it."""
     parts: list[str] = []
     start = 0
     in_angle = False
@@ -168,12 +240,22 @@ class Headers:
 
     Values are unfolded (line folding replaced by one space) and trimmed.  Lookups use
     the long lower-case name, so ``v`` and ``Via`` are the same header.
+
+    A message's headers are read many times on its way through the core and the call
+    flow (the top Via, From, To, CSeq at every step), so lookups go through an index by
+    long name, built once, and what is parsed from a header (``derived``) is kept until
+    that header changes.  Every change goes through a method here, which drops what it
+    makes stale and moves ``version`` on.
     """
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_derived", "_fields", "_index", "version")
 
     def __init__(self, fields: list[tuple[str, str]] | None = None) -> None:
         self._fields: list[tuple[str, str]] = list(fields or [])
+        self._index: dict[str, list[str]] | None = None
+        self._derived: dict[tuple[str, object], object] = {}
+        #: moves on at every change (serialised bytes kept by a message check it)
+        self.version = 0
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._fields)
@@ -193,39 +275,72 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
+    def _lines(self, key: str) -> list[str] | None:
+        """The values of the header with long name ``key``, in order (not a copy)."""
+        index = self._index
+        if index is None:
+            index = {}
+            for fname, value in self._fields:
+                lines = index.setdefault(canonical_name(fname), [])
+                lines.append(value)
+            self._index = index
+        return index.get(key)
+
     def get(self, name: str) -> str | None:
         """The first value of a header, or None."""
-        key = canonical_name(name)
-        for fname, value in self._fields:
-            if canonical_name(fname) == key:
-                return value
-        return None
+        lines = self._lines(canonical_name(name))
+        return lines[0] if lines else None
 
     def get_lines(self, name: str) -> list[str]:
         """Every header line of that name, unsplit."""
-        key = canonical_name(name)
-        return [v for n, v in self._fields if canonical_name(n) == key]
+        lines = self._lines(canonical_name(name))
+        return list(lines) if lines else []
 
     def get_all(self, name: str) -> list[str]:
         """Every value of a header: lines in order, comma lists split for list headers."""
         key = canonical_name(name)
-        lines = self.get_lines(key)
         if key not in LIST_HEADERS:
-            return lines
-        out: list[str] = []
-        for line in lines:
-            out.extend(split_list(line))
-        return out
+            return self.get_lines(key)
+        return list(self.derived(key, _split_lines))
+
+    def derived(self, key: str, compute: Callable[[Headers, str], T]) -> T:
+        """``compute(self, key)``, kept until the header ``key`` (its long lower-case
+        name) changes: what a message parses from its headers, parsed once.  ``key`` is
+        the one header ``compute`` reads, or ``""`` when it reads several (kept until any
+        header changes).  ``compute`` is part of the cache key: a function defined once,
+        not a new lambda per call.  An error is not kept: it is raised again."""
+        try:
+            return cast(T, self._derived[key, compute])
+        except KeyError:
+            value = compute(self, key)
+            self._derived[key, compute] = value
+            return value
+
+    def _changed(self, key: str) -> None:
+        """The header ``key`` changed: what was derived from it (or from several) goes."""
+        self.version += 1
+        if self._derived:
+            self._derived = {k: v for k, v in self._derived.items() if k[0] not in (key, "")}
 
     def add(self, name: str, value: str) -> None:
+        key = canonical_name(name)
         self._fields.append((name, value))
+        if self._index is not None:
+            self._index.setdefault(key, []).append(value)
+        self._changed(key)
 
     def prepend(self, name: str, value: str) -> None:
+        key = canonical_name(name)
         self._fields.insert(0, (name, value))
+        if self._index is not None:
+            self._index.setdefault(key, []).insert(0, value)
+        self._changed(key)
 
     def remove(self, name: str) -> None:
         key = canonical_name(name)
         self._fields = [(n, v) for n, v in self._fields if canonical_name(n) != key]
+        self._index = None
+        self._changed(key)
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of this header by one, at the first one's position."""
@@ -242,6 +357,8 @@ class Headers:
         if not placed:
             out.append((name, value))
         self._fields = out
+        self._index = None
+        self._changed(key)
 
     def replace_first_value(self, name: str, value: str) -> None:
         """Replace the first element of a list header (the top Via), keeping the rest."""
@@ -251,6 +368,8 @@ class Headers:
                 items = split_list(line)
                 items[0] = value
                 self._fields[i] = (fname, ", ".join(items))
+                self._index = None
+                self._changed(key)
                 return
         raise KeyError(name)
 
@@ -264,8 +383,18 @@ class Headers:
                     self._fields[i] = (fname, ", ".join(items[1:]))
                 else:
                     del self._fields[i]
+                self._index = None
+                self._changed(key)
                 return
         raise KeyError(name)
+
+
+def _split_lines(headers: Headers, key: str) -> tuple[str, ...]:
+    """Every element of a list header, across its lines."""
+    out: list[str] = []
+    for line in headers.get_lines(key):
+        out.extend(split_list(line))
+    return tuple(out)
 
 
 def parse_params(text: str) -> tuple[Param, ...]:
@@ -288,7 +417,7 @@ def parse_params(text: str) -> tuple[Param, ...]:
             if value.startswith('"'):
                 if len(value) < 2 or not value.endswith('"'):
                     raise _bad(f"bad quoted parameter {name}")
-            elif any(c in abnf.WSP for c in value):
+            elif " " in value or "\t" in value:  # abnf.WSP
                 raise _bad(f"whitespace in parameter {name}")
             params.append((name, value))
         else:
@@ -462,6 +591,8 @@ class NameAddr:
 def _find_unquoted(text: str, target: str) -> int:
     """Index of the first ``target`` outside quoted strings, or -1; an unbalanced quote
     is left for the caller's own checks, which name the fault more precisely."""
+    if '"' not in text:
+        return text.find(target)
     try:
         return next((i for i, ch in _unquoted(text) if ch == target), -1)
     except RemoteSipError:

@@ -8,6 +8,8 @@ Nothing else escapes it, whatever the bytes (a property test holds us to that).
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
+from itertools import islice
 
 from . import abnf
 from .errors import LocalSipError, RemoteSipError
@@ -96,63 +98,92 @@ def new_call_id(host: str) -> str:
 class Message:
     """What requests and responses share: headers, body and the headers the core reads."""
 
-    __slots__ = ("body", "headers")
+    __slots__ = ("_known_head", "_wire", "body", "headers")
 
     def __init__(self, headers: Headers, body: bytes = b"") -> None:
         self.headers = headers
         self.body = body
+        # the wire bytes of the first header fields, while ``headers`` is at a version
+        # (a response's lines copied from its request: ``make_response``)
+        self._known_head: tuple[Headers, int, int, bytes] | None = None
+        # what ``serialize`` gave, and what it gave it for
+        self._wire: tuple[Headers, int, bytes, str, bytes] | None = None
 
     def start_line(self) -> str:
         raise NotImplementedError
 
     def serialize(self) -> bytes:
-        """Wire bytes.  Content-Length always states the body's real length."""
-        lines = [self.start_line()]
+        """Wire bytes.  Content-Length always states the body's real length.
+
+        Kept while the start line, headers and body stay as they were: a retransmission
+        is not serialised again."""
+        headers, body, start = self.headers, self.body, self.start_line()
+        wire = self._wire
+        if (
+            wire is not None
+            and wire[0] is headers
+            and wire[1] == headers.version
+            and wire[2] is body
+            and wire[3] == start
+        ):
+            return wire[4]
+        known, skip = b"", 0
+        head = self._known_head
+        if head is not None and head[0] is headers and head[1] == headers.version:
+            skip, known = head[2], head[3]
+        lines = []
         wrote_length = False
-        for name, value in self.headers:
+        for name, value in islice(headers, skip, None):
             if canonical_name(name) == "content-length":
                 if wrote_length:
                     continue
-                value = str(len(self.body))
+                value = str(len(body))
                 wrote_length = True
             lines.append(f"{name}: {value}")
         if not wrote_length:
-            lines.append(f"Content-Length: {len(self.body)}")
-        head = "\r\n".join(lines) + "\r\n\r\n"
-        return head.encode("utf-8", "surrogateescape") + self.body
+            lines.append(f"Content-Length: {len(body)}")
+        data = b"".join(
+            (
+                _encode(start + "\r\n"),
+                known,
+                _encode("\r\n".join(lines) + "\r\n\r\n"),
+                body,
+            )
+        )
+        self._wire = (headers, headers.version, body, start, data)
+        return data
 
     # -- the headers every message has (checked by parse_message) ----------------------
+    # Parsed once and kept by the headers until they change (``Headers.derived``): the
+    # core and the call flow read them at every step.
 
     @property
     def vias(self) -> list[Via]:
-        return [Via.parse(v) for v in self.headers.get_all("via")]
+        return list(self.headers.derived("via", _vias))
 
     @property
     def top_via(self) -> Via:
-        first = self.headers.get_all("via")
-        if not first:
-            raise LocalSipError("message has no Via")
-        return Via.parse(first[0])
+        return self.headers.derived("via", _top_via)
 
     @property
     def from_(self) -> NameAddr:
-        return NameAddr.parse(self._required("from"))
+        return self.headers.derived("from", _name_addr)
 
     @property
     def to(self) -> NameAddr:
-        return NameAddr.parse(self._required("to"))
+        return self.headers.derived("to", _name_addr)
 
     @property
     def call_id(self) -> str:
-        return self._required("call-id")
+        return _required(self.headers, "call-id")
 
     @property
     def cseq(self) -> CSeq:
-        return CSeq.parse(self._required("cseq"))
+        return self.headers.derived("cseq", _cseq)
 
     @property
     def contacts(self) -> list[NameAddr]:
-        return [NameAddr.parse(v, allow_star=True) for v in self.headers.get_all("contact")]
+        return list(self.headers.derived("contact", _contacts))
 
     @property
     def record_route(self) -> list[str]:
@@ -166,11 +197,40 @@ class Message:
             return None
         return value.split(";", 1)[0].strip(abnf.WSP).lower()
 
-    def _required(self, name: str) -> str:
-        value = self.headers.get(name)
-        if value is None:
-            raise LocalSipError(f"message has no {name} header")
-        return value
+
+def _required(headers: Headers, name: str) -> str:
+    value = headers.get(name)
+    if value is None:
+        raise LocalSipError(f"message has no {name} header")
+    return value
+
+
+def _top_via(headers: Headers, key: str) -> Via:
+    """The first Via element (the others unparsed: an answer to a request refused
+    for a bad lower Via still goes where the top one says)."""
+    values = headers.get_all(key)
+    if not values:
+        raise LocalSipError("message has no Via")
+    return Via.parse(values[0])
+
+
+def _vias(headers: Headers, key: str) -> tuple[Via, ...]:
+    values = headers.get_all(key)
+    if not values:
+        return ()
+    return (headers.derived(key, _top_via), *(Via.parse(v) for v in values[1:]))
+
+
+def _name_addr(headers: Headers, key: str) -> NameAddr:
+    return NameAddr.parse(_required(headers, key))
+
+
+def _cseq(headers: Headers, key: str) -> CSeq:
+    return CSeq.parse(_required(headers, key))
+
+
+def _contacts(headers: Headers, key: str) -> tuple[NameAddr, ...]:
+    return tuple(NameAddr.parse(v, allow_star=True) for v in headers.get_all(key))
 
 
 class Request(Message):
@@ -424,16 +484,17 @@ def _check_headers(message: Request | Response) -> None:
     for name in _SINGLE:
         if len(set(headers.get_lines(name))) > 1:
             raise RemoteSipError(400, f"Bad Request (more than one {pretty_name(name)})")
-    for value in headers.get_all("via"):
-        Via.parse(value)
-    message.from_  # noqa: B018 - parse to check
+    # parsed to check, and kept for what reads them next
+    headers.derived("via", _vias)
+    message.from_  # noqa: B018
     message.to  # noqa: B018
     if abnf.CALL_ID.fullmatch(message.call_id) is None:
         raise RemoteSipError(400, "Bad Request (malformed Call-ID)")
     cseq = message.cseq
-    for name in ("contact", "route", "record-route"):
+    headers.derived("contact", _contacts)
+    for name in ("route", "record-route"):
         for value in headers.get_all(name):
-            NameAddr.parse(value, allow_star=name == "contact")
+            NameAddr.parse(value)
     if isinstance(message, Request):
         if cseq.method != message.method:
             raise RemoteSipError(400, "Bad Request (CSeq method does not match)")
@@ -463,35 +524,96 @@ def make_response(
     """A response to ``request`` (RFC 3261 §8.2.6): Via, From, To, Call-ID and CSeq copied;
     a To tag added when the request had none (``to_tag``, else a fresh one: §8.2.6.2),
     except on a 100; Record-Route copied on dialog-establishing responses (§12.1.1); a
-    ``Server`` header (§20.35) first among the extra ``headers``."""
+    ``Server`` header (§20.35) first among the extra ``headers``.
+
+    The copied lines are read from the request once (``_Copied``, kept with its
+    headers), with their wire bytes: its 100, 180/183, 200 and errors are built on them."""
     if to_tag is None and status > 100:
         to_tag = new_tag()
-    out = Headers()
+    plain, in_dialog = request.headers.derived("", _copy_lines)
+    copied = in_dialog if 100 < status < 300 else plain
+    fields = list(copied.fields)
+    to_line = b""
+    if copied.to >= 0:
+        value = fields[copied.to][1]
+        if to_tag and status > 100 and copied.to_untagged:
+            value = f"{value};tag={to_tag}"
+            fields[copied.to] = ("To", value)
+        to_line = _encode(f"To: {value}\r\n")
+    if server is not None:
+        fields.append(("Server", server))
+    if headers:
+        fields.extend(headers)
+    out = Headers(fields)
+    response = Response(status, reason, out, body)
+    response._known_head = (
+        out,
+        out.version,
+        len(copied.fields),
+        copied.head + to_line + copied.tail,
+    )
+    return response
+
+
+@dataclass(frozen=True, slots=True)
+class _Copied:
+    """The lines a response copies from its request, in the request's order: every Via,
+    the first From, Call-ID, CSeq and To (an identical duplicate is copied once), and in
+    a 101-299 every Record-Route; with their wire bytes before and after the To line,
+    which may get a tag."""
+
+    fields: tuple[tuple[str, str], ...]
+    to: int  # where To is in ``fields``; -1: none
+    to_untagged: bool
+    head: bytes
+    tail: bytes
+
+
+def _copy_lines(headers: Headers, key: str) -> tuple[_Copied, _Copied]:
+    """What responses copy from a request: without Record-Route, and with it (the same
+    when the request has none)."""
+    plain = _copy(headers, record_route=False)
+    if headers.get("record-route") is None:
+        return plain, plain
+    return plain, _copy(headers, record_route=True)
+
+
+def _copy(headers: Headers, *, record_route: bool) -> _Copied:
+    fields: list[tuple[str, str]] = []
     copied: set[str] = set()
-    for name, value in request.headers:
+    to = -1
+    for name, value in headers:
         key = canonical_name(name)
         if key in copied:
             continue  # an identical duplicate of a single-valued header, copied once
         if key in ("from", "call-id", "cseq", "to"):
             copied.add(key)
         if key in ("via", "from", "call-id", "cseq"):
-            out.add(pretty_name(key), value)
+            fields.append((pretty_name(key), value))
         elif key == "to":
-            if to_tag and status > 100 and _tag_missing(value):
-                value = f"{value};tag={to_tag}"
-            out.add("To", value)
-        elif key == "record-route" and 100 < status < 300:
-            out.add("Record-Route", value)
-    if server is not None:
-        out.add("Server", server)
-    for name, value in headers or ():
-        out.add(name, value)
-    return Response(status, reason, out, body)
+            to = len(fields)
+            fields.append(("To", value))
+        elif key == "record-route" and record_route:
+            fields.append(("Record-Route", value))
+    wire = [_encode(f"{name}: {value}\r\n") for name, value in fields]
+    cut = len(fields) if to < 0 else to
+    return _Copied(
+        tuple(fields),
+        to,
+        to >= 0 and _tag_missing(headers),
+        b"".join(wire[:cut]),
+        b"".join(wire[cut + 1 :]),
+    )
 
 
-def _tag_missing(to_value: str) -> bool:
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _tag_missing(headers: Headers) -> bool:
+    """The (first) To has no tag, or cannot be read."""
     try:
-        return NameAddr.parse(to_value).tag is None
+        return headers.derived("to", _name_addr).tag is None
     except RemoteSipError:
         return True
 

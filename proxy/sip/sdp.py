@@ -34,6 +34,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TypeAlias
 
 from .errors import LocalSipError, RemoteSipError
@@ -422,12 +423,19 @@ class MediaDescription:
         if not self.is_rtp or not _PAYLOAD_TYPE.fullmatch(fmt):
             return None
         payload_type = int(fmt)
+        return self._rtpmaps.get(payload_type) or _STATIC_RTPMAPS.get(payload_type)
+
+    @cached_property
+    def _rtpmaps(self) -> dict[int, RtpMap]:
+        """Each payload type's first readable ``a=rtpmap``: read once per section, not
+        once per format looked up (offer/answer looks up every offered format)."""
+        found: dict[int, RtpMap] = {}
         for attribute in self.attributes:
             if attribute.key == "rtpmap":
                 rtpmap = RtpMap.read(attribute.value)
-                if rtpmap is not None and rtpmap.payload_type == payload_type:
-                    return rtpmap
-        return _STATIC_RTPMAPS.get(payload_type)
+                if rtpmap is not None:
+                    found.setdefault(rtpmap.payload_type, rtpmap)
+        return found
 
     def fmtp(self, fmt: str) -> str | None:
         """The parameters of ``a=fmtp:<fmt>``, or None."""
@@ -566,11 +574,16 @@ class _MediaBuilder:
     other_lines: list[SdpLine] = field(default_factory=list)
 
     def build(self) -> MediaDescription:
-        return replace(
-            self.section,
-            connection=self.connection,
-            attributes=tuple(self.attributes),
-            other_lines=tuple(sorted(self.other_lines, key=_media_rank)),
+        section = self.section  # what the m= line said; built directly (not replace()d)
+        return MediaDescription(
+            section.media,
+            section.port,
+            section.proto,
+            section.formats,
+            section.port_count,
+            self.connection,
+            tuple(self.attributes),
+            tuple(sorted(self.other_lines, key=_media_rank)),
         )
 
 

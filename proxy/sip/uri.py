@@ -8,6 +8,7 @@ unescape where the RFC says to.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from urllib.parse import unquote as _pct_unquote
 
 from . import abnf
@@ -144,8 +145,13 @@ class AbsoluteUri:
 Uri = SipUri | AbsoluteUri
 
 
+@lru_cache(maxsize=2048)
 def parse_uri(text: str) -> Uri:
-    """Parse a URI as found in a Request-URI or inside ``<>``; RemoteSipError(400) if bad."""
+    """Parse a URI as found in a Request-URI or inside ``<>``; RemoteSipError(400) if bad.
+
+    The same URIs come back in every message of a dialog and every call to one number
+    (From, To, Contact, Request-URI), and a parsed URI is immutable: the latest ones are
+    kept, a bounded number (an error is not kept)."""
     if not text or abnf.URI_CHARS.fullmatch(text) is None:
         raise _bad(f"malformed URI {text[:80]!r}")
     if abnf.BAD_ESCAPE.search(text):

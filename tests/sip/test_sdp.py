@@ -1021,3 +1021,27 @@ def test_any_connection_address_is_usable_or_refused_with_488(text: str) -> None
         assert exc.status == 488 and exc.extra_headers[0][0] == "Warning"
         return
     assert str(ipaddress.ip_address(address.host)) == address.host
+
+
+def test_rtpmaps_are_read_once_per_section_first_readable_one_wins() -> None:
+    """The section keeps its parsed ``a=rtpmap`` lines: a payload type's first readable
+    mapping counts, an unreadable one is skipped, a static type without one falls back
+    to RFC 3551, and a section changed with ``replace`` reads its own lines."""
+    section = MediaDescription(
+        "audio", 4000, "RTP/AVP", ("0", "8", "96", "97"),
+        attributes=(
+            Attribute("rtpmap", "96 opus"),  # unreadable: skipped
+            Attribute("rtpmap", "96 telephone-event/8000"),
+            Attribute("rtpmap", "96 PCMU/8000"),  # a second mapping of 96: ignored
+            Attribute("rtpmap", "0 PCMA/8000"),  # the line wins over the static type
+        ),
+    )  # fmt: skip
+    assert section.rtpmap("96") == RtpMap(96, "telephone-event", 8000)
+    assert section.rtpmap("96") is section.rtpmap("96")
+    assert section.rtpmap("0") == RtpMap(0, "PCMA", 8000)
+    assert section.rtpmap("8") == RtpMap(8, "PCMA", 8000)
+    assert section.rtpmap("97") is None
+    changed = replace(section, attributes=(Attribute("rtpmap", "97 G722/8000"),))
+    assert changed.rtpmap("96") is None
+    assert changed.rtpmap("97") == RtpMap(97, "G722", 8000)
+    assert changed.rtpmap("0") == RtpMap(0, "PCMU", 8000)
