@@ -145,13 +145,22 @@ class AbsoluteUri:
 Uri = SipUri | AbsoluteUri
 
 
-@lru_cache(maxsize=2048)
+_CACHED_URI_LENGTH = 256  # the URIs of real calls are far shorter
+
+
 def parse_uri(text: str) -> Uri:
     """Parse a URI as found in a Request-URI or inside ``<>``; RemoteSipError(400) if bad.
 
     The same URIs come back in every message of a dialog and every call to one number
     (From, To, Contact, Request-URI), and a parsed URI is immutable: the latest ones are
-    kept, a bounded number (an error is not kept)."""
+    kept, a bounded number (an error is not kept).  Only short texts are kept: a sender
+    of unique 60 KB Request-URIs must not pin 2,048 of them in memory."""
+    if len(text) > _CACHED_URI_LENGTH:
+        return _parse_uri(text)
+    return _parse_cached(text)
+
+
+def _parse_uri(text: str) -> Uri:
     if not text or abnf.URI_CHARS.fullmatch(text) is None:
         raise _bad(f"malformed URI {text[:80]!r}")
     if abnf.BAD_ESCAPE.search(text):
@@ -165,6 +174,9 @@ def parse_uri(text: str) -> Uri:
             raise _bad(f"empty URI {text[:80]!r}")
         return AbsoluteUri(lscheme, rest)
     return _parse_sip(lscheme, rest, text)
+
+
+_parse_cached = lru_cache(maxsize=2048)(_parse_uri)
 
 
 def _parse_sip(scheme: str, rest: str, text: str) -> SipUri:

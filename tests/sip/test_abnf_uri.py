@@ -8,7 +8,7 @@ import pytest
 
 from proxy.sip import abnf
 from proxy.sip.errors import RemoteSipError
-from proxy.sip.uri import AbsoluteUri, SipUri, parse_uri, pct_decode
+from proxy.sip.uri import AbsoluteUri, SipUri, _parse_cached, parse_uri, pct_decode
 
 # ---------------------------------------------------------------------------------------
 # abnf
@@ -338,3 +338,15 @@ def test_different_uris_do_not_match(a: str, b: str) -> None:
 def test_absolute_uri_matching() -> None:
     assert parse_uri("tel:+1%2D201").matches(parse_uri("TEL:+1-201"))
     assert not parse_uri("tel:+1-201").matches(parse_uri("tel:+1-202"))
+
+
+def test_a_long_uri_is_parsed_but_not_kept() -> None:
+    """Unique long Request-URIs from the network must not pin memory in the parse cache."""
+    _parse_cached.cache_clear()  # an empty cache: a full one would not grow either
+    before = _parse_cached.cache_info().currsize
+    long_user = "u" * 300
+    uri = parse_uri(f"sip:{long_user}@example.com")
+    assert isinstance(uri, SipUri) and uri.user == long_user
+    assert _parse_cached.cache_info().currsize == before
+    parse_uri("sip:short-one-for-the-cache@example.com")
+    assert _parse_cached.cache_info().currsize == before + 1
