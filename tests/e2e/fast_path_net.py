@@ -1,0 +1,91 @@
+"""A network namespace set up for the kernel fast path, and what the tests read of it.
+
+The proxy, SIPp and tcpdump share the namespace's loopback.  The namespace forwards
+(``net.ipv4.ip_forward = 1``: the fast path's ``auto`` needs it, and the host, which
+does not forward, keeps every other test on the relay).  A table of the test's own
+counts what reaches the call taker's RTP port after every rewrite — in the ``input``
+hook, which a packet delivered here passes whether the relay sent it or the kernel
+rewrote it — since tcpdump on loopback sees a packet before nftables rewrites it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.request
+from pathlib import Path
+
+COUNTER_TABLE = "recproxy_test"
+
+
+def prepare(*, forward: bool = True) -> None:
+    """Run in the test's private namespace (``in_private_network``)."""
+    subprocess.run(
+        ["sysctl", "-q", "-w", f"net.ipv4.ip_forward={int(forward)}"],
+        check=True, timeout=10, capture_output=True,
+    )  # fmt: skip
+
+
+def count_arrivals(port: int) -> None:
+    """Count UDP packets delivered to ``port`` (read with ``arrivals``)."""
+    rules = (
+        f"table ip {COUNTER_TABLE} {{\n"
+        "  chain input {\n"
+        "    type filter hook input priority 0; policy accept;\n"
+        f"    udp dport {port} counter\n"
+        "  }\n"
+        "}\n"
+    )
+    subprocess.run(["nft", "-f", "-"], input=rules.encode(), check=True, timeout=10)
+
+
+def arrivals() -> int:
+    listing = nft_json("list", "table", "ip", COUNTER_TABLE)
+    for item in listing:
+        rule = item.get("rule")
+        if rule is not None:
+            for expression in rule["expr"]:
+                if "counter" in expression:
+                    return int(expression["counter"]["packets"])
+    raise AssertionError(f"no counter in {listing}")
+
+
+def proxy_chains() -> list[str]:
+    """The chains of the proxy's table now (``prerouting`` alone when no call is in the
+    kernel), and fails if the table is missing."""
+    return [
+        item["chain"]["name"]
+        for item in nft_json("list", "table", "ip", "recproxy")
+        if "chain" in item
+    ]
+
+
+def proxy_map_elements() -> list[object]:
+    for item in nft_json("list", "map", "ip", "recproxy", "legs"):
+        if "map" in item:
+            return list(item["map"].get("elem", []))
+    raise AssertionError("no legs map")
+
+
+def nft_json(*command: str) -> list[dict[str, object]]:
+    result = subprocess.run(
+        ["nft", "-j", *command], check=True, timeout=10, capture_output=True, text=True
+    )
+    return list(json.loads(result.stdout)["nftables"])
+
+
+def metric(http_port: int, name: str, labels: str = "") -> float:
+    """One sample of the proxy's /metrics (``labels``: the text inside the braces)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    wanted = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        match = re.match(r"^(\S+) (\S+)$", line)
+        if match and match.group(1) == wanted:
+            return float(match.group(2))
+    raise AssertionError(f"{wanted} not in /metrics")
+
+
+def log_has(path: Path, text: str) -> bool:
+    return text in path.read_text()
