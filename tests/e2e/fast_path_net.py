@@ -27,28 +27,33 @@ def prepare(*, forward: bool = True) -> None:
     )  # fmt: skip
 
 
-def count_arrivals(port: int) -> None:
-    """Count UDP packets delivered to ``port`` (read with ``arrivals``)."""
+def count_arrivals(port: int, *also: tuple[int, int]) -> None:
+    """Count UDP packets delivered to ``port`` (read with ``arrivals``); each of ``also``
+    (port, RTP payload type) counts that port's packets of that payload type."""
+    counters = [f"    udp dport {port} counter"] + [
+        f"    udp dport {other} @th,73,7 {payload_type} counter" for other, payload_type in also
+    ]
     rules = (
         f"table ip {COUNTER_TABLE} {{\n"
         "  chain input {\n"
         "    type filter hook input priority 0; policy accept;\n"
-        f"    udp dport {port} counter\n"
-        "  }\n"
-        "}\n"
+        + "\n".join(counters)
+        + "\n  }\n}\n"
     )
     subprocess.run(["nft", "-f", "-"], input=rules.encode(), check=True, timeout=10)
 
 
-def arrivals() -> int:
+def arrivals(index: int = 0) -> int:
+    """The ``index``th counter of ``count_arrivals`` (0: all packets to its port)."""
     listing = nft_json("list", "table", "ip", COUNTER_TABLE)
-    for item in listing:
-        rule = item.get("rule")
-        if rule is not None:
-            for expression in rule["expr"]:
-                if "counter" in expression:
-                    return int(expression["counter"]["packets"])
-    raise AssertionError(f"no counter in {listing}")
+    counts = [
+        int(expression["counter"]["packets"])
+        for item in listing
+        if (rule := item.get("rule")) is not None
+        for expression in rule["expr"]
+        if "counter" in expression
+    ]
+    return counts[index]
 
 
 def proxy_chains() -> list[str]:

@@ -6,14 +6,20 @@ call's RTP while the recorder reads the same packets from the ring.
    packet counters stop growing, the call taker still receives every packet the caller
    sent, and the recording is complete, as long as the call, both channels holding the
    audio sent; when the call ends no rule is left;
-2. an SRTP call stays on the relay;
+2. a call taker's recording code keyed while the kernel forwards: its telephone-events
+   still go to the call flow, never to the caller, and the recording stops at the code
+   (the call comes back to the relay for the beeps);
 3. ``fast_path = "off"`` in the same namespace: the relay does everything.
+
+An SRTP call staying on the relay is shown with real legs and keys in
+``tests/media/fastpath/test_kernel_path.py``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,6 +29,7 @@ from . import audio, fast_path_net
 from .conftest import E2e, end_world, new_world
 from .netns import in_private_network
 from .proxy_process import ProxySettings, export_wav, list_recordings, query, wait_for
+from .test_recording_control import STOP_TOLERANCE_S, StopByKeys
 
 pytestmark = pytest.mark.sipp
 
@@ -119,3 +126,61 @@ def _kernel_call(world: E2e, dialogue: bytes) -> None:
     assert len(left.inside) == left.voiced and len(right.inside) == right.voiced, (left, right)
     assert audio.absent(wav.channel(0), taker_pcm), "the call taker is on the caller's channel"
     assert audio.absent(wav.channel(1), caller_pcm), "the caller is on the call taker's channel"
+
+
+# ---------------------------------------------------------------------------------------
+# 2. The call taker's recording code: held back from the caller, acted on, with beeps
+
+
+def test_a_stop_code_during_a_kernel_call_never_reaches_the_caller_and_stops_the_recording(
+    tools: None, tmp_path: Path, dialogue: bytes
+) -> None:
+    _in_fast_path_namespace(tmp_path, lambda world: _code_in_kernel_call(world, dialogue))
+
+
+def _code_in_kernel_call(world: E2e, dialogue: bytes) -> None:
+    run = StopByKeys(world, dialogue)
+    run.start(replace(run.settings(), media=FAST.media))
+    fast_path_net.count_arrivals(world.ports.caller_rtp, (world.ports.caller_rtp, 101))
+    run.call()
+    handed = fast_path_net.metric(
+        world.ports.http, "recproxy_fast_path_handovers_total", 'to="kernel"'
+    )
+    back = fast_path_net.metric(
+        world.ports.http, "recproxy_fast_path_handovers_total", 'to="relay"'
+    )
+    run.after()
+    world.proxies.clear()  # run.after() stopped and checked them (a clean exit)
+    run.expect_calls_succeeded()
+    # in the kernel after the bridge, back on the relay for the beeps (and at the end)
+    assert handed >= 1 and back >= 1, (handed, back)
+    # the caller got the call taker's audio, and not one telephone-event packet
+    assert fast_path_net.arrivals(0) > 100
+    assert fast_path_net.arrivals(1) == 0
+    # the recording ended at the code, as on the relay
+    wav: audio.Wav = run.notes["wav"]
+    expected = run.event() - run.bridge()
+    assert abs(wav.seconds - expected) <= STOP_TOLERANCE_S, (wav.seconds, expected)
+
+
+# ---------------------------------------------------------------------------------------
+# 3. fast_path = "off": the relay forwards, in a namespace where the kernel could
+
+
+def test_off_keeps_every_packet_on_the_relay(tools: None, tmp_path: Path, dialogue: bytes) -> None:
+    _in_fast_path_namespace(tmp_path, lambda world: _relay_call(world, dialogue))
+
+
+def _relay_call(world: E2e, dialogue: bytes) -> None:
+    proxy = world.proxy(ProxySettings(media='fast_path = "off"'))
+    assert 'no kernel fast path: media.fast_path is "off"' in proxy.log_text()
+    taker_audio = _ulaw(dialogue, 12, 15)
+    taker = world.call_taker(audio_pcap=world.rtp_pcap("taker.pcap", taker_audio), ring_ms=200)
+    caller = world.caller(pre_audio_ms=0, hold_ms=4000)
+    caller.expect_success(timeout=30)
+    taker.expect_success(timeout=10)
+    proxy.wait_idle()
+    assert _relayed_out(world) > 150  # the call taker's 3 s to the caller, and the notice
+    assert _ring_packets(world) == 0 and _calls_in_kernel(world) == 0
+    [row] = list_recordings(world.config_path)
+    assert row["state"] == "complete", row
