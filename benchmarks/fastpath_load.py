@@ -223,7 +223,10 @@ def summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def inner(args: argparse.Namespace) -> None:
     """In the namespace: loopback up, forwarding on (for ``auto``), then each mode."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    subprocess.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=True)
+    subprocess.run(
+        ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.accept_local=1"],
+        check=True,
+    )
     import uvloop
 
     runs = {}

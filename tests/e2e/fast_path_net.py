@@ -22,7 +22,8 @@ COUNTER_TABLE = "recproxy_test"
 def prepare(*, forward: bool = True) -> None:
     """Run in the test's private namespace (``in_private_network``)."""
     subprocess.run(
-        ["sysctl", "-q", "-w", f"net.ipv4.ip_forward={int(forward)}"],
+        ["sysctl", "-q", "-w", f"net.ipv4.ip_forward={int(forward)}",
+         f"net.ipv4.conf.all.accept_local={int(forward)}"],
         check=True, timeout=10, capture_output=True,
     )  # fmt: skip
 

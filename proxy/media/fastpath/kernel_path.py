@@ -49,7 +49,9 @@ RETRY_SECONDS = 0.1  # how often a call not yet ready is looked at again ...
 RETRY_FOR_SECONDS = 10.0  # ... for at most this long after an offer
 KEEP_SPANS_SECONDS = 2.0  # frames older than this after a span ended are not expected
 #: reasons a call cannot go to the kernel that waiting will not change
-PERMANENT = frozenset({"srtp", "mixed address families", "wildcard address", "closed"})
+PERMANENT = frozenset(
+    {"srtp", "mixed address families", "wildcard address", "closed", "IPv6 not forwarded"}
+)
 
 
 @dataclass
@@ -96,9 +98,9 @@ class FastPathSnapshot:
     drops: int  # packets the kernel could not put in the ring (its count)
 
 
-def not_ready(a: RtpLeg, b: RtpLeg) -> str | None:
+def not_ready(a: RtpLeg, b: RtpLeg, *, ipv6: bool = True) -> str | None:
     """Why the call of legs ``a`` and ``b`` cannot be forwarded by the kernel now (None:
-    it can)."""
+    it can); ``ipv6``: whether the host forwards IPv6."""
     if a.closed or b.closed:
         return "closed"
     if a.srtp is not None or b.srtp is not None:
@@ -112,8 +114,11 @@ def not_ready(a: RtpLeg, b: RtpLeg) -> str | None:
     if a.latched is None or b.latched is None:
         return "not latched"
     hosts = (a.latched[0], b.latched[0], a.local_host, b.local_host)
-    if len({ipaddress.ip_address(host).version for host in hosts}) != 1:
+    versions = {ipaddress.ip_address(host).version for host in hosts}
+    if len(versions) != 1:
         return "mixed address families"
+    if versions == {6} and not ipv6:
+        return "IPv6 not forwarded"
     if any(ipaddress.ip_address(host).is_unspecified for host in hosts[2:]):
         return "wildcard address"
     return None
@@ -135,9 +140,15 @@ class KernelPath:
     """The fast path of this process: its nftables context and its ring."""
 
     def __init__(
-        self, nft: Nftables, ring: PacketRing, *, clock: Callable[[], float] = time.time
+        self,
+        nft: Nftables,
+        ring: PacketRing,
+        *,
+        ipv6: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.nft = nft
+        self.ipv6 = ipv6
         self.ring = ring
         self.clock = clock
         self._calls: dict[int, _Call] = {}  # by leg A's port
@@ -170,7 +181,7 @@ class KernelPath:
         if call is not None and call.b is b:
             if call.retry is not None:
                 return
-            ready = call.routes is not None and not_ready(a, b) is None
+            ready = call.routes is not None and not_ready(a, b, ipv6=self.ipv6) is None
             if ready and routes_of(a, b) == call.routes:
                 return  # in the kernel, as it would be handed now
         if call is not None:
@@ -203,7 +214,7 @@ class KernelPath:
         call.retry = None
         if self._calls.get(call.a.port) is not call:
             return
-        reason = not_ready(call.a, call.b)
+        reason = not_ready(call.a, call.b, ipv6=self.ipv6)
         if reason is None:
             self._hand(call)
         elif reason in PERMANENT or self.clock() >= call.deadline or self._loop is None:

@@ -3,11 +3,14 @@
 ``auto`` uses it only when every one of these holds, and says which one did not:
 
 - the process has ``CAP_NET_ADMIN`` (nftables) and ``CAP_NET_RAW`` (the packet ring);
-- ``net.ipv4.ip_forward`` is 1.  We never set a sysctl: a host set to forward packets
-  is the operator's sign that the kernel may forward ours.  It is 0 on a host (and in
-  a new network namespace) until someone sets it, so the test suite, run as root on a
-  host that does not forward, keeps today's relay; the fast path's own tests set it
-  inside a network namespace they create;
+- ``net.ipv4.ip_forward`` is 1, and ``net.ipv4.conf.all.accept_local`` is 1 (a rewritten
+  packet arrives with one of our addresses as its source, which the kernel otherwise
+  drops as a martian).  We never set a sysctl: a host set to forward packets is the
+  operator's sign that the kernel may forward ours.  Both are 0 on a host (and in a new
+  network namespace) until someone sets them, so the test suite, run as root on a host
+  that does not forward, keeps today's relay; the fast path's own tests set them inside
+  a network namespace they create.  IPv6 calls also need
+  ``net.ipv6.conf.all.forwarding`` = 1, or they stay on the relay;
 - libnftables loads and our tables can be made;
 - the packet ring opens.
 """
@@ -28,6 +31,8 @@ log = logging.getLogger(__name__)
 CAP_NET_ADMIN = 12
 CAP_NET_RAW = 13
 FORWARDING = Path("/proc/sys/net/ipv4/ip_forward")
+ACCEPT_LOCAL = Path("/proc/sys/net/ipv4/conf/all/accept_local")
+FORWARDING_V6 = Path("/proc/sys/net/ipv6/conf/all/forwarding")
 STATUS = Path("/proc/self/status")
 
 
@@ -45,9 +50,9 @@ def capabilities(status: str) -> int:
     return 0
 
 
-def missing_permission(status: str, forwarding: str) -> str | None:
+def missing_permission(status: str, forwarding: str, accept_local: str) -> str | None:
     """What the host does not allow (None: everything needed), from the texts of
-    ``/proc/self/status`` and ``net.ipv4.ip_forward``."""
+    ``/proc/self/status``, ``net.ipv4.ip_forward`` and ``accept_local``."""
     effective = capabilities(status)
     lacking = [
         name
@@ -58,6 +63,8 @@ def missing_permission(status: str, forwarding: str) -> str | None:
         return f"the process lacks {' and '.join(lacking)}"
     if forwarding.strip() != "1":
         return "net.ipv4.ip_forward is not 1"
+    if accept_local.strip() != "1":
+        return "net.ipv4.conf.all.accept_local is not 1"
     return None
 
 
@@ -66,7 +73,9 @@ def detect(mode: str, rtp_ports: tuple[int, int]) -> Detection:
     if mode == "off":
         return Detection(None, 'media.fast_path is "off"')
     try:
-        missing = missing_permission(STATUS.read_text(), FORWARDING.read_text())
+        missing = missing_permission(
+            STATUS.read_text(), FORWARDING.read_text(), ACCEPT_LOCAL.read_text()
+        )
     except OSError as exc:
         missing = f"cannot read {exc.filename}"
     if missing is not None:
@@ -87,7 +96,14 @@ def detect(mode: str, rtp_ports: tuple[int, int]) -> Detection:
         remove_tables(nft)
         nft.close()
         return Detection(None, f"the packet ring did not open ({exc})")
-    return Detection(KernelPath(nft, ring), "nftables forwarding and a TPACKET_V3 ring")
+    try:
+        ipv6 = FORWARDING_V6.read_text().strip() == "1"
+    except OSError:  # no IPv6 in this kernel
+        ipv6 = False
+    reason = "nftables forwarding and a TPACKET_V3 ring" + (
+        "" if ipv6 else "; IPv6 calls stay on the relay (net.ipv6.conf.all.forwarding is 0)"
+    )
+    return Detection(KernelPath(nft, ring, ipv6=ipv6), reason)
 
 
 def remove_tables(nft: Nftables) -> None:

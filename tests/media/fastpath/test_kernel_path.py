@@ -21,6 +21,7 @@ from proxy.media.relay import LegMode, MediaSession, PortAllocator, RtpLeg
 from tests.e2e.netns import in_private_network
 
 STATUS = "Name:\tx\nCapEff:\t000001ffffffffff\n"
+FORWARD = ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.accept_local=1"]
 
 
 def rtp(seq: int, pt: int = 0, ssrc: int = 0xABCD) -> bytes:
@@ -29,11 +30,12 @@ def rtp(seq: int, pt: int = 0, ssrc: int = 0xABCD) -> bytes:
 
 def test_permissions_are_read_from_proc() -> None:
     assert capabilities(STATUS) == 0x1FFFFFFFFFF
-    assert missing_permission(STATUS, "1\n") is None
-    assert missing_permission(STATUS, "0\n") == "net.ipv4.ip_forward is not 1"
-    lacking = missing_permission("CapEff:\t0000000000001000\n", "1\n")
+    assert missing_permission(STATUS, "1\n", "1\n") is None
+    assert missing_permission(STATUS, "0\n", "1\n") == "net.ipv4.ip_forward is not 1"
+    assert missing_permission(STATUS, "1\n", "0\n") == "net.ipv4.conf.all.accept_local is not 1"
+    lacking = missing_permission("CapEff:\t0000000000001000\n", "1\n", "1\n")
     assert lacking == "the process lacks CAP_NET_RAW"
-    assert missing_permission("CapEff:\t0\n", "1") == (
+    assert missing_permission("CapEff:\t0\n", "1", "1") == (
         "the process lacks CAP_NET_ADMIN and CAP_NET_RAW"
     )
 
@@ -92,7 +94,7 @@ class World:
 
 def in_kernel_world(body: Callable[[World], Awaitable[None]]) -> None:
     def run() -> None:
-        subprocess.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=True, timeout=10)
+        subprocess.run(FORWARD, check=True, timeout=10)
 
         async def main() -> None:
             detection = detect("auto", (20000, 20099))
@@ -216,7 +218,7 @@ def test_an_srtp_call_stays_on_the_relay(body: Callable[[World], Awaitable[None]
 
 def test_a_crash_leaves_rules_that_the_next_start_removes() -> None:
     def run() -> list[str]:
-        subprocess.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=True, timeout=10)
+        subprocess.run(FORWARD, check=True, timeout=10)
         first = detect("auto", (20000, 20099)).path
         assert first is not None
         first.nft.run("add chain ip recproxy leg_20000\n")  # as a crashed run left it
