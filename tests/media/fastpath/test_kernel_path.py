@@ -92,7 +92,7 @@ class World:
         self.taker.drain()
 
 
-def in_kernel_world(body: Callable[[World], Awaitable[None]]) -> None:
+def in_kernel_world(body: Callable[[World], Awaitable[None]], *, nat_grace: float = 1.0) -> None:
     def run() -> None:
         subprocess.run(FORWARD, check=True, timeout=10)
 
@@ -101,7 +101,7 @@ def in_kernel_world(body: Callable[[World], Awaitable[None]]) -> None:
             path = detection.path
             assert path is not None, detection.reason
             path.start(asyncio.get_running_loop())
-            session = MediaSession(PortAllocator(20000, 20099), "127.0.0.1")
+            session = MediaSession(PortAllocator(20000, 20099), "127.0.0.1", nat_grace=nat_grace)
             a = await session.open_leg("caller")
             b = await session.open_leg("call_taker")
             try:
@@ -197,6 +197,34 @@ async def _hold(world: World) -> None:
 
 def test_a_leg_that_changes_under_the_kernel_comes_back_to_the_relay() -> None:
     in_kernel_world(_hold)
+
+
+async def _relatch(world: World) -> None:
+    a, b, path = world.a, world.b, world.path
+    world.caller.send(rtp(1), a.port)
+    world.taker.send(rtp(1), b.port)
+    await world.settle()
+    path.offer(a, b)
+    assert path.on_kernel(a)
+    moved = Phone()  # the caller's NAT gave it another port; the old one falls silent
+    for seq in range(2, 40):  # 0.76 s, past the latch's grace (0.2 s here)
+        moved.send(rtp(seq), a.port)
+        await asyncio.sleep(0.02)
+        path.read()
+    await world.settle(0.3)  # handed back, then over again with the new source
+    assert a.latched == ("127.0.0.1", moved.port)
+    assert path.on_kernel(a) and path.snapshot().handed == 2
+    world.taker.received.clear()
+    before = b.stats.packets_out
+    moved.send(rtp(40), a.port)
+    await world.settle()
+    assert world.taker.received == [(rtp(40), ("127.0.0.1", b.port))]
+    assert b.stats.packets_out == before  # by the kernel
+    assert world.recorded["a"][-1] == 40 and world.recorded["a"].count(40) == 1
+
+
+def test_a_re_latch_hands_the_call_back_and_over_again_with_the_new_source() -> None:
+    in_kernel_world(_relatch, nat_grace=0.2)
 
 
 async def _srtp(world: World) -> None:
