@@ -85,6 +85,14 @@ class World:
         b.dtmf_sink = lambda seq, ts, marker, payload, packet: self.events.append(seq)
         session.bridge()
 
+    async def hand_over(self) -> None:
+        """Both legs latched (one packet each), then the call offered: in the kernel."""
+        self.caller.send(rtp(1), self.a.port)
+        self.taker.send(rtp(1), self.b.port)
+        await self.settle()
+        self.path.offer(self.a, self.b)
+        assert self.path.on_kernel(self.a)
+
     async def settle(self, seconds: float = 0.1) -> None:
         await asyncio.sleep(seconds)
         self.path.read()
@@ -178,12 +186,8 @@ def test_a_bridged_call_is_forwarded_by_the_kernel_and_recorded_from_the_ring() 
 
 
 async def _hold(world: World) -> None:
-    a, b, path = world.a, world.b, world.path
-    world.caller.send(rtp(1), a.port)
-    world.taker.send(rtp(1), b.port)
-    await world.settle()
-    path.offer(a, b)
-    assert path.on_kernel(a)
+    a, path = world.a, world.path
+    await world.hand_over()
     a.mode = LegMode.HOLD  # a re-INVITE: nothing more to the call taker
     world.caller.send(rtp(2), a.port)
     await world.settle()
@@ -201,11 +205,7 @@ def test_a_leg_that_changes_under_the_kernel_comes_back_to_the_relay() -> None:
 
 async def _relatch(world: World) -> None:
     a, b, path = world.a, world.b, world.path
-    world.caller.send(rtp(1), a.port)
-    world.taker.send(rtp(1), b.port)
-    await world.settle()
-    path.offer(a, b)
-    assert path.on_kernel(a)
+    await world.hand_over()
     moved = Phone()  # the caller's NAT gave it another port; the old one falls silent
     for seq in range(2, 40):  # 0.76 s, past the latch's grace (0.2 s here)
         moved.send(rtp(seq), a.port)
