@@ -29,7 +29,9 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import resource
+import shutil
 import struct
 import subprocess
 import sys
@@ -135,7 +137,9 @@ class Phone(asyncio.DatagramProtocol):
         self.received += 1
 
 
-async def load_main(calls: int, seconds: float, mode: str, record: bool) -> dict[str, Any]:
+async def load_main(
+    calls: int, seconds: float, mode: str, record: bool, profile: bool
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     phones: list[tuple[Phone, Phone]] = []
     for _ in range(calls):
@@ -171,10 +175,13 @@ async def load_main(calls: int, seconds: float, mode: str, record: bool) -> dict
     start = loop.time()
     sent = 0
     cpu_before = wall_before = 0.0
+    spy = None
     for n in range(ticks):
         if n == warm:
             tell("start")
             cpu_before, wall_before = cpu_seconds(), time.monotonic()
+            if profile and child is not None:
+                spy = start_profile(child.pid, seconds)
         await asyncio.sleep(max(0.0, start + n * PTIME - loop.time()))
         header = PACKET.pack(0x80, 0, n & 0xFFFF, (n * 160) & 0xFFFFFFFF, 0xA)
         for (pa, pb), (ta, tb) in zip(phones, targets, strict=True):
@@ -190,11 +197,39 @@ async def load_main(calls: int, seconds: float, mode: str, record: bool) -> dict
         "load_cpu": load_cpu, "wall": wall,
         "window_packets": 2 * calls * round(seconds / PTIME),
     }  # fmt: skip
+    if spy is not None:
+        spy.wait(timeout=60)
+        result["profile"] = hot_frames(Path(f"/tmp/fastpath-{child.pid if child else 0}.txt"))
     if child is not None:
         assert child.stdout is not None
         result["media"] = json.loads(await loop.run_in_executor(None, child.stdout.readline))
         child.wait(timeout=60)
     return result
+
+
+def start_profile(pid: int, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy sampling the media process (its GIL-holding, non-idle frames) 250 times a
+    second for the measured window, into /tmp/fastpath-PID.txt (collapsed stacks)."""
+    spy = shutil.which("py-spy") or str(ROOT / ".venv/bin/py-spy")
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--rate", "250", "--duration", str(int(seconds)),
+         "--format", "raw", "--output", f"/tmp/fastpath-{pid}.txt", "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def hot_frames(path: Path, top: int = 8) -> dict[str, float]:
+    """The share of samples each innermost frame (function, file) took, the top ones."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        leaf = stack.rsplit(";", 1)[-1]
+        name = re.sub(r" \((.*/)?([^/]+?):\d+\)$", r" (\2)", leaf)
+        counts[name] = counts.get(name, 0) + int(count)
+        total += int(count)
+    ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
+    return {name: round(100 * n / max(total, 1), 1) for name, n in ranked}
 
 
 def summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -231,7 +266,9 @@ def inner(args: argparse.Namespace) -> None:
 
     runs = {}
     for mode in args.modes.split(","):
-        runs[mode] = uvloop.run(load_main(args.calls, args.seconds, mode, args.record))
+        runs[mode] = uvloop.run(
+            load_main(args.calls, args.seconds, mode, args.record, args.profile)
+        )
     print(json.dumps({"record": args.record, "runs": runs, "summary": summary(runs)}, indent=2))
 
 
@@ -242,6 +279,9 @@ def main() -> None:
     parser.add_argument("--modes", default="control,relay,kernel")
     parser.add_argument(
         "--no-record", dest="record", action="store_false", help="no recorder: forwarding only"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the media process (needs py-spy)"
     )
     parser.add_argument("--mode", choices=("relay", "kernel"), help=argparse.SUPPRESS)
     parser.add_argument("--media", action="store_true", help=argparse.SUPPRESS)
