@@ -45,11 +45,14 @@ def chain_name(port: int) -> str:
 
 
 def setup_commands(family: str) -> str:
-    """A fresh table: whatever an earlier run left (a crash) is removed first."""
+    """Our table, owned by this process's netlink socket (``flags owner``): the kernel
+    removes it, with every call's rules, when the process ends, however it ends — a
+    crashed recorder never leaves two parties talking unrecorded through the kernel.
+    Another process owning the table (a second recproxy in this namespace) makes this
+    fail, and that one stays on the relay."""
     return (
-        f"add table {family} {TABLE}\n"
-        f"delete table {family} {TABLE}\n"
         f"table {family} {TABLE} {{\n"
+        "  flags owner;\n"
         "  map legs { type inet_service : verdict ; }\n"
         "  chain prerouting {\n"
         "    type filter hook prerouting priority raw; policy accept;\n"

@@ -10,7 +10,7 @@ import asyncio
 import socket
 import struct
 import subprocess
-import time
+import sys
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -244,19 +244,34 @@ def test_an_srtp_call_stays_on_the_relay(body: Callable[[World], Awaitable[None]
     in_kernel_world(body)
 
 
-def test_a_crash_leaves_rules_that_the_next_start_removes() -> None:
-    def run() -> list[str]:
-        subprocess.run(FORWARD, check=True, timeout=10)
-        first = detect("auto", (20000, 20099)).path
-        assert first is not None
-        first.nft.run("add chain ip recproxy leg_20000\n")  # as a crashed run left it
-        second = detect("auto", (20000, 20099)).path
-        assert second is not None
-        time.sleep(0.01)
-        chains = leg_chains()
-        for path in (first, second):
-            path.ring.close()
-            path.nft.close()
-        return chains
+CRASHING = """
+import os, signal
+from proxy.media.fastpath import detect
+path = detect("auto", (20000, 20099)).path
+assert path is not None
+path.nft.run("add chain ip recproxy leg_20000\\n")
+print("ready", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
 
-    assert in_private_network(run, timeout=20) == []
+
+def test_a_crash_takes_the_rules_with_it_and_a_second_owner_is_refused() -> None:
+    def run() -> tuple[str, str, list[str]]:
+        subprocess.run(FORWARD, check=True, timeout=10)
+        first = detect("auto", (20000, 20099))
+        second = detect("auto", (20000, 20099))  # the table is the first one's
+        assert first.path is not None
+        for path in (first.path,):
+            path.ring.close()
+            path.nft.close()  # as if the process ended: its socket closes
+        crash = subprocess.run(
+            [sys.executable, "-c", CRASHING], capture_output=True, text=True, timeout=30
+        )
+        listing = subprocess.run(
+            ["nft", "list", "tables"], capture_output=True, text=True, timeout=10
+        ).stdout
+        return second.reason, crash.stdout, listing.split()
+
+    refused, crashed, tables = in_private_network(run, timeout=40)
+    assert refused.startswith("nftables refused our table"), refused
+    assert crashed == "ready\n" and tables == []

@@ -49,9 +49,9 @@ def test_removing_takes_the_map_entry_before_the_chain() -> None:
     ]
 
 
-def test_a_fresh_table_replaces_what_an_earlier_run_left() -> None:
+def test_the_table_belongs_to_the_process() -> None:
     setup = setup_commands("ip")
-    assert setup.startswith("add table ip recproxy\ndelete table ip recproxy\n")
+    assert setup.startswith("table ip recproxy {\n  flags owner;\n")
     assert "type filter hook prerouting priority raw" in setup
     assert "udp dport vmap @legs" in setup
     assert teardown_commands("ip6") == "delete table ip6 recproxy\n"
