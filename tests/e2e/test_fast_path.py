@@ -147,6 +147,10 @@ def _code_in_kernel_call(world: E2e, dialogue: bytes) -> None:
     run.start(replace(run.settings(), media=FAST.media))
     fast_path_net.count_arrivals(world.ports.caller_rtp, (world.ports.caller_rtp, 101))
     run.call()
+    # the caller hung up mid-sentence (the call back on the relay for the beeps, or
+    # still in the kernel): nothing of it is left in the kernel
+    assert fast_path_net.proxy_chains() == ["prerouting"]
+    assert fast_path_net.proxy_map_elements() == []
     handed = fast_path_net.metric(
         world.ports.http, "recproxy_fast_path_handovers_total", 'to="kernel"'
     )
