@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 from ..relay import LegMode, RtpLeg
 from .nft import Nftables, NftError
-from .ring import PacketRing, udp_of
+from .ring import PacketRing
 from .rules import LegRoute, add_commands, remove_commands
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,9 @@ class _Route:
     spans: list[_Span] = field(default_factory=list)
 
     def span_of(self, moment: float) -> _Span | None:
+        last = self.spans[-1]
+        if last.since <= moment <= last.until:
+            return last  # nearly always: the span now
         for span in self.spans:
             if span.since <= moment <= span.until:
                 return span
@@ -289,26 +292,19 @@ class KernelPath:
         forwarded by the kernel."""
         routes = self._routes
         changed: list[RtpLeg] = []
-        for frame in self.ring.read():
-            packet = udp_of(frame.data)
-            if packet is None:
-                continue
-            route = routes.get(packet.port)
+        for moment, source, source_port, port, payload in self.ring.read():
+            route = routes.get(port)
             if route is None:
                 continue
-            span = route.span_of(frame.time)
+            span = route.span_of(moment)
             if span is None:
                 continue
-            if packet.source != route.source or packet.source_port != route.source_port:
+            if source != route.source or source_port != route.source_port:
                 if span.until == math.inf and route.leg.latched != route.latched:
                     changed.append(route.leg)  # the relay latched to it (a re-latch)
                 continue  # not forwarded: the socket has it
-            payload = packet.payload
-            if (
-                route.keep_payload_type is not None
-                and len(payload) > 1
-                and payload[1] & 0x7F == route.keep_payload_type
-            ):
+            keep = route.keep_payload_type
+            if keep is not None and len(payload) > 1 and payload[1] & 0x7F == keep:
                 continue  # left to the socket
             leg = route.leg
             leg.record_forwarded(payload)

@@ -13,7 +13,7 @@ the reader walks a handed block and gives it back.  When the reader is slow and 
 ring full, the kernel drops — forwarding never waits for us — and counts the drops
 (``PACKET_STATISTICS``).
 
-The parsing (``block_frames``, ``udp_of``) is pure, for tests on captured bytes.
+The parsing (``block_packets``) is pure, for tests on captured bytes.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import mmap
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 SOL_PACKET = 263
 PACKET_RX_RING = 5
@@ -48,20 +48,15 @@ _SKF_AD_PKTTYPE = 0xFFFFF000 + 4
 _SNAPLEN = 0xFFFF
 
 
-@dataclass(frozen=True)
-class Frame:
-    """One captured packet: its arrival time (the kernel's, ``time.time()`` clock) and
-    bytes from the IP header on."""
+class Packet(NamedTuple):
+    """One UDP datagram the kernel handed over: its arrival time (the kernel's, on the
+    ``time.time()`` clock), source (packed, 4 or 16 bytes) and port, our leg's port, and
+    the UDP payload."""
 
     time: float
-    data: bytes
-
-
-@dataclass(frozen=True)
-class UdpPacket:
-    source: bytes  # the packed source address (4 or 16 bytes)
+    source: bytes
     source_port: int
-    port: int  # the destination port: our leg's
+    port: int
     payload: bytes
 
 
@@ -108,37 +103,36 @@ def port_filter(low: int, high: int) -> list[tuple[int, int, int, int]]:
     return resolved
 
 
-def block_frames(block: memoryview | bytes) -> Iterator[Frame]:
-    """The frames of one block the kernel handed over."""
+def block_packets(block: memoryview | bytes) -> list[Packet]:
+    """The UDP datagrams of one block the kernel handed over, parsed in place: one copy
+    per packet (its payload).  What is not IPv4 or IPv6 UDP is skipped (the BPF program
+    lets nothing else in)."""
     _, _, _, count, offset, _ = _BLOCK_HEADER.unpack_from(block, 0)
+    packets = []
     for _ in range(count):
         following, sec, nsec, snaplen, _, _, _, net = _FRAME_HEADER.unpack_from(block, offset)
         start = offset + net
-        yield Frame(sec + nsec / 1e9, bytes(block[start : start + snaplen]))
+        end = start + snaplen
+        version = block[start] >> 4
+        if version == 4:
+            udp = start + (block[start] & 0x0F) * 4
+            source = bytes(block[start + 12 : start + 16])
+            protocol = block[start + 9]
+        elif version == 6:
+            udp = start + 40
+            source = bytes(block[start + 8 : start + 24])
+            protocol = block[start + 6]
+        else:
+            protocol = udp = 0
+        if protocol == socket.IPPROTO_UDP and udp + 8 <= end:
+            source_port, port = _UDP_PORTS.unpack_from(block, udp)
+            packets.append(
+                Packet(sec + nsec * 1e-9, source, source_port, port, bytes(block[udp + 8 : end]))
+            )
         if not following:
             break
         offset += following
-
-
-def udp_of(data: bytes) -> UdpPacket | None:
-    """The UDP datagram in an IP packet (None: not UDP, or too short)."""
-    if len(data) < 28:
-        return None
-    version = data[0] >> 4
-    if version == 4:
-        header = (data[0] & 0x0F) * 4
-        if data[9] != socket.IPPROTO_UDP or len(data) < header + 8:
-            return None
-        source = data[12:16]
-    elif version == 6:
-        header = 40
-        if data[6] != socket.IPPROTO_UDP or len(data) < 48:
-            return None
-        source = data[8:24]
-    else:
-        return None
-    source_port, port = _UDP_PORTS.unpack_from(data, header)
-    return UdpPacket(source, source_port, port, data[header + 8 :])
+    return packets
 
 
 class PacketRing:
@@ -174,19 +168,19 @@ class PacketRing:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def read(self) -> Iterator[Frame]:
-        """Every frame of every block handed over so far, in order; each block is given
-        back to the kernel once walked."""
+    def read(self) -> Iterator[Packet]:
+        """Every packet of every block handed over so far, in order; each block is given
+        back to the kernel once parsed."""
         ring = self.map
         for _ in range(self.blocks):
             start = self._next * self.block_size
             if _STATUS.unpack_from(ring, start + 8)[0] & TP_STATUS_USER == 0:
                 return
             with memoryview(ring)[start : start + self.block_size] as block:
-                frames = list(block_frames(block))
+                packets = block_packets(block)
             _STATUS.pack_into(ring, start + 8, TP_STATUS_KERNEL)
             self._next = (self._next + 1) % self.blocks
-            yield from frames
+            yield from packets
 
     def count_drops(self) -> int:
         """The kernel's drops since the last call, added to ``drops``."""

@@ -8,7 +8,7 @@ import socket
 import struct
 import time
 
-from proxy.media.fastpath.ring import PacketRing, block_frames, port_filter, udp_of
+from proxy.media.fastpath.ring import Packet, PacketRing, block_packets, port_filter
 from tests.e2e.netns import in_private_network
 
 # an IPv4/UDP/RTP packet as captured on loopback: 127.0.0.1:4000 → 127.0.0.1:20000
@@ -51,30 +51,28 @@ def block(*packets: tuple[float, bytes]) -> bytes:
     return descriptor.ljust(first, b"\0") + chained
 
 
-def test_frames_come_out_of_a_block_with_their_arrival_times() -> None:
-    frames = list(block_frames(block((1700000000.25, IPV4), (1700000000.5, IPV6))))
-    assert [frame.data for frame in frames] == [IPV4, IPV6]
-    assert abs(frames[0].time - 1700000000.25) < 1e-6
-    assert abs(frames[1].time - 1700000000.5) < 1e-6
+LOCAL = socket.inet_aton("127.0.0.1")
+V6_SOURCE = socket.inet_pton(socket.AF_INET6, "2001:db8::10")
 
 
-def test_udp_of_ipv4_and_ipv6() -> None:
-    v4 = udp_of(IPV4)
-    assert v4 is not None
-    assert (v4.source, v4.source_port, v4.port, v4.payload) == (
-        socket.inet_aton("127.0.0.1"), 4000, 20000, RTP,
-    )  # fmt: skip
-    v6 = udp_of(IPV6)
-    assert v6 is not None and v6.source == socket.inet_pton(socket.AF_INET6, "2001:db8::10")
-    assert v6.payload == RTP
+def test_packets_come_out_of_a_block_with_their_arrival_times() -> None:
+    packets = block_packets(block((1700000000.25, IPV4), (1700000000.5, IPV6)))
+    assert [packet[1:] for packet in packets] == [
+        (LOCAL, 4000, 20000, RTP),
+        (V6_SOURCE, 4000, 20000, RTP),
+    ]
+    assert abs(packets[0].time - 1700000000.25) < 1e-6
+    assert abs(packets[1].time - 1700000000.5) < 1e-6
 
 
-def test_what_is_not_udp_is_none() -> None:
+def test_what_is_not_udp_is_skipped() -> None:
     tcp = bytearray(IPV4)
     tcp[9] = 6
-    assert udp_of(bytes(tcp)) is None
-    assert udp_of(IPV4[:20]) is None
-    assert udp_of(b"\x50" + IPV4[1:]) is None
+    short = IPV4[:24]  # the UDP header cut
+    packets = block_packets(
+        block((1.0, bytes(tcp)), (2.0, short), (3.0, b"\x50" + IPV4[1:]), (4.0, IPV4))
+    )
+    assert packets == [Packet(4.0, LOCAL, 4000, 20000, RTP)]
 
 
 def test_the_filter_program_ends_in_accept_and_drop() -> None:
@@ -96,13 +94,10 @@ def test_a_real_ring_keeps_incoming_rtp_to_even_ports_of_the_range() -> None:
             deadline = time.monotonic() + 2
             seen: list[tuple[int, bytes]] = []
             while time.monotonic() < deadline and len(seen) < 2:
-                for frame in ring.read():
-                    packet = udp_of(frame.data)
-                    assert packet is not None
-                    seen.append((packet.port, packet.payload))
+                seen += [(packet.port, packet.payload) for packet in ring.read()]
                 time.sleep(0.01)
             time.sleep(0.05)
-            seen += [(p.port, p.payload) for f in ring.read() if (p := udp_of(f.data))]
+            seen += [(packet.port, packet.payload) for packet in ring.read()]
             assert ring.count_drops() == 0
             return seen
         finally:
