@@ -57,21 +57,13 @@ def arrivals(index: int = 0) -> int:
     return counts[index]
 
 
-def proxy_chains() -> list[str]:
-    """The chains of the proxy's table now (``prerouting`` alone when no call is in the
-    kernel), and fails if the table is missing."""
-    return [
-        item["chain"]["name"]
-        for item in nft_json("list", "table", "ip", "recproxy")
-        if "chain" in item
-    ]
-
-
-def proxy_map_elements() -> list[object]:
-    for item in nft_json("list", "map", "ip", "recproxy", "legs"):
-        if "map" in item:
-            return list(item["map"].get("elem", []))
-    raise AssertionError("no legs map")
+def proxy_sources() -> list[object]:
+    """The legs in the proxy's ``sources`` set now (each a call's leg in the kernel);
+    fails if the table is missing."""
+    for item in nft_json("list", "set", "ip", "recproxy", "sources"):
+        if "set" in item:
+            return list(item["set"].get("elem", []))
+    raise AssertionError("no sources set")
 
 
 def nft_json(*command: str) -> list[dict[str, object]]:

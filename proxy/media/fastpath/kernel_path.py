@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from ..relay import LegMode, RtpLeg
 from .nft import Nftables, NftError
 from .ring import PacketRing
-from .rules import LegRoute, add_commands, remove_commands
+from .rules import LegRoute, add_commands, keep_commands, remove_commands
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,7 @@ class KernelPath:
         self.ring = ring
         self.clock = clock
         self._calls: dict[int, _Call] = {}  # by leg A's port
+        self._keeps: set[tuple[str, int]] = set()  # the keep_<pt> sets made, by family
         self._routes: dict[int, _Route] = {}  # by our leg's port, while a span may come
         self._handed = 0
         self._returned = 0
@@ -228,9 +229,17 @@ class KernelPath:
 
     def _hand(self, call: _Call) -> None:
         routes = routes_of(call.a, call.b)
+        keeps = {
+            (route.family, route.keep_payload_type)
+            for route in routes
+            if route.keep_payload_type is not None
+        } - self._keeps
+        batch = "".join(keep_commands(*keep) for keep in sorted(keeps))
+        batch += "".join(add_commands(route) for route in routes)
         since = self.clock()
         try:
-            self.nft.run("".join(add_commands(route) for route in routes))
+            self.nft.run(batch)
+            self._keeps |= keeps
         except NftError as exc:
             log.warning("port %d: the kernel path refused the call: %s", call.a.port, exc)
             del self._calls[call.a.port]
@@ -264,8 +273,8 @@ class KernelPath:
             return
         try:
             self.nft.run("".join(remove_commands(route) for route in routes))
-        except NftError:  # the rules are gone already (the table was removed)
-            log.exception("port %d: removing the kernel path's rules failed", call.a.port)
+        except NftError:  # the elements are gone already (the table was removed)
+            log.exception("port %d: removing the kernel path's elements failed", call.a.port)
         until = self.clock()
         for route in routes:
             entry = self._routes.get(route.port)

@@ -7,6 +7,7 @@ leg changes under it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import struct
 import subprocess
@@ -126,13 +127,17 @@ def in_kernel_world(body: Callable[[World], Awaitable[None]], *, nat_grace: floa
     in_private_network(run, timeout=60)
 
 
-def leg_chains() -> list[str]:
+def legs_in_kernel() -> list[str]:
+    """The ports whose source is in the kernel's ``sources`` set now."""
     listing = subprocess.run(
-        ["nft", "list", "table", "ip", "recproxy"], capture_output=True, text=True, timeout=10
+        ["nft", "-j", "list", "set", "ip", "recproxy", "sources"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
     ).stdout
-    return [
-        line.split()[1] for line in listing.splitlines() if line.strip().startswith("chain leg")
-    ]
+    (entry,) = [item["set"] for item in json.loads(listing)["nftables"] if "set" in item]
+    return [f"leg_{element['concat'][0]}" for element in entry.get("elem", [])]
 
 
 async def _hand_over_and_back(world: World) -> None:
@@ -143,7 +148,7 @@ async def _hand_over_and_back(world: World) -> None:
     world.taker.send(rtp(1), b.port)
     await world.settle(0.3)  # latched, then handed over at the next look
     assert path.on_kernel(a) and path.snapshot().calls == 1
-    assert sorted(leg_chains()) == [f"leg_{a.port}", f"leg_{b.port}"]
+    assert sorted(legs_in_kernel()) == [f"leg_{a.port}", f"leg_{b.port}"]
     relayed = (a.stats.packets_out, b.stats.packets_out)
     world.caller.received.clear()
     world.taker.received.clear()
@@ -170,7 +175,7 @@ async def _hand_over_and_back(world: World) -> None:
     assert a.stats.dropped_unknown_source == 1 and path.on_kernel(a)
     # asked back: the rules go at once, the relay forwards again
     path.withdraw(a)
-    assert leg_chains() == [] and path.snapshot().calls == 0
+    assert legs_in_kernel() == [] and path.snapshot().calls == 0
     world.caller.send(rtp(13), a.port)
     await world.settle()
     assert world.taker.received[-1] == (rtp(13), ("127.0.0.1", b.port))
@@ -191,7 +196,7 @@ async def _hold(world: World) -> None:
     a.mode = LegMode.HOLD  # a re-INVITE: nothing more to the call taker
     world.caller.send(rtp(2), a.port)
     await world.settle()
-    assert not path.on_kernel(a) and leg_chains() == []
+    assert not path.on_kernel(a) and legs_in_kernel() == []
     world.taker.received.clear()
     world.caller.send(rtp(3), a.port)
     await world.settle()
@@ -236,7 +241,7 @@ async def _srtp(world: World) -> None:
     world.path.offer(a, b)
     assert not_ready(a, b) == "srtp" and not world.path.on_kernel(a)
     await asyncio.sleep(0.25)
-    assert leg_chains() == []
+    assert legs_in_kernel() == []
 
 
 @pytest.mark.parametrize("body", [_srtp])
@@ -249,7 +254,7 @@ import os, signal
 from proxy.media.fastpath import detect
 path = detect("auto", (20000, 20099)).path
 assert path is not None
-path.nft.run("add chain ip recproxy leg_20000\\n")
+path.nft.run("add element ip recproxy to_port { 20000 : 4000 }\\n")
 print("ready", flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
