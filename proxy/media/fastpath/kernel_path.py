@@ -327,12 +327,13 @@ class KernelPath:
 
     @staticmethod
     def _unchanged(route: _Route) -> bool:
-        """The legs are as they were handed over (a re-INVITE, a hold, SRTP keys or a
-        tone change them; then the relay must forward)."""
+        """The legs are as they were handed over (a re-INVITE — address, hold, payload
+        types, SRTP keys — or a tone changes them; then the relay must forward)."""
         leg, peer = route.leg, route.peer
         return (
             leg.mode is LegMode.BRIDGED
             and leg.latched == route.latched
+            and (leg.dtmf_payload_type if leg.dtmf_sink else None) == route.keep_payload_type
             and leg.peer is peer
             and leg.srtp is None
             and peer.srtp is None
