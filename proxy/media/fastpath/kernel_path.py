@@ -199,14 +199,12 @@ class KernelPath:
 
     def withdraw(self, leg: RtpLeg) -> None:
         """The call with ``leg`` back to the relay, now, and not offered again."""
-        for call in list(self._calls.values()):
-            if leg is call.a or leg is call.b:
-                self._withdraw(call, "asked")
+        call = self._call_of(leg)
+        if call is not None:
+            self._withdraw(call, "asked")
 
     def on_kernel(self, leg: RtpLeg) -> bool:
-        call = self._calls.get(leg.port)
-        if call is None:
-            call = next((c for c in self._calls.values() if c.b is leg), None)
+        call = self._call_of(leg)
         return call is not None and call.routes is not None
 
     def snapshot(self) -> FastPathSnapshot:
@@ -344,7 +342,8 @@ class KernelPath:
         )
 
     def _call_of(self, leg: RtpLeg) -> _Call | None:
-        for call in self._calls.values():
-            if leg is call.a or leg is call.b:
-                return call
-        return None
+        """The call of ``leg``: at once for leg A (what the call flow passes)."""
+        call = self._calls.get(leg.port)
+        if call is not None and call.a is leg:
+            return call
+        return next((c for c in self._calls.values() if c.b is leg), None)
