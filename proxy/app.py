@@ -38,6 +38,7 @@ from .control.api import add_routes
 from .control.console.call_feed import CallFeed
 from .control.console.calltaker_pages import CallTakerConsole, add_calltaker_console
 from .control.console.ops_page import OpsSources
+from .control.fastpath_metrics import FastPathMetrics
 from .control.flag_metrics import FlagCounter
 from .control.hold_metrics import HoldCounter
 from .control.http import HttpServer, build_app
@@ -50,6 +51,7 @@ from .control.webhook import WebhookSender
 from .events import EventBus
 from .media.announcer import PromptAudio, load_prompt
 from .media.clock import MediaClock
+from .media.fastpath import KernelPath, detect, remove_tables
 from .media.recorder import Recorder
 from .media.relay import PortAllocator
 from .records.accounts import Accounts
@@ -305,6 +307,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
         flush=lambda: transport.flush(),
         config_version=config_version,
     )
+    b2bua.kernel = _kernel_path(config, loop, stack, metrics)  # issue 19: the fast path
     limits = config.limits
     transport = SipTransport(
         core,
@@ -576,6 +579,33 @@ async def _recording_pipeline(
         await asyncio.to_thread(writer.stop)
         await recordings.journal.wait_empty(min(5.0, config.shutdown.grace_seconds))
         await recordings.journal.close()
+
+
+def _kernel_path(
+    config: Config,
+    loop: asyncio.AbstractEventLoop,
+    stack: contextlib.AsyncExitStack,
+    metrics: Metrics,
+) -> KernelPath | None:
+    """The kernel fast path if ``[media] fast_path`` and the host allow it; which path
+    forwards RTP, and why, is logged once."""
+    detection = detect(config.media.fast_path, config.media.rtp_ports)
+    path = detection.path
+    FastPathMetrics(metrics.registry, path.snapshot if path is not None else None)
+    if path is None:
+        log.info("RTP forwarding: the userspace relay (no kernel fast path: %s)", detection.reason)
+        return None
+    log.info("RTP forwarding: the kernel fast path for bridged calls (%s)", detection.reason)
+    path.start(loop)
+
+    def close() -> None:
+        path.close()
+        remove_tables(path.nft)
+        path.nft.close()
+        path.ring.close()
+
+    stack.callback(close)
+    return path
 
 
 async def _close_transport(transport: SipTransport) -> None:

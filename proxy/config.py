@@ -257,6 +257,9 @@ class MediaSettings:
     clock_stall_seconds: float = 0.5
     nat_latch_seconds: float = 1.0  # another port of the party's IP: after this quiet
     srtp: SrtpSettings = field(default_factory=SrtpSettings)
+    # issue 19: "auto" hands bridged plain-RTP calls to the kernel (nftables) when the
+    # host allows it (proxy/media/fastpath/probe.py); "off": the userspace relay only
+    fast_path: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -1066,6 +1069,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "clock_stall_seconds": _number(0.05, 60),
             "nat_latch_seconds": _number(0, 10),
             "srtp": _srtp,
+            "fast_path": _choice("auto", "off"),
         },
         "recording": {
             "dir": path,

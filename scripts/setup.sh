@@ -9,6 +9,9 @@ command -v sipp >/dev/null 2>&1 || apt_packages+=(sip-tester)        # SIPp: the
 command -v ffmpeg >/dev/null 2>&1 || apt_packages+=(ffmpeg)          # MP3 export
 command -v tcpdump >/dev/null 2>&1 || apt_packages+=(tcpdump)        # tests capture RTP on loopback
 command -v ip >/dev/null 2>&1 || apt_packages+=(iproute2)            # tests' private network namespaces
+command -v nft >/dev/null 2>&1 || apt_packages+=(nftables)           # the kernel fast path (issue 19): its tests ...
+[ -e /usr/lib/x86_64-linux-gnu/libnftables.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/libnftables.so.1 ] \
+    || apt_packages+=(libnftables1)                                   # ... and serve, in process (ctypes)
 command -v baresip >/dev/null 2>&1 || apt_packages+=(baresip-core)   # real softphones in tests: baresip 1.0 ...
 command -v linphonec >/dev/null 2>&1 || apt_packages+=(linphone-cli) # ... and linphonec 5.1
 command -v systemd-analyze >/dev/null 2>&1 || apt_packages+=(systemd) # verifies config/systemd/recproxy.service

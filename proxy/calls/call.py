@@ -121,7 +121,7 @@ class Call:
         self.a = LegSdp("caller", secrets.randbelow(2**31), advertise, srtp=srtp.caller)
         self.b = LegSdp("call taker", secrets.randbelow(2**31), advertise, srtp=srtp.call_taker)
         self.early_media = False  # the notice plays in a 183 (else after a 200)
-        self.media = CallMedia(b2bua.new_session(), b2bua.clock)
+        self.media = CallMedia(b2bua.new_session(), b2bua.clock, b2bua.kernel)
         self.entry: CallEntry | None = None  # its catalog rows, until written
         self.plan = unplanned(config, self.caller, self.callee)  # decided in _plan
         self.notice_prompt: Prompt | None = None

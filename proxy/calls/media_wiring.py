@@ -40,12 +40,24 @@ class Player(Protocol):
 SessionFactory = Callable[[], MediaSession]
 
 
+class KernelForwarding(Protocol):
+    """The kernel fast path (:class:`~proxy.media.fastpath.KernelPath`), when in use:
+    a bridged call is offered to it, and taken back whenever the relay must forward."""
+
+    def offer(self, a: RtpLeg, b: RtpLeg) -> None: ...
+
+    def withdraw(self, leg: RtpLeg) -> None: ...
+
+
 class CallMedia:
     """Leg A (the caller's) and leg B (the call taker's) of one call."""
 
-    def __init__(self, session: MediaSession, player: Player) -> None:
+    def __init__(
+        self, session: MediaSession, player: Player, kernel: KernelForwarding | None = None
+    ) -> None:
         self.session = session
         self.player = player
+        self.kernel = kernel
         self.a_leg: RtpLeg | None = None
         self.b_leg: RtpLeg | None = None
         self.pacer: PacketPacer | None = None  # the notice, then ringback, to the caller
@@ -75,6 +87,7 @@ class CallMedia:
         same timeline, and the first call taker's leg closes.  The caller's stream
         rewriter makes the new source continue the caller's stream."""
         old = self.b_leg
+        self._withdraw()
         if old is not None:
             self.player.silence(old)
             old.sink = None
@@ -85,6 +98,7 @@ class CallMedia:
         leg.dtmf_sink = staff_events
         self.b_leg = leg
         self.session.hand_over(leg)
+        self._offer()
 
     def drop(self, leg: RtpLeg) -> None:
         """A transfer target's leg that never joined the call (it failed)."""
@@ -187,6 +201,7 @@ class CallMedia:
             staff_leg.on_codec_change = lambda pt: pair.taker.set_codec(G711_NAMES[pt])
         staff_leg.dtmf_sink = staff_events
         self.session.bridge()
+        self._offer()
 
     def unrecord(self, outbound: bool) -> None:
         """Nothing more reaches the recorder (the recording was discarded)."""
@@ -200,6 +215,10 @@ class CallMedia:
             return
         self.a_leg.mode = LegMode.BRIDGED if to_taker else LegMode.HOLD
         self.b_leg.mode = LegMode.BRIDGED if to_caller else LegMode.HOLD
+        if to_caller and to_taker:
+            self._offer()
+        else:
+            self._withdraw()
 
     def packets_in(self) -> tuple[int, int]:
         """RTP packets received so far from (the caller, the call taker)."""
@@ -225,21 +244,34 @@ class CallMedia:
             (rewriter.last_seq + 1) & 0xFFFF,
             (rewriter.last_ts + 160) & 0xFFFFFFFF,
         )
+        self._withdraw()  # the relay forwards while a tone plays, and renumbers after it
         staff_leg.muted = True
 
         def resume(_: object) -> None:
             rewriter.continue_after(tone.next_sequence, tone.next_timestamp)
             staff_leg.muted = False
+            self._offer()
 
         self.player.play(staff_leg, tone).add_done_callback(resume)
 
     def release(self) -> None:
         """Silence both legs, detach the recorder, close the sockets, free the ports."""
+        self._withdraw()
         for leg in (self.a_leg, self.b_leg):
             if leg is not None:
                 self.player.silence(leg)
                 leg.sink = None
         self.session.close()
+
+    def _offer(self) -> None:
+        """To the kernel once it can go (the fast path looks again while the legs latch)."""
+        if self.kernel is not None and self.a_leg is not None and self.b_leg is not None:
+            self.kernel.offer(self.a_leg, self.b_leg)
+
+    def _withdraw(self) -> None:
+        """Back to the relay, now: its rules are removed before anything else changes."""
+        if self.kernel is not None and self.a_leg is not None:
+            self.kernel.withdraw(self.a_leg)
 
 
 def check_family(leg: RtpLeg, address: sdp.MediaAddress) -> sdp.MediaAddress:

@@ -393,6 +393,23 @@ class RtpLeg:
             # no CSRC, extension or padding (the usual packet): the payload is the rest
             sink(seq, ts, data[12:] if not data[0] & 0x3F else _payload(data))
 
+    def record_forwarded(self, data: bytes) -> None:
+        """A packet from our party that the kernel forwarded to the peer (the fast path,
+        :mod:`.fastpath`; never SRTP): counted and recorded as ``rtp_received`` would,
+        with nothing sent."""
+        if len(data) < 12 or data[0] & 0xC0 != 0x80:
+            return  # the kernel passed it on; the relay would have dropped it
+        stats = self.stats
+        stats.packets_in += 1
+        stats.bytes_in += len(data)
+        pt = data[1] & 0x7F
+        sink = self.sink
+        if sink is not None and (
+            pt == self.audio_payload_type or (pt in _G711 and self._codec_changed(pt))
+        ):
+            _, _, seq, ts, _ = _HEADER.unpack_from(data)
+            sink(seq, ts, _payload(data))
+
     def _srtp_rejected(self, rejected: SrtpRejected) -> None:
         """A packet libsrtp refused: counted by reason, dropped (the error path)."""
         reason = rejected.reason

@@ -152,6 +152,7 @@ class ProxySettings:
     no_record_prompt: Path | None = None  # notice.no_record_prompt
     records_child: str = "auto"  # records.child: does serve start the records service
     srtp: str = '"off"'  # media.srtp as TOML: '"require"', '{ caller = "offer" }'
+    media: str = ""  # issue 19: more [media] lines as TOML (fast_path = "auto")
     # TOML appended as it is: [[routing.rules]], [services.NAME], [[operators]], [dtmf]
     extra: str = ""
     # issue 18: more [sip] keys, as TOML lines (session_expires, min_se, tls_listen, ...)
@@ -199,6 +200,7 @@ prompt = "{notice}"
 rtp_ports = "{low}-{high}"
 jitter_ms = {settings.jitter_ms}
 srtp = {settings.srtp}
+{settings.media}
 
 [recording]
 dir = "data/recordings"
