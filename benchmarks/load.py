@@ -105,6 +105,51 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+def thread_times(pids: list[int]) -> dict[str, tuple[float, float]]:
+    """Per thread of the processes (``pid/tid name``): user and system CPU seconds, from
+    ``/proc/PID/task/TID/stat``; the split says how much of a process's CPU is the
+    kernel's and which thread spends it."""
+    found: dict[str, tuple[float, float]] = {}
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                head, _, tail = (task / "stat").read_text().rpartition(")")
+            except OSError:
+                continue
+            fields = tail.split()
+            name = head.partition("(")[2]
+            found[f"{pid}/{task.name} {name}"] = (
+                int(fields[11]) / CLK_TCK,
+                int(fields[12]) / CLK_TCK,
+            )
+    return found
+
+
+def cpu_split(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, object]:
+    """User and system CPU between two ``thread_times`` readings, in total and per thread
+    (busiest first; a thread that ended between the readings is not counted)."""
+    threads = {
+        key: (user - before.get(key, (0.0, 0.0))[0], system - before.get(key, (0.0, 0.0))[1])
+        for key, (user, system) in after.items()
+    }
+    busy = sorted(threads.items(), key=lambda item: -(item[1][0] + item[1][1]))
+    return {
+        "cpu_user_seconds": round(sum(user for user, _ in threads.values()), 2),
+        "cpu_system_seconds": round(sum(system for _, system in threads.values()), 2),
+        "cpu_by_thread": {
+            key: {"user": round(user, 2), "system": round(system, 2)}
+            for key, (user, system) in busy
+            if user + system > 0
+        },
+    }
+
+
 def rss_bytes(pids: list[int]) -> int:
     total = 0
     for pid in pids:
@@ -578,6 +623,7 @@ def run_system(system: System, load: Load, watch: Watch | None = None) -> dict[s
     sampler.start()
     with RtpCounters(caller_port=16000, callee_port=17000) as counters:
         cpu_before = cpu_seconds(pids)
+        threads_before = thread_times(pids)
         started = time.monotonic()
         screen = work / "uac_screen.log"
         uac = subprocess.run(
@@ -592,6 +638,7 @@ def run_system(system: System, load: Load, watch: Watch | None = None) -> dict[s
         wall = time.monotonic() - started
         time.sleep(6)  # let the last calls' BYEs, recordings and timewaits settle
         cpu = cpu_seconds(system.pids()) - cpu_before
+        split = cpu_split(threads_before, thread_times(system.pids()))
         packets = counters.read()
     sampler.stop()
     watched = finish() if finish is not None else {}
@@ -618,6 +665,7 @@ def run_system(system: System, load: Load, watch: Watch | None = None) -> dict[s
         "rss_kb_per_active_call": round(
             (sampler.peak_rss - sampler.idle_rss) / 1024 / max(stats["peak_concurrent"], 1), 1
         ),
+        **split,
         **rtp_delivery(packets, load, stats["completed"]),
         **extras,
         **watched,

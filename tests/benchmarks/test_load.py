@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import struct
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,11 +20,13 @@ from benchmarks.load import (
     Load,
     closing_lines,
     counters_from_json,
+    cpu_split,
     derive_scenario,
     dropped_by_reason,
     extend_pcap,
     load_from,
     rtp_delivery,
+    thread_times,
 )
 
 RTP = 14 + 20 + 8  # Ethernet, IPv4 (no options), UDP
@@ -205,3 +209,32 @@ def test_recproxy_drops_are_read_by_reason() -> None:
         'recproxy_rtp_packets_total{direction="in"}': 5.0,
     }
     assert dropped_by_reason(metrics) == {"late": 1190, "unknown_source": 11}
+
+
+def test_cpu_split_gives_user_and_system_time_per_thread_busiest_first() -> None:
+    before = {"1/1 recproxy": (1.0, 0.5), "1/2 recproxy": (0.2, 0.1)}
+    after = {"1/1 recproxy": (1.5, 0.75), "1/2 recproxy": (1.2, 0.3), "1/3 recproxy": (0.0, 0.0)}
+
+    split = cpu_split(before, after)
+
+    assert split["cpu_user_seconds"] == 1.5
+    assert split["cpu_system_seconds"] == 0.45
+    assert list(split["cpu_by_thread"]) == ["1/2 recproxy", "1/1 recproxy"]  # idle 1/3 left out
+    assert split["cpu_by_thread"]["1/2 recproxy"] == {"user": 1.0, "system": 0.2}
+
+
+def test_thread_times_reads_every_thread_of_this_process() -> None:
+    started = threading.Event()
+    stop = threading.Event()
+    worker = threading.Thread(target=lambda: (started.set(), stop.wait(5)))
+    worker.start()
+    started.wait(5)
+    try:
+        times = thread_times([os.getpid()])
+    finally:
+        stop.set()
+        worker.join(5)
+    ours = [key for key in times if key.startswith(f"{os.getpid()}/")]
+    assert f"{os.getpid()}/{os.getpid()}" in {key.split()[0] for key in ours}
+    assert len(ours) >= 2
+    assert all(user >= 0 and system >= 0 for user, system in times.values())
