@@ -414,8 +414,11 @@ class RecordingService:
     ) -> None:
         """Wait for the writer's last word, then catalogue its last segments, totals,
         what each channel lost, and the end state (failed, degraded or complete) in one
-        write with ``call``.  Reads no file: the writer reported every segment."""
+        write with ``call``.  Reads no file: the writer reported every segment.  While
+        the catalog refuses the recording's row, the writer holds its audio (up to its
+        ``hold_seconds``), so its last word can come that much later."""
         rid = active.id
+        timeout += self.writer.hold_seconds
         try:
             written = await asyncio.wait_for(asyncio.shield(active.done), timeout)
         except TimeoutError:

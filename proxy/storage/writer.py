@@ -228,6 +228,7 @@ class RecordingWriter:
         self._done: collections.OrderedDict[uuid.UUID, _Handle] = collections.OrderedDict()
         self._active: dict[uuid.UUID, OpenRecording] = {}  # the thread's alone
         self._held: HoldingArea[_Step] = HoldingArea(hold_seconds)  # the thread's alone
+        self.hold_seconds = hold_seconds
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()

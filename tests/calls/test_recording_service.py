@@ -88,6 +88,32 @@ async def test_a_discarded_recording_left_on_disk_by_a_crash_is_shredded_at_star
         assert (recordings / kept / "key").exists()
 
 
+async def test_recovery_reports_recording_folders_no_row_names_and_keeps_them(
+    tmp_path: Path,
+) -> None:
+    recordings = tmp_path / "recordings"
+    _, public = crypto.generate_keypair()
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        named = await catalogued_recording(catalog, "33333333-3333-4333-8333-333333333333")
+        await catalog.recordings.set_recording_state(named, RecordingState.COMPLETE)
+        orphan = "44444444-4444-4444-8444-444444444444"  # written ahead, then a crash
+        for folder in (named, orphan, "not-a-recording"):
+            (recordings / folder).mkdir(parents=True)
+            (recordings / folder / "key").write_bytes(b"wrapped key")
+        writer = RecordingWriter()
+        service = RecordingService(
+            RecordingSettings(dir=recordings), catalog, Recorder(lambda k, b, f: None),
+            writer, public,
+        )  # fmt: skip
+        try:
+            await service.recover()
+        finally:
+            writer.stop(timeout=10)
+        assert service.uncatalogued == [orphan]
+        assert service.failures == {"uncatalogued": 1}
+        assert (recordings / orphan / "key").read_bytes() == b"wrapped key"  # kept
+
+
 # --- honest end states: failed at once, degraded, and the catalog journal -------------------
 
 FRAME = 160
@@ -235,14 +261,17 @@ async def test_a_locked_catalog_is_counted_and_the_journal_lands_the_writes_late
                 active = await rig.service.start(call_id, "PCMU", "PCMU")
                 assert active is not None  # recorded anyway; the row waits in the journal
                 rig.talk(active, 1.5)
-                await rig.service.finish(active)
+                finishing = asyncio.create_task(rig.service.finish(active))
+                await asyncio.sleep(0.3)
                 assert rig.service.failures["catalog"] >= 1
-                # the create, and the end with its segment (sealed as it ended), its
-                # totals and its quality: two writes (issue 19)
-                assert rig.service.journal.pending == 2
+                assert rig.service.journal.pending == 1  # the create (call and recording)
+                # its audio is held by the writer until the row lands: no files yet
+                assert not (tmp_path / "recordings" / active.id).exists()
+                assert not finishing.done()  # the end waits for the writer's last word
             finally:
                 blocker.execute("ROLLBACK")
                 blocker.close()
+            await finishing  # the row landed, the audio was written, then the end
             assert await rig.service.journal.wait_empty(5.0)
         finally:
             rig.stop()
@@ -572,3 +601,4 @@ async def test_a_recording_the_catalog_refuses_is_closed_and_the_call_goes_on(
         finally:
             rig.stop()
         assert await catalog.recordings.get_recording(active.id) is None
+        assert not (tmp_path / "recordings" / active.id).exists()  # no row, no files
