@@ -55,11 +55,24 @@ async def catalogued_recording(catalog: SqliteCatalog, recording_id: str) -> str
     return recording.id
 
 
+async def recovered(catalog: SqliteCatalog, recordings: Path) -> RecordingService:
+    """A recording service's start-up recovery over ``recordings`` (nothing recorded)."""
+    writer = RecordingWriter()
+    _, public = crypto.generate_keypair()
+    service = RecordingService(
+        RecordingSettings(dir=recordings), catalog, Recorder(lambda k, b, f: None), writer, public
+    )
+    try:
+        await service.recover()
+    finally:
+        writer.stop(timeout=10)
+    return service
+
+
 async def test_a_discarded_recording_left_on_disk_by_a_crash_is_shredded_at_start(
     tmp_path: Path,
 ) -> None:
     recordings = tmp_path / "recordings"
-    _, public = crypto.generate_keypair()
     async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
         kept = await catalogued_recording(catalog, "11111111-1111-4111-8111-111111111111")
         gone = await catalogued_recording(catalog, "22222222-2222-4222-8222-222222222222")
@@ -72,18 +85,7 @@ async def test_a_discarded_recording_left_on_disk_by_a_crash_is_shredded_at_star
             folder.mkdir(parents=True)
             (folder / "key").write_bytes(b"wrapped key")
             (folder / "seg-000000.rec").write_bytes(b"audio")
-        writer = RecordingWriter()
-        service = RecordingService(
-            RecordingSettings(dir=recordings),
-            catalog,
-            Recorder(lambda k, b, f: None),
-            writer,
-            public,
-        )
-        try:
-            await service.recover()
-        finally:
-            writer.stop(timeout=10)
+        await recovered(catalog, recordings)
         assert not (recordings / gone).exists()
         assert (recordings / kept / "key").exists()
 
@@ -92,7 +94,6 @@ async def test_recovery_reports_recording_folders_no_row_names_and_keeps_them(
     tmp_path: Path,
 ) -> None:
     recordings = tmp_path / "recordings"
-    _, public = crypto.generate_keypair()
     async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
         named = await catalogued_recording(catalog, "33333333-3333-4333-8333-333333333333")
         await catalog.recordings.set_recording_state(named, RecordingState.COMPLETE)
@@ -100,15 +101,7 @@ async def test_recovery_reports_recording_folders_no_row_names_and_keeps_them(
         for folder in (named, orphan, "not-a-recording"):
             (recordings / folder).mkdir(parents=True)
             (recordings / folder / "key").write_bytes(b"wrapped key")
-        writer = RecordingWriter()
-        service = RecordingService(
-            RecordingSettings(dir=recordings), catalog, Recorder(lambda k, b, f: None),
-            writer, public,
-        )  # fmt: skip
-        try:
-            await service.recover()
-        finally:
-            writer.stop(timeout=10)
+        service = await recovered(catalog, recordings)
         assert service.uncatalogued == [orphan]
         assert service.failures == {"uncatalogued": 1}
         assert (recordings / orphan / "key").read_bytes() == b"wrapped key"  # kept

@@ -47,47 +47,33 @@ def submit_all(writer: RecordingWriter, rid: uuid.UUID, audio: np.ndarray, final
         assert writer.submit(rid, audio[start : start + 800], last)
 
 
+@pytest.mark.parametrize("ended_first", [False, True], ids=["row first", "call ends first"])
 def test_nothing_is_on_disk_until_the_row_is_committed_then_all_of_it_is(
     tmp_path: Path,
     writer: RecordingWriter,
     reports: Reports,
     public_key: X25519PublicKey,
     private_key: X25519PrivateKey,
+    ended_first: bool,
 ) -> None:
     rid = uuid.uuid4()
     audio = random_ulaw_audio(8000 * 3, seed=5)
+    held = audio if ended_first else audio[:16000]  # all of it, or two chunks' worth
     writer.open(rid, tmp_path, public_key, start_time_ms=START_MS, hold=True)
-    submit_all(writer, rid, audio[:16000], final=False)  # two chunks' worth
+    submit_all(writer, rid, held, final=ended_first)
     wait_for(lambda: writer.queue_depth == 0)
     assert list(tmp_path.iterdir()) == []  # no folder, no key, no segment
+    assert reports.ended == []  # not even a call that ended is written
     status = writer.status(rid)
     assert status is not None and status.state is RecordingState.RECORDING
     writer.commit(rid)
-    submit_all(writer, rid, audio[16000:], final=True)
+    if not ended_first:
+        submit_all(writer, rid, audio[16000:], final=True)
     wait_for(lambda: reports.states() == [RecordingState.COMPLETE])
     recovered = RecordingReader(tmp_path / str(rid), private_key).recover()
     assert recovered.report.outcome is Outcome.COMPLETE
     np.testing.assert_array_equal(recovered.audio, audio)  # nothing held was lost
     assert writer.metrics.recordings_written_ahead == 0
-
-
-def test_a_held_recording_that_ends_before_its_row_is_written_when_the_row_comes(
-    tmp_path: Path,
-    writer: RecordingWriter,
-    reports: Reports,
-    public_key: X25519PublicKey,
-    private_key: X25519PrivateKey,
-) -> None:
-    rid = uuid.uuid4()
-    audio = random_ulaw_audio(8000 * 2, seed=6)
-    writer.open(rid, tmp_path, public_key, start_time_ms=START_MS, hold=True)
-    submit_all(writer, rid, audio, final=True)
-    wait_for(lambda: writer.queue_depth == 0)
-    assert reports.ended == [] and list(tmp_path.iterdir()) == []
-    writer.commit(rid)
-    wait_for(lambda: reports.states() == [RecordingState.COMPLETE])
-    recovered = RecordingReader(tmp_path / str(rid), private_key).recover()
-    np.testing.assert_array_equal(recovered.audio, audio)
 
 
 def test_a_row_refused_for_good_leaves_no_files_and_fails_the_recording(
