@@ -42,8 +42,11 @@ from proxy.storage.writer import RecordingWriter
 from tests.storage.faulty_store import FaultyStore, Reports, tmpfs
 
 
-async def catalogued_recording(catalog: SqliteCatalog, recording_id: str) -> str:
-    """A call with a recording in the catalog, ``recording`` as a crash leaves it."""
+async def catalogued_recording(
+    catalog: SqliteCatalog, recording_id: str, state: RecordingState | None = None
+) -> str:
+    """A call with a recording in the catalog, ``recording`` as a crash leaves it (or
+    moved to ``state``)."""
     call = await catalog.calls.create_call(NewCall(
         sip_call_id=f"c{recording_id}", caller="+441234567890", callee="surgery",
         direction=CallDirection.INBOUND, started_at=datetime.now(UTC),
@@ -52,7 +55,18 @@ async def catalogued_recording(catalog: SqliteCatalog, recording_id: str) -> str
         call.id, directory=recording_id, encoding="ulaw", sample_rate=8000, channels=2,
         started_at=datetime.now(UTC), recording_id=recording_id,
     ))  # fmt: skip
+    if state is not None:
+        await catalog.recordings.set_recording_state(recording.id, state)
     return recording.id
+
+
+def left_by_a_crash(recordings: Path, *folders: str) -> None:
+    """Recording folders (a key and a segment each) as a crash left them."""
+    for name in folders:
+        folder = recordings / name
+        folder.mkdir(parents=True)
+        (folder / "key").write_bytes(b"wrapped key")
+        (folder / "seg-000000.rec").write_bytes(b"audio")
 
 
 async def recovered(catalog: SqliteCatalog, recordings: Path) -> RecordingService:
@@ -74,17 +88,14 @@ async def test_a_discarded_recording_left_on_disk_by_a_crash_is_shredded_at_star
 ) -> None:
     recordings = tmp_path / "recordings"
     async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
-        kept = await catalogued_recording(catalog, "11111111-1111-4111-8111-111111111111")
+        kept = await catalogued_recording(
+            catalog, "11111111-1111-4111-8111-111111111111", RecordingState.COMPLETE
+        )
         gone = await catalogued_recording(catalog, "22222222-2222-4222-8222-222222222222")
-        await catalog.recordings.set_recording_state(kept, RecordingState.COMPLETE)
         await catalog.recordings.set_recording_state(
             gone, RecordingState.DISCARDED, Attribution(actor="alice", reason="caller distressed")
         )
-        for rid in (kept, gone):  # as the crash left them
-            folder = recordings / rid
-            folder.mkdir(parents=True)
-            (folder / "key").write_bytes(b"wrapped key")
-            (folder / "seg-000000.rec").write_bytes(b"audio")
+        left_by_a_crash(recordings, kept, gone)
         await recovered(catalog, recordings)
         assert not (recordings / gone).exists()
         assert (recordings / kept / "key").exists()
@@ -95,12 +106,11 @@ async def test_recovery_reports_recording_folders_no_row_names_and_keeps_them(
 ) -> None:
     recordings = tmp_path / "recordings"
     async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
-        named = await catalogued_recording(catalog, "33333333-3333-4333-8333-333333333333")
-        await catalog.recordings.set_recording_state(named, RecordingState.COMPLETE)
+        named = await catalogued_recording(
+            catalog, "33333333-3333-4333-8333-333333333333", RecordingState.COMPLETE
+        )
         orphan = "44444444-4444-4444-8444-444444444444"  # written ahead, then a crash
-        for folder in (named, orphan, "not-a-recording"):
-            (recordings / folder).mkdir(parents=True)
-            (recordings / folder / "key").write_bytes(b"wrapped key")
+        left_by_a_crash(recordings, named, orphan, "not-a-recording")
         service = await recovered(catalog, recordings)
         assert service.uncatalogued == [orphan]
         assert service.failures == {"uncatalogued": 1}

@@ -76,12 +76,18 @@ def test_nothing_is_on_disk_until_the_row_is_committed_then_all_of_it_is(
     assert writer.metrics.recordings_written_ahead == 0
 
 
+def held_recording(writer: RecordingWriter, root: Path, public_key: X25519PublicKey) -> uuid.UUID:
+    """A recording opened held, with two seconds of audio queued and no end."""
+    rid = uuid.uuid4()
+    writer.open(rid, root, public_key, start_time_ms=START_MS, hold=True)
+    submit_all(writer, rid, random_ulaw_audio(8000 * 2), final=False)
+    return rid
+
+
 def test_a_row_refused_for_good_leaves_no_files_and_fails_the_recording(
     tmp_path: Path, writer: RecordingWriter, reports: Reports, public_key: X25519PublicKey
 ) -> None:
-    rid = uuid.uuid4()
-    writer.open(rid, tmp_path, public_key, start_time_ms=START_MS, hold=True)
-    submit_all(writer, rid, random_ulaw_audio(8000 * 2), final=False)
+    rid = held_recording(writer, tmp_path, public_key)
     writer.drop(rid, "its catalog row was refused")
     wait_for(lambda: reports.states() == [RecordingState.FAILED])
     assert reports.ended[0].reason == "its catalog row was refused"
@@ -96,9 +102,7 @@ def test_a_row_refused_for_good_leaves_no_files_and_fails_the_recording(
 def test_a_held_recording_discarded_leaves_nothing(
     tmp_path: Path, writer: RecordingWriter, reports: Reports, public_key: X25519PublicKey
 ) -> None:
-    rid = uuid.uuid4()
-    writer.open(rid, tmp_path, public_key, start_time_ms=START_MS, hold=True)
-    submit_all(writer, rid, random_ulaw_audio(8000 * 2), final=False)
+    rid = held_recording(writer, tmp_path, public_key)
     writer.discard(rid, tmp_path)
     wait_for(lambda: reports.states() == [RecordingState.DISCARDED])
     writer.commit(rid)
