@@ -557,6 +557,7 @@ async def _recording_pipeline(
         LocalDiskStore(fsync=config.recording.fsync),  # type: ignore[arg-type]
         loop=loop,
         on_write=metrics.observe_write_seconds,
+        hold_seconds=config.recording.hold_seconds,
     )
     recorder = Recorder(
         writer.sink,

@@ -276,6 +276,9 @@ class RecordingSettings:
     # a recording ends "degraded" past either limit (lost or late audio, per channel)
     degraded_ratio: float = 0.02
     degraded_gap_seconds: float = 1.0
+    # a recording's audio is held in memory until its catalog row is committed, at most
+    # this long; then it is written ahead of its row (logged, counted)
+    hold_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -1081,6 +1084,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "pause_mode": _choice("silence", "skip"),
             "degraded_ratio": _number(0, 1),
             "degraded_gap_seconds": _number(0.02, 3600),
+            "hold_seconds": _number(0, 600),
         },
         "catalog": {"path": path, "synchronous": _choice("normal", "full")},
         "http": {"listen": parse_hostport},

@@ -169,6 +169,7 @@ class RecordingService:
         self.publish = publish
         self._late_writes: set[asyncio.Task[bool]] = set()  # segments of ended recordings
         self._discarding: set[str] = set()  # until the writer reports the discard done
+        self.uncatalogued: list[str] = []  # folders no row names, found by ``recover``
         recorder.on_failure = self.on_recorder_failure
         writer.listen(self)
 
@@ -309,9 +310,9 @@ class RecordingService:
         recording's first second waits for the catalog, so the recording's length is
         the bridged time.  The recording's later writes reach the catalog thread after
         that one: tasks started later submit later, and ``begin_part``, the end and a
-        discard wait for it (``ActiveRecording.catalogued``).  The files exist a moment
-        before their row: a process killed in that moment leaves files no row names, as
-        a journalled write lost at exit does (:mod:`proxy.storage.catalog.journal`)."""
+        discard wait for it (``ActiveRecording.catalogued``).  The writer holds the
+        audio in memory until that write commits (``hold``, then ``commit``), so the
+        files never exist before their row (:mod:`proxy.storage.holding`)."""
         rid = str(uuid.uuid4())
         started = started or datetime.now(UTC)
         recording = new_recording(call_id, rid, self.settings.encoding, started)
@@ -329,6 +330,7 @@ class RecordingService:
             encoding=self.settings.encoding,
             segment_seconds=self.settings.segment_seconds,
             start_time_ms=int(started.timestamp() * 1000),
+            hold=True,
         )
         active.catalogued = asyncio.create_task(
             self._catalogue_start(active, batch, call), name=f"create-{rid}"
@@ -339,13 +341,17 @@ class RecordingService:
         self, active: ActiveRecording, batch: CallBatch, call: CallBatch | None
     ) -> None:
         """Transaction 1 (journalled if the catalog cannot take it now: the call is
-        recorded anyway).  Refused outright, the call is written without its recording,
-        which is then failed: its audio has no row to belong to."""
+        recorded anyway, and its audio held); once committed, the writer may create the
+        recording's files.  Refused outright, the call is written without its recording,
+        which is then failed with nothing written: its audio has no row to belong to."""
         rid = active.id
+
+        async def create_then_release() -> None:
+            await self.catalog.call_writes.write(batch)
+            self.writer.commit(rid)  # the row is committed: its files may exist now
+
         try:
-            await self._catalog_write(
-                f"recording {rid}: create", lambda: self.catalog.call_writes.write(batch)
-            )
+            await self._catalog_write(f"recording {rid}: create", create_then_release)
         except Exception:  # CatalogError, or a bug: either way the call goes on
             log.exception("recording for call %s not created in the catalog", active.call_id)
             self._count("catalog")
@@ -354,7 +360,7 @@ class RecordingService:
                     f"call {active.call_id}: set-up", replace(call, first_part=None)
                 )
             self.recorder.close(rid)
-            self.writer.close(rid)
+            self.writer.drop(rid, "its catalog row was refused: not recorded")
 
     async def begin_part(
         self,
@@ -408,8 +414,11 @@ class RecordingService:
     ) -> None:
         """Wait for the writer's last word, then catalogue its last segments, totals,
         what each channel lost, and the end state (failed, degraded or complete) in one
-        write with ``call``.  Reads no file: the writer reported every segment."""
+        write with ``call``.  Reads no file: the writer reported every segment.  While
+        the catalog refuses the recording's row, the writer holds its audio (up to its
+        ``hold_seconds``), so its last word can come that much later."""
         rid = active.id
+        timeout += self.writer.hold_seconds
         try:
             written = await asyncio.wait_for(asyncio.shield(active.done), timeout)
         except TimeoutError:
@@ -514,10 +523,31 @@ class RecordingService:
             log.warning("recording %s was interrupted by a crash; complete chunks kept", rid)
             self.publish(events.RecordingInterrupted(rid))
         await self._finish_discards()
+        self.uncatalogued = await self._report_uncatalogued()
         calls = await self.catalog.calls.recover_calls()
         if calls:
             log.warning("%d call(s) were in progress when the process ended", len(calls))
         return interrupted
+
+    async def _report_uncatalogued(self) -> list[str]:
+        """Recording folders no catalog row names: audio retention would never delete
+        and nobody could find.  The writer holds a recording's files back until its row
+        is committed, so only one written ahead of its row (held past the bound while the
+        catalog refused writes) and then cut off by a crash leaves one.  Each is logged
+        as an error and counted (``failures["uncatalogued"]``) for an operator to look
+        at; none is deleted: it is audio, and only a person can say whose."""
+        folders = await asyncio.to_thread(_recording_folders, self.settings.dir)
+        orphans = [
+            rid for rid in folders if await self.catalog.recordings.get_recording(rid) is None
+        ]
+        for rid in orphans:
+            log.error(
+                "recording folder %s has no catalog row: kept, not catalogued (an operator "
+                "must decide what it is)",
+                self.settings.dir / rid,
+            )
+            self._count("uncatalogued")
+        return orphans
 
     async def _finish_discards(self) -> None:
         """A crash between "discarded" in the catalog and the writer's shredding would
@@ -559,6 +589,21 @@ class RecordingService:
                 await self._add_segment(rid, segment, new=segment.index not in closed)
         frames = sum(segment.frames for segment in segments)
         await self.catalog.recordings.update_recording(rid, duration_ms=frames * 1000 // 8000)
+
+
+def _recording_folders(root: Path) -> list[str]:
+    """The names of the folders under ``root`` that are recordings' (named by a UUID)."""
+    if not root.is_dir():
+        return []
+    names = []
+    for entry in root.iterdir():
+        try:
+            uuid.UUID(entry.name)
+        except ValueError:
+            continue
+        if entry.is_dir():
+            names.append(entry.name)
+    return sorted(names)
 
 
 def _scan(store: SegmentStore, recording: Path) -> tuple[str | None, list[SegmentWritten]]:

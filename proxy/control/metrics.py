@@ -137,7 +137,7 @@ NOTICE_RESULTS = ("started", "completed", "abandoned", "interrupted")
 TRANSFER_OUTCOMES = ("requested", "succeeded", "failed", "abandoned")
 RECORDING_ACTIONS = ("stop", "discard", "pause", "resume")
 RECORDING_CHANNELS = ("dtmf", "api", "console")
-RECORDING_FAILURE_REASONS = ("write_failed", "degraded", "catalog", "recorder")
+RECORDING_FAILURE_REASONS = ("write_failed", "degraded", "catalog", "recorder", "uncatalogued")
 WEBHOOK_RESULTS = ("delivered", "failed", "dropped")
 _SIP_METHODS_SHOWN = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS")
 _STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "6xx")
@@ -930,7 +930,8 @@ def _writer_families(writer: RecordingWriter | None) -> Iterator[Metric]:
     fsyncs = CounterMetricFamily("recproxy_recording_fsyncs", "fsync calls by the writer.")
     recordings = CounterMetricFamily(
         "recproxy_recording_writer_recordings",
-        "Recordings handled by the writer thread: opened, completed, failed.",
+        "Recordings handled by the writer thread: opened, completed, failed, and written "
+        "ahead of their catalog row (held past the bound while the catalog refused writes).",
         labels=["result"],
     )
     depth = GaugeMetricFamily(
@@ -953,6 +954,7 @@ def _writer_families(writer: RecordingWriter | None) -> Iterator[Metric]:
         recordings.add_metric(["opened"], m.recordings_opened)
         recordings.add_metric(["completed"], m.recordings_completed)
         recordings.add_metric(["failed"], m.recordings_failed)
+        recordings.add_metric(["written_ahead"], m.recordings_written_ahead)
         depth.add_metric([], writer.queue_depth)
         limit.add_metric([], writer.max_queued_blocks)
     yield from (written, chunks, blocks, lost_audio, fsyncs, recordings, depth, limit)

@@ -24,6 +24,10 @@ status and tells the listeners once; the dropped frames are written as silence, 
 follows stays aligned with the wall clock.  An ``OSError`` (disk full, permissions, I/O
 error) fails the recording with the reason: a log line and a report, never an exception
 in the caller, and the call goes on.
+
+A recording opened with ``hold=True`` is not written until :meth:`RecordingWriter.commit`
+says its catalog row is committed: its files never exist before that row (see
+:mod:`proxy.storage.holding` for why, and for the bound after which it is written ahead).
 """
 
 from __future__ import annotations
@@ -38,35 +42,30 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from ..media.g711 import CODEC_TAGS, WIRE_SILENCE, wire_decode, wire_samples
 from ..recording_state import RecordingState
 from .crypto import new_data_key, wrap_key
+from .holding import HoldingArea
 from .segment import (
     DEFAULT_SAMPLE_RATE,
     Encoding,
     SegmentEncoder,
     recording_path,
     segment_file_name,
-    ulaw_encode,
 )
 from .store import LocalDiskStore, SegmentStore, shred_recording
 from .write_reports import RecordingKey, RecordingWritten, SegmentWritten, WriterListener
+from .writer_state import Block, OpenRecording, OpenSegment
 
 log = logging.getLogger(__name__)
 
 _DONE_KEPT = 1024  # finished recordings whose state can still be asked for
-
-#: What ``submit`` takes: ``(n, 2)`` wire samples (uint16) or linear audio (int16).
-Block = npt.NDArray[np.integer[Any]]
 
 
 @dataclass
@@ -86,6 +85,7 @@ class WriterMetrics:
     recordings_opened: int = 0
     recordings_completed: int = 0
     recordings_failed: int = 0
+    recordings_written_ahead: int = 0  # held past the bound: written before their row
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +114,7 @@ class _Open:
     encoding: Encoding
     segment_chunks: int
     start_time_ms: int
+    hold: bool = False  # held in memory until its catalog row is committed
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +138,22 @@ class _Stop:
 
 
 @dataclass(frozen=True, slots=True)
+class _RowDone:
+    """The loop's word on a held recording's catalog row: committed, or never."""
+
+    rid: uuid.UUID
+    committed: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class _Discard:
     rid: uuid.UUID
     directory: Path
 
 
-_Item = _Open | _Block | _Close | _Discard | _Stop
+_Step = _Open | _Block | _Close | _Discard | _RowDone  # one step for one recording
+_Item = _Step | _Stop
 
 
 @dataclass
@@ -155,56 +166,6 @@ class _Handle:
     dropped_blocks: int = 0
     dropped_frames: int = 0
     finished: bool = False  # the final block or close is queued
-
-
-@dataclass
-class _Active:
-    """The thread side of one open recording."""
-
-    rid: uuid.UUID
-    path: Path
-    data_key: bytes
-    encoding: Encoding
-    segment_chunks: int
-    start_time_ms: int
-    key_sha256: str
-    encoder: SegmentEncoder | None = None  # the open segment's (None between segments)
-    segment: _Segment | None = None
-    segment_index: int = -1
-    next_frame: int = 0  # frames sealed so far
-    gap_filled: int = 0  # dropped frames already written as silence
-    pending: list[Block] = field(default_factory=list)  # in the stored form (see _stored)
-    pending_frames: int = 0
-    codecs: tuple[int, int] = (CODEC_TAGS["PCMU"], CODEC_TAGS["PCMU"])  # the last chunk's
-    segments: int = 0  # totals over finished segments
-    frames: int = 0
-    bytes: int = 0
-
-    def stored(self, block: Block) -> Block:
-        """A submitted block in the form this recording's encoder seals: wire samples for
-        G711 (linear audio as µ-law), int16 for PCM16."""
-        wire = block.dtype == np.uint16
-        if self.encoding is Encoding.PCM16:
-            return wire_decode(block.view(np.uint16)) if wire else block
-        return block if wire else wire_samples(ulaw_encode(block.view(np.int16)), "PCMU")
-
-    def silence(self, frames: int) -> Block:
-        """``frames`` of filled silence in the stored form."""
-        if self.encoding is Encoding.PCM16:
-            return np.zeros((frames, 2), dtype=np.int16)
-        return np.full((frames, 2), WIRE_SILENCE, dtype=np.uint16)
-
-
-@dataclass
-class _Segment:
-    """The open segment: what has been wholly appended to it, hashed as it went."""
-
-    name: str
-    first_frame: int
-    hash: Any = field(default_factory=hashlib.sha256)  # hashlib's type is private
-    chunks: int = 0
-    frames: int = 0
-    bytes: int = 0
 
 
 def _to_uuid(key: RecordingKey) -> uuid.UUID:
@@ -244,6 +205,7 @@ class RecordingWriter:
         loop: asyncio.AbstractEventLoop | None = None,
         name: str = "recording-writer",
         on_write: Callable[[float], None] | None = None,
+        hold_seconds: float = 10.0,
     ) -> None:
         if max_queued_blocks < 1:
             raise ValueError("max_queued_blocks must be at least 1")
@@ -264,7 +226,9 @@ class RecordingWriter:
         self._queued_blocks = 0
         self._handles: dict[uuid.UUID, _Handle] = {}
         self._done: collections.OrderedDict[uuid.UUID, _Handle] = collections.OrderedDict()
-        self._active: dict[uuid.UUID, _Active] = {}  # the thread's alone
+        self._active: dict[uuid.UUID, OpenRecording] = {}  # the thread's alone
+        self._held: HoldingArea[_Step] = HoldingArea(hold_seconds)  # the thread's alone
+        self.hold_seconds = hold_seconds
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -288,14 +252,17 @@ class RecordingWriter:
         encoding: Encoding | str = "g711",
         segment_seconds: float = 10,
         start_time_ms: int,
+        hold: bool = False,
     ) -> None:
         """Start a recording in ``<directory>/<recording id>/`` (``directory`` is the
-        recordings root).  The key and files are written by the thread.  A problem is
+        recordings root).  The key and files are written by the thread; with ``hold``,
+        only once :meth:`commit` says its catalog row is committed.  A problem is
         reported as the ``failed`` state, never raised."""
         try:
             self._open(
-                recording_id, directory, public_key, encoding, segment_seconds, start_time_ms
-            )
+                recording_id, directory, public_key, encoding, segment_seconds, start_time_ms,
+                hold,
+            )  # fmt: skip
         except Exception:
             log.exception("open for recording %r failed", recording_id)
             self._refused(recording_id, "internal error while opening")
@@ -308,6 +275,7 @@ class RecordingWriter:
         encoding: Encoding | str,
         segment_seconds: float,
         start_time_ms: int,
+        hold: bool,
     ) -> None:
         try:
             rid = _to_uuid(recording_id)
@@ -328,7 +296,7 @@ class RecordingWriter:
                 self._remember_done(rid, _Handle(recording_id, RecordingState.FAILED, str(exc)))
             self._refused(recording_id, str(exc))
             return
-        item = _Open(rid, Path(directory), public_key, enc, segment_chunks, start_time_ms)
+        item = _Open(rid, Path(directory), public_key, enc, segment_chunks, start_time_ms, hold)
         with self._lock:
             if self._stopping:
                 reason = "the writer is stopped"
@@ -418,6 +386,30 @@ class RecordingWriter:
                 self._enqueue(_Close(rid, handle.dropped_frames))
         except Exception:
             log.exception("close for recording %r failed", recording_id)
+
+    def commit(self, recording_id: RecordingKey) -> None:
+        """A held recording's catalog row is committed: write what was held, and the
+        rest as it comes.  Never raises."""
+        self._row_done(recording_id, True, "")
+
+    def drop(self, recording_id: RecordingKey, reason: str) -> None:
+        """A held recording's row will never be committed: it ends ``failed`` with
+        ``reason`` and nothing written (if it was already written ahead, it is closed and
+        keeps what it wrote).  Never raises."""
+        self._row_done(recording_id, False, reason)
+
+    def _row_done(self, recording_id: RecordingKey, committed: bool, reason: str) -> None:
+        try:
+            rid = _to_uuid(recording_id)
+            with self._lock:
+                handle = self._handles.get(rid)
+                if handle is None:
+                    return
+                if not committed:
+                    handle.finished = True
+                self._enqueue(_RowDone(rid, committed, reason))
+        except Exception:
+            log.exception("row news for recording %r failed", recording_id)
 
     def discard(self, recording_id: RecordingKey, directory: str | os.PathLike[str]) -> None:
         """Destroy a recording, open or finished (P14 "discard"): nothing more is written,
@@ -546,14 +538,19 @@ class RecordingWriter:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._queue:
-                    self._wakeup.wait()
-                item = self._queue.popleft()
+                if not self._queue:
+                    self._wakeup.wait(self._held.timeout(time.monotonic()))
+                item = self._queue.popleft() if self._queue else None
                 if isinstance(item, _Block):
                     self._queued_blocks -= 1
             if not isinstance(item, _Stop):
-                self._process(item)
+                if item is not None:
+                    self._process(item)
+                for rid in self._held.expired(time.monotonic()):
+                    self._write_ahead(rid, f"held {self._held.hold_seconds:.1f} s")
                 continue
+            for rid in self._held.held():
+                self._write_ahead(rid, "the writer is stopping")
             for rid in list(self._active):
                 with self._lock:
                     handle = self._handles.get(rid)
@@ -561,12 +558,27 @@ class RecordingWriter:
                 self._process(_Close(rid, dropped, "the writer stopped before the call ended"))
             return
 
-    def _process(self, item: _Open | _Block | _Close | _Discard) -> None:
+    def _write_ahead(self, rid: uuid.UUID, why: str) -> None:
+        """A held recording whose row has not come: written now (see ``holding``)."""
+        self.metrics.recordings_written_ahead += 1
+        log.warning("recording %s written ahead of its catalog row (%s)", rid, why)
+        for item in self._held.release(rid) or ():
+            self._process(item)
+
+    def _process(self, item: _Step) -> None:
         """One step for one recording; any failure fails that recording only."""
         rid = item.rid
         try:
             if isinstance(item, _Open):
-                self._open_recording(item)
+                if item.hold:
+                    self._held.hold(rid, replace(item, hold=False), time.monotonic())
+                else:
+                    self._open_recording(item)
+                return
+            if isinstance(item, _RowDone):
+                self._on_row(item)
+                return
+            if not isinstance(item, _Discard) and self._held.add(rid, item):
                 return
             if isinstance(item, _Discard):
                 self._discard(item)
@@ -604,7 +616,23 @@ class RecordingWriter:
         log.error("recording %s failed: %s", rid, reason)
         self._end(rid, report)
 
+    def _on_row(self, item: _RowDone) -> None:
+        held = self._held.release(item.rid)
+        if item.committed:
+            for each in held or ():
+                self._process(each)
+        elif held is not None:  # nothing was written, and nothing will be
+            self.metrics.recordings_failed += 1
+            log.error("recording %s not written: %s", item.rid, item.reason)
+            self._end(item.rid, RecordingWritten(item.rid, RecordingState.FAILED, item.reason))
+        elif item.rid in self._active:  # written ahead: it keeps what it wrote
+            with self._lock:
+                handle = self._handles.get(item.rid)
+                dropped = handle.dropped_frames if handle is not None else 0
+            self._process(_Close(item.rid, dropped, item.reason))
+
     def _discard(self, item: _Discard) -> None:
+        self._held.release(item.rid)  # held: nothing is on disk
         active = self._active.pop(item.rid, None)
         if active is not None:
             active.pending.clear()
@@ -621,7 +649,7 @@ class RecordingWriter:
         data_key = new_data_key()
         blob = wrap_key(data_key, item.public_key, item.rid)
         self.store.open_recording(path, blob)
-        self._active[item.rid] = _Active(
+        self._active[item.rid] = OpenRecording(
             item.rid,
             path,
             data_key,
@@ -632,7 +660,7 @@ class RecordingWriter:
         )
         self.metrics.recordings_opened += 1
 
-    def _on_block(self, active: _Active, item: _Block) -> None:
+    def _on_block(self, active: OpenRecording, item: _Block) -> None:
         gap = item.dropped_frames - active.gap_filled
         if gap > 0:
             active.gap_filled = item.dropped_frames
@@ -641,14 +669,14 @@ class RecordingWriter:
         if item.final:
             self._finish(active, "")
 
-    def _on_close(self, active: _Active, item: _Close) -> None:
+    def _on_close(self, active: OpenRecording, item: _Close) -> None:
         gap = item.dropped_frames - active.gap_filled
         if gap > 0:
             active.gap_filled = item.dropped_frames
             self._append(active, active.silence(gap))
         self._finish(active, item.reason)
 
-    def _append(self, active: _Active, block: Block) -> None:
+    def _append(self, active: OpenRecording, block: Block) -> None:
         if len(block) == 0:
             return
         active.pending.append(block)
@@ -664,7 +692,7 @@ class RecordingWriter:
         active.pending = [rest] if len(rest) else []
         active.pending_frames = len(rest)
 
-    def _finish(self, active: _Active, reason: str) -> None:
+    def _finish(self, active: OpenRecording, reason: str) -> None:
         rest = np.concatenate(active.pending) if active.pending else active.silence(0)
         active.pending, active.pending_frames = [], 0
         self._seal(active, rest, final=True)
@@ -673,7 +701,7 @@ class RecordingWriter:
         self.metrics.recordings_completed += 1
         self._end(active.rid, self._totals(active, RecordingState.COMPLETE, reason))
 
-    def _seal(self, active: _Active, block: Block, final: bool) -> None:
+    def _seal(self, active: OpenRecording, block: Block, final: bool) -> None:
         prefix = b""
         if active.encoder is None:
             active.segment_index += 1
@@ -688,7 +716,7 @@ class RecordingWriter:
                 segment_chunks=active.segment_chunks,
                 codecs=active.codecs,
             )
-            active.segment = _Segment(segment_file_name(active.segment_index), active.next_frame)
+            active.segment = OpenSegment(segment_file_name(active.segment_index), active.next_frame)
             prefix = active.encoder.header  # header and first chunk in one write
         encoder, segment = active.encoder, active.segment
         assert segment is not None
@@ -718,7 +746,7 @@ class RecordingWriter:
         if encoder.finished and not final:
             self._close_segment(active)
 
-    def _close_segment(self, active: _Active) -> None:
+    def _close_segment(self, active: OpenRecording) -> None:
         segment = active.segment
         active.encoder = None
         if segment is None:
@@ -726,7 +754,7 @@ class RecordingWriter:
         self.store.finish_segment(active.path, segment.name)
         self._report_segment(active)
 
-    def _report_segment(self, active: _Active) -> None:
+    def _report_segment(self, active: OpenRecording) -> None:
         """The open segment is done with: count it and tell the listeners."""
         segment, active.segment = active.segment, None
         if segment is None or not segment.chunks:  # a failure before its first chunk
@@ -748,7 +776,7 @@ class RecordingWriter:
         self._tell(WriterListener.segment_written, report)
 
     @staticmethod
-    def _totals(active: _Active, state: RecordingState, reason: str) -> RecordingWritten:
+    def _totals(active: OpenRecording, state: RecordingState, reason: str) -> RecordingWritten:
         return RecordingWritten(
             active.rid,
             state,

@@ -42,8 +42,11 @@ from proxy.storage.writer import RecordingWriter
 from tests.storage.faulty_store import FaultyStore, Reports, tmpfs
 
 
-async def catalogued_recording(catalog: SqliteCatalog, recording_id: str) -> str:
-    """A call with a recording in the catalog, ``recording`` as a crash leaves it."""
+async def catalogued_recording(
+    catalog: SqliteCatalog, recording_id: str, state: RecordingState | None = None
+) -> str:
+    """A call with a recording in the catalog, ``recording`` as a crash leaves it (or
+    moved to ``state``)."""
     call = await catalog.calls.create_call(NewCall(
         sip_call_id=f"c{recording_id}", caller="+441234567890", callee="surgery",
         direction=CallDirection.INBOUND, started_at=datetime.now(UTC),
@@ -52,40 +55,66 @@ async def catalogued_recording(catalog: SqliteCatalog, recording_id: str) -> str
         call.id, directory=recording_id, encoding="ulaw", sample_rate=8000, channels=2,
         started_at=datetime.now(UTC), recording_id=recording_id,
     ))  # fmt: skip
+    if state is not None:
+        await catalog.recordings.set_recording_state(recording.id, state)
     return recording.id
+
+
+def left_by_a_crash(recordings: Path, *folders: str) -> None:
+    """Recording folders (a key and a segment each) as a crash left them."""
+    for name in folders:
+        folder = recordings / name
+        folder.mkdir(parents=True)
+        (folder / "key").write_bytes(b"wrapped key")
+        (folder / "seg-000000.rec").write_bytes(b"audio")
+
+
+async def recovered(catalog: SqliteCatalog, recordings: Path) -> RecordingService:
+    """A recording service's start-up recovery over ``recordings`` (nothing recorded)."""
+    writer = RecordingWriter()
+    _, public = crypto.generate_keypair()
+    service = RecordingService(
+        RecordingSettings(dir=recordings), catalog, Recorder(lambda k, b, f: None), writer, public
+    )
+    try:
+        await service.recover()
+    finally:
+        writer.stop(timeout=10)
+    return service
 
 
 async def test_a_discarded_recording_left_on_disk_by_a_crash_is_shredded_at_start(
     tmp_path: Path,
 ) -> None:
     recordings = tmp_path / "recordings"
-    _, public = crypto.generate_keypair()
     async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
-        kept = await catalogued_recording(catalog, "11111111-1111-4111-8111-111111111111")
+        kept = await catalogued_recording(
+            catalog, "11111111-1111-4111-8111-111111111111", RecordingState.COMPLETE
+        )
         gone = await catalogued_recording(catalog, "22222222-2222-4222-8222-222222222222")
-        await catalog.recordings.set_recording_state(kept, RecordingState.COMPLETE)
         await catalog.recordings.set_recording_state(
             gone, RecordingState.DISCARDED, Attribution(actor="alice", reason="caller distressed")
         )
-        for rid in (kept, gone):  # as the crash left them
-            folder = recordings / rid
-            folder.mkdir(parents=True)
-            (folder / "key").write_bytes(b"wrapped key")
-            (folder / "seg-000000.rec").write_bytes(b"audio")
-        writer = RecordingWriter()
-        service = RecordingService(
-            RecordingSettings(dir=recordings),
-            catalog,
-            Recorder(lambda k, b, f: None),
-            writer,
-            public,
-        )
-        try:
-            await service.recover()
-        finally:
-            writer.stop(timeout=10)
+        left_by_a_crash(recordings, kept, gone)
+        await recovered(catalog, recordings)
         assert not (recordings / gone).exists()
         assert (recordings / kept / "key").exists()
+
+
+async def test_recovery_reports_recording_folders_no_row_names_and_keeps_them(
+    tmp_path: Path,
+) -> None:
+    recordings = tmp_path / "recordings"
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        named = await catalogued_recording(
+            catalog, "33333333-3333-4333-8333-333333333333", RecordingState.COMPLETE
+        )
+        orphan = "44444444-4444-4444-8444-444444444444"  # written ahead, then a crash
+        left_by_a_crash(recordings, named, orphan, "not-a-recording")
+        service = await recovered(catalog, recordings)
+        assert service.uncatalogued == [orphan]
+        assert service.failures == {"uncatalogued": 1}
+        assert (recordings / orphan / "key").read_bytes() == b"wrapped key"  # kept
 
 
 # --- honest end states: failed at once, degraded, and the catalog journal -------------------
@@ -235,14 +264,17 @@ async def test_a_locked_catalog_is_counted_and_the_journal_lands_the_writes_late
                 active = await rig.service.start(call_id, "PCMU", "PCMU")
                 assert active is not None  # recorded anyway; the row waits in the journal
                 rig.talk(active, 1.5)
-                await rig.service.finish(active)
+                finishing = asyncio.create_task(rig.service.finish(active))
+                await asyncio.sleep(0.3)
                 assert rig.service.failures["catalog"] >= 1
-                # the create, and the end with its segment (sealed as it ended), its
-                # totals and its quality: two writes (issue 19)
-                assert rig.service.journal.pending == 2
+                assert rig.service.journal.pending == 1  # the create (call and recording)
+                # its audio is held by the writer until the row lands: no files yet
+                assert not (tmp_path / "recordings" / active.id).exists()
+                assert not finishing.done()  # the end waits for the writer's last word
             finally:
                 blocker.execute("ROLLBACK")
                 blocker.close()
+            await finishing  # the row landed, the audio was written, then the end
             assert await rig.service.journal.wait_empty(5.0)
         finally:
             rig.stop()
@@ -572,3 +604,4 @@ async def test_a_recording_the_catalog_refuses_is_closed_and_the_call_goes_on(
         finally:
             rig.stop()
         assert await catalog.recordings.get_recording(active.id) is None
+        assert not (tmp_path / "recordings" / active.id).exists()  # no row, no files

@@ -163,6 +163,7 @@ class ProxySettings:
     call_takers: tuple[str, ...] = ()
     call_taker: str | None = None
     routing: str = ""
+    recording: str = ""  # more [recording] lines (hold_seconds, ...)
 
 
 def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySettings) -> Path:
@@ -207,7 +208,7 @@ dir = "data/recordings"
 segment_seconds = {settings.segment_seconds}
 public_key = "data/keys/recording.pub"
 private_key = "data/keys/recording.key"
-
+{settings.recording}
 [catalog]
 path = "data/catalog.sqlite3"
 
