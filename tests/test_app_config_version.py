@@ -15,7 +15,7 @@ from proxy.app import open_server
 from proxy.config import Config, MediaSettings
 from proxy.storage.catalog import SqliteCatalog
 from tests.e2e.proxy_process import reserve_ports
-from tests.e2e.sip_client import SDP_OFFER, SipSocket
+from tests.e2e.sip_client import SDP_OFFER, SipSocket, ack_and_bye
 from tests.test_app import config_for
 
 
@@ -36,7 +36,9 @@ async def call_once(config: Config) -> str | None:
             sock.request("INVITE", call_id=call_id, body=SDP_OFFER.format(port=sock.port + 2))
             answer = await asyncio.to_thread(sock.final_response, call_id, 5.0)
             assert answer.status == 200, answer.text
-            for _ in range(200):  # the row is written just after the 200 is sent
+            # a call never bridged writes its row when it ends (one transaction, issue 19)
+            await asyncio.to_thread(ack_and_bye, sock, answer)
+            for _ in range(200):
                 version = config_version_of_call(config.catalog.path, call_id)
                 if version is not None:
                     break
