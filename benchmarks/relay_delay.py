@@ -49,6 +49,7 @@ RELAY_LOAD = Path(__file__).resolve().parent / "relay_load.py"
 PROBE_SSRC = 0xB
 STAMP = struct.Struct("!QI")  # send time (ns, CLOCK_MONOTONIC), probe sequence number
 PAYLOAD = 160
+SPREAD_GROUPS = 4  # the background calls' packets leave in 4 groups 5 ms apart
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,17 +181,29 @@ def _port(phone: Phone) -> int:
     return port
 
 
-async def background(phones: list[tuple[Phone, int, Phone, int]], stop: asyncio.Event) -> int:
-    """Both phones of every background call send a packet every 20 ms until ``stop``."""
+async def background(
+    phones: list[tuple[Phone, int, Phone, int]], stop: asyncio.Event, groups: int
+) -> int:
+    """Both phones of every background call send a packet every 20 ms until ``stop``.
+
+    The calls are sent in ``groups`` groups spread evenly over the 20 ms: real calls
+    start at random moments, so their packets do not arrive in one burst.  With one group
+    (``--burst``) all 2 x N packets leave together, and a probe packet that arrives just
+    after them waits behind the whole burst in the media process: the generator's
+    figure, not the relay's.
+    """
     loop = asyncio.get_running_loop()
     payload = bytes(PAYLOAD)
+    size = -(-len(phones) // groups) if phones else 1
+    batches = [phones[i : i + size] for i in range(0, len(phones), size)]
     start, n = loop.time(), 0
     while not stop.is_set():
-        await asyncio.sleep(max(0.0, start + n * PTIME - loop.time()))
         header = PACKET.pack(0x80, 0, n & 0xFFFF, (n * 160) & 0xFFFFFFFF, 0xA)
-        for pa, a_port, pb, b_port in phones:
-            pa.send(header + payload, a_port)
-            pb.send(header + payload, b_port)
+        for index, batch in enumerate(batches):
+            await asyncio.sleep(max(0.0, start + (n + index / groups) * PTIME - loop.time()))
+            for pa, a_port, pb, b_port in batch:
+                pa.send(header + payload, a_port)
+                pb.send(header + payload, b_port)
         n += 1
     return n * 2 * len(phones)
 
@@ -225,7 +238,7 @@ async def probe(args: argparse.Namespace) -> dict[str, object]:
         media.stdin.write(json.dumps({"remotes": remotes}) + "\n")
         media.stdin.flush()
         stop = asyncio.Event()
-        load = asyncio.create_task(background(phones, stop))
+        load = asyncio.create_task(background(phones, stop, 1 if args.burst else SPREAD_GROUPS))
         await asyncio.sleep(1.0)  # the background load settles first
         count = round(args.seconds / PTIME)
         line = f"go {legs[0][0]} {targets['direct']} {count}"
@@ -247,6 +260,7 @@ async def probe(args: argparse.Namespace) -> dict[str, object]:
     cpu, wall = float(report["cpu_seconds"]), float(report["wall_seconds"])  # type: ignore[arg-type]
     return {
         "background_calls": args.calls,
+        "background_groups": 1 if args.burst else SPREAD_GROUPS,
         "seconds": args.seconds,
         "fsync": args.fsync,
         "cores": {"sender": sender_core, "receiver": receiver_core, "of": len(cores)},
@@ -267,6 +281,9 @@ def main() -> None:
     parser.add_argument("--fsync", choices=("chunk", "segment", "none"), default="chunk")
     parser.add_argument("--role", choices=("sender", "receiver"), help=argparse.SUPPRESS)
     parser.add_argument("--core", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--burst", action="store_true", help="send all background packets at once (before)"
+    )
     parser.add_argument("--out", type=Path, help="write the result as JSON here too")
     args = parser.parse_args()
     if args.role == "sender":
