@@ -160,6 +160,10 @@ def receiver_main(core: int) -> None:
 # the run
 
 
+def _switch(args: argparse.Namespace) -> list[str]:
+    return ["--switch-interval", str(args.switch_interval)] if args.switch_interval else []
+
+
 def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -195,7 +199,7 @@ async def background(
     loop = asyncio.get_running_loop()
     payload = bytes(PAYLOAD)
     size = -(-len(phones) // groups) if phones else 1
-    batches = [phones[i : i + size] for i in range(0, len(phones), size)]
+    batches = [phones[i : i + size] for i in range(0, len(phones), size)] or [[]]
     start, n = loop.time(), 0
     while not stop.is_set():
         header = PACKET.pack(0x80, 0, n & 0xFFFF, (n * 160) & 0xFFFFFFFF, 0xA)
@@ -214,7 +218,7 @@ async def probe(args: argparse.Namespace) -> dict[str, object]:
     sender_core, receiver_core = cores[0], cores[1 % len(cores)]
     directory = Path(tempfile.mkdtemp(prefix="recproxy-delay-"))
     media = _spawn(str(RELAY_LOAD), "--media", "--calls", str(args.calls + 1), "--dir",
-                   str(directory), "--fsync", args.fsync)  # fmt: skip
+                   str(directory), "--fsync", args.fsync, *_switch(args))  # fmt: skip
     receiver = _spawn(__file__, "--role", "receiver", "--core", str(receiver_core))
     sender = _spawn(__file__, "--role", "sender", "--core", str(sender_core))
     try:
@@ -263,6 +267,7 @@ async def probe(args: argparse.Namespace) -> dict[str, object]:
         "background_groups": 1 if args.burst else SPREAD_GROUPS,
         "seconds": args.seconds,
         "fsync": args.fsync,
+        "switch_interval": args.switch_interval or sys.getswitchinterval(),
         "cores": {"sender": sender_core, "receiver": receiver_core, "of": len(cores)},
         **delay_stats(int(sent), direct, via),  # type: ignore[call-overload]
         "background_packets_sent": background_sent,
@@ -271,6 +276,7 @@ async def probe(args: argparse.Namespace) -> dict[str, object]:
         "lost_inside_proxy": received - relayed,
         "media_cpu_percent_of_core": round(100 * cpu / wall, 1),
         "clock_max_lag_ms": round(1000 * float(report["clock_max_lag"]), 2),  # type: ignore[arg-type]
+        "recorder_tick_ms": report["tick_ms"],
     }
 
 
@@ -279,6 +285,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help="background calls")
     parser.add_argument("--seconds", type=float, default=30.0, help="probe length")
     parser.add_argument("--fsync", choices=("chunk", "segment", "none"), default="chunk")
+    parser.add_argument(
+        "--switch-interval", type=float, help="the media process's sys.setswitchinterval (s)"
+    )
     parser.add_argument("--role", choices=("sender", "receiver"), help=argparse.SUPPRESS)
     parser.add_argument("--core", type=int, help=argparse.SUPPRESS)
     parser.add_argument(
