@@ -277,6 +277,8 @@ async def probe(args: argparse.Namespace) -> dict[str, object]:
         "media_cpu_percent_of_core": round(100 * cpu / wall, 1),
         "clock_max_lag_ms": round(1000 * float(report["clock_max_lag"]), 2),  # type: ignore[arg-type]
         "recorder_tick_ms": report["tick_ms"],
+        "gc_pauses": report["gc_pauses"],
+        "gc_max_ms": report["gc_max_ms"],
     }
 
 

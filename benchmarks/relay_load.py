@@ -76,6 +76,7 @@ async def media_main(
     writer = RecordingWriter(store, max_queued_blocks=8192)
     recorder = Recorder(writer.sink, vad_mode=2 if vad else None)
     tick_seconds = _time_ticks(recorder)
+    gc_seconds = _time_collections()
     clock = MediaClock(recorder)
     clock.start()
     allocator = PortAllocator(40000, 40000 + 4 * calls + 8)
@@ -149,6 +150,8 @@ async def media_main(
                 "clock_max_lag": clock.stats.max_lag,
                 "clock_overruns": clock.stats.overruns,
                 "tick_ms": _tick_summary(tick_seconds),
+                "gc_pauses": len(gc_seconds),
+                "gc_max_ms": round(1000 * max(gc_seconds, default=0.0), 3),
                 "writer_dropped_blocks": writer.metrics.blocks_dropped,
                 "chunks_sealed": writer.metrics.chunks_sealed,
             }
@@ -172,6 +175,23 @@ def _time_ticks(recorder: Any) -> list[float]:
         durations.append(time.perf_counter() - started)
 
     recorder.tick = timed
+    return durations
+
+
+def _time_collections() -> list[float]:
+    """Time every garbage collection of the media process (a pause of the loop)."""
+    import gc
+
+    durations: list[float] = []
+    started = [0.0]
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            durations.append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(timed)
     return durations
 
 
@@ -304,6 +324,8 @@ async def load_main(args: argparse.Namespace) -> dict[str, object]:
         "expected_seconds_per_call": round(expected_frames / 8000 / args.calls, 2),
         "clock_max_lag_ms": round(1000 * report["clock_max_lag"], 2),
         "recorder_tick_ms": report["tick_ms"],
+        "gc_pauses": report["gc_pauses"],
+        "gc_max_ms": report["gc_max_ms"],
         "writer_dropped_blocks": report["writer_dropped_blocks"],
     }
     if profiler is not None:
