@@ -9,8 +9,10 @@ Four processes on loopback:
 * this process plays both phones of the N **background** calls (a 160-byte PCMU packet
   each way every 20 ms), as ``relay_load.py`` does;
 * the **sender**, pinned to one core (``os.sched_setaffinity``), sends the probe call's
-  caller packets every 20 ms, each carrying its CLOCK_MONOTONIC send time, and the same
-  packet a second time straight to the receiver: the direct path, the baseline;
+  caller packets, one in each 20 ms period at a random moment of it (so that the probe
+  meets the media tick and the background calls at every phase), each carrying its
+  CLOCK_MONOTONIC send time, and the same packet a second time straight to the
+  receiver: the direct path, the baseline;
 * the **receiver**, pinned to the other core, stamps each packet on receipt.
 
 A packet's added delay is its delay through the proxy minus its twin's on the direct
@@ -30,6 +32,7 @@ import asyncio
 import json
 import math
 import os
+import random
 import selectors
 import socket
 import struct
@@ -117,8 +120,13 @@ def sender_main(core: int) -> None:
     _, via_port, direct_port, count = sys.stdin.readline().split()
     via, direct = ("127.0.0.1", int(via_port)), ("127.0.0.1", int(direct_port))
     start = time.monotonic()
+    phases = random.Random(19)  # the same phases run after run
     for seq in range(int(count)):
-        time.sleep(max(0.0, start + seq * PTIME - time.monotonic()))
+        # one packet per 20 ms period, at a random moment of it: the media process's
+        # tick and the background calls are each on a fixed 20 ms grid, so a probe on a
+        # grid of its own would meet them at one phase only, and measure the luck of it
+        phase = phases.random() * PTIME
+        time.sleep(max(0.0, start + seq * PTIME + phase - time.monotonic()))
         first, second = (via, direct) if seq % 2 else (direct, via)  # neither path first
         sock.sendto(probe_packet(seq), first)
         sock.sendto(probe_packet(seq), second)
