@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from proxy.media.g711 import wire_samples
-from proxy.media.recorder import EMIT_SPREAD, Recorder
+from proxy.media.recorder import EMIT_SPREAD, Recorder, RecordingChannelPair
 from proxy.recording_state import RecordingState
 from tests.media.test_recorder import DEPTH, FRAME, Collector, dialogue, tick_time
 
@@ -115,13 +115,18 @@ def test_closing_hands_over_the_queued_blocks_before_the_final_one() -> None:
     assert np.array_equal(sink.wire(last), expected_wire(last, PER_BLOCK))
 
 
-def test_stop_at_a_tick_hands_over_the_queued_blocks_first() -> None:
-    calls = 30
+def queued_last(calls: int) -> tuple[TickLog, Recorder, RecordingChannelPair]:
+    """``calls`` recordings whose first blocks just filled: the last one's still queued."""
     sink = TickLog()
     recorder = run_calls(sink, calls, PER_BLOCK)
-    last = calls - 1
-    pair = recorder.get(last)
-    assert pair is not None and last not in sink.blocks
+    pair = recorder.get(calls - 1)
+    assert pair is not None and calls - 1 not in sink.blocks
+    return sink, recorder, pair
+
+
+def test_stop_at_a_tick_hands_over_the_queued_blocks_first() -> None:
+    sink, recorder, pair = queued_last(30)
+    last = pair.call_key
     pair.stop()
     recorder.tick(tick_time(PER_BLOCK), tick_time(PER_BLOCK))
     assert sink.finals(last) == [False, True]
@@ -130,11 +135,8 @@ def test_stop_at_a_tick_hands_over_the_queued_blocks_first() -> None:
 
 def test_a_failed_recordings_queued_blocks_are_dropped_and_their_slots_freed() -> None:
     calls = 30
-    sink = TickLog()
-    recorder = run_calls(sink, calls, PER_BLOCK)
-    last = calls - 1
-    pair = recorder.get(last)
-    assert pair is not None and last not in sink.blocks
+    sink, recorder, pair = queued_last(calls)
+    last = pair.call_key
 
     def broken(*_: object) -> None:
         raise RuntimeError("jitter buffer broke")
