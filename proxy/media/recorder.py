@@ -24,12 +24,12 @@ packet that arrives during a tick waits for it, and the tick's duration is the r
 added delay at that moment.  Two parts of the tick are heavy on some ticks only, and both
 are spread so that no tick carries them for every call at once:
 
-* handing a full block over copies it out of the store (about 23 µs a call): calls that
-  started together fill their blocks on the same tick, which then took milliseconds at
-  a hundred calls.  A full block keeps its slot (the recording takes a fresh one) and
-  waits in a queue; each tick hands over an even share of the queue so that every block
-  goes within ``EMIT_SPREAD`` ticks of filling (one alone goes at once).  A recording's
-  queued blocks always go before its final one, in order.
+* handing a full block over copies it out of the store and queues it to the writer:
+  calls that started together fill their blocks on the same tick, which then took
+  milliseconds at a hundred calls.  A full block keeps its slot (the recording takes a
+  fresh one) and waits in a queue; each tick hands over an even share of the queue so
+  that every block goes within ``EMIT_SPREAD`` ticks of filling (one alone goes at
+  once).  A recording's queued blocks always go before its final one, in order.
 * voice activity samples each call every ``vad_every``-th tick, each call on its own
   phase (the order it was added), not every call on the same tick.
 
@@ -336,7 +336,7 @@ class Recorder:
             pair.state = RecordingState.STOPPED
             self._settle(pair)
             self._flush_full(pair)
-            self._emit_block(pair, final=True)
+            self._emit_final(pair)
 
     def close_all(self) -> None:
         """Close every recording (shutdown)."""
@@ -415,7 +415,7 @@ class Recorder:
             if pair.state is RecordingState.STOPPED:
                 self._settle(pair)
                 self._flush_full(pair)
-                self._emit_block(pair, final=True)
+                self._emit_final(pair)
             else:
                 self._blocks.release(pair.slot)
 
@@ -513,14 +513,13 @@ class Recorder:
         if block is not None:
             self._emit(queued.pair, block, False)
 
-    def _emit_block(self, pair: RecordingChannelPair, *, final: bool) -> None:
-        """Hand the pair's block (a copy: the slot is written over) to the sink; a
-        final block also gives the slot back."""
+    def _emit_final(self, pair: RecordingChannelPair) -> None:
+        """Hand the pair's partial block (a copy) to the sink as its final one, and give
+        the slot back."""
         block = self._blocks.take(pair.slot, pair.block_frames)
         pair.block_frames = 0
-        if final:
-            self._blocks.release(pair.slot)
-        self._emit(pair, block, final)
+        self._blocks.release(pair.slot)
+        self._emit(pair, block, True)
 
     def _emit(self, pair: RecordingChannelPair, block: npt.NDArray[np.uint16], final: bool) -> None:
         try:
