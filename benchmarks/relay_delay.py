@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -52,6 +53,7 @@ RELAY_LOAD = Path(__file__).resolve().parent / "relay_load.py"
 PROBE_SSRC = 0xB
 STAMP = struct.Struct("!QI")  # send time (ns, CLOCK_MONOTONIC), probe sequence number
 PAYLOAD = 160
+T = TypeVar("T")
 SPREAD_GROUPS = 4  # the background calls' packets leave in 4 groups 5 ms apart
 
 
@@ -193,6 +195,13 @@ def _port(phone: Phone) -> int:
     return port
 
 
+def split_evenly(items: list[T], groups: int) -> list[list[T]]:
+    """``items`` in at most ``groups`` consecutive groups of (nearly) equal size; one
+    empty group when there are none (the sender still sleeps once a period)."""
+    size = max(1, -(-len(items) // groups))
+    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+
+
 async def background(
     phones: list[tuple[Phone, int, Phone, int]], stop: asyncio.Event, groups: int
 ) -> int:
@@ -206,8 +215,7 @@ async def background(
     """
     loop = asyncio.get_running_loop()
     payload = bytes(PAYLOAD)
-    size = -(-len(phones) // groups) if phones else 1
-    batches = [phones[i : i + size] for i in range(0, len(phones), size)] or [[]]
+    batches = split_evenly(phones, groups)
     start, n = loop.time(), 0
     while not stop.is_set():
         header = PACKET.pack(0x80, 0, n & 0xFFFF, (n * 160) & 0xFFFFFFFF, 0xA)

@@ -149,7 +149,7 @@ async def media_main(
                 "recorded_frames": frames,
                 "clock_max_lag": clock.stats.max_lag,
                 "clock_overruns": clock.stats.overruns,
-                "tick_ms": _tick_summary(tick_seconds),
+                "tick_ms": tick_summary(tick_seconds),
                 "gc_pauses": len(gc_seconds),
                 "gc_max_ms": round(1000 * max(gc_seconds, default=0.0), 3),
                 "writer_dropped_blocks": writer.metrics.blocks_dropped,
@@ -195,7 +195,7 @@ def _time_collections() -> list[float]:
     return durations
 
 
-def _tick_summary(durations: list[float]) -> dict[str, float]:
+def tick_summary(durations: list[float]) -> dict[str, float]:
     """p50, p99 and max of the recorder ticks, in ms (the first second left out: the
     block store grows there)."""
     steady = sorted(durations[50:]) or [0.0]
