@@ -9,8 +9,10 @@ Four processes on loopback:
 * this process plays both phones of the N **background** calls (a 160-byte PCMU packet
   each way every 20 ms), as ``relay_load.py`` does;
 * the **sender**, pinned to one core (``os.sched_setaffinity``), sends the probe call's
-  caller packets every 20 ms, each carrying its CLOCK_MONOTONIC send time, and the same
-  packet a second time straight to the receiver: the direct path, the baseline;
+  caller packets, one in each 20 ms period at a random moment of it (so that the probe
+  meets the media tick and the background calls at every phase), each carrying its
+  CLOCK_MONOTONIC send time, and the same packet a second time straight to the
+  receiver: the direct path, the baseline;
 * the **receiver**, pinned to the other core, stamps each packet on receipt.
 
 A packet's added delay is its delay through the proxy minus its twin's on the direct
@@ -30,6 +32,7 @@ import asyncio
 import json
 import math
 import os
+import random
 import selectors
 import socket
 import struct
@@ -38,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,6 +53,8 @@ RELAY_LOAD = Path(__file__).resolve().parent / "relay_load.py"
 PROBE_SSRC = 0xB
 STAMP = struct.Struct("!QI")  # send time (ns, CLOCK_MONOTONIC), probe sequence number
 PAYLOAD = 160
+T = TypeVar("T")
+SPREAD_GROUPS = 4  # the background calls' packets leave in 4 groups 5 ms apart
 
 
 # ---------------------------------------------------------------------------------------
@@ -116,8 +122,13 @@ def sender_main(core: int) -> None:
     _, via_port, direct_port, count = sys.stdin.readline().split()
     via, direct = ("127.0.0.1", int(via_port)), ("127.0.0.1", int(direct_port))
     start = time.monotonic()
+    phases = random.Random(19)  # the same phases run after run
     for seq in range(int(count)):
-        time.sleep(max(0.0, start + seq * PTIME - time.monotonic()))
+        # one packet per 20 ms period, at a random moment of it: the media process's
+        # tick and the background calls are each on a fixed 20 ms grid, so a probe on a
+        # grid of its own would meet them at one phase only, and measure the luck of it
+        phase = phases.random() * PTIME
+        time.sleep(max(0.0, start + seq * PTIME + phase - time.monotonic()))
         first, second = (via, direct) if seq % 2 else (direct, via)  # neither path first
         sock.sendto(probe_packet(seq), first)
         sock.sendto(probe_packet(seq), second)
@@ -159,6 +170,10 @@ def receiver_main(core: int) -> None:
 # the run
 
 
+def _switch(args: argparse.Namespace) -> list[str]:
+    return ["--switch-interval", str(args.switch_interval)] if args.switch_interval else []
+
+
 def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -180,17 +195,35 @@ def _port(phone: Phone) -> int:
     return port
 
 
-async def background(phones: list[tuple[Phone, int, Phone, int]], stop: asyncio.Event) -> int:
-    """Both phones of every background call send a packet every 20 ms until ``stop``."""
+def split_evenly(items: list[T], groups: int) -> list[list[T]]:
+    """``items`` in at most ``groups`` consecutive groups of (nearly) equal size; one
+    empty group when there are none (the sender still sleeps once a period)."""
+    size = max(1, -(-len(items) // groups))
+    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+
+
+async def background(
+    phones: list[tuple[Phone, int, Phone, int]], stop: asyncio.Event, groups: int
+) -> int:
+    """Both phones of every background call send a packet every 20 ms until ``stop``.
+
+    The calls are sent in ``groups`` groups spread evenly over the 20 ms: real calls
+    start at random moments, so their packets do not arrive in one burst.  With one group
+    (``--burst``) all 2 x N packets leave together, and a probe packet that arrives just
+    after them waits behind the whole burst in the media process: the generator's
+    figure, not the relay's.
+    """
     loop = asyncio.get_running_loop()
     payload = bytes(PAYLOAD)
+    batches = split_evenly(phones, groups)
     start, n = loop.time(), 0
     while not stop.is_set():
-        await asyncio.sleep(max(0.0, start + n * PTIME - loop.time()))
         header = PACKET.pack(0x80, 0, n & 0xFFFF, (n * 160) & 0xFFFFFFFF, 0xA)
-        for pa, a_port, pb, b_port in phones:
-            pa.send(header + payload, a_port)
-            pb.send(header + payload, b_port)
+        for index, batch in enumerate(batches):
+            await asyncio.sleep(max(0.0, start + (n + index / groups) * PTIME - loop.time()))
+            for pa, a_port, pb, b_port in batch:
+                pa.send(header + payload, a_port)
+                pb.send(header + payload, b_port)
         n += 1
     return n * 2 * len(phones)
 
@@ -201,7 +234,7 @@ async def probe(args: argparse.Namespace) -> dict[str, object]:
     sender_core, receiver_core = cores[0], cores[1 % len(cores)]
     directory = Path(tempfile.mkdtemp(prefix="recproxy-delay-"))
     media = _spawn(str(RELAY_LOAD), "--media", "--calls", str(args.calls + 1), "--dir",
-                   str(directory), "--fsync", args.fsync)  # fmt: skip
+                   str(directory), "--fsync", args.fsync, *_switch(args))  # fmt: skip
     receiver = _spawn(__file__, "--role", "receiver", "--core", str(receiver_core))
     sender = _spawn(__file__, "--role", "sender", "--core", str(sender_core))
     try:
@@ -225,7 +258,7 @@ async def probe(args: argparse.Namespace) -> dict[str, object]:
         media.stdin.write(json.dumps({"remotes": remotes}) + "\n")
         media.stdin.flush()
         stop = asyncio.Event()
-        load = asyncio.create_task(background(phones, stop))
+        load = asyncio.create_task(background(phones, stop, 1 if args.burst else SPREAD_GROUPS))
         await asyncio.sleep(1.0)  # the background load settles first
         count = round(args.seconds / PTIME)
         line = f"go {legs[0][0]} {targets['direct']} {count}"
@@ -247,8 +280,10 @@ async def probe(args: argparse.Namespace) -> dict[str, object]:
     cpu, wall = float(report["cpu_seconds"]), float(report["wall_seconds"])  # type: ignore[arg-type]
     return {
         "background_calls": args.calls,
+        "background_groups": 1 if args.burst else SPREAD_GROUPS,
         "seconds": args.seconds,
         "fsync": args.fsync,
+        "switch_interval": args.switch_interval or sys.getswitchinterval(),
         "cores": {"sender": sender_core, "receiver": receiver_core, "of": len(cores)},
         **delay_stats(int(sent), direct, via),  # type: ignore[call-overload]
         "background_packets_sent": background_sent,
@@ -257,6 +292,9 @@ async def probe(args: argparse.Namespace) -> dict[str, object]:
         "lost_inside_proxy": received - relayed,
         "media_cpu_percent_of_core": round(100 * cpu / wall, 1),
         "clock_max_lag_ms": round(1000 * float(report["clock_max_lag"]), 2),  # type: ignore[arg-type]
+        "recorder_tick_ms": report["tick_ms"],
+        "gc_pauses": report["gc_pauses"],
+        "gc_max_ms": report["gc_max_ms"],
     }
 
 
@@ -265,8 +303,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help="background calls")
     parser.add_argument("--seconds", type=float, default=30.0, help="probe length")
     parser.add_argument("--fsync", choices=("chunk", "segment", "none"), default="chunk")
+    parser.add_argument(
+        "--switch-interval", type=float, help="the media process's sys.setswitchinterval (s)"
+    )
     parser.add_argument("--role", choices=("sender", "receiver"), help=argparse.SUPPRESS)
     parser.add_argument("--core", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--burst", action="store_true", help="send all background packets at once (before)"
+    )
     parser.add_argument("--out", type=Path, help="write the result as JSON here too")
     args = parser.parse_args()
     if args.role == "sender":

@@ -75,6 +75,8 @@ async def media_main(
     store = LocalDiskStore(fsync=fsync)  # type: ignore[arg-type]
     writer = RecordingWriter(store, max_queued_blocks=8192)
     recorder = Recorder(writer.sink, vad_mode=2 if vad else None)
+    tick_seconds = _time_ticks(recorder)
+    gc_seconds = _time_collections()
     clock = MediaClock(recorder)
     clock.start()
     allocator = PortAllocator(40000, 40000 + 4 * calls + 8)
@@ -147,6 +149,9 @@ async def media_main(
                 "recorded_frames": frames,
                 "clock_max_lag": clock.stats.max_lag,
                 "clock_overruns": clock.stats.overruns,
+                "tick_ms": tick_summary(tick_seconds),
+                "gc_pauses": len(gc_seconds),
+                "gc_max_ms": round(1000 * max(gc_seconds, default=0.0), 3),
                 "writer_dropped_blocks": writer.metrics.blocks_dropped,
                 "chunks_sealed": writer.metrics.chunks_sealed,
             }
@@ -156,6 +161,49 @@ async def media_main(
     clock.stop()
     for media, _, _ in sessions:
         media.close()
+
+
+def _time_ticks(recorder: Any) -> list[float]:
+    """Time every ``recorder.tick`` (the part of the clock's tick that grows with the
+    calls): a packet that arrives meanwhile waits for it in the loop."""
+    durations: list[float] = []
+    tick = recorder.tick
+
+    def timed(now: float, scheduled: float | None = None) -> None:
+        started = time.perf_counter()
+        tick(now, scheduled)
+        durations.append(time.perf_counter() - started)
+
+    recorder.tick = timed
+    return durations
+
+
+def _time_collections() -> list[float]:
+    """Time every garbage collection of the media process (a pause of the loop)."""
+    import gc
+
+    durations: list[float] = []
+    started = [0.0]
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            durations.append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(timed)
+    return durations
+
+
+def tick_summary(durations: list[float]) -> dict[str, float]:
+    """p50, p99 and max of the recorder ticks, in ms (the first second left out: the
+    block store grows there)."""
+    steady = sorted(durations[50:]) or [0.0]
+    return {
+        "p50": round(1000 * steady[len(steady) // 2], 3),
+        "p99": round(1000 * steady[int(len(steady) * 0.99)], 3),
+        "max": round(1000 * steady[-1], 3),
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -195,7 +243,8 @@ async def load_main(args: argparse.Namespace) -> dict[str, object]:
         + (["--asyncio"] if args.asyncio else [])
         + ([] if args.vad else ["--no-vad"])
         + ["--fsync", args.fsync]
-        + (["--srtp", args.srtp] if args.srtp else []),
+        + (["--srtp", args.srtp] if args.srtp else [])
+        + (["--switch-interval", str(args.switch_interval)] if args.switch_interval else []),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -255,6 +304,7 @@ async def load_main(args: argparse.Namespace) -> dict[str, object]:
         "vad": args.vad,
         "fsync": args.fsync,
         "loop": "asyncio" if args.asyncio else "uvloop",
+        "switch_interval": args.switch_interval or sys.getswitchinterval(),
         "srtp": args.srtp,
         "srtp_failed_inside_proxy": report["srtp_failed"],
         "packets_sent": sent,
@@ -273,6 +323,9 @@ async def load_main(args: argparse.Namespace) -> dict[str, object]:
         else None,
         "expected_seconds_per_call": round(expected_frames / 8000 / args.calls, 2),
         "clock_max_lag_ms": round(1000 * report["clock_max_lag"], 2),
+        "recorder_tick_ms": report["tick_ms"],
+        "gc_pauses": report["gc_pauses"],
+        "gc_max_ms": report["gc_max_ms"],
         "writer_dropped_blocks": report["writer_dropped_blocks"],
     }
     if profiler is not None:
@@ -343,6 +396,11 @@ def main() -> None:
     parser.add_argument("--no-vad", dest="vad", action="store_false", help="no speech detection")
     parser.add_argument("--fsync", choices=("chunk", "segment", "none"), default="chunk")
     parser.add_argument(
+        "--switch-interval",
+        type=float,
+        help="the media process's sys.setswitchinterval, in seconds (CPython's is 0.005)",
+    )
+    parser.add_argument(
         "--srtp",
         choices=("AES_CM_128_HMAC_SHA1_80", "AEAD_AES_256_GCM", "AES_CM_128_HMAC_SHA1_32"),
         help="SDES-SRTP on both legs of every call, with this suite",
@@ -357,6 +415,8 @@ def main() -> None:
 
         runner = uvloop.run  # type: ignore[assignment]
     if args.media:
+        if args.switch_interval:
+            sys.setswitchinterval(args.switch_interval)
         runner(media_main(args.calls, args.record, args.dir, args.vad, args.fsync, args.srtp))
         return
     result = runner(load_main(args))

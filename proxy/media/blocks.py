@@ -9,8 +9,9 @@ final) block is copied out of its slot as the ``(samples, 2)`` array of wire sam
 
 Frames are stored channel-major, ``(slot, frame, channel, sample)``, the shape the
 tick's gather produces, so the write needs no transpose; the copy out interleaves the
-channels, once per block rather than once per frame.  Slots come from a free list; the
-array doubles when they run out (the copy is once per doubling, not per call).
+channels (one strided copy per channel), once per block rather than once per frame.
+Slots come from a free list; the array doubles when they run out (the copy is once per
+doubling, not per call).
 """
 
 from __future__ import annotations
@@ -73,4 +74,9 @@ class BlockStore:
         """The first ``frames`` frames of ``slot`` as a new ``(samples, 2)`` array of
         wire samples, caller left: the caller's to keep."""
         held = self._frames[slot, :frames]  # (frames, 2, samples)
-        return np.ascontiguousarray(held.transpose(0, 2, 1)).reshape(-1, 2)
+        block = np.empty((frames, self.frame_samples, 2), np.uint16)
+        # one strided copy per channel: a fifth of the time of a transposing copy, which
+        # numpy walks element by element (about 5 against 23 µs for a 1 s block)
+        block[:, :, 0] = held[:, 0]
+        block[:, :, 1] = held[:, 1]
+        return block.reshape(-1, 2)

@@ -19,6 +19,20 @@ which hands the payload to that direction's jitter buffer.  The event loop calls
    ``sink(call_key, block, final)``.  The block then belongs to the sink (it is never
    written again), so the sink may queue it to a writer thread.
 
+Spreading the tick's peaks: the relay forwards packets on the same event loop, so a
+packet that arrives during a tick waits for it, and the tick's duration is the relay's
+added delay at that moment.  Two parts of the tick are heavy on some ticks only, and both
+are spread so that no tick carries them for every call at once:
+
+* handing a full block over copies it out of the store and queues it to the writer:
+  calls that started together fill their blocks on the same tick, which then took
+  milliseconds at a hundred calls.  A full block keeps its slot (the recording takes a
+  fresh one) and waits in a queue; each tick hands over an even share of the queue so
+  that every block goes within ``EMIT_SPREAD`` ticks of filling (one alone goes at
+  once).  A recording's queued blocks always go before its final one, in order.
+* voice activity samples each call every ``vad_every``-th tick, each call on its own
+  phase (the order it was added), not every call on the same tick.
+
 States of a recording (the shared :class:`~proxy.recording_state.RecordingState`, of which
 the recorder uses the live states and FAILED): RECORDING; PAUSED (``pause_mode``
 "silence" writes silence for the paused time, "skip" writes nothing); STOPPED (the
@@ -47,6 +61,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
@@ -92,6 +107,10 @@ _TAG = np.concatenate(
     ]
 )
 _TAG.flags.writeable = False
+
+#: Ticks within which a full block is handed to the sink (see "Spreading" above): at most
+#: 100 ms later than the tick that filled it, what a crash could lose beyond the block.
+EMIT_SPREAD = 5
 
 
 class RecorderError(Exception):
@@ -202,6 +221,7 @@ class RecordingChannelPair:
         self.error: BaseException | None = None
         self.slot = slot  # its block in the recorder's BlockStore
         self.block_frames = 0  # frames written into the block being filled
+        self.vad_phase = 0  # voice activity samples it on ticks of this phase
 
     @property
     def active(self) -> bool:
@@ -230,6 +250,16 @@ class RecordingChannelPair:
             raise RecorderError(
                 f"cannot {action} recording {self.call_key!r}: it is {self.state.value}"
             )
+
+
+@dataclass(slots=True)
+class _FullBlock:
+    """A full block waiting in its slot to be handed to the sink by tick ``due``."""
+
+    pair: RecordingChannelPair
+    slot: int
+    frames: int
+    due: int
 
 
 class Recorder:
@@ -264,6 +294,8 @@ class Recorder:
         self.on_failure: FailureHook | None = None
         self._pairs: dict[Hashable, RecordingChannelPair] = {}
         self._zero_frame = bytes(frame_samples)
+        self._full: deque[_FullBlock] = deque()  # oldest first, so ``due`` ascends
+        self._added = 0
 
     def __len__(self) -> int:
         return len(self._pairs)
@@ -280,6 +312,8 @@ class Recorder:
             raise RecorderError(f"recording {call_key!r} already exists")
         caller, taker = self._direction(caller_codec), self._direction(taker_codec)
         pair = RecordingChannelPair(call_key, caller, taker, self._blocks.acquire())
+        pair.vad_phase = self._added % self.vad_every
+        self._added += 1
         self._pairs[call_key] = pair
         return pair
 
@@ -301,7 +335,8 @@ class Recorder:
         if pair is not None and pair.state is not RecordingState.FAILED:
             pair.state = RecordingState.STOPPED
             self._settle(pair)
-            self._emit_block(pair, final=True)
+            self._flush_full(pair)
+            self._emit_final(pair)
 
     def close_all(self) -> None:
         """Close every recording (shutdown)."""
@@ -321,6 +356,7 @@ class Recorder:
             if lag > stats.max_lag:
                 stats.max_lag = lag
         if not self._pairs:
+            self._hand_over()
             return
 
         recording = RecordingState.RECORDING
@@ -378,7 +414,8 @@ class Recorder:
             del self._pairs[pair.call_key]
             if pair.state is RecordingState.STOPPED:
                 self._settle(pair)
-                self._emit_block(pair, final=True)
+                self._flush_full(pair)
+                self._emit_final(pair)
             else:
                 self._blocks.release(pair.slot)
 
@@ -387,9 +424,11 @@ class Recorder:
             codes = np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(count, 2, frame)
             table_offsets = np.array(offsets, dtype=np.uint16).reshape(count, 2, 1)
             wire = _TAG[codes + table_offsets]  # (count, 2, frame) uint16, one gather
-            if stats.ticks % self.vad_every == 0:
-                self._classify(decoded_pairs, received, wire, now)
-                if any(not pair.active for pair in decoded_pairs):  # a classifier failed
+            phase = stats.ticks % self.vad_every
+            sampled = [i for i, pair in enumerate(decoded_pairs) if pair.vad_phase == phase]
+            if sampled:
+                self._classify(decoded_pairs, sampled, received, wire, now)
+                if any(not decoded_pairs[i].active for i in sampled):  # a classifier failed
                     keep = [i for i, pair in enumerate(decoded_pairs) if pair.active]
                     decoded_pairs = [decoded_pairs[i] for i in keep]
                     wire = wire[keep]
@@ -401,17 +440,20 @@ class Recorder:
             ]
             silence = np.broadcast_to(_TAG[laws][:, :, None], (len(laws), 2, frame))
             self._write(silent_pairs, silence)
+        self._hand_over()
 
     def _classify(
         self,
         pairs: list[RecordingChannelPair],
+        sampled: list[int],
         received: list[tuple[bool, bool]],
         wire: npt.NDArray[np.uint16],
         now: float,
     ) -> None:
-        """Voice activity on the received frames (a classifier that raises fails its
-        own recording only)."""
-        for i, pair in enumerate(pairs):
+        """Voice activity on the received frames of ``pairs[i]`` for each ``i`` in
+        ``sampled`` (a classifier that raises fails its own recording only)."""
+        for i in sampled:
+            pair = pairs[i]
             has_left, has_right = received[i]
             try:
                 if has_left:
@@ -430,20 +472,54 @@ class Recorder:
         frame = self.frame_samples
         per_block = self._frames_per_block
         self.stats.frames += len(pairs)
+        due = self.stats.ticks + EMIT_SPREAD
         for pair in pairs:
             pair.samples_written += frame
             pair.block_frames += 1
-            if pair.block_frames == per_block:
-                self._emit_block(pair, final=False)
+            if pair.block_frames == per_block:  # handed over by _hand_over
+                self._full.append(_FullBlock(pair, pair.slot, per_block, due))
+                pair.slot = self._blocks.acquire()
+                pair.block_frames = 0
 
-    def _emit_block(self, pair: RecordingChannelPair, *, final: bool) -> None:
-        """Hand the pair's block (a copy: the slot is written over) to the sink; a
-        final block also gives the slot back."""
+    def _hand_over(self) -> None:
+        """Hand the oldest queued full blocks to the sink: the fewest per tick that
+        still gets every block over by its ``due`` tick (see "Spreading" in the module
+        docstring)."""
+        full = self._full
+        if not full:
+            return
+        now, share = self.stats.ticks, 0
+        for count, queued in enumerate(full, 1):  # the least per tick meeting every due
+            share = max(share, -(-count // max(1, queued.due - now + 1)))
+        for _ in range(share):
+            self._hand(full.popleft())
+
+    def _flush_full(self, pair: RecordingChannelPair) -> None:
+        """Hand ``pair``'s queued full blocks over now, in order (before its final one)."""
+        if not any(queued.pair is pair for queued in self._full):
+            return
+        mine = [queued for queued in self._full if queued.pair is pair]
+        self._full = deque(queued for queued in self._full if queued.pair is not pair)
+        for queued in mine:
+            self._hand(queued)
+
+    def _hand(self, queued: _FullBlock) -> None:
+        """A queued full block to the sink (a copy out of its slot, which is freed);
+        a failed recording's is only freed."""
+        block = None
+        if queued.pair.state is not RecordingState.FAILED:
+            block = self._blocks.take(queued.slot, queued.frames)
+        self._blocks.release(queued.slot)
+        if block is not None:
+            self._emit(queued.pair, block, False)
+
+    def _emit_final(self, pair: RecordingChannelPair) -> None:
+        """Hand the pair's partial block (a copy) to the sink as its final one, and give
+        the slot back."""
         block = self._blocks.take(pair.slot, pair.block_frames)
         pair.block_frames = 0
-        if final:
-            self._blocks.release(pair.slot)
-        self._emit(pair, block, final)
+        self._blocks.release(pair.slot)
+        self._emit(pair, block, True)
 
     def _emit(self, pair: RecordingChannelPair, block: npt.NDArray[np.uint16], final: bool) -> None:
         try:

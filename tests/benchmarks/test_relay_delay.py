@@ -11,8 +11,10 @@ from benchmarks.relay_delay import (
     percentile,
     probe_packet,
     read_probe,
+    split_evenly,
     summary_us,
 )
+from benchmarks.relay_load import tick_summary
 
 
 def test_nearest_rank_percentiles() -> None:
@@ -51,3 +53,15 @@ def test_probe_packet_carries_its_sequence_and_send_time() -> None:
     seq, delay = read_probe(packet, time.monotonic_ns())
     assert seq == 70_000
     assert 0 <= delay <= time.monotonic_ns() - before
+
+
+def test_background_calls_are_split_into_even_groups_and_none_still_make_one() -> None:
+    assert split_evenly(list(range(10)), 4) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert split_evenly([1, 2], 4) == [[1], [2]]
+    assert split_evenly([], 4) == [[]]  # the generator still sleeps once a period
+
+
+def test_tick_summary_leaves_out_the_first_second_and_is_in_ms() -> None:
+    durations = [1.0] * 50 + [0.001] * 98 + [0.002, 0.005]
+    assert tick_summary(durations) == {"p50": 1.0, "p99": 5.0, "max": 5.0}
+    assert tick_summary([0.5] * 10) == {"p50": 0.0, "p99": 0.0, "max": 0.0}

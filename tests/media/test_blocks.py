@@ -35,6 +35,20 @@ def test_a_block_comes_out_interleaved_caller_left_as_written() -> None:
     assert store.take(b, 0).shape == (0, 2)  # an empty final block
 
 
+def test_a_taken_block_interleaves_every_sample_of_random_audio() -> None:
+    """Sample by sample what a transposing copy gives, for a whole 1 s block of
+    arbitrary wire samples (the copy out interleaves one channel at a time)."""
+    rng = np.random.default_rng(19)
+    store = BlockStore(frames_per_block=50, frame_samples=160)
+    slot = store.acquire()
+    wire = rng.integers(0, 2**16, size=(50, 2, 160), dtype=np.uint16)
+    store.write(np.full(50, slot, np.intp), np.arange(50, dtype=np.intp), wire)
+    block = store.take(slot, 50)
+    assert block.flags.c_contiguous and block.shape == (8000, 2)
+    assert np.array_equal(block, wire.transpose(0, 2, 1).reshape(-1, 2))
+    assert np.array_equal(store.take(slot, 7), block[: 7 * 160])
+
+
 def test_a_taken_block_is_a_copy_the_next_writes_do_not_touch() -> None:
     store = BlockStore(frames_per_block=2, frame_samples=FRAME)
     slot = store.acquire()
