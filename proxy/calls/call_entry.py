@@ -8,7 +8,7 @@ and its part 1 join them in :meth:`RecordingService.start`); ``ended`` hands ove
 call's end, and with it whatever the bridge did not take — all of a call that never
 reached the call taker.  A crash before the bridge therefore leaves no row: such a call
 has no recording to recover, and this is the price of one transaction at set-up
-instead of four (benchmarks/findings-catalog.md)."""
+instead of four (benchmarks/findings/issue19-catalog.md)."""
 
 from __future__ import annotations
 
