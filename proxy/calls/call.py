@@ -387,6 +387,7 @@ class Call:
                 self.id, public.audio.encoding, staff.audio.encoding, started=bridged,
                 call=replace(set_up, first_part=FirstPart(self.operator, team)),
             )  # fmt: skip
+            self._entry.submitted()  # transaction 1 carries it from here
         self.switch.arm(recording, outbound=self.plan.outbound, operator=self.operator, staff=staff)
         # the call taker's digits go through the code matcher (P14)
         pair = recording.pair if recording is not None else None
@@ -403,6 +404,7 @@ class Call:
         self.offers.sync(self.b)
         self.offers.sync(self.a)
         if not self.plan.record:
+            self._entry.submitted()
             await self.b2bua.recordings.write_call(f"call {self.id}: set-up", set_up)
         while True:  # a transfer (REFER) hands the call to another call taker
             event = await self._next(timeout=self.transfers.remaining())

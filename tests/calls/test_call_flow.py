@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from typing import Any
+from dataclasses import replace
 
 import pytest
 
@@ -29,6 +30,7 @@ from proxy.events import (
     RecordingSwitched,
 )
 from proxy.recording_state import RecordingState
+from proxy.storage.catalog import CallOutcome
 from proxy.records.errors import RecordingActionError
 from proxy.sip.message import Request, Response
 
@@ -309,3 +311,33 @@ async def test_a_hold_by_the_caller_is_passed_on_and_becomes_a_recording_event(
             if await hold_events():
                 break
         assert await hold_events() == [("hold", "caller")]
+
+
+# --- a failure at the bridge keeps the call in the catalog (issue 19) -----------------------
+
+
+@pytest.mark.parametrize("where", ["recorder", "bridge_unrecorded"])
+async def test_a_failure_at_the_bridge_still_catalogues_the_call_failed_with_its_receipt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    async with Harness(tmp_path) as h:
+        caller, taker = Peer(CALLER, "caller", f"flow-fail-{where}"), Peer(TAKER, "taker", "")
+        await invite(h, caller)
+        call = h.call
+
+        def broken(*args: object, **kwargs: object) -> Any:
+            raise RuntimeError(f"{where} broke")
+
+        if where == "recorder":  # recorder.add raising inside RecordingService.start
+            monkeypatch.setattr(h.recordings.recorder, "add", broken)
+        else:  # an unrecorded call whose media refuses the bridge, before its write
+            call.plan = replace(call.plan, record=False)
+            monkeypatch.setattr(call.media, "bridge", broken)
+        taker_invite = await play_notice(h)
+        h.feed(taker.answer(taker_invite, 200, sdp(50000)), TAKER)
+        await h.until(lambda: h.published(CallEnded))
+        await h.until(lambda: not h.b2bua.calls)
+        row = await h.catalog.calls.get_call(call.id)
+        assert row is not None and row.outcome is CallOutcome.FAILED
+        assert row.ended_at is not None and row.bridged_at is not None
+        assert await h.catalog.calls.consent_receipt(call.id) is not None
