@@ -432,10 +432,12 @@ class Call:
         await self.switch.close()
         recording = self.switch.recording if self.switch.keeps_recording else None
         end = None if self.entry is None else self.entry.ended(ended_at, self.outcome)
-        await close_recording_and_call(
-            self.b2bua.recordings, recording, end, what=f"call {self.id}"
-        )
-        self.b2bua.call_over(self)
+        try:
+            await close_recording_and_call(
+                self.b2bua.recordings, recording, end, what=f"call {self.id}"
+            )
+        finally:  # cancelled at shutdown too: nothing routes to the call any more
+            self.b2bua.call_over(self)
 
     def _ended(self) -> CallEnded:
         """The call's end as an event: talk time on the monotonic clock, and per
