@@ -9,9 +9,10 @@ only once ``submitted`` says that write is on its way: a failure between the two
 recorder, the writer, the media refusing the bridge) leaves them here, so the end
 write still carries the call's row and receipt and the call ends ``failed`` in the
 catalog instead of vanishing from it.  ``ended`` hands over the call's end, and with it
-whatever was not submitted — all of a call that never reached the call taker.  A crash before the bridge therefore leaves no row: such a call
-has no recording to recover, and this is the price of one transaction at set-up
-instead of four (benchmarks/findings-catalog.md)."""
+whatever was not submitted — all of a call that never reached the call taker.  A crash
+before the bridge therefore leaves no row: such a call has no recording to recover, and
+this is the price of one transaction at set-up instead of four
+(benchmarks/findings-catalog.md)."""
 
 from __future__ import annotations
 

@@ -44,10 +44,10 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from typing import Any
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
@@ -470,7 +470,6 @@ class RecordingService:
         to lose."""
         rid = active.id
         timeout += self.writer.hold_seconds
-        batch = self._with_set_up(active, call or CallBatch(active.call_id))
         try:
             closed = await self._closing(active, timeout)
         except Exception:
@@ -481,11 +480,12 @@ class RecordingService:
                 RecordingEnd(rid, RecordingState.FAILED,
                              Attribution(reason="internal error", at=datetime.now(UTC)), ()),
             )  # fmt: skip
-        if active.refused is not None:  # no row: only the call's end, and files kept
+        if active.refused is not None:  # no row: the call's end only (when it is here)
             self._uncatalogued(active, closed.written)
+            if call is not None:
+                await self.write_call(f"call {call.call_id}: end", self._with_set_up(active, call))
         else:
-            batch = replace(batch, recording_end=closed.end)
-        if batch != CallBatch(active.call_id):
+            batch = replace(call or CallBatch(active.call_id), recording_end=closed.end)
             await self.write_call(f"recording {rid}: {closed.end.state.value}", batch)
         self._publish_end(active, closed)
 
@@ -635,9 +635,8 @@ class RecordingService:
         as an error and counted (``failures["uncatalogued"]``) for an operator to look
         at; none is deleted: it is audio, and only a person can say whose."""
         folders = await asyncio.to_thread(_recording_folders, self.settings.dir)
-        orphans = [
-            rid for rid in folders if await self.catalog.recordings.get_recording(rid) is None
-        ]
+        named = await self.catalog.recordings.existing(folders)
+        orphans = [rid for rid in folders if rid not in named]
         for rid in orphans:
             log.error(
                 "recording folder %s has no catalog row: kept, not catalogued (an operator "

@@ -13,9 +13,9 @@ state table beside it.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from dataclasses import replace
 
 import pytest
 
@@ -30,9 +30,9 @@ from proxy.events import (
     RecordingSwitched,
 )
 from proxy.recording_state import RecordingState
-from proxy.storage.catalog import CallOutcome
 from proxy.records.errors import RecordingActionError
 from proxy.sip.message import Request, Response
+from proxy.storage.catalog import CallOutcome
 
 from .call_harness import CALLER, NOTICE_MS, TAKER, Harness, Peer, sdp
 
