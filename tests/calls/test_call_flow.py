@@ -341,3 +341,27 @@ async def test_a_failure_at_the_bridge_still_catalogues_the_call_failed_with_its
         assert row is not None and row.outcome is CallOutcome.FAILED
         assert row.ended_at is not None and row.bridged_at is not None
         assert await h.catalog.calls.consent_receipt(call.id) is not None
+
+
+async def test_a_call_cancelled_while_closing_its_recording_is_still_let_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with Harness(tmp_path) as h:
+        caller, taker = Peer(CALLER, "caller", "flow-cancel"), Peer(TAKER, "taker", "")
+        await invite(h, caller)
+        ok = await bridge(h, caller, taker)
+        call = h.call
+        closing = asyncio.Event()
+
+        async def never_done(*args: object) -> None:
+            closing.set()
+            await asyncio.Event().wait()  # the writer's last word that never comes
+
+        monkeypatch.setattr(h.recordings, "finish", never_done)
+        h.feed(caller.request("BYE", to=to_proxy(ok), cseq=2), CALLER)
+        await asyncio.wait_for(closing.wait(), 3)
+        (task,) = [t for t in asyncio.all_tasks() if t.get_name() == f"call-{call.id}"]
+        task.cancel()  # what the loop does to tasks left at shutdown
+        await asyncio.wait((task,), timeout=3)
+        assert task.cancelled()
+        assert call.id not in h.b2bua.calls  # call_over ran: nothing routes to it
