@@ -387,6 +387,7 @@ class Call:
                 self.id, public.audio.encoding, staff.audio.encoding, started=bridged,
                 call=replace(set_up, first_part=FirstPart(self.operator, team)),
             )  # fmt: skip
+            self._entry.submitted()  # transaction 1 carries it from here
         self.switch.arm(recording, outbound=self.plan.outbound, operator=self.operator, staff=staff)
         # the call taker's digits go through the code matcher (P14)
         pair = recording.pair if recording is not None else None
@@ -403,6 +404,7 @@ class Call:
         self.offers.sync(self.b)
         self.offers.sync(self.a)
         if not self.plan.record:
+            self._entry.submitted()
             await self.b2bua.recordings.write_call(f"call {self.id}: set-up", set_up)
         while True:  # a transfer (REFER) hands the call to another call taker
             event = await self._next(timeout=self.transfers.remaining())
@@ -430,10 +432,12 @@ class Call:
         await self.switch.close()
         recording = self.switch.recording if self.switch.keeps_recording else None
         end = None if self.entry is None else self.entry.ended(ended_at, self.outcome)
-        await close_recording_and_call(
-            self.b2bua.recordings, recording, end, what=f"call {self.id}"
-        )
-        self.b2bua.call_over(self)
+        try:
+            await close_recording_and_call(
+                self.b2bua.recordings, recording, end, what=f"call {self.id}"
+            )
+        finally:  # cancelled at shutdown too: nothing routes to the call any more
+            self.b2bua.call_over(self)
 
     def _ended(self) -> CallEnded:
         """The call's end as an event: talk time on the monotonic clock, and per

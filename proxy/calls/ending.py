@@ -1,9 +1,10 @@
 """The last writes of a call or a SIPREC session, whatever ended it: close its recording
 (seal, then catalogue how it ended) and write the call's end and outcome — in one
 transaction (issue 19), or the call's end alone when there is no recording.  A failure
-is logged, never raised (``RecordingService.write_call`` tries the recording's end and
-the call's end apart if the catalog refuses them together), so the ports and routes
-are always given back after it."""
+is logged, never raised (``RecordingService.finish`` writes the call's end even when
+working out the recording's fails, and ``write_call`` tries the recording's end and the
+call's end apart if the catalog refuses them together); the callers give the ports and
+routes back in a ``finally``, so a cancellation at shutdown does not keep them."""
 
 from __future__ import annotations
 

@@ -47,6 +47,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
@@ -60,7 +61,9 @@ from ..storage.catalog import (
     Catalog,
     CatalogError,
     CatalogJournal,
+    CatalogUnavailableError,
     ChannelQuality,
+    JournalFullError,
     NewRecording,
     NewSegment,
     RecordingAction,
@@ -130,6 +133,15 @@ class ActiveRecording:
     last_segments: list[NewSegment] = field(default_factory=list, repr=False)
     # its catalogue write (transaction 1), awaited before any later write of it
     catalogued: asyncio.Task[None] | None = field(default=None, repr=False)
+    # why its row will never be written (transaction 1 refused or dropped), if so
+    refused: str | None = None
+    # the call's set-up transaction 1 could not take (dropped): its end write carries it
+    set_up: CallBatch | None = field(default=None, repr=False)
+
+    async def row_written(self) -> None:
+        """Wait until transaction 1 is over, however it ended (never raises: a later
+        write of the recording finds out for itself whether the row is there)."""
+        await _settled(*_started(self))
 
     @property
     def caller_sink(self) -> PacketSink:
@@ -187,6 +199,9 @@ class RecordingService:
         row does not lose the others.  Never raises: a call's ending must go on."""
         try:
             return await self._catalog_write(what, lambda: self.catalog.call_writes.write(batch))
+        except JournalFullError:  # logged by the journal; its parts would be dropped too
+            self._count("catalog")
+            return False
         except Exception:
             parts = batch.split()
             if parts is None:
@@ -303,7 +318,7 @@ class RecordingService:
         *,
         call: CallBatch | None = None,
         started: datetime | None = None,
-    ) -> ActiveRecording | None:
+    ) -> ActiveRecording:
         """Open a recording for a bridged call from ``started`` (now), at once, and
         catalogue it with ``call`` (the call's set-up: its row, receipt, bridge and part
         1) in one write that runs while the call goes on: neither the bridge nor the
@@ -320,21 +335,25 @@ class RecordingService:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[RecordingWritten] = loop.create_future()
         pair = self.recorder.add(rid, caller_codec, taker_codec)
+        try:
+            self.writer.open(
+                rid,
+                self.settings.dir,
+                self.public_key,
+                encoding=self.settings.encoding,
+                segment_seconds=self.settings.segment_seconds,
+                start_time_ms=int(started.timestamp() * 1000),
+                hold=True,
+            )
+        except BaseException:  # nothing of it stays: the caller writes the call's failure
+            self.recorder.close(rid)
+            raise
         active = ActiveRecording(rid, call_id, pair, started, done)
         self.active[rid] = active
-        self.publish(events.RecordingStarted(rid, call_id))
-        self.writer.open(
-            rid,
-            self.settings.dir,
-            self.public_key,
-            encoding=self.settings.encoding,
-            segment_seconds=self.settings.segment_seconds,
-            start_time_ms=int(started.timestamp() * 1000),
-            hold=True,
-        )
         active.catalogued = asyncio.create_task(
             self._catalogue_start(active, batch, call), name=f"create-{rid}"
         )
+        self.publish(events.RecordingStarted(rid, call_id))
         return active
 
     async def _catalogue_start(
@@ -342,25 +361,47 @@ class RecordingService:
     ) -> None:
         """Transaction 1 (journalled if the catalog cannot take it now: the call is
         recorded anyway, and its audio held); once committed, the writer may create the
-        recording's files.  Refused outright, the call is written without its recording,
-        which is then failed with nothing written: its audio has no row to belong to."""
+        recording's files.
+
+        Refused outright — now, or when the journal retries it — the call is written
+        without its recording in the same turn of the journal (so its end, queued
+        later, finds it), and the recording is refused: the writer drops what it holds,
+        nothing of it is catalogued, and it is published as failed.  The recording is
+        not written on its own: its row goes only with its consent receipt (P13).
+        Dropped because the journal is full, the recording is refused the same way and
+        the call's set-up waits in ``active.set_up`` for the call's end write."""
         rid = active.id
 
-        async def create_then_release() -> None:
-            await self.catalog.call_writes.write(batch)
+        async def create() -> None:
+            try:
+                await self.catalog.call_writes.write(batch)
+            except CatalogUnavailableError:
+                raise  # the journal retries the whole
+            except Exception as exc:  # CatalogError, or a bug: either way the call goes on
+                log.exception("recording for call %s not created in the catalog", active.call_id)
+                self._refuse(active, f"its catalog row was refused: {exc}")
+                if call is not None:  # the call without its recording
+                    await self.catalog.call_writes.write(replace(call, first_part=None))
+                return
             self.writer.commit(rid)  # the row is committed: its files may exist now
 
         try:
-            await self._catalog_write(f"recording {rid}: create", create_then_release)
-        except Exception:  # CatalogError, or a bug: either way the call goes on
-            log.exception("recording for call %s not created in the catalog", active.call_id)
+            await self._catalog_write(f"recording {rid}: create", create)
+        except JournalFullError:
+            self._refuse(active, "its catalog row was dropped (catalog journal full)")
+            active.set_up = None if call is None else replace(call, first_part=None)
+        except Exception:  # the call was refused too: nothing of it can be kept
+            log.exception("call %s: not catalogued", active.call_id)
             self._count("catalog")
-            if call is not None:
-                await self.write_call(
-                    f"call {active.call_id}: set-up", replace(call, first_part=None)
-                )
-            self.recorder.close(rid)
-            self.writer.drop(rid, "its catalog row was refused: not recorded")
+
+    def _refuse(self, active: ActiveRecording, reason: str) -> None:
+        """The recording's row will never be written: stop recording it, and let the
+        writer drop what it holds (``writer.drop``)."""
+        if active.refused is None:
+            self._count("catalog")
+            active.refused = reason
+            self.recorder.close(active.id)
+            self.writer.drop(active.id, reason)
 
     async def begin_part(
         self,
@@ -379,7 +420,9 @@ class RecordingService:
         rid = active.id
         # after its row: a write made before the task of transaction 1 first ran would
         # reach the catalog thread ahead of it
-        await asyncio.gather(*_started(active))
+        await active.row_written()
+        if active.refused is not None:
+            return
         try:
             await self._catalog_write(
                 f"recording {rid}: part",
@@ -399,15 +442,21 @@ class RecordingService:
     async def finish(self, active: ActiveRecording, call: CallBatch | None = None) -> None:
         """Flush and seal the recording, then record the result in the catalog, with
         ``call`` (its call's end) in the same write — or, if the recording already
-        failed (its end was catalogued when it happened), ``call`` alone."""
+        failed (its end was catalogued when it happened), ``call`` alone.  The call's
+        end is written whatever became of the recording."""
         self.recorder.close(active.id)  # the last block goes to the writer as final
         if active.ended is None:
             active.ended = asyncio.create_task(self._end(active, call), name=f"end-{active.id}")
             await asyncio.shield(active.ended)
             return
-        await asyncio.shield(active.ended)
+        await _settled(active.ended)  # ended earlier: its outcome is logged there
         if call is not None:
-            await self.write_call(f"call {call.call_id}: end", call)
+            await self.write_call(f"call {call.call_id}: end", self._with_set_up(active, call))
+
+    def _with_set_up(self, active: ActiveRecording, call: CallBatch) -> CallBatch:
+        """``call`` after the call's set-up transaction 1 could not take, if any (once)."""
+        set_up, active.set_up = active.set_up, None
+        return call if set_up is None else set_up.then(call)
 
     async def _end(
         self, active: ActiveRecording, call: CallBatch | None = None, *, timeout: float = 15.0
@@ -416,23 +465,52 @@ class RecordingService:
         what each channel lost, and the end state (failed, degraded or complete) in one
         write with ``call``.  Reads no file: the writer reported every segment.  While
         the catalog refuses the recording's row, the writer holds its audio (up to its
-        ``hold_seconds``), so its last word can come that much later."""
+        ``hold_seconds``), so its last word can come that much later.  However working
+        out the end fails, ``call`` is written: the call's end is not the recording's
+        to lose."""
         rid = active.id
         timeout += self.writer.hold_seconds
+        try:
+            closed = await self._closing(active, timeout)
+        except Exception:
+            log.exception("recording %s: working out its end failed", rid)
+            self._count("catalog")
+            closed = _Closing(
+                RecordingWritten(rid, RecordingState.FAILED, "internal error"),
+                RecordingEnd(rid, RecordingState.FAILED,
+                             Attribution(reason="internal error", at=datetime.now(UTC)), ()),
+            )  # fmt: skip
+        if active.refused is not None:  # no row: the call's end only (when it is here)
+            self._uncatalogued(active, closed.written)
+            if call is not None:
+                await self.write_call(f"call {call.call_id}: end", self._with_set_up(active, call))
+        else:
+            batch = replace(call or CallBatch(active.call_id), recording_end=closed.end)
+            await self.write_call(f"recording {rid}: {closed.end.state.value}", batch)
+        self._publish_end(active, closed)
+
+    async def _closing(self, active: ActiveRecording, timeout: float) -> _Closing:
+        """The writer's last word and the recording's end as it is to be catalogued."""
+        rid = active.id
         try:
             written = await asyncio.wait_for(asyncio.shield(active.done), timeout)
         except TimeoutError:
             written = RecordingWritten(rid, RecordingState.FAILED, "writer did not finish in time")
         finally:
             self.active.pop(rid, None)
-        await asyncio.gather(*active.segment_writes, *_started(active))
+        # never raises: a cancelled or failed write there says nothing about this one
+        await _settled(*active.segment_writes, *_started(active))
         ended = datetime.now(UTC)
         quality = [
             _channel("caller", active.pair.caller.quality()),
             _channel("call_taker", active.pair.taker.quality()),
         ]
         complete = written.state is RecordingState.COMPLETE
-        failure = active.failure or (None if complete else written.reason or "write failed")
+        failure = (
+            active.failure
+            or active.refused
+            or (None if complete else written.reason or "write failed")
+        )
         if failure is not None:
             target, why = RecordingState.FAILED, failure
         else:
@@ -461,20 +539,24 @@ class RecordingService:
             segments=tuple(active.last_segments),
             expires=self.retention.expires,
         )
-        batch = replace(call or CallBatch(active.call_id), recording_end=end)
-        await self.write_call(f"recording {rid}: {target.value}", batch)
-        if target is RecordingState.FAILED:
+        return _Closing(written, end)
+
+    def _publish_end(self, active: ActiveRecording, closed: _Closing) -> None:
+        end, written = closed.end, closed.written
+        why, ended = end.by.reason, end.by.at or datetime.now(UTC)
+        if end.state is RecordingState.FAILED:
             self.publish(
                 events.RecordingFailed(
-                    rid, active.call_id, why or "write failed", active.started_at, ended
+                    end.recording_id, active.call_id, why or "write failed", active.started_at,
+                    ended,
                 )
-            )
+            )  # fmt: skip
         else:
             self.publish(
                 events.RecordingClosed(
-                    rid,
+                    end.recording_id,
                     active.call_id,
-                    target.value,
+                    end.state.value,
                     written.segments,
                     written.frames,
                     written.bytes,
@@ -484,6 +566,19 @@ class RecordingService:
                 )
             )
 
+    def _uncatalogued(self, active: ActiveRecording, written: RecordingWritten) -> None:
+        """A refused recording the writer had written ahead of its row (held past its
+        bound): its files stay, as start-up's report would find them."""
+        if written.key_sha256 is None:
+            return  # nothing was written: nothing is left without a row
+        log.error(
+            "recording folder %s has no catalog row (%s): kept, not catalogued",
+            self.settings.dir / active.id,
+            active.refused,
+        )
+        self._count("uncatalogued")
+        self.uncatalogued.append(active.id)
+
     async def discard(self, active: ActiveRecording, by: Attribution) -> None:
         """Destroy a recording (P14): nothing more is recorded, the writer deletes the
         wrapped key first and then the files, and the catalog keeps only the fact that
@@ -492,9 +587,12 @@ class RecordingService:
         self.active.pop(active.id, None)
         self._discarding.add(active.id)  # segments it still seals are not catalogued
         self.writer.discard(active.id, self.settings.dir)
-        # its row, and the rows the discard then deletes
-        await asyncio.gather(*_started(active), *active.segment_writes)
-        await self.catalog.recordings.set_recording_state(active.id, RecordingState.DISCARDED, by)
+        # its row, and the rows the discard then deletes (never raises)
+        await _settled(*_started(active), *active.segment_writes)
+        if active.refused is None:  # a refused one has no row to mark
+            await self.catalog.recordings.set_recording_state(
+                active.id, RecordingState.DISCARDED, by
+            )
         assert by.actor is not None  # the catalog refuses a discard by no one
         self.publish(
             events.RecordingDiscarded(
@@ -537,9 +635,8 @@ class RecordingService:
         as an error and counted (``failures["uncatalogued"]``) for an operator to look
         at; none is deleted: it is audio, and only a person can say whose."""
         folders = await asyncio.to_thread(_recording_folders, self.settings.dir)
-        orphans = [
-            rid for rid in folders if await self.catalog.recordings.get_recording(rid) is None
-        ]
+        named = await self.catalog.recordings.existing(folders)
+        orphans = [rid for rid in folders if rid not in named]
         for rid in orphans:
             log.error(
                 "recording folder %s has no catalog row: kept, not catalogued (an operator "
@@ -630,6 +727,21 @@ def _scan(store: SegmentStore, recording: Path) -> tuple[str | None, list[Segmen
         )
         first_frame += scan.frames
     return (None if key is None else hashlib.sha256(key).hexdigest()), segments
+
+
+@dataclass(frozen=True, slots=True)
+class _Closing:
+    """How a recording ended: the writer's last word and the end to catalogue."""
+
+    written: RecordingWritten
+    end: RecordingEnd
+
+
+async def _settled(*tasks: asyncio.Task[Any]) -> None:
+    """Wait for ``tasks`` however they end (cancelled too): never raises what they
+    raised, so a cancelled transaction 1 at shutdown does not stop the end's write."""
+    if tasks:
+        await asyncio.wait(tasks)
 
 
 def _started(active: ActiveRecording) -> tuple[asyncio.Task[None], ...]:

@@ -122,6 +122,9 @@ class RecordingSwitch:
                 else:
                     recording.pair.resume()
                     self.state = RecordingState.RECORDING
+                await recording.row_written()  # right after the bridge it may not be yet
+                if recording.refused is not None:
+                    raise RecordingActionError(f"the recording is not kept: {recording.refused}")
                 await self.catalog.recordings.set_recording_state(recording.id, self.state, by)
             elif action == "discard":
                 self.media.unrecord(self.outbound)
@@ -151,16 +154,15 @@ class RecordingSwitch:
         if self.state is RecordingState.RECORDING:
             action = RecordingAction.HOLD if side.holds else RecordingAction.UNHOLD
             reason = f"{side.party} {'held' if side.holds else 'resumed'} ({side.direction.value})"
-            self._spawn(
-                self._hold_writes, self._hold_event(recording.id, action, side.party, reason)
-            )
+            self._spawn(self._hold_writes, self._hold_event(recording, action, side.party, reason))
 
     async def _hold_event(
-        self, recording_id: str, action: RecordingAction, party: str, reason: str
+        self, recording: ActiveRecording, action: RecordingAction, party: str, reason: str
     ) -> None:
         try:
+            await recording.row_written()
             await self.catalog.events.add_recording_event(
-                recording_id, action, Attribution(party, reason=reason)
+                recording.id, action, Attribution(party, reason=reason)
             )
         except Exception:
             log.exception("call %s: the %s event was not stored", self.call_id, action.value)

@@ -278,8 +278,6 @@ class RecordingSession:
         left = codecs[0]
         right = codecs[1] if len(codecs) > 1 else left
         recording = await self.b2bua.recordings.start(self.catalog_id, left, right)
-        if recording is None:
-            return  # logged and counted by the service; the session goes on unrecorded
         self.recording = recording
         directions = (recording.pair.caller, recording.pair.taker)
         for stream, direction in zip(self.streams, directions, strict=False):
@@ -432,10 +430,12 @@ class RecordingSession:
             leg.sink = None
         self.media.close()
         end = None if self.catalog_id is None else call_end(self.catalog_id, ended_at, self.outcome)
-        await close_recording_and_call(
-            self.b2bua.recordings, self.recording, end, what=f"SIPREC session {self.id}"
-        )
-        self.b2bua.siprec_over(self)
+        try:
+            await close_recording_and_call(
+                self.b2bua.recordings, self.recording, end, what=f"SIPREC session {self.id}"
+            )
+        finally:  # cancelled at shutdown too: nothing routes to the session any more
+            self.b2bua.siprec_over(self)
 
 
 def _remote(offer: SiprecOffer, index: int, *, in_call: bool = False) -> sdp.MediaAddress:

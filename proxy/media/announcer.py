@@ -3,8 +3,8 @@
 * ``load_prompt(path)`` reads a mono WAV file (16-bit PCM, µ-law or A-law) at any common
   rate and returns 8 kHz int16 PCM; other rates go through ``resample``, a polyphase
   Kaiser-windowed-sinc filter.
-* A frame source (``FrameSource``: ``read(count)`` gives ``count`` samples,
-  ``read_payload(count, codec)`` their G.711 bytes, or ``None`` when it is exhausted)
+* A frame source (``FrameSource``: ``read_payload(count, codec)`` gives the G.711 bytes
+  of the next ``count`` samples, or ``None`` when it is exhausted)
   feeds a ``PacketPacer``.  ``PromptSource`` plays a prompt once, ``RingbackTone`` plays
   the UK or EU ringing tone for ever.
 * A ``PromptAudio`` is a prompt encoded once per codec when it is loaded, and shared by
@@ -25,7 +25,7 @@ import functools
 import math
 import os
 import struct
-from typing import Final, Protocol, TypeVar
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -177,15 +177,12 @@ def resample(
 
 
 class FrameSource(Protocol):
-    """Audio at 8 kHz, read in packet-sized pieces."""
-
-    def read(self, count: int) -> npt.NDArray[np.int16] | None:
-        """The next ``count`` samples (the last piece zero-padded), or ``None`` when
-        the source is exhausted."""
-        ...
+    """Audio at 8 kHz, read in packet-sized pieces of G.711 bytes."""
 
     def read_payload(self, count: int, codec: str) -> bytes | None:
-        """What :meth:`read` gives, as the G.711 bytes of ``codec`` ("PCMU" or "PCMA")."""
+        """The next ``count`` samples as the G.711 bytes of ``codec`` ("PCMU" or
+        "PCMA"), the last piece padded with silence, or ``None`` when the source is
+        exhausted."""
         ...
 
 
@@ -202,20 +199,13 @@ class PromptAudio:
         return len(self.pcm)
 
 
-_Piece = TypeVar("_Piece", bytes, npt.NDArray[np.int16])
-
-
-def _padded(piece: _Piece, count: int, silence: _Piece) -> _Piece:
+def _padded(piece: bytes, count: int, silence: bytes) -> bytes:
     """``piece`` (cut short by the end of a prompt) made ``count`` long with silence."""
     missing = count - len(piece)
-    if missing <= 0:
-        return piece
-    if isinstance(piece, bytes):
-        return piece + silence * missing
-    return np.concatenate([piece, np.zeros(missing, dtype=np.int16)])
+    return piece if missing <= 0 else piece + silence * missing
 
 
-def _cyclic(data: _Piece, start: int, count: int) -> _Piece:
+def _cyclic(data: bytes, start: int, count: int) -> bytes:
     """``count`` items of ``data`` repeated for ever, from item ``start``."""
     start %= len(data)
     if start + count <= len(data):
@@ -226,9 +216,7 @@ def _cyclic(data: _Piece, start: int, count: int) -> _Piece:
         pieces.append(piece)
         count -= len(piece)
         start = 0
-    if isinstance(data, bytes):
-        return b"".join(pieces)
-    return np.concatenate(pieces)
+    return b"".join(pieces)
 
 
 class PromptSource:
@@ -250,12 +238,6 @@ class PromptSource:
             return None
         self._position += count
         return start
-
-    def read(self, count: int) -> npt.NDArray[np.int16] | None:
-        start = self._take(count)
-        if start is None:
-            return None
-        return _padded(self._audio.pcm[start : start + count], count, self._audio.pcm[:0])
 
     def read_payload(self, count: int, codec: str) -> bytes | None:
         start = self._take(count)
@@ -292,9 +274,6 @@ class RingbackTone:
         start = self._position
         self._position += count
         return start
-
-    def read(self, count: int) -> npt.NDArray[np.int16]:
-        return _cyclic(self._cycle.pcm, self._take(count), count)
 
     def read_payload(self, count: int, codec: str) -> bytes:
         return _cyclic(self._cycle.encoded[codec], self._take(count), count)

@@ -559,7 +559,11 @@ def _parse_media_line(text: str) -> MediaDescription:
     if port > 65535 or (count is not None and int(count) == 0):
         raise _bad("bad port in m= line")
     section = MediaDescription(
-        media, port, proto, tuple(formats), None if count is None else int(count)
+        media=media,
+        port=port,
+        proto=proto,
+        formats=tuple(formats),
+        port_count=None if count is None else int(count),
     )
     if section.is_rtp and not all(_PAYLOAD_TYPE.fullmatch(f) and int(f) <= 127 for f in formats):
         raise _bad("bad payload type in m= line")
@@ -574,16 +578,18 @@ class _MediaBuilder:
     other_lines: list[SdpLine] = field(default_factory=list)
 
     def build(self) -> MediaDescription:
-        section = self.section  # what the m= line said; built directly (not replace()d)
+        # what the m= line said; built directly (not replace()d), by keyword, so a
+        # field added to MediaDescription cannot take another's value by position
+        section = self.section
         return MediaDescription(
-            section.media,
-            section.port,
-            section.proto,
-            section.formats,
-            section.port_count,
-            self.connection,
-            tuple(self.attributes),
-            tuple(sorted(self.other_lines, key=_media_rank)),
+            media=section.media,
+            port=section.port,
+            proto=section.proto,
+            formats=section.formats,
+            port_count=section.port_count,
+            connection=self.connection,
+            attributes=tuple(self.attributes),
+            other_lines=tuple(sorted(self.other_lines, key=_media_rank)),
         )
 
 

@@ -132,8 +132,9 @@ class Recordings:
         rid = str(uuid.uuid4())
         started = started or datetime.now(UTC)
         recording = new_recording(call_id, rid, RecordingSettings().encoding, started)
-        await self.write_call("", replace(call or CallBatch(call_id), recording=recording))
+        # as the real service: the recorder first, then transaction 1 (there in a task)
         pair = self.recorder.add(rid, caller_codec, taker_codec)
+        await self.write_call("", replace(call or CallBatch(call_id), recording=recording))
         return ActiveRecording(
             rid, call_id, pair, started, asyncio.get_running_loop().create_future()
         )

@@ -41,6 +41,7 @@ def test_the_bridge_takes_the_call_row_its_answer_and_receipt_and_the_end_only_t
         receipt=RECEIPT,
         changes=CallUpdate(answered_at=at(1), bridged_at=at(5), operator="alice"),
     )
+    entry.submitted()
     assert entry.ended(at(9), CallOutcome.COMPLETED) == CallBatch(
         "call-1", changes=CallUpdate(ended_at=at(9), outcome=CallOutcome.COMPLETED)
     )
@@ -55,3 +56,20 @@ def test_a_call_never_bridged_writes_everything_with_its_end() -> None:
         receipt=RECEIPT,
         changes=CallUpdate(ended_at=at(3), outcome=CallOutcome.CALLER_ABANDONED_WHILE_RINGING),
     )
+
+
+def test_what_the_bridge_gave_out_stays_until_submitted_so_a_failure_ends_with_it() -> None:
+    entry = CallEntry(CALL)
+    entry.heard(RECEIPT)
+    set_up = entry.bridged(at(5), "alice")
+    # the bridge failed before its write was queued: the end carries the call's row
+    assert entry.ended(at(6), CallOutcome.FAILED) == CallBatch(
+        "call-1",
+        new_call=CALL,
+        receipt=RECEIPT,
+        changes=CallUpdate(bridged_at=at(5), operator="alice", ended_at=at(6),
+                           outcome=CallOutcome.FAILED),
+    )  # fmt: skip
+    assert set_up.new_call == CALL and set_up.changes == CallUpdate(
+        bridged_at=at(5), operator="alice"
+    )  # not changed by what came later

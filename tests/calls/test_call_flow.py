@@ -13,6 +13,7 @@ state table beside it.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from proxy.events import (
 from proxy.recording_state import RecordingState
 from proxy.records.errors import RecordingActionError
 from proxy.sip.message import Request, Response
+from proxy.storage.catalog import CallOutcome
 
 from .call_harness import CALLER, NOTICE_MS, TAKER, Harness, Peer, sdp
 
@@ -309,3 +311,57 @@ async def test_a_hold_by_the_caller_is_passed_on_and_becomes_a_recording_event(
             if await hold_events():
                 break
         assert await hold_events() == [("hold", "caller")]
+
+
+# --- a failure at the bridge keeps the call in the catalog (issue 19) -----------------------
+
+
+@pytest.mark.parametrize("where", ["recorder", "bridge_unrecorded"])
+async def test_a_failure_at_the_bridge_still_catalogues_the_call_failed_with_its_receipt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    async with Harness(tmp_path) as h:
+        caller, taker = Peer(CALLER, "caller", f"flow-fail-{where}"), Peer(TAKER, "taker", "")
+        await invite(h, caller)
+        call = h.call
+
+        def broken(*args: object, **kwargs: object) -> Any:
+            raise RuntimeError(f"{where} broke")
+
+        if where == "recorder":  # recorder.add raising inside RecordingService.start
+            monkeypatch.setattr(h.recordings.recorder, "add", broken)
+        else:  # an unrecorded call whose media refuses the bridge, before its write
+            call.plan = replace(call.plan, record=False)
+            monkeypatch.setattr(call.media, "bridge", broken)
+        taker_invite = await play_notice(h)
+        h.feed(taker.answer(taker_invite, 200, sdp(50000)), TAKER)
+        await h.until(lambda: h.published(CallEnded))
+        await h.until(lambda: not h.b2bua.calls)
+        row = await h.catalog.calls.get_call(call.id)
+        assert row is not None and row.outcome is CallOutcome.FAILED
+        assert row.ended_at is not None and row.bridged_at is not None
+        assert await h.catalog.calls.consent_receipt(call.id) is not None
+
+
+async def test_a_call_cancelled_while_closing_its_recording_is_still_let_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with Harness(tmp_path) as h:
+        caller, taker = Peer(CALLER, "caller", "flow-cancel"), Peer(TAKER, "taker", "")
+        await invite(h, caller)
+        ok = await bridge(h, caller, taker)
+        call = h.call
+        closing = asyncio.Event()
+
+        async def never_done(*args: object) -> None:
+            closing.set()
+            await asyncio.Event().wait()  # the writer's last word that never comes
+
+        monkeypatch.setattr(h.recordings, "finish", never_done)
+        h.feed(caller.request("BYE", to=to_proxy(ok), cseq=2), CALLER)
+        await asyncio.wait_for(closing.wait(), 3)
+        (task,) = [t for t in asyncio.all_tasks() if t.get_name() == f"call-{call.id}"]
+        task.cancel()  # what the loop does to tasks left at shutdown
+        await asyncio.wait((task,), timeout=3)
+        assert task.cancelled()
+        assert call.id not in h.b2bua.calls  # call_over ran: nothing routes to it

@@ -131,12 +131,16 @@ class Service:
         catalog: SqliteCatalog,
         recordings: Path,
         store: SegmentStore | None = None,
+        *,
+        hold_seconds: float = 10.0,
     ) -> None:
         _, public = crypto.generate_keypair()
         loop = asyncio.get_running_loop()
         self.settings = RecordingSettings(dir=recordings, fsync="chunk")
         self.store = store or LocalDiskStore(fsync="chunk")
-        self.writer = RecordingWriter(self.store, chunk_seconds=1.0, loop=loop)
+        self.writer = RecordingWriter(
+            self.store, chunk_seconds=1.0, loop=loop, hold_seconds=hold_seconds
+        )
         self.recorder = Recorder(self.writer.sink, vad_mode=None)
         self.published: list[object] = []
         self.service = RecordingService(
@@ -605,3 +609,7 @@ async def test_a_recording_the_catalog_refuses_is_closed_and_the_call_goes_on(
             rig.stop()
         assert await catalog.recordings.get_recording(active.id) is None
         assert not (tmp_path / "recordings" / active.id).exists()  # no row, no files
+        assert rig.service.failures["catalog"] == 1  # no end write for a row not there
+        ends = [e for e in rig.published if isinstance(e, events.RecordingClosed)]
+        (failed,) = [e for e in rig.published if isinstance(e, events.RecordingFailed)]
+        assert ends == [] and "its catalog row was refused" in failed.reason

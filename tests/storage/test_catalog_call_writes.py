@@ -26,6 +26,7 @@ from proxy.storage.catalog import (
     ConsentReceipt,
     DuplicateError,
     FirstPart,
+    InvalidFieldError,
     InvalidTransitionError,
     NewCall,
     NewRecording,
@@ -233,3 +234,18 @@ async def test_a_kill_between_the_two_transactions_is_recovered_as_interrupted(
         assert call is not None and call.outcome is CallOutcome.INTERRUPTED
         assert call.bridged_at == at(5)
         assert [p.operator for p in await catalog.parts.parts(RID)] == ["alice"]
+
+
+def test_a_dropped_set_up_joined_to_the_calls_end_is_one_batch_of_both() -> None:
+    set_up = CallBatch(
+        CALL_ID, new_call=NEW_CALL, receipt=RECEIPT,
+        changes=CallUpdate(bridged_at=at(5), operator="alice"),
+    )  # fmt: skip
+    end = CallBatch(CALL_ID, changes=CallUpdate(ended_at=at(9), outcome=CallOutcome.COMPLETED))
+    assert set_up.then(end) == CallBatch(
+        CALL_ID, new_call=NEW_CALL, receipt=RECEIPT,
+        changes=CallUpdate(bridged_at=at(5), operator="alice", ended_at=at(9),
+                           outcome=CallOutcome.COMPLETED),
+    )  # fmt: skip
+    with pytest.raises(InvalidFieldError, match="two calls"):
+        set_up.then(CallBatch("another call"))

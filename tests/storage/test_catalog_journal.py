@@ -14,6 +14,7 @@ from proxy.storage.catalog import (
     CallDirection,
     CatalogJournal,
     CatalogUnavailableError,
+    JournalFullError,
     NewCall,
     NotFoundError,
     SqliteCatalog,
@@ -39,8 +40,11 @@ async def test_writes_wait_in_order_while_the_catalog_is_locked_and_overflow_is_
         try:
             with pytest.raises(CatalogUnavailableError, match="locked"):
                 await create(9)()
-            results = [await journal.write(f"call {n}", create(n)) for n in range(5)]
-            assert results == [False] * 5
+            results = [await journal.write(f"call {n}", create(n)) for n in range(3)]
+            assert results == [False] * 3  # journalled
+            for n in (3, 4):  # the caller is told it was dropped, not queued
+                with pytest.raises(JournalFullError, match=f"dropped call {n}"):
+                    await journal.write(f"call {n}", create(n))
             assert (journal.pending, journal.failures, journal.dropped) == (3, 5, 2)
             assert "catalog journal full (3): dropped call 3" in caplog.text
             assert not await journal.wait_empty(0.1)  # still locked: nothing lands

@@ -59,7 +59,7 @@ from .errors import (
 from .flags import AccessFlag, FlagRepository, FlagStateError, NewFlag
 from .holds import Hold, HoldCounts, HoldRefusedError, HoldRepository, NewHold
 from .interface import Catalog
-from .journal import CatalogJournal
+from .journal import CatalogJournal, JournalFullError
 from .migrations import MIGRATIONS, SCHEMA_VERSION, Migration
 from .model import (
     BY_SYSTEM,
@@ -173,6 +173,7 @@ __all__ = [
     "HoldRepository",
     "InvalidFieldError",
     "InvalidTransitionError",
+    "JournalFullError",
     "Lockout",
     "Migration",
     "NewAccessRequest",

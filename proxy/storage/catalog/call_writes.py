@@ -101,6 +101,22 @@ class CallBatch:
     recording_end: RecordingEnd | None = None
     changes: CallUpdate = field(default_factory=lambda: CallUpdate())
 
+    def then(self, later: CallBatch) -> CallBatch:
+        """This batch and a ``later`` one of the same call as one: a write that could
+        not be made (dropped) rides with the call's next."""
+        if later.call_id != self.call_id:
+            raise InvalidFieldError("batches of two calls cannot be joined")
+        changes: CallUpdate = {**self.changes, **later.changes}
+        return CallBatch(
+            self.call_id,
+            new_call=later.new_call or self.new_call,
+            receipt=later.receipt or self.receipt,
+            recording=later.recording or self.recording,
+            first_part=later.first_part or self.first_part,
+            recording_end=later.recording_end or self.recording_end,
+            changes=changes,
+        )
+
     def split(self) -> tuple[CallBatch, CallBatch] | None:
         """The recording's end and the rest as two batches (None when there is only
         one of them): when the catalog refuses the whole, each is tried on its own,

@@ -7,10 +7,17 @@ until the catalog takes it, then the rest in order.  While anything waits, new w
 queue behind it, so the writes about one recording land in the order they were made.
 
 The journal is bounded (``limit`` entries).  On overflow the new write is dropped,
-counted (``dropped``) and logged as an error naming it; that recording then lacks the
-metadata until start-up recovery, which catalogues what is on disk for every recording
-the catalog still shows ``recording``.  A process that ends with entries waiting loses
-them in the same way, and recovery repairs them the same way.
+counted (``dropped``), logged as an error naming it, and ``write`` raises
+``JournalFullError``, so the caller knows it was not queued (and can keep what it meant
+to write, or give it up, itself).  A process that ends with entries waiting loses them;
+start-up recovery catalogues what is on disk for every recording the catalog still
+shows ``recording``, and reports recording folders no row names.
+
+A journalled write that later fails for good (refused, not "unavailable") is logged and
+skipped, and the rest go on; its caller has long returned, so a write that must not be
+lost whole puts its own fallback inside ``write`` (the recording service's transaction
+1 writes the call without its recording when the whole is refused).  What such a
+failure loses is what that fallback could not write.
 """
 
 from __future__ import annotations
@@ -20,11 +27,16 @@ import collections
 import logging
 from collections.abc import Awaitable, Callable
 
-from .errors import CatalogUnavailableError
+from .errors import CatalogError, CatalogUnavailableError
 
 log = logging.getLogger(__name__)
 
 Write = Callable[[], Awaitable[object]]
+
+
+class JournalFullError(CatalogError):
+    """The catalog could not take a write now and the journal was full: it was dropped,
+    not queued."""
 
 
 class CatalogJournal:
@@ -48,7 +60,9 @@ class CatalogJournal:
 
     async def write(self, what: str, write: Write) -> bool:
         """Make ``write`` now (True), or journal it to be retried (False).  ``what``
-        names it in log lines.  Errors other than an unavailable catalog propagate."""
+        names it in log lines.  Raises ``JournalFullError`` when it had to be journalled
+        and the journal was full (dropped); other errors than an unavailable catalog
+        propagate."""
         if not self._queue:
             try:
                 await write()
@@ -59,7 +73,7 @@ class CatalogJournal:
         if len(self._queue) >= self.limit:
             self.dropped += 1
             log.error("catalog journal full (%d): dropped %s", self.limit, what)
-            return False
+            raise JournalFullError(f"catalog journal full ({self.limit}): dropped {what}")
         self._queue.append((what, write))
         self._empty.clear()
         if self._drain is None or self._drain.done():

@@ -17,7 +17,7 @@ limits allow (``degraded_reason`` says which); it is never ``complete``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Final, NamedTuple, Protocol, Unpack
 
@@ -89,6 +89,7 @@ _AUDIO_ENDS = (ENDINGS - {_S.DISCARDED}) | {_S.STOPPED}
 
 # States whose audio is gone or going: nothing more is written to them.
 _GONE = REMOVAL | {_S.DISCARDED}
+_IDS_PER_QUERY = 500  # under SQLite's 999 host parameters of old builds
 
 RECOVERY_REASON: Final = "process ended while recording"
 
@@ -118,6 +119,11 @@ class RecordingRepository(Protocol):
     ) -> Recording: ...
 
     async def get_recording(self, recording_id: str) -> Recording | None: ...
+
+    async def existing(self, recording_ids: Collection[str]) -> set[str]:
+        """Which of ``recording_ids`` have a row: a few queries for any number of ids
+        (start-up checks every recording folder against the catalog)."""
+        ...
 
     async def list_recordings(
         self, state: RecordingState | None = None, *, limit: int = 100, offset: int = 0
@@ -484,6 +490,21 @@ class SqliteRecordings:
 
     async def get_recording(self, recording_id: str) -> Recording | None:
         return await self._db.read(lambda conn: to.find_recording(conn, recording_id))
+
+    async def existing(self, recording_ids: Collection[str]) -> set[str]:
+        """One ``IN (...)`` per ``_IDS_PER_QUERY`` ids, all in one read transaction."""
+        wanted = list(recording_ids)
+
+        def body(conn: Connection) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                chunk = wanted[start : start + _IDS_PER_QUERY]
+                marks = ", ".join("?" * len(chunk))
+                sql = f"SELECT id FROM recordings WHERE id IN ({marks})"
+                found.update(row["id"] for row in rows(conn, sql, chunk))
+            return found
+
+        return await self._db.read(body)
 
     async def list_recordings(
         self, state: RecordingState | None = None, *, limit: int = 100, offset: int = 0
