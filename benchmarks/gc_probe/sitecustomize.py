@@ -1,0 +1,56 @@
+"""Diagnostic: the cyclic collector's passes in a process run with this folder on
+``PYTHONPATH`` and ``RECPROXY_GC_PROBE`` naming a file (``load.py`` and
+``setup_cost.py`` pass their environment on to ``recproxy serve``).
+
+One JSON line per full (generation 2) pass: when, how long, what it freed and how many
+objects the oldest generation holds after it — which levels off when nothing leaks —
+and, at exit, the passes and their time per generation.  Counting the oldest generation
+walks it, so only after a full pass (every few seconds), never per young pass.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import json
+import os
+import time
+
+_PATH = os.environ.get("RECPROXY_GC_PROBE")
+
+
+def _install(path: str) -> None:
+    started: list[float] = [0.0]
+    totals = {str(g): {"passes": 0, "seconds": 0.0, "longest": 0.0} for g in range(3)}
+    out = open(path, "a", buffering=1)  # noqa: SIM115 - closed at exit
+    t0 = time.monotonic()
+
+    def probe(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        took = time.perf_counter() - started[0]
+        total = totals[str(info["generation"])]
+        total["passes"] += 1
+        total["seconds"] += took
+        total["longest"] = max(total["longest"], took)
+        if info["generation"] == 2:
+            line = {
+                "pid": os.getpid(),
+                "t": round(time.monotonic() - t0, 2),
+                "ms": round(took * 1000, 1),
+                "collected": info["collected"],
+                "oldest": len(gc.get_objects(2)),
+            }
+            out.write(json.dumps(line) + "\n")
+
+    def report() -> None:
+        out.write(json.dumps({"pid": os.getpid(), "totals": totals}) + "\n")
+        out.close()
+
+    gc.callbacks.append(probe)
+    atexit.register(report)
+
+
+if _PATH:
+    _install(_PATH)
