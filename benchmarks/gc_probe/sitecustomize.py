@@ -6,6 +6,10 @@ One JSON line per full (generation 2) pass: when, how long, what it freed and ho
 objects the oldest generation holds after it — which levels off when nothing leaks —
 and, at exit, the passes and their time per generation.  Counting the oldest generation
 walks it, so only after a full pass (every few seconds), never per young pass.
+
+With ``RECPROXY_TASK_PROBE`` set too, ``asyncio.Task`` is replaced (before uvloop takes
+its reference to it) by a subclass that counts the tasks made; the count is in the exit
+line.  That slows every task a little: a diagnostic run of its own, not a CPU figure.
 """
 
 from __future__ import annotations
@@ -19,7 +23,22 @@ import time
 _PATH = os.environ.get("RECPROXY_GC_PROBE")
 
 
+def _count_tasks() -> list[int]:
+    import asyncio
+
+    made = [0]
+
+    class CountedTask(asyncio.Task):  # type: ignore[type-arg]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            made[0] += 1
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    asyncio.Task = CountedTask  # type: ignore[misc]
+    return made
+
+
 def _install(path: str) -> None:
+    tasks = _count_tasks() if os.environ.get("RECPROXY_TASK_PROBE") else None
     started: list[float] = [0.0]
     totals = {str(g): {"passes": 0, "seconds": 0.0, "longest": 0.0} for g in range(3)}
     out = open(path, "a", buffering=1)  # noqa: SIM115 - closed at exit
@@ -45,7 +64,9 @@ def _install(path: str) -> None:
             out.write(json.dumps(line) + "\n")
 
     def report() -> None:
-        out.write(json.dumps({"pid": os.getpid(), "totals": totals}) + "\n")
+        gc.callbacks.remove(probe)
+        end = {"pid": os.getpid(), "totals": totals, "tasks": tasks[0] if tasks else None}
+        out.write(json.dumps(end) + "\n")
         out.close()
 
     gc.callbacks.append(probe)
