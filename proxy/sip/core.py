@@ -309,6 +309,9 @@ class SipCore:
         self._timers_compact_at = live + max(_TIMER_HEAP_FLOOR, live // 4)
 
     def linger(self, transaction: Transaction, timer: str, deadline: float) -> None:
+        """The transaction has its final response and only waits until ``timer``: a
+        record of its bytes and keys takes its place here, so that what it parsed, and
+        the call that holds it, are freed when the TU lets go, not 32 s later."""
         record: ServerLingering | ClientLingering
         if isinstance(transaction, ServerTransaction):
             record = ServerLingering(transaction, timer, deadline, self._lingered)
