@@ -63,6 +63,7 @@ from .call_entry import CallEntry
 from .consent import NoticeHeard, notice_receipt
 from .ending import close_recording_and_call
 from .hunt import Hunt
+from .mailbox import Mailbox
 from .media_wiring import CallMedia, channel_summary, check_family
 from .offer_answer import RECORDABLE_CODECS, LegSdp
 from .parties import accepts_sdp, identify, party
@@ -100,7 +101,7 @@ class Call:
         self.config = config = b2bua.config
         self.id = str(uuid.uuid4())
         self.invite = invite
-        self.events: asyncio.Queue[Event | HangupRequested] = asyncio.Queue()
+        self.events: Mailbox[Event | HangupRequested] = Mailbox()
         self.phase = CallPhase.SETUP
         self.finished = False
         self.outcome = CallOutcome.FAILED
@@ -554,9 +555,8 @@ class Call:
         self.events.put_nowait(HangupRequested(reason, outcome))
 
     async def _next(self, timeout: float | None = None) -> Event | None:
-        try:
-            event = await asyncio.wait_for(self.events.get(), timeout)
-        except TimeoutError:
+        event = await self.events.get(timeout)
+        if event is None:
             return None
         if isinstance(event, HangupRequested):
             outcome = event.outcome or (
@@ -579,16 +579,13 @@ class Call:
         """Handle the call's events until ``done`` resolves; a media error in ``done``
         (the clock could not play on our leg) ends the call."""
         while not done.done():
-            getter = asyncio.ensure_future(self.events.get())
-            waiting: set[asyncio.Future[Any]] = {getter, done}
-            finished, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if getter in finished:
-                event = getter.result()
-                if isinstance(event, HangupRequested):
-                    raise CallOver(event.outcome or CallOutcome.FAILED, "proxy", event.reason)
-                self._common(event)
+            event = self.events.pop()
+            if event is None:
+                await self.events.wait(until=done)
+            elif isinstance(event, HangupRequested):
+                raise CallOver(event.outcome or CallOutcome.FAILED, "proxy", event.reason)
             else:
-                getter.cancel()
+                self._common(event)
         _raise_media_error(done)
 
     def setup_seconds(self) -> float:

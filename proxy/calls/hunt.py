@@ -146,6 +146,9 @@ class Hunt:
         meanwhile (a caller who hangs up during a slow lookup is not kept waiting)."""
         if not isinstance(uri, SipUri):
             return []
+        known = self.call.b2bua.resolver.known(uri)
+        if known is not None:
+            return known
         remaining = max(deadline - self.call.b2bua.now(), 0.01)
         lookup = asyncio.ensure_future(
             asyncio.wait_for(self.call.b2bua.resolver.resolve(uri), remaining)

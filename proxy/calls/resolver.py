@@ -65,6 +65,22 @@ class Resolver:
             targets: list[Target] = done.value
             return targets
 
+    def known(self, uri: SipUri) -> list[Target] | None:
+        """The targets for ``uri`` if no DNS question is needed (a numeric host, or every
+        answer cached and fresh), found without awaiting; None: use :meth:`resolve`.
+        Most calls go to an address: they then cost no lookup task and no timeout."""
+        steps = resolution(uri, self.transports, self.rng, families=self.families)
+        try:
+            query = next(steps)
+            while True:
+                cached = self._cache.get(query)
+                if cached is None or cached[0] <= self._now():
+                    return None
+                query = steps.send(cached[1])
+        except StopIteration as done:
+            targets: list[Target] = done.value
+            return targets
+
     async def lookup(self, query: Query) -> list[Record]:
         """The records for one question, from the cache while its TTL lasts."""
         cached = self._cache.get(query)

@@ -44,6 +44,7 @@ from .events import (
 )
 from .flood import FloodSettings, SourceLimiter
 from .headers import Via, option_tags, split_list
+from .lingering import ClientLingering, Lingering, ServerLingering
 from .message import (
     Message,
     Request,
@@ -78,6 +79,9 @@ from .transaction import (
     server_key,
 )
 from .uri import SipUri
+
+#: The fewest timer heap pushes between two compactions (see ``_compact_timers``)
+_TIMER_HEAP_FLOOR = 256
 
 KNOWN_METHODS = frozenset(
     {
@@ -221,9 +225,10 @@ class SipCore:
         self._out: list[Outgoing] = []
         self._events: deque[Event] = deque()
         self._timers: list[tuple[float, int, _Timed, str]] = []
+        self._timers_compact_at = _TIMER_HEAP_FLOOR
         self._seq = itertools.count()
-        self._server: dict[ServerKey, ServerTransaction] = {}
-        self._client: dict[tuple[str, str], ClientTransaction] = {}
+        self._server: dict[ServerKey, ServerTransaction | ServerLingering] = {}
+        self._client: dict[tuple[str, str], ClientTransaction | ClientLingering] = {}
         self._merge: dict[tuple[str, str, int, str], ServerKey] = {}
         self._dialogs: dict[DialogId, Dialog] = {}
         self._pending_2xx: dict[tuple[DialogId, int], _Retransmit2xx] = {}
@@ -287,7 +292,53 @@ class SipCore:
         self.stats[f"sent_{kind}"] += 1
 
     def arm(self, owner: _Timed | Transaction, name: str, deadline: float) -> None:
+        if len(self._timers) >= self._timers_compact_at:
+            self._compact_timers()
         heapq.heappush(self._timers, (deadline, next(self._seq), owner, name))
+
+    def _compact_timers(self) -> None:
+        """Drop the heap's stale entries (timers disarmed since, e.g. Timer B or F once
+        the final response came): each holds its owner, and a disarmed 32 s timer would
+        keep a finished transaction alive as long as a lingering one.  The next pass
+        comes after a quarter of the heap (at least ``_TIMER_HEAP_FLOOR``) more pushes:
+        at most that many stale entries, about four liveness checks per push.  (Waiting
+        for the heap to double held ~15 s of calls' transactions in a 70 s run.)"""
+        self._timers = [t for t in self._timers if _is_live(t[2], t[3], t[0])]
+        heapq.heapify(self._timers)
+        live = len(self._timers)
+        self._timers_compact_at = live + max(_TIMER_HEAP_FLOOR, live // 4)
+
+    def linger(self, transaction: Transaction, timer: str, deadline: float) -> None:
+        """The transaction has its final response and only waits until ``timer``: a
+        record of its bytes and keys takes its place here, so that what it parsed, and
+        the call that holds it, are freed when the TU lets go, not 32 s later."""
+        record: ServerLingering | ClientLingering
+        if isinstance(transaction, ServerTransaction):
+            record = ServerLingering(transaction, timer, deadline, self._lingered)
+            if self._server.get(transaction.key) is transaction:
+                self._server[transaction.key] = record
+        elif isinstance(transaction, ClientTransaction):
+            record = ClientLingering(transaction, timer, deadline, self._lingered)
+            if self._client.get(transaction.key) is transaction:
+                self._client[transaction.key] = record
+            self._pending_cancel.discard(transaction)
+        else:
+            raise TypeError(f"not a transaction: {transaction!r}")
+        self.arm(record, timer, deadline)
+
+    def _lingered(self, record: Lingering) -> None:
+        """A waiting transaction's timer fired: what ``forget`` does, from the keys."""
+        if isinstance(record, ServerLingering):
+            if self._server.get(record.key) is record:
+                del self._server[record.key]
+            self._uas_tags.pop(record.key, None)
+            if self._merge.get(record.merge_key) == record.key:
+                del self._merge[record.merge_key]
+        elif isinstance(record, ClientLingering):
+            if self._client.get(record.key) is record:
+                del self._client[record.key]
+            if record.invite_ids is not None:
+                self._end_early_dialogs(*record.invite_ids)
 
     def emit(self, event: Event) -> None:
         self._events.append(event)
@@ -307,9 +358,11 @@ class SipCore:
             self._pending_cancel.discard(transaction)
             last = transaction.last_response
             if transaction.is_invite:
-                # Timer B/D/M, a CANCEL given up, a transport error: early dialogs that
-                # no 2xx confirmed by now never will be (§13.2.2.4, RFC 6026).
-                self._end_early_dialogs(transaction.request)
+                # Timer B, a CANCEL given up, a transport error (and Timer D or M, in
+                # ``_lingered``): early dialogs that no 2xx confirmed by now never will be
+                # (§13.2.2.4, RFC 6026).
+                request = transaction.request
+                self._end_early_dialogs(request.call_id, request.from_.tag or "")
             elif transaction.method == "BYE" and (last is None or last.status < 200):
                 # A BYE that timed out ends the dialog all the same (§15).
                 dialog = self._dialogs.get(_sent_request_dialog_id(transaction.request))
@@ -372,7 +425,8 @@ class SipCore:
         (§17.1.4), not 32 s later."""
         for txn in list(self._client.values()):
             if (
-                txn.destination == destination
+                isinstance(txn, ClientTransaction)
+                and txn.destination == destination
                 and txn.transport == transport
                 and txn.server_name == server_name
                 and txn.state in (TransactionState.CALLING, TransactionState.TRYING)
@@ -426,6 +480,13 @@ class SipCore:
             self._receive_ack(request, key, now)
             return
         existing = self._server.get(key)
+        if isinstance(existing, ServerLingering):
+            self.count("retransmissions_absorbed")
+            if existing.reply is not None:
+                self._transmit_wire(
+                    existing.reply, existing.destination, existing.transport, existing.reply_kind
+                )
+            return
         if existing is not None:
             existing.on_request_retransmission(now)
             return
@@ -592,7 +653,10 @@ class SipCore:
             TransactionState.COMPLETED,
             TransactionState.CONFIRMED,
         ):
-            txn.on_ack(now)  # ACK for our non-2xx: absorbed by the transaction
+            if isinstance(txn, ServerLingering):
+                self.count("retransmissions_absorbed")  # a copy of the ACK, in Confirmed
+            else:
+                txn.on_ack(now)  # ACK for our non-2xx: absorbed by the transaction
             return
         dialog = self._dialogs.get((request.call_id, request.to.tag or "", request.from_.tag or ""))
         if dialog is None:
@@ -616,7 +680,8 @@ class SipCore:
             txn.respond(self._response(cancel, 481), now)
             return
         txn.respond(self._response(cancel, 200, to_tag=self._tag_for(invite)), now)
-        if invite.state is TransactionState.PROCEEDING:  # no final response yet
+        # no final response yet (a transaction that only waits has one)
+        if isinstance(invite, ServerTransaction) and invite.state is TransactionState.PROCEEDING:
             invite.cancelled = True
             invite.respond(self._response(invite.request, 487, to_tag=self._tag_for(invite)), now)
             self._end_early_uas_dialog(invite)
@@ -626,13 +691,20 @@ class SipCore:
 
     def _receive_response(self, response: Response, now: float) -> None:
         via = response.top_via
-        txn = self._client.get(client_key(via.branch or "", response.cseq.method))
-        if txn is None:
+        found = self._client.get(client_key(via.branch or "", response.cseq.method))
+        if found is None:
             if response.cseq.method == "INVITE" and 200 <= response.status < 300:
                 self._reack(response)
             else:
                 self.stats["dropped_stray_response"] += 1
             return
+        if isinstance(found, ClientLingering):
+            live = found.accepted() if 200 <= response.status < 300 else None
+            if live is None:
+                self._absorb_response(found, response)
+                return
+            found = live
+        txn = found
         state_before = txn.state
         if not txn.on_response(response, now):
             return
@@ -660,6 +732,36 @@ class SipCore:
             self._end_dialog(dialog)
         self.emit(ResponseReceived(response, txn, dialog))
 
+    def _absorb_response(self, record: ClientLingering, response: Response) -> None:
+        """A response to a transaction that only waits: what the transaction did with it
+        (§17.1.1.2 resend the ACK to a non-2xx, §17.1.2.2 absorb, RFC 6026 re-ACK a 2xx
+        whose dialog is confirmed).  A fork's 2xx after its call let go of the INVITE is
+        dropped as stray (the TU had no call to give it to)."""
+        status = response.status
+        if record.state is TransactionState.ACCEPTED:
+            if 200 <= status < 300:
+                self._reack(response)
+        elif record.method != "INVITE":
+            self.count("retransmissions_absorbed")
+        elif status >= 300 and record.ack is not None:
+            self._transmit_wire(
+                record.ack, record.destination, record.transport, "ACK", record.server_name
+            )
+            self.count("retransmissions_absorbed")
+
+    def _transmit_wire(
+        self,
+        data: bytes,
+        destination: Address,
+        transport: str,
+        kind: str,
+        server_name: str | None = None,
+    ) -> None:
+        """Send bytes serialised before (a waiting transaction's), counted as ``transmit``
+        counts a message of that ``kind``."""
+        self._out.append(Outgoing(data, destination, transport, server_name))
+        self.stats[f"sent_{kind}"] += 1
+
     def _dialog_for_response(self, txn: ClientTransaction, response: Response) -> Dialog | None:
         dialog = self._dialogs.get(_response_dialog_id(response))
         if txn.method != "INVITE":
@@ -667,7 +769,7 @@ class SipCore:
         if response.status >= 300:
             # A non-2xx final response ends every early dialog of the INVITE, whatever
             # its To tag (§12.3).
-            self._end_early_dialogs(txn.request)
+            self._end_early_dialogs(txn.request.call_id, txn.request.from_.tag or "")
             return dialog
         if dialog is None:
             if not response.to.tag or response.status == 100:
@@ -932,10 +1034,8 @@ class SipCore:
         for key in [k for k in self._pending_2xx if k[0] == dialog.id]:
             self._pending_2xx[key].stop()
 
-    def _end_early_dialogs(self, invite: Request) -> None:
-        """End the early dialogs our INVITE made (all forks)."""
-        call_id = invite.call_id
-        local_tag = invite.from_.tag or ""
+    def _end_early_dialogs(self, call_id: str, local_tag: str) -> None:
+        """End the early dialogs our INVITE (its Call-ID and From tag) made (all forks)."""
         for dialog in [
             d
             for d in self._dialogs.values()
@@ -956,7 +1056,7 @@ class SipCore:
         if dialog is not None and dialog.state is DialogState.EARLY:
             self._end_dialog(dialog)
 
-    def _tag_for(self, transaction: ServerTransaction) -> str:
+    def _tag_for(self, transaction: ServerTransaction | ServerLingering) -> str:
         """The To tag for a response outside a dialog: stable per transaction."""
         return self._uas_tags.setdefault(transaction.key, new_tag())
 
@@ -996,7 +1096,7 @@ def _sent_request_dialog_id(request: Request) -> DialogId:
 def _is_live(owner: _Timed, name: str, deadline: float) -> bool:
     if isinstance(owner, Transaction):
         return owner.timers.get(name) == deadline
-    if isinstance(owner, Resender):
+    if isinstance(owner, Resender | Lingering):
         return owner.is_live(name, deadline)
     return True
 

@@ -76,6 +76,8 @@ class TransactionOwner(Protocol):
 
     def forget(self, transaction: Transaction) -> None: ...
 
+    def linger(self, transaction: Transaction, timer: str, deadline: float) -> None: ...
+
     def count(self, what: str) -> None: ...
 
 
@@ -142,7 +144,13 @@ class Transaction:
         if self.reliable:
             self._terminate()
         else:
-            self._arm(timer, deadline)
+            self._wait(timer, deadline)
+
+    def _wait(self, timer: str, deadline: float) -> None:
+        """Only waiting now, until ``timer``: the owner keeps the wait (as bytes and keys,
+        see lingering.py), so this object is not kept alive by it."""
+        self.timers.clear()
+        self.owner.linger(self, timer, deadline)
 
     def fire(self, name: str, deadline: float, now: float) -> None:
         """Called by the core when a timer is due; stale firings are ignored."""
@@ -200,8 +208,6 @@ class ClientTransaction(Transaction):
             self.owner.count("transaction_timeouts")
             self._terminate()
             self.owner.emit(TransactionTimedOut(self))
-        elif name in ("D", "K", "M"):
-            self._terminate()
 
     def on_response(self, response: Response, now: float) -> bool:
         """Feed a matching response; True if the TU should see it."""
@@ -226,7 +232,7 @@ class ClientTransaction(Transaction):
             if status < 300:
                 # RFC 6026: stay to pass 2xx retransmissions up (the dialog re-ACKs).
                 self.state = TransactionState.ACCEPTED
-                self._arm("M", now + 64 * self.settings.t1)
+                self._wait("M", now + 64 * self.settings.t1)
                 return True
             self.ack = build_non_2xx_ack(self.request, response)
             self.owner.transmit(self.ack, self.destination, self.transport, self.server_name)
@@ -352,7 +358,7 @@ class ServerTransaction(Transaction):
         if self.is_invite:
             if response.status < 300:
                 self.state = TransactionState.ACCEPTED
-                self._arm("L", now + 64 * s.t1)
+                self._wait("L", now + 64 * s.t1)
                 return
             self.state = TransactionState.COMPLETED
             if not self.reliable:
@@ -380,8 +386,6 @@ class ServerTransaction(Transaction):
             self.owner.count("transaction_timeouts")
             self._terminate()
             self.owner.emit(AckTimedOut(dialog=None, transaction=self))
-        elif name in ("I", "J", "L"):
-            self._terminate()
 
     def _send(self, response: Response) -> None:
         self.owner.transmit(response, self.response_destination, self.transport)

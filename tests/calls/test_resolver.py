@@ -98,3 +98,22 @@ async def test_a_numeric_uri_asks_no_name_server() -> None:
     assert await resolver.resolve(uri("sip:desk@127.0.0.5:5070")) == [
         Target("127.0.0.5", 5070, "UDP")
     ]
+
+
+async def test_known_gives_an_address_or_fresh_cached_answers_without_awaiting() -> None:
+    clock = [100.0]
+    with DnsServer(ZONE, ttl=30) as server:
+        resolver = Resolver(
+            [server.address], transports=("UDP",), rng=random.Random(1), now=lambda: clock[0]
+        )
+        numeric = uri("sip:desk@127.0.0.5:5090")
+        assert resolver.known(numeric) == await resolver.resolve(numeric)
+        assert resolver.known(numeric) == [Target("127.0.0.5", 5090, "UDP")]
+        named = uri("sip:desk@pbx.example")
+        assert resolver.known(named) is None  # not asked yet: DNS is needed
+        asked = await resolver.resolve(named)
+        questions = list(server.asked)
+        assert resolver.known(named) == asked  # every answer cached and fresh
+        clock[0] += 31
+        assert resolver.known(named) is None  # the TTL ran out
+        assert server.asked == questions  # known() itself never asks
