@@ -160,10 +160,14 @@ def flood(
     replies: Counter[str] = Counter()  # per call: replies to its INVITE
     statuses: Counter[int] = Counter()
     answered: set[str] = set()  # calls answered 2xx (a retransmitted 200 counts once)
+    # calls we ended before the last INVITE was sent: each frees a call slot the flood's
+    # later INVITEs may take, so a call cap of N admits at most N + this many
+    ended_mid_flood = 0
+    last_made = False
     reply_bytes = 0
 
     def receive() -> None:
-        nonlocal reply_bytes
+        nonlocal reply_bytes, ended_mid_flood
         while True:
             try:
                 data = sock.recv(65536)
@@ -180,13 +184,20 @@ def flood(
             replies[call_id.group(1).decode()] += 1
             reply_bytes += len(data)
             if 200 <= status < 300:
+                if call_id.group(1).decode() not in answered and not last_made:
+                    ended_mid_flood += 1
                 answered.add(call_id.group(1).decode())
                 _end_call(sock, data, target, tag)
+
+    def make(n: int) -> bytes:
+        nonlocal last_made
+        last_made = last_made or n == count - 1
+        return invite(n, (local[0], local[1]), target, tag)
 
     sent, sent_bytes, send_seconds = send_paced(
         sock,
         target,
-        lambda n: invite(n, (local[0], local[1]), target, tag),
+        make,
         count=count,
         rate=rate,
         seconds=seconds,
@@ -199,6 +210,7 @@ def flood(
     ) | {
         "invites_answered": len(replies),
         "calls_answered": len(answered),
+        "calls_ended_mid_flood": ended_mid_flood,
         "max_replies_per_invite": max(replies.values(), default=0),
         "replies_per_invite": round(sum(statuses.values()) / sent, 4) if sent else None,
     }

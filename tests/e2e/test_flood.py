@@ -65,8 +65,12 @@ def test_a_trusted_flood_is_held_off_and_a_real_call_still_connects_and_records(
     # token bucket: each a stateless 503 while the source's refusal budget (20, and
     # 10/s) lasts, then nothing, whatever the flood's size
     assert set(statuses) <= {"100", "200", "503"}, json.dumps(report)
-    # (a 200 whose ACK the loaded machine delayed is retransmitted: count calls, not 200s)
-    assert report["calls_answered"] <= 4, json.dumps(report)
+    # (a 200 whose ACK the loaded machine delayed is retransmitted: count calls, not 200s).
+    # The sender ends each call it is answered at once: one ended before the flood's last
+    # INVITE frees its slot for a later one, so the cap of 4 at a time admits 4 + those
+    answered, ended_early = report["calls_answered"], report["calls_ended_mid_flood"]
+    assert isinstance(answered, int) and isinstance(ended_early, int), report
+    assert answered <= 4 + ended_early, json.dumps(report)
     assert 10 <= statuses.get("503", 0) <= 20 + 10 * 2.5, json.dumps(report)
     assert report["invites_answered"] <= 4 + 20 + 10 * 2.5, json.dumps(report)
     assert report["amplification"] <= 1.0, json.dumps(report)  # type: ignore[operator]
