@@ -19,7 +19,7 @@ from aiohttp.web_request import BaseRequest
 
 from ..ratelog import RateLimitedLog
 from .metrics import CONTENT_TYPE
-from .problem import problem
+from .problem import problem, problems
 
 log = logging.getLogger(__name__)
 _refused_log = RateLimitedLog(log)
@@ -34,7 +34,7 @@ METRICS_KEY: web.AppKey[Callable[[], bytes]] = web.AppKey("metrics")
 def build_app(health: HealthCheck, metrics: Callable[[], bytes] | None = None) -> web.Application:
     """The application; ``health()`` returns a dict with at least ``ok: bool``;
     ``metrics()`` the Prometheus text exposition served at /metrics."""
-    app = web.Application()
+    app = web.Application(middlewares=[problems])
     app[HEALTH_KEY] = health
     app.router.add_get("/healthz", healthz)
     if metrics is not None:

@@ -11,15 +11,13 @@ is signed in.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
 
 from ... import __version__
 from ...records.accounts import Accounts
 from ..console.records_console import add_records_console
 from ..http import HEALTH_KEY, HealthCheck, healthz
-from ..problem import problem
+from ..problem import problems
 from . import session
 from .auth import ACCOUNTS_KEY, CSRF_SECRET_KEY, current_actor, current_user
 from .routes import API, PROBLEM, Routes, ok_json
@@ -41,7 +39,7 @@ def build_records_app(
     """The application and its route registry (add the records endpoints to it before
     the application starts).  ``csrf_secret`` keys the CSRF tokens of browser sessions;
     ``health()`` answers ``GET /healthz``."""
-    app = web.Application(middlewares=[_problems])
+    app = web.Application(middlewares=[problems])
     app[ACCOUNTS_KEY] = accounts
     app[CSRF_SECRET_KEY] = csrf_secret
     app[HEALTH_KEY] = health
@@ -57,17 +55,3 @@ def build_records_app(
     session.add_routes(routes)
     add_records_console(app, accounts, csrf_secret)
     return app, routes
-
-
-@web.middleware
-async def _problems(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """aiohttp's own errors (unknown path, wrong method, ...) as problem documents."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return problem(exc.status, exc.reason, headers=headers)
