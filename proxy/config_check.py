@@ -4,6 +4,10 @@ starting — no socket bound, no key made, no folder or catalog created.
 Beyond the file itself (``load_config``), it reads what the file points at: every notice
 prompt must load as audio, and a public key that exists must be one.  A missing key pair
 is not a problem (``serve`` makes a development pair, with a warning), only reported.
+The transcript model is verified the way the records service verifies it before loading
+it: a model that is not installed is only reported (WAV and MP3 copies do not need it),
+but a configured ``[transcripts] model_path`` that is missing or fails its SHA-256 is a
+problem, found here rather than at the first subject access request.
 """
 
 from __future__ import annotations
@@ -13,6 +17,12 @@ from pathlib import Path
 from .app import StartupError, load_notice, tls_settings
 from .config import Config, ConfigError
 from .config_version import version_of
+from .records.transcripts.model import (
+    ModelMismatch,
+    TranscriptionUnavailable,
+    locate_model,
+    read_verified,
+)
 from .sip.tls import TlsSetupError, load_contexts
 from .storage import crypto
 from .text_table import format_table
@@ -48,6 +58,7 @@ def check_config(config: Config) -> list[str]:
         key_line += " (missing: serve makes a development key pair on first start)"
     signing_line = _signing_key_line(config, problems)
     tls_line = _tls_line(config, problems)
+    transcripts_line = _transcripts_line(config, problems)
     if problems:
         raise ConfigError(*problems)
     sip = config.sip
@@ -63,6 +74,7 @@ def check_config(config: Config) -> list[str]:
         ("signing key", signing_line),
         ("recordings", str(config.recording.dir)),
         ("catalog", str(config.catalog.path)),
+        ("transcripts", transcripts_line),
         (
             "policy",
             f"{len(config.routing.rules)} routing rules, {len(config.services)} services, "
@@ -86,6 +98,22 @@ def _signing_key_line(config: Config, problems: list[str]) -> str:
         problems.append(f"export.signing_public_key: {exc}")
         return str(public)
     return f"{public} (sha256 {crypto.public_key_sha256(key)})"
+
+
+def _transcripts_line(config: Config, problems: list[str]) -> str:
+    """The transcript model, verified as it would be loaded: its origin and SHA-256, or
+    why transcripts are unavailable (a problem when the model was configured, or when an
+    installed model fails its published hash)."""
+    settings = config.transcripts
+    try:
+        model = read_verified(locate_model(settings.model_path, settings.model_sha256))
+    except TranscriptionUnavailable as exc:
+        if settings.model_path is not None or isinstance(exc, ModelMismatch):
+            key = "transcripts.model_path" if settings.model_path is not None else "transcripts"
+            problems.append(f"{key}: {exc}")
+        return f"unavailable: {exc}"
+    checked = "verified" if settings.model_sha256 or settings.model_path is None else "unchecked"
+    return f"{model.origin} (model.bin sha256 {model.sha256[:16]}…, {checked})"
 
 
 def _tls_line(config: Config, problems: list[str]) -> str:
