@@ -47,7 +47,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from .records.holds import HoldDesk
     from .records.sar_export import ExportProgress
     from .storage.catalog import Hold, RecordingSummary, User
+    from .storage.store import SegmentStore
 
 PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
 EXIT_FAILURE = 1
@@ -417,7 +418,7 @@ async def _sar_export(args: argparse.Namespace) -> int:
     config = _load(args)
     if not config.catalog.path.exists():
         raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with SqliteCatalog(config.catalog.path) as catalog, _segment_store(config) as store:
         try:
             actor = await sar_actor(catalog, args.by)
         except SarCommandError as exc:
@@ -435,6 +436,7 @@ async def _sar_export(args: argparse.Namespace) -> int:
             private_key=private_key,
             signing_key=signing_key,
             transcripts=config.transcripts,
+            store=store,
         )
         try:
             done = await exporter.export(
@@ -574,6 +576,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config)
+
+
+@contextlib.asynccontextmanager
+async def _segment_store(config: Config) -> AsyncIterator[SegmentStore]:
+    """Issue 20: the configured segment store (disk or bucket) for a command that reads
+    or deletes recordings; a bucket that cannot be used is a ``CliError``."""
+    from .segment_stores import segment_store
+    from .startup import StartupError
+
+    try:
+        with segment_store(config) as store:
+            yield store
+    except StartupError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -874,7 +890,7 @@ async def _export(args: argparse.Namespace) -> int:
         passphrase = key_passphrase(config.records.passphrase_file)
     except StartupError as exc:
         raise CliError(str(exc)) from None
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with SqliteCatalog(config.catalog.path) as catalog, _segment_store(config) as store:
         try:
             done = await export_recording(
                 catalog,
@@ -882,6 +898,7 @@ async def _export(args: argparse.Namespace) -> int:
                 recordings_dir=config.recording.dir,
                 private_key=private_key_file(config.recording.private_key, passphrase),
                 access=config.access,
+                store=store,
             )
         except InvalidExportRequest as exc:
             print(f"recproxy: {exc}", file=sys.stderr)
@@ -1186,17 +1203,16 @@ def _progress_bar(done: int, total: int) -> None:
 async def _retention_sweep(args: argparse.Namespace) -> int:
     from .records.retention import RetentionSweeper
     from .storage.catalog import SqliteCatalog
-    from .storage.store import LocalDiskStore
 
     config = _load(args)
     as_of = _as_of(args.as_of)
     if not config.catalog.path.exists():
         raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with SqliteCatalog(config.catalog.path) as catalog, _segment_store(config) as store:
         sweeper = RetentionSweeper(
             catalog.retention,
             catalog.audit,
-            LocalDiskStore(),
+            store,
             config.recording.dir,
             config.retention,
             actor=_acting(args),

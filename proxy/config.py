@@ -1389,6 +1389,17 @@ def _endpoint(value: Any) -> str:
     return text.rstrip("/")
 
 
+def _s3_keys(base: Path) -> Mapping[str, _Parser]:
+    return {
+        "endpoint": _endpoint,
+        "bucket": _text,
+        "prefix": _text,
+        "region": _text,
+        "object_lock": _choice("off", "governance", "compliance"),
+        "credentials_file": _path(base),
+    }
+
+
 def _s3_settings(raw: Any, store: str, base: Path, problems: list[str]) -> S3Settings:
     """``[recording.s3]``, checked: a credential in the file, or (with ``store = "s3"``)
     no endpoint or bucket, is a problem naming the key."""
@@ -1402,15 +1413,7 @@ def _s3_settings(raw: Any, store: str, base: Path, problems: list[str]) -> S3Set
                     "recording.s3.credentials_file"
                 )
                 del raw[key]
-    keys: Mapping[str, _Parser] = {
-        "endpoint": _endpoint,
-        "bucket": _text,
-        "prefix": _text,
-        "region": _text,
-        "object_lock": _choice("off", "governance", "compliance"),
-        "credentials_file": _path(base),
-    }
-    values = _table("recording.s3", raw, keys, problems)
+    values = _table("recording.s3", raw, _s3_keys(base), problems)
     settings = S3Settings(**values)
     if store == "s3":
         problems.extend(
