@@ -203,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     _users_parser(commands)
     _verify_bundle_parser(commands)
     _sar_parser(commands)
+    _store_parser(commands)  # issue 20
     retention = commands.add_parser(
         "retention", help="delete recordings whose retention period is over"
     )
@@ -347,6 +348,28 @@ def _sar_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     sar_commands = sar.add_subparsers(dest="sar_command", required=True)
     add_sar_commands(sar_commands, _config_option)
     _sar_export_parser(sar_commands)
+
+
+async def _store_copy(args: argparse.Namespace) -> int:
+    """``recproxy store copy --to s3``: recordings still being written are skipped."""
+    from .cli_store import being_recorded, store_copy
+    from .storage.catalog import SqliteCatalog
+
+    config = _load(args)
+    writing: set[str] = set()
+    if config.catalog.path.exists():
+        async with SqliteCatalog(config.catalog.path) as catalog:
+            writing = await being_recorded(catalog)
+    return await asyncio.to_thread(
+        store_copy, config, remove_local=args.remove_local, writing=writing
+    )
+
+
+def _store_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``recproxy store copy --to s3`` (issue 20; :mod:`proxy.cli_store`)."""
+    from .cli_store import add_store_commands
+
+    add_store_commands(commands, _config_option)
 
 
 def _verify_bundle_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -553,6 +576,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_holds(args))
         if args.command == "retention":
             return asyncio.run(_retention_sweep(args))
+        if args.command == "store":  # issue 20
+            return asyncio.run(_store_copy(args))
         if args.command == "users":
             return asyncio.run(_users(args))
         if args.command == "sar":

@@ -73,6 +73,21 @@ class UploadSnapshot:
     lock_refusals: int
 
 
+@dataclass(slots=True)
+class CopyCount:
+    """What copying recordings into the bucket did: files copied (and their bytes), and
+    files found there already, identical."""
+
+    copied: int = 0
+    present: int = 0
+    bytes: int = 0
+
+    def add(self, other: CopyCount) -> None:
+        self.copied += other.copied
+        self.present += other.present
+        self.bytes += other.bytes
+
+
 class UploadMismatch(BucketError):
     """The object read back is not what was spooled."""
 
@@ -125,7 +140,7 @@ class S3SegmentStore:
             return 0
         self.bucket.call(self._make_queue())
         queued = 0
-        for folder in _folders(self.root):
+        for folder in recording_folders(self.root):
             for entry in sorted(folder.iterdir()):
                 if _uploadable(entry.name):
                     self._enqueue(entry)
@@ -352,6 +367,39 @@ class S3SegmentStore:
         """Read ``key`` back: its length and SHA-256 must be those of ``data``."""
         check_copy(key, data, await self.bucket.get(key))
 
+    def copy_in(self, recording: Path, *, remove: bool) -> CopyCount:
+        """``recproxy store copy --to s3``: put a local recording folder's files in the
+        bucket, each read back and compared before it counts; an object already there
+        with the same bytes is left as it is (a re-run copies nothing twice).  With
+        ``remove``, each local file goes once its copy is verified, then the folder."""
+        count = CopyCount()
+        for entry in sorted(recording.iterdir()):
+            if not _uploadable(entry.name):
+                continue
+            data = entry.read_bytes()
+            copied = self.bucket.call(self._copy_object(recording, entry.name, data))
+            count.copied += copied
+            count.present += not copied
+            count.bytes += len(data) if copied else 0
+            if remove:
+                os.unlink(entry)
+        if remove:
+            with contextlib.suppress(OSError):
+                os.rmdir(recording)
+        return count
+
+    async def _copy_object(self, recording: Path, name: str, data: bytes) -> bool:
+        key = self.object_key(recording, name)
+        try:
+            check_copy(key, data, await self.bucket.get(key))
+            return False  # already there, the same bytes
+        except (FileNotFoundError, UploadMismatch):
+            pass
+        _, retain = self._segment_facts(name, data)
+        await self.bucket.put(key, data, lock=self.lock, retain_until=retain)
+        await self.verify(key, data)
+        return True
+
     def _segment_facts(self, name: str, data: bytes) -> tuple[bool, datetime | None]:
         """Whether the file is a segment holding the recording's final chunk, and its lock
         date (None when no lock applies)."""
@@ -396,7 +444,7 @@ def _uploadable(name: str) -> bool:
     return name == KEY_FILE_NAME or parse_segment_file_name(name) is not None
 
 
-def _folders(root: Path) -> list[Path]:
+def recording_folders(root: Path) -> list[Path]:
     """The recordings' folders in the spool (named by their id, as the writer names them)."""
     if not root.is_dir():
         return []
