@@ -658,7 +658,8 @@ class RecordingService:
             )
             for row in batch:
                 folder = self.settings.dir / row.id
-                if folder.exists():
+                # an S3 store may hold it with no folder left in the spool (issue 20)
+                if folder.exists() or await asyncio.to_thread(self.store.has_key, folder):
                     await asyncio.to_thread(shred_recording, self.store, folder)
                     log.warning(
                         "recording %s was discarded but its files remained: shredded", row.id
