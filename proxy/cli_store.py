@@ -23,7 +23,8 @@ from .recording_state import RecordingState
 from .segment_stores import open_s3_store
 from .startup import StartupError
 from .storage.catalog import Catalog
-from .storage.s3_store import CopyCount, recording_folders
+from .storage.s3_store import CopyCount
+from .storage.store import recording_folders
 
 Options = Callable[[argparse.ArgumentParser], None]
 

@@ -12,6 +12,7 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import boto3
 from moto.server import ThreadedMotoServer
@@ -30,6 +31,28 @@ def moto_server(port: int) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """moto's endpoint, and the first of the spare ports after it in its block (for a
+    :class:`TcpGate`, say)."""
+
+    endpoint: str
+    spare_port: int
+
+
+@contextlib.contextmanager
+def running_s3() -> Iterator[S3Server]:
+    """moto on a loopback port block of its own (tests/e2e/proxy_process.reserve_ports)."""
+    from tests.e2e.proxy_process import reserve_ports
+
+    block = reserve_ports()
+    try:
+        with moto_server(block.base) as endpoint:
+            yield S3Server(endpoint, block.base + 1)
+    finally:
+        block.release()
 
 
 def admin(endpoint: str):  # type: ignore[no-untyped-def]

@@ -6,7 +6,6 @@ credentials that are not there."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,22 +15,13 @@ from proxy.segment_stores import credentials, segment_store
 from proxy.startup import StartupError
 from proxy.storage.s3_store import S3SegmentStore
 from proxy.storage.store import LocalDiskStore
-from tests.e2e.proxy_process import reserve_ports
-from tests.s3_server import ACCESS_KEY, SECRET_KEY, bucket_keys, make_bucket, moto_server
+from tests.s3_server import ACCESS_KEY, SECRET_KEY, S3Server, bucket_keys, make_bucket
 from tests.storage.conftest import wait_for
 
 
 @pytest.fixture(scope="module")
-def ports() -> Iterator[int]:
-    block = reserve_ports()
-    yield block.base
-    block.release()
-
-
-@pytest.fixture(scope="module")
-def endpoint(ports: int) -> Iterator[str]:
-    with moto_server(ports) as url:
-        yield url
+def endpoint(s3_server: S3Server) -> str:
+    return s3_server.endpoint
 
 
 @pytest.fixture(autouse=True)
@@ -73,8 +63,10 @@ def test_a_missing_bucket_fails_start_up_naming_it(tmp_path: Path, endpoint: str
         pass
 
 
-def test_an_endpoint_nobody_answers_fails_start_up_naming_it(tmp_path: Path, ports: int) -> None:
-    silent = f"http://127.0.0.1:{ports + 3}"
+def test_an_endpoint_nobody_answers_fails_start_up_naming_it(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    silent = f"http://127.0.0.1:{s3_server.spare_port}"
     config = s3_config(tmp_path, endpoint=silent, bucket="recordings")
     with (
         pytest.raises(StartupError, match=rf"^recording\.s3\.endpoint {silent}: "),

@@ -41,7 +41,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,7 +48,7 @@ from pathlib import Path
 
 from .bucket import Bucket, BucketError, LockMode
 from .segment import KEY_FILE_NAME, RecordingCorrupt, parse_segment_file_name, scan_segment
-from .store import FsyncPolicy, LocalDiskStore
+from .store import FsyncPolicy, LocalDiskStore, recording_folders
 
 log = logging.getLogger(__name__)
 
@@ -442,21 +441,6 @@ def check_copy(key: str, spooled: bytes, stored: bytes) -> None:
 
 def _uploadable(name: str) -> bool:
     return name == KEY_FILE_NAME or parse_segment_file_name(name) is not None
-
-
-def recording_folders(root: Path) -> list[Path]:
-    """The recordings' folders in the spool (named by their id, as the writer names them)."""
-    if not root.is_dir():
-        return []
-    found = []
-    for entry in root.iterdir():
-        try:
-            uuid.UUID(entry.name)
-        except ValueError:
-            continue
-        if entry.is_dir():
-            found.append(entry)
-    return sorted(found)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -6,7 +6,6 @@ differs; ``--remove-local`` empties the disk; the copy then decrypts through the
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,7 @@ from proxy.storage.crypto import generate_keypair
 from proxy.storage.reader import RecordingReader
 from proxy.storage.store import LocalDiskStore
 from proxy.storage.writer import RecordingWriter
-from tests.e2e.proxy_process import reserve_ports
-from tests.s3_server import ACCESS_KEY, SECRET_KEY, admin, bucket_keys, make_bucket, moto_server
+from tests.s3_server import ACCESS_KEY, SECRET_KEY, S3Server, admin, bucket_keys, make_bucket
 from tests.storage.conftest import random_ulaw_audio
 
 from .test_cli import recproxy
@@ -28,13 +26,8 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    block = reserve_ports()
-    try:
-        with moto_server(block.base) as url:
-            yield url
-    finally:
-        block.release()
+def endpoint(s3_server: S3Server) -> str:
+    return s3_server.endpoint
 
 
 def test_store_copy_moves_the_recordings_verified_and_is_safe_to_run_again(

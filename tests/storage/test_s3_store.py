@@ -22,16 +22,15 @@ from proxy.storage.s3_store import S3SegmentStore
 from proxy.storage.segment import KEY_FILE_NAME
 from proxy.storage.store import shred_recording
 from proxy.storage.writer import RecordingWriter
-from tests.e2e.proxy_process import reserve_ports
 from tests.s3_server import (
     ACCESS_KEY,
     REGION,
     SECRET_KEY,
+    S3Server,
     TcpGate,
     admin,
     bucket_keys,
     make_bucket,
-    moto_server,
 )
 
 from .conftest import random_ulaw_audio, wait_for
@@ -40,16 +39,13 @@ START_MS = int(time.time() * 1000)  # now: a lock from here on is still in force
 
 
 @pytest.fixture(scope="module")
-def ports() -> Iterator[int]:
-    block = reserve_ports()
-    yield block.base
-    block.release()
+def endpoint(s3_server: S3Server) -> str:
+    return s3_server.endpoint
 
 
 @pytest.fixture(scope="module")
-def endpoint(ports: int) -> Iterator[str]:
-    with moto_server(ports) as url:
-        yield url
+def ports(s3_server: S3Server) -> int:
+    return s3_server.spare_port
 
 
 @pytest.fixture
@@ -153,7 +149,7 @@ def test_reads_serve_the_spool_while_the_bucket_is_down_and_nothing_is_lost(
     ports: int,
 ) -> None:
     moto_port = int(endpoint.rsplit(":", 1)[1])
-    gate = TcpGate(ports + 1, ("127.0.0.1", moto_port))
+    gate = TcpGate(ports, ("127.0.0.1", moto_port))
     try:
         store = make_store(bucket_name, at=gate.endpoint)
         gate.close()  # an outage: refused, and the pooled connections cut
@@ -185,7 +181,7 @@ def test_a_restart_resumes_the_uploads_left_in_the_spool(
     ports: int,
 ) -> None:
     moto_port = int(endpoint.rsplit(":", 1)[1])
-    gate = TcpGate(ports + 2, ("127.0.0.1", moto_port))
+    gate = TcpGate(ports + 1, ("127.0.0.1", moto_port))
     gate.close()
     try:
         first = make_store(bucket_name, at=gate.endpoint)
