@@ -47,6 +47,7 @@ from .control.retention_metrics import RetentionMetrics
 from .control.routing_metrics import RoutingMetrics
 from .control.sar_metrics import SarCounter
 from .control.tls_metrics import TlsMetrics
+from .control.upload_metrics import UploadMetrics
 from .control.webhook import WebhookSender
 from .events import EventBus
 from .media.announcer import PromptAudio, load_prompt
@@ -61,6 +62,7 @@ from .records.custody import make_development_keys
 from .records.keys import audit_key_generated
 from .records.retention import RetentionSweeper, sweep_every
 from .records_child import RecordsChild
+from .segment_stores import segment_store
 from .sip.core import ALLOWED_METHODS, CoreSettings, SipCore
 from .sip.flood import FloodSettings
 from .sip.tls import TlsContexts, TlsSettings, TlsSetupError, load_contexts
@@ -70,7 +72,8 @@ from .storage import crypto
 from .storage.catalog import Catalog, SqliteCatalog
 from .storage.catalog.anchor import anchor_path
 from .storage.catalog.values import utc_now
-from .storage.store import LocalDiskStore
+from .storage.s3_store import S3SegmentStore
+from .storage.store import LocalDiskStore, SegmentStore
 from .storage.writer import RecordingWriter
 
 log = logging.getLogger("recproxy")
@@ -272,13 +275,17 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     anchoring.start()
     stack.push_async_callback(anchoring.stop)  # before the catalog closes
     webhook = await _start_webhook(config, stack) if config.webhook.url else None
+    # issue 20: the disk, or a bucket through the spool (closed after the writer stops)
+    store = stack.enter_context(segment_store(config, uploads=True))
+    if isinstance(store, S3SegmentStore):
+        UploadMetrics(metrics.registry, store.snapshot)
     writer, recorder, recordings = await stack.enter_async_context(
-        _recording_pipeline(config, catalog, public_key, metrics, bus, loop)
+        _recording_pipeline(config, catalog, public_key, metrics, bus, loop, store)
     )
     interrupted = await recordings.recover()
     if interrupted:
         log.warning("%d recording(s) marked interrupted after a crash", len(interrupted))
-    _start_sweeper(config, catalog, bus, stack)
+    _start_sweeper(config, catalog, bus, stack, store)
     if webhook is not None:
         webhook.subscribe(bus)
     clock = MediaClock(recorder, on_lag=metrics.observe_loop_lag)
@@ -499,15 +506,22 @@ def _core_settings(config: Config, port: int) -> CoreSettings:
 
 
 def _start_sweeper(
-    config: Config, catalog: SqliteCatalog, bus: EventBus, stack: contextlib.AsyncExitStack
+    config: Config,
+    catalog: SqliteCatalog,
+    bus: EventBus,
+    stack: contextlib.AsyncExitStack,
+    store: SegmentStore,
 ) -> None:
     """The retention sweeper: a sweep now (it finishes deletions a crash cut short) and
     every ``retention.sweep_interval_seconds``; cancelled at shutdown before the catalog
-    closes.  Its own store: the writer's is the writer thread's."""
+    closes.  Its own local disk store (the writer's is the writer thread's); a bucket's
+    store is shared, as its one uploader must hear of every deletion."""
     sweeper = RetentionSweeper(
         catalog.retention,
         catalog.audit,
-        LocalDiskStore(fsync=config.recording.fsync),  # type: ignore[arg-type]
+        store
+        if isinstance(store, S3SegmentStore)
+        else LocalDiskStore(fsync=config.recording.fsync),  # type: ignore[arg-type]
         config.recording.dir,
         config.retention,
         publish=bus.publish,
@@ -548,13 +562,14 @@ async def _recording_pipeline(
     metrics: Metrics,
     bus: EventBus,
     loop: asyncio.AbstractEventLoop,
+    store: SegmentStore,
 ) -> AsyncIterator[tuple[RecordingWriter, Recorder, RecordingService]]:
     """The recorder, the writer thread and the recording service, closed together in
     their own order: the recorder's last blocks to the writer, the writer thread's last
     states to the service, the service's last catalog writes out of its journal."""
 
     writer = RecordingWriter(
-        LocalDiskStore(fsync=config.recording.fsync),  # type: ignore[arg-type]
+        store,
         loop=loop,
         on_write=metrics.observe_write_seconds,
         hold_seconds=config.recording.hold_seconds,

@@ -47,7 +47,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from .records.holds import HoldDesk
     from .records.sar_export import ExportProgress
     from .storage.catalog import Hold, RecordingSummary, User
+    from .storage.store import SegmentStore
 
 PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
 EXIT_FAILURE = 1
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     _users_parser(commands)
     _verify_bundle_parser(commands)
     _sar_parser(commands)
+    _store_parser(commands)  # issue 20
     retention = commands.add_parser(
         "retention", help="delete recordings whose retention period is over"
     )
@@ -348,6 +350,28 @@ def _sar_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     _sar_export_parser(sar_commands)
 
 
+async def _store_copy(args: argparse.Namespace) -> int:
+    """``recproxy store copy --to s3``: recordings still being written are skipped."""
+    from .cli_store import being_recorded, store_copy
+    from .storage.catalog import SqliteCatalog
+
+    config = _load(args)
+    writing: set[str] = set()
+    if config.catalog.path.exists():
+        async with SqliteCatalog(config.catalog.path) as catalog:
+            writing = await being_recorded(catalog)
+    return await asyncio.to_thread(
+        store_copy, config, remove_local=args.remove_local, writing=writing
+    )
+
+
+def _store_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``recproxy store copy --to s3`` (issue 20; :mod:`proxy.cli_store`)."""
+    from .cli_store import add_store_commands
+
+    add_store_commands(commands, _config_option)
+
+
 def _verify_bundle_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verify = commands.add_parser(
         "verify-bundle",
@@ -417,7 +441,7 @@ async def _sar_export(args: argparse.Namespace) -> int:
     config = _load(args)
     if not config.catalog.path.exists():
         raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with SqliteCatalog(config.catalog.path) as catalog, _segment_store(config) as store:
         try:
             actor = await sar_actor(catalog, args.by)
         except SarCommandError as exc:
@@ -435,6 +459,7 @@ async def _sar_export(args: argparse.Namespace) -> int:
             private_key=private_key,
             signing_key=signing_key,
             transcripts=config.transcripts,
+            store=store,
         )
         try:
             done = await exporter.export(
@@ -551,6 +576,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_holds(args))
         if args.command == "retention":
             return asyncio.run(_retention_sweep(args))
+        if args.command == "store":  # issue 20
+            return asyncio.run(_store_copy(args))
         if args.command == "users":
             return asyncio.run(_users(args))
         if args.command == "sar":
@@ -574,6 +601,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config)
+
+
+@contextlib.asynccontextmanager
+async def _segment_store(config: Config) -> AsyncIterator[SegmentStore]:
+    """Issue 20: the configured segment store (disk or bucket) for a command that reads
+    or deletes recordings; a bucket that cannot be used is a ``CliError``."""
+    from .segment_stores import segment_store
+    from .startup import StartupError
+
+    try:
+        with segment_store(config) as store:
+            yield store
+    except StartupError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -874,7 +915,7 @@ async def _export(args: argparse.Namespace) -> int:
         passphrase = key_passphrase(config.records.passphrase_file)
     except StartupError as exc:
         raise CliError(str(exc)) from None
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with SqliteCatalog(config.catalog.path) as catalog, _segment_store(config) as store:
         try:
             done = await export_recording(
                 catalog,
@@ -882,6 +923,7 @@ async def _export(args: argparse.Namespace) -> int:
                 recordings_dir=config.recording.dir,
                 private_key=private_key_file(config.recording.private_key, passphrase),
                 access=config.access,
+                store=store,
             )
         except InvalidExportRequest as exc:
             print(f"recproxy: {exc}", file=sys.stderr)
@@ -1186,17 +1228,16 @@ def _progress_bar(done: int, total: int) -> None:
 async def _retention_sweep(args: argparse.Namespace) -> int:
     from .records.retention import RetentionSweeper
     from .storage.catalog import SqliteCatalog
-    from .storage.store import LocalDiskStore
 
     config = _load(args)
     as_of = _as_of(args.as_of)
     if not config.catalog.path.exists():
         raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with SqliteCatalog(config.catalog.path) as catalog, _segment_store(config) as store:
         sweeper = RetentionSweeper(
             catalog.retention,
             catalog.audit,
-            LocalDiskStore(),
+            store,
             config.recording.dir,
             config.retention,
             actor=_acting(args),

@@ -262,9 +262,35 @@ class MediaSettings:
     fast_path: str = "auto"
 
 
+# --- issue 20: segments on S3-compatible object storage ----------------------------------
+@dataclass(frozen=True)
+class S3Settings:
+    """``[recording.s3]``: the bucket segments go to when ``recording.store = "s3"``.
+
+    Credentials come from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` or from
+    ``credentials_file`` (an AWS-style INI file, ``[default]`` section), never from this
+    file: a secret-looking key here fails start-up."""
+
+    endpoint: str = ""  # e.g. "https://s3.eu-west-2.amazonaws.com", "http://minio:9000"
+    bucket: str = ""
+    prefix: str = ""  # put before every object name, e.g. "recproxy/"
+    region: str = "us-east-1"
+    object_lock: str = "off"  # "off" | "governance" | "compliance"
+    credentials_file: Path | None = None
+
+
+#: Keys that look like credentials: refused in [recording.s3] with a pointer to where
+#: credentials belong (the environment or credentials_file).
+S3_SECRET_WORDS = ("secret", "password", "access_key", "token", "session")
+
+
 @dataclass(frozen=True)
 class RecordingSettings:
     dir: Path = Path("data/recordings")
+    # issue 20: where segments live: "local" (the disk under dir) or "s3" (a bucket, with
+    # dir as the spool they are written to first)
+    store: str = "local"
+    s3: S3Settings = field(default_factory=S3Settings)
     segment_seconds: int = 10
     public_key: Path = Path("data/keys/recording.pub")
     private_key: Path = Path("data/keys/recording.key")
@@ -1085,6 +1111,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "degraded_ratio": _number(0, 1),
             "degraded_gap_seconds": _number(0.02, 3600),
             "hold_seconds": _number(0, 600),
+            "store": _choice("local", "s3"),  # issue 20
         },
         "catalog": {"path": path, "synchronous": _choice("normal", "full")},
         "http": {"listen": parse_hostport},
@@ -1292,6 +1319,7 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         raw = data.get(name, {})
         raw = dict(raw) if isinstance(raw, dict) else {}  # not a table: reported above
         nested = raw.pop("rules", None) if name == "routing" else None
+        s3_raw = raw.pop("s3", None) if name == "recording" else None  # issue 20
         warnings.extend(_rename_values(name, raw))
         values = _table(name, raw, schema[name], problems)
         for section_key in schema[name]:
@@ -1302,6 +1330,8 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
             # [numbers] is read before routing (its place in _SECTIONS): rules' numbers
             # are normalised with its region
             values["rules"] = _rules(nested, services, trunk_given, sections["numbers"], problems)
+        if name == "recording":  # issue 20: the nested [recording.s3] table
+            values["s3"] = _s3_settings(s3_raw, values.get("store", "local"), base, problems)
         sections[name] = cls(**values)
     operators = _operators(data.get("operators", []), problems)
     retention = sections["retention"]
@@ -1349,6 +1379,49 @@ def build_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         source=source,
         warnings=tuple(warnings),
     )
+
+
+# --- issue 20: [recording.s3] -----------------------------------------------------------
+def _endpoint(value: Any) -> str:
+    text = _text(value)
+    if not text.startswith(("http://", "https://")) or len(text.split("://", 1)[1]) == 0:
+        raise ValueError(f"must be an http:// or https:// URL, got {text!r}")
+    return text.rstrip("/")
+
+
+def _s3_keys(base: Path) -> Mapping[str, _Parser]:
+    return {
+        "endpoint": _endpoint,
+        "bucket": _text,
+        "prefix": _text,
+        "region": _text,
+        "object_lock": _choice("off", "governance", "compliance"),
+        "credentials_file": _path(base),
+    }
+
+
+def _s3_settings(raw: Any, store: str, base: Path, problems: list[str]) -> S3Settings:
+    """``[recording.s3]``, checked: a credential in the file, or (with ``store = "s3"``)
+    no endpoint or bucket, is a problem naming the key."""
+    raw = dict(raw) if isinstance(raw, dict) else ({} if raw is None else raw)
+    if isinstance(raw, dict):
+        for key in list(raw):
+            if key != "credentials_file" and any(w in key.lower() for w in S3_SECRET_WORDS):
+                problems.append(
+                    f"recording.s3.{key}: credentials never go in the configuration file; "
+                    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment, or "
+                    "recording.s3.credentials_file"
+                )
+                del raw[key]
+    values = _table("recording.s3", raw, _s3_keys(base), problems)
+    settings = S3Settings(**values)
+    if store == "s3":
+        problems.extend(
+            f'recording.s3.{key}: required when recording.store = "s3"'
+            for key in ("endpoint", "bucket")
+            if not getattr(settings, key)
+        )
+    return settings
 
 
 def _registrar_problems(registrar: RegistrarSettings) -> list[str]:

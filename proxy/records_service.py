@@ -59,9 +59,11 @@ from .records.sar import SarDesk
 from .records.sar_export import SarExporter
 from .records.sar_jobs import EXPORTS_FOLDER, SarExportJobs
 from .records.search import RecordSearch
+from .segment_stores import segment_store as _segment_store
 from .startup import StartupError
 from .storage.catalog import SqliteCatalog
 from .storage.catalog.anchor import anchor_path
+from .storage.store import SegmentStore
 
 log = logging.getLogger("recproxy.records")
 
@@ -116,7 +118,8 @@ async def open_records_service(config: Config) -> AsyncIterator[RecordsService]:
             return {"ok": ready, "service": "records"}
 
         app, routes = build_records_app(accounts, csrf_secret(private_key), health)
-        jobs = add_records_routes(routes, config, catalog, private_key)
+        store = stack.enter_context(_segment_store(config))  # issue 20: disk or bucket
+        jobs = add_records_routes(routes, config, catalog, private_key, store)
         jobs.open()
         stack.push_async_callback(jobs.close)
         http = HttpServer(app, *config.records.http_listen)
@@ -135,25 +138,36 @@ async def open_records_service(config: Config) -> AsyncIterator[RecordsService]:
 
 
 def add_records_routes(
-    routes: Routes, config: Config, catalog: SqliteCatalog, private_key: X25519PrivateKey
+    routes: Routes,
+    config: Config,
+    catalog: SqliteCatalog,
+    private_key: X25519PrivateKey,
+    store: SegmentStore | None = None,
 ) -> SarExportJobs:
     """Every records endpoint, deciding through one gate (a route module is one more
     line here, before the service starts); the subject access export jobs, for the
-    service to open and close."""
+    service to open and close.  Audio is read from ``store`` (the local disk when None)."""
     gate = Gate(catalog, config.access)
     recordings.add_routes(routes, RecordSearch(gate, catalog), config.numbers)
     access.add_routes(routes, AccessDesk(gate, catalog.access_requests))
     audio.add_routes(
-        routes, gate, catalog, recordings_dir=config.recording.dir, private_key=private_key
+        routes,
+        gate,
+        catalog,
+        recordings_dir=config.recording.dir,
+        private_key=private_key,
+        store=store,
     )
-    bulk_routes.add_routes(routes, BulkDesk(gate, catalog, config.recording.dir, private_key))
+    bulk_routes.add_routes(
+        routes, BulkDesk(gate, catalog, config.recording.dir, private_key, store)
+    )
     sar_desk = SarDesk(gate, catalog, config.numbers, config.sar)
     sar_routes.add_routes(routes, sar_desk, gate.now)
-    jobs = sar_export_jobs(config, catalog, gate, private_key)
+    jobs = sar_export_jobs(config, catalog, gate, private_key, store)
     sar_exports.add_routes(routes, jobs)
-    add_governance_routes(routes, config, catalog, gate, private_key)
+    add_governance_routes(routes, config, catalog, gate, private_key, store)
     dpo_pages.add_routes(routes.app, dpo_desks(config, catalog, gate, sar_desk, jobs))
-    records_pages.add_routes(routes.app, config, gate, catalog, private_key)  # console
+    records_pages.add_routes(routes.app, config, gate, catalog, private_key, store)  # console
     return jobs
 
 
@@ -167,7 +181,11 @@ def dpo_desks(
 
 
 def sar_export_jobs(
-    config: Config, catalog: SqliteCatalog, gate: Gate, private_key: X25519PrivateKey
+    config: Config,
+    catalog: SqliteCatalog,
+    gate: Gate,
+    private_key: X25519PrivateKey,
+    store: SegmentStore | None = None,
 ) -> SarExportJobs:
     """The export jobs, under ``exports/`` beside the catalog.  Without the
     export-signing key file the service still runs and exports are refused naming it
@@ -187,6 +205,7 @@ def sar_export_jobs(
         private_key=private_key,
         signing_key=load_signing_key(config),
         transcripts=config.transcripts,
+        store=store,
     )
     return SarExportJobs(gate, catalog.audit, catalog.sar, exporter, root)
 
@@ -197,13 +216,14 @@ def add_governance_routes(
     catalog: SqliteCatalog,
     gate: Gate,
     private_key: X25519PrivateKey,
+    store: SegmentStore | None = None,
 ) -> None:
     """Holds, the audit log and its check, a recording's integrity check, and the
     anomaly flags (``proxy.control.records.holds``, ``.audit``, ``.integrity``,
     ``.flags``), each decided by ``gate``."""
     holds.add_routes(routes, gate, HoldDesk(catalog.holds, config.holds.kinds))
     audit.add_routes(routes, AuditView(gate, catalog.audit, anchor_path(config.catalog.path)))
-    integrity.add_routes(routes, gate, catalog, config.recording.dir, private_key)
+    integrity.add_routes(routes, gate, catalog, config.recording.dir, private_key, store)
     flags.add_routes(routes, gate, FlagDesk(catalog.flags))
 
 

@@ -4,8 +4,11 @@ of being left for last, when one worker would carry them alone."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from tests.s3_server import S3Server, running_s3
 from tests.sip.tls_ca import CertAuthority, make_ca
 
 #: Modules that take tens of seconds (a wheel built and installed, a clean clone set up,
@@ -30,6 +33,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return SLOW_FIRST.index(path) if path in SLOW_FIRST else len(SLOW_FIRST)
 
     items.sort(key=rank)  # stable: within a rank, the collection order stays
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[S3Server]:
+    """Issue 20: a real S3 HTTP server (moto) for the module's tests (tests/s3_server.py)."""
+    with running_s3() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

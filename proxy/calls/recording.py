@@ -71,7 +71,7 @@ from ..storage.catalog import (
     SegmentFacts,
 )
 from ..storage.segment import KEY_FILE_NAME, RecordingCorrupt, scan_segment
-from ..storage.store import SegmentStore, shred_recording
+from ..storage.store import SegmentStore, recording_folders, shred_recording
 from ..storage.write_reports import RecordingKey, RecordingWritten, SegmentWritten
 from ..storage.writer import RecordingWriter
 
@@ -634,7 +634,8 @@ class RecordingService:
         catalog refused writes) and then cut off by a crash leaves one.  Each is logged
         as an error and counted (``failures["uncatalogued"]``) for an operator to look
         at; none is deleted: it is audio, and only a person can say whose."""
-        folders = await asyncio.to_thread(_recording_folders, self.settings.dir)
+        found = await asyncio.to_thread(recording_folders, self.settings.dir)
+        folders = [folder.name for folder in found]
         named = await self.catalog.recordings.existing(folders)
         orphans = [rid for rid in folders if rid not in named]
         for rid in orphans:
@@ -658,7 +659,8 @@ class RecordingService:
             )
             for row in batch:
                 folder = self.settings.dir / row.id
-                if folder.exists():
+                # an S3 store may hold it with no folder left in the spool (issue 20)
+                if folder.exists() or await asyncio.to_thread(self.store.has_key, folder):
                     await asyncio.to_thread(shred_recording, self.store, folder)
                     log.warning(
                         "recording %s was discarded but its files remained: shredded", row.id
@@ -686,21 +688,6 @@ class RecordingService:
                 await self._add_segment(rid, segment, new=segment.index not in closed)
         frames = sum(segment.frames for segment in segments)
         await self.catalog.recordings.update_recording(rid, duration_ms=frames * 1000 // 8000)
-
-
-def _recording_folders(root: Path) -> list[str]:
-    """The names of the folders under ``root`` that are recordings' (named by a UUID)."""
-    if not root.is_dir():
-        return []
-    names = []
-    for entry in root.iterdir():
-        try:
-            uuid.UUID(entry.name)
-        except ValueError:
-            continue
-        if entry.is_dir():
-            names.append(entry.name)
-    return sorted(names)
 
 
 def _scan(store: SegmentStore, recording: Path) -> tuple[str | None, list[SegmentWritten]]:

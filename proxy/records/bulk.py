@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..storage.catalog import BulkRequest, Catalog, NewBulkRequest, RequestState, format_utc
 from ..storage.export import EncodingError
+from ..storage.store import SegmentStore
 from .access import decision_terms, given_text, mapped
 from .errors import (
     AccessRequestConflict,
@@ -81,11 +82,16 @@ class BulkDesk:
     and ``private_key`` open the audio (the records service's)."""
 
     def __init__(
-        self, gate: Gate, catalog: Catalog, recordings_dir: Path, private_key: X25519PrivateKey
+        self,
+        gate: Gate,
+        catalog: Catalog,
+        recordings_dir: Path,
+        private_key: X25519PrivateKey,
+        store: SegmentStore | None = None,
     ) -> None:
         self._gate = gate
         self._catalog = catalog
-        self._audio = _Audio(catalog, recordings_dir, private_key)
+        self._audio = _Audio(catalog, recordings_dir, private_key, store)
 
     async def request(
         self, actor: Actor, recording_ids: object, purpose: object, reason: object
@@ -208,6 +214,7 @@ class _Audio:
     catalog: Catalog
     recordings_dir: Path
     private_key: X25519PrivateKey = field(repr=False)
+    store: SegmentStore | None = None
 
     async def rendering(self, recording_id: str, format: AudioFormat) -> Rendering:
         """The whole recording as ``format``; the errors of :mod:`.playback`."""
@@ -217,6 +224,7 @@ class _Audio:
             format=format,
             recordings_dir=self.recordings_dir,
             private_key=self.private_key,
+            store=self.store,
         )
 
 

@@ -36,6 +36,7 @@ from ..storage import crypto
 from ..storage.catalog import Catalog
 from ..storage.export import ChannelChoice, EncodingError
 from ..storage.output_file import OutputRefused, claim_output
+from ..storage.store import SegmentStore
 from .actor import acting
 from .errors import RecordingActionError, RecordingUnreadable, RecordNotFound
 from .flagging import CUSTODIAN_EXPORT, Flagger
@@ -106,6 +107,7 @@ async def export_recording(
     recordings_dir: Path,
     private_key: Callable[[], X25519PrivateKey],
     access: AccessSettings,
+    store: SegmentStore | None = None,
     now: Callable[[], datetime] = _utc_now,
     publish: Publish = discard,
 ) -> Exported:
@@ -135,6 +137,7 @@ async def export_recording(
                 channels=request.channels,
                 recordings_dir=recordings_dir,
                 private_key=private_key(),
+                store=store,
             )
             sha256 = await rendering.sha256()  # every chunk verified before it is logged
             at = now()

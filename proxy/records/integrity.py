@@ -28,7 +28,8 @@ from ..recording_state import RecordingState
 from ..storage.catalog import Catalog, Recording, Segment
 from ..storage.crypto import StorageCryptoError
 from ..storage.reader import RecordingReader
-from ..storage.segment import RecordingCorrupt, parse_segment_file_name
+from ..storage.segment import RecordingCorrupt
+from ..storage.store import LocalDiskStore, SegmentStore
 from .playback import find_playable
 
 
@@ -83,14 +84,19 @@ class IntegrityReport:
 
 
 async def verify_recording(
-    catalog: Catalog, recording_id: str, recordings_dir: Path, private_key: X25519PrivateKey
+    catalog: Catalog,
+    recording_id: str,
+    recordings_dir: Path,
+    private_key: X25519PrivateKey,
+    store: SegmentStore | None = None,
 ) -> IntegrityReport:
     """Check ``recording_id``'s files against the catalog and decrypt every chunk to
     authenticate it (see the module).  ``RecordNotFound`` for an unknown recording,
     ``RecordingActionError`` for one with no audio left or still being recorded."""
     recording = (await find_playable(catalog, recording_id)).recording
     segments = await catalog.recordings.segments(recording.id)
-    return await asyncio.to_thread(_check, recording, segments, recordings_dir, private_key)
+    files = store if store is not None else LocalDiskStore()
+    return await asyncio.to_thread(_check, recording, segments, recordings_dir, private_key, files)
 
 
 def _check(
@@ -98,16 +104,18 @@ def _check(
     segments: list[Segment],
     recordings_dir: Path,
     private_key: X25519PrivateKey,
+    store: SegmentStore,
 ) -> IntegrityReport:
     directory = recordings_dir / recording.directory
-    checks = {s.segment_index: _file_problems(directory, s) for s in segments}
-    problems = [
-        f"{name}: a segment file the catalog does not list"
-        for name in _segment_files(directory)
-        if name not in {s.file_name for s in segments}
-    ]
+    checks = {s.segment_index: _file_problems(store, directory, s) for s in segments}
+    problems: list[str] = []
     try:
-        _decrypt_all(directory, recording, segments, private_key, checks)
+        problems += [
+            f"{name}: a segment file the catalog does not list"
+            for name in store.segments(directory)
+            if name not in {s.file_name for s in segments}
+        ]
+        _decrypt_all(store, directory, recording, segments, private_key, checks)
     except StorageCryptoError as exc:
         problems.append(f"the data key does not open: {exc}")
     except RecordingCorrupt as exc:
@@ -127,19 +135,10 @@ def _check(
     )
 
 
-def _segment_files(directory: Path) -> list[str]:
-    if not directory.is_dir():
-        return []
-    return sorted(
-        p.name for p in directory.iterdir() if parse_segment_file_name(p.name) is not None
-    )
-
-
-def _file_problems(directory: Path, segment: Segment) -> list[str]:
+def _file_problems(store: SegmentStore, directory: Path, segment: Segment) -> list[str]:
     """What the file of ``segment`` lacks against its catalog row (its bytes)."""
-    path = directory / segment.file_name
     try:
-        data = path.read_bytes()
+        data = store.read(directory, segment.file_name)
     except FileNotFoundError:
         return ["the file is missing"]
     except OSError as exc:
@@ -153,6 +152,7 @@ def _file_problems(directory: Path, segment: Segment) -> list[str]:
 
 
 def _decrypt_all(
+    store: SegmentStore,
     directory: Path,
     recording: Recording,
     segments: list[Segment],
@@ -161,7 +161,7 @@ def _decrypt_all(
 ) -> None:
     """Walk and decrypt every segment, noting where its chunks or frames differ from the
     catalog's row; the audio of each is dropped once authenticated."""
-    reader = RecordingReader(directory, private_key)
+    reader = RecordingReader(directory, private_key, store=store)
     layout = reader.layout(allow_truncated=recording.state is RecordingState.INTERRUPTED)
     rows = {s.segment_index: s for s in segments}
     for span in layout.segments:

@@ -60,6 +60,7 @@ from ..storage.export import (
 )
 from ..storage.reader import Layout, RecordingReader, SegmentAudio
 from ..storage.segment import Encoding, RecordingCorrupt
+from ..storage.store import SegmentStore
 from .errors import RangeNotSatisfiable, RecordingActionError, RecordingUnreadable, RecordNotFound
 
 AudioFormat = Literal["wav", "mp3", "g711"]
@@ -258,17 +259,19 @@ async def render(
     channels: ChannelChoice = "stereo",
     recordings_dir: Path,
     private_key: X25519PrivateKey,
+    store: SegmentStore | None = None,
 ) -> Rendering:
     """Ready ``playable`` to be read as ``format`` with ``channels``.  For WAV nothing is
     decrypted yet; MP3 and G.711 are encoded now.  :class:`RecordingUnreadable` when the
     key does not open the recording or its files fail verification;
     :class:`~proxy.storage.export.EncodingError` when the format cannot be made (no
-    ffmpeg; a G.711 file of both laws, or of a mono mix)."""
+    ffmpeg; a G.711 file of both laws, or of a mono mix).  ``store``: where the files are
+    (the local disk when None)."""
     if format not in AUDIO_FORMATS:
         raise ValueError(f"format must be one of {', '.join(AUDIO_FORMATS)}, not {format!r}")
     recording = playable.recording
     try:
-        frames = await asyncio.to_thread(_open, playable, recordings_dir, private_key)
+        frames = await asyncio.to_thread(_open, playable, recordings_dir, private_key, store)
         rate = frames.layout.report.sample_rate
         if format == "wav":
             return _StreamedWav(frames, channels, rate)
@@ -289,11 +292,16 @@ async def render(
         raise RecordingUnreadable(f"recording {recording.id} cannot be read: {exc}") from None
 
 
-def _open(playable: Playable, recordings_dir: Path, private_key: X25519PrivateKey) -> _Frames:
+def _open(
+    playable: Playable,
+    recordings_dir: Path,
+    private_key: X25519PrivateKey,
+    store: SegmentStore | None,
+) -> _Frames:
     """Unwrap the key and walk the files (in the worker thread)."""
     recording = playable.recording
     try:
-        reader = RecordingReader(recordings_dir / recording.directory, private_key)
+        reader = RecordingReader(recordings_dir / recording.directory, private_key, store=store)
     except StorageCryptoError as exc:
         raise RecordingUnreadable(f"recording {recording.id}: {exc}") from None
     interrupted = recording.state is RecordingState.INTERRUPTED

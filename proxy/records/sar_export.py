@@ -51,6 +51,7 @@ from ..storage.catalog import (
 )
 from ..storage.export import ChannelChoice, EncodingError
 from ..storage.output_file import OutputRefused
+from ..storage.store import SegmentStore
 from .bundle import (
     BundleDraft,
     BundleError,
@@ -153,10 +154,12 @@ class SarExporter:
         private_key: X25519PrivateKey,
         signing_key: Ed25519PrivateKey,
         transcripts: TranscriptsSettings,
+        store: SegmentStore | None = None,
     ) -> None:
         self._gate = gate
         self._catalog = catalog
         self._recordings_dir = recordings_dir
+        self._store = store
         self._private_key = private_key
         self._signing_key = signing_key
         self._transcripts = transcripts
@@ -319,6 +322,7 @@ class SarExporter:
                 caller_only=call.release is Release.CALLER,
                 recordings_dir=self._recordings_dir,
                 private_key=self._private_key,
+                store=self._store,
                 vad_mode=self._transcripts.vad_mode,
             )
             files += [f"{call.folder}/transcript.txt", f"{call.folder}/transcript.vtt"]
@@ -341,6 +345,7 @@ class SarExporter:
             channels=call.channels,
             recordings_dir=self._recordings_dir,
             private_key=self._private_key,
+            store=self._store,
         )
 
     async def _gaps(self, call: _Call, audio_s: float) -> tuple[Gap, ...]:

@@ -10,6 +10,9 @@ chunk of one that a crash cut short.  Any damaged or misplaced chunk raises
 :func:`recover` needs no key: at start-up the proxy (which holds only the public key)
 walks an unfinished recording's framing to learn how much audio survived and marks the
 catalog row ``interrupted``.
+
+Files are read through a :class:`~proxy.storage.store.SegmentStore` (the local disk when
+none is given), so a recording in an S3 bucket reads exactly as one on the disk.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from .segment import (
     segment_file_name,
     verified_header,
 )
+from .store import LocalDiskStore, SegmentStore
 
 
 class Outcome(enum.Enum):
@@ -88,20 +92,15 @@ class Recording:
     wire: npt.NDArray[np.uint16] | None = None
 
 
-def _segment_files(directory: Path) -> list[Path]:
+def _segment_files(store: SegmentStore, directory: Path) -> list[Path]:
     """The segment files in index order; a gap in the numbering is an error."""
-    indexed = []
-    for entry in directory.iterdir():
-        index = parse_segment_file_name(entry.name)
-        if index is not None:
-            indexed.append((index, entry))
-    indexed.sort()
-    for expected, (index, _) in enumerate(indexed):
-        if index != expected:
+    names = store.segments(directory)
+    for expected, name in enumerate(names):
+        if parse_segment_file_name(name) != expected:
             raise RecordingCorrupt(
                 segment_file_name(expected), None, "segment file missing (the numbering has a gap)"
             )
-    return [path for _, path in indexed]
+    return [directory / name for name in names]
 
 
 def _directory_recording_id(directory: Path) -> uuid.UUID | None:
@@ -221,6 +220,7 @@ class SegmentAudio:
 
 
 def _walk(
+    store: SegmentStore,
     directory: Path,
     rid: uuid.UUID,
     allow_truncated: bool,
@@ -231,13 +231,13 @@ def _walk(
     chunk is there.  With ``data_key`` each header's tag is checked first, so an altered
     header is named as such rather than as a mismatch with the segments after it.  It
     cannot tell altered bytes inside a chunk: decrypting does."""
-    files = _segment_files(directory)
+    files = _segment_files(store, directory)
     sequence = _Sequence(len(files))
     spans: list[SegmentSpan] = []
     for index, path in enumerate(files):
         last = index == len(files) - 1
         cut = allow_truncated and last
-        data = path.read_bytes()
+        data = store.read(directory, path.name)
         if data_key is not None:
             verified_header(data, data_key, rid, path.name, cut, index)
         try:
@@ -273,7 +273,8 @@ class RecordingReader:
 
     Raises :class:`~proxy.storage.crypto.WrongPrivateKey` or
     :class:`~proxy.storage.crypto.WrappedKeyError` when the key does not open it, and
-    :class:`RecordingCorrupt` when the key file is missing.
+    :class:`RecordingCorrupt` when the key file is missing.  ``store``: where the files
+    are (the local disk when None).
 
     ``read()`` and ``recover()`` give the whole recording.  ``layout()`` and ``decode()``
     are the same path one segment at a time, for playback that must not hold an hour of
@@ -287,11 +288,12 @@ class RecordingReader:
         private_key: X25519PrivateKey,
         *,
         recording_id: uuid.UUID | None = None,
+        store: SegmentStore | None = None,
     ) -> None:
         self.directory = Path(directory)
-        key_path = self.directory / KEY_FILE_NAME
+        self.store: SegmentStore = store if store is not None else LocalDiskStore()
         try:
-            blob = key_path.read_bytes()
+            blob = self.store.read(self.directory, KEY_FILE_NAME)
         except FileNotFoundError:
             raise RecordingCorrupt(
                 None, None, f"no key file in {self.directory}: nothing can be decrypted"
@@ -310,16 +312,17 @@ class RecordingReader:
 
     def layout(self, *, allow_truncated: bool = False) -> Layout:
         """The segments and their frames, checked for structure but not decrypted."""
-        return _walk(self.directory, self.recording_id, allow_truncated, self._data_key)
+        return _walk(self.store, self.directory, self.recording_id, allow_truncated, self._data_key)
 
     def decode(self, layout: Layout, span: SegmentSpan) -> SegmentAudio:
         """Verify and decrypt one segment of ``layout``.  A segment that no longer holds
         the frames the walk found (changed since) is :class:`RecordingCorrupt`."""
         contents = read_segment(
-            span.path,
+            self.store.read(self.directory, span.path.name),
             self._data_key,
             self.recording_id,
             allow_truncated=layout.truncated and span.last,
+            name=span.path.name,
             expected_index=span.index,
         )
         if contents.frames != span.frames:
@@ -347,7 +350,10 @@ def _joined(blocks: list[Any], dtype: type[np.generic]) -> Any:
 
 
 def recover(
-    directory: str | os.PathLike[str], private_key: X25519PrivateKey | None = None
+    directory: str | os.PathLike[str],
+    private_key: X25519PrivateKey | None = None,
+    *,
+    store: SegmentStore | None = None,
 ) -> RecordingReport:
     """How much of a (possibly crashed) recording survived, in complete chunks.
 
@@ -356,14 +362,14 @@ def recover(
     A recording without a key file recorded nothing (the key is written before audio).
     """
     directory = Path(directory)
+    store = store if store is not None else LocalDiskStore()
     if private_key is not None:
-        return RecordingReader(directory, private_key).recover().report
+        return RecordingReader(directory, private_key, store=store).recover().report
     rid = _directory_recording_id(directory)
-    key_path = directory / KEY_FILE_NAME
-    if not key_path.exists():
+    if not store.has_key(directory):
         if rid is None:
             raise RecordingCorrupt(None, None, f"{directory} holds no key and is not named by id")
         return _Sequence(0).report(rid, verified=False)
     if rid is None:
-        rid = wrapped_key_recording_id(key_path.read_bytes())
-    return _walk(directory, rid, allow_truncated=True).report
+        rid = wrapped_key_recording_id(store.read(directory, KEY_FILE_NAME))
+    return _walk(store, directory, rid, allow_truncated=True).report

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, Protocol
@@ -101,6 +102,22 @@ def shred_recording(store: SegmentStore, recording: Path) -> None:
     unreadable even if deleting the segment files is interrupted."""
     shred_key(store, recording)
     store.delete(recording)
+
+
+def recording_folders(root: Path) -> list[Path]:
+    """The recordings' folders under ``root``, named by their id as the writer names
+    them (anything else there is not a recording's), in name order."""
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        try:
+            uuid.UUID(entry.name)
+        except ValueError:
+            continue
+        if entry.is_dir():
+            found.append(entry)
+    return sorted(found)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from proxy.config import RecordingSettings, RetentionSettings
 from proxy.media.recorder import Recorder
 from proxy.recording_state import RecordingState
 from proxy.storage import crypto
+from proxy.storage.bucket import Bucket, BucketSettings
 from proxy.storage.catalog import (
     Attribution,
     CallBatch,
@@ -37,8 +38,11 @@ from proxy.storage.catalog import (
     SegmentFacts,
     SqliteCatalog,
 )
+from proxy.storage.s3_store import S3SegmentStore
 from proxy.storage.store import LocalDiskStore, SegmentStore
 from proxy.storage.writer import RecordingWriter
+from tests.s3_server import ACCESS_KEY, SECRET_KEY, S3Server, bucket_keys, make_bucket
+from tests.storage.conftest import wait_for
 from tests.storage.faulty_store import FaultyStore, Reports, tmpfs
 
 
@@ -69,9 +73,11 @@ def left_by_a_crash(recordings: Path, *folders: str) -> None:
         (folder / "seg-000000.rec").write_bytes(b"audio")
 
 
-async def recovered(catalog: SqliteCatalog, recordings: Path) -> RecordingService:
+async def recovered(
+    catalog: SqliteCatalog, recordings: Path, store: SegmentStore | None = None
+) -> RecordingService:
     """A recording service's start-up recovery over ``recordings`` (nothing recorded)."""
-    writer = RecordingWriter()
+    writer = RecordingWriter(store)
     _, public = crypto.generate_keypair()
     service = RecordingService(
         RecordingSettings(dir=recordings), catalog, Recorder(lambda k, b, f: None), writer, public
@@ -99,6 +105,35 @@ async def test_a_discarded_recording_left_on_disk_by_a_crash_is_shredded_at_star
         await recovered(catalog, recordings)
         assert not (recordings / gone).exists()
         assert (recordings / kept / "key").exists()
+
+
+async def test_a_discarded_recording_only_the_bucket_still_holds_is_shredded_at_start(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    """Issue 20: uploaded, its spool folder gone, then a crash before the shredding."""
+    bucket_name = f"rec-{uuid.uuid4().hex[:10]}"
+    make_bucket(s3_server.endpoint, bucket_name)
+    recordings = tmp_path / "recordings"
+    bucket = Bucket(
+        BucketSettings(s3_server.endpoint, bucket_name, "us-east-1", ACCESS_KEY, SECRET_KEY)
+    )
+    store = S3SegmentStore(bucket, recordings)
+    try:
+        async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+            gone = await catalogued_recording(catalog, "33333333-3333-4333-8333-333333333333")
+            await catalog.recordings.set_recording_state(
+                gone, RecordingState.DISCARDED, Attribution(actor="alice", reason="asked")
+            )
+            left_by_a_crash(recordings, gone)
+            assert await asyncio.to_thread(store.start) == 2
+            await asyncio.to_thread(
+                wait_for, lambda: not (recordings / gone).exists(), 10
+            )  # uploaded: only the bucket holds it
+            assert len(bucket_keys(s3_server.endpoint, bucket_name)) == 2
+            await recovered(catalog, recordings, store)
+            assert bucket_keys(s3_server.endpoint, bucket_name) == []
+    finally:
+        store.close()
 
 
 async def test_recovery_reports_recording_folders_no_row_names_and_keeps_them(

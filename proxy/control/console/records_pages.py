@@ -30,6 +30,7 @@ from ...records.playback import part_frame
 from ...records.search import FILTERS, RecordSearch, parse_filters, parse_page
 from ...storage.catalog import CallDirection, Catalog
 from ...storage.export import WAV_HEADER_SIZE
+from ...storage.store import SegmentStore
 from ..records.audio import Listening
 from ..records.auth import actor_of
 from ..records.routes import API
@@ -224,11 +225,13 @@ def add_routes(
     gate: Gate,
     catalog: Catalog,
     private_key: X25519PrivateKey,
+    store: SegmentStore | None = None,
 ) -> None:
     """The records pages on ``app``, deciding through ``gate`` with the records
-    service's use cases (the API's own kinds of desk, on the same gate and catalog)."""
+    service's use cases (the API's own kinds of desk, on the same gate and catalog);
+    audio read from ``store`` (the local disk when None)."""
     listening = Listening(
-        gate, catalog, recordings_dir=config.recording.dir, private_key=private_key
+        gate, catalog, recordings_dir=config.recording.dir, private_key=private_key, store=store
     )
     pages = RecordPages(RecordSearch(gate, catalog), listening, config)
     app.router.add_get(SEARCH, page(pages.search))

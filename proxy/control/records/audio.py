@@ -41,6 +41,7 @@ from ...records.playback import AudioFormat, Playable, Rendering, find_playable,
 from ...records.policy import Action, Actor
 from ...storage.catalog import Catalog
 from ...storage.export import CHANNEL_CHOICES, ChannelChoice
+from ...storage.store import SegmentStore
 from .auth import current_actor
 from .params import query_parameter, query_values
 from .ranges import ByteRange, parse_range
@@ -77,12 +78,19 @@ class Listening:
     waveform both listen through here, so they decide alike and once each."""
 
     def __init__(
-        self, gate: Gate, catalog: Catalog, *, recordings_dir: Path, private_key: X25519PrivateKey
+        self,
+        gate: Gate,
+        catalog: Catalog,
+        *,
+        recordings_dir: Path,
+        private_key: X25519PrivateKey,
+        store: SegmentStore | None = None,
     ) -> None:
         self._gate = gate
         self._catalog = catalog
         self._recordings_dir = recordings_dir
         self._private_key = private_key
+        self._store = store
 
     async def open(
         self,
@@ -117,6 +125,7 @@ class Listening:
             channels=channels,
             recordings_dir=self._recordings_dir,
             private_key=self._private_key,
+            store=self._store,
         )
         return playable, rendering
 
@@ -128,10 +137,13 @@ def add_routes(
     *,
     recordings_dir: Path,
     private_key: X25519PrivateKey,
+    store: SegmentStore | None = None,
 ) -> None:
     """The audio endpoint: decisions by ``gate``, recordings found in ``catalog`` and
-    read from ``recordings_dir`` with ``private_key``."""
-    listening = Listening(gate, catalog, recordings_dir=recordings_dir, private_key=private_key)
+    read from ``recordings_dir`` (in ``store``) with ``private_key``."""
+    listening = Listening(
+        gate, catalog, recordings_dir=recordings_dir, private_key=private_key, store=store
+    )
 
     @answering
     async def audio(request: web.Request) -> web.StreamResponse:

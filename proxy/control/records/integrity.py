@@ -22,6 +22,7 @@ from ...records.gate import Gate, require
 from ...records.integrity import verify_recording
 from ...records.policy import Action
 from ...storage.catalog import Catalog
+from ...storage.store import SegmentStore
 from .auth import current_actor
 from .routes import API, Routes, ok_json
 from .statuses import answering, problems
@@ -54,12 +55,18 @@ REPORT = {
 
 class IntegrityRoutes:
     def __init__(
-        self, gate: Gate, catalog: Catalog, recordings_dir: Path, private_key: X25519PrivateKey
+        self,
+        gate: Gate,
+        catalog: Catalog,
+        recordings_dir: Path,
+        private_key: X25519PrivateKey,
+        store: SegmentStore | None = None,
     ) -> None:
         self._gate = gate
         self._catalog = catalog
         self._recordings_dir = recordings_dir
         self._private_key = private_key
+        self._store = store
 
     async def verify(self, request: web.Request) -> web.StreamResponse:
         recording_id = request.match_info["recording_id"]
@@ -71,7 +78,7 @@ class IntegrityRoutes:
         )
         require(decision)
         report = await verify_recording(
-            self._catalog, recording_id, self._recordings_dir, self._private_key
+            self._catalog, recording_id, self._recordings_dir, self._private_key, self._store
         )
         return web.json_response(report.as_dict())
 
@@ -82,9 +89,10 @@ def add_routes(
     catalog: Catalog,
     recordings_dir: Path,
     private_key: X25519PrivateKey,
+    store: SegmentStore | None = None,
 ) -> None:
     """The recording check (see the module)."""
-    handlers = IntegrityRoutes(gate, catalog, recordings_dir, private_key)
+    handlers = IntegrityRoutes(gate, catalog, recordings_dir, private_key, store)
     routes.add(
         "GET",
         f"{API}/recordings/{{recording_id}}/verify",

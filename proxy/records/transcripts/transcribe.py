@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ...recording_state import RecordingState
 from ...storage.export import WAV_HEADER_SIZE
+from ...storage.store import SegmentStore
 from ..playback import Playable, render
 from .engine import Segment, TranscriptionEngine
 from .speech import SpeechMap, join_regions, speech_regions
@@ -106,6 +107,7 @@ async def transcribe_playable(
     recordings_dir: Path,
     private_key: X25519PrivateKey,
     vad_mode: int = 2,
+    store: SegmentStore | None = None,
 ) -> Transcript:
     """The transcript of a recording (or of the part ``playable`` names), decrypted in
     memory through the playback renderer — both channels, or the caller's alone.  An
@@ -116,6 +118,7 @@ async def transcribe_playable(
         channels="caller" if caller_only else "stereo",
         recordings_dir=recordings_dir,
         private_key=private_key,
+        store=store,
     )
     audio = await pcm_of(rendering.chunks(), channels=1 if caller_only else 2)
     interrupted = playable.recording.state is RecordingState.INTERRUPTED

@@ -1,0 +1,133 @@
+"""The segment store a process uses, built from ``[recording]``: the local disk (the
+default) or an S3-compatible bucket through a local spool (issue 20).
+
+Every process that touches recordings' files builds its store here — ``serve`` (the
+writer, recovery, the retention sweeper), the records service (playback, export, subject
+access, integrity) and the command line — so they all read the same recording the same
+way.  Only ``serve`` uploads (``uploads=True``): the others read and delete, and leave the
+spool to it.
+
+Credentials are read from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` or from
+``[recording.s3] credentials_file`` (``[default]`` section of an AWS-style INI file, the
+file wins), never from the TOML.  A wrong endpoint, a missing bucket, or an object lock
+asked of a bucket without one fails start-up naming the setting.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from .config import Config, S3Settings
+from .startup import StartupError
+from .storage.bucket import Bucket, BucketSettings, LockMode
+from .storage.s3_store import S3SegmentStore
+from .storage.store import FsyncPolicy, LocalDiskStore, SegmentStore
+
+log = logging.getLogger(__name__)
+
+ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
+SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
+
+
+@contextlib.contextmanager
+def segment_store(config: Config, *, uploads: bool = False) -> Iterator[SegmentStore]:
+    """The configured store, closed on leaving.  ``uploads``: this process runs the
+    uploader (``serve`` only); raises ``StartupError`` when the bucket cannot be used."""
+    fsync: FsyncPolicy = config.recording.fsync  # type: ignore[assignment]
+    if config.recording.store != "s3":
+        yield LocalDiskStore(fsync=fsync)
+        return
+    store = open_s3_store(config, fsync=fsync, uploads=uploads)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def open_s3_store(config: Config, *, fsync: FsyncPolicy, uploads: bool) -> S3SegmentStore:
+    """Connect to the bucket, check it, and (``uploads``) resume the spool's uploads."""
+    s3 = config.recording.s3
+    key_id, secret = credentials(s3)
+    try:
+        bucket = Bucket(BucketSettings(s3.endpoint, s3.bucket, s3.region, key_id, secret))
+    except Exception as exc:  # botocore refuses a malformed endpoint here
+        raise StartupError(f"recording.s3.endpoint {s3.endpoint}: {exc}") from None
+    try:
+        locked = _check(bucket, s3)
+        lock: LockMode = s3.object_lock  # type: ignore[assignment]
+        store = S3SegmentStore(
+            bucket,
+            config.recording.dir,
+            prefix=s3.prefix,
+            fsync=fsync,
+            lock=lock,
+            retain_until=config.retention.expires,
+        )
+        queued = store.start(uploads=uploads)
+    except BaseException:
+        bucket.close()
+        raise
+    if uploads:
+        log.info(
+            "segments: S3 bucket %s at %s (prefix %r, object lock %s; the bucket %s object "
+            "lock), spooled in %s; %d spooled file(s) queued for upload",
+            s3.bucket,
+            s3.endpoint,
+            s3.prefix,
+            s3.object_lock,
+            "has" if locked else "has no",
+            config.recording.dir,
+            queued,
+        )
+    return store
+
+
+def _check(bucket: Bucket, s3: S3Settings) -> bool:
+    """The bucket answers and exists; an object lock asked of it must be possible."""
+    try:
+        locked = bucket.call(bucket.check(), timeout=20)
+    except FileNotFoundError:
+        raise StartupError(
+            f"recording.s3.bucket {s3.bucket!r}: no such bucket at {s3.endpoint}"
+        ) from None
+    except OSError as exc:
+        raise StartupError(
+            f"recording.s3.endpoint {s3.endpoint}: bucket {s3.bucket!r} cannot be reached: "
+            f"{exc.strerror or exc}"
+        ) from None
+    if s3.object_lock != "off" and not locked:
+        raise StartupError(
+            f"recording.s3.object_lock = {s3.object_lock!r}, but bucket {s3.bucket!r} has no "
+            "object lock (it can only be enabled when a bucket is created)"
+        )
+    if not locked:
+        log.info("segments: bucket %s has no object lock", s3.bucket)
+    return bool(locked)
+
+
+def credentials(s3: S3Settings) -> tuple[str | None, str | None]:
+    """The access key id and secret: from ``credentials_file`` if set, else the
+    environment (None each when neither gives them: botocore's own chain then)."""
+    if s3.credentials_file is None:
+        return os.environ.get(ACCESS_KEY_ENV), os.environ.get(SECRET_KEY_ENV)
+    path = Path(s3.credentials_file)
+    parser = configparser.ConfigParser()
+    try:
+        with path.open(encoding="utf-8") as file:
+            parser.read_file(file)
+    except (OSError, configparser.Error) as exc:
+        raise StartupError(f"recording.s3.credentials_file {path}: {exc}") from None
+    section = parser["default"] if parser.has_section("default") else None
+    key_id = section.get("aws_access_key_id") if section is not None else None
+    secret = section.get("aws_secret_access_key") if section is not None else None
+    if not key_id or not secret:
+        raise StartupError(
+            f"recording.s3.credentials_file {path}: needs aws_access_key_id and "
+            "aws_secret_access_key in a [default] section"
+        )
+    return key_id, secret

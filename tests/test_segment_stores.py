@@ -1,0 +1,100 @@
+"""Building the configured segment store (issue 20) against a real S3 server (moto):
+the disk by default; a bucket store that uploads; start-up refused, naming the setting,
+for a wrong endpoint, a missing bucket, an object lock the bucket cannot give, or
+credentials that are not there."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from proxy.config import Config, build_config
+from proxy.segment_stores import credentials, segment_store
+from proxy.startup import StartupError
+from proxy.storage.s3_store import S3SegmentStore
+from proxy.storage.store import LocalDiskStore
+from tests.s3_server import ACCESS_KEY, SECRET_KEY, S3Server, bucket_keys, make_bucket
+from tests.storage.conftest import wait_for
+
+
+@pytest.fixture(scope="module")
+def endpoint(s3_server: S3Server) -> str:
+    return s3_server.endpoint
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+
+
+def s3_config(tmp_path: Path, **s3: object) -> Config:
+    return build_config({"recording": {"store": "s3", "s3": s3}}, base=tmp_path)
+
+
+def test_the_default_is_the_local_disk(tmp_path: Path) -> None:
+    with segment_store(build_config({}, base=tmp_path), uploads=True) as store:
+        assert isinstance(store, LocalDiskStore)
+
+
+def test_a_bucket_store_uploads_what_the_spool_held_at_start(tmp_path: Path, endpoint: str) -> None:
+    bucket = f"rec-{uuid.uuid4().hex[:10]}"
+    make_bucket(endpoint, bucket)
+    config = s3_config(tmp_path, endpoint=endpoint, bucket=bucket)
+    left = config.recording.dir / str(uuid.uuid4())  # a crash left a key in the spool
+    left.mkdir(parents=True)
+    (left / "key").write_bytes(b"wrapped key")
+    with segment_store(config, uploads=True) as store:
+        assert isinstance(store, S3SegmentStore)
+        wait_for(lambda: store.snapshot().uploaded == 1, 10)
+        assert store.snapshot().pending == 0
+    assert bucket_keys(endpoint, bucket) == [f"{left.name}/key"]
+    assert not left.exists()
+
+
+def test_a_missing_bucket_fails_start_up_naming_it(tmp_path: Path, endpoint: str) -> None:
+    config = s3_config(tmp_path, endpoint=endpoint, bucket="no-such-bucket")
+    with (
+        pytest.raises(StartupError, match=r"^recording\.s3\.bucket 'no-such-bucket': no such"),
+        segment_store(config),
+    ):
+        pass
+
+
+def test_an_endpoint_nobody_answers_fails_start_up_naming_it(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    silent = f"http://127.0.0.1:{s3_server.spare_port}"
+    config = s3_config(tmp_path, endpoint=silent, bucket="recordings")
+    with (
+        pytest.raises(StartupError, match=rf"^recording\.s3\.endpoint {silent}: "),
+        segment_store(config),
+    ):
+        pass
+
+
+def test_an_object_lock_the_bucket_cannot_give_fails_start_up(
+    tmp_path: Path, endpoint: str
+) -> None:
+    bucket = f"rec-{uuid.uuid4().hex[:10]}"
+    make_bucket(endpoint, bucket)  # created without object lock
+    config = s3_config(tmp_path, endpoint=endpoint, bucket=bucket, object_lock="compliance")
+    with (
+        pytest.raises(StartupError, match=r"^recording\.s3\.object_lock = 'compliance', but"),
+        segment_store(config),
+    ):
+        pass
+
+
+def test_credentials_come_from_the_file_before_the_environment(tmp_path: Path) -> None:
+    ini = tmp_path / "s3.ini"
+    ini.write_text("[default]\naws_access_key_id = from-file\naws_secret_access_key = shh\n")
+    config = s3_config(tmp_path, endpoint="http://x:1", bucket="b", credentials_file="s3.ini")
+    assert credentials(config.recording.s3) == ("from-file", "shh")
+    plain = s3_config(tmp_path, endpoint="http://x:1", bucket="b")
+    assert credentials(plain.recording.s3) == (ACCESS_KEY, SECRET_KEY)
+    ini.write_text("[default]\naws_access_key_id = only-the-id\n")
+    with pytest.raises(StartupError, match=r"^recording\.s3\.credentials_file .*: needs"):
+        credentials(config.recording.s3)
