@@ -572,6 +572,7 @@ async def _recording_pipeline(
         public_key,
         publish=bus.publish,
         retention=config.retention,
+        node=config.node.name,
     )
     try:
         yield writer, recorder, recordings
