@@ -592,7 +592,7 @@ async def _recover(args: argparse.Namespace) -> int:
 
     config = _load(args)
     if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (catalog.path)")
+        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
     async with SqliteCatalog(config.catalog.path) as catalog:
         try:
             done = await recover_node(config, catalog, args.node, actor=_acting(args))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import numpy as np
 import pytest
 
 from . import audio
-from .conftest import E2e, end_world, new_world
+from .conftest import E2e
 from .kamailio import Kamailio
 from .proxy_process import (
     PortBlock,
@@ -73,15 +72,6 @@ class SharedStorage:
 
     def rows(self, sql: str, *params: object) -> list[dict[str, Any]]:
         return [dict(row) for row in query(self.catalog, sql, *params)]
-
-
-@pytest.fixture
-def world(tools: None, tmp_path: Path) -> Iterator[E2e]:
-    e2e = new_world(tmp_path)
-    try:
-        yield e2e
-    finally:
-        end_world(e2e)
 
 
 @pytest.fixture
@@ -150,9 +140,9 @@ def placed(run: Sipp) -> set[str]:
 
 
 def test_two_nodes_share_calls_and_a_killed_nodes_recordings_end_interrupted(
-    world: E2e, shared: SharedStorage, dialogue: bytes
+    e2e: E2e, shared: SharedStorage, dialogue: bytes
 ) -> None:
-    started = time.monotonic()
+    world, started = e2e, time.monotonic()
     nodes = {name: make_node(world, shared, name) for name in ("node-a", "node-b")}
     try:
         _run(world, shared, nodes, dialogue)
