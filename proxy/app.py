@@ -379,6 +379,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     )
     TlsMetrics(metrics.registry, transport.tls_snapshot)  # issue 18
     health = Health(config, clock, b2bua)
+    b2bua.available = lambda: bool(health()["ok"])  # OPTIONS probes (issue 20)
     http_app = build_app(health, metrics.render)
     add_routes(http_app, lambda: b2bua.calls, config.operators)
     add_calltaker_console(
@@ -587,6 +588,7 @@ async def _recording_pipeline(
         public_key,
         publish=bus.publish,
         retention=config.retention,
+        node=config.node.name,
     )
     try:
         yield writer, recorder, recordings

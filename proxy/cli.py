@@ -224,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     _by_option(sweep)
     _config_option(sweep)
 
+    # issue 20: several nodes on one catalog
+    recover = commands.add_parser(
+        "recover",
+        help="mark interrupted the recordings of a node that will not come back (run "
+        "from another node sharing its catalog and store; never for a running node)",
+    )
+    recover.add_argument(
+        "--node", required=True, metavar="NAME", help="the dead node's [node] name"
+    )
+    _config_option(recover)
+
     commands.add_parser(
         "operator-token",
         help="make an API token for a call taker: prints the token and the hash for the config",
@@ -582,6 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_users(args))
         if args.command == "sar":
             return asyncio.run(_sar(args))
+        if args.command == "recover":
+            return asyncio.run(_recover(args))
         if args.command == "operator-token":
             return _operator_token()
         if args.command == "test-uas":
@@ -597,6 +610,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"recproxy: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+async def _recover(args: argparse.Namespace) -> int:
+    """``recproxy recover --node NAME`` (:mod:`.cli_recover`)."""
+    from .cli_recover import RecoverRefused, recover_node
+    from .storage.catalog import SqliteCatalog
+
+    config = _load(args)
+    if not config.catalog.path.exists():
+        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
+    async with SqliteCatalog(config.catalog.path) as catalog, _segment_store(config) as store:
+        try:
+            done = await recover_node(config, catalog, store, args.node, actor=_acting(args))
+        except RecoverRefused as exc:
+            raise CliError(str(exc)) from None
+    print(f"node {done.node}: {len(done.interrupted)} recording(s) marked interrupted")
+    for rid in done.interrupted:
+        print(f"  {rid}")
+    if done.uncatalogued:
+        print(f"{len(done.uncatalogued)} recording folder(s) no catalog row names (kept):")
+        for rid in done.uncatalogued:
+            print(f"  {rid}")
+    return 0
 
 
 def _load(args: argparse.Namespace) -> Config:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import re
+import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -316,6 +317,16 @@ class CatalogSettings:
 
 
 @dataclass(frozen=True)
+class NodeSettings:
+    """This process's name among the recproxy nodes sharing one catalog and one store
+    (issue 20; docs/deployment.md).  Every call and recording row it writes carries it,
+    and start-up recovery marks ``interrupted`` only its own: another node's live
+    recordings are not this node's crash.  Unique per node; the host name by default."""
+
+    name: str = field(default_factory=socket.gethostname)
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     listen: Address = ("127.0.0.1", 8080)
 
@@ -583,6 +594,7 @@ class Config:
     media: MediaSettings = field(default_factory=MediaSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    node: NodeSettings = field(default_factory=NodeSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
@@ -865,6 +877,20 @@ def _http_url(example: str) -> Callable[[Any], str]:
     return parse
 
 
+_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def _node_name(value: Any) -> str:
+    """A node's name: it is stored on every row the node writes and typed in
+    ``recproxy recover --node``, so letters, digits, ``.``, ``_`` and ``-`` only."""
+    if not isinstance(value, str) or _NODE_NAME.fullmatch(value) is None:
+        raise ValueError(
+            "must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or "
+            f"digit, got {value!r}"
+        )
+    return value
+
+
 def _realm(value: Any) -> str:
     """A digest realm: plain text a quoted-string holds without escapes."""
     text = _text(value)
@@ -1114,6 +1140,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "store": _choice("local", "s3"),  # issue 20
         },
         "catalog": {"path": path, "synchronous": _choice("normal", "full")},
+        "node": {"name": _node_name},
         "http": {"listen": parse_hostport},
         "shutdown": {"grace_seconds": _number(0, 3600)},
         "audit": {"anchor_interval_seconds": _number(1, 86_400)},
@@ -1263,6 +1290,7 @@ _SECTIONS: Mapping[str, type] = {
     "media": MediaSettings,
     "recording": RecordingSettings,
     "catalog": CatalogSettings,
+    "node": NodeSettings,
     "http": HttpSettings,
     "shutdown": ShutdownSettings,
     "audit": AuditSettings,

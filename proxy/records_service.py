@@ -187,11 +187,12 @@ def sar_export_jobs(
     private_key: X25519PrivateKey,
     store: SegmentStore | None = None,
 ) -> SarExportJobs:
-    """The export jobs, under ``exports/`` beside the catalog.  Without the
-    export-signing key file the service still runs and exports are refused naming it
-    (a key that is there but does not open is a ``StartupError``, as the recording
-    key's is)."""
-    root = config.catalog.path.parent / EXPORTS_FOLDER
+    """The export jobs, under ``exports/NODE/`` beside the catalog: each node's records
+    service clears its own folder at start, never the jobs another node sharing the
+    catalog's folder is running (issue 20).  Without the export-signing key file the
+    service still runs and exports are refused naming it (a key that is there but does
+    not open is a ``StartupError``, as the recording key's is)."""
+    root = config.catalog.path.parent / EXPORTS_FOLDER / config.node.name
     if not config.export.signing_key.exists():
         missing = (
             f"export.signing_key {config.export.signing_key}: no export-signing key "

@@ -14,6 +14,7 @@ command -v nft >/dev/null 2>&1 || apt_packages+=(nftables)           # the kerne
     || apt_packages+=(libnftables1)                                   # ... and serve, in process (ctypes)
 command -v baresip >/dev/null 2>&1 || apt_packages+=(baresip-core)   # real softphones in tests: baresip 1.0 ...
 command -v linphonec >/dev/null 2>&1 || apt_packages+=(linphone-cli) # ... and linphonec 5.1
+command -v kamailio >/dev/null 2>&1 || apt_packages+=(kamailio)     # several nodes behind its dispatcher (issue 20): tests/e2e/test_nodes.py
 command -v systemd-analyze >/dev/null 2>&1 || apt_packages+=(systemd) # verifies config/systemd/recproxy.service
 command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)      # the console's browser tests (Playwright)
 command -v npm >/dev/null 2>&1 || apt_packages+=(npm)                # axe-core for the accessibility check

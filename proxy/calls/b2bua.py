@@ -124,6 +124,9 @@ class B2bua:
         self.recording_sessions: dict[str, RecordingSession] = {}  # SIPREC (RFC 7866)
         self.routes: CallRoutes[Call | RecordingSession] = CallRoutes()
         self.accepting = True
+        # whether this node can take calls now, for OPTIONS from outside a dialog (a
+        # dispatcher's probe, issue 20); app.py makes it the health check
+        self.available: Callable[[], bool] = lambda: self.accepting
         self.stats: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # -- routing (issue 18): DNS, the call takers' health and their keepalives --
@@ -208,10 +211,22 @@ class B2bua:
 
     def answer_other(self, event: RequestReceived, dialog: Dialog | None = None) -> None:
         """OPTIONS, the refused methods and anything else the call flow does not handle,
-        answered the same in a dialog and outside one."""
+        answered the same in a dialog and outside one — but an OPTIONS outside a dialog
+        while this node cannot take calls (not started, draining, its media clock
+        stalled: ``available``) gets 503."""
         method = event.request.method
         now = self.now()
-        if method == "OPTIONS":
+        if method == "OPTIONS" and dialog is None and not self.available():
+            # Kamailio's dispatcher marks a node that answers a probe so down and sends
+            # new calls to the others until it answers 200 again
+            self.core.respond(
+                event.transaction,
+                503,
+                "Service Unavailable (not taking calls)",
+                now=now,
+                headers=[("Retry-After", "5")],
+            )
+        elif method == "OPTIONS":
             headers = [("Allow", self.core.allow), ("Accept", "application/sdp")]
             self.core.respond(event.transaction, 200, now=now, dialog=dialog, headers=headers)
         elif method in REFUSED_METHODS:

@@ -238,6 +238,7 @@ class Call:
                 started_at=self.started_at,
                 config_version=self.b2bua.config_version,
                 call_id=self.id,  # one id in log lines and the catalog
+                node=self.b2bua.config.node.name,
             )
         )
         if sip.a_answered:

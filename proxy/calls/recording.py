@@ -40,6 +40,7 @@ subscribe to the bus, without this module knowing who listens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import uuid
@@ -166,8 +167,10 @@ class RecordingService:
         *,
         publish: events.Publish = events.discard,
         retention: RetentionSettings = DEFAULT_RETENTION,
+        node: str | None = None,
     ) -> None:
         self.settings = settings
+        self.node = node  # named on its rows; recovery ends only its own (issue 20)
         self.retention = retention  # its period dates each recording's deletion
         self.catalog = catalog
         self.recorder = recorder
@@ -330,7 +333,7 @@ class RecordingService:
         files never exist before their row (:mod:`proxy.storage.holding`)."""
         rid = str(uuid.uuid4())
         started = started or datetime.now(UTC)
-        recording = new_recording(call_id, rid, self.settings.encoding, started)
+        recording = new_recording(call_id, rid, self.settings.encoding, started, self.node)
         batch = replace(call or CallBatch(call_id), recording=recording)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[RecordingWritten] = loop.create_future()
@@ -600,10 +603,13 @@ class RecordingService:
             )
         )
 
-    async def recover(self) -> list[str]:
-        """Start-up: recordings a crash left ``recording`` become ``interrupted``; what
-        survived on disk (every complete chunk) goes into the catalog."""
-        interrupted = await self.catalog.recordings.recover_interrupted()
+    async def recover(self, node: str | None = None) -> list[str]:
+        """Start-up: recordings a crash of ``node`` (this service's own by default; any
+        node's for ``recproxy recover --node``) left ``recording`` become
+        ``interrupted``; what survived in the store (every complete chunk) goes into
+        the catalog."""
+        node = node or self.node
+        interrupted = await self.catalog.recordings.recover_interrupted(node=node)
         for rid in interrupted:
             try:
                 await self._catalog_what_survived(rid, self.settings.dir / rid)
@@ -622,7 +628,7 @@ class RecordingService:
             self.publish(events.RecordingInterrupted(rid))
         await self._finish_discards()
         self.uncatalogued = await self._report_uncatalogued()
-        calls = await self.catalog.calls.recover_calls()
+        calls = await self.catalog.calls.recover_calls(node=node)
         if calls:
             log.warning("%d call(s) were in progress when the process ended", len(calls))
         return interrupted
@@ -659,12 +665,15 @@ class RecordingService:
             )
             for row in batch:
                 folder = self.settings.dir / row.id
-                # an S3 store may hold it with no folder left in the spool (issue 20)
-                if folder.exists() or await asyncio.to_thread(self.store.has_key, folder):
-                    await asyncio.to_thread(shred_recording, self.store, folder)
-                    log.warning(
-                        "recording %s was discarded but its files remained: shredded", row.id
-                    )
+                # another node's writer may be shredding it right now, and an S3 store
+                # may hold it with no folder left in the spool (issue 20)
+                with contextlib.suppress(FileNotFoundError):
+                    if folder.exists() or await asyncio.to_thread(self.store.has_key, folder):
+                        await asyncio.to_thread(shred_recording, self.store, folder)
+                        log.warning(
+                            "recording %s was discarded but its files remained: shredded",
+                            row.id,
+                        )
             if len(batch) < 500:
                 return
             offset += 500
@@ -736,7 +745,9 @@ def _started(active: ActiveRecording) -> tuple[asyncio.Task[None], ...]:
     return () if active.catalogued is None else (active.catalogued,)
 
 
-def new_recording(call_id: str, rid: str, encoding: str, started: datetime) -> NewRecording:
+def new_recording(
+    call_id: str, rid: str, encoding: str, started: datetime, node: str | None = None
+) -> NewRecording:
     """A bridged call's recording row: two channels at 8 kHz, in a folder named by its id."""
     return NewRecording(
         call_id,
@@ -746,6 +757,7 @@ def new_recording(call_id: str, rid: str, encoding: str, started: datetime) -> N
         channels=2,
         started_at=started,
         recording_id=rid,
+        node=node,
     )
 
 

@@ -241,6 +241,7 @@ class RecordingSession:
                 config_version=self.b2bua.config_version,
                 call_id=self.id,
                 kind=CallKind.SIPREC,
+                node=self.b2bua.config.node.name,
             )
         )
         self.catalog_id = row.id

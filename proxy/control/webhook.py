@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import fcntl
 import hashlib
 import hmac
 import json
@@ -97,6 +98,13 @@ def redacted(url: str) -> str:
 # --- the on-disk queue (call from a thread) ---------------------------------------------
 
 
+_OWNER_FILE = "owner.lock"  # flock'd by the process using the queue
+
+
+class QueueInUseError(OSError):
+    """Another process holds the webhook queue's folder."""
+
+
 class WebhookQueue:
     """Events waiting to be delivered: one file each, named by a rising sequence number,
     owner-only, written to a temporary name and renamed into place so a crash never
@@ -113,15 +121,40 @@ class WebhookQueue:
         self._names: deque[str] = deque()
         self._next = 0
         self._lock = threading.Lock()
+        self._owner: int | None = None  # the locked owner file's descriptor
 
     def load(self) -> None:
-        """Create the folder (owner-only) or read what an earlier run left in it."""
+        """Create the folder (owner-only) or read what an earlier run left in it.  The
+        folder is this process's alone while it runs: a second one (another recproxy
+        node sharing the data folder, issue 20) would number its events over ours and
+        send them twice, so it gets ``QueueInUseError`` instead."""
         with self._lock:
             self._load()
+
+    def close(self) -> None:
+        """Let another process use the folder (at stop)."""
+        with self._lock:
+            if self._owner is not None:
+                os.close(self._owner)  # releases the flock
+                self._owner = None
+
+    def _claim(self) -> None:
+        fd = os.open(self.directory / _OWNER_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise QueueInUseError(
+                f"{self.directory} is in use by another recproxy process (each node "
+                "needs its own webhook.queue_dir)"
+            ) from None
+        self._owner = fd
 
     def _load(self) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.directory.chmod(0o700)
+        if self._owner is None:
+            self._claim()
         names: list[str] = []
         for path in self.directory.iterdir():
             if path.name.startswith("."):  # a write a crash interrupted
@@ -263,6 +296,7 @@ class WebhookSender:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self._queue.close()
 
     async def _run(self) -> None:
         failures = 0  # failed attempts of the event at the head of the queue

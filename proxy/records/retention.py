@@ -143,7 +143,10 @@ class RetentionSweeper:
 
     async def _delete(self, item: Expired, due: Due) -> bool | None:
         """The four steps for one recording: True once deleted, False (logged) if a step
-        failed, None if a hold or another sweep got there first."""
+        failed, None if a hold or another sweep got there first.  Another node's sweep
+        on the shared catalog and store (issue 20) may run the same steps at the same
+        time: a file it removed first, or a deletion it finished first, is its, not a
+        failure of ours."""
         rid = item.recording_id
         folder = self.recordings_dir / item.directory
         try:
@@ -156,10 +159,14 @@ class RetentionSweeper:
             await asyncio.to_thread(self.store.delete, folder)
             self._step(3, rid)
             reason = f"retention: expired {item.expires_at:%Y-%m-%d}"
-            await self.recordings.finish_deletion(
+            if not await self.recordings.finish_deletion(
                 rid, at=self.clock(), actor=self.actor, reason=reason
-            )
+            ):
+                return None  # another sweep finished it (and audited it) first
             self._step(4, rid)
+        except FileNotFoundError as exc:
+            log.info("recording %s: another sweep is deleting it (%s)", rid, exc)
+            return None
         except (OSError, CatalogError) as exc:
             log.error("recording %s not deleted (the next sweep retries): %s", rid, exc)
             return False

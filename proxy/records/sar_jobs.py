@@ -2,8 +2,8 @@
 of many calls, transcribed, takes minutes, longer than an HTTP request should wait.
 
 :meth:`SarExportJobs.start` runs :meth:`SarExporter.export` as a task into
-``<root>/<case>/<job>/`` (``root`` is the records service's ``exports`` folder beside
-the catalog) and answers once the exporter is past its checks: an unknown case, a
+``<root>/<case>/<job>/`` (``root`` is the records service's ``exports/NODE`` folder
+beside the catalog) and answers once the exporter is past its checks: an unknown case, a
 refusal, nothing released, a closed case or a missing model is raised then, so the
 person asking gets it at once (404, 403, 422, 409) and no job is left behind.  Past the
 checks the job runs on; :meth:`job` reports its stage and how many calls are done, and

@@ -74,14 +74,18 @@ def left_by_a_crash(recordings: Path, *folders: str) -> None:
 
 
 async def recovered(
-    catalog: SqliteCatalog, recordings: Path, store: SegmentStore | None = None
+    catalog: SqliteCatalog,
+    recordings: Path,
+    store: SegmentStore | None = None,
+    node: str | None = None,
 ) -> RecordingService:
     """A recording service's start-up recovery over ``recordings`` (nothing recorded)."""
     writer = RecordingWriter(store)
     _, public = crypto.generate_keypair()
     service = RecordingService(
-        RecordingSettings(dir=recordings), catalog, Recorder(lambda k, b, f: None), writer, public
-    )
+        RecordingSettings(dir=recordings), catalog, Recorder(lambda k, b, f: None), writer, public,
+        node=node,
+    )  # fmt: skip
     try:
         await service.recover()
     finally:
@@ -134,6 +138,32 @@ async def test_a_discarded_recording_only_the_bucket_still_holds_is_shredded_at_
             assert bucket_keys(s3_server.endpoint, bucket_name) == []
     finally:
         store.close()
+
+
+async def test_a_node_recovers_its_own_recordings_and_leaves_another_nodes_running(
+    tmp_path: Path,
+) -> None:
+    recordings = tmp_path / "recordings"
+    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        ids = {}
+        for node in ("node-a", "node-b"):
+            rid = str(uuid.uuid4())
+            call = await catalog.calls.create_call(NewCall(
+                sip_call_id=f"c{rid}", caller="+441234567890", callee="surgery",
+                direction=CallDirection.INBOUND, started_at=datetime.now(UTC), node=node,
+            ))  # fmt: skip
+            await catalog.recordings.create_recording(NewRecording(
+                call.id, directory=rid, encoding="g711", sample_rate=8000, channels=2,
+                started_at=datetime.now(UTC), recording_id=rid, node=node,
+            ))  # fmt: skip
+            ids[node] = rid
+        left_by_a_crash(recordings, *ids.values())
+        await recovered(catalog, recordings, node="node-a")
+        mine = await catalog.recordings.get_recording(ids["node-a"])
+        live = await catalog.recordings.get_recording(ids["node-b"])
+        assert mine is not None and mine.state is RecordingState.INTERRUPTED
+        assert live is not None and live.state is RecordingState.RECORDING
+        assert live.ended_at is None and live.expires_at is None
 
 
 async def test_recovery_reports_recording_folders_no_row_names_and_keeps_them(

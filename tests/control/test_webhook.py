@@ -33,6 +33,7 @@ from proxy.config import (
 from proxy.control.metrics import Metrics
 from proxy.control.webhook import (
     SIGNATURE_HEADER,
+    QueueInUseError,
     RecordingEnd,
     WebhookQueue,
     WebhookSender,
@@ -170,10 +171,11 @@ def test_queue_files_are_owner_only_written_whole_and_kept_in_order(tmp_path: Pa
     for n in range(12):  # past 9 → 10: order is numeric, not by name length
         assert queue.append(b"event %d" % n) == 0
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    files = sorted(folder.iterdir())
+    files = sorted(folder.glob("*.json"))
     assert len(files) == 12
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
     (folder / ".0000000000000012.json.tmp").write_bytes(b"half an ev")  # a crash mid-write
+    queue.close()  # the process ends
     again = WebhookQueue(folder, limit=100)
     again.load()
     assert not (folder / ".0000000000000012.json.tmp").exists()
@@ -183,7 +185,22 @@ def test_queue_files_are_owner_only_written_whole_and_kept_in_order(tmp_path: Pa
         again.remove(head[0])
     assert bodies == [b"event %d" % n for n in range(12)]
     again.append(b"next")  # numbering goes on after a reload: never reuses a name
-    assert [p.name for p in folder.iterdir()] == ["0000000000000012.json"]
+    assert [p.name for p in folder.glob("*.json")] == ["0000000000000012.json"]
+
+
+def test_a_second_process_on_the_same_queue_is_refused_naming_the_key(tmp_path: Path) -> None:
+    """Two nodes sharing one data folder would number events over each other's."""
+    first = WebhookQueue(tmp_path / "queue", limit=10)
+    first.load()
+    first.append(b"first node's event")
+    with pytest.raises(QueueInUseError, match=r"each node needs its own webhook\.queue_dir"):
+        WebhookQueue(tmp_path / "queue", limit=10).load()
+    first.close()
+    second = WebhookQueue(tmp_path / "queue", limit=10)
+    second.load()  # free once the first has stopped
+    head = second.head()
+    assert head is not None and head[1] == b"first node's event"
+    second.close()
 
 
 def test_a_full_queue_drops_its_oldest_events(tmp_path: Path) -> None:
@@ -191,7 +208,7 @@ def test_a_full_queue_drops_its_oldest_events(tmp_path: Path) -> None:
     queue.load()
     dropped = [queue.append(b"%d" % n) for n in range(5)]
     assert dropped == [0, 0, 0, 1, 1]
-    assert len(queue) == 3 and len(list(tmp_path.iterdir())) == 3
+    assert len(queue) == 3 and len(list(tmp_path.glob("*.json"))) == 3
     head = queue.head()
     assert head is not None and head[1] == b"2"
 
@@ -212,7 +229,7 @@ async def test_events_while_the_receiver_is_down_arrive_after_it_returns_in_orde
             sender.publish(ended(n, RecordingState.FAILED if n == 2 else RecordingState.COMPLETE))
         await until(lambda: sender.stats.attempt_errors >= 2)  # retried while down
         assert sender.queue_length == 3
-        assert len(list((tmp_path / "queue").iterdir())) == 3  # on disk, not in memory
+        assert len(list((tmp_path / "queue").glob("*.json"))) == 3  # on disk, not in memory
         await receiver.start()  # the same port again
         await until(lambda: sender.queue_length == 0)
     finally:
@@ -230,7 +247,7 @@ async def test_events_while_the_receiver_is_down_arrive_after_it_returns_in_orde
         assert headers["Content-Type"] == "application/json"
         assert set(json.loads(body)) == FIELDS
     assert (sender.stats.delivered, sender.stats.failed, sender.stats.dropped) == (4, 0, 0)
-    assert not list((tmp_path / "queue").iterdir())
+    assert not list((tmp_path / "queue").glob("*.json"))
 
 
 async def test_a_restarted_sender_delivers_what_an_earlier_run_queued(
@@ -242,7 +259,7 @@ async def test_a_restarted_sender_delivers_what_an_earlier_run_queued(
     for n in range(3):
         first.publish(ended(n))
     await first.stop()  # recproxy stops while the receiver is down
-    assert len(list((tmp_path / "queue").iterdir())) == 3
+    assert len(list((tmp_path / "queue").glob("*.json"))) == 3
     await receiver.start()
     second = WebhookSender(settings(receiver), tmp_path / "queue")
     await second.start()
@@ -274,7 +291,7 @@ async def test_a_post_cut_short_by_a_stop_is_sent_again_with_the_same_event_id(
         await second.stop()
     once, again = receiver.events()
     assert once == again  # the receiver de-duplicates on event_id
-    assert not list((tmp_path / "queue").iterdir())
+    assert not list((tmp_path / "queue").glob("*.json"))
 
 
 async def test_a_refused_event_is_given_up_after_max_attempts_and_the_next_goes_out(
@@ -439,5 +456,5 @@ async def test_a_recorded_call_through_the_proxy_posts_one_recording_closed(
     assert headers[SIGNATURE_HEADER] == signature(SECRET, body)
     assert "07700900123" not in body.decode()  # the caller's number never leaves
     queue = tmp_path / "data" / "webhook-queue"  # the default: beside the catalog
-    assert stat.S_IMODE(queue.stat().st_mode) == 0o700 and not list(queue.iterdir())
+    assert stat.S_IMODE(queue.stat().st_mode) == 0o700 and not list(queue.glob("*.json"))
     assert len(receiver.posts) == 1

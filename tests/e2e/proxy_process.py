@@ -164,6 +164,9 @@ class ProxySettings:
     call_taker: str | None = None
     routing: str = ""
     recording: str = ""  # more [recording] lines (hold_seconds, ...)
+    # issue 20: the folder of the catalog, the recordings and the keys (relative to the
+    # config's folder, or absolute: one folder several nodes share)
+    data: str = "data"
 
 
 def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySettings) -> Path:
@@ -204,13 +207,13 @@ srtp = {settings.srtp}
 {settings.media}
 
 [recording]
-dir = "data/recordings"
+dir = "{settings.data}/recordings"
 segment_seconds = {settings.segment_seconds}
-public_key = "data/keys/recording.pub"
-private_key = "data/keys/recording.key"
+public_key = "{settings.data}/keys/recording.pub"
+private_key = "{settings.data}/keys/recording.key"
 {settings.recording}
 [catalog]
-path = "data/catalog.sqlite3"
+path = "{settings.data}/catalog.sqlite3"
 
 [http]
 listen = "127.0.0.1:{ports.http}"

@@ -791,6 +791,7 @@ async def test_list_recordings_fields(catalog: SqliteCatalog) -> None:
         "reason": None,
         "quality": {},
         "config_version": "c0ffee",
+        "node": None,
     }
     await catalog.recordings.update_recording(rec_id, duration_ms=11_000)  # a known duration wins
     [summary] = await catalog.recordings.list_recordings()

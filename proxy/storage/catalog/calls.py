@@ -27,6 +27,7 @@ from .values import (
     flag,
     member,
     not_before,
+    of_node,
     only_fields,
     opt_ms,
     opt_text,
@@ -50,7 +51,7 @@ class CallRepository(Protocol):
 
     async def consent_receipt(self, call_id: str) -> ConsentReceipt | None: ...
 
-    async def recover_calls(self) -> list[str]: ...
+    async def recover_calls(self, *, node: str | None = None) -> list[str]: ...
 
 
 _CALL_UPDATE_FIELDS = frozenset(CallUpdate.__annotations__)
@@ -82,16 +83,19 @@ def call_insert(call: NewCall) -> CallInsert:
         to_ms("started_at", call.started_at),
         opt_text("config_version", call.config_version),
     )
-    # a call's kind is the column's default: named only for a SIPREC session, so a
-    # catalog opened without the SIPREC migration still takes calls
+    # a call's kind and node are named only when given (a SIPREC session; a named
+    # node), so a catalog opened without their migrations still takes calls
     kind = member(CallKind, "kind", call.kind)
-    extra = ("", "", ()) if kind is CallKind.CALL else (", kind", ", ?", (kind.value,))
+    extra: dict[str, object] = {} if kind is CallKind.CALL else {"kind": kind.value}
+    if call.node is not None:
+        extra["node"] = text("node", call.node)
+    columns = "".join(f", {name}" for name in extra)
     sql = (
         "INSERT INTO calls (id, sip_call_id, caller, callee, direction, service,"
-        f" operator, started_at, config_version{extra[0]})"
-        f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?{extra[1]})"
+        f" operator, started_at, config_version{columns})"
+        f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(extra)})"
     )
-    return CallInsert(values[0], sql, values + extra[2])
+    return CallInsert(values[0], sql, values + tuple(extra.values()))
 
 
 def insert_call(conn: Connection, statement: CallInsert) -> None:
@@ -243,10 +247,12 @@ class SqliteCalls:
     async def consent_receipt(self, call_id: str) -> ConsentReceipt | None:
         return await self._db.read(lambda conn: _find_receipt(conn, call_id))
 
-    async def recover_calls(self) -> list[str]:
-        """At start-up: calls a crash left open get outcome ``interrupted`` and an end
+    async def recover_calls(self, *, node: str | None = None) -> list[str]:
+        """At start-up: calls a crash of ``node`` left open (its own, and those no node
+        is named on; every call when None) get outcome ``interrupted`` and an end
         time — the last moment known for them: their recordings' end, else when they
         were bridged, answered or started.  Run after recording recovery."""
+        mine, params = of_node(node, "c.")
 
         def body(conn: Connection) -> list[str]:
             found = rows(
@@ -254,7 +260,8 @@ class SqliteCalls:
                 "SELECT c.id, MAX(COALESCE(r.ended_at, 0), COALESCE(c.bridged_at, 0),"
                 " COALESCE(c.answered_at, 0), c.started_at) AS last"
                 " FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
-                " WHERE c.ended_at IS NULL GROUP BY c.id ORDER BY c.started_at",
+                f" WHERE c.ended_at IS NULL{mine} GROUP BY c.id ORDER BY c.started_at",
+                params,
             )
             for row in found:
                 conn.execute(

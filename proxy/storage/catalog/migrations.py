@@ -555,6 +555,19 @@ _MIGRATION_SIP_CREDENTIALS = Migration(
     ),
 )
 
+# several nodes on one catalog (issue 20)
+_MIGRATION_NODES = Migration(
+    17,
+    "the node (recproxy process) that wrote each call and recording: start-up recovery"
+    " ends only its own; NULL for rows written before nodes had names",
+    (
+        "ALTER TABLE calls ADD COLUMN node TEXT",
+        "ALTER TABLE recordings ADD COLUMN node TEXT",
+        "CREATE INDEX calls_open_by_node ON calls (node, ended_at)",
+        "CREATE INDEX recordings_by_node_state ON recordings (node, state)",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
@@ -572,6 +585,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _MIGRATION_14,
     _MIGRATION_SIPREC,
     _MIGRATION_SIP_CREDENTIALS,
+    _MIGRATION_NODES,
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -127,6 +127,7 @@ class Call:
     outcome: CallOutcome | None = None
     config_version: str | None = None
     kind: CallKind = CallKind.CALL
+    node: str | None = None  # the node that took it; None before nodes had names
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +167,7 @@ class Recording:
     expires_at: datetime | None = None  # set when it ends: ended_at + the retention period
     deleted_at: datetime | None = None  # removed after its retention period (state deleted)
     deleted_reason: str | None = None
+    node: str | None = None  # the node that recorded it; None before nodes had names
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +231,7 @@ class RecordingSummary:
     expires_at: datetime | None = None
     deleted_at: datetime | None = None
     deleted_reason: str | None = None
+    node: str | None = None  # the node that recorded it (issue 20)
 
     def as_dict(self) -> dict[str, object]:
         """The fields as JSON-ready values, times as ISO 8601 UTC (``...Z``)."""
@@ -244,6 +247,7 @@ class RecordingSummary:
             "reason": self.reason,
             "quality": {q.channel: q.as_dict() for q in self.quality},
             "config_version": self.config_version,
+            "node": self.node,
         }
 
 
@@ -300,6 +304,7 @@ class NewCall:
     config_version: str | None = None
     call_id: str | None = None
     kind: CallKind = CallKind.CALL
+    node: str | None = None  # the recproxy node taking the call (issue 20)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +320,7 @@ class NewRecording:
     started_at: datetime
     wrapped_key_sha256: str | None = None
     recording_id: str | None = None
+    node: str | None = None  # the recproxy node recording it (issue 20)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ the matching recording event in the same transaction (``ACTION_ON_ENTRY``).  The
 stores no ``paused`` state: a pause inside a recording (a hold, for example) is an event
 of a running recording (:class:`RecordingEventLog`), which stays ``recording``.  At
 start-up :meth:`RecordingRepository.recover_interrupted` ends as ``interrupted`` every
-recording a crash left ``recording``.
+recording a crash of this node left ``recording`` (several nodes may share the catalog:
+each row names the node that recorded it).
 
 ``degraded`` is a recording that ended with more audio lost or late than the configured
 limits allow (``degraded_reason`` says which); it is never ``complete``.
@@ -50,6 +51,7 @@ from .values import (
     from_ms,
     member,
     not_before,
+    of_node,
     only_fields,
     opt_ms,
     relative_dir,
@@ -143,7 +145,9 @@ class RecordingRepository(Protocol):
 
     async def segments(self, recording_id: str) -> list[Segment]: ...
 
-    async def recover_interrupted(self, *, at: datetime | None = None) -> list[str]: ...
+    async def recover_interrupted(
+        self, *, node: str | None = None, at: datetime | None = None
+    ) -> list[str]: ...
 
 
 _RECORDING_UPDATE_FIELDS = frozenset(RecordingUpdate.__annotations__)
@@ -151,7 +155,7 @@ _RECORDING_UPDATE_FIELDS = frozenset(RecordingUpdate.__annotations__)
 _SUMMARY_SELECT = """
     SELECT r.id, r.call_id, c.caller, c.callee, c.started_at AS call_started_at, r.state,
            r.failure_reason, r.degraded_reason, c.config_version,
-           r.expires_at, r.deleted_at, r.deleted_reason,
+           r.expires_at, r.deleted_at, r.deleted_reason, r.node,
            COALESCE(
                r.duration_ms,
                (SELECT SUM(s.frames) FROM segments AS s WHERE s.recording_id = r.id)
@@ -185,6 +189,9 @@ def _progress(facts: SegmentFacts) -> dict[str, object]:
 # unit of work (:mod:`.call_writes`) several in one
 
 
+_RECORDING_COLUMNS = 9  # recording_values without a node
+
+
 def recording_values(recording: NewRecording) -> tuple[object, ...]:
     """A new recording's row, checked."""
     key_sha256 = recording.wrapped_key_sha256
@@ -198,18 +205,20 @@ def recording_values(recording: NewRecording) -> tuple[object, ...]:
         count("channels", recording.channels, minimum=1),
         to_ms("started_at", recording.started_at),
         None if key_sha256 is None else hex_sha256("wrapped_key_sha256", key_sha256),
-    )
+    ) + (() if recording.node is None else (text("node", recording.node),))
 
 
 def insert_recording(conn: Connection, values: tuple[object, ...]) -> None:
-    """Insert a recording (``recording_values``) with its ``start`` event."""
+    """Insert a recording (``recording_values``) with its ``start`` event.  Its node is
+    named only when given, so a catalog opened without migration 17 still takes it."""
     rec_id, call_id, started_ms = str(values[0]), values[1], values[7]
     assert isinstance(started_ms, int)
+    node = ", node" if len(values) > _RECORDING_COLUMNS else ""
     insert(
         conn,
         "INSERT INTO recordings (id, call_id, state, directory, encoding,"
-        " sample_rate, channels, started_at, wrapped_key_sha256)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f" sample_rate, channels, started_at, wrapped_key_sha256{node})"
+        f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' if node else ''})",
         values,
         missing=f"call {call_id} does not exist",
         duplicate=f"a recording with id {rec_id} or directory {values[3]!r} already exists",
@@ -608,8 +617,13 @@ class SqliteRecordings:
             )
         )
 
-    async def recover_interrupted(self, *, at: datetime | None = None) -> list[str]:
-        """At start-up: every recording still ``recording`` becomes ``interrupted``.
+    async def recover_interrupted(
+        self, *, node: str | None = None, at: datetime | None = None
+    ) -> list[str]:
+        """At start-up: every recording of ``node`` still ``recording`` becomes
+        ``interrupted`` — its own and those no node is named on (written before nodes
+        had names); another node's are live.  ``node`` None: every recording (one
+        process on the catalog).
 
         Each gets an ``interrupted`` event (actor ``system``, reason "process ended
         while recording").  ``ended_at`` stays as it was: only the chunks on disk say
@@ -617,12 +631,13 @@ class SqliteRecordings:
         Returns the ids, oldest recording first.
         """
         at_ms = at_or_now_ms(self._clock, at)
+        mine, params = of_node(node)
 
         def body(conn: Connection) -> list[str]:
             found = rows(
                 conn,
-                "SELECT id FROM recordings WHERE state = ? ORDER BY started_at, id",
-                (_S.RECORDING.value,),
+                f"SELECT id FROM recordings WHERE state = ?{mine} ORDER BY started_at, id",
+                (_S.RECORDING.value, *params),
             )
             ids = [str(row["id"]) for row in found]
             for rec_id in ids:

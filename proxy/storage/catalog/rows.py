@@ -32,6 +32,7 @@ def call(row: Row) -> model.Call:
         config_version=row["config_version"],
         # the SIPREC migration added kind; a catalog opened with fewer holds calls only
         kind=model.CallKind(row["kind"] if "kind" in row.keys() else "call"),  # noqa: SIM118
+        node=_since_17(row),
     )
 
 
@@ -73,12 +74,19 @@ def recording(row: Row) -> model.Recording:
         expires_at=opt_dt(_since_8(row, "expires_at")),
         deleted_at=opt_dt(_since_8(row, "deleted_at")),
         deleted_reason=_since_8(row, "deleted_reason"),
+        node=_since_17(row),
     )
 
 
 def _since_8(row: Row, name: str) -> Any:
     """A column migration 8 added: None in a database opened with fewer migrations."""
     return row[name] if name in row.keys() else None  # noqa: SIM118 (Row: in tests values)
+
+
+def _since_17(row: Row) -> str | None:
+    """The ``node`` column migration 17 added: None in a database opened with fewer
+    migrations, and in rows written before nodes had names."""
+    return row["node"] if "node" in row.keys() else None  # noqa: SIM118
 
 
 def segment(row: Row) -> model.Segment:
@@ -122,6 +130,7 @@ def summary(row: Row, channels: tuple[model.ChannelQuality, ...]) -> model.Recor
         expires_at=opt_dt(row["expires_at"]),
         deleted_at=opt_dt(row["deleted_at"]),
         deleted_reason=row["deleted_reason"],
+        node=_since_17(row),
     )
 
 

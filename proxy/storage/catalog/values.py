@@ -141,3 +141,13 @@ def only_fields(operation: str, given: set[str], allowed: frozenset[str], hint: 
 def at_or_now_ms(clock: Callable[[], datetime], at: datetime | None) -> int:
     """When an event happened: ``at`` if given, else the catalog's clock."""
     return to_ms("at", clock() if at is None else at)
+
+
+def of_node(node: str | None, alias: str = "") -> tuple[str, tuple[str, ...]]:
+    """A ``WHERE`` clause's tail (`` AND ...``) and its parameters for the rows of
+    ``node``: its own and those no node is named on (written before nodes had names).
+    No condition when ``node`` is None (every row: one process on the catalog)."""
+    if node is None:
+        return "", ()
+    column = f"{alias}node"
+    return f" AND ({column} = ? OR {column} IS NULL)", (text("node", node),)
