@@ -342,8 +342,14 @@ max_calls_per_source = 2000
             if bridged and ended:
                 errors.append(seconds - (ended - bridged) / 1000)
         errors.sort()
+        lost, late = db.execute(
+            "SELECT COALESCE(SUM(lost_frames), 0), COALESCE(SUM(late_frames), 0)"
+            " FROM recording_quality"
+        ).fetchone()
         return {
             "bridged_calls": calls,
+            "recorded_lost_frames": lost,  # both channels, all recordings
+            "recorded_late_frames": late,
             "recordings": len(rows),
             "recording_states": states,
             "recorded_seconds": round(recorded, 1),

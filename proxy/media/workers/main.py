@@ -25,9 +25,11 @@ def main(argv: list[str]) -> int:
         print("usage: python -m proxy.media.workers.main FD", file=sys.stderr)
         return 64
     logging.basicConfig(level=logging.WARNING, format="media worker: %(message)s")
-    # the call process ends its workers by closing their sockets; a Ctrl-C in a terminal
-    # reaches the whole process group and must not beat it to it
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the call process ends its workers by closing their sockets, once its calls have
+    # ended; a Ctrl-C in a terminal (the process group) or systemd's SIGTERM to the
+    # whole unit must not beat it to it, or every call would end as if the worker died
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
