@@ -1,7 +1,8 @@
-"""Metrics of the media worker processes (issue 19), one series per worker place: calls
-it relays now, RTP packets it handed up to be recorded, and restarts of its process.
-Read from the pool at each scrape: the call process sees every packet a worker relays
-(it records them), so no scrape of the workers themselves is needed."""
+"""Metrics of the media worker processes (issue 19), one series per worker place:
+whether its process is up, calls it relays now, RTP packets it handed up to be
+recorded, and restarts of its process.  Read from the pool at each scrape: the call
+process sees every packet a worker relays (it records them), so no scrape of the
+workers themselves is needed."""
 
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ class WorkerMetrics:
 
     @staticmethod
     def _families(workers: list[WorkerSnapshot]) -> list[Metric]:
+        up = GaugeMetricFamily(
+            "recproxy_media_worker_up",
+            "1 when the media worker process in this place runs and said hello (calls go "
+            "only to such workers); 0 while it starts or is being restarted.",
+            labels=["worker"],
+        )
         calls = GaugeMetricFamily(
             "recproxy_media_worker_calls",
             "Bridged calls whose RTP a media worker process relays now.",
@@ -48,7 +55,8 @@ class WorkerMetrics:
         )
         for worker in workers:
             label = [str(worker.place)]
+            up.add_metric(label, 1 if worker.ready else 0)
             calls.add_metric(label, worker.calls)
             packets.add_metric(label, worker.packets)
             restarts.add_metric(label, worker.restarts)
-        return [calls, packets, restarts]
+        return [up, calls, packets, restarts]

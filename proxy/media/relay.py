@@ -203,6 +203,12 @@ class StreamRewriter:
             self.last_seq = new_seq
             self.last_ts = new_ts
 
+    def applied(self, data: bytes) -> bytearray:
+        """A rewritten copy of the relayed packet ``data`` (12-byte header checked)."""
+        packet = bytearray(data)
+        self.rewrite(packet)
+        return packet
+
     def state(self) -> tuple[int, int, int, int, int, int]:
         """Everything the rewriter knows, as integers (-1: no source yet), so that a
         media worker continues the stream exactly, and gives it back (:meth:`load`)."""
@@ -497,11 +503,8 @@ class RtpLeg:
         transport = self._rtp
         if destination is None or transport is None or self.muted:
             return
-        packet: bytes | bytearray = data
         rewriter = self.rewriter
-        if rewriter is not None:
-            packet = bytearray(data)
-            rewriter.rewrite(packet)
+        packet: bytes | bytearray = data if rewriter is None else rewriter.applied(data)
         srtp = self.srtp
         if srtp is not None:
             try:

@@ -25,12 +25,12 @@ from . import audio, sipp
 from .conftest import E2e
 from .fast_path_net import metric
 from .proxy_process import ProxySettings, export_wav, list_recordings, query, wait_for
+from .recorded_call import LENGTH_TOLERANCE_S, check_whole_recording
 
 pytestmark = pytest.mark.sipp
 
 RATE = audio.RATE
 WORKERS = ProxySettings(media="workers = 2")
-LENGTH_TOLERANCE_S = 0.02  # the recording against the bridged time in the catalog
 CALLS = 4
 
 
@@ -116,32 +116,11 @@ def test_calls_on_two_workers_and_a_killed_worker_ends_its_calls_only(
     for run, status in zip(callers, statuses, strict=True):
         call, row = _recording_of(world, proxy.catalog_path, run)
         if status == 0:
-            _check_whole(world, call, row, caller_audio, taker_audio)
+            check_whole_recording(world, call, row, caller_audio, taker_audio)
         else:
             _check_interrupted(world, proxy.catalog_path, call, row, first_pid)
     call, row = _recording_of(world, proxy.catalog_path, fifth)
-    _check_whole(world, call, row, caller_audio[: 3 * RATE], taker_audio[: 3 * RATE])
-
-
-def _check_whole(
-    world: E2e, call: dict[str, Any], row: dict[str, Any], caller_audio: bytes, taker_audio: bytes
-) -> None:
-    """Complete, as long as the bridged call, each party's audio on its own channel."""
-    assert row["state"] == "complete", row
-    for channel in row["quality"].values():
-        assert channel["frames"] > 0 and channel["lost_frames"] == channel["late_frames"] == 0
-    wav = audio.read_wav(
-        export_wav(world.config_path, str(row["id"]), world.folder / f"{row['id']}.wav")
-    )
-    assert (wav.channels, wav.rate) == (2, RATE)
-    bridged = (call["ended_at"] - call["bridged_at"]) / 1000
-    assert abs(wav.seconds - bridged) <= LENGTH_TOLERANCE_S, (wav.seconds, bridged)
-    caller_pcm, taker_pcm = audio.ulaw_decode(caller_audio), audio.ulaw_decode(taker_audio)
-    left = audio.place(wav.channel(0), caller_pcm)
-    right = audio.place(wav.channel(1), taker_pcm)
-    assert len(left.inside) == left.voiced and len(right.inside) == right.voiced, (left, right)
-    assert audio.absent(wav.channel(0), taker_pcm), "the call taker is on the caller's channel"
-    assert audio.absent(wav.channel(1), caller_pcm), "the caller is on the call taker's channel"
+    check_whole_recording(world, call, row, caller_audio[: 3 * RATE], taker_audio[: 3 * RATE])
 
 
 def _check_interrupted(

@@ -40,6 +40,7 @@ from ..fastpath.kernel_path import PERMANENT, RETRY_FOR_SECONDS, RETRY_SECONDS, 
 from ..relay import LegMode, RtpLeg
 from .protocol import (
     GiveBack,
+    Hello,
     LegCounts,
     LegHandOver,
     Packets,
@@ -65,11 +66,12 @@ Lost = Callable[[str], None]
 
 @dataclass(frozen=True, slots=True)
 class WorkerSnapshot:
-    """One worker place: its process now, calls it has, packets it handed up, and how
-    often its process was restarted."""
+    """One worker place: its process now (and whether it said hello), calls it has,
+    packets it handed up, and how often its process was restarted."""
 
     place: int
     pid: int | None
+    ready: bool
     calls: int
     packets: int
     restarts: int
@@ -114,6 +116,7 @@ class _Worker:
     control: socket.socket
     calls: dict[int, _Call] = field(default_factory=dict)
     started: float = 0.0
+    ready: bool = False  # it said hello: calls may go to it
 
 
 class WorkerPool:
@@ -169,6 +172,7 @@ class WorkerPool:
             WorkerSnapshot(
                 place,
                 worker.process.pid if worker is not None else None,
+                worker is not None and worker.ready,
                 len(worker.calls) if worker is not None else 0,
                 self._packets[place],
                 self._restarts[place],
@@ -271,7 +275,7 @@ class WorkerPool:
         if self._calls.get(call.id) is not call:
             return
         reason = not_ready(call.a, call.b)
-        workers = [worker for worker in self._places if worker is not None]
+        workers = [worker for worker in self._places if worker is not None and worker.ready]
         if reason is None and workers:
             self._hand(call, min(workers, key=lambda worker: len(worker.calls)))
         elif reason in PERMANENT or self.clock() >= call.deadline or self._loop is None:
@@ -370,6 +374,8 @@ class WorkerPool:
                 return
             if isinstance(message, Packets):
                 self._packets[worker.place] += self._record(worker, message)
+            elif isinstance(message, Hello):
+                worker.ready = True
             elif isinstance(message, Returned):
                 call = worker.calls.get(message.call)
                 if call is not None:

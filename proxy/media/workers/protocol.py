@@ -21,6 +21,9 @@ Call process → worker
 
 Worker → call process
 
+``H`` hello
+    ``H`` alone, once the worker's loop runs: calls are handed only to a worker that has
+    said it (one starting up would leave their packets waiting in the sockets).
 ``P`` packets
     ``P`` + records of ``!IBH`` (call id, leg index 0/1, length) and the RTP packet as
     received: every packet the worker took from a party, forwarded or not, for the call
@@ -51,6 +54,7 @@ RewriterState = tuple[int, int, int, int, int, int]
 
 TAKE = b"T"
 GIVE_BACK = b"G"
+HELLO = b"H"
 PACKETS = b"P"
 RETURNED = b"R"
 
@@ -80,6 +84,11 @@ class Take:
 @dataclass(frozen=True, slots=True)
 class GiveBack:
     call: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +137,7 @@ class Packets:
             offset += length
 
 
-Message = Take | GiveBack | Packets | Returned
+Message = Take | GiveBack | Hello | Packets | Returned
 
 
 class PacketBatch:
@@ -196,6 +205,8 @@ def parse_message(data: bytes) -> Message:
     try:
         if kind == PACKETS:
             return Packets(body)
+        if kind == HELLO and not body:
+            return Hello()
         if kind == GIVE_BACK:
             (call,) = _CALL.unpack(body)
             return GiveBack(call)

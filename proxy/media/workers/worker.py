@@ -28,6 +28,7 @@ from typing import Any
 from ..relay import StreamRewriter
 from .protocol import (
     BATCH_BYTES,
+    HELLO,
     Foreign,
     GiveBack,
     LegCounts,
@@ -78,11 +79,8 @@ class _Leg(asyncio.DatagramProtocol):
         transport = self.transport
         if transport is None:
             return
-        packet: bytes | bytearray = data
         rewriter = self.rewriter
-        if rewriter is not None:
-            packet = bytearray(data)
-            rewriter.rewrite(packet)
+        packet: bytes | bytearray = data if rewriter is None else rewriter.applied(data)
         try:
             transport.sendto(packet, self.source)
         except _SEND_ERRORS:
@@ -120,6 +118,7 @@ class Worker:
             with contextlib.suppress(OSError):
                 control.setsockopt(socket.SOL_SOCKET, option, _BUFFER_BYTES)
         loop.add_reader(control.fileno(), self._readable)
+        self._send(HELLO)
 
     # -- the control socket -------------------------------------------------------------
 

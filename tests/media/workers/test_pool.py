@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import struct
 from collections.abc import AsyncIterator
 
@@ -18,12 +17,9 @@ import pytest
 from proxy.media.relay import LegMode, MediaSession, PortAllocator, RtpLeg, StreamRewriter
 from proxy.media.workers import WorkerPool
 from proxy.media.workers import pool as pool_module
+from tests.media.loopback_phone import Parties, Phone, rtp
 
 pytestmark = pytest.mark.usefixtures("quick_restart")
-
-
-def rtp(seq: int, pt: int = 0, ssrc: int = 0xABCD) -> bytes:
-    return struct.pack("!BBHII", 0x80, pt, seq, seq * 160, ssrc) + bytes([seq & 0xFF]) * 160
 
 
 def header(packet: bytes) -> tuple[int, int, int]:
@@ -31,42 +27,13 @@ def header(packet: bytes) -> tuple[int, int, int]:
     return seq, ts, ssrc
 
 
-class Phone:
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-        self.port: int = self.sock.getsockname()[1]
-        self.received: list[tuple[bytes, tuple[str, int]]] = []
-
-    def send(self, data: bytes, port: int) -> None:
-        self.sock.sendto(data, ("127.0.0.1", port))
-
-    def drain(self) -> None:
-        for _ in range(10_000):
-            try:
-                data, source = self.sock.recvfrom(2048)
-            except BlockingIOError:
-                return
-            self.received.append((data, source))
-
-
-class Call:
+class Call(Parties):
     """Two legs of one bridged call, the parties' phones, what was recorded and lost."""
 
     def __init__(self, pool: WorkerPool, a: RtpLeg, b: RtpLeg) -> None:
-        self.pool, self.a, self.b = pool, a, b
-        self.caller, self.taker = Phone(), Phone()
-        self.recorded: dict[str, list[int]] = {"a": [], "b": []}
-        self.events: list[int] = []
+        super().__init__(a, b)
+        self.pool = pool
         self.lost: list[str] = []
-        a.set_remote("127.0.0.1", self.caller.port)
-        b.set_remote("127.0.0.1", self.taker.port)
-        a.audio_payload_type = b.audio_payload_type = 0
-        a.sink = lambda seq, ts, payload: self.recorded["a"].append(seq)
-        b.sink = lambda seq, ts, payload: self.recorded["b"].append(seq)
-        b.dtmf_payload_type = 101
-        b.dtmf_sink = lambda seq, ts, marker, payload, packet: self.events.append(seq)
         a.peer, b.peer = b, a
         a.mode = b.mode = LegMode.BRIDGED
 
@@ -101,6 +68,7 @@ def quick_restart(monkeypatch: pytest.MonkeyPatch) -> None:
 async def pool() -> AsyncIterator[WorkerPool]:
     workers = WorkerPool(2)
     workers.start(asyncio.get_running_loop())
+    await until_ready(workers)
     try:
         yield workers
     finally:
@@ -114,6 +82,14 @@ async def session() -> AsyncIterator[MediaSession]:
         yield media
     finally:
         media.close()
+
+
+async def until_ready(pool: WorkerPool) -> None:
+    for _ in range(200):  # 10 s at most (a worker starts in well under a second)
+        if all(worker.ready for worker in pool.snapshot()):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"workers not ready: {pool.snapshot()}")
 
 
 async def new_call(pool: WorkerPool, session: MediaSession) -> Call:
@@ -205,7 +181,7 @@ async def test_a_killed_worker_ends_its_calls_only_and_is_started_again(
     assert not pool.on_worker(first.a) and pool.on_worker(second.a)
     await second.talk(2, 6)
     assert second.recorded["a"] == list(range(1, 7))
-    await asyncio.sleep(0.5)  # started again
+    await until_ready(pool)  # started again
     again = pool.snapshot()[victim.place]
     assert again.pid not in (None, old_pid) and again.restarts == 1
     third = await new_call(pool, session)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 
 from proxy.media.workers.protocol import (
+    HELLO,
     Foreign,
     GiveBack,
+    Hello,
     LegCounts,
     LegHandOver,
     PacketBatch,
@@ -35,6 +37,7 @@ def test_take_round_trips() -> None:
 
 def test_give_back_and_returned_round_trip() -> None:
     assert parse_message(encode_give_back(2**32 - 1)) == GiveBack(2**32 - 1)
+    assert parse_message(HELLO) == Hello()
     returned = Returned(
         3,
         "a packet from another source",
@@ -67,6 +70,7 @@ def test_a_batch_holds_packets_in_order_and_empties_when_taken() -> None:
         b"",
         b"X",
         b"G\x00\x01",
+        b"Hx",
         b"T{not json",
         b'T{"call": -1, "legs": []}',
         b'T{"call": 1, "legs": [{"source": ["h", 1], "keep": null, "rewriter": null}]}',
