@@ -8,6 +8,10 @@ worker's two calls go on untouched and their recordings are complete — as long
 bridged call (±20 ms), each channel holding its party's audio and not the other's.  The
 killed worker is started again, and a fifth call, placed while the survivors still
 talk, is relayed by it and recorded whole.
+
+A call taker's recording code keyed while a worker relays the call: its
+telephone-events reach the call flow and never the caller, the call comes back for the
+beeps, and the recording stops at the code, as on the relay.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import re
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,7 @@ from .conftest import E2e
 from .fast_path_net import metric
 from .proxy_process import ProxySettings, export_wav, list_recordings, query, wait_for
 from .recorded_call import LENGTH_TOLERANCE_S, check_whole_recording
+from .test_recording_control import STOP_TOLERANCE_S, TELEPHONE_EVENT, StopByKeys
 
 pytestmark = pytest.mark.sipp
 
@@ -137,3 +143,24 @@ def _check_interrupted(
     )
     bridged = (call["ended_at"] - call["bridged_at"]) / 1000
     assert 1.0 < wav.seconds <= bridged + LENGTH_TOLERANCE_S, (wav.seconds, bridged)
+
+
+def test_a_stop_code_on_a_worker_never_reaches_the_caller_and_stops_the_recording(
+    e2e: E2e, dialogue: bytes
+) -> None:
+    run = StopByKeys(e2e, dialogue)
+    run.start(replace(run.settings(), media="workers = 1"))
+    run.call()
+    handed = _worker_packets(e2e, 0)
+    run.after()
+    e2e.proxies.clear()  # run.after() stopped and checked them (a clean exit)
+    run.expect_calls_succeeded()
+    assert handed > 100, "the call never went to the worker"
+    ports = e2e.ports
+    to_caller = run.w.rtp(to_port=ports.caller_rtp)
+    assert any(t > run.bridge() and p.payload_type == 0 for t, p in to_caller)
+    leaked = [p for _, p in to_caller if p.payload_type == TELEPHONE_EVENT]
+    assert not leaked, f"{len(leaked)} telephone-event packets reached the caller"
+    wav: audio.Wav = run.notes["wav"]
+    expected = run.event() - run.bridge()
+    assert abs(wav.seconds - expected) <= STOP_TOLERANCE_S, (wav.seconds, expected)
