@@ -215,8 +215,9 @@ class WorkerPool:
         if self._places[worker.place] is not worker:
             return
         self._places[worker.place] = None
-        worker.process.poll()
-        if worker.process.returncode is None:
+        try:  # its socket closed as it exited: its status follows at once
+            worker.process.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:  # alive but failing us: ended here
             worker.process.kill()
         self._end(worker)
         code = worker.process.returncode

@@ -164,7 +164,9 @@ class Worker:
         if len(fds) != 2 or take.call in self.calls:
             for fd in fds:
                 socket.close(fd)
-            raise RuntimeError(f"call {take.call}: a bad take ({len(fds)} descriptors)")
+            log.error("call %d: a bad take (%d descriptors): refused", take.call, len(fds))
+            self._send(encode_returned(Returned(take.call, "bad take", (LegCounts(), LegCounts()))))
+            return
         legs = tuple(
             _Leg(self, take.call, index, hand.source) for index, hand in enumerate(take.legs)
         )
