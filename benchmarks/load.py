@@ -24,6 +24,7 @@ dominates.  ``--signalling-only`` sends no RTP at all (a 200 ms notice for recpr
     python benchmarks/load.py --systems recproxy --rate 40 --calls 400
     python benchmarks/load.py --profile long                       # 60 s calls, 200 at once
     python benchmarks/load.py --signalling-only --duration 0.5 --rate 20 --calls 400
+    python benchmarks/load.py --systems recproxy --workers 2       # media worker processes
 
 Loopback only; every run is bounded (--calls, and a timeout).  Not part of the tests.
 """
@@ -139,15 +140,32 @@ def cpu_split(
         for key, (user, system) in after.items()
     }
     busy = sorted(threads.items(), key=lambda item: -(item[1][0] + item[1][1]))
+    processes: dict[str, float] = {}  # "pid name" (its main thread's name): user + system
+    names = {key.split("/")[0]: key.split(" ", 1)[1] for key in after if _main_thread(key)}
+    for key, (user, system) in threads.items():
+        pid = key.split("/")[0]
+        label = f"{pid} {names.get(pid, '?')}"
+        processes[label] = processes.get(label, 0.0) + user + system
     return {
         "cpu_user_seconds": round(sum(user for user, _ in threads.values()), 2),
         "cpu_system_seconds": round(sum(system for _, system in threads.values()), 2),
+        "cpu_by_process": {
+            label: round(seconds, 2)
+            for label, seconds in sorted(processes.items(), key=lambda item: -item[1])
+            if seconds > 0
+        },
         "cpu_by_thread": {
             key: {"user": round(user, 2), "system": round(system, 2)}
             for key, (user, system) in busy
             if user + system > 0
         },
     }
+
+
+def _main_thread(key: str) -> bool:
+    """Whether ``pid/tid name`` is a process's main thread (tid == pid)."""
+    pid, _, rest = key.partition("/")
+    return rest.split(" ", 1)[0] == pid
 
 
 def rss_bytes(pids: list[int]) -> int:
@@ -244,6 +262,7 @@ class System:
 
 class Recproxy(System):
     fsync = "chunk"
+    workers = 0  # [media] workers: media worker processes (--workers)
     extra_config = ""  # TOML appended to the config (retention_sweep.py adds [retention])
     notice_seconds = 1.0  # build_system: SHORTEST_NOTICE when no RTP is sent
 
@@ -264,6 +283,7 @@ call_taker = "sip:desk@127.0.0.1:{UAS_PORT}"
 prompt = "{notice}"
 [media]
 rtp_ports = "40000-49999"
+workers = {self.workers}
 [recording]
 fsync = "{self.fsync}"
 [http]
@@ -322,8 +342,14 @@ max_calls_per_source = 2000
             if bridged and ended:
                 errors.append(seconds - (ended - bridged) / 1000)
         errors.sort()
+        lost, late = db.execute(
+            "SELECT COALESCE(SUM(lost_frames), 0), COALESCE(SUM(late_frames), 0)"
+            " FROM recording_quality"
+        ).fetchone()
         return {
             "bridged_calls": calls,
+            "recorded_lost_frames": lost,  # both channels, all recordings
+            "recorded_late_frames": late,
             "recordings": len(rows),
             "recording_states": states,
             "recorded_seconds": round(recorded, 1),
@@ -651,6 +677,7 @@ def run_system(system: System, load: Load, watch: Watch | None = None) -> dict[s
     result: dict[str, object] = {
         "system": system.name,
         "workdir": str(work),
+        **({"media_workers": system.workers} if isinstance(system, Recproxy) else {}),
         "sipp_rc": uac.returncode,
         **stats,
         "rate": load.rate,
@@ -728,7 +755,7 @@ PORTS = {"recproxy": 5180, "kamailio": 5160, "sippy": 5165}
 SHORTEST_NOTICE = 0.2  # seconds: the shortest prompt recproxy's start-up accepts
 
 
-def build_system(name: str, load: Load, fsync: str = "chunk") -> System:
+def build_system(name: str, load: Load, fsync: str = "chunk", workers: int = 0) -> System:
     """System ``name`` in a fresh work folder, configured for ``load``: recproxy plays the
     shortest notice when no RTP is sent (its set-up is what is measured)."""
     classes = {"recproxy": Recproxy, "kamailio": Kamailio, "sippy": Sippy}
@@ -736,6 +763,7 @@ def build_system(name: str, load: Load, fsync: str = "chunk") -> System:
     system = classes[name](name, PORTS[name], workdir)
     if isinstance(system, Recproxy):
         system.fsync = fsync
+        system.workers = workers
         if load.signalling_only:
             system.notice_seconds = SHORTEST_NOTICE
     return system
@@ -804,6 +832,10 @@ def main() -> None:
         "--recproxy-fsync", choices=("chunk", "segment", "none"), default="chunk",
         help="recproxy's recording.fsync (default chunk: at most ~1 s lost on power loss)",
     )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=0,
+        help="recproxy's [media] workers: media worker processes (default 0: none)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = parser.parse_args()
     load = load_from(args)
@@ -821,7 +853,7 @@ def main() -> None:
         if why is not None:
             print(f"{name}: skipped ({why}; run with --install-peers)", file=sys.stderr)
             continue
-        system = build_system(name, load, args.recproxy_fsync)
+        system = build_system(name, load, args.recproxy_fsync, args.workers)
         print(
             f"{name}: {load.calls} calls of {load.duration} s at {load.rate}/s, at most "
             f"{load.limit} at once … ({system.workdir})",

@@ -49,12 +49,14 @@ from .control.sar_metrics import SarCounter
 from .control.tls_metrics import TlsMetrics
 from .control.upload_metrics import UploadMetrics
 from .control.webhook import WebhookSender
+from .control.worker_metrics import WorkerMetrics
 from .events import EventBus
 from .media.announcer import PromptAudio, load_prompt
 from .media.clock import MediaClock
 from .media.fastpath import KernelPath, detect, remove_tables
 from .media.recorder import Recorder
 from .media.relay import PortAllocator
+from .media.workers import WorkerPool
 from .records.accounts import Accounts
 from .records.actor import os_account
 from .records.audit import AuditAnchoring
@@ -314,7 +316,10 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
         flush=lambda: transport.flush(),
         config_version=config_version,
     )
-    b2bua.kernel = _kernel_path(config, loop, stack, metrics)  # issue 19: the fast path
+    if config.media.workers:  # issue 19: media worker processes, or the fast path
+        b2bua.workers = _media_workers(config, loop, stack, metrics)
+    else:
+        b2bua.kernel = _kernel_path(config, loop, stack, metrics)
     limits = config.limits
     transport = SipTransport(
         core,
@@ -624,6 +629,27 @@ def _kernel_path(
 
     stack.callback(close)
     return path
+
+
+def _media_workers(
+    config: Config,
+    loop: asyncio.AbstractEventLoop,
+    stack: contextlib.AsyncExitStack,
+    metrics: Metrics,
+) -> WorkerPool:
+    """``[media] workers`` processes relaying bridged calls (the kernel fast path is then
+    not used: one of the two carries a call's packets)."""
+    pool = WorkerPool(config.media.workers)
+    WorkerMetrics(metrics.registry, pool.snapshot)
+    FastPathMetrics(metrics.registry, None)
+    pool.start(loop)
+    log.info(
+        "RTP forwarding: %d media worker process(es) for bridged calls (pids %s; the "
+        "kernel fast path is not used with workers)",
+        config.media.workers, ", ".join(str(pid) for pid in pool.pids()),
+    )  # fmt: skip
+    stack.callback(pool.close)
+    return pool
 
 
 async def _close_transport(transport: SipTransport) -> None:

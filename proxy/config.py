@@ -261,6 +261,9 @@ class MediaSettings:
     # issue 19: "auto" hands bridged plain-RTP calls to the kernel (nftables) when the
     # host allows it (proxy/media/fastpath/probe.py); "off": the userspace relay only
     fast_path: str = "auto"
+    # media worker processes relaying bridged calls' RTP (proxy/media/workers/); 0: the
+    # call process relays, as before.  Workers take the place of the kernel fast path.
+    workers: int = 0
 
 
 # --- issue 20: segments on S3-compatible object storage ----------------------------------
@@ -1125,6 +1128,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "nat_latch_seconds": _number(0, 10),
             "srtp": _srtp,
             "fast_path": _choice("auto", "off"),
+            "workers": _int(0, 64),
         },
         "recording": {
             "dir": path,

@@ -39,7 +39,7 @@ from ..sip.uri import SipUri, parse_uri
 from ..storage.catalog import Catalog
 from .call import Call
 from .health import TargetHealth
-from .media_wiring import KernelForwarding, Player, SessionFactory
+from .media_wiring import KernelForwarding, MediaWorkers, Player, SessionFactory
 from .phases import CallPhase
 from .probe import Prober
 from .prompt import Prompt
@@ -113,6 +113,7 @@ class B2bua:
             lambda: MediaSession(allocator, advertise, nat_grace=grace)
         )
         self.kernel: KernelForwarding | None = None  # the fast path, when app.py found it
+        self.workers: MediaWorkers | None = None  # media worker processes, if configured
         self.catalog = catalog
         self.recordings = recordings
         self.notice = notice

@@ -122,7 +122,9 @@ class Call:
         self.a = LegSdp("caller", secrets.randbelow(2**31), advertise, srtp=srtp.caller)
         self.b = LegSdp("call taker", secrets.randbelow(2**31), advertise, srtp=srtp.call_taker)
         self.early_media = False  # the notice plays in a 183 (else after a 200)
-        self.media = CallMedia(b2bua.new_session(), b2bua.clock, b2bua.kernel)
+        self.media = CallMedia(
+            b2bua.new_session(), b2bua.clock, b2bua.kernel, b2bua.workers, self._media_lost
+        )
         self.entry: CallEntry | None = None  # its catalog rows, until written
         self.plan = unplanned(config, self.caller, self.callee)  # decided in _plan
         self.notice_prompt: Prompt | None = None
@@ -554,6 +556,14 @@ class Call:
     def hang_up(self, reason: str, outcome: CallOutcome | None = None) -> None:
         """End the call from outside its task (shutdown, an operator, a session timer)."""
         self.events.put_nowait(HangupRequested(reason, outcome))
+
+    def _media_lost(self, reason: str) -> None:
+        """The media worker relaying the call died: its media cannot go on, so the call
+        ends, and its recording is ``interrupted`` (as after a crash), not failed."""
+        recording = self.switch.recording
+        if recording is not None:
+            recording.interrupted = reason
+        self.hang_up(reason, CallOutcome.FAILED)
 
     async def _next(self, timeout: float | None = None) -> Event | None:
         event = await self.events.get(timeout)

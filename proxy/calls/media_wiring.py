@@ -49,15 +49,32 @@ class KernelForwarding(Protocol):
     def withdraw(self, leg: RtpLeg) -> None: ...
 
 
+class MediaWorkers(Protocol):
+    """The media worker processes (:class:`~proxy.media.workers.WorkerPool`), when in
+    use: offered and withdrawn as the kernel path is; ``lost(reason)`` is called if the
+    worker relaying the call dies (the call then ends, its recording interrupted)."""
+
+    def offer(self, a: RtpLeg, b: RtpLeg, lost: Callable[[str], None]) -> None: ...
+
+    def withdraw(self, leg: RtpLeg) -> None: ...
+
+
 class CallMedia:
     """Leg A (the caller's) and leg B (the call taker's) of one call."""
 
     def __init__(
-        self, session: MediaSession, player: Player, kernel: KernelForwarding | None = None
+        self,
+        session: MediaSession,
+        player: Player,
+        kernel: KernelForwarding | None = None,
+        workers: MediaWorkers | None = None,
+        lost: Callable[[str], None] | None = None,
     ) -> None:
         self.session = session
         self.player = player
         self.kernel = kernel
+        self.workers = workers
+        self.lost = lost
         self.a_leg: RtpLeg | None = None
         self.b_leg: RtpLeg | None = None
         self.pacer: PacketPacer | None = None  # the notice, then ringback, to the caller
@@ -231,6 +248,7 @@ class CallMedia:
         the beeps' length and the stream continues after them."""
         if staff_leg.closed:
             return
+        self._withdraw()  # the relay forwards while a tone plays, and renumbers after it
         rewriter = staff_leg.rewriter
         if rewriter is None:
             rewriter = StreamRewriter(secrets.randbits(32), secrets.randbits(16), 0)
@@ -244,7 +262,6 @@ class CallMedia:
             (rewriter.last_seq + 1) & 0xFFFF,
             (rewriter.last_ts + 160) & 0xFFFFFFFF,
         )
-        self._withdraw()  # the relay forwards while a tone plays, and renumbers after it
         staff_leg.muted = True
 
         def resume(_: object) -> None:
@@ -264,14 +281,25 @@ class CallMedia:
         self.session.close()
 
     def _offer(self) -> None:
-        """To the kernel once it can go (the fast path looks again while the legs latch)."""
-        if self.kernel is not None and self.a_leg is not None and self.b_leg is not None:
-            self.kernel.offer(self.a_leg, self.b_leg)
+        """To the kernel or a media worker once it can go (each looks again while the
+        legs latch)."""
+        a, b = self.a_leg, self.b_leg
+        if a is None or b is None:
+            return
+        if self.kernel is not None:
+            self.kernel.offer(a, b)
+        if self.workers is not None and self.lost is not None:
+            self.workers.offer(a, b, self.lost)
 
     def _withdraw(self) -> None:
-        """Back to the relay, now: its rules are removed before anything else changes."""
-        if self.kernel is not None and self.a_leg is not None:
+        """Back to the relay, now: the kernel's rules are removed, or the worker lets go
+        of the sockets, before anything else changes."""
+        if self.a_leg is None:
+            return
+        if self.kernel is not None:
             self.kernel.withdraw(self.a_leg)
+        if self.workers is not None:
+            self.workers.withdraw(self.a_leg)
 
 
 def check_family(leg: RtpLeg, address: sdp.MediaAddress) -> sdp.MediaAddress:

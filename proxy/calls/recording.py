@@ -138,6 +138,8 @@ class ActiveRecording:
     refused: str | None = None
     # the call's set-up transaction 1 could not take (dropped): its end write carries it
     set_up: CallBatch | None = field(default=None, repr=False)
+    # why its media ended before the call did (its media worker died), if so
+    interrupted: str | None = None
 
     async def row_written(self) -> None:
         """Wait until transaction 1 is over, however it ended (never raises: a later
@@ -516,6 +518,8 @@ class RecordingService:
         )
         if failure is not None:
             target, why = RecordingState.FAILED, failure
+        elif active.interrupted is not None:
+            target, why = RecordingState.INTERRUPTED, active.interrupted
         else:
             found = degradation(
                 quality,

@@ -40,6 +40,7 @@ import asyncio
 import enum
 import ipaddress
 import logging
+import os
 import socket
 import struct
 import time
@@ -202,6 +203,25 @@ class StreamRewriter:
             self.last_seq = new_seq
             self.last_ts = new_ts
 
+    def applied(self, data: bytes) -> bytearray:
+        """A rewritten copy of the relayed packet ``data`` (12-byte header checked)."""
+        packet = bytearray(data)
+        self.rewrite(packet)
+        return packet
+
+    def state(self) -> tuple[int, int, int, int, int, int]:
+        """Everything the rewriter knows, as integers (-1: no source yet), so that a
+        media worker continues the stream exactly, and gives it back (:meth:`load`)."""
+        source = -1 if self._source_ssrc is None else self._source_ssrc
+        return (self.ssrc, self.last_seq, self.last_ts, source, self._seq_offset, self._ts_offset)
+
+    def load(self, state: tuple[int, int, int, int, int, int]) -> None:
+        """Go on from the ``state`` another rewriter gave (:meth:`state`)."""
+        ssrc, last_seq, last_ts, source, seq_offset, ts_offset = state
+        self.ssrc, self.last_seq, self.last_ts = ssrc, last_seq, last_ts
+        self._source_ssrc = None if source < 0 else source
+        self._seq_offset, self._ts_offset = seq_offset, ts_offset
+
 
 def normalise_host(host: str) -> str:
     """An IP literal as the kernel reports a source (``0:0::1`` → ``::1``); anything
@@ -320,6 +340,44 @@ class RtpLeg:
         return self._rtp is None
 
     @property
+    def lent(self) -> bool:
+        """Whether a media worker reads the RTP socket now (:meth:`lend`)."""
+        return isinstance(self._rtp, _LentSocket)
+
+    def lend(self) -> int:
+        """Stop reading the RTP socket and return a descriptor of it for a media worker
+        (:mod:`.workers`), which reads it until :meth:`reclaim`.  What the call process
+        sends on the leg meanwhile (a telephone-event passed on) goes out of the same
+        socket; RTCP stays here."""
+        transport = self._rtp
+        if transport is None or isinstance(transport, _LentSocket):
+            raise RuntimeError(f"{self.name} leg on port {self.port} cannot be lent")
+        own = transport.get_extra_info("socket")
+        lent = socket.socket(own.family, own.type, fileno=os.dup(own.fileno()))
+        transport.close()  # the reader stops; the socket lives on in ``lent``
+        self._rtp = _LentSocket(lent)
+        return lent.fileno()
+
+    def reclaim(self) -> None:
+        """Read the RTP socket here again (packets that arrived since the worker let go
+        wait in the socket's buffer; the reader starts at the next loop iteration)."""
+        lent = self._rtp
+        if isinstance(lent, _LentSocket):
+            asyncio.get_running_loop().create_task(self._read_again(lent))
+
+    async def _read_again(self, lent: _LentSocket) -> None:
+        if self._rtp is not lent:  # closed meanwhile
+            return
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _RtpProtocol(self), sock=lent.sock
+        )
+        if self._rtp is lent:
+            self._rtp = transport
+        else:
+            transport.close()
+
+    @property
     def family(self) -> int:
         """4 or 6: the family of our sockets, so of the addresses they can reach."""
         return 6 if ":" in self.local_host else 4
@@ -394,15 +452,20 @@ class RtpLeg:
             sink(seq, ts, data[12:] if not data[0] & 0x3F else _payload(data))
 
     def record_forwarded(self, data: bytes) -> None:
-        """A packet from our party that the kernel forwarded to the peer (the fast path,
-        :mod:`.fastpath`; never SRTP): counted and recorded as ``rtp_received`` would,
-        with nothing sent."""
+        """A packet from our party that the kernel or a media worker forwarded to the
+        peer (:mod:`.fastpath`, :mod:`.workers`; never SRTP): counted and recorded as
+        ``rtp_received`` would, with nothing sent.  Telephone-events neither forwards
+        (they are kept for us) go to ``dtmf_sink``, as ``rtp_received`` hands them."""
         if len(data) < 12 or data[0] & 0xC0 != 0x80:
             return  # the kernel passed it on; the relay would have dropped it
         stats = self.stats
         stats.packets_in += 1
         stats.bytes_in += len(data)
         pt = data[1] & 0x7F
+        if pt == self.dtmf_payload_type and self.dtmf_sink is not None:
+            _, second, seq, ts, _ = _HEADER.unpack_from(data)
+            self.dtmf_sink(seq, ts, bool(second & 0x80), _payload(data), data)
+            return
         sink = self.sink
         if sink is not None and (
             pt == self.audio_payload_type or (pt in _G711 and self._codec_changed(pt))
@@ -440,11 +503,8 @@ class RtpLeg:
         transport = self._rtp
         if destination is None or transport is None or self.muted:
             return
-        packet: bytes | bytearray = data
         rewriter = self.rewriter
-        if rewriter is not None:
-            packet = bytearray(data)
-            rewriter.rewrite(packet)
+        packet: bytes | bytearray = data if rewriter is None else rewriter.applied(data)
         srtp = self.srtp
         if srtp is not None:
             try:
@@ -528,6 +588,23 @@ class RtpLeg:
                 "recproxy_rtp_send_errors_total, the call goes on",
                 self.name, self.port, destination[0], destination[1], exc,
             )  # fmt: skip
+
+
+class _LentSocket(asyncio.DatagramTransport):
+    """A leg's RTP socket while a media worker reads it: the call process only sends."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.sock = sock
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        self.sock.sendto(data, addr)  # what it raises, the leg counts as a send error
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def is_closing(self) -> bool:
+        return self.sock.fileno() < 0
 
 
 def _payload(data: bytes) -> bytes:

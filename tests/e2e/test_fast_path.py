@@ -28,7 +28,8 @@ import pytest
 from . import audio, fast_path_net
 from .conftest import E2e, end_world, new_world
 from .netns import in_private_network
-from .proxy_process import ProxySettings, export_wav, list_recordings, query, wait_for
+from .proxy_process import ProxySettings, list_recordings, query, wait_for
+from .recorded_call import LENGTH_TOLERANCE_S, check_whole_recording
 from .test_recording_control import STOP_TOLERANCE_S, StopByKeys
 
 pytestmark = pytest.mark.sipp
@@ -36,7 +37,6 @@ pytestmark = pytest.mark.sipp
 T = TypeVar("T")
 RATE = audio.RATE
 FAST = ProxySettings(media='fast_path = "auto"')
-LENGTH_TOLERANCE_S = 0.02  # the recording against the bridged time (catalog and SIPp)
 
 
 def _in_fast_path_namespace(folder: Path, body: Callable[[E2e], T]) -> T:
@@ -111,24 +111,12 @@ def _kernel_call(world: E2e, dialogue: bytes) -> None:
 
     # one complete recording, as long as the bridged call, caller left, call taker right
     [row] = list_recordings(world.config_path)
-    assert row["state"] == "complete", row
-    for channel in row["quality"].values():
-        assert channel["frames"] > 0 and channel["lost_frames"] == channel["late_frames"] == 0
     (call,) = [dict(r) for r in query(proxy.catalog_path, "SELECT * FROM calls")]
-    wav = audio.read_wav(export_wav(world.config_path, str(row["id"]), world.folder / "call.wav"))
-    assert (wav.channels, wav.rate) == (2, RATE)
-    bridged = (call["ended_at"] - call["bridged_at"]) / 1000
+    wav = check_whole_recording(world, call, row, caller_audio, taker_audio)
     by_sipp = (
         caller.first(sent=True, method="BYE").time - taker.first(sent=False, method="ACK").time
     )
-    assert abs(wav.seconds - bridged) <= LENGTH_TOLERANCE_S, (wav.seconds, bridged)
     assert abs(wav.seconds - by_sipp) <= LENGTH_TOLERANCE_S, (wav.seconds, by_sipp)
-    caller_pcm, taker_pcm = audio.ulaw_decode(caller_audio), audio.ulaw_decode(taker_audio)
-    left = audio.place(wav.channel(0), caller_pcm)
-    right = audio.place(wav.channel(1), taker_pcm)
-    assert len(left.inside) == left.voiced and len(right.inside) == right.voiced, (left, right)
-    assert audio.absent(wav.channel(0), taker_pcm), "the call taker is on the caller's channel"
-    assert audio.absent(wav.channel(1), caller_pcm), "the caller is on the call taker's channel"
 
 
 # ---------------------------------------------------------------------------------------

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import struct
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -20,13 +18,10 @@ from proxy.media.fastpath import KernelPath, detect, not_ready, remove_tables
 from proxy.media.fastpath.probe import capabilities, missing_permission
 from proxy.media.relay import LegMode, MediaSession, PortAllocator, RtpLeg
 from tests.e2e.netns import in_private_network
+from tests.media.loopback_phone import Parties, Phone, rtp
 
 STATUS = "Name:\tx\nCapEff:\t000001ffffffffff\n"
 FORWARD = ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.accept_local=1"]
-
-
-def rtp(seq: int, pt: int = 0, ssrc: int = 0xABCD) -> bytes:
-    return struct.pack("!BBHII", 0x80, pt, seq, seq * 160, ssrc) + bytes([seq & 0xFF]) * 160
 
 
 def test_permissions_are_read_from_proc() -> None:
@@ -51,39 +46,10 @@ def test_off_is_off_and_a_host_that_does_not_forward_keeps_the_relay() -> None:
     assert in_private_network(in_a_new_namespace, timeout=20) == "net.ipv4.ip_forward is not 1"
 
 
-class Phone:
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-        self.port: int = self.sock.getsockname()[1]
-        self.received: list[tuple[bytes, tuple[str, int]]] = []
-
-    def send(self, data: bytes, port: int) -> None:
-        self.sock.sendto(data, ("127.0.0.1", port))
-
-    def drain(self) -> None:
-        while True:
-            try:
-                data, source = self.sock.recvfrom(2048)
-            except BlockingIOError:
-                return
-            self.received.append((data, source))
-
-
-class World:
+class World(Parties):
     def __init__(self, path: KernelPath, session: MediaSession, a: RtpLeg, b: RtpLeg) -> None:
-        self.path, self.session, self.a, self.b = path, session, a, b
-        self.caller, self.taker = Phone(), Phone()
-        self.recorded: dict[str, list[int]] = {"a": [], "b": []}
-        self.events: list[int] = []
-        a.set_remote("127.0.0.1", self.caller.port)
-        b.set_remote("127.0.0.1", self.taker.port)
-        a.audio_payload_type = b.audio_payload_type = 0
-        a.sink = lambda seq, ts, payload: self.recorded["a"].append(seq)
-        b.sink = lambda seq, ts, payload: self.recorded["b"].append(seq)
-        b.dtmf_payload_type = 101
-        b.dtmf_sink = lambda seq, ts, marker, payload, packet: self.events.append(seq)
+        super().__init__(a, b)
+        self.path, self.session = path, session
         session.bridge()
 
     async def hand_over(self) -> None:

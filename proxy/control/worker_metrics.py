@@ -1,0 +1,62 @@
+"""Metrics of the media worker processes (issue 19), one series per worker place:
+whether its process is up, calls it relays now, RTP packets it handed up to be
+recorded, and restarts of its process.  Read from the pool at each scrape: the call
+process sees every packet a worker relays (it records them), so no scrape of the
+workers themselves is needed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from ..media.workers import WorkerSnapshot
+
+
+class WorkerMetrics:
+    """Registered on ``registry``; ``snapshot`` is read when scraped."""
+
+    def __init__(
+        self, registry: CollectorRegistry, snapshot: Callable[[], list[WorkerSnapshot]]
+    ) -> None:
+        self._snapshot = snapshot
+        registry.register(self)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self._snapshot())
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families([])
+
+    @staticmethod
+    def _families(workers: list[WorkerSnapshot]) -> list[Metric]:
+        up = GaugeMetricFamily(
+            "recproxy_media_worker_up",
+            "1 when the media worker process in this place runs and said hello (calls go "
+            "only to such workers); 0 while it starts or is being restarted.",
+            labels=["worker"],
+        )
+        calls = GaugeMetricFamily(
+            "recproxy_media_worker_calls",
+            "Bridged calls whose RTP a media worker process relays now.",
+            labels=["worker"],
+        )
+        packets = CounterMetricFamily(
+            "recproxy_media_worker_packets",
+            "RTP packets a media worker relayed and handed up to be recorded.",
+            labels=["worker"],
+        )
+        restarts = CounterMetricFamily(
+            "recproxy_media_worker_restarts",
+            "Times a media worker process died and was started again (its calls ended, "
+            "their recordings interrupted).",
+            labels=["worker"],
+        )
+        for worker in workers:
+            label = [str(worker.place)]
+            up.add_metric(label, 1 if worker.ready else 0)
+            calls.add_metric(label, worker.calls)
+            packets.add_metric(label, worker.packets)
+            restarts.add_metric(label, worker.restarts)
+        return [up, calls, packets, restarts]

@@ -1,0 +1,421 @@
+"""The call process's side of the media workers: N worker processes, the bridged calls
+handed to them, and what happens when one dies.
+
+``offer(a, b, lost)`` hands a call to the least busy worker once it can go — exactly
+the calls the kernel fast path would take (:func:`~proxy.media.fastpath.kernel_path.
+not_ready`: bridged both ways, latched, plain RTP, nothing playing), looked at again
+every ``RETRY_SECONDS`` while the legs latch.  Its two RTP sockets are lent to the
+worker (:meth:`~proxy.media.relay.RtpLeg.lend`), which relays them and hands every
+packet up in batches (:mod:`.protocol`); each packet then goes to its leg's
+``record_forwarded``, so the recorder's jitter buffer, the tick, the writer and the
+catalog work as before, with no socket work per packet in this process.
+
+A call comes back (``withdraw``, answered at once: the pool waits up to
+``GIVE_BACK_SECONDS`` for the worker's reply) when the call flow asks — a tone, a
+transfer, a hold, the end — or when the pool sees a leg change under it (looked at
+every ``CHECK_SECONDS``: a re-INVITE's new address, payload types or keys, a hold), or
+when the worker met a packet from another source (then the relay's latching decides).
+
+A worker that dies (its control socket reads end-of-file) ends its calls only: each
+call's ``lost(reason)`` is called (the call flow marks its recording ``interrupted`` and
+hangs up), and a new worker takes the dead one's place (at most one restart a second
+per place).  Counted, logged, and shown in :meth:`snapshot`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..fastpath.kernel_path import PERMANENT, RETRY_FOR_SECONDS, RETRY_SECONDS, not_ready
+from ..relay import LegMode, RtpLeg
+from .protocol import (
+    GiveBack,
+    Hello,
+    LegCounts,
+    LegHandOver,
+    Packets,
+    ProtocolError,
+    Returned,
+    Take,
+    encode_give_back,
+    encode_take,
+    parse_message,
+)
+
+log = logging.getLogger(__name__)
+
+GIVE_BACK_SECONDS = 0.5  # a worker that does not answer a give-back in this is killed
+CHECK_SECONDS = 0.1  # how often handed calls' legs are compared with what was handed
+RESTART_SECONDS = 1.0  # at most one restart a second per worker place
+_MAX_MESSAGE = 1 << 16
+_BUFFER_BYTES = 4 << 20
+_READS = 64  # messages read per readiness event (bounded: the loop has other work)
+
+Lost = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSnapshot:
+    """One worker place: its process now (and whether it said hello), calls it has,
+    packets it handed up, and how often its process was restarted."""
+
+    place: int
+    pid: int | None
+    ready: bool
+    calls: int
+    packets: int
+    restarts: int
+
+
+def _shape(leg: RtpLeg, peer: RtpLeg) -> tuple[object, ...]:
+    """What a worker was told about ``leg``, or relies on: a change means the relay
+    must take the call back."""
+    return (
+        leg.mode is LegMode.BRIDGED,
+        leg.latched,
+        leg.dtmf_payload_type if leg.dtmf_sink is not None else None,
+        leg.peer is peer,
+        leg.srtp is None,
+        leg.muted,
+        leg.closed,
+    )
+
+
+@dataclass(eq=False)
+class _Call:
+    id: int
+    a: RtpLeg
+    b: RtpLeg
+    lost: Lost
+    worker: _Worker | None = None  # the worker relaying it now
+    shape: tuple[object, ...] = ()
+    retry: asyncio.TimerHandle | None = None
+    deadline: float = 0.0
+
+    def legs(self) -> tuple[RtpLeg, RtpLeg]:
+        return self.a, self.b
+
+    def current_shape(self) -> tuple[object, ...]:
+        return _shape(self.a, self.b) + _shape(self.b, self.a)
+
+
+@dataclass(eq=False)
+class _Worker:
+    place: int
+    process: subprocess.Popen[bytes]
+    control: socket.socket
+    calls: dict[int, _Call] = field(default_factory=dict)
+    started: float = 0.0
+    ready: bool = False  # it said hello: calls may go to it
+
+
+class WorkerPool:
+    """``size`` media worker processes (see the module docstring)."""
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        command: Sequence[str] = (sys.executable, "-m", "proxy.media.workers.main"),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if size < 1:
+            raise ValueError("a worker pool needs at least one worker")
+        self.size = size
+        self.command = tuple(command)
+        self.clock = clock
+        self._places: list[_Worker | None] = [None] * size
+        self._packets = [0] * size
+        self._restarts = [0] * size
+        self._calls: dict[int, _Call] = {}  # by id, handed or waiting to be
+        self._by_leg: dict[RtpLeg, _Call] = {}
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._check: asyncio.TimerHandle | None = None
+
+    # -- the pool's life ----------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        for place in range(self.size):
+            self._spawn(place)
+        self._check = loop.call_later(CHECK_SECONDS, self._check_legs)
+
+    def close(self) -> None:
+        """Every call back to the relay, every worker ended (closing its socket ends it)."""
+        for call in list(self._calls.values()):
+            self._withdraw(call)
+        if self._check is not None:
+            self._check.cancel()
+            self._check = None
+        for place, worker in enumerate(self._places):
+            if worker is not None:
+                self._places[place] = None
+                self._end(worker)
+        self._loop = None
+
+    def pids(self) -> list[int]:
+        return [worker.process.pid for worker in self._places if worker is not None]
+
+    def snapshot(self) -> list[WorkerSnapshot]:
+        return [
+            WorkerSnapshot(
+                place,
+                worker.process.pid if worker is not None else None,
+                worker is not None and worker.ready,
+                len(worker.calls) if worker is not None else 0,
+                self._packets[place],
+                self._restarts[place],
+            )
+            for place, worker in enumerate(self._places)
+        ]
+
+    def _spawn(self, place: int) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for sock in (ours, theirs):
+            for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, option, _BUFFER_BYTES)
+        try:
+            process = subprocess.Popen(
+                [*self.command, str(theirs.fileno())], pass_fds=(theirs.fileno(),)
+            )
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        worker = _Worker(place, process, ours, started=self.clock())
+        self._places[place] = worker
+        assert self._loop is not None
+        self._loop.add_reader(ours.fileno(), self._readable, worker)
+        log.info("media worker %d started (pid %d)", place, process.pid)
+
+    def _end(self, worker: _Worker) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(worker.control.fileno())
+        worker.control.close()
+        try:
+            worker.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+
+    def _died(self, worker: _Worker, why: str) -> None:
+        """The worker is gone: its calls end (their recordings ``interrupted``), and a
+        new one takes its place."""
+        if self._places[worker.place] is not worker:
+            return
+        self._places[worker.place] = None
+        try:  # its socket closed as it exited: its status follows at once
+            worker.process.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:  # alive but failing us: ended here
+            worker.process.kill()
+        self._end(worker)
+        code = worker.process.returncode
+        reason = f"media worker {worker.place} (pid {worker.process.pid}) {why}, exit {code}"
+        log.error("%s: ending its %d call(s)", reason, len(worker.calls))
+        for call in list(worker.calls.values()):
+            self._forget(call)
+            try:
+                call.lost(reason)
+            except Exception:
+                log.exception("call %d: ending it after its media worker died failed", call.id)
+        self._restarts[worker.place] += 1
+        if self._loop is None:
+            return
+        wait = max(0.0, worker.started + RESTART_SECONDS - self.clock())
+        self._loop.call_later(wait, self._respawn, worker.place)
+
+    def _respawn(self, place: int) -> None:
+        if self._loop is not None and self._places[place] is None:
+            self._spawn(place)
+
+    # -- the call flow's side -----------------------------------------------------------
+
+    def offer(self, a: RtpLeg, b: RtpLeg, lost: Lost, *, now: bool = True) -> None:
+        """Hand the call to a worker as soon as it can go (see the module docstring);
+        nothing if a worker has it as it is."""
+        call = self._by_leg.get(a)
+        if call is not None and call.b is b:
+            if call.retry is not None:
+                return
+            if call.worker is not None and call.current_shape() == call.shape:
+                return
+        if call is not None:
+            self._withdraw(call)
+        call = _Call(next(self._ids) & 0xFFFFFFFF, a, b, lost, deadline=self.clock())
+        call.deadline += RETRY_FOR_SECONDS
+        self._calls[call.id] = call
+        self._by_leg[a] = self._by_leg[b] = call
+        if now or self._loop is None:
+            self._attempt(call)
+        else:
+            call.retry = self._loop.call_later(RETRY_SECONDS, self._attempt, call)
+
+    def withdraw(self, leg: RtpLeg) -> None:
+        """The call with ``leg`` back to the relay, now, and not offered again."""
+        call = self._by_leg.get(leg)
+        if call is not None:
+            self._withdraw(call)
+
+    def on_worker(self, leg: RtpLeg) -> bool:
+        call = self._by_leg.get(leg)
+        return call is not None and call.worker is not None
+
+    def _attempt(self, call: _Call) -> None:
+        call.retry = None
+        if self._calls.get(call.id) is not call:
+            return
+        reason = not_ready(call.a, call.b)
+        workers = [worker for worker in self._places if worker is not None and worker.ready]
+        if reason is None and workers:
+            self._hand(call, min(workers, key=lambda worker: len(worker.calls)))
+        elif reason in PERMANENT or self.clock() >= call.deadline or self._loop is None:
+            log.debug("port %d: call stays on the relay: %s", call.a.port, reason)
+            self._forget(call)
+        else:
+            call.retry = self._loop.call_later(RETRY_SECONDS, self._attempt, call)
+
+    def _hand(self, call: _Call, worker: _Worker) -> None:
+        legs = tuple(
+            LegHandOver(
+                leg.latched or ("", 0),
+                leg.dtmf_payload_type if leg.dtmf_sink is not None else None,
+                leg.rewriter.state() if leg.rewriter is not None else None,
+            )
+            for leg in call.legs()
+        )
+        message = encode_take(Take(call.id, (legs[0], legs[1])))
+        call.shape = call.current_shape()
+        fds = [leg.lend() for leg in call.legs()]
+        call.worker = worker
+        worker.calls[call.id] = call
+        try:
+            socket.send_fds(worker.control, [message], fds)
+        except OSError as exc:
+            log.warning("port %d: media worker %d refused the call: %s", call.a.port,
+                        worker.place, exc)  # fmt: skip
+            self._returned(call, Returned(call.id, "not taken", (LegCounts(), LegCounts())))
+            self._forget(call)
+
+    def _withdraw(self, call: _Call) -> None:
+        if call.retry is not None:
+            call.retry.cancel()
+            call.retry = None
+        worker = call.worker
+        if worker is not None:
+            self._give_back(worker, call)
+        self._forget(call)
+
+    def _forget(self, call: _Call) -> None:
+        if self._calls.get(call.id) is call:
+            del self._calls[call.id]
+        for leg in call.legs():
+            if self._by_leg.get(leg) is call:
+                del self._by_leg[leg]
+        if call.worker is not None:
+            call.worker.calls.pop(call.id, None)
+            call.worker = None
+
+    def _give_back(self, worker: _Worker, call: _Call) -> None:
+        """Ask for the call and wait for the answer (its last packets come first)."""
+        try:
+            worker.control.send(encode_give_back(call.id))
+        except OSError:
+            self._died(worker, "lost its control socket")
+            return
+        deadline = self.clock() + GIVE_BACK_SECONDS
+        while call.worker is worker and self._places[worker.place] is worker:
+            left = deadline - self.clock()
+            if left <= 0:
+                self._died(worker, f"did not give a call back in {GIVE_BACK_SECONDS} s")
+                return
+            readable, _, _ = select.select([worker.control], [], [], left)
+            if readable:
+                self._readable(worker)
+
+    def _check_legs(self) -> None:
+        """Calls whose legs changed under their worker go back to the relay (and are
+        offered again)."""
+        for call in list(self._calls.values()):
+            if call.worker is not None and call.current_shape() != call.shape:
+                self._withdraw(call)
+                if not (call.a.closed or call.b.closed):
+                    self.offer(call.a, call.b, call.lost, now=False)
+        if self._loop is not None:
+            self._check = self._loop.call_later(CHECK_SECONDS, self._check_legs)
+
+    # -- what the workers send ----------------------------------------------------------
+
+    def _readable(self, worker: _Worker) -> None:
+        for _ in range(_READS):
+            try:
+                data = worker.control.recv(_MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._died(worker, f"lost its control socket ({exc})")
+                return
+            if not data:
+                self._died(worker, "exited")
+                return
+            try:
+                message = parse_message(data)
+            except ProtocolError as exc:
+                self._died(worker, f"sent a bad message ({exc})")
+                return
+            if isinstance(message, Packets):
+                self._packets[worker.place] += self._record(worker, message)
+            elif isinstance(message, Hello):
+                worker.ready = True
+            elif isinstance(message, Returned):
+                call = worker.calls.get(message.call)
+                if call is not None:
+                    self._returned(call, message)
+                    self._forget(call)
+                    if message.foreign is not None and not (call.a.closed or call.b.closed):
+                        self.offer(call.a, call.b, call.lost, now=False)
+            elif isinstance(message, Take | GiveBack):
+                self._died(worker, f"sent a {type(message).__name__}")
+                return
+
+    @staticmethod
+    def _record(worker: _Worker, message: Packets) -> int:
+        """Each packet to its leg, as the relay would have given it (the hot path of
+        this side: a dictionary look-up and a call per packet)."""
+        calls = worker.calls
+        count = 0
+        for call_id, index, packet in message.records():
+            call = calls.get(call_id)
+            if call is not None:
+                (call.b if index else call.a).record_forwarded(packet)
+                count += 1
+        return count
+
+    @staticmethod
+    def _returned(call: _Call, returned: Returned) -> None:
+        """The call is back: the worker's counts added, the sockets read here again, and
+        a packet from another source given to the relay's latching."""
+        for leg, counts in zip(call.legs(), returned.legs, strict=True):
+            stats = leg.stats
+            stats.packets_out += counts.packets_out
+            stats.bytes_out += counts.bytes_out
+            stats.send_errors += counts.send_errors
+            stats.dropped_malformed += counts.dropped_malformed
+            if counts.rewriter is not None and leg.rewriter is not None:
+                leg.rewriter.load(counts.rewriter)
+            leg.reclaim()
+        foreign = returned.foreign
+        if foreign is not None:
+            leg = call.legs()[foreign.leg]
+            if not leg.closed:
+                leg.rtp_received(foreign.packet, foreign.source)
