@@ -30,7 +30,11 @@ One module per job:
 ``rows``               SQLite rows to the model
 ``migrations``         the versioned schema, applied when the catalog opens
 ``db``                 the one connection, in its own thread, one transaction per call
+``sql_catalog``        ``SqlCatalog``: the repositories on one database, either engine
 ``sqlite``             ``SqliteCatalog``: the repositories on one SQLite file
+``postgres``           ``PostgresCatalog``: the repositories on a PostgreSQL server
+``pg_connection``      the PostgreSQL connection the bodies see as SQLite's
+``pg_schema``          the migrations translated for PostgreSQL
 ``journal``            writes the catalog could not take now, retried in order
 
 Each repository is a small ``Protocol`` with its SQLite implementation, so a
@@ -91,6 +95,7 @@ from .model import (
     parse_utc,
 )
 from .parts import PartRepository, RecordingPart
+from .postgres import PostgresCatalog
 from .recording_events import RecordingEventLog
 from .recordings import RECOVERY_REASON, RecordingRepository
 from .retention import Due, Expired, RetentionCounts, RetentionRepository
@@ -109,6 +114,7 @@ from .sar import (
 from .search import RecordingSearch, Scope, SearchFilters, SearchHit, SearchQuery
 from .sip_credentials import SipCredentialRepository, SipCredentials
 from .siprec import SiprecParticipant, SiprecRepository, SiprecSession, SiprecSnapshot
+from .sql_catalog import SqlCatalog
 from .sqlite import SqliteCatalog
 from .users import (
     Credentials,
@@ -189,6 +195,7 @@ __all__ = [
     "NotFoundError",
     "NoticeMode",
     "PartRepository",
+    "PostgresCatalog",
     "Recording",
     "RecordingAction",
     "RecordingEnd",
@@ -227,6 +234,7 @@ __all__ = [
     "SiprecRepository",
     "SiprecSession",
     "SiprecSnapshot",
+    "SqlCatalog",
     "SqliteCatalog",
     "User",
     "UserRepository",

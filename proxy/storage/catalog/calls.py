@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol, Unpack
 
 from . import rows as to
-from .db import Connection, Database, insert, one, rows, update
+from .db import Connection, Database, Dialect, dialect, insert, one, rows, update
 from .errors import InvalidFieldError, NotFoundError
 from .model import (
     Call,
@@ -249,10 +249,11 @@ class SqliteCalls:
         were bridged, answered or started.  Run after recording recovery."""
 
         def body(conn: Connection) -> list[str]:
+            greatest = _GREATEST[dialect(conn)]
             found = rows(
                 conn,
-                "SELECT c.id, MAX(COALESCE(r.ended_at, 0), COALESCE(c.bridged_at, 0),"
-                " COALESCE(c.answered_at, 0), c.started_at) AS last"
+                f"SELECT c.id, {greatest}(MAX(COALESCE(r.ended_at, 0)),"
+                " COALESCE(c.bridged_at, 0), COALESCE(c.answered_at, 0), c.started_at) AS last"
                 " FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
                 " WHERE c.ended_at IS NULL GROUP BY c.id ORDER BY c.started_at",
             )
@@ -264,3 +265,7 @@ class SqliteCalls:
             return [str(row["id"]) for row in found]
 
         return await self._db.write(body)
+
+
+#: The greatest of several values: SQLite's scalar MAX, PostgreSQL's GREATEST.
+_GREATEST: dict[Dialect, str] = {"sqlite": "MAX", "postgresql": "GREATEST"}

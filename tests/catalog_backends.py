@@ -1,0 +1,127 @@
+"""The catalog's two engines for the tests: one fixture, ``backend``, parametrised over
+SQLite and PostgreSQL, so one test body runs against both.
+
+``backend.catalog(name)`` makes a catalog (not opened); the same ``name`` twice is the
+same database (a file, or a PostgreSQL database), for tests that reopen it.
+``backend.raw(name)`` is a plain connection to that database, to look or poke behind
+the catalog's back; on PostgreSQL it takes the same SQL as SQLite (placeholders, the
+``user`` column) and raises ``sqlite3.IntegrityError`` for a refused statement.
+
+The PostgreSQL server (:mod:`tests.pg_server`) starts once per session (or xdist
+worker), only if a test asks for it; each catalog is a fresh database, copied from a
+template migrated once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from proxy.storage.catalog import MIGRATIONS, Migration, PostgresCatalog, SqlCatalog, SqliteCatalog
+from proxy.storage.catalog.migrations import migrate
+from proxy.storage.catalog.pg_connection import PgConnection, connect
+from proxy.storage.catalog.values import to_ms, utc_now
+from tests.pg_server import PgServer, start_server
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+class Backend:
+    """See the module docstring."""
+
+    def __init__(self, kind: str, tmp_path: Path, server: PgServer | None) -> None:
+        self.kind = kind
+        self._tmp_path = tmp_path
+        self._server = server
+        self._urls: dict[str, str] = {}
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.kind == "sqlite"
+
+    def path(self, name: str = "catalog.db") -> Path:
+        return self._tmp_path / name
+
+    def url(self, name: str = "catalog.db", *, migrated: bool = True) -> str:
+        assert self._server is not None
+        if name not in self._urls:
+            template = _template(self._server) if migrated else None
+            self._urls[name] = self._server.fresh_database(template)
+        return self._urls[name]
+
+    def catalog(
+        self,
+        name: str = "catalog.db",
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        migrations: tuple[Migration, ...] = MIGRATIONS,
+        **options: Any,
+    ) -> SqlCatalog:
+        if self.is_sqlite:
+            return SqliteCatalog(self.path(name), clock=clock, migrations=migrations, **options)
+        url = self.url(name, migrated=migrations == MIGRATIONS)
+        return PostgresCatalog(url, clock=clock, migrations=migrations)
+
+    def names(self, conn: Any) -> set[str]:
+        """The tables and indexes of the database ``conn`` (from :meth:`raw`) is open on."""
+        sql = (
+            "SELECT name FROM sqlite_master"
+            if self.is_sqlite
+            else "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " UNION SELECT indexname FROM pg_indexes WHERE schemaname = 'public'"
+        )
+        return {row[0] for row in conn.execute(sql)}
+
+    @contextmanager
+    def raw(self, name: str = "catalog.db") -> Iterator[Any]:
+        if self.is_sqlite:
+            conn = sqlite3.connect(self.path(name))
+            try:
+                yield conn
+                conn.commit()
+            finally:
+                conn.close()
+            return
+        pg = PgConnection(psycopg.connect(self.url(name), autocommit=True))  # type: ignore[arg-type]
+        try:
+            yield pg
+        finally:
+            pg.close()
+
+
+_TEMPLATES: dict[int, str] = {}
+
+
+def _template(server: PgServer) -> str:
+    """A database migrated to the current schema once, for ``CREATE DATABASE ... TEMPLATE``."""
+    if id(server) not in _TEMPLATES:
+        name = "recproxy_template"
+        conn = connect(server.create_database(name), lock_timeout_ms=5000)
+        try:
+            migrate(conn, MIGRATIONS, to_ms("now", utc_now()), name)
+        finally:
+            conn.close()
+        _TEMPLATES[id(server)] = name
+    return _TEMPLATES[id(server)]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    server = start_server()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    server = request.getfixturevalue("pg_server") if request.param == "postgresql" else None
+    return Backend(request.param, tmp_path, server)
