@@ -14,9 +14,10 @@ template migrated once.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import pytest
 from proxy.storage.catalog import MIGRATIONS, Migration, PostgresCatalog, SqlCatalog, SqliteCatalog
 from proxy.storage.catalog.migrations import migrate
 from proxy.storage.catalog.pg_connection import PgConnection, connect
+from proxy.storage.catalog.pg_schema import translate_statement
 from proxy.storage.catalog.values import to_ms, utc_now
 from tests.pg_server import PgServer, start_server
 
@@ -79,21 +81,52 @@ class Backend:
         )
         return {row[0] for row in conn.execute(sql)}
 
-    @contextmanager
-    def raw(self, name: str = "catalog.db") -> Iterator[Any]:
-        if self.is_sqlite:
-            conn = sqlite3.connect(self.path(name))
-            try:
-                yield conn
-                conn.commit()
-            finally:
-                conn.close()
-            return
-        pg = PgConnection(psycopg.connect(self.url(name), autocommit=True))  # type: ignore[arg-type]
+    def raw(self, name: str = "catalog.db") -> AbstractContextManager[Any]:
+        return _raw(self.path(name)) if self.is_sqlite else _raw(self.url(name))
+
+
+def raw(catalog: SqlCatalog) -> AbstractContextManager[Any]:
+    """A plain connection to ``catalog``'s database (see the module docstring)."""
+    return _raw(catalog.path if isinstance(catalog, SqliteCatalog) else catalog.name)
+
+
+@contextmanager
+def _raw(where: Path | str) -> Iterator[Any]:
+    if isinstance(where, Path):
+        conn = sqlite3.connect(where)
         try:
-            yield pg
+            yield conn
+            conn.commit()
         finally:
-            pg.close()
+            conn.close()
+        return
+    pg = RawPg(psycopg.connect(where, autocommit=True))  # type: ignore[arg-type]
+    try:
+        yield pg
+    finally:
+        pg.close()
+
+
+class RawPg(PgConnection):
+    """A PostgreSQL connection for tests that also takes SQLite's trigger statements:
+    ``CREATE TRIGGER ... RAISE(ABORT, ...)`` (translated as a migration's would be) and
+    ``DROP TRIGGER name`` (its table looked up)."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        dropped = re.fullmatch(r"\s*DROP TRIGGER (\w+)\s*", sql)
+        if dropped is not None:
+            name = dropped.group(1)
+            cursor = super().execute(
+                "SELECT tgrelid::regclass FROM pg_trigger WHERE tgname = ?", (name,)
+            )
+            [table] = cursor.fetchone()
+            return super().execute(f"DROP TRIGGER {name} ON {table}")
+        if re.match(r"\s*CREATE TRIGGER", sql):
+            *statements, last = translate_statement(sql)
+            for statement in statements:
+                super().execute(statement)
+            return super().execute(last)
+        return super().execute(sql, parameters)
 
 
 _TEMPLATES: dict[int, str] = {}

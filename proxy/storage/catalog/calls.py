@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol, Unpack
 
 from . import rows as to
-from .db import Connection, Database, Dialect, dialect, insert, one, rows, update
+from .db import GREATEST, Connection, Database, dialect, insert, one, rows, update
 from .errors import InvalidFieldError, NotFoundError
 from .model import (
     Call,
@@ -249,7 +249,7 @@ class SqliteCalls:
         were bridged, answered or started.  Run after recording recovery."""
 
         def body(conn: Connection) -> list[str]:
-            greatest = _GREATEST[dialect(conn)]
+            greatest = GREATEST[dialect(conn)]
             found = rows(
                 conn,
                 f"SELECT c.id, {greatest}(MAX(COALESCE(r.ended_at, 0)),"
@@ -265,7 +265,3 @@ class SqliteCalls:
             return [str(row["id"]) for row in found]
 
         return await self._db.write(body)
-
-
-#: The greatest of several values: SQLite's scalar MAX, PostgreSQL's GREATEST.
-_GREATEST: dict[Dialect, str] = {"sqlite": "MAX", "postgresql": "GREATEST"}

@@ -93,6 +93,9 @@ def dialect(conn: Connection) -> Dialect:
     return "sqlite" if isinstance(conn, sqlite3.Connection) else "postgresql"
 
 
+#: The greatest of several values: SQLite's scalar MAX, PostgreSQL's GREATEST.
+GREATEST: dict[Dialect, str] = {"sqlite": "MAX", "postgresql": "GREATEST"}
+
 #: How each engine opens a write and a read transaction.  PostgreSQL's READ COMMITTED
 #: does not serialise writers as SQLite's ``BEGIN IMMEDIATE`` does, so every write first
 #: takes one transaction-scoped advisory lock (the audit chain and every read-then-write
@@ -149,8 +152,8 @@ def insert(
 def transaction(conn: Connection, *, write: bool = True) -> Iterator[None]:
     """A write (or read) transaction ... ``COMMIT``; ``ROLLBACK`` if the block or the
     commit raised."""
-    conn.execute(_BEGIN[dialect(conn), write])
     try:
+        conn.execute(_BEGIN[dialect(conn), write])  # on PostgreSQL, the lock may time out
         yield
         conn.commit()
     except BaseException:

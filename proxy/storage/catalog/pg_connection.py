@@ -13,7 +13,7 @@ operations anyway, as SQLite does.
 :class:`PgConnection` gives the bodies the part of ``sqlite3.Connection`` they use:
 
 - placeholders ``?`` and ``:name`` become psycopg's ``%s`` and ``%(name)s`` (a literal
-  ``%`` doubles), translated once per statement text; the bare identifier ``user`` (a
+  ``%``, even in a literal, doubles), translated once per statement text; the bare identifier ``user`` (a
   column of several tables, a reserved word on PostgreSQL) is quoted;
 - parameters are bound client side (psycopg's ``ClientCursor``), so an untyped ``?`` is
   typed by its context, as on SQLite; ``True``/``False`` are bound as 1/0 (the schema
@@ -79,7 +79,7 @@ def translate(sql: str) -> str:
             return "%%"
         if kind == "user":
             return '"user"'
-        return match.group()
+        return match.group().replace("%", "%%")  # psycopg formats the whole text
 
     return _TOKENS.sub(one, sql)
 

@@ -10,7 +10,7 @@ Rules, applied to each statement's text (outside string literals):
   (``rowid BIGINT GENERATED ALWAYS AS IDENTITY``), so ``ORDER BY ..., rowid`` (insertion
   order) means the same on both engines.
 - ``name NOT GLOB '*[^set]*'`` becomes the regular expression ``name !~ '[^set]'``.
-- A trigger that refuses a change (``BEGIN SELECT RAISE(ABORT, 'why'); END``) becomes a
+- A trigger that refuses a change (``[WHEN c] BEGIN SELECT RAISE(ABORT, 'why'); END``) becomes a
   PL/pgSQL function raising ``integrity_constraint_violation`` and a trigger calling it.
 - The connection then translates the result as it does every statement
   (:func:`.pg_connection.translate`: the bare identifier ``user`` is quoted).
@@ -32,7 +32,7 @@ _GLOB = re.compile(r"(\w+)\s+NOT\s+GLOB\s+'\*\[\^([^\]']*)\]\*'", re.IGNORECASE)
 _CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)\s*\(", re.I)
 _TRIGGER = re.compile(
     r"^\s*CREATE\s+TRIGGER\s+(\w+)\s+(BEFORE|AFTER)\s+(UPDATE|DELETE|INSERT)\s+ON\s+(\w+)"
-    r"\s+BEGIN\s+SELECT\s+RAISE\s*\(\s*ABORT\s*,\s*'((?:[^']|'')*)'\s*\)\s*;\s*END\s*$",
+    r"(?:\s+WHEN\s+(.+?))?\s+BEGIN\s+SELECT\s+RAISE\s*\(\s*ABORT\s*,\s*'((?:[^']|'')*)'\s*\)\s*;\s*END\s*$",
     re.IGNORECASE | re.DOTALL,
 )
 
@@ -58,7 +58,10 @@ def _with_rowid(create: str) -> str:
     return f"{create[:opening]}\n    rowid BIGINT GENERATED ALWAYS AS IDENTITY,{create[opening:]}"
 
 
-def _refusing_trigger(name: str, when: str, event: str, table: str, why: str) -> tuple[str, ...]:
+def _refusing_trigger(
+    name: str, when: str, event: str, table: str, condition: str | None, why: str
+) -> tuple[str, ...]:
+    only = "" if condition is None else f" WHEN ({condition})"
     return (
         f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$"
         f" BEGIN RAISE EXCEPTION USING ERRCODE = 'integrity_constraint_violation',"
