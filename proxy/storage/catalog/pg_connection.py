@@ -12,9 +12,9 @@ operations anyway, as SQLite does.
 
 :class:`PgConnection` gives the bodies the part of ``sqlite3.Connection`` they use:
 
-- placeholders ``?`` and ``:name`` become psycopg's ``%s`` and ``%(name)s`` (a literal
-  ``%``, even in a literal, doubles), translated once per statement text; the bare identifier ``user`` (a
-  column of several tables, a reserved word on PostgreSQL) is quoted;
+- placeholders ``?`` and ``:name`` become psycopg's ``%s`` and ``%(name)s`` (a ``%``,
+  even in a literal, doubles), translated once per statement text; the bare identifier
+  ``user`` (a column of several tables, a reserved word on PostgreSQL) is quoted;
 - parameters are bound client side (psycopg's ``ClientCursor``), so an untyped ``?`` is
   typed by its context, as on SQLite; ``True``/``False`` are bound as 1/0 (the schema
   keeps SQLite's 0/1 integers);

@@ -66,5 +66,6 @@ def _refusing_trigger(
         f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$"
         f" BEGIN RAISE EXCEPTION USING ERRCODE = 'integrity_constraint_violation',"
         f" MESSAGE = '{why}'; END $$",
-        f"CREATE TRIGGER {name} {when} {event} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()",
+        f"CREATE TRIGGER {name} {when} {event} ON {table}"
+        f" FOR EACH ROW{only} EXECUTE FUNCTION {name}()",
     )
