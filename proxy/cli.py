@@ -53,13 +53,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .catalog_setup import catalog_missing, catalog_name, make_catalog
 from .config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, load_config
 from .text_table import format_table
 
 if TYPE_CHECKING:
     from .records.holds import HoldDesk
     from .records.sar_export import ExportProgress
-    from .storage.catalog import Hold, RecordingSummary, User
+    from .storage.catalog import Hold, RecordingSummary, SqlCatalog, User
 
 PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
 EXIT_FAILURE = 1
@@ -412,12 +413,11 @@ async def _sar_export(args: argparse.Namespace) -> int:
     from .records.gate import Gate
     from .records.sar_export import SarExporter, SarExportError
     from .startup import StartupError
-    from .storage.catalog import SqliteCatalog
 
     config = _load(args)
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    if catalog_missing(config.catalog):
+        raise CliError(f"no catalog at {catalog_name(config.catalog)} (has the proxy run yet?)")
+    async with _catalog(config) as catalog:
         try:
             actor = await sar_actor(catalog, args.by)
         except SarCommandError as exc:
@@ -576,6 +576,12 @@ def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
 
+def _catalog(config: Config) -> SqlCatalog:
+    """The configured catalog (SQLite or PostgreSQL); the command line's SQLite writes
+    are ``FULL`` (each survives a power cut)."""
+    return make_catalog(config.catalog, synchronous="FULL")
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .app import StartupError, serve
     from .config_check import check_config
@@ -640,13 +646,13 @@ def _config_check(args: argparse.Namespace) -> int:
 
 async def _config_history(args: argparse.Namespace) -> int:
     from .config_version import SHORT
-    from .storage.catalog import SqliteCatalog, format_utc
+    from .storage.catalog import format_utc
     from .storage.catalog.config_versions import diff
 
     config = _load(args)
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    if catalog_missing(config.catalog):
+        raise CliError(f"no catalog at {catalog_name(config.catalog)} (has the proxy run yet?)")
+    async with _catalog(config) as catalog:
         versions = await catalog.config_versions.history()
     changes = [
         None if before is None else diff(before.version, before.settings, v.version, v.settings)
@@ -689,7 +695,6 @@ async def _keygen(args: argparse.Namespace) -> int:
     from .records.actor import os_account
     from .records.keys import audit_key_generated
     from .storage import crypto
-    from .storage.catalog import SqliteCatalog
 
     config = _load(args)
     passphrase = os.environ.get(PASSPHRASE_ENV)
@@ -721,7 +726,7 @@ async def _keygen(args: argparse.Namespace) -> int:
     except (FileExistsError, crypto.StorageCryptoError) as exc:
         raise CliError(f"{exc} (keys are never overwritten: losing one loses recordings)") from None
     config.catalog.path.parent.mkdir(parents=True, exist_ok=True)
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with _catalog(config) as catalog:
         await audit_key_generated(catalog.audit, public, actor=os_account())
     print(f"private key: {private_path}  (keep it off the proxy host)")
     print(f"public key:  {public_path}  (set {setting} to this)")
@@ -748,12 +753,12 @@ def _utc(value: datetime | None) -> str | None:
 
 
 async def _recordings_list(args: argparse.Namespace) -> int:
-    from .storage.catalog import SqliteCatalog, format_utc
+    from .storage.catalog import format_utc
 
     config = _load(args)
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    if catalog_missing(config.catalog):
+        raise CliError(f"no catalog at {catalog_name(config.catalog)} (has the proxy run yet?)")
+    async with _catalog(config) as catalog:
         # a metadata search is audited (P5) before anything is shown
         await catalog.audit.append(actor=_acting(args), action="search", detail=_filters(args))
         rows = await catalog.recordings.list_recordings(limit=args.limit)
@@ -791,7 +796,7 @@ def _filters(args: argparse.Namespace) -> dict[str, object]:
 
 async def _audit(args: argparse.Namespace) -> int:
     from .records.audit import check_and_anchor
-    from .storage.catalog import SqliteCatalog, format_utc, parse_utc
+    from .storage.catalog import format_utc, parse_utc
     from .storage.catalog.anchor import AnchorFileError, anchor_path
     from .storage.catalog.values import utc_now
 
@@ -802,9 +807,9 @@ async def _audit(args: argparse.Namespace) -> int:
             since = parse_utc(args.since)
         except ValueError as exc:
             raise CliError(f"--since: {exc}") from None
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    if catalog_missing(config.catalog):
+        raise CliError(f"no catalog at {catalog_name(config.catalog)} (has the proxy run yet?)")
+    async with _catalog(config) as catalog:
         if args.audit_command == "verify":
             anchors = anchor_path(config.catalog.path)
             try:
@@ -850,7 +855,6 @@ async def _export(args: argparse.Namespace) -> int:
         private_key_file,
     )
     from .startup import StartupError
-    from .storage.catalog import SqliteCatalog
 
     config = _load(args)
     try:
@@ -874,7 +878,7 @@ async def _export(args: argparse.Namespace) -> int:
         passphrase = key_passphrase(config.records.passphrase_file)
     except StartupError as exc:
         raise CliError(str(exc)) from None
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with _catalog(config) as catalog:
         try:
             done = await export_recording(
                 catalog,
@@ -901,11 +905,11 @@ async def _export(args: argparse.Namespace) -> int:
 
 async def _dnr(args: argparse.Namespace) -> int:
     from .config import NumberError
-    from .storage.catalog import DuplicateError, SqliteCatalog
+    from .storage.catalog import DuplicateError
 
     config = _load(args)
     config.catalog.path.parent.mkdir(parents=True, exist_ok=True)
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with _catalog(config) as catalog:
         if args.dnr_command == "add":
             try:
                 number = config.numbers.e164(args.number)
@@ -954,12 +958,11 @@ async def _dnr(args: argparse.Namespace) -> int:
 async def _holds(args: argparse.Namespace) -> int:
     from .records.errors import HoldRefused, InvalidHoldRequest, RecordNotFound
     from .records.holds import HoldDesk
-    from .storage.catalog import SqliteCatalog
 
     config = _load(args)
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    if catalog_missing(config.catalog):
+        raise CliError(f"no catalog at {catalog_name(config.catalog)} (has the proxy run yet?)")
+    async with _catalog(config) as catalog:
         desk = HoldDesk(catalog.holds, config.holds.kinds)
         try:
             if args.holds_command == "place":
@@ -1011,12 +1014,11 @@ def _print_holds(desk: HoldDesk, holds: Sequence[Hold], *, as_json: bool) -> Non
 
 async def _sar(args: argparse.Namespace) -> int:
     from .cli_sar import SarCommandError, run_sar
-    from .storage.catalog import SqliteCatalog
 
     config = _load(args)
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    if catalog_missing(config.catalog):
+        raise CliError(f"no catalog at {catalog_name(config.catalog)} (has the proxy run yet?)")
+    async with _catalog(config) as catalog:
         try:
             return await run_sar(args, config, catalog)
         except SarCommandError as exc:
@@ -1033,7 +1035,7 @@ def _password_from_stdin() -> str:
 
 async def _users(args: argparse.Namespace) -> int:
     from .records.accounts import AccountError, Accounts, UnknownUser, check_new_user
-    from .storage.catalog import Role, SqliteCatalog
+    from .storage.catalog import Role
     from .storage.catalog.values import utc_now
 
     config = _load(args)
@@ -1047,9 +1049,9 @@ async def _users(args: argparse.Namespace) -> int:
         except AccountError as exc:
             raise CliError(str(exc)) from None
         config.catalog.path.parent.mkdir(parents=True, exist_ok=True)  # the first admin
-    elif not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (no users yet: users add)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    elif catalog_missing(config.catalog):
+        raise CliError(f"no catalog at {catalog_name(config.catalog)} (no users yet: users add)")
+    async with _catalog(config) as catalog:
         accounts = Accounts(catalog.users, config.accounts)
         try:
             if args.users_command == "add":
@@ -1087,12 +1089,11 @@ async def _sip_password(args: argparse.Namespace, config: Config, by: str) -> in
     values for ``[registrar] realm``), or ``--remove`` it."""
     from .records.accounts import AccountError, UnknownUser
     from .records.sip_passwords import SipPasswords, address_of_record
-    from .storage.catalog import SqliteCatalog
 
     password = "" if args.remove else _password_from_stdin()
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (no users yet: users add)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    if catalog_missing(config.catalog):
+        raise CliError(f"no catalog at {catalog_name(config.catalog)} (no users yet: users add)")
+    async with _catalog(config) as catalog:
         try:
             passwords = SipPasswords(catalog.users, catalog.sip_credentials, config.registrar.realm)
             if args.remove:
@@ -1185,14 +1186,13 @@ def _progress_bar(done: int, total: int) -> None:
 
 async def _retention_sweep(args: argparse.Namespace) -> int:
     from .records.retention import RetentionSweeper
-    from .storage.catalog import SqliteCatalog
     from .storage.store import LocalDiskStore
 
     config = _load(args)
     as_of = _as_of(args.as_of)
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    if catalog_missing(config.catalog):
+        raise CliError(f"no catalog at {catalog_name(config.catalog)} (has the proxy run yet?)")
+    async with _catalog(config) as catalog:
         sweeper = RetentionSweeper(
             catalog.retention,
             catalog.audit,

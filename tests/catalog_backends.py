@@ -25,10 +25,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from proxy.storage.catalog import MIGRATIONS, Migration, PostgresCatalog, SqlCatalog, SqliteCatalog
+from proxy.storage.catalog import MIGRATIONS, Migration, SqlCatalog, SqliteCatalog
 from proxy.storage.catalog.migrations import migrate
 from proxy.storage.catalog.pg_connection import PgConnection, connect
 from proxy.storage.catalog.pg_schema import translate_statement
+from proxy.storage.catalog.postgres import PostgresCatalog
 from proxy.storage.catalog.values import to_ms, utc_now
 from tests.pg_server import PgServer, start_server
 

@@ -865,9 +865,9 @@ CRASH_SCRIPT = """
 import asyncio, json, sys
 from datetime import UTC, datetime
 from proxy.storage.catalog import (
-    CallDirection, NewCall, NewRecording, NewSegment, PostgresCatalog, SegmentFacts,
-    SqliteCatalog,
+    CallDirection, NewCall, NewRecording, NewSegment, SegmentFacts, SqliteCatalog,
 )
+from proxy.storage.catalog.postgres import PostgresCatalog
 
 async def main() -> None:
     where = sys.argv[1]

@@ -206,7 +206,8 @@ CHILD = textwrap.dedent(
     """
     import asyncio, os, signal, sys
     from tests.storage.test_catalog_call_writes import set_up
-    from proxy.storage.catalog import PostgresCatalog, SqliteCatalog
+    from proxy.storage.catalog import SqliteCatalog
+    from proxy.storage.catalog.postgres import PostgresCatalog
 
     async def main():
         where = sys.argv[1]

@@ -25,12 +25,11 @@ from proxy.storage.catalog import (
     CatalogUnavailableError,
     InvalidFieldError,
     NewCall,
-    PostgresCatalog,
     SqliteCatalog,
 )
 from proxy.storage.catalog.db import WRITE_LOCK
 from proxy.storage.catalog.pg_connection import translate
-from proxy.storage.catalog.postgres import check_url
+from proxy.storage.catalog.postgres import PostgresCatalog, check_url
 from tests.pg_server import PgServer, start_server
 
 T0 = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)

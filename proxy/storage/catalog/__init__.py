@@ -33,6 +33,7 @@ One module per job:
 ``sql_catalog``        ``SqlCatalog``: the repositories on one database, either engine
 ``sqlite``             ``SqliteCatalog``: the repositories on one SQLite file
 ``postgres``           ``PostgresCatalog``: the repositories on a PostgreSQL server
+                       (imported from its module: psycopg loads only when it is used)
 ``pg_connection``      the PostgreSQL connection the bodies see as SQLite's
 ``pg_schema``          the migrations translated for PostgreSQL
 ``journal``            writes the catalog could not take now, retried in order
@@ -95,7 +96,6 @@ from .model import (
     parse_utc,
 )
 from .parts import PartRepository, RecordingPart
-from .postgres import PostgresCatalog
 from .recording_events import RecordingEventLog
 from .recordings import RECOVERY_REASON, RecordingRepository
 from .retention import Due, Expired, RetentionCounts, RetentionRepository
@@ -195,7 +195,6 @@ __all__ = [
     "NotFoundError",
     "NoticeMode",
     "PartRepository",
-    "PostgresCatalog",
     "Recording",
     "RecordingAction",
     "RecordingEnd",
