@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="one JSON array")
     listing.add_argument("--limit", type=int, default=1000)
 
+    from .cli_db import add_db_commands  # issue 20: db upgrade | check | copy
+
+    add_db_commands(commands, _config_option)
+
     audit = commands.add_parser("audit", help="the hash-chained audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     audit_verify = audit_commands.add_parser(
@@ -543,6 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_sar_export(args))
         if args.command == "audit":
             return asyncio.run(_audit(args))
+        if args.command == "db":
+            return _db(args)
         if args.command == "export":
             return asyncio.run(_export(args))
         if args.command == "dnr":
@@ -574,6 +580,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config)
+
+
+def _db(args: argparse.Namespace) -> int:
+    """``recproxy db ...`` (issue 20; handlers in :mod:`proxy.cli_db`)."""
+    from .cli_db import DbCommandError, run_db
+
+    try:
+        return asyncio.run(run_db(args, _load(args)))
+    except DbCommandError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _catalog(config: Config) -> SqlCatalog:

@@ -18,10 +18,11 @@ from .bulk import SqliteBulkRequests
 from .call_writes import SqliteCallWrites
 from .calls import SqliteCalls
 from .config_versions import SqliteConfigVersions
-from .db import Database
+from .db import Connection, Database
 from .do_not_record import SqliteDoNotRecord
 from .flags import SqliteFlags
 from .holds import SqliteHolds
+from .maintenance import CatalogCheck, check
 from .migrations import Migration, applied_version, check_numbering, migrate
 from .parts import SqliteParts
 from .recording_events import SqliteRecordingEvents
@@ -71,12 +72,22 @@ class SqlCatalog:
         self.sip_credentials = SqliteSipCredentials(db, clock)
         self.call_writes = SqliteCallWrites(db, clock)
 
-    async def open(self) -> Self:
-        """Connect and bring the schema up to date."""
+    async def open(self, *, upgrade: bool = True) -> Self:
+        """Connect and bring the schema up to date (``upgrade=False``: leave it as it is,
+        for ``recproxy db check``, which only looks)."""
         if not self._db.is_open:
             now_ms = to_ms("now", self._clock())
-            await self._db.open(lambda conn: migrate(conn, self._migrations, now_ms, self.name))
+
+            def setup(conn: Connection) -> None:
+                if upgrade:
+                    migrate(conn, self._migrations, now_ms, self.name)
+
+            await self._db.open(setup)
         return self
+
+    async def check(self) -> CatalogCheck:
+        """The schema version applied and the engine's integrity checks (one read)."""
+        return await self._db.read(check)
 
     async def close(self) -> None:
         """Close once the operations already asked for have run."""
