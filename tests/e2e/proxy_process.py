@@ -164,6 +164,7 @@ class ProxySettings:
     call_taker: str | None = None
     routing: str = ""
     recording: str = ""  # more [recording] lines (hold_seconds, ...)
+    catalog: str = ""  # issue 20: more [catalog] lines (url = "postgresql://...")
 
 
 def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySettings) -> Path:
@@ -211,6 +212,7 @@ private_key = "data/keys/recording.key"
 {settings.recording}
 [catalog]
 path = "data/catalog.sqlite3"
+{settings.catalog}
 
 [http]
 listen = "127.0.0.1:{ports.http}"
