@@ -95,7 +95,7 @@ class PgServer:
 
     def create_database(self, name: str, template: str = "template0") -> str:
         with self.admin() as conn:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY = FILE_COPY')
         return self.url(name)
 
     def fresh_database(self, template: str | None = None) -> str:
