@@ -36,11 +36,13 @@ def _bin(name: str) -> str:
 class PgServer:
     """One PostgreSQL cluster; ``start()`` / ``stop()`` / ``url(database)``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, port: int | None = None, *, durable: bool = False) -> None:
         self.root = root
+        self.durable = durable  # fsync and synchronous commit on: as in production
         self.data = root / "data"
-        self._ports: PortBlock = reserve_ports()
-        self.port = self._ports.base + 98
+        # tests take a port of their own block; a benchmark names a fixed one
+        self._ports: PortBlock | None = reserve_ports() if port is None else None
+        self.port = port if self._ports is None else self._ports.base + 98
         self._as_root = os.geteuid() == 0
         self.user = "postgres" if self._as_root else getpass.getuser()
         self._templates: set[str] = set()
@@ -68,10 +70,9 @@ class PgServer:
         )
 
     def start(self) -> None:
-        options = (
-            f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off"
-            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=60"
-        )
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=60"
+        if not self.durable:  # tests: a crash of the test server loses nothing of value
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             _bin("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-o", options,
             "-w", "-t", "60", "start",
@@ -84,7 +85,8 @@ class PgServer:
         try:
             self.stop("immediate")
         finally:
-            self._ports.release()
+            if self._ports is not None:
+                self._ports.release()
             shutil.rmtree(self.root, ignore_errors=True)
 
     def url(self, database: str = "postgres") -> str:
@@ -114,10 +116,10 @@ class PgServer:
                 time.sleep(0.1)
 
 
-def start_server() -> PgServer:
+def start_server(port: int | None = None, *, durable: bool = False) -> PgServer:
     """A started server in a new directory under /tmp (not under pytest's own temporary
     directory, which only root may enter)."""
-    server = PgServer(Path(tempfile.mkdtemp(prefix="recproxy-pg-")))
+    server = PgServer(Path(tempfile.mkdtemp(prefix="recproxy-pg-")), port, durable=durable)
     server.init()
     server.start()
     server.wait_ready()
