@@ -66,7 +66,7 @@ from proxy.storage.catalog import (  # noqa: E402
     SqliteCatalog,
 )
 from proxy.storage.catalog.postgres import PostgresCatalog  # noqa: E402
-from tests.pg_server import PgServer, start_server  # noqa: E402
+from tests.pg_server import PgServer, running_server  # noqa: E402
 
 T0 = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 QUALITY = (
@@ -190,14 +190,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="catalog-ops-") as folder:
         sqlite = SqliteCatalog(Path(folder) / "catalog.sqlite3", synchronous="NORMAL")
         results["sqlite (WAL, synchronous NORMAL)"] = asyncio.run(run(sqlite, None, args))
-    server = start_server(args.port, durable=True)
-    try:
+    with running_server(args.port, durable=True) as server:
         url = server.fresh_database()
         results["postgresql 15 (loopback TCP, fsync on)"] = asyncio.run(
             run(PostgresCatalog(url), server, args)
         )
-    finally:
-        server.close()
     text = json.dumps(results, indent=2)
     print(text)
     if str(args.out) != "/dev/null":

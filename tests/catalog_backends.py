@@ -31,7 +31,7 @@ from proxy.storage.catalog.pg_connection import PgConnection, connect
 from proxy.storage.catalog.pg_schema import translate_statement
 from proxy.storage.catalog.postgres import PostgresCatalog
 from proxy.storage.catalog.values import to_ms, utc_now
-from tests.pg_server import PgServer, start_server
+from tests.pg_server import PgServer, running_server
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -196,11 +196,8 @@ def _template(server: PgServer) -> str:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
-    server = start_server()
-    try:
+    with running_server() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(params=BACKENDS)

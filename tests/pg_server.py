@@ -19,6 +19,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -124,3 +126,13 @@ def start_server(port: int | None = None, *, durable: bool = False) -> PgServer:
     server.start()
     server.wait_ready()
     return server
+
+
+@contextmanager
+def running_server(port: int | None = None, *, durable: bool = False) -> Iterator[PgServer]:
+    """``with running_server() as server:`` a started server, stopped and removed after."""
+    server = start_server(port, durable=durable)
+    try:
+        yield server
+    finally:
+        server.close()

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.pg_server import PgServer, start_server
+from tests.pg_server import PgServer, running_server
 
 from . import audio
 from .conftest import E2e
@@ -24,11 +24,8 @@ LENGTH_TOLERANCE_S = 0.2
 @pytest.fixture
 def server() -> Iterator[PgServer]:
     """A server of the test's own: it is stopped and started mid-call."""
-    started = start_server()
-    try:
+    with running_server() as started:
         yield started
-    finally:
-        started.close()
 
 
 def seconds_of(ulaw: bytes, start: float, end: float) -> bytes:

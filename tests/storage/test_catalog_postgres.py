@@ -30,7 +30,7 @@ from proxy.storage.catalog import (
 from proxy.storage.catalog.db import WRITE_LOCK
 from proxy.storage.catalog.pg_connection import translate
 from proxy.storage.catalog.postgres import PostgresCatalog, check_url
-from tests.pg_server import PgServer, start_server
+from tests.pg_server import PgServer, running_server
 
 T0 = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
 
@@ -242,11 +242,8 @@ async def test_a_write_waiting_past_the_lock_timeout_is_unavailable(pg_server: P
 @pytest.fixture
 def own_server() -> Iterator[PgServer]:
     """A server of the test's own, to stop and start (the session's is shared)."""
-    server = start_server()
-    try:
+    with running_server() as server:
         yield server
-    finally:
-        server.close()
 
 
 async def test_writes_during_an_outage_are_journalled_and_land_after_it(
