@@ -19,11 +19,13 @@ import psycopg
 import pytest
 
 from proxy.storage.catalog import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     CallDirection,
     CatalogJournal,
     CatalogUnavailableError,
     InvalidFieldError,
+    Migration,
     NewCall,
     SqliteCatalog,
 )
@@ -188,6 +190,42 @@ async def test_both_engines_have_the_same_schema(tmp_path: Path, pg_server: PgSe
     assert len(sqlite["tables"]) > 25 and len(sqlite["indexes"]) > 30  # the check can fail
     for part in sqlite:
         assert postgres[part] == sqlite[part], part
+
+
+async def test_a_migration_that_rebuilds_a_table_gives_its_own_postgresql_statements(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    """SQLite cannot alter a column, so such a migration rebuilds the table; PostgreSQL
+    alters it in place, as the migration's ``postgresql`` statements say."""
+    made = Migration(SCHEMA_VERSION + 1, "notes", ("CREATE TABLE notes (body TEXT)",))
+    widened = Migration(
+        SCHEMA_VERSION + 2,
+        "notes get a NOT NULL author",
+        (
+            "CREATE TABLE notes_new (body TEXT, author TEXT NOT NULL DEFAULT '')",
+            "INSERT INTO notes_new (body) SELECT body FROM notes",
+            "DROP TABLE notes",
+            "ALTER TABLE notes_new RENAME TO notes",
+            "PRAGMA foreign_key_check",  # SQLite's own: PostgreSQL would refuse this list
+        ),
+        postgresql=("ALTER TABLE notes ADD COLUMN author TEXT NOT NULL DEFAULT ''",),
+    )
+    path, url = tmp_path / "catalog.sqlite3", pg_server.fresh_database()
+    migrations = (*MIGRATIONS, made, widened)
+    async with (
+        SqliteCatalog(path, migrations=migrations),
+        PostgresCatalog(url, migrations=migrations) as catalog,
+    ):
+        assert await catalog.schema_version() == SCHEMA_VERSION + 2
+    sqlite, postgres = _sqlite_schema(path), _pg_schema(url)
+    assert (
+        postgres["columns"]["notes"]
+        == sqlite["columns"]["notes"]
+        == {
+            ("body", False, False),
+            ("author", True, False),
+        }
+    )
 
 
 # --------------------------------------------------------------------------- two nodes
