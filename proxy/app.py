@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from . import records_child
 from .calls.b2bua import REFUSED_METHODS, B2bua, CallPhase, Prompt
 from .calls.recording import RecordingService
+from .catalog_setup import make_catalog
 from .config import Config
 from .config_version import version_of
 from .control.api import add_routes
@@ -71,7 +72,7 @@ from .sip.tls import TlsContexts, TlsSettings, TlsSetupError, load_contexts
 from .sip.transport import SipTransport, TcpLimits
 from .startup import StartupError as StartupError
 from .storage import crypto
-from .storage.catalog import Catalog, SqliteCatalog
+from .storage.catalog import Catalog, SqlCatalog
 from .storage.catalog.anchor import anchor_path
 from .storage.catalog.values import utc_now
 from .storage.s3_store import S3SegmentStore
@@ -180,7 +181,7 @@ class Server:
     config: Config
     bus: EventBus
     metrics: Metrics
-    catalog: SqliteCatalog
+    catalog: SqlCatalog
     writer: RecordingWriter
     recorder: Recorder
     recordings: RecordingService
@@ -259,10 +260,7 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     call_feed = CallFeed()  # the call takers' pages, live (issue 17)
     call_feed.subscribe(bus)
 
-    catalog = await SqliteCatalog(
-        config.catalog.path,
-        synchronous="FULL" if config.catalog.synchronous == "full" else "NORMAL",
-    ).open()
+    catalog = await make_catalog(config.catalog).open()
     stack.push_async_callback(catalog.close)
     config_version = await _record_config_version(config, catalog, prompts)
     if key_made:
@@ -513,7 +511,7 @@ def _core_settings(config: Config, port: int) -> CoreSettings:
 
 def _start_sweeper(
     config: Config,
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
     bus: EventBus,
     stack: contextlib.AsyncExitStack,
     store: SegmentStore,
@@ -563,7 +561,7 @@ async def _start_webhook(config: Config, stack: contextlib.AsyncExitStack) -> We
 @contextlib.asynccontextmanager
 async def _recording_pipeline(
     config: Config,
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
     public_key: X25519PublicKey,
     metrics: Metrics,
     bus: EventBus,

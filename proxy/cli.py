@@ -53,13 +53,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .catalog_setup import catalog_missing, catalog_name, make_catalog
 from .config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, load_config
 from .text_table import format_table
 
 if TYPE_CHECKING:
     from .records.holds import HoldDesk
     from .records.sar_export import ExportProgress
-    from .storage.catalog import Hold, RecordingSummary, User
+    from .storage.catalog import Hold, RecordingSummary, SqlCatalog, User
     from .storage.store import SegmentStore
 
 PASSPHRASE_ENV = "RECPROXY_KEY_PASSPHRASE"
@@ -125,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(listing)
     listing.add_argument("--json", action="store_true", help="one JSON array")
     listing.add_argument("--limit", type=int, default=1000)
+
+    from .cli_db import add_db_commands  # issue 20: db upgrade | check | copy
+
+    add_db_commands(commands, _config_option)
 
     audit = commands.add_parser("audit", help="the hash-chained audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
@@ -364,12 +369,11 @@ def _sar_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 async def _store_copy(args: argparse.Namespace) -> int:
     """``recproxy store copy --to s3``: recordings still being written are skipped."""
     from .cli_store import being_recorded, store_copy
-    from .storage.catalog import SqliteCatalog
 
     config = _load(args)
     writing: set[str] = set()
-    if config.catalog.path.exists():
-        async with SqliteCatalog(config.catalog.path) as catalog:
+    if not catalog_missing(config.catalog):
+        async with _catalog(config) as catalog:
             writing = await being_recorded(catalog)
     return await asyncio.to_thread(
         store_copy, config, remove_local=args.remove_local, writing=writing
@@ -447,12 +451,9 @@ async def _sar_export(args: argparse.Namespace) -> int:
     from .records.gate import Gate
     from .records.sar_export import SarExporter, SarExportError
     from .startup import StartupError
-    from .storage.catalog import SqliteCatalog
 
     config = _load(args)
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog, _segment_store(config) as store:
+    async with _existing_catalog(config) as catalog, _segment_store(config) as store:
         try:
             actor = await sar_actor(catalog, args.by)
         except SarCommandError as exc:
@@ -579,6 +580,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_sar_export(args))
         if args.command == "audit":
             return asyncio.run(_audit(args))
+        if args.command == "db":
+            return _db(args)
         if args.command == "export":
             return asyncio.run(_export(args))
         if args.command == "dnr":
@@ -615,12 +618,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _recover(args: argparse.Namespace) -> int:
     """``recproxy recover --node NAME`` (:mod:`.cli_recover`)."""
     from .cli_recover import RecoverRefused, recover_node
-    from .storage.catalog import SqliteCatalog
 
     config = _load(args)
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog, _segment_store(config) as store:
+    async with _existing_catalog(config) as catalog, _segment_store(config) as store:
         try:
             done = await recover_node(config, catalog, store, args.node, actor=_acting(args))
         except RecoverRefused as exc:
@@ -651,6 +651,30 @@ async def _segment_store(config: Config) -> AsyncIterator[SegmentStore]:
             yield store
     except StartupError as exc:
         raise CliError(str(exc)) from None
+
+
+def _db(args: argparse.Namespace) -> int:
+    """``recproxy db ...`` (issue 20; handlers in :mod:`proxy.cli_db`)."""
+    from .cli_db import DbCommandError, run_db
+
+    try:
+        return asyncio.run(run_db(args, _load(args)))
+    except DbCommandError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _catalog(config: Config) -> SqlCatalog:
+    """The configured catalog (SQLite or PostgreSQL); the command line's SQLite writes
+    are ``FULL`` (each survives a power cut)."""
+    return make_catalog(config.catalog, synchronous="FULL")
+
+
+def _existing_catalog(config: Config) -> SqlCatalog:
+    """:func:`_catalog` for a command that reads what ``serve`` wrote: a SQLite file that
+    is not there yet is a ``CliError``, not a new empty catalog."""
+    if catalog_missing(config.catalog):
+        raise CliError(f"no catalog at {catalog_name(config.catalog)} (has the proxy run yet?)")
+    return _catalog(config)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -717,13 +741,11 @@ def _config_check(args: argparse.Namespace) -> int:
 
 async def _config_history(args: argparse.Namespace) -> int:
     from .config_version import SHORT
-    from .storage.catalog import SqliteCatalog, format_utc
+    from .storage.catalog import format_utc
     from .storage.catalog.config_versions import diff
 
     config = _load(args)
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with _existing_catalog(config) as catalog:
         versions = await catalog.config_versions.history()
     changes = [
         None if before is None else diff(before.version, before.settings, v.version, v.settings)
@@ -766,7 +788,6 @@ async def _keygen(args: argparse.Namespace) -> int:
     from .records.actor import os_account
     from .records.keys import audit_key_generated
     from .storage import crypto
-    from .storage.catalog import SqliteCatalog
 
     config = _load(args)
     passphrase = os.environ.get(PASSPHRASE_ENV)
@@ -798,7 +819,7 @@ async def _keygen(args: argparse.Namespace) -> int:
     except (FileExistsError, crypto.StorageCryptoError) as exc:
         raise CliError(f"{exc} (keys are never overwritten: losing one loses recordings)") from None
     config.catalog.path.parent.mkdir(parents=True, exist_ok=True)
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with _catalog(config) as catalog:
         await audit_key_generated(catalog.audit, public, actor=os_account())
     print(f"private key: {private_path}  (keep it off the proxy host)")
     print(f"public key:  {public_path}  (set {setting} to this)")
@@ -825,12 +846,10 @@ def _utc(value: datetime | None) -> str | None:
 
 
 async def _recordings_list(args: argparse.Namespace) -> int:
-    from .storage.catalog import SqliteCatalog, format_utc
+    from .storage.catalog import format_utc
 
     config = _load(args)
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with _existing_catalog(config) as catalog:
         # a metadata search is audited (P5) before anything is shown
         await catalog.audit.append(actor=_acting(args), action="search", detail=_filters(args))
         rows = await catalog.recordings.list_recordings(limit=args.limit)
@@ -868,7 +887,7 @@ def _filters(args: argparse.Namespace) -> dict[str, object]:
 
 async def _audit(args: argparse.Namespace) -> int:
     from .records.audit import check_and_anchor
-    from .storage.catalog import SqliteCatalog, format_utc, parse_utc
+    from .storage.catalog import format_utc, parse_utc
     from .storage.catalog.anchor import AnchorFileError, anchor_path
     from .storage.catalog.values import utc_now
 
@@ -879,9 +898,7 @@ async def _audit(args: argparse.Namespace) -> int:
             since = parse_utc(args.since)
         except ValueError as exc:
             raise CliError(f"--since: {exc}") from None
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with _existing_catalog(config) as catalog:
         if args.audit_command == "verify":
             anchors = anchor_path(config.catalog.path)
             try:
@@ -927,7 +944,6 @@ async def _export(args: argparse.Namespace) -> int:
         private_key_file,
     )
     from .startup import StartupError
-    from .storage.catalog import SqliteCatalog
 
     config = _load(args)
     try:
@@ -951,7 +967,7 @@ async def _export(args: argparse.Namespace) -> int:
         passphrase = key_passphrase(config.records.passphrase_file)
     except StartupError as exc:
         raise CliError(str(exc)) from None
-    async with SqliteCatalog(config.catalog.path) as catalog, _segment_store(config) as store:
+    async with _catalog(config) as catalog, _segment_store(config) as store:
         try:
             done = await export_recording(
                 catalog,
@@ -979,11 +995,11 @@ async def _export(args: argparse.Namespace) -> int:
 
 async def _dnr(args: argparse.Namespace) -> int:
     from .config import NumberError
-    from .storage.catalog import DuplicateError, SqliteCatalog
+    from .storage.catalog import DuplicateError
 
     config = _load(args)
     config.catalog.path.parent.mkdir(parents=True, exist_ok=True)
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with _catalog(config) as catalog:
         if args.dnr_command == "add":
             try:
                 number = config.numbers.e164(args.number)
@@ -1032,12 +1048,9 @@ async def _dnr(args: argparse.Namespace) -> int:
 async def _holds(args: argparse.Namespace) -> int:
     from .records.errors import HoldRefused, InvalidHoldRequest, RecordNotFound
     from .records.holds import HoldDesk
-    from .storage.catalog import SqliteCatalog
 
     config = _load(args)
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with _existing_catalog(config) as catalog:
         desk = HoldDesk(catalog.holds, config.holds.kinds)
         try:
             if args.holds_command == "place":
@@ -1089,12 +1102,9 @@ def _print_holds(desk: HoldDesk, holds: Sequence[Hold], *, as_json: bool) -> Non
 
 async def _sar(args: argparse.Namespace) -> int:
     from .cli_sar import SarCommandError, run_sar
-    from .storage.catalog import SqliteCatalog
 
     config = _load(args)
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    async with _existing_catalog(config) as catalog:
         try:
             return await run_sar(args, config, catalog)
         except SarCommandError as exc:
@@ -1111,7 +1121,7 @@ def _password_from_stdin() -> str:
 
 async def _users(args: argparse.Namespace) -> int:
     from .records.accounts import AccountError, Accounts, UnknownUser, check_new_user
-    from .storage.catalog import Role, SqliteCatalog
+    from .storage.catalog import Role
     from .storage.catalog.values import utc_now
 
     config = _load(args)
@@ -1125,9 +1135,9 @@ async def _users(args: argparse.Namespace) -> int:
         except AccountError as exc:
             raise CliError(str(exc)) from None
         config.catalog.path.parent.mkdir(parents=True, exist_ok=True)  # the first admin
-    elif not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (no users yet: users add)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    elif catalog_missing(config.catalog):
+        raise CliError(f"no catalog at {catalog_name(config.catalog)} (no users yet: users add)")
+    async with _catalog(config) as catalog:
         accounts = Accounts(catalog.users, config.accounts)
         try:
             if args.users_command == "add":
@@ -1165,12 +1175,11 @@ async def _sip_password(args: argparse.Namespace, config: Config, by: str) -> in
     values for ``[registrar] realm``), or ``--remove`` it."""
     from .records.accounts import AccountError, UnknownUser
     from .records.sip_passwords import SipPasswords, address_of_record
-    from .storage.catalog import SqliteCatalog
 
     password = "" if args.remove else _password_from_stdin()
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (no users yet: users add)")
-    async with SqliteCatalog(config.catalog.path) as catalog:
+    if catalog_missing(config.catalog):
+        raise CliError(f"no catalog at {catalog_name(config.catalog)} (no users yet: users add)")
+    async with _catalog(config) as catalog:
         try:
             passwords = SipPasswords(catalog.users, catalog.sip_credentials, config.registrar.realm)
             if args.remove:
@@ -1263,13 +1272,10 @@ def _progress_bar(done: int, total: int) -> None:
 
 async def _retention_sweep(args: argparse.Namespace) -> int:
     from .records.retention import RetentionSweeper
-    from .storage.catalog import SqliteCatalog
 
     config = _load(args)
     as_of = _as_of(args.as_of)
-    if not config.catalog.path.exists():
-        raise CliError(f"no catalog at {config.catalog.path} (has the proxy run yet?)")
-    async with SqliteCatalog(config.catalog.path) as catalog, _segment_store(config) as store:
+    async with _existing_catalog(config) as catalog, _segment_store(config) as store:
         sweeper = RetentionSweeper(
             catalog.retention,
             catalog.audit,

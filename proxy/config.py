@@ -317,6 +317,11 @@ class CatalogSettings:
     # SQLite in WAL mode: "normal" survives any crash of the process (a power cut may
     # lose the last transactions); "full" also survives power cuts, at an fsync a write
     synchronous: str = "normal"
+    # issue 20: "postgresql://user@host:port/db" puts the catalog on a PostgreSQL server
+    # shared by several nodes ("" keeps it in the SQLite file at ``path``).  Never a
+    # password: libpq reads PGPASSWORD, PGPASSFILE or ~/.pgpass.  The audit anchor file
+    # stays beside ``path``, on each node.
+    url: str = ""
 
 
 @dataclass(frozen=True)
@@ -894,6 +899,19 @@ def _node_name(value: Any) -> str:
     return value
 
 
+def _catalog_url(value: Any) -> str:
+    """ "" or a PostgreSQL URL without a password (the message never repeats the URL)."""
+    if value == "":
+        return ""
+    from .storage.catalog.errors import InvalidFieldError
+    from .storage.catalog.postgres import check_url
+
+    try:
+        return check_url(_text(value))
+    except InvalidFieldError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _realm(value: Any) -> str:
     """A digest realm: plain text a quoted-string holds without escapes."""
     text = _text(value)
@@ -1143,7 +1161,7 @@ def _schema(base: Path) -> Mapping[str, Mapping[str, _Parser]]:
             "hold_seconds": _number(0, 600),
             "store": _choice("local", "s3"),  # issue 20
         },
-        "catalog": {"path": path, "synchronous": _choice("normal", "full")},
+        "catalog": {"path": path, "synchronous": _choice("normal", "full"), "url": _catalog_url},
         "node": {"name": _node_name},
         "http": {"listen": parse_hostport},
         "shutdown": {"grace_seconds": _number(0, 3600)},

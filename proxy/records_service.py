@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .catalog_setup import catalog_missing, make_catalog
 from .config import Config
 from .control.console import dpo_pages, records_pages
 from .control.http import HttpServer
@@ -61,7 +62,7 @@ from .records.sar_jobs import EXPORTS_FOLDER, SarExportJobs
 from .records.search import RecordSearch
 from .segment_stores import segment_store as _segment_store
 from .startup import StartupError
-from .storage.catalog import SqliteCatalog
+from .storage.catalog import SqlCatalog
 from .storage.catalog.anchor import anchor_path
 from .storage.store import SegmentStore
 
@@ -74,7 +75,7 @@ class RecordsService:
     data keys; it never leaves this process (nor a repr)."""
 
     config: Config
-    catalog: SqliteCatalog
+    catalog: SqlCatalog
     accounts: Accounts
     routes: Routes
     http: HttpServer
@@ -101,15 +102,12 @@ async def open_records_service(config: Config) -> AsyncIterator[RecordsService]:
     catalog.  ``StartupError`` (after closing what was opened) when a part cannot start."""
     private_key = load_private_key(config)  # first: a wrong passphrase opens nothing
     async with contextlib.AsyncExitStack() as stack:
-        if not config.catalog.path.exists():
+        if catalog_missing(config.catalog):
             raise StartupError(
                 f"catalog.path {config.catalog.path}: no catalog (run recproxy serve, "
                 "or make the first admin with recproxy users add)"
             )
-        catalog = await SqliteCatalog(
-            config.catalog.path,
-            synchronous="FULL" if config.catalog.synchronous == "full" else "NORMAL",
-        ).open()
+        catalog = await make_catalog(config.catalog).open()
         stack.push_async_callback(catalog.close)
         accounts = Accounts(catalog.users, config.accounts)
         ready = False
@@ -140,7 +138,7 @@ async def open_records_service(config: Config) -> AsyncIterator[RecordsService]:
 def add_records_routes(
     routes: Routes,
     config: Config,
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
     private_key: X25519PrivateKey,
     store: SegmentStore | None = None,
 ) -> SarExportJobs:
@@ -172,7 +170,7 @@ def add_records_routes(
 
 
 def dpo_desks(
-    config: Config, catalog: SqliteCatalog, gate: Gate, sar: SarDesk, jobs: SarExportJobs
+    config: Config, catalog: SqlCatalog, gate: Gate, sar: SarDesk, jobs: SarExportJobs
 ) -> dpo_pages.DpoDesks:
     """The DPO pages' use cases: the API's case desk and export jobs themselves, and an
     audit view and flag desk like the API's (both stateless) on the same gate."""
@@ -182,7 +180,7 @@ def dpo_desks(
 
 def sar_export_jobs(
     config: Config,
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
     gate: Gate,
     private_key: X25519PrivateKey,
     store: SegmentStore | None = None,
@@ -214,7 +212,7 @@ def sar_export_jobs(
 def add_governance_routes(
     routes: Routes,
     config: Config,
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
     gate: Gate,
     private_key: X25519PrivateKey,
     store: SegmentStore | None = None,

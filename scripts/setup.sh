@@ -18,6 +18,7 @@ command -v kamailio >/dev/null 2>&1 || apt_packages+=(kamailio)     # several no
 command -v systemd-analyze >/dev/null 2>&1 || apt_packages+=(systemd) # verifies config/systemd/recproxy.service
 command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)      # the console's browser tests (Playwright)
 command -v npm >/dev/null 2>&1 || apt_packages+=(npm)                # axe-core for the accessibility check
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || apt_packages+=(postgresql) # the catalog on PostgreSQL (issue 20): tests start a server
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_packages+=(python3-venv)
 if [ ${#apt_packages[@]} -gt 0 ]; then
     echo "installing Debian packages: ${apt_packages[*]}"

@@ -11,6 +11,9 @@ import pytest
 from tests.s3_server import S3Server, running_s3
 from tests.sip.tls_ca import CertAuthority, make_ca
 
+#: ``backend`` (SQLite and PostgreSQL) and ``pg_server``, for any test of the catalog.
+pytest_plugins = ["tests.catalog_backends"]
+
 #: Modules that take tens of seconds (a wheel built and installed, a clean clone set up,
 #: worlds of real calls built once per module), in the order to start them.
 SLOW_FIRST = (

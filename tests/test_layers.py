@@ -315,7 +315,9 @@ def test_each_allowance_is_still_needed() -> None:
 
 # Callers take the catalog's protocols; only these build the SQLite one (issue 13).
 CATALOG_IMPLEMENTATION = "SqliteCatalog"
-COMPOSITION_ROOTS = frozenset({"proxy.app", "proxy.cli", "proxy.records_service"})
+COMPOSITION_ROOTS = frozenset(
+    {"proxy.app", "proxy.cli", "proxy.records_service", "proxy.catalog_setup"}  # issue 20
+)
 
 
 def names_used(source: str) -> set[str]:

@@ -167,6 +167,7 @@ class ProxySettings:
     # issue 20: the folder of the catalog, the recordings and the keys (relative to the
     # config's folder, or absolute: one folder several nodes share)
     data: str = "data"
+    catalog: str = ""  # issue 20: more [catalog] lines (url = "postgresql://...")
 
 
 def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySettings) -> Path:
@@ -214,6 +215,7 @@ private_key = "{settings.data}/keys/recording.key"
 {settings.recording}
 [catalog]
 path = "{settings.data}/catalog.sqlite3"
+{settings.catalog}
 
 [http]
 listen = "127.0.0.1:{ports.http}"

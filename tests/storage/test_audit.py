@@ -8,20 +8,21 @@ import itertools
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from proxy.storage.catalog import SqliteCatalog
+from proxy.storage.catalog import SqlCatalog
 from proxy.storage.catalog.audit import GENESIS, canonical_bytes
 from proxy.storage.catalog.errors import InvalidFieldError
+from tests.catalog_backends import Backend
+from tests.catalog_backends import raw as raw_db
 
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def audited(tmp_path: Path) -> AsyncIterator[SqliteCatalog]:
-    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+async def audited(backend: Backend) -> AsyncIterator[SqlCatalog]:
+    async with backend.catalog() as catalog:
         for n in range(5):
             await catalog.audit.append(
                 actor=f"user{n % 2}", action="export" if n % 2 else "search",
@@ -31,16 +32,16 @@ async def audited(tmp_path: Path) -> AsyncIterator[SqliteCatalog]:
         yield catalog
 
 
-def raw(catalog: SqliteCatalog, *statements: str) -> None:
+def raw(catalog: SqlCatalog, *statements: str) -> None:
     """Tamper as someone with the file would: drop the guards, change rows."""
-    with sqlite3.connect(catalog.path) as conn:
+    with raw_db(catalog) as conn:
         conn.execute("DROP TRIGGER audit_log_no_update")
         conn.execute("DROP TRIGGER audit_log_no_delete")
         for statement in statements:
             conn.execute(statement)
 
 
-async def test_entries_chain_by_digest(audited: SqliteCatalog) -> None:
+async def test_entries_chain_by_digest(audited: SqlCatalog) -> None:
     entries = await audited.audit.entries()
     assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
     assert entries[0].prev == GENESIS
@@ -57,24 +58,24 @@ async def test_entries_chain_by_digest(audited: SqliteCatalog) -> None:
     assert verdict.head.sha256 == entries[-1].sha256
 
 
-async def test_filters(audited: SqliteCatalog) -> None:
+async def test_filters(audited: SqlCatalog) -> None:
     assert [e.seq for e in await audited.audit.entries(actor="user1")] == [2, 4]
     assert [e.seq for e in await audited.audit.entries(action="search")] == [1, 3, 5]
     since = T0 + timedelta(minutes=3)
     assert [e.seq for e in await audited.audit.entries(since=since)] == [4, 5]
 
 
-async def test_latest_is_the_newest_entry_of_an_action(audited: SqliteCatalog) -> None:
+async def test_latest_is_the_newest_entry_of_an_action(audited: SqlCatalog) -> None:
     latest = await audited.audit.latest("search")
     assert latest is not None and (latest.seq, latest.at) == (5, T0 + timedelta(minutes=4))
     assert (await audited.audit.latest("export")).seq == 4  # type: ignore[union-attr]
     assert await audited.audit.latest("retention.sweep") is None
 
 
-async def test_the_table_refuses_edits(audited: SqliteCatalog) -> None:
-    with sqlite3.connect(audited.path) as conn, pytest.raises(sqlite3.IntegrityError):
+async def test_the_table_refuses_edits(audited: SqlCatalog, backend: Backend) -> None:
+    with backend.raw() as conn, pytest.raises(sqlite3.IntegrityError):
         conn.execute("UPDATE audit_log SET reason = 'x' WHERE seq = 2")
-    with sqlite3.connect(audited.path) as conn, pytest.raises(sqlite3.IntegrityError):
+    with backend.raw() as conn, pytest.raises(sqlite3.IntegrityError):
         conn.execute("DELETE FROM audit_log WHERE seq = 5")
 
 
@@ -96,7 +97,7 @@ async def test_the_table_refuses_edits(audited: SqliteCatalog) -> None:
     ],
 )
 async def test_tampering_is_found_and_named(
-    audited: SqliteCatalog, statements: list[str], broken_at: int
+    audited: SqlCatalog, statements: list[str], broken_at: int
 ) -> None:
     raw(audited, *statements)
     verdict = await audited.audit.verify()
@@ -105,7 +106,7 @@ async def test_tampering_is_found_and_named(
 
 
 async def test_an_edit_with_a_recomputed_digest_breaks_the_next_link(
-    audited: SqliteCatalog,
+    audited: SqlCatalog,
 ) -> None:
     entries = await audited.audit.entries()
     second = entries[1]
@@ -126,7 +127,7 @@ async def test_an_edit_with_a_recomputed_digest_breaks_the_next_link(
     assert verdict.broken_at == 3
 
 
-async def test_bad_entries_are_refused_and_change_nothing(audited: SqliteCatalog) -> None:
+async def test_bad_entries_are_refused_and_change_nothing(audited: SqlCatalog) -> None:
     with pytest.raises(InvalidFieldError):
         await audited.audit.append(actor=" ", action="export")
     with pytest.raises(InvalidFieldError):

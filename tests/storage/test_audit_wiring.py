@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -20,19 +19,20 @@ from proxy.storage.catalog import (
     NewCall,
     NewRecording,
     NotFoundError,
-    SqliteCatalog,
+    SqlCatalog,
 )
+from tests.catalog_backends import Backend
 
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def catalog(tmp_path: Path) -> AsyncIterator[SqliteCatalog]:
-    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as opened:
+async def catalog(backend: Backend) -> AsyncIterator[SqlCatalog]:
+    async with backend.catalog() as opened:
         yield opened
 
 
-async def new_recording(catalog: SqliteCatalog, name: str = "r") -> str:
+async def new_recording(catalog: SqlCatalog, name: str = "r") -> str:
     call = await catalog.calls.create_call(
         NewCall(f"{name}@test", "+441234567890", "+441234000000", CallDirection.INBOUND, T0)
     )
@@ -46,7 +46,7 @@ def by(actor: str, reason: str, minutes: int) -> Attribution:
     return Attribution(actor, EventChannel.DTMF, reason, T0 + timedelta(minutes=minutes))
 
 
-async def test_stop_resume_and_discard_each_write_one_entry(catalog: SqliteCatalog) -> None:
+async def test_stop_resume_and_discard_each_write_one_entry(catalog: SqlCatalog) -> None:
     rid = await new_recording(catalog)
     states = catalog.recordings
     await states.set_recording_state(rid, RecordingState.STOPPED, by("alice", "card", 1))
@@ -64,7 +64,7 @@ async def test_stop_resume_and_discard_each_write_one_entry(catalog: SqliteCatal
     assert (await catalog.audit.verify()).count == 3
 
 
-async def test_a_stop_by_no_one_is_the_systems(catalog: SqliteCatalog) -> None:
+async def test_a_stop_by_no_one_is_the_systems(catalog: SqlCatalog) -> None:
     rid = await new_recording(catalog)
     await catalog.recordings.set_recording_state(rid, RecordingState.STOPPED)
     (entry,) = await catalog.audit.entries()
@@ -75,13 +75,13 @@ async def test_a_stop_by_no_one_is_the_systems(catalog: SqliteCatalog) -> None:
     )
 
 
-async def test_endings_of_a_recording_are_not_audited_as_switches(catalog: SqliteCatalog) -> None:
+async def test_endings_of_a_recording_are_not_audited_as_switches(catalog: SqlCatalog) -> None:
     rid = await new_recording(catalog)
     await catalog.recordings.set_recording_state(rid, RecordingState.COMPLETE)
     assert await catalog.audit.entries() == []
 
 
-async def test_a_refused_switch_writes_no_entry(catalog: SqliteCatalog) -> None:
+async def test_a_refused_switch_writes_no_entry(catalog: SqlCatalog) -> None:
     rid = await new_recording(catalog)
     with pytest.raises(InvalidTransitionError):  # resuming a running recording
         await catalog.recordings.set_recording_state(rid, RecordingState.RECORDING, by("a", "x", 1))
@@ -94,7 +94,7 @@ async def test_a_refused_switch_writes_no_entry(catalog: SqliteCatalog) -> None:
     assert recording is not None and recording.state is RecordingState.RECORDING
 
 
-async def test_an_access_and_its_audit_entry_commit_together(catalog: SqliteCatalog) -> None:
+async def test_an_access_and_its_audit_entry_commit_together(catalog: SqlCatalog) -> None:
     rid = await new_recording(catalog)
     access = await catalog.access.log_access(
         actor="dr_smith", action="playback", reason="complaint 7", recording_id=rid,
@@ -106,7 +106,7 @@ async def test_an_access_and_its_audit_entry_commit_together(catalog: SqliteCata
     )  # fmt: skip
 
 
-async def test_a_refused_access_writes_neither(catalog: SqliteCatalog) -> None:
+async def test_a_refused_access_writes_neither(catalog: SqlCatalog) -> None:
     with pytest.raises(NotFoundError):
         await catalog.access.log_access(
             actor="dr_smith", action="export-wav", reason="x", recording_id="missing"

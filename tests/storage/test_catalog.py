@@ -1,4 +1,5 @@
-"""The recording catalog, against real SQLite files."""
+"""The recording catalog, against real SQLite files and a real PostgreSQL server (the
+``backend`` fixture runs each test on both)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from proxy.recording_state import RecordingState
@@ -40,10 +42,12 @@ from proxy.storage.catalog import (
     RecordingAction,
     SchemaTooNewError,
     SegmentFacts,
+    SqlCatalog,
     SqliteCatalog,
     format_utc,
 )
 from proxy.storage.catalog.recordings import catalog_allows
+from tests.catalog_backends import Backend
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 5, 1, 9, 30, 0, 250_000, tzinfo=UTC)
@@ -64,19 +68,9 @@ class FakeClock:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "catalog.db"
-
-
-@pytest.fixture
-async def catalog(db_path: Path) -> AsyncIterator[SqliteCatalog]:
-    async with SqliteCatalog(db_path, clock=FakeClock(at(3600))) as opened:
+async def catalog(backend: Backend) -> AsyncIterator[SqlCatalog]:
+    async with backend.catalog(clock=FakeClock(at(3600))) as opened:
         yield opened
-
-
-def raw(path: Path) -> sqlite3.Connection:
-    """A plain connection to look at the file behind the catalog's back."""
-    return sqlite3.connect(path)
 
 
 async def new_call(catalog: Catalog, started: datetime = T0, caller: str = "+441234567890") -> Call:
@@ -117,12 +111,12 @@ async def state_of(catalog: Catalog, rec_id: str) -> RecordingState:
 # ------------------------------------------------------------------------ migrations
 
 
-async def test_opening_an_empty_file_applies_every_migration(db_path: Path) -> None:
-    async with SqliteCatalog(db_path) as catalog:
+async def test_opening_an_empty_file_applies_every_migration(backend: Backend) -> None:
+    async with backend.catalog() as catalog:
         assert await catalog.schema_version() == SCHEMA_VERSION
-    with raw(db_path) as conn:
+    with backend.raw() as conn:
         versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        tables = backend.names(conn)
     assert versions == [m.version for m in MIGRATIONS]
     assert {
         "calls",
@@ -136,67 +130,70 @@ async def test_opening_an_empty_file_applies_every_migration(db_path: Path) -> N
     } <= tables
 
 
-async def test_reopening_applies_nothing_twice_and_keeps_data(db_path: Path) -> None:
-    async with SqliteCatalog(db_path) as catalog:
+async def test_reopening_applies_nothing_twice_and_keeps_data(backend: Backend) -> None:
+    async with backend.catalog() as catalog:
         call = await new_call(catalog)
-    with raw(db_path) as conn:
+    with backend.raw() as conn:
         before = conn.execute("SELECT * FROM schema_migrations").fetchall()
-    async with SqliteCatalog(db_path) as catalog:
+    async with backend.catalog() as catalog:
         assert await catalog.calls.get_call(call.id) == call
-    with raw(db_path) as conn:
+    with backend.raw() as conn:
         assert conn.execute("SELECT * FROM schema_migrations").fetchall() == before
 
 
-async def test_a_new_migration_is_applied_once_on_reopen(db_path: Path) -> None:
-    async with SqliteCatalog(db_path):
+async def test_a_new_migration_is_applied_once_on_reopen(backend: Backend) -> None:
+    async with backend.catalog():
         pass
-    extra = (*MIGRATIONS, Migration(SCHEMA_VERSION + 1, "notes", ("CREATE TABLE notes (x)",)))
+    extra = (*MIGRATIONS, Migration(SCHEMA_VERSION + 1, "notes", ("CREATE TABLE notes (x TEXT)",)))
     for _ in range(2):
-        async with SqliteCatalog(db_path, migrations=extra) as catalog:
+        async with backend.catalog(migrations=extra) as catalog:
             assert await catalog.schema_version() == SCHEMA_VERSION + 1
-    with raw(db_path) as conn:
+    with backend.raw() as conn:
         rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
     assert [row[0] for row in rows] == [*range(1, SCHEMA_VERSION + 2)]
 
 
-async def test_a_failing_migration_is_rolled_back_whole(db_path: Path) -> None:
-    async with SqliteCatalog(db_path):
+async def test_a_failing_migration_is_rolled_back_whole(backend: Backend) -> None:
+    async with backend.catalog():
         pass
-    broken = Migration(SCHEMA_VERSION + 1, "broken", ("CREATE TABLE half (x)", "NOT SQL AT ALL"))
-    with pytest.raises(sqlite3.OperationalError):
-        await SqliteCatalog(db_path, migrations=(*MIGRATIONS, broken)).open()
-    with raw(db_path) as conn:
-        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchall() == []
+    broken = Migration(
+        SCHEMA_VERSION + 1, "broken", ("CREATE TABLE half (x TEXT)", "NOT SQL AT ALL")
+    )
+    with pytest.raises((sqlite3.OperationalError, psycopg.ProgrammingError)):
+        await backend.catalog(migrations=(*MIGRATIONS, broken)).open()
+    with backend.raw() as conn:
+        assert "half" not in backend.names(conn)
         assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (
             SCHEMA_VERSION,
         )
-    async with SqliteCatalog(db_path) as catalog:  # the old code still opens it
+    async with backend.catalog() as catalog:  # the old code still opens it
         assert await catalog.schema_version() == SCHEMA_VERSION
 
 
-async def test_a_database_from_newer_code_is_refused(db_path: Path) -> None:
-    async with SqliteCatalog(db_path):
+async def test_a_database_from_newer_code_is_refused(backend: Backend) -> None:
+    async with backend.catalog():
         pass
     newer = SCHEMA_VERSION + 1
-    with raw(db_path) as conn:
+    with backend.raw() as conn:
         conn.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'future', 0)",
             (newer,),
         )
     with pytest.raises(SchemaTooNewError, match=rf"schema version {newer}.*up to {SCHEMA_VERSION}"):
-        await SqliteCatalog(db_path).open()
+        await backend.catalog().open()
 
 
-async def test_the_file_is_in_wal_mode(db_path: Path) -> None:
+async def test_the_file_is_in_wal_mode(tmp_path: Path) -> None:  # SQLite's own
+    db_path = tmp_path / "catalog.db"
     async with SqliteCatalog(db_path) as catalog:
         await new_call(catalog)
         assert db_path.with_name("catalog.db-wal").exists()
-    with raw(db_path) as conn:
+    with sqlite3.connect(db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-async def test_a_closed_catalog_refuses_use(db_path: Path) -> None:
-    catalog = SqliteCatalog(db_path)
+async def test_a_closed_catalog_refuses_use(backend: Backend) -> None:
+    catalog = backend.catalog()
     with pytest.raises(CatalogClosedError):
         await catalog.calls.get_call("x")
     await catalog.open()
@@ -208,7 +205,7 @@ async def test_a_closed_catalog_refuses_use(db_path: Path) -> None:
 # ------------------------------------------------------------------------------ calls
 
 
-async def test_call_round_trip(catalog: SqliteCatalog) -> None:
+async def test_call_round_trip(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     assert call.direction is CallDirection.INBOUND
     assert call.started_at == T0
@@ -217,7 +214,7 @@ async def test_call_round_trip(catalog: SqliteCatalog) -> None:
     assert await catalog.calls.get_call("00000000-0000-0000-0000-000000000000") is None
 
 
-async def test_update_call_sets_only_the_given_fields(catalog: SqliteCatalog) -> None:
+async def test_update_call_sets_only_the_given_fields(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     updated = await catalog.calls.update_call(
         call.id,
@@ -234,7 +231,7 @@ async def test_update_call_sets_only_the_given_fields(catalog: SqliteCatalog) ->
     assert await catalog.calls.get_call(call.id) == ended
 
 
-async def test_times_keep_milliseconds_and_come_back_in_utc(catalog: SqliteCatalog) -> None:
+async def test_times_keep_milliseconds_and_come_back_in_utc(catalog: SqlCatalog) -> None:
     local = datetime(2024, 5, 1, 11, 30, 0, 250_999, tzinfo=timezone(timedelta(hours=2)))
     call = await new_call(catalog, started=local)
     assert call.started_at == T0  # 11:30:00.250999+02:00 is 09:30:00.250Z, µs dropped
@@ -254,7 +251,7 @@ async def test_times_keep_milliseconds_and_come_back_in_utc(catalog: SqliteCatal
     ],
 )
 async def test_update_call_refuses_bad_values(
-    catalog: SqliteCatalog, fields: dict[str, Any], message: str
+    catalog: SqlCatalog, fields: dict[str, Any], message: str
 ) -> None:
     call = await new_call(catalog)
     with pytest.raises(InvalidFieldError, match=message):
@@ -262,12 +259,12 @@ async def test_update_call_refuses_bad_values(
     assert await catalog.calls.get_call(call.id) == call
 
 
-async def test_update_of_a_missing_call_is_not_found(catalog: SqliteCatalog) -> None:
+async def test_update_of_a_missing_call_is_not_found(catalog: SqlCatalog) -> None:
     with pytest.raises(NotFoundError):
         await catalog.calls.update_call("00000000-0000-0000-0000-000000000000", operator="x")
 
 
-async def test_create_call_refuses_naive_times_and_duplicate_ids(catalog: SqliteCatalog) -> None:
+async def test_create_call_refuses_naive_times_and_duplicate_ids(catalog: SqlCatalog) -> None:
     with pytest.raises(InvalidFieldError, match="timezone-aware"):
         await new_call(catalog, started=datetime(2024, 5, 1, 9, 30))
     call = await new_call(catalog)
@@ -287,7 +284,7 @@ async def test_create_call_refuses_naive_times_and_duplicate_ids(catalog: Sqlite
 # ------------------------------------------------------------------------- recordings
 
 
-async def test_recording_round_trip_logs_its_start(catalog: SqliteCatalog) -> None:
+async def test_recording_round_trip_logs_its_start(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     recording = await catalog.recordings.create_recording(
         NewRecording(
@@ -314,21 +311,21 @@ async def test_recording_round_trip_logs_its_start(catalog: SqliteCatalog) -> No
 
 @pytest.mark.parametrize("directory", ["/var/recordings/x", "../escape", "a/../../b", ".", ""])
 async def test_recording_directory_must_be_relative_inside(
-    catalog: SqliteCatalog, directory: str
+    catalog: SqlCatalog, directory: str
 ) -> None:
     call = await new_call(catalog)
     with pytest.raises(InvalidFieldError, match="directory"):
         await new_recording(catalog, call, directory=directory)
 
 
-async def test_two_recordings_cannot_share_a_directory(catalog: SqliteCatalog) -> None:
+async def test_two_recordings_cannot_share_a_directory(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     await new_recording(catalog, call, directory="same")
     with pytest.raises(DuplicateError):
         await new_recording(catalog, call, directory="same")
 
 
-async def test_update_recording_sets_times_and_the_key_hash_once(catalog: SqliteCatalog) -> None:
+async def test_update_recording_sets_times_and_the_key_hash_once(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     updated = await catalog.recordings.update_recording(
@@ -348,7 +345,7 @@ async def test_update_recording_sets_times_and_the_key_hash_once(catalog: Sqlite
 # --------------------------------------------------------------------------- segments
 
 
-async def test_segment_progress_and_sealing(catalog: SqliteCatalog) -> None:
+async def test_segment_progress_and_sealing(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     first = await catalog.recordings.add_segment(
@@ -384,7 +381,7 @@ async def test_segment_progress_and_sealing(catalog: SqliteCatalog) -> None:
     assert await catalog.recordings.segments(rec_id) == [sealed, second]
 
 
-async def test_a_sealed_segment_is_catalogued_whole_in_one_write(catalog: SqliteCatalog) -> None:
+async def test_a_sealed_segment_is_catalogued_whole_in_one_write(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     with pytest.raises(InvalidFieldError, match="needs its sha256"):
@@ -422,7 +419,7 @@ async def test_a_sealed_segment_is_catalogued_whole_in_one_write(catalog: Sqlite
 
 
 async def test_segment_index_and_file_name_are_unique_per_recording(
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
 ) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
@@ -450,7 +447,7 @@ async def test_segment_index_and_file_name_are_unique_per_recording(
 # ------------------------------------------------------------------ consent receipts
 
 
-async def test_consent_receipt_round_trip(catalog: SqliteCatalog) -> None:
+async def test_consent_receipt_round_trip(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     assert await catalog.calls.consent_receipt(call.id) is None
     receipt = await catalog.calls.add_consent_receipt(
@@ -500,7 +497,7 @@ async def test_consent_receipt_round_trip(catalog: SqliteCatalog) -> None:
     ],
 )
 async def test_consent_receipt_refuses_inconsistent_values(
-    catalog: SqliteCatalog, changes: dict[str, Any], message: str
+    catalog: SqlCatalog, changes: dict[str, Any], message: str
 ) -> None:
     call = await new_call(catalog)
     fields: dict[str, Any] = {
@@ -525,7 +522,7 @@ async def test_consent_receipt_refuses_inconsistent_values(
 MISSING = "00000000-0000-4000-8000-000000000000"
 
 
-async def test_foreign_keys_are_enforced(catalog: SqliteCatalog, db_path: Path) -> None:
+async def test_foreign_keys_are_enforced(catalog: SqlCatalog, backend: Backend) -> None:
     with pytest.raises(NotFoundError, match=f"call {MISSING}"):
         await catalog.recordings.create_recording(
             NewRecording(
@@ -551,7 +548,7 @@ async def test_foreign_keys_are_enforced(catalog: SqliteCatalog, db_path: Path) 
                 do_not_record=False,
             )
         )
-    with raw(db_path) as conn:
+    with backend.raw() as conn:
         for table in ("recordings", "segments", "consent_receipts", "recording_events"):
             assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (0,)
 
@@ -606,7 +603,7 @@ def test_the_transition_table_is_the_documented_one() -> None:
 @pytest.mark.parametrize("old", list(PATHS))
 @pytest.mark.parametrize("new", list(RecordingState))
 async def test_every_transition_is_allowed_or_refused_as_documented(
-    catalog: SqliteCatalog, old: RecordingState, new: RecordingState
+    catalog: SqlCatalog, old: RecordingState, new: RecordingState
 ) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
@@ -629,7 +626,7 @@ async def test_every_transition_is_allowed_or_refused_as_documented(
         assert await catalog.events.recording_events(rec_id) == events_before
 
 
-async def test_stop_resume_complete_is_audited(catalog: SqliteCatalog) -> None:
+async def test_stop_resume_complete_is_audited(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     stopped = await catalog.recordings.set_recording_state(
@@ -667,7 +664,7 @@ async def test_stop_resume_complete_is_audited(catalog: SqliteCatalog) -> None:
     ]
 
 
-async def test_discard_needs_who_and_why_and_is_terminal(catalog: SqliteCatalog) -> None:
+async def test_discard_needs_who_and_why_and_is_terminal(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     await catalog.recordings.add_segment(
@@ -696,7 +693,7 @@ async def test_discard_needs_who_and_why_and_is_terminal(catalog: SqliteCatalog)
         )
 
 
-async def test_failure_keeps_its_reason(catalog: SqliteCatalog) -> None:
+async def test_failure_keeps_its_reason(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     with pytest.raises(InvalidFieldError, match="needs a reason"):
@@ -709,7 +706,7 @@ async def test_failure_keeps_its_reason(catalog: SqliteCatalog) -> None:
 
 
 async def test_a_degraded_recording_keeps_its_reason_and_per_channel_quality(
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
 ) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
@@ -753,7 +750,7 @@ async def test_a_degraded_recording_keeps_its_reason_and_per_channel_quality(
     }
 
 
-async def test_state_changing_actions_cannot_be_logged_alone(catalog: SqliteCatalog) -> None:
+async def test_state_changing_actions_cannot_be_logged_alone(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     with pytest.raises(InvalidFieldError, match="use set_recording_state"):
@@ -768,7 +765,7 @@ async def test_state_changing_actions_cannot_be_logged_alone(catalog: SqliteCata
 # -------------------------------------------------------------------- list_recordings
 
 
-async def test_list_recordings_fields(catalog: SqliteCatalog) -> None:
+async def test_list_recordings_fields(catalog: SqlCatalog) -> None:
     call = await new_call(catalog, caller="+441111")
     await catalog.calls.update_call(call.id, config_version="c0ffee")
     rec_id = await new_recording(catalog, call)
@@ -798,7 +795,7 @@ async def test_list_recordings_fields(catalog: SqliteCatalog) -> None:
     assert summary.duration_ms == 11_000
 
 
-async def test_list_recordings_without_segments_has_zero_duration(catalog: SqliteCatalog) -> None:
+async def test_list_recordings_without_segments_has_zero_duration(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     await new_recording(catalog, call)
     [summary] = await catalog.recordings.list_recordings()
@@ -806,7 +803,7 @@ async def test_list_recordings_without_segments_has_zero_duration(catalog: Sqlit
 
 
 async def test_list_recordings_newest_first_paginated_and_filtered(
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
 ) -> None:
     ids: list[str] = []
     for minute in range(7):
@@ -834,9 +831,9 @@ async def test_list_recordings_newest_first_paginated_and_filtered(
 # ---------------------------------------------------------------------------- recovery
 
 
-async def test_recover_interrupted_marks_only_running_recordings(db_path: Path) -> None:
+async def test_recover_interrupted_marks_only_running_recordings(backend: Backend) -> None:
     clock = FakeClock(at(7200))
-    async with SqliteCatalog(db_path, clock=clock) as catalog:
+    async with backend.catalog(clock=clock) as catalog:
         running = []
         for minute in (0, 1):
             call = await new_call(catalog, started=at(60 * minute), caller=f"+44{minute}")
@@ -846,7 +843,7 @@ async def test_recover_interrupted_marks_only_running_recordings(db_path: Path) 
         complete = await new_recording(catalog, await new_call(catalog, caller="+4403"))
         await catalog.recordings.set_recording_state(complete, RecordingState.COMPLETE)
 
-    async with SqliteCatalog(db_path, clock=clock) as catalog:  # "after the crash"
+    async with backend.catalog(clock=clock) as catalog:  # "after the crash"
         assert await catalog.recordings.recover_interrupted() == running
         for rec_id in running:
             assert await state_of(catalog, rec_id) is RecordingState.INTERRUPTED
@@ -871,9 +868,12 @@ from datetime import UTC, datetime
 from proxy.storage.catalog import (
     CallDirection, NewCall, NewRecording, NewSegment, SegmentFacts, SqliteCatalog,
 )
+from proxy.storage.catalog.postgres import PostgresCatalog
 
 async def main() -> None:
-    catalog = await SqliteCatalog(sys.argv[1]).open()
+    where = sys.argv[1]
+    engine = PostgresCatalog if where.startswith("postgresql://") else SqliteCatalog
+    catalog = await engine(where).open()
     now = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
     call = await catalog.calls.create_call(NewCall(
         sip_call_id="crash@trunk", caller="+44999", callee="reception",
@@ -894,13 +894,13 @@ asyncio.run(main())
 """
 
 
-async def test_an_awaited_write_survives_sigkill(db_path: Path) -> None:
+async def test_an_awaited_write_survives_sigkill(backend: Backend) -> None:
     env = os.environ | {"PYTHONPATH": str(REPO_ROOT)}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         CRASH_SCRIPT,
-        str(db_path),
+        str(backend.path()) if backend.is_sqlite else backend.url(),
         stdout=asyncio.subprocess.PIPE,
         env=env,
     )
@@ -913,20 +913,21 @@ async def test_an_awaited_write_survives_sigkill(db_path: Path) -> None:
         await process.wait()
     assert process.returncode == -signal.SIGKILL
 
-    async with SqliteCatalog(db_path) as catalog:
+    async with backend.catalog() as catalog:
         call = await catalog.calls.get_call(ids["call"])
         assert call is not None and call.caller == "+44999"
         [segment] = await catalog.recordings.segments(ids["recording"])
         assert (segment.chunks, segment.frames, segment.size_bytes) == (4, 32000, 64400)
         assert await catalog.recordings.recover_interrupted() == [ids["recording"]]
-    with raw(db_path) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    if backend.is_sqlite:
+        with backend.raw() as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
 # ------------------------------------------------------------------------ concurrency
 
 
-async def test_two_tasks_writing_at_once_do_not_interleave(catalog: SqliteCatalog) -> None:
+async def test_two_tasks_writing_at_once_do_not_interleave(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
 
     async def writer(name: str) -> str:
@@ -950,7 +951,7 @@ async def test_two_tasks_writing_at_once_do_not_interleave(catalog: SqliteCatalo
         assert actions == [RecordingAction.START, RecordingAction.COMPLETE]
 
 
-async def test_racing_state_changes_apply_exactly_one(catalog: SqliteCatalog) -> None:
+async def test_racing_state_changes_apply_exactly_one(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     results = await asyncio.gather(
@@ -968,10 +969,10 @@ async def test_racing_state_changes_apply_exactly_one(catalog: SqliteCatalog) ->
     assert actions.count(RecordingAction.COMPLETE) == 1
 
 
-async def test_two_connections_on_one_file_both_land(db_path: Path) -> None:
-    async with SqliteCatalog(db_path) as first, SqliteCatalog(db_path) as second:
+async def test_two_connections_on_one_file_both_land(backend: Backend) -> None:
+    async with backend.catalog() as first, backend.catalog() as second:
 
-        async def writer(catalog: SqliteCatalog, prefix: str) -> list[str]:
+        async def writer(catalog: SqlCatalog, prefix: str) -> list[str]:
             return [
                 (await new_call(catalog, started=at(i), caller=f"{prefix}{i}")).id
                 for i in range(40)
@@ -981,13 +982,12 @@ async def test_two_connections_on_one_file_both_land(db_path: Path) -> None:
         for call_id in a + b:
             assert await first.calls.get_call(call_id) is not None
             assert await second.calls.get_call(call_id) is not None
-    with raw(db_path) as conn:
+    with backend.raw() as conn:
         assert conn.execute("SELECT COUNT(*) FROM calls").fetchone() == (80,)
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-async def test_a_cancelled_write_leaves_the_catalog_usable(db_path: Path) -> None:
-    async with SqliteCatalog(db_path) as catalog:
+async def test_a_cancelled_write_leaves_the_catalog_usable(backend: Backend) -> None:
+    async with backend.catalog() as catalog:
         task = asyncio.create_task(new_call(catalog, caller="+44cancel"))
         await asyncio.sleep(0)
         task.cancel()
@@ -996,9 +996,9 @@ async def test_a_cancelled_write_leaves_the_catalog_usable(db_path: Path) -> Non
         after = await new_call(catalog, caller="+44after")
     # Whatever happened to the cancelled write, the later one was committed alone and
     # no transaction was left open (close() would otherwise have lost ``after``).
-    async with SqliteCatalog(db_path) as catalog:
+    async with backend.catalog() as catalog:
         assert await catalog.calls.get_call(after.id) == after
-    with raw(db_path) as conn:
+    with backend.raw() as conn:
         callers = {row[0] for row in conn.execute("SELECT caller FROM calls")}
     assert "+44after" in callers and callers <= {"+44after", "+44cancel"}
 
@@ -1006,8 +1006,8 @@ async def test_a_cancelled_write_leaves_the_catalog_usable(db_path: Path) -> Non
 # ----------------------------------------------------------------------- access log
 
 
-async def test_access_log_records_actor_reason_and_recording(tmp_path: Path) -> None:
-    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+async def test_access_log_records_actor_reason_and_recording(backend: Backend) -> None:
+    async with backend.catalog() as catalog:
         call = await catalog.calls.create_call(
             NewCall(
                 sip_call_id="c1",
@@ -1045,9 +1045,8 @@ async def test_access_log_records_actor_reason_and_recording(tmp_path: Path) -> 
 # ----------------------------------------------------------------------- do-not-record
 
 
-async def test_do_not_record_list_refuses_a_second_add_unless_replace(tmp_path: Path) -> None:
-    path = tmp_path / "catalog.sqlite3"
-    async with SqliteCatalog(path) as catalog:
+async def test_do_not_record_list_refuses_a_second_add_unless_replace(backend: Backend) -> None:
+    async with backend.catalog() as catalog:
         assert await catalog.do_not_record.get("+441234567890") is None
         await catalog.do_not_record.add(
             "+441234567890", reference="letter 2026-03-01", added_by="records"
@@ -1068,7 +1067,7 @@ async def test_do_not_record_list_refuses_a_second_add_unless_replace(tmp_path: 
         ]
         with pytest.raises(InvalidFieldError):
             await catalog.do_not_record.add("+44", reference="", added_by="dpo")
-    async with SqliteCatalog(path) as catalog:  # it persists
+    async with backend.catalog() as catalog:  # it persists
         assert await catalog.do_not_record.remove("+441234567890", by="dpo") is True
         assert await catalog.do_not_record.remove("+441234567890", by="dpo") is False
         audited = [(e.actor, e.action, e.object) for e in await catalog.audit.entries()]
@@ -1081,8 +1080,8 @@ async def test_do_not_record_list_refuses_a_second_add_unless_replace(tmp_path: 
         assert await catalog.do_not_record.get("+441234567890") is None
 
 
-async def test_recover_calls_closes_calls_a_crash_left_open(tmp_path: Path) -> None:
-    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+async def test_recover_calls_closes_calls_a_crash_left_open(backend: Backend) -> None:
+    async with backend.catalog() as catalog:
         start = datetime(2026, 5, 1, 9, 0, 0, tzinfo=UTC)
         open_call = await catalog.calls.create_call(NewCall(
             sip_call_id="a", caller="1", callee="2", direction=CallDirection.INBOUND,
@@ -1112,7 +1111,7 @@ async def test_recover_calls_closes_calls_a_crash_left_open(tmp_path: Path) -> N
         assert await catalog.calls.recover_calls() == []
 
 
-async def test_a_stopped_recording_keeps_the_stop_as_its_end(catalog: SqliteCatalog) -> None:
+async def test_a_stopped_recording_keeps_the_stop_as_its_end(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
     await catalog.recordings.set_recording_state(

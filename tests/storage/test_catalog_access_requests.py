@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -14,19 +13,20 @@ from proxy.storage.catalog import (
     NotFoundError,
     RequestState,
     RequestStateError,
-    SqliteCatalog,
+    SqlCatalog,
 )
+from tests.catalog_backends import Backend
 
 from .test_catalog import FakeClock, at, new_call, new_recording
 
 
 @pytest.fixture
-async def catalog(tmp_path: Path) -> AsyncIterator[SqliteCatalog]:
-    async with SqliteCatalog(tmp_path / "catalog.db", clock=FakeClock(at(3600))) as opened:
+async def catalog(backend: Backend) -> AsyncIterator[SqlCatalog]:
+    async with backend.catalog(clock=FakeClock(at(3600))) as opened:
         yield opened
 
 
-async def recording(catalog: SqliteCatalog) -> str:
+async def recording(catalog: SqlCatalog) -> str:
     return await new_recording(catalog, await new_call(catalog))
 
 
@@ -34,11 +34,11 @@ def asking(rid: str, who: str = "carol") -> NewAccessRequest:
     return NewAccessRequest(rid, who, "complaint", "case 17")
 
 
-async def audit_actions(catalog: SqliteCatalog) -> list[tuple[str, str, str | None]]:
+async def audit_actions(catalog: SqlCatalog) -> list[tuple[str, str, str | None]]:
     return [(e.actor, e.action, e.object) for e in await catalog.audit.entries()]
 
 
-async def test_a_request_is_pending_and_audited(catalog: SqliteCatalog) -> None:
+async def test_a_request_is_pending_and_audited(catalog: SqlCatalog) -> None:
     rid = await recording(catalog)
     made = await catalog.access_requests.request(asking(rid), at=at(100))
     assert made.state is RequestState.PENDING and made.requested_at == at(100)
@@ -50,7 +50,7 @@ async def test_a_request_is_pending_and_audited(catalog: SqliteCatalog) -> None:
 
 
 async def test_a_request_for_an_unknown_recording_is_refused_and_leaves_nothing(
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
 ) -> None:
     with pytest.raises(NotFoundError):
         await catalog.access_requests.request(asking("no-such-recording"))
@@ -58,7 +58,7 @@ async def test_a_request_for_an_unknown_recording_is_refused_and_leaves_nothing(
     assert await catalog.audit.entries() == []
 
 
-async def test_an_approval_is_a_grant_until_it_expires(catalog: SqliteCatalog) -> None:
+async def test_an_approval_is_a_grant_until_it_expires(catalog: SqlCatalog) -> None:
     rid = await recording(catalog)
     made = await catalog.access_requests.request(asking(rid), at=at(100))
     approved = await catalog.access_requests.decide(
@@ -78,7 +78,7 @@ async def test_an_approval_is_a_grant_until_it_expires(catalog: SqliteCatalog) -
     assert (await catalog.audit.verify()).intact
 
 
-async def test_a_refusal_is_no_grant(catalog: SqliteCatalog) -> None:
+async def test_a_refusal_is_no_grant(catalog: SqlCatalog) -> None:
     rid = await recording(catalog)
     made = await catalog.access_requests.request(asking(rid))
     refused = await catalog.access_requests.decide(made.id, approve=False, by="olive", reason="no")
@@ -87,7 +87,7 @@ async def test_a_refusal_is_no_grant(catalog: SqliteCatalog) -> None:
     assert (await audit_actions(catalog))[-1] == ("olive", "access.refuse", f"recording:{rid}")
 
 
-async def test_only_a_pending_request_is_decided(catalog: SqliteCatalog) -> None:
+async def test_only_a_pending_request_is_decided(catalog: SqlCatalog) -> None:
     rid = await recording(catalog)
     made = await catalog.access_requests.request(asking(rid))
     await catalog.access_requests.decide(made.id, approve=False, by="olive", reason="no")
@@ -115,7 +115,7 @@ async def test_only_a_pending_request_is_decided(catalog: SqliteCatalog) -> None
     ],
 )
 async def test_a_bad_decision_changes_nothing(
-    catalog: SqliteCatalog, by: str, approve: bool, expires: int | None, message: str
+    catalog: SqlCatalog, by: str, approve: bool, expires: int | None, message: str
 ) -> None:
     rid = await recording(catalog)
     made = await catalog.access_requests.request(asking(rid))
@@ -131,7 +131,7 @@ async def test_a_bad_decision_changes_nothing(
     assert len(await catalog.audit.entries()) == 1
 
 
-async def test_an_unknown_request_is_not_found(catalog: SqliteCatalog) -> None:
+async def test_an_unknown_request_is_not_found(catalog: SqlCatalog) -> None:
     with pytest.raises(NotFoundError):
         await catalog.access_requests.decide("nope", approve=False, by="olive", reason="no")
     with pytest.raises(NotFoundError):
@@ -139,7 +139,7 @@ async def test_an_unknown_request_is_not_found(catalog: SqliteCatalog) -> None:
     assert await catalog.access_requests.get("nope") is None
 
 
-async def test_the_requester_withdraws_a_pending_request(catalog: SqliteCatalog) -> None:
+async def test_the_requester_withdraws_a_pending_request(catalog: SqlCatalog) -> None:
     rid = await recording(catalog)
     made = await catalog.access_requests.request(asking(rid))
     with pytest.raises(InvalidFieldError, match="only carol"):
@@ -149,7 +149,7 @@ async def test_the_requester_withdraws_a_pending_request(catalog: SqliteCatalog)
     assert (await audit_actions(catalog))[-1] == ("carol", "access.withdraw", f"recording:{rid}")
 
 
-async def test_requests_filter_by_state_requester_and_recording(catalog: SqliteCatalog) -> None:
+async def test_requests_filter_by_state_requester_and_recording(catalog: SqlCatalog) -> None:
     first, second = await recording(catalog), await recording(catalog)
     a = await catalog.access_requests.request(asking(first, "carol"), at=at(1))
     b = await catalog.access_requests.request(asking(second, "dave"), at=at(2))
@@ -164,9 +164,9 @@ async def test_requests_filter_by_state_requester_and_recording(catalog: SqliteC
 
 
 async def test_the_table_itself_refuses_deciding_ones_own_request(
-    catalog: SqliteCatalog, tmp_path: Path
+    catalog: SqlCatalog, backend: Backend
 ) -> None:
     rid = await recording(catalog)
     made = await catalog.access_requests.request(asking(rid))
-    with sqlite3.connect(tmp_path / "catalog.db") as conn, pytest.raises(sqlite3.IntegrityError):
+    with backend.raw() as conn, pytest.raises(sqlite3.IntegrityError):
         conn.execute("UPDATE access_requests SET decided_by = requester WHERE id = ?", (made.id,))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -16,19 +15,20 @@ from proxy.storage.catalog import (
     NotFoundError,
     RequestState,
     RequestStateError,
-    SqliteCatalog,
+    SqlCatalog,
 )
+from tests.catalog_backends import Backend
 
 from .test_catalog import FakeClock, at, new_call, new_recording
 
 
 @pytest.fixture
-async def catalog(tmp_path: Path) -> AsyncIterator[SqliteCatalog]:
-    async with SqliteCatalog(tmp_path / "catalog.db", clock=FakeClock(at(3600))) as opened:
+async def catalog(backend: Backend) -> AsyncIterator[SqlCatalog]:
+    async with backend.catalog(clock=FakeClock(at(3600))) as opened:
         yield opened
 
 
-async def recordings(catalog: SqliteCatalog, count: int) -> list[str]:
+async def recordings(catalog: SqlCatalog, count: int) -> list[str]:
     return [await new_recording(catalog, await new_call(catalog)) for _ in range(count)]
 
 
@@ -37,7 +37,7 @@ def asking(*ids: str, who: str = "rita") -> NewBulkRequest:
 
 
 async def test_a_request_keeps_its_recordings_in_order_and_is_audited(
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
 ) -> None:
     ids = await recordings(catalog, 3)
     made = await catalog.bulk.request(asking(ids[2], ids[0], ids[1]), at=at(100))
@@ -50,9 +50,7 @@ async def test_a_request_keeps_its_recordings_in_order_and_is_audited(
 
 
 @pytest.mark.parametrize("problem", ["unknown", "twice", "none"])
-async def test_a_bad_list_is_refused_and_leaves_nothing(
-    catalog: SqliteCatalog, problem: str
-) -> None:
+async def test_a_bad_list_is_refused_and_leaves_nothing(catalog: SqlCatalog, problem: str) -> None:
     [rid] = await recordings(catalog, 1)
     given = {"unknown": (rid, "no-such-recording"), "twice": (rid, rid), "none": ()}[problem]
     error = NotFoundError if problem == "unknown" else InvalidFieldError
@@ -62,7 +60,7 @@ async def test_a_bad_list_is_refused_and_leaves_nothing(
     assert await catalog.audit.entries() == []
 
 
-async def test_an_approval_carries_its_expiry_and_is_decided_once(catalog: SqliteCatalog) -> None:
+async def test_an_approval_carries_its_expiry_and_is_decided_once(catalog: SqlCatalog) -> None:
     ids = await recordings(catalog, 2)
     made = await catalog.bulk.request(asking(*ids), at=at(100))
     approved = await catalog.bulk.decide(
@@ -83,18 +81,18 @@ async def test_an_approval_carries_its_expiry_and_is_decided_once(catalog: Sqlit
 
 
 async def test_nobody_decides_their_own_request_even_past_the_use_case(
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog, backend: Backend
 ) -> None:
     ids = await recordings(catalog, 1)
     made = await catalog.bulk.request(asking(*ids))
     with pytest.raises(InvalidFieldError, match="their own"):
         await catalog.bulk.decide(made.id, approve=False, by="rita", reason="no")
-    with pytest.raises(sqlite3.IntegrityError), sqlite3.connect(catalog.path) as conn:
+    with pytest.raises(sqlite3.IntegrityError), backend.raw() as conn:
         conn.execute("UPDATE bulk_requests SET decided_by = requester")  # the table says no
     assert (await catalog.bulk.get(made.id)) == made
 
 
-async def test_a_refusal_and_a_withdrawal_are_audited(catalog: SqliteCatalog) -> None:
+async def test_a_refusal_and_a_withdrawal_are_audited(catalog: SqlCatalog) -> None:
     ids = await recordings(catalog, 1)
     first = await catalog.bulk.request(asking(*ids))
     second = await catalog.bulk.request(asking(*ids))

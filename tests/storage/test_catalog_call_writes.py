@@ -6,7 +6,6 @@ start-up recovery ends as ``interrupted``."""
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -36,6 +35,7 @@ from proxy.storage.catalog import (
     SegmentFacts,
     SqliteCatalog,
 )
+from tests.catalog_backends import Backend
 
 T0 = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 CALL_ID = "0b7f3c52-54a4-4a55-9a3e-4f0c1d7e2a10"
@@ -120,36 +120,38 @@ TABLES = (
 )
 
 
-def dump(path: Path) -> dict[str, list[dict[str, object]]]:
-    conn = sqlite3.connect(path)
-    conn.row_factory = sqlite3.Row
-    try:
-        return {
-            table: [
-                {k: row[k] for k in row.keys() if k != "id" or table != "recording_events"}  # noqa: SIM118
-                for row in conn.execute(f"SELECT * FROM {table} ORDER BY rowid")
+def dump(backend: Backend, name: str) -> dict[str, list[dict[str, object]]]:
+    """Every row of ``TABLES`` in insertion order, without the row ids."""
+    with backend.raw(name) as conn:
+        found = {}
+        for table in TABLES:
+            order = "id" if table == "recording_events" else "rowid"
+            cursor = conn.execute(f"SELECT * FROM {table} ORDER BY {order}")
+            names = [column[0] for column in cursor.description]
+            found[table] = [
+                {k: v for k, v in zip(names, row, strict=True) if k not in ("id", "rowid")}
+                if table == "recording_events" or "rowid" in names
+                else dict(zip(names, row, strict=True))
+                for row in cursor
             ]
-            for table in TABLES
-        }
-    finally:
-        conn.close()
+        return found
 
 
-async def test_two_batches_leave_the_rows_the_separate_writes_left(tmp_path: Path) -> None:
-    async with SqliteCatalog(tmp_path / "apart.sqlite3", clock=lambda: at(40)) as catalog:
+async def test_two_batches_leave_the_rows_the_separate_writes_left(backend: Backend) -> None:
+    async with backend.catalog("apart.sqlite3", clock=lambda: at(40)) as catalog:
         await one_by_one(catalog)
-    async with SqliteCatalog(tmp_path / "batched.sqlite3", clock=lambda: at(40)) as catalog:
+    async with backend.catalog("batched.sqlite3", clock=lambda: at(40)) as catalog:
         await catalog.call_writes.write(set_up())
         await catalog.call_writes.write(ending())
-    batched = dump(tmp_path / "batched.sqlite3")
-    assert batched == dump(tmp_path / "apart.sqlite3")
+    batched = dump(backend, "batched.sqlite3")
+    assert batched == dump(backend, "apart.sqlite3")
     assert [e["action"] for e in batched["recording_events"]] == ["start", "complete"]
     assert batched["recordings"][0]["state"] == "complete"
     assert batched["calls"][0]["outcome"] == "completed"
 
 
-async def test_a_call_never_bridged_is_written_whole_in_one_batch(tmp_path: Path) -> None:
-    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+async def test_a_call_never_bridged_is_written_whole_in_one_batch(backend: Backend) -> None:
+    async with backend.catalog() as catalog:
         await catalog.call_writes.write(
             CallBatch(
                 CALL_ID,
@@ -168,8 +170,8 @@ async def test_a_call_never_bridged_is_written_whole_in_one_batch(tmp_path: Path
         assert await catalog.calls.consent_receipt(CALL_ID) == RECEIPT
 
 
-async def test_a_refused_batch_leaves_none_of_its_rows(tmp_path: Path) -> None:
-    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+async def test_a_refused_batch_leaves_none_of_its_rows(backend: Backend) -> None:
+    async with backend.catalog() as catalog:
         await catalog.calls.create_call(NEW_CALL)  # the call is already there: a duplicate
         with pytest.raises(DuplicateError):
             await catalog.call_writes.write(set_up())
@@ -179,8 +181,8 @@ async def test_a_refused_batch_leaves_none_of_its_rows(tmp_path: Path) -> None:
         assert call is not None and call.bridged_at is None
 
 
-async def test_an_end_the_catalog_refuses_is_split_from_the_call_end(tmp_path: Path) -> None:
-    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+async def test_an_end_the_catalog_refuses_is_split_from_the_call_end(backend: Backend) -> None:
+    async with backend.catalog() as catalog:
         await catalog.call_writes.write(set_up())
         await catalog.recordings.set_recording_state(
             RID, RecordingState.DISCARDED, Attribution("alice", reason="asked to")
@@ -205,9 +207,12 @@ CHILD = textwrap.dedent(
     import asyncio, os, signal, sys
     from tests.storage.test_catalog_call_writes import set_up
     from proxy.storage.catalog import SqliteCatalog
+    from proxy.storage.catalog.postgres import PostgresCatalog
 
     async def main():
-        catalog = await SqliteCatalog(sys.argv[1]).open()
+        where = sys.argv[1]
+        engine = PostgresCatalog if where.startswith("postgresql://") else SqliteCatalog
+        catalog = await engine(where).open()
         await catalog.call_writes.write(set_up())
         os.kill(os.getpid(), signal.SIGKILL)  # before the call's second transaction
 
@@ -217,15 +222,13 @@ CHILD = textwrap.dedent(
 
 
 async def test_a_kill_between_the_two_transactions_is_recovered_as_interrupted(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
-    path = tmp_path / "catalog.sqlite3"
+    where = str(backend.path()) if backend.is_sqlite else backend.url()
     root = Path(__file__).resolve().parents[2]
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD, str(path)], cwd=root, timeout=60, check=False
-    )
+    child = subprocess.run([sys.executable, "-c", CHILD, where], cwd=root, timeout=60, check=False)
     assert child.returncode == -signal.SIGKILL
-    async with SqliteCatalog(path) as catalog:
+    async with backend.catalog() as catalog:
         assert await catalog.recordings.recover_interrupted() == [RID]
         assert await catalog.calls.recover_calls() == [CALL_ID]
         recording = await catalog.recordings.get_recording(RID)

@@ -15,9 +15,10 @@ import pytest
 
 from proxy.config import load_config
 from proxy.config_version import version_of
-from proxy.storage.catalog import SqliteCatalog
+from proxy.storage.catalog import SqlCatalog, SqliteCatalog
 from proxy.storage.catalog.config_versions import version_of_settings
 from proxy.storage.catalog.errors import InvalidFieldError
+from tests.catalog_backends import Backend
 
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 A = {"media.jitter_ms": 60, "sip.listen": ["127.0.0.1", 5060], "webhook.url": "not set"}
@@ -29,18 +30,18 @@ def at(minutes: int) -> datetime:
 
 
 @pytest.fixture
-async def catalog(tmp_path: Path) -> AsyncIterator[SqliteCatalog]:
-    async with SqliteCatalog(tmp_path / "catalog.sqlite3") as opened:
+async def catalog(backend: Backend) -> AsyncIterator[SqlCatalog]:
+    async with backend.catalog() as opened:
         yield opened
 
 
-async def start(catalog: SqliteCatalog, settings: dict[str, Any], minutes: int) -> Any:
+async def start(catalog: SqlCatalog, settings: dict[str, Any], minutes: int) -> Any:
     return await catalog.config_versions.record(
         version_of_settings(settings), settings, actor="recproxy", at=at(minutes)
     )
 
 
-async def test_the_first_version_and_the_same_again_are_no_change(catalog: SqliteCatalog) -> None:
+async def test_the_first_version_and_the_same_again_are_no_change(catalog: SqlCatalog) -> None:
     assert await start(catalog, A, 0) is None
     assert await start(catalog, A, 5) is None
     [stored] = await catalog.config_versions.history()
@@ -50,7 +51,7 @@ async def test_the_first_version_and_the_same_again_are_no_change(catalog: Sqlit
 
 
 async def test_a_change_of_version_is_one_audit_entry_with_the_diff(
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
 ) -> None:
     await start(catalog, A, 0)
     change = await start(catalog, B, 1)
@@ -69,7 +70,7 @@ async def test_a_change_of_version_is_one_audit_entry_with_the_diff(
     assert (await catalog.audit.verify()).intact
 
 
-async def test_going_back_to_an_earlier_version_is_a_change_too(catalog: SqliteCatalog) -> None:
+async def test_going_back_to_an_earlier_version_is_a_change_too(catalog: SqlCatalog) -> None:
     await start(catalog, A, 0)
     await start(catalog, B, 1)
     back = await start(catalog, A, 2)
@@ -83,7 +84,7 @@ async def test_going_back_to_an_earlier_version_is_a_change_too(catalog: SqliteC
 
 
 async def test_a_version_that_is_not_the_hash_of_its_settings_is_refused(
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
 ) -> None:
     await start(catalog, A, 0)
     with pytest.raises(InvalidFieldError, match="is not the SHA-256 of its settings"):
@@ -121,10 +122,10 @@ async def test_no_secret_reaches_the_database(tmp_path: Path) -> None:
 
 
 async def test_a_change_whose_audit_entry_fails_is_not_recorded_either(
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog, backend: Backend
 ) -> None:
     await start(catalog, A, 0)
-    with sqlite3.connect(catalog.path) as conn:  # the audit log refuses every new entry
+    with backend.raw() as conn:  # the audit log refuses every new entry
         conn.execute(
             "CREATE TRIGGER refuse BEFORE INSERT ON audit_log"
             " BEGIN SELECT RAISE(ABORT, 'audit log full'); END"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from proxy.storage.catalog import CatalogClosedError, CatalogUnavailableError
-from proxy.storage.catalog.db import Connection, Database
+from proxy.storage.catalog.db import Connection, SqliteDatabase
 
 
 def make_table(conn: Connection) -> None:
@@ -21,8 +21,8 @@ def make_table(conn: Connection) -> None:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    opened = Database(tmp_path / "catalog.db", synchronous="NORMAL", busy_timeout_ms=20)
+async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
+    opened = SqliteDatabase(tmp_path / "catalog.db", synchronous="NORMAL", busy_timeout_ms=20)
     await opened.open(make_table)
     yield opened
     await opened.close()
@@ -32,7 +32,7 @@ def count_notes(conn: Connection) -> int:
     return int(conn.execute("SELECT COUNT(*) FROM notes").fetchone()[0])
 
 
-async def test_every_operation_runs_in_one_thread_that_is_not_the_loops(db: Database) -> None:
+async def test_every_operation_runs_in_one_thread_that_is_not_the_loops(db: SqliteDatabase) -> None:
     def where(conn: Connection) -> int:
         conn.execute("INSERT INTO notes (body) VALUES ('x')")
         return threading.get_ident()
@@ -46,7 +46,9 @@ async def test_every_operation_runs_in_one_thread_that_is_not_the_loops(db: Data
     assert await db.read(count_notes) == 10
 
 
-async def test_a_write_is_one_transaction_rolled_back_whole_when_it_raises(db: Database) -> None:
+async def test_a_write_is_one_transaction_rolled_back_whole_when_it_raises(
+    db: SqliteDatabase,
+) -> None:
     def half(conn: Connection) -> None:
         conn.execute("INSERT INTO notes (body) VALUES ('first')")
         raise LookupError("the second step found nothing")
@@ -64,7 +66,7 @@ async def test_a_full_disk_is_unavailable_and_changes_nothing(tmp_path: Path) ->
         make_table(conn)
         conn.execute("PRAGMA max_page_count = 8")  # SQLite's own "disk full" (SQLITE_FULL)
 
-    db = Database(tmp_path / "full.db", synchronous="NORMAL", busy_timeout_ms=20)
+    db = SqliteDatabase(tmp_path / "full.db", synchronous="NORMAL", busy_timeout_ms=20)
     await db.open(small)
     try:
 
@@ -80,7 +82,7 @@ async def test_a_full_disk_is_unavailable_and_changes_nothing(tmp_path: Path) ->
 
 
 async def test_a_locked_database_is_unavailable_until_the_lock_goes(
-    db: Database, tmp_path: Path
+    db: SqliteDatabase, tmp_path: Path
 ) -> None:
     blocker = sqlite3.connect(tmp_path / "catalog.db", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
@@ -96,7 +98,7 @@ async def test_a_locked_database_is_unavailable_until_the_lock_goes(
 
 async def test_close_waits_for_the_operations_already_asked_for(tmp_path: Path) -> None:
     path = tmp_path / "catalog.db"
-    db = Database(path, synchronous="FULL", busy_timeout_ms=20)
+    db = SqliteDatabase(path, synchronous="FULL", busy_timeout_ms=20)
     await db.open(make_table)
     writes = [
         asyncio.ensure_future(

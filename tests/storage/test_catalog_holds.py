@@ -4,9 +4,7 @@ a consent receipt counts how often a hold restarted the notice and for how long
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -17,24 +15,20 @@ from proxy.storage.catalog import (
     EventChannel,
     NoticeMode,
     RecordingAction,
-    SqliteCatalog,
+    SqlCatalog,
 )
+from tests.catalog_backends import Backend
 
 from .test_catalog import HASH_A, FakeClock, at, new_call, new_recording
 
 
 @pytest.fixture
-def db_file(tmp_path: Path) -> Path:
-    return tmp_path / "catalog.db"
-
-
-@pytest.fixture
-async def opened(db_file: Path) -> AsyncIterator[SqliteCatalog]:
-    async with SqliteCatalog(db_file, clock=FakeClock(at(3600))) as catalog:
+async def opened(backend: Backend) -> AsyncIterator[SqlCatalog]:
+    async with backend.catalog(clock=FakeClock(at(3600))) as catalog:
         yield catalog
 
 
-async def test_hold_and_unhold_are_events_of_a_running_recording(opened: SqliteCatalog) -> None:
+async def test_hold_and_unhold_are_events_of_a_running_recording(opened: SqlCatalog) -> None:
     catalog = opened
     call = await new_call(catalog)
     rec_id = await new_recording(catalog, call)
@@ -57,7 +51,7 @@ async def test_hold_and_unhold_are_events_of_a_running_recording(opened: SqliteC
 
 
 async def test_a_receipt_keeps_notice_restarts_and_time_held(
-    opened: SqliteCatalog, db_file: Path
+    opened: SqlCatalog, backend: Backend
 ) -> None:
     catalog = opened
     call = await new_call(catalog)
@@ -79,6 +73,6 @@ async def test_a_receipt_keeps_notice_restarts_and_time_held(
     )
     assert (receipt.notice_restarts, receipt.held_ms) == (2, 4100)
     assert await catalog.calls.consent_receipt(call.id) == receipt
-    with sqlite3.connect(db_file) as db:
+    with backend.raw() as db:
         row = db.execute("SELECT version, name FROM schema_migrations WHERE version = 5").fetchone()
     assert row is not None and "notice restarts" in row[1]

@@ -15,21 +15,23 @@ from proxy.storage.catalog import (
     FlagStateError,
     NewFlag,
     NotFoundError,
+    SqlCatalog,
     SqliteCatalog,
 )
 from proxy.storage.catalog.model import format_utc
+from tests.catalog_backends import Backend
 
 from .test_catalog import FakeClock, at, new_call, new_recording
 
 
 @pytest.fixture
-async def catalog(tmp_path: Path) -> AsyncIterator[SqliteCatalog]:
-    async with SqliteCatalog(tmp_path / "catalog.db", clock=FakeClock(at(3600))) as opened:
+async def catalog(backend: Backend) -> AsyncIterator[SqlCatalog]:
+    async with backend.catalog(clock=FakeClock(at(3600))) as opened:
         yield opened
 
 
 async def test_a_recording_never_bridged_has_one_part_with_its_calls_operator(
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
 ) -> None:
     call = await new_call(catalog)
     rid = await new_recording(catalog, call)
@@ -38,7 +40,7 @@ async def test_a_recording_never_bridged_has_one_part_with_its_calls_operator(
     assert part.started_at == at(5)
 
 
-async def test_a_transfer_ends_one_part_and_begins_the_next(catalog: SqliteCatalog) -> None:
+async def test_a_transfer_ends_one_part_and_begins_the_next(catalog: SqlCatalog) -> None:
     call = await new_call(catalog)
     rid = await new_recording(catalog, call)
     first = await catalog.parts.begin(rid, operator="alice", team="reception", at=at(12))
@@ -64,7 +66,7 @@ async def test_a_transfer_ends_one_part_and_begins_the_next(catalog: SqliteCatal
 
 
 async def test_parts_of_reads_many_recordings_and_leaves_out_unknown_ids(
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
 ) -> None:
     call = await new_call(catalog)
     one = await new_recording(catalog, call, directory="a")
@@ -79,7 +81,7 @@ async def test_parts_of_reads_many_recordings_and_leaves_out_unknown_ids(
         await catalog.parts.begin("nope", operator="x", team=None, at=at(1))
 
 
-async def test_a_flag_is_raised_and_cleared_once_each_audited(catalog: SqliteCatalog) -> None:
+async def test_a_flag_is_raised_and_cleared_once_each_audited(catalog: SqlCatalog) -> None:
     raised = await catalog.flags.raise_flag(
         NewFlag("too_many_playbacks", "dave", None, {"in_hour": 21}), at=at(100)
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import date
-from pathlib import Path
 
 import pytest
 
@@ -18,19 +17,20 @@ from proxy.storage.catalog import (
     HoldRefusedError,
     NewHold,
     NotFoundError,
-    SqliteCatalog,
+    SqlCatalog,
 )
+from tests.catalog_backends import Backend
 
 from .test_catalog import FakeClock, at, new_call, new_recording
 
 
 @pytest.fixture
-async def catalog(tmp_path: Path) -> AsyncIterator[SqliteCatalog]:
-    async with SqliteCatalog(tmp_path / "catalog.db", clock=FakeClock(at(3600))) as opened:
+async def catalog(backend: Backend) -> AsyncIterator[SqlCatalog]:
+    async with backend.catalog(clock=FakeClock(at(3600))) as opened:
         yield opened
 
 
-async def ended_recording(catalog: SqliteCatalog, state: RecordingState) -> str:
+async def ended_recording(catalog: SqlCatalog, state: RecordingState) -> str:
     rec_id = await new_recording(catalog, await new_call(catalog))
     await catalog.recordings.set_recording_state(rec_id, state, Attribution(at=at(30)))
     return rec_id
@@ -40,7 +40,7 @@ def complaint(rec_id: str, review: date | None = None) -> NewHold:
     return NewHold(rec_id, "complaint", "C-1", "alice", review, "patient letter")
 
 
-async def test_place_writes_the_hold_and_its_audit_entry_together(catalog: SqliteCatalog) -> None:
+async def test_place_writes_the_hold_and_its_audit_entry_together(catalog: SqlCatalog) -> None:
     rec_id = await ended_recording(catalog, RecordingState.COMPLETE)
     hold = await catalog.holds.place(complaint(rec_id, date(2024, 6, 1)), at=at(100))
     assert (hold.kind, hold.reference, hold.placed_by, hold.placed_at) == (
@@ -62,7 +62,7 @@ async def test_place_writes_the_hold_and_its_audit_entry_together(catalog: Sqlit
     assert (await catalog.audit.verify()).intact
 
 
-async def test_release_ends_the_hold_once_with_its_audit_entry(catalog: SqliteCatalog) -> None:
+async def test_release_ends_the_hold_once_with_its_audit_entry(catalog: SqlCatalog) -> None:
     rec_id = await ended_recording(catalog, RecordingState.COMPLETE)
     hold = await catalog.holds.place(complaint(rec_id))
     released = await catalog.holds.release(hold.id, by="bob", reason="resolved", at=at(200))
@@ -83,10 +83,10 @@ async def test_release_ends_the_hold_once_with_its_audit_entry(catalog: SqliteCa
     "state", [RecordingState.DISCARDED, RecordingState.DELETING, RecordingState.DELETED]
 )
 async def test_no_hold_on_a_recording_without_audio(
-    catalog: SqliteCatalog, state: RecordingState
+    catalog: SqlCatalog, state: RecordingState, backend: Backend
 ) -> None:
     rec_id = await new_recording(catalog, await new_call(catalog))
-    with sqlite3.connect(catalog.path) as db:  # the retention part moves states; set it here
+    with backend.raw() as db:  # the retention part moves states; set it here
         db.execute("UPDATE recordings SET state = ? WHERE id = ?", (state.value, rec_id))
     with pytest.raises(HoldRefusedError, match=state.value):
         await catalog.holds.place(complaint(rec_id))
@@ -94,7 +94,7 @@ async def test_no_hold_on_a_recording_without_audio(
     assert await catalog.audit.entries() == []
 
 
-async def test_unknown_ids_change_nothing(catalog: SqliteCatalog) -> None:
+async def test_unknown_ids_change_nothing(catalog: SqlCatalog) -> None:
     with pytest.raises(NotFoundError, match="recording"):
         await catalog.holds.place(complaint("00000000-0000-4000-8000-000000000000"))
     with pytest.raises(NotFoundError, match="hold"):
@@ -103,7 +103,7 @@ async def test_unknown_ids_change_nothing(catalog: SqliteCatalog) -> None:
     assert await catalog.audit.entries() == []
 
 
-async def test_listing_all_active_per_recording_and_due(catalog: SqliteCatalog) -> None:
+async def test_listing_all_active_per_recording_and_due(catalog: SqlCatalog) -> None:
     first = await ended_recording(catalog, RecordingState.COMPLETE)
     second = await ended_recording(catalog, RecordingState.INTERRUPTED)
     due = await catalog.holds.place(complaint(first, date(1970, 1, 1)), at=at(1))
@@ -125,9 +125,9 @@ async def test_listing_all_active_per_recording_and_due(catalog: SqliteCatalog) 
     )
 
 
-async def test_a_failed_audit_append_leaves_no_hold(catalog: SqliteCatalog) -> None:
+async def test_a_failed_audit_append_leaves_no_hold(catalog: SqlCatalog, backend: Backend) -> None:
     rec_id = await ended_recording(catalog, RecordingState.COMPLETE)
-    with sqlite3.connect(catalog.path) as db:  # break the log so the append fails
+    with backend.raw() as db:  # break the log so the append fails
         db.execute(
             "CREATE TRIGGER refuse BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'no'); END"
         )

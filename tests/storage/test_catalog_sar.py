@@ -6,11 +6,9 @@ reads; and bad fields change nothing."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -24,8 +22,9 @@ from proxy.storage.catalog import (
     SarCaseError,
     SarCounts,
     SarState,
-    SqliteCatalog,
+    SqlCatalog,
 )
+from tests.catalog_backends import Backend, raw
 
 from .test_catalog import T0, FakeClock, at, new_call, new_recording
 
@@ -34,15 +33,15 @@ DIGEST = "ab" * 32
 
 
 @pytest.fixture
-async def catalog(tmp_path: Path) -> AsyncIterator[SqliteCatalog]:
-    async with SqliteCatalog(tmp_path / "catalog.db", clock=FakeClock(at(3600))) as opened:
+async def catalog(backend: Backend) -> AsyncIterator[SqlCatalog]:
+    async with backend.catalog(clock=FakeClock(at(3600))) as opened:
         yield opened
 
 
-async def recording(catalog: SqliteCatalog, state: RecordingState, seconds: float = 0) -> str:
+async def recording(catalog: SqlCatalog, state: RecordingState, seconds: float = 0) -> str:
     """A recording in ``state`` (set behind the catalog's back, as retention would)."""
     rec_id = await new_recording(catalog, await new_call(catalog, started=at(seconds)))
-    with sqlite3.connect(catalog.path) as db:
+    with raw(catalog) as db:
         db.execute("UPDATE recordings SET state = ? WHERE id = ?", (state.value, rec_id))
     return rec_id
 
@@ -65,7 +64,7 @@ def new_case(*recording_ids: str, **changes: object) -> NewSarCase:
 
 
 async def test_a_case_opens_with_its_recordings_each_with_audio_held(
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
 ) -> None:
     kept = await recording(catalog, RecordingState.COMPLETE)
     gone = await recording(catalog, RecordingState.DELETED, seconds=100)
@@ -89,14 +88,14 @@ async def test_a_case_opens_with_its_recordings_each_with_audio_held(
     assert [e.action for e in await catalog.audit.entries()] == ["sar.open", "hold.place"]
 
 
-async def test_ids_count_per_year(catalog: SqliteCatalog) -> None:
+async def test_ids_count_per_year(catalog: SqlCatalog) -> None:
     first = await catalog.sar.open(new_case(), at=datetime(2026, 12, 31, 23, 0, tzinfo=T0.tzinfo))
     second = await catalog.sar.open(new_case(), at=datetime(2026, 12, 31, 23, 30, tzinfo=T0.tzinfo))
     third = await catalog.sar.open(new_case(), at=datetime(2027, 1, 1, 0, 1, tzinfo=T0.tzinfo))
     assert [first.id, second.id, third.id] == ["SAR-2026-0001", "SAR-2026-0002", "SAR-2027-0001"]
 
 
-async def test_decisions_are_recorded_revised_and_audited(catalog: SqliteCatalog) -> None:
+async def test_decisions_are_recorded_revised_and_audited(catalog: SqlCatalog) -> None:
     rec_id = await recording(catalog, RecordingState.COMPLETE)
     case = await catalog.sar.open(new_case(rec_id))
     decided = await catalog.sar.decide(
@@ -123,7 +122,7 @@ async def test_decisions_are_recorded_revised_and_audited(catalog: SqliteCatalog
 
 
 async def test_a_recording_not_in_the_case_or_an_unknown_case_is_not_found(
-    catalog: SqliteCatalog,
+    catalog: SqlCatalog,
 ) -> None:
     inside = await recording(catalog, RecordingState.COMPLETE)
     outside = await recording(catalog, RecordingState.COMPLETE, seconds=100)
@@ -139,7 +138,7 @@ async def test_a_recording_not_in_the_case_or_an_unknown_case_is_not_found(
 
 @pytest.mark.parametrize("state", [RecordingState.DELETED, RecordingState.DISCARDED])
 async def test_a_recording_without_audio_is_refused_not_released(
-    catalog: SqliteCatalog, state: RecordingState
+    catalog: SqlCatalog, state: RecordingState
 ) -> None:
     rec_id = await recording(catalog, state)
     case = await catalog.sar.open(new_case(rec_id))
@@ -153,14 +152,14 @@ async def test_a_recording_without_audio_is_refused_not_released(
     assert refused.recordings[0].release is Release.REFUSE
 
 
-async def test_a_recording_still_being_recorded_is_not_released(catalog: SqliteCatalog) -> None:
+async def test_a_recording_still_being_recorded_is_not_released(catalog: SqlCatalog) -> None:
     rec_id = await recording(catalog, RecordingState.RECORDING)
     case = await catalog.sar.open(new_case(rec_id))
     with pytest.raises(SarCaseError, match="still being recorded"):
         await catalog.sar.decide(case.id, rec_id, release=Release.BOTH, by="dee", reason="x")
 
 
-async def test_close_releases_the_holds_and_ends_all_change(catalog: SqliteCatalog) -> None:
+async def test_close_releases_the_holds_and_ends_all_change(catalog: SqlCatalog) -> None:
     first = await recording(catalog, RecordingState.COMPLETE)
     second = await recording(catalog, RecordingState.COMPLETE, seconds=100)
     case = await catalog.sar.open(new_case(first, second))
@@ -193,7 +192,7 @@ async def test_close_releases_the_holds_and_ends_all_change(catalog: SqliteCatal
     assert await catalog.audit.entries() == before
 
 
-async def test_an_export_marks_the_case_answered(catalog: SqliteCatalog) -> None:
+async def test_an_export_marks_the_case_answered(catalog: SqlCatalog) -> None:
     released = await recording(catalog, RecordingState.COMPLETE)
     refused = await recording(catalog, RecordingState.COMPLETE, seconds=100)
     case = await catalog.sar.open(new_case(released, refused))
@@ -240,14 +239,14 @@ async def test_an_export_marks_the_case_answered(catalog: SqliteCatalog) -> None
     }
 
 
-async def test_counts_tell_open_due_soon_and_overdue(catalog: SqliteCatalog) -> None:
+async def test_counts_tell_open_due_soon_and_overdue(catalog: SqlCatalog, backend: Backend) -> None:
     now = at(0) + 40 * DAY
     overdue = await catalog.sar.open(new_case(deadline_at=now - DAY))
     soon = await catalog.sar.open(new_case(deadline_at=now + 3 * DAY))
     later = await catalog.sar.open(new_case(deadline_at=now + 20 * DAY))
     answered = await catalog.sar.open(new_case(deadline_at=now + 2 * DAY))
     closed = await catalog.sar.open(new_case(deadline_at=now - 2 * DAY))
-    with sqlite3.connect(catalog.path) as db:
+    with backend.raw() as db:
         db.execute("UPDATE sar_cases SET state = 'answered' WHERE id = ?", (answered.id,))
     await catalog.sar.close(closed.id, by="olive", reason="withdrawn")
     assert await catalog.sar.counts(now, int(7 * DAY.total_seconds() * 1000)) == SarCounts(3, 1, 1)
@@ -268,7 +267,7 @@ async def test_counts_tell_open_due_soon_and_overdue(catalog: SqliteCatalog) -> 
     ],
 )
 async def test_bad_fields_open_nothing(
-    catalog: SqliteCatalog, changes: dict[str, object], message: str
+    catalog: SqlCatalog, changes: dict[str, object], message: str
 ) -> None:
     with pytest.raises(InvalidFieldError, match=message):
         await catalog.sar.open(new_case(**changes))
@@ -276,7 +275,7 @@ async def test_bad_fields_open_nothing(
     assert await catalog.audit.entries() == []
 
 
-async def test_an_unknown_recording_opens_nothing(catalog: SqliteCatalog) -> None:
+async def test_an_unknown_recording_opens_nothing(catalog: SqlCatalog) -> None:
     kept = await recording(catalog, RecordingState.COMPLETE)
     with pytest.raises(NotFoundError):
         await catalog.sar.open(new_case(kept, "00000000-0000-4000-8000-000000000000"))
@@ -285,7 +284,7 @@ async def test_an_unknown_recording_opens_nothing(catalog: SqliteCatalog) -> Non
     assert await catalog.audit.entries() == []
 
 
-async def test_bad_decision_fields_change_nothing(catalog: SqliteCatalog) -> None:
+async def test_bad_decision_fields_change_nothing(catalog: SqlCatalog) -> None:
     rec_id = await recording(catalog, RecordingState.COMPLETE)
     case = await catalog.sar.open(new_case(rec_id))
     before = await catalog.audit.entries()

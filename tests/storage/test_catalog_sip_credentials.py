@@ -5,24 +5,24 @@ and can be given none."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from proxy.storage.catalog import (
     InvalidFieldError,
     NotFoundError,
-    SqliteCatalog,
+    SqlCatalog,
     UserStateError,
 )
+from tests.catalog_backends import Backend
 
 from .test_catalog import FakeClock, at
 from .test_catalog_users import actions, add
 
 
 @pytest.fixture
-async def catalog(tmp_path: Path) -> AsyncIterator[SqliteCatalog]:
-    async with SqliteCatalog(tmp_path / "catalog.db", clock=FakeClock(at(3600))) as opened:
+async def catalog(backend: Backend) -> AsyncIterator[SqlCatalog]:
+    async with backend.catalog(clock=FakeClock(at(3600))) as opened:
         yield opened
 
 
@@ -30,7 +30,7 @@ SHA = "a" * 64
 MD5 = "b" * 32
 
 
-async def test_set_replace_lookup_and_remove_are_audited(catalog: SqliteCatalog) -> None:
+async def test_set_replace_lookup_and_remove_are_audited(catalog: SqlCatalog) -> None:
     await add(catalog)
     stored = await catalog.sip_credentials.set(
         "Alice", realm="gp.example", ha1_sha256=SHA, ha1_md5=MD5, by="root", at=at(5)
@@ -56,7 +56,7 @@ async def test_set_replace_lookup_and_remove_are_audited(catalog: SqliteCatalog)
     ("sha", "md5"), [("A" * 64, MD5), (SHA, "b" * 31), ("secret", MD5), (SHA, "g" * 32)]
 )
 async def test_only_hex_digests_of_the_right_length_are_stored(
-    catalog: SqliteCatalog, sha: str, md5: str
+    catalog: SqlCatalog, sha: str, md5: str
 ) -> None:
     await add(catalog)
     before = await actions(catalog)
@@ -68,7 +68,7 @@ async def test_only_hex_digests_of_the_right_length_are_stored(
     assert await actions(catalog) == before
 
 
-async def test_disabling_removes_them_and_none_can_be_set_after(catalog: SqliteCatalog) -> None:
+async def test_disabling_removes_them_and_none_can_be_set_after(catalog: SqlCatalog) -> None:
     await add(catalog)
     await catalog.sip_credentials.set(
         "alice", realm="gp.example", ha1_sha256=SHA, ha1_md5=MD5, by="root"
@@ -82,7 +82,7 @@ async def test_disabling_removes_them_and_none_can_be_set_after(catalog: SqliteC
         )
 
 
-async def test_an_unknown_user_is_not_found(catalog: SqliteCatalog) -> None:
+async def test_an_unknown_user_is_not_found(catalog: SqlCatalog) -> None:
     with pytest.raises(NotFoundError):
         await catalog.sip_credentials.set(
             "nobody", realm="gp.example", ha1_sha256=SHA, ha1_md5=MD5, by="root"

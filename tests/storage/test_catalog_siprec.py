@@ -6,7 +6,6 @@ checked where it is written: tests/calls/test_siprec_flow.py.)"""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -25,6 +24,7 @@ from proxy.storage.catalog import (
     SiprecSession,
     SqliteCatalog,
 )
+from tests.catalog_backends import Backend
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 ALICE = SiprecParticipant("p-a", "sip:+441632960001@sbc", "Alice", "left")
@@ -46,8 +46,8 @@ async def _siprec_call(catalog: SqliteCatalog) -> str:
     return call.id
 
 
-async def test_a_session_keeps_its_identifiers_and_every_snapshot(tmp_path: Path) -> None:
-    async with SqliteCatalog(tmp_path / "c.sqlite3") as catalog:
+async def test_a_session_keeps_its_identifiers_and_every_snapshot(backend: Backend) -> None:
+    async with backend.catalog() as catalog:
         call_id = await _siprec_call(catalog)
         session = SiprecSession(call_id, "src-call-id@sbc", "hVpd7YQg==", "ab30;remote=00")
         await catalog.siprec.add_session(session)
@@ -67,8 +67,8 @@ async def test_a_session_keeps_its_identifiers_and_every_snapshot(tmp_path: Path
         assert await catalog.siprec.session("no-such-call") is None
 
 
-async def test_an_ordinary_call_is_of_kind_call(tmp_path: Path) -> None:
-    async with SqliteCatalog(tmp_path / "c.sqlite3") as catalog:
+async def test_an_ordinary_call_is_of_kind_call(backend: Backend) -> None:
+    async with backend.catalog() as catalog:
         call = await catalog.calls.create_call(
             NewCall("x@y", "+441632960001", "2001", CallDirection.INBOUND, T0)
         )
@@ -76,8 +76,8 @@ async def test_an_ordinary_call_is_of_kind_call(tmp_path: Path) -> None:
         assert await catalog.siprec.snapshots(call.id) == []
 
 
-async def test_refusals_change_nothing(tmp_path: Path) -> None:
-    async with SqliteCatalog(tmp_path / "c.sqlite3") as catalog:
+async def test_refusals_change_nothing(backend: Backend) -> None:
+    async with backend.catalog() as catalog:
         with pytest.raises(NotFoundError):
             await catalog.siprec.add_session(SiprecSession("missing", "x", None, None))
         call_id = await _siprec_call(catalog)
@@ -92,8 +92,8 @@ async def test_refusals_change_nothing(tmp_path: Path) -> None:
         assert await catalog.siprec.snapshots(call_id) == []
 
 
-async def test_search_by_number_finds_a_siprec_call_by_its_participants(tmp_path: Path) -> None:
-    async with SqliteCatalog(tmp_path / "c.sqlite3") as catalog:
+async def test_search_by_number_finds_a_siprec_call_by_its_participants(backend: Backend) -> None:
+    async with backend.catalog() as catalog:
         call_id = await _siprec_call(catalog)
         recording = await catalog.recordings.create_recording(
             NewRecording(call_id, "rec-dir", "g711", 8000, 2, T0 + timedelta(seconds=1))

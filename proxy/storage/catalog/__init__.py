@@ -30,7 +30,12 @@ One module per job:
 ``rows``               SQLite rows to the model
 ``migrations``         the versioned schema, applied when the catalog opens
 ``db``                 the one connection, in its own thread, one transaction per call
+``sql_catalog``        ``SqlCatalog``: the repositories on one database, either engine
 ``sqlite``             ``SqliteCatalog``: the repositories on one SQLite file
+``postgres``           ``PostgresCatalog``: the repositories on a PostgreSQL server
+                       (imported from its module: psycopg loads only when it is used)
+``pg_connection``      the PostgreSQL connection the bodies see as SQLite's
+``pg_schema``          the migrations translated for PostgreSQL
 ``journal``            writes the catalog could not take now, retried in order
 
 Each repository is a small ``Protocol`` with its SQLite implementation, so a
@@ -109,6 +114,7 @@ from .sar import (
 from .search import RecordingSearch, Scope, SearchFilters, SearchHit, SearchQuery
 from .sip_credentials import SipCredentialRepository, SipCredentials
 from .siprec import SiprecParticipant, SiprecRepository, SiprecSession, SiprecSnapshot
+from .sql_catalog import SqlCatalog
 from .sqlite import SqliteCatalog
 from .users import (
     Credentials,
@@ -227,6 +233,7 @@ __all__ = [
     "SiprecRepository",
     "SiprecSession",
     "SiprecSnapshot",
+    "SqlCatalog",
     "SqliteCatalog",
     "User",
     "UserRepository",

@@ -68,11 +68,10 @@ class SqliteAccessLog:
                 to.require_recording(conn, recording_id)
             cursor = conn.execute(
                 "INSERT INTO access_log (at, actor, action, recording_id, reason, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 values,
             )
-            entry_id = cursor.lastrowid
-            assert entry_id is not None
+            entry_id = int(cursor.fetchone()[0])
             audit.append(
                 conn,
                 at_ms=values[0],

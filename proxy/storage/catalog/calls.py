@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol, Unpack
 
 from . import rows as to
-from .db import Connection, Database, insert, one, rows, update
+from .db import GREATEST, Connection, Database, dialect, insert, one, rows, update
 from .errors import InvalidFieldError, NotFoundError
 from .model import (
     Call,
@@ -255,10 +255,11 @@ class SqliteCalls:
         mine, params = of_node(node, "c.")
 
         def body(conn: Connection) -> list[str]:
+            greatest = GREATEST[dialect(conn)]
             found = rows(
                 conn,
-                "SELECT c.id, MAX(COALESCE(r.ended_at, 0), COALESCE(c.bridged_at, 0),"
-                " COALESCE(c.answered_at, 0), c.started_at) AS last"
+                f"SELECT c.id, {greatest}(MAX(COALESCE(r.ended_at, 0)),"
+                " COALESCE(c.bridged_at, 0), COALESCE(c.answered_at, 0), c.started_at) AS last"
                 " FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
                 f" WHERE c.ended_at IS NULL{mine} GROUP BY c.id ORDER BY c.started_at",
                 params,

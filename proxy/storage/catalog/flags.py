@@ -130,11 +130,10 @@ class SqliteFlags:
             cursor = insert(
                 conn,
                 "INSERT INTO access_flags (raised_at, user, kind, recording_id, detail)"
-                " VALUES (?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (at_ms, user, kind, recording_id, detail),
             )
-            flag_id = cursor.lastrowid
-            assert flag_id is not None
+            flag_id = int(cursor.fetchone()[0])
             append(
                 conn,
                 at_ms=at_ms,

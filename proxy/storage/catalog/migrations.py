@@ -10,25 +10,41 @@ The statements of a released migration never change: a database made by any earl
 recproxy must upgrade to the very schema a new database gets (the tests compare the two
 against a database written by the code before the catalog became a package).  A new
 table or column is a new migration at the end of ``MIGRATIONS``.
+
+The same migrations build the PostgreSQL catalog: :mod:`.pg_schema` translates each
+statement by a few rules, and a migration that rebuilds a SQLite table gives its
+PostgreSQL statements itself (``postgresql``).  There every migration's transaction is a
+write transaction, which takes the catalog's advisory lock first (:mod:`.db`), so two
+nodes starting at once apply each migration exactly once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from .db import Connection, one, rows, transaction
+from .db import Connection, dialect, one, rows, transaction
 from .errors import InvalidFieldError, SchemaTooNewError
+from .pg_schema import translate_statement
 
 
 @dataclass(frozen=True, slots=True)
 class Migration:
-    """One schema step: its statements run in one transaction, then it is recorded."""
+    """One schema step: its statements run in one transaction, then it is recorded.
+    ``postgresql``: the statements on PostgreSQL, given only where the SQLite ones
+    rebuild a table (otherwise they are translated)."""
 
     version: int
     name: str
     statements: tuple[str, ...]
+    postgresql: tuple[str, ...] | None = None
+
+    def statements_for(self, conn: Connection) -> tuple[str, ...]:
+        if dialect(conn) == "sqlite":
+            return self.statements
+        if self.postgresql is not None:
+            return self.postgresql
+        return tuple(s for statement in self.statements for s in translate_statement(statement))
 
 
 _MIGRATION_1 = Migration(
@@ -589,13 +605,19 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
-_CREATE_SCHEMA_MIGRATIONS = """
+_SCHEMA_MIGRATIONS = Migration(
+    0,
+    "the table of migrations applied",
+    (
+        """
     CREATE TABLE IF NOT EXISTS schema_migrations (
         version     INTEGER PRIMARY KEY,
         name        TEXT NOT NULL,
         applied_at  INTEGER NOT NULL
     )
-"""
+""",
+    ),
+)
 
 
 def check_numbering(migrations: Sequence[Migration]) -> tuple[Migration, ...]:
@@ -612,12 +634,13 @@ def applied_version(conn: Connection) -> int:
     return 0 if row is None else int(row[0])
 
 
-def migrate(conn: Connection, migrations: Sequence[Migration], now_ms: int, path: Path) -> None:
+def migrate(conn: Connection, migrations: Sequence[Migration], now_ms: int, path: object) -> None:
     """Bring the schema of ``conn`` (in autocommit mode) up to the last of ``migrations``."""
     known = {m.version for m in migrations}
     latest = max(known, default=0)
     with transaction(conn):
-        conn.execute(_CREATE_SCHEMA_MIGRATIONS)
+        for statement in _SCHEMA_MIGRATIONS.statements_for(conn):
+            conn.execute(statement)
         applied = {int(r[0]) for r in rows(conn, "SELECT version FROM schema_migrations")}
     unknown = applied - known
     if unknown:
@@ -632,7 +655,7 @@ def migrate(conn: Connection, migrations: Sequence[Migration], now_ms: int, path
         with transaction(conn):
             # Another process may have applied it while we waited for the lock.
             if one(conn, _IS_APPLIED, (migration.version,)) is None:
-                for statement in migration.statements:
+                for statement in migration.statements_for(conn):
                     conn.execute(statement)
                 conn.execute(_RECORD, (migration.version, migration.name, now_ms))
 

@@ -67,13 +67,11 @@ def insert_event(
     cursor = insert(
         conn,
         "INSERT INTO recording_events (recording_id, at, action, actor, channel, reason)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         (recording_id, at_ms, action.value, actor, channel.value, reason),
         missing=f"recording {recording_id} does not exist",
     )
-    event_id = cursor.lastrowid
-    assert event_id is not None
-    return event_id
+    return int(cursor.fetchone()[0])
 
 
 class SqliteRecordingEvents:

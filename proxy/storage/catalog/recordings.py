@@ -158,7 +158,7 @@ _SUMMARY_SELECT = """
            r.expires_at, r.deleted_at, r.deleted_reason, r.node,
            COALESCE(
                r.duration_ms,
-               (SELECT SUM(s.frames) FROM segments AS s WHERE s.recording_id = r.id)
+               (SELECT CAST(SUM(s.frames) AS BIGINT) FROM segments AS s WHERE s.recording_id = r.id)
                    * 1000 / r.sample_rate,
                0
            ) AS duration_ms,
@@ -384,9 +384,12 @@ def replace_quality(
     """Store (or replace) ``quality_values`` of a recording."""
     to.require_recording(conn, recording_id)
     conn.executemany(
-        "INSERT OR REPLACE INTO recording_quality (recording_id, channel, frames, "
+        "INSERT INTO recording_quality (recording_id, channel, frames, "
         "lost_frames, late_frames, missing_frames, longest_gap_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (recording_id, channel) DO UPDATE SET "
+        "frames = excluded.frames, lost_frames = excluded.lost_frames, "
+        "late_frames = excluded.late_frames, missing_frames = excluded.missing_frames, "
+        "longest_gap_ms = excluded.longest_gap_ms",
         values,
     )
 

@@ -149,11 +149,11 @@ class SqliteRetention:
         kept_expired = f"{_KEPT_SQL} AND {_EXPIRED_SQL}"
         sql = (
             "SELECT"
-            f" COALESCE(SUM({_KEPT_SQL} AND NOT {_EXPIRED_SQL}), 0),"
-            f" COALESCE(SUM({kept_expired} AND {_HELD_SQL}), 0),"
-            f" COALESCE(SUM({kept_expired} AND NOT {_HELD_SQL}), 0),"
-            " COALESCE(SUM(r.state = 'deleting'), 0),"
-            " COALESCE(SUM(r.state = 'deleted'), 0)"
+            f" COUNT(CASE WHEN {_KEPT_SQL} AND NOT {_EXPIRED_SQL} THEN 1 END),"
+            f" COUNT(CASE WHEN {kept_expired} AND {_HELD_SQL} THEN 1 END),"
+            f" COUNT(CASE WHEN {kept_expired} AND NOT {_HELD_SQL} THEN 1 END),"
+            " COUNT(CASE WHEN r.state = 'deleting' THEN 1 END),"
+            " COUNT(CASE WHEN r.state = 'deleted' THEN 1 END)"
             " FROM recordings AS r"
         )
 

@@ -607,8 +607,8 @@ class SqliteSarCases:
             row = one(
                 conn,
                 "SELECT COUNT(*), "
-                "COALESCE(SUM(deadline_at > ? AND deadline_at <= ?), 0), "
-                "COALESCE(SUM(deadline_at <= ?), 0) FROM sar_cases WHERE state = ?",
+                "COUNT(CASE WHEN deadline_at > ? AND deadline_at <= ? THEN 1 END), "
+                "COUNT(CASE WHEN deadline_at <= ? THEN 1 END) FROM sar_cases WHERE state = ?",
                 (now, now + due_within_ms, now, SarState.OPEN.value),
             )
             return SarCounts(0, 0, 0) if row is None else SarCounts(*(int(v) for v in row))

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ...recording_state import RecordingState
-from .db import Connection, Database, Row, rows
+from .db import Connection, Database, Dialect, Row, dialect, rows
 from .model import CallDirection, format_utc
 from .parts import RecordingPart, SqliteParts
 from .values import count, from_ms, opt_dt, to_ms
@@ -137,7 +137,11 @@ _COLUMNS = """
 """
 _SELECT = f"{_COLUMNS} FROM recordings AS r JOIN calls AS c ON c.id = r.call_id"
 # calls first, newest first through an index of calls, stopping at the page's end
-_CALLS_FIRST = f"{_COLUMNS} FROM calls AS c CROSS JOIN recordings AS r ON r.call_id = c.id"
+# (SQLite's CROSS JOIN keeps the order written; PostgreSQL's planner picks its own)
+_CALLS_FIRST: dict[Dialect, str] = {
+    "sqlite": f"{_COLUMNS} FROM calls AS c CROSS JOIN recordings AS r ON r.call_id = c.id",
+    "postgresql": f"{_COLUMNS} FROM calls AS c JOIN recordings AS r ON r.call_id = c.id",
+}
 _ORDER = "ORDER BY c.started_at DESC, r.started_at DESC, r.id DESC LIMIT ? OFFSET ?"
 # The recordings a part of which was taken by an operator or a team, as one set each so
 # SQLite reads it once through its index (migration 13) instead of probing every call
@@ -187,7 +191,7 @@ def _scope(scope: Scope) -> tuple[str, list[object]]:
     if scope.granted_to is not None:
         selects.append(_GRANTED_TO)
         params += [scope.granted_to, to_ms("now", scope.now)]
-    return _one_of((selects, params)) if selects else ("0", [])
+    return _one_of((selects, params)) if selects else ("FALSE", [])
 
 
 def _where(query: SearchQuery) -> tuple[str, list[object]]:
@@ -224,12 +228,13 @@ def _where(query: SearchQuery) -> tuple[str, list[object]]:
     return " AND ".join(clauses), params
 
 
-def statement(query: SearchQuery) -> tuple[str, list[object]]:
+def statement(query: SearchQuery, engine: Dialect = "sqlite") -> tuple[str, list[object]]:
     """The SQL and parameters of one page of ``query`` (what ``search`` runs, and what
     the tests of the query plans ask SQLite to explain)."""
     where, params = _where(query)
     params += [count("limit", query.limit, minimum=1), count("offset", query.offset)]
-    return f"{_CALLS_FIRST if _calls_first(query) else _SELECT} WHERE {where} {_ORDER}", params
+    select = _CALLS_FIRST[engine] if _calls_first(query) else _SELECT
+    return f"{select} WHERE {where} {_ORDER}", params
 
 
 def _calls_first(query: SearchQuery) -> bool:
@@ -278,8 +283,11 @@ class SqliteRecordingSearch:
 
     async def search(self, query: SearchQuery) -> list[SearchHit]:
         """One page of the recordings ``query`` finds, newest call first."""
-        sql, params = statement(query)
-        found = await self._db.read(lambda conn: rows(conn, sql, params))
+
+        def body(conn: Connection) -> list[Row]:
+            return rows(conn, *statement(query, dialect(conn)))
+
+        found = await self._db.read(body)
         parts = await self._parts.parts_of([row["id"] for row in found])
         return [_hit(row, parts.get(row["id"], [])) for row in found]
 

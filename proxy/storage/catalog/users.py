@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from ...roles import Role
 from . import rows as to
 from .audit import append
-from .db import Connection, Database, Row, insert, one, rows
+from .db import GREATEST, Connection, Database, Row, dialect, insert, one, rows
 from .errors import CatalogError, InvalidFieldError, NotFoundError
 from .model import format_utc
 from .values import at_or_now_ms, from_ms, member, opt_dt, opt_text, sha256, text, to_ms
@@ -444,7 +444,8 @@ class SqliteUsers:
         at_ms = to_ms("at", at)
         await self._db.write(
             lambda conn: conn.execute(
-                "UPDATE sessions SET last_seen_at = max(last_seen_at, ?) WHERE token_sha256 = ?",
+                f"UPDATE sessions SET last_seen_at = {GREATEST[dialect(conn)]}(last_seen_at, ?)"
+                " WHERE token_sha256 = ?",
                 (at_ms, token_sha256),
             )
         )
