@@ -212,9 +212,14 @@ class S3SegmentStore:
     # --- reading: the spool while a file is there, else the bucket -------------------------
 
     def segments(self, recording: Path) -> list[str]:
-        names = set(self.bucket.call(self._bucket_names(recording)))
-        if recording.is_dir():
+        # The spool first, then the bucket: a file the uploader moves in between is then
+        # seen on one side or the other (it is verified in the bucket before it leaves
+        # the spool), where the other order could miss it (start-up recovery reads while
+        # the uploader drains the spool).
+        names: set[str] = set()
+        with contextlib.suppress(FileNotFoundError):  # the folder went: all uploaded
             names.update(entry.name for entry in recording.iterdir())
+        names.update(self.bucket.call(self._bucket_names(recording)))
         indexed = sorted(
             (index, name) for name in names if (index := parse_segment_file_name(name)) is not None
         )
