@@ -54,7 +54,6 @@ from .proxy_process import (
 from .records_world import Api, Person, add_users
 from .sipp import Sipp, play_pcap
 
-CALLS_BEFORE, CALLS_AFTER = 20, 20  # 40 calls in all
 AT_ONCE = 8
 PRE_AUDIO_MS = 2600  # the 2 s notice and the call taker's ring, then the caller talks
 TALK_S = 2.0  # each side's audio, then the caller hangs up
@@ -72,6 +71,9 @@ class SharedStorage:
 
     kind = ""
     folder: Path
+    #: calls placed before B is killed (it dies while carrying some), and after it is
+    #: marked down
+    calls: tuple[int, int] = (20, 20)
 
     def configure(self, node_folder: Path, settings: ProxySettings) -> ProxySettings:
         """``settings`` with a node (its own folder ``node_folder``) on this storage."""
@@ -91,6 +93,9 @@ class SqliteFolder(SharedStorage):
 
     folder: Path
     kind = "sqlite"
+    # the issue's 40 calls run on PostgreSQL + S3; this layout checks the same with
+    # fewer (the suite's time)
+    calls = (10, 6)
 
     def configure(self, node_folder: Path, settings: ProxySettings) -> ProxySettings:
         return replace(settings, data=str(self.folder))
@@ -256,7 +261,8 @@ def _calls(
     kamailio.wait_state("node-b", up=True, timeout=10)
 
     # -- before and during the kill ------------------------------------------------------
-    first = caller(world, "before", world.ports.caller_sip, CALLS_BEFORE, caller_pcap)
+    before, after_kill = shared.calls
+    first = caller(world, "before", world.ports.caller_sip, before, caller_pcap)
 
     def running_long_enough() -> bool:
         running = shared.rows(RUNNING, "node-b")
@@ -270,7 +276,7 @@ def _calls(
     kamailio.wait_state("node-b", up=False, timeout=10)
 
     # -- (2) B is down: every new call goes to A, and succeeds ---------------------------
-    second = caller(world, "after", world.ports.spare_sip(0), CALLS_AFTER, caller_pcap)
+    second = caller(world, "after", world.ports.spare_sip(0), after_kill, caller_pcap)
     second.expect_success(timeout=60)
     a.wait_idle(timeout=15)
     calls_on_a = shared.rows("SELECT sip_call_id FROM calls WHERE node = ?", "node-a")
@@ -291,9 +297,7 @@ def _calls(
     lost = placed(first) - done
     every_call_on_a = shared.rows("SELECT sip_call_id FROM calls WHERE node = ?", "node-a")
     assert not lost & {r["sip_call_id"] for r in every_call_on_a}, lost
-    assert (
-        len(lost) <= AT_ONCE and len(placed(first) | placed(second)) == CALLS_BEFORE + CALLS_AFTER
-    )
+    assert len(lost) <= AT_ONCE and len(placed(first) | placed(second)) == before + after_kill
     cut = [r for r in theirs if r["state"] == "recording"]
     assert cut, "no recording of node B was running when it was killed"
     # A's recording that ended last (it overlapped the kill, or came after it)
