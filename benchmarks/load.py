@@ -18,6 +18,10 @@ Profiles (``--profile``): ``short`` is today's 5 s calls at ``--rate``; ``long``
 calls ramped at 5 a second to 200 concurrent and held there (600 calls), where media
 dominates.  ``--signalling-only`` sends no RTP at all (a 200 ms notice for recproxy,
 ``--duration`` from ACK to BYE): CPU per call set-up and tear-down, for every system.
+``--catalog postgresql`` puts recproxy's catalog on a PostgreSQL server the run starts
+(``benchmarks/catalog_server.py``, fsync on) and reports the server's CPU apart
+(``catalog_server_cpu_ms_per_call``) and added to recproxy's
+(``cpu_ms_per_call_with_catalog_server``).
 
     python benchmarks/load.py --rate 10 --calls 200                # recproxy + installed peers
     python benchmarks/load.py --install-peers                      # apt + pip, once
@@ -25,6 +29,8 @@ dominates.  ``--signalling-only`` sends no RTP at all (a 200 ms notice for recpr
     python benchmarks/load.py --profile long                       # 60 s calls, 200 at once
     python benchmarks/load.py --signalling-only --duration 0.5 --rate 20 --calls 400
     python benchmarks/load.py --systems recproxy --workers 2       # media worker processes
+    python benchmarks/load.py --systems recproxy --signalling-only --duration 0.5 \
+        --rate 20 --calls 400 --catalog postgresql   # the catalog on PostgreSQL (issue 20)
 
 Loopback only; every run is bounded (--calls, and a timeout).  Not part of the tests.
 """
