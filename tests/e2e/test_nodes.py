@@ -1,8 +1,8 @@
 """Two recproxy nodes behind Kamailio's dispatcher, sharing one catalog and one
 recordings store (issue 20).
 
-A SIPp caller places 40 short calls through Kamailio, a few at a time, to one SIPp call
-taker; node B is killed with SIGKILL while it carries calls.  Then:
+A SIPp caller places short calls through Kamailio (40 on PostgreSQL + S3), a few at a
+time, to one SIPp call taker; node B is killed with SIGKILL while it carries calls.  Then:
 
 1. node A's calls all complete, with complete recordings (one decrypted: both channels
    hold the audio sent, its length the bridged time within 20 ms);
@@ -10,11 +10,14 @@ taker; node B is killed with SIGKILL while it carries calls.  Then:
    all succeed;
 3. B's recordings cut by the kill are ``interrupted`` in the shared catalog once B has
    restarted (as systemd's ``Restart=on-failure`` would start it) and recovered its own
-   — node A, running on, left them alone, and B's recovery leaves A's alone;
+   — node A, running on, left them alone, and B's recovery leaves A's alone; the
+   longest of them keeps its whole chunks, catalogued by B's recovery, and node A
+   decrypts them (from the bucket, once B's spool has drained);
 4. the records service's API of either node, and A's console, list both nodes' calls.
 
-The shared catalog and store come from one fixture (``shared``), so the test can later
-run on PostgreSQL and S3 as well as on the SQLite file and folder it uses now.
+The shared catalog and store come from one fixture (``shared``) with two layouts: the
+issue's — a PostgreSQL database and an S3 bucket (moto), each node spooling to its own
+folder — and one SQLite file and recordings folder on this box.
 """
 
 from __future__ import annotations
