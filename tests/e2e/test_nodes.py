@@ -72,7 +72,6 @@ class SharedStorage:
     """What every node shares: the data folder (the recording keys, made by the first
     node to start) and the catalog and recordings store of one of two layouts."""
 
-    kind = ""
     folder: Path
     #: calls placed before B is killed (it dies while carrying some), and after it is
     #: marked down
@@ -95,7 +94,6 @@ class SqliteFolder(SharedStorage):
     """One SQLite file and one recordings folder on this box, shared by both nodes."""
 
     folder: Path
-    kind = "sqlite"
     # the issue's 40 calls run on PostgreSQL + S3; this layout checks the same with
     # fewer (the suite's time)
     calls = (10, 6)
@@ -117,7 +115,6 @@ class PostgresAndBucket(SharedStorage):
     url: str
     endpoint: str
     bucket: str
-    kind = "postgresql+s3"
 
     def configure(self, node_folder: Path, settings: ProxySettings) -> ProxySettings:
         return replace(
