@@ -43,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.catalog_server import PORT, PgServer, running_server, server_cpu  # noqa: E402
 from proxy.recording_state import RecordingState  # noqa: E402
 from proxy.storage.catalog import (  # noqa: E402
     Attribution,
@@ -66,7 +67,6 @@ from proxy.storage.catalog import (  # noqa: E402
     SqliteCatalog,
 )
 from proxy.storage.catalog.postgres import PostgresCatalog  # noqa: E402
-from tests.pg_server import PgServer, running_server  # noqa: E402
 
 T0 = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 QUALITY = (
@@ -105,26 +105,6 @@ def batches(n: int) -> tuple[CallBatch, CallBatch]:
         changes=CallUpdate(ended_at=end, outcome=CallOutcome.COMPLETED),
     )  # fmt: skip
     return set_up, ending
-
-
-def server_cpu(server: PgServer | None) -> float:
-    """CPU seconds used so far by the PostgreSQL server's processes (0 for SQLite)."""
-    if server is None:
-        return 0.0
-    postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid, ppid = int(entry.name), int(fields[1])
-        if pid == postmaster or ppid == postmaster:
-            total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
-    return total / tick
 
 
 async def measure(
@@ -177,7 +157,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--searches", type=int, default=500)
     parser.add_argument("--appends", type=int, default=2000)
-    parser.add_argument("--port", type=int, default=55420)
+    parser.add_argument("--port", type=int, default=PORT)
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results-catalog-ops.json"
     )

@@ -18,6 +18,10 @@ Profiles (``--profile``): ``short`` is today's 5 s calls at ``--rate``; ``long``
 calls ramped at 5 a second to 200 concurrent and held there (600 calls), where media
 dominates.  ``--signalling-only`` sends no RTP at all (a 200 ms notice for recproxy,
 ``--duration`` from ACK to BYE): CPU per call set-up and tear-down, for every system.
+``--catalog postgresql`` puts recproxy's catalog on a PostgreSQL server the run starts
+(``benchmarks/catalog_server.py``, fsync on) and reports the server's CPU apart
+(``catalog_server_cpu_ms_per_call``) and added to recproxy's
+(``cpu_ms_per_call_with_catalog_server``).
 
     python benchmarks/load.py --rate 10 --calls 200                # recproxy + installed peers
     python benchmarks/load.py --install-peers                      # apt + pip, once
@@ -25,6 +29,8 @@ dominates.  ``--signalling-only`` sends no RTP at all (a 200 ms notice for recpr
     python benchmarks/load.py --profile long                       # 60 s calls, 200 at once
     python benchmarks/load.py --signalling-only --duration 0.5 --rate 20 --calls 400
     python benchmarks/load.py --systems recproxy --workers 2       # media worker processes
+    python benchmarks/load.py --systems recproxy --signalling-only --duration 0.5 \
+        --rate 20 --calls 400 --catalog postgresql   # the catalog on PostgreSQL (issue 20)
 
 Loopback only; every run is bounded (--calls, and a timeout).  Not part of the tests.
 """
@@ -32,6 +38,7 @@ Loopback only; every run is bounded (--calls, and a timeout).  Not part of the t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -48,6 +55,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -265,6 +273,7 @@ class Recproxy(System):
     workers = 0  # [media] workers: media worker processes (--workers)
     extra_config = ""  # TOML appended to the config (retention_sweep.py adds [retention])
     notice_seconds = 1.0  # build_system: SHORTEST_NOTICE when no RTP is sent
+    catalog_url = ""  # [catalog] url: a PostgreSQL catalog (--catalog postgresql)
 
     def start(self) -> None:
         notice = self.workdir / "notice.wav"
@@ -295,6 +304,7 @@ grace_seconds = 10
 [limits]
 max_calls = 2000
 max_calls_per_source = 2000
+{f'[catalog]{chr(10)}url = "{self.catalog_url}"' if self.catalog_url else ""}
 {self.extra_config}"""
         )
         self._spawn(
@@ -325,7 +335,7 @@ max_calls_per_source = 2000
         sys.path.insert(0, str(ROOT))
         from proxy.storage.reader import recover
 
-        db = sqlite3.connect(self.workdir / "data" / "catalog.sqlite3")
+        db = self._catalog()
         rows = db.execute(
             "SELECT r.id, c.bridged_at, c.ended_at, r.state FROM recordings r"
             " JOIN calls c ON c.id = r.call_id"
@@ -359,6 +369,16 @@ max_calls_per_source = 2000
             else None,
             "within_20ms": sum(1 for e in errors if abs(e) <= 0.02),
         }
+
+    def _catalog(self) -> Any:
+        """The catalog serve wrote, for plain SQL reads: its SQLite file, or the
+        PostgreSQL database (through the catalog's own connection, which takes the same
+        SQL)."""
+        if not self.catalog_url:
+            return sqlite3.connect(self.workdir / "data" / "catalog.sqlite3")
+        from proxy.storage.catalog.pg_connection import connect
+
+        return connect(self.catalog_url, lock_timeout_ms=5000)
 
 
 class Kamailio(System):
@@ -755,15 +775,19 @@ PORTS = {"recproxy": 5180, "kamailio": 5160, "sippy": 5165}
 SHORTEST_NOTICE = 0.2  # seconds: the shortest prompt recproxy's start-up accepts
 
 
-def build_system(name: str, load: Load, fsync: str = "chunk", workers: int = 0) -> System:
+def build_system(
+    name: str, load: Load, fsync: str = "chunk", workers: int = 0, catalog_url: str = ""
+) -> System:
     """System ``name`` in a fresh work folder, configured for ``load``: recproxy plays the
-    shortest notice when no RTP is sent (its set-up is what is measured)."""
+    shortest notice when no RTP is sent (its set-up is what is measured), with its
+    catalog at ``catalog_url`` when one is given (else its SQLite file)."""
     classes = {"recproxy": Recproxy, "kamailio": Kamailio, "sippy": Sippy}
     workdir = Path(tempfile.mkdtemp(prefix=f"recproxy-load-{name}-"))
     system = classes[name](name, PORTS[name], workdir)
     if isinstance(system, Recproxy):
         system.fsync = fsync
         system.workers = workers
+        system.catalog_url = catalog_url
         if load.signalling_only:
             system.notice_seconds = SHORTEST_NOTICE
     return system
@@ -811,6 +835,33 @@ def load_from(args: argparse.Namespace) -> Load:
     )
 
 
+def catalog_server() -> contextlib.AbstractContextManager[Any]:
+    """``--catalog postgresql``: a PostgreSQL server for recproxy's catalog, fsync on
+    (``benchmarks/catalog_server.py``)."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.catalog_server import PORT, running_server
+
+    return running_server(PORT, durable=True)
+
+
+def watch_catalog(server: Any) -> Watch:
+    from benchmarks.catalog_server import watch_server
+
+    watch: Watch = watch_server(server)
+    return watch
+
+
+def with_server(result: dict[str, object]) -> None:
+    """The PostgreSQL server's CPU per call beside recproxy's own, and the two added."""
+    completed = max(int(result["completed"]), 1)  # type: ignore[call-overload]
+    server_ms = 1000 * float(result["catalog_server_cpu_seconds"]) / completed  # type: ignore[arg-type]
+    result["catalog_server_cpu_ms_per_call"] = round(server_ms, 2)
+    result["cpu_ms_per_call_with_catalog_server"] = round(
+        float(result["cpu_ms_per_call"]) + server_ms,
+        2,  # type: ignore[arg-type]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--systems", default="recproxy,kamailio,sippy")
@@ -836,6 +887,11 @@ def main() -> None:
         "--workers", type=int, default=0,
         help="recproxy's [media] workers: media worker processes (default 0: none)",
     )  # fmt: skip
+    parser.add_argument(
+        "--catalog", choices=("sqlite", "postgresql"), default="sqlite",
+        help="recproxy's catalog: its SQLite file (default), or a database on a PostgreSQL "
+        "server the benchmark starts on 127.0.0.1:55420 (its CPU reported apart)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = parser.parse_args()
     load = load_from(args)
@@ -848,22 +904,27 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
     results: list[dict[str, object]] = []
-    for name in names:
-        why = available(name)
-        if why is not None:
-            print(f"{name}: skipped ({why}; run with --install-peers)", file=sys.stderr)
-            continue
-        system = build_system(name, load, args.recproxy_fsync, args.workers)
-        print(
-            f"{name}: {load.calls} calls of {load.duration} s at {load.rate}/s, at most "
-            f"{load.limit} at once … ({system.workdir})",
-            file=sys.stderr,
-        )
-        try:
-            results.append(run_system(system, load))
-        finally:
-            system.stop()
-        print(json.dumps(results[-1], indent=2))
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(catalog_server()) if args.catalog == "postgresql" else None
+        for name in names:
+            why = available(name)
+            if why is not None:
+                print(f"{name}: skipped ({why}; run with --install-peers)", file=sys.stderr)
+                continue
+            url = server.fresh_database() if server is not None and name == "recproxy" else ""
+            system = build_system(name, load, args.recproxy_fsync, args.workers, url)
+            print(
+                f"{name}: {load.calls} calls of {load.duration} s at {load.rate}/s, at most "
+                f"{load.limit} at once … ({system.workdir})",
+                file=sys.stderr,
+            )
+            try:
+                results.append(run_system(system, load, watch_catalog(server) if url else None))
+            finally:
+                system.stop()
+            if url:
+                with_server(results[-1])
+            print(json.dumps(results[-1], indent=2))
     for line in closing_lines(results):
         print(line)
     if args.out:

@@ -285,6 +285,8 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     interrupted = await recordings.recover()
     if interrupted:
         log.warning("%d recording(s) marked interrupted after a crash", len(interrupted))
+    if isinstance(store, S3SegmentStore):  # recovery has seen the spool: upload it now
+        log.info("segments: %d spooled file(s) queued for upload", store.resume())
     _start_sweeper(config, catalog, bus, stack, store)
     if webhook is not None:
         webhook.subscribe(bus)

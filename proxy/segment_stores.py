@@ -5,7 +5,8 @@ Every process that touches recordings' files builds its store here — ``serve``
 writer, recovery, the retention sweeper), the records service (playback, export, subject
 access, integrity) and the command line — so they all read the same recording the same
 way.  Only ``serve`` uploads (``uploads=True``): the others read and delete, and leave the
-spool to it.
+spool to it.  What the spool held at start is queued by ``S3SegmentStore.resume()``, which
+``serve`` calls once start-up recovery has looked at the spool.
 
 Credentials are read from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` or from
 ``[recording.s3] credentials_file`` (``[default]`` section of an AWS-style INI file, the
@@ -37,7 +38,9 @@ SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
 @contextlib.contextmanager
 def segment_store(config: Config, *, uploads: bool = False) -> Iterator[SegmentStore]:
     """The configured store, closed on leaving.  ``uploads``: this process runs the
-    uploader (``serve`` only); raises ``StartupError`` when the bucket cannot be used."""
+    uploader (``serve`` only; what the spool already holds waits for
+    ``S3SegmentStore.resume()``); raises ``StartupError`` when the bucket cannot be
+    used."""
     fsync: FsyncPolicy = config.recording.fsync  # type: ignore[assignment]
     if config.recording.store != "s3":
         yield LocalDiskStore(fsync=fsync)
@@ -50,7 +53,7 @@ def segment_store(config: Config, *, uploads: bool = False) -> Iterator[SegmentS
 
 
 def open_s3_store(config: Config, *, fsync: FsyncPolicy, uploads: bool) -> S3SegmentStore:
-    """Connect to the bucket, check it, and (``uploads``) resume the spool's uploads."""
+    """Connect to the bucket, check it, and (``uploads``) start the uploader."""
     s3 = config.recording.s3
     key_id, secret = credentials(s3)
     try:
@@ -68,21 +71,20 @@ def open_s3_store(config: Config, *, fsync: FsyncPolicy, uploads: bool) -> S3Seg
             lock=lock,
             retain_until=config.retention.expires,
         )
-        queued = store.start(uploads=uploads)
+        store.start(uploads=uploads, resume=False)
     except BaseException:
         bucket.close()
         raise
     if uploads:
         log.info(
             "segments: S3 bucket %s at %s (prefix %r, object lock %s; the bucket %s object "
-            "lock), spooled in %s; %d spooled file(s) queued for upload",
+            "lock), spooled in %s",
             s3.bucket,
             s3.endpoint,
             s3.prefix,
             s3.object_lock,
             "has" if locked else "has no",
             config.recording.dir,
-            queued,
         )
     return store
 

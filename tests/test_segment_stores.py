@@ -5,6 +5,7 @@ credentials that are not there."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def test_the_default_is_the_local_disk(tmp_path: Path) -> None:
         assert isinstance(store, LocalDiskStore)
 
 
-def test_a_bucket_store_uploads_what_the_spool_held_at_start(tmp_path: Path, endpoint: str) -> None:
+def test_a_bucket_store_uploads_what_the_spool_held_at_start_once_resumed(
+    tmp_path: Path, endpoint: str
+) -> None:
     bucket = f"rec-{uuid.uuid4().hex[:10]}"
     make_bucket(endpoint, bucket)
     config = s3_config(tmp_path, endpoint=endpoint, bucket=bucket)
@@ -48,6 +51,9 @@ def test_a_bucket_store_uploads_what_the_spool_held_at_start(tmp_path: Path, end
     (left / "key").write_bytes(b"wrapped key")
     with segment_store(config, uploads=True) as store:
         assert isinstance(store, S3SegmentStore)
+        time.sleep(0.5)
+        assert left.exists() and store.snapshot().pending == 0  # serve's recovery looks
+        assert store.resume() == 1
         wait_for(lambda: store.snapshot().uploaded == 1, 10)
         assert store.snapshot().pending == 0
     assert bucket_keys(endpoint, bucket) == [f"{left.name}/key"]

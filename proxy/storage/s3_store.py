@@ -130,14 +130,23 @@ class S3SegmentStore:
 
     # --- life ---------------------------------------------------------------------------
 
-    def start(self, *, uploads: bool = True) -> int:
-        """Queue every file the spool holds (a restart resumes its uploads) and start the
-        uploader; returns how many were queued.  ``uploads=False``: a process that only
-        reads and deletes (the records service, the command line) leaves the spool to the
-        one that writes."""
+    def start(self, *, uploads: bool = True, resume: bool = True) -> int:
+        """Start the uploader and (``resume``) queue every file the spool holds: a
+        restart resumes its uploads; returns how many were queued.  ``resume=False``
+        leaves the spool as it is until :meth:`resume`: ``serve`` resumes after start-up
+        recovery has looked at the spool (its uncatalogued folders, the discards a crash
+        cut short), which the uploader would otherwise empty under it.  ``uploads=False``:
+        a process that only reads and deletes (the records service, the command line)
+        leaves the spool to the one that writes."""
         if not uploads:
             return 0
         self.bucket.call(self._make_queue())
+        self._workers = [self.bucket.spawn(self._work()) for _ in range(UPLOAD_WORKERS)]
+        return self.resume() if resume else 0
+
+    def resume(self) -> int:
+        """Queue every file the spool holds for upload (once, after :meth:`start`);
+        returns how many."""
         queued = 0
         for folder in recording_folders(self.root):
             for entry in sorted(folder.iterdir()):
@@ -145,7 +154,6 @@ class S3SegmentStore:
                     self._enqueue(entry)
                     queued += 1
             self._clean_if_done(folder)
-        self._workers = [self.bucket.spawn(self._work()) for _ in range(UPLOAD_WORKERS)]
         return queued
 
     async def _make_queue(self) -> None:
@@ -212,9 +220,14 @@ class S3SegmentStore:
     # --- reading: the spool while a file is there, else the bucket -------------------------
 
     def segments(self, recording: Path) -> list[str]:
-        names = set(self.bucket.call(self._bucket_names(recording)))
-        if recording.is_dir():
+        # The spool first, then the bucket: a file the uploader moves in between is then
+        # seen on one side or the other (it is verified in the bucket before it leaves
+        # the spool), where the other order could miss it (start-up recovery reads while
+        # the uploader drains the spool).
+        names: set[str] = set()
+        with contextlib.suppress(FileNotFoundError):  # the folder went: all uploaded
             names.update(entry.name for entry in recording.iterdir())
+        names.update(self.bucket.call(self._bucket_names(recording)))
         indexed = sorted(
             (index, name) for name in names if (index := parse_segment_file_name(name)) is not None
         )

@@ -168,6 +168,9 @@ class ProxySettings:
     # config's folder, or absolute: one folder several nodes share)
     data: str = "data"
     catalog: str = ""  # issue 20: more [catalog] lines (url = "postgresql://...")
+    # issue 20: [recording] dir when it is not {data}/recordings: a node's own spool
+    # beside the data folder (keys) several nodes share
+    recordings: str = ""
 
 
 def write_config(folder: Path, ports: PortBlock, notice: Path, settings: ProxySettings) -> Path:
@@ -208,7 +211,7 @@ srtp = {settings.srtp}
 {settings.media}
 
 [recording]
-dir = "{settings.data}/recordings"
+dir = "{settings.recordings or settings.data + "/recordings"}"
 segment_seconds = {settings.segment_seconds}
 public_key = "{settings.data}/keys/recording.pub"
 private_key = "{settings.data}/keys/recording.key"

@@ -20,7 +20,7 @@ from proxy.storage.bucket import Bucket, BucketSettings, LockMode
 from proxy.storage.reader import RecordingReader
 from proxy.storage.s3_store import S3SegmentStore
 from proxy.storage.segment import KEY_FILE_NAME
-from proxy.storage.store import shred_recording
+from proxy.storage.store import LocalDiskStore, shred_recording
 from proxy.storage.writer import RecordingWriter
 from tests.s3_server import (
     ACCESS_KEY,
@@ -289,3 +289,64 @@ def test_a_missing_object_is_file_not_found_naming_it(
     assert missing.value.errno == errno.ENOENT
     assert missing.value.filename == f"site-a/{folder.name}/seg-000000.rec"
     assert not store.has_key(folder) and store.segments(folder) == []
+
+
+class UploadedMeanwhileBucket(Bucket):
+    """A real bucket whose listing is overtaken by the uploader: once the bucket has
+    answered, every file spooled under ``spool`` is uploaded and removed from the spool
+    (as the uploader does, verified first), before the caller looks at the spool."""
+
+    def __init__(self, settings: BucketSettings, spool: Path, prefix: str) -> None:
+        super().__init__(settings)
+        self.spool = spool
+        self.prefix = prefix
+
+    async def keys(self, prefix: str) -> list[str]:
+        answer = await super().keys(prefix)
+        folder = self.spool / prefix[len(self.prefix) :].rstrip("/")
+        for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+            await self.put(f"{prefix}{path.name}", path.read_bytes())
+            path.unlink()
+        return answer
+
+
+def test_listing_a_recording_the_uploader_moves_meanwhile_misses_no_segment(
+    endpoint: str,
+    bucket_name: str,
+    tmp_path: Path,
+    public_key: X25519PublicKey,
+    private_key: X25519PrivateKey,
+) -> None:
+    """Start-up recovery lists a crashed recording's segments while the uploader drains
+    the spool: a segment uploaded and unspooled between the two looks is still found."""
+    root = tmp_path / "recordings"
+    spooled = S3SegmentStore(open_bucket(endpoint, bucket_name), root, prefix="site-a/")
+    spooled.start(uploads=False)
+    try:
+        # what a crash leaves in the spool: written through the spool, never uploaded
+        folder = root / str(uuid.uuid4())
+        writer = RecordingWriter(LocalDiskStore(fsync="segment"), chunk_seconds=0.5)
+        try:
+            writer.open(
+                uuid.UUID(folder.name), root, public_key, encoding="ulaw", segment_seconds=1,
+                start_time_ms=START_MS,
+            )  # fmt: skip
+            audio = random_ulaw_audio(12_000, seed=7)
+            for start in range(0, len(audio), 160):
+                writer.submit(uuid.UUID(folder.name), audio[start : start + 160], False)
+        finally:
+            writer.stop(timeout=30)
+    finally:
+        spooled.close()
+    settings = BucketSettings(endpoint, bucket_name, REGION, ACCESS_KEY, SECRET_KEY, 5.0)
+    store = S3SegmentStore(
+        UploadedMeanwhileBucket(settings, root, "site-a/"), root, prefix="site-a/"
+    )
+    store.start(uploads=False)
+    try:
+        assert store.segments(folder) == ["seg-000000.rec", "seg-000001.rec"]
+        assert not any(folder.iterdir())  # every file is in the bucket now
+        report = RecordingReader(folder, private_key, store=store).read().report
+        assert report.frames == 12_000
+    finally:
+        store.close()
