@@ -21,10 +21,11 @@ fi
 # the loss a flood adds, which needs the cores to themselves.
 real_time=(tests/e2e tests/console tests/test_readme.py tests/test_wheel.py)
 floods=(tests/e2e/test_flood.py tests/e2e/test_tls_flood.py tests/e2e/test_register.py)
+# Each phase lists its slowest tests, to keep the whole well inside CI's 15 minutes.
 status=0
-.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope \
+.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope --durations=10 \
     "${real_time[@]/#/--ignore=}" tests || status=$?
-.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope \
+.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope --durations=15 \
     "${floods[@]/#/--ignore=}" "${real_time[@]}" || status=$?
-.venv/bin/python -m pytest -q -p no:cacheprovider "${floods[@]}" || status=$?
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=5 "${floods[@]}" || status=$?
 exit $status
