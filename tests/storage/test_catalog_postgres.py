@@ -30,7 +30,7 @@ from proxy.storage.catalog import (
     SqliteCatalog,
 )
 from proxy.storage.catalog.db import WRITE_LOCK
-from proxy.storage.catalog.pg_connection import translate
+from proxy.storage.catalog.pg_connection import PgConnection, translate
 from proxy.storage.catalog.postgres import PostgresCatalog, check_url
 from tests.pg_server import PgServer, running_server
 
@@ -309,4 +309,42 @@ async def test_writes_during_an_outage_are_journalled_and_land_after_it(
             "+440003",
         ]
         assert landed[0] == before
+        await journal.close()
+
+
+# -------------------------------------------------------------- a COMMIT without reply
+
+
+@pytest.mark.parametrize("server_committed", [True, False])
+async def test_a_commit_whose_reply_is_lost_is_done_once(
+    pg_server: PgServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    server_committed: bool,
+) -> None:
+    """The connection breaks as the COMMIT is sent: after the server committed (the
+    write returns its result, nothing is replayed) or before (unavailable: the journal
+    replays it, and it lands once)."""
+    url = pg_server.fresh_database()
+    async with PostgresCatalog(url) as catalog:
+        real_commit, lost = PgConnection.commit, []
+
+        def commit(self: PgConnection) -> None:
+            if not lost:
+                lost.append(self)
+                if server_committed:
+                    real_commit(self)
+                self.raw.close()  # the reply never comes
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            real_commit(self)
+
+        monkeypatch.setattr(PgConnection, "commit", commit)
+        journal = CatalogJournal(retry_seconds=0.1)
+        done = await journal.write("call 1", lambda: catalog.calls.create_call(new_call(1)))
+        assert done is server_committed  # done at once, or journalled
+        assert await journal.wait_empty(10.0)
+        assert lost and journal.failures == (0 if server_committed else 1)
+        assert "failed for good" not in caplog.text  # not replayed into a duplicate
+        call = await catalog.calls.get_call(call_id(1))
+        assert call is not None and call.caller == "+440001"
         await journal.close()
