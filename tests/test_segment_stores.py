@@ -54,6 +54,35 @@ def test_a_bucket_store_uploads_what_the_spool_held_at_start(tmp_path: Path, end
     assert not left.exists()
 
 
+def test_two_nodes_cannot_share_an_s3_spool_but_can_share_a_local_folder(
+    tmp_path: Path, endpoint: str
+) -> None:
+    """A second uploader on one spool would upload and delete the first one's open
+    segment: its start-up fails naming ``recording.dir``, and the file stays."""
+    bucket = f"rec-{uuid.uuid4().hex[:10]}"
+    make_bucket(endpoint, bucket)
+    config = s3_config(tmp_path, endpoint=endpoint, bucket=bucket)
+    local = build_config({}, base=tmp_path)
+    assert local.recording.dir == config.recording.dir  # the same folder, either store
+    with segment_store(config, uploads=True) as first:
+        assert isinstance(first, S3SegmentStore)
+        live = config.recording.dir / str(uuid.uuid4())
+        first.open_recording(live, b"wrapped key")
+        first.append(live, "seg-000000.rec", b"open segment")  # not finished: spooled
+        for other in (config, local):
+            with (
+                pytest.raises(StartupError, match=rf"^recording\.dir {config.recording.dir} is"),
+                segment_store(other, uploads=True),
+            ):
+                pass
+        assert (live / "seg-000000.rec").read_bytes() == b"open segment"
+        first.abandon(live)
+    with segment_store(local, uploads=True), segment_store(local, uploads=True):
+        pass  # nodes writing to the local disk share it
+    with segment_store(config, uploads=True):
+        pass  # and the spool is free again once its node stopped
+
+
 def test_a_missing_bucket_fails_start_up_naming_it(tmp_path: Path, endpoint: str) -> None:
     config = s3_config(tmp_path, endpoint=endpoint, bucket="no-such-bucket")
     with (

@@ -47,8 +47,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .bucket import Bucket, BucketError, LockMode
+from .file_lock import HeldLock, claim
 from .segment import KEY_FILE_NAME, RecordingCorrupt, parse_segment_file_name, scan_segment
-from .store import FsyncPolicy, LocalDiskStore, recording_folders
+from .store import SERVE_LOCK, FsyncPolicy, LocalDiskStore, recording_folders
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class S3SegmentStore:
         self._queue: asyncio.Queue[Path] | None = None
         self._locks: dict[Path, asyncio.Lock] = {}  # per recording, on the loop only
         self._workers: list[concurrent.futures.Future[None]] = []
+        self._owner: HeldLock | None = None  # the spool's lock, while uploading
 
     # --- life ---------------------------------------------------------------------------
 
@@ -134,9 +136,17 @@ class S3SegmentStore:
         """Queue every file the spool holds (a restart resumes its uploads) and start the
         uploader; returns how many were queued.  ``uploads=False``: a process that only
         reads and deletes (the records service, the command line) leaves the spool to the
-        one that writes."""
+        one that writes.
+
+        The spool is this process's alone: a second uploader on it (another node given
+        the same ``[recording] dir``) would upload, then delete, the files of
+        recordings the first is still writing.  So the uploader first takes the spool's
+        lock (``SERVE_LOCK``, exclusive), and ``InUseError`` says another process holds
+        it."""
         if not uploads:
             return 0
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._owner = claim(self.root / SERVE_LOCK)
         self.bucket.call(self._make_queue())
         queued = 0
         for folder in recording_folders(self.root):
@@ -157,6 +167,9 @@ class S3SegmentStore:
             worker.cancel()
         self._workers = []
         self.bucket.close()
+        if self._owner is not None:
+            self._owner.release()
+            self._owner = None
 
     def snapshot(self) -> UploadSnapshot:
         with self._mutex:

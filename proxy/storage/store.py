@@ -104,6 +104,12 @@ def shred_recording(store: SegmentStore, recording: Path) -> None:
     store.delete(recording)
 
 
+#: The lock file in the recordings root that ``serve`` holds for its life: exclusively
+#: when the root is an S3 store's spool (one node's alone), shared among the nodes that
+#: write recordings to the local disk there; ``store copy`` needs it exclusively.
+SERVE_LOCK = ".serve.lock"
+
+
 def recording_folders(root: Path) -> list[Path]:
     """The recordings' folders under ``root``, named by their id as the writer names
     them (anything else there is not a recording's), in name order."""
