@@ -89,6 +89,14 @@ class SegmentStore(Protocol):
         """Delete whatever is left of the recording (call :func:`shred_recording`)."""
         ...
 
+    def discard(self, recording: Path) -> None:
+        """Shred a recording the writer has let go (a discard on request) without waiting
+        on anything remote: the writer thread calls it, and every recording's audio
+        waits while it runs.  What is local goes at once, wrapped key first; what is
+        remote goes as soon as it can, the deletion queued durably (a restart resumes
+        it), and nothing of the recording is uploaded after this returns."""
+        ...
+
 
 def shred_key(store: SegmentStore, recording: Path) -> None:
     """Destroy the recording's wrapped key, durably, if it is still there (so running
@@ -227,6 +235,9 @@ class LocalDiskStore:
     def destroy_key(self, recording: Path) -> None:
         os.unlink(recording / KEY_FILE_NAME)
         self._fsync_dir(recording)
+
+    def discard(self, recording: Path) -> None:
+        shred_recording(self, recording)  # all local: nothing to wait for
 
     def delete(self, recording: Path) -> None:
         self.abandon(recording)
