@@ -122,9 +122,12 @@ def claim_recordings(config: Config, *, shared: bool) -> HeldLock:
 
 
 def _check(bucket: Bucket, s3: S3Settings) -> bool:
-    """The bucket answers and exists; an object lock asked of it must be possible."""
+    """The bucket answers and exists; an object lock asked of it must be possible; and it
+    has no default retention rule, which would lock the wrapped key as well: a key
+    that cannot be deleted makes crypto-shredding impossible (recproxy locks each
+    segment itself, ``object_lock``, and never the key)."""
     try:
-        locked = bucket.call(bucket.check(), timeout=20)
+        found = bucket.call(bucket.check(), timeout=20)
     except FileNotFoundError:
         raise StartupError(
             f"recording.s3.bucket {s3.bucket!r}: no such bucket at {s3.endpoint}"
@@ -134,6 +137,14 @@ def _check(bucket: Bucket, s3: S3Settings) -> bool:
             f"recording.s3.endpoint {s3.endpoint}: bucket {s3.bucket!r} cannot be reached: "
             f"{exc.strerror or exc}"
         ) from None
+    if found.default_retention is not None:
+        raise StartupError(
+            f"recording.s3.bucket {s3.bucket!r} has a default object-lock retention rule "
+            f"({found.default_retention}): it would lock each recording's wrapped key too, "
+            "and crypto-shredding must delete that key; remove the bucket's default rule "
+            "(recording.s3.object_lock locks the segments, never the key)"
+        )
+    locked = found.enabled
     if s3.object_lock != "off" and not locked:
         raise StartupError(
             f"recording.s3.object_lock = {s3.object_lock!r}, but bucket {s3.bucket!r} has no "
