@@ -196,11 +196,20 @@ def connect(url: str, *, lock_timeout_ms: int) -> PgConnection:
     return PgConnection(raw)
 
 
+def printable(url: str) -> str:
+    """``url`` as logs and errors show it: without its query string, where libpq
+    parameters go (any of them may say more than an operator's log should)."""
+    base, query = url.partition("?")[::2]
+    return f"{base}?..." if query else base
+
+
 class PgDatabase:
-    """:class:`.db.Database` on PostgreSQL.  ``name`` (the URL) names it in errors."""
+    """:class:`.db.Database` on PostgreSQL.  ``name`` (the URL without its query string,
+    :func:`printable`) names it in errors, which the journal logs."""
 
     def __init__(self, url: str, *, lock_timeout_ms: int) -> None:
-        self.name = url
+        self.url = url
+        self.name = printable(url)
         self._lock_timeout_ms = lock_timeout_ms
         self._conn: PgConnection | None = None
         self._thread: ThreadPoolExecutor | None = None
@@ -222,7 +231,7 @@ class PgDatabase:
         self._thread = thread
 
     def _first(self, setup: Callable[[Connection], None]) -> None:
-        conn = connect(self.name, lock_timeout_ms=self._lock_timeout_ms)
+        conn = connect(self.url, lock_timeout_ms=self._lock_timeout_ms)
         try:
             setup(conn)
         except BaseException:
@@ -269,7 +278,7 @@ class PgDatabase:
         conn = self._conn
         if conn is None or conn.raw.closed or conn.raw.broken:
             self._drop()
-            conn = self._conn = connect(self.name, lock_timeout_ms=self._lock_timeout_ms)
+            conn = self._conn = connect(self.url, lock_timeout_ms=self._lock_timeout_ms)
         return conn
 
     def _job(self, write: bool, body: Callable[[Connection], T]) -> T:
