@@ -58,6 +58,7 @@ from .media.fastpath import KernelPath, detect, remove_tables
 from .media.recorder import Recorder
 from .media.relay import PortAllocator
 from .media.workers import WorkerPool
+from .node_claim import claim_node_name
 from .records.accounts import Accounts
 from .records.actor import os_account
 from .records.audit import AuditAnchoring
@@ -262,6 +263,8 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
 
     catalog = await make_catalog(config.catalog).open()
     stack.push_async_callback(catalog.close)
+    # issue 20: this node's name is its own while it runs (before start-up recovery)
+    stack.callback((await asyncio.to_thread(claim_node_name, config)).release)
     config_version = await _record_config_version(config, catalog, prompts)
     if key_made:
         await audit_key_generated(catalog.audit, public_key, actor="recproxy serve")

@@ -9,7 +9,8 @@ in the bucket with the same bytes is left alone, so the command can be run again
 an interruption and copies only what is missing.  Recordings still being written (the
 catalog says ``recording``) are skipped and named.  ``--remove-local`` deletes each local
 file once its copy is verified: what is left in the folder afterwards is what did not
-copy.  Then set ``[recording] store = "s3"``.
+copy.  Then set ``[recording] store = "s3"``.  ``recproxy serve`` must be stopped first:
+the command refuses to run while a ``serve`` holds the recordings folder.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 from .config import Config
 from .recording_state import RecordingState
-from .segment_stores import open_s3_store
+from .segment_stores import claim_recordings, open_s3_store
 from .startup import StartupError
 from .storage.catalog import Catalog
 from .storage.s3_store import CopyCount
@@ -63,12 +64,27 @@ async def being_recorded(catalog: Catalog) -> set[str]:
 def store_copy(config: Config, *, remove_local: bool, writing: set[str]) -> int:
     """Copy every local recording but those ``writing`` into the bucket; print what was
     done.  Exit status 1 (the reason on stderr) when the bucket cannot be used or a copy
-    fails."""
+    fails, or when a ``serve`` process holds the recordings folder: a recording it starts
+    during the copy would be copied in part and, with ``--remove-local``, deleted under
+    its writer; so the copy holds the folder's lock alone while it runs."""
     s3 = config.recording.s3
     missing = [key for key in ("endpoint", "bucket") if not getattr(s3, key)]
     if missing:
         print(f"recproxy: recording.s3.{missing[0]}: required to copy to S3", file=sys.stderr)
         return 1
+    try:
+        held = claim_recordings(config, shared=False)
+    except StartupError as exc:
+        print(f"recproxy: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _copy_all(config, remove_local=remove_local, writing=writing)
+    finally:
+        held.release()
+
+
+def _copy_all(config: Config, *, remove_local: bool, writing: set[str]) -> int:
+    s3 = config.recording.s3
     try:
         store = open_s3_store(config, fsync="none", uploads=False)
     except StartupError as exc:

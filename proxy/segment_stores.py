@@ -12,6 +12,11 @@ Credentials are read from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` or fro
 ``[recording.s3] credentials_file`` (``[default]`` section of an AWS-style INI file, the
 file wins), never from the TOML.  A wrong endpoint, a missing bucket, or an object lock
 asked of a bucket without one fails start-up naming the setting.
+
+``serve`` holds the recordings folder's lock (``SERVE_LOCK``) for its life: shared with
+the other nodes writing to the local disk there, alone when it is an S3 node's spool (a
+second uploader would upload and delete the first one's open segments), and ``store
+copy`` refuses to run while any ``serve`` holds it.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from pathlib import Path
 from .config import Config, S3Settings
 from .startup import StartupError
 from .storage.bucket import Bucket, BucketSettings, LockMode
+from .storage.file_lock import HeldLock, InUseError, claim
 from .storage.s3_store import S3SegmentStore
-from .storage.store import FsyncPolicy, LocalDiskStore, SegmentStore
+from .storage.store import SERVE_LOCK, FsyncPolicy, LocalDiskStore, SegmentStore
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,12 @@ def segment_store(config: Config, *, uploads: bool = False) -> Iterator[SegmentS
     used."""
     fsync: FsyncPolicy = config.recording.fsync  # type: ignore[assignment]
     if config.recording.store != "s3":
-        yield LocalDiskStore(fsync=fsync)
+        held = claim_recordings(config, shared=True) if uploads else None
+        try:
+            yield LocalDiskStore(fsync=fsync)
+        finally:
+            if held is not None:
+                held.release()
         return
     store = open_s3_store(config, fsync=fsync, uploads=uploads)
     try:
@@ -72,6 +83,12 @@ def open_s3_store(config: Config, *, fsync: FsyncPolicy, uploads: bool) -> S3Seg
             retain_until=config.retention.expires,
         )
         store.start(uploads=uploads, resume=False)
+    except InUseError:
+        bucket.close()
+        raise StartupError(
+            f"recording.dir {config.recording.dir} is in use by another recproxy process: "
+            'with store = "s3" it is this node\'s upload spool, and each node needs its own'
+        ) from None
     except BaseException:
         bucket.close()
         raise
@@ -89,10 +106,30 @@ def open_s3_store(config: Config, *, fsync: FsyncPolicy, uploads: bool) -> S3Seg
     return store
 
 
-def _check(bucket: Bucket, s3: S3Settings) -> bool:
-    """The bucket answers and exists; an object lock asked of it must be possible."""
+def claim_recordings(config: Config, *, shared: bool) -> HeldLock:
+    """The recordings folder's ``serve`` lock (``SERVE_LOCK``): shared by ``serve``
+    nodes writing to the local disk, exclusive for ``store copy``.  Raises
+    ``StartupError`` naming ``recording.dir`` when a conflicting process holds it."""
+    root = config.recording.dir
+    root.mkdir(parents=True, exist_ok=True)
     try:
-        locked = bucket.call(bucket.check(), timeout=20)
+        return claim(root / SERVE_LOCK, shared=shared)
+    except InUseError:
+        holder = (
+            'a recproxy node with store = "s3" (its upload spool) or "recproxy store copy"'
+            if shared
+            else "a running recproxy serve: stop it first"
+        )
+        raise StartupError(f"recording.dir {root} is in use by {holder}") from None
+
+
+def _check(bucket: Bucket, s3: S3Settings) -> bool:
+    """The bucket answers and exists; an object lock asked of it must be possible; and it
+    has no default retention rule, which would lock the wrapped key as well: a key
+    that cannot be deleted makes crypto-shredding impossible (recproxy locks each
+    segment itself, ``object_lock``, and never the key)."""
+    try:
+        found = bucket.call(bucket.check(), timeout=20)
     except FileNotFoundError:
         raise StartupError(
             f"recording.s3.bucket {s3.bucket!r}: no such bucket at {s3.endpoint}"
@@ -102,6 +139,14 @@ def _check(bucket: Bucket, s3: S3Settings) -> bool:
             f"recording.s3.endpoint {s3.endpoint}: bucket {s3.bucket!r} cannot be reached: "
             f"{exc.strerror or exc}"
         ) from None
+    if found.default_retention is not None:
+        raise StartupError(
+            f"recording.s3.bucket {s3.bucket!r} has a default object-lock retention rule "
+            f"({found.default_retention}): it would lock each recording's wrapped key too, "
+            "and crypto-shredding must delete that key; remove the bucket's default rule "
+            "(recording.s3.object_lock locks the segments, never the key)"
+        )
+    locked = found.enabled
     if s3.object_lock != "off" and not locked:
         raise StartupError(
             f"recording.s3.object_lock = {s3.object_lock!r}, but bucket {s3.bucket!r} has no "

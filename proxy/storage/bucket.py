@@ -73,6 +73,20 @@ class Deleted:
     refused: int
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectLock:
+    """A bucket's object-lock configuration: enabled, and its default retention rule
+    ("COMPLIANCE, 1 days"), which would lock every object put, the wrapped key too."""
+
+    enabled: bool
+    default_retention: str | None = None
+
+
+def _describe(rule: dict[str, Any]) -> str:
+    period = f"{rule['Days']} days" if "Days" in rule else f"{rule.get('Years')} years"
+    return f"{rule.get('Mode', '?')}, {period}"
+
+
 class Bucket:
     """A bucket client on a loop thread of its own (see the module docstring).
     :meth:`close` stops the thread; closing twice is harmless."""
@@ -149,24 +163,25 @@ class Bucket:
 
     # --- coroutines, on the bucket's loop -------------------------------------------------
 
-    async def check(self) -> bool:
-        """The bucket is there and answers; returns whether object lock is enabled on it."""
+    async def check(self) -> ObjectLock:
+        """The bucket is there and answers; returns its object-lock configuration."""
         await self._request(
             self.settings.bucket, self._client.head_bucket(Bucket=self.settings.bucket)
         )
         try:
             answer = await self._client.get_object_lock_configuration(Bucket=self.settings.bucket)
         except ClientError as exc:
-            if _code(exc) in {
-                "ObjectLockConfigurationNotFoundError",
-                "NoSuchObjectLockConfiguration",
-            }:
-                return False
+            if _code(exc) in _NO_LOCK:
+                return ObjectLock(enabled=False)
             raise _error(exc, self.settings.bucket) from None
         except BotoCoreError as exc:
             raise _error(exc, self.settings.bucket) from None
         config = answer.get("ObjectLockConfiguration", {})
-        return bool(config.get("ObjectLockEnabled") == "Enabled")
+        default = config.get("Rule", {}).get("DefaultRetention")
+        return ObjectLock(
+            enabled=config.get("ObjectLockEnabled") == "Enabled",
+            default_retention=_describe(default) if default else None,
+        )
 
     async def put(
         self,
@@ -177,13 +192,14 @@ class Bucket:
         retain_until: datetime | None = None,
     ) -> None:
         """Store ``data`` at ``key``; with a lock mode and a date, under retention."""
-        extra: dict[str, Any] = {}
+        # S3 asks for an integrity header on every put to a bucket with object lock (with
+        # or without lock headers): Content-MD5 is the one all S3-compatible servers take
+        extra: dict[str, Any] = {
+            "ContentMD5": base64.b64encode(hashlib.md5(data).digest()).decode()
+        }
         if lock != "off" and retain_until is not None:
             extra["ObjectLockMode"] = lock.upper()
             extra["ObjectLockRetainUntilDate"] = retain_until
-            # S3 asks for an integrity header with object lock: Content-MD5 is the one all
-            # S3-compatible servers accept
-            extra["ContentMD5"] = base64.b64encode(hashlib.md5(data).digest()).decode()
         await self._request(
             key,
             self._client.put_object(Bucket=self.settings.bucket, Key=key, Body=data, **extra),

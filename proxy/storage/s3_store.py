@@ -17,6 +17,11 @@ Losing the whole machine loses what was not yet uploaded: each call's open segme
 most ``[recording] segment_seconds``, 10 s by default) and the upload queue (the
 ``recproxy_s3_uploads_pending`` gauge; seconds at the bucket's pace when it is up).
 
+A discard on request (the writer's ``discard``) never waits on the bucket: the spool's
+files go at once, key first, and the bucket's deletion is queued for the uploader,
+retried until it is done and resumed after a restart (a ``SHRED_MARK`` file in the
+recording's spool folder says it is owed).
+
 Reads (``segments``, ``read``, ``has_key``) serve a spooled file while it is there, else
 the bucket, so recovery, playback, export and subject access read the same recording
 whichever side of the upload it is on.  Object names are ``<prefix><folder relative to
@@ -46,12 +51,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .bucket import Bucket, BucketError, LockMode
+from .bucket import Bucket, BucketError, Deleted, LockMode
+from .file_lock import HeldLock, claim
 from .segment import KEY_FILE_NAME, RecordingCorrupt, parse_segment_file_name, scan_segment
-from .store import FsyncPolicy, LocalDiskStore, recording_folders
+from .store import SERVE_LOCK, FsyncPolicy, LocalDiskStore, recording_folders
 
 log = logging.getLogger(__name__)
 
+#: In a recording's spool folder: the recording was discarded, its objects in the bucket
+#: are still to be deleted (the uploader's queued deletion; a restart resumes it).
+SHRED_MARK = "shredding"
 #: Uploads in flight at once: enough to hide a bucket's round trip (two per object).
 UPLOAD_WORKERS = 4
 #: Between retries while the bucket fails, doubling from the first to the last.
@@ -85,6 +94,13 @@ class CopyCount:
         self.copied += other.copied
         self.present += other.present
         self.bytes += other.bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Shred:
+    """On the uploader's queue: delete a discarded recording's objects."""
+
+    recording: Path
 
 
 class UploadMismatch(BucketError):
@@ -124,9 +140,10 @@ class S3SegmentStore:
         self._bytes = 0
         self._failures = 0
         self._refusals = 0
-        self._queue: asyncio.Queue[Path] | None = None
+        self._queue: asyncio.Queue[Path | _Shred] | None = None
         self._locks: dict[Path, asyncio.Lock] = {}  # per recording, on the loop only
         self._workers: list[concurrent.futures.Future[None]] = []
+        self._owner: HeldLock | None = None  # the spool's lock, while uploading
 
     # --- life ---------------------------------------------------------------------------
 
@@ -137,9 +154,17 @@ class S3SegmentStore:
         recovery has looked at the spool (its uncatalogued folders, the discards a crash
         cut short), which the uploader would otherwise empty under it.  ``uploads=False``:
         a process that only reads and deletes (the records service, the command line)
-        leaves the spool to the one that writes."""
+        leaves the spool to the one that writes.
+
+        The spool is this process's alone: a second uploader on it (another node given
+        the same ``[recording] dir``) would upload, then delete, the files of
+        recordings the first is still writing.  So the uploader first takes the spool's
+        lock (``SERVE_LOCK``, exclusive), and ``InUseError`` says another process holds
+        it."""
         if not uploads:
             return 0
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._owner = claim(self.root / SERVE_LOCK)
         self.bucket.call(self._make_queue())
         self._workers = [self.bucket.spawn(self._work()) for _ in range(UPLOAD_WORKERS)]
         return self.resume() if resume else 0
@@ -149,6 +174,9 @@ class S3SegmentStore:
         returns how many."""
         queued = 0
         for folder in recording_folders(self.root):
+            if (folder / SHRED_MARK).exists():  # a discard the bucket has not seen yet
+                self._shred_spool(folder)
+                continue
             for entry in sorted(folder.iterdir()):
                 if _uploadable(entry.name):
                     self._enqueue(entry)
@@ -165,6 +193,9 @@ class S3SegmentStore:
             worker.cancel()
         self._workers = []
         self.bucket.close()
+        if self._owner is not None:
+            self._owner.release()
+            self._owner = None
 
     def snapshot(self) -> UploadSnapshot:
         with self._mutex:
@@ -286,6 +317,65 @@ class S3SegmentStore:
                 os.rmdir(recording)
             deleted = await self.bucket.delete_all_versions(self.object_key(recording, ""))
         self._locks.pop(recording, None)
+        self._note_refusals(recording, deleted)
+
+    def discard(self, recording: Path) -> None:
+        """See ``SegmentStore.discard``: on the writer thread, which must not wait on the
+        bucket (up to two timeouts a request: every recording's audio would wait).
+
+        The recording's pending uploads are dropped first, so from here on none of it is
+        sent (an upload already under way finishes; the deletion queued behind it on
+        the recording's lock removes it).  Then a mark (``SHRED_MARK``) is made durable
+        in its spool folder, the spooled key is deleted (durably), then the segments,
+        and the bucket's deletion is queued for the uploader, which retries it until the
+        bucket answers; a restart finds the mark and queues it again."""
+        self._spool.abandon(recording)
+        with self._mutex:
+            self._writing.discard(recording)
+            for path in [p for p in self._pending if p.parent == recording]:
+                del self._pending[path]
+        recording.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(recording / SHRED_MARK, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(recording)
+        self._shred_spool(recording)
+
+    def _shred_spool(self, recording: Path) -> None:
+        """The spool's side of a discard (key first, durably), then the bucket's queued."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(recording / KEY_FILE_NAME)
+            _fsync_dir(recording)
+        for entry in recording.iterdir():
+            if entry.name != SHRED_MARK:
+                os.unlink(entry)
+        queue = self._queue
+        assert queue is not None, "start() the store first"
+        self.bucket.call_soon(queue.put_nowait, _Shred(recording))
+
+    async def _shred_bucket(self, recording: Path) -> None:
+        """The bucket's side of a discard: every version of the key, then of the rest;
+        then the mark and the spool folder go.  Raises ``BucketError`` (retried) while
+        the bucket fails or refuses to delete the key."""
+        async with self._lock(recording):
+            key = await self.bucket.delete_all_versions(self.object_key(recording, KEY_FILE_NAME))
+            if key.refused:
+                raise BucketError(
+                    errno.EACCES,
+                    "the bucket refused to delete the wrapped key",
+                    self.object_key(recording, KEY_FILE_NAME),
+                )
+            rest = await self.bucket.delete_all_versions(self.object_key(recording, ""))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(recording / SHRED_MARK)
+            with contextlib.suppress(OSError):
+                os.rmdir(recording)
+        self._locks.pop(recording, None)
+        self._note_refusals(recording, rest)
+
+    def _note_refusals(self, recording: Path, deleted: Deleted) -> None:
         if deleted.refused:
             with self._mutex:
                 self._refusals += deleted.refused
@@ -327,26 +417,30 @@ class S3SegmentStore:
         assert queue is not None
         delay = RETRY_SECONDS[0]
         while True:
-            path = await queue.get()
-            with self._mutex:
-                if path not in self._pending:  # deleted meanwhile
-                    continue
+            item = await queue.get()
+            if isinstance(item, _Shred):
+                job, what = self._shred_bucket(item.recording), f"deletion of {item.recording}"
+            else:
+                with self._mutex:
+                    if item not in self._pending:  # deleted meanwhile
+                        continue
+                job, what = self.upload(item), f"upload of {item}"
             try:
-                await self.upload(path)
+                await job
             except Exception as exc:  # the bucket failed (or a bug): the spool keeps it
                 with self._mutex:
                     self._failures += 1
                 log.log(
                     logging.WARNING if isinstance(exc, OSError) else logging.ERROR,
-                    "upload of %s failed (retried in %.1f s): %s",
-                    path,
+                    "%s failed (retried in %.1f s): %s",
+                    what,
                     delay,
                     exc,
                     exc_info=not isinstance(exc, OSError),
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_SECONDS[1])
-                queue.put_nowait(path)
+                queue.put_nowait(item)
                 continue
             delay = RETRY_SECONDS[0]
 
@@ -372,7 +466,8 @@ class S3SegmentStore:
                 self._bytes += len(data)
                 if final:
                     self._writing.discard(recording)
-            os.unlink(path)
+            with contextlib.suppress(FileNotFoundError):  # discarded meanwhile
+                os.unlink(path)
             self._clean_if_done(recording)
 
     async def verify(self, key: str, data: bytes) -> None:

@@ -89,6 +89,14 @@ class SegmentStore(Protocol):
         """Delete whatever is left of the recording (call :func:`shred_recording`)."""
         ...
 
+    def discard(self, recording: Path) -> None:
+        """Shred a recording the writer has let go (a discard on request) without waiting
+        on anything remote: the writer thread calls it, and every recording's audio
+        waits while it runs.  What is local goes at once, wrapped key first; what is
+        remote goes as soon as it can, the deletion queued durably (a restart resumes
+        it), and nothing of the recording is uploaded after this returns."""
+        ...
+
 
 def shred_key(store: SegmentStore, recording: Path) -> None:
     """Destroy the recording's wrapped key, durably, if it is still there (so running
@@ -102,6 +110,12 @@ def shred_recording(store: SegmentStore, recording: Path) -> None:
     unreadable even if deleting the segment files is interrupted."""
     shred_key(store, recording)
     store.delete(recording)
+
+
+#: The lock file in the recordings root that ``serve`` holds for its life: exclusively
+#: when the root is an S3 store's spool (one node's alone), shared among the nodes that
+#: write recordings to the local disk there; ``store copy`` needs it exclusively.
+SERVE_LOCK = ".serve.lock"
 
 
 def recording_folders(root: Path) -> list[Path]:
@@ -221,6 +235,9 @@ class LocalDiskStore:
     def destroy_key(self, recording: Path) -> None:
         os.unlink(recording / KEY_FILE_NAME)
         self._fsync_dir(recording)
+
+    def discard(self, recording: Path) -> None:
+        shred_recording(self, recording)  # all local: nothing to wait for
 
     def delete(self, recording: Path) -> None:
         self.abandon(recording)

@@ -59,7 +59,7 @@ from .segment import (
     recording_path,
     segment_file_name,
 )
-from .store import LocalDiskStore, SegmentStore, shred_recording
+from .store import LocalDiskStore, SegmentStore
 from .write_reports import RecordingKey, RecordingWritten, SegmentWritten, WriterListener
 from .writer_state import Block, OpenRecording, OpenSegment
 
@@ -639,7 +639,7 @@ class RecordingWriter:
             active.data_key = b""
         path = recording_path(item.directory, item.rid)
         self.store.abandon(path)
-        shred_recording(self.store, path)
+        self.store.discard(path)
         self._end(
             item.rid, RecordingWritten(item.rid, RecordingState.DISCARDED, "discarded on request")
         )

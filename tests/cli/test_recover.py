@@ -11,6 +11,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from proxy.config import build_config
+from proxy.node_claim import claim_node_name
 from proxy.storage import crypto
 from proxy.storage.catalog import CallDirection, NewCall, NewRecording, SqliteCatalog
 from tests.cli.test_cli import recproxy
@@ -81,6 +83,23 @@ def test_this_hosts_own_node_is_refused(tmp_path: Path) -> None:
     done = recproxy("recover", "--node", "node-a", "--config", "recproxy.toml", cwd=tmp_path)
     assert done.returncode == 1
     assert "--node node-a is this host's own node.name" in done.stderr
+    with sqlite3.connect(tmp_path / "catalog.sqlite3") as conn:
+        states = {row[0] for row in conn.execute("SELECT state FROM recordings")}
+    assert states == {"recording"}
+
+
+def test_a_node_that_is_running_is_refused(tmp_path: Path) -> None:
+    """node-b is alive (it holds its name): its live recording is not cut."""
+    site(tmp_path)
+    settings = {"node": {"name": "node-b"}, "catalog": {"path": "catalog.sqlite3"}}
+    config = build_config(settings, base=tmp_path)
+    alive = claim_node_name(config)  # what node-b's serve holds
+    try:
+        done = recproxy("recover", "--node", "node-b", "--config", "recproxy.toml", cwd=tmp_path)
+    finally:
+        alive.release()
+    assert done.returncode == 1
+    assert "--node node-b is running" in done.stderr
     with sqlite3.connect(tmp_path / "catalog.sqlite3") as conn:
         states = {row[0] for row in conn.execute("SELECT state FROM recordings")}
     assert states == {"recording"}

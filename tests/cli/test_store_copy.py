@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from proxy.config import load_config
-from proxy.segment_stores import open_s3_store
+from proxy.segment_stores import open_s3_store, segment_store
 from proxy.storage.crypto import generate_keypair
 from proxy.storage.reader import RecordingReader
-from proxy.storage.store import LocalDiskStore
+from proxy.storage.store import SERVE_LOCK, LocalDiskStore
 from proxy.storage.writer import RecordingWriter
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, S3Server, admin, bucket_keys, make_bucket
 from tests.storage.conftest import random_ulaw_audio
@@ -80,7 +80,8 @@ def test_store_copy_moves_the_recordings_verified_and_is_safe_to_run_again(
     assert again.returncode == 0, again.stderr
     assert "2 recording(s): 1 object(s) copied" in again.stdout
     assert "5 already in the bucket" in again.stdout
-    assert sorted(p.name for p in root.iterdir()) == ["not-a-recording"]  # moved
+    left = sorted(p.name for p in root.iterdir() if p.name != SERVE_LOCK)
+    assert left == ["not-a-recording"]  # moved
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
@@ -98,3 +99,30 @@ def test_store_copy_without_a_bucket_says_which_key_is_missing(tmp_path: Path) -
     done = recproxy("store", "copy", "--to", "s3", cwd=tmp_path, env=S3_ENV)
     assert done.returncode == 1
     assert "recording.s3.endpoint: required to copy to S3" in done.stderr
+
+
+def test_store_copy_refuses_while_serve_holds_the_recordings_folder(
+    tmp_path: Path, endpoint: str
+) -> None:
+    """A call ``serve`` starts during the copy would be copied in part and, with
+    ``--remove-local``, deleted under its writer: the copy does not begin."""
+    bucket = f"rec-{uuid.uuid4().hex[:10]}"
+    make_bucket(endpoint, bucket)
+    config_path = tmp_path / "recproxy.toml"
+    config_path.write_text(f'[recording.s3]\nendpoint = "{endpoint}"\nbucket = "{bucket}"\n')
+    config = load_config(config_path)
+    live = config.recording.dir / str(uuid.uuid4())
+    live.mkdir(parents=True)
+    (live / "key").write_bytes(b"wrapped key")
+    (live / "seg-000000.rec").write_bytes(b"an open segment")
+    with segment_store(config, uploads=True):  # what serve holds, on the local disk
+        done = recproxy(
+            "store", "copy", "--to", "s3", "--remove-local", "--config", str(config_path),
+            cwd=tmp_path, env=S3_ENV,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert f"recording.dir {config.recording.dir} is in use by a running recproxy serve" in (
+        done.stderr
+    )
+    assert sorted(p.name for p in live.iterdir()) == ["key", "seg-000000.rec"]
+    assert bucket_keys(endpoint, bucket) == []

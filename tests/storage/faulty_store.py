@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from proxy.recording_state import RecordingState
-from proxy.storage.store import LocalDiskStore
+from proxy.storage.store import LocalDiskStore, shred_recording
 from proxy.storage.write_reports import RecordingWritten, SegmentWritten
 
 
@@ -105,6 +105,9 @@ class FaultyStore:
         left = "key" if self.inner.has_key(recording) else "no key"
         self._log("delete", f"{left}, {len(self.inner.segments(recording))} segments")
         self.inner.delete(recording)
+
+    def discard(self, recording: Path) -> None:
+        shred_recording(self, recording)  # each step logged, in order
 
     def count(self, method: str) -> int:
         with self.lock:

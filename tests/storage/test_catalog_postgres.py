@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from proxy.config import build_config
 from proxy.storage.catalog import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -30,8 +31,9 @@ from proxy.storage.catalog import (
     SqliteCatalog,
 )
 from proxy.storage.catalog.db import WRITE_LOCK
-from proxy.storage.catalog.pg_connection import translate
+from proxy.storage.catalog.pg_connection import PgConnection, translate
 from proxy.storage.catalog.postgres import PostgresCatalog, check_url
+from tests.e2e.proxy_process import reserve_ports
 from tests.pg_server import PgServer, running_server
 
 T0 = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
@@ -68,6 +70,34 @@ def test_a_password_in_the_url_is_refused_without_repeating_it(url: str) -> None
     assert "secret" not in str(refused.value)
     with pytest.raises(InvalidFieldError):
         PostgresCatalog(url)
+
+
+@pytest.mark.parametrize("parameter", ["sslpassword", "oauth_client_secret"])
+def test_a_secret_libpq_parameter_in_the_url_is_refused_naming_it(
+    parameter: str, tmp_path: Path
+) -> None:
+    url = f"postgresql://rec@db.example/catalog?sslmode=require&{parameter}=hunter2"
+    with pytest.raises(InvalidFieldError, match=parameter) as refused:
+        check_url(url)
+    assert "hunter2" not in str(refused.value)
+    with pytest.raises(ValueError, match=r"catalog\.url") as in_config:
+        build_config({"catalog": {"url": url}}, base=tmp_path)
+    assert "hunter2" not in str(in_config.value)
+
+
+async def test_errors_name_the_catalog_without_its_query_string() -> None:
+    """Unavailable errors are logged by the journal: the URL's parameters stay out."""
+    block = reserve_ports()  # nobody listens on it: the server is "down"
+    try:
+        url = f"postgresql://rec@127.0.0.1:{block.base}/catalog"
+        catalog = PostgresCatalog(f"{url}?application_name=secretive&connect_timeout=2")
+        assert catalog.name == f"{url}?..."
+        with pytest.raises(CatalogUnavailableError) as down:
+            await catalog.open()
+    finally:
+        block.release()
+    assert str(down.value).startswith(f"catalog {url}?...: ")
+    assert "secretive" not in str(down.value)
 
 
 def test_only_a_postgresql_url_is_taken() -> None:
@@ -309,4 +339,42 @@ async def test_writes_during_an_outage_are_journalled_and_land_after_it(
             "+440003",
         ]
         assert landed[0] == before
+        await journal.close()
+
+
+# -------------------------------------------------------------- a COMMIT without reply
+
+
+@pytest.mark.parametrize("server_committed", [True, False])
+async def test_a_commit_whose_reply_is_lost_is_done_once(
+    pg_server: PgServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    server_committed: bool,
+) -> None:
+    """The connection breaks as the COMMIT is sent: after the server committed (the
+    write returns its result, nothing is replayed) or before (unavailable: the journal
+    replays it, and it lands once)."""
+    url = pg_server.fresh_database()
+    async with PostgresCatalog(url) as catalog:
+        real_commit, lost = PgConnection.commit, []
+
+        def commit(self: PgConnection) -> None:
+            if not lost:
+                lost.append(self)
+                if server_committed:
+                    real_commit(self)
+                self.raw.close()  # the reply never comes
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            real_commit(self)
+
+        monkeypatch.setattr(PgConnection, "commit", commit)
+        journal = CatalogJournal(retry_seconds=0.1)
+        done = await journal.write("call 1", lambda: catalog.calls.create_call(new_call(1)))
+        assert done is server_committed  # done at once, or journalled
+        assert await journal.wait_empty(10.0)
+        assert lost and journal.failures == (0 if server_committed else 1)
+        assert "failed for good" not in caplog.text  # not replayed into a duplicate
+        call = await catalog.calls.get_call(call_id(1))
+        assert call is not None and call.caller == "+440001"
         await journal.close()

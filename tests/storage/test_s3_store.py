@@ -5,7 +5,10 @@ corrupted upload caught; an outage that loses nothing; a restart that resumes.""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from proxy.storage.bucket import Bucket, BucketSettings, LockMode
 from proxy.storage.reader import RecordingReader
-from proxy.storage.s3_store import S3SegmentStore
+from proxy.storage.s3_store import SHRED_MARK, S3SegmentStore
 from proxy.storage.segment import KEY_FILE_NAME
 from proxy.storage.store import LocalDiskStore, shred_recording
 from proxy.storage.writer import RecordingWriter
@@ -350,3 +353,53 @@ def test_listing_a_recording_the_uploader_moves_meanwhile_misses_no_segment(
         assert report.frames == 12_000
     finally:
         store.close()
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A bucket that takes connections and never answers (a hung gateway)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set() and len(held) < 100:
+            with contextlib.suppress(TimeoutError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(5)
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def test_a_discard_never_waits_on_the_bucket_and_its_deletion_survives_a_restart(
+    endpoint: str, bucket_name: str, make_store: MakeStore, silent_endpoint: str
+) -> None:
+    """The writer thread discards while the bucket hangs: it returns without a bucket
+    request (each may wait two timeouts), nothing of the recording is uploaded after,
+    and the bucket's deletion, owed, is done by the next start."""
+    hung = make_store(bucket_name, at=silent_endpoint)
+    folder = hung.root / str(uuid.uuid4())
+    client = admin(endpoint)
+    for name in ("key", "seg-000000.rec"):  # uploaded before the outage
+        client.put_object(Bucket=bucket_name, Key=f"site-a/{folder.name}/{name}", Body=b"x")
+    hung.open_recording(folder, b"wrapped key")  # its upload hangs on the bucket
+    hung.append(folder, "seg-000001.rec", b"audio")
+    started = time.monotonic()
+    hung.abandon(folder)
+    hung.discard(folder)
+    assert time.monotonic() - started < hung.bucket.settings.timeout_seconds
+    assert [p.name for p in folder.iterdir()] == [SHRED_MARK]  # the key gone at once
+    assert hung.snapshot().pending == 0  # nothing of it will be uploaded
+    hung.close()  # the process stops before the bucket answered
+    assert len(bucket_keys(endpoint, bucket_name, f"site-a/{folder.name}/")) == 2
+
+    make_store(bucket_name)  # the next start, the bucket back: the deletion resumes
+    wait_for(lambda: not bucket_keys(endpoint, bucket_name, f"site-a/{folder.name}/"), 15)
+    wait_for(lambda: not folder.exists())

@@ -34,6 +34,7 @@ import asyncio
 import functools
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -47,6 +48,9 @@ from .db import Connection, Params, in_transaction
 from .errors import CatalogClosedError, CatalogUnavailableError
 
 T = TypeVar("T")
+
+#: How long a write whose COMMIT lost its reply asks the server what became of it.
+OUTCOME_SECONDS = 10.0
 
 #: psycopg errors that mean "not now": the server went away or is down, the connection
 #: broke, a lock waited past lock_timeout, a transaction lost a serialisation race.
@@ -192,11 +196,20 @@ def connect(url: str, *, lock_timeout_ms: int) -> PgConnection:
     return PgConnection(raw)
 
 
+def printable(url: str) -> str:
+    """``url`` as logs and errors show it: without its query string, where libpq
+    parameters go (any of them may say more than an operator's log should)."""
+    base, query = url.partition("?")[::2]
+    return f"{base}?..." if query else base
+
+
 class PgDatabase:
-    """:class:`.db.Database` on PostgreSQL.  ``name`` (the URL) names it in errors."""
+    """:class:`.db.Database` on PostgreSQL.  ``name`` (the URL without its query string,
+    :func:`printable`) names it in errors, which the journal logs."""
 
     def __init__(self, url: str, *, lock_timeout_ms: int) -> None:
-        self.name = url
+        self.url = url
+        self.name = printable(url)
         self._lock_timeout_ms = lock_timeout_ms
         self._conn: PgConnection | None = None
         self._thread: ThreadPoolExecutor | None = None
@@ -218,7 +231,7 @@ class PgDatabase:
         self._thread = thread
 
     def _first(self, setup: Callable[[Connection], None]) -> None:
-        conn = connect(self.name, lock_timeout_ms=self._lock_timeout_ms)
+        conn = connect(self.url, lock_timeout_ms=self._lock_timeout_ms)
         try:
             setup(conn)
         except BaseException:
@@ -261,14 +274,71 @@ class PgDatabase:
         except UNAVAILABLE as exc:  # rolled back (or never begun): the caller may retry
             raise CatalogUnavailableError(f"catalog {self.name}: {exc}") from exc
 
-    def _job(self, write: bool, body: Callable[[Connection], T]) -> T:
+    def _connected(self) -> PgConnection:
         conn = self._conn
         if conn is None or conn.raw.closed or conn.raw.broken:
             self._drop()
-            conn = self._conn = connect(self.name, lock_timeout_ms=self._lock_timeout_ms)
+            conn = self._conn = connect(self.url, lock_timeout_ms=self._lock_timeout_ms)
+        return conn
+
+    def _job(self, write: bool, body: Callable[[Connection], T]) -> T:
+        conn = self._connected()
+        if not write:
+            try:
+                return in_transaction(write, body, conn)
+            except UNAVAILABLE:
+                if conn.raw.broken or conn.raw.closed:
+                    self._drop()
+                raise
+        return self._write_job(conn, body)
+
+    def _write_job(self, conn: PgConnection, body: Callable[[Connection], T]) -> T:
+        """One write, which is never reported unavailable once it has committed.
+
+        A connection can break after the server committed but before its reply came:
+        reported unavailable, the journal would replay a write already done (an INSERT
+        then refused as a duplicate, and its recording dropped; events twice).  So the
+        write reads its transaction id first, and when the COMMIT itself fails (the body
+        has run: its result is in hand) asks the server, on a new connection, what
+        became of that transaction (``txid_status``): committed, the write returns that
+        result; aborted, it is unavailable and the journal replays it.  This one check
+        covers every write, where making each journalled write idempotent would need a
+        rule per write (and events published once per replay)."""
+        txid: int | None = None
+        done: list[T] = []
+
+        def numbered(c: Connection) -> T:
+            nonlocal txid
+            txid = int(c.execute("SELECT txid_current()").fetchone()[0])
+            done.append(body(c))
+            return done[0]
+
         try:
-            return in_transaction(write, body, conn)
+            return in_transaction(True, numbered, conn)
         except UNAVAILABLE:
             if conn.raw.broken or conn.raw.closed:
                 self._drop()
+            if not done or txid is None:  # the body had not finished: nothing committed
+                raise
+            if self._committed(txid):
+                return done[0]
             raise
+
+    def _committed(self, txid: int) -> bool:
+        """Whether transaction ``txid``, whose COMMIT lost its reply, committed: asked
+        again on a new connection until the server says (a transaction whose client
+        went away ends at once), for at most ``OUTCOME_SECONDS``.  Still unknown then
+        (the server unreachable), the write is reported unavailable: the journal's
+        replay may then be refused as a duplicate (logged by the caller)."""
+        deadline = time.monotonic() + OUTCOME_SECONDS
+        while True:
+            try:
+                row = self._connected().execute("SELECT txid_status(?)", (txid,)).fetchone()
+                status = None if row is None else row[0]
+                if status != "in progress":
+                    return bool(status == "committed")
+            except UNAVAILABLE:
+                self._drop()
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)

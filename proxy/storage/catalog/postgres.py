@@ -25,6 +25,8 @@ from .sql_catalog import SqlCatalog
 from .values import count, utc_now
 
 SCHEMES = ("postgresql://", "postgres://")
+#: libpq parameters that are secrets (besides ``password``): refused in the URL.
+SECRETS = frozenset({"sslpassword", "oauth_client_secret"})
 
 
 def check_url(url: str) -> str:
@@ -39,6 +41,13 @@ def check_url(url: str) -> str:
     if "password" in parts:
         raise InvalidFieldError(
             "a catalog URL must not hold a password: use PGPASSWORD, PGPASSFILE or ~/.pgpass"
+        )
+    secrets = sorted(SECRETS & parts.keys())
+    if secrets:
+        raise InvalidFieldError(
+            f"a catalog URL must not hold a secret ({', '.join(secrets)}): the TOML and "
+            "the logs would carry it (for sslpassword, use a client key without a "
+            "passphrase, readable by the service's user only)"
         )
     return url
 
@@ -58,4 +67,4 @@ class PostgresCatalog(SqlCatalog):
     ) -> None:
         self.url = check_url(url)
         db = PgDatabase(url, lock_timeout_ms=count("lock_timeout_ms", lock_timeout_ms))
-        super().__init__(db, name=url, clock=clock, migrations=migrations)
+        super().__init__(db, name=db.name, clock=clock, migrations=migrations)
