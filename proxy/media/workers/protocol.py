@@ -37,6 +37,11 @@ Worker → call process
     ``packets_out``, ``bytes_out``, ``send_errors``, ``dropped_malformed`` and the
     leg's ``rewriter`` state.
 
+With workers that record (step 2), a leg's ``recorded`` ([recording number, channel,
+audio payload type]) says the worker records its audio itself: those packets are counted
+(``packets_in``, ``bytes_in`` in ``R``) and not handed up.  The recording messages
+(``S``, ``O``, ``C``, ``D``, ``E``) are :mod:`.recording_messages`.
+
 A message that does not parse raises :class:`ProtocolError` (a bug on one side: the
 pool then treats the worker as failed).
 """
@@ -48,6 +53,10 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from .recording_messages import KINDS as RECORDING_KINDS
+from .recording_messages import ProtocolError as ProtocolError
+from .recording_messages import RecordingMessage, parse_recording_message
 
 Address = tuple[str, int]
 RewriterState = tuple[int, int, int, int, int, int]
@@ -64,8 +73,9 @@ _RECORD = struct.Struct("!IBH")
 BATCH_BYTES = 32 * 1024
 
 
-class ProtocolError(ValueError):
-    """A control message that does not parse (one side has a bug)."""
+#: a leg whose packets the worker records itself (step 2): (recording number, channel
+#: 0 caller / 1 call taker, the audio payload type recorded)
+Recorded = tuple[int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +83,7 @@ class LegHandOver:
     source: Address
     keep: int | None = None
     rewriter: RewriterState | None = None
+    recorded: Recorded | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,9 @@ class LegCounts:
     send_errors: int = 0
     dropped_malformed: int = 0
     rewriter: RewriterState | None = None
+    # packets the worker recorded itself (not handed up): the call process counts them
+    packets_in: int = 0
+    bytes_in: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +151,7 @@ class Packets:
             offset += length
 
 
-Message = Take | GiveBack | Hello | Packets | Returned
+Message = Take | GiveBack | Hello | Packets | Returned | RecordingMessage
 
 
 class PacketBatch:
@@ -167,7 +181,12 @@ class PacketBatch:
 
 def encode_take(take: Take) -> bytes:
     legs = [
-        {"source": list(leg.source), "keep": leg.keep, "rewriter": leg.rewriter}
+        {
+            "source": list(leg.source),
+            "keep": leg.keep,
+            "rewriter": leg.rewriter,
+            "recorded": leg.recorded,
+        }
         for leg in take.legs
     ]
     return TAKE + json.dumps({"call": take.call, "legs": legs}).encode()
@@ -189,6 +208,8 @@ def encode_returned(returned: Returned) -> bytes:
                 "send_errors": counts.send_errors,
                 "dropped_malformed": counts.dropped_malformed,
                 "rewriter": counts.rewriter,
+                "packets_in": counts.packets_in,
+                "bytes_in": counts.bytes_in,
             }
             for counts in returned.legs
         ],
@@ -202,6 +223,8 @@ def encode_returned(returned: Returned) -> bytes:
 def parse_message(data: bytes) -> Message:
     """One control message (:class:`ProtocolError` if it does not parse)."""
     kind, body = data[:1], data[1:]
+    if kind in RECORDING_KINDS:
+        return parse_recording_message(data)
     try:
         if kind == PACKETS:
             return Packets(body)
@@ -251,7 +274,11 @@ def _leg_hand_over(fields: dict[str, Any]) -> LegHandOver:
     keep = fields["keep"]
     if keep is not None and not isinstance(keep, int):
         raise ValueError(f"bad payload type {keep!r}")
-    return LegHandOver(_address(fields["source"]), keep, _rewriter(fields["rewriter"]))
+    recorded = fields.get("recorded")
+    if recorded is not None:
+        number, channel, payload_type = (int(item) for item in recorded)
+        recorded = (_call_id(number), channel, payload_type)
+    return LegHandOver(_address(fields["source"]), keep, _rewriter(fields["rewriter"]), recorded)
 
 
 def _leg_counts(fields: dict[str, Any]) -> LegCounts:
@@ -261,6 +288,8 @@ def _leg_counts(fields: dict[str, Any]) -> LegCounts:
         int(fields["send_errors"]),
         int(fields["dropped_malformed"]),
         _rewriter(fields["rewriter"]),
+        int(fields.get("packets_in", 0)),
+        int(fields.get("bytes_in", 0)),
     )
 
 

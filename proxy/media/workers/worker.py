@@ -22,10 +22,13 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
 from collections.abc import Callable
 from typing import Any
 
-from ..relay import StreamRewriter
+from ..g711 import PAYLOAD_TYPES
+from ..recorder import RecordingDirection
+from ..relay import StreamRewriter, rtp_payload
 from .protocol import (
     BATCH_BYTES,
     HELLO,
@@ -33,11 +36,14 @@ from .protocol import (
     GiveBack,
     LegCounts,
     PacketBatch,
+    Recorded,
     Returned,
     Take,
     encode_returned,
     parse_message,
 )
+from .recording import WorkerRecordings
+from .recording_messages import FramesDown, OpenRecording, RecorderSetup, RecordingCommand
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,7 @@ FLUSH_SECONDS = 0.004
 _SEND_ERRORS = (OSError, ValueError, TypeError)
 _MAX_MESSAGE = 1 << 16
 _BUFFER_BYTES = 4 << 20
+_HEADER = struct.Struct("!BBHI")
 
 
 class _Leg(asyncio.DatagramProtocol):
@@ -57,6 +64,9 @@ class _Leg(asyncio.DatagramProtocol):
         self.source = source
         self.keep: int | None = None
         self.rewriter: StreamRewriter | None = None  # what is sent on this leg
+        self.recorded: Recorded | None = None  # recorded here (step 2), not handed up
+        self.packets_in = 0  # packets recorded here: the call process counts them
+        self.bytes_in = 0
         self.peer: _Leg = self
         self.transport: asyncio.DatagramTransport | None = None
         self.packets_out = 0
@@ -71,9 +81,32 @@ class _Leg(asyncio.DatagramProtocol):
         if len(data) < 12 or data[0] & 0xC0 != 0x80:
             self.malformed += 1
             return
-        if data[1] & 0x7F != self.keep:
+        pt = data[1] & 0x7F
+        if pt != self.keep:
             self.peer.send(data)
+            recorded = self.recorded
+            if recorded is not None:
+                self.record(recorded, pt, data)
+                return
         self.worker.hand_up(self.call, self.index, data)
+
+    def record(self, recorded: Recorded, pt: int, data: bytes) -> None:
+        """What ``RtpLeg.record_forwarded`` does with a packet, done here: counted, and
+        the audio to the recording's channel (a G.711 law switch followed)."""
+        self.packets_in += 1
+        self.bytes_in += len(data)
+        number, channel, audio = recorded
+        if pt != audio:
+            if pt not in PAYLOAD_TYPES:
+                return
+            self.recorded = (number, channel, pt)
+        direction = self.worker.direction(number, channel)
+        if direction is None:
+            return
+        if pt != audio:
+            direction.set_codec(PAYLOAD_TYPES[pt])
+        _, _, seq, ts = _HEADER.unpack_from(data)
+        direction.push(seq, ts, rtp_payload(data))
 
     def send(self, data: bytes) -> None:
         transport = self.transport
@@ -95,8 +128,9 @@ class _Leg(asyncio.DatagramProtocol):
     def counts(self) -> LegCounts:
         rewriter = None if self.rewriter is None else self.rewriter.state()
         return LegCounts(
-            self.packets_out, self.bytes_out, self.send_errors, self.malformed, rewriter
-        )
+            self.packets_out, self.bytes_out, self.send_errors, self.malformed, rewriter,
+            self.packets_in, self.bytes_in,
+        )  # fmt: skip
 
 
 def _factory(leg: _Leg) -> Callable[[], _Leg]:
@@ -113,6 +147,7 @@ class Worker:
         self.done: asyncio.Future[None] = loop.create_future()
         self._batch = PacketBatch()
         self._flush: asyncio.TimerHandle | None = None
+        self.recordings: WorkerRecordings | None = None  # once the call process sets them up
         control.setblocking(False)
         for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
             with contextlib.suppress(OSError):
@@ -138,13 +173,34 @@ class Worker:
                 self.loop.create_task(self._take(message, fds))
             elif isinstance(message, GiveBack):
                 self.give_back(message.call, "asked")
+            elif isinstance(message, RecorderSetup) and self.recordings is None:
+                self.recordings = WorkerRecordings(message, self._send)
+            elif isinstance(message, FramesDown | OpenRecording | RecordingCommand):
+                self._recording_message(message)
             else:
                 raise RuntimeError(f"a worker does not take {type(message).__name__}")
+
+    def _recording_message(self, message: FramesDown | OpenRecording | RecordingCommand) -> None:
+        recordings = self.recordings
+        if recordings is None:
+            raise RuntimeError("a recording message before the recorder's set-up")
+        if isinstance(message, FramesDown):
+            recordings.frames(message)
+        elif isinstance(message, OpenRecording):
+            recordings.open(message)
+        else:
+            recordings.command(message)
+
+    def direction(self, number: int, channel: int) -> RecordingDirection | None:
+        return None if self.recordings is None else self.recordings.direction(number, channel)
 
     def _stop(self) -> None:
         self.loop.remove_reader(self.control.fileno())
         for call in list(self.calls):
             self._close(call)
+        if self.recordings is not None:  # the call process is gone: every last block out
+            self.recordings.close()
+            self.recordings = None
         if not self.done.done():
             self.done.set_result(None)
 
@@ -175,6 +231,7 @@ class Worker:
         self.calls[take.call] = (first, second)
         for leg, hand, fd in zip(legs, take.legs, fds, strict=True):
             leg.keep = hand.keep
+            leg.recorded = hand.recorded
             if hand.rewriter is not None:
                 leg.rewriter = StreamRewriter(0, 0, 0)
                 leg.rewriter.load(hand.rewriter)
