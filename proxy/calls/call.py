@@ -390,6 +390,7 @@ class Call:
             recording = await self.b2bua.recordings.start(
                 self.id, public.audio.encoding, staff.audio.encoding, started=bridged,
                 call=replace(set_up, first_part=FirstPart(self.operator, team)),
+                lost=self._media_lost,
             )  # fmt: skip
             self._entry.submitted()  # transaction 1 carries it from here
         self.switch.arm(recording, outbound=self.plan.outbound, operator=self.operator, staff=staff)

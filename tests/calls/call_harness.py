@@ -128,6 +128,7 @@ class Recordings:
         *,
         call: CallBatch | None = None,
         started: datetime | None = None,
+        lost: Callable[[str], None] | None = None,  # no media workers here
     ) -> ActiveRecording:
         rid = str(uuid.uuid4())
         started = started or datetime.now(UTC)

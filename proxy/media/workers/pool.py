@@ -82,7 +82,8 @@ FLUSH_SECONDS = 0.004  # audio handed down goes at most this long after its firs
 @dataclass(frozen=True, slots=True)
 class WorkerSnapshot:
     """One worker place: its process now (and whether it said hello), calls it has,
-    packets it handed up, and how often its process was restarted."""
+    recordings it runs, packets it took from parties (handed up, or recorded itself:
+    counted when the call comes back), and how often its process was restarted."""
 
     place: int
     pid: int | None
@@ -90,6 +91,7 @@ class WorkerSnapshot:
     calls: int
     packets: int
     restarts: int
+    recordings: int = 0
 
 
 def _shape(leg: RtpLeg, peer: RtpLeg) -> tuple[object, ...]:
@@ -212,6 +214,7 @@ class WorkerPool:
                 len(worker.calls) if worker is not None else 0,
                 self._packets[place],
                 self._restarts[place],
+                len(worker.recordings) if worker is not None else 0,
             )
             for place, worker in enumerate(self._places)
         ]
@@ -446,6 +449,8 @@ class WorkerPool:
             elif isinstance(message, Returned):
                 call = worker.calls.get(message.call)
                 if call is not None:
+                    # the packets it recorded itself are counted when the call is back
+                    self._packets[worker.place] += sum(leg.packets_in for leg in message.legs)
                     self._returned(call, message)
                     self._forget(call)
                     if message.foreign is not None and not (call.a.closed or call.b.closed):
