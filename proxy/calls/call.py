@@ -433,6 +433,8 @@ class Call:
         except Exception:
             log.exception("call %s: error while hanging up", self.id)
         self.media.release()
+        if self.recording is not None:  # a media worker's counters, for the summary
+            await self.b2bua.recordings.counters(self.recording)
         self.b2bua.publish(self._ended())
         await self.switch.close()
         recording = self.switch.recording if self.switch.keeps_recording else None

@@ -485,6 +485,10 @@ class RecordingService:
             log.exception("recording %s: its part was not catalogued", rid)
             self._count("catalog")
 
+    async def counters(self, active: ActiveRecording) -> None:
+        """Its channels' counters up to date, for the call's summary."""
+        await _engine(active).counters()
+
     async def finish(self, active: ActiveRecording, call: CallBatch | None = None) -> None:
         """Flush and seal the recording, then record the result in the catalog, with
         ``call`` (its call's end) in the same write — or, if the recording already

@@ -19,6 +19,7 @@ writer would have reported it, so the end's write catalogues it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,7 @@ from .survived import scan_what_survived
 log = logging.getLogger(__name__)
 
 Lost = Callable[[str], None]
+COUNTERS_SECONDS = 0.5  # a worker answers ``counters`` at once, or it is dying
 
 
 class Engine(Protocol):
@@ -54,6 +56,9 @@ class Engine(Protocol):
 
     def discard(self, directory: Path) -> None:
         """Record no more, and destroy what was written."""
+
+    async def counters(self) -> None:
+        """The pair's channel counters up to date (the call's summary reads them)."""
 
 
 class Listener(Protocol):
@@ -113,6 +118,9 @@ class LocalEngine:
         self.recorder.close(self.rid)
         self.writer.discard(self.rid, directory)
 
+    async def counters(self) -> None:
+        pass  # the pair is this process's recorder's own: always up to date
+
 
 class WorkerEngine:
     """A media worker's recorder and writer (see the module docstring).  Built before
@@ -126,6 +134,7 @@ class WorkerEngine:
         self.sealed: set[int] = set()  # segments the worker reported
         self.ended: asyncio.Task[None] | None = None  # after the worker died
         self.pair: RecordingChannelPair
+        self._counted: asyncio.Future[None] | None = None  # a ``counters`` asked for
 
     def open(
         self,
@@ -163,6 +172,15 @@ class WorkerEngine:
     def discard(self, directory: Path) -> None:
         self._command("discard")
 
+    async def counters(self) -> None:
+        """Asked of the worker, which answers at once; a worker that does not (it died,
+        the recording ended) leaves the counters as they are."""
+        if self._counted is None or self._counted.done():
+            self._counted = asyncio.get_running_loop().create_future()
+            self._command("counters")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._counted), COUNTERS_SECONDS)
+
     # -- what the worker says -----------------------------------------------------------
 
     def report(self, report: Report) -> None:
@@ -180,6 +198,10 @@ class WorkerEngine:
             listener.audio_dropped(self.rid, str(body["reason"]))
         elif report.kind == "failed":
             listener.recorder_failed(self.rid, str(body["reason"]))
+        elif report.kind == "counters":
+            if isinstance(self.pair, RemotePair):
+                self.pair.count(body["channels"])
+            self._answered()
         else:
             if isinstance(self.pair, RemotePair):
                 self.pair.settle(body["channels"])
@@ -190,10 +212,16 @@ class WorkerEngine:
                     body["key_sha256"], int(body["frames_dropped"]),
                 )
             )  # fmt: skip
+            self._answered()
+
+    def _answered(self) -> None:
+        if self._counted is not None and not self._counted.done():
+            self._counted.set_result(None)
 
     def worker_died(self, reason: str) -> None:
         """The worker and its writer are gone: the recording is interrupted, and what
         the writer left is found and reported."""
+        self._answered()
         self.lost(reason)
         self.ended = asyncio.get_running_loop().create_task(
             self._what_survived(reason), name=f"survived-{self.rid}"

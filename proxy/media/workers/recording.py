@@ -148,6 +148,8 @@ class WorkerRecordings:
             self.writer.discard(rid, self.directory)
         elif action == "close":
             self.recorder.close(rid)
+        elif action == "counters":
+            self._report(command.number, "counters", {"channels": _counts(pair)})
         elif not pair.active:
             return  # stopped or failed: pause, resume, hold and codec have no effect
         elif action == "pause":
@@ -182,7 +184,7 @@ class WorkerRecordings:
             self.recorder.close(rid)  # stop feeding a recording that cannot be written
         body = dataclasses.asdict(recording)
         body["recording_id"], body["state"] = rid, recording.state.value
-        body["channels"] = [direction_counts(pair.caller), direction_counts(pair.taker)]
+        body["channels"] = _counts(pair)
         self._report(number, "written", body)
 
     def audio_dropped(self, recording_id: RecordingKey, reason: str) -> None:
@@ -200,6 +202,10 @@ class WorkerRecordings:
 
     def _report(self, number: int, kind: str, body: dict[str, Any]) -> None:
         self._send(encode_report(Report(number, kind, body)))
+
+
+def _counts(pair: RecordingChannelPair) -> list[dict[str, int]]:
+    return [direction_counts(pair.caller), direction_counts(pair.taker)]
 
 
 def _refused(rid: str, reason: str) -> dict[str, Any]:

@@ -29,8 +29,9 @@ Worker → call process
 ``E`` report
     ``E`` + JSON ``{"number": n, "kind": k, ...}``: what the writer or the recorder says
     of the recording — ``segment`` (a sealed segment's facts), ``dropped`` (the queue
-    was full), ``failed`` (the recorder dropped it) and, last, ``written`` (the writer's
-    last word, with each channel's quality and summary counters).
+    was full), ``failed`` (the recorder dropped it), ``counters`` (each channel's
+    quality and summary counters, asked for when the call ends) and, last, ``written``
+    (the writer's last word, with the same counters, final).
 """
 
 from __future__ import annotations
@@ -50,11 +51,13 @@ KINDS = (SETUP, OPEN, COMMAND, FRAMES, REPORT)
 
 #: what a command may ask: the recorder's pause (argument: the mode or null), resume,
 #: stop and close; the writer's commit, drop (argument: the reason) and discard; a
-#: direction's hold (argument: [channel, held]) and codec (argument: [channel, name])
+#: direction's hold (argument: [channel, held]) and codec (argument: [channel, name]);
+#: and ``counters``, answered at once by a ``counters`` report
 ACTIONS = frozenset(
-    {"pause", "resume", "stop", "close", "commit", "drop", "discard", "held", "codec"}
-)
-REPORTS = frozenset({"segment", "dropped", "failed", "written"})
+    {"pause", "resume", "stop", "close", "commit", "drop", "discard", "held", "codec",
+     "counters"}
+)  # fmt: skip
+REPORTS = frozenset({"segment", "dropped", "failed", "written", "counters"})
 
 _FRAME = struct.Struct("!IBHIH")
 

@@ -117,6 +117,10 @@ class RemotePair(RecordingChannelPair):
         commands or audio to send."""
         if self.state is not RecordingState.FAILED:
             self.state = RecordingState.STOPPED
+        self.count(channels)
+
+    def count(self, channels: list[dict[str, int]]) -> None:
+        """The channels' counters, as the worker reported them."""
         for direction, counts in zip((self.caller, self.taker), channels, strict=False):
             assert isinstance(direction, RemoteDirection)
             direction.settle(counts)

@@ -136,6 +136,13 @@ async def test_audio_relayed_here_and_there_is_recorded_whole_in_the_worker(
     assert call.a.stats.packets_in in (relayed, relayed - 1)  # the worker's count is back
     await talk.until(60)  # the call process relays again: handed down
     sent = await talk.stop()
+    recording.pair.command("counters", None)  # the call's summary, before the close
+    for _ in range(50):
+        if "counters" in recording.kinds():
+            break
+        await asyncio.sleep(0.01)
+    (counted,) = [report for report in recording.reports if report.kind == "counters"]
+    assert [channel["received"] for channel in counted.body["channels"]] == [sent, sent]
     recording.pair.command("close", None)
     written = await recording.written()
     assert written.body["state"] == "complete" and recording.lost == []
