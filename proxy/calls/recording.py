@@ -486,7 +486,7 @@ class RecordingService:
             self._count("catalog")
 
     async def counters(self, active: ActiveRecording) -> None:
-        """Its channels' counters up to date, for the call's summary."""
+        """Its channels' counters up to date, for the call's summary (its media ended)."""
         await _engine(active).counters()
 
     async def finish(self, active: ActiveRecording, call: CallBatch | None = None) -> None:

@@ -174,9 +174,12 @@ class WorkerEngine:
 
     async def counters(self) -> None:
         """Asked of the worker, which answers at once; a worker that does not (it died,
-        the recording ended) leaves the counters as they are."""
+        the recording ended) leaves the counters as they are.  The call's media is
+        released when they are asked for, so the recording's last block is cut first:
+        waiting for the answer must not lengthen the recording past the call."""
         if self._counted is None or self._counted.done():
             self._counted = asyncio.get_running_loop().create_future()
+            self._command("close")
             self._command("counters")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._counted), COUNTERS_SECONDS)

@@ -16,10 +16,18 @@ transfer, a hold, the end — or when the pool sees a leg change under it (looke
 every ``CHECK_SECONDS``: a re-INVITE's new address, payload types or keys, a hold), or
 when the worker met a packet from another source (then the relay's latching decides).
 
+With a recorder set-up (``recording``, step 2), ``open_recording`` starts a call's
+recording in the least busy worker, which from then on is the only one its call is
+handed to: the worker records the packets it relays itself, and the audio this
+process relays (before the hand-over, during a tone or a hold) is handed down to it in
+batches (``D``, ``FLUSH_SECONDS`` or ``BATCH_BYTES``); commands go down, reports come
+up to the recording's ``on_report`` (:mod:`.recording_messages`).
+
 A worker that dies (its control socket reads end-of-file) ends its calls only: each
 call's ``lost(reason)`` is called (the call flow marks its recording ``interrupted`` and
-hangs up), and a new worker takes the dead one's place (at most one restart a second
-per place).  Counted, logged, and shown in :meth:`snapshot`.
+hangs up), and so is each recording's it ran; a new worker takes the dead one's place
+(at most one restart a second per place).  Counted, logged, and shown in
+:meth:`snapshot`.
 """
 
 from __future__ import annotations
@@ -38,8 +46,10 @@ from dataclasses import dataclass, field
 
 from ..fastpath.kernel_path import PERMANENT, RETRY_FOR_SECONDS, RETRY_SECONDS, not_ready
 from ..relay import LegMode, RtpLeg
+from .batch import RecordBatch
 from .protocol import (
     BATCH_BYTES,
+    FLUSH_SECONDS,
     GiveBack,
     Hello,
     LegCounts,
@@ -53,7 +63,6 @@ from .protocol import (
     parse_message,
 )
 from .recording_messages import (
-    FrameBatch,
     FramesDown,
     OpenRecording,
     RecorderSetup,
@@ -62,6 +71,7 @@ from .recording_messages import (
     encode_command,
     encode_open,
     encode_setup,
+    frame_batch,
 )
 from .remote import ChannelDown, RemotePair
 
@@ -76,7 +86,6 @@ _READS = 64  # messages read per readiness event (bounded: the loop has other wo
 
 Lost = Callable[[str], None]
 Reports = Callable[[Report], None]
-FLUSH_SECONDS = 0.004  # audio handed down goes at most this long after its first packet
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +155,7 @@ class _Worker:
     recordings: dict[int, _Recording] = field(default_factory=dict)
     started: float = 0.0
     ready: bool = False  # it said hello: calls may go to it
-    down: FrameBatch = field(default_factory=FrameBatch)  # audio waiting to go down
+    down: RecordBatch = field(default_factory=frame_batch)  # audio waiting to go down
     flush: asyncio.TimerHandle | None = None
 
     @property
@@ -548,7 +557,7 @@ class WorkerPool:
         if not self._alive(recording):
             return
         worker = recording.worker
-        size = worker.down.add(recording.number, channel, seq, ts, payload)
+        size = worker.down.add(payload, recording.number, channel, seq, ts)
         if size >= BATCH_BYTES:
             self._flush_down(worker)
         elif worker.flush is None and self._loop is not None:

@@ -54,8 +54,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .batch import BATCH_BYTES as BATCH_BYTES
+from .batch import FLUSH_SECONDS as FLUSH_SECONDS
+from .batch import ProtocolError as ProtocolError
+from .batch import RecordBatch, records
 from .recording_messages import KINDS as RECORDING_KINDS
-from .recording_messages import ProtocolError as ProtocolError
 from .recording_messages import RecordingMessage, parse_recording_message
 
 Address = tuple[str, int]
@@ -69,8 +72,6 @@ RETURNED = b"R"
 
 _CALL = struct.Struct("!I")
 _RECORD = struct.Struct("!IBH")
-#: a packets message is sent once it holds this much (well under the socket's buffer)
-BATCH_BYTES = 32 * 1024
 
 
 #: a leg whose packets the worker records itself (step 2): (recording number, channel
@@ -138,45 +139,16 @@ class Packets:
 
     def records(self) -> Iterator[tuple[int, int, bytes]]:
         """(call id, leg index, packet) of each record."""
-        data, offset, end = self.data, 0, len(self.data)
-        unpack, size = _RECORD.unpack_from, _RECORD.size
-        while offset < end:
-            if offset + size > end:
-                raise ProtocolError("a packets record is cut short")
-            call, leg, length = unpack(data, offset)
-            offset += size
-            if offset + length > end:
-                raise ProtocolError("a packet is cut short")
-            yield call, leg, data[offset : offset + length]
-            offset += length
+        return records(self.data, _RECORD)
 
 
 Message = Take | GiveBack | Hello | Packets | Returned | RecordingMessage
 
 
-class PacketBatch:
-    """The worker's packets waiting to be handed up, as one ``P`` message."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self) -> None:
-        self._data = bytearray(PACKETS)
-
-    def add(self, call: int, leg: int, packet: bytes) -> int:
-        """Append a packet; the message's size so far."""
-        data = self._data
-        data += _RECORD.pack(call, leg, len(packet))
-        data += packet
-        return len(data)
-
-    def __bool__(self) -> bool:
-        return len(self._data) > 1
-
-    def take(self) -> bytes:
-        """The message, and an empty batch from now on."""
-        message = bytes(self._data)
-        del self._data[1:]
-        return message
+def packet_batch() -> RecordBatch:
+    """The worker's packets waiting to be handed up, as one ``P`` message
+    (``add(packet, call, leg)``)."""
+    return RecordBatch(PACKETS, _RECORD)
 
 
 def encode_take(take: Take) -> bytes:

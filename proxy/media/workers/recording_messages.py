@@ -42,6 +42,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .batch import ProtocolError, RecordBatch, records
+
 SETUP = b"S"
 OPEN = b"O"
 COMMAND = b"C"
@@ -60,11 +62,6 @@ ACTIONS = frozenset(
 REPORTS = frozenset({"segment", "dropped", "failed", "written", "counters"})
 
 _FRAME = struct.Struct("!IBHIH")
-
-
-class ProtocolError(ValueError):
-    """A control message that does not parse (one side has a bug); defined here, where
-    the protocol's first module is, and exported by :mod:`.protocol`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,44 +105,16 @@ class FramesDown:
 
     def records(self) -> Iterator[tuple[int, int, int, int, bytes]]:
         """(number, channel, sequence number, timestamp, payload) of each record."""
-        data, offset, end = self.data, 0, len(self.data)
-        size = _FRAME.size
-        while offset < end:
-            if offset + size > end:
-                raise ProtocolError("a frames record is cut short")
-            number, channel, seq, ts, length = _FRAME.unpack_from(data, offset)
-            offset += size
-            if offset + length > end:
-                raise ProtocolError("a payload is cut short")
-            yield number, channel, seq, ts, data[offset : offset + length]
-            offset += length
+        return records(self.data, _FRAME)
 
 
 RecordingMessage = RecorderSetup | OpenRecording | RecordingCommand | FramesDown | Report
 
 
-class FrameBatch:
-    """Audio waiting to be handed down, as one ``D`` message."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self) -> None:
-        self._data = bytearray(FRAMES)
-
-    def add(self, number: int, channel: int, seq: int, ts: int, payload: bytes) -> int:
-        """Append a payload; the message's size so far."""
-        data = self._data
-        data += _FRAME.pack(number, channel, seq, ts, len(payload))
-        data += payload
-        return len(data)
-
-    def __bool__(self) -> bool:
-        return len(self._data) > 1
-
-    def take(self) -> bytes:
-        message = bytes(self._data)
-        del self._data[1:]
-        return message
+def frame_batch() -> RecordBatch:
+    """Audio waiting to be handed down, as one ``D`` message
+    (``add(payload, number, channel, seq, ts)``)."""
+    return RecordBatch(FRAMES, _FRAME)
 
 
 def encode_setup(setup: RecorderSetup) -> bytes:

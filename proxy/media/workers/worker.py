@@ -10,6 +10,11 @@ and records it (``RtpLeg.record_forwarded``) without touching a socket.  A batch
 up ``FLUSH_SECONDS`` after its first packet, or at once when it is ``BATCH_BYTES``
 long: the recorder's jitter buffer (60 ms by default) absorbs that much delay.
 
+When the worker also records the call (step 2: the call process opened its recording
+here, :mod:`.recording`), a leg handed over with ``recorded`` has its audio pushed
+straight into the recording's jitter buffer and counted here; only the call taker's
+telephone-events still go up.
+
 A packet from another source gives the call back at once with the packet (the call
 process's latching decides about it); ``G`` gives it back on request.  Either way the
 batch goes up first, then ``R`` with what only the worker counted.  The worker exits
@@ -31,15 +36,16 @@ from ..recorder import RecordingDirection
 from ..relay import StreamRewriter, rtp_payload
 from .protocol import (
     BATCH_BYTES,
+    FLUSH_SECONDS,
     HELLO,
     Foreign,
     GiveBack,
     LegCounts,
-    PacketBatch,
     Recorded,
     Returned,
     Take,
     encode_returned,
+    packet_batch,
     parse_message,
 )
 from .recording import WorkerRecordings
@@ -47,7 +53,6 @@ from .recording_messages import FramesDown, OpenRecording, RecorderSetup, Record
 
 log = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 0.004
 _SEND_ERRORS = (OSError, ValueError, TypeError)
 _MAX_MESSAGE = 1 << 16
 _BUFFER_BYTES = 4 << 20
@@ -145,7 +150,7 @@ class Worker:
         self.loop = loop
         self.calls: dict[int, tuple[_Leg, _Leg]] = {}
         self.done: asyncio.Future[None] = loop.create_future()
-        self._batch = PacketBatch()
+        self._batch = packet_batch()
         self._flush: asyncio.TimerHandle | None = None
         self.recordings: WorkerRecordings | None = None  # once the call process sets them up
         control.setblocking(False)
@@ -269,7 +274,7 @@ class Worker:
     # -- the batch ----------------------------------------------------------------------
 
     def hand_up(self, call: int, index: int, packet: bytes) -> None:
-        size = self._batch.add(call, index, packet)
+        size = self._batch.add(packet, call, index)
         if size >= BATCH_BYTES:
             self.flush()
         elif self._flush is None:

@@ -12,7 +12,6 @@ from proxy.media.workers.protocol import (
     Hello,
     LegCounts,
     LegHandOver,
-    PacketBatch,
     Packets,
     ProtocolError,
     Returned,
@@ -20,10 +19,10 @@ from proxy.media.workers.protocol import (
     encode_give_back,
     encode_returned,
     encode_take,
+    packet_batch,
     parse_message,
 )
 from proxy.media.workers.recording_messages import (
-    FrameBatch,
     FramesDown,
     OpenRecording,
     RecorderSetup,
@@ -33,6 +32,7 @@ from proxy.media.workers.recording_messages import (
     encode_open,
     encode_report,
     encode_setup,
+    frame_batch,
 )
 
 
@@ -62,12 +62,12 @@ def test_give_back_and_returned_round_trip() -> None:
 
 
 def test_a_batch_holds_packets_in_order_and_empties_when_taken() -> None:
-    batch = PacketBatch()
+    batch = packet_batch()
     assert not batch
-    size = batch.add(1, 0, b"a" * 172)
+    size = batch.add(b"a" * 172, 1, 0)
     assert size == 1 + 7 + 172
-    batch.add(2, 1, b"")
-    batch.add(1, 1, b"bc")
+    batch.add(b"", 2, 1)
+    batch.add(b"bc", 1, 1)
     message = batch.take()
     assert not batch
     parsed = parse_message(message)
@@ -120,9 +120,9 @@ def test_recording_messages_round_trip() -> None:
 
 
 def test_frames_handed_down_keep_their_order() -> None:
-    batch = FrameBatch()
-    batch.add(5, 0, 65535, 2**32 - 1, b"\xff" * 160)
-    batch.add(6, 1, 0, 0, b"")
+    batch = frame_batch()
+    batch.add(b"\xff" * 160, 5, 0, 65535, 2**32 - 1)
+    batch.add(b"", 6, 1, 0, 0)
     message = parse_message(batch.take())
     assert not batch
     assert isinstance(message, FramesDown)
