@@ -18,14 +18,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from proxy.media.relay import MediaSession, PortAllocator
+from proxy.media.relay import MediaSession
 from proxy.media.workers import WorkerPool
 from proxy.media.workers import pool as pool_module
 from proxy.media.workers.recording_messages import RecorderSetup, Report
 from proxy.media.workers.remote import RemotePair
 from proxy.storage.reader import RecordingReader
 from tests.media.loopback_phone import rtp
-from tests.media.workers.test_pool import Call, until_ready
+from tests.media.workers.test_pool import Call, loopback_session, running_pool
 
 SILENCE = 0xFF  # PCMU
 KEY = X25519PrivateKey.generate()
@@ -35,23 +35,14 @@ PUBLIC = KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 @pytest.fixture
 async def pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[WorkerPool]:
     monkeypatch.setattr(pool_module, "RESTART_SECONDS", 0.0)
-    setup = RecorderSetup(str(tmp_path), "chunk", 10.0, "silence", 3)
-    workers = WorkerPool(2, recording=setup)
-    workers.start(asyncio.get_running_loop())
-    await until_ready(workers)
-    try:
+    async with running_pool(RecorderSetup(str(tmp_path), "chunk", 10.0, "silence", 3)) as workers:
         yield workers
-    finally:
-        workers.close()
 
 
 @pytest.fixture
 async def session() -> AsyncIterator[MediaSession]:
-    media = MediaSession(PortAllocator(21100, 21199), "127.0.0.1")
-    try:
+    async with loopback_session(21100) as media:
         yield media
-    finally:
-        media.close()
 
 
 class Recorded:
