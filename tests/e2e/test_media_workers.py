@@ -158,6 +158,16 @@ def _check_interrupted(
     lost = bridged - wav.seconds
     assert wav.seconds >= 1.0, (wav.seconds, bridged)
     assert -LENGTH_TOLERANCE_S <= lost <= CRASH_LOSS_S, (wav.seconds, bridged)
+    # what survived is catalogued, as start-up recovery would: segment rows, closed, as
+    # long as the audio, and the recording's duration
+    segments = query(
+        catalog, "SELECT frames, closed FROM segments WHERE recording_id = ?", row["id"]
+    )
+    assert segments and all(segment["closed"] for segment in segments), segments
+    frames = sum(segment["frames"] for segment in segments)
+    assert frames == round(wav.seconds * RATE), (frames, wav.seconds)
+    (recording,) = query(catalog, "SELECT duration_ms FROM recordings WHERE id = ?", row["id"])
+    assert recording["duration_ms"] == frames * 1000 // RATE
 
 
 def test_a_stop_code_on_a_worker_never_reaches_the_caller_and_stops_the_recording(
