@@ -24,7 +24,7 @@ from proxy.media.workers.recording_messages import RecorderSetup
 from proxy.media.workers.remote import RemotePair
 from proxy.recording_state import RecordingState
 from proxy.storage import crypto
-from proxy.storage.catalog import CallDirection, NewCall, SqliteCatalog
+from proxy.storage.catalog import Attribution, CallDirection, EventChannel, NewCall, SqliteCatalog
 from proxy.storage.writer import RecordingWriter
 from tests.media.workers.test_pool import running_pool
 
@@ -114,3 +114,24 @@ async def test_a_killed_workers_recording_is_interrupted_with_what_it_sealed(
     frames = sum(segment.frames for segment in segments)
     assert frames >= 2 * 8000 and all(segment.closed for segment in segments)
     assert row.duration_ms == frames // 8 and row.wrapped_key_sha256 is not None
+
+
+async def test_a_discarded_worker_recording_is_destroyed_by_the_worker(
+    rig: tuple[RecordingService, WorkerPool], tmp_path: Path
+) -> None:
+    service, pool = rig
+    active = await start(service, [])
+    await talk(active, 1.2)  # a sealed chunk on disk
+    folder = tmp_path / "recordings" / active.id
+    assert folder.is_dir()
+    await service.discard(
+        active, Attribution(actor="alice", channel=EventChannel.API, reason="asked")
+    )
+    row = await service.catalog.recordings.get_recording(active.id)
+    assert row is not None and row.state is RecordingState.DISCARDED
+    for _ in range(100):  # the worker's writer shreds it: 5 s at most
+        if not folder.exists() and not any(w.recordings for w in pool.snapshot()):
+            break
+        await asyncio.sleep(0.05)
+    assert not folder.exists()
+    assert [worker.recordings for worker in pool.snapshot()] == [0, 0]
