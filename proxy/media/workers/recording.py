@@ -104,7 +104,8 @@ class WorkerRecordings:
     def open(self, message: OpenRecording) -> None:
         rid = message.recording_id
         if message.number in self._pairs or rid in self._numbers:
-            self._report(message.number, "written", _refused(rid, "opened twice"))
+            log.error("recording %s (%d): opened twice; the second open ignored", rid,
+                      message.number)  # fmt: skip
             return
         pair = self.recorder.add(rid, message.caller_codec, message.taker_codec)
         self._numbers[rid] = message.number
@@ -206,10 +207,3 @@ class WorkerRecordings:
 
 def _counts(pair: RecordingChannelPair) -> list[dict[str, int]]:
     return [direction_counts(pair.caller), direction_counts(pair.taker)]
-
-
-def _refused(rid: str, reason: str) -> dict[str, Any]:
-    body = dataclasses.asdict(RecordingWritten(rid, RecordingState.FAILED, reason))
-    body["state"] = RecordingState.FAILED.value
-    body["channels"] = []
-    return body
