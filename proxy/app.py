@@ -58,6 +58,7 @@ from .media.fastpath import KernelPath, detect, remove_tables
 from .media.recorder import Recorder
 from .media.relay import PortAllocator
 from .media.workers import WorkerPool
+from .media.workers.recording_messages import RecorderSetup
 from .node_claim import claim_node_name
 from .records.accounts import Accounts
 from .records.actor import os_account
@@ -321,6 +322,8 @@ async def _build(config: Config, stack: contextlib.AsyncExitStack, metrics: Metr
     )
     if config.media.workers:  # issue 19: media worker processes, or the fast path
         b2bua.workers = _media_workers(config, loop, stack, metrics)
+        if b2bua.workers.recording is not None:  # step 2: the workers record their calls
+            recordings.workers = b2bua.workers
     else:
         b2bua.kernel = _kernel_path(config, loop, stack, metrics)
     limits = config.limits
@@ -642,7 +645,7 @@ def _media_workers(
 ) -> WorkerPool:
     """``[media] workers`` processes relaying bridged calls (the kernel fast path is then
     not used: one of the two carries a call's packets)."""
-    pool = WorkerPool(config.media.workers)
+    pool = WorkerPool(config.media.workers, recording=_worker_recording(config))
     WorkerMetrics(metrics.registry, pool.snapshot)
     FastPathMetrics(metrics.registry, None)
     pool.start(loop)
@@ -653,6 +656,20 @@ def _media_workers(
     )  # fmt: skip
     stack.callback(pool.close)
     return pool
+
+
+def _worker_recording(config: Config) -> RecorderSetup | None:
+    """How media workers write their calls' recordings: as the writer here does.  Not
+    with a bucket: its uploads run in this process, from the spool it writes."""
+    if config.recording.store != "local":
+        return None
+    return RecorderSetup(
+        str(config.recording.dir),
+        config.recording.fsync,
+        config.recording.hold_seconds,
+        config.recording.pause_mode,
+        max(1, config.media.jitter_ms // 20),
+    )
 
 
 async def _close_transport(transport: SipTransport) -> None:

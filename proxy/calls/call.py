@@ -390,6 +390,7 @@ class Call:
             recording = await self.b2bua.recordings.start(
                 self.id, public.audio.encoding, staff.audio.encoding, started=bridged,
                 call=replace(set_up, first_part=FirstPart(self.operator, team)),
+                lost=self._media_lost,
             )  # fmt: skip
             self._entry.submitted()  # transaction 1 carries it from here
         self.switch.arm(recording, outbound=self.plan.outbound, operator=self.operator, staff=staff)
@@ -432,6 +433,8 @@ class Call:
         except Exception:
             log.exception("call %s: error while hanging up", self.id)
         self.media.release()
+        if self.recording is not None:  # a media worker's counters, for the summary
+            await self.b2bua.recordings.counters(self.recording)
         self.b2bua.publish(self._ended())
         await self.switch.close()
         recording = self.switch.recording if self.switch.keeps_recording else None

@@ -18,13 +18,14 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..events import ChannelSummary
+from ..media import g711
 from ..media.announcer import FrameSource, PacketPacer, PromptSource, beep_audio
 from ..media.recorder import RecordingChannelPair, RecordingDirection
 from ..media.relay import LegMode, MediaSession, RtpLeg, StreamRewriter
 from ..sip import sdp
 from ..sip.errors import RemoteSipError
 
-G711_NAMES = {0: "PCMU", 8: "PCMA"}
+G711_NAMES = g711.PAYLOAD_TYPES
 
 
 class Player(Protocol):

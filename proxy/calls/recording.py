@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Hashable, Sequence
@@ -51,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .. import events
 from ..config import RecordingSettings, RetentionSettings
@@ -71,10 +71,12 @@ from ..storage.catalog import (
     RecordingEnd,
     SegmentFacts,
 )
-from ..storage.segment import KEY_FILE_NAME, RecordingCorrupt, scan_segment
+from ..storage.segment import RecordingCorrupt
 from ..storage.store import SegmentStore, recording_folders, shred_recording
 from ..storage.write_reports import RecordingKey, RecordingWritten, SegmentWritten
 from ..storage.writer import RecordingWriter
+from .recording_engines import Engine, LocalEngine, RecordingWorkers, WorkerEngine
+from .survived import scan_what_survived
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,8 @@ class ActiveRecording:
     set_up: CallBatch | None = field(default=None, repr=False)
     # why its media ended before the call did (its media worker died), if so
     interrupted: str | None = None
+    # its recorder and writer: this process's, or a media worker's (issue 19)
+    engine: Engine | None = field(default=None, repr=False)
 
     async def row_written(self) -> None:
         """Wait until transaction 1 is over, however it ended (never raises: a later
@@ -170,8 +174,10 @@ class RecordingService:
         publish: events.Publish = events.discard,
         retention: RetentionSettings = DEFAULT_RETENTION,
         node: str | None = None,
+        workers: RecordingWorkers | None = None,
     ) -> None:
         self.settings = settings
+        self.workers = workers  # media workers that record, if any (issue 19)
         self.node = node  # named on its rows; recovery ends only its own (issue 20)
         self.retention = retention  # its period dates each recording's deletion
         self.catalog = catalog
@@ -297,13 +303,18 @@ class RecordingService:
     def on_recorder_failure(self, key: Hashable, error: BaseException) -> None:
         """``Recorder.on_failure``: the recorder dropped this recording.  The writer
         seals what it has; the recording is failed in the catalog now."""
-        active = self.active.get(str(key))
+        if str(key) in self.active:
+            self.writer.close(str(key))
+            self.recorder_failed(str(key), f"recorder error: {error!r}")
+
+    def recorder_failed(self, recording_id: str, reason: str) -> None:
+        """A recorder (this process's, or a media worker's) dropped the recording, and
+        its writer seals what it has."""
+        active = self.active.get(recording_id)
         if active is None:
             return
-        reason = f"recorder error: {error!r}"
         log.error("recording %s failed: %s", active.id, reason)
         self._count("recorder")
-        self.writer.close(active.id)
         self._end_now(active, reason)
 
     def _end_now(self, active: ActiveRecording, reason: str) -> None:
@@ -323,6 +334,7 @@ class RecordingService:
         *,
         call: CallBatch | None = None,
         started: datetime | None = None,
+        lost: Callable[[str], None] | None = None,
     ) -> ActiveRecording:
         """Open a recording for a bridged call from ``started`` (now), at once, and
         catalogue it with ``call`` (the call's set-up: its row, receipt, bridge and part
@@ -332,34 +344,64 @@ class RecordingService:
         that one: tasks started later submit later, and ``begin_part``, the end and a
         discard wait for it (``ActiveRecording.catalogued``).  The writer holds the
         audio in memory until that write commits (``hold``, then ``commit``), so the
-        files never exist before their row (:mod:`proxy.storage.holding`)."""
+        files never exist before their row (:mod:`proxy.storage.holding`).
+
+        With media workers that record, the recording runs in one of them; ``lost``
+        (the call's) is called if that worker dies (the recording ends ``interrupted``)."""
         rid = str(uuid.uuid4())
         started = started or datetime.now(UTC)
         recording = new_recording(call_id, rid, self.settings.encoding, started, self.node)
         batch = replace(call or CallBatch(call_id), recording=recording)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[RecordingWritten] = loop.create_future()
-        pair = self.recorder.add(rid, caller_codec, taker_codec)
-        try:
-            self.writer.open(
-                rid,
-                self.settings.dir,
-                self.public_key,
-                encoding=self.settings.encoding,
-                segment_seconds=self.settings.segment_seconds,
-                start_time_ms=int(started.timestamp() * 1000),
-                hold=True,
-            )
-        except BaseException:  # nothing of it stays: the caller writes the call's failure
-            self.recorder.close(rid)
-            raise
-        active = ActiveRecording(rid, call_id, pair, started, done)
+        engine = self._open(rid, caller_codec, taker_codec, started, lost)
+        active = ActiveRecording(rid, call_id, engine.pair, started, done, engine=engine)
         self.active[rid] = active
         active.catalogued = asyncio.create_task(
             self._catalogue_start(active, batch, call), name=f"create-{rid}"
         )
         self.publish(events.RecordingStarted(rid, call_id))
         return active
+
+    def _open(
+        self,
+        rid: str,
+        caller_codec: str,
+        taker_codec: str,
+        started: datetime,
+        lost: Callable[[str], None] | None,
+    ) -> Engine:
+        """The recording's recorder and writer: a media worker's if one takes it."""
+        start_time_ms = int(started.timestamp() * 1000)
+        settings = self.settings
+        if self.workers is not None:
+            engine = WorkerEngine(rid, self, settings.dir, lambda why: self._lost(rid, why, lost))
+            public_key = self.public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+            if engine.open(
+                self.workers, public_key, (caller_codec, taker_codec),
+                encoding=settings.encoding, segment_seconds=settings.segment_seconds,
+                start_time_ms=start_time_ms,
+            ):  # fmt: skip
+                return engine
+        pair = self.recorder.add(rid, caller_codec, taker_codec)
+        try:
+            self.writer.open(
+                rid, settings.dir, self.public_key, encoding=settings.encoding,
+                segment_seconds=settings.segment_seconds, start_time_ms=start_time_ms,
+                hold=True,
+            )  # fmt: skip
+        except BaseException:  # nothing of it stays: the caller writes the call's failure
+            self.recorder.close(rid)
+            raise
+        return LocalEngine(rid, pair, self.recorder, self.writer)
+
+    def _lost(self, rid: str, reason: str, lost: Callable[[str], None] | None) -> None:
+        """The media worker running the recording died: interrupted, and the call ends."""
+        active = self.active.get(rid)
+        if active is not None:
+            active.interrupted = reason
+        if lost is not None:
+            lost(reason)
 
     async def _catalogue_start(
         self, active: ActiveRecording, batch: CallBatch, call: CallBatch | None
@@ -388,7 +430,7 @@ class RecordingService:
                 if call is not None:  # the call without its recording
                     await self.catalog.call_writes.write(replace(call, first_part=None))
                 return
-            self.writer.commit(rid)  # the row is committed: its files may exist now
+            _engine(active).commit()  # the row is committed: its files may exist now
 
         try:
             await self._catalog_write(f"recording {rid}: create", create)
@@ -405,8 +447,7 @@ class RecordingService:
         if active.refused is None:
             self._count("catalog")
             active.refused = reason
-            self.recorder.close(active.id)
-            self.writer.drop(active.id, reason)
+            _engine(active).drop(reason)
 
     async def begin_part(
         self,
@@ -444,12 +485,16 @@ class RecordingService:
             log.exception("recording %s: its part was not catalogued", rid)
             self._count("catalog")
 
+    async def counters(self, active: ActiveRecording) -> None:
+        """Its channels' counters up to date, for the call's summary (its media ended)."""
+        await _engine(active).counters()
+
     async def finish(self, active: ActiveRecording, call: CallBatch | None = None) -> None:
         """Flush and seal the recording, then record the result in the catalog, with
         ``call`` (its call's end) in the same write — or, if the recording already
         failed (its end was catalogued when it happened), ``call`` alone.  The call's
         end is written whatever became of the recording."""
-        self.recorder.close(active.id)  # the last block goes to the writer as final
+        _engine(active).close()  # the last block goes to the writer as final
         if active.ended is None:
             active.ended = asyncio.create_task(self._end(active, call), name=f"end-{active.id}")
             await asyncio.shield(active.ended)
@@ -511,10 +556,10 @@ class RecordingService:
             _channel("call_taker", active.pair.taker.quality()),
         ]
         complete = written.state is RecordingState.COMPLETE
-        failure = (
+        failure = (  # a dead worker's writer never finishes: interrupted, not failed
             active.failure
             or active.refused
-            or (None if complete else written.reason or "write failed")
+            or (None if complete or active.interrupted else written.reason or "write failed")
         )
         if failure is not None:
             target, why = RecordingState.FAILED, failure
@@ -590,10 +635,9 @@ class RecordingService:
         """Destroy a recording (P14): nothing more is recorded, the writer deletes the
         wrapped key first and then the files, and the catalog keeps only the fact that
         a recording existed and was discarded, by whom, how and why."""
-        self.recorder.close(active.id)
         self.active.pop(active.id, None)
         self._discarding.add(active.id)  # segments it still seals are not catalogued
-        self.writer.discard(active.id, self.settings.dir)
+        _engine(active).discard(self.settings.dir)
         # its row, and the rows the discard then deletes (never raises)
         await _settled(*_started(active), *active.segment_writes)
         if active.refused is None:  # a refused one has no row to mark
@@ -686,10 +730,11 @@ class RecordingService:
         """Recovery only: duration, key hash and segment rows from what survived in the
         store (read in a thread)."""
         try:
-            key_sha256, segments = await asyncio.to_thread(_scan, self.store, directory)
+            scan = await asyncio.to_thread(scan_what_survived, self.store, directory)
         except (OSError, RecordingCorrupt) as exc:
             log.error("recording %s: cannot read its files: %s", rid, exc)
             return
+        key_sha256, segments = scan
         if key_sha256 is not None:
             current = await self.catalog.recordings.get_recording(rid)
             if current is not None and current.wrapped_key_sha256 is None:
@@ -703,38 +748,17 @@ class RecordingService:
         await self.catalog.recordings.update_recording(rid, duration_ms=frames * 1000 // 8000)
 
 
-def _scan(store: SegmentStore, recording: Path) -> tuple[str | None, list[SegmentWritten]]:
-    """What a crash left: the key's hash, and every segment's complete chunks, walked
-    without the key, as the writer would have reported them."""
-    key = store.read(recording, KEY_FILE_NAME) if store.has_key(recording) else None
-    segments: list[SegmentWritten] = []
-    first_frame = 0
-    for index, name in enumerate(store.segments(recording)):
-        data = store.read(recording, name)
-        scan = scan_segment(data, allow_truncated=True, name=name, expected_index=index)
-        segments.append(
-            SegmentWritten(
-                recording.name,
-                index,
-                name,
-                recording / name,
-                first_frame,
-                len(scan.chunks),
-                scan.frames,
-                len(data),
-                hashlib.sha256(data).hexdigest(),
-            )
-        )
-        first_frame += scan.frames
-    return (None if key is None else hashlib.sha256(key).hexdigest()), segments
-
-
 @dataclass(frozen=True, slots=True)
 class _Closing:
     """How a recording ended: the writer's last word and the end to catalogue."""
 
     written: RecordingWritten
     end: RecordingEnd
+
+
+def _engine(active: ActiveRecording) -> Engine:
+    assert active.engine is not None  # ``start`` gives every recording one
+    return active.engine
 
 
 async def _settled(*tasks: asyncio.Task[Any]) -> None:

@@ -1,8 +1,8 @@
 """Metrics of the media worker processes (issue 19), one series per worker place:
-whether its process is up, calls it relays now, RTP packets it handed up to be
-recorded, and restarts of its process.  Read from the pool at each scrape: the call
-process sees every packet a worker relays (it records them), so no scrape of the
-workers themselves is needed."""
+whether its process is up, calls it relays and recordings it runs now, RTP packets it
+took from parties, and restarts of its process.  Read from the pool at each scrape: the
+pool hears of every packet (handed up, or counted when a call it records comes back),
+so no scrape of the workers themselves is needed."""
 
 from __future__ import annotations
 
@@ -42,9 +42,15 @@ class WorkerMetrics:
             "Bridged calls whose RTP a media worker process relays now.",
             labels=["worker"],
         )
+        recordings = GaugeMetricFamily(
+            "recproxy_media_worker_recordings",
+            "Recordings a media worker process runs now (its own recorder and writer).",
+            labels=["worker"],
+        )
         packets = CounterMetricFamily(
             "recproxy_media_worker_packets",
-            "RTP packets a media worker relayed and handed up to be recorded.",
+            "RTP packets a media worker relayed: handed up to be recorded, or recorded by "
+            "the worker itself (counted when the call comes back from it).",
             labels=["worker"],
         )
         restarts = CounterMetricFamily(
@@ -57,6 +63,7 @@ class WorkerMetrics:
             label = [str(worker.place)]
             up.add_metric(label, 1 if worker.ready else 0)
             calls.add_metric(label, worker.calls)
+            recordings.add_metric(label, worker.recordings)
             packets.add_metric(label, worker.packets)
             restarts.add_metric(label, worker.restarts)
-        return [up, calls, packets, restarts]
+        return [up, calls, recordings, packets, restarts]

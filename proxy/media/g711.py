@@ -120,6 +120,10 @@ _ENCODE: Final = {"PCMU": ULAW_ENCODE, "PCMA": ALAW_ENCODE}
 _SILENCE: Final = {"PCMU": 0xFF, "PCMA": 0xD5}
 
 
+#: the static RTP payload types of G.711 (RFC 3551), by number
+PAYLOAD_TYPES = {0: "PCMU", 8: "PCMA"}
+
+
 def codec_name(codec: str) -> str:
     """The canonical name ("PCMU" or "PCMA") of a G.711 codec name in any case; raise
     ``ValueError`` for any other codec."""

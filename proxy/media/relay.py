@@ -438,7 +438,7 @@ class RtpLeg:
             # telephone-events go to the DTMF handler, which decides what is passed on
             # (a call taker's recording code never reaches the caller)
             _, second, seq, ts, _ = _HEADER.unpack_from(data)
-            self.dtmf_sink(seq, ts, bool(second & 0x80), _payload(data), data)
+            self.dtmf_sink(seq, ts, bool(second & 0x80), rtp_payload(data), data)
             return
         peer = self.peer
         if self.mode is LegMode.BRIDGED and peer is not None:
@@ -449,7 +449,7 @@ class RtpLeg:
         ):
             seq, ts = _SEQ_TS.unpack_from(data, 2)
             # no CSRC, extension or padding (the usual packet): the payload is the rest
-            sink(seq, ts, data[12:] if not data[0] & 0x3F else _payload(data))
+            sink(seq, ts, data[12:] if not data[0] & 0x3F else rtp_payload(data))
 
     def record_forwarded(self, data: bytes) -> None:
         """A packet from our party that the kernel or a media worker forwarded to the
@@ -464,14 +464,14 @@ class RtpLeg:
         pt = data[1] & 0x7F
         if pt == self.dtmf_payload_type and self.dtmf_sink is not None:
             _, second, seq, ts, _ = _HEADER.unpack_from(data)
-            self.dtmf_sink(seq, ts, bool(second & 0x80), _payload(data), data)
+            self.dtmf_sink(seq, ts, bool(second & 0x80), rtp_payload(data), data)
             return
         sink = self.sink
         if sink is not None and (
             pt == self.audio_payload_type or (pt in _G711 and self._codec_changed(pt))
         ):
             _, _, seq, ts, _ = _HEADER.unpack_from(data)
-            sink(seq, ts, _payload(data))
+            sink(seq, ts, rtp_payload(data))
 
     def _srtp_rejected(self, rejected: SrtpRejected) -> None:
         """A packet libsrtp refused: counted by reason, dropped (the error path)."""
@@ -607,7 +607,7 @@ class _LentSocket(asyncio.DatagramTransport):
         return self.sock.fileno() < 0
 
 
-def _payload(data: bytes) -> bytes:
+def rtp_payload(data: bytes) -> bytes:
     """The payload of an RTP packet: after CSRCs and extension, before padding."""
     first = data[0]
     offset = 12 + 4 * (first & 0x0F)

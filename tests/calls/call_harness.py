@@ -128,6 +128,7 @@ class Recordings:
         *,
         call: CallBatch | None = None,
         started: datetime | None = None,
+        lost: Callable[[str], None] | None = None,  # no media workers here
     ) -> ActiveRecording:
         rid = str(uuid.uuid4())
         started = started or datetime.now(UTC)
@@ -157,6 +158,9 @@ class Recordings:
             await self.catalog.events.add_recording_event(
                 active.id, RecordingAction.TRANSFER, transfer
             )
+
+    async def counters(self, active: ActiveRecording) -> None:
+        pass  # the recorder here is this process's: its counters are live
 
     async def finish(self, active: ActiveRecording, call: CallBatch | None = None) -> None:
         self.recorder.close(active.id)

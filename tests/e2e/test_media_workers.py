@@ -1,9 +1,10 @@
 """Media worker processes end to end (issue 19): ``recproxy serve`` with
 ``[media] workers = 2`` and SIPp calls that play real audio both ways.
 
-Four calls at once go to the two workers (two each).  Mid-call one worker is killed
-with SIGKILL: its two calls end (the proxy sends BYE to both parties) and their
-recordings are ``interrupted``, naming the worker, with the audio they had; the other
+Four calls at once go to the two workers (two each), each relayed and recorded by its
+worker.  Mid-call one worker is killed with SIGKILL: its two calls end (the proxy sends
+BYE to both parties) and their recordings are ``interrupted``, naming the worker, with
+the audio its writer had sealed (decryptable, catalogued by the call process); the other
 worker's two calls go on untouched and their recordings are complete — as long as the
 bridged call (±20 ms), each channel holding its party's audio and not the other's.  The
 killed worker is started again, and a fifth call, placed while the survivors still
@@ -38,6 +39,10 @@ pytestmark = pytest.mark.sipp
 RATE = audio.RATE
 WORKERS = ProxySettings(media="workers = 2")
 CALLS = 4
+# what a killed worker's recording may lose: the recorder's 1 s block being filled and
+# the writer's open chunk (aligned with it), a block waiting to be handed over (100 ms)
+# and the jitter buffer (60 ms)
+CRASH_LOSS_S = 1.2
 
 
 def _worker_pids(log: str) -> dict[int, list[int]]:
@@ -50,6 +55,10 @@ def _worker_pids(log: str) -> dict[int, list[int]]:
 
 def _worker_calls(world: E2e, place: int) -> float:
     return metric(world.ports.http, "recproxy_media_worker_calls", f'worker="{place}"')
+
+
+def _worker_recordings(world: E2e, place: int) -> float:
+    return metric(world.ports.http, "recproxy_media_worker_recordings", f'worker="{place}"')
 
 
 def _worker_packets(world: E2e, place: int) -> float:
@@ -101,10 +110,12 @@ def test_calls_on_two_workers_and_a_killed_worker_ends_its_calls_only(
         lambda: _worker_calls(world, 0) == _worker_calls(world, 1) == 2,
         timeout=15,
     )
-    time.sleep(1.0)
+    assert _worker_recordings(world, 0) == _worker_recordings(world, 1) == 2
+    time.sleep(2.0)  # two complete chunks for the killed worker's writer to leave
     os.kill(first_pid, signal.SIGKILL)
     wait_for("worker 0 started again", lambda: len(_worker_pids(proxy.log_text())[0]) == 2, 5)
     assert _worker_calls(world, 0) == 0 and _worker_calls(world, 1) == 2
+    assert _worker_recordings(world, 0) == 0
     assert metric(world.ports.http, "recproxy_media_worker_restarts_total", 'worker="0"') == 1
     packets_before = _worker_packets(world, 0)
     # a fifth call while the survivors talk: the new worker (it has none) relays it
@@ -132,7 +143,9 @@ def test_calls_on_two_workers_and_a_killed_worker_ends_its_calls_only(
 def _check_interrupted(
     world: E2e, catalog: Path, call: dict[str, Any], row: dict[str, Any], pid: int
 ) -> None:
-    """Interrupted, naming the worker, holding the audio it had."""
+    """Interrupted, naming the worker, holding the audio its writer had sealed: the
+    worker's writer died with it, so the audio of the last second (its recorder's
+    block, its writer's open chunk) is lost, as in a crash of the whole process."""
     assert row["state"] == "interrupted", row
     events = query(catalog, "SELECT reason FROM recording_events WHERE recording_id = ?", row["id"])
     assert any(f"(pid {pid})" in (event["reason"] or "") for event in events), [
@@ -142,7 +155,19 @@ def _check_interrupted(
         export_wav(world.config_path, str(row["id"]), world.folder / f"{row['id']}.wav")
     )
     bridged = (call["ended_at"] - call["bridged_at"]) / 1000
-    assert 1.0 < wav.seconds <= bridged + LENGTH_TOLERANCE_S, (wav.seconds, bridged)
+    lost = bridged - wav.seconds
+    assert wav.seconds >= 1.0, (wav.seconds, bridged)
+    assert -LENGTH_TOLERANCE_S <= lost <= CRASH_LOSS_S, (wav.seconds, bridged)
+    # what survived is catalogued, as start-up recovery would: segment rows, closed, as
+    # long as the audio, and the recording's duration
+    segments = query(
+        catalog, "SELECT frames, closed FROM segments WHERE recording_id = ?", row["id"]
+    )
+    assert segments and all(segment["closed"] for segment in segments), segments
+    frames = sum(segment["frames"] for segment in segments)
+    assert frames == round(wav.seconds * RATE), (frames, wav.seconds)
+    (recording,) = query(catalog, "SELECT duration_ms FROM recordings WHERE id = ?", row["id"])
+    assert recording["duration_ms"] == frames * 1000 // RATE
 
 
 def test_a_stop_code_on_a_worker_never_reaches_the_caller_and_stops_the_recording(

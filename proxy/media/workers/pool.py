@@ -16,10 +16,18 @@ transfer, a hold, the end — or when the pool sees a leg change under it (looke
 every ``CHECK_SECONDS``: a re-INVITE's new address, payload types or keys, a hold), or
 when the worker met a packet from another source (then the relay's latching decides).
 
+With a recorder set-up (``recording``, step 2), ``open_recording`` starts a call's
+recording in the least busy worker, which from then on is the only one its call is
+handed to: the worker records the packets it relays itself, and the audio this
+process relays (before the hand-over, during a tone or a hold) is handed down to it in
+batches (``D``, ``FLUSH_SECONDS`` or ``BATCH_BYTES``); commands go down, reports come
+up to the recording's ``on_report`` (:mod:`.recording_messages`).
+
 A worker that dies (its control socket reads end-of-file) ends its calls only: each
 call's ``lost(reason)`` is called (the call flow marks its recording ``interrupted`` and
-hangs up), and a new worker takes the dead one's place (at most one restart a second
-per place).  Counted, logged, and shown in :meth:`snapshot`.
+hangs up), and so is each recording's it ran; a new worker takes the dead one's place
+(at most one restart a second per place).  Counted, logged, and shown in
+:meth:`snapshot`.
 """
 
 from __future__ import annotations
@@ -38,7 +46,10 @@ from dataclasses import dataclass, field
 
 from ..fastpath.kernel_path import PERMANENT, RETRY_FOR_SECONDS, RETRY_SECONDS, not_ready
 from ..relay import LegMode, RtpLeg
+from .batch import RecordBatch
 from .protocol import (
+    BATCH_BYTES,
+    FLUSH_SECONDS,
     GiveBack,
     Hello,
     LegCounts,
@@ -51,6 +62,18 @@ from .protocol import (
     encode_take,
     parse_message,
 )
+from .recording_messages import (
+    FramesDown,
+    OpenRecording,
+    RecorderSetup,
+    RecordingCommand,
+    Report,
+    encode_command,
+    encode_open,
+    encode_setup,
+    frame_batch,
+)
+from .remote import ChannelDown, RemotePair
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +85,14 @@ _BUFFER_BYTES = 4 << 20
 _READS = 64  # messages read per readiness event (bounded: the loop has other work)
 
 Lost = Callable[[str], None]
+Reports = Callable[[Report], None]
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerSnapshot:
     """One worker place: its process now (and whether it said hello), calls it has,
-    packets it handed up, and how often its process was restarted."""
+    recordings it runs, packets it took from parties (handed up, or recorded itself:
+    counted when the call comes back), and how often its process was restarted."""
 
     place: int
     pid: int | None
@@ -75,6 +100,7 @@ class WorkerSnapshot:
     calls: int
     packets: int
     restarts: int
+    recordings: int = 0
 
 
 def _shape(leg: RtpLeg, peer: RtpLeg) -> tuple[object, ...]:
@@ -110,13 +136,31 @@ class _Call:
 
 
 @dataclass(eq=False)
+class _Recording:
+    """A recording a worker runs (step 2): its reports go to ``on_report``; ``lost``
+    is called if the worker dies first."""
+
+    number: int
+    worker: _Worker
+    on_report: Reports
+    lost: Lost
+
+
+@dataclass(eq=False)
 class _Worker:
     place: int
     process: subprocess.Popen[bytes]
     control: socket.socket
     calls: dict[int, _Call] = field(default_factory=dict)
+    recordings: dict[int, _Recording] = field(default_factory=dict)
     started: float = 0.0
     ready: bool = False  # it said hello: calls may go to it
+    down: RecordBatch = field(default_factory=frame_batch)  # audio waiting to go down
+    flush: asyncio.TimerHandle | None = None
+
+    @property
+    def load(self) -> int:
+        return len(self.calls) + len(self.recordings)
 
 
 class WorkerPool:
@@ -128,6 +172,7 @@ class WorkerPool:
         *,
         command: Sequence[str] = (sys.executable, "-m", "proxy.media.workers.main"),
         clock: Callable[[], float] = time.monotonic,
+        recording: RecorderSetup | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("a worker pool needs at least one worker")
@@ -137,6 +182,8 @@ class WorkerPool:
         self._places: list[_Worker | None] = [None] * size
         self._packets = [0] * size
         self._restarts = [0] * size
+        self.recording = recording  # workers record their calls (step 2) when set
+        self._recordings: dict[int, _Recording] = {}  # by number, until written
         self._calls: dict[int, _Call] = {}  # by id, handed or waiting to be
         self._by_leg: dict[RtpLeg, _Call] = {}
         self._ids = itertools.count(1)
@@ -176,6 +223,7 @@ class WorkerPool:
                 len(worker.calls) if worker is not None else 0,
                 self._packets[place],
                 self._restarts[place],
+                len(worker.recordings) if worker is not None else 0,
             )
             for place, worker in enumerate(self._places)
         ]
@@ -192,6 +240,8 @@ class WorkerPool:
             )
         finally:
             theirs.close()
+        if self.recording is not None:  # before anything else it reads
+            ours.send(encode_setup(self.recording))
         ours.setblocking(False)
         worker = _Worker(place, process, ours, started=self.clock())
         self._places[place] = worker
@@ -200,6 +250,9 @@ class WorkerPool:
         log.info("media worker %d started (pid %d)", place, process.pid)
 
     def _end(self, worker: _Worker) -> None:
+        if worker.flush is not None:
+            worker.flush.cancel()
+            worker.flush = None
         if self._loop is not None:
             self._loop.remove_reader(worker.control.fileno())
         worker.control.close()
@@ -229,6 +282,14 @@ class WorkerPool:
                 call.lost(reason)
             except Exception:
                 log.exception("call %d: ending it after its media worker died failed", call.id)
+        for recording in list(worker.recordings.values()):
+            self._recordings.pop(recording.number, None)
+            try:
+                recording.lost(reason)
+            except Exception:
+                log.exception("recording %d: its media worker died; ending it failed",
+                              recording.number)  # fmt: skip
+        worker.recordings.clear()
         self._restarts[worker.place] += 1
         if self._loop is None:
             return
@@ -277,13 +338,26 @@ class WorkerPool:
             return
         reason = not_ready(call.a, call.b)
         workers = [worker for worker in self._places if worker is not None and worker.ready]
+        recorder = self._recorder(call)
+        if recorder is not None:  # the worker recording the call relays it, or none
+            workers = [worker for worker in workers if worker is recorder]
         if reason is None and workers:
-            self._hand(call, min(workers, key=lambda worker: len(worker.calls)))
+            self._hand(call, min(workers, key=lambda worker: worker.load))
         elif reason in PERMANENT or self.clock() >= call.deadline or self._loop is None:
             log.debug("port %d: call stays on the relay: %s", call.a.port, reason)
             self._forget(call)
         else:
             call.retry = self._loop.call_later(RETRY_SECONDS, self._attempt, call)
+
+    def _recorder(self, call: _Call) -> _Worker | None:
+        """The worker recording the call, if one does."""
+        for leg in call.legs():
+            sink = leg.sink
+            if isinstance(sink, ChannelDown):
+                recording = self._recordings.get(sink.number)
+                if recording is not None:
+                    return recording.worker
+        return None
 
     def _hand(self, call: _Call, worker: _Worker) -> None:
         legs = tuple(
@@ -291,9 +365,11 @@ class WorkerPool:
                 leg.latched or ("", 0),
                 leg.dtmf_payload_type if leg.dtmf_sink is not None else None,
                 leg.rewriter.state() if leg.rewriter is not None else None,
+                _recorded(leg, worker),
             )
             for leg in call.legs()
         )
+        self._flush_down(worker)  # the audio the relay handed down goes before the call
         message = encode_take(Take(call.id, (legs[0], legs[1])))
         call.shape = call.current_shape()
         fds = [leg.lend() for leg in call.legs()]
@@ -375,16 +451,23 @@ class WorkerPool:
                 return
             if isinstance(message, Packets):
                 self._packets[worker.place] += self._record(worker, message)
+            elif isinstance(message, Report):
+                self._report(worker, message)
             elif isinstance(message, Hello):
                 worker.ready = True
             elif isinstance(message, Returned):
                 call = worker.calls.get(message.call)
                 if call is not None:
+                    # the packets it recorded itself are counted when the call is back
+                    self._packets[worker.place] += sum(leg.packets_in for leg in message.legs)
                     self._returned(call, message)
                     self._forget(call)
                     if message.foreign is not None and not (call.a.closed or call.b.closed):
                         self.offer(call.a, call.b, call.lost, now=False)
-            elif isinstance(message, Take | GiveBack):
+            elif isinstance(
+                message, Take | GiveBack | RecorderSetup | OpenRecording | RecordingCommand
+                | FramesDown,
+            ):  # fmt: skip
                 self._died(worker, f"sent a {type(message).__name__}")
                 return
 
@@ -411,6 +494,8 @@ class WorkerPool:
             stats.bytes_out += counts.bytes_out
             stats.send_errors += counts.send_errors
             stats.dropped_malformed += counts.dropped_malformed
+            stats.packets_in += counts.packets_in
+            stats.bytes_in += counts.bytes_in
             if counts.rewriter is not None and leg.rewriter is not None:
                 leg.rewriter.load(counts.rewriter)
             leg.reclaim()
@@ -419,3 +504,107 @@ class WorkerPool:
             leg = call.legs()[foreign.leg]
             if not leg.closed:
                 leg.rtp_received(foreign.packet, foreign.source)
+
+    # -- recordings in the workers (step 2) ---------------------------------------------
+
+    def open_recording(
+        self,
+        recording_id: str,
+        public_key: bytes,
+        codecs: tuple[str, str],
+        *,
+        encoding: str,
+        segment_seconds: float,
+        start_time_ms: int,
+        on_report: Reports,
+        lost: Lost,
+    ) -> RemotePair | None:
+        """Start a recording in the least busy worker that is up: its pair, whose
+        directions' ``push`` hand audio down and whose changes go down as commands; its
+        reports go to ``on_report``.  None when workers do not record (no set-up) or
+        none is up: the call process records it."""
+        workers = [worker for worker in self._places if worker is not None and worker.ready]
+        if self.recording is None or not workers:
+            return None
+        worker = min(workers, key=lambda worker: worker.load)
+        number = next(self._ids) & 0xFFFFFFFF
+        message = OpenRecording(
+            number, recording_id, public_key.hex(), codecs[0], codecs[1], encoding,
+            segment_seconds, start_time_ms,
+        )  # fmt: skip
+        recording = _Recording(number, worker, on_report, lost)
+        try:
+            worker.control.send(encode_open(message))
+        except OSError as exc:
+            log.warning("recording %s: media worker %d refused it: %s", recording_id,
+                        worker.place, exc)  # fmt: skip
+            return None
+        worker.recordings[number] = self._recordings[number] = recording
+        return RemotePair(
+            recording_id,
+            codecs,
+            number,
+            lambda channel, seq, ts, payload: self._down(recording, channel, seq, ts, payload),
+            lambda action, argument: self._command(recording, action, argument),
+        )
+
+    def _alive(self, recording: _Recording) -> bool:
+        worker = recording.worker
+        return self._places[worker.place] is worker and recording.number in worker.recordings
+
+    def _down(self, recording: _Recording, channel: int, seq: int, ts: int, payload: bytes) -> None:
+        """Audio the relay here received, to the recording's worker (batched)."""
+        if not self._alive(recording):
+            return
+        worker = recording.worker
+        size = worker.down.add(payload, recording.number, channel, seq, ts)
+        if size >= BATCH_BYTES:
+            self._flush_down(worker)
+        elif worker.flush is None and self._loop is not None:
+            worker.flush = self._loop.call_later(FLUSH_SECONDS, self._flush_down, worker)
+
+    def _flush_down(self, worker: _Worker) -> None:
+        if worker.flush is not None:
+            worker.flush.cancel()
+            worker.flush = None
+        if worker.down:
+            self._send(worker, worker.down.take())
+
+    def _command(self, recording: _Recording, action: str, argument: object) -> None:
+        """A command, after the audio handed down before it."""
+        if self._alive(recording):
+            self._flush_down(recording.worker)
+            command = RecordingCommand(recording.number, action, argument)
+            self._send(recording.worker, encode_command(command))
+
+    def _send(self, worker: _Worker, message: bytes) -> None:
+        try:
+            worker.control.send(message)
+        except BlockingIOError:  # the worker is not reading: it is stuck
+            self._died(worker, "stopped reading its control socket")
+        except OSError as exc:
+            self._died(worker, f"lost its control socket ({exc})")
+
+    def _report(self, worker: _Worker, report: Report) -> None:
+        recording = worker.recordings.get(report.number)
+        if recording is None:
+            return
+        if report.kind == "written":
+            del worker.recordings[report.number]
+            self._recordings.pop(report.number, None)
+        try:
+            recording.on_report(report)
+        except Exception:
+            log.exception("recording %d: its %s report failed", report.number, report.kind)
+
+
+def _recorded(leg: RtpLeg, worker: _Worker) -> tuple[int, int, int] | None:
+    """(number, channel, payload type) when ``worker`` records ``leg``'s audio itself."""
+    sink = leg.sink
+    if (
+        isinstance(sink, ChannelDown)
+        and sink.number in worker.recordings
+        and leg.audio_payload_type is not None
+    ):
+        return sink.number, sink.channel, leg.audio_payload_type
+    return None

@@ -37,6 +37,11 @@ Worker → call process
     ``packets_out``, ``bytes_out``, ``send_errors``, ``dropped_malformed`` and the
     leg's ``rewriter`` state.
 
+With workers that record (step 2), a leg's ``recorded`` ([recording number, channel,
+audio payload type]) says the worker records its audio itself: those packets are counted
+(``packets_in``, ``bytes_in`` in ``R``) and not handed up.  The recording messages
+(``S``, ``O``, ``C``, ``D``, ``E``) are :mod:`.recording_messages`.
+
 A message that does not parse raises :class:`ProtocolError` (a bug on one side: the
 pool then treats the worker as failed).
 """
@@ -49,6 +54,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .batch import BATCH_BYTES as BATCH_BYTES
+from .batch import FLUSH_SECONDS as FLUSH_SECONDS
+from .batch import ProtocolError as ProtocolError
+from .batch import RecordBatch, records
+from .recording_messages import KINDS as RECORDING_KINDS
+from .recording_messages import RecordingMessage, parse_recording_message
+
 Address = tuple[str, int]
 RewriterState = tuple[int, int, int, int, int, int]
 
@@ -60,12 +72,11 @@ RETURNED = b"R"
 
 _CALL = struct.Struct("!I")
 _RECORD = struct.Struct("!IBH")
-#: a packets message is sent once it holds this much (well under the socket's buffer)
-BATCH_BYTES = 32 * 1024
 
 
-class ProtocolError(ValueError):
-    """A control message that does not parse (one side has a bug)."""
+#: a leg whose packets the worker records itself (step 2): (recording number, channel
+#: 0 caller / 1 call taker, the audio payload type recorded)
+Recorded = tuple[int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +84,7 @@ class LegHandOver:
     source: Address
     keep: int | None = None
     rewriter: RewriterState | None = None
+    recorded: Recorded | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +110,9 @@ class LegCounts:
     send_errors: int = 0
     dropped_malformed: int = 0
     rewriter: RewriterState | None = None
+    # packets the worker recorded itself (not handed up): the call process counts them
+    packets_in: int = 0
+    bytes_in: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,50 +139,26 @@ class Packets:
 
     def records(self) -> Iterator[tuple[int, int, bytes]]:
         """(call id, leg index, packet) of each record."""
-        data, offset, end = self.data, 0, len(self.data)
-        unpack, size = _RECORD.unpack_from, _RECORD.size
-        while offset < end:
-            if offset + size > end:
-                raise ProtocolError("a packets record is cut short")
-            call, leg, length = unpack(data, offset)
-            offset += size
-            if offset + length > end:
-                raise ProtocolError("a packet is cut short")
-            yield call, leg, data[offset : offset + length]
-            offset += length
+        return records(self.data, _RECORD)
 
 
-Message = Take | GiveBack | Hello | Packets | Returned
+Message = Take | GiveBack | Hello | Packets | Returned | RecordingMessage
 
 
-class PacketBatch:
-    """The worker's packets waiting to be handed up, as one ``P`` message."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self) -> None:
-        self._data = bytearray(PACKETS)
-
-    def add(self, call: int, leg: int, packet: bytes) -> int:
-        """Append a packet; the message's size so far."""
-        data = self._data
-        data += _RECORD.pack(call, leg, len(packet))
-        data += packet
-        return len(data)
-
-    def __bool__(self) -> bool:
-        return len(self._data) > 1
-
-    def take(self) -> bytes:
-        """The message, and an empty batch from now on."""
-        message = bytes(self._data)
-        del self._data[1:]
-        return message
+def packet_batch() -> RecordBatch:
+    """The worker's packets waiting to be handed up, as one ``P`` message
+    (``add(packet, call, leg)``)."""
+    return RecordBatch(PACKETS, _RECORD)
 
 
 def encode_take(take: Take) -> bytes:
     legs = [
-        {"source": list(leg.source), "keep": leg.keep, "rewriter": leg.rewriter}
+        {
+            "source": list(leg.source),
+            "keep": leg.keep,
+            "rewriter": leg.rewriter,
+            "recorded": leg.recorded,
+        }
         for leg in take.legs
     ]
     return TAKE + json.dumps({"call": take.call, "legs": legs}).encode()
@@ -189,6 +180,8 @@ def encode_returned(returned: Returned) -> bytes:
                 "send_errors": counts.send_errors,
                 "dropped_malformed": counts.dropped_malformed,
                 "rewriter": counts.rewriter,
+                "packets_in": counts.packets_in,
+                "bytes_in": counts.bytes_in,
             }
             for counts in returned.legs
         ],
@@ -202,6 +195,8 @@ def encode_returned(returned: Returned) -> bytes:
 def parse_message(data: bytes) -> Message:
     """One control message (:class:`ProtocolError` if it does not parse)."""
     kind, body = data[:1], data[1:]
+    if kind in RECORDING_KINDS:
+        return parse_recording_message(data)
     try:
         if kind == PACKETS:
             return Packets(body)
@@ -251,7 +246,11 @@ def _leg_hand_over(fields: dict[str, Any]) -> LegHandOver:
     keep = fields["keep"]
     if keep is not None and not isinstance(keep, int):
         raise ValueError(f"bad payload type {keep!r}")
-    return LegHandOver(_address(fields["source"]), keep, _rewriter(fields["rewriter"]))
+    recorded = fields.get("recorded")
+    if recorded is not None:
+        number, channel, payload_type = (int(item) for item in recorded)
+        recorded = (_call_id(number), channel, payload_type)
+    return LegHandOver(_address(fields["source"]), keep, _rewriter(fields["rewriter"]), recorded)
 
 
 def _leg_counts(fields: dict[str, Any]) -> LegCounts:
@@ -261,6 +260,8 @@ def _leg_counts(fields: dict[str, Any]) -> LegCounts:
         int(fields["send_errors"]),
         int(fields["dropped_malformed"]),
         _rewriter(fields["rewriter"]),
+        int(fields.get("packets_in", 0)),
+        int(fields.get("bytes_in", 0)),
     )
 
 

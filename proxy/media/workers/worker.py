@@ -10,6 +10,11 @@ and records it (``RtpLeg.record_forwarded``) without touching a socket.  A batch
 up ``FLUSH_SECONDS`` after its first packet, or at once when it is ``BATCH_BYTES``
 long: the recorder's jitter buffer (60 ms by default) absorbs that much delay.
 
+When the worker also records the call (step 2: the call process opened its recording
+here, :mod:`.recording`), a leg handed over with ``recorded`` has its audio pushed
+straight into the recording's jitter buffer and counted here; only the call taker's
+telephone-events still go up.
+
 A packet from another source gives the call back at once with the packet (the call
 process's latching decides about it); ``G`` gives it back on request.  Either way the
 batch goes up first, then ``R`` with what only the worker counted.  The worker exits
@@ -22,29 +27,36 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
 from collections.abc import Callable
 from typing import Any
 
-from ..relay import StreamRewriter
+from ..g711 import PAYLOAD_TYPES
+from ..recorder import RecordingDirection
+from ..relay import StreamRewriter, rtp_payload
 from .protocol import (
     BATCH_BYTES,
+    FLUSH_SECONDS,
     HELLO,
     Foreign,
     GiveBack,
     LegCounts,
-    PacketBatch,
+    Recorded,
     Returned,
     Take,
     encode_returned,
+    packet_batch,
     parse_message,
 )
+from .recording import WorkerRecordings
+from .recording_messages import FramesDown, OpenRecording, RecorderSetup, RecordingCommand
 
 log = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 0.004
 _SEND_ERRORS = (OSError, ValueError, TypeError)
 _MAX_MESSAGE = 1 << 16
 _BUFFER_BYTES = 4 << 20
+_HEADER = struct.Struct("!BBHI")
 
 
 class _Leg(asyncio.DatagramProtocol):
@@ -57,6 +69,9 @@ class _Leg(asyncio.DatagramProtocol):
         self.source = source
         self.keep: int | None = None
         self.rewriter: StreamRewriter | None = None  # what is sent on this leg
+        self.recorded: Recorded | None = None  # recorded here (step 2), not handed up
+        self.packets_in = 0  # packets recorded here: the call process counts them
+        self.bytes_in = 0
         self.peer: _Leg = self
         self.transport: asyncio.DatagramTransport | None = None
         self.packets_out = 0
@@ -71,9 +86,32 @@ class _Leg(asyncio.DatagramProtocol):
         if len(data) < 12 or data[0] & 0xC0 != 0x80:
             self.malformed += 1
             return
-        if data[1] & 0x7F != self.keep:
+        pt = data[1] & 0x7F
+        if pt != self.keep:
             self.peer.send(data)
+            recorded = self.recorded
+            if recorded is not None:
+                self.record(recorded, pt, data)
+                return
         self.worker.hand_up(self.call, self.index, data)
+
+    def record(self, recorded: Recorded, pt: int, data: bytes) -> None:
+        """What ``RtpLeg.record_forwarded`` does with a packet, done here: counted, and
+        the audio to the recording's channel (a G.711 law switch followed)."""
+        self.packets_in += 1
+        self.bytes_in += len(data)
+        number, channel, audio = recorded
+        if pt != audio:
+            if pt not in PAYLOAD_TYPES:
+                return
+            self.recorded = (number, channel, pt)
+        direction = self.worker.direction(number, channel)
+        if direction is None:
+            return
+        if pt != audio:
+            direction.set_codec(PAYLOAD_TYPES[pt])
+        _, _, seq, ts = _HEADER.unpack_from(data)
+        direction.push(seq, ts, rtp_payload(data))
 
     def send(self, data: bytes) -> None:
         transport = self.transport
@@ -95,8 +133,9 @@ class _Leg(asyncio.DatagramProtocol):
     def counts(self) -> LegCounts:
         rewriter = None if self.rewriter is None else self.rewriter.state()
         return LegCounts(
-            self.packets_out, self.bytes_out, self.send_errors, self.malformed, rewriter
-        )
+            self.packets_out, self.bytes_out, self.send_errors, self.malformed, rewriter,
+            self.packets_in, self.bytes_in,
+        )  # fmt: skip
 
 
 def _factory(leg: _Leg) -> Callable[[], _Leg]:
@@ -111,8 +150,9 @@ class Worker:
         self.loop = loop
         self.calls: dict[int, tuple[_Leg, _Leg]] = {}
         self.done: asyncio.Future[None] = loop.create_future()
-        self._batch = PacketBatch()
+        self._batch = packet_batch()
         self._flush: asyncio.TimerHandle | None = None
+        self.recordings: WorkerRecordings | None = None  # once the call process sets them up
         control.setblocking(False)
         for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
             with contextlib.suppress(OSError):
@@ -138,13 +178,34 @@ class Worker:
                 self.loop.create_task(self._take(message, fds))
             elif isinstance(message, GiveBack):
                 self.give_back(message.call, "asked")
+            elif isinstance(message, RecorderSetup) and self.recordings is None:
+                self.recordings = WorkerRecordings(message, self._send)
+            elif isinstance(message, FramesDown | OpenRecording | RecordingCommand):
+                self._recording_message(message)
             else:
                 raise RuntimeError(f"a worker does not take {type(message).__name__}")
+
+    def _recording_message(self, message: FramesDown | OpenRecording | RecordingCommand) -> None:
+        recordings = self.recordings
+        if recordings is None:
+            raise RuntimeError("a recording message before the recorder's set-up")
+        if isinstance(message, FramesDown):
+            recordings.frames(message)
+        elif isinstance(message, OpenRecording):
+            recordings.open(message)
+        else:
+            recordings.command(message)
+
+    def direction(self, number: int, channel: int) -> RecordingDirection | None:
+        return None if self.recordings is None else self.recordings.direction(number, channel)
 
     def _stop(self) -> None:
         self.loop.remove_reader(self.control.fileno())
         for call in list(self.calls):
             self._close(call)
+        if self.recordings is not None:  # the call process is gone: every last block out
+            self.recordings.close()
+            self.recordings = None
         if not self.done.done():
             self.done.set_result(None)
 
@@ -175,6 +236,7 @@ class Worker:
         self.calls[take.call] = (first, second)
         for leg, hand, fd in zip(legs, take.legs, fds, strict=True):
             leg.keep = hand.keep
+            leg.recorded = hand.recorded
             if hand.rewriter is not None:
                 leg.rewriter = StreamRewriter(0, 0, 0)
                 leg.rewriter.load(hand.rewriter)
@@ -212,7 +274,7 @@ class Worker:
     # -- the batch ----------------------------------------------------------------------
 
     def hand_up(self, call: int, index: int, packet: bytes) -> None:
-        size = self._batch.add(call, index, packet)
+        size = self._batch.add(packet, call, index)
         if size >= BATCH_BYTES:
             self.flush()
         elif self._flush is None:

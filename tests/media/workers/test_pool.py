@@ -7,6 +7,7 @@ worker killed with SIGKILL ends its calls only, and is started again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import struct
@@ -17,6 +18,7 @@ import pytest
 from proxy.media.relay import LegMode, MediaSession, PortAllocator, RtpLeg, StreamRewriter
 from proxy.media.workers import WorkerPool
 from proxy.media.workers import pool as pool_module
+from proxy.media.workers.recording_messages import RecorderSetup
 from tests.media.loopback_phone import Parties, Phone, rtp
 
 pytestmark = pytest.mark.usefixtures("quick_restart")
@@ -64,9 +66,10 @@ def quick_restart(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pool_module, "RESTART_SECONDS", 0.0)
 
 
-@pytest.fixture
-async def pool() -> AsyncIterator[WorkerPool]:
-    workers = WorkerPool(2)
+@contextlib.asynccontextmanager
+async def running_pool(recording: RecorderSetup | None = None) -> AsyncIterator[WorkerPool]:
+    """Two worker processes, up (said hello), closed on leaving."""
+    workers = WorkerPool(2, recording=recording)
     workers.start(asyncio.get_running_loop())
     await until_ready(workers)
     try:
@@ -75,13 +78,26 @@ async def pool() -> AsyncIterator[WorkerPool]:
         workers.close()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[MediaSession]:
-    media = MediaSession(PortAllocator(21000, 21099), "127.0.0.1")
+@contextlib.asynccontextmanager
+async def loopback_session(first_port: int) -> AsyncIterator[MediaSession]:
+    """Legs on 100 loopback ports from ``first_port``."""
+    media = MediaSession(PortAllocator(first_port, first_port + 99), "127.0.0.1")
     try:
         yield media
     finally:
         media.close()
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[WorkerPool]:
+    async with running_pool() as workers:
+        yield workers
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[MediaSession]:
+    async with loopback_session(21000) as media:
+        yield media
 
 
 async def until_ready(pool: WorkerPool) -> None:

@@ -12,7 +12,6 @@ from proxy.media.workers.protocol import (
     Hello,
     LegCounts,
     LegHandOver,
-    PacketBatch,
     Packets,
     ProtocolError,
     Returned,
@@ -20,7 +19,20 @@ from proxy.media.workers.protocol import (
     encode_give_back,
     encode_returned,
     encode_take,
+    packet_batch,
     parse_message,
+)
+from proxy.media.workers.recording_messages import (
+    FramesDown,
+    OpenRecording,
+    RecorderSetup,
+    RecordingCommand,
+    Report,
+    encode_command,
+    encode_open,
+    encode_report,
+    encode_setup,
+    frame_batch,
 )
 
 
@@ -50,12 +62,12 @@ def test_give_back_and_returned_round_trip() -> None:
 
 
 def test_a_batch_holds_packets_in_order_and_empties_when_taken() -> None:
-    batch = PacketBatch()
+    batch = packet_batch()
     assert not batch
-    size = batch.add(1, 0, b"a" * 172)
+    size = batch.add(b"a" * 172, 1, 0)
     assert size == 1 + 7 + 172
-    batch.add(2, 1, b"")
-    batch.add(1, 1, b"bc")
+    batch.add(b"", 2, 1)
+    batch.add(b"bc", 1, 1)
     message = batch.take()
     assert not batch
     parsed = parse_message(message)
@@ -89,3 +101,52 @@ def test_a_cut_packets_message_is_a_protocol_error(cut: bytes) -> None:
     assert isinstance(parsed, Packets)
     with pytest.raises(ProtocolError):
         list(parsed.records())
+
+
+def test_recording_messages_round_trip() -> None:
+    setup = RecorderSetup("/var/lib/recproxy/recordings", "chunk", 10.0, "silence", 3)
+    opened = OpenRecording(5, "rid", "ab" * 32, "PCMU", "PCMA", "g711", 10.0, 1_700_000_000_000)
+    command = RecordingCommand(5, "held", [1, True])
+    report = Report(5, "dropped", {"reason": "queue full"})
+    assert parse_message(encode_setup(setup)) == setup
+    assert parse_message(encode_open(opened)) == opened
+    assert parse_message(encode_command(command)) == command
+    assert parse_message(encode_report(report)) == report
+    recorded = LegHandOver(("127.0.0.1", 4000), None, None, (5, 0, 8))
+    take = Take(8, (recorded, LegHandOver(("127.0.0.1", 4002))))
+    assert parse_message(encode_take(take)) == take
+    counts = Returned(8, "asked", (LegCounts(packets_in=3, bytes_in=516), LegCounts()))
+    assert parse_message(encode_returned(counts)) == counts
+
+
+def test_frames_handed_down_keep_their_order() -> None:
+    batch = frame_batch()
+    batch.add(b"\xff" * 160, 5, 0, 65535, 2**32 - 1)
+    batch.add(b"", 6, 1, 0, 0)
+    message = parse_message(batch.take())
+    assert not batch
+    assert isinstance(message, FramesDown)
+    assert list(message.records()) == [(5, 0, 65535, 2**32 - 1, b"\xff" * 160), (6, 1, 0, 0, b"")]
+    with pytest.raises(ProtocolError):
+        list(FramesDown(message.data[:-1]).records())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"S{}",
+        b"O[1]",
+        b'C{"number": 1, "action": "explode"}',
+        b'C{"number": -1, "action": "stop"}',
+        b'E{"number": 1, "kind": "gossip"}',
+        b"Enot json",
+    ],
+)
+def test_a_bad_recording_message_is_a_protocol_error(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        parse_message(data)
+
+
+def test_an_unknown_command_is_refused_when_encoded() -> None:
+    with pytest.raises(ValueError, match="unknown recording action"):
+        encode_command(RecordingCommand(1, "explode"))
