@@ -651,9 +651,10 @@ def _stream(leg: RtpLeg) -> object:
 
 def _add_counts(call: _Call, returned: Returned) -> None:
     """The worker's counts added to the legs'; its stream numbering taken where this
-    process has not sent on the leg since the hand-over (if it has, it renumbered with
-    the same offsets, packets later than the worker's); a packet from another source
-    given to the relay's latching."""
+    process has not sent on the leg since the hand-over, else caught up with (this
+    process renumbered with the same offsets, later packets, unless a new source or a
+    tone started from the hand-over's numbering); a packet from another source given to
+    the relay's latching."""
     for leg, counts, handed in zip(call.legs(), returned.legs, call.handed, strict=True):
         stats = leg.stats
         stats.packets_out += counts.packets_out
@@ -662,8 +663,11 @@ def _add_counts(call: _Call, returned: Returned) -> None:
         stats.dropped_malformed += counts.dropped_malformed
         stats.packets_in += counts.packets_in
         stats.bytes_in += counts.bytes_in
-        if counts.rewriter is not None and leg.rewriter is not None and _stream(leg) == handed:
-            leg.rewriter.load(counts.rewriter)
+        if counts.rewriter is not None and leg.rewriter is not None:
+            if _stream(leg) == handed:
+                leg.rewriter.load(counts.rewriter)
+            else:
+                leg.rewriter.catch_up(counts.rewriter)
     foreign = returned.foreign
     if foreign is not None:
         leg = call.legs()[foreign.leg]
