@@ -53,11 +53,15 @@ class KernelForwarding(Protocol):
 class MediaWorkers(Protocol):
     """The media worker processes (:class:`~proxy.media.workers.WorkerPool`), when in
     use: offered and withdrawn as the kernel path is; ``lost(reason)`` is called if the
-    worker relaying the call dies (the call then ends, its recording interrupted)."""
+    worker relaying the call dies (the call then ends, its recording interrupted).  A
+    withdrawn call is relayed here at once, but its stream numbering is the worker's
+    until it answers: ``when_back`` runs what numbers packets of its own after that."""
 
     def offer(self, a: RtpLeg, b: RtpLeg, lost: Callable[[str], None]) -> None: ...
 
     def withdraw(self, leg: RtpLeg) -> None: ...
+
+    def when_back(self, leg: RtpLeg, then: Callable[[], None]) -> None: ...
 
 
 class CallMedia:
@@ -250,6 +254,15 @@ class CallMedia:
         if staff_leg.closed:
             return
         self._withdraw()  # the relay forwards while a tone plays, and renumbers after it
+        staff_leg.muted = True
+        if self.workers is not None:  # the tone follows the worker's last packet
+            self.workers.when_back(staff_leg, lambda: self._beep(staff_leg, audio))
+        else:
+            self._beep(staff_leg, audio)
+
+    def _beep(self, staff_leg: RtpLeg, audio: sdp.NegotiatedAudio) -> None:
+        if staff_leg.closed:
+            return
         rewriter = staff_leg.rewriter
         if rewriter is None:
             rewriter = StreamRewriter(secrets.randbits(32), secrets.randbits(16), 0)
@@ -263,7 +276,6 @@ class CallMedia:
             (rewriter.last_seq + 1) & 0xFFFF,
             (rewriter.last_ts + 160) & 0xFFFFFFFF,
         )
-        staff_leg.muted = True
 
         def resume(_: object) -> None:
             rewriter.continue_after(tone.next_sequence, tone.next_timestamp)

@@ -1,8 +1,8 @@
 """Metrics of the media worker processes (issue 19), one series per worker place:
 whether its process is up, calls it relays and recordings it runs now, RTP packets it
-took from parties, and restarts of its process.  Read from the pool at each scrape: the
-pool hears of every packet (handed up, or counted when a call it records comes back),
-so no scrape of the workers themselves is needed."""
+took from parties, restarts of its process, and its slow replies.  Read from the pool at
+each scrape: the pool hears of every packet (handed up, or counted when a call it
+records comes back), so no scrape of the workers themselves is needed."""
 
 from __future__ import annotations
 
@@ -59,6 +59,12 @@ class WorkerMetrics:
             "their recordings interrupted).",
             labels=["worker"],
         )
+        slow = CounterMetricFamily(
+            "recproxy_media_worker_slow_replies",
+            "Give-backs a media worker answered later than 0.5 s (a busy worker is waited "
+            "for, not ended: its calls are relayed by the call process meanwhile).",
+            labels=["worker"],
+        )
         for worker in workers:
             label = [str(worker.place)]
             up.add_metric(label, 1 if worker.ready else 0)
@@ -66,4 +72,5 @@ class WorkerMetrics:
             recordings.add_metric(label, worker.recordings)
             packets.add_metric(label, worker.packets)
             restarts.add_metric(label, worker.restarts)
-        return [up, calls, recordings, packets, restarts]
+            slow.add_metric(label, worker.slow_replies)
+        return [up, calls, recordings, packets, restarts, slow]

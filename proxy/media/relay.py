@@ -215,6 +215,16 @@ class StreamRewriter:
         source = -1 if self._source_ssrc is None else self._source_ssrc
         return (self.ssrc, self.last_seq, self.last_ts, source, self._seq_offset, self._ts_offset)
 
+    def catch_up(self, state: tuple[int, int, int, int, int, int]) -> None:
+        """Another rewriter (a media worker's, giving the stream back late) numbered
+        packets after this one's state was handed to it, and this one has numbered some
+        since: go on after the later of the two.  If the other's are later, the next
+        relayed packet starts a new spurt after them (numbers never go back twice)."""
+        _, last_seq, last_ts, _, _, _ = state
+        if last_seq != self.last_seq and ((last_seq - self.last_seq) & 0xFFFF) < 0x8000:
+            self.last_seq, self.last_ts = last_seq, last_ts
+            self._source_ssrc = None
+
     def load(self, state: tuple[int, int, int, int, int, int]) -> None:
         """Go on from the ``state`` another rewriter gave (:meth:`state`)."""
         ssrc, last_seq, last_ts, source, seq_offset, ts_offset = state

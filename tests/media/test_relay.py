@@ -372,6 +372,30 @@ def test_rewriter_continues_after_packets_numbered_elsewhere() -> None:
     assert (seq, ts, ssrc) == (20, 4000, 5)
 
 
+def test_rewriter_catches_up_with_a_worker_that_numbered_later_packets() -> None:
+    worker = StreamRewriter(ssrc=5, first_seq=10, first_ts=1600)
+    worker.rewrite(bytearray(rtp(500, 80000, 77)))
+    here = StreamRewriter(ssrc=5, first_seq=0, first_ts=0)
+    here.load(worker.state())  # handed to a worker, which goes on: 11 … 20
+    for n in range(1, 11):
+        worker.rewrite(bytearray(rtp(500 + n, 80000 + 160 * n, 77)))
+    packet = bytearray(rtp(9000, 0, 88))  # a new source here, before the worker answered
+    here.rewrite(packet)
+    assert struct.unpack_from("!H", packet, 2)[0] == 11  # from the stale numbering
+    here.catch_up(worker.state())
+    packet = bytearray(rtp(9001, 160, 88))
+    here.rewrite(packet)
+    _, marker_pt, seq, ts, _ = struct.unpack_from("!BBHII", packet)
+    assert (seq, ts) == (21, 3360)  # after the worker's last, 20 at 3200
+    assert marker_pt & 0x80
+    same = StreamRewriter(ssrc=5, first_seq=0, first_ts=0)
+    same.load(worker.state())
+    same.rewrite(bytearray(rtp(511, 80000 + 160 * 11, 77)))  # later, same offsets
+    before = same.state()
+    same.catch_up(worker.state())  # the worker's are earlier: nothing changes
+    assert same.state() == before
+
+
 # ---------------------------------------------------------------------------------------
 # IPv6: legs bound in the family of the party they face
 

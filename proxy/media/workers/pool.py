@@ -10,11 +10,14 @@ packet up in batches (:mod:`.protocol`); each packet then goes to its leg's
 ``record_forwarded``, so the recorder's jitter buffer, the tick, the writer and the
 catalog work as before, with no socket work per packet in this process.
 
-A call comes back (``withdraw``, answered at once: the pool waits up to
-``GIVE_BACK_SECONDS`` for the worker's reply) when the call flow asks — a tone, a
-transfer, a hold, the end — or when the pool sees a leg change under it (looked at
-every ``CHECK_SECONDS``: a re-INVITE's new address, payload types or keys, a hold), or
-when the worker met a packet from another source (then the relay's latching decides).
+A call comes back when the call flow asks (``withdraw``) — a tone, a transfer, a hold,
+the end — or when the pool sees a leg change under it (looked at every
+``CHECK_SECONDS``: a re-INVITE's new address, payload types or keys, a hold), or when
+the worker met a packet from another source (then the relay's latching decides).  A
+give-back never waits on the event loop: this process reads the sockets again at once,
+and the worker's counts and stream numbering are settled when its ``R`` arrives (the
+packets it handed up before come first); ``when_back`` runs what needs them after that.
+A reply later than ``GIVE_BACK_SECONDS`` is logged and counted, not fatal.
 
 With a recorder set-up (``recording``, step 2), ``open_recording`` starts a call's
 recording in the least busy worker, which from then on is the only one its call is
@@ -23,8 +26,9 @@ process relays (before the hand-over, during a tone or a hold) is handed down to
 batches (``D``, ``FLUSH_SECONDS`` or ``BATCH_BYTES``); commands go down, reports come
 up to the recording's ``on_report`` (:mod:`.recording_messages`).
 
-A worker that dies (its control socket reads end-of-file) ends its calls only: each
-call's ``lost(reason)`` is called (the call flow marks its recording ``interrupted`` and
+A worker that dies (its control socket reads end-of-file; its exit status is collected
+by a thread, never on the event loop) ends its calls only: each call's
+``lost(reason)`` is called (the call flow marks its recording ``interrupted`` and
 hangs up), and so is each recording's it ran; a new worker takes the dead one's place
 (at most one restart a second per place).  Counted, logged, and shown in
 :meth:`snapshot`.
@@ -36,10 +40,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +56,6 @@ from .protocol import (
     FLUSH_SECONDS,
     GiveBack,
     Hello,
-    LegCounts,
     LegHandOver,
     Packets,
     ProtocolError,
@@ -77,7 +80,8 @@ from .remote import ChannelDown, RemotePair
 
 log = logging.getLogger(__name__)
 
-GIVE_BACK_SECONDS = 0.5  # a worker that does not answer a give-back in this is killed
+GIVE_BACK_SECONDS = 0.5  # a give-back answered later than this is logged and counted
+END_SECONDS = 2.0  # a worker whose socket we closed has this long to exit, then is killed
 CHECK_SECONDS = 0.1  # how often handed calls' legs are compared with what was handed
 RESTART_SECONDS = 1.0  # at most one restart a second per worker place
 _MAX_MESSAGE = 1 << 16
@@ -101,6 +105,7 @@ class WorkerSnapshot:
     packets: int
     restarts: int
     recordings: int = 0
+    slow_replies: int = 0
 
 
 def _shape(leg: RtpLeg, peer: RtpLeg) -> tuple[object, ...]:
@@ -127,6 +132,9 @@ class _Call:
     shape: tuple[object, ...] = ()
     retry: asyncio.TimerHandle | None = None
     deadline: float = 0.0
+    handed: tuple[object, ...] = ()  # the legs' stream rewriters' states when handed
+    slow: asyncio.TimerHandle | None = None  # a give-back not yet answered
+    then: list[Callable[[], None]] = field(default_factory=list)  # once it is answered
 
     def legs(self) -> tuple[RtpLeg, RtpLeg]:
         return self.a, self.b
@@ -152,6 +160,7 @@ class _Worker:
     process: subprocess.Popen[bytes]
     control: socket.socket
     calls: dict[int, _Call] = field(default_factory=dict)
+    returning: dict[int, _Call] = field(default_factory=dict)  # asked back, ``R`` awaited
     recordings: dict[int, _Recording] = field(default_factory=dict)
     started: float = 0.0
     ready: bool = False  # it said hello: calls may go to it
@@ -182,10 +191,12 @@ class WorkerPool:
         self._places: list[_Worker | None] = [None] * size
         self._packets = [0] * size
         self._restarts = [0] * size
+        self._slow = [0] * size
         self.recording = recording  # workers record their calls (step 2) when set
         self._recordings: dict[int, _Recording] = {}  # by number, until written
         self._calls: dict[int, _Call] = {}  # by id, handed or waiting to be
         self._by_leg: dict[RtpLeg, _Call] = {}
+        self._returning: dict[RtpLeg, _Call] = {}  # legs whose give-back is not settled
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._check: asyncio.TimerHandle | None = None
@@ -224,6 +235,7 @@ class WorkerPool:
                 self._packets[place],
                 self._restarts[place],
                 len(worker.recordings) if worker is not None else 0,
+                self._slow[place],
             )
             for place, worker in enumerate(self._places)
         ]
@@ -249,30 +261,36 @@ class WorkerPool:
         self._loop.add_reader(ours.fileno(), self._readable, worker)
         log.info("media worker %d started (pid %d)", place, process.pid)
 
-    def _end(self, worker: _Worker) -> None:
+    def _end(self, worker: _Worker, then: Callable[[], None] | None = None) -> None:
+        """Close the worker's socket (a live worker exits on end-of-file) and collect its
+        exit in a thread, killing it after ``END_SECONDS``; ``then`` runs on the loop
+        once it has exited."""
         if worker.flush is not None:
             worker.flush.cancel()
             worker.flush = None
         if self._loop is not None:
             self._loop.remove_reader(worker.control.fileno())
         worker.control.close()
-        try:
-            worker.process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
-            worker.process.wait()
+        for call in list(worker.returning.values()):  # no answer will come: as they are
+            self._settle(worker, call, None)
+        loop = self._loop
+        threading.Thread(
+            target=_reap, args=(worker.process, loop, then), name="media-worker-reaper",
+            daemon=True,
+        ).start()  # fmt: skip
 
     def _died(self, worker: _Worker, why: str) -> None:
-        """The worker is gone: its calls end (their recordings ``interrupted``), and a
-        new one takes its place."""
+        """The worker is gone (or broke the protocol): once its process has exited, its
+        calls end (their recordings ``interrupted``), and a new one takes its place."""
         if self._places[worker.place] is not worker:
             return
         self._places[worker.place] = None
-        try:  # its socket closed as it exited: its status follows at once
-            worker.process.wait(timeout=0.2)
-        except subprocess.TimeoutExpired:  # alive but failing us: ended here
-            worker.process.kill()
-        self._end(worker)
+        if why != "exited":  # alive but failing us: ended here
+            with contextlib.suppress(OSError):
+                worker.process.kill()
+        self._end(worker, lambda: self._ended(worker, why))
+
+    def _ended(self, worker: _Worker, why: str) -> None:
         code = worker.process.returncode
         reason = f"media worker {worker.place} (pid {worker.process.pid}) {why}, exit {code}"
         log.error("%s: ending its %d call(s)", reason, len(worker.calls))
@@ -332,11 +350,23 @@ class WorkerPool:
         call = self._by_leg.get(leg)
         return call is not None and call.worker is not None
 
+    def when_back(self, leg: RtpLeg, then: Callable[[], None]) -> None:
+        """Run ``then`` once the call with ``leg`` is wholly back (its worker's counts and
+        stream numbering settled: a tone numbered after the worker's last packet), now if
+        it is."""
+        call = self._returning.get(leg)
+        if call is None:
+            then()
+        else:
+            call.then.append(then)
+
     def _attempt(self, call: _Call) -> None:
         call.retry = None
         if self._calls.get(call.id) is not call:
             return
         reason = not_ready(call.a, call.b)
+        if reason is None and any(leg in self._returning for leg in call.legs()):
+            reason = "its last give-back is not answered yet"
         workers = [worker for worker in self._places if worker is not None and worker.ready]
         recorder = self._recorder(call)
         if recorder is not None:  # the worker recording the call relays it, or none
@@ -372,6 +402,7 @@ class WorkerPool:
         self._flush_down(worker)  # the audio the relay handed down goes before the call
         message = encode_take(Take(call.id, (legs[0], legs[1])))
         call.shape = call.current_shape()
+        call.handed = tuple(_stream(leg) for leg in call.legs())
         fds = [leg.lend() for leg in call.legs()]
         call.worker = worker
         worker.calls[call.id] = call
@@ -380,7 +411,8 @@ class WorkerPool:
         except OSError as exc:
             log.warning("port %d: media worker %d refused the call: %s", call.a.port,
                         worker.place, exc)  # fmt: skip
-            self._returned(call, Returned(call.id, "not taken", (LegCounts(), LegCounts())))
+            for leg in call.legs():
+                leg.reclaim()
             self._forget(call)
 
     def _withdraw(self, call: _Call) -> None:
@@ -403,21 +435,26 @@ class WorkerPool:
             call.worker = None
 
     def _give_back(self, worker: _Worker, call: _Call) -> None:
-        """Ask for the call and wait for the answer (its last packets come first)."""
-        try:
-            worker.control.send(encode_give_back(call.id))
-        except OSError:
-            self._died(worker, "lost its control socket")
+        """Ask for the call and read its sockets here again at once; the worker's answer
+        settles its counts (:meth:`_settle`), and the packets it handed up meanwhile are
+        recorded as they come."""
+        for leg in call.legs():
+            leg.reclaim()
+        if self._places[worker.place] is not worker:  # died: nothing to ask
             return
-        deadline = self.clock() + GIVE_BACK_SECONDS
-        while call.worker is worker and self._places[worker.place] is worker:
-            left = deadline - self.clock()
-            if left <= 0:
-                self._died(worker, f"did not give a call back in {GIVE_BACK_SECONDS} s")
-                return
-            readable, _, _ = select.select([worker.control], [], [], left)
-            if readable:
-                self._readable(worker)
+        self._send(worker, encode_give_back(call.id))
+        if self._places[worker.place] is not worker or self._loop is None:
+            return
+        worker.returning[call.id] = call
+        for leg in call.legs():
+            self._returning[leg] = call
+        call.slow = self._loop.call_later(GIVE_BACK_SECONDS, self._slow_reply, worker, call)
+
+    def _slow_reply(self, worker: _Worker, call: _Call) -> None:
+        call.slow = None
+        self._slow[worker.place] += 1
+        log.warning("media worker %d (pid %d): call %d not given back in %s s; waiting",
+                    worker.place, worker.process.pid, call.id, GIVE_BACK_SECONDS)  # fmt: skip
 
     def _check_legs(self) -> None:
         """Calls whose legs changed under their worker go back to the relay (and are
@@ -456,14 +493,7 @@ class WorkerPool:
             elif isinstance(message, Hello):
                 worker.ready = True
             elif isinstance(message, Returned):
-                call = worker.calls.get(message.call)
-                if call is not None:
-                    # the packets it recorded itself are counted when the call is back
-                    self._packets[worker.place] += sum(leg.packets_in for leg in message.legs)
-                    self._returned(call, message)
-                    self._forget(call)
-                    if message.foreign is not None and not (call.a.closed or call.b.closed):
-                        self.offer(call.a, call.b, call.lost, now=False)
+                self._returned(worker, message)
             elif isinstance(
                 message, Take | GiveBack | RecorderSetup | OpenRecording | RecordingCommand
                 | FramesDown,
@@ -475,35 +505,52 @@ class WorkerPool:
     def _record(worker: _Worker, message: Packets) -> int:
         """Each packet to its leg, as the relay would have given it (the hot path of
         this side: a dictionary look-up and a call per packet)."""
-        calls = worker.calls
+        calls, returning = worker.calls, worker.returning
         count = 0
         for call_id, index, packet in message.records():
-            call = calls.get(call_id)
+            call = calls.get(call_id) or returning.get(call_id)
             if call is not None:
                 (call.b if index else call.a).record_forwarded(packet)
                 count += 1
         return count
 
-    @staticmethod
-    def _returned(call: _Call, returned: Returned) -> None:
-        """The call is back: the worker's counts added, the sockets read here again, and
-        a packet from another source given to the relay's latching."""
-        for leg, counts in zip(call.legs(), returned.legs, strict=True):
-            stats = leg.stats
-            stats.packets_out += counts.packets_out
-            stats.bytes_out += counts.bytes_out
-            stats.send_errors += counts.send_errors
-            stats.dropped_malformed += counts.dropped_malformed
-            stats.packets_in += counts.packets_in
-            stats.bytes_in += counts.bytes_in
-            if counts.rewriter is not None and leg.rewriter is not None:
-                leg.rewriter.load(counts.rewriter)
-            leg.reclaim()
-        foreign = returned.foreign
-        if foreign is not None:
-            leg = call.legs()[foreign.leg]
-            if not leg.closed:
-                leg.rtp_received(foreign.packet, foreign.source)
+    def _returned(self, worker: _Worker, message: Returned) -> None:
+        """``R``: a call the worker gave back by itself (a stranger's packet, a bad
+        take) comes back whole; one asked back (:meth:`_give_back`) is settled."""
+        call = worker.calls.get(message.call)
+        if call is not None:
+            for leg in call.legs():
+                leg.reclaim()
+            self._forget(call)
+            self._settle(worker, call, message)
+            if message.foreign is not None and not (call.a.closed or call.b.closed):
+                self.offer(call.a, call.b, call.lost, now=False)
+            return
+        call = worker.returning.get(message.call)
+        if call is not None:
+            self._settle(worker, call, message)
+
+    def _settle(self, worker: _Worker, call: _Call, returned: Returned | None) -> None:
+        """The worker's answer (None: none will come) for a call back here: its counts
+        added, its stream numbering taken unless this process has sent on the leg since,
+        a packet from another source given to the relay's latching, then ``when_back``."""
+        worker.returning.pop(call.id, None)
+        for leg in call.legs():
+            if self._returning.get(leg) is call:
+                del self._returning[leg]
+        if call.slow is not None:
+            call.slow.cancel()
+            call.slow = None
+        if returned is not None:
+            # the packets it recorded itself are counted when the call is back
+            self._packets[worker.place] += sum(leg.packets_in for leg in returned.legs)
+            _add_counts(call, returned)
+        then, call.then = call.then, []
+        for run in then:
+            try:
+                run()
+            except Exception:
+                log.exception("call %d: what waited for its give-back failed", call.id)
 
     # -- recordings in the workers (step 2) ---------------------------------------------
 
@@ -596,6 +643,53 @@ class WorkerPool:
             recording.on_report(report)
         except Exception:
             log.exception("recording %d: its %s report failed", report.number, report.kind)
+
+
+def _stream(leg: RtpLeg) -> object:
+    return None if leg.rewriter is None else leg.rewriter.state()
+
+
+def _add_counts(call: _Call, returned: Returned) -> None:
+    """The worker's counts added to the legs'; its stream numbering taken where this
+    process has not sent on the leg since the hand-over, else caught up with (this
+    process renumbered with the same offsets, later packets, unless a new source or a
+    tone started from the hand-over's numbering); a packet from another source given to
+    the relay's latching."""
+    for leg, counts, handed in zip(call.legs(), returned.legs, call.handed, strict=True):
+        stats = leg.stats
+        stats.packets_out += counts.packets_out
+        stats.bytes_out += counts.bytes_out
+        stats.send_errors += counts.send_errors
+        stats.dropped_malformed += counts.dropped_malformed
+        stats.packets_in += counts.packets_in
+        stats.bytes_in += counts.bytes_in
+        if counts.rewriter is not None and leg.rewriter is not None:
+            if _stream(leg) == handed:
+                leg.rewriter.load(counts.rewriter)
+            else:
+                leg.rewriter.catch_up(counts.rewriter)
+    foreign = returned.foreign
+    if foreign is not None:
+        leg = call.legs()[foreign.leg]
+        if not leg.closed:
+            leg.rtp_received(foreign.packet, foreign.source)
+
+
+def _reap(
+    process: subprocess.Popen[bytes],
+    loop: asyncio.AbstractEventLoop | None,
+    then: Callable[[], None] | None,
+) -> None:
+    """In a thread: wait for a worker's exit (killing it after ``END_SECONDS``), then
+    ``then`` on the loop."""
+    try:
+        process.wait(timeout=END_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if loop is not None and then is not None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(then)
 
 
 def _recorded(leg: RtpLeg, worker: _Worker) -> tuple[int, int, int] | None:

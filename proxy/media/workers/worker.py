@@ -153,6 +153,8 @@ class Worker:
         self._batch = packet_batch()
         self._flush: asyncio.TimerHandle | None = None
         self.recordings: WorkerRecordings | None = None  # once the call process sets them up
+        self._opening: dict[int, asyncio.Task[None]] = {}  # takes whose sockets are set up
+        self._deferred: dict[int, tuple[str, Foreign | None]] = {}  # give-backs waiting
         control.setblocking(False)
         for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
             with contextlib.suppress(OSError):
@@ -175,7 +177,7 @@ class Worker:
                 return
             message = parse_message(data)
             if isinstance(message, Take):
-                self.loop.create_task(self._take(message, fds))
+                self._take(message, fds)
             elif isinstance(message, GiveBack):
                 self.give_back(message.call, "asked")
             elif isinstance(message, RecorderSetup) and self.recordings is None:
@@ -221,7 +223,9 @@ class Worker:
 
     # -- calls --------------------------------------------------------------------------
 
-    async def _take(self, take: Take, fds: list[int]) -> None:
+    def _take(self, take: Take, fds: list[int]) -> None:
+        """Register the call at once, in the order its messages came: a ``G`` read in
+        the same pass finds it.  Its sockets are set up by a task (``_open``)."""
         if len(fds) != 2 or take.call in self.calls:
             for fd in fds:
                 socket.close(fd)
@@ -233,23 +237,49 @@ class Worker:
         )
         first, second = legs
         first.peer, second.peer = second, first
-        self.calls[take.call] = (first, second)
-        for leg, hand, fd in zip(legs, take.legs, fds, strict=True):
+        for leg, hand in zip(legs, take.legs, strict=True):
             leg.keep = hand.keep
             leg.recorded = hand.recorded
             if hand.rewriter is not None:
                 leg.rewriter = StreamRewriter(0, 0, 0)
                 leg.rewriter.load(hand.rewriter)
-            sock = socket.socket(fileno=fd)
-            sock.setblocking(False)
-            transport, _ = await self.loop.create_datagram_endpoint(_factory(leg), sock=sock)
-            if self.calls.get(take.call) != (first, second):  # given back meanwhile
-                transport.close()
-                continue
-            leg.transport = transport
+        self.calls[take.call] = (first, second)
+        socks = [socket.socket(fileno=fd) for fd in fds]
+        self._opening[take.call] = self.loop.create_task(self._open(take.call, legs, socks))
+
+    async def _open(self, call: int, legs: tuple[_Leg, ...], socks: list[socket.socket]) -> None:
+        """Read the call's sockets; a give-back asked meanwhile is answered once they
+        are open, so ``R`` always means the worker holds them no longer."""
+        opened = 0
+        try:
+            for leg, sock in zip(legs, socks, strict=True):
+                sock.setblocking(False)
+                leg.transport, _ = await self.loop.create_datagram_endpoint(
+                    _factory(leg), sock=sock
+                )
+                opened += 1
+        except OSError as exc:
+            log.error("call %d: its sockets could not be read (%s): given back", call, exc)
+            self._deferred.setdefault(call, ("its sockets could not be read", None))
+        finally:
+            del self._opening[call]
+            for sock in socks[opened:]:  # not taken by a transport: ours to close
+                sock.close()
+        deferred = self._deferred.pop(call, None)
+        if self.calls.get(call) is None:  # the worker stopped meanwhile
+            for leg in legs:
+                if leg.transport is not None:
+                    leg.transport.close()
+                    leg.transport = None
+        elif deferred is not None:
+            self.give_back(call, *deferred)
 
     def give_back(self, call: int, reason: str, foreign: Foreign | None = None) -> None:
-        """Stop reading the call's sockets; its packets, then ``R``, go up."""
+        """Stop reading the call's sockets; its packets, then ``R``, go up.  While its
+        take is being set up, after that (in order)."""
+        if call in self._opening:
+            self._deferred.setdefault(call, (reason, foreign))
+            return
         legs = self._close(call)
         self.flush()
         counts = (legs[0].counts(), legs[1].counts()) if legs else (LegCounts(), LegCounts())

@@ -138,9 +138,13 @@ async def test_a_call_on_a_worker_is_relayed_recorded_and_given_back(
     call.taker.send(rtp(12, pt=101), b.port)
     await call.settle()
     assert call.events == [12] and header(call.caller.received[-1][0])[0] == seqs[-1]
-    # asked back: the worker's counts are added, the relay forwards again, in sequence
+    # asked back: the relay reads again at once; the worker's counts are added when it
+    # answers, and the relay forwards again, in sequence
     pool.withdraw(a)
     assert not pool.on_worker(a) and sum(worker.calls for worker in pool.snapshot()) == 0
+    back = asyncio.get_running_loop().create_future()
+    pool.when_back(a, lambda: back.set_result(None))
+    await asyncio.wait_for(back, 2)
     assert a.stats.packets_out == b.stats.packets_out == 11  # the relay 1, the worker 10
     await asyncio.sleep(0.05)
     assert not a.lent and not b.lent
@@ -209,3 +213,34 @@ async def test_a_killed_worker_ends_its_calls_only_and_is_started_again(
 
 def _ports(worker: pool_module._Worker) -> set[int]:
     return {leg.port for call in worker.calls.values() for leg in call.legs()}
+
+
+async def test_a_worker_slow_to_give_back_keeps_its_calls_and_the_loop_runs(
+    pool: WorkerPool, session: MediaSession
+) -> None:
+    call = await new_call(pool, session)
+    a, b = call.a, call.b
+    await call.hand_over()
+    worker = next(w for w in pool._places if w is not None and a.port in _ports(w))
+    os.kill(worker.process.pid, signal.SIGSTOP)  # CPU contention, at its worst
+    try:
+        pool.withdraw(a)  # returns at once: nothing waits for the stopped worker
+        back = asyncio.get_running_loop().create_future()
+        pool.when_back(a, lambda: back.set_result(None))
+        await asyncio.sleep(0.05)
+        assert not a.lent and not b.lent  # this process reads the sockets again
+        await call.talk(2, 4)  # relayed and recorded here meanwhile
+        assert call.recorded == {"a": [1, 2, 3, 4], "b": [1, 2, 3, 4]}
+        assert call.taker.received[-1][0] == rtp(4)
+        await asyncio.sleep(pool_module.GIVE_BACK_SECONDS)
+        assert not back.done()
+        snapshot = pool.snapshot()[worker.place]
+        assert snapshot.slow_replies == 1 and snapshot.pid == worker.process.pid
+    finally:
+        os.kill(worker.process.pid, signal.SIGCONT)
+    await asyncio.wait_for(back, 2)  # its answer settles the call
+    assert call.lost == [] and pool.snapshot()[worker.place].restarts == 0
+    again = await new_call(pool, session)  # the slow worker still takes calls
+    await again.hand_over()
+    await again.talk(2, 3)
+    assert again.recorded["a"] == [1, 2, 3]
