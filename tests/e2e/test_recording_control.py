@@ -63,6 +63,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from proxy.storage.store import SERVE_LOCK, recording_folders
+
 from . import audio, pcap, sipp
 from .conftest import E2e, new_world, shared_data
 from .pcap import Datagram, RtpPacket
@@ -566,12 +568,13 @@ class DiscardByKeys(KeyedCode):
     def during(self, caller: sipp.Sipp) -> None:
         bridged = wait_bridged(self.p)
         time.sleep(max(bridged + 2.5 - time.time(), 0))
-        folders = list((self.world.folder / "data" / "recordings").iterdir())
+        folders = recording_folders(self.world.folder / "data" / "recordings")
         self.notes["before"] = {f.name: sorted(c.name for c in f.iterdir()) for f in folders}
         super().during(caller)
         self.notes["after_code"] = sorted(
             str(p.relative_to(self.world.folder))
             for p in (self.world.folder / "data" / "recordings").rglob("*")
+            if p.name != SERVE_LOCK  # serve's lock on the folder (issue 20), not a recording's
         )
 
     def after(self) -> None:
@@ -996,7 +999,8 @@ def test_star9_discards_key_and_segments_and_keeps_only_who_and_why(runs: Runs) 
     assert "key" in before[rid] and any(n.endswith(".rec") for n in before[rid]), before
     # after it, nothing: no folder, no key, no segment, anywhere under the recordings
     assert run.notes["after_code"] == [], run.notes["after_code"]
-    assert list((run.world.folder / "data" / "recordings").rglob("*")) == []
+    left = (run.world.folder / "data" / "recordings").rglob("*")
+    assert [p.name for p in left] == [SERVE_LOCK]  # only serve's lock on the folder
     # the catalog keeps the fact, who, why and when; no segment rows
     assert recording["state"] == "discarded", recording
     assert recording["discarded_by"] == "alice", recording
@@ -1185,7 +1189,10 @@ def test_do_not_record_caller_hears_alternative_prompt_bridged_unrecorded(runs: 
     assert call["bridged_at"] is not None, call
     assert run.notes["recordings"] == []
     assert catalog_rows(run.p, "SELECT * FROM recordings") == []
-    assert list((run.world.folder / "data" / "recordings").iterdir()) == []
+    # no recording's folder: only serve's lock on the folder (issue 20)
+    recordings = run.world.folder / "data" / "recordings"
+    assert recording_folders(recordings) == []
+    assert sorted(entry.name for entry in recordings.iterdir()) == [SERVE_LOCK]
     # the consent receipt says which prompt, all of it, and do-not-record
     (receipt,) = catalog_rows(run.p, "SELECT * FROM consent_receipts")
     path: Path = run.notes["prompt_path"]
