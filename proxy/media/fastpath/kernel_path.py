@@ -101,9 +101,10 @@ class FastPathSnapshot:
     drops: int  # packets the kernel could not put in the ring (its count)
 
 
-def not_ready(a: RtpLeg, b: RtpLeg, *, ipv6: bool = True) -> str | None:
-    """Why the call of legs ``a`` and ``b`` cannot be forwarded by the kernel now (None:
-    it can); ``ipv6``: whether the host forwards IPv6."""
+def not_forwardable(a: RtpLeg, b: RtpLeg) -> str | None:
+    """Why the call of legs ``a`` and ``b`` needs the relay's per-packet work now (None:
+    it does not, and another forwarder — the kernel, or a media worker, which forwards
+    through the call's own sockets — may carry it): the checks every forwarder shares."""
     if a.closed or b.closed:
         return "closed"
     if a.srtp is not None or b.srtp is not None:
@@ -116,6 +117,18 @@ def not_ready(a: RtpLeg, b: RtpLeg, *, ipv6: bool = True) -> str | None:
         return "a tone plays"
     if a.latched is None or b.latched is None:
         return "not latched"
+    return None
+
+
+def not_ready(a: RtpLeg, b: RtpLeg, *, ipv6: bool = True) -> str | None:
+    """Why the call of legs ``a`` and ``b`` cannot be forwarded by the kernel now (None:
+    it can); ``ipv6``: whether the host forwards IPv6.  Beyond :func:`not_forwardable`,
+    the kernel rewrites addresses itself, so it needs one address family and concrete
+    local addresses."""
+    reason = not_forwardable(a, b)
+    if reason is not None:
+        return reason
+    assert a.latched is not None and b.latched is not None  # not_forwardable checked
     hosts = (a.latched[0], b.latched[0], a.local_host, b.local_host)
     versions = {ipaddress.ip_address(host).version for host in hosts}
     if len(versions) != 1:

@@ -1,9 +1,11 @@
 """The call process's side of the media workers: N worker processes, the bridged calls
 handed to them, and what happens when one dies.
 
-``offer(a, b, lost)`` hands a call to the least busy worker once it can go — exactly
-the calls the kernel fast path would take (:func:`~proxy.media.fastpath.kernel_path.
-not_ready`: bridged both ways, latched, plain RTP, nothing playing), looked at again
+``offer(a, b, lost)`` hands a call to the least busy worker once it can go — the calls
+the kernel fast path would take (:func:`~proxy.media.fastpath.kernel_path.
+not_forwardable`: bridged both ways, latched, plain RTP, nothing playing), whatever
+address the sockets are bound to (a worker sends from them, so a wildcard address or
+mixed families, which the kernel's rewrite cannot take, are fine), looked at again
 every ``RETRY_SECONDS`` while the legs latch.  Its two RTP sockets are lent to the
 worker (:meth:`~proxy.media.relay.RtpLeg.lend`), which relays them and hands every
 packet up in batches (:mod:`.protocol`); each packet then goes to its leg's
@@ -48,7 +50,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..fastpath.kernel_path import PERMANENT, RETRY_FOR_SECONDS, RETRY_SECONDS, not_ready
+from ..fastpath.kernel_path import (
+    PERMANENT,
+    RETRY_FOR_SECONDS,
+    RETRY_SECONDS,
+    not_forwardable,
+)
 from ..relay import LegMode, RtpLeg
 from .batch import RecordBatch
 from .protocol import (
@@ -364,7 +371,7 @@ class WorkerPool:
         call.retry = None
         if self._calls.get(call.id) is not call:
             return
-        reason = not_ready(call.a, call.b)
+        reason = not_forwardable(call.a, call.b)  # a worker sends from the call's sockets
         if reason is None and any(leg in self._returning for leg in call.legs()):
             reason = "its last give-back is not answered yet"
         workers = [worker for worker in self._places if worker is not None and worker.ready]

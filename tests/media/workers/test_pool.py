@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from proxy.media.fastpath import not_ready
 from proxy.media.relay import LegMode, MediaSession, PortAllocator, RtpLeg, StreamRewriter
 from proxy.media.workers import WorkerPool
 from proxy.media.workers import pool as pool_module
@@ -155,6 +156,23 @@ async def test_a_call_on_a_worker_is_relayed_recorded_and_given_back(
     assert header(call.caller.received[-1][0]) == (seqs[-1] + 2, last_ts + 320, 0x1234)
     assert (a.stats.packets_in, b.stats.packets_in) == (11, 13)
     assert call.lost == []
+
+
+async def test_legs_on_a_wildcard_address_go_to_a_worker_too(pool: WorkerPool) -> None:
+    """serve's default binds RTP on 0.0.0.0: the kernel path cannot take such a call (its
+    rewrite needs a concrete local address), but a worker sends from the call's own
+    sockets, so it can."""
+    media = MediaSession(PortAllocator(21200, 21299), "0.0.0.0")
+    try:
+        call = await new_call(pool, media)
+        await call.hand_over()
+        call.taker.received.clear()
+        await call.talk(2, 6)
+        assert [data for data, _ in call.taker.received] == [rtp(seq) for seq in range(2, 7)]
+        assert call.recorded == {"a": list(range(1, 7)), "b": list(range(1, 7))}
+        assert not_ready(call.a, call.b) == "wildcard address"  # the kernel could not
+    finally:
+        media.close()
 
 
 async def test_a_changed_leg_or_a_stranger_brings_the_call_back_and_it_goes_again(
